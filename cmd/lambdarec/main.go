@@ -1,0 +1,137 @@
+// Command lambdarec runs every role of the lambdarec platform: one subcommand
+// per role (broker, generate, serve, archive, batch, …, and dev for all of them
+// in one process). main only wires: configuration, logger, components.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/internal/obs"
+)
+
+// command is one subcommand: its flags are registered on fs, then run is called
+// with the loaded configuration.
+type command struct {
+	summary string
+	setup   func(fs *flag.FlagSet, cfg *config.Config) func(ctx context.Context, env *env) error
+}
+
+// env is what every command gets.
+type env struct {
+	cfg    config.Config
+	log    *slog.Logger
+	stdout io.Writer
+	args   []string // positional arguments after the flags
+}
+
+var commands = map[string]command{}
+
+func register(name string, c command) { commands[name] = c }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: lambdarec <command> [flags]\n\ncommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-16s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nrun 'lambdarec <command> -h' for a command's flags")
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		return 2
+	}
+	name := args[0]
+	args = args[1:]
+	// Two-word commands: "batch run", "batch schedule".
+	if _, ok := commands[name]; !ok && len(args) > 0 {
+		if _, ok := commands[name+" "+args[0]]; ok {
+			name, args = name+" "+args[0], args[1:]
+		}
+	}
+	c, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "lambdarec: unknown command %q\n\n", name)
+		usage(stderr)
+		return 2
+	}
+	// The file and the environment are loaded first; flags then override
+	// them, so --config is found before the flags are parsed.
+	configPath := flagValue(args, "config", os.Getenv("LAMBDAREC_CONFIG"))
+	cfg, err := config.Load(configPath, os.Environ())
+	if err != nil {
+		fmt.Fprintf(stderr, "lambdarec: configuration: %v\n", err)
+		return 2
+	}
+	fs := flag.NewFlagSet("lambdarec "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.String("config", configPath, "YAML configuration file (env LAMBDAREC_CONFIG)")
+	checkOnly := fs.Bool("check-config", false, "validate the configuration and exit")
+	env := &env{stdout: stdout}
+	runFn := c.setup(fs, &cfg)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "lambdarec: configuration: %v\n", err)
+		return 2
+	}
+	if *checkOnly {
+		fmt.Fprintln(stdout, "configuration ok")
+		return 0
+	}
+	log, err := obs.NewLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		fmt.Fprintf(stderr, "lambdarec: %v\n", err)
+		return 2
+	}
+	env.cfg, env.log, env.args = cfg, log, fs.Args()
+	if err := runFn(ctx, env); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("command failed", "command", name, "err", err)
+		return 1
+	}
+	return 0
+}
+
+// flagValue returns the value of -name/--name in args, or def.
+func flagValue(args []string, name, def string) string {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		for _, p := range []string{"-" + name, "--" + name} {
+			if a == p && i+1 < len(args) {
+				return args[i+1]
+			}
+			if v, ok := strings.CutPrefix(a, p+"="); ok {
+				return v
+			}
+		}
+	}
+	return def
+}

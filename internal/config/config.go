@@ -1,0 +1,321 @@
+// Package config owns lambdarec's configuration: one YAML file in which every
+// key has a default and unknown keys are errors, overridden by LAMBDAREC_…
+// environment variables and then by command-line flags.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration. Each role reads the sections it needs.
+type Config struct {
+	Kafka   Kafka   `yaml:"kafka"`
+	Broker  Broker  `yaml:"broker"`
+	Serve   Serve   `yaml:"serve"`
+	Iceberg Iceberg `yaml:"iceberg"`
+	Archive Archive `yaml:"archive"`
+	Batch   Batch   `yaml:"batch"`
+	Log     Log     `yaml:"log"`
+}
+
+// Kafka says where the event log is.
+type Kafka struct {
+	// Brokers are the seed brokers. Default: 127.0.0.1:9092.
+	Brokers []string `yaml:"brokers"`
+	// Topic carries the events. Default: events.
+	Topic string `yaml:"topic"`
+	// DLQTopic receives records that cannot be decoded or validated. Default: events.dlq.
+	DLQTopic string `yaml:"dlq_topic"`
+	// Partitions is the partition count used when lambdarec creates the topics. Default: 6.
+	Partitions int `yaml:"partitions"`
+	// ProduceTimeout bounds how long a produce waits for Kafka's acknowledgement. Default: 10s.
+	ProduceTimeout time.Duration `yaml:"produce_timeout"`
+}
+
+// Broker configures the embedded Kafka-protocol broker.
+type Broker struct {
+	// Addr is the loopback address it listens on. Default: 127.0.0.1:9092.
+	Addr string `yaml:"addr"`
+	// DataDir persists the log when set. Default: none (in memory).
+	DataDir string `yaml:"data_dir"`
+}
+
+// Serve configures the HTTP server of the serving layer and its collector.
+type Serve struct {
+	// Addr is the listen address. Default: 127.0.0.1:8080.
+	Addr string `yaml:"addr"`
+	// MaxBodyBytes bounds a POST /v1/events body. Default: 1 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxBatchEvents bounds the events in one POST. Default: 1000.
+	MaxBatchEvents int `yaml:"max_batch_events"`
+}
+
+// Iceberg says where the master dataset and the batch view live.
+type Iceberg struct {
+	// Catalog is "sql" (default), "rest" or "glue".
+	Catalog string `yaml:"catalog"`
+	// CatalogURI is the SQL DSN (sqlite: file path, postgres: URL) or the REST endpoint.
+	// Default: file:lambdarec-data/catalog.db (SQLite).
+	CatalogURI string `yaml:"catalog_uri"`
+	// SQLDialect is "sqlite" (default) or "postgres" for the SQL catalog.
+	SQLDialect string `yaml:"sql_dialect"`
+	// Warehouse is the root location of table data: file:// (default
+	// file://<cwd>/lambdarec-data/warehouse) or s3://bucket/prefix.
+	Warehouse string `yaml:"warehouse"`
+	// Namespace holds lambdarec's tables. Default: lambdarec.
+	Namespace string `yaml:"namespace"`
+	// S3 configures s3:// warehouses; credentials come from the usual AWS chain.
+	S3 S3 `yaml:"s3"`
+}
+
+// S3 configures access to an S3-compatible object store.
+type S3 struct {
+	Endpoint  string `yaml:"endpoint"`
+	Region    string `yaml:"region"`
+	PathStyle bool   `yaml:"path_style"`
+}
+
+// Archive configures the Kafka → Iceberg archiver.
+type Archive struct {
+	// Group is the consumer group used for lag monitoring. Default: lambdarec-archive.
+	Group string `yaml:"group"`
+	// MaxRecords closes a micro-batch at this many records. Default: 50000.
+	MaxRecords int `yaml:"max_records"`
+	// MaxInterval closes a micro-batch after this long. Default: 10s.
+	MaxInterval time.Duration `yaml:"max_interval"`
+}
+
+// Batch configures batch recomputes.
+type Batch struct {
+	// Cron is the schedule of `batch schedule`. Default: "@every 1h".
+	Cron string `yaml:"cron"`
+	// TopK is the neighbours kept per item and recommendations per user. Default: 50.
+	TopK int `yaml:"top_k"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info (default), warn or error.
+	Level string `yaml:"level"`
+	// Format is text (default) or json.
+	Format string `yaml:"format"`
+}
+
+// Default returns the configuration with every default filled in.
+func Default() Config {
+	return Config{
+		Kafka: Kafka{
+			Brokers:        []string{"127.0.0.1:9092"},
+			Topic:          "events",
+			DLQTopic:       "events.dlq",
+			Partitions:     6,
+			ProduceTimeout: 10 * time.Second,
+		},
+		Broker: Broker{Addr: "127.0.0.1:9092"},
+		Serve:  Serve{Addr: "127.0.0.1:8080", MaxBodyBytes: 1 << 20, MaxBatchEvents: 1000},
+		Iceberg: Iceberg{
+			Catalog:    "sql",
+			CatalogURI: "file:lambdarec-data/catalog.db",
+			SQLDialect: "sqlite",
+			Warehouse:  "file://lambdarec-data/warehouse",
+			Namespace:  "lambdarec",
+			S3:         S3{Region: "us-east-1"},
+		},
+		Archive: Archive{Group: "lambdarec-archive", MaxRecords: 50_000, MaxInterval: 10 * time.Second},
+		Batch:   Batch{Cron: "@every 1h", TopK: 50},
+		Log:     Log{Level: "info", Format: "text"},
+	}
+}
+
+// Parse decodes YAML over the defaults. Unknown keys are errors.
+func Parse(b []byte) (Config, error) {
+	cfg := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("parse config: %w", err)
+	}
+	return cfg, nil
+}
+
+// Load reads the YAML file at path (none when path is empty), then applies the
+// LAMBDAREC_… variables of environ, and validates the result.
+func Load(path string, environ []string) (Config, error) {
+	cfg := Default()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("read config: %w", err)
+		}
+		if cfg, err = Parse(b); err != nil {
+			return Config{}, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	if err := ApplyEnv(&cfg, environ); err != nil {
+		return Config{}, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// Validate rejects values no role can work with.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if len(c.Kafka.Brokers) == 0 {
+		bad("kafka.brokers", "at least one broker is required")
+	}
+	for _, b := range c.Kafka.Brokers {
+		if !strings.Contains(b, ":") {
+			bad("kafka.brokers", "%q is not host:port", b)
+		}
+	}
+	if c.Kafka.Topic == "" || c.Kafka.DLQTopic == "" {
+		bad("kafka.topic", "topic and dlq_topic are required")
+	}
+	if c.Kafka.Topic == c.Kafka.DLQTopic {
+		bad("kafka.dlq_topic", "must differ from kafka.topic")
+	}
+	if c.Kafka.Partitions < 1 || c.Kafka.Partitions > 10_000 {
+		bad("kafka.partitions", "must be between 1 and 10000, got %d", c.Kafka.Partitions)
+	}
+	if c.Kafka.ProduceTimeout <= 0 {
+		bad("kafka.produce_timeout", "must be positive")
+	}
+	if c.Serve.MaxBodyBytes < 1024 {
+		bad("serve.max_body_bytes", "must be at least 1024, got %d", c.Serve.MaxBodyBytes)
+	}
+	if c.Serve.MaxBatchEvents < 1 {
+		bad("serve.max_batch_events", "must be at least 1")
+	}
+	switch c.Iceberg.Catalog {
+	case "sql":
+		if c.Iceberg.SQLDialect != "sqlite" && c.Iceberg.SQLDialect != "postgres" {
+			bad("iceberg.sql_dialect", "must be sqlite or postgres, got %q", c.Iceberg.SQLDialect)
+		}
+	case "rest", "glue":
+	default:
+		bad("iceberg.catalog", "must be sql, rest or glue, got %q", c.Iceberg.Catalog)
+	}
+	if !strings.HasPrefix(c.Iceberg.Warehouse, "file://") && !strings.HasPrefix(c.Iceberg.Warehouse, "s3://") {
+		bad("iceberg.warehouse", "must start with file:// or s3://, got %q", c.Iceberg.Warehouse)
+	}
+	if c.Iceberg.Namespace == "" {
+		bad("iceberg.namespace", "required")
+	}
+	if c.Archive.MaxRecords < 1 {
+		bad("archive.max_records", "must be at least 1")
+	}
+	if c.Archive.MaxInterval <= 0 {
+		bad("archive.max_interval", "must be positive")
+	}
+	if c.Batch.TopK < 1 || c.Batch.TopK > 10_000 {
+		bad("batch.top_k", "must be between 1 and 10000")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", "must be text or json, got %q", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// EnvPrefix starts every environment override: LAMBDAREC_KAFKA_BROKERS
+// overrides kafka.brokers (lists are comma-separated).
+const EnvPrefix = "LAMBDAREC_"
+
+// ApplyEnv sets the keys named by the LAMBDAREC_… entries of environ.
+// A variable that names no key is an error, like an unknown YAML key.
+func ApplyEnv(cfg *Config, environ []string) error {
+	keys := map[string]reflect.Value{}
+	collect(reflect.ValueOf(cfg).Elem(), "", keys)
+	var errs []error
+	for _, kv := range environ {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, EnvPrefix) {
+			continue
+		}
+		key := strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
+		f, ok := keys[key]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: names no configuration key", name))
+			continue
+		}
+		if err := setString(f, val); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func collect(v reflect.Value, prefix string, out map[string]reflect.Value) {
+	t := v.Type()
+	for i := range t.NumField() {
+		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		key := tag
+		if prefix != "" {
+			key = prefix + "_" + tag
+		}
+		f := v.Field(i)
+		if f.Kind() == reflect.Struct {
+			collect(f, key, out)
+			continue
+		}
+		out[key] = f
+	}
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+func setString(f reflect.Value, s string) error {
+	switch {
+	case f.Type() == durationType:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		f.SetInt(int64(d))
+	case f.Kind() == reflect.String:
+		f.SetString(s)
+	case f.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		f.SetBool(b)
+	case f.Kind() == reflect.Int || f.Kind() == reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return err
+		}
+		f.SetInt(n)
+	case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.String:
+		var parts []string
+		for p := range strings.SplitSeq(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		f.Set(reflect.ValueOf(parts))
+	default:
+		return fmt.Errorf("unsupported type %s", f.Type())
+	}
+	return nil
+}
