@@ -529,6 +529,52 @@ func (x *Metadata) GetIsTest() bool {
 	return false
 }
 
+// UserInteractionBatch is the protobuf body of a POST /v1/events carrying
+// several events at once.
+type UserInteractionBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*UserInteraction     `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserInteractionBatch) Reset() {
+	*x = UserInteractionBatch{}
+	mi := &file_interaction_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserInteractionBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserInteractionBatch) ProtoMessage() {}
+
+func (x *UserInteractionBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_interaction_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserInteractionBatch.ProtoReflect.Descriptor instead.
+func (*UserInteractionBatch) Descriptor() ([]byte, []int) {
+	return file_interaction_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *UserInteractionBatch) GetEvents() []*UserInteraction {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 var File_interaction_proto protoreflect.FileDescriptor
 
 const file_interaction_proto_rawDesc = "" +
@@ -576,7 +622,9 @@ const file_interaction_proto_rawDesc = "" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12%\n" +
 	"\x0eschema_version\x18\x02 \x01(\rR\rschemaVersion\x12%\n" +
 	"\x0ecorrelation_id\x18\x03 \x01(\tR\rcorrelationId\x12\x17\n" +
-	"\ais_test\x18\x04 \x01(\bR\x06isTestB0Z.github.com/lambdarec/lambdarec/schemas;schemasb\x06proto3"
+	"\ais_test\x18\x04 \x01(\bR\x06isTest\"M\n" +
+	"\x14UserInteractionBatch\x125\n" +
+	"\x06events\x18\x01 \x03(\v2\x1d.lambdarec.v1.UserInteractionR\x06eventsB0Z.github.com/lambdarec/lambdarec/schemas;schemasb\x06proto3"
 
 var (
 	file_interaction_proto_rawDescOnce sync.Once
@@ -590,7 +638,7 @@ func file_interaction_proto_rawDescGZIP() []byte {
 	return file_interaction_proto_rawDescData
 }
 
-var file_interaction_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_interaction_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_interaction_proto_goTypes = []any{
 	(*UserInteraction)(nil),       // 0: lambdarec.v1.UserInteraction
 	(*PageView)(nil),              // 1: lambdarec.v1.PageView
@@ -598,24 +646,26 @@ var file_interaction_proto_goTypes = []any{
 	(*AddToCart)(nil),             // 3: lambdarec.v1.AddToCart
 	(*Purchase)(nil),              // 4: lambdarec.v1.Purchase
 	(*Metadata)(nil),              // 5: lambdarec.v1.Metadata
-	nil,                           // 6: lambdarec.v1.UserInteraction.DeviceEntry
-	nil,                           // 7: lambdarec.v1.UserInteraction.LocationEntry
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*UserInteractionBatch)(nil),  // 6: lambdarec.v1.UserInteractionBatch
+	nil,                           // 7: lambdarec.v1.UserInteraction.DeviceEntry
+	nil,                           // 8: lambdarec.v1.UserInteraction.LocationEntry
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_interaction_proto_depIdxs = []int32{
-	8, // 0: lambdarec.v1.UserInteraction.timestamp:type_name -> google.protobuf.Timestamp
+	9, // 0: lambdarec.v1.UserInteraction.timestamp:type_name -> google.protobuf.Timestamp
 	1, // 1: lambdarec.v1.UserInteraction.page_view:type_name -> lambdarec.v1.PageView
 	2, // 2: lambdarec.v1.UserInteraction.product_click:type_name -> lambdarec.v1.ProductClick
 	3, // 3: lambdarec.v1.UserInteraction.add_to_cart:type_name -> lambdarec.v1.AddToCart
 	4, // 4: lambdarec.v1.UserInteraction.purchase:type_name -> lambdarec.v1.Purchase
-	6, // 5: lambdarec.v1.UserInteraction.device:type_name -> lambdarec.v1.UserInteraction.DeviceEntry
-	7, // 6: lambdarec.v1.UserInteraction.location:type_name -> lambdarec.v1.UserInteraction.LocationEntry
+	7, // 5: lambdarec.v1.UserInteraction.device:type_name -> lambdarec.v1.UserInteraction.DeviceEntry
+	8, // 6: lambdarec.v1.UserInteraction.location:type_name -> lambdarec.v1.UserInteraction.LocationEntry
 	5, // 7: lambdarec.v1.UserInteraction.metadata:type_name -> lambdarec.v1.Metadata
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	0, // 8: lambdarec.v1.UserInteractionBatch.events:type_name -> lambdarec.v1.UserInteraction
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_interaction_proto_init() }
@@ -635,7 +685,7 @@ func file_interaction_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_interaction_proto_rawDesc), len(file_interaction_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
