@@ -79,7 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	// The file and the environment are loaded first; flags then override
 	// them, so --config is found before the flags are parsed.
-	configPath := flagValue(args, "config", os.Getenv("LAMBDAREC_CONFIG"))
+	configPath := flagValue(args, "config", os.Getenv(config.EnvConfigFile))
 	cfg, err := config.Load(configPath, os.Environ())
 	if err != nil {
 		fmt.Fprintf(stderr, "lambdarec: configuration: %v\n", err)

@@ -241,6 +241,9 @@ func (c *Config) Validate() error {
 // overrides kafka.brokers (lists are comma-separated).
 const EnvPrefix = "LAMBDAREC_"
 
+// EnvConfigFile names the configuration file when --config is not given.
+const EnvConfigFile = "LAMBDAREC_CONFIG"
+
 // ApplyEnv sets the keys named by the LAMBDAREC_… entries of environ.
 // A variable that names no key is an error, like an unknown YAML key.
 func ApplyEnv(cfg *Config, environ []string) error {
@@ -249,7 +252,7 @@ func ApplyEnv(cfg *Config, environ []string) error {
 	var errs []error
 	for _, kv := range environ {
 		name, val, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(name, EnvPrefix) {
+		if !ok || !strings.HasPrefix(name, EnvPrefix) || name == EnvConfigFile {
 			continue
 		}
 		key := strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
