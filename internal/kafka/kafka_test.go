@@ -1,0 +1,72 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/lambdarec/lambdarec/internal/broker"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func TestEnsureTopicsAndDeadLetter(t *testing.T) {
+	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Partitions: 2}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := NewClient([]string{b.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := EnsureTopics(ctx, cl, 4, "events", "events.dlq"); err != nil {
+		t.Fatal(err)
+	}
+	// Idempotent: existing topics are left alone.
+	if err := EnsureTopics(ctx, cl, 8, "events"); err != nil {
+		t.Fatalf("second EnsureTopics: %v", err)
+	}
+	if got := len(b.Cluster().PartitionInfos("events")); got != 4 {
+		t.Fatalf("events has %d partitions, want 4", got)
+	}
+
+	src := &kgo.Record{Topic: "events", Partition: 3, Offset: 42, Key: []byte("s-1"), Value: []byte{0xff, 0x00}}
+	dl := DeadLetter("events.dlq", src, "archive", errors.New("decode protobuf UserInteraction: bad wire type"))
+	if err := cl.ProduceSync(ctx, dl).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	rd, err := NewClient([]string{b.Addr()}, kgo.ConsumeTopics("events.dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	var got *kgo.Record
+	for got == nil {
+		fs := rd.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatal("dead letter not consumed")
+		}
+		fs.EachRecord(func(r *kgo.Record) { got = r })
+	}
+	if string(got.Key) != "s-1" || string(got.Value) != "\xff\x00" {
+		t.Fatalf("dead letter changed the record: key %q value %q", got.Key, got.Value)
+	}
+	want := map[string]string{
+		HeaderReason:          "decode protobuf UserInteraction: bad wire type",
+		HeaderStage:           "archive",
+		HeaderSourceTopic:     "events",
+		HeaderSourcePartition: "3",
+		HeaderSourceOffset:    "42",
+	}
+	for k, v := range want {
+		if h, ok := Header(got, k); !ok || h != v {
+			t.Errorf("header %s = %q, %v; want %q", k, h, ok, v)
+		}
+	}
+}
