@@ -1,0 +1,202 @@
+// Package store owns lambdarec's serving store: the interface through which the
+// batch layer publishes its view, the speed layer upserts its real-time view and
+// the serving layer reads both, the types of those views, and the in-process
+// backend (the embedded default). The ClickHouse backend lives in
+// internal/store/clickhouse; both pass the conformance suite in
+// internal/store/storetest.
+//
+// Two views are kept:
+//
+//   - the batch view (BatchView), recomputed from the master dataset and
+//     published atomically under its batch id: readers see either the previous
+//     view or the whole new one, never a mix;
+//   - the real-time view (SessionView), one record per session, upserted by the
+//     speed layer and versioned by the Kafka offset it reflects, so replays are
+//     idempotent and an older write never overwrites a newer one.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Scored is one recommended or similar item with its score. Higher scores are
+// better; lists of Scored are ordered best first.
+type Scored struct {
+	Item  string  `json:"item"`
+	Score float64 `json:"score"`
+}
+
+// BatchMeta describes one published batch view.
+type BatchMeta struct {
+	// BatchID names the batch; unique per publish. Required.
+	BatchID string `json:"batch_id"`
+	// SnapshotID is the Iceberg snapshot of `events` the batch read.
+	SnapshotID int64 `json:"snapshot_id"`
+	// Boundary maps each Kafka partition of `events` to the highest offset the
+	// batch includes. The speed layer counts only records past it.
+	Boundary map[int32]int64 `json:"boundary"`
+	// Events is the number of events the batch read.
+	Events int64 `json:"events"`
+	// CreatedAt is when the batch run computed the view.
+	CreatedAt time.Time `json:"created_at"`
+	// SourceMaxEventTime is the newest event time among the events read.
+	SourceMaxEventTime time.Time `json:"source_max_event_time"`
+}
+
+// BatchView is one whole batch view, as published by a batch run.
+type BatchView struct {
+	Meta BatchMeta
+	// Neighbors maps an item to its similar items, best first.
+	Neighbors map[string][]Scored
+	// UserRecs maps a user to that user's recommendations, best first.
+	UserRecs map[string][]Scored
+	// Popular is the popularity fallback, best first.
+	Popular []Scored
+}
+
+// SessionView is the real-time view of one session, written by the speed layer.
+type SessionView struct {
+	SessionID string `json:"session_id"`
+	UserID    string `json:"user_id"`
+	// Items are the session's recommendations, best first.
+	Items []Scored `json:"items"`
+	// Purchased are the items bought in the session; the serving layer
+	// excludes them from every answer.
+	Purchased []string `json:"purchased"`
+	// EventTime is the event time of the newest event included.
+	EventTime time.Time `json:"event_time"`
+	// Partition and Offset locate the newest Kafka record reflected. Offset is
+	// the version: an upsert applies only if its Offset is greater than the
+	// stored one. A session's events share one partition (the Kafka key is
+	// the session id), so offsets of one session are comparable.
+	Partition int32 `json:"partition"`
+	Offset    int64 `json:"offset"`
+	// UpdatedAt is when the speed layer computed this view.
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Store is the serving store. Implementations are safe for concurrent use.
+//
+// Reads of the batch view (Similar, UserRecs, Popular) refer to the current
+// batch. Unknown items, users and sessions, and a store with no batch yet, give
+// empty answers, not errors. k <= 0 gives an empty answer; k larger than the
+// stored list gives the whole list. Returned slices belong to the caller.
+//
+// After Close every method returns an error wrapping ErrClosed.
+type Store interface {
+	// PublishBatch loads a whole batch view and then makes it current,
+	// atomically: a concurrent reader sees the previous view or the whole new
+	// one, never a mix, and never the new batch id before its data is
+	// loaded. The last published batch is current. Views of batches older than
+	// the few most recent ones (the backend's retention, at least the
+	// previous one) are removed. Publishing a batch id that was already
+	// published returns an error wrapping ErrBatchExists.
+	PublishBatch(ctx context.Context, v *BatchView) error
+	// CurrentBatch returns the metadata of the current batch, and false when
+	// no batch has been published.
+	CurrentBatch(ctx context.Context) (BatchMeta, bool, error)
+	// Similar returns up to k items similar to item, best first.
+	Similar(ctx context.Context, item string, k int) ([]Scored, error)
+	// UserRecs returns up to k batch recommendations for user, best first.
+	UserRecs(ctx context.Context, user string, k int) ([]Scored, error)
+	// Popular returns up to k popular items, best first.
+	Popular(ctx context.Context, k int) ([]Scored, error)
+
+	// UpsertSession stores s unless the stored view of s.SessionID has an
+	// Offset greater than or equal to s.Offset (a replay or an older write),
+	// in which case it is a no-op. Replays carry the same content, so which
+	// of two writes with equal offsets is kept does not matter.
+	UpsertSession(ctx context.Context, s SessionView) error
+	// UpsertSessions is UpsertSession for many views at once, the fast path
+	// for the speed layer. Within one call, views of the same session follow
+	// the same rule (the greatest offset wins).
+	UpsertSessions(ctx context.Context, ss []SessionView) error
+	// Session returns the newest stored view of a session, and false when the
+	// session is unknown.
+	Session(ctx context.Context, id string) (SessionView, bool, error)
+	// ExpireSessions removes sessions whose newest event (EventTime) is before
+	// cutoff and returns how many were removed when the backend knows (-1
+	// when it does not). Backends may expire coarsely, as long as sessions
+	// with events at or after cutoff are kept; see each backend's docs.
+	ExpireSessions(ctx context.Context, cutoff time.Time) (int64, error)
+
+	// Close releases the store's resources.
+	Close() error
+}
+
+// Sentinel errors callers branch on.
+var (
+	// ErrClosed is returned by every method of a closed store.
+	ErrClosed = errors.New("store closed")
+	// ErrBatchExists is returned when a batch id is published twice.
+	ErrBatchExists = errors.New("batch already published")
+)
+
+// ValidateBatch checks a view before it is published: a non-empty batch id,
+// non-empty keys and item ids, and finite scores. Backends call it first.
+func ValidateBatch(v *BatchView) error {
+	if v == nil {
+		return errors.New("batch view is nil")
+	}
+	if v.Meta.BatchID == "" {
+		return errors.New("batch view: empty batch id")
+	}
+	check := func(what, key string, list []Scored) error {
+		for i, s := range list {
+			if s.Item == "" {
+				return fmt.Errorf("batch view %s: %s %q: entry %d: empty item", v.Meta.BatchID, what, key, i)
+			}
+			if s.Score != s.Score || s.Score > maxFloat || s.Score < -maxFloat {
+				return fmt.Errorf("batch view %s: %s %q: entry %d: score is not finite", v.Meta.BatchID, what, key, i)
+			}
+		}
+		return nil
+	}
+	for item, list := range v.Neighbors {
+		if item == "" {
+			return fmt.Errorf("batch view %s: neighbors: empty item key", v.Meta.BatchID)
+		}
+		if err := check("neighbors", item, list); err != nil {
+			return err
+		}
+	}
+	for user, list := range v.UserRecs {
+		if user == "" {
+			return fmt.Errorf("batch view %s: user recs: empty user key", v.Meta.BatchID)
+		}
+		if err := check("user recs", user, list); err != nil {
+			return err
+		}
+	}
+	return check("popular", "", v.Popular)
+}
+
+// ValidateSession checks a session view before it is upserted: a non-empty
+// session id and a non-negative offset.
+func ValidateSession(s *SessionView) error {
+	if s.SessionID == "" {
+		return errors.New("session view: empty session id")
+	}
+	if s.Offset < 0 {
+		return fmt.Errorf("session view %s: negative offset %d", s.SessionID, s.Offset)
+	}
+	return nil
+}
+
+const maxFloat = 1.7976931348623157e308
+
+// Top returns a copy of the first k entries of list (none when k <= 0).
+func Top(list []Scored, k int) []Scored {
+	if k <= 0 || len(list) == 0 {
+		return nil
+	}
+	if k > len(list) {
+		k = len(list)
+	}
+	out := make([]Scored, k)
+	copy(out, list)
+	return out
+}
