@@ -58,6 +58,9 @@ type Serve struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxBatchEvents bounds the events in one POST. Default: 1000.
 	MaxBatchEvents int `yaml:"max_batch_events"`
+	// ShutdownTimeout bounds how long a stopping server waits for in-flight
+	// requests. Default: 15s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
 
 // Iceberg says where the master dataset and the batch view live.
@@ -122,7 +125,7 @@ func Default() Config {
 			ProduceTimeout: 10 * time.Second,
 		},
 		Broker: Broker{Addr: "127.0.0.1:9092"},
-		Serve:  Serve{Addr: "127.0.0.1:8080", MaxBodyBytes: 1 << 20, MaxBatchEvents: 1000},
+		Serve:  Serve{Addr: "127.0.0.1:8080", MaxBodyBytes: 1 << 20, MaxBatchEvents: 1000, ShutdownTimeout: 15 * time.Second},
 		Iceberg: Iceberg{
 			Catalog:    "sql",
 			CatalogURI: "file:lambdarec-data/catalog.db",
@@ -201,6 +204,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Serve.MaxBatchEvents < 1 {
 		bad("serve.max_batch_events", "must be at least 1")
+	}
+	if c.Serve.ShutdownTimeout <= 0 {
+		bad("serve.shutdown_timeout", "must be positive")
 	}
 	switch c.Iceberg.Catalog {
 	case "sql":

@@ -1,0 +1,204 @@
+// Package serving owns lambdarec's HTTP API: the server that the serving
+// layer's endpoints are mounted on, its JSON error envelope
+// ({"error": {"code", "message", …}}), the /healthz and /readyz probes, the
+// Prometheus /metrics endpoint, and request instrumentation. Endpoints live
+// in their own packages (the event collector in serving/collector) and are
+// mounted with Server.Handle.
+package serving
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/lambdarec/lambdarec/internal/config"
+)
+
+// Check is one readiness check of /readyz, for example "the Kafka topic is
+// reachable". Func should return quickly; it is given a context bounded by
+// CheckTimeout.
+type Check struct {
+	Name string
+	Func func(ctx context.Context) error
+}
+
+// CheckTimeout bounds each readiness check.
+const CheckTimeout = 2 * time.Second
+
+// HTTP server timeouts. Writes are not bounded here: a handler bounds its own
+// work (the collector by the produce timeout).
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = time.Minute
+	idleTimeout       = 2 * time.Minute
+)
+
+// Deps are what a Server is built from besides its configuration.
+type Deps struct {
+	// Log receives the server's logs. Default: discard.
+	Log *slog.Logger
+	// Registry is served at /metrics and receives the HTTP metrics. Default:
+	// a new registry with the Go runtime and process collectors.
+	Registry *prometheus.Registry
+	// Checks are the readiness checks of /readyz. More can be added with
+	// AddCheck before the server runs.
+	Checks []Check
+}
+
+// Server is lambdarec's HTTP server. Build it with NewServer, mount endpoints
+// with Handle, then Run it.
+type Server struct {
+	cfg      config.Serve
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	mux      *http.ServeMux
+	checks   []Check
+	draining atomic.Bool
+	metrics  *httpMetrics
+}
+
+// NewServer returns a server for cfg with /healthz, /readyz and /metrics
+// mounted.
+func NewServer(cfg config.Serve, deps Deps) (*Server, error) {
+	if cfg.Addr == "" {
+		return nil, errors.New("serving: listen address is required")
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		return nil, fmt.Errorf("serving: shutdown timeout must be positive, got %s", cfg.ShutdownTimeout)
+	}
+	s := &Server{
+		cfg:    cfg,
+		log:    deps.Log,
+		reg:    deps.Registry,
+		mux:    http.NewServeMux(),
+		checks: append([]Check(nil), deps.Checks...),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.reg == nil {
+		s.reg = prometheus.NewRegistry()
+		if err := s.reg.Register(collectors.NewGoCollector()); err != nil {
+			return nil, fmt.Errorf("register go collector: %w", err)
+		}
+		if err := s.reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+			return nil, fmt.Errorf("register process collector: %w", err)
+		}
+	}
+	m, err := newHTTPMetrics(s.reg)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{
+		Registry:          s.reg,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		EnableOpenMetrics: true,
+	}))
+	return s, nil
+}
+
+// Handle mounts h at pattern (a net/http ServeMux pattern such as
+// "/v1/events" or "GET /v1/items/{item_id}/similar"). Requests that match no
+// pattern, or match one only by path, get JSON 404 and 405 errors. Handle
+// panics on a conflicting pattern, like http.ServeMux.Handle.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// AddCheck adds a readiness check. Call it before Run.
+func (s *Server) AddCheck(c Check) { s.checks = append(s.checks, c) }
+
+// Registry is the registry served at /metrics; endpoints register their
+// metrics on it.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// Handler returns the server's root handler: routing, instrumentation,
+// panic recovery and JSON errors for unrouted requests.
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+// Run listens on the configured address and serves until ctx ends, then shuts
+// down gracefully (see Serve).
+func (s *Server) Run(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves HTTP on ln until ctx ends. Then /readyz starts failing, the
+// listener closes, and in-flight requests get up to the configured shutdown
+// timeout to finish; connections still open after it are closed. It returns
+// nil after a clean shutdown.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	addr := ln.Addr().String()
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	s.log.Info("http server listening", "addr", addr)
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve http on %s: %w", addr, err)
+	case <-ctx.Done():
+	}
+	s.draining.Store(true)
+	s.log.Info("http server stopping", "addr", addr, "timeout", s.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	<-errc // http.ErrServerClosed, returned as soon as Shutdown starts
+	if err != nil {
+		return errors.Join(fmt.Errorf("shut down http server on %s: %w", addr, err), hs.Close())
+	}
+	s.log.Info("http server stopped", "addr", addr)
+	return nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz answers 200 when every check passes, else 503 naming the failures.
+// A draining server is never ready, so load balancers stop sending to it.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		WriteError(w, http.StatusServiceUnavailable, Error{Code: CodeNotReady, Message: "shutting down"})
+		return
+	}
+	checks := make(map[string]string, len(s.checks))
+	var failed []string
+	for _, c := range s.checks {
+		ctx, cancel := context.WithTimeout(r.Context(), CheckTimeout)
+		err := c.Func(ctx)
+		cancel()
+		if err != nil {
+			failed = append(failed, c.Name+": "+err.Error())
+			continue
+		}
+		checks[c.Name] = "ok"
+	}
+	if len(failed) > 0 {
+		WriteError(w, http.StatusServiceUnavailable, Error{Code: CodeNotReady, Message: strings.Join(failed, "; ")})
+		return
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
+}
