@@ -66,7 +66,8 @@ type SessionView struct {
 	// Purchased are the items bought in the session; the serving layer
 	// excludes them from every answer.
 	Purchased []string `json:"purchased"`
-	// EventTime is the event time of the newest event included.
+	// EventTime is the event time of the newest event included (the maximum
+	// so far, so it does not decrease as Offset grows).
 	EventTime time.Time `json:"event_time"`
 	// Partition and Offset locate the newest Kafka record reflected. Offset is
 	// the version: an upsert applies only if its Offset is greater than the
@@ -83,18 +84,29 @@ type SessionView struct {
 // Reads of the batch view (Similar, UserRecs, Popular) refer to the current
 // batch. Unknown items, users and sessions, and a store with no batch yet, give
 // empty answers, not errors. k <= 0 gives an empty answer; k larger than the
-// stored list gives the whole list. Returned slices belong to the caller.
+// stored list gives the whole list. An empty answer is a nil slice. Returned
+// slices, maps and views belong to the caller.
 //
-// After Close every method returns an error wrapping ErrClosed.
+// After Close every method but Close returns an error wrapping ErrClosed.
 type Store interface {
 	// PublishBatch loads a whole batch view and then makes it current,
 	// atomically: a concurrent reader sees the previous view or the whole new
 	// one, never a mix, and never the new batch id before its data is
-	// loaded. The last published batch is current. Views of batches older than
-	// the few most recent ones (the backend's retention, at least the
-	// previous one) are removed. Publishing a batch id that was already
-	// published returns an error wrapping ErrBatchExists.
+	// loaded. The last published batch is current. Views of older batches
+	// are then removed, except the few most recent ones the backend retains
+	// (see RetainedBatches). Publishing a batch id that was already published
+	// returns an error wrapping ErrBatchExists; an invalid view (see
+	// ValidateBatch) is rejected and the current batch is unchanged.
+	//
+	// The store may keep v's maps and slices: callers must not modify them
+	// after publishing.
 	PublishBatch(ctx context.Context, v *BatchView) error
+	// RetainedBatches returns the ids of the batches whose views are still
+	// stored, newest (the current one) first. The in-process backend keeps
+	// only the current view; the ClickHouse backend also keeps the previous
+	// ones its retention allows, so replicas still reading them are not cut
+	// off.
+	RetainedBatches(ctx context.Context) ([]string, error)
 	// CurrentBatch returns the metadata of the current batch, and false when
 	// no batch has been published.
 	CurrentBatch(ctx context.Context) (BatchMeta, bool, error)
@@ -123,7 +135,7 @@ type Store interface {
 	// with events at or after cutoff are kept; see each backend's docs.
 	ExpireSessions(ctx context.Context, cutoff time.Time) (int64, error)
 
-	// Close releases the store's resources.
+	// Close releases the store's resources. It is idempotent.
 	Close() error
 }
 
