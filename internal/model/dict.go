@@ -1,0 +1,50 @@
+package model
+
+import (
+	"slices"
+	"strings"
+)
+
+// dict interns strings to dense uint32 ids.
+type dict struct {
+	ids  map[string]uint32
+	strs []string
+}
+
+func newDict() *dict { return &dict{ids: make(map[string]uint32)} }
+
+// intern returns s's id, adding it (as a private copy) when new.
+func (d *dict) intern(s string) uint32 {
+	if id, ok := d.ids[s]; ok {
+		return id
+	}
+	id := uint32(len(d.strs))
+	s = strings.Clone(s)
+	d.ids[s] = id
+	d.strs = append(d.strs, s)
+	return id
+}
+
+func (d *dict) lookup(s string) (uint32, bool) {
+	id, ok := d.ids[s]
+	return id, ok
+}
+
+func (d *dict) str(id uint32) string { return d.strs[id] }
+
+func (d *dict) len() int { return len(d.strs) }
+
+// ranks returns, for each id, its rank in ascending string order, so ties can
+// be broken by integer comparison.
+func (d *dict) ranks() []uint32 {
+	order := make([]uint32, len(d.strs))
+	for i := range order {
+		order[i] = uint32(i)
+	}
+	slices.SortFunc(order, func(a, b uint32) int { return strings.Compare(d.strs[a], d.strs[b]) })
+	rank := make([]uint32, len(order))
+	for r, id := range order {
+		rank[id] = uint32(r)
+	}
+	return rank
+}

@@ -1,0 +1,138 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/lambdarec/lambdarec/schemas"
+)
+
+// Stats counts what happened to the events a model saw. Sums, so they merge.
+type Stats struct {
+	Accepted   int64 // events that count
+	Duplicates int64 // repeated event ids (ignored)
+	Capped     int64 // events past Params.MaxSessionEvents in their session (ignored)
+}
+
+func (s *Stats) add(o Outcome, sign int64) {
+	switch o {
+	case Accepted:
+		s.Accepted += sign
+	case Duplicate:
+		s.Duplicates += sign
+	case Capped:
+		s.Capped += sign
+	}
+}
+
+// Model holds the aggregates: co-visitation, popularity, users and stats. The
+// three aggregates share one item dictionary. A Model is not safe for
+// concurrent mutation; concurrent readers are safe without a writer.
+type Model struct {
+	params  Params
+	items   *dict
+	covisit *Covisit
+	pop     *Popularity
+	users   *Users
+	Stats   Stats
+}
+
+// New returns an empty model with parameters p.
+func New(p Params) (*Model, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return newModel(p), nil
+}
+
+func newModel(p Params) *Model {
+	d := newDict()
+	return &Model{params: p, items: d, covisit: newCovisit(d), pop: newPopularity(d), users: newUsers(d)}
+}
+
+// Params returns the model's parameters.
+func (m *Model) Params() Params { return m.params }
+
+// Covisit returns the co-visitation counts.
+func (m *Model) Covisit() *Covisit { return m.covisit }
+
+// Popularity returns the popularity counts.
+func (m *Model) Popularity() *Popularity { return m.pop }
+
+// Users returns the per-user items.
+func (m *Model) Users() *Users { return m.users }
+
+// Neighbors implements Neighbors with the model's full co-visitation rows.
+func (m *Model) Neighbors(item string) []ItemCount { return m.covisit.Row(item) }
+
+// Apply adds e to session s and, if it is Accepted, adds every contribution e
+// owns to m: its pairs with s's earlier events, its popularity and its user
+// entry. The speed layer calls it for events past the batch boundary (and
+// Session.Add with a nil emit for the others); Build does the same for all.
+func (m *Model) Apply(s *Session, e Event) Outcome {
+	o := s.add(&m.params, e, m, nil)
+	m.Stats.add(o, 1)
+	if o == Accepted {
+		m.applyOwn(e)
+	}
+	return o
+}
+
+// applyOwn adds e's own (non-pair) contributions.
+func (m *Model) applyOwn(e Event) {
+	w := m.params.Weight(e.Kind)
+	id := m.items.intern(e.ItemID)
+	m.pop.addID(id, w)
+	m.users.addID(m.users.users.intern(e.UserID), id, e.Time, w, e.Kind == schemas.KindPurchase)
+}
+
+// ErrParams is returned when merging models built with different parameters.
+var ErrParams = errors.New("model parameters differ")
+
+// Merge adds o into m: afterwards m is the model of both event sets.
+func (m *Model) Merge(o *Model) error {
+	if m.params != o.params {
+		return fmt.Errorf("merge: %w", ErrParams)
+	}
+	m.covisit.Merge(o.covisit)
+	m.pop.Merge(o.pop)
+	m.users.Merge(o.users)
+	m.Stats.Accepted += o.Stats.Accepted
+	m.Stats.Duplicates += o.Stats.Duplicates
+	m.Stats.Capped += o.Stats.Capped
+	return nil
+}
+
+// Sub subtracts o's co-visitation, popularity and stats from m (the inverse of
+// Merge for the sums; Users has no inverse and is left unchanged).
+func (m *Model) Sub(o *Model) error {
+	if m.params != o.params {
+		return fmt.Errorf("sub: %w", ErrParams)
+	}
+	m.covisit.Sub(o.covisit)
+	m.pop.Sub(o.pop)
+	m.Stats.Accepted -= o.Stats.Accepted
+	m.Stats.Duplicates -= o.Stats.Duplicates
+	m.Stats.Capped -= o.Stats.Capped
+	return nil
+}
+
+// Equal reports whether m and o hold the same aggregates.
+func (m *Model) Equal(o *Model) bool { return m.Diff(o) == "" }
+
+// Diff describes the first difference between m and o, or returns "".
+func (m *Model) Diff(o *Model) string {
+	if m.params != o.params {
+		return "params differ"
+	}
+	if m.Stats != o.Stats {
+		return fmt.Sprintf("stats: %+v vs %+v", m.Stats, o.Stats)
+	}
+	if d := m.covisit.diff(o.covisit); d != "" {
+		return d
+	}
+	if d := m.pop.diff(o.pop); d != "" {
+		return d
+	}
+	return m.users.diff(o.users)
+}

@@ -1,0 +1,185 @@
+package model
+
+import (
+	"slices"
+
+	"github.com/lambdarec/lambdarec/schemas"
+)
+
+// Outcome says what Session.Add did with an event.
+type Outcome uint8
+
+// The outcomes of Session.Add. Only Accepted events contribute to the model.
+const (
+	Accepted  Outcome = iota // first occurrence, within the cap: it counts
+	Duplicate                // its event id was already accepted in this session
+	Capped                   // the session already holds Params.MaxSessionEvents events
+	Stale                    // not after the session's last record (a replay): ignored
+)
+
+// String returns the outcome's name.
+func (o Outcome) String() string {
+	switch o {
+	case Accepted:
+		return "accepted"
+	case Duplicate:
+		return "duplicate"
+	case Capped:
+		return "capped"
+	case Stale:
+		return "stale"
+	}
+	return "outcome(" + itoa(int64(o)) + ")"
+}
+
+type sessionEvent struct {
+	hash      uint64
+	item      string
+	kind      schemas.Kind
+	time      int64
+	partition int32
+	offset    int64
+}
+
+// Session is what the model knows of one session: its accepted events in
+// offset order (at most Params.MaxSessionEvents). It is the speed layer's
+// per-session state and the unit of the pair ownership rule.
+type Session struct {
+	id     string
+	user   string
+	events []sessionEvent
+	// last record position seen (accepted or not), to ignore replays.
+	seen       bool
+	lastPart   int32
+	lastOffset int64
+}
+
+// NewSession returns an empty session.
+func NewSession(id string) *Session { return &Session{id: id} }
+
+// ID returns the session id.
+func (s *Session) ID() string { return s.id }
+
+// User returns the user of the session's latest accepted event.
+func (s *Session) User() string { return s.user }
+
+// Len returns the number of accepted events.
+func (s *Session) Len() int { return len(s.events) }
+
+// Last returns the partition and offset of the latest record added (ok false
+// when none was).
+func (s *Session) Last() (partition int32, offset int64, ok bool) {
+	return s.lastPart, s.lastOffset, s.seen
+}
+
+// Add adds e, which must come after every event already added in (partition,
+// offset) order — a record at or before the last one is Stale and ignored, so
+// replays are harmless. When e is Accepted, emit (if not nil) receives every
+// pair contribution e owns: (e.ItemID, earlier item, weight) for each earlier
+// accepted event with a different item within Params.Window of e.Time and a
+// non-zero pair weight. Popularity and user contributions are the caller's:
+// Model.Apply does all of it.
+func (s *Session) Add(p *Params, e Event, emit func(a, b string, w int64)) Outcome {
+	return s.add(p, e, nil, emit)
+}
+
+func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int64)) Outcome {
+	if s.seen && !before(s.lastPart, s.lastOffset, e.Partition, e.Offset) {
+		return Stale
+	}
+	s.seen, s.lastPart, s.lastOffset = true, e.Partition, e.Offset
+	h := EventIDHash(e.EventID)
+	for i := range s.events {
+		if s.events[i].hash == h {
+			return Duplicate
+		}
+	}
+	if len(s.events) >= p.MaxSessionEvents {
+		return Capped
+	}
+	we := p.Weight(e.Kind)
+	if we != 0 && (m != nil || emit != nil) {
+		win := p.windowMicros()
+		var eid uint32
+		if m != nil {
+			eid = m.items.intern(e.ItemID)
+		}
+		for i := range s.events {
+			o := &s.events[i]
+			if o.item == e.ItemID || !within(o.time, e.Time, win) {
+				continue
+			}
+			w := p.pairWeight(we, p.Weight(o.kind))
+			if w == 0 {
+				continue
+			}
+			if m != nil {
+				m.covisit.addID(eid, m.items.intern(o.item), w)
+			} else {
+				emit(e.ItemID, o.item, w)
+			}
+		}
+	}
+	s.events = append(s.events, sessionEvent{hash: h, item: e.ItemID, kind: e.Kind, time: e.Time, partition: e.Partition, offset: e.Offset})
+	s.user = e.UserID
+	return Accepted
+}
+
+// AppendRecent appends the session's n most recent distinct items to dst, most
+// recent first: items ordered by their latest event (time, then record
+// position), newest first.
+func (s *Session) AppendRecent(dst []string, n int) []string {
+	start := len(dst)
+	// Walk events newest first by (time, partition, offset).
+	idx := make([]int, len(s.events))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int {
+		ea, eb := &s.events[a], &s.events[b]
+		switch {
+		case ea.time != eb.time:
+			if ea.time > eb.time {
+				return -1
+			}
+			return 1
+		case before(eb.partition, eb.offset, ea.partition, ea.offset):
+			return -1
+		case before(ea.partition, ea.offset, eb.partition, eb.offset):
+			return 1
+		}
+		return 0
+	})
+	for _, i := range idx {
+		if len(dst)-start >= n {
+			break
+		}
+		item := s.events[i].item
+		if !slices.Contains(dst[start:], item) {
+			dst = append(dst, item)
+		}
+	}
+	return dst
+}
+
+// Recent returns the session's n most recent distinct items, most recent first.
+func (s *Session) Recent(n int) []string { return s.AppendRecent(nil, n) }
+
+// Bought reports whether the session purchased item.
+func (s *Session) Bought(item string) bool {
+	for i := range s.events {
+		if s.events[i].kind == schemas.KindPurchase && s.events[i].item == item {
+			return true
+		}
+	}
+	return false
+}
+
+// Sizeof estimates the session's memory in bytes, for state accounting.
+func (s *Session) Sizeof() int {
+	n := 96 + len(s.id) + len(s.user) + cap(s.events)*48
+	for i := range s.events {
+		n += len(s.events[i].item)
+	}
+	return n
+}
