@@ -136,3 +136,43 @@ func (m *Model) Diff(o *Model) string {
 	}
 	return m.users.diff(o.users)
 }
+
+// ApplyPast adds to m every contribution owned by the records of s past b: its
+// pairs, popularity, user entries and stats. It is how the speed layer
+// rebuilds its deltas for a newly served batch (boundary b) from the sessions
+// it holds, without re-reading Kafka: summed over every session that has
+// records past b, it equals Apply over those records. s is not changed.
+func (m *Model) ApplyPast(s *Session, b Boundary) {
+	if s.Covered(b) {
+		return
+	}
+	p := &m.params
+	win := p.windowMicros()
+	for i := range s.events {
+		e := &s.events[i]
+		if b.Covers(e.partition, e.offset) {
+			continue
+		}
+		m.Stats.Accepted++
+		we := p.Weight(e.kind)
+		eid := m.items.intern(e.item)
+		if we != 0 {
+			for j := range i {
+				o := &s.events[j]
+				if o.item == e.item || !within(o.time, e.time, win) {
+					continue
+				}
+				if w := p.pairWeight(we, p.Weight(o.kind)); w != 0 {
+					m.covisit.addID(eid, m.items.intern(o.item), w)
+				}
+			}
+		}
+		m.pop.addID(eid, we)
+		m.users.addID(m.users.users.intern(e.user), eid, e.time, we, e.kind == schemas.KindPurchase)
+	}
+	for _, r := range s.ignored {
+		if !b.Covers(r.partition, r.offset) {
+			m.Stats.add(r.outcome, 1)
+		}
+	}
+}

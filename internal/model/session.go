@@ -32,9 +32,18 @@ func (o Outcome) String() string {
 	return "outcome(" + itoa(int64(o)) + ")"
 }
 
+// ignoredRec is a record of the session that did not count (Duplicate or
+// Capped), kept so the stats of the records past a boundary can be rebuilt.
+type ignoredRec struct {
+	partition int32
+	outcome   Outcome
+	offset    int64
+}
+
 type sessionEvent struct {
 	hash      uint64
 	item      string
+	user      string
 	kind      schemas.Kind
 	time      int64
 	partition int32
@@ -45,9 +54,10 @@ type sessionEvent struct {
 // offset order (at most Params.MaxSessionEvents). It is the speed layer's
 // per-session state and the unit of the pair ownership rule.
 type Session struct {
-	id     string
-	user   string
-	events []sessionEvent
+	id      string
+	user    string
+	events  []sessionEvent
+	ignored []ignoredRec
 	// last record position seen (accepted or not), to ignore replays.
 	seen       bool
 	lastPart   int32
@@ -91,10 +101,12 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 	h := EventIDHash(e.EventID)
 	for i := range s.events {
 		if s.events[i].hash == h {
+			s.ignored = append(s.ignored, ignoredRec{partition: e.Partition, outcome: Duplicate, offset: e.Offset})
 			return Duplicate
 		}
 	}
 	if len(s.events) >= p.MaxSessionEvents {
+		s.ignored = append(s.ignored, ignoredRec{partition: e.Partition, outcome: Capped, offset: e.Offset})
 		return Capped
 	}
 	we := p.Weight(e.Kind)
@@ -120,7 +132,7 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 			}
 		}
 	}
-	s.events = append(s.events, sessionEvent{hash: h, item: e.ItemID, kind: e.Kind, time: e.Time, partition: e.Partition, offset: e.Offset})
+	s.events = append(s.events, sessionEvent{hash: h, item: e.ItemID, user: e.UserID, kind: e.Kind, time: e.Time, partition: e.Partition, offset: e.Offset})
 	s.user = e.UserID
 	return Accepted
 }
@@ -177,9 +189,25 @@ func (s *Session) Bought(item string) bool {
 
 // Sizeof estimates the session's memory in bytes, for state accounting.
 func (s *Session) Sizeof() int {
-	n := 96 + len(s.id) + len(s.user) + cap(s.events)*48
+	n := 120 + len(s.id) + len(s.user) + cap(s.events)*64 + cap(s.ignored)*16
 	for i := range s.events {
 		n += len(s.events[i].item)
 	}
 	return n
+}
+
+// Covered reports whether every record of the session is at or below b, so
+// none of its contributions belongs to the speed layer's deltas.
+func (s *Session) Covered(b Boundary) bool {
+	return !s.seen || b.Covers(s.lastPart, s.lastOffset)
+}
+
+// Boundary maps each Kafka partition to the highest offset a batch covers
+// (store.BatchMeta.Boundary). A partition that is absent is not covered at all.
+type Boundary map[int32]int64
+
+// Covers reports whether the record at (partition, offset) is in the batch.
+func (b Boundary) Covers(partition int32, offset int64) bool {
+	hi, ok := b[partition]
+	return ok && offset <= hi
 }
