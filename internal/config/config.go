@@ -25,6 +25,7 @@ type Config struct {
 	Iceberg Iceberg `yaml:"iceberg"`
 	Archive Archive `yaml:"archive"`
 	Batch   Batch   `yaml:"batch"`
+	Speed   Speed   `yaml:"speed"`
 	Log     Log     `yaml:"log"`
 }
 
@@ -106,6 +107,34 @@ type Batch struct {
 	TopK int `yaml:"top_k"`
 }
 
+// Speed configures the speed layer (`lambdarec speed`).
+type Speed struct {
+	// Group is the Kafka consumer group of the speed layer. Default: lambdarec-speed.
+	Group string `yaml:"group"`
+	// SessionTimeout expires a session idle this long, measured in record
+	// time (Kafka timestamps). Default: 30m.
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// MaxSessions bounds the live sessions held in memory; beyond it the
+	// least recently active are evicted. Default: 1000000.
+	MaxSessions int `yaml:"max_sessions"`
+	// MaxRetainedEvents bounds the events of expired sessions kept until a
+	// batch covers them (needed to hand deltas over exactly). Default: 20000000.
+	MaxRetainedEvents int `yaml:"max_retained_events"`
+	// MaxViewDelay bounds how long a session's real-time view may lag its
+	// newest processed event (updates are debounced within it). Default: 50ms.
+	MaxViewDelay time.Duration `yaml:"max_view_delay"`
+	// ViewItems is the number of recommendations written per session. Default: 20.
+	ViewItems int `yaml:"view_items"`
+	// BatchPollInterval is how often the layer checks for a newly published
+	// batch. Default: 10s.
+	BatchPollInterval time.Duration `yaml:"batch_poll_interval"`
+	// CommitInterval is how often the replay position is committed. Default: 5s.
+	CommitInterval time.Duration `yaml:"commit_interval"`
+	// MetricsAddr serves /metrics, /healthz and /readyz of `lambdarec speed`;
+	// empty disables it. Default: 127.0.0.1:9464.
+	MetricsAddr string `yaml:"metrics_addr"`
+}
+
 // Log configures logging.
 type Log struct {
 	// Level is debug, info (default), warn or error.
@@ -136,7 +165,18 @@ func Default() Config {
 		},
 		Archive: Archive{Group: "lambdarec-archive", MaxRecords: 50_000, MaxInterval: 10 * time.Second},
 		Batch:   Batch{Cron: "@every 1h", TopK: 50},
-		Log:     Log{Level: "info", Format: "text"},
+		Speed: Speed{
+			Group:             "lambdarec-speed",
+			SessionTimeout:    30 * time.Minute,
+			MaxSessions:       1_000_000,
+			MaxRetainedEvents: 20_000_000,
+			MaxViewDelay:      50 * time.Millisecond,
+			ViewItems:         20,
+			BatchPollInterval: 10 * time.Second,
+			CommitInterval:    5 * time.Second,
+			MetricsAddr:       "127.0.0.1:9464",
+		},
+		Log: Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -231,6 +271,26 @@ func (c *Config) Validate() error {
 	}
 	if c.Batch.TopK < 1 || c.Batch.TopK > 10_000 {
 		bad("batch.top_k", "must be between 1 and 10000")
+	}
+	if c.Speed.Group == "" {
+		bad("speed.group", "required")
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"speed.session_timeout", c.Speed.SessionTimeout}, {"speed.max_view_delay", c.Speed.MaxViewDelay}, {"speed.batch_poll_interval", c.Speed.BatchPollInterval}, {"speed.commit_interval", c.Speed.CommitInterval}} {
+		if d.v <= 0 {
+			bad(d.key, "must be positive")
+		}
+	}
+	if c.Speed.MaxSessions < 1 {
+		bad("speed.max_sessions", "must be at least 1")
+	}
+	if c.Speed.MaxRetainedEvents < 0 {
+		bad("speed.max_retained_events", "must not be negative")
+	}
+	if c.Speed.ViewItems < 1 || c.Speed.ViewItems > 1000 {
+		bad("speed.view_items", "must be between 1 and 1000")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
