@@ -302,6 +302,7 @@ type Oracle struct {
 
 // Oracle returns the best next-item predictor for lists of k items.
 func (p *Planted) Oracle(k int) *Oracle {
+	k = max(k, 0)
 	o := &Oracle{k: k, jump: p.Model.JumpRate, index: make(map[string]int, len(p.Items)), items: p.Items}
 	order := make([]int, len(p.Items))
 	for i, it := range p.Items {
@@ -363,7 +364,9 @@ func (o *Oracle) Predict(item string) []string {
 		}
 	}
 	for _, s := range o.items[i].Successors {
-		add(o.index[s.ItemID])
+		if j, ok := o.index[s.ItemID]; ok {
+			add(j)
+		}
 	}
 	for _, j := range o.top {
 		add(j)

@@ -217,3 +217,19 @@ func TestKafkaFaults(t *testing.T) {
 	rough("duplicates", dups, cfg.DupRate)
 	rough("late", int(st.Late), cfg.LateRate*(1-cfg.DupRate-cfg.MalformedRate))
 }
+
+// Records Kafka does not take are counted and reported, not lost silently.
+func TestKafkaProduceFailures(t *testing.T) {
+	br := startBroker(t)
+	cl, err := kafka.NewClient([]string{br.Addr()}, kgo.RecordDeliveryTimeout(time.Second), kgo.UnknownTopicRetries(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	sink := NewKafkaSink(cl, "no-such-topic")
+	st, err := newGen(t, Config{Seed: 1, Count: 200}).Run(context.Background(), sink)
+	if err == nil || st.Failed != 200 || sink.Acked() != 0 {
+		t.Fatalf("failed %d, acked %d, error %v", st.Failed, sink.Acked(), err)
+	}
+	t.Logf("reported: %v", err)
+}
