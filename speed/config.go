@@ -1,0 +1,126 @@
+package speed
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/internal/model"
+)
+
+// Config configures a Layer. Zero values take the documented defaults.
+type Config struct {
+	// Brokers are the Kafka seed brokers. Required.
+	Brokers []string
+	// Topic carries the events. Default: events.
+	Topic string
+	// DLQTopic receives invalid records. Default: events.dlq.
+	DLQTopic string
+	// Group is the consumer group. Default: lambdarec-speed.
+	Group string
+	// SessionTimeout expires a session idle this long in record time.
+	// Default: 30m.
+	SessionTimeout time.Duration
+	// MaxSessions bounds live sessions; the least recently active are
+	// evicted beyond it. Default: 1000000.
+	MaxSessions int
+	// MaxRetainedEvents bounds the events of expired sessions retained until
+	// a batch covers them. Default: 20000000.
+	MaxRetainedEvents int
+	// MaxViewDelay bounds how long a processed update may wait before its
+	// view is written. Default: 50ms.
+	MaxViewDelay time.Duration
+	// ViewItems is the number of recommendations per view. Default: 20.
+	ViewItems int
+	// BatchPollInterval is how often the BatchSource is asked. Default: 10s.
+	BatchPollInterval time.Duration
+	// CommitInterval is how often replay horizons are committed. Default: 5s.
+	CommitInterval time.Duration
+	// MaxPollRecords bounds the records processed between two rebalance
+	// points. Default: 10000.
+	MaxPollRecords int
+	// Params are the model parameters used until the first batch arrives;
+	// after that, the batch model's. Default: model.DefaultParams().
+	Params *model.Params
+	// ClientOpts are extra franz-go options, applied last (for example
+	// kgo.InstanceID for static membership, or shorter session timeouts).
+	ClientOpts []kgo.Opt
+}
+
+// FromConfig maps the speed section of the configuration to a Config.
+func FromConfig(c *config.Config) Config {
+	return Config{
+		Brokers:           c.Kafka.Brokers,
+		Topic:             c.Kafka.Topic,
+		DLQTopic:          c.Kafka.DLQTopic,
+		Group:             c.Speed.Group,
+		SessionTimeout:    c.Speed.SessionTimeout,
+		MaxSessions:       c.Speed.MaxSessions,
+		MaxRetainedEvents: c.Speed.MaxRetainedEvents,
+		MaxViewDelay:      c.Speed.MaxViewDelay,
+		ViewItems:         c.Speed.ViewItems,
+		BatchPollInterval: c.Speed.BatchPollInterval,
+		CommitInterval:    c.Speed.CommitInterval,
+	}
+}
+
+// validate fills defaults and rejects impossible values.
+func (c *Config) validate() error {
+	if c.Topic == "" {
+		c.Topic = "events"
+	}
+	if c.DLQTopic == "" {
+		c.DLQTopic = "events.dlq"
+	}
+	if c.Group == "" {
+		c.Group = "lambdarec-speed"
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.SessionTimeout, 30*time.Minute)
+	def(&c.MaxViewDelay, 50*time.Millisecond)
+	def(&c.BatchPollInterval, 10*time.Second)
+	def(&c.CommitInterval, 5*time.Second)
+	if c.MaxSessions == 0 {
+		c.MaxSessions = 1_000_000
+	}
+	if c.MaxRetainedEvents == 0 {
+		c.MaxRetainedEvents = 20_000_000
+	}
+	if c.ViewItems == 0 {
+		c.ViewItems = 20
+	}
+	if c.MaxPollRecords == 0 {
+		c.MaxPollRecords = 10_000
+	}
+	if c.Params == nil {
+		p := model.DefaultParams()
+		c.Params = &p
+	}
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("no brokers"))
+	}
+	if c.Topic == c.DLQTopic {
+		errs = append(errs, fmt.Errorf("dlq topic %q must differ from the events topic", c.DLQTopic))
+	}
+	if c.SessionTimeout < 0 || c.MaxViewDelay < 0 || c.BatchPollInterval < 0 || c.CommitInterval < 0 {
+		errs = append(errs, errors.New("durations must not be negative"))
+	}
+	if c.MaxSessions < 0 || c.MaxRetainedEvents < 0 || c.ViewItems < 0 || c.MaxPollRecords < 0 {
+		errs = append(errs, errors.New("limits must not be negative"))
+	}
+	if err := c.Params.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("speed config: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,63 @@
+// Package speed owns lambdarec's speed layer: a Kafka consumer group on
+// `events` that keeps per-session state, counts the model contributions of the
+// records past the boundary of the batch currently served (the deltas), and
+// after each event writes the session's recommendations — scored from the
+// batch model plus the deltas by the shared model code — to the serving store
+// as the real-time view.
+//
+// # Exactness
+//
+// The layer follows the model's ownership rule (internal/model): a record at
+// or below the batch boundary B is fed to its session with Session.Add (known,
+// not counted), a record past B with Model.Apply (counted in the deltas). So
+// at any moment batch ⊕ deltas equals a full recompute over every record
+// consumed, and a session's recommendations equal those computed from that
+// recompute. Neighbors merges a batch row with a delta row exactly in the
+// top-K region (deltas are never negative).
+//
+// # Batch handoff
+//
+// A BatchSource is polled; on a new batch id the layer rebuilds its deltas
+// for the new boundary from the sessions it holds (Model.ApplyPast), then
+// switches model and deltas in one step between two polls. Kafka consumption
+// is not paused, nothing is re-read. To make that rebuild exact, a session
+// that expires or is evicted while it still has records past the boundary is
+// retained (without its view) until a batch covers it; the retained events are
+// bounded by MaxRetainedEvents.
+//
+// # Restart and rebalance: the replay horizon
+//
+// The offset the layer commits for a partition is not its position but its
+// replay horizon: the first offset of the oldest session it still holds in
+// that partition (live or retained), or its position when it holds none.
+// Whoever consumes the partition next — this process after a crash, or
+// another member after a rebalance — starts there and rebuilds exactly the
+// same sessions and deltas by replaying, because the state is a function of
+// the partition's records alone: sessions expire by record time (Kafka
+// timestamps, not the wall clock), validation uses the record timestamp as its
+// clock, and records at or before a session's last one are ignored (Stale).
+// Revocation flushes views and dead letters, commits the horizon and drops
+// the partition's sessions, then rebuilds the deltas of the partitions kept.
+// Replayed view writes carry offsets the store already has and are no-ops;
+// dead letters of replayed records are sent again (at least once).
+//
+// What is not exact, by design: a session evicted under memory pressure
+// (MaxSessions) or dropped from retention (MaxRetainedEvents) is forgotten; if
+// it continues, its new records neither pair with nor deduplicate against
+// the forgotten ones until a batch covers them. The same holds for a session
+// that resumes after SessionTimeout of idleness (its pairs rarely matter:
+// the co-visitation window is as long as the timeout). Metrics count both.
+//
+// # Real-time view
+//
+// Views are written in groups after each poll, and within a long poll
+// whenever the oldest unwritten update is MaxViewDelay old: several events of
+// a session in one group cost one scoring. Each view carries the session's
+// newest record offset (its version), event time, user and purchases.
+//
+// A view reflects the deltas of every partition this member owns as far as
+// they were consumed when it was written; with several partitions that
+// interleaving is not deterministic, so two runs may write slightly different
+// scores for the same (session, offset). Sessions, deltas, and recommendations
+// computed at any quiescent point are deterministic.
+package speed

@@ -1,0 +1,261 @@
+package speed
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lambdarec/lambdarec/internal/kafka"
+	"github.com/lambdarec/lambdarec/internal/model"
+	"github.com/lambdarec/lambdarec/internal/store"
+)
+
+// checker compares the layers' state with a full recompute over everything
+// produced so far.
+type checker struct {
+	t       *testing.T
+	tt      *testTopic
+	params  model.Params
+	scorer  *model.Scorer
+	nonTriv int // checks where batch and deltas both had pairs
+	recs    int // non-empty session recommendations compared
+}
+
+func newChecker(t *testing.T, tt *testTopic) *checker {
+	p := model.DefaultParams()
+	sc, err := model.NewScorer(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &checker{t: t, tt: tt, params: p, scorer: sc}
+}
+
+// check asserts, for the batch with boundary bound served by every layer in
+// ls (which together own every partition):
+//   - batch ⊕ Σ deltas == full recompute over every record produced, and
+//   - when one layer owns everything, each of its live sessions'
+//     recommendations == those scored from the full recompute.
+func (c *checker) check(point string, bound model.Boundary, ls ...*Layer) {
+	c.t.Helper()
+	evs, _ := c.tt.decoded()
+	full, err := model.Recompute(c.params, evs)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	merged, err := model.Recompute(c.params, upTo(evs, bound))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	batchPairs := merged.Covisit().Len()
+	deltaPairs := 0
+	for _, l := range ls {
+		d, err := l.Deltas()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		deltaPairs += d.Covisit().Len()
+		if err := merged.Merge(d); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	if d := full.Diff(merged); d != "" {
+		c.t.Fatalf("%s: batch ⊕ speed deltas != full recompute: %s", point, d)
+	}
+	if batchPairs > 0 && deltaPairs > 0 {
+		c.nonTriv++
+	}
+	if len(ls) != 1 {
+		return
+	}
+	bySession := map[string][]model.Event{}
+	for _, e := range evs {
+		bySession[e.SessionID] = append(bySession[e.SessionID], e)
+	}
+	live := ls[0].LiveSessions()
+	if len(live) == 0 {
+		c.t.Fatalf("%s: no live sessions", point)
+	}
+	for _, id := range live {
+		ref := model.NewSession(id)
+		for _, e := range bySession[id] {
+			ref.Add(&c.params, e, nil)
+		}
+		want := c.scorer.RecommendSession(full, ref, nil, 20)
+		got, ok := ls[0].Recommend(id, 20)
+		if !ok {
+			c.t.Fatalf("%s: session %s listed live but not found", point, id)
+		}
+		if !reflect.DeepEqual(got, want) {
+			c.t.Fatalf("%s: session %s: speed recommendations\n%v\nfull recompute\n%v", point, id, got, want)
+		}
+		if len(got) > 0 {
+			c.recs++
+		}
+	}
+}
+
+// waitServed waits until every layer processed everything produced and
+// serves batch id.
+func waitServed(t *testing.T, tt *testTopic, id string, ls ...*Layer) {
+	t.Helper()
+	ends := tt.endOffsets()
+	waitFor(t, 20*time.Second, "layers to catch up and serve batch "+id, func() bool {
+		pos := map[int32]int64{}
+		for _, l := range ls {
+			if l.BatchID() != id {
+				return false
+			}
+			for p, o := range l.Positions() {
+				pos[p] = max(pos[p], o)
+			}
+		}
+		return caughtUp(pos, ends)
+	})
+}
+
+// randomBoundary returns a boundary at or after prev, below the produced
+// ends, sometimes leaving a partition uncovered while it was uncovered.
+func randomBoundary(r *rand.Rand, prev model.Boundary, ends map[int32]int64) model.Boundary {
+	b := model.Boundary{}
+	for p, end := range ends {
+		lo, ok := prev[p]
+		if !ok {
+			if r.IntN(5) == 0 {
+				continue
+			}
+			lo = -1
+		}
+		if end-1 > lo {
+			b[p] = lo + r.Int64N(end-lo)
+		} else {
+			b[p] = lo
+		}
+	}
+	return b
+}
+
+// TestExactAgainstRecompute is the platform's central test: a randomized
+// stream with late, out-of-order, duplicate and invalid records flows through
+// Kafka into the speed layer while batches are published at random points
+// and random boundaries. At every point batch ⊕ speed deltas equals a full
+// recompute over every record so far, and every live session's
+// recommendations equal those computed from that recompute.
+func TestExactAgainstRecompute(t *testing.T) {
+	for seed := range uint64(3) {
+		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(seed, 42))
+			tt := newTestTopic(t, 4)
+			src := &fakeSource{}
+			views := store.NewMemory()
+			l := startLayer(t, tt, src, views, nil)
+			c := newChecker(t, tt)
+			g := newStreamGen(r, time.Now().Add(-time.Hour))
+
+			bound := model.Boundary{}
+			batchID := ""
+			for round := range 14 {
+				tt.produce(g.batch(100 + r.IntN(500)))
+				if round > 0 && r.IntN(3) > 0 {
+					evs, _ := tt.decoded()
+					bound = randomBoundary(r, bound, tt.endOffsets())
+					batchID = "b" + strconv.Itoa(round)
+					src.publish(batchOf(t, batchID, c.params, evs, bound))
+				}
+				waitServed(t, tt, batchID, l)
+				c.check(fmt.Sprintf("round %d (batch %q, boundary %v)", round, batchID, bound), bound, l)
+			}
+			if c.nonTriv < 5 || c.recs < 200 {
+				t.Fatalf("test too weak: %d checks with pairs on both sides, %d non-empty recommendations", c.nonTriv, c.recs)
+			}
+			checkViews(t, tt, views)
+			checkDLQ(t, tt)
+		})
+	}
+}
+
+// checkViews asserts that every session's stored view reflects its newest
+// record: version, event time, user and purchases.
+func checkViews(t *testing.T, tt *testTopic, views *store.Memory) {
+	t.Helper()
+	evs, _ := tt.decoded()
+	type want struct {
+		part     int32
+		off      int64
+		user     string
+		maxTime  int64
+		bought   []string
+		accepted map[uint64]bool
+	}
+	ws := map[string]*want{}
+	for _, e := range evs { // log order
+		w := ws[e.SessionID]
+		if w == nil {
+			w = &want{accepted: map[uint64]bool{}}
+			ws[e.SessionID] = w
+		}
+		w.part, w.off, w.maxTime = e.Partition, e.Offset, max(w.maxTime, e.Time)
+		h := model.EventIDHash(e.EventID)
+		if w.accepted[h] {
+			continue
+		}
+		w.accepted[h] = true
+		w.user = e.UserID
+		if e.Kind == 4 && !slices.Contains(w.bought, e.ItemID) {
+			w.bought = append(w.bought, e.ItemID)
+		}
+	}
+	for id, w := range ws {
+		v, ok, err := views.Session(context.Background(), id)
+		if err != nil || !ok {
+			t.Fatalf("session %s: no view (%v)", id, err)
+		}
+		if v.Partition != w.part || v.Offset != w.off || v.UserID != w.user || v.EventTime.UnixMicro() != w.maxTime ||
+			!reflect.DeepEqual(v.Purchased, w.bought) {
+			t.Fatalf("session %s: view %+v, want partition %d offset %d user %s event time %d purchased %v",
+				id, v, w.part, w.off, w.user, w.maxTime, w.bought)
+		}
+	}
+}
+
+// checkDLQ asserts that every invalid record reached the DLQ once or more
+// with a reason, and nothing else did.
+func checkDLQ(t *testing.T, tt *testTopic) {
+	t.Helper()
+	_, invalid := tt.decoded()
+	want := map[string]bool{}
+	for _, r := range invalid {
+		want[fmt.Sprintf("%d/%d", r.part, r.off)] = true
+	}
+	cl, err := kafka.NewClient([]string{tt.b.Addr()}, kgo.ConsumeTopics("events.dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	got := map[string]bool{}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for len(got) < len(want) && ctx.Err() == nil {
+		fs := cl.PollFetches(ctx)
+		fs.EachRecord(func(r *kgo.Record) {
+			reason, _ := kafka.Header(r, kafka.HeaderReason)
+			stage, _ := kafka.Header(r, kafka.HeaderStage)
+			p, _ := kafka.Header(r, kafka.HeaderSourcePartition)
+			o, _ := kafka.Header(r, kafka.HeaderSourceOffset)
+			key := p + "/" + o
+			if reason == "" || stage != "speed" || !want[key] {
+				t.Errorf("unexpected dead letter %s: stage %q reason %q", key, stage, reason)
+			}
+			got[key] = true
+		})
+	}
+	if len(got) != len(want) || len(want) == 0 {
+		t.Fatalf("dead letters: got %d distinct, want %d", len(got), len(want))
+	}
+}

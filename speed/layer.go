@@ -1,0 +1,501 @@
+package speed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/lambdarec/lambdarec/internal/kafka"
+	"github.com/lambdarec/lambdarec/internal/model"
+	"github.com/lambdarec/lambdarec/internal/store"
+)
+
+// Deps are the Layer's collaborators.
+type Deps struct {
+	// Views receives the real-time view. Required.
+	Views ViewWriter
+	// Batches tells the layer about published batches. Nil: no batch is
+	// ever served and every record counts in the deltas.
+	Batches BatchSource
+	// Log is the logger; nil discards.
+	Log *slog.Logger
+	// Registerer registers the layer's metrics; nil keeps them private.
+	Registerer prometheus.Registerer
+}
+
+// idleWait bounds a poll when no records come, so handoffs, commits and
+// view expiry still happen.
+const idleWait = 100 * time.Millisecond
+
+// Layer is the speed layer: a member of the consumer group on the events
+// topic. Create it with New and run it with Run.
+type Layer struct {
+	cfg   Config
+	log   *slog.Logger
+	src   BatchSource
+	views ViewWriter
+	m     *metrics
+
+	pending chan *Batch // the newest batch the poller found, not yet served
+	served  atomic.Pointer[string]
+	ready   atomic.Bool
+
+	mu         sync.Mutex // guards everything below, between polls and rebalance callbacks
+	proc       *processor
+	cl         *kgo.Client
+	buf        []store.SessionView
+	failed     []store.SessionView // views whose write failed, retried first
+	lastCommit time.Time
+	lastExpire time.Time
+	closing    bool
+
+	dlqInflight atomic.Int64
+	cmu         sync.Mutex      // guards committed and dlqFailed (commit and produce callbacks)
+	committed   map[int32]int64 // last committed horizon per partition
+	dlqFailed   map[int32]int64 // lowest offset whose dead letter failed, held back from commits
+}
+
+// New returns a layer; it does not connect until Run.
+func New(cfg Config, deps Deps) (*Layer, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if deps.Views == nil {
+		return nil, errors.New("speed: no view writer")
+	}
+	log := deps.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	proc, err := newProcessor(limits{
+		sessionTimeout:    cfg.SessionTimeout,
+		maxSessions:       cfg.MaxSessions,
+		maxRetainedEvents: cfg.MaxRetainedEvents,
+		viewItems:         cfg.ViewItems,
+	}, *cfg.Params, log)
+	if err != nil {
+		return nil, fmt.Errorf("speed: %w", err)
+	}
+	l := &Layer{
+		cfg: cfg, log: log, src: deps.Batches, views: deps.Views, m: newMetrics(deps.Registerer),
+		pending: make(chan *Batch, 1), proc: proc,
+		committed: map[int32]int64{}, dlqFailed: map[int32]int64{},
+	}
+	none := ""
+	l.served.Store(&none)
+	return l, nil
+}
+
+// Run consumes until ctx ends, then writes the pending views, commits the
+// replay horizons, leaves the group and returns.
+func (l *Layer) Run(ctx context.Context) error {
+	// Serve the current batch before consuming, so the replay counts exactly
+	// the records past its boundary.
+	if l.src != nil {
+		b, err := l.src.Latest(ctx)
+		if err != nil {
+			l.log.Warn("batch source unavailable at start; counting every record until a batch is served", "err", err)
+		} else if b != nil {
+			l.mu.Lock()
+			l.switchBatch(b)
+			l.mu.Unlock()
+		}
+	}
+	opts := []kgo.Opt{
+		kgo.ConsumerGroup(l.cfg.Group),
+		kgo.ConsumeTopics(l.cfg.Topic),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.OnPartitionsAssigned(l.assigned),
+		kgo.OnPartitionsRevoked(l.revoked),
+		kgo.OnPartitionsLost(l.lost),
+	}
+	cl, err := kafka.NewClient(l.cfg.Brokers, append(opts, l.cfg.ClientOpts...)...)
+	if err != nil {
+		return fmt.Errorf("speed: %w", err)
+	}
+	l.mu.Lock()
+	l.cl = cl
+	l.lastCommit = time.Now()
+	l.mu.Unlock()
+
+	pctx, stopPoller := context.WithCancel(ctx)
+	var pollers sync.WaitGroup
+	if l.src != nil {
+		pollers.Go(func() { l.pollBatches(pctx) })
+	}
+	l.log.Info("speed layer consuming", "topic", l.cfg.Topic, "group", l.cfg.Group, "brokers", l.cfg.Brokers)
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithTimeout(ctx, idleWait)
+		fs := cl.PollRecords(wctx, l.cfg.MaxPollRecords)
+		cancel()
+		if fs.IsClientClosed() {
+			break
+		}
+		l.mu.Lock()
+		l.process(ctx, fs)
+		l.afterPoll(ctx, time.Now())
+		l.mu.Unlock()
+		cl.AllowRebalance()
+	}
+	stopPoller()
+	pollers.Wait()
+
+	// Final flush and commit, on a context that outlives ctx.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	l.mu.Lock()
+	ferr := l.flush(sctx, time.Now())
+	cerr := l.commit(sctx, true, nil)
+	l.closing = true
+	l.mu.Unlock()
+	cl.Close()
+	l.log.Info("speed layer stopped")
+	return errors.Join(ferr, cerr)
+}
+
+// process runs the polled records through the processor.
+func (l *Layer) process(ctx context.Context, fs kgo.Fetches) {
+	fs.EachError(func(topic string, p int32, err error) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return
+		}
+		l.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
+	})
+	n := 0
+	fs.EachPartition(func(ft kgo.FetchTopicPartition) {
+		if ps := l.proc.parts[ft.Partition]; ps != nil && ft.Err == nil {
+			ps.hw = ft.HighWatermark
+		}
+		for _, r := range ft.Records {
+			if err := l.proc.record(r.Partition, r.Offset, r.Timestamp, r.Value); err != nil {
+				l.deadLetter(r, err)
+			}
+			n++
+			if n%512 == 0 && len(l.proc.dirty) > 0 && time.Since(l.proc.dirtySince) >= l.cfg.MaxViewDelay {
+				l.flush(ctx, time.Now()) //nolint:errcheck // logged and retried
+			}
+		}
+	})
+}
+
+// afterPoll writes the views, switches batch, commits and exports metrics.
+func (l *Layer) afterPoll(ctx context.Context, now time.Time) {
+	l.flush(ctx, now) //nolint:errcheck // logged and retried
+	select {
+	case b := <-l.pending:
+		l.switchBatch(b)
+	default:
+	}
+	if now.Sub(l.lastCommit) >= l.cfg.CommitInterval {
+		l.commit(ctx, false, nil) //nolint:errcheck // logged and retried
+		l.lastCommit = now
+	}
+	if exp, ok := l.views.(ViewExpirer); ok && now.Sub(l.lastExpire) >= time.Minute && l.proc.streamTime() > 0 {
+		// Record time, like session expiry: a replay of old records does not
+		// expire the views it writes.
+		l.lastExpire = now
+		cutoff := time.UnixMilli(l.proc.streamTime()).Add(-2 * l.cfg.SessionTimeout)
+		go func() {
+			if _, err := exp.ExpireSessions(ctx, cutoff); err != nil && ctx.Err() == nil {
+				l.log.Warn("expire session views", "err", err)
+			}
+		}()
+	}
+	l.m.sync(l.proc, now)
+	ready := true
+	for _, ps := range l.proc.parts {
+		if ps.hw < 0 || ps.next < ps.hw {
+			ready = ready && ps.hw == 0
+		}
+	}
+	l.ready.Store(ready)
+}
+
+// switchBatch serves batch b.
+func (l *Layer) switchBatch(b *Batch) {
+	if b == nil || b.Model == nil || b.Meta.BatchID == *l.served.Load() {
+		return
+	}
+	d := l.proc.handoff(b)
+	l.m.handoffDur.Observe(d.Seconds())
+	l.m.lastHandoff.Store(time.Now().UnixNano())
+	id := b.Meta.BatchID
+	l.served.Store(&id)
+	l.log.Info("batch handoff", "batch_id", id, "boundary", b.Meta.Boundary, "rebuild", d,
+		"delta_pairs", l.proc.deltas.Covisit().Len())
+}
+
+// pollBatches asks the source for the latest batch every BatchPollInterval
+// and hands new ones to the consuming loop.
+func (l *Layer) pollBatches(ctx context.Context) {
+	t := time.NewTicker(l.cfg.BatchPollInterval)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		b, err := l.src.Latest(ctx)
+		if err != nil {
+			if ctx.Err() == nil && !failing {
+				l.log.Warn("batch source unavailable", "err", err)
+			}
+			failing = true
+			continue
+		}
+		failing = false
+		if b == nil || b.Model == nil || b.Meta.BatchID == *l.served.Load() {
+			continue
+		}
+		select { // keep only the newest
+		case <-l.pending:
+		default:
+		}
+		l.pending <- b
+	}
+}
+
+// deadLetter sends r to the DLQ with reason; the partition's commits are held
+// back while it is in flight, and below it if it fails.
+func (l *Layer) deadLetter(r *kgo.Record, reason error) {
+	l.m.dlq.Inc()
+	l.dlqInflight.Add(1)
+	part, off := r.Partition, r.Offset
+	l.cl.Produce(context.Background(), kafka.DeadLetter(l.cfg.DLQTopic, r, "speed", reason), func(_ *kgo.Record, err error) {
+		defer l.dlqInflight.Add(-1)
+		if err == nil {
+			return
+		}
+		l.m.dlqErrors.Inc()
+		l.log.Error("dead letter produce", "partition", part, "offset", off, "err", err)
+		l.cmu.Lock()
+		if f, ok := l.dlqFailed[part]; !ok || off < f {
+			l.dlqFailed[part] = off
+		}
+		l.cmu.Unlock()
+	})
+}
+
+// flush scores and writes the views of the sessions updated since the last
+// flush (and those whose write failed before).
+func (l *Layer) flush(ctx context.Context, now time.Time) error {
+	if len(l.proc.dirty) == 0 && len(l.failed) == 0 {
+		return nil
+	}
+	views := append(l.buf[:0], l.failed...)
+	views = l.proc.appendViews(views, now)
+	err := l.views.UpsertSessions(ctx, views)
+	l.m.flushDur.Observe(time.Since(now).Seconds())
+	if err != nil {
+		l.m.viewErrors.Inc()
+		l.log.Warn("write session views", "views", len(views), "err", err)
+		l.failed = append(l.failed[:0], views...)
+		return fmt.Errorf("write %d session views: %w", len(views), err)
+	}
+	l.m.viewWrites.Add(float64(len(views)))
+	l.failed = l.failed[:0]
+	clear(views)
+	l.buf = views[:0]
+	return nil
+}
+
+// commit commits the replay horizon of the owned partitions (only those in
+// ids when not nil) that changed. It holds back while views or dead letters
+// are unwritten.
+func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
+	if l.cl == nil {
+		return nil
+	}
+	if len(l.failed) > 0 {
+		return errors.New("commit held back: session views unwritten")
+	}
+	if l.dlqInflight.Load() > 0 {
+		if err := l.cl.Flush(ctx); err != nil {
+			return fmt.Errorf("flush dead letters: %w", err)
+		}
+	}
+	if ids == nil {
+		for id := range l.proc.parts {
+			ids = append(ids, id)
+		}
+	}
+	offsets := map[int32]kgo.EpochOffset{}
+	l.cmu.Lock()
+	for _, id := range ids {
+		h, ok := l.proc.horizon(id)
+		if !ok {
+			continue
+		}
+		if f, ok := l.dlqFailed[id]; ok {
+			h = min(h, f)
+		}
+		if c, ok := l.committed[id]; ok && c == h {
+			continue
+		}
+		offsets[id] = kgo.EpochOffset{Epoch: -1, Offset: h}
+	}
+	l.cmu.Unlock()
+	if len(offsets) == 0 {
+		return nil
+	}
+	req := map[string]map[int32]kgo.EpochOffset{l.cfg.Topic: offsets}
+	var cerr error
+	done := func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err == nil {
+			err = commitErr(resp)
+		}
+		if err != nil {
+			l.m.commitErrors.Inc()
+			l.log.Warn("commit replay horizons", "err", err)
+			cerr = err
+			return
+		}
+		l.cmu.Lock()
+		for id, eo := range offsets {
+			l.committed[id] = eo.Offset
+		}
+		l.cmu.Unlock()
+	}
+	if sync {
+		l.cl.CommitOffsetsSync(ctx, req, done)
+		return cerr
+	}
+	l.cl.CommitOffsets(ctx, req, done)
+	return nil
+}
+
+// assigned starts the partitions given to this member; their records are
+// replayed from the committed horizons.
+func (l *Layer) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	ids := assigned[l.cfg.Topic]
+	if len(ids) == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range ids {
+		l.proc.assign(id)
+	}
+	l.ready.Store(false)
+	l.log.Info("partitions assigned", "partitions", ids)
+}
+
+// revoked hands partitions over: their views and dead letters are written,
+// their horizons committed, their state dropped.
+func (l *Layer) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	ids := revoked[l.cfg.Topic]
+	if len(ids) == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closing {
+		if err := l.flush(ctx, time.Now()); err == nil {
+			l.commit(ctx, true, ids) //nolint:errcheck // logged; the next owner replays from the last commit
+		}
+	}
+	l.dropPartitions(ids)
+	l.log.Info("partitions revoked", "partitions", ids)
+}
+
+// lost drops partitions this member no longer owns, without committing.
+func (l *Layer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	ids := lost[l.cfg.Topic]
+	if len(ids) == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.dropPartitions(ids)
+	l.log.Warn("partitions lost", "partitions", ids)
+}
+
+func (l *Layer) dropPartitions(ids []int32) {
+	l.proc.drop(ids)
+	l.cmu.Lock()
+	for _, id := range ids {
+		delete(l.committed, id)
+		delete(l.dlqFailed, id)
+		l.m.forgetPartition(id)
+	}
+	l.cmu.Unlock()
+}
+
+// Ready reports whether every owned partition has been replayed up to its
+// high watermark since it was assigned.
+func (l *Layer) Ready() bool { return l.ready.Load() }
+
+// BatchID returns the id of the batch served, "" when none.
+func (l *Layer) BatchID() string { return *l.served.Load() }
+
+// Positions returns the next offset to process of each owned partition that
+// has processed a record.
+func (l *Layer) Positions() map[int32]int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[int32]int64{}
+	for id, ps := range l.proc.parts {
+		if ps.next >= 0 {
+			out[id] = ps.next
+		}
+	}
+	return out
+}
+
+// Recommend returns session id's recommendations scored now from the batch
+// and the deltas (what its view would say), and false when the session is
+// not live here.
+func (l *Layer) Recommend(id string, k int) ([]model.Scored, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.proc.recommend(id, k)
+}
+
+// LiveSessions returns the ids of the live sessions.
+func (l *Layer) LiveSessions() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, ps := range l.proc.parts {
+		for s := ps.live.head; s != nil; s = s.next {
+			out = append(out, s.ms.ID())
+		}
+	}
+	return out
+}
+
+// Deltas returns a copy of the deltas: the model contributions of the
+// records past the served batch's boundary in the owned partitions.
+func (l *Layer) Deltas() (*model.Model, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.proc.copyDeltas()
+}
+
+// commitErr returns the first partition error of a commit response.
+func commitErr(resp *kmsg.OffsetCommitResponse) error {
+	if resp == nil {
+		return nil
+	}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return fmt.Errorf("partition %d: %w", p.Partition, err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,151 @@
+package speed
+
+import (
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lambdarec/lambdarec/internal/model"
+)
+
+// metrics are the layer's Prometheus metrics. The processor keeps plain
+// counters; sync copies them here once per poll, off the per-record path.
+type metrics struct {
+	records       *prometheus.CounterVec
+	eventsPerSec  prometheus.Gauge
+	lag           *prometheus.GaugeVec
+	lagTotal      prometheus.Gauge
+	live          prometheus.Gauge
+	retained      prometheus.Gauge
+	retainedEv    prometheus.Gauge
+	stateBytes    prometheus.Gauge
+	expired       prometheus.Counter
+	evicted       prometheus.Counter
+	retainDropped prometheus.Counter
+	handoffs      prometheus.Counter
+	handoffDur    prometheus.Histogram
+	regress       prometheus.Counter
+	viewWrites    prometheus.Counter
+	viewErrors    prometheus.Counter
+	flushDur      prometheus.Histogram
+	dlq           prometheus.Counter
+	dlqErrors     prometheus.Counter
+	commitErrors  prometheus.Counter
+
+	lastHandoff atomic.Int64 // unix nanos; 0 before the first
+	started     time.Time
+	prev        counters
+	rateAt      time.Time
+	rateN       uint64
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	const ns, sub = "lambdarec", "speed"
+	m := &metrics{started: time.Now(), rateAt: time.Now()}
+	m.records = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "records_total",
+		Help: "Records processed, by outcome: accepted, duplicate, capped, stale (replayed), invalid (sent to the DLQ)."}, []string{"outcome"})
+	m.eventsPerSec = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "events_per_second",
+		Help: "Records processed per second over the last few seconds (rate(records_total) is the same, computed by Prometheus)."})
+	m.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "lag_records",
+		Help: "Records of an owned partition not yet processed (high watermark minus position)."}, []string{"partition"})
+	m.lagTotal = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "lag_records_total",
+		Help: "Records not yet processed, summed over the owned partitions."})
+	m.live = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "live_sessions",
+		Help: "Sessions with a real-time view held in memory."})
+	m.retained = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "retained_sessions",
+		Help: "Expired or evicted sessions kept until a batch covers their records."})
+	m.retainedEv = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "retained_events",
+		Help: "Events of retained sessions (bounded by max_retained_events)."})
+	m.stateBytes = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "state_bytes",
+		Help: "Estimated memory of the sessions, the deltas and the batch row cache."})
+	m.expired = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "sessions_expired_total",
+		Help: "Sessions expired after session_timeout of record time."})
+	m.evicted = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "sessions_evicted_total",
+		Help: "Live sessions evicted because max_sessions was reached (if they continue, they start over)."})
+	m.retainDropped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "retained_dropped_total",
+		Help: "Retained sessions dropped because max_retained_events was reached: their records past the boundary are missing from the deltas after the next handoff."})
+	m.handoffs = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "batch_handoffs_total",
+		Help: "Switches to a newly published batch."})
+	m.handoffDur = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "batch_handoff_duration_seconds",
+		Help: "Time to rebuild the deltas for a new batch boundary.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)})
+	m.regress = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "boundary_regressions_total",
+		Help: "Batches whose boundary was behind the previous one for an owned partition."})
+	m.viewWrites = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "view_writes_total",
+		Help: "Session views written to the serving store."})
+	m.viewErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "view_write_errors_total",
+		Help: "Failed writes of views to the serving store (retried)."})
+	m.flushDur = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "view_flush_duration_seconds",
+		Help: "Time to score and write one group of views.", Buckets: prometheus.ExponentialBuckets(0.0001, 3, 10)})
+	m.dlq = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dlq_records_total",
+		Help: "Invalid records sent to the dead-letter topic."})
+	m.dlqErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dlq_errors_total",
+		Help: "Dead-letter produces that failed."})
+	m.commitErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "commit_errors_total",
+		Help: "Failed commits of replay horizons."})
+	since := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "seconds_since_batch_handoff",
+		Help: "Seconds since the layer switched to the batch it serves (since start when it has none)."}, func() float64 {
+		if t := m.lastHandoff.Load(); t != 0 {
+			return time.Since(time.Unix(0, t)).Seconds()
+		}
+		return time.Since(m.started).Seconds()
+	})
+	if reg != nil {
+		reg.MustRegister(m.records, m.eventsPerSec, m.lag, m.lagTotal, m.live, m.retained, m.retainedEv, m.stateBytes,
+			m.expired, m.evicted, m.retainDropped, m.handoffs, m.handoffDur, m.regress, m.viewWrites, m.viewErrors,
+			m.flushDur, m.dlq, m.dlqErrors, m.commitErrors, since)
+	}
+	return m
+}
+
+// sync exports the processor's state. Called with the layer's lock held.
+func (m *metrics) sync(p *processor, now time.Time) {
+	c := p.c
+	for o, name := range []string{"accepted", "duplicate", "capped", "stale"} {
+		if d := c.outcomes[o] - m.prev.outcomes[o]; d > 0 {
+			m.records.WithLabelValues(name).Add(float64(d))
+		}
+	}
+	add := func(ctr prometheus.Counter, cur, prev uint64) {
+		if cur > prev {
+			ctr.Add(float64(cur - prev))
+		}
+	}
+	add(m.records.WithLabelValues("invalid"), c.invalid, m.prev.invalid)
+	add(m.expired, c.expired, m.prev.expired)
+	add(m.evicted, c.evicted, m.prev.evicted)
+	add(m.retainDropped, c.retainDropped, m.prev.retainDropped)
+	add(m.handoffs, c.handoffs, m.prev.handoffs)
+	add(m.regress, c.boundaryRegress, m.prev.boundaryRegress)
+	m.prev = c
+
+	var total int64
+	for id, ps := range p.parts {
+		if ps.hw < 0 || ps.next < 0 {
+			continue
+		}
+		lag := max(ps.hw-ps.next, 0)
+		total += lag
+		m.lag.WithLabelValues(strconv.Itoa(int(id))).Set(float64(lag))
+	}
+	m.lagTotal.Set(float64(total))
+	m.live.Set(float64(p.nLive))
+	retained := 0
+	for _, ps := range p.parts {
+		retained += ps.retained.n
+	}
+	m.retained.Set(float64(retained))
+	m.retainedEv.Set(float64(c.retainedEvents))
+	m.stateBytes.Set(float64(p.stateSize + p.deltaBytes()))
+
+	n := c.outcomes[model.Accepted] + c.outcomes[model.Duplicate] + c.outcomes[model.Capped] + c.outcomes[model.Stale] + c.invalid
+	if el := now.Sub(m.rateAt); el >= 2*time.Second {
+		m.eventsPerSec.Set(float64(n-m.rateN) / el.Seconds())
+		m.rateAt, m.rateN = now, n
+	}
+}
+
+func (m *metrics) forgetPartition(id int32) {
+	m.lag.DeleteLabelValues(strconv.Itoa(int(id)))
+}

@@ -1,0 +1,500 @@
+package speed
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/lambdarec/lambdarec/internal/model"
+	"github.com/lambdarec/lambdarec/internal/store"
+	"github.com/lambdarec/lambdarec/schemas"
+)
+
+// session is the layer's state of one session: the model's session (its
+// accepted events, duplicates and capped records, which drive pairs, dedup
+// and the delta rebuild) plus what the view needs.
+type session struct {
+	ms        *model.Session
+	part      *partition
+	purchased []string
+	first     int64 // offset of its first record: the replay horizon it holds
+	lastTS    int64 // record timestamp (ms) of its newest record
+	touch     uint64
+	maxTime   int64 // newest event time, unix µs
+	bytes     int   // accounted state size
+	live      bool  // live (has a view) or retained (expired, not yet covered)
+	dirty     bool  // its view must be written
+	// list links: the partition's live list (most recent first) or its
+	// retained list (oldest first).
+	prev, next *session
+	seq        uint64 // when retained: order of retention, for dropping oldest first
+}
+
+// list is an intrusive doubly linked list of sessions.
+type list struct {
+	head, tail *session
+	n          int
+}
+
+func (l *list) pushFront(s *session) {
+	s.prev, s.next = nil, l.head
+	if l.head != nil {
+		l.head.prev = s
+	} else {
+		l.tail = s
+	}
+	l.head = s
+	l.n++
+}
+
+func (l *list) pushBack(s *session) {
+	s.prev, s.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = s
+	} else {
+		l.head = s
+	}
+	l.tail = s
+	l.n++
+}
+
+func (l *list) remove(s *session) {
+	if s.prev != nil {
+		s.prev.next = s.next
+	} else {
+		l.head = s.next
+	}
+	if s.next != nil {
+		s.next.prev = s.prev
+	} else {
+		l.tail = s.prev
+	}
+	s.prev, s.next = nil, nil
+	l.n--
+}
+
+// partition is the state of one owned partition of `events`.
+type partition struct {
+	id       int32
+	sessions map[string]*session // live and retained
+	live     list                // most recently active first
+	retained list                // oldest retention first
+	next     int64               // next offset to process; -1 until the first record
+	hw       int64               // high watermark seen in the last fetch; -1 unknown
+	streamTS int64               // newest record timestamp (ms): the clock of expiry
+}
+
+// limits are the processor's bounds, from Config.
+type limits struct {
+	sessionTimeout    time.Duration
+	maxSessions       int
+	maxRetainedEvents int
+	viewItems         int
+}
+
+// counters are cumulative counts the layer exports as metrics.
+type counters struct {
+	outcomes        [4]uint64 // by model.Outcome
+	invalid         uint64
+	expired         uint64
+	evicted         uint64
+	retainDropped   uint64
+	retainedEvents  int
+	handoffs        uint64
+	boundaryRegress uint64
+}
+
+// processor is the speed layer's state machine: sessions by partition, the
+// deltas past the served batch's boundary, and the real-time views to write.
+// It knows nothing of Kafka; one goroutine at a time uses it.
+type processor struct {
+	lim    limits
+	log    *slog.Logger
+	params model.Params
+	batch  *Batch
+	bound  model.Boundary
+	deltas *model.Model
+	nb     *mergedNeighbors
+	scorer *model.Scorer
+
+	parts     map[int32]*partition
+	nLive     int
+	stateSize int // sessions' accounted bytes
+	touch     uint64
+	retainSeq uint64
+	dirty     []*session
+	dirtySince time.Time // when the oldest unwritten update was processed
+
+	c  counters
+	ev schemas.UserInteraction
+}
+
+func newProcessor(lim limits, p model.Params, log *slog.Logger) (*processor, error) {
+	d, err := model.New(p)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := model.NewScorer(p)
+	if err != nil {
+		return nil, err
+	}
+	return &processor{
+		lim: lim, log: log, params: p, bound: model.Boundary{}, deltas: d,
+		nb: newMergedNeighbors(nil, d.Covisit(), p.Neighbors), scorer: sc,
+		parts: map[int32]*partition{},
+	}, nil
+}
+
+// assign starts owning partition id with empty state; its records are then
+// replayed from the committed horizon.
+func (p *processor) assign(id int32) {
+	if _, ok := p.parts[id]; ok {
+		p.drop([]int32{id})
+	}
+	p.parts[id] = &partition{id: id, sessions: map[string]*session{}, next: -1, hw: -1, streamTS: -1 << 62}
+}
+
+// drop forgets the state of partitions ids and rebuilds the deltas of the
+// partitions kept. Views of their sessions must have been written.
+func (p *processor) drop(ids []int32) {
+	changed := false
+	gone := map[*partition]bool{}
+	for _, id := range ids {
+		ps, ok := p.parts[id]
+		if !ok {
+			continue
+		}
+		for _, s := range ps.sessions {
+			p.forget(s)
+		}
+		delete(p.parts, id)
+		gone[ps] = true
+		changed = true
+	}
+	if changed {
+		// Their views are written by the flush that precedes a revocation;
+		// after a loss they belong to the new owner.
+		p.dirty = slices.DeleteFunc(p.dirty, func(s *session) bool { return gone[s.part] })
+		p.deltas = p.rebuild(p.params, p.bound)
+		p.nb.delta = p.deltas.Covisit()
+	}
+}
+
+// rebuild returns the deltas of the sessions held for boundary b: the
+// contributions of their records past b.
+func (p *processor) rebuild(params model.Params, b model.Boundary) *model.Model {
+	d, _ := model.New(params) // params were validated
+	for _, ps := range p.parts {
+		for _, s := range ps.sessions {
+			d.ApplyPast(s.ms, b)
+		}
+	}
+	return d
+}
+
+// handoff switches to batch b: the deltas are rebuilt for its boundary,
+// retained sessions it covers are forgotten. It returns how long it took.
+func (p *processor) handoff(b *Batch) time.Duration {
+	start := time.Now()
+	bound := model.Boundary(b.Meta.Boundary)
+	for id := range p.parts {
+		if old, ok := p.bound[id]; ok {
+			if hi, ok2 := bound[id]; !ok2 || hi < old {
+				p.c.boundaryRegress++
+				p.log.Warn("batch boundary moved back: records between the two boundaries that were forgotten are missing from the deltas",
+					"partition", id, "old", old, "new", hi, "batch_id", b.Meta.BatchID)
+			}
+		}
+	}
+	params := b.Model.Params()
+	if params != p.params {
+		sc, err := model.NewScorer(params)
+		if err != nil { // a batch model always has valid params
+			p.log.Error("batch model parameters rejected", "batch_id", b.Meta.BatchID, "err", err)
+			return 0
+		}
+		p.log.Info("model parameters changed with the batch", "batch_id", b.Meta.BatchID)
+		p.params, p.scorer = params, sc
+	}
+	p.deltas = p.rebuild(params, bound)
+	p.batch, p.bound = b, bound
+	p.nb = newMergedNeighbors(b.Model.Covisit(), p.deltas.Covisit(), params.Neighbors)
+	for _, ps := range p.parts {
+		for s := ps.retained.head; s != nil; {
+			next := s.next
+			if s.ms.Covered(bound) {
+				p.forget(s)
+			}
+			s = next
+		}
+	}
+	p.c.handoffs++
+	return time.Since(start)
+}
+
+// record processes one record of an owned partition. It returns a non-nil
+// error, the reason for the dead-letter topic, when the record is invalid.
+// Records before the partition's position (redelivered) are skipped.
+func (p *processor) record(part int32, offset int64, ts time.Time, value []byte) error {
+	ps := p.parts[part]
+	if ps == nil || offset < ps.next {
+		return nil
+	}
+	ps.next = offset + 1
+	tsMs := ts.UnixMilli()
+	clock := ts
+	if ts.IsZero() || tsMs <= 0 {
+		clock = time.Now() // no record timestamp: validate against the wall clock
+	}
+	if err := schemas.Decode(value, &p.ev, clock); err != nil {
+		p.c.invalid++
+		return err
+	}
+	e := model.EventFromProto(&p.ev, part, offset)
+	s := ps.sessions[e.SessionID]
+	switch {
+	case s == nil:
+		s = &session{ms: model.NewSession(e.SessionID), part: ps, first: offset, maxTime: e.Time}
+		ps.sessions[e.SessionID] = s
+		s.live = true
+		ps.live.pushFront(s)
+		p.nLive++
+	case !s.live:
+		ps.retained.remove(s)
+		p.c.retainedEvents -= s.ms.Len()
+		s.live = true
+		ps.live.pushFront(s)
+		p.nLive++
+	default:
+		ps.live.remove(s)
+		ps.live.pushFront(s)
+	}
+	var o model.Outcome
+	if p.bound.Covers(part, offset) {
+		o = s.ms.Add(&p.params, e, nil)
+	} else {
+		o = p.deltas.Apply(s.ms, e)
+	}
+	p.c.outcomes[o]++
+	if tsMs > ps.streamTS {
+		ps.streamTS = tsMs
+	}
+	if o != model.Stale {
+		if o == model.Accepted && e.Kind == schemas.KindPurchase && !slices.Contains(s.purchased, e.ItemID) {
+			s.purchased = append(s.purchased, e.ItemID)
+		}
+		s.maxTime = max(s.maxTime, e.Time)
+		s.lastTS = tsMs
+		p.touch++
+		s.touch = p.touch
+		p.markDirty(s)
+		nb := sessionBytes(s)
+		p.stateSize += nb - s.bytes
+		s.bytes = nb
+	}
+	p.expire(ps)
+	for p.nLive > p.lim.maxSessions {
+		p.evictOldest()
+	}
+	return nil
+}
+
+func (p *processor) markDirty(s *session) {
+	if s.dirty {
+		return
+	}
+	if len(p.dirty) == 0 {
+		p.dirtySince = time.Now()
+	}
+	s.dirty = true
+	p.dirty = append(p.dirty, s)
+}
+
+// sessionBytes estimates a session's memory.
+func sessionBytes(s *session) int {
+	return s.ms.Sizeof() + 160 + len(s.purchased)*16
+}
+
+// expire retires the partition's sessions idle for SessionTimeout of record
+// time. The live list is in processing order, so it stops at the first
+// session that is not idle: a function of the partition's records alone.
+func (p *processor) expire(ps *partition) {
+	limit := ps.streamTS - p.lim.sessionTimeout.Milliseconds()
+	for s := ps.live.tail; s != nil && s.lastTS < limit; s = ps.live.tail {
+		p.c.expired++
+		p.retire(s)
+	}
+}
+
+// evictOldest retires the least recently active live session of all
+// partitions (memory pressure).
+func (p *processor) evictOldest() {
+	var victim *session
+	for _, ps := range p.parts {
+		if t := ps.live.tail; t != nil && (victim == nil || t.touch < victim.touch) {
+			victim = t
+		}
+	}
+	if victim == nil {
+		return
+	}
+	p.c.evicted++
+	p.retire(victim)
+}
+
+// retire ends a live session: it is retained while it has records past the
+// boundary (its contributions must survive a delta rebuild), else forgotten.
+func (p *processor) retire(s *session) {
+	ps := s.part
+	ps.live.remove(s)
+	s.live = false
+	p.nLive--
+	if s.ms.Covered(p.bound) {
+		p.forget(s)
+		return
+	}
+	p.retainSeq++
+	s.seq = p.retainSeq
+	ps.retained.pushBack(s)
+	p.c.retainedEvents += s.ms.Len()
+	for p.c.retainedEvents > p.lim.maxRetainedEvents {
+		p.dropOldestRetained()
+	}
+}
+
+// dropOldestRetained forgets the retained session retained first. Its
+// records past the boundary stay counted in the current deltas but will be
+// missing after the next rebuild (until a batch covers them).
+func (p *processor) dropOldestRetained() {
+	var victim *session
+	for _, ps := range p.parts {
+		if h := ps.retained.head; h != nil && (victim == nil || h.seq < victim.seq) {
+			victim = h
+		}
+	}
+	if victim == nil {
+		p.c.retainedEvents = 0
+		return
+	}
+	p.c.retainDropped++
+	p.forget(victim)
+}
+
+// forget removes s from the partition's state. A dirty session keeps its
+// place in the dirty list, so its last view is still written.
+func (p *processor) forget(s *session) {
+	ps := s.part
+	if s.live {
+		ps.live.remove(s)
+		s.live = false
+		p.nLive--
+	} else if ps.sessions[s.ms.ID()] == s {
+		ps.retained.remove(s)
+		p.c.retainedEvents -= s.ms.Len()
+	}
+	if ps.sessions[s.ms.ID()] == s {
+		delete(ps.sessions, s.ms.ID())
+		p.stateSize -= s.bytes
+		s.bytes = 0
+	}
+}
+
+// appendViews appends the views of the sessions updated since the last call
+// to dst, scored now, and clears the dirty set.
+func (p *processor) appendViews(dst []store.SessionView, now time.Time) []store.SessionView {
+	for _, s := range p.dirty {
+		dst = append(dst, p.view(s, now))
+		s.dirty = false
+	}
+	clear(p.dirty)
+	p.dirty = p.dirty[:0]
+	return dst
+}
+
+func (p *processor) view(s *session, now time.Time) store.SessionView {
+	part, off, _ := s.ms.Last()
+	return store.SessionView{
+		SessionID: s.ms.ID(),
+		UserID:    s.ms.User(),
+		Items:     toStoreScored(p.scorer.RecommendSession(p.nb, s.ms, nil, p.lim.viewItems)),
+		Purchased: slices.Clone(s.purchased),
+		EventTime: time.UnixMicro(s.maxTime).UTC(),
+		Partition: part,
+		Offset:    off,
+		UpdatedAt: now,
+	}
+}
+
+func toStoreScored(recs []model.Scored) []store.Scored {
+	if len(recs) == 0 {
+		return nil
+	}
+	out := make([]store.Scored, len(recs))
+	for i, r := range recs {
+		out[i] = store.Scored{Item: r.Item, Score: r.Score}
+	}
+	return out
+}
+
+// horizon returns the offset a consumer of partition id must start from to
+// rebuild its state exactly: the first offset of the oldest session held, or
+// the position. ok is false before the first record.
+func (p *processor) horizon(id int32) (int64, bool) {
+	ps := p.parts[id]
+	if ps == nil || ps.next < 0 {
+		return 0, false
+	}
+	h := ps.next
+	for _, s := range ps.sessions {
+		h = min(h, s.first)
+	}
+	return h, true
+}
+
+// streamTime returns the newest record timestamp (ms) of the owned
+// partitions, or 0 before any.
+func (p *processor) streamTime() int64 {
+	var t int64
+	for _, ps := range p.parts {
+		t = max(t, ps.streamTS)
+	}
+	return t
+}
+
+// lookup returns the session id held in any owned partition.
+func (p *processor) lookup(id string) *session {
+	for _, ps := range p.parts {
+		if s, ok := ps.sessions[id]; ok {
+			return s
+		}
+	}
+	return nil
+}
+
+// recommend scores session id now, as its view would be written.
+func (p *processor) recommend(id string, k int) ([]model.Scored, bool) {
+	s := p.lookup(id)
+	if s == nil || !s.live {
+		return nil, false
+	}
+	return p.scorer.RecommendSession(p.nb, s.ms, nil, k), true
+}
+
+// copyDeltas returns a copy of the deltas.
+func (p *processor) copyDeltas() (*model.Model, error) {
+	d, err := model.New(p.params)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Merge(p.deltas); err != nil {
+		return nil, fmt.Errorf("copy deltas: %w", err)
+	}
+	return d, nil
+}
+
+// deltaBytes estimates the memory of the deltas and the neighbour cache.
+func (p *processor) deltaBytes() int {
+	cv := p.deltas.Covisit().Len()
+	return cv*64 + p.deltas.Popularity().Len()*24 + p.deltas.Users().Len()*64 + p.nb.cachedBytes
+}
