@@ -118,12 +118,12 @@ type processor struct {
 	nb     *mergedNeighbors
 	scorer *model.Scorer
 
-	parts     map[int32]*partition
-	nLive     int
-	stateSize int // sessions' accounted bytes
-	touch     uint64
-	retainSeq uint64
-	dirty     []*session
+	parts      map[int32]*partition
+	nLive      int
+	stateSize  int // sessions' accounted bytes
+	touch      uint64
+	retainSeq  uint64
+	dirty      []*session
 	dirtySince time.Time // when the oldest unwritten update was processed
 
 	c  counters
