@@ -293,6 +293,13 @@ func caughtUp(pos, ends map[int32]int64) bool {
 // startLayer runs a layer until the test ends.
 func startLayer(t testing.TB, tt *testTopic, src BatchSource, views ViewWriter, edit func(*Config)) *Layer {
 	t.Helper()
+	l, _ := startStoppable(t, tt, src, views, edit)
+	return l
+}
+
+// startStoppable runs a layer until stop is called or the test ends.
+func startStoppable(t testing.TB, tt *testTopic, src BatchSource, views ViewWriter, edit func(*Config)) (*Layer, func()) {
+	t.Helper()
 	cfg := Config{
 		Brokers:           []string{tt.b.Addr()},
 		Group:             "speed-test",
@@ -313,16 +320,20 @@ func startLayer(t testing.TB, tt *testTopic, src BatchSource, views ViewWriter, 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("layer run: %v", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("layer run: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("layer did not stop")
 			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("layer did not stop")
-		}
-	})
-	return l
+		})
+	}
+	t.Cleanup(stop)
+	return l, stop
 }

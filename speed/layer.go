@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -452,6 +453,18 @@ func (l *Layer) Positions() map[int32]int64 {
 			out[id] = ps.next
 		}
 	}
+	return out
+}
+
+// Assigned returns the owned partitions of the events topic, ascending.
+func (l *Layer) Assigned() []int32 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]int32, 0, len(l.proc.parts))
+	for id := range l.proc.parts {
+		out = append(out, id)
+	}
+	slices.Sort(out)
 	return out
 }
 

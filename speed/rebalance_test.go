@@ -1,0 +1,151 @@
+package speed
+
+import (
+	"context"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/lambdarec/lambdarec/internal/model"
+	"github.com/lambdarec/lambdarec/internal/store"
+)
+
+// waitOwned waits until the layers own disjoint sets of partitions covering
+// the topic, each at least one, each processed up to what was produced, all
+// serving batch id.
+func waitOwned(t *testing.T, tt *testTopic, id string, ls ...*Layer) {
+	t.Helper()
+	ends := tt.endOffsets()
+	waitFor(t, 30*time.Second, "partitions owned once, caught up, serving "+id, func() bool {
+		owned := map[int32]int{}
+		for _, l := range ls {
+			if l.BatchID() != id {
+				return false
+			}
+			pos := l.Positions()
+			as := l.Assigned()
+			if len(as) == 0 {
+				return false // every member owns something once the group settled
+			}
+			for _, p := range as {
+				owned[p]++
+				if e, ok := ends[p]; ok && pos[p] < e {
+					return false
+				}
+			}
+		}
+		if len(owned) != tt.nParts {
+			return false
+		}
+		for _, n := range owned {
+			if n != 1 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// publishRandom publishes a batch over the records produced so far at a
+// random boundary past the previous one.
+func publishRandom(t *testing.T, r *rand.Rand, tt *testTopic, src *fakeSource, c *checker, id string, prev model.Boundary) model.Boundary {
+	t.Helper()
+	evs, _ := tt.decoded()
+	b := randomBoundary(r, prev, tt.endOffsets())
+	src.publish(batchOf(t, id, c.params, evs, b))
+	return b
+}
+
+// TestRebalanceHandsOffExactly: a second member joins (partitions move: the
+// old owner commits its replay horizons and drops their state, the new one
+// replays them) and later leaves (they move back). At every point the batch
+// plus the deltas of all members equals the full recompute, and when one
+// member owns everything its sessions' recommendations equal the recompute's.
+func TestRebalanceHandsOffExactly(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	tt := newTestTopic(t, 6)
+	src := &fakeSource{}
+	views := store.NewMemory()
+	c := newChecker(t, tt)
+	g := newStreamGen(r, time.Now().Add(-time.Hour))
+
+	a := startLayer(t, tt, src, views, nil)
+	tt.produce(g.batch(800))
+	bound := publishRandom(t, r, tt, src, c, "b1", nil)
+	waitOwned(t, tt, "b1", a)
+	c.check("a alone", bound, a)
+
+	b, stopB := startStoppable(t, tt, src, views, nil)
+	tt.produce(g.batch(500))
+	waitOwned(t, tt, "b1", a, b)
+	if len(a.Assigned()) == 0 || len(b.Assigned()) == 0 {
+		t.Fatalf("no partitions moved: a %v, b %v", a.Assigned(), b.Assigned())
+	}
+	c.check("a and b", bound, a, b)
+
+	tt.produce(g.batch(300))
+	bound = publishRandom(t, r, tt, src, c, "b2", bound)
+	tt.produce(g.batch(300))
+	waitOwned(t, tt, "b2", a, b)
+	c.check("a and b after handoff", bound, a, b)
+
+	stopB()
+	tt.produce(g.batch(400))
+	waitOwned(t, tt, "b2", a)
+	c.check("a after b left", bound, a)
+	checkViews(t, tt, views)
+}
+
+// TestRestartReplaysFromHorizon: a member stops, records and a new batch
+// arrive while it is down, and a new process rebuilds exactly the same state
+// by replaying from the committed horizons.
+func TestRestartReplaysFromHorizon(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 3))
+	tt := newTestTopic(t, 3)
+	src := &fakeSource{}
+	views := store.NewMemory()
+	c := newChecker(t, tt)
+	g := newStreamGen(r, time.Now().Add(-time.Hour))
+
+	a, stopA := startStoppable(t, tt, src, views, nil)
+	tt.produce(g.batch(700))
+	bound := publishRandom(t, r, tt, src, c, "b1", nil)
+	tt.produce(g.batch(300))
+	waitOwned(t, tt, "b1", a)
+	c.check("before restart", bound, a)
+	stopA()
+
+	// The committed offsets are replay horizons: at or before the ends,
+	// and before them where live sessions started earlier.
+	adm := kadm.NewClient(tt.cl)
+	offs, err := adm.FetchOffsets(context.Background(), "speed-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends := tt.endOffsets()
+	behind := 0
+	for p, end := range ends {
+		o, ok := offs.Lookup("events", p)
+		if !ok || o.At < 0 || o.At > end {
+			t.Fatalf("partition %d: committed %+v, end %d", p, o, end)
+		}
+		if o.At < end {
+			behind++
+		}
+	}
+	if behind == 0 {
+		t.Fatalf("no horizon behind its partition's end: %v vs %v", offs, ends)
+	}
+
+	tt.produce(g.batch(400))
+	bound = publishRandom(t, r, tt, src, c, "b2", bound)
+	a2 := startLayer(t, tt, src, views, nil)
+	waitOwned(t, tt, "b2", a2)
+	c.check("after restart", bound, a2)
+	tt.produce(g.batch(300))
+	waitOwned(t, tt, "b2", a2)
+	c.check("after restart, more records", bound, a2)
+	checkViews(t, tt, views)
+}
