@@ -26,8 +26,9 @@ type bevent struct {
 type Builder struct {
 	m        *Model
 	sessions *dict
-	head     []int32 // first event of each session
-	tail     []int32 // last event of each session
+	head     []int32  // first event of each session
+	user     []uint32 // user of each session's latest event (an interning shortcut)
+	tail     []int32  // last event of each session
 	evs      []bevent
 }
 
@@ -46,24 +47,33 @@ func (b *Builder) Len() int { return len(b.evs) }
 // by (partition, offset).
 func (b *Builder) Add(e Event) {
 	sid := b.sessions.intern(e.SessionID)
+	newSession := int(sid) == len(b.head)
+	var user uint32
+	if !newSession && b.m.users.users.str(b.user[sid]) == e.UserID {
+		user = b.user[sid]
+	} else {
+		user = b.m.users.users.intern(e.UserID)
+	}
 	i := int32(len(b.evs))
 	b.evs = append(b.evs, bevent{
 		hash:      EventIDHash(e.EventID),
 		time:      e.Time,
 		offset:    e.Offset,
 		item:      b.m.items.intern(e.ItemID),
-		user:      b.m.users.users.intern(e.UserID),
+		user:      user,
 		partition: e.Partition,
 		next:      -1,
 		kind:      e.Kind,
 	})
-	if int(sid) == len(b.head) {
+	if newSession {
 		b.head = append(b.head, i)
 		b.tail = append(b.tail, i)
+		b.user = append(b.user, user)
 		return
 	}
 	b.evs[b.tail[sid]].next = i
 	b.tail[sid] = i
+	b.user[sid] = user
 }
 
 func compareRecord(a, b bevent) int {
@@ -80,6 +90,8 @@ func (b *Builder) Build() *Model {
 	p := &m.params
 	win := p.windowMicros()
 	var scratch, kept []bevent
+	pairs := newPairSorter(m.items.len())
+	users := make([]userRec, 0, len(b.evs))
 	for sid := range b.head {
 		scratch = scratch[:0]
 		for i := b.head[sid]; i >= 0; i = b.evs[i].next {
@@ -116,16 +128,18 @@ func (b *Builder) Build() *Model {
 						continue
 					}
 					if w := p.pairWeight(we, p.Weight(q.kind)); w != 0 {
-						m.covisit.addID(e.item, q.item, w)
+						pairs.add(e.item, q.item, w)
 					}
 				}
 			}
 			m.pop.addID(e.item, we)
-			m.users.addID(e.user, e.item, e.time, we, e.kind == schemas.KindPurchase)
+			users = append(users, userRec{k: uint64(e.user)<<32 | uint64(e.item), v: userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase}})
 			kept = append(kept, *e)
 		}
 	}
-	b.evs, b.head, b.tail, b.sessions, b.m = nil, nil, nil, nil, nil
+	b.evs, b.head, b.tail, b.user, b.sessions, b.m = nil, nil, nil, nil, nil, nil
+	m.covisit.setBase(pairs.result())
+	m.users.setBase(sortUserRecs(users, m.users.users.len(), m.items.len()))
 	return m
 }
 

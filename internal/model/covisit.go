@@ -44,22 +44,32 @@ type Neighbors interface {
 	Neighbors(item string) []ItemCount
 }
 
-// Covisit holds symmetric co-visitation counts C[a][b] == C[b][a]. Each
-// unordered pair is stored once, keyed by interned item ids; every item keeps
-// the list of its neighbours. Counts may be negative transiently (Sub); a pair
-// whose count returns to 0 is removed. The zero value is not usable: use
-// NewCovisit or a Model's. Concurrent readers are safe without a writer.
+// Covisit holds symmetric co-visitation counts C[a][b] == C[b][a], keyed by
+// interned item ids. It has two tiers: a base built in bulk (Builder.Build,
+// Compact, large merges) stored as a symmetric CSR — each item's neighbours
+// sorted by id with their counts, 24 bytes per unordered pair — and an overlay
+// of the changes since, a hash map of unordered pairs with a neighbour list per
+// item (what the speed layer's deltas live in). Counts may be negative
+// transiently (Sub); a pair whose count returns to 0 disappears. The zero
+// value is not usable: use NewCovisit or a Model's. Concurrent readers are safe
+// without a writer.
 type Covisit struct {
 	items *dict
-	pairs map[uint64]int64 // lo<<32 | hi, lo < hi
-	adj   [][]uint32       // neighbours of each item id
+	// base CSR: row r is nbr[off[r]:off[r+1]] (ascending ids), counts in cnt.
+	off []int
+	nbr []uint32
+	cnt []int64
+	// overlay, keyed by pairKey; adj lists each item's overlay neighbours.
+	over map[uint64]int64
+	adj  [][]uint32
+	n    int // unordered pairs with a non-zero total
 }
 
 // NewCovisit returns empty counts.
 func NewCovisit() *Covisit { return newCovisit(newDict()) }
 
 func newCovisit(items *dict) *Covisit {
-	return &Covisit{items: items, pairs: make(map[uint64]int64)}
+	return &Covisit{items: items, over: make(map[uint64]int64)}
 }
 
 func pairKey(a, b uint32) uint64 {
@@ -77,21 +87,51 @@ func (c *Covisit) Add(a, b string, w int64) {
 	c.addID(c.items.intern(a), c.items.intern(b), w)
 }
 
+// baseRow returns a's base row.
+func (c *Covisit) baseRow(a uint32) ([]uint32, []int64) {
+	if int(a)+1 >= len(c.off) {
+		return nil, nil
+	}
+	lo, hi := c.off[a], c.off[a+1]
+	return c.nbr[lo:hi], c.cnt[lo:hi]
+}
+
+// baseGet returns the base count of (a, b).
+func (c *Covisit) baseGet(a, b uint32) int64 {
+	nbr, cnt := c.baseRow(a)
+	if len(nbr) == 0 {
+		return 0
+	}
+	if i, ok := slices.BinarySearch(nbr, b); ok {
+		return cnt[i]
+	}
+	return 0
+}
+
 func (c *Covisit) addID(a, b uint32, w int64) {
 	k := pairKey(a, b)
-	old, ok := c.pairs[k]
-	n := old + w
-	switch {
-	case n == 0:
-		delete(c.pairs, k)
-		c.unlink(a, b)
-		c.unlink(b, a)
-	case !ok:
-		c.pairs[k] = n
+	old, inOver := c.over[k]
+	before := c.baseGet(a, b) + old
+	after := before + w
+	switch nw := old + w; {
+	case nw == 0:
+		if inOver {
+			delete(c.over, k)
+			c.unlink(a, b)
+			c.unlink(b, a)
+		}
+	case !inOver:
+		c.over[k] = nw
 		c.link(a, b)
 		c.link(b, a)
 	default:
-		c.pairs[k] = n
+		c.over[k] = nw
+	}
+	switch {
+	case before == 0 && after != 0:
+		c.n++
+	case before != 0 && after == 0:
+		c.n--
 	}
 }
 
@@ -111,6 +151,13 @@ func (c *Covisit) unlink(a, b uint32) {
 	}
 }
 
+func (c *Covisit) overRow(a uint32) []uint32 {
+	if int(a) >= len(c.adj) {
+		return nil
+	}
+	return c.adj[a]
+}
+
 // Get returns C[a][b].
 func (c *Covisit) Get(a, b string) int64 {
 	ia, ok := c.items.lookup(a)
@@ -121,31 +168,61 @@ func (c *Covisit) Get(a, b string) int64 {
 	if !ok || ia == ib {
 		return 0
 	}
-	return c.pairs[pairKey(ia, ib)]
+	return c.baseGet(ia, ib) + c.over[pairKey(ia, ib)]
 }
 
 // Len returns the number of unordered pairs with a non-zero count.
-func (c *Covisit) Len() int { return len(c.pairs) }
+func (c *Covisit) Len() int { return c.n }
 
 // Degree returns how many neighbours item has.
 func (c *Covisit) Degree(item string) int {
 	id, ok := c.items.lookup(item)
-	if !ok || int(id) >= len(c.adj) {
+	if !ok {
 		return 0
 	}
-	return len(c.adj[id])
+	return c.degree(id)
+}
+
+func (c *Covisit) degree(id uint32) int {
+	nbr, cnt := c.baseRow(id)
+	d := len(nbr)
+	for _, n := range c.overRow(id) {
+		v := c.over[pairKey(id, n)]
+		if i, ok := slices.BinarySearch(nbr, n); ok {
+			if cnt[i]+v == 0 {
+				d--
+			}
+		} else {
+			d++
+		}
+	}
+	return d
 }
 
 // AppendRow appends item's full row to dst in the model's order (count desc,
 // item asc).
 func (c *Covisit) AppendRow(dst []ItemCount, item string) []ItemCount {
 	id, ok := c.items.lookup(item)
-	if !ok || int(id) >= len(c.adj) {
+	if !ok {
 		return dst
 	}
 	start := len(dst)
-	for _, n := range c.adj[id] {
-		dst = append(dst, ItemCount{Item: c.items.str(n), Count: c.pairs[pairKey(id, n)]})
+	nbr, cnt := c.baseRow(id)
+	for i, n := range nbr {
+		dst = append(dst, ItemCount{Item: c.items.str(n), Count: cnt[i]})
+	}
+	over := c.overRow(id)
+	for _, n := range over {
+		v := c.over[pairKey(id, n)]
+		if i, ok := slices.BinarySearch(nbr, n); ok {
+			dst[start+i].Count += v
+		} else {
+			dst = append(dst, ItemCount{Item: c.items.str(n), Count: v})
+		}
+	}
+	if len(over) > 0 && len(nbr) > 0 {
+		tail := slices.DeleteFunc(dst[start:], func(ic ItemCount) bool { return ic.Count == 0 })
+		dst = dst[:start+len(tail)]
 	}
 	SortItemCounts(dst[start:])
 	return dst
@@ -163,8 +240,8 @@ func (c *Covisit) TopK(item string, k int) []ItemCount { return TopK(c.Row(item)
 // Items returns every item with at least one neighbour, in ascending order.
 func (c *Covisit) Items() []string {
 	var out []string
-	for id, row := range c.adj {
-		if len(row) > 0 {
+	for id := range c.items.len() {
+		if c.degree(uint32(id)) > 0 {
 			out = append(out, c.items.str(uint32(id)))
 		}
 	}
@@ -181,7 +258,7 @@ type Pair struct {
 // Pairs iterates every unordered pair once (A < B), in unspecified order.
 func (c *Covisit) Pairs() iter.Seq[Pair] {
 	return func(yield func(Pair) bool) {
-		for k, n := range c.pairs {
+		for k, n := range c.all() {
 			a, b := c.items.str(uint32(k>>32)), c.items.str(uint32(k))
 			if a > b {
 				a, b = b, a
@@ -191,6 +268,83 @@ func (c *Covisit) Pairs() iter.Seq[Pair] {
 			}
 		}
 	}
+}
+
+// all iterates every unordered pair's key and non-zero total: the base's in
+// ascending key order, then the overlay-only ones.
+func (c *Covisit) all() iter.Seq2[uint64, int64] {
+	return func(yield func(uint64, int64) bool) {
+		for r := 0; r+1 < len(c.off); r++ {
+			nbr, cnt := c.baseRow(uint32(r))
+			i, _ := slices.BinarySearch(nbr, uint32(r)+1)
+			for ; i < len(nbr); i++ {
+				k := uint64(r)<<32 | uint64(nbr[i])
+				v := cnt[i]
+				if len(c.over) > 0 {
+					v += c.over[k]
+				}
+				if v != 0 && !yield(k, v) {
+					return
+				}
+			}
+		}
+		for k, v := range c.over {
+			if c.baseGet(uint32(k>>32), uint32(k)) == 0 && !yield(k, v) {
+				return
+			}
+		}
+	}
+}
+
+// sortedKV returns every pair's total sorted by key, translating ids into
+// to's dictionary (and sign-multiplying) when asked.
+func (c *Covisit) sortedKV(to *dict, sign int64) []kv {
+	out := make([]kv, 0, c.n)
+	for k, v := range c.all() {
+		if to != c.items {
+			k = pairKey(to.intern(c.items.str(uint32(k>>32))), to.intern(c.items.str(uint32(k))))
+		}
+		out = append(out, kv{k, sign * v})
+	}
+	if to != c.items || len(c.over) > 0 {
+		out = reduceKV(sortKV(out, make([]kv, len(out)), to.len()))
+	}
+	return out
+}
+
+// setBase replaces everything with the sorted, reduced totals in kvs.
+func (c *Covisit) setBase(kvs []kv) {
+	n := c.items.len()
+	off := make([]int, n+1)
+	for _, p := range kvs {
+		off[p.k>>32+1]++
+		off[uint32(p.k)+1]++
+	}
+	for i := 1; i <= n; i++ {
+		off[i] += off[i-1]
+	}
+	nbr := make([]uint32, 2*len(kvs))
+	cnt := make([]int64, 2*len(kvs))
+	pos := slices.Clone(off[:n])
+	for _, p := range kvs {
+		a, b := uint32(p.k>>32), uint32(p.k)
+		nbr[pos[a]], cnt[pos[a]] = b, p.v
+		pos[a]++
+		nbr[pos[b]], cnt[pos[b]] = a, p.v
+		pos[b]++
+	}
+	c.off, c.nbr, c.cnt = off, nbr, cnt
+	c.over, c.adj = make(map[uint64]int64), nil
+	c.n = len(kvs)
+}
+
+// Compact folds the overlay into the base: reads get faster and memory
+// smaller after many changes. It is what Merge does for large merges.
+func (c *Covisit) Compact() {
+	if len(c.over) == 0 {
+		return
+	}
+	c.setBase(c.sortedKV(c.items, 1))
 }
 
 // Rows iterates every item (ascending) with its top k neighbours (k < 0: the
@@ -218,16 +372,21 @@ func (c *Covisit) Merge(o *Covisit) { c.merge(o, 1) }
 // Sub subtracts every count of o from c (the inverse of Merge).
 func (c *Covisit) Sub(o *Covisit) { c.merge(o, -1) }
 
+// bulkMerge is the size from which a merge rebuilds the base by merging
+// sorted runs instead of adding pair by pair into the overlay.
+const bulkMerge = 1 << 14
+
 func (c *Covisit) merge(o *Covisit, sign int64) {
-	if o.items == c.items {
-		for k, n := range o.pairs {
-			c.addID(uint32(k>>32), uint32(k), sign*n)
-		}
+	if o.n >= bulkMerge {
+		theirs := o.sortedKV(c.items, sign)
+		c.setBase(mergeKV(nil, c.sortedKV(c.items, 1), theirs, 1))
 		return
 	}
-	for k, n := range o.pairs {
-		a := c.items.intern(o.items.str(uint32(k >> 32)))
-		b := c.items.intern(o.items.str(uint32(k)))
+	for k, n := range o.all() {
+		a, b := uint32(k>>32), uint32(k)
+		if o.items != c.items {
+			a, b = c.items.intern(o.items.str(a)), c.items.intern(o.items.str(b))
+		}
 		c.addID(a, b, sign*n)
 	}
 }

@@ -145,9 +145,15 @@ func TestBatchPlusSpeedEqualsRecompute(t *testing.T) {
 		}
 
 		full, _ := Recompute(p, st.events)
+		// Merge into an empty model, or into a batch model itself (base
+		// tier plus overlay).
 		merged, _ := New(p)
-		if err := merged.Merge(batch); err != nil {
-			t.Fatal(err)
+		if iter%2 == 0 {
+			if err := merged.Merge(batch); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			merged, _ = Recompute(p, below)
 		}
 		if err := merged.Merge(delta); err != nil {
 			t.Fatal(err)

@@ -83,7 +83,7 @@ func (m *Model) applyOwn(e Event) {
 	w := m.params.Weight(e.Kind)
 	id := m.items.intern(e.ItemID)
 	m.pop.addID(id, w)
-	m.users.addID(m.users.users.intern(e.UserID), id, e.Time, w, e.Kind == schemas.KindPurchase)
+	m.users.addID(m.users.users.intern(e.UserID), id, userItem{last: e.Time, weight: w, purchased: e.Kind == schemas.KindPurchase})
 }
 
 // ErrParams is returned when merging models built with different parameters.
@@ -168,7 +168,7 @@ func (m *Model) ApplyPast(s *Session, b Boundary) {
 			}
 		}
 		m.pop.addID(eid, we)
-		m.users.addID(m.users.users.intern(e.user), eid, e.time, we, e.kind == schemas.KindPurchase)
+		m.users.addID(m.users.users.intern(e.user), eid, userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase})
 	}
 	for _, r := range s.ignored {
 		if !b.Covers(r.partition, r.offset) {

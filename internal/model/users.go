@@ -2,6 +2,7 @@ package model
 
 import (
 	"cmp"
+	"iter"
 	"slices"
 	"strings"
 )
@@ -20,14 +21,26 @@ type userItem struct {
 	purchased bool
 }
 
+func (e userItem) merge(o userItem) userItem {
+	return userItem{last: max(e.last, o.last), weight: e.weight + o.weight, purchased: e.purchased || o.purchased}
+}
+
 // Users holds, per user, the items they interacted with. Its merge is
 // max / sum / or per (user, item), so it is exact like the sums, but it has no
-// inverse: Model.Sub leaves it alone. The zero value is not usable.
+// inverse: Model.Sub leaves it alone. Like Covisit it has a bulk-built base
+// (per user, items sorted by id) and an overlay of later changes. The zero
+// value is not usable.
 type Users struct {
-	items   *dict
-	users   *dict
-	entries map[uint64]userItem // user<<32 | item
-	adj     [][]uint32          // items of each user id
+	items *dict
+	users *dict
+	// base: user u's entries are bitem[boff[u]:boff[u+1]] (ascending ids).
+	boff  []int
+	bitem []uint32
+	bval  []userItem
+	// overlay, keyed user<<32 | item; adj lists each user's overlay items.
+	entries map[uint64]userItem
+	adj     [][]uint32
+	n       int // distinct (user, item) entries
 }
 
 // NewUsers returns an empty Users.
@@ -39,34 +52,93 @@ func newUsers(items *dict) *Users {
 
 // Add records that user interacted with item at time t with weight w.
 func (u *Users) Add(user, item string, t, w int64, purchased bool) {
-	u.addID(u.users.intern(user), u.items.intern(item), t, w, purchased)
+	u.addID(u.users.intern(user), u.items.intern(item), userItem{last: t, weight: w, purchased: purchased})
 }
 
-func (u *Users) addID(user, item uint32, t, w int64, purchased bool) {
+func (u *Users) baseRow(user uint32) ([]uint32, []userItem) {
+	if int(user)+1 >= len(u.boff) {
+		return nil, nil
+	}
+	lo, hi := u.boff[user], u.boff[user+1]
+	return u.bitem[lo:hi], u.bval[lo:hi]
+}
+
+func (u *Users) baseGet(user, item uint32) (userItem, bool) {
+	items, vals := u.baseRow(user)
+	if i, ok := slices.BinarySearch(items, item); ok {
+		return vals[i], true
+	}
+	return userItem{}, false
+}
+
+func (u *Users) addID(user, item uint32, v userItem) {
 	k := uint64(user)<<32 | uint64(item)
 	e, ok := u.entries[k]
 	if !ok {
+		if _, inBase := u.baseGet(user, item); !inBase {
+			u.n++
+		}
 		if int(user) >= len(u.adj) {
 			u.adj = append(u.adj, make([][]uint32, max(int(user)+1, u.users.len())-len(u.adj))...)
 		}
 		u.adj[user] = append(u.adj[user], item)
-		e.last = t
+		e = v
+	} else {
+		e = e.merge(v)
 	}
-	e.last = max(e.last, t)
-	e.weight += w
-	e.purchased = e.purchased || purchased
 	u.entries[k] = e
 }
 
+// get returns the merged entry of (user, item).
+func (u *Users) get(user, item uint32) (userItem, bool) {
+	b, inBase := u.baseGet(user, item)
+	o, inOver := u.entries[uint64(user)<<32|uint64(item)]
+	switch {
+	case inBase && inOver:
+		return b.merge(o), true
+	case inOver:
+		return o, true
+	}
+	return b, inBase
+}
+
+// row iterates user's entries: base ones in id order, then overlay-only.
+func (u *Users) row(user uint32) iter.Seq2[uint32, userItem] {
+	return func(yield func(uint32, userItem) bool) {
+		items, vals := u.baseRow(user)
+		for i, it := range items {
+			v := vals[i]
+			if o, ok := u.entries[uint64(user)<<32|uint64(it)]; ok {
+				v = v.merge(o)
+			}
+			if !yield(it, v) {
+				return
+			}
+		}
+		if int(user) >= len(u.adj) {
+			return
+		}
+		for _, it := range u.adj[user] {
+			if _, ok := slices.BinarySearch(items, it); ok {
+				continue
+			}
+			if !yield(it, u.entries[uint64(user)<<32|uint64(it)]) {
+				return
+			}
+		}
+	}
+}
+
 // Len returns the number of (user, item) entries.
-func (u *Users) Len() int { return len(u.entries) }
+func (u *Users) Len() int { return u.n }
 
 // Users returns every user with at least one item, ascending.
 func (u *Users) Users() []string {
 	var out []string
-	for id, items := range u.adj {
-		if len(items) > 0 {
+	for id := range u.users.len() {
+		for range u.row(uint32(id)) {
 			out = append(out, u.users.str(uint32(id)))
+			break
 		}
 	}
 	slices.Sort(out)
@@ -76,12 +148,11 @@ func (u *Users) Users() []string {
 // Items returns user's items, most recent first (ties: item ascending).
 func (u *Users) Items(user string) []UserItem {
 	uid, ok := u.users.lookup(user)
-	if !ok || int(uid) >= len(u.adj) {
+	if !ok {
 		return nil
 	}
-	out := make([]UserItem, 0, len(u.adj[uid]))
-	for _, it := range u.adj[uid] {
-		e := u.entries[uint64(uid)<<32|uint64(it)]
+	var out []UserItem
+	for it, e := range u.row(uid) {
 		out = append(out, UserItem{Item: u.items.str(it), Last: e.last, Weight: e.weight, Purchased: e.purchased})
 	}
 	slices.SortFunc(out, func(a, b UserItem) int {
@@ -117,18 +188,20 @@ func (u *Users) Bought(user, item string) bool {
 	if !ok {
 		return false
 	}
-	return u.entries[uint64(uid)<<32|uint64(iid)].purchased
+	e, _ := u.get(uid, iid)
+	return e.purchased
 }
 
 // Merge merges o into u.
 func (u *Users) Merge(o *Users) {
-	for k, e := range o.entries {
-		uid := u.users.intern(o.users.str(uint32(k >> 32)))
-		iid := uint32(k)
-		if o.items != u.items {
-			iid = u.items.intern(o.items.str(iid))
+	for id := range o.users.len() {
+		uid := u.users.intern(o.users.str(uint32(id)))
+		for it, e := range o.row(uint32(id)) {
+			if o.items != u.items {
+				it = u.items.intern(o.items.str(it))
+			}
+			u.addID(uid, it, e)
 		}
-		u.addID(uid, iid, e.last, e.weight, e.purchased)
 	}
 }
 
@@ -136,17 +209,89 @@ func (u *Users) Merge(o *Users) {
 func (u *Users) Equal(o *Users) bool { return u.diff(o) == "" }
 
 func (u *Users) diff(o *Users) string {
-	if len(u.entries) != len(o.entries) {
-		return "users: " + itoa(int64(len(u.entries))) + " entries vs " + itoa(int64(len(o.entries)))
+	if u.n != o.n {
+		return "users: " + itoa(int64(u.n)) + " entries vs " + itoa(int64(o.n))
 	}
-	for k, e := range u.entries {
-		user, item := u.users.str(uint32(k>>32)), u.items.str(uint32(k))
-		uid, ok1 := o.users.lookup(user)
-		iid, ok2 := o.items.lookup(item)
-		f, ok3 := o.entries[uint64(uid)<<32|uint64(iid)]
-		if !ok1 || !ok2 || !ok3 || f != e {
-			return "users[" + user + "][" + item + "] differ"
+	for id := range u.users.len() {
+		user := u.users.str(uint32(id))
+		for it, e := range u.row(uint32(id)) {
+			item := u.items.str(it)
+			uid, ok1 := o.users.lookup(user)
+			iid, ok2 := o.items.lookup(item)
+			f, ok3 := o.get(uid, iid)
+			if !ok1 || !ok2 || !ok3 || f != e {
+				return "users[" + user + "][" + item + "] differ"
+			}
 		}
 	}
 	return ""
+}
+
+// userRec is one (user, item) contribution as the Builder collects it.
+type userRec struct {
+	k uint64 // user<<32 | item
+	v userItem
+}
+
+// setBase replaces everything with recs, sorted by key and reduced.
+func (u *Users) setBase(recs []userRec) {
+	n := u.users.len()
+	off := make([]int, n+1)
+	for _, r := range recs {
+		off[r.k>>32+1]++
+	}
+	for i := 1; i <= n; i++ {
+		off[i] += off[i-1]
+	}
+	items := make([]uint32, len(recs))
+	vals := make([]userItem, len(recs))
+	for i, r := range recs {
+		items[i], vals[i] = uint32(r.k), r.v
+	}
+	u.boff, u.bitem, u.bval = off, items, vals
+	u.entries, u.adj = make(map[uint64]userItem), nil
+	u.n = len(recs)
+}
+
+// sortUserRecs sorts recs by key (radix, over the bits nUsers and nItems
+// need) and merges equal keys.
+func sortUserRecs(recs []userRec, nUsers, nItems int) []userRec {
+	tmp := make([]userRec, len(recs))
+	var shifts []uint
+	for s := 0; s < bitsFor(nItems); s += radixBits {
+		shifts = append(shifts, uint(s))
+	}
+	for s := 0; s < bitsFor(nUsers); s += radixBits {
+		shifts = append(shifts, uint(32+s))
+	}
+	var count [1 << radixBits]int
+	a := recs
+	for _, sh := range shifts {
+		clear(count[:])
+		for i := range a {
+			count[(a[i].k>>sh)&(1<<radixBits-1)]++
+		}
+		sum := 0
+		for i, c := range count {
+			count[i] = sum
+			sum += c
+		}
+		for i := range a {
+			d := (a[i].k >> sh) & (1<<radixBits - 1)
+			tmp[count[d]] = a[i]
+			count[d]++
+		}
+		a, tmp = tmp, a
+	}
+	out := a[:0]
+	for i := 0; i < len(a); {
+		r := a[i]
+		j := i + 1
+		for ; j < len(a) && a[j].k == r.k; j++ {
+			r.v = r.v.merge(a[j].v)
+		}
+		out = append(out, r)
+		i = j
+	}
+	return out
 }

@@ -1,0 +1,187 @@
+package model
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lambdarec/lambdarec/schemas"
+)
+
+// benchEvents returns n synthetic events in log order: sessions of about 8
+// events over a Zipf-distributed catalog of 50,000 items, 6 partitions, 1%
+// duplicates, some late events.
+func benchEvents(n int) []Event {
+	r := rand.New(rand.NewPCG(1, 1))
+	zipf := rand.NewZipf(r, 1.1, 8, 49_999)
+	items := make([]string, 50_000)
+	for i := range items {
+		items[i] = fmt.Sprintf("item-%05d", i)
+	}
+	kinds := func() schemas.Kind {
+		switch x := r.IntN(100); {
+		case x < 70:
+			return schemas.KindPageView
+		case x < 90:
+			return schemas.KindProductClick
+		case x < 97:
+			return schemas.KindAddToCart
+		}
+		return schemas.KindPurchase
+	}
+	type sess struct {
+		id, user string
+		part     int32
+		t        int64
+		left     int
+		last     Event
+	}
+	var live []*sess
+	next := make([]int64, 6)
+	out := make([]Event, 0, n)
+	ns := 0
+	for len(out) < n {
+		if len(live) < 1000 {
+			ns++
+			live = append(live, &sess{id: fmt.Sprintf("session-%08d", ns), user: fmt.Sprintf("user-%07d", r.IntN(n/20+1)),
+				part: int32(r.IntN(6)), t: 1_700_000_000_000_000 + int64(ns)*1000, left: 1 + r.IntN(15)})
+		}
+		i := r.IntN(len(live))
+		s := live[i]
+		e := s.last
+		if e.EventID == "" || r.IntN(100) != 0 {
+			s.t += r.Int64N(int64(3 * time.Minute / time.Microsecond))
+			t := s.t
+			if r.IntN(50) == 0 {
+				t -= int64(20 * time.Minute / time.Microsecond)
+			}
+			e = Event{EventID: fmt.Sprintf("ev-%09d", len(out)), SessionID: s.id, UserID: s.user,
+				ItemID: items[zipf.Uint64()], Kind: kinds(), Time: t, Partition: s.part}
+			s.last = e
+			s.left--
+		}
+		e.Offset = next[s.part]
+		next[s.part]++
+		out = append(out, e)
+		if s.left <= 0 {
+			live[i] = live[len(live)-1]
+			live = live[:len(live)-1]
+		}
+	}
+	return out
+}
+
+// cpuTime returns the process's user+system CPU time. On this shared
+// machine wall time swings with other work; CPU time per event is the stable
+// figure, reported beside ns/op.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// perEvent reports wall and CPU nanoseconds per unit.
+func perEvent(b *testing.B, cpu0 time.Duration, units int, unit string) {
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*units), "ns/"+unit)
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N*units), "cpu-ns/"+unit)
+}
+
+var (
+	benchOnce sync.Once
+	bench1M   []Event
+	benchM    *Model
+)
+
+func benchData(b *testing.B) ([]Event, *Model) {
+	b.Helper()
+	benchOnce.Do(func() {
+		bench1M = benchEvents(1_000_000)
+		benchM, _ = Recompute(DefaultParams(), bench1M)
+	})
+	return bench1M, benchM
+}
+
+// BenchmarkBuild is the batch recompute: 1M events in, model out.
+func BenchmarkBuild(b *testing.B) {
+	evs, _ := benchData(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for b.Loop() {
+		bl, _ := NewBuilder(DefaultParams())
+		for _, e := range evs {
+			bl.Add(e)
+		}
+		m := bl.Build()
+		if m.Stats.Accepted == 0 {
+			b.Fatal("nothing built")
+		}
+	}
+	perEvent(b, cpu0, len(evs), "event")
+}
+
+// BenchmarkApply is the speed layer's per-event work: session update and
+// delta aggregation, event by event.
+func BenchmarkApply(b *testing.B) {
+	evs, _ := benchData(b)
+	evs = evs[:200_000]
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for b.Loop() {
+		m, _ := New(DefaultParams())
+		sessions := make(map[string]*Session)
+		for _, e := range evs {
+			s := sessions[e.SessionID]
+			if s == nil {
+				s = NewSession(e.SessionID)
+				sessions[e.SessionID] = s
+			}
+			m.Apply(s, e)
+		}
+	}
+	perEvent(b, cpu0, len(evs), "event")
+}
+
+// BenchmarkRowsTopK extracts the top 50 neighbours of every item (what the
+// batch view publishes).
+func BenchmarkRowsTopK(b *testing.B) {
+	_, m := benchData(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	items := 0
+	for b.Loop() {
+		items = 0
+		for range m.Covisit().Rows(50) {
+			items++
+		}
+	}
+	perEvent(b, cpu0, items, "item")
+}
+
+// BenchmarkScoreSession scores a session of 10 recent items against full rows.
+func BenchmarkScoreSession(b *testing.B) {
+	evs, m := benchData(b)
+	sc, _ := NewScorer(DefaultParams())
+	var recent [][]string
+	for i := 0; len(recent) < 64; i += 997 {
+		var r []string
+		for j := i; j < i+40 && len(r) < 10; j++ {
+			r = append(r, evs[j].ItemID)
+		}
+		recent = append(recent, r)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		sc.Score(m, recent[i%len(recent)], nil, 20)
+		i++
+	}
+}

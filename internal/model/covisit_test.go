@@ -1,0 +1,167 @@
+package model
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"testing"
+)
+
+// refCovisit is the obviously correct counterpart of Covisit.
+type refCovisit map[[2]string]int64
+
+func (r refCovisit) add(a, b string, w int64) {
+	if a == b {
+		return
+	}
+	if a > b {
+		a, b = b, a
+	}
+	r[[2]string{a, b}] += w
+	if r[[2]string{a, b}] == 0 {
+		delete(r, [2]string{a, b})
+	}
+}
+
+func (r refCovisit) row(item string) []ItemCount {
+	var out []ItemCount
+	for k, v := range r {
+		switch item {
+		case k[0]:
+			out = append(out, ItemCount{k[1], v})
+		case k[1]:
+			out = append(out, ItemCount{k[0], v})
+		}
+	}
+	SortItemCounts(out)
+	return out
+}
+
+func checkCovisit(t *testing.T, step string, c *Covisit, ref refCovisit, items []string) {
+	t.Helper()
+	if c.Len() != len(ref) {
+		t.Fatalf("%s: Len = %d, want %d", step, c.Len(), len(ref))
+	}
+	var withRow []string
+	for _, it := range items {
+		want := ref.row(it)
+		if got := c.Row(it); !reflect.DeepEqual(got, want) && (len(got) != 0 || len(want) != 0) {
+			t.Fatalf("%s: Row(%s) = %v, want %v", step, it, got, want)
+		}
+		if c.Degree(it) != len(want) {
+			t.Fatalf("%s: Degree(%s) = %d, want %d", step, it, c.Degree(it), len(want))
+		}
+		if len(want) > 0 {
+			withRow = append(withRow, it)
+		}
+	}
+	if got := c.Items(); !slices.Equal(got, withRow) {
+		t.Fatalf("%s: Items = %v, want %v", step, got, withRow)
+	}
+	n := 0
+	for p := range c.Pairs() {
+		n++
+		if p.A >= p.B || ref[[2]string{p.A, p.B}] != p.Count {
+			t.Fatalf("%s: pair %v, want count %d", step, p, ref[[2]string{p.A, p.B}])
+		}
+	}
+	if n != len(ref) {
+		t.Fatalf("%s: Pairs yielded %d, want %d", step, n, len(ref))
+	}
+}
+
+// TestCovisitTiers drives base and overlay through adds, cancellations,
+// compactions, small and bulk merges and subtractions against a reference.
+func TestCovisitTiers(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var items []string
+	for i := range 60 {
+		items = append(items, fmt.Sprintf("i%02d", i))
+	}
+	c := NewCovisit()
+	ref := refCovisit{}
+	randomAdds := func(c *Covisit, ref refCovisit, n int) {
+		for range n {
+			a, b := items[r.IntN(len(items))], items[r.IntN(len(items))]
+			w := int64(r.IntN(7) - 3)
+			c.Add(a, b, w)
+			ref.add(a, b, w)
+		}
+	}
+	for step := range 40 {
+		switch step % 5 {
+		case 0, 1:
+			randomAdds(c, ref, 300)
+		case 2:
+			c.Compact()
+		case 3: // merge another set, sometimes large enough for the bulk path
+			o := NewCovisit()
+			oref := refCovisit{}
+			n := 50
+			if r.IntN(2) == 0 {
+				n = 40000
+			}
+			randomAdds(o, oref, n)
+			if r.IntN(2) == 0 {
+				o.Compact()
+			}
+			if r.IntN(3) == 0 {
+				c.Sub(o)
+				for k, v := range oref {
+					ref.add(k[0], k[1], -v)
+				}
+			} else {
+				c.Merge(o)
+				for k, v := range oref {
+					ref.add(k[0], k[1], v)
+				}
+			}
+		case 4: // cancel some pairs exactly
+			for k, v := range ref {
+				if r.IntN(4) == 0 {
+					c.Add(k[1], k[0], -v)
+					ref.add(k[0], k[1], -v)
+				}
+			}
+		}
+		checkCovisit(t, fmt.Sprintf("step %d", step), c, ref, items)
+	}
+}
+
+func TestSortKV(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{0, 1, 2, 100, 3000, 1 << 12, 70000} {
+		nItems := 1 + r.IntN(n+2)
+		var a []kv
+		ref := map[uint64]int64{}
+		for range 5000 {
+			x, y := uint32(r.IntN(nItems)), uint32(r.IntN(nItems))
+			if x == y {
+				continue
+			}
+			k := pairKey(x, y)
+			v := int64(r.IntN(5) - 2)
+			a = append(a, kv{k, v})
+			ref[k] += v
+		}
+		got := reduceKV(sortKV(a, make([]kv, len(a)), nItems))
+		if !slices.IsSortedFunc(got, func(x, y kv) int { return int(int64(x.k>>1) - int64(y.k>>1)) }) {
+			t.Fatalf("n=%d: not sorted", n)
+		}
+		nz := 0
+		for _, v := range ref {
+			if v != 0 {
+				nz++
+			}
+		}
+		if len(got) != nz {
+			t.Fatalf("n=%d: %d totals, want %d", n, len(got), nz)
+		}
+		for _, p := range got {
+			if ref[p.k] != p.v {
+				t.Fatalf("n=%d: total %d for %x, want %d", n, p.v, p.k, ref[p.k])
+			}
+		}
+	}
+}

@@ -1,0 +1,143 @@
+package model
+
+import "math/bits"
+
+// kv is one pair contribution or total: key = pairKey(lo, hi), value = count.
+type kv struct {
+	k uint64
+	v int64
+}
+
+const radixBits = 11
+
+// bitsFor returns the bits ids below n need (at least 1).
+func bitsFor(n int) int { return max(bits.Len32(uint32(max(n, 1)-1)), 1) }
+
+// sortKV sorts a by key with an LSD radix sort over the bits that pair keys
+// of nItems items use (hi in bits [0, b), lo in bits [32, 32+b)). tmp must be
+// at least as long as a; the sorted result is a or tmp, returned.
+func sortKV(a, tmp []kv, nItems int) []kv {
+	b := bitsFor(nItems)
+	tmp = tmp[:len(a)]
+	var shifts []uint
+	for s := 0; s < b; s += radixBits {
+		shifts = append(shifts, uint(s))
+	}
+	for s := 0; s < b; s += radixBits {
+		shifts = append(shifts, uint(32+s))
+	}
+	var count [1 << radixBits]int
+	for _, sh := range shifts {
+		clear(count[:])
+		for i := range a {
+			count[(a[i].k>>sh)&(1<<radixBits-1)]++
+		}
+		sum := 0
+		for i, c := range count {
+			count[i] = sum
+			sum += c
+		}
+		for i := range a {
+			d := (a[i].k >> sh) & (1<<radixBits - 1)
+			tmp[count[d]] = a[i]
+			count[d]++
+		}
+		a, tmp = tmp, a
+	}
+	return a
+}
+
+// reduceKV sums adjacent equal keys of sorted a in place and drops zeros.
+func reduceKV(a []kv) []kv {
+	out := a[:0]
+	for i := 0; i < len(a); {
+		k, v := a[i].k, a[i].v
+		j := i + 1
+		for ; j < len(a) && a[j].k == k; j++ {
+			v += a[j].v
+		}
+		if v != 0 {
+			out = append(out, kv{k, v})
+		}
+		i = j
+	}
+	return out
+}
+
+// mergeKV merges sorted, reduced a and sign·b into dst (reused), summing
+// equal keys and dropping zeros.
+func mergeKV(dst, a, b []kv, sign int64) []kv {
+	dst = dst[:0]
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		switch {
+		case a[i].k < b[j].k:
+			dst = append(dst, a[i])
+			i++
+		case a[i].k > b[j].k:
+			dst = append(dst, kv{b[j].k, sign * b[j].v})
+			j++
+		default:
+			if v := a[i].v + sign*b[j].v; v != 0 {
+				dst = append(dst, kv{a[i].k, v})
+			}
+			i++
+			j++
+		}
+	}
+	dst = append(dst, a[i:]...)
+	for ; j < len(b); j++ {
+		dst = append(dst, kv{b[j].k, sign * b[j].v})
+	}
+	return dst
+}
+
+// pairSorter accumulates pair contributions and reduces them to sorted totals
+// in chunks, so memory is bounded by the distinct pairs, not the
+// contributions.
+type pairSorter struct {
+	nItems   int
+	limit    int // flush when buf holds this many
+	buf, tmp []kv
+	acc, alt []kv
+}
+
+const minChunk = 1 << 20
+
+func newPairSorter(nItems int) *pairSorter {
+	return &pairSorter{nItems: nItems, limit: minChunk}
+}
+
+func (s *pairSorter) add(a, b uint32, w int64) {
+	s.buf = append(s.buf, kv{pairKey(a, b), w})
+	if len(s.buf) >= s.limit {
+		s.flush()
+	}
+}
+
+func (s *pairSorter) flush() {
+	if len(s.buf) == 0 {
+		return
+	}
+	if cap(s.tmp) < len(s.buf) {
+		s.tmp = make([]kv, len(s.buf))
+	}
+	sorted := reduceKV(sortKV(s.buf, s.tmp, s.nItems))
+	if len(s.acc) == 0 {
+		s.acc = append(s.acc[:0], sorted...)
+	} else {
+		s.alt = mergeKV(s.alt, s.acc, sorted, 1)
+		s.acc, s.alt = s.alt, s.acc
+	}
+	// Grow the chunk with the totals so the merges stay amortized.
+	s.limit = max(minChunk, len(s.acc)/2)
+	s.buf = s.buf[:0]
+}
+
+// result returns the sorted totals and releases the buffers.
+func (s *pairSorter) result() []kv {
+	s.flush()
+	acc := s.acc
+	*s = pairSorter{}
+	return acc
+}
