@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"slices"
 	"sync"
@@ -54,6 +55,8 @@ type Layer struct {
 	proc       *processor
 	cl         *kgo.Client
 	buf        []store.SessionView
+	last       map[uint64]int32 // look-ahead of a poll: key hash → index of its last record
+	seed       maphash.Seed
 	failed     []store.SessionView // views whose write failed, retried first
 	lastCommit time.Time
 	lastExpire time.Time
@@ -88,7 +91,7 @@ func New(cfg Config, deps Deps) (*Layer, error) {
 	}
 	l := &Layer{
 		cfg: cfg, log: log, src: deps.Batches, views: deps.Views, m: newMetrics(deps.Registerer),
-		pending: make(chan *Batch, 1), proc: proc,
+		pending: make(chan *Batch, 1), proc: proc, last: map[uint64]int32{}, seed: maphash.MakeSeed(),
 		committed: map[int32]int64{}, dlqFailed: map[int32]int64{},
 	}
 	none := ""
@@ -173,17 +176,33 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) {
 		}
 		l.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
 	})
-	n := 0
+	// Look ahead: the index of each key's (session's) last record in this
+	// poll, so a session is scored once per poll, right after that record.
+	clear(l.last)
+	i := int32(0)
+	fs.EachRecord(func(r *kgo.Record) {
+		l.last[maphash.Bytes(l.seed, r.Key)] = i
+		i++
+	})
+	i = 0
+	var now time.Time
 	fs.EachPartition(func(ft kgo.FetchTopicPartition) {
 		if ps := l.proc.parts[ft.Partition]; ps != nil && ft.Err == nil {
 			ps.hw = ft.HighWatermark
 		}
 		for _, r := range ft.Records {
-			if err := l.proc.record(r.Partition, r.Offset, r.Timestamp, r.Value); err != nil {
+			s, err := l.proc.record(r.Partition, r.Offset, r.Timestamp, r.Value)
+			if err != nil {
 				l.deadLetter(r, err)
 			}
-			n++
-			if n%512 == 0 && len(l.proc.dirty) > 0 && time.Since(l.proc.dirtySince) >= l.cfg.MaxViewDelay {
+			if s != nil && l.last[maphash.Bytes(l.seed, r.Key)] == i {
+				if now.IsZero() || i%64 == 0 {
+					now = time.Now()
+				}
+				l.proc.score(s, now)
+			}
+			i++
+			if i%512 == 0 && l.proc.pending() && time.Since(l.proc.pendSince) >= l.cfg.MaxViewDelay {
 				l.flush(ctx, time.Now()) //nolint:errcheck // logged and retried
 			}
 		}
@@ -293,7 +312,7 @@ func (l *Layer) deadLetter(r *kgo.Record, reason error) {
 // flush scores and writes the views of the sessions updated since the last
 // flush (and those whose write failed before).
 func (l *Layer) flush(ctx context.Context, now time.Time) error {
-	if len(l.proc.dirty) == 0 && len(l.failed) == 0 {
+	if !l.proc.pending() && len(l.failed) == 0 {
 		return nil
 	}
 	views := append(l.buf[:0], l.failed...)

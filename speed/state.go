@@ -118,13 +118,14 @@ type processor struct {
 	nb     *mergedNeighbors
 	scorer *model.Scorer
 
-	parts      map[int32]*partition
-	nLive      int
-	stateSize  int // sessions' accounted bytes
-	touch      uint64
-	retainSeq  uint64
-	dirty      []*session
-	dirtySince time.Time // when the oldest unwritten update was processed
+	parts     map[int32]*partition
+	nLive     int
+	stateSize int // sessions' accounted bytes
+	touch     uint64
+	retainSeq uint64
+	dirty     []*session          // updated since scored (or never scored)
+	views     []store.SessionView // scored, not yet written
+	pendSince time.Time           // when the oldest unwritten update was processed
 
 	c  counters
 	ev schemas.UserInteraction
@@ -176,6 +177,7 @@ func (p *processor) drop(ids []int32) {
 		// Their views are written by the flush that precedes a revocation;
 		// after a loss they belong to the new owner.
 		p.dirty = slices.DeleteFunc(p.dirty, func(s *session) bool { return gone[s.part] })
+		p.views = slices.DeleteFunc(p.views, func(v store.SessionView) bool { return slices.Contains(ids, v.Partition) })
 		p.deltas = p.rebuild(p.params, p.bound)
 		p.nb.delta = p.deltas.Covisit()
 	}
@@ -233,13 +235,14 @@ func (p *processor) handoff(b *Batch) time.Duration {
 	return time.Since(start)
 }
 
-// record processes one record of an owned partition. It returns a non-nil
-// error, the reason for the dead-letter topic, when the record is invalid.
-// Records before the partition's position (redelivered) are skipped.
-func (p *processor) record(part int32, offset int64, ts time.Time, value []byte) error {
+// record processes one record of an owned partition and returns the session
+// it updated (nil if none). It returns a non-nil error, the reason for the
+// dead-letter topic, when the record is invalid. Records before the
+// partition's position (redelivered) are skipped.
+func (p *processor) record(part int32, offset int64, ts time.Time, value []byte) (*session, error) {
 	ps := p.parts[part]
 	if ps == nil || offset < ps.next {
-		return nil
+		return nil, nil
 	}
 	ps.next = offset + 1
 	tsMs := ts.UnixMilli()
@@ -249,7 +252,7 @@ func (p *processor) record(part int32, offset int64, ts time.Time, value []byte)
 	}
 	if err := schemas.Decode(value, &p.ev, clock); err != nil {
 		p.c.invalid++
-		return err
+		return nil, err
 	}
 	e := model.EventFromProto(&p.ev, part, offset)
 	s := ps.sessions[e.SessionID]
@@ -297,19 +300,25 @@ func (p *processor) record(part int32, offset int64, ts time.Time, value []byte)
 	for p.nLive > p.lim.maxSessions {
 		p.evictOldest()
 	}
-	return nil
+	if o == model.Stale {
+		return nil, nil
+	}
+	return s, nil
 }
 
 func (p *processor) markDirty(s *session) {
 	if s.dirty {
 		return
 	}
-	if len(p.dirty) == 0 {
-		p.dirtySince = time.Now()
+	if len(p.dirty) == 0 && len(p.views) == 0 {
+		p.pendSince = time.Now()
 	}
 	s.dirty = true
 	p.dirty = append(p.dirty, s)
 }
+
+// pending reports whether views wait to be scored or written.
+func (p *processor) pending() bool { return len(p.dirty) > 0 || len(p.views) > 0 }
 
 // sessionBytes estimates a session's memory.
 func sessionBytes(s *session) int {
@@ -400,15 +409,29 @@ func (p *processor) forget(s *session) {
 	}
 }
 
-// appendViews appends the views of the sessions updated since the last call
-// to dst, scored now, and clears the dirty set.
+// score computes s's view now, as of the records processed so far, if it
+// was updated since it was last scored. The layer calls it right after a
+// session's last record in a poll, so a view reflects the state right after
+// its newest record: the same in every run, whatever the poll boundaries.
+func (p *processor) score(s *session, now time.Time) {
+	if !s.dirty {
+		return
+	}
+	s.dirty = false
+	p.views = append(p.views, p.view(s, now))
+}
+
+// appendViews scores the sessions still dirty, appends every pending view to
+// dst and clears them.
 func (p *processor) appendViews(dst []store.SessionView, now time.Time) []store.SessionView {
 	for _, s := range p.dirty {
-		dst = append(dst, p.view(s, now))
-		s.dirty = false
+		p.score(s, now)
 	}
 	clear(p.dirty)
 	p.dirty = p.dirty[:0]
+	dst = append(dst, p.views...)
+	clear(p.views)
+	p.views = p.views[:0]
 	return dst
 }
 
