@@ -251,7 +251,7 @@ func TestBrokerDown(t *testing.T) {
 	if elapsed < timeout || elapsed > timeout+3*time.Second {
 		t.Errorf("503 after %s, want about the produce timeout %s", elapsed, timeout)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	if err := e.col.Ready(ctx); err == nil {
 		t.Error("Ready with the broker down: nil error")

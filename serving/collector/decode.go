@@ -207,15 +207,14 @@ func splitProtoBatch(b []byte, maxEvents int) ([][]byte, error) {
 			return nil, fmt.Errorf("decode protobuf UserInteractionBatch: %w", protowire.ParseError(n))
 		}
 		b = b[n:]
-		if num != 1 {
+		if num != 1 || typ != protowire.BytesType {
+			// Unknown fields, and field 1 with another wire type, are
+			// skipped: protobuf decoding keeps them as unknown fields.
 			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return nil, fmt.Errorf("decode protobuf UserInteractionBatch: field %d: %w", num, protowire.ParseError(n))
 			}
 			b = b[n:]
 			continue
-		}
-		if typ != protowire.BytesType {
-			return nil, fmt.Errorf("decode protobuf UserInteractionBatch: events: wire type %d, want %d", typ, protowire.BytesType)
 		}
 		v, n := protowire.ConsumeBytes(b)
 		if n < 0 {

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/internal/kafka"
+	"github.com/lambdarec/lambdarec/serving"
+	"github.com/lambdarec/lambdarec/serving/collector"
+)
+
+func init() {
+	register("serve", command{
+		summary: "run the HTTP API: the event collector (POST /v1/events), health, readiness and metrics",
+		setup: func(fs *flag.FlagSet, cfg *config.Config) func(context.Context, *env) error {
+			fs.StringVar(&cfg.Serve.Addr, "http", cfg.Serve.Addr, "HTTP listen address")
+			fs.Func("brokers", "comma-separated seed brokers (default "+strings.Join(cfg.Kafka.Brokers, ",")+")", func(s string) error {
+				var bs []string
+				for b := range strings.SplitSeq(s, ",") {
+					if b = strings.TrimSpace(b); b != "" {
+						bs = append(bs, b)
+					}
+				}
+				if len(bs) == 0 {
+					return errors.New("no broker given")
+				}
+				cfg.Kafka.Brokers = bs
+				return nil
+			})
+			return func(ctx context.Context, e *env) error {
+				srv, closeServe, err := newServeRole(e.cfg, e.log)
+				if err != nil {
+					return err
+				}
+				defer closeServe()
+				return srv.Run(ctx)
+			}
+		},
+	})
+}
+
+// serveFlushTimeout bounds how long records still in the producer are given
+// to reach Kafka once the server has stopped.
+const serveFlushTimeout = 5 * time.Second
+
+// newServeRole wires the serving role: the HTTP server with the event
+// collector mounted at /v1/events and Kafka reachability as a readiness
+// check. closeFn flushes and closes the Kafka client; call it once the server
+// has stopped.
+func newServeRole(cfg config.Config, log *slog.Logger) (srv *serving.Server, closeFn func(), err error) {
+	cl, err := kafka.NewClient(cfg.Kafka.Brokers, kgo.ClientID("lambdarec-serve"))
+	if err != nil {
+		return nil, nil, err
+	}
+	closeFn = func() {
+		ctx, cancel := context.WithTimeout(context.Background(), serveFlushTimeout)
+		defer cancel()
+		if err := cl.Flush(ctx); err != nil {
+			log.Warn("kafka flush incomplete", "err", err)
+		}
+		cl.Close()
+	}
+	srv, err = serving.NewServer(cfg.Serve, serving.Deps{Log: log.With("component", "http")})
+	if err != nil {
+		closeFn()
+		return nil, nil, err
+	}
+	col, err := collector.New(collector.Config{
+		Topic:          cfg.Kafka.Topic,
+		MaxBodyBytes:   cfg.Serve.MaxBodyBytes,
+		MaxBatchEvents: cfg.Serve.MaxBatchEvents,
+		ProduceTimeout: cfg.Kafka.ProduceTimeout,
+	}, collector.Deps{
+		Client:     cl,
+		Log:        log.With("component", "collector"),
+		Registerer: srv.Registry(),
+	})
+	if err != nil {
+		closeFn()
+		return nil, nil, err
+	}
+	srv.Handle("/v1/events", col)
+	srv.AddCheck(serving.Check{Name: "kafka", Func: col.Ready})
+	log.Info("serving", "brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.Topic, "endpoints", "/v1/events /healthz /readyz /metrics")
+	return srv, closeFn, nil
+}
