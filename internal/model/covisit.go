@@ -44,6 +44,14 @@ type Neighbors interface {
 	Neighbors(item string) []ItemCount
 }
 
+// TopNeighbors is the optional capability of a Neighbors source to return an
+// item's k strongest neighbours itself, exactly in the model's order (count
+// desc, item asc) — what the top k of its full row would be. Scorer uses it
+// when present, so hot items' long rows are never materialized.
+type TopNeighbors interface {
+	TopNeighbors(item string, k int) []ItemCount
+}
+
 // Covisit holds symmetric co-visitation counts C[a][b] == C[b][a], keyed by
 // interned item ids. It has two tiers: a base built in bulk (Builder.Build,
 // Compact, large merges) stored as a symmetric CSR — each item's neighbours
@@ -59,6 +67,8 @@ type Covisit struct {
 	off []int
 	nbr []uint32
 	cnt []int64
+	// rank of each item id in string order, as of the base's build.
+	rank []uint32
 	// overlay, keyed by pairKey; adj lists each item's overlay neighbours.
 	over map[uint64]int64
 	adj  [][]uint32
@@ -235,7 +245,98 @@ func (c *Covisit) Row(item string) []ItemCount { return c.AppendRow(nil, item) }
 func (c *Covisit) Neighbors(item string) []ItemCount { return c.Row(item) }
 
 // TopK returns item's k strongest neighbours in the model's order.
-func (c *Covisit) TopK(item string, k int) []ItemCount { return TopK(c.Row(item), k) }
+func (c *Covisit) TopK(item string, k int) []ItemCount { return c.AppendTopK(nil, item, k) }
+
+// TopNeighbors implements TopNeighbors.
+func (c *Covisit) TopNeighbors(item string, k int) []ItemCount { return c.AppendTopK(nil, item, k) }
+
+// AppendTopK appends item's k strongest neighbours to dst in the model's order
+// (k < 0: the full row). Rows of the base are selected without materializing
+// them, so it costs O(degree · log k).
+func (c *Covisit) AppendTopK(dst []ItemCount, item string, k int) []ItemCount {
+	id, ok := c.items.lookup(item)
+	if !ok || k == 0 {
+		return dst
+	}
+	if k < 0 || len(c.overRow(id)) > 0 {
+		start := len(dst)
+		dst = c.AppendRow(dst, item)
+		if k >= 0 && len(dst)-start > k {
+			dst = dst[:start+k]
+		}
+		return dst
+	}
+	nbr, cnt := c.baseRow(id)
+	// better reports whether entry i ranks before entry j.
+	better := func(i, j int) bool {
+		if cnt[i] != cnt[j] {
+			return cnt[i] > cnt[j]
+		}
+		return c.itemLess(nbr[i], nbr[j])
+	}
+	var h []int // indexes into nbr/cnt
+	if len(nbr) <= k {
+		h = make([]int, len(nbr))
+		for i := range h {
+			h[i] = i
+		}
+	} else {
+		// A heap of the k best so far, the worst on top.
+		h = make([]int, 0, k)
+		for i := range nbr {
+			if len(h) < k {
+				h = append(h, i)
+				for j := len(h) - 1; j > 0; {
+					p := (j - 1) / 2
+					if !better(h[p], h[j]) {
+						break
+					}
+					h[j], h[p] = h[p], h[j]
+					j = p
+				}
+				continue
+			}
+			if !better(i, h[0]) {
+				continue
+			}
+			h[0] = i
+			for j := 0; ; {
+				l := 2*j + 1
+				if l >= len(h) {
+					break
+				}
+				m := l
+				if r := l + 1; r < len(h) && better(h[l], h[r]) {
+					m = r
+				}
+				if !better(h[j], h[m]) {
+					break
+				}
+				h[j], h[m] = h[m], h[j]
+				j = m
+			}
+		}
+	}
+	slices.SortFunc(h, func(i, j int) int {
+		if better(i, j) {
+			return -1
+		}
+		return 1
+	})
+	for _, i := range h {
+		dst = append(dst, ItemCount{Item: c.items.str(nbr[i]), Count: cnt[i]})
+	}
+	return dst
+}
+
+// itemLess orders item ids by their strings, through the ranks computed when
+// the base was built where it can.
+func (c *Covisit) itemLess(a, b uint32) bool {
+	if int(a) < len(c.rank) && int(b) < len(c.rank) {
+		return c.rank[a] < c.rank[b]
+	}
+	return c.items.str(a) < c.items.str(b)
+}
 
 // Items returns every item with at least one neighbour, in ascending order.
 func (c *Covisit) Items() []string {
@@ -334,6 +435,7 @@ func (c *Covisit) setBase(kvs []kv) {
 		pos[b]++
 	}
 	c.off, c.nbr, c.cnt = off, nbr, cnt
+	c.rank = c.items.ranks()
 	c.over, c.adj = make(map[uint64]int64), nil
 	c.n = len(kvs)
 }
@@ -354,12 +456,8 @@ func (c *Covisit) Rows(k int) iter.Seq2[string, []ItemCount] {
 	return func(yield func(string, []ItemCount) bool) {
 		var buf []ItemCount
 		for _, item := range c.Items() {
-			buf = c.AppendRow(buf[:0], item)
-			row := buf
-			if k >= 0 && len(row) > k {
-				row = row[:k]
-			}
-			if !yield(item, row) {
+			buf = c.AppendTopK(buf[:0], item, k)
+			if !yield(item, buf) {
 				return
 			}
 		}

@@ -49,6 +49,15 @@ func checkCovisit(t *testing.T, step string, c *Covisit, ref refCovisit, items [
 		if got := c.Row(it); !reflect.DeepEqual(got, want) && (len(got) != 0 || len(want) != 0) {
 			t.Fatalf("%s: Row(%s) = %v, want %v", step, it, got, want)
 		}
+		for _, k := range []int{0, 1, 3, 10, 100, -1} {
+			top := want
+			if k >= 0 && len(top) > k {
+				top = top[:k]
+			}
+			if got := c.TopK(it, k); !reflect.DeepEqual(got, top) && (len(got) != 0 || len(top) != 0) {
+				t.Fatalf("%s: TopK(%s, %d) = %v, want %v", step, it, k, got, top)
+			}
+		}
 		if c.Degree(it) != len(want) {
 			t.Fatalf("%s: Degree(%s) = %d, want %d", step, it, c.Degree(it), len(want))
 		}
@@ -56,6 +65,7 @@ func checkCovisit(t *testing.T, step string, c *Covisit, ref refCovisit, items [
 			withRow = append(withRow, it)
 		}
 	}
+	slices.Sort(withRow)
 	if got := c.Items(); !slices.Equal(got, withRow) {
 		t.Fatalf("%s: Items = %v, want %v", step, got, withRow)
 	}
@@ -77,7 +87,7 @@ func TestCovisitTiers(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	var items []string
 	for i := range 60 {
-		items = append(items, fmt.Sprintf("i%02d", i))
+		items = append(items, fmt.Sprintf("i%02d", 60-i))
 	}
 	c := NewCovisit()
 	ref := refCovisit{}
@@ -90,6 +100,11 @@ func TestCovisitTiers(t *testing.T) {
 		}
 	}
 	for step := range 40 {
+		if step == 21 { // items new since the last base: ranks fall back to strings
+			for i := range 10 {
+				items = append(items, fmt.Sprintf("h%02d", i))
+			}
+		}
 		switch step % 5 {
 		case 0, 1:
 			randomAdds(c, ref, 300)

@@ -65,6 +65,11 @@ func (m *Model) Users() *Users { return m.users }
 // Neighbors implements Neighbors with the model's full co-visitation rows.
 func (m *Model) Neighbors(item string) []ItemCount { return m.covisit.Row(item) }
 
+// TopNeighbors implements TopNeighbors.
+func (m *Model) TopNeighbors(item string, k int) []ItemCount {
+	return m.covisit.AppendTopK(nil, item, k)
+}
+
 // Apply adds e to session s and, if it is Accepted, adds every contribution e
 // owns to m: its pairs with s's earlier events, its popularity and its user
 // entry. The speed layer calls it for events past the batch boundary (and
@@ -73,17 +78,12 @@ func (m *Model) Apply(s *Session, e Event) Outcome {
 	o := s.add(&m.params, e, m, nil)
 	m.Stats.add(o, 1)
 	if o == Accepted {
-		m.applyOwn(e)
+		last := &s.events[len(s.events)-1]
+		w := m.params.Weight(e.Kind)
+		m.pop.addID(last.iid, w)
+		m.users.addID(s.internUser(m.users.users, e.UserID), last.iid, userItem{last: e.Time, weight: w, purchased: e.Kind == schemas.KindPurchase})
 	}
 	return o
-}
-
-// applyOwn adds e's own (non-pair) contributions.
-func (m *Model) applyOwn(e Event) {
-	w := m.params.Weight(e.Kind)
-	id := m.items.intern(e.ItemID)
-	m.pop.addID(id, w)
-	m.users.addID(m.users.users.intern(e.UserID), id, userItem{last: e.Time, weight: w, purchased: e.Kind == schemas.KindPurchase})
 }
 
 // ErrParams is returned when merging models built with different parameters.
@@ -148,6 +148,9 @@ func (m *Model) ApplyPast(s *Session, b Boundary) {
 	}
 	p := &m.params
 	win := p.windowMicros()
+	if len(s.events) > 0 {
+		s.internItems(m.items, s.events[0].item)
+	}
 	for i := range s.events {
 		e := &s.events[i]
 		if b.Covers(e.partition, e.offset) {
@@ -155,20 +158,19 @@ func (m *Model) ApplyPast(s *Session, b Boundary) {
 		}
 		m.Stats.Accepted++
 		we := p.Weight(e.kind)
-		eid := m.items.intern(e.item)
 		if we != 0 {
 			for j := range i {
 				o := &s.events[j]
-				if o.item == e.item || !within(o.time, e.time, win) {
+				if o.iid == e.iid || !within(o.time, e.time, win) {
 					continue
 				}
 				if w := p.pairWeight(we, p.Weight(o.kind)); w != 0 {
-					m.covisit.addID(eid, m.items.intern(o.item), w)
+					m.covisit.addID(e.iid, o.iid, w)
 				}
 			}
 		}
-		m.pop.addID(eid, we)
-		m.users.addID(m.users.users.intern(e.user), eid, userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase})
+		m.pop.addID(e.iid, we)
+		m.users.addID(s.internUser(m.users.users, e.user), e.iid, userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase})
 	}
 	for _, r := range s.ignored {
 		if !b.Covers(r.partition, r.offset) {

@@ -67,8 +67,14 @@ func (s *Scorer) Score(src Neighbors, recent []string, exclude func(string) bool
 		}
 		s.seen = append(s.seen, item)
 	}
+	top, _ := src.(TopNeighbors)
 	for r, item := range s.seen {
-		row := s.topK(src.Neighbors(item))
+		var row []ItemCount
+		if top != nil {
+			row = s.topK(top.TopNeighbors(item, s.p.Neighbors))
+		} else {
+			row = s.topK(src.Neighbors(item))
+		}
 		if len(row) == 0 || row[0].Count <= 0 {
 			continue
 		}

@@ -43,6 +43,7 @@ type ignoredRec struct {
 type sessionEvent struct {
 	hash      uint64
 	item      string
+	iid       uint32 // item's id in ids (see Session.ids)
 	user      string
 	kind      schemas.Kind
 	time      int64
@@ -58,6 +59,12 @@ type Session struct {
 	user    string
 	events  []sessionEvent
 	ignored []ignoredRec
+	// ids is the dictionary the events' iid refer to (nil: not valid); the
+	// user id of uidOf in uids is cached likewise.
+	ids   *dict
+	uids  *dict
+	uidOf string
+	uid   uint32
 	// last record position seen (accepted or not), to ignore replays.
 	seen       bool
 	lastPart   int32
@@ -110,12 +117,14 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 		return Capped
 	}
 	we := p.Weight(e.Kind)
+	var eid uint32
+	if m != nil {
+		eid = s.internItems(m.items, e.ItemID)
+	} else {
+		s.ids = nil // the cached ids no longer cover every event
+	}
 	if we != 0 && (m != nil || emit != nil) {
 		win := p.windowMicros()
-		var eid uint32
-		if m != nil {
-			eid = m.items.intern(e.ItemID)
-		}
 		for i := range s.events {
 			o := &s.events[i]
 			if o.item == e.ItemID || !within(o.time, e.Time, win) {
@@ -126,15 +135,35 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 				continue
 			}
 			if m != nil {
-				m.covisit.addID(eid, m.items.intern(o.item), w)
+				m.covisit.addID(eid, o.iid, w)
 			} else {
 				emit(e.ItemID, o.item, w)
 			}
 		}
 	}
-	s.events = append(s.events, sessionEvent{hash: h, item: e.ItemID, user: e.UserID, kind: e.Kind, time: e.Time, partition: e.Partition, offset: e.Offset})
+	s.events = append(s.events, sessionEvent{hash: h, item: e.ItemID, iid: eid, user: e.UserID, kind: e.Kind, time: e.Time, partition: e.Partition, offset: e.Offset})
 	s.user = e.UserID
 	return Accepted
+}
+
+// internItems makes the cached item ids of s's events refer to d (interning
+// them again when d is a different model's dictionary) and returns item's id.
+func (s *Session) internItems(d *dict, item string) uint32 {
+	if s.ids != d {
+		for i := range s.events {
+			s.events[i].iid = d.intern(s.events[i].item)
+		}
+		s.ids = d
+	}
+	return d.intern(item)
+}
+
+// internUser returns user's id in d, cached per session.
+func (s *Session) internUser(d *dict, user string) uint32 {
+	if s.uids != d || s.uidOf != user {
+		s.uids, s.uidOf, s.uid = d, user, d.intern(user)
+	}
+	return s.uid
 }
 
 // AppendRecent appends the session's n most recent distinct items to dst, most
