@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -152,7 +153,8 @@ var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 //
 //	400 malformed, invalid_event, empty_batch; 405 method_not_allowed;
 //	413 too_large (body over MaxBodyBytes), too_many_events (over MaxBatchEvents);
-//	415 unsupported_media_type; 503 unavailable (with Retry-After).
+//	415 unsupported_media_type (also for any Content-Encoding but identity);
+//	503 unavailable (with Retry-After).
 //
 // A 503 means Kafka did not acknowledge every record in time; some of them
 // may have been written nonetheless. Clients retry with the same event_ids,
@@ -168,8 +170,12 @@ func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.refuse(w, r, rej)
 		return
 	}
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		c.refuse(w, r, reject(http.StatusUnsupportedMediaType, CodeUnsupportedMediaType, "Content-Encoding %q is not supported", ce))
+		return
+	}
 	if r.ContentLength > c.cfg.MaxBodyBytes {
-		c.refuse(w, r, c.tooLarge())
+		c.refuse(w, r, c.tooLarge(w))
 		return
 	}
 	buf := bodyPool.Get().(*bytes.Buffer)
@@ -177,7 +183,7 @@ func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	buf.Reset()
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, c.cfg.MaxBodyBytes)); err != nil {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
-			c.refuse(w, r, c.tooLarge())
+			c.refuse(w, r, c.tooLarge(w))
 			return
 		}
 		c.refuse(w, r, reject(http.StatusBadRequest, CodeMalformed, "read body: %v", err))
@@ -215,7 +221,10 @@ type accepted struct {
 	Accepted int `json:"accepted"`
 }
 
-func (c *Collector) tooLarge() *rejection {
+// tooLarge refuses an oversized body. The connection is closed after the
+// answer rather than drained of the rest of the body.
+func (c *Collector) tooLarge(w http.ResponseWriter) *rejection {
+	w.Header().Set("Connection", "close")
 	return reject(http.StatusRequestEntityTooLarge, CodeTooLarge, "body larger than %d bytes", c.cfg.MaxBodyBytes)
 }
 

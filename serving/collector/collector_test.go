@@ -211,6 +211,20 @@ func TestUnsupportedMediaType(t *testing.T) {
 			t.Errorf("message %q should name the supported types", e.Message)
 		}
 	}
+	req, err := http.NewRequest(http.MethodPost, e.url+"/v1/events", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Encoding", "gzip")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("Content-Encoding gzip: status %d, want 415", resp.StatusCode)
+	}
 	if n := e.endOffsets(t); n != 0 {
 		t.Fatalf("%d records produced", n)
 	}
