@@ -1,0 +1,144 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Table names. lambdarec owns every table whose name starts with lambdarec_ in
+// the DSN's database.
+const (
+	tableMigrations  = "lambdarec_schema_migrations"
+	tableBatches     = "lambdarec_batches"
+	tableLists       = "lambdarec_batch_lists"
+	tableSessionData = "lambdarec_sessions_data"
+	tableSessions    = "lambdarec_sessions" // Buffer in front of tableSessionData
+)
+
+// migration is one schema step. Steps are append-only: never edit a step that
+// has shipped, add a new one.
+type migration struct {
+	version     uint32
+	description string
+	// stmts returns the statements; db is the current database's name.
+	stmts func(db string) []string
+}
+
+// The SQL is what both ClickHouse 18.16 (Debian's package) and current
+// releases accept: new-style MergeTree with explicit PARTITION BY / ORDER BY,
+// no Nullable, no DateTime64 (nanoseconds are kept as Int64), String
+// partition keys dropped with ALTER … DROP PARTITION.
+var migrations = []migration{
+	{
+		version:     1,
+		description: "batch views, batch pointer, sessions",
+		stmts: func(db string) []string {
+			return []string{
+				// One row per published batch, inserted only after the batch's
+				// lists are loaded: the row with the greatest published_ns is
+				// the current batch. Rows are kept as the publish history.
+				`CREATE TABLE IF NOT EXISTS ` + tableBatches + ` (
+					batch_id String,
+					published_ns Int64,
+					snapshot_id Int64,
+					boundary_partitions Array(Int32),
+					boundary_offsets Array(Int64),
+					events Int64,
+					created_ns Int64,
+					source_max_event_ns Int64
+				) ENGINE = MergeTree() ORDER BY (published_ns, batch_id)`,
+				// Every list of every retained batch view, one row per key;
+				// one partition per batch, so dropping a batch is one DROP
+				// PARTITION.
+				`CREATE TABLE IF NOT EXISTS ` + tableLists + ` (
+					batch_id String,
+					kind UInt8,
+					key String,
+					items Array(String),
+					scores Array(Float64),
+					loaded_ns Int64
+				) ENGINE = MergeTree() PARTITION BY batch_id ORDER BY (batch_id, kind, key)
+				SETTINGS index_granularity = 256`,
+				// Session views, versioned by Kafka offset: reads take the
+				// greatest offset; merges keep only it per day partition.
+				// Partitioned by event date so that expiry drops partitions.
+				`CREATE TABLE IF NOT EXISTS ` + tableSessionData + ` (
+					session_id String,
+					user_id String,
+					items Array(String),
+					scores Array(Float64),
+					purchased Array(String),
+					event_ns Int64,
+					event_date Date,
+					kafka_partition Int32,
+					kafka_offset UInt64,
+					updated_ns Int64
+				) ENGINE = ReplacingMergeTree(kafka_offset) PARTITION BY event_date ORDER BY session_id
+				SETTINGS index_granularity = 1024`,
+				// A Buffer in front of it turns the speed layer's many small
+				// inserts into few parts: flushed after 5 s at the latest,
+				// after 1 s once 10,000 rows and 10 MB are buffered, at once at
+				// 1,000,000 rows or 100 MB. Reads see buffered rows.
+				`CREATE TABLE IF NOT EXISTS ` + tableSessions + ` AS ` + tableSessionData +
+					` ENGINE = Buffer(` + quote(db) + `, '` + tableSessionData + `', 4, 1, 5, 10000, 1000000, 10000000, 100000000)`,
+			}
+		},
+	},
+}
+
+// migrate brings the schema to the newest version. It is safe to run from
+// several processes at once: every statement is idempotent.
+func (s *Store) migrate(ctx context.Context) error {
+	if err := s.conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+tableMigrations+` (
+		version UInt32,
+		description String,
+		applied_ns Int64
+	) ENGINE = MergeTree() ORDER BY version`); err != nil {
+		return fmt.Errorf("create %s: %w", tableMigrations, err)
+	}
+	var current uint32
+	if err := s.conn.QueryRow(ctx, `SELECT max(version) FROM `+tableMigrations).Scan(&current); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	for _, m := range migrations {
+		if m.version <= current {
+			continue
+		}
+		for _, stmt := range m.stmts(s.db) {
+			if err := s.conn.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("migrate to schema version %d: %w", m.version, err)
+			}
+		}
+		if err := s.insertRow(ctx, `INSERT INTO `+tableMigrations+` (version, description, applied_ns)`,
+			m.version, m.description, time.Now().UnixNano()); err != nil {
+			return fmt.Errorf("record schema version %d: %w", m.version, err)
+		}
+		s.log.Info("schema migrated", "version", m.version, "description", m.description)
+	}
+	return nil
+}
+
+// insertRow inserts one row. Inserts always go through a prepared batch with
+// named columns: ClickHouse 18.16 does not answer an INSERT … VALUES sent as
+// query text over the native protocol.
+func (s *Store) insertRow(ctx context.Context, insert string, values ...any) error {
+	b, err := s.conn.PrepareBatch(ctx, insert)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if err := b.Append(values...); err != nil {
+		return err
+	}
+	return b.Send()
+}
+
+// SchemaVersion is the newest schema version this build knows.
+func SchemaVersion() uint32 { return migrations[len(migrations)-1].version }
+
+// quote returns s as a ClickHouse string literal.
+func quote(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
