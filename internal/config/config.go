@@ -19,14 +19,16 @@ import (
 
 // Config is the whole configuration. Each role reads the sections it needs.
 type Config struct {
-	Kafka   Kafka   `yaml:"kafka"`
-	Broker  Broker  `yaml:"broker"`
-	Serve   Serve   `yaml:"serve"`
-	Iceberg Iceberg `yaml:"iceberg"`
-	Archive Archive `yaml:"archive"`
-	Batch   Batch   `yaml:"batch"`
-	Speed   Speed   `yaml:"speed"`
-	Log     Log     `yaml:"log"`
+	Kafka      Kafka      `yaml:"kafka"`
+	Broker     Broker     `yaml:"broker"`
+	Serve      Serve      `yaml:"serve"`
+	Iceberg    Iceberg    `yaml:"iceberg"`
+	Archive    Archive    `yaml:"archive"`
+	Batch      Batch      `yaml:"batch"`
+	Speed      Speed      `yaml:"speed"`
+	Store      Store      `yaml:"store"`
+	ClickHouse ClickHouse `yaml:"clickhouse"`
+	Log        Log        `yaml:"log"`
 }
 
 // Kafka says where the event log is.
@@ -135,6 +137,29 @@ type Speed struct {
 	MetricsAddr string `yaml:"metrics_addr"`
 }
 
+// Store selects the serving store, where the batch and real-time views live.
+type Store struct {
+	// Backend is "memory" (in-process, the default) or "clickhouse" (see the
+	// clickhouse section).
+	Backend string `yaml:"backend"`
+}
+
+// ClickHouse configures the ClickHouse serving store (store.backend: clickhouse).
+type ClickHouse struct {
+	// DSN is a clickhouse-go DSN on the native protocol.
+	// Default: clickhouse://127.0.0.1:9000/default.
+	DSN string `yaml:"dsn"`
+	// CacheEntries bounds the batch-view lists cached in memory per process.
+	// Default: 200000.
+	CacheEntries int `yaml:"cache_entries"`
+	// RefreshInterval is how often the current batch id is re-read, i.e. how
+	// long another process's publish may go unseen. Default: 1s.
+	RefreshInterval time.Duration `yaml:"refresh_interval"`
+	// KeepBatches is how many batch views are kept, the current one included.
+	// Default: 2.
+	KeepBatches int `yaml:"keep_batches"`
+}
+
 // Log configures logging.
 type Log struct {
 	// Level is debug, info (default), warn or error.
@@ -176,7 +201,9 @@ func Default() Config {
 			CommitInterval:    5 * time.Second,
 			MetricsAddr:       "127.0.0.1:9464",
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Store:      Store{Backend: "memory"},
+		ClickHouse: ClickHouse{DSN: "clickhouse://127.0.0.1:9000/default", CacheEntries: 200_000, RefreshInterval: time.Second, KeepBatches: 2},
+		Log:        Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -291,6 +318,24 @@ func (c *Config) Validate() error {
 	}
 	if c.Speed.ViewItems < 1 || c.Speed.ViewItems > 1000 {
 		bad("speed.view_items", "must be between 1 and 1000")
+	}
+	switch c.Store.Backend {
+	case "memory":
+	case "clickhouse":
+		if !strings.HasPrefix(c.ClickHouse.DSN, "clickhouse://") {
+			bad("clickhouse.dsn", "must be a native-protocol DSN clickhouse://host:port/database, got %q", c.ClickHouse.DSN)
+		}
+	default:
+		bad("store.backend", "must be memory or clickhouse, got %q", c.Store.Backend)
+	}
+	if c.ClickHouse.CacheEntries < 1 {
+		bad("clickhouse.cache_entries", "must be at least 1")
+	}
+	if c.ClickHouse.RefreshInterval <= 0 {
+		bad("clickhouse.refresh_interval", "must be positive")
+	}
+	if c.ClickHouse.KeepBatches < 2 {
+		bad("clickhouse.keep_batches", "must be at least 2")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
