@@ -1,0 +1,38 @@
+// Package backend owns the choice of serving-store backend: Open builds the
+// store.Store that the configuration names (store.backend), so that commands
+// need not import every backend themselves.
+package backend
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/internal/store"
+	"github.com/lambdarec/lambdarec/internal/store/clickhouse"
+)
+
+// Open returns the serving store configured by cfg: the in-process store for
+// store.backend "memory", the ClickHouse store (connected, schema migrated)
+// for "clickhouse". The caller closes it.
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
+	switch cfg.Store.Backend {
+	case "", "memory":
+		return store.NewMemory(), nil
+	case "clickhouse":
+		c := cfg.ClickHouse
+		s, err := clickhouse.New(ctx, clickhouse.Config{
+			DSN:             c.DSN,
+			CacheEntries:    c.CacheEntries,
+			RefreshInterval: c.RefreshInterval,
+			KeepBatches:     c.KeepBatches,
+		}, log)
+		if err != nil {
+			return nil, fmt.Errorf("open serving store: %w", err)
+		}
+		return s, nil
+	default:
+		return nil, fmt.Errorf("open serving store: unknown backend %q", cfg.Store.Backend)
+	}
+}
