@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -161,7 +162,7 @@ func ValidateBatch(v *BatchView) error {
 			if s.Item == "" {
 				return fmt.Errorf("batch view %s: %s %q: entry %d: empty item", v.Meta.BatchID, what, key, i)
 			}
-			if s.Score != s.Score || s.Score > maxFloat || s.Score < -maxFloat {
+			if math.IsNaN(s.Score) || math.IsInf(s.Score, 0) {
 				return fmt.Errorf("batch view %s: %s %q: entry %d: score is not finite", v.Meta.BatchID, what, key, i)
 			}
 		}
@@ -197,8 +198,6 @@ func ValidateSession(s *SessionView) error {
 	}
 	return nil
 }
-
-const maxFloat = 1.7976931348623157e308
 
 // Top returns a copy of the first k entries of list (none when k <= 0).
 func Top(list []Scored, k int) []Scored {
