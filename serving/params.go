@@ -1,0 +1,176 @@
+package serving
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Query parsing of the read API. Parameters are strict: an unknown parameter
+// or one given twice is a 400 naming it, so typos ("kk=5", "userid=…") do
+// not silently fall back to defaults.
+
+// recsQuery is the parsed query of GET /v1/recommendations.
+type recsQuery struct {
+	UserID    string
+	SessionID string
+	K         int
+}
+
+// similarQuery is the parsed query of GET /v1/items/{item_id}/similar.
+type similarQuery struct {
+	ItemID string
+	K      int
+}
+
+// paramError is a 400 answer naming the offending parameter.
+func paramError(code, field, format string, args ...any) *Error {
+	return &Error{Code: code, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// parseRecsQuery parses raw, the request's raw query string.
+func (c *APIConfig) parseRecsQuery(raw string) (recsQuery, *Error) {
+	q := recsQuery{K: c.DefaultK}
+	var seen [3]bool
+	err := eachParam(raw, func(key, val string) *Error {
+		var slot int
+		switch key {
+		case "user_id":
+			slot = 0
+		case "session_id":
+			slot = 1
+		case "k":
+			slot = 2
+		default:
+			return unknownParam(key, "user_id, session_id, k")
+		}
+		if seen[slot] {
+			return paramError(CodeInvalidParameter, key, "%s is given more than once", key)
+		}
+		seen[slot] = true
+		var e *Error
+		switch slot {
+		case 0:
+			q.UserID, e = checkID(key, val)
+		case 1:
+			q.SessionID, e = checkID(key, val)
+		case 2:
+			q.K, e = c.parseK(val)
+		}
+		return e
+	})
+	if err != nil {
+		return q, err
+	}
+	if q.UserID == "" && q.SessionID == "" {
+		return q, paramError(CodeMissingParameter, "user_id", "user_id or session_id is required")
+	}
+	return q, nil
+}
+
+// parseSimilarQuery parses the item id (the path value, already unescaped)
+// and raw, the request's raw query string.
+func (c *APIConfig) parseSimilarQuery(item, raw string) (similarQuery, *Error) {
+	q := similarQuery{K: c.DefaultK}
+	id, err := checkID("item_id", item)
+	if err != nil {
+		return q, err
+	}
+	if id == "" {
+		return q, paramError(CodeMissingParameter, "item_id", "item_id is required")
+	}
+	q.ItemID = id
+	seenK := false
+	err = eachParam(raw, func(key, val string) *Error {
+		if key != "k" {
+			return unknownParam(key, "k")
+		}
+		if seenK {
+			return paramError(CodeInvalidParameter, key, "k is given more than once")
+		}
+		seenK = true
+		var e *Error
+		q.K, e = c.parseK(val)
+		return e
+	})
+	return q, err
+}
+
+func (c *APIConfig) parseK(val string) (int, *Error) {
+	if val == "" {
+		return c.DefaultK, nil
+	}
+	k, err := strconv.Atoi(val)
+	if err != nil || k < 1 || k > c.MaxK {
+		return 0, paramError(CodeInvalidParameter, "k", "k must be an integer between 1 and %d, got %q", c.MaxK, clip(val))
+	}
+	return k, nil
+}
+
+// checkID accepts an empty id (the parameter is then absent) or a valid
+// UTF-8 string of at most MaxIDLen bytes.
+func checkID(field, v string) (string, *Error) {
+	switch {
+	case len(v) > MaxIDLen:
+		return "", paramError(CodeInvalidParameter, field, "%s is longer than %d bytes", field, MaxIDLen)
+	case !utf8.ValidString(v):
+		return "", paramError(CodeInvalidParameter, field, "%s is not valid UTF-8", field)
+	}
+	return v, nil
+}
+
+func unknownParam(key, allowed string) *Error {
+	return paramError(CodeUnknownParameter, clip(key), "unknown parameter %q; this endpoint takes %s", clip(key), allowed)
+}
+
+// eachParam calls fn for each key=value pair of the raw query, unescaped,
+// and stops at the first error. Empty pairs ("a=1&&b=2") are skipped; a pair
+// without "=" has an empty value. Malformed escapes and semicolons are
+// errors, as in net/url.ParseQuery.
+func eachParam(raw string, fn func(key, val string) *Error) *Error {
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" {
+			continue
+		}
+		if strings.IndexByte(pair, ';') >= 0 {
+			return paramError(CodeInvalidParameter, "", "the query contains a semicolon; separate parameters with &")
+		}
+		key, val, _ := strings.Cut(pair, "=")
+		key, err := unescape(key)
+		if err != nil {
+			return paramError(CodeInvalidParameter, "", "the query has a malformed escape in %q", clip(pair))
+		}
+		val, err = unescape(val)
+		if err != nil {
+			return paramError(CodeInvalidParameter, clip(key), "parameter %s has a malformed escape", clip(key))
+		}
+		if e := fn(key, val); e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func unescape(s string) (string, error) {
+	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
+		return s, nil
+	}
+	return url.QueryUnescape(s)
+}
+
+// clip shortens what a client sent before it is echoed in an error.
+func clip(s string) string {
+	const n = 64
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}

@@ -1,0 +1,299 @@
+package serving
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/lambdarec/lambdarec/internal/store"
+)
+
+// Sources of recommended items, in the order the merge takes them.
+const (
+	// SourceSpeed: the session's real-time recommendations, newer than the
+	// batch boundary.
+	SourceSpeed = "speed"
+	// SourceBatch: the batch view's recommendations for the user.
+	SourceBatch = "batch"
+	// SourcePopular: the batch view's popular items, the fallback.
+	SourcePopular = "popular"
+)
+
+// Item is one recommended item.
+type Item struct {
+	Item   string  `json:"item"`
+	Score  float64 `json:"score"`
+	Source string  `json:"source"`
+}
+
+// Recommendations is the answer of GET /v1/recommendations.
+type Recommendations struct {
+	// UserID is the user whose batch recommendations were merged: the
+	// user_id parameter, else the session's user, else empty.
+	UserID    string `json:"user_id"`
+	SessionID string `json:"session_id"`
+	K         int    `json:"k"`
+	// Items are at most K items, best first, each item once, none bought in
+	// the session. Never null.
+	Items []Item `json:"items"`
+	AsOf  AsOf   `json:"as_of"`
+}
+
+// AsOf says which versions of the views an answer was computed from, and how
+// stale each is.
+type AsOf struct {
+	// Batch is the batch view served; nil when no batch was published yet.
+	Batch *BatchAsOf `json:"batch"`
+	// Speed is the session's real-time view merged; nil when none was (no
+	// session asked, unknown session, or one the batch already covers).
+	Speed *SpeedAsOf `json:"speed"`
+}
+
+// BatchAsOf describes the batch view served.
+type BatchAsOf struct {
+	BatchID string `json:"batch_id"`
+	// Boundary maps each Kafka partition to the highest offset the batch
+	// includes (JSON object keys are the partitions).
+	Boundary           map[int32]int64 `json:"boundary"`
+	CreatedAt          time.Time       `json:"created_at"`
+	SourceMaxEventTime time.Time       `json:"source_max_event_time"`
+	// StalenessSeconds is the age of the newest event the batch read (of
+	// its creation when it read none).
+	StalenessSeconds float64 `json:"staleness_seconds"`
+}
+
+// SpeedAsOf describes the session's real-time view merged.
+type SpeedAsOf struct {
+	// EventTime is the event time of the newest event included.
+	EventTime time.Time `json:"event_time"`
+	// Partition and Offset locate the newest Kafka record included.
+	Partition int32 `json:"partition"`
+	Offset    int64 `json:"offset"`
+	// StalenessSeconds is the age of EventTime.
+	StalenessSeconds float64 `json:"staleness_seconds"`
+}
+
+func batchAsOf(m store.BatchMeta, now time.Time) *BatchAsOf {
+	newest := m.SourceMaxEventTime
+	if newest.IsZero() {
+		newest = m.CreatedAt
+	}
+	b := &BatchAsOf{
+		BatchID:            m.BatchID,
+		Boundary:           m.Boundary,
+		CreatedAt:          m.CreatedAt,
+		SourceMaxEventTime: m.SourceMaxEventTime,
+		StalenessSeconds:   staleness(now, newest),
+	}
+	if b.Boundary == nil {
+		b.Boundary = map[int32]int64{}
+	}
+	return b
+}
+
+// SpeedIsNewer reports whether the session view s is newer than the batch
+// boundary, so that its recommendations are served as source "speed": when
+// there is no batch, when the batch has no offset for s's partition, or when
+// s reflects a record past it. Otherwise the batch already includes every
+// event of s.
+func SpeedIsNewer(s store.SessionView, batch store.BatchMeta, hasBatch bool) bool {
+	if !hasBatch {
+		return true
+	}
+	b, ok := batch.Boundary[s.Partition]
+	return !ok || s.Offset > b
+}
+
+// maxFetch bounds how many items are read from one layer for one answer.
+const maxFetch = 1000
+
+// merger builds an answer: it takes items layer by layer, skipping items
+// already taken and items bought in the session, until k are taken.
+type merger struct {
+	k     int
+	items []Item
+	// excluded are the items bought in the session; the items taken are
+	// in items. Small answers are checked by a linear scan; big ones get a
+	// set.
+	excluded []string
+	set      map[string]struct{}
+}
+
+const mergeSetThreshold = 32
+
+func newMerger(k int, purchased []string) *merger {
+	m := &merger{k: k, items: make([]Item, 0, k), excluded: purchased}
+	if k+len(purchased) > mergeSetThreshold {
+		m.set = make(map[string]struct{}, k+len(purchased))
+		for _, p := range purchased {
+			m.set[p] = struct{}{}
+		}
+	}
+	return m
+}
+
+func (m *merger) full() bool { return len(m.items) >= m.k }
+
+// need is how many items to read from the next layer so that, whatever of
+// them was already taken or is excluded, the answer can still be filled: the
+// items missing, plus one for each item taken or excluded.
+func (m *merger) need() int {
+	return min(maxFetch, m.k+len(m.excluded))
+}
+
+func (m *merger) skip(item string) bool {
+	if m.set != nil {
+		_, ok := m.set[item]
+		return ok
+	}
+	if slices.Contains(m.excluded, item) {
+		return true
+	}
+	for i := range m.items {
+		if m.items[i].Item == item {
+			return true
+		}
+	}
+	return false
+}
+
+// add takes list's items in order until the answer is full.
+func (m *merger) add(list []store.Scored, source string) {
+	for _, s := range list {
+		if m.full() {
+			return
+		}
+		if s.Item == "" || m.skip(s.Item) {
+			continue
+		}
+		m.items = append(m.items, Item{Item: s.Item, Score: s.Score, Source: source})
+		if m.set != nil {
+			m.set[s.Item] = struct{}{}
+		}
+	}
+}
+
+// Recommend merges the views for q by recency: the session's real-time
+// recommendations when they are newer than the batch boundary (SpeedIsNewer),
+// then the batch recommendations of the user (the user_id given, else the
+// session's user), then popular items. Items are deduplicated (the first
+// occurrence wins) and items bought in the session are excluded, whichever
+// layer offers them. Unknown users and sessions get popular items.
+//
+// The batch metadata and the batch lists are separate reads: if a batch is
+// published between them, the lists may come from the newer batch than the
+// one named in AsOf.
+func (a *API) recommend(ctx context.Context, q recsQuery) (*Recommendations, string, error) {
+	now := a.now()
+	meta, hasBatch, err := a.store.CurrentBatch(ctx)
+	if err != nil {
+		return nil, "current_batch", fmt.Errorf("read current batch: %w", err)
+	}
+	var (
+		sess    store.SessionView
+		hasSess bool
+	)
+	if q.SessionID != "" {
+		sess, hasSess, err = a.store.Session(ctx, q.SessionID)
+		if err != nil {
+			return nil, "session", fmt.Errorf("read session %q: %w", q.SessionID, err)
+		}
+	}
+	out := &Recommendations{UserID: q.UserID, SessionID: q.SessionID, K: q.K}
+	if hasBatch {
+		out.AsOf.Batch = batchAsOf(meta, now)
+	}
+	var purchased []string
+	if hasSess {
+		purchased = sess.Purchased
+		if out.UserID == "" {
+			out.UserID = sess.UserID
+		}
+	}
+	m := newMerger(q.K, purchased)
+	if hasSess && SpeedIsNewer(sess, meta, hasBatch) {
+		out.AsOf.Speed = &SpeedAsOf{
+			EventTime:        sess.EventTime,
+			Partition:        sess.Partition,
+			Offset:           sess.Offset,
+			StalenessSeconds: staleness(now, sess.EventTime),
+		}
+		m.add(sess.Items, SourceSpeed)
+	}
+	if !m.full() && hasBatch && out.UserID != "" {
+		recs, err := a.store.UserRecs(ctx, out.UserID, m.need())
+		if err != nil {
+			return nil, "user_recs", fmt.Errorf("read batch recommendations of user %q: %w", out.UserID, err)
+		}
+		m.add(recs, SourceBatch)
+	}
+	if !m.full() && hasBatch {
+		pop, err := a.store.Popular(ctx, m.need())
+		if err != nil {
+			return nil, "popular", fmt.Errorf("read popular items: %w", err)
+		}
+		m.add(pop, SourcePopular)
+	}
+	out.Items = m.items
+	return out, "", nil
+}
+
+func (a *API) handleRecommendations(w http.ResponseWriter, r *http.Request) {
+	q, perr := a.cfg.parseRecsQuery(r.URL.RawQuery)
+	if perr != nil {
+		a.m.badRequests.Inc()
+		WriteError(w, http.StatusBadRequest, *perr)
+		return
+	}
+	ctx, cancel := a.storeContext(r)
+	defer cancel()
+	out, op, err := a.recommend(ctx, q)
+	if err != nil {
+		a.storeError(w, r, op, err)
+		return
+	}
+	a.m.observeAnswer(out.Items)
+	WriteJSON(w, http.StatusOK, out)
+}
+
+// Similar is the answer of GET /v1/items/{item_id}/similar.
+type Similar struct {
+	ItemID string `json:"item_id"`
+	K      int    `json:"k"`
+	// Items are the item's nearest neighbours in the batch view, best
+	// first; empty (never null) for an item the batch view does not know.
+	Items []store.Scored `json:"items"`
+	AsOf  AsOf           `json:"as_of"`
+}
+
+func (a *API) handleSimilar(w http.ResponseWriter, r *http.Request) {
+	q, perr := a.cfg.parseSimilarQuery(r.PathValue("item_id"), r.URL.RawQuery)
+	if perr != nil {
+		a.m.badRequests.Inc()
+		WriteError(w, http.StatusBadRequest, *perr)
+		return
+	}
+	ctx, cancel := a.storeContext(r)
+	defer cancel()
+	now := a.now()
+	meta, hasBatch, err := a.store.CurrentBatch(ctx)
+	if err != nil {
+		a.storeError(w, r, "current_batch", fmt.Errorf("read current batch: %w", err))
+		return
+	}
+	out := &Similar{ItemID: q.ItemID, K: q.K}
+	if hasBatch {
+		out.AsOf.Batch = batchAsOf(meta, now)
+		out.Items, err = a.store.Similar(ctx, q.ItemID, q.K)
+		if err != nil {
+			a.storeError(w, r, "similar", fmt.Errorf("read items similar to %q: %w", q.ItemID, err))
+			return
+		}
+	}
+	if out.Items == nil {
+		out.Items = []store.Scored{}
+	}
+	WriteJSON(w, http.StatusOK, out)
+}
