@@ -216,6 +216,10 @@ func (c *Covisit) AppendRow(dst []ItemCount, item string) []ItemCount {
 	if !ok {
 		return dst
 	}
+	return c.appendRow(dst, id)
+}
+
+func (c *Covisit) appendRow(dst []ItemCount, id uint32) []ItemCount {
 	start := len(dst)
 	nbr, cnt := c.baseRow(id)
 	for i, n := range nbr {
@@ -255,12 +259,19 @@ func (c *Covisit) TopNeighbors(item string, k int) []ItemCount { return c.Append
 // them, so it costs O(degree · log k).
 func (c *Covisit) AppendTopK(dst []ItemCount, item string, k int) []ItemCount {
 	id, ok := c.items.lookup(item)
-	if !ok || k == 0 {
+	if !ok {
+		return dst
+	}
+	return c.appendTopK(dst, id, k)
+}
+
+func (c *Covisit) appendTopK(dst []ItemCount, id uint32, k int) []ItemCount {
+	if k == 0 {
 		return dst
 	}
 	if k < 0 || len(c.overRow(id)) > 0 {
 		start := len(dst)
-		dst = c.AppendRow(dst, item)
+		dst = c.appendRow(dst, id)
 		if k >= 0 && len(dst)-start > k {
 			dst = dst[:start+k]
 		}
@@ -318,7 +329,10 @@ func (c *Covisit) AppendTopK(dst []ItemCount, item string, k int) []ItemCount {
 		}
 	}
 	slices.SortFunc(h, func(i, j int) int {
-		if better(i, j) {
+		switch {
+		case i == j:
+			return 0
+		case better(i, j):
 			return -1
 		}
 		return 1
@@ -340,13 +354,31 @@ func (c *Covisit) itemLess(a, b uint32) bool {
 
 // Items returns every item with at least one neighbour, in ascending order.
 func (c *Covisit) Items() []string {
-	var out []string
+	ids := c.itemIDs()
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = c.items.str(id)
+	}
+	return out
+}
+
+// itemIDs returns the ids of Items, in the same order.
+func (c *Covisit) itemIDs() []uint32 {
+	var out []uint32
 	for id := range c.items.len() {
 		if c.degree(uint32(id)) > 0 {
-			out = append(out, c.items.str(uint32(id)))
+			out = append(out, uint32(id))
 		}
 	}
-	slices.Sort(out)
+	slices.SortFunc(out, func(a, b uint32) int {
+		switch {
+		case a == b:
+			return 0
+		case c.itemLess(a, b):
+			return -1
+		}
+		return 1
+	})
 	return out
 }
 
@@ -455,9 +487,9 @@ func (c *Covisit) Compact() {
 func (c *Covisit) Rows(k int) iter.Seq2[string, []ItemCount] {
 	return func(yield func(string, []ItemCount) bool) {
 		var buf []ItemCount
-		for _, item := range c.Items() {
-			buf = c.AppendTopK(buf[:0], item, k)
-			if !yield(item, buf) {
+		for _, id := range c.itemIDs() {
+			buf = c.appendTopK(buf[:0], id, k)
+			if !yield(c.items.str(id), buf) {
 				return
 			}
 		}
