@@ -85,7 +85,7 @@ func BenchmarkStore(b *testing.B) {
 func BenchmarkColdReads(b *testing.B) {
 	s := newStore(b, freshDSN(b), clickhouse.Config{CacheEntries: 16}) // one entry per shard
 	v := &store.BatchView{Meta: store.BatchMeta{BatchID: "b"}, Neighbors: map[string][]store.Scored{}}
-	const keys = 10_000
+	const keys = 2_000
 	for i := range keys {
 		l := make([]store.Scored, 50)
 		for j := range l {

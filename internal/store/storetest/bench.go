@@ -10,7 +10,7 @@ import (
 // Bench sizes: a batch view of benchItems items and benchItems users with
 // benchWidth entries each, and benchSessions sessions.
 const (
-	benchItems    = 10_000
+	benchItems    = 2_000
 	benchWidth    = 50
 	benchSessions = 10_000
 	benchK        = 20
