@@ -1,0 +1,404 @@
+// Package lakehouse owns lambdarec's use of Apache Iceberg: opening the
+// catalog and warehouse the configuration names (SQL catalog on SQLite or
+// PostgreSQL, REST, Glue; file:// or s3:// warehouses), creating the
+// namespace and tables, committing with retries on conflicts, the Kafka
+// offsets kept in snapshot summaries (the batch/speed boundary), and scanning
+// pinned snapshots as streams of Arrow record batches.
+//
+// It is named lakehouse, not iceberg, so that it does not shadow iceberg-go.
+package lakehouse
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/catalog"
+	_ "github.com/apache/iceberg-go/catalog/glue" // registers the "glue" catalog type
+	_ "github.com/apache/iceberg-go/catalog/rest" // registers the "rest" catalog type
+	sqlcat "github.com/apache/iceberg-go/catalog/sql"
+	icebergio "github.com/apache/iceberg-go/io"
+	_ "github.com/apache/iceberg-go/io/gocloud/s3" // registers the s3:// warehouse scheme
+	"github.com/apache/iceberg-go/table"
+	"github.com/uptrace/bun/driver/pgdriver"
+	"github.com/uptrace/bun/driver/sqliteshim"
+
+	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/schemas"
+)
+
+// EventsTable is the name of the raw events table in the namespace.
+const EventsTable = "events"
+
+// catalogName is the name the SQL catalog records its rows under; every
+// lambdarec process must use the same one.
+const catalogName = "lambdarec"
+
+// EventsTableProperties are the table properties the events table is created
+// with: manifests are merged so that many small archive commits do not slow
+// scan planning, and old metadata files are deleted.
+var EventsTableProperties = iceberg.Properties{
+	table.ManifestMergeEnabledKey:             "true",
+	table.MetadataDeleteAfterCommitEnabledKey: "true",
+	table.MetadataPreviousVersionsMaxKey:      "50",
+}
+
+// Lakehouse is an open catalog plus the namespace lambdarec's tables live in.
+type Lakehouse struct {
+	cat       catalog.Catalog
+	namespace table.Identifier
+	warehouse string
+	log       *slog.Logger
+	closers   []func() error
+}
+
+// Open connects to the catalog cfg names. It does not create anything; see
+// EnsureTable.
+func Open(ctx context.Context, cfg config.Iceberg, log *slog.Logger) (*Lakehouse, error) {
+	warehouse, err := normalizeWarehouse(cfg.Warehouse)
+	if err != nil {
+		return nil, err
+	}
+	props := iceberg.Properties{"warehouse": warehouse}
+	if strings.HasPrefix(warehouse, "s3://") {
+		if cfg.S3.Region != "" {
+			props[icebergio.S3Region] = cfg.S3.Region
+		}
+		if cfg.S3.Endpoint != "" {
+			props[icebergio.S3EndpointURL] = cfg.S3.Endpoint
+		}
+		props[icebergio.S3ForceVirtualAddressing] = strconv.FormatBool(!cfg.S3.PathStyle)
+	}
+	l := &Lakehouse{namespace: catalog.ToIdentifier(cfg.Namespace), warehouse: warehouse, log: log}
+	switch cfg.Catalog {
+	case "sql":
+		db, dialect, err := openSQL(cfg)
+		if err != nil {
+			return nil, err
+		}
+		cat, err := sqlcat.NewCatalog(catalogName, db, dialect, props)
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open %s catalog %s: %w", cfg.SQLDialect, redactDSN(cfg.CatalogURI), err)
+		}
+		l.cat = cat
+		l.closers = append(l.closers, cat.Close, db.Close)
+	case "rest":
+		props["type"] = "rest"
+		props["uri"] = cfg.CatalogURI
+		cat, err := catalog.Load(ctx, catalogName, props)
+		if err != nil {
+			return nil, fmt.Errorf("open rest catalog %s: %w", cfg.CatalogURI, err)
+		}
+		l.cat = cat
+	case "glue":
+		props["type"] = "glue"
+		if cfg.S3.Region != "" {
+			props["glue.region"] = cfg.S3.Region
+		}
+		if cfg.CatalogURI != "" && !strings.HasPrefix(cfg.CatalogURI, "file:") {
+			props["glue.endpoint"] = cfg.CatalogURI
+		}
+		cat, err := catalog.Load(ctx, catalogName, props)
+		if err != nil {
+			return nil, fmt.Errorf("open glue catalog: %w", err)
+		}
+		l.cat = cat
+	default:
+		return nil, fmt.Errorf("iceberg catalog %q: must be sql, rest or glue", cfg.Catalog)
+	}
+	if c, ok := l.cat.(catalog.Closer); ok && cfg.Catalog != "sql" {
+		l.closers = append(l.closers, c.Close)
+	}
+	log.Info("iceberg catalog open", "catalog", cfg.Catalog, "dialect", cfg.SQLDialect, "uri", redactDSN(cfg.CatalogURI), "warehouse", warehouse, "namespace", cfg.Namespace)
+	return l, nil
+}
+
+// sqlitePragmas make SQLite safe for several processes sharing the catalog:
+// writers wait for the lock instead of failing, and readers do not block
+// writers.
+const sqlitePragmas = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
+
+func openSQL(cfg config.Iceberg) (*sql.DB, sqlcat.SupportedDialect, error) {
+	switch cfg.SQLDialect {
+	case "sqlite":
+		dsn := cfg.CatalogURI
+		if path := sqlitePath(dsn); path != "" {
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return nil, "", fmt.Errorf("catalog directory: %w", err)
+			}
+		}
+		sep := "?"
+		if strings.Contains(dsn, "?") {
+			sep = "&"
+		}
+		if !strings.Contains(dsn, "busy_timeout") {
+			dsn += sep + sqlitePragmas
+		}
+		db, err := sql.Open(sqliteshim.ShimName, dsn)
+		if err != nil {
+			return nil, "", fmt.Errorf("open sqlite catalog %s: %w", cfg.CatalogURI, err)
+		}
+		return db, sqlcat.SQLite, nil
+	case "postgres":
+		db := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(cfg.CatalogURI)))
+		return db, sqlcat.Postgres, nil
+	}
+	return nil, "", fmt.Errorf("iceberg sql dialect %q: must be sqlite or postgres", cfg.SQLDialect)
+}
+
+// sqlitePath returns the file of a SQLite DSN such as file:dir/catalog.db?x=y
+// or dir/catalog.db, or "" for in-memory databases.
+func sqlitePath(dsn string) string {
+	p, _, _ := strings.Cut(strings.TrimPrefix(dsn, "file:"), "?")
+	if p == "" || p == ":memory:" || strings.HasPrefix(p, "//") {
+		return ""
+	}
+	return p
+}
+
+// redactDSN hides a password in a DSN for logs and errors.
+func redactDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.User == nil {
+		return dsn
+	}
+	return u.Redacted()
+}
+
+// normalizeWarehouse turns a relative file:// warehouse (as in the default,
+// file://lambdarec-data/warehouse) into an absolute one against the working
+// directory; other locations are returned as they are.
+func normalizeWarehouse(w string) (string, error) {
+	rest, ok := strings.CutPrefix(w, "file://")
+	if !ok {
+		if !strings.HasPrefix(w, "s3://") {
+			return "", fmt.Errorf("iceberg warehouse %q: must start with file:// or s3://", w)
+		}
+		return strings.TrimSuffix(w, "/"), nil
+	}
+	if strings.HasPrefix(rest, "/") {
+		return "file://" + strings.TrimSuffix(rest, "/"), nil
+	}
+	abs, err := filepath.Abs(rest)
+	if err != nil {
+		return "", fmt.Errorf("iceberg warehouse %q: %w", w, err)
+	}
+	return "file://" + filepath.ToSlash(abs), nil
+}
+
+// Catalog returns the underlying iceberg-go catalog.
+func (l *Lakehouse) Catalog() catalog.Catalog { return l.cat }
+
+// Namespace returns the namespace of lambdarec's tables.
+func (l *Lakehouse) Namespace() table.Identifier { return l.namespace }
+
+// Warehouse returns the warehouse location, made absolute.
+func (l *Lakehouse) Warehouse() string { return l.warehouse }
+
+// Ident returns the identifier of table name in the namespace.
+func (l *Lakehouse) Ident(name string) table.Identifier {
+	return append(append(table.Identifier{}, l.namespace...), name)
+}
+
+// LoadTable loads table name of the namespace; the error wraps
+// catalog.ErrNoSuchTable when it does not exist.
+func (l *Lakehouse) LoadTable(ctx context.Context, name string) (*table.Table, error) {
+	t, err := l.cat.LoadTable(ctx, l.Ident(name))
+	if err != nil {
+		return nil, fmt.Errorf("load table %s: %w", strings.Join(l.Ident(name), "."), err)
+	}
+	return t, nil
+}
+
+// EnsureTable returns table name, creating the namespace and the table with
+// sc, spec and props when they do not exist yet. An existing table must have
+// every column of sc with the same type; a missing column is an error naming
+// it (adding optional columns is safe: old rows read them as null).
+func (l *Lakehouse) EnsureTable(ctx context.Context, name string, sc *iceberg.Schema, spec iceberg.PartitionSpec, props iceberg.Properties) (*table.Table, error) {
+	if err := l.ensureNamespace(ctx); err != nil {
+		return nil, err
+	}
+	ident := l.Ident(name)
+	t, err := l.cat.LoadTable(ctx, ident)
+	if errors.Is(err, catalog.ErrNoSuchTable) {
+		t, err = l.cat.CreateTable(ctx, ident, sc, catalog.WithPartitionSpec(&spec), catalog.WithProperties(props))
+		if errors.Is(err, catalog.ErrTableAlreadyExists) {
+			t, err = l.cat.LoadTable(ctx, ident) // created concurrently
+		} else if err == nil {
+			l.log.Info("iceberg table created", "table", strings.Join(ident, "."), "location", t.Location())
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ensure table %s: %w", strings.Join(ident, "."), err)
+	}
+	if err := checkSchema(t.Schema(), sc); err != nil {
+		return nil, fmt.Errorf("table %s: %w", strings.Join(ident, "."), err)
+	}
+	return t, nil
+}
+
+// checkSchema reports the columns of want that have lacks or types
+// differently.
+func checkSchema(have, want *iceberg.Schema) error {
+	var errs []error
+	for _, f := range want.Fields() {
+		h, ok := have.FindFieldByName(f.Name)
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("column %s (%s) is missing", f.Name, f.Type))
+		case !sameType(h.Type, f.Type):
+			errs = append(errs, fmt.Errorf("column %s is %s, want %s", f.Name, h.Type, f.Type))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sameType compares types ignoring the field ids of nested types, which the
+// catalog assigns afresh when it creates a table.
+func sameType(a, b iceberg.Type) bool {
+	switch at := a.(type) {
+	case *iceberg.MapType:
+		bt, ok := b.(*iceberg.MapType)
+		return ok && at.ValueRequired == bt.ValueRequired && sameType(at.KeyType, bt.KeyType) && sameType(at.ValueType, bt.ValueType)
+	case *iceberg.ListType:
+		bt, ok := b.(*iceberg.ListType)
+		return ok && at.ElementRequired == bt.ElementRequired && sameType(at.Element, bt.Element)
+	case *iceberg.StructType:
+		bt, ok := b.(*iceberg.StructType)
+		if !ok || len(at.FieldList) != len(bt.FieldList) {
+			return false
+		}
+		for i, f := range at.FieldList {
+			g := bt.FieldList[i]
+			if f.Name != g.Name || f.Required != g.Required || !sameType(f.Type, g.Type) {
+				return false
+			}
+		}
+		return true
+	}
+	return a.Equals(b)
+}
+
+func (l *Lakehouse) ensureNamespace(ctx context.Context) error {
+	ok, err := l.cat.CheckNamespaceExists(ctx, l.namespace)
+	if err != nil {
+		return fmt.Errorf("check namespace %s: %w", strings.Join(l.namespace, "."), err)
+	}
+	if ok {
+		return nil
+	}
+	err = l.cat.CreateNamespace(ctx, l.namespace, nil)
+	if err != nil && !errors.Is(err, catalog.ErrNamespaceAlreadyExists) {
+		return fmt.Errorf("create namespace %s: %w", strings.Join(l.namespace, "."), err)
+	}
+	return nil
+}
+
+// EnsureEvents returns the raw events table, creating it (with the schema
+// derived from interaction.proto, partitioned by day(timestamp)) if needed.
+func (l *Lakehouse) EnsureEvents(ctx context.Context) (*table.Table, error) {
+	return l.EnsureTable(ctx, EventsTable, schemas.EventsSchema(), schemas.EventsPartitionSpec(), EventsTableProperties)
+}
+
+// Close releases the catalog.
+func (l *Lakehouse) Close() error {
+	var errs []error
+	for _, c := range l.closers {
+		errs = append(errs, c())
+	}
+	return errors.Join(errs...)
+}
+
+// ---------------------------------------------------------------------------
+// Commits.
+
+// IsCommitConflict reports whether err is a commit that lost a race against
+// another writer ("branch main has changed", a moved metadata location): the
+// commit did not happen and may be rebuilt on the reloaded table.
+func IsCommitConflict(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, table.ErrCommitFailed) {
+		return true
+	}
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "requirement failed")
+}
+
+// CommitOptions tune Commit. The zero value is usable.
+type CommitOptions struct {
+	// MaxAttempts bounds the attempts, the first included. Default: 10.
+	MaxAttempts int
+	// MinBackoff and MaxBackoff bound the jittered exponential wait between
+	// attempts. Defaults: 50ms and 2s.
+	MinBackoff, MaxBackoff time.Duration
+	// OnConflict, when set, is called for each conflict that is retried.
+	OnConflict func(attempt int, err error)
+}
+
+// Commit builds a transaction on tbl with build and commits it. When the
+// commit conflicts with another writer, it reloads the table and calls build
+// again on the fresh table, so build must derive everything it commits from
+// the table it is given (and may return an error to give up, which Commit
+// returns as it is). It returns the committed table.
+func (l *Lakehouse) Commit(ctx context.Context, tbl *table.Table, build func(ctx context.Context, tbl *table.Table) (*table.Transaction, error), opts CommitOptions) (*table.Table, error) {
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = 10
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 50 * time.Millisecond
+	}
+	if opts.MaxBackoff < opts.MinBackoff {
+		opts.MaxBackoff = max(2*time.Second, opts.MinBackoff)
+	}
+	name := strings.Join(tbl.Identifier(), ".")
+	for attempt := 1; ; attempt++ {
+		txn, err := build(ctx, tbl)
+		if err != nil {
+			return nil, err
+		}
+		committed, err := txn.Commit(ctx)
+		if err == nil {
+			return committed, nil
+		}
+		if !IsCommitConflict(err) || attempt >= opts.MaxAttempts {
+			return nil, fmt.Errorf("commit to %s (attempt %d): %w", name, attempt, err)
+		}
+		if opts.OnConflict != nil {
+			opts.OnConflict(attempt, err)
+		}
+		l.log.Warn("iceberg commit conflict, retrying", "table", name, "attempt", attempt, "err", err)
+		wait := backoff(attempt, opts.MinBackoff, opts.MaxBackoff)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("commit to %s: %w", name, context.Cause(ctx))
+		case <-time.After(wait):
+		}
+		fresh, err := l.cat.LoadTable(ctx, tbl.Identifier())
+		if err != nil {
+			return nil, fmt.Errorf("reload %s after a commit conflict: %w", name, err)
+		}
+		tbl = fresh
+	}
+}
+
+// backoff returns a wait in [min, min<<attempt], capped at max.
+func backoff(attempt int, minWait, maxWait time.Duration) time.Duration {
+	ceil := minWait << min(attempt, 16)
+	if ceil > maxWait || ceil <= 0 {
+		ceil = maxWait
+	}
+	return minWait + rand.N(ceil-minWait+1)
+}
