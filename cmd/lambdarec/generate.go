@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/lambdarec/lambdarec/internal/config"
@@ -25,10 +24,7 @@ func init() {
 				planted   string
 				clockRate float64
 			)
-			fs.Func("brokers", "comma-separated seed brokers (default "+strings.Join(cfg.Kafka.Brokers, ",")+")", func(s string) error {
-				cfg.Kafka.Brokers = strings.Split(s, ",")
-				return nil
-			})
+			brokersFlag(fs, cfg)
 			fs.StringVar(&cfg.Kafka.Topic, "topic", cfg.Kafka.Topic, "topic to produce to")
 			fs.IntVar(&cfg.Kafka.Partitions, "partitions", cfg.Kafka.Partitions, "partitions of the topic if it has to be created")
 			fs.Float64Var(&gc.Rate, "rate", 0, "records per second (0 = as fast as possible)")

@@ -135,3 +135,21 @@ func flagValue(args []string, name, def string) string {
 	}
 	return def
 }
+
+// brokersFlag registers --brokers, a comma-separated list of seed brokers
+// written into cfg.Kafka.Brokers.
+func brokersFlag(fs *flag.FlagSet, cfg *config.Config) {
+	fs.Func("brokers", "comma-separated seed brokers (default "+strings.Join(cfg.Kafka.Brokers, ",")+")", func(s string) error {
+		var bs []string
+		for b := range strings.SplitSeq(s, ",") {
+			if b = strings.TrimSpace(b); b != "" {
+				bs = append(bs, b)
+			}
+		}
+		if len(bs) == 0 {
+			return errors.New("no broker given")
+		}
+		cfg.Kafka.Brokers = bs
+		return nil
+	})
+}

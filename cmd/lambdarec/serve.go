@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -21,19 +19,7 @@ func init() {
 		summary: "run the HTTP API: the event collector (POST /v1/events), health, readiness and metrics",
 		setup: func(fs *flag.FlagSet, cfg *config.Config) func(context.Context, *env) error {
 			fs.StringVar(&cfg.Serve.Addr, "http", cfg.Serve.Addr, "HTTP listen address")
-			fs.Func("brokers", "comma-separated seed brokers (default "+strings.Join(cfg.Kafka.Brokers, ",")+")", func(s string) error {
-				var bs []string
-				for b := range strings.SplitSeq(s, ",") {
-					if b = strings.TrimSpace(b); b != "" {
-						bs = append(bs, b)
-					}
-				}
-				if len(bs) == 0 {
-					return errors.New("no broker given")
-				}
-				cfg.Kafka.Brokers = bs
-				return nil
-			})
+			brokersFlag(fs, cfg)
 			return func(ctx context.Context, e *env) error {
 				srv, closeServe, err := newServeRole(e.cfg, e.log)
 				if err != nil {
