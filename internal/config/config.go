@@ -99,6 +99,9 @@ type Archive struct {
 	MaxRecords int `yaml:"max_records"`
 	// MaxInterval closes a micro-batch after this long. Default: 10s.
 	MaxInterval time.Duration `yaml:"max_interval"`
+	// MetricsAddr serves /metrics and /healthz of `lambdarec archive`; empty
+	// disables it. Default: 127.0.0.1:9465.
+	MetricsAddr string `yaml:"metrics_addr"`
 }
 
 // Batch configures batch recomputes.
@@ -188,7 +191,7 @@ func Default() Config {
 			Namespace:  "lambdarec",
 			S3:         S3{Region: "us-east-1"},
 		},
-		Archive: Archive{Group: "lambdarec-archive", MaxRecords: 50_000, MaxInterval: 10 * time.Second},
+		Archive: Archive{Group: "lambdarec-archive", MaxRecords: 50_000, MaxInterval: 10 * time.Second, MetricsAddr: "127.0.0.1:9465"},
 		Batch:   Batch{Cron: "@every 1h", TopK: 50},
 		Speed: Speed{
 			Group:             "lambdarec-speed",
