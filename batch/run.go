@@ -1,0 +1,453 @@
+package batch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/table"
+
+	"github.com/lambdarec/lambdarec/internal/lakehouse"
+	"github.com/lambdarec/lambdarec/internal/model"
+	"github.com/lambdarec/lambdarec/internal/store"
+	"github.com/lambdarec/lambdarec/schemas"
+)
+
+// Config configures batch runs.
+type Config struct {
+	// Lake holds the tables. Required.
+	Lake *lakehouse.Lakehouse
+	// Topic is the Kafka topic whose offsets form the boundary. Default: events.
+	Topic string
+	// Params are the model parameters. Default: model.DefaultParams().
+	Params *model.Params
+	// TopK is the neighbours kept per item and recommendations per user. Default: 50.
+	TopK int
+	// PopularK is the length of the popular-items fallback. Default: 1000.
+	PopularK int
+	// Retain is how many published batches keep their view tables. Default: 2.
+	Retain int
+	// Store, when set, receives each new batch view (PublishBatch) after it
+	// is committed to Iceberg.
+	Store store.Store
+	// Progress is the interval of progress logs while scanning. Default: 5s.
+	Progress time.Duration
+	// Mem allocates Arrow memory. Default: memory.DefaultAllocator.
+	Mem memory.Allocator
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) validate() error {
+	if c.Lake == nil {
+		return errors.New("batch: lakehouse is required")
+	}
+	if c.Topic == "" {
+		c.Topic = "events"
+	}
+	if c.Params == nil {
+		p := model.DefaultParams()
+		c.Params = &p
+	}
+	if err := c.Params.Validate(); err != nil {
+		return fmt.Errorf("batch: model params: %w", err)
+	}
+	if c.TopK == 0 {
+		c.TopK = 50
+	}
+	if c.PopularK == 0 {
+		c.PopularK = 1000
+	}
+	if c.Retain == 0 {
+		c.Retain = 2
+	}
+	if c.TopK < 1 || c.PopularK < 1 || c.Retain < 1 {
+		return fmt.Errorf("batch: top_k, popular_k and retain must be positive (%d, %d, %d)", c.TopK, c.PopularK, c.Retain)
+	}
+	if c.Progress <= 0 {
+		c.Progress = 5 * time.Second
+	}
+	if c.Mem == nil {
+		c.Mem = memory.DefaultAllocator
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Runner computes batch views. It is not safe to call Run concurrently; the
+// Scheduler serialises runs.
+type Runner struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns a Runner for cfg.
+func New(cfg Config, log *slog.Logger) (*Runner, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Runner{cfg: cfg, log: log}, nil
+}
+
+// ErrNoEvents is returned by Run when the events table has no snapshot yet.
+var ErrNoEvents = errors.New("no events archived yet")
+
+// Result describes one run.
+type Result struct {
+	// Run is the batch_runs row of the current batch: the new one, or the
+	// existing one when UpToDate.
+	Run Run
+	// UpToDate is true when the current batch already covers the current
+	// snapshot of events, so nothing was written.
+	UpToDate bool
+	// View is the batch view computed by this run (nil when UpToDate).
+	View *store.BatchView
+	// Model holds the aggregates computed by this run (nil when UpToDate).
+	Model *model.Model
+}
+
+// Run is one row of batch_runs.
+type Run struct {
+	BatchID          string          `json:"batch_id"`
+	SourceSnapshotID int64           `json:"source_snapshot_id"`
+	Boundary         map[int32]int64 `json:"boundary"`
+	EventsRead       int64           `json:"events_read"`
+	EventsAccepted   int64           `json:"events_accepted"`
+	EventsDuplicate  int64           `json:"events_duplicate"`
+	EventsCapped     int64           `json:"events_capped"`
+	Pairs            int64           `json:"pairs"`
+	Items            int64           `json:"items"`
+	Users            int64           `json:"users"`
+	MaxEventTime     time.Time       `json:"max_event_time"`
+	StartedAt        time.Time       `json:"started_at"`
+	FinishedAt       time.Time       `json:"finished_at"`
+	DurationMS       int64           `json:"duration_ms"`
+	Params           string          `json:"params"`
+}
+
+// Meta returns the serving store's description of the batch.
+func (r Run) Meta() store.BatchMeta {
+	return store.BatchMeta{
+		BatchID:            r.BatchID,
+		SnapshotID:         r.SourceSnapshotID,
+		Boundary:           r.Boundary,
+		Events:             r.EventsAccepted,
+		CreatedAt:          r.FinishedAt,
+		SourceMaxEventTime: r.MaxEventTime,
+	}
+}
+
+// Run computes the batch view of the current snapshot of events, unless the
+// current batch already covers it.
+func (r *Runner) Run(ctx context.Context) (*Result, error) {
+	started := r.cfg.Now()
+	if err := ensureTables(ctx, r.cfg.Lake); err != nil {
+		return nil, err
+	}
+	events, err := r.cfg.Lake.LoadTable(ctx, lakehouse.EventsTable)
+	if errors.Is(err, catalog.ErrNoSuchTable) {
+		return nil, ErrNoEvents
+	}
+	if err != nil {
+		return nil, err
+	}
+	snap := events.CurrentSnapshot()
+	if snap == nil {
+		return nil, ErrNoEvents
+	}
+	boundary, err := lakehouse.Boundary(events, snap, r.cfg.Topic)
+	if err != nil {
+		return nil, fmt.Errorf("boundary of snapshot %d: %w", snap.SnapshotID, err)
+	}
+	last, ok, err := LatestRun(ctx, r.cfg.Lake)
+	if err != nil {
+		return nil, err
+	}
+	if ok && last.SourceSnapshotID == snap.SnapshotID {
+		r.log.Info("batch view is up to date", "batch_id", last.BatchID, "snapshot_id", snap.SnapshotID)
+		return &Result{Run: last, UpToDate: true}, nil
+	}
+	run := Run{
+		BatchID:          started.UTC().Format("20060102T150405.000Z") + "-" + strconv.FormatInt(snap.SnapshotID, 10),
+		SourceSnapshotID: snap.SnapshotID,
+		Boundary:         boundary,
+		StartedAt:        started,
+	}
+	log := r.log.With("batch_id", run.BatchID, "snapshot_id", snap.SnapshotID)
+	log.Info("batch run started", "partitions", len(boundary))
+
+	m, err := r.compute(ctx, events, snap, &run, log)
+	if err != nil {
+		return nil, err
+	}
+	view := r.view(m, &run)
+	if err := r.write(ctx, m, view, &run, log); err != nil {
+		return nil, err
+	}
+	log.Info("batch run committed", "events_read", run.EventsRead, "events_accepted", run.EventsAccepted,
+		"duplicates", run.EventsDuplicate, "pairs", run.Pairs, "items", run.Items, "users", run.Users,
+		"duration", time.Duration(run.DurationMS)*time.Millisecond)
+	if err := r.cleanup(ctx, log); err != nil {
+		// The new batch is committed; old views are removed by the next run.
+		log.Warn("remove old batch views", "err", err)
+	}
+	view.Meta = run.Meta()
+	if r.cfg.Store != nil {
+		if err := r.cfg.Store.PublishBatch(ctx, view); err != nil {
+			return nil, fmt.Errorf("publish batch %s to the serving store: %w", run.BatchID, err)
+		}
+	}
+	return &Result{Run: run, View: view, Model: m}, nil
+}
+
+// eventColumns are the columns of events a batch reads.
+var eventColumns = []string{"event_id", schemas.ColumnTimestamp, "user_id", "session_id",
+	schemas.ColumnInteraction, "item_id", schemas.ColumnKafkaPartition, schemas.ColumnKafkaOffset}
+
+// compute streams the snapshot through the model builder.
+func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.Snapshot, run *Run, log *slog.Logger) (*model.Model, error) {
+	b, err := model.NewBuilder(*r.cfg.Params)
+	if err != nil {
+		return nil, err
+	}
+	_, batches, err := lakehouse.ScanSnapshot(ctx, events, snap, eventColumns)
+	if err != nil {
+		return nil, err
+	}
+	var maxTime int64
+	lastLog := time.Now()
+	start := lastLog
+	for rec, err := range batches {
+		if err != nil {
+			return nil, err
+		}
+		n, mt, err := addBatch(b, rec)
+		rec.Release()
+		if err != nil {
+			return nil, err
+		}
+		run.EventsRead += int64(n)
+		maxTime = max(maxTime, mt)
+		if time.Since(lastLog) >= r.cfg.Progress {
+			lastLog = time.Now()
+			log.Info("batch scan progress", "events_read", run.EventsRead,
+				"events_per_sec", int64(float64(run.EventsRead)/time.Since(start).Seconds()))
+		}
+	}
+	if maxTime > 0 {
+		run.MaxEventTime = time.UnixMicro(maxTime).UTC()
+	}
+	log.Info("batch scan done", "events_read", run.EventsRead, "elapsed", time.Since(start).Round(time.Millisecond))
+	m := b.Build()
+	run.EventsAccepted = m.Stats.Accepted
+	run.EventsDuplicate = m.Stats.Duplicates
+	run.EventsCapped = m.Stats.Capped
+	run.Pairs = int64(m.Covisit().Len())
+	run.Items = int64(m.Popularity().Len())
+	return m, nil
+}
+
+// columns of one events record batch, by name.
+type eventCols struct {
+	eventID, user, session, kind, item *array.String
+	ts                                 *array.Timestamp
+	partition                          *array.Int32
+	offset                             *array.Int64
+}
+
+func columnsOf(rec arrow.RecordBatch) (eventCols, error) {
+	var c eventCols
+	sc := rec.Schema()
+	get := func(name string) (arrow.Array, error) {
+		idx := sc.FieldIndices(name)
+		if len(idx) != 1 {
+			return nil, fmt.Errorf("events batch has no column %q", name)
+		}
+		return rec.Column(idx[0]), nil
+	}
+	var errs []error
+	str := func(name string) *array.String {
+		a, err := get(name)
+		if err != nil {
+			errs = append(errs, err)
+			return nil
+		}
+		s, ok := a.(*array.String)
+		if !ok {
+			errs = append(errs, fmt.Errorf("events column %s is %s, want string", name, a.DataType()))
+		}
+		return s
+	}
+	c.eventID, c.user, c.session, c.kind, c.item = str("event_id"), str("user_id"), str("session_id"), str(schemas.ColumnInteraction), str("item_id")
+	if a, err := get(schemas.ColumnTimestamp); err != nil {
+		errs = append(errs, err)
+	} else if c.ts, _ = a.(*array.Timestamp); c.ts == nil {
+		errs = append(errs, fmt.Errorf("events column timestamp is %s", a.DataType()))
+	}
+	if a, err := get(schemas.ColumnKafkaPartition); err != nil {
+		errs = append(errs, err)
+	} else if c.partition, _ = a.(*array.Int32); c.partition == nil {
+		errs = append(errs, fmt.Errorf("events column kafka_partition is %s", a.DataType()))
+	}
+	if a, err := get(schemas.ColumnKafkaOffset); err != nil {
+		errs = append(errs, err)
+	} else if c.offset, _ = a.(*array.Int64); c.offset == nil {
+		errs = append(errs, fmt.Errorf("events column kafka_offset is %s", a.DataType()))
+	}
+	return c, errors.Join(errs...)
+}
+
+// addBatch adds the events of rec to b; it returns the rows read and the
+// newest event time (unix micros).
+func addBatch(b *model.Builder, rec arrow.RecordBatch) (int, int64, error) {
+	c, err := columnsOf(rec)
+	if err != nil {
+		return 0, 0, err
+	}
+	unit := c.ts.DataType().(*arrow.TimestampType).Unit
+	var maxTime int64
+	n := int(rec.NumRows())
+	for i := range n {
+		kind, ok := schemas.ParseKind(c.kind.Value(i))
+		if !ok {
+			return 0, 0, fmt.Errorf("events row at partition %d offset %d: unknown interaction %q",
+				c.partition.Value(i), c.offset.Value(i), c.kind.Value(i))
+		}
+		t := c.ts.Value(i).ToTime(unit).UnixMicro()
+		maxTime = max(maxTime, t)
+		b.Add(model.Event{
+			EventID:   c.eventID.Value(i),
+			SessionID: c.session.Value(i),
+			UserID:    c.user.Value(i),
+			ItemID:    c.item.Value(i),
+			Kind:      kind,
+			Time:      t,
+			Partition: c.partition.Value(i),
+			Offset:    c.offset.Value(i),
+		})
+	}
+	return n, maxTime, nil
+}
+
+// view derives the serving view from the model.
+func (r *Runner) view(m *model.Model, run *Run) *store.BatchView {
+	v := &store.BatchView{
+		Neighbors: make(map[string][]store.Scored),
+		UserRecs:  make(map[string][]store.Scored),
+	}
+	for item, row := range m.Covisit().Rows(r.cfg.TopK) {
+		v.Neighbors[item] = toScored(row)
+	}
+	for _, ic := range m.Popularity().Top(r.cfg.PopularK) {
+		v.Popular = append(v.Popular, store.Scored{Item: ic.Item, Score: float64(ic.Count)})
+	}
+	sc, _ := model.NewScorer(*r.cfg.Params) // params were validated in New
+	users := m.Users()
+	for _, u := range users.Users() {
+		recs := sc.Score(m, users.Recent(u, r.cfg.Params.RecentItems), func(item string) bool { return users.Bought(u, item) }, r.cfg.TopK)
+		if len(recs) == 0 {
+			continue
+		}
+		out := make([]store.Scored, len(recs))
+		for i, s := range recs {
+			out[i] = store.Scored{Item: s.Item, Score: s.Score}
+		}
+		v.UserRecs[u] = out
+	}
+	run.Users = int64(len(v.UserRecs))
+	return v
+}
+
+func toScored(row []model.ItemCount) []store.Scored {
+	out := make([]store.Scored, len(row))
+	for i, ic := range row {
+		out[i] = store.Scored{Item: ic.Item, Score: float64(ic.Count)}
+	}
+	return out
+}
+
+// write commits the view tables and then the batch_runs row.
+func (r *Runner) write(ctx context.Context, m *model.Model, v *store.BatchView, run *Run, log *slog.Logger) error {
+	id := run.BatchID
+	props := iceberg.Properties{"lambdarec.batch_id": id}
+	writeTable := func(def *tableDef, fill func(w *rowWriter)) error {
+		w, err := newRowWriter(r.cfg.Mem, def)
+		if err != nil {
+			return err
+		}
+		defer w.release()
+		fill(w)
+		start := time.Now()
+		if err := appendRows(ctx, r.cfg.Lake, def.name, w, props); err != nil {
+			return fmt.Errorf("write %s: %w", def.name, err)
+		}
+		log.Info("batch table written", "table", def.name, "rows", w.rows, "elapsed", time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+	steps := []struct {
+		def  *tableDef
+		fill func(w *rowWriter)
+	}{
+		{&covisitationDef, func(w *rowWriter) {
+			for p := range m.Covisit().Pairs() {
+				w.add(id, p.A, p.B, p.Count)
+			}
+		}},
+		{&popularityDef, func(w *rowWriter) {
+			for _, ic := range m.Popularity().All() {
+				w.add(id, ic.Item, ic.Count)
+			}
+		}},
+		{&itemNeighborsDef, func(w *rowWriter) {
+			for item, row := range v.Neighbors {
+				for rank, s := range row {
+					w.add(id, item, int32(rank), s.Item, s.Score)
+				}
+			}
+		}},
+		{&userRecsDef, func(w *rowWriter) {
+			for user, row := range v.UserRecs {
+				for rank, s := range row {
+					w.add(id, user, int32(rank), s.Item, s.Score)
+				}
+			}
+		}},
+		{&popularItemsDef, func(w *rowWriter) {
+			for rank, s := range v.Popular {
+				w.add(id, int32(rank), s.Item, s.Score)
+			}
+		}},
+	}
+	for _, s := range steps {
+		if err := writeTable(s.def, s.fill); err != nil {
+			return err
+		}
+	}
+	params, err := json.Marshal(r.cfg.Params)
+	if err != nil {
+		return err
+	}
+	run.Params = string(params)
+	run.FinishedAt = r.cfg.Now()
+	run.DurationMS = run.FinishedAt.Sub(run.StartedAt).Milliseconds()
+	boundary, err := json.Marshal(run.Boundary)
+	if err != nil {
+		return err
+	}
+	return writeTable(&batchRunsDef, func(w *rowWriter) {
+		w.add(id, run.SourceSnapshotID, string(boundary), run.EventsRead, run.EventsAccepted, run.EventsDuplicate,
+			run.EventsCapped, run.Pairs, run.Items, run.Users, run.MaxEventTime, run.StartedAt, run.FinishedAt,
+			run.DurationMS, run.Params)
+	})
+}

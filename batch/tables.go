@@ -1,0 +1,210 @@
+package batch
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/table"
+
+	"github.com/lambdarec/lambdarec/internal/lakehouse"
+)
+
+// ensureTables creates the batch layer's tables that do not exist yet.
+func ensureTables(ctx context.Context, lake *lakehouse.Lakehouse) error {
+	for _, def := range append([]*tableDef{&batchRunsDef}, viewDefs...) {
+		if _, err := lake.EnsureTable(ctx, def.name, def.schema(), def.spec(), iceberg.Properties{"comment": def.doc}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LatestRun returns the newest row of batch_runs, the current batch, and
+// false when no batch was published yet (or the table does not exist).
+func LatestRun(ctx context.Context, lake *lakehouse.Lakehouse) (Run, bool, error) {
+	runs, err := Runs(ctx, lake)
+	if err != nil || len(runs) == 0 {
+		return Run{}, false, err
+	}
+	return runs[0], true, nil
+}
+
+// Runs returns every row of batch_runs, newest first.
+func Runs(ctx context.Context, lake *lakehouse.Lakehouse) ([]Run, error) {
+	t, err := lake.LoadTable(ctx, TableBatchRuns)
+	if errors.Is(err, catalog.ErrNoSuchTable) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if t.CurrentSnapshot() == nil {
+		return nil, nil
+	}
+	var runs []Run
+	err = scanRows(ctx, t, nil, func(rec arrow.RecordBatch, i int) error {
+		var r Run
+		var boundary string
+		c := rowReader{rec: rec, i: i}
+		r.BatchID = c.str("batch_id")
+		r.SourceSnapshotID = c.i64("source_snapshot_id")
+		boundary = c.str("boundary")
+		r.EventsRead, r.EventsAccepted = c.i64("events_read"), c.i64("events_accepted")
+		r.EventsDuplicate, r.EventsCapped = c.i64("events_duplicate"), c.i64("events_capped")
+		r.Pairs, r.Items, r.Users = c.i64("pairs"), c.i64("items"), c.i64("users")
+		r.MaxEventTime, r.StartedAt, r.FinishedAt = c.ts("max_event_time"), c.ts("started_at"), c.ts("finished_at")
+		r.DurationMS, r.Params = c.i64("duration_ms"), c.str("params")
+		if c.err != nil {
+			return c.err
+		}
+		if err := json.Unmarshal([]byte(boundary), &r.Boundary); err != nil {
+			return fmt.Errorf("batch %s: boundary %q: %w", r.BatchID, boundary, err)
+		}
+		runs = append(runs, r)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(runs, func(a, b Run) int {
+		if c := b.FinishedAt.Compare(a.FinishedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.BatchID, a.BatchID)
+	})
+	return runs, nil
+}
+
+// scanRows calls fn for every row of t's current snapshot that matches
+// filter (nil: all rows).
+func scanRows(ctx context.Context, t *table.Table, filter iceberg.BooleanExpression, fn func(rec arrow.RecordBatch, i int) error) error {
+	opts := []table.ScanOption{}
+	if filter != nil {
+		opts = append(opts, table.WithRowFilter(filter))
+	}
+	_, batches, err := t.Scan(opts...).ToArrowRecords(ctx)
+	if err != nil {
+		return fmt.Errorf("scan %s: %w", t.Identifier(), err)
+	}
+	for rec, err := range batches {
+		if err != nil {
+			return fmt.Errorf("scan %s: %w", t.Identifier(), err)
+		}
+		for i := range int(rec.NumRows()) {
+			if err := fn(rec, i); err != nil {
+				rec.Release()
+				return err
+			}
+		}
+		rec.Release()
+	}
+	return nil
+}
+
+// rowReader reads typed values of one row by column name; the first error
+// sticks.
+type rowReader struct {
+	rec arrow.RecordBatch
+	i   int
+	err error
+}
+
+func (c *rowReader) col(name string) arrow.Array {
+	idx := c.rec.Schema().FieldIndices(name)
+	if len(idx) != 1 {
+		if c.err == nil {
+			c.err = fmt.Errorf("no column %q", name)
+		}
+		return nil
+	}
+	return c.rec.Column(idx[0])
+}
+
+func (c *rowReader) str(name string) string {
+	if a, ok := c.col(name).(*array.String); ok {
+		return a.Value(c.i)
+	}
+	c.fail(name, "string")
+	return ""
+}
+
+func (c *rowReader) i64(name string) int64 {
+	if a, ok := c.col(name).(*array.Int64); ok {
+		return a.Value(c.i)
+	}
+	c.fail(name, "long")
+	return 0
+}
+
+func (c *rowReader) i32(name string) int32 {
+	if a, ok := c.col(name).(*array.Int32); ok {
+		return a.Value(c.i)
+	}
+	c.fail(name, "int")
+	return 0
+}
+
+func (c *rowReader) f64(name string) float64 {
+	if a, ok := c.col(name).(*array.Float64); ok {
+		return a.Value(c.i)
+	}
+	c.fail(name, "double")
+	return 0
+}
+
+func (c *rowReader) ts(name string) time.Time {
+	if a, ok := c.col(name).(*array.Timestamp); ok {
+		return a.Value(c.i).ToTime(a.DataType().(*arrow.TimestampType).Unit).UTC()
+	}
+	c.fail(name, "timestamp")
+	return time.Time{}
+}
+
+func (c *rowReader) fail(name, want string) {
+	if c.err == nil {
+		c.err = fmt.Errorf("column %q is not a %s", name, want)
+	}
+}
+
+// cleanup removes the view rows of every batch but the newest Retain ones,
+// including rows of runs that died before their batch_runs row.
+func (r *Runner) cleanup(ctx context.Context, log *slog.Logger) error {
+	runs, err := Runs(ctx, r.cfg.Lake)
+	if err != nil {
+		return err
+	}
+	keep := make([]string, 0, r.cfg.Retain)
+	for _, run := range runs[:min(len(runs), r.cfg.Retain)] {
+		keep = append(keep, run.BatchID)
+	}
+	if len(keep) == 0 {
+		return nil
+	}
+	var errs []error
+	for _, def := range viewDefs {
+		t, err := r.cfg.Lake.LoadTable(ctx, def.name)
+		if err == nil {
+			_, err = r.cfg.Lake.Commit(ctx, t, func(ctx context.Context, t *table.Table) (*table.Transaction, error) {
+				txn := t.NewTransaction()
+				return txn, txn.Delete(ctx, iceberg.NotIn(iceberg.Reference("batch_id"), keep...), nil)
+			}, lakehouse.CommitOptions{})
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("clean %s: %w", def.name, err))
+		}
+	}
+	if len(errs) == 0 {
+		log.Debug("old batch views removed", "kept", keep)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+
+	"github.com/lambdarec/lambdarec/batch"
+	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/internal/lakehouse"
+	"github.com/lambdarec/lambdarec/internal/model"
+)
+
+func init() {
+	register("batch run", command{
+		summary: "recompute the batch view once from the current Iceberg snapshot of events",
+		setup: func(fs *flag.FlagSet, cfg *config.Config) func(context.Context, *env) error {
+			batchFlags(fs, cfg)
+			return func(ctx context.Context, e *env) error {
+				r, closeFn, err := newBatchRunner(ctx, e.cfg, e.log)
+				if err != nil {
+					return err
+				}
+				defer closeFn()
+				res, err := r.Run(ctx)
+				if errors.Is(err, batch.ErrNoEvents) {
+					fmt.Fprintln(e.stdout, "no events archived yet: nothing to do")
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				run := res.Run
+				if res.UpToDate {
+					fmt.Fprintf(e.stdout, "batch %s already covers snapshot %d: nothing to do\n", run.BatchID, run.SourceSnapshotID)
+					return nil
+				}
+				fmt.Fprintf(e.stdout, "batch %s: snapshot %d, %d events read (%d accepted, %d duplicates), %d pairs, %d items, %d users, %d ms\n",
+					run.BatchID, run.SourceSnapshotID, run.EventsRead, run.EventsAccepted, run.EventsDuplicate,
+					run.Pairs, run.Items, run.Users, run.DurationMS)
+				return nil
+			}
+		},
+	})
+	register("batch schedule", command{
+		summary: "run batch recomputes on a cron schedule in-process, never two at once",
+		setup: func(fs *flag.FlagSet, cfg *config.Config) func(context.Context, *env) error {
+			batchFlags(fs, cfg)
+			fs.StringVar(&cfg.Batch.Cron, "cron", cfg.Batch.Cron, `cron spec: 5 fields, or a descriptor such as "@hourly" or "@every 10m"`)
+			return func(ctx context.Context, e *env) error {
+				if _, err := batch.ParseSchedule(e.cfg.Batch.Cron); err != nil {
+					return err
+				}
+				r, closeFn, err := newBatchRunner(ctx, e.cfg, e.log)
+				if err != nil {
+					return err
+				}
+				defer closeFn()
+				s, err := batch.NewScheduler(r, e.cfg.Batch.Cron, e.log.With("component", "batch"))
+				if err != nil {
+					return err
+				}
+				return s.Run(ctx)
+			}
+		},
+	})
+}
+
+func batchFlags(fs *flag.FlagSet, cfg *config.Config) {
+	fs.StringVar(&cfg.Iceberg.Warehouse, "warehouse", cfg.Iceberg.Warehouse, "Iceberg warehouse: file://… or s3://bucket/prefix")
+	fs.StringVar(&cfg.Iceberg.CatalogURI, "catalog-uri", cfg.Iceberg.CatalogURI, "catalog: SQL DSN or REST endpoint")
+	fs.IntVar(&cfg.Batch.TopK, "top-k", cfg.Batch.TopK, "neighbours per item and recommendations per user")
+}
+
+// newBatchRunner opens the lakehouse and the serving store the batch view is
+// published to, and returns the runner and a function that closes them.
+func newBatchRunner(ctx context.Context, cfg config.Config, log *slog.Logger) (*batch.Runner, func(), error) {
+	lake, err := lakehouse.Open(ctx, cfg.Iceberg, log.With("component", "lakehouse"))
+	if err != nil {
+		return nil, nil, err
+	}
+	p := model.DefaultParams()
+	r, err := batch.New(batch.Config{
+		Lake:   lake,
+		Topic:  cfg.Kafka.Topic,
+		Params: &p,
+		TopK:   cfg.Batch.TopK,
+	}, log.With("component", "batch"))
+	if err != nil {
+		lake.Close()
+		return nil, nil, err
+	}
+	return r, func() { lake.Close() }, nil
+}
