@@ -19,8 +19,8 @@ type Scheduler struct {
 	spec   string
 	log    *slog.Logger
 
-	mu      sync.Mutex // held while a run is going
-	OnRun   func(*Result, error)
+	mu    sync.Mutex // held while a run is going
+	OnRun func(*Result, error)
 }
 
 // ParseSchedule parses a standard 5-field cron spec or a descriptor such as
