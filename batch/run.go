@@ -90,6 +90,10 @@ func (c *Config) validate() error {
 type Runner struct {
 	cfg Config
 	log *slog.Logger
+
+	// beforeCommit, when set (by tests), runs after the view tables are
+	// written and before the batch_runs row.
+	beforeCommit func()
 }
 
 // New returns a Runner for cfg.
@@ -433,6 +437,9 @@ func (r *Runner) write(ctx context.Context, m *model.Model, v *store.BatchView, 
 		if err := writeTable(s.def, s.fill); err != nil {
 			return err
 		}
+	}
+	if r.beforeCommit != nil {
+		r.beforeCommit()
 	}
 	params, err := json.Marshal(r.cfg.Params)
 	if err != nil {

@@ -292,3 +292,93 @@ func equalScored(a, b []store.Scored) bool {
 	}
 	return true
 }
+
+func TestBatchRunThatDiesLeavesThePreviousViewCurrent(t *testing.T) {
+	ctx := context.Background()
+	lake := testLake(t)
+	p := model.DefaultParams()
+	r, err := New(Config{Lake: lake, Params: &p, TopK: 5, Progress: time.Hour}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offsets := lakehouse.Offsets{}
+	next := map[int32]int64{}
+	archive(t, lake, stream(t, 7, 1500, next), offsets)
+	good, err := r.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The next run dies after writing its view tables, before batch_runs.
+	archive(t, lake, stream(t, 8, 1500, next), offsets)
+	dying, cancel := context.WithCancel(ctx)
+	r.beforeCommit = cancel
+	if _, err := r.Run(dying); err == nil {
+		t.Fatal("a run whose context ended before its commit succeeded")
+	}
+	r.beforeCommit = nil
+	cur, ok, err := LatestRun(ctx, lake)
+	if err != nil || !ok || cur.BatchID != good.Run.BatchID {
+		t.Fatalf("current batch after a dead run = %v, %v, %v; want %s", cur.BatchID, ok, err, good.Run.BatchID)
+	}
+	loaded, err := Load(ctx, lake, cur, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !loaded.Model.Covisit().Equal(good.Model.Covisit()) {
+		t.Fatal("the dead run's rows leaked into the current view")
+	}
+
+	// The next run commits, and removes the dead run's rows with the old ones.
+	res, err := r.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err = Load(ctx, lake, res.Run, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !loaded.Model.Covisit().Equal(res.Model.Covisit()) {
+		t.Fatal("view read back differs from the run's")
+	}
+	tbl, err := lake.LoadTable(ctx, TableCovisitation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	if err := scanRows(ctx, tbl, nil, func(rec arrow.RecordBatch, i int) error {
+		c := rowReader{rec: rec, i: i}
+		ids[c.str("batch_id")] = true
+		return c.err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 2 || !ids[good.Run.BatchID] || !ids[res.Run.BatchID] {
+		t.Fatalf("covisitation holds batches %v, want only %s and %s", ids, good.Run.BatchID, res.Run.BatchID)
+	}
+}
+
+func TestSchedulerNeverRunsTwoAtOnce(t *testing.T) {
+	lake := testLake(t)
+	r, err := New(Config{Lake: lake}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewScheduler(r, "@every 1h", discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock() // a run is going
+	if _, ran, _ := s.RunOnce(context.Background()); ran {
+		t.Fatal("a second run started while one was going")
+	}
+	s.mu.Unlock()
+	if _, ran, err := s.RunOnce(context.Background()); !ran || err != ErrNoEvents {
+		t.Fatalf("RunOnce on an idle scheduler: ran %v, err %v", ran, err)
+	}
+	for _, bad := range []string{"", "every minute", "61 * * * *"} {
+		if _, err := NewScheduler(r, bad, discard); err == nil {
+			t.Errorf("cron spec %q accepted", bad)
+		}
+	}
+}
