@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -15,6 +16,13 @@ import (
 // events over a Zipf-distributed catalog of 50,000 items, 6 partitions, 1%
 // duplicates, some late events.
 func benchEvents(n int) []Event {
+	out := make([]Event, 0, n)
+	genEvents(n, func(e Event) { out = append(out, e) })
+	return out
+}
+
+// genEvents generates the events of benchEvents one by one.
+func genEvents(n int, yield func(Event)) {
 	r := rand.New(rand.NewPCG(1, 1))
 	zipf := rand.NewZipf(r, 1.1, 8, 49_999)
 	items := make([]string, 50_000)
@@ -41,9 +49,8 @@ func benchEvents(n int) []Event {
 	}
 	var live []*sess
 	next := make([]int64, 6)
-	out := make([]Event, 0, n)
-	ns := 0
-	for len(out) < n {
+	ns, count := 0, 0
+	for count < n {
 		if len(live) < 1000 {
 			ns++
 			live = append(live, &sess{id: fmt.Sprintf("session-%08d", ns), user: fmt.Sprintf("user-%07d", r.IntN(n/20+1)),
@@ -58,20 +65,20 @@ func benchEvents(n int) []Event {
 			if r.IntN(50) == 0 {
 				t -= int64(20 * time.Minute / time.Microsecond)
 			}
-			e = Event{EventID: fmt.Sprintf("ev-%09d", len(out)), SessionID: s.id, UserID: s.user,
+			e = Event{EventID: fmt.Sprintf("ev-%09d", count), SessionID: s.id, UserID: s.user,
 				ItemID: items[zipf.Uint64()], Kind: kinds(), Time: t, Partition: s.part}
 			s.last = e
 			s.left--
 		}
 		e.Offset = next[s.part]
 		next[s.part]++
-		out = append(out, e)
+		yield(e)
+		count++
 		if s.left <= 0 {
 			live[i] = live[len(live)-1]
 			live = live[:len(live)-1]
 		}
 	}
-	return out
 }
 
 // cpuTime returns the process's user+system CPU time. On this shared
@@ -184,4 +191,43 @@ func BenchmarkScoreSession(b *testing.B) {
 		sc.Score(m, recent[i%len(recent)], nil, 20)
 		i++
 	}
+}
+
+// BenchmarkBuild10M builds the model of 10M generated events (streamed into
+// the Builder, as the batch layer does) and reports the peak Go heap.
+func BenchmarkBuild10M(b *testing.B) {
+	const n = 10_000_000
+	b.ReportAllocs()
+	var peak uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	var gen, build time.Duration
+	for b.Loop() {
+		bl, _ := NewBuilder(DefaultParams())
+		t0 := time.Now()
+		genEvents(n, bl.Add) // generation and Add interleaved
+		gen += time.Since(t0)
+		t1 := time.Now()
+		m := bl.Build()
+		build += time.Since(t1)
+		b.ReportMetric(float64(m.Covisit().Len()), "pairs")
+	}
+	close(stop)
+	<-done
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+	b.ReportMetric(float64(build.Nanoseconds())/float64(b.N*n), "build-ns/event")
+	b.ReportMetric(float64(gen.Nanoseconds())/float64(b.N*n), "gen+add-ns/event")
 }

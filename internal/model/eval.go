@@ -38,12 +38,17 @@ func HoldOut(events []Event, fraction float64) (train, test []Event) {
 	return train, test
 }
 
+// Predictor recommends up to k items to follow prefix, a session's distinct
+// items so far in event-time order (oldest first); bought reports the items
+// purchased so far. Items in prefix never count as hits, so a predictor need
+// not exclude them.
+type Predictor func(prefix []string, bought func(item string) bool, k int) []string
+
 // Evaluate measures next-item prediction. It builds the model of train, then
-// for every held-out session in test it takes the session's distinct items in
-// event-time order (deduplicated by event id, first occurrences only) and, for
-// every prefix, recommends k items from the prefix (most recent first; the
-// prefix's items and purchases excluded; popular items filling up) and looks
-// for the next distinct item among them.
+// for every held-out session in test and every prefix of its distinct items
+// it recommends k items from the prefix (its last Params.RecentItems items,
+// most recent first; prefix items and purchases excluded; popular items
+// filling up) and looks for the next distinct item among them.
 func Evaluate(p Params, train, test []Event, k int) (Metrics, error) {
 	if k <= 0 {
 		return Metrics{}, fmt.Errorf("evaluate: k %d must be positive", k)
@@ -56,8 +61,55 @@ func Evaluate(p Params, train, test []Event, k int) (Metrics, error) {
 	if err != nil {
 		return Metrics{}, fmt.Errorf("evaluate: %w", err)
 	}
-	popular := m.pop.Top(k + p.RecentItems + 64)
+	return EvaluatePredictor(test, k, ModelPredictor(m, sc, k)), nil
+}
 
+// ModelPredictor predicts with m's co-visitation rows, scored by sc, and
+// m's most popular items as the fallback.
+func ModelPredictor(m *Model, sc *Scorer, k int) Predictor {
+	popular := m.pop.Top(k + m.params.RecentItems + 64)
+	var recent []string
+	return func(prefix []string, bought func(string) bool, k int) []string {
+		recent = recent[:0]
+		for i := len(prefix) - 1; i >= 0 && len(recent) < m.params.RecentItems; i-- {
+			recent = append(recent, prefix[i])
+		}
+		exclude := func(item string) bool { return bought(item) || slices.Contains(prefix, item) }
+		recs := Fill(sc.Score(m, recent, exclude, k), popular, recent, exclude, k)
+		out := make([]string, len(recs))
+		for i, r := range recs {
+			out[i] = r.Item
+		}
+		return out
+	}
+}
+
+// PopularityPredictor is the baseline: the k most popular items of m.
+func PopularityPredictor(m *Model) Predictor {
+	var popular []ItemCount
+	return func(prefix []string, bought func(string) bool, k int) []string {
+		if len(popular) < k+len(prefix) {
+			popular = m.pop.Top(2*(k+len(prefix)) + 64)
+		}
+		var out []string
+		for _, p := range popular {
+			if len(out) == k {
+				break
+			}
+			if !bought(p.Item) && !slices.Contains(prefix, p.Item) {
+				out = append(out, p.Item)
+			}
+		}
+		return out
+	}
+}
+
+// EvaluatePredictor measures predict on the held-out sessions of test: for
+// each session (events deduplicated by event id at their first record, then
+// ordered by event time), its distinct items in order of first appearance,
+// and for each prefix the rank of the next item among the first k
+// predictions that are not in the prefix.
+func EvaluatePredictor(test []Event, k int, predict Predictor) Metrics {
 	bySession := map[string][]Event{}
 	for _, e := range test {
 		bySession[e.SessionID] = append(bySession[e.SessionID], e)
@@ -72,7 +124,6 @@ func Evaluate(p Params, train, test []Event, k int) (Metrics, error) {
 	var rr float64
 	for _, id := range ids {
 		evs := bySession[id]
-		// dedup by event id at its first record, then order by event time.
 		slices.SortStableFunc(evs, func(a, b Event) int {
 			if c := cmp.Compare(a.Partition, b.Partition); c != 0 {
 				return c
@@ -90,45 +141,37 @@ func Evaluate(p Params, train, test []Event, k int) (Metrics, error) {
 		}
 		slices.SortStableFunc(kept, func(a, b Event) int { return cmp.Compare(a.Time, b.Time) })
 		var seq []string
-		bought := map[string][]int{} // item -> positions in seq at which it was bought
+		boughtAt := map[string]int{} // item -> prefix length from which it counts as bought
 		for _, e := range kept {
-			i := slices.Index(seq, e.ItemID)
-			if i < 0 {
-				i = len(seq)
+			if !slices.Contains(seq, e.ItemID) {
 				seq = append(seq, e.ItemID)
 			}
-			if e.Kind == schemas.KindPurchase {
-				bought[e.ItemID] = append(bought[e.ItemID], len(seq)-1)
+			if _, ok := boughtAt[e.ItemID]; !ok && e.Kind == schemas.KindPurchase {
+				boughtAt[e.ItemID] = len(seq)
 			}
 		}
 		if len(seq) < 2 {
 			continue
 		}
 		met.Sessions++
-		recent := make([]string, 0, len(seq))
 		for n := 1; n < len(seq); n++ {
 			prefix := seq[:n]
-			recent = recent[:0]
-			for i := n - 1; i >= 0 && len(recent) < p.RecentItems; i-- {
-				recent = append(recent, prefix[i])
+			bought := func(item string) bool {
+				at, ok := boughtAt[item]
+				return ok && at <= n
 			}
-			exclude := func(item string) bool {
-				if slices.Contains(prefix, item) {
-					return true
-				}
-				for _, at := range bought[item] {
-					if at < n {
-						return true
-					}
-				}
-				return false
-			}
-			recs := Fill(sc.Score(m, recent, exclude, k), popular, recent, exclude, k)
 			met.Cases++
-			for r, rec := range recs {
-				if rec.Item == seq[n] {
+			rank := 0
+			for _, item := range predict(prefix, bought, k) {
+				if slices.Contains(prefix, item) {
+					continue
+				}
+				if rank++; rank > k {
+					break
+				}
+				if item == seq[n] {
 					met.Hits++
-					rr += 1 / float64(r+1)
+					rr += 1 / float64(rank)
 					break
 				}
 			}
@@ -138,5 +181,5 @@ func Evaluate(p Params, train, test []Event, k int) (Metrics, error) {
 		met.Recall = float64(met.Hits) / float64(met.Cases)
 		met.MRR = rr / float64(met.Cases)
 	}
-	return met, nil
+	return met
 }

@@ -14,6 +14,7 @@ func ev(id, session, item string, kind schemas.Kind, minute int64, offset int64)
 
 func TestPairWeightsWindowDedup(t *testing.T) {
 	p := DefaultParams()
+	p.Pair = PairProduct
 	const (
 		pv = schemas.KindPageView
 		pc = schemas.KindProductClick
@@ -43,5 +44,13 @@ func TestPairWeightsWindowDedup(t *testing.T) {
 	f("duplicate counted once", []Event{ev("1", "s", "a", pv, 0, 0), ev("2", "s", "b", pv, 1, 1), ev("2", "s", "b", pv, 1, 2)}, "a", "b", 1)
 	f("duplicate first occurrence wins", []Event{ev("1", "s", "a", pv, 0, 5), ev("x", "s", "b", pu, 1, 3), ev("x", "s", "b", pv, 1, 9)}, "a", "b", 8)
 	f("other session no pair", []Event{ev("1", "s", "a", pv, 0, 0), ev("2", "t", "b", pv, 1, 1)}, "a", "b", 0)
+	p.Pair = PairMin
+	f("min rule", []Event{ev("1", "s", "a", pc, 0, 0), ev("2", "s", "b", pu, 1, 1)}, "a", "b", 2)
+	p.Pair = PairMax
+	f("max rule", []Event{ev("1", "s", "a", pc, 0, 0), ev("2", "s", "b", pu, 1, 1)}, "a", "b", 8)
+	p.Weights.PageView = 0
+	f("zero weight kind", []Event{ev("1", "s", "a", pv, 0, 0), ev("2", "s", "b", pu, 1, 1)}, "a", "b", 0)
+	p = DefaultParams()
+	p.Pair = PairProduct
 	f("multiple pairs sum", []Event{ev("1", "s", "a", pv, 0, 0), ev("2", "s", "b", pv, 1, 1), ev("3", "s", "a", pc, 2, 2)}, "a", "b", 3)
 }

@@ -54,11 +54,11 @@ func TestScoreOrderAndExclusion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// recent: a (rank 0, weight 1), b (rank 1, weight 1/2).
+	// recent: a (rank 0, weight 1), b (rank 1, weight 1/4).
 	// a's top 2: n1 4, n2 4 (norm 4) -> n1 1, n2 1.
-	// b's top 2: n1 2, n4 2 (norm 2) -> n1 +0.5, n4 0.5.
+	// b's top 2: n1 2, n4 2 (norm 2) -> n1 +0.25, n4 0.25.
 	got := sc.Score(c, []string{"a", "b", "a"}, nil, 10)
-	want := []Scored{{Item: "n1", Score: 1.5}, {Item: "n2", Score: 1}, {Item: "n4", Score: 0.5}}
+	want := []Scored{{Item: "n1", Score: 1.25}, {Item: "n2", Score: 1}, {Item: "n4", Score: 0.25}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Score = %v, want %v", got, want)
 	}
@@ -169,6 +169,9 @@ func TestParamsValidate(t *testing.T) {
 	if err := a.Merge(b); err == nil {
 		t.Error("merging models with different params succeeded")
 	}
+	if r, _ := ParsePairRule(""); r != DefaultParams().Pair {
+		t.Errorf("ParsePairRule(\"\") = %v, want the default", r)
+	}
 	for _, s := range []string{"product", "max", "min"} {
 		r, err := ParsePairRule(s)
 		if err != nil || r.String() != s {
@@ -216,6 +219,19 @@ func TestEvaluate(t *testing.T) {
 	}
 	if _, err := Evaluate(DefaultParams(), train, test, 0); err == nil {
 		t.Error("k=0 accepted")
+	}
+
+	// The popularity baseline on h1 (a b c): the most popular items are
+	// a, b, c (20 each) and x, y (20 each, ties by id): after "a" it predicts
+	// b first (rank 1), after "a b" c (rank 1).
+	m, _ := Recompute(DefaultParams(), train)
+	test = test[:0]
+	add(&test, "h1", "a", "b", "c")
+	add(&test, "h5", "a", "y")
+	met = EvaluatePredictor(test, 2, PopularityPredictor(m))
+	// h1: b at 1, c at 1; h5 (after a): b, c, ... y is not in the top 2.
+	if met.Cases != 3 || met.Hits != 2 || met.MRR != 2.0/3 {
+		t.Errorf("popularity baseline = %+v, want 2 hits of 3 at rank 1", met)
 	}
 
 	all := append(slices.Clone(train), test...)

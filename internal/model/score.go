@@ -41,8 +41,9 @@ func NewScorer(p Params) (*Scorer, error) {
 }
 
 // RecencyWeight is the weight of the recent item at rank r (0 = most recent):
-// 1/(1+r).
-func RecencyWeight(r int) float64 { return 1 / float64(1+r) }
+// 1/(1+r)². (On the generator's clickstream a steep decay beat 1/(1+r):
+// Recall@20 0.776 against 0.751.)
+func RecencyWeight(r int) float64 { return 1 / float64((1+r)*(1+r)) }
 
 // Score recommends up to k items for recent, a session's (or user's) distinct
 // items, most recent first; only the first Params.RecentItems distinct ones are

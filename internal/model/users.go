@@ -168,7 +168,7 @@ func (u *Users) Items(user string) []UserItem {
 // ties: item ascending).
 func (u *Users) Recent(user string, n int) []string {
 	items := u.Items(user)
-	out := make([]string, 0, min(n, len(items)))
+	out := make([]string, 0, max(0, min(n, len(items))))
 	for _, it := range items {
 		if len(out) == n {
 			break
