@@ -3,6 +3,7 @@ package serving
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"time"
@@ -165,8 +166,8 @@ func (m *merger) add(list []store.Scored, source string) {
 		if m.full() {
 			return
 		}
-		if s.Item == "" || m.skip(s.Item) {
-			continue
+		if s.Item == "" || math.IsNaN(s.Score) || math.IsInf(s.Score, 0) || m.skip(s.Item) {
+			continue // not an item, or a score JSON cannot carry
 		}
 		m.items = append(m.items, Item{Item: s.Item, Score: s.Score, Source: source})
 		if m.set != nil {
@@ -255,7 +256,7 @@ func (a *API) handleRecommendations(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.m.observeAnswer(out.Items)
-	WriteJSON(w, http.StatusOK, out)
+	writeEncoded(w, out, appendRecommendations)
 }
 
 // Similar is the answer of GET /v1/items/{item_id}/similar.
@@ -295,5 +296,5 @@ func (a *API) handleSimilar(w http.ResponseWriter, r *http.Request) {
 	if out.Items == nil {
 		out.Items = []store.Scored{}
 	}
-	WriteJSON(w, http.StatusOK, out)
+	writeEncoded(w, out, appendSimilar)
 }

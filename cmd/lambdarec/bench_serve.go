@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/internal/store/backend"
+	"github.com/lambdarec/lambdarec/serving/loadgen"
+)
+
+func init() {
+	register("bench serve", command{
+		summary: "benchmark GET /v1/recommendations against a bare net/http handler, load from a second process",
+		setup: func(fs *flag.FlagSet, cfg *config.Config) func(context.Context, *env) error {
+			var cc loadgen.CompareConfig
+			var jsonOut bool
+			fs.StringVar(&cfg.Store.Backend, "store", cfg.Store.Backend, "serving store backend: memory or clickhouse")
+			fs.StringVar(&cfg.ClickHouse.DSN, "clickhouse-dsn", cfg.ClickHouse.DSN, "ClickHouse DSN with --store clickhouse; the benchmark publishes a synthetic batch there, so use a scratch database")
+			fs.IntVar(&cc.Load.Connections, "connections", 32, "concurrent keep-alive connections")
+			fs.DurationVar(&cc.Load.Duration, "duration", 10*time.Second, "measured time of each measurement")
+			fs.DurationVar(&cc.Load.Warmup, "warmup", 2*time.Second, "unmeasured warmup before each measurement")
+			fs.IntVar(&cc.Rounds, "rounds", 3, "rounds; each measures the bare handler, then the API")
+			fs.IntVar(&cc.K, "k", 20, "k of every request")
+			fs.IntVar(&cc.Fixture.Items, "items", 20_000, "items in the synthetic batch view")
+			fs.IntVar(&cc.Fixture.Users, "users", 20_000, "users in the synthetic batch view")
+			fs.IntVar(&cc.Fixture.Sessions, "sessions", 20_000, "sessions in the synthetic real-time view")
+			fs.BoolVar(&jsonOut, "json", false, "print the comparison as JSON")
+			return func(ctx context.Context, e *env) error {
+				self, err := os.Executable()
+				if err != nil {
+					return fmt.Errorf("find the lambdarec binary for the load generator: %w", err)
+				}
+				st, err := backend.Open(ctx, e.cfg, e.log)
+				if err != nil {
+					return err
+				}
+				defer st.Close()
+				cc.RunLoad = loadgen.ExecRunner(self, "bench", "load")
+				cc.Log = e.log.With("component", "bench")
+				c, err := loadgen.Compare(ctx, st, cc)
+				if err != nil {
+					return err
+				}
+				if jsonOut {
+					enc := json.NewEncoder(e.stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(c)
+				}
+				fmt.Fprintf(e.stdout, "store %s, %d items, %d users, %d sessions, k=%d\n", backendName(e.cfg), cc.Fixture.Items, cc.Fixture.Users, cc.Fixture.Sessions, cc.K)
+				c.Report(e.stdout)
+				return nil
+			}
+		},
+	})
+
+	register("bench load", command{
+		summary: "HTTP load generator: drive URLs with keep-alive connections, report req/s and latency percentiles",
+		setup: func(fs *flag.FlagSet, _ *config.Config) func(context.Context, *env) error {
+			runLoad := loadgen.LoadCommand(fs)
+			return func(ctx context.Context, e *env) error { return runLoad(ctx, e.stdout) }
+		},
+	})
+}
+
+func backendName(cfg config.Config) string {
+	if cfg.Store.Backend == "" {
+		return "memory"
+	}
+	return cfg.Store.Backend
+}
