@@ -31,7 +31,25 @@ func (r PairRule) String() string {
 	return fmt.Sprintf("pair_rule(%d)", r)
 }
 
-// ParsePairRule is the inverse of PairRule.String.
+// MarshalText implements encoding.TextMarshaler (YAML and JSON configuration).
+func (r PairRule) MarshalText() ([]byte, error) {
+	if r > PairMin {
+		return nil, fmt.Errorf("unknown pair rule %d", r)
+	}
+	return []byte(r.String()), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (r *PairRule) UnmarshalText(b []byte) error {
+	v, err := ParsePairRule(string(b))
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
+
+// ParsePairRule is the inverse of PairRule.String ("" is the default).
 func ParsePairRule(s string) (PairRule, error) {
 	switch s {
 	case "product":
@@ -53,28 +71,29 @@ type KindWeights struct {
 }
 
 // Params are the model's parameters. Both layers must use equal Params for
-// their aggregates to merge; Model.Merge checks it.
+// their aggregates to merge; Model.Merge checks it. The yaml tags make it
+// usable as a configuration section as is.
 type Params struct {
 	// Weights by event kind. Default 1, 2, 4, 8. A kind of weight 0
 	// contributes nothing.
-	Weights KindWeights
+	Weights KindWeights `yaml:"weights"`
 	// Pair combines two event weights into a pair weight. Default PairMin:
 	// on the generator's clickstream it scored Recall@20 0.764 against 0.758
 	// for PairMax and 0.70 for PairProduct (which lets a few deep-funnel
 	// pairs outweigh many views).
-	Pair PairRule
+	Pair PairRule `yaml:"pair"`
 	// Window is the largest event-time distance between two events of a
 	// session that still co-visit. Default 30 minutes. Resolution: microseconds.
-	Window time.Duration
+	Window time.Duration `yaml:"window"`
 	// MaxSessionEvents caps the distinct events of a session that count, in
 	// offset order. Default 500.
-	MaxSessionEvents int
+	MaxSessionEvents int `yaml:"max_session_events"`
 	// RecentItems is how many of a session's (or user's) most recent distinct
 	// items drive its recommendations. Default 10.
-	RecentItems int
+	RecentItems int `yaml:"recent_items"`
 	// Neighbors is the K of the top-K neighbours per item used in scoring and
 	// published by the batch view. Default 50.
-	Neighbors int
+	Neighbors int `yaml:"neighbors"`
 }
 
 // DefaultParams returns the default parameters.
