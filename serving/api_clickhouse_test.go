@@ -1,0 +1,111 @@
+package serving
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/lambdarec/lambdarec/internal/store"
+	"github.com/lambdarec/lambdarec/internal/store/clickhouse"
+)
+
+// TestAPIClickHouse runs the API suite against the ClickHouse backend. It
+// needs a ClickHouse server: CI starts Debian's clickhouse-server with
+// .ci/clickhouse.sh and sets LAMBDAREC_CLICKHOUSE_DSN to what it prints.
+func TestAPIClickHouse(t *testing.T) {
+	dsn := os.Getenv("LAMBDAREC_CLICKHOUSE_DSN")
+	if dsn == "" {
+		t.Skip("LAMBDAREC_CLICKHOUSE_DSN is not set; run .ci/clickhouse.sh and export LAMBDAREC_CLICKHOUSE_DSN=clickhouse://127.0.0.1:9000/default")
+	}
+	testAPI(t, func(t testing.TB) store.Store {
+		s, err := clickhouse.New(context.Background(), clickhouse.Config{DSN: scratchDatabase(t, dsn)}, nil)
+		if err != nil {
+			t.Fatalf("clickhouse.New: %v", err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	})
+}
+
+var scratchSeq atomic.Int64
+
+// scratchDatabase creates an empty database for one test, drops it when the
+// test ends, and returns dsn pointing at it.
+func scratchDatabase(t testing.TB, dsn string) string {
+	t.Helper()
+	opts, err := ch.ParseDSN(dsn)
+	if err != nil {
+		t.Fatalf("parse LAMBDAREC_CLICKHOUSE_DSN: %v", err)
+	}
+	admin, err := ch.Open(opts)
+	if err != nil {
+		t.Fatalf("open ClickHouse: %v", err)
+	}
+	db := fmt.Sprintf("lambdarec_api_test_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9, scratchSeq.Add(1))
+	if err := admin.Exec(context.Background(), "CREATE DATABASE "+db); err != nil {
+		_ = admin.Close()
+		t.Fatalf("create database %s: %v", db, err)
+	}
+	t.Cleanup(func() {
+		if err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db); err != nil {
+			t.Errorf("drop database %s: %v", db, err)
+		}
+		_ = admin.Close()
+	})
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatalf("parse LAMBDAREC_CLICKHOUSE_DSN: %v", err)
+	}
+	u.Path = "/" + db
+	return u.String()
+}
+
+// With the ClickHouse backend, repeated answers read the batch view from the
+// store's cache: only the session read (the real-time view) queries
+// ClickHouse, and user-only requests none at all.
+func TestAPIClickHouseBatchReadsCached(t *testing.T) {
+	dsn := os.Getenv("LAMBDAREC_CLICKHOUSE_DSN")
+	if dsn == "" {
+		t.Skip("LAMBDAREC_CLICKHOUSE_DSN is not set; run .ci/clickhouse.sh and export LAMBDAREC_CLICKHOUSE_DSN=clickhouse://127.0.0.1:9000/default")
+	}
+	st, err := clickhouse.New(context.Background(), clickhouse.Config{DSN: scratchDatabase(t, dsn), RefreshInterval: time.Hour}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	if err := st.PublishBatch(context.Background(), fixtureBatch("b1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.UpsertSessions(context.Background(), fixtureSessions()); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, st, APIConfig{})
+	targets := []string{"/v1/recommendations?user_id=u1&k=8", "/v1/recommendations?user_id=nobody", "/v1/items/i1/similar", "/v1/items/unknown/similar"}
+	for _, target := range targets { // warm
+		if r := get(t, f.h, target); r.status != 200 {
+			t.Fatalf("%s: %d %s", target, r.status, r.body)
+		}
+	}
+	before := st.Stats()
+	for range 20 {
+		for _, target := range targets {
+			get(t, f.h, target)
+		}
+	}
+	if after := st.Stats(); after.Queries != before.Queries || after.CacheHits <= before.CacheHits {
+		t.Errorf("batch reads reached ClickHouse: stats before %+v, after %+v", before, after)
+	}
+	before = st.Stats()
+	for range 5 {
+		get(t, f.h, "/v1/recommendations?session_id=s-new&k=8")
+	}
+	if q := st.Stats().Queries - before.Queries; q != 5 {
+		t.Errorf("5 session requests sent %d queries, want 5 (one session read each)", q)
+	}
+}
