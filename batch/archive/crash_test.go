@@ -110,31 +110,60 @@ func TestArchiveSurvivesSIGKILL(t *testing.T) {
 		}
 	}
 
+	// The stream keeps coming while children are started and killed.
 	recs := stream(t, 12000, 5)
-	const parts = 8
-	chunk := len(recs) / parts
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		for i := 0; i < len(recs); i += 60 {
+			produce(t, b.Addr(), recs[i:min(i+60, len(recs))])
+			time.Sleep(40 * time.Millisecond)
+		}
+	}()
+
 	rng := rand.New(rand.NewPCG(5, 5))
 	phases := []string{"", "dlq-acked", "files-written", "committed"}
-	kills := 0
-	for run := range parts {
-		produce(t, b.Addr(), recs[run*chunk:(run+1)*chunk])
+	const minKills = 8
+	kills, selfKills := 0, 0
+	for run := 0; kills < minKills; run++ {
 		crashAt := phases[run%len(phases)]
+		before := fmt.Sprint(boundary(t, lake))
 		cmd := start(run, crashAt)
-		// Let it get going, then kill it wherever it is (it may have killed
-		// itself already at crashAt).
-		time.Sleep(time.Duration(150+rng.IntN(900)) * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGKILL)
-		err := cmd.Wait()
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		// Wait for a commit (or a self-inflicted crash), then kill it
+		// wherever it is: mid-batch, mid-write, mid-commit or idle.
+		var err error
+		waited := false
+		deadline := time.Now().Add(time.Minute)
+		for !waited && fmt.Sprint(boundary(t, lake)) == before {
+			select {
+			case err = <-exited:
+				waited = true
+			case <-time.After(10 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				dumpLogs()
+				t.Fatalf("run %d: no commit within a minute", run)
+			}
+		}
+		if !waited {
+			time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
+			cmd.Process.Signal(syscall.SIGKILL)
+			err = <-exited
+		} else {
+			selfKills++
+		}
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 			dumpLogs()
-			t.Fatalf("run %d: child ended with %v before being killed", run, err)
+			t.Fatalf("run %d: child ended with %v, not by SIGKILL", run, err)
 		}
 		kills++
-		t.Logf("run %d (crash at %q): killed; table boundary %v", run, crashAt, boundary(t, lake))
+		t.Logf("run %d (crash at %q): killed (self: %v); table boundary %v", run, crashAt, waited, boundary(t, lake))
 	}
-	produce(t, b.Addr(), recs[parts*chunk:])
+	<-produced
 
-	last := start(parts, "")
+	last := start(kills, "")
 	waitFor(t, 2*time.Minute, "the last child to catch up", func() bool {
 		return covered(boundary(t, lake), highWatermarks(recs))
 	})
@@ -143,12 +172,9 @@ func TestArchiveSurvivesSIGKILL(t *testing.T) {
 		dumpLogs()
 		t.Fatalf("last child: %v", err)
 	}
-	if kills != parts {
-		t.Fatalf("%d kills, want %d", kills, parts)
-	}
 	checkArchive(t, lake, b.Addr(), recs)
 	_, dlqTotal := readDLQ(t, b.Addr())
-	t.Logf("%d records, %d kills; dlq holds %d records for %d distinct sources (at-least-once)", len(recs), kills, dlqTotal, countInvalid(recs))
+	t.Logf("%d records, %d kills (%d inside a flush); dlq holds %d records for %d distinct sources (at-least-once)", len(recs), kills, selfKills, dlqTotal, countInvalid(recs))
 }
 
 func countInvalid(recs []*sent) int {
