@@ -69,6 +69,9 @@ type Covisit struct {
 	cnt []int64
 	// rank of each item id in string order, as of the base's build.
 	rank []uint32
+	// top holds each base item's top topK row (CacheTopK), nil when off.
+	top  [][]ItemCount
+	topK int
 	// overlay, keyed by pairKey; adj lists each item's overlay neighbours.
 	over map[uint64]int64
 	adj  [][]uint32
@@ -269,6 +272,10 @@ func (c *Covisit) appendTopK(dst []ItemCount, id uint32, k int) []ItemCount {
 	if k == 0 {
 		return dst
 	}
+	if k >= 0 && k <= c.topK && int(id) < len(c.top) && len(c.overRow(id)) == 0 {
+		row := c.top[id]
+		return append(dst, row[:min(k, len(row))]...)
+	}
 	if k < 0 || len(c.overRow(id)) > 0 {
 		start := len(dst)
 		dst = c.appendRow(dst, id)
@@ -341,6 +348,24 @@ func (c *Covisit) appendTopK(dst []ItemCount, id uint32, k int) []ItemCount {
 		dst = append(dst, ItemCount{Item: c.items.str(nbr[i]), Count: cnt[i]})
 	}
 	return dst
+}
+
+// CacheTopK precomputes every base item's top k row, so TopK and
+// TopNeighbors with up to k neighbours answer without selection (a batch
+// model serving many scorings). Items the overlay changes are still computed.
+// Building a new base (Compact, bulk Merge) drops the cache. It costs about
+// 24·k bytes per item; call it before concurrent reads, not during them.
+func (c *Covisit) CacheTopK(k int) {
+	c.top, c.topK = nil, 0
+	if k <= 0 {
+		return
+	}
+	n := max(len(c.off)-1, 0)
+	top := make([][]ItemCount, n)
+	for id := range n {
+		top[id] = slices.Clip(c.appendTopK(nil, uint32(id), k))
+	}
+	c.top, c.topK = top, k
 }
 
 // itemLess orders item ids by their strings, through the ranks computed when
@@ -468,6 +493,7 @@ func (c *Covisit) setBase(kvs []kv) {
 	}
 	c.off, c.nbr, c.cnt = off, nbr, cnt
 	c.rank = c.items.ranks()
+	c.top, c.topK = nil, 0
 	c.over, c.adj = make(map[uint64]int64), nil
 	c.n = len(kvs)
 }

@@ -110,6 +110,9 @@ func TestCovisitTiers(t *testing.T) {
 			randomAdds(c, ref, 300)
 		case 2:
 			c.Compact()
+			if step%10 == 2 {
+				c.CacheTopK(1 + r.IntN(12))
+			}
 		case 3: // merge another set, sometimes large enough for the bulk path
 			o := NewCovisit()
 			oref := refCovisit{}
