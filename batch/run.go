@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -39,6 +40,9 @@ type Config struct {
 	// Store, when set, receives each new batch view (PublishBatch) after it
 	// is committed to Iceberg.
 	Store store.Store
+	// Force recomputes even when the current batch already covers the
+	// current snapshot (after a change of model parameters, say).
+	Force bool
 	// Progress is the interval of progress logs while scanning. Default: 5s.
 	Progress time.Duration
 	// Mem allocates Arrow memory. Default: memory.DefaultAllocator.
@@ -178,7 +182,7 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ok && last.SourceSnapshotID == snap.SnapshotID {
+	if ok && last.SourceSnapshotID == snap.SnapshotID && !r.cfg.Force {
 		r.log.Info("batch view is up to date", "batch_id", last.BatchID, "snapshot_id", snap.SnapshotID)
 		return &Result{Run: last, UpToDate: true}, nil
 	}
@@ -215,8 +219,8 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	return &Result{Run: run, View: view, Model: m}, nil
 }
 
-// eventColumns are the columns of events a batch reads.
-var eventColumns = []string{"event_id", schemas.ColumnTimestamp, "user_id", "session_id",
+// EventColumns are the columns of events a batch reads.
+var EventColumns = []string{"event_id", schemas.ColumnTimestamp, "user_id", "session_id",
 	schemas.ColumnInteraction, "item_id", schemas.ColumnKafkaPartition, schemas.ColumnKafkaOffset}
 
 // compute streams the snapshot through the model builder.
@@ -225,7 +229,7 @@ func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.S
 	if err != nil {
 		return nil, err
 	}
-	_, batches, err := lakehouse.ScanSnapshot(ctx, events, snap, eventColumns)
+	_, batches, err := lakehouse.ScanSnapshot(ctx, events, snap, EventColumns)
 	if err != nil {
 		return nil, err
 	}
@@ -350,8 +354,15 @@ func (r *Runner) view(m *model.Model, run *Run) *store.BatchView {
 		Neighbors: make(map[string][]store.Scored),
 		UserRecs:  make(map[string][]store.Scored),
 	}
-	for item, row := range m.Covisit().Rows(r.cfg.TopK) {
-		v.Neighbors[item] = toScored(row)
+	// Each item's strongest neighbours are extracted once: they are both the
+	// similar-items view and what user scoring reads (an exact top-K row
+	// scores the same as the full row).
+	k := max(r.cfg.TopK, r.cfg.Params.Neighbors)
+	top := make(topRows)
+	for item, row := range m.Covisit().Rows(k) {
+		row = slices.Clone(row)
+		top[item] = row
+		v.Neighbors[item] = toScored(row[:min(len(row), r.cfg.TopK)])
 	}
 	for _, ic := range m.Popularity().Top(r.cfg.PopularK) {
 		v.Popular = append(v.Popular, store.Scored{Item: ic.Item, Score: float64(ic.Count)})
@@ -359,7 +370,7 @@ func (r *Runner) view(m *model.Model, run *Run) *store.BatchView {
 	sc, _ := model.NewScorer(*r.cfg.Params) // params were validated in New
 	users := m.Users()
 	for _, u := range users.Users() {
-		recs := sc.Score(m, users.Recent(u, r.cfg.Params.RecentItems), func(item string) bool { return users.Bought(u, item) }, r.cfg.TopK)
+		recs := sc.Score(top, users.Recent(u, r.cfg.Params.RecentItems), func(item string) bool { return users.Bought(u, item) }, r.cfg.TopK)
 		if len(recs) == 0 {
 			continue
 		}
@@ -372,6 +383,11 @@ func (r *Runner) view(m *model.Model, run *Run) *store.BatchView {
 	run.Users = int64(len(v.UserRecs))
 	return v
 }
+
+// topRows is a model.Neighbors source of precomputed top rows.
+type topRows map[string][]model.ItemCount
+
+func (t topRows) Neighbors(item string) []model.ItemCount { return t[item] }
 
 func toScored(row []model.ItemCount) []store.Scored {
 	out := make([]store.Scored, len(row))

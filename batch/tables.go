@@ -192,11 +192,18 @@ func (r *Runner) cleanup(ctx context.Context, log *slog.Logger) error {
 	}
 	var errs []error
 	for _, def := range viewDefs {
+		old := iceberg.NotIn(iceberg.Reference("batch_id"), keep...)
 		t, err := r.cfg.Lake.LoadTable(ctx, def.name)
+		var files []table.FileScanTask
 		if err == nil {
+			// Planning reads only manifests (the table is partitioned by
+			// batch id): skip the commit when no old batch is left.
+			files, err = t.Scan(table.WithRowFilter(old)).PlanFiles(ctx)
+		}
+		if err == nil && len(files) > 0 {
 			_, err = r.cfg.Lake.Commit(ctx, t, func(ctx context.Context, t *table.Table) (*table.Transaction, error) {
 				txn := t.NewTransaction()
-				return txn, txn.Delete(ctx, iceberg.NotIn(iceberg.Reference("batch_id"), keep...), nil)
+				return txn, txn.Delete(ctx, old, nil)
 			}, lakehouse.CommitOptions{})
 		}
 		if err != nil {

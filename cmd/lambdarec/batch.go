@@ -18,8 +18,9 @@ func init() {
 		summary: "recompute the batch view once from the current Iceberg snapshot of events",
 		setup: func(fs *flag.FlagSet, cfg *config.Config) func(context.Context, *env) error {
 			batchFlags(fs, cfg)
+			force := fs.Bool("force", false, "recompute even if the current batch already covers the current snapshot")
 			return func(ctx context.Context, e *env) error {
-				r, closeFn, err := newBatchRunner(ctx, e.cfg, e.log)
+				r, closeFn, err := newBatchRunner(ctx, e.cfg, e.log, *force)
 				if err != nil {
 					return err
 				}
@@ -53,7 +54,7 @@ func init() {
 				if _, err := batch.ParseSchedule(e.cfg.Batch.Cron); err != nil {
 					return err
 				}
-				r, closeFn, err := newBatchRunner(ctx, e.cfg, e.log)
+				r, closeFn, err := newBatchRunner(ctx, e.cfg, e.log, false)
 				if err != nil {
 					return err
 				}
@@ -76,7 +77,7 @@ func batchFlags(fs *flag.FlagSet, cfg *config.Config) {
 
 // newBatchRunner opens the lakehouse and the serving store the batch view is
 // published to, and returns the runner and a function that closes them.
-func newBatchRunner(ctx context.Context, cfg config.Config, log *slog.Logger) (*batch.Runner, func(), error) {
+func newBatchRunner(ctx context.Context, cfg config.Config, log *slog.Logger, force bool) (*batch.Runner, func(), error) {
 	lake, err := lakehouse.Open(ctx, cfg.Iceberg, log.With("component", "lakehouse"))
 	if err != nil {
 		return nil, nil, err
@@ -87,6 +88,7 @@ func newBatchRunner(ctx context.Context, cfg config.Config, log *slog.Logger) (*
 		Topic:  cfg.Kafka.Topic,
 		Params: &p,
 		TopK:   cfg.Batch.TopK,
+		Force:  force,
 	}, log.With("component", "batch"))
 	if err != nil {
 		lake.Close()

@@ -1,0 +1,281 @@
+// Package batchbench owns the batch layer's performance report (`lambdarec
+// bench batch`): it archives a generated stream of N events into a fresh
+// local Iceberg warehouse, then measures, side by side on the same snapshot,
+// a plain Iceberg scan of the columns a batch reads and a whole `batch run`,
+// with wall time and peak heap of each. Their ratio is the figure the batch
+// layer drives down.
+package batchbench
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"runtime/pprof"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/iceberg-go/table"
+
+	"github.com/lambdarec/lambdarec/batch"
+	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/internal/generate"
+	"github.com/lambdarec/lambdarec/internal/lakehouse"
+	"github.com/lambdarec/lambdarec/schemas"
+)
+
+// Config configures the benchmark.
+type Config struct {
+	// Dir holds the warehouse and catalog; it should be empty.
+	Dir string
+	// Events is the number of events archived. Default: 1,000,000.
+	Events int
+	// Partitions of the simulated Kafka topic. Default: 6.
+	Partitions int
+	// CommitEvents is the events per archive commit. Default: 500,000.
+	CommitEvents int
+	// Rounds measures scan and batch this many times each. Default: 3.
+	Rounds int
+	// Seed of the generated stream. Default: 1.
+	Seed int64
+	// CPUProfile, when set, receives a CPU profile of the batch runs.
+	CPUProfile io.Writer
+	Log        *slog.Logger
+}
+
+// Phase is one measurement.
+type Phase struct {
+	Wall     time.Duration `json:"wall_ns"`
+	PeakHeap uint64        `json:"peak_heap_bytes"`
+	Rows     int64         `json:"rows"`
+}
+
+// Result is the benchmark's report.
+type Result struct {
+	Events  int           `json:"events"`
+	Archive time.Duration `json:"archive_ns"`
+	Scans   []Phase       `json:"scans"`
+	Batches []Phase       `json:"batches"`
+}
+
+// median returns the phase with the median wall time.
+func median(ps []Phase) Phase {
+	s := append([]Phase(nil), ps...)
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j].Wall < s[i].Wall {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return s[len(s)/2]
+}
+
+// MedianScan and MedianBatch are the medians of the rounds.
+func (r *Result) MedianScan() Phase  { return median(r.Scans) }
+func (r *Result) MedianBatch() Phase { return median(r.Batches) }
+
+// Ratio is the median batch wall time over the median scan wall time.
+func (r *Result) Ratio() float64 {
+	return r.MedianBatch().Wall.Seconds() / r.MedianScan().Wall.Seconds()
+}
+
+// Run runs the benchmark.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Events <= 0 {
+		cfg.Events = 1_000_000
+	}
+	if cfg.Partitions <= 0 {
+		cfg.Partitions = 6
+	}
+	if cfg.CommitEvents <= 0 {
+		cfg.CommitEvents = 500_000
+	}
+	if cfg.Rounds <= 0 {
+		cfg.Rounds = 3
+	}
+	if cfg.Seed == 0 {
+		cfg.Seed = 1
+	}
+	ic := config.Default().Iceberg
+	ic.CatalogURI = "file:" + filepath.Join(cfg.Dir, "catalog.db")
+	ic.Warehouse = "file://" + filepath.Join(cfg.Dir, "warehouse")
+	lake, err := lakehouse.Open(ctx, ic, cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	defer lake.Close()
+	res := &Result{Events: cfg.Events}
+	start := time.Now()
+	if err := archive(ctx, lake, cfg); err != nil {
+		return nil, err
+	}
+	res.Archive = time.Since(start)
+	cfg.Log.Info("events archived", "events", cfg.Events, "elapsed", res.Archive.Round(time.Millisecond))
+
+	for round := range cfg.Rounds {
+		ph, err := measure(func() (int64, error) { return scan(ctx, lake) })
+		if err != nil {
+			return nil, err
+		}
+		res.Scans = append(res.Scans, ph)
+		cfg.Log.Info("plain scan", "round", round, "wall", ph.Wall.Round(time.Millisecond), "peak_heap_mib", ph.PeakHeap>>20, "rows", ph.Rows)
+
+		if cfg.CPUProfile != nil && round == 0 {
+			if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
+				return nil, err
+			}
+		}
+		ph, err = measure(func() (int64, error) {
+			// Run skips snapshots it already covers: force a new batch.
+			r, err := batch.New(batch.Config{Lake: lake, Force: true, Progress: time.Hour, Retain: 1}, cfg.Log)
+			if err != nil {
+				return 0, err
+			}
+			out, err := r.Run(ctx)
+			if err != nil {
+				return 0, err
+			}
+			return out.Run.EventsRead, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if cfg.CPUProfile != nil && round == 0 {
+			pprof.StopCPUProfile()
+		}
+		res.Batches = append(res.Batches, ph)
+		cfg.Log.Info("batch run", "round", round, "wall", ph.Wall.Round(time.Millisecond), "peak_heap_mib", ph.PeakHeap>>20, "rows", ph.Rows)
+	}
+	return res, nil
+}
+
+// measure runs fn after a GC and samples the heap while it runs.
+func measure(fn func() (int64, error)) (Phase, error) {
+	runtime.GC()
+	var peak uint64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(sample)
+			peak = max(peak, sample[0].Value.Uint64())
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	start := time.Now()
+	rows, err := fn()
+	wall := time.Since(start)
+	close(stop)
+	wg.Wait()
+	return Phase{Wall: wall, PeakHeap: peak, Rows: rows}, err
+}
+
+// scan reads the columns a batch reads from the current snapshot and counts
+// the rows: the floor a batch run cannot go below.
+func scan(ctx context.Context, lake *lakehouse.Lakehouse) (int64, error) {
+	t, err := lake.LoadTable(ctx, lakehouse.EventsTable)
+	if err != nil {
+		return 0, err
+	}
+	_, recs, err := lakehouse.ScanSnapshot(ctx, t, t.CurrentSnapshot(), batch.EventColumns)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for rec, err := range recs {
+		if err != nil {
+			return 0, err
+		}
+		n += rec.NumRows()
+		rec.Release()
+	}
+	return n, nil
+}
+
+// archive writes cfg.Events generated events as the archiver would: keyed
+// partitions, consecutive offsets, cumulative offsets in each snapshot.
+func archive(ctx context.Context, lake *lakehouse.Lakehouse, cfg Config) error {
+	tbl, err := lake.EnsureEvents(ctx)
+	if err != nil {
+		return err
+	}
+	sc, err := table.SchemaToArrowSchema(tbl.Schema(), nil, true, false)
+	if err != nil {
+		return err
+	}
+	g, err := generate.New(generate.Config{Seed: cfg.Seed, Start: time.Now().Add(-time.Duration(cfg.Events/100) * time.Second)})
+	if err != nil {
+		return err
+	}
+	offsets := lakehouse.Offsets{}
+	next := make([]int64, cfg.Partitions)
+	b, err := schemas.NewEventBuilder(memory.DefaultAllocator, sc)
+	if err != nil {
+		return err
+	}
+	defer b.Release()
+	var batches []arrow.RecordBatch
+	flushRows := func() {
+		if b.Len() > 0 {
+			batches = append(batches, b.NewRecordBatch())
+		}
+	}
+	commit := func() error {
+		flushRows()
+		defer func() {
+			for _, r := range batches {
+				r.Release()
+			}
+			batches = batches[:0]
+		}()
+		rdr, err := array.NewRecordReader(sc, batches)
+		if err != nil {
+			return err
+		}
+		defer rdr.Release()
+		tbl, err = tbl.Append(ctx, rdr, offsets.Properties())
+		return err
+	}
+	for i := range cfg.Events {
+		r := g.Next()
+		for r.Malformed {
+			r = g.Next()
+		}
+		h := fnv.New32a()
+		h.Write(r.Key)
+		p := int32(h.Sum32() % uint32(cfg.Partitions))
+		b.Append(r.Event, p, next[p])
+		offsets.Advance("events", p, next[p])
+		next[p]++
+		if b.Len() >= 64*1024 {
+			flushRows()
+		}
+		if (i+1)%cfg.CommitEvents == 0 {
+			if err := commit(); err != nil {
+				return fmt.Errorf("archive commit at %d events: %w", i+1, err)
+			}
+			cfg.Log.Info("archiving", "events", i+1)
+		}
+	}
+	if b.Len() > 0 || len(batches) > 0 {
+		return commit()
+	}
+	return nil
+}
