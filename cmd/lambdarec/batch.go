@@ -82,7 +82,7 @@ func newBatchRunner(ctx context.Context, cfg config.Config, log *slog.Logger, fo
 	if err != nil {
 		return nil, nil, err
 	}
-	p := model.DefaultParams()
+	p := cfg.Model
 	r, err := batch.New(batch.Config{
 		Lake:   lake,
 		Topic:  cfg.Kafka.Topic,

@@ -4,6 +4,7 @@
 package config
 
 import (
+	"encoding"
 	"bytes"
 	"errors"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/lambdarec/lambdarec/internal/model"
 )
 
 // Config is the whole configuration. Each role reads the sections it needs.
@@ -26,6 +29,10 @@ type Config struct {
 	Archive    Archive    `yaml:"archive"`
 	Batch      Batch      `yaml:"batch"`
 	Speed      Speed      `yaml:"speed"`
+	// Model holds the recommendation model's parameters, shared by the
+	// batch and the speed layer (they must agree for batch ⊕ speed to be
+	// exact). Defaults: model.DefaultParams().
+	Model model.Params `yaml:"model"`
 	Store      Store      `yaml:"store"`
 	ClickHouse ClickHouse `yaml:"clickhouse"`
 	Log        Log        `yaml:"log"`
@@ -193,6 +200,7 @@ func Default() Config {
 		},
 		Archive: Archive{Group: "lambdarec-archive", MaxRecords: 50_000, MaxInterval: 10 * time.Second, MetricsAddr: "127.0.0.1:9465"},
 		Batch:   Batch{Cron: "@every 1h", TopK: 50},
+		Model: model.DefaultParams(),
 		Speed: Speed{
 			Group:             "lambdarec-speed",
 			SessionTimeout:    30 * time.Minute,
@@ -248,6 +256,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if err := c.Model.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(c.Kafka.Brokers) == 0 {
 		bad("kafka.brokers", "at least one broker is required")
@@ -402,6 +413,9 @@ func collect(v reflect.Value, prefix string, out map[string]reflect.Value) {
 var durationType = reflect.TypeOf(time.Duration(0))
 
 func setString(f reflect.Value, s string) error {
+	if u, ok := f.Addr().Interface().(encoding.TextUnmarshaler); ok {
+		return u.UnmarshalText([]byte(s))
+	}
 	switch {
 	case f.Type() == durationType:
 		d, err := time.ParseDuration(s)

@@ -66,17 +66,23 @@ func TestEnvOverrides(t *testing.T) {
 		"LAMBDAREC_ICEBERG_S3_PATH_STYLE=true",
 		"PATH=/usr/bin",
 		"LAMBDAREC_CONFIG=/etc/lambdarec.yml",
+		"LAMBDAREC_MODEL_PAIR=product",
+		"LAMBDAREC_MODEL_WEIGHTS_PURCHASE=16",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(cfg.Kafka.Brokers, []string{"a:1", "b:2"}) || cfg.Kafka.Partitions != 3 ||
-		cfg.Archive.MaxInterval != 250*time.Millisecond || !cfg.Iceberg.S3.PathStyle {
+		cfg.Archive.MaxInterval != 250*time.Millisecond || !cfg.Iceberg.S3.PathStyle ||
+		cfg.Model.Pair.String() != "product" || cfg.Model.Weights.Purchase != 16 {
 		t.Errorf("env not applied: %+v", cfg)
 	}
 	_, err = Load("", []string{"LAMBDAREC_KAFKA_BROKERZ=x"})
 	if err == nil || !strings.Contains(err.Error(), "LAMBDAREC_KAFKA_BROKERZ") {
 		t.Errorf("unknown variable: got %v", err)
+	}
+	if _, err = Load("", []string{"LAMBDAREC_MODEL_PAIR=sum"}); err == nil {
+		t.Error("unknown pair rule accepted")
 	}
 	_, err = Load("", []string{"LAMBDAREC_KAFKA_PARTITIONS=many"})
 	if err == nil {
