@@ -4,8 +4,8 @@
 package config
 
 import (
-	"encoding"
 	"bytes"
+	"encoding"
 	"errors"
 	"fmt"
 	"io"
@@ -22,20 +22,20 @@ import (
 
 // Config is the whole configuration. Each role reads the sections it needs.
 type Config struct {
-	Kafka      Kafka      `yaml:"kafka"`
-	Broker     Broker     `yaml:"broker"`
-	Serve      Serve      `yaml:"serve"`
-	Iceberg    Iceberg    `yaml:"iceberg"`
-	Archive    Archive    `yaml:"archive"`
-	Batch      Batch      `yaml:"batch"`
-	Speed      Speed      `yaml:"speed"`
+	Kafka   Kafka   `yaml:"kafka"`
+	Broker  Broker  `yaml:"broker"`
+	Serve   Serve   `yaml:"serve"`
+	Iceberg Iceberg `yaml:"iceberg"`
+	Archive Archive `yaml:"archive"`
+	Batch   Batch   `yaml:"batch"`
+	Speed   Speed   `yaml:"speed"`
 	// Model holds the recommendation model's parameters, shared by the
 	// batch and the speed layer (they must agree for batch ⊕ speed to be
 	// exact). Defaults: model.DefaultParams().
-	Model model.Params `yaml:"model"`
-	Store      Store      `yaml:"store"`
-	ClickHouse ClickHouse `yaml:"clickhouse"`
-	Log        Log        `yaml:"log"`
+	Model      model.Params `yaml:"model"`
+	Store      Store        `yaml:"store"`
+	ClickHouse ClickHouse   `yaml:"clickhouse"`
+	Log        Log          `yaml:"log"`
 }
 
 // Kafka says where the event log is.
@@ -200,7 +200,7 @@ func Default() Config {
 		},
 		Archive: Archive{Group: "lambdarec-archive", MaxRecords: 50_000, MaxInterval: 10 * time.Second, MetricsAddr: "127.0.0.1:9465"},
 		Batch:   Batch{Cron: "@every 1h", TopK: 50},
-		Model: model.DefaultParams(),
+		Model:   model.DefaultParams(),
 		Speed: Speed{
 			Group:             "lambdarec-speed",
 			SessionTimeout:    30 * time.Minute,
