@@ -172,9 +172,26 @@ func BenchmarkRowsTopK(b *testing.B) {
 	perEvent(b, cpu0, items, "item")
 }
 
-// BenchmarkScoreSession scores a session of 10 recent items against full rows.
+// BenchmarkScoreSession scores a session of 10 recent items, selecting each
+// row's top 50 from the full rows of the 1M-event model.
 func BenchmarkScoreSession(b *testing.B) {
 	evs, m := benchData(b)
+	benchScore(b, evs, m)
+}
+
+// BenchmarkScoreSessionCached is BenchmarkScoreSession on a model with
+// CacheTopK(50), as a batch model serving many scorings would be.
+func BenchmarkScoreSessionCached(b *testing.B) {
+	evs, m := benchData(b)
+	cached, _ := Recompute(DefaultParams(), evs)
+	cached.Covisit().CacheTopK(50)
+	if !cached.Equal(m) {
+		b.Fatal("recompute differs")
+	}
+	benchScore(b, evs, cached)
+}
+
+func benchScore(b *testing.B, evs []Event, m *Model) {
 	sc, _ := NewScorer(DefaultParams())
 	var recent [][]string
 	for i := 0; len(recent) < 64; i += 997 {

@@ -49,18 +49,33 @@
 //
 // # API
 //
-//   - Params / DefaultParams: weights by kind, pair rule, window, caps, K.
-//   - Event, EventFromProto: the model's view of a schemas.UserInteraction.
-//   - Builder (NewBuilder, Add, Build) and Recompute: the full recompute over a
-//     set of events in any order — the batch layer and the tests' reference.
-//   - Session (NewSession, Add, Recent, Bought): one session's known events;
-//     Add emits the pair contributions owned by the new event.
-//   - Model (New, Apply, Merge, Sub, Equal, Diff): the aggregates together.
-//   - Covisit, Popularity, Users: the aggregates, each mergeable.
-//   - Neighbors (interface), ItemCount, TopK ordering: count desc, item asc.
-//   - Scorer: session / user recommendations from any Neighbors source; it
-//     takes the top Params.Neighbors of each row itself, so a source returning
-//     full rows (batch row ⊕ deltas) and one returning exact top-K rows score
-//     the same.
-//   - Evaluate: Recall@K and MRR@K of next-item prediction on held-out sessions.
+//   - Params / DefaultParams: weights by kind (1, 2, 4, 8), pair rule (min),
+//     window (30m), MaxSessionEvents (500), RecentItems (10), Neighbors (50).
+//     Usable as a YAML configuration section.
+//   - Event, EventFromProto, EventIDHash: the model's view of a record.
+//   - Builder (NewBuilder, Add, Build) and Recompute: the full recompute over
+//     events given in any order — the batch layer and the tests' reference.
+//     Pair contributions are radix-sorted and reduced in chunks into a CSR, so
+//     memory follows the distinct pairs, not the contributions.
+//   - Session (NewSession, Add, Recent, Bought, Covered): one session's known
+//     events; Add emits the pair contributions owned by the new event and
+//     ignores replays (Stale).
+//   - Model (New, Apply, ApplyPast, Merge, Sub, Equal, Diff, Stats): the
+//     aggregates together. The speed layer applies events past the boundary
+//     with Apply; on a batch handoff it rebuilds its deltas for the new
+//     Boundary with ApplyPast over the sessions it holds (or subtracts with
+//     Sub).
+//   - Covisit, Popularity, Users: the aggregates, each mergeable. Covisit has
+//     a bulk-built base and a hash overlay for incremental changes; Row,
+//     TopK, Rows (what the batch publishes), Pairs, CacheTopK.
+//   - Neighbors (interface) and its optional capability TopNeighbors;
+//     ItemCount and the model's order: count desc, item asc.
+//   - Scorer (Score, RecommendSession, RecommendUser) and Fill (popular
+//     fallback): recommendations, score desc then item asc. Scoring takes the
+//     top Params.Neighbors of each recent item's row itself, so a source
+//     returning full rows (batch row ⊕ deltas, in any order) and one returning
+//     exact top-K rows score the same, bit for bit.
+//   - Evaluate, EvaluatePredictor, ModelPredictor, PopularityPredictor,
+//     HoldOut: Recall@K and MRR@K of next-item prediction on held-out
+//     sessions (`lambdarec eval` runs them on the generator's clickstream).
 package model
