@@ -10,7 +10,6 @@ import (
 	"github.com/lambdarec/lambdarec/batch"
 	"github.com/lambdarec/lambdarec/internal/config"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
-	"github.com/lambdarec/lambdarec/internal/model"
 )
 
 func init() {
