@@ -30,6 +30,9 @@ type CompareConfig struct {
 	K int
 	// Targets is the number of distinct request URLs. Default: 2000.
 	Targets int
+	// SessionShare is the share of requests that name a session (see
+	// RecommendationTargets). Negative: DefaultSessionShare.
+	SessionShare float64
 	// Rounds of measurements: each measures the bare handler, then the
 	// API. Default: 3.
 	Rounds int
@@ -89,7 +92,7 @@ func Compare(ctx context.Context, st store.Store, cfg CompareConfig) (*Compariso
 		return nil, err
 	}
 	defer func() { cancel(); <-apiDone }()
-	apiTargets := RecommendationTargets("http://"+apiAddr, cfg.Fixture, cfg.Targets, cfg.K)
+	apiTargets := RecommendationTargets("http://"+apiAddr, cfg.Fixture, cfg.Targets, cfg.K, cfg.SessionShare)
 
 	sample, err := fetch(ctx, apiTargets[0])
 	if err != nil {

@@ -129,22 +129,29 @@ func Seed(ctx context.Context, st store.Store, f Fixture, batchID string) error 
 	return nil
 }
 
+// DefaultSessionShare is the share of requests that name a session.
+const DefaultSessionShare = 0.7
+
 // RecommendationTargets returns n URLs of GET /v1/recommendations on base
-// (http://host:port) for the fixture: a mix of 70% session+user requests
-// (half of them newer than the batch), 20% user-only requests and 10% for
-// unknown users (popular items).
-func RecommendationTargets(base string, f Fixture, n, k int) []string {
+// (http://host:port) for the fixture: sessionShare of them name a session
+// and its user (half of those sessions are newer than the batch); of the
+// others, two thirds name a known user and one third an unknown user
+// (popular items). A negative sessionShare means DefaultSessionShare.
+func RecommendationTargets(base string, f Fixture, n, k int, sessionShare float64) []string {
 	f.defaults()
+	if sessionShare < 0 {
+		sessionShare = DefaultSessionShare
+	}
 	r := rand.New(rand.NewPCG(f.Seed, 11))
 	out := make([]string, n)
 	for i := range out {
 		q := url.Values{"k": {strconv.Itoa(k)}}
-		switch x := r.IntN(10); {
-		case x < 7:
+		switch x := r.Float64(); {
+		case x < sessionShare:
 			s := r.IntN(f.Sessions)
 			q.Set("session_id", SessionID(s))
 			q.Set("user_id", UserID(s%f.Users))
-		case x < 9:
+		case x < sessionShare+(1-sessionShare)*2/3:
 			q.Set("user_id", UserID(r.IntN(f.Users)))
 		default:
 			q.Set("user_id", "unknown-"+strconv.Itoa(r.IntN(1_000_000)))

@@ -128,7 +128,7 @@ func TestSeedAndTargets(t *testing.T) {
 			t.Errorf("session %d: %+v", i, s)
 		}
 	}
-	targets := RecommendationTargets("http://h", f, 1000, 7)
+	targets := RecommendationTargets("http://h", f, 1000, 7, -1)
 	var sess, user, unknown int
 	for _, u := range targets {
 		switch {
@@ -146,8 +146,13 @@ func TestSeedAndTargets(t *testing.T) {
 	if sess < 600 || sess > 800 || user < 120 || user > 280 || unknown < 50 || unknown > 150 {
 		t.Errorf("mix: %d session, %d user, %d unknown", sess, user, unknown)
 	}
-	if again := RecommendationTargets("http://h", f, 1000, 7); again[999] != targets[999] {
+	if again := RecommendationTargets("http://h", f, 1000, 7, -1); again[999] != targets[999] {
 		t.Error("targets are not deterministic")
+	}
+	for _, u := range RecommendationTargets("http://h", f, 100, 7, 0) {
+		if strings.Contains(u, "session_id=") {
+			t.Fatalf("session share 0: %s", u)
+		}
 	}
 }
 
@@ -161,7 +166,7 @@ func TestCompareTwoProcesses(t *testing.T) {
 	c, err := Compare(context.Background(), st, CompareConfig{
 		Fixture: Fixture{Items: 500, Users: 500, Sessions: 500, Width: 20},
 		Load:    Config{Connections: 4, Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond},
-		K:       10, Targets: 100, Rounds: 1,
+		K:       10, Targets: 100, Rounds: 1, SessionShare: -1,
 		RunLoad: ExecRunner(os.Args[0]),
 	})
 	if err != nil {
