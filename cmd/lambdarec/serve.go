@@ -8,24 +8,48 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lambdarec/lambdarec/batch"
 	"github.com/lambdarec/lambdarec/internal/config"
 	"github.com/lambdarec/lambdarec/internal/kafka"
+	"github.com/lambdarec/lambdarec/internal/lakehouse"
+	"github.com/lambdarec/lambdarec/internal/store"
+	"github.com/lambdarec/lambdarec/internal/store/backend"
 	"github.com/lambdarec/lambdarec/serving"
 	"github.com/lambdarec/lambdarec/serving/collector"
 )
 
 func init() {
 	register("serve", command{
-		summary: "run the HTTP API: the event collector (POST /v1/events), health, readiness and metrics",
+		summary: "run the HTTP API: recommendations, similar items, status, the event collector, health and metrics",
 		setup: func(fs *flag.FlagSet, cfg *config.Config) func(context.Context, *env) error {
 			fs.StringVar(&cfg.Serve.Addr, "http", cfg.Serve.Addr, "HTTP listen address")
+			fs.StringVar(&cfg.Store.Backend, "store", cfg.Store.Backend, "serving store: memory or clickhouse")
 			brokersFlag(fs, cfg)
 			return func(ctx context.Context, e *env) error {
-				srv, closeServe, err := newServeRole(e.cfg, e.log)
+				st, err := backend.Open(ctx, e.cfg, e.log.With("component", "store"))
+				if err != nil {
+					return err
+				}
+				defer st.Close()
+				srv, closeServe, err := newServeRole(e.cfg, e.log, st)
 				if err != nil {
 					return err
 				}
 				defer closeServe()
+				if e.cfg.Store.Backend != "memory" {
+					return srv.Run(ctx)
+				}
+				// The in-process store gets batch views from Iceberg:
+				// batch runs elsewhere cannot publish to it.
+				lake, err := lakehouse.Open(ctx, e.cfg.Iceberg, e.log.With("component", "lakehouse"))
+				if err != nil {
+					return err
+				}
+				defer lake.Close()
+				loader := batch.NewLoader(lake, e.cfg.Model)
+				ctx, cancel := context.WithCancel(ctx)
+				defer cancel()
+				go loader.Follow(ctx, st, 5*time.Second, e.log.With("component", "batch"))
 				return srv.Run(ctx)
 			}
 		},
@@ -36,11 +60,11 @@ func init() {
 // to reach Kafka once the server has stopped.
 const serveFlushTimeout = 5 * time.Second
 
-// newServeRole wires the serving role: the HTTP server with the event
-// collector mounted at /v1/events and Kafka reachability as a readiness
-// check. closeFn flushes and closes the Kafka client; call it once the server
-// has stopped.
-func newServeRole(cfg config.Config, log *slog.Logger) (srv *serving.Server, closeFn func(), err error) {
+// newServeRole wires the serving role: the HTTP server with the read API on
+// st, the event collector mounted at /v1/events and Kafka reachability as a
+// readiness check. closeFn flushes and closes the Kafka client; call it once
+// the server has stopped.
+func newServeRole(cfg config.Config, log *slog.Logger, st store.Store) (srv *serving.Server, closeFn func(), err error) {
 	cl, err := kafka.NewClient(cfg.Kafka.Brokers, kgo.ClientID("lambdarec-serve"))
 	if err != nil {
 		return nil, nil, err
@@ -74,6 +98,15 @@ func newServeRole(cfg config.Config, log *slog.Logger) (srv *serving.Server, clo
 	}
 	srv.Handle("/v1/events", col)
 	srv.AddCheck(serving.Check{Name: "kafka", Func: col.Ready})
-	log.Info("serving", "brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.Topic, "endpoints", "/v1/events /healthz /readyz /metrics")
+	api, err := serving.NewAPI(serving.APIConfig{}, serving.APIDeps{Store: st, Log: log.With("component", "api")})
+	if err == nil {
+		err = api.Mount(srv)
+	}
+	if err != nil {
+		closeFn()
+		return nil, nil, err
+	}
+	log.Info("serving", "brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.Topic, "store", cfg.Store.Backend,
+		"endpoints", "/v1/recommendations /v1/items/{item_id}/similar /v1/status /v1/events /openapi.json /healthz /readyz /metrics")
 	return srv, closeFn, nil
 }

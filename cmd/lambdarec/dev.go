@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/lambdarec/lambdarec/batch"
+	"github.com/lambdarec/lambdarec/batch/archive"
+	"github.com/lambdarec/lambdarec/internal/broker"
+	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/internal/generate"
+	"github.com/lambdarec/lambdarec/internal/kafka"
+	"github.com/lambdarec/lambdarec/internal/lakehouse"
+	"github.com/lambdarec/lambdarec/internal/store"
+	"github.com/lambdarec/lambdarec/speed"
+)
+
+func init() {
+	register("dev", command{
+		summary: "run every role in one process on the embedded default: broker, generator, archive, speed, batch schedule, serve",
+		setup: func(fs *flag.FlagSet, cfg *config.Config) func(context.Context, *env) error {
+			var o devOptions
+			fs.StringVar(&o.dataDir, "data-dir", "./lambdarec-data", "where the broker's log, the Iceberg catalog and warehouse live; a second start resumes from it")
+			fs.StringVar(&cfg.Serve.Addr, "http", cfg.Serve.Addr, "HTTP listen address of the API")
+			fs.StringVar(&cfg.Broker.Addr, "kafka", cfg.Broker.Addr, "listen address of the embedded Kafka-protocol broker")
+			fs.Float64Var(&o.rate, "rate", 50, "generated events per second (0 = no generator)")
+			fs.DurationVar(&o.batchEvery, "batch-every", time.Minute, "interval between batch recomputes")
+			fs.Int64Var(&o.seed, "seed", 1, "seed of the generated clickstream")
+			return func(ctx context.Context, e *env) error { return runDev(ctx, e, o) }
+		},
+	})
+}
+
+type devOptions struct {
+	dataDir    string
+	rate       float64
+	batchEvery time.Duration
+	seed       int64
+}
+
+// devConfig points every role of cfg at the embedded default under dataDir.
+func devConfig(cfg config.Config, o devOptions) (config.Config, error) {
+	dir, err := filepath.Abs(o.dataDir)
+	if err != nil {
+		return cfg, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return cfg, fmt.Errorf("data directory: %w", err)
+	}
+	cfg.Broker.DataDir = filepath.Join(dir, "kafka")
+	cfg.Kafka.Brokers = []string{cfg.Broker.Addr}
+	cfg.Iceberg.Catalog = "sql"
+	cfg.Iceberg.SQLDialect = "sqlite"
+	cfg.Iceberg.CatalogURI = "file:" + filepath.Join(dir, "catalog.db")
+	cfg.Iceberg.Warehouse = "file://" + filepath.Join(dir, "warehouse")
+	cfg.Store.Backend = "memory"
+	// Small micro-batches, so a batch soon has something to read.
+	cfg.Archive.MaxInterval = min(cfg.Archive.MaxInterval, 2*time.Second)
+	cfg.Speed.BatchPollInterval = min(cfg.Speed.BatchPollInterval, time.Second)
+	return cfg, cfg.Validate()
+}
+
+func runDev(ctx context.Context, e *env, o devOptions) error {
+	if o.batchEvery <= 0 {
+		return errors.New("--batch-every must be positive")
+	}
+	if o.rate < 0 {
+		return errors.New("--rate must not be negative")
+	}
+	cfg, err := devConfig(e.cfg, o)
+	if err != nil {
+		return err
+	}
+	log := e.log
+
+	b, err := broker.New(broker.Config{
+		Addr:       cfg.Broker.Addr,
+		DataDir:    cfg.Broker.DataDir,
+		Topics:     []string{cfg.Kafka.Topic, cfg.Kafka.DLQTopic},
+		Partitions: cfg.Kafka.Partitions,
+	}, log.With("component", "broker"))
+	if err != nil {
+		return err
+	}
+	defer b.Close() // last: every role below stops first
+	cfg.Kafka.Brokers = []string{b.Addr()}
+
+	lake, err := lakehouse.Open(ctx, cfg.Iceberg, log.With("component", "lakehouse"))
+	if err != nil {
+		return err
+	}
+	defer lake.Close()
+	st := store.NewMemory()
+	defer st.Close()
+
+	// Batch: on a schedule; the follower publishes each new batch to the
+	// serving store, and the speed layer switches to it.
+	runner, err := batch.New(batch.Config{Lake: lake, Topic: cfg.Kafka.Topic, Params: &cfg.Model, TopK: cfg.Batch.TopK}, log.With("component", "batch"))
+	if err != nil {
+		return err
+	}
+	sched, err := batch.NewScheduler(runner, "@every "+o.batchEvery.String(), log.With("component", "batch"))
+	if err != nil {
+		return err
+	}
+	loader := batch.NewLoader(lake, cfg.Model)
+
+	arch, err := archive.New(cfg, archive.Deps{Log: log.With("component", "archive"), Lake: lake})
+	if err != nil {
+		return err
+	}
+
+	sc := speed.FromConfig(&cfg)
+	sc.Params = &cfg.Model
+	sp, err := speed.New(sc, speed.Deps{
+		Views:   st,
+		Batches: batchSource(loader),
+		Log:     log.With("component", "speed"),
+	})
+	if err != nil {
+		return err
+	}
+
+	srv, closeServe, err := newServeRole(cfg, log, st)
+	if err != nil {
+		return err
+	}
+	defer closeServe()
+
+	roles := []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"archive", arch.Run},
+		{"speed", sp.Run},
+		{"batch", sched.Run},
+		{"batch-follower", func(ctx context.Context) error {
+			return loader.Follow(ctx, st, time.Second, log.With("component", "batch"))
+		}},
+		{"serve", srv.Run},
+	}
+	if o.rate > 0 {
+		roles = append(roles, struct {
+			name string
+			run  func(context.Context) error
+		}{"generate", func(ctx context.Context) error { return devGenerate(ctx, cfg, o, log) }})
+	}
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for _, r := range roles {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := r.run(ctx)
+			if err != nil && ctx.Err() == nil {
+				cancel(fmt.Errorf("%s: %w", r.name, err))
+				return
+			}
+			if ctx.Err() == nil && r.name != "generate" {
+				cancel(fmt.Errorf("%s stopped unexpectedly", r.name))
+			}
+		}()
+	}
+	printDevBanner(e, cfg, o)
+	<-ctx.Done()
+	log.Info("stopping")
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info("stopped; start again with the same --data-dir to resume", "data_dir", o.dataDir)
+	return nil
+}
+
+// batchSource adapts the loader to the speed layer.
+func batchSource(l *batch.Loader) speed.BatchSource {
+	return speed.BatchSourceFunc(func(ctx context.Context) (*speed.Batch, error) {
+		loaded, err := l.Latest(ctx)
+		if err != nil || loaded == nil {
+			return nil, err
+		}
+		return &speed.Batch{Meta: loaded.Run.Meta(), Model: loaded.Model}, nil
+	})
+}
+
+func devGenerate(ctx context.Context, cfg config.Config, o devOptions, log *slog.Logger) error {
+	g, err := generate.New(generate.Config{
+		Seed:      o.seed,
+		Start:     time.Now(),
+		Rate:      o.rate,
+		ClockRate: o.rate, // event time keeps pace with the wall clock
+		Log:       log.With("component", "generate"),
+	})
+	if err != nil {
+		return err
+	}
+	cl, err := kafka.NewClient(cfg.Kafka.Brokers)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	_, err = g.Run(ctx, generate.NewKafkaSink(cl, cfg.Kafka.Topic))
+	return err
+}
+
+func printDevBanner(e *env, cfg config.Config, o devOptions) {
+	host, port, _ := net.SplitHostPort(cfg.Serve.Addr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	base := "http://" + net.JoinHostPort(host, port)
+	fmt.Fprintf(e.stdout, `lambdarec dev is running (Ctrl-C stops it; data in %s)
+  API:      %s   (OpenAPI at %s/openapi.json, status at %s/v1/status)
+  Kafka:    %s   (topics %s, %s)
+  batch:    every %s; generator: %s events/s
+
+try:
+  curl '%s/v1/recommendations?user_id=u000001&session_id=my-session&k=5'
+`, o.dataDir, base, base, base, cfg.Broker.Addr, cfg.Kafka.Topic, cfg.Kafka.DLQTopic, o.batchEvery,
+		strconv.FormatFloat(o.rate, 'f', -1, 64), base)
+}
