@@ -1,9 +1,11 @@
 // Package serving owns lambdarec's HTTP API: the server that the serving
 // layer's endpoints are mounted on, its JSON error envelope
 // ({"error": {"code", "message", …}}), the /healthz and /readyz probes, the
-// Prometheus /metrics endpoint, and request instrumentation. Endpoints live
-// in their own packages (the event collector in serving/collector) and are
-// mounted with Server.Handle.
+// Prometheus /metrics endpoint, and request instrumentation; and the read
+// API (api.go: GET /v1/recommendations merging the batch and real-time views
+// by recency, /v1/items/{item_id}/similar, /v1/status, /openapi.json),
+// mounted with API.Mount. Other endpoints live in their own packages (the
+// event collector in serving/collector) and are mounted with Server.Handle.
 package serving
 
 import (
