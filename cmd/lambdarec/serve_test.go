@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -25,6 +26,11 @@ func TestServeCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer br.Close()
+	// The in-process store follows batches in Iceberg: keep its catalog
+	// and warehouse out of the source tree.
+	dir := t.TempDir()
+	t.Setenv("LAMBDAREC_ICEBERG_CATALOG_URI", "file:"+filepath.Join(dir, "catalog.db"))
+	t.Setenv("LAMBDAREC_ICEBERG_WAREHOUSE", "file://"+filepath.Join(dir, "warehouse"))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
