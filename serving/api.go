@@ -149,16 +149,6 @@ func (a *API) Mount(s *Server) error {
 	return nil
 }
 
-// Handler returns the API's routes on a mux of their own, without the
-// server's instrumentation: for tests and embedding. Prefer Mount.
-func (a *API) Handler() http.Handler {
-	mux := http.NewServeMux()
-	for pattern, h := range a.routes() {
-		mux.Handle(pattern, h)
-	}
-	return mux
-}
-
 func (a *API) routes() map[string]http.Handler {
 	return map[string]http.Handler{
 		RouteRecommendations: http.HandlerFunc(a.handleRecommendations),

@@ -600,14 +600,11 @@ func TestNewAPIConfig(t *testing.T) {
 	if _, err := NewAPI(APIConfig{}, APIDeps{}); err == nil {
 		t.Error("NewAPI without a store accepted")
 	}
-	a, err := NewAPI(APIConfig{MaxK: 5}, APIDeps{Store: st})
-	if err != nil {
-		t.Fatal(err)
+	f := newFixture(t, st, APIConfig{MaxK: 5})
+	if f.api.cfg.DefaultK != 5 {
+		t.Errorf("default k %d, want the maximum 5", f.api.cfg.DefaultK)
 	}
-	if a.cfg.DefaultK != 5 {
-		t.Errorf("default k %d, want the maximum 5", a.cfg.DefaultK)
-	}
-	r := get(t, a.Handler(), "/v1/recommendations?user_id=u&k=6")
+	r := get(t, f.h, "/v1/recommendations?user_id=u&k=6")
 	if e := wantError(t, r, http.StatusBadRequest, CodeInvalidParameter); !strings.Contains(e.Message, "between 1 and 5") {
 		t.Errorf("message %q does not state the configured maximum", e.Message)
 	}

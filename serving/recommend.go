@@ -176,7 +176,7 @@ func (m *merger) add(list []store.Scored, source string) {
 	}
 }
 
-// Recommend merges the views for q by recency: the session's real-time
+// recommend merges the views for q by recency: the session's real-time
 // recommendations when they are newer than the batch boundary (SpeedIsNewer),
 // then the batch recommendations of the user (the user_id given, else the
 // session's user), then popular items. Items are deduplicated (the first
@@ -185,7 +185,8 @@ func (m *merger) add(list []store.Scored, source string) {
 //
 // The batch metadata and the batch lists are separate reads: if a batch is
 // published between them, the lists may come from the newer batch than the
-// one named in AsOf.
+// one named in AsOf. On a store error it also returns the failed operation,
+// for the metrics.
 func (a *API) recommend(ctx context.Context, q recsQuery) (*Recommendations, string, error) {
 	now := a.now()
 	meta, hasBatch, err := a.store.CurrentBatch(ctx)
