@@ -1,20 +1,26 @@
 package speed
 
 import (
-	"slices"
+	"cmp"
+	"strings"
 
 	"github.com/lambdarec/lambdarec/internal/model"
 )
 
-// mergedNeighbors implements model.Neighbors as the batch row plus the delta
-// row of an item, exact in the top-K region: it returns the first K entries
-// (count desc, item asc) of batch ⊕ delta, which is what the Scorer uses.
+// mergedNeighbors implements model.Neighbors (and model.TopNeighbors) as the
+// batch row plus the delta row of an item, exact in the top-K region: it
+// returns the first K entries (count desc, item asc) of batch ⊕ delta, which
+// is what the Scorer uses.
 //
-// Delta counts are never negative (weights are), so an item missing from the
-// delta row keeps its batch count, and the merged top K is found among the
-// delta row's items (with their batch counts added) and the first K batch
-// items not in the delta row. Sorted batch rows are cached per item, as a
-// prefix of 2K entries; the full row is fetched when the prefix runs out.
+// The first time an item is asked for (after a handoff), its top K is
+// computed from its delta row and its batch row: delta counts are never
+// negative, so an item missing from the delta row keeps its batch count, and
+// the merged top K is among the delta row's items (with their batch counts
+// added) and the first K batch items not in the delta row. From then on the
+// top K is maintained as the deltas grow (bump, for every pair contribution):
+// counts only increase between two rebuilds of the deltas, so an item enters
+// an item's top K only through its own increase, and the maintained list
+// stays exact. A rebuild of the deltas (handoff, revocation) starts over.
 //
 // It is used by one goroutine; a returned row is valid until the next call.
 type mergedNeighbors struct {
@@ -22,34 +28,94 @@ type mergedNeighbors struct {
 	delta *model.Covisit
 	k     int
 
-	rows map[string]batchRow
+	tops map[string][]model.ItemCount // maintained top K of the items asked for
 	drow []model.ItemCount
+	brow []model.ItemCount
 	out  []model.ItemCount
 	seen map[string]struct{}
-	// cachedBytes estimates the memory of rows.
+	// cachedBytes estimates the memory of tops.
 	cachedBytes int
 }
 
-type batchRow struct {
-	row  []model.ItemCount
-	full bool // row is the whole row, not a prefix
+func newMergedNeighbors(batch, delta *model.Covisit, k int) *mergedNeighbors {
+	return &mergedNeighbors{batch: batch, delta: delta, k: k, tops: map[string][]model.ItemCount{}, seen: map[string]struct{}{}}
 }
 
-func newMergedNeighbors(batch, delta *model.Covisit, k int) *mergedNeighbors {
-	return &mergedNeighbors{batch: batch, delta: delta, k: k, rows: map[string]batchRow{}, seen: map[string]struct{}{}}
+// reset starts over with new deltas.
+func (n *mergedNeighbors) reset(delta *model.Covisit) {
+	n.delta = delta
+	clear(n.tops)
+	n.cachedBytes = 0
 }
 
 // Neighbors returns item's top K neighbours in batch ⊕ delta, in the model's
 // order.
 func (n *mergedNeighbors) Neighbors(item string) []model.ItemCount {
+	if top, ok := n.tops[item]; ok {
+		return top
+	}
+	top := append([]model.ItemCount(nil), n.compute(item)...)
+	n.tops[item] = top
+	n.cachedBytes += len(item) + 64 + n.k*itemCountBytes
+	return top
+}
+
+// TopNeighbors implements model.TopNeighbors.
+func (n *mergedNeighbors) TopNeighbors(item string, k int) []model.ItemCount {
+	row := n.Neighbors(item)
+	return row[:min(k, len(row))]
+}
+
+// bump records that C[a][b] grew by w (the deltas already hold it): a's
+// maintained top K, if any, follows.
+func (n *mergedNeighbors) bump(a, b string, w int64) {
+	top, ok := n.tops[a]
+	if !ok {
+		return
+	}
+	i := 0
+	for i < len(top) && top[i].Item != b {
+		i++
+	}
+	switch {
+	case i < len(top):
+		top[i].Count += w
+	case len(top) < n.k: // the list is the whole row: b is a new neighbour
+		top = append(top, model.ItemCount{Item: b, Count: n.count(a, b)})
+		n.tops[a] = top
+	default:
+		e := model.ItemCount{Item: b, Count: n.count(a, b)}
+		if compareItemCount(e, top[i-1]) >= 0 {
+			return
+		}
+		i--
+		top[i] = e
+	}
+	for ; i > 0 && compareItemCount(top[i], top[i-1]) < 0; i-- {
+		top[i], top[i-1] = top[i-1], top[i]
+	}
+}
+
+// count returns C[a][b] in batch ⊕ delta.
+func (n *mergedNeighbors) count(a, b string) int64 {
+	c := n.delta.Get(a, b)
+	if n.batch != nil {
+		c += n.batch.Get(a, b)
+	}
+	return c
+}
+
+// compute returns item's top K in batch ⊕ delta from the rows.
+func (n *mergedNeighbors) compute(item string) []model.ItemCount {
 	n.drow = n.delta.AppendRow(n.drow[:0], item) // sorted
 	if n.batch == nil {
 		return n.drow[:min(n.k, len(n.drow))]
 	}
-	br := n.batchRow(item, false)
+	n.brow = n.batch.AppendTopK(n.brow[:0], item, 2*n.k)
 	if len(n.drow) == 0 {
-		return br.row[:min(n.k, len(br.row))]
+		return n.brow[:min(n.k, len(n.brow))]
 	}
+	full := len(n.brow) < 2*n.k
 	for {
 		n.out = n.out[:0]
 		clear(n.seen)
@@ -58,7 +124,7 @@ func (n *mergedNeighbors) Neighbors(item string) []model.ItemCount {
 			n.out = append(n.out, model.ItemCount{Item: d.Item, Count: d.Count + n.batch.Get(item, d.Item)})
 		}
 		need := n.k
-		for _, b := range br.row {
+		for _, b := range n.brow {
 			if need == 0 {
 				break
 			}
@@ -68,36 +134,24 @@ func (n *mergedNeighbors) Neighbors(item string) []model.ItemCount {
 			n.out = append(n.out, b)
 			need--
 		}
-		if need == 0 || br.full {
+		if need == 0 || full {
 			break
 		}
-		br = n.batchRow(item, true) // the prefix ran out: use the whole row
+		// The prefix ran out: use the whole row.
+		n.brow = n.batch.AppendTopK(n.brow[:0], item, -1)
+		full = true
 	}
-	model.SortItemCounts(n.out)
-	return n.out[:min(n.k, len(n.out))]
+	return model.TopK(n.out, n.k)
 }
 
-// batchRow returns item's sorted batch row from the cache, loading a 2K
-// prefix (or the whole row when full is set).
-func (n *mergedNeighbors) batchRow(item string, full bool) batchRow {
-	if r, ok := n.rows[item]; ok && (r.full || !full) {
-		return r
+// compareItemCount is the model's order: count desc, item asc.
+func compareItemCount(a, b model.ItemCount) int {
+	if c := cmp.Compare(b.Count, a.Count); c != 0 {
+		return c
 	}
-	row := n.batch.AppendRow(nil, item)
-	r := batchRow{row: row, full: true}
-	if !full && len(row) > 2*n.k {
-		r = batchRow{row: slices.Clone(row[:2*n.k])}
-	}
-	if old, ok := n.rows[item]; ok {
-		n.cachedBytes -= len(old.row) * itemCountBytes
-	} else {
-		n.cachedBytes += len(item) + 64
-	}
-	n.cachedBytes += len(r.row) * itemCountBytes
-	n.rows[item] = r
-	return r
+	return strings.Compare(a.Item, b.Item)
 }
 
 // itemCountBytes is the size of a model.ItemCount (string header and count);
-// the item strings are shared with the batch model.
+// the item strings are shared with the models.
 const itemCountBytes = 24

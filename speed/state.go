@@ -127,8 +127,9 @@ type processor struct {
 	views     []store.SessionView // scored, not yet written
 	pendSince time.Time           // when the oldest unwritten update was processed
 
-	c  counters
-	ev schemas.UserInteraction
+	c    counters
+	ev   schemas.UserInteraction
+	emit func(a, b string, w int64) // addPair
 }
 
 func newProcessor(lim limits, p model.Params, log *slog.Logger) (*processor, error) {
@@ -140,11 +141,13 @@ func newProcessor(lim limits, p model.Params, log *slog.Logger) (*processor, err
 	if err != nil {
 		return nil, err
 	}
-	return &processor{
+	proc := &processor{
 		lim: lim, log: log, params: p, bound: model.Boundary{}, deltas: d,
 		nb: newMergedNeighbors(nil, d.Covisit(), p.Neighbors), scorer: sc,
 		parts: map[int32]*partition{},
-	}, nil
+	}
+	proc.emit = proc.addPair
+	return proc, nil
 }
 
 // assign starts owning partition id with empty state; its records are then
@@ -179,7 +182,7 @@ func (p *processor) drop(ids []int32) {
 		p.dirty = slices.DeleteFunc(p.dirty, func(s *session) bool { return gone[s.part] })
 		p.views = slices.DeleteFunc(p.views, func(v store.SessionView) bool { return slices.Contains(ids, v.Partition) })
 		p.deltas = p.rebuild(p.params, p.bound)
-		p.nb.delta = p.deltas.Covisit()
+		p.nb.reset(p.deltas.Covisit())
 	}
 }
 
@@ -277,7 +280,7 @@ func (p *processor) record(part int32, offset int64, ts time.Time, value []byte)
 	if p.bound.Covers(part, offset) {
 		o = s.ms.Add(&p.params, e, nil)
 	} else {
-		o = p.deltas.Apply(s.ms, e)
+		o = p.applyDelta(s.ms, e)
 	}
 	p.c.outcomes[o]++
 	if tsMs > ps.streamTS {
@@ -304,6 +307,33 @@ func (p *processor) record(part int32, offset int64, ts time.Time, value []byte)
 		return nil, nil
 	}
 	return s, nil
+}
+
+// applyDelta is Model.Apply on the deltas, by its parts: the session emits
+// the pairs the record owns, which also keep the maintained top-K rows exact;
+// its own popularity and user contributions and the stats follow, as in
+// Model.Apply. (The central test holds the two to the same results.)
+func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
+	o := ms.Add(&p.params, e, p.emit)
+	switch o {
+	case model.Accepted:
+		w := p.params.Weight(e.Kind)
+		p.deltas.Popularity().Add(e.ItemID, w)
+		p.deltas.Users().Add(e.UserID, e.ItemID, e.Time, w, e.Kind == schemas.KindPurchase)
+		p.deltas.Stats.Accepted++
+	case model.Duplicate:
+		p.deltas.Stats.Duplicates++
+	case model.Capped:
+		p.deltas.Stats.Capped++
+	}
+	return o
+}
+
+// addPair is the emit of applyDelta.
+func (p *processor) addPair(a, b string, w int64) {
+	p.deltas.Covisit().Add(a, b, w)
+	p.nb.bump(a, b, w)
+	p.nb.bump(b, a, w)
 }
 
 func (p *processor) markDirty(s *session) {

@@ -247,16 +247,34 @@ func TestMergedNeighborsIsTopKOfTheSum(t *testing.T) {
 		if iter%5 == 0 {
 			nb = newMergedNeighbors(nil, sum, k)
 		}
-		for i := range items {
-			item := fmt.Sprintf("i%02d", i)
-			want := model.TopK(sum.Row(item), k)
-			got := nb.Neighbors(item)
-			if len(got) == 0 && len(want) == 0 {
-				continue
-			}
-			if !reflect.DeepEqual(got, want) {
-				t.Fatalf("iter %d item %s k %d: got %v want %v", iter, item, k, got, want)
+		check := func(when string) {
+			t.Helper()
+			for i := range items {
+				item := fmt.Sprintf("i%02d", i)
+				want := model.TopK(sum.Row(item), k)
+				got := nb.Neighbors(item)
+				if len(got) == 0 && len(want) == 0 {
+					continue
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("iter %d %s item %s k %d: got %v want %v", iter, when, item, k, got, want)
+				}
 			}
 		}
+		check("computed")
+		// The deltas grow: the maintained rows follow every contribution.
+		for range r.IntN(300) {
+			a, b, w := fmt.Sprintf("i%02d", r.IntN(items)), fmt.Sprintf("i%02d", r.IntN(items)), int64(1+r.IntN(4))
+			if a == b {
+				continue
+			}
+			nb.delta.Add(a, b, w)
+			if nb.delta != sum {
+				sum.Add(a, b, w)
+			}
+			nb.bump(a, b, w)
+			nb.bump(b, a, w)
+		}
+		check("maintained")
 	}
 }

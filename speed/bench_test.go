@@ -1,0 +1,385 @@
+package speed
+
+import (
+	"context"
+	"hash/fnv"
+	"log/slog"
+	"runtime"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lambdarec/lambdarec/internal/generate"
+	"github.com/lambdarec/lambdarec/internal/model"
+	"github.com/lambdarec/lambdarec/internal/store"
+	"github.com/lambdarec/lambdarec/schemas"
+)
+
+const benchParts = 6
+
+// benchRecord is a generated record placed in a partition, as a producer
+// keyed by session would place it.
+type benchRecord struct {
+	part  int32
+	off   int64
+	key   []byte
+	value []byte
+}
+
+// genStream returns n records of the synthetic clickstream (no faults), with
+// event time starting at start and advancing rate events per second.
+func genStream(tb testing.TB, n int, start time.Time, rate float64) []benchRecord {
+	tb.Helper()
+	g, err := generate.New(generate.Config{Seed: 1, Start: start, ClockRate: rate})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	next := make([]int64, benchParts)
+	out := make([]benchRecord, n)
+	for i := range out {
+		r := g.Next()
+		h := fnv.New32a()
+		h.Write(r.Key)
+		p := int32(h.Sum32() % benchParts)
+		out[i] = benchRecord{part: p, off: next[p], key: r.Key, value: r.Value}
+		next[p]++
+	}
+	return out
+}
+
+var (
+	benchOnce sync.Once
+	benchRecs []benchRecord
+)
+
+// benchStream is a shared stream of 400k records whose event times are an
+// hour old, with records timestamped now.
+func benchStream(tb testing.TB) []benchRecord {
+	benchOnce.Do(func() { benchRecs = genStream(tb, 400_000, time.Now().Add(-70*time.Minute), 100) })
+	return benchRecs
+}
+
+// benchBatch computes a batch over the records before half of each
+// partition, as the batch layer would.
+func benchBatch(tb testing.TB, recs []benchRecord) *Batch {
+	tb.Helper()
+	ends := map[int32]int64{}
+	for _, r := range recs {
+		ends[r.part] = r.off + 1
+	}
+	bound := model.Boundary{}
+	for p, e := range ends {
+		bound[p] = e/2 - 1
+	}
+	bld, err := model.NewBuilder(model.DefaultParams())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var ev schemas.UserInteraction
+	now := time.Now()
+	for _, r := range recs {
+		if bound.Covers(r.part, r.off) && schemas.Decode(r.value, &ev, now) == nil {
+			bld.Add(model.EventFromProto(&ev, r.part, r.off))
+		}
+	}
+	return &Batch{Meta: store.BatchMeta{BatchID: "bench", Boundary: bound}, Model: bld.Build()}
+}
+
+// BenchmarkPipeline is the speed layer's per-event work without Kafka:
+// decode, validate, session update, deltas, and one scoring per session per
+// poll of 1000 records (as the layer scores a session after its last record
+// of a poll). The batch covers the first half of the stream; ns/op and
+// allocs/op are per event.
+func BenchmarkPipeline(b *testing.B) {
+	recs := benchStream(b)
+	batch := benchBatch(b, recs)
+	var p *processor
+	reset := func() {
+		var err error
+		p, err = newProcessor(defaultLimits(), model.DefaultParams(), slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for id := range int32(benchParts) {
+			p.assign(id)
+		}
+		p.handoff(batch)
+	}
+	reset()
+	ts := time.Now()
+	var views []store.SessionView
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		j := i % len(recs)
+		if j == 0 && i > 0 {
+			b.StopTimer()
+			reset()
+			b.StartTimer()
+		}
+		r := &recs[j]
+		if _, err := p.record(r.part, r.off, ts, r.value); err != nil {
+			b.Fatal(err)
+		}
+		if j%1000 == 999 {
+			views = p.appendViews(views[:0], ts)
+		}
+	}
+}
+
+// BenchmarkScore is one session view: scoring the session's recent items
+// against the batch row ⊕ delta row of each.
+func BenchmarkScore(b *testing.B) {
+	recs := benchStream(b)
+	batch := benchBatch(b, recs)
+	p, err := newProcessor(defaultLimits(), model.DefaultParams(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for id := range int32(benchParts) {
+		p.assign(id)
+	}
+	p.handoff(batch)
+	ts := time.Now()
+	var ss []*session
+	for _, r := range recs[:300_000] {
+		s, err := p.record(r.part, r.off, ts, r.value)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if s != nil && s.ms.Len() >= 5 && len(ss) < 1000 && !slices.Contains(ss, s) {
+			ss = append(ss, s)
+		}
+	}
+	p.appendViews(nil, ts)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		s := ss[i%len(ss)]
+		s.dirty = true
+		p.score(s, ts)
+		if len(p.views) > 1000 {
+			clear(p.views)
+			p.views = p.views[:0]
+		}
+	}
+}
+
+// fillTopic produces recs to a fresh embedded broker, in their partitions.
+func fillTopic(b *testing.B, recs []benchRecord) *testTopic {
+	b.Helper()
+	tt := newTestTopic(b, benchParts)
+	const chunk = 5000
+	batch := make([]*kgo.Record, 0, chunk)
+	ts := time.Now()
+	for i := range recs {
+		r := &recs[i]
+		batch = append(batch, &kgo.Record{Topic: "events", Partition: r.part, Key: r.key, Value: r.value, Timestamp: ts})
+		if len(batch) == chunk || i == len(recs)-1 {
+			res := tt.cl.ProduceSync(context.Background(), batch...)
+			if err := res.FirstErr(); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	for p := range int32(benchParts) {
+		tt.ends[p] = 0
+	}
+	for _, r := range recs {
+		tt.ends[r.part] = max(tt.ends[r.part], r.off+1)
+	}
+	return tt
+}
+
+// countingConsumer consumes the whole topic with a plain franz-go client
+// that only counts records, and returns its sustained rate (from the first
+// record to the last).
+func countingConsumer(b *testing.B, addr string, n int) float64 {
+	b.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics("events"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	var first time.Time
+	got := 0
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for got < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			b.Fatalf("plain consumer: %d of %d records", got, n)
+		}
+		k := fs.NumRecords()
+		if k > 0 && first.IsZero() {
+			first = time.Now()
+		}
+		got += k
+	}
+	return float64(n) / time.Since(first).Seconds()
+}
+
+// BenchmarkThroughput is the sustained rate of the speed layer consuming a
+// topic of 400k generated events from the embedded broker (kfake over TCP),
+// writing views to the in-process store, beside a plain franz-go client that
+// only counts the records of the same topic on the same broker, in the same
+// run. The batch covers the first half. Run with -benchtime=1x.
+func BenchmarkThroughput(b *testing.B) {
+	recs := benchStream(b)
+	batch := benchBatch(b, recs)
+	tt := fillTopic(b, recs)
+	src := &fakeSource{}
+	src.publish(batch)
+	n := len(recs)
+	for i := range b.N {
+		plain := countingConsumer(b, tt.b.Addr(), n)
+
+		runtime.GC()
+		var ms0, ms1 runtime.MemStats
+		runtime.ReadMemStats(&ms0)
+		views := store.NewMemory()
+		l, stop := startStoppable(b, tt, src, views, func(c *Config) { c.Group = "bench-" + string(rune('a'+i)) })
+		var first time.Time
+		ends := tt.endOffsets()
+		for {
+			pos := l.Positions()
+			if first.IsZero() && len(pos) > 0 {
+				first = time.Now()
+			}
+			if caughtUp(pos, ends) {
+				break
+			}
+			time.Sleep(500 * time.Microsecond)
+		}
+		el := time.Since(first)
+		runtime.ReadMemStats(&ms1)
+		stop()
+		speed := float64(n) / el.Seconds()
+		b.ReportMetric(plain, "plain_events/s")
+		b.ReportMetric(speed, "speed_events/s")
+		b.ReportMetric(speed/plain, "ratio")
+		b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(n), "process_allocs/event")
+	}
+}
+
+// latencyWriter records when each session view became visible in the store.
+type latencyWriter struct {
+	*store.Memory
+	mu     sync.Mutex
+	writes []viewWrite
+}
+
+type viewWrite struct {
+	session string
+	offset  int64
+	at      time.Time
+}
+
+func (w *latencyWriter) UpsertSessions(ctx context.Context, vs []store.SessionView) error {
+	if err := w.Memory.UpsertSessions(ctx, vs); err != nil {
+		return err
+	}
+	now := time.Now()
+	w.mu.Lock()
+	for _, v := range vs {
+		w.writes = append(w.writes, viewWrite{v.SessionID, v.Offset, now})
+	}
+	w.mu.Unlock()
+	return nil
+}
+
+// BenchmarkLatency produces 50,000 events/s (paced every millisecond, event
+// time following the wall clock) for 4 seconds while the speed layer runs,
+// and reports the time from each produce call to the first write of its
+// session's view at or past its offset: p50, p99 and max, after a 1s warm-up.
+// Run with -benchtime=1x.
+func BenchmarkLatency(b *testing.B) {
+	const (
+		rate = 50_000
+		dur  = 4 * time.Second
+		warm = time.Second
+	)
+	for range b.N {
+		recs := genStream(b, int(rate*dur/time.Second)+rate/10, time.Now(), rate)
+		tt := newTestTopic(b, benchParts)
+		w := &latencyWriter{Memory: store.NewMemory()}
+		l := startLayer(b, tt, nil, w, func(c *Config) { c.Group = "latency" })
+		waitFor(b, 10*time.Second, "assignment", func() bool { return len(l.Assigned()) == benchParts })
+		prod, err := kgo.NewClient(kgo.SeedBrokers(tt.b.Addr()), kgo.ProducerLinger(0), kgo.DefaultProduceTopic("events"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		type sent struct {
+			part int32
+			off  int64
+			key  string
+			at   time.Time
+		}
+		var mu sync.Mutex
+		var sends []sent
+		var wg sync.WaitGroup
+		start := time.Now()
+		tick := time.NewTicker(time.Millisecond)
+		i := 0
+		for i < len(recs) {
+			now := <-tick.C
+			due := min(int(float64(now.Sub(start))/float64(time.Second)*rate), len(recs))
+			for ; i < due; i++ {
+				r := &recs[i]
+				at := time.Now()
+				wg.Add(1)
+				prod.Produce(context.Background(), &kgo.Record{Partition: r.part, Key: r.key, Value: r.value}, func(rec *kgo.Record, err error) {
+					defer wg.Done()
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					mu.Lock()
+					sends = append(sends, sent{rec.Partition, rec.Offset, string(rec.Key), at})
+					mu.Unlock()
+				})
+			}
+		}
+		tick.Stop()
+		sendDur := time.Since(start)
+		wg.Wait()
+		prod.Close()
+		waitFor(b, 30*time.Second, "the layer to catch up", func() bool { return caughtUp(l.Positions(), tt.endOffsets()) })
+		time.Sleep(50 * time.Millisecond)
+
+		// For each record, the first view write of its session at or past
+		// its offset.
+		w.mu.Lock()
+		bySession := map[string][]viewWrite{}
+		for _, vw := range w.writes {
+			bySession[vw.session] = append(bySession[vw.session], vw)
+		}
+		w.mu.Unlock()
+		var lat []float64
+		for _, s := range sends {
+			if s.at.Sub(start) < warm {
+				continue
+			}
+			ws := bySession[s.key] // keys are session ids
+			k := sort.Search(len(ws), func(j int) bool { return ws[j].offset >= s.off })
+			if k == len(ws) {
+				continue // a duplicate-only session never written; none in this stream
+			}
+			lat = append(lat, float64(ws[k].at.Sub(s.at))/float64(time.Millisecond))
+		}
+		if len(lat) < len(sends)/2 {
+			b.Fatalf("only %d of %d records matched a view write", len(lat), len(sends))
+		}
+		slices.Sort(lat)
+		q := func(f float64) float64 { return lat[int(f*float64(len(lat)-1))] }
+		b.ReportMetric(float64(len(sends))/sendDur.Seconds(), "produced_events/s")
+		b.ReportMetric(q(0.5), "p50_ms")
+		b.ReportMetric(q(0.99), "p99_ms")
+		b.ReportMetric(lat[len(lat)-1], "max_ms")
+	}
+}
