@@ -25,8 +25,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -111,6 +113,12 @@ type column struct {
 	// byCase[i] is the field of this column in the i-th member of oneof
 	// (nil when that member does not have it); union columns only.
 	byCase []protoreflect.FieldDescriptor
+
+	// Go struct field indexes of the generated code (see bindGo): of fd in
+	// its message, of parent in the event, of byCase[i] in the i-th member
+	// (-1 when absent).
+	goIdx, goParent int
+	goByCase        []int
 }
 
 type eventsLayout struct {
@@ -126,10 +134,18 @@ type eventsLayout struct {
 	caseOrdinal []int
 	tsSeconds   protoreflect.FieldDescriptor
 	tsNanos     protoreflect.FieldDescriptor
+
+	// Go side, set by bindGo.
+	goTsSeconds, goTsNanos int
+	goCaseZero             []reflect.Value // zero struct of each oneof member
 }
 
 var layout = sync.OnceValue(func() *eventsLayout {
-	l, err := deriveLayout((&UserInteraction{}).ProtoReflect().Descriptor())
+	m := (&UserInteraction{}).ProtoReflect()
+	l, err := deriveLayout(m.Descriptor())
+	if err == nil {
+		err = l.bindGo(m)
+	}
 	if err != nil {
 		// The descriptor is compiled into the binary; a failure here is a
 		// change of interaction.proto that the table cannot represent, and
@@ -398,19 +414,27 @@ func (l *eventsLayout) buildSchemas() error {
 // Events → Arrow.
 
 // EventBuilder appends events to an Arrow record batch of the events table.
-// It is not safe for concurrent use.
+// It is not safe for concurrent use; use one builder per goroutine.
 type EventBuilder struct {
 	l        *eventsLayout
 	rb       *array.RecordBuilder
 	appliers []func(r *row)
-	keys     []string // scratch for sorted map keys
+	kvs      []kv // scratch for sorted map entries
+	it       reflect.MapIter
+	mk, mv   reflect.Value // settable strings the map entries are read into
+	r        row           // the row being appended (kept here: no allocation)
 }
 
-// row is what the column appenders of one event share.
+type kv struct{ k, v string }
+
+// row is what the column appenders of one event share. Fields are read
+// through the Go structs of the generated code (bound to the descriptor by
+// their protobuf tags), which costs no allocation, unlike protoreflect's
+// generic getters.
 type row struct {
-	m         protoreflect.Message
-	caseIdx   int // ordinal of the set oneof member, -1 when none
-	caseMsg   protoreflect.Message
+	v         reflect.Value // the UserInteraction struct
+	caseIdx   int           // ordinal of the set oneof member, -1 when none
+	caseV     reflect.Value // the set member's message struct
 	partition int32
 	offset    int64
 }
@@ -425,7 +449,8 @@ func NewEventBuilder(mem memory.Allocator, sc *arrow.Schema) (*EventBuilder, err
 	if err := checkBuildSchema(l, sc); err != nil {
 		return nil, err
 	}
-	b := &EventBuilder{l: l, rb: array.NewRecordBuilder(mem, sc)}
+	b := &EventBuilder{l: l, rb: array.NewRecordBuilder(mem, sc),
+		mk: reflect.New(reflect.TypeFor[string]()).Elem(), mv: reflect.New(reflect.TypeFor[string]()).Elem()}
 	for i, f := range sc.Fields() {
 		c := &l.cols[l.byName[f.Name]]
 		b.appliers = append(b.appliers, b.appender(c, b.rb.Field(i)))
@@ -475,18 +500,29 @@ func compatibleArrow(want, got arrow.DataType) bool {
 	return arrow.TypeEqual(want, got)
 }
 
-// Append adds ev, read at partition/offset, as one row.
+// Append adds ev, read at partition/offset, as one row. A nil ev is a row
+// with only its position.
 func (b *EventBuilder) Append(ev *UserInteraction, partition int32, offset int64) {
-	r := row{m: ev.ProtoReflect(), caseIdx: -1, partition: partition, offset: offset}
+	if ev == nil {
+		ev = &UserInteraction{}
+	}
+	r := &b.r
+	*r = row{v: reflect.ValueOf(ev).Elem(), caseIdx: -1, partition: partition, offset: offset}
 	if od := b.l.oneof; od != nil {
-		if which := r.m.WhichOneof(od); which != nil {
+		m := ev.ProtoReflect()
+		if which := m.WhichOneof(od); which != nil {
 			r.caseIdx = b.l.caseOrdinal[which.Index()]
-			r.caseMsg = r.m.Get(which).Message()
+			if cv := reflect.ValueOf(m.Get(which).Message().Interface()); cv.Kind() == reflect.Pointer && !cv.IsNil() {
+				r.caseV = cv.Elem()
+			} else {
+				r.caseV = b.l.goCaseZero[r.caseIdx]
+			}
 		}
 	}
 	for _, f := range b.appliers {
-		f(&r)
+		f(r)
 	}
+	*r = row{}
 }
 
 // Len returns the number of rows appended since the last NewRecordBatch.
@@ -507,22 +543,23 @@ func (b *EventBuilder) Schema() *arrow.Schema { return b.rb.Schema() }
 // Release frees the builder's buffers.
 func (b *EventBuilder) Release() { b.rb.Release() }
 
-// source returns the message holding c's field in r, or false when that
-// message is absent (the column is then null).
-func (c *column) source(r *row) (protoreflect.Message, protoreflect.FieldDescriptor, bool) {
+// field returns c's Go field in r, or false when its message is absent (the
+// column is then null).
+func (c *column) field(r *row) (reflect.Value, bool) {
 	switch {
 	case c.byCase != nil:
-		if r.caseIdx < 0 || c.byCase[r.caseIdx] == nil {
-			return nil, nil, false
+		if r.caseIdx < 0 || c.goByCase[r.caseIdx] < 0 {
+			return reflect.Value{}, false
 		}
-		return r.caseMsg, c.byCase[r.caseIdx], true
+		return r.caseV.Field(c.goByCase[r.caseIdx]), true
 	case c.parent != nil:
-		if !r.m.Has(c.parent) {
-			return nil, nil, false
+		p := r.v.Field(c.goParent)
+		if p.IsNil() {
+			return reflect.Value{}, false
 		}
-		return r.m.Get(c.parent).Message(), c.fd, true
+		return p.Elem().Field(c.goIdx), true
 	}
-	return r.m, c.fd, true
+	return r.v.Field(c.goIdx), true
 }
 
 // appender returns the function that appends c's value of a row to fb.
@@ -540,63 +577,63 @@ func (b *EventBuilder) appender(c *column, fb array.Builder) func(r *row) {
 		return func(r *row) { ib.Append(r.offset) }
 	case vOneofCase:
 		sb := fb.(stringAppender)
-		members := c.oneof.Fields()
+		names := make([]string, c.oneof.Fields().Len())
+		for i := range names {
+			names[i] = string(c.oneof.Fields().Get(i).Name())
+		}
 		return func(r *row) {
 			if r.caseIdx < 0 {
 				sb.AppendNull()
 				return
 			}
-			sb.Append(string(members.Get(r.caseIdx).Name()))
+			sb.Append(names[r.caseIdx])
 		}
 	case vTimestamp:
 		tb := fb.(*array.TimestampBuilder)
-		secs, nanos := b.l.tsSeconds, b.l.tsNanos
+		secs, nanos := b.l.goTsSeconds, b.l.goTsNanos
 		return func(r *row) {
-			if !r.m.Has(c.fd) {
+			p := r.v.Field(c.goIdx)
+			if p.IsNil() {
 				tb.AppendNull()
 				return
 			}
-			ts := r.m.Get(c.fd).Message()
-			tb.Append(arrow.Timestamp(timestampMicros(ts.Get(secs).Int(), ts.Get(nanos).Int())))
+			ts := p.Elem()
+			tb.Append(arrow.Timestamp(timestampMicros(ts.Field(secs).Int(), ts.Field(nanos).Int())))
 		}
 	case vStringMap:
 		mb := fb.(*array.MapBuilder)
 		kb := mb.KeyBuilder().(stringAppender)
 		vb := mb.ItemBuilder().(stringAppender)
 		return func(r *row) {
-			mp := r.m.Get(c.fd).Map()
+			mp := r.v.Field(c.goIdx)
 			mb.Append(true)
 			if mp.Len() == 0 {
 				return
 			}
 			// Sorted, so that equal events give equal rows and files.
-			keys := b.keys[:0]
-			mp.Range(func(k protoreflect.MapKey, _ protoreflect.Value) bool {
-				keys = append(keys, k.String())
-				return true
-			})
-			slices.Sort(keys)
-			for _, k := range keys {
-				kb.Append(k)
-				vb.Append(mp.Get(protoreflect.ValueOfString(k).MapKey()).String())
+			kvs := b.kvs[:0]
+			b.it.Reset(mp)
+			for b.it.Next() {
+				b.mk.SetIterKey(&b.it)
+				b.mv.SetIterValue(&b.it)
+				kvs = append(kvs, kv{b.mk.String(), b.mv.String()})
 			}
-			b.keys = keys[:0]
+			b.it.Reset(reflect.Value{})
+			slices.SortFunc(kvs, func(x, y kv) int { return strings.Compare(x.k, y.k) })
+			for _, e := range kvs {
+				kb.Append(e.k)
+				vb.Append(e.v)
+			}
+			b.kvs = kvs[:0]
 		}
 	}
 	// Scalars, possibly inside a sub-message or a oneof member.
-	get := func(r *row) (protoreflect.Value, protoreflect.FieldDescriptor, bool) {
-		m, fd, ok := c.source(r)
-		if !ok {
-			return protoreflect.Value{}, nil, false
-		}
-		return m.Get(fd), fd, true
-	}
 	switch c.kind {
 	case vString:
 		sb := fb.(stringAppender)
 		return func(r *row) {
-			if v, _, ok := get(r); ok {
-				sb.Append(v.String())
+			if f, ok := c.field(r); ok {
+				sb.Append(f.String())
 			} else {
 				sb.AppendNull()
 			}
@@ -604,22 +641,27 @@ func (b *EventBuilder) appender(c *column, fb array.Builder) func(r *row) {
 	case vEnum:
 		sb := fb.(stringAppender)
 		return func(r *row) {
-			v, fd, ok := get(r)
+			f, ok := c.field(r)
 			if !ok {
 				sb.AppendNull()
 				return
 			}
-			if ev := fd.Enum().Values().ByNumber(v.Enum()); ev != nil {
+			fd := c.fd
+			if c.byCase != nil {
+				fd = c.byCase[r.caseIdx]
+			}
+			n := protoreflect.EnumNumber(f.Int())
+			if ev := fd.Enum().Values().ByNumber(n); ev != nil {
 				sb.Append(string(ev.Name()))
 			} else {
-				sb.Append(strconv.Itoa(int(v.Enum())))
+				sb.Append(strconv.Itoa(int(n)))
 			}
 		}
 	case vBool:
 		bb := fb.(*array.BooleanBuilder)
 		return func(r *row) {
-			if v, _, ok := get(r); ok {
-				bb.Append(v.Bool())
+			if f, ok := c.field(r); ok {
+				bb.Append(f.Bool())
 			} else {
 				bb.AppendNull()
 			}
@@ -627,8 +669,8 @@ func (b *EventBuilder) appender(c *column, fb array.Builder) func(r *row) {
 	case vInt32:
 		ib := fb.(*array.Int32Builder)
 		return func(r *row) {
-			if v, _, ok := get(r); ok {
-				ib.Append(int32(v.Int()))
+			if f, ok := c.field(r); ok {
+				ib.Append(int32(f.Int()))
 			} else {
 				ib.AppendNull()
 			}
@@ -636,8 +678,8 @@ func (b *EventBuilder) appender(c *column, fb array.Builder) func(r *row) {
 	case vInt64:
 		ib := fb.(*array.Int64Builder)
 		return func(r *row) {
-			if v, _, ok := get(r); ok {
-				ib.Append(v.Int())
+			if f, ok := c.field(r); ok {
+				ib.Append(f.Int())
 			} else {
 				ib.AppendNull()
 			}
@@ -645,8 +687,8 @@ func (b *EventBuilder) appender(c *column, fb array.Builder) func(r *row) {
 	case vUint32:
 		ib := fb.(*array.Int64Builder)
 		return func(r *row) {
-			if v, _, ok := get(r); ok {
-				ib.Append(int64(v.Uint()))
+			if f, ok := c.field(r); ok {
+				ib.Append(int64(f.Uint()))
 			} else {
 				ib.AppendNull()
 			}
@@ -654,8 +696,8 @@ func (b *EventBuilder) appender(c *column, fb array.Builder) func(r *row) {
 	case vFloat32:
 		fb32 := fb.(*array.Float32Builder)
 		return func(r *row) {
-			if v, _, ok := get(r); ok {
-				fb32.Append(float32(v.Float()))
+			if f, ok := c.field(r); ok {
+				fb32.Append(float32(f.Float()))
 			} else {
 				fb32.AppendNull()
 			}
@@ -663,8 +705,8 @@ func (b *EventBuilder) appender(c *column, fb array.Builder) func(r *row) {
 	case vFloat64:
 		fb64 := fb.(*array.Float64Builder)
 		return func(r *row) {
-			if v, _, ok := get(r); ok {
-				fb64.Append(v.Float())
+			if f, ok := c.field(r); ok {
+				fb64.Append(f.Float())
 			} else {
 				fb64.AppendNull()
 			}
@@ -672,8 +714,8 @@ func (b *EventBuilder) appender(c *column, fb array.Builder) func(r *row) {
 	case vBytes:
 		bb := fb.(*array.BinaryBuilder)
 		return func(r *row) {
-			if v, _, ok := get(r); ok {
-				bb.Append(v.Bytes())
+			if f, ok := c.field(r); ok {
+				bb.Append(f.Bytes())
 			} else {
 				bb.AppendNull()
 			}
@@ -686,6 +728,67 @@ func (b *EventBuilder) appender(c *column, fb array.Builder) func(r *row) {
 // epoch, truncating sub-microsecond nanos.
 func timestampMicros(secs, nanos int64) int64 {
 	return secs*1_000_000 + nanos/1000
+}
+
+// bindGo finds, for every column, the Go struct field of the generated code
+// that holds it, by the protobuf tags of the message m's Go type.
+func (l *eventsLayout) bindGo(m protoreflect.Message) error {
+	root := reflect.TypeOf(m.Interface()).Elem()
+	msgType := func(fd protoreflect.FieldDescriptor) reflect.Type {
+		return reflect.TypeOf(m.NewField(fd).Message().Interface()).Elem()
+	}
+	var errs []error
+	idx := func(t reflect.Type, fd protoreflect.FieldDescriptor) int {
+		i, err := goFieldIndex(t, fd)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return i
+	}
+	if l.oneof != nil {
+		members := l.oneof.Fields()
+		l.goCaseZero = make([]reflect.Value, members.Len())
+		for i := range members.Len() {
+			l.goCaseZero[i] = reflect.New(msgType(members.Get(i))).Elem()
+		}
+	}
+	for i := range l.cols {
+		c := &l.cols[i]
+		switch {
+		case c.kind == vPartition || c.kind == vOffset || c.kind == vOneofCase:
+		case c.byCase != nil:
+			c.goByCase = make([]int, len(c.byCase))
+			for j, fd := range c.byCase {
+				c.goByCase[j] = -1
+				if fd != nil {
+					c.goByCase[j] = idx(l.goCaseZero[j].Type(), fd)
+				}
+			}
+		case c.parent != nil:
+			c.goParent = idx(root, c.parent)
+			c.goIdx = idx(msgType(c.parent), c.fd)
+		default:
+			c.goIdx = idx(root, c.fd)
+			if c.kind == vTimestamp {
+				tt := msgType(c.fd)
+				l.goTsSeconds, l.goTsNanos = idx(tt, l.tsSeconds), idx(tt, l.tsNanos)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// goFieldIndex returns the index of the field of struct t generated for fd.
+func goFieldIndex(t reflect.Type, fd protoreflect.FieldDescriptor) (int, error) {
+	want := "name=" + string(fd.Name())
+	for i := range t.NumField() {
+		for part := range strings.SplitSeq(t.Field(i).Tag.Get("protobuf"), ",") {
+			if part == want {
+				return i, nil
+			}
+		}
+	}
+	return -1, fmt.Errorf("field %s: no field of Go type %s is generated for it", fd.FullName(), t)
 }
 
 // ---------------------------------------------------------------------------

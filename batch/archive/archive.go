@@ -27,9 +27,11 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -85,11 +87,10 @@ type Archiver struct {
 	cl       *kgo.Client
 	tbl      *table.Table
 	sc       *arrow.Schema
-	builder  *schemas.EventBuilder
+	workers  []*worker
 	offsets  lakehouse.Offsets // what the table holds, as of our last commit
 	hwm      map[int32]int64   // high watermarks last seen, for lag
 	consumed []int32           // partitions consumed
-	ev       schemas.UserInteraction
 }
 
 // New returns an archiver for cfg (sections kafka, iceberg and archive).
@@ -146,7 +147,9 @@ func (a *Archiver) Run(ctx context.Context) (err error) {
 	}
 	defer func() {
 		a.cl.Close()
-		a.builder.Release()
+		for _, w := range a.workers {
+			w.b.Release()
+		}
 	}()
 	topic := a.cfg.Kafka.Topic
 	a.log.Info("archive started", "topic", topic, "table", strings.Join(a.tbl.Identifier(), "."),
@@ -197,26 +200,31 @@ func (a *Archiver) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("archive: offsets of %s: %w", strings.Join(tbl.Identifier(), "."), err)
 	}
-	builder, err := schemas.NewEventBuilder(memory.DefaultAllocator, sc)
+	workers, err := newWorkers(sc)
 	if err != nil {
 		return fmt.Errorf("archive: table %s: %w", strings.Join(tbl.Identifier(), "."), err)
 	}
-	a.tbl, a.sc, a.builder, a.offsets, a.hwm = tbl, sc, builder, offsets, map[int32]int64{}
+	a.tbl, a.sc, a.workers, a.offsets, a.hwm = tbl, sc, workers, offsets, map[int32]int64{}
+	releaseWorkers := func() {
+		for _, w := range workers {
+			w.b.Release()
+		}
+	}
 
 	k := a.cfg.Kafka
 	admin, err := kafka.NewClient(k.Brokers)
 	if err != nil {
-		builder.Release()
+		releaseWorkers()
 		return err
 	}
 	defer admin.Close()
 	if err := kafka.EnsureTopics(ctx, admin, int32(k.Partitions), k.Topic, k.DLQTopic); err != nil {
-		builder.Release()
+		releaseWorkers()
 		return err
 	}
 	parts, err := a.partitions(ctx, admin)
 	if err != nil {
-		builder.Release()
+		releaseWorkers()
 		return err
 	}
 	a.consumed = parts
@@ -226,7 +234,7 @@ func (a *Archiver) start(ctx context.Context) error {
 		kgo.ProduceRequestTimeout(k.ProduceTimeout),
 	)
 	if err != nil {
-		builder.Release()
+		releaseWorkers()
 		return err
 	}
 	return nil
@@ -322,59 +330,122 @@ func (a *Archiver) collect(ctx context.Context) ([]*kgo.Record, error) {
 	return recs, nil
 }
 
+// worker decodes a share of a micro-batch into its own builder.
+type worker struct {
+	b   *schemas.EventBuilder
+	ev  schemas.UserInteraction
+	dlq []*kgo.Record
+}
+
+// minShare is the fewest records worth a goroutine of their own.
+const minShare = 4096
+
+func newWorkers(sc *arrow.Schema) ([]*worker, error) {
+	n := max(1, min(runtime.GOMAXPROCS(0), 8))
+	ws := make([]*worker, 0, n)
+	for range n {
+		b, err := schemas.NewEventBuilder(memory.DefaultAllocator, sc)
+		if err != nil {
+			for _, w := range ws {
+				w.b.Release()
+			}
+			return nil, err
+		}
+		ws = append(ws, &worker{b: b})
+	}
+	return ws, nil
+}
+
+// decode decodes and validates recs, in parallel shares, into Arrow record
+// batches of the valid ones and dead letters for the others (in order).
+func (a *Archiver) decode(recs []*kgo.Record) (built []arrow.RecordBatch, dlq []*kgo.Record) {
+	now := a.now()
+	n := min(len(a.workers), max(1, len(recs)/minShare))
+	share := (len(recs) + n - 1) / n
+	var wg sync.WaitGroup
+	for i, w := range a.workers[:n] {
+		part := recs[i*share : min((i+1)*share, len(recs))]
+		wg.Go(func() {
+			w.dlq = w.dlq[:0]
+			for _, r := range part {
+				if err := schemas.Decode(r.Value, &w.ev, now); err != nil {
+					w.dlq = append(w.dlq, kafka.DeadLetter(a.cfg.Kafka.DLQTopic, r, Stage, err))
+					continue
+				}
+				w.b.Append(&w.ev, r.Partition, r.Offset)
+			}
+		})
+	}
+	wg.Wait()
+	for _, w := range a.workers[:n] {
+		dlq = append(dlq, w.dlq...)
+		clear(w.dlq)
+		rec := w.b.NewRecordBatch()
+		if rec.NumRows() == 0 {
+			rec.Release()
+			continue
+		}
+		built = append(built, rec)
+	}
+	return built, dlq
+}
+
 // flush archives one micro-batch: dead letters first (acknowledged), then
 // the valid records and the new offsets in one Iceberg commit.
 func (a *Archiver) flush(ctx context.Context, recs []*kgo.Record) error {
 	start := time.Now()
 	topic := a.cfg.Kafka.Topic
 	held := a.offsets.Topic(topic)
-	now := a.now()
-	var dlq []*kgo.Record
 	batchMax := map[int32]int64{}
-	skipped := 0
+	todo := recs[:0:0]
 	for _, r := range recs {
 		if off, ok := held[r.Partition]; ok && r.Offset <= off {
 			// Already in the table: never archive a record twice, whatever
 			// the consumer delivers (a reset, a redelivery).
-			skipped++
 			continue
 		}
 		if cur, ok := batchMax[r.Partition]; !ok || r.Offset > cur {
 			batchMax[r.Partition] = r.Offset
 		}
-		if err := schemas.Decode(r.Value, &a.ev, now); err != nil {
-			dlq = append(dlq, kafka.DeadLetter(a.cfg.Kafka.DLQTopic, r, Stage, err))
-			continue
-		}
-		a.builder.Append(&a.ev, r.Partition, r.Offset)
+		todo = append(todo, r)
 	}
-	if skipped > 0 {
+	if skipped := len(recs) - len(todo); skipped > 0 {
 		a.log.Warn("archive skipped records already archived", "records", skipped)
 	}
-	if len(batchMax) == 0 {
+	if len(todo) == 0 {
 		return nil
+	}
+
+	built, dlq := a.decode(todo)
+	decoded := time.Now()
+	release := func() {
+		for _, r := range built {
+			r.Release()
+		}
 	}
 	if len(dlq) > 0 {
 		pctx, cancel := context.WithTimeout(ctx, a.cfg.Kafka.ProduceTimeout)
 		err := a.cl.ProduceSync(pctx, dlq...).FirstErr()
 		cancel()
 		if err != nil {
-			a.builder.NewRecordBatch().Release() // drop the rows; they are read again on restart
+			release() // the records are read again on restart
 			return fmt.Errorf("archive: produce %d records to %s: %w", len(dlq), a.cfg.Kafka.DLQTopic, err)
 		}
 		hook("dlq-acked")
 	}
 
-	rows := a.builder.Len()
+	rows := 0
+	for _, r := range built {
+		rows += int(r.NumRows())
+	}
 	var files []iceberg.DataFile
-	if rec := a.builder.NewRecordBatch(); rows > 0 {
+	writeStart := time.Now()
+	if len(built) > 0 {
 		var err error
-		if files, err = lakehouse.WriteDataFiles(ctx, a.tbl, a.sc, rec); err != nil {
+		if files, err = lakehouse.WriteDataFiles(ctx, a.tbl, a.sc, built...); err != nil {
 			return fmt.Errorf("archive: %w", err)
 		}
 		hook("files-written")
-	} else {
-		rec.Release()
 	}
 
 	var committedOffsets lakehouse.Offsets
@@ -416,7 +487,9 @@ func (a *Archiver) flush(ctx context.Context, recs []*kgo.Record) error {
 	a.log.Info("archive commit",
 		"records", rows, "dead_lettered", len(dlq), "files", len(files),
 		"snapshot", snap.SnapshotID, "partitions", len(batchMax),
-		"commit_ms", time.Since(commitStart).Milliseconds(), "batch_ms", time.Since(start).Milliseconds())
+		"decode_ms", decoded.Sub(start).Milliseconds(), "dlq_ms", writeStart.Sub(decoded).Milliseconds(),
+		"write_ms", commitStart.Sub(writeStart).Milliseconds(), "commit_ms", time.Since(commitStart).Milliseconds(),
+		"batch_ms", time.Since(start).Milliseconds())
 	return nil
 }
 

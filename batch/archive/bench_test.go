@@ -1,0 +1,87 @@
+package archive
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lambdarec/lambdarec/internal/generate"
+	"github.com/lambdarec/lambdarec/internal/kafka"
+)
+
+// BenchmarkArchive measures archive throughput: b.N records (a generated
+// stream with 2% duplicates and 1% malformed values) waiting in 6 Kafka
+// partitions of the embedded broker are decoded, validated, written to
+// Iceberg as Parquet (day partitions, SQLite catalog, local warehouse) and
+// committed in micro-batches of the default 50000 records. Producing them is
+// not timed. Run it with a fixed count, e.g. -benchtime 200000x.
+func BenchmarkArchive(b *testing.B) {
+	br := startBroker(b)
+	cfg := testConfig(b, br.Addr())
+	cfg.Archive.MaxRecords = 50_000
+	cfg.Archive.MaxInterval = time.Second
+
+	g, err := generate.New(generate.Config{Seed: 7, Start: time.Now().Add(-24 * time.Hour), ClockRate: float64(b.N) / (20 * 3600),
+		DupRate: 0.02, MalformedRate: 0.01})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cl, err := kafka.NewClient([]string{br.Addr()}, kgo.DefaultProduceTopic("events"), kgo.ProducerBatchMaxBytes(4<<20))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	batch := make([]*kgo.Record, 0, 10_000)
+	for i := range b.N {
+		r := g.Next()
+		batch = append(batch, &kgo.Record{Key: r.Key, Value: r.Value})
+		if len(batch) == cap(batch) || i == b.N-1 {
+			if err := cl.ProduceSync(ctx, batch...).FirstErr(); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	cl.Close()
+
+	reg := prometheus.NewRegistry()
+	a, err := New(cfg, Deps{Registerer: reg, Log: testLogger(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	handled := func() float64 {
+		mfs, _ := reg.Gather()
+		n := 0.0
+		for _, mf := range mfs {
+			if mf.GetName() == "lambdarec_archive_records_total" {
+				for _, m := range mf.GetMetric() {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+		return n
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(rctx) }()
+	for handled() < float64(b.N) {
+		select {
+		case err := <-done:
+			b.Fatalf("Run: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/lambdarec/lambdarec/batch/archive"
+	"github.com/lambdarec/lambdarec/internal/config"
+)
+
+func init() {
+	register("archive", command{
+		summary: "archive Kafka events into the Iceberg events table, exactly once",
+		setup: func(fs *flag.FlagSet, cfg *config.Config) func(context.Context, *env) error {
+			brokersFlag(fs, cfg)
+			fs.StringVar(&cfg.Kafka.Topic, "topic", cfg.Kafka.Topic, "topic to archive")
+			fs.StringVar(&cfg.Iceberg.Warehouse, "warehouse", cfg.Iceberg.Warehouse, "Iceberg warehouse: file://… or s3://bucket/prefix")
+			fs.StringVar(&cfg.Iceberg.CatalogURI, "catalog-uri", cfg.Iceberg.CatalogURI, "catalog: SQL DSN or REST endpoint")
+			fs.IntVar(&cfg.Archive.MaxRecords, "max-records", cfg.Archive.MaxRecords, "close a micro-batch at this many records")
+			fs.DurationVar(&cfg.Archive.MaxInterval, "max-interval", cfg.Archive.MaxInterval, "close a micro-batch this long after its first record")
+			fs.StringVar(&cfg.Archive.MetricsAddr, "metrics-addr", cfg.Archive.MetricsAddr, "serve /metrics and /healthz here (empty: off)")
+			return func(ctx context.Context, e *env) error {
+				log := e.log.With("component", "archive")
+				reg := prometheus.NewRegistry()
+				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+				a, err := archive.New(e.cfg, archive.Deps{Log: log, Registerer: reg})
+				if err != nil {
+					return err
+				}
+				if e.cfg.Archive.MetricsAddr != "" {
+					stop, err := serveArchiveMetrics(e.cfg.Archive.MetricsAddr, reg, log)
+					if err != nil {
+						return err
+					}
+					defer stop()
+				}
+				return a.Run(ctx)
+			}
+		},
+	})
+}
+
+// serveArchiveMetrics serves /metrics and /healthz on addr until stop.
+func serveArchiveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	log.Info("metrics listening", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
+}
