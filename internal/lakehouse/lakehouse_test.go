@@ -3,9 +3,12 @@ package lakehouse
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -64,8 +67,38 @@ func TestNormalizeWarehouse(t *testing.T) {
 	f("gs://bucket", "", true)
 }
 
-func TestEnsureEventsIsIdempotentAcrossProcesses(t *testing.T) {
-	cfg := testConfig(t)
+// TestCatalogConformance runs the same suite against every SQL catalog
+// backend.
+func TestCatalogConformance(t *testing.T) {
+	backends := map[string]func(t *testing.T) config.Iceberg{
+		"sqlite": testConfig,
+		"postgres": func(t *testing.T) config.Iceberg {
+			cfg := testConfig(t)
+			cfg.SQLDialect = "postgres"
+			cfg.CatalogURI = postgresDSN(t)
+			cfg.Namespace = fmt.Sprintf("ns%d", namespaces.Add(1)) // one server for all tests
+			return cfg
+		},
+	}
+	tests := map[string]func(t *testing.T, cfg config.Iceberg){
+		"EnsureEventsIsIdempotentAcrossProcesses": testEnsureEventsIsIdempotent,
+		"EnsureTableRejectsIncompatibleSchema":    testEnsureTableRejectsIncompatibleSchema,
+		"AppendScanAndBoundary":                   testAppendScanAndBoundary,
+		"CommitRetriesConflicts":                  testCommitRetriesConflicts,
+		"SnapshotOffsetsWalksAncestors":           testSnapshotOffsetsWalksAncestors,
+	}
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			for _, name := range slices.Sorted(maps.Keys(tests)) {
+				t.Run(name, func(t *testing.T) { tests[name](t, backends[backend](t)) })
+			}
+		})
+	}
+}
+
+var namespaces atomic.Int64
+
+func testEnsureEventsIsIdempotent(t *testing.T, cfg config.Iceberg) {
 	a, b := open(t, cfg), open(t, cfg)
 	ta, err := a.EnsureEvents(t.Context())
 	if err != nil {
@@ -78,7 +111,7 @@ func TestEnsureEventsIsIdempotentAcrossProcesses(t *testing.T) {
 	if ta.Metadata().TableUUID() != tb.Metadata().TableUUID() {
 		t.Fatal("two EnsureEvents made two tables")
 	}
-	if got := strings.Join(ta.Identifier(), "."); got != "lambdarec.events" {
+	if got := strings.Join(ta.Identifier(), "."); got != cfg.Namespace+".events" {
 		t.Errorf("identifier %s", got)
 	}
 	if !strings.HasPrefix(ta.Location(), cfg.Warehouse) {
@@ -93,8 +126,8 @@ func TestEnsureEventsIsIdempotentAcrossProcesses(t *testing.T) {
 	}
 }
 
-func TestEnsureTableRejectsIncompatibleSchema(t *testing.T) {
-	l := open(t, testConfig(t))
+func testEnsureTableRejectsIncompatibleSchema(t *testing.T, cfg config.Iceberg) {
+	l := open(t, cfg)
 	long := iceberg.NewSchema(0, iceberg.NestedField{ID: 1, Name: "id", Type: iceberg.PrimitiveTypes.Int64})
 	if _, err := l.EnsureTable(t.Context(), "t", long, *iceberg.UnpartitionedSpec, nil); err != nil {
 		t.Fatal(err)
@@ -146,8 +179,8 @@ func event(id string, at time.Time) *schemas.UserInteraction {
 	}
 }
 
-func TestAppendScanAndBoundary(t *testing.T) {
-	l := open(t, testConfig(t))
+func testAppendScanAndBoundary(t *testing.T, cfg config.Iceberg) {
+	l := open(t, cfg)
 	tbl, err := l.EnsureEvents(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -232,8 +265,7 @@ func TestAppendScanAndBoundary(t *testing.T) {
 	}
 }
 
-func TestCommitRetriesConflicts(t *testing.T) {
-	cfg := testConfig(t)
+func testCommitRetriesConflicts(t *testing.T, cfg config.Iceberg) {
 	a, b := open(t, cfg), open(t, cfg)
 	for round := range 2 { // "created concurrently", then "has changed"
 		ta, err := a.EnsureEvents(t.Context())
@@ -278,8 +310,8 @@ func TestCommitRetriesConflicts(t *testing.T) {
 	}
 }
 
-func TestSnapshotOffsetsWalksAncestors(t *testing.T) {
-	l := open(t, testConfig(t))
+func testSnapshotOffsetsWalksAncestors(t *testing.T, cfg config.Iceberg) {
+	l := open(t, cfg)
 	tbl, err := l.EnsureEvents(t.Context())
 	if err != nil {
 		t.Fatal(err)
