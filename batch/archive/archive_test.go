@@ -12,8 +12,10 @@ import (
 	"github.com/apache/iceberg-go/table"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/internal/kafka"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
 )
 
@@ -83,6 +85,22 @@ func TestArchiveGeneratedStream(t *testing.T) {
 	for p := range testPartitions {
 		if lag := metricValue(t, reg, "lambdarec_archive_lag_records", "partition", strconv.Itoa(p)); lag != 0 {
 			t.Errorf("partition %d: lag %g after catching up", p, lag)
+		}
+	}
+
+	// The consumer group shows the archived position, for lag tools.
+	adm, err := kafka.NewClient([]string{b.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	groupOffsets, err := kadm.NewClient(adm).FetchOffsets(context.Background(), cfg.Archive.Group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, end := range highWatermarks(first) {
+		if o, ok := groupOffsets.Lookup("events", p); !ok || o.At != end {
+			t.Errorf("group offset of partition %d: %v, want %d", p, o.At, end)
 		}
 	}
 
