@@ -192,18 +192,26 @@ func (r *Runner) cleanup(ctx context.Context, log *slog.Logger) error {
 	}
 	var errs []error
 	for _, def := range viewDefs {
-		old := iceberg.NotIn(iceberg.Reference("batch_id"), keep...)
 		t, err := r.cfg.Lake.LoadTable(ctx, def.name)
 		var files []table.FileScanTask
 		if err == nil {
 			// Planning reads only manifests (the table is partitioned by
-			// batch id): skip the commit when no old batch is left.
-			files, err = t.Scan(table.WithRowFilter(old)).PlanFiles(ctx)
+			// batch id).
+			files, err = t.Scan(table.WithRowFilter(iceberg.NotIn(iceberg.Reference("batch_id"), keep...))).PlanFiles(ctx)
 		}
-		if err == nil && len(files) > 0 {
+		// Delete the old batches by their partition values: an exact match
+		// on the partition drops whole files, where a NotIn on long ids
+		// with truncated column statistics would rewrite kept files.
+		var old []string
+		for _, f := range files {
+			if id, ok := f.File.Partition()[batchIDField].(string); ok && !slices.Contains(old, id) && !slices.Contains(keep, id) {
+				old = append(old, id)
+			}
+		}
+		if err == nil && len(old) > 0 {
 			_, err = r.cfg.Lake.Commit(ctx, t, func(ctx context.Context, t *table.Table) (*table.Transaction, error) {
 				txn := t.NewTransaction()
-				return txn, txn.Delete(ctx, old, nil)
+				return txn, txn.Delete(ctx, iceberg.IsIn(iceberg.Reference("batch_id"), old...), nil)
 			}, lakehouse.CommitOptions{})
 		}
 		if err != nil {

@@ -110,11 +110,14 @@ func (d *tableDef) schema() *iceberg.Schema {
 	return iceberg.NewSchema(0, fields...)
 }
 
+// batchIDField is the partition field id of batch_id in the view tables.
+const batchIDField = 1000
+
 func (d *tableDef) spec() iceberg.PartitionSpec {
 	if !d.partitioned {
 		return *iceberg.UnpartitionedSpec
 	}
-	return iceberg.NewPartitionSpec(iceberg.PartitionField{SourceIDs: []int{1}, FieldID: 1000, Name: d.cols[0].name, Transform: iceberg.IdentityTransform{}})
+	return iceberg.NewPartitionSpec(iceberg.PartitionField{SourceIDs: []int{1}, FieldID: batchIDField, Name: d.cols[0].name, Transform: iceberg.IdentityTransform{}})
 }
 
 // rowWriter buffers rows of one table as Arrow record batches.

@@ -114,7 +114,14 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 	}
 	loader := batch.NewLoader(lake, cfg.Model)
 
-	arch, err := archive.New(cfg, archive.Deps{Log: log.With("component", "archive"), Lake: lake})
+	srv, closeServe, err := newServeRole(cfg, log, st, lake)
+	if err != nil {
+		return err
+	}
+	defer closeServe()
+
+	// One /metrics for every role.
+	arch, err := archive.New(cfg, archive.Deps{Log: log.With("component", "archive"), Lake: lake, Registerer: srv.Registry()})
 	if err != nil {
 		return err
 	}
@@ -122,19 +129,14 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 	sc := speed.FromConfig(&cfg)
 	sc.Params = &cfg.Model
 	sp, err := speed.New(sc, speed.Deps{
-		Views:   st,
-		Batches: batchSource(loader),
-		Log:     log.With("component", "speed"),
+		Views:      st,
+		Batches:    batchSource(loader),
+		Log:        log.With("component", "speed"),
+		Registerer: srv.Registry(),
 	})
 	if err != nil {
 		return err
 	}
-
-	srv, closeServe, err := newServeRole(cfg, log, st)
-	if err != nil {
-		return err
-	}
-	defer closeServe()
 
 	roles := []struct {
 		name string

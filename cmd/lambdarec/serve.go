@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lambdarec/lambdarec/batch"
@@ -16,6 +17,7 @@ import (
 	"github.com/lambdarec/lambdarec/internal/store/backend"
 	"github.com/lambdarec/lambdarec/serving"
 	"github.com/lambdarec/lambdarec/serving/collector"
+	"github.com/lambdarec/lambdarec/serving/layerstatus"
 )
 
 func init() {
@@ -31,7 +33,12 @@ func init() {
 					return err
 				}
 				defer st.Close()
-				srv, closeServe, err := newServeRole(e.cfg, e.log, st)
+				lake, err := lakehouse.Open(ctx, e.cfg.Iceberg, e.log.With("component", "lakehouse"))
+				if err != nil {
+					return err
+				}
+				defer lake.Close()
+				srv, closeServe, err := newServeRole(e.cfg, e.log, st, lake)
 				if err != nil {
 					return err
 				}
@@ -41,11 +48,6 @@ func init() {
 				}
 				// The in-process store gets batch views from Iceberg:
 				// batch runs elsewhere cannot publish to it.
-				lake, err := lakehouse.Open(ctx, e.cfg.Iceberg, e.log.With("component", "lakehouse"))
-				if err != nil {
-					return err
-				}
-				defer lake.Close()
 				loader := batch.NewLoader(lake, e.cfg.Model)
 				ctx, cancel := context.WithCancel(ctx)
 				defer cancel()
@@ -61,10 +63,11 @@ func init() {
 const serveFlushTimeout = 5 * time.Second
 
 // newServeRole wires the serving role: the HTTP server with the read API on
-// st, the event collector mounted at /v1/events and Kafka reachability as a
-// readiness check. closeFn flushes and closes the Kafka client; call it once
-// the server has stopped.
-func newServeRole(cfg config.Config, log *slog.Logger, st store.Store) (srv *serving.Server, closeFn func(), err error) {
+// st, /v1/status reporting every layer from Kafka and lake, the event
+// collector mounted at /v1/events and Kafka reachability as a readiness
+// check. closeFn flushes and closes the Kafka client; call it once the server
+// has stopped.
+func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lakehouse.Lakehouse) (srv *serving.Server, closeFn func(), err error) {
 	cl, err := kafka.NewClient(cfg.Kafka.Brokers, kgo.ClientID("lambdarec-serve"))
 	if err != nil {
 		return nil, nil, err
@@ -98,7 +101,16 @@ func newServeRole(cfg config.Config, log *slog.Logger, st store.Store) (srv *ser
 	}
 	srv.Handle("/v1/events", col)
 	srv.AddCheck(serving.Check{Name: "kafka", Func: col.Ready})
-	api, err := serving.NewAPI(serving.APIConfig{}, serving.APIDeps{Store: st, Log: log.With("component", "api")})
+	adm := kadm.NewClient(cl)
+	api, err := serving.NewAPI(serving.APIConfig{}, serving.APIDeps{
+		Store: st,
+		Log:   log.With("component", "api"),
+		StatusSources: []serving.StatusSource{
+			layerstatus.Archive(lake, adm, cfg.Kafka.Topic),
+			layerstatus.Speed(adm, cfg.Speed.Group, cfg.Kafka.Topic),
+			layerstatus.Batch(lake, adm, cfg.Kafka.Topic),
+		},
+	})
 	if err == nil {
 		err = api.Mount(srv)
 	}

@@ -1,0 +1,152 @@
+// Package layerstatus owns what GET /v1/status says about the archive, the
+// speed layer and the batch layer. Every report is read from the shared
+// systems — consumer-group offsets and end offsets in Kafka, snapshots and
+// batch_runs in Iceberg — so a serving replica reports on layers running in
+// other processes exactly as `lambdarec dev` does on its own.
+package layerstatus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/apache/iceberg-go/catalog"
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/lambdarec/lambdarec/batch"
+	"github.com/lambdarec/lambdarec/internal/lakehouse"
+	"github.com/lambdarec/lambdarec/serving"
+)
+
+// endOffsets returns the next offset to be written of each partition of topic.
+func endOffsets(ctx context.Context, adm *kadm.Client, topic string) (map[int32]int64, error) {
+	lo, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	out := map[int32]int64{}
+	var errs []error
+	lo.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			errs = append(errs, o.Err)
+			return
+		}
+		out[o.Partition] = o.Offset
+	})
+	return out, errors.Join(errs...)
+}
+
+// lagPast sums, over the partitions of end, the records after next-1:
+// next[p] is the first offset not yet processed (absent: none processed).
+func lagPast(end, next map[int32]int64) int64 {
+	var lag int64
+	for p, e := range end {
+		lag += max(0, e-next[p])
+	}
+	return lag
+}
+
+// groupNext returns the committed offsets of group on topic.
+func groupNext(ctx context.Context, adm *kadm.Client, group, topic string) (map[int32]int64, error) {
+	resp, err := adm.FetchOffsetsForTopics(ctx, group, topic)
+	if err != nil {
+		return nil, fmt.Errorf("offsets of group %s: %w", group, err)
+	}
+	out := map[int32]int64{}
+	resp.Each(func(o kadm.OffsetResponse) {
+		if o.Err == nil && o.At >= 0 {
+			out[o.Partition] = o.At
+		}
+	})
+	return out, nil
+}
+
+// Archive reports the archiver: its last commit to the events table, and
+// the records of topic not yet in it.
+func Archive(lake *lakehouse.Lakehouse, adm *kadm.Client, topic string) serving.StatusSource {
+	return serving.StatusFunc(func(ctx context.Context) (serving.LayerStatus, error) {
+		st := serving.LayerStatus{Layer: "archive", LagRecords: -1}
+		t, err := lake.LoadTable(ctx, lakehouse.EventsTable)
+		if errors.Is(err, catalog.ErrNoSuchTable) {
+			return st, nil // nothing archived yet: not unhealthy
+		}
+		if err != nil {
+			return st, err
+		}
+		snap := t.CurrentSnapshot()
+		st.Healthy = true
+		if snap == nil {
+			return st, nil
+		}
+		st.LastUpdate = time.UnixMilli(snap.TimestampMs).UTC()
+		boundary, err := lakehouse.Boundary(t, snap, topic)
+		if err != nil {
+			return st, err
+		}
+		st.Details = map[string]any{"snapshot_id": snap.SnapshotID, "offsets": boundary}
+		end, err := endOffsets(ctx, adm, topic)
+		if err != nil {
+			return st, err
+		}
+		st.LagRecords = lagPast(end, nextOf(boundary))
+		return st, nil
+	})
+}
+
+// Batch reports the current batch: when it ran, and the records of topic
+// past its boundary (what the speed layer covers until the next batch).
+func Batch(lake *lakehouse.Lakehouse, adm *kadm.Client, topic string) serving.StatusSource {
+	return serving.StatusFunc(func(ctx context.Context) (serving.LayerStatus, error) {
+		st := serving.LayerStatus{Layer: "batch", LagRecords: -1}
+		run, ok, err := batch.LatestRun(ctx, lake)
+		if err != nil {
+			return st, err
+		}
+		st.Healthy = true
+		if !ok {
+			return st, nil
+		}
+		st.LastUpdate = run.FinishedAt
+		st.Details = map[string]any{
+			"batch_id": run.BatchID, "source_snapshot_id": run.SourceSnapshotID, "boundary": run.Boundary,
+			"events": run.EventsAccepted, "duration_ms": run.DurationMS,
+		}
+		end, err := endOffsets(ctx, adm, topic)
+		if err != nil {
+			return st, err
+		}
+		st.LagRecords = lagPast(end, nextOf(run.Boundary))
+		return st, nil
+	})
+}
+
+// Speed reports the speed layer's consumer group. The group commits its
+// replay horizon (the first record of the oldest session it holds), not its
+// position, so the lag shown is an upper bound.
+func Speed(adm *kadm.Client, group, topic string) serving.StatusSource {
+	return serving.StatusFunc(func(ctx context.Context) (serving.LayerStatus, error) {
+		st := serving.LayerStatus{Layer: "speed", LagRecords: -1}
+		next, err := groupNext(ctx, adm, group, topic)
+		if err != nil {
+			return st, err
+		}
+		end, err := endOffsets(ctx, adm, topic)
+		if err != nil {
+			return st, err
+		}
+		st.Healthy = len(next) > 0 || lagPast(end, nil) == 0
+		st.LagRecords = lagPast(end, next)
+		st.Details = map[string]any{"group": group, "committed_horizon": next, "lag_is_upper_bound": true}
+		return st, nil
+	})
+}
+
+// nextOf turns "highest offset included" into "first offset not included".
+func nextOf(boundary map[int32]int64) map[int32]int64 {
+	out := make(map[int32]int64, len(boundary))
+	for p, o := range boundary {
+		out[p] = o + 1
+	}
+	return out
+}
