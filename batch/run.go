@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"runtime"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -16,6 +19,7 @@ import (
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/catalog"
 	"github.com/apache/iceberg-go/table"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
 	"github.com/lambdarec/lambdarec/internal/model"
@@ -367,18 +371,37 @@ func (r *Runner) view(m *model.Model, run *Run) *store.BatchView {
 	for _, ic := range m.Popularity().Top(r.cfg.PopularK) {
 		v.Popular = append(v.Popular, store.Scored{Item: ic.Item, Score: float64(ic.Count)})
 	}
-	sc, _ := model.NewScorer(*r.cfg.Params) // params were validated in New
+	// Users are scored in parallel, one Scorer per worker; the model is
+	// only read.
 	users := m.Users()
-	for _, u := range users.Users() {
-		recs := sc.Score(top, users.Recent(u, r.cfg.Params.RecentItems), func(item string) bool { return users.Bought(u, item) }, r.cfg.TopK)
-		if len(recs) == 0 {
-			continue
-		}
-		out := make([]store.Scored, len(recs))
-		for i, s := range recs {
-			out[i] = store.Scored{Item: s.Item, Score: s.Score}
-		}
-		v.UserRecs[u] = out
+	ids := users.Users()
+	workers := max(1, min(runtime.GOMAXPROCS(0), len(ids)/1000))
+	parts := make([]map[string][]store.Scored, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sc, _ := model.NewScorer(*r.cfg.Params) // params were validated in New
+			out := make(map[string][]store.Scored)
+			for i := w; i < len(ids); i += workers {
+				u := ids[i]
+				recs := sc.Score(top, users.Recent(u, r.cfg.Params.RecentItems), func(item string) bool { return users.Bought(u, item) }, r.cfg.TopK)
+				if len(recs) == 0 {
+					continue
+				}
+				list := make([]store.Scored, len(recs))
+				for i, s := range recs {
+					list[i] = store.Scored{Item: s.Item, Score: s.Score}
+				}
+				out[u] = list
+			}
+			parts[w] = out
+		}()
+	}
+	wg.Wait()
+	for _, p := range parts {
+		maps.Copy(v.UserRecs, p)
 	}
 	run.Users = int64(len(v.UserRecs))
 	return v
@@ -449,10 +472,15 @@ func (r *Runner) write(ctx context.Context, m *model.Model, v *store.BatchView, 
 			}
 		}},
 	}
+	// The view tables are independent: write them two at a time. The
+	// batch_runs row, the commit point, comes after all of them.
+	var eg errgroup.Group
+	eg.SetLimit(2)
 	for _, s := range steps {
-		if err := writeTable(s.def, s.fill); err != nil {
-			return err
-		}
+		eg.Go(func() error { return writeTable(s.def, s.fill) })
+	}
+	if err := eg.Wait(); err != nil {
+		return err
 	}
 	if r.beforeCommit != nil {
 		r.beforeCommit()
