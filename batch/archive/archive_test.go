@@ -52,7 +52,7 @@ func TestArchiveGeneratedStream(t *testing.T) {
 	b := startBroker(t)
 	cfg := testConfig(t, b.Addr())
 	lake := openLake(t, cfg)
-	recs := stream(t, 3000, 1)
+	recs := stream(t, 12000, 1)
 	first, second := recs[:2000], recs[2000:]
 	produce(t, b.Addr(), first)
 
@@ -104,9 +104,12 @@ func TestArchiveGeneratedStream(t *testing.T) {
 		}
 	}
 
-	// Restart: the archiver resumes from the table, nothing twice.
+	// Restart: the archiver resumes from the table, nothing twice. Large
+	// micro-batches this time, decoded by parallel workers.
 	produce(t, b.Addr(), second)
-	stop = runArchiver(t, cfg, nil)
+	big := cfg
+	big.Archive.MaxRecords, big.Archive.MaxInterval = 50_000, 300*time.Millisecond
+	stop = runArchiver(t, big, nil)
 	waitFor(t, time.Minute, "the second part archived", func() bool { return covered(boundary(t, lake), highWatermarks(recs)) })
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)

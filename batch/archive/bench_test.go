@@ -17,12 +17,13 @@ import (
 // partitions of the embedded broker are decoded, validated, written to
 // Iceberg as Parquet (day partitions, SQLite catalog, local warehouse) and
 // committed in micro-batches of the default 50000 records. Producing them is
-// not timed. Run it with a fixed count, e.g. -benchtime 200000x.
+// not timed. Run it with a fixed count large against the batch size, e.g.
+// -benchtime 200000x.
 func BenchmarkArchive(b *testing.B) {
 	br := startBroker(b)
 	cfg := testConfig(b, br.Addr())
 	cfg.Archive.MaxRecords = 50_000
-	cfg.Archive.MaxInterval = time.Second
+	cfg.Archive.MaxInterval = 100 * time.Millisecond // a partial last batch does not wait long
 
 	g, err := generate.New(generate.Config{Seed: 7, Start: time.Now().Add(-24 * time.Hour), ClockRate: float64(b.N) / (20 * 3600),
 		DupRate: 0.02, MalformedRate: 0.01})
