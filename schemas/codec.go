@@ -86,7 +86,9 @@ type DecodeError struct {
 	Err    error
 }
 
-func (e *DecodeError) Error() string { return "decode " + e.Format + " UserInteraction: " + e.Err.Error() }
+func (e *DecodeError) Error() string {
+	return "decode " + e.Format + " UserInteraction: " + e.Err.Error()
+}
 func (e *DecodeError) Unwrap() error { return e.Err }
 
 var unmarshalOpts = proto.UnmarshalOptions{DiscardUnknown: false}
