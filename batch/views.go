@@ -178,23 +178,23 @@ func (w *rowWriter) release() {
 	w.rb.Release()
 }
 
-// appendRows commits the buffered rows of w to table name as one snapshot,
-// retrying commit conflicts on the reloaded table.
+// appendRows writes the buffered rows of w as data files of table name and
+// commits them in one snapshot; a commit conflict is retried on the reloaded
+// table without writing the data again.
 func appendRows(ctx context.Context, lake *lakehouse.Lakehouse, name string, w *rowWriter, props iceberg.Properties) error {
 	w.flushBatch()
 	t, err := lake.LoadTable(ctx, name)
 	if err != nil {
 		return err
 	}
+	recs := w.batches
+	w.batches = nil // WriteDataFiles releases them
+	files, err := lakehouse.WriteDataFiles(ctx, t, w.sc, recs...)
+	if err != nil {
+		return err
+	}
 	_, err = lake.Commit(ctx, t, func(ctx context.Context, t *table.Table) (*table.Transaction, error) {
-		// A reader per attempt: the rows stay buffered until w.release.
-		rdr, err := array.NewRecordReader(w.sc, w.batches)
-		if err != nil {
-			return nil, err
-		}
-		defer rdr.Release()
-		txn := t.NewTransaction()
-		return txn, txn.Append(ctx, rdr, props)
+		return lakehouse.AppendTxn(ctx, t, files, props)
 	}, lakehouse.CommitOptions{})
 	return err
 }
