@@ -1,5 +1,5 @@
-// Package obs owns what every role shares for observability: the slog logger
-// built from the configuration and the Prometheus registry served at /metrics.
+// Package obs owns the process's one slog logger, built from the log section
+// of the configuration.
 package obs
 
 import (
