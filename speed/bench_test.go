@@ -162,10 +162,7 @@ func BenchmarkScore(b *testing.B) {
 		s := ss[i%len(ss)]
 		s.dirty = true
 		p.score(s, ts)
-		if len(p.views) > 1000 {
-			clear(p.views)
-			p.views = p.views[:0]
-		}
+		scoreCaptures(p.scorer, p.takeCaptures(), p.lim.viewItems, nil)
 	}
 }
 
@@ -173,6 +170,11 @@ func BenchmarkScore(b *testing.B) {
 func fillTopic(b *testing.B, recs []benchRecord) *testTopic {
 	b.Helper()
 	tt := newTestTopic(b, benchParts)
+	prod, err := kgo.NewClient(kgo.SeedBrokers(tt.b.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer prod.Close()
 	const chunk = 5000
 	batch := make([]*kgo.Record, 0, chunk)
 	ts := time.Now()
@@ -180,7 +182,7 @@ func fillTopic(b *testing.B, recs []benchRecord) *testTopic {
 		r := &recs[i]
 		batch = append(batch, &kgo.Record{Topic: "events", Partition: r.part, Key: r.key, Value: r.value, Timestamp: ts})
 		if len(batch) == chunk || i == len(recs)-1 {
-			res := tt.cl.ProduceSync(context.Background(), batch...)
+			res := prod.ProduceSync(context.Background(), batch...)
 			if err := res.FirstErr(); err != nil {
 				b.Fatal(err)
 			}
@@ -242,11 +244,15 @@ func BenchmarkThroughput(b *testing.B) {
 		runtime.GC()
 		var ms0, ms1 runtime.MemStats
 		runtime.ReadMemStats(&ms0)
-		views := store.NewMemory()
+		views := &latencyWriter{Memory: store.NewMemory()}
 		l, stop := startStoppable(b, tt, src, views, func(c *Config) { c.Group = "bench-" + string(rune('a'+i)) })
 		var first time.Time
 		ends := tt.endOffsets()
+		deadline := time.Now().Add(5 * time.Minute)
 		for {
+			if time.Now().After(deadline) {
+				b.Fatalf("speed layer at %v of %v after 5 minutes", l.Positions(), ends)
+			}
 			pos := l.Positions()
 			if first.IsZero() && len(pos) > 0 {
 				first = time.Now()
@@ -264,6 +270,9 @@ func BenchmarkThroughput(b *testing.B) {
 		b.ReportMetric(speed, "speed_events/s")
 		b.ReportMetric(speed/plain, "ratio")
 		b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(n), "process_allocs/event")
+		views.mu.Lock()
+		b.ReportMetric(float64(len(views.writes))/float64(n), "views/event")
+		views.mu.Unlock()
 	}
 }
 
@@ -310,7 +319,8 @@ func BenchmarkLatency(b *testing.B) {
 		w := &latencyWriter{Memory: store.NewMemory()}
 		l := startLayer(b, tt, nil, w, func(c *Config) { c.Group = "latency" })
 		waitFor(b, 10*time.Second, "assignment", func() bool { return len(l.Assigned()) == benchParts })
-		prod, err := kgo.NewClient(kgo.SeedBrokers(tt.b.Addr()), kgo.ProducerLinger(0), kgo.DefaultProduceTopic("events"))
+		prod, err := kgo.NewClient(kgo.SeedBrokers(tt.b.Addr()), kgo.ProducerLinger(0), kgo.DefaultProduceTopic("events"),
+			kgo.RecordPartitioner(kgo.ManualPartitioner()))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -349,7 +359,13 @@ func BenchmarkLatency(b *testing.B) {
 		sendDur := time.Since(start)
 		wg.Wait()
 		prod.Close()
-		waitFor(b, 30*time.Second, "the layer to catch up", func() bool { return caughtUp(l.Positions(), tt.endOffsets()) })
+		ends := map[int32]int64{}
+		for _, s := range sends {
+			ends[s.part] = max(ends[s.part], s.off+1)
+		}
+		behind := time.Now()
+		waitFor(b, 120*time.Second, "the layer to catch up", func() bool { return caughtUp(l.Positions(), ends) })
+		b.ReportMetric(time.Since(behind).Seconds(), "catchup_s")
 		time.Sleep(50 * time.Millisecond)
 
 		// For each record, the first view write of its session at or past

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 	"github.com/lambdarec/lambdarec/internal/kafka"
 	"github.com/lambdarec/lambdarec/internal/model"
 	"github.com/lambdarec/lambdarec/internal/store"
+	"github.com/lambdarec/lambdarec/schemas"
 )
 
 // Deps are the Layer's collaborators.
@@ -55,6 +57,13 @@ type Layer struct {
 	proc       *processor
 	cl         *kgo.Client
 	buf        []store.SessionView
+	recs       []*kgo.Record // the poll being processed
+	dec        []decoded     // its records decoded
+	evs        []*schemas.UserInteraction
+	tasks      []*scoreTask     // dispatched scoring, in order
+	scoring    sync.WaitGroup   // the tasks running
+	sem        chan struct{}    // bounds the tasks running
+	scorers    sync.Pool        // *pooledScorer
 	last       map[uint64]int32 // look-ahead of a poll: key hash → index of its last record
 	seed       maphash.Seed
 	failed     []store.SessionView // views whose write failed, retried first
@@ -92,6 +101,7 @@ func New(cfg Config, deps Deps) (*Layer, error) {
 	l := &Layer{
 		cfg: cfg, log: log, src: deps.Batches, views: deps.Views, m: newMetrics(deps.Registerer),
 		pending: make(chan *Batch, 1), proc: proc, last: map[uint64]int32{}, seed: maphash.MakeSeed(),
+		sem:       make(chan struct{}, runtime.GOMAXPROCS(0)),
 		committed: map[int32]int64{}, dlqFailed: map[int32]int64{},
 	}
 	none := ""
@@ -176,37 +186,130 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) {
 		}
 		l.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
 	})
-	// Look ahead: the index of each key's (session's) last record in this
-	// poll, so a session is scored once per poll, right after that record.
-	clear(l.last)
-	i := int32(0)
-	fs.EachRecord(func(r *kgo.Record) {
-		l.last[maphash.Bytes(l.seed, r.Key)] = i
-		i++
-	})
-	i = 0
-	var now time.Time
+	// Flatten the poll, decode it in parallel, then apply it in order.
+	l.recs = l.recs[:0]
 	fs.EachPartition(func(ft kgo.FetchTopicPartition) {
 		if ps := l.proc.parts[ft.Partition]; ps != nil && ft.Err == nil {
 			ps.hw = ft.HighWatermark
 		}
-		for _, r := range ft.Records {
-			s, err := l.proc.record(r.Partition, r.Offset, r.Timestamp, r.Value)
-			if err != nil {
-				l.deadLetter(r, err)
+		l.recs = append(l.recs, ft.Records...)
+	})
+	l.decodeAll()
+	// Look ahead: the index of each key's (session's) last record in this
+	// poll, so a session is scored once per poll, right after that record.
+	clear(l.last)
+	for i, r := range l.recs {
+		l.last[maphash.Bytes(l.seed, r.Key)] = int32(i)
+	}
+	var now time.Time
+	for i, r := range l.recs {
+		d := &l.dec[i]
+		s, err := l.proc.apply(r.Partition, r.Offset, r.Timestamp, d.e, d.err)
+		if err != nil {
+			l.deadLetter(r, err)
+		}
+		if s != nil && l.last[maphash.Bytes(l.seed, r.Key)] == int32(i) {
+			if now.IsZero() || i%64 == 0 {
+				now = time.Now()
 			}
-			if s != nil && l.last[maphash.Bytes(l.seed, r.Key)] == i {
-				if now.IsZero() || i%64 == 0 {
-					now = time.Now()
-				}
-				l.proc.score(s, now)
-			}
-			i++
-			if i%512 == 0 && l.proc.pending() && time.Since(l.proc.pendSince) >= l.cfg.MaxViewDelay {
-				l.flush(ctx, time.Now()) //nolint:errcheck // logged and retried
+			l.proc.score(s, now)
+			if len(l.proc.caps) >= captureChunk {
+				l.dispatch()
 			}
 		}
+		if i%512 == 511 && l.proc.pending() && time.Since(l.proc.pendSince) >= l.cfg.MaxViewDelay {
+			l.flush(ctx, time.Now()) //nolint:errcheck // logged and retried
+		}
+	}
+	l.dispatch()
+	clear(l.recs)
+	clear(l.dec)
+}
+
+// captureChunk is the number of captures scored by one task.
+const captureChunk = 256
+
+// scoreTask scores a chunk of captures on its own goroutine.
+type scoreTask struct {
+	caps   []capture
+	params model.Params
+	views  []store.SessionView
+}
+
+// dispatch hands the pending captures to a scoring goroutine. At most
+// GOMAXPROCS tasks run at once; beyond that it waits (backpressure).
+func (l *Layer) dispatch() {
+	caps := l.proc.takeCaptures()
+	if len(caps) == 0 {
+		return
+	}
+	t := &scoreTask{caps: caps, params: l.proc.params}
+	l.tasks = append(l.tasks, t)
+	l.sem <- struct{}{}
+	l.scoring.Go(func() {
+		defer func() { <-l.sem }()
+		ps := l.scorer(t.params)
+		t.views = scoreCaptures(ps.sc, t.caps, l.cfg.ViewItems, make([]store.SessionView, 0, len(t.caps)))
+		l.scorers.Put(ps)
+		t.caps = nil
 	})
+}
+
+// pooledScorer is a Scorer with the parameters it was made for.
+type pooledScorer struct {
+	params model.Params
+	sc     *model.Scorer
+}
+
+// scorer returns a pooled scorer for params.
+func (l *Layer) scorer(params model.Params) *pooledScorer {
+	for {
+		ps, _ := l.scorers.Get().(*pooledScorer)
+		if ps == nil {
+			sc, _ := model.NewScorer(params) // params were validated
+			return &pooledScorer{params: params, sc: sc}
+		}
+		if ps.params == params {
+			return ps
+		}
+	}
+}
+
+// decoded is a record decoded ahead of its processing.
+type decoded struct {
+	e   model.Event
+	err error
+}
+
+// decodeAll decodes l.recs into l.dec, on up to GOMAXPROCS goroutines for
+// large polls. Decoding is a third of the per-record work and needs no
+// state, unlike what follows.
+func (l *Layer) decodeAll() {
+	n := len(l.recs)
+	l.dec = slices.Grow(l.dec[:0], n)[:n]
+	workers := min(runtime.GOMAXPROCS(0), n/256)
+	if workers <= 1 {
+		for i, r := range l.recs {
+			l.dec[i].e, l.dec[i].err = decodeRecord(&l.proc.ev, r.Partition, r.Offset, r.Timestamp, r.Value)
+		}
+		return
+	}
+	for len(l.evs) < workers {
+		l.evs = append(l.evs, new(schemas.UserInteraction))
+	}
+	var wg sync.WaitGroup
+	chunk := (n + workers - 1) / workers
+	for w := range workers {
+		lo, hi := w*chunk, min((w+1)*chunk, n)
+		ev := l.evs[w]
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				r := l.recs[i]
+				l.dec[i].e, l.dec[i].err = decodeRecord(ev, r.Partition, r.Offset, r.Timestamp, r.Value)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // afterPoll writes the views, switches batch, commits and exports metrics.
@@ -312,11 +415,18 @@ func (l *Layer) deadLetter(r *kgo.Record, reason error) {
 // flush scores and writes the views of the sessions updated since the last
 // flush (and those whose write failed before).
 func (l *Layer) flush(ctx context.Context, now time.Time) error {
-	if !l.proc.pending() && len(l.failed) == 0 {
+	if !l.proc.pending() && len(l.tasks) == 0 && len(l.failed) == 0 {
 		return nil
 	}
+	l.proc.captureDirty(now)
+	l.dispatch()
+	l.scoring.Wait()
 	views := append(l.buf[:0], l.failed...)
-	views = l.proc.appendViews(views, now)
+	for _, t := range l.tasks {
+		views = append(views, t.views...)
+	}
+	clear(l.tasks)
+	l.tasks = l.tasks[:0]
 	err := l.views.UpsertSessions(ctx, views)
 	l.m.flushDur.Observe(time.Since(now).Seconds())
 	if err != nil {

@@ -28,7 +28,10 @@ type mergedNeighbors struct {
 	delta *model.Covisit
 	k     int
 
-	tops map[string][]model.ItemCount // maintained top K of the items asked for
+	ids  map[string]uint32   // items interned here: those asked for and their neighbours
+	tops [][]uint32          // maintained top K by item id: the neighbours' ids, nil when not (yet) asked for
+	rows [][]model.ItemCount // the same rows as the Scorer gets them
+	ver  []uint32            // bumped whenever a row changes (captures copy a version once)
 	drow []model.ItemCount
 	brow []model.ItemCount
 	out  []model.ItemCount
@@ -38,26 +41,48 @@ type mergedNeighbors struct {
 }
 
 func newMergedNeighbors(batch, delta *model.Covisit, k int) *mergedNeighbors {
-	return &mergedNeighbors{batch: batch, delta: delta, k: k, tops: map[string][]model.ItemCount{}, seen: map[string]struct{}{}}
+	return &mergedNeighbors{batch: batch, delta: delta, k: k, ids: map[string]uint32{}, seen: map[string]struct{}{}}
+}
+
+func (n *mergedNeighbors) intern(item string) uint32 {
+	id, ok := n.ids[item]
+	if !ok {
+		id = uint32(len(n.ids))
+		n.ids[item] = id
+		n.tops = append(n.tops, nil)
+		n.rows = append(n.rows, nil)
+		n.ver = append(n.ver, 0)
+	}
+	return id
 }
 
 // reset starts over with new deltas.
 func (n *mergedNeighbors) reset(delta *model.Covisit) {
 	n.delta = delta
 	clear(n.tops)
-	n.cachedBytes = 0
+	clear(n.rows)
+	for i := range n.ver {
+		n.ver[i]++
+	}
+	n.cachedBytes = len(n.ids) * 48
 }
 
 // Neighbors returns item's top K neighbours in batch ⊕ delta, in the model's
 // order.
 func (n *mergedNeighbors) Neighbors(item string) []model.ItemCount {
-	if top, ok := n.tops[item]; ok {
-		return top
+	id := n.intern(item)
+	if n.tops[id] != nil {
+		return n.rows[id]
 	}
-	top := append([]model.ItemCount(nil), n.compute(item)...)
-	n.tops[item] = top
-	n.cachedBytes += len(item) + 64 + n.k*itemCountBytes
-	return top
+	row := append(make([]model.ItemCount, 0, n.k), n.compute(item)...)
+	top := make([]uint32, len(row), n.k)
+	for i := range row {
+		top[i] = n.intern(row[i].Item)
+	}
+	n.tops[id], n.rows[id] = top, row
+	n.ver[id]++
+	n.cachedBytes += len(item) + 48 + n.k*(itemCountBytes+4)
+	return row
 }
 
 // TopNeighbors implements model.TopNeighbors.
@@ -69,30 +94,35 @@ func (n *mergedNeighbors) TopNeighbors(item string, k int) []model.ItemCount {
 // bump records that C[a][b] grew by w (the deltas already hold it): a's
 // maintained top K, if any, follows.
 func (n *mergedNeighbors) bump(a, b string, w int64) {
-	top, ok := n.tops[a]
-	if !ok {
+	ia, ok := n.ids[a]
+	if !ok || n.tops[ia] == nil {
 		return
 	}
+	top, row := n.tops[ia], n.rows[ia]
+	ib := n.intern(b)
 	i := 0
-	for i < len(top) && top[i].Item != b {
+	for i < len(top) && top[i] != ib {
 		i++
 	}
 	switch {
 	case i < len(top):
-		top[i].Count += w
+		row[i].Count += w
 	case len(top) < n.k: // the list is the whole row: b is a new neighbour
-		top = append(top, model.ItemCount{Item: b, Count: n.count(a, b)})
-		n.tops[a] = top
+		top = append(top, ib)
+		row = append(row, model.ItemCount{Item: b, Count: n.count(a, b)})
+		n.tops[ia], n.rows[ia] = top, row
 	default:
 		e := model.ItemCount{Item: b, Count: n.count(a, b)}
-		if compareItemCount(e, top[i-1]) >= 0 {
+		if compareItemCount(e, row[i-1]) >= 0 {
 			return
 		}
 		i--
-		top[i] = e
+		top[i], row[i] = ib, e
 	}
-	for ; i > 0 && compareItemCount(top[i], top[i-1]) < 0; i-- {
+	n.ver[ia]++
+	for ; i > 0 && compareItemCount(row[i], row[i-1]) < 0; i-- {
 		top[i], top[i-1] = top[i-1], top[i]
+		row[i], row[i-1] = row[i-1], row[i]
 	}
 }
 

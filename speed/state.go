@@ -123,9 +123,11 @@ type processor struct {
 	stateSize int // sessions' accounted bytes
 	touch     uint64
 	retainSeq uint64
-	dirty     []*session          // updated since scored (or never scored)
-	views     []store.SessionView // scored, not yet written
-	pendSince time.Time           // when the oldest unwritten update was processed
+	dirty     []*session // updated since scored (or never scored)
+	caps      []capture  // captured for scoring, not yet scored
+	capRows   map[uint32]capRow
+	capBytes  int
+	pendSince time.Time // when the oldest unwritten update was processed
 
 	c    counters
 	ev   schemas.UserInteraction
@@ -144,7 +146,7 @@ func newProcessor(lim limits, p model.Params, log *slog.Logger) (*processor, err
 	proc := &processor{
 		lim: lim, log: log, params: p, bound: model.Boundary{}, deltas: d,
 		nb: newMergedNeighbors(nil, d.Covisit(), p.Neighbors), scorer: sc,
-		parts: map[int32]*partition{},
+		parts: map[int32]*partition{}, capRows: map[uint32]capRow{},
 	}
 	proc.emit = proc.addPair
 	return proc, nil
@@ -180,9 +182,10 @@ func (p *processor) drop(ids []int32) {
 		// Their views are written by the flush that precedes a revocation;
 		// after a loss they belong to the new owner.
 		p.dirty = slices.DeleteFunc(p.dirty, func(s *session) bool { return gone[s.part] })
-		p.views = slices.DeleteFunc(p.views, func(v store.SessionView) bool { return slices.Contains(ids, v.Partition) })
+		p.caps = slices.DeleteFunc(p.caps, func(c capture) bool { return slices.Contains(ids, c.view.Partition) })
 		p.deltas = p.rebuild(p.params, p.bound)
 		p.nb.reset(p.deltas.Covisit())
+		clear(p.capRows)
 	}
 }
 
@@ -225,6 +228,7 @@ func (p *processor) handoff(b *Batch) time.Duration {
 	p.deltas = p.rebuild(params, bound)
 	p.batch, p.bound = b, bound
 	p.nb = newMergedNeighbors(b.Model.Covisit(), p.deltas.Covisit(), params.Neighbors)
+	clear(p.capRows) // keyed by the old item ids
 	for _, ps := range p.parts {
 		for s := ps.retained.head; s != nil; {
 			next := s.next
@@ -243,21 +247,36 @@ func (p *processor) handoff(b *Batch) time.Duration {
 // dead-letter topic, when the record is invalid. Records before the
 // partition's position (redelivered) are skipped.
 func (p *processor) record(part int32, offset int64, ts time.Time, value []byte) (*session, error) {
+	e, err := decodeRecord(&p.ev, part, offset, ts, value)
+	return p.apply(part, offset, ts, e, err)
+}
+
+// decodeRecord decodes and validates a record's value, with its timestamp as
+// the validation clock (so validity does not depend on when it is
+// processed). It uses only ev, so records can be decoded in parallel.
+func decodeRecord(ev *schemas.UserInteraction, part int32, offset int64, ts time.Time, value []byte) (model.Event, error) {
+	clock := ts
+	if ts.IsZero() || ts.UnixMilli() <= 0 {
+		clock = time.Now() // no record timestamp: validate against the wall clock
+	}
+	if err := schemas.Decode(value, ev, clock); err != nil {
+		return model.Event{}, err
+	}
+	return model.EventFromProto(ev, part, offset), nil
+}
+
+// apply processes a record decoded by decodeRecord (e, or its error).
+func (p *processor) apply(part int32, offset int64, ts time.Time, e model.Event, err error) (*session, error) {
 	ps := p.parts[part]
 	if ps == nil || offset < ps.next {
 		return nil, nil
 	}
 	ps.next = offset + 1
 	tsMs := ts.UnixMilli()
-	clock := ts
-	if ts.IsZero() || tsMs <= 0 {
-		clock = time.Now() // no record timestamp: validate against the wall clock
-	}
-	if err := schemas.Decode(value, &p.ev, clock); err != nil {
+	if err != nil {
 		p.c.invalid++
 		return nil, err
 	}
-	e := model.EventFromProto(&p.ev, part, offset)
 	s := ps.sessions[e.SessionID]
 	switch {
 	case s == nil:
@@ -340,7 +359,7 @@ func (p *processor) markDirty(s *session) {
 	if s.dirty {
 		return
 	}
-	if len(p.dirty) == 0 && len(p.views) == 0 {
+	if len(p.dirty) == 0 && len(p.caps) == 0 {
 		p.pendSince = time.Now()
 	}
 	s.dirty = true
@@ -348,7 +367,7 @@ func (p *processor) markDirty(s *session) {
 }
 
 // pending reports whether views wait to be scored or written.
-func (p *processor) pending() bool { return len(p.dirty) > 0 || len(p.views) > 0 }
+func (p *processor) pending() bool { return len(p.dirty) > 0 || len(p.caps) > 0 }
 
 // sessionBytes estimates a session's memory.
 func sessionBytes(s *session) int {
@@ -439,8 +458,8 @@ func (p *processor) forget(s *session) {
 	}
 }
 
-// score computes s's view now, as of the records processed so far, if it
-// was updated since it was last scored. The layer calls it right after a
+// score captures s's view now, as of the records processed so far, if it was
+// updated since it was last scored. The layer calls it right after a
 // session's last record in a poll, so a view reflects the state right after
 // its newest record: the same in every run, whatever the poll boundaries.
 func (p *processor) score(s *session, now time.Time) {
@@ -448,35 +467,67 @@ func (p *processor) score(s *session, now time.Time) {
 		return
 	}
 	s.dirty = false
-	p.views = append(p.views, p.view(s, now))
+	p.caps = append(p.caps, p.capture(s, now))
 }
 
-// appendViews scores the sessions still dirty, appends every pending view to
-// dst and clears them.
+// capture takes what scoring s reads — its recent items, its purchases and
+// the merged top-K rows of those items — so it can be scored later, on
+// another goroutine, with the same result. Rows are copied once per version
+// for all the captures pending.
+func (p *processor) capture(s *session, now time.Time) capture {
+	part, off, _ := s.ms.Last()
+	n := p.params.RecentItems
+	c := capture{
+		view: store.SessionView{
+			SessionID: s.ms.ID(),
+			UserID:    s.ms.User(),
+			Purchased: slices.Clone(s.purchased),
+			EventTime: time.UnixMicro(s.maxTime).UTC(),
+			Partition: part,
+			Offset:    off,
+			UpdatedAt: now,
+		},
+		recent: s.ms.AppendRecent(make([]string, 0, n), n),
+	}
+	c.rows = make([][]model.ItemCount, len(c.recent))
+	for i, item := range c.recent {
+		row := p.nb.Neighbors(item)
+		id := p.nb.ids[item]
+		if cr, ok := p.capRows[id]; ok && cr.ver == p.nb.ver[id] {
+			c.rows[i] = cr.row
+			continue
+		}
+		cp := slices.Clone(row)
+		p.capRows[id] = capRow{ver: p.nb.ver[id], row: cp}
+		p.capBytes += len(cp) * itemCountBytes
+		c.rows[i] = cp
+	}
+	return c
+}
+
+// takeCaptures returns the captures pending and forgets them.
+func (p *processor) takeCaptures() []capture {
+	caps := p.caps
+	p.caps = nil
+	clear(p.capRows)
+	p.capBytes = 0
+	return caps
+}
+
+// appendViews captures the sessions still dirty, scores every pending
+// capture, appends the views to dst and clears them.
 func (p *processor) appendViews(dst []store.SessionView, now time.Time) []store.SessionView {
+	p.captureDirty(now)
+	return scoreCaptures(p.scorer, p.takeCaptures(), p.lim.viewItems, dst)
+}
+
+// captureDirty captures every session still dirty.
+func (p *processor) captureDirty(now time.Time) {
 	for _, s := range p.dirty {
 		p.score(s, now)
 	}
 	clear(p.dirty)
 	p.dirty = p.dirty[:0]
-	dst = append(dst, p.views...)
-	clear(p.views)
-	p.views = p.views[:0]
-	return dst
-}
-
-func (p *processor) view(s *session, now time.Time) store.SessionView {
-	part, off, _ := s.ms.Last()
-	return store.SessionView{
-		SessionID: s.ms.ID(),
-		UserID:    s.ms.User(),
-		Items:     toStoreScored(p.scorer.RecommendSession(p.nb, s.ms, nil, p.lim.viewItems)),
-		Purchased: slices.Clone(s.purchased),
-		EventTime: time.UnixMicro(s.maxTime).UTC(),
-		Partition: part,
-		Offset:    off,
-		UpdatedAt: now,
-	}
 }
 
 func toStoreScored(recs []model.Scored) []store.Scored {
@@ -549,5 +600,5 @@ func (p *processor) copyDeltas() (*model.Model, error) {
 // deltaBytes estimates the memory of the deltas and the neighbour cache.
 func (p *processor) deltaBytes() int {
 	cv := p.deltas.Covisit().Len()
-	return cv*64 + p.deltas.Popularity().Len()*24 + p.deltas.Users().Len()*64 + p.nb.cachedBytes
+	return cv*64 + p.deltas.Popularity().Len()*24 + p.deltas.Users().Len()*64 + p.nb.cachedBytes + p.capBytes
 }

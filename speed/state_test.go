@@ -278,3 +278,53 @@ func TestMergedNeighborsIsTopKOfTheSum(t *testing.T) {
 		check("maintained")
 	}
 }
+
+// TestCapturesScoreAsOfCapture: a capture scored later (after more records
+// changed the deltas and the maintained rows) gives exactly the
+// recommendations the session had when it was captured.
+func TestCapturesScoreAsOfCapture(t *testing.T) {
+	recs := genStream(t, 20_000, time.Now().Add(-70*time.Minute), 100)
+	p, err := newProcessor(defaultLimits(), model.DefaultParams(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := range int32(benchParts) {
+		p.assign(id)
+	}
+	p.handoff(benchBatch(t, recs[:10_000]))
+	ts := time.Now()
+	var want [][]model.Scored
+	var caps []capture
+	for i, r := range recs {
+		s, err := p.record(r.part, r.off, ts, r.value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s == nil || i%7 != 0 {
+			continue
+		}
+		want = append(want, p.scorer.RecommendSession(p.nb, s.ms, nil, 20))
+		s.dirty = true
+		p.score(s, ts)
+		if i%700 == 0 { // hand over a chunk now and then, as the layer does
+			caps = append(caps, p.takeCaptures()...)
+		}
+	}
+	caps = append(caps, p.takeCaptures()...)
+	views := scoreCaptures(p.scorer, caps, 20, nil)
+	if len(views) != len(want) {
+		t.Fatalf("%d views, %d expected", len(views), len(want))
+	}
+	nonEmpty := 0
+	for i, v := range views {
+		if !reflect.DeepEqual(v.Items, toStoreScored(want[i])) {
+			t.Fatalf("capture %d (%s): scored later %v, at capture %v", i, v.SessionID, v.Items, want[i])
+		}
+		if len(v.Items) > 0 {
+			nonEmpty++
+		}
+	}
+	if nonEmpty < len(views)/2 {
+		t.Fatalf("only %d of %d captures have recommendations", nonEmpty, len(views))
+	}
+}
