@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -509,15 +510,27 @@ func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
 
 // assigned starts the partitions given to this member; their records are
 // replayed from the committed horizons.
-func (l *Layer) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (l *Layer) assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	ids := assigned[l.cfg.Topic]
 	if len(ids) == 0 {
 		return
+	}
+	// The high watermarks at assignment: fetches report them only for
+	// partitions that have records, so an empty partition would otherwise
+	// never count as replayed.
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ends, err := kadm.NewClient(cl).ListEndOffsets(lctx, l.cfg.Topic)
+	cancel()
+	if err != nil {
+		l.log.Warn("list end offsets of assigned partitions", "err", err)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, id := range ids {
 		l.proc.assign(id)
+		if o, ok := ends.Lookup(l.cfg.Topic, id); ok && o.Err == nil {
+			l.proc.parts[id].hw = o.Offset
+		}
 	}
 	l.ready.Store(false)
 	l.log.Info("partitions assigned", "partitions", ids)

@@ -37,7 +37,7 @@ func init() {
 					return err
 				}
 				if e.cfg.Archive.MetricsAddr != "" {
-					stop, err := serveArchiveMetrics(e.cfg.Archive.MetricsAddr, reg, log)
+					stop, err := serveMetrics(e.cfg.Archive.MetricsAddr, reg, nil, log)
 					if err != nil {
 						return err
 					}
@@ -49,8 +49,9 @@ func init() {
 	})
 }
 
-// serveArchiveMetrics serves /metrics and /healthz on addr until stop.
-func serveArchiveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+// serveMetrics serves /metrics, /healthz and, when ready is set, /readyz of a
+// role without an HTTP API on addr until stop.
+func serveMetrics(addr string, reg *prometheus.Registry, ready func() bool, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -58,6 +59,15 @@ func serveArchiveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	if ready != nil {
+		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+			if !ready() {
+				http.Error(w, "not ready\n", http.StatusServiceUnavailable)
+				return
+			}
+			w.Write([]byte("ok\n"))
+		})
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
