@@ -4,9 +4,11 @@ import (
 	"context"
 	"hash/fnv"
 	"log/slog"
+	"os"
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -302,19 +304,26 @@ func (w *latencyWriter) UpsertSessions(ctx context.Context, vs []store.SessionVi
 	return nil
 }
 
-// BenchmarkLatency produces 50,000 events/s (paced every millisecond, event
-// time following the wall clock) for 4 seconds while the speed layer runs,
-// and reports the time from each produce call to the first write of its
-// session's view at or past its offset: p50, p99 and max, after a 1s warm-up.
-// Run with -benchtime=1x.
+// BenchmarkLatency produces 50,000 events/s (LAMBDAREC_SPEED_BENCH_RATE
+// overrides it; paced every millisecond, event time following the wall clock)
+// for 4 seconds while the speed layer runs, and reports the time from each
+// produce call to the first write of its session's view at or past its
+// offset: p50, p99 and max, after a 1s warm-up, and how long the layer needed
+// to catch up after the last produce. Run with -benchtime=1x.
 func BenchmarkLatency(b *testing.B) {
 	const (
-		rate = 50_000
 		dur  = 4 * time.Second
 		warm = time.Second
 	)
+	rate := 50_000
+	if v := os.Getenv("LAMBDAREC_SPEED_BENCH_RATE"); v != "" {
+		var err error
+		if rate, err = strconv.Atoi(v); err != nil || rate < 1000 {
+			b.Fatalf("LAMBDAREC_SPEED_BENCH_RATE=%q: want an integer ≥ 1000", v)
+		}
+	}
 	for range b.N {
-		recs := genStream(b, int(rate*dur/time.Second)+rate/10, time.Now(), rate)
+		recs := genStream(b, rate*int(dur/time.Second)+rate/10, time.Now(), float64(rate))
 		tt := newTestTopic(b, benchParts)
 		w := &latencyWriter{Memory: store.NewMemory()}
 		l := startLayer(b, tt, nil, w, func(c *Config) { c.Group = "latency" })
@@ -338,7 +347,7 @@ func BenchmarkLatency(b *testing.B) {
 		i := 0
 		for i < len(recs) {
 			now := <-tick.C
-			due := min(int(float64(now.Sub(start))/float64(time.Second)*rate), len(recs))
+			due := min(int(float64(now.Sub(start))/float64(time.Second)*float64(rate)), len(recs))
 			for ; i < due; i++ {
 				r := &recs[i]
 				at := time.Now()

@@ -45,14 +45,19 @@ type Config struct {
 	// Params are the model parameters used until the first batch arrives;
 	// after that, the batch model's. Default: model.DefaultParams().
 	Params *model.Params
+	// InstanceID makes the member static (KIP-345): a restart with the same
+	// id gets its partitions back without a rebalance. Default: dynamic.
+	InstanceID string
 	// ClientOpts are extra franz-go options, applied last (for example
-	// kgo.InstanceID for static membership, or shorter session timeouts).
+	// shorter group session timeouts).
 	ClientOpts []kgo.Opt
 }
 
-// FromConfig maps the speed section of the configuration to a Config.
+// FromConfig maps the configuration (kafka, speed and model sections) to a
+// Config.
 func FromConfig(c *config.Config) Config {
 	return Config{
+		InstanceID:        c.Speed.InstanceID,
 		Brokers:           c.Kafka.Brokers,
 		Topic:             c.Kafka.Topic,
 		DLQTopic:          c.Kafka.DLQTopic,
@@ -64,6 +69,7 @@ func FromConfig(c *config.Config) Config {
 		ViewItems:         c.Speed.ViewItems,
 		BatchPollInterval: c.Speed.BatchPollInterval,
 		CommitInterval:    c.Speed.CommitInterval,
+		Params:            &c.Model,
 	}
 }
 

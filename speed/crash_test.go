@@ -80,7 +80,7 @@ func runChild() int {
 		CommitInterval:    10 * time.Millisecond,
 		BatchPollInterval: time.Hour,
 		MaxPollRecords:    childPollMax,
-		ClientOpts:        []kgo.Opt{kgo.InstanceID(childMember)},
+		InstanceID:        childMember,
 	}, Deps{Views: views, Batches: BatchSourceFunc(func(context.Context) (*Batch, error) { return batch, nil })})
 	if err != nil {
 		return fail(err)

@@ -71,6 +71,7 @@ type Layer struct {
 	lastCommit time.Time
 	lastExpire time.Time
 	closing    bool
+	joined     bool // a group assignment was received
 
 	dlqInflight atomic.Int64
 	cmu         sync.Mutex      // guards committed and dlqFailed (commit and produce callbacks)
@@ -134,6 +135,9 @@ func (l *Layer) Run(ctx context.Context) error {
 		kgo.OnPartitionsAssigned(l.assigned),
 		kgo.OnPartitionsRevoked(l.revoked),
 		kgo.OnPartitionsLost(l.lost),
+	}
+	if l.cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(l.cfg.InstanceID))
 	}
 	cl, err := kafka.NewClient(l.cfg.Brokers, append(opts, l.cfg.ClientOpts...)...)
 	if err != nil {
@@ -337,11 +341,9 @@ func (l *Layer) afterPoll(ctx context.Context, now time.Time) {
 		}()
 	}
 	l.m.sync(l.proc, now)
-	ready := true
+	ready := l.joined
 	for _, ps := range l.proc.parts {
-		if ps.hw < 0 || ps.next < ps.hw {
-			ready = ready && ps.hw == 0
-		}
+		ready = ready && ps.replayed()
 	}
 	l.ready.Store(ready)
 }
@@ -512,28 +514,57 @@ func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
 // replayed from the committed horizons.
 func (l *Layer) assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	ids := assigned[l.cfg.Topic]
+	from, target := l.replayRange(ctx, cl, ids)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.joined = true
 	if len(ids) == 0 {
 		return
 	}
-	// The high watermarks at assignment: fetches report them only for
-	// partitions that have records, so an empty partition would otherwise
-	// never count as replayed.
-	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	ends, err := kadm.NewClient(cl).ListEndOffsets(lctx, l.cfg.Topic)
-	cancel()
-	if err != nil {
-		l.log.Warn("list end offsets of assigned partitions", "err", err)
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	for _, id := range ids {
 		l.proc.assign(id)
-		if o, ok := ends.Lookup(l.cfg.Topic, id); ok && o.Err == nil {
-			l.proc.parts[id].hw = o.Offset
-		}
+		ps := l.proc.parts[id]
+		ps.from, ps.target = from[id], target[id]
+		ps.hw = target[id]
 	}
 	l.ready.Store(false)
-	l.log.Info("partitions assigned", "partitions", ids)
+	l.log.Info("partitions assigned", "partitions", ids, "replay_from", from, "replay_to", target)
+}
+
+// replayRange returns, for partitions ids, the offset consumption starts at
+// (the committed horizon, or the log start) and the end offset now: the
+// replay that rebuilds their state. Fetches report high watermarks only for
+// partitions with records, so without this an empty partition, or one with
+// nothing to replay, would never count as replayed. Unknown values are -1.
+func (l *Layer) replayRange(ctx context.Context, cl *kgo.Client, ids []int32) (from, target map[int32]int64) {
+	from, target = map[int32]int64{}, map[int32]int64{}
+	for _, id := range ids {
+		from[id], target[id] = -1, -1
+	}
+	if len(ids) == 0 {
+		return from, target
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, l.cfg.Topic)
+	if err != nil {
+		l.log.Warn("list end offsets of assigned partitions", "err", err)
+		return from, target
+	}
+	starts, serr := adm.ListStartOffsets(ctx, l.cfg.Topic)
+	committed, cerr := adm.FetchOffsets(ctx, l.cfg.Group)
+	for _, id := range ids {
+		if o, ok := ends.Lookup(l.cfg.Topic, id); ok && o.Err == nil {
+			target[id] = o.Offset
+		}
+		if c, ok := committed.Lookup(l.cfg.Topic, id); cerr == nil && ok && c.Err == nil && c.At >= 0 {
+			from[id] = c.At
+		} else if s, ok := starts.Lookup(l.cfg.Topic, id); serr == nil && ok && s.Err == nil {
+			from[id] = s.Offset
+		}
+	}
+	return from, target
 }
 
 // revoked hands partitions over: their views and dead letters are written,
@@ -577,8 +608,9 @@ func (l *Layer) dropPartitions(ids []int32) {
 	l.cmu.Unlock()
 }
 
-// Ready reports whether every owned partition has been replayed up to its
-// high watermark since it was assigned.
+// Ready reports whether the layer joined its group and consumed every owned
+// partition up to the end offset it had when assigned (the replay that
+// rebuilds its state).
 func (l *Layer) Ready() bool { return l.ready.Load() }
 
 // BatchID returns the id of the batch served, "" when none.

@@ -149,3 +149,24 @@ func TestRestartReplaysFromHorizon(t *testing.T) {
 	c.check("after restart, more records", bound, a2)
 	checkViews(t, tt, views)
 }
+
+// TestReady: a member is ready once it joined and replayed its partitions up
+// to their end offsets at assignment — at once on an empty topic, and after
+// a restart with nothing new to replay.
+func TestReady(t *testing.T) {
+	tt := newTestTopic(t, 3)
+	views := store.NewMemory()
+	a, stopA := startStoppable(t, tt, nil, views, nil)
+	waitFor(t, 10*time.Second, "ready on an empty topic", a.Ready)
+	g := newStreamGen(rand.New(rand.NewPCG(5, 5)), time.Now().Add(-time.Hour))
+	tt.produce(g.batch(300))
+	waitFor(t, 10*time.Second, "caught up", func() bool { return caughtUp(a.Positions(), tt.endOffsets()) })
+	stopA()
+	b := startLayer(t, tt, nil, views, nil)
+	waitFor(t, 10*time.Second, "ready after a restart", b.Ready)
+	// Its sessions are all live, so the horizons are behind the ends and
+	// being ready means having replayed up to them.
+	if !caughtUp(b.Positions(), tt.endOffsets()) {
+		t.Fatalf("ready before the replay ended: %v vs %v", b.Positions(), tt.endOffsets())
+	}
+}

@@ -83,6 +83,16 @@ type partition struct {
 	next     int64               // next offset to process; -1 until the first record
 	hw       int64               // high watermark seen in the last fetch; -1 unknown
 	streamTS int64               // newest record timestamp (ms): the clock of expiry
+	// from and target are where consumption of the partition started (the
+	// committed horizon) and the end offset when it was assigned; it is
+	// replayed, and the layer ready, once next reaches target. -1: unknown.
+	from, target int64
+}
+
+// replayed reports whether the partition was consumed up to the end offset
+// it had when assigned.
+func (ps *partition) replayed() bool {
+	return ps.target >= 0 && (ps.from >= ps.target || ps.next >= ps.target)
 }
 
 // limits are the processor's bounds, from Config.
@@ -158,7 +168,7 @@ func (p *processor) assign(id int32) {
 	if _, ok := p.parts[id]; ok {
 		p.drop([]int32{id})
 	}
-	p.parts[id] = &partition{id: id, sessions: map[string]*session{}, next: -1, hw: -1, streamTS: -1 << 62}
+	p.parts[id] = &partition{id: id, sessions: map[string]*session{}, next: -1, hw: -1, streamTS: -1 << 62, from: -1, target: -1}
 }
 
 // drop forgets the state of partitions ids and rebuilds the deltas of the

@@ -145,6 +145,10 @@ type Speed struct {
 	// MetricsAddr serves /metrics, /healthz and /readyz of `lambdarec speed`;
 	// empty disables it. Default: 127.0.0.1:9464.
 	MetricsAddr string `yaml:"metrics_addr"`
+	// InstanceID makes this member static (Kafka KIP-345): a restart with the
+	// same id (a StatefulSet pod name, say) gets its partitions back without
+	// a rebalance. Default: empty (a dynamic member).
+	InstanceID string `yaml:"instance_id"`
 }
 
 // Store selects the serving store, where the batch and real-time views live.
