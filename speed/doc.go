@@ -50,14 +50,25 @@
 //
 // # Real-time view
 //
-// Views are written in groups after each poll, and within a long poll
-// whenever the oldest unwritten update is MaxViewDelay old: several events of
-// a session in one group cost one scoring. Each view carries the session's
-// newest record offset (its version), event time, user and purchases.
+// A poll's records are decoded in parallel, then applied in order. Right
+// after a session's last record of the poll, the layer captures what scoring
+// it reads (its recent items, its purchases and copies of the merged top-K
+// rows of those items); captures are scored on background goroutines by the
+// shared model.Scorer and written in groups, after each poll and within a
+// long poll whenever the oldest unwritten update is MaxViewDelay old. So
+// several events of a session in one poll cost one scoring, and a view is
+// exactly the recommendations the session had right after its newest record.
+// Each view carries that record's offset (its version), the newest event
+// time, the user and the purchases.
 //
-// A view reflects the deltas of every partition this member owns as far as
-// they were consumed when it was written; with several partitions that
-// interleaving is not deterministic, so two runs may write slightly different
-// scores for the same (session, offset). Sessions, deltas, and recommendations
+// Scoring reads merged rows that the layer maintains: the first time an item
+// is needed after a rebuild of the deltas, its top K of batch ⊕ deltas is
+// computed; from then on every pair contribution updates it (counts only grow
+// between rebuilds, so the maintained top K stays exact) — the whole delta
+// row, which grows with the time since the batch, is never merged again.
+//
+// With one partition, a view is the same in every run. With several, it
+// also reflects how far the other partitions had been consumed when it was
+// captured, which no two runs share. Sessions, deltas, and recommendations
 // computed at any quiescent point are deterministic.
 package speed
