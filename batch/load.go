@@ -167,19 +167,12 @@ func (l *Loader) Follow(ctx context.Context, st store.Store, interval time.Durat
 }
 
 func (l *Loader) publishLatest(ctx context.Context, st store.Store, log *slog.Logger) error {
-	run, ok, err := LatestRun(ctx, l.lake)
-	if err != nil || !ok {
+	loaded, err := l.Latest(ctx)
+	if err != nil || loaded == nil {
 		return err
 	}
 	cur, ok, err := st.CurrentBatch(ctx)
-	if err != nil {
-		return err
-	}
-	if ok && cur.BatchID == run.BatchID {
-		return nil
-	}
-	loaded, err := l.Latest(ctx)
-	if err != nil || loaded == nil {
+	if err != nil || ok && cur.BatchID == loaded.Run.BatchID {
 		return err
 	}
 	// The store keeps the view it is given; neither side modifies it.

@@ -382,3 +382,51 @@ func TestSchedulerNeverRunsTwoAtOnce(t *testing.T) {
 		}
 	}
 }
+
+func TestFollowPublishesEachNewBatchOnce(t *testing.T) {
+	ctx := context.Background()
+	lake := testLake(t)
+	p := model.DefaultParams()
+	r, err := New(Config{Lake: lake, Params: &p, TopK: 5, Progress: time.Hour}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.NewMemory()
+	l := NewLoader(lake, p)
+	if err := l.publishLatest(ctx, st, discard); err != nil {
+		t.Fatalf("no batch yet: %v", err)
+	}
+	if _, ok, _ := st.CurrentBatch(ctx); ok {
+		t.Fatal("a batch was published before any ran")
+	}
+	offsets, next := lakehouse.Offsets{}, map[int32]int64{}
+	for i := range 2 {
+		archive(t, lake, stream(t, int64(20+i), 800, next), offsets)
+		res, err := r.Run(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // the second poll finds nothing new
+			if err := l.publishLatest(ctx, st, discard); err != nil {
+				t.Fatal(err)
+			}
+		}
+		meta, ok, err := st.CurrentBatch(ctx)
+		if err != nil || !ok || meta.BatchID != res.Run.BatchID || !maps.Equal(meta.Boundary, res.Run.Boundary) {
+			t.Fatalf("store's batch %+v, %v, %v; want %s", meta, ok, err, res.Run.BatchID)
+		}
+		var item string
+		for it, row := range res.View.Neighbors {
+			if len(row) >= 5 && (item == "" || it < item) {
+				item = it
+			}
+		}
+		if item == "" {
+			t.Fatal("no item with 5 neighbours in the batch")
+		}
+		sim, err := st.Similar(ctx, item, 5)
+		if err != nil || !equalScored(sim, res.View.Neighbors[item][:5]) {
+			t.Fatalf("similar items of %s in the store %v, %v; computed %v", item, sim, err, res.View.Neighbors[item])
+		}
+	}
+}

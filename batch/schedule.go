@@ -19,8 +19,7 @@ type Scheduler struct {
 	spec   string
 	log    *slog.Logger
 
-	mu    sync.Mutex // held while a run is going
-	OnRun func(*Result, error)
+	mu sync.Mutex // held while a run is going
 }
 
 // ParseSchedule parses a standard 5-field cron spec or a descriptor such as
@@ -70,7 +69,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, ran, err := s.RunOnce(ctx)
+			_, ran, err := s.RunOnce(ctx)
 			switch {
 			case !ran:
 				s.log.Warn("batch run skipped: the previous one is still running")
@@ -78,9 +77,6 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				s.log.Info("batch run skipped: no events archived yet")
 			case err != nil && ctx.Err() == nil:
 				s.log.Error("batch run failed", "err", err)
-			}
-			if s.OnRun != nil && ran {
-				s.OnRun(res, err)
 			}
 		}()
 	}
