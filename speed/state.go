@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/lambdarec/lambdarec/internal/kafka"
 	"github.com/lambdarec/lambdarec/internal/model"
 	"github.com/lambdarec/lambdarec/internal/store"
 	"github.com/lambdarec/lambdarec/schemas"
@@ -265,11 +266,7 @@ func (p *processor) record(part int32, offset int64, ts time.Time, value []byte)
 // the validation clock (so validity does not depend on when it is
 // processed). It uses only ev, so records can be decoded in parallel.
 func decodeRecord(ev *schemas.UserInteraction, part int32, offset int64, ts time.Time, value []byte) (model.Event, error) {
-	clock := ts
-	if ts.IsZero() || ts.UnixMilli() <= 0 {
-		clock = time.Now() // no record timestamp: validate against the wall clock
-	}
-	if err := schemas.Decode(value, ev, clock); err != nil {
+	if err := schemas.Decode(value, ev, kafka.RecordClock(ts)); err != nil {
 		return model.Event{}, err
 	}
 	return model.EventFromProto(ev, part, offset), nil

@@ -70,7 +70,8 @@ type Deps struct {
 	// Lake is the open lakehouse; when nil, Run opens (and closes) the one
 	// cfg.Iceberg names.
 	Lake *lakehouse.Lakehouse
-	// Now is the clock events are validated against. Default: time.Now.
+	// Now, when set, is the clock events are validated against. Default: each
+	// record's timestamp (kafka.RecordClock), as the speed layer does.
 	Now func() time.Time
 }
 
@@ -101,9 +102,6 @@ func New(cfg config.Config, deps Deps) (*Archiver, error) {
 	a := &Archiver{cfg: cfg, log: deps.Log, lake: deps.Lake, now: deps.Now}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
-	}
-	if a.now == nil {
-		a.now = time.Now
 	}
 	reg := deps.Registerer
 	if reg == nil {
@@ -356,10 +354,18 @@ func newWorkers(sc *arrow.Schema) ([]*worker, error) {
 	return ws, nil
 }
 
+// clock is the clock r's event is validated against: Deps.Now when set, else
+// the record's timestamp, as in the speed layer (kafka.RecordClock).
+func (a *Archiver) clock(r *kgo.Record) time.Time {
+	if a.now != nil {
+		return a.now()
+	}
+	return kafka.RecordClock(r.Timestamp)
+}
+
 // decode decodes and validates recs, in parallel shares, into Arrow record
 // batches of the valid ones and dead letters for the others (in order).
 func (a *Archiver) decode(recs []*kgo.Record) (built []arrow.RecordBatch, dlq []*kgo.Record) {
-	now := a.now()
 	n := min(len(a.workers), max(1, len(recs)/minShare))
 	share := (len(recs) + n - 1) / n
 	var wg sync.WaitGroup
@@ -368,7 +374,7 @@ func (a *Archiver) decode(recs []*kgo.Record) (built []arrow.RecordBatch, dlq []
 		wg.Go(func() {
 			w.dlq = w.dlq[:0]
 			for _, r := range part {
-				if err := schemas.Decode(r.Value, &w.ev, now); err != nil {
+				if err := schemas.Decode(r.Value, &w.ev, a.clock(r)); err != nil {
 					w.dlq = append(w.dlq, kafka.DeadLetter(a.cfg.Kafka.DLQTopic, r, Stage, err))
 					continue
 				}

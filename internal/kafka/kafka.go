@@ -89,3 +89,14 @@ func Header(r *kgo.Record, key string) (string, bool) {
 	}
 	return "", false
 }
+
+// RecordClock is the clock a record's event is validated against: the
+// record's timestamp, or the wall clock for a record without one. Every
+// consumer uses it, so that whether a record is valid does not depend on
+// when or by whom it is processed — the archive and the speed layer agree.
+func RecordClock(ts time.Time) time.Time {
+	if ts.IsZero() || ts.UnixMilli() <= 0 {
+		return time.Now()
+	}
+	return ts
+}

@@ -70,3 +70,15 @@ func TestEnsureTopicsAndDeadLetter(t *testing.T) {
 		}
 	}
 }
+
+func TestRecordClock(t *testing.T) {
+	ts := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	if got := RecordClock(ts); !got.Equal(ts) {
+		t.Fatalf("RecordClock(%v) = %v, want the record's timestamp", ts, got)
+	}
+	for _, none := range []time.Time{{}, time.UnixMilli(0), time.UnixMilli(-1)} {
+		if got := RecordClock(none); time.Since(got) > time.Minute || time.Since(got) < 0 {
+			t.Fatalf("RecordClock(%v) = %v, want the wall clock", none, got)
+		}
+	}
+}
