@@ -193,6 +193,11 @@ func BenchmarkScoreSessionCached(b *testing.B) {
 
 func benchScore(b *testing.B, evs []Event, m *Model) {
 	sc, _ := NewScorer(DefaultParams())
+	benchScoreWith(b, evs, func(recent []string) []Scored { return sc.Score(m, recent, nil, 20) })
+}
+
+// benchScoreWith runs score on 64 recents of 10 items taken from evs.
+func benchScoreWith(b *testing.B, evs []Event, score func(recent []string) []Scored) {
 	var recent [][]string
 	for i := 0; len(recent) < 64; i += 997 {
 		var r []string
@@ -205,7 +210,7 @@ func benchScore(b *testing.B, evs []Event, m *Model) {
 	b.ResetTimer()
 	i := 0
 	for b.Loop() {
-		sc.Score(m, recent[i%len(recent)], nil, 20)
+		score(recent[i%len(recent)])
 		i++
 	}
 }

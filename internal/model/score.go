@@ -2,6 +2,7 @@ package model
 
 import (
 	"cmp"
+	"hash/maphash"
 	"slices"
 	"strings"
 )
@@ -25,11 +26,12 @@ func compareScored(a, b Scored) int {
 // Scorer scores recommendations. It reuses its buffers between calls, so one
 // Scorer must not be used by two goroutines at once; results are fresh slices.
 type Scorer struct {
-	p     Params
-	acc   map[string]float64
-	row   []ItemCount
-	seen  []string
-	cands []Scored
+	p    Params
+	acc  accumulator
+	row  []ItemCount
+	rows []ItemCount // rows appended by a *Model or *Covisit source
+	seen []string
+	heap []Scored
 }
 
 // NewScorer returns a scorer for parameters p.
@@ -37,7 +39,7 @@ func NewScorer(p Params) (*Scorer, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	return &Scorer{p: p, acc: make(map[string]float64)}, nil
+	return &Scorer{p: p, acc: newAccumulator()}, nil
 }
 
 // RecencyWeight is the weight of the recent item at rank r (0 = most recent):
@@ -53,11 +55,15 @@ func RecencyWeight(r int) float64 { return 1 / float64((1+r)*(1+r)) }
 // strongest neighbour), summed in rank order, so it is reproducible bit for
 // bit. Recent items, and items for which exclude (may be nil) returns true,
 // are never recommended. Order: score desc, item asc.
+//
+// Scores accumulate in an open-addressing table keyed by item, and the best k
+// are selected with a bounded heap; exclude is only asked about candidates
+// that would enter it.
 func (s *Scorer) Score(src Neighbors, recent []string, exclude func(string) bool, k int) []Scored {
 	if k <= 0 {
 		return nil
 	}
-	clear(s.acc)
+	s.acc.reset()
 	s.seen = s.seen[:0]
 	for _, item := range recent {
 		if len(s.seen) == s.p.RecentItems {
@@ -68,12 +74,24 @@ func (s *Scorer) Score(src Neighbors, recent []string, exclude func(string) bool
 		}
 		s.seen = append(s.seen, item)
 	}
+	var cov *Covisit
+	switch c := src.(type) {
+	case *Model:
+		cov = c.covisit
+	case *Covisit:
+		cov = c
+	}
 	top, _ := src.(TopNeighbors)
 	for r, item := range s.seen {
 		var row []ItemCount
-		if top != nil {
+		switch {
+		case cov != nil:
+			// What TopNeighbors returns, without a fresh slice per row.
+			s.rows = cov.AppendTopK(s.rows[:0], item, s.p.Neighbors)
+			row = s.topK(s.rows)
+		case top != nil:
 			row = s.topK(top.TopNeighbors(item, s.p.Neighbors))
-		} else {
+		default:
 			row = s.topK(src.Neighbors(item))
 		}
 		if len(row) == 0 || row[0].Count <= 0 {
@@ -85,18 +103,120 @@ func (s *Scorer) Score(src Neighbors, recent []string, exclude func(string) bool
 			if n.Count <= 0 {
 				break
 			}
-			s.acc[n.Item] += rw * float64(n.Count) / top
+			*s.acc.slot(n.Item) += rw * float64(n.Count) / top
 		}
 	}
-	s.cands = s.cands[:0]
-	for item, sc := range s.acc {
-		if slices.Contains(s.seen, item) || exclude != nil && exclude(item) {
+	// Bounded selection: h is a heap of the best len(h) <= k candidates,
+	// the worst on top.
+	h := s.heap[:0]
+	for i := range s.acc.ents {
+		c := Scored{Item: s.acc.ents[i].item, Score: s.acc.ents[i].score}
+		if len(h) == k && compareScored(c, h[0]) >= 0 {
 			continue
 		}
-		s.cands = append(s.cands, Scored{Item: item, Score: sc})
+		if slices.Contains(s.seen, c.Item) || exclude != nil && exclude(c.Item) {
+			continue
+		}
+		if len(h) < k {
+			h = append(h, c)
+			heapUp(h, len(h)-1)
+			continue
+		}
+		h[0] = c
+		heapDown(h, 0)
 	}
-	slices.SortFunc(s.cands, compareScored)
-	return slices.Clone(s.cands[:min(k, len(s.cands))])
+	s.heap = h
+	out := slices.Clone(h)
+	slices.SortFunc(out, compareScored)
+	return out
+}
+
+// heapUp and heapDown maintain h as a heap with the worst candidate (in
+// compareScored's order) at the root.
+func heapUp(h []Scored, j int) {
+	for j > 0 {
+		p := (j - 1) / 2
+		if compareScored(h[p], h[j]) >= 0 {
+			break
+		}
+		h[j], h[p] = h[p], h[j]
+		j = p
+	}
+}
+
+func heapDown(h []Scored, j int) {
+	for {
+		l := 2*j + 1
+		if l >= len(h) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(h) && compareScored(h[l], h[r]) < 0 {
+			m = r
+		}
+		if compareScored(h[j], h[m]) >= 0 {
+			return
+		}
+		h[j], h[m] = h[m], h[j]
+		j = m
+	}
+}
+
+// accumulator maps items to scores: an open-addressing table (linear
+// probing) of indexes into ents, which holds the entries in insertion order.
+type accumulator struct {
+	seed  maphash.Seed
+	slots []int32 // index into ents + 1; 0 is empty
+	ents  []accEntry
+}
+
+type accEntry struct {
+	item  string
+	hash  uint64
+	score float64
+}
+
+func newAccumulator() accumulator {
+	return accumulator{seed: maphash.MakeSeed(), slots: make([]int32, 1024)}
+}
+
+func (a *accumulator) reset() {
+	clear(a.slots)
+	a.ents = a.ents[:0]
+}
+
+// slot returns the score of item, adding it with score 0 when new.
+func (a *accumulator) slot(item string) *float64 {
+	h := maphash.String(a.seed, item)
+	mask := uint64(len(a.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		e := a.slots[i]
+		if e == 0 {
+			if 2*(len(a.ents)+1) > len(a.slots) {
+				a.grow()
+				return a.slot(item)
+			}
+			a.ents = append(a.ents, accEntry{item: item, hash: h})
+			a.slots[i] = int32(len(a.ents))
+			return &a.ents[len(a.ents)-1].score
+		}
+		if en := &a.ents[e-1]; en.hash == h && en.item == item {
+			return &en.score
+		}
+	}
+}
+
+// grow doubles the table and reinserts the entries.
+func (a *accumulator) grow() {
+	a.slots = make([]int32, 2*len(a.slots))
+	mask := uint64(len(a.slots) - 1)
+	for j := range a.ents {
+		i := a.ents[j].hash & mask
+		for a.slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		a.slots[i] = int32(j + 1)
+	}
 }
 
 // topK returns the first Params.Neighbors of row in the model's order, using
