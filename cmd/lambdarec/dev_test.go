@@ -172,6 +172,31 @@ func TestDevEndToEnd(t *testing.T) {
 		t.Fatalf("batch answer without as_of.batch: %+v", batchRecs.AsOf)
 	}
 
+	// /v1/status reports every layer, read from Kafka and Iceberg.
+	resp, err := http.Get(p.base + "/v1/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var status serving.Status
+	err = json.NewDecoder(resp.Body).Decode(&status)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers := map[string]serving.LayerReport{}
+	for _, l := range status.Layers {
+		layers[l.Layer] = l
+	}
+	for _, name := range []string{"archive", "speed", "batch"} {
+		l, ok := layers[name]
+		if !ok || !l.Healthy || l.LagRecords < 0 {
+			t.Fatalf("/v1/status layer %s: %+v (present %v)", name, l, ok)
+		}
+	}
+	if id := layers["batch"].Details["batch_id"]; id == nil || id == "" {
+		t.Fatalf("/v1/status batch layer names no batch: %+v", layers["batch"])
+	}
+
 	// A new session: its recommendations change within a second, from speed.
 	// A noisy shared machine may stall one attempt; three are allowed.
 	var fastest time.Duration = -1
