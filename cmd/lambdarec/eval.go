@@ -24,7 +24,8 @@ func init() {
 				weights string
 				pair    string
 			)
-			o.params = model.DefaultParams()
+			o.params = cfg.Model // the model section of the configuration, then flags
+			w := o.params.Weights
 			fs.IntVar(&o.events, "events", 300_000, "generated records to train and test on")
 			fs.Int64Var(&o.seed, "seed", 1, "generator seed")
 			fs.IntVar(&o.items, "items", 5000, "catalog size")
@@ -35,7 +36,7 @@ func init() {
 			fs.IntVar(&o.k, "k", 20, "cut-off K of Recall@K and MRR@K")
 			fs.IntVar(&o.partitions, "partitions", cfg.Kafka.Partitions, "partitions the records are spread over (by session)")
 			fs.BoolVar(&o.json, "json", false, "print the report as JSON")
-			fs.StringVar(&weights, "weights", "1,2,4,8", "event weights: page_view,product_click,add_to_cart,purchase")
+			fs.StringVar(&weights, "weights", fmt.Sprintf("%d,%d,%d,%d", w.PageView, w.ProductClick, w.AddToCart, w.Purchase), "event weights: page_view,product_click,add_to_cart,purchase")
 			fs.StringVar(&pair, "pair", o.params.Pair.String(), "pair rule: min, max or product")
 			fs.DurationVar(&o.params.Window, "window", o.params.Window, "co-visitation window (event time)")
 			fs.IntVar(&o.params.RecentItems, "recent-items", o.params.RecentItems, "recent items scored per session")
