@@ -86,9 +86,7 @@ func (s *Scorer) Score(src Neighbors, recent []string, exclude func(string) bool
 		var row []ItemCount
 		switch {
 		case cov != nil:
-			// What TopNeighbors returns, without a fresh slice per row.
-			s.rows = cov.AppendTopK(s.rows[:0], item, s.p.Neighbors)
-			row = s.topK(s.rows)
+			row = s.covisitRow(cov, item)
 		case top != nil:
 			row = s.topK(top.TopNeighbors(item, s.p.Neighbors))
 		default:
@@ -106,15 +104,27 @@ func (s *Scorer) Score(src Neighbors, recent []string, exclude func(string) bool
 			*s.acc.slot(n.Item) += rw * float64(n.Count) / top
 		}
 	}
+	for _, item := range s.seen {
+		if e := s.acc.find(item); e != nil {
+			e.recent = true
+		}
+	}
 	// Bounded selection: h is a heap of the best len(h) <= k candidates,
 	// the worst on top.
 	h := s.heap[:0]
 	for i := range s.acc.ents {
-		c := Scored{Item: s.acc.ents[i].item, Score: s.acc.ents[i].score}
-		if len(h) == k && compareScored(c, h[0]) >= 0 {
+		e := &s.acc.ents[i]
+		if e.recent {
 			continue
 		}
-		if slices.Contains(s.seen, c.Item) || exclude != nil && exclude(c.Item) {
+		c := Scored{Item: e.item, Score: e.score}
+		if len(h) == k {
+			// Cheap rejections first; compareScored decides the rest.
+			if w := &h[0]; c.Score < w.Score || c.Score == w.Score && c.Item > w.Item || compareScored(c, *w) >= 0 {
+				continue
+			}
+		}
+		if exclude != nil && exclude(c.Item) {
 			continue
 		}
 		if len(h) < k {
@@ -171,9 +181,10 @@ type accumulator struct {
 }
 
 type accEntry struct {
-	item  string
-	hash  uint64
-	score float64
+	item   string
+	hash   uint64
+	score  float64
+	recent bool // one of the recent items, never recommended
 }
 
 func newAccumulator() accumulator {
@@ -206,6 +217,21 @@ func (a *accumulator) slot(item string) *float64 {
 	}
 }
 
+// find returns item's entry, nil when it has none.
+func (a *accumulator) find(item string) *accEntry {
+	h := maphash.String(a.seed, item)
+	mask := uint64(len(a.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		e := a.slots[i]
+		if e == 0 {
+			return nil
+		}
+		if en := &a.ents[e-1]; en.hash == h && en.item == item {
+			return en
+		}
+	}
+}
+
 // grow doubles the table and reinserts the entries.
 func (a *accumulator) grow() {
 	a.slots = make([]int32, 2*len(a.slots))
@@ -219,10 +245,39 @@ func (a *accumulator) grow() {
 	}
 }
 
+// covisitRow returns what c.TopNeighbors(item, Params.Neighbors) returns,
+// without copying: the cached row when CacheTopK covers it, otherwise the
+// selection appended to a reused buffer. Both are in the model's order.
+func (s *Scorer) covisitRow(c *Covisit, item string) []ItemCount {
+	id, ok := c.items.lookup(item)
+	if !ok {
+		return nil
+	}
+	k := s.p.Neighbors
+	if k <= c.topK && int(id) < len(c.top) && len(c.overRow(id)) == 0 {
+		row := c.top[id]
+		return row[:min(k, len(row))]
+	}
+	s.rows = c.appendTopK(s.rows[:0], id, k)
+	return s.rows
+}
+
+// inOrder reports whether row is in the model's order (count desc, item
+// asc): slices.IsSortedFunc(row, compareItemCount), inlined.
+func inOrder(row []ItemCount) bool {
+	for i := 1; i < len(row); i++ {
+		a, b := &row[i-1], &row[i]
+		if b.Count > a.Count || b.Count == a.Count && b.Item < a.Item {
+			return false
+		}
+	}
+	return true
+}
+
 // topK returns the first Params.Neighbors of row in the model's order, using
 // row itself when it is already in that order.
 func (s *Scorer) topK(row []ItemCount) []ItemCount {
-	if !slices.IsSortedFunc(row, compareItemCount) {
+	if !inOrder(row) {
 		s.row = append(s.row[:0], row...)
 		SortItemCounts(s.row)
 		row = s.row

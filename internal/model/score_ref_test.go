@@ -181,3 +181,37 @@ func BenchmarkScoreSessionRefUncached(b *testing.B) {
 	ref := newRefScorer(DefaultParams())
 	benchScoreWith(b, evs, func(recent []string) []Scored { return ref.Score(m, recent, nil, 20) })
 }
+
+// topRows serves precomputed top rows without copying them, as the speed
+// layer's sources do (mergedNeighbors, captures).
+type topRows map[string][]ItemCount
+
+func (t topRows) Neighbors(item string) []ItemCount { return t[item] }
+func (t topRows) TopNeighbors(item string, k int) []ItemCount {
+	row := t[item]
+	return row[:min(k, len(row))]
+}
+
+func benchTopRows(b *testing.B) ([]Event, topRows) {
+	evs, m := benchData(b)
+	rows := make(topRows)
+	for item, row := range m.Covisit().Rows(50) {
+		rows[item] = slices.Clone(row)
+	}
+	return evs, rows
+}
+
+// BenchmarkScoreSessionRows scores against precomputed top 50 rows served
+// through TopNeighbors: the speed layer's case.
+func BenchmarkScoreSessionRows(b *testing.B) {
+	evs, rows := benchTopRows(b)
+	sc, _ := NewScorer(DefaultParams())
+	benchScoreWith(b, evs, func(recent []string) []Scored { return sc.Score(rows, recent, nil, 20) })
+}
+
+// BenchmarkScoreSessionRowsRef is BenchmarkScoreSessionRows with refScorer.
+func BenchmarkScoreSessionRowsRef(b *testing.B) {
+	evs, rows := benchTopRows(b)
+	ref := newRefScorer(DefaultParams())
+	benchScoreWith(b, evs, func(recent []string) []Scored { return ref.Score(rows, recent, nil, 20) })
+}
