@@ -150,16 +150,31 @@ func TestDevEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts lambdarec dev; not in -short")
 	}
+	start := time.Now()
+	phase := func(what string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), what) }
 	bin := buildLambdarec(t)
+	phase("built")
 	dataDir := t.TempDir()
 	httpAddr, kafkaAddr := freeAddr(t), freeAddr(t)
 	p := startDev(t, bin, dataDir, httpAddr, kafkaAddr)
+	phase("ready")
 
-	// A known user browses generated items; a batch then covers the events.
+	// Once a first batch is served, a known user browses its most popular
+	// items (they have neighbours); a later batch then covers the events.
+	var popular []string
+	waitFor(t, 90*time.Second, "a first batch", func() bool {
+		r := p.recommendations(t, url.Values{"user_id": {"nobody"}, "k": {"3"}})
+		popular = popular[:0]
+		for _, it := range r.Items {
+			popular = append(popular, it.Item)
+		}
+		return r.AsOf.Batch != nil && len(popular) == 3
+	})
+	phase("first batch")
 	user := "e2e-user"
 	now := time.Now()
 	var evs []map[string]any
-	for i, item := range []string{"i00000", "i00001", "i00002", "i00003"} {
+	for i, item := range popular {
 		evs = append(evs, view(fmt.Sprintf("e2e-a%d", i), user, "e2e-s1", item, now.Add(time.Duration(i)*time.Second)))
 	}
 	p.post(t, evs...)
@@ -171,6 +186,8 @@ func TestDevEndToEnd(t *testing.T) {
 	if batchRecs.AsOf.Batch == nil || batchRecs.AsOf.Batch.BatchID == "" {
 		t.Fatalf("batch answer without as_of.batch: %+v", batchRecs.AsOf)
 	}
+
+	phase("batch answer")
 
 	// /v1/status reports every layer, read from Kafka and Iceberg.
 	resp, err := http.Get(p.base + "/v1/status")
@@ -206,7 +223,7 @@ func TestDevEndToEnd(t *testing.T) {
 		if sources(before)["speed"] != 0 {
 			t.Fatalf("a session without events has speed items: %+v", before.Items)
 		}
-		p.post(t, view("e2e-b"+session, user, session, "i00001", time.Now()))
+		p.post(t, view("e2e-b"+session, user, session, popular[0], time.Now()))
 		posted := time.Now()
 		var after serving.Recommendations
 		for time.Since(posted) < time.Second {
@@ -230,10 +247,12 @@ func TestDevEndToEnd(t *testing.T) {
 	}
 	t.Logf("speed recommendations visible %s after the 202", fastest.Round(time.Millisecond))
 	p.stop(t)
+	phase("stopped")
 
 	// Started again on the same data directory, it serves the same batch
 	// (read back from Iceberg) before any new batch runs.
 	p = startDev(t, bin, dataDir, httpAddr, kafkaAddr)
+	phase("restarted")
 	waitFor(t, 30*time.Second, "the previous batch after a restart", func() bool {
 		r := p.recommendations(t, url.Values{"user_id": {user}, "k": {"10"}})
 		return sources(r)["batch"] > 0
