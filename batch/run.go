@@ -188,6 +188,12 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	}
 	if ok && last.SourceSnapshotID == snap.SnapshotID && !r.cfg.Force {
 		r.log.Info("batch view is up to date", "batch_id", last.BatchID, "snapshot_id", snap.SnapshotID)
+		if r.cfg.Store != nil {
+			// A publish that failed after the commit is made good now.
+			if err := NewLoader(r.cfg.Lake, *r.cfg.Params).publishLatest(ctx, r.cfg.Store, r.log); err != nil {
+				return nil, err
+			}
+		}
 		return &Result{Run: last, UpToDate: true}, nil
 	}
 	run := Run{

@@ -242,6 +242,16 @@ func TestBatchRunMatchesReferenceAndIsIdempotent(t *testing.T) {
 	if runs, _ := Runs(ctx, lake); len(runs) != 1 {
 		t.Fatalf("batch_runs has %d rows after an up-to-date run, want 1", len(runs))
 	}
+	// A store that missed the publish (it failed after the commit) gets the
+	// current batch from an up-to-date run.
+	r.cfg.Store = store.NewMemory()
+	if _, err := r.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if meta, ok, _ := r.cfg.Store.CurrentBatch(ctx); !ok || meta.BatchID != res.Run.BatchID {
+		t.Fatalf("an up-to-date run did not publish the current batch to a store that lacked it: %+v", meta)
+	}
+	r.cfg.Store = mem
 
 	// New events: a new batch covers both snapshots' events.
 	second := stream(t, 2, 2000, next)

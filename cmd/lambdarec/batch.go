@@ -10,6 +10,8 @@ import (
 	"github.com/lambdarec/lambdarec/batch"
 	"github.com/lambdarec/lambdarec/internal/config"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
+	"github.com/lambdarec/lambdarec/internal/store"
+	"github.com/lambdarec/lambdarec/internal/store/backend"
 )
 
 func init() {
@@ -17,6 +19,7 @@ func init() {
 		summary: "recompute the batch view once from the current Iceberg snapshot of events",
 		setup: func(fs *flag.FlagSet, cfg *config.Config) func(context.Context, *env) error {
 			batchFlags(fs, cfg)
+			fs.StringVar(&cfg.Store.Backend, "store", cfg.Store.Backend, "serving store to publish the view to: clickhouse, or memory (the serving process follows Iceberg)")
 			force := fs.Bool("force", false, "recompute even if the current batch already covers the current snapshot")
 			return func(ctx context.Context, e *env) error {
 				r, closeFn, err := newBatchRunner(ctx, e.cfg, e.log, *force)
@@ -74,12 +77,23 @@ func batchFlags(fs *flag.FlagSet, cfg *config.Config) {
 	fs.IntVar(&cfg.Batch.TopK, "top-k", cfg.Batch.TopK, "neighbours per item and recommendations per user")
 }
 
-// newBatchRunner opens the lakehouse and the serving store the batch view is
-// published to, and returns the runner and a function that closes them.
+// newBatchRunner opens the lakehouse and, unless it is the in-process one,
+// the serving store each new batch view is published to; it returns the
+// runner and a function that closes them. (An in-process store lives in the
+// serving process, which follows batch_runs in Iceberg itself.)
 func newBatchRunner(ctx context.Context, cfg config.Config, log *slog.Logger, force bool) (*batch.Runner, func(), error) {
 	lake, err := lakehouse.Open(ctx, cfg.Iceberg, log.With("component", "lakehouse"))
 	if err != nil {
 		return nil, nil, err
+	}
+	closeFn := func() { lake.Close() }
+	var st store.Store
+	if cfg.Store.Backend != "memory" {
+		if st, err = backend.Open(ctx, cfg, log.With("component", "store")); err != nil {
+			closeFn()
+			return nil, nil, err
+		}
+		closeFn = func() { st.Close(); lake.Close() }
 	}
 	p := cfg.Model
 	r, err := batch.New(batch.Config{
@@ -88,10 +102,11 @@ func newBatchRunner(ctx context.Context, cfg config.Config, log *slog.Logger, fo
 		Params: &p,
 		TopK:   cfg.Batch.TopK,
 		Force:  force,
+		Store:  st,
 	}, log.With("component", "batch"))
 	if err != nil {
-		lake.Close()
+		closeFn()
 		return nil, nil, err
 	}
-	return r, func() { lake.Close() }, nil
+	return r, closeFn, nil
 }
