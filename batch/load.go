@@ -3,6 +3,7 @@ package batch
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,8 +29,17 @@ type Loaded struct {
 	Model *model.Model
 }
 
-// Load reads the view tables and aggregates of the published batch run.
+// Load reads the view tables and aggregates of the published batch run. The
+// model gets the parameters the run recorded (so deltas added to it are
+// counted the same way), p when the run recorded none.
 func Load(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.Params) (*Loaded, error) {
+	if run.Params != "" {
+		var rp model.Params
+		if err := json.Unmarshal([]byte(run.Params), &rp); err != nil {
+			return nil, fmt.Errorf("batch %s: model params %q: %w", run.BatchID, run.Params, err)
+		}
+		p = rp
+	}
 	m, err := model.New(p)
 	if err != nil {
 		return nil, err

@@ -214,9 +214,13 @@ func TestBatchRunMatchesReferenceAndIsIdempotent(t *testing.T) {
 	if err != nil || !ok || meta.BatchID != res.Run.BatchID || !maps.Equal(meta.Boundary, boundary1) {
 		t.Fatalf("serving store batch = %+v, %v, %v", meta, ok, err)
 	}
-	loaded, err := NewLoader(lake, p).Latest(ctx)
+	// The loader is given other params: the run's recorded ones must win.
+	loaded, err := NewLoader(lake, model.DefaultParams()).Latest(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if loaded.Model.Params() != p {
+		t.Fatalf("loaded model params %+v, the run's %+v", loaded.Model.Params(), p)
 	}
 	if !loaded.Model.Covisit().Equal(res.Model.Covisit()) || !loaded.Model.Popularity().Equal(res.Model.Popularity()) {
 		t.Fatal("aggregates read back from Iceberg differ from those computed")
