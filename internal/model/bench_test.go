@@ -208,11 +208,13 @@ func benchScoreWith(b *testing.B, evs []Event, score func(recent []string) []Sco
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	i := 0
 	for b.Loop() {
 		score(recent[i%len(recent)])
 		i++
 	}
+	perEvent(b, cpu0, 1, "op")
 }
 
 // BenchmarkBuild10M builds the model of 10M generated events (streamed into

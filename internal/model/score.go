@@ -3,8 +3,10 @@ package model
 import (
 	"cmp"
 	"hash/maphash"
+	"math/bits"
 	"slices"
 	"strings"
+	"unsafe"
 )
 
 // Scored is a recommended item and its score.
@@ -176,6 +178,7 @@ func heapDown(h []Scored, j int) {
 // probing) of indexes into ents, which holds the entries in insertion order.
 type accumulator struct {
 	seed  maphash.Seed
+	key   uint64  // seed of the inline hash
 	slots []int32 // index into ents + 1; 0 is empty
 	ents  []accEntry
 }
@@ -188,7 +191,8 @@ type accEntry struct {
 }
 
 func newAccumulator() accumulator {
-	return accumulator{seed: maphash.MakeSeed(), slots: make([]int32, 1024)}
+	seed := maphash.MakeSeed()
+	return accumulator{seed: seed, key: maphash.Comparable(seed, 0) | 1, slots: make([]int32, 1024)}
 }
 
 func (a *accumulator) reset() {
@@ -198,7 +202,7 @@ func (a *accumulator) reset() {
 
 // slot returns the score of item, adding it with score 0 when new.
 func (a *accumulator) slot(item string) *float64 {
-	h := maphash.String(a.seed, item)
+	h := a.hash(item)
 	mask := uint64(len(a.slots) - 1)
 	for i := h & mask; ; i = (i + 1) & mask {
 		e := a.slots[i]
@@ -217,9 +221,23 @@ func (a *accumulator) slot(item string) *float64 {
 	}
 }
 
+// hash hashes item: short ids (8 to 16 bytes, the usual case) inline from
+// two overlapping words mixed with a per-Scorer seed, others with maphash.
+func (a *accumulator) hash(item string) uint64 {
+	n := len(item)
+	if n < 8 || n > 16 {
+		return maphash.String(a.seed, item)
+	}
+	p := unsafe.Pointer(unsafe.StringData(item))
+	x := *(*uint64)(p) ^ a.key
+	y := *(*uint64)(unsafe.Add(p, n-8)) ^ bits.RotateLeft64(a.key, 29) ^ uint64(n)
+	hi, lo := bits.Mul64(x, y^0x9e3779b97f4a7c15)
+	return hi ^ lo
+}
+
 // find returns item's entry, nil when it has none.
 func (a *accumulator) find(item string) *accEntry {
-	h := maphash.String(a.seed, item)
+	h := a.hash(item)
 	mask := uint64(len(a.slots) - 1)
 	for i := h & mask; ; i = (i + 1) & mask {
 		e := a.slots[i]
