@@ -209,8 +209,11 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The model's own tables do not depend on the view: they are written
+	// while the view is computed.
+	modelWrites := r.writeModel(ctx, m, &run, log)
 	view := r.view(m, &run)
-	if err := r.write(ctx, m, view, &run, log); err != nil {
+	if err := r.write(ctx, view, modelWrites, &run, log); err != nil {
 		return nil, err
 	}
 	log.Info("batch run committed", "events_read", run.EventsRead, "events_accepted", run.EventsAccepted,
@@ -426,38 +429,56 @@ func toScored(row []model.ItemCount) []store.Scored {
 	return out
 }
 
-// write commits the view tables and then the batch_runs row.
-func (r *Runner) write(ctx context.Context, m *model.Model, v *store.BatchView, run *Run, log *slog.Logger) error {
+// writeTable buffers the rows fill adds and appends them to def's table.
+func (r *Runner) writeTable(ctx context.Context, def *tableDef, run *Run, log *slog.Logger, fill func(w *rowWriter)) error {
+	w, err := newRowWriter(r.cfg.Mem, def)
+	if err != nil {
+		return err
+	}
+	defer w.release()
+	fill(w)
+	start := time.Now()
+	if err := appendRows(ctx, r.cfg.Lake, def.name, w, iceberg.Properties{"lambdarec.batch_id": run.BatchID}); err != nil {
+		return fmt.Errorf("write %s: %w", def.name, err)
+	}
+	log.Info("batch table written", "table", def.name, "rows", w.rows, "elapsed", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// writeModel starts writing the tables of the model's aggregates
+// (covisitation, popularity) in the background; the returned group's Wait
+// reports the outcome.
+func (r *Runner) writeModel(ctx context.Context, m *model.Model, run *Run, log *slog.Logger) *errgroup.Group {
 	id := run.BatchID
-	props := iceberg.Properties{"lambdarec.batch_id": id}
+	var eg errgroup.Group
+	eg.Go(func() error {
+		return r.writeTable(ctx, &covisitationDef, run, log, func(w *rowWriter) {
+			for p := range m.Covisit().Pairs() {
+				w.add(id, p.A, p.B, p.Count)
+			}
+		})
+	})
+	eg.Go(func() error {
+		return r.writeTable(ctx, &popularityDef, run, log, func(w *rowWriter) {
+			for _, ic := range m.Popularity().All() {
+				w.add(id, ic.Item, ic.Count)
+			}
+		})
+	})
+	return &eg
+}
+
+// write commits the view tables, waits for the model's tables
+// (modelWrites), and then commits the batch_runs row.
+func (r *Runner) write(ctx context.Context, v *store.BatchView, modelWrites *errgroup.Group, run *Run, log *slog.Logger) error {
+	id := run.BatchID
 	writeTable := func(def *tableDef, fill func(w *rowWriter)) error {
-		w, err := newRowWriter(r.cfg.Mem, def)
-		if err != nil {
-			return err
-		}
-		defer w.release()
-		fill(w)
-		start := time.Now()
-		if err := appendRows(ctx, r.cfg.Lake, def.name, w, props); err != nil {
-			return fmt.Errorf("write %s: %w", def.name, err)
-		}
-		log.Info("batch table written", "table", def.name, "rows", w.rows, "elapsed", time.Since(start).Round(time.Millisecond))
-		return nil
+		return r.writeTable(ctx, def, run, log, fill)
 	}
 	steps := []struct {
 		def  *tableDef
 		fill func(w *rowWriter)
 	}{
-		{&covisitationDef, func(w *rowWriter) {
-			for p := range m.Covisit().Pairs() {
-				w.add(id, p.A, p.B, p.Count)
-			}
-		}},
-		{&popularityDef, func(w *rowWriter) {
-			for _, ic := range m.Popularity().All() {
-				w.add(id, ic.Item, ic.Count)
-			}
-		}},
 		{&itemNeighborsDef, func(w *rowWriter) {
 			for item, row := range v.Neighbors {
 				for rank, s := range row {
@@ -485,7 +506,11 @@ func (r *Runner) write(ctx context.Context, m *model.Model, v *store.BatchView, 
 	for _, s := range steps {
 		eg.Go(func() error { return writeTable(s.def, s.fill) })
 	}
-	if err := eg.Wait(); err != nil {
+	err := eg.Wait()
+	if merr := modelWrites.Wait(); err == nil {
+		err = merr
+	}
+	if err != nil {
 		return err
 	}
 	if r.beforeCommit != nil {

@@ -30,6 +30,10 @@ type Builder struct {
 	user     []uint32 // user of each session's latest event (an interning shortcut)
 	tail     []int32  // last event of each session
 	evs      []bevent
+	// The ids of the previous event's session and item: consecutive events
+	// often repeat them, and comparing with the interned string is cheaper
+	// than a map lookup. Valid when len(head) > 0.
+	lastSession, lastItem uint32
 }
 
 // NewBuilder returns a builder for parameters p.
@@ -46,7 +50,20 @@ func (b *Builder) Len() int { return len(b.evs) }
 // Add buffers e. Events of a session may come in any order; Build orders them
 // by (partition, offset).
 func (b *Builder) Add(e Event) {
-	sid := b.sessions.intern(e.SessionID)
+	var sid uint32
+	if len(b.head) > 0 && b.sessions.str(b.lastSession) == e.SessionID {
+		sid = b.lastSession
+	} else {
+		sid = b.sessions.intern(e.SessionID)
+		b.lastSession = sid
+	}
+	var item uint32
+	if len(b.head) > 0 && b.m.items.str(b.lastItem) == e.ItemID {
+		item = b.lastItem
+	} else {
+		item = b.m.items.intern(e.ItemID)
+		b.lastItem = item
+	}
 	newSession := int(sid) == len(b.head)
 	var user uint32
 	if !newSession && b.m.users.users.str(b.user[sid]) == e.UserID {
@@ -59,7 +76,7 @@ func (b *Builder) Add(e Event) {
 		hash:      EventIDHash(e.EventID),
 		time:      e.Time,
 		offset:    e.Offset,
-		item:      b.m.items.intern(e.ItemID),
+		item:      item,
 		user:      user,
 		partition: e.Partition,
 		next:      -1,
