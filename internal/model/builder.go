@@ -2,7 +2,9 @@ package model
 
 import (
 	"cmp"
+	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/lambdarec/lambdarec/schemas"
 )
@@ -100,16 +102,99 @@ func compareRecord(a, b bevent) int {
 	return cmp.Compare(a.offset, b.offset)
 }
 
+// buildShardEvents is the fewest events per shard of a parallel Build, and
+// buildMaxShards, when positive, caps the shards below GOMAXPROCS (tests).
+var (
+	buildShardEvents = 1 << 16
+	buildMaxShards   = 0
+)
+
+// shardOut is what one shard of sessions contributes: pair totals, weights
+// per item, (user, item) records and outcome counts. All of them merge
+// exactly (integer sums, max, or), so sharding does not change the model.
+type shardOut struct {
+	pairs   []kv
+	pop     []int64
+	touched []bool
+	users   []userRec
+	stats   Stats
+}
+
 // Build computes the model of every event added and returns it. The builder
-// must not be used afterwards.
+// must not be used afterwards. Sessions are independent: they are processed
+// in shards, in parallel, and the shards' aggregates merged.
 func (b *Builder) Build() *Model {
+	m := b.m
+	procs := runtime.GOMAXPROCS(0)
+	if buildMaxShards > 0 {
+		procs = buildMaxShards
+	}
+	shards := max(1, min(procs, len(b.evs)/buildShardEvents, len(b.head)))
+	outs := make([]shardOut, shards)
+	var wg sync.WaitGroup
+	for w := range shards {
+		lo, hi := w*len(b.head)/shards, (w+1)*len(b.head)/shards
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[w] = b.buildShard(lo, hi)
+		}()
+	}
+	wg.Wait()
+	nItems := m.items.len()
+	pairs := outs[0].pairs
+	var alt []kv
+	for _, o := range outs[1:] {
+		alt = mergeKV(alt, pairs, o.pairs, 1)
+		pairs, alt = alt, pairs
+	}
+	for id := range nItems {
+		var w int64
+		touched := false
+		for _, o := range outs {
+			if o.touched[id] {
+				touched = true
+				w += o.pop[id]
+			}
+		}
+		if touched {
+			m.pop.addID(uint32(id), w)
+		}
+	}
+	users := outs[0].users
+	for _, o := range outs {
+		m.Stats.Accepted += o.stats.Accepted
+		m.Stats.Duplicates += o.stats.Duplicates
+		m.Stats.Capped += o.stats.Capped
+	}
+	for _, o := range outs[1:] {
+		users = append(users, o.users...)
+	}
+	nUsers := m.users.users.len()
+	b.evs, b.head, b.tail, b.user, b.sessions, b.m = nil, nil, nil, nil, nil, nil
+	outs = nil
+	m.covisit.setBase(pairs)
+	m.users.setBase(sortUserRecs(users, nUsers, nItems))
+	return m
+}
+
+// buildShard processes sessions [lo, hi).
+func (b *Builder) buildShard(lo, hi int) shardOut {
 	m := b.m
 	p := &m.params
 	win := p.windowMicros()
+	nItems := m.items.len()
+	out := shardOut{pop: make([]int64, nItems), touched: make([]bool, nItems)}
 	var scratch, kept []bevent
-	pairs := newPairSorter(m.items.len())
-	users := make([]userRec, 0, len(b.evs))
-	for sid := range b.head {
+	pairs := newPairSorter(nItems)
+	n := 0
+	for sid := lo; sid < hi; sid++ {
+		for i := b.head[sid]; i >= 0; i = b.evs[i].next {
+			n++
+		}
+	}
+	users := make([]userRec, 0, n)
+	for sid := lo; sid < hi; sid++ {
 		scratch = scratch[:0]
 		for i := b.head[sid]; i >= 0; i = b.evs[i].next {
 			scratch = append(scratch, b.evs[i])
@@ -133,7 +218,7 @@ func (b *Builder) Build() *Model {
 			if o == Accepted && len(kept) >= p.MaxSessionEvents {
 				o = Capped
 			}
-			m.Stats.add(o, 1)
+			out.stats.add(o, 1)
 			if o != Accepted {
 				continue
 			}
@@ -149,15 +234,15 @@ func (b *Builder) Build() *Model {
 					}
 				}
 			}
-			m.pop.addID(e.item, we)
+			out.pop[e.item] += we
+			out.touched[e.item] = true
 			users = append(users, userRec{k: uint64(e.user)<<32 | uint64(e.item), v: userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase}})
 			kept = append(kept, *e)
 		}
 	}
-	b.evs, b.head, b.tail, b.user, b.sessions, b.m = nil, nil, nil, nil, nil, nil
-	m.covisit.setBase(pairs.result())
-	m.users.setBase(sortUserRecs(users, m.users.users.len(), m.items.len()))
-	return m
+	out.pairs = pairs.result()
+	out.users = users
+	return out
 }
 
 // Recompute builds the model of events from scratch: the reference the
