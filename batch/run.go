@@ -246,6 +246,13 @@ func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.S
 	if err != nil {
 		return nil, err
 	}
+	// The snapshot's record count sizes the event buffer up front, sparing
+	// the copies of growing it.
+	if snap.Summary != nil {
+		if n, err := strconv.ParseInt(snap.Summary.Properties["total-records"], 10, 64); err == nil && n > 0 && n < 1<<31 {
+			b.Grow(int(n))
+		}
+	}
 	var maxTime int64
 	lastLog := time.Now()
 	start := lastLog

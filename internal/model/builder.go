@@ -49,6 +49,13 @@ func NewBuilder(p Params) (*Builder, error) {
 // Len returns the number of events added.
 func (b *Builder) Len() int { return len(b.evs) }
 
+// Grow makes room for n more events (a hint: Add grows the buffer anyway).
+func (b *Builder) Grow(n int) {
+	if n > 0 {
+		b.evs = slices.Grow(b.evs, n)
+	}
+}
+
 // Add buffers e. Events of a session may come in any order; Build orders them
 // by (partition, offset).
 func (b *Builder) Add(e Event) {
