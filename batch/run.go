@@ -210,10 +210,11 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	// The model's own tables do not depend on the view: they are written
-	// while the view is computed.
-	modelWrites := r.writeModel(ctx, m, &run, log)
-	view := r.view(m, &run)
-	if err := r.write(ctx, view, modelWrites, &run, log); err != nil {
+	// while the view is computed, and the item tables while users are
+	// scored.
+	writes := r.writeModel(ctx, m, &run, log)
+	view := r.view(m, &run, func(v *store.BatchView) { r.writeItems(ctx, writes, v, &run, log) })
+	if err := r.write(ctx, view, writes, &run, log); err != nil {
 		return nil, err
 	}
 	log.Info("batch run committed", "events_read", run.EventsRead, "events_accepted", run.EventsAccepted,
@@ -368,8 +369,10 @@ func addBatch(b *model.Builder, rec arrow.RecordBatch) (int, int64, error) {
 	return n, maxTime, nil
 }
 
-// view derives the serving view from the model.
-func (r *Runner) view(m *model.Model, run *Run) *store.BatchView {
+// view derives the serving view from the model. itemsDone, when not nil, is
+// called once the item parts of the view (Neighbors, Popular) are final, before
+// users are scored.
+func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchView)) *store.BatchView {
 	v := &store.BatchView{
 		Neighbors: make(map[string][]store.Scored),
 		UserRecs:  make(map[string][]store.Scored),
@@ -386,6 +389,9 @@ func (r *Runner) view(m *model.Model, run *Run) *store.BatchView {
 	}
 	for _, ic := range m.Popularity().Top(r.cfg.PopularK) {
 		v.Popular = append(v.Popular, store.Scored{Item: ic.Item, Score: float64(ic.Count)})
+	}
+	if itemsDone != nil {
+		itemsDone(v)
 	}
 	// Users are scored in parallel, one Scorer per worker; the model is
 	// only read.
@@ -454,7 +460,7 @@ func (r *Runner) writeTable(ctx context.Context, def *tableDef, run *Run, log *s
 
 // writeModel starts writing the tables of the model's aggregates
 // (covisitation, popularity) in the background; the returned group's Wait
-// reports the outcome.
+// reports the outcome (and that of writes added to it later).
 func (r *Runner) writeModel(ctx context.Context, m *model.Model, run *Run, log *slog.Logger) *errgroup.Group {
 	id := run.BatchID
 	var eg errgroup.Group
@@ -475,47 +481,46 @@ func (r *Runner) writeModel(ctx context.Context, m *model.Model, run *Run, log *
 	return &eg
 }
 
-// write commits the view tables, waits for the model's tables
-// (modelWrites), and then commits the batch_runs row.
-func (r *Runner) write(ctx context.Context, v *store.BatchView, modelWrites *errgroup.Group, run *Run, log *slog.Logger) error {
+// writeItems starts writing the item tables of v (item_neighbors,
+// popular_items) in g: v.Neighbors and v.Popular must be final.
+func (r *Runner) writeItems(ctx context.Context, g *errgroup.Group, v *store.BatchView, run *Run, log *slog.Logger) {
 	id := run.BatchID
-	writeTable := func(def *tableDef, fill func(w *rowWriter)) error {
-		return r.writeTable(ctx, def, run, log, fill)
-	}
-	steps := []struct {
-		def  *tableDef
-		fill func(w *rowWriter)
-	}{
-		{&itemNeighborsDef, func(w *rowWriter) {
-			for item, row := range v.Neighbors {
+	neighbors, popular := v.Neighbors, v.Popular
+	g.Go(func() error {
+		return r.writeTable(ctx, &itemNeighborsDef, run, log, func(w *rowWriter) {
+			for item, row := range neighbors {
 				for rank, s := range row {
 					w.add(id, item, int32(rank), s.Item, s.Score)
 				}
 			}
-		}},
-		{&userRecsDef, func(w *rowWriter) {
-			for user, row := range v.UserRecs {
-				for rank, s := range row {
-					w.add(id, user, int32(rank), s.Item, s.Score)
-				}
-			}
-		}},
-		{&popularItemsDef, func(w *rowWriter) {
-			for rank, s := range v.Popular {
+		})
+	})
+	g.Go(func() error {
+		return r.writeTable(ctx, &popularItemsDef, run, log, func(w *rowWriter) {
+			for rank, s := range popular {
 				w.add(id, int32(rank), s.Item, s.Score)
 			}
-		}},
+		})
+	})
+}
+
+// write commits the user_recommendations table, waits for the tables being
+// written in the background (writes), and then commits the batch_runs row,
+// the commit point.
+func (r *Runner) write(ctx context.Context, v *store.BatchView, writes *errgroup.Group, run *Run, log *slog.Logger) error {
+	id := run.BatchID
+	writeTable := func(def *tableDef, fill func(w *rowWriter)) error {
+		return r.writeTable(ctx, def, run, log, fill)
 	}
-	// The view tables are independent: write them two at a time. The
-	// batch_runs row, the commit point, comes after all of them.
-	var eg errgroup.Group
-	eg.SetLimit(2)
-	for _, s := range steps {
-		eg.Go(func() error { return writeTable(s.def, s.fill) })
-	}
-	err := eg.Wait()
-	if merr := modelWrites.Wait(); err == nil {
-		err = merr
+	err := writeTable(&userRecsDef, func(w *rowWriter) {
+		for user, row := range v.UserRecs {
+			for rank, s := range row {
+				w.add(id, user, int32(rank), s.Item, s.Score)
+			}
+		}
+	})
+	if werr := writes.Wait(); err == nil {
+		err = werr
 	}
 	if err != nil {
 		return err
