@@ -148,13 +148,33 @@ func (b *Builder) Build() *Model {
 		}()
 	}
 	wg.Wait()
-	nItems := m.items.len()
+	nItems, nUsers := m.items.len(), m.users.users.len()
+	for _, o := range outs {
+		m.Stats.Accepted += o.stats.Accepted
+		m.Stats.Duplicates += o.stats.Duplicates
+		m.Stats.Capped += o.stats.Capped
+	}
+	users := outs[0].users
+	for _, o := range outs[1:] {
+		users = append(users, o.users...)
+	}
+	// The user entries and the pairs go to independent structures: they are
+	// sorted and indexed concurrently.
+	usersDone := make(chan struct{})
+	go func() {
+		defer close(usersDone)
+		m.users.setBase(sortUserRecs(users, nUsers, nItems))
+	}()
 	pairs := outs[0].pairs
 	var alt []kv
 	for _, o := range outs[1:] {
+		if need := len(pairs) + len(o.pairs); cap(alt) < need {
+			alt = make([]kv, 0, need)
+		}
 		alt = mergeKV(alt, pairs, o.pairs, 1)
 		pairs, alt = alt, pairs
 	}
+	m.covisit.setBase(pairs)
 	for id := range nItems {
 		var w int64
 		touched := false
@@ -168,20 +188,8 @@ func (b *Builder) Build() *Model {
 			m.pop.addID(uint32(id), w)
 		}
 	}
-	users := outs[0].users
-	for _, o := range outs {
-		m.Stats.Accepted += o.stats.Accepted
-		m.Stats.Duplicates += o.stats.Duplicates
-		m.Stats.Capped += o.stats.Capped
-	}
-	for _, o := range outs[1:] {
-		users = append(users, o.users...)
-	}
-	nUsers := m.users.users.len()
+	<-usersDone
 	b.evs, b.head, b.tail, b.user, b.sessions, b.m = nil, nil, nil, nil, nil, nil
-	outs = nil
-	m.covisit.setBase(pairs)
-	m.users.setBase(sortUserRecs(users, nUsers, nItems))
 	return m
 }
 
@@ -194,6 +202,7 @@ func (b *Builder) buildShard(lo, hi int) shardOut {
 	out := shardOut{pop: make([]int64, nItems), touched: make([]bool, nItems)}
 	var scratch, kept []bevent
 	pairs := newPairSorter(nItems)
+	pairs.buf = make([]kv, 0, pairs.limit) // its first chunk, without regrowing
 	n := 0
 	for sid := lo; sid < hi; sid++ {
 		for i := b.head[sid]; i >= 0; i = b.evs[i].next {
