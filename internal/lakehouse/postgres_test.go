@@ -130,16 +130,17 @@ func startPostgres() (dsn string, stop func(), err error) {
 		logf.Close()
 		cleanup()
 	}
+	// Listening is not ready: the server refuses connections while it starts
+	// up ("the database system is starting up"). pg_isready says when it
+	// accepts them.
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
-		if err == nil {
-			c.Close()
+		if exec.Command(filepath.Join(bin, "pg_isready"), "-q", "-h", "127.0.0.1", "-p", port, "-U", "postgres").Run() == nil {
 			break
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(logf.Name())
 			stop()
-			return "", nil, fmt.Errorf("server did not listen: %s", b)
+			return "", nil, fmt.Errorf("server did not accept connections: %s", b)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
