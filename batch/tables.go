@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -190,36 +191,50 @@ func (r *Runner) cleanup(ctx context.Context, log *slog.Logger) error {
 	if len(keep) == 0 {
 		return nil
 	}
-	var errs []error
-	for _, def := range viewDefs {
-		t, err := r.cfg.Lake.LoadTable(ctx, def.name)
-		var files []table.FileScanTask
-		if err == nil {
-			// Planning reads only manifests (the table is partitioned by
-			// batch id).
-			files, err = t.Scan(table.WithRowFilter(iceberg.NotIn(iceberg.Reference("batch_id"), keep...))).PlanFiles(ctx)
-		}
-		// Delete the old batches by their partition values: an exact match
-		// on the partition drops whole files, where a NotIn on long ids
-		// with truncated column statistics would rewrite kept files.
-		var old []string
-		for _, f := range files {
-			if id, ok := f.File.Partition()[batchIDField].(string); ok && !slices.Contains(old, id) && !slices.Contains(keep, id) {
-				old = append(old, id)
+	// The tables are independent: clean them concurrently.
+	errs := make([]error, len(viewDefs))
+	var wg sync.WaitGroup
+	for i, def := range viewDefs {
+		wg.Go(func() {
+			if err := r.dropOld(ctx, def, keep); err != nil {
+				errs[i] = fmt.Errorf("clean %s: %w", def.name, err)
 			}
-		}
-		if err == nil && len(old) > 0 {
-			_, err = r.cfg.Lake.Commit(ctx, t, func(ctx context.Context, t *table.Table) (*table.Transaction, error) {
-				txn := t.NewTransaction()
-				return txn, txn.Delete(ctx, iceberg.IsIn(iceberg.Reference("batch_id"), old...), nil)
-			}, lakehouse.CommitOptions{})
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("clean %s: %w", def.name, err))
-		}
+		})
 	}
-	if len(errs) == 0 {
+	wg.Wait()
+	err = errors.Join(errs...)
+	if err == nil {
 		log.Debug("old batch views removed", "kept", keep)
 	}
-	return errors.Join(errs...)
+	return err
+}
+
+// dropOld removes from def's table the rows of every batch not in keep.
+func (r *Runner) dropOld(ctx context.Context, def *tableDef, keep []string) error {
+	t, err := r.cfg.Lake.LoadTable(ctx, def.name)
+	if err != nil {
+		return err
+	}
+	// Planning reads only manifests (the table is partitioned by batch id).
+	files, err := t.Scan(table.WithRowFilter(iceberg.NotIn(iceberg.Reference("batch_id"), keep...))).PlanFiles(ctx)
+	if err != nil {
+		return err
+	}
+	// Delete the old batches by their partition values: an exact match on
+	// the partition drops whole files, where a NotIn on long ids with
+	// truncated column statistics would rewrite kept files.
+	var old []string
+	for _, f := range files {
+		if id, ok := f.File.Partition()[batchIDField].(string); ok && !slices.Contains(old, id) && !slices.Contains(keep, id) {
+			old = append(old, id)
+		}
+	}
+	if len(old) == 0 {
+		return nil
+	}
+	_, err = r.cfg.Lake.Commit(ctx, t, func(ctx context.Context, t *table.Table) (*table.Transaction, error) {
+		txn := t.NewTransaction()
+		return txn, txn.Delete(ctx, iceberg.IsIn(iceberg.Reference("batch_id"), old...), nil)
+	}, lakehouse.CommitOptions{})
+	return err
 }
