@@ -304,7 +304,7 @@ func (w *latencyWriter) UpsertSessions(ctx context.Context, vs []store.SessionVi
 	return nil
 }
 
-// BenchmarkLatency produces 50,000 events/s (LAMBDAREC_SPEED_BENCH_RATE
+// BenchmarkLatency produces 50,000 events/s (SPEED_BENCH_RATE
 // overrides it; paced every millisecond, event time following the wall clock)
 // for 4 seconds while the speed layer runs, and reports the time from each
 // produce call to the first write of its session's view at or past its
@@ -316,10 +316,10 @@ func BenchmarkLatency(b *testing.B) {
 		warm = time.Second
 	)
 	rate := 50_000
-	if v := os.Getenv("LAMBDAREC_SPEED_BENCH_RATE"); v != "" {
+	if v := os.Getenv("SPEED_BENCH_RATE"); v != "" {
 		var err error
 		if rate, err = strconv.Atoi(v); err != nil || rate < 1000 {
-			b.Fatalf("LAMBDAREC_SPEED_BENCH_RATE=%q: want an integer ≥ 1000", v)
+			b.Fatalf("SPEED_BENCH_RATE=%q: want an integer ≥ 1000", v)
 		}
 	}
 	for range b.N {
