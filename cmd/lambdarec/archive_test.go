@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -14,7 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/lambdarec/lambdarec/internal/broker"
 	"github.com/lambdarec/lambdarec/internal/kafka"
 	"github.com/lambdarec/lambdarec/schemas"
 )
@@ -23,11 +21,7 @@ import (
 // commits the produced records, serves its metrics, and stops cleanly when
 // its context ends.
 func TestArchiveCommand(t *testing.T) {
-	br, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Topics: []string{"events", "events.dlq"}, Partitions: 2}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
+	br := startBroker(t, 2, "events", "events.dlq")
 	cl, err := kafka.NewClient([]string{br.Addr()}, kgo.DefaultProduceTopic("events"))
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,16 +12,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/lambdarec/lambdarec/internal/broker"
 	"github.com/lambdarec/lambdarec/internal/generate"
 )
 
 func TestGenerateCommandKafka(t *testing.T) {
-	br, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Partitions: 3}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
+	br := startBroker(t, 3)
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), []string{"generate", "--brokers", br.Addr(), "--topic", "clicks", "--partitions", "3",
 		"--count", "5000", "--seed", "9", "--dup-rate", "0.02", "--malformed-rate", "0.01"}, &stdout, &stderr)

@@ -5,32 +5,21 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/lambdarec/lambdarec/internal/broker"
 )
 
 // TestServeCommand runs `lambdarec serve` against an embedded broker: it logs
 // where it listens, accepts an event, is ready, exposes metrics, and stops
 // cleanly when its context ends.
 func TestServeCommand(t *testing.T) {
-	br, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Topics: []string{"events", "events.dlq"}, Partitions: 3}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
-	// The in-process store follows batches in Iceberg: keep its catalog
-	// and warehouse out of the source tree.
-	dir := t.TempDir()
-	t.Setenv("LAMBDAREC_ICEBERG_CATALOG_URI", "file:"+filepath.Join(dir, "catalog.db"))
-	t.Setenv("LAMBDAREC_ICEBERG_WAREHOUSE", "file://"+filepath.Join(dir, "warehouse"))
+	br := startBroker(t, 3, "events", "events.dlq")
+	// The in-process store follows batches in Iceberg.
+	isolateIceberg(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -3,27 +3,17 @@ package main
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/lambdarec/lambdarec/internal/broker"
 )
 
 // TestSpeedCommand starts `lambdarec speed` against the embedded broker: it
 // joins the group, becomes ready, serves its metrics, and stops cleanly.
 func TestSpeedCommand(t *testing.T) {
-	br, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Topics: []string{"events", "events.dlq"}, Partitions: 3}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
-	dir := t.TempDir()
-	t.Setenv("LAMBDAREC_ICEBERG_CATALOG_URI", "file:"+filepath.Join(dir, "catalog.db"))
-	t.Setenv("LAMBDAREC_ICEBERG_WAREHOUSE", "file://"+filepath.Join(dir, "warehouse"))
+	br := startBroker(t, 3, "events", "events.dlq")
+	isolateIceberg(t)
 	metrics := freeAddr(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
