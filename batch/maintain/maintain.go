@@ -122,8 +122,9 @@ type TableReport struct {
 // Report is what a pass did.
 type Report struct {
 	Tables []TableReport
-	// HotExpired is the number of session views dropped from the serving
-	// store (-1: the store does not count them).
+	// HotExpired is what the serving store's hot retention removed: batch
+	// history rows (ClickHouse) or session views (in-process); -1 when the
+	// store does not count them.
 	HotExpired int64
 	Duration   time.Duration
 }
@@ -151,7 +152,14 @@ func (m *Maintainer) RunOnce(ctx context.Context) (*Report, error) {
 		}
 	}
 	if m.cfg.Store != nil {
-		n, err := m.cfg.Store.ExpireSessions(ctx, m.cfg.Now().Add(-m.cfg.Retention.Hot))
+		cutoff := m.cfg.Now().Add(-m.cfg.Retention.Hot)
+		expire := m.cfg.Store.ExpireSessions
+		if h, ok := m.cfg.Store.(interface {
+			ExpireHot(context.Context, time.Time) (int64, error)
+		}); ok {
+			expire = h.ExpireHot // the ClickHouse store: sessions and batch history
+		}
+		n, err := expire(ctx, cutoff)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("maintain serving store: %w", err))
 		}

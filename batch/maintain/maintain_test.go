@@ -190,3 +190,104 @@ func countFiles(t testing.TB, dir, suffix string) int {
 	}
 	return n
 }
+
+// A snapshot a batch run pinned survives expiry with its files, whatever its
+// age; a pin older than pin_max_age is of a dead run and is removed.
+func TestPinnedSnapshotSurvivesExpiry(t *testing.T) {
+	l := openLake(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	appendBatch(t, l, 0, 10, now)
+	tbl, _ := l.LoadTable(ctx, lakehouse.EventsTable)
+	pinned := tbl.CurrentSnapshot().SnapshotID
+	tag, err := l.Pin(ctx, lakehouse.EventsTable, pinned, "batch-1", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < 6; i++ {
+		appendBatch(t, l, int64(i*10), 10, now)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	m, err := New(Config{Lake: l, Maintenance: testMaintenance()}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := m.RunOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := rep.Tables[0]; ev.Pinned != 1 || ev.SnapshotsExpired == 0 {
+		t.Fatalf("report %+v", ev)
+	}
+	tbl, _ = l.LoadTable(ctx, lakehouse.EventsTable)
+	snap := tbl.Metadata().SnapshotByID(pinned)
+	if snap == nil {
+		t.Fatal("the pinned snapshot was expired")
+	}
+	// Its files are all still there: a full scan of it reads its 10 rows.
+	_, recs, err := lakehouse.ScanSnapshot(ctx, tbl, snap, []string{"event_id"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := 0
+	for rec, err := range recs {
+		if err != nil {
+			t.Fatalf("scan of the pinned snapshot: %v", err)
+		}
+		rows += int(rec.NumRows())
+		rec.Release()
+	}
+	if rows != 10 {
+		t.Fatalf("pinned snapshot scans %d rows, want 10", rows)
+	}
+
+	// A day later the pin is stale: removed, and its snapshot expires.
+	later := testMaintenance()
+	m2, _ := New(Config{Lake: l, Maintenance: later, Now: func() time.Time { return time.Now().Add(25 * time.Hour) }}, testLog(t))
+	rep, err = m2.RunOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Tables[0].PinsRemoved != 1 {
+		t.Errorf("stale pin not removed: %+v", rep.Tables[0])
+	}
+	tbl, _ = l.LoadTable(ctx, lakehouse.EventsTable)
+	if tbl.Metadata().SnapshotByID(pinned) != nil {
+		t.Error("the snapshot of a stale pin was kept")
+	}
+	if err := l.Unpin(ctx, lakehouse.EventsTable, tag); err != nil {
+		t.Errorf("unpin of a removed pin: %v", err)
+	}
+}
+
+// Retention drops whole day partitions past retention.events, and the
+// delete snapshot keeps the stream position.
+func TestRetentionDropsOldDays(t *testing.T) {
+	l := openLake(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	appendBatch(t, l, 0, 10, now.Add(-10*24*time.Hour))
+	appendBatch(t, l, 10, 10, now.Add(-9*24*time.Hour))
+	appendBatch(t, l, 20, 10, now)
+	ret := config.Default().Retention
+	ret.Events = 5 * 24 * time.Hour
+	m, err := New(Config{Lake: l, Maintenance: testMaintenance(), Retention: ret}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := m.RunOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := rep.Tables[0]
+	if ev.RetentionFilesDeleted != 2 || ev.Records != 10 {
+		t.Fatalf("retention: %+v, want 2 files deleted and 10 records left", ev)
+	}
+	tbl, _ := l.LoadTable(ctx, lakehouse.EventsTable)
+	if o, _ := lakehouse.SnapshotOffsets(tbl.Metadata(), tbl.CurrentSnapshot()); o.Topic("events")[0] != 29 {
+		t.Errorf("offsets after retention: %v", o)
+	}
+	if _, ok := tbl.CurrentSnapshot().Summary.Properties[lakehouse.OffsetsProperty]; !ok {
+		t.Error("the current snapshot does not carry the offsets itself")
+	}
+}
