@@ -14,6 +14,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/catalog"
 	"github.com/apache/iceberg-go/table"
 	"github.com/apache/iceberg-go/table/compaction"
 
@@ -173,6 +174,9 @@ func (m *Maintainer) RunOnce(ctx context.Context) (*Report, error) {
 func (m *Maintainer) tables(ctx context.Context) ([]string, error) {
 	var names []string
 	for ident, err := range m.cfg.Lake.Catalog().ListTables(ctx, m.cfg.Lake.Namespace()) {
+		if errors.Is(err, catalog.ErrNoSuchNamespace) {
+			return nil, nil // nothing created yet
+		}
 		if err != nil {
 			return nil, fmt.Errorf("maintain: list tables of %s: %w", strings.Join(m.cfg.Lake.Namespace(), "."), err)
 		}

@@ -13,6 +13,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
@@ -373,6 +374,16 @@ func (l *Lakehouse) Commit(ctx context.Context, tbl *table.Table, build func(ctx
 		if err == nil {
 			return committed, nil
 		}
+		if committed != nil {
+			// The catalog took the commit; what failed is the clean-up after
+			// it (deleting the files of expired snapshots). Files already
+			// gone are fine: iceberg-go also tries the files that expired
+			// manifests list as deleted, which an earlier expiry removed.
+			if allNotExist(err) {
+				return committed, nil
+			}
+			return committed, fmt.Errorf("commit to %s: committed, but the clean-up after it failed: %w", name, err)
+		}
 		if !IsCommitConflict(err) || attempt >= opts.MaxAttempts {
 			return nil, fmt.Errorf("commit to %s (attempt %d): %w", name, attempt, err)
 		}
@@ -392,6 +403,19 @@ func (l *Lakehouse) Commit(ctx context.Context, tbl *table.Table, build func(ctx
 		}
 		tbl = fresh
 	}
+}
+
+// allNotExist reports whether every error joined in err is a missing file.
+func allNotExist(err error) bool {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if e != nil && !allNotExist(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // backoff returns a wait in [min, min<<attempt], capped at max.
