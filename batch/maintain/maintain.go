@@ -213,7 +213,10 @@ func (m *Maintainer) table(ctx context.Context, name string) (TableReport, error
 		if ctx.Err() != nil {
 			return
 		}
-		if err := fn(); err != nil {
+		start := time.Now()
+		err := fn()
+		log.Debug("maintenance step done", "step", what, "ms", time.Since(start).Milliseconds())
+		if err != nil {
 			log.Warn("maintenance step", "step", what, "err", err)
 			errs = append(errs, fmt.Errorf("%s: %w", what, err))
 		}
@@ -255,9 +258,12 @@ func currentFiles(_ context.Context, tbl *table.Table) (files int, records int64
 	return f, r, nil
 }
 
-// commitOpts are the retry settings of maintenance commits: they race the
-// archive's, which commit every few seconds.
-var commitOpts = lakehouse.CommitOptions{MaxAttempts: 20, MinBackoff: 20 * time.Millisecond, MaxBackoff: time.Second}
+// commitOpts are the retry settings of maintenance commits. They race the
+// archive's, which may come every 100 ms: a maintenance commit is rebuilt on
+// the reloaded table at once (the expensive work, such as compacted files,
+// is not redone), so it lands in the gap while the archive decodes and
+// writes its next files instead of backing off past it.
+var commitOpts = lakehouse.CommitOptions{MaxAttempts: 50, MinBackoff: time.Millisecond, MaxBackoff: 50 * time.Millisecond}
 
 // metadataProperties makes sure the table deletes old metadata files on
 // commit (tables created before maintenance existed lack the properties).

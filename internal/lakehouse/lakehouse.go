@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apache/iceberg-go"
@@ -61,6 +62,26 @@ type Lakehouse struct {
 	warehouse string
 	log       *slog.Logger
 	closers   []func() error
+
+	// commitMu serialises the commits to each table made through this
+	// Lakehouse (see Commit).
+	mu       sync.Mutex
+	commitMu map[string]*sync.Mutex
+}
+
+// commitLock returns the commit mutex of table name.
+func (l *Lakehouse) commitLock(name string) *sync.Mutex {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.commitMu == nil {
+		l.commitMu = map[string]*sync.Mutex{}
+	}
+	m := l.commitMu[name]
+	if m == nil {
+		m = &sync.Mutex{}
+		l.commitMu[name] = m
+	}
+	return m
 }
 
 // Open connects to the catalog cfg names. It does not create anything; see
@@ -353,7 +374,16 @@ type CommitOptions struct {
 // commit conflicts with another writer, it reloads the table and calls build
 // again on the fresh table, so build must derive everything it commits from
 // the table it is given (and may return an error to give up, which Commit
-// returns as it is). It returns the committed table.
+// returns as it is). It returns the committed table: use it, do not keep it
+// for the next commit (an iceberg-go table returned by a commit holds what
+// it was built from, so keeping one per commit grows the heap with the
+// snapshot history); load the table again instead.
+//
+// Commits to one table through one Lakehouse take turns (build and commit
+// under a per-table mutex): in one process (dev) a slow committer such as a
+// compaction, whose build writes manifests, would otherwise lose every race
+// to an archive committing every 100 ms. Writers in other processes are
+// handled by the optimistic retry alone.
 func (l *Lakehouse) Commit(ctx context.Context, tbl *table.Table, build func(ctx context.Context, tbl *table.Table) (*table.Transaction, error), opts CommitOptions) (*table.Table, error) {
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 10
@@ -365,12 +395,16 @@ func (l *Lakehouse) Commit(ctx context.Context, tbl *table.Table, build func(ctx
 		opts.MaxBackoff = max(2*time.Second, opts.MinBackoff)
 	}
 	name := strings.Join(tbl.Identifier(), ".")
+	lock := l.commitLock(name)
 	for attempt := 1; ; attempt++ {
+		lock.Lock()
 		txn, err := build(ctx, tbl)
 		if err != nil {
+			lock.Unlock()
 			return nil, err
 		}
 		committed, err := txn.Commit(ctx)
+		lock.Unlock()
 		if err == nil {
 			return committed, nil
 		}

@@ -107,18 +107,12 @@ func refOf(meta table.Metadata, name string) (table.SnapshotRef, bool) {
 // build returns none.
 func (l *Lakehouse) commitRefs(ctx context.Context, name string, build func(table.Metadata) ([]table.Update, error)) error {
 	ident := l.Ident(name)
+	lock := l.commitLock(strings.Join(ident, "."))
 	for attempt := 1; ; attempt++ {
-		tbl, err := l.cat.LoadTable(ctx, ident)
-		if err != nil {
-			return fmt.Errorf("load table %s: %w", strings.Join(ident, "."), err)
-		}
-		ups, err := build(tbl.Metadata())
-		if err != nil || len(ups) == 0 {
-			return err
-		}
-		reqs := []table.Requirement{table.AssertTableUUID(tbl.Metadata().TableUUID())}
-		_, _, err = l.cat.CommitTable(ctx, ident, reqs, ups)
-		if err == nil {
+		lock.Lock()
+		err := l.commitRefsOnce(ctx, ident, build)
+		lock.Unlock()
+		if err == nil || errors.Is(err, errNothingToDo) {
 			return nil
 		}
 		if !IsCommitConflict(err) || attempt >= 10 {
@@ -130,6 +124,26 @@ func (l *Lakehouse) commitRefs(ctx context.Context, name string, build func(tabl
 		case <-time.After(backoff(attempt, 20*time.Millisecond, time.Second)):
 		}
 	}
+}
+
+var errNothingToDo = errors.New("nothing to do")
+
+// commitRefsOnce makes one attempt of commitRefs.
+func (l *Lakehouse) commitRefsOnce(ctx context.Context, ident table.Identifier, build func(table.Metadata) ([]table.Update, error)) error {
+	tbl, err := l.cat.LoadTable(ctx, ident)
+	if err != nil {
+		return fmt.Errorf("load table %s: %w", strings.Join(ident, "."), err)
+	}
+	ups, err := build(tbl.Metadata())
+	if err != nil {
+		return err
+	}
+	if len(ups) == 0 {
+		return errNothingToDo
+	}
+	reqs := []table.Requirement{table.AssertTableUUID(tbl.Metadata().TableUUID())}
+	_, _, err = l.cat.CommitTable(ctx, ident, reqs, ups)
+	return err
 }
 
 // sanitizeRef keeps owner usable in a ref name.
