@@ -263,7 +263,7 @@ func currentFiles(_ context.Context, tbl *table.Table) (files int, records int64
 // the reloaded table at once (the expensive work, such as compacted files,
 // is not redone), so it lands in the gap while the archive decodes and
 // writes its next files instead of backing off past it.
-var commitOpts = lakehouse.CommitOptions{MaxAttempts: 50, MinBackoff: time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+var commitOpts = lakehouse.CommitOptions{MaxAttempts: 50, MinBackoff: time.Millisecond, MaxBackoff: 50 * time.Millisecond, Fresh: true}
 
 // metadataProperties makes sure the table deletes old metadata files on
 // commit (tables created before maintenance existed lack the properties).

@@ -368,6 +368,11 @@ type CommitOptions struct {
 	MinBackoff, MaxBackoff time.Duration
 	// OnConflict, when set, is called for each conflict that is retried.
 	OnConflict func(attempt int, err error)
+	// Fresh loads the table again before the first build, for callers whose
+	// table was loaded long before (a compaction that spent seconds writing
+	// files): built on it, even a commit that succeeds makes iceberg-go try
+	// to delete metadata files that later commits already removed.
+	Fresh bool
 }
 
 // Commit builds a transaction on tbl with build and commits it. When the
@@ -398,6 +403,14 @@ func (l *Lakehouse) Commit(ctx context.Context, tbl *table.Table, build func(ctx
 	lock := l.commitLock(name)
 	for attempt := 1; ; attempt++ {
 		lock.Lock()
+		if attempt == 1 && opts.Fresh {
+			fresh, err := l.cat.LoadTable(ctx, tbl.Identifier())
+			if err != nil {
+				lock.Unlock()
+				return nil, fmt.Errorf("reload %s: %w", name, err)
+			}
+			tbl = fresh
+		}
 		txn, err := build(ctx, tbl)
 		if err != nil {
 			lock.Unlock()
