@@ -73,7 +73,14 @@ func init() {
 					return err
 				}
 				defer lake.Close()
-				m, err := newMaintainer(e.cfg, lake, nil, e.log)
+				var st store.Store // the hot retention of a shared serving store
+				if e.cfg.Store.Backend != "memory" {
+					if st, err = backend.Open(ctx, e.cfg, e.log.With("component", "store")); err != nil {
+						return err
+					}
+					defer st.Close()
+				}
+				m, err := newMaintainer(e.cfg, lake, st, e.log)
 				if err != nil {
 					return err
 				}
