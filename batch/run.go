@@ -203,7 +203,20 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 		StartedAt:        started,
 	}
 	log := r.log.With("batch_id", run.BatchID, "snapshot_id", snap.SnapshotID)
-	log.Info("batch run started", "partitions", len(boundary))
+	// Pin the snapshot while it is scanned: maintenance never expires a
+	// pinned snapshot nor deletes its files (see lakehouse.Pin).
+	pin, err := r.cfg.Lake.Pin(ctx, lakehouse.EventsTable, snap.SnapshotID, run.BatchID, r.cfg.Now())
+	if err != nil {
+		return nil, fmt.Errorf("batch %s: %w", run.BatchID, err)
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := r.cfg.Lake.Unpin(uctx, lakehouse.EventsTable, pin); err != nil {
+			log.Warn("unpin snapshot (maintenance removes the pin once it is stale)", "tag", pin, "err", err)
+		}
+	}()
+	log.Info("batch run started", "partitions", len(boundary), "pin", pin)
 
 	m, err := r.compute(ctx, events, snap, &run, log)
 	if err != nil {

@@ -326,11 +326,28 @@ func TestBatchRunThatDiesLeavesThePreviousViewCurrent(t *testing.T) {
 	// The next run dies after writing its view tables, before batch_runs.
 	archive(t, lake, stream(t, 8, 1500, next), offsets)
 	dying, cancel := context.WithCancel(ctx)
-	r.beforeCommit = cancel
+	var pins []lakehouse.Pin
+	var scanned int64
+	r.beforeCommit = func() {
+		// While the run goes, the snapshot it read is pinned.
+		events, err := lake.LoadTable(ctx, lakehouse.EventsTable)
+		if err != nil {
+			t.Error(err)
+		}
+		pins, scanned = lakehouse.Pins(events.Metadata()), events.CurrentSnapshot().SnapshotID
+		cancel()
+	}
 	if _, err := r.Run(dying); err == nil {
 		t.Fatal("a run whose context ended before its commit succeeded")
 	}
 	r.beforeCommit = nil
+	if len(pins) != 1 || pins[0].SnapshotID != scanned {
+		t.Fatalf("pins during the run: %+v, want one on snapshot %d", pins, scanned)
+	}
+	// A run that dies still removes its pin.
+	if events, err := lake.LoadTable(ctx, lakehouse.EventsTable); err != nil || len(lakehouse.Pins(events.Metadata())) != 0 {
+		t.Fatalf("pins after the run died: %v", err)
+	}
 	cur, ok, err := LatestRun(ctx, lake)
 	if err != nil || !ok || cur.BatchID != good.Run.BatchID {
 		t.Fatalf("current batch after a dead run = %v, %v, %v; want %s", cur.BatchID, ok, err, good.Run.BatchID)

@@ -85,7 +85,12 @@ type Archiver struct {
 	m       *metrics
 
 	// State of a run.
-	cl       *kgo.Client
+	cl *kgo.Client
+	// tbl is the table as loaded by start, for its identifier only. Each
+	// flush loads the table afresh and drops the table its commit returns:
+	// a committed table of iceberg-go keeps what it was built from, so
+	// holding it across commits grew the heap by the whole snapshot history
+	// at every commit (see flush).
 	tbl      *table.Table
 	sc       *arrow.Schema
 	workers  []*worker
@@ -444,11 +449,18 @@ func (a *Archiver) flush(ctx context.Context, recs []*kgo.Record) error {
 	for _, r := range built {
 		rows += int(r.NumRows())
 	}
+	// The table is loaded afresh for every commit and the committed table
+	// is not kept: see the tbl field.
+	cur, err := a.lake.LoadTable(ctx, lakehouse.EventsTable)
+	if err != nil {
+		release()
+		return fmt.Errorf("archive: %w", err)
+	}
 	var files []iceberg.DataFile
 	writeStart := time.Now()
 	if len(built) > 0 {
 		var err error
-		if files, err = lakehouse.WriteDataFiles(ctx, a.tbl, a.sc, built...); err != nil {
+		if files, err = lakehouse.WriteDataFiles(ctx, cur, a.sc, built...); err != nil {
 			return fmt.Errorf("archive: %w", err)
 		}
 		hook("files-written")
@@ -456,7 +468,11 @@ func (a *Archiver) flush(ctx context.Context, recs []*kgo.Record) error {
 
 	var committedOffsets lakehouse.Offsets
 	commitStart := time.Now()
-	tbl, err := a.lake.Commit(ctx, a.tbl, func(ctx context.Context, cur *table.Table) (*table.Transaction, error) {
+	// A commit that races another writer (a compaction or snapshot expiry
+	// by maintenance) is rebuilt on the reloaded table by lake.Commit: the
+	// fence below then compares against the offsets the winner carried
+	// forward, which are this archiver's own.
+	tbl, err := a.lake.Commit(ctx, cur, func(ctx context.Context, cur *table.Table) (*table.Transaction, error) {
 		fresh, err := lakehouse.SnapshotOffsets(cur.Metadata(), cur.CurrentSnapshot())
 		if err != nil {
 			return nil, err
@@ -482,17 +498,17 @@ func (a *Archiver) flush(ctx context.Context, recs []*kgo.Record) error {
 	}
 	hook("committed")
 	a.m.commitSeconds.Observe(time.Since(commitStart).Seconds())
-	a.tbl, a.offsets = tbl, committedOffsets
+	a.offsets = committedOffsets
 	a.m.commits.Inc()
 	a.m.archived.Add(float64(rows))
 	a.m.deadLettered.Add(float64(len(dlq)))
 	a.updateLag()
 	a.commitGroup(ctx, batchMax)
 
-	snap := tbl.CurrentSnapshot()
+	snapID := tbl.CurrentSnapshot().SnapshotID
 	a.log.Info("archive commit",
 		"records", rows, "dead_lettered", len(dlq), "files", len(files),
-		"snapshot", snap.SnapshotID, "partitions", len(batchMax),
+		"snapshot", snapID, "partitions", len(batchMax),
 		"decode_ms", decoded.Sub(start).Milliseconds(), "dlq_ms", writeStart.Sub(decoded).Milliseconds(),
 		"write_ms", commitStart.Sub(writeStart).Milliseconds(), "commit_ms", time.Since(commitStart).Milliseconds(),
 		"batch_ms", time.Since(start).Milliseconds())

@@ -28,7 +28,7 @@ const testPartitions = 6
 
 func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: testLogLevel()})).With("test", t.Name())
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
@@ -327,4 +327,12 @@ func checkArchive(t testing.TB, l *lakehouse.Lakehouse, addr string, recs []*sen
 	if len(dlq) != len(recs)-valid {
 		t.Fatalf("dlq holds %d source positions, want %d", len(dlq), len(recs)-valid)
 	}
+}
+
+// testLogLevel is debug when TEST_LOG_DEBUG is set, else info.
+func testLogLevel() slog.Level {
+	if os.Getenv("TEST_LOG_DEBUG") != "" {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/lambdarec/lambdarec/batch"
 	"github.com/lambdarec/lambdarec/internal/config"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
@@ -65,7 +67,27 @@ func init() {
 				if err != nil {
 					return err
 				}
-				return s.Run(ctx)
+				// Table maintenance on maintenance.cron, beside the batches.
+				lake, err := lakehouse.Open(ctx, e.cfg.Iceberg, e.log.With("component", "lakehouse"))
+				if err != nil {
+					return err
+				}
+				defer lake.Close()
+				var st store.Store // the hot retention of a shared serving store
+				if e.cfg.Store.Backend != "memory" {
+					if st, err = backend.Open(ctx, e.cfg, e.log.With("component", "store")); err != nil {
+						return err
+					}
+					defer st.Close()
+				}
+				m, err := newMaintainer(e.cfg, lake, st, e.log)
+				if err != nil {
+					return err
+				}
+				g, gctx := errgroup.WithContext(ctx)
+				g.Go(func() error { return s.Run(gctx) })
+				g.Go(func() error { return m.Run(gctx) })
+				return g.Wait()
 			}
 		},
 	})

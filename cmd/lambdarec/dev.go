@@ -66,6 +66,7 @@ func devConfig(cfg config.Config, o devOptions) (config.Config, error) {
 	// Small micro-batches, so a batch soon has something to read.
 	cfg.Archive.MaxInterval = min(cfg.Archive.MaxInterval, 2*time.Second)
 	cfg.Speed.BatchPollInterval = min(cfg.Speed.BatchPollInterval, time.Second)
+	devMaintenance(&cfg)
 	return cfg, cfg.Validate()
 }
 
@@ -113,6 +114,10 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		return err
 	}
 	loader := batch.NewLoader(lake, cfg.Model)
+	maint, err := newMaintainer(cfg, lake, st, log)
+	if err != nil {
+		return err
+	}
 
 	srv, closeServe, err := newServeRole(cfg, log, st, lake)
 	if err != nil {
@@ -145,6 +150,7 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		{"archive", arch.Run},
 		{"speed", sp.Run},
 		{"batch", sched.Run},
+		{"maintain", maint.Run},
 		{"batch-follower", func(ctx context.Context) error {
 			return loader.Follow(ctx, st, time.Second, log.With("component", "batch"))
 		}},

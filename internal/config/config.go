@@ -36,6 +36,10 @@ type Config struct {
 	Store      Store        `yaml:"store"`
 	ClickHouse ClickHouse   `yaml:"clickhouse"`
 	Log        Log          `yaml:"log"`
+
+	// Maintenance and Retention: see maintenance.go.
+	Maintenance Maintenance `yaml:"maintenance"`
+	Retention   Retention   `yaml:"retention"`
 }
 
 // Kafka says where the event log is.
@@ -219,6 +223,9 @@ func Default() Config {
 		Store:      Store{Backend: "memory"},
 		ClickHouse: ClickHouse{DSN: "clickhouse://127.0.0.1:9000/default", CacheEntries: 200_000, RefreshInterval: time.Second, KeepBatches: 2},
 		Log:        Log{Level: "info", Format: "text"},
+
+		Maintenance: defaultMaintenance(),
+		Retention:   defaultRetention(),
 	}
 }
 
@@ -363,6 +370,7 @@ func (c *Config) Validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", "must be text or json, got %q", c.Log.Format)
 	}
+	errs = append(errs, c.validateMaintenance()...)
 	return errors.Join(errs...)
 }
 

@@ -13,6 +13,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
@@ -20,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apache/iceberg-go"
@@ -60,6 +62,26 @@ type Lakehouse struct {
 	warehouse string
 	log       *slog.Logger
 	closers   []func() error
+
+	// commitMu serialises the commits to each table made through this
+	// Lakehouse (see Commit).
+	mu       sync.Mutex
+	commitMu map[string]*sync.Mutex
+}
+
+// commitLock returns the commit mutex of table name.
+func (l *Lakehouse) commitLock(name string) *sync.Mutex {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.commitMu == nil {
+		l.commitMu = map[string]*sync.Mutex{}
+	}
+	m := l.commitMu[name]
+	if m == nil {
+		m = &sync.Mutex{}
+		l.commitMu[name] = m
+	}
+	return m
 }
 
 // Open connects to the catalog cfg names. It does not create anything; see
@@ -346,13 +368,27 @@ type CommitOptions struct {
 	MinBackoff, MaxBackoff time.Duration
 	// OnConflict, when set, is called for each conflict that is retried.
 	OnConflict func(attempt int, err error)
+	// Fresh loads the table again before the first build, for callers whose
+	// table was loaded long before (a compaction that spent seconds writing
+	// files): built on it, even a commit that succeeds makes iceberg-go try
+	// to delete metadata files that later commits already removed.
+	Fresh bool
 }
 
 // Commit builds a transaction on tbl with build and commits it. When the
 // commit conflicts with another writer, it reloads the table and calls build
 // again on the fresh table, so build must derive everything it commits from
 // the table it is given (and may return an error to give up, which Commit
-// returns as it is). It returns the committed table.
+// returns as it is). It returns the committed table: use it, do not keep it
+// for the next commit (an iceberg-go table returned by a commit holds what
+// it was built from, so keeping one per commit grows the heap with the
+// snapshot history); load the table again instead.
+//
+// Commits to one table through one Lakehouse take turns (build and commit
+// under a per-table mutex): in one process (dev) a slow committer such as a
+// compaction, whose build writes manifests, would otherwise lose every race
+// to an archive committing every 100 ms. Writers in other processes are
+// handled by the optimistic retry alone.
 func (l *Lakehouse) Commit(ctx context.Context, tbl *table.Table, build func(ctx context.Context, tbl *table.Table) (*table.Transaction, error), opts CommitOptions) (*table.Table, error) {
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 10
@@ -364,14 +400,36 @@ func (l *Lakehouse) Commit(ctx context.Context, tbl *table.Table, build func(ctx
 		opts.MaxBackoff = max(2*time.Second, opts.MinBackoff)
 	}
 	name := strings.Join(tbl.Identifier(), ".")
+	lock := l.commitLock(name)
 	for attempt := 1; ; attempt++ {
+		lock.Lock()
+		if attempt == 1 && opts.Fresh {
+			fresh, err := l.cat.LoadTable(ctx, tbl.Identifier())
+			if err != nil {
+				lock.Unlock()
+				return nil, fmt.Errorf("reload %s: %w", name, err)
+			}
+			tbl = fresh
+		}
 		txn, err := build(ctx, tbl)
 		if err != nil {
+			lock.Unlock()
 			return nil, err
 		}
 		committed, err := txn.Commit(ctx)
+		lock.Unlock()
 		if err == nil {
 			return committed, nil
+		}
+		if committed != nil {
+			// The catalog took the commit; what failed is the clean-up after
+			// it (deleting the files of expired snapshots). Files already
+			// gone are fine: iceberg-go also tries the files that expired
+			// manifests list as deleted, which an earlier expiry removed.
+			if allNotExist(err) {
+				return committed, nil
+			}
+			return committed, fmt.Errorf("commit to %s: committed, but the clean-up after it failed: %w", name, err)
 		}
 		if !IsCommitConflict(err) || attempt >= opts.MaxAttempts {
 			return nil, fmt.Errorf("commit to %s (attempt %d): %w", name, attempt, err)
@@ -392,6 +450,19 @@ func (l *Lakehouse) Commit(ctx context.Context, tbl *table.Table, build func(ctx
 		}
 		tbl = fresh
 	}
+}
+
+// allNotExist reports whether every error joined in err is a missing file.
+func allNotExist(err error) bool {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if e != nil && !allNotExist(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // backoff returns a wait in [min, min<<attempt], capped at max.

@@ -51,10 +51,12 @@ func WriteDataFiles(ctx context.Context, tbl *table.Table, sc *arrow.Schema, rec
 }
 
 // AppendTxn returns a transaction on tbl that appends files in one snapshot
-// whose summary carries props. With no files it still commits an (empty)
+// whose summary carries props over the lambdarec.* properties of the parent
+// snapshot (WithCarried). With no files it still commits an (empty)
 // snapshot, so that the properties, such as the Kafka offsets of records that
 // all went to the dead-letter topic, are recorded.
 func AppendTxn(ctx context.Context, tbl *table.Table, files []iceberg.DataFile, props iceberg.Properties) (*table.Transaction, error) {
+	props = WithCarried(tbl, props)
 	txn := tbl.NewTransaction()
 	var err error
 	if len(files) == 0 {

@@ -1,0 +1,49 @@
+// Package maintain owns the upkeep of lambdarec's Iceberg tables and the
+// retention of every tier: `lambdarec maintain` runs one pass, and `batch
+// schedule` and `dev` run passes on maintenance.cron, never two at once in a
+// process.
+//
+// A pass does, in order, for the events table:
+//
+//   - pins: removes the pin tags of batch runs older than
+//     maintenance.pin_max_age (runs that died; see lakehouse.Pin);
+//   - retention: deletes whole day partitions of events older than
+//     retention.events (a delete snapshot that carries the stream position);
+//   - compaction: bin-packs the data files smaller than 75% of
+//     maintenance.target_file_size within each day partition into files of
+//     about that size (iceberg-go's table/compaction planner and
+//     ExecuteCompactionGroup), committed as one rewrite snapshot;
+//   - manifests: merges the manifests of the current snapshot
+//     (Transaction.RewriteManifests);
+//   - expiry: expires snapshots older than maintenance.snapshot_retention,
+//     keeping the current one and every pinned one, and deletes the manifest
+//     lists, manifests and data files only they referenced;
+//   - orphans: deletes files under the table location that no snapshot or
+//     metadata file references and that are older than
+//     maintenance.orphan_min_age (left by crashed or lost commits);
+//   - metadata files: the tables delete metadata.json versions past
+//     MetadataVersionsKept on every commit (set here on tables created
+//     before).
+//
+// The other tables of the namespace (batch views, batch_runs) get the
+// manifests, expiry, orphans and metadata steps. The serving store gets its
+// hot retention: session views older than retention.hot are dropped.
+//
+// Invariants it keeps:
+//
+//   - The stream position survives everything: each snapshot a pass commits
+//     carries every lambdarec.* summary property of its parent
+//     (lakehouse.WithCarried), so the newest snapshot always holds the Kafka
+//     offsets and expiring its ancestors cannot send the archiver back. The
+//     one exception is the replace snapshot iceberg-go's RewriteManifests
+//     stages (it takes no summary properties): it is committed together with
+//     an empty append that carries them, in one atomic commit, so it is never
+//     the current snapshot.
+//   - A commit that races an archive commit is rebuilt on the reloaded table
+//     (lakehouse.Commit); the compacted files are written once, only the
+//     commit is redone. Nothing is lost or doubled: the rewrite replaces
+//     exactly the files it read, which the archive never removes.
+//   - A batch run pins the snapshot it scans (a tag; see lakehouse.Pin), and
+//     expiry keeps every tagged snapshot with its files, so a pass never
+//     pulls files from under a running batch.
+package maintain

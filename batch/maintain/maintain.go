@@ -1,0 +1,577 @@
+package maintain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/table"
+	"github.com/apache/iceberg-go/table/compaction"
+
+	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/internal/lakehouse"
+	"github.com/lambdarec/lambdarec/schemas"
+)
+
+// MetadataVersionsKept is how many previous metadata.json files each table
+// keeps (write.metadata.previous-versions-max); older ones are deleted by
+// the commit that passes it.
+const MetadataVersionsKept = 10
+
+// OperationProperty names, in the summary of each snapshot a pass commits,
+// the step that committed it.
+const OperationProperty = "maintenance-operation"
+
+// ErrBusy is returned by RunOnce while another pass of the same Maintainer
+// is running.
+var ErrBusy = errors.New("a maintenance pass is already running")
+
+// HotStore is the serving store's side of hot retention: it drops session
+// views whose newest event is before cutoff (store.Store has it).
+type HotStore interface {
+	ExpireSessions(ctx context.Context, cutoff time.Time) (int64, error)
+}
+
+// Config configures a Maintainer.
+type Config struct {
+	// Lake holds the tables. Required.
+	Lake *lakehouse.Lakehouse
+	// Maintenance and Retention are the configuration sections; zero values
+	// take their defaults (config.Default()).
+	Maintenance config.Maintenance
+	Retention   config.Retention
+	// Store, when set, gets its hot retention applied by each pass.
+	Store HotStore
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// Maintainer runs maintenance passes. It is safe for concurrent use; passes
+// never overlap.
+type Maintainer struct {
+	cfg Config
+	log *slog.Logger
+	mu  sync.Mutex // held during a pass
+}
+
+// New returns a Maintainer for cfg.
+func New(cfg Config, log *slog.Logger) (*Maintainer, error) {
+	if cfg.Lake == nil {
+		return nil, errors.New("maintain: lakehouse is required")
+	}
+	def := config.Default()
+	if cfg.Maintenance == (config.Maintenance{}) {
+		cfg.Maintenance = def.Maintenance
+	}
+	if cfg.Retention == (config.Retention{}) {
+		cfg.Retention = def.Retention
+	}
+	check := def
+	check.Maintenance, check.Retention = cfg.Maintenance, cfg.Retention
+	if err := check.Validate(); err != nil {
+		return nil, fmt.Errorf("maintain: %w", err)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Maintainer{cfg: cfg, log: log}, nil
+}
+
+// TableReport is what a pass did to one table.
+type TableReport struct {
+	Table string
+	// Snapshots before and after the pass.
+	SnapshotsBefore, SnapshotsAfter int
+	// DataFilesBefore and DataFilesAfter count the data files of the
+	// current snapshot.
+	DataFilesBefore, DataFilesAfter int
+	// Records in the current snapshot after the pass.
+	Records int64
+	// PinsRemoved are stale pins removed; Pinned are pins honoured.
+	PinsRemoved, Pinned int
+	// DaysDropped counts the day partitions removed by retention, and
+	// RetentionFilesDeleted their data files.
+	RetentionFilesDeleted int
+	// CompactedFiles were rewritten into CompactedInto files.
+	CompactedFiles, CompactedInto int
+	// ManifestsRewritten were merged into ManifestsAdded.
+	ManifestsRewritten, ManifestsAdded int
+	// SnapshotsExpired by this pass.
+	SnapshotsExpired int
+	// OrphansDeleted are unreferenced files deleted, OrphanBytes their size.
+	OrphansDeleted int
+	OrphanBytes    int64
+	// MetadataFile is the newest metadata.json and MetadataBytes its size
+	// (when the warehouse is local).
+	MetadataFile  string
+	MetadataBytes int64
+}
+
+// Report is what a pass did.
+type Report struct {
+	Tables []TableReport
+	// HotExpired is what the serving store's hot retention removed: batch
+	// history rows (ClickHouse) or session views (in-process); -1 when the
+	// store does not count them.
+	HotExpired int64
+	Duration   time.Duration
+}
+
+// RunOnce runs one maintenance pass over every table of the namespace. It
+// returns ErrBusy, doing nothing, while another pass runs. A step that fails
+// on one table does not stop the others: the errors are joined.
+func (m *Maintainer) RunOnce(ctx context.Context) (*Report, error) {
+	if !m.mu.TryLock() {
+		return nil, ErrBusy
+	}
+	defer m.mu.Unlock()
+	start := m.cfg.Now()
+	rep := &Report{}
+	names, err := m.tables(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, name := range names {
+		tr, err := m.table(ctx, name)
+		rep.Tables = append(rep.Tables, tr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("maintain %s: %w", name, err))
+		}
+	}
+	if m.cfg.Store != nil {
+		cutoff := m.cfg.Now().Add(-m.cfg.Retention.Hot)
+		expire := m.cfg.Store.ExpireSessions
+		if h, ok := m.cfg.Store.(interface {
+			ExpireHot(context.Context, time.Time) (int64, error)
+		}); ok {
+			expire = h.ExpireHot // the ClickHouse store: sessions and batch history
+		}
+		n, err := expire(ctx, cutoff)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("maintain serving store: %w", err))
+		}
+		rep.HotExpired = n
+	}
+	rep.Duration = m.cfg.Now().Sub(start)
+	return rep, errors.Join(errs...)
+}
+
+// tables lists the tables of the namespace, events first.
+func (m *Maintainer) tables(ctx context.Context) ([]string, error) {
+	var names []string
+	for ident, err := range m.cfg.Lake.Catalog().ListTables(ctx, m.cfg.Lake.Namespace()) {
+		if errors.Is(err, catalog.ErrNoSuchNamespace) {
+			return nil, nil // nothing created yet
+		}
+		if err != nil {
+			return nil, fmt.Errorf("maintain: list tables of %s: %w", strings.Join(m.cfg.Lake.Namespace(), "."), err)
+		}
+		names = append(names, ident[len(ident)-1])
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		switch {
+		case a == b:
+			return 0
+		case a == lakehouse.EventsTable:
+			return -1
+		case b == lakehouse.EventsTable:
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
+	return names, nil
+}
+
+// table runs every step on table name.
+func (m *Maintainer) table(ctx context.Context, name string) (TableReport, error) {
+	tr := TableReport{Table: name}
+	log := m.log.With("table", name)
+	tbl, err := m.cfg.Lake.LoadTable(ctx, name)
+	if err != nil {
+		return tr, err
+	}
+	tr.SnapshotsBefore = len(tbl.Metadata().Snapshots())
+	tr.DataFilesBefore, _, _ = currentFiles(ctx, tbl)
+	events := name == lakehouse.EventsTable
+
+	var errs []error
+	step := func(what string, fn func() error) {
+		if ctx.Err() != nil {
+			return
+		}
+		start := time.Now()
+		err := fn()
+		log.Debug("maintenance step done", "step", what, "ms", time.Since(start).Milliseconds())
+		if err != nil {
+			log.Warn("maintenance step", "step", what, "err", err)
+			errs = append(errs, fmt.Errorf("%s: %w", what, err))
+		}
+	}
+	step("metadata properties", func() error { return m.metadataProperties(ctx, name) })
+	step("pins", func() error { return m.pins(ctx, name, &tr) })
+	if events {
+		step("retention", func() error { return m.retention(ctx, &tr) })
+		step("compaction", func() error { return m.compact(ctx, name, &tr) })
+	}
+	step("manifests", func() error { return m.manifests(ctx, name, &tr) })
+	step("expiry", func() error { return m.expire(ctx, name, &tr) })
+	step("orphans", func() error { return m.orphans(ctx, name, &tr) })
+
+	if tbl, err = m.cfg.Lake.LoadTable(ctx, name); err == nil {
+		tr.SnapshotsAfter = len(tbl.Metadata().Snapshots())
+		tr.DataFilesAfter, tr.Records, _ = currentFiles(ctx, tbl)
+		tr.MetadataFile = tbl.MetadataLocation()
+		tr.MetadataBytes = localSize(tr.MetadataFile)
+	}
+	log.Info("table maintained",
+		"snapshots_before", tr.SnapshotsBefore, "snapshots_after", tr.SnapshotsAfter,
+		"data_files_before", tr.DataFilesBefore, "data_files_after", tr.DataFilesAfter,
+		"expired", tr.SnapshotsExpired, "compacted", tr.CompactedFiles, "compacted_into", tr.CompactedInto,
+		"manifests_rewritten", tr.ManifestsRewritten, "orphans", tr.OrphansDeleted,
+		"retention_files", tr.RetentionFilesDeleted, "pins", tr.Pinned, "pins_removed", tr.PinsRemoved)
+	return tr, errors.Join(errs...)
+}
+
+// currentFiles counts the data files and records of tbl's current snapshot
+// from its summary.
+func currentFiles(_ context.Context, tbl *table.Table) (files int, records int64, err error) {
+	snap := tbl.CurrentSnapshot()
+	if snap == nil || snap.Summary == nil {
+		return 0, 0, nil
+	}
+	f, _ := strconv.Atoi(snap.Summary.Properties["total-data-files"])
+	r, _ := strconv.ParseInt(snap.Summary.Properties["total-records"], 10, 64)
+	return f, r, nil
+}
+
+// commitOpts are the retry settings of maintenance commits. They race the
+// archive's, which may come every 100 ms: a maintenance commit is rebuilt on
+// the reloaded table at once (the expensive work, such as compacted files,
+// is not redone), so it lands in the gap while the archive decodes and
+// writes its next files instead of backing off past it.
+var commitOpts = lakehouse.CommitOptions{MaxAttempts: 50, MinBackoff: time.Millisecond, MaxBackoff: 50 * time.Millisecond, Fresh: true}
+
+// metadataProperties makes sure the table deletes old metadata files on
+// commit (tables created before maintenance existed lack the properties).
+func (m *Maintainer) metadataProperties(ctx context.Context, name string) error {
+	want := iceberg.Properties{
+		table.MetadataDeleteAfterCommitEnabledKey: "true",
+		table.MetadataPreviousVersionsMaxKey:      strconv.Itoa(MetadataVersionsKept),
+	}
+	tbl, err := m.cfg.Lake.LoadTable(ctx, name)
+	if err != nil {
+		return err
+	}
+	if propsHave(tbl.Properties(), want) {
+		return nil
+	}
+	_, err = m.cfg.Lake.Commit(ctx, tbl, func(_ context.Context, cur *table.Table) (*table.Transaction, error) {
+		txn := cur.NewTransaction()
+		if err := txn.SetProperties(want); err != nil {
+			return nil, err
+		}
+		return txn, nil
+	}, commitOpts)
+	return err
+}
+
+func propsHave(have, want iceberg.Properties) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// pins removes pins older than PinMaxAge and counts the others.
+func (m *Maintainer) pins(ctx context.Context, name string, tr *TableReport) error {
+	cutoff := m.cfg.Now().Add(-m.cfg.Maintenance.PinMaxAge)
+	n, err := m.cfg.Lake.RemovePins(ctx, name, func(p lakehouse.Pin) bool {
+		if p.At.Before(cutoff) {
+			m.log.Warn("stale batch pin removed", "table", name, "tag", p.Tag, "snapshot", p.SnapshotID, "pinned_at", p.At)
+			return true
+		}
+		return false
+	})
+	tr.PinsRemoved = n
+	if tbl, lerr := m.cfg.Lake.LoadTable(ctx, name); lerr == nil {
+		tr.Pinned = len(lakehouse.Pins(tbl.Metadata()))
+	}
+	return err
+}
+
+// retention deletes the day partitions of events older than
+// Retention.Events: the cutoff is rounded down to a UTC day, so only whole
+// days go (their files are dropped, none is rewritten).
+func (m *Maintainer) retention(ctx context.Context, tr *TableReport) error {
+	cutoff := m.cfg.Now().UTC().Add(-m.cfg.Retention.Events).Truncate(24 * time.Hour)
+	filter := iceberg.LessThan(iceberg.Reference(schemas.ColumnTimestamp), iceberg.Timestamp(cutoff.UnixMicro()))
+	tbl, err := m.cfg.Lake.LoadTable(ctx, lakehouse.EventsTable)
+	if err != nil || tbl.CurrentSnapshot() == nil {
+		return err
+	}
+	tasks, err := tbl.Scan(table.WithRowFilter(filter)).PlanFiles(ctx)
+	if err != nil {
+		return fmt.Errorf("plan files before %s: %w", cutoff.Format(time.DateOnly), err)
+	}
+	if len(tasks) == 0 {
+		return nil
+	}
+	_, err = m.cfg.Lake.Commit(ctx, tbl, func(ctx context.Context, cur *table.Table) (*table.Transaction, error) {
+		txn := cur.NewTransaction()
+		props := lakehouse.WithCarried(cur, iceberg.Properties{OperationProperty: "retention"})
+		if err := txn.Delete(ctx, filter, props); err != nil {
+			return nil, err
+		}
+		return txn, nil
+	}, commitOpts)
+	if err != nil {
+		return err
+	}
+	tr.RetentionFilesDeleted = len(tasks)
+	m.log.Info("events past retention deleted", "before", cutoff.Format(time.DateOnly), "files", len(tasks))
+	return nil
+}
+
+// compact bin-packs the small data files of each partition of table name.
+func (m *Maintainer) compact(ctx context.Context, name string, tr *TableReport) error {
+	tbl, err := m.cfg.Lake.LoadTable(ctx, name)
+	if err != nil || tbl.CurrentSnapshot() == nil {
+		return err
+	}
+	tasks, err := tbl.Scan(table.WithSnapshotID(tbl.CurrentSnapshot().SnapshotID)).PlanFiles(ctx)
+	if err != nil {
+		return fmt.Errorf("plan files: %w", err)
+	}
+	target := m.cfg.Maintenance.TargetFileSize
+	cc := compaction.DefaultConfig()
+	cc.TargetFileSizeBytes = target
+	cc.MinFileSizeBytes = target * 3 / 4
+	cc.MaxFileSizeBytes = target * 9 / 5
+	cc.MinInputFiles = 2
+	plan, err := cc.PlanCompaction(tasks)
+	if err != nil {
+		return err
+	}
+	if len(plan.Groups) == 0 {
+		return nil
+	}
+	var results []table.CompactionGroupResult
+	for _, g := range plan.Groups {
+		gr, err := compactGroup(ctx, tbl, g, target)
+		if err != nil {
+			return fmt.Errorf("compact partition %s: %w", g.PartitionKey, err)
+		}
+		if len(gr.OldDataFiles) > 0 {
+			results = append(results, gr)
+		}
+	}
+	if len(results) == 0 {
+		return nil
+	}
+	// The files are written once; a commit that loses a race with the
+	// archive is rebuilt on the reloaded table with its carried properties.
+	_, err = m.cfg.Lake.Commit(ctx, tbl, func(ctx context.Context, cur *table.Table) (*table.Transaction, error) {
+		txn := cur.NewTransaction()
+		rw := txn.NewRewrite(lakehouse.WithCarried(cur, iceberg.Properties{OperationProperty: "compaction"}))
+		for _, gr := range results {
+			rw.ApplyResult(gr)
+		}
+		if err := rw.Commit(ctx); err != nil {
+			return nil, err
+		}
+		return txn, nil
+	}, commitOpts)
+	if err != nil {
+		m.removeFiles(ctx, tbl, results)
+		return err
+	}
+	for _, gr := range results {
+		tr.CompactedFiles += len(gr.OldDataFiles)
+		tr.CompactedInto += len(gr.NewDataFiles)
+	}
+	return nil
+}
+
+// removeFiles deletes the files a compaction wrote but could not commit
+// (best effort: orphan cleanup deletes what is left later).
+func (m *Maintainer) removeFiles(ctx context.Context, tbl *table.Table, results []table.CompactionGroupResult) {
+	fs, err := tbl.FS(ctx)
+	if err != nil {
+		return
+	}
+	for _, gr := range results {
+		for _, df := range gr.NewDataFiles {
+			if err := fs.Remove(df.FilePath()); err != nil {
+				m.log.Debug("remove uncommitted compaction output", "file", df.FilePath(), "err", err)
+			}
+		}
+	}
+}
+
+// manifests merges the manifests of the current snapshot. RewriteManifests
+// takes no summary properties, so an empty append that carries them follows
+// in the same commit.
+func (m *Maintainer) manifests(ctx context.Context, name string, tr *TableReport) error {
+	tbl, err := m.cfg.Lake.LoadTable(ctx, name)
+	if err != nil || tbl.CurrentSnapshot() == nil {
+		return err
+	}
+	fs, err := tbl.FS(ctx)
+	if err != nil {
+		return err
+	}
+	mans, err := tbl.CurrentSnapshot().Manifests(fs)
+	if err != nil {
+		return fmt.Errorf("list manifests: %w", err)
+	}
+	if len(mans) < 2 {
+		return nil
+	}
+	var res *table.RewriteManifestsResult
+	_, err = m.cfg.Lake.Commit(ctx, tbl, func(ctx context.Context, cur *table.Table) (*table.Transaction, error) {
+		txn := cur.NewTransaction()
+		r, err := txn.RewriteManifests(ctx)
+		if err != nil {
+			return nil, err
+		}
+		res = r
+		if r.IsNoOp() {
+			return txn, nil // commits nothing
+		}
+		props := lakehouse.WithCarried(cur, iceberg.Properties{OperationProperty: "manifests"})
+		if err := txn.AddFiles(ctx, nil, props, false); err != nil {
+			return nil, err
+		}
+		return txn, nil
+	}, commitOpts)
+	if err != nil {
+		return err
+	}
+	if res != nil && !res.IsNoOp() {
+		tr.ManifestsRewritten = len(res.RewrittenManifests)
+		tr.ManifestsAdded = len(res.AddedManifests)
+	}
+	return nil
+}
+
+// expire expires the snapshots older than SnapshotRetention; the current
+// one and every tagged (pinned) one are kept, and so are the files they
+// reference.
+func (m *Maintainer) expire(ctx context.Context, name string, tr *TableReport) error {
+	tbl, err := m.cfg.Lake.LoadTable(ctx, name)
+	if err != nil || tbl.CurrentSnapshot() == nil {
+		return err
+	}
+	before := 0
+	committed, err := m.cfg.Lake.Commit(ctx, tbl, func(_ context.Context, cur *table.Table) (*table.Transaction, error) {
+		before = len(cur.Metadata().Snapshots())
+		txn := cur.NewTransaction()
+		err := txn.ExpireSnapshots(
+			table.WithOlderThan(m.cfg.Maintenance.SnapshotRetention),
+			table.WithRetainLast(1),
+			table.WithPostCommit(true))
+		if err != nil {
+			return nil, err
+		}
+		return txn, nil
+	}, commitOpts)
+	if err != nil {
+		return err
+	}
+	tr.SnapshotsExpired = max(0, before-len(committed.Metadata().Snapshots()))
+	return nil
+}
+
+// orphans deletes unreferenced files older than OrphanMinAge.
+func (m *Maintainer) orphans(ctx context.Context, name string, tr *TableReport) error {
+	tbl, err := m.cfg.Lake.LoadTable(ctx, name)
+	if err != nil {
+		return err
+	}
+	res, err := tbl.DeleteOrphanFiles(ctx,
+		table.WithFilesOlderThan(m.cfg.Maintenance.OrphanMinAge),
+		table.WithPrefixMismatchMode(table.PrefixMismatchIgnore))
+	if err != nil {
+		return err
+	}
+	tr.OrphansDeleted = len(res.DeletedFiles)
+	tr.OrphanBytes = res.TotalSizeBytes
+	return nil
+}
+
+// localSize returns the size of a file:// location, or 0.
+func localSize(loc string) int64 {
+	p, ok := strings.CutPrefix(loc, "file://")
+	if !ok {
+		return 0
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// compactGroup reads the files of one compaction group and writes them as
+// files of about target bytes. It does what iceberg-go's
+// ExecuteCompactionGroup does, which cannot be used on events: its scan types
+// the map columns' values as nullable where the table says required, and its
+// writer then rejects the batches (see lakehouse.Conform). events has no
+// delete files, so there are none to carry over.
+func compactGroup(ctx context.Context, tbl *table.Table, g compaction.Group, target int64) (table.CompactionGroupResult, error) {
+	gr := table.CompactionGroupResult{PartitionKey: g.PartitionKey, BytesBefore: g.TotalSizeBytes}
+	sc, err := lakehouse.ArrowSchema(tbl)
+	if err != nil {
+		return gr, err
+	}
+	_, recs, err := tbl.Scan(table.WithMaxConcurrency(2)).ReadTasks(ctx, g.Tasks)
+	if err != nil {
+		return gr, fmt.Errorf("read partition %s: %w", g.PartitionKey, err)
+	}
+	var convErr error
+	conformed := func(yield func(arrow.RecordBatch, error) bool) {
+		for rec, err := range recs {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			out, err := lakehouse.Conform(rec, sc)
+			rec.Release()
+			if err != nil {
+				convErr = err
+				yield(nil, err)
+				return
+			}
+			if !yield(out, nil) {
+				return
+			}
+		}
+	}
+	for df, err := range table.WriteRecords(ctx, tbl, sc, conformed, table.WithClusteredWrite(), table.WithTargetFileSize(target)) {
+		if err != nil {
+			return gr, fmt.Errorf("write partition %s: %w", g.PartitionKey, errors.Join(err, convErr))
+		}
+		gr.NewDataFiles = append(gr.NewDataFiles, df)
+		gr.BytesAfter += df.FileSizeBytes()
+	}
+	for _, t := range g.Tasks {
+		gr.OldDataFiles = append(gr.OldDataFiles, t.File)
+	}
+	return gr, nil
+}

@@ -1,0 +1,293 @@
+package maintain
+
+import (
+	"context"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/iceberg-go/table"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/internal/lakehouse"
+	"github.com/lambdarec/lambdarec/schemas"
+)
+
+func testLog(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil)).With("test", t.Name())
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func openLake(t testing.TB) *lakehouse.Lakehouse {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := config.Default().Iceberg
+	cfg.CatalogURI = "file:" + filepath.Join(dir, "catalog.db")
+	cfg.Warehouse = "file://" + filepath.Join(dir, "warehouse")
+	l, err := lakehouse.Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	if _, err := l.EnsureEvents(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// appendBatch commits n events of partition 0 at offsets from..from+n-1 with
+// event times at, as the archive does: a fresh table, files written, offsets
+// advanced from the table's own.
+func appendBatch(t testing.TB, l *lakehouse.Lakehouse, from int64, n int, at time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	tbl, err := l.LoadTable(ctx, lakehouse.EventsTable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := lakehouse.ArrowSchema(tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := schemas.NewEventBuilder(memory.DefaultAllocator, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Release()
+	for i := range n {
+		off := from + int64(i)
+		ev := &schemas.UserInteraction{
+			EventId: "e" + itoa(off), Timestamp: timestamppb.New(at.Add(time.Duration(i) * time.Millisecond)), UserId: "u", SessionId: "s",
+			Interaction: &schemas.UserInteraction_PageView{PageView: &schemas.PageView{ItemId: "i" + itoa(off%50)}},
+			Metadata:    &schemas.Metadata{Source: "test", SchemaVersion: 1},
+		}
+		b.Append(ev, 0, off)
+	}
+	files, err := lakehouse.WriteDataFiles(ctx, tbl, sc, b.NewRecordBatch())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.Commit(ctx, tbl, func(ctx context.Context, cur *table.Table) (*table.Transaction, error) {
+		o, err := lakehouse.SnapshotOffsets(cur.Metadata(), cur.CurrentSnapshot())
+		if err != nil {
+			return nil, err
+		}
+		o.Advance("events", 0, from+int64(n)-1)
+		return lakehouse.AppendTxn(ctx, cur, files, o.Properties())
+	}, lakehouse.CommitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func itoa(n int64) string { return formatInt(n) }
+
+func testMaintenance() config.Maintenance {
+	m := config.Default().Maintenance
+	m.SnapshotRetention = time.Second
+	m.OrphanMinAge = time.Second
+	return m
+}
+
+func TestPassCompactsExpiresAndKeepsOffsets(t *testing.T) {
+	l := openLake(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	for i := range 30 {
+		appendBatch(t, l, int64(i*10), 10, now.Add(-time.Duration(i%2)*24*time.Hour))
+	}
+	// A stray file no snapshot references (a crashed writer's).
+	tbl, _ := l.LoadTable(ctx, lakehouse.EventsTable)
+	stray := filepath.Join(trimFile(tbl.Location()), "data", "stray.parquet")
+	if err := os.WriteFile(stray, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(stray, old, old)
+	time.Sleep(1100 * time.Millisecond) // every snapshot is past the retention
+
+	m, err := New(Config{Lake: l, Maintenance: testMaintenance()}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := m.RunOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := rep.Tables[0]
+	if ev.Table != "events" || ev.SnapshotsBefore != 30 || ev.DataFilesBefore != 30 {
+		t.Fatalf("before: %+v", ev)
+	}
+	if ev.CompactedFiles != 30 || ev.CompactedInto != 2 || ev.DataFilesAfter != 2 {
+		t.Errorf("compaction: %+v, want 30 files into 2 (one per day)", ev)
+	}
+	if ev.SnapshotsAfter > 3 || ev.SnapshotsExpired < 28 {
+		t.Errorf("expiry: %+v", ev)
+	}
+	if ev.Records != 300 {
+		t.Errorf("records after %d, want 300", ev.Records)
+	}
+	if ev.OrphansDeleted < 1 {
+		t.Errorf("orphans: %+v", ev)
+	}
+	if _, err := os.Stat(stray); !os.IsNotExist(err) {
+		t.Errorf("stray file still there: %v", err)
+	}
+	tbl, _ = l.LoadTable(ctx, lakehouse.EventsTable)
+	o, err := lakehouse.SnapshotOffsets(tbl.Metadata(), tbl.CurrentSnapshot())
+	if err != nil || o.Topic("events")[0] != 299 {
+		t.Fatalf("offsets after the pass: %v, %v", o, err)
+	}
+	// Every snapshot left carries the offsets itself.
+	for _, s := range tbl.Metadata().Snapshots() {
+		if s.ParentSnapshotID != nil && tbl.Metadata().SnapshotByID(*s.ParentSnapshotID) == nil {
+			if _, ok := s.Summary.Properties[lakehouse.OffsetsProperty]; !ok {
+				t.Errorf("snapshot %d (%s) lost its parent and has no offsets", s.SnapshotID, s.Summary.Operation)
+			}
+		}
+	}
+	// Count the data files on disk: only the live ones are left.
+	if n := countFiles(t, filepath.Join(trimFile(tbl.Location()), "data"), ".parquet"); n != 2 {
+		t.Errorf("%d data files on disk, want 2", n)
+	}
+	// Archiving on continues from the carried offsets.
+	appendBatch(t, l, 300, 10, now)
+	tbl, _ = l.LoadTable(ctx, lakehouse.EventsTable)
+	o, _ = lakehouse.SnapshotOffsets(tbl.Metadata(), tbl.CurrentSnapshot())
+	if o.Topic("events")[0] != 309 {
+		t.Errorf("offsets after another append: %v", o)
+	}
+}
+
+func formatInt(n int64) string { return strconv.FormatInt(n, 10) }
+
+func trimFile(loc string) string { return strings.TrimPrefix(loc, "file://") }
+
+func countFiles(t testing.TB, dir, suffix string) int {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && strings.HasSuffix(p, suffix) {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A snapshot a batch run pinned survives expiry with its files, whatever its
+// age; a pin older than pin_max_age is of a dead run and is removed.
+func TestPinnedSnapshotSurvivesExpiry(t *testing.T) {
+	l := openLake(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	appendBatch(t, l, 0, 10, now)
+	tbl, _ := l.LoadTable(ctx, lakehouse.EventsTable)
+	pinned := tbl.CurrentSnapshot().SnapshotID
+	tag, err := l.Pin(ctx, lakehouse.EventsTable, pinned, "batch-1", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < 6; i++ {
+		appendBatch(t, l, int64(i*10), 10, now)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	m, err := New(Config{Lake: l, Maintenance: testMaintenance()}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := m.RunOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := rep.Tables[0]; ev.Pinned != 1 || ev.SnapshotsExpired == 0 {
+		t.Fatalf("report %+v", ev)
+	}
+	tbl, _ = l.LoadTable(ctx, lakehouse.EventsTable)
+	snap := tbl.Metadata().SnapshotByID(pinned)
+	if snap == nil {
+		t.Fatal("the pinned snapshot was expired")
+	}
+	// Its files are all still there: a full scan of it reads its 10 rows.
+	_, recs, err := lakehouse.ScanSnapshot(ctx, tbl, snap, []string{"event_id"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := 0
+	for rec, err := range recs {
+		if err != nil {
+			t.Fatalf("scan of the pinned snapshot: %v", err)
+		}
+		rows += int(rec.NumRows())
+		rec.Release()
+	}
+	if rows != 10 {
+		t.Fatalf("pinned snapshot scans %d rows, want 10", rows)
+	}
+
+	// A day later the pin is stale: removed, and its snapshot expires.
+	later := testMaintenance()
+	m2, _ := New(Config{Lake: l, Maintenance: later, Now: func() time.Time { return time.Now().Add(25 * time.Hour) }}, testLog(t))
+	rep, err = m2.RunOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Tables[0].PinsRemoved != 1 {
+		t.Errorf("stale pin not removed: %+v", rep.Tables[0])
+	}
+	tbl, _ = l.LoadTable(ctx, lakehouse.EventsTable)
+	if tbl.Metadata().SnapshotByID(pinned) != nil {
+		t.Error("the snapshot of a stale pin was kept")
+	}
+	if err := l.Unpin(ctx, lakehouse.EventsTable, tag); err != nil {
+		t.Errorf("unpin of a removed pin: %v", err)
+	}
+}
+
+// Retention drops whole day partitions past retention.events, and the
+// delete snapshot keeps the stream position.
+func TestRetentionDropsOldDays(t *testing.T) {
+	l := openLake(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	appendBatch(t, l, 0, 10, now.Add(-10*24*time.Hour))
+	appendBatch(t, l, 10, 10, now.Add(-9*24*time.Hour))
+	appendBatch(t, l, 20, 10, now)
+	ret := config.Default().Retention
+	ret.Events = 5 * 24 * time.Hour
+	m, err := New(Config{Lake: l, Maintenance: testMaintenance(), Retention: ret}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := m.RunOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := rep.Tables[0]
+	if ev.RetentionFilesDeleted != 2 || ev.Records != 10 {
+		t.Fatalf("retention: %+v, want 2 files deleted and 10 records left", ev)
+	}
+	tbl, _ := l.LoadTable(ctx, lakehouse.EventsTable)
+	if o, _ := lakehouse.SnapshotOffsets(tbl.Metadata(), tbl.CurrentSnapshot()); o.Topic("events")[0] != 29 {
+		t.Errorf("offsets after retention: %v", o)
+	}
+	if _, ok := tbl.CurrentSnapshot().Summary.Properties[lakehouse.OffsetsProperty]; !ok {
+		t.Error("the current snapshot does not carry the offsets itself")
+	}
+}
