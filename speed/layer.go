@@ -75,10 +75,10 @@ type Layer struct {
 	closing    bool
 	joined     bool // a group assignment was received
 
-	cmu         sync.Mutex      // guards committed and commitHold (commit callbacks)
-	committed   map[int32]int64 // last committed horizon per partition
-	commitBo    *backoff.ExponentialBackOff
-	commitHold  time.Time // after a failed commit, no commit before this
+	cmu        sync.Mutex      // guards committed and commitHold (commit callbacks)
+	committed  map[int32]int64 // last committed horizon per partition
+	commitBo   *backoff.ExponentialBackOff
+	commitHold time.Time // after a failed commit, no commit before this
 
 	// The log the layer reads, and its checks (see logcheck.go).
 	topicID   string // the topic ID seen at start ("" unknown)

@@ -51,8 +51,8 @@ type LogFault struct {
 	StoredOffset int64 `json:"stored_offset"`
 	// BrokerStartOffset and BrokerEndOffset are the partition's log start
 	// and end (high watermark) as the broker reports them; -1 unknown.
-	BrokerStartOffset int64 `json:"broker_start_offset"`
-	BrokerEndOffset   int64 `json:"broker_end_offset"`
+	BrokerStartOffset int64  `json:"broker_start_offset"`
+	BrokerEndOffset   int64  `json:"broker_end_offset"`
 	StoredTopicID     string `json:"stored_topic_id,omitempty"`
 	BrokerTopicID     string `json:"broker_topic_id,omitempty"`
 	// Since is when the fault was first seen.
