@@ -84,7 +84,9 @@ type Layer struct {
 	topicID   string // the topic ID seen at start ("" unknown)
 	faults    *kafka.Faults
 	fetchBo   *backoff.ExponentialBackOff
+	admCl     *kgo.Client // checks the log: a client of its own, whose metadata no consumer cursor holds
 	lastCheck time.Time
+	seen      map[int32]int64 // next offset per partition ever reached, kept across rebalances (guarded by mu)
 	checkDue  atomic.Bool
 }
 
@@ -100,6 +102,7 @@ func New(cfg Config, deps Deps) (*Layer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	faultLog := log // fault reports have their own limit: one per partition a minute
 	// One line a second per warning: a broker gone or a topic recreated
 	// makes every poll fail at once.
 	log = obs.RateLimit(log, slog.LevelWarn, time.Second)
@@ -116,9 +119,9 @@ func New(cfg Config, deps Deps) (*Layer, error) {
 		cfg: cfg, log: log, src: deps.Batches, views: deps.Views, m: newMetrics(deps.Registerer),
 		pending: make(chan *Batch, 1), proc: proc, last: map[uint64]int32{}, seed: maphash.MakeSeed(),
 		sem:       make(chan struct{}, runtime.GOMAXPROCS(0)),
-		committed: map[int32]int64{}, commitBo: kafka.NewBackoff(), fetchBo: kafka.NewBackoff(),
+		committed: map[int32]int64{}, commitBo: kafka.NewBackoff(), fetchBo: kafka.NewBackoff(), seen: map[int32]int64{},
 	}
-	l.faults = kafka.NewFaults("speed", log, l.m.faults)
+	l.faults = kafka.NewFaults("speed", faultLog, l.m.faults)
 	none := ""
 	l.served.Store(&none)
 	return l, nil
@@ -160,7 +163,13 @@ func (l *Layer) Run(ctx context.Context) error {
 	l.cl = cl
 	l.lastCommit = time.Now()
 	l.mu.Unlock()
-	l.topicID = l.startTopicID(ctx, cl)
+	l.admCl, err = kafka.NewClient(l.cfg.Brokers)
+	if err != nil {
+		cl.Close()
+		return fmt.Errorf("speed: %w", err)
+	}
+	defer l.admCl.Close()
+	l.topicID = l.startTopicID(ctx)
 
 	pctx, stopPoller := context.WithCancel(ctx)
 	var pollers sync.WaitGroup
@@ -620,6 +629,7 @@ func (l *Layer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) 
 }
 
 func (l *Layer) dropPartitions(ids []int32) {
+	l.noteSeen()
 	l.proc.drop(ids)
 	l.cmu.Lock()
 	for _, id := range ids {

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lambdarec/lambdarec/internal/kafka"
 )
@@ -20,12 +19,25 @@ const checkEvery = 30 * time.Second
 // boundary or the layer's position (the broker lost its data).
 func (l *Layer) Faults() []kafka.LogFault { return l.faults.List() }
 
+// noteSeen records how far each owned partition was consumed. It is kept
+// when the partition is dropped: a log is never shorter than what was read
+// from it, so after a rebalance that follows a broker's loss of its data
+// (the group's offsets lost with it) the layer still knows the log went
+// back. Called with l.mu held.
+func (l *Layer) noteSeen() {
+	for id, ps := range l.proc.parts {
+		if ps.next > l.seen[id] {
+			l.seen[id] = ps.next
+		}
+	}
+}
+
 // startTopicID returns the topic ID of the events topic now, "" when the
 // broker does not say.
-func (l *Layer) startTopicID(ctx context.Context, cl *kgo.Client) string {
+func (l *Layer) startTopicID(ctx context.Context) string {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	v, err := kafka.DescribeLog(cctx, kadm.NewClient(cl), l.cfg.Topic)
+	v, err := kafka.DescribeLog(cctx, kadm.NewClient(l.admCl), l.cfg.Topic)
 	if err != nil {
 		l.log.Warn("describe the events log at start", "err", err)
 		return ""
@@ -51,7 +63,7 @@ func (l *Layer) checkLog(ctx context.Context, urgent bool) {
 	l.checkDue.Store(false)
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	v, err := kafka.DescribeLog(cctx, kadm.NewClient(l.cl), l.cfg.Topic)
+	v, err := kafka.DescribeLog(cctx, kadm.NewClient(l.admCl), l.cfg.Topic)
 	if err != nil {
 		if ctx.Err() == nil {
 			l.log.Warn("check the events log", "err", err)
@@ -62,14 +74,15 @@ func (l *Layer) checkLog(ctx context.Context, urgent bool) {
 		l.topicID = v.TopicID
 	}
 	l.mu.Lock()
+	l.noteSeen()
 	held := make(map[int32]int64, len(l.proc.parts))
-	for id, ps := range l.proc.parts {
+	for id := range l.proc.parts {
 		h := int64(-1)
 		if b, ok := l.proc.bound[id]; ok {
 			h = b
 		}
-		if ps.next-1 > h {
-			h = ps.next - 1
+		if n, ok := l.seen[id]; ok && n-1 > h {
+			h = n - 1
 		}
 		held[id] = h
 	}

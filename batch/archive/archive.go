@@ -134,7 +134,8 @@ type Archiver struct {
 	consumed []int32           // partitions consumed
 
 	// The log the offsets belong to, and its checks.
-	topicID     string // topic ID of the log the table's offsets were read from
+	topicID     string      // topic ID of the log the table's offsets were read from
+	admCl       *kgo.Client // checks the log: a client of its own, whose metadata no consumer cursor holds
 	faults      *kafka.Faults
 	bo          *backoff.ExponentialBackOff
 	lastCheck   time.Time
@@ -158,6 +159,7 @@ func New(cfg config.Config, deps Deps) (*Archiver, error) {
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
+	faultLog := a.log // fault reports have their own limit: one per partition a minute
 	a.log = obs.RateLimit(a.log, slog.LevelWarn, time.Second)
 	reg := deps.Registerer
 	if reg == nil {
@@ -168,7 +170,7 @@ func New(cfg config.Config, deps Deps) (*Archiver, error) {
 		return nil, fmt.Errorf("archive metrics: %w", err)
 	}
 	a.m = m
-	a.faults = kafka.NewFaults(Stage, a.log, m.faults)
+	a.faults = kafka.NewFaults(Stage, faultLog, m.faults)
 	return a, nil
 }
 
@@ -202,6 +204,7 @@ func (a *Archiver) Run(ctx context.Context) (err error) {
 	}
 	defer func() {
 		a.cl.Close()
+		a.admCl.Close()
 		for _, w := range a.workers {
 			w.b.Release()
 		}
@@ -337,6 +340,11 @@ func (a *Archiver) start(ctx context.Context) error {
 		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 	)
 	if err != nil {
+		releaseWorkers()
+		return err
+	}
+	if a.admCl, err = kafka.NewClient(k.Brokers); err != nil {
+		a.cl.Close()
 		releaseWorkers()
 		return err
 	}

@@ -86,7 +86,7 @@ func (a *Archiver) checkLog(ctx context.Context) {
 	a.lastCheck = time.Now()
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	v, err := kafka.DescribeLog(cctx, kadm.NewClient(a.cl), a.cfg.Kafka.Topic)
+	v, err := kafka.DescribeLog(cctx, kadm.NewClient(a.admCl), a.cfg.Kafka.Topic)
 	if err != nil {
 		if ctx.Err() == nil {
 			a.log.Warn("archive log check", "err", err)
