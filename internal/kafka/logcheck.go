@@ -90,7 +90,11 @@ var ErrNoTopic = errors.New("topic does not exist")
 // end offsets.
 func DescribeLog(ctx context.Context, adm *kadm.Client, topic string) (LogView, error) {
 	v := LogView{Topic: topic, Start: map[int32]int64{}, End: map[int32]int64{}}
-	tds, err := adm.ListTopics(ctx, topic)
+	// Straight from the broker: kadm answers from the client's cached
+	// metadata otherwise, and a franz-go client that uses the topic keeps
+	// its first topic ID after the topic is recreated. Asking for the
+	// authorized operations is kadm's documented way around the cache.
+	tds, err := adm.ListTopics(kadm.WithAuthorizedOps(ctx), topic)
 	if err != nil {
 		return v, fmt.Errorf("describe topic %s: %w", topic, err)
 	}
