@@ -144,10 +144,11 @@ type Archiver struct {
 	failing     bool // the last flush failed; it is being retried
 	ready       atomic.Bool
 
-	// Dead letters: where the next snapshot says they can start, and the
-	// source positions already dead-lettered that the table does not hold.
+	// Dead letters: the DLQ end as far as this archiver knows it, and the
+	// records already dead-lettered that the table does not hold yet, with
+	// where their letter is.
 	dlqNext lakehouse.Offsets
-	dlqDone map[schemas.Position]bool
+	dlqDone map[schemas.Position]schemas.Position
 }
 
 // New returns an archiver for cfg (sections kafka, iceberg and archive).
@@ -533,7 +534,7 @@ func (a *Archiver) decode(recs []*kgo.Record) (built []arrow.RecordBatch, dlq []
 			w.dlq = w.dlq[:0]
 			for _, r := range part {
 				if err := schemas.Decode(r.Value, &w.ev, a.clock(r)); err != nil {
-					if !a.dlqDone[schemas.Position{Partition: r.Partition, Offset: r.Offset}] {
+					if _, sent := a.dlqDone[schemas.Position{Partition: r.Partition, Offset: r.Offset}]; !sent {
 						w.dlq = append(w.dlq, kafka.DeadLetter(a.cfg.Kafka.DLQTopic, r, Stage, err))
 					}
 					continue
@@ -606,7 +607,7 @@ func (a *Archiver) flush(ctx context.Context, recs []*kgo.Record) error {
 			// Sent: never again, and the next snapshot's DLQ positions
 			// start past it.
 			if pos, ok := sourcePosition(pr.Record); ok {
-				a.dlqDone[pos] = true
+				a.dlqDone[pos] = schemas.Position{Partition: pr.Record.Partition, Offset: pr.Record.Offset}
 			}
 			a.dlqNext.Advance(a.cfg.Kafka.DLQTopic, pr.Record.Partition, pr.Record.Offset+1)
 		}

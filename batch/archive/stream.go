@@ -177,7 +177,7 @@ func (a *Archiver) scanDLQ(ctx context.Context, admin *kgo.Client, next lakehous
 		}
 	}
 	a.dlqNext = lakehouse.Offsets{k.DLQTopic: maps.Clone(v.End)}
-	a.dlqDone = map[schemas.Position]bool{}
+	a.dlqDone = map[schemas.Position]schemas.Position{}
 	if len(from) == 0 {
 		return nil
 	}
@@ -214,7 +214,7 @@ func (a *Archiver) scanDLQ(ctx context.Context, admin *kgo.Client, next lakehous
 			if off, ok := held[pos.Partition]; ok && pos.Offset <= off {
 				return // committed before: never read again
 			}
-			a.dlqDone[pos] = true
+			a.dlqDone[pos] = schemas.Position{Partition: r.Partition, Offset: r.Offset}
 		})
 	}
 	a.log.Info("archive read back dead letters", "scanned", scanned, "not_yet_committed", len(a.dlqDone))
@@ -239,10 +239,34 @@ func sourcePosition(r *kgo.Record) (schemas.Position, bool) {
 // pruneDLQDone forgets the dead letters of records the table now holds.
 func (a *Archiver) pruneDLQDone() {
 	held := a.offsets.Topic(a.cfg.Kafka.Topic)
-	maps.DeleteFunc(a.dlqDone, func(pos schemas.Position, _ bool) bool {
+	maps.DeleteFunc(a.dlqDone, func(pos, _ schemas.Position) bool {
 		off, ok := held[pos.Partition]
 		return ok && pos.Offset <= off
 	})
+}
+
+// dlqNextAfter returns the DLQ positions a snapshot holding offsets
+// records: per DLQ partition, the first letter of a record the snapshot
+// does not hold (a micro-batch may commit fewer records than a previous
+// process had dead-lettered before it stopped), else the end as far as
+// known.
+func (a *Archiver) dlqNextAfter(offsets lakehouse.Offsets) lakehouse.Offsets {
+	next := a.dlqNext.Clone()
+	dlq := next[a.cfg.Kafka.DLQTopic]
+	if dlq == nil {
+		dlq = map[int32]int64{}
+		next[a.cfg.Kafka.DLQTopic] = dlq
+	}
+	held := offsets.Topic(a.cfg.Kafka.Topic)
+	for src, letter := range a.dlqDone {
+		if off, ok := held[src.Partition]; ok && src.Offset <= off {
+			continue
+		}
+		if cur, ok := dlq[letter.Partition]; !ok || letter.Offset < cur {
+			dlq[letter.Partition] = letter.Offset
+		}
+	}
+	return next
 }
 
 // commitProperties returns the snapshot summary properties of a commit of
@@ -262,7 +286,7 @@ func (a *Archiver) commitProperties(offsets lakehouse.Offsets, fresh lakehouse.T
 		props[lakehouse.TopicIDsProperty] = ids.Encode()
 	}
 	if a.dlqNext != nil {
-		props[lakehouse.DLQNextProperty] = a.dlqNext.Encode()
+		props[lakehouse.DLQNextProperty] = a.dlqNextAfter(offsets).Encode()
 	}
 	return props
 }

@@ -90,7 +90,7 @@ func Archive(lake *lakehouse.Lakehouse, adm *kadm.Client, topic string) serving.
 			return st, err
 		}
 		st.LagRecords = lagPast(end, nextOf(boundary))
-		faults, err := OffsetFaults(ctx, lake, adm, topic)
+		faults, err := tableOffsetFaults(ctx, t, adm, topic)
 		if err != nil {
 			return st, err
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/table"
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/lambdarec/lambdarec/internal/kafka"
@@ -30,6 +31,11 @@ func OffsetFaults(ctx context.Context, lake *lakehouse.Lakehouse, adm *kadm.Clie
 	if err != nil {
 		return nil, err
 	}
+	return tableOffsetFaults(ctx, t, adm, topic)
+}
+
+// tableOffsetFaults is OffsetFaults on the loaded events table t.
+func tableOffsetFaults(ctx context.Context, t *table.Table, adm *kadm.Client, topic string) ([]kafka.LogFault, error) {
 	snap := t.CurrentSnapshot()
 	if snap == nil {
 		return nil, nil
