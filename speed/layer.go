@@ -638,7 +638,7 @@ func (l *Layer) dropPartitions(ids []int32) {
 	}
 	l.cmu.Unlock()
 	for _, id := range ids {
-		l.faults.Clear(id) // the next owner checks it
+		l.faults.Forget(id) // the next owner checks it
 	}
 }
 

@@ -97,7 +97,10 @@ func (l *Layer) checkLog(ctx context.Context, urgent bool) {
 		}
 	}
 	for _, f := range l.faults.List() {
-		if _, owned := held[f.Partition]; (!owned || !faulted[f.Partition]) && l.faults.Clear(f.Partition) && owned {
+		switch _, owned := held[f.Partition]; {
+		case !owned:
+			l.faults.Forget(f.Partition)
+		case !faulted[f.Partition] && l.faults.Clear(f.Partition):
 			resume = append(resume, f.Partition)
 		}
 	}

@@ -243,6 +243,19 @@ func (s *Faults) Clear(p int32) bool {
 	return true
 }
 
+// Forget removes partition p's fault without a word: the consumer no longer
+// owns p (the next owner checks it).
+func (s *Faults) Forget(p int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.m[p]; ok {
+		delete(s.m, p) // s.logged kept: back within a minute, it is not logged again
+		if s.gauge != nil {
+			s.gauge.DeleteLabelValues(f.Topic, strconv.Itoa(int(f.Partition)), f.Reason)
+		}
+	}
+}
+
 // Has reports whether partition p is faulted.
 func (s *Faults) Has(p int32) bool {
 	s.mu.Lock()
