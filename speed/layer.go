@@ -408,6 +408,7 @@ func (l *Layer) switchBatch(b *Batch) {
 		return
 	}
 	d := l.proc.handoff(b)
+	l.checkDue.Store(true) // a new boundary (and the log it belongs to) to check
 	l.m.handoffDur.Observe(d.Seconds())
 	l.m.lastHandoff.Store(time.Now().UnixNano())
 	id := b.Meta.BatchID

@@ -32,6 +32,24 @@ func (l *Layer) noteSeen() {
 	}
 }
 
+// batchTopicID returns the topic ID of the served batch's boundary.
+func (l *Layer) batchTopicID() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.proc.batch == nil {
+		return ""
+	}
+	return l.proc.batch.TopicID
+}
+
+// bound returns the served batch's boundary of partition id.
+func (l *Layer) bound(id int32) (int64, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.proc.bound[id]
+	return b, ok
+}
+
 // startTopicID returns the topic ID of the events topic now, "" when the
 // broker does not say.
 func (l *Layer) startTopicID(ctx context.Context) string {
@@ -88,6 +106,17 @@ func (l *Layer) checkLog(ctx context.Context, urgent bool) {
 	}
 	l.mu.Unlock()
 	faults := v.Check(l.topicID, held, false, time.Now())
+	if bid := l.batchTopicID(); bid != "" && v.TopicID != "" && bid != v.TopicID && len(faults) == 0 {
+		// The served batch's boundary belongs to another log than the
+		// one read now (the topic was recreated before this layer started).
+		covered := map[int32]int64{}
+		for id, h := range held {
+			if _, ok := l.bound(id); ok {
+				covered[id] = h
+			}
+		}
+		faults = v.Check(bid, covered, false, time.Now())
+	}
 	faulted := map[int32]bool{}
 	var stop, resume []int32
 	for _, f := range faults {
