@@ -114,7 +114,7 @@ func TestBrokerLosesItsData(t *testing.T) {
 		return srv
 	}
 	archived := func() int64 { // rows in the table, from its summary
-		tbl, err := lake.LoadTable(ctx, lakehouse.EventsTable)
+		tbl, err := lake.LoadTable(context.Background(), lakehouse.EventsTable)
 		if err != nil || tbl.CurrentSnapshot() == nil || tbl.CurrentSnapshot().Summary == nil {
 			return 0
 		}
@@ -242,6 +242,31 @@ func TestBrokerLosesItsData(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatal("a layer did not stop")
 		}
+	}
+
+	// An archiver started after the loss (the case that used to skip the
+	// new log's records as "already archived") refuses at start.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	restarted, err := archive.New(cfg, archive.Deps{Log: log.With("component", "archive"), Lake: lake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done2 := make(chan error, 1)
+	go func() { done2 <- restarted.Run(ctx2) }()
+	waitFor(t, time.Minute, "the restarted archiver to stop the partitions", func() bool { return len(restarted.Faults()) == parts })
+	time.Sleep(2 * time.Second)
+	if restarted.Ready() || archived() != 300 {
+		t.Fatalf("restarted archiver: ready %v, table rows %d (want not ready, 300)", restarted.Ready(), archived())
+	}
+	for _, l := range logs.lines() {
+		if strings.Contains(l, "already archived") {
+			t.Fatalf("restarted archiver skipped records: %s", l)
+		}
+	}
+	cancel2()
+	if err := <-done2; err != nil {
+		t.Fatalf("restarted archiver: %v", err)
 	}
 }
 
