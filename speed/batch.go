@@ -18,6 +18,12 @@ type Batch struct {
 	// boundary: at least its full co-visitation counts (not only the top-K
 	// rows), which the layer adds its deltas to. The layer only reads it.
 	Model *model.Model
+	// TopicID is the Kafka topic ID of the log the boundary's offsets were
+	// read from ("" unknown). When the broker's topic has another ID, the
+	// boundary says nothing about its records: the layer stops the
+	// partitions the boundary covers rather than count the new log's
+	// records as covered.
+	TopicID string
 }
 
 // BatchSource tells the speed layer about published batches.

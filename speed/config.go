@@ -17,8 +17,6 @@ type Config struct {
 	Brokers []string
 	// Topic carries the events. Default: events.
 	Topic string
-	// DLQTopic receives invalid records. Default: events.dlq.
-	DLQTopic string
 	// Group is the consumer group. Default: lambdarec-speed.
 	Group string
 	// SessionTimeout expires a session idle this long in record time.
@@ -60,7 +58,6 @@ func FromConfig(c *config.Config) Config {
 		InstanceID:        c.Speed.InstanceID,
 		Brokers:           c.Kafka.Brokers,
 		Topic:             c.Kafka.Topic,
-		DLQTopic:          c.Kafka.DLQTopic,
 		Group:             c.Speed.Group,
 		SessionTimeout:    c.Speed.SessionTimeout,
 		MaxSessions:       c.Speed.MaxSessions,
@@ -77,9 +74,6 @@ func FromConfig(c *config.Config) Config {
 func (c *Config) validate() error {
 	if c.Topic == "" {
 		c.Topic = "events"
-	}
-	if c.DLQTopic == "" {
-		c.DLQTopic = "events.dlq"
 	}
 	if c.Group == "" {
 		c.Group = "lambdarec-speed"
@@ -112,9 +106,6 @@ func (c *Config) validate() error {
 	var errs []error
 	if len(c.Brokers) == 0 {
 		errs = append(errs, errors.New("no brokers"))
-	}
-	if c.Topic == c.DLQTopic {
-		errs = append(errs, fmt.Errorf("dlq topic %q must differ from the events topic", c.DLQTopic))
 	}
 	if c.SessionTimeout < 0 || c.MaxViewDelay < 0 || c.BatchPollInterval < 0 || c.CommitInterval < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))

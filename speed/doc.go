@@ -38,8 +38,29 @@
 // clock, and records at or before a session's last one are ignored (Stale).
 // Revocation flushes views and dead letters, commits the horizon and drops
 // the partition's sessions, then rebuilds the deltas of the partitions kept.
-// Replayed view writes carry offsets the store already has and are no-ops;
-// dead letters of replayed records are sent again (at least once).
+// Replayed view writes carry offsets the store already has and are no-ops.
+// The layer sends no dead letters: it counts invalid records
+// (lambdarec_speed_invalid_records_total) and leaves them to the archive,
+// which owns the dead-letter topic and sends each once, so a replay never
+// repeats one.
+//
+// # The log the offsets belong to
+//
+// Offsets mean something only within one log. The layer notes the topic ID
+// when it starts and checks the broker's log of each owned partition —
+// after any fetch error (at most once a second), after an assignment and
+// every 30 seconds — against the topic ID and against the highest offset it
+// holds of the partition: the served batch's boundary and how far it has
+// read (kept across rebalances). A log that does not continue them (the
+// topic was recreated; the log ends at or before them because the broker
+// lost its data) would otherwise be read as if it did: its records would
+// compare as covered by the boundary and be left out of the deltas. Such a
+// partition is stopped instead (fetching paused, its records dropped), and
+// reported: Faults, Ready false, the gauge lambdarec_speed_partition_faults,
+// one ERROR line per partition a minute at most. It resumes if its log comes
+// back. Fetch errors back off (exponential with jitter, capped at 10 s), a
+// failed commit delays the next one the same way, and warnings are limited
+// to one line a second per message.
 //
 // What is not exact, by design: a session evicted under memory pressure
 // (MaxSessions) or dropped from retention (MaxRetainedEvents) is forgotten; if

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/lambdarec/lambdarec/internal/kafka"
 	"github.com/lambdarec/lambdarec/internal/model"
+	"github.com/lambdarec/lambdarec/internal/obs"
 	"github.com/lambdarec/lambdarec/internal/store"
 	"github.com/lambdarec/lambdarec/schemas"
 )
@@ -73,10 +75,19 @@ type Layer struct {
 	closing    bool
 	joined     bool // a group assignment was received
 
-	dlqInflight atomic.Int64
-	cmu         sync.Mutex      // guards committed and dlqFailed (commit and produce callbacks)
-	committed   map[int32]int64 // last committed horizon per partition
-	dlqFailed   map[int32]int64 // lowest offset whose dead letter failed, held back from commits
+	cmu        sync.Mutex      // guards committed and commitHold (commit callbacks)
+	committed  map[int32]int64 // last committed horizon per partition
+	commitBo   *backoff.ExponentialBackOff
+	commitHold time.Time // after a failed commit, no commit before this
+
+	// The log the layer reads, and its checks (see logcheck.go).
+	topicID   string // the topic ID seen at start ("" unknown)
+	faults    *kafka.Faults
+	fetchBo   *backoff.ExponentialBackOff
+	admCl     *kgo.Client // checks the log: a client of its own, whose metadata no consumer cursor holds
+	lastCheck time.Time
+	seen      map[int32]int64 // next offset per partition ever reached, kept across rebalances (guarded by mu)
+	checkDue  atomic.Bool
 }
 
 // New returns a layer; it does not connect until Run.
@@ -91,6 +102,10 @@ func New(cfg Config, deps Deps) (*Layer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	faultLog := log // fault reports have their own limit: one per partition a minute
+	// One line a second per warning: a broker gone or a topic recreated
+	// makes every poll fail at once.
+	log = obs.RateLimit(log, slog.LevelWarn, time.Second)
 	proc, err := newProcessor(limits{
 		sessionTimeout:    cfg.SessionTimeout,
 		maxSessions:       cfg.MaxSessions,
@@ -104,8 +119,9 @@ func New(cfg Config, deps Deps) (*Layer, error) {
 		cfg: cfg, log: log, src: deps.Batches, views: deps.Views, m: newMetrics(deps.Registerer),
 		pending: make(chan *Batch, 1), proc: proc, last: map[uint64]int32{}, seed: maphash.MakeSeed(),
 		sem:       make(chan struct{}, runtime.GOMAXPROCS(0)),
-		committed: map[int32]int64{}, dlqFailed: map[int32]int64{},
+		committed: map[int32]int64{}, commitBo: kafka.NewBackoff(), fetchBo: kafka.NewBackoff(), seen: map[int32]int64{},
 	}
+	l.faults = kafka.NewFaults("speed", faultLog, l.m.faults)
 	none := ""
 	l.served.Store(&none)
 	return l, nil
@@ -147,6 +163,13 @@ func (l *Layer) Run(ctx context.Context) error {
 	l.cl = cl
 	l.lastCommit = time.Now()
 	l.mu.Unlock()
+	l.admCl, err = kafka.NewClient(l.cfg.Brokers)
+	if err != nil {
+		cl.Close()
+		return fmt.Errorf("speed: %w", err)
+	}
+	defer l.admCl.Close()
+	l.topicID = l.startTopicID(ctx)
 
 	pctx, stopPoller := context.WithCancel(ctx)
 	var pollers sync.WaitGroup
@@ -162,10 +185,21 @@ func (l *Layer) Run(ctx context.Context) error {
 			break
 		}
 		l.mu.Lock()
-		l.process(ctx, fs)
+		failed := l.process(ctx, fs)
 		l.afterPoll(ctx, time.Now())
 		l.mu.Unlock()
 		cl.AllowRebalance()
+		if failed {
+			// A fetch error repeats at once until its cause is gone (a
+			// broker down, a topic recreated): look at the log, back off.
+			l.checkLog(ctx, true)
+			if !kafka.Sleep(ctx, l.fetchBo.NextBackOff()) {
+				break
+			}
+		} else {
+			l.fetchBo.Reset()
+			l.checkLog(ctx, false)
+		}
 	}
 	stopPoller()
 	pollers.Wait()
@@ -183,22 +217,36 @@ func (l *Layer) Run(ctx context.Context) error {
 	return errors.Join(ferr, cerr)
 }
 
-// process runs the polled records through the processor.
-func (l *Layer) process(ctx context.Context, fs kgo.Fetches) {
+// process runs the polled records through the processor and reports
+// whether the poll had fetch errors.
+func (l *Layer) process(ctx context.Context, fs kgo.Fetches) (failed bool) {
 	fs.EachError(func(topic string, p int32, err error) {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return
 		}
+		failed = true
+		l.m.fetchErrors.Inc()
 		l.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
 	})
 	// Flatten the poll, decode it in parallel, then apply it in order.
 	l.recs = l.recs[:0]
-	fs.EachPartition(func(ft kgo.FetchTopicPartition) {
-		if ps := l.proc.parts[ft.Partition]; ps != nil && ft.Err == nil {
-			ps.hw = ft.HighWatermark
+	for _, f := range fs {
+		for _, t := range f.Topics {
+			if id := kafka.TopicIDString(t.TopicID); id != "" && l.topicID != "" && id != l.topicID {
+				failed = true // another log than the one started on: checked, never applied
+				continue
+			}
+			for _, ft := range t.Partitions {
+				if l.faults.Has(ft.Partition) {
+					continue // stopped: its log no longer continues what the layer holds
+				}
+				if ps := l.proc.parts[ft.Partition]; ps != nil && ft.Err == nil {
+					ps.hw = ft.HighWatermark
+				}
+				l.recs = append(l.recs, ft.Records...)
+			}
 		}
-		l.recs = append(l.recs, ft.Records...)
-	})
+	}
 	l.decodeAll()
 	// Look ahead: the index of each key's (session's) last record in this
 	// poll, so a session is scored once per poll, right after that record.
@@ -211,7 +259,9 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) {
 		d := &l.dec[i]
 		s, err := l.proc.apply(r.Partition, r.Offset, r.Timestamp, d.e, d.err)
 		if err != nil {
-			l.deadLetter(r, err)
+			// Counted only: the archive owns the dead letters, so each bad
+			// record reaches the DLQ once whatever the speed layer replays.
+			l.m.invalid.Inc()
 		}
 		if s != nil && l.last[maphash.Bytes(l.seed, r.Key)] == int32(i) {
 			if now.IsZero() || i%64 == 0 {
@@ -229,6 +279,7 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) {
 	l.dispatch()
 	clear(l.recs)
 	clear(l.dec)
+	return failed
 }
 
 // captureChunk is the number of captures scored by one task.
@@ -325,7 +376,10 @@ func (l *Layer) afterPoll(ctx context.Context, now time.Time) {
 		l.switchBatch(b)
 	default:
 	}
-	if now.Sub(l.lastCommit) >= l.cfg.CommitInterval {
+	l.cmu.Lock()
+	hold := l.commitHold
+	l.cmu.Unlock()
+	if now.Sub(l.lastCommit) >= l.cfg.CommitInterval && now.After(hold) {
 		l.commit(ctx, false, nil) //nolint:errcheck // logged and retried
 		l.lastCommit = now
 	}
@@ -341,7 +395,7 @@ func (l *Layer) afterPoll(ctx context.Context, now time.Time) {
 		}()
 	}
 	l.m.sync(l.proc, now)
-	ready := l.joined
+	ready := l.joined && l.faults.Len() == 0
 	for _, ps := range l.proc.parts {
 		ready = ready && ps.replayed()
 	}
@@ -354,6 +408,7 @@ func (l *Layer) switchBatch(b *Batch) {
 		return
 	}
 	d := l.proc.handoff(b)
+	l.checkDue.Store(true) // a new boundary (and the log it belongs to) to check
 	l.m.handoffDur.Observe(d.Seconds())
 	l.m.lastHandoff.Store(time.Now().UnixNano())
 	id := b.Meta.BatchID
@@ -394,27 +449,6 @@ func (l *Layer) pollBatches(ctx context.Context) {
 	}
 }
 
-// deadLetter sends r to the DLQ with reason; the partition's commits are held
-// back while it is in flight, and below it if it fails.
-func (l *Layer) deadLetter(r *kgo.Record, reason error) {
-	l.m.dlq.Inc()
-	l.dlqInflight.Add(1)
-	part, off := r.Partition, r.Offset
-	l.cl.Produce(context.Background(), kafka.DeadLetter(l.cfg.DLQTopic, r, "speed", reason), func(_ *kgo.Record, err error) {
-		defer l.dlqInflight.Add(-1)
-		if err == nil {
-			return
-		}
-		l.m.dlqErrors.Inc()
-		l.log.Error("dead letter produce", "partition", part, "offset", off, "err", err)
-		l.cmu.Lock()
-		if f, ok := l.dlqFailed[part]; !ok || off < f {
-			l.dlqFailed[part] = off
-		}
-		l.cmu.Unlock()
-	})
-}
-
 // flush scores and writes the views of the sessions updated since the last
 // flush (and those whose write failed before).
 func (l *Layer) flush(ctx context.Context, now time.Time) error {
@@ -446,19 +480,13 @@ func (l *Layer) flush(ctx context.Context, now time.Time) error {
 }
 
 // commit commits the replay horizon of the owned partitions (only those in
-// ids when not nil) that changed. It holds back while views or dead letters
-// are unwritten.
+// ids when not nil) that changed. It holds back while views are unwritten.
 func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
 	if l.cl == nil {
 		return nil
 	}
 	if len(l.failed) > 0 {
 		return errors.New("commit held back: session views unwritten")
-	}
-	if l.dlqInflight.Load() > 0 {
-		if err := l.cl.Flush(ctx); err != nil {
-			return fmt.Errorf("flush dead letters: %w", err)
-		}
 	}
 	if ids == nil {
 		for id := range l.proc.parts {
@@ -471,9 +499,6 @@ func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
 		h, ok := l.proc.horizon(id)
 		if !ok {
 			continue
-		}
-		if f, ok := l.dlqFailed[id]; ok {
-			h = min(h, f)
 		}
 		if c, ok := l.committed[id]; ok && c == h {
 			continue
@@ -492,11 +517,17 @@ func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
 		}
 		if err != nil {
 			l.m.commitErrors.Inc()
-			l.log.Warn("commit replay horizons", "err", err)
+			l.cmu.Lock()
+			d := l.commitBo.NextBackOff()
+			l.commitHold = time.Now().Add(d)
+			l.cmu.Unlock()
+			l.log.Warn("commit replay horizons", "err", err, "retry_in", d)
 			cerr = err
 			return
 		}
 		l.cmu.Lock()
+		l.commitBo.Reset()
+		l.commitHold = time.Time{}
 		for id, eo := range offsets {
 			l.committed[id] = eo.Offset
 		}
@@ -528,6 +559,7 @@ func (l *Layer) assigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 		ps.hw = target[id]
 	}
 	l.ready.Store(false)
+	l.checkDue.Store(true)
 	l.log.Info("partitions assigned", "partitions", ids, "replay_from", from, "replay_to", target)
 }
 
@@ -598,14 +630,17 @@ func (l *Layer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) 
 }
 
 func (l *Layer) dropPartitions(ids []int32) {
+	l.noteSeen()
 	l.proc.drop(ids)
 	l.cmu.Lock()
 	for _, id := range ids {
 		delete(l.committed, id)
-		delete(l.dlqFailed, id)
 		l.m.forgetPartition(id)
 	}
 	l.cmu.Unlock()
+	for _, id := range ids {
+		l.faults.Forget(id) // the next owner checks it
+	}
 }
 
 // Ready reports whether the layer joined its group and consumed every owned

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lambdarec/lambdarec/internal/kafka"
 	"github.com/lambdarec/lambdarec/internal/model"
 )
 
@@ -30,9 +31,10 @@ type metrics struct {
 	viewWrites    prometheus.Counter
 	viewErrors    prometheus.Counter
 	flushDur      prometheus.Histogram
-	dlq           prometheus.Counter
-	dlqErrors     prometheus.Counter
+	invalid       prometheus.Counter
 	commitErrors  prometheus.Counter
+	fetchErrors   prometheus.Counter
+	faults        *prometheus.GaugeVec
 
 	lastHandoff atomic.Int64 // unix nanos; 0 before the first
 	started     time.Time
@@ -45,7 +47,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	const ns, sub = "lambdarec", "speed"
 	m := &metrics{started: time.Now(), rateAt: time.Now()}
 	m.records = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "records_total",
-		Help: "Records processed, by outcome: accepted, duplicate, capped, stale (replayed), invalid (sent to the DLQ)."}, []string{"outcome"})
+		Help: "Records processed, by outcome: accepted, duplicate, capped, stale (replayed), invalid (dead-lettered by the archive)."}, []string{"outcome"})
 	m.eventsPerSec = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "events_per_second",
 		Help: "Records processed per second over the last few seconds (rate(records_total) is the same, computed by Prometheus)."})
 	m.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "lag_records",
@@ -78,10 +80,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Failed writes of views to the serving store (retried)."})
 	m.flushDur = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "view_flush_duration_seconds",
 		Help: "Time to score and write one group of views.", Buckets: prometheus.ExponentialBuckets(0.0001, 3, 10)})
-	m.dlq = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dlq_records_total",
-		Help: "Invalid records sent to the dead-letter topic."})
-	m.dlqErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dlq_errors_total",
-		Help: "Dead-letter produces that failed."})
+	m.invalid = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "invalid_records_total",
+		Help: "Invalid records skipped (the archive, which owns the dead letters, sends them to the DLQ once)."})
+	m.fetchErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "fetch_errors_total",
+		Help: "Kafka fetch errors; each poll that has them is followed by a backoff."})
+	m.faults = kafka.NewFaultGauge("speed")
 	m.commitErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "commit_errors_total",
 		Help: "Failed commits of replay horizons."})
 	since := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "seconds_since_batch_handoff",
@@ -94,7 +97,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.records, m.eventsPerSec, m.lag, m.lagTotal, m.live, m.retained, m.retainedEv, m.stateBytes,
 			m.expired, m.evicted, m.retainDropped, m.handoffs, m.handoffDur, m.regress, m.viewWrites, m.viewErrors,
-			m.flushDur, m.dlq, m.dlqErrors, m.commitErrors, since)
+			m.flushDur, m.invalid, m.commitErrors, m.fetchErrors, m.faults, since)
 	}
 	return m
 }

@@ -6,19 +6,56 @@
 // micro-batches closed by size or time. Each record is decoded and validated;
 // the ones that fail go to the dead-letter topic with the reason and their
 // source position, and are acknowledged by Kafka before the batch commits.
+// The archiver is the one stage that dead-letters records of the topic (the
+// speed layer only counts them), and it does so once per source position:
+// each snapshot also records, in lakehouse.DLQNextProperty, where in the
+// dead-letter topic the letters of records not yet committed can start, and
+// a restarted archiver reads them back from there and does not send them
+// again.
 // The valid ones are written as Parquet data files (partitioned by day of
 // event time) and committed in one Iceberg snapshot whose summary carries,
 // in lakehouse.OffsetsProperty, the highest offset of every partition the
 // table holds so far. That snapshot is the only source of truth: on start the
 // archiver reads the offsets back and resumes at the next record, so a crash
-// at any point neither loses nor repeats a record in the table. (A record
-// dead-lettered just before a crash may be dead-lettered again: the DLQ is
-// at-least-once, identified by its source position headers.) The consumer
+// at any point neither loses nor repeats a record in the table. The consumer
 // group's committed offsets are written after each commit only so that lag
 // shows up in the usual Kafka tools.
 //
 // The per-partition offsets of a snapshot are the batch layer's boundary:
 // see lakehouse.Boundary.
+//
+// # Offsets belong to one log
+//
+// Offsets mean something only within one log. Each snapshot records, in
+// lakehouse.TopicIDsProperty, the Kafka topic ID the offsets were read from,
+// and the archiver checks the broker's log against what the table holds —
+// at start, on every fetch error, when a record below the held offset
+// arrives, when a fetch carries another topic ID, and every 30 seconds. A
+// partition whose log no longer continues the table (the topic was deleted
+// and recreated, the broker lost its data so the log ends at or before the
+// held offset, or the log starts past it: records deleted before they were
+// archived) is stopped, never skipped over: the archiver stops fetching it,
+// drops what it had fetched of it, reports it (Faults, Ready false, the
+// gauge lambdarec_archive_partition_faults, one ERROR line per partition a
+// minute at most, and /v1/status of serve through
+// serving/layerstatus.OffsetFaults) and keeps archiving the other
+// partitions. If the old log comes back (a broker restored from its data),
+// the partition resumes where the table ends.
+//
+// Why stop rather than start a new epoch: the table's offsets are the batch
+// boundary that batch_runs, the serving store and the speed layer compare
+// Kafka offsets with. Archiving a new log whose offsets start again at 0
+// would need every one of them to tell the two logs apart (an epoch in each
+// boundary, and the speed layer learning the epoch before counting a
+// record); without that, a new log's records would compare as already
+// covered and vanish from the speed layer, the silent loss this prevents.
+// Stopping is exact and loud; the operator restores the log, or starts the
+// table anew (a new iceberg.namespace) to archive the new log from its
+// start.
+//
+// Every fetch or flush error backs off (exponential with jitter, capped at
+// 10 s; kafka.NewBackoff), and warnings are limited to one line a second per
+// message (obs.RateLimit).
 package archive
 
 import (
@@ -32,12 +69,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -45,6 +84,7 @@ import (
 	"github.com/lambdarec/lambdarec/internal/config"
 	"github.com/lambdarec/lambdarec/internal/kafka"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
+	"github.com/lambdarec/lambdarec/internal/obs"
 	"github.com/lambdarec/lambdarec/schemas"
 )
 
@@ -97,6 +137,23 @@ type Archiver struct {
 	offsets  lakehouse.Offsets // what the table holds, as of our last commit
 	hwm      map[int32]int64   // high watermarks last seen, for lag
 	consumed []int32           // partitions consumed
+
+	// The log the offsets belong to, and its checks.
+	topicID     string      // topic ID of the log the table's offsets were read from
+	admCl       *kgo.Client // checks the log: a client of its own, whose metadata no consumer cursor holds
+	faults      *kafka.Faults
+	bo          *backoff.ExponentialBackOff
+	lastCheck   time.Time
+	lastRefresh time.Time
+	started     bool
+	failing     bool // the last flush failed; it is being retried
+	ready       atomic.Bool
+
+	// Dead letters: the DLQ end as far as this archiver knows it, and the
+	// records already dead-lettered that the table does not hold yet, with
+	// where their letter is.
+	dlqNext lakehouse.Offsets
+	dlqDone map[schemas.Position]schemas.Position
 }
 
 // New returns an archiver for cfg (sections kafka, iceberg and archive).
@@ -104,10 +161,12 @@ func New(cfg config.Config, deps Deps) (*Archiver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
-	a := &Archiver{cfg: cfg, log: deps.Log, lake: deps.Lake, now: deps.Now}
+	a := &Archiver{cfg: cfg, log: deps.Log, lake: deps.Lake, now: deps.Now, bo: kafka.NewBackoff()}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
+	faultLog := a.log // fault reports have their own limit: one per partition a minute
+	a.log = obs.RateLimit(a.log, slog.LevelWarn, time.Second)
 	reg := deps.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -117,6 +176,7 @@ func New(cfg config.Config, deps Deps) (*Archiver, error) {
 		return nil, fmt.Errorf("archive metrics: %w", err)
 	}
 	a.m = m
+	a.faults = kafka.NewFaults(Stage, faultLog, m.faults)
 	return a, nil
 }
 
@@ -150,15 +210,16 @@ func (a *Archiver) Run(ctx context.Context) (err error) {
 	}
 	defer func() {
 		a.cl.Close()
+		a.admCl.Close()
 		for _, w := range a.workers {
 			w.b.Release()
 		}
+		a.started = false
+		a.setReady()
 	}()
 	topic := a.cfg.Kafka.Topic
 	a.log.Info("archive started", "topic", topic, "table", strings.Join(a.tbl.Identifier(), "."),
 		"resume_from", a.offsets.Topic(topic), "max_records", a.cfg.Archive.MaxRecords, "max_interval", a.cfg.Archive.MaxInterval)
-	refresh := time.NewTicker(30 * time.Second)
-	defer refresh.Stop()
 	for {
 		recs, err := a.collect(ctx)
 		if err != nil {
@@ -171,7 +232,7 @@ func (a *Archiver) Run(ctx context.Context) (err error) {
 				fctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), shutdownFlush)
 				defer cancel()
 			}
-			if err := a.flush(fctx, recs); err != nil {
+			if err := a.flushRetrying(ctx, fctx, recs); err != nil {
 				return err
 			}
 		}
@@ -179,12 +240,34 @@ func (a *Archiver) Run(ctx context.Context) (err error) {
 			a.log.Info("archive stopped", "offsets", a.offsets.Topic(topic))
 			return nil
 		}
-		select {
-		case <-refresh.C:
-			if err := a.addNewPartitions(ctx); err != nil {
-				a.log.Warn("archive partition refresh", "err", err)
+	}
+}
+
+// flushRetrying flushes recs, retrying with backoff while the flush fails
+// for a reason a retry can cure (not a fenced table, not the end of ctx).
+// Meanwhile the archiver is not ready.
+func (a *Archiver) flushRetrying(ctx, fctx context.Context, recs []*kgo.Record) error {
+	bo := kafka.NewBackoff()
+	for {
+		err := a.flush(fctx, recs)
+		if err == nil {
+			if a.failing {
+				a.failing = false
+				a.setReady()
+				a.log.Info("archive flush recovered")
 			}
-		default:
+			return nil
+		}
+		if errors.Is(err, ErrFenced) || ctx.Err() != nil || fctx.Err() != nil {
+			return err
+		}
+		a.failing = true
+		a.setReady()
+		a.m.flushErrors.Inc()
+		d := bo.NextBackOff()
+		a.log.Error("archive flush failed; retrying", "err", err, "retry_in", d)
+		if !kafka.Sleep(ctx, d) {
+			return err
 		}
 	}
 }
@@ -202,6 +285,14 @@ func (a *Archiver) start(ctx context.Context) error {
 	offsets, err := lakehouse.SnapshotOffsets(tbl.Metadata(), tbl.CurrentSnapshot())
 	if err != nil {
 		return fmt.Errorf("archive: offsets of %s: %w", strings.Join(tbl.Identifier(), "."), err)
+	}
+	ids, err := lakehouse.SnapshotTopicIDs(tbl.Metadata(), tbl.CurrentSnapshot())
+	if err != nil {
+		return fmt.Errorf("archive: topic ids of %s: %w", strings.Join(tbl.Identifier(), "."), err)
+	}
+	dlqNext, dlqKnown, err := lakehouse.SnapshotDLQNext(tbl.Metadata(), tbl.CurrentSnapshot())
+	if err != nil {
+		return fmt.Errorf("archive: %s: %w", strings.Join(tbl.Identifier(), "."), err)
 	}
 	workers, err := newWorkers(sc)
 	if err != nil {
@@ -231,15 +322,41 @@ func (a *Archiver) start(ctx context.Context) error {
 		return err
 	}
 	a.consumed = parts
+	// The log must continue what the table holds; a table without a topic
+	// ID (written before they were recorded, or empty) adopts the log's.
+	v, err := kafka.DescribeLog(ctx, kadm.NewClient(admin), k.Topic)
+	if err != nil {
+		releaseWorkers()
+		return fmt.Errorf("archive: %w", err)
+	}
+	a.topicID = ids[k.Topic]
+	if a.topicID == "" {
+		a.topicID = v.TopicID
+	}
+	if err := a.scanDLQ(ctx, admin, dlqNext, dlqKnown); err != nil {
+		releaseWorkers()
+		return err
+	}
 	a.cl, err = kafka.NewClient(k.Brokers,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{k.Topic: a.startOffsets(parts)}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ProduceRequestTimeout(k.ProduceTimeout),
+		// Out of range is an error to look into (the log lost records),
+		// never a reason to jump elsewhere in it.
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 	)
 	if err != nil {
 		releaseWorkers()
 		return err
 	}
+	if a.admCl, err = kafka.NewClient(k.Brokers); err != nil {
+		a.cl.Close()
+		releaseWorkers()
+		return err
+	}
+	a.started = true
+	a.lastRefresh = time.Now()
+	a.applyCheck(v)
 	return nil
 }
 
@@ -299,36 +416,78 @@ func (a *Archiver) collect(ctx context.Context) ([]*kgo.Record, error) {
 	max := a.cfg.Archive.MaxRecords
 	var recs []*kgo.Record
 	var deadline time.Time
+	topic := a.cfg.Kafka.Topic
 	for len(recs) < max && ctx.Err() == nil {
-		pctx, cancel := ctx, context.CancelFunc(func() {})
+		a.periodic(ctx)
+		wait := time.Now().Add(pollWait)
 		if !deadline.IsZero() {
 			if time.Until(deadline) <= 0 {
 				break
 			}
-			pctx, cancel = context.WithDeadline(ctx, deadline)
+			if deadline.Before(wait) {
+				wait = deadline
+			}
 		}
+		pctx, cancel := context.WithDeadline(ctx, wait)
 		fetches := a.cl.PollRecords(pctx, max-len(recs))
 		cancel()
 		if fetches.IsClientClosed() {
 			return nil, errors.New("archive: kafka client closed")
 		}
+		failed := false
 		for _, fe := range fetches.Errors() {
 			if errors.Is(fe.Err, context.Canceled) || errors.Is(fe.Err, context.DeadlineExceeded) {
 				continue
 			}
+			failed = true
+			a.m.fetchErrors.Inc()
 			a.log.Warn("archive fetch", "topic", fe.Topic, "partition", fe.Partition, "err", fe.Err)
-		}
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if p.Topic == a.cfg.Kafka.Topic && p.HighWatermark >= 0 {
-				a.hwm[p.Partition] = p.HighWatermark
+			if fe.Topic == topic {
+				a.fetchFailed(ctx, fe.Partition, fe.Err)
 			}
-		})
+		}
 		before := len(recs)
-		fetches.EachRecord(func(r *kgo.Record) { recs = append(recs, r) })
+		held := a.offsets.Topic(topic)
+		for _, ft := range fetches {
+			for _, t := range ft.Topics {
+				if t.Topic != topic {
+					continue
+				}
+				if id := kafka.TopicIDString(t.TopicID); id != "" && a.topicID != "" && id != a.topicID {
+					// Read from another log than the table's: look, never keep.
+					failed = true
+					a.checkLog(ctx)
+					continue
+				}
+				for _, p := range t.Partitions {
+					if p.Err == nil && p.HighWatermark >= 0 {
+						a.hwm[p.Partition] = p.HighWatermark
+					}
+					if a.faults.Has(p.Partition) {
+						continue
+					}
+					for _, r := range p.Records {
+						if off, ok := held[r.Partition]; ok && r.Offset <= off {
+							// Below what the table holds: the log moved
+							// under us. Check it before anything else.
+							a.checkLog(ctx)
+						}
+						recs = append(recs, r)
+					}
+				}
+			}
+		}
 		if before == 0 && len(recs) > 0 {
 			deadline = time.Now().Add(a.cfg.Archive.MaxInterval)
 		}
 		a.updateLag()
+		if failed {
+			if !kafka.Sleep(ctx, a.bo.NextBackOff()) {
+				break
+			}
+		} else {
+			a.bo.Reset()
+		}
 	}
 	return recs, nil
 }
@@ -380,7 +539,9 @@ func (a *Archiver) decode(recs []*kgo.Record) (built []arrow.RecordBatch, dlq []
 			w.dlq = w.dlq[:0]
 			for _, r := range part {
 				if err := schemas.Decode(r.Value, &w.ev, a.clock(r)); err != nil {
-					w.dlq = append(w.dlq, kafka.DeadLetter(a.cfg.Kafka.DLQTopic, r, Stage, err))
+					if _, sent := a.dlqDone[schemas.Position{Partition: r.Partition, Offset: r.Offset}]; !sent {
+						w.dlq = append(w.dlq, kafka.DeadLetter(a.cfg.Kafka.DLQTopic, r, Stage, err))
+					}
 					continue
 				}
 				w.b.Append(&w.ev, r.Partition, r.Offset)
@@ -409,7 +570,13 @@ func (a *Archiver) flush(ctx context.Context, recs []*kgo.Record) error {
 	held := a.offsets.Topic(topic)
 	batchMax := map[int32]int64{}
 	todo := recs[:0:0]
+	stopped := 0
 	for _, r := range recs {
+		if a.faults.Has(r.Partition) {
+			// Fetched before its log was found changed: never archived.
+			stopped++
+			continue
+		}
 		if off, ok := held[r.Partition]; ok && r.Offset <= off {
 			// Already in the table: never archive a record twice, whatever
 			// the consumer delivers (a reset, a redelivery).
@@ -420,7 +587,7 @@ func (a *Archiver) flush(ctx context.Context, recs []*kgo.Record) error {
 		}
 		todo = append(todo, r)
 	}
-	if skipped := len(recs) - len(todo); skipped > 0 {
+	if skipped := len(recs) - len(todo) - stopped; skipped > 0 {
 		a.log.Warn("archive skipped records already archived", "records", skipped)
 	}
 	if len(todo) == 0 {
@@ -436,9 +603,20 @@ func (a *Archiver) flush(ctx context.Context, recs []*kgo.Record) error {
 	}
 	if len(dlq) > 0 {
 		pctx, cancel := context.WithTimeout(ctx, a.cfg.Kafka.ProduceTimeout)
-		err := a.cl.ProduceSync(pctx, dlq...).FirstErr()
+		results := a.cl.ProduceSync(pctx, dlq...)
 		cancel()
-		if err != nil {
+		for _, pr := range results {
+			if pr.Err != nil {
+				continue
+			}
+			// Sent: never again, and the next snapshot's DLQ positions
+			// start past it.
+			if pos, ok := sourcePosition(pr.Record); ok {
+				a.dlqDone[pos] = schemas.Position{Partition: pr.Record.Partition, Offset: pr.Record.Offset}
+			}
+			a.dlqNext.Advance(a.cfg.Kafka.DLQTopic, pr.Record.Partition, pr.Record.Offset+1)
+		}
+		if err := results.FirstErr(); err != nil {
 			release() // the records are read again on restart
 			return fmt.Errorf("archive: produce %d records to %s: %w", len(dlq), a.cfg.Kafka.DLQTopic, err)
 		}
@@ -486,12 +664,19 @@ func (a *Archiver) flush(ctx context.Context, recs []*kgo.Record) error {
 					p, fmtOffset(theirs, theirsOK), fmtOffset(mine, mineOK), ErrFenced)
 			}
 		}
+		freshIDs, err := lakehouse.SnapshotTopicIDs(cur.Metadata(), cur.CurrentSnapshot())
+		if err != nil {
+			return nil, err
+		}
+		if id := freshIDs[topic]; id != "" && a.topicID != "" && id != a.topicID {
+			return nil, fmt.Errorf("archive: table holds offsets of topic id %s, this archiver reads topic id %s: %w", id, a.topicID, ErrFenced)
+		}
 		next := fresh.Clone()
 		for p, off := range batchMax {
 			next.Advance(topic, p, off)
 		}
 		committedOffsets = next
-		return lakehouse.AppendTxn(ctx, cur, files, next.Properties())
+		return lakehouse.AppendTxn(ctx, cur, files, a.commitProperties(next, freshIDs))
 	}, lakehouse.CommitOptions{OnConflict: func(int, error) { a.m.commitRetries.Inc() }})
 	if err != nil {
 		return err
@@ -499,6 +684,7 @@ func (a *Archiver) flush(ctx context.Context, recs []*kgo.Record) error {
 	hook("committed")
 	a.m.commitSeconds.Observe(time.Since(commitStart).Seconds())
 	a.offsets = committedOffsets
+	a.pruneDLQDone()
 	a.m.commits.Inc()
 	a.m.archived.Add(float64(rows))
 	a.m.deadLettered.Add(float64(len(dlq)))

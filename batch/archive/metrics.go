@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lambdarec/lambdarec/internal/kafka"
 )
 
 // metrics are the archiver's Prometheus metrics.
@@ -14,6 +16,10 @@ type metrics struct {
 	commitRetries prometheus.Counter
 	commitSeconds prometheus.Histogram
 	lag           *prometheus.GaugeVec
+	fetchErrors   prometheus.Counter
+	flushErrors   prometheus.Counter
+	faulted       prometheus.Gauge
+	faults        *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -41,9 +47,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "lambdarec_archive_lag_records",
 			Help: "Records in the Kafka partition (up to its high watermark) not yet committed to Iceberg.",
 		}, []string{"partition"}),
+		fetchErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lambdarec_archive_fetch_errors_total",
+			Help: "Kafka fetch errors; each is followed by a backoff.",
+		}),
+		flushErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lambdarec_archive_flush_errors_total",
+			Help: "Micro-batch flushes (dead letters, data files, commit) that failed and were retried after a backoff.",
+		}),
+		faulted: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lambdarec_archive_stopped_partitions",
+			Help: "Partitions stopped because their log no longer continues the offsets the table holds.",
+		}),
+		faults: kafka.NewFaultGauge("archive"),
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{records, m.commits, m.commitRetries, m.commitSeconds, m.lag} {
+	for _, c := range []prometheus.Collector{records, m.commits, m.commitRetries, m.commitSeconds, m.lag, m.fetchErrors, m.flushErrors, m.faulted, m.faults} {
 		errs = append(errs, reg.Register(c))
 	}
 	return m, errors.Join(errs...)

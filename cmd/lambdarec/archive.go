@@ -37,7 +37,7 @@ func init() {
 					return err
 				}
 				if e.cfg.Archive.MetricsAddr != "" {
-					stop, err := serveMetrics(e.cfg.Archive.MetricsAddr, reg, nil, log)
+					stop, err := serveMetrics(e.cfg.Archive.MetricsAddr, reg, a.Ready, log)
 					if err != nil {
 						return err
 					}

@@ -135,7 +135,7 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 	sc.Params = &cfg.Model
 	sp, err := speed.New(sc, speed.Deps{
 		Views:      st,
-		Batches:    batchSource(loader),
+		Batches:    withTopicID(batchSource(loader), lake, cfg.Kafka.Topic),
 		Log:        log.With("component", "speed"),
 		Registerer: srv.Registry(),
 	})

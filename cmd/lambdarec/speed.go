@@ -44,7 +44,7 @@ func init() {
 				sc.Params = &e.cfg.Model
 				layer, err := speed.New(sc, speed.Deps{
 					Views:      st,
-					Batches:    batchSource(batch.NewLoader(lake, e.cfg.Model)),
+					Batches:    withTopicID(batchSource(batch.NewLoader(lake, e.cfg.Model)), lake, e.cfg.Kafka.Topic),
 					Log:        log,
 					Registerer: reg,
 				})

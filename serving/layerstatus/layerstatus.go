@@ -90,6 +90,15 @@ func Archive(lake *lakehouse.Lakehouse, adm *kadm.Client, topic string) serving.
 			return st, err
 		}
 		st.LagRecords = lagPast(end, nextOf(boundary))
+		faults, err := tableOffsetFaults(ctx, t, adm, topic)
+		if err != nil {
+			return st, err
+		}
+		if len(faults) > 0 {
+			// Offset regression: the archiver stops these partitions.
+			st.Healthy = false
+			st.Details["offset_faults"] = faults
+		}
 		return st, nil
 	})
 }
