@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 
 	"github.com/lambdarec/lambdarec/internal/config"
 )
@@ -37,12 +38,13 @@ type Check struct {
 // CheckTimeout bounds each readiness check.
 const CheckTimeout = 2 * time.Second
 
-// HTTP server timeouts. Writes are not bounded here: a handler bounds its own
-// work (the collector by the produce timeout).
+// HTTP server timeouts besides serve.read_timeout and serve.write_timeout.
+// A connection that sends no request within readHeaderTimeout, or stays idle
+// between requests for idleTimeout, is closed: idle clients cannot hold
+// connections (and file handles) for long.
 const (
-	readHeaderTimeout = 10 * time.Second
-	readTimeout       = time.Minute
-	idleTimeout       = 2 * time.Minute
+	readHeaderTimeout = 5 * time.Second
+	idleTimeout       = time.Minute
 )
 
 // Deps are what a Server is built from besides its configuration.
@@ -77,6 +79,12 @@ func NewServer(cfg config.Serve, deps Deps) (*Server, error) {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		return nil, fmt.Errorf("serving: shutdown timeout must be positive, got %s", cfg.ShutdownTimeout)
+	}
+	if cfg.ReadTimeout <= 0 || cfg.WriteTimeout <= 0 {
+		return nil, fmt.Errorf("serving: read and write timeouts must be positive, got %s and %s", cfg.ReadTimeout, cfg.WriteTimeout)
+	}
+	if cfg.MaxConnections < 1 {
+		return nil, fmt.Errorf("serving: max connections must be at least 1, got %d", cfg.MaxConnections)
 	}
 	s := &Server{
 		cfg:    cfg,
@@ -140,16 +148,20 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.Serve(ctx, ln)
 }
 
-// Serve serves HTTP on ln until ctx ends. Then /readyz starts failing, the
-// listener closes, and in-flight requests get up to the configured shutdown
-// timeout to finish; connections still open after it are closed. It returns
-// nil after a clean shutdown.
+// Serve serves HTTP on ln until ctx ends. At most serve.max_connections
+// client connections are open at once: further ones wait in the kernel's
+// accept queue, holding no file handle of the process. When ctx ends,
+// /readyz starts failing, the listener closes, and in-flight requests get up
+// to the configured shutdown timeout to finish; connections still open after
+// it are closed. It returns nil after a clean shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	addr := ln.Addr().String()
+	ln = netutil.LimitListener(ln, s.cfg.MaxConnections)
 	hs := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}

@@ -86,10 +86,12 @@ func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lak
 		return nil, nil, err
 	}
 	col, err := collector.New(collector.Config{
-		Topic:          cfg.Kafka.Topic,
-		MaxBodyBytes:   cfg.Serve.MaxBodyBytes,
-		MaxBatchEvents: cfg.Serve.MaxBatchEvents,
-		ProduceTimeout: cfg.Kafka.ProduceTimeout,
+		Topic:               cfg.Kafka.Topic,
+		MaxBodyBytes:        cfg.Serve.MaxBodyBytes,
+		MaxBatchEvents:      cfg.Serve.MaxBatchEvents,
+		ProduceTimeout:      cfg.Kafka.ProduceTimeout,
+		MaxInflightRequests: cfg.Serve.MaxInflightRequests,
+		MaxInflightBytes:    cfg.Serve.MaxInflightBytes,
 	}, collector.Deps{
 		Client:     cl,
 		Log:        log.With("component", "collector"),
