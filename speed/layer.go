@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -95,6 +96,7 @@ func New(cfg Config, deps Deps) (*Layer, error) {
 		sessionTimeout:    cfg.SessionTimeout,
 		maxSessions:       cfg.MaxSessions,
 		maxRetainedEvents: cfg.MaxRetainedEvents,
+		maxStateBytes:     int(min(cfg.MaxStateBytes, int64(math.MaxInt))),
 		viewItems:         cfg.ViewItems,
 	}, *cfg.Params, log)
 	if err != nil {

@@ -24,6 +24,7 @@ type metrics struct {
 	expired       prometheus.Counter
 	evicted       prometheus.Counter
 	retainDropped prometheus.Counter
+	stateEvicted  prometheus.Counter
 	handoffs      prometheus.Counter
 	handoffDur    prometheus.Histogram
 	regress       prometheus.Counter
@@ -63,9 +64,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.expired = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "sessions_expired_total",
 		Help: "Sessions expired after session_timeout of record time."})
 	m.evicted = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "sessions_evicted_total",
-		Help: "Live sessions evicted because max_sessions was reached (if they continue, they start over)."})
+		Help: "Live sessions evicted because max_sessions or max_state_bytes was reached (if they continue, they start over)."})
 	m.retainDropped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "retained_dropped_total",
-		Help: "Retained sessions dropped because max_retained_events was reached: their records past the boundary are missing from the deltas after the next handoff."})
+		Help: "Retained sessions dropped because max_retained_events or max_state_bytes was reached: their records past the boundary are missing from the deltas after the next handoff."})
+	m.stateEvicted = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "state_evictions_total",
+		Help: "Sessions evicted (live) or dropped (retained) because the sessions' state reached max_state_bytes, oldest first; also counted in sessions_evicted_total or retained_dropped_total."})
 	m.handoffs = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "batch_handoffs_total",
 		Help: "Switches to a newly published batch."})
 	m.handoffDur = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "batch_handoff_duration_seconds",
@@ -93,7 +96,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	})
 	if reg != nil {
 		reg.MustRegister(m.records, m.eventsPerSec, m.lag, m.lagTotal, m.live, m.retained, m.retainedEv, m.stateBytes,
-			m.expired, m.evicted, m.retainDropped, m.handoffs, m.handoffDur, m.regress, m.viewWrites, m.viewErrors,
+			m.expired, m.evicted, m.retainDropped, m.stateEvicted, m.handoffs, m.handoffDur, m.regress, m.viewWrites, m.viewErrors,
 			m.flushDur, m.dlq, m.dlqErrors, m.commitErrors, since)
 	}
 	return m
@@ -116,6 +119,7 @@ func (m *metrics) sync(p *processor, now time.Time) {
 	add(m.expired, c.expired, m.prev.expired)
 	add(m.evicted, c.evicted, m.prev.evicted)
 	add(m.retainDropped, c.retainDropped, m.prev.retainDropped)
+	add(m.stateEvicted, c.stateEvicted, m.prev.stateEvicted)
 	add(m.handoffs, c.handoffs, m.prev.handoffs)
 	add(m.regress, c.boundaryRegress, m.prev.boundaryRegress)
 	m.prev = c
