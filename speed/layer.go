@@ -148,6 +148,7 @@ func (l *Layer) Run(ctx context.Context) error {
 	l.mu.Lock()
 	l.cl = cl
 	l.lastCommit = time.Now()
+	l.closing = false // Run may be called again after it returned (dev restarts a failed role)
 	l.mu.Unlock()
 
 	pctx, stopPoller := context.WithCancel(ctx)

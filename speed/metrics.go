@@ -36,6 +36,9 @@ type metrics struct {
 	commitErrors  prometheus.Counter
 
 	lastHandoff atomic.Int64 // unix nanos; 0 before the first
+	lagNow      atomic.Int64 // lag_records_total as last synced; -1 before the first sync
+	progressAt  atomic.Int64 // unix nanos of the last sync that saw records processed
+	prevN       uint64
 	started     time.Time
 	prev        counters
 	rateAt      time.Time
@@ -45,6 +48,8 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	const ns, sub = "lambdarec", "speed"
 	m := &metrics{started: time.Now(), rateAt: time.Now()}
+	m.lagNow.Store(-1)
+	m.progressAt.Store(m.started.UnixNano())
 	m.records = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "records_total",
 		Help: "Records processed, by outcome: accepted, duplicate, capped, stale (replayed), invalid (sent to the DLQ)."}, []string{"outcome"})
 	m.eventsPerSec = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "events_per_second",
@@ -134,6 +139,7 @@ func (m *metrics) sync(p *processor, now time.Time) {
 		m.lag.WithLabelValues(strconv.Itoa(int(id))).Set(float64(lag))
 	}
 	m.lagTotal.Set(float64(total))
+	m.lagNow.Store(total)
 	m.live.Set(float64(p.nLive))
 	retained := 0
 	for _, ps := range p.parts {
@@ -144,6 +150,10 @@ func (m *metrics) sync(p *processor, now time.Time) {
 	m.stateBytes.Set(float64(p.stateSize + p.deltaBytes()))
 
 	n := c.outcomes[model.Accepted] + c.outcomes[model.Duplicate] + c.outcomes[model.Capped] + c.outcomes[model.Stale] + c.invalid
+	if n != m.prevN || total == 0 {
+		m.progressAt.Store(now.UnixNano())
+		m.prevN = n
+	}
 	if el := now.Sub(m.rateAt); el >= 2*time.Second {
 		m.eventsPerSec.Set(float64(n-m.rateN) / el.Seconds())
 		m.rateAt, m.rateN = now, n
