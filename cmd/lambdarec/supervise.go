@@ -100,9 +100,8 @@ func (s *supervisor) keep(ctx context.Context, r role) error {
 			}
 			err = errors.New("stopped unexpectedly")
 		}
-		err = fmt.Errorf("%s: %w", r.name, err)
 		if r.critical {
-			return err
+			return fmt.Errorf("%s: %w", r.name, err)
 		}
 		if time.Since(start) > 2*bo.MaxInterval {
 			bo.Reset() // it ran well for a while: start the backoff over
