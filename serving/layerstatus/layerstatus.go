@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/table"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/lambdarec/lambdarec/batch"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
@@ -51,6 +53,9 @@ func lagPast(end, next map[int32]int64) int64 {
 // groupNext returns the committed offsets of group on topic.
 func groupNext(ctx context.Context, adm *kadm.Client, group, topic string) (map[int32]int64, error) {
 	resp, err := adm.FetchOffsetsForTopics(ctx, group, topic)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return map[int32]int64{}, nil // the group never committed: no position
+	}
 	if err != nil {
 		return nil, fmt.Errorf("offsets of group %s: %w", group, err)
 	}
@@ -69,14 +74,23 @@ func Archive(lake *lakehouse.Lakehouse, adm *kadm.Client, topic string) serving.
 	return serving.StatusFunc(func(ctx context.Context) (serving.LayerStatus, error) {
 		st := serving.LayerStatus{Layer: "archive", LagRecords: -1, LagSeconds: -1}
 		t, err := lake.LoadTable(ctx, lakehouse.EventsTable)
-		if errors.Is(err, catalog.ErrNoSuchTable) {
-			return st, nil // nothing archived yet: not unhealthy
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, catalog.ErrNoSuchTable) {
 			return st, err
 		}
-		snap := t.CurrentSnapshot()
+		var snap *table.Snapshot
+		if err == nil {
+			snap = t.CurrentSnapshot()
+		}
 		if snap == nil {
+			// Nothing archived yet: every record of the topic waits.
+			end, err := endOffsets(ctx, adm, topic)
+			if err != nil {
+				return st, err
+			}
+			st.LagRecords = lagPast(end, nil)
+			if st.LagRecords == 0 {
+				st.LagSeconds = 0
+			}
 			return st, nil
 		}
 		st.LastUpdate = time.UnixMilli(snap.TimestampMs).UTC()
