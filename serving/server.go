@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/net/netutil"
 
 	"github.com/lambdarec/lambdarec/internal/config"
 )
@@ -69,6 +68,7 @@ type Server struct {
 	checks   []Check
 	draining atomic.Bool
 	metrics  *httpMetrics
+	conns    atomic.Pointer[connLimiter] // of the running Serve
 }
 
 // NewServer returns a server for cfg with /healthz, /readyz and /metrics
@@ -110,6 +110,9 @@ func NewServer(cfg config.Serve, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = m
+	if err := s.registerConnMetrics(); err != nil {
+		return nil, err
+	}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{
@@ -149,15 +152,20 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // Serve serves HTTP on ln until ctx ends. At most serve.max_connections
-// client connections are open at once: further ones wait in the kernel's
-// accept queue, holding no file handle of the process. When ctx ends,
+// client connections are open at once: at the limit the connection idle
+// longest is closed to make room, or the newcomer when every connection is
+// busy (see connLimiter), so idle clients can neither exhaust the process's
+// file handles nor keep others out. When ctx ends,
 // /readyz starts failing, the listener closes, and in-flight requests get up
 // to the configured shutdown timeout to finish; connections still open after
 // it are closed. It returns nil after a clean shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	addr := ln.Addr().String()
-	ln = netutil.LimitListener(ln, s.cfg.MaxConnections)
+	lim := newConnLimiter(ln, s.cfg.MaxConnections)
+	s.conns.Store(lim)
+	ln = lim
 	hs := &http.Server{
+		ConnState:         lim.connState,
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,
@@ -184,6 +192,40 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return errors.Join(fmt.Errorf("shut down http server on %s: %w", addr, err), hs.Close())
 	}
 	s.log.Info("http server stopped", "addr", addr)
+	return nil
+}
+
+// registerConnMetrics exports the connections of the running Serve.
+func (s *Server) registerConnMetrics() error {
+	read := func(f func(*connLimiter) float64) func() float64 {
+		return func() float64 {
+			l := s.conns.Load()
+			if l == nil {
+				return 0
+			}
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			return f(l)
+		}
+	}
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "lambdarec_http_connections_open",
+			Help: "Client connections held open (bounded by serve.max_connections).",
+		}, read(func(l *connLimiter) float64 { return float64(len(l.conns)) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "lambdarec_http_connections_evicted_total",
+			Help: "Idle client connections closed to make room for a new one at serve.max_connections.",
+		}, read(func(l *connLimiter) float64 { return float64(l.evicted) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "lambdarec_http_connections_refused_total",
+			Help: "New client connections closed at once because serve.max_connections were all busy.",
+		}, read(func(l *connLimiter) float64 { return float64(l.refused) })),
+	} {
+		if err := s.reg.Register(c); err != nil {
+			return fmt.Errorf("register connection metrics: %w", err)
+		}
+	}
 	return nil
 }
 

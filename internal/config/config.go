@@ -79,7 +79,8 @@ type Serve struct {
 	// MaxInflightRequests bounds the event requests handled at once; past
 	// it requests get 503 with Retry-After. Default: 1024.
 	MaxInflightRequests int `yaml:"max_inflight_requests"`
-	// MaxConnections bounds the open client connections. Default: 4096.
+	// MaxConnections bounds the open client connections; at the limit the
+	// longest-idle one is closed to make room. Default: 4096.
 	MaxConnections int `yaml:"max_connections"`
 	// ReadTimeout bounds reading a whole request, body included. Default: 15s.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
