@@ -37,7 +37,8 @@ type metrics struct {
 
 	lastHandoff atomic.Int64 // unix nanos; 0 before the first
 	lagNow      atomic.Int64 // lag_records_total as last synced; -1 before the first sync
-	progressAt  atomic.Int64 // unix nanos of the last sync that saw records processed
+	progressAt  atomic.Int64 // unix nanos of the last sync that saw records processed or none waiting
+	recordAt    atomic.Int64 // unix nanos of the last sync that saw records processed; 0 before
 	prevN       uint64
 	started     time.Time
 	prev        counters
@@ -150,6 +151,9 @@ func (m *metrics) sync(p *processor, now time.Time) {
 	m.stateBytes.Set(float64(p.stateSize + p.deltaBytes()))
 
 	n := c.outcomes[model.Accepted] + c.outcomes[model.Duplicate] + c.outcomes[model.Capped] + c.outcomes[model.Stale] + c.invalid
+	if n != m.prevN {
+		m.recordAt.Store(now.UnixNano())
+	}
 	if n != m.prevN || total == 0 {
 		m.progressAt.Store(now.UnixNano())
 		m.prevN = n

@@ -14,3 +14,12 @@ func (l *Layer) Lag() (records int64, seconds float64) {
 	}
 	return records, max(0, time.Since(time.Unix(0, l.m.progressAt.Load())).Seconds())
 }
+
+// LastProcessed returns when the layer last processed records (to within a
+// poll), zero before the first.
+func (l *Layer) LastProcessed() time.Time {
+	if ns := l.m.recordAt.Load(); ns != 0 {
+		return time.Unix(0, ns).UTC()
+	}
+	return time.Time{}
+}

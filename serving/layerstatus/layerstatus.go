@@ -190,6 +190,7 @@ func SpeedLayer(l *speed.Layer, group string) serving.StatusSource {
 	return serving.StatusFunc(func(context.Context) (serving.LayerStatus, error) {
 		st := serving.LayerStatus{Layer: "speed", LagRecords: -1, LagSeconds: -1}
 		st.LagRecords, st.LagSeconds = l.Lag()
+		st.LastUpdate = l.LastProcessed()
 		if st.LagRecords < 0 {
 			st.LagSeconds = -1
 		}
