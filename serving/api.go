@@ -44,6 +44,22 @@ type APIConfig struct {
 	StoreTimeout time.Duration
 	// StatusTimeout bounds each StatusSource of /v1/status. Default: 2s.
 	StatusTimeout time.Duration
+	// Thresholds are what /v1/status judges the layers by. Zero values
+	// judge nothing.
+	Thresholds StatusThresholds
+}
+
+// StatusThresholds are the limits past which /v1/status reports a layer
+// degraded.
+type StatusThresholds struct {
+	// MaxLagRecords: more records waiting for the archive or the speed
+	// layer (status.max_lag.records).
+	MaxLagRecords int64
+	// MaxLagTime: records waiting longer than this (status.max_lag.time).
+	MaxLagTime time.Duration
+	// BatchInterval is the batch schedule's interval: a batch older than
+	// twice it is stale.
+	BatchInterval time.Duration
 }
 
 // MaxIDLen bounds user, session and item ids in requests, as the event
@@ -72,6 +88,8 @@ func (c *APIConfig) validate() error {
 		return fmt.Errorf("api: store timeout must be positive, got %s", c.StoreTimeout)
 	case c.StatusTimeout < 0:
 		return fmt.Errorf("api: status timeout must be positive, got %s", c.StatusTimeout)
+	case c.Thresholds.MaxLagRecords < 0 || c.Thresholds.MaxLagTime < 0 || c.Thresholds.BatchInterval < 0:
+		return fmt.Errorf("api: status thresholds must not be negative, got %+v", c.Thresholds)
 	}
 	return nil
 }
@@ -99,8 +117,17 @@ type API struct {
 	now   func() time.Time
 	m     *apiMetrics
 
+	started time.Time
+
 	mu      sync.RWMutex
 	sources []StatusSource
+	faults  []FaultFunc
+
+	statusMu   sync.Mutex // guards the status evaluation and its cache
+	lastStatus Status
+	statusAt   time.Time
+
+	health storeHealth
 }
 
 // NewAPI returns the read API over deps.Store.
@@ -125,6 +152,7 @@ func NewAPI(cfg APIConfig, deps APIDeps) (*API, error) {
 	if a.now == nil {
 		a.now = time.Now
 	}
+	a.started = a.now()
 	return a, nil
 }
 
@@ -143,6 +171,10 @@ func (a *API) Mount(s *Server) error {
 	if err := a.m.register(s.Registry()); err != nil {
 		return err
 	}
+	if err := s.Registry().Register(statusCollector{a}); err != nil {
+		return fmt.Errorf("register status metrics: %w", err)
+	}
+	s.AddCheck(Check{Name: "store", Func: a.storeHealth})
 	for pattern, h := range a.routes() {
 		s.Handle(pattern, h)
 	}

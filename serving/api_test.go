@@ -481,7 +481,7 @@ func testStatus(t *testing.T, newStore func(testing.TB) store.Store) {
 	}
 	speedAt := testNow.Add(-3 * time.Second)
 	f := newFixture(t, seeded(t, newStore), APIConfig{StatusTimeout: 200 * time.Millisecond},
-		src(result{ls: LayerStatus{Layer: "speed", LastUpdate: speedAt, LagRecords: 12, Healthy: true, Details: map[string]any{"sessions": 3}}}),
+		src(result{ls: LayerStatus{Layer: "speed", LastUpdate: speedAt, LagRecords: 12, Details: map[string]any{"sessions": 3}}}),
 	)
 	f.api.AddStatusSource(src(result{ls: LayerStatus{Layer: "archive", LagRecords: -1}, err: errors.New("kafka unreachable")}))
 
@@ -517,7 +517,7 @@ func testStatus(t *testing.T, newStore func(testing.TB) store.Store) {
 		return LayerStatus{Layer: "batch"}, fmt.Errorf("batch status: %w", ctx.Err())
 	}))
 	f.api.AddStatusSource(StatusFunc(func(context.Context) (LayerStatus, error) { panic("boom") }))
-	f.api.AddStatusSource(src(result{ls: LayerStatus{Layer: "odd", Healthy: true, Details: map[string]any{"ch": make(chan int)}}}))
+	f.api.AddStatusSource(src(result{ls: LayerStatus{Layer: "odd", Details: map[string]any{"ch": make(chan int)}}}))
 	start := time.Now()
 	r = get(t, f.h, "/v1/status")
 	if r.status != http.StatusOK || time.Since(start) > 5*time.Second {

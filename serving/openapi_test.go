@@ -274,7 +274,7 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 	st := seeded(t, func(testing.TB) store.Store { return store.NewMemory() })
 	f := newFixture(t, st, APIConfig{},
 		StatusFunc(func(context.Context) (LayerStatus, error) {
-			return LayerStatus{Layer: "speed", LastUpdate: testNow, LagRecords: 3, Healthy: true, Details: map[string]any{"x": 1}}, nil
+			return LayerStatus{Layer: "speed", LastUpdate: testNow, LagRecords: 3, Details: map[string]any{"x": 1}}, nil
 		}),
 		StatusFunc(func(context.Context) (LayerStatus, error) { return LayerStatus{Layer: "archive"}, fmt.Errorf("down") }))
 	empty := newFixture(t, store.NewMemory(), APIConfig{})

@@ -249,6 +249,9 @@ func (a *API) handleRecommendations(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusBadRequest, *perr)
 		return
 	}
+	if a.storeUnavailable(w, r, "current_batch") {
+		return
+	}
 	ctx, cancel := a.storeContext(r)
 	defer cancel()
 	out, op, err := a.recommend(ctx, q)
@@ -275,6 +278,9 @@ func (a *API) handleSimilar(w http.ResponseWriter, r *http.Request) {
 	if perr != nil {
 		a.m.badRequests.Inc()
 		WriteError(w, http.StatusBadRequest, *perr)
+		return
+	}
+	if a.storeUnavailable(w, r, "current_batch") {
 		return
 	}
 	ctx, cancel := a.storeContext(r)

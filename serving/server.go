@@ -37,12 +37,13 @@ type Check struct {
 // CheckTimeout bounds each readiness check.
 const CheckTimeout = 2 * time.Second
 
-// HTTP server timeouts. Writes are not bounded here: a handler bounds its own
-// work (the collector by the produce timeout).
+// HTTP server timeouts besides serve.read_timeout and serve.write_timeout.
+// A connection that sends no request within readHeaderTimeout, or stays idle
+// between requests for idleTimeout, is closed: idle clients cannot hold
+// connections (and file handles) for long.
 const (
-	readHeaderTimeout = 10 * time.Second
-	readTimeout       = time.Minute
-	idleTimeout       = 2 * time.Minute
+	readHeaderTimeout = 5 * time.Second
+	idleTimeout       = time.Minute
 )
 
 // Deps are what a Server is built from besides its configuration.
@@ -67,6 +68,7 @@ type Server struct {
 	checks   []Check
 	draining atomic.Bool
 	metrics  *httpMetrics
+	conns    atomic.Pointer[connLimiter] // of the running Serve
 }
 
 // NewServer returns a server for cfg with /healthz, /readyz and /metrics
@@ -77,6 +79,12 @@ func NewServer(cfg config.Serve, deps Deps) (*Server, error) {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		return nil, fmt.Errorf("serving: shutdown timeout must be positive, got %s", cfg.ShutdownTimeout)
+	}
+	if cfg.ReadTimeout <= 0 || cfg.WriteTimeout <= 0 {
+		return nil, fmt.Errorf("serving: read and write timeouts must be positive, got %s and %s", cfg.ReadTimeout, cfg.WriteTimeout)
+	}
+	if cfg.MaxConnections < 1 {
+		return nil, fmt.Errorf("serving: max connections must be at least 1, got %d", cfg.MaxConnections)
 	}
 	s := &Server{
 		cfg:    cfg,
@@ -102,6 +110,9 @@ func NewServer(cfg config.Serve, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = m
+	if err := s.registerConnMetrics(); err != nil {
+		return nil, err
+	}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{
@@ -140,16 +151,25 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.Serve(ctx, ln)
 }
 
-// Serve serves HTTP on ln until ctx ends. Then /readyz starts failing, the
-// listener closes, and in-flight requests get up to the configured shutdown
-// timeout to finish; connections still open after it are closed. It returns
-// nil after a clean shutdown.
+// Serve serves HTTP on ln until ctx ends. At most serve.max_connections
+// client connections are open at once: at the limit the connection idle
+// longest is closed to make room, or the newcomer when every connection is
+// busy (see connLimiter), so idle clients can neither exhaust the process's
+// file handles nor keep others out. When ctx ends,
+// /readyz starts failing, the listener closes, and in-flight requests get up
+// to the configured shutdown timeout to finish; connections still open after
+// it are closed. It returns nil after a clean shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	addr := ln.Addr().String()
+	lim := newConnLimiter(ln, s.cfg.MaxConnections)
+	s.conns.Store(lim)
+	ln = lim
 	hs := &http.Server{
+		ConnState:         lim.connState,
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
@@ -172,6 +192,40 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return errors.Join(fmt.Errorf("shut down http server on %s: %w", addr, err), hs.Close())
 	}
 	s.log.Info("http server stopped", "addr", addr)
+	return nil
+}
+
+// registerConnMetrics exports the connections of the running Serve.
+func (s *Server) registerConnMetrics() error {
+	read := func(f func(*connLimiter) float64) func() float64 {
+		return func() float64 {
+			l := s.conns.Load()
+			if l == nil {
+				return 0
+			}
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			return f(l)
+		}
+	}
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "lambdarec_http_connections_open",
+			Help: "Client connections held open (bounded by serve.max_connections).",
+		}, read(func(l *connLimiter) float64 { return float64(len(l.conns)) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "lambdarec_http_connections_evicted_total",
+			Help: "Idle client connections closed to make room for a new one at serve.max_connections.",
+		}, read(func(l *connLimiter) float64 { return float64(l.evicted) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "lambdarec_http_connections_refused_total",
+			Help: "New client connections closed at once because serve.max_connections were all busy.",
+		}, read(func(l *connLimiter) float64 { return float64(l.refused) })),
+	} {
+		if err := s.reg.Register(c); err != nil {
+			return fmt.Errorf("register connection metrics: %w", err)
+		}
+	}
 	return nil
 }
 

@@ -9,19 +9,99 @@ import (
 	"time"
 )
 
-// LayerStatus is what a layer reports about itself at /v1/status.
+// States of a layer, and of the whole platform, at /v1/status, best first.
+const (
+	// StateOK: the layer reports and is within every threshold.
+	StateOK = "ok"
+	// StateDegraded: the layer answers, but late (lag or staleness past a
+	// threshold) or with a fault it reported itself.
+	StateDegraded = "degraded"
+	// StateDown: the layer (or what /v1/status reads it from) cannot be
+	// reached, or it reported a fault that stops it.
+	StateDown = "down"
+)
+
+// stateRank orders states from best to worst.
+func stateRank(s string) int {
+	switch s {
+	case StateOK:
+		return 0
+	case StateDegraded:
+		return 1
+	}
+	return 2
+}
+
+func worse(a, b string) string {
+	if stateRank(b) > stateRank(a) {
+		return b
+	}
+	return a
+}
+
+// Reason codes of the faults /v1/status reports.
+const (
+	// FaultUnreachable: the layer's status could not be read (its error
+	// is the message). The layer is down.
+	FaultUnreachable = "unreachable"
+	// FaultStoreUnreachable: the serving store does not answer. Down.
+	FaultStoreUnreachable = "store_unreachable"
+	// FaultLagRecords: more records wait for the layer than
+	// status.max_lag.records. Degraded.
+	FaultLagRecords = "lag_records"
+	// FaultLagTime: records have waited for the layer longer than
+	// status.max_lag.time. Degraded.
+	FaultLagTime = "lag_time"
+	// FaultBatchStale: the last batch run is older than twice the batch
+	// schedule (or none ran within it). Degraded.
+	FaultBatchStale = "batch_stale"
+	// FaultOffsetRegression: the log a layer reads lost records it had
+	// stored offsets for (reported by the layer's own fault source).
+	FaultOffsetRegression = "offset_regression"
+)
+
+// Fault is one reason why a layer is not ok.
+type Fault struct {
+	// Layer is the layer the fault belongs to. A StatusSource may leave it
+	// empty (its own layer); a FaultFunc must set it.
+	Layer string `json:"-"`
+	// Code is a stable reason code (the Fault… constants, or a layer's
+	// own, such as "offset_regression").
+	Code string `json:"code"`
+	// State is what the fault makes the layer: degraded or down.
+	State string `json:"state"`
+	// Message says what is wrong, with the numbers.
+	Message string `json:"message"`
+	// Details are facts about the fault, such as the topic, partition,
+	// stored and broker offsets of an offset regression. They must encode
+	// as JSON.
+	Details map[string]any `json:"details,omitempty"`
+}
+
+// LayerStatus is what a layer reports about itself at /v1/status. The
+// layer's state is not its own verdict: /v1/status derives it from the
+// error of StatusSource.Status, the Faults, and the thresholds
+// (StatusThresholds) applied to the lag and the last update.
 type LayerStatus struct {
 	// Layer names the layer: "archive", "speed", "batch", …
 	Layer string `json:"layer"`
 	// LastUpdate is when the layer last made progress (the archive's last
-	// commit, the speed layer's last upsert, the last batch run). Zero when
-	// it has not yet.
+	// commit, the speed layer's last processed record, the last batch run).
+	// Zero when it has not yet.
 	LastUpdate time.Time `json:"last_update,omitzero"`
 	// LagRecords is how many Kafka records the layer has yet to process
-	// (consumer lag summed over partitions), or -1 when unknown.
+	// (summed over partitions), or -1 when unknown.
 	LagRecords int64 `json:"lag_records"`
-	// Healthy is the layer's own verdict.
-	Healthy bool `json:"healthy"`
+	// LagSeconds is how long records have waited for the layer: 0 when it
+	// is caught up, else the time since it last made progress; -1 when
+	// unknown.
+	LagSeconds float64 `json:"lag_seconds"`
+	// LagUpperBound marks a lag that only bounds the true one from above
+	// (the speed layer seen from another process: its committed replay
+	// horizon). Such a lag is reported but not judged.
+	LagUpperBound bool `json:"lag_upper_bound,omitempty"`
+	// Faults are the layer's own reasons to be degraded or down.
+	Faults []Fault `json:"-"`
 	// Details are free-form, layer-specific facts (committed offsets, the
 	// Iceberg snapshot, the next scheduled run, …). They must encode as JSON.
 	Details map[string]any `json:"details,omitempty"`
@@ -29,7 +109,7 @@ type LayerStatus struct {
 
 // StatusSource reports the status of one layer. Status should return
 // quickly; it is given a context bounded by APIConfig.StatusTimeout. An error
-// is shown as the layer being unhealthy, with the error's message.
+// is shown as the layer being down, with the error's message.
 type StatusSource interface {
 	Status(ctx context.Context) (LayerStatus, error)
 }
@@ -40,26 +120,58 @@ type StatusFunc func(ctx context.Context) (LayerStatus, error)
 // Status calls f.
 func (f StatusFunc) Status(ctx context.Context) (LayerStatus, error) { return f(ctx) }
 
+// FaultFunc reports faults found outside the layers' own status sources
+// (for example an offset regression found by comparing stored offsets with
+// the broker's); each Fault names its Layer. It is given a context bounded
+// by APIConfig.StatusTimeout; an error is reported as a fault of no layer
+// ("status").
+type FaultFunc func(ctx context.Context) ([]Fault, error)
+
 // AddStatusSource adds a layer to /v1/status. Safe to call while serving.
 func (a *API) AddStatusSource(s StatusSource) {
 	a.mu.Lock()
 	a.sources = append(a.sources, s)
 	a.mu.Unlock()
+	a.invalidateStatus()
+}
+
+// AddFaultSource adds a source of faults to /v1/status. Safe to call while
+// serving.
+func (a *API) AddFaultSource(f FaultFunc) {
+	a.mu.Lock()
+	a.faults = append(a.faults, f)
+	a.mu.Unlock()
+	a.invalidateStatus()
+}
+
+// invalidateStatus makes the next status request evaluate anew.
+func (a *API) invalidateStatus() {
+	a.statusMu.Lock()
+	a.statusAt = time.Time{}
+	a.statusMu.Unlock()
 }
 
 // LayerReport is one layer in the answer of GET /v1/status.
 type LayerReport struct {
 	LayerStatus
+	// State is ok, degraded or down: the worst of its Reasons.
+	State string `json:"state"`
+	// Healthy is State == ok.
+	Healthy bool `json:"healthy"`
+	// Reasons say why the layer is not ok; empty when it is.
+	Reasons []Fault `json:"reasons"`
 	// StalenessSeconds is the age of LastUpdate; null when the layer has
 	// not updated yet.
 	StalenessSeconds *float64 `json:"staleness_seconds"`
-	// Error is why the layer could not report, or why it is unhealthy.
+	// Error is why the layer could not report, when it could not.
 	Error string `json:"error,omitempty"`
 }
 
 // Status is the answer of GET /v1/status.
 type Status struct {
-	// Healthy is true when every layer is healthy.
+	// State is the worst state of the layers.
+	State string `json:"state"`
+	// Healthy is State == ok.
 	Healthy bool      `json:"healthy"`
 	Now     time.Time `json:"now"`
 	// Batch is the batch view served now; null before the first publish or
@@ -73,49 +185,141 @@ type Status struct {
 // StoreLayer is the layer name of the serving store in /v1/status.
 const StoreLayer = "serving_store"
 
+// BatchLayer is the layer name whose LastUpdate is judged against the batch
+// schedule.
+const BatchLayer = "batch"
+
+// statusTTL is how long an evaluated status is reused: /v1/status and
+// /metrics read the same evaluation, and a burst of requests costs one.
+const statusTTL = time.Second
+
+// cachedStatus returns the status evaluated at most statusTTL ago, or
+// evaluates it.
+func (a *API) cachedStatus(ctx context.Context) Status {
+	a.statusMu.Lock()
+	defer a.statusMu.Unlock()
+	if a.statusAt.IsZero() || time.Since(a.statusAt) >= statusTTL {
+		a.lastStatus = a.status(ctx)
+		a.statusAt = time.Now()
+	}
+	return a.lastStatus
+}
+
 func (a *API) status(ctx context.Context) Status {
 	a.mu.RLock()
 	sources := append([]StatusSource(nil), a.sources...)
+	faultFns := append([]FaultFunc(nil), a.faults...)
 	a.mu.RUnlock()
 
 	layers := make([]LayerReport, 1+len(sources))
+	extra := make([][]Fault, len(faultFns))
 	var wg sync.WaitGroup
 	for i, src := range sources {
-		wg.Go(func() {
-			layers[1+i] = a.sourceReport(ctx, src)
-		})
+		wg.Go(func() { layers[1+i] = a.sourceReport(ctx, src) })
+	}
+	for i, f := range faultFns {
+		wg.Go(func() { extra[i] = a.faultReport(ctx, f) })
 	}
 
 	now := a.now()
 	st := Status{Now: now}
-	sctx, cancel := context.WithTimeout(ctx, a.cfg.StatusTimeout)
-	meta, ok, err := a.store.CurrentBatch(sctx)
-	cancel()
-	storeLayer := LayerReport{LayerStatus: LayerStatus{Layer: StoreLayer, LagRecords: -1, Healthy: err == nil}}
-	switch {
-	case err != nil:
+	storeLayer := LayerReport{LayerStatus: LayerStatus{Layer: StoreLayer, LagRecords: -1, LagSeconds: -1}}
+	if err := a.storeHealth(ctx); err != nil {
 		storeLayer.Error = err.Error()
-	case ok:
-		st.Batch = batchAsOf(meta, now)
-		storeLayer.LastUpdate = meta.CreatedAt
-		storeLayer.Details = map[string]any{"batch_id": meta.BatchID}
-	default:
-		storeLayer.Details = map[string]any{"batch_id": nil}
+		storeLayer.Faults = append(storeLayer.Faults, Fault{Code: FaultStoreUnreachable, State: StateDown, Message: err.Error()})
+	} else {
+		sctx, cancel := context.WithTimeout(ctx, a.cfg.StatusTimeout)
+		meta, ok, err := a.store.CurrentBatch(sctx)
+		cancel()
+		switch {
+		case err != nil:
+			storeLayer.Error = err.Error()
+			storeLayer.Faults = append(storeLayer.Faults, Fault{Code: FaultStoreUnreachable, State: StateDown, Message: "the serving store does not answer: " + err.Error()})
+		case ok:
+			st.Batch = batchAsOf(meta, now)
+			storeLayer.LastUpdate = meta.CreatedAt
+			storeLayer.Details = map[string]any{"batch_id": meta.BatchID}
+		default:
+			storeLayer.Details = map[string]any{"batch_id": nil}
+		}
 	}
 	layers[0] = storeLayer
 	wg.Wait()
 
-	st.Healthy = true
+	byName := make(map[string]int, len(layers))
+	for i := range layers {
+		if _, ok := byName[layers[i].Layer]; !ok {
+			byName[layers[i].Layer] = i
+		}
+	}
+	for _, fs := range extra {
+		for _, f := range fs {
+			i, ok := byName[f.Layer]
+			if !ok {
+				layers = append(layers, LayerReport{LayerStatus: LayerStatus{Layer: f.Layer, LagRecords: -1, LagSeconds: -1}})
+				i = len(layers) - 1
+				byName[f.Layer] = i
+			}
+			layers[i].Faults = append(layers[i].Faults, f)
+		}
+	}
+
+	st.State = StateOK
 	for i := range layers {
 		l := &layers[i]
 		if !l.LastUpdate.IsZero() {
 			s := staleness(now, l.LastUpdate)
 			l.StalenessSeconds = &s
 		}
-		st.Healthy = st.Healthy && l.Healthy
+		a.judge(l, now)
+		st.State = worse(st.State, l.State)
 	}
+	st.Healthy = st.State == StateOK
 	st.Layers = layers
 	return st
+}
+
+// judge sets l's state and reasons from its faults and the thresholds.
+func (a *API) judge(l *LayerReport, now time.Time) {
+	th := a.cfg.Thresholds
+	reasons := make([]Fault, 0, len(l.Faults)+2)
+	for _, f := range l.Faults {
+		f.Layer = ""
+		if f.State != StateDown {
+			f.State = StateDegraded
+		}
+		reasons = append(reasons, f)
+	}
+	if l.Error != "" && len(reasons) == 0 {
+		reasons = append(reasons, Fault{Code: FaultUnreachable, State: StateDown, Message: l.Error})
+	}
+	judgeLag := l.Layer != BatchLayer && l.Layer != StoreLayer && !l.LagUpperBound
+	if judgeLag && th.MaxLagRecords > 0 && l.LagRecords > th.MaxLagRecords {
+		reasons = append(reasons, Fault{Code: FaultLagRecords, State: StateDegraded,
+			Message: fmt.Sprintf("%d records wait, more than the %d allowed (status.max_lag.records)", l.LagRecords, th.MaxLagRecords)})
+	}
+	if judgeLag && th.MaxLagTime > 0 && l.LagSeconds > th.MaxLagTime.Seconds() {
+		reasons = append(reasons, Fault{Code: FaultLagTime, State: StateDegraded,
+			Message: fmt.Sprintf("records have waited %.0fs, longer than the %s allowed (status.max_lag.time)", l.LagSeconds, th.MaxLagTime)})
+	}
+	if l.Layer == BatchLayer && l.Error == "" && th.BatchInterval > 0 {
+		limit := 2 * th.BatchInterval
+		switch {
+		case !l.LastUpdate.IsZero() && now.Sub(l.LastUpdate) > limit:
+			reasons = append(reasons, Fault{Code: FaultBatchStale, State: StateDegraded,
+				Message: fmt.Sprintf("the last batch ran %.0fs ago, more than twice the schedule of %s", now.Sub(l.LastUpdate).Seconds(), th.BatchInterval)})
+		case l.LastUpdate.IsZero() && now.Sub(a.started) > limit:
+			reasons = append(reasons, Fault{Code: FaultBatchStale, State: StateDegraded,
+				Message: fmt.Sprintf("no batch has run in %.0fs, more than twice the schedule of %s", now.Sub(a.started).Seconds(), th.BatchInterval)})
+		}
+	}
+	l.State = StateOK
+	for _, r := range reasons {
+		l.State = worse(l.State, r.State)
+	}
+	l.Healthy = l.State == StateOK
+	l.Reasons = reasons
+	l.Faults = nil
 }
 
 // sourceReport asks one source, bounding its time and containing its panics.
@@ -125,13 +329,12 @@ func (a *API) sourceReport(ctx context.Context, src StatusSource) (rep LayerRepo
 	defer func() {
 		if p := recover(); p != nil {
 			a.log.Error("status source panicked", "panic", fmt.Sprint(p))
-			rep = LayerReport{LayerStatus: LayerStatus{Layer: "unnamed", LagRecords: -1}, Error: fmt.Sprintf("status source panicked: %v", p)}
+			rep = LayerReport{LayerStatus: LayerStatus{Layer: "unnamed", LagRecords: -1, LagSeconds: -1}, Error: fmt.Sprintf("status source panicked: %v", p)}
 		}
 	}()
 	ls, err := src.Status(ctx)
 	rep = LayerReport{LayerStatus: ls}
 	if err != nil {
-		rep.Healthy = false
 		rep.Error = err.Error()
 	}
 	if rep.Layer == "" {
@@ -140,14 +343,50 @@ func (a *API) sourceReport(ctx context.Context, src StatusSource) (rep LayerRepo
 	if rep.Details != nil {
 		if _, err := json.Marshal(rep.Details); err != nil {
 			rep.Details = nil
-			rep.Healthy = false
 			rep.Error = fmt.Sprintf("details do not encode as JSON: %v", err)
+		}
+	}
+	for i := range rep.Faults {
+		if rep.Faults[i].Details != nil {
+			if _, err := json.Marshal(rep.Faults[i].Details); err != nil {
+				rep.Faults[i].Details = nil
+			}
 		}
 	}
 	return rep
 }
 
-// handleStatus answers 200 whatever the layers' health: the body says what
+// faultReport asks one fault source, bounding its time and containing its
+// panics; its failure is a fault of the layer "status".
+func (a *API) faultReport(ctx context.Context, f FaultFunc) (out []Fault) {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.StatusTimeout)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			a.log.Error("fault source panicked", "panic", fmt.Sprint(p))
+			out = []Fault{{Layer: "status", Code: FaultUnreachable, State: StateDegraded, Message: fmt.Sprintf("fault source panicked: %v", p)}}
+		}
+	}()
+	fs, err := f(ctx)
+	if err != nil {
+		fs = append(fs, Fault{Layer: "status", Code: FaultUnreachable, State: StateDegraded, Message: "fault source: " + err.Error()})
+	}
+	out = fs[:0:0]
+	for _, x := range fs {
+		if x.Layer == "" {
+			x.Layer = "status"
+		}
+		if x.Details != nil {
+			if _, err := json.Marshal(x.Details); err != nil {
+				x.Details = nil
+			}
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// handleStatus answers 200 whatever the layers' state: the body says what
 // is wrong. /readyz is the probe for load balancers.
 func (a *API) handleStatus(w http.ResponseWriter, r *http.Request) {
 	if r.URL.RawQuery != "" {
@@ -157,5 +396,5 @@ func (a *API) handleStatus(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	WriteJSON(w, http.StatusOK, a.status(r.Context()))
+	WriteJSON(w, http.StatusOK, a.cachedStatus(r.Context()))
 }

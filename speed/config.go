@@ -28,6 +28,11 @@ type Config struct {
 	// MaxRetainedEvents bounds the events of expired sessions retained until
 	// a batch covers them. Default: 20000000.
 	MaxRetainedEvents int
+	// MaxStateBytes bounds the estimated memory of live and retained
+	// sessions together; past it the oldest are dropped: retained sessions
+	// first (oldest retention first), then the least recently active live
+	// ones. Default: 2 GiB.
+	MaxStateBytes int64
 	// MaxViewDelay bounds how long a processed update may wait before its
 	// view is written. Default: 50ms.
 	MaxViewDelay time.Duration
@@ -62,6 +67,7 @@ func FromConfig(c *config.Config) Config {
 		SessionTimeout:    c.Speed.SessionTimeout,
 		MaxSessions:       c.Speed.MaxSessions,
 		MaxRetainedEvents: c.Speed.MaxRetainedEvents,
+		MaxStateBytes:     c.Speed.MaxStateBytes,
 		MaxViewDelay:      c.Speed.MaxViewDelay,
 		ViewItems:         c.Speed.ViewItems,
 		BatchPollInterval: c.Speed.BatchPollInterval,
@@ -93,6 +99,9 @@ func (c *Config) validate() error {
 	if c.MaxRetainedEvents == 0 {
 		c.MaxRetainedEvents = 20_000_000
 	}
+	if c.MaxStateBytes == 0 {
+		c.MaxStateBytes = config.DefaultMaxStateBytes
+	}
 	if c.ViewItems == 0 {
 		c.ViewItems = 20
 	}
@@ -110,7 +119,7 @@ func (c *Config) validate() error {
 	if c.SessionTimeout < 0 || c.MaxViewDelay < 0 || c.BatchPollInterval < 0 || c.CommitInterval < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
-	if c.MaxSessions < 0 || c.MaxRetainedEvents < 0 || c.ViewItems < 0 || c.MaxPollRecords < 0 {
+	if c.MaxSessions < 0 || c.MaxRetainedEvents < 0 || c.MaxStateBytes < 0 || c.ViewItems < 0 || c.MaxPollRecords < 0 {
 		errs = append(errs, errors.New("limits must not be negative"))
 	}
 	if err := c.Params.Validate(); err != nil {

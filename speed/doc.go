@@ -23,7 +23,10 @@
 // is not paused, nothing is re-read. To make that rebuild exact, a session
 // that expires or is evicted while it still has records past the boundary is
 // retained (without its view) until a batch covers it; the retained events are
-// bounded by MaxRetainedEvents.
+// bounded by MaxRetainedEvents, and the estimated memory of live and retained
+// sessions together by MaxStateBytes (oldest retained dropped first, then the
+// least recently active live sessions evicted; the deltas themselves are not
+// sessions and are bounded by the next handoff, not by MaxStateBytes).
 //
 // # Restart and rebalance: the replay horizon
 //
@@ -63,7 +66,8 @@
 // to one line a second per message.
 //
 // What is not exact, by design: a session evicted under memory pressure
-// (MaxSessions) or dropped from retention (MaxRetainedEvents) is forgotten; if
+// (MaxSessions, MaxStateBytes) or dropped from retention (MaxRetainedEvents,
+// MaxStateBytes) is forgotten; if
 // it continues, its new records neither pair with nor deduplicate against
 // the forgotten ones until a batch covers them. The same holds for a session
 // that resumes after SessionTimeout of idleness (its pairs rarely matter:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -110,6 +111,7 @@ func New(cfg Config, deps Deps) (*Layer, error) {
 		sessionTimeout:    cfg.SessionTimeout,
 		maxSessions:       cfg.MaxSessions,
 		maxRetainedEvents: cfg.MaxRetainedEvents,
+		maxStateBytes:     int(min(cfg.MaxStateBytes, int64(math.MaxInt))),
 		viewItems:         cfg.ViewItems,
 	}, *cfg.Params, log)
 	if err != nil {
@@ -162,6 +164,7 @@ func (l *Layer) Run(ctx context.Context) error {
 	l.mu.Lock()
 	l.cl = cl
 	l.lastCommit = time.Now()
+	l.closing = false // Run may be called again after it returned (dev restarts a failed role)
 	l.mu.Unlock()
 	l.admCl, err = kafka.NewClient(l.cfg.Brokers)
 	if err != nil {

@@ -25,6 +25,7 @@ type metrics struct {
 	expired       prometheus.Counter
 	evicted       prometheus.Counter
 	retainDropped prometheus.Counter
+	stateEvicted  prometheus.Counter
 	handoffs      prometheus.Counter
 	handoffDur    prometheus.Histogram
 	regress       prometheus.Counter
@@ -37,6 +38,10 @@ type metrics struct {
 	faults        *prometheus.GaugeVec
 
 	lastHandoff atomic.Int64 // unix nanos; 0 before the first
+	lagNow      atomic.Int64 // lag_records_total as last synced; -1 before the first sync
+	progressAt  atomic.Int64 // unix nanos of the last sync that saw records processed or none waiting
+	recordAt    atomic.Int64 // unix nanos of the last sync that saw records processed; 0 before
+	prevN       uint64
 	started     time.Time
 	prev        counters
 	rateAt      time.Time
@@ -46,6 +51,8 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	const ns, sub = "lambdarec", "speed"
 	m := &metrics{started: time.Now(), rateAt: time.Now()}
+	m.lagNow.Store(-1)
+	m.progressAt.Store(m.started.UnixNano())
 	m.records = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "records_total",
 		Help: "Records processed, by outcome: accepted, duplicate, capped, stale (replayed), invalid (dead-lettered by the archive)."}, []string{"outcome"})
 	m.eventsPerSec = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "events_per_second",
@@ -65,9 +72,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.expired = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "sessions_expired_total",
 		Help: "Sessions expired after session_timeout of record time."})
 	m.evicted = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "sessions_evicted_total",
-		Help: "Live sessions evicted because max_sessions was reached (if they continue, they start over)."})
+		Help: "Live sessions evicted because max_sessions or max_state_bytes was reached (if they continue, they start over)."})
 	m.retainDropped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "retained_dropped_total",
-		Help: "Retained sessions dropped because max_retained_events was reached: their records past the boundary are missing from the deltas after the next handoff."})
+		Help: "Retained sessions dropped because max_retained_events or max_state_bytes was reached: their records past the boundary are missing from the deltas after the next handoff."})
+	m.stateEvicted = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "state_evictions_total",
+		Help: "Sessions evicted (live) or dropped (retained) because the sessions' state reached max_state_bytes, oldest first; also counted in sessions_evicted_total or retained_dropped_total."})
 	m.handoffs = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "batch_handoffs_total",
 		Help: "Switches to a newly published batch."})
 	m.handoffDur = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "batch_handoff_duration_seconds",
@@ -96,7 +105,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	})
 	if reg != nil {
 		reg.MustRegister(m.records, m.eventsPerSec, m.lag, m.lagTotal, m.live, m.retained, m.retainedEv, m.stateBytes,
-			m.expired, m.evicted, m.retainDropped, m.handoffs, m.handoffDur, m.regress, m.viewWrites, m.viewErrors,
+			m.expired, m.evicted, m.retainDropped, m.stateEvicted, m.handoffs, m.handoffDur, m.regress, m.viewWrites, m.viewErrors,
 			m.flushDur, m.invalid, m.commitErrors, m.fetchErrors, m.faults, since)
 	}
 	return m
@@ -119,6 +128,7 @@ func (m *metrics) sync(p *processor, now time.Time) {
 	add(m.expired, c.expired, m.prev.expired)
 	add(m.evicted, c.evicted, m.prev.evicted)
 	add(m.retainDropped, c.retainDropped, m.prev.retainDropped)
+	add(m.stateEvicted, c.stateEvicted, m.prev.stateEvicted)
 	add(m.handoffs, c.handoffs, m.prev.handoffs)
 	add(m.regress, c.boundaryRegress, m.prev.boundaryRegress)
 	m.prev = c
@@ -133,6 +143,7 @@ func (m *metrics) sync(p *processor, now time.Time) {
 		m.lag.WithLabelValues(strconv.Itoa(int(id))).Set(float64(lag))
 	}
 	m.lagTotal.Set(float64(total))
+	m.lagNow.Store(total)
 	m.live.Set(float64(p.nLive))
 	retained := 0
 	for _, ps := range p.parts {
@@ -143,6 +154,13 @@ func (m *metrics) sync(p *processor, now time.Time) {
 	m.stateBytes.Set(float64(p.stateSize + p.deltaBytes()))
 
 	n := c.outcomes[model.Accepted] + c.outcomes[model.Duplicate] + c.outcomes[model.Capped] + c.outcomes[model.Stale] + c.invalid
+	if n != m.prevN {
+		m.recordAt.Store(now.UnixNano())
+	}
+	if n != m.prevN || total == 0 {
+		m.progressAt.Store(now.UnixNano())
+		m.prevN = n
+	}
 	if el := now.Sub(m.rateAt); el >= 2*time.Second {
 		m.eventsPerSec.Set(float64(n-m.rateN) / el.Seconds())
 		m.rateAt, m.rateN = now, n

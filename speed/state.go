@@ -101,7 +101,10 @@ type limits struct {
 	sessionTimeout    time.Duration
 	maxSessions       int
 	maxRetainedEvents int
-	viewItems         int
+	// maxStateBytes bounds the accounted bytes of live and retained
+	// sessions together (processor.stateSize); 0: no bound.
+	maxStateBytes int
+	viewItems     int
 }
 
 // counters are cumulative counts the layer exports as metrics.
@@ -111,6 +114,7 @@ type counters struct {
 	expired         uint64
 	evicted         uint64
 	retainDropped   uint64
+	stateEvicted    uint64 // sessions evicted or dropped for maxStateBytes
 	retainedEvents  int
 	handoffs        uint64
 	boundaryRegress uint64
@@ -329,6 +333,8 @@ func (p *processor) apply(part int32, offset int64, ts time.Time, e model.Event,
 	for p.nLive > p.lim.maxSessions {
 		p.evictOldest()
 	}
+	for p.lim.maxStateBytes > 0 && p.stateSize > p.lim.maxStateBytes && p.shed(s) {
+	}
 	if o == model.Stale {
 		return nil, nil
 	}
@@ -390,6 +396,38 @@ func (p *processor) expire(ps *partition) {
 		p.c.expired++
 		p.retire(s)
 	}
+}
+
+// shed frees session state for maxStateBytes, oldest first: the retained
+// session retained first, else the least recently active live session
+// (which is retired, and dropped by the next call if it is retained). It
+// never takes keep, the session just updated, and returns false when there
+// is nothing else to take.
+func (p *processor) shed(keep *session) bool {
+	var victim *session
+	for _, ps := range p.parts {
+		if h := ps.retained.head; h != nil && h != keep && (victim == nil || h.seq < victim.seq) {
+			victim = h
+		}
+	}
+	if victim != nil {
+		p.c.stateEvicted++
+		p.c.retainDropped++
+		p.forget(victim)
+		return true
+	}
+	for _, ps := range p.parts {
+		if t := ps.live.tail; t != nil && t != keep && (victim == nil || t.touch < victim.touch) {
+			victim = t
+		}
+	}
+	if victim == nil {
+		return false
+	}
+	p.c.stateEvicted++
+	p.c.evicted++
+	p.retire(victim)
+	return true
 }
 
 // evictOldest retires the least recently active live session of all

@@ -13,8 +13,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/lambdarec/lambdarec/batch/archive"
 	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/internal/kafka"
+	"github.com/lambdarec/lambdarec/internal/lakehouse"
+	"github.com/lambdarec/lambdarec/serving"
 )
 
 func init() {
@@ -32,12 +37,23 @@ func init() {
 				log := e.log.With("component", "archive")
 				reg := prometheus.NewRegistry()
 				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-				a, err := archive.New(e.cfg, archive.Deps{Log: log, Registerer: reg})
+				lake, err := lakehouse.Open(ctx, e.cfg.Iceberg, e.log.With("component", "lakehouse"))
+				if err != nil {
+					return err
+				}
+				defer lake.Close()
+				a, err := archive.New(e.cfg, archive.Deps{Log: log, Lake: lake, Registerer: reg})
 				if err != nil {
 					return err
 				}
 				if e.cfg.Archive.MetricsAddr != "" {
-					stop, err := serveMetrics(e.cfg.Archive.MetricsAddr, reg, a.Ready, log)
+					cl, err := kafka.NewClient(e.cfg.Kafka.Brokers, kgo.ClientID("lambdarec-archive-readyz"))
+					if err != nil {
+						return err
+					}
+					defer cl.Close()
+					ready := allReady(roleReady("archive", a.Ready), kafkaTopicReady(cl, e.cfg.Kafka.Topic), icebergReady(lake))
+					stop, err := serveMetrics(e.cfg.Archive.MetricsAddr, reg, ready, log)
 					if err != nil {
 						return err
 					}
@@ -50,8 +66,9 @@ func init() {
 }
 
 // serveMetrics serves /metrics, /healthz and, when ready is set, /readyz of a
-// role without an HTTP API on addr until stop.
-func serveMetrics(addr string, reg *prometheus.Registry, ready func() bool, log *slog.Logger) (stop func(), err error) {
+// role without an HTTP API on addr until stop. /readyz answers 200
+// {"status":"ready"}, or 503 with a JSON error naming what is not ready.
+func serveMetrics(addr string, reg *prometheus.Registry, ready readyCheck, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -60,12 +77,14 @@ func serveMetrics(addr string, reg *prometheus.Registry, ready func() bool, log 
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	if ready != nil {
-		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-			if !ready() {
-				http.Error(w, "not ready\n", http.StatusServiceUnavailable)
+		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), serving.CheckTimeout)
+			defer cancel()
+			if err := ready(ctx); err != nil {
+				serving.WriteError(w, http.StatusServiceUnavailable, serving.Error{Code: serving.CodeNotReady, Message: err.Error()})
 				return
 			}
-			w.Write([]byte("ok\n"))
+			serving.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 		})
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

@@ -73,6 +73,9 @@ func TestArchiveCommand(t *testing.T) {
 	if !strings.Contains(string(body), `lambdarec_archive_records_total{outcome="archived"} 1`) {
 		t.Fatalf("/metrics lacks the archived counter:\n%s", body)
 	}
+	if status, body := serveTestDo(t, http.MethodGet, base+"/readyz", "", ""); status != http.StatusOK || !strings.Contains(body, `"ready"`) {
+		t.Fatalf("/readyz of a running archive: %d %s", status, body)
+	}
 	cancel()
 	if code := <-exit; code != 0 {
 		t.Fatalf("archive exited with %d: %s", code, stderr.String())

@@ -10,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/lambdarec/lambdarec/batch"
 	"github.com/lambdarec/lambdarec/batch/archive"
@@ -21,6 +23,8 @@ import (
 	"github.com/lambdarec/lambdarec/internal/kafka"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
 	"github.com/lambdarec/lambdarec/internal/store"
+	"github.com/lambdarec/lambdarec/serving"
+	"github.com/lambdarec/lambdarec/serving/layerstatus"
 	"github.com/lambdarec/lambdarec/speed"
 )
 
@@ -119,14 +123,10 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		return err
 	}
 
-	srv, closeServe, err := newServeRole(cfg, log, st, lake)
-	if err != nil {
-		return err
-	}
-	defer closeServe()
-
 	// One /metrics for every role.
-	arch, err := archive.New(cfg, archive.Deps{Log: log.With("component", "archive"), Lake: lake, Registerer: srv.Registry()})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	arch, err := archive.New(cfg, archive.Deps{Log: log.With("component", "archive"), Lake: lake, Registerer: reg})
 	if err != nil {
 		return err
 	}
@@ -137,54 +137,43 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		Views:      st,
 		Batches:    withTopicID(batchSource(loader), lake, cfg.Kafka.Topic),
 		Log:        log.With("component", "speed"),
-		Registerer: srv.Registry(),
+		Registerer: reg,
 	})
 	if err != nil {
 		return err
 	}
 
-	roles := []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"archive", arch.Run},
-		{"speed", sp.Run},
-		{"batch", sched.Run},
-		{"maintain", maint.Run},
-		{"batch-follower", func(ctx context.Context) error {
+	sup := newSupervisor(log)
+	srv, closeServe, err := newServeRole(cfg, log, st, lake, serveRoleOptions{
+		batchInterval: o.batchEvery,
+		speed:         layerstatus.SpeedLayer(sp, cfg.Speed.Group),
+		registry:      reg,
+		faults:        sup.faults,
+	})
+	if err != nil {
+		return err
+	}
+	defer closeServe()
+
+	roles := []role{
+		{name: "archive", layer: "archive", run: arch.Run},
+		{name: "speed", layer: "speed", run: sp.Run},
+		{name: "batch", layer: "batch", run: sched.Run},
+		{name: "maintain", layer: "batch", run: maint.Run},
+		{name: "batch-follower", layer: "batch", run: func(ctx context.Context) error {
 			return loader.Follow(ctx, st, time.Second, log.With("component", "batch"))
 		}},
-		{"serve", srv.Run},
+		// Without the API nothing answers: its failure ends dev.
+		{name: "serve", layer: serving.StoreLayer, run: srv.Run, critical: true},
 	}
 	if o.rate > 0 {
-		roles = append(roles, struct {
-			name string
-			run  func(context.Context) error
-		}{"generate", func(ctx context.Context) error { return devGenerate(ctx, cfg, o, log) }})
-	}
-
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var wg sync.WaitGroup
-	for _, r := range roles {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := r.run(ctx)
-			if err != nil && ctx.Err() == nil {
-				cancel(fmt.Errorf("%s: %w", r.name, err))
-				return
-			}
-			if ctx.Err() == nil && r.name != "generate" {
-				cancel(fmt.Errorf("%s stopped unexpectedly", r.name))
-			}
-		}()
+		roles = append(roles, role{name: "generate", layer: "generate", mayFinish: true,
+			run: func(ctx context.Context) error { return devGenerate(ctx, cfg, o, log) }})
 	}
 	printDevBanner(e, cfg, o)
-	<-ctx.Done()
+	err = sup.run(ctx, roles)
 	log.Info("stopping")
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	if err != nil {
 		return err
 	}
 	log.Info("stopped; start again with the same --data-dir to resume", "data_dir", o.dataDir)

@@ -206,8 +206,13 @@ func TestDevEndToEnd(t *testing.T) {
 	}
 	for _, name := range []string{"archive", "speed", "batch"} {
 		l, ok := layers[name]
-		if !ok || !l.Healthy || l.LagRecords < 0 {
+		if !ok || l.LagRecords < 0 {
 			t.Fatalf("/v1/status layer %s: %+v (present %v)", name, l, ok)
+		}
+		// A batch every 3 s on a loaded machine may be late (twice its
+		// schedule): degraded, never down.
+		if !l.Healthy && (name != "batch" || l.State != serving.StateDegraded) {
+			t.Fatalf("/v1/status layer %s is %s: %+v", name, l.State, l.Reasons)
 		}
 	}
 	if id := layers["batch"].Details["batch_id"]; id == nil || id == "" {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -38,7 +39,7 @@ func init() {
 					return err
 				}
 				defer lake.Close()
-				srv, closeServe, err := newServeRole(e.cfg, e.log, st, lake)
+				srv, closeServe, err := newServeRole(e.cfg, e.log, st, lake, serveRoleOptions{})
 				if err != nil {
 					return err
 				}
@@ -62,12 +63,37 @@ func init() {
 // to reach Kafka once the server has stopped.
 const serveFlushTimeout = 5 * time.Second
 
+// serveRoleOptions are what `lambdarec dev` knows better than a standalone
+// serving process.
+type serveRoleOptions struct {
+	// batchInterval is the batch schedule's interval. Default: from
+	// batch.cron.
+	batchInterval time.Duration
+	// speed reports the speed layer. Default: its consumer group in Kafka.
+	speed serving.StatusSource
+	// registry is served at /metrics. Default: a new one.
+	registry *prometheus.Registry
+	// faults are more faults for /v1/status (dev's role supervisor).
+	faults serving.FaultFunc
+}
+
+// cronInterval is the interval between the next two runs of spec (0 when
+// the spec does not parse; the configuration was validated).
+func cronInterval(spec string) time.Duration {
+	s, err := batch.ParseSchedule(spec)
+	if err != nil {
+		return 0
+	}
+	n1 := s.Next(time.Now())
+	return s.Next(n1).Sub(n1)
+}
+
 // newServeRole wires the serving role: the HTTP server with the read API on
-// st, /v1/status reporting every layer from Kafka and lake, the event
-// collector mounted at /v1/events and Kafka reachability as a readiness
-// check. closeFn flushes and closes the Kafka client; call it once the server
-// has stopped.
-func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lakehouse.Lakehouse) (srv *serving.Server, closeFn func(), err error) {
+// st, /v1/status reporting every layer from Kafka and lake and judging them
+// by the status section's thresholds, the event collector mounted at
+// /v1/events and Kafka and the serving store as readiness checks. closeFn
+// flushes and closes the Kafka client; call it once the server has stopped.
+func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lakehouse.Lakehouse, o serveRoleOptions) (srv *serving.Server, closeFn func(), err error) {
 	cl, err := kafka.NewClient(cfg.Kafka.Brokers, kgo.ClientID("lambdarec-serve"))
 	if err != nil {
 		return nil, nil, err
@@ -80,16 +106,18 @@ func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lak
 		}
 		cl.Close()
 	}
-	srv, err = serving.NewServer(cfg.Serve, serving.Deps{Log: log.With("component", "http")})
+	srv, err = serving.NewServer(cfg.Serve, serving.Deps{Log: log.With("component", "http"), Registry: o.registry})
 	if err != nil {
 		closeFn()
 		return nil, nil, err
 	}
 	col, err := collector.New(collector.Config{
-		Topic:          cfg.Kafka.Topic,
-		MaxBodyBytes:   cfg.Serve.MaxBodyBytes,
-		MaxBatchEvents: cfg.Serve.MaxBatchEvents,
-		ProduceTimeout: cfg.Kafka.ProduceTimeout,
+		Topic:               cfg.Kafka.Topic,
+		MaxBodyBytes:        cfg.Serve.MaxBodyBytes,
+		MaxBatchEvents:      cfg.Serve.MaxBatchEvents,
+		ProduceTimeout:      cfg.Kafka.ProduceTimeout,
+		MaxInflightRequests: cfg.Serve.MaxInflightRequests,
+		MaxInflightBytes:    cfg.Serve.MaxInflightBytes,
 	}, collector.Deps{
 		Client:     cl,
 		Log:        log.With("component", "collector"),
@@ -102,15 +130,30 @@ func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lak
 	srv.Handle("/v1/events", col)
 	srv.AddCheck(serving.Check{Name: "kafka", Func: col.Ready})
 	adm := kadm.NewClient(cl)
-	api, err := serving.NewAPI(serving.APIConfig{}, serving.APIDeps{
+	if o.batchInterval <= 0 {
+		o.batchInterval = cronInterval(cfg.Batch.Cron)
+	}
+	if o.speed == nil {
+		o.speed = layerstatus.Speed(adm, cfg.Speed.Group, cfg.Kafka.Topic)
+	}
+	api, err := serving.NewAPI(serving.APIConfig{
+		Thresholds: serving.StatusThresholds{
+			MaxLagRecords: cfg.Status.MaxLag.Records,
+			MaxLagTime:    cfg.Status.MaxLag.Time,
+			BatchInterval: o.batchInterval,
+		},
+	}, serving.APIDeps{
 		Store: st,
 		Log:   log.With("component", "api"),
 		StatusSources: []serving.StatusSource{
 			layerstatus.Archive(lake, adm, cfg.Kafka.Topic),
-			layerstatus.Speed(adm, cfg.Speed.Group, cfg.Kafka.Topic),
+			o.speed,
 			layerstatus.Batch(lake, adm, cfg.Kafka.Topic),
 		},
 	})
+	if err == nil && o.faults != nil {
+		api.AddFaultSource(o.faults)
+	}
 	if err == nil {
 		err = api.Mount(srv)
 	}

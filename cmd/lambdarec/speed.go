@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,7 +53,13 @@ func init() {
 					return err
 				}
 				if e.cfg.Speed.MetricsAddr != "" {
-					stop, err := serveMetrics(e.cfg.Speed.MetricsAddr, reg, layer.Ready, log)
+					ready := allReady(func(context.Context) error {
+						if !layer.Ready() {
+							return errors.New("speed layer: not yet joined its group or replayed its partitions to their end offsets")
+						}
+						return nil
+					}, storeReady(st))
+					stop, err := serveMetrics(e.cfg.Speed.MetricsAddr, reg, ready, log)
 					if err != nil {
 						return err
 					}

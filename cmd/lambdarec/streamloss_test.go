@@ -21,6 +21,7 @@ import (
 	"github.com/lambdarec/lambdarec/internal/kafka"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
 	"github.com/lambdarec/lambdarec/internal/store"
+	"github.com/lambdarec/lambdarec/serving"
 	"github.com/lambdarec/lambdarec/serving/collector"
 	"github.com/lambdarec/lambdarec/serving/layerstatus"
 	"github.com/lambdarec/lambdarec/speed"
@@ -201,8 +202,14 @@ func TestBrokerLosesItsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	faults, _ := st.Details["offset_faults"].([]kafka.LogFault)
-	if st.Healthy || len(faults) != parts {
-		t.Fatalf("archive status healthy %v with %d offset faults, want unhealthy with %d: %+v", st.Healthy, len(faults), parts, st)
+	regressions := 0
+	for _, f := range st.Faults {
+		if f.Code == layerstatus.FaultOffsetRegression && f.State == serving.StateDown {
+			regressions++
+		}
+	}
+	if len(faults) != parts || regressions != parts {
+		t.Fatalf("archive status with %d offset faults and %d down offset_regression faults, want %d of each: %+v", len(faults), regressions, parts, st)
 	}
 
 	// Bounded, loud logs: one ERROR per stopped partition and minute, no

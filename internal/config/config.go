@@ -40,6 +40,8 @@ type Config struct {
 	// Maintenance and Retention: see maintenance.go.
 	Maintenance Maintenance `yaml:"maintenance"`
 	Retention   Retention   `yaml:"retention"`
+	// Status holds the thresholds of /v1/status (limits.go).
+	Status Status `yaml:"status"`
 }
 
 // Kafka says where the event log is.
@@ -75,6 +77,20 @@ type Serve struct {
 	// ShutdownTimeout bounds how long a stopping server waits for in-flight
 	// requests. Default: 15s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// MaxInflightBytes bounds the request bodies held at once; past it
+	// requests get 503 with Retry-After. Default: 128 MiB (limits.go).
+	MaxInflightBytes int64 `yaml:"max_inflight_bytes"`
+	// MaxInflightRequests bounds the event requests handled at once; past
+	// it requests get 503 with Retry-After. Default: 1024.
+	MaxInflightRequests int `yaml:"max_inflight_requests"`
+	// MaxConnections bounds the open client connections; at the limit the
+	// longest-idle one is closed to make room. Default: 4096.
+	MaxConnections int `yaml:"max_connections"`
+	// ReadTimeout bounds reading a whole request, body included. Default: 15s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds a request from the end of its headers to the end
+	// of its answer. Default: 30s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
 }
 
 // Iceberg says where the master dataset and the batch view live.
@@ -153,6 +169,9 @@ type Speed struct {
 	// same id (a StatefulSet pod name, say) gets its partitions back without
 	// a rebalance. Default: empty (a dynamic member).
 	InstanceID string `yaml:"instance_id"`
+	// MaxStateBytes bounds the estimated memory of live and retained
+	// sessions together; past it the oldest are evicted. Default: 2 GiB.
+	MaxStateBytes int64 `yaml:"max_state_bytes"`
 }
 
 // Store selects the serving store, where the batch and real-time views live.
@@ -197,7 +216,9 @@ func Default() Config {
 			ProduceTimeout: 10 * time.Second,
 		},
 		Broker: Broker{Addr: "127.0.0.1:9092"},
-		Serve:  Serve{Addr: "127.0.0.1:8080", MaxBodyBytes: 1 << 20, MaxBatchEvents: 1000, ShutdownTimeout: 15 * time.Second},
+		Serve: Serve{Addr: "127.0.0.1:8080", MaxBodyBytes: 1 << 20, MaxBatchEvents: 1000, ShutdownTimeout: 15 * time.Second,
+			MaxInflightBytes: DefaultMaxInflightBytes, MaxInflightRequests: DefaultMaxInflightRequests,
+			MaxConnections: DefaultMaxConnections, ReadTimeout: DefaultReadTimeout, WriteTimeout: DefaultWriteTimeout},
 		Iceberg: Iceberg{
 			Catalog:    "sql",
 			CatalogURI: "file:lambdarec-data/catalog.db",
@@ -219,6 +240,7 @@ func Default() Config {
 			BatchPollInterval: 10 * time.Second,
 			CommitInterval:    5 * time.Second,
 			MetricsAddr:       "127.0.0.1:9464",
+			MaxStateBytes:     DefaultMaxStateBytes,
 		},
 		Store:      Store{Backend: "memory"},
 		ClickHouse: ClickHouse{DSN: "clickhouse://127.0.0.1:9000/default", CacheEntries: 200_000, RefreshInterval: time.Second, KeepBatches: 2},
@@ -226,6 +248,7 @@ func Default() Config {
 
 		Maintenance: defaultMaintenance(),
 		Retention:   defaultRetention(),
+		Status:      DefaultStatus(),
 	}
 }
 
@@ -371,6 +394,7 @@ func (c *Config) Validate() error {
 		bad("log.format", "must be text or json, got %q", c.Log.Format)
 	}
 	errs = append(errs, c.validateMaintenance()...)
+	c.validateLimits(bad)
 	return errors.Join(errs...)
 }
 

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -39,6 +40,14 @@ type Config struct {
 	ProduceTimeout time.Duration
 	// RetryAfter is the Retry-After of a 503. Default: 1s.
 	RetryAfter time.Duration
+	// MaxInflightRequests bounds the requests handled at once; past it a
+	// request gets 503 overloaded, its body unread. Default: 1024.
+	MaxInflightRequests int
+	// MaxInflightBytes bounds the request bodies held at once (a body's
+	// Content-Length is reserved before it is read; a chunked body's bytes
+	// as they are read); past it a request gets 503 overloaded. At least
+	// MaxBodyBytes. Default: 128 MiB.
+	MaxInflightBytes int64
 }
 
 func (c *Config) validate() error {
@@ -57,7 +66,17 @@ func (c *Config) validate() error {
 	if c.RetryAfter == 0 {
 		c.RetryAfter = time.Second
 	}
+	if c.MaxInflightRequests == 0 {
+		c.MaxInflightRequests = 1024
+	}
+	if c.MaxInflightBytes == 0 {
+		c.MaxInflightBytes = max(128<<20, c.MaxBodyBytes)
+	}
 	switch {
+	case c.MaxInflightRequests < 0:
+		return fmt.Errorf("collector: max in-flight requests must be positive, got %d", c.MaxInflightRequests)
+	case c.MaxInflightBytes < c.MaxBodyBytes:
+		return fmt.Errorf("collector: max in-flight bytes %d must be at least max body bytes %d", c.MaxInflightBytes, c.MaxBodyBytes)
 	case c.MaxBodyBytes < 0:
 		return fmt.Errorf("collector: max body bytes must be positive, got %d", c.MaxBodyBytes)
 	case c.MaxBatchEvents < 0:
@@ -92,6 +111,7 @@ type Collector struct {
 	now        func() time.Time
 	m          *metrics
 	retryAfter string
+	budget     budget
 }
 
 // New returns a collector producing to cfg.Topic through deps.Client.
@@ -127,6 +147,10 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 		return nil, err
 	}
 	c.m = m
+	c.budget.maxBytes, c.budget.maxReqs = cfg.MaxInflightBytes, int64(cfg.MaxInflightRequests)
+	if err := m.registerBudget(reg, &c.budget); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -154,9 +178,12 @@ var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 //	400 malformed, invalid_event, empty_batch; 405 method_not_allowed;
 //	413 too_large (body over MaxBodyBytes), too_many_events (over MaxBatchEvents);
 //	415 unsupported_media_type (also for any Content-Encoding but identity);
-//	503 unavailable (with Retry-After).
+//	503 unavailable (with Retry-After): Kafka did not acknowledge in time;
+//	503 overloaded (with Retry-After): MaxInflightRequests requests or
+//	MaxInflightBytes of bodies are already held. A body whose length is
+//	known is refused before any of it is read, and the connection closed.
 //
-// A 503 means Kafka did not acknowledge every record in time; some of them
+// A 503 unavailable means Kafka did not acknowledge every record in time; some of them
 // may have been written nonetheless. Clients retry with the same event_ids,
 // and consumers deduplicate by event_id.
 func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -178,12 +205,37 @@ func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.refuse(w, r, c.tooLarge(w))
 		return
 	}
+	if !c.budget.acquireRequest() {
+		c.refuse(w, r, c.overloaded(w, "%d requests in flight", c.cfg.MaxInflightRequests))
+		return
+	}
+	defer c.budget.releaseRequest()
+	var body io.Reader = r.Body
+	if r.ContentLength >= 0 {
+		if !c.budget.acquireBytes(r.ContentLength) {
+			c.refuse(w, r, c.overloaded(w, "%d bytes of request bodies in flight", c.cfg.MaxInflightBytes))
+			return
+		}
+		defer c.budget.releaseBytes(r.ContentLength)
+	} else {
+		mb := &meteredBody{r: r.Body, b: &c.budget}
+		defer func() { c.budget.releaseBytes(mb.held) }()
+		body = mb
+	}
 	buf := bodyPool.Get().(*bytes.Buffer)
 	defer bodyPool.Put(buf)
 	buf.Reset()
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, c.cfg.MaxBodyBytes)); err != nil {
+	if r.ContentLength > 0 {
+		// No regrowth (and no spare capacity) while reading.
+		buf.Grow(int(r.ContentLength) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, io.NopCloser(body), c.cfg.MaxBodyBytes)); err != nil {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 			c.refuse(w, r, c.tooLarge(w))
+			return
+		}
+		if errors.Is(err, errOverloaded) {
+			c.refuse(w, r, c.overloaded(w, "%d bytes of request bodies in flight", c.cfg.MaxInflightBytes))
 			return
 		}
 		c.refuse(w, r, reject(http.StatusBadRequest, CodeMalformed, "read body: %v", err))
@@ -226,6 +278,17 @@ type accepted struct {
 func (c *Collector) tooLarge(w http.ResponseWriter) *rejection {
 	w.Header().Set("Connection", "close")
 	return reject(http.StatusRequestEntityTooLarge, CodeTooLarge, "body larger than %d bytes", c.cfg.MaxBodyBytes)
+}
+
+// overloaded refuses a request the budget has no room for, with
+// Retry-After. The connection is closed after the answer, so the body is
+// never read.
+func (c *Collector) overloaded(w http.ResponseWriter, format string, args ...any) *rejection {
+	h := w.Header()
+	h.Set("Connection", "close")
+	h.Set("Retry-After", c.retryAfter)
+	rej := reject(http.StatusServiceUnavailable, CodeOverloaded, "the collector is at its limit (%s); retry later", fmt.Sprintf(format, args...))
+	return rej
 }
 
 // refuse writes rej and counts it.

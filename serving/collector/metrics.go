@@ -23,7 +23,26 @@ type metrics struct {
 // that rates work before the first rejection.
 var rejectionCodes = []string{
 	CodeMalformed, CodeInvalidEvent, CodeEmptyBatch, CodeTooLarge, CodeTooManyEvents,
-	CodeUnsupportedMediaType, CodeMethodNotAllowed, CodeUnavailable,
+	CodeUnsupportedMediaType, CodeMethodNotAllowed, CodeUnavailable, CodeOverloaded,
+}
+
+// registerBudget exports what the budget holds.
+func (m *metrics) registerBudget(reg prometheus.Registerer, b *budget) error {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "lambdarec_collector_inflight_requests",
+			Help: "POST /v1/events requests being handled (bounded by serve.max_inflight_requests).",
+		}, func() float64 { return float64(b.reqs.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "lambdarec_collector_inflight_bytes",
+			Help: "Bytes of request bodies reserved by requests being handled (bounded by serve.max_inflight_bytes).",
+		}, func() float64 { return float64(b.bytes.Load()) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register collector metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {

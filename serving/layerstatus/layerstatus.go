@@ -12,11 +12,14 @@ import (
 	"time"
 
 	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/table"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/lambdarec/lambdarec/batch"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
 	"github.com/lambdarec/lambdarec/serving"
+	"github.com/lambdarec/lambdarec/speed"
 )
 
 // endOffsets returns the next offset to be written of each partition of topic.
@@ -50,6 +53,9 @@ func lagPast(end, next map[int32]int64) int64 {
 // groupNext returns the committed offsets of group on topic.
 func groupNext(ctx context.Context, adm *kadm.Client, group, topic string) (map[int32]int64, error) {
 	resp, err := adm.FetchOffsetsForTopics(ctx, group, topic)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return map[int32]int64{}, nil // the group never committed: no position
+	}
 	if err != nil {
 		return nil, fmt.Errorf("offsets of group %s: %w", group, err)
 	}
@@ -66,17 +72,25 @@ func groupNext(ctx context.Context, adm *kadm.Client, group, topic string) (map[
 // the records of topic not yet in it.
 func Archive(lake *lakehouse.Lakehouse, adm *kadm.Client, topic string) serving.StatusSource {
 	return serving.StatusFunc(func(ctx context.Context) (serving.LayerStatus, error) {
-		st := serving.LayerStatus{Layer: "archive", LagRecords: -1}
+		st := serving.LayerStatus{Layer: "archive", LagRecords: -1, LagSeconds: -1}
 		t, err := lake.LoadTable(ctx, lakehouse.EventsTable)
-		if errors.Is(err, catalog.ErrNoSuchTable) {
-			return st, nil // nothing archived yet: not unhealthy
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, catalog.ErrNoSuchTable) {
 			return st, err
 		}
-		snap := t.CurrentSnapshot()
-		st.Healthy = true
+		var snap *table.Snapshot
+		if err == nil {
+			snap = t.CurrentSnapshot()
+		}
 		if snap == nil {
+			// Nothing archived yet: every record of the topic waits.
+			end, err := endOffsets(ctx, adm, topic)
+			if err != nil {
+				return st, err
+			}
+			st.LagRecords = lagPast(end, nil)
+			if st.LagRecords == 0 {
+				st.LagSeconds = 0
+			}
 			return st, nil
 		}
 		st.LastUpdate = time.UnixMilli(snap.TimestampMs).UTC()
@@ -94,25 +108,46 @@ func Archive(lake *lakehouse.Lakehouse, adm *kadm.Client, topic string) serving.
 		if err != nil {
 			return st, err
 		}
+		for _, f := range faults {
+			// Offset regression: the archiver stops the partition.
+			st.Faults = append(st.Faults, serving.Fault{Code: FaultOffsetRegression, State: serving.StateDown,
+				Message: "offset regression on " + f.String(),
+				Details: map[string]any{"topic": f.Topic, "partition": f.Partition, "reason": f.Reason,
+					"stored_offset": f.StoredOffset, "broker_start_offset": f.BrokerStartOffset, "broker_end_offset": f.BrokerEndOffset}})
+		}
 		if len(faults) > 0 {
-			// Offset regression: the archiver stops these partitions.
-			st.Healthy = false
 			st.Details["offset_faults"] = faults
 		}
+		st.LagSeconds = lagSeconds(st.LagRecords, st.LastUpdate, time.Now())
 		return st, nil
 	})
+}
+
+// FaultOffsetRegression is the fault of a partition whose Kafka log no
+// longer continues the offsets the events table holds.
+const FaultOffsetRegression = "offset_regression"
+
+// lagSeconds is how long records have waited for a layer that last made
+// progress at last: 0 when none wait.
+func lagSeconds(lag int64, last, now time.Time) float64 {
+	if lag <= 0 {
+		return 0
+	}
+	if last.IsZero() {
+		return -1
+	}
+	return max(0, now.Sub(last).Seconds())
 }
 
 // Batch reports the current batch: when it ran, and the records of topic
 // past its boundary (what the speed layer covers until the next batch).
 func Batch(lake *lakehouse.Lakehouse, adm *kadm.Client, topic string) serving.StatusSource {
 	return serving.StatusFunc(func(ctx context.Context) (serving.LayerStatus, error) {
-		st := serving.LayerStatus{Layer: "batch", LagRecords: -1}
+		st := serving.LayerStatus{Layer: serving.BatchLayer, LagRecords: -1, LagSeconds: -1}
 		run, ok, err := batch.LatestRun(ctx, lake)
 		if err != nil {
 			return st, err
 		}
-		st.Healthy = true
 		if !ok {
 			return st, nil
 		}
@@ -132,10 +167,13 @@ func Batch(lake *lakehouse.Lakehouse, adm *kadm.Client, topic string) serving.St
 
 // Speed reports the speed layer's consumer group. The group commits its
 // replay horizon (the first record of the oldest session it holds), not its
-// position, so the lag shown is an upper bound.
+// position, so the lag shown is an upper bound, reported but not judged
+// against status.max_lag (it would flag every long session); the speed
+// role's own /readyz and lambdarec_speed_lag_records_total give its exact
+// lag, and inside `lambdarec dev` SpeedLayer reports it.
 func Speed(adm *kadm.Client, group, topic string) serving.StatusSource {
 	return serving.StatusFunc(func(ctx context.Context) (serving.LayerStatus, error) {
-		st := serving.LayerStatus{Layer: "speed", LagRecords: -1}
+		st := serving.LayerStatus{Layer: "speed", LagRecords: -1, LagSeconds: -1, LagUpperBound: true}
 		next, err := groupNext(ctx, adm, group, topic)
 		if err != nil {
 			return st, err
@@ -144,7 +182,10 @@ func Speed(adm *kadm.Client, group, topic string) serving.StatusSource {
 		if err != nil {
 			return st, err
 		}
-		st.Healthy = len(next) > 0 || lagPast(end, nil) == 0
+		if len(next) == 0 && lagPast(end, nil) > 0 {
+			st.Faults = append(st.Faults, serving.Fault{Code: "no_position", State: serving.StateDegraded,
+				Message: fmt.Sprintf("consumer group %s has committed no position on %s although it holds records", group, topic)})
+		}
 		st.LagRecords = lagPast(end, next)
 		st.Details = map[string]any{"group": group, "committed_horizon": next, "lag_is_upper_bound": true}
 		return st, nil
@@ -158,4 +199,24 @@ func nextOf(boundary map[int32]int64) map[int32]int64 {
 		out[p] = o + 1
 	}
 	return out
+}
+
+// SpeedLayer reports a speed layer running in this process (inside
+// `lambdarec dev`): its exact lag, the same figure as its
+// lambdarec_speed_lag_records_total metric, and whether it is ready.
+func SpeedLayer(l *speed.Layer, group string) serving.StatusSource {
+	return serving.StatusFunc(func(context.Context) (serving.LayerStatus, error) {
+		st := serving.LayerStatus{Layer: "speed", LagRecords: -1, LagSeconds: -1}
+		st.LagRecords, st.LagSeconds = l.Lag()
+		st.LastUpdate = l.LastProcessed()
+		if st.LagRecords < 0 {
+			st.LagSeconds = -1
+		}
+		st.Details = map[string]any{"group": group, "batch_id": l.BatchID(), "positions": l.Positions(), "ready": l.Ready()}
+		if !l.Ready() {
+			st.Faults = append(st.Faults, serving.Fault{Code: "replaying", State: serving.StateDegraded,
+				Message: "the speed layer has not yet joined its group or replayed its partitions up to their end offsets"})
+		}
+		return st, nil
+	})
 }
