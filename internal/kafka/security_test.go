@@ -1,0 +1,190 @@
+package kafka_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/internal/kafka"
+	"github.com/lambdarec/lambdarec/internal/kafka/kafkatest"
+)
+
+// metadata connects with sec and asks for the cluster's metadata, the first
+// request every role makes; the error is explained as the roles explain it.
+func metadata(t *testing.T, brokers []string, sec kafka.Security) error {
+	t.Helper()
+	cl, err := kafka.Connect(brokers, sec, kgo.RequestRetries(2), kgo.RetryTimeout(3*time.Second))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	_, err = kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl)
+	return kafka.Explain(err, sec)
+}
+
+// TestSecureConnections connects to every authenticated listener (kfake's,
+// and Apache Kafka's in CI) with the right settings, then with each usual
+// mistake: each gives an error that says what is wrong, and none holds the
+// password.
+func TestSecureConnections(t *testing.T) {
+	kafkatest.RunTargets(t, kafkatest.Secure(), func(t *testing.T, kb *kafkatest.Broker) {
+		if err := metadata(t, kb.Brokers, kb.Security); err != nil {
+			t.Fatalf("metadata with the right settings: %v", err)
+		}
+		password, err := kafka.Password(kb.Security.SASL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		noSecret := func(t *testing.T, err error) {
+			t.Helper()
+			if strings.Contains(err.Error(), password) {
+				t.Fatalf("error holds the password: %v", err)
+			}
+		}
+
+		t.Run("wrong password", func(t *testing.T) {
+			const wrong = "wrong-password"
+			t.Setenv("LAMBDAREC_TEST_WRONG_PASSWORD", wrong)
+			sec := kb.Security
+			sec.SASL.PasswordFile, sec.SASL.PasswordEnv = "", "LAMBDAREC_TEST_WRONG_PASSWORD"
+			err := metadata(t, kb.Brokers, sec)
+			if !errors.Is(err, kerr.SaslAuthenticationFailed) || !strings.Contains(err.Error(), "check both") {
+				t.Fatalf("wrong password: %v, want an explained SASL_AUTHENTICATION_FAILED", err)
+			}
+			if strings.Contains(err.Error(), wrong) {
+				t.Fatalf("error holds the password: %v", err)
+			}
+			t.Logf("wrong password: %v", err)
+		})
+		t.Run("unknown user", func(t *testing.T) {
+			sec := kb.Security
+			sec.SASL.Username = "nobody"
+			err := metadata(t, kb.Brokers, sec)
+			if !errors.Is(err, kerr.SaslAuthenticationFailed) {
+				t.Fatalf("unknown user: %v, want SASL_AUTHENTICATION_FAILED", err)
+			}
+			noSecret(t, err)
+		})
+		t.Run("no SASL", func(t *testing.T) {
+			sec := kb.Security
+			sec.SASL = config.KafkaSASL{}
+			err := metadata(t, kb.Brokers, sec)
+			if err == nil || !strings.Contains(err.Error(), "set kafka.sasl") && !errors.Is(err, kerr.IllegalSaslState) && !errors.Is(err, kerr.SaslAuthenticationFailed) {
+				t.Fatalf("no SASL on a SASL listener: %v, want an error that points at kafka.sasl", err)
+			}
+			t.Logf("no SASL: %v", err)
+		})
+		if !kb.Security.TLS.Enabled {
+			t.Run("TLS client on a plaintext listener", func(t *testing.T) {
+				sec := kb.Security
+				sec.TLS = config.KafkaTLS{Enabled: true, InsecureSkipVerify: true}
+				err := metadata(t, kb.Brokers, sec)
+				var rh tls.RecordHeaderError
+				if !errors.As(err, &rh) && (err == nil || !strings.Contains(err.Error(), "tls")) {
+					t.Fatalf("TLS to a plaintext listener: %v, want a TLS handshake error", err)
+				}
+				t.Logf("TLS client on a plaintext listener: %v", err)
+			})
+			return
+		}
+		t.Run("unknown CA", func(t *testing.T) {
+			sec := kb.Security
+			sec.TLS.CAFile = kafkatest.NewCA(t).File
+			err := metadata(t, kb.Brokers, sec)
+			var unknown x509.UnknownAuthorityError
+			if !errors.As(err, &unknown) || !strings.Contains(err.Error(), "not signed by a CA of kafka.tls.ca_file "+sec.TLS.CAFile) {
+				t.Fatalf("unknown CA: %v, want an explained x509 unknown authority error", err)
+			}
+			noSecret(t, err)
+			t.Logf("unknown CA: %v", err)
+		})
+		t.Run("plaintext client on the TLS listener", func(t *testing.T) {
+			sec := kb.Security
+			sec.TLS = config.KafkaTLS{}
+			err := metadata(t, kb.Brokers, sec)
+			if err == nil || !strings.Contains(err.Error(), "set kafka.tls.enabled") {
+				t.Fatalf("plaintext on TLS: %v, want an error that points at kafka.tls.enabled", err)
+			}
+			noSecret(t, err)
+			t.Logf("plaintext client on the TLS listener: %v", err)
+		})
+		t.Run("wrong server name", func(t *testing.T) {
+			sec := kb.Security
+			sec.TLS.ServerName = "kafka.example.com"
+			err := metadata(t, kb.Brokers, sec)
+			if err == nil || !strings.Contains(err.Error(), "kafka.tls.server_name") {
+				t.Fatalf("wrong server name: %v, want an error that points at kafka.tls.server_name", err)
+			}
+		})
+	})
+}
+
+// TestSecurityOptsErrors: files and variables the settings name are read
+// when the client is built; a missing one is an error naming the key and
+// the place, and never a secret.
+func TestSecurityOptsErrors(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(notPEM, []byte("s3cr3t-looking-content"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	scram := func(mod func(*config.KafkaSASL)) kafka.Security {
+		s := config.KafkaSASL{Mechanism: config.SASLScramSHA512, Username: "u"}
+		mod(&s)
+		return kafka.Security{SASL: s}
+	}
+	cases := []struct {
+		name string
+		sec  kafka.Security
+		want string
+	}{
+		{"missing password file", scram(func(s *config.KafkaSASL) { s.PasswordFile = filepath.Join(dir, "nope") }), "kafka.sasl.password_file"},
+		{"empty password file", scram(func(s *config.KafkaSASL) { s.PasswordFile = empty }), "is empty"},
+		{"unset password variable", scram(func(s *config.KafkaSASL) { s.PasswordEnv = "LAMBDAREC_TEST_UNSET_PASSWORD" }), "variable LAMBDAREC_TEST_UNSET_PASSWORD is not set"},
+		{"missing CA", kafka.Security{TLS: config.KafkaTLS{Enabled: true, CAFile: filepath.Join(dir, "nope.pem")}}, "kafka.tls.ca_file"},
+		{"CA not PEM", kafka.Security{TLS: config.KafkaTLS{Enabled: true, CAFile: notPEM}}, "no PEM certificate"},
+		{"bad client key pair", kafka.Security{TLS: config.KafkaTLS{Enabled: true, CertFile: notPEM, KeyFile: notPEM}}, "kafka.tls.cert_file"},
+		{"unknown mechanism", kafka.Security{SASL: config.KafkaSASL{Mechanism: "GSSAPI"}}, "unsupported"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := kafka.Connect([]string{"127.0.0.1:1"}, tc.sec)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Connect: %v, want an error with %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "s3cr3t") {
+				t.Fatalf("error holds file content: %v", err)
+			}
+		})
+	}
+}
+
+// TestPasswordFileTrimsNewline: a password file may end in a newline (as
+// editors and echo leave it); the newline is not part of the password.
+func TestPasswordFileTrimsNewline(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("secret\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := kafka.Password(config.KafkaSASL{Mechanism: config.SASLPlain, Username: "u", PasswordFile: pw})
+	if err != nil || got != "secret" {
+		t.Fatalf("Password = %q, %v; want %q", got, err, "secret")
+	}
+}
