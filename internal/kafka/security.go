@@ -170,6 +170,7 @@ func Explain(err error, sec Security) error {
 	var unknownCA x509.UnknownAuthorityError
 	var hostname x509.HostnameError
 	var recordHeader tls.RecordHeaderError
+	var firstEOF *kgo.ErrFirstReadEOF
 	switch {
 	case errors.Is(err, kerr.SaslAuthenticationFailed):
 		return fmt.Errorf("%w (the brokers refused kafka.sasl.username %q with the password of %s: check both)", err, sec.SASL.Username, passwordSource(sec.SASL))
@@ -185,12 +186,23 @@ func Explain(err error, sec Security) error {
 		return fmt.Errorf("%w (set kafka.tls.server_name to a name the broker's certificate holds)", err)
 	case errors.As(err, &recordHeader):
 		return fmt.Errorf("%w (kafka.tls.enabled is true but the broker's listener does not speak TLS)", err)
+	case errors.As(err, &firstEOF) && !sec.TLS.Enabled:
+		// franz-go says which first read failed; add the keys to change.
+		return fmt.Errorf("%w (if the listener uses TLS, set kafka.tls.enabled; if it uses SASL, set kafka.sasl)", err)
+	case errors.As(err, &firstEOF):
+		return fmt.Errorf("%w (check kafka.tls.enabled and kafka.sasl against the listener)", err)
+	case strings.Contains(err.Error(), "tls endpoint") && !sec.TLS.Enabled:
+		return fmt.Errorf("%w (set kafka.tls.enabled)", err)
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || isClosedConn(err):
 		switch {
-		case !sec.TLS.Enabled:
+		case !sec.TLS.Enabled && sec.SASL.Mechanism == "":
 			return fmt.Errorf("%w (the broker closed the connection: if its listener uses TLS, set kafka.tls.enabled; if it uses SASL, set kafka.sasl)", err)
+		case !sec.TLS.Enabled:
+			return fmt.Errorf("%w (the broker closed the connection: if its listener uses TLS, set kafka.tls.enabled; else check kafka.sasl's mechanism, username and password)", err)
 		case sec.SASL.Mechanism == "":
 			return fmt.Errorf("%w (the broker closed the connection: if its listener uses SASL, set kafka.sasl)", err)
+		default:
+			return fmt.Errorf("%w (the broker closed the connection: check kafka.sasl's mechanism, username and password)", err)
 		}
 	}
 	return err

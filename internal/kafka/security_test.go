@@ -2,7 +2,6 @@ package kafka_test
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"os"
@@ -24,7 +23,7 @@ import (
 // request every role makes; the error is explained as the roles explain it.
 func metadata(t *testing.T, brokers []string, sec kafka.Security) error {
 	t.Helper()
-	cl, err := kafka.Connect(brokers, sec, kgo.RequestRetries(2), kgo.RetryTimeout(3*time.Second))
+	cl, err := kafka.Connect(brokers, sec, kgo.RequestRetries(2), kgo.RetryTimeout(3*time.Second), kgo.DialTimeout(3*time.Second))
 	if err != nil {
 		return err
 	}
@@ -61,9 +60,7 @@ func TestSecureConnections(t *testing.T) {
 			sec := kb.Security
 			sec.SASL.PasswordFile, sec.SASL.PasswordEnv = "", "LAMBDAREC_TEST_WRONG_PASSWORD"
 			err := metadata(t, kb.Brokers, sec)
-			if !errors.Is(err, kerr.SaslAuthenticationFailed) || !strings.Contains(err.Error(), "check both") {
-				t.Fatalf("wrong password: %v, want an explained SASL_AUTHENTICATION_FAILED", err)
-			}
+			wantSASLRefused(t, kb, err)
 			if strings.Contains(err.Error(), wrong) {
 				t.Fatalf("error holds the password: %v", err)
 			}
@@ -73,16 +70,14 @@ func TestSecureConnections(t *testing.T) {
 			sec := kb.Security
 			sec.SASL.Username = "nobody"
 			err := metadata(t, kb.Brokers, sec)
-			if !errors.Is(err, kerr.SaslAuthenticationFailed) {
-				t.Fatalf("unknown user: %v, want SASL_AUTHENTICATION_FAILED", err)
-			}
+			wantSASLRefused(t, kb, err)
 			noSecret(t, err)
 		})
 		t.Run("no SASL", func(t *testing.T) {
 			sec := kb.Security
 			sec.SASL = config.KafkaSASL{}
 			err := metadata(t, kb.Brokers, sec)
-			if err == nil || !strings.Contains(err.Error(), "set kafka.sasl") && !errors.Is(err, kerr.IllegalSaslState) && !errors.Is(err, kerr.SaslAuthenticationFailed) {
+			if err == nil || !strings.Contains(err.Error(), "kafka.sasl") {
 				t.Fatalf("no SASL on a SASL listener: %v, want an error that points at kafka.sasl", err)
 			}
 			t.Logf("no SASL: %v", err)
@@ -92,9 +87,13 @@ func TestSecureConnections(t *testing.T) {
 				sec := kb.Security
 				sec.TLS = config.KafkaTLS{Enabled: true, InsecureSkipVerify: true}
 				err := metadata(t, kb.Brokers, sec)
-				var rh tls.RecordHeaderError
-				if !errors.As(err, &rh) && (err == nil || !strings.Contains(err.Error(), "tls")) {
-					t.Fatalf("TLS to a plaintext listener: %v, want a TLS handshake error", err)
+				if err == nil {
+					t.Fatal("TLS to a plaintext listener: no error")
+				}
+				// kfake waits for a Kafka request and the handshake times
+				// out; Apache Kafka closes the connection at once.
+				if kb.Real && !strings.Contains(err.Error(), "kafka.tls.enabled") {
+					t.Fatalf("TLS to a plaintext listener: %v, want an error that points at kafka.tls.enabled", err)
 				}
 				t.Logf("TLS client on a plaintext listener: %v", err)
 			})
@@ -115,7 +114,7 @@ func TestSecureConnections(t *testing.T) {
 			sec := kb.Security
 			sec.TLS = config.KafkaTLS{}
 			err := metadata(t, kb.Brokers, sec)
-			if err == nil || !strings.Contains(err.Error(), "set kafka.tls.enabled") {
+			if err == nil || !strings.Contains(err.Error(), "kafka.tls.enabled") {
 				t.Fatalf("plaintext on TLS: %v, want an error that points at kafka.tls.enabled", err)
 			}
 			noSecret(t, err)
@@ -130,6 +129,21 @@ func TestSecureConnections(t *testing.T) {
 			}
 		})
 	})
+}
+
+// wantSASLRefused checks the error of a refused login: Apache Kafka answers
+// SASL_AUTHENTICATION_FAILED; kfake closes the connection instead, and the
+// explanation then points at kafka.sasl.
+func wantSASLRefused(t *testing.T, kb *kafkatest.Broker, err error) {
+	t.Helper()
+	switch {
+	case err == nil:
+		t.Fatal("refused login: no error")
+	case kb.Real && (!errors.Is(err, kerr.SaslAuthenticationFailed) || !strings.Contains(err.Error(), "check both")):
+		t.Fatalf("refused login: %v, want an explained SASL_AUTHENTICATION_FAILED", err)
+	case !kb.Real && !strings.Contains(err.Error(), "kafka.sasl"):
+		t.Fatalf("refused login: %v, want an error that points at kafka.sasl", err)
+	}
 }
 
 // TestSecurityOptsErrors: files and variables the settings name are read

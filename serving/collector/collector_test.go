@@ -305,10 +305,10 @@ func readyNeedsTheTopic(t *testing.T, e *testEnv) {
 }
 
 func TestMetrics(t *testing.T) {
-	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) { metrics(t, newTestEnvOn(t, kb, nil)) })
+	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) { checkMetrics(t, newTestEnvOn(t, kb, nil)) })
 }
 
-func metrics(t *testing.T, e *testEnv) {
+func checkMetrics(t *testing.T, e *testEnv) {
 	wantAccepted(t, e.post(t, "application/json", jsonArray(t, testEvents(4))), 4)
 	wantAccepted(t, e.post(t, "application/x-protobuf", protoEvent(t, testEvent(9))), 1)
 	wantError(t, e.post(t, "text/plain", []byte("x")), http.StatusUnsupportedMediaType, CodeUnsupportedMediaType)

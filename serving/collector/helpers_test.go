@@ -125,7 +125,9 @@ func newTestEnvOn(t testing.TB, kb *kafkatest.Broker, mutate func(*Config)) *tes
 	topic := kb.Unique(t, testTopic)
 	kb.Topics(t, 3, topic)
 	cl := kb.Client(t)
-	cfg := Config{Topic: topic, MaxBodyBytes: 64 << 10, MaxBatchEvents: 100, ProduceTimeout: 5 * time.Second}
+	// Generous: the first produce to a new topic of Apache Kafka on a loaded
+	// machine waits for its metadata and a producer id.
+	cfg := Config{Topic: topic, MaxBodyBytes: 64 << 10, MaxBatchEvents: 100, ProduceTimeout: 30 * time.Second}
 	if mutate != nil {
 		mutate(&cfg)
 	}
