@@ -15,6 +15,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/aws"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
@@ -218,4 +219,16 @@ func passwordSource(s config.KafkaSASL) string {
 		return "kafka.sasl.password_file " + s.PasswordFile
 	}
 	return "kafka.sasl.password_env " + s.PasswordEnv
+}
+
+// Check asks the brokers for their metadata, the first request of every
+// role, and returns the explained error: a refused login or a TLS mismatch
+// shows up here at start instead of as a member that never joins.
+func Check(ctx context.Context, cl *kgo.Client, sec Security) error {
+	req := kmsg.NewPtrMetadataRequest()
+	req.Topics = []kmsg.MetadataRequestTopic{} // none: only brokers
+	if _, err := req.RequestWith(ctx, cl); err != nil {
+		return fmt.Errorf("kafka metadata: %w", Explain(err, sec))
+	}
+	return nil
 }
