@@ -99,7 +99,7 @@ func runGenerate(ctx context.Context, e *env, gc generate.Config, start string, 
 }
 
 func generateToKafka(ctx context.Context, e *env, g *generate.Generator) (generate.Stats, error) {
-	cl, err := kafka.NewClient(e.cfg.Kafka.Brokers)
+	cl, err := kafka.Connect(e.cfg.Kafka.Brokers, kafka.SecurityOf(e.cfg.Kafka))
 	if err != nil {
 		return generate.Stats{}, err
 	}

@@ -68,7 +68,7 @@ const serveFlushTimeout = 5 * time.Second
 // check. closeFn flushes and closes the Kafka client; call it once the server
 // has stopped.
 func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lakehouse.Lakehouse) (srv *serving.Server, closeFn func(), err error) {
-	cl, err := kafka.NewClient(cfg.Kafka.Brokers, kgo.ClientID("lambdarec-serve"))
+	cl, err := kafka.Connect(cfg.Kafka.Brokers, kafka.SecurityOf(cfg.Kafka), kgo.ClientID("lambdarec-serve"))
 	if err != nil {
 		return nil, nil, err
 	}
