@@ -131,6 +131,7 @@ start() {
 	t0=$(date +%s%N)
 	lib="$(resolve)"
 	version="$(cat "$lib/.complete")"
+	local t_resolved=$(($(date +%s%N) / 1000000))
 
 	mkdir -p "$home/bin"
 	(cd "$root" && go build -o "$home/bin/kafkatool" ./infra/kafka/kafkatool)
@@ -155,6 +156,7 @@ start() {
 		return 1
 	fi
 
+	local t_launch=$(($(date +%s%N) / 1000000))
 	nohup "${jvm[@]}" kafka.Kafka "$run/server.properties" >"$run/server.out" 2>&1 &
 	echo $! >"$run/kafka.pid"
 	echo "$version" >"$run/version"
@@ -178,7 +180,9 @@ start() {
 		stop
 		return 1
 	fi
-	local ms=$((($(date +%s%N) - t0) / 1000000))
+	local now_ms=$(($(date +%s%N) / 1000000))
+	local ms=$((now_ms - t0 / 1000000))
+	log "phases: Maven resolve $((t_resolved - t0 / 1000000)) ms, tool build, certificates and format $((t_launch - t_resolved)) ms, broker launch to every listener answering $((now_ms - t_launch)) ms"
 	log "Apache Kafka $version answers on $plain_addr, $scram_addr, $tls_addr (pid $(cat "$run/kafka.pid"), started in $((ms / 1000)).$(printf %03d $((ms % 1000))) s)"
 }
 
