@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -200,5 +202,48 @@ func TestPasswordFileTrimsNewline(t *testing.T) {
 	got, err := kafka.Password(config.KafkaSASL{Mechanism: config.SASLPlain, Username: "u", PasswordFile: pw})
 	if err != nil || got != "secret" {
 		t.Fatalf("Password = %q, %v; want %q", got, err, "secret")
+	}
+}
+
+// TestMSKIAMMechanism: AWS_MSK_IAM signs with credentials from the AWS chain
+// (here the environment); a listener without it refuses the mechanism, and
+// the error names kafka.sasl.mechanism.
+func TestMSKIAMMechanism(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDLAMBDARECTEST")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
+	t.Setenv("AWS_REGION", "eu-central-1")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	kb := kafkatest.Secure()[1].Connect(t) // kfake-tls: SCRAM only
+	sec := kb.Security
+	sec.SASL = config.KafkaSASL{Mechanism: config.SASLAWSMSKIAM}
+	err := metadata(t, kb.Brokers, sec)
+	if !errors.Is(err, kerr.UnsupportedSaslMechanism) || !strings.Contains(err.Error(), `kafka.sasl.mechanism "AWS_MSK_IAM"`) {
+		t.Fatalf("AWS_MSK_IAM on a SCRAM listener: %v, want an explained UNSUPPORTED_SASL_MECHANISM", err)
+	}
+	if strings.Contains(err.Error(), "not-a-real-secret") {
+		t.Fatalf("error holds the secret key: %v", err)
+	}
+}
+
+// TestMutualTLS: a broker that requires client certificates accepts the
+// pair of kafka.tls.cert_file and key_file, and refuses a client without.
+func TestMutualTLS(t *testing.T) {
+	ca := kafkatest.NewCA(t)
+	srv := ca.ServerTLS(t)
+	srv.ClientAuth = tls.RequireAndVerifyClientCert
+	srv.ClientCAs = ca.Pool()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0), kfake.TLS(srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	certFile, keyFile := ca.ClientFiles(t)
+	sec := kafka.Security{TLS: config.KafkaTLS{Enabled: true, CAFile: ca.File, CertFile: certFile, KeyFile: keyFile}}
+	if err := metadata(t, c.ListenAddrs(), sec); err != nil {
+		t.Fatalf("with a client certificate: %v", err)
+	}
+	sec.TLS.CertFile, sec.TLS.KeyFile = "", ""
+	if err := metadata(t, c.ListenAddrs(), sec); err == nil {
+		t.Fatal("without a client certificate: no error")
 	}
 }
