@@ -68,8 +68,14 @@ resolve() {
 	return 1
 }
 
+# running: the pid file names a live process that is this broker (a stale
+# pid of a killed broker may have been reused by another process).
 running() {
-	[ -f "$run/kafka.pid" ] && kill -0 "$(cat "$run/kafka.pid")" 2>/dev/null
+	[ -f "$run/kafka.pid" ] && is_ours "$(cat "$run/kafka.pid")"
+}
+
+is_ours() {
+	kill -0 "$1" 2>/dev/null && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q "kafka.Kafka $run/server.properties"
 }
 
 write_config() {
@@ -193,13 +199,13 @@ stop() {
 	fi
 	local pid
 	pid="$(cat "$run/kafka.pid")"
-	if kill -0 "$pid" 2>/dev/null; then
+	if is_ours "$pid"; then
 		kill "$pid"
 		for _ in $(seq 1 150); do
-			kill -0 "$pid" 2>/dev/null || break
+			is_ours "$pid" || break
 			sleep 0.2
 		done
-		if kill -0 "$pid" 2>/dev/null; then
+		if is_ours "$pid"; then
 			log "pid $pid did not stop in 30 s; killing it"
 			kill -9 "$pid" 2>/dev/null || true
 		fi
