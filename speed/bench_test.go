@@ -172,7 +172,7 @@ func BenchmarkScore(b *testing.B) {
 func fillTopic(b *testing.B, recs []benchRecord) *testTopic {
 	b.Helper()
 	tt := newTestTopic(b, benchParts)
-	prod, err := kgo.NewClient(kgo.SeedBrokers(tt.b.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
+	prod, err := kgo.NewClient(kgo.SeedBrokers(tt.addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func fillTopic(b *testing.B, recs []benchRecord) *testTopic {
 	ts := time.Now()
 	for i := range recs {
 		r := &recs[i]
-		batch = append(batch, &kgo.Record{Topic: "events", Partition: r.part, Key: r.key, Value: r.value, Timestamp: ts})
+		batch = append(batch, &kgo.Record{Topic: tt.topic, Partition: r.part, Key: r.key, Value: r.value, Timestamp: ts})
 		if len(batch) == chunk || i == len(recs)-1 {
 			res := prod.ProduceSync(context.Background(), batch...)
 			if err := res.FirstErr(); err != nil {
@@ -203,9 +203,9 @@ func fillTopic(b *testing.B, recs []benchRecord) *testTopic {
 // countingConsumer consumes the whole topic with a plain franz-go client
 // that only counts records, and returns its sustained rate (from the first
 // record to the last).
-func countingConsumer(b *testing.B, addr string, n int) float64 {
+func countingConsumer(b *testing.B, addr, topic string, n int) float64 {
 	b.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics("events"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func BenchmarkThroughput(b *testing.B) {
 	src.publish(batch)
 	n := len(recs)
 	for i := range b.N {
-		plain := countingConsumer(b, tt.b.Addr(), n)
+		plain := countingConsumer(b, tt.addr(), tt.topic, n)
 
 		runtime.GC()
 		var ms0, ms1 runtime.MemStats
@@ -328,7 +328,7 @@ func BenchmarkLatency(b *testing.B) {
 		w := &latencyWriter{Memory: store.NewMemory()}
 		l := startLayer(b, tt, nil, w, func(c *Config) { c.Group = "latency" })
 		waitFor(b, 10*time.Second, "assignment", func() bool { return len(l.Assigned()) == benchParts })
-		prod, err := kgo.NewClient(kgo.SeedBrokers(tt.b.Addr()), kgo.ProducerLinger(0), kgo.DefaultProduceTopic("events"),
+		prod, err := kgo.NewClient(kgo.SeedBrokers(tt.addr()), kgo.ProducerLinger(0), kgo.DefaultProduceTopic(tt.topic),
 			kgo.RecordPartitioner(kgo.ManualPartitioner()))
 		if err != nil {
 			b.Fatal(err)

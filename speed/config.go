@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/internal/kafka"
 	"github.com/lambdarec/lambdarec/internal/model"
 )
 
@@ -15,6 +16,9 @@ import (
 type Config struct {
 	// Brokers are the Kafka seed brokers. Required.
 	Brokers []string
+	// Security is how the brokers are reached (kafka.tls, kafka.sasl).
+	// Default: plaintext, no authentication.
+	Security kafka.Security
 	// Topic carries the events. Default: events.
 	Topic string
 	// Group is the consumer group. Default: lambdarec-speed.
@@ -62,6 +66,7 @@ func FromConfig(c *config.Config) Config {
 	return Config{
 		InstanceID:        c.Speed.InstanceID,
 		Brokers:           c.Kafka.Brokers,
+		Security:          kafka.SecurityOf(c.Kafka),
 		Topic:             c.Kafka.Topic,
 		Group:             c.Speed.Group,
 		SessionTimeout:    c.Speed.SessionTimeout,

@@ -22,6 +22,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lambdarec/lambdarec/internal/kafka/kafkatest"
 	"github.com/lambdarec/lambdarec/internal/model"
 	"github.com/lambdarec/lambdarec/internal/store"
 	"github.com/lambdarec/lambdarec/schemas"
@@ -38,6 +39,8 @@ const (
 	childViews   = "LAMBDAREC_SPEED_CHILD_VIEWS"
 	childDump    = "LAMBDAREC_SPEED_CHILD_DUMP"
 	childBound   = "LAMBDAREC_SPEED_CHILD_BOUNDARY"
+	childTopic   = "LAMBDAREC_SPEED_CHILD_TOPIC"
+	childGroupV  = "LAMBDAREC_SPEED_CHILD_GROUP"
 	childGroup   = "speed-crash"
 	childMember  = "speed-0"
 	childPollMax = 100
@@ -58,13 +61,13 @@ func runChild() int {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
 	}
-	addr := os.Getenv(childBroker)
+	addr, topic := os.Getenv(childBroker), os.Getenv(childTopic)
 	var bound model.Boundary
 	if err := json.Unmarshal([]byte(os.Getenv(childBound)), &bound); err != nil {
 		return fail(err)
 	}
 	p := model.DefaultParams()
-	bm, err := recomputeFromKafka(ctx, addr, bound, p)
+	bm, err := recomputeFromKafka(ctx, addr, topic, bound, p)
 	if err != nil {
 		return fail(err)
 	}
@@ -76,7 +79,8 @@ func runChild() int {
 	defer views.Close()
 	l, err := New(Config{
 		Brokers:           []string{addr},
-		Group:             childGroup,
+		Topic:             topic,
+		Group:             os.Getenv(childGroupV),
 		CommitInterval:    10 * time.Millisecond,
 		BatchPollInterval: time.Hour,
 		MaxPollRecords:    childPollMax,
@@ -108,7 +112,7 @@ func runChild() int {
 // recomputeFromKafka is the batch a batch run over an archive with boundary
 // bound computes: the model of the valid records at or below it, read from
 // Kafka and decoded as the layer decodes them.
-func recomputeFromKafka(ctx context.Context, addr string, bound model.Boundary, p model.Params) (*model.Model, error) {
+func recomputeFromKafka(ctx context.Context, addr, topic string, bound model.Boundary, p model.Params) (*model.Model, error) {
 	b, err := model.NewBuilder(p)
 	if err != nil {
 		return nil, err
@@ -122,7 +126,7 @@ func recomputeFromKafka(ctx context.Context, addr string, bound model.Boundary, 
 	if len(parts) == 0 {
 		return b.Build(), nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"events": parts}))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}))
 	if err != nil {
 		return nil, err
 	}
@@ -269,11 +273,12 @@ type child struct {
 	stderr *bytes.Buffer
 }
 
-func startChild(t *testing.T, addr, views, dump string, bound model.Boundary) *child {
+func startChild(t *testing.T, tt *testTopic, views, dump string, bound model.Boundary) *child {
 	t.Helper()
 	bb, _ := json.Marshal(bound)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=1", childBroker+"="+addr, childViews+"="+views, childDump+"="+dump, childBound+"="+string(bb))
+	cmd.Env = append(os.Environ(), childEnv+"=1", childBroker+"="+tt.addr(), childViews+"="+views, childDump+"="+dump, childBound+"="+string(bb),
+		childTopic+"="+tt.topic, childGroupV+"="+tt.group(childGroup))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -303,14 +308,15 @@ func startChild(t *testing.T, addr, views, dump string, bound model.Boundary) *c
 // versions, event times, users and purchases are compared, and the scores
 // through the recommendations of the converged state.
 func TestCrashConvergesToUninterruptedRun(t *testing.T) {
-	for _, parts := range []int{1, 3} {
-		t.Run(fmt.Sprintf("partitions%d", parts), func(t *testing.T) { crashRun(t, parts) })
-	}
+	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) {
+		for _, parts := range []int{1, 3} {
+			t.Run(fmt.Sprintf("partitions%d", parts), func(t *testing.T) { crashRun(t, newTestTopicOn(t, kb, parts), parts) })
+		}
+	})
 }
 
-func crashRun(t *testing.T, parts int) {
+func crashRun(t *testing.T, tt *testTopic, parts int) {
 	r := rand.New(rand.NewPCG(uint64(parts), 99))
-	tt := newTestTopic(t, parts)
 	g := newStreamGen(r, time.Now().Add(-time.Hour))
 	dir := t.TempDir()
 	viewsPath, dumpPath := filepath.Join(dir, "views.jsonl"), filepath.Join(dir, "dump.json")
@@ -322,7 +328,7 @@ func crashRun(t *testing.T, parts int) {
 	}
 
 	// Run, produce while it runs, SIGKILL it mid-stream.
-	c1 := startChild(t, tt.b.Addr(), viewsPath, dumpPath, bound)
+	c1 := startChild(t, tt, viewsPath, dumpPath, bound)
 	for i := range 6 {
 		tt.produce(g.batch(250))
 		if i == 2 {
@@ -341,7 +347,7 @@ func crashRun(t *testing.T, parts int) {
 
 	// Restart; more records; wait until every session's view reflects its
 	// newest record.
-	c2 := startChild(t, tt.b.Addr(), viewsPath, dumpPath, bound)
+	c2 := startChild(t, tt, viewsPath, dumpPath, bound)
 	tt.produce(g.batch(500))
 	evs, _ := tt.decoded()
 	lastOff := map[string]int64{}
@@ -367,7 +373,7 @@ func crashRun(t *testing.T, parts int) {
 	t.Logf("%d view writes before the kill, %d in all, %d sessions", before, lines, len(got))
 
 	// The uninterrupted run: the same batch, everything in one go.
-	bm, err := recomputeFromKafka(context.Background(), tt.b.Addr(), bound, model.DefaultParams())
+	bm, err := recomputeFromKafka(context.Background(), tt.addr(), tt.topic, bound, model.DefaultParams())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/lambdarec/lambdarec/internal/kafka/kafkatest"
 	"github.com/lambdarec/lambdarec/internal/model"
 	"github.com/lambdarec/lambdarec/internal/store"
 )
@@ -148,36 +149,39 @@ func randomBoundary(r *rand.Rand, prev model.Boundary, ends map[int32]int64) mod
 // recompute over every record so far, and every live session's
 // recommendations equal those computed from that recompute.
 func TestExactAgainstRecompute(t *testing.T) {
-	for seed := range uint64(3) {
-		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
-			r := rand.New(rand.NewPCG(seed, 42))
-			tt := newTestTopic(t, 4)
-			src := &fakeSource{}
-			views := store.NewMemory()
-			l := startLayer(t, tt, src, views, nil)
-			c := newChecker(t, tt)
-			g := newStreamGen(r, time.Now().Add(-time.Hour))
+	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) {
+		for seed := range uint64(3) {
+			t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) { exactAgainstRecompute(t, newTestTopicOn(t, kb, 4), seed) })
+		}
+	})
+}
 
-			bound := model.Boundary{}
-			batchID := ""
-			for round := range 14 {
-				tt.produce(g.batch(100 + r.IntN(500)))
-				if round > 0 && r.IntN(3) > 0 {
-					evs, _ := tt.decoded()
-					bound = randomBoundary(r, bound, tt.endOffsets())
-					batchID = "b" + strconv.Itoa(round)
-					src.publish(batchOf(t, batchID, c.params, evs, bound))
-				}
-				waitServed(t, tt, batchID, l)
-				c.check(fmt.Sprintf("round %d (batch %q, boundary %v)", round, batchID, bound), bound, l)
-			}
-			if c.nonTriv < 5 || c.recs < 200 {
-				t.Fatalf("test too weak: %d checks with pairs on both sides, %d non-empty recommendations", c.nonTriv, c.recs)
-			}
-			checkViews(t, tt, views)
-			checkNoDeadLetters(t, tt, l)
-		})
+func exactAgainstRecompute(t *testing.T, tt *testTopic, seed uint64) {
+	r := rand.New(rand.NewPCG(seed, 42))
+	src := &fakeSource{}
+	views := store.NewMemory()
+	l := startLayer(t, tt, src, views, nil)
+	c := newChecker(t, tt)
+	g := newStreamGen(r, time.Now().Add(-time.Hour))
+
+	bound := model.Boundary{}
+	batchID := ""
+	for round := range 14 {
+		tt.produce(g.batch(100 + r.IntN(500)))
+		if round > 0 && r.IntN(3) > 0 {
+			evs, _ := tt.decoded()
+			bound = randomBoundary(r, bound, tt.endOffsets())
+			batchID = "b" + strconv.Itoa(round)
+			src.publish(batchOf(t, batchID, c.params, evs, bound))
+		}
+		waitServed(t, tt, batchID, l)
+		c.check(fmt.Sprintf("round %d (batch %q, boundary %v)", round, batchID, bound), bound, l)
 	}
+	if c.nonTriv < 5 || c.recs < 200 {
+		t.Fatalf("test too weak: %d checks with pairs on both sides, %d non-empty recommendations", c.nonTriv, c.recs)
+	}
+	checkViews(t, tt, views)
+	checkNoDeadLetters(t, tt, l)
 }
 
 // checkViews asserts that every session's stored view reflects its newest
@@ -243,13 +247,13 @@ func checkNoDeadLetters(t *testing.T, tt *testTopic, l *Layer) {
 		t.Fatalf("invalid_records_total = %v, want %d", got, counted)
 	}
 	adm := kadm.NewClient(tt.cl)
-	ends, err := adm.ListEndOffsets(context.Background(), "events.dlq")
+	ends, err := adm.ListEndOffsets(context.Background(), tt.dlq)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ends.Each(func(o kadm.ListedOffset) {
 		if o.Err != nil || o.Offset != 0 {
-			t.Errorf("events.dlq partition %d: end offset %d (%v), want 0: the speed layer dead-lettered", o.Partition, o.Offset, o.Err)
+			t.Errorf("%s partition %d: end offset %d (%v), want 0: the speed layer dead-lettered", tt.dlq, o.Partition, o.Offset, o.Err)
 		}
 	})
 }

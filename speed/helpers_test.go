@@ -15,8 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/lambdarec/lambdarec/internal/broker"
-	"github.com/lambdarec/lambdarec/internal/kafka"
+	"github.com/lambdarec/lambdarec/internal/kafka/kafkatest"
 	"github.com/lambdarec/lambdarec/internal/model"
 	"github.com/lambdarec/lambdarec/internal/store"
 	"github.com/lambdarec/lambdarec/schemas"
@@ -39,32 +38,41 @@ type produced struct {
 	value []byte
 }
 
-// testTopic is an embedded broker (kfake over TCP) with the events and DLQ
-// topics, a producer, and the log of everything produced.
+// testTopic is a broker (kfake over TCP, or Apache Kafka: kafkatest) with
+// events and DLQ topics of the test's own, a producer, and the log of
+// everything produced.
 type testTopic struct {
-	t      testing.TB
-	b      *broker.Broker
-	cl     *kgo.Client
-	mu     sync.Mutex
-	recs   []produced
-	ends   map[int32]int64 // next offset per partition
-	nParts int
+	t          testing.TB
+	kb         *kafkatest.Broker
+	topic, dlq string
+	cl         *kgo.Client
+	mu         sync.Mutex
+	recs       []produced
+	ends       map[int32]int64 // next offset per partition
+	nParts     int
 }
 
+// newTestTopic is a testTopic on a fresh kfake broker.
 func newTestTopic(t testing.TB, partitions int) *testTopic {
 	t.Helper()
-	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Topics: []string{"events", "events.dlq"}, Partitions: partitions}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	cl, err := kafka.NewClient([]string{b.Addr()}, kgo.DefaultProduceTopic("events"), kgo.ProducerLinger(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return &testTopic{t: t, b: b, cl: cl, ends: map[int32]int64{}, nParts: partitions}
+	return newTestTopicOn(t, kafkatest.Brokers()[0].Connect(t), partitions)
 }
+
+// newTestTopicOn is a testTopic on kb.
+func newTestTopicOn(t testing.TB, kb *kafkatest.Broker, partitions int) *testTopic {
+	t.Helper()
+	topic, dlq := kb.Unique(t, "events"), kb.Unique(t, "events.dlq")
+	kb.Topics(t, partitions, topic, dlq)
+	cl := kb.Client(t, kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(0))
+	return &testTopic{t: t, kb: kb, topic: topic, dlq: dlq, cl: cl, ends: map[int32]int64{}, nParts: partitions}
+}
+
+// addr is the first seed broker.
+func (tt *testTopic) addr() string { return tt.kb.Brokers[0] }
+
+// group returns the test's own name for consumer group name: groups on the
+// shared Apache Kafka broker outlive a test run.
+func (tt *testTopic) group(name string) string { return name + "." + tt.topic }
 
 // produce writes recs and records where they landed.
 func (tt *testTopic) produce(recs []*kgo.Record) {
@@ -301,7 +309,9 @@ func startLayer(t testing.TB, tt *testTopic, src BatchSource, views ViewWriter, 
 func startStoppable(t testing.TB, tt *testTopic, src BatchSource, views ViewWriter, edit func(*Config)) (*Layer, func()) {
 	t.Helper()
 	cfg := Config{
-		Brokers:           []string{tt.b.Addr()},
+		Brokers:           tt.kb.Brokers,
+		Security:          tt.kb.Security,
+		Topic:             tt.topic,
 		Group:             "speed-test",
 		BatchPollInterval: 5 * time.Millisecond,
 		CommitInterval:    50 * time.Millisecond,
@@ -309,6 +319,7 @@ func startStoppable(t testing.TB, tt *testTopic, src BatchSource, views ViewWrit
 	if edit != nil {
 		edit(&cfg)
 	}
+	cfg.Group = tt.group(cfg.Group)
 	deps := Deps{Views: views, Log: testLogger(t)}
 	if src != nil {
 		deps.Batches = src

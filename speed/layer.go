@@ -153,20 +153,28 @@ func (l *Layer) Run(ctx context.Context) error {
 		kgo.OnPartitionsAssigned(l.assigned),
 		kgo.OnPartitionsRevoked(l.revoked),
 		kgo.OnPartitionsLost(l.lost),
+		kafka.LogGroupErrors(l.log, l.cfg.Security, 10*time.Second),
 	}
 	if l.cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(l.cfg.InstanceID))
 	}
-	cl, err := kafka.NewClient(l.cfg.Brokers, append(opts, l.cfg.ClientOpts...)...)
+	cl, err := kafka.Connect(l.cfg.Brokers, l.cfg.Security, append(opts, l.cfg.ClientOpts...)...)
 	if err != nil {
 		return fmt.Errorf("speed: %w", err)
 	}
+	// Not fatal (the cluster may come back, a password may be fixed), but
+	// said at once: a member that cannot connect is otherwise only not ready.
+	cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := kafka.Check(cctx, cl, l.cfg.Security); err != nil && ctx.Err() == nil {
+		l.log.Error("kafka connection check", "err", err)
+	}
+	ccancel()
 	l.mu.Lock()
 	l.cl = cl
 	l.lastCommit = time.Now()
 	l.closing = false // Run may be called again after it returned (dev restarts a failed role)
 	l.mu.Unlock()
-	l.admCl, err = kafka.NewClient(l.cfg.Brokers)
+	l.admCl, err = kafka.Connect(l.cfg.Brokers, l.cfg.Security)
 	if err != nil {
 		cl.Close()
 		return fmt.Errorf("speed: %w", err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/lambdarec/lambdarec/internal/kafka/kafkatest"
 	"github.com/lambdarec/lambdarec/internal/model"
 	"github.com/lambdarec/lambdarec/internal/store"
 )
@@ -64,8 +65,11 @@ func publishRandom(t *testing.T, r *rand.Rand, tt *testTopic, src *fakeSource, c
 // plus the deltas of all members equals the full recompute, and when one
 // member owns everything its sessions' recommendations equal the recompute's.
 func TestRebalanceHandsOffExactly(t *testing.T) {
+	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) { rebalanceHandsOffExactly(t, newTestTopicOn(t, kb, 6)) })
+}
+
+func rebalanceHandsOffExactly(t *testing.T, tt *testTopic) {
 	r := rand.New(rand.NewPCG(7, 7))
-	tt := newTestTopic(t, 6)
 	src := &fakeSource{}
 	views := store.NewMemory()
 	c := newChecker(t, tt)
@@ -102,8 +106,11 @@ func TestRebalanceHandsOffExactly(t *testing.T) {
 // arrive while it is down, and a new process rebuilds exactly the same state
 // by replaying from the committed horizons.
 func TestRestartReplaysFromHorizon(t *testing.T) {
+	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) { restartReplaysFromHorizon(t, newTestTopicOn(t, kb, 3)) })
+}
+
+func restartReplaysFromHorizon(t *testing.T, tt *testTopic) {
 	r := rand.New(rand.NewPCG(11, 3))
-	tt := newTestTopic(t, 3)
 	src := &fakeSource{}
 	views := store.NewMemory()
 	c := newChecker(t, tt)
@@ -120,14 +127,14 @@ func TestRestartReplaysFromHorizon(t *testing.T) {
 	// The committed offsets are replay horizons: at or before the ends,
 	// and before them where live sessions started earlier.
 	adm := kadm.NewClient(tt.cl)
-	offs, err := adm.FetchOffsets(context.Background(), "speed-test")
+	offs, err := adm.FetchOffsets(context.Background(), tt.group("speed-test"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ends := tt.endOffsets()
 	behind := 0
 	for p, end := range ends {
-		o, ok := offs.Lookup("events", p)
+		o, ok := offs.Lookup(tt.topic, p)
 		if !ok || o.At < 0 || o.At > end {
 			t.Fatalf("partition %d: committed %+v, end %d", p, o, end)
 		}
@@ -154,7 +161,10 @@ func TestRestartReplaysFromHorizon(t *testing.T) {
 // to their end offsets at assignment — at once on an empty topic, and after
 // a restart with nothing new to replay.
 func TestReady(t *testing.T) {
-	tt := newTestTopic(t, 3)
+	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) { readyAfterReplay(t, newTestTopicOn(t, kb, 3)) })
+}
+
+func readyAfterReplay(t *testing.T, tt *testTopic) {
 	views := store.NewMemory()
 	a, stopA := startStoppable(t, tt, nil, views, nil)
 	waitFor(t, 10*time.Second, "ready on an empty topic", a.Ready)

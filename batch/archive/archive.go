@@ -306,7 +306,7 @@ func (a *Archiver) start(ctx context.Context) error {
 	}
 
 	k := a.cfg.Kafka
-	admin, err := kafka.NewClient(k.Brokers)
+	admin, err := kafka.Connect(k.Brokers, kafka.SecurityOf(k))
 	if err != nil {
 		releaseWorkers()
 		return err
@@ -314,7 +314,7 @@ func (a *Archiver) start(ctx context.Context) error {
 	defer admin.Close()
 	if err := kafka.EnsureTopics(ctx, admin, int32(k.Partitions), k.Topic, k.DLQTopic); err != nil {
 		releaseWorkers()
-		return err
+		return kafka.Explain(err, kafka.SecurityOf(k))
 	}
 	parts, err := a.partitions(ctx, admin)
 	if err != nil {
@@ -337,7 +337,7 @@ func (a *Archiver) start(ctx context.Context) error {
 		releaseWorkers()
 		return err
 	}
-	a.cl, err = kafka.NewClient(k.Brokers,
+	a.cl, err = kafka.Connect(k.Brokers, kafka.SecurityOf(k),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{k.Topic: a.startOffsets(parts)}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ProduceRequestTimeout(k.ProduceTimeout),
@@ -349,7 +349,7 @@ func (a *Archiver) start(ctx context.Context) error {
 		releaseWorkers()
 		return err
 	}
-	if a.admCl, err = kafka.NewClient(k.Brokers); err != nil {
+	if a.admCl, err = kafka.Connect(k.Brokers, kafka.SecurityOf(k)); err != nil {
 		a.cl.Close()
 		releaseWorkers()
 		return err

@@ -15,7 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/lambdarec/lambdarec/internal/config"
-	"github.com/lambdarec/lambdarec/internal/kafka"
+	"github.com/lambdarec/lambdarec/internal/kafka/kafkatest"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
 )
 
@@ -49,20 +49,23 @@ func runArchiver(t *testing.T, cfg config.Config, reg prometheus.Registerer) (st
 // the table holds exactly the valid records, once each by position, and the
 // DLQ exactly the others with their reasons.
 func TestArchiveGeneratedStream(t *testing.T) {
-	b := startBroker(t)
-	cfg := testConfig(t, b.Addr())
+	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) { archiveGeneratedStream(t, startKafka(t, kb)) })
+}
+
+func archiveGeneratedStream(t *testing.T, b *testKafka) {
+	cfg := testConfig(t, b)
 	lake := openLake(t, cfg)
 	recs := stream(t, 12000, 1)
 	first, second := recs[:2000], recs[2000:]
-	produce(t, b.Addr(), first)
+	produce(t, b, first)
 
 	reg := prometheus.NewRegistry()
 	stop := runArchiver(t, cfg, reg)
-	waitFor(t, time.Minute, "the first part archived", func() bool { return covered(boundary(t, lake), highWatermarks(first)) })
+	waitFor(t, time.Minute, "the first part archived", func() bool { return covered(boundary(t, lake, b.topic), highWatermarks(first)) })
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	checkArchive(t, lake, b.Addr(), first)
+	checkArchive(t, lake, b, first)
 
 	valid := 0
 	for _, s := range first {
@@ -89,32 +92,28 @@ func TestArchiveGeneratedStream(t *testing.T) {
 	}
 
 	// The consumer group shows the archived position, for lag tools.
-	adm, err := kafka.NewClient([]string{b.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer adm.Close()
+	adm := b.Client(t)
 	groupOffsets, err := kadm.NewClient(adm).FetchOffsets(context.Background(), cfg.Archive.Group)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for p, end := range highWatermarks(first) {
-		if o, ok := groupOffsets.Lookup("events", p); !ok || o.At != end {
+		if o, ok := groupOffsets.Lookup(b.topic, p); !ok || o.At != end {
 			t.Errorf("group offset of partition %d: %v, want %d", p, o.At, end)
 		}
 	}
 
 	// Restart: the archiver resumes from the table, nothing twice. Large
 	// micro-batches this time, decoded by parallel workers.
-	produce(t, b.Addr(), second)
+	produce(t, b, second)
 	big := cfg
 	big.Archive.MaxRecords, big.Archive.MaxInterval = 50_000, 300*time.Millisecond
 	stop = runArchiver(t, big, nil)
-	waitFor(t, time.Minute, "the second part archived", func() bool { return covered(boundary(t, lake), highWatermarks(recs)) })
+	waitFor(t, time.Minute, "the second part archived", func() bool { return covered(boundary(t, lake, b.topic), highWatermarks(recs)) })
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	checkArchive(t, lake, b.Addr(), recs)
+	checkArchive(t, lake, b, recs)
 
 	// Every snapshot the archiver wrote carries the full offset map.
 	tbl, err := lake.LoadTable(context.Background(), lakehouse.EventsTable)
@@ -165,11 +164,14 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...
 // keeps the other writer's snapshot and its own data, and still archives
 // everything once.
 func TestArchiveRetriesCommitConflicts(t *testing.T) {
-	b := startBroker(t)
-	cfg := testConfig(t, b.Addr())
+	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) { archiveRetriesCommitConflicts(t, startKafka(t, kb)) })
+}
+
+func archiveRetriesCommitConflicts(t *testing.T, b *testKafka) {
+	cfg := testConfig(t, b)
 	lake := openLake(t, cfg)
 	recs := stream(t, 1500, 2)
-	produce(t, b.Addr(), recs)
+	produce(t, b, recs)
 
 	other := 0
 	testHook = func(phase string) {
@@ -194,11 +196,11 @@ func TestArchiveRetriesCommitConflicts(t *testing.T) {
 
 	reg := prometheus.NewRegistry()
 	stop := runArchiver(t, cfg, reg)
-	waitFor(t, time.Minute, "the stream archived", func() bool { return covered(boundary(t, lake), highWatermarks(recs)) })
+	waitFor(t, time.Minute, "the stream archived", func() bool { return covered(boundary(t, lake, b.topic), highWatermarks(recs)) })
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	checkArchive(t, lake, b.Addr(), recs)
+	checkArchive(t, lake, b, recs)
 	retries := metricValue(t, reg, "lambdarec_archive_commit_retries_total")
 	if other != 3 || retries != 3 {
 		t.Fatalf("%d foreign commits, %g retries; want 3 and 3", other, retries)
@@ -219,11 +221,14 @@ func TestArchiveRetriesCommitConflicts(t *testing.T) {
 // move without this archiver, it refuses to commit (a second archiver on the
 // same topic would otherwise duplicate records).
 func TestArchiveFencedByAnotherWriter(t *testing.T) {
-	b := startBroker(t)
-	cfg := testConfig(t, b.Addr())
+	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) { archiveFencedByAnotherWriter(t, startKafka(t, kb)) })
+}
+
+func archiveFencedByAnotherWriter(t *testing.T, b *testKafka) {
+	cfg := testConfig(t, b)
 	lake := openLake(t, cfg)
 	recs := stream(t, 300, 3)
-	produce(t, b.Addr(), recs)
+	produce(t, b, recs)
 
 	a, err := New(cfg, Deps{Log: testLogger(t)})
 	if err != nil {
@@ -233,7 +238,7 @@ func TestArchiveFencedByAnotherWriter(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	waitFor(t, time.Minute, "the stream archived", func() bool { return covered(boundary(t, lake), highWatermarks(recs)) })
+	waitFor(t, time.Minute, "the stream archived", func() bool { return covered(boundary(t, lake, b.topic), highWatermarks(recs)) })
 
 	// Another writer claims partition 0 up to offset 1000.
 	tbl, err := lake.LoadTable(ctx, lakehouse.EventsTable)
@@ -245,14 +250,14 @@ func TestArchiveFencedByAnotherWriter(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		o.Advance("events", 0, 1000)
+		o.Advance(b.topic, 0, 1000)
 		return lakehouse.AppendTxn(ctx, cur, nil, o.Properties())
 	}, lakehouse.CommitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	more := stream(t, 200, 4)
-	produce(t, b.Addr(), more)
+	produce(t, b, more)
 	select {
 	case err := <-done:
 		if !errors.Is(err, ErrFenced) {

@@ -21,7 +21,7 @@ import (
 // -benchtime 200000x.
 func BenchmarkArchive(b *testing.B) {
 	br := startBroker(b)
-	cfg := testConfig(b, br.Addr())
+	cfg := testConfig(b, br)
 	cfg.Archive.MaxRecords = 50_000
 	cfg.Archive.MaxInterval = 100 * time.Millisecond // a partial last batch does not wait long
 
@@ -30,7 +30,7 @@ func BenchmarkArchive(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cl, err := kafka.NewClient([]string{br.Addr()}, kgo.DefaultProduceTopic("events"), kgo.ProducerBatchMaxBytes(4<<20))
+	cl, err := kafka.Connect(br.Brokers, br.Security, kgo.DefaultProduceTopic(br.topic), kgo.ProducerBatchMaxBytes(4<<20))
 	if err != nil {
 		b.Fatal(err)
 	}

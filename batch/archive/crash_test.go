@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/internal/kafka/kafkatest"
 	"github.com/lambdarec/lambdarec/internal/obs"
 )
 
@@ -74,8 +75,11 @@ func runChild(configPath, crashAt string) int {
 // record must be in the table exactly once, and every invalid one in the DLQ
 // exactly once (its dead letter is never sent again by a restarted child).
 func TestArchiveSurvivesSIGKILL(t *testing.T) {
-	b := startBroker(t)
-	cfg := testConfig(t, b.Addr())
+	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) { archiveSurvivesSIGKILL(t, startKafka(t, kb)) })
+}
+
+func archiveSurvivesSIGKILL(t *testing.T, b *testKafka) {
+	cfg := testConfig(t, b)
 	cfg.Archive.MaxRecords = 300
 	cfg.Archive.MaxInterval = 30 * time.Millisecond
 	cfgPath := filepath.Join(t.TempDir(), "archive.yml")
@@ -117,7 +121,7 @@ func TestArchiveSurvivesSIGKILL(t *testing.T) {
 	go func() {
 		defer close(produced)
 		for i := 0; i < len(recs); i += 60 {
-			produce(t, b.Addr(), recs[i:min(i+60, len(recs))])
+			produce(t, b, recs[i:min(i+60, len(recs))])
 			time.Sleep(40 * time.Millisecond)
 		}
 	}()
@@ -128,7 +132,7 @@ func TestArchiveSurvivesSIGKILL(t *testing.T) {
 	kills, selfKills := 0, 0
 	for run := 0; kills < minKills; run++ {
 		crashAt := phases[run%len(phases)]
-		before := fmt.Sprint(boundary(t, lake))
+		before := fmt.Sprint(boundary(t, lake, b.topic))
 		cmd := start(run, crashAt)
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
@@ -137,7 +141,7 @@ func TestArchiveSurvivesSIGKILL(t *testing.T) {
 		var err error
 		waited := false
 		deadline := time.Now().Add(time.Minute)
-		for !waited && fmt.Sprint(boundary(t, lake)) == before {
+		for !waited && fmt.Sprint(boundary(t, lake, b.topic)) == before {
 			select {
 			case err = <-exited:
 				waited = true
@@ -160,21 +164,21 @@ func TestArchiveSurvivesSIGKILL(t *testing.T) {
 			t.Fatalf("run %d: child ended with %v, not by SIGKILL", run, err)
 		}
 		kills++
-		t.Logf("run %d (crash at %q): killed (self: %v); table boundary %v", run, crashAt, waited, boundary(t, lake))
+		t.Logf("run %d (crash at %q): killed (self: %v); table boundary %v", run, crashAt, waited, boundary(t, lake, b.topic))
 	}
 	<-produced
 
 	last := start(kills, "")
 	waitFor(t, 2*time.Minute, "the last child to catch up", func() bool {
-		return covered(boundary(t, lake), highWatermarks(recs))
+		return covered(boundary(t, lake, b.topic), highWatermarks(recs))
 	})
 	last.Process.Signal(syscall.SIGTERM)
 	if err := last.Wait(); err != nil {
 		dumpLogs()
 		t.Fatalf("last child: %v", err)
 	}
-	checkArchive(t, lake, b.Addr(), recs)
-	_, dlqTotal := readDLQ(t, b.Addr())
+	checkArchive(t, lake, b, recs)
+	_, dlqTotal := readDLQ(t, b)
 	t.Logf("%d records, %d kills (%d inside a flush); dlq holds %d records for %d distinct sources", len(recs), kills, selfKills, dlqTotal, countInvalid(recs))
 	if dlqTotal != countInvalid(recs) {
 		// Each restart reads back the dead letters written after the last

@@ -16,10 +16,10 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/lambdarec/lambdarec/internal/broker"
 	"github.com/lambdarec/lambdarec/internal/config"
 	"github.com/lambdarec/lambdarec/internal/generate"
 	"github.com/lambdarec/lambdarec/internal/kafka"
+	"github.com/lambdarec/lambdarec/internal/kafka/kafkatest"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
 	"github.com/lambdarec/lambdarec/schemas"
 )
@@ -33,29 +33,36 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// startBroker starts the embedded broker with the events and DLQ topics.
-func startBroker(t testing.TB) *broker.Broker {
-	t.Helper()
-	b, err := broker.New(broker.Config{
-		Addr:       "127.0.0.1:0",
-		Topics:     []string{"events", "events.dlq"},
-		Partitions: testPartitions,
-	}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	return b
+// testKafka is the broker of a test (kfake or Apache Kafka, see kafkatest)
+// with an events and a DLQ topic of the test's own.
+type testKafka struct {
+	*kafkatest.Broker
+	topic, dlq string
 }
 
-// testConfig returns a configuration for brokerAddr with a SQLite catalog and
-// a local warehouse in a fresh directory, and small micro-batches.
-func testConfig(t testing.TB, brokerAddr string) config.Config {
+// startBroker starts an embedded broker (kfake) with the test's topics.
+func startBroker(t testing.TB) *testKafka {
+	t.Helper()
+	return startKafka(t, kafkatest.Brokers()[0].Connect(t))
+}
+
+// startKafka creates the test's events and DLQ topics on kb.
+func startKafka(t testing.TB, kb *kafkatest.Broker) *testKafka {
+	t.Helper()
+	k := &testKafka{Broker: kb, topic: kb.Unique(t, "events"), dlq: kb.Unique(t, "events.dlq")}
+	kb.Topics(t, testPartitions, k.topic, k.dlq)
+	return k
+}
+
+// testConfig returns a configuration for k with a SQLite catalog and a local
+// warehouse in a fresh directory, small micro-batches and a group of the
+// test's own.
+func testConfig(t testing.TB, k *testKafka) config.Config {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := config.Default()
-	cfg.Kafka.Brokers = []string{brokerAddr}
-	cfg.Kafka.Partitions = testPartitions
+	cfg.Kafka = k.Kafka(k.topic, k.dlq, testPartitions)
+	cfg.Archive.Group = k.Unique(t, "archive")
 	cfg.Iceberg.CatalogURI = "file:" + filepath.Join(dir, "catalog.db")
 	cfg.Iceberg.Warehouse = "file://" + filepath.Join(dir, "warehouse")
 	cfg.Archive.MaxRecords = 500
@@ -123,9 +130,9 @@ func invalid(i int) *sent {
 }
 
 // produce writes recs to the events topic and fills in their positions.
-func produce(t testing.TB, addr string, recs []*sent) {
+func produce(t testing.TB, k *testKafka, recs []*sent) {
 	t.Helper()
-	cl, err := kafka.NewClient([]string{addr}, kgo.DefaultProduceTopic("events"), kgo.ProducerBatchMaxBytes(4<<20))
+	cl, err := kafka.Connect(k.Brokers, k.Security, kgo.DefaultProduceTopic(k.topic), kgo.ProducerBatchMaxBytes(4<<20))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,14 +170,14 @@ func openLake(t testing.TB, cfg config.Config) *lakehouse.Lakehouse {
 	return l
 }
 
-// boundary returns the offsets the events table holds now.
-func boundary(t testing.TB, l *lakehouse.Lakehouse) map[int32]int64 {
+// boundary returns the offsets of topic the events table holds now.
+func boundary(t testing.TB, l *lakehouse.Lakehouse, topic string) map[int32]int64 {
 	t.Helper()
 	tbl, err := l.LoadTable(context.Background(), lakehouse.EventsTable)
 	if err != nil {
 		return nil // not created yet
 	}
-	b, err := lakehouse.Boundary(tbl, tbl.CurrentSnapshot(), "events")
+	b, err := lakehouse.Boundary(tbl, tbl.CurrentSnapshot(), topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,9 +258,9 @@ type dlqRecord struct {
 
 // readDLQ returns the dead-lettered records by source position (and how
 // many DLQ records there are in all, duplicates included).
-func readDLQ(t testing.TB, addr string) (map[schemas.Position]dlqRecord, int) {
+func readDLQ(t testing.TB, k *testKafka) (map[schemas.Position]dlqRecord, int) {
 	t.Helper()
-	cl, err := kafka.NewClient([]string{addr}, kgo.ConsumeTopics("events.dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kafka.Connect(k.Brokers, k.Security, kgo.ConsumeTopics(k.dlq), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,10 +296,10 @@ func readDLQ(t testing.TB, addr string) (map[schemas.Position]dlqRecord, int) {
 // checkArchive checks that the table holds exactly the valid records of
 // recs, once each and equal to what was produced, and that the DLQ holds
 // exactly the others with their reasons.
-func checkArchive(t testing.TB, l *lakehouse.Lakehouse, addr string, recs []*sent) {
+func checkArchive(t testing.TB, l *lakehouse.Lakehouse, k *testKafka, recs []*sent) {
 	t.Helper()
 	rows := scanTable(t, l)
-	dlq, _ := readDLQ(t, addr)
+	dlq, _ := readDLQ(t, k)
 	valid := 0
 	for _, s := range recs {
 		got, inTable := rows[s.pos]

@@ -22,7 +22,7 @@ import (
 // the archiver wrote.
 func TestArchiveRacesMaintenance(t *testing.T) {
 	b := startBroker(t)
-	cfg := testConfig(t, b.Addr())
+	cfg := testConfig(t, b)
 	cfg.Archive.MaxRecords = 200
 	lake := openLake(t, cfg)
 	recs := stream(t, 6000, 7)
@@ -91,10 +91,10 @@ func TestArchiveRacesMaintenance(t *testing.T) {
 		}
 	})
 	for i := 0; i < len(recs); i += 500 {
-		produce(t, b.Addr(), recs[i:min(i+500, len(recs))])
+		produce(t, b, recs[i:min(i+500, len(recs))])
 		time.Sleep(200 * time.Millisecond)
 	}
-	waitFor(t, 2*time.Minute, "the stream archived", func() bool { return covered(boundary(t, lake), highWatermarks(recs)) })
+	waitFor(t, 2*time.Minute, "the stream archived", func() bool { return covered(boundary(t, lake, b.topic), highWatermarks(recs)) })
 	time.Sleep(1100 * time.Millisecond) // let a pass expire what the archiver wrote last
 	pass()
 	cancel()
@@ -102,7 +102,7 @@ func TestArchiveRacesMaintenance(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	checkArchive(t, lake, b.Addr(), recs)
+	checkArchive(t, lake, b, recs)
 
 	retries := metricValue(t, reg, "lambdarec_archive_commit_retries_total")
 	mu.Lock()
@@ -122,12 +122,12 @@ func TestArchiveRacesMaintenance(t *testing.T) {
 		t.Fatalf("the current snapshot (%s) does not carry the offsets", tbl.CurrentSnapshot().Summary.Operation)
 	}
 	more := stream(t, 500, 8)
-	produce(t, b.Addr(), more)
+	produce(t, b, more)
 	stop = runArchiver(t, cfg, nil)
 	all := append(append([]*sent{}, recs...), more...)
-	waitFor(t, time.Minute, "the rest archived", func() bool { return covered(boundary(t, lake), highWatermarks(all)) })
+	waitFor(t, time.Minute, "the rest archived", func() bool { return covered(boundary(t, lake, b.topic), highWatermarks(all)) })
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	checkArchive(t, lake, b.Addr(), all)
+	checkArchive(t, lake, b, all)
 }

@@ -116,21 +116,21 @@ func TestArchiveToS3(t *testing.T) {
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 	b := startBroker(t)
-	cfg := testConfig(t, b.Addr())
+	cfg := testConfig(t, b)
 	cfg.Iceberg.Warehouse = "s3://lake/warehouse"
 	cfg.Iceberg.S3.Endpoint = endpoint
 	cfg.Iceberg.S3.PathStyle = true
 	cfg.Iceberg.S3.Region = "us-east-1"
 	lake := openLake(t, cfg)
 	recs := stream(t, 1500, 6)
-	produce(t, b.Addr(), recs)
+	produce(t, b, recs)
 
 	stop := runArchiver(t, cfg, nil)
-	waitFor(t, time.Minute, "the stream archived", func() bool { return covered(boundary(t, lake), highWatermarks(recs)) })
+	waitFor(t, time.Minute, "the stream archived", func() bool { return covered(boundary(t, lake, b.topic), highWatermarks(recs)) })
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	checkArchive(t, lake, b.Addr(), recs)
+	checkArchive(t, lake, b, recs)
 
 	// The batch run reads the snapshot from S3 and writes its view there:
 	// its model equals a recompute over exactly the archived records.
@@ -141,7 +141,7 @@ func TestArchiveToS3(t *testing.T) {
 		}
 	}
 	params := cfg.Model
-	runner, err := batch.New(batch.Config{Lake: lake, Params: &params, TopK: 10}, slog.New(slog.DiscardHandler))
+	runner, err := batch.New(batch.Config{Lake: lake, Topic: b.topic, Params: &params, TopK: 10}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,8 +156,8 @@ func TestArchiveToS3(t *testing.T) {
 	if d := res.Model.Diff(want); d != "" {
 		t.Fatalf("batch on S3 differs from a recompute of the archived records: %s", d)
 	}
-	if !maps.Equal(res.Run.Boundary, boundary(t, lake)) || res.Run.EventsRead != int64(len(events)) {
-		t.Fatalf("batch read %d events up to %v; archived %d up to %v", res.Run.EventsRead, res.Run.Boundary, len(events), boundary(t, lake))
+	if !maps.Equal(res.Run.Boundary, boundary(t, lake, b.topic)) || res.Run.EventsRead != int64(len(events)) {
+		t.Fatalf("batch read %d events up to %v; archived %d up to %v", res.Run.EventsRead, res.Run.Boundary, len(events), boundary(t, lake, b.topic))
 	}
 	loaded, err := batch.Load(ctx, lake, res.Run, params)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/lambdarec/lambdarec/batch/maintain"
 	"github.com/lambdarec/lambdarec/internal/generate"
+	"github.com/lambdarec/lambdarec/internal/kafka/kafkatest"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
 	"github.com/lambdarec/lambdarec/schemas"
 )
@@ -72,7 +73,8 @@ const soakRecords = 20 // per commit
 
 func soak(b *testing.B, commits int, maintained bool) {
 	ctx := context.Background()
-	cfg := testConfig(b, "127.0.0.1:1") // Kafka is not used
+	// Kafka is not used: a closed port.
+	cfg := testConfig(b, &testKafka{Broker: &kafkatest.Broker{Brokers: []string{"127.0.0.1:1"}}, topic: "events", dlq: "events.dlq"})
 	cfg.Archive.Group = ""
 	lake := openLake(b, cfg)
 	a, err := New(cfg, Deps{Lake: lake, Log: testLogger(b)})

@@ -181,7 +181,7 @@ func (a *Archiver) scanDLQ(ctx context.Context, admin *kgo.Client, next lakehous
 	if len(from) == 0 {
 		return nil
 	}
-	cl, err := kafka.NewClient(k.Brokers, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{k.DLQTopic: from}))
+	cl, err := kafka.Connect(k.Brokers, kafka.SecurityOf(k), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{k.DLQTopic: from}))
 	if err != nil {
 		return err
 	}

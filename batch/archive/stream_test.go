@@ -19,27 +19,23 @@ import (
 // hole — while the others are archived.
 func TestArchiveStopsAtALogGap(t *testing.T) {
 	b := startBroker(t)
-	cfg := testConfig(t, b.Addr())
+	cfg := testConfig(t, b)
 	lake := openLake(t, cfg)
 	first := stream(t, 600, 7)
-	produce(t, b.Addr(), first)
+	produce(t, b, first)
 	stop := runArchiver(t, cfg, nil)
-	waitFor(t, time.Minute, "the first part archived", func() bool { return covered(boundary(t, lake), highWatermarks(first)) })
+	waitFor(t, time.Minute, "the first part archived", func() bool { return covered(boundary(t, lake, b.topic), highWatermarks(first)) })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	held := boundary(t, lake)
+	held := boundary(t, lake, b.topic)
 
 	second := stream(t, 600, 8)
-	produce(t, b.Addr(), second)
+	produce(t, b, second)
 	const gapPart = int32(1)
-	cl, err := kafka.NewClient([]string{b.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := b.Client(t)
 	var del kadm.Offsets
-	del.AddOffset("events", gapPart, held[gapPart]+3, -1) // two records never archived are gone
+	del.AddOffset(b.topic, gapPart, held[gapPart]+3, -1) // two records never archived are gone
 	resp, err := kadm.NewClient(cl).DeleteRecords(context.Background(), del)
 	if err == nil {
 		err = resp.Error()
@@ -60,7 +56,7 @@ func TestArchiveStopsAtALogGap(t *testing.T) {
 
 	others := maps.Clone(highWatermarks(second))
 	delete(others, gapPart)
-	waitFor(t, time.Minute, "the other partitions archived", func() bool { return covered(boundary(t, lake), others) })
+	waitFor(t, time.Minute, "the other partitions archived", func() bool { return covered(boundary(t, lake, b.topic), others) })
 	waitFor(t, 10*time.Second, "the gap reported", func() bool { return len(a.Faults()) == 1 })
 	f := a.Faults()[0]
 	if f.Partition != gapPart || f.Reason != kafka.FaultLogGap || f.StoredOffset != held[gapPart] || f.BrokerStartOffset != held[gapPart]+3 {
@@ -73,7 +69,7 @@ func TestArchiveStopsAtALogGap(t *testing.T) {
 		t.Fatalf("lambdarec_archive_stopped_partitions = %v, want 1", n)
 	}
 	time.Sleep(time.Second) // a few more polls: the hole stays unarchived
-	if got := boundary(t, lake)[gapPart]; got != held[gapPart] {
+	if got := boundary(t, lake, b.topic)[gapPart]; got != held[gapPart] {
 		t.Fatalf("partition %d advanced from %d to %d past the deleted records", gapPart, held[gapPart], got)
 	}
 }

@@ -47,7 +47,7 @@ func init() {
 					return err
 				}
 				if e.cfg.Archive.MetricsAddr != "" {
-					cl, err := kafka.NewClient(e.cfg.Kafka.Brokers, kgo.ClientID("lambdarec-archive-readyz"))
+					cl, err := kafka.Connect(e.cfg.Kafka.Brokers, kafka.SecurityOf(e.cfg.Kafka), kgo.ClientID("lambdarec-archive-readyz"))
 					if err != nil {
 						return err
 					}

@@ -202,7 +202,7 @@ func devGenerate(ctx context.Context, cfg config.Config, o devOptions, log *slog
 	if err != nil {
 		return err
 	}
-	cl, err := kafka.NewClient(cfg.Kafka.Brokers)
+	cl, err := kafka.Connect(cfg.Kafka.Brokers, kafka.SecurityOf(cfg.Kafka))
 	if err != nil {
 		return err
 	}

@@ -99,7 +99,7 @@ func runGenerate(ctx context.Context, e *env, gc generate.Config, start string, 
 }
 
 func generateToKafka(ctx context.Context, e *env, g *generate.Generator) (generate.Stats, error) {
-	cl, err := kafka.NewClient(e.cfg.Kafka.Brokers)
+	cl, err := kafka.Connect(e.cfg.Kafka.Brokers, kafka.SecurityOf(e.cfg.Kafka))
 	if err != nil {
 		return generate.Stats{}, err
 	}
@@ -108,7 +108,7 @@ func generateToKafka(ctx context.Context, e *env, g *generate.Generator) (genera
 	err = kafka.EnsureTopics(tctx, cl, int32(e.cfg.Kafka.Partitions), e.cfg.Kafka.Topic)
 	cancel()
 	if err != nil {
-		return generate.Stats{}, err
+		return generate.Stats{}, kafka.Explain(err, kafka.SecurityOf(e.cfg.Kafka))
 	}
 	e.log.Info("generating", "brokers", e.cfg.Kafka.Brokers, "topic", e.cfg.Kafka.Topic, "seed", g.Config().Seed,
 		"start", g.Config().Start, "rate", g.Config().Rate, "count", g.Config().Count, "duration", g.Config().Duration)

@@ -94,7 +94,7 @@ func cronInterval(spec string) time.Duration {
 // /v1/events and Kafka and the serving store as readiness checks. closeFn
 // flushes and closes the Kafka client; call it once the server has stopped.
 func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lakehouse.Lakehouse, o serveRoleOptions) (srv *serving.Server, closeFn func(), err error) {
-	cl, err := kafka.NewClient(cfg.Kafka.Brokers, kgo.ClientID("lambdarec-serve"))
+	cl, err := kafka.Connect(cfg.Kafka.Brokers, kafka.SecurityOf(cfg.Kafka), kgo.ClientID("lambdarec-serve"))
 	if err != nil {
 		return nil, nil, err
 	}

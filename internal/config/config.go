@@ -56,6 +56,9 @@ type Kafka struct {
 	Partitions int `yaml:"partitions"`
 	// ProduceTimeout bounds how long a produce waits for Kafka's acknowledgement. Default: 10s.
 	ProduceTimeout time.Duration `yaml:"produce_timeout"`
+	// TLS and SASL secure the connections of every role (kafka_security.go).
+	TLS  KafkaTLS  `yaml:"tls"`
+	SASL KafkaSASL `yaml:"sasl"`
 }
 
 // Broker configures the embedded Kafka-protocol broker.
@@ -314,6 +317,7 @@ func (c *Config) Validate() error {
 	if c.Kafka.ProduceTimeout <= 0 {
 		bad("kafka.produce_timeout", "must be positive")
 	}
+	validateKafkaSecurity(c.Kafka, bad)
 	if c.Serve.MaxBodyBytes < 1024 {
 		bad("serve.max_body_bytes", "must be at least 1024, got %d", c.Serve.MaxBodyBytes)
 	}
@@ -405,6 +409,10 @@ const EnvPrefix = "LAMBDAREC_"
 // EnvConfigFile names the configuration file when --config is not given.
 const EnvConfigFile = "LAMBDAREC_CONFIG"
 
+// EnvTestPrefix starts the variables of the test suites (LAMBDAREC_TEST_KAFKA
+// and its kin, set by infra/kafka/kafka.sh env); they name no key.
+const EnvTestPrefix = "LAMBDAREC_TEST_"
+
 // ApplyEnv sets the keys named by the LAMBDAREC_… entries of environ.
 // A variable that names no key is an error, like an unknown YAML key.
 func ApplyEnv(cfg *Config, environ []string) error {
@@ -413,7 +421,7 @@ func ApplyEnv(cfg *Config, environ []string) error {
 	var errs []error
 	for _, kv := range environ {
 		name, val, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(name, EnvPrefix) || name == EnvConfigFile {
+		if !ok || !strings.HasPrefix(name, EnvPrefix) || name == EnvConfigFile || strings.HasPrefix(name, EnvTestPrefix) {
 			continue
 		}
 		key := strings.ToLower(strings.TrimPrefix(name, EnvPrefix))

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"log/slog"
 	"math"
 	"testing"
 	"time"
@@ -12,29 +11,22 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/lambdarec/lambdarec/internal/broker"
-	"github.com/lambdarec/lambdarec/internal/kafka"
+	"github.com/lambdarec/lambdarec/internal/kafka/kafkatest"
 	"github.com/lambdarec/lambdarec/schemas"
 )
 
-func startBroker(t *testing.T) *broker.Broker {
+// eventsTopic creates a 6-partition events topic of the test's own on kb.
+func eventsTopic(t *testing.T, kb *kafkatest.Broker) string {
 	t.Helper()
-	br, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Topics: []string{"events", "events.dlq"}, Partitions: 6}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(br.Close)
-	return br
+	topic := kb.Unique(t, "events")
+	kb.Topics(t, 6, topic)
+	return topic
 }
 
 // produce runs a generator of cfg into topic with its own client.
-func produce(t *testing.T, addr, topic string, cfg Config) Stats {
+func produce(t *testing.T, kb *kafkatest.Broker, topic string, cfg Config) Stats {
 	t.Helper()
-	cl, err := kafka.NewClient([]string{addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := kb.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	sink := NewKafkaSink(cl, topic)
@@ -50,13 +42,9 @@ func produce(t *testing.T, addr, topic string, cfg Config) Stats {
 
 // consume reads the whole topic with a separate client and checks that it
 // holds exactly n records.
-func consume(t *testing.T, addr, topic string, n int) []*kgo.Record {
+func consume(t *testing.T, kb *kafkatest.Broker, topic string, n int) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := kb.Client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
@@ -123,13 +111,17 @@ func sameAsGenerated(t *testing.T, cfg Config, got map[string][][]byte) []Record
 // session, decodes and validates, and is byte for byte what the same seed
 // generates again.
 func TestKafkaHundredThousand(t *testing.T) {
+	kafkatest.Run(t, kafkaHundredThousand)
+}
+
+func kafkaHundredThousand(t *testing.T, kb *kafkatest.Broker) {
 	const n = 100_000
-	br := startBroker(t)
+	topic := eventsTopic(t, kb)
 	cfg := Config{Seed: 2024, Count: n}
-	st := produce(t, br.Addr(), "events", cfg)
+	st := produce(t, kb, topic, cfg)
 	t.Logf("produced %d records in %s (%.0f/s)", st.Records, st.Elapsed.Round(time.Millisecond), st.PerSecond())
 
-	recs := consume(t, br.Addr(), "events", n)
+	recs := consume(t, kb, topic, n)
 	now := time.Now()
 	ids := make(map[string]bool, n)
 	partitions := map[int32]int{}
@@ -165,11 +157,15 @@ func TestKafkaHundredThousand(t *testing.T) {
 }
 
 func TestKafkaFaults(t *testing.T) {
+	kafkatest.Run(t, kafkaFaults)
+}
+
+func kafkaFaults(t *testing.T, kb *kafkatest.Broker) {
 	const n = 40_000
-	br := startBroker(t)
+	topic := eventsTopic(t, kb)
 	cfg := Config{Seed: 77, Count: n, DupRate: 0.05, LateRate: 0.05, MalformedRate: 0.02}
-	st := produce(t, br.Addr(), "events", cfg)
-	recs := consume(t, br.Addr(), "events", n)
+	st := produce(t, kb, topic, cfg)
+	recs := consume(t, kb, topic, n)
 	gen := sameAsGenerated(t, cfg, byKey(recs))
 
 	// Each consumed record is one generated record: match them by value.
@@ -218,15 +214,15 @@ func TestKafkaFaults(t *testing.T) {
 	rough("late", int(st.Late), cfg.LateRate*(1-cfg.DupRate-cfg.MalformedRate))
 }
 
-// Records Kafka does not take are counted and reported, not lost silently.
+// Records Kafka does not take are counted and reported, not lost silently:
+// here, to a topic that does not exist on a broker that creates none.
 func TestKafkaProduceFailures(t *testing.T) {
-	br := startBroker(t)
-	cl, err := kafka.NewClient([]string{br.Addr()}, kgo.RecordDeliveryTimeout(time.Second), kgo.UnknownTopicRetries(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	sink := NewKafkaSink(cl, "no-such-topic")
+	kafkatest.Run(t, kafkaProduceFailures)
+}
+
+func kafkaProduceFailures(t *testing.T, kb *kafkatest.Broker) {
+	cl := kb.Client(t, kgo.RecordDeliveryTimeout(time.Second), kgo.UnknownTopicRetries(1))
+	sink := NewKafkaSink(cl, kb.Unique(t, "no-such-topic"))
 	st, err := newGen(t, Config{Seed: 1, Count: 200}).Run(context.Background(), sink)
 	if err == nil || st.Failed != 200 || sink.Acked() != 0 {
 		t.Fatalf("failed %d, acked %d, error %v", st.Failed, sink.Acked(), err)

@@ -1,7 +1,10 @@
 // Package kafka owns lambdarec's use of the event log: building franz-go
-// clients from the configuration, creating the `events` and `events.dlq`
-// topics, and writing rejected records to the dead-letter topic with the
-// reason and their source position in headers.
+// clients from the configuration — the one place where every role's TLS and
+// SASL settings (kafka.tls, kafka.sasl) become a connection, and where a
+// refused or mismatched connection is explained in terms of those keys, never
+// with a secret — creating the `events` and `events.dlq` topics, and writing
+// rejected records to the dead-letter topic with the reason and their source
+// position in headers.
 package kafka
 
 import (

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lambdarec/lambdarec/internal/kafka/kafkatest"
 	"github.com/lambdarec/lambdarec/schemas"
 )
 
@@ -39,44 +40,52 @@ func TestAccept(t *testing.T) {
 		{"protobuf single, named", "application/protobuf; messageType=lambdarec.v1.UserInteraction", func(t *testing.T) []byte { return protoEvent(t, evs[5]) }, evs[5:6]},
 		{"protobuf batch", batchContentType, func(t *testing.T) []byte { return protoBatch(t, evs) }, evs},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newTestEnv(t, nil)
-			want := tc.events
-			if want == nil { // decode the body the way a client means it
-				ev := new(schemas.UserInteraction)
-				if err := schemas.UnmarshalJSON(tc.body(t), ev); err != nil {
-					t.Fatal(err)
-				}
-				want = []*schemas.UserInteraction{ev}
-			}
-			wantAccepted(t, e.post(t, tc.contentType, tc.body(t)), len(want))
-			recs := e.records(t, len(want))
-			byID := map[string]*kgo.Record{}
-			for _, r := range recs {
-				var ev schemas.UserInteraction
-				if err := schemas.Decode(r.Value, &ev, testNow); err != nil {
-					t.Fatalf("record value does not decode: %v", err)
-				}
-				byID[ev.GetEventId()] = r
-			}
-			for _, w := range want {
-				r, ok := byID[w.GetEventId()]
-				if !ok {
-					t.Fatalf("event %s not in the topic", w.GetEventId())
-				}
-				if string(r.Key) != w.GetSessionId() {
-					t.Errorf("event %s keyed %q, want session_id %q", w.GetEventId(), r.Key, w.GetSessionId())
-				}
-				var got schemas.UserInteraction
-				if err := proto.Unmarshal(r.Value, &got); err != nil {
-					t.Fatal(err)
-				}
-				if !proto.Equal(&got, w) {
-					t.Errorf("event %s: got %v, want %v", w.GetEventId(), &got, w)
-				}
-			}
-		})
+	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				acceptCase(t, newTestEnvOn(t, kb, nil), tc.contentType, tc.body(t), tc.events)
+			})
+		}
+	})
+}
+
+// acceptCase posts body and checks that the topic holds exactly events (nil:
+// the body decoded as JSON).
+func acceptCase(t *testing.T, e *testEnv, contentType string, body []byte, events []*schemas.UserInteraction) {
+	t.Helper()
+	want := events
+	if want == nil { // decode the body the way a client means it
+		ev := new(schemas.UserInteraction)
+		if err := schemas.UnmarshalJSON(body, ev); err != nil {
+			t.Fatal(err)
+		}
+		want = []*schemas.UserInteraction{ev}
+	}
+	wantAccepted(t, e.post(t, contentType, body), len(want))
+	recs := e.records(t, len(want))
+	byID := map[string]*kgo.Record{}
+	for _, r := range recs {
+		var ev schemas.UserInteraction
+		if err := schemas.Decode(r.Value, &ev, testNow); err != nil {
+			t.Fatalf("record value does not decode: %v", err)
+		}
+		byID[ev.GetEventId()] = r
+	}
+	for _, w := range want {
+		r, ok := byID[w.GetEventId()]
+		if !ok {
+			t.Fatalf("event %s not in the topic", w.GetEventId())
+		}
+		if string(r.Key) != w.GetSessionId() {
+			t.Errorf("event %s keyed %q, want session_id %q", w.GetEventId(), r.Key, w.GetSessionId())
+		}
+		var got schemas.UserInteraction
+		if err := proto.Unmarshal(r.Value, &got); err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(&got, w) {
+			t.Errorf("event %s: got %v, want %v", w.GetEventId(), &got, w)
+		}
 	}
 }
 
@@ -84,7 +93,10 @@ func TestAccept(t *testing.T) {
 // with a 400 naming the field (and the index in a batch), and nothing reaches
 // the topic.
 func TestInvalidEventsProduceNothing(t *testing.T) {
-	e := newTestEnv(t, nil)
+	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) { invalidEventsProduceNothing(t, newTestEnvOn(t, kb, nil)) })
+}
+
+func invalidEventsProduceNothing(t *testing.T, e *testEnv) {
 	badQty := func() []*schemas.UserInteraction {
 		evs := testEvents(6)
 		evs[3] = testEvent(6) // an add_to_cart
@@ -251,7 +263,7 @@ func TestBrokerDown(t *testing.T) {
 		t.Fatalf("/readyz with the broker up: %d %s", r.status, r.body)
 	}
 
-	e.broker.Close()
+	e.broker.Cluster.Close()
 	start := time.Now()
 	r := e.post(t, "application/json", jsonArray(t, testEvents(3)))
 	elapsed := time.Since(start)
@@ -274,7 +286,13 @@ func TestBrokerDown(t *testing.T) {
 }
 
 func TestReadyNeedsTheTopic(t *testing.T) {
-	e := newTestEnv(t, nil)
+	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) { readyNeedsTheTopic(t, newTestEnvOn(t, kb, nil)) })
+}
+
+func readyNeedsTheTopic(t *testing.T, e *testEnv) {
+	if err := e.col.Ready(context.Background()); err != nil {
+		t.Fatalf("Ready with the topic: %v", err)
+	}
 	c, err := New(Config{Topic: "no-such-topic"}, Deps{Client: e.client})
 	if err != nil {
 		t.Fatal(err)
@@ -287,7 +305,10 @@ func TestReadyNeedsTheTopic(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	e := newTestEnv(t, nil)
+	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) { checkMetrics(t, newTestEnvOn(t, kb, nil)) })
+}
+
+func checkMetrics(t *testing.T, e *testEnv) {
 	wantAccepted(t, e.post(t, "application/json", jsonArray(t, testEvents(4))), 4)
 	wantAccepted(t, e.post(t, "application/x-protobuf", protoEvent(t, testEvent(9))), 1)
 	wantError(t, e.post(t, "text/plain", []byte("x")), http.StatusUnsupportedMediaType, CodeUnsupportedMediaType)
@@ -314,7 +335,7 @@ func TestNewChecksItsInputs(t *testing.T) {
 	if _, err := New(Config{Topic: testTopic, ProduceTimeout: -time.Second}, Deps{Client: e.client}); err == nil {
 		t.Error("negative produce timeout accepted")
 	}
-	leaderOnly, err := kgo.NewClient(kgo.SeedBrokers(e.broker.Addr()), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	leaderOnly, err := kgo.NewClient(kgo.SeedBrokers(e.broker.Brokers...), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,9 +17,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/lambdarec/lambdarec/internal/broker"
 	"github.com/lambdarec/lambdarec/internal/config"
-	"github.com/lambdarec/lambdarec/internal/kafka"
+	"github.com/lambdarec/lambdarec/internal/kafka/kafkatest"
 	"github.com/lambdarec/lambdarec/schemas"
 	"github.com/lambdarec/lambdarec/serving"
 )
@@ -103,28 +101,33 @@ func protoBatch(t testing.TB, evs []*schemas.UserInteraction) []byte {
 const batchContentType = "application/x-protobuf; messageType=lambdarec.v1.UserInteractionBatch"
 
 // testEnv is a collector mounted on a serving.Server, over real HTTP, in
-// front of an embedded broker over TCP.
+// front of a broker over TCP (kfake, or Apache Kafka: kafkatest), producing
+// to a topic of its own.
 type testEnv struct {
-	broker *broker.Broker
+	broker *kafkatest.Broker
+	topic  string
 	client *kgo.Client
 	col    *Collector
 	srv    *serving.Server
 	url    string // base URL of the HTTP server
 }
 
+// newTestEnv is a test environment on a fresh kfake broker.
 func newTestEnv(t testing.TB, mutate func(*Config)) *testEnv {
 	t.Helper()
-	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Topics: []string{testTopic, "events.dlq"}, Partitions: 3}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	cl, err := kafka.NewClient([]string{b.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	cfg := Config{Topic: testTopic, MaxBodyBytes: 64 << 10, MaxBatchEvents: 100, ProduceTimeout: 5 * time.Second}
+	return newTestEnvOn(t, kafkatest.Brokers()[0].Connect(t), mutate)
+}
+
+// newTestEnvOn is a test environment on broker kb with a new 3-partition
+// topic.
+func newTestEnvOn(t testing.TB, kb *kafkatest.Broker, mutate func(*Config)) *testEnv {
+	t.Helper()
+	topic := kb.Unique(t, testTopic)
+	kb.Topics(t, 3, topic)
+	cl := kb.Client(t)
+	// Generous: the first produce to a new topic of Apache Kafka on a loaded
+	// machine waits for its metadata and a producer id.
+	cfg := Config{Topic: topic, MaxBodyBytes: 64 << 10, MaxBatchEvents: 100, ProduceTimeout: 30 * time.Second}
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -142,7 +145,7 @@ func newTestEnv(t testing.TB, mutate func(*Config)) *testEnv {
 	srv.AddCheck(serving.Check{Name: "kafka", Func: col.Ready})
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	return &testEnv{broker: b, client: cl, col: col, srv: srv, url: hs.URL}
+	return &testEnv{broker: kb, topic: topic, client: cl, col: col, srv: srv, url: hs.URL}
 }
 
 type httpResult struct {
@@ -221,12 +224,7 @@ func (e *testEnv) records(t testing.TB, n int) []*kgo.Record {
 	if got := e.endOffsets(t); got != int64(n) {
 		t.Fatalf("topic holds %d records, want %d", got, n)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.broker.Addr()), kgo.ConsumeTopics(testTopic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := e.broker.Client(t, kgo.ConsumeTopics(e.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	var recs []*kgo.Record
 	for len(recs) < n {
 		fs := cl.PollFetches(ctx)
@@ -244,7 +242,7 @@ func (e *testEnv) endOffsets(t testing.TB) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	offs, err := kadm.NewClient(e.client).ListEndOffsets(ctx, testTopic)
+	offs, err := kadm.NewClient(e.client).ListEndOffsets(ctx, e.topic)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,4 @@
+package kafka
+
+// Password is password, for the external tests.
+var Password = password
