@@ -71,6 +71,10 @@ type Serve struct {
 	// ShutdownTimeout bounds how long a stopping server waits for in-flight
 	// requests. Default: 15s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Auth requires API keys (see auth.go). Default: off.
+	Auth ServeAuth `yaml:"auth"`
+	// TLS serves HTTPS (see auth.go). Default: plain HTTP.
+	TLS ServeTLS `yaml:"tls"`
 }
 
 // Iceberg says where the master dataset and the batch view live.
@@ -89,6 +93,9 @@ type Iceberg struct {
 	Namespace string `yaml:"namespace"`
 	// S3 configures s3:// warehouses; credentials come from the usual AWS chain.
 	S3 S3 `yaml:"s3"`
+	// REST holds the REST catalog's credentials and extra properties (see
+	// credentials.go).
+	REST IcebergREST `yaml:"rest"`
 }
 
 // S3 configures access to an S3-compatible object store.
@@ -172,6 +179,12 @@ type ClickHouse struct {
 	// KeepBatches is how many batch views are kept, the current one included.
 	// Default: 2.
 	KeepBatches int `yaml:"keep_batches"`
+	// Username, and the password from a file or an environment variable,
+	// override the DSN's credentials (see credentials.go). Default: the DSN's.
+	Username     string        `yaml:"username"`
+	PasswordFile string        `yaml:"password_file"`
+	PasswordEnv  string        `yaml:"password_env"`
+	TLS          ClickHouseTLS `yaml:"tls"`
 }
 
 // Log configures logging.
@@ -193,7 +206,7 @@ func Default() Config {
 			ProduceTimeout: 10 * time.Second,
 		},
 		Broker: Broker{Addr: "127.0.0.1:9092"},
-		Serve:  Serve{Addr: "127.0.0.1:8080", MaxBodyBytes: 1 << 20, MaxBatchEvents: 1000, ShutdownTimeout: 15 * time.Second},
+		Serve:  Serve{Addr: "127.0.0.1:8080", MaxBodyBytes: 1 << 20, MaxBatchEvents: 1000, ShutdownTimeout: 15 * time.Second, Auth: defaultServeAuth()},
 		Iceberg: Iceberg{
 			Catalog:    "sql",
 			CatalogURI: "file:lambdarec-data/catalog.db",
@@ -293,6 +306,8 @@ func (c *Config) Validate() error {
 	if c.Serve.ShutdownTimeout <= 0 {
 		bad("serve.shutdown_timeout", "must be positive")
 	}
+	errs = append(errs, validateServeSecurity(c.Serve)...)
+	errs = append(errs, validateConnections(c)...)
 	switch c.Iceberg.Catalog {
 	case "sql":
 		if c.Iceberg.SQLDialect != "sqlite" && c.Iceberg.SQLDialect != "postgres" {
