@@ -134,6 +134,9 @@ func newTestEnv(t testing.TB, mutate func(*Config)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if testGuard != nil {
+		srv.SetGuard(testGuard) // TestBadInputWithAuth
+	}
 	col, err := New(cfg, Deps{Client: cl, Registerer: srv.Registry(), Now: func() time.Time { return testNow }})
 	if err != nil {
 		t.Fatal(err)
