@@ -42,6 +42,9 @@ fi
 
 if answers; then
 	log "already running on 127.0.0.1:${port}"
+	if [ ! -s "$dir/auth.password" ] || [ ! -s "$dir/tls/server.crt" ]; then
+		log "warning: that server was started by an older clickhouse.sh (no user lambdarec_auth, no TLS port); the credential and TLS tests need them: stop it (kill \$(cat $dir/clickhouse-server.pid)) and run this again"
+	fi
 	echo "$dsn"
 	exit 0
 fi

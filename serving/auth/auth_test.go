@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -471,4 +472,36 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// FuzzParseKeys: any file parses or fails without panicking; a parsed file
+// finds each of its keys with the scopes of its line, and errors never
+// contain a line's first word (the key).
+func FuzzParseKeys(f *testing.F) {
+	f.Add(testKeysFile)
+	f.Add("secret-0123456789abcdef write\n")
+	f.Add("k-0123456789abcdef read,,admin # x\n\n#only\n")
+	f.Add("k-0123456789abcdef\tingest\r\nk-0123456789abcdeg read\r\n")
+	f.Add("first-key-0123456789 second-key-0123456789\n")
+	f.Fuzz(func(t *testing.T, file string) {
+		k, err := ParseKeys(strings.NewReader(file))
+		if err != nil {
+			// No word long enough to be a key shows in the error.
+			for _, w := range strings.FieldsFunc(file, func(r rune) bool { return unicode.IsSpace(r) || r == ',' }) {
+				if len(w) >= MinKeyLen && strings.Contains(err.Error(), w) {
+					t.Fatalf("error %q shows %q", err, w)
+				}
+			}
+			return
+		}
+		for _, line := range strings.Split(file, "\n") {
+			fs := strings.Fields(line)
+			if len(fs) < 2 || strings.HasPrefix(fs[0], "#") {
+				continue
+			}
+			if _, ok := k.Lookup(fs[0]); !ok {
+				t.Fatalf("key of line %q not found", line)
+			}
+		}
+	})
 }
