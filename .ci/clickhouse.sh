@@ -10,12 +10,19 @@
 # Environment:
 #   CLICKHOUSE_DIR   data, logs and config (default /tmp/lambdarec-clickhouse)
 #   CLICKHOUSE_PORT  native TCP port (default 9000); the HTTP port is PORT-877
-#                    (default 8123)
+#                    (default 8123), the TLS native port PORT+440 (default 9440)
+#
+# Besides "default" (no password), the server has the user lambdarec_auth with
+# the password in $CLICKHOUSE_DIR/auth.password, and serves the native protocol
+# over TLS with a self-signed certificate generated here, $CLICKHOUSE_DIR/tls/
+# server.crt (CN localhost, IP 127.0.0.1): the credential and TLS tests of the
+# serving store use them.
 set -euo pipefail
 
 dir="${CLICKHOUSE_DIR:-/tmp/lambdarec-clickhouse}"
 port="${CLICKHOUSE_PORT:-9000}"
 http_port=$((port - 877))
+tls_port=$((port + 440))
 dsn="clickhouse://127.0.0.1:${port}/default"
 
 log() { echo "clickhouse.sh: $*" >&2; }
@@ -35,11 +42,32 @@ fi
 
 if answers; then
 	log "already running on 127.0.0.1:${port}"
+	if [ ! -s "$dir/auth.password" ] || [ ! -s "$dir/tls/server.crt" ]; then
+		log "warning: that server was started by an older clickhouse.sh (no user lambdarec_auth, no TLS port); the credential and TLS tests need them: stop it (kill \$(cat $dir/clickhouse-server.pid)) and run this again"
+	fi
 	echo "$dsn"
 	exit 0
 fi
 
-mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/log"
+mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/log" "$dir/tls"
+
+# The password of lambdarec_auth, and a self-signed certificate for the TLS
+# port; both generated, never committed.
+if [ ! -s "$dir/auth.password" ]; then
+	head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$dir/auth.password"
+fi
+auth_password="$(cat "$dir/auth.password")"
+if [ ! -s "$dir/tls/server.crt" ]; then
+	if ! command -v openssl >/dev/null 2>&1; then
+		log "installing openssl"
+		sudo=""
+		if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+		$sudo apt-get install -y -qq openssl >&2
+	fi
+	openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=localhost" \
+		-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+		-keyout "$dir/tls/server.key" -out "$dir/tls/server.crt" >/dev/null 2>&1
+fi
 
 cat >"$dir/config.xml" <<EOF
 <?xml version="1.0"?>
@@ -54,6 +82,18 @@ cat >"$dir/config.xml" <<EOF
     <listen_host>127.0.0.1</listen_host>
     <tcp_port>$port</tcp_port>
     <http_port>$http_port</http_port>
+    <tcp_port_secure>$tls_port</tcp_port_secure>
+    <openSSL>
+        <server>
+            <certificateFile>$dir/tls/server.crt</certificateFile>
+            <privateKeyFile>$dir/tls/server.key</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
     <max_connections>1024</max_connections>
     <keep_alive_timeout>3</keep_alive_timeout>
     <max_concurrent_queries>100</max_concurrent_queries>
@@ -94,6 +134,15 @@ cat >"$dir/users.xml" <<EOF
             <profile>default</profile>
             <quota>default</quota>
         </default>
+        <lambdarec_auth>
+            <password>$auth_password</password>
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </lambdarec_auth>
     </users>
     <quotas>
         <default>

@@ -94,6 +94,9 @@ func newFixture(t testing.TB, st store.Store, cfg APIConfig, sources ...StatusSo
 	if err != nil {
 		t.Fatal(err)
 	}
+	if testGuard != nil {
+		srv.SetGuard(testGuard)
+	}
 	a, err := NewAPI(cfg, APIDeps{Store: st, Now: func() time.Time { return testNow }, StatusSources: sources})
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ package serving
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,6 +70,17 @@ type Server struct {
 	draining atomic.Bool
 	metrics  *httpMetrics
 	conns    atomic.Pointer[connLimiter] // of the running Serve
+	guard    Guard                       // set by SetGuard; nil: every endpoint open
+	tls      *tls.Config                 // set by SetTLS; nil: plain HTTP
+}
+
+// Guard decides who may call an endpoint (serving/auth implements it with
+// API keys). Authorize runs after routing, so r.Pattern names the route; it
+// returns true to let r through, or answers r itself (401, 403) and returns
+// false. A Guard with a Run(ctx) error method is run alongside the server,
+// for example to reload its keys.
+type Guard interface {
+	Authorize(w http.ResponseWriter, r *http.Request) bool
 }
 
 // NewServer returns a server for cfg with /healthz, /readyz and /metrics
@@ -113,9 +125,9 @@ func NewServer(cfg config.Serve, deps Deps) (*Server, error) {
 	if err := s.registerConnMetrics(); err != nil {
 		return nil, err
 	}
-	s.mux.HandleFunc("GET /healthz", s.healthz)
-	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{
+	s.Handle("GET /healthz", http.HandlerFunc(s.healthz))
+	s.Handle("GET /readyz", http.HandlerFunc(s.readyz))
+	s.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{
 		Registry:          s.reg,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		EnableOpenMetrics: true,
@@ -127,7 +139,21 @@ func NewServer(cfg config.Serve, deps Deps) (*Server, error) {
 // "/v1/events" or "GET /v1/items/{item_id}/similar"). Requests that match no
 // pattern, or match one only by path, get JSON 404 and 405 errors. Handle
 // panics on a conflicting pattern, like http.ServeMux.Handle.
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if g := s.guard; g != nil && !g.Authorize(w, r) {
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+}
+
+// SetGuard puts every endpoint, mounted before or after, behind g. Call it
+// before Run.
+func (s *Server) SetGuard(g Guard) { s.guard = g }
+
+// SetTLS serves HTTPS with c instead of plain HTTP. Call it before Run.
+func (s *Server) SetTLS(c *tls.Config) { s.tls = c }
 
 // AddCheck adds a readiness check. Call it before Run.
 func (s *Server) AddCheck(c Check) { s.checks = append(s.checks, c) }
@@ -161,9 +187,23 @@ func (s *Server) Run(ctx context.Context) error {
 // it are closed. It returns nil after a clean shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	addr := ln.Addr().String()
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls)
+	}
 	lim := newConnLimiter(ln, s.cfg.MaxConnections)
 	s.conns.Store(lim)
 	ln = lim
+	if r, ok := s.guard.(interface{ Run(context.Context) error }); ok {
+		gctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := r.Run(gctx); err != nil {
+				s.log.Error("http guard stopped", "err", err)
+			}
+		}()
+		defer func() { stop(); <-done }()
+	}
 	hs := &http.Server{
 		ConnState:         lim.connState,
 		Handler:           s.Handler(),
@@ -175,7 +215,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	s.log.Info("http server listening", "addr", addr)
+	s.log.Info("http server listening", "addr", addr, "tls", s.tls != nil, "auth", s.guard != nil)
 
 	select {
 	case err := <-errc:

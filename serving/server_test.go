@@ -38,7 +38,11 @@ type response struct {
 func do(t *testing.T, h http.Handler, method, path string) response {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+	req := httptest.NewRequest(method, path, nil)
+	for k, v := range testRequestHeader {
+		req.Header[k] = v
+	}
+	h.ServeHTTP(rec, req)
 	return response{rec.Code, rec.Header(), rec.Body.String()}
 }
 

@@ -216,14 +216,19 @@ func printDevBanner(e *env, cfg config.Config, o devOptions) {
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
-	base := "http://" + net.JoinHostPort(host, port)
+	scheme := "http://"
+	if cfg.Serve.TLS.Enabled() {
+		scheme = "https://"
+	}
+	base := scheme + net.JoinHostPort(host, port)
 	fmt.Fprintf(e.stdout, `lambdarec dev is running (Ctrl-C stops it; data in %s)
   API:      %s   (OpenAPI at %s/openapi.json, status at %s/v1/status)
   Kafka:    %s   (topics %s, %s)
   batch:    every %s; generator: %s events/s
+  auth:     %s
 
 try:
   curl '%s/v1/recommendations?user_id=u000001&session_id=my-session&k=5'
 `, o.dataDir, base, base, base, cfg.Broker.Addr, cfg.Kafka.Topic, cfg.Kafka.DLQTopic, o.batchEvery,
-		strconv.FormatFloat(o.rate, 'f', -1, 64), base)
+		strconv.FormatFloat(o.rate, 'f', -1, 64), authHint(cfg.Serve), base)
 }

@@ -107,6 +107,9 @@ func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lak
 		cl.Close()
 	}
 	srv, err = serving.NewServer(cfg.Serve, serving.Deps{Log: log.With("component", "http"), Registry: o.registry})
+	if err == nil {
+		err = secureServer(cfg.Serve, log, srv)
+	}
 	if err != nil {
 		closeFn()
 		return nil, nil, err

@@ -94,6 +94,10 @@ type Serve struct {
 	// WriteTimeout bounds a request from the end of its headers to the end
 	// of its answer. Default: 30s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// Auth requires API keys (see auth.go). Default: off.
+	Auth ServeAuth `yaml:"auth"`
+	// TLS serves HTTPS (see auth.go). Default: plain HTTP.
+	TLS ServeTLS `yaml:"tls"`
 }
 
 // Iceberg says where the master dataset and the batch view live.
@@ -112,6 +116,9 @@ type Iceberg struct {
 	Namespace string `yaml:"namespace"`
 	// S3 configures s3:// warehouses; credentials come from the usual AWS chain.
 	S3 S3 `yaml:"s3"`
+	// REST holds the REST catalog's credentials and extra properties (see
+	// credentials.go).
+	REST IcebergREST `yaml:"rest"`
 }
 
 // S3 configures access to an S3-compatible object store.
@@ -198,6 +205,12 @@ type ClickHouse struct {
 	// KeepBatches is how many batch views are kept, the current one included.
 	// Default: 2.
 	KeepBatches int `yaml:"keep_batches"`
+	// Username, and the password from a file or an environment variable,
+	// override the DSN's credentials (see credentials.go). Default: the DSN's.
+	Username     string        `yaml:"username"`
+	PasswordFile string        `yaml:"password_file"`
+	PasswordEnv  string        `yaml:"password_env"`
+	TLS          ClickHouseTLS `yaml:"tls"`
 }
 
 // Log configures logging.
@@ -221,7 +234,8 @@ func Default() Config {
 		Broker: Broker{Addr: "127.0.0.1:9092"},
 		Serve: Serve{Addr: "127.0.0.1:8080", MaxBodyBytes: 1 << 20, MaxBatchEvents: 1000, ShutdownTimeout: 15 * time.Second,
 			MaxInflightBytes: DefaultMaxInflightBytes, MaxInflightRequests: DefaultMaxInflightRequests,
-			MaxConnections: DefaultMaxConnections, ReadTimeout: DefaultReadTimeout, WriteTimeout: DefaultWriteTimeout},
+			MaxConnections: DefaultMaxConnections, ReadTimeout: DefaultReadTimeout, WriteTimeout: DefaultWriteTimeout,
+			Auth: defaultServeAuth()},
 		Iceberg: Iceberg{
 			Catalog:    "sql",
 			CatalogURI: "file:lambdarec-data/catalog.db",
@@ -327,6 +341,8 @@ func (c *Config) Validate() error {
 	if c.Serve.ShutdownTimeout <= 0 {
 		bad("serve.shutdown_timeout", "must be positive")
 	}
+	errs = append(errs, validateServeSecurity(c.Serve)...)
+	errs = append(errs, validateConnections(c)...)
 	switch c.Iceberg.Catalog {
 	case "sql":
 		if c.Iceberg.SQLDialect != "sqlite" && c.Iceberg.SQLDialect != "postgres" {

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/url"
 	"os"
@@ -116,9 +117,14 @@ func Open(ctx context.Context, cfg config.Iceberg, log *slog.Logger) (*Lakehouse
 		l.cat = cat
 		l.closers = append(l.closers, cat.Close, db.Close)
 	case "rest":
-		props["type"] = "rest"
-		props["uri"] = cfg.CatalogURI
-		cat, err := catalog.Load(ctx, catalogName, props)
+		rp, err := restProps(cfg.REST)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(rp, props)
+		rp["type"] = "rest"
+		rp["uri"] = cfg.CatalogURI
+		cat, err := catalog.Load(ctx, catalogName, rp)
 		if err != nil {
 			return nil, fmt.Errorf("open rest catalog %s: %w", cfg.CatalogURI, err)
 		}

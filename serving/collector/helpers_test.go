@@ -137,6 +137,9 @@ func newTestEnvOn(t testing.TB, kb *kafkatest.Broker, mutate func(*Config)) *tes
 	if err != nil {
 		t.Fatal(err)
 	}
+	if testGuard != nil {
+		srv.SetGuard(testGuard) // TestBadInputWithAuth
+	}
 	col, err := New(cfg, Deps{Client: cl, Registerer: srv.Registry(), Now: func() time.Time { return testNow }})
 	if err != nil {
 		t.Fatal(err)

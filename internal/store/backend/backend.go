@@ -22,11 +22,22 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store
 		return store.NewMemory(), nil
 	case "clickhouse":
 		c := cfg.ClickHouse
+		password, err := config.ReadSecret(c.PasswordFile, c.PasswordEnv)
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse password: %w", err)
+		}
+		tlsCfg, err := clickhouseTLS(c.TLS)
+		if err != nil {
+			return nil, err
+		}
 		s, err := clickhouse.New(ctx, clickhouse.Config{
 			DSN:             c.DSN,
 			CacheEntries:    c.CacheEntries,
 			RefreshInterval: c.RefreshInterval,
 			KeepBatches:     c.KeepBatches,
+			Username:        c.Username,
+			Password:        password,
+			TLS:             tlsCfg,
 		}, log)
 		if err != nil {
 			return nil, fmt.Errorf("open serving store: %w", err)
