@@ -374,7 +374,9 @@ const EnvPrefix = "LAMBDAREC_"
 const EnvConfigFile = "LAMBDAREC_CONFIG"
 
 // ApplyEnv sets the keys named by the LAMBDAREC_… entries of environ.
-// A variable that names no key is an error, like an unknown YAML key.
+// A variable that names no key is an error, like an unknown YAML key, unless
+// it is one lambdarec's environment rule ignores (env.go): test-harness
+// variables and the service links Kubernetes injects.
 func ApplyEnv(cfg *Config, environ []string) error {
 	keys := map[string]reflect.Value{}
 	collect(reflect.ValueOf(cfg).Elem(), "", keys)
@@ -387,7 +389,9 @@ func ApplyEnv(cfg *Config, environ []string) error {
 		key := strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
 		f, ok := keys[key]
 		if !ok {
-			errs = append(errs, fmt.Errorf("%s: names no configuration key", name))
+			if !ignoredEnv(name, val) {
+				errs = append(errs, unknownEnv(name, keys))
+			}
 			continue
 		}
 		if err := setString(f, val); err != nil {
