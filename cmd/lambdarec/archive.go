@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/lambdarec/lambdarec/batch/archive"
+	"github.com/lambdarec/lambdarec/internal/buildinfo"
 	"github.com/lambdarec/lambdarec/internal/config"
 )
 
@@ -31,7 +32,7 @@ func init() {
 			return func(ctx context.Context, e *env) error {
 				log := e.log.With("component", "archive")
 				reg := prometheus.NewRegistry()
-				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector())
 				a, err := archive.New(e.cfg, archive.Deps{Log: log, Registerer: reg})
 				if err != nil {
 					return err
