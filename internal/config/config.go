@@ -381,6 +381,7 @@ func ApplyEnv(cfg *Config, environ []string) error {
 	keys := map[string]reflect.Value{}
 	collect(reflect.ValueOf(cfg).Elem(), "", keys)
 	var errs []error
+	var unknown []string
 	for _, kv := range environ {
 		name, val, ok := strings.Cut(kv, "=")
 		if !ok || !strings.HasPrefix(name, EnvPrefix) || name == EnvConfigFile {
@@ -390,12 +391,20 @@ func ApplyEnv(cfg *Config, environ []string) error {
 		f, ok := keys[key]
 		if !ok {
 			if !ignoredEnv(name, val) {
-				errs = append(errs, unknownEnv(name, keys))
+				unknown = append(unknown, name)
 			}
 			continue
 		}
 		if err := setString(f, val); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	// Checked once every key is set: a …_env key may name a LAMBDAREC_
+	// variable that holds a secret.
+	named := namedByEnvKeys(keys)
+	for _, name := range unknown {
+		if !named[name] {
+			errs = append(errs, unknownEnv(name, keys))
 		}
 	}
 	return errors.Join(errs...)

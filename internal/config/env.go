@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -25,6 +26,8 @@ import (
 //     kubelet gives them (an IP address, a port number, tcp://IP:port, a
 //     protocol name): LAMBDAREC_SERVE_PORT=8081, a user's guess at a key, is
 //     still an error;
+//   - a variable that a …_env key names (kafka.sasl.password_env, say): it
+//     holds a secret that key points to, not a configuration value;
 //   - anything else is an error, like an unknown YAML key: it is most likely
 //     a typo, and a typo silently ignored is a setting silently not applied.
 //     The error suggests the nearest key.
@@ -120,4 +123,16 @@ func unknownEnv[V any](name string, keys map[string]V) error {
 		return fmt.Errorf("%s: names no configuration key (did you mean %s?)", name, near)
 	}
 	return fmt.Errorf("%s: names no configuration key", name)
+}
+
+// namedByEnvKeys returns the variables that string keys ending in _env name
+// (the password_env, token_env … keys pointing at secrets).
+func namedByEnvKeys(keys map[string]reflect.Value) map[string]bool {
+	named := map[string]bool{}
+	for k, v := range keys {
+		if strings.HasSuffix(k, "_env") && v.Kind() == reflect.String && v.String() != "" {
+			named[v.String()] = true
+		}
+	}
+	return named
 }

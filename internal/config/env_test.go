@@ -1,6 +1,7 @@
 package config
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -85,4 +86,24 @@ func TestServiceLinkShapes(t *testing.T) {
 	f("X_PORT_5_TCP_PORT=five", false)
 	f("X_PORT_5_HTTP=tcp://1.2.3.4:5", false)
 	f("X_ADDR=1.2.3.4", false)
+}
+
+func TestNamedByEnvKeys(t *testing.T) {
+	var c struct {
+		Kafka struct {
+			SASL struct {
+				PasswordEnv string `yaml:"password_env"`
+				Username    string `yaml:"username"`
+			} `yaml:"sasl"`
+		} `yaml:"kafka"`
+		TokenEnv string `yaml:"token_env"`
+	}
+	c.Kafka.SASL.PasswordEnv = "LAMBDAREC_KAFKA_PASSWORD"
+	c.Kafka.SASL.Username = "LAMBDAREC_NOT_A_POINTER"
+	keys := map[string]reflect.Value{}
+	collect(reflect.ValueOf(&c).Elem(), "", keys)
+	got := namedByEnvKeys(keys)
+	if !got["LAMBDAREC_KAFKA_PASSWORD"] || got["LAMBDAREC_NOT_A_POINTER"] || got[""] || len(got) != 1 {
+		t.Errorf("namedByEnvKeys = %v, want only LAMBDAREC_KAFKA_PASSWORD", got)
+	}
 }
