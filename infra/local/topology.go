@@ -503,15 +503,3 @@ func (t *Topology) LogTail(name string, n int64) string {
 	b, _ := io.ReadAll(f)
 	return string(b)
 }
-
-// RepoRoot returns the repository root (where go.mod is) above dir.
-func RepoRoot(dir string) (string, error) {
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil && !strings.HasSuffix(d, "tools") {
-			return d, nil
-		}
-		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("no go.mod above %s", dir)
-		}
-	}
-}
