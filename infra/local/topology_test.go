@@ -226,6 +226,21 @@ func TestRollingRestarts(t *testing.T) {
 		}
 	}
 
+	// Every role carries its build on /metrics.
+	for _, u := range []string{ServeURLs[0] + "/metrics", ServeURLs[1] + "/metrics", "http://127.0.0.1:19465/metrics",
+		"http://127.0.0.1:19466/metrics", "http://127.0.0.1:19467/metrics"} {
+		resp, err := client.Get(u)
+		if err != nil {
+			t.Errorf("%s: %v", u, err)
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), "lambdarec_build_info{") {
+			t.Errorf("%s: no lambdarec_build_info", u)
+		}
+	}
+
 	// The figures the issue asks for.
 	var b strings.Builder
 	fmt.Fprintf(&b, "rolling restarts: kafka %s; topology up in %s; wall time %s\n", kafka, started.Round(time.Millisecond), time.Since(began).Round(time.Second))
