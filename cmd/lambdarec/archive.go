@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lambdarec/lambdarec/batch/archive"
+	"github.com/lambdarec/lambdarec/internal/buildinfo"
 	"github.com/lambdarec/lambdarec/internal/config"
 	"github.com/lambdarec/lambdarec/internal/kafka"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
@@ -36,7 +37,7 @@ func init() {
 			return func(ctx context.Context, e *env) error {
 				log := e.log.With("component", "archive")
 				reg := prometheus.NewRegistry()
-				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector())
 				lake, err := lakehouse.Open(ctx, e.cfg.Iceberg, e.log.With("component", "lakehouse"))
 				if err != nil {
 					return err

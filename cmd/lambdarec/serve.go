@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lambdarec/lambdarec/batch"
+	"github.com/lambdarec/lambdarec/internal/buildinfo"
 	"github.com/lambdarec/lambdarec/internal/config"
 	"github.com/lambdarec/lambdarec/internal/kafka"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
@@ -113,6 +115,10 @@ func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lak
 	if err != nil {
 		closeFn()
 		return nil, nil, err
+	}
+	if err := srv.Registry().Register(buildinfo.Collector()); err != nil {
+		closeFn()
+		return nil, nil, fmt.Errorf("register build info: %w", err)
 	}
 	col, err := collector.New(collector.Config{
 		Topic:               cfg.Kafka.Topic,

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/lambdarec/lambdarec/batch"
+	"github.com/lambdarec/lambdarec/internal/buildinfo"
 	"github.com/lambdarec/lambdarec/internal/config"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
 	"github.com/lambdarec/lambdarec/internal/store/backend"
@@ -40,7 +41,7 @@ func init() {
 				}
 				defer lake.Close()
 				reg := prometheus.NewRegistry()
-				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector())
 				sc := speed.FromConfig(&e.cfg)
 				sc.Params = &e.cfg.Model
 				layer, err := speed.New(sc, speed.Deps{

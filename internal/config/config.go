@@ -425,29 +425,38 @@ const EnvPrefix = "LAMBDAREC_"
 // EnvConfigFile names the configuration file when --config is not given.
 const EnvConfigFile = "LAMBDAREC_CONFIG"
 
-// EnvTestPrefix starts the variables of the test suites (LAMBDAREC_TEST_KAFKA
-// and its kin, set by infra/kafka/kafka.sh env); they name no key.
-const EnvTestPrefix = "LAMBDAREC_TEST_"
-
 // ApplyEnv sets the keys named by the LAMBDAREC_… entries of environ.
-// A variable that names no key is an error, like an unknown YAML key.
+// A variable that names no key is an error, like an unknown YAML key, unless
+// it is one lambdarec's environment rule ignores (env.go): test-harness
+// variables and the service links Kubernetes injects.
 func ApplyEnv(cfg *Config, environ []string) error {
 	keys := map[string]reflect.Value{}
 	collect(reflect.ValueOf(cfg).Elem(), "", keys)
 	var errs []error
+	var unknown []string
 	for _, kv := range environ {
 		name, val, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(name, EnvPrefix) || name == EnvConfigFile || strings.HasPrefix(name, EnvTestPrefix) {
+		if !ok || !strings.HasPrefix(name, EnvPrefix) || name == EnvConfigFile {
 			continue
 		}
 		key := strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
 		f, ok := keys[key]
 		if !ok {
-			errs = append(errs, fmt.Errorf("%s: names no configuration key", name))
+			if !ignoredEnv(name, val) {
+				unknown = append(unknown, name)
+			}
 			continue
 		}
 		if err := setString(f, val); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	// Checked once every key is set: a …_env key may name a LAMBDAREC_
+	// variable that holds a secret.
+	named := namedByEnvKeys(keys)
+	for _, name := range unknown {
+		if !named[name] {
+			errs = append(errs, unknownEnv(name, keys))
 		}
 	}
 	return errors.Join(errs...)
