@@ -137,7 +137,8 @@ func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lak
 		return nil, nil, err
 	}
 	srv.Handle("/v1/events", col)
-	srv.AddCheck(serving.Check{Name: "kafka", Func: col.Ready})
+	sec := kafka.SecurityOf(cfg.Kafka)
+	srv.AddCheck(serving.Check{Name: "kafka", Func: func(ctx context.Context) error { return kafka.Explain(col.Ready(ctx), sec) }})
 	adm := kadm.NewClient(cl)
 	if o.batchInterval <= 0 {
 		o.batchInterval = cronInterval(cfg.Batch.Cron)

@@ -247,3 +247,38 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal("without a client certificate: no error")
 	}
 }
+
+// TestEveryPasswordMechanism: PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 log in
+// to a kfake cluster that knows a user for each, with the password from a
+// file and from a variable.
+func TestEveryPasswordMechanism(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0), kfake.EnableSASL(),
+		kfake.Superuser(config.SASLPlain, "plain-user", "plain-pass"),
+		kfake.Superuser(config.SASLScramSHA256, "scram256-user", "scram256-pass"),
+		kfake.Superuser(config.SASLScramSHA512, "scram512-user", "scram512-pass"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, m := range []struct{ mech, user, pass string }{
+		{config.SASLPlain, "plain-user", "plain-pass"},
+		{config.SASLScramSHA256, "scram256-user", "scram256-pass"},
+		{config.SASLScramSHA512, "scram512-user", "scram512-pass"},
+	} {
+		t.Run(m.mech, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "password")
+			if err := os.WriteFile(file, []byte(m.pass+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("LAMBDAREC_TEST_MECH_PASSWORD", m.pass)
+			for _, s := range []config.KafkaSASL{
+				{Mechanism: m.mech, Username: m.user, PasswordFile: file},
+				{Mechanism: m.mech, Username: m.user, PasswordEnv: "LAMBDAREC_TEST_MECH_PASSWORD"},
+			} {
+				if err := metadata(t, c.ListenAddrs(), kafka.Security{SASL: s}); err != nil {
+					t.Fatalf("%s with %+v: %v", m.mech, s, err)
+				}
+			}
+		})
+	}
+}
