@@ -2,8 +2,10 @@
 // catalog and warehouse the configuration names (SQL catalog on SQLite or
 // PostgreSQL, REST, Glue; file:// or s3:// warehouses), creating the
 // namespace and tables, committing with retries on conflicts, the Kafka
-// offsets kept in snapshot summaries (the batch/speed boundary), and scanning
-// pinned snapshots as streams of Arrow record batches.
+// offsets kept in snapshot summaries (the batch/speed boundary) and carried
+// onto every snapshot lambdarec writes (carry.go), the pins that keep a
+// snapshot from expiry while a batch reads it (pins.go), and scanning pinned
+// snapshots as streams of Arrow record batches.
 //
 // It is named lakehouse, not iceberg, so that it does not shadow iceberg-go.
 package lakehouse

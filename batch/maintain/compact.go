@@ -1,0 +1,184 @@
+package maintain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/table"
+	"github.com/apache/iceberg-go/table/compaction"
+
+	"github.com/lambdarec/lambdarec/internal/lakehouse"
+)
+
+// compact bin-packs the small data files of each partition of table name.
+func (m *Maintainer) compact(ctx context.Context, name string, tr *TableReport) error {
+	tbl, err := m.cfg.Lake.LoadTable(ctx, name)
+	if err != nil || tbl.CurrentSnapshot() == nil {
+		return err
+	}
+	tasks, err := tbl.Scan(table.WithSnapshotID(tbl.CurrentSnapshot().SnapshotID)).PlanFiles(ctx)
+	if err != nil {
+		return fmt.Errorf("plan files: %w", err)
+	}
+	target := m.cfg.Maintenance.TargetFileSize
+	cc := compaction.DefaultConfig()
+	cc.TargetFileSizeBytes = target
+	cc.MinFileSizeBytes = target * 3 / 4
+	cc.MaxFileSizeBytes = target * 9 / 5
+	cc.MinInputFiles = 2
+	plan, err := cc.PlanCompaction(tasks)
+	if err != nil {
+		return err
+	}
+	if len(plan.Groups) == 0 {
+		return nil
+	}
+	var results []table.CompactionGroupResult
+	for _, g := range plan.Groups {
+		gr, err := compactGroup(ctx, tbl, g, target)
+		if err != nil {
+			return fmt.Errorf("compact partition %s: %w", g.PartitionKey, err)
+		}
+		if len(gr.OldDataFiles) > 0 {
+			results = append(results, gr)
+		}
+	}
+	if len(results) == 0 {
+		return nil
+	}
+	// The files are written once; a commit that loses a race with the
+	// archive is rebuilt on the reloaded table with its carried properties.
+	_, err = m.cfg.Lake.Commit(ctx, tbl, func(ctx context.Context, cur *table.Table) (*table.Transaction, error) {
+		txn := cur.NewTransaction()
+		rw := txn.NewRewrite(lakehouse.WithCarried(cur, iceberg.Properties{OperationProperty: "compaction"}))
+		for _, gr := range results {
+			rw.ApplyResult(gr)
+		}
+		if err := rw.Commit(ctx); err != nil {
+			return nil, err
+		}
+		return txn, nil
+	}, commitOpts)
+	if err != nil {
+		m.removeFiles(ctx, tbl, results)
+		return err
+	}
+	for _, gr := range results {
+		tr.CompactedFiles += len(gr.OldDataFiles)
+		tr.CompactedInto += len(gr.NewDataFiles)
+	}
+	return nil
+}
+
+// removeFiles deletes the files a compaction wrote but could not commit
+// (best effort: orphan cleanup deletes what is left later).
+func (m *Maintainer) removeFiles(ctx context.Context, tbl *table.Table, results []table.CompactionGroupResult) {
+	fs, err := tbl.FS(ctx)
+	if err != nil {
+		return
+	}
+	for _, gr := range results {
+		for _, df := range gr.NewDataFiles {
+			if err := fs.Remove(df.FilePath()); err != nil {
+				m.log.Debug("remove uncommitted compaction output", "file", df.FilePath(), "err", err)
+			}
+		}
+	}
+}
+
+// manifests merges the manifests of the current snapshot. RewriteManifests
+// takes no summary properties, so an empty append that carries them follows
+// in the same commit.
+func (m *Maintainer) manifests(ctx context.Context, name string, tr *TableReport) error {
+	tbl, err := m.cfg.Lake.LoadTable(ctx, name)
+	if err != nil || tbl.CurrentSnapshot() == nil {
+		return err
+	}
+	fs, err := tbl.FS(ctx)
+	if err != nil {
+		return err
+	}
+	mans, err := tbl.CurrentSnapshot().Manifests(fs)
+	if err != nil {
+		return fmt.Errorf("list manifests: %w", err)
+	}
+	if len(mans) < 2 {
+		return nil
+	}
+	var res *table.RewriteManifestsResult
+	_, err = m.cfg.Lake.Commit(ctx, tbl, func(ctx context.Context, cur *table.Table) (*table.Transaction, error) {
+		txn := cur.NewTransaction()
+		r, err := txn.RewriteManifests(ctx)
+		if err != nil {
+			return nil, err
+		}
+		res = r
+		if r.IsNoOp() {
+			return txn, nil // commits nothing
+		}
+		props := lakehouse.WithCarried(cur, iceberg.Properties{OperationProperty: "manifests"})
+		if err := txn.AddFiles(ctx, nil, props, false); err != nil {
+			return nil, err
+		}
+		return txn, nil
+	}, commitOpts)
+	if err != nil {
+		return err
+	}
+	if res != nil && !res.IsNoOp() {
+		tr.ManifestsRewritten = len(res.RewrittenManifests)
+		tr.ManifestsAdded = len(res.AddedManifests)
+	}
+	return nil
+}
+
+// compactGroup reads the files of one compaction group and writes them as
+// files of about target bytes. It does what iceberg-go's
+// ExecuteCompactionGroup does, which cannot be used on events: its scan types
+// the map columns' values as nullable where the table says required, and its
+// writer then rejects the batches (see lakehouse.Conform). events has no
+// delete files, so there are none to carry over.
+func compactGroup(ctx context.Context, tbl *table.Table, g compaction.Group, target int64) (table.CompactionGroupResult, error) {
+	gr := table.CompactionGroupResult{PartitionKey: g.PartitionKey, BytesBefore: g.TotalSizeBytes}
+	sc, err := lakehouse.ArrowSchema(tbl)
+	if err != nil {
+		return gr, err
+	}
+	_, recs, err := tbl.Scan(table.WithMaxConcurrency(2)).ReadTasks(ctx, g.Tasks)
+	if err != nil {
+		return gr, fmt.Errorf("read partition %s: %w", g.PartitionKey, err)
+	}
+	var convErr error
+	conformed := func(yield func(arrow.RecordBatch, error) bool) {
+		for rec, err := range recs {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			out, err := lakehouse.Conform(rec, sc)
+			rec.Release()
+			if err != nil {
+				convErr = err
+				yield(nil, err)
+				return
+			}
+			if !yield(out, nil) {
+				return
+			}
+		}
+	}
+	for df, err := range table.WriteRecords(ctx, tbl, sc, conformed, table.WithClusteredWrite(), table.WithTargetFileSize(target)) {
+		if err != nil {
+			return gr, fmt.Errorf("write partition %s: %w", g.PartitionKey, errors.Join(err, convErr))
+		}
+		gr.NewDataFiles = append(gr.NewDataFiles, df)
+		gr.BytesAfter += df.FileSizeBytes()
+	}
+	for _, t := range g.Tasks {
+		gr.OldDataFiles = append(gr.OldDataFiles, t.File)
+	}
+	return gr, nil
+}
