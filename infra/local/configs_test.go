@@ -12,7 +12,7 @@ import (
 // environment the Kubernetes workloads set, as every role does at start.
 func TestShippedConfigs(t *testing.T) {
 	files, _ := filepath.Glob("*.yml")
-	files = append(files, "../k8s/base/lambdarec.yml", "../k8s/overlays/dev/lambdarec.yml")
+	files = append(files, "../k8s/base/lambdarec.yml", "../k8s/overlays/dev/lambdarec.yml", "../k8s/overlays/production/lambdarec.yml")
 	if len(files) < 8 {
 		t.Fatalf("only %d files: %v", len(files), files)
 	}
