@@ -211,6 +211,20 @@ func TestBrokerLosesItsData(t *testing.T) {
 	if len(faults) != parts || regressions != parts {
 		t.Fatalf("archive status with %d offset faults and %d down offset_regression faults, want %d of each: %+v", len(faults), regressions, parts, st)
 	}
+	// The speed layer's own stopped partitions reach its status too.
+	sst, err := layerstatus.SpeedLayer(layer, sc.Group).Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	speedDown := 0
+	for _, f := range sst.Faults {
+		if f.Code == layerstatus.FaultOffsetRegression && f.State == serving.StateDown {
+			speedDown++
+		}
+	}
+	if speedDown == 0 || speedDown != len(layer.Faults()) {
+		t.Fatalf("speed status has %d down offset_regression faults, the layer %d stopped partitions: %+v", speedDown, len(layer.Faults()), sst)
+	}
 
 	// Bounded, loud logs: one ERROR per stopped partition and minute, no
 	// line per fetch error, and never a silent "already archived" skip.

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/lambdarec/lambdarec/batch"
+	"github.com/lambdarec/lambdarec/internal/kafka"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
 	"github.com/lambdarec/lambdarec/serving"
 	"github.com/lambdarec/lambdarec/speed"
@@ -108,13 +109,7 @@ func Archive(lake *lakehouse.Lakehouse, adm *kadm.Client, topic string) serving.
 		if err != nil {
 			return st, err
 		}
-		for _, f := range faults {
-			// Offset regression: the archiver stops the partition.
-			st.Faults = append(st.Faults, serving.Fault{Code: FaultOffsetRegression, State: serving.StateDown,
-				Message: "offset regression on " + f.String(),
-				Details: map[string]any{"topic": f.Topic, "partition": f.Partition, "reason": f.Reason,
-					"stored_offset": f.StoredOffset, "broker_start_offset": f.BrokerStartOffset, "broker_end_offset": f.BrokerEndOffset}})
-		}
+		st.Faults = append(st.Faults, regressionFaults(faults)...)
 		if len(faults) > 0 {
 			st.Details["offset_faults"] = faults
 		}
@@ -123,9 +118,23 @@ func Archive(lake *lakehouse.Lakehouse, adm *kadm.Client, topic string) serving.
 	})
 }
 
-// FaultOffsetRegression is the fault of a partition whose Kafka log no
-// longer continues the offsets the events table holds.
-const FaultOffsetRegression = "offset_regression"
+// FaultOffsetRegression is serving's code for a partition whose Kafka log
+// no longer continues the offsets a layer holds.
+const FaultOffsetRegression = serving.FaultOffsetRegression
+
+// regressionFaults are the status faults of partitions a layer stopped
+// because their log no longer continues its offsets: each makes the layer
+// down and names topic, partition, stored and broker offsets.
+func regressionFaults(faults []kafka.LogFault) []serving.Fault {
+	var out []serving.Fault
+	for _, f := range faults {
+		out = append(out, serving.Fault{Code: FaultOffsetRegression, State: serving.StateDown,
+			Message: "offset regression on " + f.String(),
+			Details: map[string]any{"topic": f.Topic, "partition": f.Partition, "reason": f.Reason,
+				"stored_offset": f.StoredOffset, "broker_start_offset": f.BrokerStartOffset, "broker_end_offset": f.BrokerEndOffset}})
+	}
+	return out
+}
 
 // lagSeconds is how long records have waited for a layer that last made
 // progress at last: 0 when none wait.
@@ -217,6 +226,7 @@ func SpeedLayer(l *speed.Layer, group string) serving.StatusSource {
 			st.Faults = append(st.Faults, serving.Fault{Code: "replaying", State: serving.StateDegraded,
 				Message: "the speed layer has not yet joined its group or replayed its partitions up to their end offsets"})
 		}
+		st.Faults = append(st.Faults, regressionFaults(l.Faults())...)
 		return st, nil
 	})
 }
