@@ -24,7 +24,7 @@ func TestLayerStopsOnABoundaryOfAnotherLog(t *testing.T) {
 	g := newStreamGen(rand.New(rand.NewPCG(3, 3)), time.Now().Add(-time.Hour))
 	tt.produce(g.batch(300))
 	evs, _ := tt.decoded()
-	v, err := kafka.DescribeLog(context.Background(), kadm.NewClient(tt.cl), "events")
+	v, err := kafka.DescribeLog(context.Background(), kadm.NewClient(tt.cl), tt.topic)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -146,7 +146,8 @@ type Archiver struct {
 	lastCheck   time.Time
 	lastRefresh time.Time
 	started     bool
-	failing     bool // the last flush failed; it is being retried
+	failing     bool                  // the last flush failed; it is being retried
+	flushErr    atomic.Pointer[error] // the failing flush's error, nil when not failing
 	ready       atomic.Bool
 
 	// Dead letters: the DLQ end as far as this archiver knows it, and the
@@ -243,6 +244,16 @@ func (a *Archiver) Run(ctx context.Context) (err error) {
 	}
 }
 
+// FlushError is the error of the last flush while flushes keep failing and
+// are retried with backoff (a broken disk, an unreachable catalog); nil once
+// one succeeds. Meanwhile nothing is archived and Ready is false.
+func (a *Archiver) FlushError() error {
+	if p := a.flushErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // flushRetrying flushes recs, retrying with backoff while the flush fails
 // for a reason a retry can cure (not a fenced table, not the end of ctx).
 // Meanwhile the archiver is not ready.
@@ -253,6 +264,7 @@ func (a *Archiver) flushRetrying(ctx, fctx context.Context, recs []*kgo.Record) 
 		if err == nil {
 			if a.failing {
 				a.failing = false
+				a.flushErr.Store(nil)
 				a.setReady()
 				a.log.Info("archive flush recovered")
 			}
@@ -262,6 +274,7 @@ func (a *Archiver) flushRetrying(ctx, fctx context.Context, recs []*kgo.Record) 
 			return err
 		}
 		a.failing = true
+		a.flushErr.Store(&err)
 		a.setReady()
 		a.m.flushErrors.Inc()
 		d := bo.NextBackOff()

@@ -148,7 +148,7 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		batchInterval: o.batchEvery,
 		speed:         layerstatus.SpeedLayer(sp, cfg.Speed.Group),
 		registry:      reg,
-		faults:        sup.faults,
+		faults:        []serving.FaultFunc{sup.faults, archiveFaults(arch)},
 	})
 	if err != nil {
 		return err

@@ -75,8 +75,9 @@ type serveRoleOptions struct {
 	speed serving.StatusSource
 	// registry is served at /metrics. Default: a new one.
 	registry *prometheus.Registry
-	// faults are more faults for /v1/status (dev's role supervisor).
-	faults serving.FaultFunc
+	// faults are more faults for /v1/status (dev's role supervisor, its
+	// archive's failing flushes).
+	faults []serving.FaultFunc
 }
 
 // cronInterval is the interval between the next two runs of spec (0 when
@@ -161,8 +162,10 @@ func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lak
 			layerstatus.Batch(lake, adm, cfg.Kafka.Topic),
 		},
 	})
-	if err == nil && o.faults != nil {
-		api.AddFaultSource(o.faults)
+	if err == nil {
+		for _, f := range o.faults {
+			api.AddFaultSource(f)
+		}
 	}
 	if err == nil {
 		err = api.Mount(srv)

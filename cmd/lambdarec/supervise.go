@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lambdarec/lambdarec/batch/archive"
 	"log/slog"
 	"slices"
 	"sync"
@@ -133,6 +134,22 @@ func (s *supervisor) set(name string, f func(*roleState)) {
 // FaultCodeRoleFailed is the /v1/status reason of a dev role that failed and
 // waits to be restarted.
 const FaultCodeRoleFailed = "role_failed"
+
+// FaultCodeArchiveFailing is the /v1/status reason of an archive whose
+// flushes fail and are retried in place (the role itself keeps running).
+const FaultCodeArchiveFailing = "archive_failing"
+
+// archiveFaults reports an archive whose flushes keep failing as down.
+func archiveFaults(a *archive.Archiver) serving.FaultFunc {
+	return func(context.Context) ([]serving.Fault, error) {
+		err := a.FlushError()
+		if err == nil {
+			return nil, nil
+		}
+		return []serving.Fault{{Layer: "archive", Code: FaultCodeArchiveFailing, State: serving.StateDown,
+			Message: "archive flushes fail and are retried with backoff: " + err.Error()}}, nil
+	}
+}
 
 // faults reports each failed role as a fault of its layer, down.
 func (s *supervisor) faults(context.Context) ([]serving.Fault, error) {

@@ -40,12 +40,23 @@ func WriteDataFiles(ctx context.Context, tbl *table.Table, sc *arrow.Schema, rec
 			}
 		}
 	}
+	var rows, written int64
+	for _, r := range recs {
+		rows += r.NumRows()
+	}
 	var files []iceberg.DataFile
 	for df, err := range table.WriteRecords(ctx, tbl, sc, seq) {
 		if err != nil {
 			return nil, fmt.Errorf("write data files of %s: %w", strings.Join(tbl.Identifier(), "."), err)
 		}
 		files = append(files, df)
+		written += df.Count()
+	}
+	// The writer has been seen to yield no file and no error after a failed
+	// write on a broken directory: committing then would record offsets of
+	// rows that are nowhere. Every row must be in a file.
+	if written != rows {
+		return nil, fmt.Errorf("write data files of %s: %d files hold %d of %d rows", strings.Join(tbl.Identifier(), "."), len(files), written, rows)
 	}
 	return files, nil
 }
