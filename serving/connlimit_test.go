@@ -56,6 +56,15 @@ func TestMaxConnections(t *testing.T) {
 		t.Fatal("no idle connection evicted")
 	}
 
+	// The request's own connection closes after its answer (no keep-alive):
+	// wait for that, so that only the remaining idle connection is held.
+	for deadline := time.Now().Add(5 * time.Second); s.conns.Load().open() > 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections open after the request closed its own, want 1 (the idle one)", s.conns.Load().open())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
 	// Two busy requests fill it: a newcomer is refused, not queued.
 	busy := make(chan error, 2)
 	for range 2 {
