@@ -4,9 +4,11 @@ import (
 	"context"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,7 +35,8 @@ import (
 //
 // It reports, comparing the first and the last window of commits (1,000
 // each, or a fifth of the run when shorter): the live heap after a GC
-// (sampled every 100 commits; the process's, maintenance included), the
+// (sampled every 100 commits, between maintenance passes: a compaction in
+// progress holds the Arrow batches of the day it rewrites), the
 // median commit time, the size of the newest metadata.json and the time to
 // plan a scan of the current snapshot as a batch run does (sampled every 500
 // commits; more often in shorter runs); and it checks that the table holds exactly the records produced.
@@ -102,6 +105,7 @@ func soak(b *testing.B, commits int, maintained bool) {
 	tbl = nil
 
 	stopMaint := func() {}
+	var passMu sync.Mutex // held by a maintenance pass
 	if maintained {
 		mcfg := cfg.Maintenance
 		mcfg.Cron, mcfg.SnapshotRetention = "@every 2s", 2*time.Second
@@ -111,7 +115,26 @@ func soak(b *testing.B, commits int, maintained bool) {
 		}
 		mctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
-		go func() { defer close(done); m.Run(mctx) }()
+		go func() {
+			// The schedule of Maintainer.Run, by hand: the heap samples wait
+			// for the pass in progress, so that they measure the archive, not
+			// the compaction's buffers.
+			defer close(done)
+			t := time.NewTicker(2 * time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-mctx.Done():
+					return
+				case <-t.C:
+				}
+				passMu.Lock()
+				if _, err := m.RunOnce(mctx); err != nil && mctx.Err() == nil {
+					b.Errorf("maintenance pass: %v", err)
+				}
+				passMu.Unlock()
+			}
+		}()
 		stopMaint = func() { cancel(); <-done }
 	}
 	defer stopMaint()
@@ -130,9 +153,11 @@ func soak(b *testing.B, commits int, maintained bool) {
 	heapEvery, metaEvery := max(1, min(100, commits/50)), max(1, min(500, commits/20))
 	sample := func(i int) {
 		if i%heapEvery == 0 {
+			passMu.Lock()
 			runtime.GC()
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
+			passMu.Unlock()
 			heaps = append(heaps, float64(ms.HeapAlloc)/(1<<20))
 		}
 		if i%metaEvery == 0 {
@@ -171,6 +196,13 @@ func soak(b *testing.B, commits int, maintained bool) {
 	}
 	b.StopTimer()
 	stopMaint()
+	if path := os.Getenv("SOAK_HEAPPROFILE"); path != "" {
+		runtime.GC()
+		if f, err := os.Create(path); err == nil {
+			pprof.WriteHeapProfile(f)
+			f.Close()
+		}
+	}
 
 	rows := countRows(b, lake)
 	if rows != commits*soakRecords {
