@@ -173,8 +173,12 @@ start() {
 	"$home/bin/kafkatool" wait -plain "$plain_addr" -scram "$scram_addr" -tls "$tls_addr" \
 		-user "$user" -password-file "$run/password" -ca "$run/certs/ca.pem" -timeout 3m &
 	local waiter=$!
+	local pid
+	pid="$(cat "$run/kafka.pid")"
 	while kill -0 "$waiter" 2>/dev/null; do
-		if ! running; then
+		# Whether the process lives, not whether it is ours: until nohup has
+		# exec'd java, its command line is still this script's.
+		if ! kill -0 "$pid" 2>/dev/null; then
 			kill "$waiter" 2>/dev/null || true
 			wait "$waiter" 2>/dev/null || true
 			log "the broker exited during startup:"
