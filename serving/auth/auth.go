@@ -99,6 +99,11 @@ type Authenticator struct {
 
 	mu         sync.Mutex // reloads
 	lastDigest [sha256.Size]byte
+	// readDigest is the content read by the previous poll: a changed file
+	// is taken only once two polls read the same content, so that a file
+	// being rewritten in place (truncated, then written) is never taken
+	// half-written — an empty file would revoke every key.
+	readDigest [sha256.Size]byte
 	lastErr    string
 	lastLogged time.Time
 }
@@ -152,8 +157,8 @@ func (a *Authenticator) Run(ctx context.Context) error {
 	}
 }
 
-// Reload reads the keys file and, when its content changed and parses,
-// swaps the keys in. When it cannot be read or parsed, the keys in force
+// Reload reads the keys file and, when its content changed, reads the same
+// on the next poll and parses, swaps the keys in. When it cannot be read or parsed, the keys in force
 // stay, lambdarec_auth_keys_file_ok becomes 0, and the error is logged (the
 // same error at most once a minute) and returned.
 func (a *Authenticator) Reload() error {
@@ -167,6 +172,11 @@ func (a *Authenticator) Reload() error {
 	if a.keys.Load() != nil && d == a.lastDigest && a.lastErr == "" {
 		return nil // unchanged
 	}
+	if a.keys.Load() != nil && d != a.readDigest {
+		a.readDigest = d
+		return nil // changed: taken when the next poll reads the same
+	}
+	a.readDigest = d
 	k, err := ParseKeys(bytes.NewReader(b))
 	if err != nil {
 		return a.failed(fmt.Errorf("parse api keys file %s: %w", a.cfg.KeysFile, err))

@@ -679,9 +679,32 @@ func (s *Store) Session(ctx context.Context, id string) (store.SessionView, bool
 	if id == "" {
 		return store.SessionView{}, false, nil
 	}
+	// A read of the Buffer table can miss a row that a flush moves at the
+	// same moment (the destination's parts are taken before the flush
+	// commits, the buffer is read after it was cleared), and then serve an
+	// older version. A row gone from the buffer before the first read ended
+	// was committed to the destination before the second began, so the
+	// newest of the two reads is never older than any write that finished
+	// before the call.
+	sv, ok, err := s.readSession(ctx, tableSessions, id)
+	if err != nil {
+		return store.SessionView{}, false, err
+	}
+	dv, dok, err := s.readSession(ctx, tableSessionData, id)
+	if err != nil {
+		return store.SessionView{}, false, err
+	}
+	if dok && (!ok || dv.Offset > sv.Offset) {
+		return dv, true, nil
+	}
+	return sv, ok, nil
+}
+
+// readSession reads the newest view of session id from table.
+func (s *Store) readSession(ctx context.Context, table, id string) (store.SessionView, bool, error) {
 	s.queries.Add(1)
 	rows, err := s.conn.Query(ctx, `SELECT user_id, items, scores, purchased, event_ns, kafka_partition, kafka_offset, updated_ns
-		FROM `+tableSessions+` WHERE session_id = ? ORDER BY kafka_offset DESC LIMIT 1`, id)
+		FROM `+table+` WHERE session_id = ? ORDER BY kafka_offset DESC LIMIT 1`, id)
 	if err != nil {
 		return store.SessionView{}, false, fmt.Errorf("read session %s: %w", id, err)
 	}
