@@ -2,7 +2,9 @@ package maintain
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -132,9 +134,18 @@ func (m *Maintainer) orphans(ctx context.Context, name string, tr *TableReport) 
 	if err != nil {
 		return err
 	}
-	res, err := tbl.DeleteOrphanFiles(ctx,
-		table.WithFilesOlderThan(m.cfg.Maintenance.OrphanMinAge),
-		table.WithPrefixMismatchMode(table.PrefixMismatchIgnore))
+	// iceberg-go lists the table's directory and fails on a file that a
+	// concurrent commit deletes meanwhile (an old metadata.json past
+	// write.metadata.previous-versions-max): list again, a few times.
+	var res table.OrphanCleanupResult
+	for attempt := 1; ; attempt++ {
+		res, err = tbl.DeleteOrphanFiles(ctx,
+			table.WithFilesOlderThan(m.cfg.Maintenance.OrphanMinAge),
+			table.WithPrefixMismatchMode(table.PrefixMismatchIgnore))
+		if err == nil || !errors.Is(err, fs.ErrNotExist) || attempt == 3 {
+			break
+		}
+	}
 	if err != nil {
 		return err
 	}
