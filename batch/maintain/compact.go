@@ -1,9 +1,11 @@
 package maintain
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/iceberg-go"
@@ -38,6 +40,10 @@ func (m *Maintainer) compact(ctx context.Context, name string, tr *TableReport) 
 	}
 	var results []table.CompactionGroupResult
 	for _, g := range plan.Groups {
+		g, ok := tiered(g)
+		if !ok {
+			continue
+		}
 		gr, err := compactGroup(ctx, tbl, g, target)
 		if err != nil {
 			return fmt.Errorf("compact partition %s: %w", g.PartitionKey, err)
@@ -69,8 +75,47 @@ func (m *Maintainer) compact(ctx context.Context, name string, tr *TableReport) 
 	for _, gr := range results {
 		tr.CompactedFiles += len(gr.OldDataFiles)
 		tr.CompactedInto += len(gr.NewDataFiles)
+		tr.CompactedBytes += gr.BytesBefore
 	}
 	return nil
+}
+
+// tiered narrows a planned group to the files worth rewriting now, so that
+// compaction's write amplification stays bounded. The planner puts every
+// file under 75% of the target of a partition into one group, so today's
+// partition, its compacted file plus each pass's few new small files, would
+// be rewritten whole at every pass, the compacted file again and again while
+// it grows towards the target. Taking the files smallest first, a file joins
+// only while it is at most twice the files already taken together: a byte is
+// then rewritten only into a file at least 1.5 times the size of the one it
+// was in, so at most log1.5(target / smallest file) times, and a partition
+// keeps a few files of growing sizes between those rewrites. A group left
+// with fewer than two files is not rewritten (ok false): a pass with no new
+// data rewrites nothing, and a large file waits until the small ones beside
+// it add up to half its size.
+func tiered(g compaction.Group) (compaction.Group, bool) {
+	tasks := slices.Clone(g.Tasks)
+	slices.SortStableFunc(tasks, func(a, b table.FileScanTask) int {
+		return cmp.Compare(a.File.FileSizeBytes(), b.File.FileSizeBytes())
+	})
+	var total int64
+	n := 0
+	for _, t := range tasks {
+		size := t.File.FileSizeBytes()
+		if n > 0 && size > 2*total {
+			break
+		}
+		total += size
+		n++
+	}
+	if n < 2 {
+		return g, false
+	}
+	out := compaction.Group{PartitionKey: g.PartitionKey, Tasks: tasks[:n], TotalSizeBytes: total}
+	for _, t := range out.Tasks {
+		out.DeleteFileCount += len(t.DeleteFiles) + len(t.EqualityDeleteFiles) + len(t.DeletionVectorFiles)
+	}
+	return out, true
 }
 
 // removeFiles deletes the files a compaction wrote but could not commit

@@ -12,7 +12,11 @@
 //   - compaction: bin-packs the data files smaller than 75% of
 //     maintenance.target_file_size within each day partition into files of
 //     about that size (iceberg-go's table/compaction planner and
-//     ExecuteCompactionGroup), committed as one rewrite snapshot;
+//     ExecuteCompactionGroup), committed as one rewrite snapshot; within a
+//     partition only files that at least half-match the size of the smaller
+//     ones taken with them are rewritten (tiered), so a pass with no new data
+//     rewrites nothing and today's growing file is not rewritten at every
+//     pass: a byte is rewritten O(log(target / small file)) times;
 //   - manifests: merges the manifests of the current snapshot
 //     (Transaction.RewriteManifests);
 //   - expiry: expires snapshots older than maintenance.snapshot_retention,

@@ -100,8 +100,11 @@ type TableReport struct {
 	// DaysDropped counts the day partitions removed by retention, and
 	// RetentionFilesDeleted their data files.
 	RetentionFilesDeleted int
-	// CompactedFiles were rewritten into CompactedInto files.
+	// CompactedFiles were rewritten into CompactedInto files;
+	// CompactedBytes is the size of the files rewritten (the write
+	// amplification of the pass).
 	CompactedFiles, CompactedInto int
+	CompactedBytes                int64
 	// ManifestsRewritten were merged into ManifestsAdded.
 	ManifestsRewritten, ManifestsAdded int
 	// SnapshotsExpired by this pass.
@@ -236,6 +239,7 @@ func (m *Maintainer) table(ctx context.Context, name string) (TableReport, error
 		"snapshots_before", tr.SnapshotsBefore, "snapshots_after", tr.SnapshotsAfter,
 		"data_files_before", tr.DataFilesBefore, "data_files_after", tr.DataFilesAfter,
 		"expired", tr.SnapshotsExpired, "compacted", tr.CompactedFiles, "compacted_into", tr.CompactedInto,
+		"compacted_bytes", tr.CompactedBytes,
 		"manifests_rewritten", tr.ManifestsRewritten, "orphans", tr.OrphansDeleted,
 		"retention_files", tr.RetentionFilesDeleted, "pins", tr.Pinned, "pins_removed", tr.PinsRemoved)
 	return tr, errors.Join(errs...)

@@ -291,3 +291,82 @@ func TestRetentionDropsOldDays(t *testing.T) {
 		t.Error("the current snapshot does not carry the offsets itself")
 	}
 }
+
+// TestCompactionBoundsRewrites checks compaction's write amplification on
+// today's partition, which the archive appends to between passes: a pass
+// with no new data rewrites nothing, a pass after one small append does not
+// rewrite the compacted file, and over many append+pass rounds the bytes
+// rewritten stay within a small multiple of the bytes written (a rewrite of
+// the whole partition at every pass would grow with the square of the rounds).
+func TestCompactionBoundsRewrites(t *testing.T) {
+	l := openLake(t)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(24 * time.Hour).Add(time.Hour)
+	m, err := New(Config{Lake: l, Maintenance: testMaintenance()}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass := func() TableReport {
+		t.Helper()
+		rep, err := m.RunOnce(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep.Tables[0]
+	}
+	off := int64(0)
+	add := func(n int) {
+		appendBatch(t, l, off, n, now)
+		off += int64(n)
+	}
+	for range 10 {
+		add(2000)
+	}
+	first := pass()
+	if first.CompactedFiles != 10 || first.CompactedInto != 1 {
+		t.Fatalf("first pass: %+v, want 10 files into 1", first)
+	}
+	if again := pass(); again.CompactedFiles != 0 || again.CompactedBytes != 0 {
+		t.Errorf("a pass with no new data rewrote %d files (%d bytes)", again.CompactedFiles, again.CompactedBytes)
+	}
+	add(100)
+	if one := pass(); one.CompactedFiles != 0 {
+		t.Errorf("a pass after one small append rewrote %d files (%d bytes): the compacted file again", one.CompactedFiles, one.CompactedBytes)
+	}
+
+	// Many rounds of a small append and a pass.
+	var rewritten int64
+	const rounds = 30
+	for range rounds {
+		add(100)
+		rewritten += pass().CompactedBytes
+	}
+	tbl, err := l.LoadTable(ctx, lakehouse.EventsTable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, records, err := currentFiles(ctx, tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if records != off {
+		t.Fatalf("%d records in the table, %d appended", records, off)
+	}
+	tasks, err := tbl.Scan().PlanFiles(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	for _, task := range tasks {
+		size += task.File.FileSizeBytes()
+	}
+	t.Logf("%d rounds: %d bytes rewritten for a partition of %d bytes in %d files", rounds, rewritten, size, files)
+	// Each byte is rewritten at most log1.5(size/smallest) times (≈ 9 here);
+	// rewriting the partition at every pass would be ≈ rounds/2 × size.
+	if rewritten > 10*size {
+		t.Errorf("%d rounds rewrote %d bytes, %.1f× the partition's %d bytes", rounds, rewritten, float64(rewritten)/float64(size), size)
+	}
+	if files > 12 {
+		t.Errorf("%d files left in the partition", files)
+	}
+}
