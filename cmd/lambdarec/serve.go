@@ -31,7 +31,10 @@ func init() {
 			fs.StringVar(&cfg.Store.Backend, "store", cfg.Store.Backend, "serving store: memory or clickhouse")
 			brokersFlag(fs, cfg)
 			return func(ctx context.Context, e *env) error {
-				st, err := backend.Open(ctx, e.cfg, e.log.With("component", "store"))
+				// The store may be down at start: serve answers meanwhile
+				// with /readyz false and /v1/status naming the store, and
+				// takes it when it comes up.
+				st, err := backend.OpenServing(ctx, e.cfg, e.log.With("component", "store"))
 				if err != nil {
 					return err
 				}

@@ -17,6 +17,19 @@ import (
 // store.backend "memory", the ClickHouse store (connected, schema migrated)
 // for "clickhouse". The caller closes it.
 func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
+	return open(ctx, cfg, log, false)
+}
+
+// OpenServing is Open for a role that answers while the store is away (serve):
+// the ClickHouse store is returned without waiting for its server, connects
+// and migrates in the background, and fails every call until then
+// (clickhouse.Config.Background), so that readiness reports it instead of the
+// process exiting. Configuration errors still fail at once.
+func OpenServing(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
+	return open(ctx, cfg, log, true)
+}
+
+func open(ctx context.Context, cfg config.Config, log *slog.Logger, background bool) (store.Store, error) {
 	switch cfg.Store.Backend {
 	case "", "memory":
 		return store.NewMemory(), nil
@@ -38,6 +51,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store
 			Username:        c.Username,
 			Password:        password,
 			TLS:             tlsCfg,
+			Background:      background,
 		}, log)
 		if err != nil {
 			return nil, fmt.Errorf("open serving store: %w", err)

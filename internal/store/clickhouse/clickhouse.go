@@ -77,6 +77,13 @@ type Config struct {
 	// port, 9440 by default). Default: the DSN's secure=true setting, else
 	// plain TCP.
 	TLS *tls.Config
+	// Background makes New return without waiting for the server: the
+	// connection check and the schema migration are retried in the
+	// background with backoff until they succeed, and until then every call
+	// returns an error wrapping ErrNotConnected (so the serving layer's
+	// /readyz is false and /v1/status reports the store down) instead of
+	// New failing. Default: false, New fails when the server does not answer.
+	Background bool
 }
 
 func (c *Config) validate() error {
@@ -121,6 +128,13 @@ type Store struct {
 	db   string
 
 	closed atomic.Bool
+
+	// connected is set once init has succeeded; until then (Background)
+	// initErr holds its last error and stopInit ends its retries.
+	connected atomic.Bool
+	initErr   atomic.Pointer[error]
+	stopInit  context.CancelFunc
+	initDone  chan struct{}
 
 	cur        atomic.Pointer[pointer] // cached current batch
 	refreshing atomic.Bool             // one refresher at a time
@@ -178,9 +192,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("clickhouse store: open: %w", err)
 	}
 	s := &Store{cfg: cfg, log: log.With("component", "store", "backend", "clickhouse"), conn: conn, cache: newListCache(cfg.CacheEntries)}
+	if cfg.Background {
+		s.connectInBackground()
+		return s, nil
+	}
 	if err := s.init(ctx); err != nil {
 		return nil, errors.Join(err, conn.Close())
 	}
+	s.connected.Store(true)
 	return s, nil
 }
 
@@ -200,6 +219,9 @@ func (s *Store) init(ctx context.Context) error {
 func (s *Store) check() error {
 	if s.closed.Load() {
 		return store.ErrClosed
+	}
+	if !s.connected.Load() {
+		return s.notConnected()
 	}
 	return nil
 }
@@ -223,6 +245,10 @@ func (s *Store) Stats() Stats {
 func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
+	}
+	if s.stopInit != nil {
+		s.stopInit()
+		<-s.initDone
 	}
 	s.cache.purge()
 	if err := s.conn.Close(); err != nil {

@@ -2,7 +2,9 @@ package clickhouse_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -254,5 +256,38 @@ func TestOrphanedPublish(t *testing.T) {
 	}
 	if _, err := clickhouse.New(t.Context(), clickhouse.Config{DSN: dsn, KeepBatches: 1}, nil); err == nil {
 		t.Error("New with KeepBatches 1 = nil error")
+	}
+}
+
+// TestBackgroundConnect opens the store with Background on a port where
+// nothing listens: New returns at once, every call fails with
+// ErrNotConnected naming the cause, and Close ends the retries promptly.
+func TestBackgroundConnect(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	s, err := clickhouse.New(context.Background(), clickhouse.Config{DSN: "clickhouse://" + addr + "/default?dial_timeout=500ms", Background: true}, nil)
+	if err != nil {
+		t.Fatalf("New with Background and the server down: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond) // a few attempts
+	if err := s.Ping(context.Background()); !errors.Is(err, clickhouse.ErrNotConnected) || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("Ping before the server answered: %v, want ErrNotConnected with the cause", err)
+	}
+	if _, _, err := s.CurrentBatch(context.Background()); !errors.Is(err, clickhouse.ErrNotConnected) {
+		t.Errorf("CurrentBatch before the server answered: %v", err)
+	}
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Close took %v while retrying", d)
+	}
+	if err := s.Ping(context.Background()); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Ping after Close: %v", err)
 	}
 }

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+)
+
+// TestServeStartsWithClickHouseDown runs `lambdarec serve` with the
+// ClickHouse store on a port where nothing listens: serve starts anyway,
+// /readyz is 503 naming the store, /v1/status and /metrics report the
+// serving store down; then the port starts forwarding to the real ClickHouse
+// server and serve becomes ready on its own, the store up in /v1/status.
+func TestServeStartsWithClickHouseDown(t *testing.T) {
+	dsn := os.Getenv("LAMBDAREC_CLICKHOUSE_DSN")
+	if dsn == "" {
+		t.Skip("LAMBDAREC_CLICKHOUSE_DSN is not set; run .ci/clickhouse.sh and export LAMBDAREC_CLICKHOUSE_DSN=clickhouse://127.0.0.1:9000/default")
+	}
+	br := startBroker(t, 1, "events", "events.dlq")
+	isolateIceberg(t)
+	real, db := scratchClickHouse(t, dsn)
+
+	// A port nothing listens on, for now.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	t.Setenv("LAMBDAREC_CLICKHOUSE_DSN", "clickhouse://"+addr+"/"+db+"?dial_timeout=1s")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr serveTestBuffer
+	exit := make(chan int, 1)
+	go func() {
+		exit <- run(ctx, []string{"serve", "--http", "127.0.0.1:0", "--brokers", br.Addr(), "--store", "clickhouse"}, &stdout, &stderr)
+	}()
+	listening := regexp.MustCompile(`msg="http server listening".* addr=(\S+)`)
+	var base string
+	for deadline := time.Now().Add(20 * time.Second); base == ""; {
+		if m := listening.FindStringSubmatch(stderr.String()); m != nil {
+			base = "http://" + m[1]
+			break
+		}
+		select {
+		case code := <-exit:
+			t.Fatalf("serve exited with %d while ClickHouse was down: %s", code, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not log its address: %s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// Down: not ready, and every report says why.
+	status, body := serveTestDo(t, http.MethodGet, base+"/readyz", "", "")
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, "serving store: clickhouse store: not connected yet") {
+		t.Fatalf("/readyz with ClickHouse down: %d %s", status, body)
+	}
+	if _, body := serveTestDo(t, http.MethodGet, base+"/v1/status", "", ""); !strings.Contains(body, `"store_unreachable"`) {
+		t.Errorf("/v1/status with ClickHouse down does not report the store unreachable: %s", body)
+	}
+	if _, body := serveTestDo(t, http.MethodGet, base+"/metrics", "", ""); !strings.Contains(body, `lambdarec_status_layer_state{layer="serving_store",state="down"} 1`) {
+		t.Errorf("/metrics with ClickHouse down does not mark the serving store down")
+	}
+	if status, _ := serveTestDo(t, http.MethodGet, base+"/v1/recommendations?user_id=u1", "", ""); status != http.StatusServiceUnavailable {
+		t.Errorf("recommendations with ClickHouse down: %d, want 503", status)
+	}
+	if status, _ := serveTestDo(t, http.MethodGet, base+"/healthz", "", ""); status != http.StatusOK {
+		t.Errorf("/healthz with ClickHouse down: %d, want 200 (alive, not ready)", status)
+	}
+
+	// Up: the port now reaches the real server.
+	forward(t, addr, real)
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		status, body = serveTestDo(t, http.MethodGet, base+"/readyz", "", "")
+		if status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve not ready 60 s after ClickHouse came up: %d %s\n%s", status, body, stderr.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, body := serveTestDo(t, http.MethodGet, base+"/v1/status", "", ""); strings.Contains(body, `"store_unreachable"`) {
+		t.Errorf("/v1/status after ClickHouse came up still reports it unreachable: %s", body)
+	}
+	if status, body := serveTestDo(t, http.MethodGet, base+"/v1/recommendations?user_id=u1", "", ""); status != http.StatusOK {
+		t.Errorf("recommendations after ClickHouse came up: %d %s", status, body)
+	}
+	if !strings.Contains(stderr.String(), `msg="clickhouse store connected"`) {
+		t.Errorf("no recovery logged")
+	}
+	if n := strings.Count(stderr.String(), `msg="clickhouse store not reachable; retrying"`); n == 0 || n > 20 {
+		t.Errorf("%d retry lines logged, want a few", n)
+	}
+	cancel()
+	select {
+	case code := <-exit:
+		if code != 0 {
+			t.Fatalf("serve exited with %d: %s", code, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop after its context ended")
+	}
+}
+
+// scratchClickHouse creates an empty database on the server dsn names, drops
+// it when the test ends, and returns the server's address and the database.
+func scratchClickHouse(t *testing.T, dsn string) (addr, db string) {
+	t.Helper()
+	opts, err := ch.ParseDSN(dsn)
+	if err != nil {
+		t.Fatalf("parse LAMBDAREC_CLICKHOUSE_DSN: %v", err)
+	}
+	admin, err := ch.Open(opts)
+	if err != nil {
+		t.Fatalf("open ClickHouse: %v", err)
+	}
+	db = fmt.Sprintf("lambdarec_serve_test_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	if err := admin.Exec(context.Background(), "CREATE DATABASE "+db); err != nil {
+		_ = admin.Close()
+		t.Fatalf("create database %s: %v", db, err)
+	}
+	t.Cleanup(func() {
+		if err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db); err != nil {
+			t.Errorf("drop database %s: %v", db, err)
+		}
+		_ = admin.Close()
+	})
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatalf("parse LAMBDAREC_CLICKHOUSE_DSN: %v", err)
+	}
+	return u.Host, db
+}
+
+// forward listens on addr and forwards every connection to target until
+// the test ends.
+func forward(t *testing.T, addr, target string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen on %s: %v", addr, err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, s)
+			mu.Unlock()
+			go func() { io.Copy(s, c); s.Close() }()
+			go func() { io.Copy(c, s); c.Close() }()
+		}
+	}()
+}
