@@ -505,11 +505,16 @@ func (a *Archiver) collect(ctx context.Context) ([]*kgo.Record, error) {
 	return recs, nil
 }
 
-// worker decodes a share of a micro-batch into its own builder.
+// worker decodes a share of a micro-batch into its own builder and writes
+// it as Parquet data files: the shares are decoded, validated and encoded in
+// parallel, each into files of its own.
 type worker struct {
-	b   *schemas.EventBuilder
-	ev  schemas.UserInteraction
-	dlq []*kgo.Record
+	b     *schemas.EventBuilder
+	ev    schemas.UserInteraction
+	dlq   []*kgo.Record
+	rows  int
+	files []iceberg.DataFile
+	err   error
 }
 
 // minShare is the fewest records worth a goroutine of their own.
@@ -540,16 +545,20 @@ func (a *Archiver) clock(r *kgo.Record) time.Time {
 	return kafka.RecordClock(r.Timestamp)
 }
 
-// decode decodes and validates recs, in parallel shares, into Arrow record
-// batches of the valid ones and dead letters for the others (in order).
-func (a *Archiver) decode(recs []*kgo.Record) (built []arrow.RecordBatch, dlq []*kgo.Record) {
+// encode decodes and validates recs in parallel shares and writes the valid
+// ones of each share as Parquet data files of tbl (uncommitted; see
+// lakehouse.WriteDataFiles), returning the files, their rows and the dead
+// letters of the others (in order). Decoding and Parquet encoding, the
+// archive's CPU, run on every share at once instead of encoding one share
+// after another.
+func (a *Archiver) encode(ctx context.Context, tbl *table.Table, recs []*kgo.Record) (files []iceberg.DataFile, rows int, dlq []*kgo.Record, err error) {
 	n := min(len(a.workers), max(1, len(recs)/minShare))
 	share := (len(recs) + n - 1) / n
 	var wg sync.WaitGroup
 	for i, w := range a.workers[:n] {
 		part := recs[i*share : min((i+1)*share, len(recs))]
 		wg.Go(func() {
-			w.dlq = w.dlq[:0]
+			w.dlq, w.files, w.rows, w.err = w.dlq[:0], nil, 0, nil
 			for _, r := range part {
 				if err := schemas.Decode(r.Value, &w.ev, a.clock(r)); err != nil {
 					if _, sent := a.dlqDone[schemas.Position{Partition: r.Partition, Offset: r.Offset}]; !sent {
@@ -559,20 +568,29 @@ func (a *Archiver) decode(recs []*kgo.Record) (built []arrow.RecordBatch, dlq []
 				}
 				w.b.Append(&w.ev, r.Partition, r.Offset)
 			}
+			rec := w.b.NewRecordBatch()
+			w.rows = int(rec.NumRows())
+			if w.rows == 0 {
+				rec.Release()
+				return
+			}
+			w.files, w.err = lakehouse.WriteDataFiles(ctx, tbl, a.sc, rec) // releases rec
 		})
 	}
 	wg.Wait()
+	var errs []error
 	for _, w := range a.workers[:n] {
 		dlq = append(dlq, w.dlq...)
 		clear(w.dlq)
-		rec := w.b.NewRecordBatch()
-		if rec.NumRows() == 0 {
-			rec.Release()
-			continue
-		}
-		built = append(built, rec)
+		files = append(files, w.files...)
+		rows += w.rows
+		errs = append(errs, w.err)
+		w.files = nil
 	}
-	return built, dlq
+	if err := errors.Join(errs...); err != nil {
+		return nil, 0, nil, err
+	}
+	return files, rows, dlq, nil
 }
 
 // flush archives one micro-batch: dead letters first (acknowledged), then
@@ -607,12 +625,21 @@ func (a *Archiver) flush(ctx context.Context, recs []*kgo.Record) error {
 		return nil
 	}
 
-	built, dlq := a.decode(todo)
-	decoded := time.Now()
-	release := func() {
-		for _, r := range built {
-			r.Release()
-		}
+	// The table is loaded afresh for every commit and the committed table
+	// is not kept: see the tbl field.
+	cur, err := a.lake.LoadTable(ctx, lakehouse.EventsTable)
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	files, rows, dlq, err := a.encode(ctx, cur, todo)
+	if err != nil {
+		// Files written by the other shares are never committed: orphan
+		// cleanup (maintenance) deletes them.
+		return fmt.Errorf("archive: %w", err)
+	}
+	encoded := time.Now()
+	if len(files) > 0 {
+		hook("files-written")
 	}
 	if len(dlq) > 0 {
 		pctx, cancel := context.WithTimeout(ctx, a.cfg.Kafka.ProduceTimeout)
@@ -630,31 +657,11 @@ func (a *Archiver) flush(ctx context.Context, recs []*kgo.Record) error {
 			a.dlqNext.Advance(a.cfg.Kafka.DLQTopic, pr.Record.Partition, pr.Record.Offset+1)
 		}
 		if err := results.FirstErr(); err != nil {
-			release() // the records are read again on restart
+			// The records are read again on restart; the files written
+			// are orphans.
 			return fmt.Errorf("archive: produce %d records to %s: %w", len(dlq), a.cfg.Kafka.DLQTopic, err)
 		}
 		hook("dlq-acked")
-	}
-
-	rows := 0
-	for _, r := range built {
-		rows += int(r.NumRows())
-	}
-	// The table is loaded afresh for every commit and the committed table
-	// is not kept: see the tbl field.
-	cur, err := a.lake.LoadTable(ctx, lakehouse.EventsTable)
-	if err != nil {
-		release()
-		return fmt.Errorf("archive: %w", err)
-	}
-	var files []iceberg.DataFile
-	writeStart := time.Now()
-	if len(built) > 0 {
-		var err error
-		if files, err = lakehouse.WriteDataFiles(ctx, cur, a.sc, built...); err != nil {
-			return fmt.Errorf("archive: %w", err)
-		}
-		hook("files-written")
 	}
 
 	var committedOffsets lakehouse.Offsets
@@ -708,8 +715,8 @@ func (a *Archiver) flush(ctx context.Context, recs []*kgo.Record) error {
 	a.log.Info("archive commit",
 		"records", rows, "dead_lettered", len(dlq), "files", len(files),
 		"snapshot", snapID, "partitions", len(batchMax),
-		"decode_ms", decoded.Sub(start).Milliseconds(), "dlq_ms", writeStart.Sub(decoded).Milliseconds(),
-		"write_ms", commitStart.Sub(writeStart).Milliseconds(), "commit_ms", time.Since(commitStart).Milliseconds(),
+		"encode_ms", encoded.Sub(start).Milliseconds(), "dlq_ms", commitStart.Sub(encoded).Milliseconds(),
+		"commit_ms", time.Since(commitStart).Milliseconds(),
 		"batch_ms", time.Since(start).Milliseconds())
 	return nil
 }
