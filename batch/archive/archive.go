@@ -667,7 +667,8 @@ func (a *Archiver) flush(ctx context.Context, recs []*kgo.Record) error {
 	var committedOffsets lakehouse.Offsets
 	commitStart := time.Now()
 	// A commit that races another writer (a compaction or snapshot expiry
-	// by maintenance) is rebuilt on the reloaded table by lake.Commit: the
+	// by maintenance; or one that expired cur's snapshot while the files
+	// were encoded) is rebuilt on the reloaded table by lake.Commit: the
 	// fence below then compares against the offsets the winner carried
 	// forward, which are this archiver's own.
 	tbl, err := a.lake.Commit(ctx, cur, func(ctx context.Context, cur *table.Table) (*table.Transaction, error) {

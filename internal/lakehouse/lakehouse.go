@@ -422,7 +422,24 @@ func (l *Lakehouse) Commit(ctx context.Context, tbl *table.Table, build func(ctx
 		txn, err := build(ctx, tbl)
 		if err != nil {
 			lock.Unlock()
-			return nil, err
+			if !errors.Is(err, fs.ErrNotExist) || attempt >= opts.MaxAttempts {
+				return nil, err
+			}
+			// A file of tbl's snapshot is gone: another writer expired it
+			// since tbl was loaded (a maintenance pass in another process,
+			// or one that committed between the caller's load and this
+			// build). Nothing was committed; build again on the table as
+			// it is now.
+			l.log.Warn("iceberg table changed under a commit, retrying", "table", name, "attempt", attempt, "err", err)
+			if opts.OnConflict != nil {
+				opts.OnConflict(attempt, err)
+			}
+			fresh, lerr := l.cat.LoadTable(ctx, tbl.Identifier())
+			if lerr != nil {
+				return nil, fmt.Errorf("reload %s after a file of it vanished: %w", name, lerr)
+			}
+			tbl = fresh
+			continue
 		}
 		committed, err := txn.Commit(ctx)
 		lock.Unlock()

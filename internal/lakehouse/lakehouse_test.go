@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"path/filepath"
@@ -354,5 +355,39 @@ func TestOffsetsCodec(t *testing.T) {
 		if _, err := ParseOffsets(bad); err == nil {
 			t.Errorf("ParseOffsets(%s) accepted", bad)
 		}
+	}
+}
+
+// TestCommitRebuildsWhenAFileVanished: a build that fails because a file of
+// its table is gone (another writer expired the snapshot it was loaded at)
+// is built again on the reloaded table and commits; any other build error
+// is returned at once.
+func TestCommitRebuildsWhenAFileVanished(t *testing.T) {
+	l := open(t, testConfig(t))
+	tbl, err := l.EnsureEvents(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	builds, conflicts := 0, 0
+	opts := CommitOptions{MinBackoff: time.Millisecond, OnConflict: func(int, error) { conflicts++ }}
+	committed, err := l.Commit(t.Context(), tbl, func(ctx context.Context, cur *table.Table) (*table.Transaction, error) {
+		if builds++; builds == 1 {
+			return nil, fmt.Errorf("could not open manifest file: %w", fs.ErrNotExist)
+		}
+		return AppendTxn(ctx, cur, nil, Offsets{"events": {0: 9}}.Properties())
+	}, opts)
+	if err != nil {
+		t.Fatalf("Commit after a vanished file: %v", err)
+	}
+	if builds != 2 || conflicts != 1 || committed.CurrentSnapshot() == nil {
+		t.Errorf("%d builds, %d conflicts, snapshot %v; want 2, 1, a snapshot", builds, conflicts, committed.CurrentSnapshot())
+	}
+	builds = 0
+	boom := errors.New("boom")
+	if _, err := l.Commit(t.Context(), committed, func(context.Context, *table.Table) (*table.Transaction, error) {
+		builds++
+		return nil, boom
+	}, opts); !errors.Is(err, boom) || builds != 1 {
+		t.Errorf("Commit with a failing build: %v after %d builds, want boom after 1", err, builds)
 	}
 }
