@@ -48,6 +48,7 @@ func init() {
 				return nil
 			}
 		},
+		description: "Reads the current Iceberg snapshot of events, recomputes the co-visitation model, user recommendations and popular items, and publishes them to the serving store as one batch with its Kafka offset boundary. Does nothing when the current batch already covers the snapshot (unless --force).",
 	})
 	register("batch schedule", command{
 		summary: "run batch recomputes on a cron schedule in-process, never two at once",
@@ -90,6 +91,7 @@ func init() {
 				return g.Wait()
 			}
 		},
+		description: "Runs batch run on the cron schedule batch.cron in this process, never two runs at once, and table maintenance on maintenance.cron. Stops at SIGTERM after the run in progress.",
 	})
 }
 

@@ -58,6 +58,7 @@ func init() {
 				return srv.Run(ctx)
 			}
 		},
+		description: "Serves the HTTP API on serve.addr: GET /v1/recommendations, /v1/items/{item_id}/similar, /v1/status, POST /v1/events (the collector), /healthz, /readyz and /metrics; and on the same port the gRPC, gRPC-Web and Connect API lambdarec.v1.RecommendationService with server reflection and grpc.health.v1.",
 	})
 }
 

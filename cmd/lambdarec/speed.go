@@ -69,5 +69,6 @@ func init() {
 				return layer.Run(ctx)
 			}
 		},
+		description: "Consumes the topic events and keeps each session's real-time state and recommendations in the serving store, for events past the batch boundary. Serves /healthz, /readyz and /metrics on speed.addr.",
 	})
 }
