@@ -127,6 +127,11 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 	// One /metrics for every role.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	runMetrics, err := batch.NewRunMetrics(reg)
+	if err != nil {
+		return err
+	}
+	sched.SetMetrics(runMetrics)
 	arch, err := archive.New(cfg, archive.Deps{Log: log.With("component", "archive"), Lake: lake, Registerer: reg})
 	if err != nil {
 		return err

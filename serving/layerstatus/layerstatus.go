@@ -178,7 +178,7 @@ func Batch(lake *lakehouse.Lakehouse, adm *kadm.Client, topic string) serving.St
 // replay horizon (the first record of the oldest session it holds), not its
 // position, so the lag shown is an upper bound, reported but not judged
 // against status.max_lag (it would flag every long session); the speed
-// role's own /readyz and lambdarec_speed_lag_records_total give its exact
+// role's own /readyz and the sum of lambdarec_speed_lag_records give its exact
 // lag, and inside `lambdarec dev` SpeedLayer reports it.
 func Speed(adm *kadm.Client, group, topic string) serving.StatusSource {
 	return serving.StatusFunc(func(ctx context.Context) (serving.LayerStatus, error) {
@@ -212,7 +212,7 @@ func nextOf(boundary map[int32]int64) map[int32]int64 {
 
 // SpeedLayer reports a speed layer running in this process (inside
 // `lambdarec dev`): its exact lag, the same figure as its
-// lambdarec_speed_lag_records_total metric, and whether it is ready.
+// lambdarec_speed_lag_records metric (summed), and whether it is ready.
 func SpeedLayer(l *speed.Layer, group string) serving.StatusSource {
 	return serving.StatusFunc(func(context.Context) (serving.LayerStatus, error) {
 		st := serving.LayerStatus{Layer: "speed", LagRecords: -1, LagSeconds: -1}
