@@ -58,7 +58,7 @@ func init() {
 		setup: func(fs *flag.FlagSet, cfg *config.Config) func(context.Context, *env) error {
 			batchFlags(fs, cfg)
 			fs.StringVar(&cfg.Batch.Cron, "cron", cfg.Batch.Cron, `cron spec: 5 fields, or a descriptor such as "@hourly" or "@every 10m"`)
-			metricsAddr := fs.String("metrics-addr", "", "serve /metrics (the batch-run metrics) and /healthz here (empty: off)")
+			fs.StringVar(&cfg.Batch.MetricsAddr, "metrics-addr", cfg.Batch.MetricsAddr, "serve /metrics (the batch-run metrics) and /healthz here (empty: off)")
 			return func(ctx context.Context, e *env) error {
 				if _, err := batch.ParseSchedule(e.cfg.Batch.Cron); err != nil {
 					return err
@@ -72,7 +72,7 @@ func init() {
 				if err != nil {
 					return err
 				}
-				if *metricsAddr != "" {
+				if e.cfg.Batch.MetricsAddr != "" {
 					reg := prometheus.NewRegistry()
 					reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector())
 					rm, err := batch.NewRunMetrics(reg)
@@ -80,7 +80,7 @@ func init() {
 						return err
 					}
 					s.SetMetrics(rm)
-					stop, err := serveMetrics(*metricsAddr, reg, nil, e.log)
+					stop, err := serveMetrics(e.cfg.Batch.MetricsAddr, reg, nil, e.log)
 					if err != nil {
 						return err
 					}
@@ -109,7 +109,7 @@ func init() {
 				return g.Wait()
 			}
 		},
-		description: "Runs batch run on the cron schedule batch.cron in this process, never two runs at once, and table maintenance on maintenance.cron. Stops at SIGTERM after the run in progress. With --metrics-addr, serves the batch-run metrics (runs by result, duration, last success) at /metrics.",
+		description: "Runs batch run on the cron schedule batch.cron in this process, never two runs at once, and table maintenance on maintenance.cron. Stops at SIGTERM after the run in progress. With batch.metrics_addr (--metrics-addr), serves the batch-run metrics (runs by result, duration, last success) at /metrics.",
 	})
 }
 
