@@ -89,14 +89,14 @@ type testEnv struct {
 // newTestEnv serves the HTTP API and the RPC API on one TCP port, over a
 // memory store with one batch and one session, the collector on kb, and API
 // keys.
-func newTestEnv(t *testing.T, kb *kafkatest.Broker) *testEnv {
+func newTestEnv(t testing.TB, kb *kafkatest.Broker) *testEnv {
 	t.Helper()
 	// Generous: the first produce to a new topic of Apache Kafka on a
 	// loaded machine waits for its metadata and a producer id.
 	return newTestEnvProducing(t, kb, 30*time.Second)
 }
 
-func newTestEnvProducing(t *testing.T, kb *kafkatest.Broker, produceTimeout time.Duration) *testEnv {
+func newTestEnvProducing(t testing.TB, kb *kafkatest.Broker, produceTimeout time.Duration) *testEnv {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st := &blockingStore{Memory: store.NewMemory()}
