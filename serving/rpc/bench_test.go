@@ -6,15 +6,18 @@ import (
 	"net/http"
 	"testing"
 
+	"connectrpc.com/connect"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/lambdarec/lambdarec/schemas"
+	"github.com/lambdarec/lambdarec/schemas/schemasconnect"
 	"github.com/lambdarec/lambdarec/serving/rpc"
 )
 
 // BenchmarkRecommendations is one recommendation for a session, over gRPC
-// (grpc-go, HTTP/2 without TLS) beside the HTTP API's GET on the same
-// server and port (HTTP/1.1 keep-alive): the cost of the second front end.
+// (grpc-go, HTTP/2 without TLS) and Connect (protobuf over HTTP/1.1) beside
+// the HTTP API's GET on the same server and port (HTTP/1.1 keep-alive): the
+// cost of the second front end.
 func BenchmarkRecommendations(b *testing.B) {
 	e := newTestEnv(b, nil)
 	b.Run("grpc", func(b *testing.B) {
@@ -25,6 +28,17 @@ func BenchmarkRecommendations(b *testing.B) {
 		for b.Loop() {
 			if err := e.conn.Invoke(ctx, "/"+rpc.ServiceName+"/GetRecommendations", req, &resp); err != nil || len(resp.GetItems()) != 4 {
 				b.Fatalf("%v %v", &resp, err)
+			}
+		}
+	})
+	b.Run("connect", func(b *testing.B) {
+		b.ReportAllocs()
+		c := schemasconnect.NewRecommendationServiceClient(http.DefaultClient, "http://"+e.addr)
+		req := connect.NewRequest(&schemas.GetRecommendationsRequest{SessionId: "s1", K: 4})
+		req.Header().Set("Authorization", "Bearer "+readKey)
+		for b.Loop() {
+			if resp, err := c.GetRecommendations(context.Background(), req); err != nil || len(resp.Msg.GetItems()) != 4 {
+				b.Fatalf("%v %v", resp, err)
 			}
 		}
 	})
