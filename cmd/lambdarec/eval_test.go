@@ -50,11 +50,11 @@ func TestEvalCommand(t *testing.T) {
 	}
 }
 
-// A split without a test session is refused, not reported as all-zero
-// scores.
+// A split without a test session to score (one event cannot make a case)
+// is refused, not reported as all-zero scores.
 func TestEvalRefusesEmptyTestSplit(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"eval", "--events", "300", "--json"}, &stdout, &stderr)
+	code := run(context.Background(), []string{"eval", "--events", "1", "--json"}, &stdout, &stderr)
 	if code == 0 {
 		t.Fatalf("exit 0 with no test session; stdout %q", stdout.String())
 	}
