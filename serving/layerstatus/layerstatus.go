@@ -165,11 +165,27 @@ func Batch(lake *lakehouse.Lakehouse, adm *kadm.Client, topic string) serving.St
 			"batch_id": run.BatchID, "source_snapshot_id": run.SourceSnapshotID, "boundary": run.Boundary,
 			"events": run.EventsAccepted, "duration_ms": run.DurationMS,
 		}
+		// The batch served may be a pinned one (lambdarec batch pin /
+		// rollback): the speed layer covers what is past its boundary.
+		served, ok, err := batch.ServedRun(ctx, lake)
+		if err != nil {
+			return st, err
+		}
+		boundary := run.Boundary
+		if ok {
+			st.Details["served_batch_id"] = served.Run.BatchID
+			st.Details["served_as"] = served.PublishID
+			if served.Pin.Pinned() {
+				st.Details["pinned"] = served.Pin
+				st.Details["served_boundary"] = served.Run.Boundary
+				boundary = served.Run.Boundary
+			}
+		}
 		end, err := endOffsets(ctx, adm, topic)
 		if err != nil {
 			return st, err
 		}
-		st.LagRecords = lagPast(end, nextOf(run.Boundary))
+		st.LagRecords = lagPast(end, nextOf(boundary))
 		return st, nil
 	})
 }
