@@ -220,7 +220,9 @@ func (s *Summarizer) Add(l Letter) {
 // Rows returns the counts by stage, reason, then hour.
 func (s *Summarizer) Rows() []SummaryRow {
 	out := make([]SummaryRow, 0, len(s.rows))
-	for _, k := range slices.SortedFunc(maps.Keys(s.rows), func(a, b [3]string) int { return strings.Compare(a[0]+"\x00"+a[1]+"\x00"+a[2], b[0]+"\x00"+b[1]+"\x00"+b[2]) }) {
+	for _, k := range slices.SortedFunc(maps.Keys(s.rows), func(a, b [3]string) int {
+		return strings.Compare(a[0]+"\x00"+a[1]+"\x00"+a[2], b[0]+"\x00"+b[1]+"\x00"+b[2])
+	}) {
 		out = append(out, *s.rows[k])
 	}
 	return out
