@@ -66,6 +66,9 @@ func servedIs(b *serving.BatchAsOf, id string, boundary map[int32]int64) bool {
 // batches are recorded but not served while it is pinned, /v1/status shows
 // the pin, the pin survives a restart, and unpin serves the newest again.
 func TestBatchRollbackPinAndUnpin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts lambdarec dev; not in -short")
+	}
 	bin := buildLambdarec(t)
 	dataDir := t.TempDir()
 	httpAddr, kafkaAddr := freeAddr(t), freeAddr(t)
