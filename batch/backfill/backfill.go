@@ -15,8 +15,11 @@
 // no Kafka record can have: partition BackfillPartition (-1) and an offset
 // from a counter kept in the snapshot summary (NextOffsetProperty), so rows
 // stay distinct across loads and a session's events keep the files' order.
-// The archive's offsets (lakehouse.OffsetsProperty) are untouched: a
-// backfill moves no boundary.
+// The archive's offsets (lakehouse.OffsetsProperty) are untouched; the
+// batch boundary of a snapshot (lakehouse.Boundary) reports partition -1 up
+// to the counter, so a batch says which backfilled rows it includes and an
+// incremental batch folds in only the rows backfilled after its base. The
+// speed layer owns no partition -1 and ignores it.
 //
 // Exactly once: a file is identified by the SHA-256 of its bytes; the commit
 // that appends its rows records `lambdarec.backfill.file.<sha256>` in the
@@ -60,13 +63,13 @@ import (
 
 const (
 	// BackfillPartition is the kafka_partition of backfilled rows: no Kafka
-	// partition is negative, so no boundary ever covers or excludes them.
-	BackfillPartition int32 = -1
+	// partition is negative.
+	BackfillPartition = lakehouse.BackfillPartition
 	// FilePropertyPrefix starts the snapshot summary key that records a loaded
 	// file: FilePropertyPrefix + hex SHA-256 of the file.
 	FilePropertyPrefix = lakehouse.PropertyPrefix + "backfill.file."
 	// NextOffsetProperty holds the next kafka_offset a backfilled row gets.
-	NextOffsetProperty = lakehouse.PropertyPrefix + "backfill.next_offset"
+	NextOffsetProperty = lakehouse.BackfillNextOffsetProperty
 )
 
 // Format is the encoding of an input file.

@@ -240,8 +240,8 @@ func TestBackfillTwiceIsOnce(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(b) != 2 || b[0] != 50 || b[1] != 17 {
-				t.Fatalf("boundary after the backfill = %v; want the archive's {0:50 1:17}", b)
+			if len(b) != 3 || b[0] != 50 || b[1] != 17 || b[backfill.BackfillPartition] != int64(len(ids))-1 {
+				t.Fatalf("boundary after the backfill = %v; want the archive's {0:50 1:17} and -1:%d", b, len(ids)-1)
 			}
 			if rec, ok := backfill.Loaded(tbl)[first.Checksum]; !ok || rec.Rows != first.Rows {
 				t.Fatalf("loaded files = %v", backfill.Loaded(tbl))
