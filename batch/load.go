@@ -138,12 +138,26 @@ func NewLoader(lake *lakehouse.Lakehouse, p model.Params) *Loader {
 	return &Loader{lake: lake, params: p}
 }
 
-// Latest returns the current batch, or nil when none was published.
+// Latest returns the batch to serve (the pinned one, else the newest; see
+// ServedRun), or nil when none was published.
 func (l *Loader) Latest(ctx context.Context) (*Loaded, error) {
-	run, ok, err := LatestRun(ctx, l.lake)
+	loaded, _, err := l.served(ctx)
+	return loaded, err
+}
+
+// served returns the batch to serve, loaded, and how it is served.
+func (l *Loader) served(ctx context.Context) (*Loaded, Served, error) {
+	s, ok, err := ServedRun(ctx, l.lake)
 	if err != nil || !ok {
-		return nil, err
+		return nil, s, err
 	}
+	loaded, err := l.load(ctx, s.Run)
+	return loaded, s, err
+}
+
+// load returns the loaded batch run, from the cache when it is the last one
+// loaded.
+func (l *Loader) load(ctx context.Context, run Run) (*Loaded, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.cached != nil && l.cached.Run.BatchID == run.BatchID {
@@ -176,20 +190,35 @@ func (l *Loader) Follow(ctx context.Context, st store.Store, interval time.Durat
 	}
 }
 
+// Publish publishes the batch to serve (the pinned one, else the newest) to
+// st unless it is st's current batch already: what `lambdarec batch pin`,
+// `unpin` and `rollback` do for a shared store (ClickHouse) at once, rather
+// than wait for the next batch run.
+func (l *Loader) Publish(ctx context.Context, st store.Store, log *slog.Logger) error {
+	return l.publishLatest(ctx, st, log)
+}
+
 func (l *Loader) publishLatest(ctx context.Context, st store.Store, log *slog.Logger) error {
-	loaded, err := l.Latest(ctx)
+	loaded, s, err := l.served(ctx)
 	if err != nil || loaded == nil {
 		return err
 	}
 	cur, ok, err := st.CurrentBatch(ctx)
-	if err != nil || ok && cur.BatchID == loaded.Run.BatchID {
+	if err != nil || ok && cur.BatchID == s.PublishID {
 		return err
 	}
-	// The store keeps the view it is given; neither side modifies it.
+	// The store keeps the view it is given; neither side modifies it. A
+	// batch served again is published under another id (see ServedRun):
+	// the view is shared, only its metadata differs.
 	v := loaded.View
-	if err := st.PublishBatch(ctx, v); err != nil && !errors.Is(err, store.ErrBatchExists) {
-		return fmt.Errorf("publish batch %s: %w", loaded.Run.BatchID, err)
+	if s.PublishID != v.Meta.BatchID {
+		c := *v
+		c.Meta.BatchID = s.PublishID
+		v = &c
 	}
-	log.Info("batch view published", "batch_id", loaded.Run.BatchID, "items", len(v.Neighbors), "users", len(v.UserRecs))
+	if err := st.PublishBatch(ctx, v); err != nil && !errors.Is(err, store.ErrBatchExists) {
+		return fmt.Errorf("publish batch %s: %w", s.PublishID, err)
+	}
+	log.Info("batch view published", "batch_id", s.PublishID, "pinned", s.Pin.Pinned(), "items", len(v.Neighbors), "users", len(v.UserRecs))
 	return nil
 }

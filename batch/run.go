@@ -238,6 +238,13 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 		log.Warn("remove old batch views", "err", err)
 	}
 	view.Meta = run.Meta()
+	if pin, err := CurrentPin(ctx, r.cfg.Lake); err != nil {
+		return nil, err
+	} else if pin.Pinned() {
+		// Recorded, not served: the pinned batch stays (served.go).
+		log.Info("batch pinned: the new batch is recorded, not published", "pinned_batch_id", pin.BatchID)
+		return &Result{Run: run, View: view, Model: m}, nil
+	}
 	if r.cfg.Store != nil {
 		if err := r.cfg.Store.PublishBatch(ctx, view); err != nil {
 			return nil, fmt.Errorf("publish batch %s to the serving store: %w", run.BatchID, err)

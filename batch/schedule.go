@@ -18,6 +18,7 @@ type Scheduler struct {
 	sched  cron.Schedule
 	spec   string
 	log    *slog.Logger
+	m      *RunMetrics // nil: not exported
 
 	mu sync.Mutex // held while a run is going
 }
@@ -41,6 +42,9 @@ func NewScheduler(r *Runner, spec string, log *slog.Logger) (*Scheduler, error) 
 	return &Scheduler{runner: r, sched: s, spec: spec, log: log}, nil
 }
 
+// SetMetrics records every run of the scheduler in m. Call it before Run.
+func (s *Scheduler) SetMetrics(m *RunMetrics) { s.m = m }
+
 // RunOnce runs a batch now unless one is already running, in which case it
 // returns false.
 func (s *Scheduler) RunOnce(ctx context.Context) (*Result, bool, error) {
@@ -48,7 +52,10 @@ func (s *Scheduler) RunOnce(ctx context.Context) (*Result, bool, error) {
 		return nil, false, nil
 	}
 	defer s.mu.Unlock()
+	start := time.Now()
 	res, err := s.runner.Run(ctx)
+	end := time.Now()
+	s.m.observe(res, err, end.Sub(start), end)
 	return res, true, err
 }
 

@@ -188,6 +188,12 @@ func (r *Runner) cleanup(ctx context.Context, log *slog.Logger) error {
 	for _, run := range runs[:min(len(runs), r.cfg.Retain)] {
 		keep = append(keep, run.BatchID)
 	}
+	// A pinned batch keeps its views however old it gets (served.go).
+	if pin, err := CurrentPin(ctx, r.cfg.Lake); err != nil {
+		return err
+	} else if pin.Pinned() && !slices.Contains(keep, pin.BatchID) {
+		keep = append(keep, pin.BatchID)
+	}
 	if len(keep) == 0 {
 		return nil
 	}

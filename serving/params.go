@@ -17,6 +17,9 @@ type recsQuery struct {
 	UserID    string
 	SessionID string
 	K         int
+	// Explain asks for the reasons behind each item (explain=true, the
+	// gRPC request's explain field).
+	Explain bool
 }
 
 // similarQuery is the parsed query of GET /v1/items/{item_id}/similar.

@@ -285,23 +285,32 @@ func (a *API) handleSimilar(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := a.storeContext(r)
 	defer cancel()
+	out, op, err := a.similar(ctx, q)
+	if err != nil {
+		a.storeError(w, r, op, err)
+		return
+	}
+	writeEncoded(w, out, appendSimilar)
+}
+
+// similar reads q's item's neighbours in the current batch view. On a store
+// error it also returns the failed operation, for the metrics.
+func (a *API) similar(ctx context.Context, q similarQuery) (*Similar, string, error) {
 	now := a.now()
 	meta, hasBatch, err := a.store.CurrentBatch(ctx)
 	if err != nil {
-		a.storeError(w, r, "current_batch", fmt.Errorf("read current batch: %w", err))
-		return
+		return nil, "current_batch", fmt.Errorf("read current batch: %w", err)
 	}
 	out := &Similar{ItemID: q.ItemID, K: q.K}
 	if hasBatch {
 		out.AsOf.Batch = batchAsOf(meta, now)
 		out.Items, err = a.store.Similar(ctx, q.ItemID, q.K)
 		if err != nil {
-			a.storeError(w, r, "similar", fmt.Errorf("read items similar to %q: %w", q.ItemID, err))
-			return
+			return nil, "similar", fmt.Errorf("read items similar to %q: %w", q.ItemID, err)
 		}
 	}
 	if out.Items == nil {
 		out.Items = []store.Scored{}
 	}
-	writeEncoded(w, out, appendSimilar)
+	return out, "", nil
 }

@@ -148,6 +148,14 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 	}))
 }
 
+// HandleAuthorized mounts h at pattern like Handle but outside the Guard: h
+// authorizes each request itself. The RPC API (serving/rpc) is mounted so,
+// checking API keys in a connect interceptor so that a refusal is a gRPC
+// status its clients understand, not an HTTP 401.
+func (s *Server) HandleAuthorized(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+}
+
 // SetGuard puts every endpoint, mounted before or after, behind g. Call it
 // before Run.
 func (s *Server) SetGuard(g Guard) { s.guard = g }
@@ -204,7 +212,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}()
 		defer func() { stop(); <-done }()
 	}
+	// HTTP/2 without TLS (h2c) too, for gRPC clients on the plain port;
+	// over TLS, HTTP/2 is negotiated by ALPN.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(true)
 	hs := &http.Server{
+		Protocols:         &protocols,
 		ConnState:         lim.connState,
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -280,21 +295,39 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusServiceUnavailable, Error{Code: CodeNotReady, Message: "shutting down"})
 		return
 	}
-	checks := make(map[string]string, len(s.checks))
-	var failed []string
-	for _, c := range s.checks {
-		ctx, cancel := context.WithTimeout(r.Context(), CheckTimeout)
-		err := c.Func(ctx)
-		cancel()
-		if err != nil {
-			failed = append(failed, c.Name+": "+err.Error())
-			continue
-		}
-		checks[c.Name] = "ok"
-	}
+	checks, failed := s.runChecks(r.Context())
 	if len(failed) > 0 {
 		WriteError(w, http.StatusServiceUnavailable, Error{Code: CodeNotReady, Message: strings.Join(failed, "; ")})
 		return
 	}
 	WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
+}
+
+// Ready reports what /readyz answers: nil when the server is not draining
+// and every check passes, else an error naming the failures. The RPC
+// API's health service answers from it.
+func (s *Server) Ready(ctx context.Context) error {
+	if s.draining.Load() {
+		return errors.New("shutting down")
+	}
+	if _, failed := s.runChecks(ctx); len(failed) > 0 {
+		return errors.New(strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+// runChecks runs every readiness check, each bounded by CheckTimeout.
+func (s *Server) runChecks(ctx context.Context) (passed map[string]string, failed []string) {
+	passed = make(map[string]string, len(s.checks))
+	for _, c := range s.checks {
+		cctx, cancel := context.WithTimeout(ctx, CheckTimeout)
+		err := c.Func(cctx)
+		cancel()
+		if err != nil {
+			failed = append(failed, c.Name+": "+err.Error())
+			continue
+		}
+		passed[c.Name] = "ok"
+	}
+	return passed, failed
 }

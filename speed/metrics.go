@@ -15,9 +15,7 @@ import (
 // counters; sync copies them here once per poll, off the per-record path.
 type metrics struct {
 	records       *prometheus.CounterVec
-	eventsPerSec  prometheus.Gauge
 	lag           *prometheus.GaugeVec
-	lagTotal      prometheus.Gauge
 	live          prometheus.Gauge
 	retained      prometheus.Gauge
 	retainedEv    prometheus.Gauge
@@ -38,29 +36,23 @@ type metrics struct {
 	faults        *prometheus.GaugeVec
 
 	lastHandoff atomic.Int64 // unix nanos; 0 before the first
-	lagNow      atomic.Int64 // lag_records_total as last synced; -1 before the first sync
+	lagNow      atomic.Int64 // the sum of lag_records as last synced; -1 before the first sync
 	progressAt  atomic.Int64 // unix nanos of the last sync that saw records processed or none waiting
 	recordAt    atomic.Int64 // unix nanos of the last sync that saw records processed; 0 before
 	prevN       uint64
 	started     time.Time
 	prev        counters
-	rateAt      time.Time
-	rateN       uint64
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	const ns, sub = "lambdarec", "speed"
-	m := &metrics{started: time.Now(), rateAt: time.Now()}
+	m := &metrics{started: time.Now()}
 	m.lagNow.Store(-1)
 	m.progressAt.Store(m.started.UnixNano())
 	m.records = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "records_total",
 		Help: "Records processed, by outcome: accepted, duplicate, capped, stale (replayed), invalid (dead-lettered by the archive)."}, []string{"outcome"})
-	m.eventsPerSec = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "events_per_second",
-		Help: "Records processed per second over the last few seconds (rate(records_total) is the same, computed by Prometheus)."})
 	m.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "lag_records",
-		Help: "Records of an owned partition not yet processed (high watermark minus position)."}, []string{"partition"})
-	m.lagTotal = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "lag_records_total",
-		Help: "Records not yet processed, summed over the owned partitions."})
+		Help: "Records of an owned partition not yet processed (high watermark minus position); their sum is the speed lag /v1/status reports, from the same sync."}, []string{"partition"})
 	m.live = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "live_sessions",
 		Help: "Sessions with a real-time view held in memory."})
 	m.retained = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "retained_sessions",
@@ -104,7 +96,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		return time.Since(m.started).Seconds()
 	})
 	if reg != nil {
-		reg.MustRegister(m.records, m.eventsPerSec, m.lag, m.lagTotal, m.live, m.retained, m.retainedEv, m.stateBytes,
+		reg.MustRegister(m.records, m.lag, m.live, m.retained, m.retainedEv, m.stateBytes,
 			m.expired, m.evicted, m.retainDropped, m.stateEvicted, m.handoffs, m.handoffDur, m.regress, m.viewWrites, m.viewErrors,
 			m.flushDur, m.invalid, m.commitErrors, m.fetchErrors, m.faults, since)
 	}
@@ -142,7 +134,6 @@ func (m *metrics) sync(p *processor, now time.Time) {
 		total += lag
 		m.lag.WithLabelValues(strconv.Itoa(int(id))).Set(float64(lag))
 	}
-	m.lagTotal.Set(float64(total))
 	m.lagNow.Store(total)
 	m.live.Set(float64(p.nLive))
 	retained := 0
@@ -160,10 +151,6 @@ func (m *metrics) sync(p *processor, now time.Time) {
 	if n != m.prevN || total == 0 {
 		m.progressAt.Store(now.UnixNano())
 		m.prevN = n
-	}
-	if el := now.Sub(m.rateAt); el >= 2*time.Second {
-		m.eventsPerSec.Set(float64(n-m.rateN) / el.Seconds())
-		m.rateAt, m.rateN = now, n
 	}
 }
 

@@ -3,8 +3,8 @@ package speed
 import "time"
 
 // Lag returns the records of the owned partitions not yet processed (high
-// watermark minus position, summed: the value of
-// lambdarec_speed_lag_records_total) and how long records have waited: 0
+// watermark minus position, summed over the partitions of
+// lambdarec_speed_lag_records, set by the same sync) and how long records have waited: 0
 // when none wait, else the time since the layer last processed a record.
 // records is -1 before the first poll.
 func (l *Layer) Lag() (records int64, seconds float64) {

@@ -63,6 +63,7 @@ func init() {
 				return a.Run(ctx)
 			}
 		},
+		description: "Reads the Kafka topic events and appends each record once to the Iceberg table events, committing the Kafka offsets in the same Iceberg snapshot, so that a restart resumes exactly where the last commit ended. Invalid records go to the dead-letter topic. Serves /healthz, /readyz and /metrics on archive.addr.",
 	})
 }
 

@@ -73,6 +73,7 @@ func TestArchiveCommand(t *testing.T) {
 	if !strings.Contains(string(body), `lambdarec_archive_records_total{outcome="archived"} 1`) {
 		t.Fatalf("/metrics lacks the archived counter:\n%s", body)
 	}
+	lintMetrics(t, "archive", body)
 	if status, body := serveTestDo(t, http.MethodGet, base+"/readyz", "", ""); status != http.StatusOK || !strings.Contains(body, `"ready"`) {
 		t.Fatalf("/readyz of a running archive: %d %s", status, body)
 	}

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lambdarec/lambdarec/batch"
+	"github.com/lambdarec/lambdarec/internal/buildinfo"
 	"github.com/lambdarec/lambdarec/internal/config"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
 	"github.com/lambdarec/lambdarec/internal/store"
@@ -48,12 +51,14 @@ func init() {
 				return nil
 			}
 		},
+		description: "Reads the current Iceberg snapshot of events, recomputes the co-visitation model, user recommendations and popular items, and publishes them to the serving store as one batch with its Kafka offset boundary. Does nothing when the current batch already covers the snapshot (unless --force).",
 	})
 	register("batch schedule", command{
 		summary: "run batch recomputes on a cron schedule in-process, never two at once",
 		setup: func(fs *flag.FlagSet, cfg *config.Config) func(context.Context, *env) error {
 			batchFlags(fs, cfg)
 			fs.StringVar(&cfg.Batch.Cron, "cron", cfg.Batch.Cron, `cron spec: 5 fields, or a descriptor such as "@hourly" or "@every 10m"`)
+			fs.StringVar(&cfg.Batch.MetricsAddr, "metrics-addr", cfg.Batch.MetricsAddr, "serve /metrics (the batch-run metrics) and /healthz here (empty: off)")
 			return func(ctx context.Context, e *env) error {
 				if _, err := batch.ParseSchedule(e.cfg.Batch.Cron); err != nil {
 					return err
@@ -66,6 +71,20 @@ func init() {
 				s, err := batch.NewScheduler(r, e.cfg.Batch.Cron, e.log.With("component", "batch"))
 				if err != nil {
 					return err
+				}
+				if e.cfg.Batch.MetricsAddr != "" {
+					reg := prometheus.NewRegistry()
+					reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector())
+					rm, err := batch.NewRunMetrics(reg)
+					if err != nil {
+						return err
+					}
+					s.SetMetrics(rm)
+					stop, err := serveMetrics(e.cfg.Batch.MetricsAddr, reg, nil, e.log)
+					if err != nil {
+						return err
+					}
+					defer stop()
 				}
 				// Table maintenance on maintenance.cron, beside the batches.
 				lake, err := lakehouse.Open(ctx, e.cfg.Iceberg, e.log.With("component", "lakehouse"))
@@ -90,6 +109,7 @@ func init() {
 				return g.Wait()
 			}
 		},
+		description: "Runs batch run on the cron schedule batch.cron in this process, never two runs at once, and table maintenance on maintenance.cron. Stops at SIGTERM after the run in progress. With batch.metrics_addr (--metrics-addr), serves the batch-run metrics (runs by result, duration, last success) at /metrics.",
 	})
 }
 

@@ -56,5 +56,6 @@ func init() {
 				return nil
 			}
 		},
+		description: "Times batch run against a plain Iceberg scan of the same snapshot and prints both with their ratio.",
 	})
 }

@@ -57,6 +57,7 @@ func init() {
 				return nil
 			}
 		},
+		description: "Starts lambdarec's HTTP API and a bare net/http handler side by side, drives both from a second process with keep-alive connections, and prints req/s and latency percentiles with their ratio.",
 	})
 
 	register("bench load", command{
@@ -65,6 +66,7 @@ func init() {
 			runLoad := loadgen.LoadCommand(fs)
 			return func(ctx context.Context, e *env) error { return runLoad(ctx, e.stdout) }
 		},
+		description: "Drives the given URLs with keep-alive connections for a duration and prints req/s and latency percentiles (the load half of bench serve).",
 	})
 }
 

@@ -28,5 +28,6 @@ func init() {
 				return b.Run(ctx)
 			}
 		},
+		description: "Runs kfake, an in-process Kafka-protocol broker, on a fixed port: for development and tests, not for production (it keeps data in memory).",
 	})
 }

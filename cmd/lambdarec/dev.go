@@ -41,6 +41,7 @@ func init() {
 			fs.Int64Var(&o.seed, "seed", 1, "seed of the generated clickstream")
 			return func(ctx context.Context, e *env) error { return runDev(ctx, e, o) }
 		},
+		description: "Runs the whole platform in one process on the embedded defaults: the broker, a clickstream generator, the archive, the speed layer, batch runs on a short schedule and the HTTP API. A failed role is restarted with backoff; only a failing serve ends dev.",
 	})
 }
 
@@ -126,6 +127,11 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 	// One /metrics for every role.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	runMetrics, err := batch.NewRunMetrics(reg)
+	if err != nil {
+		return err
+	}
+	sched.SetMetrics(runMetrics)
 	arch, err := archive.New(cfg, archive.Deps{Log: log.With("component", "archive"), Lake: lake, Registerer: reg})
 	if err != nil {
 		return err

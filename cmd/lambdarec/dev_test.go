@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -217,6 +218,17 @@ func TestDevEndToEnd(t *testing.T) {
 	}
 	if id := layers["batch"].Details["batch_id"]; id == nil || id == "" {
 		t.Fatalf("/v1/status batch layer names no batch: %+v", layers["batch"])
+	}
+	// One /metrics for every role, promlint-clean, with the batch runs.
+	if resp, err = http.Get(p.base + "/metrics"); err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	lintMetrics(t, "dev", metrics)
+	if !regexp.MustCompile(`(?m)^lambdarec_batch_runs_total\{result="success"\} [1-9]`).Match(metrics) ||
+		!regexp.MustCompile(`(?m)^lambdarec_batch_last_success_timestamp_seconds [1-9]`).Match(metrics) {
+		t.Errorf("dev /metrics lacks the successful batch runs:\n%s", tail(string(metrics), 3000))
 	}
 
 	// A new session: its recommendations change within a second, from speed.

@@ -67,6 +67,7 @@ func init() {
 				return nil
 			}
 		},
+		description: "Generates a clickstream with planted item transitions, holds out a fraction of sessions, trains the model on the rest and measures next-item prediction (Recall@K, MRR@K) of the model, of popularity and of the true transitions. Refuses a split that leaves no test session to score.",
 	})
 }
 
@@ -156,6 +157,10 @@ func runEval(ctx context.Context, o evalOptions) (evalReport, error) {
 	t1 := time.Now()
 	rep.Model = model.EvaluatePredictor(test, o.k, model.ModelPredictor(m, sc, o.k))
 	rep.Eval = time.Since(t1)
+	if rep.Model.Cases == 0 {
+		// Scores over no case are zeros that read like a broken model.
+		return evalReport{}, fmt.Errorf("eval: no test session to score: %d of %d events held out, none in a session with two distinct items; generate more events (--events) or hold out more sessions (--holdout)", len(test), len(events))
+	}
 	rep.Popularity = model.EvaluatePredictor(test, o.k, model.PopularityPredictor(m))
 	planted := g.Planted()
 	oracle := planted.Oracle(o.k + 64) // enough beyond k for the prefix items it skips

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -46,5 +47,18 @@ func TestEvalCommand(t *testing.T) {
 		if code := run(context.Background(), bad, &stdout, &stderr); code == 0 {
 			t.Errorf("%v: exit 0", bad)
 		}
+	}
+}
+
+// A split without a test session to score (one event cannot make a case)
+// is refused, not reported as all-zero scores.
+func TestEvalRefusesEmptyTestSplit(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"eval", "--events", "1", "--json"}, &stdout, &stderr)
+	if code == 0 {
+		t.Fatalf("exit 0 with no test session; stdout %q", stdout.String())
+	}
+	if !strings.Contains(stderr.String(), "no test session to score") || stdout.Len() != 0 {
+		t.Errorf("stdout %q, stderr %q", stdout.String(), stderr.String())
 	}
 }

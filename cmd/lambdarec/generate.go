@@ -45,6 +45,7 @@ func init() {
 				return runGenerate(ctx, e, gc, start, clockRate, out, planted)
 			}
 		},
+		description: "Produces a synthetic clickstream (sessions of page views, clicks, carts and purchases) to Kafka, or to a file, at a given rate; the same seed gives the same events.",
 	})
 }
 

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 
@@ -21,10 +20,15 @@ import (
 )
 
 // command is one subcommand: its flags are registered on fs, then run is called
-// with the loaded configuration.
+// with the loaded configuration. A name of two words ("batch run") makes the
+// first word a group: `lambdarec batch` lists the group's commands.
 type command struct {
+	// summary is one line, shown in the command lists.
 	summary string
-	setup   func(fs *flag.FlagSet, cfg *config.Config) func(ctx context.Context, env *env) error
+	// description says what the command does, in a few sentences, for its
+	// --help; the summary stands in when it is empty.
+	description string
+	setup       func(fs *flag.FlagSet, cfg *config.Config) func(ctx context.Context, env *env) error
 }
 
 // env is what every command gets.
@@ -45,56 +49,47 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: lambdarec <command> [flags]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-16s %s\n", n, commands[n].summary)
-	}
-	fmt.Fprintln(w, "\nrun 'lambdarec <command> -h' for a command's flags")
-}
-
+// run runs the command args name and returns the exit code: 0, 1 when the
+// command failed, 2 for a usage or configuration error. Help asked for
+// (help, -h, --help) goes to stdout with 0; usage errors go to stderr.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stderr)
+	if len(args) == 0 {
+		usage(stderr, "")
 		return 2
 	}
-	name := args[0]
-	args = args[1:]
-	// Two-word commands: "batch run", "batch schedule".
-	if _, ok := commands[name]; !ok && len(args) > 0 {
-		if _, ok := commands[name+" "+args[0]]; ok {
-			name, args = name+" "+args[0], args[1:]
-		}
+	if isHelp(args[0]) {
+		// "lambdarec help", "lambdarec help batch", "lambdarec help batch run".
+		return help(ctx, args[1:], stdout, stderr)
 	}
-	c, ok := commands[name]
+	name, args, ok := lookup(args)
 	if !ok {
-		fmt.Fprintf(stderr, "lambdarec: unknown command %q\n\n", name)
-		usage(stderr)
-		return 2
+		return notACommand(name, args, stdout, stderr)
 	}
+	c := commands[name]
 	// The file and the environment are loaded first; flags then override
 	// them, so --config is found before the flags are parsed.
 	configPath := flagValue(args, "config", os.Getenv(config.EnvConfigFile))
 	cfg, err := config.Load(configPath, os.Environ())
 	if err != nil {
-		fmt.Fprintf(stderr, "lambdarec: configuration: %v\n", err)
-		return 2
+		if !wantsHelp(args) {
+			fmt.Fprintf(stderr, "lambdarec: configuration: %v\n", err)
+			return 2
+		}
+		// Help needs no working configuration: it shows the defaults.
+		cfg = config.Default()
 	}
 	fs := flag.NewFlagSet("lambdarec "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprintf(stderr, "run 'lambdarec %s --help' for its flags\n", name) }
 	fs.String("config", configPath, "YAML configuration file (env LAMBDAREC_CONFIG)")
 	checkOnly := fs.Bool("check-config", false, "validate the configuration and exit")
 	env := &env{stdout: stdout}
 	runFn := c.setup(fs, &cfg)
+	if wantsHelp(args) {
+		commandHelp(stdout, name, c, fs)
+		return 0
+	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
 		return 2
 	}
 	if err := cfg.Validate(); err != nil {

@@ -38,6 +38,7 @@ func init() {
 				return runMaintain(ctx, cfg, e.log, e.stdout)
 			}
 		},
+		description: "Runs one pass of Iceberg maintenance on the events and batch tables: removes stale batch pins, drops event days past retention, compacts day partitions, merges manifests, expires old snapshots (never a pinned one) and deletes orphan files. Exits non-zero when a step failed.",
 	})
 }
 

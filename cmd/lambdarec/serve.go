@@ -19,8 +19,10 @@ import (
 	"github.com/lambdarec/lambdarec/internal/store"
 	"github.com/lambdarec/lambdarec/internal/store/backend"
 	"github.com/lambdarec/lambdarec/serving"
+	"github.com/lambdarec/lambdarec/serving/auth"
 	"github.com/lambdarec/lambdarec/serving/collector"
 	"github.com/lambdarec/lambdarec/serving/layerstatus"
+	"github.com/lambdarec/lambdarec/serving/rpc"
 )
 
 func init() {
@@ -61,6 +63,7 @@ func init() {
 				return srv.Run(ctx)
 			}
 		},
+		description: "Serves the HTTP API on serve.addr: GET /v1/recommendations, /v1/items/{item_id}/similar, /v1/status, POST /v1/events (the collector), /healthz, /readyz and /metrics; and on the same port the gRPC, gRPC-Web and Connect API lambdarec.v1.RecommendationService with server reflection and grpc.health.v1.",
 	})
 }
 
@@ -113,8 +116,9 @@ func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lak
 		cl.Close()
 	}
 	srv, err = serving.NewServer(cfg.Serve, serving.Deps{Log: log.With("component", "http"), Registry: o.registry})
+	var keys *auth.Authenticator
 	if err == nil {
-		err = secureServer(cfg.Serve, log, srv)
+		keys, err = secureServer(cfg.Serve, log, srv)
 	}
 	if err != nil {
 		closeFn()
@@ -173,11 +177,21 @@ func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lak
 	if err == nil {
 		err = api.Mount(srv)
 	}
+	var rpcAPI *rpc.Service
+	if err == nil {
+		// The same reads, collector and keys as gRPC, gRPC-Web and Connect
+		// on the same port.
+		rpcAPI, err = rpc.New(rpc.Config{MaxMessageBytes: cfg.Serve.MaxBodyBytes}, rpc.Deps{
+			API: api, Collector: col, Auth: keys, Ready: srv.Ready, Log: log.With("component", "rpc"),
+		})
+	}
 	if err != nil {
 		closeFn()
 		return nil, nil, err
 	}
+	rpcAPI.Mount(srv)
 	log.Info("serving", "brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.Topic, "store", cfg.Store.Backend,
-		"endpoints", "/v1/recommendations /v1/items/{item_id}/similar /v1/status /v1/events /openapi.json /healthz /readyz /metrics")
+		"endpoints", "/v1/recommendations /v1/items/{item_id}/similar /v1/status /v1/events /openapi.json /healthz /readyz /metrics",
+		"rpc", rpc.ServiceName)
 	return srv, closeFn, nil
 }

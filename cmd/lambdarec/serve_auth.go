@@ -9,24 +9,27 @@ import (
 )
 
 // secureServer puts srv behind the API keys of serve.auth and serves it over
-// the HTTPS of serve.tls, when they are configured.
-func secureServer(cfg config.Serve, log *slog.Logger, srv *serving.Server) error {
+// the HTTPS of serve.tls, when they are configured. It returns the keys'
+// authenticator (nil without keys) for the RPC API to check the same keys.
+func secureServer(cfg config.Serve, log *slog.Logger, srv *serving.Server) (*auth.Authenticator, error) {
+	var a *auth.Authenticator
 	if cfg.Auth.KeysFile != "" {
-		a, err := auth.New(auth.Config{KeysFile: cfg.Auth.KeysFile, ReloadInterval: cfg.Auth.ReloadInterval},
+		var err error
+		a, err = auth.New(auth.Config{KeysFile: cfg.Auth.KeysFile, ReloadInterval: cfg.Auth.ReloadInterval},
 			auth.Deps{Log: log.With("component", "auth"), Registerer: srv.Registry()})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		srv.SetGuard(a)
 	}
 	if cfg.TLS.Enabled() {
 		certs, err := auth.NewCertReloader(cfg.TLS.CertFile, cfg.TLS.KeyFile, log.With("component", "tls"), srv.Registry())
 		if err != nil {
-			return err
+			return nil, err
 		}
 		srv.SetTLS(certs.TLSConfig())
 	}
-	return nil
+	return a, nil
 }
 
 // authHint is the dev banner's line about API keys.

@@ -59,10 +59,11 @@ func TestServeCommand(t *testing.T) {
 	if status, _ := serveTestDo(t, http.MethodGet, base+"/healthz", "", ""); status != http.StatusOK {
 		t.Fatalf("/healthz: %d", status)
 	}
-	if status, body := serveTestDo(t, http.MethodGet, base+"/metrics", "", ""); status != http.StatusOK ||
-		!strings.Contains(body, "lambdarec_collector_events_accepted_total 1\n") {
+	status, body = serveTestDo(t, http.MethodGet, base+"/metrics", "", "")
+	if status != http.StatusOK || !strings.Contains(body, "lambdarec_collector_events_accepted_total 1\n") {
 		t.Fatalf("/metrics: %d, accepted counter missing", status)
 	}
+	lintMetrics(t, "serve", []byte(body))
 
 	cancel()
 	select {

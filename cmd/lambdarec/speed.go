@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"log/slog"
+
+	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -11,6 +15,7 @@ import (
 	"github.com/lambdarec/lambdarec/batch"
 	"github.com/lambdarec/lambdarec/internal/buildinfo"
 	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/internal/kafka"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
 	"github.com/lambdarec/lambdarec/internal/store/backend"
 	"github.com/lambdarec/lambdarec/speed"
@@ -25,8 +30,14 @@ func init() {
 			fs.StringVar(&cfg.Speed.Group, "group", cfg.Speed.Group, "consumer group")
 			fs.StringVar(&cfg.Store.Backend, "store", cfg.Store.Backend, "serving store the real-time view goes to: clickhouse, or memory (only useful inside lambdarec dev)")
 			fs.StringVar(&cfg.Speed.MetricsAddr, "metrics-addr", cfg.Speed.MetricsAddr, "serve /metrics, /healthz and /readyz here (empty: off)")
+			resetToBatch := fs.Bool("reset-to-batch", false, "before starting, set the group's offsets from the served batch's boundary (for a deployment that lost them; every speed instance must be stopped)")
 			return func(ctx context.Context, e *env) error {
 				log := e.log.With("component", "speed")
+				if *resetToBatch {
+					if err := speedResetToBatch(ctx, e, log); err != nil {
+						return err
+					}
+				}
 				if e.cfg.Store.Backend == "memory" {
 					log.Warn("the real-time view goes to an in-process store no other process reads; set store.backend: clickhouse")
 				}
@@ -69,5 +80,35 @@ func init() {
 				return layer.Run(ctx)
 			}
 		},
+		description: "Consumes the topic events and keeps each session's real-time state and recommendations in the serving store, for events past the batch boundary. Serves /healthz, /readyz and /metrics on speed.addr.",
 	})
+}
+
+// speedResetToBatch sets the speed group's offsets from the served batch
+// (speed.ResetToBatch), looking back twice the session timeout.
+func speedResetToBatch(ctx context.Context, e *env, log *slog.Logger) error {
+	lake, err := lakehouse.Open(ctx, e.cfg.Iceberg, e.log.With("component", "lakehouse"))
+	if err != nil {
+		return err
+	}
+	defer lake.Close()
+	served, ok, err := batch.ServedRun(ctx, lake)
+	if err != nil {
+		return fmt.Errorf("reset to batch: %w", err)
+	}
+	if !ok {
+		return errors.New("reset to batch: no batch recorded yet; without a batch the speed layer counts every record, start it without --reset-to-batch")
+	}
+	cl, err := kafka.Connect(e.cfg.Kafka.Brokers, kafka.SecurityOf(e.cfg.Kafka))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	offsets, err := speed.ResetToBatch(ctx, kadm.NewClient(cl), e.cfg.Speed.Group, e.cfg.Kafka.Topic, served.Run.Meta(), 2*e.cfg.Speed.SessionTimeout)
+	if err != nil {
+		return fmt.Errorf("reset to batch %s: %w", served.Run.BatchID, err)
+	}
+	log.Info("speed group reset to the served batch", "group", e.cfg.Speed.Group, "batch_id", served.Run.BatchID,
+		"boundary", served.Run.Boundary, "offsets", offsets)
+	return nil
 }

@@ -40,6 +40,7 @@ func TestSpeedCommand(t *testing.T) {
 	if !strings.Contains(string(body), "lambdarec_speed_") {
 		t.Fatalf("no speed metrics at /metrics:\n%s", tail(string(body), 2000))
 	}
+	lintMetrics(t, "speed", body)
 	cancel()
 	select {
 	case code := <-exit:

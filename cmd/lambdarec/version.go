@@ -24,5 +24,6 @@ func init() {
 				return err
 			}
 		},
+		description: "Prints the version, commit, Go version and platform this binary was built with (--json for JSON).",
 	})
 }

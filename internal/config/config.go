@@ -147,6 +147,9 @@ type Batch struct {
 	Cron string `yaml:"cron"`
 	// TopK is the neighbours kept per item and recommendations per user. Default: 50.
 	TopK int `yaml:"top_k"`
+	// MetricsAddr serves /metrics (the batch-run metrics) and /healthz of
+	// `batch schedule`; empty: off (the default). See batchmetrics.go.
+	MetricsAddr string `yaml:"metrics_addr"`
 }
 
 // Speed configures the speed layer (`lambdarec speed`).
@@ -343,6 +346,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, validateServeSecurity(c.Serve)...)
 	errs = append(errs, validateConnections(c)...)
+	errs = append(errs, validateBatchMetrics(c.Batch)...)
 	switch c.Iceberg.Catalog {
 	case "sql":
 		if c.Iceberg.SQLDialect != "sqlite" && c.Iceberg.SQLDialect != "postgres" {

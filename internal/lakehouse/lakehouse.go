@@ -252,9 +252,10 @@ func (l *Lakehouse) LoadTable(ctx context.Context, name string) (*table.Table, e
 }
 
 // EnsureTable returns table name, creating the namespace and the table with
-// sc, spec and props when they do not exist yet. An existing table must have
-// every column of sc with the same type; a missing column is an error naming
-// it (adding optional columns is safe: old rows read them as null).
+// sc, spec and props when they do not exist yet. An existing table is evolved
+// to sc (evolve.go): a column it lacks is added as an optional column (old
+// rows read it as null); a column removed from sc or typed differently is an
+// error naming it.
 func (l *Lakehouse) EnsureTable(ctx context.Context, name string, sc *iceberg.Schema, spec iceberg.PartitionSpec, props iceberg.Properties) (*table.Table, error) {
 	if err := l.ensureNamespace(ctx); err != nil {
 		return nil, err
@@ -271,6 +272,9 @@ func (l *Lakehouse) EnsureTable(ctx context.Context, name string, sc *iceberg.Sc
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ensure table %s: %w", strings.Join(ident, "."), err)
+	}
+	if t, err = l.evolve(ctx, t, sc); err != nil {
+		return nil, fmt.Errorf("table %s: %w", strings.Join(ident, "."), err)
 	}
 	if err := checkSchema(t.Schema(), sc); err != nil {
 		return nil, fmt.Errorf("table %s: %w", strings.Join(ident, "."), err)

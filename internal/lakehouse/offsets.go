@@ -124,11 +124,16 @@ func SnapshotOffsets(meta table.Metadata, snap *table.Snapshot) (Offsets, error)
 // Boundary returns the per-partition offset boundary of topic in snapshot
 // snap of tbl: partition → the highest offset the snapshot contains. This is
 // the boundary a batch run computed from snap covers, and that the speed
-// layer counts past.
+// layer counts past. Rows loaded by backfill are partition
+// BackfillPartition (-1) of it (backfill.go).
 func Boundary(tbl *table.Table, snap *table.Snapshot, topic string) (map[int32]int64, error) {
 	o, err := SnapshotOffsets(tbl.Metadata(), snap)
 	if err != nil {
 		return nil, err
 	}
-	return o.Topic(topic), nil
+	b := o.Topic(topic)
+	if hi, ok := backfilled(tbl.Metadata(), snap); ok {
+		b[BackfillPartition] = hi
+	}
+	return b, nil
 }

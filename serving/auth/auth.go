@@ -218,46 +218,67 @@ func (a *Authenticator) failed(err error) error {
 // Authorize lets r through when its route is open or its key has the
 // route's scope; otherwise it answers 401 or 403 itself and returns false.
 func (a *Authenticator) Authorize(w http.ResponseWriter, r *http.Request) bool {
-	need := a.cfg.Policy.required(r.Pattern)
-	if need == 0 {
+	err := a.Check(r.Header, a.cfg.Policy.required(r.Pattern))
+	if err == nil {
 		return true
 	}
-	key, present := requestKey(r)
+	d := err.(*Denied)
+	w.Header().Set("WWW-Authenticate", d.Challenge)
+	serving.WriteError(w, d.Status, d.Err)
+	return false
+}
+
+// Denied is a request refused for its API key: Status is 401 (no key, or
+// an unknown one) or 403 (a key without the scope), Err the JSON error and
+// Challenge the WWW-Authenticate header of the HTTP answer.
+type Denied struct {
+	Status    int
+	Err       serving.Error
+	Challenge string
+}
+
+func (d *Denied) Error() string { return d.Err.Message }
+
+// Check checks the API key in h (Authorization: Bearer KEY, else X-API-Key)
+// against need, and counts a refusal. It returns nil when need is 0 (open)
+// or the key has the scope, else a *Denied. The HTTP endpoints are checked
+// by Authorize; the RPC API calls Check from its interceptor.
+func (a *Authenticator) Check(h http.Header, need Scope) error {
+	if need == 0 {
+		return nil
+	}
+	key, present := requestKey(h)
 	if !present {
 		a.m.denied.WithLabelValues("missing").Inc()
-		w.Header().Set("WWW-Authenticate", `Bearer realm="lambdarec"`)
-		serving.WriteError(w, http.StatusUnauthorized, serving.Error{Code: CodeUnauthorized,
-			Message: "an API key is required: send Authorization: Bearer KEY or X-API-Key: KEY"})
-		return false
+		return &Denied{Status: http.StatusUnauthorized, Challenge: `Bearer realm="lambdarec"`, Err: serving.Error{Code: CodeUnauthorized,
+			Message: "an API key is required: send Authorization: Bearer KEY or X-API-Key: KEY"}}
 	}
 	scopes, ok := a.keys.Load().Lookup(key)
 	if !ok {
 		a.m.denied.WithLabelValues("unknown").Inc()
-		w.Header().Set("WWW-Authenticate", `Bearer realm="lambdarec", error="invalid_token"`)
-		serving.WriteError(w, http.StatusUnauthorized, serving.Error{Code: CodeUnauthorized, Message: "the API key is not valid"})
-		return false
+		return &Denied{Status: http.StatusUnauthorized, Challenge: `Bearer realm="lambdarec", error="invalid_token"`,
+			Err: serving.Error{Code: CodeUnauthorized, Message: "the API key is not valid"}}
 	}
 	if scopes&need == 0 {
 		a.m.denied.WithLabelValues("scope").Inc()
-		w.Header().Set("WWW-Authenticate", `Bearer realm="lambdarec", error="insufficient_scope", scope="`+need.String()+`"`)
-		serving.WriteError(w, http.StatusForbidden, serving.Error{Code: CodeForbidden, Message: "the API key lacks the " + need.String() + " scope"})
-		return false
+		return &Denied{Status: http.StatusForbidden, Challenge: `Bearer realm="lambdarec", error="insufficient_scope", scope="` + need.String() + `"`,
+			Err: serving.Error{Code: CodeForbidden, Message: "the API key lacks the " + need.String() + " scope"}}
 	}
-	return true
+	return nil
 }
 
-// requestKey is the key of r: Authorization: Bearer KEY, else X-API-Key.
-// present is true when either header is given, even malformed (a malformed
-// one yields an empty key, which matches nothing).
-func requestKey(r *http.Request) (key string, present bool) {
-	if h := r.Header.Get("Authorization"); h != "" {
+// requestKey is the key in the request headers hdr: Authorization: Bearer
+// KEY, else X-API-Key. present is true when either header is given, even
+// malformed (a malformed one yields an empty key, which matches nothing).
+func requestKey(hdr http.Header) (key string, present bool) {
+	if h := hdr.Get("Authorization"); h != "" {
 		scheme, tok, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") {
 			return "", true
 		}
 		return strings.TrimSpace(tok), true
 	}
-	if h := r.Header.Get("X-API-Key"); h != "" {
+	if h := hdr.Get("X-API-Key"); h != "" {
 		return strings.TrimSpace(h), true
 	}
 	return "", false

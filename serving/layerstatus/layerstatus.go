@@ -165,11 +165,27 @@ func Batch(lake *lakehouse.Lakehouse, adm *kadm.Client, topic string) serving.St
 			"batch_id": run.BatchID, "source_snapshot_id": run.SourceSnapshotID, "boundary": run.Boundary,
 			"events": run.EventsAccepted, "duration_ms": run.DurationMS,
 		}
+		// The batch served may be a pinned one (lambdarec batch pin /
+		// rollback): the speed layer covers what is past its boundary.
+		served, ok, err := batch.ServedRun(ctx, lake)
+		if err != nil {
+			return st, err
+		}
+		boundary := run.Boundary
+		if ok {
+			st.Details["served_batch_id"] = served.Run.BatchID
+			st.Details["served_as"] = served.PublishID
+			if served.Pin.Pinned() {
+				st.Details["pinned"] = served.Pin
+				st.Details["served_boundary"] = served.Run.Boundary
+				boundary = served.Run.Boundary
+			}
+		}
 		end, err := endOffsets(ctx, adm, topic)
 		if err != nil {
 			return st, err
 		}
-		st.LagRecords = lagPast(end, nextOf(run.Boundary))
+		st.LagRecords = lagPast(end, nextOf(boundary))
 		return st, nil
 	})
 }
@@ -178,7 +194,7 @@ func Batch(lake *lakehouse.Lakehouse, adm *kadm.Client, topic string) serving.St
 // replay horizon (the first record of the oldest session it holds), not its
 // position, so the lag shown is an upper bound, reported but not judged
 // against status.max_lag (it would flag every long session); the speed
-// role's own /readyz and lambdarec_speed_lag_records_total give its exact
+// role's own /readyz and the sum of lambdarec_speed_lag_records give its exact
 // lag, and inside `lambdarec dev` SpeedLayer reports it.
 func Speed(adm *kadm.Client, group, topic string) serving.StatusSource {
 	return serving.StatusFunc(func(ctx context.Context) (serving.LayerStatus, error) {
@@ -212,7 +228,7 @@ func nextOf(boundary map[int32]int64) map[int32]int64 {
 
 // SpeedLayer reports a speed layer running in this process (inside
 // `lambdarec dev`): its exact lag, the same figure as its
-// lambdarec_speed_lag_records_total metric, and whether it is ready.
+// lambdarec_speed_lag_records metric (summed), and whether it is ready.
 func SpeedLayer(l *speed.Layer, group string) serving.StatusSource {
 	return serving.StatusFunc(func(context.Context) (serving.LayerStatus, error) {
 		st := serving.LayerStatus{Layer: "speed", LagRecords: -1, LagSeconds: -1}
