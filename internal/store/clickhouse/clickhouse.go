@@ -47,6 +47,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/lambdarec/lambdarec/internal/store"
+	"github.com/lambdarec/lambdarec/internal/store/listcache"
 )
 
 // Config configures the ClickHouse backend. Zero values take the defaults.
@@ -126,7 +127,7 @@ type Store struct {
 	refreshing atomic.Bool             // one refresher at a time
 	refreshMu  sync.Mutex              // first load, when nothing is cached yet
 
-	cache   *listCache
+	cache   *listcache.Cache
 	loads   singleflight.Group // concurrent misses of one key share a query
 	publish sync.Mutex         // serialises this process's publishes
 
@@ -177,7 +178,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse store: open: %w", err)
 	}
-	s := &Store{cfg: cfg, log: log.With("component", "store", "backend", "clickhouse"), conn: conn, cache: newListCache(cfg.CacheEntries)}
+	s := &Store{cfg: cfg, log: log.With("component", "store", "backend", "clickhouse"), conn: conn, cache: listcache.New(cfg.CacheEntries)}
 	if err := s.init(ctx); err != nil {
 		return nil, errors.Join(err, conn.Close())
 	}
@@ -216,7 +217,7 @@ type Stats struct {
 
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {
-	return Stats{Queries: s.queries.Load(), CacheHits: s.hits.Load(), CacheMisses: s.misses.Load(), CacheEntries: s.cache.len()}
+	return Stats{Queries: s.queries.Load(), CacheHits: s.hits.Load(), CacheMisses: s.misses.Load(), CacheEntries: s.cache.Len()}
 }
 
 // Close closes the connections; later calls return store.ErrClosed.
@@ -224,7 +225,7 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	s.cache.purge()
+	s.cache.Purge()
 	if err := s.conn.Close(); err != nil {
 		return fmt.Errorf("clickhouse store: close: %w", err)
 	}
@@ -304,7 +305,7 @@ func (s *Store) loadLists(ctx context.Context, v *store.BatchView) (int, error) 
 	defer b.Close()
 	now := time.Now().UnixNano()
 	rows := 0
-	add := func(kind listKind, key string, list []store.Scored) error {
+	add := func(kind listcache.Kind, key string, list []store.Scored) error {
 		items := make([]string, len(list))
 		scores := make([]float64, len(list))
 		for i, sc := range list {
@@ -322,17 +323,17 @@ func (s *Store) loadLists(ctx context.Context, v *store.BatchView) (int, error) 
 		return nil
 	}
 	for _, key := range sortedKeys(v.Neighbors) {
-		if err := add(kindNeighbors, key, v.Neighbors[key]); err != nil {
+		if err := add(listcache.Neighbors, key, v.Neighbors[key]); err != nil {
 			return 0, err
 		}
 	}
 	for _, key := range sortedKeys(v.UserRecs) {
-		if err := add(kindUserRecs, key, v.UserRecs[key]); err != nil {
+		if err := add(listcache.UserRecs, key, v.UserRecs[key]); err != nil {
 			return 0, err
 		}
 	}
 	if len(v.Popular) > 0 {
-		if err := add(kindPopular, "", v.Popular); err != nil {
+		if err := add(listcache.Popular, "", v.Popular); err != nil {
 			return 0, err
 		}
 	}
@@ -543,20 +544,20 @@ func (s *Store) CurrentBatch(ctx context.Context) (store.BatchMeta, bool, error)
 
 // Similar returns up to k items similar to item in the current batch.
 func (s *Store) Similar(ctx context.Context, item string, k int) ([]store.Scored, error) {
-	return s.list(ctx, kindNeighbors, item, k)
+	return s.list(ctx, listcache.Neighbors, item, k)
 }
 
 // UserRecs returns up to k recommendations for user in the current batch.
 func (s *Store) UserRecs(ctx context.Context, user string, k int) ([]store.Scored, error) {
-	return s.list(ctx, kindUserRecs, user, k)
+	return s.list(ctx, listcache.UserRecs, user, k)
 }
 
 // Popular returns up to k popular items in the current batch.
 func (s *Store) Popular(ctx context.Context, k int) ([]store.Scored, error) {
-	return s.list(ctx, kindPopular, "", k)
+	return s.list(ctx, listcache.Popular, "", k)
 }
 
-func (s *Store) list(ctx context.Context, kind listKind, key string, k int) ([]store.Scored, error) {
+func (s *Store) list(ctx context.Context, kind listcache.Kind, key string, k int) ([]store.Scored, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
@@ -570,18 +571,18 @@ func (s *Store) list(ctx context.Context, kind listKind, key string, k int) ([]s
 	if !p.ok {
 		return nil, nil
 	}
-	ck := cacheKey{batch: p.meta.BatchID, kind: kind, key: key}
-	if l, ok := s.cache.get(ck); ok {
+	ck := listcache.Key{Batch: p.meta.BatchID, Kind: kind, Key: key}
+	if l, ok := s.cache.Get(ck); ok {
 		s.hits.Add(1)
 		return store.Top(l, k), nil
 	}
 	s.misses.Add(1)
-	v, err, _ := s.loads.Do(string([]byte{byte(kind)})+ck.batch+"\x00"+key, func() (any, error) {
+	v, err, _ := s.loads.Do(ck.String(), func() (any, error) {
 		l, err := s.fetchList(ctx, ck)
 		if err != nil {
 			return nil, err
 		}
-		s.cache.put(ck, l)
+		s.cache.Put(ck, l)
 		return l, nil
 	})
 	if err != nil {
@@ -590,12 +591,12 @@ func (s *Store) list(ctx context.Context, kind listKind, key string, k int) ([]s
 	return store.Top(v.([]store.Scored), k), nil
 }
 
-func (s *Store) fetchList(ctx context.Context, ck cacheKey) ([]store.Scored, error) {
+func (s *Store) fetchList(ctx context.Context, ck listcache.Key) ([]store.Scored, error) {
 	s.queries.Add(1)
 	rows, err := s.conn.Query(ctx, `SELECT items, scores FROM `+tableLists+` WHERE batch_id = ? AND kind = ? AND key = ? LIMIT 1`,
-		ck.batch, uint8(ck.kind), ck.key)
+		ck.Batch, uint8(ck.Kind), ck.Key)
 	if err != nil {
-		return nil, fmt.Errorf("read batch %s list %d %q: %w", ck.batch, ck.kind, ck.key, err)
+		return nil, fmt.Errorf("read batch %s list %d %q: %w", ck.Batch, ck.Kind, ck.Key, err)
 	}
 	defer rows.Close()
 	var out []store.Scored
@@ -605,10 +606,10 @@ func (s *Store) fetchList(ctx context.Context, ck cacheKey) ([]store.Scored, err
 			scores []float64
 		)
 		if err := rows.Scan(&items, &scores); err != nil {
-			return nil, fmt.Errorf("read batch %s list %d %q: %w", ck.batch, ck.kind, ck.key, err)
+			return nil, fmt.Errorf("read batch %s list %d %q: %w", ck.Batch, ck.Kind, ck.Key, err)
 		}
 		if len(items) != len(scores) {
-			return nil, fmt.Errorf("read batch %s list %d %q: %d items but %d scores", ck.batch, ck.kind, ck.key, len(items), len(scores))
+			return nil, fmt.Errorf("read batch %s list %d %q: %d items but %d scores", ck.Batch, ck.Kind, ck.Key, len(items), len(scores))
 		}
 		out = make([]store.Scored, len(items))
 		for i := range items {
@@ -616,7 +617,7 @@ func (s *Store) fetchList(ctx context.Context, ck cacheKey) ([]store.Scored, err
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read batch %s list %d %q: %w", ck.batch, ck.kind, ck.key, err)
+		return nil, fmt.Errorf("read batch %s list %d %q: %w", ck.Batch, ck.Kind, ck.Key, err)
 	}
 	return out, nil
 }
