@@ -131,3 +131,7 @@ func freePort(t testing.TB) int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
+
+// FreePort returns a loopback port that was free a moment ago, for a
+// directive such as "tls-port".
+func FreePort(t testing.TB) string { return strconv.Itoa(freePort(t)) }
