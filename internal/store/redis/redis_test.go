@@ -256,3 +256,37 @@ func TestScriptFlushed(t *testing.T) {
 		t.Errorf("Session = %+v, %v, %v; want offset 2", v, ok, err)
 	}
 }
+
+// Expiry pages through the index: more sessions than one script checks,
+// with sessions in the cutoff's millisecond at and after it kept.
+func TestExpireManySessions(t *testing.T) {
+	s := newStore(t, redis.Config{PipelineSize: 300})
+	cutoff := time.Date(2026, 5, 1, 12, 0, 0, 500_000, time.UTC)
+	var ss []store.SessionView
+	for i := range 1234 {
+		ss = append(ss, store.SessionView{SessionID: fmt.Sprintf("old-%d", i), Offset: int64(i), EventTime: cutoff.Add(-time.Duration(i+1) * time.Microsecond)})
+	}
+	for i := range 600 {
+		ss = append(ss, store.SessionView{SessionID: fmt.Sprintf("kept-%d", i), Offset: int64(i), EventTime: cutoff.Add(time.Duration(i) * time.Nanosecond)})
+	}
+	if err := s.UpsertSessions(t.Context(), ss); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.ExpireSessions(t.Context(), cutoff)
+	if err != nil || n != 1234 {
+		t.Fatalf("ExpireSessions = %d, %v; want 1234", n, err)
+	}
+	for _, id := range []string{"old-0", "old-600", "old-1233"} {
+		if _, ok, _ := s.Session(t.Context(), id); ok {
+			t.Errorf("%s survived expiry", id)
+		}
+	}
+	for _, id := range []string{"kept-0", "kept-599"} {
+		if _, ok, _ := s.Session(t.Context(), id); !ok {
+			t.Errorf("%s was expired", id)
+		}
+	}
+	if n, err := s.ExpireSessions(t.Context(), cutoff); err != nil || n != 0 {
+		t.Errorf("second ExpireSessions = %d, %v; want 0", n, err)
+	}
+}
