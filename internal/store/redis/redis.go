@@ -146,6 +146,7 @@ type Store struct {
 
 	cache *listcache.Cache
 	loads singleflight.Group // concurrent misses of one key share a read
+	reads *readBatcher       // session reads, pipelined together
 
 	queries, hits, misses atomic.Int64
 }
@@ -186,6 +187,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	if err := s.Ping(ctx); err != nil {
 		return nil, errors.Join(err, rdb.Close())
 	}
+	s.reads = newReadBatcher(rdb, cfg.Timeout)
 	return s, nil
 }
 
@@ -230,6 +232,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.cache.Purge()
+	s.reads.close()
 	if err := s.rdb.Close(); err != nil {
 		return fmt.Errorf("redis store: close: %w", err)
 	}

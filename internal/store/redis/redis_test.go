@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -288,5 +289,54 @@ func TestExpireManySessions(t *testing.T) {
 	}
 	if n, err := s.ExpireSessions(t.Context(), cutoff); err != nil || n != 0 {
 		t.Errorf("second ExpireSessions = %d, %v; want 0", n, err)
+	}
+}
+
+// Many concurrent session reads go through the read batcher: each gets its
+// own session, a cancelled one its context's error, and reads after Close
+// ErrClosed.
+func TestConcurrentSessionReads(t *testing.T) {
+	s := newStore(t, redis.Config{})
+	var ss []store.SessionView
+	for i := range 300 {
+		ss = append(ss, store.SessionView{SessionID: fmt.Sprintf("r-%d", i), Offset: int64(i), Items: []store.Scored{{Item: fmt.Sprintf("item-of-%d", i), Score: 1}}})
+	}
+	if err := s.UpsertSessions(t.Context(), ss); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 64)
+	for g := range 64 {
+		go func() {
+			for i := g; i < 300+g; i += 7 {
+				id := fmt.Sprintf("r-%d", i)
+				v, ok, err := s.Session(t.Context(), id)
+				switch {
+				case err != nil:
+					errs <- err
+					return
+				case i < 300 && (!ok || v.Items[0].Item != fmt.Sprintf("item-of-%d", i)):
+					errs <- fmt.Errorf("Session(%s) = %+v, %v", id, v, ok)
+					return
+				case i >= 300 && ok:
+					errs <- fmt.Errorf("Session(%s) found", id)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 64 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, _, err := s.Session(ctx, "r-1"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Session with a cancelled context = %v", err)
+	}
+	s.Close()
+	if _, _, err := s.Session(t.Context(), "r-1"); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Session after Close = %v", err)
 	}
 }

@@ -153,7 +153,7 @@ func (s *Store) Session(ctx context.Context, id string) (store.SessionView, bool
 		return store.SessionView{}, false, nil
 	}
 	s.queries.Add(1)
-	b, err := s.rdb.HGet(ctx, s.key.session(id), "v").Bytes()
+	b, err := s.reads.hgetV(ctx, s.key.session(id))
 	if errors.Is(err, goredis.Nil) {
 		return store.SessionView{}, false, nil
 	}
