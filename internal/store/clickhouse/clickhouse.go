@@ -28,6 +28,14 @@
 // crashes; the speed layer rebuilds them by replaying Kafka from its committed
 // offsets. ExpireSessions flushes the buffer and drops whole days: a session
 // whose newest event falls on the cutoff's date or later is kept.
+//
+// A session read is two point queries (milliseconds each), so a serve replica
+// that reads every session from ClickHouse answers a few hundred requests a
+// second. The fast configuration keeps sessions in Redis beside this store
+// (store.sessions: redis, internal/store/backend). A per-replica session
+// cache is not offered: a hit would have to be checked against the newest
+// version in ClickHouse to never serve an older view, and that check is
+// itself a query as slow as the read.
 package clickhouse
 
 import (

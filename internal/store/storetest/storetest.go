@@ -1,6 +1,6 @@
 // Package storetest owns the conformance suite of the serving store: Run checks
 // a store.Store backend against the interface's contract, and Bench measures its
-// hot paths. Every backend (in-process, ClickHouse) runs both.
+// hot paths. Every backend (in-process, ClickHouse, Redis) runs both.
 package storetest
 
 import (
