@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -41,7 +42,24 @@ local seq = redis.call('ZSCORE', KEYS[2], id)
 return {id, meta or '', seq or '0'}
 `)
 
-// PublishBatch loads v under its batch id and then makes it current.
+// unlockScript deletes a publish lock only if it is still ours.
+//
+// KEYS: the lock. ARGV: our token.
+var unlockScript = goredis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// publishLockTTL bounds how long a publish that died keeps its batch id locked.
+const publishLockTTL = 10 * time.Minute
+
+// ErrPublishInProgress says another process is publishing the same batch id.
+var ErrPublishInProgress = errors.New("another publish of this batch is in progress")
+
+// PublishBatch loads v under its batch id and then makes it current. Two
+// processes publishing the same batch id at once would unlink each other's
+// lists, so a publish holds a lock on its batch id (P b:<id>:lock, at most
+// 10 minutes); the second gets ErrPublishInProgress.
 func (s *Store) PublishBatch(ctx context.Context, v *store.BatchView) error {
 	if err := s.check(); err != nil {
 		return err
@@ -61,6 +79,19 @@ func (s *Store) PublishBatch(ctx context.Context, v *store.BatchView) error {
 	case !errors.Is(err, goredis.Nil):
 		return fmt.Errorf("publish batch %s: look up: %w", id, err)
 	}
+	token := strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + strconv.FormatUint(rand.Uint64(), 36)
+	locked, err := s.rdb.SetNX(ctx, s.key.lock(id), token, publishLockTTL).Result()
+	if err != nil {
+		return fmt.Errorf("publish batch %s: lock: %w", id, err)
+	}
+	if !locked {
+		return fmt.Errorf("publish batch %s: %w", id, ErrPublishInProgress)
+	}
+	defer func() {
+		if err := unlockScript.Run(context.WithoutCancel(ctx), s.rdb, []string{s.key.lock(id)}, token).Err(); err != nil {
+			s.log.Warn("batch publish unlock", "batch_id", id, "err", err)
+		}
+	}()
 	// Mark the load, so that a publish dying half-way is cleaned up later,
 	// and remove the lists an earlier failed publish of this id left.
 	if _, err := s.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {

@@ -13,6 +13,7 @@
 //	P b:<id>:meta          the batch's BatchMeta, JSON
 //	P b:<id>:n, P b:<id>:u hashes: item → neighbours, user → recommendations
 //	P b:<id>:p             the popular list
+//	P b:<id>:lock          held by the process publishing the batch
 //	P s:<session>          hash: o (offset), t (event time), v (the view, JSON)
 //	P sessions             sorted set of session ids by event time (ms)
 //
@@ -252,6 +253,7 @@ func (k keys) meta(id string) string      { return k.p + "b:" + id + ":meta" }
 func (k keys) neighbors(id string) string { return k.p + "b:" + id + ":n" }
 func (k keys) userRecs(id string) string  { return k.p + "b:" + id + ":u" }
 func (k keys) popular(id string) string   { return k.p + "b:" + id + ":p" }
+func (k keys) lock(id string) string      { return k.p + "b:" + id + ":lock" }
 func (k keys) batchKeys(id string) []string {
 	return []string{k.meta(id), k.neighbors(id), k.userRecs(id), k.popular(id)}
 }

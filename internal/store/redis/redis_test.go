@@ -340,3 +340,32 @@ func TestConcurrentSessionReads(t *testing.T) {
 		t.Errorf("Session after Close = %v", err)
 	}
 }
+
+// A publish of a batch id that another process is publishing fails clearly
+// and changes nothing; once the lock is gone the publish goes through.
+func TestConcurrentPublishOfOneBatch(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t)
+	s := newStore(t, redis.Config{Addr: addr, Prefix: prefix})
+	t.Cleanup(func() { dropKeys(t, addr, prefix) })
+	c := client(t, addr)
+	if err := c.Set(t.Context(), prefix+"b:b1:lock", "other-process", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PublishBatch(t.Context(), batch("b1", 3)); !errors.Is(err, redis.ErrPublishInProgress) {
+		t.Fatalf("PublishBatch while another holds the lock = %v, want ErrPublishInProgress", err)
+	}
+	if _, ok, err := s.CurrentBatch(t.Context()); err != nil || ok {
+		t.Fatalf("CurrentBatch after a refused publish = %v, %v", ok, err)
+	}
+	if v, _ := c.Get(t.Context(), prefix+"b:b1:lock").Result(); v != "other-process" {
+		t.Errorf("the other process's lock was touched: %q", v)
+	}
+	c.Del(t.Context(), prefix+"b:b1:lock")
+	if err := s.PublishBatch(t.Context(), batch("b1", 3)); err != nil {
+		t.Fatalf("PublishBatch after the lock went: %v", err)
+	}
+	if n, _ := c.Exists(t.Context(), prefix+"b:b1:lock").Result(); n != 0 {
+		t.Error("the publish left its lock behind")
+	}
+}
