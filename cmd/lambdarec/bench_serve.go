@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -19,8 +20,10 @@ func init() {
 		setup: func(fs *flag.FlagSet, cfg *config.Config) func(context.Context, *env) error {
 			var cc loadgen.CompareConfig
 			var jsonOut bool
-			fs.StringVar(&cfg.Store.Backend, "store", cfg.Store.Backend, "serving store backend: memory or clickhouse")
+			fs.StringVar(&cfg.Store.Backend, "store", cfg.Store.Backend, "serving store backend: memory, redis or clickhouse")
+			fs.StringVar(&cfg.Store.Sessions, "session-store", cfg.Store.Sessions, "where sessions live when not in the backend: redis (with --store clickhouse)")
 			fs.StringVar(&cfg.ClickHouse.DSN, "clickhouse-dsn", cfg.ClickHouse.DSN, "ClickHouse DSN with --store clickhouse; the benchmark publishes a synthetic batch there, so use a scratch database")
+			fs.StringVar(&cfg.Store.Redis.Addr, "redis-addr", cfg.Store.Redis.Addr, "Redis host:port with --store redis or --session-store redis (other settings: store.redis.*; use a scratch prefix or db)")
 			fs.IntVar(&cc.Load.Connections, "connections", 32, "concurrent keep-alive connections")
 			fs.DurationVar(&cc.Load.Duration, "duration", 10*time.Second, "measured time of each measurement")
 			fs.DurationVar(&cc.Load.Warmup, "warmup", 2*time.Second, "unmeasured warmup before each measurement")
@@ -71,8 +74,9 @@ func init() {
 }
 
 func backendName(cfg config.Config) string {
-	if cfg.Store.Backend == "" {
-		return "memory"
+	name := cmp.Or(cfg.Store.Backend, "memory")
+	if cfg.Store.Sessions != "" {
+		name += " (sessions in " + cfg.Store.Sessions + ")"
 	}
-	return cfg.Store.Backend
+	return name
 }

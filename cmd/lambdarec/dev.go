@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -22,7 +23,7 @@ import (
 	"github.com/lambdarec/lambdarec/internal/generate"
 	"github.com/lambdarec/lambdarec/internal/kafka"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
-	"github.com/lambdarec/lambdarec/internal/store"
+	"github.com/lambdarec/lambdarec/internal/store/backend"
 	"github.com/lambdarec/lambdarec/serving"
 	"github.com/lambdarec/lambdarec/serving/layerstatus"
 	"github.com/lambdarec/lambdarec/speed"
@@ -39,6 +40,9 @@ func init() {
 			fs.Float64Var(&o.rate, "rate", 50, "generated events per second (0 = no generator)")
 			fs.DurationVar(&o.batchEvery, "batch-every", time.Minute, "interval between batch recomputes")
 			fs.Int64Var(&o.seed, "seed", 1, "seed of the generated clickstream")
+			fs.StringVar(&o.store, "store", "memory", "serving store: memory (in process), redis (at --redis-addr) or clickhouse (at --clickhouse-dsn)")
+			fs.StringVar(&cfg.Store.Redis.Addr, "redis-addr", cfg.Store.Redis.Addr, "Redis host:port with --store redis (other settings: store.redis.*)")
+			fs.StringVar(&cfg.ClickHouse.DSN, "clickhouse-dsn", cfg.ClickHouse.DSN, "ClickHouse DSN with --store clickhouse (other settings: clickhouse.*)")
 			return func(ctx context.Context, e *env) error { return runDev(ctx, e, o) }
 		},
 		description: "Runs the whole platform in one process on the embedded defaults: the broker, a clickstream generator, the archive, the speed layer, batch runs on a short schedule and the HTTP API. A failed role is restarted with backoff; only a failing serve ends dev.",
@@ -50,6 +54,7 @@ type devOptions struct {
 	rate       float64
 	batchEvery time.Duration
 	seed       int64
+	store      string // store.backend; "" is memory
 }
 
 // devConfig points every role of cfg at the embedded default under dataDir.
@@ -67,7 +72,7 @@ func devConfig(cfg config.Config, o devOptions) (config.Config, error) {
 	cfg.Iceberg.SQLDialect = "sqlite"
 	cfg.Iceberg.CatalogURI = "file:" + filepath.Join(dir, "catalog.db")
 	cfg.Iceberg.Warehouse = "file://" + filepath.Join(dir, "warehouse")
-	cfg.Store.Backend = "memory"
+	cfg.Store.Backend = cmp.Or(o.store, "memory")
 	// Small micro-batches, so a batch soon has something to read.
 	cfg.Archive.MaxInterval = min(cfg.Archive.MaxInterval, 2*time.Second)
 	cfg.Speed.BatchPollInterval = min(cfg.Speed.BatchPollInterval, time.Second)
@@ -105,7 +110,10 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		return err
 	}
 	defer lake.Close()
-	st := store.NewMemory()
+	st, err := backend.Open(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
 	defer st.Close()
 
 	// Batch: on a schedule; the follower publishes each new batch to the

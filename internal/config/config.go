@@ -189,9 +189,14 @@ type Speed struct {
 
 // Store selects the serving store, where the batch and real-time views live.
 type Store struct {
-	// Backend is "memory" (in-process, the default) or "clickhouse" (see the
-	// clickhouse section).
+	// Backend is "memory" (in-process, the default), "clickhouse" (see the
+	// clickhouse section) or "redis" (store.redis, redis.go).
 	Backend string `yaml:"backend"`
+	// Sessions is where the real-time view lives when it is not the
+	// backend's: "" (the backend's own, the default) or "redis" (with
+	// backend clickhouse: batch views in ClickHouse, sessions in Redis).
+	Sessions string `yaml:"sessions"`
+	Redis    Redis  `yaml:"redis"`
 }
 
 // ClickHouse configures the ClickHouse serving store (store.backend: clickhouse).
@@ -262,7 +267,7 @@ func Default() Config {
 			MetricsAddr:       "127.0.0.1:9464",
 			MaxStateBytes:     DefaultMaxStateBytes,
 		},
-		Store:      Store{Backend: "memory"},
+		Store:      Store{Backend: "memory", Redis: defaultRedis()},
 		ClickHouse: ClickHouse{DSN: "clickhouse://127.0.0.1:9000/default", CacheEntries: 200_000, RefreshInterval: time.Second, KeepBatches: 2},
 		Log:        Log{Level: "info", Format: "text"},
 
@@ -392,14 +397,15 @@ func (c *Config) Validate() error {
 		bad("speed.view_items", "must be between 1 and 1000")
 	}
 	switch c.Store.Backend {
-	case "memory":
+	case "memory", "redis":
 	case "clickhouse":
 		if !strings.HasPrefix(c.ClickHouse.DSN, "clickhouse://") {
 			bad("clickhouse.dsn", "must be a native-protocol DSN clickhouse://host:port/database, got %q", c.ClickHouse.DSN)
 		}
 	default:
-		bad("store.backend", "must be memory or clickhouse, got %q", c.Store.Backend)
+		bad("store.backend", "must be memory, clickhouse or redis, got %q", c.Store.Backend)
 	}
+	errs = append(errs, c.validateStore()...)
 	if c.ClickHouse.CacheEntries < 1 {
 		bad("clickhouse.cache_entries", "must be at least 1")
 	}

@@ -2,8 +2,8 @@
 // batch layer publishes its view, the speed layer upserts its real-time view and
 // the serving layer reads both, the types of those views, and the in-process
 // backend (the embedded default). The ClickHouse backend lives in
-// internal/store/clickhouse; both pass the conformance suite in
-// internal/store/storetest.
+// internal/store/clickhouse and the Redis backend in internal/store/redis;
+// all three pass the conformance suite in internal/store/storetest.
 //
 // Two views are kept:
 //

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/lambdarec/lambdarec/internal/store"
+	"github.com/lambdarec/lambdarec/internal/store/redis"
+	"github.com/lambdarec/lambdarec/internal/store/redis/redistest"
 	"github.com/lambdarec/lambdarec/serving"
 )
 
@@ -189,5 +191,35 @@ func TestCompareTwoProcesses(t *testing.T) {
 	_, err = ExecRunner(os.Args[0], "--no-such-flag")(context.Background(), Config{Targets: []string{"http://127.0.0.1:1/"}})
 	if err == nil || !strings.Contains(err.Error(), "no-such-flag") {
 		t.Errorf("failing child: %v", err)
+	}
+}
+
+// TestCompareRedis runs the benchmark briefly against the Redis store: the
+// seeded views go to Redis and every answer is a 200.
+func TestCompareRedis(t *testing.T) {
+	t.Setenv(childEnv, "1")
+	st, err := redis.New(context.Background(), redis.Config{Addr: redistest.Addr(t), Prefix: redistest.Prefix(t)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c, err := Compare(context.Background(), st, CompareConfig{
+		Fixture: Fixture{Items: 500, Users: 500, Sessions: 500, Width: 20},
+		Load:    Config{Connections: 4, Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond},
+		K:       10, Targets: 100, Rounds: 1, SessionShare: 1,
+		RunLoad: ExecRunner(os.Args[0]),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.APIMedian.Requests == 0 || c.APIMedian.Non2xx != 0 || c.APIMedian.Errors != 0 {
+		t.Fatalf("comparison %+v", c.APIMedian)
+	}
+	var sample serving.Recommendations
+	if err := json.Unmarshal([]byte(c.Sample), &sample); err != nil || len(sample.Items) == 0 || sample.AsOf.Speed == nil {
+		t.Errorf("sample answer %s: %v, want items and as_of.speed (a session from Redis)", c.Sample, err)
+	}
+	if n := st.Stats().Queries; n < c.APIMedian.Requests {
+		t.Errorf("%d Redis reads for %d requests naming a session", n, c.APIMedian.Requests)
 	}
 }

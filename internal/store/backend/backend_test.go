@@ -23,10 +23,10 @@ func TestOpenMemory(t *testing.T) {
 
 func TestOpenUnknown(t *testing.T) {
 	cfg := config.Default()
-	cfg.Store.Backend = "redis"
+	cfg.Store.Backend = "memcached"
 	if s, err := backend.Open(t.Context(), cfg, nil); err == nil {
 		s.Close()
-		t.Error("Open(redis) = nil error")
+		t.Error("Open(memcached) = nil error")
 	}
 }
 

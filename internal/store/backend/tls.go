@@ -36,3 +36,24 @@ func clickhouseTLS(c config.ClickHouseTLS) (*tls.Config, error) {
 	}
 	return tc, nil
 }
+
+// redisTLS builds the client TLS configuration of store.redis.tls; nil when
+// it is not enabled.
+func redisTLS(c config.RedisTLS) (*tls.Config, error) {
+	if !c.Enabled {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("store.redis.tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("store.redis.tls.ca_file %s: no PEM certificate in it", c.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
+}

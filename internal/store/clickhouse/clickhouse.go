@@ -28,6 +28,14 @@
 // crashes; the speed layer rebuilds them by replaying Kafka from its committed
 // offsets. ExpireSessions flushes the buffer and drops whole days: a session
 // whose newest event falls on the cutoff's date or later is kept.
+//
+// A session read is two point queries (milliseconds each), so a serve replica
+// that reads every session from ClickHouse answers a few hundred requests a
+// second. The fast configuration keeps sessions in Redis beside this store
+// (store.sessions: redis, internal/store/backend). A per-replica session
+// cache is not offered: a hit would have to be checked against the newest
+// version in ClickHouse to never serve an older view, and that check is
+// itself a query as slow as the read.
 package clickhouse
 
 import (
@@ -47,6 +55,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/lambdarec/lambdarec/internal/store"
+	"github.com/lambdarec/lambdarec/internal/store/listcache"
 )
 
 // Config configures the ClickHouse backend. Zero values take the defaults.
@@ -140,7 +149,7 @@ type Store struct {
 	refreshing atomic.Bool             // one refresher at a time
 	refreshMu  sync.Mutex              // first load, when nothing is cached yet
 
-	cache   *listCache
+	cache   *listcache.Cache
 	loads   singleflight.Group // concurrent misses of one key share a query
 	publish sync.Mutex         // serialises this process's publishes
 
@@ -191,7 +200,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse store: open: %w", err)
 	}
-	s := &Store{cfg: cfg, log: log.With("component", "store", "backend", "clickhouse"), conn: conn, cache: newListCache(cfg.CacheEntries)}
+	s := &Store{cfg: cfg, log: log.With("component", "store", "backend", "clickhouse"), conn: conn, cache: listcache.New(cfg.CacheEntries)}
 	if cfg.Background {
 		s.connectInBackground()
 		return s, nil
@@ -238,7 +247,7 @@ type Stats struct {
 
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {
-	return Stats{Queries: s.queries.Load(), CacheHits: s.hits.Load(), CacheMisses: s.misses.Load(), CacheEntries: s.cache.len()}
+	return Stats{Queries: s.queries.Load(), CacheHits: s.hits.Load(), CacheMisses: s.misses.Load(), CacheEntries: s.cache.Len()}
 }
 
 // Close closes the connections; later calls return store.ErrClosed.
@@ -250,7 +259,7 @@ func (s *Store) Close() error {
 		s.stopInit()
 		<-s.initDone
 	}
-	s.cache.purge()
+	s.cache.Purge()
 	if err := s.conn.Close(); err != nil {
 		return fmt.Errorf("clickhouse store: close: %w", err)
 	}
@@ -330,7 +339,7 @@ func (s *Store) loadLists(ctx context.Context, v *store.BatchView) (int, error) 
 	defer b.Close()
 	now := time.Now().UnixNano()
 	rows := 0
-	add := func(kind listKind, key string, list []store.Scored) error {
+	add := func(kind listcache.Kind, key string, list []store.Scored) error {
 		items := make([]string, len(list))
 		scores := make([]float64, len(list))
 		for i, sc := range list {
@@ -348,17 +357,17 @@ func (s *Store) loadLists(ctx context.Context, v *store.BatchView) (int, error) 
 		return nil
 	}
 	for _, key := range sortedKeys(v.Neighbors) {
-		if err := add(kindNeighbors, key, v.Neighbors[key]); err != nil {
+		if err := add(listcache.Neighbors, key, v.Neighbors[key]); err != nil {
 			return 0, err
 		}
 	}
 	for _, key := range sortedKeys(v.UserRecs) {
-		if err := add(kindUserRecs, key, v.UserRecs[key]); err != nil {
+		if err := add(listcache.UserRecs, key, v.UserRecs[key]); err != nil {
 			return 0, err
 		}
 	}
 	if len(v.Popular) > 0 {
-		if err := add(kindPopular, "", v.Popular); err != nil {
+		if err := add(listcache.Popular, "", v.Popular); err != nil {
 			return 0, err
 		}
 	}
@@ -569,20 +578,20 @@ func (s *Store) CurrentBatch(ctx context.Context) (store.BatchMeta, bool, error)
 
 // Similar returns up to k items similar to item in the current batch.
 func (s *Store) Similar(ctx context.Context, item string, k int) ([]store.Scored, error) {
-	return s.list(ctx, kindNeighbors, item, k)
+	return s.list(ctx, listcache.Neighbors, item, k)
 }
 
 // UserRecs returns up to k recommendations for user in the current batch.
 func (s *Store) UserRecs(ctx context.Context, user string, k int) ([]store.Scored, error) {
-	return s.list(ctx, kindUserRecs, user, k)
+	return s.list(ctx, listcache.UserRecs, user, k)
 }
 
 // Popular returns up to k popular items in the current batch.
 func (s *Store) Popular(ctx context.Context, k int) ([]store.Scored, error) {
-	return s.list(ctx, kindPopular, "", k)
+	return s.list(ctx, listcache.Popular, "", k)
 }
 
-func (s *Store) list(ctx context.Context, kind listKind, key string, k int) ([]store.Scored, error) {
+func (s *Store) list(ctx context.Context, kind listcache.Kind, key string, k int) ([]store.Scored, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
@@ -596,18 +605,18 @@ func (s *Store) list(ctx context.Context, kind listKind, key string, k int) ([]s
 	if !p.ok {
 		return nil, nil
 	}
-	ck := cacheKey{batch: p.meta.BatchID, kind: kind, key: key}
-	if l, ok := s.cache.get(ck); ok {
+	ck := listcache.Key{Batch: p.meta.BatchID, Kind: kind, Key: key}
+	if l, ok := s.cache.Get(ck); ok {
 		s.hits.Add(1)
 		return store.Top(l, k), nil
 	}
 	s.misses.Add(1)
-	v, err, _ := s.loads.Do(string([]byte{byte(kind)})+ck.batch+"\x00"+key, func() (any, error) {
+	v, err, _ := s.loads.Do(ck.String(), func() (any, error) {
 		l, err := s.fetchList(ctx, ck)
 		if err != nil {
 			return nil, err
 		}
-		s.cache.put(ck, l)
+		s.cache.Put(ck, l)
 		return l, nil
 	})
 	if err != nil {
@@ -616,12 +625,12 @@ func (s *Store) list(ctx context.Context, kind listKind, key string, k int) ([]s
 	return store.Top(v.([]store.Scored), k), nil
 }
 
-func (s *Store) fetchList(ctx context.Context, ck cacheKey) ([]store.Scored, error) {
+func (s *Store) fetchList(ctx context.Context, ck listcache.Key) ([]store.Scored, error) {
 	s.queries.Add(1)
 	rows, err := s.conn.Query(ctx, `SELECT items, scores FROM `+tableLists+` WHERE batch_id = ? AND kind = ? AND key = ? LIMIT 1`,
-		ck.batch, uint8(ck.kind), ck.key)
+		ck.Batch, uint8(ck.Kind), ck.Key)
 	if err != nil {
-		return nil, fmt.Errorf("read batch %s list %d %q: %w", ck.batch, ck.kind, ck.key, err)
+		return nil, fmt.Errorf("read batch %s list %d %q: %w", ck.Batch, ck.Kind, ck.Key, err)
 	}
 	defer rows.Close()
 	var out []store.Scored
@@ -631,10 +640,10 @@ func (s *Store) fetchList(ctx context.Context, ck cacheKey) ([]store.Scored, err
 			scores []float64
 		)
 		if err := rows.Scan(&items, &scores); err != nil {
-			return nil, fmt.Errorf("read batch %s list %d %q: %w", ck.batch, ck.kind, ck.key, err)
+			return nil, fmt.Errorf("read batch %s list %d %q: %w", ck.Batch, ck.Kind, ck.Key, err)
 		}
 		if len(items) != len(scores) {
-			return nil, fmt.Errorf("read batch %s list %d %q: %d items but %d scores", ck.batch, ck.kind, ck.key, len(items), len(scores))
+			return nil, fmt.Errorf("read batch %s list %d %q: %d items but %d scores", ck.Batch, ck.Kind, ck.Key, len(items), len(scores))
 		}
 		out = make([]store.Scored, len(items))
 		for i := range items {
@@ -642,7 +651,7 @@ func (s *Store) fetchList(ctx context.Context, ck cacheKey) ([]store.Scored, err
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read batch %s list %d %q: %w", ck.batch, ck.kind, ck.key, err)
+		return nil, fmt.Errorf("read batch %s list %d %q: %w", ck.Batch, ck.Kind, ck.Key, err)
 	}
 	return out, nil
 }

@@ -1,6 +1,6 @@
 // Package storetest owns the conformance suite of the serving store: Run checks
 // a store.Store backend against the interface's contract, and Bench measures its
-// hot paths. Every backend (in-process, ClickHouse) runs both.
+// hot paths. Every backend (in-process, ClickHouse, Redis) runs both.
 package storetest
 
 import (
@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"UpsertSessions", testUpsertSessions},
 		{"ConcurrentSessions", testConcurrentSessions},
 		{"ExpireSessions", testExpireSessions},
+		{"ExpireSessionsBoundary", testExpireBoundary},
 		{"Close", testClose},
 	}
 	for _, tc := range tests {
@@ -744,6 +745,33 @@ func testExpireSessions(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	equalSession(t, mustSession(t, s, "old"), old)
+}
+
+// testExpireBoundary expires at a cutoff with sub-millisecond neighbours:
+// sessions at or after the cutoff stay on every backend; a backend that
+// counts what it removed (an exact one) removes the one a nanosecond before.
+func testExpireBoundary(t *testing.T, s store.Store) {
+	cutoff := ts
+	before, at, after := session("before", 1), session("at", 2), session("after", 3)
+	before.EventTime, at.EventTime, after.EventTime = cutoff.Add(-time.Nanosecond), cutoff, cutoff.Add(time.Nanosecond)
+	if err := s.UpsertSessions(ctx(t), []store.SessionView{before, at, after}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.ExpireSessions(ctx(t), cutoff)
+	if err != nil {
+		t.Fatalf("ExpireSessions: %v", err)
+	}
+	equalSession(t, mustSession(t, s, "at"), at)
+	equalSession(t, mustSession(t, s, "after"), after)
+	if n < 0 {
+		return // a coarse backend: it may keep "before"
+	}
+	if n != 1 {
+		t.Errorf("ExpireSessions removed %d, want 1", n)
+	}
+	if _, ok, err := s.Session(ctx(t), "before"); err != nil || ok {
+		t.Errorf("Session(before) after expiry = %v, %v; want gone", ok, err)
+	}
 }
 
 func testClose(t *testing.T, s store.Store) {
