@@ -44,9 +44,13 @@ type Config struct {
 	// Store, when set, receives each new batch view (PublishBatch) after it
 	// is committed to Iceberg.
 	Store store.Store
-	// Force recomputes even when the current batch already covers the
-	// current snapshot (after a change of model parameters, say).
+	// Force runs even when the current batch already covers the current
+	// snapshot.
 	Force bool
+	// Full recomputes from every retained event instead of folding the
+	// records past the previous batch's boundary into its aggregates (the
+	// incremental run, the default when possible: see planIncremental).
+	Full bool
 	// Progress is the interval of progress logs while scanning. Default: 5s.
 	Progress time.Duration
 	// Mem allocates Arrow memory. Default: memory.DefaultAllocator.
@@ -146,6 +150,14 @@ type Run struct {
 	FinishedAt       time.Time       `json:"finished_at"`
 	DurationMS       int64           `json:"duration_ms"`
 	Params           string          `json:"params"`
+	// Mode is ModeFull or ModeIncremental; "" for a run of an older version
+	// (a full run that wrote no aggregate state).
+	Mode string `json:"mode,omitempty"`
+	// BaseBatchID is the batch an incremental run continued from.
+	BaseBatchID string `json:"base_batch_id,omitempty"`
+	// EventsNew is the rows past the base batch's boundary an incremental
+	// run folded in.
+	EventsNew int64 `json:"events_new,omitempty"`
 }
 
 // Meta returns the serving store's description of the batch.
@@ -218,19 +230,41 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	}()
 	log.Info("batch run started", "partitions", len(boundary), "pin", pin)
 
-	m, err := r.compute(ctx, events, snap, &run, log)
-	if err != nil {
-		return nil, err
+	var st *state
+	base, why := r.planIncremental(events, snap, boundary, last, ok)
+	if base != nil {
+		run.Mode, run.BaseBatchID = ModeIncremental, base.BatchID
+		st, err = r.computeIncremental(ctx, events, snap, base, &run, log)
+		if errors.Is(err, errNotIncremental) {
+			why = err.Error()
+			log.Warn("incremental batch run not possible", "err", err)
+		} else if err != nil {
+			return nil, err
+		}
 	}
+	if st == nil {
+		log.Info("full batch recompute", "reason", why)
+		run.Mode, run.BaseBatchID, run.EventsNew = ModeFull, "", 0
+		if st, err = r.compute(ctx, events, snap, &run, log); err != nil {
+			return nil, err
+		}
+	}
+	m := st.model
+	run.EventsAccepted = m.Stats.Accepted
+	run.EventsDuplicate = m.Stats.Duplicates
+	run.EventsCapped = m.Stats.Capped
+	run.Pairs = int64(m.Covisit().Len())
+	run.Items = int64(m.Popularity().Len())
 	// The model's own tables do not depend on the view: they are written
 	// while the view is computed, and the item tables while users are
 	// scored.
 	writes := r.writeModel(ctx, m, &run, log)
+	r.writeState(ctx, writes, st, &run, log)
 	view := r.view(m, &run, func(v *store.BatchView) { r.writeItems(ctx, writes, v, &run, log) })
 	if err := r.write(ctx, view, writes, &run, log); err != nil {
 		return nil, err
 	}
-	log.Info("batch run committed", "events_read", run.EventsRead, "events_accepted", run.EventsAccepted,
+	log.Info("batch run committed", "mode", run.Mode, "events_new", run.EventsNew, "events_read", run.EventsRead, "events_accepted", run.EventsAccepted,
 		"duplicates", run.EventsDuplicate, "pairs", run.Pairs, "items", run.Items, "users", run.Users,
 		"duration", time.Duration(run.DurationMS)*time.Millisecond)
 	if err := r.cleanup(ctx, log); err != nil {
@@ -251,7 +285,7 @@ var EventColumns = []string{"event_id", schemas.ColumnTimestamp, "user_id", "ses
 	schemas.ColumnInteraction, "item_id", schemas.ColumnKafkaPartition, schemas.ColumnKafkaOffset}
 
 // compute streams the snapshot through the model builder.
-func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.Snapshot, run *Run, log *slog.Logger) (*model.Model, error) {
+func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.Snapshot, run *Run, log *slog.Logger) (*state, error) {
 	b, err := model.NewBuilder(*r.cfg.Params)
 	if err != nil {
 		return nil, err
@@ -291,13 +325,11 @@ func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.S
 		run.MaxEventTime = time.UnixMicro(maxTime).UTC()
 	}
 	log.Info("batch scan done", "events_read", run.EventsRead, "elapsed", time.Since(start).Round(time.Millisecond))
-	m := b.Build()
-	run.EventsAccepted = m.Stats.Accepted
-	run.EventsDuplicate = m.Stats.Duplicates
-	run.EventsCapped = m.Stats.Capped
-	run.Pairs = int64(m.Covisit().Len())
-	run.Items = int64(m.Popularity().Len())
-	return m, nil
+	spans := make(map[string]model.Span)
+	for s, sp := range b.SessionSpans() {
+		spans[s] = sp
+	}
+	return &state{model: b.Build(), spans: spans}, nil
 }
 
 // columns of one events record batch, by name.
@@ -555,6 +587,6 @@ func (r *Runner) write(ctx context.Context, v *store.BatchView, writes *errgroup
 	return writeTable(&batchRunsDef, func(w *rowWriter) {
 		w.add(id, run.SourceSnapshotID, string(boundary), run.EventsRead, run.EventsAccepted, run.EventsDuplicate,
 			run.EventsCapped, run.Pairs, run.Items, run.Users, run.MaxEventTime, run.StartedAt, run.FinishedAt,
-			run.DurationMS, run.Params)
+			run.DurationMS, run.Params, run.Mode, run.BaseBatchID, run.EventsNew)
 	})
 }

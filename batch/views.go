@@ -25,6 +25,9 @@ const (
 	TableItemNeighbors = "item_neighbors"
 	TableUserRecs      = "user_recommendations"
 	TablePopularItems  = "popular_items"
+	// The aggregate state an incremental run continues from (see state.go).
+	TableUserItems    = "user_items"
+	TableSessionSpans = "session_spans"
 )
 
 // colType is the type of a view-table column.
@@ -36,6 +39,7 @@ const (
 	colInt64
 	colFloat64
 	colTimestamp
+	colBool
 )
 
 func (t colType) iceberg() iceberg.Type {
@@ -48,6 +52,8 @@ func (t colType) iceberg() iceberg.Type {
 		return iceberg.PrimitiveTypes.Float64
 	case colTimestamp:
 		return iceberg.PrimitiveTypes.TimestampTz
+	case colBool:
+		return iceberg.PrimitiveTypes.Bool
 	}
 	return iceberg.PrimitiveTypes.String
 }
@@ -64,10 +70,16 @@ type tableDef struct {
 	doc         string
 	cols        []col
 	partitioned bool // identity-partitioned by its first column, batch_id
+	// optionalFrom, when positive, is the first of the columns added to an
+	// existing table later: they are optional, and old rows read them as
+	// null (see evolve).
+	optionalFrom int
 }
 
+func (d *tableDef) optional(i int) bool { return d.optionalFrom > 0 && i >= d.optionalFrom }
+
 var (
-	batchRunsDef = tableDef{name: TableBatchRuns, doc: "one row per published batch; the newest row names the current batch view", cols: []col{
+	batchRunsDef = tableDef{name: TableBatchRuns, optionalFrom: 15, doc: "one row per published batch; the newest row names the current batch view", cols: []col{
 		{"batch_id", colString, "unique id of the batch"},
 		{"source_snapshot_id", colInt64, "snapshot of events the batch read"},
 		{"boundary", colString, `JSON {"partition": highest offset included} of the events topic`},
@@ -83,6 +95,9 @@ var (
 		{"finished_at", colTimestamp, ""},
 		{"duration_ms", colInt64, ""},
 		{"params", colString, "model parameters, JSON"},
+		{"mode", colString, "full or incremental (null: a full run of an older version)"},
+		{"base_batch_id", colString, "the batch an incremental run continued from"},
+		{"events_new", colInt64, "rows past the base batch's boundary (incremental runs)"},
 	}}
 	covisitationDef = tableDef{name: TableCovisitation, partitioned: true, doc: "full co-visitation counts; each unordered pair once, item_a < item_b", cols: []col{
 		{"batch_id", colString, ""}, {"item_a", colString, ""}, {"item_b", colString, ""}, {"count", colInt64, ""},
@@ -99,13 +114,13 @@ var (
 	popularItemsDef = tableDef{name: TablePopularItems, partitioned: true, doc: "the popularity fallback, best first", cols: []col{
 		{"batch_id", colString, ""}, {"rank", colInt32, "0 is best"}, {"item", colString, ""}, {"score", colFloat64, ""},
 	}}
-	viewDefs = []*tableDef{&covisitationDef, &popularityDef, &itemNeighborsDef, &userRecsDef, &popularItemsDef}
+	viewDefs = []*tableDef{&covisitationDef, &popularityDef, &itemNeighborsDef, &userRecsDef, &popularItemsDef, &userItemsDef, &sessionSpansDef}
 )
 
 func (d *tableDef) schema() *iceberg.Schema {
 	fields := make([]iceberg.NestedField, len(d.cols))
 	for i, c := range d.cols {
-		fields[i] = iceberg.NestedField{ID: i + 1, Name: c.name, Type: c.typ.iceberg(), Required: true, Doc: c.doc}
+		fields[i] = iceberg.NestedField{ID: i + 1, Name: c.name, Type: c.typ.iceberg(), Required: !d.optional(i), Doc: c.doc}
 	}
 	return iceberg.NewSchema(0, fields...)
 }
@@ -154,6 +169,8 @@ func (w *rowWriter) add(vals ...any) {
 			b.Append(v.(float64))
 		case *array.TimestampBuilder:
 			b.Append(arrow.Timestamp(v.(time.Time).UnixMicro()))
+		case *array.BooleanBuilder:
+			b.Append(v.(bool))
 		default:
 			panic(fmt.Sprintf("batch: %s column %d: unexpected builder %T", w.def.name, i, b))
 		}
