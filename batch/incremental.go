@@ -224,6 +224,13 @@ func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, sn
 	if err != nil {
 		return nil, err
 	}
+	// The state must be the base batch's whole state (its rows may have been
+	// removed: an old batch made current again, say).
+	if st.model.Covisit().Len() != int(base.Pairs) || st.model.Popularity().Len() != int(base.Items) ||
+		base.EventsAccepted > 0 && len(st.spans) == 0 {
+		return nil, fmt.Errorf("the state of batch %s is incomplete (%d of %d pairs, %d of %d items, %d sessions): %w",
+			base.BatchID, st.model.Covisit().Len(), base.Pairs, st.model.Popularity().Len(), base.Items, len(st.spans), errNotIncremental)
+	}
 	log.Info("batch state loaded", "base_batch_id", base.BatchID, "pairs", st.model.Covisit().Len(),
 		"sessions", len(st.spans), "elapsed", time.Since(start).Round(time.Millisecond))
 	b := model.Boundary(base.Boundary)

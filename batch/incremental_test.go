@@ -172,7 +172,8 @@ func TestFullRunForced(t *testing.T) {
 	ctx := context.Background()
 	lake := testLake(t)
 	p := model.DefaultParams()
-	recs := stream(t, 5, 3000, map[int32]int64{})
+	next := map[int32]int64{}
+	recs := stream(t, 5, 3000, next)
 	offsets := lakehouse.Offsets{}
 	run := func(p model.Params, full bool) *Result {
 		t.Helper()
@@ -223,5 +224,22 @@ func TestFullRunForced(t *testing.T) {
 	res := run(q, false)
 	if res.Run.Mode != ModeFull || res.Run.EventsRead >= int64(len(recs)) {
 		t.Fatalf("after retention: %s, %d read of %d", res.Run.Mode, res.Run.EventsRead, len(recs))
+	}
+	// The current batch's state rows are gone: the next run cannot continue
+	// from it.
+	cov, err := lake.LoadTable(ctx, TableCovisitation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = lake.Commit(ctx, cov, func(ctx context.Context, tbl *table.Table) (*table.Transaction, error) {
+		txn := tbl.NewTransaction()
+		return txn, txn.Delete(ctx, iceberg.EqualTo(iceberg.Reference("batch_id"), res.Run.BatchID), nil)
+	}, lakehouse.CommitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive(t, lake, stream(t, 6, 300, next), offsets)
+	if res := run(q, false); res.Run.Mode != ModeFull {
+		t.Fatalf("without the base batch's state: %s", res.Run.Mode)
 	}
 }
