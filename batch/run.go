@@ -487,19 +487,27 @@ func toScored(row []model.ItemCount) []store.Scored {
 	return out
 }
 
-// writeTable buffers the rows fill adds and appends them to def's table.
+// writeTable writes the rows fill adds to def's table and appends them in one
+// snapshot; a commit conflict is retried on the reloaded table without
+// writing the data again.
 func (r *Runner) writeTable(ctx context.Context, def *tableDef, run *Run, log *slog.Logger, fill func(w *rowWriter)) error {
-	w, err := newRowWriter(r.cfg.Mem, def)
+	start := time.Now()
+	t, err := r.cfg.Lake.LoadTable(ctx, def.name)
 	if err != nil {
 		return err
 	}
-	defer w.release()
-	fill(w)
-	start := time.Now()
-	if err := appendRows(ctx, r.cfg.Lake, def.name, w, iceberg.Properties{"lambdarec.batch_id": run.BatchID}); err != nil {
+	files, rows, err := writeRows(ctx, r.cfg.Mem, t, def, fill)
+	if err != nil {
+		return err
+	}
+	props := iceberg.Properties{"lambdarec.batch_id": run.BatchID}
+	_, err = r.cfg.Lake.Commit(ctx, t, func(ctx context.Context, t *table.Table) (*table.Transaction, error) {
+		return lakehouse.AppendTxn(ctx, t, files, props)
+	}, lakehouse.CommitOptions{})
+	if err != nil {
 		return fmt.Errorf("write %s: %w", def.name, err)
 	}
-	log.Info("batch table written", "table", def.name, "rows", w.rows, "elapsed", time.Since(start).Round(time.Millisecond))
+	log.Info("batch table written", "table", def.name, "rows", rows, "elapsed", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -512,14 +520,21 @@ func (r *Runner) writeModel(ctx context.Context, m *model.Model, run *Run, log *
 	eg.Go(func() error {
 		return r.writeTable(ctx, &covisitationDef, run, log, func(w *rowWriter) {
 			for p := range m.Covisit().Pairs() {
-				w.add(id, p.A, p.B, p.Count)
+				w.str(0, id)
+				w.str(1, p.A)
+				w.str(2, p.B)
+				w.i64(3, p.Count)
+				w.end()
 			}
 		})
 	})
 	eg.Go(func() error {
 		return r.writeTable(ctx, &popularityDef, run, log, func(w *rowWriter) {
 			for _, ic := range m.Popularity().All() {
-				w.add(id, ic.Item, ic.Count)
+				w.str(0, id)
+				w.str(1, ic.Item)
+				w.i64(2, ic.Count)
+				w.end()
 			}
 		})
 	})
@@ -535,7 +550,12 @@ func (r *Runner) writeItems(ctx context.Context, g *errgroup.Group, v *store.Bat
 		return r.writeTable(ctx, &itemNeighborsDef, run, log, func(w *rowWriter) {
 			for item, row := range neighbors {
 				for rank, s := range row {
-					w.add(id, item, int32(rank), s.Item, s.Score)
+					w.str(0, id)
+					w.str(1, item)
+					w.i32(2, int32(rank))
+					w.str(3, s.Item)
+					w.f64(4, s.Score)
+					w.end()
 				}
 			}
 		})
@@ -543,7 +563,11 @@ func (r *Runner) writeItems(ctx context.Context, g *errgroup.Group, v *store.Bat
 	g.Go(func() error {
 		return r.writeTable(ctx, &popularItemsDef, run, log, func(w *rowWriter) {
 			for rank, s := range popular {
-				w.add(id, int32(rank), s.Item, s.Score)
+				w.str(0, id)
+				w.i32(1, int32(rank))
+				w.str(2, s.Item)
+				w.f64(3, s.Score)
+				w.end()
 			}
 		})
 	})
@@ -560,7 +584,12 @@ func (r *Runner) write(ctx context.Context, v *store.BatchView, writes *errgroup
 	err := writeTable(&userRecsDef, func(w *rowWriter) {
 		for user, row := range v.UserRecs {
 			for rank, s := range row {
-				w.add(id, user, int32(rank), s.Item, s.Score)
+				w.str(0, id)
+				w.str(1, user)
+				w.i32(2, int32(rank))
+				w.str(3, s.Item)
+				w.f64(4, s.Score)
+				w.end()
 			}
 		}
 	})
@@ -585,8 +614,20 @@ func (r *Runner) write(ctx context.Context, v *store.BatchView, writes *errgroup
 		return err
 	}
 	return writeTable(&batchRunsDef, func(w *rowWriter) {
-		w.add(id, run.SourceSnapshotID, string(boundary), run.EventsRead, run.EventsAccepted, run.EventsDuplicate,
-			run.EventsCapped, run.Pairs, run.Items, run.Users, run.MaxEventTime, run.StartedAt, run.FinishedAt,
-			run.DurationMS, run.Params, run.Mode, run.BaseBatchID, run.EventsNew)
+		w.str(0, id)
+		w.i64(1, run.SourceSnapshotID)
+		w.str(2, string(boundary))
+		for i, n := range []int64{run.EventsRead, run.EventsAccepted, run.EventsDuplicate, run.EventsCapped, run.Pairs, run.Items, run.Users} {
+			w.i64(3+i, n)
+		}
+		w.ts(10, run.MaxEventTime)
+		w.ts(11, run.StartedAt)
+		w.ts(12, run.FinishedAt)
+		w.i64(13, run.DurationMS)
+		w.str(14, run.Params)
+		w.str(15, run.Mode)
+		w.str(16, run.BaseBatchID)
+		w.i64(17, run.EventsNew)
+		w.end()
 	})
 }

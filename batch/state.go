@@ -81,14 +81,24 @@ func (r *Runner) writeState(ctx context.Context, g *errgroup.Group, st *state, r
 	g.Go(func() error {
 		return r.writeTable(ctx, &userItemsDef, run, log, func(w *rowWriter) {
 			for user, e := range st.model.Users().Entries() {
-				w.add(id, user, e.Item, e.Last, e.Weight, e.Purchased)
+				w.str(0, id)
+				w.str(1, user)
+				w.str(2, e.Item)
+				w.i64(3, e.Last)
+				w.i64(4, e.Weight)
+				w.boolean(5, e.Purchased)
+				w.end()
 			}
 		})
 	})
 	g.Go(func() error {
 		return r.writeTable(ctx, &sessionSpansDef, run, log, func(w *rowWriter) {
 			for s, sp := range st.spans {
-				w.add(id, s, sp.First, sp.Last)
+				w.str(0, id)
+				w.str(1, s)
+				w.i64(2, sp.First)
+				w.i64(3, sp.Last)
+				w.end()
 			}
 		})
 	})
