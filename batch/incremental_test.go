@@ -123,10 +123,14 @@ func TestIncrementalRunsEqualFullRecompute(t *testing.T) {
 				t.Fatal("the stream must have late events")
 			}
 
-			// The full recompute of the same snapshot.
-			full, err := New(Config{Lake: lake, Params: &p, TopK: 10, Progress: time.Hour, Full: true, Force: true}, discard)
+			// The full recompute of the same snapshot, in parts (by session
+			// hash, as under a memory bound too small for it at once).
+			full, err := New(Config{Lake: lake, Params: &p, TopK: 10, Progress: time.Hour, Full: true, Force: true, MaxMemory: 900_000}, discard)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if n := full.parts(int64(len(recs))); n < 3 {
+				t.Fatalf("the full run is computed in %d parts, want several", n)
 			}
 			fres, err := full.Run(ctx)
 			if err != nil {

@@ -51,6 +51,12 @@ type Config struct {
 	// records past the previous batch's boundary into its aggregates (the
 	// incremental run, the default when possible: see planIncremental).
 	Full bool
+	// MaxMemory bounds the memory of a full recompute, in bytes: when the
+	// snapshot's events would not fit, sessions are computed in parts by
+	// session hash, one scan of the snapshot per part (see parts). The
+	// process should also run with it as its Go memory limit
+	// (debug.SetMemoryLimit), as `lambdarec batch` does. Default: 1 GiB.
+	MaxMemory int64
 	// Progress is the interval of progress logs while scanning. Default: 5s.
 	Progress time.Duration
 	// Mem allocates Arrow memory. Default: memory.DefaultAllocator.
@@ -87,6 +93,9 @@ func (c *Config) validate() error {
 	}
 	if c.Progress <= 0 {
 		c.Progress = 5 * time.Second
+	}
+	if c.MaxMemory <= 0 {
+		c.MaxMemory = 1 << 30
 	}
 	if c.Mem == nil {
 		c.Mem = memory.DefaultAllocator
@@ -284,52 +293,81 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 var EventColumns = []string{"event_id", schemas.ColumnTimestamp, "user_id", "session_id",
 	schemas.ColumnInteraction, "item_id", schemas.ColumnKafkaPartition, schemas.ColumnKafkaOffset}
 
-// compute streams the snapshot through the model builder.
+// buildBytesPerEvent is what a full recompute holds per event while it
+// builds (the buffered event, its user entry and the sort buffers, the
+// session dictionary), measured with `lambdarec bench batch`; a part may use
+// half of Config.MaxMemory, the rest is for the model, the view and the
+// writers.
+const buildBytesPerEvent = 256
+
+// parts returns how many parts (scans) a full recompute of n events takes.
+func (r *Runner) parts(n int64) int {
+	budget := r.cfg.MaxMemory / 2
+	return int(max(1, (n*buildBytesPerEvent+budget-1)/budget))
+}
+
+// compute streams the snapshot through the model builder: all at once, or
+// in parts of whole sessions (by session hash) when the events would not fit
+// in Config.MaxMemory at once.
 func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.Snapshot, run *Run, log *slog.Logger) (*state, error) {
-	b, err := model.NewBuilder(*r.cfg.Params)
-	if err != nil {
-		return nil, err
-	}
-	_, batches, err := lakehouse.ScanSnapshot(ctx, events, snap, EventColumns)
+	acc, err := model.NewAccumulator(*r.cfg.Params)
 	if err != nil {
 		return nil, err
 	}
 	// The snapshot's record count sizes the event buffer up front, sparing
 	// the copies of growing it.
+	var total int64
 	if snap.Summary != nil {
-		if n, err := strconv.ParseInt(snap.Summary.Properties["total-records"], 10, 64); err == nil && n > 0 && n < 1<<31 {
-			b.Grow(int(n))
+		if n, err := strconv.ParseInt(snap.Summary.Properties["total-records"], 10, 64); err == nil && n > 0 && n < 1<<40 {
+			total = n
 		}
 	}
+	parts := r.parts(total)
+	if parts > 1 {
+		log.Info("batch computed in parts", "parts", parts, "events", total, "max_memory", r.cfg.MaxMemory)
+	}
+	spans := make(map[string]model.Span)
 	var maxTime int64
-	lastLog := time.Now()
-	start := lastLog
-	for rec, err := range batches {
+	start := time.Now()
+	for part := range parts {
+		b := acc.Builder()
+		if n := total / int64(parts); n > 0 && n < 1<<31 {
+			b.Grow(int(n + n/16))
+		}
+		_, batches, err := lakehouse.ScanSnapshot(ctx, events, snap, EventColumns)
 		if err != nil {
 			return nil, err
 		}
-		n, mt, err := addBatch(b, rec)
-		rec.Release()
-		if err != nil {
-			return nil, err
+		var read int64
+		lastLog := time.Now()
+		for rec, err := range batches {
+			if err != nil {
+				return nil, err
+			}
+			n, mt, err := addBatch(b, rec, uint64(part), uint64(parts))
+			rec.Release()
+			if err != nil {
+				return nil, err
+			}
+			read += int64(n)
+			maxTime = max(maxTime, mt)
+			if time.Since(lastLog) >= r.cfg.Progress {
+				lastLog = time.Now()
+				log.Info("batch scan progress", "part", part, "events_read", read,
+					"events_per_sec", int64(float64(read)/time.Since(start).Seconds()))
+			}
 		}
-		run.EventsRead += int64(n)
-		maxTime = max(maxTime, mt)
-		if time.Since(lastLog) >= r.cfg.Progress {
-			lastLog = time.Now()
-			log.Info("batch scan progress", "events_read", run.EventsRead,
-				"events_per_sec", int64(float64(run.EventsRead)/time.Since(start).Seconds()))
+		run.EventsRead = read
+		for s, sp := range b.SessionSpans() {
+			spans[s] = sp
 		}
+		acc.Add(b)
 	}
 	if maxTime > 0 {
 		run.MaxEventTime = time.UnixMicro(maxTime).UTC()
 	}
-	log.Info("batch scan done", "events_read", run.EventsRead, "elapsed", time.Since(start).Round(time.Millisecond))
-	spans := make(map[string]model.Span)
-	for s, sp := range b.SessionSpans() {
-		spans[s] = sp
-	}
-	return &state{model: b.Build(), spans: spans}, nil
+	log.Info("batch scan done", "events_read", run.EventsRead, "parts", parts, "elapsed", time.Since(start).Round(time.Millisecond))
+	return &state{model: acc.Model(), spans: spans}, nil
 }
 
 // columns of one events record batch, by name.
@@ -382,9 +420,9 @@ func columnsOf(rec arrow.RecordBatch) (eventCols, error) {
 	return c, errors.Join(errs...)
 }
 
-// addBatch adds the events of rec to b; it returns the rows read and the
-// newest event time (unix micros).
-func addBatch(b *model.Builder, rec arrow.RecordBatch) (int, int64, error) {
+// addBatch adds the events of rec whose session hashes to part (of parts) to
+// b; it returns the rows read and the newest event time (unix micros).
+func addBatch(b *model.Builder, rec arrow.RecordBatch, part, parts uint64) (int, int64, error) {
 	c, err := columnsOf(rec)
 	if err != nil {
 		return 0, 0, err
@@ -393,6 +431,9 @@ func addBatch(b *model.Builder, rec arrow.RecordBatch) (int, int64, error) {
 	var maxTime int64
 	n := int(rec.NumRows())
 	for i := range n {
+		if parts > 1 && model.EventIDHash(c.session.Value(i))%parts != part {
+			continue
+		}
 		kind, ok := schemas.ParseKind(c.kind.Value(i))
 		if !ok {
 			return 0, 0, fmt.Errorf("events row at partition %d offset %d: unknown interaction %q",

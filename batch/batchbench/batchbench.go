@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
 	"sync"
@@ -50,6 +51,9 @@ type Config struct {
 	// Increment is the fraction of Events archived after the full runs and
 	// folded in by the incremental run. Default: 0.1.
 	Increment float64
+	// MaxMemory is the batch runs' batch.max_memory, also set as the Go
+	// memory limit while they run, as `lambdarec batch` does. Default: 1 GiB.
+	MaxMemory int64
 	// CPUProfile, when set, receives a CPU profile of the first full run.
 	CPUProfile io.Writer
 	Log        *slog.Logger
@@ -64,10 +68,11 @@ type Phase struct {
 
 // Result is the benchmark's report.
 type Result struct {
-	Events  int           `json:"events"`
-	Archive time.Duration `json:"archive_ns"`
-	Scans   []Phase       `json:"scans"`
-	Batches []Phase       `json:"batches"`
+	Events    int           `json:"events"`
+	MaxMemory int64         `json:"max_memory_bytes"`
+	Archive   time.Duration `json:"archive_ns"`
+	Scans     []Phase       `json:"scans"`
+	Batches   []Phase       `json:"batches"`
 	// NewEvents were archived after the full runs; ScanAfter is a plain
 	// scan of that snapshot and Incremental the run that folds them in.
 	NewEvents   int   `json:"new_events"`
@@ -126,6 +131,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Increment <= 0 {
 		cfg.Increment = 0.1
 	}
+	if cfg.MaxMemory <= 0 {
+		cfg.MaxMemory = 1 << 30
+	}
 	ic := config.Default().Iceberg
 	ic.CatalogURI = "file:" + filepath.Join(cfg.Dir, "catalog.db")
 	ic.Warehouse = "file://" + filepath.Join(cfg.Dir, "warehouse")
@@ -134,7 +142,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer lake.Close()
-	res := &Result{Events: cfg.Events}
+	res := &Result{Events: cfg.Events, MaxMemory: cfg.MaxMemory}
 	start := time.Now()
 	a, err := newArchiver(ctx, lake, cfg)
 	if err != nil {
@@ -147,6 +155,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Archive = time.Since(start)
 	cfg.Log.Info("events archived", "events", cfg.Events, "elapsed", res.Archive.Round(time.Millisecond))
 
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(cfg.MaxMemory))
 	for round := range cfg.Rounds {
 		ph, err := measure(func() (int64, error) { return scan(ctx, lake) })
 		if err != nil {
@@ -162,7 +171,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		ph, err = measure(func() (int64, error) {
 			// Run skips snapshots it already covers: force a new batch.
-			r, err := batch.New(batch.Config{Lake: lake, Force: true, Full: true, Progress: time.Hour, Retain: 1}, cfg.Log)
+			r, err := batch.New(batch.Config{Lake: lake, Force: true, Full: true, Progress: time.Hour, Retain: 1, MaxMemory: cfg.MaxMemory}, cfg.Log)
 			if err != nil {
 				return 0, err
 			}
@@ -192,7 +201,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	cfg.Log.Info("plain scan", "events", cfg.Events+res.NewEvents, "wall", res.ScanAfter.Wall.Round(time.Millisecond))
 	res.Incremental, err = measure(func() (int64, error) {
-		r, err := batch.New(batch.Config{Lake: lake, Progress: time.Hour, Retain: 1}, cfg.Log)
+		r, err := batch.New(batch.Config{Lake: lake, Progress: time.Hour, Retain: 1, MaxMemory: cfg.MaxMemory}, cfg.Log)
 		if err != nil {
 			return 0, err
 		}

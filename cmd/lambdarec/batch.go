@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 
 	"golang.org/x/sync/errgroup"
 
@@ -118,6 +119,7 @@ func newBatchRunner(ctx context.Context, cfg config.Config, log *slog.Logger, fo
 		}
 		closeFn = func() { st.Close(); lake.Close() }
 	}
+	debug.SetMemoryLimit(cfg.Batch.MaxMemory)
 	p := cfg.Model
 	r, err := batch.New(batch.Config{
 		Lake:   lake,
@@ -127,6 +129,9 @@ func newBatchRunner(ctx context.Context, cfg config.Config, log *slog.Logger, fo
 		Force:  force,
 		Full:   full,
 		Store:  st,
+		// batch.max_memory bounds the run's parts and, as the Go memory
+		// limit of a batch process, its heap.
+		MaxMemory: cfg.Batch.MaxMemory,
 	}, log.With("component", "batch"))
 	if err != nil {
 		closeFn()

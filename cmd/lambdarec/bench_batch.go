@@ -21,7 +21,8 @@ func init() {
 			var cpuProfile string
 			fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the first batch run to this file")
 			fs.IntVar(&bc.Events, "events", 1_000_000, "events archived before measuring")
-			fs.IntVar(&bc.Rounds, "rounds", 3, "measurements of each of scan and batch")
+			fs.IntVar(&bc.Rounds, "rounds", 3, "measurements of each of scan and full batch run")
+			fs.Int64Var(&bc.MaxMemory, "max-memory", cfg.Batch.MaxMemory, "batch.max_memory of the runs (bytes), also their Go memory limit")
 			fs.StringVar(&bc.Dir, "dir", "", "scratch directory for the warehouse (default: a new temporary directory, removed after)")
 			fs.BoolVar(&jsonOut, "json", false, "print the result as JSON")
 			return func(ctx context.Context, e *env) error {
@@ -51,7 +52,7 @@ func init() {
 					return json.NewEncoder(e.stdout).Encode(res)
 				}
 				s, b, in := res.MedianScan(), res.MedianBatch(), res.Incremental
-				fmt.Fprintf(e.stdout, "events: %d (archived in %s)\n", res.Events, res.Archive.Round(1e6))
+				fmt.Fprintf(e.stdout, "events: %d (archived in %s), batch.max_memory %d MiB\n", res.Events, res.Archive.Round(1e6), res.MaxMemory>>20)
 				fmt.Fprintf(e.stdout, "plain scan:      median %s, peak heap %d MiB\n", s.Wall.Round(1e6), s.PeakHeap>>20)
 				fmt.Fprintf(e.stdout, "full batch run:  median %s, peak heap %d MiB\n", b.Wall.Round(1e6), b.PeakHeap>>20)
 				fmt.Fprintf(e.stdout, "full/scan:       %.2f (median of %d rounds each)\n", res.Ratio(), len(res.Scans))

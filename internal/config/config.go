@@ -147,6 +147,9 @@ type Batch struct {
 	Cron string `yaml:"cron"`
 	// TopK is the neighbours kept per item and recommendations per user. Default: 50.
 	TopK int `yaml:"top_k"`
+	// MaxMemory bounds the heap of a batch run, in bytes (batch_memory.go).
+	// Default: 1 GiB.
+	MaxMemory int64 `yaml:"max_memory"`
 }
 
 // Speed configures the speed layer (`lambdarec speed`).
@@ -245,7 +248,7 @@ func Default() Config {
 			S3:         S3{Region: "us-east-1"},
 		},
 		Archive: Archive{Group: "lambdarec-archive", MaxRecords: 50_000, MaxInterval: 10 * time.Second, MetricsAddr: "127.0.0.1:9465"},
-		Batch:   Batch{Cron: "@every 1h", TopK: 50},
+		Batch:   Batch{Cron: "@every 1h", TopK: 50, MaxMemory: DefaultBatchMaxMemory},
 		Model:   model.DefaultParams(),
 		Speed: Speed{
 			Group:             "lambdarec-speed",
@@ -415,6 +418,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateMaintenance()...)
 	c.validateLimits(bad)
+	c.validateBatchMemory(bad)
 	return errors.Join(errs...)
 }
 
