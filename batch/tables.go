@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -26,11 +27,40 @@ func ensureTables(ctx context.Context, lake *lakehouse.Lakehouse) error {
 		return err
 	}
 	for _, def := range append([]*tableDef{&batchRunsDef}, viewDefs...) {
-		if _, err := lake.EnsureTable(ctx, def.name, def.schema(), def.spec(), iceberg.Properties{"comment": def.doc}); err != nil {
+		props := iceberg.Properties{"comment": def.doc}
+		maps.Copy(props, writeProps)
+		t, err := lake.EnsureTable(ctx, def.name, def.schema(), def.spec(), props)
+		if err != nil {
 			return err
+		}
+		if err := ensureWriteProps(ctx, lake, t); err != nil {
+			return fmt.Errorf("table %s: %w", def.name, err)
 		}
 	}
 	return nil
+}
+
+// writeProps are the Parquet settings of the batch tables. Snappy instead of
+// iceberg-go's default zstd: the tables are rewritten by every batch and read
+// back once or twice, so encoding time matters more than size (measured with
+// `lambdarec bench batch`).
+var writeProps = iceberg.Properties{table.ParquetCompressionKey: "snappy"}
+
+// ensureWriteProps sets writeProps on t where they differ (a table created by
+// an older version).
+func ensureWriteProps(ctx context.Context, lake *lakehouse.Lakehouse, t *table.Table) error {
+	same := true
+	for k, v := range writeProps {
+		same = same && t.Properties()[k] == v
+	}
+	if same {
+		return nil
+	}
+	_, err := lake.Commit(ctx, t, func(ctx context.Context, t *table.Table) (*table.Transaction, error) {
+		txn := t.NewTransaction()
+		return txn, txn.SetProperties(writeProps)
+	}, lakehouse.CommitOptions{})
+	return err
 }
 
 // LatestRun returns the newest row of batch_runs, the current batch, and
