@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/catalog"
 	"github.com/apache/iceberg-go/table"
@@ -111,32 +112,66 @@ func loadState(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.
 		return nil, err
 	}
 	filter := iceberg.EqualTo(iceberg.Reference("batch_id"), run.BatchID)
-	read := func(def *tableDef, fn func(c *rowReader)) error {
+	// read calls fn once per record batch with its columns, resolved by
+	// name once per batch rather than per value.
+	read := func(def *tableDef, fn func(n int, c *batchCols)) error {
 		t, err := lake.LoadTable(ctx, def.name)
 		if err != nil {
 			return err
 		}
-		return scanRows(ctx, t, filter, func(rec arrow.RecordBatch, i int) error {
-			c := &rowReader{rec: rec, i: i}
-			fn(c)
+		_, batches, err := t.Scan(table.WithRowFilter(filter)).ToArrowRecords(ctx)
+		if err != nil {
+			return fmt.Errorf("scan %s: %w", def.name, err)
+		}
+		for rec, err := range batches {
+			if err != nil {
+				return fmt.Errorf("scan %s: %w", def.name, err)
+			}
+			c := &batchCols{rec: rec}
+			fn(int(rec.NumRows()), c)
+			rec.Release()
 			if c.err != nil {
 				return fmt.Errorf("read %s: %w", def.name, c.err)
 			}
-			return nil
-		})
+		}
+		return nil
 	}
-	spans := make(map[string]model.Span)
+	spans := make(map[string]model.Span, max(0, run.EventsAccepted/8))
 	steps := []struct {
 		def *tableDef
-		fn  func(c *rowReader)
+		fn  func(n int, c *batchCols)
 	}{
-		{&covisitationDef, func(c *rowReader) { rs.Pair(c.str("item_a"), c.str("item_b"), c.i64("count")) }},
-		{&popularityDef, func(c *rowReader) { rs.Item(c.str("item"), c.i64("count")) }},
-		{&userItemsDef, func(c *rowReader) {
-			rs.User(c.str("user_id"), model.UserItem{Item: c.str("item"), Last: c.i64("last_micros"), Weight: c.i64("weight"), Purchased: c.boolean("purchased")})
+		{&covisitationDef, func(n int, c *batchCols) {
+			a, b, cnt := c.str("item_a"), c.str("item_b"), c.i64("count")
+			if c.err == nil {
+				for i := range n {
+					rs.Pair(a.Value(i), b.Value(i), cnt.Value(i))
+				}
+			}
 		}},
-		{&sessionSpansDef, func(c *rowReader) {
-			spans[strings.Clone(c.str("session_id"))] = model.Span{First: c.i64("first_micros"), Last: c.i64("last_micros")}
+		{&popularityDef, func(n int, c *batchCols) {
+			item, cnt := c.str("item"), c.i64("count")
+			if c.err == nil {
+				for i := range n {
+					rs.Item(item.Value(i), cnt.Value(i))
+				}
+			}
+		}},
+		{&userItemsDef, func(n int, c *batchCols) {
+			user, item, last, weight, bought := c.str("user_id"), c.str("item"), c.i64("last_micros"), c.i64("weight"), c.boolean("purchased")
+			if c.err == nil {
+				for i := range n {
+					rs.User(user.Value(i), model.UserItem{Item: item.Value(i), Last: last.Value(i), Weight: weight.Value(i), Purchased: bought.Value(i)})
+				}
+			}
+		}},
+		{&sessionSpansDef, func(n int, c *batchCols) {
+			sid, first, last := c.str("session_id"), c.i64("first_micros"), c.i64("last_micros")
+			if c.err == nil {
+				for i := range n {
+					spans[strings.Clone(sid.Value(i))] = model.Span{First: first.Value(i), Last: last.Value(i)}
+				}
+			}
 		}},
 	}
 	for _, s := range steps {
@@ -146,6 +181,35 @@ func loadState(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.
 	}
 	m := rs.Model(model.Stats{Accepted: run.EventsAccepted, Duplicates: run.EventsDuplicate, Capped: run.EventsCapped})
 	return &state{model: m, spans: spans}, nil
+}
+
+// batchCols resolves the typed columns of one record batch by name; the
+// first error sticks.
+type batchCols struct {
+	rec arrow.RecordBatch
+	err error
+}
+
+func batchCol[T arrow.Array](c *batchCols, name, want string) T {
+	var zero T
+	idx := c.rec.Schema().FieldIndices(name)
+	if len(idx) != 1 {
+		if c.err == nil {
+			c.err = fmt.Errorf("no column %q", name)
+		}
+		return zero
+	}
+	a, ok := c.rec.Column(idx[0]).(T)
+	if !ok && c.err == nil {
+		c.err = fmt.Errorf("column %q is not a %s", name, want)
+	}
+	return a
+}
+
+func (c *batchCols) str(name string) *array.String { return batchCol[*array.String](c, name, "string") }
+func (c *batchCols) i64(name string) *array.Int64  { return batchCol[*array.Int64](c, name, "long") }
+func (c *batchCols) boolean(name string) *array.Boolean {
+	return batchCol[*array.Boolean](c, name, "boolean")
 }
 
 // maxRanges bounds the time ranges of the filter that finds the earlier

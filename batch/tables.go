@@ -231,14 +231,6 @@ func (c *rowReader) optI64(name string) int64 {
 	return a.Value(c.i)
 }
 
-func (c *rowReader) boolean(name string) bool {
-	if a, ok := c.col(name).(*array.Boolean); ok {
-		return a.Value(c.i)
-	}
-	c.fail(name, "boolean")
-	return false
-}
-
 func (c *rowReader) fail(name, want string) {
 	if c.err == nil {
 		c.err = fmt.Errorf("column %q is not a %s", name, want)
