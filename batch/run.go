@@ -44,9 +44,19 @@ type Config struct {
 	// Store, when set, receives each new batch view (PublishBatch) after it
 	// is committed to Iceberg.
 	Store store.Store
-	// Force recomputes even when the current batch already covers the
-	// current snapshot (after a change of model parameters, say).
+	// Force runs even when the current batch already covers the current
+	// snapshot.
 	Force bool
+	// Full recomputes from every retained event instead of folding the
+	// records past the previous batch's boundary into its aggregates (the
+	// incremental run, the default when possible: see planIncremental).
+	Full bool
+	// MaxMemory bounds the memory of a full recompute, in bytes: when the
+	// snapshot's events would not fit, sessions are computed in parts by
+	// session hash, one scan of the snapshot per part (see parts). The
+	// process should also run with it as its Go memory limit
+	// (debug.SetMemoryLimit), as `lambdarec batch` does. Default: 1 GiB.
+	MaxMemory int64
 	// Progress is the interval of progress logs while scanning. Default: 5s.
 	Progress time.Duration
 	// Mem allocates Arrow memory. Default: memory.DefaultAllocator.
@@ -83,6 +93,9 @@ func (c *Config) validate() error {
 	}
 	if c.Progress <= 0 {
 		c.Progress = 5 * time.Second
+	}
+	if c.MaxMemory <= 0 {
+		c.MaxMemory = 1 << 30
 	}
 	if c.Mem == nil {
 		c.Mem = memory.DefaultAllocator
@@ -146,6 +159,14 @@ type Run struct {
 	FinishedAt       time.Time       `json:"finished_at"`
 	DurationMS       int64           `json:"duration_ms"`
 	Params           string          `json:"params"`
+	// Mode is ModeFull or ModeIncremental; "" for a run of an older version
+	// (a full run that wrote no aggregate state).
+	Mode string `json:"mode,omitempty"`
+	// BaseBatchID is the batch an incremental run continued from.
+	BaseBatchID string `json:"base_batch_id,omitempty"`
+	// EventsNew is the rows past the base batch's boundary an incremental
+	// run folded in.
+	EventsNew int64 `json:"events_new,omitempty"`
 }
 
 // Meta returns the serving store's description of the batch.
@@ -218,19 +239,41 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	}()
 	log.Info("batch run started", "partitions", len(boundary), "pin", pin)
 
-	m, err := r.compute(ctx, events, snap, &run, log)
-	if err != nil {
-		return nil, err
+	var st *state
+	base, why := r.planIncremental(events, snap, boundary, last, ok)
+	if base != nil {
+		run.Mode, run.BaseBatchID = ModeIncremental, base.BatchID
+		st, err = r.computeIncremental(ctx, events, snap, base, &run, log)
+		if errors.Is(err, errNotIncremental) {
+			why = err.Error()
+			log.Warn("incremental batch run not possible", "err", err)
+		} else if err != nil {
+			return nil, err
+		}
 	}
+	if st == nil {
+		log.Info("full batch recompute", "reason", why)
+		run.Mode, run.BaseBatchID, run.EventsNew = ModeFull, "", 0
+		if st, err = r.compute(ctx, events, snap, &run, log); err != nil {
+			return nil, err
+		}
+	}
+	m := st.model
+	run.EventsAccepted = m.Stats.Accepted
+	run.EventsDuplicate = m.Stats.Duplicates
+	run.EventsCapped = m.Stats.Capped
+	run.Pairs = int64(m.Covisit().Len())
+	run.Items = int64(m.Popularity().Len())
 	// The model's own tables do not depend on the view: they are written
 	// while the view is computed, and the item tables while users are
 	// scored.
 	writes := r.writeModel(ctx, m, &run, log)
+	r.writeState(ctx, writes, st, &run, log)
 	view := r.view(m, &run, func(v *store.BatchView) { r.writeItems(ctx, writes, v, &run, log) })
 	if err := r.write(ctx, view, writes, &run, log); err != nil {
 		return nil, err
 	}
-	log.Info("batch run committed", "events_read", run.EventsRead, "events_accepted", run.EventsAccepted,
+	log.Info("batch run committed", "mode", run.Mode, "events_new", run.EventsNew, "events_read", run.EventsRead, "events_accepted", run.EventsAccepted,
 		"duplicates", run.EventsDuplicate, "pairs", run.Pairs, "items", run.Items, "users", run.Users,
 		"duration", time.Duration(run.DurationMS)*time.Millisecond)
 	if err := r.cleanup(ctx, log); err != nil {
@@ -257,54 +300,81 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 var EventColumns = []string{"event_id", schemas.ColumnTimestamp, "user_id", "session_id",
 	schemas.ColumnInteraction, "item_id", schemas.ColumnKafkaPartition, schemas.ColumnKafkaOffset}
 
-// compute streams the snapshot through the model builder.
-func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.Snapshot, run *Run, log *slog.Logger) (*model.Model, error) {
-	b, err := model.NewBuilder(*r.cfg.Params)
-	if err != nil {
-		return nil, err
-	}
-	_, batches, err := lakehouse.ScanSnapshot(ctx, events, snap, EventColumns)
+// buildBytesPerEvent is what a full recompute holds per event while it
+// builds (the buffered event, its user entry and the sort buffers, the
+// session dictionary), measured with `lambdarec bench batch`; a part may use
+// half of Config.MaxMemory, the rest is for the model, the view and the
+// writers.
+const buildBytesPerEvent = 256
+
+// parts returns how many parts (scans) a full recompute of n events takes.
+func (r *Runner) parts(n int64) int {
+	budget := r.cfg.MaxMemory / 2
+	return int(max(1, (n*buildBytesPerEvent+budget-1)/budget))
+}
+
+// compute streams the snapshot through the model builder: all at once, or
+// in parts of whole sessions (by session hash) when the events would not fit
+// in Config.MaxMemory at once.
+func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.Snapshot, run *Run, log *slog.Logger) (*state, error) {
+	acc, err := model.NewAccumulator(*r.cfg.Params)
 	if err != nil {
 		return nil, err
 	}
 	// The snapshot's record count sizes the event buffer up front, sparing
 	// the copies of growing it.
+	var total int64
 	if snap.Summary != nil {
-		if n, err := strconv.ParseInt(snap.Summary.Properties["total-records"], 10, 64); err == nil && n > 0 && n < 1<<31 {
-			b.Grow(int(n))
+		if n, err := strconv.ParseInt(snap.Summary.Properties["total-records"], 10, 64); err == nil && n > 0 && n < 1<<40 {
+			total = n
 		}
 	}
+	parts := r.parts(total)
+	if parts > 1 {
+		log.Info("batch computed in parts", "parts", parts, "events", total, "max_memory", r.cfg.MaxMemory)
+	}
+	spans := make(map[string]model.Span)
 	var maxTime int64
-	lastLog := time.Now()
-	start := lastLog
-	for rec, err := range batches {
+	start := time.Now()
+	for part := range parts {
+		b := acc.Builder()
+		if n := total / int64(parts); n > 0 && n < 1<<31 {
+			b.Grow(int(n + n/16))
+		}
+		_, batches, err := lakehouse.ScanSnapshot(ctx, events, snap, EventColumns)
 		if err != nil {
 			return nil, err
 		}
-		n, mt, err := addBatch(b, rec)
-		rec.Release()
-		if err != nil {
-			return nil, err
+		var read int64
+		lastLog := time.Now()
+		for rec, err := range batches {
+			if err != nil {
+				return nil, err
+			}
+			n, mt, err := addBatch(b, rec, uint64(part), uint64(parts))
+			rec.Release()
+			if err != nil {
+				return nil, err
+			}
+			read += int64(n)
+			maxTime = max(maxTime, mt)
+			if time.Since(lastLog) >= r.cfg.Progress {
+				lastLog = time.Now()
+				log.Info("batch scan progress", "part", part, "events_read", read,
+					"events_per_sec", int64(float64(read)/time.Since(start).Seconds()))
+			}
 		}
-		run.EventsRead += int64(n)
-		maxTime = max(maxTime, mt)
-		if time.Since(lastLog) >= r.cfg.Progress {
-			lastLog = time.Now()
-			log.Info("batch scan progress", "events_read", run.EventsRead,
-				"events_per_sec", int64(float64(run.EventsRead)/time.Since(start).Seconds()))
+		run.EventsRead = read
+		for s, sp := range b.SessionSpans() {
+			spans[s] = sp
 		}
+		acc.Add(b)
 	}
 	if maxTime > 0 {
 		run.MaxEventTime = time.UnixMicro(maxTime).UTC()
 	}
-	log.Info("batch scan done", "events_read", run.EventsRead, "elapsed", time.Since(start).Round(time.Millisecond))
-	m := b.Build()
-	run.EventsAccepted = m.Stats.Accepted
-	run.EventsDuplicate = m.Stats.Duplicates
-	run.EventsCapped = m.Stats.Capped
-	run.Pairs = int64(m.Covisit().Len())
-	run.Items = int64(m.Popularity().Len())
-	return m, nil
+	log.Info("batch scan done", "events_read", run.EventsRead, "parts", parts, "elapsed", time.Since(start).Round(time.Millisecond))
+	return &state{model: acc.Model(), spans: spans}, nil
 }
 
 // columns of one events record batch, by name.
@@ -357,9 +427,9 @@ func columnsOf(rec arrow.RecordBatch) (eventCols, error) {
 	return c, errors.Join(errs...)
 }
 
-// addBatch adds the events of rec to b; it returns the rows read and the
-// newest event time (unix micros).
-func addBatch(b *model.Builder, rec arrow.RecordBatch) (int, int64, error) {
+// addBatch adds the events of rec whose session hashes to part (of parts) to
+// b; it returns the rows read and the newest event time (unix micros).
+func addBatch(b *model.Builder, rec arrow.RecordBatch, part, parts uint64) (int, int64, error) {
 	c, err := columnsOf(rec)
 	if err != nil {
 		return 0, 0, err
@@ -368,6 +438,9 @@ func addBatch(b *model.Builder, rec arrow.RecordBatch) (int, int64, error) {
 	var maxTime int64
 	n := int(rec.NumRows())
 	for i := range n {
+		if parts > 1 && model.EventIDHash(c.session.Value(i))%parts != part {
+			continue
+		}
 		kind, ok := schemas.ParseKind(c.kind.Value(i))
 		if !ok {
 			return 0, 0, fmt.Errorf("events row at partition %d offset %d: unknown interaction %q",
@@ -462,19 +535,27 @@ func toScored(row []model.ItemCount) []store.Scored {
 	return out
 }
 
-// writeTable buffers the rows fill adds and appends them to def's table.
+// writeTable writes the rows fill adds to def's table and appends them in one
+// snapshot; a commit conflict is retried on the reloaded table without
+// writing the data again.
 func (r *Runner) writeTable(ctx context.Context, def *tableDef, run *Run, log *slog.Logger, fill func(w *rowWriter)) error {
-	w, err := newRowWriter(r.cfg.Mem, def)
+	start := time.Now()
+	t, err := r.cfg.Lake.LoadTable(ctx, def.name)
 	if err != nil {
 		return err
 	}
-	defer w.release()
-	fill(w)
-	start := time.Now()
-	if err := appendRows(ctx, r.cfg.Lake, def.name, w, iceberg.Properties{"lambdarec.batch_id": run.BatchID}); err != nil {
+	files, rows, err := writeRows(ctx, r.cfg.Mem, t, def, fill)
+	if err != nil {
+		return err
+	}
+	props := iceberg.Properties{"lambdarec.batch_id": run.BatchID}
+	_, err = r.cfg.Lake.Commit(ctx, t, func(ctx context.Context, t *table.Table) (*table.Transaction, error) {
+		return lakehouse.AppendTxn(ctx, t, files, props)
+	}, lakehouse.CommitOptions{})
+	if err != nil {
 		return fmt.Errorf("write %s: %w", def.name, err)
 	}
-	log.Info("batch table written", "table", def.name, "rows", w.rows, "elapsed", time.Since(start).Round(time.Millisecond))
+	log.Info("batch table written", "table", def.name, "rows", rows, "elapsed", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -487,14 +568,21 @@ func (r *Runner) writeModel(ctx context.Context, m *model.Model, run *Run, log *
 	eg.Go(func() error {
 		return r.writeTable(ctx, &covisitationDef, run, log, func(w *rowWriter) {
 			for p := range m.Covisit().Pairs() {
-				w.add(id, p.A, p.B, p.Count)
+				w.str(0, id)
+				w.str(1, p.A)
+				w.str(2, p.B)
+				w.i64(3, p.Count)
+				w.end()
 			}
 		})
 	})
 	eg.Go(func() error {
 		return r.writeTable(ctx, &popularityDef, run, log, func(w *rowWriter) {
 			for _, ic := range m.Popularity().All() {
-				w.add(id, ic.Item, ic.Count)
+				w.str(0, id)
+				w.str(1, ic.Item)
+				w.i64(2, ic.Count)
+				w.end()
 			}
 		})
 	})
@@ -510,7 +598,12 @@ func (r *Runner) writeItems(ctx context.Context, g *errgroup.Group, v *store.Bat
 		return r.writeTable(ctx, &itemNeighborsDef, run, log, func(w *rowWriter) {
 			for item, row := range neighbors {
 				for rank, s := range row {
-					w.add(id, item, int32(rank), s.Item, s.Score)
+					w.str(0, id)
+					w.str(1, item)
+					w.i32(2, int32(rank))
+					w.str(3, s.Item)
+					w.f64(4, s.Score)
+					w.end()
 				}
 			}
 		})
@@ -518,7 +611,11 @@ func (r *Runner) writeItems(ctx context.Context, g *errgroup.Group, v *store.Bat
 	g.Go(func() error {
 		return r.writeTable(ctx, &popularItemsDef, run, log, func(w *rowWriter) {
 			for rank, s := range popular {
-				w.add(id, int32(rank), s.Item, s.Score)
+				w.str(0, id)
+				w.i32(1, int32(rank))
+				w.str(2, s.Item)
+				w.f64(3, s.Score)
+				w.end()
 			}
 		})
 	})
@@ -535,7 +632,12 @@ func (r *Runner) write(ctx context.Context, v *store.BatchView, writes *errgroup
 	err := writeTable(&userRecsDef, func(w *rowWriter) {
 		for user, row := range v.UserRecs {
 			for rank, s := range row {
-				w.add(id, user, int32(rank), s.Item, s.Score)
+				w.str(0, id)
+				w.str(1, user)
+				w.i32(2, int32(rank))
+				w.str(3, s.Item)
+				w.f64(4, s.Score)
+				w.end()
 			}
 		}
 	})
@@ -560,8 +662,20 @@ func (r *Runner) write(ctx context.Context, v *store.BatchView, writes *errgroup
 		return err
 	}
 	return writeTable(&batchRunsDef, func(w *rowWriter) {
-		w.add(id, run.SourceSnapshotID, string(boundary), run.EventsRead, run.EventsAccepted, run.EventsDuplicate,
-			run.EventsCapped, run.Pairs, run.Items, run.Users, run.MaxEventTime, run.StartedAt, run.FinishedAt,
-			run.DurationMS, run.Params)
+		w.str(0, id)
+		w.i64(1, run.SourceSnapshotID)
+		w.str(2, string(boundary))
+		for i, n := range []int64{run.EventsRead, run.EventsAccepted, run.EventsDuplicate, run.EventsCapped, run.Pairs, run.Items, run.Users} {
+			w.i64(3+i, n)
+		}
+		w.ts(10, run.MaxEventTime)
+		w.ts(11, run.StartedAt)
+		w.ts(12, run.FinishedAt)
+		w.i64(13, run.DurationMS)
+		w.str(14, run.Params)
+		w.str(15, run.Mode)
+		w.str(16, run.BaseBatchID)
+		w.i64(17, run.EventsNew)
+		w.end()
 	})
 }

@@ -52,8 +52,15 @@ func testLake(t *testing.T) *lakehouse.Lakehouse {
 // partitions the way Kafka's default partitioner would: by key.
 func stream(t *testing.T, seed int64, n int, next map[int32]int64) []archived {
 	t.Helper()
+	return streamAt(t, seed, n, next, 0)
+}
+
+// streamAt is stream with clockRate events per second of event time (0: the
+// generator's default).
+func streamAt(t *testing.T, seed int64, n int, next map[int32]int64, clockRate float64) []archived {
+	t.Helper()
 	g, err := generate.New(generate.Config{Seed: seed, Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC),
-		NumItems: 300, NumUsers: 400, DupRate: 0.05, LateRate: 0.05})
+		NumItems: 300, NumUsers: 400, DupRate: 0.05, LateRate: 0.05, ClockRate: clockRate})
 	if err != nil {
 		t.Fatal(err)
 	}

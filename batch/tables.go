@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -22,12 +23,44 @@ import (
 
 // ensureTables creates the batch layer's tables that do not exist yet.
 func ensureTables(ctx context.Context, lake *lakehouse.Lakehouse) error {
+	if err := evolve(ctx, lake, &batchRunsDef); err != nil {
+		return err
+	}
 	for _, def := range append([]*tableDef{&batchRunsDef}, viewDefs...) {
-		if _, err := lake.EnsureTable(ctx, def.name, def.schema(), def.spec(), iceberg.Properties{"comment": def.doc}); err != nil {
+		props := iceberg.Properties{"comment": def.doc}
+		maps.Copy(props, writeProps)
+		t, err := lake.EnsureTable(ctx, def.name, def.schema(), def.spec(), props)
+		if err != nil {
 			return err
+		}
+		if err := ensureWriteProps(ctx, lake, t); err != nil {
+			return fmt.Errorf("table %s: %w", def.name, err)
 		}
 	}
 	return nil
+}
+
+// writeProps are the Parquet settings of the batch tables. Snappy instead of
+// iceberg-go's default zstd: the tables are rewritten by every batch and read
+// back once or twice, so encoding time matters more than size (measured with
+// `lambdarec bench batch`).
+var writeProps = iceberg.Properties{table.ParquetCompressionKey: "snappy"}
+
+// ensureWriteProps sets writeProps on t where they differ (a table created by
+// an older version).
+func ensureWriteProps(ctx context.Context, lake *lakehouse.Lakehouse, t *table.Table) error {
+	same := true
+	for k, v := range writeProps {
+		same = same && t.Properties()[k] == v
+	}
+	if same {
+		return nil
+	}
+	_, err := lake.Commit(ctx, t, func(ctx context.Context, t *table.Table) (*table.Transaction, error) {
+		txn := t.NewTransaction()
+		return txn, txn.SetProperties(writeProps)
+	}, lakehouse.CommitOptions{})
+	return err
 }
 
 // LatestRun returns the newest row of batch_runs, the current batch, and
@@ -65,6 +98,7 @@ func Runs(ctx context.Context, lake *lakehouse.Lakehouse) ([]Run, error) {
 		r.Pairs, r.Items, r.Users = c.i64("pairs"), c.i64("items"), c.i64("users")
 		r.MaxEventTime, r.StartedAt, r.FinishedAt = c.ts("max_event_time"), c.ts("started_at"), c.ts("finished_at")
 		r.DurationMS, r.Params = c.i64("duration_ms"), c.str("params")
+		r.Mode, r.BaseBatchID, r.EventsNew = c.optStr("mode"), c.optStr("base_batch_id"), c.optI64("events_new")
 		if c.err != nil {
 			return c.err
 		}
@@ -169,6 +203,32 @@ func (c *rowReader) ts(name string) time.Time {
 	}
 	c.fail(name, "timestamp")
 	return time.Time{}
+}
+
+// optStr reads an optional string column: "" when null or absent.
+func (c *rowReader) optStr(name string) string {
+	idx := c.rec.Schema().FieldIndices(name)
+	if len(idx) != 1 {
+		return ""
+	}
+	a, ok := c.rec.Column(idx[0]).(*array.String)
+	if !ok || a.IsNull(c.i) {
+		return ""
+	}
+	return a.Value(c.i)
+}
+
+// optI64 reads an optional long column: 0 when null or absent.
+func (c *rowReader) optI64(name string) int64 {
+	idx := c.rec.Schema().FieldIndices(name)
+	if len(idx) != 1 {
+		return 0
+	}
+	a, ok := c.rec.Column(idx[0]).(*array.Int64)
+	if !ok || a.IsNull(c.i) {
+		return 0
+	}
+	return a.Value(c.i)
 }
 
 func (c *rowReader) fail(name, want string) {

@@ -10,8 +10,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
-
-	"github.com/lambdarec/lambdarec/internal/lakehouse"
 )
 
 // The tables a batch run writes, besides reading `events`. Every view table
@@ -25,6 +23,9 @@ const (
 	TableItemNeighbors = "item_neighbors"
 	TableUserRecs      = "user_recommendations"
 	TablePopularItems  = "popular_items"
+	// The aggregate state an incremental run continues from (see state.go).
+	TableUserItems    = "user_items"
+	TableSessionSpans = "session_spans"
 )
 
 // colType is the type of a view-table column.
@@ -36,6 +37,7 @@ const (
 	colInt64
 	colFloat64
 	colTimestamp
+	colBool
 )
 
 func (t colType) iceberg() iceberg.Type {
@@ -48,6 +50,8 @@ func (t colType) iceberg() iceberg.Type {
 		return iceberg.PrimitiveTypes.Float64
 	case colTimestamp:
 		return iceberg.PrimitiveTypes.TimestampTz
+	case colBool:
+		return iceberg.PrimitiveTypes.Bool
 	}
 	return iceberg.PrimitiveTypes.String
 }
@@ -64,10 +68,16 @@ type tableDef struct {
 	doc         string
 	cols        []col
 	partitioned bool // identity-partitioned by its first column, batch_id
+	// optionalFrom, when positive, is the first of the columns added to an
+	// existing table later: they are optional, and old rows read them as
+	// null (see evolve).
+	optionalFrom int
 }
 
+func (d *tableDef) optional(i int) bool { return d.optionalFrom > 0 && i >= d.optionalFrom }
+
 var (
-	batchRunsDef = tableDef{name: TableBatchRuns, doc: "one row per published batch; the newest row names the current batch view", cols: []col{
+	batchRunsDef = tableDef{name: TableBatchRuns, optionalFrom: 15, doc: "one row per published batch; the newest row names the current batch view", cols: []col{
 		{"batch_id", colString, "unique id of the batch"},
 		{"source_snapshot_id", colInt64, "snapshot of events the batch read"},
 		{"boundary", colString, `JSON {"partition": highest offset included} of the events topic`},
@@ -83,6 +93,9 @@ var (
 		{"finished_at", colTimestamp, ""},
 		{"duration_ms", colInt64, ""},
 		{"params", colString, "model parameters, JSON"},
+		{"mode", colString, "full or incremental (null: a full run of an older version)"},
+		{"base_batch_id", colString, "the batch an incremental run continued from"},
+		{"events_new", colInt64, "rows past the base batch's boundary (incremental runs)"},
 	}}
 	covisitationDef = tableDef{name: TableCovisitation, partitioned: true, doc: "full co-visitation counts; each unordered pair once, item_a < item_b", cols: []col{
 		{"batch_id", colString, ""}, {"item_a", colString, ""}, {"item_b", colString, ""}, {"count", colInt64, ""},
@@ -99,13 +112,13 @@ var (
 	popularItemsDef = tableDef{name: TablePopularItems, partitioned: true, doc: "the popularity fallback, best first", cols: []col{
 		{"batch_id", colString, ""}, {"rank", colInt32, "0 is best"}, {"item", colString, ""}, {"score", colFloat64, ""},
 	}}
-	viewDefs = []*tableDef{&covisitationDef, &popularityDef, &itemNeighborsDef, &userRecsDef, &popularItemsDef}
+	viewDefs = []*tableDef{&covisitationDef, &popularityDef, &itemNeighborsDef, &userRecsDef, &popularItemsDef, &userItemsDef, &sessionSpansDef}
 )
 
 func (d *tableDef) schema() *iceberg.Schema {
 	fields := make([]iceberg.NestedField, len(d.cols))
 	for i, c := range d.cols {
-		fields[i] = iceberg.NestedField{ID: i + 1, Name: c.name, Type: c.typ.iceberg(), Required: true, Doc: c.doc}
+		fields[i] = iceberg.NestedField{ID: i + 1, Name: c.name, Type: c.typ.iceberg(), Required: !d.optional(i), Doc: c.doc}
 	}
 	return iceberg.NewSchema(0, fields...)
 }
@@ -120,13 +133,22 @@ func (d *tableDef) spec() iceberg.PartitionSpec {
 	return iceberg.NewPartitionSpec(iceberg.PartitionField{SourceIDs: []int{1}, FieldID: batchIDField, Name: d.cols[0].name, Transform: iceberg.IdentityTransform{}})
 }
 
-// rowWriter buffers rows of one table as Arrow record batches.
+// rowWriter streams rows of one table as Arrow record batches to iceberg-go's
+// writer, which encodes them into Parquet data files concurrently with the
+// rows being added: memory holds a few batches, not the table.
 type rowWriter struct {
-	def     *tableDef
-	sc      *arrow.Schema
-	rb      *array.RecordBuilder
-	batches []arrow.RecordBatch
-	rows    int
+	def  *tableDef
+	sc   *arrow.Schema
+	rb   *array.RecordBuilder
+	out  chan<- arrow.RecordBatch
+	rows int64
+	// typed column builders, by column index (nil where of another type)
+	strs  []*array.StringBuilder
+	i32s  []*array.Int32Builder
+	i64s  []*array.Int64Builder
+	f64s  []*array.Float64Builder
+	tss   []*array.TimestampBuilder
+	bools []*array.BooleanBuilder
 }
 
 const rowsPerBatch = 64 * 1024
@@ -136,28 +158,42 @@ func newRowWriter(mem memory.Allocator, def *tableDef) (*rowWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("arrow schema of %s: %w", def.name, err)
 	}
-	return &rowWriter{def: def, sc: sc, rb: array.NewRecordBuilder(mem, sc)}, nil
-}
-
-// add appends one row; values must match the columns' types in order
-// (string, int32, int64, float64, time.Time).
-func (w *rowWriter) add(vals ...any) {
-	for i, v := range vals {
+	w := &rowWriter{def: def, sc: sc, rb: array.NewRecordBuilder(mem, sc)}
+	n := len(def.cols)
+	w.strs, w.i32s, w.i64s = make([]*array.StringBuilder, n), make([]*array.Int32Builder, n), make([]*array.Int64Builder, n)
+	w.f64s, w.tss, w.bools = make([]*array.Float64Builder, n), make([]*array.TimestampBuilder, n), make([]*array.BooleanBuilder, n)
+	for i := range n {
 		switch b := w.rb.Field(i).(type) {
 		case *array.StringBuilder:
-			b.Append(v.(string))
+			w.strs[i] = b
 		case *array.Int32Builder:
-			b.Append(v.(int32))
+			w.i32s[i] = b
 		case *array.Int64Builder:
-			b.Append(v.(int64))
+			w.i64s[i] = b
 		case *array.Float64Builder:
-			b.Append(v.(float64))
+			w.f64s[i] = b
 		case *array.TimestampBuilder:
-			b.Append(arrow.Timestamp(v.(time.Time).UnixMicro()))
+			w.tss[i] = b
+		case *array.BooleanBuilder:
+			w.bools[i] = b
 		default:
-			panic(fmt.Sprintf("batch: %s column %d: unexpected builder %T", w.def.name, i, b))
+			w.rb.Release()
+			return nil, fmt.Errorf("%s column %d: unexpected builder %T", def.name, i, b)
 		}
 	}
+	return w, nil
+}
+
+// The typed appends set column i of the current row; end closes the row.
+// Every column must be set once per row, in any order.
+func (w *rowWriter) str(i int, v string)   { w.strs[i].Append(v) }
+func (w *rowWriter) i32(i int, v int32)    { w.i32s[i].Append(v) }
+func (w *rowWriter) i64(i int, v int64)    { w.i64s[i].Append(v) }
+func (w *rowWriter) f64(i int, v float64)  { w.f64s[i].Append(v) }
+func (w *rowWriter) boolean(i int, v bool) { w.bools[i].Append(v) }
+func (w *rowWriter) ts(i int, v time.Time) { w.tss[i].Append(arrow.Timestamp(v.UnixMicro())) }
+
+func (w *rowWriter) end() {
 	w.rows++
 	if w.rb.Field(0).Len() >= rowsPerBatch {
 		w.flushBatch()
@@ -166,35 +202,58 @@ func (w *rowWriter) add(vals ...any) {
 
 func (w *rowWriter) flushBatch() {
 	if w.rb.Field(0).Len() > 0 {
-		w.batches = append(w.batches, w.rb.NewRecordBatch())
+		w.out <- w.rb.NewRecordBatch()
 	}
 }
 
-func (w *rowWriter) release() {
-	for _, b := range w.batches {
-		b.Release()
+// writeRows writes the rows fill adds to w as data files of table t and
+// returns them without committing them (a commit retried after a conflict
+// does not write the data again). Batches are encoded while fill runs.
+func writeRows(ctx context.Context, mem memory.Allocator, t *table.Table, def *tableDef, fill func(w *rowWriter)) ([]iceberg.DataFile, int64, error) {
+	w, err := newRowWriter(mem, def)
+	if err != nil {
+		return nil, 0, err
 	}
-	w.batches = nil
-	w.rb.Release()
-}
-
-// appendRows writes the buffered rows of w as data files of table name and
-// commits them in one snapshot; a commit conflict is retried on the reloaded
-// table without writing the data again.
-func appendRows(ctx context.Context, lake *lakehouse.Lakehouse, name string, w *rowWriter, props iceberg.Properties) error {
+	defer w.rb.Release()
+	ch := make(chan arrow.RecordBatch, 2)
+	w.out = ch
+	var (
+		files   []iceberg.DataFile
+		written int64
+		werr    error
+		done    = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		seq := func(yield func(arrow.RecordBatch, error) bool) {
+			for rec := range ch {
+				if !yield(rec, nil) { // the writer owns rec from here
+					return
+				}
+			}
+		}
+		for df, err := range table.WriteRecords(ctx, t, w.sc, seq) {
+			if err != nil {
+				werr = err
+				break
+			}
+			files = append(files, df)
+			written += df.Count()
+		}
+		for rec := range ch { // the writer stopped early: let fill finish
+			rec.Release()
+		}
+	}()
+	fill(w)
 	w.flushBatch()
-	t, err := lake.LoadTable(ctx, name)
-	if err != nil {
-		return err
+	close(ch)
+	<-done
+	if werr != nil {
+		return nil, 0, fmt.Errorf("write data files of %s: %w", def.name, werr)
 	}
-	recs := w.batches
-	w.batches = nil // WriteDataFiles releases them
-	files, err := lakehouse.WriteDataFiles(ctx, t, w.sc, recs...)
-	if err != nil {
-		return err
+	// Every row must be in a file (see lakehouse.WriteDataFiles).
+	if written != w.rows {
+		return nil, 0, fmt.Errorf("write data files of %s: %d files hold %d of %d rows", def.name, len(files), written, w.rows)
 	}
-	_, err = lake.Commit(ctx, t, func(ctx context.Context, t *table.Table) (*table.Transaction, error) {
-		return lakehouse.AppendTxn(ctx, t, files, props)
-	}, lakehouse.CommitOptions{})
-	return err
+	return files, w.rows, nil
 }

@@ -1,8 +1,10 @@
 // Package batchbench owns the batch layer's performance report (`lambdarec
 // bench batch`): it archives a generated stream of N events into a fresh
 // local Iceberg warehouse, then measures, side by side on the same snapshot,
-// a plain Iceberg scan of the columns a batch reads and a whole `batch run`,
-// with wall time and peak heap of each. Their ratio is the figure the batch
+// a plain Iceberg scan of the columns a batch reads and a whole full `batch
+// run`, with wall time and peak heap of each; then it archives 10% more
+// events and measures the incremental run that folds them in (beside a plain
+// scan of that snapshot). The ratios to the scan are the figures the batch
 // layer drives down.
 package batchbench
 
@@ -14,6 +16,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
 	"sync"
@@ -45,7 +48,13 @@ type Config struct {
 	Rounds int
 	// Seed of the generated stream. Default: 1.
 	Seed int64
-	// CPUProfile, when set, receives a CPU profile of the batch runs.
+	// Increment is the fraction of Events archived after the full runs and
+	// folded in by the incremental run. Default: 0.1.
+	Increment float64
+	// MaxMemory is the batch runs' batch.max_memory, also set as the Go
+	// memory limit while they run, as `lambdarec batch` does. Default: 1 GiB.
+	MaxMemory int64
+	// CPUProfile, when set, receives a CPU profile of the first full run.
 	CPUProfile io.Writer
 	Log        *slog.Logger
 }
@@ -59,10 +68,19 @@ type Phase struct {
 
 // Result is the benchmark's report.
 type Result struct {
-	Events  int           `json:"events"`
-	Archive time.Duration `json:"archive_ns"`
-	Scans   []Phase       `json:"scans"`
-	Batches []Phase       `json:"batches"`
+	Events    int           `json:"events"`
+	MaxMemory int64         `json:"max_memory_bytes"`
+	Archive   time.Duration `json:"archive_ns"`
+	Scans     []Phase       `json:"scans"`
+	Batches   []Phase       `json:"batches"`
+	// NewEvents were archived after the full runs; ScanAfter is a plain
+	// scan of that snapshot and Incremental the run that folds them in.
+	NewEvents   int   `json:"new_events"`
+	ScanAfter   Phase `json:"scan_after"`
+	Incremental Phase `json:"incremental"`
+	// IncrementalRead is the rows the incremental run read (the new ones
+	// and the earlier records of the sessions they continue).
+	IncrementalRead int64 `json:"incremental_rows_read"`
 }
 
 // median returns the phase with the median wall time.
@@ -87,6 +105,12 @@ func (r *Result) Ratio() float64 {
 	return r.MedianBatch().Wall.Seconds() / r.MedianScan().Wall.Seconds()
 }
 
+// IncrementalRatio is the incremental run's wall time over the plain scan of
+// the same snapshot.
+func (r *Result) IncrementalRatio() float64 {
+	return r.Incremental.Wall.Seconds() / r.ScanAfter.Wall.Seconds()
+}
+
 // Run runs the benchmark.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Events <= 0 {
@@ -104,6 +128,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Seed == 0 {
 		cfg.Seed = 1
 	}
+	if cfg.Increment <= 0 {
+		cfg.Increment = 0.1
+	}
+	if cfg.MaxMemory <= 0 {
+		cfg.MaxMemory = 1 << 30
+	}
 	ic := config.Default().Iceberg
 	ic.CatalogURI = "file:" + filepath.Join(cfg.Dir, "catalog.db")
 	ic.Warehouse = "file://" + filepath.Join(cfg.Dir, "warehouse")
@@ -112,14 +142,20 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer lake.Close()
-	res := &Result{Events: cfg.Events}
+	res := &Result{Events: cfg.Events, MaxMemory: cfg.MaxMemory}
 	start := time.Now()
-	if err := archive(ctx, lake, cfg); err != nil {
+	a, err := newArchiver(ctx, lake, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer a.release()
+	if err := a.archive(ctx, cfg.Events); err != nil {
 		return nil, err
 	}
 	res.Archive = time.Since(start)
 	cfg.Log.Info("events archived", "events", cfg.Events, "elapsed", res.Archive.Round(time.Millisecond))
 
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(cfg.MaxMemory))
 	for round := range cfg.Rounds {
 		ph, err := measure(func() (int64, error) { return scan(ctx, lake) })
 		if err != nil {
@@ -135,7 +171,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		ph, err = measure(func() (int64, error) {
 			// Run skips snapshots it already covers: force a new batch.
-			r, err := batch.New(batch.Config{Lake: lake, Force: true, Progress: time.Hour, Retain: 1}, cfg.Log)
+			r, err := batch.New(batch.Config{Lake: lake, Force: true, Full: true, Progress: time.Hour, Retain: 1, MaxMemory: cfg.MaxMemory}, cfg.Log)
 			if err != nil {
 				return 0, err
 			}
@@ -154,6 +190,36 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Batches = append(res.Batches, ph)
 		cfg.Log.Info("batch run", "round", round, "wall", ph.Wall.Round(time.Millisecond), "peak_heap_mib", ph.PeakHeap>>20, "rows", ph.Rows)
 	}
+
+	// More events, folded into the last full run's batch.
+	res.NewEvents = max(1, int(float64(cfg.Events)*cfg.Increment))
+	if err := a.archive(ctx, res.NewEvents); err != nil {
+		return nil, err
+	}
+	if res.ScanAfter, err = measure(func() (int64, error) { return scan(ctx, lake) }); err != nil {
+		return nil, err
+	}
+	cfg.Log.Info("plain scan", "events", cfg.Events+res.NewEvents, "wall", res.ScanAfter.Wall.Round(time.Millisecond))
+	res.Incremental, err = measure(func() (int64, error) {
+		r, err := batch.New(batch.Config{Lake: lake, Progress: time.Hour, Retain: 1, MaxMemory: cfg.MaxMemory}, cfg.Log)
+		if err != nil {
+			return 0, err
+		}
+		out, err := r.Run(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if out.Run.Mode != batch.ModeIncremental {
+			return 0, fmt.Errorf("the run after %d more events was %s, not incremental", res.NewEvents, out.Run.Mode)
+		}
+		res.IncrementalRead = out.Run.EventsRead
+		return out.Run.EventsNew, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	cfg.Log.Info("incremental batch run", "wall", res.Incremental.Wall.Round(time.Millisecond), "peak_heap_mib", res.Incremental.PeakHeap>>20,
+		"new", res.Incremental.Rows, "read", res.IncrementalRead)
 	return res, nil
 }
 
@@ -209,32 +275,46 @@ func scan(ctx context.Context, lake *lakehouse.Lakehouse) (int64, error) {
 	return n, nil
 }
 
-// archive writes cfg.Events generated events as the archiver would: keyed
-// partitions, consecutive offsets, cumulative offsets in each snapshot.
-func archive(ctx context.Context, lake *lakehouse.Lakehouse, cfg Config) error {
+// archiver writes generated events as the archiver would: keyed partitions,
+// consecutive offsets, cumulative offsets in each snapshot.
+type archiver struct {
+	cfg     Config
+	tbl     *table.Table
+	sc      *arrow.Schema
+	g       *generate.Generator
+	offsets lakehouse.Offsets
+	next    []int64
+	b       *schemas.EventBuilder
+}
+
+func newArchiver(ctx context.Context, lake *lakehouse.Lakehouse, cfg Config) (*archiver, error) {
 	tbl, err := lake.EnsureEvents(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sc, err := table.SchemaToArrowSchema(tbl.Schema(), nil, true, false)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	g, err := generate.New(generate.Config{Seed: cfg.Seed, Start: time.Now().Add(-time.Duration(cfg.Events/100) * time.Second)})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	offsets := lakehouse.Offsets{}
-	next := make([]int64, cfg.Partitions)
 	b, err := schemas.NewEventBuilder(memory.DefaultAllocator, sc)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer b.Release()
+	return &archiver{cfg: cfg, tbl: tbl, sc: sc, g: g, offsets: lakehouse.Offsets{}, next: make([]int64, cfg.Partitions), b: b}, nil
+}
+
+func (a *archiver) release() { a.b.Release() }
+
+// archive appends n more events, committing every cfg.CommitEvents.
+func (a *archiver) archive(ctx context.Context, n int) error {
 	var batches []arrow.RecordBatch
 	flushRows := func() {
-		if b.Len() > 0 {
-			batches = append(batches, b.NewRecordBatch())
+		if a.b.Len() > 0 {
+			batches = append(batches, a.b.NewRecordBatch())
 		}
 	}
 	commit := func() error {
@@ -245,36 +325,36 @@ func archive(ctx context.Context, lake *lakehouse.Lakehouse, cfg Config) error {
 			}
 			batches = batches[:0]
 		}()
-		rdr, err := array.NewRecordReader(sc, batches)
+		rdr, err := array.NewRecordReader(a.sc, batches)
 		if err != nil {
 			return err
 		}
 		defer rdr.Release()
-		tbl, err = tbl.Append(ctx, rdr, offsets.Properties())
+		a.tbl, err = a.tbl.Append(ctx, rdr, a.offsets.Properties())
 		return err
 	}
-	for i := range cfg.Events {
-		r := g.Next()
+	for i := range n {
+		r := a.g.Next()
 		for r.Malformed {
-			r = g.Next()
+			r = a.g.Next()
 		}
 		h := fnv.New32a()
 		h.Write(r.Key)
-		p := int32(h.Sum32() % uint32(cfg.Partitions))
-		b.Append(r.Event, p, next[p])
-		offsets.Advance("events", p, next[p])
-		next[p]++
-		if b.Len() >= 64*1024 {
+		p := int32(h.Sum32() % uint32(a.cfg.Partitions))
+		a.b.Append(r.Event, p, a.next[p])
+		a.offsets.Advance("events", p, a.next[p])
+		a.next[p]++
+		if a.b.Len() >= 64*1024 {
 			flushRows()
 		}
-		if (i+1)%cfg.CommitEvents == 0 {
+		if (i+1)%a.cfg.CommitEvents == 0 {
 			if err := commit(); err != nil {
 				return fmt.Errorf("archive commit at %d events: %w", i+1, err)
 			}
-			cfg.Log.Info("archiving", "events", i+1)
+			a.cfg.Log.Info("archiving", "events", i+1)
 		}
 	}
-	if b.Len() > 0 || len(batches) > 0 {
+	if a.b.Len() > 0 || len(batches) > 0 {
 		return commit()
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,9 +26,10 @@ func init() {
 		setup: func(fs *flag.FlagSet, cfg *config.Config) func(context.Context, *env) error {
 			batchFlags(fs, cfg)
 			fs.StringVar(&cfg.Store.Backend, "store", cfg.Store.Backend, "serving store to publish the view to: clickhouse, or memory (the serving process follows Iceberg)")
-			force := fs.Bool("force", false, "recompute even if the current batch already covers the current snapshot")
+			force := fs.Bool("force", false, "run even if the current batch already covers the current snapshot")
+			full := fs.Bool("full", false, "recompute from every retained event instead of folding the new records into the previous batch")
 			return func(ctx context.Context, e *env) error {
-				r, closeFn, err := newBatchRunner(ctx, e.cfg, e.log, *force)
+				r, closeFn, err := newBatchRunner(ctx, e.cfg, e.log, *force, *full)
 				if err != nil {
 					return err
 				}
@@ -45,8 +47,8 @@ func init() {
 					fmt.Fprintf(e.stdout, "batch %s already covers snapshot %d: nothing to do\n", run.BatchID, run.SourceSnapshotID)
 					return nil
 				}
-				fmt.Fprintf(e.stdout, "batch %s: snapshot %d, %d events read (%d accepted, %d duplicates), %d pairs, %d items, %d users, %d ms\n",
-					run.BatchID, run.SourceSnapshotID, run.EventsRead, run.EventsAccepted, run.EventsDuplicate,
+				fmt.Fprintf(e.stdout, "batch %s (%s): snapshot %d, %d events read, %d new (%d accepted, %d duplicates in all), %d pairs, %d items, %d users, %d ms\n",
+					run.BatchID, run.Mode, run.SourceSnapshotID, run.EventsRead, run.EventsNew, run.EventsAccepted, run.EventsDuplicate,
 					run.Pairs, run.Items, run.Users, run.DurationMS)
 				return nil
 			}
@@ -63,7 +65,7 @@ func init() {
 				if _, err := batch.ParseSchedule(e.cfg.Batch.Cron); err != nil {
 					return err
 				}
-				r, closeFn, err := newBatchRunner(ctx, e.cfg, e.log, false)
+				r, closeFn, err := newBatchRunner(ctx, e.cfg, e.log, false, false)
 				if err != nil {
 					return err
 				}
@@ -123,7 +125,7 @@ func batchFlags(fs *flag.FlagSet, cfg *config.Config) {
 // the serving store each new batch view is published to; it returns the
 // runner and a function that closes them. (An in-process store lives in the
 // serving process, which follows batch_runs in Iceberg itself.)
-func newBatchRunner(ctx context.Context, cfg config.Config, log *slog.Logger, force bool) (*batch.Runner, func(), error) {
+func newBatchRunner(ctx context.Context, cfg config.Config, log *slog.Logger, force, full bool) (*batch.Runner, func(), error) {
 	lake, err := lakehouse.Open(ctx, cfg.Iceberg, log.With("component", "lakehouse"))
 	if err != nil {
 		return nil, nil, err
@@ -137,6 +139,7 @@ func newBatchRunner(ctx context.Context, cfg config.Config, log *slog.Logger, fo
 		}
 		closeFn = func() { st.Close(); lake.Close() }
 	}
+	debug.SetMemoryLimit(cfg.Batch.MaxMemory)
 	p := cfg.Model
 	r, err := batch.New(batch.Config{
 		Lake:   lake,
@@ -144,7 +147,11 @@ func newBatchRunner(ctx context.Context, cfg config.Config, log *slog.Logger, fo
 		Params: &p,
 		TopK:   cfg.Batch.TopK,
 		Force:  force,
+		Full:   full,
 		Store:  st,
+		// batch.max_memory bounds the run's parts and, as the Go memory
+		// limit of a batch process, its heap.
+		MaxMemory: cfg.Batch.MaxMemory,
 	}, log.With("component", "batch"))
 	if err != nil {
 		closeFn()

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/lambdarec/lambdarec/batch/batchbench"
 	"github.com/lambdarec/lambdarec/internal/config"
@@ -20,7 +21,8 @@ func init() {
 			var cpuProfile string
 			fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the first batch run to this file")
 			fs.IntVar(&bc.Events, "events", 1_000_000, "events archived before measuring")
-			fs.IntVar(&bc.Rounds, "rounds", 3, "measurements of each of scan and batch")
+			fs.IntVar(&bc.Rounds, "rounds", 3, "measurements of each of scan and full batch run")
+			fs.Int64Var(&bc.MaxMemory, "max-memory", cfg.Batch.MaxMemory, "batch.max_memory of the runs (bytes), also their Go memory limit")
 			fs.StringVar(&bc.Dir, "dir", "", "scratch directory for the warehouse (default: a new temporary directory, removed after)")
 			fs.BoolVar(&jsonOut, "json", false, "print the result as JSON")
 			return func(ctx context.Context, e *env) error {
@@ -41,6 +43,7 @@ func init() {
 					defer f.Close()
 					bc.CPUProfile = f
 				}
+				loadBefore := loadAverage()
 				res, err := batchbench.Run(ctx, bc)
 				if err != nil {
 					return err
@@ -48,14 +51,33 @@ func init() {
 				if jsonOut {
 					return json.NewEncoder(e.stdout).Encode(res)
 				}
-				s, b := res.MedianScan(), res.MedianBatch()
-				fmt.Fprintf(e.stdout, "events: %d (archived in %s)\n", res.Events, res.Archive.Round(1e6))
-				fmt.Fprintf(e.stdout, "plain scan: median %s, peak heap %d MiB\n", s.Wall.Round(1e6), s.PeakHeap>>20)
-				fmt.Fprintf(e.stdout, "batch run:  median %s, peak heap %d MiB\n", b.Wall.Round(1e6), b.PeakHeap>>20)
-				fmt.Fprintf(e.stdout, "batch/scan: %.2f (median of %d rounds each)\n", res.Ratio(), len(res.Scans))
+				s, b, in := res.MedianScan(), res.MedianBatch(), res.Incremental
+				fmt.Fprintf(e.stdout, "events: %d (archived in %s), batch.max_memory %d MiB\n", res.Events, res.Archive.Round(1e6), res.MaxMemory>>20)
+				fmt.Fprintf(e.stdout, "plain scan:      median %s, peak heap %d MiB\n", s.Wall.Round(1e6), s.PeakHeap>>20)
+				fmt.Fprintf(e.stdout, "full batch run:  median %s, peak heap %d MiB\n", b.Wall.Round(1e6), b.PeakHeap>>20)
+				fmt.Fprintf(e.stdout, "full/scan:       %.2f (median of %d rounds each)\n", res.Ratio(), len(res.Scans))
+				fmt.Fprintf(e.stdout, "then %d more events (%d in all):\n", res.NewEvents, res.Events+res.NewEvents)
+				fmt.Fprintf(e.stdout, "plain scan:      %s, peak heap %d MiB\n", res.ScanAfter.Wall.Round(1e6), res.ScanAfter.PeakHeap>>20)
+				fmt.Fprintf(e.stdout, "incremental run: %s, peak heap %d MiB, %d rows read (%d new)\n", in.Wall.Round(1e6), in.PeakHeap>>20, res.IncrementalRead, in.Rows)
+				fmt.Fprintf(e.stdout, "incremental/scan: %.2f, incremental/full: %.2f\n", res.IncrementalRatio(), in.Wall.Seconds()/b.Wall.Seconds())
+				fmt.Fprintf(e.stdout, "load average: %s before, %s after\n", loadBefore, loadAverage())
 				return nil
 			}
 		},
 		description: "Times batch run against a plain Iceberg scan of the same snapshot and prints both with their ratio.",
 	})
+}
+
+// loadAverage returns the 1, 5 and 15 minute load averages ("?" where
+// /proc/loadavg is not readable).
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }

@@ -118,7 +118,7 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 
 	// Batch: on a schedule; the follower publishes each new batch to the
 	// serving store, and the speed layer switches to it.
-	runner, err := batch.New(batch.Config{Lake: lake, Topic: cfg.Kafka.Topic, Params: &cfg.Model, TopK: cfg.Batch.TopK}, log.With("component", "batch"))
+	runner, err := batch.New(batch.Config{Lake: lake, Topic: cfg.Kafka.Topic, Params: &cfg.Model, TopK: cfg.Batch.TopK, MaxMemory: cfg.Batch.MaxMemory}, log.With("component", "batch"))
 	if err != nil {
 		return err
 	}

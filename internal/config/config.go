@@ -150,6 +150,9 @@ type Batch struct {
 	// MetricsAddr serves /metrics (the batch-run metrics) and /healthz of
 	// `batch schedule`; empty: off (the default). See batchmetrics.go.
 	MetricsAddr string `yaml:"metrics_addr"`
+	// MaxMemory bounds the heap of a batch run, in bytes (batch_memory.go).
+	// Default: 1 GiB.
+	MaxMemory int64 `yaml:"max_memory"`
 }
 
 // Speed configures the speed layer (`lambdarec speed`).
@@ -253,7 +256,7 @@ func Default() Config {
 			S3:         S3{Region: "us-east-1"},
 		},
 		Archive: Archive{Group: "lambdarec-archive", MaxRecords: 50_000, MaxInterval: 10 * time.Second, MetricsAddr: "127.0.0.1:9465"},
-		Batch:   Batch{Cron: "@every 1h", TopK: 50},
+		Batch:   Batch{Cron: "@every 1h", TopK: 50, MaxMemory: DefaultBatchMaxMemory},
 		Model:   model.DefaultParams(),
 		Speed: Speed{
 			Group:             "lambdarec-speed",
@@ -425,6 +428,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateMaintenance()...)
 	c.validateLimits(bad)
+	c.validateBatchMemory(bad)
 	return errors.Join(errs...)
 }
 

@@ -132,6 +132,17 @@ type shardOut struct {
 // in shards, in parallel, and the shards' aggregates merged.
 func (b *Builder) Build() *Model {
 	m := b.m
+	pairs, users := b.build()
+	m.covisit.setBase(pairs)
+	m.users.setBase(users)
+	return m
+}
+
+// build computes the aggregates of the events added: the pair totals and
+// the (user, item) entries, each sorted by key and reduced; popularity and
+// stats are added to b.m. It releases the builder.
+func (b *Builder) build() ([]kv, []userRec) {
+	m := b.m
 	procs := runtime.GOMAXPROCS(0)
 	if buildMaxShards > 0 {
 		procs = buildMaxShards
@@ -148,6 +159,7 @@ func (b *Builder) Build() *Model {
 		}()
 	}
 	wg.Wait()
+	b.evs, b.head, b.tail, b.user, b.sessions, b.m = nil, nil, nil, nil, nil, nil
 	nItems, nUsers := m.items.len(), m.users.users.len()
 	for _, o := range outs {
 		m.Stats.Accepted += o.stats.Accepted
@@ -158,12 +170,12 @@ func (b *Builder) Build() *Model {
 	for _, o := range outs[1:] {
 		users = append(users, o.users...)
 	}
-	// The user entries and the pairs go to independent structures: they are
-	// sorted and indexed concurrently.
+	// The user entries and the pairs are independent: they are sorted and
+	// merged concurrently.
 	usersDone := make(chan struct{})
 	go func() {
 		defer close(usersDone)
-		m.users.setBase(sortUserRecs(users, nUsers, nItems))
+		users = sortUserRecs(users, nUsers, nItems)
 	}()
 	pairs := outs[0].pairs
 	var alt []kv
@@ -174,7 +186,6 @@ func (b *Builder) Build() *Model {
 		alt = mergeKV(alt, pairs, o.pairs, 1)
 		pairs, alt = alt, pairs
 	}
-	m.covisit.setBase(pairs)
 	for id := range nItems {
 		var w int64
 		touched := false
@@ -189,8 +200,81 @@ func (b *Builder) Build() *Model {
 		}
 	}
 	<-usersDone
-	b.evs, b.head, b.tail, b.user, b.sessions, b.m = nil, nil, nil, nil, nil, nil
+	return pairs, users
+}
+
+// Accumulator computes a Model over events added in parts — each part a
+// Builder of whole sessions (no session in two parts) — so that only one
+// part's events are buffered at a time: the full recompute in bounded memory.
+// The parts share the item and user dictionaries; their pair totals and user
+// entries are merged as sorted runs. The result equals one Builder over every
+// event.
+type Accumulator struct {
+	m     *Model
+	pairs []kv
+	users []userRec
+}
+
+// NewAccumulator returns an empty accumulator for parameters p.
+func NewAccumulator(p Params) (*Accumulator, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return &Accumulator{m: newModel(p)}, nil
+}
+
+// Builder returns a builder of the next part.
+func (a *Accumulator) Builder() *Builder {
+	return &Builder{m: a.m, sessions: newDict()}
+}
+
+// Add computes part b and merges it; b must not be used afterwards.
+func (a *Accumulator) Add(b *Builder) {
+	if b.m != a.m {
+		panic("model: Accumulator.Add of a builder of another accumulator")
+	}
+	pairs, users := b.build()
+	if len(a.pairs) == 0 {
+		a.pairs = pairs
+	} else {
+		a.pairs = mergeKV(make([]kv, 0, len(a.pairs)+len(pairs)), a.pairs, pairs, 1)
+	}
+	if len(a.users) == 0 {
+		a.users = users
+	} else {
+		a.users = mergeUserRecs(make([]userRec, 0, len(a.users)+len(users)), a.users, users)
+	}
+}
+
+// Model returns the model of every part added. The accumulator must not be
+// used afterwards.
+func (a *Accumulator) Model() *Model {
+	m := a.m
+	m.covisit.setBase(a.pairs)
+	m.users.setBase(a.users)
+	a.m, a.pairs, a.users = nil, nil, nil
 	return m
+}
+
+// mergeUserRecs merges two key-sorted, reduced runs into dst.
+func mergeUserRecs(dst, a, b []userRec) []userRec {
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		switch {
+		case a[i].k < b[j].k:
+			dst = append(dst, a[i])
+			i++
+		case a[i].k > b[j].k:
+			dst = append(dst, b[j])
+			j++
+		default:
+			dst = append(dst, userRec{k: a[i].k, v: a[i].v.merge(b[j].v)})
+			i++
+			j++
+		}
+	}
+	dst = append(dst, a[i:]...)
+	return append(dst, b[j:]...)
 }
 
 // buildShard processes sessions [lo, hi).

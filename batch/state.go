@@ -1,0 +1,244 @@
+package batch
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/table"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/lambdarec/lambdarec/internal/lakehouse"
+	"github.com/lambdarec/lambdarec/internal/model"
+)
+
+// The aggregate state of a batch, beside its co-visitation and popularity
+// tables (which hold full counts): what an incremental run needs to continue
+// from it exactly. See docs/DESIGN.md, "Incremental batch runs".
+var (
+	userItemsDef = tableDef{name: TableUserItems, partitioned: true, doc: "per (user, item): latest event time, summed weight, purchased — the Users aggregate", cols: []col{
+		{"batch_id", colString, ""}, {"user_id", colString, ""}, {"item", colString, ""},
+		{"last_micros", colInt64, "latest event time, unix micros"}, {"weight", colInt64, ""}, {"purchased", colBool, ""},
+	}}
+	sessionSpansDef = tableDef{name: TableSessionSpans, partitioned: true, doc: "per session: event-time range of its records, to find a session's earlier records by day partition", cols: []col{
+		{"batch_id", colString, ""}, {"session_id", colString, ""},
+		{"first_micros", colInt64, "earliest record's event time, unix micros"}, {"last_micros", colInt64, "latest record's event time, unix micros"},
+	}}
+)
+
+// evolve adds def's optional columns that an existing table lacks (a table
+// created by an older version); old rows read them as null.
+func evolve(ctx context.Context, lake *lakehouse.Lakehouse, def *tableDef) error {
+	t, err := lake.LoadTable(ctx, def.name)
+	if errors.Is(err, catalog.ErrNoSuchTable) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var missing []col
+	for i, c := range def.cols {
+		if _, ok := t.Schema().FindFieldByName(c.name); !ok && def.optional(i) {
+			missing = append(missing, c)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = lake.Commit(ctx, t, func(ctx context.Context, t *table.Table) (*table.Transaction, error) {
+		txn := t.NewTransaction()
+		u := txn.UpdateSchema(true, false)
+		for _, c := range missing {
+			if _, ok := t.Schema().FindFieldByName(c.name); !ok {
+				u = u.AddColumn([]string{c.name}, c.typ.iceberg(), c.doc, false, nil)
+			}
+		}
+		return txn, u.Commit()
+	}, lakehouse.CommitOptions{})
+	if err != nil {
+		return fmt.Errorf("add columns to %s: %w", def.name, err)
+	}
+	return nil
+}
+
+// state is what a batch persists for the next incremental run besides its
+// view: the model's aggregates and every session's time span.
+type state struct {
+	model *model.Model
+	spans map[string]model.Span
+}
+
+// writeState starts writing the user items and session spans in g.
+func (r *Runner) writeState(ctx context.Context, g *errgroup.Group, st *state, run *Run, log *slog.Logger) {
+	id := run.BatchID
+	g.Go(func() error {
+		return r.writeTable(ctx, &userItemsDef, run, log, func(w *rowWriter) {
+			for user, e := range st.model.Users().Entries() {
+				w.str(0, id)
+				w.str(1, user)
+				w.str(2, e.Item)
+				w.i64(3, e.Last)
+				w.i64(4, e.Weight)
+				w.boolean(5, e.Purchased)
+				w.end()
+			}
+		})
+	})
+	g.Go(func() error {
+		return r.writeTable(ctx, &sessionSpansDef, run, log, func(w *rowWriter) {
+			for s, sp := range st.spans {
+				w.str(0, id)
+				w.str(1, s)
+				w.i64(2, sp.First)
+				w.i64(3, sp.Last)
+				w.end()
+			}
+		})
+	})
+}
+
+// loadState reads the aggregate state of batch run back.
+func loadState(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.Params) (*state, error) {
+	rs, err := model.NewRestorer(p)
+	if err != nil {
+		return nil, err
+	}
+	filter := iceberg.EqualTo(iceberg.Reference("batch_id"), run.BatchID)
+	// read calls fn once per record batch with its columns, resolved by
+	// name once per batch rather than per value.
+	read := func(def *tableDef, fn func(n int, c *batchCols)) error {
+		t, err := lake.LoadTable(ctx, def.name)
+		if err != nil {
+			return err
+		}
+		_, batches, err := t.Scan(table.WithRowFilter(filter)).ToArrowRecords(ctx)
+		if err != nil {
+			return fmt.Errorf("scan %s: %w", def.name, err)
+		}
+		for rec, err := range batches {
+			if err != nil {
+				return fmt.Errorf("scan %s: %w", def.name, err)
+			}
+			c := &batchCols{rec: rec}
+			fn(int(rec.NumRows()), c)
+			rec.Release()
+			if c.err != nil {
+				return fmt.Errorf("read %s: %w", def.name, c.err)
+			}
+		}
+		return nil
+	}
+	spans := make(map[string]model.Span, max(0, run.EventsAccepted/8))
+	steps := []struct {
+		def *tableDef
+		fn  func(n int, c *batchCols)
+	}{
+		{&covisitationDef, func(n int, c *batchCols) {
+			a, b, cnt := c.str("item_a"), c.str("item_b"), c.i64("count")
+			if c.err == nil {
+				for i := range n {
+					rs.Pair(a.Value(i), b.Value(i), cnt.Value(i))
+				}
+			}
+		}},
+		{&popularityDef, func(n int, c *batchCols) {
+			item, cnt := c.str("item"), c.i64("count")
+			if c.err == nil {
+				for i := range n {
+					rs.Item(item.Value(i), cnt.Value(i))
+				}
+			}
+		}},
+		{&userItemsDef, func(n int, c *batchCols) {
+			user, item, last, weight, bought := c.str("user_id"), c.str("item"), c.i64("last_micros"), c.i64("weight"), c.boolean("purchased")
+			if c.err == nil {
+				for i := range n {
+					rs.User(user.Value(i), model.UserItem{Item: item.Value(i), Last: last.Value(i), Weight: weight.Value(i), Purchased: bought.Value(i)})
+				}
+			}
+		}},
+		{&sessionSpansDef, func(n int, c *batchCols) {
+			sid, first, last := c.str("session_id"), c.i64("first_micros"), c.i64("last_micros")
+			if c.err == nil {
+				for i := range n {
+					spans[strings.Clone(sid.Value(i))] = model.Span{First: first.Value(i), Last: last.Value(i)}
+				}
+			}
+		}},
+	}
+	for _, s := range steps {
+		if err := read(s.def, s.fn); err != nil {
+			return nil, fmt.Errorf("load the state of batch %s: %w", run.BatchID, err)
+		}
+	}
+	m := rs.Model(model.Stats{Accepted: run.EventsAccepted, Duplicates: run.EventsDuplicate, Capped: run.EventsCapped})
+	return &state{model: m, spans: spans}, nil
+}
+
+// batchCols resolves the typed columns of one record batch by name; the
+// first error sticks.
+type batchCols struct {
+	rec arrow.RecordBatch
+	err error
+}
+
+func batchCol[T arrow.Array](c *batchCols, name, want string) T {
+	var zero T
+	idx := c.rec.Schema().FieldIndices(name)
+	if len(idx) != 1 {
+		if c.err == nil {
+			c.err = fmt.Errorf("no column %q", name)
+		}
+		return zero
+	}
+	a, ok := c.rec.Column(idx[0]).(T)
+	if !ok && c.err == nil {
+		c.err = fmt.Errorf("column %q is not a %s", name, want)
+	}
+	return a
+}
+
+func (c *batchCols) str(name string) *array.String { return batchCol[*array.String](c, name, "string") }
+func (c *batchCols) i64(name string) *array.Int64  { return batchCol[*array.Int64](c, name, "long") }
+func (c *batchCols) boolean(name string) *array.Boolean {
+	return batchCol[*array.Boolean](c, name, "boolean")
+}
+
+// maxRanges bounds the time ranges of the filter that finds the earlier
+// records of continued sessions (an expression per range).
+const maxRanges = 256
+
+// timeRanges returns [from, to) ranges of unix micros, ascending, that hold
+// every span: the spans merged where less than gap apart (the gap doubled
+// until at most maxRanges remain). The filter made of them prunes the day
+// partitions of events, and the data files by their time bounds, to those
+// that can hold a continued session's records.
+func timeRanges(spans []model.Span, gap int64) [][2]int64 {
+	rs := make([][2]int64, 0, len(spans))
+	for _, s := range spans {
+		rs = append(rs, [2]int64{s.First, s.Last + 1})
+	}
+	slices.SortFunc(rs, func(a, b [2]int64) int { return cmp.Compare(a[0], b[0]) })
+	for {
+		out := make([][2]int64, 0, len(rs))
+		for _, r := range rs {
+			if n := len(out); n > 0 && r[0] <= out[n-1][1]+gap {
+				out[n-1][1] = max(out[n-1][1], r[1])
+				continue
+			}
+			out = append(out, r)
+		}
+		if len(out) <= maxRanges {
+			return out
+		}
+		rs, gap = out, 2*gap+1
+	}
+}

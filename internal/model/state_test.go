@@ -1,0 +1,66 @@
+package model
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// TestAccumulatorEqualsBuild: a model accumulated from parts split by session
+// hash equals the one Builder over every event, for any number of parts.
+func TestAccumulatorEqualsBuild(t *testing.T) {
+	p := DefaultParams()
+	p.MaxSessionEvents = 8
+	for seed := range uint64(4) {
+		r := rand.New(rand.NewPCG(seed, 3))
+		st := genStream(r, 3, 60, 40, 3000)
+		want, err := Recompute(p, st.events)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, parts := range []uint64{1, 2, 5} {
+			a, err := NewAccumulator(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for part := range parts {
+				b := a.Builder()
+				for _, e := range st.events {
+					if EventIDHash(e.SessionID)%parts == part {
+						b.Add(e)
+					}
+				}
+				a.Add(b)
+			}
+			if d := a.Model().Diff(want); d != "" {
+				t.Fatalf("seed %d, %d parts: %s", seed, parts, d)
+			}
+		}
+	}
+}
+
+// TestRestorerRoundTrip: a model restored from its pairs, popularity and
+// user entries equals it.
+func TestRestorerRoundTrip(t *testing.T) {
+	p := DefaultParams()
+	st := genStream(rand.New(rand.NewPCG(9, 9)), 2, 40, 30, 2000)
+	m, err := Recompute(p, st.events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := NewRestorer(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pr := range m.Covisit().Pairs() {
+		rs.Pair(pr.A, pr.B, pr.Count)
+	}
+	for _, ic := range m.Popularity().All() {
+		rs.Item(ic.Item, ic.Count)
+	}
+	for u, e := range m.Users().Entries() {
+		rs.User(u, e)
+	}
+	if d := rs.Model(m.Stats).Diff(m); d != "" {
+		t.Fatal(d)
+	}
+}
