@@ -149,6 +149,7 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		speed:         layerstatus.SpeedLayer(sp, cfg.Speed.Group),
 		registry:      reg,
 		faults:        []serving.FaultFunc{sup.faults, archiveFaults(arch)},
+		explainer:     sp,
 	})
 	if err != nil {
 		return err

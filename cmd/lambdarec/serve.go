@@ -78,6 +78,9 @@ type serveRoleOptions struct {
 	// faults are more faults for /v1/status (dev's role supervisor, its
 	// archive's failing flushes).
 	faults []serving.FaultFunc
+	// explainer explains speed items (dev: its speed layer). Default:
+	// none, explanations say the speed layer is elsewhere.
+	explainer serving.SessionExplainer
 }
 
 // cronInterval is the interval between the next two runs of spec (0 when
@@ -154,8 +157,9 @@ func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lak
 			BatchInterval: o.batchInterval,
 		},
 	}, serving.APIDeps{
-		Store: st,
-		Log:   log.With("component", "api"),
+		Store:     st,
+		Log:       log.With("component", "api"),
+		Explainer: o.explainer,
 		StatusSources: []serving.StatusSource{
 			layerstatus.Archive(lake, adm, cfg.Kafka.Topic),
 			o.speed,
