@@ -229,7 +229,8 @@ func TestOpenAPIDocument(t *testing.T) {
 	// Every endpoint the server mounts is documented, with its error
 	// responses.
 	paths := doc["paths"].(map[string]any)
-	routes := []string{"GET /healthz", "GET /readyz", "GET /metrics", "POST /v1/events"}
+	routes := []string{"GET /healthz", "GET /readyz", "GET /metrics", "POST /v1/events",
+		"GET /ui", "GET /ui/{file}", "GET /ui/api/samples"} // serving/ui's routes (ui.Route…)
 	for p := range (&API{}).routes() {
 		routes = append(routes, p)
 	}

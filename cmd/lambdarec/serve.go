@@ -21,6 +21,7 @@ import (
 	"github.com/lambdarec/lambdarec/serving"
 	"github.com/lambdarec/lambdarec/serving/collector"
 	"github.com/lambdarec/lambdarec/serving/layerstatus"
+	"github.com/lambdarec/lambdarec/serving/ui"
 )
 
 func init() {
@@ -174,11 +175,17 @@ func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lak
 	if err == nil {
 		err = api.Mount(srv)
 	}
+	var sampler *ui.Sampler
+	if err == nil {
+		sampler, err = ui.New(ui.Config{}, ui.Deps{Status: api.Status, Gatherer: srv.Registry(), Log: log.With("component", "ui")})
+	}
 	if err != nil {
 		closeFn()
 		return nil, nil, err
 	}
+	sampler.Mount(srv)
+	srv.AddRunner(sampler.Run)
 	log.Info("serving", "brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.Topic, "store", cfg.Store.Backend,
-		"endpoints", "/v1/recommendations /v1/items/{item_id}/similar /v1/status /v1/events /openapi.json /healthz /readyz /metrics")
+		"endpoints", "/v1/recommendations /v1/items/{item_id}/similar /v1/status /v1/events /openapi.json /ui /healthz /readyz /metrics")
 	return srv, closeFn, nil
 }
