@@ -115,11 +115,13 @@ function renderDead(data) {
   body.replaceChildren();
   const d = data.dead_letters;
   const rows = [];
-  for (const [reason, n] of Object.entries(d.collector || {})) rows.push(["collector (refused)", reason, n]);
+  for (const [reason, n] of Object.entries(d.collector || {})) if (n > 0) rows.push(["collector (refused)", reason, n]);
   if (d.archive != null) rows.push(["archive (dead-letter topic)", "all reasons (see lambdarec dlq)", d.archive]);
   if (d.speed != null) rows.push(["speed (skipped invalid)", "invalid record", d.speed]);
   for (const [stage, reason, n] of rows) body.append(el("tr", {}, el("td", {}, stage), el("td", {}, reason), el("td", { class: "num" }, fmtNum(n, 0))));
   if (!rows.length) body.append(el("tr", {}, el("td", { colspan: 3 }, "none counted by this process")));
+  // Zero counts are shown for the stages this process counts, so "0" means
+  // counted and none, not unknown.
 }
 
 async function refresh() {
