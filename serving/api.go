@@ -212,11 +212,7 @@ func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
 
 // storeError answers 503 for a failed store read. The store being slow or
 // down is not the client's fault; its details stay in the log.
-func (a *API) storeError(w http.ResponseWriter, r *http.Request, err error) {
-	op := "unknown"
-	if se, ok := errors.AsType[*storeErr](err); ok {
-		op = se.op
-	}
+func (a *API) storeError(w http.ResponseWriter, r *http.Request, op string, err error) {
 	a.m.storeErrors.WithLabelValues(op).Inc()
 	if r.Context().Err() != nil {
 		// The client went away; nobody reads the answer.

@@ -2,7 +2,6 @@ package serving
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -40,7 +39,7 @@ func TestRecommendExplain(t *testing.T) {
 	}
 	ctx := context.Background()
 
-	r, err := a.Recommend(ctx, RecommendRequest{SessionID: "s-new", K: 8, Explain: true})
+	r, err := a.Recommendations(ctx, RecommendationsRequest{SessionID: "s-new", K: 8, Explain: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,19 +77,19 @@ func TestRecommendExplain(t *testing.T) {
 
 	// No explainer, or a session it does not hold: speed items say why.
 	a.explainer = nil
-	r, err = a.Recommend(ctx, RecommendRequest{SessionID: "s-new", Explain: true})
+	r, err = a.Recommendations(ctx, RecommendationsRequest{SessionID: "s-new", Explain: true})
 	if err != nil || r.Items[0].Source != SourceSpeed || !strings.Contains(r.Items[0].Explanation.Unavailable, "another process") {
 		t.Fatalf("without an explainer: %+v %v", r.Items[0], err)
 	}
 	a.explainer = fe
-	r, err = a.Recommend(ctx, RecommendRequest{SessionID: "s-p2", Explain: true})
+	r, err = a.Recommendations(ctx, RecommendationsRequest{SessionID: "s-p2", Explain: true})
 	if err != nil || r.Items[0].Source != SourceSpeed || !strings.Contains(r.Items[0].Explanation.Unavailable, "no longer live") {
 		t.Fatalf("a session the explainer does not hold: %+v %v", r.Items[0], err)
 	}
 
 	// Without explain: no explanation, and the explainer is not asked.
 	n := len(fe.asked)
-	r, err = a.Recommend(ctx, RecommendRequest{SessionID: "s-new"})
+	r, err = a.Recommendations(ctx, RecommendationsRequest{SessionID: "s-new"})
 	if err != nil || r.Items[0].Explanation != nil || len(fe.asked) != n {
 		t.Fatalf("without explain: %+v %v (asked %v)", r.Items[0], err, fe.asked)
 	}
@@ -104,43 +103,5 @@ func TestRecommendExplain(t *testing.T) {
 	}
 	if strings.Contains(resp.body, `"user_id":""`) {
 		t.Fatalf("empty user_id echoed: %s", resp.body)
-	}
-}
-
-func TestRecommendErrors(t *testing.T) {
-	st := seeded(t, func(testing.TB) store.Store { return store.NewMemory() })
-	a, err := NewAPI(APIConfig{}, APIDeps{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	for _, tc := range []struct {
-		req         RecommendRequest
-		code, field string
-	}{
-		{RecommendRequest{}, CodeMissingParameter, "user_id"},
-		{RecommendRequest{UserID: "u1", K: 101}, CodeInvalidParameter, "k"},
-		{RecommendRequest{UserID: "u1", K: -1}, CodeInvalidParameter, "k"},
-		{RecommendRequest{SessionID: strings.Repeat("s", MaxIDLen+1)}, CodeInvalidParameter, "session_id"},
-	} {
-		_, err := a.Recommend(ctx, tc.req)
-		var e *Error
-		if !errors.As(err, &e) || e.Code != tc.code || e.Field != tc.field {
-			t.Errorf("%+v: %v, want %s on %s", tc.req, err, tc.code, tc.field)
-		}
-	}
-	if r, err := a.Recommend(ctx, RecommendRequest{UserID: "u1"}); err != nil || r.K != 10 {
-		t.Errorf("default k: %+v %v", r, err)
-	}
-	if _, err := a.SimilarItems(ctx, "", 0); err == nil {
-		t.Error("similar items of no item")
-	}
-	if s, err := a.SimilarItems(ctx, "i1", 2); err != nil || len(s.Items) != 2 {
-		t.Errorf("similar items: %+v %v", s, err)
-	}
-	_ = st.Close()
-	_, err = a.Recommend(ctx, RecommendRequest{UserID: "u1"})
-	if !errors.Is(err, ErrStoreUnavailable) {
-		t.Errorf("closed store: %v, want ErrStoreUnavailable", err)
 	}
 }

@@ -73,7 +73,7 @@ func (a *API) storeUnavailable(w http.ResponseWriter, r *http.Request, op string
 	if err == nil {
 		return false
 	}
-	a.storeError(w, r, &storeErr{op, err})
+	a.storeError(w, r, op, err)
 	return true
 }
 

@@ -18,7 +18,9 @@ type recsQuery struct {
 	UserID    string
 	SessionID string
 	K         int
-	Explain   bool
+	// Explain asks for the reasons behind each item (explain=true, the
+	// gRPC request's explain field).
+	Explain bool
 }
 
 // similarQuery is the parsed query of GET /v1/items/{item_id}/similar.
@@ -31,9 +33,6 @@ type similarQuery struct {
 func paramError(code, field, format string, args ...any) *Error {
 	return &Error{Code: code, Field: field, Message: fmt.Sprintf(format, args...)}
 }
-
-// Error implements error, for the callers of Recommend and SimilarItems.
-func (e *Error) Error() string { return e.Message }
 
 // parseRecsQuery parses raw, the request's raw query string.
 func (c *APIConfig) parseRecsQuery(raw string) (recsQuery, *Error) {

@@ -2,7 +2,6 @@ package serving
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -230,64 +229,25 @@ func (m *merger) add(list []store.Scored, source, scale string) {
 	}
 }
 
-// RecommendRequest is a request for recommendations, as the HTTP and gRPC
-// APIs take it. At least one of UserID and SessionID is required.
-type RecommendRequest struct {
-	UserID    string
-	SessionID string
-	// K is the number of items wanted; 0 takes the default (serve's
-	// DefaultK), more than MaxK is an error.
-	K int
-	// Explain adds each item's Explanation.
-	Explain bool
-}
-
-// ErrStoreUnavailable is wrapped by the errors of Recommend and SimilarItems
-// when the serving store did not answer: the client should retry later.
-var ErrStoreUnavailable = errors.New("serving store unavailable")
-
-// storeErr is a failed store read: the operation (for the metrics) and the
-// error.
-type storeErr struct {
-	op  string
-	err error
-}
-
-func (e *storeErr) Error() string { return e.err.Error() }
-func (e *storeErr) Unwrap() []error {
-	return []error{ErrStoreUnavailable, e.err}
-}
-
-// Recommend is the one assembly of recommendations, shared by the HTTP and
-// gRPC APIs. It checks req (an invalid request gives an *Error with code
-// invalid_parameter or missing_parameter, whose Field names the parameter)
-// and merges the views by recency: the session's real-time recommendations
-// when they are newer than the batch boundary (SpeedIsNewer), then the batch
-// recommendations of the user (the user_id given, else the session's user),
-// then popular items. Items are deduplicated (the first occurrence wins) and
-// items bought in the session are excluded, whichever layer offers them.
-// Unknown users and sessions get popular items. A store failure gives an
-// error wrapping ErrStoreUnavailable.
+// recommend merges the views for q by recency: the session's real-time
+// recommendations when they are newer than the batch boundary (SpeedIsNewer),
+// then the batch recommendations of the user (the user_id given, else the
+// session's user), then popular items. Items are deduplicated (the first
+// occurrence wins) and items bought in the session are excluded, whichever
+// layer offers them. Unknown users and sessions get popular items. With
+// q.Explain each item carries its Explanation (explain). It is the one
+// assembly of answers: GET /v1/recommendations and Recommendations (the gRPC
+// API's) call it.
 //
 // The batch metadata and the batch lists are separate reads: if a batch is
 // published between them, the lists may come from the newer batch than the
-// one named in AsOf.
-func (a *API) Recommend(ctx context.Context, req RecommendRequest) (*Recommendations, error) {
-	q := recsQuery{UserID: req.UserID, SessionID: req.SessionID, K: req.K, Explain: req.Explain}
-	if err := a.cfg.checkRecsQuery(&q); err != nil {
-		return nil, err
-	}
-	if err := a.storeHealth(ctx); err != nil {
-		return nil, &storeErr{"current_batch", err}
-	}
-	return a.recommend(ctx, q)
-}
-
-func (a *API) recommend(ctx context.Context, q recsQuery) (*Recommendations, error) {
+// one named in AsOf. On a store error it also returns the failed operation,
+// for the metrics.
+func (a *API) recommend(ctx context.Context, q recsQuery) (*Recommendations, string, error) {
 	now := a.now()
 	meta, hasBatch, err := a.store.CurrentBatch(ctx)
 	if err != nil {
-		return nil, &storeErr{"current_batch", fmt.Errorf("read current batch: %w", err)}
+		return nil, "current_batch", fmt.Errorf("read current batch: %w", err)
 	}
 	var (
 		sess    store.SessionView
@@ -296,7 +256,7 @@ func (a *API) recommend(ctx context.Context, q recsQuery) (*Recommendations, err
 	if q.SessionID != "" {
 		sess, hasSess, err = a.store.Session(ctx, q.SessionID)
 		if err != nil {
-			return nil, &storeErr{"session", fmt.Errorf("read session %q: %w", q.SessionID, err)}
+			return nil, "session", fmt.Errorf("read session %q: %w", q.SessionID, err)
 		}
 	}
 	out := &Recommendations{UserID: q.UserID, SessionID: q.SessionID, K: q.K}
@@ -323,14 +283,14 @@ func (a *API) recommend(ctx context.Context, q recsQuery) (*Recommendations, err
 	if !m.full() && hasBatch && out.UserID != "" {
 		recs, err := a.store.UserRecs(ctx, out.UserID, m.need())
 		if err != nil {
-			return nil, &storeErr{"user_recs", fmt.Errorf("read batch recommendations of user %q: %w", out.UserID, err)}
+			return nil, "user_recs", fmt.Errorf("read batch recommendations of user %q: %w", out.UserID, err)
 		}
 		m.add(recs, SourceBatch, ScaleCovisitation)
 	}
 	if !m.full() && hasBatch {
 		pop, err := a.store.Popular(ctx, m.need())
 		if err != nil {
-			return nil, &storeErr{"popular", fmt.Errorf("read popular items: %w", err)}
+			return nil, "popular", fmt.Errorf("read popular items: %w", err)
 		}
 		m.add(pop, SourcePopular, ScalePopularity)
 	}
@@ -338,7 +298,7 @@ func (a *API) recommend(ctx context.Context, q recsQuery) (*Recommendations, err
 	if q.Explain {
 		a.explain(out)
 	}
-	return out, nil
+	return out, "", nil
 }
 
 func (a *API) handleRecommendations(w http.ResponseWriter, r *http.Request) {
@@ -353,9 +313,9 @@ func (a *API) handleRecommendations(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := a.storeContext(r)
 	defer cancel()
-	out, err := a.recommend(ctx, q)
+	out, op, err := a.recommend(ctx, q)
 	if err != nil {
-		a.storeError(w, r, err)
+		a.storeError(w, r, op, err)
 		return
 	}
 	a.m.observeAnswer(out.Items)
@@ -376,38 +336,26 @@ type Similar struct {
 	AsOf  AsOf           `json:"as_of"`
 }
 
-// SimilarItems returns up to k items similar to item in the current batch
-// view (k = 0 takes the default), as GET /v1/items/{item_id}/similar
-// answers; shared by the HTTP and gRPC APIs. Errors are as Recommend's.
-func (a *API) SimilarItems(ctx context.Context, item string, k int) (*Similar, error) {
-	q := similarQuery{ItemID: item, K: k}
-	if err := a.cfg.checkSimilarQuery(&q); err != nil {
-		return nil, err
-	}
-	if err := a.storeHealth(ctx); err != nil {
-		return nil, &storeErr{"current_batch", err}
-	}
-	return a.similar(ctx, q)
-}
-
-func (a *API) similar(ctx context.Context, q similarQuery) (*Similar, error) {
+// similar reads q's item's neighbours in the current batch view. On a store
+// error it also returns the failed operation, for the metrics.
+func (a *API) similar(ctx context.Context, q similarQuery) (*Similar, string, error) {
 	now := a.now()
 	meta, hasBatch, err := a.store.CurrentBatch(ctx)
 	if err != nil {
-		return nil, &storeErr{"current_batch", fmt.Errorf("read current batch: %w", err)}
+		return nil, "current_batch", fmt.Errorf("read current batch: %w", err)
 	}
 	out := &Similar{ItemID: q.ItemID, K: q.K}
 	if hasBatch {
 		out.AsOf.Batch = batchAsOf(meta, now)
 		out.Items, err = a.store.Similar(ctx, q.ItemID, q.K)
 		if err != nil {
-			return nil, &storeErr{"similar", fmt.Errorf("read items similar to %q: %w", q.ItemID, err)}
+			return nil, "similar", fmt.Errorf("read items similar to %q: %w", q.ItemID, err)
 		}
 	}
 	if out.Items == nil {
 		out.Items = []store.Scored{}
 	}
-	return out, nil
+	return out, "", nil
 }
 
 func (a *API) handleSimilar(w http.ResponseWriter, r *http.Request) {
@@ -422,9 +370,9 @@ func (a *API) handleSimilar(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := a.storeContext(r)
 	defer cancel()
-	out, err := a.similar(ctx, q)
+	out, op, err := a.similar(ctx, q)
 	if err != nil {
-		a.storeError(w, r, err)
+		a.storeError(w, r, op, err)
 		return
 	}
 	writeEncoded(w, out, appendSimilar)

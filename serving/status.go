@@ -193,11 +193,6 @@ const BatchLayer = "batch"
 // /metrics read the same evaluation, and a burst of requests costs one.
 const statusTTL = time.Second
 
-// Status returns the platform's status as GET /v1/status answers it (an
-// evaluation at most a second old); shared by the HTTP and gRPC APIs and the
-// /ui page's sampler.
-func (a *API) Status(ctx context.Context) Status { return a.cachedStatus(ctx) }
-
 // cachedStatus returns the status evaluated at most statusTTL ago, or
 // evaluates it.
 func (a *API) cachedStatus(ctx context.Context) Status {
