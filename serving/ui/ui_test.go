@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdarec/lambdarec/internal/config"
 	"github.com/lambdarec/lambdarec/internal/model"
@@ -87,6 +88,23 @@ func platform(t *testing.T) (base string, s *ui.Sampler) {
 	}
 	s.Mount(srv)
 	srv.AddRunner(s.Run)
+	// Counters as the collector names them (the collector is not mounted
+	// here): events accepted keep coming, three were refused as invalid.
+	accepted := prometheus.NewCounter(prometheus.CounterOpts{Name: "lambdarec_collector_events_accepted_total", Help: "test"})
+	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lambdarec_collector_events_rejected_total", Help: "test"}, []string{"reason"})
+	srv.Registry().MustRegister(accepted, rejected)
+	rejected.WithLabelValues("invalid_event").Add(3)
+	rejected.WithLabelValues("too_large").Add(0)
+	srv.AddRunner(func(ctx context.Context) error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(10 * time.Millisecond):
+				accepted.Add(10)
+			}
+		}
+	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -141,9 +159,17 @@ func TestSamplesJSON(t *testing.T) {
 	if got.Status == nil || len(got.Status.Layers) != 3 {
 		t.Errorf("status %+v", got.Status)
 	}
+	if r, ok := last.Rates["collector"]; !ok || r <= 0 {
+		t.Errorf("collector rate in the last sample: %v (%v)", r, last.Rates)
+	}
+	if _, ok := last.Rates["archive"]; ok {
+		t.Errorf("an archive rate without an archive counter: %v", last.Rates)
+	}
+	if got.DeadLetters.Collector["invalid_event"] != 3 || got.DeadLetters.Archive != nil {
+		t.Errorf("dead letters %+v", got.DeadLetters)
+	}
 	// The ring keeps the last Samples only.
 	_, s := platform(t)
-	time.Sleep(0) // the second platform samples on its own
 	deadline = time.Now().Add(60 * time.Second)
 	for len(s.Snapshot().Samples) < 50 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
