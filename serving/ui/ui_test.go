@@ -18,6 +18,7 @@ import (
 	"github.com/lambdarec/lambdarec/internal/model"
 	"github.com/lambdarec/lambdarec/internal/store"
 	"github.com/lambdarec/lambdarec/serving"
+	"github.com/lambdarec/lambdarec/serving/auth"
 	"github.com/lambdarec/lambdarec/serving/ui"
 )
 
@@ -43,7 +44,7 @@ func (explainer) ExplainSession(id string, items []string) ([]string, [][]model.
 // store holding one batch and one session, and the /ui sampler, on a
 // loopback port. Layers: the serving store and two reported layers (one
 // degraded).
-func platform(t *testing.T) (base string, s *ui.Sampler) {
+func platform(t *testing.T, guard ...serving.Guard) (base string, s *ui.Sampler) {
 	t.Helper()
 	ctx := context.Background()
 	st := store.NewMemory()
@@ -66,6 +67,9 @@ func platform(t *testing.T) (base string, s *ui.Sampler) {
 	srv, err := serving.NewServer(cfg, serving.Deps{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, g := range guard {
+		srv.SetGuard(g)
 	}
 	layer := func(name string, lag int64) serving.StatusSource {
 		return serving.StatusFunc(func(context.Context) (serving.LayerStatus, error) {
@@ -193,6 +197,48 @@ func TestRoutesDocumented(t *testing.T) {
 		method, path, _ := strings.Cut(r, " ")
 		if doc.Paths[path][strings.ToLower(method)] == nil {
 			t.Errorf("%s is not in the OpenAPI document", r)
+		}
+	}
+}
+
+// With API keys on, the page's files are open, its data needs the admin
+// scope (a read key is refused) and the explorer the read scope.
+func TestUIWithKeys(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "keys")
+	const admin, reader = "ui-admin-key-0123456789abcdef", "ui-read-key-0123456789abcdef"
+	if err := os.WriteFile(file, []byte(admin+" admin\n"+reader+" read\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g, err := auth.New(auth.Config{KeysFile: file}, auth.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, _ := platform(t, g)
+	for _, tc := range []struct {
+		path, key string
+		status    int
+	}{
+		{"/ui", "", 200},
+		{"/ui/app.js", "", 200},
+		{"/ui/style.css", "", 200},
+		{"/ui/nope.js", "", 404},
+		{"/ui/api/samples", "", 401},
+		{"/ui/api/samples", reader, 403},
+		{"/ui/api/samples", admin, 200},
+		{"/v1/recommendations?session_id=sess&explain=true", "", 401},
+		{"/v1/recommendations?session_id=sess&explain=true", reader, 200},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, base+tc.path, nil)
+		if tc.key != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("GET %s with key %q: %d, want %d", tc.path, tc.key, resp.StatusCode, tc.status)
 		}
 	}
 }
