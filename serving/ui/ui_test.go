@@ -222,6 +222,8 @@ func TestUIWithKeys(t *testing.T) {
 		{"/ui/app.js", "", 200},
 		{"/ui/style.css", "", 200},
 		{"/ui/nope.js", "", 404},
+		{"/ui/", "", 404},
+		{"/ui/index.html", "", 404}, // the page is /ui only
 		{"/ui/api/samples", "", 401},
 		{"/ui/api/samples", reader, 403},
 		{"/ui/api/samples", admin, 200},
