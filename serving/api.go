@@ -25,9 +25,6 @@ const (
 	CodeInvalidParameter = "invalid_parameter"
 	// CodeMissingParameter: a required parameter is absent; Field names it.
 	CodeMissingParameter = "missing_parameter"
-	// CodeUnknownParameter: the query has a parameter the endpoint does not
-	// take; Field names it.
-	CodeUnknownParameter = "unknown_parameter"
 	// CodeStoreUnavailable: the serving store did not answer; retry later.
 	CodeStoreUnavailable = "store_unavailable"
 )
@@ -106,6 +103,10 @@ type APIDeps struct {
 	StatusSources []StatusSource
 	// Now is the clock staleness is measured against. Default: time.Now.
 	Now func() time.Time
+	// Explainer explains speed items with explain=true (in dev, the
+	// in-process speed layer). Nil: their explanation says the inputs are
+	// not available here.
+	Explainer SessionExplainer
 }
 
 // API serves the read endpoints of the serving layer. It is safe for
@@ -128,6 +129,8 @@ type API struct {
 	statusAt   time.Time
 
 	health storeHealth
+
+	explainer SessionExplainer
 }
 
 // NewAPI returns the read API over deps.Store.
@@ -145,6 +148,8 @@ func NewAPI(cfg APIConfig, deps APIDeps) (*API, error) {
 		now:     deps.Now,
 		m:       newAPIMetrics(),
 		sources: append([]StatusSource(nil), deps.StatusSources...),
+
+		explainer: deps.Explainer,
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)

@@ -12,7 +12,8 @@ import (
 	"github.com/lambdarec/lambdarec/internal/store"
 )
 
-// The answers of the hot endpoints are encoded by hand, appending to a pooled
+// The answers of the hot endpoints are encoded by hand (answers with
+// explanations, which are not hot, go through encoding/json), appending to a pooled
 // buffer: the bytes are exactly those of encoding/json with HTML escaping off
 // (as WriteJSON writes them; encode_test.go checks it), without reflection
 // and with one allocation-free write. Other answers use WriteJSON.
@@ -47,11 +48,18 @@ func writeEncoded[T any](w http.ResponseWriter, v *T, enc func([]byte, *T) []byt
 }
 
 func appendRecommendations(b []byte, r *Recommendations) []byte {
-	b = append(b, `{"user_id":`...)
-	b = appendString(b, r.UserID)
-	b = append(b, `,"session_id":`...)
-	b = appendString(b, r.SessionID)
-	b = append(b, `,"k":`...)
+	b = append(b, '{')
+	if r.UserID != "" {
+		b = append(b, `"user_id":`...)
+		b = appendString(b, r.UserID)
+		b = append(b, ',')
+	}
+	if r.SessionID != "" {
+		b = append(b, `"session_id":`...)
+		b = appendString(b, r.SessionID)
+		b = append(b, ',')
+	}
+	b = append(b, `"k":`...)
 	b = strconv.AppendInt(b, int64(r.K), 10)
 	b = append(b, `,"items":`...)
 	if r.Items == nil {
@@ -69,6 +77,8 @@ func appendRecommendations(b []byte, r *Recommendations) []byte {
 			b = appendFloat(b, it.Score)
 			b = append(b, `,"source":`...)
 			b = appendString(b, it.Source)
+			b = append(b, `,"scale":`...)
+			b = appendString(b, it.Scale)
 			b = append(b, '}')
 		}
 		b = append(b, ']')

@@ -33,17 +33,19 @@ func TestEncodersMatchEncodingJSON(t *testing.T) {
 	var items []Item
 	var scored []store.Scored
 	for i, s := range strs {
-		items = append(items, Item{Item: s, Score: floats[i%len(floats)], Source: SourceBatch})
+		items = append(items, Item{Item: s, Score: floats[i%len(floats)], Source: SourceBatch, Scale: ScaleCovisitation})
 		scored = append(scored, store.Scored{Item: s, Score: floats[(i+3)%len(floats)]})
 	}
 	for _, f := range floats {
-		items = append(items, Item{Item: "f", Score: f, Source: SourceSpeed})
+		items = append(items, Item{Item: "f", Score: f, Source: SourcePopular, Scale: ScalePopularity})
 	}
 	batch := &BatchAsOf{BatchID: "b\"1", Boundary: map[int32]int64{0: 5, 10: -1, 2: 1 << 62, -3: 0, 1: 7}, CreatedAt: at, SourceMaxEventTime: time.Time{}, StalenessSeconds: 12.5}
 	speed := &SpeedAsOf{EventTime: at.UTC(), Partition: -1, Offset: math.MaxInt64, StalenessSeconds: 0}
 	for _, r := range []Recommendations{
 		{},
 		{UserID: "u", SessionID: "s\n", K: 10, Items: []Item{}},
+		{SessionID: "s", K: 10, Items: []Item{}},
+		{UserID: "u", K: 10, Items: []Item{}},
 		{UserID: strs[3], SessionID: strs[5], K: 100, Items: items, AsOf: AsOf{Batch: batch, Speed: speed}},
 		{K: 1, Items: items[:1], AsOf: AsOf{Batch: &BatchAsOf{BatchID: "x"}}},
 		{K: 1, Items: items[:1], AsOf: AsOf{Batch: &BatchAsOf{BatchID: "x", Boundary: map[int32]int64{}}}},

@@ -3,6 +3,7 @@ package serving
 import (
 	"fmt"
 	"net/http"
+	"path"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -68,7 +69,27 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(p)
 		}
 	}()
+	if !cleanPath(r.URL.EscapedPath()) {
+		// http.ServeMux would answer an HTML redirect to the cleaned
+		// path; no endpoint lives at an unclean one.
+		WriteError(rw, http.StatusNotFound, Error{Code: CodeNotFound, Message: "no endpoint at " + r.URL.Path})
+		return
+	}
 	s.mux.ServeHTTP(rw, r)
+}
+
+// cleanPath reports whether p is what http.ServeMux routes without a
+// redirect: rooted, with no empty, "." or ".." segment (a trailing slash is
+// kept by the mux, so it is clean).
+func cleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return p == "" // the mux treats an empty path as "/"
+	}
+	c := path.Clean(p)
+	if p[len(p)-1] == '/' && c != "/" {
+		c += "/"
+	}
+	return c == p
 }
 
 // methodLabel bounds the method label to the standard methods.

@@ -8,9 +8,10 @@ import (
 	"unicode/utf8"
 )
 
-// Query parsing of the read API. Parameters are strict: an unknown parameter
-// or one given twice is a 400 naming it, so typos ("kk=5", "userid=…") do
-// not silently fall back to defaults.
+// Query parsing of the read API. Parameters the endpoint does not take are
+// ignored, so cache-busters (`_=123`) and tracking parameters (`utm_*`) do
+// not break a request; a known parameter with a wrong value, or given twice,
+// is a 400 naming it.
 
 // recsQuery is the parsed query of GET /v1/recommendations.
 type recsQuery struct {
@@ -35,8 +36,8 @@ func paramError(code, field, format string, args ...any) *Error {
 
 // parseRecsQuery parses raw, the request's raw query string.
 func (c *APIConfig) parseRecsQuery(raw string) (recsQuery, *Error) {
-	q := recsQuery{K: c.DefaultK}
-	var seen [3]bool
+	q := recsQuery{}
+	var seen [4]bool
 	err := eachParam(raw, func(key, val string) *Error {
 		var slot int
 		switch key {
@@ -46,8 +47,10 @@ func (c *APIConfig) parseRecsQuery(raw string) (recsQuery, *Error) {
 			slot = 1
 		case "k":
 			slot = 2
+		case "explain":
+			slot = 3
 		default:
-			return unknownParam(key, "user_id, session_id, k")
+			return nil // not ours: ignored
 		}
 		if seen[slot] {
 			return paramError(CodeInvalidParameter, key, "%s is given more than once", key)
@@ -61,34 +64,46 @@ func (c *APIConfig) parseRecsQuery(raw string) (recsQuery, *Error) {
 			q.SessionID, e = checkID(key, val)
 		case 2:
 			q.K, e = c.parseK(val)
+		case 3:
+			q.Explain, e = parseBool(key, val)
 		}
 		return e
 	})
 	if err != nil {
 		return q, err
 	}
-	if q.UserID == "" && q.SessionID == "" {
-		return q, paramError(CodeMissingParameter, "user_id", "user_id or session_id is required")
+	return q, c.checkRecsQuery(&q)
+}
+
+// checkRecsQuery checks q's ids and k (0 takes the default) and that a user
+// or a session is named.
+func (c *APIConfig) checkRecsQuery(q *recsQuery) *Error {
+	if _, e := checkID("user_id", q.UserID); e != nil {
+		return e
 	}
-	return q, nil
+	if _, e := checkID("session_id", q.SessionID); e != nil {
+		return e
+	}
+	if q.K == 0 {
+		q.K = c.DefaultK
+	}
+	if q.K < 1 || q.K > c.MaxK {
+		return paramError(CodeInvalidParameter, "k", "k must be an integer between 1 and %d, got %d", c.MaxK, q.K)
+	}
+	if q.UserID == "" && q.SessionID == "" {
+		return paramError(CodeMissingParameter, "user_id", "user_id or session_id is required")
+	}
+	return nil
 }
 
 // parseSimilarQuery parses the item id (the path value, already unescaped)
 // and raw, the request's raw query string.
 func (c *APIConfig) parseSimilarQuery(item, raw string) (similarQuery, *Error) {
-	q := similarQuery{K: c.DefaultK}
-	id, err := checkID("item_id", item)
-	if err != nil {
-		return q, err
-	}
-	if id == "" {
-		return q, paramError(CodeMissingParameter, "item_id", "item_id is required")
-	}
-	q.ItemID = id
+	q := similarQuery{ItemID: item}
 	seenK := false
-	err = eachParam(raw, func(key, val string) *Error {
+	err := eachParam(raw, func(key, val string) *Error {
 		if key != "k" {
-			return unknownParam(key, "k")
+			return nil // not ours: ignored
 		}
 		if seenK {
 			return paramError(CodeInvalidParameter, key, "k is given more than once")
@@ -98,18 +113,51 @@ func (c *APIConfig) parseSimilarQuery(item, raw string) (similarQuery, *Error) {
 		q.K, e = c.parseK(val)
 		return e
 	})
-	return q, err
+	if err != nil {
+		return q, err
+	}
+	return q, c.checkSimilarQuery(&q)
 }
 
+// checkSimilarQuery checks q's item id and k (0 takes the default).
+func (c *APIConfig) checkSimilarQuery(q *similarQuery) *Error {
+	id, err := checkID("item_id", q.ItemID)
+	if err != nil {
+		return err
+	}
+	if id == "" {
+		return paramError(CodeMissingParameter, "item_id", "item_id is required")
+	}
+	if q.K == 0 {
+		q.K = c.DefaultK
+	}
+	if q.K < 1 || q.K > c.MaxK {
+		return paramError(CodeInvalidParameter, "k", "k must be an integer between 1 and %d, got %d", c.MaxK, q.K)
+	}
+	return nil
+}
+
+// parseK parses k; empty is 0 (the default, filled in by the check).
 func (c *APIConfig) parseK(val string) (int, *Error) {
 	if val == "" {
-		return c.DefaultK, nil
+		return 0, nil
 	}
 	k, err := strconv.Atoi(val)
 	if err != nil || k < 1 || k > c.MaxK {
 		return 0, paramError(CodeInvalidParameter, "k", "k must be an integer between 1 and %d, got %q", c.MaxK, clip(val))
 	}
 	return k, nil
+}
+
+// parseBool accepts true/false/1/0; empty (a bare "explain") is true.
+func parseBool(key, val string) (bool, *Error) {
+	switch val {
+	case "", "true", "1":
+		return true, nil
+	case "false", "0":
+		return false, nil
+	}
+	return false, paramError(CodeInvalidParameter, key, "%s must be true or false, got %q", key, clip(val))
 }
 
 // checkID accepts an empty id (the parameter is then absent) or a valid
@@ -122,10 +170,6 @@ func checkID(field, v string) (string, *Error) {
 		return "", paramError(CodeInvalidParameter, field, "%s is not valid UTF-8", field)
 	}
 	return v, nil
-}
-
-func unknownParam(key, allowed string) *Error {
-	return paramError(CodeUnknownParameter, clip(key), "unknown parameter %q; this endpoint takes %s", clip(key), allowed)
 }
 
 // eachParam calls fn for each key=value pair of the raw query, unescaped,

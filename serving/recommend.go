@@ -22,19 +22,72 @@ const (
 	SourcePopular = "popular"
 )
 
+// Scales of item scores. Scores are comparable only within one scale; the
+// merge orders items by source (speed, batch, popular), not by score.
+const (
+	// ScaleCovisitation: Σ over the session's (or user's) recent items of
+	// rank weight 1/(1+rank)² × count(recent, item) / count(recent, its
+	// strongest neighbour); between 0 and Σ 1/(1+r)² < 1.65. Items of
+	// sources speed and batch.
+	ScaleCovisitation = "covisitation"
+	// ScalePopularity: the item's weighted event count in the batch (each
+	// event weighs its kind's weight: view 1, click 2, cart 4, purchase 8
+	// by default). Items of source popular.
+	ScalePopularity = "popularity"
+)
+
 // Item is one recommended item.
 type Item struct {
 	Item   string  `json:"item"`
 	Score  float64 `json:"score"`
 	Source string  `json:"source"`
+	// Scale says what Score measures (ScaleCovisitation, ScalePopularity).
+	Scale string `json:"scale"`
+	// Explanation says how Score was computed; only with explain=true.
+	Explanation *Explanation `json:"explanation,omitempty"`
+}
+
+// Explanation says how an item's score was computed, so that a person can
+// check it by hand.
+type Explanation struct {
+	// From are the session's recent items that produced a co-visitation
+	// score, in rank order; Σ From[i].Value, added in that order, is Score.
+	From []Contribution `json:"from,omitempty"`
+	// Score is the sum of From, as the inputs read now give it. It equals
+	// the item's score unless the speed layer's counts moved since the
+	// session's view was written.
+	Score *float64 `json:"score,omitempty"`
+	// PopularityCount is a popular item's weighted event count (its score).
+	PopularityCount *int64 `json:"popularity_count,omitempty"`
+	// Unavailable says why the inputs of a score are not shown.
+	Unavailable string `json:"unavailable,omitempty"`
+}
+
+// Contribution is what one recent item added to a co-visitation score:
+// Value = RankWeight × (BatchCount + SpeedCount) / TopCount.
+type Contribution struct {
+	// Item is the session's item (not the recommended one).
+	Item string `json:"item"`
+	// Rank is Item's position among the session's distinct recent items,
+	// 0 = most recent; RankWeight is 1/(1+Rank)².
+	Rank       int     `json:"rank"`
+	RankWeight float64 `json:"rank_weight"`
+	// BatchCount and SpeedCount are the co-visitation counts of (Item, the
+	// recommended item) in the batch view and in the speed layer's deltas.
+	BatchCount int64 `json:"batch_count"`
+	SpeedCount int64 `json:"speed_count"`
+	// TopCount is the count (batch + speed) of Item's strongest neighbour.
+	TopCount int64   `json:"top_count"`
+	Value    float64 `json:"value"`
 }
 
 // Recommendations is the answer of GET /v1/recommendations.
 type Recommendations struct {
 	// UserID is the user whose batch recommendations were merged: the
-	// user_id parameter, else the session's user, else empty.
-	UserID    string `json:"user_id"`
-	SessionID string `json:"session_id"`
+	// user_id parameter, else the session's user; absent when neither is
+	// known.
+	UserID    string `json:"user_id,omitempty"`
+	SessionID string `json:"session_id,omitempty"`
 	K         int    `json:"k"`
 	// Items are at most K items, best first, each item once, none bought in
 	// the session. Never null.
@@ -161,7 +214,7 @@ func (m *merger) skip(item string) bool {
 }
 
 // add takes list's items in order until the answer is full.
-func (m *merger) add(list []store.Scored, source string) {
+func (m *merger) add(list []store.Scored, source, scale string) {
 	for _, s := range list {
 		if m.full() {
 			return
@@ -169,7 +222,7 @@ func (m *merger) add(list []store.Scored, source string) {
 		if s.Item == "" || math.IsNaN(s.Score) || math.IsInf(s.Score, 0) || m.skip(s.Item) {
 			continue // not an item, or a score JSON cannot carry
 		}
-		m.items = append(m.items, Item{Item: s.Item, Score: s.Score, Source: source})
+		m.items = append(m.items, Item{Item: s.Item, Score: s.Score, Source: source, Scale: scale})
 		if m.set != nil {
 			m.set[s.Item] = struct{}{}
 		}
@@ -181,7 +234,10 @@ func (m *merger) add(list []store.Scored, source string) {
 // then the batch recommendations of the user (the user_id given, else the
 // session's user), then popular items. Items are deduplicated (the first
 // occurrence wins) and items bought in the session are excluded, whichever
-// layer offers them. Unknown users and sessions get popular items.
+// layer offers them. Unknown users and sessions get popular items. With
+// q.Explain each item carries its Explanation (explain). It is the one
+// assembly of answers: GET /v1/recommendations and Recommendations (the gRPC
+// API's) call it.
 //
 // The batch metadata and the batch lists are separate reads: if a batch is
 // published between them, the lists may come from the newer batch than the
@@ -222,23 +278,26 @@ func (a *API) recommend(ctx context.Context, q recsQuery) (*Recommendations, str
 			Offset:           sess.Offset,
 			StalenessSeconds: staleness(now, sess.EventTime),
 		}
-		m.add(sess.Items, SourceSpeed)
+		m.add(sess.Items, SourceSpeed, ScaleCovisitation)
 	}
 	if !m.full() && hasBatch && out.UserID != "" {
 		recs, err := a.store.UserRecs(ctx, out.UserID, m.need())
 		if err != nil {
 			return nil, "user_recs", fmt.Errorf("read batch recommendations of user %q: %w", out.UserID, err)
 		}
-		m.add(recs, SourceBatch)
+		m.add(recs, SourceBatch, ScaleCovisitation)
 	}
 	if !m.full() && hasBatch {
 		pop, err := a.store.Popular(ctx, m.need())
 		if err != nil {
 			return nil, "popular", fmt.Errorf("read popular items: %w", err)
 		}
-		m.add(pop, SourcePopular)
+		m.add(pop, SourcePopular, ScalePopularity)
 	}
 	out.Items = m.items
+	if q.Explain {
+		a.explain(out)
+	}
 	return out, "", nil
 }
 
@@ -260,6 +319,10 @@ func (a *API) handleRecommendations(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.m.observeAnswer(out.Items)
+	if q.Explain {
+		WriteJSON(w, http.StatusOK, out)
+		return
+	}
 	writeEncoded(w, out, appendRecommendations)
 }
 
@@ -271,26 +334,6 @@ type Similar struct {
 	// first; empty (never null) for an item the batch view does not know.
 	Items []store.Scored `json:"items"`
 	AsOf  AsOf           `json:"as_of"`
-}
-
-func (a *API) handleSimilar(w http.ResponseWriter, r *http.Request) {
-	q, perr := a.cfg.parseSimilarQuery(r.PathValue("item_id"), r.URL.RawQuery)
-	if perr != nil {
-		a.m.badRequests.Inc()
-		WriteError(w, http.StatusBadRequest, *perr)
-		return
-	}
-	if a.storeUnavailable(w, r, "current_batch") {
-		return
-	}
-	ctx, cancel := a.storeContext(r)
-	defer cancel()
-	out, op, err := a.similar(ctx, q)
-	if err != nil {
-		a.storeError(w, r, op, err)
-		return
-	}
-	writeEncoded(w, out, appendSimilar)
 }
 
 // similar reads q's item's neighbours in the current batch view. On a store
@@ -313,4 +356,24 @@ func (a *API) similar(ctx context.Context, q similarQuery) (*Similar, string, er
 		out.Items = []store.Scored{}
 	}
 	return out, "", nil
+}
+
+func (a *API) handleSimilar(w http.ResponseWriter, r *http.Request) {
+	q, perr := a.cfg.parseSimilarQuery(r.PathValue("item_id"), r.URL.RawQuery)
+	if perr != nil {
+		a.m.badRequests.Inc()
+		WriteError(w, http.StatusBadRequest, *perr)
+		return
+	}
+	if a.storeUnavailable(w, r, "current_batch") {
+		return
+	}
+	ctx, cancel := a.storeContext(r)
+	defer cancel()
+	out, op, err := a.similar(ctx, q)
+	if err != nil {
+		a.storeError(w, r, op, err)
+		return
+	}
+	writeEncoded(w, out, appendSimilar)
 }

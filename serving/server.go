@@ -71,7 +71,8 @@ type Server struct {
 	metrics  *httpMetrics
 	conns    atomic.Pointer[connLimiter] // of the running Serve
 	guard    Guard                       // set by SetGuard; nil: every endpoint open
-	tls      *tls.Config                 // set by SetTLS; nil: plain HTTP
+	runners  []func(context.Context) error
+	tls      *tls.Config // set by SetTLS; nil: plain HTTP
 }
 
 // Guard decides who may call an endpoint (serving/auth implements it with
@@ -163,6 +164,11 @@ func (s *Server) SetGuard(g Guard) { s.guard = g }
 // SetTLS serves HTTPS with c instead of plain HTTP. Call it before Run.
 func (s *Server) SetTLS(c *tls.Config) { s.tls = c }
 
+// AddRunner runs f alongside the server (from Serve until it returns), for
+// example the /ui page's status sampler. Call it before Run. An error from f
+// is logged; the server keeps serving.
+func (s *Server) AddRunner(f func(ctx context.Context) error) { s.runners = append(s.runners, f) }
+
 // AddCheck adds a readiness check. Call it before Run.
 func (s *Server) AddCheck(c Check) { s.checks = append(s.checks, c) }
 
@@ -208,6 +214,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			defer close(done)
 			if err := r.Run(gctx); err != nil {
 				s.log.Error("http guard stopped", "err", err)
+			}
+		}()
+		defer func() { stop(); <-done }()
+	}
+	for _, f := range s.runners {
+		rctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := f(rctx); err != nil {
+				s.log.Error("http server runner stopped", "err", err)
 			}
 		}()
 		defer func() { stop(); <-done }()

@@ -387,14 +387,8 @@ func (a *API) faultReport(ctx context.Context, f FaultFunc) (out []Fault) {
 }
 
 // handleStatus answers 200 whatever the layers' state: the body says what
-// is wrong. /readyz is the probe for load balancers.
+// is wrong. /readyz is the probe for load balancers. It takes no
+// parameters; any given are ignored, as on every read endpoint.
 func (a *API) handleStatus(w http.ResponseWriter, r *http.Request) {
-	if r.URL.RawQuery != "" {
-		if e := eachParam(r.URL.RawQuery, func(key, _ string) *Error { return unknownParam(key, "no parameters") }); e != nil {
-			a.m.badRequests.Inc()
-			WriteError(w, http.StatusBadRequest, *e)
-			return
-		}
-	}
 	WriteJSON(w, http.StatusOK, a.cachedStatus(r.Context()))
 }

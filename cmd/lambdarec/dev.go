@@ -163,6 +163,7 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		speed:         layerstatus.SpeedLayer(sp, cfg.Speed.Group),
 		registry:      reg,
 		faults:        []serving.FaultFunc{sup.faults, archiveFaults(arch)},
+		explainer:     sp,
 	})
 	if err != nil {
 		return err
@@ -172,7 +173,10 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 	roles := []role{
 		{name: "archive", layer: "archive", run: arch.Run},
 		{name: "speed", layer: "speed", run: sp.Run},
-		{name: "batch", layer: "batch", run: sched.Run},
+		{name: "batch", layer: "batch", run: func(ctx context.Context) error {
+			devFirstBatches(ctx, sched, o.batchEvery, log.With("component", "batch"))
+			return sched.Run(ctx)
+		}},
 		{name: "maintain", layer: "batch", run: maint.Run},
 		{name: "batch-follower", layer: "batch", run: func(ctx context.Context) error {
 			return loader.Follow(ctx, st, time.Second, log.With("component", "batch"))
@@ -241,8 +245,10 @@ func printDevBanner(e *env, cfg config.Config, o devOptions) {
   batch:    every %s; generator: %s events/s
   auth:     %s
 
-try:
-  curl '%s/v1/recommendations?user_id=u000001&session_id=my-session&k=5'
+try (the README's walk-through):
+  curl '%s/v1/items/i02621/similar?k=5'
+  curl '%s/v1/recommendations?user_id=u000001&session_id=s1&k=5&explain=true'
+  open %s/ui   (the live status page)
 `, o.dataDir, base, base, base, cfg.Broker.Addr, cfg.Kafka.Topic, cfg.Kafka.DLQTopic, o.batchEvery,
-		strconv.FormatFloat(o.rate, 'f', -1, 64), authHint(cfg.Serve), base)
+		strconv.FormatFloat(o.rate, 'f', -1, 64), authHint(cfg.Serve), base, base, base)
 }

@@ -49,11 +49,15 @@ type devProcess struct {
 	done   chan error
 }
 
-func startDev(t *testing.T, bin, dataDir, httpAddr, kafkaAddr string) *devProcess {
+// startDev starts `lambdarec dev` with args, by default a fast generator
+// and a batch every 3 s.
+func startDev(t *testing.T, bin, dataDir, httpAddr, kafkaAddr string, args ...string) *devProcess {
 	t.Helper()
+	if len(args) == 0 {
+		args = []string{"--rate", "300", "--batch-every", "3s"}
+	}
 	p := &devProcess{base: "http://" + httpAddr, stderr: &serveTestBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(bin, "dev", "--data-dir", dataDir, "--http", httpAddr, "--kafka", kafkaAddr,
-		"--rate", "300", "--batch-every", "3s")
+	p.cmd = exec.Command(bin, append([]string{"dev", "--data-dir", dataDir, "--http", httpAddr, "--kafka", kafkaAddr}, args...)...)
 	p.cmd.Stdout = io.Discard
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {

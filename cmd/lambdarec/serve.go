@@ -23,6 +23,7 @@ import (
 	"github.com/lambdarec/lambdarec/serving/collector"
 	"github.com/lambdarec/lambdarec/serving/layerstatus"
 	"github.com/lambdarec/lambdarec/serving/rpc"
+	"github.com/lambdarec/lambdarec/serving/ui"
 )
 
 func init() {
@@ -84,6 +85,9 @@ type serveRoleOptions struct {
 	// faults are more faults for /v1/status (dev's role supervisor, its
 	// archive's failing flushes).
 	faults []serving.FaultFunc
+	// explainer explains speed items (dev: its speed layer). Default:
+	// none, explanations say the speed layer is elsewhere.
+	explainer serving.SessionExplainer
 }
 
 // cronInterval is the interval between the next two runs of spec (0 when
@@ -161,8 +165,9 @@ func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lak
 			BatchInterval: o.batchInterval,
 		},
 	}, serving.APIDeps{
-		Store: st,
-		Log:   log.With("component", "api"),
+		Store:     st,
+		Log:       log.With("component", "api"),
+		Explainer: o.explainer,
 		StatusSources: []serving.StatusSource{
 			layerstatus.Archive(lake, adm, cfg.Kafka.Topic),
 			o.speed,
@@ -185,13 +190,19 @@ func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lak
 			API: api, Collector: col, Auth: keys, Ready: srv.Ready, Log: log.With("component", "rpc"),
 		})
 	}
+	var sampler *ui.Sampler
+	if err == nil {
+		sampler, err = ui.New(ui.Config{}, ui.Deps{Status: api.Status, Gatherer: srv.Registry(), Log: log.With("component", "ui")})
+	}
 	if err != nil {
 		closeFn()
 		return nil, nil, err
 	}
 	rpcAPI.Mount(srv)
+	sampler.Mount(srv)
+	srv.AddRunner(sampler.Run)
 	log.Info("serving", "brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.Topic, "store", cfg.Store.Backend,
-		"endpoints", "/v1/recommendations /v1/items/{item_id}/similar /v1/status /v1/events /openapi.json /healthz /readyz /metrics",
+		"endpoints", "/v1/recommendations /v1/items/{item_id}/similar /v1/status /v1/events /openapi.json /ui /healthz /readyz /metrics",
 		"rpc", rpc.ServiceName)
 	return srv, closeFn, nil
 }

@@ -56,6 +56,12 @@ func DefaultPolicy() Policy {
 		"GET /healthz":               0,
 		"GET /readyz":                0,
 		serving.RouteOpenAPI:         0,
+		// The /ui page's static files (serving/ui: RoutePage, RouteAsset)
+		// hold no data; the JSON it reads (/ui/api/samples) needs admin,
+		// like /v1/status, as every route not listed here.
+		"GET /ui":             0,
+		"GET /ui/{file}":      0,
+		"GET /ui/api/samples": ScopeAdmin,
 	}
 }
 
