@@ -77,9 +77,16 @@ func appendRecommendations(b []byte, r *Recommendations) []byte {
 			b = appendFloat(b, it.Score)
 			b = append(b, `,"source":`...)
 			b = appendString(b, it.Source)
-			b = append(b, `,"scale":`...)
-			b = appendString(b, it.Scale)
-			b = append(b, '}')
+			switch it.Scale { // the two scales, pre-encoded
+			case ScaleCovisitation:
+				b = append(b, `,"scale":"covisitation"}`...)
+			case ScalePopularity:
+				b = append(b, `,"scale":"popularity"}`...)
+			default:
+				b = append(b, `,"scale":`...)
+				b = appendString(b, it.Scale)
+				b = append(b, '}')
+			}
 		}
 		b = append(b, ']')
 	}
