@@ -140,21 +140,30 @@ func TestBatchRollbackPinAndUnpin(t *testing.T) {
 		return l.Pin.BatchID == "" && len(l.Batches) > 0 && servedIs(b, l.Batches[0].BatchID, l.Batches[0].Boundary)
 	})
 
-	// Pin a batch by id: served, as_of names it.
+	// Pin the served batch by id: later batches are recorded, not served.
 	l = listBatches(t, bin, dataDir)
-	target := l.Batches[len(l.Batches)-1]
-	if out, err := exec.Command(bin, "batch", "pin", "--data-dir", dataDir, target.BatchID).CombinedOutput(); err != nil {
-		// The oldest batch's views may be gone (only the newest are kept):
-		// that must be a clear refusal, then pin the previous one.
-		if !strings.Contains(string(out), "view tables were removed") {
-			t.Fatalf("batch pin %s: %v\n%s", target.BatchID, err, out)
-		}
-		target = l.Batches[1]
-		lambdarecCmd(t, bin, "batch", "pin", "--data-dir", dataDir, target.BatchID)
-	}
+	target := l.Batches[0]
+	lambdarecCmd(t, bin, "batch", "pin", "--data-dir", dataDir, target.BatchID)
 	waitFor(t, 30*time.Second, "answers served from the pinned batch", func() bool {
 		return servedIs(servedAsOf(t, p), target.BatchID, target.Boundary)
 	})
+	recorded = len(listBatches(t, bin, dataDir).Batches)
+	waitFor(t, 60*time.Second, "a batch recorded after the pin", func() bool {
+		return len(listBatches(t, bin, dataDir).Batches) > recorded
+	})
+	if b := servedAsOf(t, p); !servedIs(b, target.BatchID, target.Boundary) {
+		t.Fatalf("a batch recorded after the pin is served: as_of %+v, pinned %s", b, target.BatchID)
+	}
+	// The oldest batch's views are gone (dev keeps the newest two and the
+	// pinned one): pinning it is refused, clearly.
+	l = listBatches(t, bin, dataDir)
+	if len(l.Batches) < 4 {
+		t.Fatalf("%d batches recorded; the test expects at least 4 by now", len(l.Batches))
+	}
+	oldest := l.Batches[len(l.Batches)-1].BatchID
+	if out, err := exec.Command(bin, "batch", "pin", "--data-dir", dataDir, oldest).CombinedOutput(); err == nil || !strings.Contains(string(out), "view tables were removed") {
+		t.Fatalf("pin of batch %s without views: %v\n%s", oldest, err, out)
+	}
 	if out, err := exec.Command(bin, "batch", "pin", "--data-dir", dataDir, "no-such-batch").CombinedOutput(); err == nil || !strings.Contains(string(out), "no such batch") {
 		t.Fatalf("pin of an unknown batch: %v\n%s", err, out)
 	}
