@@ -89,6 +89,12 @@ type Layer struct {
 	lastCheck time.Time
 	seen      map[int32]int64 // next offset per partition ever reached, kept across rebalances (guarded by mu)
 	checkDue  atomic.Bool
+
+	// The shared deltas (deltashare.go).
+	deltaParts    int32 // partitions of DeltasTopic; 0 until it is known
+	pubBuf        []*kgo.Record
+	publishFailed atomic.Bool
+	deltasReady   atomic.Bool // the deltas topic was read up to its end at start
 }
 
 // New returns a layer; it does not connect until Run.
@@ -150,6 +156,7 @@ func (l *Layer) Run(ctx context.Context) error {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), // the shared deltas go to the partition they name
 		kgo.OnPartitionsAssigned(l.assigned),
 		kgo.OnPartitionsRevoked(l.revoked),
 		kgo.OnPartitionsLost(l.lost),
@@ -181,11 +188,23 @@ func (l *Layer) Run(ctx context.Context) error {
 	}
 	defer l.admCl.Close()
 	l.topicID = l.startTopicID(ctx)
+	n, err := l.ensureDeltasTopic(ctx)
+	if err != nil {
+		// Not fatal: the layer runs, scoring from its own partitions' deltas
+		// only, and is never ready (nor exact with other members).
+		l.log.Error("shared deltas topic unavailable", "err", err)
+	}
+	l.mu.Lock()
+	l.deltaParts = n
+	l.mu.Unlock()
 
 	pctx, stopPoller := context.WithCancel(ctx)
 	var pollers sync.WaitGroup
 	if l.src != nil {
 		pollers.Go(func() { l.pollBatches(pctx) })
+	}
+	if n > 0 {
+		pollers.Go(func() { l.consumeDeltas(pctx) })
 	}
 	l.log.Info("speed layer consuming", "topic", l.cfg.Topic, "group", l.cfg.Group, "brokers", l.cfg.Brokers)
 	for ctx.Err() == nil {
@@ -219,10 +238,15 @@ func (l *Layer) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
 	l.mu.Lock()
+	l.proc.rescoreChanged(time.Now(), 0)
 	ferr := l.flush(sctx, time.Now())
+	l.publishDeltas(sctx, false)
 	cerr := l.commit(sctx, true, nil)
 	l.closing = true
 	l.mu.Unlock()
+	if err := cl.Flush(sctx); err != nil {
+		l.log.Warn("publish shared deltas at stop", "err", err)
+	}
 	cl.Close()
 	l.log.Info("speed layer stopped")
 	return errors.Join(ferr, cerr)
@@ -382,6 +406,7 @@ func (l *Layer) decodeAll() {
 // afterPoll writes the views, switches batch, commits and exports metrics.
 func (l *Layer) afterPoll(ctx context.Context, now time.Time) {
 	l.flush(ctx, now) //nolint:errcheck // logged and retried
+	l.publishDeltas(ctx, false)
 	select {
 	case b := <-l.pending:
 		l.switchBatch(b)
@@ -406,7 +431,7 @@ func (l *Layer) afterPoll(ctx context.Context, now time.Time) {
 		}()
 	}
 	l.m.sync(l.proc, now)
-	ready := l.joined && l.faults.Len() == 0
+	ready := l.joined && l.faults.Len() == 0 && l.deltasReady.Load()
 	for _, ps := range l.proc.parts {
 		ready = ready && ps.replayed()
 	}
@@ -463,6 +488,7 @@ func (l *Layer) pollBatches(ctx context.Context) {
 // flush scores and writes the views of the sessions updated since the last
 // flush (and those whose write failed before).
 func (l *Layer) flush(ctx context.Context, now time.Time) error {
+	l.proc.rescoreChanged(now, l.cfg.RescoreInterval)
 	if !l.proc.pending() && len(l.tasks) == 0 && len(l.failed) == 0 {
 		return nil
 	}
@@ -620,6 +646,14 @@ func (l *Layer) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.closing {
+		// The next owner replays these partitions from their horizons; until
+		// it has passed where this member stopped, the other members keep
+		// scoring from what this member published last.
+		l.publishDeltas(ctx, false)
+		if err := l.cl.Flush(ctx); err != nil {
+			l.log.Warn("publish shared deltas before a revocation", "err", err)
+		}
+		l.proc.rescoreChanged(time.Now(), 0)
 		if err := l.flush(ctx, time.Now()); err == nil {
 			l.commit(ctx, true, ids) //nolint:errcheck // logged; the next owner replays from the last commit
 		}

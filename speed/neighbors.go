@@ -2,6 +2,7 @@ package speed
 
 import (
 	"cmp"
+	"slices"
 	"strings"
 
 	"github.com/lambdarec/lambdarec/internal/model"
@@ -26,13 +27,22 @@ import (
 type mergedNeighbors struct {
 	batch *model.Covisit // nil when no batch is served
 	delta *model.Covisit
-	k     int
+	// remote holds the deltas of the partitions other members own, as they
+	// published them (see deltashare.go); nil when none.
+	remote *model.Covisit
+	k      int
 
 	ids  map[string]uint32   // items interned here: those asked for and their neighbours
 	tops [][]uint32          // maintained top K by item id: the neighbours' ids, nil when not (yet) asked for
 	rows [][]model.ItemCount // the same rows as the Scorer gets them
 	ver  []uint32            // bumped whenever a row changes (captures copy a version once)
+	// changed lists the items whose maintained row changed since
+	// takeChanged (chg marks them): the sessions that read them are scored
+	// again, so a view is exact when read, not only at its last record.
+	changed []uint32
+	chg     []bool
 	drow []model.ItemCount
+	rrow []model.ItemCount
 	brow []model.ItemCount
 	out  []model.ItemCount
 	seen map[string]struct{}
@@ -52,13 +62,33 @@ func (n *mergedNeighbors) intern(item string) uint32 {
 		n.tops = append(n.tops, nil)
 		n.rows = append(n.rows, nil)
 		n.ver = append(n.ver, 0)
+		n.chg = append(n.chg, false)
 	}
 	return id
 }
 
-// reset starts over with new deltas.
-func (n *mergedNeighbors) reset(delta *model.Covisit) {
-	n.delta = delta
+// rowChanged notes that item id's maintained row changed.
+func (n *mergedNeighbors) rowChanged(id uint32) {
+	n.ver[id]++
+	if !n.chg[id] {
+		n.chg[id] = true
+		n.changed = append(n.changed, id)
+	}
+}
+
+// takeChanged calls f with each item whose row changed since the last call.
+func (n *mergedNeighbors) takeChanged(f func(id uint32)) {
+	for _, id := range n.changed {
+		n.chg[id] = false
+		f(id)
+	}
+	n.changed = n.changed[:0]
+}
+
+// reset starts over with new deltas (local and remote).
+func (n *mergedNeighbors) reset(delta, remote *model.Covisit) {
+	n.delta, n.remote = delta, remote
+	n.takeChanged(func(uint32) {}) // every row starts over: the caller rescores every session
 	clear(n.tops)
 	clear(n.rows)
 	for i := range n.ver {
@@ -119,25 +149,65 @@ func (n *mergedNeighbors) bump(a, b string, w int64) {
 		i--
 		top[i], row[i] = ib, e
 	}
-	n.ver[ia]++
+	n.rowChanged(ia)
 	for ; i > 0 && compareItemCount(row[i], row[i-1]) < 0; i-- {
 		top[i], top[i-1] = top[i-1], top[i]
 		row[i], row[i-1] = row[i-1], row[i]
 	}
 }
 
-// count returns C[a][b] in batch ⊕ delta.
+// count returns C[a][b] in batch ⊕ delta (⊕ remote).
 func (n *mergedNeighbors) count(a, b string) int64 {
 	c := n.delta.Get(a, b)
 	if n.batch != nil {
 		c += n.batch.Get(a, b)
 	}
+	if n.remote != nil {
+		c += n.remote.Get(a, b)
+	}
 	return c
+}
+
+// invalidate forgets item's maintained row (a count in it went down, which
+// bump cannot follow); the next Neighbors computes it again.
+func (n *mergedNeighbors) invalidate(item string) {
+	id, ok := n.ids[item]
+	if !ok || n.tops[id] == nil {
+		return
+	}
+	n.tops[id], n.rows[id] = nil, nil
+	n.rowChanged(id)
+}
+
+// deltaRow returns item's row of delta ⊕ remote in the model's order.
+func (n *mergedNeighbors) deltaRow(item string) []model.ItemCount {
+	n.drow = n.delta.AppendRow(n.drow[:0], item) // sorted
+	if n.remote == nil {
+		return n.drow
+	}
+	n.rrow = n.remote.AppendRow(n.rrow[:0], item)
+	if len(n.rrow) == 0 {
+		return n.drow
+	}
+	n.drow = append(n.drow, n.rrow...)
+	slices.SortFunc(n.drow, func(a, b model.ItemCount) int { return strings.Compare(a.Item, b.Item) })
+	out := n.drow[:0]
+	for _, e := range n.drow {
+		if len(out) > 0 && out[len(out)-1].Item == e.Item {
+			out[len(out)-1].Count += e.Count
+			continue
+		}
+		out = append(out, e)
+	}
+	out = slices.DeleteFunc(out, func(e model.ItemCount) bool { return e.Count == 0 })
+	model.SortItemCounts(out)
+	n.drow = out
+	return out
 }
 
 // compute returns item's top K in batch ⊕ delta from the rows.
 func (n *mergedNeighbors) compute(item string) []model.ItemCount {
-	n.drow = n.delta.AppendRow(n.drow[:0], item) // sorted
+	n.deltaRow(item)
 	if n.batch == nil {
 		return n.drow[:min(n.k, len(n.drow))]
 	}

@@ -26,6 +26,9 @@ type session struct {
 	bytes     int   // accounted state size
 	live      bool  // live (has a view) or retained (expired, not yet covered)
 	dirty     bool  // its view must be written
+	// watch are the merged rows (mergedNeighbors ids) its view was last
+	// scored from: when one changes, the view is scored again.
+	watch []uint32
 	// list links: the partition's live list (most recent first) or its
 	// retained list (oldest first).
 	prev, next *session
@@ -84,6 +87,13 @@ type partition struct {
 	next     int64               // next offset to process; -1 until the first record
 	hw       int64               // high watermark seen in the last fetch; -1 unknown
 	streamTS int64               // newest record timestamp (ms): the clock of expiry
+	// cov holds the co-visitation deltas of this partition's records (its
+	// share of processor.deltas), published for the other members; pub are
+	// its pairs changed since they were last published, pubAll says all
+	// are to be published (a rebuild, a failed publish).
+	cov    *model.Covisit
+	pub    map[sharedPair]struct{}
+	pubAll bool
 	// from and target are where consumption of the partition started (the
 	// committed horizon) and the end offset when it was assigned; it is
 	// replayed, and the layer ready, once next reaches target. -1: unknown.
@@ -118,6 +128,7 @@ type counters struct {
 	retainedEvents  int
 	handoffs        uint64
 	boundaryRegress uint64
+	rescored        uint64 // views marked for scoring again by a changed row
 }
 
 // processor is the speed layer's state machine: sessions by partition, the
@@ -143,6 +154,18 @@ type processor struct {
 	capRows   map[uint32]capRow
 	capBytes  int
 	pendSince time.Time // when the oldest unwritten update was processed
+	// watchers index the live sessions by the merged rows their views read
+	// (session.watch), so a changed row rescores exactly the views it
+	// changes; lastRescore is when changed rows were last looked at.
+	watchers    map[uint32]map[*session]struct{}
+	lastRescore time.Time
+
+	// remote are the co-visitation deltas other members published (see
+	// deltashare.go), by source partition, boundary and pair; remoteCov sums
+	// those of the partitions not owned here, at the served boundary.
+	remote    map[int32]map[int64]map[sharedPair]sharedCount
+	remoteCov *model.Covisit
+	cur       *partition // the partition of the record being applied (addPair)
 
 	c    counters
 	ev   schemas.UserInteraction
@@ -162,7 +185,10 @@ func newProcessor(lim limits, p model.Params, log *slog.Logger) (*processor, err
 		lim: lim, log: log, params: p, bound: model.Boundary{}, deltas: d,
 		nb: newMergedNeighbors(nil, d.Covisit(), p.Neighbors), scorer: sc,
 		parts: map[int32]*partition{}, capRows: map[uint32]capRow{},
+		watchers: map[uint32]map[*session]struct{}{},
+		remote:   map[int32]map[int64]map[sharedPair]sharedCount{}, remoteCov: model.NewCovisit(),
 	}
+	proc.nb.remote = proc.remoteCov
 	proc.emit = proc.addPair
 	return proc, nil
 }
@@ -173,7 +199,14 @@ func (p *processor) assign(id int32) {
 	if _, ok := p.parts[id]; ok {
 		p.drop([]int32{id})
 	}
-	p.parts[id] = &partition{id: id, sessions: map[string]*session{}, next: -1, hw: -1, streamTS: -1 << 62, from: -1, target: -1}
+	p.parts[id] = &partition{id: id, sessions: map[string]*session{}, next: -1, hw: -1, streamTS: -1 << 62, from: -1, target: -1,
+		cov: model.NewCovisit(), pub: map[sharedPair]struct{}{}}
+	// Its deltas are now counted here, from its replay, not from what its
+	// previous owner published.
+	p.rebuildRemote()
+	p.nb.reset(p.deltas.Covisit(), p.remoteCov)
+	clear(p.capRows)
+	p.rescoreAll()
 }
 
 // drop forgets the state of partitions ids and rebuilds the deltas of the
@@ -199,19 +232,83 @@ func (p *processor) drop(ids []int32) {
 		p.dirty = slices.DeleteFunc(p.dirty, func(s *session) bool { return gone[s.part] })
 		p.caps = slices.DeleteFunc(p.caps, func(c capture) bool { return slices.Contains(ids, c.view.Partition) })
 		p.deltas = p.rebuild(p.params, p.bound)
-		p.nb.reset(p.deltas.Covisit())
+		p.rebuildRemote() // their deltas now come from their new owners
+		p.nb.reset(p.deltas.Covisit(), p.remoteCov)
 		clear(p.capRows)
+		p.rescoreAll()
 	}
 }
 
+// rescoreAll marks every live session for scoring again: the merged rows
+// all changed (new deltas, a new batch).
+func (p *processor) rescoreAll() {
+	for _, ps := range p.parts {
+		for s := ps.live.head; s != nil; s = s.next {
+			p.markDirty(s)
+		}
+	}
+}
+
+// rescoreChanged marks for scoring again the live sessions whose views read
+// a merged row that changed since the last call, at most once per every.
+func (p *processor) rescoreChanged(now time.Time, every time.Duration) {
+	if len(p.nb.changed) == 0 || now.Sub(p.lastRescore) < every {
+		return
+	}
+	p.lastRescore = now
+	p.nb.takeChanged(func(id uint32) {
+		for s := range p.watchers[id] {
+			if !s.dirty {
+				p.c.rescored++
+			}
+			p.markDirty(s)
+		}
+	})
+}
+
+// setWatch indexes live session s under the merged rows ids its view reads.
+func (p *processor) setWatch(s *session, ids []uint32) {
+	if slices.Equal(s.watch, ids) {
+		return
+	}
+	p.unwatch(s)
+	for _, id := range ids {
+		m := p.watchers[id]
+		if m == nil {
+			m = map[*session]struct{}{}
+			p.watchers[id] = m
+		}
+		m[s] = struct{}{}
+	}
+	s.watch = append(s.watch, ids...)
+}
+
+// unwatch removes s from the index.
+func (p *processor) unwatch(s *session) {
+	for _, id := range s.watch {
+		if m := p.watchers[id]; m != nil {
+			delete(m, s)
+			if len(m) == 0 {
+				delete(p.watchers, id)
+			}
+		}
+	}
+	s.watch = s.watch[:0]
+}
+
 // rebuild returns the deltas of the sessions held for boundary b: the
-// contributions of their records past b.
+// contributions of their records past b. Each partition's co-visitation
+// share is rebuilt too.
 func (p *processor) rebuild(params model.Params, b model.Boundary) *model.Model {
 	d, _ := model.New(params) // params were validated
 	for _, ps := range p.parts {
+		dp, _ := model.New(params)
 		for _, s := range ps.sessions {
-			d.ApplyPast(s.ms, b)
+			dp.ApplyPast(s.ms, b)
 		}
+		d.Merge(dp) //nolint:errcheck // same params
+		ps.cov = dp.Covisit()
+		clear(ps.pub)
 	}
 	return d
 }
@@ -242,8 +339,20 @@ func (p *processor) handoff(b *Batch) time.Duration {
 	}
 	p.deltas = p.rebuild(params, bound)
 	p.batch, p.bound = b, bound
+	for _, ps := range p.parts {
+		ps.pubAll = true // under the new boundary
+	}
+	p.rebuildRemote()
 	p.nb = newMergedNeighbors(b.Model.Covisit(), p.deltas.Covisit(), params.Neighbors)
+	p.nb.remote = p.remoteCov
 	clear(p.capRows) // keyed by the old item ids
+	clear(p.watchers)
+	for _, ps := range p.parts {
+		for _, s := range ps.sessions {
+			s.watch = s.watch[:0]
+		}
+	}
+	p.rescoreAll()
 	for _, ps := range p.parts {
 		for s := ps.retained.head; s != nil; {
 			next := s.next
@@ -307,6 +416,7 @@ func (p *processor) apply(part int32, offset int64, ts time.Time, e model.Event,
 		ps.live.pushFront(s)
 	}
 	var o model.Outcome
+	p.cur = ps
 	if p.bound.Covers(part, offset) {
 		o = s.ms.Add(&p.params, e, nil)
 	} else {
@@ -364,6 +474,8 @@ func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 // addPair is the emit of applyDelta.
 func (p *processor) addPair(a, b string, w int64) {
 	p.deltas.Covisit().Add(a, b, w)
+	p.cur.cov.Add(a, b, w)
+	p.cur.pub[newSharedPair(a, b)] = struct{}{}
 	p.nb.bump(a, b, w)
 	p.nb.bump(b, a, w)
 }
@@ -453,6 +565,7 @@ func (p *processor) retire(s *session) {
 	ps.live.remove(s)
 	s.live = false
 	p.nLive--
+	p.unwatch(s)
 	if s.ms.Covered(p.bound) {
 		p.forget(s)
 		return
@@ -488,6 +601,7 @@ func (p *processor) dropOldestRetained() {
 // place in the dirty list, so its last view is still written.
 func (p *processor) forget(s *session) {
 	ps := s.part
+	p.unwatch(s)
 	if s.live {
 		ps.live.remove(s)
 		s.live = false
@@ -535,9 +649,12 @@ func (p *processor) capture(s *session, now time.Time) capture {
 		recent: s.ms.AppendRecent(make([]string, 0, n), n),
 	}
 	c.rows = make([][]model.ItemCount, len(c.recent))
+	var ids [16]uint32
+	watch := ids[:0]
 	for i, item := range c.recent {
 		row := p.nb.Neighbors(item)
 		id := p.nb.ids[item]
+		watch = append(watch, id)
 		if cr, ok := p.capRows[id]; ok && cr.ver == p.nb.ver[id] {
 			c.rows[i] = cr.row
 			continue
@@ -546,6 +663,9 @@ func (p *processor) capture(s *session, now time.Time) capture {
 		p.capRows[id] = capRow{ver: p.nb.ver[id], row: cp}
 		p.capBytes += len(cp) * itemCountBytes
 		c.rows[i] = cp
+	}
+	if s.live {
+		p.setWatch(s, watch)
 	}
 	return c
 }
