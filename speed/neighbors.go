@@ -41,11 +41,11 @@ type mergedNeighbors struct {
 	// again, so a view is exact when read, not only at its last record.
 	changed []uint32
 	chg     []bool
-	drow []model.ItemCount
-	rrow []model.ItemCount
-	brow []model.ItemCount
-	out  []model.ItemCount
-	seen map[string]struct{}
+	drow    []model.ItemCount
+	rrow    []model.ItemCount
+	brow    []model.ItemCount
+	out     []model.ItemCount
+	seen    map[string]struct{}
 	// cachedBytes estimates the memory of tops.
 	cachedBytes int
 }
