@@ -48,10 +48,20 @@ func newSharedPair(a, b string) sharedPair {
 // (next offset) it reflects.
 type sharedCount struct{ count, pos int64 }
 
+// sharedTomb is a key published under a boundary a handoff replaced: a
+// tombstone deletes it from the compacted topic.
+type sharedTomb struct {
+	part int32
+	bnd  int64
+	pair sharedPair
+}
+
 // boundOf returns the served boundary of partition part, -1 when the batch
 // does not cover it.
-func (p *processor) boundOf(part int32) int64 {
-	if hi, ok := p.bound[part]; ok {
+func (p *processor) boundOf(part int32) int64 { return boundIn(p.bound, part) }
+
+func boundIn(b model.Boundary, part int32) int64 {
+	if hi, ok := b[part]; ok {
 		return hi
 	}
 	return -1
@@ -76,6 +86,9 @@ func (p *processor) applyRemote(part int32, bnd int64, k sharedPair, v sharedCou
 	old, had := m[k]
 	if had && v.pos < old.pos {
 		return false
+	}
+	if !had {
+		p.remoteN++
 	}
 	m[k] = v
 	if _, owned := p.parts[part]; owned || bnd != p.boundOf(part) {
@@ -103,8 +116,9 @@ func (p *processor) rebuildRemote() {
 	p.remoteCov = model.NewCovisit()
 	for part, byB := range p.remote {
 		bnd := p.boundOf(part)
-		for b := range byB {
+		for b, m := range byB {
 			if b < bnd {
+				p.remoteN -= len(m)
 				delete(byB, b)
 			}
 		}
@@ -120,6 +134,12 @@ func (p *processor) rebuildRemote() {
 // appendPublish appends the records that publish the owned partitions'
 // changed pairs to dst (all pairs where pubAll), and forgets the changes.
 func (p *processor) appendPublish(dst []*kgo.Record, topic string, nParts int32, all bool) []*kgo.Record {
+	for _, tb := range p.tombs {
+		dst = append(dst, &kgo.Record{Topic: topic, Partition: tb.part % nParts,
+			Key: encodeSharedKey(tb.part, tb.bnd, tb.pair.a, tb.pair.b)})
+	}
+	clear(p.tombs)
+	p.tombs = p.tombs[:0]
 	for id, ps := range p.parts {
 		if ps.next < 0 {
 			continue
@@ -245,14 +265,19 @@ func (l *Layer) ensureDeltasTopic(ctx context.Context) (int32, error) {
 	}
 }
 
-// publishDeltas produces the owned partitions' changed pairs (every pair
-// when all). Production is asynchronous; a failure republishes everything
-// with the next call.
-func (l *Layer) publishDeltas(ctx context.Context, all bool) {
+// publishDeltas produces the owned partitions' changed pairs, at most once
+// per RescoreInterval unless force. Production is asynchronous; after a
+// failure the next call publishes every pair again.
+func (l *Layer) publishDeltas(ctx context.Context, force bool) {
 	if l.cl == nil || l.deltaParts == 0 {
 		return
 	}
-	all = l.publishFailed.Swap(false) || all
+	now := time.Now()
+	if !force && now.Sub(l.lastPublish) < l.cfg.RescoreInterval {
+		return // coalesced: a pair changed many times is published once
+	}
+	l.lastPublish = now
+	all := l.publishFailed.Swap(false)
 	l.pubBuf = l.proc.appendPublish(l.pubBuf[:0], l.cfg.DeltasTopic, l.deltaParts, all)
 	for _, r := range l.pubBuf {
 		l.cl.Produce(ctx, r, l.published)

@@ -2,9 +2,14 @@ package speed
 
 import (
 	"log/slog"
+	"reflect"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lambdarec/lambdarec/internal/model"
+	"github.com/lambdarec/lambdarec/internal/store"
 )
 
 // FuzzDecodeShared: any record of the deltas topic decodes or is rejected,
@@ -78,5 +83,81 @@ func TestApplyRemote(t *testing.T) {
 	p.drop([]int32{1})
 	if got := p.nb.count("a", "b"); got != 4 {
 		t.Fatalf("count = %d after dropping the partition, want 4", got)
+	}
+}
+
+// TestPublishAndTombstones: a partition's changed pairs are published under
+// its boundary with its position; a handoff to a new boundary deletes the
+// keys of the old one (tombstones) and publishes every pair again.
+func TestPublishAndTombstones(t *testing.T) {
+	p, err := newProcessor(defaultLimits(), model.DefaultParams(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.assign(2)
+	for i, item := range []string{"i1", "i2", "i3"} {
+		if _, err := p.record(2, int64(i), t0, value("e"+item, "s1", item, t0.Add(time.Duration(i)*time.Second), false)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	decode := func(recs []*kgo.Record) (vals, tombs map[sharedPair]sharedCount) {
+		vals, tombs = map[sharedPair]sharedCount{}, map[sharedPair]sharedCount{}
+		for _, r := range recs {
+			if r.Partition != 2%4 {
+				t.Fatalf("record for partition 2 produced to %d", r.Partition)
+			}
+			if r.Value == nil {
+				_, bnd, k, _, err := decodeShared(r.Key, encodeSharedValue(0, 0))
+				if err != nil {
+					t.Fatal(err)
+				}
+				tombs[k] = sharedCount{pos: bnd}
+				continue
+			}
+			part, bnd, k, v, err := decodeShared(r.Key, r.Value)
+			if err != nil || part != 2 {
+				t.Fatalf("record %x/%x: partition %d, %v", r.Key, r.Value, part, err)
+			}
+			v.count = v.count*1000 + bnd // both in one comparable value
+			vals[k] = v
+		}
+		return vals, tombs
+	}
+	vals, tombs := decode(p.appendPublish(nil, "d", 4, false))
+	want := map[sharedPair]sharedCount{}
+	for pr := range p.parts[2].cov.Pairs() {
+		want[sharedPair{pr.A, pr.B}] = sharedCount{count: pr.Count*1000 - 1, pos: 3}
+	}
+	if len(want) != 3 || !reflect.DeepEqual(vals, want) || len(tombs) != 0 {
+		t.Fatalf("published %v, tombstones %v; want %v", vals, tombs, want)
+	}
+	if recs := p.appendPublish(nil, "d", 4, false); len(recs) != 0 {
+		t.Fatalf("%d records published with nothing changed", len(recs))
+	}
+
+	// A batch covering offset 0 of partition 2.
+	bm, err := model.New(model.DefaultParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.handoff(&Batch{Meta: store.BatchMeta{BatchID: "b", Boundary: model.Boundary{2: 0}}, Model: bm})
+	vals, tombs = decode(p.appendPublish(nil, "d", 4, false))
+	if len(tombs) != 3 {
+		t.Fatalf("tombstones %v, want the 3 keys of the old boundary", tombs)
+	}
+	for k, v := range tombs {
+		if v.pos != -1 {
+			t.Fatalf("tombstone of %v under boundary %d, want -1", k, v.pos)
+		}
+	}
+	// Every pair the partition still holds past the new boundary is
+	// published again under it.
+	if len(vals) != p.parts[2].cov.Len() || len(vals) == 0 {
+		t.Fatalf("republished %v, the partition holds %d pairs", vals, p.parts[2].cov.Len())
+	}
+	for k, v := range vals {
+		if v.count%1000 != 0 {
+			t.Fatalf("pair %v republished under boundary %d, want 0", k, v.count%1000)
+		}
 	}
 }

@@ -91,12 +91,15 @@
 // commits its horizons on revocation. A member counts its own partitions
 // from its own records, never from the topic. After a handoff each partition
 // is published again under the new boundary; keys of older boundaries are
-// dropped by readers and left to compaction. Until a member has read the
-// topic up to its end offsets at start it is not ready. Popularity and user
-// deltas are not shared: a session's view reads only co-visitation rows.
-// Bound: another member's records reach this member's rows within its next
-// poll (at most about idleWait, 100 ms, when idle) plus the produce and fetch
-// round trip of the topic.
+// deleted with tombstones by the owner at the handoff (readers ignore
+// tombstones and drop older boundaries' keys at their own handoff). Until a
+// member has read the topic up to its end offsets at start it is not ready.
+// Popularity and user deltas are not shared: a session's view reads only
+// co-visitation rows. Publication is coalesced: at most once per
+// RescoreInterval (forced before a revocation and at stop). Bound: another
+// member's records reach this member's rows within RescoreInterval plus its
+// poll (about idleWait, 100 ms, when idle) plus the produce and fetch round
+// trip of the topic, and its views RescoreInterval later.
 //
 // # Real-time view, exact when read
 //

@@ -94,6 +94,7 @@ type Layer struct {
 	deltaParts    int32 // partitions of DeltasTopic; 0 until it is known
 	pubBuf        []*kgo.Record
 	publishFailed atomic.Bool
+	lastPublish   time.Time
 	deltasReady   atomic.Bool // the deltas topic was read up to its end at start
 }
 
@@ -240,7 +241,7 @@ func (l *Layer) Run(ctx context.Context) error {
 	l.mu.Lock()
 	l.proc.rescoreChanged(time.Now(), 0)
 	ferr := l.flush(sctx, time.Now())
-	l.publishDeltas(sctx, false)
+	l.publishDeltas(sctx, true)
 	cerr := l.commit(sctx, true, nil)
 	l.closing = true
 	l.mu.Unlock()
@@ -649,7 +650,7 @@ func (l *Layer) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][
 		// The next owner replays these partitions from their horizons; until
 		// it has passed where this member stopped, the other members keep
 		// scoring from what this member published last.
-		l.publishDeltas(ctx, false)
+		l.publishDeltas(ctx, true)
 		if err := l.cl.Flush(ctx); err != nil {
 			l.log.Warn("publish shared deltas before a revocation", "err", err)
 		}

@@ -166,6 +166,8 @@ type processor struct {
 	remote    map[int32]map[int64]map[sharedPair]sharedCount
 	remoteCov *model.Covisit
 	cur       *partition // the partition of the record being applied (addPair)
+	tombs     []sharedTomb // keys of a replaced boundary, to delete from the topic
+	remoteN   int          // entries in remote (for deltaBytes)
 
 	c    counters
 	ev   schemas.UserInteraction
@@ -324,6 +326,13 @@ func (p *processor) handoff(b *Batch) time.Duration {
 				p.c.boundaryRegress++
 				p.log.Warn("batch boundary moved back: records between the two boundaries that were forgotten are missing from the deltas",
 					"partition", id, "old", old, "new", hi, "batch_id", b.Meta.BatchID)
+			}
+		}
+	}
+	for id, ps := range p.parts {
+		if old, nw := p.boundOf(id), boundIn(bound, id); ps.next >= 0 && old != nw {
+			for pr := range ps.cov.Pairs() {
+				p.tombs = append(p.tombs, sharedTomb{part: id, bnd: old, pair: sharedPair{pr.A, pr.B}})
 			}
 		}
 	}
@@ -765,5 +774,6 @@ func (p *processor) copyDeltas() (*model.Model, error) {
 // deltaBytes estimates the memory of the deltas and the neighbour cache.
 func (p *processor) deltaBytes() int {
 	cv := p.deltas.Covisit().Len()
-	return cv*64 + p.deltas.Popularity().Len()*24 + p.deltas.Users().Len()*64 + p.nb.cachedBytes + p.capBytes
+	return cv*64 + p.deltas.Popularity().Len()*24 + p.deltas.Users().Len()*64 + p.nb.cachedBytes + p.capBytes +
+		p.remoteN*96 + p.remoteCov.Len()*64
 }
