@@ -309,8 +309,9 @@ func (p *processor) rebuild(params model.Params, b model.Boundary) *model.Model 
 			dp.ApplyPast(s.ms, b)
 		}
 		d.Merge(dp) //nolint:errcheck // same params
+		// Pairs changed since the last publication stay to be published:
+		// their counts are read from the new share (0 if gone).
 		ps.cov = dp.Covisit()
-		clear(ps.pub)
 	}
 	return d
 }
@@ -350,6 +351,7 @@ func (p *processor) handoff(b *Batch) time.Duration {
 	p.batch, p.bound = b, bound
 	for _, ps := range p.parts {
 		ps.pubAll = true // under the new boundary
+		clear(ps.pub)
 	}
 	p.rebuildRemote()
 	p.nb = newMergedNeighbors(b.Model.Covisit(), p.deltas.Covisit(), params.Neighbors)
