@@ -23,7 +23,11 @@
 //
 // Sessions: every upsert is an insert into a Buffer table in front of a
 // ReplacingMergeTree(kafka_offset) partitioned by event date; a read takes the
-// row with the greatest offset, so older and replayed writes never win.
+// row with the greatest offset, then the greatest updated_ns (a view the
+// speed layer scored again without a new record), so older and replayed
+// writes never win. A merge keeps, among rows of one offset, the last
+// inserted: only a view of equal offset inserted later with an earlier
+// updated_ns (two members' clocks apart across a rebalance) could win there.
 // Buffered rows (at most about 5 s of them) are lost if the ClickHouse server
 // crashes; the speed layer rebuilds them by replaying Kafka from its committed
 // offsets. ExpireSessions flushes the buffer and drops whole days: a session
