@@ -221,9 +221,22 @@ func decodeShared(key, value []byte) (part int32, bnd int64, k sharedPair, v sha
 	return int32(p), bnd, k, sharedCount{count: c, pos: pos}, nil
 }
 
+// holdPublish stops tracking changed pairs: every pair is to be published
+// when publishing resumes.
+func (p *processor) holdPublish() {
+	if p.sole {
+		return
+	}
+	p.sole = true
+	for _, ps := range p.parts {
+		ps.pubAll = true
+		clear(ps.pub)
+	}
+}
+
 // ensureDeltasTopic creates the compacted deltas topic with as many
 // partitions as the events topic, if it does not exist, and returns its
-// partition count.
+// partition count. It notes the events topic's partition count (eventParts).
 func (l *Layer) ensureDeltasTopic(ctx context.Context) (int32, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -232,12 +245,15 @@ func (l *Layer) ensureDeltasTopic(ctx context.Context) (int32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("list topics %s, %s: %w", l.cfg.Topic, l.cfg.DeltasTopic, err)
 	}
-	if d, ok := td[l.cfg.DeltasTopic]; ok && d.Err == nil && len(d.Partitions) > 0 {
-		return int32(len(d.Partitions)), nil
-	}
 	n := int32(1)
 	if e, ok := td[l.cfg.Topic]; ok && e.Err == nil && len(e.Partitions) > 0 {
 		n = int32(len(e.Partitions))
+		l.mu.Lock()
+		l.eventParts = n
+		l.mu.Unlock()
+	}
+	if d, ok := td[l.cfg.DeltasTopic]; ok && d.Err == nil && len(d.Partitions) > 0 {
+		return int32(len(d.Partitions)), nil
 	}
 	compact := "compact"
 	resp, err := adm.CreateTopic(ctx, n, -1, map[string]*string{"cleanup.policy": &compact}, l.cfg.DeltasTopic)
@@ -265,15 +281,30 @@ func (l *Layer) ensureDeltasTopic(ctx context.Context) (int32, error) {
 	}
 }
 
-// publishDeltas produces the owned partitions' changed pairs, at most once
-// per RescoreInterval unless force. Production is asynchronous; after a
-// failure the next call publishes every pair again.
-func (l *Layer) publishDeltas(ctx context.Context, force bool) {
+// When publishDeltas publishes.
+const (
+	pubTick   = iota // at most once per RescoreInterval
+	pubFinal         // now (the layer stops)
+	pubRevoke        // now, and everything held if this member owned all
+)
+
+// publishDeltas produces the owned partitions' changed pairs. Production is
+// asynchronous; after a failure the next call publishes every pair again.
+//
+// A member that owns every partition of the topic has no one to publish for:
+// it only notes that everything is to be published (holdPublish), which it
+// does when a revocation shows that another member joined.
+func (l *Layer) publishDeltas(ctx context.Context, when int) {
 	if l.cl == nil || l.deltaParts == 0 {
 		return
 	}
+	if sole := l.eventParts > 0 && len(l.proc.parts) >= int(l.eventParts); sole && when != pubRevoke {
+		l.proc.holdPublish()
+		return
+	}
+	l.proc.sole = false
 	now := time.Now()
-	if !force && now.Sub(l.lastPublish) < l.cfg.RescoreInterval {
+	if when == pubTick && now.Sub(l.lastPublish) < l.cfg.RescoreInterval {
 		return // coalesced: a pair changed many times is published once
 	}
 	l.lastPublish = now

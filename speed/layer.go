@@ -95,6 +95,7 @@ type Layer struct {
 	pubBuf        []*kgo.Record
 	publishFailed atomic.Bool
 	lastPublish   time.Time
+	eventParts    int32 // partitions of the events topic at start; 0 unknown
 	deltasReady   atomic.Bool // the deltas topic was read up to its end at start
 }
 
@@ -241,7 +242,7 @@ func (l *Layer) Run(ctx context.Context) error {
 	l.mu.Lock()
 	l.proc.rescoreChanged(time.Now(), 0)
 	ferr := l.flush(sctx, time.Now())
-	l.publishDeltas(sctx, true)
+	l.publishDeltas(sctx, pubFinal)
 	cerr := l.commit(sctx, true, nil)
 	l.closing = true
 	l.mu.Unlock()
@@ -407,7 +408,7 @@ func (l *Layer) decodeAll() {
 // afterPoll writes the views, switches batch, commits and exports metrics.
 func (l *Layer) afterPoll(ctx context.Context, now time.Time) {
 	l.flush(ctx, now) //nolint:errcheck // logged and retried
-	l.publishDeltas(ctx, false)
+	l.publishDeltas(ctx, pubTick)
 	select {
 	case b := <-l.pending:
 		l.switchBatch(b)
@@ -583,10 +584,13 @@ func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
 // replayed from the committed horizons.
 func (l *Layer) assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	ids := assigned[l.cfg.Topic]
-	from, target := l.replayRange(ctx, cl, ids)
+	from, target, parts := l.replayRange(ctx, cl, ids)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.joined = true
+	if parts > 0 {
+		l.eventParts = parts
+	}
 	if len(ids) == 0 {
 		return
 	}
@@ -606,13 +610,14 @@ func (l *Layer) assigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 // replay that rebuilds their state. Fetches report high watermarks only for
 // partitions with records, so without this an empty partition, or one with
 // nothing to replay, would never count as replayed. Unknown values are -1.
-func (l *Layer) replayRange(ctx context.Context, cl *kgo.Client, ids []int32) (from, target map[int32]int64) {
+// parts is the partition count of the topic (0 unknown).
+func (l *Layer) replayRange(ctx context.Context, cl *kgo.Client, ids []int32) (from, target map[int32]int64, parts int32) {
 	from, target = map[int32]int64{}, map[int32]int64{}
 	for _, id := range ids {
 		from[id], target[id] = -1, -1
 	}
 	if len(ids) == 0 {
-		return from, target
+		return from, target, 0
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -620,8 +625,9 @@ func (l *Layer) replayRange(ctx context.Context, cl *kgo.Client, ids []int32) (f
 	ends, err := adm.ListEndOffsets(ctx, l.cfg.Topic)
 	if err != nil {
 		l.log.Warn("list end offsets of assigned partitions", "err", err)
-		return from, target
+		return from, target, 0
 	}
+	parts = int32(len(ends[l.cfg.Topic]))
 	starts, serr := adm.ListStartOffsets(ctx, l.cfg.Topic)
 	committed, cerr := adm.FetchOffsets(ctx, l.cfg.Group)
 	for _, id := range ids {
@@ -634,7 +640,7 @@ func (l *Layer) replayRange(ctx context.Context, cl *kgo.Client, ids []int32) (f
 			from[id] = s.Offset
 		}
 	}
-	return from, target
+	return from, target, parts
 }
 
 // revoked hands partitions over: their views and dead letters are written,
@@ -650,7 +656,7 @@ func (l *Layer) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][
 		// The next owner replays these partitions from their horizons; until
 		// it has passed where this member stopped, the other members keep
 		// scoring from what this member published last.
-		l.publishDeltas(ctx, true)
+		l.publishDeltas(ctx, pubRevoke)
 		if err := l.cl.Flush(ctx); err != nil {
 			l.log.Warn("publish shared deltas before a revocation", "err", err)
 		}

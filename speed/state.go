@@ -168,6 +168,7 @@ type processor struct {
 	cur       *partition // the partition of the record being applied (addPair)
 	tombs     []sharedTomb // keys of a replaced boundary, to delete from the topic
 	remoteN   int          // entries in remote (for deltaBytes)
+	sole      bool         // owning every partition: changed pairs not tracked (holdPublish)
 
 	c    counters
 	ev   schemas.UserInteraction
@@ -202,7 +203,7 @@ func (p *processor) assign(id int32) {
 		p.drop([]int32{id})
 	}
 	p.parts[id] = &partition{id: id, sessions: map[string]*session{}, next: -1, hw: -1, streamTS: -1 << 62, from: -1, target: -1,
-		cov: model.NewCovisit(), pub: map[sharedPair]struct{}{}}
+		cov: model.NewCovisit(), pub: map[sharedPair]struct{}{}, pubAll: p.sole}
 	// Its deltas are now counted here, from its replay, not from what its
 	// previous owner published.
 	p.rebuildRemote()
@@ -486,7 +487,9 @@ func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 func (p *processor) addPair(a, b string, w int64) {
 	p.deltas.Covisit().Add(a, b, w)
 	p.cur.cov.Add(a, b, w)
-	p.cur.pub[newSharedPair(a, b)] = struct{}{}
+	if !p.sole {
+		p.cur.pub[newSharedPair(a, b)] = struct{}{}
+	}
 	p.nb.bump(a, b, w)
 	p.nb.bump(b, a, w)
 }
