@@ -165,7 +165,7 @@ type processor struct {
 	// those of the partitions not owned here, at the served boundary.
 	remote    map[int32]map[int64]map[sharedPair]sharedCount
 	remoteCov *model.Covisit
-	cur       *partition // the partition of the record being applied (addPair)
+	cur       *partition   // the partition of the record being applied (addPair)
 	tombs     []sharedTomb // keys of a replaced boundary, to delete from the topic
 	remoteN   int          // entries in remote (for deltaBytes)
 	sole      bool         // owning every partition: changed pairs not tracked (holdPublish)
