@@ -95,7 +95,7 @@ type Layer struct {
 	pubBuf        []*kgo.Record
 	publishFailed atomic.Bool
 	lastPublish   time.Time
-	eventParts    int32       // partitions of the events topic at start; 0 unknown
+	eventParts    int32       // partitions of the events topic (at start, at each assignment); 0 unknown
 	deltasReady   atomic.Bool // the deltas topic was read up to its end at start
 }
 
