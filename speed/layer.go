@@ -95,6 +95,7 @@ type Layer struct {
 	pubBuf        []*kgo.Record
 	publishFailed atomic.Bool
 	lastPublish   time.Time
+	sinceRescore  int         // records processed since rescoring last ran
 	eventParts    int32       // partitions of the events topic (at start, at each assignment); 0 unknown
 	deltasReady   atomic.Bool // the deltas topic was read up to its end at start
 }
@@ -240,7 +241,7 @@ func (l *Layer) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
 	l.mu.Lock()
-	l.proc.rescoreChanged(time.Now(), 0)
+	l.proc.rescoreChanged(time.Now(), 0, -1)
 	ferr := l.flush(sctx, time.Now())
 	l.publishDeltas(sctx, pubFinal)
 	cerr := l.commit(sctx, true, nil)
@@ -285,6 +286,7 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) (failed bool) {
 		}
 	}
 	l.decodeAll()
+	l.sinceRescore += len(l.recs)
 	// Look ahead: the index of each key's (session's) last record in this
 	// poll, so a session is scored once per poll, right after that record.
 	clear(l.last)
@@ -318,6 +320,10 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) (failed bool) {
 	clear(l.dec)
 	return failed
 }
+
+// minRescore is the number of views rescored per RescoreInterval beyond one
+// per record processed since the last time.
+const minRescore = 500
 
 // captureChunk is the number of captures scored by one task.
 const captureChunk = 256
@@ -490,7 +496,12 @@ func (l *Layer) pollBatches(ctx context.Context) {
 // flush scores and writes the views of the sessions updated since the last
 // flush (and those whose write failed before).
 func (l *Layer) flush(ctx context.Context, now time.Time) error {
-	l.proc.rescoreChanged(now, l.cfg.RescoreInterval)
+	// Rescoring is bounded by the records processed since its last run (plus
+	// minRescore): at most about one more scoring per record; the rest waits
+	// in the backlog, oldest first.
+	if l.proc.rescoreChanged(now, l.cfg.RescoreInterval, l.sinceRescore+minRescore) {
+		l.sinceRescore = 0
+	}
 	if !l.proc.pending() && len(l.tasks) == 0 && len(l.failed) == 0 {
 		return nil
 	}
@@ -660,7 +671,7 @@ func (l *Layer) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][
 		if err := l.cl.Flush(ctx); err != nil {
 			l.log.Warn("publish shared deltas before a revocation", "err", err)
 		}
-		l.proc.rescoreChanged(time.Now(), 0)
+		l.proc.rescoreChanged(time.Now(), 0, -1)
 		if err := l.flush(ctx, time.Now()); err == nil {
 			l.commit(ctx, true, ids) //nolint:errcheck // logged; the next owner replays from the last commit
 		}

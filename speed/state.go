@@ -28,7 +28,8 @@ type session struct {
 	dirty     bool  // its view must be written
 	// watch are the merged rows (mergedNeighbors ids) its view was last
 	// scored from: when one changes, the view is scored again.
-	watch []uint32
+	watch  []uint32
+	queued bool // in processor.rescoreQ
 	// list links: the partition's live list (most recent first) or its
 	// retained list (oldest first).
 	prev, next *session
@@ -159,6 +160,7 @@ type processor struct {
 	// changes; lastRescore is when changed rows were last looked at.
 	watchers    map[uint32]map[*session]struct{}
 	lastRescore time.Time
+	rescoreQ    []*session // sessions whose rows changed, not yet marked (budget)
 
 	// remote are the co-visitation deltas other members published (see
 	// deltashare.go), by source partition, boundary and pair; remoteCov sums
@@ -252,21 +254,36 @@ func (p *processor) rescoreAll() {
 	}
 }
 
-// rescoreChanged marks for scoring again the live sessions whose views read
-// a merged row that changed since the last call, at most once per every.
-func (p *processor) rescoreChanged(now time.Time, every time.Duration) {
-	if len(p.nb.changed) == 0 || now.Sub(p.lastRescore) < every {
-		return
+// rescoreChanged queues the live sessions whose views read a merged row that
+// changed since the last call and marks up to budget of them (oldest queued
+// first; all when budget < 0) for scoring again, at most once per every. It
+// reports whether it ran.
+func (p *processor) rescoreChanged(now time.Time, every time.Duration, budget int) bool {
+	if len(p.nb.changed) == 0 && len(p.rescoreQ) == 0 || now.Sub(p.lastRescore) < every {
+		return false
 	}
 	p.lastRescore = now
 	p.nb.takeChanged(func(id uint32) {
 		for s := range p.watchers[id] {
-			if !s.dirty {
-				p.c.rescored++
+			if !s.queued {
+				s.queued = true
+				p.rescoreQ = append(p.rescoreQ, s)
 			}
-			p.markDirty(s)
 		}
 	})
+	n := 0
+	for n < len(p.rescoreQ) && (budget < 0 || n < budget) {
+		s := p.rescoreQ[n]
+		p.rescoreQ[n] = nil
+		n++
+		s.queued = false
+		if s.live && !s.dirty {
+			p.c.rescored++
+			p.markDirty(s)
+		}
+	}
+	p.rescoreQ = append(p.rescoreQ[:0], p.rescoreQ[n:]...)
+	return true
 }
 
 // setWatch indexes live session s under the merged rows ids its view reads.
