@@ -96,7 +96,9 @@
 // member has read the topic up to its end offsets at start it is not ready.
 // Popularity and user deltas are not shared: a session's view reads only
 // co-visitation rows. Publication is coalesced: at most once per
-// RescoreInterval (forced before a revocation and at stop). Bound: another
+// RescoreInterval (forced before a revocation and at stop). A member that
+// owns every partition publishes nothing (no one reads it) until a
+// revocation shows another member joined; it then publishes all it holds. Bound: another
 // member's records reach this member's rows within RescoreInterval plus its
 // poll (about idleWait, 100 ms, when idle) plus the produce and fetch round
 // trip of the topic, and its views RescoreInterval later.
@@ -118,7 +120,11 @@
 // under the merged rows it read; every RescoreInterval the sessions whose
 // rows changed since (their maintained top K: a count in it, or its
 // membership) are captured again and rewritten, and a handoff, an
-// assignment or a revocation rescores every live session. A rewrite keeps
+// assignment or a revocation rescores every live session. Rescoring is
+// bounded by the work of the stream: each run marks at most as many
+// sessions as records were processed since the last one, plus 500, oldest
+// changed first; the rest waits (lambdarec_speed_rescore_backlog). The bound
+// below holds while that backlog is empty. A rewrite keeps
 // the offset and carries a later UpdatedAt: the store's version is (offset,
 // updated at). So a served view equals what a full recompute over every
 // record consumed gives the session, as of the records this member consumed
