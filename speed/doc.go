@@ -121,9 +121,9 @@
 // rows changed since (their maintained top K: a count in it, or its
 // membership) are captured again and rewritten, and a handoff, an
 // assignment or a revocation rescores every live session. Rescoring is
-// bounded by the work of the stream: each run marks at most as many
-// sessions as records were processed since the last one, plus 500, oldest
-// changed first; the rest waits (lambdarec_speed_rescore_backlog). The bound
+// bounded by the work of the stream: each run marks at most one session
+// per four records processed since the last one, plus 500, oldest changed
+// first; the rest waits (lambdarec_speed_rescore_backlog). The bound
 // below holds while that backlog is empty. A rewrite keeps
 // the offset and carries a later UpdatedAt: the store's version is (offset,
 // updated at). So a served view equals what a full recompute over every
