@@ -51,7 +51,7 @@ var minTimestampSec = schemas.MinTimestamp.Unix()
 // fields model.EventFromProto would (FuzzDecodeFast holds the two to it).
 func decodeFast(value []byte, now time.Time, w *wireEvent) bool {
 	*w = wireEvent{}
-	var seen uint32 // bit per field, see bit
+	var seen uint32    // bit per field, see bit
 	var entries [2]int // device, location
 	for len(value) > 0 {
 		num, typ, n := protowire.ConsumeTag(value)

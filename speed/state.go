@@ -147,8 +147,8 @@ type processor struct {
 
 	c    counters
 	ev   schemas.UserInteraction
-	dec  decoded     // record's
-	strs stringTable // interned user and item ids
+	dec  decoded                    // record's
+	strs stringTable                // interned user and item ids
 	emit func(a, b string, w int64) // addPair
 }
 
