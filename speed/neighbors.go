@@ -32,10 +32,16 @@ type mergedNeighbors struct {
 	tops [][]uint32          // maintained top K by item id: the neighbours' ids, nil when not (yet) asked for
 	rows [][]model.ItemCount // the same rows as the Scorer gets them
 	ver  []uint32            // bumped whenever a row changes (captures copy a version once)
-	drow []model.ItemCount
-	brow []model.ItemCount
-	out  []model.ItemCount
-	seen map[string]struct{}
+	// names, bids and dids are by item id: its string, and its ids in the
+	// batch's and the deltas' dictionaries plus one (0: not looked up yet;
+	// noItem: the batch does not know it), so counting a pair costs no
+	// string lookup once its items were seen.
+	names      []string
+	bids, dids []uint32
+	drow       []model.ItemCount
+	brow       []model.ItemCount
+	out        []model.ItemCount
+	seen       map[string]struct{}
 	// cachedBytes estimates the memory of tops.
 	cachedBytes int
 }
@@ -52,6 +58,9 @@ func (n *mergedNeighbors) intern(item string) uint32 {
 		n.tops = append(n.tops, nil)
 		n.rows = append(n.rows, nil)
 		n.ver = append(n.ver, 0)
+		n.names = append(n.names, item)
+		n.bids = append(n.bids, 0)
+		n.dids = append(n.dids, 0)
 	}
 	return id
 }
@@ -59,6 +68,7 @@ func (n *mergedNeighbors) intern(item string) uint32 {
 // reset starts over with new deltas.
 func (n *mergedNeighbors) reset(delta *model.Covisit) {
 	n.delta = delta
+	clear(n.dids)
 	clear(n.tops)
 	clear(n.rows)
 	for i := range n.ver {
@@ -109,10 +119,10 @@ func (n *mergedNeighbors) bump(a, b string, w int64) {
 		row[i].Count += w
 	case len(top) < n.k: // the list is the whole row: b is a new neighbour
 		top = append(top, ib)
-		row = append(row, model.ItemCount{Item: b, Count: n.count(a, b)})
+		row = append(row, model.ItemCount{Item: b, Count: n.countID(ia, ib)})
 		n.tops[ia], n.rows[ia] = top, row
 	default:
-		e := model.ItemCount{Item: b, Count: n.count(a, b)}
+		e := model.ItemCount{Item: b, Count: n.countID(ia, ib)}
 		if compareItemCount(e, row[i-1]) >= 0 {
 			return
 		}
@@ -126,13 +136,56 @@ func (n *mergedNeighbors) bump(a, b string, w int64) {
 	}
 }
 
-// count returns C[a][b] in batch ⊕ delta.
-func (n *mergedNeighbors) count(a, b string) int64 {
-	c := n.delta.Get(a, b)
-	if n.batch != nil {
-		c += n.batch.Get(a, b)
+// noItem marks an item the batch does not know, in bids.
+const noItem = ^uint32(0)
+
+// countID returns C[a][b] in batch ⊕ delta for interned items a and b.
+func (n *mergedNeighbors) countID(a, b uint32) int64 {
+	var c int64
+	if da, ok := n.deltaID(a); ok {
+		if db, ok := n.deltaID(b); ok {
+			c = n.delta.GetID(da, db)
+		}
 	}
-	return c
+	if n.batch == nil {
+		return c
+	}
+	ba, bb := n.bids[a], n.bids[b]
+	if ba == 0 {
+		ba = n.batchID(a)
+	}
+	if bb == 0 {
+		bb = n.batchID(b)
+	}
+	if ba == noItem || bb == noItem {
+		return c
+	}
+	return c + n.batch.GetID(ba-1, bb-1)
+}
+
+// deltaID returns interned item id's id in the deltas' dictionary; ok is
+// false while the deltas do not know it (not cached: they may later).
+func (n *mergedNeighbors) deltaID(id uint32) (uint32, bool) {
+	if d := n.dids[id]; d != 0 {
+		return d - 1, true
+	}
+	d, ok := n.delta.ItemID(n.names[id])
+	if ok {
+		n.dids[id] = d + 1
+	}
+	return d, ok
+}
+
+// batchID looks up interned item id in the batch's dictionary and caches
+// its bids entry: the id plus one, noItem when the batch does not know it.
+func (n *mergedNeighbors) batchID(id uint32) uint32 {
+	b, ok := n.batch.ItemID(n.names[id])
+	if !ok {
+		n.bids[id] = noItem
+		return noItem
+	}
+	n.bids[id] = b + 1
+	return b + 1
 }
 
 // compute returns item's top K in batch ⊕ delta from the rows.
