@@ -3,6 +3,7 @@ package speed
 import (
 	"cmp"
 	"strings"
+	"unsafe"
 
 	"github.com/lambdarec/lambdarec/internal/model"
 )
@@ -38,10 +39,14 @@ type mergedNeighbors struct {
 	// string lookup once its items were seen.
 	names      []string
 	bids, dids []uint32
-	drow       []model.ItemCount
-	brow       []model.ItemCount
-	out        []model.ItemCount
-	seen       map[string]struct{}
+	// the item internSame saw last
+	lastData *byte
+	lastLen  int
+	lastID   uint32
+	drow     []model.ItemCount
+	brow     []model.ItemCount
+	out      []model.ItemCount
+	seen     map[string]struct{}
 	// cachedBytes estimates the memory of tops.
 	cachedBytes int
 }
@@ -108,8 +113,16 @@ func (n *mergedNeighbors) bump(a, b string, w int64) {
 	if !ok || n.tops[ia] == nil {
 		return
 	}
+	n.bumpID(ia, n.intern(b), w)
+}
+
+// bumpID is bump for interned items.
+func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64) {
 	top, row := n.tops[ia], n.rows[ia]
-	ib := n.intern(b)
+	if top == nil {
+		return
+	}
+	b := n.names[ib]
 	i := 0
 	for i < len(top) && top[i] != ib {
 		i++
@@ -161,6 +174,28 @@ func (n *mergedNeighbors) countID(a, b uint32) int64 {
 		return c
 	}
 	return c + n.batch.GetID(ba-1, bb-1)
+}
+
+// internDelta returns interned item id's id in the deltas' dictionary,
+// adding the item there when new.
+func (n *mergedNeighbors) internDelta(id uint32) uint32 {
+	if d := n.dids[id]; d != 0 {
+		return d - 1
+	}
+	d := n.delta.Intern(n.names[id])
+	n.dids[id] = d + 1
+	return d
+}
+
+// internSame is intern for the item of the pairs of one event: the same
+// string many times in a row, found without hashing.
+func (n *mergedNeighbors) internSame(item string) uint32 {
+	if unsafe.StringData(item) == n.lastData && len(item) == n.lastLen {
+		return n.lastID
+	}
+	id := n.intern(item)
+	n.lastData, n.lastLen, n.lastID = unsafe.StringData(item), len(item), id
+	return id
 }
 
 // deltaID returns interned item id's id in the deltas' dictionary; ok is

@@ -399,9 +399,11 @@ func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 
 // addPair is the emit of applyDelta.
 func (p *processor) addPair(a, b string, w int64) {
-	p.deltas.Covisit().Add(a, b, w)
-	p.nb.bump(a, b, w)
-	p.nb.bump(b, a, w)
+	nb := p.nb
+	ia, ib := nb.internSame(a), nb.intern(b) // a is the event's item, the same for all its pairs
+	p.deltas.Covisit().AddID(nb.internDelta(ia), nb.internDelta(ib), w)
+	nb.bumpID(ia, ib, w)
+	nb.bumpID(ib, ia, w)
 }
 
 func (p *processor) markDirty(s *session) {

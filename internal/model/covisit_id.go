@@ -13,3 +13,16 @@ func (c *Covisit) GetID(a, b uint32) int64 {
 	}
 	return c.baseGet(a, b) + c.over[pairKey(a, b)]
 }
+
+// Intern returns item's id in the dictionary of c, adding the item when new,
+// for AddID.
+func (c *Covisit) Intern(item string) uint32 { return c.items.intern(item) }
+
+// AddID is Add for ids returned by Intern (or ItemID): it adds w to C[a][b]
+// and C[b][a]; a == b and w == 0 are no-ops.
+func (c *Covisit) AddID(a, b uint32, w int64) {
+	if a == b || w == 0 {
+		return
+	}
+	c.addID(a, b, w)
+}
