@@ -39,20 +39,17 @@ type mergedNeighbors struct {
 	// string lookup once its items were seen.
 	names      []string
 	bids, dids []uint32
-	// the item internSame saw last
-	lastData *byte
-	lastLen  int
-	lastID   uint32
-	drow     []model.ItemCount
-	brow     []model.ItemCount
-	out      []model.ItemCount
-	seen     map[string]struct{}
+	pairCache  *[4096]pairCacheEntry // see internPair
+	drow       []model.ItemCount
+	brow       []model.ItemCount
+	out        []model.ItemCount
+	seen       map[string]struct{}
 	// cachedBytes estimates the memory of tops.
 	cachedBytes int
 }
 
 func newMergedNeighbors(batch, delta *model.Covisit, k int) *mergedNeighbors {
-	return &mergedNeighbors{batch: batch, delta: delta, k: k, ids: map[string]uint32{}, seen: map[string]struct{}{}}
+	return &mergedNeighbors{batch: batch, delta: delta, k: k, ids: map[string]uint32{}, seen: map[string]struct{}{}, pairCache: new([4096]pairCacheEntry)}
 }
 
 func (n *mergedNeighbors) intern(item string) uint32 {
@@ -187,15 +184,27 @@ func (n *mergedNeighbors) internDelta(id uint32) uint32 {
 	return d
 }
 
-// internSame is intern for the item of the pairs of one event: the same
-// string many times in a row, found without hashing.
-func (n *mergedNeighbors) internSame(item string) uint32 {
-	if unsafe.StringData(item) == n.lastData && len(item) == n.lastLen {
-		return n.lastID
+// internPair is intern for the items of pair contributions. They are the
+// layer's interned strings (decoded records' items go through one table), so
+// a string's address names it: a direct-mapped cache by address finds most
+// without hashing. (An entry holds the address, so the string it names
+// stays alive and the address is not reused while cached.)
+func (n *mergedNeighbors) internPair(item string) uint32 {
+	p := unsafe.StringData(item)
+	e := &n.pairCache[(uintptr(unsafe.Pointer(p))>>3)%uintptr(len(n.pairCache))]
+	if e.data == p && e.len == len(item) && p != nil {
+		return e.id
 	}
 	id := n.intern(item)
-	n.lastData, n.lastLen, n.lastID = unsafe.StringData(item), len(item), id
+	*e = pairCacheEntry{data: p, len: len(item), id: id}
 	return id
+}
+
+// pairCacheEntry is an entry of mergedNeighbors.pairCache.
+type pairCacheEntry struct {
+	data *byte
+	len  int
+	id   uint32
 }
 
 // deltaID returns interned item id's id in the deltas' dictionary; ok is

@@ -400,7 +400,7 @@ func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 // addPair is the emit of applyDelta.
 func (p *processor) addPair(a, b string, w int64) {
 	nb := p.nb
-	ia, ib := nb.internSame(a), nb.intern(b) // a is the event's item, the same for all its pairs
+	ia, ib := nb.internPair(a), nb.internPair(b)
 	p.deltas.Covisit().AddID(nb.internDelta(ia), nb.internDelta(ib), w)
 	nb.bumpID(ia, ib, w)
 	nb.bumpID(ib, ia, w)
