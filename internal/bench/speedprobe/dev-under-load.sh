@@ -16,7 +16,7 @@ cleanup() {
 }
 trap cleanup EXIT
 cd "$(dirname "$0")/../../.."
-go build -o "$dir/lambdarec" ./cmd/lambdarec
+if [[ -n ${SPEEDPROBE_LAMBDAREC:-} ]]; then cp "$SPEEDPROBE_LAMBDAREC" "$dir/lambdarec"; else go build -o "$dir/lambdarec" ./cmd/lambdarec; fi
 go build -o "$dir/speedprobe" ./internal/bench/speedprobe
 "$dir/lambdarec" dev --data-dir "$dir/data" --http "$http" --kafka "$kafka" --rate 50 --batch-every 20s >"$dir/dev.log" 2>&1 &
 dev=$!
@@ -26,11 +26,14 @@ for _ in $(seq 180); do
 	sleep 1
 done
 echo "dev ready at $(date -u +%T); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "without the flood (10s):"
+"$dir/speedprobe" --base "http://$http" --duration 10s || echo "speedprobe failed"
+echo "with lambdarec generate --rate $rate:"
 LAMBDAREC_KAFKA_BROKERS=$kafka "$dir/lambdarec" generate --rate "$rate" --duration "$(( ${dur%s} + 15 ))s" >"$dir/gen.log" 2>&1 &
 gen=$!
 sleep 5
-"$dir/speedprobe" --base "http://$http" --duration "$dur"
+"$dir/speedprobe" --base "http://$http" --duration "$dur" || echo "speedprobe failed"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+curl -fsS "http://$http/metrics" 2>/dev/null | grep -E '^lambdarec_speed_(records_total|lag_records_total|view_writes_total|events_per_second)' || true
 wait "$gen" || true
-tail -1 "$dir/gen.log"
-curl -fsS "http://$http/metrics" 2>/dev/null | grep -E '^lambdarec_speed_(records|view_writes)_total|^lambdarec_status_layer_lag_records\{layer="speed"' || true
+grep -a "generated" "$dir/gen.log" || tail -3 "$dir/gen.log"
