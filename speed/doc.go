@@ -133,6 +133,15 @@
 // above). TestServedExactWhenRead and TestServedExactWithThreeMembers hold
 // the layer to it.
 //
+// Decoding reads only the fields the layer needs, straight from the
+// protobuf encoding (decode.go): no message, no device or location maps are
+// built, and ids become strings only when new (session ids come from the
+// state, users and items from an intern table). Whatever is not in the shape
+// producers write, or invalid, is decoded by schemas.Decode, which decides;
+// so a record is valid here exactly when it is for the archive and the batch
+// (FuzzDecodeFast). Pair contributions reach the deltas and the maintained
+// rows by interned ids, without string hashing on the way.
+//
 // Scoring reads merged rows that the layer maintains: the first time an item
 // is needed after a rebuild of the deltas, its top K of batch ⊕ deltas is
 // computed; from then on every pair contribution updates it (counts only grow

@@ -296,7 +296,7 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) (failed bool) {
 	var now time.Time
 	for i, r := range l.recs {
 		d := &l.dec[i]
-		s, err := l.proc.apply(r.Partition, r.Offset, r.Timestamp, d.e, d.err)
+		s, err := l.proc.applyDecoded(r.Partition, r.Offset, r.Timestamp, d)
 		if err != nil {
 			// Counted only: the archive owns the dead letters, so each bad
 			// record reaches the DLQ once whatever the speed layer replays.
@@ -379,12 +379,6 @@ func (l *Layer) scorer(params model.Params) *pooledScorer {
 	}
 }
 
-// decoded is a record decoded ahead of its processing.
-type decoded struct {
-	e   model.Event
-	err error
-}
-
 // decodeAll decodes l.recs into l.dec, on up to GOMAXPROCS goroutines for
 // large polls. Decoding is a third of the per-record work and needs no
 // state, unlike what follows.
@@ -394,7 +388,7 @@ func (l *Layer) decodeAll() {
 	workers := min(runtime.GOMAXPROCS(0), n/256)
 	if workers <= 1 {
 		for i, r := range l.recs {
-			l.dec[i].e, l.dec[i].err = decodeRecord(&l.proc.ev, r.Partition, r.Offset, r.Timestamp, r.Value)
+			l.dec[i].decode(&l.proc.ev, r.Partition, r.Offset, r.Timestamp, r.Value)
 		}
 		return
 	}
@@ -409,7 +403,7 @@ func (l *Layer) decodeAll() {
 		wg.Go(func() {
 			for i := lo; i < hi; i++ {
 				r := l.recs[i]
-				l.dec[i].e, l.dec[i].err = decodeRecord(ev, r.Partition, r.Offset, r.Timestamp, r.Value)
+				l.dec[i].decode(ev, r.Partition, r.Offset, r.Timestamp, r.Value)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/lambdarec/lambdarec/internal/kafka"
 	"github.com/lambdarec/lambdarec/internal/model"
@@ -174,6 +175,8 @@ type processor struct {
 
 	c    counters
 	ev   schemas.UserInteraction
+	dec  decoded                    // record's
+	strs stringTable                // interned user and item ids
 	emit func(a, b string, w int64) // addPair
 }
 
@@ -189,7 +192,7 @@ func newProcessor(lim limits, p model.Params, log *slog.Logger) (*processor, err
 	proc := &processor{
 		lim: lim, log: log, params: p, bound: model.Boundary{}, deltas: d,
 		nb: newMergedNeighbors(nil, d.Covisit(), p.Neighbors), scorer: sc,
-		parts: map[int32]*partition{}, capRows: map[uint32]capRow{},
+		parts: map[int32]*partition{}, capRows: map[uint32]capRow{}, strs: stringTable{},
 		watchers: map[uint32]map[*session]struct{}{},
 		remote:   map[int32]map[int64]map[sharedPair]sharedCount{}, remoteCov: model.NewCovisit(),
 	}
@@ -400,8 +403,41 @@ func (p *processor) handoff(b *Batch) time.Duration {
 // dead-letter topic, when the record is invalid. Records before the
 // partition's position (redelivered) are skipped.
 func (p *processor) record(part int32, offset int64, ts time.Time, value []byte) (*session, error) {
-	e, err := decodeRecord(&p.ev, part, offset, ts, value)
-	return p.apply(part, offset, ts, e, err)
+	p.dec.decode(&p.ev, part, offset, ts, value)
+	return p.applyDecoded(part, offset, ts, &p.dec)
+}
+
+// applyDecoded processes a record decoded by decoded.decode. Ids of a record
+// decoded fast become strings without allocating when already known: the
+// session's id from its state, users and items from the intern table; the
+// event id is only hashed (Session.Add keeps no event id), so it is read in
+// place.
+func (p *processor) applyDecoded(part int32, offset int64, ts time.Time, d *decoded) (*session, error) {
+	if !d.fast {
+		return p.apply(part, offset, ts, d.e, d.err)
+	}
+	ps := p.parts[part]
+	if ps == nil || offset < ps.next {
+		return nil, nil
+	}
+	w := &d.w
+	var sid string
+	if s := ps.sessions[string(w.sessionID)]; s != nil {
+		sid = s.ms.ID()
+	} else {
+		sid = string(w.sessionID)
+	}
+	e := model.Event{
+		EventID:   unsafe.String(unsafe.SliceData(w.eventID), len(w.eventID)),
+		SessionID: sid,
+		UserID:    p.strs.intern(w.userID),
+		ItemID:    p.strs.intern(w.itemID),
+		Kind:      w.kind,
+		Time:      w.time,
+		Partition: part,
+		Offset:    offset,
+	}
+	return p.apply(part, offset, ts, e, nil)
 }
 
 // decodeRecord decodes and validates a record's value, with its timestamp as
@@ -502,13 +538,15 @@ func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 
 // addPair is the emit of applyDelta.
 func (p *processor) addPair(a, b string, w int64) {
-	p.deltas.Covisit().Add(a, b, w)
+	nb := p.nb
+	ia, ib := nb.internPair(a), nb.internPair(b)
+	p.deltas.Covisit().AddID(nb.internDelta(ia), nb.internDelta(ib), w)
 	p.cur.cov.Add(a, b, w)
 	if !p.sole {
 		p.cur.pub[newSharedPair(a, b)] = struct{}{}
 	}
-	p.nb.bump(a, b, w)
-	p.nb.bump(b, a, w)
+	nb.bumpID(ia, ib, w)
+	nb.bumpID(ib, ia, w)
 }
 
 func (p *processor) markDirty(s *session) {
