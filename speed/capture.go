@@ -47,11 +47,16 @@ func (cs captureSource) TopNeighbors(item string, k int) []model.ItemCount {
 // session (its recent items, excluding what it bought), and appends the views
 // to dst.
 func scoreCaptures(sc *model.Scorer, caps []capture, k int, dst []store.SessionView) []store.SessionView {
+	var bought []string
+	boughtIt := func(item string) bool { return slices.Contains(bought, item) } // one closure for all
 	for i := range caps {
 		c := &caps[i]
-		bought := c.view.Purchased
+		var exclude func(string) bool
+		if bought = c.view.Purchased; len(bought) > 0 {
+			exclude = boughtIt
+		}
 		v := c.view
-		v.Items = toStoreScored(sc.Score(captureSource{c}, c.recent, func(item string) bool { return slices.Contains(bought, item) }, k))
+		v.Items = toStoreScored(sc.Score(captureSource{c}, c.recent, exclude, k))
 		dst = append(dst, v)
 	}
 	return dst

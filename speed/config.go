@@ -21,6 +21,12 @@ type Config struct {
 	Security kafka.Security
 	// Topic carries the events. Default: events.
 	Topic string
+	// DeltasTopic is the compacted topic through which the members share
+	// their partitions' co-visitation deltas, so every member scores from
+	// the deltas of all partitions (deltashare.go). It is created, compacted,
+	// with the events topic's partition count if missing.
+	// Default: Topic + ".speed-deltas".
+	DeltasTopic string
 	// Group is the consumer group. Default: lambdarec-speed.
 	Group string
 	// SessionTimeout expires a session idle this long in record time.
@@ -40,6 +46,12 @@ type Config struct {
 	// MaxViewDelay bounds how long a processed update may wait before its
 	// view is written. Default: 50ms.
 	MaxViewDelay time.Duration
+	// RescoreInterval is how often the views of live sessions whose merged
+	// co-visitation rows changed (by other sessions' records, or other
+	// members' deltas) are scored again and rewritten, so a served view is
+	// exact when read, not only right after its own newest record.
+	// Default: 250ms.
+	RescoreInterval time.Duration
 	// ViewItems is the number of recommendations per view. Default: 20.
 	ViewItems int
 	// BatchPollInterval is how often the BatchSource is asked. Default: 10s.
@@ -68,12 +80,14 @@ func FromConfig(c *config.Config) Config {
 		Brokers:           c.Kafka.Brokers,
 		Security:          kafka.SecurityOf(c.Kafka),
 		Topic:             c.Kafka.Topic,
+		DeltasTopic:       c.Speed.DeltasTopic,
 		Group:             c.Speed.Group,
 		SessionTimeout:    c.Speed.SessionTimeout,
 		MaxSessions:       c.Speed.MaxSessions,
 		MaxRetainedEvents: c.Speed.MaxRetainedEvents,
 		MaxStateBytes:     c.Speed.MaxStateBytes,
 		MaxViewDelay:      c.Speed.MaxViewDelay,
+		RescoreInterval:   c.Speed.RescoreInterval,
 		ViewItems:         c.Speed.ViewItems,
 		BatchPollInterval: c.Speed.BatchPollInterval,
 		CommitInterval:    c.Speed.CommitInterval,
@@ -89,6 +103,9 @@ func (c *Config) validate() error {
 	if c.Group == "" {
 		c.Group = "lambdarec-speed"
 	}
+	if c.DeltasTopic == "" {
+		c.DeltasTopic = c.Topic + ".speed-deltas"
+	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
@@ -96,6 +113,7 @@ func (c *Config) validate() error {
 	}
 	def(&c.SessionTimeout, 30*time.Minute)
 	def(&c.MaxViewDelay, 50*time.Millisecond)
+	def(&c.RescoreInterval, 250*time.Millisecond)
 	def(&c.BatchPollInterval, 10*time.Second)
 	def(&c.CommitInterval, 5*time.Second)
 	if c.MaxSessions == 0 {
@@ -121,7 +139,7 @@ func (c *Config) validate() error {
 	if len(c.Brokers) == 0 {
 		errs = append(errs, errors.New("no brokers"))
 	}
-	if c.SessionTimeout < 0 || c.MaxViewDelay < 0 || c.BatchPollInterval < 0 || c.CommitInterval < 0 {
+	if c.SessionTimeout < 0 || c.MaxViewDelay < 0 || c.RescoreInterval < 0 || c.BatchPollInterval < 0 || c.CommitInterval < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
 	if c.MaxSessions < 0 || c.MaxRetainedEvents < 0 || c.MaxStateBytes < 0 || c.ViewItems < 0 || c.MaxPollRecords < 0 {

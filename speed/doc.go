@@ -73,7 +73,37 @@
 // that resumes after SessionTimeout of idleness (its pairs rarely matter:
 // the co-visitation window is as long as the timeout). Metrics count both.
 //
-// # Real-time view
+// # N members: shared deltas
+//
+// A member owns some partitions; a session's recommendations read
+// co-visitation rows that records of every partition change. So each member
+// publishes, per owned partition p, the pair counts of p's records past the
+// served boundary B[p] to the compacted topic DeltasTopic (key: p, B[p] and
+// the pair; value: the cumulative count and the position of p it reflects),
+// and every member reads the whole topic: for the partitions it does not
+// own, at the boundary of the batch it serves, it adds those counts to its
+// merged rows. Counts are sums owned by the records that produced them and a
+// function of p's records up to the position (the replay argument above), so
+// a key's newest value is exact and nothing is counted twice: a new owner
+// replaying p after a rebalance publishes older positions, which readers
+// ignore (they keep, per key, the greatest position) until it passes where
+// the old owner stopped; the old owner publishes (and flushes) before it
+// commits its horizons on revocation. A member counts its own partitions
+// from its own records, never from the topic. After a handoff each partition
+// is published again under the new boundary; keys of older boundaries are
+// deleted with tombstones by the owner at the handoff (readers ignore
+// tombstones and drop older boundaries' keys at their own handoff). Until a
+// member has read the topic up to its end offsets at start it is not ready.
+// Popularity and user deltas are not shared: a session's view reads only
+// co-visitation rows. Publication is coalesced: at most once per
+// RescoreInterval (forced before a revocation and at stop). A member that
+// owns every partition publishes nothing (no one reads it) until a
+// revocation shows another member joined; it then publishes all it holds. Bound: another
+// member's records reach this member's rows within RescoreInterval plus its
+// poll (about idleWait, 100 ms, when idle) plus the produce and fetch round
+// trip of the topic, and its views RescoreInterval later.
+//
+// # Real-time view, exact when read
 //
 // A poll's records are decoded in parallel, then applied in order. Right
 // after a session's last record of the poll, the layer captures what scoring
@@ -81,10 +111,36 @@
 // rows of those items); captures are scored on background goroutines by the
 // shared model.Scorer and written in groups, after each poll and within a
 // long poll whenever the oldest unwritten update is MaxViewDelay old. So
-// several events of a session in one poll cost one scoring, and a view is
-// exactly the recommendations the session had right after its newest record.
-// Each view carries that record's offset (its version), the newest event
-// time, the user and the purchases.
+// several events of a session in one poll cost one scoring. Each view
+// carries that record's offset, the newest event time, the user and the
+// purchases.
+//
+// Other sessions' records (and other members' deltas) keep changing the rows
+// a quiet session's view was scored from. A capture indexes the live session
+// under the merged rows it read; every RescoreInterval the sessions whose
+// rows changed since (their maintained top K: a count in it, or its
+// membership) are captured again and rewritten, and a handoff, an
+// assignment or a revocation rescores every live session. Rescoring is
+// bounded by the work of the stream: each run marks at most one session
+// per four records processed since the last one, plus 500, oldest changed
+// first; the rest waits (lambdarec_speed_rescore_backlog). The bound
+// below holds while that backlog is empty. A rewrite keeps
+// the offset and carries a later UpdatedAt: the store's version is (offset,
+// updated at). So a served view equals what a full recompute over every
+// record consumed gives the session, as of the records this member consumed
+// up to RescoreInterval + MaxViewDelay (plus the store write) before the
+// read, and, for other members' partitions, as of what they published (see
+// above). TestServedExactWhenRead and TestServedExactWithThreeMembers hold
+// the layer to it.
+//
+// Decoding reads only the fields the layer needs, straight from the
+// protobuf encoding (decode.go): no message, no device or location maps are
+// built, and ids become strings only when new (session ids come from the
+// state, users and items from an intern table). Whatever is not in the shape
+// producers write, or invalid, is decoded by schemas.Decode, which decides;
+// so a record is valid here exactly when it is for the archive and the batch
+// (FuzzDecodeFast). Pair contributions reach the deltas and the maintained
+// rows by interned ids, without string hashing on the way.
 //
 // Scoring reads merged rows that the layer maintains: the first time an item
 // is needed after a rebuild of the deltas, its top K of batch ⊕ deltas is
@@ -92,8 +148,9 @@
 // between rebuilds, so the maintained top K stays exact) — the whole delta
 // row, which grows with the time since the batch, is never merged again.
 //
-// With one partition, a view is the same in every run. With several, it
-// also reflects how far the other partitions had been consumed when it was
-// captured, which no two runs share. Sessions, deltas, and recommendations
-// computed at any quiescent point are deterministic.
+// A view written while records flow reflects how far each partition had
+// been consumed when it was captured, which no two runs share; once
+// consumption settles, every view (rescored) is the same in every run.
+// Sessions, deltas, and recommendations computed at any quiescent point are
+// deterministic.
 package speed

@@ -34,6 +34,11 @@ type metrics struct {
 	commitErrors  prometheus.Counter
 	fetchErrors   prometheus.Counter
 	faults        *prometheus.GaugeVec
+	// shared deltas (deltashare.go) and views scored again (exact when read)
+	deltasPublished prometheus.Counter
+	deltaErrors     prometheus.Counter
+	rescored        prometheus.Counter
+	rescoreBacklog  prometheus.Gauge
 
 	lastHandoff atomic.Int64 // unix nanos; 0 before the first
 	lagNow      atomic.Int64 // the sum of lag_records as last synced; -1 before the first sync
@@ -88,6 +93,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.faults = kafka.NewFaultGauge("speed")
 	m.commitErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "commit_errors_total",
 		Help: "Failed commits of replay horizons."})
+	m.deltasPublished = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "shared_delta_records_total",
+		Help: "Co-visitation counts published to the shared deltas topic for the other members."})
+	m.deltaErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "shared_delta_errors_total",
+		Help: "Failed publications to the shared deltas topic (every pair is published again)."})
+	m.rescored = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "views_rescored_total",
+		Help: "Views of live sessions scored again because a co-visitation row they read changed, without a record of theirs."})
+	m.rescoreBacklog = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "rescore_backlog",
+		Help: "Live sessions whose rows changed, waiting to be scored again (rescoring is bounded by the records processed); views are exact when read within rescore_interval while it is 0."})
 	since := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "seconds_since_batch_handoff",
 		Help: "Seconds since the layer switched to the batch it serves (since start when it has none)."}, func() float64 {
 		if t := m.lastHandoff.Load(); t != 0 {
@@ -98,7 +111,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.records, m.lag, m.live, m.retained, m.retainedEv, m.stateBytes,
 			m.expired, m.evicted, m.retainDropped, m.stateEvicted, m.handoffs, m.handoffDur, m.regress, m.viewWrites, m.viewErrors,
-			m.flushDur, m.invalid, m.commitErrors, m.fetchErrors, m.faults, since)
+			m.flushDur, m.invalid, m.commitErrors, m.fetchErrors, m.faults, since,
+			m.deltasPublished, m.deltaErrors, m.rescored, m.rescoreBacklog)
 	}
 	return m
 }
@@ -118,6 +132,8 @@ func (m *metrics) sync(p *processor, now time.Time) {
 	}
 	add(m.records.WithLabelValues("invalid"), c.invalid, m.prev.invalid)
 	add(m.expired, c.expired, m.prev.expired)
+	add(m.rescored, c.rescored, m.prev.rescored)
+	m.rescoreBacklog.Set(float64(len(p.rescoreQ)))
 	add(m.evicted, c.evicted, m.prev.evicted)
 	add(m.retainDropped, c.retainDropped, m.prev.retainDropped)
 	add(m.stateEvicted, c.stateEvicted, m.prev.stateEvicted)

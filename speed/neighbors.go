@@ -2,7 +2,9 @@ package speed
 
 import (
 	"cmp"
+	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/lambdarec/lambdarec/internal/model"
 )
@@ -26,22 +28,38 @@ import (
 type mergedNeighbors struct {
 	batch *model.Covisit // nil when no batch is served
 	delta *model.Covisit
-	k     int
+	// remote holds the deltas of the partitions other members own, as they
+	// published them (see deltashare.go); nil when none.
+	remote *model.Covisit
+	k      int
 
 	ids  map[string]uint32   // items interned here: those asked for and their neighbours
 	tops [][]uint32          // maintained top K by item id: the neighbours' ids, nil when not (yet) asked for
 	rows [][]model.ItemCount // the same rows as the Scorer gets them
 	ver  []uint32            // bumped whenever a row changes (captures copy a version once)
-	drow []model.ItemCount
-	brow []model.ItemCount
-	out  []model.ItemCount
-	seen map[string]struct{}
+	// names, bids and dids are by item id: its string, and its ids in the
+	// batch's and the deltas' dictionaries plus one (0: not looked up yet;
+	// noItem: the batch does not know it), so counting a pair costs no
+	// string lookup once its items were seen.
+	names      []string
+	bids, dids []uint32
+	pairCache  *[4096]pairCacheEntry // see internPair
+	// changed lists the items whose maintained row changed since
+	// takeChanged (chg marks them): the sessions that read them are scored
+	// again, so a view is exact when read, not only at its last record.
+	changed []uint32
+	chg     []bool
+	drow    []model.ItemCount
+	rrow    []model.ItemCount
+	brow    []model.ItemCount
+	out     []model.ItemCount
+	seen    map[string]struct{}
 	// cachedBytes estimates the memory of tops.
 	cachedBytes int
 }
 
 func newMergedNeighbors(batch, delta *model.Covisit, k int) *mergedNeighbors {
-	return &mergedNeighbors{batch: batch, delta: delta, k: k, ids: map[string]uint32{}, seen: map[string]struct{}{}}
+	return &mergedNeighbors{batch: batch, delta: delta, k: k, ids: map[string]uint32{}, seen: map[string]struct{}{}, pairCache: new([4096]pairCacheEntry)}
 }
 
 func (n *mergedNeighbors) intern(item string) uint32 {
@@ -52,13 +70,37 @@ func (n *mergedNeighbors) intern(item string) uint32 {
 		n.tops = append(n.tops, nil)
 		n.rows = append(n.rows, nil)
 		n.ver = append(n.ver, 0)
+		n.names = append(n.names, item)
+		n.bids = append(n.bids, 0)
+		n.dids = append(n.dids, 0)
+		n.chg = append(n.chg, false)
 	}
 	return id
 }
 
-// reset starts over with new deltas.
-func (n *mergedNeighbors) reset(delta *model.Covisit) {
-	n.delta = delta
+// rowChanged notes that item id's maintained row changed.
+func (n *mergedNeighbors) rowChanged(id uint32) {
+	n.ver[id]++
+	if !n.chg[id] {
+		n.chg[id] = true
+		n.changed = append(n.changed, id)
+	}
+}
+
+// takeChanged calls f with each item whose row changed since the last call.
+func (n *mergedNeighbors) takeChanged(f func(id uint32)) {
+	for _, id := range n.changed {
+		n.chg[id] = false
+		f(id)
+	}
+	n.changed = n.changed[:0]
+}
+
+// reset starts over with new deltas (local and remote).
+func (n *mergedNeighbors) reset(delta, remote *model.Covisit) {
+	n.delta, n.remote = delta, remote
+	n.takeChanged(func(uint32) {}) // every row starts over: the caller rescores every session
+	clear(n.dids)
 	clear(n.tops)
 	clear(n.rows)
 	for i := range n.ver {
@@ -98,8 +140,16 @@ func (n *mergedNeighbors) bump(a, b string, w int64) {
 	if !ok || n.tops[ia] == nil {
 		return
 	}
+	n.bumpID(ia, n.intern(b), w)
+}
+
+// bumpID is bump for interned items.
+func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64) {
 	top, row := n.tops[ia], n.rows[ia]
-	ib := n.intern(b)
+	if top == nil {
+		return
+	}
+	b := n.names[ib]
 	i := 0
 	for i < len(top) && top[i] != ib {
 		i++
@@ -109,35 +159,165 @@ func (n *mergedNeighbors) bump(a, b string, w int64) {
 		row[i].Count += w
 	case len(top) < n.k: // the list is the whole row: b is a new neighbour
 		top = append(top, ib)
-		row = append(row, model.ItemCount{Item: b, Count: n.count(a, b)})
+		row = append(row, model.ItemCount{Item: b, Count: n.countID(ia, ib)})
 		n.tops[ia], n.rows[ia] = top, row
 	default:
-		e := model.ItemCount{Item: b, Count: n.count(a, b)}
+		e := model.ItemCount{Item: b, Count: n.countID(ia, ib)}
 		if compareItemCount(e, row[i-1]) >= 0 {
 			return
 		}
 		i--
 		top[i], row[i] = ib, e
 	}
-	n.ver[ia]++
+	n.rowChanged(ia)
 	for ; i > 0 && compareItemCount(row[i], row[i-1]) < 0; i-- {
 		top[i], top[i-1] = top[i-1], top[i]
 		row[i], row[i-1] = row[i-1], row[i]
 	}
 }
 
-// count returns C[a][b] in batch ⊕ delta.
+// count returns C[a][b] in batch ⊕ delta (⊕ remote).
 func (n *mergedNeighbors) count(a, b string) int64 {
 	c := n.delta.Get(a, b)
 	if n.batch != nil {
 		c += n.batch.Get(a, b)
 	}
+	if n.remote != nil {
+		c += n.remote.Get(a, b)
+	}
 	return c
+}
+
+// noItem marks an item the batch does not know, in bids.
+const noItem = ^uint32(0)
+
+// countID returns C[a][b] in batch ⊕ delta (⊕ remote) for interned items a
+// and b.
+func (n *mergedNeighbors) countID(a, b uint32) int64 {
+	var c int64
+	if da, ok := n.deltaID(a); ok {
+		if db, ok := n.deltaID(b); ok {
+			c = n.delta.GetID(da, db)
+		}
+	}
+	if n.remote != nil && n.remote.Len() > 0 {
+		c += n.remote.Get(n.names[a], n.names[b])
+	}
+	if n.batch == nil {
+		return c
+	}
+	ba, bb := n.bids[a], n.bids[b]
+	if ba == 0 {
+		ba = n.batchID(a)
+	}
+	if bb == 0 {
+		bb = n.batchID(b)
+	}
+	if ba == noItem || bb == noItem {
+		return c
+	}
+	return c + n.batch.GetID(ba-1, bb-1)
+}
+
+// internDelta returns interned item id's id in the deltas' dictionary,
+// adding the item there when new.
+func (n *mergedNeighbors) internDelta(id uint32) uint32 {
+	if d := n.dids[id]; d != 0 {
+		return d - 1
+	}
+	d := n.delta.Intern(n.names[id])
+	n.dids[id] = d + 1
+	return d
+}
+
+// internPair is intern for the items of pair contributions. They are the
+// layer's interned strings (decoded records' items go through one table), so
+// a string's address names it: a direct-mapped cache by address finds most
+// without hashing. (An entry holds the address, so the string it names
+// stays alive and the address is not reused while cached.)
+func (n *mergedNeighbors) internPair(item string) uint32 {
+	p := unsafe.StringData(item)
+	e := &n.pairCache[(uintptr(unsafe.Pointer(p))>>3)%uintptr(len(n.pairCache))]
+	if e.data == p && e.len == len(item) && p != nil {
+		return e.id
+	}
+	id := n.intern(item)
+	*e = pairCacheEntry{data: p, len: len(item), id: id}
+	return id
+}
+
+// pairCacheEntry is an entry of mergedNeighbors.pairCache.
+type pairCacheEntry struct {
+	data *byte
+	len  int
+	id   uint32
+}
+
+// deltaID returns interned item id's id in the deltas' dictionary; ok is
+// false while the deltas do not know it (not cached: they may later).
+func (n *mergedNeighbors) deltaID(id uint32) (uint32, bool) {
+	if d := n.dids[id]; d != 0 {
+		return d - 1, true
+	}
+	d, ok := n.delta.ItemID(n.names[id])
+	if ok {
+		n.dids[id] = d + 1
+	}
+	return d, ok
+}
+
+// batchID looks up interned item id in the batch's dictionary and caches
+// its bids entry: the id plus one, noItem when the batch does not know it.
+func (n *mergedNeighbors) batchID(id uint32) uint32 {
+	b, ok := n.batch.ItemID(n.names[id])
+	if !ok {
+		n.bids[id] = noItem
+		return noItem
+	}
+	n.bids[id] = b + 1
+	return b + 1
+}
+
+// invalidate forgets item's maintained row (a count in it went down, which
+// bump cannot follow); the next Neighbors computes it again.
+func (n *mergedNeighbors) invalidate(item string) {
+	id, ok := n.ids[item]
+	if !ok || n.tops[id] == nil {
+		return
+	}
+	n.tops[id], n.rows[id] = nil, nil
+	n.rowChanged(id)
+}
+
+// deltaRow returns item's row of delta ⊕ remote in the model's order.
+func (n *mergedNeighbors) deltaRow(item string) []model.ItemCount {
+	n.drow = n.delta.AppendRow(n.drow[:0], item) // sorted
+	if n.remote == nil {
+		return n.drow
+	}
+	n.rrow = n.remote.AppendRow(n.rrow[:0], item)
+	if len(n.rrow) == 0 {
+		return n.drow
+	}
+	n.drow = append(n.drow, n.rrow...)
+	slices.SortFunc(n.drow, func(a, b model.ItemCount) int { return strings.Compare(a.Item, b.Item) })
+	out := n.drow[:0]
+	for _, e := range n.drow {
+		if len(out) > 0 && out[len(out)-1].Item == e.Item {
+			out[len(out)-1].Count += e.Count
+			continue
+		}
+		out = append(out, e)
+	}
+	out = slices.DeleteFunc(out, func(e model.ItemCount) bool { return e.Count == 0 })
+	model.SortItemCounts(out)
+	n.drow = out
+	return out
 }
 
 // compute returns item's top K in batch ⊕ delta from the rows.
 func (n *mergedNeighbors) compute(item string) []model.ItemCount {
-	n.drow = n.delta.AppendRow(n.drow[:0], item) // sorted
+	n.deltaRow(item)
 	if n.batch == nil {
 		return n.drow[:min(n.k, len(n.drow))]
 	}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/lambdarec/lambdarec/internal/kafka"
 	"github.com/lambdarec/lambdarec/internal/model"
@@ -26,6 +27,10 @@ type session struct {
 	bytes     int   // accounted state size
 	live      bool  // live (has a view) or retained (expired, not yet covered)
 	dirty     bool  // its view must be written
+	// watch are the merged rows (mergedNeighbors ids) its view was last
+	// scored from: when one changes, the view is scored again.
+	watch  []uint32
+	queued bool // in processor.rescoreQ
 	// list links: the partition's live list (most recent first) or its
 	// retained list (oldest first).
 	prev, next *session
@@ -84,6 +89,13 @@ type partition struct {
 	next     int64               // next offset to process; -1 until the first record
 	hw       int64               // high watermark seen in the last fetch; -1 unknown
 	streamTS int64               // newest record timestamp (ms): the clock of expiry
+	// cov holds the co-visitation deltas of this partition's records (its
+	// share of processor.deltas), published for the other members; pub are
+	// its pairs changed since they were last published, pubAll says all
+	// are to be published (a rebuild, a failed publish).
+	cov    *model.Covisit
+	pub    map[sharedPair]struct{}
+	pubAll bool
 	// from and target are where consumption of the partition started (the
 	// committed horizon) and the end offset when it was assigned; it is
 	// replayed, and the layer ready, once next reaches target. -1: unknown.
@@ -118,6 +130,7 @@ type counters struct {
 	retainedEvents  int
 	handoffs        uint64
 	boundaryRegress uint64
+	rescored        uint64 // views marked for scoring again by a changed row
 }
 
 // processor is the speed layer's state machine: sessions by partition, the
@@ -143,9 +156,27 @@ type processor struct {
 	capRows   map[uint32]capRow
 	capBytes  int
 	pendSince time.Time // when the oldest unwritten update was processed
+	// watchers index the live sessions by the merged rows their views read
+	// (session.watch), so a changed row rescores exactly the views it
+	// changes; lastRescore is when changed rows were last looked at.
+	watchers    map[uint32]map[*session]struct{}
+	lastRescore time.Time
+	rescoreQ    []*session // sessions whose rows changed, not yet marked (budget)
+
+	// remote are the co-visitation deltas other members published (see
+	// deltashare.go), by source partition, boundary and pair; remoteCov sums
+	// those of the partitions not owned here, at the served boundary.
+	remote    map[int32]map[int64]map[sharedPair]sharedCount
+	remoteCov *model.Covisit
+	cur       *partition   // the partition of the record being applied (addPair)
+	tombs     []sharedTomb // keys of a replaced boundary, to delete from the topic
+	remoteN   int          // entries in remote (for deltaBytes)
+	sole      bool         // owning every partition: changed pairs not tracked (holdPublish)
 
 	c    counters
 	ev   schemas.UserInteraction
+	dec  decoded                    // record's
+	strs stringTable                // interned user and item ids
 	emit func(a, b string, w int64) // addPair
 }
 
@@ -161,8 +192,11 @@ func newProcessor(lim limits, p model.Params, log *slog.Logger) (*processor, err
 	proc := &processor{
 		lim: lim, log: log, params: p, bound: model.Boundary{}, deltas: d,
 		nb: newMergedNeighbors(nil, d.Covisit(), p.Neighbors), scorer: sc,
-		parts: map[int32]*partition{}, capRows: map[uint32]capRow{},
+		parts: map[int32]*partition{}, capRows: map[uint32]capRow{}, strs: stringTable{},
+		watchers: map[uint32]map[*session]struct{}{},
+		remote:   map[int32]map[int64]map[sharedPair]sharedCount{}, remoteCov: model.NewCovisit(),
 	}
+	proc.nb.remote = proc.remoteCov
 	proc.emit = proc.addPair
 	return proc, nil
 }
@@ -173,7 +207,14 @@ func (p *processor) assign(id int32) {
 	if _, ok := p.parts[id]; ok {
 		p.drop([]int32{id})
 	}
-	p.parts[id] = &partition{id: id, sessions: map[string]*session{}, next: -1, hw: -1, streamTS: -1 << 62, from: -1, target: -1}
+	p.parts[id] = &partition{id: id, sessions: map[string]*session{}, next: -1, hw: -1, streamTS: -1 << 62, from: -1, target: -1,
+		cov: model.NewCovisit(), pub: map[sharedPair]struct{}{}, pubAll: p.sole}
+	// Its deltas are now counted here, from its replay, not from what its
+	// previous owner published.
+	p.rebuildRemote()
+	p.nb.reset(p.deltas.Covisit(), p.remoteCov)
+	clear(p.capRows)
+	p.rescoreAll()
 }
 
 // drop forgets the state of partitions ids and rebuilds the deltas of the
@@ -199,19 +240,99 @@ func (p *processor) drop(ids []int32) {
 		p.dirty = slices.DeleteFunc(p.dirty, func(s *session) bool { return gone[s.part] })
 		p.caps = slices.DeleteFunc(p.caps, func(c capture) bool { return slices.Contains(ids, c.view.Partition) })
 		p.deltas = p.rebuild(p.params, p.bound)
-		p.nb.reset(p.deltas.Covisit())
+		p.rebuildRemote() // their deltas now come from their new owners
+		p.nb.reset(p.deltas.Covisit(), p.remoteCov)
 		clear(p.capRows)
+		p.rescoreAll()
 	}
 }
 
+// rescoreAll marks every live session for scoring again: the merged rows
+// all changed (new deltas, a new batch).
+func (p *processor) rescoreAll() {
+	for _, ps := range p.parts {
+		for s := ps.live.head; s != nil; s = s.next {
+			p.markDirty(s)
+		}
+	}
+}
+
+// rescoreChanged queues the live sessions whose views read a merged row that
+// changed since the last call and marks up to budget of them (oldest queued
+// first; all when budget < 0) for scoring again, at most once per every. It
+// reports whether it ran.
+func (p *processor) rescoreChanged(now time.Time, every time.Duration, budget int) bool {
+	if len(p.nb.changed) == 0 && len(p.rescoreQ) == 0 || now.Sub(p.lastRescore) < every {
+		return false
+	}
+	p.lastRescore = now
+	p.nb.takeChanged(func(id uint32) {
+		for s := range p.watchers[id] {
+			if !s.queued {
+				s.queued = true
+				p.rescoreQ = append(p.rescoreQ, s)
+			}
+		}
+	})
+	n := 0
+	for n < len(p.rescoreQ) && (budget < 0 || n < budget) {
+		s := p.rescoreQ[n]
+		p.rescoreQ[n] = nil
+		n++
+		s.queued = false
+		if s.live && !s.dirty {
+			p.c.rescored++
+			p.markDirty(s)
+		}
+	}
+	p.rescoreQ = append(p.rescoreQ[:0], p.rescoreQ[n:]...)
+	return true
+}
+
+// setWatch indexes live session s under the merged rows ids its view reads.
+func (p *processor) setWatch(s *session, ids []uint32) {
+	if slices.Equal(s.watch, ids) {
+		return
+	}
+	p.unwatch(s)
+	for _, id := range ids {
+		m := p.watchers[id]
+		if m == nil {
+			m = map[*session]struct{}{}
+			p.watchers[id] = m
+		}
+		m[s] = struct{}{}
+	}
+	s.watch = append(s.watch, ids...)
+}
+
+// unwatch removes s from the index.
+func (p *processor) unwatch(s *session) {
+	for _, id := range s.watch {
+		if m := p.watchers[id]; m != nil {
+			delete(m, s)
+			if len(m) == 0 {
+				delete(p.watchers, id)
+			}
+		}
+	}
+	s.watch = s.watch[:0]
+}
+
 // rebuild returns the deltas of the sessions held for boundary b: the
-// contributions of their records past b.
+// contributions of their records past b. Each partition's co-visitation
+// share is rebuilt too.
 func (p *processor) rebuild(params model.Params, b model.Boundary) *model.Model {
 	d, _ := model.New(params) // params were validated
 	for _, ps := range p.parts {
+		dp, _ := model.New(params)
 		for _, s := range ps.sessions {
-			d.ApplyPast(s.ms, b)
+			dp.ApplyPast(s.ms, b)
 		}
+		d.Merge(dp) //nolint:errcheck // same params
+		// Pairs changed since the last publication stay to be published:
+		// their counts are read from the new share (0 if gone).
+		ps.cov = dp.Covisit()
 	}
 	return d
 }
@@ -230,6 +351,13 @@ func (p *processor) handoff(b *Batch) time.Duration {
 			}
 		}
 	}
+	for id, ps := range p.parts {
+		if old, nw := p.boundOf(id), boundIn(bound, id); ps.next >= 0 && old != nw {
+			for pr := range ps.cov.Pairs() {
+				p.tombs = append(p.tombs, sharedTomb{part: id, bnd: old, pair: sharedPair{pr.A, pr.B}})
+			}
+		}
+	}
 	params := b.Model.Params()
 	if params != p.params {
 		sc, err := model.NewScorer(params)
@@ -242,8 +370,21 @@ func (p *processor) handoff(b *Batch) time.Duration {
 	}
 	p.deltas = p.rebuild(params, bound)
 	p.batch, p.bound = b, bound
+	for _, ps := range p.parts {
+		ps.pubAll = true // under the new boundary
+		clear(ps.pub)
+	}
+	p.rebuildRemote()
 	p.nb = newMergedNeighbors(b.Model.Covisit(), p.deltas.Covisit(), params.Neighbors)
+	p.nb.remote = p.remoteCov
 	clear(p.capRows) // keyed by the old item ids
+	clear(p.watchers)
+	for _, ps := range p.parts {
+		for _, s := range ps.sessions {
+			s.watch = s.watch[:0]
+		}
+	}
+	p.rescoreAll()
 	for _, ps := range p.parts {
 		for s := ps.retained.head; s != nil; {
 			next := s.next
@@ -262,8 +403,41 @@ func (p *processor) handoff(b *Batch) time.Duration {
 // dead-letter topic, when the record is invalid. Records before the
 // partition's position (redelivered) are skipped.
 func (p *processor) record(part int32, offset int64, ts time.Time, value []byte) (*session, error) {
-	e, err := decodeRecord(&p.ev, part, offset, ts, value)
-	return p.apply(part, offset, ts, e, err)
+	p.dec.decode(&p.ev, part, offset, ts, value)
+	return p.applyDecoded(part, offset, ts, &p.dec)
+}
+
+// applyDecoded processes a record decoded by decoded.decode. Ids of a record
+// decoded fast become strings without allocating when already known: the
+// session's id from its state, users and items from the intern table; the
+// event id is only hashed (Session.Add keeps no event id), so it is read in
+// place.
+func (p *processor) applyDecoded(part int32, offset int64, ts time.Time, d *decoded) (*session, error) {
+	if !d.fast {
+		return p.apply(part, offset, ts, d.e, d.err)
+	}
+	ps := p.parts[part]
+	if ps == nil || offset < ps.next {
+		return nil, nil
+	}
+	w := &d.w
+	var sid string
+	if s := ps.sessions[string(w.sessionID)]; s != nil {
+		sid = s.ms.ID()
+	} else {
+		sid = string(w.sessionID)
+	}
+	e := model.Event{
+		EventID:   unsafe.String(unsafe.SliceData(w.eventID), len(w.eventID)),
+		SessionID: sid,
+		UserID:    p.strs.intern(w.userID),
+		ItemID:    p.strs.intern(w.itemID),
+		Kind:      w.kind,
+		Time:      w.time,
+		Partition: part,
+		Offset:    offset,
+	}
+	return p.apply(part, offset, ts, e, nil)
 }
 
 // decodeRecord decodes and validates a record's value, with its timestamp as
@@ -307,6 +481,7 @@ func (p *processor) apply(part int32, offset int64, ts time.Time, e model.Event,
 		ps.live.pushFront(s)
 	}
 	var o model.Outcome
+	p.cur = ps
 	if p.bound.Covers(part, offset) {
 		o = s.ms.Add(&p.params, e, nil)
 	} else {
@@ -363,9 +538,15 @@ func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 
 // addPair is the emit of applyDelta.
 func (p *processor) addPair(a, b string, w int64) {
-	p.deltas.Covisit().Add(a, b, w)
-	p.nb.bump(a, b, w)
-	p.nb.bump(b, a, w)
+	nb := p.nb
+	ia, ib := nb.internPair(a), nb.internPair(b)
+	p.deltas.Covisit().AddID(nb.internDelta(ia), nb.internDelta(ib), w)
+	p.cur.cov.Add(a, b, w)
+	if !p.sole {
+		p.cur.pub[newSharedPair(a, b)] = struct{}{}
+	}
+	nb.bumpID(ia, ib, w)
+	nb.bumpID(ib, ia, w)
 }
 
 func (p *processor) markDirty(s *session) {
@@ -453,6 +634,7 @@ func (p *processor) retire(s *session) {
 	ps.live.remove(s)
 	s.live = false
 	p.nLive--
+	p.unwatch(s)
 	if s.ms.Covered(p.bound) {
 		p.forget(s)
 		return
@@ -488,6 +670,7 @@ func (p *processor) dropOldestRetained() {
 // place in the dirty list, so its last view is still written.
 func (p *processor) forget(s *session) {
 	ps := s.part
+	p.unwatch(s)
 	if s.live {
 		ps.live.remove(s)
 		s.live = false
@@ -535,9 +718,12 @@ func (p *processor) capture(s *session, now time.Time) capture {
 		recent: s.ms.AppendRecent(make([]string, 0, n), n),
 	}
 	c.rows = make([][]model.ItemCount, len(c.recent))
+	var ids [16]uint32
+	watch := ids[:0]
 	for i, item := range c.recent {
 		row := p.nb.Neighbors(item)
 		id := p.nb.ids[item]
+		watch = append(watch, id)
 		if cr, ok := p.capRows[id]; ok && cr.ver == p.nb.ver[id] {
 			c.rows[i] = cr.row
 			continue
@@ -546,6 +732,9 @@ func (p *processor) capture(s *session, now time.Time) capture {
 		p.capRows[id] = capRow{ver: p.nb.ver[id], row: cp}
 		p.capBytes += len(cp) * itemCountBytes
 		c.rows[i] = cp
+	}
+	if s.live {
+		p.setWatch(s, watch)
 	}
 	return c
 }
@@ -645,5 +834,6 @@ func (p *processor) copyDeltas() (*model.Model, error) {
 // deltaBytes estimates the memory of the deltas and the neighbour cache.
 func (p *processor) deltaBytes() int {
 	cv := p.deltas.Covisit().Len()
-	return cv*64 + p.deltas.Popularity().Len()*24 + p.deltas.Users().Len()*64 + p.nb.cachedBytes + p.capBytes
+	return cv*64 + p.deltas.Popularity().Len()*24 + p.deltas.Users().Len()*64 + p.nb.cachedBytes + p.capBytes +
+		p.remoteN*96 + p.remoteCov.Len()*64
 }

@@ -188,6 +188,9 @@ type Speed struct {
 	// MaxStateBytes bounds the estimated memory of live and retained
 	// sessions together; past it the oldest are evicted. Default: 2 GiB.
 	MaxStateBytes int64 `yaml:"max_state_bytes"`
+	// RescoreInterval and DeltasTopic: see speed_exact.go.
+	RescoreInterval time.Duration `yaml:"rescore_interval"`
+	DeltasTopic     string        `yaml:"deltas_topic"`
 }
 
 // Store selects the serving store, where the batch and real-time views live.
@@ -269,6 +272,7 @@ func Default() Config {
 			CommitInterval:    5 * time.Second,
 			MetricsAddr:       "127.0.0.1:9464",
 			MaxStateBytes:     DefaultMaxStateBytes,
+			RescoreInterval:   DefaultRescoreInterval,
 		},
 		Store:      Store{Backend: "memory", Redis: defaultRedis()},
 		ClickHouse: ClickHouse{DSN: "clickhouse://127.0.0.1:9000/default", CacheEntries: 200_000, RefreshInterval: time.Second, KeepBatches: 2},
@@ -429,6 +433,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateMaintenance()...)
 	c.validateLimits(bad)
 	c.validateBatchMemory(bad)
+	c.validateSpeedExact(bad)
 	return errors.Join(errs...)
 }
 

@@ -144,7 +144,7 @@ func (m *Memory) shard(id string) *memShard {
 	return &m.shards[maphash.String(m.seed, id)%memShards]
 }
 
-// UpsertSession stores s unless a view with an offset >= s.Offset is stored.
+// UpsertSession stores s unless a view that is not older (Newer) is stored.
 func (m *Memory) UpsertSession(ctx context.Context, s SessionView) error {
 	if err := m.check(); err != nil {
 		return err
@@ -178,12 +178,12 @@ func (m *Memory) upsert(s *SessionView) {
 	sh.mu.RLock()
 	old := sh.sessions[s.SessionID]
 	sh.mu.RUnlock()
-	if old != nil && old.Offset >= s.Offset {
+	if old != nil && !Newer(s, old) {
 		return
 	}
 	c := CloneSession(*s)
 	sh.mu.Lock()
-	if old := sh.sessions[s.SessionID]; old == nil || old.Offset < c.Offset {
+	if old := sh.sessions[s.SessionID]; old == nil || Newer(&c, old) {
 		sh.sessions[s.SessionID] = &c
 	}
 	sh.mu.Unlock()

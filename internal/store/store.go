@@ -70,10 +70,13 @@ type SessionView struct {
 	// EventTime is the event time of the newest event included (the maximum
 	// so far, so it does not decrease as Offset grows).
 	EventTime time.Time `json:"event_time"`
-	// Partition and Offset locate the newest Kafka record reflected. Offset is
-	// the version: an upsert applies only if its Offset is greater than the
-	// stored one. A session's events share one partition (the Kafka key is
-	// the session id), so offsets of one session are comparable.
+	// Partition and Offset locate the newest Kafka record reflected. The
+	// version is (Offset, UpdatedAt): an upsert applies only if its Offset is
+	// greater than the stored one, or equal with a later UpdatedAt (the
+	// speed layer scores a view again when rows it read changed, without a
+	// new record of the session). A session's events share one partition
+	// (the Kafka key is the session id), so offsets of one session are
+	// comparable.
 	Partition int32 `json:"partition"`
 	Offset    int64 `json:"offset"`
 	// UpdatedAt is when the speed layer computed this view.
@@ -118,14 +121,12 @@ type Store interface {
 	// Popular returns up to k popular items, best first.
 	Popular(ctx context.Context, k int) ([]Scored, error)
 
-	// UpsertSession stores s unless the stored view of s.SessionID has an
-	// Offset greater than or equal to s.Offset (a replay or an older write),
-	// in which case it is a no-op. Replays carry the same content, so which
-	// of two writes with equal offsets is kept does not matter.
+	// UpsertSession stores s unless the stored view of s.SessionID is not
+	// older by version (Newer): a replay or an older write is a no-op.
 	UpsertSession(ctx context.Context, s SessionView) error
 	// UpsertSessions is UpsertSession for many views at once, the fast path
 	// for the speed layer. Within one call, views of the same session follow
-	// the same rule (the greatest offset wins).
+	// the same rule (the newest version wins).
 	UpsertSessions(ctx context.Context, ss []SessionView) error
 	// Session returns the newest stored view of a session, and false when the
 	// session is unknown.
@@ -210,4 +211,10 @@ func Top(list []Scored, k int) []Scored {
 	out := make([]Scored, k)
 	copy(out, list)
 	return out
+}
+
+// Newer reports whether view a is a newer version than b: a greater Offset,
+// or the same Offset scored later (UpdatedAt).
+func Newer(a, b *SessionView) bool {
+	return a.Offset > b.Offset || a.Offset == b.Offset && a.UpdatedAt.After(b.UpdatedAt)
 }

@@ -23,7 +23,11 @@
 //
 // Sessions: every upsert is an insert into a Buffer table in front of a
 // ReplacingMergeTree(kafka_offset) partitioned by event date; a read takes the
-// row with the greatest offset, so older and replayed writes never win.
+// row with the greatest offset, then the greatest updated_ns (a view the
+// speed layer scored again without a new record), so older and replayed
+// writes never win. A merge keeps, among rows of one offset, the last
+// inserted: only a view of equal offset inserted later with an earlier
+// updated_ns (two members' clocks apart across a rebalance) could win there.
 // Buffered rows (at most about 5 s of them) are lost if the ClickHouse server
 // crashes; the speed layer rebuilds them by replaying Kafka from its committed
 // offsets. ExpireSessions flushes the buffer and drops whole days: a session
@@ -660,7 +664,7 @@ func (s *Store) fetchList(ctx context.Context, ck listcache.Key) ([]store.Scored
 
 const sessionColumns = `session_id, user_id, items, scores, purchased, event_ns, event_date, kafka_partition, kafka_offset, updated_ns`
 
-// UpsertSession stores sv; reads ignore it if a greater offset is stored.
+// UpsertSession stores sv; reads ignore it if a newer version is stored.
 func (s *Store) UpsertSession(ctx context.Context, sv store.SessionView) error {
 	return s.UpsertSessions(ctx, []store.SessionView{sv})
 }
@@ -706,7 +710,8 @@ func (s *Store) UpsertSessions(ctx context.Context, ss []store.SessionView) erro
 	return nil
 }
 
-// Session returns the stored view of session id with the greatest offset.
+// Session returns the stored view of session id with the newest version
+// (store.Newer: offset, then updated_ns).
 func (s *Store) Session(ctx context.Context, id string) (store.SessionView, bool, error) {
 	if err := s.check(); err != nil {
 		return store.SessionView{}, false, err
@@ -729,7 +734,7 @@ func (s *Store) Session(ctx context.Context, id string) (store.SessionView, bool
 	if err != nil {
 		return store.SessionView{}, false, err
 	}
-	if dok && (!ok || dv.Offset > sv.Offset) {
+	if dok && (!ok || store.Newer(&dv, &sv)) {
 		return dv, true, nil
 	}
 	return sv, ok, nil
@@ -739,7 +744,7 @@ func (s *Store) Session(ctx context.Context, id string) (store.SessionView, bool
 func (s *Store) readSession(ctx context.Context, table, id string) (store.SessionView, bool, error) {
 	s.queries.Add(1)
 	rows, err := s.conn.Query(ctx, `SELECT user_id, items, scores, purchased, event_ns, kafka_partition, kafka_offset, updated_ns
-		FROM `+table+` WHERE session_id = ? ORDER BY kafka_offset DESC LIMIT 1`, id)
+		FROM `+table+` WHERE session_id = ? ORDER BY kafka_offset DESC, updated_ns DESC LIMIT 1`, id)
 	if err != nil {
 		return store.SessionView{}, false, fmt.Errorf("read session %s: %w", id, err)
 	}

@@ -575,6 +575,21 @@ func testSessionVersioning(t *testing.T, s store.Store) {
 	}
 	equalSession(t, mustSession(t, s, "s-1"), session("s-1", 10))
 
+	// The same offset scored again later (rows it read changed) wins.
+	rescored := session("s-1", 10)
+	rescored.Items = []store.Scored{{Item: "rescored", Score: 2.5}}
+	rescored.UpdatedAt = rescored.UpdatedAt.Add(time.Millisecond)
+	if err := s.UpsertSession(ctx(t), rescored); err != nil {
+		t.Fatalf("UpsertSession(rescored): %v", err)
+	}
+	equalSession(t, mustSession(t, s, "s-1"), rescored)
+	for range 2 { // and its replay changes nothing
+		if err := s.UpsertSession(ctx(t), rescored); err != nil {
+			t.Fatalf("UpsertSession(rescored replay): %v", err)
+		}
+	}
+	equalSession(t, mustSession(t, s, "s-1"), rescored)
+
 	// A newer offset wins, also when its lists are empty.
 	newer := session("s-1", 11)
 	newer.Items, newer.Purchased, newer.UserID = nil, nil, ""

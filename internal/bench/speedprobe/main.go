@@ -1,0 +1,167 @@
+// Command speedprobe measures how long a single event takes to reach a
+// speed-layer answer in a running lambdarec (dev or serve): every interval it
+// posts one product_click of a new session to POST /v1/events, then reads
+// GET /v1/recommendations for that session until an item comes from the speed
+// layer, and reports the POST → speed answer latency (median, p90, p99,
+// worst) and how many probes got no speed answer within the timeout.
+//
+// It is a measuring tool, not part of the product. Typical use, against a dev
+// flooded by the generator:
+//
+//	go run ./cmd/lambdarec dev --rate 0 --batch-every 20s --http 127.0.0.1:8080 --kafka 127.0.0.1:9092 &
+//	go run ./cmd/lambdarec generate --rate 50000 --duration 70s &   # (kafka.brokers: 127.0.0.1:9092)
+//	go run ./internal/bench/speedprobe --base http://127.0.0.1:8080 --duration 60s
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"slices"
+	"time"
+)
+
+func main() {
+	base := flag.String("base", "http://127.0.0.1:8080", "base URL of the lambdarec API")
+	dur := flag.Duration("duration", 60*time.Second, "how long to probe")
+	every := flag.Duration("interval", 250*time.Millisecond, "time between two probes")
+	timeout := flag.Duration("timeout", 5*time.Second, "how long a probe waits for a speed answer")
+	poll := flag.Duration("poll", 2*time.Millisecond, "time between two reads of a probe")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, *base, *dur, *every, *timeout, *poll); err != nil {
+		fmt.Fprintln(os.Stderr, "speedprobe:", err)
+		os.Exit(1)
+	}
+}
+
+type answer struct {
+	Items []item `json:"items"`
+}
+
+type item struct {
+	Item   string `json:"item"`
+	Source string `json:"source"`
+}
+
+func run(ctx context.Context, base string, dur, every, timeout, poll time.Duration) error {
+	cl := &http.Client{Timeout: 10 * time.Second}
+	// Items with neighbours: the popular ones a user without history gets.
+	var items []string
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(items) == 0 {
+		a, err := recommend(ctx, cl, base, url.Values{"user_id": {"speedprobe-nobody"}, "k": {"5"}})
+		if err == nil {
+			for _, it := range a.Items {
+				items = append(items, it.Item)
+			}
+		}
+		if len(items) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no popular items after 2 minutes (last error: %v)", err)
+		}
+		if !sleep(ctx, time.Second) {
+			return ctx.Err()
+		}
+	}
+	run := time.Now().UnixNano()
+	var lat []time.Duration
+	missed := 0
+	end := time.Now().Add(dur)
+	for i := 0; time.Now().Before(end); i++ {
+		next := time.Now().Add(every)
+		session := fmt.Sprintf("speedprobe-%d-%d", run, i)
+		user := "speedprobe-user-" + session
+		ev := map[string]any{
+			"event_id": session + "-e", "timestamp": time.Now().UTC().Format(time.RFC3339Nano),
+			"user_id": user, "session_id": session,
+			"product_click": map[string]any{"item_id": items[i%len(items)], "category": "speedprobe"},
+		}
+		body, _ := json.Marshal([]any{ev})
+		start := time.Now()
+		resp, err := cl.Post(base+"/v1/events", "application/json", bytes.NewReader(body))
+		if err != nil {
+			return fmt.Errorf("post event: %w", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			return fmt.Errorf("post event: %d %s", resp.StatusCode, b)
+		}
+		got := false
+		for time.Since(start) < timeout {
+			a, err := recommend(ctx, cl, base, url.Values{"user_id": {user}, "session_id": {session}, "k": {"10"}})
+			if err != nil && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err == nil && slices.ContainsFunc(a.Items, func(it item) bool { return it.Source == "speed" }) {
+				got = true
+				break
+			}
+			if !sleep(ctx, poll) {
+				return ctx.Err()
+			}
+		}
+		if got {
+			lat = append(lat, time.Since(start))
+		} else {
+			missed++
+		}
+		if !sleep(ctx, time.Until(next)) {
+			break
+		}
+	}
+	if len(lat) == 0 {
+		return fmt.Errorf("no speed answer within %s in %d probes", timeout, missed)
+	}
+	slices.Sort(lat)
+	q := func(f float64) time.Duration { return lat[int(f*float64(len(lat)-1))] }
+	fmt.Printf("probes %d, speed answers %d, none within %s: %d\n", len(lat)+missed, len(lat), timeout, missed)
+	fmt.Printf("POST -> speed answer: median %s, p90 %s, p99 %s, worst %s\n",
+		q(0.5).Round(10*time.Microsecond), q(0.9).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond))
+	return nil
+}
+
+func recommend(ctx context.Context, cl *http.Client, base string, q url.Values) (answer, error) {
+	var a answer
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/recommendations?"+q.Encode(), nil)
+	if err != nil {
+		return a, err
+	}
+	resp, err := cl.Do(req)
+	if err != nil {
+		return a, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return a, errors.New(resp.Status + ": " + string(b))
+	}
+	err = json.NewDecoder(resp.Body).Decode(&a)
+	return a, err
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,39 @@
+package config
+
+import (
+	"strings"
+	"time"
+)
+
+// The keys that keep the speed layer exact with several members and when a
+// view is read (fields of the Speed section in config.go):
+//
+//   - speed.rescore_interval: how often the views of live sessions whose
+//     co-visitation rows changed (by other sessions' records or other
+//     members' deltas) are scored again and rewritten. A served view
+//     reflects every record the layer consumed up to about this long (plus
+//     speed.max_view_delay) before the read. Default: 250ms.
+//   - speed.deltas_topic: the compacted Kafka topic through which the
+//     members share their partitions' co-visitation deltas, so every member
+//     scores from the deltas of all partitions. Created if missing.
+//     Default: empty, meaning "<kafka.topic>.speed-deltas".
+
+// DefaultRescoreInterval is the default of speed.rescore_interval.
+const DefaultRescoreInterval = 250 * time.Millisecond
+
+// validateSpeedExact checks the keys of this file.
+func (c *Config) validateSpeedExact(bad func(key, format string, args ...any)) {
+	if c.Speed.RescoreInterval <= 0 {
+		bad("speed.rescore_interval", "must be positive")
+	}
+	t := c.Speed.DeltasTopic
+	if t == "" {
+		return
+	}
+	if t == c.Kafka.Topic || t == c.Kafka.DLQTopic {
+		bad("speed.deltas_topic", "must differ from kafka.topic and kafka.dlq_topic, got %q", t)
+	}
+	if len(t) > 249 || strings.Trim(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "" {
+		bad("speed.deltas_topic", "must be a Kafka topic name (letters, digits, '.', '_', '-', at most 249), got %q", t)
+	}
+}

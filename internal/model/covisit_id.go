@@ -1,0 +1,28 @@
+package model
+
+// ItemID returns item's id in the dictionary of c, for GetID; ok is false
+// when c has never seen item. An id stays valid as long as c does (ids are
+// never reused), so a caller that reads the same items often can keep them.
+func (c *Covisit) ItemID(item string) (id uint32, ok bool) { return c.items.lookup(item) }
+
+// GetID returns C[a][b] for ids returned by ItemID: Get without the two
+// dictionary lookups.
+func (c *Covisit) GetID(a, b uint32) int64 {
+	if a == b {
+		return 0
+	}
+	return c.baseGet(a, b) + c.over[pairKey(a, b)]
+}
+
+// Intern returns item's id in the dictionary of c, adding the item when new,
+// for AddID.
+func (c *Covisit) Intern(item string) uint32 { return c.items.intern(item) }
+
+// AddID is Add for ids returned by Intern (or ItemID): it adds w to C[a][b]
+// and C[b][a]; a == b and w == 0 are no-ops.
+func (c *Covisit) AddID(a, b uint32, w int64) {
+	if a == b || w == 0 {
+		return
+	}
+	c.addID(a, b, w)
+}
