@@ -54,7 +54,8 @@ import (
 //
 // SOAK_COMMITS and SOAK_CONTRAST_COMMITS set the commits of the two runs
 // (default 300 each, so that `go tool task bench` stays short); at 100 ms a
-// commit, 10,000 take about 20 minutes.
+// commit, 10,000 take about 20 minutes on a quiet machine (at load 36,
+// 50 commits a minute: over three hours).
 func BenchmarkSoak(b *testing.B) {
 	runs := []struct {
 		name     string
