@@ -105,16 +105,24 @@ func coveredBy(b map[int32]int64) iceberg.BooleanExpression {
 	return anyOf(es)
 }
 
-// pastBoundary matches the records past boundary b.
+// pastBoundary matches the records past boundary b. It is written so that
+// Iceberg can prune data files by their column bounds: the partitions b does
+// not hold are named one by one below its highest and as a range above it (a
+// NotIn would match every file whose partition bounds span several).
 func pastBoundary(b map[int32]int64) iceberg.BooleanExpression {
 	if len(b) == 0 {
 		return iceberg.AlwaysTrue{}
 	}
 	parts := slices.Sorted(mapsKeys(b))
-	es := []iceberg.BooleanExpression{iceberg.NotIn(iceberg.Reference(schemas.ColumnKafkaPartition), parts...)}
+	part, off := iceberg.Reference(schemas.ColumnKafkaPartition), iceberg.Reference(schemas.ColumnKafkaOffset)
+	es := []iceberg.BooleanExpression{iceberg.GreaterThan(part, parts[len(parts)-1])}
+	for p := int32(0); p < parts[len(parts)-1]; p++ {
+		if _, ok := b[p]; !ok {
+			es = append(es, iceberg.EqualTo(part, p))
+		}
+	}
 	for _, p := range parts {
-		es = append(es, iceberg.NewAnd(iceberg.EqualTo(iceberg.Reference(schemas.ColumnKafkaPartition), p),
-			iceberg.GreaterThan(iceberg.Reference(schemas.ColumnKafkaOffset), b[p])))
+		es = append(es, iceberg.NewAnd(iceberg.EqualTo(part, p), iceberg.GreaterThan(off, b[p])))
 	}
 	return anyOf(es)
 }

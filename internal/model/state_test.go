@@ -64,3 +64,31 @@ func TestRestorerRoundTrip(t *testing.T) {
 		t.Fatal(d)
 	}
 }
+
+// TestMergeLargeEqualsRecompute: models of disjoint sessions merged (large
+// enough for the bulk paths of Covisit and Users) equal the recompute of
+// all their events.
+func TestMergeLargeEqualsRecompute(t *testing.T) {
+	p := DefaultParams()
+	st := genStream(rand.New(rand.NewPCG(5, 5)), 3, 4000, 400, 60000)
+	var a, b []Event
+	for _, e := range st.events {
+		if EventIDHash(e.SessionID)%2 == 0 {
+			a = append(a, e)
+		} else {
+			b = append(b, e)
+		}
+	}
+	want, _ := Recompute(p, st.events)
+	ma, _ := Recompute(p, a)
+	mb, _ := Recompute(p, b)
+	if mb.Users().Len() < bulkMerge || mb.Covisit().Len() < bulkMerge {
+		t.Fatalf("the merged model is too small for the bulk paths: %d user entries, %d pairs", mb.Users().Len(), mb.Covisit().Len())
+	}
+	if err := ma.Merge(mb); err != nil {
+		t.Fatal(err)
+	}
+	if d := ma.Diff(want); d != "" {
+		t.Fatal(d)
+	}
+}
