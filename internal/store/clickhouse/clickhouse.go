@@ -58,6 +58,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/lambdarec/lambdarec/internal/obs"
 	"github.com/lambdarec/lambdarec/internal/store"
 	"github.com/lambdarec/lambdarec/internal/store/listcache"
 )
@@ -204,7 +205,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse store: open: %w", err)
 	}
-	s := &Store{cfg: cfg, log: log.With("component", "store", "backend", "clickhouse"), conn: conn, cache: listcache.New(cfg.CacheEntries)}
+	s := &Store{cfg: cfg, log: obs.RateLimit(log.With("component", "store", "backend", "clickhouse"), slog.LevelWarn, time.Second), conn: conn, cache: listcache.New(cfg.CacheEntries)}
 	if cfg.Background {
 		s.connectInBackground()
 		return s, nil
@@ -521,6 +522,11 @@ func (s *Store) current(ctx context.Context) (*pointer, error) {
 	defer s.refreshing.Store(false)
 	np, err := s.fetchPointer(ctx)
 	if err != nil {
+		// Keep the cached pointer another interval rather than retrying on
+		// every read while ClickHouse is unreachable.
+		retry := *p
+		retry.fetched = time.Now()
+		s.setPointer(&retry)
 		s.log.Warn("refresh current batch", "err", err)
 		return p, nil
 	}

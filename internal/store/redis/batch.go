@@ -295,6 +295,11 @@ func (s *Store) current(ctx context.Context, force bool) (*pointer, error) {
 	np, err := s.fetchPointer(ctx)
 	if err != nil {
 		if p != nil && !force {
+			// Keep the cached pointer another interval rather than retrying
+			// on every read while Redis is unreachable.
+			retry := *p
+			retry.fetched = time.Now()
+			s.setPointer(&retry)
 			s.log.Warn("refresh current batch", "err", err)
 			return p, nil
 		}

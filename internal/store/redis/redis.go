@@ -55,6 +55,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/lambdarec/lambdarec/internal/obs"
 	"github.com/lambdarec/lambdarec/internal/store"
 	"github.com/lambdarec/lambdarec/internal/store/listcache"
 )
@@ -184,7 +185,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 		WriteTimeout:          cfg.Timeout,
 		ContextTimeoutEnabled: true,
 	})
-	s := &Store{cfg: cfg, log: log.With("component", "store", "backend", "redis"), rdb: rdb, key: keys{cfg.Prefix}, cache: listcache.New(cfg.CacheEntries)}
+	s := &Store{cfg: cfg, log: obs.RateLimit(log.With("component", "store", "backend", "redis"), slog.LevelWarn, time.Second), rdb: rdb, key: keys{cfg.Prefix}, cache: listcache.New(cfg.CacheEntries)}
 	if err := s.Ping(ctx); err != nil {
 		return nil, errors.Join(err, rdb.Close())
 	}

@@ -207,7 +207,7 @@ func TestReaderBehindTwoPublishes(t *testing.T) {
 // (readiness goes false), cached batch reads go on; back up, all works.
 func TestServerDown(t *testing.T) {
 	srv := redistest.Start(t)
-	s := newStore(t, redis.Config{Addr: srv.Addr, Timeout: 500 * time.Millisecond})
+	s := newStore(t, redis.Config{Addr: srv.Addr, Timeout: 500 * time.Millisecond, RefreshInterval: 200 * time.Millisecond})
 	if err := s.PublishBatch(t.Context(), batch("b", 3)); err != nil {
 		t.Fatal(err)
 	}
@@ -231,8 +231,18 @@ func TestServerDown(t *testing.T) {
 	if err := s.UpsertSession(ctx, store.SessionView{SessionID: "s", Offset: 2}); err == nil {
 		t.Error("UpsertSession with the server down = nil")
 	}
-	if got, err := s.Similar(ctx, "item-0", 5); err != nil || len(got) != 1 {
-		t.Errorf("cached Similar with the server down = %v, %v", got, err)
+	// Cached batch reads go on; the pointer is re-read at most once per
+	// refresh interval, not on every read.
+	time.Sleep(250 * time.Millisecond)
+	before := s.Stats().Queries
+	start := time.Now()
+	for range 200 {
+		if got, err := s.Similar(ctx, "item-0", 5); err != nil || len(got) != 1 {
+			t.Fatalf("cached Similar with the server down = %v, %v", got, err)
+		}
+	}
+	if n, most := s.Stats().Queries-before, int64(time.Since(start)/(200*time.Millisecond))+1; n > most {
+		t.Errorf("%d pointer reads for 200 reads in %v with the server down, want at most %d", n, time.Since(start), most)
 	}
 	if _, err := redis.New(ctx, redis.Config{Addr: srv.Addr, Timeout: 500 * time.Millisecond}, nil); err == nil || !strings.Contains(err.Error(), srv.Addr) {
 		t.Errorf("New with the server down = %v, want an error naming %s", err, srv.Addr)
