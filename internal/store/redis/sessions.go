@@ -13,12 +13,14 @@ import (
 	"github.com/lambdarec/lambdarec/internal/store"
 )
 
-// upsertScript stores a session view unless the stored one has an offset at
-// least as great, sets its TTL and indexes it by event time. Offsets and
-// event times are zero-padded decimal strings, so string order is numeric
-// order for every int64 (Lua numbers are doubles, exact only to 2^53).
+// upsertScript stores a session view unless the stored one is not older by
+// version (store.Newer: the offset, then the time it was scored), sets its TTL
+// and indexes it by event time. The version is the zero-padded offset followed
+// by the zero-padded UpdatedAt in ns, and event times are zero-padded too, so
+// string order is numeric order for every int64 (Lua numbers are doubles,
+// exact only to 2^53).
 //
-// KEYS: the session's hash, the index. ARGV: offset, event ns, view, TTL ms,
+// KEYS: the session's hash, the index. ARGV: version, event ns, view, TTL ms,
 // event ms (the index score), session id.
 var upsertScript = goredis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], 'o')
@@ -56,6 +58,11 @@ return {n, kept}
 // pad formats n so that string order is numeric order (n >= 0).
 func pad(n int64) string { return fmt.Sprintf("%020d", n) }
 
+// version is sv's version as a string whose order is store.Newer's.
+func version(sv *store.SessionView) string {
+	return pad(sv.Offset) + pad(eventNS(sv.UpdatedAt))
+}
+
 // eventNS is t in Unix nanoseconds, clamped at 0: times before 1970 sort as 1970.
 func eventNS(t time.Time) int64 {
 	if t.IsZero() || t.Before(time.Unix(0, 0)) {
@@ -64,7 +71,8 @@ func eventNS(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-// UpsertSession stores sv unless a view with an offset >= sv.Offset is stored.
+// UpsertSession stores sv unless a view that is not older (store.Newer) is
+// stored.
 func (s *Store) UpsertSession(ctx context.Context, sv store.SessionView) error {
 	return s.UpsertSessions(ctx, []store.SessionView{sv})
 }
@@ -72,7 +80,7 @@ func (s *Store) UpsertSession(ctx context.Context, sv store.SessionView) error {
 // UpsertSessions upserts every view of ss, in pipelines of at most
 // PipelineSize scripts; it validates all of them first and stores none when
 // one is invalid. Views of one session within ss are reduced to the one with
-// the greatest offset first.
+// the newest version first.
 func (s *Store) UpsertSessions(ctx context.Context, ss []store.SessionView) error {
 	if err := s.check(); err != nil {
 		return err
@@ -90,7 +98,7 @@ func (s *Store) UpsertSessions(ctx context.Context, ss []store.SessionView) erro
 		case !ok:
 			newest[ss[i].SessionID] = len(order)
 			order = append(order, i)
-		case ss[i].Offset > ss[order[j]].Offset:
+		case store.Newer(&ss[i], &ss[order[j]]):
 			order[j] = i
 		}
 	}
@@ -105,7 +113,7 @@ func (s *Store) UpsertSessions(ctx context.Context, ss []store.SessionView) erro
 				return fmt.Errorf("upsert session %s: encode: %w", sv.SessionID, err)
 			}
 			ns := eventNS(sv.EventTime)
-			args[n] = []any{pad(sv.Offset), pad(ns), b, ttl, ns / int64(time.Millisecond), sv.SessionID}
+			args[n] = []any{version(sv), pad(ns), b, ttl, ns / int64(time.Millisecond), sv.SessionID}
 		}
 		if _, err := s.runScripts(ctx, upsertScript, func(p goredis.Pipeliner) {
 			for n, i := range chunk {
