@@ -630,15 +630,19 @@ func (p *processor) evictOldest() {
 // retire ends a live session: it is retained while it has records past the
 // boundary (its contributions must survive a delta rebuild), else forgotten.
 func (p *processor) retire(s *session) {
+	if s.ms.Covered(p.bound) {
+		// Still live, so forget takes it off the live list. (Marked not
+		// live first, it was taken for a retained session: "removed" from
+		// the retained list it was not in, the retained counts went one
+		// session too low each time and MaxRetainedEvents with them.)
+		p.forget(s)
+		return
+	}
 	ps := s.part
 	ps.live.remove(s)
 	s.live = false
 	p.nLive--
 	p.unwatch(s)
-	if s.ms.Covered(p.bound) {
-		p.forget(s)
-		return
-	}
 	p.retainSeq++
 	s.seq = p.retainSeq
 	ps.retained.pushBack(s)

@@ -161,6 +161,39 @@ func TestRetainedEventsAreBounded(t *testing.T) {
 	}
 }
 
+// TestCoveredExpiryKeepsTheRetainedCounts: a session that expires while a
+// batch covers it is forgotten, and the retained sessions' counts stay
+// right. (It was taken for a retained session and unlinked from the
+// retained list: the list's length and the retained events went one session
+// lower each time, so MaxRetainedEvents let that many more events be
+// retained, and the count differed between a replay and an uninterrupted
+// run.)
+func TestCoveredExpiryKeepsTheRetainedCounts(t *testing.T) {
+	lim := defaultLimits()
+	lim.maxRetainedEvents = 2
+	f := newFeeder(t, lim, 0)
+	f.p.handoff(&Batch{Meta: store.BatchMeta{BatchID: "b1", Boundary: map[int32]int64{0: 2}}, Model: mustModel(t)})
+	for _, id := range []string{"c0", "c1", "c2"} { // offsets 0-2: covered
+		f.add(0, id, "i1", t0)
+	}
+	for _, id := range []string{"a", "b", "d"} { // offsets 3-5: past the boundary
+		f.add(0, id, "i2", t0.Add(time.Minute))
+	}
+	f.add(0, "e", "i3", t0.Add(40*time.Minute)) // all of them expire
+	var order []string
+	for s := f.p.parts[0].retained.head; s != nil; s = s.next {
+		order = append(order, s.ms.ID())
+	}
+	live, ret := f.counts()
+	if live != 1 || ret != 2 || f.p.c.retainedEvents != 2 || f.p.c.retainDropped != 1 || !reflect.DeepEqual(order, []string{"b", "d"}) {
+		t.Fatalf("live %d, retained %d %v, retained events %d, dropped %d; want 1, 2 [b d], 2, 1",
+			live, ret, order, f.p.c.retainedEvents, f.p.c.retainDropped)
+	}
+	if h, _ := f.p.horizon(0); h != 4 {
+		t.Fatalf("horizon %d, want 4 (b's first record)", h)
+	}
+}
+
 func TestInvalidAndRedeliveredRecords(t *testing.T) {
 	f := newFeeder(t, defaultLimits(), 0)
 	_, err := f.p.record(0, 0, t0, []byte{0xff, 0xff, 0xff})
