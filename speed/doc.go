@@ -41,7 +41,19 @@
 // clock, and records at or before a session's last one are ignored (Stale).
 // Revocation flushes views and dead letters, commits the horizon and drops
 // the partition's sessions, then rebuilds the deltas of the partitions kept.
-// Replayed view writes carry offsets the store already has and are no-ops.
+// Replayed view writes carry offsets the store already has, but a later
+// UpdatedAt (a view's version is the pair), so the store takes them: a held
+// session's view goes back to what it was right after that record until
+// rescoring brings it forward. Not exact: a session forgotten before the
+// commit (expired while covered by the batch) whose first records lie before
+// the horizon is replayed from a suffix of its records, and the views the
+// replay writes for it can differ from the ones stored (its earlier items are
+// missing, an event id repeated across the horizon is accepted again). From
+// the commit point on, the replayed state is the uninterrupted run's
+// (TestReplayFromHorizonRebuildsTheState, record timestamps in offset order;
+// the expiry clock of a replay starts at its first record). Keeping those
+// writes out needs the position the previous owner had written views up to,
+// which the commit does not carry.
 // The layer sends no dead letters: it counts invalid records
 // (lambdarec_speed_invalid_records_total) and leaves them to the archive,
 // which owns the dead-letter topic and sends each once, so a replay never
