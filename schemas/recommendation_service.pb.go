@@ -186,7 +186,14 @@ type RecommendedItem struct {
 	Item  string                 `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
 	Score float64                `protobuf:"fixed64,2,opt,name=score,proto3" json:"score,omitempty"`
 	// source is "speed", "batch" or "popular".
-	Source        string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	// scale says what score measures: "covisitation" (speed and batch
+	// items) or "popularity" (popular items). Scores are comparable only
+	// within one scale.
+	Scale string `protobuf:"bytes,4,opt,name=scale,proto3" json:"scale,omitempty"`
+	// explanation says how score was computed; set only when the request
+	// asked for explain.
+	Explanation   *Explanation `protobuf:"bytes,5,opt,name=explanation,proto3" json:"explanation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -242,6 +249,203 @@ func (x *RecommendedItem) GetSource() string {
 	return ""
 }
 
+func (x *RecommendedItem) GetScale() string {
+	if x != nil {
+		return x.Scale
+	}
+	return ""
+}
+
+func (x *RecommendedItem) GetExplanation() *Explanation {
+	if x != nil {
+		return x.Explanation
+	}
+	return nil
+}
+
+// Explanation says how an item's score was computed, so that a person can
+// check it by hand (the HTTP API's "explanation").
+type Explanation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// from are the session's recent items that produced a speed item's
+	// co-visitation score, in rank order: their values, added in that order,
+	// give the score.
+	From []*Contribution `protobuf:"bytes,1,rep,name=from,proto3" json:"from,omitempty"`
+	// score is the sum of from, from the speed layer's counts as they are
+	// when asked; it equals the item's score unless those counts moved since
+	// the session's view was written. Unset when from is not given.
+	Score *float64 `protobuf:"fixed64,2,opt,name=score,proto3,oneof" json:"score,omitempty"`
+	// popularity_count is a popular item's weighted event count (its score);
+	// unset for other items.
+	PopularityCount *int64 `protobuf:"varint,3,opt,name=popularity_count,json=popularityCount,proto3,oneof" json:"popularity_count,omitempty"`
+	// unavailable says why the inputs of the score are not shown (batch
+	// items; speed items when the speed layer runs in another process, or
+	// the session is no longer live).
+	Unavailable   string `protobuf:"bytes,4,opt,name=unavailable,proto3" json:"unavailable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Explanation) Reset() {
+	*x = Explanation{}
+	mi := &file_recommendation_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Explanation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Explanation) ProtoMessage() {}
+
+func (x *Explanation) ProtoReflect() protoreflect.Message {
+	mi := &file_recommendation_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Explanation.ProtoReflect.Descriptor instead.
+func (*Explanation) Descriptor() ([]byte, []int) {
+	return file_recommendation_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Explanation) GetFrom() []*Contribution {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *Explanation) GetScore() float64 {
+	if x != nil && x.Score != nil {
+		return *x.Score
+	}
+	return 0
+}
+
+func (x *Explanation) GetPopularityCount() int64 {
+	if x != nil && x.PopularityCount != nil {
+		return *x.PopularityCount
+	}
+	return 0
+}
+
+func (x *Explanation) GetUnavailable() string {
+	if x != nil {
+		return x.Unavailable
+	}
+	return ""
+}
+
+// Contribution is what one of the session's recent items added to a
+// co-visitation score: value = rank_weight × (batch_count + speed_count) /
+// top_count.
+type Contribution struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// item is the session's item (not the recommended one).
+	Item string `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
+	// rank is item's position among the session's distinct recent items,
+	// 0 = most recent; rank_weight is 1/(1+rank)².
+	Rank       int32   `protobuf:"varint,2,opt,name=rank,proto3" json:"rank,omitempty"`
+	RankWeight float64 `protobuf:"fixed64,3,opt,name=rank_weight,json=rankWeight,proto3" json:"rank_weight,omitempty"`
+	// batch_count and speed_count are the co-visitation counts of (item, the
+	// recommended item) in the batch view and in the speed layer's deltas.
+	BatchCount int64 `protobuf:"varint,4,opt,name=batch_count,json=batchCount,proto3" json:"batch_count,omitempty"`
+	SpeedCount int64 `protobuf:"varint,5,opt,name=speed_count,json=speedCount,proto3" json:"speed_count,omitempty"`
+	// top_count is the count (batch + speed) of item's strongest neighbour,
+	// which normalizes its row.
+	TopCount      int64   `protobuf:"varint,6,opt,name=top_count,json=topCount,proto3" json:"top_count,omitempty"`
+	Value         float64 `protobuf:"fixed64,7,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Contribution) Reset() {
+	*x = Contribution{}
+	mi := &file_recommendation_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Contribution) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Contribution) ProtoMessage() {}
+
+func (x *Contribution) ProtoReflect() protoreflect.Message {
+	mi := &file_recommendation_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Contribution.ProtoReflect.Descriptor instead.
+func (*Contribution) Descriptor() ([]byte, []int) {
+	return file_recommendation_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Contribution) GetItem() string {
+	if x != nil {
+		return x.Item
+	}
+	return ""
+}
+
+func (x *Contribution) GetRank() int32 {
+	if x != nil {
+		return x.Rank
+	}
+	return 0
+}
+
+func (x *Contribution) GetRankWeight() float64 {
+	if x != nil {
+		return x.RankWeight
+	}
+	return 0
+}
+
+func (x *Contribution) GetBatchCount() int64 {
+	if x != nil {
+		return x.BatchCount
+	}
+	return 0
+}
+
+func (x *Contribution) GetSpeedCount() int64 {
+	if x != nil {
+		return x.SpeedCount
+	}
+	return 0
+}
+
+func (x *Contribution) GetTopCount() int64 {
+	if x != nil {
+		return x.TopCount
+	}
+	return 0
+}
+
+func (x *Contribution) GetValue() float64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
 type GetSimilarItemsRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	ItemId string                 `protobuf:"bytes,1,opt,name=item_id,json=itemId,proto3" json:"item_id,omitempty"`
@@ -253,7 +457,7 @@ type GetSimilarItemsRequest struct {
 
 func (x *GetSimilarItemsRequest) Reset() {
 	*x = GetSimilarItemsRequest{}
-	mi := &file_recommendation_service_proto_msgTypes[3]
+	mi := &file_recommendation_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -265,7 +469,7 @@ func (x *GetSimilarItemsRequest) String() string {
 func (*GetSimilarItemsRequest) ProtoMessage() {}
 
 func (x *GetSimilarItemsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recommendation_service_proto_msgTypes[3]
+	mi := &file_recommendation_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -278,7 +482,7 @@ func (x *GetSimilarItemsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSimilarItemsRequest.ProtoReflect.Descriptor instead.
 func (*GetSimilarItemsRequest) Descriptor() ([]byte, []int) {
-	return file_recommendation_service_proto_rawDescGZIP(), []int{3}
+	return file_recommendation_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetSimilarItemsRequest) GetItemId() string {
@@ -309,7 +513,7 @@ type GetSimilarItemsResponse struct {
 
 func (x *GetSimilarItemsResponse) Reset() {
 	*x = GetSimilarItemsResponse{}
-	mi := &file_recommendation_service_proto_msgTypes[4]
+	mi := &file_recommendation_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -321,7 +525,7 @@ func (x *GetSimilarItemsResponse) String() string {
 func (*GetSimilarItemsResponse) ProtoMessage() {}
 
 func (x *GetSimilarItemsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recommendation_service_proto_msgTypes[4]
+	mi := &file_recommendation_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -334,7 +538,7 @@ func (x *GetSimilarItemsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSimilarItemsResponse.ProtoReflect.Descriptor instead.
 func (*GetSimilarItemsResponse) Descriptor() ([]byte, []int) {
-	return file_recommendation_service_proto_rawDescGZIP(), []int{4}
+	return file_recommendation_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetSimilarItemsResponse) GetItemId() string {
@@ -375,7 +579,7 @@ type ScoredItem struct {
 
 func (x *ScoredItem) Reset() {
 	*x = ScoredItem{}
-	mi := &file_recommendation_service_proto_msgTypes[5]
+	mi := &file_recommendation_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +591,7 @@ func (x *ScoredItem) String() string {
 func (*ScoredItem) ProtoMessage() {}
 
 func (x *ScoredItem) ProtoReflect() protoreflect.Message {
-	mi := &file_recommendation_service_proto_msgTypes[5]
+	mi := &file_recommendation_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +604,7 @@ func (x *ScoredItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoredItem.ProtoReflect.Descriptor instead.
 func (*ScoredItem) Descriptor() ([]byte, []int) {
-	return file_recommendation_service_proto_rawDescGZIP(), []int{5}
+	return file_recommendation_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ScoredItem) GetItem() string {
@@ -430,7 +634,7 @@ type AsOf struct {
 
 func (x *AsOf) Reset() {
 	*x = AsOf{}
-	mi := &file_recommendation_service_proto_msgTypes[6]
+	mi := &file_recommendation_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -442,7 +646,7 @@ func (x *AsOf) String() string {
 func (*AsOf) ProtoMessage() {}
 
 func (x *AsOf) ProtoReflect() protoreflect.Message {
-	mi := &file_recommendation_service_proto_msgTypes[6]
+	mi := &file_recommendation_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -455,7 +659,7 @@ func (x *AsOf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AsOf.ProtoReflect.Descriptor instead.
 func (*AsOf) Descriptor() ([]byte, []int) {
-	return file_recommendation_service_proto_rawDescGZIP(), []int{6}
+	return file_recommendation_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AsOf) GetBatch() *BatchAsOf {
@@ -487,7 +691,7 @@ type BatchAsOf struct {
 
 func (x *BatchAsOf) Reset() {
 	*x = BatchAsOf{}
-	mi := &file_recommendation_service_proto_msgTypes[7]
+	mi := &file_recommendation_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +703,7 @@ func (x *BatchAsOf) String() string {
 func (*BatchAsOf) ProtoMessage() {}
 
 func (x *BatchAsOf) ProtoReflect() protoreflect.Message {
-	mi := &file_recommendation_service_proto_msgTypes[7]
+	mi := &file_recommendation_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +716,7 @@ func (x *BatchAsOf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchAsOf.ProtoReflect.Descriptor instead.
 func (*BatchAsOf) Descriptor() ([]byte, []int) {
-	return file_recommendation_service_proto_rawDescGZIP(), []int{7}
+	return file_recommendation_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BatchAsOf) GetBatchId() string {
@@ -562,7 +766,7 @@ type SpeedAsOf struct {
 
 func (x *SpeedAsOf) Reset() {
 	*x = SpeedAsOf{}
-	mi := &file_recommendation_service_proto_msgTypes[8]
+	mi := &file_recommendation_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -574,7 +778,7 @@ func (x *SpeedAsOf) String() string {
 func (*SpeedAsOf) ProtoMessage() {}
 
 func (x *SpeedAsOf) ProtoReflect() protoreflect.Message {
-	mi := &file_recommendation_service_proto_msgTypes[8]
+	mi := &file_recommendation_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -587,7 +791,7 @@ func (x *SpeedAsOf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpeedAsOf.ProtoReflect.Descriptor instead.
 func (*SpeedAsOf) Descriptor() ([]byte, []int) {
-	return file_recommendation_service_proto_rawDescGZIP(), []int{8}
+	return file_recommendation_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SpeedAsOf) GetEventTime() *timestamppb.Timestamp {
@@ -626,7 +830,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_recommendation_service_proto_msgTypes[9]
+	mi := &file_recommendation_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +842,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recommendation_service_proto_msgTypes[9]
+	mi := &file_recommendation_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +855,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_recommendation_service_proto_rawDescGZIP(), []int{9}
+	return file_recommendation_service_proto_rawDescGZIP(), []int{11}
 }
 
 // GetStatusResponse is the status of GET /v1/status.
@@ -669,7 +873,7 @@ type GetStatusResponse struct {
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_recommendation_service_proto_msgTypes[10]
+	mi := &file_recommendation_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +885,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recommendation_service_proto_msgTypes[10]
+	mi := &file_recommendation_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +898,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_recommendation_service_proto_rawDescGZIP(), []int{10}
+	return file_recommendation_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetStatusResponse) GetState() string {
@@ -754,7 +958,7 @@ type LayerReport struct {
 
 func (x *LayerReport) Reset() {
 	*x = LayerReport{}
-	mi := &file_recommendation_service_proto_msgTypes[11]
+	mi := &file_recommendation_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -766,7 +970,7 @@ func (x *LayerReport) String() string {
 func (*LayerReport) ProtoMessage() {}
 
 func (x *LayerReport) ProtoReflect() protoreflect.Message {
-	mi := &file_recommendation_service_proto_msgTypes[11]
+	mi := &file_recommendation_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -779,7 +983,7 @@ func (x *LayerReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LayerReport.ProtoReflect.Descriptor instead.
 func (*LayerReport) Descriptor() ([]byte, []int) {
-	return file_recommendation_service_proto_rawDescGZIP(), []int{11}
+	return file_recommendation_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LayerReport) GetLayer() string {
@@ -871,7 +1075,7 @@ type Fault struct {
 
 func (x *Fault) Reset() {
 	*x = Fault{}
-	mi := &file_recommendation_service_proto_msgTypes[12]
+	mi := &file_recommendation_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +1087,7 @@ func (x *Fault) String() string {
 func (*Fault) ProtoMessage() {}
 
 func (x *Fault) ProtoReflect() protoreflect.Message {
-	mi := &file_recommendation_service_proto_msgTypes[12]
+	mi := &file_recommendation_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +1100,7 @@ func (x *Fault) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fault.ProtoReflect.Descriptor instead.
 func (*Fault) Descriptor() ([]byte, []int) {
-	return file_recommendation_service_proto_rawDescGZIP(), []int{12}
+	return file_recommendation_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Fault) GetCode() string {
@@ -936,7 +1140,7 @@ type IngestEventsRequest struct {
 
 func (x *IngestEventsRequest) Reset() {
 	*x = IngestEventsRequest{}
-	mi := &file_recommendation_service_proto_msgTypes[13]
+	mi := &file_recommendation_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1152,7 @@ func (x *IngestEventsRequest) String() string {
 func (*IngestEventsRequest) ProtoMessage() {}
 
 func (x *IngestEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recommendation_service_proto_msgTypes[13]
+	mi := &file_recommendation_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1165,7 @@ func (x *IngestEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestEventsRequest.ProtoReflect.Descriptor instead.
 func (*IngestEventsRequest) Descriptor() ([]byte, []int) {
-	return file_recommendation_service_proto_rawDescGZIP(), []int{13}
+	return file_recommendation_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *IngestEventsRequest) GetEvents() []*UserInteraction {
@@ -980,7 +1184,7 @@ type IngestEventsResponse struct {
 
 func (x *IngestEventsResponse) Reset() {
 	*x = IngestEventsResponse{}
-	mi := &file_recommendation_service_proto_msgTypes[14]
+	mi := &file_recommendation_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1196,7 @@ func (x *IngestEventsResponse) String() string {
 func (*IngestEventsResponse) ProtoMessage() {}
 
 func (x *IngestEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recommendation_service_proto_msgTypes[14]
+	mi := &file_recommendation_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1209,7 @@ func (x *IngestEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestEventsResponse.ProtoReflect.Descriptor instead.
 func (*IngestEventsResponse) Descriptor() ([]byte, []int) {
-	return file_recommendation_service_proto_rawDescGZIP(), []int{14}
+	return file_recommendation_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *IngestEventsResponse) GetAccepted() int32 {
@@ -1032,11 +1236,31 @@ const file_recommendation_service_proto_rawDesc = "" +
 	"session_id\x18\x02 \x01(\tR\tsessionId\x12\f\n" +
 	"\x01k\x18\x03 \x01(\x05R\x01k\x123\n" +
 	"\x05items\x18\x04 \x03(\v2\x1d.lambdarec.v1.RecommendedItemR\x05items\x12'\n" +
-	"\x05as_of\x18\x05 \x01(\v2\x12.lambdarec.v1.AsOfR\x04asOf\"S\n" +
+	"\x05as_of\x18\x05 \x01(\v2\x12.lambdarec.v1.AsOfR\x04asOf\"\xa6\x01\n" +
 	"\x0fRecommendedItem\x12\x12\n" +
 	"\x04item\x18\x01 \x01(\tR\x04item\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x01R\x05score\x12\x16\n" +
-	"\x06source\x18\x03 \x01(\tR\x06source\"?\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12\x14\n" +
+	"\x05scale\x18\x04 \x01(\tR\x05scale\x12;\n" +
+	"\vexplanation\x18\x05 \x01(\v2\x19.lambdarec.v1.ExplanationR\vexplanation\"\xc9\x01\n" +
+	"\vExplanation\x12.\n" +
+	"\x04from\x18\x01 \x03(\v2\x1a.lambdarec.v1.ContributionR\x04from\x12\x19\n" +
+	"\x05score\x18\x02 \x01(\x01H\x00R\x05score\x88\x01\x01\x12.\n" +
+	"\x10popularity_count\x18\x03 \x01(\x03H\x01R\x0fpopularityCount\x88\x01\x01\x12 \n" +
+	"\vunavailable\x18\x04 \x01(\tR\vunavailableB\b\n" +
+	"\x06_scoreB\x13\n" +
+	"\x11_popularity_count\"\xcc\x01\n" +
+	"\fContribution\x12\x12\n" +
+	"\x04item\x18\x01 \x01(\tR\x04item\x12\x12\n" +
+	"\x04rank\x18\x02 \x01(\x05R\x04rank\x12\x1f\n" +
+	"\vrank_weight\x18\x03 \x01(\x01R\n" +
+	"rankWeight\x12\x1f\n" +
+	"\vbatch_count\x18\x04 \x01(\x03R\n" +
+	"batchCount\x12\x1f\n" +
+	"\vspeed_count\x18\x05 \x01(\x03R\n" +
+	"speedCount\x12\x1b\n" +
+	"\ttop_count\x18\x06 \x01(\x03R\btopCount\x12\x14\n" +
+	"\x05value\x18\a \x01(\x01R\x05value\"?\n" +
 	"\x16GetSimilarItemsRequest\x12\x17\n" +
 	"\aitem_id\x18\x01 \x01(\tR\x06itemId\x12\f\n" +
 	"\x01k\x18\x02 \x01(\x05R\x01k\"\x99\x01\n" +
@@ -1119,60 +1343,64 @@ func file_recommendation_service_proto_rawDescGZIP() []byte {
 	return file_recommendation_service_proto_rawDescData
 }
 
-var file_recommendation_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_recommendation_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_recommendation_service_proto_goTypes = []any{
 	(*GetRecommendationsRequest)(nil),  // 0: lambdarec.v1.GetRecommendationsRequest
 	(*GetRecommendationsResponse)(nil), // 1: lambdarec.v1.GetRecommendationsResponse
 	(*RecommendedItem)(nil),            // 2: lambdarec.v1.RecommendedItem
-	(*GetSimilarItemsRequest)(nil),     // 3: lambdarec.v1.GetSimilarItemsRequest
-	(*GetSimilarItemsResponse)(nil),    // 4: lambdarec.v1.GetSimilarItemsResponse
-	(*ScoredItem)(nil),                 // 5: lambdarec.v1.ScoredItem
-	(*AsOf)(nil),                       // 6: lambdarec.v1.AsOf
-	(*BatchAsOf)(nil),                  // 7: lambdarec.v1.BatchAsOf
-	(*SpeedAsOf)(nil),                  // 8: lambdarec.v1.SpeedAsOf
-	(*GetStatusRequest)(nil),           // 9: lambdarec.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),          // 10: lambdarec.v1.GetStatusResponse
-	(*LayerReport)(nil),                // 11: lambdarec.v1.LayerReport
-	(*Fault)(nil),                      // 12: lambdarec.v1.Fault
-	(*IngestEventsRequest)(nil),        // 13: lambdarec.v1.IngestEventsRequest
-	(*IngestEventsResponse)(nil),       // 14: lambdarec.v1.IngestEventsResponse
-	nil,                                // 15: lambdarec.v1.BatchAsOf.BoundaryEntry
-	(*timestamppb.Timestamp)(nil),      // 16: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),            // 17: google.protobuf.Struct
-	(*UserInteraction)(nil),            // 18: lambdarec.v1.UserInteraction
+	(*Explanation)(nil),                // 3: lambdarec.v1.Explanation
+	(*Contribution)(nil),               // 4: lambdarec.v1.Contribution
+	(*GetSimilarItemsRequest)(nil),     // 5: lambdarec.v1.GetSimilarItemsRequest
+	(*GetSimilarItemsResponse)(nil),    // 6: lambdarec.v1.GetSimilarItemsResponse
+	(*ScoredItem)(nil),                 // 7: lambdarec.v1.ScoredItem
+	(*AsOf)(nil),                       // 8: lambdarec.v1.AsOf
+	(*BatchAsOf)(nil),                  // 9: lambdarec.v1.BatchAsOf
+	(*SpeedAsOf)(nil),                  // 10: lambdarec.v1.SpeedAsOf
+	(*GetStatusRequest)(nil),           // 11: lambdarec.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),          // 12: lambdarec.v1.GetStatusResponse
+	(*LayerReport)(nil),                // 13: lambdarec.v1.LayerReport
+	(*Fault)(nil),                      // 14: lambdarec.v1.Fault
+	(*IngestEventsRequest)(nil),        // 15: lambdarec.v1.IngestEventsRequest
+	(*IngestEventsResponse)(nil),       // 16: lambdarec.v1.IngestEventsResponse
+	nil,                                // 17: lambdarec.v1.BatchAsOf.BoundaryEntry
+	(*timestamppb.Timestamp)(nil),      // 18: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),            // 19: google.protobuf.Struct
+	(*UserInteraction)(nil),            // 20: lambdarec.v1.UserInteraction
 }
 var file_recommendation_service_proto_depIdxs = []int32{
 	2,  // 0: lambdarec.v1.GetRecommendationsResponse.items:type_name -> lambdarec.v1.RecommendedItem
-	6,  // 1: lambdarec.v1.GetRecommendationsResponse.as_of:type_name -> lambdarec.v1.AsOf
-	5,  // 2: lambdarec.v1.GetSimilarItemsResponse.items:type_name -> lambdarec.v1.ScoredItem
-	6,  // 3: lambdarec.v1.GetSimilarItemsResponse.as_of:type_name -> lambdarec.v1.AsOf
-	7,  // 4: lambdarec.v1.AsOf.batch:type_name -> lambdarec.v1.BatchAsOf
-	8,  // 5: lambdarec.v1.AsOf.speed:type_name -> lambdarec.v1.SpeedAsOf
-	15, // 6: lambdarec.v1.BatchAsOf.boundary:type_name -> lambdarec.v1.BatchAsOf.BoundaryEntry
-	16, // 7: lambdarec.v1.BatchAsOf.created_at:type_name -> google.protobuf.Timestamp
-	16, // 8: lambdarec.v1.BatchAsOf.source_max_event_time:type_name -> google.protobuf.Timestamp
-	16, // 9: lambdarec.v1.SpeedAsOf.event_time:type_name -> google.protobuf.Timestamp
-	16, // 10: lambdarec.v1.GetStatusResponse.now:type_name -> google.protobuf.Timestamp
-	7,  // 11: lambdarec.v1.GetStatusResponse.batch:type_name -> lambdarec.v1.BatchAsOf
-	11, // 12: lambdarec.v1.GetStatusResponse.layers:type_name -> lambdarec.v1.LayerReport
-	16, // 13: lambdarec.v1.LayerReport.last_update:type_name -> google.protobuf.Timestamp
-	12, // 14: lambdarec.v1.LayerReport.reasons:type_name -> lambdarec.v1.Fault
-	17, // 15: lambdarec.v1.LayerReport.details:type_name -> google.protobuf.Struct
-	17, // 16: lambdarec.v1.Fault.details:type_name -> google.protobuf.Struct
-	18, // 17: lambdarec.v1.IngestEventsRequest.events:type_name -> lambdarec.v1.UserInteraction
-	0,  // 18: lambdarec.v1.RecommendationService.GetRecommendations:input_type -> lambdarec.v1.GetRecommendationsRequest
-	3,  // 19: lambdarec.v1.RecommendationService.GetSimilarItems:input_type -> lambdarec.v1.GetSimilarItemsRequest
-	9,  // 20: lambdarec.v1.RecommendationService.GetStatus:input_type -> lambdarec.v1.GetStatusRequest
-	13, // 21: lambdarec.v1.RecommendationService.IngestEvents:input_type -> lambdarec.v1.IngestEventsRequest
-	1,  // 22: lambdarec.v1.RecommendationService.GetRecommendations:output_type -> lambdarec.v1.GetRecommendationsResponse
-	4,  // 23: lambdarec.v1.RecommendationService.GetSimilarItems:output_type -> lambdarec.v1.GetSimilarItemsResponse
-	10, // 24: lambdarec.v1.RecommendationService.GetStatus:output_type -> lambdarec.v1.GetStatusResponse
-	14, // 25: lambdarec.v1.RecommendationService.IngestEvents:output_type -> lambdarec.v1.IngestEventsResponse
-	22, // [22:26] is the sub-list for method output_type
-	18, // [18:22] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	8,  // 1: lambdarec.v1.GetRecommendationsResponse.as_of:type_name -> lambdarec.v1.AsOf
+	3,  // 2: lambdarec.v1.RecommendedItem.explanation:type_name -> lambdarec.v1.Explanation
+	4,  // 3: lambdarec.v1.Explanation.from:type_name -> lambdarec.v1.Contribution
+	7,  // 4: lambdarec.v1.GetSimilarItemsResponse.items:type_name -> lambdarec.v1.ScoredItem
+	8,  // 5: lambdarec.v1.GetSimilarItemsResponse.as_of:type_name -> lambdarec.v1.AsOf
+	9,  // 6: lambdarec.v1.AsOf.batch:type_name -> lambdarec.v1.BatchAsOf
+	10, // 7: lambdarec.v1.AsOf.speed:type_name -> lambdarec.v1.SpeedAsOf
+	17, // 8: lambdarec.v1.BatchAsOf.boundary:type_name -> lambdarec.v1.BatchAsOf.BoundaryEntry
+	18, // 9: lambdarec.v1.BatchAsOf.created_at:type_name -> google.protobuf.Timestamp
+	18, // 10: lambdarec.v1.BatchAsOf.source_max_event_time:type_name -> google.protobuf.Timestamp
+	18, // 11: lambdarec.v1.SpeedAsOf.event_time:type_name -> google.protobuf.Timestamp
+	18, // 12: lambdarec.v1.GetStatusResponse.now:type_name -> google.protobuf.Timestamp
+	9,  // 13: lambdarec.v1.GetStatusResponse.batch:type_name -> lambdarec.v1.BatchAsOf
+	13, // 14: lambdarec.v1.GetStatusResponse.layers:type_name -> lambdarec.v1.LayerReport
+	18, // 15: lambdarec.v1.LayerReport.last_update:type_name -> google.protobuf.Timestamp
+	14, // 16: lambdarec.v1.LayerReport.reasons:type_name -> lambdarec.v1.Fault
+	19, // 17: lambdarec.v1.LayerReport.details:type_name -> google.protobuf.Struct
+	19, // 18: lambdarec.v1.Fault.details:type_name -> google.protobuf.Struct
+	20, // 19: lambdarec.v1.IngestEventsRequest.events:type_name -> lambdarec.v1.UserInteraction
+	0,  // 20: lambdarec.v1.RecommendationService.GetRecommendations:input_type -> lambdarec.v1.GetRecommendationsRequest
+	5,  // 21: lambdarec.v1.RecommendationService.GetSimilarItems:input_type -> lambdarec.v1.GetSimilarItemsRequest
+	11, // 22: lambdarec.v1.RecommendationService.GetStatus:input_type -> lambdarec.v1.GetStatusRequest
+	15, // 23: lambdarec.v1.RecommendationService.IngestEvents:input_type -> lambdarec.v1.IngestEventsRequest
+	1,  // 24: lambdarec.v1.RecommendationService.GetRecommendations:output_type -> lambdarec.v1.GetRecommendationsResponse
+	6,  // 25: lambdarec.v1.RecommendationService.GetSimilarItems:output_type -> lambdarec.v1.GetSimilarItemsResponse
+	12, // 26: lambdarec.v1.RecommendationService.GetStatus:output_type -> lambdarec.v1.GetStatusResponse
+	16, // 27: lambdarec.v1.RecommendationService.IngestEvents:output_type -> lambdarec.v1.IngestEventsResponse
+	24, // [24:28] is the sub-list for method output_type
+	20, // [20:24] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_recommendation_service_proto_init() }
@@ -1181,14 +1409,15 @@ func file_recommendation_service_proto_init() {
 		return
 	}
 	file_interaction_proto_init()
-	file_recommendation_service_proto_msgTypes[11].OneofWrappers = []any{}
+	file_recommendation_service_proto_msgTypes[3].OneofWrappers = []any{}
+	file_recommendation_service_proto_msgTypes[13].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_recommendation_service_proto_rawDesc), len(file_recommendation_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

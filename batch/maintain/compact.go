@@ -134,52 +134,6 @@ func (m *Maintainer) removeFiles(ctx context.Context, tbl *table.Table, results 
 	}
 }
 
-// manifests merges the manifests of the current snapshot. RewriteManifests
-// takes no summary properties, so an empty append that carries them follows
-// in the same commit.
-func (m *Maintainer) manifests(ctx context.Context, name string, tr *TableReport) error {
-	tbl, err := m.cfg.Lake.LoadTable(ctx, name)
-	if err != nil || tbl.CurrentSnapshot() == nil {
-		return err
-	}
-	fs, err := tbl.FS(ctx)
-	if err != nil {
-		return err
-	}
-	mans, err := tbl.CurrentSnapshot().Manifests(fs)
-	if err != nil {
-		return fmt.Errorf("list manifests: %w", err)
-	}
-	if len(mans) < 2 {
-		return nil
-	}
-	var res *table.RewriteManifestsResult
-	_, err = m.cfg.Lake.Commit(ctx, tbl, func(ctx context.Context, cur *table.Table) (*table.Transaction, error) {
-		txn := cur.NewTransaction()
-		r, err := txn.RewriteManifests(ctx)
-		if err != nil {
-			return nil, err
-		}
-		res = r
-		if r.IsNoOp() {
-			return txn, nil // commits nothing
-		}
-		props := lakehouse.WithCarried(cur, iceberg.Properties{OperationProperty: "manifests"})
-		if err := txn.AddFiles(ctx, nil, props, false); err != nil {
-			return nil, err
-		}
-		return txn, nil
-	}, commitOpts)
-	if err != nil {
-		return err
-	}
-	if res != nil && !res.IsNoOp() {
-		tr.ManifestsRewritten = len(res.RewrittenManifests)
-		tr.ManifestsAdded = len(res.AddedManifests)
-	}
-	return nil
-}
-
 // compactGroup reads the files of one compaction group and writes them as
 // files of about target bytes. It does what iceberg-go's
 // ExecuteCompactionGroup does, which cannot be used on events: its scan types

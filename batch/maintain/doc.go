@@ -17,17 +17,19 @@
 //     ones taken with them are rewritten (tiered), so a pass with no new data
 //     rewrites nothing and today's growing file is not rewritten at every
 //     pass: a byte is rewritten O(log(target / small file)) times;
-//   - manifests: merges the manifests of the current snapshot
-//     (Transaction.RewriteManifests);
-//   - expiry: expires snapshots older than maintenance.snapshot_retention,
-//     keeping the current one and every pinned one, and deletes the manifest
-//     lists, manifests and data files only they referenced;
+//   - manifests and expiry, one commit: merges the manifests of the
+//     current snapshot (Transaction.RewriteManifests), expires snapshots
+//     older than maintenance.snapshot_retention, keeping the current one and
+//     every pinned one, and deletes the manifest lists, manifests and data
+//     files only they referenced; it also sets the table properties that
+//     make every commit delete the metadata.json versions past
+//     MetadataVersionsKept (on tables created before);
 //   - orphans: deletes files under the table location that no snapshot or
 //     metadata file references and that are older than
-//     maintenance.orphan_min_age (left by crashed or lost commits);
-//   - metadata files: the tables delete metadata.json versions past
-//     MetadataVersionsKept on every commit (set here on tables created
-//     before).
+//     maintenance.orphan_min_age (left by crashed or lost commits), except
+//     the metadata.json files iceberg-go's delete-after-commit still
+//     deletes: from MetadataVersionsKept versions below the oldest one in
+//     the metadata log on (metadataFloor).
 //
 // The other tables of the namespace (batch views, batch_runs) get the
 // manifests, expiry, orphans and metadata steps. The serving store gets its
@@ -43,6 +45,14 @@
 //     stages (it takes no summary properties): it is committed together with
 //     an empty append that carries them, in one atomic commit, so it is never
 //     the current snapshot.
+//   - Every commit of a pass moves the branch (an expiry or a property change
+//     is committed with an empty append that carries the properties), so a
+//     writer's commit built on the table before it conflicts and is rebuilt
+//     on the reloaded table. Accepted on the older table, it would delete
+//     again the metadata files the pass's commit deleted (iceberg-go deletes
+//     what left the log between a commit's base and its result), and
+//     iceberg-go would log a warning for each through the standard log
+//     package.
 //   - A commit that races an archive commit is rebuilt on the reloaded table
 //     (lakehouse.Commit); the compacted files are written once, only the
 //     commit is redone. Nothing is lost or doubled: the rewrite replaces

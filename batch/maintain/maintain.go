@@ -219,14 +219,12 @@ func (m *Maintainer) table(ctx context.Context, name string) (TableReport, error
 			errs = append(errs, fmt.Errorf("%s: %w", what, err))
 		}
 	}
-	step("metadata properties", func() error { return m.metadataProperties(ctx, name) })
 	step("pins", func() error { return m.pins(ctx, name, &tr) })
 	if events {
 		step("retention", func() error { return m.retention(ctx, &tr) })
 		step("compaction", func() error { return m.compact(ctx, name, &tr) })
 	}
-	step("manifests", func() error { return m.manifests(ctx, name, &tr) })
-	step("expiry", func() error { return m.expire(ctx, name, &tr) })
+	step("manifests and expiry", func() error { return m.manifestsAndExpiry(ctx, name, &tr) })
 	step("orphans", func() error { return m.orphans(ctx, name, &tr) })
 
 	if tbl, err = m.cfg.Lake.LoadTable(ctx, name); err == nil {

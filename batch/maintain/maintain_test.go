@@ -50,11 +50,20 @@ func openLake(t testing.TB) *lakehouse.Lakehouse {
 // advanced from the table's own.
 func appendBatch(t testing.TB, l *lakehouse.Lakehouse, from int64, n int, at time.Time) {
 	t.Helper()
-	ctx := context.Background()
-	tbl, err := l.LoadTable(ctx, lakehouse.EventsTable)
+	tbl, err := l.LoadTable(context.Background(), lakehouse.EventsTable)
 	if err != nil {
 		t.Fatal(err)
 	}
+	appendBatchOn(t, l, tbl, from, n, at)
+}
+
+// appendBatchOn is appendBatch on tbl as loaded earlier: the archive loads
+// the table, writes its files, then commits on the table it loaded (which
+// lakehouse.Commit rebuilds on the reloaded table only when the commit
+// conflicts).
+func appendBatchOn(t testing.TB, l *lakehouse.Lakehouse, tbl *table.Table, from int64, n int, at time.Time) {
+	t.Helper()
+	ctx := context.Background()
 	sc, err := lakehouse.ArrowSchema(tbl)
 	if err != nil {
 		t.Fatal(err)

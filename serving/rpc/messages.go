@@ -26,7 +26,41 @@ func recommendationsMessage(r *serving.Recommendations) *schemas.GetRecommendati
 		AsOf:      asOfMessage(r.AsOf),
 	}
 	for i, it := range r.Items {
-		out.Items[i] = &schemas.RecommendedItem{Item: it.Item, Score: it.Score, Source: it.Source}
+		out.Items[i] = &schemas.RecommendedItem{
+			Item:        it.Item,
+			Score:       it.Score,
+			Source:      it.Source,
+			Scale:       it.Scale,
+			Explanation: explanationMessage(it.Explanation),
+		}
+	}
+	return out
+}
+
+// explanationMessage is e as a message, or nil without one (explain not
+// asked).
+func explanationMessage(e *serving.Explanation) *schemas.Explanation {
+	if e == nil {
+		return nil
+	}
+	out := &schemas.Explanation{
+		Score:           e.Score,
+		PopularityCount: e.PopularityCount,
+		Unavailable:     e.Unavailable,
+	}
+	if len(e.From) > 0 {
+		out.From = make([]*schemas.Contribution, len(e.From))
+	}
+	for i, c := range e.From {
+		out.From[i] = &schemas.Contribution{
+			Item:       c.Item,
+			Rank:       int32(c.Rank),
+			RankWeight: c.RankWeight,
+			BatchCount: c.BatchCount,
+			SpeedCount: c.SpeedCount,
+			TopCount:   c.TopCount,
+			Value:      c.Value,
+		}
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package rpc_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/lambdarec/lambdarec/internal/config"
 	"github.com/lambdarec/lambdarec/internal/kafka/kafkatest"
+	"github.com/lambdarec/lambdarec/internal/model"
 	"github.com/lambdarec/lambdarec/internal/store"
 	"github.com/lambdarec/lambdarec/schemas"
 	"github.com/lambdarec/lambdarec/schemas/schemasconnect"
@@ -76,6 +78,28 @@ func (s *blockingStore) Session(ctx context.Context, id string) (store.SessionVi
 		return store.SessionView{}, false, ctx.Err()
 	}
 	return s.Memory.Session(ctx, id)
+}
+
+// sessionExplainer is a fake of serving.SessionExplainer (our own
+// interface): the session s1's items are each explained by two recent
+// items, i1 (rank 0, 5 of its 7 co-visits in the batch) and i4 (rank 1, no
+// batch part), with values as model.Scorer.Explain computes them.
+type sessionExplainer struct{}
+
+func (sessionExplainer) ExplainSession(id string, items []string) ([]string, [][]model.Contribution, bool) {
+	if id != "s1" {
+		return nil, nil, false
+	}
+	contribution := func(item, recent string, rank int, count, top, batch int64) model.Contribution {
+		rw := model.RecencyWeight(rank)
+		return model.Contribution{Item: item, Recent: recent, Rank: rank, RankWeight: rw,
+			Count: count, TopCount: top, BatchCount: batch, Value: rw * float64(count) / float64(top)}
+	}
+	out := make([][]model.Contribution, len(items))
+	for i, it := range items {
+		out[i] = []model.Contribution{contribution(it, "i1", 0, 7, 13, 5), contribution(it, "i4", 1, 3, 9, -1)}
+	}
+	return []string{"i1", "i4"}, out, true
 }
 
 type testEnv struct {
@@ -128,7 +152,7 @@ func newTestEnvProducing(t testing.TB, kb *kafkatest.Broker, produceTimeout time
 		t.Fatal(err)
 	}
 	srv.SetGuard(guard)
-	api, err := serving.NewAPI(serving.APIConfig{MaxK: 50}, serving.APIDeps{Store: st})
+	api, err := serving.NewAPI(serving.APIConfig{MaxK: 50}, serving.APIDeps{Store: st, Explainer: sessionExplainer{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,6 +298,102 @@ func TestReads(t *testing.T) {
 
 	// An unknown method.
 	wantCode(t, "unknown method", e.call(t, readKey, "NoSuchMethod", &schemas.GetStatusRequest{}, &schemas.GetStatusResponse{}), codes.Unimplemented)
+}
+
+// TestExplainMatchesHTTP asks for the same explained recommendations over
+// gRPC (grpc-go) and over HTTP on the same server: every item carries the
+// same scale and explanation, number for number, and the speed item's
+// explanation is the explainer's.
+func TestExplainMatchesHTTP(t *testing.T) {
+	e := newTestEnv(t, nil)
+	var recs schemas.GetRecommendationsResponse
+	if err := e.call(t, readKey, "GetRecommendations", &schemas.GetRecommendationsRequest{SessionId: "s1", K: 4, Explain: true}, &recs); err != nil {
+		t.Fatal(err)
+	}
+	hreq, err := http.NewRequest(http.MethodGet, "http://"+e.addr+"/v1/recommendations?session_id=s1&k=4&explain=true", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hreq.Header.Set("Authorization", "Bearer "+readKey)
+	resp, err := http.DefaultClient.Do(hreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var web serving.Recommendations
+	if err := json.NewDecoder(resp.Body).Decode(&web); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("HTTP: %d %v", resp.StatusCode, err)
+	}
+	items := recs.GetItems()
+	if len(items) != len(web.Items) || len(items) != 4 {
+		t.Fatalf("gRPC items %v, HTTP items %+v", items, web.Items)
+	}
+	speed := 0
+	for i, it := range items {
+		w := web.Items[i]
+		if it.GetItem() != w.Item || it.GetScore() != w.Score || it.GetSource() != w.Source || it.GetScale() != w.Scale || it.GetScale() == "" {
+			t.Errorf("item %d: gRPC %v, HTTP %+v", i, it, w)
+		}
+		got, want := it.GetExplanation(), w.Explanation
+		if got == nil || want == nil {
+			t.Fatalf("item %s: gRPC explanation %v, HTTP %+v", it.GetItem(), got, want)
+		}
+		if got.Unavailable != want.Unavailable || !equalPtr(got.Score, want.Score) || !equalPtr(got.PopularityCount, want.PopularityCount) ||
+			len(got.GetFrom()) != len(want.From) {
+			t.Errorf("item %s: gRPC explanation %v, HTTP %+v", it.GetItem(), got, want)
+			continue
+		}
+		for j, c := range got.GetFrom() {
+			wc := want.From[j]
+			if c.GetItem() != wc.Item || int(c.GetRank()) != wc.Rank || c.GetRankWeight() != wc.RankWeight || c.GetBatchCount() != wc.BatchCount ||
+				c.GetSpeedCount() != wc.SpeedCount || c.GetTopCount() != wc.TopCount || c.GetValue() != wc.Value {
+				t.Errorf("item %s contribution %d: gRPC %v, HTTP %+v", it.GetItem(), j, c, wc)
+			}
+		}
+		if it.GetSource() != serving.SourceSpeed {
+			continue
+		}
+		// The speed item's explanation is the explainer's, numbers intact.
+		speed++
+		from := got.GetFrom()
+		if it.GetScale() != serving.ScaleCovisitation || len(from) != 2 || got.Unavailable != "" || got.PopularityCount != nil {
+			t.Fatalf("speed item %v", it)
+		}
+		if c := from[0]; c.GetItem() != "i1" || c.GetRank() != 0 || c.GetRankWeight() != 1 || c.GetBatchCount() != 5 || c.GetSpeedCount() != 2 ||
+			c.GetTopCount() != 13 || c.GetValue() != 7.0/13 {
+			t.Errorf("speed contribution 0: %v", c)
+		}
+		if c := from[1]; c.GetItem() != "i4" || c.GetRank() != 1 || c.GetRankWeight() != 0.25 || c.GetBatchCount() != 0 || c.GetSpeedCount() != 3 ||
+			c.GetTopCount() != 9 || c.GetValue() != 0.25*3/9 {
+			t.Errorf("speed contribution 1: %v", c)
+		}
+		if got.Score == nil || got.GetScore() != from[0].GetValue()+from[1].GetValue() {
+			t.Errorf("speed explanation score %v (set %t), want the sum of its values", got.GetScore(), got.Score != nil)
+		}
+	}
+	if speed != 1 || items[1].GetExplanation().GetUnavailable() == "" || items[2].GetExplanation().PopularityCount == nil ||
+		float64(items[2].GetExplanation().GetPopularityCount()) != items[2].GetScore() {
+		t.Errorf("items %v: want one explained speed item, an unavailable batch one, counted popular ones", items)
+	}
+
+	// Without explain: scales, no explanations.
+	recs.Reset()
+	if err := e.call(t, readKey, "GetRecommendations", &schemas.GetRecommendationsRequest{SessionId: "s1", K: 4}, &recs); err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range recs.GetItems() {
+		if it.GetExplanation() != nil || it.GetScale() == "" {
+			t.Errorf("without explain: %v", it)
+		}
+	}
+}
+
+// equalPtr says whether a and b are both nil or point to equal values.
+func equalPtr[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 func TestAuth(t *testing.T) {
