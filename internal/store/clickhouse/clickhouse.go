@@ -207,6 +207,18 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	}
 	s := &Store{cfg: cfg, log: obs.RateLimit(log.With("component", "store", "backend", "clickhouse"), slog.LevelWarn, time.Second), conn: conn, cache: listcache.New(cfg.CacheEntries)}
 	if cfg.Background {
+		// One attempt first, so that with the server up (the usual case,
+		// e.g. a rolling restart of serve) the store is connected before the
+		// caller answers; only when it is not does the caller start without
+		// it and the attempts go on in the background.
+		actx, cancel := context.WithTimeout(ctx, firstAttemptTimeout)
+		err := s.init(actx)
+		cancel()
+		if err == nil {
+			s.connected.Store(true)
+			return s, nil
+		}
+		s.log.Warn("clickhouse store not reachable at start; connecting in the background", "err", err)
 		s.connectInBackground()
 		return s, nil
 	}

@@ -17,6 +17,10 @@ var ErrNotConnected = errors.New("clickhouse store: not connected yet")
 // database, migration).
 const initAttemptTimeout = 30 * time.Second
 
+// firstAttemptTimeout bounds the attempt New makes before it returns in
+// Background mode (a server that drops packets delays the start this long).
+const firstAttemptTimeout = 10 * time.Second
+
 // connectInBackground runs init until it succeeds or the store is closed,
 // backing off between attempts (0.1 s doubling, ±50% jitter, at most 10 s
 // apart), and logs each failure (at most one line per attempt, so a few lines
