@@ -710,7 +710,7 @@ func (a *Archiver) flush(ctx context.Context, recs []*kgo.Record) error {
 	a.m.archived.Add(float64(rows))
 	a.m.deadLettered.Add(float64(len(dlq)))
 	a.updateLag()
-	a.commitGroup(ctx, batchMax)
+	a.commitGroup(ctx)
 
 	snapID := tbl.CurrentSnapshot().SnapshotID
 	a.log.Info("archive commit",
@@ -731,19 +731,36 @@ func fmtOffset(off int64, ok bool) string {
 
 // commitGroup records the archived position in the consumer group, for lag
 // monitoring only. Failures are logged, never fatal: the table is the truth.
-func (a *Archiver) commitGroup(ctx context.Context, batchMax map[int32]int64) {
+// Every partition the archive holds a position of is committed each time (not
+// only those of this batch), and a failed commit is tried again within its 5 s
+// timeout (a fresh broker answers the first group commits with retriable
+// coordinator errors while it creates __consumer_offsets), so a lost commit
+// does not leave a partition's group offset behind until its next record.
+func (a *Archiver) commitGroup(ctx context.Context) {
 	if a.cfg.Archive.Group == "" {
 		return
 	}
 	var offs kadm.Offsets
-	for p := range batchMax {
-		offs.AddOffset(a.cfg.Kafka.Topic, p, a.offsets[a.cfg.Kafka.Topic][p]+1, -1)
+	held := a.offsets[a.cfg.Kafka.Topic]
+	for p, off := range held {
+		offs.AddOffset(a.cfg.Kafka.Topic, p, off+1, -1)
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	resp, err := kadm.NewClient(a.cl).CommitOffsets(cctx, a.cfg.Archive.Group, offs)
-	if err == nil {
-		err = resp.Error()
+	var err error
+	for attempt := 1; ; attempt++ {
+		var resp kadm.OffsetResponses
+		resp, err = kadm.NewClient(a.cl).CommitOffsets(cctx, a.cfg.Archive.Group, offs)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err == nil || cctx.Err() != nil {
+			break
+		}
+		select {
+		case <-cctx.Done():
+		case <-time.After(min(time.Duration(1<<min(attempt-1, 4))*100*time.Millisecond, time.Second)):
+		}
 	}
 	if err != nil {
 		a.log.Debug("archive group offsets not committed", "group", a.cfg.Archive.Group, "err", err)
