@@ -206,26 +206,25 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("clickhouse store: open: %w", err)
 	}
 	s := &Store{cfg: cfg, log: obs.RateLimit(log.With("component", "store", "backend", "clickhouse"), slog.LevelWarn, time.Second), conn: conn, cache: listcache.New(cfg.CacheEntries)}
+	// One attempt first. In Background mode it is bounded, so that with the
+	// server up (the usual case, e.g. a rolling restart of serve) the store
+	// is connected before the caller answers; only when it is not does the
+	// caller start without it and the attempts go on in the background.
+	actx, cancel := ctx, context.CancelFunc(func() {})
 	if cfg.Background {
-		// One attempt first, so that with the server up (the usual case,
-		// e.g. a rolling restart of serve) the store is connected before the
-		// caller answers; only when it is not does the caller start without
-		// it and the attempts go on in the background.
-		actx, cancel := context.WithTimeout(ctx, firstAttemptTimeout)
-		err := s.init(actx)
-		cancel()
-		if err == nil {
-			s.connected.Store(true)
-			return s, nil
-		}
+		actx, cancel = context.WithTimeout(ctx, firstAttemptTimeout)
+	}
+	err = s.init(actx)
+	cancel()
+	switch {
+	case err == nil:
+		s.connected.Store(true)
+	case cfg.Background:
 		s.log.Warn("clickhouse store not reachable at start; connecting in the background", "err", err)
 		s.connectInBackground()
-		return s, nil
-	}
-	if err := s.init(ctx); err != nil {
+	default:
 		return nil, errors.Join(err, conn.Close())
 	}
-	s.connected.Store(true)
 	return s, nil
 }
 
