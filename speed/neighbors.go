@@ -36,7 +36,6 @@ type mergedNeighbors struct {
 	ids  map[string]uint32   // items interned here: those asked for and their neighbours
 	tops [][]uint32          // maintained top K by item id: the neighbours' ids, nil when not (yet) asked for
 	rows [][]model.ItemCount // the same rows as the Scorer gets them
-	ver  []uint32            // bumped whenever a row changes (captures copy a version once)
 	// names, bids and dids are by item id: its string, and its ids in the
 	// batch's and the deltas' dictionaries plus one (0: not looked up yet;
 	// noItem: the batch does not know it), so counting a pair costs no
@@ -69,7 +68,6 @@ func (n *mergedNeighbors) intern(item string) uint32 {
 		n.ids[item] = id
 		n.tops = append(n.tops, nil)
 		n.rows = append(n.rows, nil)
-		n.ver = append(n.ver, 0)
 		n.names = append(n.names, item)
 		n.bids = append(n.bids, 0)
 		n.dids = append(n.dids, 0)
@@ -80,7 +78,6 @@ func (n *mergedNeighbors) intern(item string) uint32 {
 
 // rowChanged notes that item id's maintained row changed.
 func (n *mergedNeighbors) rowChanged(id uint32) {
-	n.ver[id]++
 	if !n.chg[id] {
 		n.chg[id] = true
 		n.changed = append(n.changed, id)
@@ -103,9 +100,6 @@ func (n *mergedNeighbors) reset(delta, remote *model.Covisit) {
 	clear(n.dids)
 	clear(n.tops)
 	clear(n.rows)
-	for i := range n.ver {
-		n.ver[i]++
-	}
 	n.cachedBytes = len(n.ids) * 48
 }
 
@@ -122,9 +116,17 @@ func (n *mergedNeighbors) Neighbors(item string) []model.ItemCount {
 		top[i] = n.intern(row[i].Item)
 	}
 	n.tops[id], n.rows[id] = top, row
-	n.ver[id]++
 	n.cachedBytes += len(item) + 48 + n.k*(itemCountBytes+4)
 	return row
+}
+
+// DenseRow implements model.DenseRows: item id's maintained row and its
+// neighbours' ids.
+func (n *mergedNeighbors) DenseRow(id uint32) ([]uint32, []model.ItemCount) {
+	if n.tops[id] == nil {
+		n.Neighbors(n.names[id])
+	}
+	return n.tops[id], n.rows[id]
 }
 
 // TopNeighbors implements model.TopNeighbors.

@@ -151,10 +151,9 @@ type processor struct {
 	stateSize int // sessions' accounted bytes
 	touch     uint64
 	retainSeq uint64
-	dirty     []*session // updated since scored (or never scored)
-	caps      []capture  // captured for scoring, not yet scored
-	capRows   map[uint32]capRow
-	capBytes  int
+	dirty     []*session          // updated since scored (or never scored)
+	views     []store.SessionView // scored, not yet written
+	vs        *viewScorer
 	pendSince time.Time // when the oldest unwritten update was processed
 	// watchers index the live sessions by the merged rows their views read
 	// (session.watch), so a changed row rescores exactly the views it
@@ -192,7 +191,7 @@ func newProcessor(lim limits, p model.Params, log *slog.Logger) (*processor, err
 	proc := &processor{
 		lim: lim, log: log, params: p, bound: model.Boundary{}, deltas: d,
 		nb: newMergedNeighbors(nil, d.Covisit(), p.Neighbors), scorer: sc,
-		parts: map[int32]*partition{}, capRows: map[uint32]capRow{}, strs: stringTable{},
+		parts: map[int32]*partition{}, vs: newViewScorer(), strs: stringTable{},
 		watchers: map[uint32]map[*session]struct{}{},
 		remote:   map[int32]map[int64]map[sharedPair]sharedCount{}, remoteCov: model.NewCovisit(),
 	}
@@ -213,7 +212,6 @@ func (p *processor) assign(id int32) {
 	// previous owner published.
 	p.rebuildRemote()
 	p.nb.reset(p.deltas.Covisit(), p.remoteCov)
-	clear(p.capRows)
 	p.rescoreAll()
 }
 
@@ -238,11 +236,10 @@ func (p *processor) drop(ids []int32) {
 		// Their views are written by the flush that precedes a revocation;
 		// after a loss they belong to the new owner.
 		p.dirty = slices.DeleteFunc(p.dirty, func(s *session) bool { return gone[s.part] })
-		p.caps = slices.DeleteFunc(p.caps, func(c capture) bool { return slices.Contains(ids, c.view.Partition) })
+		p.views = slices.DeleteFunc(p.views, func(v store.SessionView) bool { return slices.Contains(ids, v.Partition) })
 		p.deltas = p.rebuild(p.params, p.bound)
 		p.rebuildRemote() // their deltas now come from their new owners
 		p.nb.reset(p.deltas.Covisit(), p.remoteCov)
-		clear(p.capRows)
 		p.rescoreAll()
 	}
 }
@@ -377,7 +374,6 @@ func (p *processor) handoff(b *Batch) time.Duration {
 	p.rebuildRemote()
 	p.nb = newMergedNeighbors(b.Model.Covisit(), p.deltas.Covisit(), params.Neighbors)
 	p.nb.remote = p.remoteCov
-	clear(p.capRows) // keyed by the old item ids
 	clear(p.watchers)
 	for _, ps := range p.parts {
 		for _, s := range ps.sessions {
@@ -553,7 +549,7 @@ func (p *processor) markDirty(s *session) {
 	if s.dirty {
 		return
 	}
-	if len(p.dirty) == 0 && len(p.caps) == 0 {
+	if len(p.dirty) == 0 && len(p.views) == 0 {
 		p.pendSince = time.Now()
 	}
 	s.dirty = true
@@ -561,7 +557,7 @@ func (p *processor) markDirty(s *session) {
 }
 
 // pending reports whether views wait to be scored or written.
-func (p *processor) pending() bool { return len(p.dirty) > 0 || len(p.caps) > 0 }
+func (p *processor) pending() bool { return len(p.dirty) > 0 || len(p.views) > 0 }
 
 // sessionBytes estimates a session's memory.
 func sessionBytes(s *session) int {
@@ -690,77 +686,29 @@ func (p *processor) forget(s *session) {
 	}
 }
 
-// score captures s's view now, as of the records processed so far, if it was
-// updated since it was last scored. The layer calls it right after a
-// session's last record in a poll, so a view reflects the state right after
-// its newest record: the same in every run, whatever the poll boundaries.
+// score scores s's view now, as of the records processed so far, if it was
+// updated (or its rows changed) since it was last scored, and keeps it to be
+// written.
 func (p *processor) score(s *session, now time.Time) {
 	if !s.dirty {
 		return
 	}
 	s.dirty = false
-	p.caps = append(p.caps, p.capture(s, now))
+	p.scoreView(s, now)
 }
 
-// capture takes what scoring s reads — its recent items, its purchases and
-// the merged top-K rows of those items — so it can be scored later, on
-// another goroutine, with the same result. Rows are copied once per version
-// for all the captures pending.
-func (p *processor) capture(s *session, now time.Time) capture {
-	part, off, _ := s.ms.Last()
-	n := p.params.RecentItems
-	c := capture{
-		view: store.SessionView{
-			SessionID: s.ms.ID(),
-			UserID:    s.ms.User(),
-			Purchased: slices.Clone(s.purchased),
-			EventTime: time.UnixMicro(s.maxTime).UTC(),
-			Partition: part,
-			Offset:    off,
-			UpdatedAt: now,
-		},
-		recent: s.ms.AppendRecent(make([]string, 0, n), n),
-	}
-	c.rows = make([][]model.ItemCount, len(c.recent))
-	var ids [16]uint32
-	watch := ids[:0]
-	for i, item := range c.recent {
-		row := p.nb.Neighbors(item)
-		id := p.nb.ids[item]
-		watch = append(watch, id)
-		if cr, ok := p.capRows[id]; ok && cr.ver == p.nb.ver[id] {
-			c.rows[i] = cr.row
-			continue
-		}
-		cp := slices.Clone(row)
-		p.capRows[id] = capRow{ver: p.nb.ver[id], row: cp}
-		p.capBytes += len(cp) * itemCountBytes
-		c.rows[i] = cp
-	}
-	if s.live {
-		p.setWatch(s, watch)
-	}
-	return c
-}
-
-// takeCaptures returns the captures pending and forgets them.
-func (p *processor) takeCaptures() []capture {
-	caps := p.caps
-	p.caps = nil
-	clear(p.capRows)
-	p.capBytes = 0
-	return caps
-}
-
-// appendViews captures the sessions still dirty, scores every pending
-// capture, appends the views to dst and clears them.
+// appendViews scores the sessions still dirty, appends every view pending to
+// dst and forgets them.
 func (p *processor) appendViews(dst []store.SessionView, now time.Time) []store.SessionView {
-	p.captureDirty(now)
-	return scoreCaptures(p.scorer, p.takeCaptures(), p.lim.viewItems, dst)
+	p.scoreDirty(now)
+	dst = append(dst, p.views...)
+	clear(p.views)
+	p.views = p.views[:0]
+	return dst
 }
 
-// captureDirty captures every session still dirty.
-func (p *processor) captureDirty(now time.Time) {
+// scoreDirty scores every session still dirty.
+func (p *processor) scoreDirty(now time.Time) {
 	for _, s := range p.dirty {
 		p.score(s, now)
 	}
@@ -838,6 +786,6 @@ func (p *processor) copyDeltas() (*model.Model, error) {
 // deltaBytes estimates the memory of the deltas and the neighbour cache.
 func (p *processor) deltaBytes() int {
 	cv := p.deltas.Covisit().Len()
-	return cv*64 + p.deltas.Popularity().Len()*24 + p.deltas.Users().Len()*64 + p.nb.cachedBytes + p.capBytes +
+	return cv*64 + p.deltas.Popularity().Len()*24 + p.deltas.Users().Len()*64 + p.nb.cachedBytes +
 		p.remoteN*96 + p.remoteCov.Len()*64
 }

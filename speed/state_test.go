@@ -312,10 +312,11 @@ func TestMergedNeighborsIsTopKOfTheSum(t *testing.T) {
 	}
 }
 
-// TestCapturesScoreAsOfCapture: a capture scored later (after more records
-// changed the deltas and the maintained rows) gives exactly the
-// recommendations the session had when it was captured.
-func TestCapturesScoreAsOfCapture(t *testing.T) {
+// TestViewsScoreAsRecommendSession: a view the layer scores (by item id
+// from the maintained rows, model.Scorer.ScoreDense) holds exactly what
+// Scorer.RecommendSession gives the session from the same rows at that
+// point, while records keep changing the deltas and the rows.
+func TestViewsScoreAsRecommendSession(t *testing.T) {
 	recs := genStream(t, 20_000, time.Now().Add(-70*time.Minute), 100)
 	p, err := newProcessor(defaultLimits(), model.DefaultParams(), slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -326,8 +327,7 @@ func TestCapturesScoreAsOfCapture(t *testing.T) {
 	}
 	p.handoff(benchBatch(t, recs[:10_000]))
 	ts := time.Now()
-	var want [][]model.Scored
-	var caps []capture
+	n, nonEmpty, bought := 0, 0, 0
 	for i, r := range recs {
 		s, err := p.record(r.part, r.off, ts, r.value)
 		if err != nil {
@@ -336,28 +336,25 @@ func TestCapturesScoreAsOfCapture(t *testing.T) {
 		if s == nil || i%7 != 0 {
 			continue
 		}
-		want = append(want, p.scorer.RecommendSession(p.nb, s.ms, nil, 20))
+		want := toStoreScored(p.scorer.RecommendSession(p.nb, s.ms, nil, p.lim.viewItems))
 		s.dirty = true
 		p.score(s, ts)
-		if i%700 == 0 { // hand over a chunk now and then, as the layer does
-			caps = append(caps, p.takeCaptures()...)
+		v := p.views[len(p.views)-1]
+		if v.SessionID != s.ms.ID() || !reflect.DeepEqual(v.Items, want) {
+			t.Fatalf("record %d (%s): view %v, RecommendSession %v", i, s.ms.ID(), v.Items, want)
 		}
-	}
-	caps = append(caps, p.takeCaptures()...)
-	views := scoreCaptures(p.scorer, caps, 20, nil)
-	if len(views) != len(want) {
-		t.Fatalf("%d views, %d expected", len(views), len(want))
-	}
-	nonEmpty := 0
-	for i, v := range views {
-		if !reflect.DeepEqual(v.Items, toStoreScored(want[i])) {
-			t.Fatalf("capture %d (%s): scored later %v, at capture %v", i, v.SessionID, v.Items, want[i])
-		}
+		n++
 		if len(v.Items) > 0 {
 			nonEmpty++
 		}
+		if len(s.purchased) > 0 {
+			bought++
+		}
+		if i%700 == 0 {
+			p.appendViews(nil, ts)
+		}
 	}
-	if nonEmpty < len(views)/2 {
-		t.Fatalf("only %d of %d captures have recommendations", nonEmpty, len(views))
+	if nonEmpty < n/2 || bought == 0 {
+		t.Fatalf("only %d of %d views have recommendations, %d sessions with purchases", nonEmpty, n, bought)
 	}
 }

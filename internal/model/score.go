@@ -34,6 +34,8 @@ type Scorer struct {
 	rows []ItemCount // rows appended by a *Model or *Covisit source
 	seen []string
 	heap []Scored
+	// dense is ScoreDense's accumulator.
+	dense denseAcc
 }
 
 // NewScorer returns a scorer for parameters p.

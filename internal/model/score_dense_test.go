@@ -1,0 +1,125 @@
+package model
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// denseTop serves a Covisit's top rows by dense id, as the speed layer's
+// maintained rows do: ids are given to items in the order first asked for.
+type denseTop struct {
+	c     *Covisit
+	k     int
+	ids   map[string]uint32
+	names []string
+	rows  map[uint32][]ItemCount
+	tops  map[uint32][]uint32
+}
+
+func newDenseTop(c *Covisit, k int) *denseTop {
+	return &denseTop{c: c, k: k, ids: map[string]uint32{}, rows: map[uint32][]ItemCount{}, tops: map[uint32][]uint32{}}
+}
+
+func (d *denseTop) id(item string) uint32 {
+	id, ok := d.ids[item]
+	if !ok {
+		id = uint32(len(d.names))
+		d.ids[item] = id
+		d.names = append(d.names, item)
+	}
+	return id
+}
+
+func (d *denseTop) DenseRow(id uint32) ([]uint32, []ItemCount) {
+	if row, ok := d.rows[id]; ok {
+		return d.tops[id], row
+	}
+	row := d.c.TopK(d.names[id], d.k)
+	top := make([]uint32, len(row))
+	for i, e := range row {
+		top[i] = d.id(e.Item)
+	}
+	d.rows[id], d.tops[id] = row, top
+	return top, row
+}
+
+// TestScoreDenseEqualsScore holds ScoreDense to Score bit for bit: many ties
+// (small counts), rows longer and shorter than Params.Neighbors, exclusions,
+// k below and above the number of candidates, unknown recent items and one
+// scorer reused across calls (its generations) and sizes (its growth).
+func TestScoreDenseEqualsScore(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 3))
+	for _, nb := range []int{1, 3, 50, 400} {
+		p := DefaultParams()
+		p.Neighbors = nb
+		p.RecentItems = 1 + r.IntN(12)
+		c := NewCovisit()
+		items := make([]string, 900)
+		for i := range items {
+			items[i] = fmt.Sprintf("it-%d", r.IntN(100_000))
+		}
+		for range 20_000 {
+			c.Add(items[r.IntN(len(items))], items[r.IntN(len(items))], 1+r.Int64N(3))
+		}
+		sc, err := NewScorer(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := NewScorer(p)
+		// Rows longer than Neighbors for some (the scorer truncates).
+		dt := newDenseTop(c, nb+r.IntN(3))
+		for round := range 400 {
+			var recent []string
+			for range r.IntN(15) {
+				if it := items[r.IntN(len(items))]; !slices.Contains(recent, it) {
+					recent = append(recent, it)
+				}
+			}
+			if round%7 == 0 {
+				recent = append(recent, fmt.Sprintf("never-seen-%d", round))
+			}
+			ids := make([]uint32, len(recent))
+			for i, it := range recent {
+				ids[i] = dt.id(it)
+			}
+			mod := 1 + r.IntN(5)
+			exclude := func(item string) bool { return len(item)%mod == 0 }
+			if round%3 == 0 {
+				exclude = nil
+			}
+			k := []int{0, 1, 5, 20, 10_000}[r.IntN(5)]
+			w := want.Score(onlyTop{c}, recent, exclude, k)
+			got := sc.ScoreDense(dt, ids, exclude, k)
+			if !sameScored(got, w) {
+				t.Fatalf("neighbors %d round %d k %d: got %v, want %v", nb, round, k, got, w)
+			}
+			if round%5 == 0 && k > 0 {
+				pre := []Scored{{Item: "x"}}
+				got := sc.AppendScoreDense(pre, dt, ids, exclude, k)
+				if got[0].Item != "x" || !sameScored(got[1:], w) {
+					t.Fatalf("neighbors %d round %d: appended %v, want x then %v", nb, round, got, w)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkScoreSessionDense is BenchmarkScoreSessionRows by dense ids: the
+// speed layer's scoring of a session view.
+func BenchmarkScoreSessionDense(b *testing.B) {
+	evs, m := benchData(b)
+	dt := newDenseTop(m.Covisit(), 50)
+	sc, _ := NewScorer(DefaultParams())
+	var ids []uint32
+	var out []Scored
+	benchScoreWith(b, evs, func(recent []string) []Scored {
+		ids = ids[:0]
+		for _, it := range recent {
+			ids = append(ids, dt.id(it))
+		}
+		out = sc.AppendScoreDense(out[:0], dt, ids, nil, 20)
+		return out
+	})
+}
