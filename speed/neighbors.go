@@ -142,11 +142,13 @@ func (n *mergedNeighbors) bump(a, b string, w int64) {
 	if !ok || n.tops[ia] == nil {
 		return
 	}
-	n.bumpID(ia, n.intern(b), w)
+	c := int64(-1)
+	n.bumpID(ia, n.intern(b), w, &c)
 }
 
-// bumpID is bump for interned items.
-func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64) {
+// bumpID is bump for interned items. *c caches C[a][b] (symmetric) for the
+// two bumps of a pair: -1 until countID is needed.
+func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64, c *int64) {
 	top, row := n.tops[ia], n.rows[ia]
 	if top == nil {
 		return
@@ -160,11 +162,17 @@ func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64) {
 	case i < len(top):
 		row[i].Count += w
 	case len(top) < n.k: // the list is the whole row: b is a new neighbour
+		if *c < 0 {
+			*c = n.countID(ia, ib)
+		}
 		top = append(top, ib)
-		row = append(row, model.ItemCount{Item: b, Count: n.countID(ia, ib)})
+		row = append(row, model.ItemCount{Item: b, Count: *c})
 		n.tops[ia], n.rows[ia] = top, row
 	default:
-		e := model.ItemCount{Item: b, Count: n.countID(ia, ib)}
+		if *c < 0 {
+			*c = n.countID(ia, ib)
+		}
+		e := model.ItemCount{Item: b, Count: *c}
 		if compareItemCount(e, row[i-1]) >= 0 {
 			return
 		}

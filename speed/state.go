@@ -96,10 +96,33 @@ type partition struct {
 	cov    *model.Covisit
 	pub    map[sharedPair]struct{}
 	pubAll bool
+	// cids caches items' ids in cov's dictionary by their mergedNeighbors
+	// id (plus one; 0: not looked up), valid for cidsNb and cidsCov.
+	cids    []uint32
+	cidsNb  *mergedNeighbors
+	cidsCov *model.Covisit
 	// from and target are where consumption of the partition started (the
 	// committed horizon) and the end offset when it was assigned; it is
 	// replayed, and the layer ready, once next reaches target. -1: unknown.
 	from, target int64
+}
+
+// covID returns merged-rows item id's id in cov's dictionary, adding the
+// item there when new.
+func (ps *partition) covID(nb *mergedNeighbors, id uint32) uint32 {
+	if ps.cidsNb != nb || ps.cidsCov != ps.cov {
+		ps.cidsNb, ps.cidsCov = nb, ps.cov
+		clear(ps.cids)
+	}
+	if int(id) >= len(ps.cids) {
+		ps.cids = append(ps.cids, make([]uint32, max(int(id)+1, 2*len(ps.cids))-len(ps.cids))...)
+	}
+	if c := ps.cids[id]; c != 0 {
+		return c - 1
+	}
+	c := ps.cov.Intern(nb.names[id])
+	ps.cids[id] = c + 1
+	return c
 }
 
 // replayed reports whether the partition was consumed up to the end offset
@@ -287,12 +310,21 @@ func (p *processor) rescoreChanged(now time.Time, every time.Duration, budget in
 }
 
 // setWatch indexes live session s under the merged rows ids its view reads.
+// Only the rows that changed are touched: a session's recent items mostly
+// shift by one from one view to the next.
 func (p *processor) setWatch(s *session, ids []uint32) {
 	if slices.Equal(s.watch, ids) {
 		return
 	}
-	p.unwatch(s)
+	for _, id := range s.watch {
+		if !slices.Contains(ids, id) {
+			p.unwatchRow(s, id)
+		}
+	}
 	for _, id := range ids {
+		if slices.Contains(s.watch, id) {
+			continue
+		}
 		m := p.watchers[id]
 		if m == nil {
 			m = map[*session]struct{}{}
@@ -300,18 +332,23 @@ func (p *processor) setWatch(s *session, ids []uint32) {
 		}
 		m[s] = struct{}{}
 	}
-	s.watch = append(s.watch, ids...)
+	s.watch = append(s.watch[:0], ids...)
+}
+
+// unwatchRow removes s from row id's watchers.
+func (p *processor) unwatchRow(s *session, id uint32) {
+	if m := p.watchers[id]; m != nil {
+		delete(m, s)
+		if len(m) == 0 {
+			delete(p.watchers, id)
+		}
+	}
 }
 
 // unwatch removes s from the index.
 func (p *processor) unwatch(s *session) {
 	for _, id := range s.watch {
-		if m := p.watchers[id]; m != nil {
-			delete(m, s)
-			if len(m) == 0 {
-				delete(p.watchers, id)
-			}
-		}
+		p.unwatchRow(s, id)
 	}
 	s.watch = s.watch[:0]
 }
@@ -534,15 +571,16 @@ func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 
 // addPair is the emit of applyDelta.
 func (p *processor) addPair(a, b string, w int64) {
-	nb := p.nb
+	nb, ps := p.nb, p.cur
 	ia, ib := nb.internPair(a), nb.internPair(b)
 	p.deltas.Covisit().AddID(nb.internDelta(ia), nb.internDelta(ib), w)
-	p.cur.cov.Add(a, b, w)
+	ps.cov.AddID(ps.covID(nb, ia), ps.covID(nb, ib), w)
 	if !p.sole {
-		p.cur.pub[newSharedPair(a, b)] = struct{}{}
+		ps.pub[newSharedPair(a, b)] = struct{}{}
 	}
-	nb.bumpID(ia, ib, w)
-	nb.bumpID(ib, ia, w)
+	c := int64(-1) // C[a][b] after the contribution, when a bump needs it
+	nb.bumpID(ia, ib, w, &c)
+	nb.bumpID(ib, ia, w, &c)
 }
 
 func (p *processor) markDirty(s *session) {

@@ -1,7 +1,5 @@
 package model
 
-import "slices"
-
 // DenseRows is a source of neighbour rows whose items are also named by
 // dense ids (small integers, one per item, stable while the source lives):
 // the speed layer's maintained rows. ScoreDense accumulates by id in an
@@ -131,6 +129,23 @@ func (s *Scorer) AppendScoreDense(dst []Scored, src DenseRows, recent []uint32, 
 	s.heap = h
 	start := len(dst)
 	dst = append(dst, h...)
-	slices.SortFunc(dst[start:], compareScored)
+	sortScored(dst[start:])
 	return dst
+}
+
+// sortScored sorts s in compareScored's order by insertion: s holds at most
+// k (tens of) items, and most comparisons are decided by the score alone.
+func sortScored(s []Scored) {
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		j := i
+		for ; j > 0; j-- {
+			p := &s[j-1]
+			if p.Score > c.Score || p.Score == c.Score && p.Item <= c.Item {
+				break
+			}
+			s[j] = *p
+		}
+		s[j] = c
+	}
 }
