@@ -171,6 +171,16 @@ func (s *Session) internUser(d *dict, user string) uint32 {
 // position), newest first.
 func (s *Session) AppendRecent(dst []string, n int) []string {
 	start := len(dst)
+	if s.ordered() {
+		// The usual case, events added in that order: walk them backwards,
+		// without sorting.
+		for i := len(s.events) - 1; i >= 0 && len(dst)-start < n; i-- {
+			if item := s.events[i].item; !slices.Contains(dst[start:], item) {
+				dst = append(dst, item)
+			}
+		}
+		return dst
+	}
 	// Walk events newest first by (time, partition, offset).
 	idx := make([]int, len(s.events))
 	for i := range idx {
@@ -201,6 +211,18 @@ func (s *Session) AppendRecent(dst []string, n int) []string {
 		}
 	}
 	return dst
+}
+
+// ordered reports whether s's events are in ascending (time, partition,
+// offset) order, the reverse of AppendRecent's.
+func (s *Session) ordered() bool {
+	for i := 1; i < len(s.events); i++ {
+		a, b := &s.events[i-1], &s.events[i]
+		if a.time > b.time || a.time == b.time && !before(a.partition, a.offset, b.partition, b.offset) {
+			return false
+		}
+	}
+	return true
 }
 
 // Recent returns the session's n most recent distinct items, most recent first.
