@@ -117,21 +117,25 @@
 //
 // # Real-time view, exact when read
 //
-// A poll's records are decoded in parallel, then applied in order. Right
-// after a session's last record of the poll, the layer captures what scoring
-// it reads (its recent items, its purchases and copies of the merged top-K
-// rows of those items); captures are scored on background goroutines by the
-// shared model.Scorer and written in groups, after each poll and within a
-// long poll whenever the oldest unwritten update is MaxViewDelay old. So
-// several events of a session in one poll cost one scoring. Each view
-// carries that record's offset, the newest event time, the user and the
-// purchases.
+// A poll's records are decoded in parallel, then applied in order; a
+// record marks its session's view to be written. Views are scored and
+// written together, on the processing goroutine, once per flush tick: when
+// the oldest unwritten update is min(MaxViewDelay, 5ms) old (after a poll;
+// the poll waits no longer than that) or, within a long poll, MaxViewDelay
+// old. So several records of a session within one tick cost one scoring and
+// one write, and a rescoring due in that tick shares the pass. A view is
+// scored as of every record processed when it is scored (its own newest one
+// and whatever else came before the flush), by model.Scorer.ScoreDense
+// straight from the maintained merged rows by item id (no copy of a row, no
+// item string hashed; it equals Scorer.RecommendSession bit for bit). Each
+// view carries its session's newest record's offset, the newest event time,
+// the user and the purchases.
 //
 // Other sessions' records (and other members' deltas) keep changing the rows
-// a quiet session's view was scored from. A capture indexes the live session
+// a quiet session's view was scored from. Scoring indexes the live session
 // under the merged rows it read; every RescoreInterval the sessions whose
 // rows changed since (their maintained top K: a count in it, or its
-// membership) are captured again and rewritten, and a handoff, an
+// membership) are scored again and rewritten, and a handoff, an
 // assignment or a revocation rescores every live session. Rescoring is
 // bounded by the work of the stream: each run marks at most one session
 // per four records processed since the last one, plus 500, oldest changed
@@ -141,7 +145,8 @@
 // updated at). So a served view equals what a full recompute over every
 // record consumed gives the session, as of the records this member consumed
 // up to RescoreInterval + MaxViewDelay (plus the store write) before the
-// read, and, for other members' partitions, as of what they published (see
+// read (the flush tick is within MaxViewDelay: coalescing does not widen the
+// bound; a session's own newest record is in its view within MaxViewDelay), and, for other members' partitions, as of what they published (see
 // above). TestServedExactWhenRead and TestServedExactWithThreeMembers hold
 // the layer to it.
 //
@@ -161,7 +166,7 @@
 // row, which grows with the time since the batch, is never merged again.
 //
 // A view written while records flow reflects how far each partition had
-// been consumed when it was captured, which no two runs share; once
+// been consumed when it was scored, which no two runs share; once
 // consumption settles, every view (rescored) is the same in every run.
 // Sessions, deltas, and recommendations computed at any quiescent point are
 // deterministic.
