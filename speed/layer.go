@@ -370,21 +370,26 @@ func (l *Layer) afterPoll(ctx context.Context, now time.Time) {
 	if l.proc.rescoreChanged(now, l.cfg.RescoreInterval, l.sinceRescore/rescorePer+minRescore) {
 		l.sinceRescore = 0
 	}
-	if l.flushDue(now) {
-		l.flush(ctx, now) //nolint:errcheck // logged and retried
-	}
-	l.publishDeltas(ctx, pubTick)
-	select {
-	case b := <-l.pending:
-		l.switchBatch(b)
-	default:
-	}
 	l.cmu.Lock()
 	hold := l.commitHold
 	l.cmu.Unlock()
-	if now.Sub(l.lastCommit) >= l.cfg.CommitInterval && now.After(hold) {
+	commitDue := now.Sub(l.lastCommit) >= l.cfg.CommitInterval && now.After(hold)
+	// A commit comes after the views of every record processed are written:
+	// a session forgotten before its view was written (expired while covered
+	// by the batch) may lie before the horizon, and a restart would not
+	// replay it.
+	if l.flushDue(now) || commitDue && l.proc.pending() {
+		l.flush(ctx, now) //nolint:errcheck // logged and retried
+	}
+	l.publishDeltas(ctx, pubTick)
+	if commitDue {
 		l.commit(ctx, false, nil) //nolint:errcheck // logged and retried
 		l.lastCommit = now
+	}
+	select { // after the commit: a handoff marks every view to be written
+	case b := <-l.pending:
+		l.switchBatch(b)
+	default:
 	}
 	if exp, ok := l.views.(ViewExpirer); ok && now.Sub(l.lastExpire) >= time.Minute && l.proc.streamTime() > 0 {
 		// Record time, like session expiry: a replay of old records does not
