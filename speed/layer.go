@@ -309,7 +309,8 @@ const (
 // shares the pass. It is short (5 ms) so an idle layer still answers a
 // POST within milliseconds. (In BenchmarkLatency's stream a session rarely
 // has two records within 5 ms: views per event stay about 1 there; the
-// saving is in bursts and catch-up, where polls are small.)
+// saving is for sessions with bursts of records, and fewer, larger store
+// writes when polls are small.)
 func (l *Layer) flushTick() time.Duration {
 	return min(l.cfg.MaxViewDelay, maxFlushTick)
 }
