@@ -86,6 +86,7 @@ import (
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
 	"github.com/lambdarec/lambdarec/internal/obs"
 	"github.com/lambdarec/lambdarec/schemas"
+	"github.com/lambdarec/lambdarec/schemas/wire"
 )
 
 // Stage is the lambdarec.stage header of the records the archiver
@@ -509,8 +510,9 @@ func (a *Archiver) collect(ctx context.Context) ([]*kgo.Record, error) {
 // it as Parquet data files: the shares are decoded, validated and encoded in
 // parallel, each into files of its own.
 type worker struct {
-	b     *schemas.EventBuilder
-	ev    schemas.UserInteraction
+	b     *wire.Builder
+	e     wire.Event              // a record read by the fast decoder
+	ev    schemas.UserInteraction // one it left to schemas.Decode
 	dlq   []*kgo.Record
 	rows  int
 	files []iceberg.DataFile
@@ -524,7 +526,7 @@ func newWorkers(sc *arrow.Schema) ([]*worker, error) {
 	n := max(1, min(runtime.GOMAXPROCS(0), 8))
 	ws := make([]*worker, 0, n)
 	for range n {
-		b, err := schemas.NewEventBuilder(memory.DefaultAllocator, sc)
+		b, err := wire.NewBuilder(memory.DefaultAllocator, sc)
 		if err != nil {
 			for _, w := range ws {
 				w.b.Release()
@@ -560,13 +562,18 @@ func (a *Archiver) encode(ctx context.Context, tbl *table.Table, recs []*kgo.Rec
 		wg.Go(func() {
 			w.dlq, w.files, w.rows, w.err = w.dlq[:0], nil, 0, nil
 			for _, r := range part {
-				if err := schemas.Decode(r.Value, &w.ev, a.clock(r)); err != nil {
+				clock := a.clock(r)
+				if wire.Decode(r.Value, clock, &w.e) {
+					w.b.Append(&w.e, r.Partition, r.Offset)
+					continue
+				}
+				if err := schemas.Decode(r.Value, &w.ev, clock); err != nil {
 					if _, sent := a.dlqDone[schemas.Position{Partition: r.Partition, Offset: r.Offset}]; !sent {
 						w.dlq = append(w.dlq, kafka.DeadLetter(a.cfg.Kafka.DLQTopic, r, Stage, err))
 					}
 					continue
 				}
-				w.b.Append(&w.ev, r.Partition, r.Offset)
+				w.b.AppendEvent(&w.ev, r.Partition, r.Offset)
 			}
 			rec := w.b.NewRecordBatch()
 			w.rows = int(rec.NumRows())

@@ -63,7 +63,7 @@ type Event struct {
 	// (read them with Entries).
 	Device, Location int
 
-	value []byte // the encoding, for Entries
+	maps []byte // the part of the encoding that holds the map entries
 }
 
 // Time returns the event time in unix microseconds (sub-microsecond nanos
@@ -87,7 +87,7 @@ func (e *Event) Entries(m Map, dst []Entry) []Entry {
 	if m == LocationMap {
 		want = fLocation
 	}
-	v := e.value
+	v := e.maps
 	for len(v) > 0 {
 		num, typ, n := protowire.ConsumeTag(v)
 		v = v[n:] // Decode accepted the encoding: it parses
@@ -124,10 +124,13 @@ var minTimestampSec = schemas.MinTimestamp.Unix()
 // take (see the package documentation): decode such a value with
 // schemas.Decode.
 func Decode(value []byte, now time.Time, e *Event) bool {
-	*e = Event{value: value}
+	*e = Event{}
 	var seen uint32    // bit per field, see bit
 	var entries [2]int // device, location
+	all := value
+	mapsFrom, mapsTo := -1, 0
 	for len(value) > 0 {
+		at := len(all) - len(value)
 		num, typ, n := protowire.ConsumeTag(value)
 		if n < 0 {
 			return false
@@ -167,6 +170,10 @@ func Decode(value []byte, now time.Time, e *Event) bool {
 			if entries[i]++; entries[i] > schemas.MaxMapEntries || !mapEntry(v) {
 				return false
 			}
+			if mapsFrom < 0 {
+				mapsFrom = at
+			}
+			mapsTo = len(all) - len(value)
 		case fMetadata:
 			if !metadata(v, e) {
 				return false
@@ -174,6 +181,9 @@ func Decode(value []byte, now time.Time, e *Event) bool {
 		}
 	}
 	e.Device, e.Location = entries[0], entries[1]
+	if mapsFrom >= 0 {
+		e.maps = all[mapsFrom:mapsTo]
+	}
 	return seen&bit(fTimestamp) != 0 && e.Kind != schemas.KindUnknown &&
 		id(e.EventID) && id(e.UserID) && id(e.SessionID)
 }
