@@ -156,6 +156,11 @@ type Archiver struct {
 	// where their letter is.
 	dlqNext lakehouse.Offsets
 	dlqDone map[schemas.Position]schemas.Position
+
+	// The pipeline (pipeline.go): the batch whose commit runs in the
+	// background, and an error met while settling it inside a poll.
+	pending *microBatch
+	fatal   error
 }
 
 // New returns an archiver for cfg (sections kafka, iceberg and archive).
@@ -210,7 +215,15 @@ func (a *Archiver) Run(ctx context.Context) (err error) {
 	if err := a.start(ctx); err != nil {
 		return err
 	}
+	// Commits run in the background (pipeline.go) with a context of their
+	// own: the end of ctx lets the one in flight finish, for shutdownFlush
+	// at most.
+	cctx, cancelCommits := context.WithCancel(context.WithoutCancel(ctx))
+	stopTimer := context.AfterFunc(ctx, func() { time.AfterFunc(shutdownFlush, cancelCommits) })
 	defer func() {
+		a.drain()
+		stopTimer()
+		cancelCommits()
 		a.cl.Close()
 		a.admCl.Close()
 		for _, w := range a.workers {
@@ -227,20 +240,21 @@ func (a *Archiver) Run(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
+		fctx, cancel := flushContext(ctx)
 		if len(recs) > 0 {
-			fctx := ctx
-			if ctx.Err() != nil {
-				var cancel context.CancelFunc
-				fctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), shutdownFlush)
-				defer cancel()
-			}
-			if err := a.flushRetrying(ctx, fctx, recs); err != nil {
-				return err
-			}
+			err = a.flushAsync(ctx, fctx, cctx, recs)
 		}
-		if ctx.Err() != nil {
-			a.log.Info("archive stopped", "offsets", a.offsets.Topic(topic))
-			return nil
+		if err == nil && ctx.Err() != nil {
+			err = a.settle(ctx, fctx)
+			if err == nil {
+				a.log.Info("archive stopped", "offsets", a.offsets.Topic(topic))
+			}
+			cancel()
+			return err
+		}
+		cancel()
+		if err != nil {
+			return err
 		}
 	}
 }
@@ -257,18 +271,18 @@ func (a *Archiver) FlushError() error {
 
 // flushRetrying flushes recs, retrying with backoff while the flush fails
 // for a reason a retry can cure (not a fenced table, not the end of ctx).
-// Meanwhile the archiver is not ready.
-func (a *Archiver) flushRetrying(ctx, fctx context.Context, recs []*kgo.Record) error {
+// Meanwhile the archiver is not ready. failed is the error of a first
+// attempt that already failed (the commit of a pipelined batch), or nil.
+// Nothing may be pending.
+func (a *Archiver) flushRetrying(ctx, fctx context.Context, recs []*kgo.Record, failed error) error {
 	bo := kafka.NewBackoff()
 	for {
-		err := a.flush(fctx, recs)
+		err := failed
+		if failed == nil {
+			err = a.flush(fctx, recs)
+		}
+		failed = nil
 		if err == nil {
-			if a.failing {
-				a.failing = false
-				a.flushErr.Store(nil)
-				a.setReady()
-				a.log.Info("archive flush recovered")
-			}
 			return nil
 		}
 		if errors.Is(err, ErrFenced) || ctx.Err() != nil || fctx.Err() != nil {
@@ -313,6 +327,7 @@ func (a *Archiver) start(ctx context.Context) error {
 		return fmt.Errorf("archive: table %s: %w", strings.Join(tbl.Identifier(), "."), err)
 	}
 	a.tbl, a.sc, a.workers, a.offsets, a.hwm = tbl, sc, workers, offsets, map[int32]int64{}
+	a.pending, a.fatal = nil, nil
 	releaseWorkers := func() {
 		for _, w := range workers {
 			w.b.Release()
@@ -418,6 +433,7 @@ func (a *Archiver) addNewPartitions(ctx context.Context) error {
 	if len(added) == 0 {
 		return nil
 	}
+	a.settleInline(ctx) // start offsets come from what the table holds
 	a.consumed = append(a.consumed, added...)
 	a.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{a.cfg.Kafka.Topic: a.startOffsets(added)})
 	a.log.Info("archive consumes new partitions", "partitions", added)
@@ -433,6 +449,9 @@ func (a *Archiver) collect(ctx context.Context) ([]*kgo.Record, error) {
 	topic := a.cfg.Kafka.Topic
 	for len(recs) < max && ctx.Err() == nil {
 		a.periodic(ctx)
+		if a.fatal != nil {
+			return nil, a.fatal
+		}
 		wait := time.Now().Add(pollWait)
 		if !deadline.IsZero() {
 			if time.Until(deadline) <= 0 {
@@ -460,8 +479,11 @@ func (a *Archiver) collect(ctx context.Context) ([]*kgo.Record, error) {
 				a.fetchFailed(ctx, fe.Partition, fe.Err)
 			}
 		}
+		if a.fatal != nil {
+			return nil, a.fatal
+		}
 		before := len(recs)
-		held := a.offsets.Topic(topic)
+		held := a.expected()
 		for _, ft := range fetches {
 			for _, t := range ft.Topics {
 				if t.Topic != topic {
@@ -568,9 +590,7 @@ func (a *Archiver) encode(ctx context.Context, tbl *table.Table, recs []*kgo.Rec
 					continue
 				}
 				if err := schemas.Decode(r.Value, &w.ev, clock); err != nil {
-					if _, sent := a.dlqDone[schemas.Position{Partition: r.Partition, Offset: r.Offset}]; !sent {
-						w.dlq = append(w.dlq, kafka.DeadLetter(a.cfg.Kafka.DLQTopic, r, Stage, err))
-					}
+					w.dlq = append(w.dlq, kafka.DeadLetter(a.cfg.Kafka.DLQTopic, r, Stage, err))
 					continue
 				}
 				w.b.AppendEvent(&w.ev, r.Partition, r.Offset)
@@ -600,135 +620,6 @@ func (a *Archiver) encode(ctx context.Context, tbl *table.Table, recs []*kgo.Rec
 	return files, rows, dlq, nil
 }
 
-// flush archives one micro-batch: dead letters first (acknowledged), then
-// the valid records and the new offsets in one Iceberg commit.
-func (a *Archiver) flush(ctx context.Context, recs []*kgo.Record) error {
-	start := time.Now()
-	topic := a.cfg.Kafka.Topic
-	held := a.offsets.Topic(topic)
-	batchMax := map[int32]int64{}
-	todo := recs[:0:0]
-	stopped := 0
-	for _, r := range recs {
-		if a.faults.Has(r.Partition) {
-			// Fetched before its log was found changed: never archived.
-			stopped++
-			continue
-		}
-		if off, ok := held[r.Partition]; ok && r.Offset <= off {
-			// Already in the table: never archive a record twice, whatever
-			// the consumer delivers (a reset, a redelivery).
-			continue
-		}
-		if cur, ok := batchMax[r.Partition]; !ok || r.Offset > cur {
-			batchMax[r.Partition] = r.Offset
-		}
-		todo = append(todo, r)
-	}
-	if skipped := len(recs) - len(todo) - stopped; skipped > 0 {
-		a.log.Warn("archive skipped records already archived", "records", skipped)
-	}
-	if len(todo) == 0 {
-		return nil
-	}
-
-	// The table is loaded afresh for every commit and the committed table
-	// is not kept: see the tbl field.
-	cur, err := a.lake.LoadTable(ctx, lakehouse.EventsTable)
-	if err != nil {
-		return fmt.Errorf("archive: %w", err)
-	}
-	files, rows, dlq, err := a.encode(ctx, cur, todo)
-	if err != nil {
-		// Files written by the other shares are never committed: orphan
-		// cleanup (maintenance) deletes them.
-		return fmt.Errorf("archive: %w", err)
-	}
-	encoded := time.Now()
-	if len(files) > 0 {
-		hook("files-written")
-	}
-	if len(dlq) > 0 {
-		pctx, cancel := context.WithTimeout(ctx, a.cfg.Kafka.ProduceTimeout)
-		results := a.cl.ProduceSync(pctx, dlq...)
-		cancel()
-		for _, pr := range results {
-			if pr.Err != nil {
-				continue
-			}
-			// Sent: never again, and the next snapshot's DLQ positions
-			// start past it.
-			if pos, ok := sourcePosition(pr.Record); ok {
-				a.dlqDone[pos] = schemas.Position{Partition: pr.Record.Partition, Offset: pr.Record.Offset}
-			}
-			a.dlqNext.Advance(a.cfg.Kafka.DLQTopic, pr.Record.Partition, pr.Record.Offset+1)
-		}
-		if err := results.FirstErr(); err != nil {
-			// The records are read again on restart; the files written
-			// are orphans.
-			return fmt.Errorf("archive: produce %d records to %s: %w", len(dlq), a.cfg.Kafka.DLQTopic, err)
-		}
-		hook("dlq-acked")
-	}
-
-	var committedOffsets lakehouse.Offsets
-	commitStart := time.Now()
-	// A commit that races another writer (a compaction or snapshot expiry
-	// by maintenance; or one that expired cur's snapshot while the files
-	// were encoded) is rebuilt on the reloaded table by lake.Commit: the
-	// fence below then compares against the offsets the winner carried
-	// forward, which are this archiver's own.
-	tbl, err := a.lake.Commit(ctx, cur, func(ctx context.Context, cur *table.Table) (*table.Transaction, error) {
-		fresh, err := lakehouse.SnapshotOffsets(cur.Metadata(), cur.CurrentSnapshot())
-		if err != nil {
-			return nil, err
-		}
-		freshTopic := fresh.Topic(topic)
-		for p := range batchMax {
-			mine, mineOK := held[p]
-			theirs, theirsOK := freshTopic[p]
-			if mineOK != theirsOK || mine != theirs {
-				return nil, fmt.Errorf("archive: partition %d: table holds offset %s, this archiver expected %s: %w",
-					p, fmtOffset(theirs, theirsOK), fmtOffset(mine, mineOK), ErrFenced)
-			}
-		}
-		freshIDs, err := lakehouse.SnapshotTopicIDs(cur.Metadata(), cur.CurrentSnapshot())
-		if err != nil {
-			return nil, err
-		}
-		if id := freshIDs[topic]; id != "" && a.topicID != "" && id != a.topicID {
-			return nil, fmt.Errorf("archive: table holds offsets of topic id %s, this archiver reads topic id %s: %w", id, a.topicID, ErrFenced)
-		}
-		next := fresh.Clone()
-		for p, off := range batchMax {
-			next.Advance(topic, p, off)
-		}
-		committedOffsets = next
-		return lakehouse.AppendTxn(ctx, cur, files, a.commitProperties(next, freshIDs))
-	}, lakehouse.CommitOptions{OnConflict: func(int, error) { a.m.commitRetries.Inc() }})
-	if err != nil {
-		return err
-	}
-	hook("committed")
-	a.m.commitSeconds.Observe(time.Since(commitStart).Seconds())
-	a.offsets = committedOffsets
-	a.pruneDLQDone()
-	a.m.commits.Inc()
-	a.m.archived.Add(float64(rows))
-	a.m.deadLettered.Add(float64(len(dlq)))
-	a.updateLag()
-	a.commitGroup(ctx)
-
-	snapID := tbl.CurrentSnapshot().SnapshotID
-	a.log.Info("archive commit",
-		"records", rows, "dead_lettered", len(dlq), "files", len(files),
-		"snapshot", snapID, "partitions", len(batchMax),
-		"encode_ms", encoded.Sub(start).Milliseconds(), "dlq_ms", commitStart.Sub(encoded).Milliseconds(),
-		"commit_ms", time.Since(commitStart).Milliseconds(),
-		"batch_ms", time.Since(start).Milliseconds())
-	return nil
-}
-
 func fmtOffset(off int64, ok bool) string {
 	if !ok {
 		return "none"
@@ -743,12 +634,12 @@ func fmtOffset(off int64, ok bool) string {
 // timeout (a fresh broker answers the first group commits with retriable
 // coordinator errors while it creates __consumer_offsets), so a lost commit
 // does not leave a partition's group offset behind until its next record.
-func (a *Archiver) commitGroup(ctx context.Context) {
+func (a *Archiver) commitGroup(ctx context.Context, offsets lakehouse.Offsets) {
 	if a.cfg.Archive.Group == "" {
 		return
 	}
 	var offs kadm.Offsets
-	held := a.offsets[a.cfg.Kafka.Topic]
+	held := offsets[a.cfg.Kafka.Topic]
 	for p, off := range held {
 		offs.AddOffset(a.cfg.Kafka.Topic, p, off+1, -1)
 	}
