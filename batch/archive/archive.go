@@ -3,7 +3,10 @@
 // master dataset every batch run reads.
 //
 // It consumes every partition of the topic directly (no group assignment) in
-// micro-batches closed by size or time. Each record is decoded and validated;
+// micro-batches closed by size or time; a batch commits in the background
+// while the next one is collected and encoded (pipeline.go), and the next
+// commit starts only once it has succeeded. Each record is decoded (by
+// schemas/wire, else schemas.Decode) and validated;
 // the ones that fail go to the dead-letter topic with the reason and their
 // source position, and are acknowledged by Kafka before the batch commits.
 // The archiver is the one stage that dead-letters records of the topic (the
