@@ -200,6 +200,11 @@ func hook(phase string) {
 	}
 }
 
+// testFail, when set (by this package's tests only), makes a commit fail
+// with the error it returns for phase "commit" (after the dead letters were
+// acknowledged, before the Iceberg commit).
+var testFail func(phase string) error
+
 // Run archives until ctx ends, then flushes the pending micro-batch and
 // returns nil. Any error it returns leaves the table consistent; running
 // again resumes where the table ends.

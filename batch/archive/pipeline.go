@@ -273,6 +273,11 @@ func (a *Archiver) commit(ctx context.Context, b *microBatch) (lakehouse.Offsets
 		hook("dlq-acked")
 	}
 
+	if testFail != nil {
+		if err := testFail("commit"); err != nil {
+			return nil, err
+		}
+	}
 	var next lakehouse.Offsets
 	commitStart := time.Now()
 	// A commit that races another writer (a compaction or snapshot expiry
