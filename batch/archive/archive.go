@@ -130,11 +130,12 @@ type Archiver struct {
 
 	// State of a run.
 	cl *kgo.Client
-	// tbl is the table as loaded by start, for its identifier only. Each
-	// flush loads the table afresh and drops the table its commit returns:
-	// a committed table of iceberg-go keeps what it was built from, so
-	// holding it across commits grew the heap by the whole snapshot history
-	// at every commit (see flush).
+	// tbl is the table as loaded by start: its identifier, and the schema,
+	// partition spec, location and write properties the data files are
+	// written with (encodeBatch). Each commit loads the table afresh and
+	// drops the table it returns: a committed table of iceberg-go keeps
+	// what it was built from, so holding it across commits grew the heap by
+	// the whole snapshot history at every commit (see commit).
 	tbl      *table.Table
 	sc       *arrow.Schema
 	workers  []*worker
