@@ -13,11 +13,12 @@ import (
 // writes every event once, at the rate of the topic, and its Parquet
 // encoding is most of its CPU: arrow-go's dictionary encoder boxes each
 // string value it hashes (an allocation per value and string column), and
-// zstd's default level spends twice the time of its fastest on these
-// pages. Measured on the generated stream (50,000-event files, one core):
-// 7.0 µs of CPU per event written with the defaults, 3.8 µs with both
-// settings below, for files 26% larger (18.9 against 15.0 bytes per event);
-// zstd at level 1 still compresses the plain pages to half of snappy's.
+// zstd's default level costs more than its fastest on these pages.
+// Measured on the generated stream (50,000-event files, one core, on a
+// machine at load ~15), CPU per event written: 7.0 µs with the defaults,
+// 4.6 µs without dictionaries, 3.8 µs without them at zstd level 1, for
+// files 26% larger (18.9 against 15.0 bytes per event); snappy would save
+// 0.2 µs more for files twice as large (40 bytes per event).
 const (
 	// parquetDictEnabledKey is the parquet-mr key iceberg-go honours for the
 	// dictionary default (table/internal.ParquetDictEnabledKey, not
