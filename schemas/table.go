@@ -540,6 +540,11 @@ func (b *EventBuilder) NewRecordBatch() arrow.RecordBatch { return b.rb.NewRecor
 // Schema returns the schema of the batches built.
 func (b *EventBuilder) Schema() *arrow.Schema { return b.rb.Schema() }
 
+// RecordBuilder returns the record builder the rows go to, for a builder
+// that appends rows of its own to the same batches (schemas/wire). Each row
+// must have a value or null in every column.
+func (b *EventBuilder) RecordBuilder() *array.RecordBuilder { return b.rb }
+
 // Release frees the builder's buffers.
 func (b *EventBuilder) Release() { b.rb.Release() }
 

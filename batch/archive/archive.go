@@ -3,7 +3,10 @@
 // master dataset every batch run reads.
 //
 // It consumes every partition of the topic directly (no group assignment) in
-// micro-batches closed by size or time. Each record is decoded and validated;
+// micro-batches closed by size or time; a batch commits in the background
+// while the next one is collected and encoded (pipeline.go), and the next
+// commit starts only once it has succeeded. Each record is decoded (by
+// schemas/wire, else schemas.Decode) and validated;
 // the ones that fail go to the dead-letter topic with the reason and their
 // source position, and are acknowledged by Kafka before the batch commits.
 // The archiver is the one stage that dead-letters records of the topic (the
@@ -86,6 +89,7 @@ import (
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
 	"github.com/lambdarec/lambdarec/internal/obs"
 	"github.com/lambdarec/lambdarec/schemas"
+	"github.com/lambdarec/lambdarec/schemas/wire"
 )
 
 // Stage is the lambdarec.stage header of the records the archiver
@@ -126,11 +130,12 @@ type Archiver struct {
 
 	// State of a run.
 	cl *kgo.Client
-	// tbl is the table as loaded by start, for its identifier only. Each
-	// flush loads the table afresh and drops the table its commit returns:
-	// a committed table of iceberg-go keeps what it was built from, so
-	// holding it across commits grew the heap by the whole snapshot history
-	// at every commit (see flush).
+	// tbl is the table as loaded by start: its identifier, and the schema,
+	// partition spec, location and write properties the data files are
+	// written with (encodeBatch). Each commit loads the table afresh and
+	// drops the table it returns: a committed table of iceberg-go keeps
+	// what it was built from, so holding it across commits grew the heap by
+	// the whole snapshot history at every commit (see commit).
 	tbl      *table.Table
 	sc       *arrow.Schema
 	workers  []*worker
@@ -155,6 +160,11 @@ type Archiver struct {
 	// where their letter is.
 	dlqNext lakehouse.Offsets
 	dlqDone map[schemas.Position]schemas.Position
+
+	// The pipeline (pipeline.go): the batch whose commit runs in the
+	// background, and an error met while settling it inside a poll.
+	pending *microBatch
+	fatal   error
 }
 
 // New returns an archiver for cfg (sections kafka, iceberg and archive).
@@ -191,6 +201,11 @@ func hook(phase string) {
 	}
 }
 
+// testFail, when set (by this package's tests only), makes a commit fail
+// with the error it returns for phase "commit" (after the dead letters were
+// acknowledged, before the Iceberg commit).
+var testFail func(phase string) error
+
 // Run archives until ctx ends, then flushes the pending micro-batch and
 // returns nil. Any error it returns leaves the table consistent; running
 // again resumes where the table ends.
@@ -209,7 +224,15 @@ func (a *Archiver) Run(ctx context.Context) (err error) {
 	if err := a.start(ctx); err != nil {
 		return err
 	}
+	// Commits run in the background (pipeline.go) with a context of their
+	// own: the end of ctx lets the one in flight finish, for shutdownFlush
+	// at most.
+	cctx, cancelCommits := context.WithCancel(context.WithoutCancel(ctx))
+	stopTimer := context.AfterFunc(ctx, func() { time.AfterFunc(shutdownFlush, cancelCommits) })
 	defer func() {
+		a.drain()
+		stopTimer()
+		cancelCommits()
 		a.cl.Close()
 		a.admCl.Close()
 		for _, w := range a.workers {
@@ -226,20 +249,21 @@ func (a *Archiver) Run(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
+		fctx, cancel := flushContext(ctx)
 		if len(recs) > 0 {
-			fctx := ctx
-			if ctx.Err() != nil {
-				var cancel context.CancelFunc
-				fctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), shutdownFlush)
-				defer cancel()
-			}
-			if err := a.flushRetrying(ctx, fctx, recs); err != nil {
-				return err
-			}
+			err = a.flushAsync(ctx, fctx, cctx, recs)
 		}
-		if ctx.Err() != nil {
-			a.log.Info("archive stopped", "offsets", a.offsets.Topic(topic))
-			return nil
+		if err == nil && ctx.Err() != nil {
+			err = a.settle(ctx, fctx)
+			if err == nil {
+				a.log.Info("archive stopped", "offsets", a.offsets.Topic(topic))
+			}
+			cancel()
+			return err
+		}
+		cancel()
+		if err != nil {
+			return err
 		}
 	}
 }
@@ -256,18 +280,18 @@ func (a *Archiver) FlushError() error {
 
 // flushRetrying flushes recs, retrying with backoff while the flush fails
 // for a reason a retry can cure (not a fenced table, not the end of ctx).
-// Meanwhile the archiver is not ready.
-func (a *Archiver) flushRetrying(ctx, fctx context.Context, recs []*kgo.Record) error {
+// Meanwhile the archiver is not ready. failed is the error of a first
+// attempt that already failed (the commit of a pipelined batch), or nil.
+// Nothing may be pending.
+func (a *Archiver) flushRetrying(ctx, fctx context.Context, recs []*kgo.Record, failed error) error {
 	bo := kafka.NewBackoff()
 	for {
-		err := a.flush(fctx, recs)
+		err := failed
+		if failed == nil {
+			err = a.flush(fctx, recs)
+		}
+		failed = nil
 		if err == nil {
-			if a.failing {
-				a.failing = false
-				a.flushErr.Store(nil)
-				a.setReady()
-				a.log.Info("archive flush recovered")
-			}
 			return nil
 		}
 		if errors.Is(err, ErrFenced) || ctx.Err() != nil || fctx.Err() != nil {
@@ -312,6 +336,7 @@ func (a *Archiver) start(ctx context.Context) error {
 		return fmt.Errorf("archive: table %s: %w", strings.Join(tbl.Identifier(), "."), err)
 	}
 	a.tbl, a.sc, a.workers, a.offsets, a.hwm = tbl, sc, workers, offsets, map[int32]int64{}
+	a.pending, a.fatal = nil, nil
 	releaseWorkers := func() {
 		for _, w := range workers {
 			w.b.Release()
@@ -417,6 +442,7 @@ func (a *Archiver) addNewPartitions(ctx context.Context) error {
 	if len(added) == 0 {
 		return nil
 	}
+	a.settleInline(ctx) // start offsets come from what the table holds
 	a.consumed = append(a.consumed, added...)
 	a.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{a.cfg.Kafka.Topic: a.startOffsets(added)})
 	a.log.Info("archive consumes new partitions", "partitions", added)
@@ -432,6 +458,9 @@ func (a *Archiver) collect(ctx context.Context) ([]*kgo.Record, error) {
 	topic := a.cfg.Kafka.Topic
 	for len(recs) < max && ctx.Err() == nil {
 		a.periodic(ctx)
+		if a.fatal != nil {
+			return nil, a.fatal
+		}
 		wait := time.Now().Add(pollWait)
 		if !deadline.IsZero() {
 			if time.Until(deadline) <= 0 {
@@ -459,8 +488,11 @@ func (a *Archiver) collect(ctx context.Context) ([]*kgo.Record, error) {
 				a.fetchFailed(ctx, fe.Partition, fe.Err)
 			}
 		}
+		if a.fatal != nil {
+			return nil, a.fatal
+		}
 		before := len(recs)
-		held := a.offsets.Topic(topic)
+		held := a.expected()
 		for _, ft := range fetches {
 			for _, t := range ft.Topics {
 				if t.Topic != topic {
@@ -509,8 +541,9 @@ func (a *Archiver) collect(ctx context.Context) ([]*kgo.Record, error) {
 // it as Parquet data files: the shares are decoded, validated and encoded in
 // parallel, each into files of its own.
 type worker struct {
-	b     *schemas.EventBuilder
-	ev    schemas.UserInteraction
+	b     *wire.Builder
+	e     wire.Event              // a record read by the fast decoder
+	ev    schemas.UserInteraction // one it left to schemas.Decode
 	dlq   []*kgo.Record
 	rows  int
 	files []iceberg.DataFile
@@ -524,7 +557,7 @@ func newWorkers(sc *arrow.Schema) ([]*worker, error) {
 	n := max(1, min(runtime.GOMAXPROCS(0), 8))
 	ws := make([]*worker, 0, n)
 	for range n {
-		b, err := schemas.NewEventBuilder(memory.DefaultAllocator, sc)
+		b, err := wire.NewBuilder(memory.DefaultAllocator, sc)
 		if err != nil {
 			for _, w := range ws {
 				w.b.Release()
@@ -560,13 +593,16 @@ func (a *Archiver) encode(ctx context.Context, tbl *table.Table, recs []*kgo.Rec
 		wg.Go(func() {
 			w.dlq, w.files, w.rows, w.err = w.dlq[:0], nil, 0, nil
 			for _, r := range part {
-				if err := schemas.Decode(r.Value, &w.ev, a.clock(r)); err != nil {
-					if _, sent := a.dlqDone[schemas.Position{Partition: r.Partition, Offset: r.Offset}]; !sent {
-						w.dlq = append(w.dlq, kafka.DeadLetter(a.cfg.Kafka.DLQTopic, r, Stage, err))
-					}
+				clock := a.clock(r)
+				if wire.Decode(r.Value, clock, &w.e) {
+					w.b.Append(&w.e, r.Partition, r.Offset)
 					continue
 				}
-				w.b.Append(&w.ev, r.Partition, r.Offset)
+				if err := schemas.Decode(r.Value, &w.ev, clock); err != nil {
+					w.dlq = append(w.dlq, kafka.DeadLetter(a.cfg.Kafka.DLQTopic, r, Stage, err))
+					continue
+				}
+				w.b.AppendEvent(&w.ev, r.Partition, r.Offset)
 			}
 			rec := w.b.NewRecordBatch()
 			w.rows = int(rec.NumRows())
@@ -593,135 +629,6 @@ func (a *Archiver) encode(ctx context.Context, tbl *table.Table, recs []*kgo.Rec
 	return files, rows, dlq, nil
 }
 
-// flush archives one micro-batch: dead letters first (acknowledged), then
-// the valid records and the new offsets in one Iceberg commit.
-func (a *Archiver) flush(ctx context.Context, recs []*kgo.Record) error {
-	start := time.Now()
-	topic := a.cfg.Kafka.Topic
-	held := a.offsets.Topic(topic)
-	batchMax := map[int32]int64{}
-	todo := recs[:0:0]
-	stopped := 0
-	for _, r := range recs {
-		if a.faults.Has(r.Partition) {
-			// Fetched before its log was found changed: never archived.
-			stopped++
-			continue
-		}
-		if off, ok := held[r.Partition]; ok && r.Offset <= off {
-			// Already in the table: never archive a record twice, whatever
-			// the consumer delivers (a reset, a redelivery).
-			continue
-		}
-		if cur, ok := batchMax[r.Partition]; !ok || r.Offset > cur {
-			batchMax[r.Partition] = r.Offset
-		}
-		todo = append(todo, r)
-	}
-	if skipped := len(recs) - len(todo) - stopped; skipped > 0 {
-		a.log.Warn("archive skipped records already archived", "records", skipped)
-	}
-	if len(todo) == 0 {
-		return nil
-	}
-
-	// The table is loaded afresh for every commit and the committed table
-	// is not kept: see the tbl field.
-	cur, err := a.lake.LoadTable(ctx, lakehouse.EventsTable)
-	if err != nil {
-		return fmt.Errorf("archive: %w", err)
-	}
-	files, rows, dlq, err := a.encode(ctx, cur, todo)
-	if err != nil {
-		// Files written by the other shares are never committed: orphan
-		// cleanup (maintenance) deletes them.
-		return fmt.Errorf("archive: %w", err)
-	}
-	encoded := time.Now()
-	if len(files) > 0 {
-		hook("files-written")
-	}
-	if len(dlq) > 0 {
-		pctx, cancel := context.WithTimeout(ctx, a.cfg.Kafka.ProduceTimeout)
-		results := a.cl.ProduceSync(pctx, dlq...)
-		cancel()
-		for _, pr := range results {
-			if pr.Err != nil {
-				continue
-			}
-			// Sent: never again, and the next snapshot's DLQ positions
-			// start past it.
-			if pos, ok := sourcePosition(pr.Record); ok {
-				a.dlqDone[pos] = schemas.Position{Partition: pr.Record.Partition, Offset: pr.Record.Offset}
-			}
-			a.dlqNext.Advance(a.cfg.Kafka.DLQTopic, pr.Record.Partition, pr.Record.Offset+1)
-		}
-		if err := results.FirstErr(); err != nil {
-			// The records are read again on restart; the files written
-			// are orphans.
-			return fmt.Errorf("archive: produce %d records to %s: %w", len(dlq), a.cfg.Kafka.DLQTopic, err)
-		}
-		hook("dlq-acked")
-	}
-
-	var committedOffsets lakehouse.Offsets
-	commitStart := time.Now()
-	// A commit that races another writer (a compaction or snapshot expiry
-	// by maintenance; or one that expired cur's snapshot while the files
-	// were encoded) is rebuilt on the reloaded table by lake.Commit: the
-	// fence below then compares against the offsets the winner carried
-	// forward, which are this archiver's own.
-	tbl, err := a.lake.Commit(ctx, cur, func(ctx context.Context, cur *table.Table) (*table.Transaction, error) {
-		fresh, err := lakehouse.SnapshotOffsets(cur.Metadata(), cur.CurrentSnapshot())
-		if err != nil {
-			return nil, err
-		}
-		freshTopic := fresh.Topic(topic)
-		for p := range batchMax {
-			mine, mineOK := held[p]
-			theirs, theirsOK := freshTopic[p]
-			if mineOK != theirsOK || mine != theirs {
-				return nil, fmt.Errorf("archive: partition %d: table holds offset %s, this archiver expected %s: %w",
-					p, fmtOffset(theirs, theirsOK), fmtOffset(mine, mineOK), ErrFenced)
-			}
-		}
-		freshIDs, err := lakehouse.SnapshotTopicIDs(cur.Metadata(), cur.CurrentSnapshot())
-		if err != nil {
-			return nil, err
-		}
-		if id := freshIDs[topic]; id != "" && a.topicID != "" && id != a.topicID {
-			return nil, fmt.Errorf("archive: table holds offsets of topic id %s, this archiver reads topic id %s: %w", id, a.topicID, ErrFenced)
-		}
-		next := fresh.Clone()
-		for p, off := range batchMax {
-			next.Advance(topic, p, off)
-		}
-		committedOffsets = next
-		return lakehouse.AppendTxn(ctx, cur, files, a.commitProperties(next, freshIDs))
-	}, lakehouse.CommitOptions{OnConflict: func(int, error) { a.m.commitRetries.Inc() }})
-	if err != nil {
-		return err
-	}
-	hook("committed")
-	a.m.commitSeconds.Observe(time.Since(commitStart).Seconds())
-	a.offsets = committedOffsets
-	a.pruneDLQDone()
-	a.m.commits.Inc()
-	a.m.archived.Add(float64(rows))
-	a.m.deadLettered.Add(float64(len(dlq)))
-	a.updateLag()
-	a.commitGroup(ctx)
-
-	snapID := tbl.CurrentSnapshot().SnapshotID
-	a.log.Info("archive commit",
-		"records", rows, "dead_lettered", len(dlq), "files", len(files),
-		"snapshot", snapID, "partitions", len(batchMax),
-		"encode_ms", encoded.Sub(start).Milliseconds(), "dlq_ms", commitStart.Sub(encoded).Milliseconds(),
-		"commit_ms", time.Since(commitStart).Milliseconds(),
-		"batch_ms", time.Since(start).Milliseconds())
-	return nil
-}
-
 func fmtOffset(off int64, ok bool) string {
 	if !ok {
 		return "none"
@@ -736,12 +643,12 @@ func fmtOffset(off int64, ok bool) string {
 // timeout (a fresh broker answers the first group commits with retriable
 // coordinator errors while it creates __consumer_offsets), so a lost commit
 // does not leave a partition's group offset behind until its next record.
-func (a *Archiver) commitGroup(ctx context.Context) {
+func (a *Archiver) commitGroup(ctx context.Context, offsets lakehouse.Offsets) {
 	if a.cfg.Archive.Group == "" {
 		return
 	}
 	var offs kadm.Offsets
-	held := a.offsets[a.cfg.Kafka.Topic]
+	held := offsets[a.cfg.Kafka.Topic]
 	for p, off := range held {
 		offs.AddOffset(a.cfg.Kafka.Topic, p, off+1, -1)
 	}

@@ -84,6 +84,7 @@ func (a *Archiver) checkLog(ctx context.Context) {
 		return
 	}
 	a.lastCheck = time.Now()
+	a.settleInline(ctx) // the check compares the log with what the table holds
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	v, err := kafka.DescribeLog(cctx, kadm.NewClient(a.admCl), a.cfg.Kafka.Topic)
@@ -140,6 +141,7 @@ func (a *Archiver) restartPartitions(parts []int32) {
 // head was deleted before anything was read: nothing held is skipped);
 // anything else triggers a log check.
 func (a *Archiver) fetchFailed(ctx context.Context, p int32, err error) {
+	a.settleInline(ctx)
 	if errors.Is(err, kerr.OffsetOutOfRange) {
 		if _, ok := a.offsets.Topic(a.cfg.Kafka.Topic)[p]; !ok {
 			a.restartPartitions([]int32{p})
@@ -236,9 +238,10 @@ func sourcePosition(r *kgo.Record) (schemas.Position, bool) {
 	return schemas.Position{Partition: int32(p), Offset: o}, true
 }
 
-// pruneDLQDone forgets the dead letters of records the table now holds.
-func (a *Archiver) pruneDLQDone() {
-	held := a.offsets.Topic(a.cfg.Kafka.Topic)
+// pruneDLQDone forgets the dead letters of records the table holds once it
+// holds offsets.
+func (a *Archiver) pruneDLQDone(offsets lakehouse.Offsets) {
+	held := offsets.Topic(a.cfg.Kafka.Topic)
 	maps.DeleteFunc(a.dlqDone, func(pos, _ schemas.Position) bool {
 		off, ok := held[pos.Partition]
 		return ok && pos.Offset <= off

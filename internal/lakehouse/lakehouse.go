@@ -51,11 +51,14 @@ const catalogName = "lambdarec"
 
 // EventsTableProperties are the table properties the events table is created
 // with: manifests are merged so that many small archive commits do not slow
-// scan planning, and old metadata files are deleted.
+// scan planning, old metadata files are deleted, and files are written
+// without dictionaries at zstd's fastest level (see writeprops.go).
 var EventsTableProperties = iceberg.Properties{
 	table.ManifestMergeEnabledKey:             "true",
 	table.MetadataDeleteAfterCommitEnabledKey: "true",
 	table.MetadataPreviousVersionsMaxKey:      "50",
+	parquetDictEnabledKey:                     "false",
+	table.ParquetCompressionLevelKey:          "1",
 }
 
 // Lakehouse is an open catalog plus the namespace lambdarec's tables live in.
@@ -340,9 +343,15 @@ func (l *Lakehouse) ensureNamespace(ctx context.Context) error {
 }
 
 // EnsureEvents returns the raw events table, creating it (with the schema
-// derived from interaction.proto, partitioned by day(timestamp)) if needed.
+// derived from interaction.proto, partitioned by day(timestamp)) if needed,
+// and gives an existing table the Parquet write properties it lacks
+// (writeprops.go).
 func (l *Lakehouse) EnsureEvents(ctx context.Context) (*table.Table, error) {
-	return l.EnsureTable(ctx, EventsTable, schemas.EventsSchema(), schemas.EventsPartitionSpec(), EventsTableProperties)
+	t, err := l.EnsureTable(ctx, EventsTable, schemas.EventsSchema(), schemas.EventsPartitionSpec(), EventsTableProperties)
+	if err != nil {
+		return nil, err
+	}
+	return l.ensureWriteProperties(ctx, t)
 }
 
 // Close releases the catalog.

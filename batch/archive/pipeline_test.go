@@ -1,0 +1,72 @@
+package archive
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lambdarec/lambdarec/internal/kafka/kafkatest"
+)
+
+// TestArchiveRetriesAFailedCommit makes commits fail after their dead
+// letters were acknowledged — the commits that run in the background while
+// the next batch is encoded — and checks that each failed batch is flushed
+// again from scratch: every valid record ends in the table once, every
+// invalid one in the DLQ once (its letter is not sent again), the failures
+// are counted, and the archiver is ready again once a flush succeeds.
+func TestArchiveRetriesAFailedCommit(t *testing.T) {
+	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) { archiveRetriesAFailedCommit(t, startKafka(t, kb)) })
+}
+
+func archiveRetriesAFailedCommit(t *testing.T, b *testKafka) {
+	cfg := testConfig(t, b)
+	lake := openLake(t, cfg)
+	recs := stream(t, 3000, 4)
+	produce(t, b, recs[:1500])
+
+	var mu sync.Mutex
+	commits, failed := 0, 0
+	testFail = func(phase string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		// The second and third commits fail, the fourth succeeds, the
+		// sixth fails once more.
+		if commits++; commits == 2 || commits == 3 || commits == 6 {
+			failed++
+			return errors.New("injected commit failure")
+		}
+		return nil
+	}
+	defer func() { testFail = nil }()
+
+	reg := prometheus.NewRegistry()
+	stop := runArchiver(t, cfg, reg)
+	time.Sleep(200 * time.Millisecond)
+	produce(t, b, recs[1500:])
+	waitFor(t, 2*time.Minute, "the stream archived", func() bool { return covered(boundary(t, lake, b.topic), highWatermarks(recs)) })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	checkArchive(t, lake, b, recs)
+	if _, letters := readDLQ(t, b); letters != invalidCount(recs) {
+		t.Fatalf("dlq holds %d letters for %d invalid records: a letter was sent twice", letters, invalidCount(recs))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if errs := metricValue(t, reg, "lambdarec_archive_flush_errors_total"); failed != 3 || errs != 3 {
+		t.Fatalf("%d injected failures, %g flush errors counted; want 3 and 3", failed, errs)
+	}
+}
+
+func invalidCount(recs []*sent) int {
+	n := 0
+	for _, s := range recs {
+		if s.want == nil {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,388 @@
+// Package wire reads UserInteraction events straight from their protobuf
+// encoding, without building protobuf messages: the hot decoder of the speed
+// layer and of the archive.
+//
+// Decode is a fast path, never the contract: it takes only the shape every
+// producer writes (each field at most once, no unknown fields, every rule of
+// schemas.Validate met) and leaves everything else — an invalid record, a
+// repeated or unknown field, a value whose validity depends on how
+// protobuf-go converts it — to schemas.Decode, which decides. So it accepts a
+// record only when schemas.Decode accepts it, and then reads the same values
+// (FuzzDecode holds the two to it, field by field and row by row through
+// Builder).
+//
+// An Event points into the value it was decoded from: it is valid while the
+// value is, and costs no allocation.
+package wire
+
+import (
+	"math"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/lambdarec/lambdarec/schemas"
+)
+
+// Field numbers of the contract (schemas/interaction.proto).
+const (
+	fEventID   protowire.Number = 1
+	fTimestamp protowire.Number = 2
+	fUserID    protowire.Number = 3
+	fSessionID protowire.Number = 4
+	fPageView  protowire.Number = 10
+	fClick     protowire.Number = 11
+	fCart      protowire.Number = 12
+	fPurchase  protowire.Number = 13
+	fDevice    protowire.Number = 20
+	fLocation  protowire.Number = 21
+	fMetadata  protowire.Number = 30
+)
+
+// Event is a valid UserInteraction as Decode read it. The byte slices are
+// sub-slices of the decoded value (absent strings are empty).
+type Event struct {
+	EventID, UserID, SessionID []byte
+	// Seconds and Nanos are the event time (google.protobuf.Timestamp).
+	Seconds int64
+	Nanos   int32
+	Kind    schemas.Kind
+	// The interaction's fields. Price and Quantity are those of add_to_cart
+	// and purchase, OrderID that of purchase.
+	ItemID, Category, OrderID []byte
+	Price                     float64
+	Quantity                  int32
+	// Metadata is set when the event carries a metadata message (possibly
+	// empty); the four fields after it are its fields.
+	Metadata              bool
+	Source, CorrelationID []byte
+	SchemaVersion         uint32
+	IsTest                bool
+	// Device and Location count the entries of each map in the encoding
+	// (read them with Entries).
+	Device, Location int
+
+	maps []byte // the part of the encoding that holds the map entries
+}
+
+// Time returns the event time in unix microseconds (sub-microsecond nanos
+// truncated), as model.EventFromProto and the events table compute it.
+func (e *Event) Time() int64 { return e.Seconds*1e6 + int64(e.Nanos)/1e3 }
+
+// Map names one of the two map fields of the contract.
+type Map uint8
+
+// The map fields.
+const (
+	DeviceMap Map = iota
+	LocationMap
+)
+
+// Entries appends the entries of map m to dst in the order of the encoding
+// (a key may come more than once: the last one is the map's value) and
+// returns it.
+func (e *Event) Entries(m Map, dst []Entry) []Entry {
+	want := fDevice
+	if m == LocationMap {
+		want = fLocation
+	}
+	v := e.maps
+	for len(v) > 0 {
+		num, typ, n := protowire.ConsumeTag(v)
+		v = v[n:] // Decode accepted the encoding: it parses
+		n = protowire.ConsumeFieldValue(num, typ, v)
+		if num == want {
+			b, _ := protowire.ConsumeBytes(v)
+			var en Entry
+			for len(b) > 0 {
+				k, _, m := protowire.ConsumeTag(b)
+				b = b[m:]
+				s, m := protowire.ConsumeBytes(b)
+				b = b[m:]
+				if k == 1 {
+					en.Key = s
+				} else {
+					en.Value = s
+				}
+			}
+			dst = append(dst, en)
+		}
+		v = v[n:]
+	}
+	return dst
+}
+
+// Entry is an entry of a map field.
+type Entry struct{ Key, Value []byte }
+
+// minTimestampSec is schemas.MinTimestamp in unix seconds (whole seconds).
+var minTimestampSec = schemas.MinTimestamp.Unix()
+
+// Decode reads value into e and validates it as schemas.Decode would with
+// clock now, without allocating. It returns false for anything it does not
+// take (see the package documentation): decode such a value with
+// schemas.Decode.
+func Decode(value []byte, now time.Time, e *Event) bool {
+	*e = Event{}
+	var seen uint32    // bit per field, see bit
+	var entries [2]int // device, location
+	all := value
+	mapsFrom, mapsTo := -1, 0
+	for len(value) > 0 {
+		at := len(all) - len(value)
+		num, typ, n := protowire.ConsumeTag(value)
+		if n < 0 {
+			return false
+		}
+		value = value[n:]
+		b := bit(num)
+		if b == 0 || seen&b != 0 || typ != protowire.BytesType {
+			return false // unknown, repeated, or not of its wire type
+		}
+		seen |= b
+		v, n := protowire.ConsumeBytes(value)
+		if n < 0 {
+			return false
+		}
+		value = value[n:]
+		switch num {
+		case fEventID:
+			e.EventID = v
+		case fTimestamp:
+			if !timestamp(v, now, e) {
+				return false
+			}
+		case fUserID:
+			e.UserID = v
+		case fSessionID:
+			e.SessionID = v
+		case fPageView, fClick, fCart, fPurchase:
+			e.Kind = schemas.Kind(num-fPageView) + schemas.KindPageView
+			if !interaction(v, e) {
+				return false
+			}
+		case fDevice, fLocation:
+			// Each occurrence is one map entry; a repeated key would
+			// collapse in a map, so more entries than allowed go the slow way.
+			seen &^= b
+			i := num - fDevice
+			if entries[i]++; entries[i] > schemas.MaxMapEntries || !mapEntry(v) {
+				return false
+			}
+			if mapsFrom < 0 {
+				mapsFrom = at
+			}
+			mapsTo = len(all) - len(value)
+		case fMetadata:
+			if !metadata(v, e) {
+				return false
+			}
+		}
+	}
+	e.Device, e.Location = entries[0], entries[1]
+	if mapsFrom >= 0 {
+		e.maps = all[mapsFrom:mapsTo]
+	}
+	return seen&bit(fTimestamp) != 0 && e.Kind != schemas.KindUnknown &&
+		id(e.EventID) && id(e.UserID) && id(e.SessionID)
+}
+
+// bit returns the bit of a top-level field of the contract in Decode's seen
+// set, 0 for an unknown field.
+func bit(num protowire.Number) uint32 {
+	switch num {
+	case fEventID, fTimestamp, fUserID, fSessionID:
+		return 1 << num
+	case fPageView, fClick, fCart, fPurchase:
+		return 1 << 10 // one interaction at most: a second one goes the slow way
+	case fDevice:
+		return 1 << 20
+	case fLocation:
+		return 1 << 21
+	case fMetadata:
+		return 1 << 30
+	}
+	return 0
+}
+
+// id reports whether v is a valid required id: non-empty, at most
+// schemas.MaxIDLen bytes, UTF-8.
+func id(v []byte) bool {
+	return len(v) > 0 && len(v) <= schemas.MaxIDLen && utf8.Valid(v)
+}
+
+// optional reports whether v is a valid optional string of at most max bytes.
+func optional(v []byte, max int) bool {
+	return len(v) <= max && utf8.Valid(v)
+}
+
+// timestamp reads a google.protobuf.Timestamp (seconds 1, nanos 2, each at
+// most once) into e and checks it as schemas.Validate does against now.
+func timestamp(v []byte, now time.Time, e *Event) bool {
+	var sec, nanos uint64
+	var seen uint8
+	for len(v) > 0 {
+		num, typ, n := protowire.ConsumeTag(v)
+		if n < 0 || typ != protowire.VarintType || (num != 1 && num != 2) || seen&(1<<num) != 0 {
+			return false
+		}
+		seen |= 1 << num
+		v = v[n:]
+		x, n := protowire.ConsumeVarint(v)
+		if n < 0 {
+			return false
+		}
+		v = v[n:]
+		if num == 1 {
+			sec = x
+		} else {
+			nanos = x
+		}
+	}
+	s := int64(sec)
+	// Valid (CheckValid): year 1 to 9999, nanos in [0, 1e9). Before
+	// MinTimestamp (a whole second) or past now+MaxFutureSkew: invalid.
+	if nanos >= 1e9 || s < minTimestampSec || s > 253402300799 {
+		return false
+	}
+	lim := now.Add(schemas.MaxFutureSkew)
+	if ls := lim.Unix(); s > ls || s == ls && int64(nanos) > int64(lim.Nanosecond()) {
+		return false
+	}
+	e.Seconds, e.Nanos = s, int32(nanos)
+	return true
+}
+
+// interaction reads a PageView, ProductClick, AddToCart or Purchase message
+// (e.Kind) into e and validates it; false when it is invalid or not in the
+// handled shape.
+func interaction(v []byte, e *Event) bool {
+	var seen uint8
+	var qty uint64
+	kind := e.Kind
+	line := kind == schemas.KindAddToCart || kind == schemas.KindPurchase
+	for len(v) > 0 {
+		num, typ, n := protowire.ConsumeTag(v)
+		if n < 0 || num < 1 || num > 5 || seen&(1<<num) != 0 {
+			return false
+		}
+		seen |= 1 << num
+		v = v[n:]
+		switch {
+		case (num == 1 || num == 2 || num == 5 && kind == schemas.KindPurchase) && typ == protowire.BytesType:
+			s, n := protowire.ConsumeBytes(v)
+			if n < 0 {
+				return false
+			}
+			v = v[n:]
+			switch num {
+			case 1:
+				e.ItemID = s
+			case 2:
+				e.Category = s
+			default:
+				e.OrderID = s
+			}
+		case num == 3 && line && typ == protowire.Fixed64Type:
+			x, n := protowire.ConsumeFixed64(v)
+			if n < 0 {
+				return false
+			}
+			v = v[n:]
+			p := math.Float64frombits(x)
+			if !(p >= 0 && p <= schemas.MaxPrice) {
+				return false
+			}
+			e.Price = p
+		case num == 4 && line && typ == protowire.VarintType:
+			x, n := protowire.ConsumeVarint(v)
+			if n < 0 {
+				return false
+			}
+			v = v[n:]
+			qty = x
+		default:
+			return false
+		}
+	}
+	if !id(e.ItemID) || !optional(e.Category, schemas.MaxCategoryLen) {
+		return false
+	}
+	if line {
+		if qty < 1 || qty > schemas.MaxQuantity {
+			return false // also a missing quantity (0); a price may be absent (0)
+		}
+		e.Quantity = int32(qty)
+	}
+	return kind != schemas.KindPurchase || id(e.OrderID)
+}
+
+// mapEntry checks one device or location map entry (key 1, value 2).
+func mapEntry(v []byte) bool {
+	var key, val []byte
+	var seen uint8
+	for len(v) > 0 {
+		num, typ, n := protowire.ConsumeTag(v)
+		if n < 0 || typ != protowire.BytesType || (num != 1 && num != 2) || seen&(1<<num) != 0 {
+			return false
+		}
+		seen |= 1 << num
+		v = v[n:]
+		s, n := protowire.ConsumeBytes(v)
+		if n < 0 {
+			return false
+		}
+		v = v[n:]
+		if num == 1 {
+			key = s
+		} else {
+			val = s
+		}
+	}
+	return len(key) > 0 && len(key) <= schemas.MaxMapKeyLen && utf8.Valid(key) && optional(val, schemas.MaxMapValueLen)
+}
+
+// metadata reads a Metadata message into e: source 1, schema_version 2,
+// correlation_id 3, is_test 4.
+func metadata(v []byte, e *Event) bool {
+	e.Metadata = true
+	var seen uint8
+	for len(v) > 0 {
+		num, typ, n := protowire.ConsumeTag(v)
+		if n < 0 || num < 1 || num > 4 || seen&(1<<num) != 0 {
+			return false
+		}
+		seen |= 1 << num
+		v = v[n:]
+		switch {
+		case (num == 1 || num == 3) && typ == protowire.BytesType:
+			s, n := protowire.ConsumeBytes(v)
+			if n < 0 || !optional(s, schemas.MaxIDLen) {
+				return false
+			}
+			v = v[n:]
+			if num == 1 {
+				e.Source = s
+			} else {
+				e.CorrelationID = s
+			}
+		case (num == 2 || num == 4) && typ == protowire.VarintType:
+			x, n := protowire.ConsumeVarint(v)
+			// schema_version: only values protobuf-go reads as themselves
+			// and the contract accepts; is_test: 0 or 1.
+			if n < 0 || x > 1 {
+				return false
+			}
+			v = v[n:]
+			if num == 2 {
+				e.SchemaVersion = uint32(x)
+			} else {
+				e.IsTest = x == 1
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}

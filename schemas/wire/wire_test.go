@@ -1,0 +1,323 @@
+package wire
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/lambdarec/lambdarec/internal/generate"
+	"github.com/lambdarec/lambdarec/schemas"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// pair builds the same rows twice: through Decode and Builder.Append (fast)
+// and through schemas.Decode and AppendEvent (slow).
+type pair struct {
+	fast, slow *Builder
+	e          Event
+	ev         schemas.UserInteraction
+}
+
+func newPair(t testing.TB, mem memory.Allocator) *pair {
+	t.Helper()
+	fast, err := NewBuilder(mem, schemas.EventsArrowSchema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow, err := NewBuilder(mem, schemas.EventsArrowSchema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fast.Release(); slow.Release() })
+	return &pair{fast: fast, slow: slow}
+}
+
+// add decodes b both ways. It fails the test when Decode accepts what
+// schemas.Decode rejects or reads another kind, and reports whether Decode
+// took it (then both builders have a new row).
+func (p *pair) add(t testing.TB, b []byte, now time.Time, off int64) (fast bool, slowErr error) {
+	t.Helper()
+	fast = Decode(b, now, &p.e)
+	slowErr = schemas.Decode(b, &p.ev, now)
+	if fast && slowErr != nil {
+		t.Fatalf("Decode accepted what schemas.Decode rejects: %v", slowErr)
+	}
+	if !fast {
+		return false, slowErr
+	}
+	if p.e.Kind != p.ev.Kind() {
+		t.Fatalf("kind %v, schemas.Decode %v", p.e.Kind, p.ev.Kind())
+	}
+	p.fast.Append(&p.e, 3, off)
+	p.slow.AppendEvent(&p.ev, 3, off)
+	return true, nil
+}
+
+// equal checks that both builders built the same rows and resets them.
+func (p *pair) equal(t testing.TB) {
+	t.Helper()
+	got, want := p.fast.NewRecordBatch(), p.slow.NewRecordBatch()
+	defer got.Release()
+	defer want.Release()
+	if !array.RecordEqual(got, want) {
+		for i := range int(want.NumCols()) {
+			if !array.Equal(got.Column(i), want.Column(i)) {
+				t.Errorf("column %s: fast %v, schemas.Decode %v", want.ColumnName(i), got.Column(i), want.Column(i))
+			}
+		}
+		t.FailNow()
+	}
+}
+
+// FuzzDecode holds Decode to schemas.Decode: whenever it accepts a value,
+// schemas.Decode accepts it too (with the same clock) and the row Builder
+// writes from it equals the row schemas.EventBuilder writes from the
+// message. The seeds are generated records, malformed ones and hand-made
+// variants of the contract's shape.
+func FuzzDecode(f *testing.F) {
+	g, err := generate.New(generate.Config{Seed: 3, Start: t0, MalformedRate: 0.2})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for range 64 {
+		f.Add(g.Next().Value, t0.UnixMilli())
+	}
+	for _, s := range shapes(f) {
+		f.Add(s.b, t0.UnixMilli())
+	}
+	f.Add([]byte{0x0a, 0x00, 0x12}, int64(-5))
+	f.Fuzz(func(t *testing.T, b []byte, tsMs int64) {
+		p := newPair(t, memory.DefaultAllocator)
+		if fast, _ := p.add(t, b, time.UnixMilli(tsMs), 0); fast {
+			p.equal(t)
+		}
+	})
+}
+
+// TestDecodeTakesGeneratedRecords checks that Decode takes every valid
+// record the generator writes (the producers' shape), that the rows it
+// builds equal schemas.Decode's, and that it leaves every malformed record
+// to schemas.Decode.
+func TestDecodeTakesGeneratedRecords(t *testing.T) {
+	g, err := generate.New(generate.Config{Seed: 5, Start: t0, MalformedRate: 0.05, DupRate: 0.02})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	p := newPair(t, mem)
+	var fast, slow, bad int
+	for i := range 20_000 {
+		ok, err := p.add(t, g.Next().Value, t0.Add(time.Hour), int64(i))
+		switch {
+		case ok:
+			fast++
+		case err != nil:
+			bad++
+		default:
+			slow++
+		}
+		if i%5000 == 4999 {
+			p.equal(t)
+		}
+	}
+	if slow != 0 || fast == 0 || bad == 0 {
+		t.Fatalf("fast %d, valid left to schemas.Decode %d, invalid %d: want every valid record fast", fast, slow, bad)
+	}
+	t.Logf("fast %d, invalid %d", fast, bad)
+}
+
+type shape struct {
+	name     string
+	b        []byte
+	wantFast bool
+}
+
+// shapes are encodings Decode takes or leaves to schemas.Decode.
+func shapes(t testing.TB) []shape {
+	base := &schemas.UserInteraction{
+		EventId: "e1", UserId: "u1", SessionId: "s1", Timestamp: timestamppb.New(t0.Add(1234567 * time.Nanosecond)),
+		Interaction: &schemas.UserInteraction_Purchase{Purchase: &schemas.Purchase{ItemId: "i1", Category: "c", Price: 2.5, Quantity: 2, OrderId: "o1"}},
+		Device:      map[string]string{"os": "ios", "type": "mobile"},
+		Location:    map[string]string{"country": "DE"},
+		Metadata:    &schemas.Metadata{Source: "web", SchemaVersion: 1, IsTest: true},
+	}
+	enc := func(ev *schemas.UserInteraction) []byte {
+		b, err := schemas.Encode(nil, ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	with := func(f func(ev *schemas.UserInteraction)) []byte {
+		ev := proto.Clone(base).(*schemas.UserInteraction)
+		f(ev)
+		return enc(ev)
+	}
+	return []shape{
+		{"full purchase", enc(base), true},
+		{"page view without maps or metadata", with(func(ev *schemas.UserInteraction) {
+			ev.Interaction = &schemas.UserInteraction_PageView{PageView: &schemas.PageView{ItemId: "i2"}}
+			ev.Device, ev.Location, ev.Metadata = nil, nil, nil
+		}), true},
+		{"click with empty metadata", with(func(ev *schemas.UserInteraction) {
+			ev.Interaction = &schemas.UserInteraction_ProductClick{ProductClick: &schemas.ProductClick{ItemId: "i3", Category: "k"}}
+			ev.Metadata = &schemas.Metadata{}
+		}), true},
+		{"add to cart without price", with(func(ev *schemas.UserInteraction) {
+			ev.Interaction = &schemas.UserInteraction_AddToCart{AddToCart: &schemas.AddToCart{ItemId: "i4", Quantity: 10_000}}
+		}), true},
+		{"32 device entries", with(func(ev *schemas.UserInteraction) {
+			ev.Device = map[string]string{}
+			for i := range schemas.MaxMapEntries {
+				ev.Device[strconv.Itoa(i)] = "x" + strconv.Itoa(i)
+			}
+		}), true},
+		{"too many device entries", with(func(ev *schemas.UserInteraction) {
+			ev.Device = map[string]string{}
+			for i := range schemas.MaxMapEntries + 1 {
+				ev.Device[strconv.Itoa(i)] = "x"
+			}
+		}), false},
+		{"purchase without quantity", with(func(ev *schemas.UserInteraction) { ev.GetPurchase().Quantity = 0 }), false},
+		{"an hour and a second ahead", with(func(ev *schemas.UserInteraction) {
+			ev.Timestamp = timestamppb.New(t0.Add(schemas.MaxFutureSkew + time.Second))
+		}), false},
+		{"exactly an hour ahead", with(func(ev *schemas.UserInteraction) { ev.Timestamp = timestamppb.New(t0.Add(schemas.MaxFutureSkew)) }), true},
+		{"repeated event id", append(enc(base), 0x0a, 0x02, 'e', '2'), false},
+		{"unknown field", append(enc(base), 0x78, 0x01), false},
+		{"second interaction", append(enc(base), 0x52, 0x04, 0x0a, 0x02, 'i', '2'), false},
+		{"location value not UTF-8", append(enc(base), 0xaa, 0x01, 0x05, 0x0a, 0x01, 'c', 0x12, 0x01, 0xff), false},
+		// A repeated key: protobuf-go keeps the last value, and so must the row.
+		{"repeated location key", append(enc(base), 0xaa, 0x01, 0x0e, 0x0a, 0x07, 'c', 'o', 'u', 'n', 't', 'r', 'y', 0x12, 0x03, 'F', 'R', 'A'), true},
+		{"location entry value first", append(enc(base), 0xaa, 0x01, 0x08, 0x12, 0x02, 'v', 'v', 0x0a, 0x02, 'a', 'a'), true},
+		{"location entry without value", append(enc(base), 0xaa, 0x01, 0x04, 0x0a, 0x02, 'z', 'z'), true},
+		{"location entry without key", append(enc(base), 0xaa, 0x01, 0x04, 0x12, 0x02, 'z', 'z'), false},
+		{"empty value", nil, false},
+	}
+}
+
+// TestDecodeShapes checks the shapes Decode leaves to schemas.Decode and the
+// rows of those it takes.
+func TestDecodeShapes(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	p := newPair(t, mem)
+	for i, s := range shapes(t) {
+		fast, err := p.add(t, s.b, t0, int64(i))
+		if fast != s.wantFast {
+			t.Errorf("%s: fast %v, want %v (schemas.Decode: %v)", s.name, fast, s.wantFast, err)
+		}
+	}
+	p.equal(t)
+}
+
+// TestEventFields checks the fields of a decoded event one by one.
+func TestEventFields(t *testing.T) {
+	s := shapes(t)[0]
+	var e Event
+	if !Decode(s.b, t0, &e) {
+		t.Fatal("not decoded")
+	}
+	if string(e.EventID) != "e1" || string(e.UserID) != "u1" || string(e.SessionID) != "s1" || e.Kind != schemas.KindPurchase ||
+		string(e.ItemID) != "i1" || string(e.Category) != "c" || e.Price != 2.5 || e.Quantity != 2 || string(e.OrderID) != "o1" ||
+		!e.Metadata || string(e.Source) != "web" || e.SchemaVersion != 1 || !e.IsTest || e.Device != 2 || e.Location != 1 {
+		t.Fatalf("decoded %+v", e)
+	}
+	if want := t0.UnixMicro() + 1234; e.Time() != want {
+		t.Fatalf("time %d, want %d", e.Time(), want)
+	}
+	loc := e.Entries(LocationMap, nil)
+	if len(loc) != 1 || string(loc[0].Key) != "country" || string(loc[0].Value) != "DE" {
+		t.Fatalf("location %q", loc)
+	}
+}
+
+// TestBuilderCoversTheTable checks that Builder writes every column of the
+// events table (a field added to interaction.proto fails here until the
+// fast path learns it) and accepts large strings, and that it rejects a
+// schema that is not the table's.
+func TestBuilderCoversTheTable(t *testing.T) {
+	b, err := NewBuilder(memory.DefaultAllocator, schemas.EventsArrowSchema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Release()
+	fields := schemas.EventsArrowSchema().Fields()
+	for i, f := range fields {
+		if f.Type.ID() == arrow.STRING {
+			fields[i].Type = arrow.BinaryTypes.LargeString
+		}
+	}
+	b, err = NewBuilder(memory.DefaultAllocator, arrow.NewSchema(fields, nil))
+	if err != nil {
+		t.Fatalf("large strings: %v", err)
+	}
+	b.Release()
+	if _, err := NewBuilder(memory.DefaultAllocator, arrow.NewSchema(fields[1:], nil)); err == nil {
+		t.Fatal("a schema without event_id was accepted")
+	}
+}
+
+func generated(b *testing.B, n int) [][]byte {
+	g, err := generate.New(generate.Config{Seed: 9, Start: t0})
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = g.Next().Value
+	}
+	return out
+}
+
+// BenchmarkDecodeAppend decodes generated records with Decode and appends
+// them to a record batch, as the archive does.
+func BenchmarkDecodeAppend(b *testing.B) {
+	vals := generated(b, 4096)
+	bl, err := NewBuilder(memory.DefaultAllocator, schemas.EventsArrowSchema())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bl.Release()
+	var e Event
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if !Decode(vals[i%len(vals)], t0.Add(time.Hour), &e) {
+			b.Fatal("not decoded")
+		}
+		bl.Append(&e, 0, int64(i))
+		if i%len(vals) == len(vals)-1 {
+			bl.NewRecordBatch().Release()
+		}
+	}
+}
+
+// BenchmarkProtoDecodeAppend is the baseline of BenchmarkDecodeAppend:
+// schemas.Decode into a message and schemas.EventBuilder.
+func BenchmarkProtoDecodeAppend(b *testing.B) {
+	vals := generated(b, 4096)
+	bl, err := NewBuilder(memory.DefaultAllocator, schemas.EventsArrowSchema())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bl.Release()
+	var ev schemas.UserInteraction
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if err := schemas.Decode(vals[i%len(vals)], &ev, t0.Add(time.Hour)); err != nil {
+			b.Fatal(err)
+		}
+		bl.AppendEvent(&ev, 0, int64(i))
+		if i%len(vals) == len(vals)-1 {
+			bl.NewRecordBatch().Release()
+		}
+	}
+}
