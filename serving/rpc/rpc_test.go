@@ -122,6 +122,13 @@ func newTestEnv(t testing.TB, kb *kafkatest.Broker) *testEnv {
 
 func newTestEnvProducing(t testing.TB, kb *kafkatest.Broker, produceTimeout time.Duration) *testEnv {
 	t.Helper()
+	return newTestEnvWith(t, kb, func(c *collector.Config) { c.ProduceTimeout = produceTimeout })
+}
+
+// newTestEnvWith is newTestEnv with the collector's configuration changed
+// by opt.
+func newTestEnvWith(t testing.TB, kb *kafkatest.Broker, opt func(c *collector.Config)) *testEnv {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st := &blockingStore{Memory: store.NewMemory()}
 	if err := st.PublishBatch(ctx, &store.BatchView{
@@ -164,7 +171,9 @@ func newTestEnvProducing(t testing.TB, kb *kafkatest.Broker, produceTimeout time
 	if kb != nil {
 		e.topic = kb.Unique(t, "events")
 		kb.Topics(t, 3, e.topic)
-		col, err = collector.New(collector.Config{Topic: e.topic, MaxBatchEvents: 10, ProduceTimeout: produceTimeout},
+		ccfg := collector.Config{Topic: e.topic, MaxBatchEvents: 10, ProduceTimeout: 30 * time.Second}
+		opt(&ccfg)
+		col, err = collector.New(ccfg,
 			collector.Deps{Client: kb.Client(t), Registerer: srv.Registry()})
 		if err != nil {
 			t.Fatal(err)
@@ -631,4 +640,96 @@ func TestIngestEventsKafkaDown(t *testing.T) {
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("a produce timeout of 1s answered after %s", d)
 	}
+}
+
+// IngestEvents holds its request's encoded size of the collector's
+// in-flight bytes (serve.max_inflight_bytes) while it waits for Kafka, as a
+// POST /v1/events body does: past the limit it answers RESOURCE_EXHAUSTED
+// with the HTTP API's code overloaded, and every reservation is returned.
+func TestIngestEventsInflightBytes(t *testing.T) {
+	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) {
+		const (
+			limit = 64 << 10
+			held  = 40 << 10 // reserved by a POST whose body is not sent
+		)
+		e := newTestEnvWith(t, kb, func(c *collector.Config) {
+			c.MaxBodyBytes, c.MaxInflightBytes = 48<<10, limit
+		})
+		// Four events of about 9 KiB each (the contract's biggest device
+		// map): one request of 36 KiB fits alone, not beside 40 KiB more,
+		// and two in a row fit only if the first returned its bytes.
+		evs := make([]*schemas.UserInteraction, 4)
+		for i := range evs {
+			dev := map[string]string{}
+			for k := range schemas.MaxMapEntries {
+				dev[fmt.Sprintf("k%02d", k)] = string(slices.Repeat([]byte{'x'}, schemas.MaxMapValueLen))
+			}
+			evs[i] = &schemas.UserInteraction{
+				EventId: fmt.Sprintf("rpc-bytes-e%d", i), Timestamp: timestamppb.New(time.Now().Add(-time.Minute)),
+				UserId: "u1", SessionId: fmt.Sprintf("rpc-bytes-s%d", i), Device: dev,
+				Interaction: &schemas.UserInteraction_PageView{PageView: &schemas.PageView{ItemId: "i1", Category: "c"}},
+				Metadata:    &schemas.Metadata{Source: "test", SchemaVersion: schemas.SchemaVersion},
+			}
+		}
+		req := &schemas.IngestEventsRequest{Events: evs}
+		if n := proto.Size(req); n <= limit-held || 2*n <= limit || n > 48<<10 {
+			t.Fatalf("test request of %d bytes does not exercise the limit", n)
+		}
+		ingest := func() error {
+			var resp schemas.IngestEventsResponse
+			err := e.call(t, ingestKey, "IngestEvents", req, &resp)
+			if err == nil && resp.GetAccepted() != int32(len(evs)) {
+				t.Errorf("accepted %d, want %d", resp.GetAccepted(), len(evs))
+			}
+			return err
+		}
+		if err := ingest(); err != nil {
+			t.Fatalf("alone: %v", err)
+		}
+		if err := ingest(); err != nil {
+			t.Fatalf("again (the first call's bytes returned): %v", err)
+		}
+
+		// A POST announcing 40 KiB reserves them before its body is read.
+		pr, pw := io.Pipe()
+		defer pw.Close()
+		post, err := http.NewRequest(http.MethodPost, "http://"+e.addr+"/v1/events", pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		post.Header.Set("Content-Type", "application/json")
+		post.Header.Set("Authorization", "Bearer "+ingestKey)
+		post.ContentLength = held
+		posted := make(chan error, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(post)
+			if err == nil {
+				resp.Body.Close()
+			}
+			posted <- err
+		}()
+		var trailer metadata.MD
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+ingestKey)
+			err = e.conn.Invoke(ctx, "/"+rpc.ServiceName+"/IngestEvents", req, &schemas.IngestEventsResponse{}, grpc.Trailer(&trailer))
+			if err != nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond) // the POST's reservation is not made yet
+		}
+		wantCode(t, "beside 40 KiB held", err, codes.ResourceExhausted)
+		if got := trailer.Get("lambdarec-error-code"); len(got) != 1 || got[0] != collector.CodeOverloaded {
+			t.Errorf("beside 40 KiB held: trailer %v", trailer)
+		}
+		pw.CloseWithError(errors.New("client gave up")) // the POST ends; its bytes are returned
+		<-posted
+		deadline = time.Now().Add(20 * time.Second)
+		for err = ingest(); err != nil && time.Now().Before(deadline); err = ingest() {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("after the POST ended: %v", err)
+		}
+	})
 }
