@@ -128,6 +128,19 @@ func (m *Memory) UserRecs(ctx context.Context, user string, k int) ([]Scored, er
 	return Top(b.view.UserRecs[user], k), nil
 }
 
+// UserItems returns what user's recommendations in the current batch were
+// scored from.
+func (m *Memory) UserItems(ctx context.Context, user string) ([]string, error) {
+	if err := m.check(); err != nil {
+		return nil, err
+	}
+	b := m.batch.Load()
+	if b == nil {
+		return nil, nil
+	}
+	return slices.Clone(b.view.UserItems[user]), nil
+}
+
 // Popular returns up to k popular items in the current batch.
 func (m *Memory) Popular(ctx context.Context, k int) ([]Scored, error) {
 	if err := m.check(); err != nil {
