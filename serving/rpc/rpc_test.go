@@ -134,8 +134,12 @@ func newTestEnvWith(t testing.TB, kb *kafkatest.Broker, opt func(c *collector.Co
 	if err := st.PublishBatch(ctx, &store.BatchView{
 		Meta: store.BatchMeta{BatchID: "b1", Boundary: map[int32]int64{0: 100}, CreatedAt: testNow.Add(-time.Minute),
 			SourceMaxEventTime: testNow.Add(-2 * time.Minute)},
-		Neighbors: map[string][]store.Scored{"i1": {{Item: "i2", Score: 9}, {Item: "i3", Score: 8}}},
-		UserRecs:  map[string][]store.Scored{"u1": {{Item: "i1", Score: 0.9}, {Item: "i2", Score: 0.8}}},
+		Neighbors: map[string][]store.Scored{"i1": {{Item: "i2", Score: 9}, {Item: "i3", Score: 8}},
+			"i7": {{Item: "i1", Score: 6}, {Item: "i2", Score: 3}}, "i8": {{Item: "i2", Score: 4}, {Item: "i1", Score: 2}}},
+		// u1's recommendations were scored from i7 (rank 0) and i8 (rank 1):
+		// i1 = 1·6/6 + ¼·2/4, i2 = 1·3/6 + ¼·4/4.
+		UserRecs:  map[string][]store.Scored{"u1": {{Item: "i1", Score: 1.125}, {Item: "i2", Score: 0.75}}},
+		UserItems: map[string][]string{"u1": {"i7", "i8"}},
 		Popular:   []store.Scored{{Item: "p1", Score: 100}, {Item: "p2", Score: 90}},
 	}); err != nil {
 		t.Fatal(err)
@@ -311,8 +315,9 @@ func TestReads(t *testing.T) {
 
 // TestExplainMatchesHTTP asks for the same explained recommendations over
 // gRPC (grpc-go) and over HTTP on the same server: every item carries the
-// same scale and explanation, number for number, and the speed item's
-// explanation is the explainer's.
+// same scale and explanation, number for number, the speed item's
+// explanation is the explainer's and the batch item's comes from the batch
+// view.
 func TestExplainMatchesHTTP(t *testing.T) {
 	e := newTestEnv(t, nil)
 	var recs schemas.GetRecommendationsResponse
@@ -380,9 +385,24 @@ func TestExplainMatchesHTTP(t *testing.T) {
 			t.Errorf("speed explanation score %v (set %t), want the sum of its values", got.GetScore(), got.Score != nil)
 		}
 	}
-	if speed != 1 || items[1].GetExplanation().GetUnavailable() == "" || items[2].GetExplanation().PopularityCount == nil ||
+	if speed != 1 || items[2].GetExplanation().PopularityCount == nil ||
 		float64(items[2].GetExplanation().GetPopularityCount()) != items[2].GetScore() {
-		t.Errorf("items %v: want one explained speed item, an unavailable batch one, counted popular ones", items)
+		t.Errorf("items %v: want one explained speed item, counted popular ones", items)
+	}
+	// The batch item is explained from the batch view: u1's items i7 and i8
+	// with their counts, adding up to its score.
+	b := items[1]
+	from := b.GetExplanation().GetFrom()
+	if b.GetItem() != "i1" || b.GetSource() != serving.SourceBatch || len(from) != 2 || b.GetExplanation().GetScore() != b.GetScore() {
+		t.Fatalf("batch item %v", b)
+	}
+	if c := from[0]; c.GetItem() != "i7" || c.GetRank() != 0 || c.GetRankWeight() != 1 || c.GetBatchCount() != 6 || c.GetSpeedCount() != 0 ||
+		c.GetTopCount() != 6 || c.GetValue() != 1 {
+		t.Errorf("batch contribution 0: %v", c)
+	}
+	if c := from[1]; c.GetItem() != "i8" || c.GetRank() != 1 || c.GetRankWeight() != 0.25 || c.GetBatchCount() != 2 || c.GetSpeedCount() != 0 ||
+		c.GetTopCount() != 4 || c.GetValue() != 0.125 {
+		t.Errorf("batch contribution 1: %v", c)
 	}
 
 	// Without explain: scales, no explanations.
