@@ -3,6 +3,7 @@ package batch
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"slices"
@@ -224,4 +225,40 @@ func scratchClickHouse(t *testing.T) string {
 	}
 	u.Path = "/" + db
 	return u.String()
+}
+
+// A user_recommendations table created before the inputs column existed
+// gets it (optional) at the next run, which writes and reads it back.
+func TestUserRecsTableGainsInputs(t *testing.T) {
+	ctx := context.Background()
+	lake := testLake(t)
+	old := userRecsDef
+	old.cols, old.optionalFrom = old.cols[:5], 0
+	if _, err := lake.EnsureTable(ctx, old.name, old.schema(), old.spec(), nil); err != nil {
+		t.Fatal(err)
+	}
+	p := model.DefaultParams()
+	r, err := New(Config{Lake: lake, Params: &p, TopK: p.Neighbors, Retain: 2, Store: store.NewMemory(), Progress: time.Hour}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive(t, lake, stream(t, 5, 1500, map[int32]int64{}), lakehouse.Offsets{})
+	res, err := r.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := lake.LoadTable(ctx, TableUserRecs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, ok := tbl.Schema().FindFieldByName("inputs"); !ok || f.Required {
+		t.Fatalf("user_recommendations schema after a run: %v", tbl.Schema())
+	}
+	loaded, err := NewLoader(lake, p).Latest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.View.UserItems) == 0 || !maps.EqualFunc(loaded.View.UserItems, res.View.UserItems, slices.Equal) {
+		t.Fatalf("user items read back: %d users, computed %d", len(loaded.View.UserItems), len(res.View.UserItems))
+	}
 }
