@@ -6,8 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"slices"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
