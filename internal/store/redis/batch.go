@@ -133,6 +133,9 @@ func (s *Store) PublishBatch(ctx context.Context, v *store.BatchView) error {
 	return nil
 }
 
+// userItemsPerCommand is how many users' items one HSET writes.
+const userItemsPerCommand = 100
+
 // loadLists writes every list of v, in pipelines of at most PipelineSize
 // commands, checks that Redis holds them all, and returns their number.
 func (s *Store) loadLists(ctx context.Context, v *store.BatchView) (int, error) {
@@ -180,10 +183,27 @@ func (s *Store) loadLists(ctx context.Context, v *store.BatchView) (int, error) 
 			return 0, err
 		}
 	}
+	// The users' items (small lists) go many fields to one HSET: as one
+	// command each they cost as much as the users' recommendations.
+	fields := make([]any, 0, 2*userItemsPerCommand)
 	for user, items := range v.UserItems {
-		if err := add(s.key.userItems(id), user, listcache.FromItems(items)); err != nil {
-			return 0, err
+		b, err := json.Marshal(items)
+		if err != nil {
+			return 0, fmt.Errorf("encode items of user %q: %w", user, err)
 		}
+		if fields = append(fields, user, b); len(fields) == cap(fields) {
+			pipe.HSet(ctx, s.key.userItems(id), fields...)
+			fields = make([]any, 0, 2*userItemsPerCommand)
+			if queued++; queued >= s.cfg.PipelineSize {
+				if err := flush(); err != nil {
+					return 0, err
+				}
+			}
+		}
+	}
+	if len(fields) > 0 {
+		pipe.HSet(ctx, s.key.userItems(id), fields...)
+		queued++
 	}
 	if len(v.Popular) > 0 {
 		if err := add(s.key.popular(id), "", v.Popular); err != nil {
@@ -453,6 +473,13 @@ func (s *Store) fetchList(ctx context.Context, ck listcache.Key) ([]store.Scored
 	}
 	if err != nil {
 		return nil, fmt.Errorf("redis store: read batch %s list %d %q: %w", ck.Batch, ck.Kind, ck.Key, err)
+	}
+	if ck.Kind == listcache.UserItems {
+		var items []string
+		if err := json.Unmarshal(b, &items); err != nil {
+			return nil, fmt.Errorf("redis store: read batch %s items of user %q: %w", ck.Batch, ck.Key, err)
+		}
+		return listcache.FromItems(items), nil
 	}
 	l, err := decodeList(b)
 	if err != nil {
