@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -724,27 +725,53 @@ func TestIngestEventsInflightBytes(t *testing.T) {
 		go func() {
 			resp, err := http.DefaultClient.Do(post)
 			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
+				err = fmt.Errorf("answered %d %s", resp.StatusCode, b)
 			}
 			posted <- err
 		}()
-		var trailer metadata.MD
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+ingestKey)
-			err = e.conn.Invoke(ctx, "/"+rpc.ServiceName+"/IngestEvents", req, &schemas.IngestEventsResponse{}, grpc.Trailer(&trailer))
-			if err != nil || time.Now().After(deadline) {
-				break
+		// Wait until the POST holds its bytes (the collector's gauge), so
+		// no call of ours races it.
+		heldBytes := func() string {
+			mreq, err := http.NewRequest(http.MethodGet, "http://"+e.addr+"/metrics", nil)
+			if err != nil {
+				t.Fatal(err)
 			}
-			time.Sleep(20 * time.Millisecond) // the POST's reservation is not made yet
+			mreq.Header.Set("Authorization", "Bearer "+adminKey)
+			resp, err := http.DefaultClient.Do(mreq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			for _, line := range strings.Split(string(b), "\n") {
+				if f := strings.Fields(line); len(f) == 2 && f[0] == "lambdarec_collector_inflight_bytes" {
+					return f[1]
+				}
+			}
+			return "absent"
 		}
+		for deadline := time.Now().Add(20 * time.Second); heldBytes() != fmt.Sprint(held); time.Sleep(10 * time.Millisecond) {
+			select {
+			case perr := <-posted:
+				t.Fatalf("the POST holding 40 KiB ended: %v", perr)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("in-flight bytes %s, want %d", heldBytes(), held)
+			}
+		}
+		var trailer metadata.MD
+		ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+ingestKey)
+		err = e.conn.Invoke(ctx, "/"+rpc.ServiceName+"/IngestEvents", req, &schemas.IngestEventsResponse{}, grpc.Trailer(&trailer))
 		wantCode(t, "beside 40 KiB held", err, codes.ResourceExhausted)
 		if got := trailer.Get("lambdarec-error-code"); len(got) != 1 || got[0] != collector.CodeOverloaded {
 			t.Errorf("beside 40 KiB held: trailer %v", trailer)
 		}
 		pw.CloseWithError(errors.New("client gave up")) // the POST ends; its bytes are returned
 		<-posted
-		deadline = time.Now().Add(20 * time.Second)
+		deadline := time.Now().Add(20 * time.Second)
 		for err = ingest(); err != nil && time.Now().Before(deadline); err = ingest() {
 			time.Sleep(20 * time.Millisecond)
 		}
