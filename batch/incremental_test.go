@@ -147,7 +147,8 @@ func TestIncrementalRunsEqualFullRecompute(t *testing.T) {
 				a.Pairs != b.Pairs || a.Items != b.Items || a.Users != b.Users || !a.MaxEventTime.Equal(b.MaxEventTime) || !maps.Equal(a.Boundary, b.Boundary) {
 				t.Fatalf("run records differ:\nincremental %+v\nfull        %+v", a, b)
 			}
-			if !equalViews(res.View.Neighbors, fres.View.Neighbors) || !equalViews(res.View.UserRecs, fres.View.UserRecs) || !equalScored(res.View.Popular, fres.View.Popular) {
+			if !equalViews(res.View.Neighbors, fres.View.Neighbors) || !equalViews(res.View.UserRecs, fres.View.UserRecs) || !equalScored(res.View.Popular, fres.View.Popular) ||
+				!maps.EqualFunc(res.View.UserItems, fres.View.UserItems, slices.Equal) {
 				t.Fatal("the incremental chain's view differs from the full run's")
 			}
 			// The state the full run persisted continues the same way.

@@ -93,6 +93,16 @@ func Load(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.Param
 		{&userRecsDef, func(c *rowReader) error {
 			u := c.str("user_id")
 			users[u] = append(users[u], ranked{c.i32("rank"), store.Scored{Item: c.str("item"), Score: c.f64("score")}})
+			if in := c.optStr("inputs"); in != "" {
+				items, err := decodeInputs(in)
+				if err != nil {
+					return fmt.Errorf("user %s: %w", u, err)
+				}
+				if l.View.UserItems == nil {
+					l.View.UserItems = make(map[string][]string)
+				}
+				l.View.UserItems[u] = items
+			}
 			return nil
 		}},
 		{&popularItemsDef, func(c *rowReader) error {

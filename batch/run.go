@@ -491,17 +491,25 @@ func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchVie
 	users := m.Users()
 	ids := users.Users()
 	workers := max(1, min(runtime.GOMAXPROCS(0), len(ids)/1000))
-	parts := make([]map[string][]store.Scored, workers)
+	// With each user's recommendations go the recent items they were
+	// scored from (UserItems): with the Neighbors rows above they explain
+	// every score exactly.
+	type part struct {
+		recs  map[string][]store.Scored
+		items map[string][]string
+	}
+	parts := make([]part, workers)
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			sc, _ := model.NewScorer(*r.cfg.Params) // params were validated in New
-			out := make(map[string][]store.Scored)
+			out := part{recs: make(map[string][]store.Scored), items: make(map[string][]string)}
 			for i := w; i < len(ids); i += workers {
 				u := ids[i]
-				recs := sc.Score(top, users.Recent(u, r.cfg.Params.RecentItems), func(item string) bool { return users.Bought(u, item) }, r.cfg.TopK)
+				recent := users.Recent(u, r.cfg.Params.RecentItems)
+				recs := sc.Score(top, recent, func(item string) bool { return users.Bought(u, item) }, r.cfg.TopK)
 				if len(recs) == 0 {
 					continue
 				}
@@ -509,14 +517,17 @@ func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchVie
 				for i, s := range recs {
 					list[i] = store.Scored{Item: s.Item, Score: s.Score}
 				}
-				out[u] = list
+				out.recs[u] = list
+				out.items[u] = recent
 			}
 			parts[w] = out
 		}()
 	}
 	wg.Wait()
+	v.UserItems = make(map[string][]string)
 	for _, p := range parts {
-		maps.Copy(v.UserRecs, p)
+		maps.Copy(v.UserRecs, p.recs)
+		maps.Copy(v.UserItems, p.items)
 	}
 	run.Users = int64(len(v.UserRecs))
 	return v
@@ -631,12 +642,18 @@ func (r *Runner) write(ctx context.Context, v *store.BatchView, writes *errgroup
 	}
 	err := writeTable(&userRecsDef, func(w *rowWriter) {
 		for user, row := range v.UserRecs {
+			inputs := encodeInputs(v.UserItems[user])
 			for rank, s := range row {
 				w.str(0, id)
 				w.str(1, user)
 				w.i32(2, int32(rank))
 				w.str(3, s.Item)
 				w.f64(4, s.Score)
+				if rank == 0 && inputs != "" {
+					w.str(5, inputs)
+				} else {
+					w.null(5)
+				}
 				w.end()
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -239,6 +240,15 @@ func TestBatchRunMatchesReferenceAndIsIdempotent(t *testing.T) {
 	for item, want := range res.View.Neighbors {
 		if got := loaded.View.Neighbors[item]; !equalScored(got, want) {
 			t.Fatalf("neighbours of %s read back %v, computed %v", item, got, want)
+		}
+	}
+	// What each user's recommendations were scored from reads back too.
+	if len(res.View.UserItems) != len(res.View.UserRecs) || len(loaded.View.UserItems) != len(res.View.UserItems) {
+		t.Fatalf("user items: %d computed for %d users, %d read back", len(res.View.UserItems), len(res.View.UserRecs), len(loaded.View.UserItems))
+	}
+	for user, want := range res.View.UserItems {
+		if got := loaded.View.UserItems[user]; len(want) == 0 || !slices.Equal(got, want) {
+			t.Fatalf("items of user %s read back %q, computed %q", user, got, want)
 		}
 	}
 

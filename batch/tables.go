@@ -23,8 +23,10 @@ import (
 
 // ensureTables creates the batch layer's tables that do not exist yet.
 func ensureTables(ctx context.Context, lake *lakehouse.Lakehouse) error {
-	if err := evolve(ctx, lake, &batchRunsDef); err != nil {
-		return err
+	for _, def := range []*tableDef{&batchRunsDef, &userRecsDef} {
+		if err := evolve(ctx, lake, def); err != nil {
+			return err
+		}
 	}
 	for _, def := range append([]*tableDef{&batchRunsDef}, viewDefs...) {
 		props := iceberg.Properties{"comment": def.doc}

@@ -2,6 +2,7 @@ package batch
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -106,8 +107,9 @@ var (
 	itemNeighborsDef = tableDef{name: TableItemNeighbors, partitioned: true, doc: "top-K similar items per item", cols: []col{
 		{"batch_id", colString, ""}, {"item", colString, ""}, {"rank", colInt32, "0 is best"}, {"neighbor", colString, ""}, {"score", colFloat64, ""},
 	}}
-	userRecsDef = tableDef{name: TableUserRecs, partitioned: true, doc: "top-K recommendations per user", cols: []col{
+	userRecsDef = tableDef{name: TableUserRecs, partitioned: true, optionalFrom: 5, doc: "top-K recommendations per user", cols: []col{
 		{"batch_id", colString, ""}, {"user_id", colString, ""}, {"rank", colInt32, "0 is best"}, {"item", colString, ""}, {"score", colFloat64, ""},
+		{"inputs", colString, "on rank 0 only: JSON array of the user's distinct recent items the recommendations were scored from, most recent first (null on other ranks and in older batches)"},
 	}}
 	popularItemsDef = tableDef{name: TablePopularItems, partitioned: true, doc: "the popularity fallback, best first", cols: []col{
 		{"batch_id", colString, ""}, {"rank", colInt32, "0 is best"}, {"item", colString, ""}, {"score", colFloat64, ""},
@@ -192,6 +194,31 @@ func (w *rowWriter) i64(i int, v int64)    { w.i64s[i].Append(v) }
 func (w *rowWriter) f64(i int, v float64)  { w.f64s[i].Append(v) }
 func (w *rowWriter) boolean(i int, v bool) { w.bools[i].Append(v) }
 func (w *rowWriter) ts(i int, v time.Time) { w.tss[i].Append(arrow.Timestamp(v.UnixMicro())) }
+
+// null sets optional column i of the current row to null.
+func (w *rowWriter) null(i int) { w.rb.Field(i).AppendNull() }
+
+// encodeInputs is the inputs column of a user's rank-0 row: the items the
+// recommendations were scored from as a JSON array ("" when none).
+func encodeInputs(items []string) string {
+	if len(items) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(items) // []string always encodes
+	return string(b)
+}
+
+// decodeInputs reads the inputs column back.
+func decodeInputs(s string) ([]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var items []string
+	if err := json.Unmarshal([]byte(s), &items); err != nil {
+		return nil, fmt.Errorf("inputs %q: %w", s, err)
+	}
+	return items, nil
+}
 
 func (w *rowWriter) end() {
 	w.rows++

@@ -268,19 +268,22 @@ func (x *RecommendedItem) GetExplanation() *Explanation {
 type Explanation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// from are the session's recent items that produced a speed item's
-	// co-visitation score, in rank order: their values, added in that order,
-	// give the score.
+	// co-visitation score, or the user's recent items at batch time for a
+	// batch item, in rank order: their values, added in that order, give the
+	// score.
 	From []*Contribution `protobuf:"bytes,1,rep,name=from,proto3" json:"from,omitempty"`
-	// score is the sum of from, from the speed layer's counts as they are
-	// when asked; it equals the item's score unless those counts moved since
-	// the session's view was written. Unset when from is not given.
+	// score is the sum of from. Speed items: from the speed layer's counts as
+	// they are when asked; it equals the item's score unless those counts
+	// moved since the session's view was written. Batch items: the item's
+	// score bit for bit. Unset when from is not given.
 	Score *float64 `protobuf:"fixed64,2,opt,name=score,proto3,oneof" json:"score,omitempty"`
 	// popularity_count is a popular item's weighted event count (its score);
 	// unset for other items.
 	PopularityCount *int64 `protobuf:"varint,3,opt,name=popularity_count,json=popularityCount,proto3,oneof" json:"popularity_count,omitempty"`
-	// unavailable says why the inputs of the score are not shown (batch
-	// items; speed items when the speed layer runs in another process, or
-	// the session is no longer live).
+	// unavailable says why the inputs of the score are not shown (speed items
+	// when the speed layer runs in another process, or the session is no
+	// longer live; batch items of a batch published without its users'
+	// items, or when the server's model parameters are not the batch's).
 	Unavailable   string `protobuf:"bytes,4,opt,name=unavailable,proto3" json:"unavailable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -344,19 +347,20 @@ func (x *Explanation) GetUnavailable() string {
 	return ""
 }
 
-// Contribution is what one of the session's recent items added to a
-// co-visitation score: value = rank_weight × (batch_count + speed_count) /
+// Contribution is what one of the session's (or, for a batch item, the
+// user's) recent items added to a co-visitation score: value = rank_weight × (batch_count + speed_count) /
 // top_count.
 type Contribution struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// item is the session's item (not the recommended one).
+	// item is the session's or user's item (not the recommended one).
 	Item string `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
 	// rank is item's position among the session's distinct recent items,
 	// 0 = most recent; rank_weight is 1/(1+rank)².
 	Rank       int32   `protobuf:"varint,2,opt,name=rank,proto3" json:"rank,omitempty"`
 	RankWeight float64 `protobuf:"fixed64,3,opt,name=rank_weight,json=rankWeight,proto3" json:"rank_weight,omitempty"`
 	// batch_count and speed_count are the co-visitation counts of (item, the
-	// recommended item) in the batch view and in the speed layer's deltas.
+	// recommended item) in the batch view and in the speed layer's deltas
+	// (0 for batch items).
 	BatchCount int64 `protobuf:"varint,4,opt,name=batch_count,json=batchCount,proto3" json:"batch_count,omitempty"`
 	SpeedCount int64 `protobuf:"varint,5,opt,name=speed_count,json=speedCount,proto3" json:"speed_count,omitempty"`
 	// top_count is the count (batch + speed) of item's strongest neighbour,

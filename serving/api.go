@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lambdarec/lambdarec/internal/model"
 	"github.com/lambdarec/lambdarec/internal/store"
 )
 
@@ -44,6 +45,10 @@ type APIConfig struct {
 	// Thresholds are what /v1/status judges the layers by. Zero values
 	// judge nothing.
 	Thresholds StatusThresholds
+	// Model is the model's parameters (model.*), which batch items are
+	// explained with: the batch scored a user from the top Neighbors of
+	// each recent item's row. Zero: model.DefaultParams().
+	Model model.Params
 }
 
 // StatusThresholds are the limits past which /v1/status reports a layer
@@ -75,6 +80,12 @@ func (c *APIConfig) validate() error {
 	}
 	if c.StatusTimeout == 0 {
 		c.StatusTimeout = 2 * time.Second
+	}
+	if c.Model == (model.Params{}) {
+		c.Model = model.DefaultParams()
+	}
+	if err := c.Model.Validate(); err != nil {
+		return fmt.Errorf("api: %w", err)
 	}
 	switch {
 	case c.MaxK < 0:

@@ -56,7 +56,7 @@ func newAPIMetrics() *apiMetrics {
 		m.answers[s] = m.answerV.WithLabelValues(s)
 	}
 	m.answers["none"] = m.answerV.WithLabelValues("none")
-	for _, op := range []string{"current_batch", "session", "user_recs", "popular", "similar"} {
+	for _, op := range []string{"current_batch", "session", "user_recs", "user_items", "popular", "similar"} {
 		m.storeErrors.WithLabelValues(op)
 	}
 	return m

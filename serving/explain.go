@@ -1,6 +1,10 @@
 package serving
 
 import (
+	"context"
+	"fmt"
+	"math"
+
 	"github.com/lambdarec/lambdarec/internal/model"
 )
 
@@ -18,14 +22,17 @@ type SessionExplainer interface {
 const (
 	unavailableNoExplainer = "the speed layer runs in another process: its counts are not readable here (run dev, or ask the speed layer)"
 	unavailableNotLive     = "the session is no longer live in the speed layer"
-	unavailableBatch       = "the serving store keeps a user's batch recommendations without their inputs (the user's items at batch time)"
+	unavailableNoUserItems = "the batch view holds no inputs for this user (a batch published before explanations existed)"
+	unavailableBatchMoved  = "a new batch was published while the explanation was read; ask again"
+	unavailableMismatch    = "the batch view's rows do not reproduce this score (model.neighbors or model.recent_items differ from the batch's, or batch top_k is below model.neighbors)"
 )
 
 // explain fills each item's Explanation: popular items carry their count,
 // speed items the contributions of the session's recent items (from the
-// explainer), batch items say why their inputs are not shown.
-func (a *API) explain(out *Recommendations) {
-	var speedItems []string
+// explainer), batch items the contributions of the user's recent items
+// (explainBatch). On a store error it returns the failed operation.
+func (a *API) explain(ctx context.Context, out *Recommendations) (string, error) {
+	var speedItems, batchItems []string
 	for i := range out.Items {
 		it := &out.Items[i]
 		switch it.Source {
@@ -33,13 +40,18 @@ func (a *API) explain(out *Recommendations) {
 			n := int64(it.Score)
 			it.Explanation = &Explanation{PopularityCount: &n}
 		case SourceBatch:
-			it.Explanation = &Explanation{Unavailable: unavailableBatch}
+			batchItems = append(batchItems, it.Item)
 		case SourceSpeed:
 			speedItems = append(speedItems, it.Item)
 		}
 	}
+	if len(batchItems) > 0 {
+		if op, err := a.explainBatch(ctx, out, batchItems); err != nil {
+			return op, err
+		}
+	}
 	if len(speedItems) == 0 {
-		return
+		return "", nil
 	}
 	var (
 		exp [][]model.Contribution
@@ -75,4 +87,93 @@ func (a *API) explain(out *Recommendations) {
 		e.Score = &sum
 		it.Explanation = e
 	}
+	return "", nil
 }
+
+// explainBatch explains the batch items of out (items, in answer order)
+// from the batch view alone: the batch published, with each user's
+// recommendations, the user's recent items it scored them from
+// (store.UserItems), and the batch's Neighbors lists hold the counts of each
+// recent item's row, best first (its top model.neighbors are what the
+// scorer read when batch top_k ≥ model.neighbors, the defaults). The
+// contributions are model.Scorer.Explain over those rows, so their values
+// add up to the score bit for bit; an item whose sum differs (other model
+// parameters than the batch's) says so instead of showing numbers that do
+// not add up, and so does every item when another batch became current
+// while the rows were read.
+func (a *API) explainBatch(ctx context.Context, out *Recommendations, items []string) (string, error) {
+	set := func(why string) {
+		for i := range out.Items {
+			if out.Items[i].Source == SourceBatch {
+				out.Items[i].Explanation = &Explanation{Unavailable: why}
+			}
+		}
+	}
+	recent, err := a.store.UserItems(ctx, out.UserID)
+	if err != nil {
+		return "user_items", fmt.Errorf("read the items behind user %q's recommendations: %w", out.UserID, err)
+	}
+	if len(recent) == 0 {
+		set(unavailableNoUserItems)
+		return "", nil
+	}
+	rows := make(rowSource, len(recent))
+	for _, r := range recent {
+		if _, ok := rows[r]; ok {
+			continue
+		}
+		list, err := a.store.Similar(ctx, r, a.cfg.Model.Neighbors)
+		if err != nil {
+			return "similar", fmt.Errorf("read the neighbours of %q: %w", r, err)
+		}
+		row := make([]model.ItemCount, 0, len(list))
+		for _, s := range list {
+			if s.Score != math.Trunc(s.Score) || s.Score < 0 || s.Score > 1<<53 {
+				break // not a count: no explanation reproduces the score
+			}
+			row = append(row, model.ItemCount{Item: s.Item, Count: int64(s.Score)})
+		}
+		rows[r] = row
+	}
+	// The lists must all be of the batch the recommendations came from.
+	if meta, ok, err := a.store.CurrentBatch(ctx); err != nil {
+		return "current_batch", fmt.Errorf("read current batch: %w", err)
+	} else if !ok || out.AsOf.Batch == nil || meta.BatchID != out.AsOf.Batch.BatchID {
+		set(unavailableBatchMoved)
+		return "", nil
+	}
+	sc, err := model.NewScorer(a.cfg.Model)
+	if err != nil {
+		return "", err // validated in NewAPI
+	}
+	exp := sc.Explain(rows, recent, items)
+	j := 0
+	for i := range out.Items {
+		it := &out.Items[i]
+		if it.Source != SourceBatch {
+			continue
+		}
+		cs := exp[j]
+		j++
+		sum := model.SumContributions(cs)
+		if sum != it.Score {
+			it.Explanation = &Explanation{Unavailable: unavailableMismatch}
+			continue
+		}
+		e := &Explanation{From: make([]Contribution, len(cs)), Score: &sum}
+		for k, c := range cs {
+			e.From[k] = Contribution{
+				Item: c.Recent, Rank: c.Rank, RankWeight: c.RankWeight,
+				BatchCount: c.Count, TopCount: c.TopCount, Value: c.Value,
+			}
+		}
+		it.Explanation = e
+	}
+	return "", nil
+}
+
+// rowSource serves rows read from the batch view to the Scorer.
+type rowSource map[string][]model.ItemCount
+
+// Neighbors implements model.Neighbors.
+func (r rowSource) Neighbors(item string) []model.ItemCount { return r[item] }

@@ -2,7 +2,9 @@ package serving
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -62,7 +64,9 @@ func TestRecommendExplain(t *testing.T) {
 				t.Errorf("speed contribution %+v", c)
 			}
 		case SourceBatch:
-			if it.Scale != ScaleCovisitation || e.Unavailable == "" || e.From != nil {
+			// The fixture's batch has no user items (one published before
+			// explanations): its items say so.
+			if it.Scale != ScaleCovisitation || !strings.Contains(e.Unavailable, "no inputs") || e.From != nil {
 				t.Errorf("batch item %+v: %+v", it, e)
 			}
 		case SourcePopular:
@@ -103,5 +107,97 @@ func TestRecommendExplain(t *testing.T) {
 	}
 	if strings.Contains(resp.body, `"user_id":""`) {
 		t.Fatalf("empty user_id echoed: %s", resp.body)
+	}
+}
+
+// racingStore is the memory store that publishes another batch while a
+// user's items are read (as a batch run may, between the reads of one
+// explanation), or fails that read.
+type racingStore struct {
+	*store.Memory
+	next *store.BatchView
+	fail error
+}
+
+func (s *racingStore) UserItems(ctx context.Context, user string) ([]string, error) {
+	if s.fail != nil {
+		return nil, s.fail
+	}
+	items, err := s.Memory.UserItems(ctx, user)
+	if s.next != nil {
+		if err := s.Memory.PublishBatch(ctx, s.next); err != nil {
+			return nil, err
+		}
+		s.next = nil
+	}
+	return items, err
+}
+
+// Batch items are explained from the batch view's rows when they add up to
+// the score; a batch published while the rows are read, or a failed read,
+// never gives numbers from two batches.
+func TestExplainBatchItems(t *testing.T) {
+	ctx := context.Background()
+	batch := func(id string) *store.BatchView {
+		v := fixtureBatch(id)
+		// u1 was scored from i2 (rank 0) and i1 (rank 1): i1 = 1·9/9, and
+		// i3 = ¼·8/9 and i4 = ¼·7/9 (i2 is one of u1's items: not scored).
+		v.UserRecs["u1"] = []store.Scored{{Item: "i1", Score: 1}, {Item: "i3", Score: 0.25 * 8 / 9}, {Item: "i4", Score: 0.25 * 7 / 9}}
+		v.UserItems = map[string][]string{"u1": {"i2", "i1"}}
+		return v
+	}
+	st := &racingStore{Memory: store.NewMemory()}
+	if err := st.PublishBatch(ctx, batch("b1")); err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAPI(APIConfig{}, APIDeps{Store: st, Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := a.Recommendations(ctx, RecommendationsRequest{UserID: "u1", K: 3, Explain: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Explanation{
+		{From: []Contribution{{Item: "i2", Rank: 0, RankWeight: 1, BatchCount: 9, TopCount: 9, Value: 1}}},
+		{From: []Contribution{{Item: "i1", Rank: 1, RankWeight: 0.25, BatchCount: 8, TopCount: 9, Value: 0.25 * 8 / 9}}},
+		{From: []Contribution{{Item: "i1", Rank: 1, RankWeight: 0.25, BatchCount: 7, TopCount: 9, Value: 0.25 * 7 / 9}}},
+	}
+	for i, it := range r.Items {
+		e := it.Explanation
+		if it.Source != SourceBatch || e == nil || e.Score == nil || *e.Score != it.Score || !slices.Equal(e.From, want[i].From) {
+			t.Errorf("item %d %+v: explanation %+v, want %+v", i, it, e, want[i])
+		}
+	}
+
+	// A new batch becomes current between the reads: no numbers.
+	st.next = batch("b2")
+	r, err = a.Recommendations(ctx, RecommendationsRequest{UserID: "u1", K: 3, Explain: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range r.Items {
+		if e := it.Explanation; e == nil || e.From != nil || !strings.Contains(e.Unavailable, "new batch") {
+			t.Errorf("batch changed while explaining: item %+v: %+v", it, e)
+		}
+	}
+	// Asked again, on b2 alone: explained.
+	r, err = a.Recommendations(ctx, RecommendationsRequest{UserID: "u1", K: 3, Explain: true})
+	if err != nil || r.Items[0].Explanation.From == nil {
+		t.Fatalf("asked again: %+v %v", r, err)
+	}
+
+	// A failed read of the user's items fails the request (503 over HTTP),
+	// as any store read does.
+	st.fail = errors.New("store is down")
+	if _, err := a.Recommendations(ctx, RecommendationsRequest{UserID: "u1", K: 3, Explain: true}); err == nil {
+		t.Fatal("a failed read of the user's items: no error")
+	}
+	f := newFixture(t, st, APIConfig{})
+	if resp := get(t, f.h, "/v1/recommendations?user_id=u1&explain=true"); resp.status != http.StatusServiceUnavailable {
+		t.Errorf("HTTP with the user's items unreadable: %d %s", resp.status, resp.body)
+	}
+	if resp := get(t, f.h, "/v1/recommendations?user_id=u1"); resp.status != http.StatusOK {
+		t.Errorf("HTTP without explain: %d %s", resp.status, resp.body)
 	}
 }

@@ -296,7 +296,9 @@ func (a *API) recommend(ctx context.Context, q recsQuery) (*Recommendations, str
 	}
 	out.Items = m.items
 	if q.Explain {
-		a.explain(out)
+		if op, err := a.explain(ctx, out); err != nil {
+			return nil, op, err
+		}
 	}
 	return out, "", nil
 }

@@ -159,6 +159,7 @@ func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lak
 		o.speed = layerstatus.Speed(adm, cfg.Speed.Group, cfg.Kafka.Topic)
 	}
 	api, err := serving.NewAPI(serving.APIConfig{
+		Model: cfg.Model,
 		Thresholds: serving.StatusThresholds{
 			MaxLagRecords: cfg.Status.MaxLag.Records,
 			MaxLagTime:    cfg.Status.MaxLag.Time,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -120,6 +121,37 @@ func TestDevWalkThrough(t *testing.T) {
 			t.Errorf("item %+v: scale %q, want %q", it, it.Scale, want)
 		}
 	}
+
+	// Batch items are explained too, from the batch view alone: the items
+	// of a user's batch recommendations add up to their scores exactly.
+	explained := 0
+	waitFor(t, 60*time.Second, "an explained batch item", func() bool {
+		for u := 1; u <= 200 && explained == 0; u++ {
+			r := p.recommendations(t, url.Values{"user_id": {fmt.Sprintf("u%06d", u)}, "k": {"20"}, "explain": {"true"}})
+			for _, it := range r.Items {
+				e := it.Explanation
+				if it.Source != serving.SourceBatch || e == nil {
+					continue
+				}
+				if len(e.From) == 0 {
+					if !strings.Contains(e.Unavailable, "new batch") { // a batch published while it was read: ask again
+						t.Fatalf("batch item %+v: not explained: %q", it, e.Unavailable)
+					}
+					continue
+				}
+				var sum float64
+				for _, c := range e.From {
+					sum += c.Value
+				}
+				if sum != it.Score || e.Score == nil || *e.Score != it.Score {
+					t.Fatalf("batch item %s of u%06d: contributions add up to %v, score %v", it.Item, u, sum, it.Score)
+				}
+				explained++
+			}
+		}
+		return explained > 0
+	})
+	t.Logf("%d batch items explained", explained)
 
 	// curl …/v1/status; the page at /ui.
 	var st serving.Status

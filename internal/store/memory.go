@@ -18,9 +18,10 @@ import (
 // Memory use: the store keeps the current batch view only (the previous one
 // is freed once its last reader returns) plus every session not yet expired.
 // A batch view costs about (items × neighbours + users × recs) × (48 bytes +
-// the item id's length); a session about 200 bytes plus its items. Keep the
-// session count bounded by calling ExpireSessions periodically (the speed
-// layer's session timeout), and the view by the batch's top-K.
+// the item id's length), plus users × recent items × 16 bytes (UserItems);
+// a session about 200 bytes plus its items. Keep the session count bounded
+// by calling ExpireSessions periodically (the speed layer's session
+// timeout), and the view by the batch's top-K.
 type Memory struct {
 	batch  atomic.Pointer[memBatch]
 	closed atomic.Bool
@@ -126,6 +127,19 @@ func (m *Memory) UserRecs(ctx context.Context, user string, k int) ([]Scored, er
 		return nil, nil
 	}
 	return Top(b.view.UserRecs[user], k), nil
+}
+
+// UserItems returns what user's recommendations in the current batch were
+// scored from.
+func (m *Memory) UserItems(ctx context.Context, user string) ([]string, error) {
+	if err := m.check(); err != nil {
+		return nil, err
+	}
+	b := m.batch.Load()
+	if b == nil {
+		return nil, nil
+	}
+	return slices.Clone(b.view.UserItems[user]), nil
 }
 
 // Popular returns up to k popular items in the current batch.

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -54,6 +55,12 @@ type BatchView struct {
 	Neighbors map[string][]Scored
 	// UserRecs maps a user to that user's recommendations, best first.
 	UserRecs map[string][]Scored
+	// UserItems maps a user of UserRecs to what the recommendations were
+	// scored from: the user's distinct recent items, most recent (rank 0)
+	// first. With the Neighbors lists of the same batch they give each
+	// recommendation's explanation exactly (see serving's explain). Nil in
+	// batches published before it existed: their items are not explained.
+	UserItems map[string][]string
 	// Popular is the popularity fallback, best first.
 	Popular []Scored
 }
@@ -120,6 +127,10 @@ type Store interface {
 	UserRecs(ctx context.Context, user string, k int) ([]Scored, error)
 	// Popular returns up to k popular items, best first.
 	Popular(ctx context.Context, k int) ([]Scored, error)
+	// UserItems returns the items user's batch recommendations were scored
+	// from (BatchView.UserItems), most recent first; nil when the current
+	// batch has none for user.
+	UserItems(ctx context.Context, user string) ([]string, error)
 
 	// UpsertSession stores s unless the stored view of s.SessionID is not
 	// older by version (Newer): a replay or an older write is a no-op.
@@ -183,6 +194,14 @@ func ValidateBatch(v *BatchView) error {
 		}
 		if err := check("user recs", user, list); err != nil {
 			return err
+		}
+	}
+	for user, items := range v.UserItems {
+		if user == "" {
+			return fmt.Errorf("batch view %s: user items: empty user key", v.Meta.BatchID)
+		}
+		if slices.Contains(items, "") {
+			return fmt.Errorf("batch view %s: user items %q: empty item", v.Meta.BatchID, user)
 		}
 	}
 	return check("popular", "", v.Popular)

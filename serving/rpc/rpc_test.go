@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -122,13 +123,24 @@ func newTestEnv(t testing.TB, kb *kafkatest.Broker) *testEnv {
 
 func newTestEnvProducing(t testing.TB, kb *kafkatest.Broker, produceTimeout time.Duration) *testEnv {
 	t.Helper()
+	return newTestEnvWith(t, kb, func(c *collector.Config) { c.ProduceTimeout = produceTimeout })
+}
+
+// newTestEnvWith is newTestEnv with the collector's configuration changed
+// by opt.
+func newTestEnvWith(t testing.TB, kb *kafkatest.Broker, opt func(c *collector.Config)) *testEnv {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st := &blockingStore{Memory: store.NewMemory()}
 	if err := st.PublishBatch(ctx, &store.BatchView{
 		Meta: store.BatchMeta{BatchID: "b1", Boundary: map[int32]int64{0: 100}, CreatedAt: testNow.Add(-time.Minute),
 			SourceMaxEventTime: testNow.Add(-2 * time.Minute)},
-		Neighbors: map[string][]store.Scored{"i1": {{Item: "i2", Score: 9}, {Item: "i3", Score: 8}}},
-		UserRecs:  map[string][]store.Scored{"u1": {{Item: "i1", Score: 0.9}, {Item: "i2", Score: 0.8}}},
+		Neighbors: map[string][]store.Scored{"i1": {{Item: "i2", Score: 9}, {Item: "i3", Score: 8}},
+			"i7": {{Item: "i1", Score: 6}, {Item: "i2", Score: 3}}, "i8": {{Item: "i2", Score: 4}, {Item: "i1", Score: 2}}},
+		// u1's recommendations were scored from i7 (rank 0) and i8 (rank 1):
+		// i1 = 1·6/6 + ¼·2/4, i2 = 1·3/6 + ¼·4/4.
+		UserRecs:  map[string][]store.Scored{"u1": {{Item: "i1", Score: 1.125}, {Item: "i2", Score: 0.75}}},
+		UserItems: map[string][]string{"u1": {"i7", "i8"}},
 		Popular:   []store.Scored{{Item: "p1", Score: 100}, {Item: "p2", Score: 90}},
 	}); err != nil {
 		t.Fatal(err)
@@ -164,7 +176,9 @@ func newTestEnvProducing(t testing.TB, kb *kafkatest.Broker, produceTimeout time
 	if kb != nil {
 		e.topic = kb.Unique(t, "events")
 		kb.Topics(t, 3, e.topic)
-		col, err = collector.New(collector.Config{Topic: e.topic, MaxBatchEvents: 10, ProduceTimeout: produceTimeout},
+		ccfg := collector.Config{Topic: e.topic, MaxBatchEvents: 10, ProduceTimeout: 30 * time.Second}
+		opt(&ccfg)
+		col, err = collector.New(ccfg,
 			collector.Deps{Client: kb.Client(t), Registerer: srv.Registry()})
 		if err != nil {
 			t.Fatal(err)
@@ -302,8 +316,9 @@ func TestReads(t *testing.T) {
 
 // TestExplainMatchesHTTP asks for the same explained recommendations over
 // gRPC (grpc-go) and over HTTP on the same server: every item carries the
-// same scale and explanation, number for number, and the speed item's
-// explanation is the explainer's.
+// same scale and explanation, number for number, the speed item's
+// explanation is the explainer's and the batch item's comes from the batch
+// view.
 func TestExplainMatchesHTTP(t *testing.T) {
 	e := newTestEnv(t, nil)
 	var recs schemas.GetRecommendationsResponse
@@ -371,9 +386,24 @@ func TestExplainMatchesHTTP(t *testing.T) {
 			t.Errorf("speed explanation score %v (set %t), want the sum of its values", got.GetScore(), got.Score != nil)
 		}
 	}
-	if speed != 1 || items[1].GetExplanation().GetUnavailable() == "" || items[2].GetExplanation().PopularityCount == nil ||
+	if speed != 1 || items[2].GetExplanation().PopularityCount == nil ||
 		float64(items[2].GetExplanation().GetPopularityCount()) != items[2].GetScore() {
-		t.Errorf("items %v: want one explained speed item, an unavailable batch one, counted popular ones", items)
+		t.Errorf("items %v: want one explained speed item, counted popular ones", items)
+	}
+	// The batch item is explained from the batch view: u1's items i7 and i8
+	// with their counts, adding up to its score.
+	b := items[1]
+	from := b.GetExplanation().GetFrom()
+	if b.GetItem() != "i1" || b.GetSource() != serving.SourceBatch || len(from) != 2 || b.GetExplanation().GetScore() != b.GetScore() {
+		t.Fatalf("batch item %v", b)
+	}
+	if c := from[0]; c.GetItem() != "i7" || c.GetRank() != 0 || c.GetRankWeight() != 1 || c.GetBatchCount() != 6 || c.GetSpeedCount() != 0 ||
+		c.GetTopCount() != 6 || c.GetValue() != 1 {
+		t.Errorf("batch contribution 0: %v", c)
+	}
+	if c := from[1]; c.GetItem() != "i8" || c.GetRank() != 1 || c.GetRankWeight() != 0.25 || c.GetBatchCount() != 2 || c.GetSpeedCount() != 0 ||
+		c.GetTopCount() != 4 || c.GetValue() != 0.125 {
+		t.Errorf("batch contribution 1: %v", c)
 	}
 
 	// Without explain: scales, no explanations.
@@ -631,4 +661,122 @@ func TestIngestEventsKafkaDown(t *testing.T) {
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("a produce timeout of 1s answered after %s", d)
 	}
+}
+
+// IngestEvents holds its request's encoded size of the collector's
+// in-flight bytes (serve.max_inflight_bytes) while it waits for Kafka, as a
+// POST /v1/events body does: past the limit it answers RESOURCE_EXHAUSTED
+// with the HTTP API's code overloaded, and every reservation is returned.
+func TestIngestEventsInflightBytes(t *testing.T) {
+	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) {
+		const (
+			limit = 64 << 10
+			held  = 40 << 10 // reserved by a POST whose body is not sent
+		)
+		e := newTestEnvWith(t, kb, func(c *collector.Config) {
+			c.MaxBodyBytes, c.MaxInflightBytes = 48<<10, limit
+		})
+		// Four events of about 9 KiB each (the contract's biggest device
+		// map): one request of 36 KiB fits alone, not beside 40 KiB more,
+		// and two in a row fit only if the first returned its bytes.
+		evs := make([]*schemas.UserInteraction, 4)
+		for i := range evs {
+			dev := map[string]string{}
+			for k := range schemas.MaxMapEntries {
+				dev[fmt.Sprintf("k%02d", k)] = string(slices.Repeat([]byte{'x'}, schemas.MaxMapValueLen))
+			}
+			evs[i] = &schemas.UserInteraction{
+				EventId: fmt.Sprintf("rpc-bytes-e%d", i), Timestamp: timestamppb.New(time.Now().Add(-time.Minute)),
+				UserId: "u1", SessionId: fmt.Sprintf("rpc-bytes-s%d", i), Device: dev,
+				Interaction: &schemas.UserInteraction_PageView{PageView: &schemas.PageView{ItemId: "i1", Category: "c"}},
+				Metadata:    &schemas.Metadata{Source: "test", SchemaVersion: schemas.SchemaVersion},
+			}
+		}
+		req := &schemas.IngestEventsRequest{Events: evs}
+		if n := proto.Size(req); n <= limit-held || 2*n <= limit || n > 48<<10 {
+			t.Fatalf("test request of %d bytes does not exercise the limit", n)
+		}
+		ingest := func() error {
+			var resp schemas.IngestEventsResponse
+			err := e.call(t, ingestKey, "IngestEvents", req, &resp)
+			if err == nil && resp.GetAccepted() != int32(len(evs)) {
+				t.Errorf("accepted %d, want %d", resp.GetAccepted(), len(evs))
+			}
+			return err
+		}
+		if err := ingest(); err != nil {
+			t.Fatalf("alone: %v", err)
+		}
+		if err := ingest(); err != nil {
+			t.Fatalf("again (the first call's bytes returned): %v", err)
+		}
+
+		// A POST announcing 40 KiB reserves them before its body is read.
+		pr, pw := io.Pipe()
+		defer pw.Close()
+		post, err := http.NewRequest(http.MethodPost, "http://"+e.addr+"/v1/events", pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		post.Header.Set("Content-Type", "application/json")
+		post.Header.Set("Authorization", "Bearer "+ingestKey)
+		post.ContentLength = held
+		posted := make(chan error, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(post)
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				err = fmt.Errorf("answered %d %s", resp.StatusCode, b)
+			}
+			posted <- err
+		}()
+		// Wait until the POST holds its bytes (the collector's gauge), so
+		// no call of ours races it.
+		heldBytes := func() string {
+			mreq, err := http.NewRequest(http.MethodGet, "http://"+e.addr+"/metrics", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mreq.Header.Set("Authorization", "Bearer "+adminKey)
+			resp, err := http.DefaultClient.Do(mreq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			for _, line := range strings.Split(string(b), "\n") {
+				if f := strings.Fields(line); len(f) == 2 && f[0] == "lambdarec_collector_inflight_bytes" {
+					return f[1]
+				}
+			}
+			return "absent"
+		}
+		for deadline := time.Now().Add(20 * time.Second); heldBytes() != fmt.Sprint(held); time.Sleep(10 * time.Millisecond) {
+			select {
+			case perr := <-posted:
+				t.Fatalf("the POST holding 40 KiB ended: %v", perr)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("in-flight bytes %s, want %d", heldBytes(), held)
+			}
+		}
+		var trailer metadata.MD
+		ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+ingestKey)
+		err = e.conn.Invoke(ctx, "/"+rpc.ServiceName+"/IngestEvents", req, &schemas.IngestEventsResponse{}, grpc.Trailer(&trailer))
+		wantCode(t, "beside 40 KiB held", err, codes.ResourceExhausted)
+		if got := trailer.Get("lambdarec-error-code"); len(got) != 1 || got[0] != collector.CodeOverloaded {
+			t.Errorf("beside 40 KiB held: trailer %v", trailer)
+		}
+		pw.CloseWithError(errors.New("client gave up")) // the POST ends; its bytes are returned
+		<-posted
+		deadline := time.Now().Add(20 * time.Second)
+		for err = ingest(); err != nil && time.Now().Before(deadline); err = ingest() {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("after the POST ended: %v", err)
+		}
+	})
 }

@@ -52,8 +52,10 @@ func platform(t *testing.T, guard ...serving.Guard) (base string, s *ui.Sampler)
 	now := time.Now()
 	if err := st.PublishBatch(ctx, &store.BatchView{
 		Meta:      store.BatchMeta{BatchID: "b-ui-1", Boundary: map[int32]int64{0: 10}, CreatedAt: now.Add(-time.Minute), SourceMaxEventTime: now.Add(-2 * time.Minute)},
-		Neighbors: map[string][]store.Scored{"r0": {{Item: "s1", Score: 4}}},
+		Neighbors: map[string][]store.Scored{"r0": {{Item: "s1", Score: 4}, {Item: "b1", Score: 2}}},
+		// u1's recommendation b1 was scored from r0: 1 · 2/4.
 		UserRecs:  map[string][]store.Scored{"u1": {{Item: "b1", Score: 0.5}}},
+		UserItems: map[string][]string{"u1": {"r0"}},
 		Popular:   []store.Scored{{Item: "p1", Score: 263}, {Item: "p2", Score: 100}},
 	}); err != nil {
 		t.Fatal(err)
@@ -329,6 +331,9 @@ func TestUIInChromium(t *testing.T) {
 	}
 	if why := items[0]["why"]; !strings.Contains(why, "r0") || !strings.Contains(why, "0.75") || !strings.Contains(why, "sum 1") {
 		t.Errorf("speed item's explanation %q", why)
+	}
+	if why := items[1]["why"]; !strings.Contains(why, "user item") || !strings.Contains(why, "r0") || !strings.Contains(why, "sum 0.5") {
+		t.Errorf("batch item's explanation %q", why)
 	}
 	if why := items[2]["why"]; !strings.Contains(why, "263") {
 		t.Errorf("popular item's explanation %q", why)

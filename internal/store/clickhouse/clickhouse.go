@@ -49,6 +49,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -382,6 +383,11 @@ func (s *Store) loadLists(ctx context.Context, v *store.BatchView) (int, error) 
 			return 0, err
 		}
 	}
+	for _, key := range sortedKeys(v.UserItems) {
+		if err := add(listcache.UserItems, key, listcache.FromItems(v.UserItems[key])); err != nil {
+			return 0, err
+		}
+	}
 	if len(v.Popular) > 0 {
 		if err := add(listcache.Popular, "", v.Popular); err != nil {
 			return 0, err
@@ -605,6 +611,13 @@ func (s *Store) Similar(ctx context.Context, item string, k int) ([]store.Scored
 // UserRecs returns up to k recommendations for user in the current batch.
 func (s *Store) UserRecs(ctx context.Context, user string, k int) ([]store.Scored, error) {
 	return s.list(ctx, listcache.UserRecs, user, k)
+}
+
+// UserItems returns what user's recommendations in the current batch were
+// scored from (a list of kind listcache.UserItems, cached like the others).
+func (s *Store) UserItems(ctx context.Context, user string) ([]string, error) {
+	l, err := s.list(ctx, listcache.UserItems, user, math.MaxInt)
+	return listcache.Items(l), err
 }
 
 // Popular returns up to k popular items in the current batch.
@@ -841,7 +854,7 @@ func (s *Store) ExpireSessions(ctx context.Context, cutoff time.Time) (int64, er
 
 // ---- helpers ----
 
-func sortedKeys(m map[string][]store.Scored) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

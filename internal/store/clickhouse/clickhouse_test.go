@@ -83,6 +83,13 @@ func BenchmarkStore(b *testing.B) {
 	})
 }
 
+// BenchmarkPublish: a whole batch view, without and with the users' items.
+func BenchmarkPublish(b *testing.B) {
+	storetest.BenchPublish(b, func(b *testing.B) store.Store {
+		return newStore(b, freshDSN(b), clickhouse.Config{})
+	})
+}
+
 // BenchmarkColdReads measures reads that miss the cache (one ClickHouse query each).
 func BenchmarkColdReads(b *testing.B) {
 	s := newStore(b, freshDSN(b), clickhouse.Config{CacheEntries: 16}) // one entry per shard

@@ -22,7 +22,35 @@ const (
 	Neighbors Kind = 1
 	UserRecs  Kind = 2
 	Popular   Kind = 3
+	// UserItems: what a user's recommendations were scored from
+	// (store.BatchView.UserItems), as a list whose scores are the ranks.
+	UserItems Kind = 4
 )
+
+// FromItems is items as a list of kind UserItems: each item with its rank
+// as its score.
+func FromItems(items []string) []store.Scored {
+	if len(items) == 0 {
+		return nil
+	}
+	l := make([]store.Scored, len(items))
+	for i, it := range items {
+		l[i] = store.Scored{Item: it, Score: float64(i)}
+	}
+	return l
+}
+
+// Items is the items of a list of kind UserItems, in order.
+func Items(l []store.Scored) []string {
+	if len(l) == 0 {
+		return nil
+	}
+	out := make([]string, len(l))
+	for i, s := range l {
+		out[i] = s.Item
+	}
+	return out
+}
 
 // Key names one list of one batch.
 type Key struct {

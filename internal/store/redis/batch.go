@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -132,6 +133,9 @@ func (s *Store) PublishBatch(ctx context.Context, v *store.BatchView) error {
 	return nil
 }
 
+// userItemsPerCommand is how many users' items one HSET writes.
+const userItemsPerCommand = 100
+
 // loadLists writes every list of v, in pipelines of at most PipelineSize
 // commands, checks that Redis holds them all, and returns their number.
 func (s *Store) loadLists(ctx context.Context, v *store.BatchView) (int, error) {
@@ -179,6 +183,28 @@ func (s *Store) loadLists(ctx context.Context, v *store.BatchView) (int, error) 
 			return 0, err
 		}
 	}
+	// The users' items (small lists) go many fields to one HSET: as one
+	// command each they cost as much as the users' recommendations.
+	fields := make([]any, 0, 2*userItemsPerCommand)
+	for user, items := range v.UserItems {
+		b, err := json.Marshal(items)
+		if err != nil {
+			return 0, fmt.Errorf("encode items of user %q: %w", user, err)
+		}
+		if fields = append(fields, user, b); len(fields) == cap(fields) {
+			pipe.HSet(ctx, s.key.userItems(id), fields...)
+			fields = make([]any, 0, 2*userItemsPerCommand)
+			if queued++; queued >= s.cfg.PipelineSize {
+				if err := flush(); err != nil {
+					return 0, err
+				}
+			}
+		}
+	}
+	if len(fields) > 0 {
+		pipe.HSet(ctx, s.key.userItems(id), fields...)
+		queued++
+	}
 	if len(v.Popular) > 0 {
 		if err := add(s.key.popular(id), "", v.Popular); err != nil {
 			return 0, err
@@ -188,18 +214,20 @@ func (s *Store) loadLists(ctx context.Context, v *store.BatchView) (int, error) 
 		return 0, err
 	}
 	// Check what Redis holds before the switch makes it visible.
-	var nh, uh *goredis.IntCmd
+	var nh, uh, xh *goredis.IntCmd
 	if _, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		nh = p.HLen(ctx, s.key.neighbors(id))
 		uh = p.HLen(ctx, s.key.userRecs(id))
+		xh = p.HLen(ctx, s.key.userItems(id))
 		return nil
 	}); err != nil {
 		return 0, fmt.Errorf("count loaded lists: %w", err)
 	}
-	if nh.Val() != int64(len(v.Neighbors)) || uh.Val() != int64(len(v.UserRecs)) {
-		return 0, fmt.Errorf("loaded %d neighbour and %d user lists, want %d and %d", nh.Val(), uh.Val(), len(v.Neighbors), len(v.UserRecs))
+	if nh.Val() != int64(len(v.Neighbors)) || uh.Val() != int64(len(v.UserRecs)) || xh.Val() != int64(len(v.UserItems)) {
+		return 0, fmt.Errorf("loaded %d neighbour, %d user and %d user-item lists, want %d, %d and %d",
+			nh.Val(), uh.Val(), xh.Val(), len(v.Neighbors), len(v.UserRecs), len(v.UserItems))
 	}
-	rows := len(v.Neighbors) + len(v.UserRecs)
+	rows := len(v.Neighbors) + len(v.UserRecs) + len(v.UserItems)
 	if len(v.Popular) > 0 {
 		rows++
 	}
@@ -357,6 +385,13 @@ func (s *Store) UserRecs(ctx context.Context, user string, k int) ([]store.Score
 	return s.list(ctx, listcache.UserRecs, user, k)
 }
 
+// UserItems returns what user's recommendations in the current batch were
+// scored from (field user of P b:<id>:x, cached like the other lists).
+func (s *Store) UserItems(ctx context.Context, user string) ([]string, error) {
+	l, err := s.list(ctx, listcache.UserItems, user, math.MaxInt)
+	return listcache.Items(l), err
+}
+
 // Popular returns up to k popular items in the current batch.
 func (s *Store) Popular(ctx context.Context, k int) ([]store.Scored, error) {
 	return s.list(ctx, listcache.Popular, "", k)
@@ -418,6 +453,8 @@ func (s *Store) fetchList(ctx context.Context, ck listcache.Key) ([]store.Scored
 			val = p.HGet(ctx, s.key.neighbors(ck.Batch), ck.Key)
 		case listcache.UserRecs:
 			val = p.HGet(ctx, s.key.userRecs(ck.Batch), ck.Key)
+		case listcache.UserItems:
+			val = p.HGet(ctx, s.key.userItems(ck.Batch), ck.Key)
 		default:
 			val = p.Get(ctx, s.key.popular(ck.Batch))
 		}
@@ -436,6 +473,13 @@ func (s *Store) fetchList(ctx context.Context, ck listcache.Key) ([]store.Scored
 	}
 	if err != nil {
 		return nil, fmt.Errorf("redis store: read batch %s list %d %q: %w", ck.Batch, ck.Kind, ck.Key, err)
+	}
+	if ck.Kind == listcache.UserItems {
+		var items []string
+		if err := json.Unmarshal(b, &items); err != nil {
+			return nil, fmt.Errorf("redis store: read batch %s items of user %q: %w", ck.Batch, ck.Key, err)
+		}
+		return listcache.FromItems(items), nil
 	}
 	l, err := decodeList(b)
 	if err != nil {

@@ -254,9 +254,10 @@ func (k keys) meta(id string) string      { return k.p + "b:" + id + ":meta" }
 func (k keys) neighbors(id string) string { return k.p + "b:" + id + ":n" }
 func (k keys) userRecs(id string) string  { return k.p + "b:" + id + ":u" }
 func (k keys) popular(id string) string   { return k.p + "b:" + id + ":p" }
+func (k keys) userItems(id string) string { return k.p + "b:" + id + ":x" }
 func (k keys) lock(id string) string      { return k.p + "b:" + id + ":lock" }
 func (k keys) batchKeys(id string) []string {
-	return []string{k.meta(id), k.neighbors(id), k.userRecs(id), k.popular(id)}
+	return []string{k.meta(id), k.neighbors(id), k.userRecs(id), k.popular(id), k.userItems(id)}
 }
 func (k keys) sessionPrefix() string    { return k.p + "s:" }
 func (k keys) session(id string) string { return k.p + "s:" + id }

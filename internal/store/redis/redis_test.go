@@ -70,6 +70,11 @@ func BenchmarkRedis(b *testing.B) {
 	storetest.Bench(b, func(b *testing.B) store.Store { return newStore(b, redis.Config{}) })
 }
 
+// BenchmarkPublish: a whole batch view, without and with the users' items.
+func BenchmarkPublish(b *testing.B) {
+	storetest.BenchPublish(b, func(b *testing.B) store.Store { return newStore(b, redis.Config{}) })
+}
+
 // A session view lives SessionTTL after its last update.
 func TestSessionTTL(t *testing.T) {
 	addr := redistest.Addr(t)

@@ -109,3 +109,44 @@ func Bench(b *testing.B, newStore func(b *testing.B) store.Store) {
 		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "sessions/s")
 	})
 }
+
+// BenchPublish measures PublishBatch of a view of 5,000 items and 12,000
+// users with 50 entries each (about what 200,000 generated events give),
+// without and with the users' items (BatchView.UserItems, 10 each): the
+// cost of publishing what explains batch recommendations. Each iteration
+// publishes a new batch id; ns/op is one whole publish.
+func BenchPublish(b *testing.B, newStore func(b *testing.B) store.Store) {
+	const items, users, recent = 5_000, 12_000, 10
+	v := genBatch(1, items, benchWidth)
+	v.UserRecs = make(map[string][]store.Scored, users)
+	userItems := make(map[string][]string, users)
+	for u := range users {
+		v.UserRecs[fmt.Sprintf("user-%d", u)] = v.Neighbors[fmt.Sprintf("item-%d", u%items)]
+		in := make([]string, recent)
+		for j := range in {
+			in[j] = fmt.Sprintf("item-%d", (u*7+j)%items)
+		}
+		userItems[fmt.Sprintf("user-%d", u)] = in
+	}
+	for _, with := range []bool{false, true} {
+		name := "without_user_items"
+		if with {
+			name = "with_user_items"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := newStore(b)
+			b.Cleanup(func() { _ = s.Close() })
+			for i := range b.N {
+				c := *v
+				c.Meta.BatchID = fmt.Sprintf("%s-%d", name, i)
+				c.UserItems = nil
+				if with {
+					c.UserItems = userItems
+				}
+				if err := s.PublishBatch(b.Context(), &c); err != nil {
+					b.Fatalf("PublishBatch: %v", err)
+				}
+			}
+		})
+	}
+}

@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"PublishInvalid", testPublishInvalid},
 		{"PublishTwice", testPublishTwice},
 		{"Replace", testReplace},
+		{"UserItems", testUserItems},
 		{"AtomicReplace", testAtomicReplace},
 		{"Cleanup", testCleanup},
 		{"ReturnedSlicesAreCopies", testCopies},
@@ -309,6 +310,61 @@ func testReplace(t *testing.T, s store.Store) {
 	mustEmpty(t, "UserRecs(user only in the old batch)", got, err)
 	got, err = s.Popular(ctx(t), 10)
 	mustEmpty(t, "Popular(none in the new batch)", got, err)
+}
+
+// testUserItems: what users' recommendations were scored from is published
+// with the batch and read back in order; a batch without it (one published
+// before it existed) answers nil for every user, also after one that had it.
+func testUserItems(t *testing.T, s store.Store) {
+	userItems := func(user string) []string {
+		t.Helper()
+		got, err := s.UserItems(ctx(t), user)
+		if err != nil {
+			t.Fatalf("UserItems(%q): %v", user, err)
+		}
+		return got
+	}
+	if got := userItems("user-1"); got != nil {
+		t.Errorf("UserItems before any batch = %q, want nil", got)
+	}
+	v := sampleBatch("b-1")
+	v.UserItems = map[string][]string{
+		"user-1": {"item-2", "item-1", "ünïcödé 'q' \\"},
+		"user-2": {"item-9"},
+	}
+	if err := s.PublishBatch(ctx(t), v); err != nil {
+		t.Fatalf("PublishBatch: %v", err)
+	}
+	for user, want := range map[string][]string{
+		"user-1": {"item-2", "item-1", "ünïcödé 'q' \\"}, "user-2": {"item-9"}, "unknown-user": nil,
+	} {
+		got := userItems(user)
+		if !slices.Equal(got, want) {
+			t.Errorf("UserItems(%q) = %q, want %q", user, got, want)
+		}
+		if got != nil {
+			got[0] = "changed" // the caller's copy
+			if again := userItems(user); again[0] != want[0] {
+				t.Errorf("modifying UserItems(%q) changed the store's: %q", user, again)
+			}
+		}
+	}
+	if err := s.PublishBatch(ctx(t), sampleBatch("b-2")); err != nil {
+		t.Fatalf("PublishBatch: %v", err)
+	}
+	if got := userItems("user-1"); got != nil {
+		t.Errorf("UserItems in a batch without them = %q, want nil", got)
+	}
+	bad := sampleBatch("b-3")
+	bad.UserItems = map[string][]string{"user-1": {"item-1", ""}}
+	if err := s.PublishBatch(ctx(t), bad); err == nil {
+		t.Errorf("PublishBatch with an empty user item = nil, want an error")
+	}
+	bad = sampleBatch("b-4")
+	bad.UserItems = map[string][]string{"": {"item-1"}}
+	if err := s.PublishBatch(ctx(t), bad); err == nil {
+		t.Errorf("PublishBatch with an empty user key = nil, want an error")
+	}
 }
 
 // genBatch builds batch number g: every key present, every item labelled "g<g>/".

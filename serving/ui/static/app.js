@@ -144,7 +144,9 @@ function explanation(it) {
   if (!x) return "";
   if (x.unavailable) return el("span", { class: "why" }, x.unavailable);
   if (x.popularity_count != null) return el("span", { class: "why" }, "popular: weighted event count " + fmtNum(x.popularity_count, 0));
-  const t = el("table", {}, el("tr", {}, el("th", {}, "session item"), el("th", {}, "rank"), el("th", {}, "weight"), el("th", {}, "batch"), el("th", {}, "speed"), el("th", {}, "top"), el("th", {}, "value")));
+  // Speed items come from the session's items, batch items from the user's
+  // items at batch time (their counts are all the batch's).
+  const t = el("table", {}, el("tr", {}, el("th", {}, it.source === "batch" ? "user item" : "session item"), el("th", {}, "rank"), el("th", {}, "weight"), el("th", {}, "batch"), el("th", {}, "speed"), el("th", {}, "top"), el("th", {}, "value")));
   for (const c of x.from || []) {
     t.append(el("tr", { class: "contribution" }, el("td", {}, c.item), el("td", {}, c.rank), el("td", {}, fmtNum(c.rank_weight, 4)),
       el("td", { class: "num" }, c.batch_count), el("td", { class: "num" }, c.speed_count), el("td", { class: "num" }, c.top_count), el("td", { class: "num" }, fmtNum(c.value, 4))));
