@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"maps"
 	"math"
 	"runtime"
 	"slices"
@@ -77,7 +78,7 @@ type Layer struct {
 	joined     bool // a group assignment was received
 
 	cmu        sync.Mutex      // guards committed and commitHold (commit callbacks)
-	committed  map[int32]int64 // last committed horizon per partition
+	committed  map[int32]commitPoint // last committed per partition
 	commitBo   *backoff.ExponentialBackOff
 	commitHold time.Time // after a failed commit, no commit before this
 
@@ -130,7 +131,7 @@ func New(cfg Config, deps Deps) (*Layer, error) {
 		cfg: cfg, log: log, src: deps.Batches, views: deps.Views, m: newMetrics(deps.Registerer),
 		pending: make(chan *Batch, 1), proc: proc, last: map[uint64]int32{}, seed: maphash.MakeSeed(),
 		sem:       make(chan struct{}, runtime.GOMAXPROCS(0)),
-		committed: map[int32]int64{}, commitBo: kafka.NewBackoff(), fetchBo: kafka.NewBackoff(), seen: map[int32]int64{},
+		committed: map[int32]commitPoint{}, commitBo: kafka.NewBackoff(), fetchBo: kafka.NewBackoff(), seen: map[int32]int64{},
 	}
 	l.faults = kafka.NewFaults("speed", faultLog, l.m.faults)
 	none := ""
@@ -528,8 +529,15 @@ func (l *Layer) flush(ctx context.Context, now time.Time) error {
 	return nil
 }
 
+// commitPoint is what a commit records of a partition: the replay horizon
+// (the offset) and the position up to which views were written (its
+// metadata, viewsMeta).
+type commitPoint struct{ horizon, views int64 }
+
 // commit commits the replay horizon of the owned partitions (only those in
-// ids when not nil) that changed. It holds back while views are unwritten.
+// ids when not nil) that changed, each with the position up to which its
+// views are written (viewsfrom.go). It holds back while views are unwritten;
+// the callers flush first.
 func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
 	if l.cl == nil {
 		return nil
@@ -543,22 +551,39 @@ func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
 		}
 	}
 	offsets := map[int32]kgo.EpochOffset{}
+	points := map[int32]commitPoint{}
 	l.cmu.Lock()
 	for _, id := range ids {
 		h, ok := l.proc.horizon(id)
 		if !ok {
 			continue
 		}
-		if c, ok := l.committed[id]; ok && c == h {
+		cp := commitPoint{horizon: h, views: l.proc.parts[id].viewsWritten()}
+		if c, ok := l.committed[id]; ok && c == cp {
 			continue
 		}
 		offsets[id] = kgo.EpochOffset{Epoch: -1, Offset: h}
+		points[id] = cp
 	}
 	l.cmu.Unlock()
 	if len(offsets) == 0 {
 		return nil
 	}
 	req := map[string]map[int32]kgo.EpochOffset{l.cfg.Topic: offsets}
+	ctx = kgo.PreCommitFnContext(ctx, func(r *kmsg.OffsetCommitRequest) error {
+		for i := range r.Topics {
+			if r.Topics[i].Topic != l.cfg.Topic {
+				continue
+			}
+			for j := range r.Topics[i].Partitions {
+				rp := &r.Topics[i].Partitions[j]
+				if cp, ok := points[rp.Partition]; ok && cp.horizon == rp.Offset {
+					rp.Metadata = kmsg.StringPtr(viewsMeta(cp.views))
+				}
+			}
+		}
+		return nil
+	})
 	var cerr error
 	done := func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err == nil {
@@ -577,9 +602,7 @@ func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
 		l.cmu.Lock()
 		l.commitBo.Reset()
 		l.commitHold = time.Time{}
-		for id, eo := range offsets {
-			l.committed[id] = eo.Offset
-		}
+		maps.Copy(l.committed, points)
 		l.cmu.Unlock()
 	}
 	if sync {
@@ -594,7 +617,7 @@ func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
 // replayed from the committed horizons.
 func (l *Layer) assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	ids := assigned[l.cfg.Topic]
-	from, target, parts := l.replayRange(ctx, cl, ids)
+	from, target, views, parts := l.replayRange(ctx, cl, ids)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.joined = true
@@ -609,25 +632,30 @@ func (l *Layer) assigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 		ps := l.proc.parts[id]
 		ps.from, ps.target = from[id], target[id]
 		ps.hw = target[id]
+		if views[id] > from[id] && from[id] >= 0 {
+			l.proc.muteUntil(id, views[id])
+		}
 	}
 	l.ready.Store(false)
 	l.checkDue.Store(true)
-	l.log.Info("partitions assigned", "partitions", ids, "replay_from", from, "replay_to", target)
+	l.log.Info("partitions assigned", "partitions", ids, "replay_from", from, "replay_to", target, "views_written_to", views)
 }
 
 // replayRange returns, for partitions ids, the offset consumption starts at
 // (the committed horizon, or the log start) and the end offset now: the
 // replay that rebuilds their state. Fetches report high watermarks only for
 // partitions with records, so without this an empty partition, or one with
-// nothing to replay, would never count as replayed. Unknown values are -1.
-// parts is the partition count of the topic (0 unknown).
-func (l *Layer) replayRange(ctx context.Context, cl *kgo.Client, ids []int32) (from, target map[int32]int64, parts int32) {
-	from, target = map[int32]int64{}, map[int32]int64{}
+// nothing to replay, would never count as replayed. views is the position
+// up to which the previous owner wrote views, from the commit's metadata.
+// Unknown values are -1. parts is the partition count of the topic (0
+// unknown).
+func (l *Layer) replayRange(ctx context.Context, cl *kgo.Client, ids []int32) (from, target, views map[int32]int64, parts int32) {
+	from, target, views = map[int32]int64{}, map[int32]int64{}, map[int32]int64{}
 	for _, id := range ids {
-		from[id], target[id] = -1, -1
+		from[id], target[id], views[id] = -1, -1, -1
 	}
 	if len(ids) == 0 {
-		return from, target, 0
+		return from, target, views, 0
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -635,7 +663,7 @@ func (l *Layer) replayRange(ctx context.Context, cl *kgo.Client, ids []int32) (f
 	ends, err := adm.ListEndOffsets(ctx, l.cfg.Topic)
 	if err != nil {
 		l.log.Warn("list end offsets of assigned partitions", "err", err)
-		return from, target, 0
+		return from, target, views, 0
 	}
 	parts = int32(len(ends[l.cfg.Topic]))
 	starts, serr := adm.ListStartOffsets(ctx, l.cfg.Topic)
@@ -646,11 +674,12 @@ func (l *Layer) replayRange(ctx context.Context, cl *kgo.Client, ids []int32) (f
 		}
 		if c, ok := committed.Lookup(l.cfg.Topic, id); cerr == nil && ok && c.Err == nil && c.At >= 0 {
 			from[id] = c.At
+			views[id] = parseViewsMeta(c.Metadata)
 		} else if s, ok := starts.Lookup(l.cfg.Topic, id); serr == nil && ok && s.Err == nil {
 			from[id] = s.Offset
 		}
 	}
-	return from, target, parts
+	return from, target, views, parts
 }
 
 // revoked hands partitions over: their views and dead letters are written,
