@@ -77,7 +77,7 @@ type Layer struct {
 	closing    bool
 	joined     bool // a group assignment was received
 
-	cmu        sync.Mutex      // guards committed and commitHold (commit callbacks)
+	cmu        sync.Mutex            // guards committed and commitHold (commit callbacks)
 	committed  map[int32]commitPoint // last committed per partition
 	commitBo   *backoff.ExponentialBackOff
 	commitHold time.Time // after a failed commit, no commit before this
