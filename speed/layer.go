@@ -210,6 +210,7 @@ func (l *Layer) Run(ctx context.Context) error {
 	if n > 0 {
 		pollers.Go(func() { l.consumeDeltas(pctx) })
 	}
+	pollers.Go(func() { l.watchEnds(pctx) })
 	l.log.Info("speed layer consuming", "topic", l.cfg.Topic, "group", l.cfg.Group, "brokers", l.cfg.Brokers)
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithTimeout(ctx, idleWait)
@@ -280,7 +281,7 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) (failed bool) {
 					continue // stopped: its log no longer continues what the layer holds
 				}
 				if ps := l.proc.parts[ft.Partition]; ps != nil && ft.Err == nil {
-					ps.hw = ft.HighWatermark
+					ps.hw = max(ps.hw, ft.HighWatermark) // a fetch may be older than watchEnds' look
 				}
 				l.recs = append(l.recs, ft.Records...)
 			}
