@@ -2,6 +2,7 @@ package speed
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -11,12 +12,15 @@ import (
 // its partitions, the measure of its lag.
 const endsEvery = time.Second
 
-// watchEnds keeps each owned partition's high watermark (the lag is the
-// high watermark minus the position) no older than endsEvery, until ctx
-// ends. The high watermark a fetch reports is as old as that fetch: behind a
+// watchEnds measures the lag (end offset minus position, per partition)
+// against the broker's end offsets, listed every endsEvery, until ctx ends.
+// The high watermark a fetch reports is as old as that fetch: behind a
 // backlog the client holds fetched records for many seconds, and the lag
 // computed from them alone showed a layer 1.6 million records behind as a
-// few thousand behind, healthy.
+// few thousand behind, healthy. Nor does it wait for the poll being
+// processed (which holds l.mu for seconds behind a backlog): it sets the lag
+// from the positions as of the last poll, and the next poll's sync raises
+// the high watermarks to the ends listed.
 func (l *Layer) watchEnds(ctx context.Context) {
 	adm := kadm.NewClient(l.admCl)
 	t := time.NewTicker(endsEvery)
@@ -28,17 +32,45 @@ func (l *Layer) watchEnds(ctx context.Context) {
 		case <-t.C:
 		}
 		cctx, cancel := context.WithTimeout(ctx, endsEvery)
-		ends, err := adm.ListEndOffsets(cctx, l.cfg.Topic)
+		listed, err := adm.ListEndOffsets(cctx, l.cfg.Topic)
 		cancel()
 		if err != nil {
 			continue // the fetches' high watermarks stand; log checks report a broker gone
 		}
-		l.mu.Lock()
-		for id, ps := range l.proc.parts {
-			if o, ok := ends.Lookup(l.cfg.Topic, id); ok && o.Err == nil && o.Offset > ps.hw {
-				ps.hw = o.Offset
+		ends := map[int32]int64{}
+		listed.Each(func(o kadm.ListedOffset) {
+			if o.Topic == l.cfg.Topic && o.Err == nil {
+				ends[o.Partition] = o.Offset
 			}
+		})
+		l.ends.Store(&ends)
+		var total int64
+		pos := l.Positions()
+		for id, next := range pos {
+			end, ok := ends[id]
+			if !ok {
+				continue
+			}
+			lag := max(end-next, 0)
+			total += lag
+			l.m.lag.WithLabelValues(strconv.Itoa(int(id))).Set(float64(lag))
 		}
-		l.mu.Unlock()
+		if len(pos) > 0 && total > l.m.lagNow.Load() {
+			l.m.lagNow.Store(total) // only raised: the next sync has the positions since
+		}
+	}
+}
+
+// raiseHighWatermarks raises the high watermarks of the owned partitions to
+// the end offsets watchEnds listed last. Called with l.mu held.
+func (l *Layer) raiseHighWatermarks() {
+	ends := l.ends.Load()
+	if ends == nil {
+		return
+	}
+	for id, ps := range l.proc.parts {
+		if end, ok := (*ends)[id]; ok && end > ps.hw {
+			ps.hw = end
+		}
 	}
 }

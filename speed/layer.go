@@ -57,6 +57,10 @@ type Layer struct {
 	pending chan *Batch // the newest batch the poller found, not yet served
 	served  atomic.Pointer[string]
 	ready   atomic.Bool
+	// positions is Positions' answer as of the last poll or assignment
+	// change: status reads it without waiting for a poll being processed.
+	positions atomic.Pointer[map[int32]int64]
+	ends      atomic.Pointer[map[int32]int64] // end offsets of the events topic, listed by watchEnds
 
 	mu         sync.Mutex // guards everything below, between polls and rebalance callbacks
 	proc       *processor
@@ -439,7 +443,9 @@ func (l *Layer) afterPoll(ctx context.Context, now time.Time) {
 			}
 		}()
 	}
+	l.raiseHighWatermarks()
 	l.m.sync(l.proc, now)
+	l.notePositions()
 	ready := l.joined && l.faults.Len() == 0 && l.deltasReady.Load()
 	for _, ps := range l.proc.parts {
 		ready = ready && ps.replayed()
@@ -637,6 +643,7 @@ func (l *Layer) assigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 			l.proc.muteUntil(id, views[id])
 		}
 	}
+	l.notePositions()
 	l.ready.Store(false)
 	l.checkDue.Store(true)
 	l.log.Info("partitions assigned", "partitions", ids, "replay_from", from, "replay_to", target, "views_written_to", views)
@@ -724,6 +731,7 @@ func (l *Layer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) 
 func (l *Layer) dropPartitions(ids []int32) {
 	l.noteSeen()
 	l.proc.drop(ids)
+	l.notePositions()
 	l.cmu.Lock()
 	for _, id := range ids {
 		delete(l.committed, id)
@@ -744,17 +752,26 @@ func (l *Layer) Ready() bool { return l.ready.Load() }
 func (l *Layer) BatchID() string { return *l.served.Load() }
 
 // Positions returns the next offset to process of each owned partition that
-// has processed a record.
+// has processed a record, as of the last poll processed. It never waits for
+// the poll being processed: behind a backlog a poll takes seconds, and
+// /v1/status and /metrics ask for the positions.
 func (l *Layer) Positions() map[int32]int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := map[int32]int64{}
+	if p := l.positions.Load(); p != nil {
+		return maps.Clone(*p)
+	}
+	return map[int32]int64{}
+}
+
+// notePositions publishes the positions for Positions. Called with l.mu
+// held.
+func (l *Layer) notePositions() {
+	out := make(map[int32]int64, len(l.proc.parts))
 	for id, ps := range l.proc.parts {
 		if ps.next >= 0 {
 			out[id] = ps.next
 		}
 	}
-	return out
+	l.positions.Store(&out)
 }
 
 // Assigned returns the owned partitions of the events topic, ascending.
