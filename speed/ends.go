@@ -44,18 +44,21 @@ func (l *Layer) watchEnds(ctx context.Context) {
 			}
 		})
 		l.ends.Store(&ends)
+		pos := l.positions.Load()
+		if pos == nil {
+			continue
+		}
 		var total int64
-		pos := l.Positions()
-		for id, next := range pos {
+		for id, next := range pos.from {
 			end, ok := ends[id]
-			if !ok {
+			if !ok || next < 0 {
 				continue
 			}
 			lag := max(end-next, 0)
 			total += lag
 			l.m.lag.WithLabelValues(strconv.Itoa(int(id))).Set(float64(lag))
 		}
-		if len(pos) > 0 && total > l.m.lagNow.Load() {
+		if total > l.m.lagNow.Load() {
 			l.m.lagNow.Store(total) // only raised: the next sync has the positions since
 		}
 	}

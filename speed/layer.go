@@ -59,7 +59,7 @@ type Layer struct {
 	ready   atomic.Bool
 	// positions is Positions' answer as of the last poll or assignment
 	// change: status reads it without waiting for a poll being processed.
-	positions atomic.Pointer[map[int32]int64]
+	positions atomic.Pointer[positions]
 	ends      atomic.Pointer[map[int32]int64] // end offsets of the events topic, listed by watchEnds
 
 	mu         sync.Mutex // guards everything below, between polls and rebalance callbacks
@@ -757,21 +757,29 @@ func (l *Layer) BatchID() string { return *l.served.Load() }
 // /v1/status and /metrics ask for the positions.
 func (l *Layer) Positions() map[int32]int64 {
 	if p := l.positions.Load(); p != nil {
-		return maps.Clone(*p)
+		return maps.Clone(p.next)
 	}
 	return map[int32]int64{}
 }
 
-// notePositions publishes the positions for Positions. Called with l.mu
-// held.
+// positions are the owned partitions' positions as of the last poll: next
+// holds those that processed a record, from every owned partition's next
+// offset to process (its position, else where its consumption starts; -1
+// unknown).
+type positions struct{ next, from map[int32]int64 }
+
+// notePositions publishes the positions for Positions and watchEnds.
+// Called with l.mu held.
 func (l *Layer) notePositions() {
-	out := make(map[int32]int64, len(l.proc.parts))
+	p := &positions{next: make(map[int32]int64, len(l.proc.parts)), from: make(map[int32]int64, len(l.proc.parts))}
 	for id, ps := range l.proc.parts {
+		p.from[id] = ps.from
 		if ps.next >= 0 {
-			out[id] = ps.next
+			p.next[id] = ps.next
+			p.from[id] = ps.next
 		}
 	}
-	l.positions.Store(&out)
+	l.positions.Store(p)
 }
 
 // Assigned returns the owned partitions of the events topic, ascending.
