@@ -56,7 +56,11 @@ func (l *Layer) watchEnds(ctx context.Context) {
 			}
 			lag := max(end-next, 0)
 			total += lag
-			l.m.lag.WithLabelValues(strconv.Itoa(int(id))).Set(float64(lag))
+			if cur := l.positions.Load(); cur != nil {
+				if _, owned := cur.from[id]; owned { // not dropped meanwhile (its gauge is deleted then)
+					l.m.lag.WithLabelValues(strconv.Itoa(int(id))).Set(float64(lag))
+				}
+			}
 		}
 		if total > l.m.lagNow.Load() {
 			l.m.lagNow.Store(total) // only raised: the next sync has the positions since
