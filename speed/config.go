@@ -59,7 +59,12 @@ type Config struct {
 	// CommitInterval is how often replay horizons are committed. Default: 5s.
 	CommitInterval time.Duration
 	// MaxPollRecords bounds the records processed between two rebalance
-	// points. Default: 10000.
+	// points. A session's view is scored once per poll, after its last
+	// record there, so behind a backlog larger polls write fewer views per
+	// record: measured (BenchmarkThroughput, catching up on 400k records),
+	// 50000 against 10000 took 0.60 views and 29 µs of process CPU per
+	// record instead of 0.69 and 38. Caught up, a poll holds what arrived
+	// since the last one whatever the bound. Default: 50000.
 	MaxPollRecords int
 	// Params are the model parameters used until the first batch arrives;
 	// after that, the batch model's. Default: model.DefaultParams().
@@ -129,7 +134,7 @@ func (c *Config) validate() error {
 		c.ViewItems = 20
 	}
 	if c.MaxPollRecords == 0 {
-		c.MaxPollRecords = 10_000
+		c.MaxPollRecords = 50_000
 	}
 	if c.Params == nil {
 		p := model.DefaultParams()

@@ -41,19 +41,21 @@
 // clock, and records at or before a session's last one are ignored (Stale).
 // Revocation flushes views and dead letters, commits the horizon and drops
 // the partition's sessions, then rebuilds the deltas of the partitions kept.
-// Replayed view writes carry offsets the store already has, but a later
-// UpdatedAt (a view's version is the pair), so the store takes them: a held
-// session's view goes back to what it was right after that record until
-// rescoring brings it forward. Not exact: a session forgotten before the
-// commit (expired while covered by the batch) whose first records lie before
-// the horizon is replayed from a suffix of its records, and the views the
-// replay writes for it can differ from the ones stored (its earlier items are
-// missing, an event id repeated across the horizon is accepted again). From
-// the commit point on, the replayed state is the uninterrupted run's
+// From the commit point on, the replayed state is the uninterrupted run's
 // (TestReplayFromHorizonRebuildsTheState, record timestamps in offset order;
-// the expiry clock of a replay starts at its first record). Keeping those
-// writes out needs the position the previous owner had written views up to,
-// which the commit does not carry.
+// the expiry clock of a replay starts at its first record); before it, it is
+// not: a session forgotten before the commit (expired while covered by the
+// batch) whose first records lie before the horizon is replayed from a
+// suffix of its records (its earlier items are missing, an event id repeated
+// across the horizon is accepted again). Its views would differ from the
+// stored ones and, carrying a later UpdatedAt (a view's version is the pair
+// (offset, UpdatedAt)), replace them. So the commit's metadata also carries
+// the position up to which the member had written the partition's views
+// ("lambdarec-speed views-written=N"); the next owner writes no view of a
+// record before it, and there scores every live session of the partition
+// once, from the state that equals the previous owner's
+// (TestReplayKeepsTheWrittenViews). A commit without that metadata (an older
+// version's) replays as before, writing views from the horizon on.
 // The layer sends no dead letters: it counts invalid records
 // (lambdarec_speed_invalid_records_total) and leaves them to the archive,
 // which owns the dead-letter topic and sends each once, so a replay never

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"runtime"
 	"slices"
@@ -55,6 +56,10 @@ type Layer struct {
 	pending chan *Batch // the newest batch the poller found, not yet served
 	served  atomic.Pointer[string]
 	ready   atomic.Bool
+	// positions is Positions' answer as of the last poll or assignment
+	// change: status reads it without waiting for a poll being processed.
+	positions atomic.Pointer[positions]
+	ends      atomic.Pointer[map[int32]int64] // end offsets of the events topic, listed by watchEnds
 
 	mu         sync.Mutex // guards everything below, between polls and rebalance callbacks
 	proc       *processor
@@ -69,8 +74,8 @@ type Layer struct {
 	closing    bool
 	joined     bool // a group assignment was received
 
-	cmu        sync.Mutex      // guards committed and commitHold (commit callbacks)
-	committed  map[int32]int64 // last committed horizon per partition
+	cmu        sync.Mutex            // guards committed and commitHold (commit callbacks)
+	committed  map[int32]commitPoint // last committed per partition
 	commitBo   *backoff.ExponentialBackOff
 	commitHold time.Time // after a failed commit, no commit before this
 
@@ -122,7 +127,7 @@ func New(cfg Config, deps Deps) (*Layer, error) {
 	l := &Layer{
 		cfg: cfg, log: log, src: deps.Batches, views: deps.Views, m: newMetrics(deps.Registerer),
 		pending: make(chan *Batch, 1), proc: proc,
-		committed: map[int32]int64{}, commitBo: kafka.NewBackoff(), fetchBo: kafka.NewBackoff(), seen: map[int32]int64{},
+		committed: map[int32]commitPoint{}, commitBo: kafka.NewBackoff(), fetchBo: kafka.NewBackoff(), seen: map[int32]int64{},
 	}
 	l.faults = kafka.NewFaults("speed", faultLog, l.m.faults)
 	none := ""
@@ -201,6 +206,7 @@ func (l *Layer) Run(ctx context.Context) error {
 	if n > 0 {
 		pollers.Go(func() { l.consumeDeltas(pctx) })
 	}
+	pollers.Go(func() { l.watchEnds(pctx) })
 	l.log.Info("speed layer consuming", "topic", l.cfg.Topic, "group", l.cfg.Group, "brokers", l.cfg.Brokers)
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithTimeout(ctx, l.pollWait(time.Now()))
@@ -271,7 +277,7 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) (failed bool) {
 					continue // stopped: its log no longer continues what the layer holds
 				}
 				if ps := l.proc.parts[ft.Partition]; ps != nil && ft.Err == nil {
-					ps.hw = ft.HighWatermark
+					ps.hw = max(ps.hw, ft.HighWatermark) // a fetch may be older than watchEnds' look
 				}
 				l.recs = append(l.recs, ft.Records...)
 			}
@@ -405,7 +411,9 @@ func (l *Layer) afterPoll(ctx context.Context, now time.Time) {
 			}
 		}()
 	}
+	l.raiseHighWatermarks()
 	l.m.sync(l.proc, now)
+	l.notePositions()
 	ready := l.joined && l.faults.Len() == 0 && l.deltasReady.Load()
 	for _, ps := range l.proc.parts {
 		ready = ready && ps.replayed()
@@ -482,8 +490,15 @@ func (l *Layer) flush(ctx context.Context, now time.Time) error {
 	return nil
 }
 
+// commitPoint is what a commit records of a partition: the replay horizon
+// (the offset) and the position up to which views were written (its
+// metadata, viewsMeta).
+type commitPoint struct{ horizon, views int64 }
+
 // commit commits the replay horizon of the owned partitions (only those in
-// ids when not nil) that changed. It holds back while views are unwritten.
+// ids when not nil) that changed, each with the position up to which its
+// views are written (viewsfrom.go). It holds back while views are unwritten;
+// the callers flush first.
 func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
 	if l.cl == nil {
 		return nil
@@ -497,22 +512,39 @@ func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
 		}
 	}
 	offsets := map[int32]kgo.EpochOffset{}
+	points := map[int32]commitPoint{}
 	l.cmu.Lock()
 	for _, id := range ids {
 		h, ok := l.proc.horizon(id)
 		if !ok {
 			continue
 		}
-		if c, ok := l.committed[id]; ok && c == h {
+		cp := commitPoint{horizon: h, views: l.proc.parts[id].viewsWritten()}
+		if c, ok := l.committed[id]; ok && c == cp {
 			continue
 		}
 		offsets[id] = kgo.EpochOffset{Epoch: -1, Offset: h}
+		points[id] = cp
 	}
 	l.cmu.Unlock()
 	if len(offsets) == 0 {
 		return nil
 	}
 	req := map[string]map[int32]kgo.EpochOffset{l.cfg.Topic: offsets}
+	ctx = kgo.PreCommitFnContext(ctx, func(r *kmsg.OffsetCommitRequest) error {
+		for i := range r.Topics {
+			if r.Topics[i].Topic != l.cfg.Topic {
+				continue
+			}
+			for j := range r.Topics[i].Partitions {
+				rp := &r.Topics[i].Partitions[j]
+				if cp, ok := points[rp.Partition]; ok && cp.horizon == rp.Offset {
+					rp.Metadata = kmsg.StringPtr(viewsMeta(cp.views))
+				}
+			}
+		}
+		return nil
+	})
 	var cerr error
 	done := func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err == nil {
@@ -531,9 +563,7 @@ func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
 		l.cmu.Lock()
 		l.commitBo.Reset()
 		l.commitHold = time.Time{}
-		for id, eo := range offsets {
-			l.committed[id] = eo.Offset
-		}
+		maps.Copy(l.committed, points)
 		l.cmu.Unlock()
 	}
 	if sync {
@@ -548,7 +578,7 @@ func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
 // replayed from the committed horizons.
 func (l *Layer) assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	ids := assigned[l.cfg.Topic]
-	from, target, parts := l.replayRange(ctx, cl, ids)
+	from, target, views, parts := l.replayRange(ctx, cl, ids)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.joined = true
@@ -563,25 +593,31 @@ func (l *Layer) assigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 		ps := l.proc.parts[id]
 		ps.from, ps.target = from[id], target[id]
 		ps.hw = target[id]
+		if views[id] > from[id] && from[id] >= 0 {
+			l.proc.muteUntil(id, views[id])
+		}
 	}
+	l.notePositions()
 	l.ready.Store(false)
 	l.checkDue.Store(true)
-	l.log.Info("partitions assigned", "partitions", ids, "replay_from", from, "replay_to", target)
+	l.log.Info("partitions assigned", "partitions", ids, "replay_from", from, "replay_to", target, "views_written_to", views)
 }
 
 // replayRange returns, for partitions ids, the offset consumption starts at
 // (the committed horizon, or the log start) and the end offset now: the
 // replay that rebuilds their state. Fetches report high watermarks only for
 // partitions with records, so without this an empty partition, or one with
-// nothing to replay, would never count as replayed. Unknown values are -1.
-// parts is the partition count of the topic (0 unknown).
-func (l *Layer) replayRange(ctx context.Context, cl *kgo.Client, ids []int32) (from, target map[int32]int64, parts int32) {
-	from, target = map[int32]int64{}, map[int32]int64{}
+// nothing to replay, would never count as replayed. views is the position
+// up to which the previous owner wrote views, from the commit's metadata.
+// Unknown values are -1. parts is the partition count of the topic (0
+// unknown).
+func (l *Layer) replayRange(ctx context.Context, cl *kgo.Client, ids []int32) (from, target, views map[int32]int64, parts int32) {
+	from, target, views = map[int32]int64{}, map[int32]int64{}, map[int32]int64{}
 	for _, id := range ids {
-		from[id], target[id] = -1, -1
+		from[id], target[id], views[id] = -1, -1, -1
 	}
 	if len(ids) == 0 {
-		return from, target, 0
+		return from, target, views, 0
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -589,7 +625,7 @@ func (l *Layer) replayRange(ctx context.Context, cl *kgo.Client, ids []int32) (f
 	ends, err := adm.ListEndOffsets(ctx, l.cfg.Topic)
 	if err != nil {
 		l.log.Warn("list end offsets of assigned partitions", "err", err)
-		return from, target, 0
+		return from, target, views, 0
 	}
 	parts = int32(len(ends[l.cfg.Topic]))
 	starts, serr := adm.ListStartOffsets(ctx, l.cfg.Topic)
@@ -600,11 +636,12 @@ func (l *Layer) replayRange(ctx context.Context, cl *kgo.Client, ids []int32) (f
 		}
 		if c, ok := committed.Lookup(l.cfg.Topic, id); cerr == nil && ok && c.Err == nil && c.At >= 0 {
 			from[id] = c.At
+			views[id] = parseViewsMeta(c.Metadata)
 		} else if s, ok := starts.Lookup(l.cfg.Topic, id); serr == nil && ok && s.Err == nil {
 			from[id] = s.Offset
 		}
 	}
-	return from, target, parts
+	return from, target, views, parts
 }
 
 // revoked hands partitions over: their views and dead letters are written,
@@ -648,6 +685,7 @@ func (l *Layer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) 
 func (l *Layer) dropPartitions(ids []int32) {
 	l.noteSeen()
 	l.proc.drop(ids)
+	l.notePositions()
 	l.cmu.Lock()
 	for _, id := range ids {
 		delete(l.committed, id)
@@ -668,17 +706,34 @@ func (l *Layer) Ready() bool { return l.ready.Load() }
 func (l *Layer) BatchID() string { return *l.served.Load() }
 
 // Positions returns the next offset to process of each owned partition that
-// has processed a record.
+// has processed a record, as of the last poll processed. It never waits for
+// the poll being processed: behind a backlog a poll takes seconds, and
+// /v1/status and /metrics ask for the positions.
 func (l *Layer) Positions() map[int32]int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := map[int32]int64{}
+	if p := l.positions.Load(); p != nil {
+		return maps.Clone(p.next)
+	}
+	return map[int32]int64{}
+}
+
+// positions are the owned partitions' positions as of the last poll: next
+// holds those that processed a record, from every owned partition's next
+// offset to process (its position, else where its consumption starts; -1
+// unknown).
+type positions struct{ next, from map[int32]int64 }
+
+// notePositions publishes the positions for Positions and watchEnds.
+// Called with l.mu held.
+func (l *Layer) notePositions() {
+	p := &positions{next: make(map[int32]int64, len(l.proc.parts)), from: make(map[int32]int64, len(l.proc.parts))}
 	for id, ps := range l.proc.parts {
+		p.from[id] = ps.from
 		if ps.next >= 0 {
-			out[id] = ps.next
+			p.next[id] = ps.next
+			p.from[id] = ps.next
 		}
 	}
-	return out
+	l.positions.Store(p)
 }
 
 // Assigned returns the owned partitions of the events topic, ascending.

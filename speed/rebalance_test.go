@@ -104,7 +104,8 @@ func rebalanceHandsOffExactly(t *testing.T, tt *testTopic) {
 
 // TestRestartReplaysFromHorizon: a member stops, records and a new batch
 // arrive while it is down, and a new process rebuilds exactly the same state
-// by replaying from the committed horizons.
+// by replaying from the committed horizons (writing no view before the
+// position the commits' metadata carries).
 func TestRestartReplaysFromHorizon(t *testing.T) {
 	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) { restartReplaysFromHorizon(t, newTestTopicOn(t, kb, 3)) })
 }
@@ -140,6 +141,11 @@ func restartReplaysFromHorizon(t *testing.T, tt *testTopic) {
 		}
 		if o.At < end {
 			behind++
+		}
+		// The metadata says where the views written end: at the end, as
+		// the member stopped after processing every record.
+		if v := parseViewsMeta(o.Metadata); v != end {
+			t.Fatalf("partition %d: committed metadata %q says views were written up to %d, want the end %d", p, o.Metadata, v, end)
 		}
 	}
 	if behind == 0 {

@@ -105,6 +105,9 @@ type partition struct {
 	// committed horizon) and the end offset when it was assigned; it is
 	// replayed, and the layer ready, once next reaches target. -1: unknown.
 	from, target int64
+	// viewsFrom is where the previous owner's views end: no view is written
+	// before it (see viewsfrom.go). -1: none.
+	viewsFrom int64
 }
 
 // covID returns merged-rows item id's id in cov's dictionary, adding the
@@ -229,7 +232,7 @@ func (p *processor) assign(id int32) {
 	if _, ok := p.parts[id]; ok {
 		p.drop([]int32{id})
 	}
-	p.parts[id] = &partition{id: id, sessions: map[string]*session{}, next: -1, hw: -1, streamTS: -1 << 62, from: -1, target: -1,
+	p.parts[id] = &partition{id: id, sessions: map[string]*session{}, next: -1, hw: -1, streamTS: -1 << 62, from: -1, target: -1, viewsFrom: -1,
 		cov: model.NewCovisit(), pub: map[sharedPair]struct{}{}, pubAll: p.sole}
 	// Its deltas are now counted here, from its replay, not from what its
 	// previous owner published.
@@ -490,6 +493,9 @@ func (p *processor) apply(part int32, offset int64, ts time.Time, e model.Event,
 		return nil, nil
 	}
 	ps.next = offset + 1
+	if ps.next == ps.viewsFrom {
+		defer p.unmute(ps) // from the state right after this record
+	}
 	tsMs := ts.UnixMilli()
 	if err != nil {
 		p.c.invalid++
@@ -584,7 +590,7 @@ func (p *processor) addPair(a, b string, w int64) {
 }
 
 func (p *processor) markDirty(s *session) {
-	if s.dirty {
+	if s.dirty || s.part.muted() {
 		return
 	}
 	if len(p.dirty) == 0 && len(p.views) == 0 {

@@ -43,6 +43,7 @@ func init() {
 			fs.StringVar(&o.store, "store", "memory", "serving store: memory (in process), redis (at --redis-addr) or clickhouse (at --clickhouse-dsn)")
 			fs.StringVar(&cfg.Store.Redis.Addr, "redis-addr", cfg.Store.Redis.Addr, "Redis host:port with --store redis (other settings: store.redis.*)")
 			fs.StringVar(&cfg.ClickHouse.DSN, "clickhouse-dsn", cfg.ClickHouse.DSN, "ClickHouse DSN with --store clickhouse (other settings: clickhouse.*)")
+			fs.StringVar(&o.pprof, "pprof", "", "serve Go's runtime profiles (/debug/pprof/, block and mutex profiling on) at this address; empty: off")
 			return func(ctx context.Context, e *env) error { return runDev(ctx, e, o) }
 		},
 		description: "Runs the whole platform in one process on the embedded defaults: the broker, a clickstream generator, the archive, the speed layer, batch runs on a short schedule and the HTTP API. A failed role is restarted with backoff; only a failing serve ends dev.",
@@ -55,6 +56,7 @@ type devOptions struct {
 	batchEvery time.Duration
 	seed       int64
 	store      string // store.backend; "" is memory
+	pprof      string // address of the profiles; "" none
 }
 
 // devConfig points every role of cfg at the embedded default under dataDir.
@@ -92,6 +94,13 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		return err
 	}
 	log := e.log
+	if o.pprof != "" {
+		stop, err := servePprof(o.pprof, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	b, err := broker.New(broker.Config{
 		Addr:       cfg.Broker.Addr,

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Runs `lambdarec dev` on private ports, floods it with `lambdarec generate
 # --rate RATE` and, while the flood runs, measures the POST -> speed answer
-# latency of single events with speedprobe for DURATION.
+# latency of single events with speedprobe for DURATION, and reports the
+# rate each component reached meanwhile (archive, speed layer, generator),
+# dev's CPU and the /v1/status lag of the archive and the speed layer.
 #   internal/bench/speedprobe/dev-under-load.sh [RATE=50000] [DURATION=60s]
+# SPEEDPROBE_LAMBDAREC=<binary> uses that lambdarec instead of building one;
+# SPEEDPROBE_LOGS=<dir> keeps dev's and the generator's logs there.
 set -euo pipefail
 rate=${1:-50000}
 dur=${2:-60s}
@@ -12,6 +16,7 @@ dir=$(mktemp -d)
 cleanup() {
 	[[ -n ${gen:-} ]] && kill "$gen" 2>/dev/null || true
 	[[ -n ${dev:-} ]] && kill -INT "$dev" 2>/dev/null && wait "$dev" 2>/dev/null || true
+	[[ -n ${SPEEDPROBE_LOGS:-} ]] && mkdir -p "$SPEEDPROBE_LOGS" && cp "$dir"/*.log "$SPEEDPROBE_LOGS"/ 2>/dev/null
 	rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -29,11 +34,30 @@ echo "dev ready at $(date -u +%T); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "without the flood (10s):"
 "$dir/speedprobe" --base "http://$http" --duration 10s || echo "speedprobe failed"
 echo "with lambdarec generate --rate $rate:"
-LAMBDAREC_KAFKA_BROKERS=$kafka "$dir/lambdarec" generate --rate "$rate" --duration "$(( ${dur%s} + 15 ))s" >"$dir/gen.log" 2>&1 &
+LAMBDAREC_KAFKA_BROKERS=$kafka /usr/bin/time -f "generator CPU: %U s user, %S s sys in %e s" -o "$dir/gen.time" "$dir/lambdarec" generate --rate "$rate" --duration "$(( ${dur%s} + 15 ))s" >"$dir/gen.log" 2>&1 &
 gen=$!
 sleep 5
+# What each component reached during the probes: records/s of the archive
+# and of the speed layer, views written/s, dev's CPU (cores), from /metrics.
+snap() {
+	curl -fsS --max-time 30 "http://$http/metrics" 2>/dev/null | awk -v t="$(date +%s.%N)" '
+		/^lambdarec_archive_records_total/ {a += $2}
+		/^lambdarec_speed_records_total/ {s += $2}
+		/^lambdarec_speed_view_writes_total/ {v += $2}
+		/^process_cpu_seconds_total/ {c += $2}
+		END {printf "%s %d %d %d %f\n", t, a, s, v, c}'
+}
+m0=$(snap) || true
 "$dir/speedprobe" --base "http://$http" --duration "$dur" || echo "speedprobe failed"
+m1=$(snap) || true
+if ! kill -0 "$dev" 2>/dev/null; then
+	echo "dev is gone; the end of its log:"
+	tail -20 "$dir/dev.log"
+fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
-curl -fsS "http://$http/metrics" 2>/dev/null | grep -E '^lambdarec_speed_(records_total|lag_records_total|view_writes_total|events_per_second)' || true
+[[ -n $m0 && -n $m1 ]] && echo "$m0 $m1" | awk '{dt = $6 - $1; printf "during the probes (%.0fs): archive %.0f records/s, speed %.0f records/s, %.0f views/s, dev process CPU %.2f cores\n", dt, ($7-$2)/dt, ($8-$3)/dt, ($9-$4)/dt, ($10-$5)/dt}'
+curl -fsS --max-time 30 "http://$http/v1/status" 2>/dev/null | tr -d '\n ' | grep -o '"layer":"\(speed\|archive\)","last_update":"[^"]*","lag_records":[0-9-]*,"lag_seconds":[0-9.e+-]*' | sed 's/"last_update":"[^"]*",//' || true
+curl -fsS --max-time 30 "http://$http/v1/status" 2>/dev/null | tr -d '\n ' | grep -o '"state":"[a-z]*"' | head -1 | sed 's/^/status: /' || true
 wait "$gen" || true
 grep -a "generated" "$dir/gen.log" || tail -3 "$dir/gen.log"
+cat "$dir/gen.time" 2>/dev/null || true
