@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/lambdarec/lambdarec/internal/config"
@@ -20,6 +21,8 @@ func init() {
 		setup: func(fs *flag.FlagSet, cfg *config.Config) func(context.Context, *env) error {
 			var cc loadgen.CompareConfig
 			var jsonOut bool
+			var cpuProfile string
+			fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process during the first measurement of the API to this file")
 			fs.StringVar(&cfg.Store.Backend, "store", cfg.Store.Backend, "serving store backend: memory, redis or clickhouse")
 			fs.StringVar(&cfg.Store.Sessions, "session-store", cfg.Store.Sessions, "where sessions live when not in the backend: redis (with --store clickhouse)")
 			fs.StringVar(&cfg.ClickHouse.DSN, "clickhouse-dsn", cfg.ClickHouse.DSN, "ClickHouse DSN with --store clickhouse; the benchmark publishes a synthetic batch there, so use a scratch database")
@@ -46,6 +49,19 @@ func init() {
 				defer st.Close()
 				cc.RunLoad = loadgen.ExecRunner(self, "bench", "load")
 				cc.Log = e.log.With("component", "bench")
+				if c, ok := st.(interface {
+					ServerCPU(context.Context) (time.Duration, error)
+				}); ok {
+					cc.ExternalCPU = c.ServerCPU
+				}
+				if cpuProfile != "" {
+					f, err := os.Create(cpuProfile)
+					if err != nil {
+						return fmt.Errorf("cpu profile: %w", err)
+					}
+					defer f.Close()
+					cc.OnAPI = profileAPI(f, e)
+				}
 				c, err := loadgen.Compare(ctx, st, cc)
 				if err != nil {
 					return err
@@ -71,6 +87,23 @@ func init() {
 		},
 		description: "Drives the given URLs with keep-alive connections for a duration and prints req/s and latency percentiles (the load half of bench serve).",
 	})
+}
+
+// profileAPI returns a CompareConfig.OnAPI that profiles the first API
+// measurement into f (one profile per file).
+func profileAPI(f *os.File, e *env) func() func() {
+	done := false
+	return func() func() {
+		if done {
+			return func() {}
+		}
+		done = true
+		if err := pprof.StartCPUProfile(f); err != nil {
+			e.log.Warn("cpu profile", "err", err)
+			return func() {}
+		}
+		return pprof.StopCPUProfile
+	}
 }
 
 func backendName(cfg config.Config) string {
