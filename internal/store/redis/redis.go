@@ -36,7 +36,10 @@
 // upsert only when the stored offset is smaller (offsets are compared as
 // zero-padded decimal strings, exact for every int64), and that sets the
 // key's TTL to Config.SessionTTL (the speed layer's session timeout) from the
-// last update. Reads are one HGET. ExpireSessions removes exactly the
+// last update. Reads are one HGET (with PTTL), pipelined with concurrent
+// reads, unless the session cache answers: Config.SessionCacheEntries
+// decoded views per process, kept exact by Redis's invalidation
+// announcements (sessioncache.go says exactly how exact). ExpireSessions removes exactly the
 // sessions whose event time is before the cutoff, found through the
 // "sessions" index; the index entries of sessions that the TTL removed go at
 // the same time.
