@@ -33,6 +33,7 @@ func init() {
 			fs.IntVar(&cc.Rounds, "rounds", 3, "rounds; each measures the bare handler, then the API")
 			fs.IntVar(&cc.K, "k", 20, "k of every request")
 			fs.Float64Var(&cc.SessionShare, "session-share", loadgen.DefaultSessionShare, "share of requests naming a session (each reads the real-time view from the store)")
+			fs.Float64Var(&cc.SessionWrites, "session-writes", 0, "session views rewritten per second through the store during the measurements (invalidates session caches)")
 			fs.IntVar(&cc.Fixture.Items, "items", 20_000, "items in the synthetic batch view")
 			fs.IntVar(&cc.Fixture.Users, "users", 20_000, "users in the synthetic batch view")
 			fs.IntVar(&cc.Fixture.Sessions, "sessions", 20_000, "sessions in the synthetic real-time view")
@@ -71,7 +72,7 @@ func init() {
 					enc.SetIndent("", "  ")
 					return enc.Encode(c)
 				}
-				fmt.Fprintf(e.stdout, "store %s, %d items, %d users, %d sessions, k=%d, session share %.2f\n", backendName(e.cfg), cc.Fixture.Items, cc.Fixture.Users, cc.Fixture.Sessions, cc.K, cc.SessionShare)
+				fmt.Fprintf(e.stdout, "store %s, %d items, %d users, %d sessions, k=%d, session share %.2f, session writes %.0f/s\n", backendName(e.cfg), cc.Fixture.Items, cc.Fixture.Users, cc.Fixture.Sessions, cc.K, cc.SessionShare, cc.SessionWrites)
 				c.Report(e.stdout)
 				return nil
 			}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -35,6 +36,11 @@ type CompareConfig struct {
 	// SessionShare is the share of requests that name a session (see
 	// RecommendationTargets). Negative: DefaultSessionShare.
 	SessionShare float64
+	// SessionWrites is how many session views per second are rewritten
+	// through the store while both handlers are measured (a newer version
+	// of a random fixture session, as the speed layer writes them), so that
+	// caches of the session view see invalidations. Default: 0, none.
+	SessionWrites float64
 	// Rounds of measurements: each measures the bare handler, then the
 	// API. Default: 3.
 	Rounds int
@@ -134,6 +140,11 @@ func Compare(ctx context.Context, st store.Store, cfg CompareConfig) (*Compariso
 			return nil, err
 		}
 	}
+	if cfg.SessionWrites > 0 {
+		writerDone := make(chan struct{})
+		go func() { defer close(writerDone); writeSessions(ctx, st, cfg.Fixture, cfg.SessionWrites, log) }()
+		defer func() { cancel(); <-writerDone }()
+	}
 	bareAddr, bareDone, err := serveBare(ctx, sample)
 	if err != nil {
 		return nil, err
@@ -226,6 +237,46 @@ func medianCPU(cs []CPU) CPU {
 	s := slices.Clone(cs)
 	slices.SortFunc(s, func(a, b CPU) int { return cmp.Compare(a.TotalUS(), b.TotalUS()) })
 	return s[len(s)/2]
+}
+
+// writeSessions rewrites rate session views per second of f's sessions,
+// each a newer version than any before, until ctx ends.
+func writeSessions(ctx context.Context, st store.Store, f Fixture, rate float64, log *slog.Logger) {
+	f.defaults()
+	const tick = 10 * time.Millisecond
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	r := rand.New(rand.NewPCG(f.Seed, 13))
+	offset := int64(boundaryOffset + 2*f.Sessions)
+	var due float64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		due += rate * tick.Seconds()
+		n := int(due)
+		due -= float64(n)
+		if n == 0 {
+			continue
+		}
+		now := time.Now().UTC()
+		ss := make([]store.SessionView, n)
+		for i := range ss {
+			offset++
+			id := r.IntN(f.Sessions)
+			items := make([]store.Scored, f.SessionItems)
+			for j := range items {
+				items[j] = store.Scored{Item: ItemID(r.IntN(f.Items)), Score: float64(f.SessionItems - j)}
+			}
+			ss[i] = store.SessionView{SessionID: SessionID(id), UserID: UserID(id % f.Users), Items: items,
+				Purchased: []string{items[0].Item}, EventTime: now, Partition: int32(id) % f.Partitions, Offset: offset, UpdatedAt: now}
+		}
+		if err := st.UpsertSessions(ctx, ss); err != nil && ctx.Err() == nil {
+			log.Warn("bench session writes", "err", err)
+		}
+	}
 }
 
 func median(rs []Result) Result {
