@@ -23,7 +23,9 @@ import (
 // server-assisted invalidation (CLIENT TRACKING, broadcast mode): one
 // dedicated RESP3 connection asks Redis to announce every change of a key
 // under "P s:" (an upsert, an expiry, an UNLINK, a FLUSHALL), and one
-// goroutine reads the announcements and drops the entries they name.
+// goroutine reads the announcements and drops the entries they name. The
+// connection is opened at the first session read, so a process that only
+// writes sessions gets no announcements.
 //
 // What "exact" means here. Redis queues the announcement of a change on the
 // tracking connection while it executes the command that makes it, before
@@ -61,8 +63,11 @@ type sessionCache struct {
 	hits, misses, invalidations, resets atomic.Int64
 	lastReply                           atomic.Int64 // unix ns of the last frame read
 
-	stop context.CancelFunc
-	done chan struct{}
+	ctx     context.Context
+	stop    context.CancelFunc
+	start   sync.Once
+	started atomic.Bool
+	done    chan struct{}
 }
 
 const sessionCacheShards = 32
@@ -100,15 +105,29 @@ func newSessionCache(cfg Config, log *slog.Logger) *sessionCache {
 	for i := range c.shards {
 		c.shards[i].lru, _ = simplelru.NewLRU[string, *cachedSession](per, nil) // errors only on size <= 0
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	c.stop = cancel
-	go c.run(ctx)
+	c.ctx, c.stop = context.WithCancel(context.Background())
 	return c
+}
+
+// ensureTracking starts the tracking connection on the first session read,
+// so that processes that only write sessions (the speed layer) do not get
+// every announcement.
+func (c *sessionCache) ensureTracking() {
+	c.start.Do(func() {
+		if c.ctx.Err() != nil {
+			return // closed
+		}
+		c.started.Store(true)
+		go c.run(c.ctx)
+	})
 }
 
 func (c *sessionCache) close() {
 	c.stop()
-	<-c.done
+	c.start.Do(func() {}) // no start after close
+	if c.started.Load() {
+		<-c.done
+	}
 	c.reset()
 }
 
@@ -120,6 +139,7 @@ func (c *sessionCache) shard(id string) *sessionShard {
 // cannot answer.
 func (c *sessionCache) get(id string) (sv store.SessionView, found, hit bool) {
 	if !c.active.Load() {
+		c.ensureTracking()
 		return store.SessionView{}, false, false
 	}
 	sh := c.shard(id)

@@ -23,6 +23,14 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// tracking makes s open its tracking connection (at its first session read)
+// and waits until the cache answers.
+func tracking(t *testing.T, s *redis.Store) {
+	t.Helper()
+	mustSession(t, s, "no-such-session")
+	waitFor(t, "the session cache to track", func() bool { return s.Stats().SessionCacheActive })
+}
+
 func view(id string, offset int64) store.SessionView {
 	return store.SessionView{SessionID: id, UserID: "u", Offset: offset, EventTime: time.Unix(1_700_000_000+offset, 0).UTC(),
 		Items: []store.Scored{{Item: fmt.Sprintf("item-%d", offset), Score: 1}}, Purchased: []string{"p"}}
@@ -46,7 +54,7 @@ func TestSessionCacheSeesOtherClientsWrites(t *testing.T) {
 	prefix := redistest.Prefix(t)
 	reader := newStore(t, redis.Config{Addr: addr, Prefix: prefix})
 	writer := newStore(t, redis.Config{Addr: addr, Prefix: prefix, SessionCacheEntries: -1})
-	waitFor(t, "the session cache to track", func() bool { return reader.Stats().SessionCacheActive })
+	tracking(t, reader)
 
 	if err := writer.UpsertSession(t.Context(), view("s1", 1)); err != nil {
 		t.Fatal(err)
@@ -127,7 +135,7 @@ func TestSessionCacheNeverGoesBack(t *testing.T) {
 	prefix := redistest.Prefix(t)
 	reader := newStore(t, redis.Config{Addr: addr, Prefix: prefix, SessionCacheEntries: 64})
 	writer := newStore(t, redis.Config{Addr: addr, Prefix: prefix, SessionCacheEntries: -1})
-	waitFor(t, "the session cache to track", func() bool { return reader.Stats().SessionCacheActive })
+	tracking(t, reader)
 	const sessions, writes = 8, 300
 	var wg sync.WaitGroup
 	done := make(chan struct{})
@@ -196,7 +204,7 @@ func TestSessionCacheConnectionLoss(t *testing.T) {
 	srv := redistest.Start(t)
 	prefix := redistest.Prefix(t)
 	s := newStore(t, redis.Config{Addr: srv.Addr, Prefix: prefix, Timeout: 500 * time.Millisecond})
-	waitFor(t, "the session cache to track", func() bool { return s.Stats().SessionCacheActive })
+	tracking(t, s)
 	if err := s.UpsertSession(t.Context(), view("k", 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +262,7 @@ func TestSessionCacheConnectionLoss(t *testing.T) {
 func TestSessionCacheFlushAll(t *testing.T) {
 	srv := redistest.Start(t)
 	s := newStore(t, redis.Config{Addr: srv.Addr})
-	waitFor(t, "the session cache to track", func() bool { return s.Stats().SessionCacheActive })
+	tracking(t, s)
 	if err := s.UpsertSession(t.Context(), view("f", 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +281,7 @@ func TestSessionCacheFlushAll(t *testing.T) {
 // expiry.
 func TestSessionCacheTTL(t *testing.T) {
 	s := newStore(t, redis.Config{SessionTTL: 300 * time.Millisecond})
-	waitFor(t, "the session cache to track", func() bool { return s.Stats().SessionCacheActive })
+	tracking(t, s)
 	if err := s.UpsertSession(t.Context(), view("t", 1)); err != nil {
 		t.Fatal(err)
 	}
