@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"runtime/pprof"
 	"time"
 
 	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/internal/store"
 	"github.com/lambdarec/lambdarec/internal/store/backend"
+	"github.com/lambdarec/lambdarec/internal/store/redis"
 	"github.com/lambdarec/lambdarec/serving/loadgen"
 )
 
@@ -74,6 +77,7 @@ func init() {
 				}
 				fmt.Fprintf(e.stdout, "store %s, %d items, %d users, %d sessions, k=%d, session share %.2f, session writes %.0f/s\n", backendName(e.cfg), cc.Fixture.Items, cc.Fixture.Users, cc.Fixture.Sessions, cc.K, cc.SessionShare, cc.SessionWrites)
 				c.Report(e.stdout)
+				reportSessionCache(e.stdout, st)
 				return nil
 			}
 		},
@@ -88,6 +92,25 @@ func init() {
 		},
 		description: "Drives the given URLs with keep-alive connections for a duration and prints req/s and latency percentiles (the load half of bench serve).",
 	})
+}
+
+// reportSessionCache prints the Redis session cache's counters, when the
+// sessions live in Redis.
+func reportSessionCache(w io.Writer, st store.Store) {
+	if sp, ok := st.(interface{ SessionStore() store.Store }); ok {
+		st = sp.SessionStore()
+	}
+	rs, ok := st.(*redis.Store)
+	if !ok {
+		return
+	}
+	c := rs.Stats()
+	rate := 0.0
+	if n := c.SessionHits + c.SessionMisses; n > 0 {
+		rate = float64(c.SessionHits) / float64(n)
+	}
+	fmt.Fprintf(w, "session cache (whole run): active %v, hits %d, misses %d (hit rate %.3f), invalidations %d, resets %d, entries %d; redis read round trips %d\n",
+		c.SessionCacheActive, c.SessionHits, c.SessionMisses, rate, c.SessionInvalidations, c.SessionCacheResets, c.SessionCacheEntries, c.Queries)
 }
 
 // profileAPI returns a CompareConfig.OnAPI that profiles the first API

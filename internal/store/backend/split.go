@@ -70,3 +70,7 @@ func (s *split) ServerCPU(ctx context.Context) (time.Duration, error) {
 	}
 	return 0, nil
 }
+
+// SessionStore is the store holding the real-time view, for its statistics
+// (bench serve).
+func (s *split) SessionStore() store.Store { return s.sessions }
