@@ -247,7 +247,9 @@ func writeSessions(ctx context.Context, st store.Store, f Fixture, rate float64,
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	r := rand.New(rand.NewPCG(f.Seed, 13))
-	offset := int64(boundaryOffset + 2*f.Sessions)
+	// Past the seeded offsets, and past those of earlier runs on the same
+	// store (an upsert not newer than the stored view is a no-op).
+	offset := int64(boundaryOffset+2*f.Sessions) + time.Now().UnixMicro()
 	var due float64
 	for {
 		select {
