@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/lambdarec/lambdarec/internal/store"
@@ -130,11 +131,17 @@ type SpeedAsOf struct {
 }
 
 func batchAsOf(m store.BatchMeta, now time.Time) *BatchAsOf {
+	b := new(BatchAsOf)
+	setBatchAsOf(b, m, now)
+	return b
+}
+
+func setBatchAsOf(b *BatchAsOf, m store.BatchMeta, now time.Time) {
 	newest := m.SourceMaxEventTime
 	if newest.IsZero() {
 		newest = m.CreatedAt
 	}
-	b := &BatchAsOf{
+	*b = BatchAsOf{
 		BatchID:            m.BatchID,
 		Boundary:           m.Boundary,
 		CreatedAt:          m.CreatedAt,
@@ -144,7 +151,6 @@ func batchAsOf(m store.BatchMeta, now time.Time) *BatchAsOf {
 	if b.Boundary == nil {
 		b.Boundary = map[int32]int64{}
 	}
-	return b
 }
 
 // SpeedIsNewer reports whether the session view s is newer than the batch
@@ -177,15 +183,45 @@ type merger struct {
 
 const mergeSetThreshold = 32
 
-func newMerger(k int, purchased []string) *merger {
-	m := &merger{k: k, items: make([]Item, 0, k), excluded: purchased}
+// init starts a merge into items (reused when it has room for k).
+func (m *merger) init(k int, purchased []string, items []Item) {
+	if cap(items) < k {
+		items = make([]Item, 0, k)
+	}
+	*m = merger{k: k, items: items[:0], excluded: purchased}
 	if k+len(purchased) > mergeSetThreshold {
 		m.set = make(map[string]struct{}, k+len(purchased))
 		for _, p := range purchased {
 			m.set[p] = struct{}{}
 		}
 	}
-	return m
+}
+
+// answer holds one answer of recommend with the parts it points to, so
+// that they take one allocation, or none when recycled (answerPool).
+type answer struct {
+	out   Recommendations
+	batch BatchAsOf
+	speed SpeedAsOf
+	items []Item
+}
+
+// answerPool recycles the answers of GET /v1/recommendations, which are
+// dropped once encoded. Answers of other front ends are not recycled.
+var answerPool = sync.Pool{New: func() any { return new(answer) }}
+
+// maxPooledItems keeps answers with rare huge item lists out of the pool.
+const maxPooledItems = 128
+
+func (a *answer) release() {
+	clear(a.items) // drop the item ids; past len they were never set since
+	// the last release
+	if cap(a.items) > maxPooledItems {
+		a.items = nil
+	}
+	items := a.items[:0]
+	*a = answer{items: items}
+	answerPool.Put(a)
 }
 
 func (m *merger) full() bool { return len(m.items) >= m.k }
@@ -244,6 +280,11 @@ func (m *merger) add(list []store.Scored, source, scale string) {
 // one named in AsOf. On a store error it also returns the failed operation,
 // for the metrics.
 func (a *API) recommend(ctx context.Context, q recsQuery) (*Recommendations, string, error) {
+	return a.recommendInto(ctx, q, new(answer))
+}
+
+// recommendInto is recommend building its answer in ans.
+func (a *API) recommendInto(ctx context.Context, q recsQuery, ans *answer) (*Recommendations, string, error) {
 	now := a.now()
 	meta, hasBatch, err := a.store.CurrentBatch(ctx)
 	if err != nil {
@@ -259,9 +300,11 @@ func (a *API) recommend(ctx context.Context, q recsQuery) (*Recommendations, str
 			return nil, "session", fmt.Errorf("read session %q: %w", q.SessionID, err)
 		}
 	}
-	out := &Recommendations{UserID: q.UserID, SessionID: q.SessionID, K: q.K}
+	out := &ans.out
+	*out = Recommendations{UserID: q.UserID, SessionID: q.SessionID, K: q.K}
 	if hasBatch {
-		out.AsOf.Batch = batchAsOf(meta, now)
+		setBatchAsOf(&ans.batch, meta, now)
+		out.AsOf.Batch = &ans.batch
 	}
 	var purchased []string
 	if hasSess {
@@ -270,14 +313,16 @@ func (a *API) recommend(ctx context.Context, q recsQuery) (*Recommendations, str
 			out.UserID = sess.UserID
 		}
 	}
-	m := newMerger(q.K, purchased)
+	var m merger
+	m.init(q.K, purchased, ans.items)
 	if hasSess && SpeedIsNewer(sess, meta, hasBatch) {
-		out.AsOf.Speed = &SpeedAsOf{
+		ans.speed = SpeedAsOf{
 			EventTime:        sess.EventTime,
 			Partition:        sess.Partition,
 			Offset:           sess.Offset,
 			StalenessSeconds: staleness(now, sess.EventTime),
 		}
+		out.AsOf.Speed = &ans.speed
 		m.add(sess.Items, SourceSpeed, ScaleCovisitation)
 	}
 	if !m.full() && hasBatch && out.UserID != "" {
@@ -295,6 +340,7 @@ func (a *API) recommend(ctx context.Context, q recsQuery) (*Recommendations, str
 		m.add(pop, SourcePopular, ScalePopularity)
 	}
 	out.Items = m.items
+	ans.items = m.items
 	if q.Explain {
 		if op, err := a.explain(ctx, out); err != nil {
 			return nil, op, err
@@ -315,17 +361,20 @@ func (a *API) handleRecommendations(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := a.storeContext(r)
 	defer cancel()
-	out, op, err := a.recommend(ctx, q)
+	ans := answerPool.Get().(*answer)
+	out, op, err := a.recommendInto(ctx, q, ans)
 	if err != nil {
+		ans.release()
 		a.storeError(w, r, op, err)
 		return
 	}
 	a.m.observeAnswer(out.Items)
 	if q.Explain {
 		WriteJSON(w, http.StatusOK, out)
-		return
+	} else {
+		writeEncoded(w, out, appendRecommendations)
 	}
-	writeEncoded(w, out, appendRecommendations)
+	ans.release()
 }
 
 // Similar is the answer of GET /v1/items/{item_id}/similar.

@@ -35,6 +35,10 @@ type Redis struct {
 	// CacheEntries bounds the batch-view lists cached in memory per process.
 	// Default: 200000.
 	CacheEntries int `yaml:"cache_entries"`
+	// SessionCacheEntries bounds the session views cached in memory per
+	// process, kept exact by Redis's invalidation announcements (CLIENT
+	// TRACKING); 0 turns the cache off. Default: 100000.
+	SessionCacheEntries int `yaml:"session_cache_entries"`
 	// PipelineSize is the most commands sent in one pipeline (a batch
 	// publish, a bulk session upsert). Default: 1000.
 	PipelineSize int `yaml:"pipeline_size"`
@@ -61,13 +65,14 @@ type RedisTLS struct {
 
 func defaultRedis() Redis {
 	return Redis{
-		Addr:            "127.0.0.1:6379",
-		Prefix:          "lambdarec:",
-		KeepBatches:     2,
-		RefreshInterval: time.Second,
-		CacheEntries:    200_000,
-		PipelineSize:    1000,
-		Timeout:         3 * time.Second,
+		Addr:                "127.0.0.1:6379",
+		Prefix:              "lambdarec:",
+		KeepBatches:         2,
+		RefreshInterval:     time.Second,
+		CacheEntries:        200_000,
+		SessionCacheEntries: 100_000,
+		PipelineSize:        1000,
+		Timeout:             3 * time.Second,
 	}
 }
 
@@ -120,6 +125,9 @@ func (c *Config) validateStore() []error {
 	}
 	if r.CacheEntries < 1 {
 		bad("store.redis.cache_entries", "must be at least 1")
+	}
+	if r.SessionCacheEntries < 0 {
+		bad("store.redis.session_cache_entries", "must not be negative (0 turns the cache off), got %d", r.SessionCacheEntries)
 	}
 	if r.PipelineSize < 1 || r.PipelineSize > 100_000 {
 		bad("store.redis.pipeline_size", "must be between 1 and 100000, got %d", r.PipelineSize)

@@ -32,14 +32,14 @@ func TestClickHouseDSNFromEnv(t *testing.T) {
 }
 
 func TestRedisSection(t *testing.T) {
-	cfg, err := Load("testdata/redis.good.yml", []string{"LAMBDAREC_STORE_REDIS_DB=3", "LAMBDAREC_STORE_REDIS_SESSION_TTL=1h"})
+	cfg, err := Load("testdata/redis.good.yml", []string{"LAMBDAREC_STORE_REDIS_DB=3", "LAMBDAREC_STORE_REDIS_SESSION_TTL=1h", "LAMBDAREC_STORE_REDIS_SESSION_CACHE_ENTRIES=30000"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Redis{
 		Addr: "redis-1.internal:6380", Username: "lambdarec", PasswordFile: "/run/secrets/redis-password", DB: 3,
 		TLS:    RedisTLS{Enabled: true, CAFile: "/etc/lambdarec/redis-ca.pem", ServerName: "redis.internal"},
-		Prefix: "prod:", KeepBatches: 3, RefreshInterval: 500 * time.Millisecond, CacheEntries: 500_000,
+		Prefix: "prod:", KeepBatches: 3, RefreshInterval: 500 * time.Millisecond, CacheEntries: 500_000, SessionCacheEntries: 30_000,
 		PipelineSize: 500, PoolSize: 64, Timeout: 2 * time.Second, SessionTTL: time.Hour,
 	}
 	if cfg.Store.Backend != "redis" || cfg.Store.Redis != want {
@@ -49,7 +49,7 @@ func TestRedisSection(t *testing.T) {
 		t.Errorf("session TTL = %v, want 1h", got)
 	}
 	def := Default()
-	if def.Store.Redis.Addr != "127.0.0.1:6379" || def.Store.Redis.Prefix != "lambdarec:" || def.Store.Redis.PipelineSize != 1000 {
+	if def.Store.Redis.Addr != "127.0.0.1:6379" || def.Store.Redis.Prefix != "lambdarec:" || def.Store.Redis.PipelineSize != 1000 || def.Store.Redis.SessionCacheEntries != 100_000 {
 		t.Errorf("redis defaults = %+v", def.Store.Redis)
 	}
 	if got := def.RedisSessionTTL(); got != def.Speed.SessionTimeout {

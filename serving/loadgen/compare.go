@@ -1,12 +1,15 @@
 package loadgen
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -33,6 +36,11 @@ type CompareConfig struct {
 	// SessionShare is the share of requests that name a session (see
 	// RecommendationTargets). Negative: DefaultSessionShare.
 	SessionShare float64
+	// SessionWrites is how many session views per second are rewritten
+	// through the store while both handlers are measured (a newer version
+	// of a random fixture session, as the speed layer writes them), so that
+	// caches of the session view see invalidations. Default: 0, none.
+	SessionWrites float64
 	// Rounds of measurements: each measures the bare handler, then the
 	// API. Default: 3.
 	Rounds int
@@ -42,7 +50,28 @@ type CompareConfig struct {
 	RunLoad func(ctx context.Context, cfg Config) (Result, error)
 	// Log receives progress. Default: discard.
 	Log *slog.Logger
+	// ExternalCPU, when set, returns the CPU time a server the API depends
+	// on has used so far (Redis's used_cpu_user + used_cpu_sys), so that
+	// its share of each request is counted beside this process's.
+	ExternalCPU func(ctx context.Context) (time.Duration, error)
+	// OnAPI, when set, runs around each measurement of the API: start is
+	// called before it and its result after (a CPU profile).
+	OnAPI func() func()
 }
+
+// CPU is the CPU time spent per answered request during one measurement, in
+// microseconds: by the process serving both handlers (user + system), by the
+// load generator's process, and by the external server (CompareConfig.
+// ExternalCPU, 0 without it). Wall-clock req/s on a shared machine moves
+// with the other processes' load; CPU per request does much less.
+type CPU struct {
+	ServerUS   float64 `json:"server_us"`
+	LoadgenUS  float64 `json:"loadgen_us"`
+	ExternalUS float64 `json:"external_us"`
+}
+
+// TotalUS is the CPU time of all three per request.
+func (c CPU) TotalUS() float64 { return c.ServerUS + c.LoadgenUS + c.ExternalUS }
 
 // Comparison is the outcome of Compare.
 type Comparison struct {
@@ -56,6 +85,13 @@ type Comparison struct {
 	Ratio float64 `json:"ratio"`
 	// Sample is one answer of the API, for the record.
 	Sample string `json:"sample"`
+	// BareCPU and APICPU are the medians over the rounds of CPU per
+	// request; CPURatio is BareCPU.TotalUS() / APICPU.TotalUS(), the ratio
+	// req/s would have if the machine's cores were the only limit and
+	// nothing else ran on them.
+	BareCPU  CPU     `json:"bare_cpu"`
+	APICPU   CPU     `json:"api_cpu"`
+	CPURatio float64 `json:"cpu_ratio"`
 }
 
 // Compare seeds st with cfg.Fixture, serves the read API over it on a
@@ -104,6 +140,11 @@ func Compare(ctx context.Context, st store.Store, cfg CompareConfig) (*Compariso
 			return nil, err
 		}
 	}
+	if cfg.SessionWrites > 0 {
+		writerDone := make(chan struct{})
+		go func() { defer close(writerDone); writeSessions(ctx, st, cfg.Fixture, cfg.SessionWrites, log) }()
+		defer func() { cancel(); <-writerDone }()
+	}
 	bareAddr, bareDone, err := serveBare(ctx, sample)
 	if err != nil {
 		return nil, err
@@ -115,25 +156,129 @@ func Compare(ctx context.Context, st store.Store, cfg CompareConfig) (*Compariso
 	}
 
 	c := &Comparison{Sample: string(sample)}
+	var bareCPU, apiCPU []CPU
 	for round := range cfg.Rounds {
 		for _, m := range []struct {
 			name    string
 			targets []string
 			out     *[]Result
-		}{{"bare", bareTargets, &c.Bare}, {"api", apiTargets, &c.API}} {
+			cpu     *[]CPU
+		}{{"bare", bareTargets, &c.Bare, &bareCPU}, {"api", apiTargets, &c.API, &apiCPU}} {
 			lc := cfg.Load
 			lc.Targets = m.targets
+			var stop func()
+			if m.name == "api" && cfg.OnAPI != nil {
+				stop = cfg.OnAPI()
+			}
+			before, err := sampleCPU(ctx, cfg.ExternalCPU)
+			if err != nil {
+				return nil, err
+			}
 			res, err := cfg.RunLoad(ctx, lc)
 			if err != nil {
 				return nil, fmt.Errorf("round %d, %s: %w", round+1, m.name, err)
 			}
-			log.Info("measured", "round", round+1, "target", m.name, "rps", int(res.RPS), "p50_ms", res.P50, "p99_ms", res.P99, "non_2xx", res.Non2xx, "errors", res.Errors)
+			after, err := sampleCPU(ctx, cfg.ExternalCPU)
+			if err != nil {
+				return nil, err
+			}
+			if stop != nil {
+				stop()
+			}
+			cpu := after.perRequest(before, res)
+			log.Info("measured", "round", round+1, "target", m.name, "rps", int(res.RPS), "p50_ms", res.P50, "p99_ms", res.P99, "non_2xx", res.Non2xx, "errors", res.Errors,
+				"server_cpu_us", round1(cpu.ServerUS), "loadgen_cpu_us", round1(cpu.LoadgenUS), "external_cpu_us", round1(cpu.ExternalUS))
 			*m.out = append(*m.out, res)
+			*m.cpu = append(*m.cpu, cpu)
 		}
 	}
 	c.BareMedian, c.APIMedian = median(c.Bare), median(c.API)
 	c.Ratio = c.APIMedian.RPS / c.BareMedian.RPS
+	c.BareCPU, c.APICPU = medianCPU(bareCPU), medianCPU(apiCPU)
+	if t := c.APICPU.TotalUS(); t > 0 {
+		c.CPURatio = c.BareCPU.TotalUS() / t
+	}
 	return c, nil
+}
+
+func round1(f float64) float64 { return math.Round(f*10) / 10 }
+
+// cpuSample is the CPU time used so far by this process, its finished
+// children (the load generators) and the external server.
+type cpuSample struct{ self, children, external time.Duration }
+
+func sampleCPU(ctx context.Context, external func(context.Context) (time.Duration, error)) (cpuSample, error) {
+	var s cpuSample
+	s.self, s.children = processCPU()
+	if external != nil {
+		var err error
+		if s.external, err = external(ctx); err != nil {
+			return s, fmt.Errorf("read the external server's cpu time: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// perRequest spreads the CPU time used between before and s over every
+// request res answered, the warmup's included.
+func (s cpuSample) perRequest(before cpuSample, res Result) CPU {
+	n := max(res.Requests, res.AllRequests)
+	if n == 0 {
+		return CPU{}
+	}
+	us := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
+	return CPU{ServerUS: us(s.self - before.self), LoadgenUS: us(s.children - before.children), ExternalUS: us(s.external - before.external)}
+}
+
+func medianCPU(cs []CPU) CPU {
+	if len(cs) == 0 {
+		return CPU{}
+	}
+	s := slices.Clone(cs)
+	slices.SortFunc(s, func(a, b CPU) int { return cmp.Compare(a.TotalUS(), b.TotalUS()) })
+	return s[len(s)/2]
+}
+
+// writeSessions rewrites rate session views per second of f's sessions,
+// each a newer version than any before, until ctx ends.
+func writeSessions(ctx context.Context, st store.Store, f Fixture, rate float64, log *slog.Logger) {
+	f.defaults()
+	const tick = 10 * time.Millisecond
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	r := rand.New(rand.NewPCG(f.Seed, 13))
+	// Past the seeded offsets, and past those of earlier runs on the same
+	// store (an upsert not newer than the stored view is a no-op).
+	offset := int64(boundaryOffset+2*f.Sessions) + time.Now().UnixMicro()
+	var due float64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		due += rate * tick.Seconds()
+		n := int(due)
+		due -= float64(n)
+		if n == 0 {
+			continue
+		}
+		now := time.Now().UTC()
+		ss := make([]store.SessionView, n)
+		for i := range ss {
+			offset++
+			id := r.IntN(f.Sessions)
+			items := make([]store.Scored, f.SessionItems)
+			for j := range items {
+				items[j] = store.Scored{Item: ItemID(r.IntN(f.Items)), Score: float64(f.SessionItems - j)}
+			}
+			ss[i] = store.SessionView{SessionID: SessionID(id), UserID: UserID(id % f.Users), Items: items,
+				Purchased: []string{items[0].Item}, EventTime: now, Partition: int32(id) % f.Partitions, Offset: offset, UpdatedAt: now}
+		}
+		if err := st.UpsertSessions(ctx, ss); err != nil && ctx.Err() == nil {
+			log.Warn("bench session writes", "err", err)
+		}
+	}
 }
 
 func median(rs []Result) Result {
@@ -160,6 +305,11 @@ func (c *Comparison) Report(w io.Writer) {
 	row("GET /v1/recommendations", c.APIMedian)
 	fmt.Fprintf(w, "ratio api/bare req/s: %.3f  (rounds: bare %s; api %s)\n", c.Ratio, rpsList(c.Bare), rpsList(c.API))
 	fmt.Fprintf(w, "connections %d, %.0fs per measurement, body %.0f bytes\n", c.APIMedian.Connections, c.APIMedian.Seconds, c.APIMedian.BodyBytes)
+	fmt.Fprintf(w, "cpu µs/request (median of rounds): bare %s; api %s; ratio bare/api %.3f\n", c.BareCPU, c.APICPU, c.CPURatio)
+}
+
+func (c CPU) String() string {
+	return fmt.Sprintf("%.1f (server %.1f, load generator %.1f, external %.1f)", c.TotalUS(), c.ServerUS, c.LoadgenUS, c.ExternalUS)
 }
 
 func rpsList(rs []Result) string {

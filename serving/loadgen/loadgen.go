@@ -89,6 +89,9 @@ func (c *Config) validate() (addr string, reqs [][]byte, err error) {
 type Result struct {
 	// Requests answered with any status during the measurement.
 	Requests int64 `json:"requests"`
+	// AllRequests are the requests answered from the start, the warmup's
+	// included: what the CPU time of the whole run is spread over.
+	AllRequests int64 `json:"all_requests"`
 	// Non2xx of them had a status outside 200–299.
 	Non2xx int64 `json:"non_2xx"`
 	// Errors are requests that got no answer (connection errors, timeouts).
@@ -112,6 +115,7 @@ type Result struct {
 // worker state, one per connection.
 type worker struct {
 	lat    []time.Duration // latencies measured
+	all    int64           // answers, measured or not
 	non2xx int64
 	errs   int64
 	body   int64
@@ -159,6 +163,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	var body int64
 	for _, w := range workers {
 		all = append(all, w.lat...)
+		res.AllRequests += w.all
 		res.Non2xx += w.non2xx
 		res.Errors += w.errs
 		body += w.body
@@ -237,6 +242,7 @@ func (w *worker) serve(ctx context.Context, conn net.Conn, reqs [][]byte, next i
 			return next
 		}
 		lat := time.Since(t0)
+		w.all++
 		// Count only requests that started and ended inside the window.
 		if m && measuring.Load() {
 			w.lat = append(w.lat, lat)

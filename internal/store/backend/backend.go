@@ -4,6 +4,7 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -101,9 +102,12 @@ func openRedis(ctx context.Context, cfg config.Config, log *slog.Logger) (*redis
 		RefreshInterval: r.RefreshInterval,
 		CacheEntries:    r.CacheEntries,
 		PipelineSize:    r.PipelineSize,
-		PoolSize:        r.PoolSize,
-		Timeout:         r.Timeout,
-		SessionTTL:      cfg.RedisSessionTTL(),
+		// 0 in the configuration turns the cache off; in redis.Config, 0
+		// takes the default and negative turns it off.
+		SessionCacheEntries: cmp.Or(r.SessionCacheEntries, -1),
+		PoolSize:            r.PoolSize,
+		Timeout:             r.Timeout,
+		SessionTTL:          cfg.RedisSessionTTL(),
 	}, log)
 	if err != nil {
 		return nil, fmt.Errorf("open serving store: %w", err)

@@ -50,6 +50,24 @@ type hotExpirer interface {
 
 // A server with a password: from a file and from the environment; a wrong
 // or missing password is a clear error that does not show the password.
+// sessionCacheTracks reads a session through s, a Redis store, and waits
+// until its session cache's invalidation connection is up.
+func sessionCacheTracks(t *testing.T, s store.Store) {
+	t.Helper()
+	rs, ok := s.(*redis.Store)
+	if !ok {
+		t.Fatalf("store is %T, want *redis.Store", s)
+	}
+	if _, _, err := rs.Session(t.Context(), "s"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !rs.Stats().SessionCacheActive; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the session cache's invalidation connection did not come up")
+		}
+	}
+}
+
 func TestOpenRedisPassword(t *testing.T) {
 	const password = "s3cret-redis-pw"
 	srv := redistest.Start(t, "requirepass "+password)
@@ -65,6 +83,7 @@ func TestOpenRedisPassword(t *testing.T) {
 	if err := s.UpsertSession(t.Context(), store.SessionView{SessionID: "s", Offset: 1}); err != nil {
 		t.Errorf("upsert with the password: %v", err)
 	}
+	sessionCacheTracks(t, s) // its connection authenticates too
 	s.Close()
 	t.Setenv("REDIS_TEST_PASSWORD", password)
 	s, err = openRedis(t, addr, "LAMBDAREC_STORE_REDIS_PASSWORD_ENV=REDIS_TEST_PASSWORD")
@@ -131,6 +150,7 @@ func TestOpenRedisTLS(t *testing.T) {
 	if err := s.UpsertSession(t.Context(), store.SessionView{SessionID: "s", Offset: 1}); err != nil {
 		t.Errorf("upsert over TLS: %v", err)
 	}
+	sessionCacheTracks(t, s) // its connection speaks TLS too
 	s.Close()
 	for name, env := range map[string][]string{
 		"unknown CA":        {addr, "LAMBDAREC_STORE_REDIS_TLS_ENABLED=true", "LAMBDAREC_STORE_REDIS_TIMEOUT=1s"},

@@ -60,3 +60,17 @@ func (s *split) Ping(ctx context.Context) error {
 }
 
 func (s *split) Close() error { return errors.Join(s.sessions.Close(), s.Store.Close()) }
+
+// ServerCPU is the sessions' Redis server's CPU time, for bench serve.
+func (s *split) ServerCPU(ctx context.Context) (time.Duration, error) {
+	if c, ok := s.sessions.(interface {
+		ServerCPU(context.Context) (time.Duration, error)
+	}); ok {
+		return c.ServerCPU(ctx)
+	}
+	return 0, nil
+}
+
+// SessionStore is the store holding the real-time view, for its statistics
+// (bench serve).
+func (s *split) SessionStore() store.Store { return s.sessions }

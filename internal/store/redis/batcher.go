@@ -29,6 +29,7 @@ type readReq struct {
 	ctx  context.Context
 	key  string
 	val  []byte
+	pttl time.Duration // the key's remaining TTL; negative: none (or no key)
 	err  error
 	done chan struct{}
 }
@@ -50,29 +51,31 @@ func newReadBatcher(rdb *goredis.Client, timeout time.Duration) *readBatcher {
 
 func (b *readBatcher) close() { close(b.done) }
 
-// hgetV reads field "v" of key; a missing key or field is goredis.Nil.
-func (b *readBatcher) hgetV(ctx context.Context, key string) ([]byte, error) {
+// hgetV reads field "v" of key and the key's remaining TTL (PTTL, negative
+// for none); a missing key or field is goredis.Nil.
+func (b *readBatcher) hgetV(ctx context.Context, key string) ([]byte, time.Duration, error) {
 	r := &readReq{ctx: ctx, key: key, done: make(chan struct{})}
 	select {
 	case b.reqs <- r:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, 0, ctx.Err()
 	case <-b.done:
-		return nil, store.ErrClosed
+		return nil, 0, store.ErrClosed
 	}
 	select {
 	case <-r.done:
-		return r.val, r.err
+		return r.val, r.pttl, r.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, 0, ctx.Err()
 	case <-b.done:
-		return nil, store.ErrClosed
+		return nil, 0, store.ErrClosed
 	}
 }
 
 func (b *readBatcher) loop() {
 	batch := make([]*readReq, 0, readBatchMax)
 	cmds := make([]*goredis.StringCmd, 0, readBatchMax)
+	ttls := make([]*goredis.DurationCmd, 0, readBatchMax)
 	for {
 		select {
 		case r := <-b.reqs:
@@ -104,14 +107,20 @@ func (b *readBatcher) loop() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
 		pipe := b.rdb.Pipeline()
-		cmds = cmds[:0]
+		cmds, ttls = cmds[:0], ttls[:0]
 		for _, r := range live {
 			cmds = append(cmds, pipe.HGet(ctx, r.key, "v"))
+			ttls = append(ttls, pipe.PTTL(ctx, r.key))
 		}
 		_, _ = pipe.Exec(ctx) // each command carries its own error
 		cancel()
 		for i, r := range live {
 			r.val, r.err = cmds[i].Bytes()
+			// PTTL answers -1 (no TTL) and -2 (no key) as such durations.
+			r.pttl = -1
+			if d, err := ttls[i].Result(); err == nil && d >= 0 {
+				r.pttl = d
+			}
 			close(r.done)
 		}
 	}

@@ -36,7 +36,10 @@
 // upsert only when the stored offset is smaller (offsets are compared as
 // zero-padded decimal strings, exact for every int64), and that sets the
 // key's TTL to Config.SessionTTL (the speed layer's session timeout) from the
-// last update. Reads are one HGET. ExpireSessions removes exactly the
+// last update. Reads are one HGET (with PTTL), pipelined with concurrent
+// reads, unless the session cache answers: Config.SessionCacheEntries
+// decoded views per process, kept exact by Redis's invalidation
+// announcements (sessioncache.go says exactly how exact). ExpireSessions removes exactly the
 // sessions whose event time is before the cutoff, found through the
 // "sessions" index; the index entries of sessions that the TTL removed go at
 // the same time.
@@ -48,6 +51,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,6 +85,10 @@ type Config struct {
 	RefreshInterval time.Duration
 	// CacheEntries bounds the batch-view lists cached in memory. Default: 200,000.
 	CacheEntries int
+	// SessionCacheEntries bounds the session views cached in memory, kept
+	// exact by Redis's invalidation announcements (sessioncache.go);
+	// negative turns the cache off. Default: 100,000.
+	SessionCacheEntries int
 	// PipelineSize is the most commands in one pipeline. Default: 1000.
 	PipelineSize int
 	// PoolSize is the most connections. Default: go-redis's, 10 per CPU.
@@ -109,6 +118,9 @@ func (c *Config) validate() error {
 	}
 	if c.CacheEntries == 0 {
 		c.CacheEntries = 200_000
+	}
+	if c.SessionCacheEntries == 0 {
+		c.SessionCacheEntries = 100_000
 	}
 	if c.PipelineSize == 0 {
 		c.PipelineSize = 1000
@@ -146,9 +158,10 @@ type Store struct {
 	refreshMu sync.Mutex              // one pointer read at a time
 	publish   sync.Mutex              // serialises this process's publishes
 
-	cache *listcache.Cache
-	loads singleflight.Group // concurrent misses of one key share a read
-	reads *readBatcher       // session reads, pipelined together
+	cache    *listcache.Cache
+	loads    singleflight.Group // concurrent misses of one key share a read
+	reads    *readBatcher       // session reads, pipelined together
+	sessions *sessionCache      // nil when off
 
 	queries, hits, misses atomic.Int64
 }
@@ -190,6 +203,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 		return nil, errors.Join(err, rdb.Close())
 	}
 	s.reads = newReadBatcher(rdb, cfg.Timeout)
+	if cfg.SessionCacheEntries > 0 {
+		s.sessions = newSessionCache(cfg, s.log)
+	}
 	return s, nil
 }
 
@@ -221,11 +237,27 @@ type Stats struct {
 	CacheHits, CacheMisses int64
 	// CacheEntries is the number of lists cached now.
 	CacheEntries int
+	// SessionCacheActive says whether the session cache answers now (its
+	// invalidation connection is up); SessionHits and SessionMisses count
+	// its lookups, SessionInvalidations the keys Redis announced changed,
+	// SessionCacheResets the times it was emptied (connection lost or
+	// re-established, FLUSHALL, Close), SessionCacheEntries its size now.
+	SessionCacheActive                       bool
+	SessionHits, SessionMisses               int64
+	SessionInvalidations, SessionCacheResets int64
+	SessionCacheEntries                      int
 }
 
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {
-	return Stats{Queries: s.queries.Load(), CacheHits: s.hits.Load(), CacheMisses: s.misses.Load(), CacheEntries: s.cache.Len()}
+	st := Stats{Queries: s.queries.Load(), CacheHits: s.hits.Load(), CacheMisses: s.misses.Load(), CacheEntries: s.cache.Len()}
+	if c := s.sessions; c != nil {
+		st.SessionCacheActive = c.active.Load()
+		st.SessionHits, st.SessionMisses = c.hits.Load(), c.misses.Load()
+		st.SessionInvalidations, st.SessionCacheResets = c.invalidations.Load(), c.resets.Load()
+		st.SessionCacheEntries = c.len()
+	}
+	return st
 }
 
 // Close closes the connections; later calls return store.ErrClosed.
@@ -235,6 +267,9 @@ func (s *Store) Close() error {
 	}
 	s.cache.Purge()
 	s.reads.close()
+	if s.sessions != nil {
+		s.sessions.close()
+	}
 	if err := s.rdb.Close(); err != nil {
 		return fmt.Errorf("redis store: close: %w", err)
 	}
@@ -262,3 +297,26 @@ func (k keys) batchKeys(id string) []string {
 func (k keys) sessionPrefix() string    { return k.p + "s:" }
 func (k keys) session(id string) string { return k.p + "s:" + id }
 func (k keys) sessions() string         { return k.p + "sessions" }
+
+// ServerCPU returns the CPU time the Redis server has used since it started
+// (INFO cpu: used_cpu_user + used_cpu_sys), for benchmarks that count the
+// server's share of a request.
+func (s *Store) ServerCPU(ctx context.Context) (time.Duration, error) {
+	info, err := s.rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, fmt.Errorf("redis store: info cpu: %w", err)
+	}
+	var total float64
+	for line := range strings.Lines(info) {
+		name, val, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || (name != "used_cpu_user" && name != "used_cpu_sys") {
+			continue
+		}
+		f, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			return 0, fmt.Errorf("redis store: info cpu: %s %q: %w", name, val, err)
+		}
+		total += f
+	}
+	return time.Duration(total * float64(time.Second)), nil
+}

@@ -115,11 +115,19 @@ func (s *Store) UpsertSessions(ctx context.Context, ss []store.SessionView) erro
 			ns := eventNS(sv.EventTime)
 			args[n] = []any{version(sv), pad(ns), b, ttl, ns / int64(time.Millisecond), sv.SessionID}
 		}
-		if _, err := s.runScripts(ctx, upsertScript, func(p goredis.Pipeliner) {
+		_, err := s.runScripts(ctx, upsertScript, func(p goredis.Pipeliner) {
 			for n, i := range chunk {
 				upsertScript.EvalSha(ctx, p, []string{s.key.session(ss[i].SessionID), s.key.sessions()}, args[n]...)
 			}
-		}); err != nil {
+		})
+		// Read your writes: forget them whether or not Redis applied them
+		// all (an error may follow applied scripts).
+		if s.sessions != nil {
+			for _, i := range chunk {
+				s.sessions.forget(ss[i].SessionID)
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("upsert %d sessions: %w", len(chunk), err)
 		}
 	}
@@ -152,7 +160,8 @@ func (s *Store) runScripts(ctx context.Context, script *goredis.Script, queue fu
 	}
 }
 
-// Session returns the stored view of session id.
+// Session returns the stored view of session id: from the session cache when
+// it can answer (sessioncache.go), else from Redis.
 func (s *Store) Session(ctx context.Context, id string) (store.SessionView, bool, error) {
 	if err := s.check(); err != nil {
 		return store.SessionView{}, false, err
@@ -160,9 +169,23 @@ func (s *Store) Session(ctx context.Context, id string) (store.SessionView, bool
 	if id == "" {
 		return store.SessionView{}, false, nil
 	}
+	if err := ctx.Err(); err != nil {
+		return store.SessionView{}, false, err // as a read from Redis would
+	}
+	var tok cacheToken
+	if s.sessions != nil {
+		if sv, found, hit := s.sessions.get(id); hit {
+			return sv, found, nil
+		}
+		tok = s.sessions.begin(id)
+	}
 	s.queries.Add(1)
-	b, err := s.reads.hgetV(ctx, s.key.session(id))
+	sent := time.Now()
+	b, pttl, err := s.reads.hgetV(ctx, s.key.session(id))
 	if errors.Is(err, goredis.Nil) {
+		if s.sessions != nil {
+			s.sessions.put(id, tok, store.SessionView{}, false, -1, sent)
+		}
 		return store.SessionView{}, false, nil
 	}
 	if err != nil {
@@ -177,6 +200,9 @@ func (s *Store) Session(ctx context.Context, id string) (store.SessionView, bool
 	}
 	if len(sv.Purchased) == 0 {
 		sv.Purchased = nil
+	}
+	if s.sessions != nil {
+		s.sessions.put(id, tok, sv, true, pttl, sent)
 	}
 	return sv, true, nil
 }
@@ -210,6 +236,11 @@ func (s *Store) ExpireSessions(ctx context.Context, cutoff time.Time) (int64, er
 		cmds, err := s.runScripts(ctx, expireScript, func(p goredis.Pipeliner) {
 			expireScript.EvalSha(ctx, p, []string{s.key.sessions()}, args...)
 		})
+		if s.sessions != nil {
+			for _, id := range ids {
+				s.sessions.forget(id)
+			}
+		}
 		if err != nil {
 			return removed, fmt.Errorf("redis store: expire sessions: %w", err)
 		}
