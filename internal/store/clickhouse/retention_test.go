@@ -20,7 +20,10 @@ func TestExpireHot(t *testing.T) {
 	ctx := t.Context()
 	now := time.Now().UTC()
 	old := store.SessionView{SessionID: "old", UserID: "u", Items: []store.Scored{{Item: "a", Score: 1}}, EventTime: now.Add(-10 * 24 * time.Hour), Offset: 1, UpdatedAt: now}
-	fresh := store.SessionView{SessionID: "fresh", UserID: "u", Items: []store.Scored{{Item: "b", Score: 1}}, EventTime: now, Offset: 2, UpdatedAt: now}
+	// The fresh session is on the day of the first cutoff below (now + 1h):
+	// sessions are dropped by whole days before the cutoff's day, so an event
+	// at now would be dropped when the test runs in the last hour of a UTC day.
+	fresh := store.SessionView{SessionID: "fresh", UserID: "u", Items: []store.Scored{{Item: "b", Score: 1}}, EventTime: now.Add(time.Hour), Offset: 2, UpdatedAt: now}
 	if err := s.UpsertSessions(ctx, []store.SessionView{old, fresh}); err != nil {
 		t.Fatal(err)
 	}
