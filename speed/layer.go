@@ -376,7 +376,15 @@ func (l *Layer) afterPoll(ctx context.Context, now time.Time) {
 	// Rescoring is bounded by the records processed since its last run: at
 	// most one more scoring per rescorePer records (plus minRescore); the
 	// rest waits in the backlog, oldest first.
-	if l.proc.rescoreChanged(now, l.cfg.RescoreInterval, l.sinceRescore/rescorePer+minRescore) {
+	// While the layer is more than a poll behind, the floor is dropped: the
+	// views it would rewrite are stale by the backlog anyway, and a fixed
+	// floor made a slower layer write more views per record (a feedback loop
+	// under load).
+	floor := minRescore
+	if l.m.lagNow.Load() > int64(l.cfg.MaxPollRecords) {
+		floor = 0
+	}
+	if l.proc.rescoreChanged(now, l.cfg.RescoreInterval, l.sinceRescore/rescorePer+floor) {
 		l.sinceRescore = 0
 	}
 	l.cmu.Lock()
