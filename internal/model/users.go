@@ -165,15 +165,51 @@ func (u *Users) Items(user string) []UserItem {
 }
 
 // Recent returns user's n most recent distinct items (most recent first,
-// ties: item ascending).
+// ties: item ascending): the first n of Items, selected without building
+// and sorting the whole row (n < 0: every item).
 func (u *Users) Recent(user string, n int) []string {
-	items := u.Items(user)
-	out := make([]string, 0, max(0, min(n, len(items))))
-	for _, it := range items {
-		if len(out) == n {
-			break
+	if n < 0 {
+		items := u.Items(user)
+		out := make([]string, len(items))
+		for i, it := range items {
+			out[i] = it.Item
 		}
-		out = append(out, it.Item)
+		return out
+	}
+	uid, ok := u.users.lookup(user)
+	if !ok || n == 0 {
+		return []string{}
+	}
+	type ent struct {
+		item uint32
+		last int64
+	}
+	before := func(a, b ent) bool {
+		if a.last != b.last {
+			return a.last > b.last
+		}
+		return u.items.str(a.item) < u.items.str(b.item)
+	}
+	// best holds the n best so far, in order: rows are short and n small,
+	// so an insertion beats a heap.
+	best := make([]ent, 0, n)
+	for it, e := range u.row(uid) {
+		x := ent{it, e.last}
+		if len(best) == n && !before(x, best[n-1]) {
+			continue
+		}
+		if len(best) < n {
+			best = append(best, x)
+		} else {
+			best[n-1] = x
+		}
+		for j := len(best) - 1; j > 0 && before(best[j], best[j-1]); j-- {
+			best[j], best[j-1] = best[j-1], best[j]
+		}
+	}
+	out := make([]string, len(best))
+	for i, e := range best {
+		out[i] = u.items.str(e.item)
 	}
 	return out
 }
