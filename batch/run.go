@@ -53,7 +53,7 @@ type Config struct {
 	Full bool
 	// MaxMemory bounds the memory of a full recompute, in bytes: when the
 	// snapshot's events would not fit, sessions are computed in parts by
-	// session hash, one scan of the snapshot per part (see parts). The
+	// session hash, spilled to local files by the one scan (see compute). The
 	// process should also run with it as its Go memory limit
 	// (debug.SetMemoryLimit), as `lambdarec batch` does. Default: 1 GiB.
 	MaxMemory int64

@@ -16,7 +16,7 @@ import (
 // recompute needs: each shard is then read back and built in turn (Build)
 // with only its own events in memory. Item and user ids are interned into
 // the accumulator's dictionaries as events arrive (they are shared by every
-// part anyway); a spilled event takes 38 bytes plus its session id. The
+// part anyway); a spilled event takes 37 bytes plus its session id. The
 // model equals one Builder over every event (TestSpillEqualsBuild).
 type Spill struct {
 	a     *Accumulator
