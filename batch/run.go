@@ -522,7 +522,7 @@ func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchVie
 			out := make(map[string][]store.Scored)
 			for i := w; i < len(ids); i += workers {
 				u := ids[i]
-				recs := sc.Score(top, users.Recent(u, r.cfg.Params.RecentItems), func(item string) bool { return users.Bought(u, item) }, r.cfg.TopK)
+				recs := sc.Score(top, users.Recent(u, r.cfg.Params.RecentItems), users.BoughtBy(u), r.cfg.TopK)
 				if len(recs) == 0 {
 					continue
 				}
@@ -547,6 +547,16 @@ func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchVie
 type topRows map[string][]model.ItemCount
 
 func (t topRows) Neighbors(item string) []model.ItemCount { return t[item] }
+
+// TopNeighbors implements model.TopNeighbors: each row is an exact top row in
+// the model's order, so its first k are the top k.
+func (t topRows) TopNeighbors(item string, k int) []model.ItemCount {
+	row := t[item]
+	if k < 0 || k > len(row) {
+		return row
+	}
+	return row[:k]
+}
 
 func toScored(row []model.ItemCount) []store.Scored {
 	out := make([]store.Scored, len(row))

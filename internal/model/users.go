@@ -228,6 +228,24 @@ func (u *Users) Bought(user, item string) bool {
 	return e.purchased
 }
 
+// BoughtBy returns Bought(user, item) as a function of item, with user looked
+// up once: the exclusion a scoring of user's recommendations asks about many
+// candidates.
+func (u *Users) BoughtBy(user string) func(item string) bool {
+	uid, ok := u.users.lookup(user)
+	if !ok {
+		return func(string) bool { return false }
+	}
+	return func(item string) bool {
+		iid, ok := u.items.lookup(item)
+		if !ok {
+			return false
+		}
+		e, _ := u.get(uid, iid)
+		return e.purchased
+	}
+}
+
 // Merge merges o into u.
 func (u *Users) Merge(o *Users) {
 	if o.n >= bulkMerge && len(u.entries) == 0 {

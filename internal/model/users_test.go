@@ -29,6 +29,12 @@ func TestRecentIsTheFirstOfItems(t *testing.T) {
 		for _, it := range u.Items(user) {
 			all = append(all, it.Item)
 		}
+		bought := u.BoughtBy(user)
+		for _, it := range append(all, "no-such-item") {
+			if bought(it) != u.Bought(user, it) {
+				t.Fatalf("BoughtBy(%s)(%s) = %v, Bought says %v", user, it, bought(it), u.Bought(user, it))
+			}
+		}
 		for _, n := range []int{-1, 0, 1, 3, 10, 1000} {
 			want := all
 			if n >= 0 && len(want) > n {
