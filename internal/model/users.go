@@ -315,29 +315,25 @@ func (u *Users) setBase(recs []userRec) {
 // need) and merges equal keys.
 func sortUserRecs(recs []userRec, nUsers, nItems int) []userRec {
 	tmp := make([]userRec, len(recs))
-	var shifts []uint
-	for s := 0; s < bitsFor(nItems); s += radixBits {
-		shifts = append(shifts, uint(s))
-	}
-	for s := 0; s < bitsFor(nUsers); s += radixBits {
-		shifts = append(shifts, uint(32+s))
-	}
-	var count [1 << radixBits]int
+	digits := appendDigits(appendDigits(nil, bitsFor(nItems), 0), bitsFor(nUsers), 32)
+	var count [1 << maxRadixBits]int
 	a := recs
-	for _, sh := range shifts {
-		clear(count[:])
+	for _, d := range digits {
+		sh, mask := d.shift, uint64(1)<<d.width-1
+		cnt := count[:1<<d.width]
+		clear(cnt)
 		for i := range a {
-			count[(a[i].k>>sh)&(1<<radixBits-1)]++
+			cnt[(a[i].k>>sh)&mask]++
 		}
 		sum := 0
-		for i, c := range count {
-			count[i] = sum
+		for i, c := range cnt {
+			cnt[i] = sum
 			sum += c
 		}
 		for i := range a {
-			d := (a[i].k >> sh) & (1<<radixBits - 1)
-			tmp[count[d]] = a[i]
-			count[d]++
+			d := (a[i].k >> sh) & mask
+			tmp[cnt[d]] = a[i]
+			cnt[d]++
 		}
 		a, tmp = tmp, a
 	}
