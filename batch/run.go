@@ -53,7 +53,7 @@ type Config struct {
 	Full bool
 	// MaxMemory bounds the memory of a full recompute, in bytes: when the
 	// snapshot's events would not fit, sessions are computed in parts by
-	// session hash, one scan of the snapshot per part (see parts). The
+	// session hash, spilled to local files by the one scan (see compute). The
 	// process should also run with it as its Go memory limit
 	// (debug.SetMemoryLimit), as `lambdarec batch` does. Default: 1 GiB.
 	MaxMemory int64
@@ -307,15 +307,17 @@ var EventColumns = []string{"event_id", schemas.ColumnTimestamp, "user_id", "ses
 // writers.
 const buildBytesPerEvent = 256
 
-// parts returns how many parts (scans) a full recompute of n events takes.
+// parts returns how many parts a full recompute of n events takes.
 func (r *Runner) parts(n int64) int {
 	budget := r.cfg.MaxMemory / 2
 	return int(max(1, (n*buildBytesPerEvent+budget-1)/budget))
 }
 
-// compute streams the snapshot through the model builder: all at once, or
-// in parts of whole sessions (by session hash) when the events would not fit
-// in Config.MaxMemory at once.
+// compute streams the snapshot through the model builder: all at once, or,
+// when the events would not fit in Config.MaxMemory at once, in parts of
+// whole sessions (by session hash): the one scan spills each event to its
+// part's file on local disk (model.Spill), and the parts are built from
+// there in turn.
 func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.Snapshot, run *Run, log *slog.Logger) (*state, error) {
 	acc, err := model.NewAccumulator(*r.cfg.Params)
 	if err != nil {
@@ -330,44 +332,66 @@ func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.S
 		}
 	}
 	parts := r.parts(total)
+	var sink interface{ Add(model.Event) }
+	var b *model.Builder
+	var spill *model.Spill
 	if parts > 1 {
 		log.Info("batch computed in parts", "parts", parts, "events", total, "max_memory", r.cfg.MaxMemory)
+		if spill, err = acc.Spill("", parts); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err := spill.Close(); err != nil {
+				log.Warn("remove spill files", "err", err)
+			}
+		}()
+		sink = spill
+	} else {
+		b = acc.Builder()
+		if total > 0 && total < 1<<31 {
+			b.Grow(int(total + total/16))
+		}
+		sink = b
 	}
-	spans := make(map[string]model.Span)
 	var maxTime int64
 	start := time.Now()
-	for part := range parts {
-		b := acc.Builder()
-		if n := total / int64(parts); n > 0 && n < 1<<31 {
-			b.Grow(int(n + n/16))
-		}
-		_, batches, err := lakehouse.ScanSnapshot(ctx, events, snap, EventColumns)
+	_, batches, err := lakehouse.ScanSnapshot(ctx, events, snap, EventColumns)
+	if err != nil {
+		return nil, err
+	}
+	var read int64
+	lastLog := time.Now()
+	for rec, err := range batches {
 		if err != nil {
 			return nil, err
 		}
-		var read int64
-		lastLog := time.Now()
-		for rec, err := range batches {
-			if err != nil {
-				return nil, err
-			}
-			n, mt, err := addBatch(b, rec, uint64(part), uint64(parts))
-			rec.Release()
-			if err != nil {
-				return nil, err
-			}
-			read += int64(n)
-			maxTime = max(maxTime, mt)
-			if time.Since(lastLog) >= r.cfg.Progress {
-				lastLog = time.Now()
-				log.Info("batch scan progress", "part", part, "events_read", read,
-					"events_per_sec", int64(float64(read)/time.Since(start).Seconds()))
-			}
+		n, mt, err := addBatch(sink, rec)
+		rec.Release()
+		if err != nil {
+			return nil, err
 		}
-		run.EventsRead = read
+		read += int64(n)
+		maxTime = max(maxTime, mt)
+		if time.Since(lastLog) >= r.cfg.Progress {
+			lastLog = time.Now()
+			log.Info("batch scan progress", "events_read", read,
+				"events_per_sec", int64(float64(read)/time.Since(start).Seconds()))
+		}
+	}
+	run.EventsRead = read
+	spans := make(map[string]model.Span)
+	collect := func(b *model.Builder) {
 		for s, sp := range b.SessionSpans() {
 			spans[s] = sp
 		}
+	}
+	if spill != nil {
+		log.Info("batch scan done, building the parts", "events_read", read, "parts", parts, "elapsed", time.Since(start).Round(time.Millisecond))
+		if err := spill.Build(collect); err != nil {
+			return nil, err
+		}
+	} else {
+		collect(b)
 		acc.Add(b)
 	}
 	if maxTime > 0 {
@@ -427,9 +451,9 @@ func columnsOf(rec arrow.RecordBatch) (eventCols, error) {
 	return c, errors.Join(errs...)
 }
 
-// addBatch adds the events of rec whose session hashes to part (of parts) to
-// b; it returns the rows read and the newest event time (unix micros).
-func addBatch(b *model.Builder, rec arrow.RecordBatch, part, parts uint64) (int, int64, error) {
+// addBatch adds the events of rec to b; it returns the rows read and the
+// newest event time (unix micros).
+func addBatch(b interface{ Add(model.Event) }, rec arrow.RecordBatch) (int, int64, error) {
 	c, err := columnsOf(rec)
 	if err != nil {
 		return 0, 0, err
@@ -438,9 +462,6 @@ func addBatch(b *model.Builder, rec arrow.RecordBatch, part, parts uint64) (int,
 	var maxTime int64
 	n := int(rec.NumRows())
 	for i := range n {
-		if parts > 1 && model.EventIDHash(c.session.Value(i))%parts != part {
-			continue
-		}
 		kind, ok := schemas.ParseKind(c.kind.Value(i))
 		if !ok {
 			return 0, 0, fmt.Errorf("events row at partition %d offset %d: unknown interaction %q",
@@ -509,7 +530,7 @@ func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchVie
 			for i := w; i < len(ids); i += workers {
 				u := ids[i]
 				recent := users.Recent(u, r.cfg.Params.RecentItems)
-				recs := sc.Score(top, recent, func(item string) bool { return users.Bought(u, item) }, r.cfg.TopK)
+				recs := sc.Score(top, recent, users.BoughtBy(u), r.cfg.TopK)
 				if len(recs) == 0 {
 					continue
 				}
@@ -537,6 +558,16 @@ func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchVie
 type topRows map[string][]model.ItemCount
 
 func (t topRows) Neighbors(item string) []model.ItemCount { return t[item] }
+
+// TopNeighbors implements model.TopNeighbors: each row is an exact top row in
+// the model's order, so its first k are the top k.
+func (t topRows) TopNeighbors(item string, k int) []model.ItemCount {
+	row := t[item]
+	if k < 0 || k > len(row) {
+		return row
+	}
+	return row[:k]
+}
 
 func toScored(row []model.ItemCount) []store.Scored {
 	out := make([]store.Scored, len(row))

@@ -35,7 +35,7 @@ type archived struct {
 }
 
 // testLake opens a lakehouse on a fresh local warehouse with a SQLite catalog.
-func testLake(t *testing.T) *lakehouse.Lakehouse {
+func testLake(t testing.TB) *lakehouse.Lakehouse {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := config.Default().Iceberg

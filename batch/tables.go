@@ -43,10 +43,17 @@ func ensureTables(ctx context.Context, lake *lakehouse.Lakehouse) error {
 }
 
 // writeProps are the Parquet settings of the batch tables. Snappy instead of
-// iceberg-go's default zstd: the tables are rewritten by every batch and read
-// back once or twice, so encoding time matters more than size (measured with
-// `lambdarec bench batch`).
-var writeProps = iceberg.Properties{table.ParquetCompressionKey: "snappy"}
+// iceberg-go's default zstd, and no dictionary encoding but for the batch id
+// (one value per file): the tables are rewritten by every batch and read
+// back once or twice, so encoding time matters more than size, and hashing
+// every item, user and session id into a dictionary cost a third of the
+// writing (measured with BenchmarkWriteRows and `lambdarec bench batch`).
+// (The keys are iceberg-go's, which it does not export.)
+var writeProps = iceberg.Properties{
+	table.ParquetCompressionKey:                           "snappy",
+	"parquet.enable.dictionary":                           "false",
+	"write.parquet.dict-encoding-enabled.column.batch_id": "true",
+}
 
 // ensureWriteProps sets writeProps on t where they differ (a table created by
 // an older version).

@@ -151,6 +151,9 @@ type rowWriter struct {
 	f64s  []*array.Float64Builder
 	tss   []*array.TimestampBuilder
 	bools []*array.BooleanBuilder
+	// dataLen is each string column's bytes in the previous batch: the next
+	// batch reserves as much, so its builders do not grow by doubling.
+	dataLen []int
 }
 
 const rowsPerBatch = 64 * 1024
@@ -164,6 +167,7 @@ func newRowWriter(mem memory.Allocator, def *tableDef) (*rowWriter, error) {
 	n := len(def.cols)
 	w.strs, w.i32s, w.i64s = make([]*array.StringBuilder, n), make([]*array.Int32Builder, n), make([]*array.Int64Builder, n)
 	w.f64s, w.tss, w.bools = make([]*array.Float64Builder, n), make([]*array.TimestampBuilder, n), make([]*array.BooleanBuilder, n)
+	w.dataLen = make([]int, n)
 	for i := range n {
 		switch b := w.rb.Field(i).(type) {
 		case *array.StringBuilder:
@@ -182,8 +186,20 @@ func newRowWriter(mem memory.Allocator, def *tableDef) (*rowWriter, error) {
 			w.rb.Release()
 			return nil, fmt.Errorf("%s column %d: unexpected builder %T", def.name, i, b)
 		}
+		w.dataLen[i] = 16 * rowsPerBatch
 	}
+	w.reserve()
 	return w, nil
+}
+
+// reserve makes room for a whole batch in every column builder.
+func (w *rowWriter) reserve() {
+	w.rb.Reserve(rowsPerBatch)
+	for i, b := range w.strs {
+		if b != nil {
+			b.ReserveData(w.dataLen[i])
+		}
+	}
 }
 
 // The typed appends set column i of the current row; end closes the row.
@@ -228,9 +244,16 @@ func (w *rowWriter) end() {
 }
 
 func (w *rowWriter) flushBatch() {
-	if w.rb.Field(0).Len() > 0 {
-		w.out <- w.rb.NewRecordBatch()
+	if w.rb.Field(0).Len() == 0 {
+		return
 	}
+	for i, b := range w.strs {
+		if b != nil {
+			w.dataLen[i] = b.DataLen()
+		}
+	}
+	w.out <- w.rb.NewRecordBatch()
+	w.reserve()
 }
 
 // writeRows writes the rows fill adds to w as data files of table t and

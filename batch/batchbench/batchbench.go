@@ -19,7 +19,9 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
+	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -61,7 +63,10 @@ type Config struct {
 
 // Phase is one measurement.
 type Phase struct {
-	Wall     time.Duration `json:"wall_ns"`
+	Wall time.Duration `json:"wall_ns"`
+	// CPU is the process's user+sys CPU time while the phase ran: far less
+	// sensitive than Wall to other load on the machine.
+	CPU      time.Duration `json:"cpu_ns"`
 	PeakHeap uint64        `json:"peak_heap_bytes"`
 	Rows     int64         `json:"rows"`
 }
@@ -103,6 +108,22 @@ func (r *Result) MedianBatch() Phase { return median(r.Batches) }
 // Ratio is the median batch wall time over the median scan wall time.
 func (r *Result) Ratio() float64 {
 	return r.MedianBatch().Wall.Seconds() / r.MedianScan().Wall.Seconds()
+}
+
+// CPURatio is the median batch CPU time over the median scan CPU time (each
+// the median of its rounds by CPU time).
+func (r *Result) CPURatio() float64 {
+	return medianCPU(r.Batches).Seconds() / medianCPU(r.Scans).Seconds()
+}
+
+// medianCPU returns the median CPU time of ps.
+func medianCPU(ps []Phase) time.Duration {
+	s := make([]time.Duration, len(ps))
+	for i, p := range ps {
+		s[i] = p.CPU
+	}
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // IncrementalRatio is the incremental run's wall time over the plain scan of
@@ -162,7 +183,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 		res.Scans = append(res.Scans, ph)
-		cfg.Log.Info("plain scan", "round", round, "wall", ph.Wall.Round(time.Millisecond), "peak_heap_mib", ph.PeakHeap>>20, "rows", ph.Rows)
+		cfg.Log.Info("plain scan", "round", round, "wall", ph.Wall.Round(time.Millisecond), "cpu", ph.CPU.Round(time.Millisecond), "peak_heap_mib", ph.PeakHeap>>20, "rows", ph.Rows)
 
 		if cfg.CPUProfile != nil && round == 0 {
 			if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
@@ -188,7 +209,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			pprof.StopCPUProfile()
 		}
 		res.Batches = append(res.Batches, ph)
-		cfg.Log.Info("batch run", "round", round, "wall", ph.Wall.Round(time.Millisecond), "peak_heap_mib", ph.PeakHeap>>20, "rows", ph.Rows)
+		cfg.Log.Info("batch run", "round", round, "wall", ph.Wall.Round(time.Millisecond), "cpu", ph.CPU.Round(time.Millisecond), "peak_heap_mib", ph.PeakHeap>>20, "rows", ph.Rows)
 	}
 
 	// More events, folded into the last full run's batch.
@@ -245,12 +266,24 @@ func measure(fn func() (int64, error)) (Phase, error) {
 			}
 		}
 	}()
+	cpu0 := cpuTime()
 	start := time.Now()
 	rows, err := fn()
 	wall := time.Since(start)
+	cpu := cpuTime() - cpu0
 	close(stop)
 	wg.Wait()
-	return Phase{Wall: wall, PeakHeap: peak, Rows: rows}, err
+	return Phase{Wall: wall, CPU: cpu, PeakHeap: peak, Rows: rows}, err
+}
+
+// cpuTime returns the process's user+sys CPU time so far (0 where rusage is
+// not available).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // scan reads the columns a batch reads from the current snapshot and counts

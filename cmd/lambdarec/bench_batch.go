@@ -53,12 +53,12 @@ func init() {
 				}
 				s, b, in := res.MedianScan(), res.MedianBatch(), res.Incremental
 				fmt.Fprintf(e.stdout, "events: %d (archived in %s), batch.max_memory %d MiB\n", res.Events, res.Archive.Round(1e6), res.MaxMemory>>20)
-				fmt.Fprintf(e.stdout, "plain scan:      median %s, peak heap %d MiB\n", s.Wall.Round(1e6), s.PeakHeap>>20)
-				fmt.Fprintf(e.stdout, "full batch run:  median %s, peak heap %d MiB\n", b.Wall.Round(1e6), b.PeakHeap>>20)
-				fmt.Fprintf(e.stdout, "full/scan:       %.2f (median of %d rounds each)\n", res.Ratio(), len(res.Scans))
+				fmt.Fprintf(e.stdout, "plain scan:      median %s (cpu %s), peak heap %d MiB\n", s.Wall.Round(1e6), s.CPU.Round(1e6), s.PeakHeap>>20)
+				fmt.Fprintf(e.stdout, "full batch run:  median %s (cpu %s), peak heap %d MiB\n", b.Wall.Round(1e6), b.CPU.Round(1e6), b.PeakHeap>>20)
+				fmt.Fprintf(e.stdout, "full/scan:       %.2f wall, %.2f cpu (median of %d rounds each)\n", res.Ratio(), res.CPURatio(), len(res.Scans))
 				fmt.Fprintf(e.stdout, "then %d more events (%d in all):\n", res.NewEvents, res.Events+res.NewEvents)
-				fmt.Fprintf(e.stdout, "plain scan:      %s, peak heap %d MiB\n", res.ScanAfter.Wall.Round(1e6), res.ScanAfter.PeakHeap>>20)
-				fmt.Fprintf(e.stdout, "incremental run: %s, peak heap %d MiB, %d rows read (%d new)\n", in.Wall.Round(1e6), in.PeakHeap>>20, res.IncrementalRead, in.Rows)
+				fmt.Fprintf(e.stdout, "plain scan:      %s (cpu %s), peak heap %d MiB\n", res.ScanAfter.Wall.Round(1e6), res.ScanAfter.CPU.Round(1e6), res.ScanAfter.PeakHeap>>20)
+				fmt.Fprintf(e.stdout, "incremental run: %s (cpu %s), peak heap %d MiB, %d rows read (%d new)\n", in.Wall.Round(1e6), in.CPU.Round(1e6), in.PeakHeap>>20, res.IncrementalRead, in.Rows)
 				fmt.Fprintf(e.stdout, "incremental/scan: %.2f, incremental/full: %.2f\n", res.IncrementalRatio(), in.Wall.Seconds()/b.Wall.Seconds())
 				fmt.Fprintf(e.stdout, "load average: %s before, %s after\n", loadBefore, loadAverage())
 				return nil

@@ -80,8 +80,7 @@ func (b *Builder) Add(e Event) {
 	} else {
 		user = b.m.users.users.intern(e.UserID)
 	}
-	i := int32(len(b.evs))
-	b.evs = append(b.evs, bevent{
+	b.push(sid, bevent{
 		hash:      EventIDHash(e.EventID),
 		time:      e.Time,
 		offset:    e.Offset,
@@ -91,15 +90,34 @@ func (b *Builder) Add(e Event) {
 		next:      -1,
 		kind:      e.Kind,
 	})
-	if newSession {
+}
+
+// add buffers e, whose item and user are interned already, in session.
+func (b *Builder) add(session []byte, e bevent) {
+	var sid uint32
+	if len(b.head) > 0 && b.sessions.str(b.lastSession) == string(session) {
+		sid = b.lastSession
+	} else {
+		sid = b.sessions.internBytes(session)
+		b.lastSession = sid
+	}
+	b.push(sid, e)
+}
+
+// push appends e to session sid's events (a new session when sid is the
+// next id).
+func (b *Builder) push(sid uint32, e bevent) {
+	i := int32(len(b.evs))
+	b.evs = append(b.evs, e)
+	if int(sid) == len(b.head) {
 		b.head = append(b.head, i)
 		b.tail = append(b.tail, i)
-		b.user = append(b.user, user)
+		b.user = append(b.user, e.user)
 		return
 	}
 	b.evs[b.tail[sid]].next = i
 	b.tail[sid] = i
-	b.user[sid] = user
+	b.user[sid] = e.user
 }
 
 func compareRecord(a, b bevent) int {

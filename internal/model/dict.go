@@ -25,6 +25,14 @@ func (d *dict) intern(s string) uint32 {
 	return id
 }
 
+// internBytes is intern of string(b), without a copy when b is known.
+func (d *dict) internBytes(b []byte) uint32 {
+	if id, ok := d.ids[string(b)]; ok {
+		return id
+	}
+	return d.intern(string(b))
+}
+
 func (d *dict) lookup(s string) (uint32, bool) {
 	id, ok := d.ids[s]
 	return id, ok

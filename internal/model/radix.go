@@ -8,10 +8,29 @@ type kv struct {
 	v int64
 }
 
-const radixBits = 11
+// maxRadixBits is the widest digit of the radix sorts: ids are sorted in as
+// few passes as digits of at most this many bits allow, the digits equally
+// wide (13-bit item ids: one pass of 13 bits, not two of 11 and 2).
+const maxRadixBits = 13
 
 // bitsFor returns the bits ids below n need (at least 1).
 func bitsFor(n int) int { return max(bits.Len32(uint32(max(n, 1)-1)), 1) }
+
+// radixDigit is one pass of an LSD radix sort: the key bits [shift,
+// shift+width).
+type radixDigit struct {
+	shift, width uint
+}
+
+// appendDigits appends the digits of an id of b bits placed at bit base.
+func appendDigits(ds []radixDigit, b int, base uint) []radixDigit {
+	passes := (b + maxRadixBits - 1) / maxRadixBits
+	w := (b + passes - 1) / passes
+	for s := 0; s < b; s += w {
+		ds = append(ds, radixDigit{shift: base + uint(s), width: uint(min(w, b-s))})
+	}
+	return ds
+}
 
 // sortKV sorts a by key with an LSD radix sort over the bits that pair keys
 // of nItems items use (hi in bits [0, b), lo in bits [32, 32+b)). tmp must be
@@ -19,28 +38,24 @@ func bitsFor(n int) int { return max(bits.Len32(uint32(max(n, 1)-1)), 1) }
 func sortKV(a, tmp []kv, nItems int) []kv {
 	b := bitsFor(nItems)
 	tmp = tmp[:len(a)]
-	var shifts []uint
-	for s := 0; s < b; s += radixBits {
-		shifts = append(shifts, uint(s))
-	}
-	for s := 0; s < b; s += radixBits {
-		shifts = append(shifts, uint(32+s))
-	}
-	var count [1 << radixBits]int
-	for _, sh := range shifts {
-		clear(count[:])
+	digits := appendDigits(appendDigits(nil, b, 0), b, 32)
+	var count [1 << maxRadixBits]int
+	for _, d := range digits {
+		sh, mask := d.shift, uint64(1)<<d.width-1
+		cnt := count[:1<<d.width]
+		clear(cnt)
 		for i := range a {
-			count[(a[i].k>>sh)&(1<<radixBits-1)]++
+			cnt[(a[i].k>>sh)&mask]++
 		}
 		sum := 0
-		for i, c := range count {
-			count[i] = sum
+		for i, c := range cnt {
+			cnt[i] = sum
 			sum += c
 		}
 		for i := range a {
-			d := (a[i].k >> sh) & (1<<radixBits - 1)
-			tmp[count[d]] = a[i]
-			count[d]++
+			d := (a[i].k >> sh) & mask
+			tmp[cnt[d]] = a[i]
+			cnt[d]++
 		}
 		a, tmp = tmp, a
 	}

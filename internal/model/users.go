@@ -165,15 +165,51 @@ func (u *Users) Items(user string) []UserItem {
 }
 
 // Recent returns user's n most recent distinct items (most recent first,
-// ties: item ascending).
+// ties: item ascending): the first n of Items, selected without building
+// and sorting the whole row (n < 0: every item).
 func (u *Users) Recent(user string, n int) []string {
-	items := u.Items(user)
-	out := make([]string, 0, max(0, min(n, len(items))))
-	for _, it := range items {
-		if len(out) == n {
-			break
+	if n < 0 {
+		items := u.Items(user)
+		out := make([]string, len(items))
+		for i, it := range items {
+			out[i] = it.Item
 		}
-		out = append(out, it.Item)
+		return out
+	}
+	uid, ok := u.users.lookup(user)
+	if !ok || n == 0 {
+		return []string{}
+	}
+	type ent struct {
+		item uint32
+		last int64
+	}
+	before := func(a, b ent) bool {
+		if a.last != b.last {
+			return a.last > b.last
+		}
+		return u.items.str(a.item) < u.items.str(b.item)
+	}
+	// best holds the n best so far, in order: rows are short and n small,
+	// so an insertion beats a heap.
+	best := make([]ent, 0, n)
+	for it, e := range u.row(uid) {
+		x := ent{it, e.last}
+		if len(best) == n && !before(x, best[n-1]) {
+			continue
+		}
+		if len(best) < n {
+			best = append(best, x)
+		} else {
+			best[n-1] = x
+		}
+		for j := len(best) - 1; j > 0 && before(best[j], best[j-1]); j-- {
+			best[j], best[j-1] = best[j-1], best[j]
+		}
+	}
+	out := make([]string, len(best))
+	for i, e := range best {
+		out[i] = u.items.str(e.item)
 	}
 	return out
 }
@@ -190,6 +226,24 @@ func (u *Users) Bought(user, item string) bool {
 	}
 	e, _ := u.get(uid, iid)
 	return e.purchased
+}
+
+// BoughtBy returns Bought(user, item) as a function of item, with user looked
+// up once: the exclusion a scoring of user's recommendations asks about many
+// candidates.
+func (u *Users) BoughtBy(user string) func(item string) bool {
+	uid, ok := u.users.lookup(user)
+	if !ok {
+		return func(string) bool { return false }
+	}
+	return func(item string) bool {
+		iid, ok := u.items.lookup(item)
+		if !ok {
+			return false
+		}
+		e, _ := u.get(uid, iid)
+		return e.purchased
+	}
 }
 
 // Merge merges o into u.
@@ -261,29 +315,25 @@ func (u *Users) setBase(recs []userRec) {
 // need) and merges equal keys.
 func sortUserRecs(recs []userRec, nUsers, nItems int) []userRec {
 	tmp := make([]userRec, len(recs))
-	var shifts []uint
-	for s := 0; s < bitsFor(nItems); s += radixBits {
-		shifts = append(shifts, uint(s))
-	}
-	for s := 0; s < bitsFor(nUsers); s += radixBits {
-		shifts = append(shifts, uint(32+s))
-	}
-	var count [1 << radixBits]int
+	digits := appendDigits(appendDigits(nil, bitsFor(nItems), 0), bitsFor(nUsers), 32)
+	var count [1 << maxRadixBits]int
 	a := recs
-	for _, sh := range shifts {
-		clear(count[:])
+	for _, d := range digits {
+		sh, mask := d.shift, uint64(1)<<d.width-1
+		cnt := count[:1<<d.width]
+		clear(cnt)
 		for i := range a {
-			count[(a[i].k>>sh)&(1<<radixBits-1)]++
+			cnt[(a[i].k>>sh)&mask]++
 		}
 		sum := 0
-		for i, c := range count {
-			count[i] = sum
+		for i, c := range cnt {
+			cnt[i] = sum
 			sum += c
 		}
 		for i := range a {
-			d := (a[i].k >> sh) & (1<<radixBits - 1)
-			tmp[count[d]] = a[i]
-			count[d]++
+			d := (a[i].k >> sh) & mask
+			tmp[cnt[d]] = a[i]
+			cnt[d]++
 		}
 		a, tmp = tmp, a
 	}

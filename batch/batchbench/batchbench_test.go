@@ -1,0 +1,44 @@
+package batchbench
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+)
+
+// TestRunReportsEveryPhase runs the benchmark small, with a memory bound
+// that puts the full runs in parts (spilled to local files): every phase is
+// measured (wall, CPU, peak heap) over the rows it should have read, and the
+// run after 10% more events is incremental.
+func TestRunReportsEveryPhase(t *testing.T) {
+	const events = 10_000
+	res, err := Run(context.Background(), Config{
+		Dir:          t.TempDir(),
+		Events:       events,
+		CommitEvents: 2_500,
+		Rounds:       2,
+		MaxMemory:    2 << 20, // 10k events × 256 B over 1 MiB: 3 parts
+		Log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Scans) != 2 || len(res.Batches) != 2 {
+		t.Fatalf("%d scans, %d batch runs, want 2 of each", len(res.Scans), len(res.Batches))
+	}
+	for _, ph := range append(append([]Phase{}, res.Scans...), res.Batches...) {
+		if ph.Wall <= 0 || ph.CPU <= 0 || ph.PeakHeap == 0 || ph.Rows != events {
+			t.Fatalf("phase %+v: want positive wall, CPU and peak heap over %d rows", ph, events)
+		}
+	}
+	if res.NewEvents != events/10 || res.Incremental.Rows != int64(res.NewEvents) || res.IncrementalRead < int64(res.NewEvents) {
+		t.Fatalf("incremental run: %d new events, %d folded in, %d read", res.NewEvents, res.Incremental.Rows, res.IncrementalRead)
+	}
+	if res.ScanAfter.Rows != events+int64(res.NewEvents) {
+		t.Fatalf("scan after: %d rows, want %d", res.ScanAfter.Rows, events+res.NewEvents)
+	}
+	if r := res.Ratio(); r <= 0 || res.CPURatio() <= 0 {
+		t.Fatalf("ratios %v, %v", r, res.CPURatio())
+	}
+}

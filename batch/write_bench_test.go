@@ -1,0 +1,59 @@
+package batch
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/iceberg-go"
+)
+
+// BenchmarkWriteRows writes a co-visitation table's worth of rows (item
+// pairs of 5,000 items, one batch id) as the batch run does, with the
+// Parquet settings of the batch tables (writeProps) and, beside them, with
+// dictionary encoding on for every column: the cost the column settings
+// save. Compare CPU time (-cpuprofile) rather than wall time on a busy
+// machine.
+func BenchmarkWriteRows(b *testing.B) {
+	const rows = 200_000
+	items := make([]string, 5000)
+	for i := range items {
+		items[i] = fmt.Sprintf("item-%06d", i)
+	}
+	for _, tc := range []struct {
+		name  string
+		props iceberg.Properties
+	}{
+		{"tables", writeProps},
+		{"dictionary", iceberg.Properties{"write.parquet.compression-codec": "snappy"}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			lake := testLake(b)
+			def := covisitationDef
+			props := iceberg.Properties{}
+			maps.Copy(props, tc.props)
+			t, err := lake.EnsureTable(context.Background(), def.name, def.schema(), def.spec(), props)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				_, n, err := writeRows(context.Background(), memory.DefaultAllocator, t, &def, func(w *rowWriter) {
+					for i := range rows {
+						w.str(0, "20261129T215108.955Z-6949536571529285119")
+						w.str(1, items[i%len(items)])
+						w.str(2, items[(i*7919)%len(items)])
+						w.i64(3, int64(i%97+1))
+						w.end()
+					}
+				})
+				if err != nil || n != rows {
+					b.Fatalf("wrote %d rows: %v", n, err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
+		})
+	}
+}

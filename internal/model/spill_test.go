@@ -1,0 +1,74 @@
+package model
+
+import (
+	"math/rand/v2"
+	"os"
+	"testing"
+)
+
+// TestSpillEqualsBuild: a model built from events spilled to session-hash
+// shards in files equals the one Builder over every event, for any number
+// of shards, and its session spans are every session's; the files are gone
+// afterwards.
+func TestSpillEqualsBuild(t *testing.T) {
+	p := DefaultParams()
+	p.MaxSessionEvents = 8
+	for seed := range uint64(4) {
+		r := rand.New(rand.NewPCG(seed, 5))
+		st := genStream(r, 3, 60, 40, 3000)
+		ref, err := NewBuilder(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range st.events {
+			ref.Add(e)
+		}
+		wantSpans := map[string]Span{}
+		for s, sp := range ref.SessionSpans() {
+			wantSpans[s] = sp
+		}
+		want := ref.Build()
+		for _, shards := range []int{1, 2, 5} {
+			dir := t.TempDir()
+			a, err := NewAccumulator(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := a.Spill(dir, shards)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range st.events {
+				s.Add(e)
+			}
+			spans := map[string]Span{}
+			if err := s.Build(func(b *Builder) {
+				for id, sp := range b.SessionSpans() {
+					if _, dup := spans[id]; dup {
+						t.Errorf("seed %d, %d shards: session %s in two shards", seed, shards, id)
+					}
+					spans[id] = sp
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if d := a.Model().Diff(want); d != "" {
+				t.Fatalf("seed %d, %d shards: %s", seed, shards, d)
+			}
+			if len(spans) != len(wantSpans) {
+				t.Fatalf("seed %d, %d shards: %d sessions, want %d", seed, shards, len(spans), len(wantSpans))
+			}
+			for id, sp := range wantSpans {
+				if spans[id] != sp {
+					t.Fatalf("seed %d, %d shards: session %s spans %v, want %v", seed, shards, id, spans[id], sp)
+				}
+			}
+			if left, err := os.ReadDir(dir); err != nil || len(left) != 0 {
+				t.Fatalf("seed %d, %d shards: %d spill files left (%v)", seed, shards, len(left), err)
+			}
+		}
+	}
+}
