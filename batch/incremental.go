@@ -84,6 +84,46 @@ func (r *Runner) planIncremental(events *table.Table, snap *table.Snapshot, boun
 	return &last, ""
 }
 
+// continueChain returns the state chain of base that the run extends with
+// its delta, or nil and the reason to write the whole state instead: the
+// chain would pass Runner.chainLen batches, or its deltas (events_new since
+// its root, this run's included) would pass 1/maxChainShare of the events
+// its root covers, or a batch of it is not in batch_runs.
+func (r *Runner) continueChain(ctx context.Context, base *Run, eventsNew int64) ([]string, string, error) {
+	chain := base.stateBatches()
+	limit := r.chainLen
+	if limit == 0 {
+		limit = maxStateChain
+	}
+	if len(chain)+1 > limit {
+		return nil, "the state chain has " + strconv.Itoa(len(chain)) + " batches", nil
+	}
+	runs, err := Runs(ctx, r.cfg.Lake)
+	if err != nil {
+		return nil, "", err
+	}
+	byID := make(map[string]*Run, len(runs))
+	for i := range runs {
+		byID[runs[i].BatchID] = &runs[i]
+	}
+	root, ok := byID[chain[0]]
+	if !ok {
+		return nil, "the root of the state chain is not in batch_runs", nil
+	}
+	added := eventsNew
+	for _, id := range chain[1:] {
+		b, ok := byID[id]
+		if !ok {
+			return nil, "a batch of the state chain is not in batch_runs", nil
+		}
+		added += b.EventsNew
+	}
+	if total := root.EventsAccepted + root.EventsDuplicate + root.EventsCapped; added*maxChainShare > total {
+		return nil, "the state chain's deltas outgrew its root", nil
+	}
+	return chain, "", nil
+}
+
 // anyOf is the disjunction of es (AlwaysFalse when empty).
 func anyOf(es []iceberg.BooleanExpression) iceberg.BooleanExpression {
 	switch len(es) {
@@ -305,6 +345,19 @@ func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, sn
 	}
 	if err := st.model.Merge(delta); err != nil {
 		return nil, err
+	}
+	chain, why, err := r.continueChain(ctx, base, run.EventsNew)
+	if err != nil {
+		return nil, err
+	}
+	if chain != nil {
+		st.delta, st.chain = delta, chain
+		st.deltaSpans = make(map[string]model.Span, len(fresh))
+		for sid := range fresh {
+			st.deltaSpans[sid] = st.spans[sid]
+		}
+	} else {
+		log.Info("batch state written whole", "reason", why)
 	}
 	run.MaxEventTime = base.MaxEventTime
 	if t := time.UnixMicro(maxTime).UTC(); maxTime > 0 && t.After(run.MaxEventTime) {

@@ -49,11 +49,18 @@ func Load(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.Param
 		Neighbors: make(map[string][]store.Scored),
 		UserRecs:  make(map[string][]store.Scored),
 	}}
-	filter := iceberg.EqualTo(iceberg.Reference("batch_id"), run.BatchID)
+	// The view tables hold the batch's own rows; the aggregates are the
+	// sum of its state chain's (see state).
+	var filter iceberg.BooleanExpression = iceberg.EqualTo(iceberg.Reference("batch_id"), run.BatchID)
+	stateFilter := inBatches(run.stateBatches())
 	read := func(def *tableDef, fn func(c *rowReader) error) error {
 		t, err := lake.LoadTable(ctx, def.name)
 		if err != nil {
 			return err
+		}
+		filter := filter
+		if def.state() {
+			filter = stateFilter
 		}
 		return scanRows(ctx, t, filter, func(rec arrow.RecordBatch, i int) error {
 			c := &rowReader{rec: rec, i: i}
