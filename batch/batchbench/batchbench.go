@@ -20,6 +20,7 @@ import (
 	"runtime/metrics"
 	"runtime/pprof"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -56,12 +57,18 @@ type Config struct {
 	MaxMemory int64
 	// CPUProfile, when set, receives a CPU profile of the first full run.
 	CPUProfile io.Writer
+	// IncrementalCPUProfile, when set, receives a CPU profile of the
+	// incremental run.
+	IncrementalCPUProfile io.Writer
 	Log        *slog.Logger
 }
 
 // Phase is one measurement.
 type Phase struct {
-	Wall     time.Duration `json:"wall_ns"`
+	Wall time.Duration `json:"wall_ns"`
+	// CPU is the process's user+sys CPU time during the phase: less
+	// sensitive than Wall to other load on the machine.
+	CPU      time.Duration `json:"cpu_ns"`
 	PeakHeap uint64        `json:"peak_heap_bytes"`
 	Rows     int64         `json:"rows"`
 }
@@ -188,7 +195,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			pprof.StopCPUProfile()
 		}
 		res.Batches = append(res.Batches, ph)
-		cfg.Log.Info("batch run", "round", round, "wall", ph.Wall.Round(time.Millisecond), "peak_heap_mib", ph.PeakHeap>>20, "rows", ph.Rows)
+		cfg.Log.Info("batch run", "round", round, "wall", ph.Wall.Round(time.Millisecond), "cpu", ph.CPU.Round(time.Millisecond), "peak_heap_mib", ph.PeakHeap>>20, "rows", ph.Rows)
 	}
 
 	// More events, folded into the last full run's batch.
@@ -200,6 +207,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	cfg.Log.Info("plain scan", "events", cfg.Events+res.NewEvents, "wall", res.ScanAfter.Wall.Round(time.Millisecond))
+	if cfg.IncrementalCPUProfile != nil {
+		if err := pprof.StartCPUProfile(cfg.IncrementalCPUProfile); err != nil {
+			return nil, err
+		}
+	}
 	res.Incremental, err = measure(func() (int64, error) {
 		r, err := batch.New(batch.Config{Lake: lake, Progress: time.Hour, Retain: 1, MaxMemory: cfg.MaxMemory}, cfg.Log)
 		if err != nil {
@@ -215,10 +227,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.IncrementalRead = out.Run.EventsRead
 		return out.Run.EventsNew, nil
 	})
+	if cfg.IncrementalCPUProfile != nil {
+		pprof.StopCPUProfile()
+	}
 	if err != nil {
 		return nil, err
 	}
-	cfg.Log.Info("incremental batch run", "wall", res.Incremental.Wall.Round(time.Millisecond), "peak_heap_mib", res.Incremental.PeakHeap>>20,
+	cfg.Log.Info("incremental batch run", "wall", res.Incremental.Wall.Round(time.Millisecond), "cpu", res.Incremental.CPU.Round(time.Millisecond), "peak_heap_mib", res.Incremental.PeakHeap>>20,
 		"new", res.Incremental.Rows, "read", res.IncrementalRead)
 	return res, nil
 }
@@ -245,12 +260,24 @@ func measure(fn func() (int64, error)) (Phase, error) {
 			}
 		}
 	}()
+	cpu0 := cpuTime()
 	start := time.Now()
 	rows, err := fn()
 	wall := time.Since(start)
+	cpu := cpuTime() - cpu0
 	close(stop)
 	wg.Wait()
-	return Phase{Wall: wall, PeakHeap: peak, Rows: rows}, err
+	return Phase{Wall: wall, CPU: cpu, PeakHeap: peak, Rows: rows}, err
+}
+
+// cpuTime returns the process's user+sys CPU time so far (0 where rusage is
+// not available).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // scan reads the columns a batch reads from the current snapshot and counts
