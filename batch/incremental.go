@@ -363,6 +363,11 @@ func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, sn
 	if t := time.UnixMicro(maxTime).UTC(); maxTime > 0 && t.After(run.MaxEventTime) {
 		run.MaxEventTime = t
 	}
-	log.Info("batch fold done", "events_new", run.EventsNew, "sessions", len(fresh), "elapsed", time.Since(start).Round(time.Millisecond))
+	// How much of the view the new records can change: every item whose
+	// co-visitation row changed, every user of theirs (and every user whose
+	// recent items include such an item) is scored again.
+	log.Info("batch fold done", "events_new", run.EventsNew, "sessions", len(fresh),
+		"items_changed", len(delta.Covisit().Items()), "items", st.model.Popularity().Len(),
+		"users_changed", len(delta.Users().Users()), "elapsed", time.Since(start).Round(time.Millisecond))
 	return st, nil
 }
