@@ -112,6 +112,12 @@ func Load(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.Param
 			return nil, fmt.Errorf("load batch %s: %w", run.BatchID, err)
 		}
 	}
+	// A state chain with a batch's rows gone would read as a smaller model:
+	// say so rather than serve it.
+	if len(run.StateBatches) > 1 && (int64(m.Covisit().Len()) != run.Pairs || int64(m.Popularity().Len()) != run.Items) {
+		return nil, fmt.Errorf("load batch %s: its state chain %v holds %d of %d pairs, %d of %d items",
+			run.BatchID, run.StateBatches, m.Covisit().Len(), run.Pairs, m.Popularity().Len(), run.Items)
+	}
 	byRank := func(rs []ranked) []store.Scored {
 		slices.SortFunc(rs, func(a, b ranked) int { return cmp.Compare(a.rank, b.rank) })
 		out := make([]store.Scored, len(rs))

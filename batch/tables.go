@@ -274,6 +274,7 @@ func (r *Runner) cleanup(ctx context.Context, log *slog.Logger) error {
 		}
 	}
 	// The tables are independent: clean them concurrently.
+	start := time.Now()
 	errs := make([]error, len(viewDefs))
 	var wg sync.WaitGroup
 	for i, def := range viewDefs {
@@ -290,7 +291,7 @@ func (r *Runner) cleanup(ctx context.Context, log *slog.Logger) error {
 	wg.Wait()
 	err = errors.Join(errs...)
 	if err == nil {
-		log.Debug("old batch views removed", "kept", keep)
+		log.Info("old batch views removed", "kept", keep, "state_kept", keepState, "elapsed", time.Since(start).Round(time.Millisecond))
 	}
 	return err
 }
