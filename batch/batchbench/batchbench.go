@@ -60,7 +60,7 @@ type Config struct {
 	// IncrementalCPUProfile, when set, receives a CPU profile of the
 	// incremental run.
 	IncrementalCPUProfile io.Writer
-	Log        *slog.Logger
+	Log                   *slog.Logger
 }
 
 // Phase is one measurement.
