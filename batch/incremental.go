@@ -268,19 +268,6 @@ func compareEvents(a, b model.Event) int {
 // ones counted (Model.Apply), exactly as the full recompute would count them.
 func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, snap *table.Snapshot, base *Run, run *Run, log *slog.Logger) (*state, error) {
 	start := time.Now()
-	st, err := loadState(ctx, r.cfg.Lake, *base, *r.cfg.Params)
-	if err != nil {
-		return nil, err
-	}
-	// The state must be the base batch's whole state (its rows may have been
-	// removed: an old batch made current again, say).
-	if st.model.Covisit().Len() != int(base.Pairs) || st.model.Popularity().Len() != int(base.Items) ||
-		base.EventsAccepted > 0 && len(st.spans) == 0 {
-		return nil, fmt.Errorf("the state of batch %s is incomplete (%d of %d pairs, %d of %d items, %d sessions): %w",
-			base.BatchID, st.model.Covisit().Len(), base.Pairs, st.model.Popularity().Len(), base.Items, len(st.spans), errNotIncremental)
-	}
-	log.Info("batch state loaded", "base_batch_id", base.BatchID, "pairs", st.model.Covisit().Len(),
-		"sessions", len(st.spans), "elapsed", time.Since(start).Round(time.Millisecond))
 	b := model.Boundary(base.Boundary)
 	fresh := make(map[string][]model.Event)
 	n, maxTime, err := scanEvents(ctx, events, snap, pastBoundary(base.Boundary), func(e *model.Event) {
@@ -294,6 +281,29 @@ func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, sn
 		return nil, fmt.Errorf("read the records past the boundary: %w", err)
 	}
 	run.EventsRead, run.EventsNew = n, n
+	// A run that extends the state chain needs only the spans of the
+	// sessions it continues; one that writes its whole state needs all.
+	chain, why, err := r.continueChain(ctx, base, n)
+	if err != nil {
+		return nil, err
+	}
+	var wantSpan func(string) bool
+	if chain != nil {
+		wantSpan = func(s string) bool { _, ok := fresh[s]; return ok }
+	}
+	st, err := loadState(ctx, r.cfg.Lake, *base, *r.cfg.Params, wantSpan)
+	if err != nil {
+		return nil, err
+	}
+	// The state must be the base batch's whole state (its rows may have been
+	// removed: an old batch made current again, say).
+	if st.model.Covisit().Len() != int(base.Pairs) || st.model.Popularity().Len() != int(base.Items) ||
+		base.EventsAccepted > 0 && st.spanRows == 0 {
+		return nil, fmt.Errorf("the state of batch %s is incomplete (%d of %d pairs, %d of %d items, %d session spans): %w",
+			base.BatchID, st.model.Covisit().Len(), base.Pairs, st.model.Popularity().Len(), base.Items, st.spanRows, errNotIncremental)
+	}
+	log.Info("batch state loaded", "base_batch_id", base.BatchID, "state_batches", len(base.stateBatches()), "pairs", st.model.Covisit().Len(),
+		"session_spans", st.spanRows, "spans_kept", len(st.spans), "elapsed", time.Since(start).Round(time.Millisecond))
 	var spans []model.Span
 	for s := range fresh {
 		if sp, ok := st.spans[s]; ok {
@@ -344,10 +354,6 @@ func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, sn
 		st.spans[sid] = sp
 	}
 	if err := st.model.Merge(delta); err != nil {
-		return nil, err
-	}
-	chain, why, err := r.continueChain(ctx, base, run.EventsNew)
-	if err != nil {
 		return nil, err
 	}
 	if chain != nil {

@@ -136,7 +136,7 @@ func TestIncrementalRunsEqualFullRecompute(t *testing.T) {
 				default:
 					deltaRuns++
 				}
-				ps, err := loadState(ctx, lake, res.Run, p)
+				ps, err := loadState(ctx, lake, res.Run, p, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -197,7 +197,7 @@ func TestIncrementalRunsEqualFullRecompute(t *testing.T) {
 				t.Fatal("the incremental chain's view differs from the full run's")
 			}
 			// The state the full run persisted continues the same way.
-			st2, err := loadState(ctx, lake, fres.Run, p)
+			st2, err := loadState(ctx, lake, fres.Run, p, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

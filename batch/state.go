@@ -88,6 +88,9 @@ type state struct {
 	delta      *model.Model
 	deltaSpans map[string]model.Span
 	chain      []string
+	// spanRows is the session_spans rows loadState read (spans may keep
+	// fewer).
+	spanRows int64
 }
 
 // batches returns the StateBatches of the run id that persists st: nil when
@@ -165,8 +168,9 @@ func (r *Runner) writeState(ctx context.Context, g *errgroup.Group, st *state, r
 }
 
 // loadState reads the aggregate state of batch run back: the state rows of
-// every batch of its chain, summed.
-func loadState(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.Params) (*state, error) {
+// every batch of its chain, summed. wantSpan, when not nil, selects the
+// sessions whose spans are kept (the others are read, not held).
+func loadState(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.Params, wantSpan func(session string) bool) (*state, error) {
 	rs, err := model.NewRestorer(p)
 	if err != nil {
 		return nil, err
@@ -196,7 +200,13 @@ func loadState(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.
 		}
 		return nil
 	}
-	spans := make(map[string]model.Span, max(0, run.EventsAccepted/8))
+	var spans map[string]model.Span
+	if wantSpan == nil {
+		spans = make(map[string]model.Span, max(0, run.EventsAccepted/8))
+	} else {
+		spans = make(map[string]model.Span)
+	}
+	var spanRows int64
 	steps := []struct {
 		def *tableDef
 		fn  func(n int, c *batchCols)
@@ -228,8 +238,12 @@ func loadState(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.
 		{&sessionSpansDef, func(n int, c *batchCols) {
 			sid, first, last := c.str("session_id"), c.i64("first_micros"), c.i64("last_micros")
 			if c.err == nil {
+				spanRows += int64(n)
 				for i := range n {
 					s, sp := sid.Value(i), model.Span{First: first.Value(i), Last: last.Value(i)}
+					if wantSpan != nil && !wantSpan(s) {
+						continue
+					}
 					if old, ok := spans[s]; ok {
 						spans[s] = model.Span{First: min(old.First, sp.First), Last: max(old.Last, sp.Last)}
 					} else {
@@ -245,7 +259,7 @@ func loadState(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.
 		}
 	}
 	m := rs.Model(model.Stats{Accepted: run.EventsAccepted, Duplicates: run.EventsDuplicate, Capped: run.EventsCapped})
-	return &state{model: m, spans: spans}, nil
+	return &state{model: m, spans: spans, spanRows: spanRows}, nil
 }
 
 // inBatches matches the rows of the batches ids (the tables are partitioned by
