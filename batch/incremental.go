@@ -241,9 +241,25 @@ func eachEvent(rec arrow.RecordBatch, fn func(e *model.Event)) error {
 	return nil
 }
 
-func cloneEvent(e *model.Event) model.Event {
+// interner keeps one copy of each session, user and item id of the events an
+// incremental run holds (they repeat: a session's records, a user's
+// sessions, an item's events), instead of one per event.
+type interner map[string]string
+
+func (in interner) get(s string) string {
+	if c, ok := in[s]; ok {
+		return c
+	}
+	c := strings.Clone(s)
+	in[c] = c
+	return c
+}
+
+// clone copies e, its strings valid after the scan's record batch is
+// released.
+func (in interner) clone(e *model.Event) model.Event {
 	c := *e
-	c.EventID, c.SessionID, c.UserID, c.ItemID = strings.Clone(e.EventID), strings.Clone(e.SessionID), strings.Clone(e.UserID), strings.Clone(e.ItemID)
+	c.EventID, c.SessionID, c.UserID, c.ItemID = strings.Clone(e.EventID), in.get(e.SessionID), in.get(e.UserID), in.get(e.ItemID)
 	return c
 }
 
@@ -270,11 +286,12 @@ func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, sn
 	start := time.Now()
 	b := model.Boundary(base.Boundary)
 	fresh := make(map[string][]model.Event)
+	ids := make(interner)
 	n, maxTime, err := scanEvents(ctx, events, snap, pastBoundary(base.Boundary), func(e *model.Event) {
 		if b.Covers(e.Partition, e.Offset) {
 			return
 		}
-		c := cloneEvent(e)
+		c := ids.clone(e)
 		fresh[c.SessionID] = append(fresh[c.SessionID], c)
 	})
 	if err != nil {
@@ -320,7 +337,7 @@ func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, sn
 			if _, ok := fresh[e.SessionID]; !ok {
 				return
 			}
-			c := cloneEvent(e)
+			c := ids.clone(e)
 			earlier[c.SessionID] = append(earlier[c.SessionID], c)
 		})
 		if err != nil {
