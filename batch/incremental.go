@@ -351,6 +351,9 @@ func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, sn
 	if err != nil {
 		return nil, err
 	}
+	// The records are dropped as their sessions are folded, before the
+	// merge (which holds the old and the new bases of the state at once).
+	sessions := len(fresh)
 	for sid, evs := range fresh {
 		slices.SortFunc(evs, compareEvents)
 		old := earlier[sid]
@@ -369,16 +372,17 @@ func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, sn
 			sp, ok = sp.Widen(e.Time, ok), true
 		}
 		st.spans[sid] = sp
+		delete(fresh, sid)
+		delete(earlier, sid)
 	}
+	fresh, earlier = nil, nil
 	if err := st.model.Merge(delta); err != nil {
 		return nil, err
 	}
 	if chain != nil {
-		st.delta, st.chain = delta, chain
-		st.deltaSpans = make(map[string]model.Span, len(fresh))
-		for sid := range fresh {
-			st.deltaSpans[sid] = st.spans[sid]
-		}
+		// st.spans holds the continued sessions' spans only (loadState),
+		// widened: the spans this run adds to the chain.
+		st.delta, st.chain, st.deltaSpans = delta, chain, st.spans
 	} else {
 		log.Info("batch state written whole", "reason", why)
 	}
@@ -389,7 +393,7 @@ func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, sn
 	// How much of the view the new records can change: every item whose
 	// co-visitation row changed, every user of theirs (and every user whose
 	// recent items include such an item) is scored again.
-	log.Info("batch fold done", "events_new", run.EventsNew, "sessions", len(fresh),
+	log.Info("batch fold done", "events_new", run.EventsNew, "sessions", sessions,
 		"items_changed", len(delta.Covisit().Items()), "items", st.model.Popularity().Len(),
 		"users_changed", len(delta.Users().Users()), "elapsed", time.Since(start).Round(time.Millisecond))
 	return st, nil
