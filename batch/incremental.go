@@ -84,6 +84,46 @@ func (r *Runner) planIncremental(events *table.Table, snap *table.Snapshot, boun
 	return &last, ""
 }
 
+// continueChain returns the state chain of base that the run extends with
+// its delta, or nil and the reason to write the whole state instead: the
+// chain would pass Runner.chainLen batches, or its deltas (events_new since
+// its root, this run's included) would pass 1/maxChainShare of the events
+// its root covers, or a batch of it is not in batch_runs.
+func (r *Runner) continueChain(ctx context.Context, base *Run, eventsNew int64) ([]string, string, error) {
+	chain := base.stateBatches()
+	limit := r.chainLen
+	if limit == 0 {
+		limit = maxStateChain
+	}
+	if len(chain)+1 > limit {
+		return nil, "the state chain has " + strconv.Itoa(len(chain)) + " batches", nil
+	}
+	runs, err := Runs(ctx, r.cfg.Lake)
+	if err != nil {
+		return nil, "", err
+	}
+	byID := make(map[string]*Run, len(runs))
+	for i := range runs {
+		byID[runs[i].BatchID] = &runs[i]
+	}
+	root, ok := byID[chain[0]]
+	if !ok {
+		return nil, "the root of the state chain is not in batch_runs", nil
+	}
+	added := eventsNew
+	for _, id := range chain[1:] {
+		b, ok := byID[id]
+		if !ok {
+			return nil, "a batch of the state chain is not in batch_runs", nil
+		}
+		added += b.EventsNew
+	}
+	if total := root.EventsAccepted + root.EventsDuplicate + root.EventsCapped; added*maxChainShare > total {
+		return nil, "the state chain's deltas outgrew its root", nil
+	}
+	return chain, "", nil
+}
+
 // anyOf is the disjunction of es (AlwaysFalse when empty).
 func anyOf(es []iceberg.BooleanExpression) iceberg.BooleanExpression {
 	switch len(es) {
@@ -201,9 +241,25 @@ func eachEvent(rec arrow.RecordBatch, fn func(e *model.Event)) error {
 	return nil
 }
 
-func cloneEvent(e *model.Event) model.Event {
+// interner keeps one copy of each session, user and item id of the events an
+// incremental run holds (they repeat: a session's records, a user's
+// sessions, an item's events), instead of one per event.
+type interner map[string]string
+
+func (in interner) get(s string) string {
+	if c, ok := in[s]; ok {
+		return c
+	}
+	c := strings.Clone(s)
+	in[c] = c
+	return c
+}
+
+// clone copies e, its strings valid after the scan's record batch is
+// released.
+func (in interner) clone(e *model.Event) model.Event {
 	c := *e
-	c.EventID, c.SessionID, c.UserID, c.ItemID = strings.Clone(e.EventID), strings.Clone(e.SessionID), strings.Clone(e.UserID), strings.Clone(e.ItemID)
+	c.EventID, c.SessionID, c.UserID, c.ItemID = strings.Clone(e.EventID), in.get(e.SessionID), in.get(e.UserID), in.get(e.ItemID)
 	return c
 }
 
@@ -228,32 +284,43 @@ func compareEvents(a, b model.Event) int {
 // ones counted (Model.Apply), exactly as the full recompute would count them.
 func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, snap *table.Snapshot, base *Run, run *Run, log *slog.Logger) (*state, error) {
 	start := time.Now()
-	st, err := loadState(ctx, r.cfg.Lake, *base, *r.cfg.Params)
-	if err != nil {
-		return nil, err
-	}
-	// The state must be the base batch's whole state (its rows may have been
-	// removed: an old batch made current again, say).
-	if st.model.Covisit().Len() != int(base.Pairs) || st.model.Popularity().Len() != int(base.Items) ||
-		base.EventsAccepted > 0 && len(st.spans) == 0 {
-		return nil, fmt.Errorf("the state of batch %s is incomplete (%d of %d pairs, %d of %d items, %d sessions): %w",
-			base.BatchID, st.model.Covisit().Len(), base.Pairs, st.model.Popularity().Len(), base.Items, len(st.spans), errNotIncremental)
-	}
-	log.Info("batch state loaded", "base_batch_id", base.BatchID, "pairs", st.model.Covisit().Len(),
-		"sessions", len(st.spans), "elapsed", time.Since(start).Round(time.Millisecond))
 	b := model.Boundary(base.Boundary)
 	fresh := make(map[string][]model.Event)
+	ids := make(interner)
 	n, maxTime, err := scanEvents(ctx, events, snap, pastBoundary(base.Boundary), func(e *model.Event) {
 		if b.Covers(e.Partition, e.Offset) {
 			return
 		}
-		c := cloneEvent(e)
+		c := ids.clone(e)
 		fresh[c.SessionID] = append(fresh[c.SessionID], c)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read the records past the boundary: %w", err)
 	}
 	run.EventsRead, run.EventsNew = n, n
+	// A run that extends the state chain needs only the spans of the
+	// sessions it continues; one that writes its whole state needs all.
+	chain, why, err := r.continueChain(ctx, base, n)
+	if err != nil {
+		return nil, err
+	}
+	var wantSpan func(string) bool
+	if chain != nil {
+		wantSpan = func(s string) bool { _, ok := fresh[s]; return ok }
+	}
+	st, err := loadState(ctx, r.cfg.Lake, *base, *r.cfg.Params, wantSpan)
+	if err != nil {
+		return nil, err
+	}
+	// The state must be the base batch's whole state (its rows may have been
+	// removed: an old batch made current again, say).
+	if st.model.Covisit().Len() != int(base.Pairs) || st.model.Popularity().Len() != int(base.Items) ||
+		base.EventsAccepted > 0 && st.spanRows == 0 {
+		return nil, fmt.Errorf("the state of batch %s is incomplete (%d of %d pairs, %d of %d items, %d session spans): %w",
+			base.BatchID, st.model.Covisit().Len(), base.Pairs, st.model.Popularity().Len(), base.Items, st.spanRows, errNotIncremental)
+	}
+	log.Info("batch state loaded", "base_batch_id", base.BatchID, "state_batches", len(base.stateBatches()), "pairs", st.model.Covisit().Len(),
+		"session_spans", st.spanRows, "spans_kept", len(st.spans), "elapsed", time.Since(start).Round(time.Millisecond))
 	var spans []model.Span
 	for s := range fresh {
 		if sp, ok := st.spans[s]; ok {
@@ -270,7 +337,7 @@ func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, sn
 			if _, ok := fresh[e.SessionID]; !ok {
 				return
 			}
-			c := cloneEvent(e)
+			c := ids.clone(e)
 			earlier[c.SessionID] = append(earlier[c.SessionID], c)
 		})
 		if err != nil {
@@ -284,6 +351,9 @@ func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, sn
 	if err != nil {
 		return nil, err
 	}
+	// The records are dropped as their sessions are folded, before the
+	// merge (which holds the old and the new bases of the state at once).
+	sessions := len(fresh)
 	for sid, evs := range fresh {
 		slices.SortFunc(evs, compareEvents)
 		old := earlier[sid]
@@ -302,14 +372,29 @@ func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, sn
 			sp, ok = sp.Widen(e.Time, ok), true
 		}
 		st.spans[sid] = sp
+		delete(fresh, sid)
+		delete(earlier, sid)
 	}
+	fresh, earlier = nil, nil
 	if err := st.model.Merge(delta); err != nil {
 		return nil, err
+	}
+	if chain != nil {
+		// st.spans holds the continued sessions' spans only (loadState),
+		// widened: the spans this run adds to the chain.
+		st.delta, st.chain, st.deltaSpans = delta, chain, st.spans
+	} else {
+		log.Info("batch state written whole", "reason", why)
 	}
 	run.MaxEventTime = base.MaxEventTime
 	if t := time.UnixMicro(maxTime).UTC(); maxTime > 0 && t.After(run.MaxEventTime) {
 		run.MaxEventTime = t
 	}
-	log.Info("batch fold done", "events_new", run.EventsNew, "sessions", len(fresh), "elapsed", time.Since(start).Round(time.Millisecond))
+	// How much of the view the new records can change: every item whose
+	// co-visitation row changed, every user of theirs (and every user whose
+	// recent items include such an item) is scored again.
+	log.Info("batch fold done", "events_new", run.EventsNew, "sessions", sessions,
+		"items_changed", len(delta.Covisit().Items()), "items", st.model.Popularity().Len(),
+		"users_changed", len(delta.Users().Users()), "elapsed", time.Since(start).Round(time.Millisecond))
 	return st, nil
 }

@@ -40,8 +40,19 @@ func cutStream(rng *rand.Rand, recs []archived, n int) [][]archived {
 // published view. The stream has duplicate records (the generator re-emits
 // records), late events (event times pushed back), rows archived out of
 // offset order, sessions past the cap, and sessions straddling every boundary.
+//
+// Incremental runs persist only their deltas (a state chain, see state): the
+// runs keep one batch (Retain 1), so clean-up must keep the chain's rows, and
+// seed 2 bounds chains at 2 batches, so runs also write their whole state;
+// after every run the persisted state read back equals the model.
 func TestIncrementalRunsEqualFullRecompute(t *testing.T) {
 	ctx := context.Background()
+	var deltaRuns, wholeRuns int
+	t.Cleanup(func() {
+		if !t.Failed() && (deltaRuns == 0 || wholeRuns == 0) {
+			t.Errorf("%d incremental runs wrote deltas, %d their whole state: want both", deltaRuns, wholeRuns)
+		}
+	})
 	for _, seed := range []uint64{1, 2, 3} {
 		t.Run("seed="+strconv.FormatUint(seed, 10), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 17))
@@ -56,11 +67,15 @@ func TestIncrementalRunsEqualFullRecompute(t *testing.T) {
 			recs := streamAt(t, int64(seed)+40, 5000, map[int32]int64{}, clock)
 			chunks := cutStream(rng, recs, 6)
 			lake := testLake(t)
-			r, err := New(Config{Lake: lake, Params: &p, TopK: 10, Progress: time.Hour}, discard)
+			r, err := New(Config{Lake: lake, Params: &p, TopK: 10, Progress: time.Hour, Retain: 1}, discard)
 			if err != nil {
 				t.Fatal(err)
 			}
+			if seed == 2 {
+				r.chainLen = 2
+			}
 			offsets := lakehouse.Offsets{}
+			var prev Run
 			seen := map[string]bool{} // sessions archived so far
 			archivedN := 0
 			var res *Result
@@ -108,6 +123,37 @@ func TestIncrementalRunsEqualFullRecompute(t *testing.T) {
 				if d := res.Model.Diff(want); d != "" {
 					t.Fatalf("run %d (%s, %d straddling sessions) differs from the recompute: %s", i, res.Run.Mode, len(straddling), d)
 				}
+				// What the run persisted (its deltas, or its whole state)
+				// reads back as the model, the spans of every session
+				// included.
+				switch sb := res.Run.StateBatches; {
+				case len(sb) == 0:
+					if i > 0 {
+						wholeRuns++
+					}
+				case i == 0 || !slices.Equal(sb, append(prev.stateBatches(), res.Run.BatchID)):
+					t.Fatalf("run %d: state batches %v after %v", i, sb, prev.stateBatches())
+				default:
+					deltaRuns++
+				}
+				ps, err := loadState(ctx, lake, res.Run, p, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := ps.model.Diff(res.Model); d != "" {
+					t.Fatalf("run %d: the persisted state (%d batches) differs from the model: %s", i, len(res.Run.stateBatches()), d)
+				}
+				if len(ps.spans) != len(seen) {
+					t.Fatalf("run %d: %d session spans persisted, want %d", i, len(ps.spans), len(seen))
+				}
+				loaded, err := Load(ctx, lake, res.Run, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !loaded.Model.Covisit().Equal(res.Model.Covisit()) || !loaded.Model.Popularity().Equal(res.Model.Popularity()) {
+					t.Fatalf("run %d: the aggregates Load reads differ from the model", i)
+				}
+				prev = res.Run
 			}
 			st := res.Model.Stats
 			if st.Duplicates == 0 || st.Capped == 0 {
@@ -152,7 +198,7 @@ func TestIncrementalRunsEqualFullRecompute(t *testing.T) {
 				t.Fatal("the incremental chain's view differs from the full run's")
 			}
 			// The state the full run persisted continues the same way.
-			st2, err := loadState(ctx, lake, fres.Run, p)
+			st2, err := loadState(ctx, lake, fres.Run, p, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

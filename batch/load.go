@@ -49,11 +49,18 @@ func Load(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.Param
 		Neighbors: make(map[string][]store.Scored),
 		UserRecs:  make(map[string][]store.Scored),
 	}}
-	filter := iceberg.EqualTo(iceberg.Reference("batch_id"), run.BatchID)
+	// The view tables hold the batch's own rows; the aggregates are the
+	// sum of its state chain's (see state).
+	var filter iceberg.BooleanExpression = iceberg.EqualTo(iceberg.Reference("batch_id"), run.BatchID)
+	stateFilter := inBatches(run.stateBatches())
 	read := func(def *tableDef, fn func(c *rowReader) error) error {
 		t, err := lake.LoadTable(ctx, def.name)
 		if err != nil {
 			return err
+		}
+		filter := filter
+		if def.state() {
+			filter = stateFilter
 		}
 		return scanRows(ctx, t, filter, func(rec arrow.RecordBatch, i int) error {
 			c := &rowReader{rec: rec, i: i}
@@ -114,6 +121,12 @@ func Load(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.Param
 		if err := read(s.def, s.fn); err != nil {
 			return nil, fmt.Errorf("load batch %s: %w", run.BatchID, err)
 		}
+	}
+	// A state chain with a batch's rows gone would read as a smaller model:
+	// say so rather than serve it.
+	if len(run.StateBatches) > 1 && (int64(m.Covisit().Len()) != run.Pairs || int64(m.Popularity().Len()) != run.Items) {
+		return nil, fmt.Errorf("load batch %s: its state chain %v holds %d of %d pairs, %d of %d items",
+			run.BatchID, run.StateBatches, m.Covisit().Len(), run.Pairs, m.Popularity().Len(), run.Items)
 	}
 	byRank := func(rs []ranked) []store.Scored {
 		slices.SortFunc(rs, func(a, b ranked) int { return cmp.Compare(a.rank, b.rank) })

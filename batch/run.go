@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -115,6 +116,8 @@ type Runner struct {
 	// beforeCommit, when set (by tests), runs after the view tables are
 	// written and before the batch_runs row.
 	beforeCommit func()
+	// chainLen, when positive (tests), replaces maxStateChain.
+	chainLen int
 }
 
 // New returns a Runner for cfg.
@@ -167,6 +170,10 @@ type Run struct {
 	// EventsNew is the rows past the base batch's boundary an incremental
 	// run folded in.
 	EventsNew int64 `json:"events_new,omitempty"`
+	// StateBatches are the batches whose aggregate-state rows, summed, are
+	// this batch's state, oldest first, this batch last (see state.go);
+	// nil for a batch that wrote its whole state (read: itself).
+	StateBatches []string `json:"state_batches,omitempty"`
 }
 
 // Meta returns the serving store's description of the batch.
@@ -267,7 +274,8 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	// The model's own tables do not depend on the view: they are written
 	// while the view is computed, and the item tables while users are
 	// scored.
-	writes := r.writeModel(ctx, m, &run, log)
+	run.StateBatches = st.batches(run.BatchID)
+	writes := r.writeModel(ctx, st.persisted(), &run, log)
 	r.writeState(ctx, writes, st, &run, log)
 	view := r.view(m, &run, func(v *store.BatchView) { r.writeItems(ctx, writes, v, &run, log) })
 	if err := r.write(ctx, view, writes, &run, log); err != nil {
@@ -724,6 +732,7 @@ func (r *Runner) write(ctx context.Context, v *store.BatchView, writes *errgroup
 		w.str(15, run.Mode)
 		w.str(16, run.BaseBatchID)
 		w.i64(17, run.EventsNew)
+		w.str(18, strings.Join(run.StateBatches, ","))
 		w.end()
 	})
 }

@@ -307,8 +307,16 @@ func TestBatchRunMatchesReferenceAndIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if old.Model.Covisit().Len() != 0 || len(old.View.Neighbors) != 0 {
-		t.Fatalf("the oldest batch's view rows were not removed: %d pairs", old.Model.Covisit().Len())
+	if len(old.View.Neighbors) != 0 || len(old.View.UserRecs) != 0 || len(old.View.Popular) != 0 {
+		t.Fatalf("the oldest batch's view rows were not removed: %d items", len(old.View.Neighbors))
+	}
+	// Its state rows stay while a kept batch's state chain holds them.
+	if slices.Contains(runs[0].stateBatches(), runs[2].BatchID) || slices.Contains(runs[1].stateBatches(), runs[2].BatchID) {
+		if int64(old.Model.Covisit().Len()) != runs[2].Pairs {
+			t.Fatalf("the state rows of %s, in a kept state chain, were removed: %d of %d pairs", runs[2].BatchID, old.Model.Covisit().Len(), runs[2].Pairs)
+		}
+	} else if old.Model.Covisit().Len() != 0 {
+		t.Fatalf("the oldest batch's state rows were not removed: %d pairs", old.Model.Covisit().Len())
 	}
 }
 

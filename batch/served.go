@@ -227,9 +227,11 @@ func changeServed(ctx context.Context, lake *lakehouse.Lakehouse, change func(t 
 	return err
 }
 
-// viewsKept reports whether batch id still has rows in its view tables.
+// viewsKept reports whether batch id still has rows in its view tables (not
+// its state tables, whose rows stay while a later batch's state chain holds
+// them).
 func viewsKept(ctx context.Context, lake *lakehouse.Lakehouse, id string) (bool, error) {
-	for _, def := range []*tableDef{&popularityDef, &popularItemsDef} {
+	for _, def := range []*tableDef{&popularItemsDef, &itemNeighborsDef} {
 		t, err := lake.LoadTable(ctx, def.name)
 		if err != nil {
 			return false, err

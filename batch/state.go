@@ -71,17 +71,79 @@ func evolve(ctx context.Context, lake *lakehouse.Lakehouse, def *tableDef) error
 
 // state is what a batch persists for the next incremental run besides its
 // view: the model's aggregates and every session's time span.
+//
+// An incremental run persists only what it adds to its base's state (delta
+// and the spans of the sessions it touched): the aggregates are sums (and
+// max / sum / or per user entry, min / max per span), so the state of a batch
+// is the sum of the state rows of its chain, StateBatches, and reading them
+// all (loadState) restores it exactly. A run whose chain would grow past
+// maxStateChain batches, or whose deltas since the chain's root would pass
+// half of the root's events, writes its whole state instead (the chain
+// restarts).
 type state struct {
 	model *model.Model
 	spans map[string]model.Span
+	// delta, when not nil, is what this run added to its base (chain): the
+	// run persists delta and deltaSpans instead of model and spans.
+	delta      *model.Model
+	deltaSpans map[string]model.Span
+	chain      []string
+	// spanRows is the session_spans rows loadState read (spans may keep
+	// fewer).
+	spanRows int64
 }
 
-// writeState starts writing the user items and session spans in g.
+// batches returns the StateBatches of the run id that persists st: nil when
+// it writes its whole state.
+func (st *state) batches(id string) []string {
+	if st.delta == nil {
+		return nil
+	}
+	return append(slices.Clone(st.chain), id)
+}
+
+// persisted returns the model whose aggregates the run writes.
+func (st *state) persisted() *model.Model {
+	if st.delta != nil {
+		return st.delta
+	}
+	return st.model
+}
+
+// stateBatches returns the batches whose state rows make run's state.
+func (r Run) stateBatches() []string {
+	if len(r.StateBatches) == 0 {
+		return []string{r.BatchID}
+	}
+	return r.StateBatches
+}
+
+// state reports whether def is a table of the aggregate state, whose rows a
+// batch's state chain shares.
+func (d *tableDef) state() bool {
+	return d == &covisitationDef || d == &popularityDef || d == &userItemsDef || d == &sessionSpansDef
+}
+
+// Bounds of a state chain (see state).
+const (
+	maxStateChain = 16
+	// maxChainShare: the chain's deltas may hold up to 1/maxChainShare
+	// of the events of its root.
+	maxChainShare = 2
+)
+
+// writeState starts writing the user items and session spans in g (the
+// co-visitation and popularity tables are written by writeModel from
+// state.persisted).
 func (r *Runner) writeState(ctx context.Context, g *errgroup.Group, st *state, run *Run, log *slog.Logger) {
 	id := run.BatchID
+	users, spans := st.model.Users(), st.spans
+	if st.delta != nil {
+		users, spans = st.delta.Users(), st.deltaSpans
+	}
 	g.Go(func() error {
 		return r.writeTable(ctx, &userItemsDef, run, log, func(w *rowWriter) {
-			for user, e := range st.model.Users().Entries() {
+			for user, e := range users.Entries() {
 				w.str(0, id)
 				w.str(1, user)
 				w.str(2, e.Item)
@@ -94,7 +156,7 @@ func (r *Runner) writeState(ctx context.Context, g *errgroup.Group, st *state, r
 	})
 	g.Go(func() error {
 		return r.writeTable(ctx, &sessionSpansDef, run, log, func(w *rowWriter) {
-			for s, sp := range st.spans {
+			for s, sp := range spans {
 				w.str(0, id)
 				w.str(1, s)
 				w.i64(2, sp.First)
@@ -105,13 +167,15 @@ func (r *Runner) writeState(ctx context.Context, g *errgroup.Group, st *state, r
 	})
 }
 
-// loadState reads the aggregate state of batch run back.
-func loadState(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.Params) (*state, error) {
+// loadState reads the aggregate state of batch run back: the state rows of
+// every batch of its chain, summed. wantSpan, when not nil, selects the
+// sessions whose spans are kept (the others are read, not held).
+func loadState(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.Params, wantSpan func(session string) bool) (*state, error) {
 	rs, err := model.NewRestorer(p)
 	if err != nil {
 		return nil, err
 	}
-	filter := iceberg.EqualTo(iceberg.Reference("batch_id"), run.BatchID)
+	filter := inBatches(run.stateBatches())
 	// read calls fn once per record batch with its columns, resolved by
 	// name once per batch rather than per value.
 	read := func(def *tableDef, fn func(n int, c *batchCols)) error {
@@ -136,7 +200,13 @@ func loadState(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.
 		}
 		return nil
 	}
-	spans := make(map[string]model.Span, max(0, run.EventsAccepted/8))
+	var spans map[string]model.Span
+	if wantSpan == nil {
+		spans = make(map[string]model.Span, max(0, run.EventsAccepted/8))
+	} else {
+		spans = make(map[string]model.Span)
+	}
+	var spanRows int64
 	steps := []struct {
 		def *tableDef
 		fn  func(n int, c *batchCols)
@@ -168,8 +238,17 @@ func loadState(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.
 		{&sessionSpansDef, func(n int, c *batchCols) {
 			sid, first, last := c.str("session_id"), c.i64("first_micros"), c.i64("last_micros")
 			if c.err == nil {
+				spanRows += int64(n)
 				for i := range n {
-					spans[strings.Clone(sid.Value(i))] = model.Span{First: first.Value(i), Last: last.Value(i)}
+					s, sp := sid.Value(i), model.Span{First: first.Value(i), Last: last.Value(i)}
+					if wantSpan != nil && !wantSpan(s) {
+						continue
+					}
+					if old, ok := spans[s]; ok {
+						spans[s] = model.Span{First: min(old.First, sp.First), Last: max(old.Last, sp.Last)}
+					} else {
+						spans[strings.Clone(s)] = sp
+					}
 				}
 			}
 		}},
@@ -180,7 +259,16 @@ func loadState(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.
 		}
 	}
 	m := rs.Model(model.Stats{Accepted: run.EventsAccepted, Duplicates: run.EventsDuplicate, Capped: run.EventsCapped})
-	return &state{model: m, spans: spans}, nil
+	return &state{model: m, spans: spans, spanRows: spanRows}, nil
+}
+
+// inBatches matches the rows of the batches ids (the tables are partitioned by
+// batch_id, so it prunes to their files).
+func inBatches(ids []string) iceberg.BooleanExpression {
+	if len(ids) == 1 {
+		return iceberg.EqualTo(iceberg.Reference("batch_id"), ids[0])
+	}
+	return iceberg.IsIn(iceberg.Reference("batch_id"), ids...)
 }
 
 // batchCols resolves the typed columns of one record batch by name; the

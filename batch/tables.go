@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -108,6 +109,9 @@ func Runs(ctx context.Context, lake *lakehouse.Lakehouse) ([]Run, error) {
 		r.MaxEventTime, r.StartedAt, r.FinishedAt = c.ts("max_event_time"), c.ts("started_at"), c.ts("finished_at")
 		r.DurationMS, r.Params = c.i64("duration_ms"), c.str("params")
 		r.Mode, r.BaseBatchID, r.EventsNew = c.optStr("mode"), c.optStr("base_batch_id"), c.optI64("events_new")
+		if sb := c.optStr("state_batches"); sb != "" {
+			r.StateBatches = strings.Split(sb, ",")
+		}
 		if c.err != nil {
 			return c.err
 		}
@@ -266,10 +270,27 @@ func (r *Runner) cleanup(ctx context.Context, log *slog.Logger) error {
 	if len(keep) == 0 {
 		return nil
 	}
+	// The state tables keep the rows of every batch in the state chains of
+	// the kept batches (see state).
+	keepState := slices.Clone(keep)
+	for _, run := range runs {
+		if slices.Contains(keep, run.BatchID) {
+			for _, id := range run.stateBatches() {
+				if !slices.Contains(keepState, id) {
+					keepState = append(keepState, id)
+				}
+			}
+		}
+	}
 	// The tables are independent: clean them concurrently.
+	start := time.Now()
 	errs := make([]error, len(viewDefs))
 	var wg sync.WaitGroup
 	for i, def := range viewDefs {
+		keep := keep
+		if def.state() {
+			keep = keepState
+		}
 		wg.Go(func() {
 			if err := r.dropOld(ctx, def, keep); err != nil {
 				errs[i] = fmt.Errorf("clean %s: %w", def.name, err)
@@ -279,7 +300,7 @@ func (r *Runner) cleanup(ctx context.Context, log *slog.Logger) error {
 	wg.Wait()
 	err = errors.Join(errs...)
 	if err == nil {
-		log.Debug("old batch views removed", "kept", keep)
+		log.Info("old batch views removed", "kept", keep, "state_kept", keepState, "elapsed", time.Since(start).Round(time.Millisecond))
 	}
 	return err
 }

@@ -97,6 +97,7 @@ var (
 		{"mode", colString, "full or incremental (null: a full run of an older version)"},
 		{"base_batch_id", colString, "the batch an incremental run continued from"},
 		{"events_new", colInt64, "rows past the base batch's boundary (incremental runs)"},
+		{"state_batches", colString, "comma-separated batches whose state rows sum to this batch's aggregate state (empty or null: its own)"},
 	}}
 	covisitationDef = tableDef{name: TableCovisitation, partitioned: true, doc: "full co-visitation counts; each unordered pair once, item_a < item_b", cols: []col{
 		{"batch_id", colString, ""}, {"item_a", colString, ""}, {"item_b", colString, ""}, {"count", colInt64, ""},

@@ -58,7 +58,10 @@ type Config struct {
 	MaxMemory int64
 	// CPUProfile, when set, receives a CPU profile of the first full run.
 	CPUProfile io.Writer
-	Log        *slog.Logger
+	// IncrementalCPUProfile, when set, receives a CPU profile of the
+	// incremental run.
+	IncrementalCPUProfile io.Writer
+	Log                   *slog.Logger
 }
 
 // Phase is one measurement.
@@ -221,6 +224,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	cfg.Log.Info("plain scan", "events", cfg.Events+res.NewEvents, "wall", res.ScanAfter.Wall.Round(time.Millisecond))
+	if cfg.IncrementalCPUProfile != nil {
+		if err := pprof.StartCPUProfile(cfg.IncrementalCPUProfile); err != nil {
+			return nil, err
+		}
+	}
 	res.Incremental, err = measure(func() (int64, error) {
 		r, err := batch.New(batch.Config{Lake: lake, Progress: time.Hour, Retain: 1, MaxMemory: cfg.MaxMemory}, cfg.Log)
 		if err != nil {
@@ -236,10 +244,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.IncrementalRead = out.Run.EventsRead
 		return out.Run.EventsNew, nil
 	})
+	if cfg.IncrementalCPUProfile != nil {
+		pprof.StopCPUProfile()
+	}
 	if err != nil {
 		return nil, err
 	}
-	cfg.Log.Info("incremental batch run", "wall", res.Incremental.Wall.Round(time.Millisecond), "peak_heap_mib", res.Incremental.PeakHeap>>20,
+	cfg.Log.Info("incremental batch run", "wall", res.Incremental.Wall.Round(time.Millisecond), "cpu", res.Incremental.CPU.Round(time.Millisecond), "peak_heap_mib", res.Incremental.PeakHeap>>20,
 		"new", res.Incremental.Rows, "read", res.IncrementalRead)
 	return res, nil
 }

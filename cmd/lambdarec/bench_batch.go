@@ -18,8 +18,9 @@ func init() {
 		setup: func(fs *flag.FlagSet, cfg *config.Config) func(context.Context, *env) error {
 			var bc batchbench.Config
 			var jsonOut bool
-			var cpuProfile string
+			var cpuProfile, incProfile string
 			fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the first batch run to this file")
+			fs.StringVar(&incProfile, "cpuprofile-incremental", "", "write a CPU profile of the incremental run to this file")
 			fs.IntVar(&bc.Events, "events", 1_000_000, "events archived before measuring")
 			fs.IntVar(&bc.Rounds, "rounds", 3, "measurements of each of scan and full batch run")
 			fs.Int64Var(&bc.MaxMemory, "max-memory", cfg.Batch.MaxMemory, "batch.max_memory of the runs (bytes), also their Go memory limit")
@@ -43,6 +44,14 @@ func init() {
 					defer f.Close()
 					bc.CPUProfile = f
 				}
+				if incProfile != "" {
+					f, err := os.Create(incProfile)
+					if err != nil {
+						return err
+					}
+					defer f.Close()
+					bc.IncrementalCPUProfile = f
+				}
 				loadBefore := loadAverage()
 				res, err := batchbench.Run(ctx, bc)
 				if err != nil {
@@ -60,6 +69,8 @@ func init() {
 				fmt.Fprintf(e.stdout, "plain scan:      %s (cpu %s), peak heap %d MiB\n", res.ScanAfter.Wall.Round(1e6), res.ScanAfter.CPU.Round(1e6), res.ScanAfter.PeakHeap>>20)
 				fmt.Fprintf(e.stdout, "incremental run: %s (cpu %s), peak heap %d MiB, %d rows read (%d new)\n", in.Wall.Round(1e6), in.CPU.Round(1e6), in.PeakHeap>>20, res.IncrementalRead, in.Rows)
 				fmt.Fprintf(e.stdout, "incremental/scan: %.2f, incremental/full: %.2f\n", res.IncrementalRatio(), in.Wall.Seconds()/b.Wall.Seconds())
+				fmt.Fprintf(e.stdout, "cpu (user+sys):  scan %s, full run %s, incremental run %s (incremental/full %.2f)\n",
+					s.CPU.Round(1e6), b.CPU.Round(1e6), in.CPU.Round(1e6), in.CPU.Seconds()/b.CPU.Seconds())
 				fmt.Fprintf(e.stdout, "load average: %s before, %s after\n", loadBefore, loadAverage())
 				return nil
 			}
