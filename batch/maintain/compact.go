@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/iceberg-go"
@@ -57,7 +58,7 @@ func (m *Maintainer) compact(ctx context.Context, name string, tr *TableReport) 
 	}
 	// The files are written once; a commit that loses a race with the
 	// archive is rebuilt on the reloaded table with its carried properties.
-	_, err = m.cfg.Lake.Commit(ctx, tbl, func(ctx context.Context, cur *table.Table) (*table.Transaction, error) {
+	committed, err := m.cfg.Lake.Commit(ctx, tbl, func(ctx context.Context, cur *table.Table) (*table.Transaction, error) {
 		txn := cur.NewTransaction()
 		rw := txn.NewRewrite(lakehouse.WithCarried(cur, iceberg.Properties{OperationProperty: "compaction"}))
 		for _, gr := range results {
@@ -69,7 +70,9 @@ func (m *Maintainer) compact(ctx context.Context, name string, tr *TableReport) 
 		return txn, nil
 	}, commitOpts)
 	if err != nil {
-		m.removeFiles(ctx, tbl, results)
+		if committed == nil { // committed but its clean-up failed: the files are the table's
+			m.removeFiles(ctx, name, results)
+		}
 		return err
 	}
 	for _, gr := range results {
@@ -119,9 +122,39 @@ func tiered(g compaction.Group) (compaction.Group, bool) {
 }
 
 // removeFiles deletes the files a compaction wrote but could not commit
-// (best effort: orphan cleanup deletes what is left later).
-func (m *Maintainer) removeFiles(ctx context.Context, tbl *table.Table, results []table.CompactionGroupResult) {
-	fs, err := tbl.FS(ctx)
+// (best effort: orphan cleanup deletes what is left later). A failed commit's
+// outcome may be unknown — the pass's context cancelled while the catalog
+// committed, an answer lost — so the table is read again first, without the
+// pass's cancellation, and nothing is deleted unless that read succeeds and
+// references none of the files: deleting a committed file would lose data.
+func (m *Maintainer) removeFiles(ctx context.Context, name string, results []table.CompactionGroupResult) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	cur, err := m.cfg.Lake.LoadTable(ctx, name)
+	if err != nil {
+		m.log.Warn("compaction output left to the orphan step", "table", name, "err", err)
+		return
+	}
+	if snap := cur.CurrentSnapshot(); snap != nil {
+		tasks, err := cur.Scan(table.WithSnapshotID(snap.SnapshotID)).PlanFiles(ctx)
+		if err != nil {
+			m.log.Warn("compaction output left to the orphan step", "table", name, "err", err)
+			return
+		}
+		live := make(map[string]bool, len(tasks))
+		for _, t := range tasks {
+			live[t.File.FilePath()] = true
+		}
+		for _, gr := range results {
+			for _, df := range gr.NewDataFiles {
+				if live[df.FilePath()] {
+					m.log.Warn("compaction committed although its commit reported an error", "table", name, "file", df.FilePath())
+					return
+				}
+			}
+		}
+	}
+	fs, err := cur.FS(ctx)
 	if err != nil {
 		return
 	}
