@@ -122,7 +122,7 @@
 // A poll's records are decoded in parallel, then applied in order; a
 // record marks its session's view to be written. Views are scored and
 // written together, on the processing goroutine, once per flush tick: when
-// the oldest unwritten update is min(MaxViewDelay, 5ms) old (after a poll;
+// the oldest unwritten update is min(MaxViewDelay, 1ms) old (after a poll;
 // the poll waits no longer than that) or, within a long poll, MaxViewDelay
 // old. So several records of a session within one tick cost one scoring and
 // one write, and a rescoring due in that tick shares the pass. A view is

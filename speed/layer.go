@@ -312,9 +312,9 @@ const (
 // flushTick is how long updates are gathered before their views are scored
 // and written (at most MaxViewDelay): a session with several records within
 // one tick is scored and written once, and a rescoring due in that tick
-// shares the pass. It is short (5 ms) so an idle layer still answers a
+// shares the pass. It is short (1 ms) so an idle layer still answers a
 // POST within milliseconds. (In BenchmarkLatency's stream a session rarely
-// has two records within 5 ms: views per event stay about 1 there; the
+// has two records within a tick: views per event stay about 1 there; the
 // saving is for sessions with bursts of records, and fewer, larger store
 // writes when polls are small.)
 func (l *Layer) flushTick() time.Duration {
@@ -322,7 +322,7 @@ func (l *Layer) flushTick() time.Duration {
 }
 
 // maxFlushTick bounds flushTick.
-const maxFlushTick = 5 * time.Millisecond
+const maxFlushTick = time.Millisecond
 
 // flushDue reports whether the views pending should be written now.
 func (l *Layer) flushDue(now time.Time) bool {
