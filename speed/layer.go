@@ -66,6 +66,7 @@ type Layer struct {
 	cl         *kgo.Client
 	buf        []store.SessionView
 	recs       []*kgo.Record // the poll being processed
+	smallPoll  bool          // the last poll had fewer than smallPoll records
 	dec        []decoded     // its records decoded
 	evs        []*schemas.UserInteraction
 	failed     []store.SessionView // views whose write failed, retried first
@@ -284,6 +285,7 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) (failed bool) {
 		}
 	}
 	l.decodeAll()
+	l.smallPoll = len(l.recs) < smallPoll
 	l.sinceRescore += len(l.recs)
 	for i, r := range l.recs {
 		if _, err := l.proc.applyDecoded(r.Partition, r.Offset, r.Timestamp, &l.dec[i]); err != nil {
@@ -324,10 +326,16 @@ func (l *Layer) flushTick() time.Duration {
 // maxFlushTick bounds flushTick.
 const maxFlushTick = time.Millisecond
 
-// flushDue reports whether the views pending should be written now.
+// flushDue reports whether the views pending should be written now: after
+// a small poll at once (a layer that keeps up gains nothing by waiting, and
+// an idle one answers a POST sooner), else once the flush tick has passed.
 func (l *Layer) flushDue(now time.Time) bool {
-	return len(l.failed) > 0 || l.proc.pending() && now.Sub(l.proc.pendSince) >= l.flushTick()
+	return len(l.failed) > 0 || l.proc.pending() && (l.smallPoll || now.Sub(l.proc.pendSince) >= l.flushTick())
 }
+
+// smallPoll is the size below which a poll's views are written without
+// waiting for the flush tick.
+const smallPoll = 64
 
 // pollWait is how long the next poll may wait for records: idleWait, or
 // less when views pending are due to be written sooner.
