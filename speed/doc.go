@@ -123,9 +123,10 @@
 // record marks its session's view to be written. Views are scored and
 // written together, on the processing goroutine, once per flush tick: when
 // the oldest unwritten update is min(MaxViewDelay, 1ms) old (after a poll;
-// the poll waits no longer than that) or, within a long poll, MaxViewDelay
-// old. So several records of a session within one tick cost one scoring and
-// one write, and a rescoring due in that tick shares the pass. A view is
+// the poll waits no longer than that; after a poll of fewer than 64
+// records, at once) or, within a long poll, MaxViewDelay old. So several
+// records of a session within one tick cost one scoring and one write, and
+// a rescoring due in that tick shares the pass. A view is
 // scored as of every record processed when it is scored (its own newest one
 // and whatever else came before the flush), by model.Scorer.ScoreDense
 // straight from the maintained merged rows by item id (no copy of a row, no
