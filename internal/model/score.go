@@ -121,28 +121,35 @@ func (s *Scorer) Score(src Neighbors, recent []string, exclude func(string) bool
 		if e.recent {
 			continue
 		}
-		c := Scored{Item: e.item, Score: e.score}
-		if len(h) == k {
-			// Cheap rejections first; compareScored decides the rest.
-			if w := &h[0]; c.Score < w.Score || c.Score == w.Score && c.Item > w.Item || compareScored(c, *w) >= 0 {
-				continue
-			}
-		}
-		if exclude != nil && exclude(c.Item) {
-			continue
-		}
-		if len(h) < k {
-			h = append(h, c)
-			heapUp(h, len(h)-1)
-			continue
-		}
-		h[0] = c
-		heapDown(h, 0)
+		h = offerTop(h, Scored{Item: e.item, Score: e.score}, k, exclude)
 	}
 	s.heap = h
 	out := slices.Clone(h)
 	slices.SortFunc(out, compareScored)
 	return out
+}
+
+// offerTop offers candidate c to h, a heap of the best len(h) <= k
+// candidates with the worst on top, and returns h. A candidate that cannot
+// enter is rejected before exclude is asked (cheap rejections first;
+// compareScored decides the rest).
+func offerTop(h []Scored, c Scored, k int, exclude func(string) bool) []Scored {
+	if len(h) == k {
+		if w := &h[0]; c.Score < w.Score || c.Score == w.Score && c.Item > w.Item || compareScored(c, *w) >= 0 {
+			return h
+		}
+	}
+	if exclude != nil && exclude(c.Item) {
+		return h
+	}
+	if len(h) < k {
+		h = append(h, c)
+		heapUp(h, len(h)-1)
+		return h
+	}
+	h[0] = c
+	heapDown(h, 0)
+	return h
 }
 
 // heapUp and heapDown maintain h as a heap with the worst candidate (in

@@ -109,22 +109,7 @@ func (s *Scorer) AppendScoreDense(dst []Scored, src DenseRows, recent []uint32, 
 		if sl.recent == a.gen {
 			continue
 		}
-		c := Scored{Item: e.item, Score: sl.score}
-		if len(h) == k {
-			if w := &h[0]; c.Score < w.Score || c.Score == w.Score && c.Item > w.Item || compareScored(c, *w) >= 0 {
-				continue
-			}
-		}
-		if exclude != nil && exclude(c.Item) {
-			continue
-		}
-		if len(h) < k {
-			h = append(h, c)
-			heapUp(h, len(h)-1)
-			continue
-		}
-		h[0] = c
-		heapDown(h, 0)
+		h = offerTop(h, Scored{Item: e.item, Score: sl.score}, k, exclude)
 	}
 	s.heap = h
 	start := len(dst)
