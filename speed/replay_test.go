@@ -73,24 +73,7 @@ func viewsOf(t *testing.T, lim limits, b *Batch, recs []replayRecord, from int64
 func TestReplayFromHorizonRebuildsTheState(t *testing.T) {
 	for seed := range uint64(3) {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
-			r := rand.New(rand.NewPCG(seed, 7))
-			g := newStreamGen(r, t0)
-			var recs []replayRecord
-			for _, kr := range g.batch(4000) {
-				recs = append(recs, replayRecord{ts: kr.Timestamp, value: kr.Value})
-			}
-			var evs []model.Event
-			var ev schemas.UserInteraction
-			for off, rr := range recs {
-				if schemas.Decode(rr.value, &ev, rr.ts) == nil {
-					evs = append(evs, model.EventFromProto(&ev, 0, int64(off)))
-				}
-			}
-			bound := model.Boundary{0: 1500 + r.Int64N(1000)}
-			b := batchOf(t, "b", model.DefaultParams(), evs, bound)
-			lim := defaultLimits()
-			lim.maxSessions = 1 << 20
-			lim.sessionTimeout = 400 * time.Millisecond // 400 records of record time
+			recs, b, lim := replayStream(t, seed)
 
 			commits := map[int64]int64{}
 			for c := int64(100); c < int64(len(recs)); c += 251 {
@@ -165,24 +148,7 @@ func processorDump(t *testing.T, p *processor) string {
 func TestReplayKeepsTheWrittenViews(t *testing.T) {
 	for seed := range uint64(3) {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
-			r := rand.New(rand.NewPCG(seed, 7))
-			g := newStreamGen(r, t0)
-			var recs []replayRecord
-			for _, kr := range g.batch(4000) {
-				recs = append(recs, replayRecord{ts: kr.Timestamp, value: kr.Value})
-			}
-			var evs []model.Event
-			var ev schemas.UserInteraction
-			for off, rr := range recs {
-				if schemas.Decode(rr.value, &ev, rr.ts) == nil {
-					evs = append(evs, model.EventFromProto(&ev, 0, int64(off)))
-				}
-			}
-			bound := model.Boundary{0: 1500 + r.Int64N(1000)}
-			b := batchOf(t, "b", model.DefaultParams(), evs, bound)
-			lim := defaultLimits()
-			lim.maxSessions = 1 << 20
-			lim.sessionTimeout = 400 * time.Millisecond // 400 records of record time
+			recs, b, lim := replayStream(t, seed)
 
 			// The uninterrupted run, and at each commit point c what it had
 			// written (the stored view of each session), its horizon and
@@ -289,4 +255,30 @@ func replayStep(p *processor, off int64, rr replayRecord) []store.SessionView {
 		p.score(s, t0)
 	}
 	return p.appendViews(nil, t0)
+}
+
+// replayStream is the replay tests' stream: 4,000 generated records of
+// seed, a batch covering a random prefix of 1,500–2,500 of them, and limits
+// under which sessions expire within the stream (400 ms of record time: 400
+// records) and are never evicted.
+func replayStream(t *testing.T, seed uint64) ([]replayRecord, *Batch, limits) {
+	r := rand.New(rand.NewPCG(seed, 7))
+	g := newStreamGen(r, t0)
+	var recs []replayRecord
+	for _, kr := range g.batch(4000) {
+		recs = append(recs, replayRecord{ts: kr.Timestamp, value: kr.Value})
+	}
+	var evs []model.Event
+	var ev schemas.UserInteraction
+	for off, rr := range recs {
+		if schemas.Decode(rr.value, &ev, rr.ts) == nil {
+			evs = append(evs, model.EventFromProto(&ev, 0, int64(off)))
+		}
+	}
+	bound := model.Boundary{0: 1500 + r.Int64N(1000)}
+	b := batchOf(t, "b", model.DefaultParams(), evs, bound)
+	lim := defaultLimits()
+	lim.maxSessions = 1 << 20
+	lim.sessionTimeout = 400 * time.Millisecond // 400 records of record time
+	return recs, b, lim
 }
