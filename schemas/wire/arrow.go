@@ -9,6 +9,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/lambdarec/lambdarec/schemas"
 )
@@ -32,6 +33,21 @@ type Builder struct {
 	deviceKey, deviceValue, locationKey, locationValue *array.BinaryBuilder
 	entries                                            []Entry // scratch for a map's entries
 	kindNames                                          [schemas.KindPurchase + 1][]byte
+
+	// The maps of the rows Append added since the last flushMaps: where
+	// each row's entries start in the key builders. They are handed to the
+	// map builders in one call (flushMaps) instead of a MapBuilder.Append
+	// per row and map, a third of the cost of a row.
+	deviceStarts, locationStarts []int32
+	valid                        []bool // all true, for the map builders
+
+	// strs are the string builders, and lens and dataLens their lengths
+	// when the last batch was built: the next batch is reserved as large
+	// (NewRecordBatch), instead of every buffer growing by doubling, copying
+	// itself each time, through every batch.
+	strs           []*array.BinaryBuilder
+	lens, dataLens []int
+	fixed          []array.Builder // the other builders of a row
 }
 
 // NewBuilder returns a builder of record batches with schema sc, which must
@@ -137,6 +153,10 @@ func NewBuilder(mem memory.Allocator, sc *arrow.Schema) (*Builder, error) {
 		eb.Release()
 		return nil, fmt.Errorf("wire builder: %w", err)
 	}
+	b.strs = []*array.BinaryBuilder{b.eventID, b.userID, b.sessionID, b.interaction, b.itemID, b.category, b.orderID,
+		b.source, b.correlationID, b.deviceKey, b.deviceValue, b.locationKey, b.locationValue}
+	b.lens, b.dataLens = make([]int, len(b.strs)), make([]int, len(b.strs))
+	b.fixed = []array.Builder{b.timestamp, b.price, b.quantity, b.partition, b.schemaVersion, b.offset, b.isTest, b.device, b.location}
 	return b, nil
 }
 
@@ -161,8 +181,10 @@ func (b *Builder) Append(e *Event, partition int32, offset int64) {
 	} else {
 		b.orderID.AppendNull()
 	}
-	b.appendMap(e, DeviceMap, e.Device, b.device, b.deviceKey, b.deviceValue)
-	b.appendMap(e, LocationMap, e.Location, b.location, b.locationKey, b.locationValue)
+	b.deviceStarts = append(b.deviceStarts, int32(b.deviceKey.Len()))
+	b.appendMap(e, DeviceMap, e.Device, b.deviceKey, b.deviceValue)
+	b.locationStarts = append(b.locationStarts, int32(b.locationKey.Len()))
+	b.appendMap(e, LocationMap, e.Location, b.locationKey, b.locationValue)
 	if e.Metadata {
 		b.source.Append(e.Source)
 		b.schemaVersion.Append(int64(e.SchemaVersion))
@@ -178,18 +200,32 @@ func (b *Builder) Append(e *Event, partition int32, offset int64) {
 	b.offset.Append(offset)
 }
 
-// appendMap appends map m of e: its entries sorted by key, the last of a
-// repeated key winning (as protobuf-go builds the map and
-// schemas.EventBuilder writes it).
-func (b *Builder) appendMap(e *Event, m Map, n int, mb *array.MapBuilder, kb, vb *array.BinaryBuilder) {
-	mb.Append(true)
+// appendMap appends the entries of map m of e (n of them in the encoding)
+// to kb and vb: sorted by key, the last of a repeated key winning (as
+// protobuf-go builds the map and schemas.EventBuilder writes it). The row's
+// map itself is added by flushMaps.
+func (b *Builder) appendMap(e *Event, m Map, n int, kb, vb *array.BinaryBuilder) {
 	if n == 0 {
 		return
 	}
-	es := e.Entries(m, b.entries[:0])
-	if len(es) > 1 {
-		slices.SortStableFunc(es, func(x, y Entry) int { return bytes.Compare(x.Key, y.Key) })
+	if e.unsorted&(1<<m) == 0 {
+		// In key order, each key once (Decode checked): as encoded.
+		want := fieldOf(m)
+		for v := e.maps; len(v) > 0; {
+			num, _, n := protowire.ConsumeTag(v)
+			v = v[n:]
+			ent, n := protowire.ConsumeBytes(v) // every top-level field Decode takes is bytes
+			v = v[n:]
+			if num == want {
+				en := entry(ent)
+				kb.Append(en.Key)
+				vb.Append(en.Value)
+			}
+		}
+		return
 	}
+	es := e.Entries(m, b.entries[:0])
+	slices.SortStableFunc(es, func(x, y Entry) int { return bytes.Compare(x.Key, y.Key) })
 	for i, en := range es {
 		if i+1 < len(es) && bytes.Equal(es[i+1].Key, en.Key) {
 			continue // a later entry of the same key wins
@@ -201,9 +237,26 @@ func (b *Builder) appendMap(e *Event, m Map, n int, mb *array.MapBuilder, kb, vb
 	b.entries = es[:0]
 }
 
+// flushMaps adds the maps of the rows Append added since the last call to
+// the map builders: it must run before anything else appends to them or
+// builds the batch.
+func (b *Builder) flushMaps() {
+	n := len(b.deviceStarts)
+	if n == 0 {
+		return
+	}
+	for len(b.valid) < n {
+		b.valid = append(b.valid, true)
+	}
+	b.device.AppendValues(b.deviceStarts, b.valid[:n])
+	b.location.AppendValues(b.locationStarts, b.valid[:n])
+	b.deviceStarts, b.locationStarts = b.deviceStarts[:0], b.locationStarts[:0]
+}
+
 // AppendEvent adds ev (decoded by schemas.Decode), read at
 // partition/offset, as one row.
 func (b *Builder) AppendEvent(ev *schemas.UserInteraction, partition int32, offset int64) {
+	b.flushMaps()
 	b.eb.Append(ev, partition, offset)
 }
 
@@ -212,7 +265,24 @@ func (b *Builder) Len() int { return b.eb.Len() }
 
 // NewRecordBatch returns the rows appended so far and resets the builder.
 // The caller releases the batch.
-func (b *Builder) NewRecordBatch() arrow.RecordBatch { return b.eb.NewRecordBatch() }
+func (b *Builder) NewRecordBatch() arrow.RecordBatch {
+	b.flushMaps()
+	rows := b.Len()
+	for i, sb := range b.strs {
+		b.lens[i], b.dataLens[i] = sb.Len(), sb.DataLen()
+	}
+	rec := b.eb.NewRecordBatch()
+	if rows > 0 {
+		for i, sb := range b.strs {
+			sb.Reserve(b.lens[i])
+			sb.ReserveData(b.dataLens[i])
+		}
+		for _, fb := range b.fixed {
+			fb.Reserve(rows)
+		}
+	}
+	return rec
+}
 
 // Release frees the builder's buffers.
 func (b *Builder) Release() { b.eb.Release() }

@@ -64,6 +64,10 @@ type Event struct {
 	Device, Location int
 
 	maps []byte // the part of the encoding that holds the map entries
+	// unsorted has bit m set when the entries of map m do not come in
+	// strictly increasing key order (so a key may repeat): then they must
+	// be sorted and deduplicated to be written as the map.
+	unsorted uint8
 }
 
 // Time returns the event time in unix microseconds (sub-microsecond nanos
@@ -83,10 +87,7 @@ const (
 // (a key may come more than once: the last one is the map's value) and
 // returns it.
 func (e *Event) Entries(m Map, dst []Entry) []Entry {
-	want := fDevice
-	if m == LocationMap {
-		want = fLocation
-	}
+	want := fieldOf(m)
 	v := e.maps
 	for len(v) > 0 {
 		num, typ, n := protowire.ConsumeTag(v)
@@ -94,23 +95,36 @@ func (e *Event) Entries(m Map, dst []Entry) []Entry {
 		n = protowire.ConsumeFieldValue(num, typ, v)
 		if num == want {
 			b, _ := protowire.ConsumeBytes(v)
-			var en Entry
-			for len(b) > 0 {
-				k, _, m := protowire.ConsumeTag(b)
-				b = b[m:]
-				s, m := protowire.ConsumeBytes(b)
-				b = b[m:]
-				if k == 1 {
-					en.Key = s
-				} else {
-					en.Value = s
-				}
-			}
-			dst = append(dst, en)
+			dst = append(dst, entry(b))
 		}
 		v = v[n:]
 	}
 	return dst
+}
+
+// fieldOf returns the field number of map m.
+func fieldOf(m Map) protowire.Number {
+	if m == LocationMap {
+		return fLocation
+	}
+	return fDevice
+}
+
+// entry reads a map entry Decode accepted.
+func entry(b []byte) Entry {
+	var en Entry
+	for len(b) > 0 {
+		k, _, m := protowire.ConsumeTag(b)
+		b = b[m:]
+		s, m := protowire.ConsumeBytes(b)
+		b = b[m:]
+		if k == 1 {
+			en.Key = s
+		} else {
+			en.Value = s
+		}
+	}
+	return en
 }
 
 // Entry is an entry of a map field.
@@ -125,8 +139,9 @@ var minTimestampSec = schemas.MinTimestamp.Unix()
 // schemas.Decode.
 func Decode(value []byte, now time.Time, e *Event) bool {
 	*e = Event{}
-	var seen uint32    // bit per field, see bit
-	var entries [2]int // device, location
+	var seen uint32       // bit per field, see bit
+	var entries [2]int    // device, location
+	var lastKey [2][]byte // the last key of each map, to see its order
 	all := value
 	mapsFrom, mapsTo := -1, 0
 	for len(value) > 0 {
@@ -167,9 +182,14 @@ func Decode(value []byte, now time.Time, e *Event) bool {
 			// collapse in a map, so more entries than allowed go the slow way.
 			seen &^= b
 			i := num - fDevice
-			if entries[i]++; entries[i] > schemas.MaxMapEntries || !mapEntry(v) {
+			key, ok := mapEntry(v)
+			if entries[i]++; entries[i] > schemas.MaxMapEntries || !ok {
 				return false
 			}
+			if entries[i] > 1 && string(key) <= string(lastKey[i]) {
+				e.unsorted |= 1 << i
+			}
+			lastKey[i] = key
 			if mapsFrom < 0 {
 				mapsFrom = at
 			}
@@ -318,20 +338,21 @@ func interaction(v []byte, e *Event) bool {
 	return kind != schemas.KindPurchase || id(e.OrderID)
 }
 
-// mapEntry checks one device or location map entry (key 1, value 2).
-func mapEntry(v []byte) bool {
-	var key, val []byte
+// mapEntry checks one device or location map entry (key 1, value 2) and
+// returns its key.
+func mapEntry(v []byte) (key []byte, ok bool) {
+	var val []byte
 	var seen uint8
 	for len(v) > 0 {
 		num, typ, n := protowire.ConsumeTag(v)
 		if n < 0 || typ != protowire.BytesType || (num != 1 && num != 2) || seen&(1<<num) != 0 {
-			return false
+			return nil, false
 		}
 		seen |= 1 << num
 		v = v[n:]
 		s, n := protowire.ConsumeBytes(v)
 		if n < 0 {
-			return false
+			return nil, false
 		}
 		v = v[n:]
 		if num == 1 {
@@ -340,7 +361,7 @@ func mapEntry(v []byte) bool {
 			val = s
 		}
 	}
-	return len(key) > 0 && len(key) <= schemas.MaxMapKeyLen && utf8.Valid(key) && optional(val, schemas.MaxMapValueLen)
+	return key, len(key) > 0 && len(key) <= schemas.MaxMapKeyLen && utf8.Valid(key) && optional(val, schemas.MaxMapValueLen)
 }
 
 // metadata reads a Metadata message into e: source 1, schema_version 2,
