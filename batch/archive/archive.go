@@ -610,7 +610,7 @@ func (a *Archiver) encode(ctx context.Context, tbl *table.Table, recs []*kgo.Rec
 				rec.Release()
 				return
 			}
-			w.files, w.err = lakehouse.WriteDataFiles(ctx, tbl, a.sc, rec) // releases rec
+			w.files, w.err = lakehouse.WriteEventFiles(ctx, tbl, a.sc, rec) // releases rec
 		})
 	}
 	wg.Wait()
