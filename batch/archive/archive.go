@@ -165,6 +165,9 @@ type Archiver struct {
 	// background, and an error met while settling it inside a poll.
 	pending *microBatch
 	fatal   error
+	// carry are records polled past the last micro-batch, the start of the
+	// next one (collect).
+	carry []*kgo.Record
 }
 
 // New returns an archiver for cfg (sections kafka, iceberg and archive).
@@ -336,7 +339,7 @@ func (a *Archiver) start(ctx context.Context) error {
 		return fmt.Errorf("archive: table %s: %w", strings.Join(tbl.Identifier(), "."), err)
 	}
 	a.tbl, a.sc, a.workers, a.offsets, a.hwm = tbl, sc, workers, offsets, map[int32]int64{}
-	a.pending, a.fatal = nil, nil
+	a.pending, a.fatal, a.carry = nil, nil, nil
 	releaseWorkers := func() {
 		for _, w := range workers {
 			w.b.Release()
@@ -451,11 +454,30 @@ func (a *Archiver) addNewPartitions(ctx context.Context) error {
 
 // collect polls one micro-batch: until MaxRecords records, MaxInterval after
 // the first record, or the end of ctx.
+//
+// Each poll takes every record the client holds, not only what the batch
+// still lacks, and the records past the batch wait in a.carry for the next
+// one: the client fetches again only once everything it fetched was taken,
+// so taking it all at once lets the next fetch run while this batch is
+// encoded, instead of in the next collect, with both cores waiting for it.
 func (a *Archiver) collect(ctx context.Context) ([]*kgo.Record, error) {
 	max := a.cfg.Archive.MaxRecords
-	var recs []*kgo.Record
+	recs := a.carry
+	a.carry = nil
+	if len(recs) > max {
+		recs, a.carry = recs[:max:max], recs[max:]
+	}
 	var deadline time.Time
+	if len(recs) > 0 {
+		deadline = time.Now().Add(a.cfg.Archive.MaxInterval)
+	}
 	topic := a.cfg.Kafka.Topic
+	defer func() {
+		if len(recs) > max {
+			a.carry = append(a.carry, recs[max:]...)
+			recs = recs[:max:max]
+		}
+	}()
 	for len(recs) < max && ctx.Err() == nil {
 		a.periodic(ctx)
 		if a.fatal != nil {
@@ -471,7 +493,7 @@ func (a *Archiver) collect(ctx context.Context) ([]*kgo.Record, error) {
 			}
 		}
 		pctx, cancel := context.WithDeadline(ctx, wait)
-		fetches := a.cl.PollRecords(pctx, max-len(recs))
+		fetches := a.cl.PollRecords(pctx, 0) // all it holds
 		cancel()
 		if fetches.IsClientClosed() {
 			return nil, errors.New("archive: kafka client closed")

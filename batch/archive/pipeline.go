@@ -53,11 +53,11 @@ type microBatch struct {
 }
 
 // prepare returns the batch of recs to archive given that the table holds
-// held (nil when there is none): records of stopped partitions and records
-// the table already holds are dropped.
+// held (nil when there is none): records of stopped partitions, records
+// the table already holds and records the batch holds already are dropped.
 func (a *Archiver) prepare(recs []*kgo.Record, held map[int32]int64) *microBatch {
 	b := &microBatch{recs: recs, batchMax: map[int32]int64{}, todo: recs[:0:0], start: time.Now()}
-	stopped := 0
+	stopped, dups := 0, 0
 	for _, r := range recs {
 		if a.faults.Has(r.Partition) {
 			// Fetched before its log was found changed: never archived.
@@ -69,13 +69,20 @@ func (a *Archiver) prepare(recs []*kgo.Record, held map[int32]int64) *microBatch
 			// the consumer delivers (a reset, a redelivery).
 			continue
 		}
-		if cur, ok := b.batchMax[r.Partition]; !ok || r.Offset > cur {
-			b.batchMax[r.Partition] = r.Offset
+		if cur, ok := b.batchMax[r.Partition]; ok && r.Offset <= cur {
+			// Already in this batch: a partition consumed again from the
+			// table's offset (restartPartitions) delivers it a second time.
+			dups++
+			continue
 		}
+		b.batchMax[r.Partition] = r.Offset
 		b.todo = append(b.todo, r)
 	}
-	if skipped := len(recs) - len(b.todo) - stopped; skipped > 0 {
+	if skipped := len(recs) - len(b.todo) - stopped - dups; skipped > 0 {
 		a.log.Warn("archive skipped records already archived", "records", skipped)
+	}
+	if dups > 0 {
+		a.log.Warn("archive skipped records delivered twice", "records", dups)
 	}
 	if len(b.todo) == 0 {
 		return nil

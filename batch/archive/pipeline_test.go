@@ -2,11 +2,14 @@ package archive
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lambdarec/lambdarec/internal/kafka/kafkatest"
 )
@@ -69,4 +72,29 @@ func invalidCount(recs []*sent) int {
 		}
 	}
 	return n
+}
+
+// TestPrepareDropsRepeatedRecords checks that a micro-batch holds each
+// position once: records the table holds and records delivered again within
+// the batch (a partition consumed again from the table's offset while
+// records polled ahead of it wait in the carry) are dropped, and the batch's
+// offsets are the highest of each partition.
+func TestPrepareDropsRepeatedRecords(t *testing.T) {
+	a, err := New(testConfig(t, &testKafka{Broker: &kafkatest.Broker{Brokers: []string{"127.0.0.1:1"}}, topic: "events", dlq: "events.dlq"}), Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := func(p int32, off int64) *kgo.Record { return &kgo.Record{Partition: p, Offset: off} }
+	recs := []*kgo.Record{rec(0, 4), rec(0, 5), rec(1, 0), rec(0, 6), rec(0, 5), rec(0, 6), rec(1, 0), rec(1, 1), rec(0, 7)}
+	b := a.prepare(recs, map[int32]int64{0: 4})
+	var got []string
+	for _, r := range b.todo {
+		got = append(got, fmt.Sprintf("%d:%d", r.Partition, r.Offset))
+	}
+	if want := []string{"0:5", "1:0", "0:6", "1:1", "0:7"}; !slices.Equal(got, want) {
+		t.Fatalf("batch %v, want %v", got, want)
+	}
+	if b.batchMax[0] != 7 || b.batchMax[1] != 1 {
+		t.Fatalf("batch offsets %v, want 0:7 1:1", b.batchMax)
+	}
 }

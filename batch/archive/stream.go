@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -130,6 +131,8 @@ func (a *Archiver) applyCheck(v kafka.LogView) {
 // with fresh cursors.
 func (a *Archiver) restartPartitions(parts []int32) {
 	topic := a.cfg.Kafka.Topic
+	// Records of parts polled ahead are read again.
+	a.carry = slices.DeleteFunc(a.carry, func(r *kgo.Record) bool { return slices.Contains(parts, r.Partition) })
 	a.cl.RemoveConsumePartitions(map[string][]int32{topic: parts})
 	a.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: a.startOffsets(parts)})
 	a.cl.ResumeFetchPartitions(map[string][]int32{topic: parts})
