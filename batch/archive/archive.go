@@ -472,12 +472,6 @@ func (a *Archiver) collect(ctx context.Context) ([]*kgo.Record, error) {
 		deadline = time.Now().Add(a.cfg.Archive.MaxInterval)
 	}
 	topic := a.cfg.Kafka.Topic
-	defer func() {
-		if len(recs) > max {
-			a.carry = append(a.carry, recs[max:]...)
-			recs = recs[:max:max]
-		}
-	}()
 	for len(recs) < max && ctx.Err() == nil {
 		a.periodic(ctx)
 		if a.fatal != nil {
@@ -555,6 +549,10 @@ func (a *Archiver) collect(ctx context.Context) ([]*kgo.Record, error) {
 		} else {
 			a.bo.Reset()
 		}
+	}
+	if len(recs) > max {
+		a.carry = append(a.carry, recs[max:]...)
+		recs = recs[:max:max]
 	}
 	return recs, nil
 }
