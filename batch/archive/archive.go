@@ -600,7 +600,7 @@ func (a *Archiver) clock(r *kgo.Record) time.Time {
 
 // encode decodes and validates recs in parallel shares and writes the valid
 // ones of each share as Parquet data files of tbl (uncommitted; see
-// lakehouse.WriteDataFiles), returning the files, their rows and the dead
+// lakehouse.WriteEventFiles), returning the files, their rows and the dead
 // letters of the others (in order). Decoding and Parquet encoding, the
 // archive's CPU, run on every share at once instead of encoding one share
 // after another.
