@@ -77,6 +77,9 @@ func WriteEventFiles(ctx context.Context, tbl *table.Table, sc *arrow.Schema, re
 	var files []iceberg.DataFile
 	var written int64
 	for i, d := range days {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("write data files of %s: %w", name, err)
+		}
 		path := locs.NewDataLocation(fmt.Sprintf("%s/%05d-%s.parquet", spec.PartitionToPath(dayValue{d.day}, schema), i, id))
 		df, err := writeEventFile(wfs, path, sc, d.rec, props, tbl)
 		if err != nil {
