@@ -38,13 +38,15 @@ import (
 // returns them without committing them, like WriteDataFiles. A table whose
 // partition spec or write properties it does not handle (anything but a
 // day partition of the event time; bloom filters, per-column dictionary
-// settings, dictionaries, an unknown codec) is written by WriteDataFiles instead. It
-// releases rec.
+// settings, dictionaries, an unknown codec; format version 3) is written by
+// WriteDataFiles instead. It releases rec.
 func WriteEventFiles(ctx context.Context, tbl *table.Table, sc *arrow.Schema, rec arrow.RecordBatch) ([]iceberg.DataFile, error) {
 	name := strings.Join(tbl.Identifier(), ".")
 	col, ok := dayColumn(tbl, sc)
 	props, propsOK := eventWriterProperties(tbl.Properties(), sc)
-	if !ok || !propsOK || rec.Column(col).NullN() > 0 {
+	// Format version 3 tables need row lineage (first row ids) on appended
+	// files: WriteRecords assigns them.
+	if !ok || !propsOK || rec.Column(col).NullN() > 0 || tbl.Metadata().Version() >= 3 {
 		return WriteDataFiles(ctx, tbl, sc, rec)
 	}
 	defer rec.Release()

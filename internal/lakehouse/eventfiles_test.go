@@ -228,3 +228,42 @@ func BenchmarkWriteEventFiles(b *testing.B) {
 		})
 	}
 }
+
+// TestWriteEventFilesLeavesOtherTablesToWriteRecords checks that a table
+// with dictionary encoding on, which WriteEventFiles does not handle, is
+// written by WriteRecords (its files carry bounds of the string columns).
+func TestWriteEventFilesLeavesOtherTablesToWriteRecords(t *testing.T) {
+	l := open(t, testConfig(t))
+	tbl, err := l.EnsureEvents(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err = l.Commit(t.Context(), tbl, func(ctx context.Context, cur *table.Table) (*table.Transaction, error) {
+		txn := cur.NewTransaction()
+		return txn, txn.SetProperties(iceberg.Properties{parquetDictEnabledKey: "true"})
+	}, CommitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := ArrowSchema(tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := schemas.NewEventBuilder(memory.DefaultAllocator, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Release()
+	b.Append(event("a", time.Date(2026, 11, 24, 1, 0, 0, 0, time.UTC)), 0, 0)
+	files, err := WriteEventFiles(t.Context(), tbl, sc, b.NewRecordBatch())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := tbl.Schema().FindFieldByName("event_id")
+	if len(files) != 1 {
+		t.Fatalf("%d files, want 1", len(files))
+	}
+	if len(files[0].LowerBoundValues()[f.ID]) == 0 {
+		t.Fatal("no event_id bounds: want the file WriteRecords writes, with bounds")
+	}
+}
