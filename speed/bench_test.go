@@ -284,6 +284,9 @@ func BenchmarkThroughput(b *testing.B) {
 		views.mu.Lock()
 		b.ReportMetric(float64(len(views.writes))/float64(n), "views/event")
 		views.mu.Unlock()
+		// Of which rescorings of sessions whose rows changed (the layer has
+		// stopped: its state is no longer written).
+		b.ReportMetric(float64(l.proc.c.rescored)/float64(n), "rescored/event")
 	}
 }
 
