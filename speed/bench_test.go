@@ -404,6 +404,9 @@ func benchLatency(b *testing.B, rate int) {
 		// its offset.
 		w.mu.Lock()
 		b.ReportMetric(float64(len(w.writes))/float64(len(sends)), "views/event")
+		l.mu.Lock()
+		b.ReportMetric(float64(l.proc.c.rescored)/float64(len(sends)), "rescored/event")
+		l.mu.Unlock()
 		bySession := map[string][]viewWrite{}
 		for _, vw := range w.writes {
 			bySession[vw.session] = append(bySession[vw.session], vw)

@@ -31,6 +31,10 @@ type session struct {
 	// scored from: when one changes, the view is scored again.
 	watch  []uint32
 	queued bool // in processor.rescoreQ
+	// scoredAt is the scoring clock (mergedNeighbors.clock) of its view:
+	// a watched row whose stamp is not past it changed before the view
+	// was scored, so it needs no rescoring for that change.
+	scoredAt uint64
 	// list links: the partition's live list (most recent first) or its
 	// retained list (oldest first).
 	prev, next *session
@@ -290,8 +294,9 @@ func (p *processor) rescoreChanged(now time.Time, every time.Duration, budget in
 	}
 	p.lastRescore = now
 	p.nb.takeChanged(func(id uint32) {
+		st := p.nb.stamp[id]
 		for s := range p.watchers[id] {
-			if !s.queued {
+			if !s.queued && st > s.scoredAt {
 				s.queued = true
 				p.rescoreQ = append(p.rescoreQ, s)
 			}
@@ -303,13 +308,25 @@ func (p *processor) rescoreChanged(now time.Time, every time.Duration, budget in
 		p.rescoreQ[n] = nil
 		n++
 		s.queued = false
-		if s.live && !s.dirty {
+		if s.live && !s.dirty && p.stale(s) {
 			p.c.rescored++
 			p.markDirty(s)
 		}
 	}
 	p.rescoreQ = append(p.rescoreQ[:0], p.rescoreQ[n:]...)
 	return true
+}
+
+// stale reports whether a row s's view read changed after it was scored
+// (by its own records too: a record that scored the session again after its
+// rows changed leaves nothing to rescore).
+func (p *processor) stale(s *session) bool {
+	for _, id := range s.watch {
+		if p.nb.stamp[id] > s.scoredAt {
+			return true
+		}
+	}
+	return false
 }
 
 // setWatch indexes live session s under the merged rows ids its view reads.
@@ -412,7 +429,9 @@ func (p *processor) handoff(b *Batch) time.Duration {
 		clear(ps.pub)
 	}
 	p.rebuildRemote()
+	clock := p.nb.clock
 	p.nb = newMergedNeighbors(b.Model.Covisit(), p.deltas.Covisit(), params.Neighbors)
+	p.nb.clock = clock // scoredAt stays comparable
 	p.nb.remote = p.remoteCov
 	clear(p.watchers)
 	for _, ps := range p.parts {
