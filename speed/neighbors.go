@@ -54,11 +54,11 @@ type mergedNeighbors struct {
 	// it carries over to the next mergedNeighbors at a handoff.
 	stamp []uint64
 	clock uint64
-	drow    []model.ItemCount
-	rrow    []model.ItemCount
-	brow    []model.ItemCount
-	out     []model.ItemCount
-	seen    map[string]struct{}
+	drow  []model.ItemCount
+	rrow  []model.ItemCount
+	brow  []model.ItemCount
+	out   []model.ItemCount
+	seen  map[string]struct{}
 	// cachedBytes estimates the memory of tops.
 	cachedBytes int
 }
