@@ -30,7 +30,8 @@ type session struct {
 	// watch are the merged rows (mergedNeighbors ids) its view was last
 	// scored from: when one changes, the view is scored again.
 	watch  []uint32
-	queued bool // in processor.rescoreQ
+	wpos   []int32 // wpos[j]: its index in processor.watchers[watch[j]]
+	queued bool    // in processor.rescoreQ
 	// scoredAt is the scoring clock (mergedNeighbors.clock) of its view:
 	// a watched row whose stamp is not past it changed before the view
 	// was scored, so it needs no rescoring for that change.
@@ -188,7 +189,10 @@ type processor struct {
 	// watchers index the live sessions by the merged rows their views read
 	// (session.watch), so a changed row rescores exactly the views it
 	// changes; lastRescore is when changed rows were last looked at.
-	watchers    map[uint32]map[*session]struct{}
+	// watchers is by mergedNeighbors id (a slice per row: no hashing, no
+	// map for the collector to scan); session.wpos locates a session in
+	// the slices of the rows it watches.
+	watchers    [][]*session
 	lastRescore time.Time
 	rescoreQ    []*session // sessions whose rows changed, not yet marked (budget)
 
@@ -222,7 +226,6 @@ func newProcessor(lim limits, p model.Params, log *slog.Logger) (*processor, err
 		lim: lim, log: log, params: p, bound: model.Boundary{}, deltas: d,
 		nb: newMergedNeighbors(nil, d.Covisit(), p.Neighbors), scorer: sc,
 		parts: map[int32]*partition{}, vs: newViewScorer(), strs: stringTable{},
-		watchers: map[uint32]map[*session]struct{}{},
 		remote:   map[int32]map[int64]map[sharedPair]sharedCount{}, remoteCov: model.NewCovisit(),
 	}
 	proc.nb.remote = proc.remoteCov
@@ -294,8 +297,11 @@ func (p *processor) rescoreChanged(now time.Time, every time.Duration, budget in
 	}
 	p.lastRescore = now
 	p.nb.takeChanged(func(id uint32) {
+		if int(id) >= len(p.watchers) {
+			return
+		}
 		st := p.nb.stamp[id]
-		for s := range p.watchers[id] {
+		for _, s := range p.watchers[id] {
 			if !s.queued && st > s.scoredAt {
 				s.queued = true
 				p.rescoreQ = append(p.rescoreQ, s)
@@ -333,44 +339,51 @@ func (p *processor) stale(s *session) bool {
 // Only the rows that changed are touched: a session's recent items mostly
 // shift by one from one view to the next.
 func (p *processor) setWatch(s *session, ids []uint32) {
-	if slices.Equal(s.watch, ids) {
-		return
+	if len(s.watch) == len(ids) && !slices.ContainsFunc(ids, func(id uint32) bool { return !slices.Contains(s.watch, id) }) {
+		return // the same rows (both are sets; s.watch in no particular order)
 	}
-	for _, id := range s.watch {
-		if !slices.Contains(ids, id) {
-			p.unwatchRow(s, id)
+	for j := 0; j < len(s.watch); {
+		if !slices.Contains(ids, s.watch[j]) {
+			p.unwatchAt(s, j) // moves the last entry to j
+			continue
 		}
+		j++
 	}
 	for _, id := range ids {
 		if slices.Contains(s.watch, id) {
 			continue
 		}
-		m := p.watchers[id]
-		if m == nil {
-			m = map[*session]struct{}{}
-			p.watchers[id] = m
+		if int(id) >= len(p.watchers) {
+			p.watchers = append(p.watchers, make([][]*session, max(int(id)+1, 2*len(p.watchers))-len(p.watchers))...)
 		}
-		m[s] = struct{}{}
+		s.watch = append(s.watch, id)
+		s.wpos = append(s.wpos, int32(len(p.watchers[id])))
+		p.watchers[id] = append(p.watchers[id], s)
 	}
-	s.watch = append(s.watch[:0], ids...)
 }
 
-// unwatchRow removes s from row id's watchers.
-func (p *processor) unwatchRow(s *session, id uint32) {
-	if m := p.watchers[id]; m != nil {
-		delete(m, s)
-		if len(m) == 0 {
-			delete(p.watchers, id)
-		}
+// unwatchAt removes s from the watchers of its row s.watch[j], and that row
+// from s.watch (the last one takes its place).
+func (p *processor) unwatchAt(s *session, j int) {
+	id, i := s.watch[j], s.wpos[j]
+	ws := p.watchers[id]
+	last := len(ws) - 1
+	if moved := ws[last]; int(i) != last {
+		ws[i] = moved
+		moved.wpos[slices.Index(moved.watch, id)] = i
 	}
+	ws[last] = nil
+	p.watchers[id] = ws[:last]
+	n := len(s.watch) - 1
+	s.watch[j], s.wpos[j] = s.watch[n], s.wpos[n]
+	s.watch, s.wpos = s.watch[:n], s.wpos[:n]
 }
 
 // unwatch removes s from the index.
 func (p *processor) unwatch(s *session) {
-	for _, id := range s.watch {
-		p.unwatchRow(s, id)
+	for len(s.watch) > 0 {
+		p.unwatchAt(s, len(s.watch)-1)
 	}
-	s.watch = s.watch[:0]
 }
 
 // rebuild returns the deltas of the sessions held for boundary b: the
@@ -433,10 +446,10 @@ func (p *processor) handoff(b *Batch) time.Duration {
 	p.nb = newMergedNeighbors(b.Model.Covisit(), p.deltas.Covisit(), params.Neighbors)
 	p.nb.clock = clock // scoredAt stays comparable
 	p.nb.remote = p.remoteCov
-	clear(p.watchers)
+	clear(p.watchers) // by the old rows' ids
 	for _, ps := range p.parts {
 		for _, s := range ps.sessions {
-			s.watch = s.watch[:0]
+			s.watch, s.wpos = s.watch[:0], s.wpos[:0]
 		}
 	}
 	p.rescoreAll()
