@@ -226,7 +226,7 @@ func newProcessor(lim limits, p model.Params, log *slog.Logger) (*processor, err
 		lim: lim, log: log, params: p, bound: model.Boundary{}, deltas: d,
 		nb: newMergedNeighbors(nil, d.Covisit(), p.Neighbors), scorer: sc,
 		parts: map[int32]*partition{}, vs: newViewScorer(), strs: stringTable{},
-		remote:   map[int32]map[int64]map[sharedPair]sharedCount{}, remoteCov: model.NewCovisit(),
+		remote: map[int32]map[int64]map[sharedPair]sharedCount{}, remoteCov: model.NewCovisit(),
 	}
 	proc.nb.remote = proc.remoteCov
 	proc.emit = proc.addPair
