@@ -29,9 +29,8 @@ type session struct {
 	dirty     bool  // its view must be written
 	// watch are the merged rows (mergedNeighbors ids) its view was last
 	// scored from: when one changes, the view is scored again.
-	watch  []uint32
-	wpos   []int32 // wpos[j]: its index in processor.watchers[watch[j]]
-	queued bool    // in processor.rescoreQ
+	watch  []watchRow
+	queued bool // in processor.rescoreQ
 	// scoredAt is the scoring clock (mergedNeighbors.clock) of its view:
 	// a watched row whose stamp is not past it changed before the view
 	// was scored, so it needs no rescoring for that change.
@@ -40,6 +39,18 @@ type session struct {
 	// retained list (oldest first).
 	prev, next *session
 	seq        uint64 // when retained: order of retention, for dropping oldest first
+}
+
+// watchRow is a merged row a session's view read: its mergedNeighbors id
+// and the session's index in processor.watchers[id].
+type watchRow struct {
+	id  uint32
+	pos int32
+}
+
+// watches reports whether ws holds row id.
+func watches(ws []watchRow, id uint32) bool {
+	return slices.ContainsFunc(ws, func(w watchRow) bool { return w.id == id })
 }
 
 // list is an intrusive doubly linked list of sessions.
@@ -327,8 +338,8 @@ func (p *processor) rescoreChanged(now time.Time, every time.Duration, budget in
 // (by its own records too: a record that scored the session again after its
 // rows changed leaves nothing to rescore).
 func (p *processor) stale(s *session) bool {
-	for _, id := range s.watch {
-		if p.nb.stamp[id] > s.scoredAt {
+	for _, w := range s.watch {
+		if p.nb.stamp[w.id] > s.scoredAt {
 			return true
 		}
 	}
@@ -339,25 +350,27 @@ func (p *processor) stale(s *session) bool {
 // Only the rows that changed are touched: a session's recent items mostly
 // shift by one from one view to the next.
 func (p *processor) setWatch(s *session, ids []uint32) {
-	if len(s.watch) == len(ids) && !slices.ContainsFunc(ids, func(id uint32) bool { return !slices.Contains(s.watch, id) }) {
+	if len(s.watch) == len(ids) && !slices.ContainsFunc(ids, func(id uint32) bool { return !watches(s.watch, id) }) {
 		return // the same rows (both are sets; s.watch in no particular order)
 	}
 	for j := 0; j < len(s.watch); {
-		if !slices.Contains(ids, s.watch[j]) {
+		if !slices.Contains(ids, s.watch[j].id) {
 			p.unwatchAt(s, j) // moves the last entry to j
 			continue
 		}
 		j++
 	}
+	if s.watch == nil {
+		s.watch = make([]watchRow, 0, max(len(ids), p.params.RecentItems))
+	}
 	for _, id := range ids {
-		if slices.Contains(s.watch, id) {
+		if watches(s.watch, id) {
 			continue
 		}
 		if int(id) >= len(p.watchers) {
 			p.watchers = append(p.watchers, make([][]*session, max(int(id)+1, 2*len(p.watchers))-len(p.watchers))...)
 		}
-		s.watch = append(s.watch, id)
-		s.wpos = append(s.wpos, int32(len(p.watchers[id])))
+		s.watch = append(s.watch, watchRow{id: id, pos: int32(len(p.watchers[id]))})
 		p.watchers[id] = append(p.watchers[id], s)
 	}
 }
@@ -365,18 +378,18 @@ func (p *processor) setWatch(s *session, ids []uint32) {
 // unwatchAt removes s from the watchers of its row s.watch[j], and that row
 // from s.watch (the last one takes its place).
 func (p *processor) unwatchAt(s *session, j int) {
-	id, i := s.watch[j], s.wpos[j]
+	id, i := s.watch[j].id, s.watch[j].pos
 	ws := p.watchers[id]
 	last := len(ws) - 1
 	if moved := ws[last]; int(i) != last {
 		ws[i] = moved
-		moved.wpos[slices.Index(moved.watch, id)] = i
+		moved.watch[slices.IndexFunc(moved.watch, func(w watchRow) bool { return w.id == id })].pos = i
 	}
 	ws[last] = nil
 	p.watchers[id] = ws[:last]
 	n := len(s.watch) - 1
-	s.watch[j], s.wpos[j] = s.watch[n], s.wpos[n]
-	s.watch, s.wpos = s.watch[:n], s.wpos[:n]
+	s.watch[j] = s.watch[n]
+	s.watch = s.watch[:n]
 }
 
 // unwatch removes s from the index.
@@ -449,7 +462,7 @@ func (p *processor) handoff(b *Batch) time.Duration {
 	clear(p.watchers) // by the old rows' ids
 	for _, ps := range p.parts {
 		for _, s := range ps.sessions {
-			s.watch, s.wpos = s.watch[:0], s.wpos[:0]
+			s.watch = s.watch[:0]
 		}
 	}
 	p.rescoreAll()

@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/lambdarec/lambdarec/internal/model"
 )
 
 // TestWatchIndex drives setWatch and unwatch with random row sets over a
@@ -12,7 +14,7 @@ import (
 // the row.
 func TestWatchIndex(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	p := &processor{}
+	p := &processor{params: model.DefaultParams()}
 	ss := make([]*session, 12)
 	for i := range ss {
 		ss[i] = &session{}
@@ -29,18 +31,15 @@ func TestWatchIndex(t *testing.T) {
 				}
 			}
 			p.setWatch(s, ids)
-			if len(s.watch) != len(ids) || slices.ContainsFunc(ids, func(id uint32) bool { return !slices.Contains(s.watch, id) }) {
+			if len(s.watch) != len(ids) || slices.ContainsFunc(ids, func(id uint32) bool { return !watches(s.watch, id) }) {
 				t.Fatalf("step %d: watch %v, want the rows %v", step, s.watch, ids)
 			}
 		}
 		n := 0
 		for _, x := range ss {
-			if len(x.wpos) != len(x.watch) {
-				t.Fatalf("step %d: %d positions for %d rows", step, len(x.wpos), len(x.watch))
-			}
-			for j, id := range x.watch {
-				if p.watchers[id][x.wpos[j]] != x {
-					t.Fatalf("step %d: row %d does not list its watcher at %d", step, id, x.wpos[j])
+			for _, w := range x.watch {
+				if p.watchers[w.id][w.pos] != x {
+					t.Fatalf("step %d: row %d does not list its watcher at %d", step, w.id, w.pos)
 				}
 			}
 			n += len(x.watch)
@@ -48,7 +47,7 @@ func TestWatchIndex(t *testing.T) {
 		m := 0
 		for id, ws := range p.watchers {
 			for _, x := range ws {
-				if !slices.Contains(x.watch, uint32(id)) {
+				if !watches(x.watch, uint32(id)) {
 					t.Fatalf("step %d: row %d lists a session that does not watch it", step, id)
 				}
 			}
