@@ -284,6 +284,9 @@ func BenchmarkThroughput(b *testing.B) {
 		views.mu.Lock()
 		b.ReportMetric(float64(len(views.writes))/float64(n), "views/event")
 		views.mu.Unlock()
+		// Of which rescorings of sessions whose rows changed (the layer has
+		// stopped: its state is no longer written).
+		b.ReportMetric(float64(l.proc.c.rescored)/float64(n), "rescored/event")
 	}
 }
 
@@ -401,6 +404,9 @@ func benchLatency(b *testing.B, rate int) {
 		// its offset.
 		w.mu.Lock()
 		b.ReportMetric(float64(len(w.writes))/float64(len(sends)), "views/event")
+		l.mu.Lock()
+		b.ReportMetric(float64(l.proc.c.rescored)/float64(len(sends)), "rescored/event")
+		l.mu.Unlock()
 		bySession := map[string][]viewWrite{}
 		for _, vw := range w.writes {
 			bySession[vw.session] = append(bySession[vw.session], vw)

@@ -138,8 +138,12 @@
 // a quiet session's view was scored from. Scoring indexes the live session
 // under the merged rows it read; every RescoreInterval the sessions whose
 // rows changed since (their maintained top K: a count in it, or its
-// membership) are scored again and rewritten, and a handoff, an
-// assignment or a revocation rescores every live session. Rescoring is
+// membership) are scored again and rewritten — unless the view was scored
+// after the row's last change (each row change is stamped with the count of
+// views scored so far; a session's own record rescores it, and the changes
+// its pairs made to the rows it reads are then already in its view) — and a
+// handoff, an assignment or a revocation rescores every live session.
+// Rescoring is
 // bounded by the work of the stream: each run marks at most one session
 // per four records processed since the last one, plus 500, oldest changed
 // first; the rest waits (lambdarec_speed_rescore_backlog). The bound

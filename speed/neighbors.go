@@ -48,11 +48,17 @@ type mergedNeighbors struct {
 	// again, so a view is exact when read, not only at its last record.
 	changed []uint32
 	chg     []bool
-	drow    []model.ItemCount
-	rrow    []model.ItemCount
-	brow    []model.ItemCount
-	out     []model.ItemCount
-	seen    map[string]struct{}
+	// stamp is, by item id, the scoring clock just after its row last
+	// changed: a view scored at clock c (session.scoredAt) read the row as
+	// it is now iff stamp <= c. clock counts the views scored (scoreView);
+	// it carries over to the next mergedNeighbors at a handoff.
+	stamp []uint64
+	clock uint64
+	drow  []model.ItemCount
+	rrow  []model.ItemCount
+	brow  []model.ItemCount
+	out   []model.ItemCount
+	seen  map[string]struct{}
 	// cachedBytes estimates the memory of tops.
 	cachedBytes int
 }
@@ -72,12 +78,14 @@ func (n *mergedNeighbors) intern(item string) uint32 {
 		n.bids = append(n.bids, 0)
 		n.dids = append(n.dids, 0)
 		n.chg = append(n.chg, false)
+		n.stamp = append(n.stamp, 0)
 	}
 	return id
 }
 
 // rowChanged notes that item id's maintained row changed.
 func (n *mergedNeighbors) rowChanged(id uint32) {
+	n.stamp[id] = n.clock + 1
 	if !n.chg[id] {
 		n.chg[id] = true
 		n.changed = append(n.changed, id)

@@ -29,12 +29,28 @@ type session struct {
 	dirty     bool  // its view must be written
 	// watch are the merged rows (mergedNeighbors ids) its view was last
 	// scored from: when one changes, the view is scored again.
-	watch  []uint32
+	watch  []watchRow
 	queued bool // in processor.rescoreQ
+	// scoredAt is the scoring clock (mergedNeighbors.clock) of its view:
+	// a watched row whose stamp is not past it changed before the view
+	// was scored, so it needs no rescoring for that change.
+	scoredAt uint64
 	// list links: the partition's live list (most recent first) or its
 	// retained list (oldest first).
 	prev, next *session
 	seq        uint64 // when retained: order of retention, for dropping oldest first
+}
+
+// watchRow is a merged row a session's view read: its mergedNeighbors id
+// and the session's index in processor.watchers[id].
+type watchRow struct {
+	id  uint32
+	pos int32
+}
+
+// watches reports whether ws holds row id.
+func watches(ws []watchRow, id uint32) bool {
+	return slices.ContainsFunc(ws, func(w watchRow) bool { return w.id == id })
 }
 
 // list is an intrusive doubly linked list of sessions.
@@ -184,7 +200,10 @@ type processor struct {
 	// watchers index the live sessions by the merged rows their views read
 	// (session.watch), so a changed row rescores exactly the views it
 	// changes; lastRescore is when changed rows were last looked at.
-	watchers    map[uint32]map[*session]struct{}
+	// watchers is by mergedNeighbors id (a slice per row: no hashing, no
+	// map for the collector to scan); session.wpos locates a session in
+	// the slices of the rows it watches.
+	watchers    [][]*session
 	lastRescore time.Time
 	rescoreQ    []*session // sessions whose rows changed, not yet marked (budget)
 
@@ -218,8 +237,7 @@ func newProcessor(lim limits, p model.Params, log *slog.Logger) (*processor, err
 		lim: lim, log: log, params: p, bound: model.Boundary{}, deltas: d,
 		nb: newMergedNeighbors(nil, d.Covisit(), p.Neighbors), scorer: sc,
 		parts: map[int32]*partition{}, vs: newViewScorer(), strs: stringTable{},
-		watchers: map[uint32]map[*session]struct{}{},
-		remote:   map[int32]map[int64]map[sharedPair]sharedCount{}, remoteCov: model.NewCovisit(),
+		remote: map[int32]map[int64]map[sharedPair]sharedCount{}, remoteCov: model.NewCovisit(),
 	}
 	proc.nb.remote = proc.remoteCov
 	proc.emit = proc.addPair
@@ -290,8 +308,12 @@ func (p *processor) rescoreChanged(now time.Time, every time.Duration, budget in
 	}
 	p.lastRescore = now
 	p.nb.takeChanged(func(id uint32) {
-		for s := range p.watchers[id] {
-			if !s.queued {
+		if int(id) >= len(p.watchers) {
+			return
+		}
+		st := p.nb.stamp[id]
+		for _, s := range p.watchers[id] {
+			if !s.queued && st > s.scoredAt {
 				s.queued = true
 				p.rescoreQ = append(p.rescoreQ, s)
 			}
@@ -303,7 +325,7 @@ func (p *processor) rescoreChanged(now time.Time, every time.Duration, budget in
 		p.rescoreQ[n] = nil
 		n++
 		s.queued = false
-		if s.live && !s.dirty {
+		if s.live && !s.dirty && p.stale(s) {
 			p.c.rescored++
 			p.markDirty(s)
 		}
@@ -312,48 +334,69 @@ func (p *processor) rescoreChanged(now time.Time, every time.Duration, budget in
 	return true
 }
 
+// stale reports whether a row s's view read changed after it was scored
+// (by its own records too: a record that scored the session again after its
+// rows changed leaves nothing to rescore).
+func (p *processor) stale(s *session) bool {
+	for _, w := range s.watch {
+		if p.nb.stamp[w.id] > s.scoredAt {
+			return true
+		}
+	}
+	return false
+}
+
 // setWatch indexes live session s under the merged rows ids its view reads.
 // Only the rows that changed are touched: a session's recent items mostly
 // shift by one from one view to the next.
 func (p *processor) setWatch(s *session, ids []uint32) {
-	if slices.Equal(s.watch, ids) {
-		return
+	if len(s.watch) == len(ids) && !slices.ContainsFunc(ids, func(id uint32) bool { return !watches(s.watch, id) }) {
+		return // the same rows (both are sets; s.watch in no particular order)
 	}
-	for _, id := range s.watch {
-		if !slices.Contains(ids, id) {
-			p.unwatchRow(s, id)
-		}
-	}
-	for _, id := range ids {
-		if slices.Contains(s.watch, id) {
+	for j := 0; j < len(s.watch); {
+		if !slices.Contains(ids, s.watch[j].id) {
+			p.unwatchAt(s, j) // moves the last entry to j
 			continue
 		}
-		m := p.watchers[id]
-		if m == nil {
-			m = map[*session]struct{}{}
-			p.watchers[id] = m
-		}
-		m[s] = struct{}{}
+		j++
 	}
-	s.watch = append(s.watch[:0], ids...)
+	if s.watch == nil {
+		s.watch = make([]watchRow, 0, max(len(ids), p.params.RecentItems))
+	}
+	for _, id := range ids {
+		if watches(s.watch, id) {
+			continue
+		}
+		if int(id) >= len(p.watchers) {
+			p.watchers = append(p.watchers, make([][]*session, max(int(id)+1, 2*len(p.watchers))-len(p.watchers))...)
+		}
+		s.watch = append(s.watch, watchRow{id: id, pos: int32(len(p.watchers[id]))})
+		p.watchers[id] = append(p.watchers[id], s)
+	}
 }
 
-// unwatchRow removes s from row id's watchers.
-func (p *processor) unwatchRow(s *session, id uint32) {
-	if m := p.watchers[id]; m != nil {
-		delete(m, s)
-		if len(m) == 0 {
-			delete(p.watchers, id)
-		}
+// unwatchAt removes s from the watchers of its row s.watch[j], and that row
+// from s.watch (the last one takes its place).
+func (p *processor) unwatchAt(s *session, j int) {
+	id, i := s.watch[j].id, s.watch[j].pos
+	ws := p.watchers[id]
+	last := len(ws) - 1
+	if moved := ws[last]; int(i) != last {
+		ws[i] = moved
+		moved.watch[slices.IndexFunc(moved.watch, func(w watchRow) bool { return w.id == id })].pos = i
 	}
+	ws[last] = nil
+	p.watchers[id] = ws[:last]
+	n := len(s.watch) - 1
+	s.watch[j] = s.watch[n]
+	s.watch = s.watch[:n]
 }
 
 // unwatch removes s from the index.
 func (p *processor) unwatch(s *session) {
-	for _, id := range s.watch {
-		p.unwatchRow(s, id)
+	for len(s.watch) > 0 {
+		p.unwatchAt(s, len(s.watch)-1)
 	}
-	s.watch = s.watch[:0]
 }
 
 // rebuild returns the deltas of the sessions held for boundary b: the
@@ -412,9 +455,11 @@ func (p *processor) handoff(b *Batch) time.Duration {
 		clear(ps.pub)
 	}
 	p.rebuildRemote()
+	clock := p.nb.clock
 	p.nb = newMergedNeighbors(b.Model.Covisit(), p.deltas.Covisit(), params.Neighbors)
+	p.nb.clock = clock // scoredAt stays comparable
 	p.nb.remote = p.remoteCov
-	clear(p.watchers)
+	clear(p.watchers) // by the old rows' ids
 	for _, ps := range p.parts {
 		for _, s := range ps.sessions {
 			s.watch = s.watch[:0]

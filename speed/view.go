@@ -12,8 +12,8 @@ import (
 // maintained merged rows in place by item id (model.Scorer.ScoreDense): no
 // row is copied, no item string hashed. Its buffers are reused.
 type viewScorer struct {
-	recent []string
 	ids    []uint32
+	idOf   func(item string) uint32 // the item's mergedNeighbors id
 	out    []model.Scored
 	bought []string
 	isBuy  func(string) bool // reports whether an item is in bought
@@ -30,12 +30,12 @@ func newViewScorer() *viewScorer {
 // bought) — to p.views, and indexes a live session under the rows it read.
 func (p *processor) scoreView(s *session, now time.Time) {
 	v := p.vs
-	n := p.params.RecentItems
-	v.recent = s.ms.AppendRecent(v.recent[:0], n)
-	v.ids = v.ids[:0]
-	for _, item := range v.recent {
-		v.ids = append(v.ids, p.nb.intern(item))
+	if v.idOf == nil {
+		// Events' items are the layer's interned strings: internPair finds
+		// them by address.
+		v.idOf = func(item string) uint32 { return p.nb.internPair(item) }
 	}
+	v.ids = s.ms.AppendRecentIDs(v.ids[:0], p.params.RecentItems, v.idOf)
 	var exclude func(string) bool
 	if v.bought = s.purchased; len(v.bought) > 0 {
 		exclude = v.isBuy
@@ -55,5 +55,7 @@ func (p *processor) scoreView(s *session, now time.Time) {
 	if s.live {
 		p.setWatch(s, v.ids)
 	}
+	p.nb.clock++ // rows changed from now on are past this view
+	s.scoredAt = p.nb.clock
 	v.bought = nil
 }

@@ -73,7 +73,7 @@ type Covisit struct {
 	top  [][]ItemCount
 	topK int
 	// overlay, keyed by pairKey; adj lists each item's overlay neighbours.
-	over map[uint64]int64
+	over pairTable
 	adj  [][]uint32
 	n    int // unordered pairs with a non-zero total
 }
@@ -82,7 +82,7 @@ type Covisit struct {
 func NewCovisit() *Covisit { return newCovisit(newDict()) }
 
 func newCovisit(items *dict) *Covisit {
-	return &Covisit{items: items, over: make(map[uint64]int64)}
+	return &Covisit{items: items}
 }
 
 func pairKey(a, b uint32) uint64 {
@@ -123,22 +123,21 @@ func (c *Covisit) baseGet(a, b uint32) int64 {
 
 func (c *Covisit) addID(a, b uint32, w int64) {
 	k := pairKey(a, b)
-	old, inOver := c.over[k]
+	i, added := c.over.slot(k)
+	e := &c.over.ents[i]
+	old := e.val
 	before := c.baseGet(a, b) + old
 	after := before + w
-	switch nw := old + w; {
-	case nw == 0:
-		if inOver {
-			delete(c.over, k)
+	switch e.val = old + w; {
+	case e.val == 0:
+		c.over.del(i)
+		if !added {
 			c.unlink(a, b)
 			c.unlink(b, a)
 		}
-	case !inOver:
-		c.over[k] = nw
+	case added:
 		c.link(a, b)
 		c.link(b, a)
-	default:
-		c.over[k] = nw
 	}
 	switch {
 	case before == 0 && after != 0:
@@ -181,7 +180,7 @@ func (c *Covisit) Get(a, b string) int64 {
 	if !ok || ia == ib {
 		return 0
 	}
-	return c.baseGet(ia, ib) + c.over[pairKey(ia, ib)]
+	return c.baseGet(ia, ib) + c.over.get(pairKey(ia, ib))
 }
 
 // Len returns the number of unordered pairs with a non-zero count.
@@ -200,7 +199,7 @@ func (c *Covisit) degree(id uint32) int {
 	nbr, cnt := c.baseRow(id)
 	d := len(nbr)
 	for _, n := range c.overRow(id) {
-		v := c.over[pairKey(id, n)]
+		v := c.over.get(pairKey(id, n))
 		if i, ok := slices.BinarySearch(nbr, n); ok {
 			if cnt[i]+v == 0 {
 				d--
@@ -230,7 +229,7 @@ func (c *Covisit) appendRow(dst []ItemCount, id uint32) []ItemCount {
 	}
 	over := c.overRow(id)
 	for _, n := range over {
-		v := c.over[pairKey(id, n)]
+		v := c.over.get(pairKey(id, n))
 		if i, ok := slices.BinarySearch(nbr, n); ok {
 			dst[start+i].Count += v
 		} else {
@@ -438,15 +437,15 @@ func (c *Covisit) all() iter.Seq2[uint64, int64] {
 			for ; i < len(nbr); i++ {
 				k := uint64(r)<<32 | uint64(nbr[i])
 				v := cnt[i]
-				if len(c.over) > 0 {
-					v += c.over[k]
+				if c.over.len() > 0 {
+					v += c.over.get(k)
 				}
 				if v != 0 && !yield(k, v) {
 					return
 				}
 			}
 		}
-		for k, v := range c.over {
+		for k, v := range c.over.all {
 			if c.baseGet(uint32(k>>32), uint32(k)) == 0 && !yield(k, v) {
 				return
 			}
@@ -464,7 +463,7 @@ func (c *Covisit) sortedKV(to *dict, sign int64) []kv {
 		}
 		out = append(out, kv{k, sign * v})
 	}
-	if to != c.items || len(c.over) > 0 {
+	if to != c.items || c.over.len() > 0 {
 		out = reduceKV(sortKV(out, make([]kv, len(out)), to.len()))
 	}
 	return out
@@ -494,14 +493,14 @@ func (c *Covisit) setBase(kvs []kv) {
 	c.off, c.nbr, c.cnt = off, nbr, cnt
 	c.rank = c.items.ranks()
 	c.top, c.topK = nil, 0
-	c.over, c.adj = make(map[uint64]int64), nil
+	c.over, c.adj = pairTable{}, nil
 	c.n = len(kvs)
 }
 
 // Compact folds the overlay into the base: reads get faster and memory
 // smaller after many changes. It is what Merge does for large merges.
 func (c *Covisit) Compact() {
-	if len(c.over) == 0 {
+	if c.over.len() == 0 {
 		return
 	}
 	c.setBase(c.sortedKV(c.items, 1))

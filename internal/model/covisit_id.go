@@ -11,7 +11,7 @@ func (c *Covisit) GetID(a, b uint32) int64 {
 	if a == b {
 		return 0
 	}
-	return c.baseGet(a, b) + c.over[pairKey(a, b)]
+	return c.baseGet(a, b) + c.over.get(pairKey(a, b))
 }
 
 // Intern returns item's id in the dictionary of c, adding the item when new,

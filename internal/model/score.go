@@ -131,11 +131,10 @@ func (s *Scorer) Score(src Neighbors, recent []string, exclude func(string) bool
 
 // offerTop offers candidate c to h, a heap of the best len(h) <= k
 // candidates with the worst on top, and returns h. A candidate that cannot
-// enter is rejected before exclude is asked (cheap rejections first;
-// compareScored decides the rest).
+// enter is rejected before exclude is asked.
 func offerTop(h []Scored, c Scored, k int, exclude func(string) bool) []Scored {
 	if len(h) == k {
-		if w := &h[0]; c.Score < w.Score || c.Score == w.Score && c.Item > w.Item || compareScored(c, *w) >= 0 {
+		if !better(c, h[0]) {
 			return h
 		}
 	}
@@ -152,12 +151,20 @@ func offerTop(h []Scored, c Scored, k int, exclude func(string) bool) []Scored {
 	return h
 }
 
+// better reports whether a comes before b in compareScored's order. Scores
+// are never NaN (positive counts over a positive count), so plain float
+// comparisons decide as cmp.Compare does, without its NaN checks: the
+// selection's hot comparisons.
+func better(a, b Scored) bool {
+	return a.Score > b.Score || a.Score == b.Score && a.Item < b.Item
+}
+
 // heapUp and heapDown maintain h as a heap with the worst candidate (in
 // compareScored's order) at the root.
 func heapUp(h []Scored, j int) {
 	for j > 0 {
 		p := (j - 1) / 2
-		if compareScored(h[p], h[j]) >= 0 {
+		if !better(h[p], h[j]) {
 			break
 		}
 		h[j], h[p] = h[p], h[j]
@@ -172,10 +179,10 @@ func heapDown(h []Scored, j int) {
 			return
 		}
 		m := l
-		if r := l + 1; r < len(h) && compareScored(h[l], h[r]) < 0 {
+		if r := l + 1; r < len(h) && better(h[l], h[r]) {
 			m = r
 		}
-		if compareScored(h[j], h[m]) >= 0 {
+		if !better(h[j], h[m]) {
 			return
 		}
 		h[j], h[m] = h[m], h[j]

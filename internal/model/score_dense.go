@@ -111,26 +111,11 @@ func (s *Scorer) AppendScoreDense(dst []Scored, src DenseRows, recent []uint32, 
 		}
 		h = offerTop(h, Scored{Item: e.item, Score: sl.score}, k, exclude)
 	}
-	s.heap = h
-	start := len(dst)
-	dst = append(dst, h...)
-	sortScored(dst[start:])
-	return dst
-}
-
-// sortScored sorts s in compareScored's order by insertion: s holds at most
-// k (tens of) items, and most comparisons are decided by the score alone.
-func sortScored(s []Scored) {
-	for i := 1; i < len(s); i++ {
-		c := s[i]
-		j := i
-		for ; j > 0; j-- {
-			p := &s[j-1]
-			if p.Score > c.Score || p.Score == c.Score && p.Item <= c.Item {
-				break
-			}
-			s[j] = *p
-		}
-		s[j] = c
+	// Heapsort: the worst candidate, at the root, goes to the end.
+	for end := len(h) - 1; end > 0; end-- {
+		h[0], h[end] = h[end], h[0]
+		heapDown(h[:end], 0)
 	}
+	s.heap = h
+	return append(dst, h...)
 }

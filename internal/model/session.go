@@ -65,6 +65,9 @@ type Session struct {
 	uids  *dict
 	uidOf string
 	uid   uint32
+	// disordered is set once an event was added out of (time, partition,
+	// offset) order (see ordered).
+	disordered bool
 	// last record position seen (accepted or not), to ignore replays.
 	seen       bool
 	lastPart   int32
@@ -141,6 +144,11 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 			}
 		}
 	}
+	if n := len(s.events); n > 0 {
+		if l := &s.events[n-1]; l.time > e.Time || l.time == e.Time && !before(l.partition, l.offset, e.Partition, e.Offset) {
+			s.disordered = true
+		}
+	}
 	s.events = append(s.events, sessionEvent{hash: h, item: e.ItemID, iid: eid, user: e.UserID, kind: e.Kind, time: e.Time, partition: e.Partition, offset: e.Offset})
 	s.user = e.UserID
 	return Accepted
@@ -214,15 +222,29 @@ func (s *Session) AppendRecent(dst []string, n int) []string {
 }
 
 // ordered reports whether s's events are in ascending (time, partition,
-// offset) order, the reverse of AppendRecent's.
-func (s *Session) ordered() bool {
-	for i := 1; i < len(s.events); i++ {
-		a, b := &s.events[i-1], &s.events[i]
-		if a.time > b.time || a.time == b.time && !before(a.partition, a.offset, b.partition, b.offset) {
-			return false
+// offset) order, the reverse of AppendRecent's: whether each was added after
+// the one before in that order (events are only ever appended).
+func (s *Session) ordered() bool { return !s.disordered }
+
+// AppendRecentIDs is AppendRecent for a caller that names items by ids: id
+// returns an item's id (distinct items have distinct ids), and the ids of
+// the session's n most recent distinct items are appended to dst, most
+// recent first. Distinct items are told apart by their ids, so no item
+// string is compared.
+func (s *Session) AppendRecentIDs(dst []uint32, n int, id func(item string) uint32) []uint32 {
+	start := len(dst)
+	if !s.ordered() {
+		for _, item := range s.AppendRecent(nil, n) {
+			dst = append(dst, id(item))
+		}
+		return dst
+	}
+	for i := len(s.events) - 1; i >= 0 && len(dst)-start < n; i-- {
+		if d := id(s.events[i].item); !slices.Contains(dst[start:], d) {
+			dst = append(dst, d)
 		}
 	}
-	return true
+	return dst
 }
 
 // Recent returns the session's n most recent distinct items, most recent first.

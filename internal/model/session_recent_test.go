@@ -10,7 +10,8 @@ import (
 
 // TestAppendRecentOrder holds AppendRecent (a backward walk when the events
 // are in order, a sort otherwise) to its definition: distinct items by
-// their latest event, (time, partition, offset) newest first.
+// their latest event, (time, partition, offset) newest first; and
+// AppendRecentIDs to the same items by id.
 func TestAppendRecentOrder(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 5))
 	p := DefaultParams()
@@ -46,6 +47,20 @@ func TestAppendRecentOrder(t *testing.T) {
 		want = want[:min(n, len(want))]
 		if got := s.AppendRecent([]string{"x"}, n); got[0] != "x" || !slices.Equal(got[1:], want) {
 			t.Fatalf("round %d: AppendRecent %v, want x then %v", round, got, want)
+		}
+		ids := map[string]uint32{}
+		idOf := func(item string) uint32 {
+			if _, ok := ids[item]; !ok {
+				ids[item] = uint32(len(ids)) + 100
+			}
+			return ids[item]
+		}
+		wantIDs := []uint32{7}
+		for _, item := range want {
+			wantIDs = append(wantIDs, idOf(item))
+		}
+		if got := s.AppendRecentIDs([]uint32{7}, n, idOf); !slices.Equal(got, wantIDs) {
+			t.Fatalf("round %d: AppendRecentIDs %v, want %v (items %v)", round, got, wantIDs, want)
 		}
 	}
 }
