@@ -180,6 +180,7 @@ type processor struct {
 	dirty     []*session          // updated since scored (or never scored)
 	views     []store.SessionView // scored, not yet written
 	vs        *viewScorer
+	par       parScore  // scoreParallel's (scorepar.go)
 	pendSince time.Time // when the oldest unwritten update was processed
 	// watchers index the live sessions by the merged rows their views read
 	// (session.watch), so a changed row rescores exactly the views it
@@ -753,6 +754,9 @@ func (p *processor) appendViews(dst []store.SessionView, now time.Time) []store.
 
 // scoreDirty scores every session still dirty.
 func (p *processor) scoreDirty(now time.Time) {
+	if p.scoreParallel(now) {
+		return
+	}
 	for _, s := range p.dirty {
 		p.score(s, now)
 	}
