@@ -14,9 +14,9 @@ type parScore struct {
 	// maxWorkers bounds the workers (0: GOMAXPROCS; 1: none, the
 	// processing goroutine scores).
 	maxWorkers int
-	workers []*viewScorer
-	jobs    []scoreJob
-	ids     []uint32 // the jobs' row ids, back to back
+	workers    []*viewScorer
+	jobs       []scoreJob
+	ids        []uint32 // the jobs' row ids, back to back
 }
 
 // scoreJob is one session to score in a parallel pass: ids[lo:hi] of
