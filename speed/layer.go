@@ -288,6 +288,7 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) (failed bool) {
 		}
 	}
 	l.decodeAll()
+	l.proc.settleCov() // the last poll's shares are added before any record
 	l.smallPoll = len(l.recs) < smallPoll
 	l.sinceRescore += len(l.recs)
 	for i, r := range l.recs {
@@ -302,6 +303,7 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) (failed bool) {
 	}
 	clear(l.recs)
 	clear(l.dec)
+	l.proc.startSettle() // overlaps the scoring and writing of the views
 	return failed
 }
 
