@@ -66,11 +66,10 @@ type Layer struct {
 	cl         *kgo.Client
 	buf        []store.SessionView
 	writing    []store.SessionView // the views being written (flush), nil when none
-	writeDone  chan error          // the result of writing them
-	writeStart time.Time
-	recs       []*kgo.Record // the poll being processed
-	smallPoll  bool          // the last poll had fewer than smallPoll records
-	dec        []decoded     // its records decoded
+	writeDone  chan writeResult    // the result of writing them
+	recs       []*kgo.Record       // the poll being processed
+	smallPoll  bool                // the last poll had fewer than smallPoll records
+	dec        []decoded           // its records decoded
 	evs        []*schemas.UserInteraction
 	failed     []store.SessionView // views whose write failed, retried first
 	lastCommit time.Time
@@ -505,12 +504,22 @@ func (l *Layer) flush(ctx context.Context, now time.Time) error {
 	}
 	views := l.proc.appendViews(append(l.buf[:0], l.failed...), now)
 	l.failed = l.failed[:0]
-	l.writing, l.writeStart = views, now
+	l.writing = views
 	if l.writeDone == nil {
-		l.writeDone = make(chan error, 1)
+		l.writeDone = make(chan writeResult, 1)
 	}
-	go func() { l.writeDone <- l.views.UpsertSessions(ctx, views) }()
+	go func() {
+		err := l.views.UpsertSessions(ctx, views)
+		l.writeDone <- writeResult{err: err, took: time.Since(now)}
+	}()
 	return werr
+}
+
+// writeResult is how a view write ended: its error and the time from the
+// start of the flush (scoring included) to its end.
+type writeResult struct {
+	err  error
+	took time.Duration
 }
 
 // flushNow flushes and waits for the write: its error covers every view
@@ -528,19 +537,19 @@ func (l *Layer) awaitWrite(block bool) error {
 	if l.writing == nil {
 		return nil
 	}
-	var err error
+	var res writeResult
 	if block {
-		err = <-l.writeDone
+		res = <-l.writeDone
 	} else {
 		select {
-		case err = <-l.writeDone:
+		case res = <-l.writeDone:
 		default:
 			return nil
 		}
 	}
-	views := l.writing
+	views, err := l.writing, res.err
 	l.writing = nil
-	l.m.flushDur.Observe(time.Since(l.writeStart).Seconds())
+	l.m.flushDur.Observe(res.took.Seconds())
 	if err != nil {
 		l.m.viewErrors.Inc()
 		l.log.Warn("write session views", "views", len(views), "err", err)
