@@ -163,7 +163,16 @@ type fileViews struct {
 	f  *os.File
 }
 
+// openFileViews opens the file at path for appending. A write the previous
+// writer was killed in the middle of was never acknowledged: its torn tail
+// (after the last newline) is cut off, as a store recovering from a crash
+// drops an unfinished write, so the next views start on a line of their own.
 func openFileViews(path string) (*fileViews, error) {
+	if b, err := os.ReadFile(path); err == nil && len(b) > 0 && b[len(b)-1] != '\n' {
+		if err := os.Truncate(path, int64(bytes.LastIndexByte(b, '\n')+1)); err != nil {
+			return nil, err
+		}
+	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err

@@ -134,6 +134,7 @@ func (p *processor) rebuildRemote() {
 // appendPublish appends the records that publish the owned partitions'
 // changed pairs to dst (all pairs where pubAll), and forgets the changes.
 func (p *processor) appendPublish(dst []*kgo.Record, topic string, nParts int32, all bool) []*kgo.Record {
+	p.settleCov()
 	for _, tb := range p.tombs {
 		dst = append(dst, &kgo.Record{Topic: topic, Partition: tb.part % nParts,
 			Key: encodeSharedKey(tb.part, tb.bnd, tb.pair.a, tb.pair.b)})

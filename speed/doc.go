@@ -121,7 +121,7 @@
 //
 // A poll's records are decoded in parallel, then applied in order; a
 // record marks its session's view to be written. Views are scored and
-// written together, on the processing goroutine, once per flush tick: when
+// written together once per flush tick: when
 // the oldest unwritten update is min(MaxViewDelay, 1ms) old (after a poll;
 // the poll waits no longer than that; after a poll of fewer than 64
 // records, at once) or, within a long poll, MaxViewDelay old. So several
@@ -133,6 +133,20 @@
 // item string hashed; it equals Scorer.RecommendSession bit for bit). Each
 // view carries its session's newest record's offset, the newest event time,
 // the user and the purchases.
+//
+// Only what needs the state in order stays on the processing goroutine
+// (applying records, interning a view's rows). A flush of many views is
+// scored on up to GOMAXPROCS goroutines against a state frozen meanwhile —
+// each view's rows materialized first, then read only, each worker with a
+// scorer of its own — bit for bit what serial scoring gives
+// (TestParallelScoringEqualsSerial, scorepar.go). The views are written on
+// a goroutine of their own while the next records are processed, one write
+// in flight; a commit waits for it, so a replay horizon is committed only
+// after the views of every record it covers are written
+// (TestViewWritesFailedAreRetriedBeforeCommit). A partition's share of the
+// deltas, published for the other members, is added after each poll on
+// goroutines of their own (covlog.go), overlapping the scoring; every reader
+// of a share waits for it first.
 //
 // Other sessions' records (and other members' deltas) keep changing the rows
 // a quiet session's view was scored from. Scoring indexes the live session

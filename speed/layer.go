@@ -65,9 +65,11 @@ type Layer struct {
 	proc       *processor
 	cl         *kgo.Client
 	buf        []store.SessionView
-	recs       []*kgo.Record // the poll being processed
-	smallPoll  bool          // the last poll had fewer than smallPoll records
-	dec        []decoded     // its records decoded
+	writing    []store.SessionView // the views being written (flush), nil when none
+	writeDone  chan writeResult    // the result of writing them
+	recs       []*kgo.Record       // the poll being processed
+	smallPoll  bool                // the last poll had fewer than smallPoll records
+	dec        []decoded           // its records decoded
 	evs        []*schemas.UserInteraction
 	failed     []store.SessionView // views whose write failed, retried first
 	lastCommit time.Time
@@ -241,7 +243,7 @@ func (l *Layer) Run(ctx context.Context) error {
 	defer cancel()
 	l.mu.Lock()
 	l.proc.rescoreChanged(time.Now(), 0, -1)
-	ferr := l.flush(sctx, time.Now())
+	ferr := l.flushNow(sctx, time.Now())
 	l.publishDeltas(sctx, pubFinal)
 	cerr := l.commit(sctx, true, nil)
 	l.closing = true
@@ -285,6 +287,7 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) (failed bool) {
 		}
 	}
 	l.decodeAll()
+	l.proc.settleCov() // the last poll's shares are added before any record
 	l.smallPoll = len(l.recs) < smallPoll
 	l.sinceRescore += len(l.recs)
 	for i, r := range l.recs {
@@ -299,6 +302,7 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) (failed bool) {
 	}
 	clear(l.recs)
 	clear(l.dec)
+	l.proc.startSettle() // overlaps the scoring and writing of the views
 	return failed
 }
 
@@ -381,6 +385,7 @@ func (l *Layer) decodeAll() {
 
 // afterPoll writes the views, switches batch, commits and exports metrics.
 func (l *Layer) afterPoll(ctx context.Context, now time.Time) {
+	l.awaitWrite(false) //nolint:errcheck // logged; its views are retried
 	// Rescoring is bounded by the records processed since its last run: at
 	// most one more scoring per rescorePer records (plus minRescore); the
 	// rest waits in the backlog, oldest first.
@@ -484,23 +489,76 @@ func (l *Layer) pollBatches(ctx context.Context) {
 	}
 }
 
-// flush scores and writes the views of the sessions updated since the last
-// flush (and those whose write failed before).
+// flush scores the views of the sessions updated since the last flush (and
+// those whose write failed before) and starts writing them on a goroutine of
+// their own, so the store's round trip overlaps the processing of the next
+// records. One write is in flight at a time: flush first waits for the
+// previous one (a failed write's views are written again first). A commit
+// waits for the write in flight (commit), so it still comes after the views
+// of every record it covers are written. The error is that of the previous
+// write; flushNow waits for this one.
 func (l *Layer) flush(ctx context.Context, now time.Time) error {
+	werr := l.awaitWrite(true)
 	if !l.proc.pending() && len(l.failed) == 0 {
-		return nil
+		return werr
 	}
 	views := l.proc.appendViews(append(l.buf[:0], l.failed...), now)
-	err := l.views.UpsertSessions(ctx, views)
-	l.m.flushDur.Observe(time.Since(now).Seconds())
+	l.failed = l.failed[:0]
+	l.writing = views
+	if l.writeDone == nil {
+		l.writeDone = make(chan writeResult, 1)
+	}
+	go func() {
+		err := l.views.UpsertSessions(ctx, views)
+		l.writeDone <- writeResult{err: err, took: time.Since(now)}
+	}()
+	return werr
+}
+
+// writeResult is how a view write ended: its error and the time from the
+// start of the flush (scoring included) to its end.
+type writeResult struct {
+	err  error
+	took time.Duration
+}
+
+// flushNow flushes and waits for the write: its error covers every view
+// (those of a previous failed write are in it).
+func (l *Layer) flushNow(ctx context.Context, now time.Time) error {
+	l.flush(ctx, now) //nolint:errcheck // a failed previous write's views are written again here
+	return l.awaitWrite(true)
+}
+
+// awaitWrite collects the result of the view write in flight, if any,
+// waiting for it when block (else only when it is done). After a failure
+// its views are kept in l.failed, written again first by the next flush,
+// and no commit happens before they are.
+func (l *Layer) awaitWrite(block bool) error {
+	if l.writing == nil {
+		return nil
+	}
+	var res writeResult
+	if block {
+		res = <-l.writeDone
+	} else {
+		select {
+		case res = <-l.writeDone:
+		default:
+			return nil
+		}
+	}
+	views, err := l.writing, res.err
+	l.writing = nil
+	l.m.flushDur.Observe(res.took.Seconds())
 	if err != nil {
 		l.m.viewErrors.Inc()
 		l.log.Warn("write session views", "views", len(views), "err", err)
 		l.failed = append(l.failed[:0], views...)
+		clear(views)
+		l.buf = views[:0]
 		return fmt.Errorf("write %d session views: %w", len(views), err)
 	}
 	l.m.viewWrites.Add(float64(len(views)))
-	l.failed = l.failed[:0]
 	clear(views)
 	l.buf = views[:0]
 	return nil
@@ -519,7 +577,7 @@ func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
 	if l.cl == nil {
 		return nil
 	}
-	if len(l.failed) > 0 {
+	if err := l.awaitWrite(true); err != nil || len(l.failed) > 0 {
 		return errors.New("commit held back: session views unwritten")
 	}
 	if ids == nil {
@@ -678,7 +736,7 @@ func (l *Layer) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][
 			l.log.Warn("publish shared deltas before a revocation", "err", err)
 		}
 		l.proc.rescoreChanged(time.Now(), 0, -1)
-		if err := l.flush(ctx, time.Now()); err == nil {
+		if err := l.flushNow(ctx, time.Now()); err == nil {
 			l.commit(ctx, true, ids) //nolint:errcheck // logged; the next owner replays from the last commit
 		}
 	}

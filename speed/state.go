@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -110,6 +111,7 @@ type partition struct {
 	// its pairs changed since they were last published, pubAll says all
 	// are to be published (a rebuild, a failed publish).
 	cov    *model.Covisit
+	covLog []covAdd // contributions to cov not yet added (covlog.go)
 	pub    map[sharedPair]struct{}
 	pubAll bool
 	// cids caches items' ids in cov's dictionary by their mergedNeighbors
@@ -196,7 +198,10 @@ type processor struct {
 	dirty     []*session          // updated since scored (or never scored)
 	views     []store.SessionView // scored, not yet written
 	vs        *viewScorer
-	pendSince time.Time // when the oldest unwritten update was processed
+	par       parScore       // scoreParallel's (scorepar.go)
+	settling  bool           // startSettle's goroutines run (covlog.go)
+	settleWG  sync.WaitGroup // and end
+	pendSince time.Time      // when the oldest unwritten update was processed
 	// watchers index the live sessions by the merged rows their views read
 	// (session.watch), so a changed row rescores exactly the views it
 	// changes; lastRescore is when changed rows were last looked at.
@@ -262,6 +267,7 @@ func (p *processor) assign(id int32) {
 // drop forgets the state of partitions ids and rebuilds the deltas of the
 // partitions kept. Views of their sessions must have been written.
 func (p *processor) drop(ids []int32) {
+	p.settleCov()
 	changed := false
 	gone := map[*partition]bool{}
 	for _, id := range ids {
@@ -403,6 +409,7 @@ func (p *processor) unwatch(s *session) {
 // contributions of their records past b. Each partition's co-visitation
 // share is rebuilt too.
 func (p *processor) rebuild(params model.Params, b model.Boundary) *model.Model {
+	p.settleCov()
 	d, _ := model.New(params) // params were validated
 	for _, ps := range p.parts {
 		dp, _ := model.New(params)
@@ -421,6 +428,7 @@ func (p *processor) rebuild(params model.Params, b model.Boundary) *model.Model 
 // retained sessions it covers are forgotten. It returns how long it took.
 func (p *processor) handoff(b *Batch) time.Duration {
 	start := time.Now()
+	p.settleCov()
 	bound := model.Boundary(b.Meta.Boundary)
 	for id := range p.parts {
 		if old, ok := p.bound[id]; ok {
@@ -625,7 +633,7 @@ func (p *processor) addPair(a, b string, w int64) {
 	nb, ps := p.nb, p.cur
 	ia, ib := nb.internPair(a), nb.internPair(b)
 	p.deltas.Covisit().AddID(nb.internDelta(ia), nb.internDelta(ib), w)
-	ps.cov.AddID(ps.covID(nb, ia), ps.covID(nb, ib), w)
+	p.logCov(ps, ps.covID(nb, ia), ps.covID(nb, ib), w)
 	if !p.sole {
 		ps.pub[newSharedPair(a, b)] = struct{}{}
 	}
@@ -798,6 +806,9 @@ func (p *processor) appendViews(dst []store.SessionView, now time.Time) []store.
 
 // scoreDirty scores every session still dirty.
 func (p *processor) scoreDirty(now time.Time) {
+	if p.scoreParallel(now) {
+		return
+	}
 	for _, s := range p.dirty {
 		p.score(s, now)
 	}

@@ -8,15 +8,21 @@ import (
 	"github.com/lambdarec/lambdarec/internal/store"
 )
 
-// viewScorer scores session views on the processing goroutine, reading the
-// maintained merged rows in place by item id (model.Scorer.ScoreDense): no
-// row is copied, no item string hashed. Its buffers are reused.
+// viewScorer scores session views, reading the maintained merged rows in
+// place by item id (model.Scorer.ScoreDense): no row is copied, no item
+// string hashed. Its buffers are reused. The processor's own scores on the
+// processing goroutine; those of scoreParallel (scorepar.go) each score a
+// share of a flush's views at once, with scorers of their own.
 type viewScorer struct {
 	ids    []uint32
 	idOf   func(item string) uint32 // the item's mergedNeighbors id
 	out    []model.Scored
 	bought []string
 	isBuy  func(string) bool // reports whether an item is in bought
+	// scorer and params: a parallel worker's own scorer and the parameters
+	// it was made for (nil for the processor's, which uses p.scorer).
+	scorer *model.Scorer
+	params model.Params
 }
 
 func newViewScorer() *viewScorer {
@@ -30,19 +36,39 @@ func newViewScorer() *viewScorer {
 // bought) — to p.views, and indexes a live session under the rows it read.
 func (p *processor) scoreView(s *session, now time.Time) {
 	v := p.vs
+	v.ids = p.appendViewIDs(v.ids[:0], s)
+	p.views = append(p.views, v.view(p.scorer, p.nb, s, v.ids, p.lim.viewItems, now))
+	if s.live {
+		p.setWatch(s, v.ids)
+	}
+	p.nb.clock++ // rows changed from now on are past this view
+	s.scoredAt = p.nb.clock
+}
+
+// appendViewIDs appends the merged-rows ids of s's recent items — the rows
+// its view reads — to dst. It interns: processing goroutine only.
+func (p *processor) appendViewIDs(dst []uint32, s *session) []uint32 {
+	v := p.vs
 	if v.idOf == nil {
 		// Events' items are the layer's interned strings: internPair finds
 		// them by address.
 		v.idOf = func(item string) uint32 { return p.nb.internPair(item) }
 	}
-	v.ids = s.ms.AppendRecentIDs(v.ids[:0], p.params.RecentItems, v.idOf)
+	return s.ms.AppendRecentIDs(dst, p.params.RecentItems, v.idOf)
+}
+
+// view returns s's view as of now, scored by sc from the rows ids of nb. It
+// changes neither s nor nb once those rows are materialized (DenseRow), so
+// several view scorers, each with its own sc, may run at once.
+func (v *viewScorer) view(sc *model.Scorer, nb *mergedNeighbors, s *session, ids []uint32, k int, now time.Time) store.SessionView {
 	var exclude func(string) bool
 	if v.bought = s.purchased; len(v.bought) > 0 {
 		exclude = v.isBuy
 	}
-	v.out = p.scorer.AppendScoreDense(v.out[:0], p.nb, v.ids, exclude, p.lim.viewItems)
+	v.out = sc.AppendScoreDense(v.out[:0], nb, ids, exclude, k)
+	v.bought = nil
 	part, off, _ := s.ms.Last()
-	p.views = append(p.views, store.SessionView{
+	return store.SessionView{
 		SessionID: s.ms.ID(),
 		UserID:    s.ms.User(),
 		Items:     toStoreScored(v.out),
@@ -51,11 +77,5 @@ func (p *processor) scoreView(s *session, now time.Time) {
 		Partition: part,
 		Offset:    off,
 		UpdatedAt: now,
-	})
-	if s.live {
-		p.setWatch(s, v.ids)
 	}
-	p.nb.clock++ // rows changed from now on are past this view
-	s.scoredAt = p.nb.clock
-	v.bought = nil
 }

@@ -1,0 +1,103 @@
+package speed
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/lambdarec/lambdarec/internal/store"
+)
+
+// flakyViews fails every write while fail is set, and records the newest
+// offset written per session otherwise.
+type flakyViews struct {
+	fail     atomic.Bool
+	failures atomic.Int64
+	mu       sync.Mutex
+	newest   map[string]int64
+}
+
+func (w *flakyViews) UpsertSessions(_ context.Context, vs []store.SessionView) error {
+	if w.fail.Load() {
+		w.failures.Add(1)
+		return errors.New("store unavailable")
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, v := range vs {
+		if o, ok := w.newest[v.SessionID]; !ok || v.Offset > o {
+			w.newest[v.SessionID] = v.Offset
+		}
+	}
+	return nil
+}
+
+func (w *flakyViews) snapshot() map[string]int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return maps.Clone(w.newest)
+}
+
+// TestViewWritesFailedAreRetriedBeforeCommit: the views are written on a
+// goroutine of their own while the next records are processed (flush), so
+// a failed write is only known later. While the store fails, no replay
+// horizon is committed (a restart would otherwise skip records whose views
+// were never written); once it is back, the failed views are written again
+// and the commit follows, its metadata at the ends. Every session ends with
+// the view of its newest record, as with a store that never failed.
+func TestViewWritesFailedAreRetriedBeforeCommit(t *testing.T) {
+	tt := newTestTopic(t, 3)
+	g := newStreamGen(rand.New(rand.NewPCG(11, 12)), time.Now().Add(-time.Hour))
+	tt.produce(g.batch(600))
+	ends := tt.endOffsets()
+
+	ref := &flakyViews{newest: map[string]int64{}}
+	r := startLayer(t, tt, nil, ref, func(c *Config) { c.Group = "ref" })
+	flaky := &flakyViews{newest: map[string]int64{}}
+	flaky.fail.Store(true)
+	l := startLayer(t, tt, nil, flaky, nil)
+	waitFor(t, 30*time.Second, "both layers to process every record", func() bool {
+		return caughtUp(l.Positions(), ends) && caughtUp(r.Positions(), ends)
+	})
+	waitFor(t, 30*time.Second, "failed writes", func() bool { return flaky.failures.Load() >= 3 })
+	time.Sleep(200 * time.Millisecond) // four commit intervals
+	adm := kadm.NewClient(tt.cl)
+	offs, err := adm.FetchOffsets(context.Background(), tt.group("speed-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range ends {
+		if o, ok := offs.Lookup(tt.topic, p); ok && o.At >= 0 {
+			t.Fatalf("partition %d: committed %+v while no view could be written", p, o)
+		}
+	}
+	if n := len(flaky.snapshot()); n != 0 {
+		t.Fatalf("%d sessions written by a failing store", n)
+	}
+
+	flaky.fail.Store(false)
+	waitFor(t, 30*time.Second, "the commit at the ends after the store is back", func() bool {
+		offs, err := adm.FetchOffsets(context.Background(), tt.group("speed-test"))
+		if err != nil {
+			return false
+		}
+		for p, end := range ends {
+			if o, ok := offs.Lookup(tt.topic, p); !ok || o.At < 0 || parseViewsMeta(o.Metadata) != end {
+				return false
+			}
+		}
+		return true
+	})
+	want := ref.snapshot()
+	if len(want) == 0 {
+		t.Fatal("no view written by the reference layer")
+	}
+	waitFor(t, 10*time.Second, "every session's newest view", func() bool { return maps.Equal(flaky.snapshot(), want) })
+}

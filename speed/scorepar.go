@@ -1,0 +1,108 @@
+package speed
+
+import (
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/lambdarec/lambdarec/internal/model"
+	"github.com/lambdarec/lambdarec/internal/store"
+)
+
+// parScore holds scoreParallel's buffers and worker scorers.
+type parScore struct {
+	// maxWorkers bounds the workers (0: GOMAXPROCS; 1: none, the
+	// processing goroutine scores).
+	maxWorkers int
+	workers    []*viewScorer
+	jobs       []scoreJob
+	ids        []uint32 // the jobs' row ids, back to back
+}
+
+// scoreJob is one session to score in a parallel pass: ids[lo:hi] of
+// parScore are the rows its view reads.
+type scoreJob struct {
+	s      *session
+	lo, hi int
+}
+
+// minParallelViews is the number of views per worker below which a flush
+// scores on the processing goroutine alone: a goroutine's start costs about
+// what one view's scoring does.
+const minParallelViews = 32
+
+// scoreParallel scores the dirty sessions on up to GOMAXPROCS goroutines and
+// reports whether it did (false: too few for more than one, the caller
+// scores them). The state is frozen while they score: first, on the
+// processing goroutine, each view's rows are interned and materialized
+// (DenseRow computes a row the first time it is asked for); then the
+// workers only read the rows and the sessions, each with a scorer of its
+// own, and write the views into their slots in p.views; last, the
+// processing goroutine indexes the live sessions under their rows. Each
+// view is what scoreView computes — the same function over the same rows —
+// bit for bit, and p.views keeps the order of p.dirty.
+func (p *processor) scoreParallel(now time.Time) bool {
+	workers := min(runtime.GOMAXPROCS(0), len(p.dirty)/minParallelViews)
+	if p.par.maxWorkers > 0 {
+		workers = min(workers, p.par.maxWorkers)
+	}
+	if workers <= 1 {
+		return false
+	}
+	ps := &p.par
+	for len(ps.workers) < workers {
+		ps.workers = append(ps.workers, newViewScorer())
+	}
+	for _, w := range ps.workers[:workers] {
+		if w.scorer == nil || w.params != p.params {
+			sc, err := model.NewScorer(p.params) // valid: p.scorer was made with them
+			if err != nil {
+				return false
+			}
+			w.scorer, w.params = sc, p.params
+		}
+	}
+	ps.jobs, ps.ids = ps.jobs[:0], ps.ids[:0]
+	for _, s := range p.dirty {
+		if !s.dirty {
+			continue
+		}
+		s.dirty = false
+		lo := len(ps.ids)
+		ps.ids = p.appendViewIDs(ps.ids, s)
+		for _, id := range ps.ids[lo:] {
+			p.nb.DenseRow(id)
+		}
+		ps.jobs = append(ps.jobs, scoreJob{s: s, lo: lo, hi: len(ps.ids)})
+	}
+	clear(p.dirty)
+	p.dirty = p.dirty[:0]
+	base := len(p.views)
+	p.views = append(p.views, make([]store.SessionView, len(ps.jobs))...)
+	out := p.views[base:]
+	chunk := (len(ps.jobs) + workers - 1) / workers
+	run := func(w int) {
+		v := ps.workers[w]
+		for i := w * chunk; i < min((w+1)*chunk, len(ps.jobs)); i++ {
+			j := ps.jobs[i]
+			out[i] = v.view(v.scorer, p.nb, j.s, ps.ids[j.lo:j.hi], p.lim.viewItems, now)
+		}
+	}
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
+		wg.Go(func() { run(w) })
+	}
+	run(0)
+	wg.Wait()
+	// No row changed while the workers scored: the views all read the rows
+	// as they are at one tick of the scoring clock (see scoreView).
+	p.nb.clock++
+	for _, j := range ps.jobs {
+		if j.s.live {
+			p.setWatch(j.s, ps.ids[j.lo:j.hi])
+		}
+		j.s.scoredAt = p.nb.clock
+	}
+	clear(ps.jobs)
+	return true
+}
