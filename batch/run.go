@@ -277,11 +277,8 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	run.StateBatches = st.batches(run.BatchID)
 	writes := r.writeModel(ctx, st.persisted(), &run, log)
 	r.writeState(ctx, writes, st, &run, log)
-	// Each user's recommendations are written to user_recommendations as
-	// soon as they are scored.
-	recs := r.writeUserRecs(ctx, writes, &run, log)
-	view := r.view(m, &run, func(v *store.BatchView) { r.writeItems(ctx, writes, v, &run, log) }, recs)
-	if err := r.write(ctx, writes, &run, log); err != nil {
+	view := r.view(m, &run, func(v *store.BatchView) { r.writeItems(ctx, writes, v, &run, log) })
+	if err := r.write(ctx, view, writes, &run, log); err != nil {
 		return nil, err
 	}
 	log.Info("batch run committed", "mode", run.Mode, "events_new", run.EventsNew, "events_read", run.EventsRead, "events_accepted", run.EventsAccepted,
@@ -494,22 +491,10 @@ func addBatch(b interface{ Add(model.Event) }, rec arrow.RecordBatch) (int, int6
 	return n, maxTime, nil
 }
 
-// userRecs is one user's scored recommendations and the recent items they
-// were scored from.
-type userRecs struct {
-	user   string
-	recs   []store.Scored
-	recent []string
-}
-
 // view derives the serving view from the model. itemsDone, when not nil, is
 // called once the item parts of the view (Neighbors, Popular) are final, before
-// users are scored; each user's recommendations are also sent to scored, when
-// not nil, which view closes once every user is scored.
-func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchView), scored chan<- userRecs) *store.BatchView {
-	if scored != nil {
-		defer close(scored)
-	}
+// users are scored.
+func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchView)) *store.BatchView {
 	v := &store.BatchView{
 		Neighbors: make(map[string][]store.Scored),
 		UserRecs:  make(map[string][]store.Scored),
@@ -563,9 +548,6 @@ func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchVie
 				}
 				out.recs[u] = list
 				out.items[u] = recent
-				if scored != nil {
-					scored <- userRecs{user: u, recs: list, recent: recent}
-				}
 			}
 			parts[w] = out
 		}()
@@ -689,47 +671,35 @@ func (r *Runner) writeItems(ctx context.Context, g *errgroup.Group, v *store.Bat
 	})
 }
 
-// writeUserRecs starts writing the user_recommendations table in g from
-// the users sent to the returned channel, as they are scored (see view);
-// the table is complete once the channel is closed.
-func (r *Runner) writeUserRecs(ctx context.Context, g *errgroup.Group, run *Run, log *slog.Logger) chan<- userRecs {
-	id := run.BatchID
-	ch := make(chan userRecs, 1024)
-	g.Go(func() error {
-		defer func() {
-			for range ch { // writeTable failed before fill: let the scoring finish
-			}
-		}()
-		return r.writeTable(ctx, &userRecsDef, run, log, func(w *rowWriter) {
-			for u := range ch {
-				inputs := encodeInputs(u.recent)
-				for rank, s := range u.recs {
-					w.str(0, id)
-					w.str(1, u.user)
-					w.i32(2, int32(rank))
-					w.str(3, s.Item)
-					w.f64(4, s.Score)
-					if rank == 0 && inputs != "" {
-						w.str(5, inputs)
-					} else {
-						w.null(5)
-					}
-					w.end()
-				}
-			}
-		})
-	})
-	return ch
-}
-
-// write waits for the tables being written in the background (writes), and
-// then commits the batch_runs row, the commit point.
-func (r *Runner) write(ctx context.Context, writes *errgroup.Group, run *Run, log *slog.Logger) error {
+// write commits the user_recommendations table, waits for the tables being
+// written in the background (writes), and then commits the batch_runs row,
+// the commit point.
+func (r *Runner) write(ctx context.Context, v *store.BatchView, writes *errgroup.Group, run *Run, log *slog.Logger) error {
 	id := run.BatchID
 	writeTable := func(def *tableDef, fill func(w *rowWriter)) error {
 		return r.writeTable(ctx, def, run, log, fill)
 	}
-	err := writes.Wait()
+	err := writeTable(&userRecsDef, func(w *rowWriter) {
+		for user, row := range v.UserRecs {
+			inputs := encodeInputs(v.UserItems[user])
+			for rank, s := range row {
+				w.str(0, id)
+				w.str(1, user)
+				w.i32(2, int32(rank))
+				w.str(3, s.Item)
+				w.f64(4, s.Score)
+				if rank == 0 && inputs != "" {
+					w.str(5, inputs)
+				} else {
+					w.null(5)
+				}
+				w.end()
+			}
+		}
+	})
+	if werr := writes.Wait(); err == nil {
+		err = werr
+	}
 	if err != nil {
 		return err
 	}
