@@ -594,7 +594,7 @@ func (r *Runner) writeTable(ctx context.Context, def *tableDef, run *Run, log *s
 	if err != nil {
 		return err
 	}
-	files, rows, err := writeRows(ctx, r.cfg.Mem, t, def, fill)
+	files, rows, err := writeRows(ctx, r.cfg.Mem, t, def, run.BatchID, fill)
 	if err != nil {
 		return err
 	}

@@ -43,7 +43,9 @@ func ensureTables(ctx context.Context, lake *lakehouse.Lakehouse) error {
 	return nil
 }
 
-// writeProps are the Parquet settings of the batch tables. Snappy instead of
+// writeProps are the Parquet settings of the batch tables (those iceberg-go
+// writes: batch_runs, compactions; a run's view-table files are written with
+// the same codec and no dictionary by partitionFiles). Snappy instead of
 // iceberg-go's default zstd, and no dictionary encoding but for the batch id
 // (one value per file): the tables are rewritten by every batch and read
 // back once or twice, so encoding time matters more than size, and hashing

@@ -145,6 +145,10 @@ type rowWriter struct {
 	rb   *array.RecordBuilder
 	out  chan<- arrow.RecordBatch
 	rows int64
+	// part, when set, is the batch_id every row must have (a partitioned
+	// table's files hold one partition); err records the first row without.
+	part string
+	err  error
 	// typed column builders, by column index (nil where of another type)
 	strs  []*array.StringBuilder
 	i32s  []*array.Int32Builder
@@ -205,7 +209,12 @@ func (w *rowWriter) reserve() {
 
 // The typed appends set column i of the current row; end closes the row.
 // Every column must be set once per row, in any order.
-func (w *rowWriter) str(i int, v string)   { w.strs[i].Append(v) }
+func (w *rowWriter) str(i int, v string) {
+	if i == 0 && w.part != "" && v != w.part && w.err == nil {
+		w.err = fmt.Errorf("row %d of %s has batch_id %q, writing %q", w.rows, w.def.name, v, w.part)
+	}
+	w.strs[i].Append(v)
+}
 func (w *rowWriter) i32(i int, v int32)    { w.i32s[i].Append(v) }
 func (w *rowWriter) i64(i int, v int64)    { w.i64s[i].Append(v) }
 func (w *rowWriter) f64(i int, v float64)  { w.f64s[i].Append(v) }
@@ -259,13 +268,23 @@ func (w *rowWriter) flushBatch() {
 
 // writeRows writes the rows fill adds to w as data files of table t and
 // returns them without committing them (a commit retried after a conflict
-// does not write the data again). Batches are encoded while fill runs.
-func writeRows(ctx context.Context, mem memory.Allocator, t *table.Table, def *tableDef, fill func(w *rowWriter)) ([]iceberg.DataFile, int64, error) {
+// does not write the data again). Batches are encoded while fill runs. The
+// rows of a partitioned table must all have batch_id part: they are written
+// as that partition's files (partitionFiles); the others go through
+// iceberg-go's writer.
+func writeRows(ctx context.Context, mem memory.Allocator, t *table.Table, def *tableDef, part string, fill func(w *rowWriter)) ([]iceberg.DataFile, int64, error) {
 	w, err := newRowWriter(mem, def)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer w.rb.Release()
+	var pf *partitionFiles
+	if def.partitioned {
+		if pf, err = newPartitionFiles(ctx, mem, t, def, w.sc, part); err != nil {
+			return nil, 0, err
+		}
+		w.part = part
+	}
 	ch := make(chan arrow.RecordBatch, 2)
 	w.out = ch
 	var (
@@ -276,6 +295,22 @@ func writeRows(ctx context.Context, mem memory.Allocator, t *table.Table, def *t
 	)
 	go func() {
 		defer close(done)
+		if pf != nil {
+			for rec := range ch {
+				if werr != nil {
+					rec.Release()
+					continue
+				}
+				written += rec.NumRows()
+				werr = pf.write(rec)
+			}
+			if werr == nil {
+				files, werr = pf.finish()
+			} else {
+				pf.abort()
+			}
+			return
+		}
 		seq := func(yield func(arrow.RecordBatch, error) bool) {
 			for rec := range ch {
 				if !yield(rec, nil) { // the writer owns rec from here
@@ -299,6 +334,9 @@ func writeRows(ctx context.Context, mem memory.Allocator, t *table.Table, def *t
 	w.flushBatch()
 	close(ch)
 	<-done
+	if werr == nil {
+		werr = w.err
+	}
 	if werr != nil {
 		return nil, 0, fmt.Errorf("write data files of %s: %w", def.name, werr)
 	}

@@ -11,11 +11,11 @@ import (
 )
 
 // BenchmarkWriteRows writes a co-visitation table's worth of rows (item
-// pairs of 5,000 items, one batch id) as the batch run does, with the
-// Parquet settings of the batch tables (writeProps) and, beside them, with
-// dictionary encoding on for every column: the cost the column settings
-// save. Compare CPU time (-cpuprofile) rather than wall time on a busy
-// machine.
+// pairs of 5,000 items, one batch id) as the batch run does (files: one
+// partition's files written by partitionFiles) and, beside it, through
+// iceberg-go's partitioned writer with the batch tables' settings
+// (writeProps) and with dictionary encoding on for every column. Compare
+// CPU time (-cpuprofile) rather than wall time on a busy machine.
 func BenchmarkWriteRows(b *testing.B) {
 	const rows = 200_000
 	items := make([]string, 5000)
@@ -25,9 +25,11 @@ func BenchmarkWriteRows(b *testing.B) {
 	for _, tc := range []struct {
 		name  string
 		props iceberg.Properties
+		files bool // written by partitionFiles, not iceberg-go's writer
 	}{
-		{"tables", writeProps},
-		{"dictionary", iceberg.Properties{"write.parquet.compression-codec": "snappy"}},
+		{"files", writeProps, true},
+		{"iceberg-go", writeProps, false},
+		{"iceberg-go-dictionary", iceberg.Properties{"write.parquet.compression-codec": "snappy"}, false},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			lake := testLake(b)
@@ -38,9 +40,11 @@ func BenchmarkWriteRows(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			// The table stays partitioned; def.partitioned picks the writer.
+			def.partitioned = tc.files
 			b.ReportAllocs()
 			for b.Loop() {
-				_, n, err := writeRows(context.Background(), memory.DefaultAllocator, t, &def, func(w *rowWriter) {
+				_, n, err := writeRows(context.Background(), memory.DefaultAllocator, t, &def, "20261129T215108.955Z-6949536571529285119", func(w *rowWriter) {
 					for i := range rows {
 						w.str(0, "20261129T215108.955Z-6949536571529285119")
 						w.str(1, items[i%len(items)])

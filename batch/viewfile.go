@@ -1,0 +1,172 @@
+package batch
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/apache/iceberg-go"
+	iceio "github.com/apache/iceberg-go/io"
+	"github.com/apache/iceberg-go/table"
+)
+
+// rowsPerFile rolls a view table's rows of one batch into several Parquet
+// files, so that readers of the large tables (covisitation, user_items)
+// read them in parallel (a variable for tests).
+var rowsPerFile int64 = 2 << 20
+
+// partitionFiles writes the Arrow batches of one batch's partition of a view
+// table (every row's batch_id is part) as Parquet data files of t, without
+// iceberg-go's partitioned writer: that one derives the partition of every
+// row, which cost a quarter of the writing although a batch's rows all share
+// one partition. The files carry the table's field ids and column statistics
+// (table.DataFileFromMetadata), and are written with writeProps' settings:
+// Snappy, no dictionary (hashing each value cost more than it saved).
+type partitionFiles struct {
+	t     *table.Table
+	def   *tableDef
+	part  string
+	sc    *arrow.Schema
+	mem   memory.Allocator
+	fs    iceio.WriteFileIO
+	loc   table.LocationProvider
+	props *parquet.WriterProperties
+	name  string // random prefix of this write's file names
+
+	w     *pqarrow.FileWriter
+	f     iceio.FileWriter
+	n     *countingWriter
+	path  string
+	rows  int64
+	files []iceberg.DataFile
+}
+
+func newPartitionFiles(ctx context.Context, mem memory.Allocator, t *table.Table, def *tableDef, sc *arrow.Schema, part string) (*partitionFiles, error) {
+	fs, err := t.FS(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("file system of %s: %w", def.name, err)
+	}
+	wfs, ok := fs.(iceio.WriteFileIO)
+	if !ok {
+		return nil, fmt.Errorf("file system of %s is read-only (%T)", def.name, fs)
+	}
+	loc, err := t.LocationProvider()
+	if err != nil {
+		return nil, fmt.Errorf("data location of %s: %w", def.name, err)
+	}
+	var rnd [12]byte
+	_, _ = rand.Read(rnd[:]) // crypto/rand.Read never fails
+	props := parquet.NewWriterProperties(
+		parquet.WithAllocator(mem),
+		parquet.WithCompression(compress.Codecs.Snappy),
+		parquet.WithDictionaryDefault(false),
+		parquet.WithStats(true),
+	)
+	return &partitionFiles{t: t, def: def, part: part, sc: sc, mem: mem, fs: wfs, loc: loc, props: props,
+		name: hex.EncodeToString(rnd[:])}, nil
+}
+
+// write appends rec to the current file, opening a new one past rowsPerFile.
+// It releases rec.
+func (p *partitionFiles) write(rec arrow.RecordBatch) error {
+	defer rec.Release()
+	if p.w != nil && p.rows >= rowsPerFile {
+		if err := p.closeFile(); err != nil {
+			return err
+		}
+	}
+	if p.w == nil {
+		p.path = p.loc.NewDataLocation(fmt.Sprintf("batch_id=%s/%s-%05d.parquet",
+			url.QueryEscape(p.part), p.name, len(p.files)))
+		f, err := p.fs.Create(p.path)
+		if err != nil {
+			return fmt.Errorf("create %s: %w", p.path, err)
+		}
+		p.f, p.n = f, &countingWriter{w: f}
+		p.w, err = pqarrow.NewFileWriter(p.sc, p.n, p.props,
+			pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(p.mem), pqarrow.WithStoreSchema()))
+		if err != nil {
+			f.Close()
+			p.w = nil
+			return fmt.Errorf("parquet writer of %s: %w", p.path, err)
+		}
+		p.rows = 0
+	}
+	if err := p.w.Write(rec); err != nil {
+		return fmt.Errorf("write %s: %w", p.path, err)
+	}
+	p.rows += rec.NumRows()
+	return nil
+}
+
+// closeFile finishes the current file and adds it to p.files.
+func (p *partitionFiles) closeFile() error {
+	w, f := p.w, p.f
+	p.w, p.f = nil, nil
+	err := w.Close()
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("close %s: %w", p.path, err)
+	}
+	meta, err := w.FileMetadata()
+	if err != nil {
+		return fmt.Errorf("metadata of %s: %w", p.path, err)
+	}
+	df, err := table.DataFileFromMetadata(table.DataFileArgs{
+		Schema:          p.t.Schema(),
+		Spec:            p.t.Spec(),
+		Format:          iceberg.ParquetFile,
+		Metadata:        meta,
+		FilePath:        p.path,
+		FileSize:        p.n.n,
+		Content:         iceberg.EntryContentData,
+		PartitionValues: map[int]any{batchIDField: p.part},
+		Properties:      p.t.Properties(),
+		FormatVersion:   p.t.Metadata().Version(),
+	})
+	if err != nil {
+		return fmt.Errorf("data file %s: %w", p.path, err)
+	}
+	p.files = append(p.files, df)
+	return nil
+}
+
+// finish closes the last file and returns the files written.
+func (p *partitionFiles) finish() ([]iceberg.DataFile, error) {
+	if p.w != nil {
+		if err := p.closeFile(); err != nil {
+			return nil, err
+		}
+	}
+	return p.files, nil
+}
+
+// abort closes the current file after an error (it is not committed: an
+// orphan the maintenance's orphan clean-up removes).
+func (p *partitionFiles) abort() {
+	if p.w != nil {
+		_ = p.w.Close()
+		_ = p.f.Close()
+		p.w, p.f = nil, nil
+	}
+}
+
+type countingWriter struct {
+	w interface{ Write([]byte) (int, error) }
+	n int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
+}
