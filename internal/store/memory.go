@@ -217,6 +217,24 @@ func (m *Memory) Session(ctx context.Context, id string) (SessionView, bool, err
 	}
 	// Stored views are never modified in place, so copying outside the lock
 	// is safe.
+	v := *s
+	v.Explanation = nil
+	return CloneSession(v), true, nil
+}
+
+// ExplainedSession returns the stored view of session id with its
+// explanation.
+func (m *Memory) ExplainedSession(ctx context.Context, id string) (SessionView, bool, error) {
+	if err := m.check(); err != nil {
+		return SessionView{}, false, err
+	}
+	sh := m.shard(id)
+	sh.mu.RLock()
+	s := sh.sessions[id]
+	sh.mu.RUnlock()
+	if s == nil {
+		return SessionView{}, false, nil
+	}
 	return CloneSession(*s), true, nil
 }
 
@@ -269,5 +287,6 @@ func CloneMeta(m BatchMeta) BatchMeta {
 func CloneSession(s SessionView) SessionView {
 	s.Items = slices.Clone(s.Items)
 	s.Purchased = slices.Clone(s.Purchased)
+	s.Explanation = CloneExplanation(s.Explanation)
 	return s
 }
