@@ -295,7 +295,12 @@ func (a *API) recommendInto(ctx context.Context, q recsQuery, ans *answer) (*Rec
 		hasSess bool
 	)
 	if q.SessionID != "" {
-		sess, hasSess, err = a.store.Session(ctx, q.SessionID)
+		if q.Explain {
+			// The view with its explanation, of one version.
+			sess, hasSess, err = a.store.ExplainedSession(ctx, q.SessionID)
+		} else {
+			sess, hasSess, err = a.store.Session(ctx, q.SessionID)
+		}
 		if err != nil {
 			return nil, "session", fmt.Errorf("read session %q: %w", q.SessionID, err)
 		}
@@ -342,7 +347,7 @@ func (a *API) recommendInto(ctx context.Context, q recsQuery, ans *answer) (*Rec
 	out.Items = m.items
 	ans.items = m.items
 	if q.Explain {
-		if op, err := a.explain(ctx, out); err != nil {
+		if op, err := a.explain(ctx, out, &sess); err != nil {
 			return nil, op, err
 		}
 	}

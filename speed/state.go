@@ -203,6 +203,8 @@ type processor struct {
 	dec  decoded                    // record's
 	strs stringTable                // interned user and item ids
 	emit func(a, b string, w int64) // addPair
+
+	vx viewExplainer // the views' explanations (explain.go)
 }
 
 func newProcessor(lim limits, p model.Params, log *slog.Logger) (*processor, error) {

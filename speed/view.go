@@ -51,6 +51,8 @@ func (p *processor) scoreView(s *session, now time.Time) {
 		Partition: part,
 		Offset:    off,
 		UpdatedAt: now,
+		// The view's explanation, from the rows just read (explain.go).
+		Explanation: p.explainView(v.recent, v.ids, v.out),
 	})
 	if s.live {
 		p.setWatch(s, v.ids)
