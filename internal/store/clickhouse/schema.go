@@ -106,7 +106,7 @@ func createSessionBuffer(db string) string {
 }
 
 // addSessionExplain adds the explanation column (store.AppendExplanation's
-// encoding; '' for views written before it) to the session table, then
+// encoding; ” for views written before it) to the session table, then
 // replaces its Buffer table: ClickHouse 18.16's ALTER of a Buffer table
 // leaves layers that reject later inserts (block structure mismatch), so
 // the Buffer is dropped (which flushes its rows to the table) and created
