@@ -24,6 +24,7 @@ type SessionExplainer interface {
 const (
 	unavailableNoExplainer = "the session's view was written without its explanation (by a speed layer older than explanations); it has one from its next update"
 	unavailableNotLive     = "the session's view has no stored explanation and is no longer live in the speed layer"
+	unavailableMalformed   = "the session's stored explanation is malformed: "
 	unavailableSpeedSum    = "the stored explanation does not add up to this score (the view's scores were not computed by this model version); ask again after the session's next update"
 	unavailableNoUserItems = "the batch view holds no inputs for this user (a batch published before explanations existed)"
 	unavailableBatchMoved  = "a new batch was published while the explanation was read; ask again"
@@ -105,12 +106,20 @@ func (a *API) explain(ctx context.Context, out *Recommendations, sess *store.Ses
 // RecencyWeight(rank) · count / top count, the scorer's formula, added in
 // rank order as the scorer adds them, so the sum is the item's score bit
 // for bit. An item whose sum is not its score (a view scored by another
-// formula) says so instead of showing numbers that do not add up.
+// formula), or every item when the stored explanation is malformed, says so
+// instead of showing numbers that do not add up.
 func explainSpeed(out *Recommendations, sess *store.SessionView) {
-	x := sess.Explanation
+	x, err := store.DecodeExplanation(sess.Explanation)
+	if err == nil {
+		err = x.Validate(len(sess.Items))
+	}
 	for i := range out.Items {
 		it := &out.Items[i]
 		if it.Source != SourceSpeed {
+			continue
+		}
+		if err != nil {
+			it.Explanation = &Explanation{Unavailable: unavailableMalformed + err.Error()}
 			continue
 		}
 		idx := slices.IndexFunc(sess.Items, func(s store.Scored) bool { return s.Item == it.Item })

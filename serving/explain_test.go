@@ -126,14 +126,14 @@ func TestExplainStoredSpeedItems(t *testing.T) {
 	y := 0.25 * 3.0 / 3
 	sv := store.SessionView{SessionID: "s-x", UserID: "u9", Partition: 0, Offset: 1 << 40, EventTime: testNow, UpdatedAt: testNow,
 		Items: []store.Scored{{Item: "x", Score: x}, {Item: "y", Score: y}, {Item: "z", Score: 0.5}},
-		Explanation: &store.SessionExplanation{
+		Explanation: store.AppendExplanation(nil, &store.SessionExplanation{
 			Recent: []store.RecentItem{{Item: "r0", TopCount: 7}, {Item: "r1", TopCount: 3}},
 			From: []store.ViewContribution{
 				{Item: 0, Rank: 0, Count: 7, BatchCount: 5},
 				{Item: 0, Rank: 1, Count: 2, BatchCount: 0},
 				{Item: 1, Rank: 1, Count: 3, BatchCount: 3},
 			},
-		}}
+		})}
 	if err := st.UpsertSession(ctx, sv); err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +158,27 @@ func TestExplainStoredSpeedItems(t *testing.T) {
 	if e := r.Items[2].Explanation; e == nil || e.From != nil || !strings.Contains(e.Unavailable, "does not add up") {
 		t.Errorf("item z, whose score no contribution gives: %+v", e)
 	}
+	// A stored explanation of items the view does not have: not shown.
+	bad := sv
+	bad.Offset++
+	bad.Explanation = store.AppendExplanation(nil, &store.SessionExplanation{
+		Recent: []store.RecentItem{{Item: "r0", TopCount: 7}}, From: []store.ViewContribution{{Item: 3, Rank: 0, Count: 7}}})
+	if err := st.UpsertSession(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	r, err = a.Recommendations(ctx, RecommendationsRequest{SessionID: "s-x", K: 3, Explain: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range r.Items {
+		if e := it.Explanation; e == nil || e.From != nil || !strings.Contains(e.Unavailable, "malformed") {
+			t.Errorf("item %s with a malformed stored explanation: %+v", it.Item, e)
+		}
+	}
+	if err := st.UpsertSession(ctx, store.SessionView{SessionID: "s-x", Offset: bad.Offset + 1, Items: sv.Items, Explanation: sv.Explanation}); err != nil {
+		t.Fatal(err)
+	}
+
 	// Over HTTP, and without explain no explanation.
 	f := newFixture(t, st, APIConfig{})
 	resp := get(t, f.h, "/v1/recommendations?session_id=s-x&explain=true")

@@ -1,7 +1,7 @@
 package speed
 
 import (
-	"slices"
+	"math"
 
 	"github.com/lambdarec/lambdarec/internal/model"
 	"github.com/lambdarec/lambdarec/internal/store"
@@ -29,13 +29,20 @@ func (l *Layer) ExplainSession(id string, items []string) ([]string, [][]model.C
 }
 
 // viewExplainer computes the explanation written with each session view
-// (store.SessionExplanation): for the view's items only, after the top-k
-// selection, from the rows the scorer just read. Its buffers are reused;
-// the explanation it returns is fresh.
+// (an encoded store.SessionExplanation): for the view's items only, after
+// the top-k selection, from the rows the scorer just read. Its buffers are
+// reused; the explanation it returns is fresh.
 type viewExplainer struct {
 	gen  uint32
 	mark []viewMark // by mergedNeighbors id: the view item it is, when gen
-	from []store.ViewContribution
+	w    store.ExplanationWriter
+	// rowBatch caches, by merged-rows id of a recent item, the batch count
+	// of each entry of its row, by position: views of a session read the
+	// same rows again, rows rarely reorder, and a batch count does not
+	// change while rowBatchNb (one batch) is served.
+	rowBatch   [][]batchCountEntry
+	rowBatchNb *mergedNeighbors
+	rowBatchN  int // entries held, bounded by maxRowBatchEntries
 }
 
 type viewMark struct {
@@ -43,13 +50,24 @@ type viewMark struct {
 	item int32
 }
 
-// explainView returns the explanation of the view just scored for the
-// recent items ids (of names recent) whose items are out: per recent item,
-// in rank order, the entries of its row (the top Params.Neighbors, as
-// AppendScoreDense reads them) that are items of the view, with their counts
-// and the batch's part of each. Their values add up, in order, to each
-// item's score bit for bit (the same formula in the same order).
-func (p *processor) explainView(recent []string, ids []uint32, out []model.Scored) *store.SessionExplanation {
+// batchCountEntry is a cached batch count: the neighbour's merged-rows id
+// plus one (0: none) and the count.
+type batchCountEntry struct {
+	id    uint32
+	count int32
+}
+
+// maxRowBatchEntries bounds the batch count cache (8 bytes an entry): it
+// starts over when full.
+const maxRowBatchEntries = 2 << 20
+
+// explainView returns the encoded explanation of the view just scored for
+// the recent items ids (of names recent) whose items are out: per recent
+// item, in rank order, the entries of its row (the top Params.Neighbors, as
+// AppendScoreDense reads them) that are items of the view, with their
+// counts and the batch's part of each. Their values add up, in order, to
+// each item's score bit for bit (the same formula in the same order).
+func (p *processor) explainView(recent []string, ids []uint32, out []model.Scored) []byte {
 	x := &p.vx
 	nb := p.nb
 	x.gen++
@@ -70,18 +88,30 @@ func (p *processor) explainView(recent []string, ids []uint32, out []model.Score
 	if len(ids) > p.params.RecentItems {
 		ids = ids[:p.params.RecentItems]
 	}
-	e := &store.SessionExplanation{Recent: make([]store.RecentItem, len(ids))}
-	x.from = x.from[:0]
+	if nb.batch != nil && (x.rowBatchNb != nb || x.rowBatchN >= maxRowBatchEntries) {
+		for i := range x.rowBatch {
+			x.rowBatch[i] = x.rowBatch[i][:0]
+		}
+		x.rowBatchNb, x.rowBatchN = nb, 0
+	}
+	x.w.Begin(len(ids))
 	for r, id := range ids {
-		e.Recent[r].Item = recent[r]
 		nids, row := nb.DenseRow(id)
 		if len(row) > p.params.Neighbors {
 			row, nids = row[:p.params.Neighbors], nids[:p.params.Neighbors]
 		}
 		if len(row) == 0 || row[0].Count <= 0 {
+			x.w.Recent(recent[r], 0)
 			continue
 		}
-		e.Recent[r].TopCount = row[0].Count
+		x.w.Recent(recent[r], row[0].Count)
+		var cache []batchCountEntry
+		if nb.batch != nil {
+			if int(id) >= len(x.rowBatch) {
+				x.rowBatch = append(x.rowBatch, make([][]batchCountEntry, max(int(id)+1, 2*len(x.rowBatch))-len(x.rowBatch))...)
+			}
+			cache = x.rowBatch[id]
+		}
 		for j := range row {
 			if row[j].Count <= 0 {
 				break
@@ -90,22 +120,52 @@ func (p *processor) explainView(recent []string, ids []uint32, out []model.Score
 			if int(nid) >= len(x.mark) || x.mark[nid].gen != x.gen {
 				continue
 			}
-			x.from = append(x.from, store.ViewContribution{
-				Item: int(x.mark[nid].item), Rank: r, Count: row[j].Count, BatchCount: p.batchCount(id, nid),
-			})
+			var bc int64
+			if j < len(cache) && cache[j].id == nid+1 {
+				bc = int64(cache[j].count)
+			} else if nb.batch != nil {
+				bc = p.rowBatchCount(id, j, nid)
+				cache = x.rowBatch[id]
+			}
+			x.w.Contribution(int(x.mark[nid].item), row[j].Count, bc)
 		}
 	}
-	e.From = slices.Clone(x.from)
-	return e
+	return x.w.End()
 }
 
-// batchCount returns the batch view's count of the pair of merged-rows ids
-// a and b (0 without a batch).
-func (p *processor) batchCount(a, b uint32) int64 {
-	nb := p.nb
-	if nb.batch == nil {
-		return 0
+// rowBatchCount returns the batch view's count of the pair of merged-rows
+// ids r and nid, the entry at position j of r's row, when the cache does not
+// have it there: from elsewhere in the row's cache, else from the batch; it
+// caches it at j.
+func (p *processor) rowBatchCount(r uint32, j int, nid uint32) int64 {
+	x := &p.vx
+	row := x.rowBatch[r]
+	c := int64(-1)
+	for k := range row { // the entry moved in the row
+		if row[k].id == nid+1 {
+			c = int64(row[k].count)
+			break
+		}
 	}
+	if c < 0 {
+		c = p.lookupBatchCount(r, nid)
+		if c > math.MaxInt32 {
+			return c // not cached
+		}
+	}
+	if j >= len(row) {
+		x.rowBatchN += j + 1 - len(row)
+		row = append(row, make([]batchCountEntry, j+1-len(row))...)
+		x.rowBatch[r] = row
+	}
+	row[j] = batchCountEntry{id: nid + 1, count: int32(c)}
+	return c
+}
+
+// lookupBatchCount reads the batch view's count of the pair of merged-rows
+// ids a and b.
+func (p *processor) lookupBatchCount(a, b uint32) int64 {
+	nb := p.nb
 	ba, bb := nb.bids[a], nb.bids[b]
 	if ba == 0 {
 		ba = nb.batchID(a)

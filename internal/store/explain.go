@@ -4,15 +4,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 )
 
 // SessionExplanation is what a session view's scores were computed from,
-// written by the speed layer with the view, so that a serving process that
-// does not hold the speed layer's state can explain the view's items. An
-// item's score is Σ over its contributions, in order, of
-// RecencyWeight(Rank) · Count / Recent[Rank].TopCount (the model's formula,
-// model.RecencyWeight), bit for bit.
+// written by the speed layer with the view (encoded: SessionView.Explanation,
+// ExplanationWriter), so that a serving process that does not hold the speed
+// layer's state can explain the view's items. An item's score is Σ over its
+// contributions, in order, of RecencyWeight(Rank) · Count /
+// Recent[Rank].TopCount (the model's formula, model.RecencyWeight), bit for
+// bit.
 type SessionExplanation struct {
 	// Recent are the session's distinct recent items the view was scored
 	// from, most recent (rank 0) first, each with the count of its
@@ -41,9 +41,8 @@ type ViewContribution struct {
 	Count, BatchCount int64
 }
 
-// validateExplanation checks that e refers only to items of a view of
-// nItems items.
-func validateExplanation(e *SessionExplanation, nItems int) error {
+// Validate checks that e refers only to items of a view of nItems items.
+func (e *SessionExplanation) Validate(nItems int) error {
 	for i, r := range e.Recent {
 		if r.Item == "" {
 			return fmt.Errorf("recent item %d: empty item", i)
@@ -62,49 +61,91 @@ func validateExplanation(e *SessionExplanation, nItems int) error {
 	return nil
 }
 
-// CloneExplanation returns a copy of e that shares nothing with it (nil for
-// nil).
-func CloneExplanation(e *SessionExplanation) *SessionExplanation {
-	if e == nil {
-		return nil
-	}
-	return &SessionExplanation{Recent: slices.Clone(e.Recent), From: slices.Clone(e.From)}
-}
-
 // explanationFormat is the first byte of an encoded explanation.
 const explanationFormat = 1
 
-// AppendExplanation appends e's compact binary encoding to dst (nothing for
-// nil): the format byte, then varints — the recent items (length, bytes,
-// top count) and the contributions (item, rank, count, batch count). The
-// ClickHouse and Redis backends store it in one column or hash field.
+// The encoding, all integers varints: the format byte; the number of recent
+// items; then per recent item, in rank order, its id (length, bytes), its
+// top count, its number of contributions and each one's item index, count
+// and batch count. It is written in one pass by the speed layer and decoded
+// only to explain a view.
+
+// ExplanationWriter writes an encoded explanation a recent item at a time
+// (the speed layer's order: rank by rank). Its buffers are reused.
+type ExplanationWriter struct {
+	buf  []byte
+	rank []byte // the current recent item's contributions
+	n    int    // and their number
+	open bool   // a recent item was started and not ended
+}
+
+// Begin starts an explanation of n recent items.
+func (w *ExplanationWriter) Begin(n int) {
+	w.buf = append(w.buf[:0], explanationFormat)
+	w.buf = binary.AppendUvarint(w.buf, uint64(n))
+}
+
+// Recent starts recent item item, whose row's strongest neighbour has
+// count top; its contributions follow (Contribution). The items must be
+// the n of Begin, in rank order.
+func (w *ExplanationWriter) Recent(item string, top int64) {
+	w.endRecent()
+	w.buf = binary.AppendUvarint(w.buf, uint64(len(item)))
+	w.buf = append(w.buf, item...)
+	w.buf = binary.AppendVarint(w.buf, top)
+	w.rank, w.n, w.open = w.rank[:0], 0, true
+}
+
+// Contribution adds the current recent item's contribution to view item
+// index item.
+func (w *ExplanationWriter) Contribution(item int, count, batchCount int64) {
+	w.rank = binary.AppendUvarint(w.rank, uint64(item))
+	w.rank = binary.AppendVarint(w.rank, count)
+	w.rank = binary.AppendVarint(w.rank, batchCount)
+	w.n++
+}
+
+func (w *ExplanationWriter) endRecent() {
+	if w.open {
+		w.buf = binary.AppendUvarint(w.buf, uint64(w.n))
+		w.buf = append(w.buf, w.rank...)
+	}
+	w.rank, w.n, w.open = w.rank[:0], 0, false
+}
+
+// End returns the encoded explanation, a new slice.
+func (w *ExplanationWriter) End() []byte {
+	w.endRecent()
+	out := make([]byte, len(w.buf))
+	copy(out, w.buf)
+	return out
+}
+
+// AppendExplanation appends e's encoding to dst (nothing for nil).
 func AppendExplanation(dst []byte, e *SessionExplanation) []byte {
 	if e == nil {
 		return dst
 	}
-	dst = append(dst, explanationFormat)
-	dst = binary.AppendUvarint(dst, uint64(len(e.Recent)))
-	for _, r := range e.Recent {
-		dst = binary.AppendUvarint(dst, uint64(len(r.Item)))
-		dst = append(dst, r.Item...)
-		dst = binary.AppendVarint(dst, r.TopCount)
+	var w ExplanationWriter
+	w.Begin(len(e.Recent))
+	j := 0
+	for r, ri := range e.Recent {
+		w.Recent(ri.Item, ri.TopCount)
+		for ; j < len(e.From) && e.From[j].Rank == r; j++ {
+			c := e.From[j]
+			w.Contribution(c.Item, c.Count, c.BatchCount)
+		}
 	}
-	dst = binary.AppendUvarint(dst, uint64(len(e.From)))
-	for _, c := range e.From {
-		dst = binary.AppendUvarint(dst, uint64(c.Item))
-		dst = binary.AppendUvarint(dst, uint64(c.Rank))
-		dst = binary.AppendVarint(dst, c.Count)
-		dst = binary.AppendVarint(dst, c.BatchCount)
-	}
-	return dst
+	w.endRecent()
+	return append(dst, w.buf...)
 }
 
 // errExplanation is what a malformed encoding wraps.
 var errExplanation = errors.New("malformed session explanation")
 
-// DecodeExplanation decodes AppendExplanation's encoding; empty input is no
+// DecodeExplanation decodes an encoded explanation; empty input is no
 // explanation (nil, nil: a view written before explanations existed). The
-// indexes are not checked against a view: see SessionView's validation.
+// item indexes are not checked against a view: see Validate.
 func DecodeExplanation(b []byte) (*SessionExplanation, error) {
 	if len(b) == 0 {
 		return nil, nil
@@ -113,25 +154,21 @@ func DecodeExplanation(b []byte) (*SessionExplanation, error) {
 		return nil, fmt.Errorf("%w: format %d", errExplanation, b[0])
 	}
 	d := decoder{b: b[1:]}
-	n := d.count(2) // each recent item takes at least 2 bytes
+	n := d.count(3) // each recent item takes at least 3 bytes
 	e := &SessionExplanation{}
 	if n > 0 {
 		e.Recent = make([]RecentItem, n)
 	}
-	for i := range e.Recent {
+	for r := range e.Recent {
 		l := d.count(1)
 		if d.err == nil {
-			e.Recent[i].Item = string(d.b[:l])
+			e.Recent[r].Item = string(d.b[:l])
 			d.b = d.b[l:]
 		}
-		e.Recent[i].TopCount = d.varint()
-	}
-	n = d.count(4)
-	if n > 0 {
-		e.From = make([]ViewContribution, n)
-	}
-	for i := range e.From {
-		e.From[i] = ViewContribution{Item: d.index(), Rank: d.index(), Count: d.varint(), BatchCount: d.varint()}
+		e.Recent[r].TopCount = d.varint()
+		for range d.count(3) {
+			e.From = append(e.From, ViewContribution{Item: d.index(), Rank: r, Count: d.varint(), BatchCount: d.varint()})
+		}
 	}
 	if d.err == nil && len(d.b) > 0 {
 		d.err = fmt.Errorf("%w: %d trailing bytes", errExplanation, len(d.b))
@@ -140,6 +177,15 @@ func DecodeExplanation(b []byte) (*SessionExplanation, error) {
 		return nil, d.err
 	}
 	return e, nil
+}
+
+// CheckExplanation checks an encoded explanation's format byte, the cheap
+// check of an upsert (DecodeExplanation checks the rest when it is read).
+func CheckExplanation(b []byte) error {
+	if len(b) > 0 && b[0] != explanationFormat {
+		return fmt.Errorf("%w: format %d", errExplanation, b[0])
+	}
+	return nil
 }
 
 // decoder reads varints, remembering the first error.
@@ -187,7 +233,7 @@ func (d *decoder) count(size int) int {
 	return int(v)
 }
 
-// index reads an item index or a rank.
+// index reads an item index.
 func (d *decoder) index() int {
 	v := d.uvarint()
 	if v > 1<<31 {

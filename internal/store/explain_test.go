@@ -53,12 +53,20 @@ func TestExplanationRoundTrip(t *testing.T) {
 			t.Errorf("%x decoded", bad)
 		}
 	}
-	v := SessionView{SessionID: "s", Items: make([]Scored, 20), Explanation: e}
-	if err := ValidateSession(&v); err != nil {
+	if err := e.Validate(20); err != nil {
 		t.Fatal(err)
 	}
-	v.Items = v.Items[:19]
-	if err := ValidateSession(&v); err == nil {
+	if err := e.Validate(19); err == nil {
 		t.Fatal("contribution to item 19 of 19 accepted")
+	}
+	// The writer's encoding (the speed layer's) is AppendExplanation's.
+	var w ExplanationWriter
+	w.Begin(2)
+	w.Recent("i1", 1<<50)
+	w.Contribution(0, 1<<50, 1<<50-3)
+	w.Recent("ünï", 0)
+	w.Contribution(19, 1, 0)
+	if got := w.End(); !bytes.Equal(got, b) {
+		t.Fatalf("writer: %x, want %x", got, b)
 	}
 }

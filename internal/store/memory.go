@@ -195,7 +195,10 @@ func (m *Memory) upsert(s *SessionView) {
 	if old != nil && !Newer(s, old) {
 		return
 	}
+	e := s.Explanation // kept, not copied (UpsertSession's contract)
+	s.Explanation = nil
 	c := CloneSession(*s)
+	s.Explanation, c.Explanation = e, e
 	sh.mu.Lock()
 	if old := sh.sessions[s.SessionID]; old == nil || Newer(&c, old) {
 		sh.sessions[s.SessionID] = &c
@@ -287,6 +290,6 @@ func CloneMeta(m BatchMeta) BatchMeta {
 func CloneSession(s SessionView) SessionView {
 	s.Items = slices.Clone(s.Items)
 	s.Purchased = slices.Clone(s.Purchased)
-	s.Explanation = CloneExplanation(s.Explanation)
+	s.Explanation = slices.Clone(s.Explanation)
 	return s
 }

@@ -88,10 +88,11 @@ type SessionView struct {
 	Offset    int64 `json:"offset"`
 	// UpdatedAt is when the speed layer computed this view.
 	UpdatedAt time.Time `json:"updated_at"`
-	// Explanation is what Items' scores were computed from (nil: not
-	// written, as by a speed layer older than it). It is stored with the
-	// view and read back only by ExplainedSession: Session leaves it nil.
-	Explanation *SessionExplanation `json:"-"`
+	// Explanation is what Items' scores were computed from, encoded
+	// (ExplanationWriter; DecodeExplanation reads it); nil: not written, as
+	// by a speed layer older than it. It is stored with the view and read
+	// back only by ExplainedSession: Session leaves it nil.
+	Explanation []byte `json:"-"`
 }
 
 // Store is the serving store. Implementations are safe for concurrent use.
@@ -137,7 +138,8 @@ type Store interface {
 	UserItems(ctx context.Context, user string) ([]string, error)
 
 	// UpsertSession stores s unless the stored view of s.SessionID is not
-	// older by version (Newer): a replay or an older write is a no-op.
+	// older by version (Newer): a replay or an older write is a no-op. The
+	// store may keep s.Explanation: callers must not modify it afterwards.
 	UpsertSession(ctx context.Context, s SessionView) error
 	// UpsertSessions is UpsertSession for many views at once, the fast path
 	// for the speed layer. Within one call, views of the same session follow
@@ -216,8 +218,8 @@ func ValidateBatch(v *BatchView) error {
 }
 
 // ValidateSession checks a session view before it is upserted: a non-empty
-// session id, a non-negative offset, and an explanation that refers only to
-// the view's items and to its own recent items, in rank order.
+// session id, a non-negative offset, and an explanation of a known format
+// (its content is checked when it is read: SessionExplanation.Validate).
 func ValidateSession(s *SessionView) error {
 	if s.SessionID == "" {
 		return errors.New("session view: empty session id")
@@ -225,10 +227,8 @@ func ValidateSession(s *SessionView) error {
 	if s.Offset < 0 {
 		return fmt.Errorf("session view %s: negative offset %d", s.SessionID, s.Offset)
 	}
-	if s.Explanation != nil {
-		if err := validateExplanation(s.Explanation, len(s.Items)); err != nil {
-			return fmt.Errorf("session view %s: explanation: %w", s.SessionID, err)
-		}
+	if err := CheckExplanation(s.Explanation); err != nil {
+		return fmt.Errorf("session view %s: explanation: %w", s.SessionID, err)
 	}
 	return nil
 }

@@ -105,8 +105,8 @@ func createSessionBuffer(db string) string {
 		` ENGINE = Buffer(` + quote(db) + `, '` + tableSessionData + `', 4, 1, 5, 10000, 1000000, 10000000, 100000000)`
 }
 
-// addSessionExplain adds the explanation column (store.AppendExplanation's
-// encoding; ” for views written before it) to the session table, then
+// addSessionExplain adds the explanation column (the encoded
+// store.SessionExplanation; ” for views written before it) to the session table, then
 // replaces its Buffer table: ClickHouse 18.16's ALTER of a Buffer table
 // leaves layers that reject later inserts (block structure mismatch), so
 // the Buffer is dropped (which flushes its rows to the table) and created

@@ -55,19 +55,26 @@ func TestMigrateSessionExplanation(t *testing.T) {
 		v := old
 		v.SessionID = "new"
 		v.Offset = int64(10 + i)
-		v.Explanation = &store.SessionExplanation{Recent: []store.RecentItem{{Item: "r", TopCount: 3}}, From: []store.ViewContribution{{Item: 0, Rank: 0, Count: int64(i + 1), BatchCount: 1}}}
+		v.Explanation = store.AppendExplanation(nil, &store.SessionExplanation{Recent: []store.RecentItem{{Item: "r", TopCount: 3}}, From: []store.ViewContribution{{Item: 0, Rank: 0, Count: int64(i + 1), BatchCount: 1}}})
 		if err := stores[i%2].UpsertSession(ctx, v); err != nil {
 			t.Fatalf("upsert after the migration: %v", err)
 		}
 	}
+	count := func(v store.SessionView) int64 {
+		e, err := store.DecodeExplanation(v.Explanation)
+		if err != nil || e == nil || len(e.From) != 1 {
+			return -1
+		}
+		return e.From[0].Count
+	}
 	got, ok, err = s.ExplainedSession(ctx, "new")
-	if err != nil || !ok || got.Offset != 29 || got.Explanation == nil || got.Explanation.From[0].Count != 20 {
+	if err != nil || !ok || got.Offset != 29 || count(got) != 20 {
 		t.Fatalf("view written after the migration: %+v %v %v", got, ok, err)
 	}
 	if err := s.conn.Exec(ctx, `OPTIMIZE TABLE `+tableSessions); err != nil {
 		t.Fatalf("flush the new Buffer: %v", err)
 	}
-	if got, _, err = s.ExplainedSession(ctx, "new"); err != nil || got.Explanation == nil || got.Explanation.From[0].Count != 20 {
+	if got, _, err = s.ExplainedSession(ctx, "new"); err != nil || count(got) != 20 {
 		t.Fatalf("view flushed to the table: %+v %v", got, err)
 	}
 	var n uint32

@@ -21,7 +21,7 @@ import (
 // exact only to 2^53).
 //
 // KEYS: the session's hash, the index. ARGV: version, event ns, view, TTL ms,
-// event ms (the index score), session id, explanation (store.AppendExplanation;
+// event ms (the index score), session id, explanation (encoded;
 // empty: none).
 var upsertScript = goredis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], 'o')
@@ -114,7 +114,7 @@ func (s *Store) UpsertSessions(ctx context.Context, ss []store.SessionView) erro
 				return fmt.Errorf("upsert session %s: encode: %w", sv.SessionID, err)
 			}
 			ns := eventNS(sv.EventTime)
-			args[n] = []any{version(sv), pad(ns), b, ttl, ns / int64(time.Millisecond), sv.SessionID, store.AppendExplanation(nil, sv.Explanation)}
+			args[n] = []any{version(sv), pad(ns), b, ttl, ns / int64(time.Millisecond), sv.SessionID, sv.Explanation}
 		}
 		_, err := s.runScripts(ctx, upsertScript, func(p goredis.Pipeliner) {
 			for n, i := range chunk {
@@ -237,14 +237,8 @@ func (s *Store) ExplainedSession(ctx context.Context, id string) (store.SessionV
 	if len(sv.Purchased) == 0 {
 		sv.Purchased = nil
 	}
-	x, _ := vals[1].(string) // nil: written before explanations existed
-	if sv.Explanation, err = store.DecodeExplanation([]byte(x)); err != nil {
-		return store.SessionView{}, false, fmt.Errorf("redis store: read session %s: %w", id, err)
-	}
-	if sv.Explanation != nil {
-		if err := store.ValidateSession(&sv); err != nil {
-			return store.SessionView{}, false, fmt.Errorf("redis store: read session %s: %w", id, err)
-		}
+	if x, _ := vals[1].(string); x != "" { // none: written before explanations existed
+		sv.Explanation = []byte(x)
 	}
 	return sv, true, nil
 }
