@@ -12,7 +12,9 @@ import (
 
 // SessionExplainer gives the inputs behind a session's real-time
 // recommendations: the speed layer's ExplainSession (speed.Layer implements
-// it). For each of items it returns the contributions the scorer sums into
+// it; dev passes it). Serve uses it only for a view stored without its
+// explanation (written by an older speed layer): the explanation stored with
+// the view is the one of the scores served. For each of items it returns the contributions the scorer sums into
 // the item's score (model.Scorer.Explain over the rows the session's view is
 // scored from, with the batch part of each count), and false when it does not
 // hold the session.
