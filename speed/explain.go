@@ -68,6 +68,9 @@ const maxRowBatchEntries = 2 << 20
 // counts and the batch's part of each. Their values add up, in order, to
 // each item's score bit for bit (the same formula in the same order).
 func (p *processor) explainView(recent []string, ids []uint32, out []model.Scored) []byte {
+	if p.lim.noExplain {
+		return nil
+	}
 	x := &p.vx
 	nb := p.nb
 	x.gen++

@@ -140,3 +140,44 @@ func TestStoredExplanationsServeStandalone(t *testing.T) {
 		})
 	}
 }
+
+// With speed.explanations off, views are written without one, and a
+// standalone serve says why their items are not explained.
+func TestViewsWithoutExplanations(t *testing.T) {
+	ctx := context.Background()
+	tt := newTestTopic(t, 2)
+	st := store.NewMemory()
+	l := startLayer(t, tt, nil, st, func(c *Config) { c.NoExplanations = true })
+	g := newStreamGen(rand.New(rand.NewPCG(9, 9)), time.Now().Add(-time.Hour))
+	tt.produce(g.batch(300))
+	ends := tt.endOffsets()
+	waitFor(t, 20*time.Second, "the layer to catch up", func() bool { return caughtUp(l.Positions(), ends) })
+	api, err := serving.NewAPI(serving.APIConfig{Model: model.DefaultParams(), MaxK: 100}, serving.APIDeps{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	waitFor(t, 20*time.Second, "views of the live sessions", func() bool {
+		checked = 0
+		for _, id := range l.LiveSessions() {
+			v, ok, err := st.ExplainedSession(ctx, id)
+			if err != nil || !ok {
+				return false
+			}
+			if v.Explanation != nil {
+				t.Fatalf("session %s: explanation written with speed.explanations off", id)
+			}
+			ans, err := api.Recommendations(ctx, serving.RecommendationsRequest{SessionID: id, K: 5, Explain: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, it := range ans.Items {
+				if it.Explanation == nil || it.Explanation.Unavailable == "" {
+					t.Fatalf("session %s item %+v: explained without a stored explanation", id, it)
+				}
+				checked++
+			}
+		}
+		return checked > 20
+	})
+}

@@ -143,6 +143,7 @@ type limits struct {
 	// sessions together (processor.stateSize); 0: no bound.
 	maxStateBytes int
 	viewItems     int
+	noExplain     bool // views are written without their explanation
 }
 
 // counters are cumulative counts the layer exports as metrics.
