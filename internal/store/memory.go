@@ -208,6 +208,18 @@ func (m *Memory) upsert(s *SessionView) {
 
 // Session returns the stored view of session id.
 func (m *Memory) Session(ctx context.Context, id string) (SessionView, bool, error) {
+	return m.session(id, false)
+}
+
+// ExplainedSession returns the stored view of session id with its
+// explanation.
+func (m *Memory) ExplainedSession(ctx context.Context, id string) (SessionView, bool, error) {
+	return m.session(id, true)
+}
+
+// session returns a copy of the stored view of session id, with its
+// explanation when explained.
+func (m *Memory) session(id string, explained bool) (SessionView, bool, error) {
 	if err := m.check(); err != nil {
 		return SessionView{}, false, err
 	}
@@ -221,24 +233,10 @@ func (m *Memory) Session(ctx context.Context, id string) (SessionView, bool, err
 	// Stored views are never modified in place, so copying outside the lock
 	// is safe.
 	v := *s
-	v.Explanation = nil
+	if !explained {
+		v.Explanation = nil
+	}
 	return CloneSession(v), true, nil
-}
-
-// ExplainedSession returns the stored view of session id with its
-// explanation.
-func (m *Memory) ExplainedSession(ctx context.Context, id string) (SessionView, bool, error) {
-	if err := m.check(); err != nil {
-		return SessionView{}, false, err
-	}
-	sh := m.shard(id)
-	sh.mu.RLock()
-	s := sh.sessions[id]
-	sh.mu.RUnlock()
-	if s == nil {
-		return SessionView{}, false, nil
-	}
-	return CloneSession(*s), true, nil
 }
 
 // ExpireSessions removes sessions whose EventTime is before cutoff, exactly,
