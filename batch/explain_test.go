@@ -2,21 +2,18 @@ package batch
 
 import (
 	"context"
-	"fmt"
 	"maps"
-	"net/url"
-	"os"
 	"slices"
 	"testing"
 	"time"
 
-	ch "github.com/ClickHouse/clickhouse-go/v2"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
 	"github.com/lambdarec/lambdarec/internal/model"
 	"github.com/lambdarec/lambdarec/internal/store"
 	"github.com/lambdarec/lambdarec/internal/store/clickhouse"
+	"github.com/lambdarec/lambdarec/internal/store/clickhousetest"
 	"github.com/lambdarec/lambdarec/internal/store/redis"
 	"github.com/lambdarec/lambdarec/internal/store/redis/redistest"
 	"github.com/lambdarec/lambdarec/serving"
@@ -188,44 +185,9 @@ func unlinkPrefix(t *testing.T, addr, prefix string) {
 }
 
 // scratchClickHouse returns a DSN of a new database on the server that
-// LAMBDAREC_CLICKHOUSE_DSN names (CI starts Debian's clickhouse-server),
-// dropped when the test ends. Without the variable the test is skipped,
-// except in CI (CI=true), where it fails.
-func scratchClickHouse(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("LAMBDAREC_CLICKHOUSE_DSN")
-	if dsn == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("LAMBDAREC_CLICKHOUSE_DSN is not set: .ci/run starts clickhouse-server and exports it")
-		}
-		t.Skip("LAMBDAREC_CLICKHOUSE_DSN is not set; run .ci/clickhouse.sh and export it")
-	}
-	opts, err := ch.ParseDSN(dsn)
-	if err != nil {
-		t.Fatalf("parse LAMBDAREC_CLICKHOUSE_DSN: %v", err)
-	}
-	admin, err := ch.Open(opts)
-	if err != nil {
-		t.Fatalf("open ClickHouse: %v", err)
-	}
-	db := fmt.Sprintf("lambdarec_batch_test_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
-	if err := admin.Exec(context.Background(), "CREATE DATABASE "+db); err != nil {
-		_ = admin.Close()
-		t.Fatalf("create database %s: %v", db, err)
-	}
-	t.Cleanup(func() {
-		if err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db); err != nil {
-			t.Errorf("drop database %s: %v", db, err)
-		}
-		_ = admin.Close()
-	})
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatalf("parse LAMBDAREC_CLICKHOUSE_DSN: %v", err)
-	}
-	u.Path = "/" + db
-	return u.String()
-}
+// LAMBDAREC_CLICKHOUSE_DSN names, dropped when the test ends
+// (internal/store/clickhousetest: skipped without the variable, except in CI).
+func scratchClickHouse(t *testing.T) string { return clickhousetest.DSN(t) }
 
 // A user_recommendations table created before the inputs column existed
 // gets it (optional) at the next run, which writes and reads it back.

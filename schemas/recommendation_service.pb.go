@@ -272,18 +272,18 @@ type Explanation struct {
 	// batch item, in rank order: their values, added in that order, give the
 	// score.
 	From []*Contribution `protobuf:"bytes,1,rep,name=from,proto3" json:"from,omitempty"`
-	// score is the sum of from. Speed items: from the speed layer's counts as
-	// they are when asked; it equals the item's score unless those counts
-	// moved since the session's view was written. Batch items: the item's
-	// score bit for bit. Unset when from is not given.
+	// score is the sum of from, added in order: the item's score bit for bit
+	// (speed items from the explanation the speed layer stored with the
+	// session's view). Unset when from is not given.
 	Score *float64 `protobuf:"fixed64,2,opt,name=score,proto3,oneof" json:"score,omitempty"`
 	// popularity_count is a popular item's weighted event count (its score);
 	// unset for other items.
 	PopularityCount *int64 `protobuf:"varint,3,opt,name=popularity_count,json=popularityCount,proto3,oneof" json:"popularity_count,omitempty"`
 	// unavailable says why the inputs of the score are not shown (speed items
-	// when the speed layer runs in another process, or the session is no
-	// longer live; batch items of a batch published without its users'
-	// items, or when the server's model parameters are not the batch's).
+	// of a view written by a speed layer older than explanations, or whose
+	// stored explanation is malformed; batch items of a batch published
+	// without its users' items, or when the server's model parameters are not
+	// the batch's).
 	Unavailable   string `protobuf:"bytes,4,opt,name=unavailable,proto3" json:"unavailable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -2,17 +2,13 @@ package serving
 
 import (
 	"context"
-	"fmt"
-	"net/url"
 	"os"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	ch "github.com/ClickHouse/clickhouse-go/v2"
-
 	"github.com/lambdarec/lambdarec/internal/store"
 	"github.com/lambdarec/lambdarec/internal/store/clickhouse"
+	"github.com/lambdarec/lambdarec/internal/store/clickhousetest"
 )
 
 // TestAPIClickHouse runs the API suite against the ClickHouse backend. It
@@ -31,39 +27,6 @@ func TestAPIClickHouse(t *testing.T) {
 		t.Cleanup(func() { _ = s.Close() })
 		return s
 	})
-}
-
-var scratchSeq atomic.Int64
-
-// scratchDatabase creates an empty database for one test, drops it when the
-// test ends, and returns dsn pointing at it.
-func scratchDatabase(t testing.TB, dsn string) string {
-	t.Helper()
-	opts, err := ch.ParseDSN(dsn)
-	if err != nil {
-		t.Fatalf("parse LAMBDAREC_CLICKHOUSE_DSN: %v", err)
-	}
-	admin, err := ch.Open(opts)
-	if err != nil {
-		t.Fatalf("open ClickHouse: %v", err)
-	}
-	db := fmt.Sprintf("lambdarec_api_test_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9, scratchSeq.Add(1))
-	if err := admin.Exec(context.Background(), "CREATE DATABASE "+db); err != nil {
-		_ = admin.Close()
-		t.Fatalf("create database %s: %v", db, err)
-	}
-	t.Cleanup(func() {
-		if err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db); err != nil {
-			t.Errorf("drop database %s: %v", db, err)
-		}
-		_ = admin.Close()
-	})
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatalf("parse LAMBDAREC_CLICKHOUSE_DSN: %v", err)
-	}
-	u.Path = "/" + db
-	return u.String()
 }
 
 // With the ClickHouse backend, repeated answers read the batch view from the
@@ -110,4 +73,12 @@ func TestAPIClickHouseBatchReadsCached(t *testing.T) {
 	if q := st.Stats().Queries - before.Queries; q != 10 {
 		t.Errorf("5 session requests sent %d queries, want 10 (one two-query session read each)", q)
 	}
+}
+
+// scratchDatabase creates an empty database for one test on the server dsn
+// names, drops it when the test ends, and returns a DSN pointing at it.
+func scratchDatabase(t testing.TB, dsn string) string {
+	t.Helper()
+	scratch, _ := clickhousetest.Database(t, dsn)
+	return scratch
 }

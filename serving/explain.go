@@ -4,13 +4,17 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/lambdarec/lambdarec/internal/model"
+	"github.com/lambdarec/lambdarec/internal/store"
 )
 
 // SessionExplainer gives the inputs behind a session's real-time
 // recommendations: the speed layer's ExplainSession (speed.Layer implements
-// it). For each of items it returns the contributions the scorer sums into
+// it; dev passes it). Serve uses it only for a view stored without its
+// explanation (written by an older speed layer): the explanation stored with
+// the view is the one of the scores served. For each of items it returns the contributions the scorer sums into
 // the item's score (model.Scorer.Explain over the rows the session's view is
 // scored from, with the batch part of each count), and false when it does not
 // hold the session.
@@ -20,8 +24,10 @@ type SessionExplainer interface {
 
 // Why an explanation has no inputs.
 const (
-	unavailableNoExplainer = "the speed layer runs in another process: its counts are not readable here (run dev, or ask the speed layer)"
-	unavailableNotLive     = "the session is no longer live in the speed layer"
+	unavailableNoExplainer = "the session's view was written without its explanation (by a speed layer older than explanations); it has one from its next update"
+	unavailableNotLive     = "the session's view has no stored explanation and is no longer live in the speed layer"
+	unavailableMalformed   = "the session's stored explanation is malformed: "
+	unavailableSpeedSum    = "the stored explanation does not add up to this score (the view's scores were not computed by this model version); ask again after the session's next update"
 	unavailableNoUserItems = "the batch view holds no inputs for this user (a batch published before explanations existed)"
 	unavailableBatchMoved  = "a new batch was published while the explanation was read; ask again"
 	unavailableMismatch    = "the batch view's rows do not reproduce this score (model.neighbors or model.recent_items differ from the batch's, or batch top_k is below model.neighbors)"
@@ -29,9 +35,10 @@ const (
 
 // explain fills each item's Explanation: popular items carry their count,
 // speed items the contributions of the session's recent items (from the
-// explainer), batch items the contributions of the user's recent items
-// (explainBatch). On a store error it returns the failed operation.
-func (a *API) explain(ctx context.Context, out *Recommendations) (string, error) {
+// explanation the speed layer stored with sess, the view the items came
+// from: explainSpeed), batch items the contributions of the user's recent
+// items (explainBatch). On a store error it returns the failed operation.
+func (a *API) explain(ctx context.Context, out *Recommendations, sess *store.SessionView) (string, error) {
 	var speedItems, batchItems []string
 	for i := range out.Items {
 		it := &out.Items[i]
@@ -53,6 +60,12 @@ func (a *API) explain(ctx context.Context, out *Recommendations) (string, error)
 	if len(speedItems) == 0 {
 		return "", nil
 	}
+	if sess.Explanation != nil {
+		explainSpeed(out, sess)
+		return "", nil
+	}
+	// A view written without its explanation: the speed layer in this
+	// process (dev) may still hold the session.
 	var (
 		exp [][]model.Contribution
 		ok  bool
@@ -88,6 +101,53 @@ func (a *API) explain(ctx context.Context, out *Recommendations) (string, error)
 		it.Explanation = e
 	}
 	return "", nil
+}
+
+// explainSpeed explains the speed items of out from the explanation stored
+// with sess, the view they came from: each contribution's value is
+// RecencyWeight(rank) · count / top count, the scorer's formula, added in
+// rank order as the scorer adds them, so the sum is the item's score bit
+// for bit. An item whose sum is not its score (a view scored by another
+// formula), or every item when the stored explanation is malformed, says so
+// instead of showing numbers that do not add up.
+func explainSpeed(out *Recommendations, sess *store.SessionView) {
+	x, err := store.DecodeExplanation(sess.Explanation)
+	if err == nil {
+		err = x.Validate(len(sess.Items))
+	}
+	for i := range out.Items {
+		it := &out.Items[i]
+		if it.Source != SourceSpeed {
+			continue
+		}
+		if err != nil {
+			it.Explanation = &Explanation{Unavailable: unavailableMalformed + err.Error()}
+			continue
+		}
+		idx := slices.IndexFunc(sess.Items, func(s store.Scored) bool { return s.Item == it.Item })
+		e := &Explanation{From: []Contribution{}}
+		var sum float64
+		for _, c := range x.From {
+			if c.Item != idx {
+				continue
+			}
+			r := x.Recent[c.Rank]
+			rw := model.RecencyWeight(c.Rank)
+			v := rw * float64(c.Count) / float64(r.TopCount)
+			sum += v
+			e.From = append(e.From, Contribution{
+				Item: r.Item, Rank: c.Rank, RankWeight: rw,
+				BatchCount: c.BatchCount, SpeedCount: c.Count - c.BatchCount,
+				TopCount: r.TopCount, Value: v,
+			})
+		}
+		if idx < 0 || sum != it.Score {
+			it.Explanation = &Explanation{Unavailable: unavailableSpeedSum}
+			continue
+		}
+		e.Score = &sum
+		it.Explanation = e
+	}
 }
 
 // explainBatch explains the batch items of out (items, in answer order)

@@ -82,7 +82,7 @@ func TestRecommendExplain(t *testing.T) {
 	// No explainer, or a session it does not hold: speed items say why.
 	a.explainer = nil
 	r, err = a.Recommendations(ctx, RecommendationsRequest{SessionID: "s-new", Explain: true})
-	if err != nil || r.Items[0].Source != SourceSpeed || !strings.Contains(r.Items[0].Explanation.Unavailable, "another process") {
+	if err != nil || r.Items[0].Source != SourceSpeed || !strings.Contains(r.Items[0].Explanation.Unavailable, "without its explanation") {
 		t.Fatalf("without an explainer: %+v %v", r.Items[0], err)
 	}
 	a.explainer = fe
@@ -107,6 +107,86 @@ func TestRecommendExplain(t *testing.T) {
 	}
 	if strings.Contains(resp.body, `"user_id":""`) {
 		t.Fatalf("empty user_id echoed: %s", resp.body)
+	}
+}
+
+// A session view stored with its explanation is explained from it alone
+// (no speed layer in the process): each speed item's contributions, their
+// values the scorer's formula, add up to its score bit for bit; a stored
+// explanation that does not add up is not shown.
+func TestExplainStoredSpeedItems(t *testing.T) {
+	ctx := context.Background()
+	st := store.NewMemory()
+	if err := st.PublishBatch(ctx, fixtureBatch("b1")); err != nil {
+		t.Fatal(err)
+	}
+	// Recent r0 (rank 0, top count 7) and r1 (rank 1, top count 3): x = 1·7/7
+	// + ¼·2/3, y = ¼·3/3; z is in no row of the explanation.
+	x := 1*7.0/7 + 0.25*2.0/3
+	y := 0.25 * 3.0 / 3
+	sv := store.SessionView{SessionID: "s-x", UserID: "u9", Partition: 0, Offset: 1 << 40, EventTime: testNow, UpdatedAt: testNow,
+		Items: []store.Scored{{Item: "x", Score: x}, {Item: "y", Score: y}, {Item: "z", Score: 0.5}},
+		Explanation: store.AppendExplanation(nil, &store.SessionExplanation{
+			Recent: []store.RecentItem{{Item: "r0", TopCount: 7}, {Item: "r1", TopCount: 3}},
+			From: []store.ViewContribution{
+				{Item: 0, Rank: 0, Count: 7, BatchCount: 5},
+				{Item: 0, Rank: 1, Count: 2, BatchCount: 0},
+				{Item: 1, Rank: 1, Count: 3, BatchCount: 3},
+			},
+		})}
+	if err := st.UpsertSession(ctx, sv); err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAPI(APIConfig{}, APIDeps{Store: st, Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := a.Recommendations(ctx, RecommendationsRequest{SessionID: "s-x", K: 3, Explain: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]Contribution{
+		{{Item: "r0", Rank: 0, RankWeight: 1, BatchCount: 5, SpeedCount: 2, TopCount: 7, Value: 1}, {Item: "r1", Rank: 1, RankWeight: 0.25, SpeedCount: 2, TopCount: 3, Value: 0.25 * 2.0 / 3}},
+		{{Item: "r1", Rank: 1, RankWeight: 0.25, BatchCount: 3, TopCount: 3, Value: 0.25}},
+	}
+	for i, it := range r.Items[:2] {
+		e := it.Explanation
+		if it.Source != SourceSpeed || e == nil || e.Score == nil || *e.Score != it.Score || !slices.Equal(e.From, want[i]) {
+			t.Errorf("item %d %+v: explanation %+v, want %+v", i, it, e, want[i])
+		}
+	}
+	if e := r.Items[2].Explanation; e == nil || e.From != nil || !strings.Contains(e.Unavailable, "does not add up") {
+		t.Errorf("item z, whose score no contribution gives: %+v", e)
+	}
+	// A stored explanation of items the view does not have: not shown.
+	bad := sv
+	bad.Offset++
+	bad.Explanation = store.AppendExplanation(nil, &store.SessionExplanation{
+		Recent: []store.RecentItem{{Item: "r0", TopCount: 7}}, From: []store.ViewContribution{{Item: 3, Rank: 0, Count: 7}}})
+	if err := st.UpsertSession(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	r, err = a.Recommendations(ctx, RecommendationsRequest{SessionID: "s-x", K: 3, Explain: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range r.Items {
+		if e := it.Explanation; e == nil || e.From != nil || !strings.Contains(e.Unavailable, "malformed") {
+			t.Errorf("item %s with a malformed stored explanation: %+v", it.Item, e)
+		}
+	}
+	if err := st.UpsertSession(ctx, store.SessionView{SessionID: "s-x", Offset: bad.Offset + 1, Items: sv.Items, Explanation: sv.Explanation}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Over HTTP, and without explain no explanation.
+	f := newFixture(t, st, APIConfig{})
+	resp := get(t, f.h, "/v1/recommendations?session_id=s-x&explain=true")
+	if resp.status != http.StatusOK || !strings.Contains(resp.body, `"explanation":{"from":[{"item":"r1","rank":1,"rank_weight":0.25,"batch_count":3,"speed_count":0,"top_count":3,"value":0.25}],"score":0.25}`) {
+		t.Fatalf("HTTP explain: %d %s", resp.status, resp.body)
+	}
+	if resp := get(t, f.h, "/v1/recommendations?session_id=s-x"); strings.Contains(resp.body, "explanation") {
+		t.Fatalf("without explain: %s", resp.body)
 	}
 }
 

@@ -54,9 +54,11 @@ type Explanation struct {
 	// From are the session's recent items that produced a co-visitation
 	// score, in rank order; Σ From[i].Value, added in that order, is Score.
 	From []Contribution `json:"from,omitempty"`
-	// Score is the sum of From, as the inputs read now give it. It equals
-	// the item's score unless the speed layer's counts moved since the
-	// session's view was written.
+	// Score is the sum of From, added in order: the item's score bit for
+	// bit (an item whose inputs do not add up to it is Unavailable instead;
+	// only a view without a stored explanation explained by dev's
+	// in-process speed layer can differ, when counts moved since the view
+	// was written).
 	Score *float64 `json:"score,omitempty"`
 	// PopularityCount is a popular item's weighted event count (its score).
 	PopularityCount *int64 `json:"popularity_count,omitempty"`
@@ -295,7 +297,12 @@ func (a *API) recommendInto(ctx context.Context, q recsQuery, ans *answer) (*Rec
 		hasSess bool
 	)
 	if q.SessionID != "" {
-		sess, hasSess, err = a.store.Session(ctx, q.SessionID)
+		if q.Explain {
+			// The view with its explanation, of one version.
+			sess, hasSess, err = a.store.ExplainedSession(ctx, q.SessionID)
+		} else {
+			sess, hasSess, err = a.store.Session(ctx, q.SessionID)
+		}
 		if err != nil {
 			return nil, "session", fmt.Errorf("read session %q: %w", q.SessionID, err)
 		}
@@ -342,7 +349,7 @@ func (a *API) recommendInto(ctx context.Context, q recsQuery, ans *answer) (*Rec
 	out.Items = m.items
 	ans.items = m.items
 	if q.Explain {
-		if op, err := a.explain(ctx, out); err != nil {
+		if op, err := a.explain(ctx, out, &sess); err != nil {
 			return nil, op, err
 		}
 	}

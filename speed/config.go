@@ -54,6 +54,9 @@ type Config struct {
 	RescoreInterval time.Duration
 	// ViewItems is the number of recommendations per view. Default: 20.
 	ViewItems int
+	// NoExplanations turns off the explanation written with each view
+	// (explain.go). Default: written.
+	NoExplanations bool
 	// BatchPollInterval is how often the BatchSource is asked. Default: 10s.
 	BatchPollInterval time.Duration
 	// CommitInterval is how often replay horizons are committed. Default: 5s.
@@ -94,6 +97,7 @@ func FromConfig(c *config.Config) Config {
 		MaxViewDelay:      c.Speed.MaxViewDelay,
 		RescoreInterval:   c.Speed.RescoreInterval,
 		ViewItems:         c.Speed.ViewItems,
+		NoExplanations:    !c.Speed.Explanations,
 		BatchPollInterval: c.Speed.BatchPollInterval,
 		CommitInterval:    c.Speed.CommitInterval,
 		Params:            &c.Model,

@@ -123,6 +123,7 @@ func New(cfg Config, deps Deps) (*Layer, error) {
 		maxRetainedEvents: cfg.MaxRetainedEvents,
 		maxStateBytes:     int(min(cfg.MaxStateBytes, int64(math.MaxInt))),
 		viewItems:         cfg.ViewItems,
+		noExplain:         cfg.NoExplanations,
 	}, *cfg.Params, log)
 	if err != nil {
 		return nil, fmt.Errorf("speed: %w", err)

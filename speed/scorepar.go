@@ -94,6 +94,11 @@ func (p *processor) scoreParallel(now time.Time) bool {
 	}
 	run(0)
 	wg.Wait()
+	// The explanations, on the processing goroutine (explainView caches
+	// batch counts), from the same frozen rows.
+	for i, j := range ps.jobs {
+		out[i].Explanation = p.explainView(ps.ids[j.lo:j.hi], out[i].Items)
+	}
 	// No row changed while the workers scored: the views all read the rows
 	// as they are at one tick of the scoring clock (see scoreView).
 	p.nb.clock++

@@ -161,6 +161,7 @@ type limits struct {
 	// sessions together (processor.stateSize); 0: no bound.
 	maxStateBytes int
 	viewItems     int
+	noExplain     bool // views are written without their explanation
 }
 
 // counters are cumulative counts the layer exports as metrics.
@@ -227,6 +228,8 @@ type processor struct {
 	dec  decoded                    // record's
 	strs stringTable                // interned user and item ids
 	emit func(a, b string, w int64) // addPair
+
+	vx viewExplainer // the views' explanations (explain.go)
 }
 
 func newProcessor(lim limits, p model.Params, log *slog.Logger) (*processor, error) {

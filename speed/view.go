@@ -37,7 +37,9 @@ func newViewScorer() *viewScorer {
 func (p *processor) scoreView(s *session, now time.Time) {
 	v := p.vs
 	v.ids = p.appendViewIDs(v.ids[:0], s)
-	p.views = append(p.views, v.view(p.scorer, p.nb, s, v.ids, p.lim.viewItems, now))
+	view := v.view(p.scorer, p.nb, s, v.ids, p.lim.viewItems, now)
+	view.Explanation = p.explainView(v.ids, view.Items) // from the rows just read (explain.go)
+	p.views = append(p.views, view)
 	if s.live {
 		p.setWatch(s, v.ids)
 	}

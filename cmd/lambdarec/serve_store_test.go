@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/lambdarec/lambdarec/internal/store/clickhousetest"
 )
 
 // TestServeStartsWithClickHouseDown runs `lambdarec serve` with the
@@ -122,28 +121,10 @@ func TestServeStartsWithClickHouseDown(t *testing.T) {
 // it when the test ends, and returns the server's address and the database.
 func scratchClickHouse(t *testing.T, dsn string) (addr, db string) {
 	t.Helper()
-	opts, err := ch.ParseDSN(dsn)
+	scratch, db := clickhousetest.Database(t, dsn)
+	u, err := url.Parse(scratch)
 	if err != nil {
-		t.Fatalf("parse LAMBDAREC_CLICKHOUSE_DSN: %v", err)
-	}
-	admin, err := ch.Open(opts)
-	if err != nil {
-		t.Fatalf("open ClickHouse: %v", err)
-	}
-	db = fmt.Sprintf("lambdarec_serve_test_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
-	if err := admin.Exec(context.Background(), "CREATE DATABASE "+db); err != nil {
-		_ = admin.Close()
-		t.Fatalf("create database %s: %v", db, err)
-	}
-	t.Cleanup(func() {
-		if err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db); err != nil {
-			t.Errorf("drop database %s: %v", db, err)
-		}
-		_ = admin.Close()
-	})
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatalf("parse LAMBDAREC_CLICKHOUSE_DSN: %v", err)
+		t.Fatalf("parse %s: %v", scratch, err)
 	}
 	return u.Host, db
 }

@@ -81,17 +81,16 @@ func TestDevWalkThrough(t *testing.T) {
 	}
 
 	// Each speed item's explanation names the clicked item and its
-	// contributions add up to explanation.score. That score is computed
-	// from the speed layer's counts when asked; the served score from them
-	// when the view was written, and the generator keeps moving the counts
-	// of this popular item, so the two are compared but may differ (the
-	// exact check against the scorer is speed's
-	// TestExplainSessionRecomputesScores).
-	agreed := 0
+	// contributions add up to explanation.score, which is the served score
+	// bit for bit: the explanation was stored with the view the items came
+	// from (speed's TestStoredExplanationsServeStandalone checks it against
+	// the scorer in a standalone serve).
+	agreed, speedItems := 0, 0
 	for _, it := range r.Items {
 		if it.Source != serving.SourceSpeed {
 			continue
 		}
+		speedItems++
 		e := it.Explanation
 		if e == nil || len(e.From) == 0 || e.Score == nil {
 			t.Fatalf("speed item %s without an explanation: %+v", it.Item, e)
@@ -114,7 +113,9 @@ func TestDevWalkThrough(t *testing.T) {
 			agreed++
 		}
 	}
-	t.Logf("%d of %d items: explanation.score = served score", agreed, len(r.Items))
+	if agreed != speedItems {
+		t.Fatalf("%d of %d speed items: explanation.score = served score", agreed, speedItems)
+	}
 	for _, it := range r.Items {
 		if want := map[string]string{serving.SourceSpeed: serving.ScaleCovisitation, serving.SourceBatch: serving.ScaleCovisitation,
 			serving.SourcePopular: serving.ScalePopularity}[it.Source]; it.Scale != want {

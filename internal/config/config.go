@@ -173,6 +173,8 @@ type Speed struct {
 	MaxViewDelay time.Duration `yaml:"max_view_delay"`
 	// ViewItems is the number of recommendations written per session. Default: 20.
 	ViewItems int `yaml:"view_items"`
+	// Explanations: see speed_explain.go.
+	Explanations bool `yaml:"explanations"`
 	// BatchPollInterval is how often the layer checks for a newly published
 	// batch. Default: 10s.
 	BatchPollInterval time.Duration `yaml:"batch_poll_interval"`
@@ -268,6 +270,7 @@ func Default() Config {
 			MaxRetainedEvents: 20_000_000,
 			MaxViewDelay:      50 * time.Millisecond,
 			ViewItems:         20,
+			Explanations:      true,
 			BatchPollInterval: 10 * time.Second,
 			CommitInterval:    5 * time.Second,
 			MetricsAddr:       "127.0.0.1:9464",

@@ -195,7 +195,10 @@ func (m *Memory) upsert(s *SessionView) {
 	if old != nil && !Newer(s, old) {
 		return
 	}
+	e := s.Explanation // kept, not copied (UpsertSession's contract)
+	s.Explanation = nil
 	c := CloneSession(*s)
+	s.Explanation, c.Explanation = e, e
 	sh.mu.Lock()
 	if old := sh.sessions[s.SessionID]; old == nil || Newer(&c, old) {
 		sh.sessions[s.SessionID] = &c
@@ -205,6 +208,18 @@ func (m *Memory) upsert(s *SessionView) {
 
 // Session returns the stored view of session id.
 func (m *Memory) Session(ctx context.Context, id string) (SessionView, bool, error) {
+	return m.session(id, false)
+}
+
+// ExplainedSession returns the stored view of session id with its
+// explanation.
+func (m *Memory) ExplainedSession(ctx context.Context, id string) (SessionView, bool, error) {
+	return m.session(id, true)
+}
+
+// session returns a copy of the stored view of session id, with its
+// explanation when explained.
+func (m *Memory) session(id string, explained bool) (SessionView, bool, error) {
 	if err := m.check(); err != nil {
 		return SessionView{}, false, err
 	}
@@ -217,7 +232,11 @@ func (m *Memory) Session(ctx context.Context, id string) (SessionView, bool, err
 	}
 	// Stored views are never modified in place, so copying outside the lock
 	// is safe.
-	return CloneSession(*s), true, nil
+	v := *s
+	if !explained {
+		v.Explanation = nil
+	}
+	return CloneSession(v), true, nil
 }
 
 // ExpireSessions removes sessions whose EventTime is before cutoff, exactly,
@@ -269,5 +288,6 @@ func CloneMeta(m BatchMeta) BatchMeta {
 func CloneSession(s SessionView) SessionView {
 	s.Items = slices.Clone(s.Items)
 	s.Purchased = slices.Clone(s.Purchased)
+	s.Explanation = slices.Clone(s.Explanation)
 	return s
 }

@@ -88,6 +88,11 @@ type SessionView struct {
 	Offset    int64 `json:"offset"`
 	// UpdatedAt is when the speed layer computed this view.
 	UpdatedAt time.Time `json:"updated_at"`
+	// Explanation is what Items' scores were computed from, encoded
+	// (ExplanationWriter; DecodeExplanation reads it); nil: not written, as
+	// by a speed layer older than it. It is stored with the view and read
+	// back only by ExplainedSession: Session leaves it nil.
+	Explanation []byte `json:"-"`
 }
 
 // Store is the serving store. Implementations are safe for concurrent use.
@@ -133,15 +138,20 @@ type Store interface {
 	UserItems(ctx context.Context, user string) ([]string, error)
 
 	// UpsertSession stores s unless the stored view of s.SessionID is not
-	// older by version (Newer): a replay or an older write is a no-op.
+	// older by version (Newer): a replay or an older write is a no-op. The
+	// store may keep s.Explanation: callers must not modify it afterwards.
 	UpsertSession(ctx context.Context, s SessionView) error
 	// UpsertSessions is UpsertSession for many views at once, the fast path
 	// for the speed layer. Within one call, views of the same session follow
 	// the same rule (the newest version wins).
 	UpsertSessions(ctx context.Context, ss []SessionView) error
 	// Session returns the newest stored view of a session, and false when the
-	// session is unknown.
+	// session is unknown. Its Explanation is nil.
 	Session(ctx context.Context, id string) (SessionView, bool, error)
+	// ExplainedSession is Session with the view's Explanation, read with
+	// the view (one version: the explanation is of the items returned). It
+	// is the read of explain=true, off the hot path (no cache answers it).
+	ExplainedSession(ctx context.Context, id string) (SessionView, bool, error)
 	// ExpireSessions removes sessions whose newest event (EventTime) is before
 	// cutoff and returns how many were removed when the backend knows (-1
 	// when it does not). Backends may expire coarsely, as long as sessions
@@ -208,13 +218,17 @@ func ValidateBatch(v *BatchView) error {
 }
 
 // ValidateSession checks a session view before it is upserted: a non-empty
-// session id and a non-negative offset.
+// session id, a non-negative offset, and an explanation of a known format
+// (its content is checked when it is read: SessionExplanation.Validate).
 func ValidateSession(s *SessionView) error {
 	if s.SessionID == "" {
 		return errors.New("session view: empty session id")
 	}
 	if s.Offset < 0 {
 		return fmt.Errorf("session view %s: negative offset %d", s.SessionID, s.Offset)
+	}
+	if err := CheckExplanation(s.Explanation); err != nil {
+		return fmt.Errorf("session view %s: explanation: %w", s.SessionID, err)
 	}
 	return nil
 }

@@ -30,6 +30,10 @@ func (s *split) Session(ctx context.Context, id string) (store.SessionView, bool
 	return s.sessions.Session(ctx, id)
 }
 
+func (s *split) ExplainedSession(ctx context.Context, id string) (store.SessionView, bool, error) {
+	return s.sessions.ExplainedSession(ctx, id)
+}
+
 func (s *split) ExpireSessions(ctx context.Context, cutoff time.Time) (int64, error) {
 	return s.sessions.ExpireSessions(ctx, cutoff)
 }

@@ -692,7 +692,7 @@ func (s *Store) fetchList(ctx context.Context, ck listcache.Key) ([]store.Scored
 
 // ---- sessions ----
 
-const sessionColumns = `session_id, user_id, items, scores, purchased, event_ns, event_date, kafka_partition, kafka_offset, updated_ns`
+const sessionColumns = `session_id, user_id, items, scores, purchased, event_ns, event_date, kafka_partition, kafka_offset, updated_ns, explanation`
 
 // UpsertSession stores sv; reads ignore it if a newer version is stored.
 func (s *Store) UpsertSession(ctx context.Context, sv store.SessionView) error {
@@ -730,7 +730,8 @@ func (s *Store) UpsertSessions(ctx context.Context, ss []store.SessionView) erro
 			purchased = []string{}
 		}
 		if err := b.Append(sv.SessionID, sv.UserID, items, scores, purchased,
-			unixNano(sv.EventTime), eventDate(sv.EventTime), sv.Partition, uint64(sv.Offset), unixNano(sv.UpdatedAt)); err != nil {
+			unixNano(sv.EventTime), eventDate(sv.EventTime), sv.Partition, uint64(sv.Offset), unixNano(sv.UpdatedAt),
+			string(sv.Explanation)); err != nil {
 			return fmt.Errorf("upsert session %s: %w", sv.SessionID, err)
 		}
 	}
@@ -743,6 +744,18 @@ func (s *Store) UpsertSessions(ctx context.Context, ss []store.SessionView) erro
 // Session returns the stored view of session id with the newest version
 // (store.Newer: offset, then updated_ns).
 func (s *Store) Session(ctx context.Context, id string) (store.SessionView, bool, error) {
+	return s.session(ctx, id, false)
+}
+
+// ExplainedSession is Session with the view's explanation (the explanation
+// column of the same row).
+func (s *Store) ExplainedSession(ctx context.Context, id string) (store.SessionView, bool, error) {
+	return s.session(ctx, id, true)
+}
+
+// session reads the newest view of session id, with its explanation when
+// explained.
+func (s *Store) session(ctx context.Context, id string, explained bool) (store.SessionView, bool, error) {
 	if err := s.check(); err != nil {
 		return store.SessionView{}, false, err
 	}
@@ -756,11 +769,11 @@ func (s *Store) Session(ctx context.Context, id string) (store.SessionView, bool
 	// was committed to the destination before the second began, so the
 	// newest of the two reads is never older than any write that finished
 	// before the call.
-	sv, ok, err := s.readSession(ctx, tableSessions, id)
+	sv, ok, err := s.readSession(ctx, tableSessions, id, explained)
 	if err != nil {
 		return store.SessionView{}, false, err
 	}
-	dv, dok, err := s.readSession(ctx, tableSessionData, id)
+	dv, dok, err := s.readSession(ctx, tableSessionData, id, explained)
 	if err != nil {
 		return store.SessionView{}, false, err
 	}
@@ -770,10 +783,15 @@ func (s *Store) Session(ctx context.Context, id string) (store.SessionView, bool
 	return sv, ok, nil
 }
 
-// readSession reads the newest view of session id from table.
-func (s *Store) readSession(ctx context.Context, table, id string) (store.SessionView, bool, error) {
+// readSession reads the newest view of session id from table, with its
+// explanation when explained.
+func (s *Store) readSession(ctx context.Context, table, id string, explained bool) (store.SessionView, bool, error) {
 	s.queries.Add(1)
-	rows, err := s.conn.Query(ctx, `SELECT user_id, items, scores, purchased, event_ns, kafka_partition, kafka_offset, updated_ns
+	cols := `user_id, items, scores, purchased, event_ns, kafka_partition, kafka_offset, updated_ns`
+	if explained {
+		cols += `, explanation`
+	}
+	rows, err := s.conn.Query(ctx, `SELECT `+cols+`
 		FROM `+table+` WHERE session_id = ? ORDER BY kafka_offset DESC, updated_ns DESC LIMIT 1`, id)
 	if err != nil {
 		return store.SessionView{}, false, fmt.Errorf("read session %s: %w", id, err)
@@ -791,8 +809,13 @@ func (s *Store) readSession(ctx context.Context, table, id string) (store.Sessio
 		scores             []float64
 		eventNS, updatedNS int64
 		offset             uint64
+		explanation        string
 	)
-	if err := rows.Scan(&sv.UserID, &items, &scores, &sv.Purchased, &eventNS, &sv.Partition, &offset, &updatedNS); err != nil {
+	dest := []any{&sv.UserID, &items, &scores, &sv.Purchased, &eventNS, &sv.Partition, &offset, &updatedNS}
+	if explained {
+		dest = append(dest, &explanation)
+	}
+	if err := rows.Scan(dest...); err != nil {
 		return store.SessionView{}, false, fmt.Errorf("read session %s: %w", id, err)
 	}
 	if len(items) != len(scores) {
@@ -809,6 +832,9 @@ func (s *Store) readSession(ctx context.Context, table, id string) (store.Sessio
 	}
 	sv.Offset = int64(offset)
 	sv.EventTime, sv.UpdatedAt = fromUnixNano(eventNS), fromUnixNano(updatedNS)
+	if explanation != "" { // '' for a view written before explanations existed
+		sv.Explanation = []byte(explanation)
+	}
 	return sv, true, rows.Err()
 }
 

@@ -2,9 +2,12 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 )
 
 // Table names. lambdarec owns every table whose name starts with lambdarec_ in
@@ -24,6 +27,9 @@ type migration struct {
 	description string
 	// stmts returns the statements; db is the current database's name.
 	stmts func(db string) []string
+	// run, when set, is the step itself (instead of stmts): for a step
+	// that must look at the schema to stay idempotent.
+	run func(ctx context.Context, s *Store) error
 }
 
 // The SQL is what both ClickHouse 18.16 (Debian's package) and current
@@ -81,11 +87,68 @@ var migrations = []migration{
 				// inserts into few parts: flushed after 5 s at the latest,
 				// after 1 s once 10,000 rows and 10 MB are buffered, at once at
 				// 1,000,000 rows or 100 MB. Reads see buffered rows.
-				`CREATE TABLE IF NOT EXISTS ` + tableSessions + ` AS ` + tableSessionData +
-					` ENGINE = Buffer(` + quote(db) + `, '` + tableSessionData + `', 4, 1, 5, 10000, 1000000, 10000000, 100000000)`,
+				createSessionBuffer(db),
 			}
 		},
 	},
+	{
+		version:     2,
+		description: "session view explanations",
+		run:         addSessionExplain,
+	},
+}
+
+// createSessionBuffer creates the Buffer table in front of the session
+// table, with its columns.
+func createSessionBuffer(db string) string {
+	return `CREATE TABLE IF NOT EXISTS ` + tableSessions + ` AS ` + tableSessionData +
+		` ENGINE = Buffer(` + quote(db) + `, '` + tableSessionData + `', 4, 1, 5, 10000, 1000000, 10000000, 100000000)`
+}
+
+// addSessionExplain adds the explanation column (the encoded
+// store.SessionExplanation; ” for views written before it) to the session table, then
+// replaces its Buffer table: ClickHouse 18.16's ALTER of a Buffer table
+// leaves layers that reject later inserts (block structure mismatch), so
+// the Buffer is dropped (which flushes its rows to the table) and created
+// again from the table's new columns. Each part is skipped when done, so
+// processes migrating at once, or one that died half-way, end in the same
+// schema; an insert that reaches the Buffer while it is being replaced
+// fails, and the speed layer writes the views again.
+func addSessionExplain(ctx context.Context, s *Store) error {
+	has := func(table string) (bool, error) {
+		var n uint64
+		err := s.conn.QueryRow(ctx, `SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = 'explanation'`, s.db, table).Scan(&n)
+		return n > 0, err
+	}
+	ok, err := has(tableSessionData)
+	if err != nil {
+		return fmt.Errorf("read columns of %s: %w", tableSessionData, err)
+	}
+	if !ok {
+		err := s.conn.Exec(ctx, `ALTER TABLE `+tableSessionData+` ADD COLUMN explanation String DEFAULT ''`)
+		if err != nil && !isDuplicateColumn(err) {
+			return fmt.Errorf("add column explanation to %s: %w", tableSessionData, err)
+		}
+	}
+	if ok, err = has(tableSessions); err != nil {
+		return fmt.Errorf("read columns of %s: %w", tableSessions, err)
+	}
+	if !ok {
+		if err := s.conn.Exec(ctx, `DROP TABLE IF EXISTS `+tableSessions); err != nil {
+			return fmt.Errorf("drop %s: %w", tableSessions, err)
+		}
+	}
+	if err := s.conn.Exec(ctx, createSessionBuffer(s.db)); err != nil {
+		return fmt.Errorf("create %s: %w", tableSessions, err)
+	}
+	return nil
+}
+
+// isDuplicateColumn reports whether err is ClickHouse's "column with this
+// name already exists" (another process added it first).
+func isDuplicateColumn(err error) bool {
+	var ex *ch.Exception
+	return errors.As(err, &ex) && ex.Code == 44
 }
 
 // migrate brings the schema to the newest version. It is safe to run from
@@ -106,9 +169,15 @@ func (s *Store) migrate(ctx context.Context) error {
 		if m.version <= current {
 			continue
 		}
-		for _, stmt := range m.stmts(s.db) {
-			if err := s.conn.Exec(ctx, stmt); err != nil {
+		if m.run != nil {
+			if err := m.run(ctx, s); err != nil {
 				return fmt.Errorf("migrate to schema version %d: %w", m.version, err)
+			}
+		} else {
+			for _, stmt := range m.stmts(s.db) {
+				if err := s.conn.Exec(ctx, stmt); err != nil {
+					return fmt.Errorf("migrate to schema version %d: %w", m.version, err)
+				}
 			}
 		}
 		if err := s.insertRow(ctx, `INSERT INTO `+tableMigrations+` (version, description, applied_ns)`,

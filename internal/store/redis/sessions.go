@@ -21,11 +21,12 @@ import (
 // exact only to 2^53).
 //
 // KEYS: the session's hash, the index. ARGV: version, event ns, view, TTL ms,
-// event ms (the index score), session id.
+// event ms (the index score), session id, explanation (encoded;
+// empty: none).
 var upsertScript = goredis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], 'o')
 if cur and cur >= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'o', ARGV[1], 't', ARGV[2], 'v', ARGV[3])
+redis.call('HSET', KEYS[1], 'o', ARGV[1], 't', ARGV[2], 'v', ARGV[3], 'x', ARGV[7])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
 return 1
@@ -113,7 +114,7 @@ func (s *Store) UpsertSessions(ctx context.Context, ss []store.SessionView) erro
 				return fmt.Errorf("upsert session %s: encode: %w", sv.SessionID, err)
 			}
 			ns := eventNS(sv.EventTime)
-			args[n] = []any{version(sv), pad(ns), b, ttl, ns / int64(time.Millisecond), sv.SessionID}
+			args[n] = []any{version(sv), pad(ns), b, ttl, ns / int64(time.Millisecond), sv.SessionID, sv.Explanation}
 		}
 		_, err := s.runScripts(ctx, upsertScript, func(p goredis.Pipeliner) {
 			for n, i := range chunk {
@@ -203,6 +204,41 @@ func (s *Store) Session(ctx context.Context, id string) (store.SessionView, bool
 	}
 	if s.sessions != nil {
 		s.sessions.put(id, tok, sv, true, pttl, sent)
+	}
+	return sv, true, nil
+}
+
+// ExplainedSession reads the view of session id and its explanation (the
+// hash's fields v and x, one HMGET: one version) from Redis, not from the
+// session cache.
+func (s *Store) ExplainedSession(ctx context.Context, id string) (store.SessionView, bool, error) {
+	if err := s.check(); err != nil {
+		return store.SessionView{}, false, err
+	}
+	if id == "" {
+		return store.SessionView{}, false, nil
+	}
+	s.queries.Add(1)
+	vals, err := s.rdb.HMGet(ctx, s.key.session(id), "v", "x").Result()
+	if err != nil {
+		return store.SessionView{}, false, fmt.Errorf("redis store: read session %s: %w", id, err)
+	}
+	v, _ := vals[0].(string)
+	if vals[0] == nil {
+		return store.SessionView{}, false, nil
+	}
+	var sv store.SessionView
+	if err := json.Unmarshal([]byte(v), &sv); err != nil {
+		return store.SessionView{}, false, fmt.Errorf("redis store: read session %s: decode: %w", id, err)
+	}
+	if len(sv.Items) == 0 {
+		sv.Items = nil
+	}
+	if len(sv.Purchased) == 0 {
+		sv.Purchased = nil
+	}
+	if x, _ := vals[1].(string); x != "" { // none: written before explanations existed
+		sv.Explanation = []byte(x)
 	}
 	return sv, true, nil
 }

@@ -4,6 +4,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -40,6 +41,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ReturnedSlicesAreCopies", testCopies},
 		{"SessionVersioning", testSessionVersioning},
 		{"SessionInvalid", testSessionInvalid},
+		{"SessionExplanation", testSessionExplanation},
 		{"UpsertSessions", testUpsertSessions},
 		{"ConcurrentSessions", testConcurrentSessions},
 		{"ExpireSessions", testExpireSessions},
@@ -599,6 +601,91 @@ func equalSession(t *testing.T, got, want store.SessionView) {
 		(len(got.Purchased) == 0 && len(want.Purchased) == 0 || slices.Equal(got.Purchased, want.Purchased))
 	if !same {
 		t.Errorf("session = %+v\nwant      %+v", got, want)
+	}
+}
+
+// explanation is an encoded explanation of session(id, offset)'s two
+// items, with counts that tell offsets apart.
+func explanation(offset int64) []byte {
+	return store.AppendExplanation(nil, &store.SessionExplanation{
+		Recent: []store.RecentItem{{Item: "seen-0", TopCount: 9 + offset}, {Item: "seen-1", TopCount: 0}, {Item: "seen-2", TopCount: 1 << 40}},
+		From: []store.ViewContribution{
+			{Item: 0, Rank: 0, Count: 9 + offset, BatchCount: 4},
+			{Item: 1, Rank: 0, Count: 3, BatchCount: 3},
+			{Item: 0, Rank: 2, Count: 1<<40 - 1, BatchCount: 0},
+		},
+	})
+}
+
+// testSessionExplanation: a view's explanation is stored with it and read
+// back by ExplainedSession (never by Session), of the same version as the
+// view; a newer view without one leaves none behind; an explanation of an
+// unknown format is rejected.
+func testSessionExplanation(t *testing.T, s store.Store) {
+	if _, ok, err := s.ExplainedSession(ctx(t), "nope"); err != nil || ok {
+		t.Fatalf("ExplainedSession(unknown) = %v, %v; want false, nil", ok, err)
+	}
+	explained := func(id string) store.SessionView {
+		t.Helper()
+		v, ok, err := s.ExplainedSession(ctx(t), id)
+		if err != nil || !ok {
+			t.Fatalf("ExplainedSession(%q) = %v, %v; want found", id, ok, err)
+		}
+		return v
+	}
+	equalExplanation := func(got, want []byte) {
+		t.Helper()
+		if !bytes.Equal(got, want) {
+			t.Fatalf("explanation = %x\nwant          %x", got, want)
+		}
+		if e, err := store.DecodeExplanation(got); err != nil || want != nil && e == nil {
+			t.Fatalf("explanation read back does not decode: %v", err)
+		}
+	}
+	v := session("s-x", 10)
+	v.Explanation = explanation(10)
+	if err := s.UpsertSession(ctx(t), v); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustSession(t, s, "s-x"); got.Explanation != nil {
+		t.Errorf("Session returned an explanation: %x", got.Explanation)
+	}
+	got := explained("s-x")
+	equalSession(t, got, session("s-x", 10))
+	equalExplanation(got.Explanation, explanation(10))
+
+	// An older version does not replace it, explanation included.
+	old := session("s-x", 5)
+	old.Explanation = explanation(5)
+	if err := s.UpsertSessions(ctx(t), []store.SessionView{old}); err != nil {
+		t.Fatal(err)
+	}
+	equalExplanation(explained("s-x").Explanation, explanation(10))
+
+	// A newer version without one: none (not the older one's).
+	if err := s.UpsertSession(ctx(t), session("s-x", 11)); err != nil {
+		t.Fatal(err)
+	}
+	got = explained("s-x")
+	equalSession(t, got, session("s-x", 11))
+	equalExplanation(got.Explanation, nil)
+
+	// Newest of a batch wins, with its own explanation.
+	a, b := session("s-y", 20), session("s-y", 21)
+	a.Explanation, b.Explanation = explanation(20), explanation(21)
+	if err := s.UpsertSessions(ctx(t), []store.SessionView{b, a}); err != nil {
+		t.Fatal(err)
+	}
+	equalExplanation(explained("s-y").Explanation, explanation(21))
+
+	// An explanation of an unknown format is rejected.
+	bad := session("s-bad", 1)
+	bad.Explanation = []byte{99, 1, 2}
+	if err := s.UpsertSession(ctx(t), bad); err == nil {
+		t.Error("explanation of format 99 accepted")
+	}
+	if _, ok, err := s.ExplainedSession(ctx(t), "s-bad"); err != nil || ok {
+		t.Errorf("a rejected view is stored: %v, %v", ok, err)
 	}
 }
 
