@@ -251,7 +251,7 @@ func BenchmarkThroughput(b *testing.B) {
 		runtime.ReadMemStats(&ms0)
 		cpu0 := processCPU(b)
 		views := &latencyWriter{Memory: store.NewMemory()}
-		l, stop := startStoppable(b, tt, src, views, func(c *Config) { c.Group = "bench-" + string(rune('a'+i)) })
+		l, stop := startStoppable(b, tt, src, views, func(c *Config) { c.Group = "bench-" + string(rune('a'+i)); benchExplain(c) })
 		var first time.Time
 		ends := tt.endOffsets()
 		deadline := time.Now().Add(5 * time.Minute)
@@ -346,7 +346,7 @@ func benchLatency(b *testing.B, rate int) {
 		recs := genStream(b, rate*int(dur/time.Second)+rate/10, time.Now(), float64(rate))
 		tt := newTestTopic(b, benchParts)
 		w := &latencyWriter{Memory: store.NewMemory()}
-		l := startLayer(b, tt, nil, w, func(c *Config) { c.Group = "latency" })
+		l := startLayer(b, tt, nil, w, func(c *Config) { c.Group = "latency"; benchExplain(c) })
 		waitFor(b, 10*time.Second, "assignment", func() bool { return len(l.Assigned()) == benchParts })
 		prod, err := kgo.NewClient(kgo.SeedBrokers(tt.addr()), kgo.ProducerLinger(0), kgo.DefaultProduceTopic(tt.topic),
 			kgo.RecordPartitioner(kgo.ManualPartitioner()))
@@ -443,4 +443,12 @@ func processCPU(tb testing.TB) time.Duration {
 		tb.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchExplain turns the views' explanations off when SPEED_BENCH_EXPLAIN=off
+// (speed.explanations: false), to measure what they cost side by side.
+func benchExplain(c *Config) {
+	if os.Getenv("SPEED_BENCH_EXPLAIN") == "off" {
+		c.NoExplanations = true
+	}
 }
