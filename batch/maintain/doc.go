@@ -29,7 +29,13 @@
 //     maintenance.orphan_min_age (left by crashed or lost commits), except
 //     the metadata.json files iceberg-go's delete-after-commit still
 //     deletes: from MetadataVersionsKept versions below the oldest one in
-//     the metadata log on (metadataFloor).
+//     the metadata log on (metadataFloor). A written file whose commit is
+//     in flight is unreferenced too: the step deletes under the table's
+//     commit lock (lakehouse.Exclusive), on the table loaded under it, and
+//     a commit of this process whose data file it deleted fails with
+//     lakehouse.ErrAddedFileGone (the writer writes again) instead of
+//     landing a table that references a missing file; commits of other
+//     processes rely on orphan_min_age alone.
 //
 // The other tables of the namespace (batch views, batch_runs) get the
 // manifests, expiry, orphans and metadata steps. The serving store gets its

@@ -57,6 +57,10 @@ type Maintainer struct {
 	cfg Config
 	log *slog.Logger
 	mu  sync.Mutex // held during a pass
+
+	// orphansPlanned, when set (by tests), runs after the orphan step found
+	// orphans and before it deletes any.
+	orphansPlanned func()
 }
 
 // New returns a Maintainer for cfg.

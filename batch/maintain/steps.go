@@ -176,45 +176,65 @@ func advance(ctx context.Context, txn *table.Transaction, cur *table.Table, op s
 
 // orphans deletes unreferenced files older than OrphanMinAge, except the
 // metadata files iceberg-go's own retention still deletes (see
-// metadataFloor).
+// metadataFloor). A file written by a commit in flight is unreferenced too
+// until the commit lands: the files are planned once without holding
+// anything, and when there are any, planned again and deleted inside
+// lakehouse.Exclusive, so that no commit of this process lands between the
+// table the plan reads and the deletes (one that would add a deleted file
+// fails instead: lakehouse.ErrAddedFileGone). Commits of other processes
+// are kept safe by OrphanMinAge alone.
 func (m *Maintainer) orphans(ctx context.Context, name string, tr *TableReport) error {
 	tbl, err := m.cfg.Lake.LoadTable(ctx, name)
 	if err != nil {
 		return err
 	}
-	// iceberg-go lists the table's directory and fails on a file that a
-	// concurrent commit deletes meanwhile (an old metadata.json past
-	// write.metadata.previous-versions-max): list again, a few times.
-	var plan table.OrphanCleanupPlan
+	plan, err := m.planOrphans(ctx, tbl)
+	if err != nil || len(plan.OrphanFiles()) == 0 {
+		return err
+	}
+	if m.orphansPlanned != nil {
+		m.orphansPlanned()
+	}
+	return m.cfg.Lake.Exclusive(ctx, name, func(ctx context.Context, tbl *table.Table) error {
+		plan, err := m.planOrphans(ctx, tbl)
+		if err != nil {
+			return err
+		}
+		fsys, err := tbl.FS(ctx)
+		if err != nil {
+			return err
+		}
+		floor, floorOK := metadataFloor(tbl)
+		var errs []error
+		for _, f := range plan.OrphanFiles() {
+			if v, ok := metadataVersion(f.Path); ok && (!floorOK || v >= floor) {
+				continue // iceberg-go's retention deletes it, or already did
+			}
+			if err := fsys.Remove(f.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("delete orphan %s: %w", f.Path, err))
+				continue
+			}
+			tr.OrphansDeleted++
+			tr.OrphanBytes += f.SizeBytes
+		}
+		return errors.Join(errs...)
+	})
+}
+
+// planOrphans lists the files of tbl's location that tbl references in none
+// of its snapshots and that are older than OrphanMinAge. iceberg-go lists
+// the table's directory and fails on a file that a concurrent commit
+// deletes meanwhile (an old metadata.json past
+// write.metadata.previous-versions-max): it lists again, a few times.
+func (m *Maintainer) planOrphans(ctx context.Context, tbl *table.Table) (table.OrphanCleanupPlan, error) {
 	for attempt := 1; ; attempt++ {
-		plan, err = tbl.PlanOrphanFiles(ctx,
+		plan, err := tbl.PlanOrphanFiles(ctx,
 			table.WithFilesOlderThan(m.cfg.Maintenance.OrphanMinAge),
 			table.WithPrefixMismatchMode(table.PrefixMismatchIgnore))
 		if err == nil || !errors.Is(err, fs.ErrNotExist) || attempt == 3 {
-			break
+			return plan, err
 		}
 	}
-	if err != nil {
-		return err
-	}
-	fsys, err := tbl.FS(ctx)
-	if err != nil {
-		return err
-	}
-	floor, floorOK := metadataFloor(tbl)
-	var errs []error
-	for _, f := range plan.OrphanFiles() {
-		if v, ok := metadataVersion(f.Path); ok && (!floorOK || v >= floor) {
-			continue // iceberg-go's retention deletes it, or already did
-		}
-		if err := fsys.Remove(f.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("delete orphan %s: %w", f.Path, err))
-			continue
-		}
-		tr.OrphansDeleted++
-		tr.OrphanBytes += f.SizeBytes
-	}
-	return errors.Join(errs...)
 }
 
 // metadataFloor returns the version below which a metadata.json file of tbl

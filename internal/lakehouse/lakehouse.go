@@ -410,6 +410,11 @@ type CommitOptions struct {
 // compaction, whose build writes manifests, would otherwise lose every race
 // to an archive committing every 100 ms. Writers in other processes are
 // handled by the optimistic retry alone.
+//
+// Before committing, Commit checks that the data files the transaction adds
+// exist: one that maintenance's orphan step deleted while it waited to be
+// committed (see Exclusive) fails the commit with ErrAddedFileGone instead
+// of landing a table that references a missing file.
 func (l *Lakehouse) Commit(ctx context.Context, tbl *table.Table, build func(ctx context.Context, tbl *table.Table) (*table.Transaction, error), opts CommitOptions) (*table.Table, error) {
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 10
@@ -453,6 +458,10 @@ func (l *Lakehouse) Commit(ctx context.Context, tbl *table.Table, build func(ctx
 			}
 			tbl = fresh
 			continue
+		}
+		if err := checkAdded(ctx, tbl, txn); err != nil {
+			lock.Unlock()
+			return nil, fmt.Errorf("commit to %s: %w", name, err)
 		}
 		committed, err := txn.Commit(ctx)
 		lock.Unlock()
