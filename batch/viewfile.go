@@ -15,6 +15,7 @@ import (
 	"github.com/apache/iceberg-go"
 	iceio "github.com/apache/iceberg-go/io"
 	"github.com/apache/iceberg-go/table"
+	"github.com/lambdarec/lambdarec/internal/lakehouse"
 )
 
 // rowsPerFile rolls a view table's rows of one batch into several Parquet
@@ -40,10 +41,7 @@ type partitionFiles struct {
 	props *parquet.WriterProperties
 	name  string // random prefix of this write's file names
 
-	w     *pqarrow.FileWriter
-	f     iceio.FileWriter
-	n     *countingWriter
-	path  string
+	w     *lakehouse.DataFileWriter
 	rows  int64
 	files []iceberg.DataFile
 }
@@ -83,24 +81,18 @@ func (p *partitionFiles) write(rec arrow.RecordBatch) error {
 		}
 	}
 	if p.w == nil {
-		p.path = p.loc.NewDataLocation(fmt.Sprintf("batch_id=%s/%s-%05d.parquet",
+		path := p.loc.NewDataLocation(fmt.Sprintf("batch_id=%s/%s-%05d.parquet",
 			url.QueryEscape(p.part), p.name, len(p.files)))
-		f, err := p.fs.Create(p.path)
-		if err != nil {
-			return fmt.Errorf("create %s: %w", p.path, err)
-		}
-		p.f, p.n = f, &countingWriter{w: f}
-		p.w, err = pqarrow.NewFileWriter(p.sc, p.n, p.props,
+		w, err := lakehouse.NewDataFileWriter(p.t, p.fs, path, p.sc, p.props,
 			pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(p.mem), pqarrow.WithStoreSchema()))
 		if err != nil {
-			f.Close()
-			p.w = nil
-			return fmt.Errorf("parquet writer of %s: %w", p.path, err)
+			return err
 		}
+		p.w = w
 		p.rows = 0
 	}
 	if err := p.w.Write(rec); err != nil {
-		return fmt.Errorf("write %s: %w", p.path, err)
+		return err
 	}
 	p.rows += rec.NumRows()
 	return nil
@@ -108,33 +100,11 @@ func (p *partitionFiles) write(rec arrow.RecordBatch) error {
 
 // closeFile finishes the current file and adds it to p.files.
 func (p *partitionFiles) closeFile() error {
-	w, f := p.w, p.f
-	p.w, p.f = nil, nil
-	err := w.Close()
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = cerr
-	}
+	w := p.w
+	p.w = nil
+	df, err := w.Close(map[int]any{batchIDField: p.part})
 	if err != nil {
-		return fmt.Errorf("close %s: %w", p.path, err)
-	}
-	meta, err := w.FileMetadata()
-	if err != nil {
-		return fmt.Errorf("metadata of %s: %w", p.path, err)
-	}
-	df, err := table.DataFileFromMetadata(table.DataFileArgs{
-		Schema:          p.t.Schema(),
-		Spec:            p.t.Spec(),
-		Format:          iceberg.ParquetFile,
-		Metadata:        meta,
-		FilePath:        p.path,
-		FileSize:        p.n.n,
-		Content:         iceberg.EntryContentData,
-		PartitionValues: map[int]any{batchIDField: p.part},
-		Properties:      p.t.Properties(),
-		FormatVersion:   p.t.Metadata().Version(),
-	})
-	if err != nil {
-		return fmt.Errorf("data file %s: %w", p.path, err)
+		return err
 	}
 	p.files = append(p.files, df)
 	return nil
@@ -154,19 +124,7 @@ func (p *partitionFiles) finish() ([]iceberg.DataFile, error) {
 // orphan the maintenance's orphan clean-up removes).
 func (p *partitionFiles) abort() {
 	if p.w != nil {
-		_ = p.w.Close()
-		_ = p.f.Close()
-		p.w, p.f = nil, nil
+		p.w.Abort()
+		p.w = nil
 	}
-}
-
-type countingWriter struct {
-	w interface{ Write([]byte) (int, error) }
-	n int64
-}
-
-func (c *countingWriter) Write(b []byte) (int, error) {
-	n, err := c.w.Write(b)
-	c.n += int64(n)
-	return n, err
 }

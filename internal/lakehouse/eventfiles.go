@@ -3,7 +3,6 @@ package lakehouse
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -97,59 +96,18 @@ func WriteEventFiles(ctx context.Context, tbl *table.Table, sc *arrow.Schema, re
 }
 
 // writeEventFile writes rec as one Parquet file at path and returns it as a
-// data file of tbl.
-func writeEventFile(wfs iceio.WriteFileIO, path string, sc *arrow.Schema, rec arrow.RecordBatch, props *parquet.WriterProperties, tbl *table.Table) (_ iceberg.DataFile, err error) {
-	f, err := wfs.Create(path)
+// data file of tbl (its day partition is derived from the event time's
+// bounds).
+func writeEventFile(wfs iceio.WriteFileIO, path string, sc *arrow.Schema, rec arrow.RecordBatch, props *parquet.WriterProperties, tbl *table.Table) (iceberg.DataFile, error) {
+	w, err := NewDataFileWriter(tbl, wfs, path, sc, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
 	if err != nil {
-		return nil, fmt.Errorf("create %s: %w", path, err)
-	}
-	closed := false
-	defer func() {
-		if !closed {
-			err = errors.Join(err, f.Close())
-		}
-	}()
-	cw := &countingWriter{w: f}
-	w, err := pqarrow.NewFileWriter(sc, cw, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
-	if err != nil {
-		return nil, fmt.Errorf("parquet writer for %s: %w", path, err)
+		return nil, err
 	}
 	if err := w.Write(rec); err != nil {
-		return nil, errors.Join(fmt.Errorf("write %s: %w", path, err), w.Close())
+		w.Abort()
+		return nil, err
 	}
-	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("close %s: %w", path, err)
-	}
-	closed = true
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("close %s: %w", path, err)
-	}
-	meta, err := w.FileMetadata()
-	if err != nil {
-		return nil, fmt.Errorf("footer of %s: %w", path, err)
-	}
-	df, err := table.DataFileFromMetadata(table.DataFileArgs{
-		Schema: tbl.Schema(), Spec: tbl.Spec(), Format: iceberg.ParquetFile, Metadata: meta,
-		FilePath: path, FileSize: cw.n, Content: iceberg.EntryContentData,
-		SortOrderID: tbl.SortOrder().OrderID(), Properties: tbl.Properties(), FormatVersion: tbl.Metadata().Version(),
-		// The day partition is read back from the event time's bounds.
-	})
-	if err != nil {
-		return nil, fmt.Errorf("data file of %s: %w", path, err)
-	}
-	return df, nil
-}
-
-// countingWriter counts the bytes written through it.
-type countingWriter struct {
-	w interface{ Write([]byte) (int, error) }
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+	return w.Close(nil)
 }
 
 // dayColumn returns the index in sc of the column tbl is partitioned by
