@@ -151,7 +151,7 @@ func (p *processor) rowBatchCount(r uint32, j int, nid uint32) int64 {
 		}
 	}
 	if c < 0 {
-		c = p.lookupBatchCount(r, nid)
+		c = p.nb.batchCountID(r, nid)
 		if c > math.MaxInt32 {
 			return c // not cached
 		}
@@ -163,21 +163,4 @@ func (p *processor) rowBatchCount(r uint32, j int, nid uint32) int64 {
 	}
 	row[j] = batchCountEntry{id: nid + 1, count: int32(c)}
 	return c
-}
-
-// lookupBatchCount reads the batch view's count of the pair of merged-rows
-// ids a and b.
-func (p *processor) lookupBatchCount(a, b uint32) int64 {
-	nb := p.nb
-	ba, bb := nb.bids[a], nb.bids[b]
-	if ba == 0 {
-		ba = nb.batchID(a)
-	}
-	if bb == 0 {
-		bb = nb.batchID(b)
-	}
-	if ba == noItem || bb == noItem {
-		return 0
-	}
-	return nb.batch.GetID(ba-1, bb-1)
 }

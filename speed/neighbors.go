@@ -224,6 +224,12 @@ func (n *mergedNeighbors) countID(a, b uint32) int64 {
 	if n.batch == nil {
 		return c
 	}
+	return c + n.batchCountID(a, b)
+}
+
+// batchCountID returns C[a][b] in the batch view alone for interned items a
+// and b (0 when the batch does not know either); n.batch must be set.
+func (n *mergedNeighbors) batchCountID(a, b uint32) int64 {
 	ba, bb := n.bids[a], n.bids[b]
 	if ba == 0 {
 		ba = n.batchID(a)
@@ -232,9 +238,9 @@ func (n *mergedNeighbors) countID(a, b uint32) int64 {
 		bb = n.batchID(b)
 	}
 	if ba == noItem || bb == noItem {
-		return c
+		return 0
 	}
-	return c + n.batch.GetID(ba-1, bb-1)
+	return n.batch.GetID(ba-1, bb-1)
 }
 
 // internDelta returns interned item id's id in the deltas' dictionary,
