@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strconv"
 	"strings"
 
 	"github.com/apache/iceberg-go"
+	icebergio "github.com/apache/iceberg-go/io"
 	"github.com/apache/iceberg-go/table"
 )
 
@@ -36,21 +38,66 @@ func (l *Lakehouse) Exclusive(ctx context.Context, name string, fn func(ctx cont
 	return fn(ctx, tbl)
 }
 
+// addedKey is the context key under which Commit hands build a record of
+// the data files AppendTxn adds (see checkAdded).
+type addedKey struct{}
+
+// addedFiles records the data files AppendTxn added to a transaction built
+// with a context from Commit.
+type addedFiles struct {
+	calls int
+	paths []string
+}
+
+// recordAdded notes in ctx, when Commit made it, the files an AppendTxn call
+// added.
+func recordAdded(ctx context.Context, files []iceberg.DataFile) {
+	rec, ok := ctx.Value(addedKey{}).(*addedFiles)
+	if !ok {
+		return
+	}
+	rec.calls++
+	rec.paths = rec.paths[:0]
+	for _, f := range files {
+		rec.paths = append(rec.paths, f.FilePath())
+	}
+}
+
 // checkAdded returns ErrAddedFileGone when a data file that txn adds to
 // base is missing. Commit calls it under the table's commit lock, so that
 // no Exclusive delete runs between the check and the commit.
-func checkAdded(ctx context.Context, base *table.Table, txn *table.Transaction) error {
+//
+// When txn is one AppendTxn call on base (rec holds its files, the staged
+// table has exactly one snapshot more than base and that snapshot's summary
+// counts as many added data files), it stats those files only: one HEAD
+// request per added file on S3. Otherwise (a compaction's rewrite, a
+// transaction built by other means) it reads the new snapshot's manifest
+// list and manifests back to find the files it adds.
+func checkAdded(ctx context.Context, base *table.Table, txn *table.Transaction, rec *addedFiles) error {
 	staged, err := txn.StagedTable()
 	if err != nil {
 		return fmt.Errorf("stage commit: %w", err)
 	}
 	snap := staged.CurrentSnapshot()
-	if snap == nil || (base.CurrentSnapshot() != nil && base.CurrentSnapshot().SnapshotID == snap.SnapshotID) {
+	baseSnap := base.CurrentSnapshot()
+	if snap == nil || (baseSnap != nil && baseSnap.SnapshotID == snap.SnapshotID) {
+		return nil
+	}
+	known := rec != nil && rec.calls == 1 && addedDataFiles(snap) == len(rec.paths) && parentIs(snap, baseSnap)
+	if known && len(rec.paths) == 0 {
 		return nil
 	}
 	fsys, err := staged.FS(ctx)
 	if err != nil {
 		return err
+	}
+	if known {
+		for _, p := range rec.paths {
+			if err := exists(fsys, p); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	mans, err := snap.Manifests(fsys)
 	if err != nil {
@@ -68,15 +115,57 @@ func checkAdded(ctx context.Context, base *table.Table, txn *table.Transaction) 
 			if e.Status() != iceberg.EntryStatusADDED || e.SnapshotID() != snap.SnapshotID {
 				continue
 			}
-			f, err := fsys.Open(e.DataFile().FilePath())
-			if errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("%w: %s", ErrAddedFileGone, e.DataFile().FilePath())
+			if err := exists(fsys, e.DataFile().FilePath()); err != nil {
+				return err
 			}
-			if err != nil {
-				return fmt.Errorf("open added file %s: %w", e.DataFile().FilePath(), err)
-			}
+		}
+	}
+	return nil
+}
+
+// addedDataFiles returns the count of data files snap's summary says it
+// adds, -1 when the summary does not say it in a form this reads.
+func addedDataFiles(snap *table.Snapshot) int {
+	if snap.Summary == nil {
+		return -1
+	}
+	v, ok := snap.Summary.Properties["added-data-files"]
+	if !ok {
+		return 0 // iceberg-go leaves out counts of zero
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// parentIs reports whether snap is a child of parent (nil: a first
+// snapshot).
+func parentIs(snap, parent *table.Snapshot) bool {
+	if parent == nil {
+		return snap.ParentSnapshotID == nil
+	}
+	return snap.ParentSnapshotID != nil && *snap.ParentSnapshotID == parent.SnapshotID
+}
+
+// exists returns ErrAddedFileGone when data file path is missing: a stat (a
+// HEAD request on S3) where fsys offers one, else an open.
+func exists(fsys icebergio.IO, path string) error {
+	var err error
+	if st, ok := fsys.(icebergio.StatIO); ok {
+		_, err = st.Stat(path)
+	} else {
+		var f icebergio.File
+		if f, err = fsys.Open(path); err == nil {
 			f.Close()
 		}
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s", ErrAddedFileGone, path)
+	}
+	if err != nil {
+		return fmt.Errorf("stat added file %s: %w", path, err)
 	}
 	return nil
 }

@@ -414,7 +414,10 @@ type CommitOptions struct {
 // Before committing, Commit checks that the data files the transaction adds
 // exist: one that maintenance's orphan step deleted while it waited to be
 // committed (see Exclusive) fails the commit with ErrAddedFileGone instead
-// of landing a table that references a missing file.
+// of landing a table that references a missing file. The context build gets
+// carries a record of the files AppendTxn adds, so that for an append the
+// check stats those files only (see checkAdded): pass build's context on to
+// AppendTxn.
 func (l *Lakehouse) Commit(ctx context.Context, tbl *table.Table, build func(ctx context.Context, tbl *table.Table) (*table.Transaction, error), opts CommitOptions) (*table.Table, error) {
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 10
@@ -437,7 +440,8 @@ func (l *Lakehouse) Commit(ctx context.Context, tbl *table.Table, build func(ctx
 			}
 			tbl = fresh
 		}
-		txn, err := build(ctx, tbl)
+		rec := &addedFiles{}
+		txn, err := build(context.WithValue(ctx, addedKey{}, rec), tbl)
 		if err != nil {
 			lock.Unlock()
 			if !errors.Is(err, fs.ErrNotExist) || attempt >= opts.MaxAttempts {
@@ -459,7 +463,7 @@ func (l *Lakehouse) Commit(ctx context.Context, tbl *table.Table, build func(ctx
 			tbl = fresh
 			continue
 		}
-		if err := checkAdded(ctx, tbl, txn); err != nil {
+		if err := checkAdded(ctx, tbl, txn, rec); err != nil {
 			lock.Unlock()
 			return nil, fmt.Errorf("commit to %s: %w", name, err)
 		}
