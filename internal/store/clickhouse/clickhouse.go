@@ -160,6 +160,11 @@ type Store struct {
 	publish sync.Mutex         // serialises this process's publishes
 
 	queries, hits, misses atomic.Int64
+	insertRetries         atomic.Int64
+
+	// bufferRenamed, when set (tests), runs in replaceSessionBuffer between
+	// the rename of the old Buffer table and the creation of the new one.
+	bufferRenamed func()
 }
 
 // pointer is the cached current batch.
@@ -260,11 +265,16 @@ type Stats struct {
 	CacheHits, CacheMisses int64
 	// CacheEntries is the number of lists cached now.
 	CacheEntries int
+	// InsertRetries counts session inserts sent again because the session
+	// Buffer table was being replaced (a schema migration in another
+	// process).
+	InsertRetries int64
 }
 
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {
-	return Stats{Queries: s.queries.Load(), CacheHits: s.hits.Load(), CacheMisses: s.misses.Load(), CacheEntries: s.cache.Len()}
+	return Stats{Queries: s.queries.Load(), CacheHits: s.hits.Load(), CacheMisses: s.misses.Load(), CacheEntries: s.cache.Len(),
+		InsertRetries: s.insertRetries.Load()}
 }
 
 // Close closes the connections; later calls return store.ErrClosed.
@@ -713,6 +723,11 @@ func (s *Store) UpsertSessions(ctx context.Context, ss []store.SessionView) erro
 	if len(ss) == 0 {
 		return nil
 	}
+	return s.retryBufferReplaced(ctx, len(ss), func() error { return s.insertSessions(ctx, ss) })
+}
+
+// insertSessions inserts ss into the session Buffer table in one insert.
+func (s *Store) insertSessions(ctx context.Context, ss []store.SessionView) error {
 	b, err := s.conn.PrepareBatch(ctx, `INSERT INTO `+tableSessions+` (`+sessionColumns+`)`)
 	if err != nil {
 		return fmt.Errorf("upsert sessions: prepare insert: %w", err)

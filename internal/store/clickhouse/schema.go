@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -113,7 +114,9 @@ func createSessionBuffer(db string) string {
 // again from the table's new columns. Each part is skipped when done, so
 // processes migrating at once, or one that died half-way, end in the same
 // schema; an insert that reaches the Buffer while it is being replaced
-// fails, and the speed layer writes the views again.
+// fails and is sent again (retryBufferReplaced). A writer still on schema
+// version 1 (a rolling upgrade) names its columns without explanation: its
+// rows take the default ” (TestV1InsertIntoMigratedTable).
 func addSessionExplain(ctx context.Context, s *Store) error {
 	has := func(table string) (bool, error) {
 		var n uint64
@@ -134,15 +137,108 @@ func addSessionExplain(ctx context.Context, s *Store) error {
 		return fmt.Errorf("read columns of %s: %w", tableSessions, err)
 	}
 	if !ok {
-		if err := s.conn.Exec(ctx, `DROP TABLE IF EXISTS `+tableSessions); err != nil {
-			return fmt.Errorf("drop %s: %w", tableSessions, err)
-		}
+		return s.replaceSessionBuffer(ctx)
 	}
 	if err := s.conn.Exec(ctx, createSessionBuffer(s.db)); err != nil {
 		return fmt.Errorf("create %s: %w", tableSessions, err)
 	}
 	return nil
 }
+
+// replaceSessionBuffer replaces the session Buffer table by one created
+// from the session table's columns. Dropping it in place loses rows: on
+// ClickHouse 18.16 an insert acknowledged while DROP flushes the Buffer is
+// gone afterwards (TestSessionInsertsSurviveBufferReplacement, 3 of 19 views
+// lost in one run). So the Buffer is renamed away first (an insert
+// starting after that fails with UNKNOWN_TABLE until the new one exists,
+// and is retried: retryBufferReplaced), the new Buffer is created, the old
+// one is flushed, and once the inserts that were running at the rename
+// have ended it is dropped, which flushes what they wrote. Until the flush
+// a read can miss the old Buffer's rows (milliseconds). A process that
+// dies half-way leaves a renamed Buffer, which keeps flushing its rows to
+// the session table by its own limits.
+func (s *Store) replaceSessionBuffer(ctx context.Context) error {
+	old := fmt.Sprintf("%s_replaced_%d_%d", tableSessions, time.Now().UnixNano(), rand.Uint32())
+	err := s.conn.Exec(ctx, `RENAME TABLE `+tableSessions+` TO `+old)
+	var ex *ch.Exception
+	renamed := err == nil
+	if err != nil && !(errors.As(err, &ex) && ex.Code == 60) { // 60: another process renamed it first
+		return fmt.Errorf("rename %s: %w", tableSessions, err)
+	}
+	var running []string
+	if renamed {
+		if running, err = s.runningSessionInserts(ctx); err != nil {
+			return err
+		}
+	}
+	if s.bufferRenamed != nil {
+		s.bufferRenamed()
+	}
+	if err := s.conn.Exec(ctx, createSessionBuffer(s.db)); err != nil {
+		return fmt.Errorf("create %s: %w", tableSessions, err)
+	}
+	if !renamed {
+		return nil
+	}
+	if err := s.conn.Exec(ctx, `OPTIMIZE TABLE `+old); err != nil {
+		return fmt.Errorf("flush %s: %w", old, err)
+	}
+	if err := s.awaitInserts(ctx, running); err != nil {
+		return err
+	}
+	if err := s.conn.Exec(ctx, `DROP TABLE IF EXISTS `+old); err != nil {
+		return fmt.Errorf("drop %s: %w", old, err)
+	}
+	return nil
+}
+
+// runningSessionInserts returns the query ids of the inserts into the
+// session Buffer table that the server is running now (of every process).
+func (s *Store) runningSessionInserts(ctx context.Context) ([]string, error) {
+	rows, err := s.conn.Query(ctx, `SELECT query_id FROM system.processes WHERE query LIKE ?`, `INSERT INTO `+tableSessions+` (%`)
+	if err != nil {
+		return nil, fmt.Errorf("list running inserts into %s: %w", tableSessions, err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("list running inserts into %s: %w", tableSessions, err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// awaitInserts waits until none of the queries ids is running, at most
+// awaitInsertsMax (an insert runs for milliseconds; a stuck one must not
+// stall the migration).
+func (s *Store) awaitInserts(ctx context.Context, ids []string) error {
+	deadline := time.Now().Add(awaitInsertsMax)
+	for len(ids) > 0 {
+		var n uint64
+		if err := s.conn.QueryRow(ctx, `SELECT count() FROM system.processes WHERE has(?, query_id)`, ids).Scan(&n); err != nil {
+			return fmt.Errorf("wait for inserts into %s: %w", tableSessions, err)
+		}
+		if n == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			s.log.Warn("inserts into the replaced session buffer still running, dropping it", "running", n)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// awaitInsertsMax bounds awaitInserts.
+const awaitInsertsMax = 10 * time.Second
 
 // isDuplicateColumn reports whether err is ClickHouse's "column with this
 // name already exists" (another process added it first).

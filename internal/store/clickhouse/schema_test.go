@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -80,5 +81,143 @@ func TestMigrateSessionExplanation(t *testing.T) {
 	var n uint32
 	if err := s.conn.QueryRow(ctx, `SELECT max(version) FROM `+tableMigrations).Scan(&n); err != nil || n != SchemaVersion() {
 		t.Fatalf("schema version %d (%v), want %d", n, err, SchemaVersion())
+	}
+}
+
+// insertV1 inserts sv as a schema version 1 process does: naming the
+// Buffer's columns of then, without explanation.
+func insertV1(ctx context.Context, s *Store, sv store.SessionView) error {
+	return s.insertRow(ctx, `INSERT INTO `+tableSessions+` (session_id, user_id, items, scores, purchased, event_ns, event_date, kafka_partition, kafka_offset, updated_ns)`,
+		sv.SessionID, sv.UserID, []string{sv.Items[0].Item}, []float64{sv.Items[0].Score}, []string{}, unixNano(sv.EventTime), eventDate(sv.EventTime), int32(0), uint64(sv.Offset), unixNano(sv.UpdatedAt))
+}
+
+// A writer still on schema version 1 during a rolling upgrade inserts
+// naming the version-1 columns into the migrated Buffer table: the row
+// lands with an empty explanation, in the Buffer and after its flush.
+func TestV1InsertIntoMigratedTable(t *testing.T) {
+	ctx := context.Background()
+	s, err := New(ctx, Config{DSN: clickhousetest.DSN(t)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sv := store.SessionView{SessionID: "v1", UserID: "u", Items: []store.Scored{{Item: "a", Score: 0.5}}, Offset: 41,
+		EventTime: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
+	if err := insertV1(ctx, s, sv); err != nil {
+		t.Fatalf("version-1 insert into the migrated table: %v", err)
+	}
+	check := func(where string) {
+		t.Helper()
+		got, ok, err := s.ExplainedSession(ctx, "v1")
+		if err != nil || !ok || got.Offset != 41 || got.UserID != "u" || len(got.Items) != 1 || got.Items[0] != sv.Items[0] || got.Explanation != nil {
+			t.Fatalf("version-1 row %s: %+v %v %v", where, got, ok, err)
+		}
+	}
+	check("in the Buffer")
+	if err := s.conn.Exec(ctx, `OPTIMIZE TABLE `+tableSessions); err != nil {
+		t.Fatalf("flush the Buffer: %v", err)
+	}
+	var n uint64
+	if err := s.conn.QueryRow(ctx, `SELECT count() FROM `+tableSessionData+` WHERE session_id = 'v1' AND explanation = ''`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d version-1 rows with an empty explanation in %s (%v), want 1", n, tableSessionData, err)
+	}
+	check("after the flush")
+}
+
+// Inserts of a migrated process while another process replaces the Buffer
+// table (the last part of the version-2 migration; three replacements, each
+// with the window between the old table's rename and the new one's creation
+// widened to 300 ms) are retried and none is lost: every view written is
+// read back. Before, the inserts failed (UNKNOWN_TABLE), and with the
+// Buffer dropped in place views acknowledged during the DROP were lost.
+func TestSessionInsertsSurviveBufferReplacement(t *testing.T) {
+	ctx := context.Background()
+	dsn := clickhousetest.DSN(t)
+	writer, err := New(ctx, Config{DSN: dsn}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	migrator, err := New(ctx, Config{DSN: dsn}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer migrator.Close()
+	migrator.bufferRenamed = func() { time.Sleep(300 * time.Millisecond) }
+
+	const writers = 3
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	written := make([][]string, writers)
+	errs := make([]error, writers)
+	for g := range writers {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("w%d-%d", g, i)
+				sv := store.SessionView{SessionID: id, UserID: "u", Items: []store.Scored{{Item: "a", Score: 1}}, Offset: int64(i + 1),
+					EventTime: time.Now().UTC(), UpdatedAt: time.Now().UTC(),
+					Explanation: store.AppendExplanation(nil, &store.SessionExplanation{Recent: []store.RecentItem{{Item: "r", TopCount: 1}}})}
+				if err := writer.UpsertSession(ctx, sv); err != nil {
+					errs[g] = fmt.Errorf("upsert %s: %w", id, err)
+					return
+				}
+				written[g] = append(written[g], id)
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+	for range 3 {
+		time.Sleep(400 * time.Millisecond)
+		if err := migrator.replaceSessionBuffer(ctx); err != nil {
+			t.Errorf("replace the Buffer: %v", err)
+		}
+	}
+	time.Sleep(400 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if r := writer.Stats().InsertRetries; r == 0 {
+		t.Error("no insert was retried: the writers never met the replacement")
+	} else {
+		t.Logf("%d inserts retried", r)
+	}
+	want := map[string]bool{}
+	for _, ids := range written {
+		for _, id := range ids {
+			want[id] = true
+		}
+	}
+	rows, err := writer.conn.Query(ctx, `SELECT DISTINCT session_id FROM `+tableSessions+` WHERE explanation != ''`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		got[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for id := range want {
+		if !got[id] {
+			t.Errorf("view %s written but not stored", id)
+		}
+	}
+	if len(want) < 50 || len(got) != len(want) {
+		t.Errorf("%d views stored, %d written (want the same, at least 50)", len(got), len(want))
 	}
 }
