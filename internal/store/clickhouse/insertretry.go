@@ -10,8 +10,8 @@ import (
 )
 
 // Bounds of retryBufferReplaced: a migration replaces the Buffer table with
-// two statements (milliseconds apart); the attempts span about 3 s of
-// waits, far longer than that on a loaded server, and then the error is
+// a rename and a create (milliseconds apart); the attempts wait 1.5 s in
+// all, far longer than that on a loaded server, and then the error is
 // returned as it is (the speed layer writes the views again).
 const (
 	bufferRetryAttempts = 6
