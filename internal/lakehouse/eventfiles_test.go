@@ -245,17 +245,8 @@ func TestWriteEventFilesLeavesOtherTablesToWriteRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := ArrowSchema(tbl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := schemas.NewEventBuilder(memory.DefaultAllocator, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Release()
-	b.Append(event("a", time.Date(2026, 11, 24, 1, 0, 0, 0, time.UTC)), 0, 0)
-	files, err := WriteEventFiles(t.Context(), tbl, sc, b.NewRecordBatch())
+	sc, rec := eventRecords(t, tbl, 0, 0, event("a", time.Date(2026, 11, 24, 1, 0, 0, 0, time.UTC)))
+	files, err := WriteEventFiles(t.Context(), tbl, sc, rec)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/iceberg-go"
@@ -147,19 +148,8 @@ func testEnsureTableRejectsIncompatibleSchema(t *testing.T, cfg config.Iceberg) 
 // with offsets in the snapshot summary.
 func appendEvents(t *testing.T, l *Lakehouse, tbl *table.Table, partition int32, evs []*schemas.UserInteraction, offsets Offsets) *table.Table {
 	t.Helper()
-	sc, err := ArrowSchema(tbl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := schemas.NewEventBuilder(memory.DefaultAllocator, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Release()
-	for i, ev := range evs {
-		b.Append(ev, partition, int64(i))
-	}
-	files, err := WriteDataFiles(t.Context(), tbl, sc, b.NewRecordBatch())
+	sc, rec := eventRecords(t, tbl, partition, 0, evs...)
+	files, err := WriteDataFiles(t.Context(), tbl, sc, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,6 +160,25 @@ func appendEvents(t *testing.T, l *Lakehouse, tbl *table.Table, partition int32,
 		t.Fatal(err)
 	}
 	return tbl
+}
+
+// eventRecords returns tbl's Arrow schema and evs as a record batch of it,
+// at offsets from, from+1, … of partition.
+func eventRecords(t testing.TB, tbl *table.Table, partition int32, from int64, evs ...*schemas.UserInteraction) (*arrow.Schema, arrow.RecordBatch) {
+	t.Helper()
+	sc, err := ArrowSchema(tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := schemas.NewEventBuilder(memory.DefaultAllocator, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Release()
+	for i, ev := range evs {
+		b.Append(ev, partition, from+int64(i))
+	}
+	return sc, b.NewRecordBatch()
 }
 
 func event(id string, at time.Time) *schemas.UserInteraction {

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -47,20 +46,13 @@ func s3Lake(t testing.TB) (*Lakehouse, *s3test.Server, *s3test.Counter) {
 // (one file per day), starting at offset from.
 func writeDays(t testing.TB, tbl *table.Table, from, n int) []iceberg.DataFile {
 	t.Helper()
-	sc, err := ArrowSchema(tbl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := schemas.NewEventBuilder(memory.DefaultAllocator, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Release()
 	day := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	for i := range n {
-		b.Append(event(fmt.Sprintf("e%d", from+i), day.Add(time.Duration(i%2)*24*time.Hour)), 0, int64(from+i))
+	evs := make([]*schemas.UserInteraction, n)
+	for i := range evs {
+		evs[i] = event(fmt.Sprintf("e%d", from+i), day.Add(time.Duration(i%2)*24*time.Hour))
 	}
-	files, err := WriteDataFiles(context.Background(), tbl, sc, b.NewRecordBatch())
+	sc, rec := eventRecords(t, tbl, 0, int64(from), evs...)
+	files, err := WriteDataFiles(context.Background(), tbl, sc, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
