@@ -21,16 +21,8 @@ import (
 // it would delete are the table's, so it must delete none of them. Before
 // the guard it deleted them and the table referenced missing files.
 func TestRemoveFilesKeepsCommittedOutput(t *testing.T) {
-	l := openLake(t)
+	l, m := lakeOfThreeBatches(t)
 	ctx := context.Background()
-	now := time.Now().UTC()
-	for i := range 3 {
-		appendBatch(t, l, int64(i*10), 10, now)
-	}
-	m, err := New(Config{Lake: l, Maintenance: testMaintenance()}, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 	tbl, err := l.LoadTable(ctx, lakehouse.EventsTable)
 	if err != nil {
 		t.Fatal(err)
@@ -72,16 +64,9 @@ func TestRemoveFilesKeepsCommittedOutput(t *testing.T) {
 // file. Before the fix the commit landed on deleted files, and reading the
 // table failed with "no such file".
 func TestOrphanStepSparesFilesOfCommitsInFlight(t *testing.T) {
-	l := openLake(t)
+	l, m := lakeOfThreeBatches(t)
 	ctx := context.Background()
 	now := time.Now().UTC()
-	for i := range 3 {
-		appendBatch(t, l, int64(i*10), 10, now)
-	}
-	m, err := New(Config{Lake: l, Maintenance: testMaintenance()}, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 	old := time.Now().Add(-time.Hour) // past orphan_min_age
 	pending := func(from int64) (*table.Table, []iceberg.DataFile) {
 		t.Helper()
@@ -127,7 +112,7 @@ func TestOrphanStepSparesFilesOfCommitsInFlight(t *testing.T) {
 	if tr.OrphansDeleted < len(files) {
 		t.Fatalf("orphan step deleted %d files, want at least the %d uncommitted ones", tr.OrphansDeleted, len(files))
 	}
-	err = commitBatch(l, tbl, files, 30, 10, nil)
+	err := commitBatch(l, tbl, files, 30, 10, nil)
 	if !errors.Is(err, lakehouse.ErrAddedFileGone) {
 		t.Fatalf("commit of deleted files: %v, want %v", err, lakehouse.ErrAddedFileGone)
 	}

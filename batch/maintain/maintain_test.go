@@ -130,6 +130,33 @@ func commitBatch(l *lakehouse.Lakehouse, tbl *table.Table, files []iceberg.DataF
 	return err
 }
 
+// newTestMaintainer returns a Maintainer of l with testMaintenance's
+// settings, after edits change its Config.
+func newTestMaintainer(t testing.TB, l *lakehouse.Lakehouse, edits ...func(*Config)) *Maintainer {
+	t.Helper()
+	cfg := Config{Lake: l, Maintenance: testMaintenance()}
+	for _, edit := range edits {
+		edit(&cfg)
+	}
+	m, err := New(cfg, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// lakeOfThreeBatches returns a lake whose events table holds three appends
+// of ten records (offsets 0 to 29) and a Maintainer of it.
+func lakeOfThreeBatches(t testing.TB) (*lakehouse.Lakehouse, *Maintainer) {
+	t.Helper()
+	l := openLake(t)
+	now := time.Now().UTC()
+	for i := range 3 {
+		appendBatch(t, l, int64(i*10), 10, now)
+	}
+	return l, newTestMaintainer(t, l)
+}
+
 func itoa(n int64) string { return formatInt(n) }
 
 func testMaintenance() config.Maintenance {
@@ -156,10 +183,7 @@ func TestPassCompactsExpiresAndKeepsOffsets(t *testing.T) {
 	os.Chtimes(stray, old, old)
 	time.Sleep(1100 * time.Millisecond) // every snapshot is past the retention
 
-	m, err := New(Config{Lake: l, Maintenance: testMaintenance()}, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newTestMaintainer(t, l)
 	rep, err := m.RunOnce(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -248,10 +272,7 @@ func TestPinnedSnapshotSurvivesExpiry(t *testing.T) {
 		appendBatch(t, l, int64(i*10), 10, now)
 	}
 	time.Sleep(1100 * time.Millisecond)
-	m, err := New(Config{Lake: l, Maintenance: testMaintenance()}, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newTestMaintainer(t, l)
 	rep, err := m.RunOnce(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -282,8 +303,7 @@ func TestPinnedSnapshotSurvivesExpiry(t *testing.T) {
 	}
 
 	// A day later the pin is stale: removed, and its snapshot expires.
-	later := testMaintenance()
-	m2, _ := New(Config{Lake: l, Maintenance: later, Now: func() time.Time { return time.Now().Add(25 * time.Hour) }}, testLog(t))
+	m2 := newTestMaintainer(t, l, func(c *Config) { c.Now = func() time.Time { return time.Now().Add(25 * time.Hour) } })
 	rep, err = m2.RunOnce(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -311,10 +331,7 @@ func TestRetentionDropsOldDays(t *testing.T) {
 	appendBatch(t, l, 20, 10, now)
 	ret := config.Default().Retention
 	ret.Events = 5 * 24 * time.Hour
-	m, err := New(Config{Lake: l, Maintenance: testMaintenance(), Retention: ret}, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newTestMaintainer(t, l, func(c *Config) { c.Retention = ret })
 	rep, err := m.RunOnce(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -342,10 +359,7 @@ func TestCompactionBoundsRewrites(t *testing.T) {
 	l := openLake(t)
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(24 * time.Hour).Add(time.Hour)
-	m, err := New(Config{Lake: l, Maintenance: testMaintenance()}, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newTestMaintainer(t, l)
 	pass := func() TableReport {
 		t.Helper()
 		rep, err := m.RunOnce(ctx)

@@ -83,10 +83,7 @@ func TestPassRacingCommitsLogsNoMetadataWarning(t *testing.T) {
 	l := openLake(t)
 	ctx := context.Background()
 	now := time.Now().UTC()
-	m, err := New(Config{Lake: l, Maintenance: testMaintenance()}, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newTestMaintainer(t, l)
 	for i := range 15 {
 		appendBatch(t, l, int64(i*10), 10, now)
 	}
@@ -170,10 +167,7 @@ func TestOrphansLeaveRetainedMetadata(t *testing.T) {
 	l := openLake(t)
 	ctx := context.Background()
 	now := time.Now().UTC()
-	m, err := New(Config{Lake: l, Maintenance: testMaintenance()}, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newTestMaintainer(t, l)
 	for i := range 25 {
 		appendBatch(t, l, int64(i*10), 10, now)
 	}
