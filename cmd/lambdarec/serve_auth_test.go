@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -26,30 +25,8 @@ func TestServeCommandWithKeys(t *testing.T) {
 	}
 	t.Setenv("LAMBDAREC_SERVE_AUTH_KEYS_FILE", keys)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr serveTestBuffer
-	exit := make(chan int, 1)
-	go func() {
-		exit <- run(ctx, []string{"serve", "--http", "127.0.0.1:0", "--brokers", br.Addr()}, &stdout, &stderr)
-	}()
-	listening := regexp.MustCompile(`msg="http server listening".* addr=(\S+) tls=false auth=true`)
-	var base string
-	for deadline := time.Now().Add(10 * time.Second); base == ""; {
-		if m := listening.FindStringSubmatch(stderr.String()); m != nil {
-			base = "http://" + m[1]
-			break
-		}
-		select {
-		case code := <-exit:
-			t.Fatalf("serve exited with %d: %s", code, stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not log its address with auth on: %s", stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	sc := startServe(t, 10*time.Second, " tls=false auth=true", "--http", "127.0.0.1:0", "--brokers", br.Addr())
+	base, stderr := sc.base, sc.stderr
 	get := func(path, key string) int {
 		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
 		if key != "" {
@@ -75,10 +52,7 @@ func TestServeCommandWithKeys(t *testing.T) {
 			t.Errorf("GET %s (key %q): %d, want %d", tc.path, tc.key, got, tc.want)
 		}
 	}
-	cancel()
-	if code := <-exit; code != 0 {
-		t.Fatalf("serve exited with %d: %s", code, stderr.String())
-	}
+	sc.stop(t)
 	for _, k := range []string{admin, reader} {
 		if strings.Contains(stderr.String(), k) {
 			t.Errorf("the logs show a key:\n%s", stderr.String())
@@ -89,10 +63,10 @@ func TestServeCommandWithKeys(t *testing.T) {
 	if err := os.WriteFile(keys, []byte(admin+" superuser\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	stderr = serveTestBuffer{}
-	code := run(context.Background(), []string{"serve", "--http", "127.0.0.1:0", "--brokers", br.Addr()}, &stdout, &stderr)
-	if code == 0 || !strings.Contains(stderr.String(), `line 1: unknown scope \"superuser\"`) || strings.Contains(stderr.String(), admin) {
-		t.Errorf("broken keys file: exit %d, %s", code, stderr.String())
+	var stdout, broken serveTestBuffer
+	code := run(context.Background(), []string{"serve", "--http", "127.0.0.1:0", "--brokers", br.Addr()}, &stdout, &broken)
+	if code == 0 || !strings.Contains(broken.String(), `line 1: unknown scope \"superuser\"`) || strings.Contains(broken.String(), admin) {
+		t.Errorf("broken keys file: exit %d, %s", code, broken.String())
 	}
 }
 

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -22,10 +19,7 @@ import (
 // serving store down; then the port starts forwarding to the real ClickHouse
 // server and serve becomes ready on its own, the store up in /v1/status.
 func TestServeStartsWithClickHouseDown(t *testing.T) {
-	dsn := os.Getenv("LAMBDAREC_CLICKHOUSE_DSN")
-	if dsn == "" {
-		t.Skip("LAMBDAREC_CLICKHOUSE_DSN is not set; run .ci/clickhouse.sh and export LAMBDAREC_CLICKHOUSE_DSN=clickhouse://127.0.0.1:9000/default")
-	}
+	dsn := clickhousetest.ServerDSN(t)
 	br := startBroker(t, 1, "events", "events.dlq")
 	isolateIceberg(t)
 	real, db := scratchClickHouse(t, dsn)
@@ -39,30 +33,8 @@ func TestServeStartsWithClickHouseDown(t *testing.T) {
 	ln.Close()
 	t.Setenv("LAMBDAREC_CLICKHOUSE_DSN", "clickhouse://"+addr+"/"+db+"?dial_timeout=1s")
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr serveTestBuffer
-	exit := make(chan int, 1)
-	go func() {
-		exit <- run(ctx, []string{"serve", "--http", "127.0.0.1:0", "--brokers", br.Addr(), "--store", "clickhouse"}, &stdout, &stderr)
-	}()
-	listening := regexp.MustCompile(`msg="http server listening".* addr=(\S+)`)
-	var base string
-	for deadline := time.Now().Add(20 * time.Second); base == ""; {
-		if m := listening.FindStringSubmatch(stderr.String()); m != nil {
-			base = "http://" + m[1]
-			break
-		}
-		select {
-		case code := <-exit:
-			t.Fatalf("serve exited with %d while ClickHouse was down: %s", code, stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not log its address: %s", stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	sc := startServe(t, 20*time.Second, "", "--http", "127.0.0.1:0", "--brokers", br.Addr(), "--store", "clickhouse")
+	base, stderr := sc.base, sc.stderr
 
 	// Down: not ready, and every report says why.
 	status, body := serveTestDo(t, http.MethodGet, base+"/readyz", "", "")
@@ -106,15 +78,7 @@ func TestServeStartsWithClickHouseDown(t *testing.T) {
 	if n := strings.Count(stderr.String(), `msg="clickhouse store not reachable; retrying"`); n == 0 || n > 20 {
 		t.Errorf("%d retry lines logged, want a few", n)
 	}
-	cancel()
-	select {
-	case code := <-exit:
-		if code != 0 {
-			t.Fatalf("serve exited with %d: %s", code, stderr.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not stop after its context ended")
-	}
+	sc.stop(t)
 }
 
 // scratchClickHouse creates an empty database on the server dsn names, drops

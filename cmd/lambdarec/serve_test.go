@@ -21,31 +21,8 @@ func TestServeCommand(t *testing.T) {
 	// The in-process store follows batches in Iceberg.
 	isolateIceberg(t)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr serveTestBuffer
-	exit := make(chan int, 1)
-	go func() {
-		exit <- run(ctx, []string{"serve", "--http", "127.0.0.1:0", "--brokers", " " + br.Addr() + " ,"}, &stdout, &stderr)
-	}()
-
-	listening := regexp.MustCompile(`msg="http server listening".* addr=(\S+)`)
-	var base string
-	for deadline := time.Now().Add(10 * time.Second); base == ""; {
-		if m := listening.FindStringSubmatch(stderr.String()); m != nil {
-			base = "http://" + m[1]
-			break
-		}
-		select {
-		case code := <-exit:
-			t.Fatalf("serve exited with %d: %s", code, stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not log its address: %s", stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	sc := startServe(t, 10*time.Second, "", "--http", "127.0.0.1:0", "--brokers", " "+br.Addr()+" ,")
+	base := sc.base
 
 	ts := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano)
 	ev := fmt.Sprintf(`{"event_id":"e-1","timestamp":%q,"user_id":"u-1","session_id":"s-1","page_view":{"item_id":"i-1"}}`, ts)
@@ -65,17 +42,9 @@ func TestServeCommand(t *testing.T) {
 	}
 	lintMetrics(t, "serve", []byte(body))
 
-	cancel()
-	select {
-	case code := <-exit:
-		if code != 0 {
-			t.Fatalf("serve exited with %d: %s", code, stderr.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not stop after its context ended")
-	}
-	if !strings.Contains(stderr.String(), `msg="http server stopped"`) {
-		t.Errorf("no clean stop logged: %s", stderr.String())
+	sc.stop(t)
+	if !strings.Contains(sc.stderr.String(), `msg="http server stopped"`) {
+		t.Errorf("no clean stop logged: %s", sc.stderr.String())
 	}
 }
 
@@ -83,6 +52,60 @@ func TestServeCommandRejectsEmptyBrokers(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), []string{"serve", "--brokers", " , "}, &stdout, &stderr); code != 2 {
 		t.Fatalf("exit %d, want 2: %s", code, stderr.String())
+	}
+}
+
+// serveCmd is a `lambdarec serve` a test runs.
+type serveCmd struct {
+	base   string // http://host:port it listens on
+	stderr *serveTestBuffer
+	exit   chan int
+	cancel context.CancelFunc
+}
+
+// startServe runs `lambdarec serve args…` until the test ends and waits up
+// to wait for it to log where it listens, in a line that matches listening
+// after the address (default: anything). The test fails if the command
+// exits first.
+func startServe(t *testing.T, wait time.Duration, listening string, args ...string) *serveCmd {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	sc := &serveCmd{stderr: &serveTestBuffer{}, exit: make(chan int, 1), cancel: cancel}
+	go func() {
+		var stdout serveTestBuffer
+		sc.exit <- run(ctx, append([]string{"serve"}, args...), &stdout, sc.stderr)
+	}()
+	re := regexp.MustCompile(`msg="http server listening".* addr=(\S+)` + listening)
+	for deadline := time.Now().Add(wait); ; {
+		if m := re.FindStringSubmatch(sc.stderr.String()); m != nil {
+			sc.base = "http://" + m[1]
+			return sc
+		}
+		select {
+		case code := <-sc.exit:
+			t.Fatalf("serve exited with %d: %s", code, sc.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not log its address%s: %s", listening, sc.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stop ends the command's context and requires it to exit with 0 within
+// 20 s.
+func (sc *serveCmd) stop(t *testing.T) {
+	t.Helper()
+	sc.cancel()
+	select {
+	case code := <-sc.exit:
+		if code != 0 {
+			t.Fatalf("serve exited with %d: %s", code, sc.stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop after its context ended")
 	}
 }
 
