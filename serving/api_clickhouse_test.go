@@ -2,7 +2,6 @@ package serving
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -15,10 +14,7 @@ import (
 // needs a ClickHouse server: CI starts Debian's clickhouse-server with
 // .ci/clickhouse.sh and sets LAMBDAREC_CLICKHOUSE_DSN to what it prints.
 func TestAPIClickHouse(t *testing.T) {
-	dsn := os.Getenv("LAMBDAREC_CLICKHOUSE_DSN")
-	if dsn == "" {
-		t.Skip("LAMBDAREC_CLICKHOUSE_DSN is not set; run .ci/clickhouse.sh and export LAMBDAREC_CLICKHOUSE_DSN=clickhouse://127.0.0.1:9000/default")
-	}
+	dsn := clickhousetest.ServerDSN(t)
 	testAPI(t, func(t testing.TB) store.Store {
 		s, err := clickhouse.New(context.Background(), clickhouse.Config{DSN: scratchDatabase(t, dsn)}, nil)
 		if err != nil {
@@ -33,10 +29,7 @@ func TestAPIClickHouse(t *testing.T) {
 // store's cache: only the session read (the real-time view) queries
 // ClickHouse, and user-only requests none at all.
 func TestAPIClickHouseBatchReadsCached(t *testing.T) {
-	dsn := os.Getenv("LAMBDAREC_CLICKHOUSE_DSN")
-	if dsn == "" {
-		t.Skip("LAMBDAREC_CLICKHOUSE_DSN is not set; run .ci/clickhouse.sh and export LAMBDAREC_CLICKHOUSE_DSN=clickhouse://127.0.0.1:9000/default")
-	}
+	dsn := clickhousetest.ServerDSN(t)
 	st, err := clickhouse.New(context.Background(), clickhouse.Config{DSN: scratchDatabase(t, dsn), RefreshInterval: time.Hour}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -5,12 +5,12 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/lambdarec/lambdarec/internal/store/clickhouse"
+	"github.com/lambdarec/lambdarec/internal/store/clickhousetest"
 )
 
 // tcpProxy forwards connections to a real server until cut: then it stops
@@ -67,10 +67,7 @@ func (p *tcpProxy) cut() {
 // that the store's caches could have answered with an empty 200 get 503
 // store_unavailable, and /v1/status reports the store down.
 func TestReadyzClickHouseDown(t *testing.T) {
-	dsn := os.Getenv("LAMBDAREC_CLICKHOUSE_DSN")
-	if dsn == "" {
-		t.Skip("LAMBDAREC_CLICKHOUSE_DSN is not set; run .ci/clickhouse.sh and export LAMBDAREC_CLICKHOUSE_DSN=clickhouse://127.0.0.1:9000/default")
-	}
+	dsn := clickhousetest.ServerDSN(t)
 	u, err := url.Parse(scratchDatabase(t, dsn))
 	if err != nil {
 		t.Fatal(err)
@@ -82,18 +79,5 @@ func TestReadyzClickHouseDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = st.Close() })
-	f := newFixture(t, st, APIConfig{StoreTimeout: 3 * time.Second})
-	// No batch yet: the store answers "no batch", so similar items are an
-	// empty 200, cached by the store.
-	if r := get(t, f.h, "/v1/items/i1/similar"); r.status != 200 {
-		t.Fatalf("similar with the store up: %d %s", r.status, r.body)
-	}
-	if r := get(t, f.h, "/readyz"); r.status != 200 {
-		t.Fatalf("/readyz with the store up: %d %s", r.status, r.body)
-	}
-
-	proxy.cut()
-	time.Sleep(storeHealthTTL + 100*time.Millisecond) // the last good check expires
-	storeDown(t, f)
+	storeGoesDown(t, st, proxy.cut)
 }

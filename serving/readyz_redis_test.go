@@ -19,15 +19,5 @@ func TestReadyzRedisDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = st.Close() })
-	f := newFixture(t, st, APIConfig{StoreTimeout: 3 * time.Second})
-	if r := get(t, f.h, "/v1/items/i1/similar"); r.status != 200 {
-		t.Fatalf("similar with the store up: %d %s", r.status, r.body)
-	}
-	if r := get(t, f.h, "/readyz"); r.status != 200 {
-		t.Fatalf("/readyz with the store up: %d %s", r.status, r.body)
-	}
-	srv.Stop()
-	time.Sleep(storeHealthTTL + 100*time.Millisecond) // the last good check expires
-	storeDown(t, f)
+	storeGoesDown(t, st, srv.Stop)
 }

@@ -174,6 +174,26 @@ func TestReadyzStoreDown(t *testing.T) {
 	storeDown(t, f)
 }
 
+// storeGoesDown serves from st (closed when the test ends), checks that
+// the API answers while it is up, takes it down with down, waits out the
+// last good health check and checks the answers (storeDown).
+func storeGoesDown(t *testing.T, st store.Store, down func()) {
+	t.Helper()
+	t.Cleanup(func() { _ = st.Close() })
+	f := newFixture(t, st, APIConfig{StoreTimeout: 3 * time.Second})
+	// No batch yet: the store answers "no batch", so similar items are an
+	// empty 200, which the store's caches could go on serving.
+	if r := get(t, f.h, "/v1/items/i1/similar"); r.status != 200 {
+		t.Fatalf("similar with the store up: %d %s", r.status, r.body)
+	}
+	if r := get(t, f.h, "/readyz"); r.status != 200 {
+		t.Fatalf("/readyz with the store up: %d %s", r.status, r.body)
+	}
+	down()
+	time.Sleep(storeHealthTTL + 100*time.Millisecond) // the last good check expires
+	storeDown(t, f)
+}
+
 // storeDown checks the answers of an API whose store does not answer.
 func storeDown(t *testing.T, f *fixture) {
 	t.Helper()
