@@ -35,7 +35,9 @@
 //     a commit of this process whose data file it deleted fails with
 //     lakehouse.ErrAddedFileGone (the writer writes again) instead of
 //     landing a table that references a missing file; commits of other
-//     processes rely on orphan_min_age alone.
+//     processes rely on orphan_min_age alone, which is why the
+//     configuration refuses one below config.OrphanMinAgeFloor (15m)
+//     unless maintenance.orphan_min_age_force is set.
 //
 // The other tables of the namespace (batch views, batch_runs) get the
 // manifests, expiry, orphans and metadata steps. The serving store gets its

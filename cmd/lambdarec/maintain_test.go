@@ -91,6 +91,7 @@ func TestMaintainDevDataDir(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond) // every snapshot is past the retention below
 	t.Setenv("LAMBDAREC_MAINTENANCE_SNAPSHOT_RETENTION", "1s")
 	t.Setenv("LAMBDAREC_MAINTENANCE_ORPHAN_MIN_AGE", "1s")
+	t.Setenv("LAMBDAREC_MAINTENANCE_ORPHAN_MIN_AGE_FORCE", "true") // no other process writes
 	var stdout, stderr serveTestBuffer
 	if code := run(context.Background(), []string{"maintain", "--data-dir", dir}, &stdout, &stderr); code != 0 {
 		t.Fatalf("maintain exited with %d:\n%s\n%s", code, stdout.String(), stderr.String())

@@ -23,8 +23,12 @@ type Maintenance struct {
 	TargetFileSize int64 `yaml:"target_file_size"`
 	// OrphanMinAge is how old a file that no snapshot references must be
 	// before it is deleted; younger ones may belong to a commit in progress.
-	// Default: 1h.
+	// At least OrphanMinAgeFloor unless OrphanMinAgeForce. Default: 1h.
 	OrphanMinAge time.Duration `yaml:"orphan_min_age"`
+	// OrphanMinAgeForce accepts an OrphanMinAge below OrphanMinAgeFloor
+	// (still at least 1s): for a lake that only this process writes, or a
+	// test. Default: false.
+	OrphanMinAgeForce bool `yaml:"orphan_min_age_force"`
 	// PinMaxAge is how long a batch run's pin on a snapshot is honoured;
 	// older pins are of runs that died, and are removed. Default: 24h.
 	PinMaxAge time.Duration `yaml:"pin_max_age"`
@@ -40,6 +44,19 @@ type Retention struct {
 	// (by event day). Default: 168h (7 days).
 	Hot time.Duration `yaml:"hot"`
 }
+
+// OrphanMinAgeFloor is the least maintenance.orphan_min_age accepted
+// without maintenance.orphan_min_age_force. An archive or batch run in
+// another process writes its data files before it commits them, and its
+// commit may wait behind conflicts, retries and a slow catalog; a file
+// older than orphan_min_age that no snapshot references yet is deleted by
+// the orphan step, and that process's commit, which the step's commit lock
+// does not hold, then lands a table referencing a missing file. The
+// longest such wait is a batch run's (its view files are written from its
+// first minutes to its commit: 25 s at 10M events, longer on larger lakes);
+// the archive's commit retries end within about 20 s. The floor leaves
+// minutes of margin over both.
+const OrphanMinAgeFloor = 15 * time.Minute
 
 func defaultMaintenance() Maintenance {
 	return Maintenance{
@@ -73,8 +90,11 @@ func (c *Config) validateMaintenance() []error {
 	if m.TargetFileSize < 1<<20 {
 		bad("maintenance.target_file_size", "must be at least 1048576 (1 MiB), got %d", m.TargetFileSize)
 	}
-	if m.OrphanMinAge < time.Second {
+	switch {
+	case m.OrphanMinAge < time.Second:
 		bad("maintenance.orphan_min_age", "must be at least 1s, got %v", m.OrphanMinAge)
+	case m.OrphanMinAge < OrphanMinAgeFloor && !m.OrphanMinAgeForce:
+		bad("maintenance.orphan_min_age", "%v is below the safe floor of %v: a file another process (archive, batch run) has written but not yet committed could be deleted as an orphan; set maintenance.orphan_min_age_force: true only if no other process writes to the lake", m.OrphanMinAge, OrphanMinAgeFloor)
 	}
 	if m.PinMaxAge < time.Minute {
 		bad("maintenance.pin_max_age", "must be at least 1m, got %v", m.PinMaxAge)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -27,5 +28,31 @@ func TestMaintenanceKeys(t *testing.T) {
 	}
 	if _, err := Load("", []string{"LAMBDAREC_MAINTENANCE_CRON="}); err != nil {
 		t.Errorf("an empty cron (schedule off) is rejected: %v", err)
+	}
+}
+
+// An orphan_min_age below the floor is refused, naming the floor and the
+// key that forces it, unless forced; forced, it must still be at least 1s.
+func TestOrphanMinAgeFloor(t *testing.T) {
+	_, err := Load("testdata/maintenance_orphan_floor.bad.yml", nil)
+	if err == nil || !strings.Contains(err.Error(), "maintenance.orphan_min_age: 1m0s is below the safe floor of 15m0s") ||
+		!strings.Contains(err.Error(), "maintenance.orphan_min_age_force") {
+		t.Fatalf("orphan_min_age 1m: %v", err)
+	}
+	cfg, err := Load("testdata/maintenance_orphan_force.good.yml", nil)
+	if err != nil || cfg.Maintenance.OrphanMinAge != time.Minute || !cfg.Maintenance.OrphanMinAgeForce {
+		t.Fatalf("forced orphan_min_age 1m: %+v %v", cfg.Maintenance, err)
+	}
+	if _, err := Load("", []string{"LAMBDAREC_MAINTENANCE_ORPHAN_MIN_AGE=1s", "LAMBDAREC_MAINTENANCE_ORPHAN_MIN_AGE_FORCE=true"}); err != nil {
+		t.Errorf("forced from the environment: %v", err)
+	}
+	if _, err := Load("", []string{"LAMBDAREC_MAINTENANCE_ORPHAN_MIN_AGE=500ms", "LAMBDAREC_MAINTENANCE_ORPHAN_MIN_AGE_FORCE=true"}); err == nil || !strings.Contains(err.Error(), "must be at least 1s") {
+		t.Errorf("forced 500ms: %v, want at least 1s", err)
+	}
+	if _, err := Load("", []string{"LAMBDAREC_MAINTENANCE_ORPHAN_MIN_AGE=" + OrphanMinAgeFloor.String()}); err != nil {
+		t.Errorf("orphan_min_age at the floor: %v", err)
+	}
+	if Default().Maintenance.OrphanMinAge < OrphanMinAgeFloor || Default().Maintenance.OrphanMinAgeForce {
+		t.Errorf("default below the floor or forced: %+v", Default().Maintenance)
 	}
 }
