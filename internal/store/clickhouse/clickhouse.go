@@ -160,7 +160,7 @@ type Store struct {
 	publish sync.Mutex         // serialises this process's publishes
 
 	queries, hits, misses atomic.Int64
-	insertRetries         atomic.Int64
+	bufferRetries         atomic.Int64
 
 	// bufferRenamed, when set (tests), runs in replaceSessionBuffer between
 	// the rename of the old Buffer table and the creation of the new one.
@@ -265,16 +265,16 @@ type Stats struct {
 	CacheHits, CacheMisses int64
 	// CacheEntries is the number of lists cached now.
 	CacheEntries int
-	// InsertRetries counts session inserts sent again because the session
-	// Buffer table was being replaced (a schema migration in another
-	// process).
-	InsertRetries int64
+	// BufferRetries counts session inserts and reads sent again because
+	// the session Buffer table was being replaced (a schema migration in
+	// another process).
+	BufferRetries int64
 }
 
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {
 	return Stats{Queries: s.queries.Load(), CacheHits: s.hits.Load(), CacheMisses: s.misses.Load(), CacheEntries: s.cache.Len(),
-		InsertRetries: s.insertRetries.Load()}
+		BufferRetries: s.bufferRetries.Load()}
 }
 
 // Close closes the connections; later calls return store.ErrClosed.
@@ -723,7 +723,7 @@ func (s *Store) UpsertSessions(ctx context.Context, ss []store.SessionView) erro
 	if len(ss) == 0 {
 		return nil
 	}
-	return s.retryBufferReplaced(ctx, len(ss), func() error { return s.insertSessions(ctx, ss) })
+	return s.retryBufferReplaced(ctx, "insert", func() error { return s.insertSessions(ctx, ss) })
 }
 
 // insertSessions inserts ss into the session Buffer table in one insert.
@@ -784,7 +784,12 @@ func (s *Store) session(ctx context.Context, id string, explained bool) (store.S
 	// was committed to the destination before the second began, so the
 	// newest of the two reads is never older than any write that finished
 	// before the call.
-	sv, ok, err := s.readSession(ctx, tableSessions, id, explained)
+	var sv store.SessionView
+	var ok bool
+	err := s.retryBufferReplaced(ctx, "read", func() (err error) {
+		sv, ok, err = s.readSession(ctx, tableSessions, id, explained)
+		return err
+	})
 	if err != nil {
 		return store.SessionView{}, false, err
 	}

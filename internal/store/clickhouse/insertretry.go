@@ -18,20 +18,20 @@ const (
 	bufferRetryWait     = 100 * time.Millisecond
 )
 
-// retryBufferReplaced runs insert, an insert of rows into the session
-// Buffer table, again while it fails because the Buffer table is being
-// replaced by a schema migration (another process's: see
-// replaceSessionBuffer): up to bufferRetryAttempts attempts, counted in
-// Stats.InsertRetries and logged (rate-limited). Inserting a view twice is
+// retryBufferReplaced runs op, an insert into or a read of the session
+// Buffer table ("insert" or "read"), again while it fails because the
+// Buffer table is being replaced by a schema migration (another process's:
+// see replaceSessionBuffer): up to bufferRetryAttempts attempts, counted in
+// Stats.BufferRetries and logged (rate-limited). Inserting a view twice is
 // harmless: reads and merges keep one row per (session, offset).
-func (s *Store) retryBufferReplaced(ctx context.Context, rows int, insert func() error) error {
+func (s *Store) retryBufferReplaced(ctx context.Context, what string, op func() error) error {
 	for attempt := 1; ; attempt++ {
-		err := insert()
+		err := op()
 		if err == nil || !isBufferReplaced(err) || attempt == bufferRetryAttempts {
 			return err
 		}
-		s.insertRetries.Add(1)
-		s.log.Warn("session buffer table replaced under an insert, retrying", "rows", rows, "attempt", attempt, "err", err)
+		s.bufferRetries.Add(1)
+		s.log.Warn("session buffer table being replaced, retrying", "op", what, "attempt", attempt, "err", err)
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (retry after the session buffer table was replaced: %w)", err, context.Cause(ctx))
