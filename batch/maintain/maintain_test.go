@@ -163,6 +163,7 @@ func testMaintenance() config.Maintenance {
 	m := config.Default().Maintenance
 	m.SnapshotRetention = time.Second
 	m.OrphanMinAge = time.Second
+	m.OrphanMinAgeForce = true // below the floor: no other process writes these lakes
 	return m
 }
 
@@ -422,5 +423,17 @@ func TestCompactionBoundsRewrites(t *testing.T) {
 	}
 	if files > 12 {
 		t.Errorf("%d files left in the partition", files)
+	}
+}
+
+// A maintainer refuses, at New, an orphan_min_age below the floor that is
+// not forced: the orphan step would be free to delete the files another
+// process has written but not yet committed.
+func TestNewRefusesOrphanMinAgeBelowFloor(t *testing.T) {
+	mc := testMaintenance()
+	mc.OrphanMinAgeForce = false
+	_, err := New(Config{Lake: openLake(t), Maintenance: mc}, testLog(t))
+	if err == nil || !strings.Contains(err.Error(), "below the safe floor") {
+		t.Fatalf("New with orphan_min_age 1s, not forced: %v", err)
 	}
 }
