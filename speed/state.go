@@ -514,7 +514,8 @@ func (p *processor) applyDecoded(part int32, offset int64, ts time.Time, d *deco
 	}
 	w := &d.w
 	var sid string
-	if s := ps.sessions[string(w.sessionID)]; s != nil {
+	s := ps.sessions[string(w.sessionID)]
+	if s != nil {
 		sid = s.ms.ID()
 	} else {
 		sid = string(w.sessionID)
@@ -529,7 +530,7 @@ func (p *processor) applyDecoded(part int32, offset int64, ts time.Time, d *deco
 		Partition: part,
 		Offset:    offset,
 	}
-	return p.apply(part, offset, ts, e, nil)
+	return p.applyTo(ps, s, offset, ts, e, nil)
 }
 
 // decodeRecord decodes and validates a record's value, with its timestamp as
@@ -548,6 +549,17 @@ func (p *processor) apply(part int32, offset int64, ts time.Time, e model.Event,
 	if ps == nil || offset < ps.next {
 		return nil, nil
 	}
+	var s *session
+	if err == nil {
+		s = ps.sessions[e.SessionID]
+	}
+	return p.applyTo(ps, s, offset, ts, e, err)
+}
+
+// applyTo is apply for a record of owned partition ps at or past its
+// position, with s the session ps holds for e.SessionID (nil if none).
+func (p *processor) applyTo(ps *partition, s *session, offset int64, ts time.Time, e model.Event, err error) (*session, error) {
+	part := ps.id
 	ps.next = offset + 1
 	if ps.next == ps.viewsFrom {
 		defer p.unmute(ps) // from the state right after this record
@@ -557,7 +569,6 @@ func (p *processor) apply(part int32, offset int64, ts time.Time, e model.Event,
 		p.c.invalid++
 		return nil, err
 	}
-	s := ps.sessions[e.SessionID]
 	switch {
 	case s == nil:
 		s = &session{ms: model.NewSession(e.SessionID), part: ps, first: offset, maxTime: e.Time}
@@ -635,14 +646,14 @@ func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 func (p *processor) addPair(a, b string, w int64) {
 	nb, ps := p.nb, p.cur
 	ia, ib := nb.internPair(a), nb.internPair(b)
-	p.deltas.Covisit().AddID(nb.internDelta(ia), nb.internDelta(ib), w)
+	d := p.deltas.Covisit().AddIDCount(nb.internDelta(ia), nb.internDelta(ib), w)
 	p.logCov(ps, ps.covID(nb, ia), ps.covID(nb, ib), w)
 	if !p.sole {
 		ps.pub[newSharedPair(a, b)] = struct{}{}
 	}
 	c := int64(-1) // C[a][b] after the contribution, when a bump needs it
-	nb.bumpID(ia, ib, w, &c)
-	nb.bumpID(ib, ia, w, &c)
+	nb.bumpID(ia, ib, w, &c, d)
+	nb.bumpID(ib, ia, w, &c, d)
 }
 
 func (p *processor) markDirty(s *session) {

@@ -26,3 +26,15 @@ func (c *Covisit) AddID(a, b uint32, w int64) {
 	}
 	c.addID(a, b, w)
 }
+
+// AddIDCount is AddID that also returns C[a][b] after the addition (0 when
+// a == b).
+func (c *Covisit) AddIDCount(a, b uint32, w int64) int64 {
+	if a == b {
+		return 0
+	}
+	if w == 0 {
+		return c.GetID(a, b)
+	}
+	return c.addID(a, b, w)
+}
