@@ -202,7 +202,11 @@ type processor struct {
 	par       parScore       // scoreParallel's (scorepar.go)
 	settling  bool           // startSettle's goroutines run (covlog.go)
 	settleWG  sync.WaitGroup // and end
-	pendSince time.Time      // when the oldest unwritten update was processed
+	// userLog are the deltas' user contributions not yet added (covlog.go);
+	// usersN is the deltas' user entries when last settled (for deltaBytes).
+	userLog   []userAdd
+	usersN    int
+	pendSince time.Time // when the oldest unwritten update was processed
 	// watchers index the live sessions by the merged rows their views read
 	// (session.watch), so a changed row rescores exactly the views it
 	// changes; lastRescore is when changed rows were last looked at.
@@ -631,8 +635,9 @@ func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 	switch o {
 	case model.Accepted:
 		w := p.params.Weight(e.Kind)
-		p.deltas.Popularity().Add(e.ItemID, w)
-		p.deltas.Users().Add(e.UserID, e.ItemID, e.Time, w, e.Kind == schemas.KindPurchase)
+		item := p.nb.internDelta(p.nb.internPair(e.ItemID))
+		p.deltas.Popularity().AddItemID(item, w)
+		p.logUser(e.UserID, item, e.Time, w, e.Kind == schemas.KindPurchase)
 		p.deltas.Stats.Accepted++
 	case model.Duplicate:
 		p.deltas.Stats.Duplicates++
@@ -887,6 +892,7 @@ func (p *processor) recommend(id string, k int) ([]model.Scored, bool) {
 
 // copyDeltas returns a copy of the deltas.
 func (p *processor) copyDeltas() (*model.Model, error) {
+	p.settleCov()
 	d, err := model.New(p.params)
 	if err != nil {
 		return nil, err
@@ -897,9 +903,13 @@ func (p *processor) copyDeltas() (*model.Model, error) {
 	return d, nil
 }
 
-// deltaBytes estimates the memory of the deltas and the neighbour cache.
+// deltaBytes estimates the memory of the deltas (with the user
+// contributions logged, not yet added) and the neighbour cache.
 func (p *processor) deltaBytes() int {
 	cv := p.deltas.Covisit().Len()
-	return cv*64 + p.deltas.Popularity().Len()*24 + p.deltas.Users().Len()*64 + p.nb.cachedBytes +
+	if !p.settling {
+		p.usersN = p.deltas.Users().Len()
+	}
+	return cv*64 + p.deltas.Popularity().Len()*24 + p.usersN*64 + cap(p.userLog)*int(unsafe.Sizeof(userAdd{})) + p.nb.cachedBytes +
 		p.remoteN*96 + p.remoteCov.Len()*64
 }
