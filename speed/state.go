@@ -108,11 +108,14 @@ type partition struct {
 	streamTS int64               // newest record timestamp (ms): the clock of expiry
 	// cov holds the co-visitation deltas of this partition's records (its
 	// share of processor.deltas), published for the other members; pub are
-	// its pairs changed since they were last published, pubAll says all
-	// are to be published (a rebuild, a failed publish).
+	// its pairs changed since they were last published, by their ids in
+	// cov's dictionary (pubKey), and pubOld those changed before cov was
+	// last rebuilt, by name; pubAll says all are to be published (a
+	// rebuild, a failed publish).
 	cov    *model.Covisit
 	covLog []covAdd // contributions to cov not yet added (covlog.go)
-	pub    map[sharedPair]struct{}
+	pub    map[uint64]struct{}
+	pubOld map[sharedPair]struct{}
 	pubAll bool
 	// cids caches items' ids in cov's dictionary by their mergedNeighbors
 	// id (plus one; 0: not looked up), valid for cidsNb and cidsCov.
@@ -144,6 +147,40 @@ func (ps *partition) covID(nb *mergedNeighbors, id uint32) uint32 {
 	c := ps.cov.Intern(nb.names[id])
 	ps.cids[id] = c + 1
 	return c
+}
+
+// pubKey is partition.pub's key of the pair of items a and b, ids in the
+// partition's cov.
+func pubKey(a, b uint32) uint64 {
+	return uint64(min(a, b))<<32 | uint64(max(a, b))
+}
+
+// pubPair returns the items of a partition.pub key.
+func (ps *partition) pubPair(k uint64) (a, b uint32, pr sharedPair) {
+	a, b = uint32(k>>32), uint32(k)
+	return a, b, newSharedPair(ps.cov.ItemName(a), ps.cov.ItemName(b))
+}
+
+// keepPub moves the changed pairs of pub to pubOld, by name: cov is about
+// to be replaced, and its ids with it.
+func (ps *partition) keepPub() {
+	if len(ps.pub) == 0 {
+		return
+	}
+	if ps.pubOld == nil {
+		ps.pubOld = map[sharedPair]struct{}{}
+	}
+	for k := range ps.pub {
+		_, _, pr := ps.pubPair(k)
+		ps.pubOld[pr] = struct{}{}
+	}
+	clear(ps.pub)
+}
+
+// clearPub forgets the changed pairs.
+func (ps *partition) clearPub() {
+	clear(ps.pub)
+	clear(ps.pubOld)
 }
 
 // replayed reports whether the partition was consumed up to the end offset
@@ -263,7 +300,7 @@ func (p *processor) assign(id int32) {
 		p.drop([]int32{id})
 	}
 	p.parts[id] = &partition{id: id, sessions: map[string]*session{}, next: -1, hw: -1, streamTS: -1 << 62, from: -1, target: -1, viewsFrom: -1,
-		cov: model.NewCovisit(), pub: map[sharedPair]struct{}{}, pubAll: p.sole}
+		cov: model.NewCovisit(), pub: map[uint64]struct{}{}, pubAll: p.sole}
 	// Its deltas are now counted here, from its replay, not from what its
 	// previous owner published.
 	p.rebuildRemote()
@@ -426,6 +463,7 @@ func (p *processor) rebuild(params model.Params, b model.Boundary) *model.Model 
 		d.Merge(dp) //nolint:errcheck // same params
 		// Pairs changed since the last publication stay to be published:
 		// their counts are read from the new share (0 if gone).
+		ps.keepPub()
 		ps.cov = dp.Covisit()
 	}
 	return d
@@ -467,7 +505,7 @@ func (p *processor) handoff(b *Batch) time.Duration {
 	p.batch, p.bound = b, bound
 	for _, ps := range p.parts {
 		ps.pubAll = true // under the new boundary
-		clear(ps.pub)
+		ps.clearPub()
 	}
 	p.rebuildRemote()
 	clock := p.nb.clock
@@ -652,9 +690,10 @@ func (p *processor) addPair(a, b string, w int64) {
 	nb, ps := p.nb, p.cur
 	ia, ib := nb.internPair(a), nb.internPair(b)
 	d := p.deltas.Covisit().AddIDCount(nb.internDelta(ia), nb.internDelta(ib), w)
-	p.logCov(ps, ps.covID(nb, ia), ps.covID(nb, ib), w)
+	ca, cb := ps.covID(nb, ia), ps.covID(nb, ib)
+	p.logCov(ps, ca, cb, w)
 	if !p.sole {
-		ps.pub[newSharedPair(a, b)] = struct{}{}
+		ps.pub[pubKey(ca, cb)] = struct{}{}
 	}
 	c := int64(-1) // C[a][b] after the contribution, when a bump needs it
 	nb.bumpID(ia, ib, w, &c, d)

@@ -5,6 +5,9 @@ package model
 // never reused), so a caller that reads the same items often can keep them.
 func (c *Covisit) ItemID(item string) (id uint32, ok bool) { return c.items.lookup(item) }
 
+// ItemName returns the item of id, an id returned by ItemID or Intern.
+func (c *Covisit) ItemName(id uint32) string { return c.items.str(id) }
+
 // GetID returns C[a][b] for ids returned by ItemID: Get without the two
 // dictionary lookups.
 func (c *Covisit) GetID(a, b uint32) int64 {
