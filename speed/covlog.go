@@ -28,6 +28,37 @@ func (p *processor) logCov(ps *partition, a, b uint32, w int64) {
 	}
 }
 
+// userAdd is one user contribution to the deltas (Users.AddItemID).
+type userAdd struct {
+	user      string
+	item      uint32
+	t, w      int64
+	purchased bool
+}
+
+// logUser records a user contribution to the deltas, added later like the
+// partitions' shares: the deltas' users are read only by copyDeltas,
+// deltaBytes and a rebuild, never while records are applied or views
+// scored. The item is interned on the processing goroutine; adding to
+// Users touches only its own user dictionary and entries, so it can run
+// beside the scoring, which reads the item dictionary.
+func (p *processor) logUser(user string, item uint32, t, w int64, purchased bool) {
+	p.userLog = append(p.userLog, userAdd{user, item, t, w, purchased})
+	if len(p.userLog) >= maxCovLog {
+		p.settleCov()
+	}
+}
+
+// settleUsers adds the logged user contributions to the deltas, in order.
+func (p *processor) settleUsers() {
+	u := p.deltas.Users()
+	for _, a := range p.userLog {
+		u.AddItemID(a.user, a.item, a.t, a.w, a.purchased)
+	}
+	clear(p.userLog)
+	p.userLog = p.userLog[:0]
+}
+
 // settleOne adds ps's logged contributions to ps.cov.
 func settleOne(ps *partition) {
 	for _, c := range ps.covLog {
@@ -36,17 +67,20 @@ func settleOne(ps *partition) {
 	ps.covLog = ps.covLog[:0]
 }
 
-// startSettle adds the logged contributions of every partition on up to
-// GOMAXPROCS goroutines (each partition's share is its own) and returns at
-// once. settleCov waits for them; every reader of a share, and the next
+// startSettle adds the logged contributions of every partition, and the
+// logged user contributions, on up to GOMAXPROCS goroutines (each
+// partition's share is its own) and returns at once. settleCov waits for them; every reader of a share, and the next
 // record applied, calls it first.
 func (p *processor) startSettle() {
 	p.settleCov()
-	var todo []*partition
+	var todo []func()
 	for _, ps := range p.parts {
 		if len(ps.covLog) > 0 {
-			todo = append(todo, ps)
+			todo = append(todo, func() { settleOne(ps) })
 		}
+	}
+	if len(p.userLog) > 0 {
+		todo = append(todo, p.settleUsers)
 	}
 	if len(todo) == 0 {
 		return
@@ -56,7 +90,7 @@ func (p *processor) startSettle() {
 	for w := range workers {
 		p.settleWG.Go(func() {
 			for i := w; i < len(todo); i += workers {
-				settleOne(todo[i])
+				todo[i]()
 			}
 		})
 	}
@@ -74,4 +108,8 @@ func (p *processor) settleCov() {
 			settleOne(ps)
 		}
 	}
+	if len(p.userLog) > 0 {
+		p.settleUsers()
+	}
+	p.usersN = p.deltas.Users().Len()
 }

@@ -156,11 +156,16 @@ func (p *processor) appendPublish(dst []*kgo.Record, topic string, nParts int32,
 			}
 		} else {
 			for k := range ps.pub {
-				rec(k.a, k.b, ps.cov.Get(k.a, k.b))
+				a, b, pr := ps.pubPair(k)
+				delete(ps.pubOld, pr) // published here, with its count now
+				rec(pr.a, pr.b, ps.cov.GetID(a, b))
+			}
+			for pr := range ps.pubOld {
+				rec(pr.a, pr.b, ps.cov.Get(pr.a, pr.b))
 			}
 		}
 		ps.pubAll = false
-		clear(ps.pub)
+		ps.clearPub()
 	}
 	return dst
 }
@@ -231,7 +236,7 @@ func (p *processor) holdPublish() {
 	p.sole = true
 	for _, ps := range p.parts {
 		ps.pubAll = true
-		clear(ps.pub)
+		ps.clearPub()
 	}
 }
 

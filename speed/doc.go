@@ -144,9 +144,10 @@
 // in flight; a commit waits for it, so a replay horizon is committed only
 // after the views of every record it covers are written
 // (TestViewWritesFailedAreRetriedBeforeCommit). A partition's share of the
-// deltas, published for the other members, is added after each poll on
-// goroutines of their own (covlog.go), overlapping the scoring; every reader
-// of a share waits for it first.
+// deltas, published for the other members, and the deltas' user
+// contributions (read by no view) are added after each poll on goroutines
+// of their own (covlog.go), overlapping the scoring; every reader of a share
+// or of the deltas' users waits for it first.
 //
 // Other sessions' records (and other members' deltas) keep changing the rows
 // a quiet session's view was scored from. Scoring indexes the live session

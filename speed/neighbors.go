@@ -1,7 +1,6 @@
 package speed
 
 import (
-	"cmp"
 	"slices"
 	"strings"
 	"unsafe"
@@ -42,7 +41,14 @@ type mergedNeighbors struct {
 	// string lookup once its items were seen.
 	names      []string
 	bids, dids []uint32
-	pairCache  *[4096]pairCacheEntry // see internPair
+	// okey orders items as their names do, by id, so ties of the model's
+	// order are mostly settled without comparing strings: the big-endian
+	// value of a name's 8 bytes after okeyAt, the length of the prefix
+	// every name interned shares (zero-padded). Unequal keys order as the
+	// names do; equal keys fall back to the names.
+	okey      []uint64
+	okeyAt    int
+	pairCache *[4096]pairCacheEntry // see internPair
 	// changed lists the items whose maintained row changed since
 	// takeChanged (chg marks them): the sessions that read them are scored
 	// again, so a view is exact when read, not only at its last record.
@@ -75,12 +81,64 @@ func (n *mergedNeighbors) intern(item string) uint32 {
 		n.tops = append(n.tops, nil)
 		n.rows = append(n.rows, nil)
 		n.names = append(n.names, item)
+		n.addOrderKey(item)
 		n.bids = append(n.bids, 0)
 		n.dids = append(n.dids, 0)
 		n.chg = append(n.chg, false)
 		n.stamp = append(n.stamp, 0)
 	}
 	return id
+}
+
+// addOrderKey appends the order key of item, just interned (see okey); when
+// item shares less of the common prefix than the names before it, every key
+// is computed again past the shorter prefix.
+func (n *mergedNeighbors) addOrderKey(item string) {
+	if len(n.okey) == 0 {
+		n.okeyAt = len(item)
+	} else if p := commonPrefix(n.names[0][:n.okeyAt], item); p < n.okeyAt {
+		n.okeyAt = p
+		for i, name := range n.names[:len(n.okey)] {
+			n.okey[i] = orderKey(name[p:])
+		}
+	}
+	n.okey = append(n.okey, orderKey(item[n.okeyAt:]))
+}
+
+// commonPrefix returns the length of the longest common prefix of a and b.
+func commonPrefix(a, b string) int {
+	m := min(len(a), len(b))
+	for i := range m {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return m
+}
+
+// orderKey is the big-endian value of s's first 8 bytes, zero-padded: for
+// two strings, a smaller key means a smaller string.
+func orderKey(s string) uint64 {
+	var k uint64
+	for i := range 8 {
+		k <<= 8
+		if i < len(s) {
+			k |= uint64(s[i])
+		}
+	}
+	return k
+}
+
+// before reports whether entry (x, cx) comes before (y, cy) in the model's
+// order (count desc, item asc), x and y interned items.
+func (n *mergedNeighbors) before(x uint32, cx int64, y uint32, cy int64) bool {
+	if cx != cy {
+		return cx > cy
+	}
+	if kx, ky := n.okey[x], n.okey[y]; kx != ky {
+		return kx < ky
+	}
+	return n.names[x] < n.names[y]
 }
 
 // rowChanged notes that item id's maintained row changed.
@@ -151,17 +209,17 @@ func (n *mergedNeighbors) bump(a, b string, w int64) {
 		return
 	}
 	c := int64(-1)
-	n.bumpID(ia, n.intern(b), w, &c)
+	n.bumpID(ia, n.intern(b), w, &c, -1)
 }
 
 // bumpID is bump for interned items. *c caches C[a][b] (symmetric) for the
-// two bumps of a pair: -1 until countID is needed.
-func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64, c *int64) {
+// two bumps of a pair: -1 until it is needed. d is C[a][b] in the local
+// deltas when the caller knows it (it just added to it), else -1.
+func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64, c *int64, d int64) {
 	top, row := n.tops[ia], n.rows[ia]
 	if top == nil {
 		return
 	}
-	b := n.names[ib]
 	i := 0
 	for i < len(top) && top[i] != ib {
 		i++
@@ -171,24 +229,23 @@ func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64, c *int64) {
 		row[i].Count += w
 	case len(top) < n.k: // the list is the whole row: b is a new neighbour
 		if *c < 0 {
-			*c = n.countID(ia, ib)
+			*c = n.countWith(ia, ib, d)
 		}
 		top = append(top, ib)
-		row = append(row, model.ItemCount{Item: b, Count: *c})
+		row = append(row, model.ItemCount{Item: n.names[ib], Count: *c})
 		n.tops[ia], n.rows[ia] = top, row
 	default:
 		if *c < 0 {
-			*c = n.countID(ia, ib)
+			*c = n.countWith(ia, ib, d)
 		}
-		e := model.ItemCount{Item: b, Count: *c}
-		if compareItemCount(e, row[i-1]) >= 0 {
+		if !n.before(ib, *c, top[i-1], row[i-1].Count) {
 			return
 		}
 		i--
-		top[i], row[i] = ib, e
+		top[i], row[i] = ib, model.ItemCount{Item: n.names[ib], Count: *c}
 	}
 	n.rowChanged(ia)
-	for ; i > 0 && compareItemCount(row[i], row[i-1]) < 0; i-- {
+	for ; i > 0 && n.before(top[i], row[i].Count, top[i-1], row[i-1].Count); i-- {
 		top[i], top[i-1] = top[i-1], top[i]
 		row[i], row[i-1] = row[i-1], row[i]
 	}
@@ -211,11 +268,18 @@ const noItem = ^uint32(0)
 
 // countID returns C[a][b] in batch ⊕ delta (⊕ remote) for interned items a
 // and b.
-func (n *mergedNeighbors) countID(a, b uint32) int64 {
-	var c int64
-	if da, ok := n.deltaID(a); ok {
-		if db, ok := n.deltaID(b); ok {
-			c = n.delta.GetID(da, db)
+func (n *mergedNeighbors) countID(a, b uint32) int64 { return n.countWith(a, b, -1) }
+
+// countWith is countID given d, C[a][b] in the local deltas (-1: unknown,
+// looked up).
+func (n *mergedNeighbors) countWith(a, b uint32, d int64) int64 {
+	c := d
+	if c < 0 {
+		c = 0
+		if da, ok := n.deltaID(a); ok {
+			if db, ok := n.deltaID(b); ok {
+				c = n.delta.GetID(da, db)
+			}
 		}
 	}
 	if n.remote != nil && n.remote.Len() > 0 {
@@ -376,14 +440,6 @@ func (n *mergedNeighbors) compute(item string) []model.ItemCount {
 		full = true
 	}
 	return model.TopK(n.out, n.k)
-}
-
-// compareItemCount is the model's order: count desc, item asc.
-func compareItemCount(a, b model.ItemCount) int {
-	if c := cmp.Compare(b.Count, a.Count); c != 0 {
-		return c
-	}
-	return strings.Compare(a.Item, b.Item)
 }
 
 // itemCountBytes is the size of a model.ItemCount (string header and count);

@@ -108,11 +108,14 @@ type partition struct {
 	streamTS int64               // newest record timestamp (ms): the clock of expiry
 	// cov holds the co-visitation deltas of this partition's records (its
 	// share of processor.deltas), published for the other members; pub are
-	// its pairs changed since they were last published, pubAll says all
-	// are to be published (a rebuild, a failed publish).
+	// its pairs changed since they were last published, by their ids in
+	// cov's dictionary (pubKey), and pubOld those changed before cov was
+	// last rebuilt, by name; pubAll says all are to be published (a
+	// rebuild, a failed publish).
 	cov    *model.Covisit
 	covLog []covAdd // contributions to cov not yet added (covlog.go)
-	pub    map[sharedPair]struct{}
+	pub    map[uint64]struct{}
+	pubOld map[sharedPair]struct{}
 	pubAll bool
 	// cids caches items' ids in cov's dictionary by their mergedNeighbors
 	// id (plus one; 0: not looked up), valid for cidsNb and cidsCov.
@@ -144,6 +147,40 @@ func (ps *partition) covID(nb *mergedNeighbors, id uint32) uint32 {
 	c := ps.cov.Intern(nb.names[id])
 	ps.cids[id] = c + 1
 	return c
+}
+
+// pubKey is partition.pub's key of the pair of items a and b, ids in the
+// partition's cov.
+func pubKey(a, b uint32) uint64 {
+	return uint64(min(a, b))<<32 | uint64(max(a, b))
+}
+
+// pubPair returns the items of a partition.pub key.
+func (ps *partition) pubPair(k uint64) (a, b uint32, pr sharedPair) {
+	a, b = uint32(k>>32), uint32(k)
+	return a, b, newSharedPair(ps.cov.ItemName(a), ps.cov.ItemName(b))
+}
+
+// keepPub moves the changed pairs of pub to pubOld, by name: cov is about
+// to be replaced, and its ids with it.
+func (ps *partition) keepPub() {
+	if len(ps.pub) == 0 {
+		return
+	}
+	if ps.pubOld == nil {
+		ps.pubOld = map[sharedPair]struct{}{}
+	}
+	for k := range ps.pub {
+		_, _, pr := ps.pubPair(k)
+		ps.pubOld[pr] = struct{}{}
+	}
+	clear(ps.pub)
+}
+
+// clearPub forgets the changed pairs.
+func (ps *partition) clearPub() {
+	clear(ps.pub)
+	clear(ps.pubOld)
 }
 
 // replayed reports whether the partition was consumed up to the end offset
@@ -202,7 +239,11 @@ type processor struct {
 	par       parScore       // scoreParallel's (scorepar.go)
 	settling  bool           // startSettle's goroutines run (covlog.go)
 	settleWG  sync.WaitGroup // and end
-	pendSince time.Time      // when the oldest unwritten update was processed
+	// userLog are the deltas' user contributions not yet added (covlog.go);
+	// usersN is the deltas' user entries when last settled (for deltaBytes).
+	userLog   []userAdd
+	usersN    int
+	pendSince time.Time // when the oldest unwritten update was processed
 	// watchers index the live sessions by the merged rows their views read
 	// (session.watch), so a changed row rescores exactly the views it
 	// changes; lastRescore is when changed rows were last looked at.
@@ -259,7 +300,7 @@ func (p *processor) assign(id int32) {
 		p.drop([]int32{id})
 	}
 	p.parts[id] = &partition{id: id, sessions: map[string]*session{}, next: -1, hw: -1, streamTS: -1 << 62, from: -1, target: -1, viewsFrom: -1,
-		cov: model.NewCovisit(), pub: map[sharedPair]struct{}{}, pubAll: p.sole}
+		cov: model.NewCovisit(), pub: map[uint64]struct{}{}, pubAll: p.sole}
 	// Its deltas are now counted here, from its replay, not from what its
 	// previous owner published.
 	p.rebuildRemote()
@@ -422,6 +463,7 @@ func (p *processor) rebuild(params model.Params, b model.Boundary) *model.Model 
 		d.Merge(dp) //nolint:errcheck // same params
 		// Pairs changed since the last publication stay to be published:
 		// their counts are read from the new share (0 if gone).
+		ps.keepPub()
 		ps.cov = dp.Covisit()
 	}
 	return d
@@ -463,7 +505,7 @@ func (p *processor) handoff(b *Batch) time.Duration {
 	p.batch, p.bound = b, bound
 	for _, ps := range p.parts {
 		ps.pubAll = true // under the new boundary
-		clear(ps.pub)
+		ps.clearPub()
 	}
 	p.rebuildRemote()
 	clock := p.nb.clock
@@ -514,7 +556,8 @@ func (p *processor) applyDecoded(part int32, offset int64, ts time.Time, d *deco
 	}
 	w := &d.w
 	var sid string
-	if s := ps.sessions[string(w.sessionID)]; s != nil {
+	s := ps.sessions[string(w.sessionID)]
+	if s != nil {
 		sid = s.ms.ID()
 	} else {
 		sid = string(w.sessionID)
@@ -529,7 +572,7 @@ func (p *processor) applyDecoded(part int32, offset int64, ts time.Time, d *deco
 		Partition: part,
 		Offset:    offset,
 	}
-	return p.apply(part, offset, ts, e, nil)
+	return p.applyTo(ps, s, offset, ts, e, nil)
 }
 
 // decodeRecord decodes and validates a record's value, with its timestamp as
@@ -548,6 +591,17 @@ func (p *processor) apply(part int32, offset int64, ts time.Time, e model.Event,
 	if ps == nil || offset < ps.next {
 		return nil, nil
 	}
+	var s *session
+	if err == nil {
+		s = ps.sessions[e.SessionID]
+	}
+	return p.applyTo(ps, s, offset, ts, e, err)
+}
+
+// applyTo is apply for a record of owned partition ps at or past its
+// position, with s the session ps holds for e.SessionID (nil if none).
+func (p *processor) applyTo(ps *partition, s *session, offset int64, ts time.Time, e model.Event, err error) (*session, error) {
+	part := ps.id
 	ps.next = offset + 1
 	if ps.next == ps.viewsFrom {
 		defer p.unmute(ps) // from the state right after this record
@@ -557,7 +611,6 @@ func (p *processor) apply(part int32, offset int64, ts time.Time, e model.Event,
 		p.c.invalid++
 		return nil, err
 	}
-	s := ps.sessions[e.SessionID]
 	switch {
 	case s == nil:
 		s = &session{ms: model.NewSession(e.SessionID), part: ps, first: offset, maxTime: e.Time}
@@ -620,8 +673,9 @@ func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 	switch o {
 	case model.Accepted:
 		w := p.params.Weight(e.Kind)
-		p.deltas.Popularity().Add(e.ItemID, w)
-		p.deltas.Users().Add(e.UserID, e.ItemID, e.Time, w, e.Kind == schemas.KindPurchase)
+		item := p.nb.internDelta(p.nb.internPair(e.ItemID))
+		p.deltas.Popularity().AddItemID(item, w)
+		p.logUser(e.UserID, item, e.Time, w, e.Kind == schemas.KindPurchase)
 		p.deltas.Stats.Accepted++
 	case model.Duplicate:
 		p.deltas.Stats.Duplicates++
@@ -635,14 +689,15 @@ func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 func (p *processor) addPair(a, b string, w int64) {
 	nb, ps := p.nb, p.cur
 	ia, ib := nb.internPair(a), nb.internPair(b)
-	p.deltas.Covisit().AddID(nb.internDelta(ia), nb.internDelta(ib), w)
-	p.logCov(ps, ps.covID(nb, ia), ps.covID(nb, ib), w)
+	d := p.deltas.Covisit().AddIDCount(nb.internDelta(ia), nb.internDelta(ib), w)
+	ca, cb := ps.covID(nb, ia), ps.covID(nb, ib)
+	p.logCov(ps, ca, cb, w)
 	if !p.sole {
-		ps.pub[newSharedPair(a, b)] = struct{}{}
+		ps.pub[pubKey(ca, cb)] = struct{}{}
 	}
 	c := int64(-1) // C[a][b] after the contribution, when a bump needs it
-	nb.bumpID(ia, ib, w, &c)
-	nb.bumpID(ib, ia, w, &c)
+	nb.bumpID(ia, ib, w, &c, d)
+	nb.bumpID(ib, ia, w, &c, d)
 }
 
 func (p *processor) markDirty(s *session) {
@@ -876,6 +931,7 @@ func (p *processor) recommend(id string, k int) ([]model.Scored, bool) {
 
 // copyDeltas returns a copy of the deltas.
 func (p *processor) copyDeltas() (*model.Model, error) {
+	p.settleCov()
 	d, err := model.New(p.params)
 	if err != nil {
 		return nil, err
@@ -886,9 +942,13 @@ func (p *processor) copyDeltas() (*model.Model, error) {
 	return d, nil
 }
 
-// deltaBytes estimates the memory of the deltas and the neighbour cache.
+// deltaBytes estimates the memory of the deltas (with the user
+// contributions logged, not yet added) and the neighbour cache.
 func (p *processor) deltaBytes() int {
 	cv := p.deltas.Covisit().Len()
-	return cv*64 + p.deltas.Popularity().Len()*24 + p.deltas.Users().Len()*64 + p.nb.cachedBytes +
+	if !p.settling {
+		p.usersN = p.deltas.Users().Len()
+	}
+	return cv*64 + p.deltas.Popularity().Len()*24 + p.usersN*64 + cap(p.userLog)*int(unsafe.Sizeof(userAdd{})) + p.nb.cachedBytes +
 		p.remoteN*96 + p.remoteCov.Len()*64
 }

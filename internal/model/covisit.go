@@ -121,7 +121,8 @@ func (c *Covisit) baseGet(a, b uint32) int64 {
 	return 0
 }
 
-func (c *Covisit) addID(a, b uint32, w int64) {
+// addID adds w to C[a][b] and C[b][a] and returns C[a][b] after.
+func (c *Covisit) addID(a, b uint32, w int64) int64 {
 	k := pairKey(a, b)
 	i, added := c.over.slot(k)
 	e := &c.over.ents[i]
@@ -145,6 +146,7 @@ func (c *Covisit) addID(a, b uint32, w int64) {
 	case before != 0 && after == 0:
 		c.n--
 	}
+	return after
 }
 
 func (c *Covisit) link(a, b uint32) {

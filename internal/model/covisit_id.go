@@ -5,6 +5,9 @@ package model
 // never reused), so a caller that reads the same items often can keep them.
 func (c *Covisit) ItemID(item string) (id uint32, ok bool) { return c.items.lookup(item) }
 
+// ItemName returns the item of id, an id returned by ItemID or Intern.
+func (c *Covisit) ItemName(id uint32) string { return c.items.str(id) }
+
 // GetID returns C[a][b] for ids returned by ItemID: Get without the two
 // dictionary lookups.
 func (c *Covisit) GetID(a, b uint32) int64 {
@@ -25,4 +28,16 @@ func (c *Covisit) AddID(a, b uint32, w int64) {
 		return
 	}
 	c.addID(a, b, w)
+}
+
+// AddIDCount is AddID that also returns C[a][b] after the addition (0 when
+// a == b).
+func (c *Covisit) AddIDCount(a, b uint32, w int64) int64 {
+	if a == b {
+		return 0
+	}
+	if w == 0 {
+		return c.GetID(a, b)
+	}
+	return c.addID(a, b, w)
 }

@@ -28,6 +28,15 @@ func (p *Popularity) Add(item string, w int64) {
 	p.addID(p.items.intern(item), w)
 }
 
+// AddItemID is Add for an item named by its id in the dictionary p shares
+// with its model (Model.Covisit().Intern of the same model).
+func (p *Popularity) AddItemID(item uint32, w int64) {
+	if w == 0 {
+		return
+	}
+	p.addID(item, w)
+}
+
 func (p *Popularity) addID(id uint32, w int64) {
 	if int(id) >= len(p.counts) {
 		p.counts = append(p.counts, make([]int64, max(int(id)+1, p.items.len())-len(p.counts))...)

@@ -55,6 +55,13 @@ func (u *Users) Add(user, item string, t, w int64, purchased bool) {
 	u.addID(u.users.intern(user), u.items.intern(item), userItem{last: t, weight: w, purchased: purchased})
 }
 
+// AddItemID is Add for an item named by its id in the dictionary u shares
+// with its model (Model.Covisit().Intern of the same model): it touches only
+// u's own user dictionary and entries, never the item dictionary.
+func (u *Users) AddItemID(user string, item uint32, t, w int64, purchased bool) {
+	u.addID(u.users.intern(user), item, userItem{last: t, weight: w, purchased: purchased})
+}
+
 func (u *Users) baseRow(user uint32) ([]uint32, []userItem) {
 	if int(user)+1 >= len(u.boff) {
 		return nil, nil
