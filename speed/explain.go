@@ -62,12 +62,13 @@ type batchCountEntry struct {
 const maxRowBatchEntries = 2 << 20
 
 // explainView returns the encoded explanation of the view just scored for
-// the recent items' merged-rows ids whose items are out: per recent
-// item, in rank order, the entries of its row (the top Params.Neighbors, as
+// the recent items' merged-rows ids whose items are out, of merged-rows ids
+// vids (as AppendScoreDenseIDs hands them out): per recent item, in rank
+// order, the entries of its row (the top Params.Neighbors, as
 // AppendScoreDense reads them) that are items of the view, with their
 // counts and the batch's part of each. Their values add up, in order, to
 // each item's score bit for bit (the same formula in the same order).
-func (p *processor) explainView(ids []uint32, out []store.Scored) []byte {
+func (p *processor) explainView(ids, vids []uint32, out []store.Scored) []byte {
 	if p.lim.noExplain {
 		return nil
 	}
@@ -78,11 +79,7 @@ func (p *processor) explainView(ids []uint32, out []store.Scored) []byte {
 		clear(x.mark)
 		x.gen = 1
 	}
-	for i := range out {
-		id, ok := nb.ids[out[i].Item]
-		if !ok {
-			continue // every scored item was read from a row, so interned
-		}
+	for i, id := range vids[:len(out)] {
 		if int(id) >= len(x.mark) {
 			x.mark = append(x.mark, make([]viewMark, max(int(id)+1, 2*len(x.mark))-len(x.mark))...)
 		}

@@ -24,6 +24,9 @@ type parScore struct {
 type scoreJob struct {
 	s      *session
 	lo, hi int
+	// vlo, vhi: the view's items' ids are vids[vlo:vhi] of the worker that
+	// scored it.
+	vlo, vhi int
 }
 
 // minParallelViews is the number of views per worker below which a flush
@@ -83,9 +86,12 @@ func (p *processor) scoreParallel(now time.Time) bool {
 	chunk := (len(ps.jobs) + workers - 1) / workers
 	run := func(w int) {
 		v := ps.workers[w]
+		v.vids = v.vids[:0]
 		for i := w * chunk; i < min((w+1)*chunk, len(ps.jobs)); i++ {
-			j := ps.jobs[i]
+			j := &ps.jobs[i]
+			j.vlo = len(v.vids)
 			out[i] = v.view(v.scorer, p.nb, j.s, ps.ids[j.lo:j.hi], p.lim.viewItems, now)
+			j.vhi = len(v.vids)
 		}
 	}
 	var wg sync.WaitGroup
@@ -97,7 +103,8 @@ func (p *processor) scoreParallel(now time.Time) bool {
 	// The explanations, on the processing goroutine (explainView caches
 	// batch counts), from the same frozen rows.
 	for i, j := range ps.jobs {
-		out[i].Explanation = p.explainView(ps.ids[j.lo:j.hi], out[i].Items)
+		vids := ps.workers[i/chunk].vids[j.vlo:j.vhi]
+		out[i].Explanation = p.explainView(ps.ids[j.lo:j.hi], vids, out[i].Items)
 	}
 	// No row changed while the workers scored: the views all read the rows
 	// as they are at one tick of the scoring clock (see scoreView).

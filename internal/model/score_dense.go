@@ -19,6 +19,13 @@ type denseAcc struct {
 	gen     uint32
 	slots   []denseSlot
 	touched []denseEnt
+	heap    []denseCand // the selection, with each candidate's id
+}
+
+// denseCand is a candidate of ScoreDense's selection and its item id.
+type denseCand struct {
+	Scored
+	id uint32
 }
 
 type denseSlot struct {
@@ -66,8 +73,20 @@ func (s *Scorer) ScoreDense(src DenseRows, recent []uint32, exclude func(string)
 
 // AppendScoreDense is ScoreDense appending the results to dst.
 func (s *Scorer) AppendScoreDense(dst []Scored, src DenseRows, recent []uint32, exclude func(string) bool, k int) []Scored {
+	dst, _ = s.appendScoreDense(dst, nil, false, src, recent, exclude, k)
+	return dst
+}
+
+// AppendScoreDenseIDs is AppendScoreDense also appending to ids the id (as
+// src names it) of each item it appends to dst, in the same order: what a
+// caller explaining the items marks without looking their strings up.
+func (s *Scorer) AppendScoreDenseIDs(dst []Scored, ids []uint32, src DenseRows, recent []uint32, exclude func(string) bool, k int) ([]Scored, []uint32) {
+	return s.appendScoreDense(dst, ids, true, src, recent, exclude, k)
+}
+
+func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src DenseRows, recent []uint32, exclude func(string) bool, k int) ([]Scored, []uint32) {
 	if k <= 0 {
-		return dst
+		return dst, ids
 	}
 	a := &s.dense
 	a.next()
@@ -79,9 +98,9 @@ func (s *Scorer) AppendScoreDense(dst []Scored, src DenseRows, recent []uint32, 
 		a.slots[id].recent = a.gen
 	}
 	for r, id := range recent {
-		ids, row := src.DenseRow(id)
+		nids, row := src.DenseRow(id)
 		if len(row) > s.p.Neighbors {
-			row, ids = row[:s.p.Neighbors], ids[:s.p.Neighbors]
+			row, nids = row[:s.p.Neighbors], nids[:s.p.Neighbors]
 		}
 		if len(row) == 0 || row[0].Count <= 0 {
 			continue
@@ -93,7 +112,7 @@ func (s *Scorer) AppendScoreDense(dst []Scored, src DenseRows, recent []uint32, 
 			if n.Count <= 0 {
 				break
 			}
-			nid := ids[j]
+			nid := nids[j]
 			a.grow(nid)
 			sl := &a.slots[nid]
 			if sl.stamp != a.gen {
@@ -103,19 +122,78 @@ func (s *Scorer) AppendScoreDense(dst []Scored, src DenseRows, recent []uint32, 
 			sl.score += rw * float64(n.Count) / top
 		}
 	}
-	h := s.heap[:0]
+	h := a.heap[:0]
 	for _, e := range a.touched {
 		sl := &a.slots[e.id]
 		if sl.recent == a.gen {
 			continue
 		}
-		h = offerTop(h, Scored{Item: e.item, Score: sl.score}, k, exclude)
+		h = offerDense(h, denseCand{Scored{Item: e.item, Score: sl.score}, e.id}, k, exclude)
 	}
 	// Heapsort: the worst candidate, at the root, goes to the end.
 	for end := len(h) - 1; end > 0; end-- {
 		h[0], h[end] = h[end], h[0]
-		heapDown(h[:end], 0)
+		heapDownDense(h[:end], 0)
 	}
-	s.heap = h
-	return append(dst, h...)
+	for _, c := range h {
+		dst = append(dst, c.Scored)
+	}
+	if withIDs {
+		for _, c := range h {
+			ids = append(ids, c.id)
+		}
+	}
+	a.heap = h
+	return dst, ids
+}
+
+// offerDense, heapUpDense and heapDownDense are offerTop, heapUp and
+// heapDown (score.go) for candidates carrying their id: the same order
+// (better), so the same selection.
+func offerDense(h []denseCand, c denseCand, k int, exclude func(string) bool) []denseCand {
+	if len(h) == k {
+		if !better(c.Scored, h[0].Scored) {
+			return h
+		}
+	}
+	if exclude != nil && exclude(c.Item) {
+		return h
+	}
+	if len(h) < k {
+		h = append(h, c)
+		heapUpDense(h, len(h)-1)
+		return h
+	}
+	h[0] = c
+	heapDownDense(h, 0)
+	return h
+}
+
+func heapUpDense(h []denseCand, j int) {
+	for j > 0 {
+		p := (j - 1) / 2
+		if !better(h[p].Scored, h[j].Scored) {
+			break
+		}
+		h[j], h[p] = h[p], h[j]
+		j = p
+	}
+}
+
+func heapDownDense(h []denseCand, j int) {
+	for {
+		l := 2*j + 1
+		if l >= len(h) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(h) && better(h[l].Scored, h[r].Scored) {
+			m = r
+		}
+		if !better(h[j].Scored, h[m].Scored) {
+			return
+		}
+		h[j], h[m] = h[m], h[j]
+		j = m
+	}
 }

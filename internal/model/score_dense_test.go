@@ -95,6 +95,17 @@ func TestScoreDenseEqualsScore(t *testing.T) {
 			if !sameScored(got, w) {
 				t.Fatalf("neighbors %d round %d k %d: got %v, want %v", nb, round, k, got, w)
 			}
+			// The ids handed out name the items selected, in order.
+			pre := []uint32{7}
+			gotIDs, ids2 := sc.AppendScoreDenseIDs(nil, pre, dt, ids, exclude, k)
+			if !sameScored(gotIDs, w) || len(ids2) != 1+len(gotIDs) || ids2[0] != 7 {
+				t.Fatalf("neighbors %d round %d k %d: with ids got %v %v, want %v", nb, round, k, gotIDs, ids2, w)
+			}
+			for i, it := range gotIDs {
+				if dt.names[ids2[1+i]] != it.Item {
+					t.Fatalf("neighbors %d round %d: id %d names %s, item %d is %s", nb, round, ids2[1+i], dt.names[ids2[1+i]], i, it.Item)
+				}
+			}
 			if round%5 == 0 && k > 0 {
 				pre := []Scored{{Item: "x"}}
 				got := sc.AppendScoreDense(pre, dt, ids, exclude, k)
