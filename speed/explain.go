@@ -112,19 +112,21 @@ func (p *processor) explainView(ids, vids []uint32, out []store.Scored) []byte {
 			}
 			cache = x.rowBatch[id]
 		}
-		for j := range row {
-			if row[j].Count <= 0 {
-				break
-			}
-			nid := nids[j]
+		// Only the ids are read until an item of the view: the row is in
+		// the model's order (count desc), so the entries past a count <= 0
+		// (where the scorer stops) have one too.
+		for j, nid := range nids[:len(row)] {
 			if int(nid) >= len(x.mark) || x.mark[nid].gen != x.gen {
 				continue
+			}
+			if row[j].Count <= 0 {
+				break
 			}
 			var bc int64
 			if j < len(cache) && cache[j].id == nid+1 {
 				bc = int64(cache[j].count)
 			} else if nb.batch != nil {
-				bc = p.rowBatchCount(id, j, nid)
+				bc = p.rowBatchCount(id, j, nid, row[j].Count)
 				cache = x.rowBatch[id]
 			}
 			x.w.Contribution(int(x.mark[nid].item), row[j].Count, bc)
@@ -137,18 +139,25 @@ func (p *processor) explainView(ids, vids []uint32, out []store.Scored) []byte {
 // ids r and nid, the entry at position j of r's row, when the cache does not
 // have it there: from elsewhere in the row's cache, else from the batch; it
 // caches it at j.
-func (p *processor) rowBatchCount(r uint32, j int, nid uint32) int64 {
+func (p *processor) rowBatchCount(r uint32, j int, nid uint32, count int64) int64 {
 	x := &p.vx
 	row := x.rowBatch[r]
 	c := int64(-1)
-	for k := range row { // the entry moved in the row
-		if row[k].id == nid+1 {
-			c = int64(row[k].count)
-			break
+	switch { // the entry moved in the row: mostly by one place
+	case j > 0 && j <= len(row) && row[j-1].id == nid+1:
+		c = int64(row[j-1].count)
+	case j+1 < len(row) && row[j+1].id == nid+1:
+		c = int64(row[j+1].count)
+	default:
+		for k := range row {
+			if row[k].id == nid+1 {
+				c = int64(row[k].count)
+				break
+			}
 		}
 	}
 	if c < 0 {
-		c = p.nb.batchCountID(r, nid)
+		c = p.lookupBatchCount(r, nid, count)
 		if c > math.MaxInt32 {
 			return c // not cached
 		}
@@ -160,4 +169,32 @@ func (p *processor) rowBatchCount(r uint32, j int, nid uint32) int64 {
 	}
 	row[j] = batchCountEntry{id: nid + 1, count: int32(c)}
 	return c
+}
+
+// lookupBatchCount returns the batch view's part of count, the count of the
+// pair of merged-rows ids a and b in a's maintained row (batch ⊕ delta ⊕
+// remote, exactly: what the views are scored from): count less the deltas'
+// part, a probe of the deltas' pair table, cheaper than a search of the
+// batch's row of a (hundreds of neighbours). With remote deltas, it reads
+// the batch (their part is looked up by string).
+func (p *processor) lookupBatchCount(a, b uint32, count int64) int64 {
+	nb := p.nb
+	if nb.remote != nil && nb.remote.Len() > 0 {
+		return p.readBatchCount(a, b)
+	}
+	da, ok := nb.deltaID(a)
+	if !ok {
+		return count
+	}
+	db, ok := nb.deltaID(b)
+	if !ok {
+		return count
+	}
+	return count - nb.delta.GetID(da, db)
+}
+
+// readBatchCount reads the batch view's count of the pair of merged-rows
+// ids a and b.
+func (p *processor) readBatchCount(a, b uint32) int64 {
+	return p.nb.batchCountID(a, b)
 }
