@@ -103,10 +103,31 @@ func (w *ExplanationWriter) Recent(item string, top int64) {
 // Contribution adds the current recent item's contribution to view item
 // index item.
 func (w *ExplanationWriter) Contribution(item int, count, batchCount int64) {
-	w.buf = binary.AppendUvarint(w.buf, uint64(item))
-	w.buf = binary.AppendVarint(w.buf, count)
-	w.buf = binary.AppendVarint(w.buf, batchCount)
+	b := appendUvarint(w.buf, uint64(item))
+	b = appendVarint(b, count)
+	w.buf = appendVarint(b, batchCount)
 	w.n++
+}
+
+// appendUvarint is binary.AppendUvarint (the same bytes) with the one- and
+// two-byte cases, most item indexes and counts, written without a loop.
+func appendUvarint(b []byte, v uint64) []byte {
+	switch {
+	case v < 1<<7:
+		return append(b, byte(v))
+	case v < 1<<14:
+		return append(b, byte(v)|0x80, byte(v>>7))
+	}
+	return binary.AppendUvarint(b, v)
+}
+
+// appendVarint is binary.AppendVarint (zig-zag) by appendUvarint.
+func appendVarint(b []byte, v int64) []byte {
+	u := uint64(v) << 1
+	if v < 0 {
+		u = ^u
+	}
+	return appendUvarint(b, u)
 }
 
 func (w *ExplanationWriter) endRecent() {

@@ -121,3 +121,21 @@ func TestExplanationWriterLongRanks(t *testing.T) {
 		t.Fatalf("decoded %d recent items, %d contributions; want %d, %d", len(got.Recent), len(got.From), len(e.Recent), len(e.From))
 	}
 }
+
+// appendUvarint and appendVarint write binary's bytes, around each length's
+// bounds.
+func TestAppendVarintIsBinarys(t *testing.T) {
+	for shift := range 64 {
+		for _, d := range []int64{-1, 0, 1} {
+			u := uint64(1)<<shift + uint64(d)
+			if got, want := appendUvarint(nil, u), binary.AppendUvarint(nil, u); !bytes.Equal(got, want) {
+				t.Fatalf("uvarint %d: %x, want %x", u, got, want)
+			}
+			for _, v := range []int64{int64(u), -int64(u)} {
+				if got, want := appendVarint(nil, v), binary.AppendVarint(nil, v); !bytes.Equal(got, want) {
+					t.Fatalf("varint %d: %x, want %x", v, got, want)
+				}
+			}
+		}
+	}
+}
