@@ -114,7 +114,9 @@ func (p *processor) explainView(ids, vids []uint32, out []store.Scored) []byte {
 		}
 		// Only the ids are read until an item of the view: the row is in
 		// the model's order (count desc), so the entries past a count <= 0
-		// (where the scorer stops) have one too.
+		// (where the scorer stops) have one too. The scan ends when every
+		// item of the view was found.
+		left := len(out)
 		for j, nid := range nids[:len(row)] {
 			if int(nid) >= len(x.mark) || x.mark[nid].gen != x.gen {
 				continue
@@ -130,6 +132,9 @@ func (p *processor) explainView(ids, vids []uint32, out []store.Scored) []byte {
 				cache = x.rowBatch[id]
 			}
 			x.w.Contribution(int(x.mark[nid].item), row[j].Count, bc)
+			if left--; left == 0 {
+				break
+			}
 		}
 	}
 	return x.w.End()
