@@ -24,9 +24,6 @@ type parScore struct {
 type scoreJob struct {
 	s      *session
 	lo, hi int
-	// vlo, vhi: the view's items' ids are vids[vlo:vhi] of the worker that
-	// scored it.
-	vlo, vhi int
 }
 
 // minParallelViews is the number of views per worker below which a flush
@@ -40,10 +37,11 @@ const minParallelViews = 32
 // processing goroutine, each view's rows are interned and materialized
 // (DenseRow computes a row the first time it is asked for); then the
 // workers only read the rows and the sessions, each with a scorer of its
-// own, and write the views into their slots in p.views; last, the
-// processing goroutine indexes the live sessions under their rows. Each
-// view is what scoreView computes — the same function over the same rows —
-// bit for bit, and p.views keeps the order of p.dirty.
+// own, and write the views, each with its explanation, into their slots in
+// p.views (explain reads the batch count cache; what it lacks is cached
+// after); last, the processing goroutine indexes the live sessions under
+// their rows. Each view is what scoreView computes — the same function
+// over the same rows — bit for bit, and p.views keeps the order of p.dirty.
 func (p *processor) scoreParallel(now time.Time) bool {
 	workers := min(runtime.GOMAXPROCS(0), len(p.dirty)/minParallelViews)
 	if p.par.maxWorkers > 0 {
@@ -84,14 +82,19 @@ func (p *processor) scoreParallel(now time.Time) bool {
 	p.views = append(p.views, make([]store.SessionView, len(ps.jobs))...)
 	out := p.views[base:]
 	chunk := (len(ps.jobs) + workers - 1) / workers
+	explain := !p.lim.noExplain
+	if explain {
+		p.prepareExplain()
+	}
 	run := func(w int) {
 		v := ps.workers[w]
-		v.vids = v.vids[:0]
 		for i := w * chunk; i < min((w+1)*chunk, len(ps.jobs)); i++ {
-			j := &ps.jobs[i]
-			j.vlo = len(v.vids)
+			j := ps.jobs[i]
+			v.vids = v.vids[:0]
 			out[i] = v.view(v.scorer, p.nb, j.s, ps.ids[j.lo:j.hi], p.lim.viewItems, now)
-			j.vhi = len(v.vids)
+			if explain { // from the rows just read, with the batch count cache read-only
+				out[i].Explanation = p.explain(&v.xb, true, ps.ids[j.lo:j.hi], v.vids, out[i].Items)
+			}
 		}
 	}
 	var wg sync.WaitGroup
@@ -100,11 +103,10 @@ func (p *processor) scoreParallel(now time.Time) bool {
 	}
 	run(0)
 	wg.Wait()
-	// The explanations, on the processing goroutine (explainView caches
-	// batch counts), from the same frozen rows.
-	for i, j := range ps.jobs {
-		vids := ps.workers[i/chunk].vids[j.vlo:j.vhi]
-		out[i].Explanation = p.explainView(ps.ids[j.lo:j.hi], vids, out[i].Items)
+	if explain {
+		for _, v := range ps.workers[:workers] {
+			p.fillBatchCounts(&v.xb)
+		}
 	}
 	// No row changed while the workers scored: the views all read the rows
 	// as they are at one tick of the scoring clock (see scoreView).

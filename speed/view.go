@@ -17,7 +17,8 @@ type viewScorer struct {
 	ids    []uint32
 	idOf   func(item string) uint32 // the item's mergedNeighbors id
 	out    []model.Scored
-	vids   []uint32 // the merged-rows ids of the views' items, appended by view
+	vids   []uint32   // the merged-rows ids of the views' items, appended by view
+	xb     explainBuf // a parallel worker's explanation buffers (explain.go)
 	bought []string
 	isBuy  func(string) bool // reports whether an item is in bought
 	// scorer and params: a parallel worker's own scorer and the parameters
