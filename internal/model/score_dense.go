@@ -1,5 +1,10 @@
 package model
 
+import (
+	"slices"
+	"strings"
+)
+
 // DenseRows is a source of neighbour rows whose items are also named by
 // dense ids (small integers, one per item, stable while the source lives):
 // the speed layer's maintained rows. ScoreDense accumulates by id in an
@@ -20,6 +25,8 @@ type denseAcc struct {
 	slots   []denseSlot
 	touched []denseEnt
 	heap    []denseCand // the selection, with each candidate's id
+	ties    []denseCand // candidates scoring the k-th best score
+	fheap   []float64   // the best scores, while selecting
 }
 
 // denseCand is a candidate of ScoreDense's selection and its item id.
@@ -122,57 +129,97 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 			sl.score += rw * float64(n.Count) / top
 		}
 	}
-	h := a.heap[:0]
-	for _, e := range a.touched {
-		sl := &a.slots[e.id]
-		if sl.recent == a.gen {
-			continue
-		}
-		h = offerDense(h, denseCand{Scored{Item: e.item, Score: sl.score}, e.id}, k, exclude)
-	}
-	// Heapsort: the worst candidate, at the root, goes to the end.
-	for end := len(h) - 1; end > 0; end-- {
-		h[0], h[end] = h[end], h[0]
-		heapDownDense(h[:end], 0)
-	}
-	for _, c := range h {
+	sel := a.selectTop(k, exclude)
+	for _, c := range sel {
 		dst = append(dst, c.Scored)
 	}
 	if withIDs {
-		for _, c := range h {
+		for _, c := range sel {
 			ids = append(ids, c.id)
 		}
 	}
-	a.heap = h
 	return dst, ids
 }
 
-// offerDense, heapUpDense and heapDownDense are offerTop, heapUp and
-// heapDown (score.go) for candidates carrying their id: the same order
-// (better), so the same selection.
-func offerDense(h []denseCand, c denseCand, k int, exclude func(string) bool) []denseCand {
-	if len(h) == k {
-		if !better(c.Scored, h[0].Scored) {
-			return h
+// selectTop returns the best k candidates of this call (not recent, not
+// excluded) in compareScored's order (score desc, item asc): what offering
+// each to offerTop's bounded heap selects, without comparing strings in
+// the hot loop. A first pass finds t, the k-th best score, with a heap of
+// scores only (exclude is asked about the candidates that enter it, those
+// excluded are marked so the second pass skips them); a second takes every
+// candidate scoring above t — all of which entered the heap — and of those
+// scoring t, the first in item order that exclude allows, as many as there
+// are places left. Only those ties and the final ≤ k are compared by item.
+func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseCand {
+	fh := a.fheap[:0] // min-heap of the best scores so far
+	for i := range a.touched {
+		sl := &a.slots[a.touched[i].id]
+		if sl.recent == a.gen {
+			continue
+		}
+		sc := sl.score
+		if len(fh) == k && sc <= fh[0] {
+			continue // cannot raise t; a tie at t is decided below
+		}
+		if exclude != nil && exclude(a.touched[i].item) {
+			sl.recent = a.gen // never recommended
+			continue
+		}
+		if len(fh) < k {
+			fh = append(fh, sc)
+			floatUp(fh, len(fh)-1)
+			continue
+		}
+		fh[0] = sc
+		floatDown(fh, 0)
+	}
+	a.fheap = fh
+	full := len(fh) == k
+	var t float64
+	if full {
+		t = fh[0]
+	}
+	sel, ties := a.heap[:0], a.ties[:0]
+	for _, e := range a.touched {
+		sl := &a.slots[e.id]
+		switch {
+		case sl.recent == a.gen, full && sl.score < t:
+		case full && sl.score == t:
+			ties = append(ties, denseCand{Scored{Item: e.item, Score: sl.score}, e.id})
+		default: // above t (or all, when fewer than k): offered and allowed
+			sel = append(sel, denseCand{Scored{Item: e.item, Score: sl.score}, e.id})
 		}
 	}
-	if exclude != nil && exclude(c.Item) {
-		return h
+	// Insertion sort: at most k-1 entries, compared by score first.
+	for i := 1; i < len(sel); i++ {
+		for j := i; j > 0 && better(sel[j].Scored, sel[j-1].Scored); j-- {
+			sel[j], sel[j-1] = sel[j-1], sel[j]
+		}
 	}
-	if len(h) < k {
-		h = append(h, c)
-		heapUpDense(h, len(h)-1)
-		return h
+	if need := k - len(sel); need > 0 && len(ties) > 0 {
+		if len(ties) > need {
+			slices.SortFunc(ties, func(x, y denseCand) int { return strings.Compare(x.Item, y.Item) })
+		}
+		for _, c := range ties {
+			if need == 0 {
+				break
+			}
+			if exclude != nil && exclude(c.Item) {
+				continue
+			}
+			sel = append(sel, c)
+			need--
+		}
 	}
-	h[0] = c
-	heapDownDense(h, 0)
-	return h
+	a.heap, a.ties = sel, ties
+	return sel
 }
 
-func heapUpDense(h []denseCand, j int) {
+// floatUp and floatDown keep h a min-heap.
+func floatUp(h []float64, j int) {
 	for j > 0 {
 		p := (j - 1) / 2
-		if !better(h[p].Scored, h[j].Scored) {
+		if h[p] <= h[j] {
 			break
 		}
 		h[j], h[p] = h[p], h[j]
@@ -180,17 +227,17 @@ func heapUpDense(h []denseCand, j int) {
 	}
 }
 
-func heapDownDense(h []denseCand, j int) {
+func floatDown(h []float64, j int) {
 	for {
 		l := 2*j + 1
 		if l >= len(h) {
 			return
 		}
 		m := l
-		if r := l + 1; r < len(h) && better(h[l].Scored, h[r].Scored) {
+		if r := l + 1; r < len(h) && h[r] < h[l] {
 			m = r
 		}
-		if !better(h[j].Scored, h[m].Scored) {
+		if h[j] <= h[m] {
 			return
 		}
 		h[j], h[m] = h[m], h[j]
