@@ -324,12 +324,27 @@ const (
 // has two records within a tick: views per event stay about 1 there; the
 // saving is for sessions with bursts of records, and fewer, larger store
 // writes when polls are small.)
+//
+// While the layer is behind (coalesceLag records or more as of the last
+// poll) the tick is MaxViewDelay itself: the records waiting are already
+// older than that, and a session's records within one tick are then more
+// often scored once (in BenchmarkLatency's stream 0.90 distinct sessions per
+// record in 2,500 consecutive records, 0.78 in 5,000, against 0.99 in 512),
+// so the layer catches up sooner. A view still follows its newest record
+// within MaxViewDelay.
 func (l *Layer) flushTick() time.Duration {
+	if l.m.lagNow.Load() >= coalesceLag {
+		return l.cfg.MaxViewDelay
+	}
 	return min(l.cfg.MaxViewDelay, maxFlushTick)
 }
 
-// maxFlushTick bounds flushTick.
+// maxFlushTick bounds flushTick while the layer keeps up.
 const maxFlushTick = time.Millisecond
+
+// coalesceLag is the lag, in records, from which flushTick is MaxViewDelay:
+// 0.2 s of a 50,000 events/s stream.
+const coalesceLag = 10_000
 
 // flushDue reports whether the views pending should be written now: after
 // a small poll at once (a layer that keeps up gains nothing by waiting, and
