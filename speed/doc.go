@@ -161,7 +161,8 @@
 // handoff, an assignment or a revocation rescores every live session.
 // Rescoring is
 // bounded by the work of the stream: each run marks at most one session
-// per four records processed since the last one, plus 500, oldest changed
+// per four records processed since the last one (eight while the layer is
+// 10,000 records or more behind), plus 500, oldest changed
 // first; the rest waits (lambdarec_speed_rescore_backlog). The bound
 // below holds while that backlog is empty. A rewrite keeps
 // the offset and carries a later UpdatedAt: the store's version is (offset,

@@ -142,3 +142,26 @@ func TestFlushTickCoalescesWhenBehind(t *testing.T) {
 		t.Fatal("behind: an update MaxViewDelay old is not due")
 	}
 }
+
+// The rescoring budget: a quarter of the records processed since the last
+// rescoring plus minRescore while keeping up; an eighth while coalesceLag
+// records behind; no floor past a poll's worth of lag.
+func TestRescoreBudgetWhenBehind(t *testing.T) {
+	l, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Topic: "t", Group: "g", MaxPollRecords: 50_000},
+		Deps{Views: store.NewMemory()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.sinceRescore = 8000
+	f := func(lag int64, want int) {
+		t.Helper()
+		l.m.lagNow.Store(lag)
+		if got := l.rescoreBudget(); got != want {
+			t.Fatalf("lag %d: budget %d, want %d", lag, got, want)
+		}
+	}
+	f(0, 2000+minRescore)
+	f(coalesceLag-1, 2000+minRescore)
+	f(coalesceLag, 1000+minRescore)
+	f(50_001, 1000)
+}

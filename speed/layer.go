@@ -399,21 +399,31 @@ func (l *Layer) decodeAll() {
 	wg.Wait()
 }
 
+// rescoreBudget is how many sessions the next rescoring may mark, bounded by
+// the records processed since its last run: one per rescorePer records
+// (plus minRescore); the rest waits in the backlog, oldest first.
+// While the layer is more than a poll behind, the floor is dropped: the
+// views it would rewrite are stale by the backlog anyway, and a fixed
+// floor made a slower layer write more views per record (a feedback loop
+// under load). While it is coalesceLag records behind (the flush tick is
+// then MaxViewDelay, see flushTick), one per 2·rescorePer: the fresh views
+// of the backlog come first, the rescorings wait in the backlog.
+func (l *Layer) rescoreBudget() int {
+	floor, per := minRescore, rescorePer
+	lag := l.m.lagNow.Load()
+	if lag > int64(l.cfg.MaxPollRecords) {
+		floor = 0
+	}
+	if lag >= coalesceLag {
+		per = 2 * rescorePer
+	}
+	return l.sinceRescore/per + floor
+}
+
 // afterPoll writes the views, switches batch, commits and exports metrics.
 func (l *Layer) afterPoll(ctx context.Context, now time.Time) {
 	l.awaitWrite(false) //nolint:errcheck // logged; its views are retried
-	// Rescoring is bounded by the records processed since its last run: at
-	// most one more scoring per rescorePer records (plus minRescore); the
-	// rest waits in the backlog, oldest first.
-	// While the layer is more than a poll behind, the floor is dropped: the
-	// views it would rewrite are stale by the backlog anyway, and a fixed
-	// floor made a slower layer write more views per record (a feedback loop
-	// under load).
-	floor := minRescore
-	if l.m.lagNow.Load() > int64(l.cfg.MaxPollRecords) {
-		floor = 0
-	}
-	if l.proc.rescoreChanged(now, l.cfg.RescoreInterval, l.sinceRescore/rescorePer+floor) {
+	if l.proc.rescoreChanged(now, l.cfg.RescoreInterval, l.rescoreBudget()) {
 		l.sinceRescore = 0
 	}
 	l.cmu.Lock()
