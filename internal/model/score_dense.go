@@ -192,9 +192,11 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseCand {
 	}
 	// Insertion sort: at most k-1 entries, compared by score first.
 	for i := 1; i < len(sel); i++ {
-		for j := i; j > 0 && better(sel[j].Scored, sel[j-1].Scored); j-- {
-			sel[j], sel[j-1] = sel[j-1], sel[j]
+		c, j := sel[i], i
+		for ; j > 0 && better(c.Scored, sel[j-1].Scored); j-- {
+			sel[j] = sel[j-1]
 		}
+		sel[j] = c
 	}
 	if need := k - len(sel); need > 0 && len(ties) > 0 {
 		if len(ties) > need {
