@@ -199,9 +199,7 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseCand {
 		sel[j] = c
 	}
 	if need := k - len(sel); need > 0 && len(ties) > 0 {
-		if len(ties) > need {
-			slices.SortFunc(ties, func(x, y denseCand) int { return strings.Compare(x.Item, y.Item) })
-		}
+		slices.SortFunc(ties, func(x, y denseCand) int { return strings.Compare(x.Item, y.Item) })
 		for _, c := range ties {
 			if need == 0 {
 				break
