@@ -122,7 +122,9 @@
 // A poll's records are decoded in parallel, then applied in order; a
 // record marks its session's view to be written. Views are scored and
 // written together once per flush tick: when
-// the oldest unwritten update is min(MaxViewDelay, 1ms) old (after a poll;
+// the oldest unwritten update is min(MaxViewDelay, 1ms) old — MaxViewDelay
+// old while the layer is 10,000 records or more behind, so that a backlog's
+// records of one session are more often scored once — (after a poll;
 // the poll waits no longer than that; after a poll of fewer than 64
 // records, at once) or, within a long poll, MaxViewDelay old. So several
 // records of a session within one tick cost one scoring and one write, and
@@ -160,7 +162,8 @@
 // handoff, an assignment or a revocation rescores every live session.
 // Rescoring is
 // bounded by the work of the stream: each run marks at most one session
-// per four records processed since the last one, plus 500, oldest changed
+// per four records processed since the last one (eight while the layer is
+// 10,000 records or more behind), plus 500, oldest changed
 // first; the rest waits (lambdarec_speed_rescore_backlog). The bound
 // below holds while that backlog is empty. A rewrite keeps
 // the offset and carries a later UpdatedAt: the store's version is (offset,

@@ -31,11 +31,12 @@ func (l *Layer) ExplainSession(id string, items []string) ([]string, [][]model.C
 // viewExplainer computes the explanation written with each session view
 // (an encoded store.SessionExplanation): for the view's items only, after
 // the top-k selection, from the rows the scorer just read. Its buffers are
-// reused; the explanation it returns is fresh.
+// reused; the explanation it returns is fresh. The processor's explains
+// the views it scores (scoreView); a parallel pass's workers each have
+// their own (explainBuf) and share the processor's batch count cache
+// read-only.
 type viewExplainer struct {
-	gen  uint32
-	mark []viewMark // by mergedNeighbors id: the view item it is, when gen
-	w    store.ExplanationWriter
+	buf explainBuf // the processing goroutine's
 	// rowBatch caches, by merged-rows id of a recent item, the batch count
 	// of each entry of its row, by position: views of a session read the
 	// same rows again, rows rarely reorder, and a batch count does not
@@ -43,6 +44,16 @@ type viewExplainer struct {
 	rowBatch   [][]batchCountEntry
 	rowBatchNb *mergedNeighbors
 	rowBatchN  int // entries held, bounded by maxRowBatchEntries
+}
+
+// explainBuf is one goroutine's explanation buffers.
+type explainBuf struct {
+	gen  uint32
+	mark []viewMark // by mergedNeighbors id: the view item it is, when gen
+	w    store.ExplanationWriter
+	// fills are the batch counts read in a parallel pass (when the cache is
+	// read-only), cached after it (fillBatchCounts).
+	fills []batchFill
 }
 
 type viewMark struct {
@@ -57,110 +68,230 @@ type batchCountEntry struct {
 	count int32
 }
 
+// batchFill is a batch count to cache: entry j of row r's cache.
+type batchFill struct {
+	r     uint32
+	j     int32
+	entry batchCountEntry
+}
+
 // maxRowBatchEntries bounds the batch count cache (8 bytes an entry): it
 // starts over when full.
 const maxRowBatchEntries = 2 << 20
 
 // explainView returns the encoded explanation of the view just scored for
-// the recent items' merged-rows ids whose items are out: per recent
-// item, in rank order, the entries of its row (the top Params.Neighbors, as
+// the recent items' merged-rows ids whose items are out, of merged-rows ids
+// vids (as AppendScoreDenseIDs hands them out): per recent item, in rank
+// order, the entries of its row (the top Params.Neighbors, as
 // AppendScoreDense reads them) that are items of the view, with their
 // counts and the batch's part of each. Their values add up, in order, to
-// each item's score bit for bit (the same formula in the same order).
-func (p *processor) explainView(ids []uint32, out []store.Scored) []byte {
+// each item's score bit for bit (the same formula in the same order). It
+// is for the processing goroutine.
+func (p *processor) explainView(ids, vids []uint32, out []store.Scored) []byte {
 	if p.lim.noExplain {
 		return nil
 	}
-	x := &p.vx
-	nb := p.nb
-	x.gen++
-	if x.gen == 0 {
-		clear(x.mark)
-		x.gen = 1
+	p.prepareExplain()
+	return p.explain(&p.vx.buf, false, ids, vids, out)
+}
+
+// prepareExplain starts the batch count cache over for a new batch or when
+// full, and sizes it for every merged-rows id, so that explain (shared)
+// only reads it.
+func (p *processor) prepareExplain() {
+	x, nb := &p.vx, p.nb
+	if nb.batch == nil {
+		return
 	}
-	for i := range out {
-		id, ok := nb.ids[out[i].Item]
-		if !ok {
-			continue // every scored item was read from a row, so interned
-		}
-		if int(id) >= len(x.mark) {
-			x.mark = append(x.mark, make([]viewMark, max(int(id)+1, 2*len(x.mark))-len(x.mark))...)
-		}
-		x.mark[id] = viewMark{gen: x.gen, item: int32(i)}
-	}
-	if len(ids) > p.params.RecentItems {
-		ids = ids[:p.params.RecentItems]
-	}
-	if nb.batch != nil && (x.rowBatchNb != nb || x.rowBatchN >= maxRowBatchEntries) {
+	if x.rowBatchNb != nb || x.rowBatchN >= maxRowBatchEntries {
 		for i := range x.rowBatch {
 			x.rowBatch[i] = x.rowBatch[i][:0]
 		}
 		x.rowBatchNb, x.rowBatchN = nb, 0
 	}
-	x.w.Begin(len(ids))
+	if n := len(nb.names); n > len(x.rowBatch) {
+		x.rowBatch = append(x.rowBatch, make([][]batchCountEntry, max(n, 2*len(x.rowBatch))-len(x.rowBatch))...)
+	}
+}
+
+// explain is explainView with buffers b. shared (a parallel pass's
+// workers, after prepareExplain): the layer's state is only read, and the
+// batch counts the cache lacks are kept in b.fills for fillBatchCounts.
+func (p *processor) explain(b *explainBuf, shared bool, ids, vids []uint32, out []store.Scored) []byte {
+	nb := p.nb
+	b.gen++
+	if b.gen == 0 {
+		clear(b.mark)
+		b.gen = 1
+	}
+	for i, id := range vids[:len(out)] {
+		if int(id) >= len(b.mark) {
+			b.mark = append(b.mark, make([]viewMark, max(int(id)+1, 2*len(b.mark))-len(b.mark))...)
+		}
+		b.mark[id] = viewMark{gen: b.gen, item: int32(i)}
+	}
+	if len(ids) > p.params.RecentItems {
+		ids = ids[:p.params.RecentItems]
+	}
+	b.w.Begin(len(ids))
 	for _, id := range ids {
 		nids, row := nb.DenseRow(id)
 		if len(row) > p.params.Neighbors {
 			row, nids = row[:p.params.Neighbors], nids[:p.params.Neighbors]
 		}
 		if len(row) == 0 || row[0].Count <= 0 {
-			x.w.Recent(nb.names[id], 0)
+			b.w.Recent(nb.names[id], 0)
 			continue
 		}
-		x.w.Recent(nb.names[id], row[0].Count)
+		b.w.Recent(nb.names[id], row[0].Count)
 		var cache []batchCountEntry
 		if nb.batch != nil {
-			if int(id) >= len(x.rowBatch) {
-				x.rowBatch = append(x.rowBatch, make([][]batchCountEntry, max(int(id)+1, 2*len(x.rowBatch))-len(x.rowBatch))...)
-			}
-			cache = x.rowBatch[id]
+			cache = p.vx.rowBatch[id]
 		}
-		for j := range row {
+		// Only the ids are read until an item of the view: the row is in
+		// the model's order (count desc), so the entries past a count <= 0
+		// (where the scorer stops) have one too. The scan ends when every
+		// item of the view was found.
+		left := len(out)
+		for j, nid := range nids[:len(row)] {
+			if int(nid) >= len(b.mark) || b.mark[nid].gen != b.gen {
+				continue
+			}
 			if row[j].Count <= 0 {
 				break
-			}
-			nid := nids[j]
-			if int(nid) >= len(x.mark) || x.mark[nid].gen != x.gen {
-				continue
 			}
 			var bc int64
 			if j < len(cache) && cache[j].id == nid+1 {
 				bc = int64(cache[j].count)
 			} else if nb.batch != nil {
-				bc = p.rowBatchCount(id, j, nid)
-				cache = x.rowBatch[id]
+				bc = p.rowBatchCount(b, shared, id, j, nid, row[j].Count)
+				cache = p.vx.rowBatch[id]
 			}
-			x.w.Contribution(int(x.mark[nid].item), row[j].Count, bc)
+			b.w.Contribution(int(b.mark[nid].item), row[j].Count, bc)
+			if left--; left == 0 {
+				break
+			}
 		}
 	}
-	return x.w.End()
+	return b.w.End()
 }
 
-// rowBatchCount returns the batch view's count of the pair of merged-rows
-// ids r and nid, the entry at position j of r's row, when the cache does not
-// have it there: from elsewhere in the row's cache, else from the batch; it
-// caches it at j.
-func (p *processor) rowBatchCount(r uint32, j int, nid uint32) int64 {
-	x := &p.vx
-	row := x.rowBatch[r]
+// rowBatchCount returns the batch view's part of count, the count of the
+// pair of merged-rows ids r and nid, the entry at position j of r's row,
+// when the cache does not have it there: from elsewhere in the row's
+// cache, else from the deltas; it caches it at j (shared: adds it to
+// b.fills).
+func (p *processor) rowBatchCount(b *explainBuf, shared bool, r uint32, j int, nid uint32, count int64) int64 {
+	row := p.vx.rowBatch[r]
 	c := int64(-1)
-	for k := range row { // the entry moved in the row
-		if row[k].id == nid+1 {
-			c = int64(row[k].count)
-			break
+	switch { // the entry moved in the row: mostly by one place
+	case j > 0 && j <= len(row) && row[j-1].id == nid+1:
+		c = int64(row[j-1].count)
+	case j+1 < len(row) && row[j+1].id == nid+1:
+		c = int64(row[j+1].count)
+	default:
+		for k := range row {
+			if row[k].id == nid+1 {
+				c = int64(row[k].count)
+				break
+			}
 		}
 	}
 	if c < 0 {
-		c = p.nb.batchCountID(r, nid)
+		c = p.lookupBatchCount(shared, r, nid, count)
 		if c > math.MaxInt32 {
 			return c // not cached
 		}
 	}
+	e := batchCountEntry{id: nid + 1, count: int32(c)}
+	if shared {
+		b.fills = append(b.fills, batchFill{r: r, j: int32(j), entry: e})
+		return c
+	}
+	p.cacheBatchCount(r, j, e)
+	return c
+}
+
+// cacheBatchCount caches e at entry j of row r's cache.
+func (p *processor) cacheBatchCount(r uint32, j int, e batchCountEntry) {
+	x := &p.vx
+	row := x.rowBatch[r]
 	if j >= len(row) {
 		x.rowBatchN += j + 1 - len(row)
 		row = append(row, make([]batchCountEntry, j+1-len(row))...)
 		x.rowBatch[r] = row
 	}
-	row[j] = batchCountEntry{id: nid + 1, count: int32(c)}
-	return c
+	row[j] = e
+}
+
+// fillBatchCounts caches the batch counts a parallel pass's explainer b
+// read, on the processing goroutine after it.
+func (p *processor) fillBatchCounts(b *explainBuf) {
+	for _, f := range b.fills {
+		p.cacheBatchCount(f.r, int(f.j), f.entry)
+	}
+	b.fills = b.fills[:0]
+}
+
+// lookupBatchCount returns the batch view's part of count, the count of the
+// pair of merged-rows ids a and b in a's maintained row (batch ⊕ delta ⊕
+// remote, exactly: what the views are scored from): count less the deltas'
+// part, a probe of the deltas' pair table, cheaper than a search of the
+// batch's row of a (hundreds of neighbours). With remote deltas, it reads
+// the batch (their part is looked up by string). shared: it only reads
+// the layer's state (the ids it looks up are not kept).
+func (p *processor) lookupBatchCount(shared bool, a, b uint32, count int64) int64 {
+	nb := p.nb
+	if nb.remote != nil && nb.remote.Len() > 0 {
+		return p.readBatchCount(shared, a, b)
+	}
+	da, ok := p.deltaIDOf(shared, a)
+	if !ok {
+		return count
+	}
+	db, ok := p.deltaIDOf(shared, b)
+	if !ok {
+		return count
+	}
+	return count - nb.delta.GetID(da, db)
+}
+
+// deltaIDOf is mergedNeighbors.deltaID, which keeps the id it finds, or
+// (shared) a read of the deltas' dictionary that does not.
+func (p *processor) deltaIDOf(shared bool, id uint32) (uint32, bool) {
+	nb := p.nb
+	if !shared {
+		return nb.deltaID(id)
+	}
+	if d := nb.dids[id]; d != 0 {
+		return d - 1, true
+	}
+	return nb.delta.ItemID(nb.names[id])
+}
+
+// readBatchCount reads the batch view's count of the pair of merged-rows
+// ids a and b.
+func (p *processor) readBatchCount(shared bool, a, b uint32) int64 {
+	ba, bb := p.batchIDOf(shared, a), p.batchIDOf(shared, b)
+	if ba == noItem || bb == noItem {
+		return 0
+	}
+	return p.nb.batch.GetID(ba-1, bb-1)
+}
+
+// batchIDOf returns merged-rows id's batch id plus one (noItem: the batch
+// does not know it), kept in nb.bids unless shared.
+func (p *processor) batchIDOf(shared bool, id uint32) uint32 {
+	nb := p.nb
+	if bid := nb.bids[id]; bid != 0 {
+		return bid
+	}
+	if !shared {
+		return nb.batchID(id)
+	}
+	bid, ok := nb.batch.ItemID(nb.names[id])
+	if !ok {
+		return noItem
+	}
+	return bid + 1
 }

@@ -101,3 +101,67 @@ func TestViewWritesFailedAreRetriedBeforeCommit(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "every session's newest view", func() bool { return maps.Equal(flaky.snapshot(), want) })
 }
+
+// The flush tick: 1 ms while the layer keeps up, MaxViewDelay while it is
+// coalesceLag records or more behind (a backlog's records of one session
+// are then more often scored once); never past MaxViewDelay.
+func TestFlushTickCoalescesWhenBehind(t *testing.T) {
+	l, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Topic: "t", Group: "g", MaxViewDelay: 40 * time.Millisecond},
+		Deps{Views: store.NewMemory()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := func(lag int64, want time.Duration) {
+		t.Helper()
+		l.m.lagNow.Store(lag)
+		if got := l.flushTick(); got != want {
+			t.Fatalf("lag %d: flush tick %v, want %v", lag, got, want)
+		}
+		if got := l.flushTick(); got > l.cfg.MaxViewDelay {
+			t.Fatalf("lag %d: flush tick %v past MaxViewDelay", lag, got)
+		}
+	}
+	f(-1, time.Millisecond) // before the first sync
+	f(0, time.Millisecond)
+	f(coalesceLag-1, time.Millisecond)
+	f(coalesceLag, 40*time.Millisecond)
+	f(5*coalesceLag, 40*time.Millisecond)
+
+	// A pending update is due after the tick: at 2 ms only while keeping up.
+	l.proc.dirty = append(l.proc.dirty, &session{})
+	l.proc.pendSince = time.Now().Add(-2 * time.Millisecond)
+	l.m.lagNow.Store(0)
+	if !l.flushDue(time.Now()) {
+		t.Fatal("keeping up: a 2 ms old update is not due")
+	}
+	l.m.lagNow.Store(coalesceLag)
+	if l.flushDue(time.Now()) {
+		t.Fatal("behind: a 2 ms old update is due before MaxViewDelay")
+	}
+	if !l.flushDue(l.proc.pendSince.Add(40 * time.Millisecond)) {
+		t.Fatal("behind: an update MaxViewDelay old is not due")
+	}
+}
+
+// The rescoring budget: a quarter of the records processed since the last
+// rescoring plus minRescore while keeping up; an eighth while coalesceLag
+// records behind; no floor past a poll's worth of lag.
+func TestRescoreBudgetWhenBehind(t *testing.T) {
+	l, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Topic: "t", Group: "g", MaxPollRecords: 50_000},
+		Deps{Views: store.NewMemory()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.sinceRescore = 8000
+	f := func(lag int64, want int) {
+		t.Helper()
+		l.m.lagNow.Store(lag)
+		if got := l.rescoreBudget(); got != want {
+			t.Fatalf("lag %d: budget %d, want %d", lag, got, want)
+		}
+	}
+	f(0, 2000+minRescore)
+	f(coalesceLag-1, 2000+minRescore)
+	f(coalesceLag, 1000+minRescore)
+	f(50_001, 1000)
+}

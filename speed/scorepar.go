@@ -28,8 +28,10 @@ type scoreJob struct {
 
 // minParallelViews is the number of views per worker below which a flush
 // scores on the processing goroutine alone: a goroutine's start costs about
-// what one view's scoring does.
-const minParallelViews = 32
+// what one view's scoring does. It is low because what the workers take is
+// off the processing goroutine, the layer's bottleneck: at 50,000 events/s
+// a layer that keeps up flushes about 50 views each 1 ms tick.
+const minParallelViews = 8
 
 // scoreParallel scores the dirty sessions on up to GOMAXPROCS goroutines and
 // reports whether it did (false: too few for more than one, the caller
@@ -37,10 +39,11 @@ const minParallelViews = 32
 // processing goroutine, each view's rows are interned and materialized
 // (DenseRow computes a row the first time it is asked for); then the
 // workers only read the rows and the sessions, each with a scorer of its
-// own, and write the views into their slots in p.views; last, the
-// processing goroutine indexes the live sessions under their rows. Each
-// view is what scoreView computes — the same function over the same rows —
-// bit for bit, and p.views keeps the order of p.dirty.
+// own, and write the views, each with its explanation, into their slots in
+// p.views (explain reads the batch count cache; what it lacks is cached
+// after); last, the processing goroutine indexes the live sessions under
+// their rows. Each view is what scoreView computes — the same function
+// over the same rows — bit for bit, and p.views keeps the order of p.dirty.
 func (p *processor) scoreParallel(now time.Time) bool {
 	workers := min(runtime.GOMAXPROCS(0), len(p.dirty)/minParallelViews)
 	if p.par.maxWorkers > 0 {
@@ -81,11 +84,19 @@ func (p *processor) scoreParallel(now time.Time) bool {
 	p.views = append(p.views, make([]store.SessionView, len(ps.jobs))...)
 	out := p.views[base:]
 	chunk := (len(ps.jobs) + workers - 1) / workers
+	explain := !p.lim.noExplain
+	if explain {
+		p.prepareExplain()
+	}
 	run := func(w int) {
 		v := ps.workers[w]
 		for i := w * chunk; i < min((w+1)*chunk, len(ps.jobs)); i++ {
 			j := ps.jobs[i]
+			v.vids = v.vids[:0]
 			out[i] = v.view(v.scorer, p.nb, j.s, ps.ids[j.lo:j.hi], p.lim.viewItems, now)
+			if explain { // from the rows just read, with the batch count cache read-only
+				out[i].Explanation = p.explain(&v.xb, true, ps.ids[j.lo:j.hi], v.vids, out[i].Items)
+			}
 		}
 	}
 	var wg sync.WaitGroup
@@ -94,10 +105,10 @@ func (p *processor) scoreParallel(now time.Time) bool {
 	}
 	run(0)
 	wg.Wait()
-	// The explanations, on the processing goroutine (explainView caches
-	// batch counts), from the same frozen rows.
-	for i, j := range ps.jobs {
-		out[i].Explanation = p.explainView(ps.ids[j.lo:j.hi], out[i].Items)
+	if explain {
+		for _, v := range ps.workers[:workers] {
+			p.fillBatchCounts(&v.xb)
+		}
 	}
 	// No row changed while the workers scored: the views all read the rows
 	// as they are at one tick of the scoring clock (see scoreView).

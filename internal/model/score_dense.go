@@ -1,5 +1,10 @@
 package model
 
+import (
+	"slices"
+	"strings"
+)
+
 // DenseRows is a source of neighbour rows whose items are also named by
 // dense ids (small integers, one per item, stable while the source lives):
 // the speed layer's maintained rows. ScoreDense accumulates by id in an
@@ -19,6 +24,15 @@ type denseAcc struct {
 	gen     uint32
 	slots   []denseSlot
 	touched []denseEnt
+	heap    []denseCand // the selection, with each candidate's id
+	ties    []denseCand // candidates scoring the k-th best score
+	fheap   []float64   // the best scores, while selecting
+}
+
+// denseCand is a candidate of ScoreDense's selection and its item id.
+type denseCand struct {
+	Scored
+	id uint32
 }
 
 type denseSlot struct {
@@ -66,8 +80,20 @@ func (s *Scorer) ScoreDense(src DenseRows, recent []uint32, exclude func(string)
 
 // AppendScoreDense is ScoreDense appending the results to dst.
 func (s *Scorer) AppendScoreDense(dst []Scored, src DenseRows, recent []uint32, exclude func(string) bool, k int) []Scored {
+	dst, _ = s.appendScoreDense(dst, nil, false, src, recent, exclude, k)
+	return dst
+}
+
+// AppendScoreDenseIDs is AppendScoreDense also appending to ids the id (as
+// src names it) of each item it appends to dst, in the same order: what a
+// caller explaining the items marks without looking their strings up.
+func (s *Scorer) AppendScoreDenseIDs(dst []Scored, ids []uint32, src DenseRows, recent []uint32, exclude func(string) bool, k int) ([]Scored, []uint32) {
+	return s.appendScoreDense(dst, ids, true, src, recent, exclude, k)
+}
+
+func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src DenseRows, recent []uint32, exclude func(string) bool, k int) ([]Scored, []uint32) {
 	if k <= 0 {
-		return dst
+		return dst, ids
 	}
 	a := &s.dense
 	a.next()
@@ -79,9 +105,9 @@ func (s *Scorer) AppendScoreDense(dst []Scored, src DenseRows, recent []uint32, 
 		a.slots[id].recent = a.gen
 	}
 	for r, id := range recent {
-		ids, row := src.DenseRow(id)
+		nids, row := src.DenseRow(id)
 		if len(row) > s.p.Neighbors {
-			row, ids = row[:s.p.Neighbors], ids[:s.p.Neighbors]
+			row, nids = row[:s.p.Neighbors], nids[:s.p.Neighbors]
 		}
 		if len(row) == 0 || row[0].Count <= 0 {
 			continue
@@ -93,7 +119,7 @@ func (s *Scorer) AppendScoreDense(dst []Scored, src DenseRows, recent []uint32, 
 			if n.Count <= 0 {
 				break
 			}
-			nid := ids[j]
+			nid := nids[j]
 			a.grow(nid)
 			sl := &a.slots[nid]
 			if sl.stamp != a.gen {
@@ -103,19 +129,118 @@ func (s *Scorer) AppendScoreDense(dst []Scored, src DenseRows, recent []uint32, 
 			sl.score += rw * float64(n.Count) / top
 		}
 	}
-	h := s.heap[:0]
-	for _, e := range a.touched {
-		sl := &a.slots[e.id]
+	sel := a.selectTop(k, exclude)
+	for _, c := range sel {
+		dst = append(dst, c.Scored)
+	}
+	if withIDs {
+		for _, c := range sel {
+			ids = append(ids, c.id)
+		}
+	}
+	return dst, ids
+}
+
+// selectTop returns the best k candidates of this call (not recent, not
+// excluded) in compareScored's order (score desc, item asc): what offering
+// each to offerTop's bounded heap selects, without comparing strings in
+// the hot loop. A first pass finds t, the k-th best score, with a heap of
+// scores only (exclude is asked about the candidates that enter it, those
+// excluded are marked so the second pass skips them); a second takes every
+// candidate scoring above t — all of which entered the heap — and of those
+// scoring t, the first in item order that exclude allows, as many as there
+// are places left. Only those ties and the final ≤ k are compared by item.
+func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseCand {
+	fh := a.fheap[:0] // min-heap of the best scores so far
+	for i := range a.touched {
+		sl := &a.slots[a.touched[i].id]
 		if sl.recent == a.gen {
 			continue
 		}
-		h = offerTop(h, Scored{Item: e.item, Score: sl.score}, k, exclude)
+		sc := sl.score
+		if len(fh) == k && sc <= fh[0] {
+			continue // cannot raise t; a tie at t is decided below
+		}
+		if exclude != nil && exclude(a.touched[i].item) {
+			sl.recent = a.gen // never recommended
+			continue
+		}
+		if len(fh) < k {
+			fh = append(fh, sc)
+			floatUp(fh, len(fh)-1)
+			continue
+		}
+		fh[0] = sc
+		floatDown(fh, 0)
 	}
-	// Heapsort: the worst candidate, at the root, goes to the end.
-	for end := len(h) - 1; end > 0; end-- {
-		h[0], h[end] = h[end], h[0]
-		heapDown(h[:end], 0)
+	a.fheap = fh
+	full := len(fh) == k
+	var t float64
+	if full {
+		t = fh[0]
 	}
-	s.heap = h
-	return append(dst, h...)
+	sel, ties := a.heap[:0], a.ties[:0]
+	for _, e := range a.touched {
+		sl := &a.slots[e.id]
+		switch {
+		case sl.recent == a.gen, full && sl.score < t:
+		case full && sl.score == t:
+			ties = append(ties, denseCand{Scored{Item: e.item, Score: sl.score}, e.id})
+		default: // above t (or all, when fewer than k): offered and allowed
+			sel = append(sel, denseCand{Scored{Item: e.item, Score: sl.score}, e.id})
+		}
+	}
+	// Insertion sort: at most k-1 entries, compared by score first.
+	for i := 1; i < len(sel); i++ {
+		c, j := sel[i], i
+		for ; j > 0 && better(c.Scored, sel[j-1].Scored); j-- {
+			sel[j] = sel[j-1]
+		}
+		sel[j] = c
+	}
+	if need := k - len(sel); need > 0 && len(ties) > 0 {
+		slices.SortFunc(ties, func(x, y denseCand) int { return strings.Compare(x.Item, y.Item) })
+		for _, c := range ties {
+			if need == 0 {
+				break
+			}
+			if exclude != nil && exclude(c.Item) {
+				continue
+			}
+			sel = append(sel, c)
+			need--
+		}
+	}
+	a.heap, a.ties = sel, ties
+	return sel
+}
+
+// floatUp and floatDown keep h a min-heap.
+func floatUp(h []float64, j int) {
+	for j > 0 {
+		p := (j - 1) / 2
+		if h[p] <= h[j] {
+			break
+		}
+		h[j], h[p] = h[p], h[j]
+		j = p
+	}
+}
+
+func floatDown(h []float64, j int) {
+	for {
+		l := 2*j + 1
+		if l >= len(h) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(h) && h[r] < h[l] {
+			m = r
+		}
+		if h[j] <= h[m] {
+			return
+		}
+		h[j], h[m] = h[m], h[j]
+		j = m
+	}
 }

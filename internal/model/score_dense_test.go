@@ -89,11 +89,22 @@ func TestScoreDenseEqualsScore(t *testing.T) {
 			if round%3 == 0 {
 				exclude = nil
 			}
-			k := []int{0, 1, 5, 20, 10_000}[r.IntN(5)]
+			k := []int{0, 1, 2, 3, 5, 7, 10, 20, 10_000}[r.IntN(9)]
 			w := want.Score(onlyTop{c}, recent, exclude, k)
 			got := sc.ScoreDense(dt, ids, exclude, k)
 			if !sameScored(got, w) {
 				t.Fatalf("neighbors %d round %d k %d: got %v, want %v", nb, round, k, got, w)
+			}
+			// The ids handed out name the items selected, in order.
+			pre := []uint32{7}
+			gotIDs, ids2 := sc.AppendScoreDenseIDs(nil, pre, dt, ids, exclude, k)
+			if !sameScored(gotIDs, w) || len(ids2) != 1+len(gotIDs) || ids2[0] != 7 {
+				t.Fatalf("neighbors %d round %d k %d: with ids got %v %v, want %v", nb, round, k, gotIDs, ids2, w)
+			}
+			for i, it := range gotIDs {
+				if dt.names[ids2[1+i]] != it.Item {
+					t.Fatalf("neighbors %d round %d: id %d names %s, item %d is %s", nb, round, ids2[1+i], dt.names[ids2[1+i]], i, it.Item)
+				}
 			}
 			if round%5 == 0 && k > 0 {
 				pre := []Scored{{Item: "x"}}
@@ -122,4 +133,33 @@ func BenchmarkScoreSessionDense(b *testing.B) {
 		out = sc.AppendScoreDense(out[:0], dt, ids, nil, 20)
 		return out
 	})
+}
+
+// The ties at the k-th score are taken in item order even when exactly as
+// many as the places left (here z, then a, are first seen at 0.25, with one
+// place above them).
+func TestScoreDenseTiesInItemOrder(t *testing.T) {
+	c := NewCovisit()
+	c.Add("r0", "x", 4)
+	c.Add("r0", "z", 1)
+	c.Add("r1", "a", 1)
+	p := DefaultParams()
+	sc, err := NewScorer(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dt := newDenseTop(c, p.Neighbors)
+	ids := []uint32{dt.id("r0"), dt.id("r1")}
+	for k, want := range map[int][]Scored{
+		2: {{Item: "x", Score: 1}, {Item: "a", Score: 0.25}},
+		3: {{Item: "x", Score: 1}, {Item: "a", Score: 0.25}, {Item: "z", Score: 0.25}},
+		4: {{Item: "x", Score: 1}, {Item: "a", Score: 0.25}, {Item: "z", Score: 0.25}},
+	} {
+		if got := sc.ScoreDense(dt, ids, nil, k); !sameScored(got, want) {
+			t.Fatalf("k %d: got %v, want %v", k, got, want)
+		}
+		if ref := sc.Score(onlyTop{c}, []string{"r0", "r1"}, nil, k); !sameScored(ref, want) {
+			t.Fatalf("k %d: Score gives %v, want %v", k, ref, want)
+		}
+	}
 }

@@ -71,18 +71,21 @@ const explanationFormat = 1
 // only to explain a view.
 
 // ExplanationWriter writes an encoded explanation a recent item at a time
-// (the speed layer's order: rank by rank). Its buffers are reused.
+// (the speed layer's order: rank by rank), in one buffer it reuses: a
+// recent item's contributions are written after one byte kept for their
+// number, which fits it unless it reaches 128 (then it moves them along).
 type ExplanationWriter struct {
 	buf  []byte
-	rank []byte // the current recent item's contributions
-	n    int    // and their number
-	open bool   // a recent item was started and not ended
+	at   int  // where the current recent item's number of contributions goes
+	n    int  // and that number
+	open bool // a recent item was started and not ended
 }
 
 // Begin starts an explanation of n recent items.
 func (w *ExplanationWriter) Begin(n int) {
 	w.buf = append(w.buf[:0], explanationFormat)
 	w.buf = binary.AppendUvarint(w.buf, uint64(n))
+	w.open = false
 }
 
 // Recent starts recent item item, whose row's strongest neighbour has
@@ -93,24 +96,54 @@ func (w *ExplanationWriter) Recent(item string, top int64) {
 	w.buf = binary.AppendUvarint(w.buf, uint64(len(item)))
 	w.buf = append(w.buf, item...)
 	w.buf = binary.AppendVarint(w.buf, top)
-	w.rank, w.n, w.open = w.rank[:0], 0, true
+	w.at, w.n, w.open = len(w.buf), 0, true
+	w.buf = append(w.buf, 0)
 }
 
 // Contribution adds the current recent item's contribution to view item
 // index item.
 func (w *ExplanationWriter) Contribution(item int, count, batchCount int64) {
-	w.rank = binary.AppendUvarint(w.rank, uint64(item))
-	w.rank = binary.AppendVarint(w.rank, count)
-	w.rank = binary.AppendVarint(w.rank, batchCount)
+	b := appendUvarint(w.buf, uint64(item))
+	b = appendVarint(b, count)
+	w.buf = appendVarint(b, batchCount)
 	w.n++
 }
 
-func (w *ExplanationWriter) endRecent() {
-	if w.open {
-		w.buf = binary.AppendUvarint(w.buf, uint64(w.n))
-		w.buf = append(w.buf, w.rank...)
+// appendUvarint is binary.AppendUvarint (the same bytes) with the one- and
+// two-byte cases, most item indexes and counts, written without a loop.
+func appendUvarint(b []byte, v uint64) []byte {
+	switch {
+	case v < 1<<7:
+		return append(b, byte(v))
+	case v < 1<<14:
+		return append(b, byte(v)|0x80, byte(v>>7))
 	}
-	w.rank, w.n, w.open = w.rank[:0], 0, false
+	return binary.AppendUvarint(b, v)
+}
+
+// appendVarint is binary.AppendVarint (zig-zag) by appendUvarint.
+func appendVarint(b []byte, v int64) []byte {
+	u := uint64(v) << 1
+	if v < 0 {
+		u = ^u
+	}
+	return appendUvarint(b, u)
+}
+
+func (w *ExplanationWriter) endRecent() {
+	if !w.open {
+		return
+	}
+	w.open = false
+	if w.n < 0x80 {
+		w.buf[w.at] = byte(w.n)
+		return
+	}
+	var nb [binary.MaxVarintLen64]byte
+	l := binary.PutUvarint(nb[:], uint64(w.n))
+	w.buf = append(w.buf, nb[:l-1]...) // room for the l-1 more bytes
+	copy(w.buf[w.at+l:], w.buf[w.at+1:len(w.buf)-(l-1)])
+	copy(w.buf[w.at:], nb[:l])
 }
 
 // End returns the encoded explanation, a new slice.

@@ -2,6 +2,8 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
+	"fmt"
 	"slices"
 	"testing"
 )
@@ -68,5 +70,72 @@ func TestExplanationRoundTrip(t *testing.T) {
 	w.Contribution(19, 1, 0)
 	if got := w.End(); !bytes.Equal(got, b) {
 		t.Fatalf("writer: %x, want %x", got, b)
+	}
+}
+
+// The writer keeps one byte for a recent item's number of contributions and
+// moves them along when the number needs more: its bytes are the format's
+// (written here as the format says, field by field) for 0 to 20,000
+// contributions a recent item, and they decode to what was written.
+func TestExplanationWriterLongRanks(t *testing.T) {
+	counts := []int{0, 1, 127, 128, 129, 300, 16383, 16384, 20000, 5}
+	e := &SessionExplanation{}
+	want := binary.AppendUvarint([]byte{explanationFormat}, uint64(len(counts)))
+	var w ExplanationWriter
+	for round := range 2 { // the second reuses the writer's buffer
+		w.Begin(len(counts))
+		for r, n := range counts {
+			item := fmt.Sprintf("recent-%d", r)
+			top := int64(1000 + r)
+			w.Recent(item, top)
+			if round == 0 {
+				e.Recent = append(e.Recent, RecentItem{Item: item, TopCount: top})
+				want = binary.AppendUvarint(want, uint64(len(item)))
+				want = append(want, item...)
+				want = binary.AppendVarint(want, top)
+				want = binary.AppendUvarint(want, uint64(n))
+			}
+			for i := range n {
+				c := ViewContribution{Item: i % 150, Rank: r, Count: int64(i*7 + r), BatchCount: int64(i * 3)}
+				w.Contribution(c.Item, c.Count, c.BatchCount)
+				if round == 0 {
+					e.From = append(e.From, c)
+					want = binary.AppendUvarint(want, uint64(c.Item))
+					want = binary.AppendVarint(want, c.Count)
+					want = binary.AppendVarint(want, c.BatchCount)
+				}
+			}
+		}
+		if got := w.End(); !bytes.Equal(got, want) {
+			t.Fatalf("round %d: writer's %d bytes differ from the format's %d", round, len(got), len(want))
+		}
+	}
+	if got := AppendExplanation(nil, e); !bytes.Equal(got, want) {
+		t.Fatalf("AppendExplanation's %d bytes differ from the format's %d", len(got), len(want))
+	}
+	got, err := DecodeExplanation(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Recent, e.Recent) || !slices.Equal(got.From, e.From) {
+		t.Fatalf("decoded %d recent items, %d contributions; want %d, %d", len(got.Recent), len(got.From), len(e.Recent), len(e.From))
+	}
+}
+
+// appendUvarint and appendVarint write binary's bytes, around each length's
+// bounds.
+func TestAppendVarintIsBinarys(t *testing.T) {
+	for shift := range 64 {
+		for _, d := range []int64{-1, 0, 1} {
+			u := uint64(1)<<shift + uint64(d)
+			if got, want := appendUvarint(nil, u), binary.AppendUvarint(nil, u); !bytes.Equal(got, want) {
+				t.Fatalf("uvarint %d: %x, want %x", u, got, want)
+			}
+			for _, v := range []int64{int64(u), -int64(u)} {
+				if got, want := appendVarint(nil, v), binary.AppendVarint(nil, v); !bytes.Equal(got, want) {
+					t.Fatalf("varint %d: %x, want %x", v, got, want)
+				}
+			}
+		}
 	}
 }
