@@ -193,9 +193,10 @@ func (l *Layer) Run(ctx context.Context) error {
 	defer l.admCl.Close()
 	l.topicID = l.startTopicID(ctx)
 	n, err := l.ensureDeltasTopic(ctx)
-	if err != nil {
+	if err != nil && ctx.Err() == nil {
 		// Not fatal: the layer runs, scoring from its own partitions' deltas
-		// only, and is never ready (nor exact with other members).
+		// only, and is never ready (nor exact with other members). A stop
+		// during the look-up is no error: the loop below ends at once.
 		l.log.Error("shared deltas topic unavailable", "err", err)
 	}
 	l.mu.Lock()
