@@ -584,7 +584,9 @@ func newWorkers(sc *arrow.Schema) ([]*worker, error) {
 			}
 			return nil, err
 		}
-		ws = append(ws, &worker{b: b})
+		w := &worker{b: b}
+		w.e.KeepEntries() // Builder.Append then writes the maps as Decode read them
+		ws = append(ws, w)
 	}
 	return ws, nil
 }

@@ -68,6 +68,18 @@ type Event struct {
 	// strictly increasing key order (so a key may repeat): then they must
 	// be sorted and deduplicated to be written as the map.
 	unsorted uint8
+	// kept, when set (KeepEntries), receives the entries of each map as
+	// Decode reads them, in the order of the encoding.
+	kept *[2][]Entry
+}
+
+// KeepEntries makes Decode keep the entries of both maps as it reads them,
+// so that Builder.Append writes them without reading the encoding again.
+// The event keeps the buffer from one Decode to the next.
+func (e *Event) KeepEntries() {
+	if e.kept == nil {
+		e.kept = new([2][]Entry)
+	}
 }
 
 // Time returns the event time in unix microseconds (sub-microsecond nanos
@@ -87,6 +99,9 @@ const (
 // (a key may come more than once: the last one is the map's value) and
 // returns it.
 func (e *Event) Entries(m Map, dst []Entry) []Entry {
+	if e.kept != nil {
+		return append(dst, e.kept[m]...)
+	}
 	want := fieldOf(m)
 	v := e.maps
 	for len(v) > 0 {
@@ -138,7 +153,11 @@ var minTimestampSec = schemas.MinTimestamp.Unix()
 // take (see the package documentation): decode such a value with
 // schemas.Decode.
 func Decode(value []byte, now time.Time, e *Event) bool {
-	*e = Event{}
+	kept := e.kept
+	*e = Event{kept: kept}
+	if kept != nil {
+		kept[0], kept[1] = kept[0][:0], kept[1][:0]
+	}
 	var seen uint32       // bit per field, see bit
 	var entries [2]int    // device, location
 	var lastKey [2][]byte // the last key of each map, to see its order
@@ -182,9 +201,12 @@ func Decode(value []byte, now time.Time, e *Event) bool {
 			// collapse in a map, so more entries than allowed go the slow way.
 			seen &^= b
 			i := num - fDevice
-			key, ok := mapEntry(v)
+			key, val, ok := mapEntry(v)
 			if entries[i]++; entries[i] > schemas.MaxMapEntries || !ok {
 				return false
+			}
+			if kept != nil {
+				kept[i] = append(kept[i], Entry{Key: key, Value: val})
 			}
 			if entries[i] > 1 && string(key) <= string(lastKey[i]) {
 				e.unsorted |= 1 << i
@@ -339,20 +361,19 @@ func interaction(v []byte, e *Event) bool {
 }
 
 // mapEntry checks one device or location map entry (key 1, value 2) and
-// returns its key.
-func mapEntry(v []byte) (key []byte, ok bool) {
-	var val []byte
+// returns its key and value.
+func mapEntry(v []byte) (key, val []byte, ok bool) {
 	var seen uint8
 	for len(v) > 0 {
 		num, typ, n := protowire.ConsumeTag(v)
 		if n < 0 || typ != protowire.BytesType || (num != 1 && num != 2) || seen&(1<<num) != 0 {
-			return nil, false
+			return nil, nil, false
 		}
 		seen |= 1 << num
 		v = v[n:]
 		s, n := protowire.ConsumeBytes(v)
 		if n < 0 {
-			return nil, false
+			return nil, nil, false
 		}
 		v = v[n:]
 		if num == 1 {
@@ -361,7 +382,7 @@ func mapEntry(v []byte) (key []byte, ok bool) {
 			val = s
 		}
 	}
-	return key, len(key) > 0 && len(key) <= schemas.MaxMapKeyLen && utf8.Valid(key) && optional(val, schemas.MaxMapValueLen)
+	return key, val, len(key) > 0 && len(key) <= schemas.MaxMapKeyLen && utf8.Valid(key) && optional(val, schemas.MaxMapValueLen)
 }
 
 // metadata reads a Metadata message into e: source 1, schema_version 2,
