@@ -65,7 +65,7 @@ type microBatch struct {
 // held (nil when there is none): records of stopped partitions, records
 // the table already holds and records the batch holds already are dropped.
 func (a *Archiver) prepare(recs []*kgo.Record, held map[int32]int64) *microBatch {
-	b := &microBatch{recs: recs, batchMax: map[int32]int64{}, todo: recs[:0:0], start: time.Now()}
+	b := &microBatch{recs: recs, batchMax: map[int32]int64{}, todo: make([]*kgo.Record, 0, len(recs)), start: time.Now()}
 	stopped, dups := 0, 0
 	for _, r := range recs {
 		if a.faults.Has(r.Partition) {

@@ -1,10 +1,12 @@
 package wire
 
 import (
+	"math/rand/v2"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -398,5 +400,25 @@ func reportCPU(b *testing.B) func() {
 	start := cpu()
 	return func() {
 		b.ReportMetric(float64(cpu()-start)/float64(b.N), "cpu-ns/op")
+	}
+}
+
+// TestValidUTF8 holds validUTF8 to utf8.Valid: ASCII, multi-byte runes and
+// invalid bytes at every position of strings around the 8-byte steps.
+func TestValidUTF8(t *testing.T) {
+	pieces := [][]byte{[]byte("a"), []byte("é"), []byte("€"), []byte("𝄞"), {0xff}, {0xc3}, {0xe2, 0x82}, {0xed, 0xa0, 0x80}}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		var v []byte
+		for range r.IntN(24) {
+			if r.IntN(4) == 0 {
+				v = append(v, pieces[r.IntN(len(pieces))]...)
+			} else {
+				v = append(v, byte('a'+r.IntN(26)))
+			}
+		}
+		if got, want := validUTF8(v), utf8.Valid(v); got != want {
+			t.Fatalf("validUTF8(%q) = %v, utf8.Valid %v", v, got, want)
+		}
 	}
 }
