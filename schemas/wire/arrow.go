@@ -356,9 +356,9 @@ func (b *Builder) appendMap(e *Event, m Map, n int, kb, vb *strCol) {
 	}
 	if e.unsorted&(1<<m) == 0 && e.kept != nil {
 		// In key order, each key once (Decode checked), as Decode kept them.
-		for _, en := range e.kept[m] {
-			kb.append(en.Key)
-			vb.append(en.Value)
+		for _, sp := range e.kept[m] {
+			kb.append(e.value[sp.key:sp.keyEnd])
+			vb.append(e.value[sp.val:sp.valEnd])
 		}
 		return
 	}

@@ -69,9 +69,19 @@ type Event struct {
 	// strictly increasing key order (so a key may repeat): then they must
 	// be sorted and deduplicated to be written as the map.
 	unsorted uint8
-	// kept, when set (KeepEntries), receives the entries of each map as
-	// Decode reads them, in the order of the encoding.
-	kept *[2][]Entry
+	// kept, when set (KeepEntries), receives where the entries of each map
+	// are in value, as Decode reads them, in the order of the encoding:
+	// positions, not slices, so that keeping them stores no pointer.
+	kept  *[2][]span
+	value []byte // the value decoded, when kept is set
+}
+
+// span is where a map entry's key and value are in the decoded value.
+type span struct{ key, keyEnd, val, valEnd uint32 }
+
+// entry returns the entry at s in e's value.
+func (e *Event) entry(s span) Entry {
+	return Entry{Key: e.value[s.key:s.keyEnd:s.keyEnd], Value: e.value[s.val:s.valEnd:s.valEnd]}
 }
 
 // KeepEntries makes Decode keep the entries of both maps as it reads them,
@@ -79,7 +89,7 @@ type Event struct {
 // The event keeps the buffer from one Decode to the next.
 func (e *Event) KeepEntries() {
 	if e.kept == nil {
-		e.kept = new([2][]Entry)
+		e.kept = new([2][]span)
 	}
 }
 
@@ -101,7 +111,10 @@ const (
 // returns it.
 func (e *Event) Entries(m Map, dst []Entry) []Entry {
 	if e.kept != nil {
-		return append(dst, e.kept[m]...)
+		for _, s := range e.kept[m] {
+			dst = append(dst, e.entry(s))
+		}
+		return dst
 	}
 	want := fieldOf(m)
 	v := e.maps
@@ -158,6 +171,7 @@ func Decode(value []byte, now time.Time, e *Event) bool {
 	*e = Event{kept: kept}
 	if kept != nil {
 		kept[0], kept[1] = kept[0][:0], kept[1][:0]
+		e.value = value
 	}
 	var seen uint32       // bit per field, see bit
 	var entries [2]int    // device, location
@@ -207,7 +221,15 @@ func Decode(value []byte, now time.Time, e *Event) bool {
 				return false
 			}
 			if kept != nil {
-				kept[i] = append(kept[i], Entry{Key: key, Value: val})
+				// Sub-slices of all: where they start is what their
+				// capacity lacks of all's.
+				sp := span{key: uint32(cap(all) - cap(key))}
+				sp.keyEnd = sp.key + uint32(len(key))
+				if len(val) > 0 { // else absent or empty: ""
+					sp.val = uint32(cap(all) - cap(val))
+					sp.valEnd = sp.val + uint32(len(val))
+				}
+				kept[i] = append(kept[i], sp)
 			}
 			if entries[i] > 1 && string(key) <= string(lastKey[i]) {
 				e.unsorted |= 1 << i
