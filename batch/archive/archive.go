@@ -3,9 +3,10 @@
 // master dataset every batch run reads.
 //
 // It consumes every partition of the topic directly (no group assignment) in
-// micro-batches closed by size or time; a batch commits in the background
-// while the next one is collected and encoded (pipeline.go), and the next
-// commit starts only once it has succeeded. Each record is decoded (by
+// micro-batches closed by size or time; a batch is written as Parquet and
+// committed in the background while the next one is collected and decoded
+// (pipeline.go), and the next one is written and committed only once that
+// commit has succeeded. Each record is decoded (by
 // schemas/wire, else schemas.Decode) and validated;
 // the ones that fail go to the dead-letter topic with the reason and their
 // source position, and are acknowledged by Kafka before the batch commits.
