@@ -422,3 +422,50 @@ func TestValidUTF8(t *testing.T) {
 		}
 	}
 }
+
+// TestBuilderLargeStrings checks the rows Builder writes on a schema of
+// large strings (whose rows go through the record builder, not straight
+// into Arrow's layout) against schemas.EventBuilder's.
+func TestBuilderLargeStrings(t *testing.T) {
+	fields := schemas.EventsArrowSchema().Fields()
+	for i, f := range fields {
+		if f.Type.ID() == arrow.STRING {
+			fields[i].Type = arrow.BinaryTypes.LargeString
+		}
+	}
+	sc := arrow.NewSchema(fields, nil)
+	fast, err := NewBuilder(memory.DefaultAllocator, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fast.Release()
+	slow, err := schemas.NewEventBuilder(memory.DefaultAllocator, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Release()
+	g, err := generate.New(generate.Config{Seed: 13, Start: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e Event
+	e.KeepEntries()
+	var ev schemas.UserInteraction
+	for i := range 2000 {
+		v := g.Next().Value
+		if !Decode(v, t0.Add(time.Hour), &e) {
+			continue
+		}
+		if err := schemas.Decode(v, &ev, t0.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		fast.Append(&e, 2, int64(i))
+		slow.Append(&ev, 2, int64(i))
+	}
+	got, want := fast.NewRecordBatch(), slow.NewRecordBatch()
+	defer got.Release()
+	defer want.Release()
+	if want.NumRows() == 0 || !array.RecordEqual(got, want) {
+		t.Fatalf("large strings: %d rows, schemas.EventBuilder %d, or their values differ", got.NumRows(), want.NumRows())
+	}
+}
