@@ -207,7 +207,8 @@ func hook(phase string) {
 
 // testFail, when set (by this package's tests only), makes a commit fail
 // with the error it returns for phase "commit" (after the dead letters were
-// acknowledged, before the Iceberg commit).
+// acknowledged, before the Iceberg commit), and the writing of a batch's
+// files for phase "write" (before any is written).
 var testFail func(phase string) error
 
 // Run archives until ctx ends, then flushes the pending micro-batch and

@@ -124,6 +124,12 @@ func (a *Archiver) encodeBatch(b *microBatch) {
 // writeBatch writes b's records as data files (not committed).
 func (a *Archiver) writeBatch(ctx context.Context, b *microBatch) error {
 	start := time.Now()
+	if testFail != nil {
+		if err := testFail("write"); err != nil {
+			b.release()
+			return err
+		}
+	}
 	parts := b.parts
 	b.parts = nil
 	files, err := a.write(ctx, a.tbl, parts)
