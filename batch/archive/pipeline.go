@@ -24,10 +24,12 @@ import (
 // The writing and the commit of a batch run in the background while the
 // next batch is collected and encoded — the Parquet encoding of one batch
 // beside the decoding of the next keeps both cores busy where each stage
-// alone leaves one idle at its end — and the next batch is written and
-// committed only once that commit has succeeded, so snapshots keep the
-// order of the log and each commit is fenced against the offsets the
-// previous one recorded, as before.
+// alone leaves one idle at its end. A batch's files are written as soon as
+// it is encoded, beside the previous batch's commit (files not committed
+// are orphans, whatever happens to it), but it is committed only once that
+// commit has succeeded, so snapshots keep the order of the log and each
+// commit is fenced against the offsets the previous one recorded, as
+// before.
 //
 // The consuming side never moves while a commit is in flight: whatever
 // changes where partitions are read from or stops them (a log check, new
@@ -50,9 +52,12 @@ type microBatch struct {
 	start time.Time
 	coded time.Time
 
-	// Set by writeBatch, from parts.
-	files   []iceberg.DataFile
-	writeMs int64
+	// Set by writeBatch, from parts; in flushAsync, by the time written is
+	// closed, with its error in writeErr.
+	files    []iceberg.DataFile
+	writeMs  int64
+	written  chan struct{}
+	writeErr error
 
 	// Set when its commit starts, and by the commit.
 	held    map[int32]int64 // what the table holds before it (the fence)
@@ -180,9 +185,17 @@ func (a *Archiver) flushAsync(ctx, fctx, cctx context.Context, recs []*kgo.Recor
 		return a.settle(ctx, fctx)
 	}
 	a.encodeBatch(b)
+	// Its files are written at once, beside the previous batch's commit
+	// (writing depends on no commit; committing does, below).
+	b.written = make(chan struct{})
+	go func() {
+		defer close(b.written)
+		b.writeErr = a.writeBatch(cctx, b)
+	}()
 	if err := a.settle(ctx, fctx); err != nil {
-		// The batch encoded is dropped with the run.
-		b.release()
+		// The batch is dropped with the run; its files, if any, are
+		// orphans.
+		<-b.written
 		return err
 	}
 	b.held = maps.Clone(a.offsets.Topic(a.cfg.Kafka.Topic))
@@ -190,8 +203,9 @@ func (a *Archiver) flushAsync(ctx, fctx, cctx context.Context, recs []*kgo.Recor
 	a.pending = b
 	go func() {
 		defer close(b.done)
+		<-b.written
 		// A failed write is retried as a failed commit is (settle).
-		if b.err = a.writeBatch(cctx, b); b.err == nil {
+		if b.err = b.writeErr; b.err == nil {
 			b.offsets, b.err = a.commit(cctx, b)
 		}
 	}()
