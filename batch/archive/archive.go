@@ -3,9 +3,10 @@
 // master dataset every batch run reads.
 //
 // It consumes every partition of the topic directly (no group assignment) in
-// micro-batches closed by size or time; a batch commits in the background
-// while the next one is collected and encoded (pipeline.go), and the next
-// commit starts only once it has succeeded. Each record is decoded (by
+// micro-batches closed by size or time; a batch is written as Parquet and
+// committed in the background while the next one is collected and decoded
+// (pipeline.go), and the next one is written and committed only once that
+// commit has succeeded. Each record is decoded (by
 // schemas/wire, else schemas.Decode) and validated;
 // the ones that fail go to the dead-letter topic with the reason and their
 // source position, and are acknowledged by Kafka before the batch commits.
@@ -206,7 +207,8 @@ func hook(phase string) {
 
 // testFail, when set (by this package's tests only), makes a commit fail
 // with the error it returns for phase "commit" (after the dead letters were
-// acknowledged, before the Iceberg commit).
+// acknowledged, before the Iceberg commit), and the writing of a batch's
+// files for phase "write" (before any is written).
 var testFail func(phase string) error
 
 // Run archives until ctx ends, then flushes the pending micro-batch and
@@ -557,17 +559,15 @@ func (a *Archiver) collect(ctx context.Context) ([]*kgo.Record, error) {
 	return recs, nil
 }
 
-// worker decodes a share of a micro-batch into its own builder and writes
-// it as Parquet data files: the shares are decoded, validated and encoded in
-// parallel, each into files of its own.
+// worker decodes a share of a micro-batch into its own builder: the shares
+// are decoded and validated in parallel, and each is written as data files
+// of its own (write).
 type worker struct {
-	b     *wire.Builder
-	e     wire.Event              // a record read by the fast decoder
-	ev    schemas.UserInteraction // one it left to schemas.Decode
-	dlq   []*kgo.Record
-	rows  int
-	files []iceberg.DataFile
-	err   error
+	b   *wire.Builder
+	e   wire.Event              // a record read by the fast decoder
+	ev  schemas.UserInteraction // one it left to schemas.Decode
+	dlq []*kgo.Record
+	rec arrow.RecordBatch
 }
 
 // minShare is the fewest records worth a goroutine of their own.
@@ -584,7 +584,9 @@ func newWorkers(sc *arrow.Schema) ([]*worker, error) {
 			}
 			return nil, err
 		}
-		ws = append(ws, &worker{b: b})
+		w := &worker{b: b}
+		w.e.KeepEntries() // Builder.Append then writes the maps as Decode read them
+		ws = append(ws, w)
 	}
 	return ws, nil
 }
@@ -598,20 +600,18 @@ func (a *Archiver) clock(r *kgo.Record) time.Time {
 	return kafka.RecordClock(r.Timestamp)
 }
 
-// encode decodes and validates recs in parallel shares and writes the valid
-// ones of each share as Parquet data files of tbl (uncommitted; see
-// lakehouse.WriteEventFiles), returning the files, their rows and the dead
-// letters of the others (in order). Decoding and Parquet encoding, the
-// archive's CPU, run on every share at once instead of encoding one share
-// after another.
-func (a *Archiver) encode(ctx context.Context, tbl *table.Table, recs []*kgo.Record) (files []iceberg.DataFile, rows int, dlq []*kgo.Record, err error) {
+// encode decodes and validates recs in parallel shares, returning the valid
+// ones as one record batch per share (nil when a share has none), their
+// rows and the dead letters of the others (in order). Decoding is half of
+// the archive's CPU; the shares run on every core at once.
+func (a *Archiver) encode(recs []*kgo.Record) (parts []arrow.RecordBatch, rows int, dlq []*kgo.Record) {
 	n := min(len(a.workers), max(1, len(recs)/minShare))
 	share := (len(recs) + n - 1) / n
 	var wg sync.WaitGroup
 	for i, w := range a.workers[:n] {
 		part := recs[i*share : min((i+1)*share, len(recs))]
 		wg.Go(func() {
-			w.dlq, w.files, w.rows, w.err = w.dlq[:0], nil, 0, nil
+			w.dlq = w.dlq[:0]
 			for _, r := range part {
 				clock := a.clock(r)
 				if wire.Decode(r.Value, clock, &w.e) {
@@ -624,29 +624,40 @@ func (a *Archiver) encode(ctx context.Context, tbl *table.Table, recs []*kgo.Rec
 				}
 				w.b.AppendEvent(&w.ev, r.Partition, r.Offset)
 			}
-			rec := w.b.NewRecordBatch()
-			w.rows = int(rec.NumRows())
-			if w.rows == 0 {
-				rec.Release()
-				return
-			}
-			w.files, w.err = lakehouse.WriteEventFiles(ctx, tbl, a.sc, rec) // releases rec
+			w.rec = w.b.NewRecordBatch()
 		})
 	}
 	wg.Wait()
-	var errs []error
 	for _, w := range a.workers[:n] {
 		dlq = append(dlq, w.dlq...)
 		clear(w.dlq)
-		files = append(files, w.files...)
-		rows += w.rows
-		errs = append(errs, w.err)
-		w.files = nil
+		if r := w.rec; r.NumRows() > 0 {
+			parts = append(parts, r)
+			rows += int(r.NumRows())
+		} else {
+			r.Release()
+		}
+		w.rec = nil
 	}
+	return parts, rows, dlq
+}
+
+// write writes each of parts as Parquet data files of tbl (uncommitted; see
+// lakehouse.WriteEventFiles), all at once, and releases them. The Parquet
+// encoding is the other half of the archive's CPU: it runs beside the
+// decoding of the next batch (pipeline.go).
+func (a *Archiver) write(ctx context.Context, tbl *table.Table, parts []arrow.RecordBatch) ([]iceberg.DataFile, error) {
+	files := make([][]iceberg.DataFile, len(parts))
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i, rec := range parts {
+		wg.Go(func() { files[i], errs[i] = lakehouse.WriteEventFiles(ctx, tbl, a.sc, rec) }) // releases rec
+	}
+	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return nil, 0, nil, err
+		return nil, err
 	}
-	return files, rows, dlq, nil
+	return slices.Concat(files...), nil
 }
 
 func fmtOffset(off int64, ok bool) string {

@@ -2,6 +2,8 @@ package archive
 
 import (
 	"context"
+	"os"
+	"runtime/pprof"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +24,8 @@ import (
 // system) the whole process spent while timed, broker included, per record —
 // far less sensitive to other load on the machine than events/s. Run it with
 // a fixed count large against the batch size, e.g. -benchtime 500000x.
+// ARCHIVE_BENCH_CPUPROFILE=file writes a CPU profile of the timed part only
+// (-test.cpuprofile also holds producing the records).
 func BenchmarkArchive(b *testing.B) {
 	br := startBroker(b)
 	cfg := testConfig(b, br)
@@ -67,6 +71,21 @@ func BenchmarkArchive(b *testing.B) {
 			}
 		}
 		return n
+	}
+	if path := os.Getenv("ARCHIVE_BENCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				b.Error(err)
+			}
+		}()
 	}
 	b.ReportAllocs()
 	b.ResetTimer()

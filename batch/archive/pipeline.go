@@ -7,6 +7,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -17,12 +18,18 @@ import (
 
 // This file holds the stages of a micro-batch and how they overlap. A batch
 // is prepared (records the table holds or of stopped partitions dropped),
-// encoded (decoded, validated and written as Parquet files, on every core),
-// then committed (dead letters acknowledged, then one Iceberg snapshot with
-// the new offsets). The commit of a batch runs in the background while the
-// next batch is collected and encoded; the next commit starts only once it
-// has succeeded, so snapshots keep the order of the log and each commit is
-// fenced against the offsets the previous one recorded, as before.
+// encoded (decoded and validated into Arrow record batches, on every core),
+// written (as Parquet files, one writer per share) and committed (dead
+// letters acknowledged, then one Iceberg snapshot with the new offsets).
+// The writing and the commit of a batch run in the background while the
+// next batch is collected and encoded — the Parquet encoding of one batch
+// beside the decoding of the next keeps both cores busy where each stage
+// alone leaves one idle at its end. A batch's files are written as soon as
+// it is encoded, beside the previous batch's commit (files not committed
+// are orphans, whatever happens to it), but it is committed only once that
+// commit has succeeded, so snapshots keep the order of the log and each
+// commit is fenced against the offsets the previous one recorded, as
+// before.
 //
 // The consuming side never moves while a commit is in flight: whatever
 // changes where partitions are read from or stops them (a log check, new
@@ -39,11 +46,18 @@ type microBatch struct {
 	batchMax map[int32]int64 // highest offset of each partition in todo
 
 	// Set by encodeBatch.
-	files []iceberg.DataFile
+	parts []arrow.RecordBatch // the valid records, one batch per share
 	rows  int
 	dlq   []*kgo.Record // dead letters of the invalid records, in order
 	start time.Time
 	coded time.Time
+
+	// Set by writeBatch, from parts; in flushAsync, by the time written is
+	// closed, with its error in writeErr.
+	files    []iceberg.DataFile
+	writeMs  int64
+	written  chan struct{}
+	writeErr error
 
 	// Set when its commit starts, and by the commit.
 	held    map[int32]int64 // what the table holds before it (the fence)
@@ -56,7 +70,7 @@ type microBatch struct {
 // held (nil when there is none): records of stopped partitions, records
 // the table already holds and records the batch holds already are dropped.
 func (a *Archiver) prepare(recs []*kgo.Record, held map[int32]int64) *microBatch {
-	b := &microBatch{recs: recs, batchMax: map[int32]int64{}, todo: recs[:0:0], start: time.Now()}
+	b := &microBatch{recs: recs, batchMax: map[int32]int64{}, todo: make([]*kgo.Record, 0, len(recs)), start: time.Now()}
 	stopped, dups := 0, 0
 	for _, r := range recs {
 		if a.faults.Has(r.Partition) {
@@ -105,17 +119,40 @@ func (a *Archiver) expected() map[int32]int64 {
 	return out
 }
 
-// encodeBatch writes b's valid records as data files (not committed) and
-// keeps its dead letters.
-func (a *Archiver) encodeBatch(ctx context.Context, b *microBatch) error {
-	files, rows, dlq, err := a.encode(ctx, a.tbl, b.todo)
+// encodeBatch decodes and validates b's records into Arrow record batches
+// and keeps its dead letters.
+func (a *Archiver) encodeBatch(b *microBatch) {
+	b.parts, b.rows, b.dlq = a.encode(b.todo)
+	b.coded = time.Now()
+}
+
+// writeBatch writes b's records as data files (not committed).
+func (a *Archiver) writeBatch(ctx context.Context, b *microBatch) error {
+	start := time.Now()
+	if testFail != nil {
+		if err := testFail("write"); err != nil {
+			b.release()
+			return err
+		}
+	}
+	parts := b.parts
+	b.parts = nil
+	files, err := a.write(ctx, a.tbl, parts)
 	if err != nil {
 		// Files written by the other shares are never committed: orphan
 		// cleanup (maintenance) deletes them.
 		return fmt.Errorf("archive: %w", err)
 	}
-	b.files, b.rows, b.dlq, b.coded = files, rows, dlq, time.Now()
+	b.files, b.writeMs = files, time.Since(start).Milliseconds()
 	return nil
+}
+
+// release frees the record batches of a batch that is not written.
+func (b *microBatch) release() {
+	for _, r := range b.parts {
+		r.Release()
+	}
+	b.parts = nil
 }
 
 // flush archives one micro-batch now, with nothing pending: prepared,
@@ -125,7 +162,8 @@ func (a *Archiver) flush(ctx context.Context, recs []*kgo.Record) error {
 	if b == nil {
 		return nil
 	}
-	if err := a.encodeBatch(ctx, b); err != nil {
+	a.encodeBatch(b)
+	if err := a.writeBatch(ctx, b); err != nil {
 		return err
 	}
 	b.held = a.offsets.Topic(a.cfg.Kafka.Topic)
@@ -137,23 +175,27 @@ func (a *Archiver) flush(ctx context.Context, recs []*kgo.Record) error {
 	return nil
 }
 
-// flushAsync encodes recs while the previous batch commits, then, once that
-// commit has succeeded, starts the commit of recs in the background with
-// cctx. Any error it returns is one flushRetrying returned.
+// flushAsync encodes recs while the previous batch is written and commits,
+// then, once that commit has succeeded, starts writing and committing recs
+// in the background with cctx. Any error it returns is one flushRetrying
+// returned.
 func (a *Archiver) flushAsync(ctx, fctx, cctx context.Context, recs []*kgo.Record) error {
 	b := a.prepare(recs, a.expected())
 	if b == nil {
 		return a.settle(ctx, fctx)
 	}
-	if err := a.encodeBatch(fctx, b); err != nil {
-		if err := a.settle(ctx, fctx); err != nil {
-			return err
-		}
-		return a.flushRetrying(ctx, fctx, recs, err)
-	}
+	a.encodeBatch(b)
+	// Its files are written at once, beside the previous batch's commit
+	// (writing depends on no commit; committing does, below).
+	b.written = make(chan struct{})
+	go func() {
+		defer close(b.written)
+		b.writeErr = a.writeBatch(cctx, b)
+	}()
 	if err := a.settle(ctx, fctx); err != nil {
-		// The batch encoded is dropped with the run; its files are
+		// The batch is dropped with the run; its files, if any, are
 		// orphans.
+		<-b.written
 		return err
 	}
 	b.held = maps.Clone(a.offsets.Topic(a.cfg.Kafka.Topic))
@@ -161,7 +203,11 @@ func (a *Archiver) flushAsync(ctx, fctx, cctx context.Context, recs []*kgo.Recor
 	a.pending = b
 	go func() {
 		defer close(b.done)
-		b.offsets, b.err = a.commit(cctx, b)
+		<-b.written
+		// A failed write is retried as a failed commit is (settle).
+		if b.err = b.writeErr; b.err == nil {
+			b.offsets, b.err = a.commit(cctx, b)
+		}
 	}()
 	return nil
 }
@@ -332,7 +378,7 @@ func (a *Archiver) commit(ctx context.Context, b *microBatch) (lakehouse.Offsets
 	a.log.Info("archive commit",
 		"records", b.rows, "dead_lettered", len(dlq), "files", len(b.files),
 		"snapshot", tbl.CurrentSnapshot().SnapshotID, "partitions", len(b.batchMax),
-		"encode_ms", b.coded.Sub(b.start).Milliseconds(), "dlq_ms", commitStart.Sub(dlqStart).Milliseconds(),
+		"encode_ms", b.coded.Sub(b.start).Milliseconds(), "write_ms", b.writeMs, "dlq_ms", commitStart.Sub(dlqStart).Milliseconds(),
 		"commit_ms", time.Since(commitStart).Milliseconds(),
 		"batch_ms", time.Since(b.start).Milliseconds())
 	return next, nil

@@ -64,6 +64,56 @@ func archiveRetriesAFailedCommit(t *testing.T, b *testKafka) {
 	}
 }
 
+// TestArchiveRetriesAFailedWrite checks that a batch whose Parquet files
+// cannot be written (in the background, beside the next batch's decoding)
+// is flushed again from scratch like a failed commit: every valid record
+// ends in the table once, every invalid one in the DLQ once, and the
+// failures are counted.
+func TestArchiveRetriesAFailedWrite(t *testing.T) {
+	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) { archiveRetriesAFailedWrite(t, startKafka(t, kb)) })
+}
+
+func archiveRetriesAFailedWrite(t *testing.T, b *testKafka) {
+	cfg := testConfig(t, b)
+	lake := openLake(t, cfg)
+	recs := stream(t, 3000, 5)
+	produce(t, b, recs[:1500])
+
+	var mu sync.Mutex
+	writes, failed := 0, 0
+	testFail = func(phase string) error {
+		if phase != "write" {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if writes++; writes == 2 || writes == 5 {
+			failed++
+			return errors.New("injected write failure")
+		}
+		return nil
+	}
+	defer func() { testFail = nil }()
+
+	reg := prometheus.NewRegistry()
+	stop := runArchiver(t, cfg, reg)
+	time.Sleep(200 * time.Millisecond)
+	produce(t, b, recs[1500:])
+	waitFor(t, 2*time.Minute, "the stream archived", func() bool { return covered(boundary(t, lake, b.topic), highWatermarks(recs)) })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	checkArchive(t, lake, b, recs)
+	if _, letters := readDLQ(t, b); letters != invalidCount(recs) {
+		t.Fatalf("dlq holds %d letters for %d invalid records: a letter was sent twice", letters, invalidCount(recs))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if errs := metricValue(t, reg, "lambdarec_archive_flush_errors_total"); failed != 2 || errs != 2 {
+		t.Fatalf("%d injected failures, %g flush errors counted; want 2 and 2", failed, errs)
+	}
+}
+
 func invalidCount(recs []*sent) int {
 	n := 0
 	for _, s := range recs {

@@ -15,12 +15,21 @@ import (
 )
 
 // Builder appends events to Arrow record batches of the events table: the
-// ones Decode read column by column into typed builders, the others (decoded
-// by schemas.Decode) through a schemas.EventBuilder sharing the same batch.
-// Both write the same row for the same event (TestBuilderRowsEqual,
-// FuzzDecode). It is not safe for concurrent use.
+// ones Decode read column by column, the others (decoded by schemas.Decode)
+// through a schemas.EventBuilder sharing the same batch. Both write the same
+// row for the same event (TestBuilderRowsEqual, FuzzDecode). It is not safe
+// for concurrent use.
+//
+// The string and map columns of the rows Append adds are written straight
+// into Arrow's layout (offsets and bytes, strCol) instead of through
+// array.BinaryBuilder, whose per-value checks cost a fifth of a row; a
+// batch of such rows becomes its arrays without a copy. The numbers go to
+// the record builder at once. When a row of schemas.EventBuilder comes
+// (AppendEvent), the pending string rows are first handed to the record
+// builder (flushRaw), so every column keeps the order of the rows.
 type Builder struct {
 	eb *schemas.EventBuilder
+	sc *arrow.Schema
 
 	eventID, userID, sessionID, interaction            *array.BinaryBuilder
 	itemID, category, orderID, source, correlationID   *array.BinaryBuilder
@@ -34,20 +43,29 @@ type Builder struct {
 	entries                                            []Entry // scratch for a map's entries
 	kindNames                                          [schemas.KindPurchase + 1][]byte
 
-	// The maps of the rows Append added since the last flushMaps: where
-	// each row's entries start in the key builders. They are handed to the
-	// map builders in one call (flushMaps) instead of a MapBuilder.Append
-	// per row and map, a third of the cost of a row.
-	deviceStarts, locationStarts []int32
-	valid                        []bool // all true, for the map builders
+	// The string columns of the rows Append added since the last flushRaw,
+	// and where each row's entries start in the key columns of the maps
+	// (one more than the rows).
+	rEventID, rUserID, rSessionID, rInteraction    strCol
+	rItemID, rCategory, rOrderID, rSource, rCorrID strCol
+	rDevKey, rDevValue, rLocKey, rLocValue         strCol
+	devStarts, locStarts                           []int32
+	rawRows                                        int
+	valid                                          []bool   // all true, for the map builders
+	raw                                            []rawCol // the columns written raw, by field
+	direct                                         bool     // the string columns are Arrow strings (int32 offsets): raw batches need no copy
 
-	// strs are the string builders, and lens and dataLens their lengths
-	// when the last batch was built: the next batch is reserved as large
-	// (NewRecordBatch), instead of every buffer growing by doubling, copying
-	// itself each time, through every batch.
-	strs           []*array.BinaryBuilder
-	lens, dataLens []int
-	fixed          []array.Builder // the other builders of a row
+	fixed []array.Builder // the other builders of a row
+}
+
+// rawCol names where field i of the batch comes from when it is written
+// raw: a string column, or a map column with its key and value columns.
+type rawCol struct {
+	i          int
+	str        *strCol
+	starts     *[]int32
+	key, value *strCol
+	builder    array.Builder // the record builder's builder of the column
 }
 
 // NewBuilder returns a builder of record batches with schema sc, which must
@@ -153,22 +171,73 @@ func NewBuilder(mem memory.Allocator, sc *arrow.Schema) (*Builder, error) {
 		eb.Release()
 		return nil, fmt.Errorf("wire builder: %w", err)
 	}
-	b.strs = []*array.BinaryBuilder{b.eventID, b.userID, b.sessionID, b.interaction, b.itemID, b.category, b.orderID,
-		b.source, b.correlationID, b.deviceKey, b.deviceValue, b.locationKey, b.locationValue}
-	b.lens, b.dataLens = make([]int, len(b.strs)), make([]int, len(b.strs))
-	b.fixed = []array.Builder{b.timestamp, b.price, b.quantity, b.partition, b.schemaVersion, b.offset, b.isTest, b.device, b.location}
+	b.sc = sc
+	b.direct = true
+	for i, f := range sc.Fields() {
+		c := rawCol{i: i, builder: rb.Field(i)}
+		switch f.Name {
+		case "event_id":
+			c.str = &b.rEventID
+		case "user_id":
+			c.str = &b.rUserID
+		case "session_id":
+			c.str = &b.rSessionID
+		case schemas.ColumnInteraction:
+			c.str = &b.rInteraction
+		case "item_id":
+			c.str = &b.rItemID
+		case "category":
+			c.str = &b.rCategory
+		case "order_id":
+			c.str = &b.rOrderID
+		case "metadata_source":
+			c.str = &b.rSource
+		case "metadata_correlation_id":
+			c.str = &b.rCorrID
+		case "device":
+			c.starts, c.key, c.value = &b.devStarts, &b.rDevKey, &b.rDevValue
+		case "location":
+			c.starts, c.key, c.value = &b.locStarts, &b.rLocKey, &b.rLocValue
+		default:
+			continue
+		}
+		if c.str != nil && f.Type.ID() != arrow.STRING {
+			b.direct = false
+		}
+		if mt, ok := f.Type.(*arrow.MapType); ok && (mt.KeyType().ID() != arrow.STRING || mt.ItemType().ID() != arrow.STRING) {
+			b.direct = false
+		}
+		b.raw = append(b.raw, c)
+	}
+	b.resetRaw()
+	b.fixed = []array.Builder{b.timestamp, b.price, b.quantity, b.partition, b.schemaVersion, b.offset, b.isTest}
 	return b, nil
+}
+
+// resetRaw empties the raw columns, keeping their memory.
+func (b *Builder) resetRaw() {
+	for _, c := range b.raw {
+		if c.str != nil {
+			c.str.reset()
+			continue
+		}
+		c.key.reset()
+		c.value.reset()
+		*c.starts = append((*c.starts)[:0], 0)
+	}
+	b.rawRows = 0
 }
 
 // Append adds e, read at partition/offset, as one row.
 func (b *Builder) Append(e *Event, partition int32, offset int64) {
-	b.eventID.Append(e.EventID)
+	b.rawRows++
+	b.rEventID.append(e.EventID)
 	b.timestamp.Append(arrow.Timestamp(e.Time()))
-	b.userID.Append(e.UserID)
-	b.sessionID.Append(e.SessionID)
-	b.interaction.Append(b.kindNames[e.Kind])
-	b.itemID.Append(e.ItemID)
-	b.category.Append(e.Category)
+	b.rUserID.append(e.UserID)
+	b.rSessionID.append(e.SessionID)
+	b.rInteraction.append(b.kindNames[e.Kind])
+	b.rItemID.append(e.ItemID)
+	b.rCategory.append(e.Category)
 	if e.Kind == schemas.KindAddToCart || e.Kind == schemas.KindPurchase {
 		b.price.Append(e.Price)
 		b.quantity.Append(e.Quantity)
@@ -177,23 +246,23 @@ func (b *Builder) Append(e *Event, partition int32, offset int64) {
 		b.quantity.AppendNull()
 	}
 	if e.Kind == schemas.KindPurchase {
-		b.orderID.Append(e.OrderID)
+		b.rOrderID.append(e.OrderID)
 	} else {
-		b.orderID.AppendNull()
+		b.rOrderID.appendNull()
 	}
-	b.deviceStarts = append(b.deviceStarts, int32(b.deviceKey.Len()))
-	b.appendMap(e, DeviceMap, e.Device, b.deviceKey, b.deviceValue)
-	b.locationStarts = append(b.locationStarts, int32(b.locationKey.Len()))
-	b.appendMap(e, LocationMap, e.Location, b.locationKey, b.locationValue)
+	b.appendMap(e, DeviceMap, e.Device, &b.rDevKey, &b.rDevValue)
+	b.devStarts = append(b.devStarts, int32(b.rDevKey.rows()))
+	b.appendMap(e, LocationMap, e.Location, &b.rLocKey, &b.rLocValue)
+	b.locStarts = append(b.locStarts, int32(b.rLocKey.rows()))
 	if e.Metadata {
-		b.source.Append(e.Source)
+		b.rSource.append(e.Source)
 		b.schemaVersion.Append(int64(e.SchemaVersion))
-		b.correlationID.Append(e.CorrelationID)
+		b.rCorrID.append(e.CorrelationID)
 		b.isTest.Append(e.IsTest)
 	} else {
-		b.source.AppendNull()
+		b.rSource.appendNull()
 		b.schemaVersion.AppendNull()
-		b.correlationID.AppendNull()
+		b.rCorrID.appendNull()
 		b.isTest.AppendNull()
 	}
 	b.partition.Append(partition)
@@ -202,10 +271,17 @@ func (b *Builder) Append(e *Event, partition int32, offset int64) {
 
 // appendMap appends the entries of map m of e (n of them in the encoding)
 // to kb and vb: sorted by key, the last of a repeated key winning (as
-// protobuf-go builds the map and schemas.EventBuilder writes it). The row's
-// map itself is added by flushMaps.
-func (b *Builder) appendMap(e *Event, m Map, n int, kb, vb *array.BinaryBuilder) {
+// protobuf-go builds the map and schemas.EventBuilder writes it).
+func (b *Builder) appendMap(e *Event, m Map, n int, kb, vb *strCol) {
 	if n == 0 {
+		return
+	}
+	if e.unsorted&(1<<m) == 0 && e.kept != nil {
+		// In key order, each key once (Decode checked), as Decode kept them.
+		for _, sp := range e.kept[m] {
+			kb.append(e.value[sp.key:sp.keyEnd])
+			vb.append(e.value[sp.val:sp.valEnd])
+		}
 		return
 	}
 	if e.unsorted&(1<<m) == 0 {
@@ -218,8 +294,8 @@ func (b *Builder) appendMap(e *Event, m Map, n int, kb, vb *array.BinaryBuilder)
 			v = v[n:]
 			if num == want {
 				en := entry(ent)
-				kb.Append(en.Key)
-				vb.Append(en.Value)
+				kb.append(en.Key)
+				vb.append(en.Value)
 			}
 		}
 		return
@@ -230,57 +306,119 @@ func (b *Builder) appendMap(e *Event, m Map, n int, kb, vb *array.BinaryBuilder)
 		if i+1 < len(es) && bytes.Equal(es[i+1].Key, en.Key) {
 			continue // a later entry of the same key wins
 		}
-		kb.Append(en.Key)
-		vb.Append(en.Value)
+		kb.append(en.Key)
+		vb.append(en.Value)
 	}
 	clear(es)
 	b.entries = es[:0]
 }
 
-// flushMaps adds the maps of the rows Append added since the last call to
-// the map builders: it must run before anything else appends to them or
-// builds the batch.
-func (b *Builder) flushMaps() {
-	n := len(b.deviceStarts)
-	if n == 0 {
+// flushRaw hands the rows Append added since the last call to the record
+// builder: it must run before anything else appends to it.
+func (b *Builder) flushRaw() {
+	if b.rawRows == 0 {
 		return
 	}
-	for len(b.valid) < n {
-		b.valid = append(b.valid, true)
+	for _, c := range b.raw {
+		if c.str != nil {
+			c.str.replay(stringBuilder(c.builder))
+			continue
+		}
+		mb := c.builder.(*array.MapBuilder)
+		kb, vb := mb.KeyBuilder().(array.StringLikeBuilder), mb.ItemBuilder().(array.StringLikeBuilder)
+		base := int32(kb.Len())
+		starts := (*c.starts)[:b.rawRows]
+		for i := range starts {
+			starts[i] += base
+		}
+		for len(b.valid) < len(starts) {
+			b.valid = append(b.valid, true)
+		}
+		mb.AppendValues(starts, b.valid[:len(starts)])
+		c.key.replay(stringBuilder(kb))
+		c.value.replay(stringBuilder(vb))
 	}
-	b.device.AppendValues(b.deviceStarts, b.valid[:n])
-	b.location.AppendValues(b.locationStarts, b.valid[:n])
-	b.deviceStarts, b.locationStarts = b.deviceStarts[:0], b.locationStarts[:0]
+	b.resetRaw()
+}
+
+// stringBuilder returns the binary builder of a string or large string
+// builder (NewBuilder checked the types).
+func stringBuilder(sb array.Builder) *array.BinaryBuilder {
+	if lb, ok := sb.(*array.LargeStringBuilder); ok {
+		return lb.BinaryBuilder
+	}
+	return sb.(*array.StringBuilder).BinaryBuilder
 }
 
 // AppendEvent adds ev (decoded by schemas.Decode), read at
 // partition/offset, as one row.
 func (b *Builder) AppendEvent(ev *schemas.UserInteraction, partition int32, offset int64) {
-	b.flushMaps()
+	b.flushRaw()
 	b.eb.Append(ev, partition, offset)
 }
 
 // Len returns the number of rows appended since the last NewRecordBatch.
-func (b *Builder) Len() int { return b.eb.Len() }
+func (b *Builder) Len() int { return b.eb.Len() + b.rawRows }
 
 // NewRecordBatch returns the rows appended so far and resets the builder.
 // The caller releases the batch.
 func (b *Builder) NewRecordBatch() arrow.RecordBatch {
-	b.flushMaps()
 	rows := b.Len()
-	for i, sb := range b.strs {
-		b.lens[i], b.dataLens[i] = sb.Len(), sb.DataLen()
+	var rec arrow.RecordBatch
+	if !b.direct || b.eb.Len() > 0 || rows == 0 {
+		// Rows of schemas.EventBuilder among them (or large strings): the
+		// record builder holds every column.
+		b.flushRaw()
+		rec = b.eb.NewRecordBatch()
+	} else {
+		rec = b.rawBatch(rows)
 	}
-	rec := b.eb.NewRecordBatch()
 	if rows > 0 {
-		for i, sb := range b.strs {
-			sb.Reserve(b.lens[i])
-			sb.ReserveData(b.dataLens[i])
-		}
 		for _, fb := range b.fixed {
 			fb.Reserve(rows)
 		}
 	}
+	return rec
+}
+
+// rawBatch returns the rows Append added (all of them) as a record batch:
+// the raw columns become arrays without a copy, the others come from the
+// record builder.
+func (b *Builder) rawBatch(rows int) arrow.RecordBatch {
+	cols := make([]arrow.Array, b.sc.NumFields())
+	for _, c := range b.raw {
+		dt := b.sc.Field(c.i).Type
+		if c.str != nil {
+			d := c.str.arrayData(dt)
+			cols[c.i] = array.MakeFromData(d)
+			d.Release()
+			c.str.renew()
+			continue
+		}
+		mt := dt.(*arrow.MapType)
+		kd, vd := c.key.arrayData(mt.KeyType()), c.value.arrayData(mt.ItemType())
+		sd := array.NewData(mt.ValueType(), c.key.rows(), []*memory.Buffer{nil}, []arrow.ArrayData{kd, vd}, 0, 0)
+		md := array.NewData(mt, rows, []*memory.Buffer{nil, memory.NewBufferBytes(arrow.Int32Traits.CastToBytes(*c.starts))},
+			[]arrow.ArrayData{sd}, 0, 0)
+		cols[c.i] = array.MakeFromData(md)
+		kd.Release()
+		vd.Release()
+		sd.Release()
+		md.Release()
+		c.key.renew()
+		c.value.renew()
+		*c.starts = append(make([]int32, 0, cap(*c.starts)), 0)
+	}
+	for i, fb := range b.eb.RecordBuilder().Fields() {
+		if cols[i] == nil {
+			cols[i] = fb.NewArray()
+		}
+	}
+	rec := array.NewRecordBatch(b.sc, cols, int64(rows))
+	for _, c := range cols {
+		c.Release()
+	}
+	b.rawRows = 0
 	return rec
 }
 

@@ -16,6 +16,7 @@
 package wire
 
 import (
+	"encoding/binary"
 	"math"
 	"time"
 	"unicode/utf8"
@@ -68,6 +69,28 @@ type Event struct {
 	// strictly increasing key order (so a key may repeat): then they must
 	// be sorted and deduplicated to be written as the map.
 	unsorted uint8
+	// kept, when set (KeepEntries), receives where the entries of each map
+	// are in value, as Decode reads them, in the order of the encoding:
+	// positions, not slices, so that keeping them stores no pointer.
+	kept  *[2][]span
+	value []byte // the value decoded, when kept is set
+}
+
+// span is where a map entry's key and value are in the decoded value.
+type span struct{ key, keyEnd, val, valEnd uint32 }
+
+// entry returns the entry at s in e's value.
+func (e *Event) entry(s span) Entry {
+	return Entry{Key: e.value[s.key:s.keyEnd:s.keyEnd], Value: e.value[s.val:s.valEnd:s.valEnd]}
+}
+
+// KeepEntries makes Decode keep the entries of both maps as it reads them,
+// so that Builder.Append writes them without reading the encoding again.
+// The event keeps the buffer from one Decode to the next.
+func (e *Event) KeepEntries() {
+	if e.kept == nil {
+		e.kept = new([2][]span)
+	}
 }
 
 // Time returns the event time in unix microseconds (sub-microsecond nanos
@@ -87,6 +110,12 @@ const (
 // (a key may come more than once: the last one is the map's value) and
 // returns it.
 func (e *Event) Entries(m Map, dst []Entry) []Entry {
+	if e.kept != nil {
+		for _, s := range e.kept[m] {
+			dst = append(dst, e.entry(s))
+		}
+		return dst
+	}
 	want := fieldOf(m)
 	v := e.maps
 	for len(v) > 0 {
@@ -138,7 +167,12 @@ var minTimestampSec = schemas.MinTimestamp.Unix()
 // take (see the package documentation): decode such a value with
 // schemas.Decode.
 func Decode(value []byte, now time.Time, e *Event) bool {
-	*e = Event{}
+	kept := e.kept
+	*e = Event{kept: kept}
+	if kept != nil {
+		kept[0], kept[1] = kept[0][:0], kept[1][:0]
+		e.value = value
+	}
 	var seen uint32       // bit per field, see bit
 	var entries [2]int    // device, location
 	var lastKey [2][]byte // the last key of each map, to see its order
@@ -182,9 +216,20 @@ func Decode(value []byte, now time.Time, e *Event) bool {
 			// collapse in a map, so more entries than allowed go the slow way.
 			seen &^= b
 			i := num - fDevice
-			key, ok := mapEntry(v)
+			key, val, ok := mapEntry(v)
 			if entries[i]++; entries[i] > schemas.MaxMapEntries || !ok {
 				return false
+			}
+			if kept != nil {
+				// Sub-slices of all: where they start is what their
+				// capacity lacks of all's.
+				sp := span{key: uint32(cap(all) - cap(key))}
+				sp.keyEnd = sp.key + uint32(len(key))
+				if len(val) > 0 { // else absent or empty: ""
+					sp.val = uint32(cap(all) - cap(val))
+					sp.valEnd = sp.val + uint32(len(val))
+				}
+				kept[i] = append(kept[i], sp)
 			}
 			if entries[i] > 1 && string(key) <= string(lastKey[i]) {
 				e.unsorted |= 1 << i
@@ -229,12 +274,30 @@ func bit(num protowire.Number) uint32 {
 // id reports whether v is a valid required id: non-empty, at most
 // schemas.MaxIDLen bytes, UTF-8.
 func id(v []byte) bool {
-	return len(v) > 0 && len(v) <= schemas.MaxIDLen && utf8.Valid(v)
+	return len(v) > 0 && len(v) <= schemas.MaxIDLen && validUTF8(v)
 }
 
 // optional reports whether v is a valid optional string of at most max bytes.
 func optional(v []byte, max int) bool {
-	return len(v) <= max && utf8.Valid(v)
+	return len(v) <= max && validUTF8(v)
+}
+
+// validUTF8 is utf8.Valid, with the ASCII strings of the contract's short
+// fields checked eight bytes at a time here: calling utf8.Valid for each
+// of a record's dozen and more strings was a tenth of Decode.
+func validUTF8(v []byte) bool {
+	for len(v) >= 8 {
+		if binary.LittleEndian.Uint64(v)&0x8080808080808080 != 0 {
+			return utf8.Valid(v)
+		}
+		v = v[8:]
+	}
+	for i := range v {
+		if v[i] >= utf8.RuneSelf {
+			return utf8.Valid(v[i:])
+		}
+	}
+	return true
 }
 
 // timestamp reads a google.protobuf.Timestamp (seconds 1, nanos 2, each at
@@ -339,20 +402,19 @@ func interaction(v []byte, e *Event) bool {
 }
 
 // mapEntry checks one device or location map entry (key 1, value 2) and
-// returns its key.
-func mapEntry(v []byte) (key []byte, ok bool) {
-	var val []byte
+// returns its key and value.
+func mapEntry(v []byte) (key, val []byte, ok bool) {
 	var seen uint8
 	for len(v) > 0 {
 		num, typ, n := protowire.ConsumeTag(v)
 		if n < 0 || typ != protowire.BytesType || (num != 1 && num != 2) || seen&(1<<num) != 0 {
-			return nil, false
+			return nil, nil, false
 		}
 		seen |= 1 << num
 		v = v[n:]
 		s, n := protowire.ConsumeBytes(v)
 		if n < 0 {
-			return nil, false
+			return nil, nil, false
 		}
 		v = v[n:]
 		if num == 1 {
@@ -361,7 +423,7 @@ func mapEntry(v []byte) (key []byte, ok bool) {
 			val = s
 		}
 	}
-	return key, len(key) > 0 && len(key) <= schemas.MaxMapKeyLen && utf8.Valid(key) && optional(val, schemas.MaxMapValueLen)
+	return key, val, len(key) > 0 && len(key) <= schemas.MaxMapKeyLen && validUTF8(key) && optional(val, schemas.MaxMapValueLen)
 }
 
 // metadata reads a Metadata message into e: source 1, schema_version 2,

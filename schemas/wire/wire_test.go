@@ -1,10 +1,12 @@
 package wire
 
 import (
+	"math/rand/v2"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -18,12 +20,13 @@ import (
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// pair builds the same rows twice: through Decode and Builder.Append (fast)
-// and through schemas.Decode and AppendEvent (slow).
+// pair builds the same rows three times: through Decode and Builder.Append
+// (fast), the same with the map entries kept by Decode (kept, see
+// Event.KeepEntries), and through schemas.Decode and AppendEvent (slow).
 type pair struct {
-	fast, slow *Builder
-	e          Event
-	ev         schemas.UserInteraction
+	fast, kept, slow *Builder
+	e, ek            Event
+	ev               schemas.UserInteraction
 }
 
 func newPair(t testing.TB, mem memory.Allocator) *pair {
@@ -36,8 +39,14 @@ func newPair(t testing.TB, mem memory.Allocator) *pair {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { fast.Release(); slow.Release() })
-	return &pair{fast: fast, slow: slow}
+	kept, err := NewBuilder(mem, schemas.EventsArrowSchema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fast.Release(); kept.Release(); slow.Release() })
+	p := &pair{fast: fast, kept: kept, slow: slow}
+	p.ek.KeepEntries()
+	return p
 }
 
 // add decodes b both ways. It fails the test when Decode accepts what
@@ -50,6 +59,9 @@ func (p *pair) add(t testing.TB, b []byte, now time.Time, off int64) (fast bool,
 	if fast && slowErr != nil {
 		t.Fatalf("Decode accepted what schemas.Decode rejects: %v", slowErr)
 	}
+	if kept := Decode(b, now, &p.ek); kept != fast {
+		t.Fatalf("Decode keeping entries took it: %v, without: %v", kept, fast)
+	}
 	if !fast {
 		return false, slowErr
 	}
@@ -57,6 +69,7 @@ func (p *pair) add(t testing.TB, b []byte, now time.Time, off int64) (fast bool,
 		t.Fatalf("kind %v, schemas.Decode %v", p.e.Kind, p.ev.Kind())
 	}
 	p.fast.Append(&p.e, 3, off)
+	p.kept.Append(&p.ek, 3, off)
 	p.slow.AppendEvent(&p.ev, 3, off)
 	return true, nil
 }
@@ -64,16 +77,22 @@ func (p *pair) add(t testing.TB, b []byte, now time.Time, off int64) (fast bool,
 // equal checks that both builders built the same rows and resets them.
 func (p *pair) equal(t testing.TB) {
 	t.Helper()
-	got, want := p.fast.NewRecordBatch(), p.slow.NewRecordBatch()
+	got, kept, want := p.fast.NewRecordBatch(), p.kept.NewRecordBatch(), p.slow.NewRecordBatch()
 	defer got.Release()
+	defer kept.Release()
 	defer want.Release()
-	if !array.RecordEqual(got, want) {
-		for i := range int(want.NumCols()) {
-			if !array.Equal(got.Column(i), want.Column(i)) {
-				t.Errorf("column %s: fast %v, schemas.Decode %v", want.ColumnName(i), got.Column(i), want.Column(i))
-			}
+	for name, got := range map[string]arrow.RecordBatch{"fast": got, "fast keeping entries": kept} {
+		if err := array.ValidateRecordFull(got); err != nil {
+			t.Fatalf("%s: %v", name, err)
 		}
-		t.FailNow()
+		if !array.RecordEqual(got, want) {
+			for i := range int(want.NumCols()) {
+				if !array.Equal(got.Column(i), want.Column(i)) {
+					t.Errorf("column %s: %s %v, schemas.Decode %v", want.ColumnName(i), name, got.Column(i), want.Column(i))
+				}
+			}
+			t.FailNow()
+		}
 	}
 }
 
@@ -151,7 +170,8 @@ func TestBuilderInterleavesPaths(t *testing.T) {
 	for _, s := range shapes(t) {
 		vals = append(vals, s.b)
 	}
-	var e Event
+	var e, ek Event
+	ek.KeepEntries()
 	var ev schemas.UserInteraction
 	for batch := range 3 {
 		for i := range 3000 + 1000*batch {
@@ -163,10 +183,12 @@ func TestBuilderInterleavesPaths(t *testing.T) {
 				continue
 			}
 			p.slow.AppendEvent(&ev, 1, int64(i))
-			if i%7 != 0 && Decode(v, t0.Add(time.Hour), &e) {
+			if i%7 != 0 && Decode(v, t0.Add(time.Hour), &e) && Decode(v, t0.Add(time.Hour), &ek) {
 				p.fast.Append(&e, 1, int64(i))
+				p.kept.Append(&ek, 1, int64(i))
 			} else {
 				p.fast.AppendEvent(&ev, 1, int64(i))
+				p.kept.AppendEvent(&ev, 1, int64(i))
 			}
 		}
 		p.equal(t)
@@ -327,6 +349,7 @@ func BenchmarkDecodeAppend(b *testing.B) {
 	}
 	defer bl.Release()
 	var e Event
+	e.KeepEntries() // as the archive decodes
 	b.ReportAllocs()
 	defer reportCPU(b)()
 	for i := 0; b.Loop(); i++ {
@@ -377,5 +400,72 @@ func reportCPU(b *testing.B) func() {
 	start := cpu()
 	return func() {
 		b.ReportMetric(float64(cpu()-start)/float64(b.N), "cpu-ns/op")
+	}
+}
+
+// TestValidUTF8 holds validUTF8 to utf8.Valid: ASCII, multi-byte runes and
+// invalid bytes at every position of strings around the 8-byte steps.
+func TestValidUTF8(t *testing.T) {
+	pieces := [][]byte{[]byte("a"), []byte("é"), []byte("€"), []byte("𝄞"), {0xff}, {0xc3}, {0xe2, 0x82}, {0xed, 0xa0, 0x80}}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		var v []byte
+		for range r.IntN(24) {
+			if r.IntN(4) == 0 {
+				v = append(v, pieces[r.IntN(len(pieces))]...)
+			} else {
+				v = append(v, byte('a'+r.IntN(26)))
+			}
+		}
+		if got, want := validUTF8(v), utf8.Valid(v); got != want {
+			t.Fatalf("validUTF8(%q) = %v, utf8.Valid %v", v, got, want)
+		}
+	}
+}
+
+// TestBuilderLargeStrings checks the rows Builder writes on a schema of
+// large strings (whose rows go through the record builder, not straight
+// into Arrow's layout) against schemas.EventBuilder's.
+func TestBuilderLargeStrings(t *testing.T) {
+	fields := schemas.EventsArrowSchema().Fields()
+	for i, f := range fields {
+		if f.Type.ID() == arrow.STRING {
+			fields[i].Type = arrow.BinaryTypes.LargeString
+		}
+	}
+	sc := arrow.NewSchema(fields, nil)
+	fast, err := NewBuilder(memory.DefaultAllocator, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fast.Release()
+	slow, err := schemas.NewEventBuilder(memory.DefaultAllocator, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Release()
+	g, err := generate.New(generate.Config{Seed: 13, Start: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e Event
+	e.KeepEntries()
+	var ev schemas.UserInteraction
+	for i := range 2000 {
+		v := g.Next().Value
+		if !Decode(v, t0.Add(time.Hour), &e) {
+			continue
+		}
+		if err := schemas.Decode(v, &ev, t0.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		fast.Append(&e, 2, int64(i))
+		slow.Append(&ev, 2, int64(i))
+	}
+	got, want := fast.NewRecordBatch(), slow.NewRecordBatch()
+	defer got.Release()
+	defer want.Release()
+	if want.NumRows() == 0 || !array.RecordEqual(got, want) {
+		t.Fatalf("large strings: %d rows, schemas.EventBuilder %d, or their values differ", got.NumRows(), want.NumRows())
 	}
 }
