@@ -80,10 +80,10 @@ const viewRowGroupRows = 512 << 10
 //   - no dictionary: hashing each value cost more than it saved (even for
 //     batch_id, one value per file: arrow-go's dictionary encoder boxes
 //     every value);
-//   - column statistics only on batch_id and the non-string columns:
-//     readers select a batch's files by its batch_id partition and never
-//     filter on an item or user id, whose bounds cost a tenth of the
-//     encoding.
+//   - column statistics only on the non-string columns: readers select a
+//     batch's files by its batch_id partition value (a file without column
+//     bounds might match: its partition decides) and never filter on an
+//     item or user id, whose bounds cost a tenth of the encoding.
 func viewFileProps(mem memory.Allocator, def *tableDef) []parquet.WriterProperty {
 	opts := []parquet.WriterProperty{
 		parquet.WithAllocator(mem),
@@ -92,8 +92,8 @@ func viewFileProps(mem memory.Allocator, def *tableDef) []parquet.WriterProperty
 		parquet.WithStats(true),
 		parquet.WithMaxRowGroupLength(viewRowGroupRows),
 	}
-	for i, c := range def.cols {
-		if i > 0 && c.typ == colString {
+	for _, c := range def.cols {
+		if c.typ == colString {
 			opts = append(opts, parquet.WithStatsFor(c.name, false))
 		}
 	}
