@@ -72,10 +72,6 @@ func newPartitionFiles(ctx context.Context, mem memory.Allocator, t *table.Table
 // BenchmarkWriteRows).
 var viewFileCodec = compress.Codecs.Lz4Raw
 
-// viewRowGroupRows is the rows of a row group of the view tables' files:
-// their pages are buffered until it is complete (a few MiB compressed).
-const viewRowGroupRows = 512 << 10
-
 // viewFileProps are the Parquet settings of def's data files:
 //   - no dictionary: hashing each value cost more than it saved (even for
 //     batch_id, one value per file: arrow-go's dictionary encoder boxes
@@ -90,7 +86,6 @@ func viewFileProps(mem memory.Allocator, def *tableDef) []parquet.WriterProperty
 		parquet.WithCompression(viewFileCodec),
 		parquet.WithDictionaryDefault(false),
 		parquet.WithStats(true),
-		parquet.WithMaxRowGroupLength(viewRowGroupRows),
 	}
 	for _, c := range def.cols {
 		if c.typ == colString {
@@ -120,7 +115,7 @@ func (p *partitionFiles) write(rec arrow.RecordBatch) error {
 		p.w = w
 		p.rows = 0
 	}
-	if err := p.w.WriteBuffered(rec); err != nil {
+	if err := p.w.Write(rec); err != nil {
 		return err
 	}
 	p.rows += rec.NumRows()

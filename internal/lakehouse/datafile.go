@@ -54,17 +54,6 @@ func (d *DataFileWriter) Write(rec arrow.RecordBatch) error {
 	return nil
 }
 
-// WriteBuffered appends rec's rows to the file's current row group, which
-// holds up to the writer properties' MaxRowGroupLength rows (its pages are
-// buffered in memory until then): Write makes a row group of every record
-// batch, setting up and closing a writer per column each time.
-func (d *DataFileWriter) WriteBuffered(rec arrow.RecordBatch) error {
-	if err := d.w.WriteBuffered(rec); err != nil {
-		return fmt.Errorf("write %s: %w", d.path, err)
-	}
-	return nil
-}
-
 // Close finishes the file and returns it as a data file of the table with
 // the given partition values (by partition field id; nil: derived from the
 // bounds of the partition's source column).
