@@ -387,11 +387,11 @@ func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.S
 		}
 	}
 	run.EventsRead = read
-	spans := make(map[string]model.Span)
+	// Each part's sessions are its own (parts are by session hash): their
+	// spans are gathered as a list, while the part builds.
+	var spans []sessionSpan
 	collect := func(b *model.Builder) {
-		for s, sp := range b.SessionSpans() {
-			spans[s] = sp
-		}
+		b.EachSpan(func(s string, sp model.Span) { spans = append(spans, sessionSpan{s, sp}) })
 	}
 	if spill != nil {
 		log.Info("batch scan done, building the parts", "events_read", read, "parts", parts, "elapsed", time.Since(start).Round(time.Millisecond))
@@ -406,7 +406,7 @@ func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.S
 		run.MaxEventTime = time.UnixMicro(maxTime).UTC()
 	}
 	log.Info("batch scan done", "events_read", run.EventsRead, "parts", parts, "elapsed", time.Since(start).Round(time.Millisecond))
-	return &state{model: acc.Model(), spans: spans}, nil
+	return &state{model: acc.Model(), spanList: spans}, nil
 }
 
 // columns of one events record batch, by name.

@@ -83,6 +83,9 @@ func evolve(ctx context.Context, lake *lakehouse.Lakehouse, def *tableDef) error
 type state struct {
 	model *model.Model
 	spans map[string]model.Span
+	// spanList, when not nil, holds the spans instead of spans: a full
+	// recompute's, each session once, only written.
+	spanList []sessionSpan
 	// delta, when not nil, is what this run added to its base (chain): the
 	// run persists delta and deltaSpans instead of model and spans.
 	delta      *model.Model
@@ -91,6 +94,12 @@ type state struct {
 	// spanRows is the session_spans rows loadState read (spans may keep
 	// fewer).
 	spanRows int64
+}
+
+// sessionSpan is one session's span.
+type sessionSpan struct {
+	session string
+	span    model.Span
 }
 
 // batches returns the StateBatches of the run id that persists st: nil when
@@ -137,9 +146,9 @@ const (
 // state.persisted).
 func (r *Runner) writeState(ctx context.Context, g *errgroup.Group, st *state, run *Run, log *slog.Logger) {
 	id := run.BatchID
-	users, spans := st.model.Users(), st.spans
+	users, spans, spanList := st.model.Users(), st.spans, st.spanList
 	if st.delta != nil {
-		users, spans = st.delta.Users(), st.deltaSpans
+		users, spans, spanList = st.delta.Users(), st.deltaSpans, nil
 	}
 	g.Go(func() error {
 		return r.writeTable(ctx, &userItemsDef, run, log, func(w *rowWriter) {
@@ -156,12 +165,18 @@ func (r *Runner) writeState(ctx context.Context, g *errgroup.Group, st *state, r
 	})
 	g.Go(func() error {
 		return r.writeTable(ctx, &sessionSpansDef, run, log, func(w *rowWriter) {
-			for s, sp := range spans {
+			row := func(s string, sp model.Span) {
 				w.str(0, id)
 				w.str(1, s)
 				w.i64(2, sp.First)
 				w.i64(3, sp.Last)
 				w.end()
+			}
+			for s, sp := range spans {
+				row(s, sp)
+			}
+			for _, s := range spanList {
+				row(s.session, s.span)
 			}
 		})
 	})

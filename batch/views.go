@@ -147,8 +147,13 @@ type rowWriter struct {
 	rows int64
 	// part, when set, is the batch_id every row must have (a partitioned
 	// table's files hold one partition); err records the first row without.
-	part string
-	err  error
+	// Its column is not built row by row: partCol holds part rowsPerBatch
+	// times, and each batch takes a slice of it.
+	part    string
+	partCol *array.String
+	err     error
+	// n is the rows of the current batch.
+	n int
 	// typed column builders, by column index (nil where of another type)
 	strs  []*array.StringBuilder
 	i32s  []*array.Int32Builder
@@ -197,11 +202,35 @@ func newRowWriter(mem memory.Allocator, def *tableDef) (*rowWriter, error) {
 	return w, nil
 }
 
+// setPart makes every row's batch_id part (see rowWriter.part).
+func (w *rowWriter) setPart(mem memory.Allocator, part string) {
+	b := array.NewStringBuilder(mem)
+	defer b.Release()
+	b.Reserve(rowsPerBatch)
+	b.ReserveData(rowsPerBatch * len(part))
+	for range rowsPerBatch {
+		b.Append(part)
+	}
+	w.part, w.partCol = part, b.NewStringArray()
+}
+
+// release frees the writer's builders.
+func (w *rowWriter) release() {
+	w.rb.Release()
+	if w.partCol != nil {
+		w.partCol.Release()
+	}
+}
+
 // reserve makes room for a whole batch in every column builder.
 func (w *rowWriter) reserve() {
-	w.rb.Reserve(rowsPerBatch)
+	for i := range w.def.cols {
+		if i > 0 || w.partCol == nil {
+			w.rb.Field(i).Reserve(rowsPerBatch)
+		}
+	}
 	for i, b := range w.strs {
-		if b != nil {
+		if b != nil && (i > 0 || w.partCol == nil) {
 			b.ReserveData(w.dataLen[i])
 		}
 	}
@@ -210,8 +239,11 @@ func (w *rowWriter) reserve() {
 // The typed appends set column i of the current row; end closes the row.
 // Every column must be set once per row, in any order.
 func (w *rowWriter) str(i int, v string) {
-	if i == 0 && w.part != "" && v != w.part && w.err == nil {
-		w.err = fmt.Errorf("row %d of %s has batch_id %q, writing %q", w.rows, w.def.name, v, w.part)
+	if i == 0 && w.partCol != nil {
+		if v != w.part && w.err == nil {
+			w.err = fmt.Errorf("row %d of %s has batch_id %q, writing %q", w.rows, w.def.name, v, w.part)
+		}
+		return
 	}
 	w.strs[i].Append(v)
 }
@@ -248,13 +280,14 @@ func decodeInputs(s string) ([]string, error) {
 
 func (w *rowWriter) end() {
 	w.rows++
-	if w.rb.Field(0).Len() >= rowsPerBatch {
+	w.n++
+	if w.n >= rowsPerBatch {
 		w.flushBatch()
 	}
 }
 
 func (w *rowWriter) flushBatch() {
-	if w.rb.Field(0).Len() == 0 {
+	if w.n == 0 {
 		return
 	}
 	for i, b := range w.strs {
@@ -262,7 +295,21 @@ func (w *rowWriter) flushBatch() {
 			w.dataLen[i] = b.DataLen()
 		}
 	}
-	w.out <- w.rb.NewRecordBatch()
+	if w.partCol == nil {
+		w.out <- w.rb.NewRecordBatch()
+	} else {
+		cols := make([]arrow.Array, len(w.def.cols))
+		cols[0] = array.NewSlice(w.partCol, 0, int64(w.n))
+		for i := 1; i < len(cols); i++ {
+			cols[i] = w.rb.Field(i).NewArray()
+		}
+		rec := array.NewRecordBatch(w.sc, cols, int64(w.n))
+		for _, c := range cols {
+			c.Release()
+		}
+		w.out <- rec
+	}
+	w.n = 0
 	w.reserve()
 }
 
@@ -277,13 +324,13 @@ func writeRows(ctx context.Context, mem memory.Allocator, t *table.Table, def *t
 	if err != nil {
 		return nil, 0, err
 	}
-	defer w.rb.Release()
+	defer w.release()
 	var pf *partitionFiles
 	if def.partitioned {
 		if pf, err = newPartitionFiles(ctx, mem, t, def, w.sc, part); err != nil {
 			return nil, 0, err
 		}
-		w.part = part
+		w.setPart(mem, part)
 	}
 	ch := make(chan arrow.RecordBatch, 2)
 	w.out = ch

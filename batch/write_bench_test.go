@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/iceberg-go"
 )
 
@@ -14,7 +15,8 @@ import (
 // pairs of 5,000 items, one batch id) as the batch run does (files: one
 // partition's files written by partitionFiles) and, beside it, through
 // iceberg-go's partitioned writer with the batch tables' settings
-// (writeProps) and with dictionary encoding on for every column. Compare
+// (writeProps) and with dictionary encoding on for every column, and
+// partitionFiles with Snappy instead of viewFileCodec. Compare
 // CPU time (-cpuprofile) rather than wall time on a busy machine.
 func BenchmarkWriteRows(b *testing.B) {
 	const rows = 200_000
@@ -26,12 +28,16 @@ func BenchmarkWriteRows(b *testing.B) {
 		name  string
 		props iceberg.Properties
 		files bool // written by partitionFiles, not iceberg-go's writer
+		codec compress.Compression
 	}{
-		{"files", writeProps, true},
-		{"iceberg-go", writeProps, false},
-		{"iceberg-go-dictionary", iceberg.Properties{"write.parquet.compression-codec": "snappy"}, false},
+		{"files", writeProps, true, viewFileCodec},
+		{"files-snappy", writeProps, true, compress.Codecs.Snappy},
+		{"iceberg-go", writeProps, false, viewFileCodec},
+		{"iceberg-go-dictionary", iceberg.Properties{"write.parquet.compression-codec": "snappy"}, false, viewFileCodec},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
+			defer func(c compress.Compression) { viewFileCodec = c }(viewFileCodec)
+			viewFileCodec = tc.codec
 			lake := testLake(b)
 			def := covisitationDef
 			props := iceberg.Properties{}

@@ -36,7 +36,15 @@ type Builder struct {
 	// often repeat them, and comparing with the interned string is cheaper
 	// than a map lookup. Valid when len(head) > 0.
 	lastSession, lastItem uint32
+	// spanFn, when set (EachSpan), receives every session's span in build.
+	spanFn func(session string, sp Span)
 }
+
+// EachSpan makes Build (or Accumulator.Add) call fn with every session added
+// and the event-time range of its records, as SessionSpans iterates them:
+// computed by the parallel shards from the events they gather anyway,
+// instead of a walk of every session's events beforehand.
+func (b *Builder) EachSpan(fn func(session string, sp Span)) { b.spanFn = fn }
 
 // NewBuilder returns a builder for parameters p.
 func NewBuilder(p Params) (*Builder, error) {
@@ -167,16 +175,24 @@ func (b *Builder) build() ([]kv, []userRec) {
 	}
 	shards := max(1, min(procs, len(b.evs)/buildShardEvents, len(b.head)))
 	outs := make([]shardOut, shards)
+	var spans []Span
+	if b.spanFn != nil {
+		spans = make([]Span, len(b.head))
+	}
 	var wg sync.WaitGroup
 	for w := range shards {
 		lo, hi := w*len(b.head)/shards, (w+1)*len(b.head)/shards
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			outs[w] = b.buildShard(lo, hi)
+			outs[w] = b.buildShard(lo, hi, spans)
 		}()
 	}
 	wg.Wait()
+	for sid, sp := range spans {
+		b.spanFn(b.sessions.str(uint32(sid)), sp)
+	}
+	b.spanFn = nil
 	b.evs, b.head, b.tail, b.user, b.sessions, b.m = nil, nil, nil, nil, nil, nil
 	nItems, nUsers := m.items.len(), m.users.users.len()
 	for _, o := range outs {
@@ -295,8 +311,9 @@ func mergeUserRecs(dst, a, b []userRec) []userRec {
 	return append(dst, b[j:]...)
 }
 
-// buildShard processes sessions [lo, hi).
-func (b *Builder) buildShard(lo, hi int) shardOut {
+// buildShard processes sessions [lo, hi); spans, when not nil, receives
+// their spans (spans[sid]).
+func (b *Builder) buildShard(lo, hi int, spans []Span) shardOut {
 	m := b.m
 	p := &m.params
 	win := p.windowMicros()
@@ -316,6 +333,13 @@ func (b *Builder) buildShard(lo, hi int) shardOut {
 		scratch = scratch[:0]
 		for i := b.head[sid]; i >= 0; i = b.evs[i].next {
 			scratch = append(scratch, b.evs[i])
+		}
+		if spans != nil {
+			sp := Span{First: scratch[0].time, Last: scratch[0].time}
+			for j := 1; j < len(scratch); j++ {
+				sp = sp.Widen(scratch[j].time, true)
+			}
+			spans[sid] = sp
 		}
 		if !slices.IsSortedFunc(scratch, compareRecord) {
 			slices.SortStableFunc(scratch, compareRecord)
