@@ -89,59 +89,101 @@ func (s *Spill) Add(e Event) {
 
 // Build reads each shard back into a Builder of its sessions, calls each
 // with it (before Build: SessionSpans), then adds it to the accumulator.
-// The Spill must not be used afterwards but still be closed.
+// The shards are read by a goroutine of their own, one shard ahead of the
+// build: the next shard is decoded while the current one is built and
+// merged, so at most two shards' events are in memory at once. The Spill
+// must not be used afterwards but still be closed.
 func (s *Spill) Build(each func(b *Builder)) error {
 	if s.err != nil {
 		return s.err
 	}
-	var sid []byte
-	for i, f := range s.files {
-		if err := s.w[i].Flush(); err != nil {
-			return fmt.Errorf("spill events: %w", err)
+	type part struct {
+		b   *Builder
+		err error
+	}
+	parts := make(chan part)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(parts)
+		for i := range s.files {
+			b, err := s.readShard(i)
+			select {
+			case parts <- part{b, err}:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
 		}
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return fmt.Errorf("read spilled events: %w", err)
-		}
-		b := s.a.Builder()
-		b.Grow(s.n[i])
-		r := bufio.NewReaderSize(f, 1<<20)
-		var rec [spillRecord]byte
-		for range s.n[i] {
-			if _, err := io.ReadFull(r, rec[:]); err != nil {
-				return fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
-			}
-			n, err := binary.ReadUvarint(r)
-			if err != nil || n > 1<<20 {
-				return fmt.Errorf("read spilled events of %s: session id length %d: %v", f.Name(), n, err)
-			}
-			if uint64(cap(sid)) < n {
-				sid = make([]byte, n)
-			}
-			sid = sid[:n]
-			if _, err := io.ReadFull(r, sid); err != nil {
-				return fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
-			}
-			b.add(sid, bevent{
-				hash:      binary.LittleEndian.Uint64(rec[0:]),
-				time:      int64(binary.LittleEndian.Uint64(rec[8:])),
-				offset:    int64(binary.LittleEndian.Uint64(rec[16:])),
-				partition: int32(binary.LittleEndian.Uint32(rec[24:])),
-				item:      binary.LittleEndian.Uint32(rec[28:]),
-				user:      binary.LittleEndian.Uint32(rec[32:]),
-				next:      -1,
-				kind:      schemas.Kind(rec[36]),
-			})
-		}
-		// The shard is in memory: its file is not needed any more.
-		if err := s.closeFile(i); err != nil {
-			return err
+	}()
+	// On an early return the reader is stopped and waited for: it must not
+	// touch the files while Close removes them.
+	defer func() {
+		close(stop)
+		<-done
+	}()
+	for p := range parts {
+		if p.err != nil {
+			return p.err
 		}
 		if each != nil {
-			each(b)
+			each(p.b)
 		}
-		s.a.Add(b)
+		s.a.Add(p.b)
 	}
 	return nil
+}
+
+// readShard reads shard i back into a Builder of its sessions and removes
+// its file. It touches only the new Builder and the shard's file: the item
+// and user ids in the records are interned already.
+func (s *Spill) readShard(i int) (*Builder, error) {
+	f := s.files[i]
+	if err := s.w[i].Flush(); err != nil {
+		return nil, fmt.Errorf("spill events: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("read spilled events: %w", err)
+	}
+	b := s.a.Builder()
+	b.Grow(s.n[i])
+	r := bufio.NewReaderSize(f, 1<<20)
+	var rec [spillRecord]byte
+	var sid []byte
+	for range s.n[i] {
+		if _, err := io.ReadFull(r, rec[:]); err != nil {
+			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
+		}
+		n, err := binary.ReadUvarint(r)
+		if err != nil || n > 1<<20 {
+			return nil, fmt.Errorf("read spilled events of %s: session id length %d: %v", f.Name(), n, err)
+		}
+		if uint64(cap(sid)) < n {
+			sid = make([]byte, n)
+		}
+		sid = sid[:n]
+		if _, err := io.ReadFull(r, sid); err != nil {
+			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
+		}
+		b.add(sid, bevent{
+			hash:      binary.LittleEndian.Uint64(rec[0:]),
+			time:      int64(binary.LittleEndian.Uint64(rec[8:])),
+			offset:    int64(binary.LittleEndian.Uint64(rec[16:])),
+			partition: int32(binary.LittleEndian.Uint32(rec[24:])),
+			item:      binary.LittleEndian.Uint32(rec[28:]),
+			user:      binary.LittleEndian.Uint32(rec[32:]),
+			next:      -1,
+			kind:      schemas.Kind(rec[36]),
+		})
+	}
+	// The shard is in memory: its file is not needed any more.
+	if err := s.closeFile(i); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 func (s *Spill) closeFile(i int) error {

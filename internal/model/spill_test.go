@@ -73,3 +73,46 @@ func TestSpillEqualsBuild(t *testing.T) {
 		}
 	}
 }
+
+// TestSpillBuildReadError: a spill file cut short makes Build return an
+// error (the shards are read ahead by a goroutine of their own, which
+// stops), and Close still removes every file.
+func TestSpillBuildReadError(t *testing.T) {
+	p := DefaultParams()
+	r := rand.New(rand.NewPCG(7, 7))
+	st := genStream(r, 3, 60, 40, 3000)
+	dir := t.TempDir()
+	a, err := NewAccumulator(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := a.Spill(dir, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range st.events {
+		s.Add(e)
+	}
+	for i := range s.w {
+		if err := s.w[i].Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.files[1].Truncate(spillRecord + 3); err != nil {
+		t.Fatal(err)
+	}
+	built := 0
+	err = s.Build(func(*Builder) { built++ })
+	if err == nil {
+		t.Fatal("Build of a truncated spill file: no error")
+	}
+	if built != 1 {
+		t.Errorf("Build of a spill whose second file is cut short built %d parts, want 1", built)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if left, err := os.ReadDir(dir); err != nil || len(left) != 0 {
+		t.Fatalf("%d spill files left (%v)", len(left), err)
+	}
+}
