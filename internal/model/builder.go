@@ -268,16 +268,24 @@ func (a *Accumulator) Add(b *Builder) {
 		panic("model: Accumulator.Add of a builder of another accumulator")
 	}
 	pairs, users := b.build()
-	if len(a.pairs) == 0 {
-		a.pairs = pairs
-	} else {
-		a.pairs = mergeKV(make([]kv, 0, len(a.pairs)+len(pairs)), a.pairs, pairs, 1)
-	}
+	// The pairs and the user entries are independent runs: they are merged
+	// concurrently.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if len(a.pairs) == 0 {
+			a.pairs = pairs
+		} else {
+			a.pairs = mergeKV(make([]kv, 0, len(a.pairs)+len(pairs)), a.pairs, pairs, 1)
+		}
+	}()
 	if len(a.users) == 0 {
 		a.users = users
 	} else {
 		a.users = mergeUserRecs(make([]userRec, 0, len(a.users)+len(users)), a.users, users)
 	}
+	wg.Wait()
 }
 
 // Model returns the model of every part added. The accumulator must not be
