@@ -310,15 +310,19 @@ var EventColumns = []string{"event_id", schemas.ColumnTimestamp, "user_id", "ses
 
 // buildBytesPerEvent is what a full recompute holds per event while it
 // builds (the buffered event, its user entry and the sort buffers, the
-// session dictionary), measured with `lambdarec bench batch`; a part may use
-// half of Config.MaxMemory, the rest is for the model, the view and the
-// writers.
+// session dictionary), measured with `lambdarec bench batch`; a recompute
+// in one part may use half of Config.MaxMemory, the rest is for the model,
+// the view and the writers. In parts, the next part is read back beside the
+// build of the current one (model.Spill.Build): a part may use a third.
 const buildBytesPerEvent = 256
 
 // parts returns how many parts a full recompute of n events takes.
 func (r *Runner) parts(n int64) int {
-	budget := r.cfg.MaxMemory / 2
-	return int(max(1, (n*buildBytesPerEvent+budget-1)/budget))
+	if n*buildBytesPerEvent <= r.cfg.MaxMemory/2 {
+		return 1
+	}
+	budget := r.cfg.MaxMemory / 3
+	return int(max(2, (n*buildBytesPerEvent+budget-1)/budget))
 }
 
 // compute streams the snapshot through the model builder: all at once, or,
