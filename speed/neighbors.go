@@ -35,6 +35,9 @@ type mergedNeighbors struct {
 	ids  map[string]uint32   // items interned here: those asked for and their neighbours
 	tops [][]uint32          // maintained top K by item id: the neighbours' ids, nil when not (yet) asked for
 	rows [][]model.ItemCount // the same rows as the Scorer gets them
+	// pos is, by item id, the position index of its maintained row (see
+	// rowIndex): nil when the row is, or when K is too large to index.
+	pos [][]uint16
 	// names, bids and dids are by item id: its string, and its ids in the
 	// batch's and the deltas' dictionaries plus one (0: not looked up yet;
 	// noItem: the batch does not know it), so counting a pair costs no
@@ -80,6 +83,7 @@ func (n *mergedNeighbors) intern(item string) uint32 {
 		n.ids[item] = id
 		n.tops = append(n.tops, nil)
 		n.rows = append(n.rows, nil)
+		n.pos = append(n.pos, nil)
 		n.names = append(n.names, item)
 		n.addOrderKey(item)
 		n.bids = append(n.bids, 0)
@@ -166,6 +170,7 @@ func (n *mergedNeighbors) reset(delta, remote *model.Covisit) {
 	clear(n.dids)
 	clear(n.tops)
 	clear(n.rows)
+	clear(n.pos)
 	n.cachedBytes = len(n.ids) * 48
 }
 
@@ -182,7 +187,8 @@ func (n *mergedNeighbors) Neighbors(item string) []model.ItemCount {
 		top[i] = n.intern(row[i].Item)
 	}
 	n.tops[id], n.rows[id] = top, row
-	n.cachedBytes += len(item) + 48 + n.k*(itemCountBytes+4)
+	n.pos[id] = newRowIndex(top, n.k)
+	n.cachedBytes += len(item) + 48 + n.k*(itemCountBytes+4) + 2*len(n.pos[id])
 	return row
 }
 
@@ -220,6 +226,50 @@ func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64, c *int64, d int64) {
 	if top == nil {
 		return
 	}
+	ix := rowIndex(n.pos[ia])
+	if ix == nil {
+		n.bumpScan(ia, ib, w, c, d)
+		return
+	}
+	slot, i := ix.find(top, ib)
+	switch {
+	case i >= 0:
+		row[i].Count += w
+	case len(top) < n.k: // the list is the whole row: b is a new neighbour
+		if *c < 0 {
+			*c = n.countWith(ia, ib, d)
+		}
+		i = len(top)
+		top = append(top, ib)
+		row = append(row, model.ItemCount{Item: n.names[ib], Count: *c})
+		n.tops[ia], n.rows[ia] = top, row
+		ix[slot] = uint16(i + 1)
+	default:
+		if *c < 0 {
+			*c = n.countWith(ia, ib, d)
+		}
+		i = len(top) - 1
+		if !n.before(ib, *c, top[i], row[i].Count) {
+			return
+		}
+		ix.remove(top, ix.slotOf(top, top[i]))
+		top[i], row[i] = ib, model.ItemCount{Item: n.names[ib], Count: *c}
+		slot, _ = ix.find(top, ib) // past the removal, b's free slot may have moved
+		ix[slot] = uint16(i + 1)
+	}
+	n.rowChanged(ia)
+	for ; i > 0 && n.before(top[i], row[i].Count, top[i-1], row[i-1].Count); i-- {
+		ix[ix.slotOf(top, top[i-1])] = uint16(i + 1)
+		ix[slot] = uint16(i)
+		top[i], top[i-1] = top[i-1], top[i]
+		row[i], row[i-1] = row[i-1], row[i]
+	}
+}
+
+// bumpScan is bumpID for a row without a position index: b is looked for
+// by scanning the row.
+func (n *mergedNeighbors) bumpScan(ia, ib uint32, w int64, c *int64, d int64) {
+	top, row := n.tops[ia], n.rows[ia]
 	i := 0
 	for i < len(top) && top[i] != ib {
 		i++
@@ -248,6 +298,86 @@ func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64, c *int64, d int64) {
 	for ; i > 0 && n.before(top[i], row[i].Count, top[i-1], row[i-1].Count); i-- {
 		top[i], top[i-1] = top[i-1], top[i]
 		row[i], row[i-1] = row[i-1], row[i]
+	}
+}
+
+// rowIndex is the position index of a maintained row (its neighbours' ids,
+// top): an open-addressing table with linear probing from a neighbour's id,
+// hashed, to its position in top plus one (0: an empty slot). Its size is a
+// power of two at least twice K, so a probe mostly ends at the first slot,
+// and a pair contribution finds its neighbour without scanning the row.
+type rowIndex []uint16
+
+// maxIndexedK is the largest K whose rows are indexed (positions fit a
+// uint16); larger rows are scanned.
+const maxIndexedK = 1<<15 - 1
+
+// newRowIndex returns the position index of top for rows of up to k
+// entries, nil when k is too large to index.
+func newRowIndex(top []uint32, k int) rowIndex {
+	if k > maxIndexedK {
+		return nil
+	}
+	size := 8
+	for size < 2*k {
+		size *= 2
+	}
+	ix := make(rowIndex, size)
+	for i, id := range top {
+		slot, _ := ix.find(top, id)
+		ix[slot] = uint16(i + 1)
+	}
+	return ix
+}
+
+// home is id's first slot (Fibonacci hashing).
+func (ix rowIndex) home(id uint32) int {
+	return int((id * 0x9E3779B1) >> 16 & uint32(len(ix)-1))
+}
+
+// find returns id's slot and position in top, or the free slot where it
+// would go and -1.
+func (ix rowIndex) find(top []uint32, id uint32) (slot, i int) {
+	mask := len(ix) - 1
+	for slot = ix.home(id); ; slot = (slot + 1) & mask {
+		p := ix[slot]
+		if p == 0 {
+			return slot, -1
+		}
+		if top[p-1] == id {
+			return slot, int(p - 1)
+		}
+	}
+}
+
+// slotOf returns the slot of id, which top holds.
+func (ix rowIndex) slotOf(top []uint32, id uint32) int {
+	slot, _ := ix.find(top, id)
+	return slot
+}
+
+// remove empties slot, shifting back the entries after it that probing
+// would no longer reach (so no tombstones are needed). top must still hold
+// every indexed entry.
+func (ix rowIndex) remove(top []uint32, slot int) {
+	mask := len(ix) - 1
+	for j := slot; ; {
+		ix[slot] = 0
+		for {
+			j = (j + 1) & mask
+			p := ix[j]
+			if p == 0 {
+				return
+			}
+			// The entry at j stays unless the empty slot lies cyclically
+			// between its home and j.
+			h := ix.home(top[p-1])
+			if (j-h)&mask >= (j-slot)&mask {
+				ix[slot] = p
+				slot = j
+				break
+			}
+		}
 	}
 }
 
@@ -373,7 +503,7 @@ func (n *mergedNeighbors) invalidate(item string) {
 	if !ok || n.tops[id] == nil {
 		return
 	}
-	n.tops[id], n.rows[id] = nil, nil
+	n.tops[id], n.rows[id], n.pos[id] = nil, nil, nil
 	n.rowChanged(id)
 }
 
