@@ -36,8 +36,8 @@ type mergedNeighbors struct {
 	tops [][]uint32          // maintained top K by item id: the neighbours' ids, nil when not (yet) asked for
 	rows [][]model.ItemCount // the same rows as the Scorer gets them
 	// pos is, by item id, the position index of its maintained row (see
-	// rowIndex): nil when the row is, or when K is too large to index.
-	pos [][]uint16
+	// rowIndex): nil when the row is, or when it cannot be indexed.
+	pos [][]uint32
 	// names, bids and dids are by item id: its string, and its ids in the
 	// batch's and the deltas' dictionaries plus one (0: not looked up yet;
 	// noItem: the batch does not know it), so counting a pair costs no
@@ -188,7 +188,7 @@ func (n *mergedNeighbors) Neighbors(item string) []model.ItemCount {
 	}
 	n.tops[id], n.rows[id] = top, row
 	n.pos[id] = newRowIndex(top, n.k)
-	n.cachedBytes += len(item) + 48 + n.k*(itemCountBytes+4) + 2*len(n.pos[id])
+	n.cachedBytes += len(item) + 48 + n.k*(itemCountBytes+4) + 4*len(n.pos[id])
 	return row
 }
 
@@ -227,11 +227,14 @@ func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64, c *int64, d int64) {
 		return
 	}
 	ix := rowIndex(n.pos[ia])
+	if ix != nil && ib > maxIndexedID {
+		ix, n.pos[ia] = nil, nil // the row is scanned from now on
+	}
 	if ix == nil {
 		n.bumpScan(ia, ib, w, c, d)
 		return
 	}
-	slot, i := ix.find(top, ib)
+	slot, i := ix.find(ib)
 	switch {
 	case i >= 0:
 		row[i].Count += w
@@ -243,7 +246,7 @@ func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64, c *int64, d int64) {
 		top = append(top, ib)
 		row = append(row, model.ItemCount{Item: n.names[ib], Count: *c})
 		n.tops[ia], n.rows[ia] = top, row
-		ix[slot] = uint16(i + 1)
+		ix[slot] = indexEntry(ib, i)
 	default:
 		if *c < 0 {
 			*c = n.countWith(ia, ib, d)
@@ -252,15 +255,15 @@ func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64, c *int64, d int64) {
 		if !n.before(ib, *c, top[i], row[i].Count) {
 			return
 		}
-		ix.remove(top, ix.slotOf(top, top[i]))
+		ix.remove(ix.slotOf(top[i]))
 		top[i], row[i] = ib, model.ItemCount{Item: n.names[ib], Count: *c}
-		slot, _ = ix.find(top, ib) // past the removal, b's free slot may have moved
-		ix[slot] = uint16(i + 1)
+		slot, _ = ix.find(ib) // past the removal, b's free slot may have moved
+		ix[slot] = indexEntry(ib, i)
 	}
 	n.rowChanged(ia)
 	for ; i > 0 && n.before(top[i], row[i].Count, top[i-1], row[i-1].Count); i-- {
-		ix[ix.slotOf(top, top[i-1])] = uint16(i + 1)
-		ix[slot] = uint16(i)
+		ix[ix.slotOf(top[i-1])] = indexEntry(top[i-1], i)
+		ix[slot] = indexEntry(ib, i-1)
 		top[i], top[i-1] = top[i-1], top[i]
 		row[i], row[i-1] = row[i-1], row[i]
 	}
@@ -301,19 +304,25 @@ func (n *mergedNeighbors) bumpScan(ia, ib uint32, w int64, c *int64, d int64) {
 	}
 }
 
-// rowIndex is the position index of a maintained row (its neighbours' ids,
-// top): an open-addressing table with linear probing from a neighbour's id,
-// hashed, to its position in top plus one (0: an empty slot). Its size is a
-// power of two at least twice K, so a probe mostly ends at the first slot,
-// and a pair contribution finds its neighbour without scanning the row.
-type rowIndex []uint16
+// rowIndex is the position index of a maintained row: an open-addressing
+// table with linear probing from a neighbour's id, hashed, to the entry
+// indexEntry(id, position in the row) (0: an empty slot). Its size is a
+// power of two at least twice K, so a probe mostly ends at its first slot,
+// and a pair contribution finds its neighbour in the row without scanning
+// it. An entry packs the id in 24 bits and the position in 8: rows of K
+// past maxIndexedK, or holding ids past maxIndexedID, are not indexed.
+type rowIndex []uint32
 
-// maxIndexedK is the largest K whose rows are indexed (positions fit a
-// uint16); larger rows are scanned.
-const maxIndexedK = 1<<15 - 1
+const (
+	maxIndexedK  = 255
+	maxIndexedID = 1<<24 - 1
+)
+
+// indexEntry is the rowIndex entry of id at position i.
+func indexEntry(id uint32, i int) uint32 { return id<<8 | uint32(i+1) }
 
 // newRowIndex returns the position index of top for rows of up to k
-// entries, nil when k is too large to index.
+// entries, nil when they cannot be indexed.
 func newRowIndex(top []uint32, k int) rowIndex {
 	if k > maxIndexedK {
 		return nil
@@ -324,8 +333,11 @@ func newRowIndex(top []uint32, k int) rowIndex {
 	}
 	ix := make(rowIndex, size)
 	for i, id := range top {
-		slot, _ := ix.find(top, id)
-		ix[slot] = uint16(i + 1)
+		if id > maxIndexedID {
+			return nil
+		}
+		slot, _ := ix.find(id)
+		ix[slot] = indexEntry(id, i)
 	}
 	return ix
 }
@@ -335,45 +347,43 @@ func (ix rowIndex) home(id uint32) int {
 	return int((id * 0x9E3779B1) >> 16 & uint32(len(ix)-1))
 }
 
-// find returns id's slot and position in top, or the free slot where it
-// would go and -1.
-func (ix rowIndex) find(top []uint32, id uint32) (slot, i int) {
+// find returns id's slot and position in the row, or the free slot where
+// it would go and -1.
+func (ix rowIndex) find(id uint32) (slot, i int) {
 	mask := len(ix) - 1
 	for slot = ix.home(id); ; slot = (slot + 1) & mask {
-		p := ix[slot]
-		if p == 0 {
+		e := ix[slot]
+		if e == 0 {
 			return slot, -1
 		}
-		if top[p-1] == id {
-			return slot, int(p - 1)
+		if e>>8 == id {
+			return slot, int(e&0xff) - 1
 		}
 	}
 }
 
-// slotOf returns the slot of id, which top holds.
-func (ix rowIndex) slotOf(top []uint32, id uint32) int {
-	slot, _ := ix.find(top, id)
+// slotOf returns the slot of id, which the row holds.
+func (ix rowIndex) slotOf(id uint32) int {
+	slot, _ := ix.find(id)
 	return slot
 }
 
 // remove empties slot, shifting back the entries after it that probing
-// would no longer reach (so no tombstones are needed). top must still hold
-// every indexed entry.
-func (ix rowIndex) remove(top []uint32, slot int) {
+// would no longer reach (so no tombstones are needed).
+func (ix rowIndex) remove(slot int) {
 	mask := len(ix) - 1
 	for j := slot; ; {
 		ix[slot] = 0
 		for {
 			j = (j + 1) & mask
-			p := ix[j]
-			if p == 0 {
+			e := ix[j]
+			if e == 0 {
 				return
 			}
 			// The entry at j stays unless the empty slot lies cyclically
 			// between its home and j.
-			h := ix.home(top[p-1])
-			if (j-h)&mask >= (j-slot)&mask {
-				ix[slot] = p
+			if h := ix.home(e >> 8); (j-h)&mask >= (j-slot)&mask {
+				ix[slot] = e
 				slot = j
 				break
 			}

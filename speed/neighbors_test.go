@@ -43,10 +43,11 @@ func TestOrderKeysOrderAsNames(t *testing.T) {
 // TestRowIndexFollowsTheRows: while contributions grow the deltas, every
 // maintained row equals the top K of the summed counts and its position
 // index maps exactly its neighbours to their positions (entries enter,
-// move up and leave the rows; K large enough for collisions and wraps).
+// move up and leave the rows; K large enough for collisions and wraps, and
+// past what an index holds, when rows are scanned).
 func TestRowIndexFollowsTheRows(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 8))
-	for _, k := range []int{1, 3, 4, 17, 50} {
+	for _, k := range []int{1, 3, 4, 17, 50, maxIndexedK + 1} {
 		batch, delta, sum := model.NewCovisit(), model.NewCovisit(), model.NewCovisit()
 		const items = 300
 		name := func(i int) string { return fmt.Sprintf("item-%03d", i) }
@@ -84,6 +85,12 @@ func TestRowIndexFollowsTheRows(t *testing.T) {
 					t.Fatalf("k %d step %d item %s: got %v want %v", k, step, name(i), got, want)
 				}
 				top, ix := nb.tops[id], rowIndex(nb.pos[id])
+				if ix == nil {
+					if k <= maxIndexedK {
+						t.Fatalf("k %d item %s: no index", k, name(i))
+					}
+					continue // scanned
+				}
 				filled := 0
 				for _, p := range ix {
 					if p != 0 {
@@ -94,7 +101,7 @@ func TestRowIndexFollowsTheRows(t *testing.T) {
 					t.Fatalf("k %d step %d item %s: %d slots filled, %d neighbours", k, step, name(i), filled, len(top))
 				}
 				for j, nid := range top {
-					if _, at := ix.find(top, nid); at != j {
+					if _, at := ix.find(nid); at != j {
 						t.Fatalf("k %d step %d item %s: neighbour %d at %d, index says %d", k, step, name(i), j, j, at)
 					}
 				}
