@@ -84,7 +84,7 @@ func TestRowIndexFollowsTheRows(t *testing.T) {
 				if want, got := model.TopK(sum.Row(name(i)), k), nb.Neighbors(name(i)); !reflect.DeepEqual(got, want) {
 					t.Fatalf("k %d step %d item %s: got %v want %v", k, step, name(i), got, want)
 				}
-				top, ix := nb.tops[id], rowIndex(nb.pos[id])
+				top, ix := nb.rs[id].top, nb.rs[id].ix
 				if ix == nil {
 					if k <= maxIndexedK {
 						t.Fatalf("k %d item %s: no index", k, name(i))
