@@ -239,6 +239,9 @@ type processor struct {
 	par       parScore       // scoreParallel's (scorepar.go)
 	settling  bool           // startSettle's goroutines run (covlog.go)
 	settleWG  sync.WaitGroup // and end
+	// inflight and usersInflight are the log entries they add (covlog.go).
+	inflight      []inflightLog
+	usersInflight int
 	// userLog are the deltas' user contributions not yet added (covlog.go);
 	// usersN is the deltas' user entries when last settled (for deltaBytes).
 	userLog   []userAdd
