@@ -2,6 +2,8 @@ package speed
 
 import (
 	"runtime"
+
+	"github.com/lambdarec/lambdarec/internal/model"
 )
 
 // covAdd is one pair contribution to a partition's share of the deltas
@@ -51,36 +53,62 @@ func (p *processor) logUser(user string, item uint32, t, w int64, purchased bool
 
 // settleUsers adds the logged user contributions to the deltas, in order.
 func (p *processor) settleUsers() {
-	u := p.deltas.Users()
-	for _, a := range p.userLog {
+	addUsers(p.deltas.Users(), p.userLog)
+	p.userLog = dropSettled(p.userLog, len(p.userLog))
+}
+
+// addUsers adds logged user contributions to u, in order.
+func addUsers(u *model.Users, log []userAdd) {
+	for _, a := range log {
 		u.AddItemID(a.user, a.item, a.t, a.w, a.purchased)
 	}
-	clear(p.userLog)
-	p.userLog = p.userLog[:0]
 }
 
 // settleOne adds ps's logged contributions to ps.cov.
 func settleOne(ps *partition) {
-	for _, c := range ps.covLog {
-		ps.cov.AddID(c.a, c.b, c.w)
-	}
+	addCov(ps.cov, ps.covLog)
 	ps.covLog = ps.covLog[:0]
+}
+
+// addCov adds logged pair contributions to cov, in order.
+func addCov(cov *model.Covisit, log []covAdd) {
+	for _, c := range log {
+		cov.AddID(c.a, c.b, c.w)
+	}
+}
+
+// dropSettled returns log without its first n entries, which were added
+// (cleared, so the strings they hold can be collected).
+func dropSettled[T any](log []T, n int) []T {
+	clear(log[:n])
+	rest := copy(log, log[n:])
+	clear(log[rest:])
+	return log[:rest]
 }
 
 // startSettle adds the logged contributions of every partition, and the
 // logged user contributions, on up to GOMAXPROCS goroutines (each
-// partition's share is its own) and returns at once. settleCov waits for them; every reader of a share, and the next
-// record applied, calls it first.
+// partition's share is its own) and returns at once. settleCov waits for
+// them; every reader of a share, and the next record applied, calls it
+// first. The goroutines read the logs as they are now and write only the
+// shares and the deltas' users; the logs are emptied when they are waited
+// for, on the processing goroutine (where deltaBytes reads them).
 func (p *processor) startSettle() {
-	p.settleCov()
+	// Only the previous settle is waited for: settleCov here would add
+	// every log at once, leaving the goroutines nothing to do.
+	p.waitSettle()
 	var todo []func()
 	for _, ps := range p.parts {
-		if len(ps.covLog) > 0 {
-			todo = append(todo, func() { settleOne(ps) })
+		if n := len(ps.covLog); n > 0 {
+			log, cov := ps.covLog, ps.cov
+			p.inflight = append(p.inflight, inflightLog{ps, n})
+			todo = append(todo, func() { addCov(cov, log) })
 		}
 	}
-	if len(p.userLog) > 0 {
-		todo = append(todo, p.settleUsers)
+	if n := len(p.userLog); n > 0 {
+		log, u := p.userLog, p.deltas.Users()
+		p.usersInflight = n
+		todo = append(todo, func() { addUsers(u, log) })
 	}
 	if len(todo) == 0 {
 		return
@@ -96,13 +124,17 @@ func (p *processor) startSettle() {
 	}
 }
 
+// inflightLog is a partition's log startSettle's goroutines add: its first n
+// entries.
+type inflightLog struct {
+	ps *partition
+	n  int
+}
+
 // settleCov waits for startSettle's goroutines and adds what is still
 // logged: every partition's share is then up to date.
 func (p *processor) settleCov() {
-	if p.settling {
-		p.settleWG.Wait()
-		p.settling = false
-	}
+	p.waitSettle()
 	for _, ps := range p.parts {
 		if len(ps.covLog) > 0 {
 			settleOne(ps)
@@ -112,4 +144,21 @@ func (p *processor) settleCov() {
 		p.settleUsers()
 	}
 	p.usersN = p.deltas.Users().Len()
+}
+
+// waitSettle waits for startSettle's goroutines and drops what they added
+// from the logs.
+func (p *processor) waitSettle() {
+	if !p.settling {
+		return
+	}
+	p.settleWG.Wait()
+	p.settling = false
+	for _, f := range p.inflight {
+		f.ps.covLog = dropSettled(f.ps.covLog, f.n)
+	}
+	clear(p.inflight)
+	p.inflight = p.inflight[:0]
+	p.userLog = dropSettled(p.userLog, p.usersInflight)
+	p.usersInflight = 0
 }

@@ -32,9 +32,10 @@ type mergedNeighbors struct {
 	remote *model.Covisit
 	k      int
 
-	ids  map[string]uint32   // items interned here: those asked for and their neighbours
-	tops [][]uint32          // maintained top K by item id: the neighbours' ids, nil when not (yet) asked for
-	rows [][]model.ItemCount // the same rows as the Scorer gets them
+	ids map[string]uint32 // items interned here: those asked for and their neighbours
+	// rs holds, by item id, its maintained row (see itemRow), together so
+	// that a pair contribution reads one place per item.
+	rs []itemRow
 	// names, bids and dids are by item id: its string, and its ids in the
 	// batch's and the deltas' dictionaries plus one (0: not looked up yet;
 	// noItem: the batch does not know it), so counting a pair costs no
@@ -54,19 +55,27 @@ type mergedNeighbors struct {
 	// again, so a view is exact when read, not only at its last record.
 	changed []uint32
 	chg     []bool
-	// stamp is, by item id, the scoring clock just after its row last
-	// changed: a view scored at clock c (session.scoredAt) read the row as
-	// it is now iff stamp <= c. clock counts the views scored (scoreView);
-	// it carries over to the next mergedNeighbors at a handoff.
-	stamp []uint64
+	// clock counts the views scored (scoreView); it carries over to the
+	// next mergedNeighbors at a handoff (see itemRow.stamp).
 	clock uint64
 	drow  []model.ItemCount
 	rrow  []model.ItemCount
 	brow  []model.ItemCount
 	out   []model.ItemCount
 	seen  map[string]struct{}
-	// cachedBytes estimates the memory of tops.
+	// cachedBytes estimates the memory of the maintained rows.
 	cachedBytes int
+}
+
+// itemRow is an item's maintained row.
+type itemRow struct {
+	top []uint32          // maintained top K: the neighbours' ids, nil when not (yet) asked for
+	row []model.ItemCount // the same row as the Scorer gets it
+	ix  rowIndex          // top's position index, nil when top is or when it cannot be indexed
+	// stamp is the scoring clock just after the row last changed: a view
+	// scored at clock c (session.scoredAt) read the row as it is now iff
+	// stamp <= c.
+	stamp uint64
 }
 
 func newMergedNeighbors(batch, delta *model.Covisit, k int) *mergedNeighbors {
@@ -78,14 +87,12 @@ func (n *mergedNeighbors) intern(item string) uint32 {
 	if !ok {
 		id = uint32(len(n.ids))
 		n.ids[item] = id
-		n.tops = append(n.tops, nil)
-		n.rows = append(n.rows, nil)
+		n.rs = append(n.rs, itemRow{})
 		n.names = append(n.names, item)
 		n.addOrderKey(item)
 		n.bids = append(n.bids, 0)
 		n.dids = append(n.dids, 0)
 		n.chg = append(n.chg, false)
-		n.stamp = append(n.stamp, 0)
 	}
 	return id
 }
@@ -143,7 +150,7 @@ func (n *mergedNeighbors) before(x uint32, cx int64, y uint32, cy int64) bool {
 
 // rowChanged notes that item id's maintained row changed.
 func (n *mergedNeighbors) rowChanged(id uint32) {
-	n.stamp[id] = n.clock + 1
+	n.rs[id].stamp = n.clock + 1
 	if !n.chg[id] {
 		n.chg[id] = true
 		n.changed = append(n.changed, id)
@@ -164,8 +171,9 @@ func (n *mergedNeighbors) reset(delta, remote *model.Covisit) {
 	n.delta, n.remote = delta, remote
 	n.takeChanged(func(uint32) {}) // every row starts over: the caller rescores every session
 	clear(n.dids)
-	clear(n.tops)
-	clear(n.rows)
+	for i := range n.rs {
+		n.rs[i] = itemRow{stamp: n.rs[i].stamp}
+	}
 	n.cachedBytes = len(n.ids) * 48
 }
 
@@ -173,26 +181,27 @@ func (n *mergedNeighbors) reset(delta, remote *model.Covisit) {
 // order.
 func (n *mergedNeighbors) Neighbors(item string) []model.ItemCount {
 	id := n.intern(item)
-	if n.tops[id] != nil {
-		return n.rows[id]
+	if n.rs[id].top != nil {
+		return n.rs[id].row
 	}
 	row := append(make([]model.ItemCount, 0, n.k), n.compute(item)...)
 	top := make([]uint32, len(row), n.k)
 	for i := range row {
 		top[i] = n.intern(row[i].Item)
 	}
-	n.tops[id], n.rows[id] = top, row
-	n.cachedBytes += len(item) + 48 + n.k*(itemCountBytes+4)
+	r := &n.rs[id]
+	r.top, r.row, r.ix = top, row, newRowIndex(top, n.k)
+	n.cachedBytes += len(item) + 48 + n.k*(itemCountBytes+4) + 4*len(r.ix)
 	return row
 }
 
 // DenseRow implements model.DenseRows: item id's maintained row and its
 // neighbours' ids.
 func (n *mergedNeighbors) DenseRow(id uint32) ([]uint32, []model.ItemCount) {
-	if n.tops[id] == nil {
+	if n.rs[id].top == nil {
 		n.Neighbors(n.names[id])
 	}
-	return n.tops[id], n.rows[id]
+	return n.rs[id].top, n.rs[id].row
 }
 
 // TopNeighbors implements model.TopNeighbors.
@@ -205,7 +214,7 @@ func (n *mergedNeighbors) TopNeighbors(item string, k int) []model.ItemCount {
 // maintained top K, if any, follows.
 func (n *mergedNeighbors) bump(a, b string, w int64) {
 	ia, ok := n.ids[a]
-	if !ok || n.tops[ia] == nil {
+	if !ok || n.rs[ia].top == nil {
 		return
 	}
 	c := int64(-1)
@@ -216,10 +225,58 @@ func (n *mergedNeighbors) bump(a, b string, w int64) {
 // two bumps of a pair: -1 until it is needed. d is C[a][b] in the local
 // deltas when the caller knows it (it just added to it), else -1.
 func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64, c *int64, d int64) {
-	top, row := n.tops[ia], n.rows[ia]
+	r := &n.rs[ia]
+	top, row, ix := r.top, r.row, r.ix
 	if top == nil {
 		return
 	}
+	if ix != nil && ib > maxIndexedID {
+		ix, r.ix = nil, nil // the row is scanned from now on
+	}
+	if ix == nil {
+		n.bumpScan(ia, ib, w, c, d)
+		return
+	}
+	slot, i := ix.find(ib)
+	switch {
+	case i >= 0:
+		row[i].Count += w
+	case len(top) < n.k: // the list is the whole row: b is a new neighbour
+		if *c < 0 {
+			*c = n.countWith(ia, ib, d)
+		}
+		i = len(top)
+		top = append(top, ib)
+		row = append(row, model.ItemCount{Item: n.names[ib], Count: *c})
+		r.top, r.row = top, row
+		ix[slot] = indexEntry(ib, i)
+	default:
+		if *c < 0 {
+			*c = n.countWith(ia, ib, d)
+		}
+		i = len(top) - 1
+		if !n.before(ib, *c, top[i], row[i].Count) {
+			return
+		}
+		ix.remove(ix.slotOf(top[i]))
+		top[i], row[i] = ib, model.ItemCount{Item: n.names[ib], Count: *c}
+		slot, _ = ix.find(ib) // past the removal, b's free slot may have moved
+		ix[slot] = indexEntry(ib, i)
+	}
+	n.rowChanged(ia)
+	for ; i > 0 && n.before(top[i], row[i].Count, top[i-1], row[i-1].Count); i-- {
+		ix[ix.slotOf(top[i-1])] = indexEntry(top[i-1], i)
+		ix[slot] = indexEntry(ib, i-1)
+		top[i], top[i-1] = top[i-1], top[i]
+		row[i], row[i-1] = row[i-1], row[i]
+	}
+}
+
+// bumpScan is bumpID for a row without a position index: b is looked for
+// by scanning the row.
+func (n *mergedNeighbors) bumpScan(ia, ib uint32, w int64, c *int64, d int64) {
+	r := &n.rs[ia]
+	top, row := r.top, r.row
 	i := 0
 	for i < len(top) && top[i] != ib {
 		i++
@@ -233,7 +290,7 @@ func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64, c *int64, d int64) {
 		}
 		top = append(top, ib)
 		row = append(row, model.ItemCount{Item: n.names[ib], Count: *c})
-		n.tops[ia], n.rows[ia] = top, row
+		r.top, r.row = top, row
 	default:
 		if *c < 0 {
 			*c = n.countWith(ia, ib, d)
@@ -248,6 +305,93 @@ func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64, c *int64, d int64) {
 	for ; i > 0 && n.before(top[i], row[i].Count, top[i-1], row[i-1].Count); i-- {
 		top[i], top[i-1] = top[i-1], top[i]
 		row[i], row[i-1] = row[i-1], row[i]
+	}
+}
+
+// rowIndex is the position index of a maintained row: an open-addressing
+// table with linear probing from a neighbour's id, hashed, to the entry
+// indexEntry(id, position in the row) (0: an empty slot). Its size is a
+// power of two at least twice K, so a probe mostly ends at its first slot,
+// and a pair contribution finds its neighbour in the row without scanning
+// it. An entry packs the id in 24 bits and the position in 8: rows of K
+// past maxIndexedK, or holding ids past maxIndexedID, are not indexed.
+type rowIndex []uint32
+
+const (
+	maxIndexedK  = 255
+	maxIndexedID = 1<<24 - 1
+)
+
+// indexEntry is the rowIndex entry of id at position i.
+func indexEntry(id uint32, i int) uint32 { return id<<8 | uint32(i+1) }
+
+// newRowIndex returns the position index of top for rows of up to k
+// entries, nil when they cannot be indexed.
+func newRowIndex(top []uint32, k int) rowIndex {
+	if k > maxIndexedK {
+		return nil
+	}
+	size := 8
+	for size < 2*k {
+		size *= 2
+	}
+	ix := make(rowIndex, size)
+	for i, id := range top {
+		if id > maxIndexedID {
+			return nil
+		}
+		slot, _ := ix.find(id)
+		ix[slot] = indexEntry(id, i)
+	}
+	return ix
+}
+
+// home is id's first slot (Fibonacci hashing).
+func (ix rowIndex) home(id uint32) int {
+	return int((id * 0x9E3779B1) >> 16 & uint32(len(ix)-1))
+}
+
+// find returns id's slot and position in the row, or the free slot where
+// it would go and -1.
+func (ix rowIndex) find(id uint32) (slot, i int) {
+	mask := len(ix) - 1
+	for slot = ix.home(id); ; slot = (slot + 1) & mask {
+		e := ix[slot]
+		if e == 0 {
+			return slot, -1
+		}
+		if e>>8 == id {
+			return slot, int(e&0xff) - 1
+		}
+	}
+}
+
+// slotOf returns the slot of id, which the row holds.
+func (ix rowIndex) slotOf(id uint32) int {
+	slot, _ := ix.find(id)
+	return slot
+}
+
+// remove empties slot, shifting back the entries after it that probing
+// would no longer reach (so no tombstones are needed).
+func (ix rowIndex) remove(slot int) {
+	mask := len(ix) - 1
+	for j := slot; ; {
+		ix[slot] = 0
+		for {
+			j = (j + 1) & mask
+			e := ix[j]
+			if e == 0 {
+				return
+			}
+			// The entry at j stays unless the empty slot lies cyclically
+			// between its home and j.
+			if h := ix.home(e >> 8); (j-h)&mask >= (j-slot)&mask {
+				ix[slot] = e
+				slot = j
+				break
+			}
+		}
 	}
 }
 
@@ -370,10 +514,10 @@ func (n *mergedNeighbors) batchID(id uint32) uint32 {
 // bump cannot follow); the next Neighbors computes it again.
 func (n *mergedNeighbors) invalidate(item string) {
 	id, ok := n.ids[item]
-	if !ok || n.tops[id] == nil {
+	if !ok || n.rs[id].top == nil {
 		return
 	}
-	n.tops[id], n.rows[id] = nil, nil
+	n.rs[id] = itemRow{stamp: n.rs[id].stamp}
 	n.rowChanged(id)
 }
 

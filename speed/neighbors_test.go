@@ -1,9 +1,13 @@
 package speed
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/lambdarec/lambdarec/internal/model"
 )
 
 // TestOrderKeysOrderAsNames: mergedNeighbors.before orders interned items as
@@ -31,6 +35,76 @@ func TestOrderKeysOrderAsNames(t *testing.T) {
 			want := cx > cy || cx == cy && nb.names[x] < nb.names[y]
 			if got := nb.before(x, cx, y, cy); got != want {
 				t.Fatalf("before(%q %d, %q %d) = %v, want %v (prefix %d)", nb.names[x], cx, nb.names[y], cy, got, want, nb.okeyAt)
+			}
+		}
+	}
+}
+
+// TestRowIndexFollowsTheRows: while contributions grow the deltas, every
+// maintained row equals the top K of the summed counts and its position
+// index maps exactly its neighbours to their positions (entries enter,
+// move up and leave the rows; K large enough for collisions and wraps, and
+// past what an index holds, when rows are scanned).
+func TestRowIndexFollowsTheRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 8))
+	for _, k := range []int{1, 3, 4, 17, 50, maxIndexedK + 1} {
+		batch, delta, sum := model.NewCovisit(), model.NewCovisit(), model.NewCovisit()
+		const items = 300
+		name := func(i int) string { return fmt.Sprintf("item-%03d", i) }
+		for range 20_000 {
+			a, b, w := name(r.IntN(items)), name(r.IntN(items)), int64(1+r.IntN(3))
+			if a != b {
+				batch.Add(a, b, w)
+				sum.Add(a, b, w)
+			}
+		}
+		nb := newMergedNeighbors(batch, delta, k)
+		for i := range items {
+			nb.Neighbors(name(i))
+		}
+		for step := range 30_000 {
+			// Skewed towards few items, so some climb to the top of rows.
+			x := r.IntN(items)
+			if r.IntN(2) == 0 {
+				x = r.IntN(20)
+			}
+			a, b, w := name(r.IntN(items)), name(x), int64(1+r.IntN(3))
+			if a == b {
+				continue
+			}
+			delta.Add(a, b, w)
+			sum.Add(a, b, w)
+			nb.bump(a, b, w)
+			nb.bump(b, a, w)
+			if step%3000 != 0 {
+				continue
+			}
+			for i := range items {
+				id := nb.ids[name(i)]
+				if want, got := model.TopK(sum.Row(name(i)), k), nb.Neighbors(name(i)); !reflect.DeepEqual(got, want) {
+					t.Fatalf("k %d step %d item %s: got %v want %v", k, step, name(i), got, want)
+				}
+				top, ix := nb.rs[id].top, nb.rs[id].ix
+				if ix == nil {
+					if k <= maxIndexedK {
+						t.Fatalf("k %d item %s: no index", k, name(i))
+					}
+					continue // scanned
+				}
+				filled := 0
+				for _, p := range ix {
+					if p != 0 {
+						filled++
+					}
+				}
+				if filled != len(top) {
+					t.Fatalf("k %d step %d item %s: %d slots filled, %d neighbours", k, step, name(i), filled, len(top))
+				}
+				for j, nid := range top {
+					if _, at := ix.find(nid); at != j {
+						t.Fatalf("k %d step %d item %s: neighbour %d at %d, index says %d", k, step, name(i), j, j, at)
+					}
+				}
 			}
 		}
 	}

@@ -239,6 +239,9 @@ type processor struct {
 	par       parScore       // scoreParallel's (scorepar.go)
 	settling  bool           // startSettle's goroutines run (covlog.go)
 	settleWG  sync.WaitGroup // and end
+	// inflight and usersInflight are the log entries they add (covlog.go).
+	inflight      []inflightLog
+	usersInflight int
 	// userLog are the deltas' user contributions not yet added (covlog.go);
 	// usersN is the deltas' user entries when last settled (for deltaBytes).
 	userLog   []userAdd
@@ -361,7 +364,7 @@ func (p *processor) rescoreChanged(now time.Time, every time.Duration, budget in
 		if int(id) >= len(p.watchers) {
 			return
 		}
-		st := p.nb.stamp[id]
+		st := p.nb.rs[id].stamp
 		for _, s := range p.watchers[id] {
 			if !s.queued && st > s.scoredAt {
 				s.queued = true
@@ -389,7 +392,7 @@ func (p *processor) rescoreChanged(now time.Time, every time.Duration, budget in
 // rows changed leaves nothing to rescore).
 func (p *processor) stale(s *session) bool {
 	for _, w := range s.watch {
-		if p.nb.stamp[w.id] > s.scoredAt {
+		if p.nb.rs[w.id].stamp > s.scoredAt {
 			return true
 		}
 	}
