@@ -285,6 +285,12 @@ func compareEvents(a, b model.Event) int {
 func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, snap *table.Snapshot, base *Run, run *Run, log *slog.Logger) (*state, error) {
 	start := time.Now()
 	b := model.Boundary(base.Boundary)
+	// The aggregates first: their restore's transient buffers are gone
+	// before the new records are held.
+	st, err := loadAggregates(ctx, r.cfg.Lake, *base, *r.cfg.Params)
+	if err != nil {
+		return nil, err
+	}
 	fresh := make(map[string][]model.Event)
 	ids := make(interner)
 	n, maxTime, err := scanEvents(ctx, events, snap, pastBoundary(base.Boundary), func(e *model.Event) {
@@ -308,8 +314,7 @@ func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, sn
 	if chain != nil {
 		wantSpan = func(s string) bool { _, ok := fresh[s]; return ok }
 	}
-	st, err := loadState(ctx, r.cfg.Lake, *base, *r.cfg.Params, wantSpan)
-	if err != nil {
+	if st.spans, st.spanRows, err = loadSpans(ctx, r.cfg.Lake, *base, wantSpan); err != nil {
 		return nil, err
 	}
 	// The state must be the base batch's whole state (its rows may have been
