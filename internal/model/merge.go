@@ -1,5 +1,10 @@
 package model
 
+import (
+	"cmp"
+	"slices"
+)
+
 // Bulk merges into the CSR bases, row by row.
 //
 // An incremental batch folds a delta of ~10% of its base's events into the
@@ -167,4 +172,54 @@ func mergeUserRow(di []uint32, dv []userItem, items []uint32, vals []userItem, d
 		put(uint32(d[j].k), d[j].v)
 	}
 	return w
+}
+
+// setBaseFromRecs replaces everything with recs (any order, repeated keys
+// merged) without a sorted copy of them: the entries are placed by user into
+// the new base (a counting sort), then each row is sorted by item and its
+// repeats merged in place. Restoring a batch's 4M user entries held recs, a
+// radix sort's buffer of the same size and the base at once.
+func (u *Users) setBaseFromRecs(recs []userRec) {
+	n := u.users.len()
+	off := make([]int, n+1)
+	for _, r := range recs {
+		off[r.k>>32+1]++
+	}
+	for i := 1; i <= n; i++ {
+		off[i] += off[i-1]
+	}
+	items := make([]uint32, len(recs))
+	vals := make([]userItem, len(recs))
+	pos := slices.Clone(off[:n])
+	for _, r := range recs {
+		user := r.k >> 32
+		items[pos[user]], vals[pos[user]] = uint32(r.k), r.v
+		pos[user]++
+	}
+	var row []userRec
+	w := 0
+	for user := range n {
+		// off[user] is rewritten below; off[user+1] is read before it is.
+		lo, hi := off[user], off[user+1]
+		row = row[:0]
+		for i := lo; i < hi; i++ {
+			row = append(row, userRec{k: uint64(items[i]), v: vals[i]})
+		}
+		slices.SortFunc(row, func(a, b userRec) int { return cmp.Compare(a.k, b.k) })
+		off[user] = w
+		for i := 0; i < len(row); {
+			r := row[i]
+			j := i + 1
+			for ; j < len(row) && row[j].k == r.k; j++ {
+				r.v = r.v.merge(row[j].v)
+			}
+			items[w], vals[w] = uint32(r.k), r.v
+			w++
+			i = j
+		}
+	}
+	off[n] = w
+	u.boff, u.bitem, u.bval = off, items[:w], vals[:w]
+	u.entries, u.adj = make(map[uint64]userItem), nil
+	u.n = w
 }
