@@ -285,14 +285,18 @@ func compareEvents(a, b model.Event) int {
 func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, snap *table.Snapshot, base *Run, run *Run, log *slog.Logger) (*state, error) {
 	start := time.Now()
 	b := model.Boundary(base.Boundary)
-	fresh := make(map[string][]model.Event)
-	ids := make(interner)
+	// The aggregates first: their restore's transient buffers are gone
+	// before the new records are held.
+	st, err := loadAggregates(ctx, r.cfg.Lake, *base, *r.cfg.Params)
+	if err != nil {
+		return nil, err
+	}
+	fresh := newNewRecords()
 	n, maxTime, err := scanEvents(ctx, events, snap, pastBoundary(base.Boundary), func(e *model.Event) {
 		if b.Covers(e.Partition, e.Offset) {
 			return
 		}
-		c := ids.clone(e)
-		fresh[c.SessionID] = append(fresh[c.SessionID], c)
+		fresh.add(e)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read the records past the boundary: %w", err)
@@ -306,10 +310,9 @@ func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, sn
 	}
 	var wantSpan func(string) bool
 	if chain != nil {
-		wantSpan = func(s string) bool { _, ok := fresh[s]; return ok }
+		wantSpan = fresh.has
 	}
-	st, err := loadState(ctx, r.cfg.Lake, *base, *r.cfg.Params, wantSpan)
-	if err != nil {
+	if st.spans, st.spanRows, err = loadSpans(ctx, r.cfg.Lake, *base, wantSpan); err != nil {
 		return nil, err
 	}
 	// The state must be the base batch's whole state (its rows may have been
@@ -322,19 +325,20 @@ func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, sn
 	log.Info("batch state loaded", "base_batch_id", base.BatchID, "state_batches", len(base.stateBatches()), "pairs", st.model.Covisit().Len(),
 		"session_spans", st.spanRows, "spans_kept", len(st.spans), "elapsed", time.Since(start).Round(time.Millisecond))
 	var spans []model.Span
-	for s := range fresh {
+	for _, s := range fresh.sessions {
 		if sp, ok := st.spans[s]; ok {
 			spans = append(spans, sp)
 		}
 	}
 	earlier := make(map[string][]model.Event)
+	ids := make(interner)
 	if len(spans) > 0 {
 		ranges := timeRanges(spans, int64(time.Hour/time.Microsecond))
 		n, _, err := scanEvents(ctx, events, snap, iceberg.NewAnd(coveredBy(base.Boundary), inRanges(ranges)), func(e *model.Event) {
 			if !b.Covers(e.Partition, e.Offset) {
 				return
 			}
-			if _, ok := fresh[e.SessionID]; !ok {
+			if !fresh.has(e.SessionID) {
 				return
 			}
 			c := ids.clone(e)
@@ -351,28 +355,29 @@ func (r *Runner) computeIncremental(ctx context.Context, events *table.Table, sn
 	if err != nil {
 		return nil, err
 	}
-	// The records are dropped as their sessions are folded, before the
-	// merge (which holds the old and the new bases of the state at once).
-	sessions := len(fresh)
-	for sid, evs := range fresh {
-		slices.SortFunc(evs, compareEvents)
+	// The records are dropped once folded, before the merge (which holds
+	// the old and the new bases of the state at once).
+	fresh.group()
+	sessions := len(fresh.sessions)
+	for si, sid := range fresh.sessions {
+		recs := fresh.recs[fresh.bySession[si]:fresh.bySession[si+1]]
 		old := earlier[sid]
 		slices.SortFunc(old, compareEvents)
-		if len(old) > 0 && compareEvents(old[len(old)-1], evs[0]) >= 0 {
+		if first := &recs[0]; len(old) > 0 && compareEvents(old[len(old)-1], model.Event{Partition: first.partition, Offset: first.offset}) >= 0 {
 			return nil, fmt.Errorf("session %q has new records before earlier ones (partitions %d and %d): %w",
-				sid, evs[0].Partition, old[len(old)-1].Partition, errNotIncremental)
+				sid, first.partition, old[len(old)-1].Partition, errNotIncremental)
 		}
 		s := model.NewSession(sid)
 		for _, e := range old {
 			s.Add(&p, e, nil)
 		}
 		sp, ok := st.spans[sid]
-		for _, e := range evs {
+		for i := range recs {
+			e := fresh.event(&recs[i])
 			delta.Apply(s, e)
 			sp, ok = sp.Widen(e.Time, ok), true
 		}
 		st.spans[sid] = sp
-		delete(fresh, sid)
 		delete(earlier, sid)
 	}
 	fresh, earlier = nil, nil

@@ -186,42 +186,51 @@ func (r *Runner) writeState(ctx context.Context, g *errgroup.Group, st *state, r
 // every batch of its chain, summed. wantSpan, when not nil, selects the
 // sessions whose spans are kept (the others are read, not held).
 func loadState(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.Params, wantSpan func(session string) bool) (*state, error) {
+	st, err := loadAggregates(ctx, lake, run, p)
+	if err != nil {
+		return nil, err
+	}
+	if st.spans, st.spanRows, err = loadSpans(ctx, lake, run, wantSpan); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// readState calls fn once per record batch of def's rows matching filter,
+// with its columns resolved by name once per batch rather than per value.
+func readState(ctx context.Context, lake *lakehouse.Lakehouse, filter iceberg.BooleanExpression, def *tableDef, fn func(n int, c *batchCols)) error {
+	t, err := lake.LoadTable(ctx, def.name)
+	if err != nil {
+		return err
+	}
+	_, batches, err := t.Scan(table.WithRowFilter(filter)).ToArrowRecords(ctx)
+	if err != nil {
+		return fmt.Errorf("scan %s: %w", def.name, err)
+	}
+	for rec, err := range batches {
+		if err != nil {
+			return fmt.Errorf("scan %s: %w", def.name, err)
+		}
+		c := &batchCols{rec: rec}
+		fn(int(rec.NumRows()), c)
+		rec.Release()
+		if c.err != nil {
+			return fmt.Errorf("read %s: %w", def.name, c.err)
+		}
+	}
+	return nil
+}
+
+// loadAggregates reads the model's aggregates of batch run back (loadState
+// without the session spans): an incremental run restores them before it
+// reads the new records, so that the restore's transient buffers and the
+// records are not held at once.
+func loadAggregates(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.Params) (*state, error) {
 	rs, err := model.NewRestorer(p)
 	if err != nil {
 		return nil, err
 	}
 	filter := inBatches(run.stateBatches())
-	// read calls fn once per record batch with its columns, resolved by
-	// name once per batch rather than per value.
-	read := func(def *tableDef, fn func(n int, c *batchCols)) error {
-		t, err := lake.LoadTable(ctx, def.name)
-		if err != nil {
-			return err
-		}
-		_, batches, err := t.Scan(table.WithRowFilter(filter)).ToArrowRecords(ctx)
-		if err != nil {
-			return fmt.Errorf("scan %s: %w", def.name, err)
-		}
-		for rec, err := range batches {
-			if err != nil {
-				return fmt.Errorf("scan %s: %w", def.name, err)
-			}
-			c := &batchCols{rec: rec}
-			fn(int(rec.NumRows()), c)
-			rec.Release()
-			if c.err != nil {
-				return fmt.Errorf("read %s: %w", def.name, c.err)
-			}
-		}
-		return nil
-	}
-	var spans map[string]model.Span
-	if wantSpan == nil {
-		spans = make(map[string]model.Span, max(0, run.EventsAccepted/8))
-	} else {
-		spans = make(map[string]model.Span)
-	}
-	var spanRows int64
 	steps := []struct {
 		def *tableDef
 		fn  func(n int, c *batchCols)
@@ -250,31 +259,49 @@ func loadState(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.
 				}
 			}
 		}},
-		{&sessionSpansDef, func(n int, c *batchCols) {
-			sid, first, last := c.str("session_id"), c.i64("first_micros"), c.i64("last_micros")
-			if c.err == nil {
-				spanRows += int64(n)
-				for i := range n {
-					s, sp := sid.Value(i), model.Span{First: first.Value(i), Last: last.Value(i)}
-					if wantSpan != nil && !wantSpan(s) {
-						continue
-					}
-					if old, ok := spans[s]; ok {
-						spans[s] = model.Span{First: min(old.First, sp.First), Last: max(old.Last, sp.Last)}
-					} else {
-						spans[strings.Clone(s)] = sp
-					}
-				}
-			}
-		}},
 	}
 	for _, s := range steps {
-		if err := read(s.def, s.fn); err != nil {
+		if err := readState(ctx, lake, filter, s.def, s.fn); err != nil {
 			return nil, fmt.Errorf("load the state of batch %s: %w", run.BatchID, err)
 		}
 	}
 	m := rs.Model(model.Stats{Accepted: run.EventsAccepted, Duplicates: run.EventsDuplicate, Capped: run.EventsCapped})
-	return &state{model: m, spans: spans, spanRows: spanRows}, nil
+	return &state{model: m}, nil
+}
+
+// loadSpans reads the session spans of batch run back, and how many rows
+// it read. wantSpan, when not nil, selects the sessions whose spans are kept
+// (the others are read, not held).
+func loadSpans(ctx context.Context, lake *lakehouse.Lakehouse, run Run, wantSpan func(session string) bool) (map[string]model.Span, int64, error) {
+	var spans map[string]model.Span
+	if wantSpan == nil {
+		spans = make(map[string]model.Span, max(0, run.EventsAccepted/8))
+	} else {
+		spans = make(map[string]model.Span)
+	}
+	var spanRows int64
+	err := readState(ctx, lake, inBatches(run.stateBatches()), &sessionSpansDef, func(n int, c *batchCols) {
+		sid, first, last := c.str("session_id"), c.i64("first_micros"), c.i64("last_micros")
+		if c.err != nil {
+			return
+		}
+		spanRows += int64(n)
+		for i := range n {
+			s, sp := sid.Value(i), model.Span{First: first.Value(i), Last: last.Value(i)}
+			if wantSpan != nil && !wantSpan(s) {
+				continue
+			}
+			if old, ok := spans[s]; ok {
+				spans[s] = model.Span{First: min(old.First, sp.First), Last: max(old.Last, sp.Last)}
+			} else {
+				spans[strings.Clone(s)] = sp
+			}
+		}
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("load the session spans of batch %s: %w", run.BatchID, err)
+	}
+	return spans, spanRows, nil
 }
 
 // inBatches matches the rows of the batches ids (the tables are partitioned by

@@ -9,6 +9,7 @@
 package batchbench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"hash/fnv"
@@ -61,7 +62,11 @@ type Config struct {
 	// IncrementalCPUProfile, when set, receives a CPU profile of the
 	// incremental run.
 	IncrementalCPUProfile io.Writer
-	Log                   *slog.Logger
+	// IncrementalHeapProfile, when set, receives a heap profile of the
+	// incremental run taken when its live heap (as of the last GC) was
+	// largest: what the run held at its peak.
+	IncrementalHeapProfile io.Writer
+	Log                    *slog.Logger
 }
 
 // Phase is one measurement.
@@ -229,7 +234,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
-	res.Incremental, err = measure(func() (int64, error) {
+	var peakLive bytes.Buffer
+	res.Incremental, err = measureWith(cfg.IncrementalHeapProfile != nil, &peakLive, func() (int64, error) {
 		r, err := batch.New(batch.Config{Lake: lake, Progress: time.Hour, Retain: 1, MaxMemory: cfg.MaxMemory}, cfg.Log)
 		if err != nil {
 			return 0, err
@@ -250,13 +256,23 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.IncrementalHeapProfile != nil {
+		if _, err := peakLive.WriteTo(cfg.IncrementalHeapProfile); err != nil {
+			return nil, fmt.Errorf("write the heap profile: %w", err)
+		}
+	}
 	cfg.Log.Info("incremental batch run", "wall", res.Incremental.Wall.Round(time.Millisecond), "cpu", res.Incremental.CPU.Round(time.Millisecond), "peak_heap_mib", res.Incremental.PeakHeap>>20,
 		"new", res.Incremental.Rows, "read", res.IncrementalRead)
 	return res, nil
 }
 
 // measure runs fn after a GC and samples the heap while it runs.
-func measure(fn func() (int64, error)) (Phase, error) {
+func measure(fn func() (int64, error)) (Phase, error) { return measureWith(false, nil, fn) }
+
+// measureWith is measure that, when profile is set, also writes into prof a
+// heap profile each time the live heap (as of the last GC) passes its
+// largest so far by 16 MiB: prof ends with the profile of the peak.
+func measureWith(profile bool, prof *bytes.Buffer, fn func() (int64, error)) (Phase, error) {
 	runtime.GC()
 	var peak uint64
 	stop := make(chan struct{})
@@ -264,12 +280,18 @@ func measure(fn func() (int64, error)) (Phase, error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
+		var live uint64
 		t := time.NewTicker(20 * time.Millisecond)
 		defer t.Stop()
 		for {
 			metrics.Read(sample)
 			peak = max(peak, sample[0].Value.Uint64())
+			if l := sample[1].Value.Uint64(); profile && l > live+16<<20 {
+				live = l
+				prof.Reset()
+				_ = pprof.Lookup("heap").WriteTo(prof, 0)
+			}
 			select {
 			case <-stop:
 				return

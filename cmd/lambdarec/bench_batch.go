@@ -18,9 +18,10 @@ func init() {
 		setup: func(fs *flag.FlagSet, cfg *config.Config) func(context.Context, *env) error {
 			var bc batchbench.Config
 			var jsonOut bool
-			var cpuProfile, incProfile string
+			var cpuProfile, incProfile, incHeapProfile string
 			fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the first batch run to this file")
 			fs.StringVar(&incProfile, "cpuprofile-incremental", "", "write a CPU profile of the incremental run to this file")
+			fs.StringVar(&incHeapProfile, "memprofile-incremental", "", "write a heap profile of the incremental run at its largest live heap to this file")
 			fs.IntVar(&bc.Events, "events", 1_000_000, "events archived before measuring")
 			fs.IntVar(&bc.Rounds, "rounds", 3, "measurements of each of scan and full batch run")
 			fs.Int64Var(&bc.MaxMemory, "max-memory", cfg.Batch.MaxMemory, "batch.max_memory of the runs (bytes), also their Go memory limit")
@@ -51,6 +52,14 @@ func init() {
 					}
 					defer f.Close()
 					bc.IncrementalCPUProfile = f
+				}
+				if incHeapProfile != "" {
+					f, err := os.Create(incHeapProfile)
+					if err != nil {
+						return err
+					}
+					defer f.Close()
+					bc.IncrementalHeapProfile = f
 				}
 				loadBefore := loadAverage()
 				res, err := batchbench.Run(ctx, bc)

@@ -534,6 +534,10 @@ func (c *Covisit) Sub(o *Covisit) { c.merge(o, -1) }
 const bulkMerge = 1 << 14
 
 func (c *Covisit) merge(o *Covisit, sign int64) {
+	if o.n >= bulkMerge && c.over.len() == 0 {
+		c.mergeBulk(o, sign)
+		return
+	}
 	if o.n >= bulkMerge {
 		theirs := o.sortedKV(c.items, sign)
 		c.setBase(mergeKV(nil, c.sortedKV(c.items, 1), theirs, 1))

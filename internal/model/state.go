@@ -44,7 +44,7 @@ func (r *Restorer) Model(s Stats) *Model {
 	m := r.m
 	nItems := m.items.len()
 	m.covisit.setBase(reduceKV(sortKV(r.pairs, make([]kv, len(r.pairs)), nItems)))
-	m.users.setBase(sortUserRecs(r.users, m.users.users.len(), nItems))
+	m.users.setBaseFromRecs(r.users)
 	m.Stats = s
 	r.m, r.pairs, r.users = nil, nil, nil
 	return m

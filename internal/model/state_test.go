@@ -92,3 +92,41 @@ func TestMergeLargeEqualsRecompute(t *testing.T) {
 		t.Fatal(d)
 	}
 }
+
+// TestRestorerMergesRepeatedUserEntries: user entries given in any order,
+// each split in two (as a state chain's batches hold them), restore to the
+// model's entries.
+func TestRestorerMergesRepeatedUserEntries(t *testing.T) {
+	p := DefaultParams()
+	r := rand.New(rand.NewPCG(4, 4))
+	st := genStream(r, 2, 40, 30, 2000)
+	m, err := Recompute(p, st.events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := NewRestorer(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type ent struct {
+		user string
+		e    UserItem
+	}
+	var ents []ent
+	for u, e := range m.Users().Entries() {
+		a, b := e, e
+		a.Weight = int64(r.IntN(int(max(e.Weight, 1))))
+		b.Weight = e.Weight - a.Weight
+		a.Last -= int64(r.IntN(5))
+		b.Purchased = b.Purchased && r.IntN(2) == 0
+		ents = append(ents, ent{u, a}, ent{u, b})
+	}
+	r.Shuffle(len(ents), func(i, j int) { ents[i], ents[j] = ents[j], ents[i] })
+	for _, x := range ents {
+		rs.User(x.user, x.e)
+	}
+	got := rs.Model(m.Stats).Users()
+	if d := got.diff(m.Users()); d != "" {
+		t.Fatal(d)
+	}
+}

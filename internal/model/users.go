@@ -356,28 +356,3 @@ func sortUserRecs(recs []userRec, nUsers, nItems int) []userRec {
 	}
 	return out
 }
-
-// mergeBulk merges o into u (whose overlay is empty) as sorted runs and
-// rebuilds the base: for large merges (an incremental batch folding its
-// delta into the base batch), where entry by entry would build a hash
-// overlay of every new entry.
-func (u *Users) mergeBulk(o *Users) {
-	theirs := make([]userRec, 0, o.n)
-	for id := range o.users.len() {
-		uid := u.users.intern(o.users.str(uint32(id)))
-		for it, e := range o.row(uint32(id)) {
-			if o.items != u.items {
-				it = u.items.intern(o.items.str(it))
-			}
-			theirs = append(theirs, userRec{k: uint64(uid)<<32 | uint64(it), v: e})
-		}
-	}
-	theirs = sortUserRecs(theirs, u.users.len(), u.items.len())
-	ours := make([]userRec, 0, len(u.bitem))
-	for user := 0; user+1 < len(u.boff); user++ {
-		for i := u.boff[user]; i < u.boff[user+1]; i++ {
-			ours = append(ours, userRec{k: uint64(user)<<32 | uint64(u.bitem[i]), v: u.bval[i]})
-		}
-	}
-	u.setBase(mergeUserRecs(make([]userRec, 0, len(ours)+len(theirs)), ours, theirs))
-}
