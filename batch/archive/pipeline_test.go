@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -25,21 +24,32 @@ func TestArchiveRetriesAFailedCommit(t *testing.T) {
 }
 
 func archiveRetriesAFailedCommit(t *testing.T, b *testKafka) {
+	// The second and third commits fail, the fourth succeeds, the sixth
+	// fails once more.
+	archiveRetriesInjected(t, b, "commit", 4, 2, 3, 6)
+}
+
+// archiveRetriesInjected archives a stream of 3000 records (seed) while the
+// calls of phase ("write" or "commit") numbered fail fail, and checks that
+// every valid record ends in the table once, every invalid one in the DLQ
+// once, and each failure is counted once.
+func archiveRetriesInjected(t *testing.T, b *testKafka, phase string, seed int64, fail ...int) {
 	cfg := testConfig(t, b)
 	lake := openLake(t, cfg)
-	recs := stream(t, 3000, 4)
+	recs := stream(t, 3000, seed)
 	produce(t, b, recs[:1500])
 
 	var mu sync.Mutex
-	commits, failed := 0, 0
-	testFail = func(phase string) error {
+	calls, failed := 0, 0
+	testFail = func(p string) error {
+		if p != phase {
+			return nil
+		}
 		mu.Lock()
 		defer mu.Unlock()
-		// The second and third commits fail, the fourth succeeds, the
-		// sixth fails once more.
-		if commits++; commits == 2 || commits == 3 || commits == 6 {
+		if calls++; slices.Contains(fail, calls) {
 			failed++
-			return errors.New("injected commit failure")
+			return fmt.Errorf("injected %s failure", phase)
 		}
 		return nil
 	}
@@ -59,8 +69,8 @@ func archiveRetriesAFailedCommit(t *testing.T, b *testKafka) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if errs := metricValue(t, reg, "lambdarec_archive_flush_errors_total"); failed != 3 || errs != 3 {
-		t.Fatalf("%d injected failures, %g flush errors counted; want 3 and 3", failed, errs)
+	if errs := metricValue(t, reg, "lambdarec_archive_flush_errors_total"); failed != len(fail) || errs != float64(len(fail)) {
+		t.Fatalf("%d injected failures, %g flush errors counted; want %d and %d", failed, errs, len(fail), len(fail))
 	}
 }
 
@@ -74,44 +84,7 @@ func TestArchiveRetriesAFailedWrite(t *testing.T) {
 }
 
 func archiveRetriesAFailedWrite(t *testing.T, b *testKafka) {
-	cfg := testConfig(t, b)
-	lake := openLake(t, cfg)
-	recs := stream(t, 3000, 5)
-	produce(t, b, recs[:1500])
-
-	var mu sync.Mutex
-	writes, failed := 0, 0
-	testFail = func(phase string) error {
-		if phase != "write" {
-			return nil
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if writes++; writes == 2 || writes == 5 {
-			failed++
-			return errors.New("injected write failure")
-		}
-		return nil
-	}
-	defer func() { testFail = nil }()
-
-	reg := prometheus.NewRegistry()
-	stop := runArchiver(t, cfg, reg)
-	time.Sleep(200 * time.Millisecond)
-	produce(t, b, recs[1500:])
-	waitFor(t, 2*time.Minute, "the stream archived", func() bool { return covered(boundary(t, lake, b.topic), highWatermarks(recs)) })
-	if err := stop(); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	checkArchive(t, lake, b, recs)
-	if _, letters := readDLQ(t, b); letters != invalidCount(recs) {
-		t.Fatalf("dlq holds %d letters for %d invalid records: a letter was sent twice", letters, invalidCount(recs))
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if errs := metricValue(t, reg, "lambdarec_archive_flush_errors_total"); failed != 2 || errs != 2 {
-		t.Fatalf("%d injected failures, %g flush errors counted; want 2 and 2", failed, errs)
-	}
+	archiveRetriesInjected(t, b, "write", 5, 2, 5)
 }
 
 func invalidCount(recs []*sent) int {

@@ -4,123 +4,34 @@ import (
 	"context"
 	"log/slog"
 	"maps"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/lambdarec/lambdarec/batch"
+	"github.com/lambdarec/lambdarec/internal/lakehouse/s3test"
 	"github.com/lambdarec/lambdarec/internal/model"
 )
-
-// versitygwEnv overrides where the versitygw binary is; by default the test
-// uses the go tool declared in go.mod (`go tool -n versitygw` builds it once
-// into the build cache).
-const versitygwEnv = "VERSITYGW"
-
-// versitygw returns the path of the versitygw binary.
-func versitygw(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv(versitygwEnv); p != "" {
-		return p
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("versitygw: no go command to build the tool with (set %s): %v", versitygwEnv, err)
-	}
-	out, err := exec.Command(goBin, "tool", "-n", "versitygw").Output()
-	if err != nil {
-		msg := ""
-		if ee, ok := err.(*exec.ExitError); ok {
-			msg = string(ee.Stderr)
-		}
-		t.Fatalf("go tool -n versitygw: %v %s", err, msg)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// startS3 starts versitygw serving a fresh directory over S3 on loopback and
-// returns its endpoint and credentials.
-func startS3(t *testing.T) (endpoint, access, secret string) {
-	t.Helper()
-	bin := versitygw(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	access, secret = "lambdarec-test", "lambdarec-test-secret"
-	dir := t.TempDir()
-	logf, err := os.Create(filepath.Join(t.TempDir(), "versitygw.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--port", addr, "--access", access, "--secret", secret, "posix", dir)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("versitygw log:\n%s", b)
-		}
-	})
-	endpoint = "http://" + addr
-	waitFor(t, 30*time.Second, "versitygw to listen", func() bool {
-		resp, err := http.Get(endpoint)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return true
-	})
-	return endpoint, access, secret
-}
-
-func s3Client(endpoint, access, secret string) *s3.Client {
-	return s3.New(s3.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(endpoint),
-		UsePathStyle: true,
-		Credentials:  credentials.NewStaticCredentialsProvider(access, secret, ""),
-	})
-}
 
 // TestArchiveToS3 archives to a warehouse on S3 (versitygw) with the catalog
 // on SQLite, credentials coming through the usual AWS chain (environment).
 func TestArchiveToS3(t *testing.T) {
-	endpoint, access, secret := startS3(t)
+	srv := s3test.Start(t)
 	ctx := context.Background()
-	cl := s3Client(endpoint, access, secret)
+	cl := srv.Client()
 	// The bucket is the operator's; the archiver creates what is inside.
-	if _, err := cl.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("lake")}); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("AWS_ACCESS_KEY_ID", access)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", secret)
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	srv.CreateBucket(t, "lake")
+	srv.SetEnv(t)
 
 	b := startBroker(t)
 	cfg := testConfig(t, b)
 	cfg.Iceberg.Warehouse = "s3://lake/warehouse"
-	cfg.Iceberg.S3.Endpoint = endpoint
+	cfg.Iceberg.S3.Endpoint = srv.Endpoint
 	cfg.Iceberg.S3.PathStyle = true
-	cfg.Iceberg.S3.Region = "us-east-1"
+	cfg.Iceberg.S3.Region = s3test.Region
 	lake := openLake(t, cfg)
 	recs := stream(t, 1500, 6)
 	produce(t, b, recs)
