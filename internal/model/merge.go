@@ -181,13 +181,7 @@ func mergeUserRow(di []uint32, dv []userItem, items []uint32, vals []userItem, d
 // radix sort's buffer of the same size and the base at once.
 func (u *Users) setBaseFromRecs(recs []userRec) {
 	n := u.users.len()
-	off := make([]int, n+1)
-	for _, r := range recs {
-		off[r.k>>32+1]++
-	}
-	for i := 1; i <= n; i++ {
-		off[i] += off[i-1]
-	}
+	off := userOffsets(recs, n)
 	items := make([]uint32, len(recs))
 	vals := make([]userItem, len(recs))
 	pos := slices.Clone(off[:n])

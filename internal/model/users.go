@@ -300,14 +300,7 @@ type userRec struct {
 
 // setBase replaces everything with recs, sorted by key and reduced.
 func (u *Users) setBase(recs []userRec) {
-	n := u.users.len()
-	off := make([]int, n+1)
-	for _, r := range recs {
-		off[r.k>>32+1]++
-	}
-	for i := 1; i <= n; i++ {
-		off[i] += off[i-1]
-	}
+	off := userOffsets(recs, u.users.len())
 	items := make([]uint32, len(recs))
 	vals := make([]userItem, len(recs))
 	for i, r := range recs {
@@ -316,6 +309,19 @@ func (u *Users) setBase(recs []userRec) {
 	u.boff, u.bitem, u.bval = off, items, vals
 	u.entries, u.adj = make(map[uint64]userItem), nil
 	u.n = len(recs)
+}
+
+// userOffsets returns where each of n users' entries of recs start in a
+// base ordered by user (off[n] is len(recs)).
+func userOffsets(recs []userRec, n int) []int {
+	off := make([]int, n+1)
+	for _, r := range recs {
+		off[r.k>>32+1]++
+	}
+	for i := 1; i <= n; i++ {
+		off[i] += off[i-1]
+	}
+	return off
 }
 
 // sortUserRecs sorts recs by key (radix, over the bits nUsers and nItems
