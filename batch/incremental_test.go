@@ -136,7 +136,7 @@ func TestIncrementalRunsEqualFullRecompute(t *testing.T) {
 				default:
 					deltaRuns++
 				}
-				ps, err := loadState(ctx, lake, res.Run, p, nil)
+				ps, err := loadState(ctx, lake, res.Run, p)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -198,7 +198,7 @@ func TestIncrementalRunsEqualFullRecompute(t *testing.T) {
 				t.Fatal("the incremental chain's view differs from the full run's")
 			}
 			// The state the full run persisted continues the same way.
-			st2, err := loadState(ctx, lake, fres.Run, p, nil)
+			st2, err := loadState(ctx, lake, fres.Run, p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -293,4 +293,18 @@ func TestFullRunForced(t *testing.T) {
 	if res := run(q, false); res.Run.Mode != ModeFull {
 		t.Fatalf("without the base batch's state: %s", res.Run.Mode)
 	}
+}
+
+// loadState reads the whole aggregate state of batch run back, every
+// session's span included: the aggregates and spans an incremental run
+// restores in two steps (loadAggregates, then loadSpans).
+func loadState(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.Params) (*state, error) {
+	st, err := loadAggregates(ctx, lake, run, p)
+	if err != nil {
+		return nil, err
+	}
+	if st.spans, st.spanRows, err = loadSpans(ctx, lake, run, nil); err != nil {
+		return nil, err
+	}
+	return st, nil
 }

@@ -182,20 +182,6 @@ func (r *Runner) writeState(ctx context.Context, g *errgroup.Group, st *state, r
 	})
 }
 
-// loadState reads the aggregate state of batch run back: the state rows of
-// every batch of its chain, summed. wantSpan, when not nil, selects the
-// sessions whose spans are kept (the others are read, not held).
-func loadState(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.Params, wantSpan func(session string) bool) (*state, error) {
-	st, err := loadAggregates(ctx, lake, run, p)
-	if err != nil {
-		return nil, err
-	}
-	if st.spans, st.spanRows, err = loadSpans(ctx, lake, run, wantSpan); err != nil {
-		return nil, err
-	}
-	return st, nil
-}
-
 // readState calls fn once per record batch of def's rows matching filter,
 // with its columns resolved by name once per batch rather than per value.
 func readState(ctx context.Context, lake *lakehouse.Lakehouse, filter iceberg.BooleanExpression, def *tableDef, fn func(n int, c *batchCols)) error {
@@ -221,8 +207,9 @@ func readState(ctx context.Context, lake *lakehouse.Lakehouse, filter iceberg.Bo
 	return nil
 }
 
-// loadAggregates reads the model's aggregates of batch run back (loadState
-// without the session spans): an incremental run restores them before it
+// loadAggregates reads the model's aggregates of batch run back (the
+// state rows of every batch of its chain, summed; the session spans are
+// loadSpans'): an incremental run restores them before it
 // reads the new records, so that the restore's transient buffers and the
 // records are not held at once.
 func loadAggregates(ctx context.Context, lake *lakehouse.Lakehouse, run Run, p model.Params) (*state, error) {
