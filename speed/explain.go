@@ -243,7 +243,7 @@ func (p *processor) fillBatchCounts(b *explainBuf) {
 func (p *processor) lookupBatchCount(shared bool, a, b uint32, count int64) int64 {
 	nb := p.nb
 	if nb.remote != nil && nb.remote.Len() > 0 {
-		return p.readBatchCount(shared, a, b)
+		return nb.batchCount(a, b, !shared)
 	}
 	da, ok := p.deltaIDOf(shared, a)
 	if !ok {
@@ -267,31 +267,4 @@ func (p *processor) deltaIDOf(shared bool, id uint32) (uint32, bool) {
 		return d - 1, true
 	}
 	return nb.delta.ItemID(nb.names[id])
-}
-
-// readBatchCount reads the batch view's count of the pair of merged-rows
-// ids a and b.
-func (p *processor) readBatchCount(shared bool, a, b uint32) int64 {
-	ba, bb := p.batchIDOf(shared, a), p.batchIDOf(shared, b)
-	if ba == noItem || bb == noItem {
-		return 0
-	}
-	return p.nb.batch.GetID(ba-1, bb-1)
-}
-
-// batchIDOf returns merged-rows id's batch id plus one (noItem: the batch
-// does not know it), kept in nb.bids unless shared.
-func (p *processor) batchIDOf(shared bool, id uint32) uint32 {
-	nb := p.nb
-	if bid := nb.bids[id]; bid != 0 {
-		return bid
-	}
-	if !shared {
-		return nb.batchID(id)
-	}
-	bid, ok := nb.batch.ItemID(nb.names[id])
-	if !ok {
-		return noItem
-	}
-	return bid + 1
 }

@@ -432,23 +432,35 @@ func (n *mergedNeighbors) countWith(a, b uint32, d int64) int64 {
 	if n.batch == nil {
 		return c
 	}
-	return c + n.batchCountID(a, b)
+	return c + n.batchCount(a, b, true)
 }
 
-// batchCountID returns C[a][b] in the batch view alone for interned items a
-// and b (0 when the batch does not know either); n.batch must be set.
-func (n *mergedNeighbors) batchCountID(a, b uint32) int64 {
-	ba, bb := n.bids[a], n.bids[b]
-	if ba == 0 {
-		ba = n.batchID(a)
-	}
-	if bb == 0 {
-		bb = n.batchID(b)
-	}
+// batchCount returns C[a][b] in the batch view alone for interned items a
+// and b (0 when the batch does not know either); n.batch must be set. keep:
+// the batch ids it finds are kept in n.bids, which only the goroutine that
+// owns the layer's state may do; else (the scoring workers) it only reads.
+func (n *mergedNeighbors) batchCount(a, b uint32, keep bool) int64 {
+	ba, bb := n.batchIDOf(a, keep), n.batchIDOf(b, keep)
 	if ba == noItem || bb == noItem {
 		return 0
 	}
 	return n.batch.GetID(ba-1, bb-1)
+}
+
+// batchIDOf returns interned item id's batch id plus one (noItem: the batch
+// does not know it), kept in n.bids when keep (see batchCount).
+func (n *mergedNeighbors) batchIDOf(id uint32, keep bool) uint32 {
+	if bid := n.bids[id]; bid != 0 {
+		return bid
+	}
+	if keep {
+		return n.batchID(id)
+	}
+	bid, ok := n.batch.ItemID(n.names[id])
+	if !ok {
+		return noItem
+	}
+	return bid + 1
 }
 
 // internDelta returns interned item id's id in the deltas' dictionary,
