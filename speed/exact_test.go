@@ -215,16 +215,33 @@ func checkViews(t *testing.T, tt *testTopic, views *store.Memory) {
 			w.bought = append(w.bought, e.ItemID)
 		}
 	}
-	for id, w := range ws {
-		v, ok, err := views.Session(context.Background(), id)
-		if err != nil || !ok {
-			t.Fatalf("session %s: no view (%v)", id, err)
+	// The layer's positions (waitServed) run ahead of its view writes: a
+	// view follows its newest record within MaxViewDelay plus a write, so
+	// the check waits that long for every view before it fails.
+	mismatch := func() string {
+		for id, w := range ws {
+			v, ok, err := views.Session(context.Background(), id)
+			if err != nil || !ok {
+				return fmt.Sprintf("session %s: no view (%v)", id, err)
+			}
+			if v.Partition != w.part || v.Offset != w.off || v.UserID != w.user || v.EventTime.UnixMicro() != w.maxTime ||
+				!reflect.DeepEqual(v.Purchased, w.bought) {
+				return fmt.Sprintf("session %s: view %+v, want partition %d offset %d user %s event time %d purchased %v",
+					id, v, w.part, w.off, w.user, w.maxTime, w.bought)
+			}
 		}
-		if v.Partition != w.part || v.Offset != w.off || v.UserID != w.user || v.EventTime.UnixMicro() != w.maxTime ||
-			!reflect.DeepEqual(v.Purchased, w.bought) {
-			t.Fatalf("session %s: view %+v, want partition %d offset %d user %s event time %d purchased %v",
-				id, v, w.part, w.off, w.user, w.maxTime, w.bought)
+		return ""
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m := mismatch()
+		if m == "" {
+			return
 		}
+		if time.Now().After(deadline) {
+			t.Fatal(m)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
