@@ -19,6 +19,9 @@
 #                                  run/ config, log dir, certificates, logs, pid
 #   LAMBDAREC_TEST_KAFKA_VERSIONS  Kafka versions to try in order, the first that Maven
 #                                  resolves is used (default "4.1.1 4.1.0 4.0.1 4.0.0")
+#   LAMBDAREC_TEST_KAFKA_PORT      the first of the four ports (default 19092: the listeners
+#                                  above take it and the next three), so that a second
+#                                  broker with its own LAMBDAREC_TEST_KAFKA_HOME can run beside
 #   LAMBDAREC_TEST_KAFKA_JVM_OPTS  JVM options (default "-XX:TieredStopAtLevel=1
 #                                  -XX:+UseSerialGC": the test broker carries little load,
 #                                  and on 2 busy cores the C1-only JIT halves its start-up)
@@ -34,10 +37,11 @@ versions="${LAMBDAREC_TEST_KAFKA_VERSIONS:-4.1.1 4.1.0 4.0.1 4.0.0}"
 run="$home/run"
 user="lambdarec"
 
-plain_addr=127.0.0.1:19092
-scram_addr=127.0.0.1:19093
-tls_addr=127.0.0.1:19094
-controller_addr=127.0.0.1:19095
+port="${LAMBDAREC_TEST_KAFKA_PORT:-19092}"
+plain_addr=127.0.0.1:$port
+scram_addr=127.0.0.1:$((port + 1))
+tls_addr=127.0.0.1:$((port + 2))
+controller_addr=127.0.0.1:$((port + 3))
 
 log() { echo "kafka.sh: $*" >&2; }
 
