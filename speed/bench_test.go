@@ -346,6 +346,13 @@ func benchLatency(b *testing.B, rate int) {
 		recs := genStream(b, rate*int(dur/time.Second)+rate/10, time.Now(), float64(rate))
 		tt := newTestTopic(b, benchParts)
 		w := &latencyWriter{Memory: store.NewMemory()}
+		var steps []loopStep
+		var stepMu sync.Mutex
+		tracePath := os.Getenv("SPEED_BENCH_TRACE")
+		if tracePath != "" {
+			loopTraceHook = func(s loopStep) { stepMu.Lock(); steps = append(steps, s); stepMu.Unlock() }
+			defer func() { loopTraceHook = nil }()
+		}
 		l := startLayer(b, tt, nil, w, func(c *Config) { c.Group = "latency"; benchExplain(c) })
 		waitFor(b, 10*time.Second, "assignment", func() bool { return len(l.Assigned()) == benchParts })
 		prod, err := kgo.NewClient(kgo.SeedBrokers(tt.addr()), kgo.ProducerLinger(0), kgo.DefaultProduceTopic(tt.topic),
@@ -426,6 +433,13 @@ func benchLatency(b *testing.B, rate int) {
 		}
 		if len(lat) < len(sends)/2 {
 			b.Fatalf("only %d of %d records matched a view write", len(lat), len(sends))
+		}
+		if tracePath != "" {
+			ts := make([]traceSend, len(sends))
+			for i, s := range sends {
+				ts[i] = traceSend{s.part, s.off, s.key, s.at}
+			}
+			writeTrace(b, tracePath, start, steps, &stepMu, ts, bySession)
 		}
 		slices.Sort(lat)
 		q := func(f float64) float64 { return lat[int(f*float64(len(lat)-1))] }

@@ -126,7 +126,9 @@
 // old while the layer is 10,000 records or more behind, so that a backlog's
 // records of one session are more often scored once — (after a poll;
 // the poll waits no longer than that; after a poll of fewer than 64
-// records, at once) or, within a long poll, MaxViewDelay old. So several
+// records, at once) or, within a long poll (checked every 512 records),
+// once the tick has passed and the previous write is done, or MaxViewDelay
+// old. So several
 // records of a session within one tick cost one scoring and one write, and
 // a rescoring due in that tick shares the pass. A view is
 // scored as of every record processed when it is scored (its own newest one
@@ -153,18 +155,22 @@
 //
 // Other sessions' records (and other members' deltas) keep changing the rows
 // a quiet session's view was scored from. Scoring indexes the live session
-// under the merged rows it read; every RescoreInterval the sessions whose
+// under the merged rows it read; every RescoreInterval/2 the sessions whose
 // rows changed since (their maintained top K: a count in it, or its
-// membership) are scored again and rewritten — unless the view was scored
+// membership) are queued, and marked to be scored again and rewritten
+// evenly over the next RescoreInterval/2, a share after each poll (so the
+// rescorings go out with each flush's fresh views, not in one burst that
+// every record behind it waits for) — unless the view was scored
 // after the row's last change (each row change is stamped with the count of
 // views scored so far; a session's own record rescores it, and the changes
 // its pairs made to the rows it reads are then already in its view) — and a
 // handoff, an assignment or a revocation rescores every live session.
 // Rescoring is
-// bounded by the work of the stream: each run marks at most one session
-// per four records processed since the last one (eight while the layer is
-// 10,000 records or more behind), plus 500, oldest changed
-// first; the rest waits (lambdarec_speed_rescore_backlog). The bound
+// bounded by the work of the stream: each collection's share is at most one
+// session per four records processed since the last one (eight while the
+// layer is 10,000 records or more behind), plus 250 (500 per
+// RescoreInterval), oldest changed first; the rest waits
+// (lambdarec_speed_rescore_backlog). The bound
 // below holds while that backlog is empty. A rewrite keeps
 // the offset and carries a later UpdatedAt: the store's version is (offset,
 // updated at). So a served view equals what a full recompute over every

@@ -160,8 +160,51 @@ func TestRescoreBudgetWhenBehind(t *testing.T) {
 			t.Fatalf("lag %d: budget %d, want %d", lag, got, want)
 		}
 	}
-	f(0, 2000+minRescore)
-	f(coalesceLag-1, 2000+minRescore)
-	f(coalesceLag, 1000+minRescore)
+	f(0, 2000+minRescore/2)
+	f(coalesceLag-1, 2000+minRescore/2)
+	f(coalesceLag, 1000+minRescore/2)
 	f(50_001, 1000)
+}
+
+// TestRescorePaced: the sessions queued for rescoring at a collection are
+// marked evenly over the half interval that follows, within the budget, not
+// all at once (a burst of thousands of views in one flush held up every
+// record behind it); what the budget leaves stays queued.
+func TestRescorePaced(t *testing.T) {
+	l, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Topic: "t", Group: "g", RescoreInterval: 200 * time.Millisecond},
+		Deps{Views: store.NewMemory()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.m.lagNow.Store(0)
+	queue := func(n int) {
+		for range n {
+			l.proc.rescoreQ = append(l.proc.rescoreQ, &session{queued: true})
+		}
+	}
+	t0 := time.Now()
+	f := func(at time.Duration, wantQueued int) {
+		t.Helper()
+		l.rescore(t0.Add(at))
+		if got := len(l.proc.rescoreQ); got != wantQueued {
+			t.Fatalf("at %v: %d queued, want %d", at, got, wantQueued)
+		}
+	}
+	queue(1000)
+	l.sinceRescore = 8000 // budget 2000 + minRescore/2: the whole queue
+	f(0, 1000)            // collected, nothing marked yet
+	f(25*time.Millisecond, 750)
+	f(50*time.Millisecond, 500)
+	f(99*time.Millisecond, 10)
+	f(100*time.Millisecond, 0) // the next collection: empty
+
+	queue(1000)
+	l.sinceRescore = 0 // budget minRescore/2
+	f(200*time.Millisecond, 1000)
+	f(250*time.Millisecond, 1000-minRescore/4)
+	f(299*time.Millisecond, 1000-248)          // ⌈250·99/100⌉
+	f(300*time.Millisecond, 1000-minRescore/2) // the share completed, collected again: the rest is the backlog
+	if l.sinceRescore != 0 || l.pace.target != minRescore/2 {
+		t.Fatalf("after the collection: since %d, target %d", l.sinceRescore, l.pace.target)
+	}
 }

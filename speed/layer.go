@@ -96,9 +96,13 @@ type Layer struct {
 	pubBuf        []*kgo.Record
 	publishFailed atomic.Bool
 	lastPublish   time.Time
-	sinceRescore  int         // records processed since rescoring last ran
+	sinceRescore  int         // records processed since the rescoring queue was last collected
+	pace          rescorePace // the marking of the queue collected last (rescore.go)
 	eventParts    int32       // partitions of the events topic (at start, at each assignment); 0 unknown
 	deltasReady   atomic.Bool // the deltas topic was read up to its end at start
+
+	trace func(loopStep)
+	step  loopStep
 }
 
 // New returns a layer; it does not connect until Run.
@@ -213,17 +217,28 @@ func (l *Layer) Run(ctx context.Context) error {
 	}
 	pollers.Go(func() { l.watchEnds(pctx) })
 	l.log.Info("speed layer consuming", "topic", l.cfg.Topic, "group", l.cfg.Group, "brokers", l.cfg.Brokers)
+	l.trace = loopTraceHook
 	for ctx.Err() == nil {
+		if l.trace != nil {
+			l.step = loopStep{PollStart: time.Now()}
+		}
 		wctx, cancel := context.WithTimeout(ctx, l.pollWait(time.Now()))
 		fs := cl.PollRecords(wctx, l.cfg.MaxPollRecords)
 		cancel()
 		if fs.IsClientClosed() {
 			break
 		}
+		if l.trace != nil {
+			l.step.polled(fs)
+		}
 		l.mu.Lock()
 		failed := l.process(ctx, fs)
+		l.step.Processed = time.Now()
 		l.afterPoll(ctx, time.Now())
 		l.mu.Unlock()
+		if l.trace != nil {
+			l.step.done(l)
+		}
 		cl.AllowRebalance()
 		if failed {
 			// A fetch error repeats at once until its cause is gone (a
@@ -298,7 +313,7 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) (failed bool) {
 			// record reaches the DLQ once whatever the speed layer replays.
 			l.m.invalid.Inc()
 		}
-		if i%512 == 511 && l.proc.pending() && time.Since(l.proc.pendSince) >= l.cfg.MaxViewDelay {
+		if i%512 == 511 && l.flushDueInPoll() {
 			l.flush(ctx, time.Now()) //nolint:errcheck // logged and retried
 		}
 	}
@@ -354,6 +369,25 @@ func (l *Layer) flushDue(now time.Time) bool {
 	return len(l.failed) > 0 || l.proc.pending() && (l.smallPoll || now.Sub(l.proc.pendSince) >= l.flushTick())
 }
 
+// flushDueInPoll reports whether the views pending should be written before
+// the rest of a long poll is applied: once the flush tick has passed (as
+// after a poll) and the previous write is done, or after MaxViewDelay.
+// Before, only after MaxViewDelay: a poll of a few thousand records (what a
+// layer near its capacity reads) delayed the views of its first records by
+// the time to apply all of them. Within the tick it does not wait for the
+// store: a slow store's round trip would otherwise hold up the applying.
+func (l *Layer) flushDueInPoll() bool {
+	if !l.proc.pending() {
+		return false
+	}
+	age := time.Since(l.proc.pendSince)
+	if age >= l.cfg.MaxViewDelay {
+		return true
+	}
+	l.awaitWrite(false) //nolint:errcheck // logged; its views are retried
+	return l.writing == nil && age >= l.flushTick()
+}
+
 // smallPoll is the size below which a poll's views are written without
 // waiting for the flush tick.
 const smallPoll = 64
@@ -364,9 +398,9 @@ func (l *Layer) pollWait(now time.Time) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.proc.pending() {
-		return idleWait
+		return l.rescoreWait()
 	}
-	return min(idleWait, max(l.proc.pendSince.Add(l.flushTick()).Sub(now), 100*time.Microsecond))
+	return min(l.rescoreWait(), max(l.proc.pendSince.Add(l.flushTick()).Sub(now), 100*time.Microsecond))
 }
 
 // decodeAll decodes l.recs into l.dec, on up to GOMAXPROCS goroutines for
@@ -400,33 +434,12 @@ func (l *Layer) decodeAll() {
 	wg.Wait()
 }
 
-// rescoreBudget is how many sessions the next rescoring may mark, bounded by
-// the records processed since its last run: one per rescorePer records
-// (plus minRescore); the rest waits in the backlog, oldest first.
-// While the layer is more than a poll behind, the floor is dropped: the
-// views it would rewrite are stale by the backlog anyway, and a fixed
-// floor made a slower layer write more views per record (a feedback loop
-// under load). While it is coalesceLag records behind (the flush tick is
-// then MaxViewDelay, see flushTick), one per 2·rescorePer: the fresh views
-// of the backlog come first, the rescorings wait in the backlog.
-func (l *Layer) rescoreBudget() int {
-	floor, per := minRescore, rescorePer
-	lag := l.m.lagNow.Load()
-	if lag > int64(l.cfg.MaxPollRecords) {
-		floor = 0
-	}
-	if lag >= coalesceLag {
-		per = 2 * rescorePer
-	}
-	return l.sinceRescore/per + floor
-}
-
 // afterPoll writes the views, switches batch, commits and exports metrics.
 func (l *Layer) afterPoll(ctx context.Context, now time.Time) {
 	l.awaitWrite(false) //nolint:errcheck // logged; its views are retried
-	if l.proc.rescoreChanged(now, l.cfg.RescoreInterval, l.rescoreBudget()) {
-		l.sinceRescore = 0
-	}
+	r0 := l.proc.c.rescored
+	l.rescore(now)
+	l.step.Rescored += int(l.proc.c.rescored - r0)
 	l.cmu.Lock()
 	hold := l.commitHold
 	l.cmu.Unlock()
@@ -440,6 +453,7 @@ func (l *Layer) afterPoll(ctx context.Context, now time.Time) {
 	}
 	l.publishDeltas(ctx, pubTick)
 	if commitDue {
+		l.step.Commit = true
 		l.commit(ctx, false, nil) //nolint:errcheck // logged and retried
 		l.lastCommit = now
 	}
@@ -525,11 +539,17 @@ func (l *Layer) pollBatches(ctx context.Context) {
 // of every record it covers are written. The error is that of the previous
 // write; flushNow waits for this one.
 func (l *Layer) flush(ctx context.Context, now time.Time) error {
+	t0 := time.Now()
 	werr := l.awaitWrite(true)
+	t1 := time.Now()
+	l.step.AwaitDur += t1.Sub(t0)
 	if !l.proc.pending() && len(l.failed) == 0 {
 		return werr
 	}
 	views := l.proc.appendViews(append(l.buf[:0], l.failed...), now)
+	l.step.ScoreDur += time.Since(t1)
+	l.step.Flushes++
+	l.step.Views += len(views)
 	l.failed = l.failed[:0]
 	l.writing = views
 	if l.writeDone == nil {

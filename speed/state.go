@@ -372,18 +372,7 @@ func (p *processor) rescoreChanged(now time.Time, every time.Duration, budget in
 			}
 		}
 	})
-	n := 0
-	for n < len(p.rescoreQ) && (budget < 0 || n < budget) {
-		s := p.rescoreQ[n]
-		p.rescoreQ[n] = nil
-		n++
-		s.queued = false
-		if s.live && !s.dirty && p.stale(s) {
-			p.c.rescored++
-			p.markDirty(s)
-		}
-	}
-	p.rescoreQ = append(p.rescoreQ[:0], p.rescoreQ[n:]...)
+	p.markQueued(budget)
 	return true
 }
 
