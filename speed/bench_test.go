@@ -409,11 +409,15 @@ func benchLatency(b *testing.B, rate int) {
 
 		// For each record, the first view write of its session at or past
 		// its offset.
+		// The layer's lock first, alone: the layer holds it while it waits
+		// for a view write, which takes w.mu (taking l.mu under w.mu
+		// deadlocked the benchmark when a flush or commit came then).
+		l.mu.Lock()
+		rescored := l.proc.c.rescored
+		l.mu.Unlock()
+		b.ReportMetric(float64(rescored)/float64(len(sends)), "rescored/event")
 		w.mu.Lock()
 		b.ReportMetric(float64(len(w.writes))/float64(len(sends)), "views/event")
-		l.mu.Lock()
-		b.ReportMetric(float64(l.proc.c.rescored)/float64(len(sends)), "rescored/event")
-		l.mu.Unlock()
 		bySession := map[string][]viewWrite{}
 		for _, vw := range w.writes {
 			bySession[vw.session] = append(bySession[vw.session], vw)
