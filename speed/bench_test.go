@@ -323,6 +323,8 @@ func (w *latencyWriter) UpsertSessions(ctx context.Context, vs []store.SessionVi
 // write of its session's view at or past its offset: p50, p99 and max, after
 // a 1s warm-up, how long the layer needed to catch up after the last
 // produce, and the views written per event. Run with -benchtime=1x.
+// SPEED_BENCH_TRACE=FILE writes the run's timeline there (looptrace_test.go):
+// each poll of the layer's loop, the GC pauses and sampled latencies.
 func BenchmarkLatency(b *testing.B) {
 	rates := []int{50_000, 100_000}
 	if v := os.Getenv("SPEED_BENCH_RATE"); v != "" {

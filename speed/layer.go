@@ -219,8 +219,9 @@ func (l *Layer) Run(ctx context.Context) error {
 	l.log.Info("speed layer consuming", "topic", l.cfg.Topic, "group", l.cfg.Group, "brokers", l.cfg.Brokers)
 	l.trace = loopTraceHook
 	for ctx.Err() == nil {
+		var tr loopStep // the poll's times, for loopTraceHook
 		if l.trace != nil {
-			l.step = loopStep{PollStart: time.Now()}
+			tr.PollStart = time.Now()
 		}
 		wctx, cancel := context.WithTimeout(ctx, l.pollWait(time.Now()))
 		fs := cl.PollRecords(wctx, l.cfg.MaxPollRecords)
@@ -229,15 +230,19 @@ func (l *Layer) Run(ctx context.Context) error {
 			break
 		}
 		if l.trace != nil {
-			l.step.polled(fs)
+			tr.polled(fs)
 		}
 		l.mu.Lock()
 		failed := l.process(ctx, fs)
-		l.step.Processed = time.Now()
+		if l.trace != nil {
+			tr.Processed = time.Now()
+		}
 		l.afterPoll(ctx, time.Now())
+		st := l.step // what the flushes of this poll added (guarded by l.mu)
+		l.step = loopStep{}
 		l.mu.Unlock()
 		if l.trace != nil {
-			l.step.done(l)
+			tr.done(l, st)
 		}
 		cl.AllowRebalance()
 		if failed {

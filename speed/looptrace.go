@@ -8,7 +8,10 @@ import (
 )
 
 // loopStep is one iteration of the consuming loop, for the latency
-// benchmark's timeline (SPEED_BENCH_TRACE).
+// benchmark's timeline (SPEED_BENCH_TRACE, looptrace_test.go). Flushes and
+// afterPoll add to Layer.step always (a few field updates, under the layer's
+// lock); the loop times the poll and hands the step on only while
+// loopTraceHook is set.
 type loopStep struct {
 	PollStart, Polled, Processed, Done time.Time
 	Recs                               int
@@ -48,9 +51,12 @@ func (s *loopStep) polled(fs kgo.Fetches) {
 	})
 }
 
-// done ends the step and hands it to the hook.
-func (s *loopStep) done(l *Layer) {
+// done ends the step, adds what the flushes recorded (st) and hands it to
+// the hook.
+func (s *loopStep) done(l *Layer, st loopStep) {
 	s.Done = time.Now()
+	s.Flushes, s.Views, s.ScoreDur, s.AwaitDur = st.Flushes, st.Views, st.ScoreDur, st.AwaitDur
+	s.Rescored, s.Commit = st.Rescored, st.Commit
 	s.Lag = l.m.lagNow.Load()
 	s.GCCycles = gcCycles()
 	l.trace(*s)

@@ -10,6 +10,7 @@ import (
 	"time"
 )
 
+// traceSend is a produced record, for writeTrace.
 type traceSend struct {
 	part int32
 	off  int64
@@ -17,6 +18,13 @@ type traceSend struct {
 	at   time.Time
 }
 
+// writeTrace writes BenchmarkLatency's timeline to path, times in ms from
+// the first produce: "S" lines are the layer's loop iterations (loopStep:
+// poll start, polled, processed, done, records, their oldest and newest
+// produce timestamps, flushes, views, scoring ms, ms waiting for the
+// previous write, views marked for rescoring, lag, GC cycles so far,
+// whether it committed); "G" lines GC pauses (end, ms); "L" lines a record's
+// produce time and latency (every 5th record, and every one over 50 ms).
 func writeTrace(b *testing.B, path string, start time.Time, steps []loopStep, mu *sync.Mutex, sends []traceSend, bySession map[string][]viewWrite) {
 	mu.Lock()
 	defer mu.Unlock()
