@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lambdarec/lambdarec/batch"
 	"github.com/lambdarec/lambdarec/batch/archive"
@@ -254,7 +255,7 @@ func devGenerate(ctx context.Context, cfg config.Config, o devOptions, log *slog
 	if err != nil {
 		return err
 	}
-	cl, err := kafka.Connect(cfg.Kafka.Brokers, kafka.SecurityOf(cfg.Kafka))
+	cl, err := kafka.Connect(cfg.Kafka.Brokers, kafka.SecurityOf(cfg.Kafka), kgo.ProducerLinger(generate.KafkaLinger))
 	if err != nil {
 		return err
 	}

@@ -69,10 +69,11 @@ func (g *speedFirst) hold(ctx context.Context, role string, maxHold time.Duratio
 	start := time.Now()
 	t := time.NewTicker(g.poll)
 	defer t.Stop()
+wait:
 	for time.Since(start) < maxHold && g.lag() >= g.resumeBelow {
 		select {
 		case <-ctx.Done():
-			return time.Since(start)
+			break wait
 		case <-t.C:
 		}
 	}
