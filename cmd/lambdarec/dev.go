@@ -10,11 +10,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lambdarec/lambdarec/batch"
 	"github.com/lambdarec/lambdarec/batch/archive"
@@ -50,6 +52,16 @@ func init() {
 	})
 }
 
+// devMaxViewDelay is dev's speed.max_view_delay (unless set to another
+// value than the default). It changes nothing while the speed layer keeps up
+// (views are then written within a millisecond of their records); while it
+// is 10,000 records or more behind, a session's records within this window
+// are scored once: in the generator's stream at 50,000 events/s, 0.58
+// distinct sessions per record in 250 ms against 0.91 in the default 50 ms,
+// and scoring views is half of what the speed layer does in that flood.
+// Dev shares two cores between every role, so it catches up sooner with it.
+const devMaxViewDelay = 250 * time.Millisecond
+
 type devOptions struct {
 	dataDir    string
 	rate       float64
@@ -78,6 +90,9 @@ func devConfig(cfg config.Config, o devOptions) (config.Config, error) {
 	// Small micro-batches, so a batch soon has something to read.
 	cfg.Archive.MaxInterval = min(cfg.Archive.MaxInterval, 2*time.Second)
 	cfg.Speed.BatchPollInterval = min(cfg.Speed.BatchPollInterval, time.Second)
+	if cfg.Speed.MaxViewDelay == config.Default().Speed.MaxViewDelay {
+		cfg.Speed.MaxViewDelay = devMaxViewDelay
+	}
 	devMaintenance(&cfg)
 	return cfg, cfg.Validate()
 }
@@ -102,12 +117,17 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		defer stop()
 	}
 
-	b, err := broker.New(broker.Config{
-		Addr:       cfg.Broker.Addr,
-		DataDir:    cfg.Broker.DataDir,
-		Topics:     []string{cfg.Kafka.Topic, cfg.Kafka.DLQTopic},
-		Partitions: cfg.Kafka.Partitions,
-	}, log.With("component", "broker"))
+	var b *broker.Broker
+	// The broker's goroutines carry the profile label role=broker (see
+	// supervisor.run).
+	pprof.Do(ctx, pprof.Labels("role", "broker"), func(context.Context) {
+		b, err = broker.New(broker.Config{
+			Addr:       cfg.Broker.Addr,
+			DataDir:    cfg.Broker.DataDir,
+			Topics:     []string{cfg.Kafka.Topic, cfg.Kafka.DLQTopic},
+			Partitions: cfg.Kafka.Partitions,
+		}, log.With("component", "broker"))
+	})
 	if err != nil {
 		return err
 	}
@@ -149,11 +169,6 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		return err
 	}
 	sched.SetMetrics(runMetrics)
-	arch, err := archive.New(cfg, archive.Deps{Log: log.With("component", "archive"), Lake: lake, Registerer: reg})
-	if err != nil {
-		return err
-	}
-
 	sc := speed.FromConfig(&cfg)
 	sc.Params = &cfg.Model
 	sp, err := speed.New(sc, speed.Deps{
@@ -162,6 +177,17 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		Log:        log.With("component", "speed"),
 		Registerer: reg,
 	})
+	if err != nil {
+		return err
+	}
+	// The archive and the batch runs yield the CPU to the speed layer while
+	// it is behind (dev_priority.go).
+	prio, err := newSpeedFirst(func() int64 { n, _ := sp.Lag(); return n }, reg, log.With("component", "dev"))
+	if err != nil {
+		return err
+	}
+	arch, err := archive.New(cfg, archive.Deps{Log: log.With("component", "archive"), Lake: lake, Registerer: reg,
+		Yield: func(ctx context.Context) { prio.hold(ctx, "archive", archiveMaxHold) }})
 	if err != nil {
 		return err
 	}
@@ -184,7 +210,7 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		{name: "speed", layer: "speed", run: sp.Run},
 		{name: "batch", layer: "batch", run: func(ctx context.Context) error {
 			devFirstBatches(ctx, sched, o.batchEvery, log.With("component", "batch"))
-			return sched.Run(ctx)
+			return devSchedule(ctx, sched, o.batchEvery, prio, log.With("component", "batch"))
 		}},
 		{name: "maintain", layer: "batch", run: maint.Run},
 		{name: "batch-follower", layer: "batch", run: func(ctx context.Context) error {
@@ -229,7 +255,7 @@ func devGenerate(ctx context.Context, cfg config.Config, o devOptions, log *slog
 	if err != nil {
 		return err
 	}
-	cl, err := kafka.Connect(cfg.Kafka.Brokers, kafka.SecurityOf(cfg.Kafka))
+	cl, err := kafka.Connect(cfg.Kafka.Brokers, kafka.SecurityOf(cfg.Kafka), kgo.ProducerLinger(generate.KafkaLinger))
 	if err != nil {
 		return err
 	}

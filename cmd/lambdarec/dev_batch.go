@@ -34,3 +34,26 @@ func devFirstBatches(ctx context.Context, sched *batch.Scheduler, every time.Dur
 		}
 	}
 }
+
+// devSchedule runs a batch every interval until ctx ends, like
+// batch.Scheduler.Run, except that a run due while the speed layer is
+// behind waits for it (prio), at most one interval: a run is then at most
+// that late, and never skipped.
+func devSchedule(ctx context.Context, sched *batch.Scheduler, every time.Duration, prio *speedFirst, log *slog.Logger) error {
+	log.Info("batch schedule started", "every", every)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(every):
+		}
+		prio.hold(ctx, "batch", every)
+		_, _, err := sched.RunOnce(ctx)
+		switch {
+		case errors.Is(err, batch.ErrNoEvents):
+			log.Info("batch run skipped: no events archived yet")
+		case err != nil && ctx.Err() == nil:
+			log.Error("batch run failed", "err", err)
+		}
+	}
+}

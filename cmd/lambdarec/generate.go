@@ -8,6 +8,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/lambdarec/lambdarec/internal/config"
 	"github.com/lambdarec/lambdarec/internal/generate"
 	"github.com/lambdarec/lambdarec/internal/kafka"
@@ -100,7 +102,7 @@ func runGenerate(ctx context.Context, e *env, gc generate.Config, start string, 
 }
 
 func generateToKafka(ctx context.Context, e *env, g *generate.Generator) (generate.Stats, error) {
-	cl, err := kafka.Connect(e.cfg.Kafka.Brokers, kafka.SecurityOf(e.cfg.Kafka))
+	cl, err := kafka.Connect(e.cfg.Kafka.Brokers, kafka.SecurityOf(e.cfg.Kafka), kgo.ProducerLinger(generate.KafkaLinger))
 	if err != nil {
 		return generate.Stats{}, err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/lambdarec/lambdarec/batch/archive"
 	"log/slog"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -66,9 +67,14 @@ func (s *supervisor) run(ctx context.Context, roles []role) error {
 		s.roles[r.name] = &roleState{layer: r.layer}
 		s.mu.Unlock()
 		wg.Go(func() {
-			if err := s.keep(ctx, r); err != nil {
-				cancel(err)
-			}
+			// The role's goroutines, and those they start, carry its name
+			// as the profile label "role": `dev --pprof` splits the CPU by
+			// role (go tool pprof -tagfocus role=speed, -tags).
+			pprof.Do(ctx, pprof.Labels("role", r.name), func(ctx context.Context) {
+				if err := s.keep(ctx, r); err != nil {
+					cancel(err)
+				}
+			})
 		})
 	}
 	<-ctx.Done()

@@ -6,7 +6,9 @@
 # dev's CPU and the /v1/status lag of the archive and the speed layer.
 #   internal/bench/speedprobe/dev-under-load.sh [RATE=50000] [DURATION=60s]
 # SPEEDPROBE_LAMBDAREC=<binary> uses that lambdarec instead of building one;
-# SPEEDPROBE_LOGS=<dir> keeps dev's and the generator's logs there.
+# SPEEDPROBE_LOGS=<dir> keeps dev's and the generator's logs there;
+# SPEEDPROBE_CPUPROFILE=<file> writes a 30 s CPU profile of dev taken during
+# the flood (dev --pprof), for `go tool pprof`.
 set -euo pipefail
 rate=${1:-50000}
 dur=${2:-60s}
@@ -23,7 +25,9 @@ trap cleanup EXIT
 cd "$(dirname "$0")/../../.."
 if [[ -n ${SPEEDPROBE_LAMBDAREC:-} ]]; then cp "$SPEEDPROBE_LAMBDAREC" "$dir/lambdarec"; else go build -o "$dir/lambdarec" ./cmd/lambdarec; fi
 go build -o "$dir/speedprobe" ./internal/bench/speedprobe
-"$dir/lambdarec" dev --data-dir "$dir/data" --http "$http" --kafka "$kafka" --rate 50 --batch-every 20s >"$dir/dev.log" 2>&1 &
+pprof=()
+[[ -n ${SPEEDPROBE_CPUPROFILE:-} ]] && pprof=(--pprof "127.0.0.1:${SPEEDPROBE_PPROF_PORT:-18481}")
+"$dir/lambdarec" dev --data-dir "$dir/data" --http "$http" --kafka "$kafka" --rate 50 --batch-every 20s "${pprof[@]}" >"$dir/dev.log" 2>&1 &
 dev=$!
 # Wait until a batch answers with popular items.
 for _ in $(seq 180); do
@@ -48,16 +52,23 @@ snap() {
 		END {printf "%s %d %d %d %f\n", t, a, s, v, c}'
 }
 m0=$(snap) || true
+if [[ -n ${SPEEDPROBE_CPUPROFILE:-} ]]; then
+	curl -fsS --max-time 60 -o "$SPEEDPROBE_CPUPROFILE" "http://127.0.0.1:${SPEEDPROBE_PPROF_PORT:-18481}/debug/pprof/profile?seconds=30" &
+	prof=$!
+fi
 "$dir/speedprobe" --base "http://$http" --duration "$dur" || echo "speedprobe failed"
 m1=$(snap) || true
+[[ -n ${prof:-} ]] && { wait "$prof" || echo "cpu profile failed"; }
 if ! kill -0 "$dev" 2>/dev/null; then
 	echo "dev is gone; the end of its log:"
 	tail -20 "$dir/dev.log"
 fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 [[ -n $m0 && -n $m1 ]] && echo "$m0 $m1" | awk '{dt = $6 - $1; printf "during the probes (%.0fs): archive %.0f records/s, speed %.0f records/s, %.0f views/s, dev process CPU %.2f cores\n", dt, ($7-$2)/dt, ($8-$3)/dt, ($9-$4)/dt, ($10-$5)/dt}'
-curl -fsS --max-time 30 "http://$http/v1/status" 2>/dev/null | tr -d '\n ' | grep -o '"layer":"\(speed\|archive\)","last_update":"[^"]*","lag_records":[0-9-]*,"lag_seconds":[0-9.e+-]*' | sed 's/"last_update":"[^"]*",//' || true
-curl -fsS --max-time 30 "http://$http/v1/status" 2>/dev/null | tr -d '\n ' | grep -o '"state":"[a-z]*"' | head -1 | sed 's/^/status: /' || true
+status=$(curl -fsS --max-time 30 "http://$http/v1/status" 2>/dev/null | tr -d '\n ') || true
+echo "$status" | grep -o '"layer":"\(speed\|archive\)","last_update":"[^"]*","lag_records":[0-9-]*,"lag_seconds":[0-9.e+-]*' | sed 's/"last_update":"[^"]*",//' || true
+echo "$status" | grep -o '"state":"[a-z]*"' | head -1 | sed 's/^/status: /' || true
+echo "$status" | grep -o '"code":"[a-z_]*"' | sort | uniq -c | tr -s ' \n' ' ' | sed 's/^/faults:/;s/$/\n/' || true
 wait "$gen" || true
 grep -a "generated" "$dir/gen.log" || tail -3 "$dir/gen.log"
 cat "$dir/gen.time" 2>/dev/null || true
