@@ -11,6 +11,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
+
+	"github.com/lambdarec/lambdarec/internal/model"
 )
 
 // The tables a batch run writes, besides reading `events`. Every view table
@@ -392,4 +394,60 @@ func writeRows(ctx context.Context, mem memory.Allocator, t *table.Table, def *t
 		return nil, 0, fmt.Errorf("write data files of %s: %d files hold %d of %d rows", def.name, len(files), written, w.rows)
 	}
 	return files, w.rows, nil
+}
+
+// denseRows holds each item's exact top row of the batch model, indexed by
+// the model's item id, with the ids of the neighbours: what users are scored
+// from (model.Scorer.ScoreDense accumulates by id instead of hashing every
+// neighbour's string, and equals Score bit for bit). The ids are the model's
+// covisitation dictionary's, which its users share.
+type denseRows struct {
+	cov  *model.Covisit
+	rows [][]model.ItemCount
+	ids  [][]uint32
+	// broken is set when an item was not in the dictionary (never the case
+	// for the model's own rows): the rows are then incomplete, and users are
+	// scored from the rows by item string instead.
+	broken bool
+}
+
+func newDenseRows(cov *model.Covisit) *denseRows { return &denseRows{cov: cov} }
+
+// add sets item's row (shared, not copied).
+func (d *denseRows) add(item string, row []model.ItemCount) {
+	id, ok := d.cov.ItemID(item)
+	ids := make([]uint32, len(row))
+	for j := 0; ok && j < len(row); j++ {
+		ids[j], ok = d.cov.ItemID(row[j].Item)
+	}
+	if !ok {
+		d.broken = true
+		return
+	}
+	if int(id) >= len(d.rows) {
+		d.rows = append(d.rows, make([][]model.ItemCount, int(id)+1-len(d.rows))...)
+		d.ids = append(d.ids, make([][]uint32, int(id)+1-len(d.ids))...)
+	}
+	d.rows[id], d.ids[id] = row, ids
+}
+
+// DenseRow implements model.DenseRows.
+func (d *denseRows) DenseRow(id uint32) ([]uint32, []model.ItemCount) {
+	if int(id) >= len(d.rows) {
+		return nil, nil
+	}
+	return d.ids[id], d.rows[id]
+}
+
+// appendIDs appends the ids of items to dst; false when one is not in the
+// model's dictionary (never the case for a model user's recent items).
+func (d *denseRows) appendIDs(dst []uint32, items []string) ([]uint32, bool) {
+	for _, it := range items {
+		id, ok := d.cov.ItemID(it)
+		if !ok {
+			return dst, false
+		}
+		dst = append(dst, id)
+	}
+	return dst, true
 }
