@@ -525,6 +525,7 @@ func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchVie
 	// only read.
 	users := m.Users()
 	ids := users.Users()
+	bought := boughtItems(users)
 	workers := max(1, min(runtime.GOMAXPROCS(0), len(ids)/1000))
 	// With each user's recommendations go the recent items they were
 	// scored from (UserItems): with the Neighbors rows above they explain
@@ -548,7 +549,7 @@ func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchVie
 				var recs []model.Scored
 				var ok bool
 				if rids, ok = dense.appendIDs(rids[:0], recent); ok && !dense.broken {
-					recs = sc.ScoreDense(dense, rids, users.BoughtBy(u), r.cfg.TopK)
+					recs = sc.ScoreDense(dense, rids, boughtBy(bought[u]), r.cfg.TopK)
 				} else {
 					recs = sc.Score(top, recent, users.BoughtBy(u), r.cfg.TopK)
 				}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -524,4 +525,26 @@ func (d *denseRows) appendIDs(dst []uint32, items []string) ([]uint32, bool) {
 		dst = append(dst, id)
 	}
 	return dst, true
+}
+
+// boughtItems returns each user's purchased items (only users with one):
+// one pass over the entries, so that scoring a user asks a short list, not
+// the model's dictionary and rows, about every candidate (boughtBy).
+func boughtItems(users *model.Users) map[string][]string {
+	out := make(map[string][]string)
+	for user, e := range users.Entries() {
+		if e.Purchased {
+			out[user] = append(out[user], e.Item)
+		}
+	}
+	return out
+}
+
+// boughtBy is Users.BoughtBy(user) for the user's purchased items (from
+// boughtItems): nil, asking nothing, when there are none.
+func boughtBy(items []string) func(string) bool {
+	if len(items) == 0 {
+		return nil
+	}
+	return func(item string) bool { return slices.Contains(items, item) }
 }
