@@ -31,6 +31,7 @@ type Builder struct {
 	head     []int32  // first event of each session
 	user     []uint32 // user of each session's latest event (an interning shortcut)
 	tail     []int32  // last event of each session
+	size     []int32  // events of each session (sizes a shard's buffers without walking the lists)
 	evs      []bevent
 	// The ids of the previous event's session and item: consecutive events
 	// often repeat them, and comparing with the interned string is cheaper
@@ -120,11 +121,13 @@ func (b *Builder) push(sid uint32, e bevent) {
 	if int(sid) == len(b.head) {
 		b.head = append(b.head, i)
 		b.tail = append(b.tail, i)
+		b.size = append(b.size, 1)
 		b.user = append(b.user, e.user)
 		return
 	}
 	b.evs[b.tail[sid]].next = i
 	b.tail[sid] = i
+	b.size[sid]++
 	b.user[sid] = e.user
 }
 
@@ -193,7 +196,7 @@ func (b *Builder) build() ([]kv, []userRec) {
 		b.spanFn(b.sessions.str(uint32(sid)), sp)
 	}
 	b.spanFn = nil
-	b.evs, b.head, b.tail, b.user, b.sessions, b.m = nil, nil, nil, nil, nil, nil
+	b.evs, b.head, b.tail, b.size, b.user, b.sessions, b.m = nil, nil, nil, nil, nil, nil, nil
 	nItems, nUsers := m.items.len(), m.users.users.len()
 	for _, o := range outs {
 		m.Stats.Accepted += o.stats.Accepted
@@ -331,10 +334,8 @@ func (b *Builder) buildShard(lo, hi int, spans []Span) shardOut {
 	pairs := newPairSorter(nItems)
 	pairs.buf = make([]kv, 0, pairs.limit) // its first chunk, without regrowing
 	n := 0
-	for sid := lo; sid < hi; sid++ {
-		for i := b.head[sid]; i >= 0; i = b.evs[i].next {
-			n++
-		}
+	for _, c := range b.size[lo:hi] {
+		n += int(c)
 	}
 	users := make([]userRec, 0, n)
 	for sid := lo; sid < hi; sid++ {
