@@ -322,6 +322,10 @@ func mergeUserRecs(dst, a, b []userRec) []userRec {
 	return append(dst, b[j:]...)
 }
 
+// gatherSessions is how many sessions' event lists buildShard walks side by
+// side.
+const gatherSessions = 8
+
 // buildShard processes sessions [lo, hi); spans, when not nil, receives
 // their spans (spans[sid]).
 func (b *Builder) buildShard(lo, hi int, spans []Span) shardOut {
@@ -330,7 +334,7 @@ func (b *Builder) buildShard(lo, hi int, spans []Span) shardOut {
 	win := p.windowMicros()
 	nItems := m.items.len()
 	out := shardOut{pop: make([]int64, nItems), touched: make([]bool, nItems)}
-	var scratch, kept []bevent
+	var kept []bevent
 	pairs := newPairSorter(nItems)
 	pairs.buf = make([]kv, 0, pairs.limit) // its first chunk, without regrowing
 	n := 0
@@ -338,57 +342,89 @@ func (b *Builder) buildShard(lo, hi int, spans []Span) shardOut {
 		n += int(c)
 	}
 	users := make([]userRec, 0, n)
-	for sid := lo; sid < hi; sid++ {
-		scratch = scratch[:0]
-		for i := b.head[sid]; i >= 0; i = b.evs[i].next {
-			scratch = append(scratch, b.evs[i])
+	var (
+		group []bevent
+		cur   [gatherSessions]int32
+		start [gatherSessions + 1]int
+		pos   [gatherSessions]int
+	)
+	for g := lo; g < hi; g += gatherSessions {
+		// Gather the next sessions' events: their lists are walked side by
+		// side, so the loads of one list's next event (each depends on the
+		// one before, scattered over the whole buffer) overlap with the
+		// others' instead of waiting on memory one by one.
+		gn := min(gatherSessions, hi-g)
+		total := 0
+		for j := range gn {
+			start[j], pos[j], cur[j] = total, total, b.head[g+j]
+			total += int(b.size[g+j])
 		}
-		if spans != nil {
-			sp := Span{First: scratch[0].time, Last: scratch[0].time}
-			for j := 1; j < len(scratch); j++ {
-				sp = sp.Widen(scratch[j].time, true)
-			}
-			spans[sid] = sp
-		}
-		if !slices.IsSortedFunc(scratch, compareRecord) {
-			slices.SortStableFunc(scratch, compareRecord)
-		}
-		kept = kept[:0]
-		for j := range scratch {
-			e := &scratch[j]
-			if j > 0 && compareRecord(scratch[j-1], *e) == 0 {
-				continue // the same record twice: Stale, as in Session.Add
-			}
-			o := Accepted
-			for k := range kept {
-				if kept[k].hash == e.hash {
-					o = Duplicate
-					break
+		start[gn] = total
+		group = slices.Grow(group[:0], total)[:total]
+		for moved := true; moved; {
+			moved = false
+			for j := range gn {
+				if i := cur[j]; i >= 0 {
+					e := &b.evs[i]
+					group[pos[j]] = *e
+					pos[j]++
+					cur[j] = e.next
+					moved = true
 				}
 			}
-			if o == Accepted && len(kept) >= p.MaxSessionEvents {
-				o = Capped
+		}
+		for s := range gn {
+			if pos[s] != start[s+1] {
+				panic("model: a session's event count is out of step with its list")
 			}
-			out.stats.add(o, 1)
-			if o != Accepted {
-				continue
+			sid, scratch := g+s, group[start[s]:start[s+1]]
+			if spans != nil {
+				sp := Span{First: scratch[0].time, Last: scratch[0].time}
+				for j := 1; j < len(scratch); j++ {
+					sp = sp.Widen(scratch[j].time, true)
+				}
+				spans[sid] = sp
 			}
-			we := p.Weight(e.kind)
-			if we != 0 {
+			if !slices.IsSortedFunc(scratch, compareRecord) {
+				slices.SortStableFunc(scratch, compareRecord)
+			}
+			kept = kept[:0]
+			for j := range scratch {
+				e := &scratch[j]
+				if j > 0 && compareRecord(scratch[j-1], *e) == 0 {
+					continue // the same record twice: Stale, as in Session.Add
+				}
+				o := Accepted
 				for k := range kept {
-					q := &kept[k]
-					if q.item == e.item || !within(q.time, e.time, win) {
-						continue
-					}
-					if w := p.pairWeight(we, p.Weight(q.kind)); w != 0 {
-						pairs.add(e.item, q.item, w)
+					if kept[k].hash == e.hash {
+						o = Duplicate
+						break
 					}
 				}
+				if o == Accepted && len(kept) >= p.MaxSessionEvents {
+					o = Capped
+				}
+				out.stats.add(o, 1)
+				if o != Accepted {
+					continue
+				}
+				we := p.Weight(e.kind)
+				if we != 0 {
+					for k := range kept {
+						q := &kept[k]
+						if q.item == e.item || !within(q.time, e.time, win) {
+							continue
+						}
+						if w := p.pairWeight(we, p.Weight(q.kind)); w != 0 {
+							pairs.add(e.item, q.item, w)
+						}
+					}
+				}
+				out.pop[e.item] += we
+				out.touched[e.item] = true
+				users = append(users, userRec{k: uint64(e.user)<<32 | uint64(e.item), v: userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase}})
+				kept = append(kept, *e)
 			}
-			out.pop[e.item] += we
-			out.touched[e.item] = true
-			users = append(users, userRec{k: uint64(e.user)<<32 | uint64(e.item), v: userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase}})
-			kept = append(kept, *e)
 		}
 	}
 	out.pairs = pairs.result()
