@@ -508,9 +508,11 @@ func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchVie
 	// scores the same as the full row).
 	k := max(r.cfg.TopK, r.cfg.Params.Neighbors)
 	top := make(topRows)
+	dense := newDenseRows(m.Covisit())
 	for item, row := range m.Covisit().Rows(k) {
 		row = slices.Clone(row)
 		top[item] = row
+		dense.add(item, row)
 		v.Neighbors[item] = toScored(row[:min(len(row), r.cfg.TopK)])
 	}
 	for _, ic := range m.Popularity().Top(r.cfg.PopularK) {
@@ -523,6 +525,7 @@ func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchVie
 	// only read.
 	users := m.Users()
 	ids := users.Users()
+	bought := boughtItems(users)
 	workers := max(1, min(runtime.GOMAXPROCS(0), len(ids)/1000))
 	// With each user's recommendations go the recent items they were
 	// scored from (UserItems): with the Neighbors rows above they explain
@@ -539,10 +542,17 @@ func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchVie
 			defer wg.Done()
 			sc, _ := model.NewScorer(*r.cfg.Params) // params were validated in New
 			out := part{recs: make(map[string][]store.Scored), items: make(map[string][]string)}
+			var rids []uint32
 			for i := w; i < len(ids); i += workers {
 				u := ids[i]
 				recent := users.Recent(u, r.cfg.Params.RecentItems)
-				recs := sc.Score(top, recent, users.BoughtBy(u), r.cfg.TopK)
+				var recs []model.Scored
+				var ok bool
+				if rids, ok = dense.appendIDs(rids[:0], recent); ok && !dense.broken {
+					recs = sc.ScoreDense(dense, rids, boughtBy(bought[u]), r.cfg.TopK)
+				} else {
+					recs = sc.Score(top, recent, users.BoughtBy(u), r.cfg.TopK)
+				}
 				if len(recs) == 0 {
 					continue
 				}

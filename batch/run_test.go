@@ -242,6 +242,26 @@ func TestBatchRunMatchesReferenceAndIsIdempotent(t *testing.T) {
 			t.Fatalf("neighbours of %s read back %v, computed %v", item, got, want)
 		}
 	}
+	// Each user's recommendations are the model's own scoring of the user
+	// (Score over the full rows, by item string), bit for bit, and read back
+	// the same.
+	sc, err := model.NewScorer(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := res.Model.Users()
+	for _, u := range users.Users() {
+		var want []store.Scored
+		for _, s := range sc.RecommendUser(res.Model, users, u, 10) {
+			want = append(want, store.Scored{Item: s.Item, Score: s.Score})
+		}
+		if got := res.View.UserRecs[u]; !equalScored(got, want) {
+			t.Fatalf("recommendations of %s: view %v, model %v", u, got, want)
+		}
+		if got := loaded.View.UserRecs[u]; !equalScored(got, want) {
+			t.Fatalf("recommendations of %s read back %v, computed %v", u, got, want)
+		}
+	}
 	// What each user's recommendations were scored from reads back too.
 	if len(res.View.UserItems) != len(res.View.UserRecs) || len(loaded.View.UserItems) != len(res.View.UserItems) {
 		t.Fatalf("user items: %d computed for %d users, %d read back", len(res.View.UserItems), len(res.View.UserRecs), len(loaded.View.UserItems))

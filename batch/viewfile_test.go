@@ -15,9 +15,11 @@ import (
 )
 
 // TestPartitionFilesReadBack writes one batch's popularity rows across
-// several files (rowsPerFile lowered to one Arrow batch), commits them and reads them
-// back: every row, in its batch's partition, found by a batch_id filter;
-// a row of another batch is refused before anything is committed.
+// several files (rowsPerFile lowered to one Arrow batch, or one file per
+// encoder), by one encoder or, for a table whose rows are in any order, by
+// fileEncoders in turn; commits them and reads them back: every row, in its
+// batch's partition, found by a batch_id filter; a row of another batch is
+// refused before anything is committed.
 func TestPartitionFilesReadBack(t *testing.T) {
 	ctx := context.Background()
 	lake := testLake(t)
@@ -26,60 +28,85 @@ func TestPartitionFilesReadBack(t *testing.T) {
 	}
 	mem := memory.NewCheckedAllocator(memory.DefaultAllocator)
 	defer mem.AssertSize(t, 0)
+	defer func(n int64, e int) { rowsPerFile, fileEncoders = n, e }(rowsPerFile, fileEncoders)
+	fileEncoders = 2
+	const rows = 2*rowsPerBatch + 1000
+	for i, tc := range []struct {
+		anyOrder  bool
+		perFile   int64
+		wantFiles int
+	}{
+		{false, 1, 3},       // a file per Arrow batch
+		{true, 1, 3},        // the same, encoded two at a time
+		{false, 1 << 30, 1}, // one file
+		{true, 1 << 30, 2},  // one file per encoder
+	} {
+		id := fmt.Sprintf("20261130T000000.000Z-%d", i+1)
+		rowsPerFile = tc.perFile
+		def := popularityDef
+		def.anyOrder = tc.anyOrder
+		tbl, err := lake.LoadTable(ctx, TablePopularity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, n, err := writeRows(ctx, mem, tbl, &def, id, func(w *rowWriter) {
+			for i := range rows {
+				w.str(0, id)
+				w.str(1, fmt.Sprintf("item-%07d", i))
+				w.i64(2, int64(i))
+				w.end()
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != rows || len(files) != tc.wantFiles {
+			t.Fatalf("%+v: wrote %d rows in %d files, want %d in %d", tc, n, len(files), rows, tc.wantFiles)
+		}
+		for _, f := range files {
+			if got := f.Partition()[batchIDField]; got != id {
+				t.Fatalf("file %s has partition %v, want %s", f.FilePath(), got, id)
+			}
+			if !strings.Contains(f.FilePath(), "batch_id=") {
+				t.Fatalf("file %s is not under its partition's directory", f.FilePath())
+			}
+		}
+		if _, err := lake.Commit(ctx, tbl, func(ctx context.Context, t *table.Table) (*table.Transaction, error) {
+			return lakehouse.AppendTxn(ctx, t, files, nil)
+		}, lakehouse.CommitOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if tbl, err = lake.LoadTable(ctx, TablePopularity); err != nil {
+			t.Fatal(err)
+		}
+		var read, sum int64
+		seen := make([]bool, rows)
+		err = scanRows(ctx, tbl, iceberg.EqualTo(iceberg.Reference("batch_id"), id), func(rec arrow.RecordBatch, i int) error {
+			c := rowReader{rec: rec, i: i}
+			if got := c.str("batch_id"); got != id {
+				return fmt.Errorf("row of batch %q", got)
+			}
+			cnt := c.i64("count")
+			if cnt < 0 || cnt >= rows || seen[cnt] || c.str("item") != fmt.Sprintf("item-%07d", cnt) {
+				return fmt.Errorf("row %q %d: unknown or repeated", c.str("item"), cnt)
+			}
+			seen[cnt] = true
+			read++
+			sum += cnt
+			return c.err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := int64(rows) * (rows - 1) / 2; read != rows || sum != want {
+			t.Fatalf("%+v: read %d rows summing %d, want %d summing %d", tc, read, sum, rows, want)
+		}
+	}
 	tbl, err := lake.LoadTable(ctx, TablePopularity)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func(n int64) { rowsPerFile = n }(rowsPerFile)
-	rowsPerFile = 1 // a file per Arrow batch
-	const id, rows = "20261130T000000.000Z-1", 2*rowsPerBatch + 1000
-	files, n, err := writeRows(ctx, mem, tbl, &popularityDef, id, func(w *rowWriter) {
-		for i := range rows {
-			w.str(0, id)
-			w.str(1, fmt.Sprintf("item-%07d", i))
-			w.i64(2, int64(i))
-			w.end()
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n != rows || len(files) != 3 {
-		t.Fatalf("wrote %d rows in %d files, want %d in 3", n, len(files), rows)
-	}
-	for _, f := range files {
-		if got := f.Partition()[batchIDField]; got != id {
-			t.Fatalf("file %s has partition %v, want %s", f.FilePath(), got, id)
-		}
-		if !strings.Contains(f.FilePath(), "batch_id=") {
-			t.Fatalf("file %s is not under its partition's directory", f.FilePath())
-		}
-	}
-	if _, err := lake.Commit(ctx, tbl, func(ctx context.Context, t *table.Table) (*table.Transaction, error) {
-		return lakehouse.AppendTxn(ctx, t, files, nil)
-	}, lakehouse.CommitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if tbl, err = lake.LoadTable(ctx, TablePopularity); err != nil {
-		t.Fatal(err)
-	}
-	var read, sum int64
-	err = scanRows(ctx, tbl, iceberg.EqualTo(iceberg.Reference("batch_id"), id), func(rec arrow.RecordBatch, i int) error {
-		c := rowReader{rec: rec, i: i}
-		if got := c.str("batch_id"); got != id {
-			return fmt.Errorf("row of batch %q", got)
-		}
-		read++
-		sum += c.i64("count")
-		return c.err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := int64(rows) * (rows - 1) / 2; read != rows || sum != want {
-		t.Fatalf("read %d rows summing %d, want %d summing %d", read, sum, rows, want)
-	}
-	// Nothing of another batch reads back under this one's filter.
+	// Nothing of another batch reads back under a batch's filter.
 	err = scanRows(ctx, tbl, iceberg.EqualTo(iceberg.Reference("batch_id"), "other"), func(arrow.RecordBatch, int) error {
 		return fmt.Errorf("a row under another batch's filter")
 	})
@@ -87,6 +114,7 @@ func TestPartitionFilesReadBack(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	const id = "20261130T000000.000Z-1"
 	_, _, err = writeRows(ctx, mem, tbl, &popularityDef, id, func(w *rowWriter) {
 		w.str(0, "another-batch")
 		w.str(1, "item")

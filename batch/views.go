@@ -3,7 +3,9 @@ package batch
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -11,6 +13,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
+
+	"github.com/lambdarec/lambdarec/internal/model"
 )
 
 // The tables a batch run writes, besides reading `events`. Every view table
@@ -73,6 +77,10 @@ type tableDef struct {
 	// existing table later: they are optional, and old rows read them as
 	// null (see evolve).
 	optionalFrom int
+	// anyOrder: the order of the rows means nothing (they are written in a
+	// map's order), so a partitioned table's record batches may go to
+	// files encoded in parallel (see writeRows).
+	anyOrder bool
 }
 
 func (d *tableDef) optional(i int) bool { return d.optionalFrom > 0 && i >= d.optionalFrom }
@@ -105,10 +113,10 @@ var (
 	popularityDef = tableDef{name: TablePopularity, partitioned: true, doc: "summed kind weights per item", cols: []col{
 		{"batch_id", colString, ""}, {"item", colString, ""}, {"count", colInt64, ""},
 	}}
-	itemNeighborsDef = tableDef{name: TableItemNeighbors, partitioned: true, doc: "top-K similar items per item", cols: []col{
+	itemNeighborsDef = tableDef{name: TableItemNeighbors, partitioned: true, anyOrder: true, doc: "top-K similar items per item", cols: []col{
 		{"batch_id", colString, ""}, {"item", colString, ""}, {"rank", colInt32, "0 is best"}, {"neighbor", colString, ""}, {"score", colFloat64, ""},
 	}}
-	userRecsDef = tableDef{name: TableUserRecs, partitioned: true, optionalFrom: 5, doc: "top-K recommendations per user", cols: []col{
+	userRecsDef = tableDef{name: TableUserRecs, partitioned: true, anyOrder: true, optionalFrom: 5, doc: "top-K recommendations per user", cols: []col{
 		{"batch_id", colString, ""}, {"user_id", colString, ""}, {"rank", colInt32, "0 is best"}, {"item", colString, ""}, {"score", colFloat64, ""},
 		{"inputs", colString, "on rank 0 only: JSON array of the user's distinct recent items the recommendations were scored from, most recent first (null on other ranks and in older batches)"},
 	}}
@@ -140,10 +148,12 @@ func (d *tableDef) spec() iceberg.PartitionSpec {
 // writer, which encodes them into Parquet data files concurrently with the
 // rows being added: memory holds a few batches, not the table.
 type rowWriter struct {
-	def  *tableDef
-	sc   *arrow.Schema
-	rb   *array.RecordBuilder
-	out  chan<- arrow.RecordBatch
+	def *tableDef
+	sc  *arrow.Schema
+	rb  *array.RecordBuilder
+	// out receives the batches, in turn (several: one per file encoder).
+	out  []chan<- arrow.RecordBatch
+	sent int
 	rows int64
 	// part, when set, is the batch_id every row must have (a partitioned
 	// table's files hold one partition); err records the first row without.
@@ -286,6 +296,12 @@ func (w *rowWriter) end() {
 	}
 }
 
+// send hands rec to the next encoder.
+func (w *rowWriter) send(rec arrow.RecordBatch) {
+	w.out[w.sent%len(w.out)] <- rec
+	w.sent++
+}
+
 func (w *rowWriter) flushBatch() {
 	if w.n == 0 {
 		return
@@ -296,7 +312,7 @@ func (w *rowWriter) flushBatch() {
 		}
 	}
 	if w.partCol == nil {
-		w.out <- w.rb.NewRecordBatch()
+		w.send(w.rb.NewRecordBatch())
 	} else {
 		cols := make([]arrow.Array, len(w.def.cols))
 		cols[0] = array.NewSlice(w.partCol, 0, int64(w.n))
@@ -307,33 +323,105 @@ func (w *rowWriter) flushBatch() {
 		for _, c := range cols {
 			c.Release()
 		}
-		w.out <- rec
+		w.send(rec)
 	}
 	w.n = 0
 	w.reserve()
 }
 
+// fileEncoders is how many files of a partitioned table with rows in any
+// order (tableDef.anyOrder) are encoded at once: the record batches go to
+// each in turn, so the Parquet encoding of a large table (user
+// recommendations, written after everything else) uses both cores (a
+// variable for tests).
+var fileEncoders = 2
+
 // writeRows writes the rows fill adds to w as data files of table t and
 // returns them without committing them (a commit retried after a conflict
 // does not write the data again). Batches are encoded while fill runs. The
 // rows of a partitioned table must all have batch_id part: they are written
-// as that partition's files (partitionFiles); the others go through
-// iceberg-go's writer.
+// as that partition's files (partitionFiles; fileEncoders at once when the
+// rows' order does not matter); the others go through iceberg-go's writer.
 func writeRows(ctx context.Context, mem memory.Allocator, t *table.Table, def *tableDef, part string, fill func(w *rowWriter)) ([]iceberg.DataFile, int64, error) {
 	w, err := newRowWriter(mem, def)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer w.release()
-	var pf *partitionFiles
-	if def.partitioned {
-		if pf, err = newPartitionFiles(ctx, mem, t, def, w.sc, part); err != nil {
+	if !def.partitioned {
+		return writeRowsIceberg(ctx, t, w, fill)
+	}
+	n := 1
+	if def.anyOrder {
+		n = max(1, fileEncoders)
+	}
+	encs := make([]*fileEncoder, n)
+	for i := range encs {
+		pf, err := newPartitionFiles(ctx, mem, t, def, w.sc, part)
+		if err != nil {
 			return nil, 0, err
 		}
-		w.setPart(mem, part)
+		encs[i] = &fileEncoder{pf: pf, ch: make(chan arrow.RecordBatch, 1), done: make(chan struct{})}
+		w.out = append(w.out, encs[i].ch)
 	}
+	w.setPart(mem, part)
+	for _, e := range encs {
+		go e.run()
+	}
+	fill(w)
+	w.flushBatch()
+	var (
+		files   []iceberg.DataFile
+		written int64
+		errs    []error
+	)
+	for _, e := range encs {
+		close(e.ch)
+		<-e.done
+		files = append(files, e.files...)
+		written += e.written
+		errs = append(errs, e.err)
+	}
+	werr := errors.Join(errs...)
+	if werr == nil {
+		werr = w.err
+	}
+	return checkWritten(def, files, written, w.rows, werr)
+}
+
+// fileEncoder encodes the record batches it receives as files of one
+// partition, on a goroutine of its own (run).
+type fileEncoder struct {
+	pf      *partitionFiles
+	ch      chan arrow.RecordBatch
+	done    chan struct{}
+	files   []iceberg.DataFile
+	written int64
+	err     error
+}
+
+func (e *fileEncoder) run() {
+	defer close(e.done)
+	for rec := range e.ch {
+		if e.err != nil {
+			rec.Release()
+			continue
+		}
+		e.written += rec.NumRows()
+		e.err = e.pf.write(rec)
+	}
+	if e.err == nil {
+		e.files, e.err = e.pf.finish()
+	} else {
+		e.pf.abort()
+	}
+}
+
+// writeRowsIceberg is writeRows for an unpartitioned table, through
+// iceberg-go's writer.
+func writeRowsIceberg(ctx context.Context, t *table.Table, w *rowWriter, fill func(w *rowWriter)) ([]iceberg.DataFile, int64, error) {
 	ch := make(chan arrow.RecordBatch, 2)
-	w.out = ch
+	w.out = []chan<- arrow.RecordBatch{ch}
 	var (
 		files   []iceberg.DataFile
 		written int64
@@ -342,22 +430,6 @@ func writeRows(ctx context.Context, mem memory.Allocator, t *table.Table, def *t
 	)
 	go func() {
 		defer close(done)
-		if pf != nil {
-			for rec := range ch {
-				if werr != nil {
-					rec.Release()
-					continue
-				}
-				written += rec.NumRows()
-				werr = pf.write(rec)
-			}
-			if werr == nil {
-				files, werr = pf.finish()
-			} else {
-				pf.abort()
-			}
-			return
-		}
 		seq := func(yield func(arrow.RecordBatch, error) bool) {
 			for rec := range ch {
 				if !yield(rec, nil) { // the writer owns rec from here
@@ -384,12 +456,95 @@ func writeRows(ctx context.Context, mem memory.Allocator, t *table.Table, def *t
 	if werr == nil {
 		werr = w.err
 	}
-	if werr != nil {
-		return nil, 0, fmt.Errorf("write data files of %s: %w", def.name, werr)
+	return checkWritten(w.def, files, written, w.rows, werr)
+}
+
+// checkWritten returns the files of a write of rows rows, or its error:
+// every row must be in a file (see lakehouse.WriteDataFiles).
+func checkWritten(def *tableDef, files []iceberg.DataFile, written, rows int64, err error) ([]iceberg.DataFile, int64, error) {
+	if err != nil {
+		return nil, 0, fmt.Errorf("write data files of %s: %w", def.name, err)
 	}
-	// Every row must be in a file (see lakehouse.WriteDataFiles).
-	if written != w.rows {
-		return nil, 0, fmt.Errorf("write data files of %s: %d files hold %d of %d rows", def.name, len(files), written, w.rows)
+	if written != rows {
+		return nil, 0, fmt.Errorf("write data files of %s: %d files hold %d of %d rows", def.name, len(files), written, rows)
 	}
-	return files, w.rows, nil
+	return files, rows, nil
+}
+
+// denseRows holds each item's exact top row of the batch model, indexed by
+// the model's item id, with the ids of the neighbours: what users are scored
+// from (model.Scorer.ScoreDense accumulates by id instead of hashing every
+// neighbour's string, and equals Score bit for bit). The ids are the model's
+// covisitation dictionary's, which its users share.
+type denseRows struct {
+	cov  *model.Covisit
+	rows [][]model.ItemCount
+	ids  [][]uint32
+	// broken is set when an item was not in the dictionary (never the case
+	// for the model's own rows): the rows are then incomplete, and users are
+	// scored from the rows by item string instead.
+	broken bool
+}
+
+func newDenseRows(cov *model.Covisit) *denseRows { return &denseRows{cov: cov} }
+
+// add sets item's row (shared, not copied).
+func (d *denseRows) add(item string, row []model.ItemCount) {
+	id, ok := d.cov.ItemID(item)
+	ids := make([]uint32, len(row))
+	for j := 0; ok && j < len(row); j++ {
+		ids[j], ok = d.cov.ItemID(row[j].Item)
+	}
+	if !ok {
+		d.broken = true
+		return
+	}
+	if int(id) >= len(d.rows) {
+		d.rows = append(d.rows, make([][]model.ItemCount, int(id)+1-len(d.rows))...)
+		d.ids = append(d.ids, make([][]uint32, int(id)+1-len(d.ids))...)
+	}
+	d.rows[id], d.ids[id] = row, ids
+}
+
+// DenseRow implements model.DenseRows.
+func (d *denseRows) DenseRow(id uint32) ([]uint32, []model.ItemCount) {
+	if int(id) >= len(d.rows) {
+		return nil, nil
+	}
+	return d.ids[id], d.rows[id]
+}
+
+// appendIDs appends the ids of items to dst; false when one is not in the
+// model's dictionary (never the case for a model user's recent items).
+func (d *denseRows) appendIDs(dst []uint32, items []string) ([]uint32, bool) {
+	for _, it := range items {
+		id, ok := d.cov.ItemID(it)
+		if !ok {
+			return dst, false
+		}
+		dst = append(dst, id)
+	}
+	return dst, true
+}
+
+// boughtItems returns each user's purchased items (only users with one):
+// one pass over the entries, so that scoring a user asks a short list, not
+// the model's dictionary and rows, about every candidate (boughtBy).
+func boughtItems(users *model.Users) map[string][]string {
+	out := make(map[string][]string)
+	for user, e := range users.Entries() {
+		if e.Purchased {
+			out[user] = append(out[user], e.Item)
+		}
+	}
+	return out
+}
+
+// boughtBy is Users.BoughtBy(user) for the user's purchased items (from
+// boughtItems): nil, asking nothing, when there are none.
+func boughtBy(items []string) func(string) bool {
+	if len(items) == 0 {
+		return nil
+	}
+	return func(item string) bool { return slices.Contains(items, item) }
 }

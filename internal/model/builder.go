@@ -31,6 +31,7 @@ type Builder struct {
 	head     []int32  // first event of each session
 	user     []uint32 // user of each session's latest event (an interning shortcut)
 	tail     []int32  // last event of each session
+	size     []int32  // events of each session (sizes a shard's buffers without walking the lists)
 	evs      []bevent
 	// The ids of the previous event's session and item: consecutive events
 	// often repeat them, and comparing with the interned string is cheaper
@@ -120,11 +121,13 @@ func (b *Builder) push(sid uint32, e bevent) {
 	if int(sid) == len(b.head) {
 		b.head = append(b.head, i)
 		b.tail = append(b.tail, i)
+		b.size = append(b.size, 1)
 		b.user = append(b.user, e.user)
 		return
 	}
 	b.evs[b.tail[sid]].next = i
 	b.tail[sid] = i
+	b.size[sid]++
 	b.user[sid] = e.user
 }
 
@@ -193,7 +196,7 @@ func (b *Builder) build() ([]kv, []userRec) {
 		b.spanFn(b.sessions.str(uint32(sid)), sp)
 	}
 	b.spanFn = nil
-	b.evs, b.head, b.tail, b.user, b.sessions, b.m = nil, nil, nil, nil, nil, nil
+	b.evs, b.head, b.tail, b.size, b.user, b.sessions, b.m = nil, nil, nil, nil, nil, nil, nil
 	nItems, nUsers := m.items.len(), m.users.users.len()
 	for _, o := range outs {
 		m.Stats.Accepted += o.stats.Accepted
@@ -319,6 +322,10 @@ func mergeUserRecs(dst, a, b []userRec) []userRec {
 	return append(dst, b[j:]...)
 }
 
+// gatherSessions is how many sessions' event lists buildShard walks side by
+// side.
+const gatherSessions = 8
+
 // buildShard processes sessions [lo, hi); spans, when not nil, receives
 // their spans (spans[sid]).
 func (b *Builder) buildShard(lo, hi int, spans []Span) shardOut {
@@ -327,67 +334,97 @@ func (b *Builder) buildShard(lo, hi int, spans []Span) shardOut {
 	win := p.windowMicros()
 	nItems := m.items.len()
 	out := shardOut{pop: make([]int64, nItems), touched: make([]bool, nItems)}
-	var scratch, kept []bevent
+	var kept []bevent
 	pairs := newPairSorter(nItems)
 	pairs.buf = make([]kv, 0, pairs.limit) // its first chunk, without regrowing
 	n := 0
-	for sid := lo; sid < hi; sid++ {
-		for i := b.head[sid]; i >= 0; i = b.evs[i].next {
-			n++
-		}
+	for _, c := range b.size[lo:hi] {
+		n += int(c)
 	}
 	users := make([]userRec, 0, n)
-	for sid := lo; sid < hi; sid++ {
-		scratch = scratch[:0]
-		for i := b.head[sid]; i >= 0; i = b.evs[i].next {
-			scratch = append(scratch, b.evs[i])
+	var (
+		group []bevent
+		cur   [gatherSessions]int32
+		start [gatherSessions + 1]int
+		pos   [gatherSessions]int
+	)
+	for g := lo; g < hi; g += gatherSessions {
+		// Gather the next sessions' events: their lists are walked side by
+		// side, so the loads of one list's next event (each depends on the
+		// one before, scattered over the whole buffer) overlap with the
+		// others' instead of waiting on memory one by one.
+		gn := min(gatherSessions, hi-g)
+		total := 0
+		for j := range gn {
+			start[j], pos[j], cur[j] = total, total, b.head[g+j]
+			total += int(b.size[g+j])
 		}
-		if spans != nil {
-			sp := Span{First: scratch[0].time, Last: scratch[0].time}
-			for j := 1; j < len(scratch); j++ {
-				sp = sp.Widen(scratch[j].time, true)
-			}
-			spans[sid] = sp
-		}
-		if !slices.IsSortedFunc(scratch, compareRecord) {
-			slices.SortStableFunc(scratch, compareRecord)
-		}
-		kept = kept[:0]
-		for j := range scratch {
-			e := &scratch[j]
-			if j > 0 && compareRecord(scratch[j-1], *e) == 0 {
-				continue // the same record twice: Stale, as in Session.Add
-			}
-			o := Accepted
-			for k := range kept {
-				if kept[k].hash == e.hash {
-					o = Duplicate
-					break
+		start[gn] = total
+		group = slices.Grow(group[:0], total)[:total]
+		for moved := true; moved; {
+			moved = false
+			for j := range gn {
+				if i := cur[j]; i >= 0 {
+					e := &b.evs[i]
+					group[pos[j]] = *e
+					pos[j]++
+					cur[j] = e.next
+					moved = true
 				}
 			}
-			if o == Accepted && len(kept) >= p.MaxSessionEvents {
-				o = Capped
+		}
+		for s := range gn {
+			if pos[s] != start[s+1] {
+				panic("model: a session's event count is out of step with its list")
 			}
-			out.stats.add(o, 1)
-			if o != Accepted {
-				continue
+			sid, scratch := g+s, group[start[s]:start[s+1]]
+			if spans != nil {
+				sp := Span{First: scratch[0].time, Last: scratch[0].time}
+				for j := 1; j < len(scratch); j++ {
+					sp = sp.Widen(scratch[j].time, true)
+				}
+				spans[sid] = sp
 			}
-			we := p.Weight(e.kind)
-			if we != 0 {
+			if !slices.IsSortedFunc(scratch, compareRecord) {
+				slices.SortStableFunc(scratch, compareRecord)
+			}
+			kept = kept[:0]
+			for j := range scratch {
+				e := &scratch[j]
+				if j > 0 && compareRecord(scratch[j-1], *e) == 0 {
+					continue // the same record twice: Stale, as in Session.Add
+				}
+				o := Accepted
 				for k := range kept {
-					q := &kept[k]
-					if q.item == e.item || !within(q.time, e.time, win) {
-						continue
-					}
-					if w := p.pairWeight(we, p.Weight(q.kind)); w != 0 {
-						pairs.add(e.item, q.item, w)
+					if kept[k].hash == e.hash {
+						o = Duplicate
+						break
 					}
 				}
+				if o == Accepted && len(kept) >= p.MaxSessionEvents {
+					o = Capped
+				}
+				out.stats.add(o, 1)
+				if o != Accepted {
+					continue
+				}
+				we := p.Weight(e.kind)
+				if we != 0 {
+					for k := range kept {
+						q := &kept[k]
+						if q.item == e.item || !within(q.time, e.time, win) {
+							continue
+						}
+						if w := p.pairWeight(we, p.Weight(q.kind)); w != 0 {
+							pairs.add(e.item, q.item, w)
+						}
+					}
+				}
+				out.pop[e.item] += we
+				out.touched[e.item] = true
+				users = append(users, userRec{k: uint64(e.user)<<32 | uint64(e.item), v: userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase}})
+				kept = append(kept, *e)
 			}
-			out.pop[e.item] += we
-			out.touched[e.item] = true
-			users = append(users, userRec{k: uint64(e.user)<<32 | uint64(e.item), v: userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase}})
-			kept = append(kept, *e)
 		}
 	}
 	out.pairs = pairs.result()

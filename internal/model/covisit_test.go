@@ -149,7 +149,8 @@ func TestCovisitTiers(t *testing.T) {
 
 func TestSortKV(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
-	for _, n := range []int{0, 1, 2, 100, 3000, 1 << 12, 70000} {
+	var scratch reduceScratch
+	for _, n := range []int{0, 1, 2, 100, 3000, 1 << 12, 8000, 200, 70000} {
 		nItems := 1 + r.IntN(n+2)
 		var a []kv
 		ref := map[uint64]int64{}
@@ -163,7 +164,13 @@ func TestSortKV(t *testing.T) {
 			a = append(a, kv{k, v})
 			ref[k] += v
 		}
+		// sortReduceKV (one digit's counting sort and a dense sum) equals
+		// the radix sort and reduce, also when its scratch is reused.
+		fast := sortReduceKV(slices.Clone(a), make([]kv, len(a)), nItems, &scratch)
 		got := reduceKV(sortKV(a, make([]kv, len(a)), nItems))
+		if !slices.Equal(fast, got) {
+			t.Fatalf("n=%d (%d items): sortReduceKV differs from reduceKV(sortKV)", n, nItems)
+		}
 		if !slices.IsSortedFunc(got, func(x, y kv) int { return int(int64(x.k>>1) - int64(y.k>>1)) }) {
 			t.Fatalf("n=%d: not sorted", n)
 		}
@@ -182,4 +189,33 @@ func TestSortKV(t *testing.T) {
 			}
 		}
 	}
+}
+
+// BenchmarkSortReduceKV sorts and sums a pair sorter's chunk (1M
+// contributions of 5,000 items, about five per distinct pair, as a batch
+// of the generator's clickstream has): the radix sort and reduce against
+// sortReduceKV.
+func BenchmarkSortReduceKV(b *testing.B) {
+	const n, nItems = 1 << 20, 5000
+	r := rand.New(rand.NewPCG(7, 8))
+	src := make([]kv, n)
+	for i := range src {
+		x := uint32(r.IntN(nItems))
+		y := (x + 1 + uint32(r.IntN(40))) % nItems
+		src[i] = kv{pairKey(x, y), 1 + int64(r.IntN(3))}
+	}
+	a, tmp := make([]kv, n), make([]kv, n)
+	b.Run("radix+reduce", func(b *testing.B) {
+		for b.Loop() {
+			copy(a, src)
+			reduceKV(sortKV(a, tmp, nItems))
+		}
+	})
+	b.Run("sortReduceKV", func(b *testing.B) {
+		var sc reduceScratch
+		for b.Loop() {
+			copy(a, src)
+			sortReduceKV(a, tmp, nItems, &sc)
+		}
+	})
 }

@@ -79,6 +79,78 @@ func reduceKV(a []kv) []kv {
 	return out
 }
 
+// reduceScratch holds sortReduceKV's buffers, reused between calls.
+type reduceScratch struct {
+	start []int    // where each lo bucket starts, then its fill position
+	sum   []int64  // the current bucket's totals, by hi
+	seen  []uint64 // the current bucket's his, a bit each
+}
+
+// sortReduceKV returns what reduceKV(sortKV(a, tmp, nItems)) returns (the
+// sorted totals, zeros dropped; a, tmp and the result share their arrays as
+// there), with one pass of a counting sort instead of the radix sort's two
+// when ids fit one digit: the pairs are bucketed by lo, and each bucket is
+// summed into an array indexed by hi (nItems long: in cache) whose touched
+// entries are then read in order from a bitmap. Wider ids take sortKV.
+func sortReduceKV(a, tmp []kv, nItems int, sc *reduceScratch) []kv {
+	if bitsFor(nItems) > maxRadixBits {
+		return reduceKV(sortKV(a, tmp, nItems))
+	}
+	tmp = tmp[:len(a)]
+	if len(sc.sum) < nItems {
+		sc.start = make([]int, nItems+1)
+		sc.sum = make([]int64, nItems)
+		sc.seen = make([]uint64, (nItems+63)/64)
+	}
+	start := sc.start[:nItems+1]
+	clear(start)
+	for i := range a {
+		start[a[i].k>>32+1]++
+	}
+	for i := 1; i <= nItems; i++ {
+		start[i] += start[i-1]
+	}
+	// Scatter by lo; start[lo] moves to the end of its bucket (the start of
+	// the next one), so bucket lo is then tmp[start[lo-1]:start[lo]].
+	for i := range a {
+		lo := a[i].k >> 32
+		tmp[start[lo]] = a[i]
+		start[lo]++
+	}
+	sum, seen := sc.sum, sc.seen
+	out := a[:0] // a is read already; out never passes what tmp was read up to
+	from := 0
+	for lo := range nItems {
+		to := start[lo]
+		if from == to {
+			continue
+		}
+		minW, maxW := len(seen), -1
+		for _, x := range tmp[from:to] {
+			h := uint32(x.k)
+			w := int(h >> 6)
+			seen[w] |= 1 << (h & 63)
+			sum[h] += x.v
+			minW, maxW = min(minW, w), max(maxW, w)
+		}
+		from = to
+		base := uint64(lo) << 32
+		for w := minW; w <= maxW; w++ {
+			word := seen[w]
+			seen[w] = 0
+			for word != 0 {
+				h := w<<6 + bits.TrailingZeros64(word)
+				word &= word - 1
+				if v := sum[h]; v != 0 {
+					out = append(out, kv{base | uint64(h), v})
+					sum[h] = 0
+				}
+			}
+		}
+	}
+	return out
+}
+
 // mergeKV merges sorted, reduced a and sign·b into dst (reused), summing
 // equal keys and dropping zeros.
 func mergeKV(dst, a, b []kv, sign int64) []kv {
@@ -115,6 +187,7 @@ type pairSorter struct {
 	limit    int // flush when buf holds this many
 	buf, tmp []kv
 	acc, alt []kv
+	scratch  reduceScratch
 }
 
 const minChunk = 1 << 20
@@ -137,7 +210,7 @@ func (s *pairSorter) flush() {
 	if cap(s.tmp) < len(s.buf) {
 		s.tmp = make([]kv, len(s.buf))
 	}
-	sorted := reduceKV(sortKV(s.buf, s.tmp, s.nItems))
+	sorted := sortReduceKV(s.buf, s.tmp, s.nItems, &s.scratch)
 	if len(s.acc) == 0 {
 		s.acc = append(s.acc[:0], sorted...)
 	} else {
