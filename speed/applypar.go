@@ -3,38 +3,56 @@ package speed
 import (
 	"runtime"
 	"sync"
+
+	"github.com/lambdarec/lambdarec/internal/model"
 )
 
 // Applying a large poll on both cores.
 //
-// A pair contribution does two kinds of work: what is global and
-// order-dependent (the session's window and dedupe, interning, the deltas'
-// pair count, the partition's share, the changed pairs to publish; and,
-// per record, the session lists, expiry and eviction) and the upkeep of the
-// two maintained rows it touches (bumpRow on a's row and on b's row), about
-// half of a contribution's cost (profile of BenchmarkThroughput). The
-// upkeep of a row depends only on that row, on the contribution and on
-// counts that do not change while records are applied (the batch, the
-// other members' deltas) or that the contribution carries (the local
-// deltas' count right after it). So while a large poll is applied, the
-// processing goroutine does the global part record by record, as before,
-// and queues each contribution's row upkeep (queueBump); before anything
-// reads the rows (a flush scores views, the poll ends), applyBumps runs
-// the queue on up to GOMAXPROCS goroutines, rows sharded by item id: each
-// worker walks the whole queue in order and applies only the bumps of the
-// rows it owns. Every row sees exactly the updates it saw when they were
-// applied at once, in the same order, so it is the same bit for bit; the
-// changed rows are noted in the order the serial path notes them (by
-// contribution, a's row before b's), so rescoring picks the same sessions.
-// Small polls (a layer keeping up: tens of records) apply at once, as do
-// small queues: the workers' start costs about what a few hundred bumps do.
+// A pair contribution does three kinds of work: what is global and
+// order-dependent (the session's window and dedupe, interning, the
+// partition's share, the changed pairs to publish; and, per record, the
+// session lists, expiry and eviction), the addition to the deltas' pair
+// count, and the upkeep of the two maintained rows it touches (bumpRow on
+// a's row and on b's row). Measured on BenchmarkThroughput's processing
+// goroutine, the last two were about half of applying records.
+//
+// While a large poll is applied, the processing goroutine does the first
+// part record by record, as before, and queues the rest (queueBump), in
+// chunks handed to a counting goroutine that adds them to the deltas' pair
+// counts in order, noting each pair's count after its contribution (the
+// count a row entering a top K needs) — the deltas' counts are read by
+// nothing else while records are applied. Before anything reads the rows
+// or the deltas (a flush scores views, the poll ends), applyBumps waits
+// for the counting and bumps the rows on up to GOMAXPROCS goroutines, rows
+// sharded by item id: each worker walks the whole queue in order and
+// applies only the bumps of the rows it owns. A row's upkeep depends only
+// on that row, on the contribution with its count, and on counts that do
+// not change while records are applied (the batch, the other members'
+// deltas), so every row sees exactly the updates it saw when they were
+// applied at once, in the same order, and is the same bit for bit; the
+// deltas get the same additions in the same order; the changed rows are
+// noted in the serial order (by contribution, a's row before b's), so
+// rescoring under a budget picks the same sessions. Small polls (a layer
+// keeping up: tens of records) apply at once, and small queues bump the
+// rows on the processing goroutine: a worker's start costs about what a
+// few hundred bumps do.
 
-// pairBump is a queued row upkeep: the contribution of w to C[a][b], d the
-// local deltas' count of the pair right after it.
+// pairBump is a queued contribution of w to C[a][b] (merged rows' ids a
+// and b, the deltas' ids da and db); d is the deltas' count of the pair
+// right after it, set by the counting goroutine.
 type pairBump struct {
-	a, b uint32
-	w, d int64
+	a, b, da, db uint32
+	w, d         int64
 }
+
+// bumpChunk is a run of the queue, handed to the counting goroutine whole.
+type bumpChunk struct {
+	b [bumpChunkLen]pairBump
+	n int
+}
+
+const bumpChunkLen = 2048
 
 // rowChange notes that row id changed first at queue position at (twice
 // the bump's index, plus one for b's row).
@@ -43,13 +61,19 @@ type rowChange struct {
 	id uint32
 }
 
-// parApply holds the queue and the workers' notes.
+// parApply holds the queue, the counting goroutine's channel and the
+// workers' notes.
 type parApply struct {
-	on    bool // contributions are queued (a large poll is being applied)
-	bumps []pairBump
-	notes [][]rowChange // by worker
+	on    bool       // contributions are queued (a large poll is being applied)
+	cur   *bumpChunk // being filled
+	full  []*bumpChunk
+	free  []*bumpChunk
+	count chan *bumpChunk // to the counting goroutine
+	wg    sync.WaitGroup  // chunks sent, not yet counted
+	done  chan struct{}   // the counting goroutine ended
+	notes [][]rowChange   // by worker
 	// maxWorkers bounds the workers (0: GOMAXPROCS); minBumps is the
-	// queue length below which the queue is applied on the processing
+	// queue length below which the rows are bumped on the processing
 	// goroutine (0: minParallelBumps). Tests set them.
 	maxWorkers int
 	minBumps   int
@@ -59,16 +83,16 @@ const (
 	// minParallelRecords is the poll size from which contributions are
 	// queued.
 	minParallelRecords = 256
-	// minParallelBumps is the queue length from which it is applied on
-	// several goroutines.
+	// minParallelBumps is the queue length from which the rows are bumped
+	// on several goroutines.
 	minParallelBumps = 1024
-	// maxQueuedBumps bounds the queue (24 bytes a bump): past it, it is
-	// applied at once.
+	// maxQueuedBumps bounds the queue (32 bytes a contribution): past it,
+	// it is applied at once.
 	maxQueuedBumps = 1 << 16
 )
 
-// applyWorkers returns how many goroutines apply a queue of n bumps (1: the
-// processing goroutine alone).
+// applyWorkers returns how many goroutines bump the rows of a queue of n
+// contributions (1: the processing goroutine alone).
 func (a *parApply) applyWorkers(n int) int {
 	w := runtime.GOMAXPROCS(0)
 	if a.maxWorkers > 0 {
@@ -85,94 +109,166 @@ func (a *parApply) applyWorkers(n int) int {
 }
 
 // beginApply starts applying a poll of records: contributions are queued
-// when it is large and more than one goroutine may apply them.
+// when it is large and more than one goroutine may apply them, and a
+// goroutine adds them to the deltas' pair counts as they come.
 func (p *processor) beginApply(records int) {
 	p.ap.on = records >= minParallelRecords && p.ap.applyWorkers(maxQueuedBumps) > 1
-}
-
-// endApply applies what is queued and stops queueing.
-func (p *processor) endApply() {
-	p.applyBumps()
-	p.ap.on = false
-}
-
-// queueBump queues the row upkeep of a contribution of w to C[a][b] (merged
-// rows' ids), d the local deltas' count of the pair after it. A pair with
-// neither row maintained is dropped (bumpRow would do nothing); the batch
-// ids of the items are looked up here, so the workers only read them.
-func (p *processor) queueBump(a, b uint32, w, d int64) {
-	nb := p.nb
-	if nb.rs[a].top == nil && nb.rs[b].top == nil {
+	if !p.ap.on {
 		return
 	}
-	if nb.batch != nil {
+	ch, done, cov := make(chan *bumpChunk, maxQueuedBumps/bumpChunkLen), make(chan struct{}), p.deltas.Covisit()
+	p.ap.count, p.ap.done = ch, done
+	go func() {
+		defer close(done)
+		for c := range ch {
+			countChunk(cov, c)
+			p.ap.wg.Done()
+		}
+	}()
+}
+
+// countChunk adds c's contributions to the deltas' pair counts, in order,
+// noting each pair's count after it. It touches only cov's counts: the
+// processing goroutine meanwhile interns items in cov's dictionary, which
+// adding by ids does not read (Covisit.link).
+func countChunk(cov *model.Covisit, c *bumpChunk) {
+	for i := range c.n {
+		e := &c.b[i]
+		e.d = cov.AddIDCount(e.da, e.db, e.w)
+	}
+}
+
+// endApply applies what is queued, stops queueing and waits for the
+// counting goroutine.
+func (p *processor) endApply() {
+	if !p.ap.on {
+		return
+	}
+	p.applyBumps()
+	close(p.ap.count)
+	<-p.ap.done
+	p.ap.on, p.ap.count, p.ap.done = false, nil, nil
+}
+
+// queueBump queues a contribution of w to C[a][b] (merged rows' ids; da and
+// db the deltas'). When either row is maintained, the batch ids of the
+// items are looked up here, so the workers only read them.
+func (p *processor) queueBump(a, b, da, db uint32, w int64) {
+	nb, ap := p.nb, &p.ap
+	if nb.batch != nil && (nb.rs[a].top != nil || nb.rs[b].top != nil) {
 		nb.batchIDOf(a, true)
 		nb.batchIDOf(b, true)
 	}
-	p.ap.bumps = append(p.ap.bumps, pairBump{a: a, b: b, w: w, d: d})
-	if len(p.ap.bumps) >= maxQueuedBumps {
-		p.applyBumps()
+	if ap.cur == nil {
+		if n := len(ap.free); n > 0 {
+			ap.cur, ap.free = ap.free[n-1], ap.free[:n-1]
+			ap.cur.n = 0
+		} else {
+			ap.cur = new(bumpChunk)
+		}
+	}
+	ap.cur.b[ap.cur.n] = pairBump{a: a, b: b, da: da, db: db, w: w}
+	ap.cur.n++
+	if ap.cur.n == bumpChunkLen {
+		p.sendChunk()
+		if len(ap.full)*bumpChunkLen >= maxQueuedBumps {
+			p.applyBumps()
+		}
 	}
 }
 
-// applyBumps applies the queued row upkeep (see the top of this file).
+// queued returns the number of contributions queued.
+func (a *parApply) queued() int {
+	n := len(a.full) * bumpChunkLen
+	if a.cur != nil {
+		n += a.cur.n
+	}
+	return n
+}
+
+// sendChunk hands the chunk being filled to the counting goroutine.
+func (p *processor) sendChunk() {
+	ap := &p.ap
+	ap.full = append(ap.full, ap.cur)
+	ap.wg.Add(1)
+	ap.count <- ap.cur
+	ap.cur = nil
+}
+
+// applyBumps waits for the queue to be counted and bumps the rows (see the
+// top of this file).
 func (p *processor) applyBumps() {
-	q := p.ap.bumps
-	if len(q) == 0 {
+	ap := &p.ap
+	if ap.cur != nil && ap.cur.n > 0 {
+		p.sendChunk()
+	}
+	if len(ap.full) == 0 {
 		return
 	}
-	nb := p.nb
-	workers := p.ap.applyWorkers(len(q))
+	ap.wg.Wait()
+	nb, q := p.nb, ap.full
+	n := (len(q)-1)*bumpChunkLen + q[len(q)-1].n
+	workers := ap.applyWorkers(n)
 	if workers <= 1 {
-		for _, u := range q {
-			c := int64(-1)
-			nb.bumpID(u.a, u.b, u.w, &c, u.d)
-			nb.bumpID(u.b, u.a, u.w, &c, u.d)
+		for _, c := range q {
+			for _, u := range c.b[:c.n] {
+				x := int64(-1)
+				nb.bumpID(u.a, u.b, u.w, &x, u.d)
+				nb.bumpID(u.b, u.a, u.w, &x, u.d)
+			}
 		}
-		p.ap.bumps = q[:0]
-		return
+	} else {
+		for len(ap.notes) < workers {
+			ap.notes = append(ap.notes, nil)
+		}
+		var wg sync.WaitGroup
+		for w := 1; w < workers; w++ {
+			wg.Go(func() { ap.notes[w] = applyShard(nb, q, uint32(w), uint32(workers), ap.notes[w][:0]) })
+		}
+		ap.notes[0] = applyShard(nb, q, 0, uint32(workers), ap.notes[0][:0])
+		wg.Wait()
+		mergeChanges(nb, ap.notes[:workers])
 	}
-	for len(p.ap.notes) < workers {
-		p.ap.notes = append(p.ap.notes, nil)
-	}
-	var wg sync.WaitGroup
-	for w := 1; w < workers; w++ {
-		wg.Go(func() { p.ap.notes[w] = applyShard(nb, q, uint32(w), uint32(workers), p.ap.notes[w][:0]) })
-	}
-	p.ap.notes[0] = applyShard(nb, q, 0, uint32(workers), p.ap.notes[0][:0])
-	wg.Wait()
-	mergeChanges(nb, p.ap.notes[:workers])
-	p.ap.bumps = q[:0]
+	ap.free = append(ap.free, q...)
+	clear(q)
+	ap.full = q[:0]
 }
 
-// applyShard applies the bumps of q to the rows worker w of workers owns
-// (item id % workers == w), in order, and returns notes with the rows whose
-// change it noted first since the last takeChanged. Each worker writes only
-// its rows and their entries of nb.chg.
-func applyShard(nb *mergedNeighbors, q []pairBump, w, workers uint32, notes []rowChange) []rowChange {
+// applyShard bumps the rows worker w of workers owns (item id % workers ==
+// w) by the contributions of q, in order, and returns notes with the rows
+// whose change it noted first since the last takeChanged. Each worker
+// writes only its rows and their entries of nb.chg.
+func applyShard(nb *mergedNeighbors, q []*bumpChunk, w, workers uint32, notes []rowChange) []rowChange {
 	stamp := nb.clock + 1
-	note := func(id uint32, at uint64) {
-		nb.rs[id].stamp = stamp
-		if !nb.chg[id] {
-			nb.chg[id] = true
-			notes = append(notes, rowChange{at: at, id: id})
+	for ci, c := range q {
+		base := uint64(ci) * bumpChunkLen
+		for i, u := range c.b[:c.n] {
+			// The pair's count is computed by each row's owner, as the
+			// serial path computes it once for both: C[a][b] == C[b][a].
+			if u.a%workers == w {
+				x := int64(-1)
+				if nb.bumpRow(u.a, u.b, u.w, &x, u.d) {
+					notes = noteChange(nb, notes, u.a, (base+uint64(i))<<1, stamp)
+				}
+			}
+			if u.b%workers == w {
+				x := int64(-1)
+				if nb.bumpRow(u.b, u.a, u.w, &x, u.d) {
+					notes = noteChange(nb, notes, u.b, (base+uint64(i))<<1|1, stamp)
+				}
+			}
 		}
 	}
-	for i, u := range q {
-		// The pair's count is computed by each row's owner, as the serial
-		// path computes it once for both: C[a][b] == C[b][a].
-		if u.a%workers == w {
-			c := int64(-1)
-			if nb.bumpRow(u.a, u.b, u.w, &c, u.d) {
-				note(u.a, uint64(i)<<1)
-			}
-		}
-		if u.b%workers == w {
-			c := int64(-1)
-			if nb.bumpRow(u.b, u.a, u.w, &c, u.d) {
-				note(u.b, uint64(i)<<1|1)
-			}
-		}
+	return notes
+}
+
+// noteChange is rowChanged for a worker of applyShard: the row's stamp,
+// and the row appended to notes the first time.
+func noteChange(nb *mergedNeighbors, notes []rowChange, id uint32, at, stamp uint64) []rowChange {
+	nb.rs[id].stamp = stamp
+	if !nb.chg[id] {
+		nb.chg[id] = true
+		notes = append(notes, rowChange{at: at, id: id})
 	}
 	return notes
 }

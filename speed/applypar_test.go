@@ -13,11 +13,11 @@ import (
 )
 
 // TestParallelApplyEqualsSerial feeds the same stream, in polls of varied
-// sizes, to a processor that keeps the maintained rows up record by record
-// on the processing goroutine and to one that queues that upkeep and
-// applies it on three goroutines (more than GOMAXPROCS may allow, so the
-// sharded path runs whatever the machine), flushing within polls as the
-// layer does: after every flush and every poll the maintained rows (entries,
+// sizes, to a processor that counts pairs and keeps the maintained rows up
+// record by record on the processing goroutine and to one that queues the
+// contributions, counts them on a goroutine of its own and bumps the rows on
+// three goroutines (more than GOMAXPROCS may allow, so the sharded path
+// runs whatever the machine), flushing within polls as the layer does: after every flush and every poll the maintained rows (entries,
 // order, change stamps), the rows noted as changed (in order: they pick the
 // sessions rescored under a budget), the views written and, at the end, the
 // deltas (pairs, popularity, users) are the same bit for bit. Two streams:
@@ -67,7 +67,7 @@ func checkParallelApply(t *testing.T, recs []benchRecord, batch *Batch) {
 	sharded := 0
 	flush := func(at string) {
 		t.Helper()
-		if len(par.ap.bumps) > 0 {
+		if par.ap.queued() > 0 {
 			sharded++
 		}
 		a = serial.appendViews(a[:0], ts)
@@ -97,7 +97,7 @@ func checkParallelApply(t *testing.T, recs []benchRecord, batch *Batch) {
 				flush("within a poll")
 			}
 		}
-		if len(par.ap.bumps) > 0 {
+		if par.ap.queued() > 0 {
 			sharded++
 		}
 		serial.endApply()

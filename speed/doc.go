@@ -137,7 +137,15 @@
 // the user and the purchases.
 //
 // Only what needs the state in order stays on the processing goroutine
-// (applying records, interning a view's rows). A flush of many views is
+// (applying records, interning a view's rows). Within a poll of 256 records
+// or more, the upkeep of the maintained rows (each pair contribution's bump
+// of its two items' rows) is queued with the deltas' count it needs and
+// applied before the rows are read on up to GOMAXPROCS goroutines, rows
+// sharded by item, each worker taking its rows' bumps in record order: each
+// row sees the same updates in the same order, and the changed rows are
+// noted in the serial order (TestParallelApplyEqualsSerial, applypar.go).
+// The session's window, dedupe, eviction and the deltas' pair counts stay
+// serial. A flush of many views is
 // scored on up to GOMAXPROCS goroutines against a state frozen meanwhile —
 // each view's rows materialized first, then read only, each worker with a
 // scorer of its own — bit for bit what serial scoring gives

@@ -694,16 +694,18 @@ func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 func (p *processor) addPair(a, b string, w int64) {
 	nb, ps := p.nb, p.cur
 	ia, ib := nb.internPair(a), nb.internPair(b)
-	d := p.deltas.Covisit().AddIDCount(nb.internDelta(ia), nb.internDelta(ib), w)
+	da, db := nb.internDelta(ia), nb.internDelta(ib)
 	ca, cb := ps.covID(nb, ia), ps.covID(nb, ib)
 	p.logCov(ps, ca, cb, w)
 	if !p.sole {
 		ps.pub[pubKey(ca, cb)] = struct{}{}
 	}
 	if p.ap.on {
-		p.queueBump(ia, ib, w, d) // applied before the rows are read (applypar.go)
+		// Counted and the rows bumped before the rows are read (applypar.go).
+		p.queueBump(ia, ib, da, db, w)
 		return
 	}
+	d := p.deltas.Covisit().AddIDCount(da, db, w)
 	c := int64(-1) // C[a][b] after the contribution, when a bump needs it
 	nb.bumpID(ia, ib, w, &c, d)
 	nb.bumpID(ib, ia, w, &c, d)
