@@ -44,7 +44,24 @@ import (
 type pairBump struct {
 	a, b, da, db uint32
 	w, d         int64
+	// rows says which rows were maintained when it was queued (rowA,
+	// rowB): no row is made or dropped while records are applied, so the
+	// workers skip the others without reading them.
+	rows uint8
 }
+
+const (
+	rowA = 1 << iota
+	rowB
+)
+
+// owner returns the worker of workers that bumps row id: ids by blocks of
+// 1<<shift (6 in the layer: 64), so that workers rarely write the same
+// cache line (itemRow, chg).
+func owner(id, workers, shift uint32) uint32 { return id >> shift % workers }
+
+// ownerShift is the shift of owner in the layer.
+const ownerShift = 6
 
 // bumpChunk is a run of the queue, handed to the counting goroutine whole.
 type bumpChunk struct {
@@ -77,6 +94,8 @@ type parApply struct {
 	// goroutine (0: minParallelBumps). Tests set them.
 	maxWorkers int
 	minBumps   int
+	// fine shards the rows by id % workers (tests with few items).
+	fine bool
 }
 
 const (
@@ -155,7 +174,14 @@ func (p *processor) endApply() {
 // items are looked up here, so the workers only read them.
 func (p *processor) queueBump(a, b, da, db uint32, w int64) {
 	nb, ap := p.nb, &p.ap
-	if nb.batch != nil && (nb.rs[a].top != nil || nb.rs[b].top != nil) {
+	var rows uint8
+	if nb.rs[a].top != nil {
+		rows |= rowA
+	}
+	if nb.rs[b].top != nil {
+		rows |= rowB
+	}
+	if nb.batch != nil && rows != 0 {
 		nb.batchIDOf(a, true)
 		nb.batchIDOf(b, true)
 	}
@@ -167,7 +193,7 @@ func (p *processor) queueBump(a, b, da, db uint32, w int64) {
 			ap.cur = new(bumpChunk)
 		}
 	}
-	ap.cur.b[ap.cur.n] = pairBump{a: a, b: b, da: da, db: db, w: w}
+	ap.cur.b[ap.cur.n] = pairBump{a: a, b: b, da: da, db: db, w: w, rows: rows}
 	ap.cur.n++
 	if ap.cur.n == bumpChunkLen {
 		p.sendChunk()
@@ -212,6 +238,9 @@ func (p *processor) applyBumps() {
 	if workers <= 1 {
 		for _, c := range q {
 			for _, u := range c.b[:c.n] {
+				if u.rows == 0 {
+					continue
+				}
 				x := int64(-1)
 				nb.bumpID(u.a, u.b, u.w, &x, u.d)
 				nb.bumpID(u.b, u.a, u.w, &x, u.d)
@@ -221,11 +250,15 @@ func (p *processor) applyBumps() {
 		for len(ap.notes) < workers {
 			ap.notes = append(ap.notes, nil)
 		}
+		shift := uint32(ownerShift)
+		if ap.fine {
+			shift = 0
+		}
 		var wg sync.WaitGroup
 		for w := 1; w < workers; w++ {
-			wg.Go(func() { ap.notes[w] = applyShard(nb, q, uint32(w), uint32(workers), ap.notes[w][:0]) })
+			wg.Go(func() { ap.notes[w] = applyShard(nb, q, uint32(w), uint32(workers), shift, ap.notes[w][:0]) })
 		}
-		ap.notes[0] = applyShard(nb, q, 0, uint32(workers), ap.notes[0][:0])
+		ap.notes[0] = applyShard(nb, q, 0, uint32(workers), shift, ap.notes[0][:0])
 		wg.Wait()
 		mergeChanges(nb, ap.notes[:workers])
 	}
@@ -234,24 +267,24 @@ func (p *processor) applyBumps() {
 	ap.full = q[:0]
 }
 
-// applyShard bumps the rows worker w of workers owns (item id % workers ==
-// w) by the contributions of q, in order, and returns notes with the rows
+// applyShard bumps the rows worker w of workers owns (owner) by the
+// contributions of q, in order, and returns notes with the rows
 // whose change it noted first since the last takeChanged. Each worker
 // writes only its rows and their entries of nb.chg.
-func applyShard(nb *mergedNeighbors, q []*bumpChunk, w, workers uint32, notes []rowChange) []rowChange {
+func applyShard(nb *mergedNeighbors, q []*bumpChunk, w, workers, shift uint32, notes []rowChange) []rowChange {
 	stamp := nb.clock + 1
 	for ci, c := range q {
 		base := uint64(ci) * bumpChunkLen
 		for i, u := range c.b[:c.n] {
 			// The pair's count is computed by each row's owner, as the
 			// serial path computes it once for both: C[a][b] == C[b][a].
-			if u.a%workers == w {
+			if u.rows&rowA != 0 && owner(u.a, workers, shift) == w {
 				x := int64(-1)
 				if nb.bumpRow(u.a, u.b, u.w, &x, u.d) {
 					notes = noteChange(nb, notes, u.a, (base+uint64(i))<<1, stamp)
 				}
 			}
-			if u.b%workers == w {
+			if u.rows&rowB != 0 && owner(u.b, workers, shift) == w {
 				x := int64(-1)
 				if nb.bumpRow(u.b, u.a, u.w, &x, u.d) {
 					notes = noteChange(nb, notes, u.b, (base+uint64(i))<<1|1, stamp)

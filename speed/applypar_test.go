@@ -23,11 +23,12 @@ import (
 // deltas (pairs, popularity, users) are the same bit for bit. Two streams:
 // the benchmarks' clickstream over a batch, and a small catalogue of 60
 // items shared by many concurrent sessions, with no batch (rows from the
-// deltas alone), duplicates, late and invalid records.
+// deltas alone), duplicates, late and invalid records, with the rows
+// sharded by id rather than by blocks of ids.
 func TestParallelApplyEqualsSerial(t *testing.T) {
 	t.Run("clickstream", func(t *testing.T) {
 		all := benchStream(t)
-		checkParallelApply(t, all[200_000:240_000], benchBatch(t, all))
+		checkParallelApply(t, all[200_000:240_000], benchBatch(t, all), false)
 	})
 	t.Run("shared-items", func(t *testing.T) {
 		g := newStreamGen(rand.New(rand.NewPCG(11, 3)), time.Now().Add(-time.Hour))
@@ -42,11 +43,11 @@ func TestParallelApplyEqualsSerial(t *testing.T) {
 			recs[i] = benchRecord{part: p, off: next[p], key: r.Key, value: r.Value}
 			next[p]++
 		}
-		checkParallelApply(t, recs, nil)
+		checkParallelApply(t, recs, nil, true) // 60 items: one block of 64
 	})
 }
 
-func checkParallelApply(t *testing.T, recs []benchRecord, batch *Batch) {
+func checkParallelApply(t *testing.T, recs []benchRecord, batch *Batch, fine bool) {
 	mk := func(workers int) *processor {
 		p, err := newProcessor(defaultLimits(), model.DefaultParams(), slog.New(slog.DiscardHandler))
 		if err != nil {
@@ -58,7 +59,7 @@ func checkParallelApply(t *testing.T, recs []benchRecord, batch *Batch) {
 		if batch != nil {
 			p.handoff(batch)
 		}
-		p.ap.maxWorkers, p.ap.minBumps = workers, 1
+		p.ap.maxWorkers, p.ap.minBumps, p.ap.fine = workers, 1, fine
 		return p
 	}
 	serial, par := mk(1), mk(3)
