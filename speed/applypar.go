@@ -3,6 +3,7 @@ package speed
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/lambdarec/lambdarec/internal/model"
 )
@@ -254,11 +255,21 @@ func (p *processor) applyBumps() {
 		if ap.fine {
 			shift = 0
 		}
-		var wg sync.WaitGroup
-		for w := 1; w < workers; w++ {
-			wg.Go(func() { ap.notes[w] = applyShard(nb, q, uint32(w), uint32(workers), shift, ap.notes[w][:0]) })
+		// The shards are claimed in turn, by the goroutines started and by
+		// the processing goroutine, which so never waits for a goroutine
+		// the machine has not yet run to start (on a loaded machine that
+		// is a scheduling quantum) — only for shards under way.
+		var next atomic.Int32
+		shards := func() {
+			for w := next.Add(1) - 1; int(w) < workers; w = next.Add(1) - 1 {
+				ap.notes[w] = applyShard(nb, q, uint32(w), uint32(workers), shift, ap.notes[w][:0])
+			}
 		}
-		ap.notes[0] = applyShard(nb, q, 0, uint32(workers), shift, ap.notes[0][:0])
+		var wg sync.WaitGroup
+		for range workers - 1 {
+			wg.Go(shards)
+		}
+		shards()
 		wg.Wait()
 		mergeChanges(nb, ap.notes[:workers])
 	}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ import (
 func TestParallelApplyEqualsSerial(t *testing.T) {
 	t.Run("clickstream", func(t *testing.T) {
 		all := benchStream(t)
-		checkParallelApply(t, all[200_000:240_000], benchBatch(t, all), false)
+		checkParallelApply(t, all[200_000:230_000], benchBatch(t, all), false)
 	})
 	t.Run("shared-items", func(t *testing.T) {
 		g := newStreamGen(rand.New(rand.NewPCG(11, 3)), time.Now().Add(-time.Hour))
@@ -104,7 +105,7 @@ func checkParallelApply(t *testing.T, recs []benchRecord, batch *Batch, fine boo
 		serial.endApply()
 		par.endApply()
 		sameRows(t, "after a poll", serial.nb, par.nb)
-		if !reflect.DeepEqual(serial.nb.changed, par.nb.changed) {
+		if !slices.Equal(serial.nb.changed, par.nb.changed) {
 			t.Fatalf("poll %d: %d rows noted changed, serially %d (or in another order)", n, len(par.nb.changed), len(serial.nb.changed))
 		}
 		// A budget smaller than the rows changed: the sessions rescored
@@ -133,12 +134,12 @@ func checkParallelApply(t *testing.T, recs []benchRecord, batch *Batch, fine boo
 // sameRows fails unless a and b maintain the same rows, bit for bit.
 func sameRows(t *testing.T, at string, a, b *mergedNeighbors) {
 	t.Helper()
-	if !reflect.DeepEqual(a.names, b.names) {
+	if !slices.Equal(a.names, b.names) {
 		t.Fatalf("%s: %d items interned, serially %d (or in another order)", at, len(b.names), len(a.names))
 	}
 	for id := range a.rs {
 		ra, rb := &a.rs[id], &b.rs[id]
-		if !reflect.DeepEqual(ra.top, rb.top) || !reflect.DeepEqual(ra.row, rb.row) || ra.stamp != rb.stamp || a.chg[id] != b.chg[id] {
+		if (ra.top == nil) != (rb.top == nil) || !slices.Equal(ra.top, rb.top) || !slices.Equal(ra.row, rb.row) || ra.stamp != rb.stamp || a.chg[id] != b.chg[id] {
 			t.Fatalf("%s: row of %s differs:\n sharded %v (stamp %d)\n serial  %v (stamp %d)", at, a.names[id], rb.row, rb.stamp, ra.row, ra.stamp)
 		}
 	}
