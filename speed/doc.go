@@ -139,7 +139,16 @@
 // the user and the purchases.
 //
 // Only what needs the state in order stays on the processing goroutine
-// (applying records, interning a view's rows). A flush of many views is
+// (applying records, interning a view's rows). Within a poll of 256 records
+// or more, each pair contribution is queued: a goroutine of its own adds
+// the queue to the deltas' pair counts in order while the records are
+// applied, and before the rows are read the maintained rows are bumped on
+// up to GOMAXPROCS goroutines, rows sharded by item, each worker taking its
+// rows' bumps in record order: the deltas get the same additions in the
+// same order, each row the same updates in the same order, and the changed
+// rows are noted in the serial order (TestParallelApplyEqualsSerial,
+// applypar.go). The session's window, dedupe, interning, expiry and
+// eviction stay on the processing goroutine. A flush of many views is
 // scored on up to GOMAXPROCS goroutines against a state frozen meanwhile —
 // each view's rows materialized first, then read only, each worker with a
 // scorer of its own — bit for bit what serial scoring gives

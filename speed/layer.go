@@ -312,6 +312,7 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) (failed bool) {
 	l.proc.settleCov() // the last poll's shares are added before any record
 	l.smallPoll = len(l.recs) < smallPoll
 	l.sinceRescore += len(l.recs)
+	l.proc.beginApply(len(l.recs)) // a large poll's rows are kept up on both cores (applypar.go)
 	for i, r := range l.recs {
 		if _, err := l.proc.applyDecoded(r.Partition, r.Offset, r.Timestamp, &l.dec[i]); err != nil {
 			// Counted only: the archive owns the dead letters, so each bad
@@ -322,6 +323,7 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) (failed bool) {
 			l.flush(ctx, time.Now()) //nolint:errcheck // logged and retried
 		}
 	}
+	l.proc.endApply()
 	clear(l.recs)
 	clear(l.dec)
 	l.proc.startSettle() // overlaps the scoring and writing of the views

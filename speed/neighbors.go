@@ -225,17 +225,28 @@ func (n *mergedNeighbors) bump(a, b string, w int64) {
 // two bumps of a pair: -1 until it is needed. d is C[a][b] in the local
 // deltas when the caller knows it (it just added to it), else -1.
 func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64, c *int64, d int64) {
+	if n.bumpRow(ia, ib, w, c, d) {
+		n.rowChanged(ia)
+	}
+}
+
+// bumpRow is bumpID without noting the change: it reports whether a's row
+// changed. It writes only a's row; besides, it reads the items' names and
+// order keys, the batch, the remote deltas and, when d < 0, the local
+// deltas, and it caches batch ids (n.bids) not yet looked up. So bumps of
+// different rows may run at once (applyBumps) when d is known and the batch
+// ids of the pair's items were looked up before.
+func (n *mergedNeighbors) bumpRow(ia, ib uint32, w int64, c *int64, d int64) bool {
 	r := &n.rs[ia]
 	top, row, ix := r.top, r.row, r.ix
 	if top == nil {
-		return
+		return false
 	}
 	if ix != nil && ib > maxIndexedID {
 		ix, r.ix = nil, nil // the row is scanned from now on
 	}
 	if ix == nil {
-		n.bumpScan(ia, ib, w, c, d)
-		return
+		return n.bumpScan(ia, ib, w, c, d)
 	}
 	slot, i := ix.find(ib)
 	switch {
@@ -256,25 +267,25 @@ func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64, c *int64, d int64) {
 		}
 		i = len(top) - 1
 		if !n.before(ib, *c, top[i], row[i].Count) {
-			return
+			return false
 		}
 		ix.remove(ix.slotOf(top[i]))
 		top[i], row[i] = ib, model.ItemCount{Item: n.names[ib], Count: *c}
 		slot, _ = ix.find(ib) // past the removal, b's free slot may have moved
 		ix[slot] = indexEntry(ib, i)
 	}
-	n.rowChanged(ia)
 	for ; i > 0 && n.before(top[i], row[i].Count, top[i-1], row[i-1].Count); i-- {
 		ix[ix.slotOf(top[i-1])] = indexEntry(top[i-1], i)
 		ix[slot] = indexEntry(ib, i-1)
 		top[i], top[i-1] = top[i-1], top[i]
 		row[i], row[i-1] = row[i-1], row[i]
 	}
+	return true
 }
 
-// bumpScan is bumpID for a row without a position index: b is looked for
+// bumpScan is bumpRow for a row without a position index: b is looked for
 // by scanning the row.
-func (n *mergedNeighbors) bumpScan(ia, ib uint32, w int64, c *int64, d int64) {
+func (n *mergedNeighbors) bumpScan(ia, ib uint32, w int64, c *int64, d int64) bool {
 	r := &n.rs[ia]
 	top, row := r.top, r.row
 	i := 0
@@ -296,16 +307,16 @@ func (n *mergedNeighbors) bumpScan(ia, ib uint32, w int64, c *int64, d int64) {
 			*c = n.countWith(ia, ib, d)
 		}
 		if !n.before(ib, *c, top[i-1], row[i-1].Count) {
-			return
+			return false
 		}
 		i--
 		top[i], row[i] = ib, model.ItemCount{Item: n.names[ib], Count: *c}
 	}
-	n.rowChanged(ia)
 	for ; i > 0 && n.before(top[i], row[i].Count, top[i-1], row[i-1].Count); i-- {
 		top[i], top[i-1] = top[i-1], top[i]
 		row[i], row[i-1] = row[i-1], row[i]
 	}
+	return true
 }
 
 // rowIndex is the position index of a maintained row: an open-addressing

@@ -237,6 +237,7 @@ type processor struct {
 	views     []store.SessionView // scored, not yet written
 	vs        *viewScorer
 	par       parScore       // scoreParallel's (scorepar.go)
+	ap        parApply       // the rows' upkeep of a large poll (applypar.go)
 	settling  bool           // startSettle's goroutines run (covlog.go)
 	settleWG  sync.WaitGroup // and end
 	// inflight and usersInflight are the log entries they add (covlog.go).
@@ -356,6 +357,7 @@ func (p *processor) rescoreAll() {
 // first; all when budget < 0) for scoring again, at most once per every. It
 // reports whether it ran.
 func (p *processor) rescoreChanged(now time.Time, every time.Duration, budget int) bool {
+	p.applyBumps()
 	if len(p.nb.changed) == 0 && len(p.rescoreQ) == 0 || now.Sub(p.lastRescore) < every {
 		return false
 	}
@@ -681,12 +683,18 @@ func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 func (p *processor) addPair(a, b string, w int64) {
 	nb, ps := p.nb, p.cur
 	ia, ib := nb.internPair(a), nb.internPair(b)
-	d := p.deltas.Covisit().AddIDCount(nb.internDelta(ia), nb.internDelta(ib), w)
+	da, db := nb.internDelta(ia), nb.internDelta(ib)
 	ca, cb := ps.covID(nb, ia), ps.covID(nb, ib)
 	p.logCov(ps, ca, cb, w)
 	if !p.sole {
 		ps.pub[pubKey(ca, cb)] = struct{}{}
 	}
+	if p.ap.on {
+		// Counted and the rows bumped before the rows are read (applypar.go).
+		p.queueBump(ia, ib, da, db, w)
+		return
+	}
+	d := p.deltas.Covisit().AddIDCount(da, db, w)
 	c := int64(-1) // C[a][b] after the contribution, when a bump needs it
 	nb.bumpID(ia, ib, w, &c, d)
 	nb.bumpID(ib, ia, w, &c, d)
@@ -847,6 +855,7 @@ func (p *processor) score(s *session, now time.Time) {
 // appendViews scores the sessions still dirty, appends every view pending to
 // dst and forgets them.
 func (p *processor) appendViews(dst []store.SessionView, now time.Time) []store.SessionView {
+	p.applyBumps() // a flush within a poll: the rows are read
 	p.scoreDirty(now)
 	dst = append(dst, p.views...)
 	clear(p.views)

@@ -149,9 +149,12 @@ func (c *Covisit) addID(a, b uint32, w int64) int64 {
 	return after
 }
 
+// link adds b to a's overlay neighbours. It does not read the dictionary
+// (the adjacency grows by doubling), so ids may be interned on one
+// goroutine while another adds pairs of ids already interned (AddIDCount).
 func (c *Covisit) link(a, b uint32) {
 	if int(a) >= len(c.adj) {
-		n := max(int(a)+1, c.items.len())
+		n := max(int(a)+1, 2*len(c.adj))
 		c.adj = append(c.adj, make([][]uint32, n-len(c.adj))...)
 	}
 	c.adj[a] = append(c.adj[a], b)
