@@ -161,6 +161,7 @@ type Store struct {
 
 	queries, hits, misses atomic.Int64
 	bufferRetries         atomic.Int64
+	staleBuffersDropped   atomic.Int64
 
 	// bufferRenamed, when set (tests), runs in replaceSessionBuffer between
 	// the rename of the old Buffer table and the creation of the new one.
@@ -244,6 +245,7 @@ func (s *Store) init(ctx context.Context) error {
 	if err := s.migrate(ctx); err != nil {
 		return fmt.Errorf("clickhouse store: %w", err)
 	}
+	s.staleBuffersDropped.Add(int64(s.dropStaleBuffers(ctx, time.Now())))
 	return nil
 }
 
@@ -269,12 +271,15 @@ type Stats struct {
 	// the session Buffer table was being replaced (a schema migration in
 	// another process).
 	BufferRetries int64
+	// StaleBuffersDropped counts the session Buffer tables left renamed by
+	// a process that died while replacing it, flushed and dropped at start.
+	StaleBuffersDropped int64
 }
 
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {
 	return Stats{Queries: s.queries.Load(), CacheHits: s.hits.Load(), CacheMisses: s.misses.Load(), CacheEntries: s.cache.Len(),
-		BufferRetries: s.bufferRetries.Load()}
+		BufferRetries: s.bufferRetries.Load(), StaleBuffersDropped: s.staleBuffersDropped.Load()}
 }
 
 // Close closes the connections; later calls return store.ErrClosed.
