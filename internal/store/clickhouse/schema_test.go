@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,6 +150,7 @@ func TestSessionInsertsSurviveBufferReplacement(t *testing.T) {
 	const writers = 3
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var views atomic.Int64
 	written := make([][]string, writers)
 	errs := make([]error, writers)
 	for g := range writers {
@@ -168,6 +170,7 @@ func TestSessionInsertsSurviveBufferReplacement(t *testing.T) {
 					return
 				}
 				written[g] = append(written[g], id)
+				views.Add(1)
 				time.Sleep(5 * time.Millisecond)
 			}
 		})
@@ -186,13 +189,20 @@ func TestSessionInsertsSurviveBufferReplacement(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	})
-	for range 3 {
+	// Three replacements, more (up to ten) while no writer has met one yet
+	// (a loaded machine can hold the writers still through a window).
+	for i := 0; i < 3 || (i < 10 && writer.Stats().BufferRetries == 0); i++ {
 		time.Sleep(400 * time.Millisecond)
 		if err := migrator.replaceSessionBuffer(ctx); err != nil {
 			t.Errorf("replace the Buffer: %v", err)
 		}
 	}
+	// The writers go on on the last Buffer: 400 ms, and until at least 50
+	// views are written in all (≤ 30 s).
 	time.Sleep(400 * time.Millisecond)
+	for deadline := time.Now().Add(30 * time.Second); views.Load() < 50 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	close(stop)
 	wg.Wait()
 	for _, err := range errs {
