@@ -3,6 +3,7 @@ package speed
 import (
 	"context"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,10 +16,16 @@ import (
 // tens of thousands of records does behind a backlog.
 type stuckWriter struct {
 	*store.Memory
-	held chan struct{} // closed: writes go through
+	held    chan struct{} // closed: writes go through
+	waiting atomic.Bool   // a write has been held
 }
 
 func (w *stuckWriter) UpsertSessions(ctx context.Context, views []store.SessionView) error {
+	select {
+	case <-w.held:
+	default:
+		w.waiting.Store(true)
+	}
 	select {
 	case <-w.held:
 	case <-ctx.Done():
@@ -42,7 +49,10 @@ func TestLagWhileAPollIsInProgress(t *testing.T) {
 
 		g := newStreamGen(rand.New(rand.NewPCG(8, 8)), time.Now().Add(-time.Hour))
 		tt.produce(g.batch(200)) // its poll's flush gets stuck
-		time.Sleep(500 * time.Millisecond)
+		// The next records arrive once a write is held: on a loaded machine
+		// the layer can be slow to fetch the first ones, and had it
+		// fetched both together, its positions would be at the ends.
+		waitFor(t, 15*time.Second, "a view write held", w.waiting.Load)
 		tt.produce(g.batch(300)) // arrive while it is
 		var n int64
 		for _, end := range tt.endOffsets() {
