@@ -228,7 +228,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 		s.connected.Store(true)
 	case cfg.Background:
 		s.log.Warn("clickhouse store not reachable at start; connecting in the background", "err", err)
-		s.connectInBackground()
+		s.connectInBackground(err)
 	default:
 		return nil, errors.Join(err, conn.Close())
 	}
