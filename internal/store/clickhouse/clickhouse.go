@@ -2,7 +2,10 @@
 // (store.Store), over clickhouse-go/v2's native protocol. It creates and
 // migrates its tables (lambdarec_* in the DSN's database; the schema version is
 // kept in lambdarec_schema_migrations) and works with ClickHouse 18.16
-// (Debian's package) as well as current releases.
+// (Debian's package) as well as current releases. A migration that replaces
+// the session Buffer table renames the old one away first; one left renamed
+// by a process that died mid-migration is flushed and dropped by the next
+// start (schema.go, dropStaleBuffers).
 //
 // Batch views: PublishBatch inserts every list of the new batch into
 // lambdarec_batch_lists (one partition per batch id), checks the row count,
