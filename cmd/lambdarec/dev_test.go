@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"os/exec"
@@ -18,28 +16,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdarec/lambdarec/internal/porttest"
 	"github.com/lambdarec/lambdarec/serving"
 )
 
 // freeAddr returns a loopback address with a port nobody listens on now,
-// for a process the test starts (and may restart) on it. The port is drawn
-// below Linux's ephemeral range (32768–60999 by default), where a port the
-// kernel picked for ":0" could meanwhile become the local port of one of
-// the many outgoing connections of the tests running beside (the process
-// would then fail to bind it).
+// for a process the test starts (and may restart) on it: drawn below the
+// ephemeral range (porttest), where no outgoing connection of the tests
+// running beside can take it meanwhile.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	for range 100 {
-		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue // taken
-		}
-		l.Close()
-		return addr
-	}
-	t.Fatal("no free port in 20000-31999 after 100 tries")
-	return ""
+	return porttest.Addr(t)
 }
 
 // buildLambdarec builds the binary under test.
