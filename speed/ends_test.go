@@ -48,12 +48,17 @@ func TestLagWhileAPollIsInProgress(t *testing.T) {
 		before := l.Positions()
 
 		g := newStreamGen(rand.New(rand.NewPCG(8, 8)), time.Now().Add(-time.Hour))
-		tt.produce(g.batch(200)) // its poll's flush gets stuck
-		// The next records arrive once a write is held: on a loaded machine
-		// the layer can be slow to fetch the first ones, and had it
-		// fetched both together, its positions would be at the ends.
+		tt.produce(g.batch(200)) // their views' write is held
+		// The layer's next flush waits for that write, holding the poll
+		// that called it. It comes after an idle poll that had views to
+		// write (rescoring), or after the next records: fewer than
+		// smallPoll, they are flushed in the poll that applies them, so
+		// that poll is the one stuck, and the positions never include
+		// them. (The 500 ms used to count from the produce: on a loaded
+		// machine the layer could fetch the first records with these.)
 		waitFor(t, 15*time.Second, "a view write held", w.waiting.Load)
-		tt.produce(g.batch(300)) // arrive while it is
+		time.Sleep(500 * time.Millisecond)
+		tt.produce(g.batch(50)) // arrive while a poll is stuck
 		var n int64
 		for _, end := range tt.endOffsets() {
 			n += end
