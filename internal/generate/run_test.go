@@ -60,61 +60,28 @@ func TestReadRecordsErrors(t *testing.T) {
 	f("{\"key\":\"s\",\"value\":\"!!\"}\n", "line 1")
 }
 
-// TestRunRateAndDuration: Rate paces the records (never ahead of the
-// schedule: 1,000 records at 2,000/s take at least ~500 ms) and Duration
-// ends the run (not before it, and with no more records than the rate
-// allows in the time it ran). How many records a run of 500 ms makes
-// depends on the CPU it gets: a loaded machine can stall the generator past
-// its deadline (it failed once at load 17 when that count was bounded
-// below), so only the bounds the schedule guarantees are asserted, and an
-// upper bound on the time that only a stuck run misses.
 func TestRunRateAndDuration(t *testing.T) {
-	st, err := newGen(t, Config{Seed: 1, Rate: 2000, Count: 1000}).Run(context.Background(), NewFileSink(&bytes.Buffer{}))
+	g := newGen(t, Config{Seed: 1, Rate: 2000, Duration: 500 * time.Millisecond})
+	st, err := g.Run(context.Background(), NewFileSink(&bytes.Buffer{}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Record 999 is due at 499.5 ms; a record goes up to 1 ms early.
-	if st.Records != 1000 || st.Elapsed < 498*time.Millisecond || st.Elapsed > 30*time.Second {
-		t.Errorf("1000 records at 2000/s: %d records in %s, want 1000 in 0.5 s or more", st.Records, st.Elapsed)
+	// About 1000 records; generous bounds for a loaded machine.
+	if st.Records < 700 || st.Records > 1100 {
+		t.Errorf("%d records at 2000/s for 500ms", st.Records)
 	}
-
-	st, err = newGen(t, Config{Seed: 1, Rate: 2000, Duration: 500 * time.Millisecond}).Run(context.Background(), NewFileSink(&bytes.Buffer{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Elapsed < 500*time.Millisecond || st.Elapsed > 30*time.Second {
-		t.Errorf("a run of 500ms ran for %s", st.Elapsed)
-	}
-	if limit := int64(2000*(st.Elapsed+time.Millisecond).Seconds()) + 1; st.Records == 0 || st.Records > limit {
-		t.Errorf("%d records at 2000/s in %s, want 1 to %d", st.Records, st.Elapsed, limit)
+	if st.Elapsed < 500*time.Millisecond || st.Elapsed > 2*time.Second {
+		t.Errorf("ran for %s", st.Elapsed)
 	}
 }
 
-// cancelAt is a sink that cancels a run's context when it is handed record
-// n (counting from 1).
-type cancelAt struct {
-	n, seen int
-	cancel  context.CancelFunc
-}
-
-func (c *cancelAt) Write(context.Context, Record) error {
-	if c.seen++; c.seen == c.n {
-		c.cancel()
-	}
-	return nil
-}
-func (c *cancelAt) Flush(context.Context) error { return nil }
-
-// TestRunStopsOnCancel: a run with no end stops at the first record after
-// its context is cancelled (here by the sink, when handed record 200, so
-// that a loaded machine cannot change the count).
 func TestRunStopsOnCancel(t *testing.T) {
 	g := newGen(t, Config{Seed: 1, Rate: 1000})
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	time.AfterFunc(200*time.Millisecond, cancel)
 	done := make(chan Stats)
 	go func() {
-		st, err := g.Run(ctx, &cancelAt{n: 200, cancel: cancel})
+		st, err := g.Run(ctx, NewFileSink(&bytes.Buffer{}))
 		if err != nil {
 			t.Error(err)
 		}
@@ -122,10 +89,10 @@ func TestRunStopsOnCancel(t *testing.T) {
 	}()
 	select {
 	case st := <-done:
-		if st.Records != 200 {
-			t.Errorf("%d records, want the 200 written before the cancel", st.Records)
+		if st.Records == 0 || st.Records > 400 {
+			t.Errorf("%d records in 200ms at 1000/s", st.Records)
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not stop after its context was cancelled")
 	}
 }
