@@ -615,7 +615,7 @@ func (r *Runner) writeTable(ctx context.Context, def *tableDef, run *Run, log *s
 	props := iceberg.Properties{"lambdarec.batch_id": run.BatchID}
 	_, err = r.cfg.Lake.Commit(ctx, t, func(ctx context.Context, t *table.Table) (*table.Transaction, error) {
 		return lakehouse.AppendTxn(ctx, t, files, props)
-	}, lakehouse.CommitOptions{})
+	}, lakehouse.CommitOptions{Appends: files})
 	if err != nil {
 		return fmt.Errorf("write %s: %w", def.name, err)
 	}

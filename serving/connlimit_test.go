@@ -46,6 +46,14 @@ func TestMaxConnections(t *testing.T) {
 		}
 		defer c.Close()
 	}
+	// Idle for evictAfter from when the server took them: a loaded machine
+	// can accept them late, and then with the request's connection.
+	for deadline := time.Now().Add(10 * time.Second); s.conns.Load() == nil || s.conns.Load().open() < 2; {
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not accept the two idle connections")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	time.Sleep(3 * evictAfter)
 	resp, err := newClient().Get(base + "/healthz")
 	if err != nil {

@@ -3,6 +3,7 @@ package speed
 import (
 	"context"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,10 +16,16 @@ import (
 // tens of thousands of records does behind a backlog.
 type stuckWriter struct {
 	*store.Memory
-	held chan struct{} // closed: writes go through
+	held    chan struct{} // closed: writes go through
+	waiting atomic.Bool   // a write has been held
 }
 
 func (w *stuckWriter) UpsertSessions(ctx context.Context, views []store.SessionView) error {
+	select {
+	case <-w.held:
+	default:
+		w.waiting.Store(true)
+	}
 	select {
 	case <-w.held:
 	case <-ctx.Done():
@@ -41,9 +48,17 @@ func TestLagWhileAPollIsInProgress(t *testing.T) {
 		before := l.Positions()
 
 		g := newStreamGen(rand.New(rand.NewPCG(8, 8)), time.Now().Add(-time.Hour))
-		tt.produce(g.batch(200)) // its poll's flush gets stuck
+		tt.produce(g.batch(200)) // their views' write is held
+		// The layer's next flush waits for that write, holding the poll
+		// that called it. It comes after an idle poll that had views to
+		// write (rescoring), or after the next records: fewer than
+		// smallPoll, they are flushed in the poll that applies them, so
+		// that poll is the one stuck, and the positions never include
+		// them. (The 500 ms used to count from the produce: on a loaded
+		// machine the layer could fetch the first records with these.)
+		waitFor(t, 15*time.Second, "a view write held", w.waiting.Load)
 		time.Sleep(500 * time.Millisecond)
-		tt.produce(g.batch(300)) // arrive while it is
+		tt.produce(g.batch(50)) // arrive while a poll is stuck
 		var n int64
 		for _, end := range tt.endOffsets() {
 			n += end

@@ -83,8 +83,10 @@ func TestViewWritesFailedAreRetriedBeforeCommit(t *testing.T) {
 	}
 
 	flaky.fail.Store(false)
-	waitFor(t, 30*time.Second, "the commit at the ends after the store is back", func() bool {
-		offs, err := adm.FetchOffsets(context.Background(), tt.group("speed-test"))
+	// A commit whose metadata is at the ends follows the writes of every
+	// view up to them.
+	committedAtEnds := func(group string) bool {
+		offs, err := adm.FetchOffsets(context.Background(), tt.group(group))
 		if err != nil {
 			return false
 		}
@@ -94,7 +96,11 @@ func TestViewWritesFailedAreRetriedBeforeCommit(t *testing.T) {
 			}
 		}
 		return true
-	})
+	}
+	waitFor(t, 30*time.Second, "the commit at the ends after the store is back", func() bool { return committedAtEnds("speed-test") })
+	// The reference's views are written asynchronously too: take them once
+	// it has committed at the ends.
+	waitFor(t, 30*time.Second, "the reference layer's commit at the ends", func() bool { return committedAtEnds("ref") })
 	want := ref.snapshot()
 	if len(want) == 0 {
 		t.Fatal("no view written by the reference layer")

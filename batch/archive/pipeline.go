@@ -363,7 +363,7 @@ func (a *Archiver) commit(ctx context.Context, b *microBatch) (lakehouse.Offsets
 			next.Advance(topic, p, off)
 		}
 		return lakehouse.AppendTxn(ctx, cur, b.files, a.commitProperties(next, freshIDs))
-	}, lakehouse.CommitOptions{OnConflict: func(int, error) { a.m.commitRetries.Inc() }})
+	}, lakehouse.CommitOptions{Appends: b.files, OnConflict: func(int, error) { a.m.commitRetries.Inc() }})
 	if err != nil {
 		return nil, err
 	}

@@ -385,7 +385,7 @@ func (l *Loader) LoadFile(ctx context.Context, path string, format Format) (*Res
 			return nil, ErrConcurrentBackfill
 		}
 		return lakehouse.AppendTxn(ctx, t, files, props)
-	}, lakehouse.CommitOptions{Fresh: true})
+	}, lakehouse.CommitOptions{Fresh: true, Appends: files})
 	if already {
 		// The same file was loaded by a concurrent run; this run's data
 		// files stay unreferenced (orphans that maintenance deletes).

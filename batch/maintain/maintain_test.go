@@ -126,7 +126,7 @@ func commitBatch(l *lakehouse.Lakehouse, tbl *table.Table, files []iceberg.DataF
 		}
 		o.Advance("events", 0, from+int64(n)-1)
 		return lakehouse.AppendTxn(ctx, cur, files, o.Properties())
-	}, lakehouse.CommitOptions{})
+	}, lakehouse.CommitOptions{Appends: files})
 	return err
 }
 

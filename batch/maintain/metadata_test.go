@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -113,34 +114,35 @@ func TestPassRacingCommitsLogsNoMetadataWarning(t *testing.T) {
 	}
 
 	// The same race, many times: appends as fast as they go while passes
-	// run back to back.
+	// run back to back, for 4 s and until two passes have run whole beside
+	// them (≤ 60 s: a pass can take seconds on a loaded machine).
 	pctx, cancel := context.WithCancel(ctx)
 	var (
 		wg     sync.WaitGroup
-		passes int
+		passes atomic.Int64
 	)
 	wg.Go(func() {
 		for pctx.Err() == nil {
 			if _, err := m.RunOnce(pctx); err != nil && pctx.Err() == nil {
 				t.Errorf("pass: %v", err)
 			}
-			passes++
+			passes.Add(1)
 		}
 	})
 	off, commits := int64(160), 0
-	for start := time.Now(); time.Since(start) < 4*time.Second; commits++ {
+	for start := time.Now(); time.Since(start) < 4*time.Second || passes.Load() < 2 && time.Since(start) < time.Minute; commits++ {
 		appendBatch(t, l, off, 10, now)
 		off += 10
 	}
 	cancel()
 	wg.Wait()
-	t.Logf("%d commits raced %d passes", commits, passes)
+	t.Logf("%d commits raced %d passes", commits, passes.Load())
 	noMetadataWarning(t, out)
 	if n, last := records(t, l); n != off || last != off-1 {
 		t.Errorf("%d records up to offset %d, want %d up to %d", n, last, off, off-1)
 	}
-	if passes < 2 {
-		t.Fatalf("only %d passes raced the commits", passes)
+	if passes.Load() < 2 {
+		t.Fatalf("only %d passes raced the commits", passes.Load())
 	}
 
 	// Bounded: once quiet, the metadata files are the log and the current

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os/exec"
@@ -17,18 +16,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdarec/lambdarec/internal/porttest"
 	"github.com/lambdarec/lambdarec/serving"
 )
 
-// freeAddr returns a loopback address with a port nobody listens on now.
+// freeAddr returns a loopback address with a port nobody listens on now,
+// for a process the test starts (and may restart) on it: drawn below the
+// ephemeral range (porttest), where no outgoing connection of the tests
+// running beside can take it meanwhile.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return porttest.Addr(t)
 }
 
 // buildLambdarec builds the binary under test.

@@ -24,13 +24,9 @@ func TestServeStartsWithClickHouseDown(t *testing.T) {
 	isolateIceberg(t)
 	real, db := scratchClickHouse(t, dsn)
 
-	// A port nothing listens on, for now.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	// A port nothing listens on, for now (and that no outgoing connection
+	// takes before forward listens on it: porttest).
+	addr := freeAddr(t)
 	t.Setenv("LAMBDAREC_CLICKHOUSE_DSN", "clickhouse://"+addr+"/"+db+"?dial_timeout=1s")
 
 	sc := startServe(t, 20*time.Second, "", "--http", "127.0.0.1:0", "--brokers", br.Addr(), "--store", "clickhouse")

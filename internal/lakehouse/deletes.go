@@ -38,42 +38,19 @@ func (l *Lakehouse) Exclusive(ctx context.Context, name string, fn func(ctx cont
 	return fn(ctx, tbl)
 }
 
-// addedKey is the context key under which Commit hands build a record of
-// the data files AppendTxn adds (see checkAdded).
-type addedKey struct{}
-
-// addedFiles records the data files AppendTxn added to a transaction built
-// with a context from Commit.
-type addedFiles struct {
-	calls int
-	paths []string
-}
-
-// recordAdded notes in ctx, when Commit made it, the files an AppendTxn call
-// added.
-func recordAdded(ctx context.Context, files []iceberg.DataFile) {
-	rec, ok := ctx.Value(addedKey{}).(*addedFiles)
-	if !ok {
-		return
-	}
-	rec.calls++
-	rec.paths = rec.paths[:0]
-	for _, f := range files {
-		rec.paths = append(rec.paths, f.FilePath())
-	}
-}
-
 // checkAdded returns ErrAddedFileGone when a data file that txn adds to
 // base is missing. Commit calls it under the table's commit lock, so that
 // no Exclusive delete runs between the check and the commit.
 //
-// When txn is one AppendTxn call on base (rec holds its files, the staged
-// table has exactly one snapshot more than base and that snapshot's summary
-// counts as many added data files), it stats those files only: one HEAD
-// request per added file on S3. Otherwise (a compaction's rewrite, a
-// transaction built by other means) it reads the new snapshot's manifest
-// list and manifests back to find the files it adds.
-func checkAdded(ctx context.Context, base *table.Table, txn *table.Transaction, rec *addedFiles) error {
+// When appends names the files txn adds to base (the staged table has
+// exactly one snapshot more than base and that snapshot's summary counts as
+// many added data files: an AppendTxn of appends, or a snapshot that adds
+// none), it stats those files only: one HEAD request per file on S3, one
+// stat(2) on a local warehouse (iceberg-go's LocalFS is a StatIO). Otherwise
+// (a compaction's rewrite, an append that did not name its files) it reads
+// the new snapshot's manifest list and manifests back to find the files it
+// adds.
+func checkAdded(ctx context.Context, base *table.Table, txn *table.Transaction, appends []iceberg.DataFile) error {
 	staged, err := txn.StagedTable()
 	if err != nil {
 		return fmt.Errorf("stage commit: %w", err)
@@ -83,8 +60,8 @@ func checkAdded(ctx context.Context, base *table.Table, txn *table.Transaction, 
 	if snap == nil || (baseSnap != nil && baseSnap.SnapshotID == snap.SnapshotID) {
 		return nil
 	}
-	known := rec != nil && rec.calls == 1 && addedDataFiles(snap) == len(rec.paths) && parentIs(snap, baseSnap)
-	if known && len(rec.paths) == 0 {
+	known := addedDataFiles(snap) == len(appends) && parentIs(snap, baseSnap)
+	if known && len(appends) == 0 {
 		return nil
 	}
 	fsys, err := staged.FS(ctx)
@@ -92,8 +69,8 @@ func checkAdded(ctx context.Context, base *table.Table, txn *table.Transaction, 
 		return err
 	}
 	if known {
-		for _, p := range rec.paths {
-			if err := exists(fsys, p); err != nil {
+		for _, f := range appends {
+			if err := exists(fsys, f.FilePath()); err != nil {
 				return err
 			}
 		}

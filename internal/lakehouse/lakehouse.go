@@ -394,6 +394,14 @@ type CommitOptions struct {
 	// files): built on it, even a commit that succeeds makes iceberg-go try
 	// to delete metadata files that later commits already removed.
 	Fresh bool
+	// Appends names the data files build's transaction appends (the files
+	// it hands AppendTxn), so that Commit checks that they exist by a stat
+	// of each (one HEAD request on S3) instead of reading the new manifests
+	// back (see checkAdded). It must name exactly the files build appends;
+	// a staged snapshot that does not add as many data files to the table
+	// build was given is checked by the read-back. Default: none (a commit
+	// that adds data files is read back).
+	Appends []iceberg.DataFile
 }
 
 // Commit builds a transaction on tbl with build and commits it. When the
@@ -414,10 +422,8 @@ type CommitOptions struct {
 // Before committing, Commit checks that the data files the transaction adds
 // exist: one that maintenance's orphan step deleted while it waited to be
 // committed (see Exclusive) fails the commit with ErrAddedFileGone instead
-// of landing a table that references a missing file. The context build gets
-// carries a record of the files AppendTxn adds, so that for an append the
-// check stats those files only (see checkAdded): pass build's context on to
-// AppendTxn.
+// of landing a table that references a missing file. For an append, name
+// its files in opts.Appends so that the check stats those files only.
 func (l *Lakehouse) Commit(ctx context.Context, tbl *table.Table, build func(ctx context.Context, tbl *table.Table) (*table.Transaction, error), opts CommitOptions) (*table.Table, error) {
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 10
@@ -440,8 +446,7 @@ func (l *Lakehouse) Commit(ctx context.Context, tbl *table.Table, build func(ctx
 			}
 			tbl = fresh
 		}
-		rec := &addedFiles{}
-		txn, err := build(context.WithValue(ctx, addedKey{}, rec), tbl)
+		txn, err := build(ctx, tbl)
 		if err != nil {
 			lock.Unlock()
 			if !errors.Is(err, fs.ErrNotExist) || attempt >= opts.MaxAttempts {
@@ -463,7 +468,7 @@ func (l *Lakehouse) Commit(ctx context.Context, tbl *table.Table, build func(ctx
 			tbl = fresh
 			continue
 		}
-		if err := checkAdded(ctx, tbl, txn, rec); err != nil {
+		if err := checkAdded(ctx, tbl, txn, opts.Appends); err != nil {
 			lock.Unlock()
 			return nil, fmt.Errorf("commit to %s: %w", name, err)
 		}

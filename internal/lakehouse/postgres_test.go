@@ -2,7 +2,6 @@ package lakehouse
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lambdarec/lambdarec/internal/porttest"
 )
 
 // The SQL catalog on PostgreSQL is tested against a real server that the
@@ -99,13 +100,12 @@ func startPostgres() (dsn string, stop func(), err error) {
 		cleanup()
 		return "", nil, fmt.Errorf("initdb: %v: %s", err, out)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := porttest.Free()
 	if err != nil {
 		cleanup()
 		return "", nil, err
 	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
+	port := strconv.Itoa(p)
 	logf, err := os.Create(filepath.Join(dir, "postgres.log"))
 	if err != nil {
 		cleanup()

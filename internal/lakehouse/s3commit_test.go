@@ -60,12 +60,13 @@ func writeDays(t testing.TB, tbl *table.Table, from, n int) []iceberg.DataFile {
 }
 
 // commitFiles commits files as the archive does (AppendTxn on build's
-// table with build's context) and returns the S3 requests the commit made.
+// table, the files named in CommitOptions.Appends) and returns the S3
+// requests the commit made.
 func commitFiles(l *Lakehouse, c *s3test.Counter, tbl *table.Table, files []iceberg.DataFile, last int64) (*table.Table, []s3test.Request, error) {
 	mark := c.Mark()
 	committed, err := l.Commit(context.Background(), tbl, func(ctx context.Context, cur *table.Table) (*table.Transaction, error) {
 		return AppendTxn(ctx, cur, files, Offsets{"events": {0: last}}.Properties())
-	}, CommitOptions{})
+	}, CommitOptions{Appends: files})
 	return committed, c.Since(mark), err
 }
 
@@ -103,8 +104,9 @@ func objectKey(t testing.TB, loc string) string {
 // per added file and reads nothing back (no GET of a data file, no GET of
 // the manifest list or manifest the commit just wrote); a file deleted
 // before the commit fails it with ErrAddedFileGone and commits nothing,
-// both for an append and for a transaction Commit does not know the files
-// of (which reads the new manifests back).
+// both for an append naming its files (CommitOptions.Appends) and for one
+// that does not name them, or names too few (the new manifests are read
+// back).
 func TestCommitChecksAddedFilesOnS3(t *testing.T) {
 	l, srv, counter := s3Lake(t)
 	tbl, err := l.EnsureEvents(t.Context())
@@ -133,7 +135,7 @@ func TestCommitChecksAddedFilesOnS3(t *testing.T) {
 		t.Logf("commit %d: %d requests %v", i, n["total"], n)
 	}
 
-	gone := func(build func(ctx context.Context, cur *table.Table, files []iceberg.DataFile) (*table.Transaction, error)) {
+	gone := func(name func(files []iceberg.DataFile) []iceberg.DataFile) {
 		t.Helper()
 		files := writeDays(t, tbl, 30, 10)
 		if _, err := srv.Client().DeleteObject(t.Context(), &s3.DeleteObjectInput{Bucket: aws.String("lake"), Key: aws.String(objectKey(t, files[1].FilePath()))}); err != nil {
@@ -141,8 +143,8 @@ func TestCommitChecksAddedFilesOnS3(t *testing.T) {
 		}
 		before := tbl.CurrentSnapshot().SnapshotID
 		_, err := l.Commit(t.Context(), tbl, func(ctx context.Context, cur *table.Table) (*table.Transaction, error) {
-			return build(ctx, cur, files)
-		}, CommitOptions{})
+			return AppendTxn(ctx, cur, files, Offsets{"events": {0: 39}}.Properties())
+		}, CommitOptions{Appends: name(files)})
 		if !errors.Is(err, ErrAddedFileGone) || !strings.Contains(err.Error(), files[1].FilePath()) {
 			t.Errorf("commit of a deleted file: %v, want %v naming %s", err, ErrAddedFileGone, files[1].FilePath())
 		}
@@ -154,14 +156,13 @@ func TestCommitChecksAddedFilesOnS3(t *testing.T) {
 			t.Errorf("a failed commit moved the table from snapshot %d to %d", before, cur.CurrentSnapshot().SnapshotID)
 		}
 	}
-	// An append: the files AppendTxn recorded are checked.
-	gone(func(ctx context.Context, cur *table.Table, files []iceberg.DataFile) (*table.Transaction, error) {
-		return AppendTxn(ctx, cur, files, Offsets{"events": {0: 39}}.Properties())
-	})
-	// Files added without AppendTxn's record: the manifests are read back.
-	gone(func(_ context.Context, cur *table.Table, files []iceberg.DataFile) (*table.Transaction, error) {
-		return AppendTxn(context.Background(), cur, files, Offsets{"events": {0: 39}}.Properties())
-	})
+	// An append naming its files: they are stat'ed.
+	gone(func(files []iceberg.DataFile) []iceberg.DataFile { return files })
+	// An append that does not name them: the manifests are read back.
+	gone(func([]iceberg.DataFile) []iceberg.DataFile { return nil })
+	// One that names only the file still there: the count differs from the
+	// snapshot's, so the manifests are read back and find the deleted one.
+	gone(func(files []iceberg.DataFile) []iceberg.DataFile { return files[:1] })
 	if n, err := countRows(t.Context(), l); err != nil || n != 30 {
 		t.Errorf("the table holds %d rows (%v), want 30", n, err)
 	}

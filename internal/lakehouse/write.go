@@ -65,8 +65,8 @@ func WriteDataFiles(ctx context.Context, tbl *table.Table, sc *arrow.Schema, rec
 // whose summary carries props over the lambdarec.* properties of the parent
 // snapshot (WithCarried). With no files it still commits an (empty)
 // snapshot, so that the properties, such as the Kafka offsets of records that
-// all went to the dead-letter topic, are recorded. Given the context Commit
-// hands its build, it tells Commit which files it adds (see checkAdded).
+// all went to the dead-letter topic, are recorded. Inside Commit, name the
+// same files in CommitOptions.Appends (see checkAdded).
 func AppendTxn(ctx context.Context, tbl *table.Table, files []iceberg.DataFile, props iceberg.Properties) (*table.Transaction, error) {
 	props = WithCarried(tbl, props)
 	txn := tbl.NewTransaction()
@@ -81,6 +81,5 @@ func AppendTxn(ctx context.Context, tbl *table.Table, files []iceberg.DataFile, 
 	if err != nil {
 		return nil, fmt.Errorf("append to %s: %w", strings.Join(tbl.Identifier(), "."), err)
 	}
-	recordAdded(ctx, files)
 	return txn, nil
 }

@@ -151,6 +151,39 @@ func (c *child) openFiles(t *testing.T) int {
 	return len(fds)
 }
 
+// acceptQueue returns the connections waiting in the child's listen queue
+// (the receive queue /proc/net/tcp shows for a listening socket).
+func (c *child) acceptQueue(t *testing.T) int {
+	t.Helper()
+	_, port, err := net.SplitHostPort(c.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", c.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := fmt.Sprintf(":%04X", p)
+	for line := range strings.SplitSeq(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[3] != "0A" || !strings.HasSuffix(f[1], local) { // 0A: LISTEN
+			continue
+		}
+		_, rx, _ := strings.Cut(f[4], ":")
+		n, err := strconv.ParseInt(rx, 16, 64)
+		if err != nil {
+			t.Fatalf("/proc/net/tcp: %q: %v", line, err)
+		}
+		return int(n)
+	}
+	t.Fatalf("no listening socket on port %s in /proc/%d/net/tcp", port, c.cmd.Process.Pid)
+	return 0
+}
+
 func startParentBroker(t *testing.T) *broker.Broker {
 	t.Helper()
 	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Topics: []string{testTopic, "events.dlq"}, Partitions: 3}, slog.New(slog.DiscardHandler))
@@ -288,7 +321,18 @@ func TestIdleConnectionsBounded(t *testing.T) {
 		}
 		conns = append(conns, cn)
 	}
-	time.Sleep(500 * time.Millisecond) // let the server accept what it will
+	// Let the server take every connection from its accept queue (evicting
+	// or refusing), then let the ones it holds idle past evictAfter: a
+	// loaded machine can still be accepting them when the request below
+	// arrives, and the connections it holds then, just taken, are not yet
+	// evictable, so it would be refused.
+	for deadline := time.Now().Add(60 * time.Second); c.acceptQueue(t) > 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server did not accept the %d connections within 60s (%d still queued)", len(conns), c.acceptQueue(t))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
 	files := c.openFiles(t)
 	t.Logf("%d idle connections: server files %d → %d (max_connections %d)", len(conns), baseFiles, files, maxConns)
 	if files > baseFiles+maxConns+8 {

@@ -6,7 +6,6 @@ package s3test
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -22,6 +21,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/lambdarec/lambdarec/internal/porttest"
 )
 
 // EnvBinary overrides where the versitygw binary is; by default the tool
@@ -43,12 +44,7 @@ type Server struct {
 func Start(t testing.TB) *Server {
 	t.Helper()
 	bin := binary(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := porttest.Addr(t)
 	s := &Server{Endpoint: "http://" + addr, Access: "lambdarec-test", Secret: "lambdarec-test-secret"}
 	logf, err := os.Create(filepath.Join(t.TempDir(), "versitygw.log"))
 	if err != nil {

@@ -2,7 +2,10 @@
 // (store.Store), over clickhouse-go/v2's native protocol. It creates and
 // migrates its tables (lambdarec_* in the DSN's database; the schema version is
 // kept in lambdarec_schema_migrations) and works with ClickHouse 18.16
-// (Debian's package) as well as current releases.
+// (Debian's package) as well as current releases. A migration that replaces
+// the session Buffer table renames the old one away first; one left renamed
+// by a process that died mid-migration is flushed and dropped by the next
+// start (schema.go, dropStaleBuffers).
 //
 // Batch views: PublishBatch inserts every list of the new batch into
 // lambdarec_batch_lists (one partition per batch id), checks the row count,
@@ -161,6 +164,7 @@ type Store struct {
 
 	queries, hits, misses atomic.Int64
 	bufferRetries         atomic.Int64
+	staleBuffersDropped   atomic.Int64
 
 	// bufferRenamed, when set (tests), runs in replaceSessionBuffer between
 	// the rename of the old Buffer table and the creation of the new one.
@@ -227,7 +231,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 		s.connected.Store(true)
 	case cfg.Background:
 		s.log.Warn("clickhouse store not reachable at start; connecting in the background", "err", err)
-		s.connectInBackground()
+		s.connectInBackground(err)
 	default:
 		return nil, errors.Join(err, conn.Close())
 	}
@@ -244,6 +248,7 @@ func (s *Store) init(ctx context.Context) error {
 	if err := s.migrate(ctx); err != nil {
 		return fmt.Errorf("clickhouse store: %w", err)
 	}
+	s.staleBuffersDropped.Add(int64(s.dropStaleBuffers(ctx, time.Now())))
 	return nil
 }
 
@@ -269,12 +274,15 @@ type Stats struct {
 	// the session Buffer table was being replaced (a schema migration in
 	// another process).
 	BufferRetries int64
+	// StaleBuffersDropped counts the session Buffer tables left renamed by
+	// a process that died while replacing it, flushed and dropped at start.
+	StaleBuffersDropped int64
 }
 
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {
 	return Stats{Queries: s.queries.Load(), CacheHits: s.hits.Load(), CacheMisses: s.misses.Load(), CacheEntries: s.cache.Len(),
-		BufferRetries: s.bufferRetries.Load()}
+		BufferRetries: s.bufferRetries.Load(), StaleBuffersDropped: s.staleBuffersDropped.Load()}
 }
 
 // Close closes the connections; later calls return store.ErrClosed.

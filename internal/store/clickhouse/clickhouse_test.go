@@ -230,7 +230,10 @@ func TestOrphanedPublish(t *testing.T) {
 
 // TestBackgroundConnect opens the store with Background on a port where
 // nothing listens: New returns at once, every call fails with
-// ErrNotConnected naming the cause, and Close ends the retries promptly.
+// ErrNotConnected naming the cause (from New's own attempt on: before, the
+// calls said "connecting" until the background's first attempt ended, which
+// a loaded machine could delay past the test's 300 ms), and Close ends the
+// retries promptly.
 func TestBackgroundConnect(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -241,6 +244,9 @@ func TestBackgroundConnect(t *testing.T) {
 	s, err := clickhouse.New(context.Background(), clickhouse.Config{DSN: "clickhouse://" + addr + "/default?dial_timeout=500ms", Background: true}, nil)
 	if err != nil {
 		t.Fatalf("New with Background and the server down: %v", err)
+	}
+	if err := s.Ping(context.Background()); !errors.Is(err, clickhouse.ErrNotConnected) || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("Ping right after New: %v, want ErrNotConnected with the cause", err)
 	}
 	time.Sleep(300 * time.Millisecond) // a few attempts
 	if err := s.Ping(context.Background()); !errors.Is(err, clickhouse.ErrNotConnected) || !strings.Contains(err.Error(), "connection refused") {

@@ -24,11 +24,12 @@ const firstAttemptTimeout = 10 * time.Second
 // connectInBackground runs init until it succeeds or the store is closed,
 // backing off between attempts (0.1 s doubling, ±50% jitter, at most 10 s
 // apart), and logs each failure (at most one line per attempt, so a few lines
-// in the first seconds and then one per 10 s) and the recovery.
-func (s *Store) connectInBackground() {
+// in the first seconds and then one per 10 s) and the recovery. Until an
+// attempt of its own ends, calls fail with first, the error of New's
+// attempt.
+func (s *Store) connectInBackground(first error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopInit, s.initDone = cancel, make(chan struct{})
-	first := errors.New("connecting")
 	s.initErr.Store(&first)
 	go func() {
 		defer close(s.initDone)

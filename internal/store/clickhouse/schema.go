@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
@@ -156,9 +157,10 @@ func addSessionExplain(ctx context.Context, s *Store) error {
 // have ended it is dropped, which flushes what they wrote. Until the flush
 // a read can miss the old Buffer's rows (milliseconds). A process that
 // dies half-way leaves a renamed Buffer, which keeps flushing its rows to
-// the session table by its own limits.
+// the session table by its own limits until a later start drops it
+// (dropStaleBuffers).
 func (s *Store) replaceSessionBuffer(ctx context.Context) error {
-	old := fmt.Sprintf("%s_replaced_%d_%d", tableSessions, time.Now().UnixNano(), rand.Uint32())
+	old := renamedBufferName(time.Now())
 	err := s.conn.Exec(ctx, `RENAME TABLE `+tableSessions+` TO `+old)
 	var ex *ch.Exception
 	renamed := err == nil
@@ -239,6 +241,89 @@ func (s *Store) awaitInserts(ctx context.Context, ids []string) error {
 
 // awaitInsertsMax bounds awaitInserts.
 const awaitInsertsMax = 10 * time.Second
+
+// replacedBufferPrefix starts the name of a session Buffer table renamed
+// away by replaceSessionBuffer; the rest is the rename's time (Unix
+// nanoseconds) and a random number.
+const replacedBufferPrefix = tableSessions + "_replaced_"
+
+// staleBufferAge is the age past which a renamed session Buffer belongs to
+// a process that died during the migration: a live one drops its own
+// within awaitInsertsMax of the rename. It leaves ample room for clock skew
+// between hosts (the age is read from the name, written by the renaming
+// process's clock).
+const staleBufferAge = time.Minute
+
+// dropStaleBuffers flushes and drops the renamed session Buffer tables
+// left by processes that died while replacing the Buffer (see
+// replaceSessionBuffer): such a table holds rows not yet flushed to the
+// session table and, left alone, flushes them by its own limits forever
+// after. A table renamed less than staleBufferAge ago may be another
+// process's migration in progress, whose inserts still run: it is left to
+// that process (or to a later start). Each table costs two statements
+// (OPTIMIZE, which flushes it, and DROP); a failure is logged and the
+// start goes on, since a table left behind loses nothing. It returns the
+// count of tables dropped.
+func (s *Store) dropStaleBuffers(ctx context.Context, now time.Time) int {
+	rows, err := s.conn.Query(ctx, `SELECT name FROM system.tables WHERE database = ? AND engine = 'Buffer' AND name LIKE ?`, s.db, replacedBufferPrefix+"%")
+	if err != nil {
+		s.log.Warn("stale session buffers not listed", "err", err)
+		return 0
+	}
+	var names []string
+	var scanErr error
+	for scanErr == nil && rows.Next() {
+		var name string
+		if scanErr = rows.Scan(&name); scanErr == nil {
+			names = append(names, name)
+		}
+	}
+	if err := errors.Join(scanErr, rows.Err(), rows.Close()); err != nil {
+		s.log.Warn("stale session buffers not listed", "err", err)
+		return 0
+	}
+	dropped := 0
+	for _, name := range names {
+		renamed, ok := renamedAt(name)
+		if !ok {
+			s.log.Warn("session buffer of an unknown name left alone", "table", name)
+			continue
+		}
+		age := now.Sub(renamed)
+		if age < staleBufferAge {
+			s.log.Info("recently renamed session buffer left to its migration", "table", name, "age", age.Round(time.Millisecond))
+			continue
+		}
+		err := s.conn.Exec(ctx, `OPTIMIZE TABLE `+name)
+		var ex *ch.Exception
+		if err != nil && !(errors.As(err, &ex) && ex.Code == 60) { // 60: another process dropped it
+			s.log.Warn("stale session buffer not flushed", "table", name, "err", err)
+			continue
+		}
+		if err := s.conn.Exec(ctx, `DROP TABLE IF EXISTS `+name); err != nil {
+			s.log.Warn("stale session buffer not dropped", "table", name, "err", err)
+			continue
+		}
+		dropped++
+		s.log.Info("stale session buffer flushed and dropped", "table", name, "age", age.Round(time.Second))
+	}
+	return dropped
+}
+
+// renamedBufferName returns a name to rename the session Buffer to at.
+func renamedBufferName(at time.Time) string {
+	return fmt.Sprintf("%s%d_%d", replacedBufferPrefix, at.UnixNano(), rand.Uint32())
+}
+
+// renamedAt returns the time in the name of a renamed session Buffer.
+func renamedAt(name string) (time.Time, bool) {
+	ns, _, ok := strings.Cut(strings.TrimPrefix(name, replacedBufferPrefix), "_")
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if !ok || err != nil || !strings.HasPrefix(name, replacedBufferPrefix) {
+		return time.Time{}, false
+	}
+	return time.Unix(0, n), true
+}
 
 // isDuplicateColumn reports whether err is ClickHouse's "column with this
 // name already exists" (another process added it first).

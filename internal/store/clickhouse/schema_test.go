@@ -2,8 +2,10 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,6 +150,7 @@ func TestSessionInsertsSurviveBufferReplacement(t *testing.T) {
 	const writers = 3
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var views atomic.Int64
 	written := make([][]string, writers)
 	errs := make([]error, writers)
 	for g := range writers {
@@ -167,6 +170,7 @@ func TestSessionInsertsSurviveBufferReplacement(t *testing.T) {
 					return
 				}
 				written[g] = append(written[g], id)
+				views.Add(1)
 				time.Sleep(5 * time.Millisecond)
 			}
 		})
@@ -185,13 +189,20 @@ func TestSessionInsertsSurviveBufferReplacement(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	})
-	for range 3 {
+	// Three replacements, more (up to ten) while no writer has met one yet
+	// (a loaded machine can hold the writers still through a window).
+	for i := 0; i < 3 || (i < 10 && writer.Stats().BufferRetries == 0); i++ {
 		time.Sleep(400 * time.Millisecond)
 		if err := migrator.replaceSessionBuffer(ctx); err != nil {
 			t.Errorf("replace the Buffer: %v", err)
 		}
 	}
+	// The writers go on on the last Buffer: 400 ms, and until at least 50
+	// views are written in all (≤ 30 s).
 	time.Sleep(400 * time.Millisecond)
+	for deadline := time.Now().Add(30 * time.Second); views.Load() < 50 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	close(stop)
 	wg.Wait()
 	for _, err := range errs {
@@ -234,4 +245,110 @@ func TestSessionInsertsSurviveBufferReplacement(t *testing.T) {
 	if len(want) < 50 || len(got) != len(want) {
 		t.Errorf("%d views stored, %d written (want the same, at least 50)", len(got), len(want))
 	}
+}
+
+// A process that died while replacing the session Buffer (after the rename,
+// before the drop) left the old Buffer behind with rows it had not flushed.
+// The next start, here two processes starting at once, flushes those rows
+// into the session table (once) and drops the table; a Buffer renamed
+// moments ago (another process's migration in progress) is left alone.
+func TestStartDropsStaleRenamedBuffer(t *testing.T) {
+	ctx := context.Background()
+	dsn := clickhousetest.DSN(t)
+	first, err := New(ctx, Config{DSN: dsn}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	stale := renamedBufferName(time.Now().Add(-time.Hour))
+	fresh := renamedBufferName(time.Now())
+	now := time.Now().UTC()
+	for i, name := range []string{stale, fresh} {
+		// Limits of an hour and 10^9 rows: the rows stay in the Buffer
+		// until it is flushed by hand or dropped.
+		if err := first.conn.Exec(ctx, `CREATE TABLE `+name+` AS `+tableSessionData+
+			` ENGINE = Buffer(`+quote(first.db)+`, '`+tableSessionData+`', 1, 3600, 3600, 1000000000, 1000000000, 1000000000000, 1000000000000)`); err != nil {
+			t.Fatal(err)
+		}
+		if err := first.insertRow(ctx, `INSERT INTO `+name+` (session_id, user_id, items, scores, purchased, event_ns, event_date, kafka_partition, kafka_offset, updated_ns, explanation)`,
+			name, "u", []string{"a"}, []float64{1}, []string{}, unixNano(now), eventDate(now), int32(0), uint64(10+i), unixNano(now), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inTable := func(id string) uint64 {
+		t.Helper()
+		var n uint64
+		if err := first.conn.QueryRow(ctx, `SELECT count() FROM `+tableSessionData+` WHERE session_id = ?`, id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := inTable(stale); n != 0 {
+		t.Fatalf("the stale Buffer's row is in %s before any start (%d rows): the test's Buffer flushed by itself", tableSessionData, n)
+	}
+
+	var wg sync.WaitGroup
+	stores := make([]*Store, 2)
+	errs := make([]error, 2)
+	for i := range stores {
+		wg.Go(func() { stores[i], errs[i] = New(ctx, Config{DSN: dsn}, nil) })
+	}
+	wg.Wait()
+	var dropped int64
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("start %d: %v", i, err)
+		}
+		defer stores[i].Close()
+		dropped += stores[i].Stats().StaleBuffersDropped
+	}
+	if dropped == 0 {
+		t.Error("no start counted the stale Buffer as dropped")
+	}
+	tables := map[string]bool{}
+	rows, err := first.conn.Query(ctx, `SELECT name FROM system.tables WHERE database = ?`, first.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		tables[name] = true
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		t.Fatal(err)
+	}
+	if tables[stale] {
+		t.Errorf("the stale Buffer %s is still there", stale)
+	}
+	if !tables[fresh] {
+		t.Errorf("the Buffer renamed moments ago (%s) was dropped: another process's migration may still insert into it", fresh)
+	}
+	if n := inTable(stale); n != 1 {
+		t.Errorf("%d rows of the stale Buffer in %s, want 1 (flushed once)", n, tableSessionData)
+	}
+	got, ok, err := stores[0].ExplainedSession(ctx, stale)
+	if err != nil || !ok || got.Offset != 10 {
+		t.Errorf("the stale Buffer's view read after the start: %+v %v %v", got, ok, err)
+	}
+	if n := inTable(fresh); n != 0 {
+		t.Errorf("the recent Buffer was flushed (%d rows in %s): it is its migration's to flush", n, tableSessionData)
+	}
+}
+
+func TestRenamedAt(t *testing.T) {
+	at := time.Unix(0, 1764480000123456789)
+	f := func(name string, want time.Time, wantOK bool) {
+		t.Helper()
+		got, ok := renamedAt(name)
+		if ok != wantOK || !got.Equal(want) {
+			t.Errorf("renamedAt(%q) = %v, %v; want %v, %v", name, got, ok, want, wantOK)
+		}
+	}
+	f(renamedBufferName(at), at, true)
+	f(replacedBufferPrefix+"x_1", time.Time{}, false)
+	f(replacedBufferPrefix+"123", time.Time{}, false)
+	f("lambdarec_sessionsXreplacedX123_1", time.Time{}, false)
 }

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lambdarec/lambdarec/internal/porttest"
 )
 
 // EnvAddr names the host:port of the Redis server CI starts (.ci/run).
@@ -122,14 +124,11 @@ func (s *Server) Stop() {
 	<-s.done
 }
 
+// freePort returns a loopback port nobody listens on now, below the
+// ephemeral range (porttest): redis-server binds it a moment later.
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return porttest.Port(t)
 }
 
 // FreePort returns a loopback port that was free a moment ago, for a
