@@ -1,12 +1,12 @@
 package model
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/lambdarec/lambdarec/schemas"
 )
@@ -14,77 +14,178 @@ import (
 // Spill routes the events of a full recompute to session-hash shards kept in
 // local files, so that the source is read once however many parts the
 // recompute needs: each shard is then read back and built in turn (Build)
-// with only its own events in memory. Item and user ids are interned into
-// the accumulator's dictionaries as events arrive (they are shared by every
-// part anyway); a spilled event takes 37 bytes plus its session id. The
-// model equals one Builder over every event (TestSpillEqualsBuild).
+// with only its own events in memory. The model equals one Builder over
+// every event (TestSpillEqualsBuild).
+//
+// Every id is interned as events arrive, so a spilled event is a fixed
+// record of spillRecord bytes with no string: item and user ids go into the
+// accumulator's dictionaries (every part shares them anyway), and each
+// session gets a number in its shard, in the order of its first event, which
+// is the Builder's own numbering of the shard's sessions (their ids are kept
+// once, in memory: the run writes every session's span in the end anyway).
+// Records are gathered in blocks per shard and written by a goroutine of
+// their own, beside the scan that adds them.
 type Spill struct {
 	a     *Accumulator
 	files []*os.File
-	w     []*bufio.Writer
-	n     []int
-	buf   []byte
-	err   error
-	// the previous event's item and user ids: consecutive events often
-	// repeat them.
-	lastItem, lastUser uint32
-	started            bool
+	n     []int      // records spilled to each shard
+	names [][]string // each shard's session ids, by number
+	// While events are added: the block being filled for each shard, each
+	// session (by index in loc), the previous event's session and item.
+	blocks            [][]byte
+	sess              map[string]uint32
+	loc               []sessionLoc
+	last              string
+	lastSess          uint32
+	lastItem          uint32
+	started           bool
+	nItems, nUsers    uint32 // the dictionaries' sizes once every event is added
+	out               chan spillBlock
+	free              chan []byte
+	done              chan struct{} // closed when the writer has returned
+	werr              error         // the writer's first error, read after done
+	finished, stopped bool
 }
 
-// spillRecord is the fixed part of a spilled event: hash, time, offset (8
-// bytes each), partition, item, user (4 each), kind (1), then the session
-// id's length as a uvarint and its bytes.
-const spillRecord = 8 + 8 + 8 + 4 + 4 + 4 + 1
+// sessionLoc is where a session's events go (shard, and the session's number
+// in it) and the user of its latest event (an interning shortcut).
+type sessionLoc struct {
+	shard, num, user uint32
+}
+
+// spillBlock is a block of records for the writer.
+type spillBlock struct {
+	shard int
+	b     []byte
+}
+
+// spillRecord is a spilled event: hash, time, offset (8 bytes each),
+// partition, item, user, session number (4 each), kind (1).
+const spillRecord = 8 + 8 + 8 + 4 + 4 + 4 + 4 + 1
+
+// spillBlockRecords is the records of a block, written (and read back) at
+// once: ~160 KiB.
+const spillBlockRecords = 4096
 
 // Spill returns a Spill of shards shards, in files created in dir (the
 // system's temporary directory when empty). Close removes them.
 func (a *Accumulator) Spill(dir string, shards int) (*Spill, error) {
-	if shards < 1 {
+	if shards < 1 || shards > 1<<16 {
 		return nil, fmt.Errorf("model: spill into %d shards", shards)
 	}
-	s := &Spill{a: a, buf: make([]byte, 0, 256)}
+	s := &Spill{a: a, sess: make(map[string]uint32), n: make([]int, shards), names: make([][]string, shards),
+		blocks: make([][]byte, shards), out: make(chan spillBlock, 4), free: make(chan []byte, 8), done: make(chan struct{})}
 	for range shards {
 		f, err := os.CreateTemp(dir, "lambdarec-batch-shard-*")
 		if err != nil {
+			s.stopped = true // no writer yet
+			close(s.done)
 			return nil, errors.Join(fmt.Errorf("create spill file: %w", err), s.Close())
 		}
 		s.files = append(s.files, f)
-		s.w = append(s.w, bufio.NewWriterSize(f, 256<<10))
-		s.n = append(s.n, 0)
 	}
+	go s.write()
 	return s, nil
+}
+
+// write writes the blocks to their shards' files until out is closed; the
+// first error sticks (werr) and the remaining blocks are dropped.
+func (s *Spill) write() {
+	defer close(s.done)
+	for blk := range s.out {
+		if s.werr == nil {
+			if _, err := s.files[blk.shard].Write(blk.b); err != nil {
+				s.werr = fmt.Errorf("spill events: %w", err)
+			}
+		}
+		select {
+		case s.free <- blk.b[:0]:
+		default:
+		}
+	}
 }
 
 // Add spills e to the shard of its session. A write error sticks: Build
 // returns it.
 func (s *Spill) Add(e Event) {
-	if s.err != nil {
+	if s.finished {
 		return
 	}
 	m := s.a.m
+	sid := s.lastSess
+	if !s.started || e.SessionID != s.last {
+		id, ok := s.sess[e.SessionID]
+		if !ok {
+			c := strings.Clone(e.SessionID)
+			id = uint32(len(s.loc))
+			s.sess[c] = id
+			shard := EventIDHash(c) % uint64(len(s.files))
+			s.loc = append(s.loc, sessionLoc{shard: uint32(shard), num: uint32(len(s.names[shard])), user: m.users.users.intern(e.UserID)})
+			s.names[shard] = append(s.names[shard], c)
+		}
+		sid, s.lastSess = id, id
+		l := s.loc[id]
+		s.last = s.names[l.shard][l.num]
+	}
 	if !s.started || m.items.str(s.lastItem) != e.ItemID {
 		s.lastItem = m.items.intern(e.ItemID)
 	}
-	if !s.started || m.users.users.str(s.lastUser) != e.UserID {
-		s.lastUser = m.users.users.intern(e.UserID)
-	}
 	s.started = true
-	shard := EventIDHash(e.SessionID) % uint64(len(s.w))
-	b := s.buf[:spillRecord]
-	binary.LittleEndian.PutUint64(b[0:], EventIDHash(e.EventID))
-	binary.LittleEndian.PutUint64(b[8:], uint64(e.Time))
-	binary.LittleEndian.PutUint64(b[16:], uint64(e.Offset))
-	binary.LittleEndian.PutUint32(b[24:], uint32(e.Partition))
-	binary.LittleEndian.PutUint32(b[28:], s.lastItem)
-	binary.LittleEndian.PutUint32(b[32:], s.lastUser)
-	b[36] = byte(e.Kind)
-	b = binary.AppendUvarint(b, uint64(len(e.SessionID)))
-	b = append(b, e.SessionID...)
-	s.buf = b[:0]
-	if _, err := s.w[shard].Write(b); err != nil {
-		s.err = fmt.Errorf("spill events: %w", err)
+	l := &s.loc[sid]
+	if m.users.users.str(l.user) != e.UserID {
+		l.user = m.users.users.intern(e.UserID)
 	}
-	s.n[shard]++
+	blk := s.blocks[l.shard]
+	if blk == nil {
+		select {
+		case blk = <-s.free:
+		default:
+			blk = make([]byte, 0, spillRecord*spillBlockRecords)
+		}
+	}
+	n := len(blk)
+	blk = blk[:n+spillRecord]
+	r := blk[n : n+spillRecord]
+	binary.LittleEndian.PutUint64(r[0:], EventIDHash(e.EventID))
+	binary.LittleEndian.PutUint64(r[8:], uint64(e.Time))
+	binary.LittleEndian.PutUint64(r[16:], uint64(e.Offset))
+	binary.LittleEndian.PutUint32(r[24:], uint32(e.Partition))
+	binary.LittleEndian.PutUint32(r[28:], s.lastItem)
+	binary.LittleEndian.PutUint32(r[32:], l.user)
+	binary.LittleEndian.PutUint32(r[36:], l.num)
+	r[40] = byte(e.Kind)
+	s.n[l.shard]++
+	if len(blk) == cap(blk) {
+		s.out <- spillBlock{int(l.shard), blk}
+		blk = nil
+	}
+	s.blocks[l.shard] = blk
+}
+
+// finish writes the blocks left, waits for the writer and drops what only
+// adding needs; it returns the writer's error.
+func (s *Spill) finish() error {
+	if !s.finished {
+		s.finished = true
+		for i, b := range s.blocks {
+			if len(b) > 0 {
+				s.out <- spillBlock{i, b}
+			}
+		}
+		s.stop()
+		s.nItems, s.nUsers = uint32(s.a.m.items.len()), uint32(s.a.m.users.users.len())
+		s.blocks, s.sess, s.loc, s.last = nil, nil, nil, ""
+	}
+	return s.werr
+}
+
+// stop ends the writer and waits for it.
+func (s *Spill) stop() {
+	if !s.stopped {
+		s.stopped = true
+		close(s.out)
+	}
+	<-s.done
 }
 
 // Build reads each shard back into a Builder of its sessions, calls each
@@ -94,8 +195,8 @@ func (s *Spill) Add(e Event) {
 // merged, so at most two shards' events are in memory at once. The Spill
 // must not be used afterwards but still be closed.
 func (s *Spill) Build(each func(b *Builder)) error {
-	if s.err != nil {
-		return s.err
+	if err := s.finish(); err != nil {
+		return err
 	}
 	type part struct {
 		b   *Builder
@@ -138,46 +239,49 @@ func (s *Spill) Build(each func(b *Builder)) error {
 }
 
 // readShard reads shard i back into a Builder of its sessions and removes
-// its file. It touches only the new Builder and the shard's file: the item
-// and user ids in the records are interned already.
+// its file. It touches only the new Builder, the shard's file and session
+// ids: the item and user ids in the records are interned already.
 func (s *Spill) readShard(i int) (*Builder, error) {
 	f := s.files[i]
-	if err := s.w[i].Flush(); err != nil {
-		return nil, fmt.Errorf("spill events: %w", err)
-	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("read spilled events: %w", err)
 	}
 	b := s.a.Builder()
+	// The shard's sessions are numbered as the Builder numbers them: in
+	// the order of their first records. Its dictionary is only read (the
+	// spans' session ids).
+	names := s.names[i]
+	s.names[i] = nil
+	b.sessions = &dict{strs: names}
 	b.Grow(s.n[i])
-	r := bufio.NewReaderSize(f, 1<<20)
-	var rec [spillRecord]byte
-	var sid []byte
-	for range s.n[i] {
-		if _, err := io.ReadFull(r, rec[:]); err != nil {
+	buf := make([]byte, spillRecord*spillBlockRecords)
+	for left := s.n[i]; left > 0; {
+		k := min(left, spillBlockRecords)
+		left -= k
+		if _, err := io.ReadFull(f, buf[:k*spillRecord]); err != nil {
 			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
 		}
-		n, err := binary.ReadUvarint(r)
-		if err != nil || n > 1<<20 {
-			return nil, fmt.Errorf("read spilled events of %s: session id length %d: %v", f.Name(), n, err)
+		for r := buf[:k*spillRecord]; len(r) >= spillRecord; r = r[spillRecord:] {
+			e := bevent{
+				hash:      binary.LittleEndian.Uint64(r[0:]),
+				time:      int64(binary.LittleEndian.Uint64(r[8:])),
+				offset:    int64(binary.LittleEndian.Uint64(r[16:])),
+				partition: int32(binary.LittleEndian.Uint32(r[24:])),
+				item:      binary.LittleEndian.Uint32(r[28:]),
+				user:      binary.LittleEndian.Uint32(r[32:]),
+				next:      -1,
+				kind:      schemas.Kind(r[40]),
+			}
+			sess := binary.LittleEndian.Uint32(r[36:])
+			if int(sess) > len(b.head) || int(sess) >= len(names) || e.item >= s.nItems || e.user >= s.nUsers {
+				return nil, fmt.Errorf("read spilled events of %s: a record is out of range (session %d of %d, item %d of %d, user %d of %d)",
+					f.Name(), sess, len(names), e.item, s.nItems, e.user, s.nUsers)
+			}
+			b.push(sess, e)
 		}
-		if uint64(cap(sid)) < n {
-			sid = make([]byte, n)
-		}
-		sid = sid[:n]
-		if _, err := io.ReadFull(r, sid); err != nil {
-			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
-		}
-		b.add(sid, bevent{
-			hash:      binary.LittleEndian.Uint64(rec[0:]),
-			time:      int64(binary.LittleEndian.Uint64(rec[8:])),
-			offset:    int64(binary.LittleEndian.Uint64(rec[16:])),
-			partition: int32(binary.LittleEndian.Uint32(rec[24:])),
-			item:      binary.LittleEndian.Uint32(rec[28:]),
-			user:      binary.LittleEndian.Uint32(rec[32:]),
-			next:      -1,
-			kind:      schemas.Kind(rec[36]),
-		})
+	}
+	if len(b.head) != len(names) {
+		return nil, fmt.Errorf("read spilled events of %s: %d of %d sessions", f.Name(), len(b.head), len(names))
 	}
 	// The shard is in memory: its file is not needed any more.
 	if err := s.closeFile(i); err != nil {
@@ -191,12 +295,13 @@ func (s *Spill) closeFile(i int) error {
 	if f == nil {
 		return nil
 	}
-	s.files[i], s.w[i] = nil, nil
+	s.files[i] = nil
 	return errors.Join(f.Close(), os.Remove(f.Name()))
 }
 
 // Close removes the spill files that remain.
 func (s *Spill) Close() error {
+	s.stop()
 	var errs []error
 	for i := range s.files {
 		if err := s.closeFile(i); err != nil {

@@ -93,10 +93,8 @@ func TestSpillBuildReadError(t *testing.T) {
 	for _, e := range st.events {
 		s.Add(e)
 	}
-	for i := range s.w {
-		if err := s.w[i].Flush(); err != nil {
-			t.Fatal(err)
-		}
+	if err := s.finish(); err != nil {
+		t.Fatal(err)
 	}
 	if err := s.files[1].Truncate(spillRecord + 3); err != nil {
 		t.Fatal(err)
@@ -114,5 +112,47 @@ func TestSpillBuildReadError(t *testing.T) {
 	}
 	if left, err := os.ReadDir(dir); err != nil || len(left) != 0 {
 		t.Fatalf("%d spill files left (%v)", len(left), err)
+	}
+}
+
+// TestSpillBuildCorruptRecord: a spilled record whose session number, item
+// or user is out of range makes Build return an error instead of building
+// (or panicking on) a wrong model.
+func TestSpillBuildCorruptRecord(t *testing.T) {
+	for _, field := range []struct {
+		name string
+		at   int64
+	}{{"item", 28}, {"user", 32}, {"session", 36}} {
+		p := DefaultParams()
+		r := rand.New(rand.NewPCG(9, 9))
+		st := genStream(r, 3, 60, 40, 3000)
+		dir := t.TempDir()
+		a, err := NewAccumulator(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := a.Spill(dir, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range st.events {
+			s.Add(e)
+		}
+		if err := s.finish(); err != nil {
+			t.Fatal(err)
+		}
+		// The third record of shard 0.
+		if _, err := s.files[0].WriteAt([]byte{0xff, 0xff, 0xff, 0x7f}, 2*spillRecord+field.at); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Build(nil); err == nil {
+			t.Errorf("Build of a spill with a corrupt %s: no error", field.name)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if left, err := os.ReadDir(dir); err != nil || len(left) != 0 {
+			t.Fatalf("%d spill files left (%v)", len(left), err)
+		}
 	}
 }
