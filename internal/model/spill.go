@@ -205,11 +205,20 @@ func (s *Spill) Build(each func(b *Builder)) error {
 	parts := make(chan part)
 	stop := make(chan struct{})
 	done := make(chan struct{})
+	// The event buffer of a part built is reused by the part after next
+	// (two parts are in memory at once): no new 48 bytes an event, zeroed,
+	// for every part.
+	recycle := make(chan []bevent, 1)
 	go func() {
 		defer close(done)
 		defer close(parts)
 		for i := range s.files {
-			b, err := s.readShard(i)
+			var evs []bevent
+			select {
+			case evs = <-recycle:
+			default:
+			}
+			b, err := s.readShard(i, evs)
 			select {
 			case parts <- part{b, err}:
 			case <-stop:
@@ -233,15 +242,21 @@ func (s *Spill) Build(each func(b *Builder)) error {
 		if each != nil {
 			each(p.b)
 		}
+		evs := p.b.evs
 		s.a.Add(p.b)
+		select {
+		case recycle <- evs[:0]:
+		default:
+		}
 	}
 	return nil
 }
 
 // readShard reads shard i back into a Builder of its sessions and removes
-// its file. It touches only the new Builder, the shard's file and session
-// ids: the item and user ids in the records are interned already.
-func (s *Spill) readShard(i int) (*Builder, error) {
+// its file; evs, when large enough, is the Builder's event buffer. It
+// touches only the new Builder, the shard's file and session ids: the item
+// and user ids in the records are interned already.
+func (s *Spill) readShard(i int, evs []bevent) (*Builder, error) {
 	f := s.files[i]
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("read spilled events: %w", err)
@@ -253,7 +268,12 @@ func (s *Spill) readShard(i int) (*Builder, error) {
 	names := s.names[i]
 	s.names[i] = nil
 	b.sessions = &dict{strs: names}
-	b.Grow(s.n[i])
+	if cap(evs) >= s.n[i] {
+		b.evs = evs[:0]
+	} else {
+		// With room for a slightly larger part to reuse it.
+		b.evs = make([]bevent, 0, s.n[i]+s.n[i]/32)
+	}
 	buf := make([]byte, spillRecord*spillBlockRecords)
 	for left := s.n[i]; left > 0; {
 		k := min(left, spillBlockRecords)
