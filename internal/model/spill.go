@@ -1,12 +1,12 @@
 package model
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/lambdarec/lambdarec/schemas"
 )
@@ -14,43 +14,31 @@ import (
 // Spill routes the events of a full recompute to session-hash shards kept in
 // local files, so that the source is read once however many parts the
 // recompute needs: each shard is then read back and built in turn (Build)
-// with only its own events in memory. The model equals one Builder over
-// every event (TestSpillEqualsBuild).
-//
-// Every id is interned as events arrive, so a spilled event is a fixed
-// record of spillRecord bytes with no string: item and user ids go into the
-// accumulator's dictionaries (every part shares them anyway), and each
-// session gets a number in its shard, in the order of its first event, which
-// is the Builder's own numbering of the shard's sessions (their ids are kept
-// once, in memory: the run writes every session's span in the end anyway).
-// Records are gathered in blocks per shard and written by a goroutine of
-// their own, beside the scan that adds them.
+// with only its own events in memory. Item and user ids are interned into
+// the accumulator's dictionaries as events arrive (they are shared by every
+// part anyway); a spilled event is a fixed record of spillRecord bytes plus
+// its session id, whose interning is left to the read of its shard (one
+// part's sessions at a time: a dictionary of every session while the
+// snapshot is scanned cost twice as much, in cache misses). Records are
+// gathered in blocks per shard and written by a goroutine of their own,
+// beside the scan that adds them. The model equals one Builder over every
+// event (TestSpillEqualsBuild).
 type Spill struct {
 	a     *Accumulator
 	files []*os.File
-	n     []int      // records spilled to each shard
-	names [][]string // each shard's session ids, by number
-	// While events are added: the block being filled for each shard, each
-	// session (by index in loc), the previous event's session and item.
-	blocks            [][]byte
-	sess              map[string]uint32
-	loc               []sessionLoc
-	last              string
-	lastSess          uint32
-	lastItem          uint32
-	started           bool
-	nItems, nUsers    uint32 // the dictionaries' sizes once every event is added
-	out               chan spillBlock
-	free              chan []byte
-	done              chan struct{} // closed when the writer has returned
-	werr              error         // the writer's first error, read after done
-	finished, stopped bool
-}
-
-// sessionLoc is where a session's events go (shard, and the session's number
-// in it) and the user of its latest event (an interning shortcut).
-type sessionLoc struct {
-	shard, num, user uint32
+	n     []int // records spilled to each shard
+	// While events are added: the block being filled for each shard, the
+	// previous event's item and user ids (consecutive events often repeat
+	// them).
+	blocks             [][]byte
+	lastItem, lastUser uint32
+	started            bool
+	nItems, nUsers     uint32 // the dictionaries' sizes once every event is added
+	out                chan spillBlock
+	free               chan []byte
+	done               chan struct{} // closed when the writer has returned
+	werr               error         // the writer's first error, read after done
+	finished, stopped  bool
 }
 
 // spillBlock is a block of records for the writer.
@@ -59,13 +47,17 @@ type spillBlock struct {
 	b     []byte
 }
 
-// spillRecord is a spilled event: hash, time, offset (8 bytes each),
-// partition, item, user, session number (4 each), kind (1).
-const spillRecord = 8 + 8 + 8 + 4 + 4 + 4 + 4 + 1
+// spillRecord is the fixed part of a spilled event: hash, time, offset (8
+// bytes each), partition, item, user (4 each), kind (1), then the session
+// id's length as a uvarint and its bytes.
+const spillRecord = 8 + 8 + 8 + 4 + 4 + 4 + 1
 
-// spillBlockRecords is the records of a block, written (and read back) at
-// once: ~160 KiB.
-const spillBlockRecords = 4096
+// spillBlockSize is the size of the blocks written (and of the buffer they
+// are read back with).
+const spillBlockSize = 256 << 10
+
+// maxSpillSession bounds the session id length a spilled record may carry.
+const maxSpillSession = 1 << 20
 
 // Spill returns a Spill of shards shards, in files created in dir (the
 // system's temporary directory when empty). Close removes them.
@@ -73,8 +65,8 @@ func (a *Accumulator) Spill(dir string, shards int) (*Spill, error) {
 	if shards < 1 || shards > 1<<16 {
 		return nil, fmt.Errorf("model: spill into %d shards", shards)
 	}
-	s := &Spill{a: a, sess: make(map[string]uint32), n: make([]int, shards), names: make([][]string, shards),
-		blocks: make([][]byte, shards), out: make(chan spillBlock, 4), free: make(chan []byte, 8), done: make(chan struct{})}
+	s := &Spill{a: a, n: make([]int, shards), blocks: make([][]byte, shards),
+		out: make(chan spillBlock, 4), free: make(chan []byte, 8), done: make(chan struct{})}
 	for range shards {
 		f, err := os.CreateTemp(dir, "lambdarec-batch-shard-*")
 		if err != nil {
@@ -112,58 +104,41 @@ func (s *Spill) Add(e Event) {
 		return
 	}
 	m := s.a.m
-	sid := s.lastSess
-	if !s.started || e.SessionID != s.last {
-		id, ok := s.sess[e.SessionID]
-		if !ok {
-			c := strings.Clone(e.SessionID)
-			id = uint32(len(s.loc))
-			s.sess[c] = id
-			shard := EventIDHash(c) % uint64(len(s.files))
-			s.loc = append(s.loc, sessionLoc{shard: uint32(shard), num: uint32(len(s.names[shard])), user: m.users.users.intern(e.UserID)})
-			s.names[shard] = append(s.names[shard], c)
-		}
-		sid, s.lastSess = id, id
-		l := s.loc[id]
-		s.last = s.names[l.shard][l.num]
-	}
 	if !s.started || m.items.str(s.lastItem) != e.ItemID {
 		s.lastItem = m.items.intern(e.ItemID)
 	}
-	s.started = true
-	l := &s.loc[sid]
-	if m.users.users.str(l.user) != e.UserID {
-		l.user = m.users.users.intern(e.UserID)
+	if !s.started || m.users.users.str(s.lastUser) != e.UserID {
+		s.lastUser = m.users.users.intern(e.UserID)
 	}
-	blk := s.blocks[l.shard]
+	s.started = true
+	shard := EventIDHash(e.SessionID) % uint64(len(s.files))
+	blk := s.blocks[shard]
 	if blk == nil {
 		select {
 		case blk = <-s.free:
 		default:
-			blk = make([]byte, 0, spillRecord*spillBlockRecords)
+			blk = make([]byte, 0, spillBlockSize+256)
 		}
 	}
-	n := len(blk)
-	blk = blk[:n+spillRecord]
-	r := blk[n : n+spillRecord]
-	binary.LittleEndian.PutUint64(r[0:], EventIDHash(e.EventID))
-	binary.LittleEndian.PutUint64(r[8:], uint64(e.Time))
-	binary.LittleEndian.PutUint64(r[16:], uint64(e.Offset))
-	binary.LittleEndian.PutUint32(r[24:], uint32(e.Partition))
-	binary.LittleEndian.PutUint32(r[28:], s.lastItem)
-	binary.LittleEndian.PutUint32(r[32:], l.user)
-	binary.LittleEndian.PutUint32(r[36:], l.num)
-	r[40] = byte(e.Kind)
-	s.n[l.shard]++
-	if len(blk) == cap(blk) {
-		s.out <- spillBlock{int(l.shard), blk}
+	blk = binary.LittleEndian.AppendUint64(blk, EventIDHash(e.EventID))
+	blk = binary.LittleEndian.AppendUint64(blk, uint64(e.Time))
+	blk = binary.LittleEndian.AppendUint64(blk, uint64(e.Offset))
+	blk = binary.LittleEndian.AppendUint32(blk, uint32(e.Partition))
+	blk = binary.LittleEndian.AppendUint32(blk, s.lastItem)
+	blk = binary.LittleEndian.AppendUint32(blk, s.lastUser)
+	blk = append(blk, byte(e.Kind))
+	blk = binary.AppendUvarint(blk, uint64(len(e.SessionID)))
+	blk = append(blk, e.SessionID...)
+	s.n[shard]++
+	if len(blk) >= spillBlockSize {
+		s.out <- spillBlock{int(shard), blk}
 		blk = nil
 	}
-	s.blocks[l.shard] = blk
+	s.blocks[shard] = blk
 }
 
-// finish writes the blocks left, waits for the writer and drops what only
-// adding needs; it returns the writer's error.
+// finish writes the blocks left and waits for the writer; it returns the
+// writer's error.
 func (s *Spill) finish() error {
 	if !s.finished {
 		s.finished = true
@@ -174,7 +149,7 @@ func (s *Spill) finish() error {
 		}
 		s.stop()
 		s.nItems, s.nUsers = uint32(s.a.m.items.len()), uint32(s.a.m.users.users.len())
-		s.blocks, s.sess, s.loc, s.last = nil, nil, nil, ""
+		s.blocks = nil
 	}
 	return s.werr
 }
@@ -254,54 +229,64 @@ func (s *Spill) Build(each func(b *Builder)) error {
 
 // readShard reads shard i back into a Builder of its sessions and removes
 // its file; evs, when large enough, is the Builder's event buffer. It
-// touches only the new Builder, the shard's file and session ids: the item
-// and user ids in the records are interned already.
+// touches only the new Builder and the shard's file: the item and user ids
+// in the records are interned already.
 func (s *Spill) readShard(i int, evs []bevent) (*Builder, error) {
 	f := s.files[i]
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("read spilled events: %w", err)
 	}
 	b := s.a.Builder()
-	// The shard's sessions are numbered as the Builder numbers them: in
-	// the order of their first records. Its dictionary is only read (the
-	// spans' session ids).
-	names := s.names[i]
-	s.names[i] = nil
-	b.sessions = &dict{strs: names}
 	if cap(evs) >= s.n[i] {
 		b.evs = evs[:0]
 	} else {
 		// With room for a slightly larger part to reuse it.
 		b.evs = make([]bevent, 0, s.n[i]+s.n[i]/32)
 	}
-	buf := make([]byte, spillRecord*spillBlockRecords)
-	for left := s.n[i]; left > 0; {
-		k := min(left, spillBlockRecords)
-		left -= k
-		if _, err := io.ReadFull(f, buf[:k*spillRecord]); err != nil {
+	// The records are parsed where the reader buffers them (Peek), not
+	// copied out one by one.
+	r := bufio.NewReaderSize(f, spillBlockSize)
+	var long []byte
+	for range s.n[i] {
+		h, _ := r.Peek(spillRecord + binary.MaxVarintLen64)
+		if len(h) < spillRecord+1 {
+			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), io.ErrUnexpectedEOF)
+		}
+		e := bevent{
+			hash:      binary.LittleEndian.Uint64(h[0:]),
+			time:      int64(binary.LittleEndian.Uint64(h[8:])),
+			offset:    int64(binary.LittleEndian.Uint64(h[16:])),
+			partition: int32(binary.LittleEndian.Uint32(h[24:])),
+			item:      binary.LittleEndian.Uint32(h[28:]),
+			user:      binary.LittleEndian.Uint32(h[32:]),
+			next:      -1,
+			kind:      schemas.Kind(h[36]),
+		}
+		n, w := binary.Uvarint(h[spillRecord:])
+		if w <= 0 || n > maxSpillSession || e.item >= s.nItems || e.user >= s.nUsers {
+			return nil, fmt.Errorf("read spilled events of %s: a record is out of range (session id length %d, item %d of %d, user %d of %d)",
+				f.Name(), n, e.item, s.nItems, e.user, s.nUsers)
+		}
+		if _, err := r.Discard(spillRecord + w); err != nil {
 			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
 		}
-		for r := buf[:k*spillRecord]; len(r) >= spillRecord; r = r[spillRecord:] {
-			e := bevent{
-				hash:      binary.LittleEndian.Uint64(r[0:]),
-				time:      int64(binary.LittleEndian.Uint64(r[8:])),
-				offset:    int64(binary.LittleEndian.Uint64(r[16:])),
-				partition: int32(binary.LittleEndian.Uint32(r[24:])),
-				item:      binary.LittleEndian.Uint32(r[28:]),
-				user:      binary.LittleEndian.Uint32(r[32:]),
-				next:      -1,
-				kind:      schemas.Kind(r[40]),
+		if sid, err := r.Peek(int(n)); err == nil {
+			b.add(sid, e)
+		} else if errors.Is(err, bufio.ErrBufferFull) {
+			if cap(long) < int(n) {
+				long = make([]byte, n)
 			}
-			sess := binary.LittleEndian.Uint32(r[36:])
-			if int(sess) > len(b.head) || int(sess) >= len(names) || e.item >= s.nItems || e.user >= s.nUsers {
-				return nil, fmt.Errorf("read spilled events of %s: a record is out of range (session %d of %d, item %d of %d, user %d of %d)",
-					f.Name(), sess, len(names), e.item, s.nItems, e.user, s.nUsers)
+			if _, err := io.ReadFull(r, long[:n]); err != nil {
+				return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
 			}
-			b.push(sess, e)
+			b.add(long[:n], e)
+			continue
+		} else {
+			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
 		}
-	}
-	if len(b.head) != len(names) {
-		return nil, fmt.Errorf("read spilled events of %s: %d of %d sessions", f.Name(), len(b.head), len(names))
+		if _, err := r.Discard(int(n)); err != nil {
+			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
+		}
 	}
 	// The shard is in memory: its file is not needed any more.
 	if err := s.closeFile(i); err != nil {
