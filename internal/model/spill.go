@@ -39,6 +39,9 @@ type Spill struct {
 	done               chan struct{} // closed when the writer has returned
 	werr               error         // the writer's first error, read after done
 	finished, stopped  bool
+	// sessions is the sessions of the shard read last (by the reader), to
+	// size the next one's dictionary: the shards are alike.
+	sessions int
 }
 
 // spillBlock is a block of records for the writer.
@@ -237,6 +240,12 @@ func (s *Spill) readShard(i int, evs []bevent) (*Builder, error) {
 		return nil, fmt.Errorf("read spilled events: %w", err)
 	}
 	b := s.a.Builder()
+	if h := s.sessions + s.sessions/16; h > 0 {
+		// Sized as the previous shard's, the session dictionary does not
+		// grow (a rehash of every entry at each doubling) while it fills.
+		b.sessions = &dict{ids: make(map[string]uint32, h), strs: make([]string, 0, h)}
+		b.head, b.tail, b.user = make([]int32, 0, h), make([]int32, 0, h), make([]uint32, 0, h)
+	}
 	if cap(evs) >= s.n[i] {
 		b.evs = evs[:0]
 	} else {
@@ -288,6 +297,7 @@ func (s *Spill) readShard(i int, evs []bevent) (*Builder, error) {
 			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
 		}
 	}
+	s.sessions = b.sessions.len()
 	// The shard is in memory: its file is not needed any more.
 	if err := s.closeFile(i); err != nil {
 		return nil, err
