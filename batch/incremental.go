@@ -232,7 +232,7 @@ func eachEvent(rec arrow.RecordBatch, fn func(e *model.Event)) error {
 			UserID:    c.user.Value(i),
 			ItemID:    c.item.Value(i),
 			Kind:      kind,
-			Time:      c.ts.Value(i).ToTime(unit).UnixMicro(),
+			Time:      micros(c.ts.Value(i), unit),
 			Partition: c.partition.Value(i),
 			Offset:    c.offset.Value(i),
 		}

@@ -479,7 +479,7 @@ func addBatch(b interface{ Add(model.Event) }, rec arrow.RecordBatch) (int, int6
 			return 0, 0, fmt.Errorf("events row at partition %d offset %d: unknown interaction %q",
 				c.partition.Value(i), c.offset.Value(i), c.kind.Value(i))
 		}
-		t := c.ts.Value(i).ToTime(unit).UnixMicro()
+		t := micros(c.ts.Value(i), unit)
 		maxTime = max(maxTime, t)
 		b.Add(model.Event{
 			EventID:   c.eventID.Value(i),
@@ -493,6 +493,16 @@ func addBatch(b interface{ Add(model.Event) }, rec arrow.RecordBatch) (int, int6
 		})
 	}
 	return n, maxTime, nil
+}
+
+// micros returns timestamp v of unit as unix microseconds, as
+// v.ToTime(unit).UnixMicro() does; events are written in microseconds, which
+// need no conversion.
+func micros(v arrow.Timestamp, unit arrow.TimeUnit) int64 {
+	if unit == arrow.Microsecond {
+		return int64(v)
+	}
+	return v.ToTime(unit).UnixMicro()
 }
 
 // view derives the serving view from the model. itemsDone, when not nil, is

@@ -506,3 +506,15 @@ func TestFollowPublishesEachNewBatchOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestMicrosEqualsToTime: the scan's timestamp conversion equals Arrow's
+// ToTime(unit).UnixMicro() in every unit, negative times included.
+func TestMicrosEqualsToTime(t *testing.T) {
+	for _, unit := range []arrow.TimeUnit{arrow.Second, arrow.Millisecond, arrow.Microsecond, arrow.Nanosecond} {
+		for _, v := range []arrow.Timestamp{0, 1, -1, 999, -1001, 1_700_000_000_123_456, -1_700_000_000_123_457} {
+			if got, want := micros(v, unit), v.ToTime(unit).UnixMicro(); got != want {
+				t.Errorf("micros(%d, %s) = %d, want %d", v, unit, got, want)
+			}
+		}
+	}
+}

@@ -16,19 +16,38 @@ import (
 // recompute needs: each shard is then read back and built in turn (Build)
 // with only its own events in memory. Item and user ids are interned into
 // the accumulator's dictionaries as events arrive (they are shared by every
-// part anyway); a spilled event takes 37 bytes plus its session id. The
-// model equals one Builder over every event (TestSpillEqualsBuild).
+// part anyway); a spilled event is a fixed record of spillRecord bytes plus
+// its session id, whose interning is left to the read of its shard (one
+// part's sessions at a time: a dictionary of every session while the
+// snapshot is scanned cost twice as much, in cache misses). Records are
+// gathered in blocks per shard and written by a goroutine of their own,
+// beside the scan that adds them. The model equals one Builder over every
+// event (TestSpillEqualsBuild).
 type Spill struct {
 	a     *Accumulator
 	files []*os.File
-	w     []*bufio.Writer
-	n     []int
-	buf   []byte
-	err   error
-	// the previous event's item and user ids: consecutive events often
-	// repeat them.
+	n     []int // records spilled to each shard
+	// While events are added: the block being filled for each shard, the
+	// previous event's item and user ids (consecutive events often repeat
+	// them).
+	blocks             [][]byte
 	lastItem, lastUser uint32
 	started            bool
+	nItems, nUsers     uint32 // the dictionaries' sizes once every event is added
+	out                chan spillBlock
+	free               chan []byte
+	done               chan struct{} // closed when the writer has returned
+	werr               error         // the writer's first error, read after done
+	finished, stopped  bool
+	// sessions is the sessions of the shard read last (by the reader), to
+	// size the next one's dictionary: the shards are alike.
+	sessions int
+}
+
+// spillBlock is a block of records for the writer.
+type spillBlock struct {
+	shard int
+	b     []byte
 }
 
 // spillRecord is the fixed part of a spilled event: hash, time, offset (8
@@ -36,29 +55,55 @@ type Spill struct {
 // id's length as a uvarint and its bytes.
 const spillRecord = 8 + 8 + 8 + 4 + 4 + 4 + 1
 
+// spillBlockSize is the size of the blocks written (and of the buffer they
+// are read back with).
+const spillBlockSize = 256 << 10
+
+// maxSpillSession bounds the session id length a spilled record may carry.
+const maxSpillSession = 1 << 20
+
 // Spill returns a Spill of shards shards, in files created in dir (the
 // system's temporary directory when empty). Close removes them.
 func (a *Accumulator) Spill(dir string, shards int) (*Spill, error) {
-	if shards < 1 {
+	if shards < 1 || shards > 1<<16 {
 		return nil, fmt.Errorf("model: spill into %d shards", shards)
 	}
-	s := &Spill{a: a, buf: make([]byte, 0, 256)}
+	s := &Spill{a: a, n: make([]int, shards), blocks: make([][]byte, shards),
+		out: make(chan spillBlock, 4), free: make(chan []byte, 8), done: make(chan struct{})}
 	for range shards {
 		f, err := os.CreateTemp(dir, "lambdarec-batch-shard-*")
 		if err != nil {
+			s.stopped = true // no writer yet
+			close(s.done)
 			return nil, errors.Join(fmt.Errorf("create spill file: %w", err), s.Close())
 		}
 		s.files = append(s.files, f)
-		s.w = append(s.w, bufio.NewWriterSize(f, 256<<10))
-		s.n = append(s.n, 0)
 	}
+	go s.write()
 	return s, nil
+}
+
+// write writes the blocks to their shards' files until out is closed; the
+// first error sticks (werr) and the remaining blocks are dropped.
+func (s *Spill) write() {
+	defer close(s.done)
+	for blk := range s.out {
+		if s.werr == nil {
+			if _, err := s.files[blk.shard].Write(blk.b); err != nil {
+				s.werr = fmt.Errorf("spill events: %w", err)
+			}
+		}
+		select {
+		case s.free <- blk.b[:0]:
+		default:
+		}
+	}
 }
 
 // Add spills e to the shard of its session. A write error sticks: Build
 // returns it.
 func (s *Spill) Add(e Event) {
-	if s.err != nil {
+	if s.finished {
 		return
 	}
 	m := s.a.m
@@ -69,22 +114,56 @@ func (s *Spill) Add(e Event) {
 		s.lastUser = m.users.users.intern(e.UserID)
 	}
 	s.started = true
-	shard := EventIDHash(e.SessionID) % uint64(len(s.w))
-	b := s.buf[:spillRecord]
-	binary.LittleEndian.PutUint64(b[0:], EventIDHash(e.EventID))
-	binary.LittleEndian.PutUint64(b[8:], uint64(e.Time))
-	binary.LittleEndian.PutUint64(b[16:], uint64(e.Offset))
-	binary.LittleEndian.PutUint32(b[24:], uint32(e.Partition))
-	binary.LittleEndian.PutUint32(b[28:], s.lastItem)
-	binary.LittleEndian.PutUint32(b[32:], s.lastUser)
-	b[36] = byte(e.Kind)
-	b = binary.AppendUvarint(b, uint64(len(e.SessionID)))
-	b = append(b, e.SessionID...)
-	s.buf = b[:0]
-	if _, err := s.w[shard].Write(b); err != nil {
-		s.err = fmt.Errorf("spill events: %w", err)
+	shard := EventIDHash(e.SessionID) % uint64(len(s.files))
+	blk := s.blocks[shard]
+	if blk == nil {
+		select {
+		case blk = <-s.free:
+		default:
+			blk = make([]byte, 0, spillBlockSize+256)
+		}
 	}
+	blk = binary.LittleEndian.AppendUint64(blk, EventIDHash(e.EventID))
+	blk = binary.LittleEndian.AppendUint64(blk, uint64(e.Time))
+	blk = binary.LittleEndian.AppendUint64(blk, uint64(e.Offset))
+	blk = binary.LittleEndian.AppendUint32(blk, uint32(e.Partition))
+	blk = binary.LittleEndian.AppendUint32(blk, s.lastItem)
+	blk = binary.LittleEndian.AppendUint32(blk, s.lastUser)
+	blk = append(blk, byte(e.Kind))
+	blk = binary.AppendUvarint(blk, uint64(len(e.SessionID)))
+	blk = append(blk, e.SessionID...)
 	s.n[shard]++
+	if len(blk) >= spillBlockSize {
+		s.out <- spillBlock{int(shard), blk}
+		blk = nil
+	}
+	s.blocks[shard] = blk
+}
+
+// finish writes the blocks left and waits for the writer; it returns the
+// writer's error.
+func (s *Spill) finish() error {
+	if !s.finished {
+		s.finished = true
+		for i, b := range s.blocks {
+			if len(b) > 0 {
+				s.out <- spillBlock{i, b}
+			}
+		}
+		s.stop()
+		s.nItems, s.nUsers = uint32(s.a.m.items.len()), uint32(s.a.m.users.users.len())
+		s.blocks = nil
+	}
+	return s.werr
+}
+
+// stop ends the writer and waits for it.
+func (s *Spill) stop() {
+	if !s.stopped {
+		s.stopped = true
+		close(s.out)
+	}
+	<-s.done
 }
 
 // Build reads each shard back into a Builder of its sessions, calls each
@@ -94,8 +173,8 @@ func (s *Spill) Add(e Event) {
 // merged, so at most two shards' events are in memory at once. The Spill
 // must not be used afterwards but still be closed.
 func (s *Spill) Build(each func(b *Builder)) error {
-	if s.err != nil {
-		return s.err
+	if err := s.finish(); err != nil {
+		return err
 	}
 	type part struct {
 		b   *Builder
@@ -104,11 +183,20 @@ func (s *Spill) Build(each func(b *Builder)) error {
 	parts := make(chan part)
 	stop := make(chan struct{})
 	done := make(chan struct{})
+	// The event buffer of a part built is reused by the part after next
+	// (two parts are in memory at once): no new 48 bytes an event, zeroed,
+	// for every part.
+	recycle := make(chan []bevent, 1)
 	go func() {
 		defer close(done)
 		defer close(parts)
 		for i := range s.files {
-			b, err := s.readShard(i)
+			var evs []bevent
+			select {
+			case evs = <-recycle:
+			default:
+			}
+			b, err := s.readShard(i, evs)
 			select {
 			case parts <- part{b, err}:
 			case <-stop:
@@ -132,53 +220,84 @@ func (s *Spill) Build(each func(b *Builder)) error {
 		if each != nil {
 			each(p.b)
 		}
+		evs := p.b.evs
 		s.a.Add(p.b)
+		select {
+		case recycle <- evs[:0]:
+		default:
+		}
 	}
 	return nil
 }
 
 // readShard reads shard i back into a Builder of its sessions and removes
-// its file. It touches only the new Builder and the shard's file: the item
-// and user ids in the records are interned already.
-func (s *Spill) readShard(i int) (*Builder, error) {
+// its file; evs, when large enough, is the Builder's event buffer. It
+// touches only the new Builder and the shard's file: the item and user ids
+// in the records are interned already.
+func (s *Spill) readShard(i int, evs []bevent) (*Builder, error) {
 	f := s.files[i]
-	if err := s.w[i].Flush(); err != nil {
-		return nil, fmt.Errorf("spill events: %w", err)
-	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("read spilled events: %w", err)
 	}
 	b := s.a.Builder()
-	b.Grow(s.n[i])
-	r := bufio.NewReaderSize(f, 1<<20)
-	var rec [spillRecord]byte
-	var sid []byte
-	for range s.n[i] {
-		if _, err := io.ReadFull(r, rec[:]); err != nil {
-			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
-		}
-		n, err := binary.ReadUvarint(r)
-		if err != nil || n > 1<<20 {
-			return nil, fmt.Errorf("read spilled events of %s: session id length %d: %v", f.Name(), n, err)
-		}
-		if uint64(cap(sid)) < n {
-			sid = make([]byte, n)
-		}
-		sid = sid[:n]
-		if _, err := io.ReadFull(r, sid); err != nil {
-			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
-		}
-		b.add(sid, bevent{
-			hash:      binary.LittleEndian.Uint64(rec[0:]),
-			time:      int64(binary.LittleEndian.Uint64(rec[8:])),
-			offset:    int64(binary.LittleEndian.Uint64(rec[16:])),
-			partition: int32(binary.LittleEndian.Uint32(rec[24:])),
-			item:      binary.LittleEndian.Uint32(rec[28:]),
-			user:      binary.LittleEndian.Uint32(rec[32:]),
-			next:      -1,
-			kind:      schemas.Kind(rec[36]),
-		})
+	if h := s.sessions + s.sessions/16; h > 0 {
+		// Sized as the previous shard's, the session dictionary does not
+		// grow (a rehash of every entry at each doubling) while it fills.
+		b.sessions = &dict{ids: make(map[string]uint32, h), strs: make([]string, 0, h)}
+		b.head, b.tail, b.user = make([]int32, 0, h), make([]int32, 0, h), make([]uint32, 0, h)
 	}
+	if cap(evs) >= s.n[i] {
+		b.evs = evs[:0]
+	} else {
+		// With room for a slightly larger part to reuse it.
+		b.evs = make([]bevent, 0, s.n[i]+s.n[i]/32)
+	}
+	// The records are parsed where the reader buffers them (Peek), not
+	// copied out one by one.
+	r := bufio.NewReaderSize(f, spillBlockSize)
+	var long []byte
+	for range s.n[i] {
+		h, _ := r.Peek(spillRecord + binary.MaxVarintLen64)
+		if len(h) < spillRecord+1 {
+			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), io.ErrUnexpectedEOF)
+		}
+		e := bevent{
+			hash:      binary.LittleEndian.Uint64(h[0:]),
+			time:      int64(binary.LittleEndian.Uint64(h[8:])),
+			offset:    int64(binary.LittleEndian.Uint64(h[16:])),
+			partition: int32(binary.LittleEndian.Uint32(h[24:])),
+			item:      binary.LittleEndian.Uint32(h[28:]),
+			user:      binary.LittleEndian.Uint32(h[32:]),
+			next:      -1,
+			kind:      schemas.Kind(h[36]),
+		}
+		n, w := binary.Uvarint(h[spillRecord:])
+		if w <= 0 || n > maxSpillSession || e.item >= s.nItems || e.user >= s.nUsers {
+			return nil, fmt.Errorf("read spilled events of %s: a record is out of range (session id length %d, item %d of %d, user %d of %d)",
+				f.Name(), n, e.item, s.nItems, e.user, s.nUsers)
+		}
+		if _, err := r.Discard(spillRecord + w); err != nil {
+			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
+		}
+		if sid, err := r.Peek(int(n)); err == nil {
+			b.add(sid, e)
+		} else if errors.Is(err, bufio.ErrBufferFull) {
+			if cap(long) < int(n) {
+				long = make([]byte, n)
+			}
+			if _, err := io.ReadFull(r, long[:n]); err != nil {
+				return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
+			}
+			b.add(long[:n], e)
+			continue
+		} else {
+			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
+		}
+		if _, err := r.Discard(int(n)); err != nil {
+			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
+		}
+	}
+	s.sessions = b.sessions.len()
 	// The shard is in memory: its file is not needed any more.
 	if err := s.closeFile(i); err != nil {
 		return nil, err
@@ -191,12 +310,13 @@ func (s *Spill) closeFile(i int) error {
 	if f == nil {
 		return nil
 	}
-	s.files[i], s.w[i] = nil, nil
+	s.files[i] = nil
 	return errors.Join(f.Close(), os.Remove(f.Name()))
 }
 
 // Close removes the spill files that remain.
 func (s *Spill) Close() error {
+	s.stop()
 	var errs []error
 	for i := range s.files {
 		if err := s.closeFile(i); err != nil {

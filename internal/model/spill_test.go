@@ -3,7 +3,11 @@ package model
 import (
 	"math/rand/v2"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/lambdarec/lambdarec/schemas"
 )
 
 // TestSpillEqualsBuild: a model built from events spilled to session-hash
@@ -93,10 +97,8 @@ func TestSpillBuildReadError(t *testing.T) {
 	for _, e := range st.events {
 		s.Add(e)
 	}
-	for i := range s.w {
-		if err := s.w[i].Flush(); err != nil {
-			t.Fatal(err)
-		}
+	if err := s.finish(); err != nil {
+		t.Fatal(err)
 	}
 	if err := s.files[1].Truncate(spillRecord + 3); err != nil {
 		t.Fatal(err)
@@ -114,5 +116,89 @@ func TestSpillBuildReadError(t *testing.T) {
 	}
 	if left, err := os.ReadDir(dir); err != nil || len(left) != 0 {
 		t.Fatalf("%d spill files left (%v)", len(left), err)
+	}
+}
+
+// TestSpillBuildCorruptRecord: a spilled record whose item, user or session
+// id length is out of range makes Build return an error instead of building
+// (or panicking on) a wrong model.
+func TestSpillBuildCorruptRecord(t *testing.T) {
+	for _, field := range []struct {
+		name string
+		at   int64
+	}{{"item", 28}, {"user", 32}, {"session id length", spillRecord}} {
+		p := DefaultParams()
+		r := rand.New(rand.NewPCG(9, 9))
+		st := genStream(r, 3, 60, 40, 3000)
+		dir := t.TempDir()
+		a, err := NewAccumulator(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := a.Spill(dir, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range st.events {
+			s.Add(e)
+		}
+		if err := s.finish(); err != nil {
+			t.Fatal(err)
+		}
+		// The first record of shard 0.
+		if _, err := s.files[0].WriteAt([]byte{0xff, 0xff, 0xff, 0x7f}, field.at); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Build(nil); err == nil {
+			t.Errorf("Build of a spill with a corrupt %s: no error", field.name)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if left, err := os.ReadDir(dir); err != nil || len(left) != 0 {
+			t.Fatalf("%d spill files left (%v)", len(left), err)
+		}
+	}
+}
+
+// TestSpillLongSessionID: a session id longer than the read buffer is read
+// back whole.
+func TestSpillLongSessionID(t *testing.T) {
+	p := DefaultParams()
+	long := strings.Repeat("s", spillBlockSize+1000)
+	var evs []Event
+	for i := range 50 {
+		sid := "short"
+		if i%3 == 0 {
+			sid = long
+		}
+		evs = append(evs, Event{EventID: "e" + strconv.Itoa(i), SessionID: sid, UserID: "u", ItemID: "i" + strconv.Itoa(i%7),
+			Kind: schemas.KindPageView, Time: 1_700_000_000_000_000 + int64(i)*1_000_000, Offset: int64(i)})
+	}
+	want, err := Recompute(p, evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAccumulator(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := a.Spill(t.TempDir(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, e := range evs {
+		s.Add(e)
+	}
+	sessions := map[string]bool{}
+	if err := s.Build(func(b *Builder) { b.EachSpan(func(id string, _ Span) { sessions[id] = true }) }); err != nil {
+		t.Fatal(err)
+	}
+	if d := a.Model().Diff(want); d != "" {
+		t.Fatal(d)
+	}
+	if !sessions[long] || !sessions["short"] || len(sessions) != 2 {
+		t.Fatalf("sessions read back: %d (long: %v, short: %v)", len(sessions), sessions[long], sessions["short"])
 	}
 }
