@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -95,10 +96,13 @@ func TestRunRateAndDuration(t *testing.T) {
 func TestRunStopsOnCancel(t *testing.T) {
 	g := newGen(t, Config{Seed: 1, Rate: 1000})
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(200*time.Millisecond, cancel)
+	defer cancel()
+	// Cancelled 200 ms after the first record, not after the test's start:
+	// on a loaded machine Run may start later than a timer set here.
+	sink := &cancelAfterFirst{Sink: NewFileSink(&bytes.Buffer{}), after: 200 * time.Millisecond, cancel: cancel}
 	done := make(chan Stats)
 	go func() {
-		st, err := g.Run(ctx, NewFileSink(&bytes.Buffer{}))
+		st, err := g.Run(ctx, sink)
 		if err != nil {
 			t.Error(err)
 		}
@@ -114,6 +118,20 @@ func TestRunStopsOnCancel(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not stop after its context was cancelled")
 	}
+}
+
+// cancelAfterFirst is a Sink that calls cancel a while after its first
+// record.
+type cancelAfterFirst struct {
+	Sink
+	after  time.Duration
+	cancel context.CancelFunc
+	once   sync.Once
+}
+
+func (c *cancelAfterFirst) Write(ctx context.Context, rec Record) error {
+	c.once.Do(func() { time.AfterFunc(c.after, c.cancel) })
+	return c.Sink.Write(ctx, rec)
 }
 
 type failingSink struct{ n int }
