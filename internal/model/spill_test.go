@@ -78,19 +78,17 @@ func TestSpillEqualsBuild(t *testing.T) {
 	}
 }
 
-// TestSpillBuildReadError: a spill file cut short makes Build return an
-// error (the shards are read ahead by a goroutine of their own, which
-// stops), and Close still removes every file.
-func TestSpillBuildReadError(t *testing.T) {
-	p := DefaultParams()
-	r := rand.New(rand.NewPCG(7, 7))
-	st := genStream(r, 3, 60, 40, 3000)
+// finishedSpill spills a random stream of 3,000 events (seed) into shards
+// files in a new directory, written out and ready to build.
+func finishedSpill(t *testing.T, seed uint64, shards int) (*Spill, string) {
+	t.Helper()
+	st := genStream(rand.New(rand.NewPCG(seed, seed)), 3, 60, 40, 3000)
 	dir := t.TempDir()
-	a, err := NewAccumulator(p)
+	a, err := NewAccumulator(DefaultParams())
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := a.Spill(dir, 3)
+	s, err := a.Spill(dir, shards)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,11 +98,19 @@ func TestSpillBuildReadError(t *testing.T) {
 	if err := s.finish(); err != nil {
 		t.Fatal(err)
 	}
+	return s, dir
+}
+
+// TestSpillBuildReadError: a spill file cut short makes Build return an
+// error (the shards are read ahead by a goroutine of their own, which
+// stops), and Close still removes every file.
+func TestSpillBuildReadError(t *testing.T) {
+	s, dir := finishedSpill(t, 7, 3)
 	if err := s.files[1].Truncate(spillRecord + 3); err != nil {
 		t.Fatal(err)
 	}
 	built := 0
-	err = s.Build(func(*Builder) { built++ })
+	err := s.Build(func(*Builder) { built++ })
 	if err == nil {
 		t.Fatal("Build of a truncated spill file: no error")
 	}
@@ -127,24 +133,7 @@ func TestSpillBuildCorruptRecord(t *testing.T) {
 		name string
 		at   int64
 	}{{"item", 28}, {"user", 32}, {"session id length", spillRecord}} {
-		p := DefaultParams()
-		r := rand.New(rand.NewPCG(9, 9))
-		st := genStream(r, 3, 60, 40, 3000)
-		dir := t.TempDir()
-		a, err := NewAccumulator(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := a.Spill(dir, 2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range st.events {
-			s.Add(e)
-		}
-		if err := s.finish(); err != nil {
-			t.Fatal(err)
-		}
+		s, dir := finishedSpill(t, 9, 2)
 		// The first record of shard 0.
 		if _, err := s.files[0].WriteAt([]byte{0xff, 0xff, 0xff, 0x7f}, field.at); err != nil {
 			t.Fatal(err)
