@@ -34,10 +34,12 @@ import (
 // the tracking connection was sent: a change is seen by every read that
 // starts after its announcement was read (a loopback round trip after the
 // writer's reply, typically tens of microseconds). Entries are inserted only
-// when no announcement for their shard, no reset and no loss of the tracking
-// connection came between the start of the Redis read that fetched them and
-// the insertion, so a value read before a change can never be cached after
-// that change's announcement was handled. An entry also ends when its key's
+// when no announcement for their shard, no other insertion into it, no reset
+// and no loss of the tracking connection came between the start of the Redis
+// read that fetched them and the insertion, so a value read before a change
+// can never be cached after that change's announcement was handled, nor
+// after a newer value another read of the process found (reads of one
+// process never see a session go back). An entry also ends when its key's
 // TTL does (PTTL is read with the view), so a session Redis expired is not
 // served even before Redis announces the expiry.
 //
@@ -74,7 +76,7 @@ const sessionCacheShards = 32
 
 type sessionShard struct {
 	mu  sync.Mutex
-	gen atomic.Uint64 // bumped (under mu) by every invalidation of the shard
+	gen atomic.Uint64 // bumped (under mu) by every invalidation of and insertion into the shard
 	lru *simplelru.LRU[string, *cachedSession]
 }
 
@@ -194,6 +196,12 @@ func (c *sessionCache) put(id string, tok cacheToken, sv store.SessionView, foun
 	if !c.active.Load() || c.epoch.Load() != tok.epoch || sh.gen.Load() != tok.gen {
 		return
 	}
+	// An insertion ends the reads of the shard in flight too: one that was
+	// sent before a write whose announcement is not read yet would
+	// otherwise replace (or, after an eviction, follow) the newer view this
+	// read found, and a reader that saw it would then see the session go
+	// back.
+	sh.gen.Add(1)
 	sh.lru.Add(id, e)
 }
 
