@@ -194,13 +194,19 @@ func (c *sessionCache) put(id string, tok cacheToken, sv store.SessionView, foun
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if !c.active.Load() || c.epoch.Load() != tok.epoch || sh.gen.Load() != tok.gen {
+		// Not cached; but an entry older than what this read found (another
+		// read's, sent before a write whose announcement is not read yet)
+		// must not be served after it, to a reader that saw this one.
+		if old, ok := sh.lru.Peek(id); ok && found && (!old.found || store.Newer(&sv, &old.view)) {
+			sh.gen.Add(1)
+			sh.lru.Remove(id)
+		}
 		return
 	}
 	// An insertion ends the reads of the shard in flight too: one that was
 	// sent before a write whose announcement is not read yet would
 	// otherwise replace (or, after an eviction, follow) the newer view this
-	// read found, and a reader that saw it would then see the session go
-	// back.
+	// read found.
 	sh.gen.Add(1)
 	sh.lru.Add(id, e)
 }
