@@ -5,6 +5,14 @@
 // layer, and reports the POST → speed answer latency (median, p90, p99,
 // worst) and how many probes got no speed answer within the timeout.
 //
+// A probe clicks an item that has neighbours in the batch view (GET
+// /v1/items/{item_id}/similar): a session whose only item has none gets a
+// speed view without items (the speed layer answered, but has nothing to
+// recommend), which is not the latency being measured. The probes without a
+// speed answer are still counted, and split by what they got instead: a
+// speed view without items, an answer from a batch published meanwhile that
+// covers the event (no speed view seen), or no view of the event at all.
+//
 // It is a measuring tool, not part of the product. Typical use, against a dev
 // flooded by the generator:
 //
@@ -46,6 +54,66 @@ func main() {
 
 type answer struct {
 	Items []item `json:"items"`
+	AsOf  struct {
+		Batch *struct {
+			BatchID string `json:"batch_id"`
+		} `json:"batch"`
+		Speed *struct{} `json:"speed"`
+	} `json:"as_of"`
+}
+
+func (a *answer) batchID() string {
+	if a.AsOf.Batch == nil {
+		return ""
+	}
+	return a.AsOf.Batch.BatchID
+}
+
+// miss is what a probe without a speed answer got instead.
+type miss int
+
+const (
+	// missEmptySpeedView: the speed layer's view of the session came, without
+	// items (the clicked item had no neighbours yet).
+	missEmptySpeedView miss = iota
+	// missBatchCovered: no speed view was seen, and the last answer came from
+	// a batch published after the POST (it may cover the event).
+	missBatchCovered
+	// missNoView: no view of the event at all.
+	missNoView
+	nMiss
+)
+
+// probeState follows one probe's answers.
+type probeState struct {
+	batchAtPost   string // batch served when the event was posted
+	sawSpeedView  bool
+	lastBatch     string
+	gotSpeedItems bool
+}
+
+// see records an answer; it reports whether it holds an item from the speed layer.
+func (p *probeState) see(a *answer) bool {
+	if a.AsOf.Speed != nil {
+		p.sawSpeedView = true
+	}
+	p.lastBatch = a.batchID()
+	if slices.ContainsFunc(a.Items, func(it item) bool { return it.Source == "speed" }) {
+		p.gotSpeedItems = true
+	}
+	return p.gotSpeedItems
+}
+
+// miss classifies a probe that got no speed item.
+func (p *probeState) miss() miss {
+	switch {
+	case p.sawSpeedView:
+		return missEmptySpeedView
+	case p.lastBatch != p.batchAtPost:
+		return missBatchCovered
+	default:
+		return missNoView
+	}
 }
 
 type item struct {
@@ -55,21 +123,33 @@ type item struct {
 
 func run(ctx context.Context, base string, dur, every, timeout, poll time.Duration) error {
 	cl := &http.Client{Timeout: 10 * time.Second}
-	// Items with neighbours: the popular ones a user without history gets.
+	// Items with neighbours in the batch view, among the popular ones a user
+	// without history gets: a popular item need not have any (a first batch
+	// of a hundred events has a few pairs), and a click on an item without
+	// neighbours gives a speed view without items.
 	var items []string
 	deadline := time.Now().Add(2 * time.Minute)
 	for len(items) == 0 {
-		a, err := recommend(ctx, cl, base, url.Values{"user_id": {"speedprobe-nobody"}, "k": {"5"}})
+		a, err := recommend(ctx, cl, base, url.Values{"user_id": {"speedprobe-nobody"}, "k": {"20"}})
 		if err == nil {
 			for _, it := range a.Items {
-				items = append(items, it.Item)
+				var n int
+				if n, err = neighbours(ctx, cl, base, it.Item); err != nil {
+					break
+				}
+				if n > 0 {
+					items = append(items, it.Item)
+				}
+				if len(items) == 5 {
+					break
+				}
 			}
 		}
 		if len(items) > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no popular items after 2 minutes (last error: %v)", err)
+			return fmt.Errorf("no popular item with neighbours after 2 minutes (last error: %v)", err)
 		}
 		if !sleep(ctx, time.Second) {
 			return ctx.Err()
@@ -77,6 +157,7 @@ func run(ctx context.Context, base string, dur, every, timeout, poll time.Durati
 	}
 	run := time.Now().UnixNano()
 	var lat []time.Duration
+	var misses [nMiss]int
 	missed := 0
 	end := time.Now().Add(dur)
 	for i := 0; time.Now().Before(end); i++ {
@@ -89,6 +170,10 @@ func run(ctx context.Context, base string, dur, every, timeout, poll time.Durati
 			"product_click": map[string]any{"item_id": items[i%len(items)], "category": "speedprobe"},
 		}
 		body, _ := json.Marshal([]any{ev})
+		var p probeState
+		if a, err := recommend(ctx, cl, base, url.Values{"user_id": {"speedprobe-nobody"}, "k": {"1"}}); err == nil {
+			p.batchAtPost = a.batchID()
+		}
 		start := time.Now()
 		resp, err := cl.Post(base+"/v1/events", "application/json", bytes.NewReader(body))
 		if err != nil {
@@ -105,7 +190,7 @@ func run(ctx context.Context, base string, dur, every, timeout, poll time.Durati
 			if err != nil && ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if err == nil && slices.ContainsFunc(a.Items, func(it item) bool { return it.Source == "speed" }) {
+			if err == nil && p.see(&a) {
 				got = true
 				break
 			}
@@ -117,17 +202,20 @@ func run(ctx context.Context, base string, dur, every, timeout, poll time.Durati
 			lat = append(lat, time.Since(start))
 		} else {
 			missed++
+			misses[p.miss()]++
 		}
 		if !sleep(ctx, time.Until(next)) {
 			break
 		}
 	}
+	why := fmt.Sprintf("(speed view without items %d, answered by a newer batch %d, no view %d)",
+		misses[missEmptySpeedView], misses[missBatchCovered], misses[missNoView])
 	if len(lat) == 0 {
-		return fmt.Errorf("no speed answer within %s in %d probes", timeout, missed)
+		return fmt.Errorf("no speed answer within %s in %d probes %s", timeout, missed, why)
 	}
 	slices.Sort(lat)
 	q := func(f float64) time.Duration { return lat[int(f*float64(len(lat)-1))] }
-	fmt.Printf("probes %d, speed answers %d, none within %s: %d\n", len(lat)+missed, len(lat), timeout, missed)
+	fmt.Printf("probes %d, speed answers %d, none within %s: %d %s\n", len(lat)+missed, len(lat), timeout, missed, why)
 	fmt.Printf("POST -> speed answer: median %s, p90 %s, p99 %s, worst %s\n",
 		q(0.5).Round(10*time.Microsecond), q(0.9).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond))
 	return nil
@@ -150,6 +238,28 @@ func recommend(ctx context.Context, cl *http.Client, base string, q url.Values) 
 	}
 	err = json.NewDecoder(resp.Body).Decode(&a)
 	return a, err
+}
+
+// neighbours returns how many neighbours item has in the batch view.
+func neighbours(ctx context.Context, cl *http.Client, base, id string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/items/"+url.PathEscape(id)+"/similar?k=1", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := cl.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return 0, errors.New(resp.Status + ": " + string(b))
+	}
+	var a struct {
+		Items []item `json:"items"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&a)
+	return len(a.Items), err
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
