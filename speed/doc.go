@@ -127,8 +127,7 @@
 // records of one session are more often scored once — (after a poll;
 // the poll waits no longer than that; after a poll of fewer than 64
 // records, at once) or, within a long poll (checked every 512 records),
-// once the tick has passed and the previous write is done, or MaxViewDelay
-// old. So several
+// MaxViewDelay old. So several
 // records of a session within one tick cost one scoring and one write, and
 // a rescoring due in that tick shares the pass. A view is
 // scored as of every record processed when it is scored (its own newest one
