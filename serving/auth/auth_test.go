@@ -351,6 +351,30 @@ func TestUnknownRouteNeedsAdmin(t *testing.T) {
 	}
 }
 
+// A file rewritten in place is taken only once two reloads read the same
+// content: the truncated file of a rewrite in progress never revokes the
+// keys. Reload is called by hand (no ticker), so this holds at any load.
+func TestReloadWaitsForAStableFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "keys")
+	writeFile(t, file, keyRead+" read\n")
+	a, err := New(Config{KeysFile: file, ReloadInterval: time.Hour}, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	has := func(key string) bool { _, ok := a.Keys().Lookup(key); return ok }
+	writeFile(t, file, "") // truncated: a rewrite in progress
+	if err := a.Reload(); err != nil || !has(keyRead) {
+		t.Fatalf("after reading the truncated file once: err %v, old key kept %v", err, has(keyRead))
+	}
+	writeFile(t, file, keyAll+" read,admin\n") // the rewrite done
+	if err := a.Reload(); err != nil || !has(keyRead) || has(keyAll) {
+		t.Fatalf("after reading the new file once: err %v, old key %v, new key %v", err, has(keyRead), has(keyAll))
+	}
+	if err := a.Reload(); err != nil || has(keyRead) || !has(keyAll) {
+		t.Fatalf("after reading the new file twice: err %v, old key %v, new key %v", err, has(keyRead), has(keyAll))
+	}
+}
+
 // The keys file is re-read when it changes; a broken file keeps the
 // previous keys, says so in the metric and in one log line, and a fixed file
 // is taken again.
@@ -390,8 +414,14 @@ func TestKeysFileReload(t *testing.T) {
 		t.Errorf("keys %v, file ok %v", testutil.ToFloat64(s.auth.m.keys), testutil.ToFloat64(s.auth.m.fileOK))
 	}
 
-	// Broken in place: the previous keys stay.
-	writeFile(t, file, keyAll+" read,admin\n"+keyRead+" reed\n")
+	// Broken: the previous keys stay. (Renamed into place: a rewrite in
+	// place can be read empty by two polls 20 ms apart on a loaded machine,
+	// which would rightly be taken; TestReloadWaitsForAStableFile covers
+	// rewrites in place without a clock.)
+	writeFile(t, tmp, keyAll+" read,admin\n"+keyRead+" reed\n")
+	if err := os.Rename(tmp, file); err != nil {
+		t.Fatal(err)
+	}
 	waitFor("broken file noticed", func() bool { return testutil.ToFloat64(s.auth.m.fileOK) == 0 })
 	time.Sleep(100 * time.Millisecond) // several more polls of the same broken file
 	if got := status(keyAll); got != 200 {
