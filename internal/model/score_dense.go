@@ -17,33 +17,39 @@ type DenseRows interface {
 	DenseRow(id uint32) (ids []uint32, row []ItemCount)
 }
 
-// denseAcc is ScoreDense's accumulator: a slot per item id, valid where
-// its stamp equals gen (so nothing is cleared between calls), and the ids
-// touched, in the order first touched.
+// denseAcc is ScoreDense's accumulator. The scores accumulate in cands,
+// one entry per item touched, in the order first touched (recent items
+// first); slots, by item id, hold the position of the id's entry, valid
+// where their stamp equals gen (so nothing is cleared between calls). An
+// accumulation reads one 8-byte slot at a random place and writes the
+// compact candidate list, which the selection then scans in order.
 type denseAcc struct {
-	gen     uint32
-	slots   []denseSlot
-	touched []denseEnt
-	heap    []denseCand // the selection, with each candidate's id
-	ties    []denseCand // candidates scoring the k-th best score
-	fheap   []float64   // the best scores, while selecting
-}
-
-// denseCand is a candidate of ScoreDense's selection and its item id.
-type denseCand struct {
-	Scored
-	id uint32
+	gen   uint32
+	slots []denseSlot
+	cands []denseCand
+	// The selection's buffers: the scores of the best candidates so far
+	// (a min-heap), the positions in cands of those that entered it and of
+	// those rejected scoring the heap's least, and the result.
+	fheap   []float64
+	entered []uint32
+	equal   []uint32
+	sel     []denseCand
+	ties    []denseCand
 }
 
 type denseSlot struct {
-	stamp  uint32 // == gen: score is this call's
-	recent uint32 // == gen: the item is one of the recent items
-	score  float64
+	stamp uint32 // == gen: pos is this call's
+	pos   uint32 // the id's entry in cands
 }
 
-type denseEnt struct {
-	id   uint32
-	item string
+// denseCand is an item touched by ScoreDense: its score so far, its id and
+// string, and whether it may not be recommended (a recent item, or one
+// exclude rejected).
+type denseCand struct {
+	score float64
+	item  string
+	id    uint32
+	skip  bool
 }
 
 // grow makes room for id.
@@ -62,7 +68,7 @@ func (a *denseAcc) next() {
 		clear(a.slots)
 		a.gen = 1
 	}
-	a.touched = a.touched[:0]
+	a.cands = a.cands[:0] // their item strings stay referenced until overwritten: the rows' own
 }
 
 // ScoreDense is Score for a DenseRows source and recent items given by id
@@ -100,10 +106,15 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 	if len(recent) > s.p.RecentItems {
 		recent = recent[:s.p.RecentItems]
 	}
+	gen := a.gen
 	for _, id := range recent {
 		a.grow(id)
-		a.slots[id].recent = a.gen
+		if sl := &a.slots[id]; sl.stamp != gen {
+			*sl = denseSlot{stamp: gen, pos: uint32(len(a.cands))}
+			a.cands = append(a.cands, denseCand{id: id, skip: true})
+		}
 	}
+	slots, cands := a.slots, a.cands
 	for r, id := range recent {
 		nids, row := src.DenseRow(id)
 		if len(row) > s.p.Neighbors {
@@ -112,26 +123,37 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 		if len(row) == 0 || row[0].Count <= 0 {
 			continue
 		}
+		nids = nids[:len(row)]
 		rw := RecencyWeight(r)
 		top := float64(row[0].Count)
-		for j := range row {
-			n := &row[j]
-			if n.Count <= 0 {
+		// A row is in count order: the ties share one term, computed once
+		// (the same operations on the same values, so the same bits).
+		var last int64
+		var term float64
+		for j, nid := range nids {
+			c := row[j].Count
+			if c <= 0 {
 				break
 			}
-			nid := nids[j]
-			a.grow(nid)
-			sl := &a.slots[nid]
-			if sl.stamp != a.gen {
-				sl.stamp, sl.score = a.gen, 0
-				a.touched = append(a.touched, denseEnt{id: nid, item: n.Item})
+			if c != last {
+				last, term = c, rw*float64(c)/top
 			}
-			sl.score += rw * float64(n.Count) / top
+			if int(nid) >= len(slots) {
+				a.grow(nid)
+				slots = a.slots
+			}
+			sl := &slots[nid]
+			if sl.stamp != gen {
+				*sl = denseSlot{stamp: gen, pos: uint32(len(cands))}
+				cands = append(cands, denseCand{id: nid, item: row[j].Item})
+			}
+			cands[sl.pos].score += term
 		}
 	}
+	a.cands = cands
 	sel := a.selectTop(k, exclude)
 	for _, c := range sel {
-		dst = append(dst, c.Scored)
+		dst = append(dst, Scored{Item: c.item, Score: c.score})
 	}
 	if withIDs {
 		for _, c := range sel {
@@ -144,27 +166,34 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 // selectTop returns the best k candidates of this call (not recent, not
 // excluded) in compareScored's order (score desc, item asc): what offering
 // each to offerTop's bounded heap selects, without comparing strings in
-// the hot loop. A first pass finds t, the k-th best score, with a heap of
-// scores only (exclude is asked about the candidates that enter it, those
-// excluded are marked so the second pass skips them); a second takes every
-// candidate scoring above t — all of which entered the heap — and of those
-// scoring t, the first in item order that exclude allows, as many as there
-// are places left. Only those ties and the final ≤ k are compared by item.
+// the hot loop. One pass over the candidates finds t, the k-th best score,
+// with a heap of scores only; exclude is asked about the candidates that
+// enter it, and those allowed are noted, as are those rejected scoring
+// exactly the heap's least (they may tie at t). Every candidate scoring
+// above t entered the heap; of those scoring t, entered or noted, the first
+// in item order that exclude allows are taken, as many as there are places
+// left. Only those ties and the final ≤ k are compared by item.
 func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseCand {
 	fh := a.fheap[:0] // min-heap of the best scores so far
-	for i := range a.touched {
-		sl := &a.slots[a.touched[i].id]
-		if sl.recent == a.gen {
+	entered, equal := a.entered[:0], a.equal[:0]
+	cands := a.cands
+	for i := range cands {
+		c := &cands[i]
+		if c.skip {
 			continue
 		}
-		sc := sl.score
+		sc := c.score
 		if len(fh) == k && sc <= fh[0] {
-			continue // cannot raise t; a tie at t is decided below
-		}
-		if exclude != nil && exclude(a.touched[i].item) {
-			sl.recent = a.gen // never recommended
+			if sc == fh[0] { // may tie at t, decided below
+				equal = append(equal, uint32(i))
+			}
 			continue
 		}
+		if exclude != nil && exclude(c.item) {
+			c.skip = true // never recommended
+			continue
+		}
+		entered = append(entered, uint32(i))
 		if len(fh) < k {
 			fh = append(fh, sc)
 			floatUp(fh, len(fh)-1)
@@ -173,46 +202,58 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseCand {
 		fh[0] = sc
 		floatDown(fh, 0)
 	}
-	a.fheap = fh
+	a.fheap, a.entered, a.equal = fh, entered, equal
 	full := len(fh) == k
 	var t float64
 	if full {
 		t = fh[0]
 	}
-	sel, ties := a.heap[:0], a.ties[:0]
-	for _, e := range a.touched {
-		sl := &a.slots[e.id]
+	sel, ties := a.sel[:0], a.ties[:0]
+	for _, i := range entered {
+		c := cands[i]
 		switch {
-		case sl.recent == a.gen, full && sl.score < t:
-		case full && sl.score == t:
-			ties = append(ties, denseCand{Scored{Item: e.item, Score: sl.score}, e.id})
-		default: // above t (or all, when fewer than k): offered and allowed
-			sel = append(sel, denseCand{Scored{Item: e.item, Score: sl.score}, e.id})
+		case full && c.score < t:
+		case full && c.score == t:
+			ties = append(ties, c) // allowed
+		default: // above t (or all, when fewer than k)
+			sel = append(sel, c)
 		}
 	}
 	// Insertion sort: at most k-1 entries, compared by score first.
 	for i := 1; i < len(sel); i++ {
 		c, j := sel[i], i
-		for ; j > 0 && better(c.Scored, sel[j-1].Scored); j-- {
+		for ; j > 0 && betterCand(&c, &sel[j-1]); j-- {
 			sel[j] = sel[j-1]
 		}
 		sel[j] = c
 	}
-	if need := k - len(sel); need > 0 && len(ties) > 0 {
-		slices.SortFunc(ties, func(x, y denseCand) int { return strings.Compare(x.Item, y.Item) })
+	if need := k - len(sel); need > 0 && full {
+		for _, i := range equal {
+			if c := cands[i]; c.score == t {
+				c.skip = exclude != nil // not asked yet
+				ties = append(ties, c)
+			}
+		}
+		slices.SortFunc(ties, func(x, y denseCand) int { return strings.Compare(x.item, y.item) })
 		for _, c := range ties {
 			if need == 0 {
 				break
 			}
-			if exclude != nil && exclude(c.Item) {
+			if c.skip && exclude(c.item) {
 				continue
 			}
 			sel = append(sel, c)
 			need--
 		}
 	}
-	a.heap, a.ties = sel, ties
+	clear(ties)
+	a.sel, a.ties = sel, ties[:0]
 	return sel
+}
+
+// betterCand is better for candidates.
+func betterCand(a, b *denseCand) bool {
+	return a.score > b.score || a.score == b.score && a.item < b.item
 }
 
 // floatUp and floatDown keep h a min-heap.

@@ -163,3 +163,66 @@ func TestScoreDenseTiesInItemOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestScoreDenseEqualsReference holds ScoreDense to the reference scorer
+// (a map of sums and a full sort) over many sessions built to stress the
+// selection: counts of 1 or 2 only (most candidates tie, often at the k-th
+// score), exclusions drawn from the strongest candidates, recent items that
+// are each other's neighbours, k around the number of candidates, and
+// scorers reused across calls.
+func TestScoreDenseEqualsReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 8))
+	for _, nb := range []int{2, 10, 50} {
+		p := DefaultParams()
+		p.Neighbors = nb
+		p.RecentItems = 2 + r.IntN(10)
+		c := NewCovisit()
+		items := make([]string, 300)
+		for i := range items {
+			items[i] = fmt.Sprintf("i%d", r.IntN(10_000))
+		}
+		for range 6_000 {
+			c.Add(items[r.IntN(len(items))], items[r.IntN(len(items))], 1+r.Int64N(2))
+		}
+		sc, err := NewScorer(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := newRefScorer(p)
+		dt := newDenseTop(c, nb)
+		for round := range 2_000 {
+			var recent []string
+			for range 1 + r.IntN(12) {
+				if it := items[r.IntN(len(items))]; !slices.Contains(recent, it) {
+					recent = append(recent, it)
+				}
+			}
+			ids := make([]uint32, len(recent))
+			for i, it := range recent {
+				ids[i] = dt.id(it)
+			}
+			k := 1 + r.IntN(30)
+			var exclude func(string) bool
+			if round%2 == 0 {
+				all := ref.Score(onlyTop{c}, recent, nil, 1_000)
+				out := map[string]bool{}
+				for _, s := range all {
+					if r.IntN(3) == 0 {
+						out[s.Item] = true
+					}
+				}
+				exclude = func(item string) bool { return out[item] }
+			}
+			want := ref.Score(onlyTop{c}, recent, exclude, k)
+			got, gotIDs := sc.AppendScoreDenseIDs(nil, nil, dt, ids, exclude, k)
+			if !sameScored(got, want) {
+				t.Fatalf("neighbors %d round %d k %d: got %v, want %v", nb, round, k, got, want)
+			}
+			for i, id := range gotIDs {
+				if dt.names[id] != got[i].Item {
+					t.Fatalf("neighbors %d round %d: id %d names %s, item %d is %s", nb, round, id, dt.names[id], i, got[i].Item)
+				}
+			}
+		}
+	}
+}
