@@ -33,23 +33,54 @@ type denseAcc struct {
 	fheap   []float64
 	entered []uint32
 	equal   []uint32
-	sel     []denseCand
-	ties    []denseCand
+	sel     []denseSel
+	ties    []denseSel
+	// rows are the rows of this call's recent items, by rank, and stride
+	// Params.Neighbors (see denseCand.at).
+	rows   [][]ItemCount
+	stride int
+	// read holds, for each row entry read, its candidate's position in
+	// cands, the rows one after another in rank order; readAt[r] is where
+	// the row of recent item r starts, readAt[len(rows)] the end. After the
+	// selection, the at of each candidate selected is viewBit | its place
+	// in the result (RowPicks).
+	read   []uint32
+	readAt []uint32
 }
+
+// viewBit marks denseCand.at as the candidate's place in the result (see
+// denseAcc.read); NewScorer keeps at below it.
+const viewBit = 1 << 31
 
 type denseSlot struct {
 	stamp uint32 // == gen: pos is this call's
 	pos   uint32 // the id's entry in cands
 }
 
-// denseCand is an item touched by ScoreDense: its score so far, its id and
-// string, and whether it may not be recommended (a recent item, or one
-// exclude rejected).
+// denseCand is an item touched by ScoreDense: its score so far, its id, and
+// where it was first read: at-1 is r·Params.Neighbors + j for entry j of the
+// row of recent item r, whose Item names it (0: a recent item, never
+// recommended). 16 bytes, no pointer: the item's string is only read back
+// for the candidates the selection compares by item.
 type denseCand struct {
 	score float64
-	item  string
 	id    uint32
-	skip  bool
+	at    uint32
+}
+
+// denseSel is a candidate of the selection, with its item.
+type denseSel struct {
+	item  string
+	score float64
+	id    uint32
+	pos   uint32 // in denseAcc.cands
+	ask   bool   // exclude was not asked about it yet
+}
+
+// item returns c's item.
+func (a *denseAcc) item(c *denseCand) string {
+	at := int(c.at - 1)
+	return a.rows[at/a.stride][at%a.stride].Item
 }
 
 // grow makes room for id.
@@ -68,7 +99,10 @@ func (a *denseAcc) next() {
 		clear(a.slots)
 		a.gen = 1
 	}
-	a.cands = a.cands[:0] // their item strings stay referenced until overwritten: the rows' own
+	a.cands = a.cands[:0]
+	clear(a.rows)
+	a.rows = a.rows[:0]
+	a.read, a.readAt = a.read[:0], a.readAt[:0]
 }
 
 // ScoreDense is Score for a DenseRows source and recent items given by id
@@ -107,11 +141,12 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 		recent = recent[:s.p.RecentItems]
 	}
 	gen := a.gen
+	a.stride = s.p.Neighbors // NewScorer checked RecentItems·Neighbors < viewBit
 	for _, id := range recent {
 		a.grow(id)
 		if sl := &a.slots[id]; sl.stamp != gen {
 			*sl = denseSlot{stamp: gen, pos: uint32(len(a.cands))}
-			a.cands = append(a.cands, denseCand{id: id, skip: true})
+			a.cands = append(a.cands, denseCand{id: id})
 		}
 	}
 	slots, cands := a.slots, a.cands
@@ -120,17 +155,25 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 		if len(row) > s.p.Neighbors {
 			row, nids = row[:s.p.Neighbors], nids[:s.p.Neighbors]
 		}
+		a.rows = append(a.rows, row)
+		a.readAt = append(a.readAt, uint32(len(a.read)))
 		if len(row) == 0 || row[0].Count <= 0 {
 			continue
 		}
 		nids = nids[:len(row)]
+		at := uint32(r*s.p.Neighbors) + 1
 		rw := RecencyWeight(r)
 		top := float64(row[0].Count)
+		cands = slices.Grow(cands, len(row)) // room for every entry: no append below
+		buf, n := cands[:cap(cands)], uint32(len(cands))
+		a.read = slices.Grow(a.read, len(row))
+		read := a.read[len(a.read):cap(a.read)]
 		// A row is in count order: the ties share one term, computed once
 		// (the same operations on the same values, so the same bits).
 		var last int64
 		var term float64
-		for j, nid := range nids {
+		nr := 0
+		for j := range nids {
 			c := row[j].Count
 			if c <= 0 {
 				break
@@ -138,20 +181,30 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 			if c != last {
 				last, term = c, rw*float64(c)/top
 			}
+			nid := nids[j]
 			if int(nid) >= len(slots) {
 				a.grow(nid)
 				slots = a.slots
 			}
 			sl := &slots[nid]
 			if sl.stamp != gen {
-				*sl = denseSlot{stamp: gen, pos: uint32(len(cands))}
-				cands = append(cands, denseCand{id: nid, item: row[j].Item})
+				*sl = denseSlot{stamp: gen, pos: n}
+				buf[n] = denseCand{id: nid, at: at + uint32(j)}
+				n++
 			}
-			cands[sl.pos].score += term
+			buf[sl.pos].score += term
+			read[j] = sl.pos
+			nr++
 		}
+		cands = buf[:n]
+		a.read = a.read[:len(a.read)+nr]
 	}
+	a.readAt = append(a.readAt, uint32(len(a.read)))
 	a.cands = cands
 	sel := a.selectTop(k, exclude)
+	for i, c := range sel {
+		a.cands[c.pos].at = viewBit | uint32(i)
+	}
 	for _, c := range sel {
 		dst = append(dst, Scored{Item: c.item, Score: c.score})
 	}
@@ -161,6 +214,29 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 		}
 	}
 	return dst, ids
+}
+
+// RowPick is an entry of a row read by the last ScoreDense call (or
+// AppendScoreDense, AppendScoreDenseIDs) that is an item of its result: entry J of the row, item I of the result.
+type RowPick struct{ J, I int32 }
+
+// AppendRowPicks appends to dst, in row order, the entries of the row of
+// recent item r (its rank) that the last ScoreDense call read and
+// that are items of its result: each item's contribution from that row,
+// what explaining the result walks, without reading the row's ids again.
+// Entries past the first count <= 0, or past Params.Neighbors, were not
+// read.
+func (s *Scorer) AppendRowPicks(dst []RowPick, r int) []RowPick {
+	a := &s.dense
+	if r < 0 || r+1 >= len(a.readAt) {
+		return dst
+	}
+	for j, pos := range a.read[a.readAt[r]:a.readAt[r+1]] {
+		if at := a.cands[pos].at; at&viewBit != 0 {
+			dst = append(dst, RowPick{J: int32(j), I: int32(at &^ viewBit)})
+		}
+	}
+	return dst
 }
 
 // selectTop returns the best k candidates of this call (not recent, not
@@ -173,13 +249,13 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 // above t entered the heap; of those scoring t, entered or noted, the first
 // in item order that exclude allows are taken, as many as there are places
 // left. Only those ties and the final ≤ k are compared by item.
-func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseCand {
+func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
 	fh := a.fheap[:0] // min-heap of the best scores so far
 	entered, equal := a.entered[:0], a.equal[:0]
 	cands := a.cands
 	for i := range cands {
 		c := &cands[i]
-		if c.skip {
+		if c.at == 0 {
 			continue
 		}
 		sc := c.score
@@ -189,8 +265,8 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseCand {
 			}
 			continue
 		}
-		if exclude != nil && exclude(c.item) {
-			c.skip = true // never recommended
+		if exclude != nil && exclude(a.item(c)) {
+			c.at = 0 // never recommended
 			continue
 		}
 		entered = append(entered, uint32(i))
@@ -210,36 +286,35 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseCand {
 	}
 	sel, ties := a.sel[:0], a.ties[:0]
 	for _, i := range entered {
-		c := cands[i]
+		c := &cands[i]
 		switch {
 		case full && c.score < t:
 		case full && c.score == t:
-			ties = append(ties, c) // allowed
+			ties = append(ties, denseSel{a.item(c), c.score, c.id, i, false}) // allowed
 		default: // above t (or all, when fewer than k)
-			sel = append(sel, c)
+			sel = append(sel, denseSel{a.item(c), c.score, c.id, i, false})
 		}
 	}
 	// Insertion sort: at most k-1 entries, compared by score first.
 	for i := 1; i < len(sel); i++ {
 		c, j := sel[i], i
-		for ; j > 0 && betterCand(&c, &sel[j-1]); j-- {
+		for ; j > 0 && betterSel(&c, &sel[j-1]); j-- {
 			sel[j] = sel[j-1]
 		}
 		sel[j] = c
 	}
 	if need := k - len(sel); need > 0 && full {
 		for _, i := range equal {
-			if c := cands[i]; c.score == t {
-				c.skip = exclude != nil // not asked yet
-				ties = append(ties, c)
+			if c := &cands[i]; c.score == t {
+				ties = append(ties, denseSel{a.item(c), c.score, c.id, i, exclude != nil}) // not asked yet
 			}
 		}
-		slices.SortFunc(ties, func(x, y denseCand) int { return strings.Compare(x.item, y.item) })
+		slices.SortFunc(ties, func(x, y denseSel) int { return strings.Compare(x.item, y.item) })
 		for _, c := range ties {
 			if need == 0 {
 				break
 			}
-			if c.skip && exclude(c.item) {
+			if c.ask && exclude(c.item) {
 				continue
 			}
 			sel = append(sel, c)
@@ -251,8 +326,8 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseCand {
 	return sel
 }
 
-// betterCand is better for candidates.
-func betterCand(a, b *denseCand) bool {
+// betterSel is better for selected candidates.
+func betterSel(a, b *denseSel) bool {
 	return a.score > b.score || a.score == b.score && a.item < b.item
 }
 
