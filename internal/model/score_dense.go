@@ -1,7 +1,9 @@
 package model
 
 import (
+	"math"
 	"slices"
+	"sort"
 	"strings"
 )
 
@@ -149,7 +151,7 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 			a.cands = append(a.cands, denseCand{id: id})
 		}
 	}
-	slots, cands := a.slots, a.cands
+	cands := a.cands
 	for r, id := range recent {
 		nids, row := src.DenseRow(id)
 		if len(row) > s.p.Neighbors {
@@ -160,44 +162,25 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 		if len(row) == 0 || row[0].Count <= 0 {
 			continue
 		}
+		// The entries read: up to the first count <= 0 (the row is in
+		// count order, so mostly all).
+		if row[len(row)-1].Count <= 0 {
+			row = row[:sort.Search(len(row), func(j int) bool { return row[j].Count <= 0 })]
+		}
 		nids = nids[:len(row)]
 		at := uint32(r*s.p.Neighbors) + 1
 		rw := RecencyWeight(r)
 		top := float64(row[0].Count)
-		cands = slices.Grow(cands, len(row)) // room for every entry: no append below
-		buf, n := cands[:cap(cands)], uint32(len(cands))
+		cands = slices.Grow(cands, len(row)) // room for every entry
 		a.read = slices.Grow(a.read, len(row))
-		read := a.read[len(a.read):cap(a.read)]
-		// A row is in count order: the ties share one term, computed once
-		// (the same operations on the same values, so the same bits).
-		var last int64
-		var term float64
-		nr := 0
-		for j := range nids {
-			c := row[j].Count
-			if c <= 0 {
-				break
-			}
-			if c != last {
-				last, term = c, rw*float64(c)/top
-			}
-			nid := nids[j]
-			if int(nid) >= len(slots) {
-				a.grow(nid)
-				slots = a.slots
-			}
-			sl := &slots[nid]
-			if sl.stamp != gen {
-				*sl = denseSlot{stamp: gen, pos: n}
-				buf[n] = denseCand{id: nid, at: at + uint32(j)}
-				n++
-			}
-			buf[sl.pos].score += term
-			read[j] = sl.pos
-			nr++
+		var maxID uint32
+		for _, nid := range nids {
+			maxID = max(maxID, nid)
 		}
-		cands = buf[:n]
-		a.read = a.read[:len(a.read)+nr]
+		a.grow(maxID)
+		n := accumulate(a.slots, cands[:cap(cands)], a.read[len(a.read):len(a.read)+len(row)], row, nids, uint32(len(cands)), gen, at, rw, top)
+		cands = cands[:n]
+		a.read = a.read[:len(a.read)+len(row)]
 	}
 	a.readAt = append(a.readAt, uint32(len(a.read)))
 	a.cands = cands
@@ -214,6 +197,32 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 		}
 	}
 	return dst, ids
+}
+
+// accumulate adds the terms of row (its ids nids, all within slots, its
+// entries numbered from at) to the candidates: buf[:n] are those so far,
+// buf has room for one per entry. It notes each entry's candidate in read
+// and returns the new n. A row is in count order: the ties share one term,
+// computed once (the same operations on the same values, so the same bits).
+func accumulate(slots []denseSlot, buf []denseCand, read []uint32, row []ItemCount, nids []uint32, n, gen, at uint32, rw, top float64) uint32 {
+	nids, read = nids[:len(row)], read[:len(row)]
+	var last int64
+	var term float64
+	for j, e := range row {
+		if c := e.Count; c != last {
+			last, term = c, rw*float64(c)/top
+		}
+		sl := &slots[nids[j]]
+		if sl.stamp != gen {
+			*sl = denseSlot{stamp: gen, pos: n}
+			buf[n] = denseCand{id: nids[j], at: at + uint32(j)}
+			n++
+		}
+		pos := sl.pos
+		buf[pos].score += term
+		read[j] = pos
+	}
+	return n
 }
 
 // RowPick is an entry of a row read by the last ScoreDense call (or
@@ -250,35 +259,28 @@ func (s *Scorer) AppendRowPicks(dst []RowPick, r int) []RowPick {
 // in item order that exclude allows are taken, as many as there are places
 // left. Only those ties and the final ≤ k are compared by item.
 func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
-	fh := a.fheap[:0] // min-heap of the best scores so far
-	entered, equal := a.entered[:0], a.equal[:0]
+	a.fheap, a.entered = a.fheap[:0], a.entered[:0]
+	equal := a.equal[:0]
 	cands := a.cands
+	// least is the heap's least score once it holds k, so the common
+	// case, a candidate it rejects, is one comparison (scores are
+	// positive, never NaN).
+	least := math.Inf(-1)
 	for i := range cands {
 		c := &cands[i]
 		if c.at == 0 {
 			continue
 		}
-		sc := c.score
-		if len(fh) == k && sc <= fh[0] {
-			if sc == fh[0] { // may tie at t, decided below
+		if sc := c.score; sc <= least {
+			if sc == least { // may tie at t, decided below
 				equal = append(equal, uint32(i))
 			}
 			continue
 		}
-		if exclude != nil && exclude(a.item(c)) {
-			c.at = 0 // never recommended
-			continue
-		}
-		entered = append(entered, uint32(i))
-		if len(fh) < k {
-			fh = append(fh, sc)
-			floatUp(fh, len(fh)-1)
-			continue
-		}
-		fh[0] = sc
-		floatDown(fh, 0)
+		least = a.offer(uint32(i), k, exclude)
 	}
-	a.fheap, a.entered, a.equal = fh, entered, equal
+	fh, entered := a.fheap, a.entered
+	a.equal = equal
 	full := len(fh) == k
 	var t float64
 	if full {
@@ -324,6 +326,32 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
 	clear(ties)
 	a.sel, a.ties = sel, ties[:0]
 	return sel
+}
+
+// offer is selectTop's slow path: candidate i scores above the heap's least
+// (or the heap holds fewer than k). Unless exclude rejects it, it enters
+// the heap and is noted. It returns the heap's least score once it holds
+// k, else -Inf.
+func (a *denseAcc) offer(i uint32, k int, exclude func(string) bool) float64 {
+	c := &a.cands[i]
+	fh := a.fheap
+	if exclude != nil && exclude(a.item(c)) {
+		c.at = 0 // never recommended
+	} else {
+		a.entered = append(a.entered, i)
+		if len(fh) < k {
+			fh = append(fh, c.score)
+			floatUp(fh, len(fh)-1)
+			a.fheap = fh
+		} else {
+			fh[0] = c.score
+			floatDown(fh, 0)
+		}
+	}
+	if len(fh) < k {
+		return math.Inf(-1)
+	}
+	return fh[0]
 }
 
 // betterSel is better for selected candidates.
