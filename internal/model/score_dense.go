@@ -19,12 +19,10 @@ type DenseRows interface {
 	DenseRow(id uint32) (ids []uint32, row []ItemCount)
 }
 
-// denseAcc is ScoreDense's accumulator. The scores accumulate in cands,
-// one entry per item touched, in the order first touched (recent items
-// first); slots, by item id, hold the position of the id's entry, valid
-// where their stamp equals gen (so nothing is cleared between calls). An
-// accumulation reads one 8-byte slot at a random place and writes the
-// compact candidate list, which the selection then scans in order.
+// denseAcc is ScoreDense's accumulator: a slot per item id, valid where
+// its stamp equals gen (so nothing is cleared between calls), holding the
+// item's score, and the candidates, the items touched in the order first
+// touched (recent items first), which the selection scans.
 type denseAcc struct {
 	gen   uint32
 	slots []denseSlot
@@ -37,37 +35,31 @@ type denseAcc struct {
 	equal   []uint32
 	sel     []denseSel
 	ties    []denseSel
-	// rows are the rows of this call's recent items, by rank, and stride
-	// Params.Neighbors (see denseCand.at).
+	// rows and nids are the rows of this call's recent items and their
+	// ids, by rank, as read (see denseCand.at, AppendRowPicks); stride is
+	// Params.Neighbors.
 	rows   [][]ItemCount
+	nids   [][]uint32
 	stride int
-	// read holds, for each row entry read, its candidate's position in
-	// cands, the rows one after another in rank order; readAt[r] is where
-	// the row of recent item r starts, readAt[len(rows)] the end. After the
-	// selection, the at of each candidate selected is viewBit | its place
-	// in the result (RowPicks).
-	read   []uint32
-	readAt []uint32
 }
 
-// viewBit marks denseCand.at as the candidate's place in the result (see
-// denseAcc.read); NewScorer keeps at below it.
+// viewBit marks denseSlot.view as set: the item's place in the result.
 const viewBit = 1 << 31
 
 type denseSlot struct {
-	stamp uint32 // == gen: pos is this call's
-	pos   uint32 // the id's entry in cands
+	stamp uint32 // == gen: this call's
+	view  uint32 // viewBit | the item's place in the result, after the selection; else 0
+	score float64
 }
 
-// denseCand is an item touched by ScoreDense: its score so far, its id, and
-// where it was first read: at-1 is r·Params.Neighbors + j for entry j of the
-// row of recent item r, whose Item names it (0: a recent item, never
-// recommended). 16 bytes, no pointer: the item's string is only read back
-// for the candidates the selection compares by item.
+// denseCand is an item touched by ScoreDense: its id, and where it was
+// first read: at-1 is r·Params.Neighbors + j for entry j of the row of
+// recent item r, whose Item names it (0: a recent item or one excluded,
+// never recommended). 8 bytes, no pointer: the item's string is only read
+// back for the candidates the selection compares by item.
 type denseCand struct {
-	score float64
-	id    uint32
-	at    uint32
+	id uint32
+	at uint32
 }
 
 // denseSel is a candidate of the selection, with its item.
@@ -75,12 +67,11 @@ type denseSel struct {
 	item  string
 	score float64
 	id    uint32
-	pos   uint32 // in denseAcc.cands
-	ask   bool   // exclude was not asked about it yet
+	ask   bool // exclude was not asked about it yet
 }
 
 // item returns c's item.
-func (a *denseAcc) item(c *denseCand) string {
+func (a *denseAcc) item(c denseCand) string {
 	at := int(c.at - 1)
 	return a.rows[at/a.stride][at%a.stride].Item
 }
@@ -103,8 +94,8 @@ func (a *denseAcc) next() {
 	}
 	a.cands = a.cands[:0]
 	clear(a.rows)
-	a.rows = a.rows[:0]
-	a.read, a.readAt = a.read[:0], a.readAt[:0]
+	clear(a.nids)
+	a.rows, a.nids = a.rows[:0], a.nids[:0]
 }
 
 // ScoreDense is Score for a DenseRows source and recent items given by id
@@ -147,7 +138,7 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 	for _, id := range recent {
 		a.grow(id)
 		if sl := &a.slots[id]; sl.stamp != gen {
-			*sl = denseSlot{stamp: gen, pos: uint32(len(a.cands))}
+			*sl = denseSlot{stamp: gen}
 			a.cands = append(a.cands, denseCand{id: id})
 		}
 	}
@@ -158,8 +149,8 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 			row, nids = row[:s.p.Neighbors], nids[:s.p.Neighbors]
 		}
 		a.rows = append(a.rows, row)
-		a.readAt = append(a.readAt, uint32(len(a.read)))
 		if len(row) == 0 || row[0].Count <= 0 {
+			a.nids = append(a.nids, nil)
 			continue
 		}
 		// The entries read: up to the first count <= 0 (the row is in
@@ -168,25 +159,20 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 			row = row[:sort.Search(len(row), func(j int) bool { return row[j].Count <= 0 })]
 		}
 		nids = nids[:len(row)]
-		at := uint32(r*s.p.Neighbors) + 1
-		rw := RecencyWeight(r)
-		top := float64(row[0].Count)
-		cands = slices.Grow(cands, len(row)) // room for every entry
-		a.read = slices.Grow(a.read, len(row))
+		a.nids = append(a.nids, nids)
 		var maxID uint32
 		for _, nid := range nids {
 			maxID = max(maxID, nid)
 		}
 		a.grow(maxID)
-		n := accumulate(a.slots, cands[:cap(cands)], a.read[len(a.read):len(a.read)+len(row)], row, nids, uint32(len(cands)), gen, at, rw, top)
+		cands = slices.Grow(cands, len(row)) // room for every entry
+		n := accumulate(a.slots, cands[:cap(cands)], row, nids, uint32(len(cands)), gen, uint32(r*s.p.Neighbors)+1, RecencyWeight(r), float64(row[0].Count))
 		cands = cands[:n]
-		a.read = a.read[:len(a.read)+len(row)]
 	}
-	a.readAt = append(a.readAt, uint32(len(a.read)))
 	a.cands = cands
 	sel := a.selectTop(k, exclude)
 	for i, c := range sel {
-		a.cands[c.pos].at = viewBit | uint32(i)
+		a.slots[c.id].view = viewBit | uint32(i)
 	}
 	for _, c := range sel {
 		dst = append(dst, Scored{Item: c.item, Score: c.score})
@@ -200,12 +186,13 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 }
 
 // accumulate adds the terms of row (its ids nids, all within slots, its
-// entries numbered from at) to the candidates: buf[:n] are those so far,
-// buf has room for one per entry. It notes each entry's candidate in read
-// and returns the new n. A row is in count order: the ties share one term,
-// computed once (the same operations on the same values, so the same bits).
-func accumulate(slots []denseSlot, buf []denseCand, read []uint32, row []ItemCount, nids []uint32, n, gen, at uint32, rw, top float64) uint32 {
-	nids, read = nids[:len(row)], read[:len(row)]
+// entries numbered from at) to the slots' scores, noting in buf[n:] the
+// items first touched (buf has room for one per entry), and returns the new
+// n. A row is in count order: the ties share one term, computed once (the
+// same operations on the same values, so the same bits; a first term is
+// stored as is, as 0 + term is term).
+func accumulate(slots []denseSlot, buf []denseCand, row []ItemCount, nids []uint32, n, gen, at uint32, rw, top float64) uint32 {
+	nids = nids[:len(row)]
 	var last int64
 	var term float64
 	for j, e := range row {
@@ -214,13 +201,12 @@ func accumulate(slots []denseSlot, buf []denseCand, read []uint32, row []ItemCou
 		}
 		sl := &slots[nids[j]]
 		if sl.stamp != gen {
-			*sl = denseSlot{stamp: gen, pos: n}
+			*sl = denseSlot{stamp: gen, score: term}
 			buf[n] = denseCand{id: nids[j], at: at + uint32(j)}
 			n++
+			continue
 		}
-		pos := sl.pos
-		buf[pos].score += term
-		read[j] = pos
+		sl.score += term
 	}
 	return n
 }
@@ -237,12 +223,12 @@ type RowPick struct{ J, I int32 }
 // read.
 func (s *Scorer) AppendRowPicks(dst []RowPick, r int) []RowPick {
 	a := &s.dense
-	if r < 0 || r+1 >= len(a.readAt) {
+	if r < 0 || r >= len(a.nids) {
 		return dst
 	}
-	for j, pos := range a.read[a.readAt[r]:a.readAt[r+1]] {
-		if at := a.cands[pos].at; at&viewBit != 0 {
-			dst = append(dst, RowPick{J: int32(j), I: int32(at &^ viewBit)})
+	for j, nid := range a.nids[r] {
+		if v := a.slots[nid].view; v != 0 {
+			dst = append(dst, RowPick{J: int32(j), I: int32(v &^ viewBit)})
 		}
 	}
 	return dst
@@ -266,12 +252,12 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
 	// case, a candidate it rejects, is one comparison (scores are
 	// positive, never NaN).
 	least := math.Inf(-1)
-	for i := range cands {
-		c := &cands[i]
+	slots := a.slots
+	for i, c := range cands {
 		if c.at == 0 {
 			continue
 		}
-		if sc := c.score; sc <= least {
+		if sc := slots[c.id].score; sc <= least {
 			if sc == least { // may tie at t, decided below
 				equal = append(equal, uint32(i))
 			}
@@ -288,13 +274,13 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
 	}
 	sel, ties := a.sel[:0], a.ties[:0]
 	for _, i := range entered {
-		c := &cands[i]
-		switch {
-		case full && c.score < t:
-		case full && c.score == t:
-			ties = append(ties, denseSel{a.item(c), c.score, c.id, i, false}) // allowed
+		c := cands[i]
+		switch sc := slots[c.id].score; {
+		case full && sc < t:
+		case full && sc == t:
+			ties = append(ties, denseSel{a.item(c), sc, c.id, false}) // allowed
 		default: // above t (or all, when fewer than k)
-			sel = append(sel, denseSel{a.item(c), c.score, c.id, i, false})
+			sel = append(sel, denseSel{a.item(c), sc, c.id, false})
 		}
 	}
 	// Insertion sort: at most k-1 entries, compared by score first.
@@ -307,8 +293,8 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
 	}
 	if need := k - len(sel); need > 0 && full {
 		for _, i := range equal {
-			if c := &cands[i]; c.score == t {
-				ties = append(ties, denseSel{a.item(c), c.score, c.id, i, exclude != nil}) // not asked yet
+			if c := cands[i]; slots[c.id].score == t {
+				ties = append(ties, denseSel{a.item(c), t, c.id, exclude != nil}) // not asked yet
 			}
 		}
 		slices.SortFunc(ties, func(x, y denseSel) int { return strings.Compare(x.item, y.item) })
@@ -335,16 +321,17 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
 func (a *denseAcc) offer(i uint32, k int, exclude func(string) bool) float64 {
 	c := &a.cands[i]
 	fh := a.fheap
-	if exclude != nil && exclude(a.item(c)) {
+	if exclude != nil && exclude(a.item(*c)) {
 		c.at = 0 // never recommended
 	} else {
 		a.entered = append(a.entered, i)
+		sc := a.slots[c.id].score
 		if len(fh) < k {
-			fh = append(fh, c.score)
+			fh = append(fh, sc)
 			floatUp(fh, len(fh)-1)
 			a.fheap = fh
 		} else {
-			fh[0] = c.score
+			fh[0] = sc
 			floatDown(fh, 0)
 		}
 	}
