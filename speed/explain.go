@@ -48,17 +48,11 @@ type viewExplainer struct {
 
 // explainBuf is one goroutine's explanation buffers.
 type explainBuf struct {
-	gen  uint32
-	mark []viewMark // by mergedNeighbors id: the view item it is, when gen
-	w    store.ExplanationWriter
+	picks []model.RowPick // a row's entries that are items of the view
+	w     store.ExplanationWriter
 	// fills are the batch counts read in a parallel pass (when the cache is
 	// read-only), cached after it (fillBatchCounts).
 	fills []batchFill
-}
-
-type viewMark struct {
-	gen  uint32
-	item int32
 }
 
 // batchCountEntry is a cached batch count: the neighbour's merged-rows id
@@ -79,20 +73,21 @@ type batchFill struct {
 // starts over when full.
 const maxRowBatchEntries = 2 << 20
 
-// explainView returns the encoded explanation of the view just scored for
-// the recent items' merged-rows ids whose items are out, of merged-rows ids
-// vids (as AppendScoreDenseIDs hands them out): per recent item, in rank
-// order, the entries of its row (the top Params.Neighbors, as
-// AppendScoreDense reads them) that are items of the view, with their
+// explainView returns the encoded explanation of the view just scored by sc
+// for the recent items' merged-rows ids whose items are out: per recent
+// item, in rank order, the entries of its row (the top Params.Neighbors,
+// as AppendScoreDense reads them) that are items of the view, with their
 // counts and the batch's part of each. Their values add up, in order, to
-// each item's score bit for bit (the same formula in the same order). It
-// is for the processing goroutine.
-func (p *processor) explainView(ids, vids []uint32, out []store.Scored) []byte {
+// each item's score bit for bit (the same formula in the same order). The
+// entries are those the scoring just read (model.Scorer.AppendRowPicks):
+// sc must be the scorer of the view, with no scoring since. It is for the
+// processing goroutine.
+func (p *processor) explainView(sc *model.Scorer, ids []uint32, out []store.Scored) []byte {
 	if p.lim.noExplain {
 		return nil
 	}
 	p.prepareExplain()
-	return p.explain(&p.vx.buf, false, ids, vids, out)
+	return p.explain(&p.vx.buf, false, sc, ids, out)
 }
 
 // prepareExplain starts the batch count cache over for a new batch or when
@@ -117,24 +112,13 @@ func (p *processor) prepareExplain() {
 // explain is explainView with buffers b. shared (a parallel pass's
 // workers, after prepareExplain): the layer's state is only read, and the
 // batch counts the cache lacks are kept in b.fills for fillBatchCounts.
-func (p *processor) explain(b *explainBuf, shared bool, ids, vids []uint32, out []store.Scored) []byte {
+func (p *processor) explain(b *explainBuf, shared bool, sc *model.Scorer, ids []uint32, out []store.Scored) []byte {
 	nb := p.nb
-	b.gen++
-	if b.gen == 0 {
-		clear(b.mark)
-		b.gen = 1
-	}
-	for i, id := range vids[:len(out)] {
-		if int(id) >= len(b.mark) {
-			b.mark = append(b.mark, make([]viewMark, max(int(id)+1, 2*len(b.mark))-len(b.mark))...)
-		}
-		b.mark[id] = viewMark{gen: b.gen, item: int32(i)}
-	}
 	if len(ids) > p.params.RecentItems {
 		ids = ids[:p.params.RecentItems]
 	}
 	b.w.Begin(len(ids))
-	for _, id := range ids {
+	for r, id := range ids {
 		nids, row := nb.DenseRow(id)
 		if len(row) > p.params.Neighbors {
 			row, nids = row[:p.params.Neighbors], nids[:p.params.Neighbors]
@@ -148,18 +132,9 @@ func (p *processor) explain(b *explainBuf, shared bool, ids, vids []uint32, out 
 		if nb.batch != nil {
 			cache = p.vx.rowBatch[id]
 		}
-		// Only the ids are read until an item of the view: the row is in
-		// the model's order (count desc), so the entries past a count <= 0
-		// (where the scorer stops) have one too. The scan ends when every
-		// item of the view was found.
-		left := len(out)
-		for j, nid := range nids[:len(row)] {
-			if int(nid) >= len(b.mark) || b.mark[nid].gen != b.gen {
-				continue
-			}
-			if row[j].Count <= 0 {
-				break
-			}
+		b.picks = sc.AppendRowPicks(b.picks[:0], r)
+		for _, pk := range b.picks {
+			j, nid := int(pk.J), nids[pk.J]
 			var bc int64
 			if j < len(cache) && cache[j].id == nid+1 {
 				bc = int64(cache[j].count)
@@ -167,10 +142,7 @@ func (p *processor) explain(b *explainBuf, shared bool, ids, vids []uint32, out 
 				bc = p.rowBatchCount(b, shared, id, j, nid, row[j].Count)
 				cache = p.vx.rowBatch[id]
 			}
-			b.w.Contribution(int(b.mark[nid].item), row[j].Count, bc)
-			if left--; left == 0 {
-				break
-			}
+			b.w.Contribution(int(pk.I), row[j].Count, bc)
 		}
 	}
 	return b.w.End()

@@ -92,10 +92,9 @@ func (p *processor) scoreParallel(now time.Time) bool {
 		v := ps.workers[w]
 		for i := w * chunk; i < min((w+1)*chunk, len(ps.jobs)); i++ {
 			j := ps.jobs[i]
-			v.vids = v.vids[:0]
 			out[i] = v.view(v.scorer, p.nb, j.s, ps.ids[j.lo:j.hi], p.lim.viewItems, now)
 			if explain { // from the rows just read, with the batch count cache read-only
-				out[i].Explanation = p.explain(&v.xb, true, ps.ids[j.lo:j.hi], v.vids, out[i].Items)
+				out[i].Explanation = p.explain(&v.xb, true, v.scorer, ps.ids[j.lo:j.hi], out[i].Items)
 			}
 		}
 	}

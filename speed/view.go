@@ -17,7 +17,6 @@ type viewScorer struct {
 	ids    []uint32
 	idOf   func(item string) uint32 // the item's mergedNeighbors id
 	out    []model.Scored
-	vids   []uint32   // the merged-rows ids of the views' items, appended by view
 	xb     explainBuf // a parallel worker's explanation buffers (explain.go)
 	bought []string
 	isBuy  func(string) bool // reports whether an item is in bought
@@ -39,9 +38,8 @@ func newViewScorer() *viewScorer {
 func (p *processor) scoreView(s *session, now time.Time) {
 	v := p.vs
 	v.ids = p.appendViewIDs(v.ids[:0], s)
-	v.vids = v.vids[:0]
 	view := v.view(p.scorer, p.nb, s, v.ids, p.lim.viewItems, now)
-	view.Explanation = p.explainView(v.ids, v.vids, view.Items) // from the rows just read (explain.go)
+	view.Explanation = p.explainView(p.scorer, v.ids, view.Items) // from the rows just read (explain.go)
 	p.views = append(p.views, view)
 	if s.live {
 		p.setWatch(s, v.ids)
@@ -63,7 +61,7 @@ func (p *processor) appendViewIDs(dst []uint32, s *session) []uint32 {
 }
 
 // view returns s's view as of now, scored by sc from the rows ids of nb,
-// and appends its items' merged-rows ids to v.vids. It
+// leaving sc ready to explain it (model.Scorer.AppendRowPicks). It
 // changes neither s nor nb once those rows are materialized (DenseRow), so
 // several view scorers, each with its own sc, may run at once.
 func (v *viewScorer) view(sc *model.Scorer, nb *mergedNeighbors, s *session, ids []uint32, k int, now time.Time) store.SessionView {
@@ -71,7 +69,7 @@ func (v *viewScorer) view(sc *model.Scorer, nb *mergedNeighbors, s *session, ids
 	if v.bought = s.purchased; len(v.bought) > 0 {
 		exclude = v.isBuy
 	}
-	v.out, v.vids = sc.AppendScoreDenseIDs(v.out[:0], v.vids, nb, ids, exclude, k)
+	v.out = sc.AppendScoreDense(v.out[:0], nb, ids, exclude, k)
 	v.bought = nil
 	part, off, _ := s.ms.Last()
 	return store.SessionView{

@@ -2,6 +2,7 @@ package model
 
 import (
 	"cmp"
+	"fmt"
 	"hash/maphash"
 	"math/bits"
 	"slices"
@@ -42,6 +43,9 @@ type Scorer struct {
 func NewScorer(p Params) (*Scorer, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
+	}
+	if uint64(p.RecentItems)*uint64(p.Neighbors) >= viewBit { // ScoreDense numbers the row entries it reads in 31 bits
+		return nil, fmt.Errorf("model params: recent_items %d × neighbors %d past %d", p.RecentItems, p.Neighbors, viewBit-1)
 	}
 	return &Scorer{p: p, acc: newAccumulator()}, nil
 }

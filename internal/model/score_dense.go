@@ -1,7 +1,9 @@
 package model
 
 import (
+	"math"
 	"slices"
+	"sort"
 	"strings"
 )
 
@@ -18,32 +20,60 @@ type DenseRows interface {
 }
 
 // denseAcc is ScoreDense's accumulator: a slot per item id, valid where
-// its stamp equals gen (so nothing is cleared between calls), and the ids
-// touched, in the order first touched.
+// its stamp equals gen (so nothing is cleared between calls), holding the
+// item's score, and the candidates, the items touched in the order first
+// touched (recent items first), which the selection scans.
 type denseAcc struct {
-	gen     uint32
-	slots   []denseSlot
-	touched []denseEnt
-	heap    []denseCand // the selection, with each candidate's id
-	ties    []denseCand // candidates scoring the k-th best score
-	fheap   []float64   // the best scores, while selecting
+	gen   uint32
+	slots []denseSlot
+	cands []denseCand
+	// The selection's buffers: the scores of the best candidates so far
+	// (a min-heap), the positions in cands of those that entered it and of
+	// those rejected scoring the heap's least, and the result.
+	fheap   []float64
+	entered []uint32
+	equal   []uint32
+	sel     []denseSel
+	ties    []denseSel
+	// rows and nids are the rows of this call's recent items and their
+	// ids, by rank, as read (see denseCand.at, AppendRowPicks); stride is
+	// Params.Neighbors.
+	rows   [][]ItemCount
+	nids   [][]uint32
+	stride int
 }
 
-// denseCand is a candidate of ScoreDense's selection and its item id.
-type denseCand struct {
-	Scored
-	id uint32
-}
+// viewBit marks denseSlot.view as set: the item's place in the result.
+const viewBit = 1 << 31
 
 type denseSlot struct {
-	stamp  uint32 // == gen: score is this call's
-	recent uint32 // == gen: the item is one of the recent items
-	score  float64
+	stamp uint32 // == gen: this call's
+	view  uint32 // viewBit | the item's place in the result, after the selection; else 0
+	score float64
 }
 
-type denseEnt struct {
-	id   uint32
-	item string
+// denseCand is an item touched by ScoreDense: its id, and where it was
+// first read: at-1 is r·Params.Neighbors + j for entry j of the row of
+// recent item r, whose Item names it (0: a recent item or one excluded,
+// never recommended). 8 bytes, no pointer: the item's string is only read
+// back for the candidates the selection compares by item.
+type denseCand struct {
+	id uint32
+	at uint32
+}
+
+// denseSel is a candidate of the selection, with its item.
+type denseSel struct {
+	item  string
+	score float64
+	id    uint32
+	ask   bool // exclude was not asked about it yet
+}
+
+// item returns c's item.
+func (a *denseAcc) item(c denseCand) string {
+	at := int(c.at - 1)
+	return a.rows[at/a.stride][at%a.stride].Item
 }
 
 // grow makes room for id.
@@ -62,7 +92,10 @@ func (a *denseAcc) next() {
 		clear(a.slots)
 		a.gen = 1
 	}
-	a.touched = a.touched[:0]
+	a.cands = a.cands[:0]
+	clear(a.rows)
+	clear(a.nids)
+	a.rows, a.nids = a.rows[:0], a.nids[:0]
 }
 
 // ScoreDense is Score for a DenseRows source and recent items given by id
@@ -100,38 +133,49 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 	if len(recent) > s.p.RecentItems {
 		recent = recent[:s.p.RecentItems]
 	}
+	gen := a.gen
+	a.stride = s.p.Neighbors // NewScorer checked RecentItems·Neighbors < viewBit
 	for _, id := range recent {
 		a.grow(id)
-		a.slots[id].recent = a.gen
+		if sl := &a.slots[id]; sl.stamp != gen {
+			*sl = denseSlot{stamp: gen}
+			a.cands = append(a.cands, denseCand{id: id})
+		}
 	}
+	cands := a.cands
 	for r, id := range recent {
 		nids, row := src.DenseRow(id)
 		if len(row) > s.p.Neighbors {
 			row, nids = row[:s.p.Neighbors], nids[:s.p.Neighbors]
 		}
+		a.rows = append(a.rows, row)
 		if len(row) == 0 || row[0].Count <= 0 {
+			a.nids = append(a.nids, nil)
 			continue
 		}
-		rw := RecencyWeight(r)
-		top := float64(row[0].Count)
-		for j := range row {
-			n := &row[j]
-			if n.Count <= 0 {
-				break
-			}
-			nid := nids[j]
-			a.grow(nid)
-			sl := &a.slots[nid]
-			if sl.stamp != a.gen {
-				sl.stamp, sl.score = a.gen, 0
-				a.touched = append(a.touched, denseEnt{id: nid, item: n.Item})
-			}
-			sl.score += rw * float64(n.Count) / top
+		// The entries read: up to the first count <= 0 (the row is in
+		// count order, so mostly all).
+		if row[len(row)-1].Count <= 0 {
+			row = row[:sort.Search(len(row), func(j int) bool { return row[j].Count <= 0 })]
 		}
+		nids = nids[:len(row)]
+		a.nids = append(a.nids, nids)
+		var maxID uint32
+		for _, nid := range nids {
+			maxID = max(maxID, nid)
+		}
+		a.grow(maxID)
+		cands = slices.Grow(cands, len(row)) // room for every entry
+		n := accumulate(a.slots, cands[:cap(cands)], row, nids, uint32(len(cands)), gen, uint32(r*s.p.Neighbors)+1, RecencyWeight(r), float64(row[0].Count))
+		cands = cands[:n]
 	}
+	a.cands = cands
 	sel := a.selectTop(k, exclude)
+	for i, c := range sel {
+		a.slots[c.id].view = viewBit | uint32(i)
+	}
 	for _, c := range sel {
-		dst = append(dst, c.Scored)
+		dst = append(dst, Scored{Item: c.item, Score: c.score})
 	}
 	if withIDs {
 		for _, c := range sel {
@@ -141,78 +185,165 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 	return dst, ids
 }
 
+// accumulate adds the terms of row (its ids nids, all within slots, its
+// entries numbered from at) to the slots' scores, noting in buf[n:] the
+// items first touched (buf has room for one per entry), and returns the new
+// n. A row is in count order: the ties share one term, computed once (the
+// same operations on the same values, so the same bits; a first term is
+// stored as is, as 0 + term is term).
+func accumulate(slots []denseSlot, buf []denseCand, row []ItemCount, nids []uint32, n, gen, at uint32, rw, top float64) uint32 {
+	nids = nids[:len(row)]
+	var last int64
+	var term float64
+	for j, e := range row {
+		if c := e.Count; c != last {
+			last, term = c, rw*float64(c)/top
+		}
+		sl := &slots[nids[j]]
+		if sl.stamp != gen {
+			*sl = denseSlot{stamp: gen, score: term}
+			buf[n] = denseCand{id: nids[j], at: at + uint32(j)}
+			n++
+			continue
+		}
+		sl.score += term
+	}
+	return n
+}
+
+// RowPick is an entry of a row read by the last ScoreDense call (or
+// AppendScoreDense, AppendScoreDenseIDs) that is an item of its result: entry J of the row, item I of the result.
+type RowPick struct{ J, I int32 }
+
+// AppendRowPicks appends to dst, in row order, the entries of the row of
+// recent item r (its rank) that the last ScoreDense call read and
+// that are items of its result: each item's contribution from that row,
+// what explaining the result walks, without reading the row's ids again.
+// Entries past the first count <= 0, or past Params.Neighbors, were not
+// read.
+func (s *Scorer) AppendRowPicks(dst []RowPick, r int) []RowPick {
+	a := &s.dense
+	if r < 0 || r >= len(a.nids) {
+		return dst
+	}
+	for j, nid := range a.nids[r] {
+		if v := a.slots[nid].view; v != 0 {
+			dst = append(dst, RowPick{J: int32(j), I: int32(v &^ viewBit)})
+		}
+	}
+	return dst
+}
+
 // selectTop returns the best k candidates of this call (not recent, not
 // excluded) in compareScored's order (score desc, item asc): what offering
 // each to offerTop's bounded heap selects, without comparing strings in
-// the hot loop. A first pass finds t, the k-th best score, with a heap of
-// scores only (exclude is asked about the candidates that enter it, those
-// excluded are marked so the second pass skips them); a second takes every
-// candidate scoring above t — all of which entered the heap — and of those
-// scoring t, the first in item order that exclude allows, as many as there
-// are places left. Only those ties and the final ≤ k are compared by item.
-func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseCand {
-	fh := a.fheap[:0] // min-heap of the best scores so far
-	for i := range a.touched {
-		sl := &a.slots[a.touched[i].id]
-		if sl.recent == a.gen {
+// the hot loop. One pass over the candidates finds t, the k-th best score,
+// with a heap of scores only; exclude is asked about the candidates that
+// enter it, and those allowed are noted, as are those rejected scoring
+// exactly the heap's least (they may tie at t). Every candidate scoring
+// above t entered the heap; of those scoring t, entered or noted, the first
+// in item order that exclude allows are taken, as many as there are places
+// left. Only those ties and the final ≤ k are compared by item.
+func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
+	a.fheap, a.entered = a.fheap[:0], a.entered[:0]
+	equal := a.equal[:0]
+	cands := a.cands
+	// least is the heap's least score once it holds k, so the common
+	// case, a candidate it rejects, is one comparison (scores are
+	// positive, never NaN).
+	least := math.Inf(-1)
+	slots := a.slots
+	for i, c := range cands {
+		if c.at == 0 {
 			continue
 		}
-		sc := sl.score
-		if len(fh) == k && sc <= fh[0] {
-			continue // cannot raise t; a tie at t is decided below
-		}
-		if exclude != nil && exclude(a.touched[i].item) {
-			sl.recent = a.gen // never recommended
+		if sc := slots[c.id].score; sc <= least {
+			if sc == least { // may tie at t, decided below
+				equal = append(equal, uint32(i))
+			}
 			continue
 		}
-		if len(fh) < k {
-			fh = append(fh, sc)
-			floatUp(fh, len(fh)-1)
-			continue
-		}
-		fh[0] = sc
-		floatDown(fh, 0)
+		least = a.offer(uint32(i), k, exclude)
 	}
-	a.fheap = fh
+	fh, entered := a.fheap, a.entered
+	a.equal = equal
 	full := len(fh) == k
 	var t float64
 	if full {
 		t = fh[0]
 	}
-	sel, ties := a.heap[:0], a.ties[:0]
-	for _, e := range a.touched {
-		sl := &a.slots[e.id]
-		switch {
-		case sl.recent == a.gen, full && sl.score < t:
-		case full && sl.score == t:
-			ties = append(ties, denseCand{Scored{Item: e.item, Score: sl.score}, e.id})
-		default: // above t (or all, when fewer than k): offered and allowed
-			sel = append(sel, denseCand{Scored{Item: e.item, Score: sl.score}, e.id})
+	sel, ties := a.sel[:0], a.ties[:0]
+	for _, i := range entered {
+		c := cands[i]
+		switch sc := slots[c.id].score; {
+		case full && sc < t:
+		case full && sc == t:
+			ties = append(ties, denseSel{a.item(c), sc, c.id, false}) // allowed
+		default: // above t (or all, when fewer than k)
+			sel = append(sel, denseSel{a.item(c), sc, c.id, false})
 		}
 	}
 	// Insertion sort: at most k-1 entries, compared by score first.
 	for i := 1; i < len(sel); i++ {
 		c, j := sel[i], i
-		for ; j > 0 && better(c.Scored, sel[j-1].Scored); j-- {
+		for ; j > 0 && betterSel(&c, &sel[j-1]); j-- {
 			sel[j] = sel[j-1]
 		}
 		sel[j] = c
 	}
-	if need := k - len(sel); need > 0 && len(ties) > 0 {
-		slices.SortFunc(ties, func(x, y denseCand) int { return strings.Compare(x.Item, y.Item) })
+	if need := k - len(sel); need > 0 && full {
+		for _, i := range equal {
+			if c := cands[i]; slots[c.id].score == t {
+				ties = append(ties, denseSel{a.item(c), t, c.id, exclude != nil}) // not asked yet
+			}
+		}
+		slices.SortFunc(ties, func(x, y denseSel) int { return strings.Compare(x.item, y.item) })
 		for _, c := range ties {
 			if need == 0 {
 				break
 			}
-			if exclude != nil && exclude(c.Item) {
+			if c.ask && exclude(c.item) {
 				continue
 			}
 			sel = append(sel, c)
 			need--
 		}
 	}
-	a.heap, a.ties = sel, ties
+	clear(ties)
+	a.sel, a.ties = sel, ties[:0]
 	return sel
+}
+
+// offer is selectTop's slow path: candidate i scores above the heap's least
+// (or the heap holds fewer than k). Unless exclude rejects it, it enters
+// the heap and is noted. It returns the heap's least score once it holds
+// k, else -Inf.
+func (a *denseAcc) offer(i uint32, k int, exclude func(string) bool) float64 {
+	c := &a.cands[i]
+	fh := a.fheap
+	if exclude != nil && exclude(a.item(*c)) {
+		c.at = 0 // never recommended
+	} else {
+		a.entered = append(a.entered, i)
+		sc := a.slots[c.id].score
+		if len(fh) < k {
+			fh = append(fh, sc)
+			floatUp(fh, len(fh)-1)
+			a.fheap = fh
+		} else {
+			fh[0] = sc
+			floatDown(fh, 0)
+		}
+	}
+	if len(fh) < k {
+		return math.Inf(-1)
+	}
+	return fh[0]
+}
+
+// betterSel is better for selected candidates.
+func betterSel(a, b *denseSel) bool {
+	return a.score > b.score || a.score == b.score && a.item < b.item
 }
 
 // floatUp and floatDown keep h a min-heap.
