@@ -67,8 +67,10 @@ type Session struct {
 	events  []sessionEvent
 	ignored []ignoredRec
 	// strs are the distinct item and user ids its events name, in the
-	// order they were first seen (sessionEvent.item, .user).
-	strs []string
+	// order they were first seen (sessionEvent.item, .user); the first
+	// ones in strs0, so that a short session costs no allocation for them.
+	strs  []string
+	strs0 [4]string
 	// ids is the dictionary the events' iid refer to (nil: not valid); the
 	// user id of uidOf in uids is cached likewise.
 	ids   *dict
@@ -177,6 +179,9 @@ func (s *Session) strIndex(v string) uint32 {
 		if s.strs[i] == v {
 			return uint32(i)
 		}
+	}
+	if s.strs == nil {
+		s.strs = s.strs0[:0]
 	}
 	s.strs = append(s.strs, v)
 	return uint32(len(s.strs) - 1)
@@ -290,7 +295,10 @@ func (s *Session) Bought(item string) bool {
 
 // Sizeof estimates the session's memory in bytes, for state accounting.
 func (s *Session) Sizeof() int {
-	n := 120 + len(s.id) + len(s.user) + cap(s.events)*int(unsafe.Sizeof(sessionEvent{})) + cap(s.ignored)*16 + cap(s.strs)*16
+	n := int(unsafe.Sizeof(*s)) + len(s.id) + len(s.user) + cap(s.events)*int(unsafe.Sizeof(sessionEvent{})) + cap(s.ignored)*16
+	if cap(s.strs) > len(s.strs0) {
+		n += cap(s.strs) * 16
+	}
 	for _, v := range s.strs {
 		n += len(v)
 	}
