@@ -69,8 +69,9 @@ type Session struct {
 	// strs are the distinct item and user ids its events name, in the
 	// order they were first seen (sessionEvent.item, .user); the first
 	// ones in strs0, so that a short session costs no allocation for them.
-	strs  []string
-	strs0 [4]string
+	strs     []string
+	strs0    [4]string
+	strBytes int // the summed lengths of strs
 	// ids is the dictionary the events' iid refer to (nil: not valid); the
 	// user id of uidOf in uids is cached likewise.
 	ids   *dict
@@ -184,6 +185,7 @@ func (s *Session) strIndex(v string) uint32 {
 		s.strs = s.strs0[:0]
 	}
 	s.strs = append(s.strs, v)
+	s.strBytes += len(v)
 	return uint32(len(s.strs) - 1)
 }
 
@@ -299,10 +301,7 @@ func (s *Session) Sizeof() int {
 	if cap(s.strs) > len(s.strs0) {
 		n += cap(s.strs) * 16
 	}
-	for _, v := range s.strs {
-		n += len(v)
-	}
-	return n
+	return n + s.strBytes
 }
 
 // Covered reports whether every record of the session is at or below b, so
