@@ -181,8 +181,12 @@ func (s *Session) strIndex(v string) uint32 {
 			return uint32(i)
 		}
 	}
-	if s.strs == nil {
+	switch {
+	case s.strs == nil:
 		s.strs = s.strs0[:0]
+	case len(s.strs) == len(s.strs0) && cap(s.strs) == len(s.strs0):
+		// Past the inline ones: one allocation for the next twelve.
+		s.strs = append(make([]string, 0, 4*len(s.strs0)), s.strs...)
 	}
 	s.strs = append(s.strs, v)
 	s.strBytes += len(v)
