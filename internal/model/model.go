@@ -149,7 +149,7 @@ func (m *Model) ApplyPast(s *Session, b Boundary) {
 	p := &m.params
 	win := p.windowMicros()
 	if len(s.events) > 0 {
-		s.internItems(m.items, s.events[0].item)
+		s.internItems(m.items, s.strs[s.events[0].item])
 	}
 	for i := range s.events {
 		e := &s.events[i]
@@ -170,7 +170,7 @@ func (m *Model) ApplyPast(s *Session, b Boundary) {
 			}
 		}
 		m.pop.addID(e.iid, we)
-		m.users.addID(s.internUser(m.users.users, e.user), e.iid, userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase})
+		m.users.addID(s.internUser(m.users.users, s.strs[e.user]), e.iid, userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase})
 	}
 	for _, r := range s.ignored {
 		if !b.Covers(r.partition, r.offset) {

@@ -2,6 +2,7 @@ package model
 
 import (
 	"slices"
+	"unsafe"
 
 	"github.com/lambdarec/lambdarec/schemas"
 )
@@ -40,15 +41,20 @@ type ignoredRec struct {
 	offset    int64
 }
 
+// sessionEvent is an accepted event of a session. It holds no pointer: its
+// item and user are indexes into the session's strs, so the garbage
+// collector never scans a session's events (the speed layer holds the
+// events of every live session; with the ids as strings in each event,
+// they were the largest pointer-holding part of its heap).
 type sessionEvent struct {
 	hash      uint64
-	item      string
-	iid       uint32 // item's id in ids (see Session.ids)
-	user      string
-	kind      schemas.Kind
 	time      int64
-	partition int32
 	offset    int64
+	partition int32
+	iid       uint32 // item's id in ids (see Session.ids)
+	item      uint32 // index of the item id in Session.strs
+	user      uint32 // index of the user id in Session.strs
+	kind      schemas.Kind
 }
 
 // Session is what the model knows of one session: its accepted events in
@@ -57,8 +63,15 @@ type sessionEvent struct {
 type Session struct {
 	id      string
 	user    string
+	userAt  uint32 // index of user in strs (valid once an event was accepted)
 	events  []sessionEvent
 	ignored []ignoredRec
+	// strs are the distinct item and user ids its events name, in the
+	// order they were first seen (sessionEvent.item, .user); the first
+	// ones in strs0, so that a short session costs no allocation for them.
+	strs     []string
+	strs0    [4]string
+	strBytes int // the summed lengths of strs
 	// ids is the dictionary the events' iid refer to (nil: not valid); the
 	// user id of uidOf in uids is cached likewise.
 	ids   *dict
@@ -120,6 +133,7 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 		return Capped
 	}
 	we := p.Weight(e.Kind)
+	item := s.strIndex(e.ItemID)
 	var eid uint32
 	if m != nil {
 		eid = s.internItems(m.items, e.ItemID)
@@ -130,7 +144,7 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 		win := p.windowMicros()
 		for i := range s.events {
 			o := &s.events[i]
-			if o.item == e.ItemID || !within(o.time, e.Time, win) {
+			if o.item == item || !within(o.time, e.Time, win) {
 				continue
 			}
 			w := p.pairWeight(we, p.Weight(o.kind))
@@ -140,7 +154,7 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 			if m != nil {
 				m.covisit.addID(eid, o.iid, w)
 			} else {
-				emit(e.ItemID, o.item, w)
+				emit(e.ItemID, s.strs[o.item], w)
 			}
 		}
 	}
@@ -149,9 +163,34 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 			s.disordered = true
 		}
 	}
-	s.events = append(s.events, sessionEvent{hash: h, item: e.ItemID, iid: eid, user: e.UserID, kind: e.Kind, time: e.Time, partition: e.Partition, offset: e.Offset})
+	if len(s.events) == 0 || e.UserID != s.user {
+		s.userAt = s.strIndex(e.UserID)
+	}
+	s.events = append(s.events, sessionEvent{hash: h, item: item, iid: eid, user: s.userAt, kind: e.Kind, time: e.Time, partition: e.Partition, offset: e.Offset})
 	s.user = e.UserID
 	return Accepted
+}
+
+// strIndex returns v's index in s.strs, adding it when new. The newest
+// strings are looked at first: a session's next event mostly names an item
+// or user it named lately. (The speed layer interns ids, so equal strings
+// mostly share their bytes and compare at once.)
+func (s *Session) strIndex(v string) uint32 {
+	for i := len(s.strs) - 1; i >= 0; i-- {
+		if s.strs[i] == v {
+			return uint32(i)
+		}
+	}
+	switch {
+	case s.strs == nil:
+		s.strs = s.strs0[:0]
+	case len(s.strs) == len(s.strs0) && cap(s.strs) == len(s.strs0):
+		// Past the inline ones: one allocation for the next twelve.
+		s.strs = append(make([]string, 0, 4*len(s.strs0)), s.strs...)
+	}
+	s.strs = append(s.strs, v)
+	s.strBytes += len(v)
+	return uint32(len(s.strs) - 1)
 }
 
 // internItems makes the cached item ids of s's events refer to d (interning
@@ -159,7 +198,7 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 func (s *Session) internItems(d *dict, item string) uint32 {
 	if s.ids != d {
 		for i := range s.events {
-			s.events[i].iid = d.intern(s.events[i].item)
+			s.events[i].iid = d.intern(s.strs[s.events[i].item])
 		}
 		s.ids = d
 	}
@@ -183,7 +222,7 @@ func (s *Session) AppendRecent(dst []string, n int) []string {
 		// The usual case, events added in that order: walk them backwards,
 		// without sorting.
 		for i := len(s.events) - 1; i >= 0 && len(dst)-start < n; i-- {
-			if item := s.events[i].item; !slices.Contains(dst[start:], item) {
+			if item := s.strs[s.events[i].item]; !slices.Contains(dst[start:], item) {
 				dst = append(dst, item)
 			}
 		}
@@ -213,7 +252,7 @@ func (s *Session) AppendRecent(dst []string, n int) []string {
 		if len(dst)-start >= n {
 			break
 		}
-		item := s.events[i].item
+		item := s.strs[s.events[i].item]
 		if !slices.Contains(dst[start:], item) {
 			dst = append(dst, item)
 		}
@@ -240,7 +279,7 @@ func (s *Session) AppendRecentIDs(dst []uint32, n int, id func(item string) uint
 		return dst
 	}
 	for i := len(s.events) - 1; i >= 0 && len(dst)-start < n; i-- {
-		if d := id(s.events[i].item); !slices.Contains(dst[start:], d) {
+		if d := id(s.strs[s.events[i].item]); !slices.Contains(dst[start:], d) {
 			dst = append(dst, d)
 		}
 	}
@@ -253,7 +292,7 @@ func (s *Session) Recent(n int) []string { return s.AppendRecent(nil, n) }
 // Bought reports whether the session purchased item.
 func (s *Session) Bought(item string) bool {
 	for i := range s.events {
-		if s.events[i].kind == schemas.KindPurchase && s.events[i].item == item {
+		if s.events[i].kind == schemas.KindPurchase && s.strs[s.events[i].item] == item {
 			return true
 		}
 	}
@@ -262,11 +301,11 @@ func (s *Session) Bought(item string) bool {
 
 // Sizeof estimates the session's memory in bytes, for state accounting.
 func (s *Session) Sizeof() int {
-	n := 120 + len(s.id) + len(s.user) + cap(s.events)*64 + cap(s.ignored)*16
-	for i := range s.events {
-		n += len(s.events[i].item)
+	n := int(unsafe.Sizeof(*s)) + len(s.id) + len(s.user) + cap(s.events)*int(unsafe.Sizeof(sessionEvent{})) + cap(s.ignored)*16
+	if cap(s.strs) > len(s.strs0) {
+		n += cap(s.strs) * 16
 	}
-	return n
+	return n + s.strBytes
 }
 
 // Covered reports whether every record of the session is at or below b, so

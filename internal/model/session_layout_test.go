@@ -1,0 +1,71 @@
+package model
+
+import (
+	"reflect"
+	"slices"
+	"testing"
+
+	"github.com/lambdarec/lambdarec/schemas"
+)
+
+// TestSessionEventHoldsNoPointer keeps sessionEvent pointer-free: the speed
+// layer holds the events of every live session, and the garbage collector
+// scans none of them only while they hold no pointer.
+func TestSessionEventHoldsNoPointer(t *testing.T) {
+	var walk func(reflect.Type) bool
+	walk = func(ty reflect.Type) bool {
+		switch ty.Kind() {
+		case reflect.Pointer, reflect.String, reflect.Slice, reflect.Map, reflect.Chan, reflect.Func, reflect.Interface, reflect.UnsafePointer:
+			return true
+		case reflect.Struct:
+			for i := range ty.NumField() {
+				if walk(ty.Field(i).Type) {
+					return true
+				}
+			}
+		case reflect.Array:
+			return walk(ty.Elem())
+		}
+		return false
+	}
+	if walk(reflect.TypeFor[sessionEvent]()) {
+		t.Fatal("sessionEvent holds a pointer")
+	}
+}
+
+// TestSessionIDsPastTheInlineOnes adds events naming more distinct items
+// and users than the session keeps inline, and reads them back by index.
+func TestSessionIDsPastTheInlineOnes(t *testing.T) {
+	p := DefaultParams()
+	s := NewSession("s")
+	items := []string{"a", "b", "c", "d", "e", "f", "g", "b", "h"}
+	var pairs [][2]string
+	for i, it := range items {
+		user := []string{"u1", "u2"}[i%2]
+		e := Event{EventID: "e" + string(rune('0'+i)), SessionID: "s", UserID: user, ItemID: it, Kind: schemas.KindProductClick,
+			Time: int64(i) * 1e6, Partition: 0, Offset: int64(i)}
+		if o := s.Add(&p, e, func(a, b string, w int64) { pairs = append(pairs, [2]string{a, b}) }); o != Accepted {
+			t.Fatalf("event %d: %v", i, o)
+		}
+		if s.User() != user {
+			t.Fatalf("event %d: user %q, want %q", i, s.User(), user)
+		}
+	}
+	if got, want := s.Recent(4), []string{"h", "b", "g", "f"}; !slices.Equal(got, want) {
+		t.Fatalf("recent %v, want %v", got, want)
+	}
+	// The second "b" pairs with every earlier item but itself.
+	var withB []string
+	for _, pr := range pairs {
+		if pr[0] == "b" {
+			withB = append(withB, pr[1])
+		}
+	}
+	slices.Sort(withB)
+	if want := []string{"a", "a", "c", "d", "e", "f", "g"}; !slices.Equal(withB, want) {
+		t.Fatalf("pairs of b with %v, want %v", withB, want)
+	}
+	if len(s.strs) != 10 { // 8 items, 2 users
+		t.Fatalf("%d distinct ids, want 10", len(s.strs))
+	}
+}
