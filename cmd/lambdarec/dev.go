@@ -46,6 +46,7 @@ func init() {
 			fs.StringVar(&cfg.Store.Redis.Addr, "redis-addr", cfg.Store.Redis.Addr, "Redis host:port with --store redis (other settings: store.redis.*)")
 			fs.StringVar(&cfg.ClickHouse.DSN, "clickhouse-dsn", cfg.ClickHouse.DSN, "ClickHouse DSN with --store clickhouse (other settings: clickhouse.*)")
 			fs.StringVar(&o.pprof, "pprof", "", "serve Go's runtime profiles (/debug/pprof/, block and mutex profiling on) at this address; empty: off")
+			fs.StringVar(&o.speedTrace, "speed-trace", "", "write a line per iteration of the speed layer's consuming loop to this file (a diagnostic: when it polled, processed, flushed; see speedprobe --loop-trace); empty: off")
 			return func(ctx context.Context, e *env) error { return runDev(ctx, e, o) }
 		},
 		description: "Runs the whole platform in one process on the embedded defaults: the broker, a clickstream generator, the archive, the speed layer, batch runs on a short schedule and the HTTP API. A failed role is restarted with backoff; only a failing serve ends dev.",
@@ -69,6 +70,7 @@ type devOptions struct {
 	seed       int64
 	store      string // store.backend; "" is memory
 	pprof      string // address of the profiles; "" none
+	speedTrace string // file of the speed layer's loop trace; "" none
 }
 
 // devConfig points every role of cfg at the embedded default under dataDir.
@@ -111,6 +113,13 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 	log := e.log
 	if o.pprof != "" {
 		stop, err := servePprof(o.pprof, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	if o.speedTrace != "" {
+		stop, err := traceSpeedLoop(o.speedTrace, log)
 		if err != nil {
 			return err
 		}
