@@ -6,7 +6,7 @@
 # dev's CPU and the /v1/status lag of the archive and the speed layer.
 #   internal/bench/speedprobe/dev-under-load.sh [RATE=50000] [DURATION=60s]
 # SPEEDPROBE_LAMBDAREC=<binary> uses that lambdarec instead of building one;
-# SPEEDPROBE_LOGS=<dir> keeps dev's and the generator's logs there;
+# SPEEDPROBE_LOGS=<dir> keeps dev's and the generator's logs (and the loop trace) there;
 # SPEEDPROBE_CPUPROFILE=<file> writes a 30 s CPU profile of dev taken during
 # the flood (dev --pprof), for `go tool pprof`;
 # SPEEDPROBE_LOOPTRACE=1 traces the speed layer's loop (dev --speed-trace)
@@ -20,7 +20,7 @@ dir=$(mktemp -d)
 cleanup() {
 	[[ -n ${gen:-} ]] && kill "$gen" 2>/dev/null || true
 	[[ -n ${dev:-} ]] && kill -INT "$dev" 2>/dev/null && wait "$dev" 2>/dev/null || true
-	[[ -n ${SPEEDPROBE_LOGS:-} ]] && mkdir -p "$SPEEDPROBE_LOGS" && cp "$dir"/*.log "$SPEEDPROBE_LOGS"/ 2>/dev/null
+	[[ -n ${SPEEDPROBE_LOGS:-} ]] && mkdir -p "$SPEEDPROBE_LOGS" && cp "$dir"/*.log "$dir"/*.trace "$SPEEDPROBE_LOGS"/ 2>/dev/null
 	rm -rf "$dir"
 }
 trap cleanup EXIT

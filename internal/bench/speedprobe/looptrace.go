@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -25,11 +26,17 @@ type loopSummary struct {
 }
 
 // summarizeLoopTrace reads a loop trace and sums the iterations that
-// started within [from, to] (Unix ms; 0 = unbounded).
+// started within [from, to] (Unix ms; 0 = unbounded). A last line without
+// its newline (a trace still being written) is left out.
 func summarizeLoopTrace(r io.Reader, from, to float64) (loopSummary, error) {
 	var s loopSummary
 	first, last := -1.0, 0.0
-	sc := bufio.NewScanner(r)
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return s, fmt.Errorf("read loop trace: %w", err)
+	}
+	b = b[:bytes.LastIndexByte(b, '\n')+1]
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
 		ln := sc.Text()
 		if ln == "" || strings.HasPrefix(ln, "#") {

@@ -56,7 +56,7 @@ S 1000 1010 1030 1040 100 1 50 5 1 10 2000 3 false
 S 1040 1040 1070 1100 200 1 70 8 0 20 1500 3 true
 S 1100 1150 1150 1160 0 0 0 0 0 0 0 4 false
 S 2000 2000 2010 2020 10 0 0 0 0 0 0 4 false
-`
+S 1200 1200 12`
 	s, err := summarizeLoopTrace(strings.NewReader(trace), 1000, 1500)
 	if err != nil {
 		t.Fatal(err)
