@@ -56,12 +56,20 @@ func init() {
 // devMaxViewDelay is dev's speed.max_view_delay (unless set to another
 // value than the default). It changes nothing while the speed layer keeps up
 // (views are then written within a millisecond of their records); while it
-// is 10,000 records or more behind, a session's records within this window
-// are scored once: in the generator's stream at 50,000 events/s, 0.58
-// distinct sessions per record in 250 ms against 0.91 in the default 50 ms,
-// and scoring views is half of what the speed layer does in that flood.
-// Dev shares two cores between every role, so it catches up sooner with it.
-const devMaxViewDelay = 250 * time.Millisecond
+// is 10,000 records or more behind, a session's records applied within this
+// window are scored once. The window is processing time, and a layer that
+// is behind in dev processes far fewer than 50,000 records a second, so
+// what coalesces is fewer records than the flood brings in that time: in
+// the generator's stream a window of 2,500 records holds 0.91 distinct
+// sessions per record, 5,000: 0.80, 12,500: 0.58, 25,000: 0.40, 50,000:
+// 0.27. Scoring views is the larger part of the loop of a layer that is
+// behind (speedprobe --loop-trace: 56–63% of it in the flood), so dev, whose
+// roles share two cores, catches up sooner with a longer window: measured in
+// dev under a 50,000 events/s flood, views per record 0.48 with 250 ms
+// (fresh 0.37, rescorings 0.11), 0.39 with 1 s (fresh 0.26, rescorings
+// 0.13). The cost: while 10,000 or more records behind, a view may follow
+// its record by up to this much more than the backlog.
+const devMaxViewDelay = time.Second
 
 type devOptions struct {
 	dataDir    string
