@@ -64,11 +64,13 @@ func init() {
 // sessions per record, 5,000: 0.80, 12,500: 0.58, 25,000: 0.40, 50,000:
 // 0.27. Scoring views is the larger part of the loop of a layer that is
 // behind (speedprobe --loop-trace: 56–63% of it in the flood), so dev, whose
-// roles share two cores, catches up sooner with a longer window: measured in
-// dev under a 50,000 events/s flood, views per record 0.48 with 250 ms
-// (fresh 0.37, rescorings 0.11), 0.39 with 1 s (fresh 0.26, rescorings
-// 0.13). The cost: while 10,000 or more records behind, a view may follow
-// its record by up to this much more than the backlog.
+// roles share two cores, catches up sooner with a longer window: in dev
+// under a 50,000 events/s flood (internal/bench/speedprobe/dev-under-load.sh,
+// 3 runs each, alternated), views per record 0.38–0.43 (median 0.42) with
+// 250 ms and 0.32–0.36 (median 0.33) with 1 s; by the loop trace, fresh
+// views 0.37 per record with 250 ms and 0.19–0.23 with 1 s, rescorings
+// 0.11–0.13 either way. The cost: while 10,000 or more records behind, a
+// view may follow its record by up to this much more than the backlog.
 const devMaxViewDelay = time.Second
 
 type devOptions struct {
