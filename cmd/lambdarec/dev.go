@@ -46,6 +46,7 @@ func init() {
 			fs.StringVar(&cfg.Store.Redis.Addr, "redis-addr", cfg.Store.Redis.Addr, "Redis host:port with --store redis (other settings: store.redis.*)")
 			fs.StringVar(&cfg.ClickHouse.DSN, "clickhouse-dsn", cfg.ClickHouse.DSN, "ClickHouse DSN with --store clickhouse (other settings: clickhouse.*)")
 			fs.StringVar(&o.pprof, "pprof", "", "serve Go's runtime profiles (/debug/pprof/, block and mutex profiling on) at this address; empty: off")
+			fs.StringVar(&o.speedTrace, "speed-trace", "", "write a line per iteration of the speed layer's consuming loop to this file (a diagnostic: when it polled, processed, flushed; see speedprobe --loop-trace); empty: off")
 			return func(ctx context.Context, e *env) error { return runDev(ctx, e, o) }
 		},
 		description: "Runs the whole platform in one process on the embedded defaults: the broker, a clickstream generator, the archive, the speed layer, batch runs on a short schedule and the HTTP API. A failed role is restarted with backoff; only a failing serve ends dev.",
@@ -55,12 +56,22 @@ func init() {
 // devMaxViewDelay is dev's speed.max_view_delay (unless set to another
 // value than the default). It changes nothing while the speed layer keeps up
 // (views are then written within a millisecond of their records); while it
-// is 10,000 records or more behind, a session's records within this window
-// are scored once: in the generator's stream at 50,000 events/s, 0.58
-// distinct sessions per record in 250 ms against 0.91 in the default 50 ms,
-// and scoring views is half of what the speed layer does in that flood.
-// Dev shares two cores between every role, so it catches up sooner with it.
-const devMaxViewDelay = 250 * time.Millisecond
+// is 10,000 records or more behind, a session's records applied within this
+// window are scored once. The window is processing time, and a layer that
+// is behind in dev processes far fewer than 50,000 records a second, so
+// what coalesces is fewer records than the flood brings in that time: in
+// the generator's stream a window of 2,500 records holds 0.91 distinct
+// sessions per record, 5,000: 0.80, 12,500: 0.58, 25,000: 0.40, 50,000:
+// 0.27. Scoring views is the larger part of the loop of a layer that is
+// behind (speedprobe --loop-trace: 56–63% of it in the flood), so dev, whose
+// roles share two cores, catches up sooner with a longer window: in dev
+// under a 50,000 events/s flood (internal/bench/speedprobe/dev-under-load.sh,
+// 3 runs each, alternated), views per record 0.38–0.43 (median 0.42) with
+// 250 ms and 0.32–0.36 (median 0.33) with 1 s; by the loop trace, fresh
+// views 0.37 per record with 250 ms and 0.19–0.23 with 1 s, rescorings
+// 0.11–0.13 either way. The cost: while 10,000 or more records behind, a
+// view may follow its record by up to this much more than the backlog.
+const devMaxViewDelay = time.Second
 
 type devOptions struct {
 	dataDir    string
@@ -69,6 +80,7 @@ type devOptions struct {
 	seed       int64
 	store      string // store.backend; "" is memory
 	pprof      string // address of the profiles; "" none
+	speedTrace string // file of the speed layer's loop trace; "" none
 }
 
 // devConfig points every role of cfg at the embedded default under dataDir.
@@ -111,6 +123,13 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 	log := e.log
 	if o.pprof != "" {
 		stop, err := servePprof(o.pprof, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	if o.speedTrace != "" {
+		stop, err := traceSpeedLoop(o.speedTrace, log)
 		if err != nil {
 			return err
 		}

@@ -7,8 +7,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"runtime"
 	"time"
+
+	"github.com/lambdarec/lambdarec/speed"
 )
 
 // servePprof serves Go's runtime profiles (net/http/pprof, with block and
@@ -37,4 +40,21 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 	}()
 	log.Info("pprof listening", "addr", ln.Addr().String())
 	return func() { srv.Close() }, nil
+}
+
+// traceSpeedLoop writes the speed layer's loop trace (speed.WriteLoopTrace)
+// to path until stop is called: `dev --speed-trace`, for seeing whether the
+// layer waits for records, for its view writes or for the CPU.
+func traceSpeedLoop(path string, log *slog.Logger) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("speed loop trace: %w", err)
+	}
+	end := speed.WriteLoopTrace(f)
+	log.Info("tracing the speed layer's loop", "file", path)
+	return func() {
+		if err := errors.Join(end(), f.Close()); err != nil {
+			log.Warn("speed loop trace", "file", path, "err", err)
+		}
+	}, nil
 }

@@ -68,7 +68,7 @@ func TestSpeedFirstHolds(t *testing.T) {
 }
 
 // TestDevConfigMaxViewDelay: dev raises speed.max_view_delay's default
-// (dev_priority.go) and keeps any other value it is given.
+// (devMaxViewDelay, dev.go) and keeps any other value it is given.
 func TestDevConfigMaxViewDelay(t *testing.T) {
 	o := devOptions{dataDir: t.TempDir(), rate: 1, batchEvery: time.Minute}
 	cfg, err := devConfig(config.Default(), o)

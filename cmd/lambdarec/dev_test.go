@@ -8,9 +8,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/lambdarec/lambdarec/internal/porttest"
 	"github.com/lambdarec/lambdarec/serving"
+	"github.com/lambdarec/lambdarec/speed"
 )
 
 // freeAddr returns a loopback address with a port nobody listens on now,
@@ -159,7 +162,8 @@ func TestDevEndToEnd(t *testing.T) {
 	phase("built")
 	dataDir := t.TempDir()
 	httpAddr, kafkaAddr := freeAddr(t), freeAddr(t)
-	p := startDev(t, bin, dataDir, httpAddr, kafkaAddr)
+	loopTrace := filepath.Join(t.TempDir(), "loop.trace")
+	p := startDev(t, bin, dataDir, httpAddr, kafkaAddr, "--rate", "300", "--batch-every", "3s", "--speed-trace", loopTrace)
 	phase("ready")
 
 	// Once a first batch is served, a known user browses its most popular
@@ -267,6 +271,7 @@ func TestDevEndToEnd(t *testing.T) {
 	t.Logf("speed recommendations visible %s after the 202", fastest.Round(time.Millisecond))
 	p.stop(t)
 	phase("stopped")
+	checkLoopTrace(t, loopTrace)
 
 	// Started again on the same data directory, it serves the same batch
 	// (read back from Iceberg) before any new batch runs.
@@ -300,4 +305,34 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// checkLoopTrace checks the speed loop trace dev --speed-trace wrote: the
+// header, then one line per loop iteration, some with records (the
+// generator ran).
+func checkLoopTrace(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if lines[0] != speed.LoopTraceHeader {
+		t.Fatalf("loop trace starts with %q, want the header", lines[0])
+	}
+	recs := 0
+	for _, ln := range lines[1:] {
+		f := strings.Fields(ln)
+		if len(f) != 14 || f[0] != "S" {
+			t.Fatalf("loop trace line %q: want 14 fields starting with S", ln)
+		}
+		n, err := strconv.Atoi(f[5])
+		if err != nil {
+			t.Fatalf("loop trace line %q: %v", ln, err)
+		}
+		recs += n
+	}
+	if recs == 0 {
+		t.Fatalf("loop trace of %d iterations without a record", len(lines)-1)
+	}
 }

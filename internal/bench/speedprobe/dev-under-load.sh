@@ -6,9 +6,11 @@
 # dev's CPU and the /v1/status lag of the archive and the speed layer.
 #   internal/bench/speedprobe/dev-under-load.sh [RATE=50000] [DURATION=60s]
 # SPEEDPROBE_LAMBDAREC=<binary> uses that lambdarec instead of building one;
-# SPEEDPROBE_LOGS=<dir> keeps dev's and the generator's logs there;
+# SPEEDPROBE_LOGS=<dir> keeps dev's and the generator's logs (and the loop trace) there;
 # SPEEDPROBE_CPUPROFILE=<file> writes a 30 s CPU profile of dev taken during
-# the flood (dev --pprof), for `go tool pprof`.
+# the flood (dev --pprof), for `go tool pprof`;
+# SPEEDPROBE_LOOPTRACE=1 traces the speed layer's loop (dev --speed-trace)
+# and reports where its time went during the probes (speedprobe --loop-trace).
 set -euo pipefail
 rate=${1:-50000}
 dur=${2:-60s}
@@ -18,7 +20,7 @@ dir=$(mktemp -d)
 cleanup() {
 	[[ -n ${gen:-} ]] && kill "$gen" 2>/dev/null || true
 	[[ -n ${dev:-} ]] && kill -INT "$dev" 2>/dev/null && wait "$dev" 2>/dev/null || true
-	[[ -n ${SPEEDPROBE_LOGS:-} ]] && mkdir -p "$SPEEDPROBE_LOGS" && cp "$dir"/*.log "$SPEEDPROBE_LOGS"/ 2>/dev/null
+	[[ -n ${SPEEDPROBE_LOGS:-} ]] && mkdir -p "$SPEEDPROBE_LOGS" && cp "$dir"/*.log "$dir"/*.trace "$SPEEDPROBE_LOGS"/ 2>/dev/null
 	rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -27,6 +29,7 @@ if [[ -n ${SPEEDPROBE_LAMBDAREC:-} ]]; then cp "$SPEEDPROBE_LAMBDAREC" "$dir/lam
 go build -o "$dir/speedprobe" ./internal/bench/speedprobe
 pprof=()
 [[ -n ${SPEEDPROBE_CPUPROFILE:-} ]] && pprof=(--pprof "127.0.0.1:${SPEEDPROBE_PPROF_PORT:-18481}")
+[[ -n ${SPEEDPROBE_LOOPTRACE:-} ]] && pprof+=(--speed-trace "$dir/loop.trace")
 "$dir/lambdarec" dev --data-dir "$dir/data" --http "$http" --kafka "$kafka" --rate 50 --batch-every 20s "${pprof[@]}" >"$dir/dev.log" 2>&1 &
 dev=$!
 # Wait until a batch answers with popular items.
@@ -56,7 +59,9 @@ if [[ -n ${SPEEDPROBE_CPUPROFILE:-} ]]; then
 	curl -fsS --max-time 60 -o "$SPEEDPROBE_CPUPROFILE" "http://127.0.0.1:${SPEEDPROBE_PPROF_PORT:-18481}/debug/pprof/profile?seconds=30" &
 	prof=$!
 fi
+t0=$(date +%s%3N)
 "$dir/speedprobe" --base "http://$http" --duration "$dur" || echo "speedprobe failed"
+t1=$(date +%s%3N)
 m1=$(snap) || true
 [[ -n ${prof:-} ]] && { wait "$prof" || echo "cpu profile failed"; }
 if ! kill -0 "$dev" 2>/dev/null; then
@@ -64,6 +69,10 @@ if ! kill -0 "$dev" 2>/dev/null; then
 	tail -20 "$dir/dev.log"
 fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [[ -n ${SPEEDPROBE_LOOPTRACE:-} ]]; then
+	sleep 1 # the trace is buffered: lines of the window may still be in dev
+	"$dir/speedprobe" --loop-trace "$dir/loop.trace" --from "$t0" --to "$t1" || echo "loop trace summary failed"
+fi
 [[ -n $m0 && -n $m1 ]] && echo "$m0 $m1" | awk '{dt = $6 - $1; printf "during the probes (%.0fs): archive %.0f records/s, speed %.0f records/s, %.0f views/s, dev process CPU %.2f cores\n", dt, ($7-$2)/dt, ($8-$3)/dt, ($9-$4)/dt, ($10-$5)/dt}'
 status=$(curl -fsS --max-time 30 "http://$http/v1/status" 2>/dev/null | tr -d '\n ') || true
 echo "$status" | grep -o '"layer":"\(speed\|archive\)","last_update":"[^"]*","lag_records":[0-9-]*,"lag_seconds":[0-9.e+-]*' | sed 's/"last_update":"[^"]*",//' || true

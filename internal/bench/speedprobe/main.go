@@ -5,6 +5,10 @@
 // layer, and reports the POST → speed answer latency (median, p90, p99,
 // worst) and how many probes got no speed answer within the timeout.
 //
+// With --loop-trace it instead summarizes a trace of the speed layer's
+// consuming loop (lambdarec dev --speed-trace): the share of the loop's time
+// spent waiting for records, applying them and writing views.
+//
 // A probe clicks an item that has neighbours in the batch view (GET
 // /v1/items/{item_id}/similar): a session whose only item has none gets a
 // speed view without items (the speed layer answered, but has nothing to
@@ -43,7 +47,17 @@ func main() {
 	every := flag.Duration("interval", 250*time.Millisecond, "time between two probes")
 	timeout := flag.Duration("timeout", 5*time.Second, "how long a probe waits for a speed answer")
 	poll := flag.Duration("poll", 2*time.Millisecond, "time between two reads of a probe")
+	loopTrace := flag.String("loop-trace", "", "instead of probing, summarize this speed loop trace (lambdarec dev --speed-trace) and exit")
+	from := flag.Float64("from", 0, "with --loop-trace: only the iterations from this time (Unix ms; 0: the first)")
+	to := flag.Float64("to", 0, "with --loop-trace: only the iterations up to this time (Unix ms; 0: the last)")
 	flag.Parse()
+	if *loopTrace != "" {
+		if err := printLoopSummary(*loopTrace, *from, *to); err != nil {
+			fmt.Fprintln(os.Stderr, "speedprobe:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := run(ctx, *base, *dur, *every, *timeout, *poll); err != nil {

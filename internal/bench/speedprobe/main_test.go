@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -46,5 +47,32 @@ func TestProbeStateClassifiesMisses(t *testing.T) {
 	p := probeState{batchAtPost: "b1"}
 	if !p.see(decode(t, speed)) {
 		t.Error("an answer with a speed item is not a speed answer")
+	}
+}
+
+func TestSummarizeLoopTrace(t *testing.T) {
+	trace := `# S pollStart polled processed done recs flushes views scoreMs awaitMs rescored lag gc commit
+S 1000 1010 1030 1040 100 1 50 5 1 10 2000 3 false
+S 1040 1040 1070 1100 200 1 70 8 0 20 1500 3 true
+S 1100 1150 1150 1160 0 0 0 0 0 0 0 4 false
+S 2000 2000 2010 2020 10 0 0 0 0 0 0 4 false
+S 1200 1200 12`
+	s, err := summarizeLoopTrace(strings.NewReader(trace), 1000, 1500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := loopSummary{iters: 3, empty: 1, recs: 300, views: 120, rescored: 30, wall: 160,
+		pollWait: 60, process: 50, after: 50, score: 13, await: 1, maxLag: 2000}
+	if s != want {
+		t.Fatalf("summary %+v, want %+v", s, want)
+	}
+	if got := s.String(); !strings.Contains(got, "1875 records/s") || !strings.Contains(got, "37.5% waiting in poll") {
+		t.Fatalf("summary text %q", got)
+	}
+	if _, err := summarizeLoopTrace(strings.NewReader("S 1 2 3\n"), 0, 0); err == nil {
+		t.Fatal("a short line was accepted")
+	}
+	if _, err := summarizeLoopTrace(strings.NewReader("S 1 2 3 4 x 0 0 0 0 0 0 0 false\n"), 0, 0); err == nil {
+		t.Fatal("a line with a bad number was accepted")
 	}
 }
