@@ -613,12 +613,18 @@ func toScored(row []model.ItemCount) []store.Scored {
 // snapshot; a commit conflict is retried on the reloaded table without
 // writing the data again.
 func (r *Runner) writeTable(ctx context.Context, def *tableDef, run *Run, log *slog.Logger, fill func(w *rowWriter)) error {
+	return r.writeTableItems(ctx, def, run, log, nil, fill)
+}
+
+// writeTableItems is writeTable where fill sets the columns of items, when
+// not nil, with rowWriter.id.
+func (r *Runner) writeTableItems(ctx context.Context, def *tableDef, run *Run, log *slog.Logger, items *itemCols, fill func(w *rowWriter)) error {
 	start := time.Now()
 	t, err := r.cfg.Lake.LoadTable(ctx, def.name)
 	if err != nil {
 		return err
 	}
-	files, rows, err := writeRows(ctx, r.cfg.Mem, t, def, run.BatchID, fill)
+	files, rows, err := writeRowsItems(ctx, r.cfg.Mem, t, def, run.BatchID, items, fill)
 	if err != nil {
 		return err
 	}
@@ -640,12 +646,17 @@ func (r *Runner) writeModel(ctx context.Context, m *model.Model, run *Run, log *
 	id := run.BatchID
 	var eg errgroup.Group
 	eg.Go(func() error {
-		return r.writeTable(ctx, &covisitationDef, run, log, func(w *rowWriter) {
-			for p := range m.Covisit().Pairs() {
+		// The pairs' items are written as ids into the model's item
+		// dictionary (rowWriter.id): one dictionary per file, not each
+		// row's two strings.
+		cov := m.Covisit()
+		items := &itemCols{names: cov.ItemNames(), cols: []int{1, 2}}
+		return r.writeTableItems(ctx, &covisitationDef, run, log, items, func(w *rowWriter) {
+			for p, n := range cov.PairIDs() {
 				w.str(0, id)
-				w.str(1, p.A)
-				w.str(2, p.B)
-				w.i64(3, p.Count)
+				w.id(1, p[0])
+				w.id(2, p[1])
+				w.i64(3, n)
 				w.end()
 			}
 		})

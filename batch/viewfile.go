@@ -39,7 +39,9 @@ type partitionFiles struct {
 	fs    iceio.WriteFileIO
 	loc   table.LocationProvider
 	props *parquet.WriterProperties
-	name  string // random prefix of this write's file names
+	// arrowProps are the Arrow writer's settings.
+	arrowProps pqarrow.ArrowWriterProperties
+	name       string // random prefix of this write's file names
 
 	w     *lakehouse.DataFileWriter
 	rows  int64
@@ -61,10 +63,28 @@ func newPartitionFiles(ctx context.Context, mem memory.Allocator, t *table.Table
 	}
 	var rnd [12]byte
 	_, _ = rand.Read(rnd[:]) // crypto/rand.Read never fails
-	props := parquet.NewWriterProperties(viewFileProps(mem, def)...)
+	opts := viewFileProps(mem, def)
+	// Columns of item ids (rowWriter.setNames) are dictionary-encoded: their
+	// dictionary is written once per column chunk and their ids as indices.
+	arrowOpts := []pqarrow.WriterOption{pqarrow.WithAllocator(mem), pqarrow.WithStoreSchema()}
+	for i, f := range sc.Fields() {
+		if f.Type.ID() == arrow.DICTIONARY {
+			opts = append(opts, parquet.WithDictionaryFor(def.cols[i].name, true))
+			// The stored Arrow schema would have readers read
+			// dictionary arrays: without it, they read strings.
+			arrowOpts = []pqarrow.WriterOption{pqarrow.WithAllocator(mem)}
+		}
+	}
+	props := parquet.NewWriterProperties(opts...)
 	return &partitionFiles{t: t, def: def, part: part, sc: sc, mem: mem, fs: wfs, loc: loc, props: props,
-		name: hex.EncodeToString(rnd[:])}, nil
+		arrowProps: pqarrow.NewArrowWriterProperties(arrowOpts...), name: hex.EncodeToString(rnd[:])}, nil
 }
+
+// rowsPerRowGroup are the rows of a view table's Parquet row group: the
+// record batches (rowsPerBatch rows) are buffered into row groups of this
+// many (a row group per batch wrote each column's dictionary, page headers
+// and chunk metadata 16 times as often).
+const rowsPerRowGroup = 1 << 20
 
 // viewFileCodec compresses the view tables' Parquet files: LZ4_RAW
 // encodes at about twice the speed of arrow-go's Snappy (klauspost's
@@ -86,6 +106,7 @@ func viewFileProps(mem memory.Allocator, def *tableDef) []parquet.WriterProperty
 		parquet.WithCompression(viewFileCodec),
 		parquet.WithDictionaryDefault(false),
 		parquet.WithStats(true),
+		parquet.WithMaxRowGroupLength(rowsPerRowGroup),
 	}
 	for _, c := range def.cols {
 		if c.typ == colString {
@@ -107,15 +128,14 @@ func (p *partitionFiles) write(rec arrow.RecordBatch) error {
 	if p.w == nil {
 		path := p.loc.NewDataLocation(fmt.Sprintf("batch_id=%s/%s-%05d.parquet",
 			url.QueryEscape(p.part), p.name, len(p.files)))
-		w, err := lakehouse.NewDataFileWriter(p.t, p.fs, path, p.sc, p.props,
-			pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(p.mem), pqarrow.WithStoreSchema()))
+		w, err := lakehouse.NewDataFileWriter(p.t, p.fs, path, p.sc, p.props, p.arrowProps)
 		if err != nil {
 			return err
 		}
 		p.w = w
 		p.rows = 0
 	}
-	if err := p.w.Write(rec); err != nil {
+	if err := p.w.WriteBuffered(rec); err != nil {
 		return err
 	}
 	p.rows += rec.NumRows()
