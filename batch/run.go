@@ -616,15 +616,15 @@ func (r *Runner) writeTable(ctx context.Context, def *tableDef, run *Run, log *s
 	return r.writeTableItems(ctx, def, run, log, nil, fill)
 }
 
-// writeTableItems is writeTable where fill sets the columns of items, when
-// not nil, with rowWriter.id.
-func (r *Runner) writeTableItems(ctx context.Context, def *tableDef, run *Run, log *slog.Logger, items *itemCols, fill func(w *rowWriter)) error {
+// writeTableItems is writeTable where fill sets the columns of ids with
+// rowWriter.id.
+func (r *Runner) writeTableItems(ctx context.Context, def *tableDef, run *Run, log *slog.Logger, ids idCols, fill func(w *rowWriter)) error {
 	start := time.Now()
 	t, err := r.cfg.Lake.LoadTable(ctx, def.name)
 	if err != nil {
 		return err
 	}
-	files, rows, err := writeRowsItems(ctx, r.cfg.Mem, t, def, run.BatchID, items, fill)
+	files, rows, err := writeRowsItems(ctx, r.cfg.Mem, t, def, run.BatchID, ids, fill)
 	if err != nil {
 		return err
 	}
@@ -650,8 +650,8 @@ func (r *Runner) writeModel(ctx context.Context, m *model.Model, run *Run, log *
 		// dictionary (rowWriter.id): one dictionary per file, not each
 		// row's two strings.
 		cov := m.Covisit()
-		items := &itemCols{names: cov.ItemNames(), cols: []int{1, 2}}
-		return r.writeTableItems(ctx, &covisitationDef, run, log, items, func(w *rowWriter) {
+		names := cov.ItemNames()
+		return r.writeTableItems(ctx, &covisitationDef, run, log, idCols{1: names, 2: names}, func(w *rowWriter) {
 			for p, n := range cov.PairIDs() {
 				w.str(0, id)
 				w.id(1, p[0])

@@ -55,9 +55,9 @@ func TestPartitionFilesReadBack(t *testing.T) {
 		{false, 1 << 30, 1, rows}, // ~2.4 MB of names: past the dictionary page limit
 	} {
 		item := func(i int) string { return names[i] }
-		var ic *itemCols
+		var ic idCols
 		if tc.ids > 0 {
-			ic = &itemCols{names: names[:tc.ids], cols: []int{1}}
+			ic = idCols{1: names[:tc.ids]}
 			item = func(i int) string { return names[i%tc.ids] }
 		}
 		id := fmt.Sprintf("20261130T000000.000Z-%d", i+1)

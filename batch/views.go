@@ -178,7 +178,7 @@ type rowWriter struct {
 	// (set with id, see setNames); fileSc is sc with those columns
 	// dictionary-typed, the schema of the files.
 	ids    []*array.Int32Builder
-	names  *array.String
+	names  []*array.String
 	fileSc *arrow.Schema
 }
 
@@ -219,25 +219,26 @@ func newRowWriter(mem memory.Allocator, def *tableDef) (*rowWriter, error) {
 	return w, nil
 }
 
-// itemDictType is the Arrow type of a column of item ids (rowWriter.id).
+// itemDictType is the Arrow type of a column of ids (rowWriter.id).
 var itemDictType = &arrow.DictionaryType{IndexType: arrow.PrimitiveTypes.Int32, ValueType: arrow.BinaryTypes.String}
 
-// setNames makes string columns cols of a partitioned table columns of ids
-// into names (rowWriter.id): they are written as Parquet dictionary pages of
-// names and the ids as their indices, without hashing or copying each row's
-// string (readers read strings, as from any other file). It must be called
-// before the first row.
-func (w *rowWriter) setNames(mem memory.Allocator, names []string, cols ...int) {
-	b := array.NewStringBuilder(mem)
-	defer b.Release()
-	b.Reserve(len(names))
-	for _, n := range names {
-		b.Append(n)
-	}
-	w.names = b.NewStringArray()
+// setNames makes the string columns of ids, of a partitioned table,
+// columns of ids into their names (rowWriter.id): they are written as
+// Parquet dictionary pages of the names and the ids as their indices,
+// without hashing or copying each row's string (readers read strings, as
+// from any other file). It must be called before the first row.
+func (w *rowWriter) setNames(mem memory.Allocator, ids idCols) {
 	w.ids = make([]*array.Int32Builder, len(w.def.cols))
+	w.names = make([]*array.String, len(w.def.cols))
 	fields := slices.Clone(w.sc.Fields())
-	for _, i := range cols {
+	for i, names := range ids {
+		b := array.NewStringBuilder(mem)
+		b.Reserve(len(names))
+		for _, n := range names {
+			b.Append(n)
+		}
+		w.names[i] = b.NewStringArray()
+		b.Release()
 		w.ids[i] = array.NewInt32Builder(mem)
 		w.ids[i].Reserve(rowsPerBatch)
 		fields[i].Type = itemDictType
@@ -272,8 +273,10 @@ func (w *rowWriter) release() {
 			b.Release()
 		}
 	}
-	if w.names != nil {
-		w.names.Release()
+	for _, n := range w.names {
+		if n != nil {
+			n.Release()
+		}
 	}
 }
 
@@ -365,7 +368,7 @@ func (w *rowWriter) flushBatch() {
 		for i := 1; i < len(cols); i++ {
 			if w.ids != nil && w.ids[i] != nil {
 				idx := w.ids[i].NewArray()
-				cols[i] = array.NewDictionaryArray(itemDictType, idx, w.names)
+				cols[i] = array.NewDictionaryArray(itemDictType, idx, w.names[i])
 				idx.Release()
 			} else {
 				cols[i] = w.rb.Field(i).NewArray()
@@ -398,30 +401,27 @@ func writeRows(ctx context.Context, mem memory.Allocator, t *table.Table, def *t
 	return writeRowsItems(ctx, mem, t, def, part, nil, fill)
 }
 
-// itemCols are string columns of a partitioned table written as item ids
-// (rowWriter.id) into names, the model's item dictionary (see
+// idCols are string columns of a partitioned table (by index) written as
+// ids (rowWriter.id) into names, one of the model's dictionaries (see
 // rowWriter.setNames).
-type itemCols struct {
-	names []string
-	cols  []int
-}
+type idCols map[int][]string
 
-// writeRowsItems is writeRows where fill sets the columns of items, when
-// not nil, with rowWriter.id.
-func writeRowsItems(ctx context.Context, mem memory.Allocator, t *table.Table, def *tableDef, part string, items *itemCols, fill func(w *rowWriter)) ([]iceberg.DataFile, int64, error) {
+// writeRowsItems is writeRows where fill sets the columns of ids with
+// rowWriter.id.
+func writeRowsItems(ctx context.Context, mem memory.Allocator, t *table.Table, def *tableDef, part string, ids idCols, fill func(w *rowWriter)) ([]iceberg.DataFile, int64, error) {
 	w, err := newRowWriter(mem, def)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer w.release()
 	if !def.partitioned {
-		if items != nil {
-			return nil, 0, fmt.Errorf("write %s: item id columns need a partitioned table", def.name)
+		if len(ids) > 0 {
+			return nil, 0, fmt.Errorf("write %s: id columns need a partitioned table", def.name)
 		}
 		return writeRowsIceberg(ctx, t, w, fill)
 	}
-	if items != nil {
-		w.setNames(mem, items.names, items.cols...)
+	if len(ids) > 0 {
+		w.setNames(mem, ids)
 	}
 	n := 1
 	if def.anyOrder {

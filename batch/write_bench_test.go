@@ -54,9 +54,9 @@ func BenchmarkWriteRows(b *testing.B) {
 			def.partitioned = tc.files
 			b.ReportAllocs()
 			for b.Loop() {
-				var ic *itemCols
+				var ic idCols
 				if tc.ids {
-					ic = &itemCols{names: items, cols: []int{1, 2}}
+					ic = idCols{1: items, 2: items}
 				}
 				_, n, err := writeRowsItems(context.Background(), memory.DefaultAllocator, t, &def, "20261129T215108.955Z-6949536571529285119", ic, func(w *rowWriter) {
 					for i := range rows {
