@@ -83,8 +83,10 @@ func newPartitionFiles(ctx context.Context, mem memory.Allocator, t *table.Table
 // rowsPerRowGroup are the rows of a view table's Parquet row group: the
 // record batches (rowsPerBatch rows) are buffered into row groups of this
 // many (a row group per batch wrote each column's dictionary, page headers
-// and chunk metadata 16 times as often).
-const rowsPerRowGroup = 1 << 20
+// and chunk metadata 4 times as often). A row group's encoded pages stay in
+// memory until it ends, in each file being written at once: larger ones
+// cost memory next to the model at the run's peak.
+const rowsPerRowGroup = 256 << 10
 
 // viewFileCodec compresses the view tables' Parquet files: LZ4_RAW
 // encodes at about twice the speed of arrow-go's Snappy (klauspost's
