@@ -97,7 +97,9 @@ var viewFileCodec = compress.Codecs.Lz4Raw
 // viewFileProps are the Parquet settings of def's data files:
 //   - no dictionary: hashing each value cost more than it saved (even for
 //     batch_id, one value per file: arrow-go's dictionary encoder boxes
-//     every value);
+//     every value), but for the columns written as ids into one of the
+//     model's dictionaries (rowWriter.setNames), whose Parquet dictionary is
+//     the model's, written once per row group without hashing any row;
 //   - column statistics only on the non-string columns: readers select a
 //     batch's files by its batch_id partition value (a file without column
 //     bounds might match: its partition decides) and never filter on an
