@@ -41,7 +41,10 @@ type partitionFiles struct {
 	props *parquet.WriterProperties
 	// arrowProps are the Arrow writer's settings.
 	arrowProps pqarrow.ArrowWriterProperties
-	name       string // random prefix of this write's file names
+	// buffered: record batches are buffered into row groups of
+	// rowsPerRowGroup rows (files with id columns), not one per batch.
+	buffered bool
+	name     string // random prefix of this write's file names
 
 	w     *lakehouse.DataFileWriter
 	rows  int64
@@ -67,9 +70,11 @@ func newPartitionFiles(ctx context.Context, mem memory.Allocator, t *table.Table
 	// Columns of item ids (rowWriter.setNames) are dictionary-encoded: their
 	// dictionary is written once per column chunk and their ids as indices.
 	arrowOpts := []pqarrow.WriterOption{pqarrow.WithAllocator(mem), pqarrow.WithStoreSchema()}
+	buffered := false
 	for i, f := range sc.Fields() {
 		if f.Type.ID() == arrow.DICTIONARY {
-			opts = append(opts, parquet.WithDictionaryFor(def.cols[i].name, true))
+			buffered = true
+			opts = append(opts, parquet.WithDictionaryFor(def.cols[i].name, true), parquet.WithMaxRowGroupLength(rowsPerRowGroup))
 			// The stored Arrow schema would have readers read
 			// dictionary arrays: without it, they read strings.
 			arrowOpts = []pqarrow.WriterOption{pqarrow.WithAllocator(mem)}
@@ -77,15 +82,17 @@ func newPartitionFiles(ctx context.Context, mem memory.Allocator, t *table.Table
 	}
 	props := parquet.NewWriterProperties(opts...)
 	return &partitionFiles{t: t, def: def, part: part, sc: sc, mem: mem, fs: wfs, loc: loc, props: props,
-		arrowProps: pqarrow.NewArrowWriterProperties(arrowOpts...), name: hex.EncodeToString(rnd[:])}, nil
+		arrowProps: pqarrow.NewArrowWriterProperties(arrowOpts...), buffered: buffered, name: hex.EncodeToString(rnd[:])}, nil
 }
 
-// rowsPerRowGroup are the rows of a view table's Parquet row group: the
-// record batches (rowsPerBatch rows) are buffered into row groups of this
-// many (a row group per batch wrote each column's dictionary, page headers
-// and chunk metadata 4 times as often). A row group's encoded pages stay in
-// memory until it ends, in each file being written at once: larger ones
-// cost memory next to the model at the run's peak.
+// rowsPerRowGroup are the rows of a Parquet row group of a view table with
+// id columns (rowWriter.setNames): its record batches (rowsPerBatch rows)
+// are buffered into row groups of this many, each writing the columns'
+// dictionaries once (a row group per batch wrote them 4 times as often). A
+// row group's encoded pages stay in memory until it ends; an id column's
+// pages are small, but those of string columns are not: the files of the
+// other tables keep a row group per batch, written as it comes, and add
+// nothing to the run's peak memory.
 const rowsPerRowGroup = 256 << 10
 
 // viewFileCodec compresses the view tables' Parquet files: LZ4_RAW
@@ -110,7 +117,6 @@ func viewFileProps(mem memory.Allocator, def *tableDef) []parquet.WriterProperty
 		parquet.WithCompression(viewFileCodec),
 		parquet.WithDictionaryDefault(false),
 		parquet.WithStats(true),
-		parquet.WithMaxRowGroupLength(rowsPerRowGroup),
 	}
 	for _, c := range def.cols {
 		if c.typ == colString {
@@ -139,7 +145,11 @@ func (p *partitionFiles) write(rec arrow.RecordBatch) error {
 		p.w = w
 		p.rows = 0
 	}
-	if err := p.w.WriteBuffered(rec); err != nil {
+	write := p.w.Write
+	if p.buffered {
+		write = p.w.WriteBuffered
+	}
+	if err := write(rec); err != nil {
 		return err
 	}
 	p.rows += rec.NumRows()
