@@ -143,6 +143,36 @@ type Result struct {
 	View *store.BatchView
 	// Model holds the aggregates computed by this run (nil when UpToDate).
 	Model *model.Model
+	// Phases are the wall times of the run's steps, in order (see
+	// PhaseTime).
+	Phases []PhaseTime
+}
+
+// PhaseTime is the wall time of one step of a run: "prepare" (tables,
+// the previous batch, the pin), "scan" (reading events into the builder
+// or, in parts, the spill files), "build" (the aggregates from them),
+// "compute" (an incremental run's reading and folding, in one), "view"
+// (neighbours and scored users; the model's tables are written meanwhile),
+// "write" (the user recommendations, then waiting for the other tables),
+// "commit" (the batch_runs row), "cleanup" (old views, the pin). The
+// writes overlap the view: the phases are the critical path, not each
+// step's own cost.
+type PhaseTime struct {
+	Name string        `json:"name"`
+	Wall time.Duration `json:"wall_ns"`
+}
+
+// phaseClock records PhaseTimes.
+type phaseClock struct {
+	last   time.Time
+	phases []PhaseTime
+}
+
+// done ends the phase name (begun at the end of the previous one).
+func (c *phaseClock) done(name string) {
+	now := time.Now()
+	c.phases = append(c.phases, PhaseTime{Name: name, Wall: now.Sub(c.last)})
+	c.last = now
 }
 
 // Run is one row of batch_runs.
@@ -192,6 +222,7 @@ func (r Run) Meta() store.BatchMeta {
 // current batch already covers it.
 func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	started := r.cfg.Now()
+	clock := &phaseClock{last: time.Now()}
 	if err := ensureTables(ctx, r.cfg.Lake); err != nil {
 		return nil, err
 	}
@@ -245,13 +276,18 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 		}
 	}()
 	log.Info("batch run started", "partitions", len(boundary), "pin", pin)
+	clock.done("prepare")
 
 	var st *state
 	base, why := r.planIncremental(events, snap, boundary, last, ok)
 	if base != nil {
 		run.Mode, run.BaseBatchID = ModeIncremental, base.BatchID
 		st, err = r.computeIncremental(ctx, events, snap, base, &run, log)
+		if err == nil {
+			clock.done("compute")
+		}
 		if errors.Is(err, errNotIncremental) {
+			clock.done("incremental attempt")
 			why = err.Error()
 			log.Warn("incremental batch run not possible", "err", err)
 		} else if err != nil {
@@ -261,7 +297,7 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	if st == nil {
 		log.Info("full batch recompute", "reason", why)
 		run.Mode, run.BaseBatchID, run.EventsNew = ModeFull, "", 0
-		if st, err = r.compute(ctx, events, snap, &run, log); err != nil {
+		if st, err = r.compute(ctx, events, snap, &run, log, clock); err != nil {
 			return nil, err
 		}
 	}
@@ -278,9 +314,11 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	writes := r.writeModel(ctx, st.persisted(), &run, log)
 	r.writeState(ctx, writes, st, &run, log)
 	view := r.view(m, &run, func(v *store.BatchView) { r.writeItems(ctx, writes, v, &run, log) })
-	if err := r.write(ctx, view, writes, &run, log); err != nil {
+	clock.done("view")
+	if err := r.write(ctx, view, writes, &run, log, clock); err != nil {
 		return nil, err
 	}
+	clock.done("commit")
 	log.Info("batch run committed", "mode", run.Mode, "events_new", run.EventsNew, "events_read", run.EventsRead, "events_accepted", run.EventsAccepted,
 		"duplicates", run.EventsDuplicate, "pairs", run.Pairs, "items", run.Items, "users", run.Users,
 		"duration", time.Duration(run.DurationMS)*time.Millisecond)
@@ -288,20 +326,22 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 		// The new batch is committed; old views are removed by the next run.
 		log.Warn("remove old batch views", "err", err)
 	}
+	clock.done("cleanup")
 	view.Meta = run.Meta()
 	if pin, err := CurrentPin(ctx, r.cfg.Lake); err != nil {
 		return nil, err
 	} else if pin.Pinned() {
 		// Recorded, not served: the pinned batch stays (served.go).
 		log.Info("batch pinned: the new batch is recorded, not published", "pinned_batch_id", pin.BatchID)
-		return &Result{Run: run, View: view, Model: m}, nil
+		return &Result{Run: run, View: view, Model: m, Phases: clock.phases}, nil
 	}
 	if r.cfg.Store != nil {
 		if err := r.cfg.Store.PublishBatch(ctx, view); err != nil {
 			return nil, fmt.Errorf("publish batch %s to the serving store: %w", run.BatchID, err)
 		}
+		clock.done("publish")
 	}
-	return &Result{Run: run, View: view, Model: m}, nil
+	return &Result{Run: run, View: view, Model: m, Phases: clock.phases}, nil
 }
 
 // EventColumns are the columns of events a batch reads.
@@ -330,7 +370,7 @@ func (r *Runner) parts(n int64) int {
 // whole sessions (by session hash): the one scan spills each event to its
 // part's file on local disk (model.Spill), and the parts are built from
 // there in turn.
-func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.Snapshot, run *Run, log *slog.Logger) (*state, error) {
+func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.Snapshot, run *Run, log *slog.Logger, clock *phaseClock) (*state, error) {
 	acc, err := model.NewAccumulator(*r.cfg.Params)
 	if err != nil {
 		return nil, err
@@ -391,6 +431,7 @@ func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.S
 		}
 	}
 	run.EventsRead = read
+	clock.done("scan")
 	// Each part's sessions are its own (parts are by session hash): their
 	// spans are gathered as a list, while the part builds.
 	var spans []sessionSpan
@@ -406,6 +447,7 @@ func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.S
 		collect(b)
 		acc.Add(b)
 	}
+	clock.done("build")
 	if maxTime > 0 {
 		run.MaxEventTime = time.UnixMicro(maxTime).UTC()
 	}
@@ -613,12 +655,18 @@ func toScored(row []model.ItemCount) []store.Scored {
 // snapshot; a commit conflict is retried on the reloaded table without
 // writing the data again.
 func (r *Runner) writeTable(ctx context.Context, def *tableDef, run *Run, log *slog.Logger, fill func(w *rowWriter)) error {
+	return r.writeTableItems(ctx, def, run, log, nil, fill)
+}
+
+// writeTableItems is writeTable where fill sets the columns of ids with
+// rowWriter.id.
+func (r *Runner) writeTableItems(ctx context.Context, def *tableDef, run *Run, log *slog.Logger, ids idCols, fill func(w *rowWriter)) error {
 	start := time.Now()
 	t, err := r.cfg.Lake.LoadTable(ctx, def.name)
 	if err != nil {
 		return err
 	}
-	files, rows, err := writeRows(ctx, r.cfg.Mem, t, def, run.BatchID, fill)
+	files, rows, err := writeRowsItems(ctx, r.cfg.Mem, t, def, run.BatchID, ids, fill)
 	if err != nil {
 		return err
 	}
@@ -640,12 +688,17 @@ func (r *Runner) writeModel(ctx context.Context, m *model.Model, run *Run, log *
 	id := run.BatchID
 	var eg errgroup.Group
 	eg.Go(func() error {
-		return r.writeTable(ctx, &covisitationDef, run, log, func(w *rowWriter) {
-			for p := range m.Covisit().Pairs() {
+		// The pairs' items are written as ids into the model's item
+		// dictionary (rowWriter.id): one dictionary per file, not each
+		// row's two strings.
+		cov := m.Covisit()
+		names := cov.ItemNames()
+		return r.writeTableItems(ctx, &covisitationDef, run, log, idCols{1: names, 2: names}, func(w *rowWriter) {
+			for p, n := range cov.PairIDs() {
 				w.str(0, id)
-				w.str(1, p.A)
-				w.str(2, p.B)
-				w.i64(3, p.Count)
+				w.id(1, p[0])
+				w.id(2, p[1])
+				w.i64(3, n)
 				w.end()
 			}
 		})
@@ -698,7 +751,7 @@ func (r *Runner) writeItems(ctx context.Context, g *errgroup.Group, v *store.Bat
 // write commits the user_recommendations table, waits for the tables being
 // written in the background (writes), and then commits the batch_runs row,
 // the commit point.
-func (r *Runner) write(ctx context.Context, v *store.BatchView, writes *errgroup.Group, run *Run, log *slog.Logger) error {
+func (r *Runner) write(ctx context.Context, v *store.BatchView, writes *errgroup.Group, run *Run, log *slog.Logger, clock *phaseClock) error {
 	id := run.BatchID
 	writeTable := func(def *tableDef, fill func(w *rowWriter)) error {
 		return r.writeTable(ctx, def, run, log, fill)
@@ -727,6 +780,7 @@ func (r *Runner) write(ctx context.Context, v *store.BatchView, writes *errgroup
 	if err != nil {
 		return err
 	}
+	clock.done("write")
 	if r.beforeCommit != nil {
 		r.beforeCommit()
 	}

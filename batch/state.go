@@ -151,11 +151,16 @@ func (r *Runner) writeState(ctx context.Context, g *errgroup.Group, st *state, r
 		users, spans, spanList = st.delta.Users(), st.deltaSpans, nil
 	}
 	g.Go(func() error {
-		return r.writeTable(ctx, &userItemsDef, run, log, func(w *rowWriter) {
-			for user, e := range users.Entries() {
+		// Users and items are written as ids into the model's
+		// dictionaries (rowWriter.id): one dictionary per row group, not
+		// each row's strings (a dictionary past Parquet's page limit, say
+		// of millions of users, falls back to plain strings by itself).
+		ids := idCols{1: users.UserNames(), 2: users.ItemNames()}
+		return r.writeTableItems(ctx, &userItemsDef, run, log, ids, func(w *rowWriter) {
+			for ui, e := range users.EntryIDs() {
 				w.str(0, id)
-				w.str(1, user)
-				w.str(2, e.Item)
+				w.id(1, ui[0])
+				w.id(2, ui[1])
 				w.i64(3, e.Last)
 				w.i64(4, e.Weight)
 				w.boolean(5, e.Purchased)

@@ -39,7 +39,12 @@ type partitionFiles struct {
 	fs    iceio.WriteFileIO
 	loc   table.LocationProvider
 	props *parquet.WriterProperties
-	name  string // random prefix of this write's file names
+	// arrowProps are the Arrow writer's settings.
+	arrowProps pqarrow.ArrowWriterProperties
+	// buffered: record batches are buffered into row groups of
+	// rowsPerRowGroup rows (files with id columns), not one per batch.
+	buffered bool
+	name     string // random prefix of this write's file names
 
 	w     *lakehouse.DataFileWriter
 	rows  int64
@@ -61,10 +66,34 @@ func newPartitionFiles(ctx context.Context, mem memory.Allocator, t *table.Table
 	}
 	var rnd [12]byte
 	_, _ = rand.Read(rnd[:]) // crypto/rand.Read never fails
-	props := parquet.NewWriterProperties(viewFileProps(mem, def)...)
+	opts := viewFileProps(mem, def)
+	// Columns of item ids (rowWriter.setNames) are dictionary-encoded: their
+	// dictionary is written once per column chunk and their ids as indices.
+	arrowOpts := []pqarrow.WriterOption{pqarrow.WithAllocator(mem), pqarrow.WithStoreSchema()}
+	buffered := false
+	for i, f := range sc.Fields() {
+		if f.Type.ID() == arrow.DICTIONARY {
+			buffered = true
+			opts = append(opts, parquet.WithDictionaryFor(def.cols[i].name, true), parquet.WithMaxRowGroupLength(rowsPerRowGroup))
+			// The stored Arrow schema would have readers read
+			// dictionary arrays: without it, they read strings.
+			arrowOpts = []pqarrow.WriterOption{pqarrow.WithAllocator(mem)}
+		}
+	}
+	props := parquet.NewWriterProperties(opts...)
 	return &partitionFiles{t: t, def: def, part: part, sc: sc, mem: mem, fs: wfs, loc: loc, props: props,
-		name: hex.EncodeToString(rnd[:])}, nil
+		arrowProps: pqarrow.NewArrowWriterProperties(arrowOpts...), buffered: buffered, name: hex.EncodeToString(rnd[:])}, nil
 }
+
+// rowsPerRowGroup are the rows of a Parquet row group of a view table with
+// id columns (rowWriter.setNames): its record batches (rowsPerBatch rows)
+// are buffered into row groups of this many, each writing the columns'
+// dictionaries once (a row group per batch wrote them 4 times as often). A
+// row group's encoded pages stay in memory until it ends; an id column's
+// pages are small, but those of string columns are not: the files of the
+// other tables keep a row group per batch, written as it comes, and add
+// nothing to the run's peak memory.
+const rowsPerRowGroup = 256 << 10
 
 // viewFileCodec compresses the view tables' Parquet files: LZ4_RAW
 // encodes at about twice the speed of arrow-go's Snappy (klauspost's
@@ -75,7 +104,9 @@ var viewFileCodec = compress.Codecs.Lz4Raw
 // viewFileProps are the Parquet settings of def's data files:
 //   - no dictionary: hashing each value cost more than it saved (even for
 //     batch_id, one value per file: arrow-go's dictionary encoder boxes
-//     every value);
+//     every value), but for the columns written as ids into one of the
+//     model's dictionaries (rowWriter.setNames), whose Parquet dictionary is
+//     the model's, written once per row group without hashing any row;
 //   - column statistics only on the non-string columns: readers select a
 //     batch's files by its batch_id partition value (a file without column
 //     bounds might match: its partition decides) and never filter on an
@@ -107,15 +138,18 @@ func (p *partitionFiles) write(rec arrow.RecordBatch) error {
 	if p.w == nil {
 		path := p.loc.NewDataLocation(fmt.Sprintf("batch_id=%s/%s-%05d.parquet",
 			url.QueryEscape(p.part), p.name, len(p.files)))
-		w, err := lakehouse.NewDataFileWriter(p.t, p.fs, path, p.sc, p.props,
-			pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(p.mem), pqarrow.WithStoreSchema()))
+		w, err := lakehouse.NewDataFileWriter(p.t, p.fs, path, p.sc, p.props, p.arrowProps)
 		if err != nil {
 			return err
 		}
 		p.w = w
 		p.rows = 0
 	}
-	if err := p.w.Write(rec); err != nil {
+	write := p.w.Write
+	if p.buffered {
+		write = p.w.WriteBuffered
+	}
+	if err := write(rec); err != nil {
 		return err
 	}
 	p.rows += rec.NumRows()

@@ -3,11 +3,14 @@ package batch
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
 
@@ -19,7 +22,9 @@ import (
 // encoder), by one encoder or, for a table whose rows are in any order, by
 // fileEncoders in turn; commits them and reads them back: every row, in its
 // batch's partition, found by a batch_id filter; a row of another batch is
-// refused before anything is committed.
+// refused before anything is committed. The items are strings, or ids into
+// a dictionary of names (rowWriter.id): a small one, and one past Parquet's
+// dictionary page limit, where the encoder falls back to plain strings.
 func TestPartitionFilesReadBack(t *testing.T) {
 	ctx := context.Background()
 	lake := testLake(t)
@@ -31,16 +36,30 @@ func TestPartitionFilesReadBack(t *testing.T) {
 	defer func(n int64, e int) { rowsPerFile, fileEncoders = n, e }(rowsPerFile, fileEncoders)
 	fileEncoders = 2
 	const rows = 2*rowsPerBatch + 1000
+	names := make([]string, rows)
+	for i := range names {
+		names[i] = fmt.Sprintf("item-%07d", i)
+	}
 	for i, tc := range []struct {
 		anyOrder  bool
 		perFile   int64
 		wantFiles int
+		ids       int // items as ids into the first ids names (0: strings)
 	}{
-		{false, 1, 3},       // a file per Arrow batch
-		{true, 1, 3},        // the same, encoded two at a time
-		{false, 1 << 30, 1}, // one file
-		{true, 1 << 30, 2},  // one file per encoder
+		{false, 1, 3, 0},       // a file per Arrow batch
+		{true, 1, 3, 0},        // the same, encoded two at a time
+		{false, 1 << 30, 1, 0}, // one file
+		{true, 1 << 30, 2, 0},  // one file per encoder
+		{false, 1, 3, 5000},
+		{true, 1 << 30, 2, 5000},
+		{false, 1 << 30, 1, rows}, // ~2.4 MB of names: past the dictionary page limit
 	} {
+		item := func(i int) string { return names[i] }
+		var ic idCols
+		if tc.ids > 0 {
+			ic = idCols{1: names[:tc.ids]}
+			item = func(i int) string { return names[i%tc.ids] }
+		}
 		id := fmt.Sprintf("20261130T000000.000Z-%d", i+1)
 		rowsPerFile = tc.perFile
 		def := popularityDef
@@ -49,10 +68,14 @@ func TestPartitionFilesReadBack(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		files, n, err := writeRows(ctx, mem, tbl, &def, id, func(w *rowWriter) {
+		files, n, err := writeRowsItems(ctx, mem, tbl, &def, id, ic, func(w *rowWriter) {
 			for i := range rows {
 				w.str(0, id)
-				w.str(1, fmt.Sprintf("item-%07d", i))
+				if ic != nil {
+					w.id(1, uint32(i%tc.ids))
+				} else {
+					w.str(1, item(i))
+				}
 				w.i64(2, int64(i))
 				w.end()
 			}
@@ -69,6 +92,11 @@ func TestPartitionFilesReadBack(t *testing.T) {
 			}
 			if !strings.Contains(f.FilePath(), "batch_id=") {
 				t.Fatalf("file %s is not under its partition's directory", f.FilePath())
+			}
+			if tc.ids == 5000 {
+				if enc := itemEncodings(t, tbl, f.FilePath()); !slices.Contains(enc, parquet.Encodings.RLEDict) && !slices.Contains(enc, parquet.Encodings.PlainDict) {
+					t.Fatalf("file %s: item column encodings %v, want a dictionary", f.FilePath(), enc)
+				}
 			}
 		}
 		if _, err := lake.Commit(ctx, tbl, func(ctx context.Context, t *table.Table) (*table.Transaction, error) {
@@ -87,7 +115,7 @@ func TestPartitionFilesReadBack(t *testing.T) {
 				return fmt.Errorf("row of batch %q", got)
 			}
 			cnt := c.i64("count")
-			if cnt < 0 || cnt >= rows || seen[cnt] || c.str("item") != fmt.Sprintf("item-%07d", cnt) {
+			if cnt < 0 || cnt >= rows || seen[cnt] || c.str("item") != item(int(cnt)) {
 				return fmt.Errorf("row %q %d: unknown or repeated", c.str("item"), cnt)
 			}
 			seen[cnt] = true
@@ -124,4 +152,29 @@ func TestPartitionFilesReadBack(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "another-batch") {
 		t.Fatalf("a row of another batch: err %v, want it named", err)
 	}
+}
+
+// itemEncodings returns the encodings of the item column (the second) in
+// the first row group of the Parquet file at path.
+func itemEncodings(t *testing.T, tbl *table.Table, path string) []parquet.Encoding {
+	t.Helper()
+	fs, err := tbl.FS(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := fs.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := file.NewParquetReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cc, err := r.MetaData().RowGroup(0).ColumnChunk(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cc.Encodings()
 }

@@ -174,6 +174,12 @@ type rowWriter struct {
 	// dataLen is each string column's bytes in the previous batch: the next
 	// batch reserves as much, so its builders do not grow by doubling.
 	dataLen []int
+	// ids, where not nil, makes string column i a column of ids into names
+	// (set with id, see setNames); fileSc is sc with those columns
+	// dictionary-typed, the schema of the files.
+	ids    []*array.Int32Builder
+	names  []*array.String
+	fileSc *arrow.Schema
 }
 
 const rowsPerBatch = 64 * 1024
@@ -209,8 +215,40 @@ func newRowWriter(mem memory.Allocator, def *tableDef) (*rowWriter, error) {
 		w.dataLen[i] = 16 * rowsPerBatch
 	}
 	w.reserve()
+	w.fileSc = sc
 	return w, nil
 }
+
+// itemDictType is the Arrow type of a column of ids (rowWriter.id).
+var itemDictType = &arrow.DictionaryType{IndexType: arrow.PrimitiveTypes.Int32, ValueType: arrow.BinaryTypes.String}
+
+// setNames makes the string columns of ids, of a partitioned table,
+// columns of ids into their names (rowWriter.id): they are written as
+// Parquet dictionary pages of the names and the ids as their indices,
+// without hashing or copying each row's string (readers read strings, as
+// from any other file). It must be called before the first row.
+func (w *rowWriter) setNames(mem memory.Allocator, ids idCols) {
+	w.ids = make([]*array.Int32Builder, len(w.def.cols))
+	w.names = make([]*array.String, len(w.def.cols))
+	fields := slices.Clone(w.sc.Fields())
+	for i, names := range ids {
+		b := array.NewStringBuilder(mem)
+		b.Reserve(len(names))
+		for _, n := range names {
+			b.Append(n)
+		}
+		w.names[i] = b.NewStringArray()
+		b.Release()
+		w.ids[i] = array.NewInt32Builder(mem)
+		w.ids[i].Reserve(rowsPerBatch)
+		fields[i].Type = itemDictType
+	}
+	md := w.sc.Metadata()
+	w.fileSc = arrow.NewSchema(fields, &md)
+}
+
+// id sets column i of the current row to the name of id (see setNames).
+func (w *rowWriter) id(i int, id uint32) { w.ids[i].Append(int32(id)) }
 
 // setPart makes every row's batch_id part (see rowWriter.part).
 func (w *rowWriter) setPart(mem memory.Allocator, part string) {
@@ -230,18 +268,29 @@ func (w *rowWriter) release() {
 	if w.partCol != nil {
 		w.partCol.Release()
 	}
+	for _, b := range w.ids {
+		if b != nil {
+			b.Release()
+		}
+	}
+	for _, n := range w.names {
+		if n != nil {
+			n.Release()
+		}
+	}
 }
 
 // reserve makes room for a whole batch in every column builder.
 func (w *rowWriter) reserve() {
 	for i := range w.def.cols {
-		if i > 0 || w.partCol == nil {
+		switch {
+		case w.ids != nil && w.ids[i] != nil:
+			w.ids[i].Reserve(rowsPerBatch)
+		case i > 0 || w.partCol == nil:
 			w.rb.Field(i).Reserve(rowsPerBatch)
-		}
-	}
-	for i, b := range w.strs {
-		if b != nil && (i > 0 || w.partCol == nil) {
-			b.ReserveData(w.dataLen[i])
+			if b := w.strs[i]; b != nil {
+				b.ReserveData(w.dataLen[i])
+			}
 		}
 	}
 }
@@ -317,9 +366,15 @@ func (w *rowWriter) flushBatch() {
 		cols := make([]arrow.Array, len(w.def.cols))
 		cols[0] = array.NewSlice(w.partCol, 0, int64(w.n))
 		for i := 1; i < len(cols); i++ {
-			cols[i] = w.rb.Field(i).NewArray()
+			if w.ids != nil && w.ids[i] != nil {
+				idx := w.ids[i].NewArray()
+				cols[i] = array.NewDictionaryArray(itemDictType, idx, w.names[i])
+				idx.Release()
+			} else {
+				cols[i] = w.rb.Field(i).NewArray()
+			}
 		}
-		rec := array.NewRecordBatch(w.sc, cols, int64(w.n))
+		rec := array.NewRecordBatch(w.fileSc, cols, int64(w.n))
 		for _, c := range cols {
 			c.Release()
 		}
@@ -343,13 +398,30 @@ var fileEncoders = 2
 // as that partition's files (partitionFiles; fileEncoders at once when the
 // rows' order does not matter); the others go through iceberg-go's writer.
 func writeRows(ctx context.Context, mem memory.Allocator, t *table.Table, def *tableDef, part string, fill func(w *rowWriter)) ([]iceberg.DataFile, int64, error) {
+	return writeRowsItems(ctx, mem, t, def, part, nil, fill)
+}
+
+// idCols are string columns of a partitioned table (by index) written as
+// ids (rowWriter.id) into names, one of the model's dictionaries (see
+// rowWriter.setNames).
+type idCols map[int][]string
+
+// writeRowsItems is writeRows where fill sets the columns of ids with
+// rowWriter.id.
+func writeRowsItems(ctx context.Context, mem memory.Allocator, t *table.Table, def *tableDef, part string, ids idCols, fill func(w *rowWriter)) ([]iceberg.DataFile, int64, error) {
 	w, err := newRowWriter(mem, def)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer w.release()
 	if !def.partitioned {
+		if len(ids) > 0 {
+			return nil, 0, fmt.Errorf("write %s: id columns need a partitioned table", def.name)
+		}
 		return writeRowsIceberg(ctx, t, w, fill)
+	}
+	if len(ids) > 0 {
+		w.setNames(mem, ids)
 	}
 	n := 1
 	if def.anyOrder {
@@ -357,7 +429,7 @@ func writeRows(ctx context.Context, mem memory.Allocator, t *table.Table, def *t
 	}
 	encs := make([]*fileEncoder, n)
 	for i := range encs {
-		pf, err := newPartitionFiles(ctx, mem, t, def, w.sc, part)
+		pf, err := newPartitionFiles(ctx, mem, t, def, w.fileSc, part)
 		if err != nil {
 			return nil, 0, err
 		}

@@ -16,7 +16,9 @@ import (
 // partition's files written by partitionFiles) and, beside it, through
 // iceberg-go's partitioned writer with the batch tables' settings
 // (writeProps) and with dictionary encoding on for every column, and
-// partitionFiles with Snappy instead of viewFileCodec. Compare
+// partitionFiles with Snappy instead of viewFileCodec, and partitionFiles
+// with the items written as ids into a dictionary (files-item-ids, as the
+// co-visitation table is). Compare
 // CPU time (-cpuprofile) rather than wall time on a busy machine.
 func BenchmarkWriteRows(b *testing.B) {
 	const rows = 200_000
@@ -29,11 +31,13 @@ func BenchmarkWriteRows(b *testing.B) {
 		props iceberg.Properties
 		files bool // written by partitionFiles, not iceberg-go's writer
 		codec compress.Compression
+		ids   bool // the items as ids into a dictionary (rowWriter.id)
 	}{
-		{"files", writeProps, true, viewFileCodec},
-		{"files-snappy", writeProps, true, compress.Codecs.Snappy},
-		{"iceberg-go", writeProps, false, viewFileCodec},
-		{"iceberg-go-dictionary", iceberg.Properties{"write.parquet.compression-codec": "snappy"}, false, viewFileCodec},
+		{"files", writeProps, true, viewFileCodec, false},
+		{"files-item-ids", writeProps, true, viewFileCodec, true},
+		{"files-snappy", writeProps, true, compress.Codecs.Snappy, false},
+		{"iceberg-go", writeProps, false, viewFileCodec, false},
+		{"iceberg-go-dictionary", iceberg.Properties{"write.parquet.compression-codec": "snappy"}, false, viewFileCodec, false},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			defer func(c compress.Compression) { viewFileCodec = c }(viewFileCodec)
@@ -50,11 +54,21 @@ func BenchmarkWriteRows(b *testing.B) {
 			def.partitioned = tc.files
 			b.ReportAllocs()
 			for b.Loop() {
-				_, n, err := writeRows(context.Background(), memory.DefaultAllocator, t, &def, "20261129T215108.955Z-6949536571529285119", func(w *rowWriter) {
+				var ic idCols
+				if tc.ids {
+					ic = idCols{1: items, 2: items}
+				}
+				_, n, err := writeRowsItems(context.Background(), memory.DefaultAllocator, t, &def, "20261129T215108.955Z-6949536571529285119", ic, func(w *rowWriter) {
 					for i := range rows {
 						w.str(0, "20261129T215108.955Z-6949536571529285119")
-						w.str(1, items[i%len(items)])
-						w.str(2, items[(i*7919)%len(items)])
+						a, b := i%len(items), (i*7919)%len(items)
+						if tc.ids {
+							w.id(1, uint32(a))
+							w.id(2, uint32(b))
+						} else {
+							w.str(1, items[a])
+							w.str(2, items[b])
+						}
 						w.i64(3, int64(i%97+1))
 						w.end()
 					}

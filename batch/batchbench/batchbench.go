@@ -5,7 +5,8 @@
 // run`, with wall time and peak heap of each; then it archives 10% more
 // events and measures the incremental run that folds them in (beside a plain
 // scan of that snapshot). The ratios to the scan are the figures the batch
-// layer drives down.
+// layer drives down; each run's phases (batch.Result.Phases) show where its
+// wall time goes.
 package batchbench
 
 import (
@@ -21,6 +22,7 @@ import (
 	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -77,6 +79,8 @@ type Phase struct {
 	CPU      time.Duration `json:"cpu_ns"`
 	PeakHeap uint64        `json:"peak_heap_bytes"`
 	Rows     int64         `json:"rows"`
+	// Steps are a batch run's phases (batch.Result.Phases).
+	Steps []batch.PhaseTime `json:"steps,omitempty"`
 }
 
 // Result is the benchmark's report.
@@ -198,6 +202,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				return nil, err
 			}
 		}
+		var steps []batch.PhaseTime
 		ph, err = measure(func() (int64, error) {
 			// Run skips snapshots it already covers: force a new batch.
 			r, err := batch.New(batch.Config{Lake: lake, Force: true, Full: true, Progress: time.Hour, Retain: 1, MaxMemory: cfg.MaxMemory}, cfg.Log)
@@ -208,11 +213,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			if err != nil {
 				return 0, err
 			}
+			steps = out.Phases
 			return out.Run.EventsRead, nil
 		})
 		if err != nil {
 			return nil, err
 		}
+		ph.Steps = steps
 		if cfg.CPUProfile != nil && round == 0 {
 			pprof.StopCPUProfile()
 		}
@@ -235,6 +242,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	var peakLive bytes.Buffer
+	var steps []batch.PhaseTime
 	res.Incremental, err = measureWith(cfg.IncrementalHeapProfile != nil, &peakLive, func() (int64, error) {
 		r, err := batch.New(batch.Config{Lake: lake, Progress: time.Hour, Retain: 1, MaxMemory: cfg.MaxMemory}, cfg.Log)
 		if err != nil {
@@ -248,8 +256,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return 0, fmt.Errorf("the run after %d more events was %s, not incremental", res.NewEvents, out.Run.Mode)
 		}
 		res.IncrementalRead = out.Run.EventsRead
+		steps = out.Phases
 		return out.Run.EventsNew, nil
 	})
+	res.Incremental.Steps = steps
 	if cfg.IncrementalCPUProfile != nil {
 		pprof.StopCPUProfile()
 	}
@@ -424,4 +434,17 @@ func (a *archiver) archive(ctx context.Context, n int) error {
 		return commit()
 	}
 	return nil
+}
+
+// FormatSteps returns steps as "name wall, …" (wall times rounded to the
+// millisecond).
+func FormatSteps(steps []batch.PhaseTime) string {
+	var b strings.Builder
+	for i, s := range steps {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %s", s.Name, s.Wall.Round(time.Millisecond))
+	}
+	return b.String()
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
+	"time"
 )
 
 // TestRunReportsEveryPhase runs the benchmark small, with a memory bound
@@ -40,5 +42,23 @@ func TestRunReportsEveryPhase(t *testing.T) {
 	}
 	if r := res.Ratio(); r <= 0 || res.CPURatio() <= 0 {
 		t.Fatalf("ratios %v, %v", r, res.CPURatio())
+	}
+	// Each run reports its steps, which add up to no more than its wall time.
+	for _, tc := range []struct {
+		ph   Phase
+		want []string
+	}{
+		{res.Batches[0], []string{"prepare", "scan", "build", "view", "write", "commit", "cleanup"}},
+		{res.Incremental, []string{"prepare", "compute", "view", "write", "commit", "cleanup"}},
+	} {
+		var names []string
+		var sum time.Duration
+		for _, s := range tc.ph.Steps {
+			names = append(names, s.Name)
+			sum += s.Wall
+		}
+		if !slices.Equal(names, tc.want) || sum > tc.ph.Wall {
+			t.Fatalf("steps %s (%v in all, run %v), want %v", FormatSteps(tc.ph.Steps), sum, tc.ph.Wall, tc.want)
+		}
 	}
 }

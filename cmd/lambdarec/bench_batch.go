@@ -78,6 +78,8 @@ func init() {
 				fmt.Fprintf(e.stdout, "plain scan:      %s (cpu %s), peak heap %d MiB\n", res.ScanAfter.Wall.Round(1e6), res.ScanAfter.CPU.Round(1e6), res.ScanAfter.PeakHeap>>20)
 				fmt.Fprintf(e.stdout, "incremental run: %s (cpu %s), peak heap %d MiB, %d rows read (%d new)\n", in.Wall.Round(1e6), in.CPU.Round(1e6), in.PeakHeap>>20, res.IncrementalRead, in.Rows)
 				fmt.Fprintf(e.stdout, "incremental/scan: %.2f, incremental/full: %.2f\n", res.IncrementalRatio(), in.Wall.Seconds()/b.Wall.Seconds())
+				fmt.Fprintf(e.stdout, "full run phases: %s\n", batchbench.FormatSteps(b.Steps))
+				fmt.Fprintf(e.stdout, "incremental run phases: %s\n", batchbench.FormatSteps(in.Steps))
 				fmt.Fprintf(e.stdout, "cpu (user+sys):  scan %s, full run %s, incremental run %s (incremental/full %.2f)\n",
 					s.CPU.Round(1e6), b.CPU.Round(1e6), in.CPU.Round(1e6), in.CPU.Seconds()/b.CPU.Seconds())
 				fmt.Fprintf(e.stdout, "load average: %s before, %s after\n", loadBefore, loadAverage())

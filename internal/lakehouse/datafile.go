@@ -54,6 +54,17 @@ func (d *DataFileWriter) Write(rec arrow.RecordBatch) error {
 	return nil
 }
 
+// WriteBuffered appends rec's rows to the file's current row group, which
+// ends once it holds the writer properties' MaxRowGroupLength rows (Write
+// ends one per call): a file of fewer, larger row groups, whose column
+// chunks are held encoded in memory until their row group ends.
+func (d *DataFileWriter) WriteBuffered(rec arrow.RecordBatch) error {
+	if err := d.w.WriteBuffered(rec); err != nil {
+		return fmt.Errorf("write %s: %w", d.path, err)
+	}
+	return nil
+}
+
 // Close finishes the file and returns it as a data file of the table with
 // the given partition values (by partition field id; nil: derived from the
 // bounds of the partition's source column).

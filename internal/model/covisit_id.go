@@ -1,5 +1,7 @@
 package model
 
+import "iter"
+
 // ItemID returns item's id in the dictionary of c, for GetID; ok is false
 // when c has never seen item. An id stays valid as long as c does (ids are
 // never reused), so a caller that reads the same items often can keep them.
@@ -40,4 +42,25 @@ func (c *Covisit) AddIDCount(a, b uint32, w int64) int64 {
 		return c.GetID(a, b)
 	}
 	return c.addID(a, b, w)
+}
+
+// ItemNames returns the items of c's dictionary by id: ItemNames()[id] ==
+// ItemName(id) for every id below its length. The slice is c's own: read it,
+// do not change it; ids added later are not in it.
+func (c *Covisit) ItemNames() []string { return c.items.strs[:c.items.len():c.items.len()] }
+
+// PairIDs iterates the pairs of Pairs, in the same order and with the same A
+// < B (by their strings), as item ids (ItemName).
+func (c *Covisit) PairIDs() iter.Seq2[[2]uint32, int64] {
+	return func(yield func([2]uint32, int64) bool) {
+		for k, n := range c.all() {
+			a, b := uint32(k>>32), uint32(k)
+			if c.itemLess(b, a) {
+				a, b = b, a
+			}
+			if !yield([2]uint32{a, b}, n) {
+				return
+			}
+		}
+	}
 }

@@ -219,3 +219,30 @@ func BenchmarkSortReduceKV(b *testing.B) {
 		}
 	})
 }
+
+// TestPairIDsEqualPairs: PairIDs yields Pairs' pairs, in the same order, as
+// ids, including the pairs of an overlay over a built base.
+func TestPairIDsEqualPairs(t *testing.T) {
+	c := NewCovisit()
+	items := []string{"i9", "i1", "i5", "a", "z3", "i10", "b"}
+	for i := range 200 {
+		c.Add(items[i%len(items)], items[(i*3+1)%len(items)], int64(i%5+1))
+	}
+	c.Compact()
+	c.Add("new", "a", 2)
+	c.Add("i1", "z3", 3)
+	var want, got []Pair
+	for p := range c.Pairs() {
+		want = append(want, p)
+	}
+	names := c.ItemNames()
+	for p, n := range c.PairIDs() {
+		if c.ItemName(p[0]) != names[p[0]] || c.ItemName(p[1]) != names[p[1]] {
+			t.Fatalf("ItemNames disagrees with ItemName at %v", p)
+		}
+		got = append(got, Pair{A: names[p[0]], B: names[p[1]], Count: n})
+	}
+	if len(want) == 0 || !slices.Equal(got, want) {
+		t.Fatalf("PairIDs = %v, want %v", got, want)
+	}
+}

@@ -64,6 +64,28 @@ func (u *Users) Entries() iter.Seq2[string, UserItem] {
 	}
 }
 
+// EntryIDs iterates the entries of Entries, in the same order, with each
+// user and item as its id into UserNames and ItemNames; e.Item is "".
+func (u *Users) EntryIDs() iter.Seq2[[2]uint32, UserItem] {
+	return func(yield func([2]uint32, UserItem) bool) {
+		for id := range u.users.len() {
+			for it, e := range u.row(uint32(id)) {
+				if !yield([2]uint32{uint32(id), it}, UserItem{Last: e.last, Weight: e.weight, Purchased: e.purchased}) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// UserNames returns the users by id (see EntryIDs). The slice is u's own:
+// read it, do not change it.
+func (u *Users) UserNames() []string { return u.users.strs[:u.users.len():u.users.len()] }
+
+// ItemNames returns the items by id (see EntryIDs). The slice is u's own:
+// read it, do not change it.
+func (u *Users) ItemNames() []string { return u.items.strs[:u.items.len():u.items.len()] }
+
 // Span is the event-time range of a session's records (every record,
 // counted or not), unix micros.
 type Span struct {

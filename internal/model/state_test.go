@@ -1,7 +1,9 @@
 package model
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -128,5 +130,30 @@ func TestRestorerMergesRepeatedUserEntries(t *testing.T) {
 	got := rs.Model(m.Stats).Users()
 	if d := got.diff(m.Users()); d != "" {
 		t.Fatal(d)
+	}
+}
+
+// TestEntryIDsEqualEntries: EntryIDs yields Entries' entries, in the same
+// order, as ids into UserNames and ItemNames.
+func TestEntryIDsEqualEntries(t *testing.T) {
+	u := NewUsers()
+	for i := range 300 {
+		u.Add(fmt.Sprintf("u%d", i%17), fmt.Sprintf("i%d", i%23), int64(i), int64(i%3), i%5 == 0)
+	}
+	type entry struct {
+		user string
+		e    UserItem
+	}
+	var want, got []entry
+	for user, e := range u.Entries() {
+		want = append(want, entry{user, e})
+	}
+	users, items := u.UserNames(), u.ItemNames()
+	for ids, e := range u.EntryIDs() {
+		e.Item = items[ids[1]]
+		got = append(got, entry{users[ids[0]], e})
+	}
+	if len(want) == 0 || !slices.Equal(got, want) {
+		t.Fatalf("EntryIDs = %v, want %v", got, want)
 	}
 }
