@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -29,7 +30,8 @@ const scanBenchEvents = 1 << 20
 // scan feeding every event to the model, which interns each row's item, user
 // and (in builder) session id: spill, the path of a recompute in parts
 // (10M events at the default batch.max_memory), and builder, the one-part
-// path. Each runs over events files as the archive writes them (plain: no
+// path, each by the plain scan and by the page scan a full run uses
+// (-pages, pagescan.go). Each runs over events files as the archive writes them (plain: no
 // dictionary pages) and over files with dictionary pages on every column
 // (dict: parquet.enable.dictionary=true), to show what dictionary-encoded
 // files would change. cpu-ns/event is the process's user+sys CPU per event
@@ -45,7 +47,7 @@ func BenchmarkScanIntern(b *testing.B) {
 			b.Fatal(err)
 		}
 		files := map[bool]string{false: "plain", true: "dict"}[dict]
-		for _, mode := range []string{"scan", "spill", "builder"} {
+		for _, mode := range []string{"scan", "spill", "builder", "spill-pages", "builder-pages"} {
 			b.Run(files+"/"+mode, func(b *testing.B) {
 				b.ReportAllocs()
 				cpu0 := benchCPU()
@@ -70,7 +72,8 @@ func scanInto(b *testing.B, tbl *table.Table, mode string) int {
 		b.Fatal(err)
 	}
 	var sink interface{ Add(model.Event) }
-	switch mode {
+	pages := strings.HasSuffix(mode, "-pages")
+	switch strings.TrimSuffix(mode, "-pages") {
 	case "spill":
 		sp, err := acc.Spill(b.TempDir(), 8)
 		if err != nil {
@@ -82,6 +85,17 @@ func scanInto(b *testing.B, tbl *table.Table, mode string) int {
 		bl := acc.Builder()
 		bl.Grow(scanBenchEvents + scanBenchEvents/16)
 		sink = bl
+	}
+	if pages {
+		files, ok, why, err := planPageScan(context.Background(), tbl, tbl.CurrentSnapshot())
+		if err != nil || !ok {
+			b.Fatalf("page scan: %q, %v", why, err)
+		}
+		n, _, err := scanPages(context.Background(), files, sink)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return int(n)
 	}
 	_, recs, err := lakehouse.ScanSnapshot(context.Background(), tbl, tbl.CurrentSnapshot(), EventColumns)
 	if err != nil {
