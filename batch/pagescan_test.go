@@ -271,3 +271,46 @@ func TestPageScanUnknownInteraction(t *testing.T) {
 		t.Fatalf("plain scan: %v; page scan: %v; want %s", plainErr, pageErr, want)
 	}
 }
+
+// TestPageScanFallsBackOnDeleteFiles checks that a snapshot with delete
+// files, which the page scan does not read, is scanned by the plain scan:
+// a full run reads the events the delete files leave.
+func TestPageScanFallsBackOnDeleteFiles(t *testing.T) {
+	ctx := context.Background()
+	lake := testLake(t)
+	next := map[int32]int64{}
+	offsets := lakehouse.Offsets{}
+	archive(t, lake, stream(t, 1, 400, next), offsets)
+	archive(t, lake, stream(t, 2, 400, next), offsets)
+	setTableProperties(t, lake, iceberg.Properties{table.WriteDeleteModeKey: table.WriteModeMergeOnRead})
+	tbl, err := lake.LoadTable(ctx, lakehouse.EventsTable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tbl, err = tbl.Delete(ctx, iceberg.LessThan(iceberg.Reference(schemas.ColumnKafkaOffset), int64(40)), nil); err != nil {
+		t.Fatal(err)
+	}
+	snap := tbl.CurrentSnapshot()
+	if _, ok, why, err := planPageScan(ctx, tbl, snap); err != nil || ok || why != "delete files" {
+		t.Fatalf("plan of a snapshot with delete files: ok %v, %q, %v; want the plain scan for its delete files", ok, why, err)
+	}
+	want, wantMax, err := plainScanEvents(t, tbl, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want) == 0 || len(want) >= 800 {
+		t.Fatalf("plain scan after the delete: %d events of 800", len(want))
+	}
+	r, err := New(Config{Lake: lake}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got collected
+	n, gotMax, err := r.scan(ctx, tbl, snap, &got, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != int64(len(want)) || gotMax != wantMax || !slices.Equal(got, want) {
+		t.Fatalf("scan: %d events (%d added), latest %d; plain scan %d, latest %d", n, len(got), gotMax, len(want), wantMax)
+	}
+}
