@@ -223,6 +223,9 @@ func scanPages(ctx context.Context, files []*pageFile, sink interface{ Add(model
 		outs[i] = make(chan *pageChunk, 4)
 	}
 	slots := make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
+	// Chunks added are handed back to the readers, sparing the allocation
+	// (and collection) of their columns.
+	free := make(chan *pageChunk, 4*cap(slots)+4)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -240,7 +243,7 @@ func scanPages(ctx context.Context, files []*pageFile, sink interface{ Add(model
 				defer wg.Done()
 				defer func() { <-slots }()
 				defer close(outs[i])
-				readPageFile(ctx, pf, outs[i])
+				readPageFile(ctx, pf, outs[i], free)
 			}()
 		}
 	}()
@@ -257,6 +260,10 @@ func scanPages(ctx context.Context, files []*pageFile, sink interface{ Add(model
 			}
 			maxTime = max(maxTime, mt)
 			rows += int64(c.n)
+			select {
+			case free <- c:
+			default:
+			}
 		}
 		if err := ctx.Err(); err != nil {
 			return 0, 0, err
@@ -269,9 +276,9 @@ func scanPages(ctx context.Context, files []*pageFile, sink interface{ Add(model
 	return read, maxTime, nil
 }
 
-// readPageFile sends pf's events to out in chunks, ending with an error
-// chunk on failure, until ctx ends.
-func readPageFile(ctx context.Context, pf *pageFile, out chan<- *pageChunk) {
+// readPageFile sends pf's events to out in chunks (taken from free when
+// there are), ending with an error chunk on failure, until ctx ends.
+func readPageFile(ctx context.Context, pf *pageFile, out chan<- *pageChunk, free <-chan *pageChunk) {
 	send := func(c *pageChunk) bool {
 		select {
 		case out <- c:
@@ -295,7 +302,13 @@ func readPageFile(ctx context.Context, pf *pageFile, out chan<- *pageChunk) {
 		defs := make([]int16, pageScanRows)
 		for left := rg.NumRows(); left > 0; {
 			n := int(min(left, pageScanRows))
-			c, err := readChunk(&readers, n, defs)
+			var c *pageChunk
+			select {
+			case c = <-free:
+			default:
+				c = new(pageChunk)
+			}
+			err := readChunk(&readers, n, defs, c)
 			if err != nil {
 				fail(fmt.Errorf("row group %d: %w", g, err))
 				return
@@ -308,21 +321,22 @@ func readPageFile(ctx context.Context, pf *pageFile, out chan<- *pageChunk) {
 	}
 }
 
-// readChunk reads the next n rows of every column.
-func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, n int, defs []int16) (*pageChunk, error) {
-	c := &pageChunk{n: n}
-	strs := func(i int) ([]parquet.ByteArray, error) {
+// readChunk reads the next n rows of every column into c, reusing its
+// columns' memory.
+func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, n int, defs []int16, c *pageChunk) error {
+	c.n = n
+	strs := func(i int, vals []parquet.ByteArray) ([]parquet.ByteArray, error) {
 		r := readers[i].(*file.ByteArrayColumnChunkReader)
-		vals := make([]parquet.ByteArray, n)
+		vals = resize(vals, n)
 		rows, nv, err := r.ReadBatch(int64(n), vals, defs, nil)
 		if err == nil {
 			err = spread(pageColumns[i], r.Descriptor().MaxDefinitionLevel(), int(rows), nv, n, defs, vals)
 		}
 		return vals, err
 	}
-	i64 := func(i int) ([]int64, error) {
+	i64 := func(i int, vals []int64) ([]int64, error) {
 		r := readers[i].(*file.Int64ColumnChunkReader)
-		vals := make([]int64, n)
+		vals = resize(vals, n)
 		rows, nv, err := r.ReadBatch(int64(n), vals, defs, nil)
 		if err == nil {
 			err = spread(pageColumns[i], r.Descriptor().MaxDefinitionLevel(), int(rows), nv, n, defs, vals)
@@ -330,23 +344,31 @@ func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, n int, defs []
 		return vals, err
 	}
 	var errs [len(pageColumns)]error
-	c.eventID, errs[pcEventID] = strs(pcEventID)
-	c.time, errs[pcTime] = i64(pcTime)
-	c.user, errs[pcUser] = strs(pcUser)
-	c.session, errs[pcSession] = strs(pcSession)
-	c.kind, errs[pcKind] = strs(pcKind)
-	c.item, errs[pcItem] = strs(pcItem)
-	c.offset, errs[pcOffset] = i64(pcOffset)
+	c.eventID, errs[pcEventID] = strs(pcEventID, c.eventID)
+	c.time, errs[pcTime] = i64(pcTime, c.time)
+	c.user, errs[pcUser] = strs(pcUser, c.user)
+	c.session, errs[pcSession] = strs(pcSession, c.session)
+	c.kind, errs[pcKind] = strs(pcKind, c.kind)
+	c.item, errs[pcItem] = strs(pcItem, c.item)
+	c.offset, errs[pcOffset] = i64(pcOffset, c.offset)
 	{
 		r := readers[pcPartition].(*file.Int32ColumnChunkReader)
-		c.partition = make([]int32, n)
+		c.partition = resize(c.partition, n)
 		rows, nv, err := r.ReadBatch(int64(n), c.partition, defs, nil)
 		if err == nil {
 			err = spread(pageColumns[pcPartition], r.Descriptor().MaxDefinitionLevel(), int(rows), nv, n, defs, c.partition)
 		}
 		errs[pcPartition] = err
 	}
-	return c, errors.Join(errs[:]...)
+	return errors.Join(errs[:]...)
+}
+
+// resize returns s with length n, reallocated when it is too short.
+func resize[T any](s []T, n int) []T {
+	if cap(s) >= n {
+		return s[:n]
+	}
+	return make([]T, n)
 }
 
 // spread moves the nv values read (nulls left out) to their rows, given
