@@ -13,10 +13,12 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/metadata"
 	"github.com/apache/arrow-go/v18/parquet/schema"
 	"github.com/apache/iceberg-go"
 	iceio "github.com/apache/iceberg-go/io"
 	"github.com/apache/iceberg-go/table"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/lambdarec/lambdarec/internal/model"
 	"github.com/lambdarec/lambdarec/schemas"
@@ -41,15 +43,19 @@ import (
 // pageScanRows is the rows of each chunk of events handed on.
 const pageScanRows = 4096
 
-// pageFile is a data file the page scan reads, opened.
+// pageFile is a data file the page scan reads: its footer, read when the
+// scan is planned, and where its columns are. A file is open only while it
+// is read.
 type pageFile struct {
 	path string
 	rows int64 // the file's record count, from the manifest
-	f    iceio.File
-	r    *file.Reader
+	md   *metadata.FileMetaData
 	cols [len(pageColumns)]int // leaf column of each of pageColumns
 	unit arrow.TimeUnit        // of the timestamp column
 }
+
+// pagePlanFooters is how many footers planPageScan reads at once.
+const pagePlanFooters = 8
 
 // pageColumns are the columns the page scan reads, in the order of
 // pageChunk's fields.
@@ -68,10 +74,9 @@ const (
 	pcOffset
 )
 
-// planPageScan plans snap of tbl and opens its data files for the page
-// scan; ok is false, with the reason, when the snapshot is one for
-// lakehouse.ScanSnapshot (see the package comment above). The files must be
-// closed (closePageFiles).
+// planPageScan plans snap of tbl and reads its data files' footers for the
+// page scan; ok is false, with the reason, when the snapshot is one for
+// lakehouse.ScanSnapshot (see the package comment above).
 func planPageScan(ctx context.Context, tbl *table.Table, snap *table.Snapshot) (files []*pageFile, ok bool, why string, err error) {
 	sc := tbl.Schema()
 	if snap.SchemaID != nil {
@@ -111,28 +116,34 @@ func planPageScan(ctx context.Context, tbl *table.Table, snap *table.Snapshot) (
 	if err != nil {
 		return nil, false, "", fmt.Errorf("scan snapshot %d: %w", snap.SnapshotID, err)
 	}
-	defer func() {
-		if !ok {
-			closePageFiles(files)
-			files = nil
-		}
-	}()
-	for _, t := range tasks {
-		pf, why, err := openPageFile(fs, t.File, ids)
-		if err != nil || why != "" {
-			if pf != nil {
-				files = append(files, pf)
+	files = make([]*pageFile, len(tasks))
+	whys := make([]string, len(tasks))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(pagePlanFooters)
+	for i, t := range tasks {
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
 			}
-			return files, false, why, err
+			var err error
+			files[i], whys[i], err = footerOf(fs, t.File, ids)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, false, "", fmt.Errorf("scan snapshot %d: %w", snap.SnapshotID, err)
+	}
+	for _, why := range whys {
+		if why != "" {
+			return nil, false, why, nil
 		}
-		files = append(files, pf)
 	}
 	return files, true, "", nil
 }
 
-// openPageFile opens df and finds its columns of field ids; why says what
-// keeps the page scan from reading it (pf is then nil or to be closed).
-func openPageFile(fs iceio.IO, df iceberg.DataFile, ids [len(pageColumns)]int) (pf *pageFile, why string, err error) {
+// footerOf reads df's footer and finds its columns of field ids; why says
+// what keeps the page scan from reading it.
+func footerOf(fs iceio.IO, df iceberg.DataFile, ids [len(pageColumns)]int) (pf *pageFile, why string, err error) {
 	f, err := fs.Open(df.FilePath())
 	if err != nil {
 		return nil, "", fmt.Errorf("open data file %s: %w", df.FilePath(), err)
@@ -142,7 +153,10 @@ func openPageFile(fs iceio.IO, df iceberg.DataFile, ids [len(pageColumns)]int) (
 		f.Close()
 		return nil, "", fmt.Errorf("read data file %s: %w", df.FilePath(), err)
 	}
-	pf = &pageFile{path: df.FilePath(), rows: df.Count(), f: f, r: r}
+	if err := r.Close(); err != nil { // closes f
+		return nil, "", fmt.Errorf("close data file %s: %w", df.FilePath(), err)
+	}
+	pf = &pageFile{path: df.FilePath(), rows: df.Count(), md: r.MetaData()}
 	if r.NumRows() != df.Count() {
 		return pf, fmt.Sprintf("data file %s holds %d rows, its manifest %d", df.FilePath(), r.NumRows(), df.Count()), nil
 	}
@@ -152,7 +166,7 @@ func openPageFile(fs iceio.IO, df iceberg.DataFile, ids [len(pageColumns)]int) (
 			want[i] = parquet.Types.ByteArray
 		}
 	}
-	psc := r.MetaData().Schema
+	psc := pf.md.Schema
 	for i, id := range ids {
 		leaf := -1
 		for c := range psc.NumColumns() {
@@ -189,12 +203,6 @@ func openPageFile(fs iceio.IO, df iceberg.DataFile, ids [len(pageColumns)]int) (
 	return pf, "", nil
 }
 
-func closePageFiles(files []*pageFile) {
-	for _, pf := range files {
-		pf.r.Close() // closes pf.f
-	}
-}
-
 // pageChunk is the events of up to pageScanRows consecutive rows of a file,
 // column by column: a null value is nil (a string column) or 0.
 type pageChunk struct {
@@ -205,16 +213,15 @@ type pageChunk struct {
 	err                                error
 }
 
-// scanPages reads files (planPageScan) into sink, as addBatch adds the rows
-// of the plain scan, and returns the events read and their latest time.
-// It closes the files.
-func scanPages(ctx context.Context, files []*pageFile, sink interface{ Add(model.Event) }) (int64, int64, error) {
+// scanPages reads files (planPageScan) of fs into sink, as addBatch adds
+// the rows of the plain scan, and returns the events read and their latest
+// time.
+func scanPages(ctx context.Context, fs iceio.IO, files []*pageFile, sink interface{ Add(model.Event) }) (int64, int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
 		cancel()
-		wg.Wait() // no reader is left on a file
-		closePageFiles(files)
+		wg.Wait() // no reader is left
 	}()
 	// One reader per file, at most GOMAXPROCS at once, each a few chunks
 	// ahead; files are drained in order.
@@ -243,7 +250,7 @@ func scanPages(ctx context.Context, files []*pageFile, sink interface{ Add(model
 				defer wg.Done()
 				defer func() { <-slots }()
 				defer close(outs[i])
-				readPageFile(ctx, pf, outs[i], free)
+				readPageFile(ctx, fs, pf, outs[i], free)
 			}()
 		}
 	}()
@@ -278,7 +285,7 @@ func scanPages(ctx context.Context, files []*pageFile, sink interface{ Add(model
 
 // readPageFile sends pf's events to out in chunks (taken from free when
 // there are), ending with an error chunk on failure, until ctx ends.
-func readPageFile(ctx context.Context, pf *pageFile, out chan<- *pageChunk, free <-chan *pageChunk) {
+func readPageFile(ctx context.Context, fs iceio.IO, pf *pageFile, out chan<- *pageChunk, free <-chan *pageChunk) {
 	send := func(c *pageChunk) bool {
 		select {
 		case out <- c:
@@ -288,8 +295,20 @@ func readPageFile(ctx context.Context, pf *pageFile, out chan<- *pageChunk, free
 		}
 	}
 	fail := func(err error) { send(&pageChunk{err: fmt.Errorf("read data file %s: %w", pf.path, err)}) }
-	for g := range pf.r.NumRowGroups() {
-		rg := pf.r.RowGroup(g)
+	f, err := fs.Open(pf.path)
+	if err != nil {
+		fail(err)
+		return
+	}
+	r, err := file.NewParquetReader(f, file.WithMetadata(pf.md))
+	if err != nil {
+		f.Close()
+		fail(err)
+		return
+	}
+	defer r.Close() // closes f
+	for g := range r.NumRowGroups() {
+		rg := r.RowGroup(g)
 		var readers [len(pageColumns)]file.ColumnChunkReader
 		for i, leaf := range pf.cols {
 			cr, err := rg.Column(leaf)

@@ -59,8 +59,12 @@ func pageScanEvents(t *testing.T, tbl *table.Table, snap *table.Snapshot) (colle
 	if err != nil || !ok {
 		t.Fatalf("the page scan does not read snapshot %d: %q, %v", snap.SnapshotID, why, err)
 	}
+	fs, err := tbl.FS(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
 	var out collected
-	n, maxTime, err := scanPages(context.Background(), files, &out)
+	n, maxTime, err := scanPages(context.Background(), fs, files, &out)
 	if err == nil && n != int64(len(out)) {
 		t.Fatalf("page scan: %d events read, %d added", n, len(out))
 	}
@@ -196,7 +200,7 @@ func TestPageScanEqualsPlainScan(t *testing.T) {
 	}
 	var groups, dictChunks, plainChunks int
 	for _, pf := range files {
-		md := pf.r.MetaData()
+		md := pf.md
 		groups = max(groups, md.NumRowGroups())
 		for g := range md.NumRowGroups() {
 			cc, err := md.RowGroup(g).ColumnChunk(pf.cols[pcSession])
@@ -213,7 +217,6 @@ func TestPageScanEqualsPlainScan(t *testing.T) {
 			}
 		}
 	}
-	closePageFiles(files)
 	if len(files) < 4 || groups < 2 || dictChunks == 0 || plainChunks == 0 {
 		t.Fatalf("%d files, at most %d row groups, %d dictionary and %d plain session chunks: the test does not cover what it says", len(files), groups, dictChunks, plainChunks)
 	}

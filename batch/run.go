@@ -402,7 +402,11 @@ func (r *Runner) scan(ctx context.Context, events *table.Table, snap *table.Snap
 		return 0, 0, err
 	}
 	if ok {
-		return scanPages(ctx, files, sink)
+		fs, err := events.FS(ctx)
+		if err != nil {
+			return 0, 0, fmt.Errorf("scan snapshot %d: %w", snap.SnapshotID, err)
+		}
+		return scanPages(ctx, fs, files, sink)
 	}
 	log.Info("events scanned by a plain scan", "reason", why)
 	start := time.Now()

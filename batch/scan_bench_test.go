@@ -91,7 +91,11 @@ func scanInto(b *testing.B, tbl *table.Table, mode string) int {
 		if err != nil || !ok {
 			b.Fatalf("page scan: %q, %v", why, err)
 		}
-		n, _, err := scanPages(context.Background(), files, sink)
+		fs, err := tbl.FS(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _, err := scanPages(context.Background(), fs, files, sink)
 		if err != nil {
 			b.Fatal(err)
 		}
