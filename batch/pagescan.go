@@ -215,8 +215,9 @@ type pageChunk struct {
 
 // scanPages reads files (planPageScan) of fs into sink, as addBatch adds
 // the rows of the plain scan, and returns the events read and their latest
-// time.
-func scanPages(ctx context.Context, fs iceio.IO, files []*pageFile, sink interface{ Add(model.Event) }) (int64, int64, error) {
+// time. progress, when not nil, is called with the events read so far after
+// each chunk.
+func scanPages(ctx context.Context, fs iceio.IO, files []*pageFile, sink interface{ Add(model.Event) }, progress func(read int64)) (int64, int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
@@ -267,6 +268,9 @@ func scanPages(ctx context.Context, fs iceio.IO, files []*pageFile, sink interfa
 			}
 			maxTime = max(maxTime, mt)
 			rows += int64(c.n)
+			if progress != nil {
+				progress(read + rows)
+			}
 			select {
 			case free <- c:
 			default:

@@ -64,7 +64,7 @@ func pageScanEvents(t *testing.T, tbl *table.Table, snap *table.Snapshot) (colle
 		t.Fatal(err)
 	}
 	var out collected
-	n, maxTime, err := scanPages(context.Background(), fs, files, &out)
+	n, maxTime, err := scanPages(context.Background(), fs, files, &out, nil)
 	if err == nil && n != int64(len(out)) {
 		t.Fatalf("page scan: %d events read, %d added", n, len(out))
 	}

@@ -397,6 +397,14 @@ func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.S
 // snapshot (see pagescan.go), else by a plain scan; it returns the events
 // read and their latest time (unix microseconds).
 func (r *Runner) scan(ctx context.Context, events *table.Table, snap *table.Snapshot, sink interface{ Add(model.Event) }, log *slog.Logger) (int64, int64, error) {
+	start, lastLog := time.Now(), time.Now()
+	progress := func(read int64) {
+		if time.Since(lastLog) >= r.cfg.Progress {
+			lastLog = time.Now()
+			log.Info("batch scan progress", "events_read", read,
+				"events_per_sec", int64(float64(read)/time.Since(start).Seconds()))
+		}
+	}
 	files, ok, why, err := planPageScan(ctx, events, snap)
 	if err != nil {
 		return 0, 0, err
@@ -406,16 +414,14 @@ func (r *Runner) scan(ctx context.Context, events *table.Table, snap *table.Snap
 		if err != nil {
 			return 0, 0, fmt.Errorf("scan snapshot %d: %w", snap.SnapshotID, err)
 		}
-		return scanPages(ctx, fs, files, sink)
+		return scanPages(ctx, fs, files, sink, progress)
 	}
 	log.Info("events scanned by a plain scan", "reason", why)
-	start := time.Now()
 	_, batches, err := lakehouse.ScanSnapshot(ctx, events, snap, EventColumns)
 	if err != nil {
 		return 0, 0, err
 	}
 	var read, maxTime int64
-	lastLog := time.Now()
 	for rec, err := range batches {
 		if err != nil {
 			return 0, 0, err
@@ -427,11 +433,7 @@ func (r *Runner) scan(ctx context.Context, events *table.Table, snap *table.Snap
 		}
 		read += int64(n)
 		maxTime = max(maxTime, mt)
-		if time.Since(lastLog) >= r.cfg.Progress {
-			lastLog = time.Now()
-			log.Info("batch scan progress", "events_read", read,
-				"events_per_sec", int64(float64(read)/time.Since(start).Seconds()))
-		}
+		progress(read)
 	}
 	return read, maxTime, nil
 }

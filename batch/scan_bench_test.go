@@ -95,7 +95,7 @@ func scanInto(b *testing.B, tbl *table.Table, mode string) int {
 		if err != nil {
 			b.Fatal(err)
 		}
-		n, _, err := scanPages(context.Background(), fs, files, sink)
+		n, _, err := scanPages(context.Background(), fs, files, sink, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
