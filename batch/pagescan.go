@@ -96,7 +96,9 @@ func planPageScan(ctx context.Context, tbl *table.Table, snap *table.Snapshot) (
 		}
 		ids[i] = f.ID
 	}
-	tasks, err := tbl.Scan(table.WithSnapshotID(snap.SnapshotID)).PlanFiles(ctx)
+	scan := tbl.Scan(table.WithSnapshotID(snap.SnapshotID))
+	defer scan.Close()
+	tasks, err := scan.PlanFiles(ctx)
 	if err != nil {
 		return nil, false, "", fmt.Errorf("plan the scan of snapshot %d: %w", snap.SnapshotID, err)
 	}
