@@ -1,6 +1,8 @@
 // Package batch owns the batch layer's recompute: `lambdarec batch run` pins
-// the current snapshot of the Iceberg `events` table, streams it as Arrow
-// record batches, computes the model (internal/model) over the deduplicated
+// the current snapshot of the Iceberg `events` table, streams its events (a
+// full run reads the Parquet column chunks of the data files iceberg-go
+// plans, see pagescan.go; other reads go through iceberg-go's Arrow record
+// batches), computes the model (internal/model) over the deduplicated
 // events, writes the batch view as Iceberg tables and, last, one row in
 // `batch_runs` naming the batch, its source snapshot and its boundary — the
 // per-partition Kafka offsets the archiver recorded in that snapshot. The row

@@ -405,30 +405,10 @@ func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.S
 		}
 		sink = b
 	}
-	var maxTime int64
 	start := time.Now()
-	_, batches, err := lakehouse.ScanSnapshot(ctx, events, snap, EventColumns)
+	read, maxTime, err := r.scan(ctx, events, snap, sink, log)
 	if err != nil {
 		return nil, err
-	}
-	var read int64
-	lastLog := time.Now()
-	for rec, err := range batches {
-		if err != nil {
-			return nil, err
-		}
-		n, mt, err := addBatch(sink, rec)
-		rec.Release()
-		if err != nil {
-			return nil, err
-		}
-		read += int64(n)
-		maxTime = max(maxTime, mt)
-		if time.Since(lastLog) >= r.cfg.Progress {
-			lastLog = time.Now()
-			log.Info("batch scan progress", "events_read", read,
-				"events_per_sec", int64(float64(read)/time.Since(start).Seconds()))
-		}
 	}
 	run.EventsRead = read
 	clock.done("scan")
@@ -453,6 +433,51 @@ func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.S
 	}
 	log.Info("batch scan done", "events_read", run.EventsRead, "parts", parts, "elapsed", time.Since(start).Round(time.Millisecond))
 	return &state{model: acc.Model(), spanList: spans}, nil
+}
+
+// scan reads snap's events into sink, by the page scan when it can read the
+// snapshot (see pagescan.go), else by a plain scan; it returns the events
+// read and their latest time (unix microseconds).
+func (r *Runner) scan(ctx context.Context, events *table.Table, snap *table.Snapshot, sink interface{ Add(model.Event) }, log *slog.Logger) (int64, int64, error) {
+	start, lastLog := time.Now(), time.Now()
+	progress := func(read int64) {
+		if time.Since(lastLog) >= r.cfg.Progress {
+			lastLog = time.Now()
+			log.Info("batch scan progress", "events_read", read,
+				"events_per_sec", int64(float64(read)/time.Since(start).Seconds()))
+		}
+	}
+	files, ok, why, err := planPageScan(ctx, events, snap)
+	if err != nil {
+		return 0, 0, err
+	}
+	if ok {
+		fs, err := events.FS(ctx)
+		if err != nil {
+			return 0, 0, fmt.Errorf("scan snapshot %d: %w", snap.SnapshotID, err)
+		}
+		return scanPages(ctx, fs, files, sink, progress)
+	}
+	log.Info("events scanned by a plain scan", "reason", why)
+	_, batches, err := lakehouse.ScanSnapshot(ctx, events, snap, EventColumns)
+	if err != nil {
+		return 0, 0, err
+	}
+	var read, maxTime int64
+	for rec, err := range batches {
+		if err != nil {
+			return 0, 0, err
+		}
+		n, mt, err := addBatch(sink, rec)
+		rec.Release()
+		if err != nil {
+			return 0, 0, err
+		}
+		read += int64(n)
+		maxTime = max(maxTime, mt)
+		progress(read)
+	}
+	return read, maxTime, nil
 }
 
 // columns of one events record batch, by name.
