@@ -56,14 +56,7 @@ func TestScoreDenseEqualsScore(t *testing.T) {
 		p := DefaultParams()
 		p.Neighbors = nb
 		p.RecentItems = 1 + r.IntN(12)
-		c := NewCovisit()
-		items := make([]string, 900)
-		for i := range items {
-			items[i] = fmt.Sprintf("it-%d", r.IntN(100_000))
-		}
-		for range 20_000 {
-			c.Add(items[r.IntN(len(items))], items[r.IntN(len(items))], 1+r.Int64N(3))
-		}
+		c, items := randomCovisit(r, "it-%d", 900, 100_000, 20_000, 3)
 		sc, err := NewScorer(p)
 		if err != nil {
 			t.Fatal(err)
@@ -177,14 +170,7 @@ func TestScoreDenseEqualsReference(t *testing.T) {
 		p := DefaultParams()
 		p.Neighbors = nb
 		p.RecentItems = 2 + r.IntN(10)
-		c := NewCovisit()
-		items := make([]string, 300)
-		for i := range items {
-			items[i] = fmt.Sprintf("i%d", r.IntN(10_000))
-		}
-		for range 6_000 {
-			c.Add(items[r.IntN(len(items))], items[r.IntN(len(items))], 1+r.Int64N(2))
-		}
+		c, items := randomCovisit(r, "i%d", 300, 10_000, 6_000, 2)
 		sc, err := NewScorer(p)
 		if err != nil {
 			t.Fatal(err)

@@ -117,14 +117,7 @@ func TestScoreMatchesReference(t *testing.T) {
 		p := DefaultParams()
 		p.Neighbors = nb
 		p.RecentItems = 1 + r.IntN(12)
-		c := NewCovisit()
-		items := make([]string, 900)
-		for i := range items {
-			items[i] = fmt.Sprintf("it-%d", r.IntN(100_000))
-		}
-		for range 20_000 {
-			c.Add(items[r.IntN(len(items))], items[r.IntN(len(items))], 1+r.Int64N(3))
-		}
+		c, items := randomCovisit(r, "it-%d", 900, 100_000, 20_000, 3)
 		sc, err := NewScorer(p)
 		if err != nil {
 			t.Fatal(err)
@@ -214,4 +207,19 @@ func BenchmarkScoreSessionRowsRef(b *testing.B) {
 	evs, rows := benchTopRows(b)
 	ref := newRefScorer(DefaultParams())
 	benchScoreWith(b, evs, func(recent []string) []Scored { return ref.Score(rows, recent, nil, 20) })
+}
+
+// randomCovisit is a co-visitation table over n items named by format from
+// ids below idRange, with pairs random pairs of counts 1 to maxCount: small
+// counts, so rows hold many ties; and the item names.
+func randomCovisit(r *rand.Rand, format string, n, idRange, pairs int, maxCount int64) (*Covisit, []string) {
+	c := NewCovisit()
+	items := make([]string, n)
+	for i := range items {
+		items[i] = fmt.Sprintf(format, r.IntN(idRange))
+	}
+	for range pairs {
+		c.Add(items[r.IntN(len(items))], items[r.IntN(len(items))], 1+r.Int64N(maxCount))
+	}
+	return c, items
 }
