@@ -317,3 +317,69 @@ func TestPageScanFallsBackOnDeleteFiles(t *testing.T) {
 		t.Fatalf("scan: %d events (%d added), latest %d; plain scan %d, latest %d", n, len(got), gotMax, len(want), wantMax)
 	}
 }
+
+// slowSink is collected with a pause every 500 events, so the file readers
+// run ahead of the events being added.
+type slowSink struct{ collected }
+
+func (s *slowSink) Add(e model.Event) {
+	if len(s.collected)%500 == 0 {
+		time.Sleep(2 * time.Millisecond)
+	}
+	s.collected.Add(e)
+}
+
+// TestPageScanReadersAhead checks the page scan when the readers run ahead
+// of the sink inside one column chunk: one row group of many chunks and
+// many small pages, compressed or not, so a reader decodes later pages
+// while the events of earlier ones are still being added — the values the
+// column readers return must stay valid that long (they point into the
+// pages' buffers: a page reader that reused one buffer for every page would
+// fail this).
+func TestPageScanReadersAhead(t *testing.T) {
+	for _, codec := range []string{"zstd", "snappy", "uncompressed"} {
+		t.Run(codec, func(t *testing.T) { pageScanReadersAhead(t, codec) })
+	}
+}
+
+func pageScanReadersAhead(t *testing.T, codec string) {
+	lake := testLake(t)
+	setTableProperties(t, lake, iceberg.Properties{
+		table.ParquetRowGroupLimitKey: "1000000",
+		table.ParquetPageRowLimitKey:  "300",
+		table.ParquetPageSizeBytesKey: "8192",
+		table.ParquetCompressionKey:   codec,
+	})
+	archive(t, lake, stream(t, 9, 5*pageScanRows+123, map[int32]int64{}), lakehouse.Offsets{})
+	tbl, err := lake.LoadTable(context.Background(), lakehouse.EventsTable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := tbl.CurrentSnapshot()
+	want, _, err := plainScanEvents(t, tbl, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, ok, why, err := planPageScan(context.Background(), tbl, snap)
+	if err != nil || !ok {
+		t.Fatalf("plan: %q, %v", why, err)
+	}
+	fs, err := tbl.FS(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got slowSink
+	if _, _, err := scanPages(context.Background(), fs, files, &got, nil); err != nil {
+		t.Fatal(err)
+	}
+	sortEvents(got.collected)
+	sortEvents(want)
+	if len(got.collected) != len(want) {
+		t.Fatalf("%d events, plain scan %d", len(got.collected), len(want))
+	}
+	for i := range want {
+		if got.collected[i] != want[i] {
+			t.Fatalf("event %d: %+v, plain scan %+v", i, got.collected[i], want[i])
+		}
+	}
+}
