@@ -332,10 +332,10 @@ func (s *slowSink) Add(e model.Event) {
 // TestPageScanReadersAhead checks the page scan when the readers run ahead
 // of the sink inside one column chunk: one row group of many chunks and
 // many small pages, compressed or not, so a reader decodes later pages
-// while the events of earlier ones are still being added — the values the
-// column readers return must stay valid that long (they point into the
-// pages' buffers: a page reader that reused one buffer for every page would
-// fail this).
+// while the events of earlier ones are still being added: the values must
+// stay valid that long. (arrow-go's ReadBatch copies byte arrays out of the
+// page, which reuses one buffer for every page of a column chunk; a switch
+// to ReadBatchInPage, which does not copy, fails this test.)
 func TestPageScanReadersAhead(t *testing.T) {
 	for _, codec := range []string{"zstd", "snappy", "uncompressed"} {
 		t.Run(codec, func(t *testing.T) { pageScanReadersAhead(t, codec) })
