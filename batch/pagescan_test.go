@@ -334,8 +334,8 @@ func (s *slowSink) Add(e model.Event) {
 // many small pages, compressed or not, so a reader decodes later pages
 // while the events of earlier ones are still being added: the values must
 // stay valid that long. (arrow-go's ReadBatch copies byte arrays out of the
-// page, which reuses one buffer for every page of a column chunk; a switch
-// to ReadBatchInPage, which does not copy, fails this test.)
+// page, whose buffer its page reader reuses for every page of a column
+// chunk: a read that kept pointing into it would fail this test.)
 func TestPageScanReadersAhead(t *testing.T) {
 	for _, codec := range []string{"zstd", "snappy", "uncompressed"} {
 		t.Run(codec, func(t *testing.T) { pageScanReadersAhead(t, codec) })
