@@ -544,14 +544,15 @@ func checkWritten(def *tableDef, files []iceberg.DataFile, written, rows int64, 
 }
 
 // denseRows holds each item's exact top row of the batch model, indexed by
-// the model's item id, with the ids of the neighbours: what users are scored
-// from (model.Scorer.ScoreDense accumulates by id instead of hashing every
-// neighbour's string, and equals Score bit for bit). The ids are the model's
-// covisitation dictionary's, which its users share.
+// the model's item id, packed as the neighbours' ids and counts: what users
+// are scored from (model.Scorer.ScoreDense accumulates by id instead of
+// hashing every neighbour's string, and equals Score bit for bit). The ids
+// are the model's covisitation dictionary's, which its users share.
 type denseRows struct {
-	cov  *model.Covisit
-	rows [][]model.ItemCount
-	ids  [][]uint32
+	cov    *model.Covisit
+	counts [][]int64
+	ids    [][]uint32
+	names  []string // by id: the items of the rows added
 	// broken is set when an item was not in the dictionary (never the case
 	// for the model's own rows): the rows are then incomplete, and users are
 	// scored from the rows by item string instead.
@@ -560,30 +561,52 @@ type denseRows struct {
 
 func newDenseRows(cov *model.Covisit) *denseRows { return &denseRows{cov: cov} }
 
-// add sets item's row (shared, not copied).
+// add sets item's row.
 func (d *denseRows) add(item string, row []model.ItemCount) {
 	id, ok := d.cov.ItemID(item)
-	ids := make([]uint32, len(row))
+	ids, counts := make([]uint32, len(row)), make([]int64, len(row))
 	for j := 0; ok && j < len(row); j++ {
 		ids[j], ok = d.cov.ItemID(row[j].Item)
+		counts[j] = row[j].Count
 	}
 	if !ok {
 		d.broken = true
 		return
 	}
-	if int(id) >= len(d.rows) {
-		d.rows = append(d.rows, make([][]model.ItemCount, int(id)+1-len(d.rows))...)
+	if int(id) >= len(d.counts) {
+		d.counts = append(d.counts, make([][]int64, int(id)+1-len(d.counts))...)
 		d.ids = append(d.ids, make([][]uint32, int(id)+1-len(d.ids))...)
 	}
-	d.rows[id], d.ids[id] = row, ids
+	d.counts[id], d.ids[id] = counts, ids
+	d.name(id, item)
+	for j, nid := range ids {
+		d.name(nid, row[j].Item)
+	}
+}
+
+// name notes that id names item.
+func (d *denseRows) name(id uint32, item string) {
+	if int(id) >= len(d.names) {
+		d.names = append(d.names, make([]string, max(int(id)+1, 2*len(d.names))-len(d.names))...)
+	}
+	d.names[id] = item
 }
 
 // DenseRow implements model.DenseRows.
-func (d *denseRows) DenseRow(id uint32) ([]uint32, []model.ItemCount) {
-	if int(id) >= len(d.rows) {
+func (d *denseRows) DenseRow(id uint32) ([]uint32, []int64) {
+	if int(id) >= len(d.counts) {
 		return nil, nil
 	}
-	return d.ids[id], d.rows[id]
+	return d.ids[id], d.counts[id]
+}
+
+// DenseItem implements model.DenseRows: the item of a row added named by
+// id (only those are read: the rows' neighbours).
+func (d *denseRows) DenseItem(id uint32) string {
+	if int(id) >= len(d.names) {
+		return ""
+	}
+	return d.names[id]
 }
 
 // appendIDs appends the ids of items to dst; false when one is not in the

@@ -139,8 +139,8 @@ func sameRows(t *testing.T, at string, a, b *mergedNeighbors) {
 	}
 	for id := range a.rs {
 		ra, rb := &a.rs[id], &b.rs[id]
-		if (ra.top == nil) != (rb.top == nil) || !slices.Equal(ra.top, rb.top) || !slices.Equal(ra.row, rb.row) || ra.stamp != rb.stamp || a.chg[id] != b.chg[id] {
-			t.Fatalf("%s: row of %s differs:\n sharded %v (stamp %d)\n serial  %v (stamp %d)", at, a.names[id], rb.row, rb.stamp, ra.row, ra.stamp)
+		if (ra.top == nil) != (rb.top == nil) || !slices.Equal(ra.top, rb.top) || !slices.Equal(ra.cnt, rb.cnt) || ra.stamp != rb.stamp || a.chg[id] != b.chg[id] {
+			t.Fatalf("%s: row of %s differs:\n sharded %v (stamp %d)\n serial  %v (stamp %d)", at, a.names[id], rb.cnt, rb.stamp, ra.cnt, ra.stamp)
 		}
 	}
 }

@@ -123,11 +123,11 @@ func (p *processor) explain(b *explainBuf, shared bool, sc *model.Scorer, ids []
 		if len(row) > p.params.Neighbors {
 			row, nids = row[:p.params.Neighbors], nids[:p.params.Neighbors]
 		}
-		if len(row) == 0 || row[0].Count <= 0 {
+		if len(row) == 0 || row[0] <= 0 {
 			b.w.Recent(nb.names[id], 0)
 			continue
 		}
-		b.w.Recent(nb.names[id], row[0].Count)
+		b.w.Recent(nb.names[id], row[0])
 		var cache []batchCountEntry
 		if nb.batch != nil {
 			cache = p.vx.rowBatch[id]
@@ -139,10 +139,10 @@ func (p *processor) explain(b *explainBuf, shared bool, sc *model.Scorer, ids []
 			if j < len(cache) && cache[j].id == nid+1 {
 				bc = int64(cache[j].count)
 			} else if nb.batch != nil {
-				bc = p.rowBatchCount(b, shared, id, j, nid, row[j].Count)
+				bc = p.rowBatchCount(b, shared, id, j, nid, row[j])
 				cache = p.vx.rowBatch[id]
 			}
-			b.w.Contribution(int(pk.I), row[j].Count, bc)
+			b.w.Contribution(int(pk.I), row[j], bc)
 		}
 	}
 	return b.w.End()

@@ -23,7 +23,10 @@ import (
 // an item's top K only through its own increase, and the maintained list
 // stays exact. A rebuild of the deltas (handoff, revocation) starts over.
 //
-// It is used by one goroutine; a returned row is valid until the next call.
+// It is used by one goroutine. The maintained rows are held packed, each
+// entry a neighbour's id and its count (12 bytes, no string): what scoring
+// reads (DenseRow); item strings are looked up only for the items it
+// selects (DenseItem).
 type mergedNeighbors struct {
 	batch *model.Covisit // nil when no batch is served
 	delta *model.Covisit
@@ -69,9 +72,9 @@ type mergedNeighbors struct {
 
 // itemRow is an item's maintained row.
 type itemRow struct {
-	top []uint32          // maintained top K: the neighbours' ids, nil when not (yet) asked for
-	row []model.ItemCount // the same row as the Scorer gets it
-	ix  rowIndex          // top's position index, nil when top is or when it cannot be indexed
+	top []uint32 // maintained top K: the neighbours' ids, nil when not (yet) asked for
+	cnt []int64  // their counts: cnt[j] is top[j]'s
+	ix  rowIndex // top's position index, nil when top is or when it cannot be indexed
 	// stamp is the scoring clock just after the row last changed: a view
 	// scored at clock c (session.scoredAt) read the row as it is now iff
 	// stamp <= c.
@@ -178,31 +181,44 @@ func (n *mergedNeighbors) reset(delta, remote *model.Covisit) {
 }
 
 // Neighbors returns item's top K neighbours in batch ⊕ delta, in the model's
-// order.
+// order: a new slice (the row is held packed, see DenseRow).
 func (n *mergedNeighbors) Neighbors(item string) []model.ItemCount {
 	id := n.intern(item)
-	if n.rs[id].top != nil {
-		return n.rs[id].row
-	}
-	row := append(make([]model.ItemCount, 0, n.k), n.compute(item)...)
-	top := make([]uint32, len(row), n.k)
-	for i := range row {
-		top[i] = n.intern(row[i].Item)
-	}
+	n.ensureRow(id)
 	r := &n.rs[id]
-	r.top, r.row, r.ix = top, row, newRowIndex(top, n.k)
-	n.cachedBytes += len(item) + 48 + n.k*(itemCountBytes+4) + 4*len(r.ix)
+	row := make([]model.ItemCount, len(r.top))
+	for j, nid := range r.top {
+		row[j] = model.ItemCount{Item: n.names[nid], Count: r.cnt[j]}
+	}
 	return row
 }
 
-// DenseRow implements model.DenseRows: item id's maintained row and its
-// neighbours' ids.
-func (n *mergedNeighbors) DenseRow(id uint32) ([]uint32, []model.ItemCount) {
-	if n.rs[id].top == nil {
-		n.Neighbors(n.names[id])
+// ensureRow computes interned item id's maintained row unless it is.
+func (n *mergedNeighbors) ensureRow(id uint32) {
+	if n.rs[id].top != nil {
+		return
 	}
-	return n.rs[id].top, n.rs[id].row
+	row := n.compute(n.names[id])
+	top := make([]uint32, len(row), n.k)
+	cnt := make([]int64, len(row), n.k)
+	for i := range row {
+		cnt[i] = row[i].Count
+		top[i] = n.intern(row[i].Item) // may grow n.rs
+	}
+	r := &n.rs[id]
+	r.top, r.cnt, r.ix = top, cnt, newRowIndex(top, n.k)
+	n.cachedBytes += len(n.names[id]) + 48 + n.k*packedEntryBytes + 4*len(r.ix)
 }
+
+// DenseRow implements model.DenseRows: item id's maintained row, its
+// neighbours' ids and counts.
+func (n *mergedNeighbors) DenseRow(id uint32) ([]uint32, []int64) {
+	n.ensureRow(id)
+	return n.rs[id].top, n.rs[id].cnt
+}
+
+// DenseItem implements model.DenseRows: interned item id's string.
+func (n *mergedNeighbors) DenseItem(id uint32) string { return n.names[id] }
 
 // TopNeighbors implements model.TopNeighbors.
 func (n *mergedNeighbors) TopNeighbors(item string, k int) []model.ItemCount {
@@ -238,7 +254,7 @@ func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64, c *int64, d int64) {
 // ids of the pair's items were looked up before.
 func (n *mergedNeighbors) bumpRow(ia, ib uint32, w int64, c *int64, d int64) bool {
 	r := &n.rs[ia]
-	top, row, ix := r.top, r.row, r.ix
+	top, cnt, ix := r.top, r.cnt, r.ix
 	if top == nil {
 		return false
 	}
@@ -251,34 +267,33 @@ func (n *mergedNeighbors) bumpRow(ia, ib uint32, w int64, c *int64, d int64) boo
 	slot, i := ix.find(ib)
 	switch {
 	case i >= 0:
-		row[i].Count += w
+		cnt[i] += w
 	case len(top) < n.k: // the list is the whole row: b is a new neighbour
 		if *c < 0 {
 			*c = n.countWith(ia, ib, d)
 		}
 		i = len(top)
-		top = append(top, ib)
-		row = append(row, model.ItemCount{Item: n.names[ib], Count: *c})
-		r.top, r.row = top, row
+		top, cnt = append(top, ib), append(cnt, *c)
+		r.top, r.cnt = top, cnt
 		ix[slot] = indexEntry(ib, i)
 	default:
 		if *c < 0 {
 			*c = n.countWith(ia, ib, d)
 		}
 		i = len(top) - 1
-		if !n.before(ib, *c, top[i], row[i].Count) {
+		if !n.before(ib, *c, top[i], cnt[i]) {
 			return false
 		}
 		ix.remove(ix.slotOf(top[i]))
-		top[i], row[i] = ib, model.ItemCount{Item: n.names[ib], Count: *c}
+		top[i], cnt[i] = ib, *c
 		slot, _ = ix.find(ib) // past the removal, b's free slot may have moved
 		ix[slot] = indexEntry(ib, i)
 	}
-	for ; i > 0 && n.before(top[i], row[i].Count, top[i-1], row[i-1].Count); i-- {
+	for ; i > 0 && n.before(top[i], cnt[i], top[i-1], cnt[i-1]); i-- {
 		ix[ix.slotOf(top[i-1])] = indexEntry(top[i-1], i)
 		ix[slot] = indexEntry(ib, i-1)
 		top[i], top[i-1] = top[i-1], top[i]
-		row[i], row[i-1] = row[i-1], row[i]
+		cnt[i], cnt[i-1] = cnt[i-1], cnt[i]
 	}
 	return true
 }
@@ -287,34 +302,33 @@ func (n *mergedNeighbors) bumpRow(ia, ib uint32, w int64, c *int64, d int64) boo
 // by scanning the row.
 func (n *mergedNeighbors) bumpScan(ia, ib uint32, w int64, c *int64, d int64) bool {
 	r := &n.rs[ia]
-	top, row := r.top, r.row
+	top, cnt := r.top, r.cnt
 	i := 0
 	for i < len(top) && top[i] != ib {
 		i++
 	}
 	switch {
 	case i < len(top):
-		row[i].Count += w
+		cnt[i] += w
 	case len(top) < n.k: // the list is the whole row: b is a new neighbour
 		if *c < 0 {
 			*c = n.countWith(ia, ib, d)
 		}
-		top = append(top, ib)
-		row = append(row, model.ItemCount{Item: n.names[ib], Count: *c})
-		r.top, r.row = top, row
+		top, cnt = append(top, ib), append(cnt, *c)
+		r.top, r.cnt = top, cnt
 	default:
 		if *c < 0 {
 			*c = n.countWith(ia, ib, d)
 		}
-		if !n.before(ib, *c, top[i-1], row[i-1].Count) {
+		if !n.before(ib, *c, top[i-1], cnt[i-1]) {
 			return false
 		}
 		i--
-		top[i], row[i] = ib, model.ItemCount{Item: n.names[ib], Count: *c}
+		top[i], cnt[i] = ib, *c
 	}
-	for ; i > 0 && n.before(top[i], row[i].Count, top[i-1], row[i-1].Count); i-- {
+	for ; i > 0 && n.before(top[i], cnt[i], top[i-1], cnt[i-1]); i-- {
 		top[i], top[i-1] = top[i-1], top[i]
-		row[i], row[i-1] = row[i-1], row[i]
+		cnt[i], cnt[i-1] = cnt[i-1], cnt[i]
 	}
 	return true
 }
@@ -609,6 +623,6 @@ func (n *mergedNeighbors) compute(item string) []model.ItemCount {
 	return model.TopK(n.out, n.k)
 }
 
-// itemCountBytes is the size of a model.ItemCount (string header and count);
-// the item strings are shared with the models.
-const itemCountBytes = 24
+// packedEntryBytes is the size of a maintained row's entry: a neighbour's
+// id and its count.
+const packedEntryBytes = 12

@@ -10,13 +10,19 @@ import (
 // DenseRows is a source of neighbour rows whose items are also named by
 // dense ids (small integers, one per item, stable while the source lives):
 // the speed layer's maintained rows. ScoreDense accumulates by id in an
-// array instead of hashing item strings.
+// array instead of hashing item strings. A row is packed, ids and counts
+// without strings (12 bytes an entry, where an ItemCount and its id are 28):
+// scoring's time follows the bytes of rows it reads, and it looks strings up
+// only for the items it selects.
 type DenseRows interface {
 	// DenseRow returns item id's strongest neighbours exactly in the model's
-	// order (count desc, item asc) — what TopNeighbors returns — and their
-	// ids: ids[j] names row[j].Item. At least the first Params.Neighbors
-	// entries of the full row are returned when it has that many.
-	DenseRow(id uint32) (ids []uint32, row []ItemCount)
+	// order (count desc, item asc) — what TopNeighbors returns — as their
+	// ids and counts: entry j is item ids[j] with count counts[j]
+	// (len(counts) == len(ids)). At least the first Params.Neighbors entries
+	// of the full row are returned when it has that many.
+	DenseRow(id uint32) (ids []uint32, counts []int64)
+	// DenseItem returns the item named by id.
+	DenseItem(id uint32) string
 }
 
 // denseAcc is ScoreDense's accumulator: a slot per item id, valid where
@@ -35,12 +41,10 @@ type denseAcc struct {
 	equal   []uint32
 	sel     []denseSel
 	ties    []denseSel
-	// rows and nids are the rows of this call's recent items and their
-	// ids, by rank, as read (see denseCand.at, AppendRowPicks); stride is
-	// Params.Neighbors.
-	rows   [][]ItemCount
-	nids   [][]uint32
-	stride int
+	// src is this call's source (nil between calls); nids are the ids of
+	// the rows of its recent items, by rank, as read (see AppendRowPicks).
+	src  DenseRows
+	nids [][]uint32
 }
 
 // viewBit marks denseSlot.view as set: the item's place in the result.
@@ -54,9 +58,9 @@ type denseSlot struct {
 
 // denseCand is an item touched by ScoreDense: its id, and where it was
 // first read: at-1 is r·Params.Neighbors + j for entry j of the row of
-// recent item r, whose Item names it (0: a recent item or one excluded,
-// never recommended). 8 bytes, no pointer: the item's string is only read
-// back for the candidates the selection compares by item.
+// recent item r (0: a recent item or one excluded, never recommended).
+// 8 bytes, no pointer: the item's string is only looked up (DenseItem) for
+// the candidates the selection compares by item.
 type denseCand struct {
 	id uint32
 	at uint32
@@ -71,10 +75,7 @@ type denseSel struct {
 }
 
 // item returns c's item.
-func (a *denseAcc) item(c denseCand) string {
-	at := int(c.at - 1)
-	return a.rows[at/a.stride][at%a.stride].Item
-}
+func (a *denseAcc) item(c denseCand) string { return a.src.DenseItem(c.id) }
 
 // grow makes room for id.
 func (a *denseAcc) grow(id uint32) {
@@ -93,9 +94,8 @@ func (a *denseAcc) next() {
 		a.gen = 1
 	}
 	a.cands = a.cands[:0]
-	clear(a.rows)
 	clear(a.nids)
-	a.rows, a.nids = a.rows[:0], a.nids[:0]
+	a.nids = a.nids[:0]
 }
 
 // ScoreDense is Score for a DenseRows source and recent items given by id
@@ -134,7 +134,7 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 		recent = recent[:s.p.RecentItems]
 	}
 	gen := a.gen
-	a.stride = s.p.Neighbors // NewScorer checked RecentItems·Neighbors < viewBit
+	a.src = src
 	for _, id := range recent {
 		a.grow(id)
 		if sl := &a.slots[id]; sl.stamp != gen {
@@ -148,15 +148,14 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 		if len(row) > s.p.Neighbors {
 			row, nids = row[:s.p.Neighbors], nids[:s.p.Neighbors]
 		}
-		a.rows = append(a.rows, row)
-		if len(row) == 0 || row[0].Count <= 0 {
+		if len(row) == 0 || row[0] <= 0 {
 			a.nids = append(a.nids, nil)
 			continue
 		}
 		// The entries read: up to the first count <= 0 (the row is in
 		// count order, so mostly all).
-		if row[len(row)-1].Count <= 0 {
-			row = row[:sort.Search(len(row), func(j int) bool { return row[j].Count <= 0 })]
+		if row[len(row)-1] <= 0 {
+			row = row[:sort.Search(len(row), func(j int) bool { return row[j] <= 0 })]
 		}
 		nids = nids[:len(row)]
 		a.nids = append(a.nids, nids)
@@ -165,12 +164,15 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 			maxID = max(maxID, nid)
 		}
 		a.grow(maxID)
+		// Entries are numbered r·Neighbors + j: NewScorer checked
+		// RecentItems·Neighbors < viewBit.
 		cands = slices.Grow(cands, len(row)) // room for every entry
-		n := accumulate(a.slots, cands[:cap(cands)], row, nids, uint32(len(cands)), gen, uint32(r*s.p.Neighbors)+1, RecencyWeight(r), float64(row[0].Count))
+		n := accumulate(a.slots, cands[:cap(cands)], row, nids, uint32(len(cands)), gen, uint32(r*s.p.Neighbors)+1, RecencyWeight(r), float64(row[0]))
 		cands = cands[:n]
 	}
 	a.cands = cands
 	sel := a.selectTop(k, exclude)
+	a.src = nil // the selected items' strings are in sel
 	for i, c := range sel {
 		a.slots[c.id].view = viewBit | uint32(i)
 	}
@@ -185,18 +187,18 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 	return dst, ids
 }
 
-// accumulate adds the terms of row (its ids nids, all within slots, its
-// entries numbered from at) to the slots' scores, noting in buf[n:] the
+// accumulate adds the terms of row (its counts; its ids nids, all within
+// slots; its entries numbered from at) to the slots' scores, noting in buf[n:] the
 // items first touched (buf has room for one per entry), and returns the new
 // n. A row is in count order: the ties share one term, computed once (the
 // same operations on the same values, so the same bits; a first term is
 // stored as is, as 0 + term is term).
-func accumulate(slots []denseSlot, buf []denseCand, row []ItemCount, nids []uint32, n, gen, at uint32, rw, top float64) uint32 {
+func accumulate(slots []denseSlot, buf []denseCand, row []int64, nids []uint32, n, gen, at uint32, rw, top float64) uint32 {
 	nids = nids[:len(row)]
 	var last int64
 	var term float64
-	for j, e := range row {
-		if c := e.Count; c != last {
+	for j, c := range row {
+		if c != last {
 			last, term = c, rw*float64(c)/top
 		}
 		sl := &slots[nids[j]]

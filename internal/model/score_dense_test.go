@@ -17,10 +17,11 @@ type denseTop struct {
 	names []string
 	rows  map[uint32][]ItemCount
 	tops  map[uint32][]uint32
+	cnts  map[uint32][]int64
 }
 
 func newDenseTop(c *Covisit, k int) *denseTop {
-	return &denseTop{c: c, k: k, ids: map[string]uint32{}, rows: map[uint32][]ItemCount{}, tops: map[uint32][]uint32{}}
+	return &denseTop{c: c, k: k, ids: map[string]uint32{}, rows: map[uint32][]ItemCount{}, tops: map[uint32][]uint32{}, cnts: map[uint32][]int64{}}
 }
 
 func (d *denseTop) id(item string) uint32 {
@@ -33,17 +34,25 @@ func (d *denseTop) id(item string) uint32 {
 	return id
 }
 
-func (d *denseTop) DenseRow(id uint32) ([]uint32, []ItemCount) {
+func (d *denseTop) DenseItem(id uint32) string { return d.names[id] }
+
+func (d *denseTop) DenseRow(id uint32) ([]uint32, []int64) {
+	d.row(id)
+	return d.tops[id], d.cnts[id]
+}
+
+// row returns item id's row as the model gives it.
+func (d *denseTop) row(id uint32) []ItemCount {
 	if row, ok := d.rows[id]; ok {
-		return d.tops[id], row
+		return row
 	}
 	row := d.c.TopK(d.names[id], d.k)
-	top := make([]uint32, len(row))
+	top, cnt := make([]uint32, len(row)), make([]int64, len(row))
 	for i, e := range row {
-		top[i] = d.id(e.Item)
+		top[i], cnt[i] = d.id(e.Item), e.Count
 	}
-	d.rows[id], d.tops[id] = row, top
-	return top, row
+	d.rows[id], d.tops[id], d.cnts[id] = row, top, cnt
+	return row
 }
 
 // TestScoreDenseEqualsScore holds ScoreDense to Score bit for bit: many ties
@@ -219,7 +228,7 @@ func TestScoreDenseEqualsReference(t *testing.T) {
 			sums := make([]float64, len(got))
 			var picks []RowPick
 			for rk, id := range ids[:min(len(ids), p.RecentItems)] {
-				_, row := dt.DenseRow(id)
+				row := dt.row(id)
 				row = row[:min(len(row), p.Neighbors)]
 				var want []RowPick
 				for j, e := range row {
@@ -244,16 +253,19 @@ func TestScoreDenseEqualsReference(t *testing.T) {
 
 // sliceRows is a DenseRows of rows held in slices by id.
 type sliceRows struct {
-	ids  [][]uint32
-	rows [][]ItemCount
+	names  []string
+	ids    [][]uint32
+	counts [][]int64
 }
 
-func (s *sliceRows) DenseRow(id uint32) ([]uint32, []ItemCount) {
-	if int(id) >= len(s.rows) {
+func (s *sliceRows) DenseRow(id uint32) ([]uint32, []int64) {
+	if int(id) >= len(s.counts) {
 		return nil, nil
 	}
-	return s.ids[id], s.rows[id]
+	return s.ids[id], s.counts[id]
 }
+
+func (s *sliceRows) DenseItem(id uint32) string { return s.names[id] }
 
 // BenchmarkScoreDenseRows is one scoring of 10 recent items from rows of
 // 50 neighbours, read in place by id, without building a model (a short
@@ -272,11 +284,11 @@ func BenchmarkScoreDenseRows(b *testing.B) {
 func benchScoreDenseRows(b *testing.B, n int) {
 	r := rand.New(rand.NewPCG(3, 9))
 	zipf := rand.NewZipf(r, 1.1, 8, uint64(n-1))
-	src := &sliceRows{ids: make([][]uint32, n), rows: make([][]ItemCount, n)}
 	names := make([]string, n)
 	for i := range names {
 		names[i] = fmt.Sprintf("item-%05d", i)
 	}
+	src := &sliceRows{names: names, ids: make([][]uint32, n), counts: make([][]int64, n)}
 	for i := range n {
 		row := make([]ItemCount, 0, 50)
 		ids := make([]uint32, 0, 50)
@@ -304,9 +316,9 @@ func benchScoreDenseRows(b *testing.B, n int) {
 			}
 			return strings.Compare(row[x].Item, row[y].Item)
 		})
-		src.rows[i], src.ids[i] = make([]ItemCount, len(row)), make([]uint32, len(row))
+		src.counts[i], src.ids[i] = make([]int64, len(row)), make([]uint32, len(row))
 		for j, x := range idx {
-			src.rows[i][j], src.ids[i][j] = row[x], ids[x]
+			src.counts[i][j], src.ids[i][j] = row[x].Count, ids[x]
 		}
 	}
 	sessions := make([][]uint32, 4000)
