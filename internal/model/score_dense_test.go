@@ -274,7 +274,7 @@ func (s *sliceRows) DenseItem(id uint32) string { return s.names[id] }
 // 4,000 sessions scored in turn, k = 20, a purchase excluded in one session
 // of four. With 200 items the rows stay in the CPU's caches, with 2,000
 // mostly; with 50,000
-// (70 MB of rows) most of a scoring's rows come from memory.
+// (30 MB of packed rows) most of a scoring's rows come from memory.
 func BenchmarkScoreDenseRows(b *testing.B) {
 	for _, n := range []int{200, 2_000, 50_000} {
 		b.Run(fmt.Sprintf("items=%d", n), func(b *testing.B) { benchScoreDenseRows(b, n) })
