@@ -2,6 +2,7 @@ package model
 
 import (
 	"cmp"
+	"hash/maphash"
 	"runtime"
 	"slices"
 	"sync"
@@ -101,16 +102,86 @@ func (b *Builder) Add(e Event) {
 	})
 }
 
-// add buffers e, whose item and user are interned already, in session.
-func (b *Builder) add(session []byte, e bevent) {
+// add buffers e, whose item and user are interned already, in session. The
+// Builder's sessions are numbered by ix (a builder filled by add has no
+// dictionary map: its sessions are looked up in ix only).
+func (b *Builder) add(ix *sessionIndex, session []byte, e bevent) {
 	var sid uint32
 	if len(b.head) > 0 && b.sessions.str(b.lastSession) == string(session) {
 		sid = b.lastSession
 	} else {
-		sid = b.sessions.internBytes(session)
+		sid = ix.intern(b.sessions, session)
 		b.lastSession = sid
 	}
 	b.push(sid, e)
+}
+
+// sessionIndex numbers a part's sessions by their bytes: an open-addressing
+// table of packed (hash, id) slots over the dictionary's strings, cheaper
+// than a map[string]uint32 (no per-entry hashing of a string key by the
+// runtime's generic map, no growth of groups; one uint64 compare per probe,
+// the bytes compared only when the 32-bit hashes match). It is reused from
+// part to part.
+type sessionIndex struct {
+	seed  maphash.Seed
+	slots []uint64 // hash<<32 | id+1; 0 is empty
+	n     int
+}
+
+func newSessionIndex() *sessionIndex { return &sessionIndex{seed: maphash.MakeSeed()} }
+
+// reset empties ix for a part of about n sessions.
+func (ix *sessionIndex) reset(n int) {
+	size := 1 << 10
+	for size < 2*n {
+		size <<= 1
+	}
+	if len(ix.slots) == size {
+		clear(ix.slots)
+	} else {
+		ix.slots = make([]uint64, size)
+	}
+	ix.n = 0
+}
+
+// intern returns the id of session s in d, appending it to d.strs when new.
+func (ix *sessionIndex) intern(d *dict, s []byte) uint32 {
+	if 2*(ix.n+1) > len(ix.slots) {
+		ix.grow(d)
+	}
+	h := maphash.Bytes(ix.seed, s)
+	tag := h >> 32
+	mask := uint64(len(ix.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		x := ix.slots[i]
+		if x == 0 {
+			id := uint32(len(d.strs))
+			d.strs = append(d.strs, string(s))
+			ix.slots[i] = tag<<32 | uint64(id) + 1
+			ix.n++
+			return id
+		}
+		if x>>32 == tag {
+			if id := uint32(x) - 1; d.strs[id] == string(s) {
+				return id
+			}
+		}
+	}
+}
+
+// grow doubles the table and places d's sessions again.
+func (ix *sessionIndex) grow(d *dict) {
+	slots := make([]uint64, max(2*len(ix.slots), 1<<10))
+	mask := uint64(len(slots) - 1)
+	for id, s := range d.strs {
+		h := maphash.String(ix.seed, s)
+		i := h & mask
+		for slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		slots[i] = h>>32<<32 | uint64(id) + 1
+	}
+	ix.slots = slots
 }
 
 // push appends e to session sid's events (a new session when sid is the

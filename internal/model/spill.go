@@ -42,6 +42,7 @@ type Spill struct {
 	// sessions is the sessions of the shard read last (by the reader), to
 	// size the next one's dictionary: the shards are alike.
 	sessions int
+	index    *sessionIndex // numbers the sessions of the shard being read (the reader's)
 }
 
 // spillBlock is a block of records for the writer.
@@ -240,10 +241,17 @@ func (s *Spill) readShard(i int, evs []bevent) (*Builder, error) {
 		return nil, fmt.Errorf("read spilled events: %w", err)
 	}
 	b := s.a.Builder()
-	if h := s.sessions + s.sessions/16; h > 0 {
-		// Sized as the previous shard's, the session dictionary does not
-		// grow (a rehash of every entry at each doubling) while it fills.
-		b.sessions = &dict{ids: make(map[string]uint32, h), strs: make([]string, 0, h)}
+	// The part's sessions are numbered by s.index, not a dictionary map
+	// (b.sessions.ids stays nil: the Builder is only built).
+	h := s.sessions + s.sessions/16
+	b.sessions = &dict{strs: make([]string, 0, h)}
+	if s.index == nil {
+		s.index = newSessionIndex()
+	}
+	s.index.reset(h)
+	if h > 0 {
+		// Sized as the previous shard's, the session lists and index do not
+		// grow while they fill.
 		b.head, b.tail, b.user = make([]int32, 0, h), make([]int32, 0, h), make([]uint32, 0, h)
 	}
 	if cap(evs) >= s.n[i] {
@@ -280,7 +288,7 @@ func (s *Spill) readShard(i int, evs []bevent) (*Builder, error) {
 			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
 		}
 		if sid, err := r.Peek(int(n)); err == nil {
-			b.add(sid, e)
+			b.add(s.index, sid, e)
 		} else if errors.Is(err, bufio.ErrBufferFull) {
 			if cap(long) < int(n) {
 				long = make([]byte, n)
@@ -288,7 +296,7 @@ func (s *Spill) readShard(i int, evs []bevent) (*Builder, error) {
 			if _, err := io.ReadFull(r, long[:n]); err != nil {
 				return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
 			}
-			b.add(long[:n], e)
+			b.add(s.index, long[:n], e)
 			continue
 		} else {
 			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
