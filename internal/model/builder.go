@@ -116,7 +116,8 @@ func (b *Builder) add(ix *sessionIndex, session []byte, e bevent) {
 	b.push(sid, e)
 }
 
-// sessionIndex numbers a part's sessions by their bytes: an open-addressing
+// sessionIndex numbers a part's sessions by their bytes (and the spill's
+// items and users by their strings, internString): an open-addressing
 // table of packed (hash, id) slots over the dictionary's strings, cheaper
 // than a map[string]uint32 (no per-entry hashing of a string key by the
 // runtime's generic map, no growth of groups; one uint64 compare per probe,
@@ -169,9 +170,40 @@ func (ix *sessionIndex) intern(d *dict, s []byte) uint32 {
 	}
 }
 
-// grow doubles the table and places d's sessions again.
+// internString is intern of a string, for a dictionary that may also be
+// filled elsewhere: an id the table lacks is taken from d.intern (d's map),
+// so its ids are d's.
+func (ix *sessionIndex) internString(d *dict, s string) uint32 {
+	if 2*(ix.n+1) > len(ix.slots) {
+		ix.grow(d)
+	}
+	h := maphash.String(ix.seed, s)
+	tag := h >> 32
+	mask := uint64(len(ix.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		x := ix.slots[i]
+		if x == 0 {
+			id := d.intern(s)
+			ix.slots[i] = tag<<32 | uint64(id) + 1
+			ix.n++
+			return id
+		}
+		if x>>32 == tag {
+			if id := uint32(x) - 1; d.strs[id] == s {
+				return id
+			}
+		}
+	}
+}
+
+// grow doubles the table (at least: it holds every string of d at half
+// load) and places d's strings again.
 func (ix *sessionIndex) grow(d *dict) {
-	slots := make([]uint64, max(2*len(ix.slots), 1<<10))
+	size := max(2*len(ix.slots), 1<<10)
+	for size < 2*(len(d.strs)+1) {
+		size <<= 1
+	}
+	slots := make([]uint64, size)
 	mask := uint64(len(slots) - 1)
 	for id, s := range d.strs {
 		h := maphash.String(ix.seed, s)
@@ -181,7 +213,7 @@ func (ix *sessionIndex) grow(d *dict) {
 		}
 		slots[i] = h>>32<<32 | uint64(id) + 1
 	}
-	ix.slots = slots
+	ix.slots, ix.n = slots, len(d.strs)
 }
 
 // push appends e to session sid's events (a new session when sid is the

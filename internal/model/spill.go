@@ -33,12 +33,15 @@ type Spill struct {
 	blocks             [][]byte
 	lastItem, lastUser uint32
 	started            bool
-	nItems, nUsers     uint32 // the dictionaries' sizes once every event is added
-	out                chan spillBlock
-	free               chan []byte
-	done               chan struct{} // closed when the writer has returned
-	werr               error         // the writer's first error, read after done
-	finished, stopped  bool
+	// The item and user ids are looked up here before the dictionaries'
+	// maps (the maps cost twice as much per event); released by finish.
+	itemIndex, userIndex *sessionIndex
+	nItems, nUsers       uint32 // the dictionaries' sizes once every event is added
+	out                  chan spillBlock
+	free                 chan []byte
+	done                 chan struct{} // closed when the writer has returned
+	werr                 error         // the writer's first error, read after done
+	finished, stopped    bool
 	// sessions is the sessions of the shard read last (by the reader), to
 	// size the next one's dictionary: the shards are alike.
 	sessions int
@@ -70,7 +73,8 @@ func (a *Accumulator) Spill(dir string, shards int) (*Spill, error) {
 		return nil, fmt.Errorf("model: spill into %d shards", shards)
 	}
 	s := &Spill{a: a, n: make([]int, shards), blocks: make([][]byte, shards),
-		out: make(chan spillBlock, 4), free: make(chan []byte, 8), done: make(chan struct{})}
+		out: make(chan spillBlock, 4), free: make(chan []byte, 8), done: make(chan struct{}),
+		itemIndex: newSessionIndex(), userIndex: newSessionIndex()}
 	for range shards {
 		f, err := os.CreateTemp(dir, "lambdarec-batch-shard-*")
 		if err != nil {
@@ -109,10 +113,10 @@ func (s *Spill) Add(e Event) {
 	}
 	m := s.a.m
 	if !s.started || m.items.str(s.lastItem) != e.ItemID {
-		s.lastItem = m.items.intern(e.ItemID)
+		s.lastItem = s.itemIndex.internString(m.items, e.ItemID)
 	}
 	if !s.started || m.users.users.str(s.lastUser) != e.UserID {
-		s.lastUser = m.users.users.intern(e.UserID)
+		s.lastUser = s.userIndex.internString(m.users.users, e.UserID)
 	}
 	s.started = true
 	shard := EventIDHash(e.SessionID) % uint64(len(s.files))
@@ -153,7 +157,7 @@ func (s *Spill) finish() error {
 		}
 		s.stop()
 		s.nItems, s.nUsers = uint32(s.a.m.items.len()), uint32(s.a.m.users.users.len())
-		s.blocks = nil
+		s.blocks, s.itemIndex, s.userIndex = nil, nil, nil
 	}
 	return s.werr
 }
