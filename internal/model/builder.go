@@ -446,7 +446,14 @@ func (b *Builder) buildShard(lo, hi int, spans []Span) shardOut {
 	win := p.windowMicros()
 	nItems := m.items.len()
 	out := shardOut{pop: make([]int64, nItems), touched: make([]bool, nItems)}
-	var kept []bevent
+	// The session's accepted events so far, as parallel arrays of what the
+	// loops over them read (8 bytes apart, not an event's 48), the weight
+	// of each one's kind looked up once.
+	var (
+		keptHash        []uint64
+		keptItem        []uint32
+		keptTime, keptW []int64
+	)
 	pairs := newPairSorter(nItems)
 	pairs.buf = make([]kv, 0, pairs.limit) // its first chunk, without regrowing
 	n := 0
@@ -500,20 +507,20 @@ func (b *Builder) buildShard(lo, hi int, spans []Span) shardOut {
 			if !slices.IsSortedFunc(scratch, compareRecord) {
 				slices.SortStableFunc(scratch, compareRecord)
 			}
-			kept = kept[:0]
+			keptHash, keptItem, keptTime, keptW = keptHash[:0], keptItem[:0], keptTime[:0], keptW[:0]
 			for j := range scratch {
 				e := &scratch[j]
 				if j > 0 && compareRecord(scratch[j-1], *e) == 0 {
 					continue // the same record twice: Stale, as in Session.Add
 				}
 				o := Accepted
-				for k := range kept {
-					if kept[k].hash == e.hash {
+				for _, h := range keptHash {
+					if h == e.hash {
 						o = Duplicate
 						break
 					}
 				}
-				if o == Accepted && len(kept) >= p.MaxSessionEvents {
+				if o == Accepted && len(keptHash) >= p.MaxSessionEvents {
 					o = Capped
 				}
 				out.stats.add(o, 1)
@@ -522,20 +529,20 @@ func (b *Builder) buildShard(lo, hi int, spans []Span) shardOut {
 				}
 				we := p.Weight(e.kind)
 				if we != 0 {
-					for k := range kept {
-						q := &kept[k]
-						if q.item == e.item || !within(q.time, e.time, win) {
+					for k, qi := range keptItem {
+						if qi == e.item || !within(keptTime[k], e.time, win) {
 							continue
 						}
-						if w := p.pairWeight(we, p.Weight(q.kind)); w != 0 {
-							pairs.add(e.item, q.item, w)
+						if w := p.pairWeight(we, keptW[k]); w != 0 {
+							pairs.add(e.item, qi, w)
 						}
 					}
 				}
 				out.pop[e.item] += we
 				out.touched[e.item] = true
 				users = append(users, userRec{k: uint64(e.user)<<32 | uint64(e.item), v: userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase}})
-				kept = append(kept, *e)
+				keptHash, keptItem = append(keptHash, e.hash), append(keptItem, e.item)
+				keptTime, keptW = append(keptTime, e.time), append(keptW, we)
 			}
 		}
 	}
