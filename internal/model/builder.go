@@ -264,25 +264,16 @@ type shardOut struct {
 // in shards, in parallel, and the shards' aggregates merged.
 func (b *Builder) Build() *Model {
 	m := b.m
-	runs, users := b.build()
-	pairs := runs[0]
-	if len(runs) > 1 {
-		n := 0
-		for _, r := range runs {
-			n += len(r)
-		}
-		pairs = mergeRuns(make([]kv, 0, n), runs...)
-	}
+	pairs, users := b.build()
 	m.covisit.setBase(pairs)
 	m.users.setBase(users)
 	return m
 }
 
-// build computes the aggregates of the events added: the pair totals, as
-// one sorted, reduced run per shard (merged by the caller, with what it
-// merges them into), and the (user, item) entries, sorted by key and
-// reduced; popularity and stats are added to b.m. It releases the builder.
-func (b *Builder) build() ([][]kv, []userRec) {
+// build computes the aggregates of the events added: the pair totals and
+// the (user, item) entries, each sorted by key and reduced; popularity and
+// stats are added to b.m. It releases the builder.
+func (b *Builder) build() ([]kv, []userRec) {
 	m := b.m
 	procs := runtime.GOMAXPROCS(0)
 	if buildMaxShards > 0 {
@@ -326,9 +317,14 @@ func (b *Builder) build() ([][]kv, []userRec) {
 		defer close(usersDone)
 		users = sortUserRecs(users, nUsers, nItems)
 	}()
-	runs := make([][]kv, len(outs))
-	for i := range outs {
-		runs[i], outs[i].pairs = outs[i].pairs, nil
+	pairs := outs[0].pairs
+	var alt []kv
+	for _, o := range outs[1:] {
+		if need := len(pairs) + len(o.pairs); cap(alt) < need {
+			alt = make([]kv, 0, need)
+		}
+		alt = mergeKV(alt, pairs, o.pairs, 1)
+		pairs, alt = alt, pairs
 	}
 	for id := range nItems {
 		var w int64
@@ -344,7 +340,7 @@ func (b *Builder) build() ([][]kv, []userRec) {
 		}
 	}
 	<-usersDone
-	return runs, users
+	return pairs, users
 }
 
 // Accumulator computes a Model over events added in parts — each part a
@@ -377,22 +373,17 @@ func (a *Accumulator) Add(b *Builder) {
 	if b.m != a.m {
 		panic("model: Accumulator.Add of a builder of another accumulator")
 	}
-	runs, users := b.build()
+	pairs, users := b.build()
 	// The pairs and the user entries are independent runs: they are merged
-	// concurrently. The shards' pair runs are merged with the totals so far
-	// in one pass (not merged together first, then into the totals).
+	// concurrently.
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		n := len(a.pairs)
-		for _, r := range runs {
-			n += len(r)
-		}
-		if len(a.pairs) == 0 && len(runs) == 1 {
-			a.pairs = runs[0]
+		if len(a.pairs) == 0 {
+			a.pairs = pairs
 		} else {
-			a.pairs = mergeRuns(make([]kv, 0, n), append([][]kv{a.pairs}, runs...)...)
+			a.pairs = mergeKV(make([]kv, 0, len(a.pairs)+len(pairs)), a.pairs, pairs, 1)
 		}
 	}()
 	if len(a.users) == 0 {

@@ -197,49 +197,6 @@ func mergeKV(dst, a, b []kv, sign int64) []kv {
 	return dst
 }
 
-// mergeRuns merges sorted, reduced runs into dst (reused), summing equal
-// keys and dropping zeros: one pass over every run, instead of one merge per
-// run each copying what the merges before it produced.
-func mergeRuns(dst []kv, runs ...[]kv) []kv {
-	dst = dst[:0]
-	live := make([][]kv, 0, len(runs))
-	for _, r := range runs {
-		if len(r) > 0 {
-			live = append(live, r)
-		}
-	}
-	for len(live) > 1 {
-		k := live[0][0].k
-		for _, r := range live[1:] {
-			k = min(k, r[0].k)
-		}
-		var v int64
-		for i := 0; i < len(live); {
-			r := live[i]
-			if r[0].k != k {
-				i++
-				continue
-			}
-			v += r[0].v
-			if len(r) == 1 {
-				// Exhausted: the order of the runs does not matter.
-				live[i] = live[len(live)-1]
-				live = live[:len(live)-1]
-				continue
-			}
-			live[i] = r[1:]
-			i++
-		}
-		if v != 0 {
-			dst = append(dst, kv{k, v})
-		}
-	}
-	if len(live) == 1 {
-		dst = append(dst, live[0]...)
-	}
-	return dst
-}
-
 // pairSorter accumulates pair contributions and reduces them to sorted totals
 // in chunks, so memory is bounded by the distinct pairs, not the
 // contributions.
