@@ -2,6 +2,7 @@ package model
 
 import (
 	"cmp"
+	"hash/maphash"
 	"runtime"
 	"slices"
 	"sync"
@@ -101,16 +102,118 @@ func (b *Builder) Add(e Event) {
 	})
 }
 
-// add buffers e, whose item and user are interned already, in session.
-func (b *Builder) add(session []byte, e bevent) {
+// add buffers e, whose item and user are interned already, in session. The
+// Builder's sessions are numbered by ix (a builder filled by add has no
+// dictionary map: its sessions are looked up in ix only).
+func (b *Builder) add(ix *sessionIndex, session []byte, e bevent) {
 	var sid uint32
 	if len(b.head) > 0 && b.sessions.str(b.lastSession) == string(session) {
 		sid = b.lastSession
 	} else {
-		sid = b.sessions.internBytes(session)
+		sid = ix.intern(b.sessions, session)
 		b.lastSession = sid
 	}
 	b.push(sid, e)
+}
+
+// sessionIndex numbers a part's sessions by their bytes (and the spill's
+// items and users by their strings, internString): an open-addressing
+// table of packed (hash, id) slots over the dictionary's strings, cheaper
+// than a map[string]uint32 (no per-entry hashing of a string key by the
+// runtime's generic map, no growth of groups; one uint64 compare per probe,
+// the bytes compared only when the 32-bit hashes match). It is reused from
+// part to part.
+type sessionIndex struct {
+	seed  maphash.Seed
+	slots []uint64 // hash<<32 | id+1; 0 is empty
+	n     int
+}
+
+func newSessionIndex() *sessionIndex { return &sessionIndex{seed: maphash.MakeSeed()} }
+
+// reset empties ix for a part of about n sessions.
+func (ix *sessionIndex) reset(n int) {
+	size := 1 << 10
+	for size < 2*n {
+		size <<= 1
+	}
+	if len(ix.slots) == size {
+		clear(ix.slots)
+	} else {
+		ix.slots = make([]uint64, size)
+	}
+	ix.n = 0
+}
+
+// intern returns the id of session s in d, appending it to d.strs when new.
+func (ix *sessionIndex) intern(d *dict, s []byte) uint32 {
+	if 2*(ix.n+1) > len(ix.slots) {
+		ix.grow(d)
+	}
+	h := maphash.Bytes(ix.seed, s)
+	tag := h >> 32
+	mask := uint64(len(ix.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		x := ix.slots[i]
+		if x == 0 {
+			id := uint32(len(d.strs))
+			d.strs = append(d.strs, string(s))
+			ix.slots[i] = tag<<32 | uint64(id) + 1
+			ix.n++
+			return id
+		}
+		if x>>32 == tag {
+			if id := uint32(x) - 1; d.strs[id] == string(s) {
+				return id
+			}
+		}
+	}
+}
+
+// internString is intern of a string, for a dictionary that may also be
+// filled elsewhere: an id the table lacks is taken from d.intern (d's map),
+// so its ids are d's.
+func (ix *sessionIndex) internString(d *dict, s string) uint32 {
+	if 2*(ix.n+1) > len(ix.slots) {
+		ix.grow(d)
+	}
+	h := maphash.String(ix.seed, s)
+	tag := h >> 32
+	mask := uint64(len(ix.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		x := ix.slots[i]
+		if x == 0 {
+			id := d.intern(s)
+			ix.slots[i] = tag<<32 | uint64(id) + 1
+			ix.n++
+			return id
+		}
+		if x>>32 == tag {
+			if id := uint32(x) - 1; d.strs[id] == s {
+				return id
+			}
+		}
+	}
+}
+
+// grow doubles the table (at least: it holds every string of d at half
+// load) and places d's strings again.
+func (ix *sessionIndex) grow(d *dict) {
+	size := max(2*len(ix.slots), 1<<10)
+	for size < 2*(len(d.strs)+1) {
+		size <<= 1
+	}
+	slots := make([]uint64, size)
+	mask := uint64(len(slots) - 1)
+	for id, s := range d.strs {
+		h := maphash.String(ix.seed, s)
+		i := h & mask
+		for slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		slots[i] = h>>32<<32 | uint64(id) + 1
+	}
+	ix.slots, ix.n = slots, len(d.strs)
 }
 
 // push appends e to session sid's events (a new session when sid is the
@@ -334,7 +437,14 @@ func (b *Builder) buildShard(lo, hi int, spans []Span) shardOut {
 	win := p.windowMicros()
 	nItems := m.items.len()
 	out := shardOut{pop: make([]int64, nItems), touched: make([]bool, nItems)}
-	var kept []bevent
+	// The session's accepted events so far, as parallel arrays of what the
+	// loops over them read (8 bytes apart, not an event's 48), the weight
+	// of each one's kind looked up once.
+	var (
+		keptHash        []uint64
+		keptItem        []uint32
+		keptTime, keptW []int64
+	)
 	pairs := newPairSorter(nItems)
 	pairs.buf = make([]kv, 0, pairs.limit) // its first chunk, without regrowing
 	n := 0
@@ -388,20 +498,20 @@ func (b *Builder) buildShard(lo, hi int, spans []Span) shardOut {
 			if !slices.IsSortedFunc(scratch, compareRecord) {
 				slices.SortStableFunc(scratch, compareRecord)
 			}
-			kept = kept[:0]
+			keptHash, keptItem, keptTime, keptW = keptHash[:0], keptItem[:0], keptTime[:0], keptW[:0]
 			for j := range scratch {
 				e := &scratch[j]
 				if j > 0 && compareRecord(scratch[j-1], *e) == 0 {
 					continue // the same record twice: Stale, as in Session.Add
 				}
 				o := Accepted
-				for k := range kept {
-					if kept[k].hash == e.hash {
+				for _, h := range keptHash {
+					if h == e.hash {
 						o = Duplicate
 						break
 					}
 				}
-				if o == Accepted && len(kept) >= p.MaxSessionEvents {
+				if o == Accepted && len(keptHash) >= p.MaxSessionEvents {
 					o = Capped
 				}
 				out.stats.add(o, 1)
@@ -410,20 +520,20 @@ func (b *Builder) buildShard(lo, hi int, spans []Span) shardOut {
 				}
 				we := p.Weight(e.kind)
 				if we != 0 {
-					for k := range kept {
-						q := &kept[k]
-						if q.item == e.item || !within(q.time, e.time, win) {
+					for k, qi := range keptItem {
+						if qi == e.item || !within(keptTime[k], e.time, win) {
 							continue
 						}
-						if w := p.pairWeight(we, p.Weight(q.kind)); w != 0 {
-							pairs.add(e.item, q.item, w)
+						if w := p.pairWeight(we, keptW[k]); w != 0 {
+							pairs.add(e.item, qi, w)
 						}
 					}
 				}
 				out.pop[e.item] += we
 				out.touched[e.item] = true
 				users = append(users, userRec{k: uint64(e.user)<<32 | uint64(e.item), v: userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase}})
-				kept = append(kept, *e)
+				keptHash, keptItem = append(keptHash, e.hash), append(keptItem, e.item)
+				keptTime, keptW = append(keptTime, e.time), append(keptW, we)
 			}
 		}
 	}

@@ -33,15 +33,19 @@ type Spill struct {
 	blocks             [][]byte
 	lastItem, lastUser uint32
 	started            bool
-	nItems, nUsers     uint32 // the dictionaries' sizes once every event is added
-	out                chan spillBlock
-	free               chan []byte
-	done               chan struct{} // closed when the writer has returned
-	werr               error         // the writer's first error, read after done
-	finished, stopped  bool
+	// The item and user ids are looked up here before the dictionaries'
+	// maps (the maps cost twice as much per event); released by finish.
+	itemIndex, userIndex *sessionIndex
+	nItems, nUsers       uint32 // the dictionaries' sizes once every event is added
+	out                  chan spillBlock
+	free                 chan []byte
+	done                 chan struct{} // closed when the writer has returned
+	werr                 error         // the writer's first error, read after done
+	finished, stopped    bool
 	// sessions is the sessions of the shard read last (by the reader), to
 	// size the next one's dictionary: the shards are alike.
 	sessions int
+	index    *sessionIndex // numbers the sessions of the shard being read (the reader's)
 }
 
 // spillBlock is a block of records for the writer.
@@ -69,7 +73,8 @@ func (a *Accumulator) Spill(dir string, shards int) (*Spill, error) {
 		return nil, fmt.Errorf("model: spill into %d shards", shards)
 	}
 	s := &Spill{a: a, n: make([]int, shards), blocks: make([][]byte, shards),
-		out: make(chan spillBlock, 4), free: make(chan []byte, 8), done: make(chan struct{})}
+		out: make(chan spillBlock, 4), free: make(chan []byte, 8), done: make(chan struct{}),
+		itemIndex: newSessionIndex(), userIndex: newSessionIndex()}
 	for range shards {
 		f, err := os.CreateTemp(dir, "lambdarec-batch-shard-*")
 		if err != nil {
@@ -108,10 +113,10 @@ func (s *Spill) Add(e Event) {
 	}
 	m := s.a.m
 	if !s.started || m.items.str(s.lastItem) != e.ItemID {
-		s.lastItem = m.items.intern(e.ItemID)
+		s.lastItem = s.itemIndex.internString(m.items, e.ItemID)
 	}
 	if !s.started || m.users.users.str(s.lastUser) != e.UserID {
-		s.lastUser = m.users.users.intern(e.UserID)
+		s.lastUser = s.userIndex.internString(m.users.users, e.UserID)
 	}
 	s.started = true
 	shard := EventIDHash(e.SessionID) % uint64(len(s.files))
@@ -152,7 +157,7 @@ func (s *Spill) finish() error {
 		}
 		s.stop()
 		s.nItems, s.nUsers = uint32(s.a.m.items.len()), uint32(s.a.m.users.users.len())
-		s.blocks = nil
+		s.blocks, s.itemIndex, s.userIndex = nil, nil, nil
 	}
 	return s.werr
 }
@@ -240,10 +245,17 @@ func (s *Spill) readShard(i int, evs []bevent) (*Builder, error) {
 		return nil, fmt.Errorf("read spilled events: %w", err)
 	}
 	b := s.a.Builder()
-	if h := s.sessions + s.sessions/16; h > 0 {
-		// Sized as the previous shard's, the session dictionary does not
-		// grow (a rehash of every entry at each doubling) while it fills.
-		b.sessions = &dict{ids: make(map[string]uint32, h), strs: make([]string, 0, h)}
+	// The part's sessions are numbered by s.index, not a dictionary map
+	// (b.sessions.ids stays nil: the Builder is only built).
+	h := s.sessions + s.sessions/16
+	b.sessions = &dict{strs: make([]string, 0, h)}
+	if s.index == nil {
+		s.index = newSessionIndex()
+	}
+	s.index.reset(h)
+	if h > 0 {
+		// Sized as the previous shard's, the session lists and index do not
+		// grow while they fill.
 		b.head, b.tail, b.user = make([]int32, 0, h), make([]int32, 0, h), make([]uint32, 0, h)
 	}
 	if cap(evs) >= s.n[i] {
@@ -280,7 +292,7 @@ func (s *Spill) readShard(i int, evs []bevent) (*Builder, error) {
 			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
 		}
 		if sid, err := r.Peek(int(n)); err == nil {
-			b.add(sid, e)
+			b.add(s.index, sid, e)
 		} else if errors.Is(err, bufio.ErrBufferFull) {
 			if cap(long) < int(n) {
 				long = make([]byte, n)
@@ -288,7 +300,7 @@ func (s *Spill) readShard(i int, evs []bevent) (*Builder, error) {
 			if _, err := io.ReadFull(r, long[:n]); err != nil {
 				return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
 			}
-			b.add(long[:n], e)
+			b.add(s.index, long[:n], e)
 			continue
 		} else {
 			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)

@@ -324,31 +324,45 @@ func userOffsets(recs []userRec, n int) []int {
 	return off
 }
 
-// sortUserRecs sorts recs by key (radix, over the bits nUsers and nItems
-// need) and merges equal keys.
+// sortUserRecs sorts recs by key and merges equal keys: an LSD radix sort
+// of the (user, item) ids packed as one number of the bits nUsers and nItems
+// need, in equally wide digits (sortKV's layout), every digit counted in one
+// read before the scatters.
 func sortUserRecs(recs []userRec, nUsers, nItems int) []userRec {
-	tmp := make([]userRec, len(recs))
-	digits := appendDigits(appendDigits(nil, bitsFor(nItems), 0), bitsFor(nUsers), 32)
-	var count [1 << maxRadixBits]int
 	a := recs
-	for _, d := range digits {
-		sh, mask := d.shift, uint64(1)<<d.width-1
-		cnt := count[:1<<d.width]
-		clear(cnt)
+	if len(a) > 1 {
+		bi := uint(bitsFor(nItems))
+		total := uint(bitsFor(nUsers)) + bi
+		passes := (total + maxRadixBits - 1) / maxRadixBits
+		w := (total + passes - 1) / passes
+		itemMask, mask := uint64(1)<<bi-1, uint64(1)<<w-1
+		packed := func(k uint64) uint64 { return k>>32<<bi | k&itemMask }
+		counts := make([]int, passes<<w)
 		for i := range a {
-			cnt[(a[i].k>>sh)&mask]++
+			p := packed(a[i].k)
+			for d := range passes {
+				counts[d<<w|uint((p>>(d*w))&mask)]++
+			}
 		}
-		sum := 0
-		for i, c := range cnt {
-			cnt[i] = sum
-			sum += c
+		tmp := make([]userRec, len(a))
+		for d := range passes {
+			cnt := counts[d<<w : (d+1)<<w]
+			sh := d * w
+			if cnt[(packed(a[0].k)>>sh)&mask] == len(a) {
+				continue
+			}
+			sum := 0
+			for i, c := range cnt {
+				cnt[i] = sum
+				sum += c
+			}
+			for i := range a {
+				x := (packed(a[i].k) >> sh) & mask
+				tmp[cnt[x]] = a[i]
+				cnt[x]++
+			}
+			a, tmp = tmp, a
 		}
-		for i := range a {
-			d := (a[i].k >> sh) & mask
-			tmp[cnt[d]] = a[i]
-			cnt[d]++
-		}
-		a, tmp = tmp, a
 	}
 	out := a[:0]
 	for i := 0; i < len(a); {
