@@ -348,12 +348,23 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 var EventColumns = []string{"event_id", schemas.ColumnTimestamp, "user_id", "session_id",
 	schemas.ColumnInteraction, "item_id", schemas.ColumnKafkaPartition, schemas.ColumnKafkaOffset}
 
+// RuntimeMemoryLimit is the Go runtime's soft memory limit
+// (debug.SetMemoryLimit) for a process whose batch runs are bounded by
+// maxMemory: seven eighths of it, so that what the program allocates while
+// a collection runs (the collector's CPU is capped near the limit) still
+// fits under maxMemory.
+func RuntimeMemoryLimit(maxMemory int64) int64 { return maxMemory / 8 * 7 }
+
 // buildBytesPerEvent is what a full recompute holds per event while it
 // builds (the buffered event, its user entry and the sort buffers, the
 // session dictionary), measured with `lambdarec bench batch`; a recompute
 // in one part may use half of Config.MaxMemory, the rest is for the model,
 // the view and the writers. In parts, the next part is read back beside the
-// build of the current one (model.Spill.Build): a part may use a third.
+// build of the current one (model.Spill.Build), beside the model that
+// grows part by part and the garbage the collector has yet to reclaim: a
+// part may use a quarter (with a third, the heap of a 10M-event run peaked
+// at 1,124–1,142 MiB against a 1 GiB bound: 660 MB live at the last part,
+// collections starting 1.7× above it while the read-back allocates).
 const buildBytesPerEvent = 256
 
 // parts returns how many parts a full recompute of n events takes.
@@ -361,7 +372,7 @@ func (r *Runner) parts(n int64) int {
 	if n*buildBytesPerEvent <= r.cfg.MaxMemory/2 {
 		return 1
 	}
-	budget := r.cfg.MaxMemory / 3
+	budget := r.cfg.MaxMemory / 4
 	return int(max(2, (n*buildBytesPerEvent+budget-1)/budget))
 }
 

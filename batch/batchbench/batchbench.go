@@ -188,7 +188,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Archive = time.Since(start)
 	cfg.Log.Info("events archived", "events", cfg.Events, "elapsed", res.Archive.Round(time.Millisecond))
 
-	defer debug.SetMemoryLimit(debug.SetMemoryLimit(cfg.MaxMemory))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(batch.RuntimeMemoryLimit(cfg.MaxMemory)))
 	for round := range cfg.Rounds {
 		ph, err := measure(func() (int64, error) { return scan(ctx, lake) })
 		if err != nil {

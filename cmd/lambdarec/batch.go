@@ -139,7 +139,7 @@ func newBatchRunner(ctx context.Context, cfg config.Config, log *slog.Logger, fo
 		}
 		closeFn = func() { st.Close(); lake.Close() }
 	}
-	debug.SetMemoryLimit(cfg.Batch.MaxMemory)
+	debug.SetMemoryLimit(batch.RuntimeMemoryLimit(cfg.Batch.MaxMemory))
 	p := cfg.Model
 	r, err := batch.New(batch.Config{
 		Lake:   lake,
