@@ -34,27 +34,35 @@ func appendDigits(ds []radixDigit, b int, base uint) []radixDigit {
 
 // sortKV sorts a by key with an LSD radix sort over the bits that keys of
 // ids below nItems use (the first id in bits [32, 32+b), the second in bits
-// [0, b)). The two ids are sorted as one packed number of 2b bits, first<<b |
-// second, in as few equally wide digits of at most maxRadixBits as it takes
-// (16-bit ids: three passes of 11 bits, not four of 8), and the counts of
-// every digit are taken in one read of a before the scatters. A digit whose
-// values are all equal is not scattered. tmp must be at least as long as a;
-// the sorted result is a or tmp, returned.
+// [0, b)): radixSortPacked. tmp must be at least as long as a; the sorted
+// result is a or tmp, returned.
 func sortKV(a, tmp []kv, nItems int) []kv {
 	b := uint(bitsFor(nItems))
+	return radixSortPacked(a, tmp, func(e *kv) uint64 { return e.k }, b, b)
+}
+
+// radixSortPacked sorts a by key(e) = first<<32 | second, where first
+// needs hiBits bits and second loBits, with an LSD radix sort of the two
+// ids packed as one number of hiBits+loBits bits, first<<loBits | second,
+// in as few equally wide digits of at most maxRadixBits as it takes (16-bit
+// ids: three passes of 11 bits, not four of 8); the counts of every digit
+// are taken in one read of a before the scatters, and a digit whose values
+// are all equal is not scattered. tmp must be at least as long as a; the
+// sorted result is a or tmp, returned.
+func radixSortPacked[T any](a, tmp []T, key func(*T) uint64, hiBits, loBits uint) []T {
 	tmp = tmp[:len(a)]
 	if len(a) < 2 {
 		return a
 	}
-	total := 2 * b
+	total := hiBits + loBits
 	passes := (total + maxRadixBits - 1) / maxRadixBits
 	w := (total + passes - 1) / passes
-	lowMask := uint64(1)<<b - 1
-	packed := func(k uint64) uint64 { return k>>32<<b | k&lowMask }
+	lowMask := uint64(1)<<loBits - 1
+	packed := func(e *T) uint64 { k := key(e); return k>>32<<loBits | k&lowMask }
 	mask := uint64(1)<<w - 1
 	counts := make([]int, passes<<w)
 	for i := range a {
-		p := packed(a[i].k)
+		p := packed(&a[i])
 		for d := range passes {
 			counts[d<<w|uint((p>>(d*w))&mask)]++
 		}
@@ -62,7 +70,7 @@ func sortKV(a, tmp []kv, nItems int) []kv {
 	for d := range passes {
 		cnt := counts[d<<w : (d+1)<<w]
 		sh := d * w
-		if cnt[(packed(a[0].k)>>sh)&mask] == len(a) {
+		if cnt[(packed(&a[0])>>sh)&mask] == len(a) {
 			continue // one value: the order stays
 		}
 		sum := 0
@@ -71,7 +79,7 @@ func sortKV(a, tmp []kv, nItems int) []kv {
 			sum += c
 		}
 		for i := range a {
-			x := (packed(a[i].k) >> sh) & mask
+			x := (packed(&a[i]) >> sh) & mask
 			tmp[cnt[x]] = a[i]
 			cnt[x]++
 		}

@@ -326,44 +326,10 @@ func userOffsets(recs []userRec, n int) []int {
 
 // sortUserRecs sorts recs by key and merges equal keys: an LSD radix sort
 // of the (user, item) ids packed as one number of the bits nUsers and nItems
-// need, in equally wide digits (sortKV's layout), every digit counted in one
-// read before the scatters.
+// need (radixSortPacked, as sortKV).
 func sortUserRecs(recs []userRec, nUsers, nItems int) []userRec {
-	a := recs
-	if len(a) > 1 {
-		bi := uint(bitsFor(nItems))
-		total := uint(bitsFor(nUsers)) + bi
-		passes := (total + maxRadixBits - 1) / maxRadixBits
-		w := (total + passes - 1) / passes
-		itemMask, mask := uint64(1)<<bi-1, uint64(1)<<w-1
-		packed := func(k uint64) uint64 { return k>>32<<bi | k&itemMask }
-		counts := make([]int, passes<<w)
-		for i := range a {
-			p := packed(a[i].k)
-			for d := range passes {
-				counts[d<<w|uint((p>>(d*w))&mask)]++
-			}
-		}
-		tmp := make([]userRec, len(a))
-		for d := range passes {
-			cnt := counts[d<<w : (d+1)<<w]
-			sh := d * w
-			if cnt[(packed(a[0].k)>>sh)&mask] == len(a) {
-				continue
-			}
-			sum := 0
-			for i, c := range cnt {
-				cnt[i] = sum
-				sum += c
-			}
-			for i := range a {
-				x := (packed(a[i].k) >> sh) & mask
-				tmp[cnt[x]] = a[i]
-				cnt[x]++
-			}
-			a, tmp = tmp, a
-		}
-	}
+	a := radixSortPacked(recs, make([]userRec, len(recs)), func(r *userRec) uint64 { return r.k },
+		uint(bitsFor(nUsers)), uint(bitsFor(nItems)))
 	out := a[:0]
 	for i := 0; i < len(a); {
 		r := a[i]
