@@ -2,14 +2,12 @@ package speed
 
 import (
 	"hash/fnv"
-	"log/slog"
 	"math/rand/v2"
 	"reflect"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/lambdarec/lambdarec/internal/model"
 	"github.com/lambdarec/lambdarec/internal/store"
 )
 
@@ -50,16 +48,7 @@ func TestParallelApplyEqualsSerial(t *testing.T) {
 
 func checkParallelApply(t *testing.T, recs []benchRecord, batch *Batch, fine bool) {
 	mk := func(workers int) *processor {
-		p, err := newProcessor(defaultLimits(), model.DefaultParams(), slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for id := range int32(benchParts) {
-			p.assign(id)
-		}
-		if batch != nil {
-			p.handoff(batch)
-		}
+		p := ownedProcessor(t, defaultLimits(), batch)
 		p.ap.maxWorkers, p.ap.minBumps, p.ap.fine = workers, 1, fine
 		return p
 	}

@@ -93,6 +93,23 @@ func benchBatch(tb testing.TB, recs []benchRecord) *Batch {
 	return &Batch{Meta: store.BatchMeta{BatchID: "bench", Boundary: bound}, Model: bld.Build()}
 }
 
+// ownedProcessor is a processor with lim that owns every partition of the
+// bench streams and, when batch is not nil, has batch handed off.
+func ownedProcessor(tb testing.TB, lim limits, batch *Batch) *processor {
+	tb.Helper()
+	p, err := newProcessor(lim, model.DefaultParams(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for id := range int32(benchParts) {
+		p.assign(id)
+	}
+	if batch != nil {
+		p.handoff(batch)
+	}
+	return p
+}
+
 // BenchmarkPipeline is the speed layer's per-event work without Kafka:
 // decode, validate, session update, deltas, and one scoring per session per
 // poll of 1000 records (as the layer scores a session after its last record
@@ -103,15 +120,7 @@ func BenchmarkPipeline(b *testing.B) {
 	batch := benchBatch(b, recs)
 	var p *processor
 	reset := func() {
-		var err error
-		p, err = newProcessor(defaultLimits(), model.DefaultParams(), slog.New(slog.DiscardHandler))
-		if err != nil {
-			b.Fatal(err)
-		}
-		for id := range int32(benchParts) {
-			p.assign(id)
-		}
-		p.handoff(batch)
+		p = ownedProcessor(b, defaultLimits(), batch)
 	}
 	reset()
 	ts := time.Now()
@@ -139,15 +148,7 @@ func BenchmarkPipeline(b *testing.B) {
 // against the batch row ⊕ delta row of each.
 func BenchmarkScore(b *testing.B) {
 	recs := benchStream(b)
-	batch := benchBatch(b, recs)
-	p, err := newProcessor(defaultLimits(), model.DefaultParams(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for id := range int32(benchParts) {
-		p.assign(id)
-	}
-	p.handoff(batch)
+	p := ownedProcessor(b, defaultLimits(), benchBatch(b, recs))
 	ts := time.Now()
 	var ss []*session
 	for _, r := range recs[:300_000] {

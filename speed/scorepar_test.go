@@ -1,12 +1,10 @@
 package speed
 
 import (
-	"log/slog"
 	"reflect"
 	"testing"
 	"time"
 
-	"github.com/lambdarec/lambdarec/internal/model"
 	"github.com/lambdarec/lambdarec/internal/store"
 )
 
@@ -20,14 +18,7 @@ func TestParallelScoringEqualsSerial(t *testing.T) {
 	recs := benchStream(t)[:120_000]
 	batch := benchBatch(t, benchStream(t))
 	mk := func(workers int) *processor {
-		p, err := newProcessor(defaultLimits(), model.DefaultParams(), slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for id := range int32(benchParts) {
-			p.assign(id)
-		}
-		p.handoff(batch)
+		p := ownedProcessor(t, defaultLimits(), batch)
 		p.par.maxWorkers = workers
 		return p
 	}

@@ -1,11 +1,8 @@
 package speed
 
 import (
-	"log/slog"
 	"testing"
 	"time"
-
-	"github.com/lambdarec/lambdarec/internal/model"
 )
 
 // BenchmarkScoreView is one session view as the processing goroutine scores
@@ -26,14 +23,7 @@ func BenchmarkScoreView(b *testing.B) {
 			lim := defaultLimits()
 			lim.noExplain = !explain
 			lim.viewItems = 20 // the default of speed.view_items
-			p, err := newProcessor(lim, model.DefaultParams(), slog.New(slog.DiscardHandler))
-			if err != nil {
-				b.Fatal(err)
-			}
-			for id := range int32(benchParts) {
-				p.assign(id)
-			}
-			p.handoff(batch)
+			p := ownedProcessor(b, lim, batch)
 			ts := time.Now()
 			var ss []*session
 			seen := map[*session]bool{}

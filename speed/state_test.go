@@ -318,14 +318,7 @@ func TestMergedNeighborsIsTopKOfTheSum(t *testing.T) {
 // point, while records keep changing the deltas and the rows.
 func TestViewsScoreAsRecommendSession(t *testing.T) {
 	recs := genStream(t, 20_000, time.Now().Add(-70*time.Minute), 100)
-	p, err := newProcessor(defaultLimits(), model.DefaultParams(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for id := range int32(benchParts) {
-		p.assign(id)
-	}
-	p.handoff(benchBatch(t, recs[:10_000]))
+	p := ownedProcessor(t, defaultLimits(), benchBatch(t, recs[:10_000]))
 	ts := time.Now()
 	n, nonEmpty, bought := 0, 0, 0
 	for i, r := range recs {
