@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -22,13 +24,27 @@ type Config struct {
 	// Topics are created with Partitions partitions if they do not exist.
 	Topics     []string
 	Partitions int
+	// RetentionBytes bounds each partition of Topics (retention.go): the
+	// oldest records past it that every group of Protect has consumed are
+	// deleted, and a partition holding more than twice it refuses produce
+	// requests until they have. 0 keeps every record (kfake's default).
+	RetentionBytes int64
+	// Protect are the consumer groups whose committed offsets retention
+	// never deletes past (the archive's, the speed layer's).
+	Protect []string
+	// Registerer registers the broker's metrics when set.
+	Registerer prometheus.Registerer
 }
 
 // Broker is a running embedded broker.
 type Broker struct {
-	cfg     Config
-	cluster *kfake.Cluster
-	log     *slog.Logger
+	cfg       Config
+	cluster   *kfake.Cluster
+	log       *slog.Logger
+	retention *retention // nil without RetentionBytes
+	stop      context.CancelFunc
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 // New starts the broker listening on cfg.Addr and creates cfg.Topics.
@@ -44,6 +60,9 @@ func New(cfg Config, log *slog.Logger) (*Broker, error) {
 	if cfg.Partitions < 1 {
 		return nil, fmt.Errorf("broker partitions must be at least 1, got %d", cfg.Partitions)
 	}
+	if cfg.RetentionBytes < 0 {
+		return nil, fmt.Errorf("broker retention bytes must not be negative, got %d", cfg.RetentionBytes)
+	}
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.Ports(port), // 0 picks a free port
@@ -58,11 +77,17 @@ func New(cfg Config, log *slog.Logger) (*Broker, error) {
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
 	}
+	if cfg.RetentionBytes > 0 {
+		// Deleted records free memory or disk a whole segment at a time:
+		// segments of a quarter of the bound (kfake's default is 100 MiB).
+		seg := min(max(cfg.RetentionBytes/4, 1<<20), 100<<20)
+		opts = append(opts, kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.FormatInt(seg, 10)}))
+	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded broker on %s: %w", cfg.Addr, err)
 	}
-	b := &Broker{cfg: cfg, cluster: c, log: log}
+	b := &Broker{cfg: cfg, cluster: c, log: log, stop: func() {}}
 	for _, t := range cfg.Topics {
 		if c.TopicInfo(t) != nil {
 			continue // restored from DataDir
@@ -72,7 +97,21 @@ func New(cfg Config, log *slog.Logger) (*Broker, error) {
 			return nil, fmt.Errorf("create topic %s: %w", t, err)
 		}
 	}
-	log.Info("embedded broker listening", "addr", b.Addr(), "data_dir", cfg.DataDir, "topics", cfg.Topics, "partitions", cfg.Partitions)
+	if cfg.RetentionBytes > 0 {
+		r, err := newRetention(c, cfg, log)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		ctx, stop := context.WithCancel(context.Background())
+		b.retention, b.stop, b.done = r, stop, make(chan struct{})
+		go func() {
+			defer close(b.done)
+			r.run(ctx)
+		}()
+	}
+	log.Info("embedded broker listening", "addr", b.Addr(), "data_dir", cfg.DataDir, "topics", cfg.Topics, "partitions", cfg.Partitions,
+		"retention_bytes", cfg.RetentionBytes, "protect", cfg.Protect)
 	return b, nil
 }
 
@@ -89,7 +128,22 @@ func (b *Broker) Run(ctx context.Context) error {
 	return nil
 }
 
+// Full returns the partitions that refuse produce requests now because
+// their protected groups lag (retention.go); none without RetentionBytes.
+func (b *Broker) Full() []FullPartition {
+	if b.retention == nil {
+		return nil
+	}
+	return b.retention.Full()
+}
+
 // Close stops the broker. It is safe to call more than once.
 func (b *Broker) Close() {
-	b.cluster.Close()
+	b.closeOnce.Do(func() {
+		b.stop()
+		if b.done != nil {
+			<-b.done
+		}
+		b.cluster.Close()
+	})
 }

@@ -1,0 +1,326 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Retention and backpressure of the embedded broker.
+//
+// kfake keeps every record it is given (in memory, or in DataDir's segment
+// files) unless a topic has retention configs, and even then applies them
+// only on its hourly cleaner. A flood into `lambdarec dev` would grow it
+// without bound. With Config.RetentionBytes set, the broker bounds each
+// partition of Config.Topics itself, every retentionEvery:
+//
+//   - it deletes the oldest records of a partition larger than
+//     RetentionBytes, but never a record that a group of Config.Protect has
+//     not committed past (the archive: a record not yet in the events table;
+//     the speed layer: its replay horizon). A group that has committed
+//     nothing on the topic is not waited for;
+//   - a partition that still holds more than 2×RetentionBytes (its
+//     protected groups lag) is full: produce requests writing to it are
+//     answered KAFKA_STORAGE_ERROR, a retriable error, so producers hold
+//     their records and retry (a producer's buffer fills and it blocks; the
+//     collector answers 503) until the groups catch up and retention frees
+//     room. The broker then never deletes a record a protected group still
+//     needs, and a partition's size stays within 2×RetentionBytes plus the
+//     produce requests accepted within one check.
+//
+// Full partitions are logged (once a minute while they last), counted in
+// metrics and reported by Full, which `lambdarec dev` shows in /v1/status.
+
+// retentionEvery is how often retention and the full partitions are
+// evaluated.
+const retentionEvery = time.Second
+
+// fullLogEvery is how often a partition that stays full is logged again.
+const fullLogEvery = time.Minute
+
+// FullPartition is a partition that refuses produce requests.
+type FullPartition struct {
+	Topic     string
+	Partition int32
+	// Bytes is the partition's size; Limit the size past which it refuses.
+	Bytes, Limit int64
+	// ProtectedOffset is the lowest offset a protected group still needs:
+	// retention cannot delete from it on.
+	ProtectedOffset int64
+	// Since is when it became full.
+	Since time.Time
+}
+
+// retention enforces Config.RetentionBytes; see the comment above.
+type retention struct {
+	c       *kfake.Cluster
+	topics  []string
+	protect []string
+	bytes   int64 // RetentionBytes
+	log     *slog.Logger
+
+	ids  map[[16]byte]string // topic IDs of topics, for produce v13+
+	full atomic.Pointer[map[string]map[int32]bool]
+
+	mu      sync.Mutex
+	fullNow map[tp]FullPartition
+	logged  map[tp]time.Time
+
+	m retentionMetrics
+}
+
+type tp struct {
+	topic string
+	p     int32
+}
+
+type retentionMetrics struct {
+	size     *prometheus.GaugeVec
+	full     *prometheus.GaugeVec
+	refused  prometheus.Counter
+	deleted  *prometheus.CounterVec
+	register []prometheus.Collector
+}
+
+func newRetentionMetrics() retentionMetrics {
+	m := retentionMetrics{
+		size: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "lambdarec_broker_partition_bytes",
+			Help: "Bytes the embedded broker holds per partition (broker.retention_bytes bounds what groups have consumed).",
+		}, []string{"topic", "partition"}),
+		full: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "lambdarec_broker_partition_full",
+			Help: "1 while the embedded broker refuses produce requests to the partition: it holds more than twice broker.retention_bytes that the archive or the speed layer has not consumed.",
+		}, []string{"topic", "partition"}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lambdarec_broker_produce_refused_total",
+			Help: "Produce requests the embedded broker refused (retriable KAFKA_STORAGE_ERROR) because a partition they write to is full.",
+		}),
+		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lambdarec_broker_retention_deleted_records_total",
+			Help: "Records the embedded broker deleted by retention (broker.retention_bytes), all consumed by the protected groups.",
+		}, []string{"topic"}),
+	}
+	m.register = []prometheus.Collector{m.size, m.full, m.refused, m.deleted}
+	return m
+}
+
+func newRetention(c *kfake.Cluster, cfg Config, log *slog.Logger) (*retention, error) {
+	r := &retention{c: c, topics: cfg.Topics, protect: cfg.Protect, bytes: cfg.RetentionBytes, log: log,
+		ids: map[[16]byte]string{}, fullNow: map[tp]FullPartition{}, logged: map[tp]time.Time{}, m: newRetentionMetrics()}
+	for _, t := range cfg.Topics {
+		if ti := c.TopicInfo(t); ti != nil {
+			r.ids[ti.TopicID] = t
+		}
+	}
+	if cfg.Registerer != nil {
+		for _, col := range r.m.register {
+			if err := cfg.Registerer.Register(col); err != nil {
+				return nil, fmt.Errorf("register broker metrics: %w", err)
+			}
+		}
+	}
+	empty := map[string]map[int32]bool{}
+	r.full.Store(&empty)
+	c.ControlKey(int16(kmsg.Produce), r.controlProduce)
+	return r, nil
+}
+
+// run evaluates retention every retentionEvery until ctx ends.
+func (r *retention) run(ctx context.Context) {
+	t := time.NewTicker(retentionEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.apply(time.Now())
+		}
+	}
+}
+
+// protected returns, per topic and partition, the lowest offset committed
+// by a protected group (the first record one of them still needs).
+func (r *retention) protected() map[tp]int64 {
+	out := map[tp]int64{}
+	for _, g := range r.protect {
+		gi := r.c.GroupInfo(g)
+		if gi == nil {
+			continue
+		}
+		for topic, ps := range gi.Commits {
+			for p, c := range ps {
+				k := tp{topic, p}
+				if o, ok := out[k]; !ok || c.Offset < o {
+					out[k] = c.Offset
+				}
+			}
+		}
+	}
+	return out
+}
+
+// apply deletes what retention allows and recomputes the full partitions.
+func (r *retention) apply(now time.Time) {
+	prot := r.protected()
+	full := map[string]map[int32]bool{}
+	fullNow := map[tp]FullPartition{}
+	for _, topic := range r.topics {
+		for _, pi := range r.c.PartitionInfos(topic) {
+			k := tp{topic, pi.Partition}
+			size := pi.NumBytes
+			if size > r.bytes {
+				size = r.trim(k, pi, prot)
+			}
+			r.m.size.WithLabelValues(topic, strconv.Itoa(int(pi.Partition))).Set(float64(size))
+			if size > 2*r.bytes {
+				if full[topic] == nil {
+					full[topic] = map[int32]bool{}
+				}
+				full[topic][pi.Partition] = true
+				po, ok := prot[k]
+				if !ok {
+					po = -1
+				}
+				fullNow[k] = FullPartition{Topic: topic, Partition: pi.Partition, Bytes: size, Limit: 2 * r.bytes, ProtectedOffset: po, Since: now}
+			}
+		}
+	}
+	r.full.Store(&full)
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, f := range fullNow {
+		if old, ok := r.fullNow[k]; ok {
+			f.Since = old.Since
+			fullNow[k] = f
+		}
+		r.m.full.WithLabelValues(k.topic, strconv.Itoa(int(k.p))).Set(1)
+		if last, ok := r.logged[k]; !ok || now.Sub(last) >= fullLogEvery {
+			r.logged[k] = now
+			r.log.Warn("partition full: refusing produce requests until the archive and the speed layer consume it",
+				"topic", k.topic, "partition", k.p, "bytes", f.Bytes, "limit", f.Limit, "protected_offset", f.ProtectedOffset, "since", f.Since)
+		}
+	}
+	for k := range r.fullNow {
+		if _, ok := fullNow[k]; !ok {
+			r.m.full.WithLabelValues(k.topic, strconv.Itoa(int(k.p))).Set(0)
+			delete(r.logged, k)
+			r.log.Info("partition no longer full: accepting produce requests again", "topic", k.topic, "partition", k.p)
+		}
+	}
+	r.fullNow = fullNow
+}
+
+// trim deletes the oldest records of partition k beyond r.bytes that the
+// protected groups have consumed, and returns its size after.
+func (r *retention) trim(k tp, pi *kfake.PartitionInfo, prot map[tp]int64) int64 {
+	records := pi.HighWatermark - pi.LogStartOffset
+	if records <= 0 {
+		return pi.NumBytes
+	}
+	// Records are deleted by offset; the bytes per record are the
+	// partition's average.
+	per := max(1, pi.NumBytes/records)
+	to := pi.LogStartOffset + (pi.NumBytes-r.bytes+per-1)/per
+	if o, ok := prot[k]; ok {
+		to = min(to, o)
+	}
+	to = min(to, pi.HighWatermark)
+	if to <= pi.LogStartOffset {
+		return pi.NumBytes
+	}
+	if err := r.c.DeleteRecords(k.topic, k.p, to); err != nil {
+		r.log.Warn("retention: delete records", "topic", k.topic, "partition", k.p, "offset", to, "err", err)
+		return pi.NumBytes
+	}
+	r.m.deleted.WithLabelValues(k.topic).Add(float64(to - pi.LogStartOffset))
+	r.log.Debug("retention deleted records", "topic", k.topic, "partition", k.p, "from", pi.LogStartOffset, "to", to)
+	if after := r.c.PartitionInfo(k.topic, k.p); after != nil {
+		return after.NumBytes
+	}
+	return pi.NumBytes
+}
+
+// Full returns the partitions that refuse produce requests now, by topic
+// and partition.
+func (r *retention) Full() []FullPartition {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := slices.Collect(maps.Values(r.fullNow))
+	slices.SortFunc(out, func(a, b FullPartition) int {
+		if a.Topic != b.Topic {
+			if a.Topic < b.Topic {
+				return -1
+			}
+			return 1
+		}
+		return int(a.Partition - b.Partition)
+	})
+	return out
+}
+
+// controlProduce answers a produce request that writes to a full partition
+// with KAFKA_STORAGE_ERROR for each of its partitions (a retriable error:
+// the producer retries the whole request later); any other request is left
+// to the broker. It runs on kfake's request loop: it reads only r.full and
+// r.ids, never calls the cluster.
+func (r *retention) controlProduce(kreq kmsg.Request) (kmsg.Response, error, bool) {
+	req, ok := kreq.(*kmsg.ProduceRequest)
+	if !ok || req.Acks == 0 {
+		return nil, nil, false // acks=0: the producer reads no answer
+	}
+	full := *r.full.Load()
+	if len(full) == 0 {
+		return nil, nil, false
+	}
+	hit := false
+	for _, t := range req.Topics {
+		name := t.Topic
+		if name == "" {
+			name = r.ids[t.TopicID]
+		}
+		for _, p := range t.Partitions {
+			if full[name][p.Partition] {
+				hit = true
+			}
+		}
+	}
+	if !hit {
+		return nil, nil, false
+	}
+	r.c.KeepControl()
+	r.m.refused.Inc()
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	resp.Version = req.Version
+	for _, t := range req.Topics {
+		rt := kmsg.NewProduceResponseTopic()
+		rt.Topic = t.Topic
+		rt.TopicID = t.TopicID
+		for _, p := range t.Partitions {
+			rp := kmsg.NewProduceResponseTopicPartition()
+			rp.Partition = p.Partition
+			rp.ErrorCode = kerr.KafkaStorageError.Code
+			rp.BaseOffset = -1
+			rp.LogAppendTime = -1
+			rp.LogStartOffset = -1
+			msg := "partition full: its consumers (archive, speed layer) lag; retry later"
+			rp.ErrorMessage = &msg
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp, nil, true
+}
