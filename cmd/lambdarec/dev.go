@@ -136,16 +136,15 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		defer stop()
 	}
 
+	// One /metrics for every role.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
 	var b *broker.Broker
 	// The broker's goroutines carry the profile label role=broker (see
 	// supervisor.run).
 	pprof.Do(ctx, pprof.Labels("role", "broker"), func(context.Context) {
-		b, err = broker.New(broker.Config{
-			Addr:       cfg.Broker.Addr,
-			DataDir:    cfg.Broker.DataDir,
-			Topics:     []string{cfg.Kafka.Topic, cfg.Kafka.DLQTopic},
-			Partitions: cfg.Kafka.Partitions,
-		}, log.With("component", "broker"))
+		b, err = broker.New(embeddedBroker(cfg, reg), log.With("component", "broker"))
 	})
 	if err != nil {
 		return err
@@ -180,9 +179,6 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		return err
 	}
 
-	// One /metrics for every role.
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	runMetrics, err := batch.NewRunMetrics(reg)
 	if err != nil {
 		return err
@@ -216,7 +212,7 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		batchInterval: o.batchEvery,
 		speed:         layerstatus.SpeedLayer(sp, cfg.Speed.Group),
 		registry:      reg,
-		faults:        []serving.FaultFunc{sup.faults, archiveFaults(arch)},
+		faults:        []serving.FaultFunc{sup.faults, archiveFaults(arch), brokerFaults(b)},
 		explainer:     sp,
 	})
 	if err != nil {

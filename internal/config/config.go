@@ -67,6 +67,9 @@ type Broker struct {
 	Addr string `yaml:"addr"`
 	// DataDir persists the log when set. Default: none (in memory).
 	DataDir string `yaml:"data_dir"`
+	// RetentionBytes bounds each partition (config/broker.go). Default:
+	// 64 MiB; 0 keeps every record.
+	RetentionBytes int64 `yaml:"retention_bytes"`
 }
 
 // Serve configures the HTTP server of the serving layer and its collector.
@@ -247,7 +250,7 @@ func Default() Config {
 			Partitions:     6,
 			ProduceTimeout: 10 * time.Second,
 		},
-		Broker: Broker{Addr: "127.0.0.1:9092"},
+		Broker: Broker{Addr: "127.0.0.1:9092", RetentionBytes: DefaultBrokerRetentionBytes},
 		Serve: Serve{Addr: "127.0.0.1:8080", MaxBodyBytes: 1 << 20, MaxBatchEvents: 1000, ShutdownTimeout: 15 * time.Second,
 			MaxInflightBytes: DefaultMaxInflightBytes, MaxInflightRequests: DefaultMaxInflightRequests,
 			MaxConnections: DefaultMaxConnections, ReadTimeout: DefaultReadTimeout, WriteTimeout: DefaultWriteTimeout,
@@ -436,6 +439,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateMaintenance()...)
 	c.validateLimits(bad)
 	c.validateBatchMemory(bad)
+	c.validateBroker(bad)
 	c.validateSpeedExact(bad)
 	return errors.Join(errs...)
 }
