@@ -138,6 +138,7 @@ type API struct {
 	statusMu   sync.Mutex // guards the status evaluation and its cache
 	lastStatus Status
 	statusAt   time.Time
+	lastGood   map[int]goodReport // by index in sources; see carryForward
 
 	health storeHealth
 

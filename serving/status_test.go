@@ -3,8 +3,10 @@ package serving
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -216,3 +218,67 @@ func storeDown(t *testing.T, f *fixture) {
 }
 
 func newMemory(testing.TB) store.Store { return store.NewMemory() }
+
+// A status read that times out (an overloaded process, a busy broker) shows
+// the layer as it last reported, degraded with status_slow and its lag
+// judged as usual, not down; after StatusSlowGrace without an answer, or on
+// any other error, the layer is unreachable and down.
+func TestStatusSlowSource(t *testing.T) {
+	var mode atomic.Int32 // 0 answers, 1 blocks until its time runs out, 2 fails at once
+	src := StatusFunc(func(ctx context.Context) (LayerStatus, error) {
+		switch mode.Load() {
+		case 1:
+			<-ctx.Done()
+			return LayerStatus{Layer: "archive", LagRecords: -1, LagSeconds: -1}, fmt.Errorf("end offsets: %w", ctx.Err())
+		case 2:
+			return LayerStatus{Layer: "archive", LagRecords: -1, LagSeconds: -1}, errors.New("connection refused")
+		}
+		return LayerStatus{Layer: "archive", LastUpdate: testNow.Add(-3 * time.Second), LagRecords: 500, LagSeconds: 3,
+			Details: map[string]any{"snapshot_id": 7}}, nil
+	})
+	th := StatusThresholds{MaxLagRecords: 100, MaxLagTime: time.Minute}
+	f := newFixture(t, seeded(t, newMemory), APIConfig{Thresholds: th, StatusTimeout: 50 * time.Millisecond}, src)
+	now := testNow
+	f.api.now = func() time.Time { return now }
+	read := func() LayerReport {
+		t.Helper()
+		f.api.invalidateStatus()
+		return layerOf(t, statusOf(t, f.h), "archive")
+	}
+	if l := read(); l.State != StateDegraded || strings.Join(reasonCodes(l), ",") != "lag_records/degraded" {
+		t.Fatalf("answering: %s %v", l.State, reasonCodes(l))
+	}
+
+	mode.Store(1)
+	now = testNow.Add(10 * time.Second)
+	l := read()
+	if l.State != StateDegraded || strings.Join(reasonCodes(l), ",") != "status_slow/degraded,lag_records/degraded" {
+		t.Fatalf("slow: %s %v", l.State, reasonCodes(l))
+	}
+	if l.LagRecords != 500 || l.LagSeconds != 13 || l.Error != "" || l.Details["snapshot_id"] != float64(7) || l.Details["status_as_of"] == nil {
+		t.Errorf("slow: the last report is not shown: %+v", l)
+	}
+	if m := l.Reasons[0].Message; !strings.Contains(m, "50ms") || !strings.Contains(m, "10s ago") || !strings.Contains(m, "deadline exceeded") {
+		t.Errorf("slow reason %q does not say what timed out and how old the report is", m)
+	}
+
+	now = testNow.Add(StatusSlowGrace + time.Second)
+	if l := read(); l.State != StateDown || strings.Join(reasonCodes(l), ",") != "unreachable/down" {
+		t.Fatalf("slow past the grace: %s %v", l.State, reasonCodes(l))
+	}
+
+	// Answering again, then failing otherwise than by time: down at once.
+	mode.Store(0)
+	read()
+	mode.Store(2)
+	now = now.Add(time.Second)
+	if l := read(); l.State != StateDown || strings.Join(reasonCodes(l), ",") != "unreachable/down" || !strings.Contains(l.Error, "connection refused") {
+		t.Fatalf("failing: %s %v %q", l.State, reasonCodes(l), l.Error)
+	}
+	// A layer that never answered is down when it times out.
+	g := newFixture(t, seeded(t, newMemory), APIConfig{StatusTimeout: 50 * time.Millisecond}, src)
+	mode.Store(1)
+	if l := layerOf(t, statusOf(t, g.h), "archive"); l.State != StateDown {
+		t.Fatalf("never answered, slow: %s %v", l.State, reasonCodes(l))
+	}
+}
