@@ -1,0 +1,103 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lambdarec/lambdarec/internal/broker"
+	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/serving"
+)
+
+// The embedded broker of dev and `lambdarec broker` waits for the archive's
+// group: with broker.retention_bytes at its 1 MiB floor and the archive
+// behind, a partition holding more than 2 MiB refuses produce requests and
+// /v1/status shows it (broker_full, degraded); once the archive commits,
+// the held records are written and the fault clears.
+func TestEmbeddedBrokerWaitsForTheArchive(t *testing.T) {
+	cfg := config.Default()
+	cfg.Broker.Addr = "127.0.0.1:0"
+	cfg.Broker.RetentionBytes = 1 << 20
+	cfg.Kafka.Partitions = 1
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.New(embeddedBroker(cfg, nil), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.DefaultProduceTopic(cfg.Kafka.Topic),
+		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	commit := func(at int64) {
+		t.Helper()
+		var os kadm.Offsets
+		os.AddOffset(cfg.Kafka.Topic, 0, at, -1)
+		if err := kadm.NewClient(cl).CommitAllOffsets(ctx, cfg.Archive.Group, os); err != nil {
+			t.Fatalf("commit %s at %d: %v", cfg.Archive.Group, at, err)
+		}
+	}
+	commit(0) // the archive has archived nothing yet
+
+	// 3 MiB of records: more than twice the bound.
+	val := bytes.Repeat([]byte("x"), 1<<10)
+	for range 3 << 10 {
+		cl.Produce(ctx, &kgo.Record{Value: val}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				t.Errorf("produce: %v", err)
+			}
+		})
+	}
+	faults := brokerFaults(b)
+	var fs []serving.Fault
+	deadline := time.Now().Add(30 * time.Second)
+	for len(fs) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the partition did not become full")
+		}
+		time.Sleep(50 * time.Millisecond)
+		if fs, err = faults(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := fs[0]
+	if len(fs) != 1 || f.Layer != "broker" || f.Code != FaultCodeBrokerFull || f.State != serving.StateDegraded ||
+		!strings.Contains(f.Message, "2097152") || f.Details["protected_offset"] != int64(0) {
+		t.Fatalf("faults %+v", fs)
+	}
+	if got := b.Cluster().PartitionInfo(cfg.Kafka.Topic, 0).LogStartOffset; got != 0 {
+		t.Fatalf("retention deleted up to %d before the archive committed", got)
+	}
+
+	// The archive catches up: every record is written, the fault clears.
+	commit(1 << 40)
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	if hw := b.Cluster().PartitionInfo(cfg.Kafka.Topic, 0).HighWatermark; hw != 3<<10 {
+		t.Fatalf("high watermark %d, want %d", hw, 3<<10)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for len(fs) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the fault did not clear: %+v", fs)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if fs, err = faults(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
