@@ -1,6 +1,11 @@
 // Package broker owns the embedded Kafka-protocol broker (franz-go's kfake)
 // that `lambdarec broker` and `lambdarec dev` run on a fixed loopback port, so
 // that the whole platform works with zero setup. Any Kafka client can use it.
+// It also owns the bound on what the broker keeps (retention.go): records
+// its protected consumer groups (the archive, the speed layer) have consumed
+// are deleted past Config.RetentionBytes per partition, records they have not
+// are never deleted, and a partition holding twice the bound refuses
+// produce requests until they catch up.
 package broker
 
 import (
