@@ -27,13 +27,14 @@ func init() {
 				return b.Run(ctx)
 			}
 		},
-		description: "Runs kfake, an in-process Kafka-protocol broker, on a fixed port: for development and tests, not for production (it keeps data in memory). Each partition keeps broker.retention_bytes (default 64 MiB) of records the archive and the speed layer have consumed; one holding twice that they have not refuses produce requests (retriable) until they catch up.",
+		description: "Runs kfake, an in-process Kafka-protocol broker, on a fixed port: for development and tests, not for production (it keeps data in memory). Each partition keeps broker.retention_bytes (default 64 MiB) of records the archive has consumed (and, while it can, those from the speed layer's replay horizon); one holding twice that refuses produce requests (retriable) until the archive catches up.",
 	})
 }
 
 // embeddedBroker is the configuration of the embedded broker of `lambdarec
-// broker` and `lambdarec dev`: its retention waits for the archive's and the
-// speed layer's consumer groups. reg may be nil.
+// broker` and `lambdarec dev`: its retention waits for the archive's
+// consumer group, and keeps the speed layer's replay horizon while it can.
+// reg may be nil.
 func embeddedBroker(cfg config.Config, reg prometheus.Registerer) broker.Config {
 	return broker.Config{
 		Addr:           cfg.Broker.Addr,
@@ -41,28 +42,45 @@ func embeddedBroker(cfg config.Config, reg prometheus.Registerer) broker.Config 
 		Topics:         []string{cfg.Kafka.Topic, cfg.Kafka.DLQTopic},
 		Partitions:     cfg.Kafka.Partitions,
 		RetentionBytes: cfg.Broker.RetentionBytes,
-		Protect:        []string{cfg.Archive.Group, cfg.Speed.Group},
+		Protect:        []string{cfg.Archive.Group},
+		Horizon:        []string{cfg.Speed.Group},
 		Registerer:     reg,
 	}
 }
 
-// FaultCodeBrokerFull is the /v1/status code of a partition of the embedded
-// broker that refuses produce requests until the archive and the speed
-// layer consume it.
-const FaultCodeBrokerFull = "broker_full"
+// The /v1/status codes of the embedded broker's retention.
+const (
+	// FaultCodeBrokerFull: a partition of the embedded broker refuses
+	// produce requests until the archive consumes it. Layer "broker",
+	// degraded.
+	FaultCodeBrokerFull = "broker_full"
+	// FaultCodeHorizonTrimmed: the embedded broker deleted records before
+	// the speed layer's replay horizon to keep accepting events. Layer
+	// "speed", degraded.
+	FaultCodeHorizonTrimmed = "replay_horizon_trimmed"
+)
 
 // brokerFaults reports each full partition of the embedded broker as a
 // fault of the layer "broker", degraded: nothing is lost, producers are held
-// back (the collector answers 503) until the consumers catch up.
+// back (the collector answers 503) until the archive catches up; and each
+// partition whose log starts past the speed layer's replay horizon as a
+// fault of the layer "speed", degraded.
 func brokerFaults(b *broker.Broker) serving.FaultFunc {
 	return func(context.Context) ([]serving.Fault, error) {
 		var out []serving.Fault
 		for _, f := range b.Full() {
 			out = append(out, serving.Fault{Layer: "broker", Code: FaultCodeBrokerFull, State: serving.StateDegraded,
-				Message: fmt.Sprintf("partition %s/%d holds %d bytes, more than the %d allowed (twice broker.retention_bytes) of records the archive or the speed layer has not consumed: it refuses produce requests until they catch up",
+				Message: fmt.Sprintf("partition %s/%d holds %d bytes, more than the %d allowed (twice broker.retention_bytes) of records the archive has not consumed: it refuses produce requests until the archive catches up",
 					f.Topic, f.Partition, f.Bytes, f.Limit),
 				Details: map[string]any{"topic": f.Topic, "partition": f.Partition, "bytes": f.Bytes, "limit": f.Limit,
 					"protected_offset": f.ProtectedOffset, "since": f.Since}})
+		}
+		for _, f := range b.Trimmed() {
+			out = append(out, serving.Fault{Layer: "speed", Code: FaultCodeHorizonTrimmed, State: serving.StateDegraded,
+				Message: fmt.Sprintf("the embedded broker deleted records of %s/%d before the replay horizon group %s committed (offset %d; the log now starts at %d) to keep accepting events: a restart or rebalance of the speed layer would rebuild those sessions without their earlier records",
+					f.Topic, f.Partition, f.Group, f.Committed, f.LogStart),
+				Details: map[string]any{"topic": f.Topic, "partition": f.Partition, "group": f.Group, "committed": f.Committed,
+					"log_start": f.LogStart, "since": f.Since}})
 		}
 		return out, nil
 	}

@@ -2,10 +2,10 @@
 // that `lambdarec broker` and `lambdarec dev` run on a fixed loopback port, so
 // that the whole platform works with zero setup. Any Kafka client can use it.
 // It also owns the bound on what the broker keeps (retention.go): records
-// its protected consumer groups (the archive, the speed layer) have consumed
-// are deleted past Config.RetentionBytes per partition, records they have not
-// are never deleted, and a partition holding twice the bound refuses
-// produce requests until they catch up.
+// the archive has consumed are deleted past Config.RetentionBytes per
+// partition (those the speed layer would replay from only when needed, and
+// said so), records it has not are never deleted, and a partition holding
+// twice the bound refuses produce requests until it catches up.
 package broker
 
 import (
@@ -35,8 +35,12 @@ type Config struct {
 	// requests until they have. 0 keeps every record (kfake's default).
 	RetentionBytes int64
 	// Protect are the consumer groups whose committed offsets retention
-	// never deletes past (the archive's, the speed layer's).
+	// never deletes past (the archive's).
 	Protect []string
+	// Horizon are the consumer groups whose committed offsets retention
+	// deletes past only to keep a partition from being full, and reports
+	// (the speed layer's replay horizon).
+	Horizon []string
 	// Registerer registers the broker's metrics when set.
 	Registerer prometheus.Registerer
 }
@@ -116,7 +120,7 @@ func New(cfg Config, log *slog.Logger) (*Broker, error) {
 		}()
 	}
 	log.Info("embedded broker listening", "addr", b.Addr(), "data_dir", cfg.DataDir, "topics", cfg.Topics, "partitions", cfg.Partitions,
-		"retention_bytes", cfg.RetentionBytes, "protect", cfg.Protect)
+		"retention_bytes", cfg.RetentionBytes, "protect", cfg.Protect, "horizon", cfg.Horizon)
 	return b, nil
 }
 
@@ -140,6 +144,15 @@ func (b *Broker) Full() []FullPartition {
 		return nil
 	}
 	return b.retention.Full()
+}
+
+// Trimmed returns the partitions whose log starts past the offset a Horizon
+// group committed (retention.go); none without RetentionBytes.
+func (b *Broker) Trimmed() []TrimmedPartition {
+	if b.retention == nil {
+		return nil
+	}
+	return b.retention.Trimmed()
 }
 
 // Close stops the broker. It is safe to call more than once.

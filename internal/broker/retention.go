@@ -27,17 +27,24 @@ import (
 //
 //   - it deletes the oldest records of a partition larger than
 //     RetentionBytes, but never a record that a group of Config.Protect has
-//     not committed past (the archive: a record not yet in the events table;
-//     the speed layer: its replay horizon). A group that has committed
-//     nothing on the topic is not waited for;
-//   - a partition that still holds more than 2×RetentionBytes (its
-//     protected groups lag) is full: produce requests writing to it are
-//     answered KAFKA_STORAGE_ERROR, a retriable error, so producers hold
-//     their records and retry (a producer's buffer fills and it blocks; the
+//     not committed past (the archive: a record not yet in the events
+//     table). A group that has committed nothing on the topic is not waited
+//     for;
+//   - it keeps the records from the offsets the groups of Config.Horizon
+//     committed (the speed layer's replay horizon: the first record of the
+//     oldest session it holds, which a live session can pin for its whole
+//     timeout) while it can: it deletes past them only when the partition
+//     would otherwise be full, down to 1.5×RetentionBytes, and says so
+//     (Trimmed, a metric, a rate-limited log): a restart of that consumer
+//     then replays from a later record;
+//   - a partition that still holds more than 2×RetentionBytes (the Protect
+//     groups lag) is full: produce requests writing to it are answered
+//     KAFKA_STORAGE_ERROR, a retriable error, so producers hold their
+//     records and retry (a producer's buffer fills and it blocks; the
 //     collector answers 503) until the groups catch up and retention frees
-//     room. The broker then never deletes a record a protected group still
-//     needs, and a partition's size stays within 2×RetentionBytes plus the
-//     produce requests accepted within one check.
+//     room. The broker never deletes a record a Protect group has not
+//     consumed, and a partition's size stays within 2×RetentionBytes plus
+//     the produce requests accepted within one check.
 //
 // Full partitions are logged (once a minute while they last), counted in
 // metrics and reported by Full, which `lambdarec dev` shows in /v1/status.
@@ -62,11 +69,26 @@ type FullPartition struct {
 	Since time.Time
 }
 
+// TrimmedPartition is a partition whose log now starts past the offset a
+// Horizon group committed: retention deleted records that group would
+// replay from, to keep the partition from being full.
+type TrimmedPartition struct {
+	Topic     string
+	Partition int32
+	Group     string
+	// Committed is the group's committed offset; LogStart where the log
+	// starts now.
+	Committed, LogStart int64
+	// Since is when it was first seen.
+	Since time.Time
+}
+
 // retention enforces Config.RetentionBytes; see the comment above.
 type retention struct {
 	c       *kfake.Cluster
 	topics  []string
 	protect []string
+	horizon []string
 	bytes   int64 // RetentionBytes
 	log     *slog.Logger
 
@@ -76,6 +98,8 @@ type retention struct {
 	mu      sync.Mutex
 	fullNow map[tp]FullPartition
 	logged  map[tp]time.Time
+	trimmed map[tp]TrimmedPartition
+	tlogged map[tp]time.Time
 
 	m retentionMetrics
 }
@@ -90,6 +114,7 @@ type retentionMetrics struct {
 	full     *prometheus.GaugeVec
 	refused  prometheus.Counter
 	deleted  *prometheus.CounterVec
+	horizon  *prometheus.CounterVec
 	register []prometheus.Collector
 }
 
@@ -109,16 +134,21 @@ func newRetentionMetrics() retentionMetrics {
 		}),
 		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lambdarec_broker_retention_deleted_records_total",
-			Help: "Records the embedded broker deleted by retention (broker.retention_bytes), all consumed by the protected groups.",
+			Help: "Records the embedded broker deleted by retention (broker.retention_bytes), all consumed by the archive.",
 		}, []string{"topic"}),
 	}
-	m.register = []prometheus.Collector{m.size, m.full, m.refused, m.deleted}
+	m.horizon = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lambdarec_broker_retention_horizon_deleted_records_total",
+		Help: "Records the embedded broker deleted before the speed layer's replay horizon to keep a partition from being full: a restart of the speed layer replays from a later record.",
+	}, []string{"topic"})
+	m.register = []prometheus.Collector{m.size, m.full, m.refused, m.deleted, m.horizon}
 	return m
 }
 
 func newRetention(c *kfake.Cluster, cfg Config, log *slog.Logger) (*retention, error) {
-	r := &retention{c: c, topics: cfg.Topics, protect: cfg.Protect, bytes: cfg.RetentionBytes, log: log,
-		ids: map[[16]byte]string{}, fullNow: map[tp]FullPartition{}, logged: map[tp]time.Time{}, m: newRetentionMetrics()}
+	r := &retention{c: c, topics: cfg.Topics, protect: cfg.Protect, horizon: cfg.Horizon, bytes: cfg.RetentionBytes, log: log,
+		ids: map[[16]byte]string{}, fullNow: map[tp]FullPartition{}, logged: map[tp]time.Time{},
+		trimmed: map[tp]TrimmedPartition{}, tlogged: map[tp]time.Time{}, m: newRetentionMetrics()}
 	for _, t := range cfg.Topics {
 		if ti := c.TopicInfo(t); ti != nil {
 			r.ids[ti.TopicID] = t
@@ -151,11 +181,17 @@ func (r *retention) run(ctx context.Context) {
 	}
 }
 
-// protected returns, per topic and partition, the lowest offset committed
-// by a protected group (the first record one of them still needs).
-func (r *retention) protected() map[tp]int64 {
-	out := map[tp]int64{}
-	for _, g := range r.protect {
+// committed is an offset a group committed.
+type committed struct {
+	group  string
+	offset int64
+}
+
+// lowest returns, per topic and partition, the lowest offset committed by
+// one of groups (the first record one of them still needs).
+func (r *retention) lowest(groups []string) map[tp]committed {
+	out := map[tp]committed{}
+	for _, g := range groups {
 		gi := r.c.GroupInfo(g)
 		if gi == nil {
 			continue
@@ -163,8 +199,8 @@ func (r *retention) protected() map[tp]int64 {
 		for topic, ps := range gi.Commits {
 			for p, c := range ps {
 				k := tp{topic, p}
-				if o, ok := out[k]; !ok || c.Offset < o {
-					out[k] = c.Offset
+				if o, ok := out[k]; !ok || c.Offset < o.offset {
+					out[k] = committed{g, c.Offset}
 				}
 			}
 		}
@@ -172,27 +208,32 @@ func (r *retention) protected() map[tp]int64 {
 	return out
 }
 
-// apply deletes what retention allows and recomputes the full partitions.
+// apply deletes what retention allows and recomputes the full and trimmed
+// partitions.
 func (r *retention) apply(now time.Time) {
-	prot := r.protected()
+	prot, hor := r.lowest(r.protect), r.lowest(r.horizon)
 	full := map[string]map[int32]bool{}
 	fullNow := map[tp]FullPartition{}
+	trimmedNow := map[tp]TrimmedPartition{}
 	for _, topic := range r.topics {
 		for _, pi := range r.c.PartitionInfos(topic) {
 			k := tp{topic, pi.Partition}
-			size := pi.NumBytes
-			if size > r.bytes {
-				size = r.trim(k, pi, prot)
+			if pi.NumBytes > r.bytes {
+				pi = r.trim(k, pi, prot, hor)
 			}
+			size := pi.NumBytes
 			r.m.size.WithLabelValues(topic, strconv.Itoa(int(pi.Partition))).Set(float64(size))
+			if h, ok := hor[k]; ok && h.offset < pi.LogStartOffset {
+				trimmedNow[k] = TrimmedPartition{Topic: topic, Partition: pi.Partition, Group: h.group, Committed: h.offset, LogStart: pi.LogStartOffset, Since: now}
+			}
 			if size > 2*r.bytes {
 				if full[topic] == nil {
 					full[topic] = map[int32]bool{}
 				}
 				full[topic][pi.Partition] = true
-				po, ok := prot[k]
-				if !ok {
-					po = -1
+				po := int64(-1)
+				if c, ok := prot[k]; ok {
+					po = c.offset
 				}
 				fullNow[k] = FullPartition{Topic: topic, Partition: pi.Partition, Bytes: size, Limit: 2 * r.bytes, ProtectedOffset: po, Since: now}
 			}
@@ -210,7 +251,7 @@ func (r *retention) apply(now time.Time) {
 		r.m.full.WithLabelValues(k.topic, strconv.Itoa(int(k.p))).Set(1)
 		if last, ok := r.logged[k]; !ok || now.Sub(last) >= fullLogEvery {
 			r.logged[k] = now
-			r.log.Warn("partition full: refusing produce requests until the archive and the speed layer consume it",
+			r.log.Warn("partition full: refusing produce requests until the archive consumes it",
 				"topic", k.topic, "partition", k.p, "bytes", f.Bytes, "limit", f.Limit, "protected_offset", f.ProtectedOffset, "since", f.Since)
 		}
 	}
@@ -222,36 +263,62 @@ func (r *retention) apply(now time.Time) {
 		}
 	}
 	r.fullNow = fullNow
+	for k, f := range trimmedNow {
+		if old, ok := r.trimmed[k]; ok {
+			f.Since = old.Since
+			trimmedNow[k] = f
+		}
+		if last, ok := r.tlogged[k]; !ok || now.Sub(last) >= fullLogEvery {
+			r.tlogged[k] = now
+			r.log.Warn("retention deleted records before a consumer group's replay horizon, to keep accepting produce requests",
+				"topic", k.topic, "partition", k.p, "group", f.Group, "committed", f.Committed, "log_start", f.LogStart, "since", f.Since)
+		}
+	}
+	for k := range r.trimmed {
+		if _, ok := trimmedNow[k]; !ok {
+			delete(r.tlogged, k)
+		}
+	}
+	r.trimmed = trimmedNow
 }
 
 // trim deletes the oldest records of partition k beyond r.bytes that the
-// protected groups have consumed, and returns its size after.
-func (r *retention) trim(k tp, pi *kfake.PartitionInfo, prot map[tp]int64) int64 {
+// Protect groups have consumed and the Horizon groups have committed past;
+// past the Horizon groups only down to 1.5×r.bytes, when keeping their
+// records would leave the partition full. It returns the partition after.
+func (r *retention) trim(k tp, pi *kfake.PartitionInfo, prot, hor map[tp]committed) *kfake.PartitionInfo {
 	records := pi.HighWatermark - pi.LogStartOffset
 	if records <= 0 {
-		return pi.NumBytes
+		return pi
 	}
 	// Records are deleted by offset; the bytes per record are the
 	// partition's average.
 	per := max(1, pi.NumBytes/records)
-	to := pi.LogStartOffset + (pi.NumBytes-r.bytes+per-1)/per
-	if o, ok := prot[k]; ok {
-		to = min(to, o)
+	upTo := func(keep int64) int64 { return pi.LogStartOffset + (pi.NumBytes-keep+per-1)/per }
+	to := upTo(r.bytes)
+	if c, ok := prot[k]; ok {
+		to = min(to, c.offset)
+	}
+	if h, ok := hor[k]; ok && h.offset < to {
+		to = max(h.offset, min(upTo(r.bytes+r.bytes/2), to))
 	}
 	to = min(to, pi.HighWatermark)
 	if to <= pi.LogStartOffset {
-		return pi.NumBytes
+		return pi
 	}
 	if err := r.c.DeleteRecords(k.topic, k.p, to); err != nil {
 		r.log.Warn("retention: delete records", "topic", k.topic, "partition", k.p, "offset", to, "err", err)
-		return pi.NumBytes
+		return pi
 	}
 	r.m.deleted.WithLabelValues(k.topic).Add(float64(to - pi.LogStartOffset))
+	if h, ok := hor[k]; ok && h.offset < to {
+		r.m.horizon.WithLabelValues(k.topic).Add(float64(to - max(h.offset, pi.LogStartOffset)))
+	}
 	r.log.Debug("retention deleted records", "topic", k.topic, "partition", k.p, "from", pi.LogStartOffset, "to", to)
 	if after := r.c.PartitionInfo(k.topic, k.p); after != nil {
-		return after.NumBytes
+		return after
 	}
-	return pi.NumBytes
+	return pi
 }
 
 // Full returns the partitions that refuse produce requests now, by topic
@@ -261,6 +328,24 @@ func (r *retention) Full() []FullPartition {
 	defer r.mu.Unlock()
 	out := slices.Collect(maps.Values(r.fullNow))
 	slices.SortFunc(out, func(a, b FullPartition) int {
+		if a.Topic != b.Topic {
+			if a.Topic < b.Topic {
+				return -1
+			}
+			return 1
+		}
+		return int(a.Partition - b.Partition)
+	})
+	return out
+}
+
+// Trimmed returns the partitions whose log starts past a Horizon group's
+// committed offset, by topic and partition.
+func (r *retention) Trimmed() []TrimmedPartition {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := slices.Collect(maps.Values(r.trimmed))
+	slices.SortFunc(out, func(a, b TrimmedPartition) int {
 		if a.Topic != b.Topic {
 			if a.Topic < b.Topic {
 				return -1
@@ -316,7 +401,7 @@ func (r *retention) controlProduce(kreq kmsg.Request) (kmsg.Response, error, boo
 			rp.BaseOffset = -1
 			rp.LogAppendTime = -1
 			rp.LogStartOffset = -1
-			msg := "partition full: its consumers (archive, speed layer) lag; retry later"
+			msg := "partition full: the archive has not consumed it; retry later"
 			rp.ErrorMessage = &msg
 			rt.Partitions = append(rt.Partitions, rp)
 		}

@@ -192,3 +192,75 @@ func TestRetentionWithoutGroups(t *testing.T) {
 		b.Close()
 	}
 }
+
+// TestRetentionKeepsTheHorizonWhileItCan: records before a Horizon group's
+// committed offset (the speed layer's replay horizon) are deleted only when
+// keeping them would leave the partition full, down to 1.5× the bound, and
+// the partition is reported trimmed until the group commits past the log
+// start.
+func TestRetentionKeepsTheHorizonWhileItCan(t *testing.T) {
+	const bound = 64 << 10
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	commit := func(cl *kgo.Client, group string, at int64) {
+		t.Helper()
+		var os kadm.Offsets
+		os.AddOffset("events", 0, at, -1)
+		if err := kadm.NewClient(cl).CommitAllOffsets(ctx, group, os); err != nil {
+			t.Fatalf("commit %s at %d: %v", group, at, err)
+		}
+	}
+	// 200 records of 1 KiB, all archived; the speed layer's horizon at 5.
+	{
+		b, err := New(Config{Addr: "127.0.0.1:0", DataDir: dir, Topics: []string{"events"}, Partitions: 1}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.DefaultProduceTopic("events"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		val := bytes.Repeat([]byte("x"), 1<<10)
+		for range 200 {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Value: val}).FirstErr(); err != nil {
+				t.Fatalf("produce: %v", err)
+			}
+		}
+		commit(cl, "archive", 200)
+		commit(cl, "speed", 5)
+		cl.Close()
+		b.Close()
+	}
+	b, err := New(Config{Addr: "127.0.0.1:0", DataDir: dir, Topics: []string{"events"}, Partitions: 1,
+		RetentionBytes: bound, Protect: []string{"archive"}, Horizon: []string{"speed"}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	waitFor(t, "the horizon to be trimmed", func() bool { return len(b.Trimmed()) == 1 })
+	info := b.Cluster().PartitionInfo("events", 0)
+	if f := b.Trimmed()[0]; f.Group != "speed" || f.Committed != 5 || f.LogStart != info.LogStartOffset {
+		t.Fatalf("trimmed %+v, log start %d", f, info.LogStartOffset)
+	}
+	// Past the horizon only down to 1.5× the bound: more is kept than the
+	// bound, and the partition is not full.
+	if info.NumBytes <= bound || info.NumBytes > 2*bound || len(b.Full()) != 0 {
+		t.Fatalf("%d bytes kept (bound %d), full %v", info.NumBytes, bound, b.Full())
+	}
+	if got := testutil.ToFloat64(b.retention.m.horizon.WithLabelValues("events")); got != float64(info.LogStartOffset-5) {
+		t.Fatalf("horizon deleted records metric %v, want %d", got, info.LogStartOffset-5)
+	}
+
+	// The speed layer commits past the log start: no longer trimmed, and
+	// retention goes down to the bound.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	commit(cl, "speed", 190)
+	waitFor(t, "the horizon to be kept again", func() bool {
+		return len(b.Trimmed()) == 0 && b.Cluster().PartitionInfo("events", 0).NumBytes <= bound+2<<10
+	})
+}

@@ -2,9 +2,10 @@ package config
 
 // DefaultBrokerRetentionBytes is the default of broker.retention_bytes:
 // 64 MiB per partition. At dev's default 50 events/s that is days of
-// events; retention never deletes a record the archive or the speed layer
-// has not committed past, and a partition holding twice it of records they
-// have not consumed refuses produce requests (internal/broker/retention.go),
+// events; retention never deletes a record the archive has not committed
+// past (the speed layer's replay horizon only when it must, reported), and a
+// partition holding twice it refuses produce requests until the archive
+// catches up (internal/broker/retention.go),
 // so the embedded broker of `lambdarec dev` and `lambdarec broker` holds at
 // most about 2 × 64 MiB per partition, in memory or in broker.data_dir.
 const DefaultBrokerRetentionBytes = 64 << 20
