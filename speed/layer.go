@@ -603,11 +603,17 @@ func (l *Layer) awaitWrite(block bool) error {
 		l.failed = append(l.failed[:0], views...)
 		clear(views)
 		l.buf = views[:0]
+		l.proc.itemArenas((*itemArena).drop) // l.failed holds their items
 		return fmt.Errorf("write %d session views: %w", len(views), err)
 	}
 	l.m.viewWrites.Add(float64(len(views)))
 	clear(views)
 	l.buf = views[:0]
+	if len(l.failed) == 0 {
+		// Every view scored since the last reuse is written: nothing else
+		// holds their items (the next flush scores only after this).
+		l.proc.itemArenas((*itemArena).reuse)
+	}
 	return nil
 }
 
