@@ -26,10 +26,11 @@ type scoreJob struct {
 	lo, hi int
 }
 
-// scorePass is one parallel scoring pass: its jobs' claims and completions.
-// Each pass has its own, so a worker of an earlier pass that starts late
-// finds its pass's jobs all claimed.
-type scorePass struct {
+// workPass is one parallel pass over n jobs (views to score, blocks of
+// records to decode): their claims and completions. Each pass has its own,
+// so a worker of an earlier pass that starts late finds its pass's jobs all
+// claimed and returns.
+type workPass struct {
 	n              int64
 	next, finished atomic.Int64
 	done           chan struct{} // closed when finished reaches n
@@ -102,7 +103,7 @@ func (p *processor) scoreParallel(now time.Time) bool {
 	// none left and returns, touching nothing. Fixed shares made the
 	// processing goroutine wait for such a worker to be scheduled and do its
 	// whole share.
-	pass := &scorePass{n: int64(len(ps.jobs)), done: make(chan struct{})}
+	pass := &workPass{n: int64(len(ps.jobs)), done: make(chan struct{})}
 	if pass.n == 0 {
 		close(pass.done)
 	}
