@@ -2,11 +2,11 @@ package speed
 
 import (
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/lambdarec/lambdarec/internal/model"
-	"github.com/lambdarec/lambdarec/internal/store"
 )
 
 // parScore holds scoreParallel's buffers and worker scorers.
@@ -91,7 +91,7 @@ func (p *processor) scoreParallel(now time.Time) bool {
 	clear(p.dirty)
 	p.dirty = p.dirty[:0]
 	base := len(p.views)
-	p.views = append(p.views, make([]store.SessionView, len(ps.jobs))...)
+	p.views = slices.Grow(p.views, len(ps.jobs))[:base+len(ps.jobs)] // every slot is assigned below
 	out := p.views[base:]
 	explain := !p.lim.noExplain
 	if explain {
