@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -238,14 +239,19 @@ func countingConsumer(b *testing.B, addr, topic string, n int) float64 {
 // only counts the records of the same topic on the same broker, in the same
 // run. The batch covers the first half. Run with -benchtime=1x.
 func BenchmarkThroughput(b *testing.B) {
+	defer pprof.SetGoroutineLabels(context.Background())
+	setComponent("generator")
 	recs := benchStream(b)
 	batch := benchBatch(b, recs)
+	setComponent("broker")
 	tt := fillTopic(b, recs)
 	src := &fakeSource{}
 	src.publish(batch)
 	n := len(recs)
 	for i := range b.N {
+		setComponent("plain")
 		plain := countingConsumer(b, tt.addr(), tt.topic, n)
+		setComponent("layer")
 
 		runtime.GC()
 		var ms0, ms1 runtime.MemStats
@@ -345,8 +351,11 @@ func benchLatency(b *testing.B, rate int) {
 		dur  = 4 * time.Second
 		warm = time.Second
 	)
+	defer pprof.SetGoroutineLabels(context.Background())
 	for range b.N {
+		setComponent("generator")
 		recs := genStream(b, rate*int(dur/time.Second)+rate/10, time.Now(), float64(rate))
+		setComponent("broker")
 		tt := newTestTopic(b, benchParts)
 		w := &latencyWriter{Memory: store.NewMemory()}
 		var steps []loopStep
@@ -356,7 +365,9 @@ func benchLatency(b *testing.B, rate int) {
 			loopTraceHook = func(s loopStep) { stepMu.Lock(); steps = append(steps, s); stepMu.Unlock() }
 			defer func() { loopTraceHook = nil }()
 		}
+		setComponent("layer")
 		l := startLayer(b, tt, nil, w, func(c *Config) { c.Group = "latency"; benchExplain(c) })
+		setComponent("producer")
 		waitFor(b, 10*time.Second, "assignment", func() bool { return len(l.Assigned()) == benchParts })
 		prod, err := kgo.NewClient(kgo.SeedBrokers(tt.addr()), kgo.ProducerLinger(0), kgo.DefaultProduceTopic(tt.topic),
 			kgo.RecordPartitioner(kgo.ManualPartitioner()))
@@ -455,6 +466,18 @@ func benchLatency(b *testing.B, rate int) {
 		b.ReportMetric(q(0.99), "p99_ms")
 		b.ReportMetric(lat[len(lat)-1], "max_ms")
 	}
+}
+
+// setComponent labels the calling goroutine, and the goroutines it starts
+// from now on, with the benchmark's component it runs (pprof label
+// "component": generator, broker, plain, layer, producer), so that
+// `go tool pprof -tags` on a -test.cpuprofile splits the process's CPU by
+// component. A component's goroutines started from another component's
+// goroutine (kfake's connection handlers, franz-go's per-broker loops) carry
+// the starter's label. Unlabelled samples are the runtime's own (GC
+// workers, scheduler).
+func setComponent(name string) {
+	pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("component", name)))
 }
 
 // processCPU returns the CPU time (user and system) the process used so far.

@@ -151,7 +151,13 @@
 // scored on up to GOMAXPROCS goroutines against a state frozen meanwhile —
 // each view's rows materialized first, then read only, each worker with a
 // scorer of its own — bit for bit what serial scoring gives
-// (TestParallelScoringEqualsSerial, scorepar.go). The views are written on
+// (TestParallelScoringEqualsSerial, scorepar.go). The processing goroutine
+// is one of the workers and the views are claimed one at a time (a large
+// poll's records, for decoding, in blocks): it waits only for the views
+// claimed, never for a worker not yet scheduled. A view's Items come from
+// chunks reused once the flush's views are written (a store copies what it
+// keeps of a view but its Explanation); a failed write's views keep theirs
+// (TestFailedViewsKeepTheirItems). The views are written on
 // a goroutine of their own while the next records are processed, one write
 // in flight; a commit waits for it, so a replay horizon is committed only
 // after the views of every record it covers are written

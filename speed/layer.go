@@ -419,19 +419,33 @@ func (l *Layer) decodeAll() {
 	for len(l.evs) < workers {
 		l.evs = append(l.evs, new(schemas.UserInteraction))
 	}
-	var wg sync.WaitGroup
-	chunk := (n + workers - 1) / workers
-	for w := range workers {
-		lo, hi := w*chunk, min((w+1)*chunk, n)
-		ev := l.evs[w]
-		wg.Go(func() {
-			for i := lo; i < hi; i++ {
-				r := l.recs[i]
-				l.dec[i].decode(ev, r.Partition, r.Offset, r.Timestamp, r.Value)
+	// Blocks of records are claimed one at a time, the processing goroutine
+	// among the workers, and it waits only for the blocks claimed (as a
+	// parallel scoring pass does, scorepar.go): a worker scheduled late
+	// finds none left.
+	const block = 128
+	pass := &workPass{n: int64((n + block - 1) / block), done: make(chan struct{})}
+	recs, dec := l.recs, l.dec
+	run := func(ev *schemas.UserInteraction) {
+		for {
+			b := pass.next.Add(1) - 1
+			if b >= pass.n {
+				return
 			}
-		})
+			for i := int(b) * block; i < min(int(b+1)*block, n); i++ {
+				r := recs[i]
+				dec[i].decode(ev, r.Partition, r.Offset, r.Timestamp, r.Value)
+			}
+			if pass.finished.Add(1) == pass.n {
+				close(pass.done)
+			}
+		}
 	}
-	wg.Wait()
+	for w := 1; w < workers; w++ {
+		go run(l.evs[w])
+	}
+	run(l.evs[0])
+	<-pass.done
 }
 
 // afterPoll writes the views, switches batch, commits and exports metrics.
@@ -603,11 +617,17 @@ func (l *Layer) awaitWrite(block bool) error {
 		l.failed = append(l.failed[:0], views...)
 		clear(views)
 		l.buf = views[:0]
+		l.proc.itemArenas((*itemArena).drop) // l.failed holds their items
 		return fmt.Errorf("write %d session views: %w", len(views), err)
 	}
 	l.m.viewWrites.Add(float64(len(views)))
 	clear(views)
 	l.buf = views[:0]
+	if len(l.failed) == 0 {
+		// Every view scored since the last reuse is written: nothing else
+		// holds their items (the next flush scores only after this).
+		l.proc.itemArenas((*itemArena).reuse)
+	}
 	return nil
 }
 

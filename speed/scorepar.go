@@ -2,11 +2,11 @@ package speed
 
 import (
 	"runtime"
-	"sync"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/lambdarec/lambdarec/internal/model"
-	"github.com/lambdarec/lambdarec/internal/store"
 )
 
 // parScore holds scoreParallel's buffers and worker scorers.
@@ -24,6 +24,16 @@ type parScore struct {
 type scoreJob struct {
 	s      *session
 	lo, hi int
+}
+
+// workPass is one parallel pass over n jobs (views to score, blocks of
+// records to decode): their claims and completions. Each pass has its own,
+// so a worker of an earlier pass that starts late finds its pass's jobs all
+// claimed and returns.
+type workPass struct {
+	n              int64
+	next, finished atomic.Int64
+	done           chan struct{} // closed when finished reaches n
 }
 
 // minParallelViews is the number of views per worker below which a flush
@@ -81,29 +91,43 @@ func (p *processor) scoreParallel(now time.Time) bool {
 	clear(p.dirty)
 	p.dirty = p.dirty[:0]
 	base := len(p.views)
-	p.views = append(p.views, make([]store.SessionView, len(ps.jobs))...)
+	p.views = slices.Grow(p.views, len(ps.jobs))[:base+len(ps.jobs)] // every slot is assigned below
 	out := p.views[base:]
-	chunk := (len(ps.jobs) + workers - 1) / workers
 	explain := !p.lim.noExplain
 	if explain {
 		p.prepareExplain()
 	}
-	run := func(w int) {
-		v := ps.workers[w]
-		for i := w * chunk; i < min((w+1)*chunk, len(ps.jobs)); i++ {
+	// The jobs are claimed one at a time, and the processing goroutine waits
+	// only for the jobs claimed: a worker not yet running when the jobs run
+	// out (its P busy with the producer, the broker or the collector) finds
+	// none left and returns, touching nothing. Fixed shares made the
+	// processing goroutine wait for such a worker to be scheduled and do its
+	// whole share.
+	pass := &workPass{n: int64(len(ps.jobs)), done: make(chan struct{})}
+	if pass.n == 0 {
+		close(pass.done)
+	}
+	run := func(v *viewScorer) {
+		for {
+			i := pass.next.Add(1) - 1
+			if i >= pass.n {
+				return
+			}
 			j := ps.jobs[i]
 			out[i] = v.view(v.scorer, p.nb, j.s, ps.ids[j.lo:j.hi], p.lim.viewItems, now)
 			if explain { // from the rows just read, with the batch count cache read-only
 				out[i].Explanation = p.explain(&v.xb, true, v.scorer, ps.ids[j.lo:j.hi], out[i].Items)
 			}
+			if pass.finished.Add(1) == pass.n {
+				close(pass.done)
+			}
 		}
 	}
-	var wg sync.WaitGroup
 	for w := 1; w < workers; w++ {
-		wg.Go(func() { run(w) })
+		go run(ps.workers[w])
 	}
-	run(0)
-	wg.Wait()
+	run(ps.workers[0])
+	<-pass.done
 	if explain {
 		for _, v := range ps.workers[:workers] {
 			p.fillBatchCounts(&v.xb)

@@ -24,6 +24,7 @@ type viewScorer struct {
 	// it was made for (nil for the processor's, which uses p.scorer).
 	scorer *model.Scorer
 	params model.Params
+	items  itemArena // the views' Items (reused once they are written)
 }
 
 func newViewScorer() *viewScorer {
@@ -75,11 +76,65 @@ func (v *viewScorer) view(sc *model.Scorer, nb *mergedNeighbors, s *session, ids
 	return store.SessionView{
 		SessionID: s.ms.ID(),
 		UserID:    s.ms.User(),
-		Items:     toStoreScored(v.out),
+		Items:     v.items.scored(v.out),
 		Purchased: slices.Clone(s.purchased),
 		EventTime: time.UnixMicro(s.maxTime).UTC(),
 		Partition: part,
 		Offset:    off,
 		UpdatedAt: now,
+	}
+}
+
+// itemArena holds the Items of the views a flush scores, in chunks that are
+// used again once those views are written: a store copies what it keeps of
+// a view but its Explanation (store.Store.UpsertSession's contract), so
+// after a successful write the Items are free. At 50,000 events/s a layer
+// that keeps up scores about 60,000 views a second; without the arena each
+// was an allocation of its own (k × 24 bytes), 7% of the bytes the whole
+// latency benchmark allocated.
+type itemArena struct {
+	chunk []store.Scored // the items handed out since the last reuse, and room for more
+}
+
+// itemChunk is the number of items a chunk holds: a flush of ~85 views of
+// 20 items at 50,000 events/s fits in one.
+const itemChunk = 2048
+
+// scored returns recs as store items, in the current chunk (a new one when
+// it is full). The slice's capacity is its length: appending to it copies.
+func (a *itemArena) scored(recs []model.Scored) []store.Scored {
+	if len(recs) == 0 {
+		return nil
+	}
+	if cap(a.chunk)-len(a.chunk) < len(recs) {
+		a.chunk = make([]store.Scored, 0, max(itemChunk, len(recs)))
+	}
+	n := len(a.chunk)
+	a.chunk = a.chunk[:n+len(recs)]
+	out := a.chunk[n : n+len(recs) : n+len(recs)]
+	for i, r := range recs {
+		out[i] = store.Scored{Item: r.Item, Score: r.Score}
+	}
+	return out
+}
+
+// reuse makes the current chunk's items free: every view holding them was
+// written. Earlier chunks (filled within the same flush) are left to the
+// garbage collector with the views.
+func (a *itemArena) reuse() {
+	clear(a.chunk)
+	a.chunk = a.chunk[:0]
+}
+
+// drop forgets the current chunk without reusing it: views holding its items
+// are kept (a failed write's, written again by the next flush).
+func (a *itemArena) drop() { a.chunk = nil }
+
+// itemArenas calls f with the arena of each view scorer: the processing
+// goroutine's and the parallel workers'.
+func (p *processor) itemArenas(f func(*itemArena)) {
+	f(&p.vs.items)
+	for _, w := range p.par.workers {
+		f(&w.items)
 	}
 }
