@@ -201,7 +201,7 @@ func TestRescorePaced(t *testing.T) {
 	}
 	l.pace.last = t0 // collected at t0: what is queued next changed after it
 	queue(1000)
-	l.sinceRescore = 8000 // budget 2000 + minRescore/rescoreSteps: the whole queue
+	l.sinceRescore = 8000         // budget 2000 + minRescore/rescoreSteps: the whole queue
 	f(25*time.Millisecond, 1000)  // collected: due by t0 + 200 ms, marked over [175, 200] ms
 	f(100*time.Millisecond, 1000) // collected again: nothing new
 	f(170*time.Millisecond, 1000)
