@@ -1,6 +1,7 @@
 package speed
 
 import (
+	"math"
 	"time"
 )
 
@@ -50,7 +51,9 @@ func (l *Layer) rescore(now time.Time) {
 	}
 	from := p.last
 	p.last = now
-	if !l.proc.rescoreChanged(now, 0, 0) {
+	// Paced here: the processor's own gate is off (a forced collection, at
+	// a revocation or stop, may have run at a later time than now).
+	if !l.proc.rescoreChanged(now, math.MinInt64, 0) {
 		return
 	}
 	pending := 0
