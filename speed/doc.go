@@ -169,11 +169,14 @@
 //
 // Other sessions' records (and other members' deltas) keep changing the rows
 // a quiet session's view was scored from. Scoring indexes the live session
-// under the merged rows it read; every RescoreInterval/2 the sessions whose
+// under the merged rows it read; every RescoreInterval/8 the sessions whose
 // rows changed since (their maintained top K: a count in it, or its
-// membership) are queued, and marked to be scored again and rewritten
-// evenly over the next RescoreInterval/2, a share after each poll (so the
-// rescorings go out with each flush's fresh views, not in one burst that
+// membership) are queued, and marked to be scored again and rewritten by
+// their deadline — RescoreInterval after the collection before, when their
+// rows could first have changed — evenly over the eighth before it, a share
+// after each poll (as late as the bound allows, so one rescoring covers a
+// whole interval's changes of a session's rows; and the rescorings go out
+// with each flush's fresh views, not in one burst that
 // every record behind it waits for) — unless the view was scored
 // after the row's last change (each row change is stamped with the count of
 // views scored so far; a session's own record rescores it, and the changes
@@ -182,7 +185,7 @@
 // Rescoring is
 // bounded by the work of the stream: each collection's share is at most one
 // session per four records processed since the last one (eight while the
-// layer is 10,000 records or more behind), plus 250 (500 per
+// layer is 10,000 records or more behind), plus 62 (500 per
 // RescoreInterval), oldest changed first; the rest waits
 // (lambdarec_speed_rescore_backlog). The bound
 // below holds while that backlog is empty. A rewrite keeps

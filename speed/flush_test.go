@@ -150,7 +150,7 @@ func TestFlushTickCoalescesWhenBehind(t *testing.T) {
 }
 
 // The rescoring budget: a quarter of the records processed since the last
-// rescoring plus minRescore while keeping up; an eighth while coalesceLag
+// collection plus minRescore/rescoreSteps while keeping up; an eighth while coalesceLag
 // records behind; no floor past a poll's worth of lag.
 func TestRescoreBudgetWhenBehind(t *testing.T) {
 	l, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Topic: "t", Group: "g", MaxPollRecords: 50_000},
@@ -166,16 +166,19 @@ func TestRescoreBudgetWhenBehind(t *testing.T) {
 			t.Fatalf("lag %d: budget %d, want %d", lag, got, want)
 		}
 	}
-	f(0, 2000+minRescore/2)
-	f(coalesceLag-1, 2000+minRescore/2)
-	f(coalesceLag, 1000+minRescore/2)
+	f(0, 2000+minRescore/rescoreSteps)
+	f(coalesceLag-1, 2000+minRescore/rescoreSteps)
+	f(coalesceLag, 1000+minRescore/rescoreSteps)
 	f(50_001, 1000)
 }
 
-// TestRescorePaced: the sessions queued for rescoring at a collection are
-// marked evenly over the half interval that follows, within the budget, not
-// all at once (a burst of thousands of views in one flush held up every
-// record behind it); what the budget leaves stays queued.
+// TestRescorePaced: the sessions queued for rescoring at a collection read
+// rows changed after the collection before; they are marked evenly over
+// the step before that one's time plus RescoreInterval, within the budget
+// — not all at once (a burst of thousands of views in one flush held up
+// every record behind it), not later than that (the bound of exact when
+// read), and not sooner (one rescoring then covers every change of the
+// interval); what the budget leaves stays queued, oldest first.
 func TestRescorePaced(t *testing.T) {
 	l, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Topic: "t", Group: "g", RescoreInterval: 200 * time.Millisecond},
 		Deps{Views: store.NewMemory()})
@@ -196,21 +199,35 @@ func TestRescorePaced(t *testing.T) {
 			t.Fatalf("at %v: %d queued, want %d", at, got, wantQueued)
 		}
 	}
+	l.pace.last = t0 // collected at t0: what is queued next changed after it
 	queue(1000)
-	l.sinceRescore = 8000 // budget 2000 + minRescore/2: the whole queue
-	f(0, 1000)            // collected, nothing marked yet
-	f(25*time.Millisecond, 750)
-	f(50*time.Millisecond, 500)
-	f(99*time.Millisecond, 10)
-	f(100*time.Millisecond, 0) // the next collection: empty
+	l.sinceRescore = 8000         // budget 2000 + minRescore/rescoreSteps: the whole queue
+	f(25*time.Millisecond, 1000)  // collected: due by t0 + 200 ms, marked over [175, 200] ms
+	f(100*time.Millisecond, 1000) // collected again: nothing new
+	f(170*time.Millisecond, 1000)
+	f(180*time.Millisecond, 800)
+	f(190*time.Millisecond, 400) // not a collection (10 ms since the last): marking only
+	f(199*time.Millisecond, 40)
+	f(200*time.Millisecond, 0) // the deadline: all marked
 
 	queue(1000)
-	l.sinceRescore = 0 // budget minRescore/2
-	f(200*time.Millisecond, 1000)
-	f(250*time.Millisecond, 1000-minRescore/4)
-	f(299*time.Millisecond, 1000-248)          // ⌈250·99/100⌉
-	f(300*time.Millisecond, 1000-minRescore/2) // the share completed, collected again: the rest is the backlog
-	if l.sinceRescore != 0 || l.pace.target != minRescore/2 {
-		t.Fatalf("after the collection: since %d, target %d", l.sinceRescore, l.pace.target)
+	l.sinceRescore = 0 // budget minRescore/rescoreSteps
+	f(225*time.Millisecond, 1000)
+	if n := len(l.pace.segs); n != 1 || l.pace.segs[0].target != minRescore/rescoreSteps {
+		t.Fatalf("after the collection: %d shares (%+v), want one of %d", n, l.pace.segs, minRescore/rescoreSteps)
+	}
+	// That share read rows changed after the collection at 199 ms: marked
+	// over [373, 399] ms. The collection at 390 ms (no new records: a budget
+	// of minRescore/rescoreSteps of the rest) reads rows changed after 225
+	// ms: its share is marked over [390, 425] ms.
+	b := minRescore / rescoreSteps
+	ceil := func(x, y int) int { return (b*x + y - 1) / y }
+	f(390*time.Millisecond, 1000-ceil(17, 26))
+	f(399*time.Millisecond, 1000-b-ceil(9, 35))
+	f(412*time.Millisecond, 1000-b-ceil(22, 35))
+	f(425*time.Millisecond, 1000-2*b) // the second share; collected again
+	f(440*time.Millisecond, 1000-2*b) // the rest waits for the budget (the backlog)
+	if l.sinceRescore != 0 {
+		t.Fatalf("after the collection: since %d", l.sinceRescore)
 	}
 }

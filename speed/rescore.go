@@ -1,59 +1,118 @@
 package speed
 
 import (
+	"math"
 	"time"
 )
 
-// rescorePace spreads the rescorings of one collection of changed rows
-// (Layer.rescore) over the half interval that follows it.
+// rescoreSteps is how many collections of changed rows run per
+// RescoreInterval (see Layer.rescore).
+const rescoreSteps = 8
+
+// rescorePace paces the rescorings: the collections whose queued sessions
+// are not all marked yet, oldest first, and when the last one ran.
 type rescorePace struct {
-	start  time.Time // when the queue was collected
-	target int       // sessions to mark before the next collection: min(queue, budget)
-	done   int       // of which marked
+	last time.Time
+	segs []rescoreSeg
+}
+
+// rescoreSeg is one collection's share of the rescoring queue: the next
+// target sessions of the queue after the earlier collections' shares, to
+// be marked evenly over [start, end]; done of them are.
+type rescoreSeg struct {
+	start, end   time.Time
+	target, done int
 }
 
 // rescore marks for scoring again the live sessions whose merged rows
-// changed (exact when read), paced. Every RescoreInterval/2 the sessions
-// whose rows changed since the last collection are queued (a session whose
-// rows change many times in that half is queued once), and the queue's
-// share allowed by the budget (rescoreBudget) is then marked evenly over
-// the next half, a slice after each poll: the rescorings go out with the
-// fresh views of each flush. Before, every RescoreInterval the whole
-// budget (at 50,000 events/s about 3,600 views) was marked at once and
-// scored in one flush, and every record behind it waited for that flush
-// (BenchmarkLatency's tail). The bound is unchanged: a row changed at t is
-// queued by t + RescoreInterval/2 and its views are scored by
-// t + RescoreInterval while the backlog (what the budget left queued) is
-// empty.
+// changed (exact when read), each as late as its bound allows, paced.
+// Every RescoreInterval/rescoreSteps the sessions whose rows changed since
+// the last collection are queued (a session whose rows change many times
+// meanwhile is queued once). Their rows changed after that last collection
+// (from), so they are due by from + RescoreInterval: the collection's share
+// allowed by the budget (rescoreBudget) is marked evenly over the step
+// before that deadline, a slice after each poll, so the rescorings go out
+// with the fresh views of each flush and the collections' shares follow
+// one another without bursts. Marking at the deadline rather than as soon
+// as collected lets one rescoring cover every change of a RescoreInterval:
+// a session whose rows change all the time is scored again about once per
+// RescoreInterval (half as often as when marked over the half interval
+// after each collection), and a session that records something of its own
+// meanwhile is not rescored at all (its fresh view read the changed rows,
+// see processor.stale). The bound is unchanged: a row changed at t is
+// queued by t + RescoreInterval/rescoreSteps and its views are marked by
+// t + RescoreInterval, scored in the flush that follows, while the backlog
+// (what the budget left queued) is empty.
 func (l *Layer) rescore(now time.Time) {
-	half := l.cfg.RescoreInterval / 2
-	l.markDue(now, half) // the last collection's share first, all of it once the half is over
-	if l.proc.rescoreChanged(now, half, 0) {
-		l.pace = rescorePace{start: now, target: min(len(l.proc.rescoreQ), l.rescoreBudget())}
-		l.sinceRescore = 0
-		l.markDue(now, half)
-	}
-}
-
-// markDue marks the share of the last collection due by now: its target
-// in proportion to the time since it, all of it from half on.
-func (l *Layer) markDue(now time.Time, half time.Duration) {
+	l.markDue(now)
 	p := &l.pace
-	if p.done >= p.target {
+	if now.Sub(p.last) < l.cfg.RescoreInterval/rescoreSteps {
 		return
 	}
-	due := p.target
-	if el := now.Sub(p.start); el < half {
-		due = int((int64(p.target)*int64(el) + int64(half) - 1) / int64(half))
+	from := p.last
+	p.last = now
+	// Paced here: the processor's own gate is off (a forced collection, at
+	// a revocation or stop, may have run at a later time than now).
+	if !l.proc.rescoreChanged(now, math.MinInt64, 0) {
+		return
 	}
-	if due > p.done {
-		p.done += l.proc.markQueued(due - p.done)
+	pending := 0
+	for _, g := range p.segs {
+		pending += g.target - g.done
 	}
+	target := max(0, min(len(l.proc.rescoreQ)-pending, l.rescoreBudget()))
+	l.sinceRescore = 0
+	// Due by from + RescoreInterval, marked over the step before (over
+	// nothing when that is past: the first collection, a long poll).
+	end := from.Add(l.cfg.RescoreInterval)
+	start := end.Add(-now.Sub(from))
+	if start.Before(now) {
+		start = now
+	}
+	if start.After(end) {
+		start = end
+	}
+	if target > 0 {
+		p.segs = append(p.segs, rescoreSeg{start: start, end: end, target: target})
+	}
+	l.markDue(now)
+}
+
+// markDue marks the shares of the collections due by now: each its target
+// in proportion to the time into its span, all of it from its end on.
+func (l *Layer) markDue(now time.Time) {
+	p := &l.pace
+	k := 0
+	for i := range p.segs {
+		g := &p.segs[i]
+		due := g.target
+		if now.Before(g.end) {
+			due = 0
+			if sp := g.end.Sub(g.start); now.After(g.start) {
+				due = int((int64(g.target)*int64(now.Sub(g.start)) + int64(sp) - 1) / int64(sp))
+			}
+		}
+		if due > g.done {
+			want := due - g.done
+			got := l.proc.markQueued(want)
+			g.done += got
+			if got < want { // the queue ran out (marked all at once before a revocation or stop)
+				clear(p.segs)
+				p.segs = p.segs[:0]
+				return
+			}
+		}
+		if g.done >= g.target && k == i {
+			k++
+		}
+	}
+	p.segs = append(p.segs[:0], p.segs[k:]...)
 }
 
 // rescoreBudget is how many sessions the next collection may mark, bounded
 // by the records processed since the last one: one per rescorePer records
-// (plus minRescore/2: collections run twice per RescoreInterval); the rest
+// (plus minRescore/rescoreSteps: collections run rescoreSteps times per
+// RescoreInterval); the rest
 // waits in the backlog, oldest first. While the layer is more than a poll
 // behind, the floor is dropped: the views it would rewrite are stale by the
 // backlog anyway, and a fixed floor made a slower layer write more views
@@ -62,7 +121,7 @@ func (l *Layer) markDue(now time.Time, half time.Duration) {
 // 2·rescorePer: the fresh views of the backlog come first, the rescorings
 // wait in the backlog.
 func (l *Layer) rescoreBudget() int {
-	floor, per := minRescore/2, rescorePer
+	floor, per := minRescore/rescoreSteps, rescorePer
 	lag := l.m.lagNow.Load()
 	if lag > int64(l.cfg.MaxPollRecords) {
 		floor = 0
@@ -73,13 +132,14 @@ func (l *Layer) rescoreBudget() int {
 	return l.sinceRescore/per + floor
 }
 
-// rescoreWait bounds the poll's wait while queued rescorings are still due
-// before the next collection, so an idle layer marks them on time.
+// rescoreWait bounds the poll's wait while changed rows wait to be
+// collected or collected sessions to be marked, so an idle layer marks
+// them on time.
 func (l *Layer) rescoreWait() time.Duration {
-	if l.pace.done >= l.pace.target || len(l.proc.rescoreQ) == 0 {
+	if len(l.pace.segs) == 0 && (l.proc.nb == nil || len(l.proc.nb.changed) == 0) {
 		return idleWait
 	}
-	return max(l.cfg.RescoreInterval/16, time.Millisecond)
+	return max(l.cfg.RescoreInterval/(2*rescoreSteps), time.Millisecond)
 }
 
 // markQueued marks up to n sessions of the rescoring queue, oldest first,
