@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -255,6 +256,7 @@ func BenchmarkThroughput(b *testing.B) {
 		l, stop := startStoppable(b, tt, src, views, func(c *Config) { c.Group = "bench-" + string(rune('a'+i)); benchExplain(c) })
 		var first time.Time
 		ends := tt.endOffsets()
+		stopProfile := benchProfile(b, i)
 		deadline := time.Now().Add(5 * time.Minute)
 		for {
 			if time.Now().After(deadline) {
@@ -271,6 +273,7 @@ func BenchmarkThroughput(b *testing.B) {
 		}
 		el := time.Since(first)
 		cpu := processCPU(b) - cpu0
+		stopProfile()
 		runtime.ReadMemStats(&ms1)
 		stop()
 		speed := float64(n) / el.Seconds()
@@ -288,6 +291,33 @@ func BenchmarkThroughput(b *testing.B) {
 		// Of which rescorings of sessions whose rows changed (the layer has
 		// stopped: its state is no longer written).
 		b.ReportMetric(float64(l.proc.c.rescored)/float64(n), "rescored/event")
+	}
+}
+
+// benchProfile starts a CPU profile of BenchmarkThroughput's measured
+// window (from the layer's start to its catching up: not the stream's
+// generation, the batch or the topic's filling) when SPEED_BENCH_CPUPROFILE
+// names a file (run i > 0 appends .i), and returns what stops it.
+func benchProfile(b *testing.B, i int) func() {
+	path := os.Getenv("SPEED_BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	if i > 0 {
+		path += "." + strconv.Itoa(i)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

@@ -109,11 +109,19 @@ func (c *Covisit) baseRow(a uint32) ([]uint32, []int64) {
 	return c.nbr[lo:hi], c.cnt[lo:hi]
 }
 
-// baseGet returns the base count of (a, b).
+// baseGet returns the base count of (a, b). The base is symmetric, so it
+// searches the shorter of the two rows (a hot item's row holds thousands of
+// neighbours, a rare one's a few).
 func (c *Covisit) baseGet(a, b uint32) int64 {
 	nbr, cnt := c.baseRow(a)
 	if len(nbr) == 0 {
 		return 0
+	}
+	if nb, cb := c.baseRow(b); len(nb) < len(nbr) {
+		if len(nb) == 0 {
+			return 0
+		}
+		nbr, cnt, b = nb, cb, a
 	}
 	if i, ok := slices.BinarySearch(nbr, b); ok {
 		return cnt[i]
