@@ -2,6 +2,7 @@ package speed
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -298,15 +299,36 @@ func BenchmarkThroughput(b *testing.B) {
 // window (from the layer's start to its catching up: not the stream's
 // generation, the batch or the topic's filling) when SPEED_BENCH_CPUPROFILE
 // names a file (run i > 0 appends .i), and returns what stops it.
+// SPEED_BENCH_ALLOCPROFILE=FILE writes the allocations profile at the
+// window's start to FILE.start and at its end to FILE (compare them with
+// pprof -diff_base).
 func benchProfile(b *testing.B, i int) func() {
+	suffix := ""
+	if i > 0 {
+		suffix = "." + strconv.Itoa(i)
+	}
+	writeAllocs := func(path string) {
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := errors.Join(pprof.Lookup("allocs").WriteTo(f, 0), f.Close()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	allocs := os.Getenv("SPEED_BENCH_ALLOCPROFILE")
+	if allocs != "" {
+		writeAllocs(allocs + suffix + ".start")
+	}
 	path := os.Getenv("SPEED_BENCH_CPUPROFILE")
 	if path == "" {
-		return func() {}
+		return func() {
+			if allocs != "" {
+				writeAllocs(allocs + suffix)
+			}
+		}
 	}
-	if i > 0 {
-		path += "." + strconv.Itoa(i)
-	}
-	f, err := os.Create(path)
+	f, err := os.Create(path + suffix)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -317,6 +339,9 @@ func benchProfile(b *testing.B, i int) func() {
 		pprof.StopCPUProfile()
 		if err := f.Close(); err != nil {
 			b.Fatal(err)
+		}
+		if allocs != "" {
+			writeAllocs(allocs + suffix)
 		}
 	}
 }
