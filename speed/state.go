@@ -18,7 +18,9 @@ import (
 // accepted events, duplicates and capped records, which drive pairs, dedup
 // and the delta rebuild) plus what the view needs.
 type session struct {
-	ms        *model.Session
+	// ms is held in place (not behind a pointer): one allocation per
+	// session, and a record reads the two parts from one place.
+	ms        model.Session
 	part      *partition
 	purchased []string
 	first     int64 // offset of its first record: the replay horizon it holds
@@ -455,7 +457,7 @@ func (p *processor) rebuild(params model.Params, b model.Boundary) *model.Model 
 	for _, ps := range p.parts {
 		dp, _ := model.New(params)
 		for _, s := range ps.sessions {
-			dp.ApplyPast(s.ms, b)
+			dp.ApplyPast(&s.ms, b)
 		}
 		d.Merge(dp) //nolint:errcheck // same params
 		// Pairs changed since the last publication stay to be published:
@@ -618,7 +620,8 @@ func (p *processor) applyTo(ps *partition, s *session, offset int64, ts time.Tim
 	}
 	switch {
 	case s == nil:
-		s = &session{ms: model.NewSession(e.SessionID), part: ps, first: offset, maxTime: e.Time}
+		s = &session{part: ps, first: offset, maxTime: e.Time}
+		s.ms.Init(e.SessionID)
 		ps.sessions[e.SessionID] = s
 		s.live = true
 		ps.live.pushFront(s)
@@ -638,7 +641,7 @@ func (p *processor) applyTo(ps *partition, s *session, offset int64, ts time.Tim
 	if p.bound.Covers(part, offset) {
 		o = s.ms.Add(&p.params, e, nil)
 	} else {
-		o = p.applyDelta(s.ms, e)
+		o = p.applyDelta(&s.ms, e)
 	}
 	p.c.outcomes[o]++
 	if tsMs > ps.streamTS {
@@ -953,7 +956,7 @@ func (p *processor) recommend(id string, k int) ([]model.Scored, bool) {
 	if s == nil || !s.live {
 		return nil, false
 	}
-	return p.scorer.RecommendSession(p.nb, s.ms, nil, k), true
+	return p.scorer.RecommendSession(p.nb, &s.ms, nil, k), true
 }
 
 // copyDeltas returns a copy of the deltas.
