@@ -2,6 +2,7 @@ package speed
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -261,6 +262,7 @@ func BenchmarkThroughput(b *testing.B) {
 		l, stop := startStoppable(b, tt, src, views, func(c *Config) { c.Group = "bench-" + string(rune('a'+i)); benchExplain(c) })
 		var first time.Time
 		ends := tt.endOffsets()
+		stopProfile := benchProfile(b, i)
 		deadline := time.Now().Add(5 * time.Minute)
 		for {
 			if time.Now().After(deadline) {
@@ -277,6 +279,7 @@ func BenchmarkThroughput(b *testing.B) {
 		}
 		el := time.Since(first)
 		cpu := processCPU(b) - cpu0
+		stopProfile()
 		runtime.ReadMemStats(&ms1)
 		stop()
 		speed := float64(n) / el.Seconds()
@@ -294,6 +297,57 @@ func BenchmarkThroughput(b *testing.B) {
 		// Of which rescorings of sessions whose rows changed (the layer has
 		// stopped: its state is no longer written).
 		b.ReportMetric(float64(l.proc.c.rescored)/float64(n), "rescored/event")
+	}
+}
+
+// benchProfile starts a CPU profile of BenchmarkThroughput's measured
+// window (from the layer's start to its catching up: not the stream's
+// generation, the batch or the topic's filling) when SPEED_BENCH_CPUPROFILE
+// names a file (run i > 0 appends .i), and returns what stops it.
+// SPEED_BENCH_ALLOCPROFILE=FILE writes the allocations profile at the
+// window's start to FILE.start and at its end to FILE (compare them with
+// pprof -diff_base).
+func benchProfile(b *testing.B, i int) func() {
+	suffix := ""
+	if i > 0 {
+		suffix = "." + strconv.Itoa(i)
+	}
+	writeAllocs := func(path string) {
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := errors.Join(pprof.Lookup("allocs").WriteTo(f, 0), f.Close()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	allocs := os.Getenv("SPEED_BENCH_ALLOCPROFILE")
+	if allocs != "" {
+		writeAllocs(allocs + suffix + ".start")
+	}
+	path := os.Getenv("SPEED_BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {
+			if allocs != "" {
+				writeAllocs(allocs + suffix)
+			}
+		}
+	}
+	f, err := os.Create(path + suffix)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if allocs != "" {
+			writeAllocs(allocs + suffix)
+		}
 	}
 }
 

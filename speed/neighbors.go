@@ -1,6 +1,7 @@
 package speed
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"unsafe"
@@ -52,7 +53,7 @@ type mergedNeighbors struct {
 	// names do; equal keys fall back to the names.
 	okey      []uint64
 	okeyAt    int
-	pairCache *[4096]pairCacheEntry // see internPair
+	pairCache *[pairCacheLen]pairCacheEntry // see internPair
 	// changed lists the items whose maintained row changed since
 	// takeChanged (chg marks them): the sessions that read them are scored
 	// again, so a view is exact when read, not only at its last record.
@@ -82,7 +83,7 @@ type itemRow struct {
 }
 
 func newMergedNeighbors(batch, delta *model.Covisit, k int) *mergedNeighbors {
-	return &mergedNeighbors{batch: batch, delta: delta, k: k, ids: map[string]uint32{}, seen: map[string]struct{}{}, pairCache: new([4096]pairCacheEntry)}
+	return &mergedNeighbors{batch: batch, delta: delta, k: k, ids: map[string]uint32{}, seen: map[string]struct{}{}, pairCache: new([pairCacheLen]pairCacheEntry)}
 }
 
 func (n *mergedNeighbors) intern(item string) uint32 {
@@ -503,22 +504,33 @@ func (n *mergedNeighbors) internDelta(id uint32) uint32 {
 // layer's interned strings (decoded records' items go through one table), so
 // a string's address names it: a direct-mapped cache by address finds most
 // without hashing. (An entry holds the address, so the string it names
-// stays alive and the address is not reused while cached.)
+// stays alive and the address is not reused while cached.) The slot is a
+// Fibonacci hash of the address: interned ids are allocations of a size
+// class (16 bytes and more), so the address's low bits are mostly zero and
+// slots by address bits alone left most of the cache unused.
 func (n *mergedNeighbors) internPair(item string) uint32 {
 	p := unsafe.StringData(item)
-	e := &n.pairCache[(uintptr(unsafe.Pointer(p))>>3)%uintptr(len(n.pairCache))]
-	if e.data == p && e.len == len(item) && p != nil {
+	e := &n.pairCache[uint64(uintptr(unsafe.Pointer(p)))*0x9e3779b97f4a7c15>>(64-pairCacheBits)]
+	if e.data == p && int(e.len) == len(item) && p != nil {
 		return e.id
 	}
 	id := n.intern(item)
-	*e = pairCacheEntry{data: p, len: len(item), id: id}
+	if len(item) <= math.MaxUint32 {
+		*e = pairCacheEntry{data: p, len: uint32(len(item)), id: id}
+	}
 	return id
 }
+
+// pairCacheBits sizes mergedNeighbors.pairCache: 8192 entries of 16 bytes.
+const (
+	pairCacheBits = 13
+	pairCacheLen  = 1 << pairCacheBits
+)
 
 // pairCacheEntry is an entry of mergedNeighbors.pairCache.
 type pairCacheEntry struct {
 	data *byte
-	len  int
+	len  uint32
 	id   uint32
 }
 

@@ -18,7 +18,9 @@ import (
 // accepted events, duplicates and capped records, which drive pairs, dedup
 // and the delta rebuild) plus what the view needs.
 type session struct {
-	ms        *model.Session
+	// ms is held in place (not behind a pointer): one allocation per
+	// session, and a record reads the two parts from one place.
+	ms        model.Session
 	part      *partition
 	purchased []string
 	first     int64 // offset of its first record: the replay horizon it holds
@@ -273,6 +275,9 @@ type processor struct {
 	dec  decoded                    // record's
 	strs stringTable                // interned user and item ids
 	emit func(a, b string, w int64) // addPair
+	// pairA caches the ids of the record's item, the a of every pair it
+	// emits (addPair); applyDelta clears it.
+	pairA pairItem
 
 	vx viewExplainer // the views' explanations (explain.go)
 }
@@ -452,7 +457,7 @@ func (p *processor) rebuild(params model.Params, b model.Boundary) *model.Model 
 	for _, ps := range p.parts {
 		dp, _ := model.New(params)
 		for _, s := range ps.sessions {
-			dp.ApplyPast(s.ms, b)
+			dp.ApplyPast(&s.ms, b)
 		}
 		d.Merge(dp) //nolint:errcheck // same params
 		// Pairs changed since the last publication stay to be published:
@@ -549,17 +554,25 @@ func (p *processor) applyDecoded(part int32, offset int64, ts time.Time, d *deco
 		return nil, nil
 	}
 	w := &d.w
-	var sid string
+	var sid, user string
 	s := ps.sessions[string(w.sessionID)]
 	if s != nil {
 		sid = s.ms.ID()
+		// A session's user mostly stays the same: its string, without
+		// a look-up in the intern table.
+		if u := s.ms.User(); string(w.userID) == u {
+			user = u
+		}
 	} else {
 		sid = string(w.sessionID)
+	}
+	if user == "" {
+		user = p.strs.intern(w.userID)
 	}
 	e := model.Event{
 		EventID:   unsafe.String(unsafe.SliceData(w.eventID), len(w.eventID)),
 		SessionID: sid,
-		UserID:    p.strs.intern(w.userID),
+		UserID:    user,
 		ItemID:    p.strs.intern(w.itemID),
 		Kind:      w.kind,
 		Time:      w.time,
@@ -607,7 +620,8 @@ func (p *processor) applyTo(ps *partition, s *session, offset int64, ts time.Tim
 	}
 	switch {
 	case s == nil:
-		s = &session{ms: model.NewSession(e.SessionID), part: ps, first: offset, maxTime: e.Time}
+		s = &session{part: ps, first: offset, maxTime: e.Time}
+		s.ms.Init(e.SessionID)
 		ps.sessions[e.SessionID] = s
 		s.live = true
 		ps.live.pushFront(s)
@@ -627,7 +641,7 @@ func (p *processor) applyTo(ps *partition, s *session, offset int64, ts time.Tim
 	if p.bound.Covers(part, offset) {
 		o = s.ms.Add(&p.params, e, nil)
 	} else {
-		o = p.applyDelta(s.ms, e)
+		o = p.applyDelta(&s.ms, e)
 	}
 	p.c.outcomes[o]++
 	if tsMs > ps.streamTS {
@@ -663,6 +677,7 @@ func (p *processor) applyTo(ps *partition, s *session, offset int64, ts time.Tim
 // its own popularity and user contributions and the stats follow, as in
 // Model.Apply. (The central test holds the two to the same results.)
 func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
+	p.pairA = pairItem{}
 	o := ms.Add(&p.params, e, p.emit)
 	switch o {
 	case model.Accepted:
@@ -679,12 +694,26 @@ func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 	return o
 }
 
+// pairItem is an item's ids for addPair: the item (its string's bytes),
+// its merged-rows id, its deltas' id and its id in the partition's cov.
+type pairItem struct {
+	data       *byte
+	len        int
+	id, did, c uint32
+}
+
 // addPair is the emit of applyDelta.
 func (p *processor) addPair(a, b string, w int64) {
 	nb, ps := p.nb, p.cur
-	ia, ib := nb.internPair(a), nb.internPair(b)
-	da, db := nb.internDelta(ia), nb.internDelta(ib)
-	ca, cb := ps.covID(nb, ia), ps.covID(nb, ib)
+	pa := &p.pairA
+	if pa.data != unsafe.StringData(a) || pa.len != len(a) || pa.data == nil {
+		// The first pair of the record: a is its item, the same for all.
+		id := nb.internPair(a)
+		*pa = pairItem{data: unsafe.StringData(a), len: len(a), id: id, did: nb.internDelta(id), c: ps.covID(nb, id)}
+	}
+	ia, da, ca := pa.id, pa.did, pa.c
+	ib := nb.internPair(b)
+	db, cb := nb.internDelta(ib), ps.covID(nb, ib)
 	p.logCov(ps, ca, cb, w)
 	if !p.sole {
 		ps.pub[pubKey(ca, cb)] = struct{}{}
@@ -927,7 +956,7 @@ func (p *processor) recommend(id string, k int) ([]model.Scored, bool) {
 	if s == nil || !s.live {
 		return nil, false
 	}
-	return p.scorer.RecommendSession(p.nb, s.ms, nil, k), true
+	return p.scorer.RecommendSession(p.nb, &s.ms, nil, k), true
 }
 
 // copyDeltas returns a copy of the deltas.

@@ -329,7 +329,7 @@ func TestViewsScoreAsRecommendSession(t *testing.T) {
 		if s == nil || i%7 != 0 {
 			continue
 		}
-		want := toStoreScored(p.scorer.RecommendSession(p.nb, s.ms, nil, p.lim.viewItems))
+		want := toStoreScored(p.scorer.RecommendSession(p.nb, &s.ms, nil, p.lim.viewItems))
 		s.dirty = true
 		p.score(s, ts)
 		v := p.views[len(p.views)-1]

@@ -67,6 +67,8 @@ type Covisit struct {
 	off []int
 	nbr []uint32
 	cnt []int64
+	// baseNeg says the base holds a negative count (see addID).
+	baseNeg bool
 	// rank of each item id in string order, as of the base's build.
 	rank []uint32
 	// top holds each base item's top topK row (CacheTopK), nil when off.
@@ -109,11 +111,19 @@ func (c *Covisit) baseRow(a uint32) ([]uint32, []int64) {
 	return c.nbr[lo:hi], c.cnt[lo:hi]
 }
 
-// baseGet returns the base count of (a, b).
+// baseGet returns the base count of (a, b). The base is symmetric, so it
+// searches the shorter of the two rows (a hot item's row holds thousands of
+// neighbours, a rare one's a few).
 func (c *Covisit) baseGet(a, b uint32) int64 {
 	nbr, cnt := c.baseRow(a)
 	if len(nbr) == 0 {
 		return 0
+	}
+	if nb, cb := c.baseRow(b); len(nb) < len(nbr) {
+		if len(nb) == 0 {
+			return 0
+		}
+		nbr, cnt, b = nb, cb, a
 	}
 	if i, ok := slices.BinarySearch(nbr, b); ok {
 		return cnt[i]
@@ -121,12 +131,25 @@ func (c *Covisit) baseGet(a, b uint32) int64 {
 	return 0
 }
 
-// addID adds w to C[a][b] and C[b][a] and returns C[a][b] after.
-func (c *Covisit) addID(a, b uint32, w int64) int64 {
+// addID adds w to C[a][b] and C[b][a].
+func (c *Covisit) addID(a, b uint32, w int64) { c.add(a, b, w, false) }
+
+// add adds w to C[a][b] and C[b][a] and, when count, returns C[a][b]
+// after (else 0).
+func (c *Covisit) add(a, b uint32, w int64, count bool) int64 {
 	k := pairKey(a, b)
 	i, added := c.over.slot(k)
 	e := &c.over.ents[i]
 	old := e.val
+	if !added && old > 0 && old+w > 0 && !c.baseNeg {
+		// A pair already counted that stays counted: with no negative
+		// base count, the total is positive before and after, so the
+		// pairs' number does not change and the base need not be read.
+		if e.val = old + w; count {
+			return c.baseGet(a, b) + e.val
+		}
+		return 0
+	}
 	before := c.baseGet(a, b) + old
 	after := before + w
 	switch e.val = old + w; {
@@ -496,6 +519,7 @@ func (c *Covisit) setBase(kvs []kv) {
 		pos[b]++
 	}
 	c.off, c.nbr, c.cnt = off, nbr, cnt
+	c.baseNeg = slices.ContainsFunc(cnt, func(v int64) bool { return v < 0 })
 	c.rank = c.items.ranks()
 	c.top, c.topK = nil, 0
 	c.over, c.adj = pairTable{}, nil

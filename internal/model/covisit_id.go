@@ -41,7 +41,7 @@ func (c *Covisit) AddIDCount(a, b uint32, w int64) int64 {
 	if w == 0 {
 		return c.GetID(a, b)
 	}
-	return c.addID(a, b, w)
+	return c.add(a, b, w, true)
 }
 
 // ItemNames returns the items of c's dictionary by id: ItemNames()[id] ==

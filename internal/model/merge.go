@@ -38,6 +38,7 @@ func (c *Covisit) mergeBulk(o *Covisit, sign int64) {
 		mergeCovisitRow(nbr[off[r]:off[r+1]], cnt[off[r]:off[r+1]], nb, cn, dr)
 	})
 	c.off, c.nbr, c.cnt = off, nbr, cnt
+	c.baseNeg = slices.ContainsFunc(cnt, func(v int64) bool { return v < 0 })
 	c.rank = c.items.ranks()
 	c.top, c.topK = nil, 0
 	c.over, c.adj = pairTable{}, nil

@@ -90,6 +90,10 @@ type Session struct {
 // NewSession returns an empty session.
 func NewSession(id string) *Session { return &Session{id: id} }
 
+// Init makes s an empty session of id, for a Session held in place (in a
+// larger struct): what NewSession returns. s must not be copied after.
+func (s *Session) Init(id string) { *s = Session{id: id} }
+
 // ID returns the session id.
 func (s *Session) ID() string { return s.id }
 

@@ -339,6 +339,20 @@ func generated(b *testing.B, n int) [][]byte {
 	return out
 }
 
+// BenchmarkDecode decodes generated records with Decode, as the speed layer
+// does (no entries kept).
+func BenchmarkDecode(b *testing.B) {
+	vals := generated(b, 4096)
+	var e Event
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	for i := 0; b.Loop(); i++ {
+		if !Decode(vals[i%len(vals)], t0.Add(time.Hour), &e) {
+			b.Fatal("not decoded")
+		}
+	}
+}
+
 // BenchmarkDecodeAppend decodes generated records with Decode and appends
 // them to a record batch, as the archive does.
 func BenchmarkDecodeAppend(b *testing.B) {
