@@ -223,7 +223,10 @@ type pageChunk struct {
 	kinds                              []schemas.Kind
 	badKind                            int
 	idHash, sessionHash                []uint64
-	err                                error
+	// bytes holds the string values of column i (by pageColumns index),
+	// copied out of the page; reused with the chunk.
+	bytes [len(pageColumns)][]byte
+	err   error
 }
 
 // hashedSink is a sink that takes an event with its event id's and session
@@ -370,14 +373,35 @@ func readPageFile(ctx context.Context, fs iceio.IO, pf *pageFile, hashed bool, o
 // columns' memory.
 func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, n int, defs []int16, c *pageChunk) error {
 	c.n = n
+	// A string column is read a page at a time (ReadBatchInPage: its
+	// values alias the page, which the reader reuses for the next one) and
+	// its values copied into the chunk's own buffer, reused from chunk to
+	// chunk: ReadBatch would copy them into a new allocation every time.
 	strs := func(i int, vals []parquet.ByteArray) ([]parquet.ByteArray, error) {
 		r := readers[i].(*file.ByteArrayColumnChunkReader)
 		vals = resize(vals, n)
-		rows, nv, err := r.ReadBatch(int64(n), vals, defs, nil)
-		if err == nil {
-			err = spread(pageColumns[i], r.Descriptor().MaxDefinitionLevel(), int(rows), nv, n, defs, vals)
+		buf := c.bytes[i][:0]
+		rows, nv := 0, 0
+		for rows < n {
+			lv, read, err := r.ReadBatchInPage(int64(n-rows), vals[nv:], defs[rows:], nil)
+			if err != nil {
+				return vals, err
+			}
+			if lv == 0 {
+				break // no page left: spread reports the short read
+			}
+			// When buf grows, the values copied before keep pointing into
+			// its previous array, which nothing writes any more.
+			for j := nv; j < nv+read; j++ {
+				start := len(buf)
+				buf = append(buf, vals[j]...)
+				vals[j] = buf[start:len(buf):len(buf)]
+			}
+			rows += int(lv)
+			nv += read
 		}
-		return vals, err
+		c.bytes[i] = buf
+		return vals, spread(pageColumns[i], r.Descriptor().MaxDefinitionLevel(), rows, nv, n, defs, vals)
 	}
 	i64 := func(i int, vals []int64) ([]int64, error) {
 		r := readers[i].(*file.Int64ColumnChunkReader)

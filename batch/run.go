@@ -618,10 +618,7 @@ func micros(v arrow.Timestamp, unit arrow.TimeUnit) int64 {
 // called once the item parts of the view (Neighbors, Popular) are final, before
 // users are scored.
 func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchView)) *store.BatchView {
-	v := &store.BatchView{
-		Neighbors: make(map[string][]store.Scored),
-		UserRecs:  make(map[string][]store.Scored),
-	}
+	v := &store.BatchView{Neighbors: make(map[string][]store.Scored, len(m.Covisit().ItemNames()))}
 	// Each item's strongest neighbours are extracted once: they are both the
 	// similar-items view and what user scoring reads (an exact top-K row
 	// scores the same as the full row).
@@ -686,7 +683,14 @@ func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchVie
 		}()
 	}
 	wg.Wait()
-	v.UserItems = make(map[string][]string)
+	// Sized up front: a map of a million users grown by doubling moves
+	// its entries again and again.
+	n := 0
+	for _, p := range parts {
+		n += len(p.recs)
+	}
+	v.UserRecs = make(map[string][]store.Scored, n)
+	v.UserItems = make(map[string][]string, n)
 	for _, p := range parts {
 		maps.Copy(v.UserRecs, p.recs)
 		maps.Copy(v.UserItems, p.items)
