@@ -209,12 +209,30 @@ func footerOf(fs iceio.IO, df iceberg.DataFile, ids [len(pageColumns)]int) (pf *
 
 // pageChunk is the events of up to pageScanRows consecutive rows of a file,
 // column by column: a null value is nil (a string column) or 0.
+//
+// The reader also derives, per row, what the sink would otherwise compute on
+// its single goroutine: the interaction kind (kinds; badKind is the first row
+// whose interaction is unknown, or -1), the time in microseconds (time, in
+// place) and, for a sink that takes them (hashedSink), the event id's and
+// session id's hashes. The readers run on every core; the sink is serial.
 type pageChunk struct {
 	n                                  int
 	eventID, user, session, kind, item []parquet.ByteArray
 	time, offset                       []int64
 	partition                          []int32
-	err                                error
+	kinds                              []schemas.Kind
+	badKind                            int
+	idHash, sessionHash                []uint64
+	// bytes holds the string values of column i (by pageColumns index),
+	// copied out of the page; reused with the chunk.
+	bytes [len(pageColumns)][]byte
+	err   error
+}
+
+// hashedSink is a sink that takes an event with its event id's and session
+// id's model.EventIDHash (model.Spill.AddHashed).
+type hashedSink interface {
+	AddHashed(e model.Event, idHash, sessionHash uint64)
 }
 
 // scanPages reads files (planPageScan) of fs into sink, as addBatch adds
@@ -238,6 +256,7 @@ func scanPages(ctx context.Context, fs iceio.IO, files []*pageFile, sink interfa
 	// Chunks added are handed back to the readers, sparing the allocation
 	// (and collection) of their columns.
 	free := make(chan *pageChunk, 4*cap(slots)+4)
+	_, hashed := sink.(hashedSink)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -255,7 +274,7 @@ func scanPages(ctx context.Context, fs iceio.IO, files []*pageFile, sink interfa
 				defer wg.Done()
 				defer func() { <-slots }()
 				defer close(outs[i])
-				readPageFile(ctx, fs, pf, outs[i], free)
+				readPageFile(ctx, fs, pf, hashed, outs[i], free)
 			}()
 		}
 	}()
@@ -266,7 +285,7 @@ func scanPages(ctx context.Context, fs iceio.IO, files []*pageFile, sink interfa
 			if c.err != nil {
 				return 0, 0, c.err
 			}
-			mt, err := c.add(sink, files[i].unit)
+			mt, err := c.add(sink)
 			if err != nil {
 				return 0, 0, err
 			}
@@ -292,8 +311,9 @@ func scanPages(ctx context.Context, fs iceio.IO, files []*pageFile, sink interfa
 }
 
 // readPageFile sends pf's events to out in chunks (taken from free when
-// there are), ending with an error chunk on failure, until ctx ends.
-func readPageFile(ctx context.Context, fs iceio.IO, pf *pageFile, out chan<- *pageChunk, free <-chan *pageChunk) {
+// there are), ending with an error chunk on failure, until ctx ends; hashed:
+// the chunks carry their rows' hashes (see pageChunk).
+func readPageFile(ctx context.Context, fs iceio.IO, pf *pageFile, hashed bool, out chan<- *pageChunk, free <-chan *pageChunk) {
 	send := func(c *pageChunk) bool {
 		select {
 		case out <- c:
@@ -340,6 +360,7 @@ func readPageFile(ctx context.Context, fs iceio.IO, pf *pageFile, out chan<- *pa
 				fail(fmt.Errorf("row group %d: %w", g, err))
 				return
 			}
+			c.derive(pf.unit, hashed)
 			if !send(c) {
 				return
 			}
@@ -352,14 +373,35 @@ func readPageFile(ctx context.Context, fs iceio.IO, pf *pageFile, out chan<- *pa
 // columns' memory.
 func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, n int, defs []int16, c *pageChunk) error {
 	c.n = n
+	// A string column is read a page at a time (ReadBatchInPage: its
+	// values alias the page, which the reader reuses for the next one) and
+	// its values copied into the chunk's own buffer, reused from chunk to
+	// chunk: ReadBatch would copy them into a new allocation every time.
 	strs := func(i int, vals []parquet.ByteArray) ([]parquet.ByteArray, error) {
 		r := readers[i].(*file.ByteArrayColumnChunkReader)
 		vals = resize(vals, n)
-		rows, nv, err := r.ReadBatch(int64(n), vals, defs, nil)
-		if err == nil {
-			err = spread(pageColumns[i], r.Descriptor().MaxDefinitionLevel(), int(rows), nv, n, defs, vals)
+		buf := c.bytes[i][:0]
+		rows, nv := 0, 0
+		for rows < n {
+			lv, read, err := r.ReadBatchInPage(int64(n-rows), vals[nv:], defs[rows:], nil)
+			if err != nil {
+				return vals, err
+			}
+			if lv == 0 {
+				break // no page left: spread reports the short read
+			}
+			// When buf grows, the values copied before keep pointing into
+			// its previous array, which nothing writes any more.
+			for j := nv; j < nv+read; j++ {
+				start := len(buf)
+				buf = append(buf, vals[j]...)
+				vals[j] = buf[start:len(buf):len(buf)]
+			}
+			rows += int(lv)
+			nv += read
 		}
-		return vals, err
+		c.bytes[i] = buf
+		return vals, spread(pageColumns[i], r.Descriptor().MaxDefinitionLevel(), rows, nv, n, defs, vals)
 	}
 	i64 := func(i int, vals []int64) ([]int64, error) {
 		r := readers[i].(*file.Int64ColumnChunkReader)
@@ -430,29 +472,67 @@ func spread[T any](name string, maxDef int16, rows, nv, n int, defs []int16, val
 	return nil
 }
 
-// add adds c's events to sink, as addBatch adds an Arrow batch's, and
-// returns their latest time. The strings given to sink alias c's values,
-// which the sink does not keep (see model.Builder.Add, model.Spill.Add).
-func (c *pageChunk) add(sink interface{ Add(model.Event) }, unit arrow.TimeUnit) (int64, error) {
-	var maxTime int64
+// derive fills c's per-row values derived from its columns (see
+// pageChunk): kinds and badKind, times in microseconds (of unit), and, when
+// hashed, the id hashes.
+func (c *pageChunk) derive(unit arrow.TimeUnit, hashed bool) {
+	c.kinds = resize(c.kinds, c.n)
+	c.badKind = -1
 	for i := range c.n {
-		kind, ok := schemas.ParseKind(bytesString(c.kind[i]))
+		k, ok := schemas.ParseKind(bytesString(c.kind[i]))
 		if !ok {
-			return 0, fmt.Errorf("events row at partition %d offset %d: unknown interaction %q",
-				c.partition[i], c.offset[i], strings.Clone(bytesString(c.kind[i])))
+			c.badKind = i
+			c.kinds = c.kinds[:i]
+			break
 		}
-		t := micros(arrow.Timestamp(c.time[i]), unit)
+		c.kinds[i] = k
+	}
+	if unit != arrow.Microsecond {
+		for i := range c.n {
+			c.time[i] = micros(arrow.Timestamp(c.time[i]), unit)
+		}
+	}
+	if !hashed {
+		c.idHash, c.sessionHash = c.idHash[:0], c.sessionHash[:0]
+		return
+	}
+	c.idHash, c.sessionHash = resize(c.idHash, c.n), resize(c.sessionHash, c.n)
+	for i := range c.n {
+		c.idHash[i] = model.EventIDHash(bytesString(c.eventID[i]))
+		c.sessionHash[i] = model.EventIDHash(bytesString(c.session[i]))
+	}
+}
+
+// add adds c's events (derived: see derive) to sink, as addBatch adds an
+// Arrow batch's, and returns their latest time. The strings given to sink
+// alias c's values, which the sink does not keep (see model.Builder.Add,
+// model.Spill.Add).
+func (c *pageChunk) add(sink interface{ Add(model.Event) }) (int64, error) {
+	var maxTime int64
+	hs, _ := sink.(hashedSink)
+	hashed := hs != nil && len(c.idHash) == c.n
+	for i := range len(c.kinds) {
+		t := c.time[i]
 		maxTime = max(maxTime, t)
-		sink.Add(model.Event{
+		e := model.Event{
 			EventID:   bytesString(c.eventID[i]),
 			SessionID: bytesString(c.session[i]),
 			UserID:    bytesString(c.user[i]),
 			ItemID:    bytesString(c.item[i]),
-			Kind:      kind,
+			Kind:      c.kinds[i],
 			Time:      t,
 			Partition: c.partition[i],
 			Offset:    c.offset[i],
-		})
+		}
+		if hashed {
+			hs.AddHashed(e, c.idHash[i], c.sessionHash[i])
+		} else {
+			sink.Add(e)
+		}
+	}
+	if i := c.badKind; i >= 0 {
+		return 0, fmt.Errorf("events row at partition %d offset %d: unknown interaction %q",
+			c.partition[i], c.offset[i], strings.Clone(bytesString(c.kind[i])))
 	}
 	return maxTime, nil
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -64,6 +65,10 @@ type Config struct {
 	Mem memory.Allocator
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
+	// PhaseDone, when set, is called as each phase of a run ends (with the
+	// PhaseTime's name), on the run's goroutine: `bench batch` takes each
+	// phase's peak heap there.
+	PhaseDone func(name string)
 }
 
 func (c *Config) validate() error {
@@ -160,19 +165,45 @@ type Result struct {
 type PhaseTime struct {
 	Name string        `json:"name"`
 	Wall time.Duration `json:"wall_ns"`
+	// CPU is the process's user+sys CPU time during the phase: every
+	// goroutine's, the background writes' included (0 where the platform
+	// does not report it).
+	CPU time.Duration `json:"cpu_ns"`
+	// PeakHeap is the largest heap seen during the phase, when the caller
+	// samples it (Config.PhaseDone; batch does not).
+	PeakHeap uint64 `json:"peak_heap_bytes,omitempty"`
 }
 
 // phaseClock records PhaseTimes.
 type phaseClock struct {
-	last   time.Time
-	phases []PhaseTime
+	last    time.Time
+	lastCPU time.Duration
+	phases  []PhaseTime
+	hook    func(name string) // Config.PhaseDone
+}
+
+func newPhaseClock(hook func(name string)) *phaseClock {
+	return &phaseClock{last: time.Now(), lastCPU: processCPU(), hook: hook}
 }
 
 // done ends the phase name (begun at the end of the previous one).
 func (c *phaseClock) done(name string) {
-	now := time.Now()
-	c.phases = append(c.phases, PhaseTime{Name: name, Wall: now.Sub(c.last)})
-	c.last = now
+	now, cpu := time.Now(), processCPU()
+	c.phases = append(c.phases, PhaseTime{Name: name, Wall: now.Sub(c.last), CPU: cpu - c.lastCPU})
+	c.last, c.lastCPU = now, cpu
+	if c.hook != nil {
+		c.hook(name)
+	}
+}
+
+// processCPU returns the process's user+sys CPU time so far (0 where
+// rusage is not available).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // Run is one row of batch_runs.
@@ -222,7 +253,7 @@ func (r Run) Meta() store.BatchMeta {
 // current batch already covers it.
 func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	started := r.cfg.Now()
-	clock := &phaseClock{last: time.Now()}
+	clock := newPhaseClock(r.cfg.PhaseDone)
 	if err := ensureTables(ctx, r.cfg.Lake); err != nil {
 		return nil, err
 	}
@@ -587,10 +618,7 @@ func micros(v arrow.Timestamp, unit arrow.TimeUnit) int64 {
 // called once the item parts of the view (Neighbors, Popular) are final, before
 // users are scored.
 func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchView)) *store.BatchView {
-	v := &store.BatchView{
-		Neighbors: make(map[string][]store.Scored),
-		UserRecs:  make(map[string][]store.Scored),
-	}
+	v := &store.BatchView{Neighbors: make(map[string][]store.Scored, len(m.Covisit().ItemNames()))}
 	// Each item's strongest neighbours are extracted once: they are both the
 	// similar-items view and what user scoring reads (an exact top-K row
 	// scores the same as the full row).
@@ -655,7 +683,14 @@ func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchVie
 		}()
 	}
 	wg.Wait()
-	v.UserItems = make(map[string][]string)
+	// Sized up front: a map of a million users grown by doubling moves
+	// its entries again and again.
+	n := 0
+	for _, p := range parts {
+		n += len(p.recs)
+	}
+	v.UserRecs = make(map[string][]store.Scored, n)
+	v.UserItems = make(map[string][]string, n)
 	for _, p := range parts {
 		maps.Copy(v.UserRecs, p.recs)
 		maps.Copy(v.UserItems, p.items)

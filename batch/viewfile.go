@@ -69,12 +69,17 @@ func newPartitionFiles(ctx context.Context, mem memory.Allocator, t *table.Table
 	opts := viewFileProps(mem, def)
 	// Columns of item ids (rowWriter.setNames) are dictionary-encoded: their
 	// dictionary is written once per column chunk and their ids as indices.
+	// So is batch_id (rowWriter.setPart), a dictionary of one value, which
+	// needs no larger row groups.
 	arrowOpts := []pqarrow.WriterOption{pqarrow.WithAllocator(mem), pqarrow.WithStoreSchema()}
 	buffered := false
 	for i, f := range sc.Fields() {
 		if f.Type.ID() == arrow.DICTIONARY {
-			buffered = true
-			opts = append(opts, parquet.WithDictionaryFor(def.cols[i].name, true), parquet.WithMaxRowGroupLength(rowsPerRowGroup))
+			opts = append(opts, parquet.WithDictionaryFor(def.cols[i].name, true))
+			if i > 0 && !buffered {
+				buffered = true
+				opts = append(opts, parquet.WithMaxRowGroupLength(rowsPerRowGroup))
+			}
 			// The stored Arrow schema would have readers read
 			// dictionary arrays: without it, they read strings.
 			arrowOpts = []pqarrow.WriterOption{pqarrow.WithAllocator(mem)}
@@ -102,11 +107,14 @@ const rowsPerRowGroup = 256 << 10
 var viewFileCodec = compress.Codecs.Lz4Raw
 
 // viewFileProps are the Parquet settings of def's data files:
-//   - no dictionary: hashing each value cost more than it saved (even for
-//     batch_id, one value per file: arrow-go's dictionary encoder boxes
-//     every value), but for the columns written as ids into one of the
-//     model's dictionaries (rowWriter.setNames), whose Parquet dictionary is
-//     the model's, written once per row group without hashing any row;
+//   - no dictionary: hashing each value cost more than it saved (arrow-go's
+//     dictionary encoder boxes every value of a string array), but for
+//     the columns written as ids into one of the model's dictionaries
+//     (rowWriter.setNames), whose Parquet dictionary is the model's,
+//     written once per row group without hashing any row, and batch_id,
+//     written the same way as a dictionary of its one value
+//     (rowWriter.setPart): plain, its copy in every row was most of the
+//     bytes the codec compressed;
 //   - column statistics only on the non-string columns: readers select a
 //     batch's files by its batch_id partition value (a file without column
 //     bounds might match: its partition decides) and never filter on an

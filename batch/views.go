@@ -158,9 +158,12 @@ type rowWriter struct {
 	// part, when set, is the batch_id every row must have (a partitioned
 	// table's files hold one partition); err records the first row without.
 	// Its column is not built row by row: partCol holds part rowsPerBatch
-	// times, and each batch takes a slice of it.
+	// times, as a dictionary array of the one value (every index 0), and
+	// each batch takes a slice of it; the files write it as a dictionary
+	// column, whose indices are one run: no copy of the id per row to
+	// encode and compress.
 	part    string
-	partCol *array.String
+	partCol *array.Dictionary
 	err     error
 	// n is the rows of the current batch.
 	n int
@@ -250,16 +253,24 @@ func (w *rowWriter) setNames(mem memory.Allocator, ids idCols) {
 // id sets column i of the current row to the name of id (see setNames).
 func (w *rowWriter) id(i int, id uint32) { w.ids[i].Append(int32(id)) }
 
-// setPart makes every row's batch_id part (see rowWriter.part).
+// setPart makes every row's batch_id part (see rowWriter.part). It must be
+// called before the first row, after setNames.
 func (w *rowWriter) setPart(mem memory.Allocator, part string) {
-	b := array.NewStringBuilder(mem)
-	defer b.Release()
-	b.Reserve(rowsPerBatch)
-	b.ReserveData(rowsPerBatch * len(part))
-	for range rowsPerBatch {
-		b.Append(part)
-	}
-	w.part, w.partCol = part, b.NewStringArray()
+	vb := array.NewStringBuilder(mem)
+	defer vb.Release()
+	vb.Append(part)
+	values := vb.NewStringArray()
+	defer values.Release()
+	ib := array.NewInt32Builder(mem)
+	defer ib.Release()
+	ib.AppendValues(make([]int32, rowsPerBatch), nil)
+	idx := ib.NewInt32Array()
+	defer idx.Release()
+	w.part, w.partCol = part, array.NewDictionaryArray(itemDictType, idx, values)
+	fields := slices.Clone(w.fileSc.Fields())
+	fields[0].Type = itemDictType
+	md := w.fileSc.Metadata()
+	w.fileSc = arrow.NewSchema(fields, &md)
 }
 
 // release frees the writer's builders.
@@ -423,6 +434,7 @@ func writeRowsItems(ctx context.Context, mem memory.Allocator, t *table.Table, d
 	if len(ids) > 0 {
 		w.setNames(mem, ids)
 	}
+	w.setPart(mem, part)
 	n := 1
 	if def.anyOrder {
 		n = max(1, fileEncoders)
@@ -436,7 +448,6 @@ func writeRowsItems(ctx context.Context, mem memory.Allocator, t *table.Table, d
 		encs[i] = &fileEncoder{pf: pf, ch: make(chan arrow.RecordBatch, 1), done: make(chan struct{})}
 		w.out = append(w.out, encs[i].ch)
 	}
-	w.setPart(mem, part)
 	for _, e := range encs {
 		go e.run()
 	}

@@ -203,9 +203,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			}
 		}
 		var steps []batch.PhaseTime
-		ph, err = measure(func() (int64, error) {
+		peaks := new(phasePeaks)
+		ph, err = measureWith(false, nil, peaks, func() (int64, error) {
 			// Run skips snapshots it already covers: force a new batch.
-			r, err := batch.New(batch.Config{Lake: lake, Force: true, Full: true, Progress: time.Hour, Retain: 1, MaxMemory: cfg.MaxMemory}, cfg.Log)
+			r, err := batch.New(batch.Config{Lake: lake, Force: true, Full: true, Progress: time.Hour, Retain: 1, MaxMemory: cfg.MaxMemory,
+				PhaseDone: peaks.done}, cfg.Log)
 			if err != nil {
 				return 0, err
 			}
@@ -219,7 +221,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		ph.Steps = steps
+		peaks.set(&ph, steps)
 		if cfg.CPUProfile != nil && round == 0 {
 			pprof.StopCPUProfile()
 		}
@@ -243,8 +245,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	var peakLive bytes.Buffer
 	var steps []batch.PhaseTime
-	res.Incremental, err = measureWith(cfg.IncrementalHeapProfile != nil, &peakLive, func() (int64, error) {
-		r, err := batch.New(batch.Config{Lake: lake, Progress: time.Hour, Retain: 1, MaxMemory: cfg.MaxMemory}, cfg.Log)
+	peaks := new(phasePeaks)
+	res.Incremental, err = measureWith(cfg.IncrementalHeapProfile != nil, &peakLive, peaks, func() (int64, error) {
+		r, err := batch.New(batch.Config{Lake: lake, Progress: time.Hour, Retain: 1, MaxMemory: cfg.MaxMemory, PhaseDone: peaks.done}, cfg.Log)
 		if err != nil {
 			return 0, err
 		}
@@ -259,7 +262,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		steps = out.Phases
 		return out.Run.EventsNew, nil
 	})
-	res.Incremental.Steps = steps
+	peaks.set(&res.Incremental, steps)
 	if cfg.IncrementalCPUProfile != nil {
 		pprof.StopCPUProfile()
 	}
@@ -277,12 +280,55 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 // measure runs fn after a GC and samples the heap while it runs.
-func measure(fn func() (int64, error)) (Phase, error) { return measureWith(false, nil, fn) }
+func measure(fn func() (int64, error)) (Phase, error) { return measureWith(false, nil, nil, fn) }
+
+// heapObjectsMetric is the heap the samples read: the bytes of live and
+// not yet swept objects.
+const heapObjectsMetric = "/memory/classes/heap/objects:bytes"
+
+// phasePeaks takes the peak heap of each phase of a batch run: the sampler
+// raises cur (observe), and as a phase ends (batch.Config.PhaseDone) it takes
+// cur and the heap at that moment, which the next phase starts from.
+type phasePeaks struct {
+	mu    sync.Mutex
+	cur   uint64
+	peaks []uint64
+}
+
+func (p *phasePeaks) observe(v uint64) {
+	p.mu.Lock()
+	p.cur = max(p.cur, v)
+	p.mu.Unlock()
+}
+
+func (p *phasePeaks) done(string) {
+	sample := []metrics.Sample{{Name: heapObjectsMetric}}
+	metrics.Read(sample)
+	v := sample[0].Value.Uint64()
+	p.mu.Lock()
+	p.peaks = append(p.peaks, max(p.cur, v))
+	p.cur = v
+	p.mu.Unlock()
+}
+
+// set gives ph's steps their peak heaps (one per phase ended, in order); a
+// phase's peak, sampled as it ended, may pass the run's sampled peak, which
+// then takes it.
+func (p *phasePeaks) set(ph *Phase, steps []batch.PhaseTime) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range min(len(steps), len(p.peaks)) {
+		steps[i].PeakHeap = p.peaks[i]
+		ph.PeakHeap = max(ph.PeakHeap, p.peaks[i])
+	}
+	ph.Steps = steps
+}
 
 // measureWith is measure that, when profile is set, also writes into prof a
 // heap profile each time the live heap (as of the last GC) passes its
-// largest so far by 16 MiB: prof ends with the profile of the peak.
-func measureWith(profile bool, prof *bytes.Buffer, fn func() (int64, error)) (Phase, error) {
+// largest so far by 16 MiB: prof ends with the profile of the peak; peaks,
+// when not nil, observes every sample.
+func measureWith(profile bool, prof *bytes.Buffer, peaks *phasePeaks, fn func() (int64, error)) (Phase, error) {
 	runtime.GC()
 	var peak uint64
 	stop := make(chan struct{})
@@ -290,13 +336,16 @@ func measureWith(profile bool, prof *bytes.Buffer, fn func() (int64, error)) (Ph
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
+		sample := []metrics.Sample{{Name: heapObjectsMetric}, {Name: "/gc/heap/live:bytes"}}
 		var live uint64
 		t := time.NewTicker(20 * time.Millisecond)
 		defer t.Stop()
 		for {
 			metrics.Read(sample)
 			peak = max(peak, sample[0].Value.Uint64())
+			if peaks != nil {
+				peaks.observe(sample[0].Value.Uint64())
+			}
 			if l := sample[1].Value.Uint64(); profile && l > live+16<<20 {
 				live = l
 				prof.Reset()
@@ -436,8 +485,8 @@ func (a *archiver) archive(ctx context.Context, n int) error {
 	return nil
 }
 
-// FormatSteps returns steps as "name wall, …" (wall times rounded to the
-// millisecond).
+// FormatSteps returns steps as "name wall (cpu C, heap H MiB), …" (times
+// rounded to the millisecond; the CPU and peak heap where measured).
 func FormatSteps(steps []batch.PhaseTime) string {
 	var b strings.Builder
 	for i, s := range steps {
@@ -445,6 +494,14 @@ func FormatSteps(steps []batch.PhaseTime) string {
 			b.WriteString(", ")
 		}
 		fmt.Fprintf(&b, "%s %s", s.Name, s.Wall.Round(time.Millisecond))
+		switch {
+		case s.CPU > 0 && s.PeakHeap > 0:
+			fmt.Fprintf(&b, " (cpu %s, heap %d MiB)", s.CPU.Round(time.Millisecond), s.PeakHeap>>20)
+		case s.CPU > 0:
+			fmt.Fprintf(&b, " (cpu %s)", s.CPU.Round(time.Millisecond))
+		case s.PeakHeap > 0:
+			fmt.Fprintf(&b, " (heap %d MiB)", s.PeakHeap>>20)
+		}
 	}
 	return b.String()
 }

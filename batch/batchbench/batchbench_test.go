@@ -43,7 +43,8 @@ func TestRunReportsEveryPhase(t *testing.T) {
 	if r := res.Ratio(); r <= 0 || res.CPURatio() <= 0 {
 		t.Fatalf("ratios %v, %v", r, res.CPURatio())
 	}
-	// Each run reports its steps, which add up to no more than its wall time.
+	// Each run reports its steps, which add up to no more than its wall and
+	// CPU time, each with its peak heap (none above the run's).
 	for _, tc := range []struct {
 		ph   Phase
 		want []string
@@ -52,13 +53,22 @@ func TestRunReportsEveryPhase(t *testing.T) {
 		{res.Incremental, []string{"prepare", "compute", "view", "write", "commit", "cleanup"}},
 	} {
 		var names []string
-		var sum time.Duration
+		var sum, cpu time.Duration
+		var peak uint64
 		for _, s := range tc.ph.Steps {
 			names = append(names, s.Name)
 			sum += s.Wall
+			cpu += s.CPU
+			if s.PeakHeap == 0 || s.CPU < 0 {
+				t.Fatalf("step %+v: want a peak heap and a CPU time", s)
+			}
+			peak = max(peak, s.PeakHeap)
 		}
 		if !slices.Equal(names, tc.want) || sum > tc.ph.Wall {
 			t.Fatalf("steps %s (%v in all, run %v), want %v", FormatSteps(tc.ph.Steps), sum, tc.ph.Wall, tc.want)
+		}
+		if cpu <= 0 || cpu > tc.ph.CPU || peak > tc.ph.PeakHeap {
+			t.Fatalf("steps %s: %v CPU in all (run %v), peak heap %d (run %d)", FormatSteps(tc.ph.Steps), cpu, tc.ph.CPU, peak, tc.ph.PeakHeap)
 		}
 	}
 }

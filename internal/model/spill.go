@@ -107,7 +107,12 @@ func (s *Spill) write() {
 
 // Add spills e to the shard of its session. A write error sticks: Build
 // returns it.
-func (s *Spill) Add(e Event) {
+func (s *Spill) Add(e Event) { s.AddHashed(e, EventIDHash(e.EventID), EventIDHash(e.SessionID)) }
+
+// AddHashed is Add of e given the EventIDHash of its event id and of its
+// session id (computed by the caller: the batch's page scan hashes on its
+// reader goroutines, beside this serial sink).
+func (s *Spill) AddHashed(e Event, idHash, sessionHash uint64) {
 	if s.finished {
 		return
 	}
@@ -119,7 +124,7 @@ func (s *Spill) Add(e Event) {
 		s.lastUser = s.userIndex.internString(m.users.users, e.UserID)
 	}
 	s.started = true
-	shard := EventIDHash(e.SessionID) % uint64(len(s.files))
+	shard := sessionHash % uint64(len(s.files))
 	blk := s.blocks[shard]
 	if blk == nil {
 		select {
@@ -128,7 +133,7 @@ func (s *Spill) Add(e Event) {
 			blk = make([]byte, 0, spillBlockSize+256)
 		}
 	}
-	blk = binary.LittleEndian.AppendUint64(blk, EventIDHash(e.EventID))
+	blk = binary.LittleEndian.AppendUint64(blk, idHash)
 	blk = binary.LittleEndian.AppendUint64(blk, uint64(e.Time))
 	blk = binary.LittleEndian.AppendUint64(blk, uint64(e.Offset))
 	blk = binary.LittleEndian.AppendUint32(blk, uint32(e.Partition))
