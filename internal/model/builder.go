@@ -273,9 +273,9 @@ func (b *Builder) Build() *Model {
 		defer close(usersDone)
 		users = mergeUserRuns(nil, userRuns)
 	}()
-	m.covisit.setBase(mergeKVRuns(nil, pairRuns))
+	pairs := mergeKVRuns(nil, pairRuns)
 	<-usersDone
-	m.users.setBase(users)
+	setBases(m, pairs, users)
 	return m
 }
 
@@ -516,10 +516,21 @@ func (a *Accumulator) Add(b *Builder) {
 // used afterwards.
 func (a *Accumulator) Model() *Model {
 	m := a.m
-	m.covisit.setBase(a.pairs)
-	m.users.setBase(a.users)
+	setBases(m, a.pairs, a.users)
 	a.m, a.pairs, a.users = nil, nil, nil
 	return m
+}
+
+// setBases makes pairs and users m's co-visitation and user bases: two
+// independent conversions, done concurrently.
+func setBases(m *Model, pairs []kv, users []userRec) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.users.setBase(users)
+	}()
+	m.covisit.setBase(pairs)
+	<-done
 }
 
 // mergeUserRecs merges two key-sorted, reduced runs into dst.

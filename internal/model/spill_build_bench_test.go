@@ -89,3 +89,30 @@ func envInt(b *testing.B, name string, def int) int {
 	}
 	return n
 }
+
+// BenchmarkBuildGenerated is one part's build (Builder.Build) of 1M events
+// of the generated stream: the unit the build phase repeats per part. Only
+// Build is timed; it reports its CPU time per event.
+func BenchmarkBuildGenerated(b *testing.B) {
+	evs := make([]Event, 0, 1_000_000)
+	genBatchEvents(cap(evs), func(e Event) { evs = append(evs, e) })
+	var cpu time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		bl, err := NewBuilder(DefaultParams())
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, e := range evs {
+			bl.Add(e)
+		}
+		b.StartTimer()
+		c0 := cpuTime()
+		m := bl.Build()
+		cpu += cpuTime() - c0
+		b.StopTimer()
+		b.ReportMetric(float64(m.Covisit().Len()), "pairs")
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*len(evs)), "build-cpu-ns/event")
+}
