@@ -110,6 +110,19 @@ type reduceScratch struct {
 	start []int    // where each lo bucket starts, then its fill position
 	sum   []int64  // the current bucket's totals, by hi
 	seen  []uint64 // the current bucket's his, a bit each
+	// counted says start[lo+1] holds already how many of the pairs have
+	// first id lo (the pair sorter counts them as it adds them, sparing
+	// sortReduceKV a read of every pair); sortReduceKV resets it.
+	counted bool
+}
+
+// size makes the scratch ready for ids below nItems.
+func (sc *reduceScratch) size(nItems int) {
+	if len(sc.sum) < nItems {
+		sc.start = make([]int, nItems+1)
+		sc.sum = make([]int64, nItems)
+		sc.seen = make([]uint64, (nItems+63)/64)
+	}
 }
 
 // sortReduceKV returns what reduceKV(sortKV(a, tmp, nItems)) returns (the
@@ -123,16 +136,15 @@ func sortReduceKV(a, tmp []kv, nItems int, sc *reduceScratch) []kv {
 		return reduceKV(sortKV(a, tmp, nItems))
 	}
 	tmp = tmp[:len(a)]
-	if len(sc.sum) < nItems {
-		sc.start = make([]int, nItems+1)
-		sc.sum = make([]int64, nItems)
-		sc.seen = make([]uint64, (nItems+63)/64)
-	}
+	sc.size(nItems)
 	start := sc.start[:nItems+1]
-	clear(start)
-	for i := range a {
-		start[a[i].k>>32+1]++
+	if !sc.counted {
+		clear(start)
+		for i := range a {
+			start[a[i].k>>32+1]++
+		}
 	}
+	sc.counted = false
 	for i := 1; i <= nItems; i++ {
 		start[i] += start[i-1]
 	}
@@ -214,16 +226,31 @@ type pairSorter struct {
 	buf, tmp []kv
 	acc, alt []kv
 	scratch  reduceScratch
+	// count: sortReduceKV takes its counting sort (ids of one digit), and
+	// add counts the pairs of buf by first id into scratch.start[lo+1].
+	count bool
 }
 
 const minChunk = 1 << 20
 
 func newPairSorter(nItems int) *pairSorter {
-	return &pairSorter{nItems: nItems, limit: minChunk}
+	s := &pairSorter{nItems: nItems, limit: minChunk}
+	if bitsFor(nItems) <= maxRadixBits {
+		s.count = true
+		s.scratch.size(nItems)
+		clear(s.scratch.start)
+	}
+	return s
 }
 
 func (s *pairSorter) add(a, b uint32, w int64) {
-	s.buf = append(s.buf, kv{pairKey(a, b), w})
+	if a > b {
+		a, b = b, a
+	}
+	s.buf = append(s.buf, kv{uint64(a)<<32 | uint64(b), w})
+	if s.count {
+		s.scratch.start[a+1]++
+	}
 	if len(s.buf) >= s.limit {
 		s.flush()
 	}
@@ -236,7 +263,11 @@ func (s *pairSorter) flush() {
 	if cap(s.tmp) < len(s.buf) {
 		s.tmp = make([]kv, len(s.buf))
 	}
+	s.scratch.counted = s.count
 	sorted := sortReduceKV(s.buf, s.tmp, s.nItems, &s.scratch)
+	if s.count {
+		clear(s.scratch.start[:s.nItems+1]) // the next chunk's counts
+	}
 	if len(s.acc) == 0 {
 		s.acc = append(s.acc[:0], sorted...)
 	} else {

@@ -1,0 +1,117 @@
+package model
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// TestPairSorterEqualsSorted checks the pair sorter's totals (several
+// chunks, counted as they are added) against a plain sort and reduce of
+// every contribution, with totals that cancel to zero, for ids of one
+// radix digit (counting sort) and wider.
+func TestPairSorterEqualsSorted(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 9))
+	for _, nItems := range []int{2, 40, 300, 9000} {
+		var all []kv
+		for range 3 * minChunk {
+			a, b := uint32(r.IntN(nItems)), uint32(r.IntN(nItems))
+			if a == b {
+				continue
+			}
+			if r.IntN(3) == 0 { // skewed towards low ids, as dictionaries number popular items first
+				a, b = a%8, b%16
+				if a == b {
+					continue
+				}
+			}
+			all = append(all, kv{pairKey(a, b), int64(r.IntN(7) - 3)})
+		}
+		want := reduceKV(sortKV(slices.Clone(all), make([]kv, len(all)), nItems))
+		t.Run(fmt.Sprintf("items=%d", nItems), func(t *testing.T) {
+			s := newPairSorter(nItems)
+			for _, p := range all {
+				// Both orders of the ids: add normalizes them.
+				if p.v&1 == 0 {
+					s.add(uint32(p.k>>32), uint32(p.k), p.v)
+				} else {
+					s.add(uint32(p.k), uint32(p.k>>32), p.v)
+				}
+			}
+			if got := s.result(); !slices.Equal(got, want) {
+				t.Fatalf("%d totals, want %d (first difference at %d)", len(got), len(want), firstDiff(got, want))
+			}
+		})
+	}
+}
+
+// TestMergeRuns checks the three-way merges (and the runs' fold) against
+// pairwise merges.
+func TestMergeRuns(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 2))
+	run := func(n, keys int) []kv {
+		m := map[uint64]int64{}
+		for range n {
+			m[uint64(r.IntN(keys))<<32|uint64(r.IntN(keys))] += int64(r.IntN(5) - 2)
+		}
+		var out []kv
+		for k, v := range m {
+			if v != 0 {
+				out = append(out, kv{k, v})
+			}
+		}
+		slices.SortFunc(out, func(a, b kv) int { return cmpU64(a.k, b.k) })
+		return out
+	}
+	urun := func(n, keys int) []userRec {
+		var out []userRec
+		for _, p := range run(n, keys) {
+			out = append(out, userRec{k: p.k, v: userItem{last: p.v * 7, weight: p.v, purchased: p.v > 1}})
+		}
+		return out
+	}
+	for _, sizes := range [][]int{{0}, {5}, {0, 0, 0}, {100, 0, 50}, {300, 200, 100}, {50, 60, 70, 80, 90}, {1000, 10, 1000}} {
+		var runs [][]kv
+		var uruns [][]userRec
+		for _, n := range sizes {
+			runs, uruns = append(runs, run(n, 20)), append(uruns, urun(n, 20))
+		}
+		var want []kv
+		var uwant []userRec
+		for i := range runs {
+			want = mergeKV(nil, want, runs[i], 1)
+			uwant = mergeUserRecs(nil, uwant, uruns[i])
+		}
+		got := mergeKVRuns(runs[0], runs[1:])
+		if len(got) == 0 && len(want) == 0 {
+			got = want
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("runs of %v: pairs differ at %d", sizes, firstDiff(got, want))
+		}
+		ugot := mergeUserRuns(uruns[0], uruns[1:])
+		if len(ugot) != len(uwant) || (len(ugot) > 0 && !slices.Equal(ugot, uwant)) {
+			t.Fatalf("runs of %v: user entries differ (%d, want %d)", sizes, len(ugot), len(uwant))
+		}
+	}
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func firstDiff(a, b []kv) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
