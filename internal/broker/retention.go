@@ -1,12 +1,14 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -326,17 +328,7 @@ func (r *retention) trim(k tp, pi *kfake.PartitionInfo, prot, hor map[tp]committ
 func (r *retention) Full() []FullPartition {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := slices.Collect(maps.Values(r.fullNow))
-	slices.SortFunc(out, func(a, b FullPartition) int {
-		if a.Topic != b.Topic {
-			if a.Topic < b.Topic {
-				return -1
-			}
-			return 1
-		}
-		return int(a.Partition - b.Partition)
-	})
-	return out
+	return sortedByPartition(r.fullNow, func(f FullPartition) (string, int32) { return f.Topic, f.Partition })
 }
 
 // Trimmed returns the partitions whose log starts past a Horizon group's
@@ -344,15 +336,16 @@ func (r *retention) Full() []FullPartition {
 func (r *retention) Trimmed() []TrimmedPartition {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := slices.Collect(maps.Values(r.trimmed))
-	slices.SortFunc(out, func(a, b TrimmedPartition) int {
-		if a.Topic != b.Topic {
-			if a.Topic < b.Topic {
-				return -1
-			}
-			return 1
-		}
-		return int(a.Partition - b.Partition)
+	return sortedByPartition(r.trimmed, func(t TrimmedPartition) (string, int32) { return t.Topic, t.Partition })
+}
+
+// sortedByPartition returns m's values by topic, then partition.
+func sortedByPartition[K comparable, V any](m map[K]V, key func(V) (string, int32)) []V {
+	out := slices.Collect(maps.Values(m))
+	slices.SortFunc(out, func(a, b V) int {
+		ta, pa := key(a)
+		tb, pb := key(b)
+		return cmp.Or(strings.Compare(ta, tb), cmp.Compare(pa, pb))
 	})
 	return out
 }
