@@ -420,32 +420,15 @@ func (l *Layer) decodeAll() {
 		l.evs = append(l.evs, new(schemas.UserInteraction))
 	}
 	// Blocks of records are claimed one at a time, the processing goroutine
-	// among the workers, and it waits only for the blocks claimed (as a
-	// parallel scoring pass does, scorepar.go): a worker scheduled late
-	// finds none left.
+	// among the workers (runPass, as a parallel scoring pass does).
 	const block = 128
-	pass := &workPass{n: int64((n + block - 1) / block), done: make(chan struct{})}
 	recs, dec := l.recs, l.dec
-	run := func(ev *schemas.UserInteraction) {
-		for {
-			b := pass.next.Add(1) - 1
-			if b >= pass.n {
-				return
-			}
-			for i := int(b) * block; i < min(int(b+1)*block, n); i++ {
-				r := recs[i]
-				dec[i].decode(ev, r.Partition, r.Offset, r.Timestamp, r.Value)
-			}
-			if pass.finished.Add(1) == pass.n {
-				close(pass.done)
-			}
+	runPass(l.evs[:workers], (n+block-1)/block, func(ev *schemas.UserInteraction, b int) {
+		for i := b * block; i < min((b+1)*block, n); i++ {
+			r := recs[i]
+			dec[i].decode(ev, r.Partition, r.Offset, r.Timestamp, r.Value)
 		}
-	}
-	for w := 1; w < workers; w++ {
-		go run(l.evs[w])
-	}
-	run(l.evs[0])
-	<-pass.done
+	})
 }
 
 // afterPoll writes the views, switches batch, commits and exports metrics.

@@ -26,14 +26,38 @@ type scoreJob struct {
 	lo, hi int
 }
 
-// workPass is one parallel pass over n jobs (views to score, blocks of
-// records to decode): their claims and completions. Each pass has its own,
-// so a worker of an earlier pass that starts late finds its pass's jobs all
-// claimed and returns.
-type workPass struct {
-	n              int64
-	next, finished atomic.Int64
-	done           chan struct{} // closed when finished reaches n
+// runPass runs job(w, i) for each i in [0, n) (views to score, blocks of
+// records to decode) on the calling goroutine with workers[0] and on one
+// goroutine per other worker. The jobs are claimed one at a time, and the
+// calling goroutine waits only for the jobs claimed: a worker not yet
+// running when the jobs run out (its P busy with the producer, the broker
+// or the collector) finds none left and returns, touching nothing — fixed
+// shares made the calling goroutine wait for such a worker to be scheduled
+// and do its whole share. Each pass has its own claims, so a worker of an
+// earlier pass that starts late finds its pass's jobs all claimed.
+func runPass[W any](workers []W, n int, job func(w W, i int)) {
+	if n == 0 {
+		return
+	}
+	var next, finished atomic.Int64
+	done := make(chan struct{}) // closed when finished reaches n
+	run := func(w W) {
+		for {
+			i := next.Add(1) - 1
+			if i >= int64(n) {
+				return
+			}
+			job(w, int(i))
+			if finished.Add(1) == int64(n) {
+				close(done)
+			}
+		}
+	}
+	for _, w := range workers[1:] {
+		go run(w)
+	}
+	run(workers[0])
+	<-done
 }
 
 // minParallelViews is the number of views per worker below which a flush
@@ -97,37 +121,13 @@ func (p *processor) scoreParallel(now time.Time) bool {
 	if explain {
 		p.prepareExplain()
 	}
-	// The jobs are claimed one at a time, and the processing goroutine waits
-	// only for the jobs claimed: a worker not yet running when the jobs run
-	// out (its P busy with the producer, the broker or the collector) finds
-	// none left and returns, touching nothing. Fixed shares made the
-	// processing goroutine wait for such a worker to be scheduled and do its
-	// whole share.
-	pass := &workPass{n: int64(len(ps.jobs)), done: make(chan struct{})}
-	if pass.n == 0 {
-		close(pass.done)
-	}
-	run := func(v *viewScorer) {
-		for {
-			i := pass.next.Add(1) - 1
-			if i >= pass.n {
-				return
-			}
-			j := ps.jobs[i]
-			out[i] = v.view(v.scorer, p.nb, j.s, ps.ids[j.lo:j.hi], p.lim.viewItems, now)
-			if explain { // from the rows just read, with the batch count cache read-only
-				out[i].Explanation = p.explain(&v.xb, true, v.scorer, ps.ids[j.lo:j.hi], out[i].Items)
-			}
-			if pass.finished.Add(1) == pass.n {
-				close(pass.done)
-			}
+	runPass(ps.workers[:workers], len(ps.jobs), func(v *viewScorer, i int) {
+		j := ps.jobs[i]
+		out[i] = v.view(v.scorer, p.nb, j.s, ps.ids[j.lo:j.hi], p.lim.viewItems, now)
+		if explain { // from the rows just read, with the batch count cache read-only
+			out[i].Explanation = p.explain(&v.xb, true, v.scorer, ps.ids[j.lo:j.hi], out[i].Items)
 		}
-	}
-	for w := 1; w < workers; w++ {
-		go run(ps.workers[w])
-	}
-	run(ps.workers[0])
-	<-pass.done
+	})
 	if explain {
 		for _, v := range ps.workers[:workers] {
 			p.fillBatchCounts(&v.xb)
