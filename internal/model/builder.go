@@ -339,14 +339,22 @@ func (b *Builder) build() ([][]kv, [][]userRec) {
 // shards are merged into the accumulated totals without an intermediate
 // list. acc or a run may be returned as it is.
 func mergeKVRuns(acc []kv, runs [][]kv) []kv {
-	list := make([][]kv, 0, len(runs)+1)
-	for _, r := range append([][]kv{acc}, runs...) {
+	return mergeRuns(acc, runs, func(dst, a, b []kv) []kv { return mergeKV(dst, a, b, 1) }, mergeKV3)
+}
+
+// mergeRuns merges acc and the sorted, reduced runs with merge2 (two runs)
+// and merge3 (three), each writing into a new slice of the inputs' total
+// length: pairwise while more than three are left, then three in one pass.
+// acc or a run may be returned as it is.
+func mergeRuns[T any](acc []T, runs [][]T, merge2 func(dst, a, b []T) []T, merge3 func(dst, a, b, c []T) []T) []T {
+	list := make([][]T, 0, len(runs)+1)
+	for _, r := range append([][]T{acc}, runs...) {
 		if len(r) > 0 {
 			list = append(list, r)
 		}
 	}
 	for len(list) > 3 {
-		list[1] = mergeKV(make([]kv, 0, len(list[0])+len(list[1])), list[0], list[1], 1)
+		list[1] = merge2(make([]T, 0, len(list[0])+len(list[1])), list[0], list[1])
 		list = list[1:]
 	}
 	switch len(list) {
@@ -355,9 +363,9 @@ func mergeKVRuns(acc []kv, runs [][]kv) []kv {
 	case 1:
 		return list[0]
 	case 2:
-		return mergeKV(make([]kv, 0, len(list[0])+len(list[1])), list[0], list[1], 1)
+		return merge2(make([]T, 0, len(list[0])+len(list[1])), list[0], list[1])
 	}
-	return mergeKV3(make([]kv, 0, len(list[0])+len(list[1])+len(list[2])), list[0], list[1], list[2])
+	return merge3(make([]T, 0, len(list[0])+len(list[1])+len(list[2])), list[0], list[1], list[2])
 }
 
 // endKey is past every key of two ids: ids index dictionaries, which never
@@ -404,25 +412,7 @@ func mergeKV3(dst, a, b, c []kv) []kv {
 
 // mergeUserRuns is mergeKVRuns for (user, item) entries.
 func mergeUserRuns(acc []userRec, runs [][]userRec) []userRec {
-	list := make([][]userRec, 0, len(runs)+1)
-	for _, r := range append([][]userRec{acc}, runs...) {
-		if len(r) > 0 {
-			list = append(list, r)
-		}
-	}
-	for len(list) > 3 {
-		list[1] = mergeUserRecs(make([]userRec, 0, len(list[0])+len(list[1])), list[0], list[1])
-		list = list[1:]
-	}
-	switch len(list) {
-	case 0:
-		return nil
-	case 1:
-		return list[0]
-	case 2:
-		return mergeUserRecs(make([]userRec, 0, len(list[0])+len(list[1])), list[0], list[1])
-	}
-	return mergeUserRecs3(make([]userRec, 0, len(list[0])+len(list[1])+len(list[2])), list[0], list[1], list[2])
+	return mergeRuns(acc, runs, mergeUserRecs, mergeUserRecs3)
 }
 
 // mergeUserRecs3 merges three key-sorted, reduced runs into dst.
