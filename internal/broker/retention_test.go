@@ -58,7 +58,6 @@ func TestRetentionWaitsForProtectedGroups(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	val := bytes.Repeat([]byte("x"), 1<<10)
 	commit := func(cl *kgo.Client, at int64) {
 		t.Helper()
 		var os kadm.Offsets
@@ -83,11 +82,7 @@ func TestRetentionWaitsForProtectedGroups(t *testing.T) {
 			t.Fatal(err)
 		}
 		cl := newClient(b.Addr())
-		for range 200 {
-			if err := cl.ProduceSync(ctx, &kgo.Record{Value: val}).FirstErr(); err != nil {
-				t.Fatalf("produce: %v", err)
-			}
-		}
+		produceKiB(ctx, t, cl, 200)
 		commit(cl, protected)
 		cl.Close()
 		b.Close()
@@ -173,12 +168,7 @@ func TestRetentionWithoutGroups(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		val := bytes.Repeat([]byte("x"), 1<<10)
-		for range 200 {
-			if err := cl.ProduceSync(ctx, &kgo.Record{Value: val}).FirstErr(); err != nil {
-				t.Fatalf("produce: %v", err)
-			}
-		}
+		produceKiB(ctx, t, cl, 200)
 		if retain > 0 {
 			waitFor(t, "retention", func() bool {
 				i := b.Cluster().PartitionInfo("events", 0)
@@ -221,12 +211,7 @@ func TestRetentionKeepsTheHorizonWhileItCan(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		val := bytes.Repeat([]byte("x"), 1<<10)
-		for range 200 {
-			if err := cl.ProduceSync(ctx, &kgo.Record{Value: val}).FirstErr(); err != nil {
-				t.Fatalf("produce: %v", err)
-			}
-		}
+		produceKiB(ctx, t, cl, 200)
 		commit(cl, "archive", 200)
 		commit(cl, "speed", 5)
 		cl.Close()
@@ -263,4 +248,15 @@ func TestRetentionKeepsTheHorizonWhileItCan(t *testing.T) {
 	waitFor(t, "the horizon to be kept again", func() bool {
 		return len(b.Trimmed()) == 0 && b.Cluster().PartitionInfo("events", 0).NumBytes <= bound+2<<10
 	})
+}
+
+// produceKiB produces n records of 1 KiB, each acknowledged before the next.
+func produceKiB(ctx context.Context, t *testing.T, cl *kgo.Client, n int) {
+	t.Helper()
+	val := bytes.Repeat([]byte("x"), 1<<10)
+	for range n {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: val}).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
 }
