@@ -1,8 +1,6 @@
 package speed
 
 import (
-	"math"
-
 	"github.com/lambdarec/lambdarec/internal/model"
 	"github.com/lambdarec/lambdarec/internal/store"
 )
@@ -33,45 +31,31 @@ func (l *Layer) ExplainSession(id string, items []string) ([]string, [][]model.C
 // the top-k selection, from the rows the scorer just read. Its buffers are
 // reused; the explanation it returns is fresh. The processor's explains
 // the views it scores (scoreView); a parallel pass's workers each have
-// their own (explainBuf) and share the processor's batch count cache
-// read-only.
+// their own (explainBuf) and read the rows' batch counts without caching
+// them until the pass ends (fillBatchCounts).
 type viewExplainer struct {
 	buf explainBuf // the processing goroutine's
-	// rowBatch caches, by merged-rows id of a recent item, the batch count
-	// of each entry of its row, by position: views of a session read the
-	// same rows again, rows rarely reorder, and a batch count does not
-	// change while rowBatchNb (one batch) is served.
-	rowBatch   [][]batchCountEntry
-	rowBatchNb *mergedNeighbors
-	rowBatchN  int // entries held, bounded by maxRowBatchEntries
 }
 
 // explainBuf is one goroutine's explanation buffers.
 type explainBuf struct {
 	picks []model.RowPick // a row's entries that are items of the view
 	w     store.ExplanationWriter
-	// fills are the batch counts read in a parallel pass (when the cache is
-	// read-only), cached after it (fillBatchCounts).
+	// fills are the batch counts read in a parallel pass (when the rows
+	// are read-only), cached in the rows after it (fillBatchCounts).
 	fills []batchFill
 }
 
-// batchCountEntry is a cached batch count: the neighbour's merged-rows id
-// plus one (0: none) and the count.
-type batchCountEntry struct {
-	id    uint32
-	count int32
-}
+// batUnknown marks a batch count not yet cached in a row (itemRow.bat);
+// a batch count this large or larger is looked up each time.
+const batUnknown = ^uint32(0)
 
-// batchFill is a batch count to cache: entry j of row r's cache.
+// batchFill is a batch count to cache: entry j of row r, neighbour nid.
 type batchFill struct {
-	r     uint32
-	j     int32
-	entry batchCountEntry
+	r, nid uint32
+	j      int32
+	count  uint32
 }
-
-// maxRowBatchEntries bounds the batch count cache (8 bytes an entry): it
-// starts over when full.
-const maxRowBatchEntries = 2 << 20
 
 // explainView returns the encoded explanation of the view just scored by sc
 // for the recent items' merged-rows ids whose items are out: per recent
@@ -86,32 +70,17 @@ func (p *processor) explainView(sc *model.Scorer, ids []uint32, out []store.Scor
 	if p.lim.noExplain {
 		return nil
 	}
-	p.prepareExplain()
 	return p.explain(&p.vx.buf, false, sc, ids, out)
 }
 
-// prepareExplain starts the batch count cache over for a new batch or when
-// full, and sizes it for every merged-rows id, so that explain (shared)
-// only reads it.
-func (p *processor) prepareExplain() {
-	x, nb := &p.vx, p.nb
-	if nb.batch == nil {
-		return
-	}
-	if x.rowBatchNb != nb || x.rowBatchN >= maxRowBatchEntries {
-		for i := range x.rowBatch {
-			x.rowBatch[i] = x.rowBatch[i][:0]
-		}
-		x.rowBatchNb, x.rowBatchN = nb, 0
-	}
-	if n := len(nb.names); n > len(x.rowBatch) {
-		x.rowBatch = append(x.rowBatch, make([][]batchCountEntry, max(n, 2*len(x.rowBatch))-len(x.rowBatch))...)
-	}
-}
-
 // explain is explainView with buffers b. shared (a parallel pass's
-// workers, after prepareExplain): the layer's state is only read, and the
-// batch counts the cache lacks are kept in b.fills for fillBatchCounts.
+// workers): the layer's state is only read, and the batch counts the rows
+// lack are kept in b.fills for fillBatchCounts.
+//
+// The batch's part of an entry's count is cached in the row beside the
+// count (itemRow.bat), where it stays while the entry moves in the row:
+// the views of a session read the same rows again, so it is mostly read,
+// not looked up.
 func (p *processor) explain(b *explainBuf, shared bool, sc *model.Scorer, ids []uint32, out []store.Scored) []byte {
 	nb := p.nb
 	if len(ids) > p.params.RecentItems {
@@ -128,19 +97,22 @@ func (p *processor) explain(b *explainBuf, shared bool, sc *model.Scorer, ids []
 			continue
 		}
 		b.w.Recent(nb.names[id], row[0])
-		var cache []batchCountEntry
+		var bat []uint32
 		if nb.batch != nil {
-			cache = p.vx.rowBatch[id]
+			bat = nb.rs[id].bat
 		}
 		b.picks = sc.AppendRowPicks(b.picks[:0], r)
 		for _, pk := range b.picks {
-			j, nid := int(pk.J), nids[pk.J]
+			j := int(pk.J)
 			var bc int64
-			if j < len(cache) && cache[j].id == nid+1 {
-				bc = int64(cache[j].count)
+			if j < len(bat) {
+				if c := bat[j]; c != batUnknown {
+					bc = int64(c)
+				} else {
+					bc = p.rowBatchCount(b, shared, id, j, nids[j], row[j])
+				}
 			} else if nb.batch != nil {
-				bc = p.rowBatchCount(b, shared, id, j, nid, row[j])
-				cache = p.vx.rowBatch[id]
+				bc = p.lookupBatchCount(shared, id, nids[j], row[j])
 			}
 			b.w.Contribution(int(pk.I), row[j], bc)
 		}
@@ -150,57 +122,29 @@ func (p *processor) explain(b *explainBuf, shared bool, sc *model.Scorer, ids []
 
 // rowBatchCount returns the batch view's part of count, the count of the
 // pair of merged-rows ids r and nid, the entry at position j of r's row,
-// when the cache does not have it there: from elsewhere in the row's
-// cache, else from the deltas; it caches it at j (shared: adds it to
-// b.fills).
+// which the row does not cache yet: it looks it up and caches it there
+// (shared: adds it to b.fills).
 func (p *processor) rowBatchCount(b *explainBuf, shared bool, r uint32, j int, nid uint32, count int64) int64 {
-	row := p.vx.rowBatch[r]
-	c := int64(-1)
-	switch { // the entry moved in the row: mostly by one place
-	case j > 0 && j <= len(row) && row[j-1].id == nid+1:
-		c = int64(row[j-1].count)
-	case j+1 < len(row) && row[j+1].id == nid+1:
-		c = int64(row[j+1].count)
-	default:
-		for k := range row {
-			if row[k].id == nid+1 {
-				c = int64(row[k].count)
-				break
-			}
-		}
+	c := p.lookupBatchCount(shared, r, nid, count)
+	if c < 0 || c >= int64(batUnknown) {
+		return c // not cached
 	}
-	if c < 0 {
-		c = p.lookupBatchCount(shared, r, nid, count)
-		if c > math.MaxInt32 {
-			return c // not cached
-		}
-	}
-	e := batchCountEntry{id: nid + 1, count: int32(c)}
 	if shared {
-		b.fills = append(b.fills, batchFill{r: r, j: int32(j), entry: e})
+		b.fills = append(b.fills, batchFill{r: r, nid: nid, j: int32(j), count: uint32(c)})
 		return c
 	}
-	p.cacheBatchCount(r, j, e)
+	p.nb.rs[r].bat[j] = uint32(c)
 	return c
 }
 
-// cacheBatchCount caches e at entry j of row r's cache.
-func (p *processor) cacheBatchCount(r uint32, j int, e batchCountEntry) {
-	x := &p.vx
-	row := x.rowBatch[r]
-	if j >= len(row) {
-		x.rowBatchN += j + 1 - len(row)
-		row = append(row, make([]batchCountEntry, j+1-len(row))...)
-		x.rowBatch[r] = row
-	}
-	row[j] = e
-}
-
 // fillBatchCounts caches the batch counts a parallel pass's explainer b
-// read, on the processing goroutine after it.
+// read, on the processing goroutine after it (no row changed since).
 func (p *processor) fillBatchCounts(b *explainBuf) {
 	for _, f := range b.fills {
-		p.cacheBatchCount(f.r, int(f.j), f.entry)
+		row := &p.nb.rs[f.r]
+		if int(f.j) < len(row.bat) && row.top[f.j] == f.nid {
+			row.bat[f.j] = f.count
+		}
 	}
 	b.fills = b.fills[:0]
 }

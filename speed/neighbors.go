@@ -25,7 +25,8 @@ import (
 // stays exact. A rebuild of the deltas (handoff, revocation) starts over.
 //
 // It is used by one goroutine. The maintained rows are held packed, each
-// entry a neighbour's id and its count (12 bytes, no string): what scoring
+// entry a neighbour's id and its count (12 bytes, no string, and 4 for the
+// batch count cached for explanations, itemRow.bat): what scoring
 // reads (DenseRow); item strings are looked up only for the items it
 // selects (DenseItem).
 type mergedNeighbors struct {
@@ -76,6 +77,11 @@ type itemRow struct {
 	top []uint32 // maintained top K: the neighbours' ids, nil when not (yet) asked for
 	cnt []int64  // their counts: cnt[j] is top[j]'s
 	ix  rowIndex // top's position index, nil when top is or when it cannot be indexed
+	// bat caches, for the explanations (explain.go), the batch view's part
+	// of each count: bat[j] is top[j]'s, batUnknown until an explanation
+	// looks it up. It moves with its entry (a batch count does not change
+	// while this batch is served); nil when no batch is served.
+	bat []uint32
 	// stamp is the scoring clock just after the row last changed: a view
 	// scored at clock c (session.scoredAt) read the row as it is now iff
 	// stamp <= c.
@@ -208,6 +214,12 @@ func (n *mergedNeighbors) ensureRow(id uint32) {
 	}
 	r := &n.rs[id]
 	r.top, r.cnt, r.ix = top, cnt, newRowIndex(top, n.k)
+	if n.batch != nil {
+		r.bat = make([]uint32, len(row), n.k)
+		for i := range r.bat {
+			r.bat[i] = batUnknown
+		}
+	}
 	n.cachedBytes += len(n.names[id]) + 48 + n.k*packedEntryBytes + 4*len(r.ix)
 }
 
@@ -255,7 +267,7 @@ func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64, c *int64, d int64) {
 // ids of the pair's items were looked up before.
 func (n *mergedNeighbors) bumpRow(ia, ib uint32, w int64, c *int64, d int64) bool {
 	r := &n.rs[ia]
-	top, cnt, ix := r.top, r.cnt, r.ix
+	top, cnt, ix, bat := r.top, r.cnt, r.ix, r.bat
 	if top == nil {
 		return false
 	}
@@ -276,6 +288,10 @@ func (n *mergedNeighbors) bumpRow(ia, ib uint32, w int64, c *int64, d int64) boo
 		i = len(top)
 		top, cnt = append(top, ib), append(cnt, *c)
 		r.top, r.cnt = top, cnt
+		if bat != nil {
+			bat = append(bat, batUnknown)
+			r.bat = bat
+		}
 		ix[slot] = indexEntry(ib, i)
 	default:
 		if *c < 0 {
@@ -287,6 +303,9 @@ func (n *mergedNeighbors) bumpRow(ia, ib uint32, w int64, c *int64, d int64) boo
 		}
 		ix.remove(ix.slotOf(top[i]))
 		top[i], cnt[i] = ib, *c
+		if bat != nil {
+			bat[i] = batUnknown
+		}
 		slot, _ = ix.find(ib) // past the removal, b's free slot may have moved
 		ix[slot] = indexEntry(ib, i)
 	}
@@ -295,6 +314,9 @@ func (n *mergedNeighbors) bumpRow(ia, ib uint32, w int64, c *int64, d int64) boo
 		ix[slot] = indexEntry(ib, i-1)
 		top[i], top[i-1] = top[i-1], top[i]
 		cnt[i], cnt[i-1] = cnt[i-1], cnt[i]
+		if bat != nil {
+			bat[i], bat[i-1] = bat[i-1], bat[i]
+		}
 	}
 	return true
 }
@@ -303,7 +325,7 @@ func (n *mergedNeighbors) bumpRow(ia, ib uint32, w int64, c *int64, d int64) boo
 // by scanning the row.
 func (n *mergedNeighbors) bumpScan(ia, ib uint32, w int64, c *int64, d int64) bool {
 	r := &n.rs[ia]
-	top, cnt := r.top, r.cnt
+	top, cnt, bat := r.top, r.cnt, r.bat
 	i := 0
 	for i < len(top) && top[i] != ib {
 		i++
@@ -317,6 +339,10 @@ func (n *mergedNeighbors) bumpScan(ia, ib uint32, w int64, c *int64, d int64) bo
 		}
 		top, cnt = append(top, ib), append(cnt, *c)
 		r.top, r.cnt = top, cnt
+		if bat != nil {
+			bat = append(bat, batUnknown)
+			r.bat = bat
+		}
 	default:
 		if *c < 0 {
 			*c = n.countWith(ia, ib, d)
@@ -326,10 +352,16 @@ func (n *mergedNeighbors) bumpScan(ia, ib uint32, w int64, c *int64, d int64) bo
 		}
 		i--
 		top[i], cnt[i] = ib, *c
+		if bat != nil {
+			bat[i] = batUnknown
+		}
 	}
 	for ; i > 0 && n.before(top[i], cnt[i], top[i-1], cnt[i-1]); i-- {
 		top[i], top[i-1] = top[i-1], top[i]
 		cnt[i], cnt[i-1] = cnt[i-1], cnt[i]
+		if bat != nil {
+			bat[i], bat[i-1] = bat[i-1], bat[i]
+		}
 	}
 	return true
 }
@@ -636,5 +668,5 @@ func (n *mergedNeighbors) compute(item string) []model.ItemCount {
 }
 
 // packedEntryBytes is the size of a maintained row's entry: a neighbour's
-// id and its count.
-const packedEntryBytes = 12
+// id, its count and its cached batch count (itemRow.bat).
+const packedEntryBytes = 16

@@ -41,8 +41,9 @@ func TestOrderKeysOrderAsNames(t *testing.T) {
 }
 
 // TestRowIndexFollowsTheRows: while contributions grow the deltas, every
-// maintained row equals the top K of the summed counts and its position
-// index maps exactly its neighbours to their positions (entries enter,
+// maintained row equals the top K of the summed counts, its position
+// index maps exactly its neighbours to their positions and the batch
+// counts it caches for explanations are its entries' (entries enter,
 // move up and leave the rows; K large enough for collisions and wraps, and
 // past what an index holds, when rows are scanned).
 func TestRowIndexFollowsTheRows(t *testing.T) {
@@ -85,6 +86,19 @@ func TestRowIndexFollowsTheRows(t *testing.T) {
 					t.Fatalf("k %d step %d item %s: got %v want %v", k, step, name(i), got, want)
 				}
 				top, ix := nb.rs[id].top, nb.rs[id].ix
+				// The cached batch counts moved with their entries; all are
+				// cached now, to be checked after the next bumps.
+				bat := nb.rs[id].bat
+				if len(bat) != len(top) {
+					t.Fatalf("k %d step %d item %s: %d batch counts, %d neighbours", k, step, name(i), len(bat), len(top))
+				}
+				for j, nid := range top {
+					want := batch.Get(name(i), nb.names[nid])
+					if bat[j] != batUnknown && int64(bat[j]) != want {
+						t.Fatalf("k %d step %d item %s: neighbour %s at %d has batch count %d cached, the batch has %d", k, step, name(i), nb.names[nid], j, bat[j], want)
+					}
+					bat[j] = uint32(want)
+				}
 				if ix == nil {
 					if k <= maxIndexedK {
 						t.Fatalf("k %d item %s: no index", k, name(i))

@@ -118,9 +118,6 @@ func (p *processor) scoreParallel(now time.Time) bool {
 	p.views = slices.Grow(p.views, len(ps.jobs))[:base+len(ps.jobs)] // every slot is assigned below
 	out := p.views[base:]
 	explain := !p.lim.noExplain
-	if explain {
-		p.prepareExplain()
-	}
 	runPass(ps.workers[:workers], len(ps.jobs), func(v *viewScorer, i int) {
 		j := ps.jobs[i]
 		out[i] = v.view(v.scorer, p.nb, j.s, ps.ids[j.lo:j.hi], p.lim.viewItems, now)
