@@ -289,7 +289,7 @@ func (n *mergedNeighbors) bumpRow(ia, ib uint32, w int64, c *int64, d int64) boo
 		top, cnt = append(top, ib), append(cnt, *c)
 		r.top, r.cnt = top, cnt
 		if bat != nil {
-			bat = append(bat, batUnknown)
+			bat = append(bat, n.enteringBatchCount(*c, d))
 			r.bat = bat
 		}
 		ix[slot] = indexEntry(ib, i)
@@ -304,7 +304,7 @@ func (n *mergedNeighbors) bumpRow(ia, ib uint32, w int64, c *int64, d int64) boo
 		ix.remove(ix.slotOf(top[i]))
 		top[i], cnt[i] = ib, *c
 		if bat != nil {
-			bat[i] = batUnknown
+			bat[i] = n.enteringBatchCount(*c, d)
 		}
 		slot, _ = ix.find(ib) // past the removal, b's free slot may have moved
 		ix[slot] = indexEntry(ib, i)
@@ -319,6 +319,20 @@ func (n *mergedNeighbors) bumpRow(ia, ib uint32, w int64, c *int64, d int64) boo
 		}
 	}
 	return true
+}
+
+// enteringBatchCount is the batch count to cache (itemRow.bat) for an
+// entry entering a row with count c (countWith's) given d, its local
+// deltas' part (-1: unknown): c - d when d is known and no remote deltas
+// are held, else batUnknown (looked up when an explanation needs it).
+func (n *mergedNeighbors) enteringBatchCount(c, d int64) uint32 {
+	if d < 0 || n.batch == nil || n.remote != nil && n.remote.Len() > 0 {
+		return batUnknown
+	}
+	if b := c - d; b >= 0 && b < int64(batUnknown) {
+		return uint32(b)
+	}
+	return batUnknown
 }
 
 // bumpScan is bumpRow for a row without a position index: b is looked for
@@ -340,7 +354,7 @@ func (n *mergedNeighbors) bumpScan(ia, ib uint32, w int64, c *int64, d int64) bo
 		top, cnt = append(top, ib), append(cnt, *c)
 		r.top, r.cnt = top, cnt
 		if bat != nil {
-			bat = append(bat, batUnknown)
+			bat = append(bat, n.enteringBatchCount(*c, d))
 			r.bat = bat
 		}
 	default:
@@ -353,7 +367,7 @@ func (n *mergedNeighbors) bumpScan(ia, ib uint32, w int64, c *int64, d int64) bo
 		i--
 		top[i], cnt[i] = ib, *c
 		if bat != nil {
-			bat[i] = batUnknown
+			bat[i] = n.enteringBatchCount(*c, d)
 		}
 	}
 	for ; i > 0 && n.before(top[i], cnt[i], top[i-1], cnt[i-1]); i-- {

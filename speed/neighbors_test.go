@@ -75,8 +75,14 @@ func TestRowIndexFollowsTheRows(t *testing.T) {
 			}
 			delta.Add(a, b, w)
 			sum.Add(a, b, w)
-			nb.bump(a, b, w)
-			nb.bump(b, a, w)
+			if step%2 == 0 {
+				nb.bump(a, b, w)
+				nb.bump(b, a, w)
+			} else { // as the layer bumps, knowing the deltas' count
+				ia, ib, c, d := nb.intern(a), nb.intern(b), int64(-1), delta.Get(a, b)
+				nb.bumpID(ia, ib, w, &c, d)
+				nb.bumpID(ib, ia, w, &c, d)
+			}
 			if step%3000 != 0 {
 				continue
 			}
