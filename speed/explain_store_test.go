@@ -61,6 +61,13 @@ func TestStoredExplanationsServeStandalone(t *testing.T) {
 			src.publish(batchOf(t, "b1", p, evs, randomBoundary(r, model.Boundary{}, tt.endOffsets())))
 			tt.produce(g.batch(800))
 			waitServed(t, tt, "b1", l)
+			// More records a few at a time, once the views read their rows:
+			// entries enter rows already read (their batch counts are cached
+			// as they enter, see itemRow.bat).
+			for range 4 {
+				tt.produce(g.batch(200))
+				waitServed(t, tt, "b1", l)
+			}
 
 			api, err := serving.NewAPI(serving.APIConfig{Model: p, MaxK: 100}, serving.APIDeps{Store: st})
 			if err != nil {
