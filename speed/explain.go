@@ -43,7 +43,7 @@ type viewExplainer struct {
 	// change while rowBatchNb (one batch) is served.
 	rowBatch   [][]batchCountEntry
 	rowBatchNb *mergedNeighbors
-	rowBatchN  int // entries held, bounded by maxRowBatchEntries
+	rowBatchN  int // entries allocated (the rows' capacity), bounded by maxRowBatchEntries
 }
 
 // explainBuf is one goroutine's explanation buffers.
@@ -69,8 +69,9 @@ type batchFill struct {
 	entry batchCountEntry
 }
 
-// maxRowBatchEntries bounds the batch count cache (8 bytes an entry): it
-// starts over when full.
+// maxRowBatchEntries bounds the batch count cache (8 bytes an entry, so
+// 16 MiB, plus a slice header per merged-rows id): it starts over, freeing
+// its rows, when its rows' capacity reaches it.
 const maxRowBatchEntries = 2 << 20
 
 // explainView returns the encoded explanation of the view just scored by sc
@@ -99,9 +100,10 @@ func (p *processor) prepareExplain() {
 		return
 	}
 	if x.rowBatchNb != nb || x.rowBatchN >= maxRowBatchEntries {
-		for i := range x.rowBatch {
-			x.rowBatch[i] = x.rowBatch[i][:0]
-		}
+		// Start over, freeing the rows: a row keeps its capacity, and
+		// different rows fill up in different rounds, so rows kept at
+		// [:0] would hold every row's largest size ever, past the bound.
+		clear(x.rowBatch)
 		x.rowBatchNb, x.rowBatchN = nb, 0
 	}
 	if n := len(nb.names); n > len(x.rowBatch) {
@@ -189,8 +191,9 @@ func (p *processor) cacheBatchCount(r uint32, j int, e batchCountEntry) {
 	x := &p.vx
 	row := x.rowBatch[r]
 	if j >= len(row) {
-		x.rowBatchN += j + 1 - len(row)
+		c := cap(row)
 		row = append(row, make([]batchCountEntry, j+1-len(row))...)
+		x.rowBatchN += cap(row) - c // the entries allocated, what the bound counts
 		x.rowBatch[r] = row
 	}
 	row[j] = e
