@@ -41,6 +41,11 @@ const (
 	DevSpeedMaxSessions   = 200_000
 )
 
+// DevBatchMaxMemory is batch.max_memory in `lambdarec dev` when left at its
+// default (DefaultBatchMaxMemory): a full recompute there shares the
+// process with every other role.
+const DevBatchMaxMemory = 512 << 20
+
 // validateDev checks store.memory and dev (the fields live in the Store
 // section and Config, config.go).
 func (c *Config) validateDev(bad func(key, format string, args ...any)) {
