@@ -40,10 +40,10 @@ type metrics struct {
 	rescored        prometheus.Counter
 	rescoreBacklog  prometheus.Gauge
 
-	lastHandoff atomic.Int64 // unix nanos; 0 before the first
-	lagNow      atomic.Int64 // the sum of lag_records as last synced; -1 before the first sync
-	progressAt  atomic.Int64 // unix nanos of the last sync that saw records processed or none waiting
-	recordAt    atomic.Int64 // unix nanos of the last sync that saw records processed; 0 before
+	lastHandoff atomic.Int64  // unix nanos; 0 before the first
+	lagNow      atomic.Int64  // the sum of lag_records as last synced; -1 before the first sync
+	progressAt  atomic.Int64  // unix nanos of the last sync that saw records processed or none waiting
+	recordAt    atomic.Int64  // unix nanos of the last sync that saw records processed; 0 before
 	shed        atomic.Uint64 // evicted + retainDropped as last synced (SessionsShed)
 	prevN       uint64
 	started     time.Time
