@@ -40,10 +40,11 @@ type metrics struct {
 	rescored        prometheus.Counter
 	rescoreBacklog  prometheus.Gauge
 
-	lastHandoff atomic.Int64 // unix nanos; 0 before the first
-	lagNow      atomic.Int64 // the sum of lag_records as last synced; -1 before the first sync
-	progressAt  atomic.Int64 // unix nanos of the last sync that saw records processed or none waiting
-	recordAt    atomic.Int64 // unix nanos of the last sync that saw records processed; 0 before
+	lastHandoff atomic.Int64  // unix nanos; 0 before the first
+	lagNow      atomic.Int64  // the sum of lag_records as last synced; -1 before the first sync
+	progressAt  atomic.Int64  // unix nanos of the last sync that saw records processed or none waiting
+	recordAt    atomic.Int64  // unix nanos of the last sync that saw records processed; 0 before
+	shed        atomic.Uint64 // evicted + retainDropped as last synced (SessionsShed)
 	prevN       uint64
 	started     time.Time
 	prev        counters
@@ -117,6 +118,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
+// SessionsShed returns the live sessions evicted and the retained sessions
+// dropped so far for the layer's bounds (max_sessions, max_state_bytes,
+// max_retained_events): sessions_evicted_total plus retained_dropped_total,
+// as last synced.
+func (l *Layer) SessionsShed() uint64 { return l.m.shed.Load() }
+
 // sync exports the processor's state. Called with the layer's lock held.
 func (m *metrics) sync(p *processor, now time.Time) {
 	c := p.c
@@ -137,6 +144,7 @@ func (m *metrics) sync(p *processor, now time.Time) {
 	add(m.evicted, c.evicted, m.prev.evicted)
 	add(m.retainDropped, c.retainDropped, m.prev.retainDropped)
 	add(m.stateEvicted, c.stateEvicted, m.prev.stateEvicted)
+	m.shed.Store(c.evicted + c.retainDropped)
 	add(m.handoffs, c.handoffs, m.prev.handoffs)
 	add(m.regress, c.boundaryRegress, m.prev.boundaryRegress)
 	m.prev = c

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -58,7 +59,17 @@ const (
 	// the speed layer's replay horizon to keep accepting events. Layer
 	// "speed", degraded.
 	FaultCodeHorizonTrimmed = "replay_horizon_trimmed"
+	// FaultCodeDeletedUnconsumed: the embedded broker's retention deleted
+	// records no protecting group had consumed (the dead-letter topic's
+	// oldest letters) within unconsumedShownFor. Layer "broker", degraded.
+	FaultCodeDeletedUnconsumed = "records_deleted_unconsumed"
 )
+
+// unconsumedShownFor is how long /v1/status shows a deletion of unconsumed
+// records (FaultCodeDeletedUnconsumed) after the last one; the metric
+// lambdarec_broker_retention_unconsumed_deleted_records_total counts them
+// all.
+const unconsumedShownFor = 10 * time.Minute
 
 // brokerFaults reports each full partition of the embedded broker as a
 // fault of the layer "broker", degraded: nothing is lost, producers are held
@@ -68,6 +79,14 @@ const (
 func brokerFaults(b *broker.Broker) serving.FaultFunc {
 	return func(context.Context) ([]serving.Fault, error) {
 		var out []serving.Fault
+		for _, u := range b.Unconsumed() {
+			if since := time.Since(u.Last); since < unconsumedShownFor {
+				out = append(out, serving.Fault{Layer: "broker", Code: FaultCodeDeletedUnconsumed, State: serving.StateDegraded,
+					Message: fmt.Sprintf("the embedded broker deleted %d records of %s that no consumer of lambdarec had read (the last %.0fs ago), its oldest past broker.retention_bytes: read dead letters sooner or raise the bound",
+						u.Records, u.Topic, since.Seconds()),
+					Details: map[string]any{"topic": u.Topic, "records": u.Records, "last": u.Last}})
+			}
+		}
 		for _, f := range b.Full() {
 			out = append(out, serving.Fault{Layer: "broker", Code: FaultCodeBrokerFull, State: serving.StateDegraded,
 				Message: fmt.Sprintf("partition %s/%d holds %d bytes, more than the %d allowed (twice broker.retention_bytes) of records the archive has not consumed: it refuses produce requests until the archive catches up",

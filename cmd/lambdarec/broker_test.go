@@ -101,3 +101,55 @@ func TestEmbeddedBrokerWaitsForTheArchive(t *testing.T) {
 		}
 	}
 }
+
+// Dead letters the embedded broker's retention deletes (no group of
+// lambdarec's reads the dead-letter topic) show in /v1/status:
+// records_deleted_unconsumed on the broker, degraded, with the count.
+func TestEmbeddedBrokerReportsDeletedDeadLetters(t *testing.T) {
+	cfg := config.Default()
+	cfg.Broker.Addr = "127.0.0.1:0"
+	cfg.Broker.RetentionBytes = 1 << 20
+	cfg.Kafka.Partitions = 1
+	b, err := broker.New(embeddedBroker(cfg, nil), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.DefaultProduceTopic(cfg.Kafka.DLQTopic),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	// 2 MiB of letters: twice the bound.
+	val := bytes.Repeat([]byte("x"), 1<<10)
+	for range 2 << 10 {
+		cl.Produce(ctx, &kgo.Record{Value: val}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				t.Errorf("produce: %v", err)
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	faults := brokerFaults(b)
+	var fs []serving.Fault
+	deadline := time.Now().Add(30 * time.Second)
+	for len(fs) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no fault for the deleted dead letters")
+		}
+		time.Sleep(50 * time.Millisecond)
+		if fs, err = faults(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := b.Cluster().PartitionInfo(cfg.Kafka.DLQTopic, 0).LogStartOffset
+	if f := fs[0]; len(fs) != 1 || f.Layer != "broker" || f.Code != FaultCodeDeletedUnconsumed || f.State != serving.StateDegraded ||
+		f.Details["topic"] != cfg.Kafka.DLQTopic || f.Details["records"].(int64) <= 0 || f.Details["records"].(int64) > start {
+		t.Fatalf("faults %+v; the dead-letter log starts at %d", fs, start)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"time"
@@ -106,6 +107,7 @@ func devConfig(cfg config.Config, o devOptions) (config.Config, error) {
 		cfg.Speed.MaxViewDelay = devMaxViewDelay
 	}
 	devMaintenance(&cfg)
+	devMemoryDefaults(&cfg)
 	return cfg, cfg.Validate()
 }
 
@@ -121,6 +123,9 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		return err
 	}
 	log := e.log
+	if cfg.Dev.MaxMemory > 0 {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(cfg.Dev.MaxMemory))
+	}
 	if o.pprof != "" {
 		stop, err := servePprof(o.pprof, log)
 		if err != nil {
@@ -157,7 +162,7 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		return err
 	}
 	defer lake.Close()
-	st, err := backend.Open(ctx, cfg, log)
+	st, err := backend.Open(ctx, cfg, log.With("component", "store"))
 	if err != nil {
 		return err
 	}
@@ -195,6 +200,13 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 	if err != nil {
 		return err
 	}
+	bounds, err := newDevBounds(st, sp.SessionsShed, reg, log.With("component", "dev"))
+	if err != nil {
+		return err
+	}
+	boundsCtx, stopBounds := context.WithCancel(ctx)
+	defer stopBounds()
+	go bounds.run(boundsCtx)
 	// The archive and the batch runs yield the CPU to the speed layer while
 	// it is behind (dev_priority.go).
 	prio, err := newSpeedFirst(func() int64 { n, _ := sp.Lag(); return n }, reg, log.With("component", "dev"))
@@ -212,7 +224,7 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		batchInterval: o.batchEvery,
 		speed:         layerstatus.SpeedLayer(sp, cfg.Speed.Group),
 		registry:      reg,
-		faults:        []serving.FaultFunc{sup.faults, archiveFaults(arch), brokerFaults(b)},
+		faults:        []serving.FaultFunc{sup.faults, archiveFaults(arch), brokerFaults(b), bounds.faults},
 		explainer:     sp,
 	})
 	if err != nil {

@@ -155,6 +155,16 @@ func (b *Broker) Trimmed() []TrimmedPartition {
 	return b.retention.Trimmed()
 }
 
+// Unconsumed returns, by topic, the records retention deleted from
+// partitions no Protect group had committed on (retention.go); none
+// without RetentionBytes.
+func (b *Broker) Unconsumed() []UnconsumedDeletion {
+	if b.retention == nil {
+		return nil
+	}
+	return b.retention.Unconsumed()
+}
+
 // Close stops the broker. It is safe to call more than once.
 func (b *Broker) Close() {
 	b.closeOnce.Do(func() {

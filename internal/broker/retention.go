@@ -50,6 +50,14 @@ import (
 //
 // Full partitions are logged (once a minute while they last), counted in
 // metrics and reported by Full, which `lambdarec dev` shows in /v1/status.
+//
+// A partition no Protect group has committed on (the dead-letter topic,
+// which no group of lambdarec's reads; the events topic before the
+// archive's first commit) is not waited for: its oldest records past
+// RetentionBytes are deleted unconsumed. Those deletions are counted
+// (lambdarec_broker_retention_unconsumed_deleted_records_total), logged at
+// most once a minute per topic and reported by Unconsumed, which `lambdarec
+// dev` shows in /v1/status.
 
 // retentionEvery is how often retention and the full partitions are
 // evaluated.
@@ -85,6 +93,16 @@ type TrimmedPartition struct {
 	Since time.Time
 }
 
+// UnconsumedDeletion counts the records of a topic retention deleted from
+// partitions no Protect group had committed on.
+type UnconsumedDeletion struct {
+	Topic string
+	// Records is how many, since the broker started; Last when the last
+	// were.
+	Records int64
+	Last    time.Time
+}
+
 // retention enforces Config.RetentionBytes; see the comment above.
 type retention struct {
 	c       *kfake.Cluster
@@ -102,6 +120,8 @@ type retention struct {
 	logged  map[tp]time.Time
 	trimmed map[tp]TrimmedPartition
 	tlogged map[tp]time.Time
+	unread  map[string]UnconsumedDeletion // by topic
+	ulogged map[string]time.Time
 
 	m retentionMetrics
 }
@@ -117,6 +137,7 @@ type retentionMetrics struct {
 	refused  prometheus.Counter
 	deleted  *prometheus.CounterVec
 	horizon  *prometheus.CounterVec
+	unread   *prometheus.CounterVec
 	register []prometheus.Collector
 }
 
@@ -143,14 +164,19 @@ func newRetentionMetrics() retentionMetrics {
 		Name: "lambdarec_broker_retention_horizon_deleted_records_total",
 		Help: "Records the embedded broker deleted before the speed layer's replay horizon to keep a partition from being full: a restart of the speed layer replays from a later record.",
 	}, []string{"topic"})
-	m.register = []prometheus.Collector{m.size, m.full, m.refused, m.deleted, m.horizon}
+	m.unread = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lambdarec_broker_retention_unconsumed_deleted_records_total",
+		Help: "Records the embedded broker deleted by retention from partitions no protecting group (the archive's) had committed on: the dead-letter topic's oldest letters, never read by lambdarec.",
+	}, []string{"topic"})
+	m.register = []prometheus.Collector{m.size, m.full, m.refused, m.deleted, m.horizon, m.unread}
 	return m
 }
 
 func newRetention(c *kfake.Cluster, cfg Config, log *slog.Logger) (*retention, error) {
 	r := &retention{c: c, topics: cfg.Topics, protect: cfg.Protect, horizon: cfg.Horizon, bytes: cfg.RetentionBytes, log: log,
 		ids: map[[16]byte]string{}, fullNow: map[tp]FullPartition{}, logged: map[tp]time.Time{},
-		trimmed: map[tp]TrimmedPartition{}, tlogged: map[tp]time.Time{}, m: newRetentionMetrics()}
+		trimmed: map[tp]TrimmedPartition{}, tlogged: map[tp]time.Time{},
+		unread: map[string]UnconsumedDeletion{}, ulogged: map[string]time.Time{}, m: newRetentionMetrics()}
 	for _, t := range cfg.Topics {
 		if ti := c.TopicInfo(t); ti != nil {
 			r.ids[ti.TopicID] = t
@@ -221,7 +247,7 @@ func (r *retention) apply(now time.Time) {
 		for _, pi := range r.c.PartitionInfos(topic) {
 			k := tp{topic, pi.Partition}
 			if pi.NumBytes > r.bytes {
-				pi = r.trim(k, pi, prot, hor)
+				pi = r.trim(k, pi, prot, hor, now)
 			}
 			size := pi.NumBytes
 			r.m.size.WithLabelValues(topic, strconv.Itoa(int(pi.Partition))).Set(float64(size))
@@ -288,7 +314,7 @@ func (r *retention) apply(now time.Time) {
 // Protect groups have consumed and the Horizon groups have committed past;
 // past the Horizon groups only down to 1.5×r.bytes, when keeping their
 // records would leave the partition full. It returns the partition after.
-func (r *retention) trim(k tp, pi *kfake.PartitionInfo, prot, hor map[tp]committed) *kfake.PartitionInfo {
+func (r *retention) trim(k tp, pi *kfake.PartitionInfo, prot, hor map[tp]committed, now time.Time) *kfake.PartitionInfo {
 	records := pi.HighWatermark - pi.LogStartOffset
 	if records <= 0 {
 		return pi
@@ -313,6 +339,9 @@ func (r *retention) trim(k tp, pi *kfake.PartitionInfo, prot, hor map[tp]committ
 		return pi
 	}
 	r.m.deleted.WithLabelValues(k.topic).Add(float64(to - pi.LogStartOffset))
+	if _, ok := prot[k]; !ok {
+		r.deletedUnconsumed(k, to-pi.LogStartOffset, now)
+	}
 	if h, ok := hor[k]; ok && h.offset < to {
 		r.m.horizon.WithLabelValues(k.topic).Add(float64(to - max(h.offset, pi.LogStartOffset)))
 	}
@@ -321,6 +350,32 @@ func (r *retention) trim(k tp, pi *kfake.PartitionInfo, prot, hor map[tp]committ
 		return after
 	}
 	return pi
+}
+
+// deletedUnconsumed counts n records of partition k deleted with no Protect
+// group's commit on it, and logs it at most once a minute per topic.
+func (r *retention) deletedUnconsumed(k tp, n int64, now time.Time) {
+	r.m.unread.WithLabelValues(k.topic).Add(float64(n))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	u := r.unread[k.topic]
+	u.Topic, u.Records, u.Last = k.topic, u.Records+n, now
+	r.unread[k.topic] = u
+	if last, ok := r.ulogged[k.topic]; !ok || now.Sub(last) >= fullLogEvery {
+		r.ulogged[k.topic] = now
+		r.log.Warn("retention deleted records no protecting group has consumed (a dead-letter topic's oldest letters)",
+			"topic", k.topic, "partition", k.p, "deleted", n, "deleted_total", u.Records, "retention_bytes", r.bytes)
+	}
+}
+
+// Unconsumed returns, by topic, the records retention deleted from
+// partitions no Protect group had committed on.
+func (r *retention) Unconsumed() []UnconsumedDeletion {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := slices.Collect(maps.Values(r.unread))
+	slices.SortFunc(out, func(a, b UnconsumedDeletion) int { return strings.Compare(a.Topic, b.Topic) })
+	return out
 }
 
 // Full returns the partitions that refuse produce requests now, by topic

@@ -42,6 +42,8 @@ type Config struct {
 	Retention   Retention   `yaml:"retention"`
 	// Status holds the thresholds of /v1/status (limits.go).
 	Status Status `yaml:"status"`
+	// Dev configures `lambdarec dev` (dev.go).
+	Dev Dev `yaml:"dev"`
 }
 
 // Kafka says where the event log is.
@@ -208,6 +210,8 @@ type Store struct {
 	// backend clickhouse: batch views in ClickHouse, sessions in Redis).
 	Sessions string `yaml:"sessions"`
 	Redis    Redis  `yaml:"redis"`
+	// Memory configures the in-process store (dev.go).
+	Memory StoreMemory `yaml:"memory"`
 }
 
 // ClickHouse configures the ClickHouse serving store (store.backend: clickhouse).
@@ -280,13 +284,14 @@ func Default() Config {
 			MaxStateBytes:     DefaultMaxStateBytes,
 			RescoreInterval:   DefaultRescoreInterval,
 		},
-		Store:      Store{Backend: "memory", Redis: defaultRedis()},
+		Store:      Store{Backend: "memory", Redis: defaultRedis(), Memory: StoreMemory{MaxSessionBytes: DefaultStoreMemorySessionBytes}},
 		ClickHouse: ClickHouse{DSN: "clickhouse://127.0.0.1:9000/default", CacheEntries: 200_000, RefreshInterval: time.Second, KeepBatches: 2},
 		Log:        Log{Level: "info", Format: "text"},
 
 		Maintenance: defaultMaintenance(),
 		Retention:   defaultRetention(),
 		Status:      DefaultStatus(),
+		Dev:         Dev{MaxMemory: DefaultDevMaxMemory},
 	}
 }
 
@@ -440,6 +445,7 @@ func (c *Config) Validate() error {
 	c.validateLimits(bad)
 	c.validateBatchMemory(bad)
 	c.validateBroker(bad)
+	c.validateDev(bad)
 	c.validateSpeedExact(bad)
 	return errors.Join(errs...)
 }

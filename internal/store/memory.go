@@ -1,14 +1,17 @@
 package store
 
 import (
+	"container/list"
 	"context"
 	"fmt"
 	"hash/maphash"
+	"log/slog"
 	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Memory is the in-process backend, the embedded default. Reads of the batch
@@ -16,12 +19,20 @@ import (
 // store); sessions live in a sharded map behind read-write locks.
 //
 // Memory use: the store keeps the current batch view only (the previous one
-// is freed once its last reader returns) plus every session not yet expired.
-// A batch view costs about (items × neighbours + users × recs) × (48 bytes +
-// the item id's length), plus users × recent items × 16 bytes (UserItems);
-// a session about 200 bytes plus its items. Keep the session count bounded
-// by calling ExpireSessions periodically (the speed layer's session
-// timeout), and the view by the batch's top-K.
+// is freed once its last reader returns) plus the session views, bounded by
+// MemorySessionBytes. A batch view costs about (items × neighbours + users
+// × recs) × (48 bytes + the item id's length), plus users × recent items ×
+// 16 bytes (UserItems); the view is bounded by the batch's top-K.
+//
+// Session views leave the store when ExpireSessions expires them (the speed
+// layer's session timeout) or, when their estimated bytes (SessionBytes)
+// pass the bound, oldest-updated first: each of the store's 64 shards holds
+// at most a 64th of the bound (plus the view just written, when one view
+// is larger than that), so it evicts its own oldest-updated views. An
+// evicted session reads as one without a speed view: the serving layer
+// answers it from the batch view alone until the speed layer writes its
+// view again (its next event or rescoring). Evictions are counted
+// (Evictions) and logged at most once a minute.
 type Memory struct {
 	batch  atomic.Pointer[memBatch]
 	closed atomic.Bool
@@ -29,11 +40,26 @@ type Memory struct {
 	publishMu sync.Mutex          // serialises publishes
 	published map[string]struct{} // batch ids ever published, under publishMu
 
-	seed   maphash.Seed
+	seed       maphash.Seed
+	shardBytes int64 // bound of a shard's session views' estimated bytes
+	log        *slog.Logger
+
+	evicted   atomic.Int64
+	lastEvict atomic.Int64 // unix nanoseconds of the last eviction; 0: none
+	loggedAt  atomic.Int64 // unix nanoseconds of the last eviction log line
+
 	shards [memShards]memShard
 }
 
 const memShards = 64
+
+// DefaultMemorySessionBytes is the default bound of the memory store's
+// session views (MemorySessionBytes): 256 MiB, about 100,000 views of 20
+// items with their explanations.
+const DefaultMemorySessionBytes = 256 << 20
+
+// evictLogEvery is how often the memory store logs that it evicts views.
+const evictLogEvery = time.Minute
 
 type memBatch struct {
 	view *BatchView
@@ -41,19 +67,90 @@ type memBatch struct {
 
 type memShard struct {
 	mu       sync.RWMutex
-	sessions map[string]*SessionView
-	_        [40]byte // keep shards on separate cache lines
+	sessions map[string]*list.Element // of *SessionView, in order
+	order    list.List                // oldest-updated view first
+	bytes    int64                    // estimated bytes of the views held
+}
+
+// MemoryOpt configures NewMemory.
+type MemoryOpt func(*Memory)
+
+// MemorySessionBytes bounds the estimated bytes of the session views the
+// store holds (SessionBytes); past it the oldest-updated views are evicted.
+// Default: DefaultMemorySessionBytes. n < 1 MiB is taken as 1 MiB.
+func MemorySessionBytes(n int64) MemoryOpt {
+	return func(m *Memory) { m.shardBytes = max(n, 1<<20) / memShards }
+}
+
+// MemoryLog is where the store logs its evictions (once a minute at most).
+// Default: slog.Default().
+func MemoryLog(log *slog.Logger) MemoryOpt {
+	return func(m *Memory) { m.log = log }
 }
 
 var _ Store = (*Memory)(nil)
 
 // NewMemory returns an empty in-process store.
-func NewMemory() *Memory {
-	m := &Memory{published: map[string]struct{}{}, seed: maphash.MakeSeed()}
+func NewMemory(opts ...MemoryOpt) *Memory {
+	m := &Memory{published: map[string]struct{}{}, seed: maphash.MakeSeed(),
+		shardBytes: DefaultMemorySessionBytes / memShards, log: slog.Default()}
+	for _, o := range opts {
+		o(m)
+	}
 	for i := range m.shards {
-		m.shards[i].sessions = map[string]*SessionView{}
+		m.shards[i].sessions = map[string]*list.Element{}
 	}
 	return m
+}
+
+// sessionViewOverhead is what a stored view costs besides its strings and
+// slices' contents: the SessionView, its map entry and list element.
+const sessionViewOverhead = int64(unsafe.Sizeof(SessionView{})) + 64 + int64(unsafe.Sizeof(list.Element{}))
+
+// SessionBytes is the memory store's estimate of what it holds for view s:
+// the view's fixed part, its ids, items (each item id counted, though the
+// speed layer's item ids are often shared), purchases and explanation.
+func SessionBytes(s *SessionView) int64 {
+	n := sessionViewOverhead + 2*int64(len(s.SessionID)) + int64(len(s.UserID)) + int64(len(s.Explanation))
+	n += int64(len(s.Items)) * int64(unsafe.Sizeof(Scored{}))
+	for i := range s.Items {
+		n += int64(len(s.Items[i].Item))
+	}
+	for _, p := range s.Purchased {
+		n += int64(unsafe.Sizeof(p)) + int64(len(p))
+	}
+	return n
+}
+
+// MemoryEvictions counts the session views the memory store evicted to
+// stay within its bound.
+type MemoryEvictions struct {
+	// Sessions is how many views were evicted since the store was made.
+	Sessions int64
+	// Last is when the last one was; zero when none was.
+	Last time.Time
+}
+
+// Evictions returns the views evicted to stay within the bound.
+func (m *Memory) Evictions() MemoryEvictions {
+	e := MemoryEvictions{Sessions: m.evicted.Load()}
+	if t := m.lastEvict.Load(); t != 0 {
+		e.Last = time.Unix(0, t)
+	}
+	return e
+}
+
+// SessionUsage returns the session views held and their estimated bytes
+// (SessionBytes), and the bound of those bytes.
+func (m *Memory) SessionUsage() (views int, bytes, limit int64) {
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.RLock()
+		views += len(sh.sessions)
+		bytes += sh.bytes
+		sh.mu.RUnlock()
+	}
+	return views, bytes, m.shardBytes * memShards
 }
 
 func (m *Memory) check() error {
@@ -190,7 +287,7 @@ func (m *Memory) UpsertSessions(ctx context.Context, ss []SessionView) error {
 func (m *Memory) upsert(s *SessionView) {
 	sh := m.shard(s.SessionID)
 	sh.mu.RLock()
-	old := sh.sessions[s.SessionID]
+	old := sh.view(s.SessionID)
 	sh.mu.RUnlock()
 	if old != nil && !Newer(s, old) {
 		return
@@ -199,11 +296,57 @@ func (m *Memory) upsert(s *SessionView) {
 	s.Explanation = nil
 	c := CloneSession(*s)
 	s.Explanation, c.Explanation = e, e
+	size := SessionBytes(&c)
 	sh.mu.Lock()
-	if old := sh.sessions[s.SessionID]; old == nil || Newer(&c, old) {
-		sh.sessions[s.SessionID] = &c
+	el := sh.sessions[s.SessionID]
+	switch {
+	case el == nil:
+		sh.sessions[s.SessionID] = sh.order.PushBack(&c)
+		sh.bytes += size
+	case Newer(&c, el.Value.(*SessionView)):
+		sh.bytes += size - SessionBytes(el.Value.(*SessionView))
+		el.Value = &c
+		sh.order.MoveToBack(el)
+	}
+	var evicted int64
+	for sh.bytes > m.shardBytes && sh.order.Len() > 1 {
+		sh.remove(sh.order.Front())
+		evicted++
 	}
 	sh.mu.Unlock()
+	if evicted > 0 {
+		m.noteEvictions(evicted)
+	}
+}
+
+// noteEvictions counts n views evicted now, and logs it at most once every
+// evictLogEvery.
+func (m *Memory) noteEvictions(n int64) {
+	total := m.evicted.Add(n)
+	now := time.Now().UnixNano()
+	m.lastEvict.Store(now)
+	last := m.loggedAt.Load()
+	if now-last < int64(evictLogEvery) || !m.loggedAt.CompareAndSwap(last, now) {
+		return
+	}
+	views, bytes, limit := m.SessionUsage()
+	m.log.Warn("memory store full: evicting the oldest-updated session views; their sessions are answered from the batch view until the speed layer writes them again",
+		"evicted_total", total, "views", views, "bytes", bytes, "limit_bytes", limit)
+}
+
+// view returns the stored view of id, or nil; under sh.mu.
+func (sh *memShard) view(id string) *SessionView {
+	if el := sh.sessions[id]; el != nil {
+		return el.Value.(*SessionView)
+	}
+	return nil
+}
+
+// remove drops the view of el; under sh.mu held for writing.
+func (sh *memShard) remove(el *list.Element) {
+	v := sh.order.Remove(el).(*SessionView)
+	delete(sh.sessions, v.SessionID)
+	sh.bytes -= SessionBytes(v)
 }
 
 // Session returns the stored view of session id.
@@ -225,7 +368,7 @@ func (m *Memory) session(id string, explained bool) (SessionView, bool, error) {
 	}
 	sh := m.shard(id)
 	sh.mu.RLock()
-	s := sh.sessions[id]
+	s := sh.view(id)
 	sh.mu.RUnlock()
 	if s == nil {
 		return SessionView{}, false, nil
@@ -249,9 +392,9 @@ func (m *Memory) ExpireSessions(ctx context.Context, cutoff time.Time) (int64, e
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
-		for id, s := range sh.sessions {
-			if s.EventTime.Before(cutoff) {
-				delete(sh.sessions, id)
+		for _, el := range sh.sessions {
+			if el.Value.(*SessionView).EventTime.Before(cutoff) {
+				sh.remove(el)
 				n++
 			}
 		}
@@ -272,7 +415,9 @@ func (m *Memory) Close() error {
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
-		sh.sessions = map[string]*SessionView{}
+		sh.sessions = map[string]*list.Element{}
+		sh.order.Init()
+		sh.bytes = 0
 		sh.mu.Unlock()
 	}
 	return nil

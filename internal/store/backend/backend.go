@@ -49,7 +49,11 @@ func open(ctx context.Context, cfg config.Config, log *slog.Logger, background b
 func openBackend(ctx context.Context, cfg config.Config, log *slog.Logger, background bool) (store.Store, error) {
 	switch cfg.Store.Backend {
 	case "", "memory":
-		return store.NewMemory(), nil
+		opts := []store.MemoryOpt{store.MemorySessionBytes(cfg.Store.Memory.MaxSessionBytes)}
+		if log != nil {
+			opts = append(opts, store.MemoryLog(log))
+		}
+		return store.NewMemory(opts...), nil
 	case "redis":
 		return openRedis(ctx, cfg, log)
 	case "clickhouse":

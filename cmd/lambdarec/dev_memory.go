@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/internal/store"
+	"github.com/lambdarec/lambdarec/serving"
+)
+
+// dev's memory bounds. Every role shares one process, so dev sizes them for
+// one machine: the speed layer's session state (DevSpeedMaxStateBytes,
+// DevSpeedMaxSessions unless set), the memory store's session views
+// (store.memory.max_session_bytes), the embedded broker's log
+// (broker.retention_bytes), the batch runs (batch.max_memory), plus a soft
+// memory limit for the Go runtime (dev.max_memory). When a bound bites,
+// /v1/status shows it (degraded, with the codes below) for devBoundWindow
+// after the last time, its metric counts it, and a WARN line says so at most
+// once a minute.
+
+// The /v1/status codes of dev's memory bounds.
+const (
+	// FaultCodeViewStoreFull: the memory store evicted session views to
+	// stay within store.memory.max_session_bytes; those sessions are
+	// answered from the batch view until the speed layer writes them
+	// again. Layer serving_store, degraded.
+	FaultCodeViewStoreFull = "view_store_full"
+	// FaultCodeSpeedStateFull: the speed layer evicted live sessions (or
+	// dropped retained ones) to stay within speed.max_sessions /
+	// speed.max_state_bytes: a session that continues starts over. Layer
+	// speed, degraded.
+	FaultCodeSpeedStateFull = "speed_state_full"
+)
+
+// devBoundWindow is how long after a bound last bit /v1/status still shows
+// it.
+const devBoundWindow = time.Minute
+
+// devMemoryDefaults gives the speed layer and the batch runs dev's bounds
+// where cfg leaves them at the defaults sized for a process of their own.
+func devMemoryDefaults(cfg *config.Config) {
+	d := config.Default().Speed
+	if cfg.Speed.MaxStateBytes == d.MaxStateBytes {
+		cfg.Speed.MaxStateBytes = config.DevSpeedMaxStateBytes
+	}
+	if cfg.Speed.MaxSessions == d.MaxSessions {
+		cfg.Speed.MaxSessions = config.DevSpeedMaxSessions
+	}
+	if cfg.Batch.MaxMemory == config.DefaultBatchMaxMemory {
+		cfg.Batch.MaxMemory = config.DevBatchMaxMemory
+	}
+}
+
+// devBounds watches dev's bounds for /v1/status and the log. It reads no
+// metrics registry: /metrics evaluates /v1/status, which calls faults.
+type devBounds struct {
+	mem  *store.Memory // nil unless store.backend is memory
+	shed func() uint64 // the speed layer's sessions evicted or dropped so far
+	log  *slog.Logger
+
+	mu         sync.Mutex
+	speedSeen  uint64    // shed() last read
+	speedAt    time.Time // when it was last seen to grow
+	speedLogAt time.Time
+}
+
+// newDevBounds registers the memory store's metrics on reg (st is the
+// serving store; shed reads the speed layer's sessions evicted or dropped)
+// and returns the watcher of dev's bounds.
+func newDevBounds(st store.Store, shed func() uint64, reg prometheus.Registerer, log *slog.Logger) (*devBounds, error) {
+	b := &devBounds{shed: shed, log: log}
+	m, ok := st.(*store.Memory)
+	if !ok {
+		return b, nil
+	}
+	b.mem = m
+	for _, c := range []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lambdarec_store_memory_evicted_sessions_total",
+			Help: "Session views the memory store evicted, oldest-updated first, to stay within store.memory.max_session_bytes: those sessions are answered from the batch view until the speed layer writes them again."},
+			func() float64 { return float64(m.Evictions().Sessions) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lambdarec_store_memory_sessions",
+			Help: "Session views the memory store holds."},
+			func() float64 { n, _, _ := m.SessionUsage(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lambdarec_store_memory_session_bytes",
+			Help: "Estimated bytes of the session views the memory store holds (bounded by store.memory.max_session_bytes)."},
+			func() float64 { _, n, _ := m.SessionUsage(); return float64(n) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register memory store metrics: %w", err)
+		}
+	}
+	return b, nil
+}
+
+// faults reports the bounds that bit within devBoundWindow.
+func (b *devBounds) faults(context.Context) ([]serving.Fault, error) {
+	now := time.Now()
+	var out []serving.Fault
+	if b.mem != nil {
+		if ev := b.mem.Evictions(); !ev.Last.IsZero() && now.Sub(ev.Last) < devBoundWindow {
+			views, bytes, limit := b.mem.SessionUsage()
+			out = append(out, serving.Fault{Layer: serving.StoreLayer, Code: FaultCodeViewStoreFull, State: serving.StateDegraded,
+				Message: fmt.Sprintf("the memory store holds %d bytes of session views, its bound store.memory.max_session_bytes is %d: it evicted %d views so far, oldest-updated first (the last %.0fs ago); their sessions are answered from the batch view until the speed layer writes them again",
+					bytes, limit, ev.Sessions, now.Sub(ev.Last).Seconds()),
+				Details: map[string]any{"views": views, "bytes": bytes, "limit": limit, "evicted": ev.Sessions, "last": ev.Last}})
+		}
+	}
+	n := b.shed()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n > b.speedSeen {
+		b.speedSeen, b.speedAt = n, now
+		if now.Sub(b.speedLogAt) >= time.Minute {
+			b.speedLogAt = now
+			b.log.Warn("speed layer evicting sessions: its state reached speed.max_sessions or speed.max_state_bytes; a session that continues starts over",
+				"evicted_or_dropped_total", n)
+		}
+	}
+	if !b.speedAt.IsZero() && now.Sub(b.speedAt) < devBoundWindow {
+		out = append(out, serving.Fault{Layer: "speed", Code: FaultCodeSpeedStateFull, State: serving.StateDegraded,
+			Message: fmt.Sprintf("the speed layer evicted or dropped %d sessions so far (the last seen %.0fs ago) to stay within speed.max_sessions / speed.max_state_bytes: a session that continues starts over, without its earlier events",
+				n, now.Sub(b.speedAt).Seconds()),
+			Details: map[string]any{"evicted_or_dropped": n, "last_seen": b.speedAt}})
+	}
+	return out, nil
+}
+
+// run reads the speed layer's evictions every 10 s, so that they are
+// logged while nobody asks /v1/status.
+func (b *devBounds) run(ctx context.Context) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_, _ = b.faults(ctx) // never fails
+		}
+	}
+}

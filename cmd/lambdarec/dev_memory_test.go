@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lambdarec/lambdarec/internal/config"
+	"github.com/lambdarec/lambdarec/internal/store"
+	"github.com/lambdarec/lambdarec/serving"
+)
+
+// dev bounds the speed layer and the batch runs for one process where the
+// configuration leaves them at their defaults, and keeps what it sets.
+func TestDevMemoryDefaults(t *testing.T) {
+	cfg, err := devConfig(config.Default(), devOptions{dataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Speed.MaxStateBytes != config.DevSpeedMaxStateBytes || cfg.Speed.MaxSessions != config.DevSpeedMaxSessions ||
+		cfg.Batch.MaxMemory != config.DevBatchMaxMemory || cfg.Dev.MaxMemory != config.DefaultDevMaxMemory {
+		t.Fatalf("dev's bounds: speed %d bytes, %d sessions; batch %d; dev.max_memory %d",
+			cfg.Speed.MaxStateBytes, cfg.Speed.MaxSessions, cfg.Batch.MaxMemory, cfg.Dev.MaxMemory)
+	}
+	set := config.Default()
+	set.Speed.MaxStateBytes, set.Speed.MaxSessions, set.Batch.MaxMemory = 1<<30, 50_000, 2<<30
+	cfg, err = devConfig(set, devOptions{dataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Speed.MaxStateBytes != 1<<30 || cfg.Speed.MaxSessions != 50_000 || cfg.Batch.MaxMemory != 2<<30 {
+		t.Fatalf("set bounds changed: speed %d bytes, %d sessions; batch %d", cfg.Speed.MaxStateBytes, cfg.Speed.MaxSessions, cfg.Batch.MaxMemory)
+	}
+}
+
+// When the memory store evicts views or the speed layer sheds sessions,
+// /v1/status shows it (degraded, with the reason code), the metrics count
+// it and a log line says so once.
+func TestDevBoundsFaults(t *testing.T) {
+	ctx := context.Background()
+	mem := store.NewMemory(store.MemorySessionBytes(1 << 20))
+	var shed atomic.Uint64
+	reg := prometheus.NewRegistry()
+	var logs bytes.Buffer
+	b, err := newDevBounds(mem, shed.Load, reg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, _ := b.faults(ctx); len(f) != 0 {
+		t.Fatalf("faults before any bound bit: %+v", f)
+	}
+	items := make([]store.Scored, 20)
+	for i := range items {
+		items[i] = store.Scored{Item: fmt.Sprintf("item%05d", i), Score: 1}
+	}
+	for i := range 3000 {
+		if err := mem.UpsertSession(ctx, store.SessionView{SessionID: fmt.Sprintf("s%05d", i), Items: items}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shed.Store(7)
+	f, err := b.faults(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes := map[string]serving.Fault{}
+	for _, x := range f {
+		codes[x.Code] = x
+	}
+	if x, ok := codes[FaultCodeViewStoreFull]; !ok || x.Layer != serving.StoreLayer || x.State != serving.StateDegraded {
+		t.Fatalf("no degraded %s fault on %s: %+v", FaultCodeViewStoreFull, serving.StoreLayer, f)
+	}
+	if x, ok := codes[FaultCodeSpeedStateFull]; !ok || x.Layer != "speed" || x.State != serving.StateDegraded || x.Details["evicted_or_dropped"] != uint64(7) {
+		t.Fatalf("no degraded %s fault on speed: %+v", FaultCodeSpeedStateFull, f)
+	}
+	ev := mem.Evictions().Sessions
+	if got := counterValue(t, reg, "lambdarec_store_memory_evicted_sessions_total"); ev == 0 || got != float64(ev) {
+		t.Fatalf("lambdarec_store_memory_evicted_sessions_total = %v, the store evicted %d", got, ev)
+	}
+	if _, used, limit := mem.SessionUsage(); used > limit {
+		t.Fatalf("%d bytes of views held, bound %d", used, limit)
+	}
+	b.faults(ctx)
+	if n := strings.Count(logs.String(), "speed layer evicting sessions"); n != 1 {
+		t.Fatalf("%d log lines about the speed layer's evictions, want 1:\n%s", n, logs.String())
+	}
+}
+
+// counterValue returns the value of the registered counter named name.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("%s is not registered", name)
+	return 0
+}
