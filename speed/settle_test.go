@@ -131,7 +131,8 @@ func newTestLayer(tb testing.TB) *Layer {
 // layer that keeps up gets, 1s what a layer far behind gets (as
 // BenchmarkThroughput's). settle=poll adds the logged contributions on
 // goroutines after every poll (the way before settleMin), settle=lazy once
-// settleMin are logged; explain=off scores the views without explanations.
+// settleMin are logged; explain=off scores the views without explanations;
+// scoring=serial scores them on the processing goroutine alone.
 // Reported per event: process CPU and views scored. It splits the CPU per
 // event of a steady stream (BenchmarkLatency) from that of a backlog
 // (BenchmarkThroughput) into what depends on the views per event and what
@@ -146,12 +147,14 @@ func BenchmarkSteadyPolls(b *testing.B) {
 		poll      time.Duration
 		settle    int
 		noExplain bool
+		serial    bool
 	}{
-		{"poll=1ms/settle=poll", time.Millisecond, 1, false},
-		{"poll=1ms/settle=lazy", time.Millisecond, settleMin, false},
-		{"poll=10ms/settle=lazy", 10 * time.Millisecond, settleMin, false},
-		{"poll=1s/settle=lazy", time.Second, settleMin, false},
-		{"poll=1ms/settle=lazy/explain=off", time.Millisecond, settleMin, true},
+		{"poll=1ms/settle=poll", time.Millisecond, 1, false, false},
+		{"poll=1ms/settle=lazy", time.Millisecond, settleMin, false, false},
+		{"poll=10ms/settle=lazy", 10 * time.Millisecond, settleMin, false, false},
+		{"poll=1s/settle=lazy", time.Second, settleMin, false, false},
+		{"poll=1ms/settle=lazy/explain=off", time.Millisecond, settleMin, true, false},
+		{"poll=1ms/settle=lazy/scoring=serial", time.Millisecond, settleMin, false, true},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			per := int(rate * c.poll / time.Second)
@@ -161,6 +164,9 @@ func BenchmarkSteadyPolls(b *testing.B) {
 				l := newTestLayer(b)
 				l.proc = ownedProcessor(b, lim, batch)
 				l.proc.settleMin = c.settle
+				if c.serial {
+					l.proc.par.maxWorkers = 1
+				}
 				_, now := steadyPolls(b, l, recs[:half], per, time.Now(), c.poll)
 				cpu0 := processCPU(b)
 				views, _ := steadyPolls(b, l, recs[half:], per, now, c.poll)
