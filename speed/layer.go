@@ -309,7 +309,7 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) (failed bool) {
 		}
 	}
 	l.decodeAll()
-	l.proc.settleCov() // the last poll's shares are added before any record
+	l.proc.waitSettle() // a settle's goroutines add to the shares whose dictionaries the records intern into
 	l.smallPoll = len(l.recs) < smallPoll
 	l.sinceRescore += len(l.recs)
 	l.proc.beginApply(len(l.recs)) // a large poll's rows are kept up on both cores (applypar.go)
@@ -326,7 +326,7 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) (failed bool) {
 	l.proc.endApply()
 	clear(l.recs)
 	clear(l.dec)
-	l.proc.startSettle() // overlaps the scoring and writing of the views
+	l.proc.startSettle() // once enough is logged; overlaps the scoring and writing of the views
 	return failed
 }
 
