@@ -776,19 +776,29 @@ func (r *Runner) write(ctx context.Context, users *userRecs, writes *errgroup.Gr
 	writeTable := func(def *tableDef, fill func(w *rowWriter)) error {
 		return r.writeTable(ctx, def, run, log, fill)
 	}
-	err := writeTable(&userRecsDef, func(w *rowWriter) {
+	// With the users' item ids, the user and item columns are written as
+	// ids into the model's dictionaries (rowWriter.id): no copy of a
+	// user's id into each of its rows, nor of every item's string.
+	var ids idCols
+	user := func(w *rowWriter, uid int) { w.str(1, users.users.UserName(uint32(uid))) }
+	item := func(w *rowWriter, uid, rank int) { w.str(3, users.recs[uid][rank].Item) }
+	if users.itemIDs != nil {
+		ids = idCols{1: users.users.UserNames(), 3: users.users.ItemNames()}
+		user = func(w *rowWriter, uid int) { w.id(1, uint32(uid)) }
+		item = func(w *rowWriter, uid, rank int) { w.id(3, users.itemIDs[uid][rank]) }
+	}
+	err := r.writeTableItems(ctx, &userRecsDef, run, log, ids, func(w *rowWriter) {
 		var inputs []byte
 		for uid, row := range users.recs {
 			if row == nil {
 				continue
 			}
-			user := users.users.UserName(uint32(uid))
 			inputs = appendInputs(inputs[:0], users.items[uid])
 			for rank, s := range row {
 				w.str(0, id)
-				w.str(1, user)
+				user(w, uid)
 				w.i32(2, int32(rank))
-				w.str(3, s.Item)
+				item(w, uid, rank)
 				w.f64(4, s.Score)
 				if rank == 0 && len(inputs) > 0 {
 					w.bytes(5, inputs)

@@ -20,7 +20,11 @@ type userRecs struct {
 	// in the view); items[id] the recent items they were scored from.
 	recs  [][]store.Scored
 	items [][]string
-	n     int // users with recommendations
+	// itemIDs[id], when users were scored by id, are the ids (in users'
+	// item dictionary) of recs[id]'s items: the table is then written
+	// with its user and item columns as ids (rowWriter.id).
+	itemIDs [][]uint32
+	n       int // users with recommendations
 }
 
 // userChunk is how many user ids a scoring worker claims at a time.
@@ -44,6 +48,9 @@ func (r *Runner) scoreUsers(m *model.Model, dense *denseRows, top topRows) *user
 	n := users.UserIDs()
 	out := &userRecs{users: users, recs: make([][]store.Scored, n), items: make([][]string, n)}
 	byID := !dense.broken && users.SharesItems(m.Covisit())
+	if byID {
+		out.itemIDs = make([][]uint32, n)
+	}
 	workers := max(1, min(runtime.GOMAXPROCS(0), n/1000))
 	var next atomic.Int64
 	var found atomic.Int64
@@ -54,12 +61,13 @@ func (r *Runner) scoreUsers(m *model.Model, dense *denseRows, top topRows) *user
 			defer wg.Done()
 			sc, _ := model.NewScorer(p) // params were validated in New
 			var (
-				rids, bids []uint32
-				scored     []model.Scored
-				boughtName []string
-				recArena   []store.Scored
-				itemArena  []string
-				count      int64
+				rids, bids, sids []uint32
+				scored           []model.Scored
+				boughtName       []string
+				recArena         []store.Scored
+				itemArena        []string
+				idArena          []uint32
+				count            int64
 			)
 			exclude := func(item string) bool { return slices.Contains(boughtName, item) }
 			for {
@@ -82,10 +90,16 @@ func (r *Runner) scoreUsers(m *model.Model, dense *denseRows, top topRows) *user
 							}
 							ex = exclude
 						}
-						scored = sc.AppendScoreDense(scored[:0], dense, rids, ex, k)
+						scored, sids = sc.AppendScoreDenseIDs(scored[:0], sids[:0], dense, rids, ex, k)
 						if len(scored) == 0 {
 							continue
 						}
+						if len(idArena) < len(sids) {
+							idArena = make([]uint32, max(arenaLen, len(sids)))
+						}
+						out.itemIDs[id] = idArena[:len(sids):len(sids)]
+						idArena = idArena[len(sids):]
+						copy(out.itemIDs[id], sids)
 						if len(itemArena) < len(rids) {
 							itemArena = make([]string, max(arenaLen, len(rids)))
 						}
