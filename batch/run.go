@@ -6,12 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -344,9 +341,9 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	run.StateBatches = st.batches(run.BatchID)
 	writes := r.writeModel(ctx, st.persisted(), &run, log)
 	r.writeState(ctx, writes, st, &run, log)
-	view := r.view(m, &run, func(v *store.BatchView) { r.writeItems(ctx, writes, v, &run, log) })
+	view, users := r.view(m, &run, func(v *store.BatchView) { r.writeItems(ctx, writes, v, &run, log) })
 	clock.done("view")
-	if err := r.write(ctx, view, writes, &run, log, clock); err != nil {
+	if err := r.write(ctx, users, writes, &run, log, clock); err != nil {
 		return nil, err
 	}
 	clock.done("commit")
@@ -621,7 +618,7 @@ func micros(v arrow.Timestamp, unit arrow.TimeUnit) int64 {
 // view derives the serving view from the model. itemsDone, when not nil, is
 // called once the item parts of the view (Neighbors, Popular) are final, before
 // users are scored.
-func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchView)) *store.BatchView {
+func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchView)) (*store.BatchView, *userRecs) {
 	v := &store.BatchView{Neighbors: make(map[string][]store.Scored, len(m.Covisit().ItemNames()))}
 	// Each item's strongest neighbours are extracted once: they are both the
 	// similar-items view and what user scoring reads (an exact top-K row
@@ -641,66 +638,14 @@ func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchVie
 	if itemsDone != nil {
 		itemsDone(v)
 	}
-	// Users are scored in parallel, one Scorer per worker; the model is
-	// only read.
-	users := m.Users()
-	ids := users.Users()
-	bought := boughtItems(users)
-	workers := max(1, min(runtime.GOMAXPROCS(0), len(ids)/1000))
-	// With each user's recommendations go the recent items they were
-	// scored from (UserItems): with the Neighbors rows above they explain
-	// every score exactly.
-	type part struct {
-		recs  map[string][]store.Scored
-		items map[string][]string
-	}
-	parts := make([]part, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sc, _ := model.NewScorer(*r.cfg.Params) // params were validated in New
-			out := part{recs: make(map[string][]store.Scored), items: make(map[string][]string)}
-			var rids []uint32
-			for i := w; i < len(ids); i += workers {
-				u := ids[i]
-				recent := users.Recent(u, r.cfg.Params.RecentItems)
-				var recs []model.Scored
-				var ok bool
-				if rids, ok = dense.appendIDs(rids[:0], recent); ok && !dense.broken {
-					recs = sc.ScoreDense(dense, rids, boughtBy(bought[u]), r.cfg.TopK)
-				} else {
-					recs = sc.Score(top, recent, users.BoughtBy(u), r.cfg.TopK)
-				}
-				if len(recs) == 0 {
-					continue
-				}
-				list := make([]store.Scored, len(recs))
-				for i, s := range recs {
-					list[i] = store.Scored{Item: s.Item, Score: s.Score}
-				}
-				out.recs[u] = list
-				out.items[u] = recent
-			}
-			parts[w] = out
-		}()
-	}
-	wg.Wait()
-	// Sized up front: a map of a million users grown by doubling moves
-	// its entries again and again.
-	n := 0
-	for _, p := range parts {
-		n += len(p.recs)
-	}
-	v.UserRecs = make(map[string][]store.Scored, n)
-	v.UserItems = make(map[string][]string, n)
-	for _, p := range parts {
-		maps.Copy(v.UserRecs, p.recs)
-		maps.Copy(v.UserItems, p.items)
-	}
+	// Users are scored in parallel (scoreUsers); with each user's
+	// recommendations go the recent items they were scored from
+	// (UserItems): with the Neighbors rows above they explain every score
+	// exactly.
+	users := r.scoreUsers(m, dense, top)
+	users.fill(v)
 	run.Users = int64(len(v.UserRecs))
-	return v
+	return v, users
 }
 
 // topRows is a model.Neighbors source of precomputed top rows.
@@ -823,25 +768,40 @@ func (r *Runner) writeItems(ctx context.Context, g *errgroup.Group, v *store.Bat
 	})
 }
 
-// write commits the user_recommendations table, waits for the tables being
-// written in the background (writes), and then commits the batch_runs row,
-// the commit point.
-func (r *Runner) write(ctx context.Context, v *store.BatchView, writes *errgroup.Group, run *Run, log *slog.Logger, clock *phaseClock) error {
+// write commits the user_recommendations table (users'), waits for the
+// tables being written in the background (writes), and then commits the
+// batch_runs row, the commit point.
+func (r *Runner) write(ctx context.Context, users *userRecs, writes *errgroup.Group, run *Run, log *slog.Logger, clock *phaseClock) error {
 	id := run.BatchID
 	writeTable := func(def *tableDef, fill func(w *rowWriter)) error {
 		return r.writeTable(ctx, def, run, log, fill)
 	}
-	err := writeTable(&userRecsDef, func(w *rowWriter) {
-		for user, row := range v.UserRecs {
-			inputs := encodeInputs(v.UserItems[user])
+	// With the users' item ids, the user and item columns are written as
+	// ids into the model's dictionaries (rowWriter.id): no copy of a
+	// user's id into each of its rows, nor of every item's string.
+	var ids idCols
+	user := func(w *rowWriter, uid int) { w.str(1, users.users.UserName(uint32(uid))) }
+	item := func(w *rowWriter, uid, rank int) { w.str(3, users.recs[uid][rank].Item) }
+	if users.itemIDs != nil {
+		ids = idCols{1: users.users.UserNames(), 3: users.users.ItemNames()}
+		user = func(w *rowWriter, uid int) { w.id(1, uint32(uid)) }
+		item = func(w *rowWriter, uid, rank int) { w.id(3, users.itemIDs[uid][rank]) }
+	}
+	err := r.writeTableItems(ctx, &userRecsDef, run, log, ids, func(w *rowWriter) {
+		var inputs []byte
+		for uid, row := range users.recs {
+			if row == nil {
+				continue
+			}
+			inputs = appendInputs(inputs[:0], users.items[uid])
 			for rank, s := range row {
 				w.str(0, id)
-				w.str(1, user)
+				user(w, uid)
 				w.i32(2, int32(rank))
-				w.str(3, s.Item)
+				item(w, uid, rank)
 				w.f64(4, s.Score)
-				if rank == 0 && inputs != "" {
-					w.str(5, inputs)
+				if rank == 0 && len(inputs) > 0 {
+					w.bytes(5, inputs)
 				} else {
 					w.null(5)
 				}

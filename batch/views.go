@@ -317,9 +317,12 @@ func (w *rowWriter) str(i int, v string) {
 	}
 	w.strs[i].Append(v)
 }
-func (w *rowWriter) i32(i int, v int32)    { w.i32s[i].Append(v) }
-func (w *rowWriter) i64(i int, v int64)    { w.i64s[i].Append(v) }
-func (w *rowWriter) f64(i int, v float64)  { w.f64s[i].Append(v) }
+func (w *rowWriter) i32(i int, v int32)   { w.i32s[i].Append(v) }
+func (w *rowWriter) i64(i int, v int64)   { w.i64s[i].Append(v) }
+func (w *rowWriter) f64(i int, v float64) { w.f64s[i].Append(v) }
+
+// bytes is str for a value held as bytes (copied).
+func (w *rowWriter) bytes(i int, v []byte) { w.strs[i].BinaryBuilder.Append(v) }
 func (w *rowWriter) boolean(i int, v bool) { w.bools[i].Append(v) }
 func (w *rowWriter) ts(i int, v time.Time) { w.tss[i].Append(arrow.Timestamp(v.UnixMicro())) }
 
@@ -618,39 +621,4 @@ func (d *denseRows) DenseItem(id uint32) string {
 		return ""
 	}
 	return d.names[id]
-}
-
-// appendIDs appends the ids of items to dst; false when one is not in the
-// model's dictionary (never the case for a model user's recent items).
-func (d *denseRows) appendIDs(dst []uint32, items []string) ([]uint32, bool) {
-	for _, it := range items {
-		id, ok := d.cov.ItemID(it)
-		if !ok {
-			return dst, false
-		}
-		dst = append(dst, id)
-	}
-	return dst, true
-}
-
-// boughtItems returns each user's purchased items (only users with one):
-// one pass over the entries, so that scoring a user asks a short list, not
-// the model's dictionary and rows, about every candidate (boughtBy).
-func boughtItems(users *model.Users) map[string][]string {
-	out := make(map[string][]string)
-	for user, e := range users.Entries() {
-		if e.Purchased {
-			out[user] = append(out[user], e.Item)
-		}
-	}
-	return out
-}
-
-// boughtBy is Users.BoughtBy(user) for the user's purchased items (from
-// boughtItems): nil, asking nothing, when there are none.
-func boughtBy(items []string) func(string) bool {
-	if len(items) == 0 {
-		return nil
-	}
-	return func(item string) bool { return slices.Contains(items, item) }
 }
