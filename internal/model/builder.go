@@ -560,6 +560,7 @@ func (b *Builder) buildShard(lo, hi int, spans []Span) shardOut {
 	var (
 		keptHash        []uint64
 		keptItem        []uint32
+		keptRec         []int32 // the index of each one's user entry in users
 		keptTime, keptW []int64
 	)
 	pairs := newPairSorter(nItems)
@@ -615,7 +616,7 @@ func (b *Builder) buildShard(lo, hi int, spans []Span) shardOut {
 			if !slices.IsSortedFunc(scratch, compareRecord) {
 				slices.SortStableFunc(scratch, compareRecord)
 			}
-			keptHash, keptItem, keptTime, keptW = keptHash[:0], keptItem[:0], keptTime[:0], keptW[:0]
+			keptHash, keptItem, keptRec, keptTime, keptW = keptHash[:0], keptItem[:0], keptRec[:0], keptTime[:0], keptW[:0]
 			for j := range scratch {
 				e := &scratch[j]
 				if j > 0 && compareRecord(scratch[j-1], *e) == 0 {
@@ -636,20 +637,52 @@ func (b *Builder) buildShard(lo, hi int, spans []Span) shardOut {
 					continue
 				}
 				we := p.Weight(e.kind)
-				if we != 0 {
-					for k, qi := range keptItem {
-						if qi == e.item || !within(keptTime[k], e.time, win) {
-							continue
-						}
-						if w := p.pairWeight(we, keptW[k]); w != 0 {
-							pairs.add(e.item, qi, w)
-						}
+				// The pairs with the earlier events: the contributions of
+				// consecutive earlier events of one item (a view, its
+				// click, its cart) are summed before they are added, as
+				// the pair sorter would sum them. The user entry of an
+				// earlier event of the same item (and user) is found on
+				// the way.
+				rec := int32(-1)
+				var runItem uint32
+				var runW int64
+				for k, qi := range keptItem {
+					if qi == e.item {
+						rec = keptRec[k]
+						continue
 					}
+					if we == 0 || !within(keptTime[k], e.time, win) {
+						continue
+					}
+					w := p.pairWeight(we, keptW[k])
+					if w == 0 {
+						continue
+					}
+					if runW != 0 && qi == runItem {
+						runW += w
+						continue
+					}
+					if runW != 0 {
+						pairs.add(e.item, runItem, runW)
+					}
+					runItem, runW = qi, w
+				}
+				if runW != 0 {
+					pairs.add(e.item, runItem, runW)
 				}
 				out.pop[e.item] += we
 				out.touched[e.item] = true
-				users = append(users, userRec{k: uint64(e.user)<<32 | uint64(e.item), v: userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase}})
-				keptHash, keptItem = append(keptHash, e.hash), append(keptItem, e.item)
+				// The session's entries of one (user, item) merge here, as
+				// sortUserRecs would merge them: fewer entries to sort.
+				key := uint64(e.user)<<32 | uint64(e.item)
+				ui := userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase}
+				if rec >= 0 && users[rec].k == key {
+					users[rec].v = users[rec].v.merge(ui)
+				} else {
+					rec = int32(len(users))
+					users = append(users, userRec{k: key, v: ui})
+				}
+				keptHash, keptItem, keptRec = append(keptHash, e.hash), append(keptItem, e.item), append(keptRec, rec)
 				keptTime, keptW = append(keptTime, e.time), append(keptW, we)
 			}
 		}
