@@ -335,128 +335,153 @@ func (b *Builder) build() ([][]kv, [][]userRec) {
 }
 
 // mergeKVRuns merges acc and the sorted, reduced runs into one (summing
-// equal keys, dropping zeros): three at a time in one pass, so a part's
-// shards are merged into the accumulated totals without an intermediate
-// list. acc or a run may be returned as it is.
+// equal keys, dropping zeros): the runs two at a time while more than two
+// are left, then acc and the last two in one pass, in acc's own array when
+// it has room (mergeRuns). acc or a run may be returned as it is.
 func mergeKVRuns(acc []kv, runs [][]kv) []kv {
-	return mergeRuns(acc, runs, func(dst, a, b []kv) []kv { return mergeKV(dst, a, b, 1) }, mergeKV3)
+	return mergeRuns(acc, runs, func(dst, a, b []kv) []kv { return mergeKV(dst, a, b, 1) }, mergeKV3Back)
 }
 
-// mergeRuns merges acc and the sorted, reduced runs with merge2 (two runs)
-// and merge3 (three), each writing into a new slice of the inputs' total
-// length: pairwise while more than three are left, then three in one pass.
-// acc or a run may be returned as it is.
-func mergeRuns[T any](acc []T, runs [][]T, merge2 func(dst, a, b []T) []T, merge3 func(dst, a, b, c []T) []T) []T {
-	list := make([][]T, 0, len(runs)+1)
-	for _, r := range append([][]T{acc}, runs...) {
+// mergeRuns merges acc and the sorted, reduced runs: the runs with merge2
+// (two runs into a new slice) while more than two are left, then acc and
+// the last two with merge3back (mergeKV3Back) into acc's array when its
+// capacity holds the three, else into a new one with an eighth to spare.
+// The accumulated totals of a recompute in parts (the largest arrays of the
+// build phase) are so merged part after part in the same array: no second
+// array of them to allocate and zero at every part, and not two of them in
+// memory during a merge. acc or a run may be returned as it is.
+func mergeRuns[T any](acc []T, runs [][]T, merge2 func(dst, a, b []T) []T, merge3back func(dst, a, b, c []T) []T) []T {
+	list := make([][]T, 0, len(runs))
+	for _, r := range runs {
 		if len(r) > 0 {
 			list = append(list, r)
 		}
 	}
-	for len(list) > 3 {
+	for len(list) > 2 {
 		list[1] = merge2(make([]T, 0, len(list[0])+len(list[1])), list[0], list[1])
 		list = list[1:]
 	}
+	var b, c []T
 	switch len(list) {
 	case 0:
-		return nil
+		return acc
 	case 1:
-		return list[0]
+		if len(acc) == 0 {
+			return list[0]
+		}
+		b = list[0]
 	case 2:
-		return merge2(make([]T, 0, len(list[0])+len(list[1])), list[0], list[1])
+		b, c = list[0], list[1]
 	}
-	return merge3(make([]T, 0, len(list[0])+len(list[1])+len(list[2])), list[0], list[1], list[2])
+	need := len(acc) + len(b) + len(c)
+	dst := acc[:0]
+	if cap(dst) < need {
+		dst = make([]T, 0, need+need/8)
+	}
+	return merge3back(dst, acc, b, c)
 }
 
-// endKey is past every key of two ids: ids index dictionaries, which never
-// hold 2³²−1 strings.
-const endKey = ^uint64(0)
-
-// mergeKV3 merges three sorted, reduced runs into dst, summing equal keys
-// and dropping zeros.
-func mergeKV3(dst, a, b, c []kv) []kv {
-	head := func(r []kv, i int) uint64 {
-		if i < len(r) {
-			return r[i].k
+// mergeKV3Back merges three sorted, reduced runs into dst (whose capacity
+// holds the three), summing equal keys and dropping zeros, from the largest
+// key down: a may be dst's own array (dst[:len(a)]), as the writes, from
+// dst's end down, never reach an entry of a not yet read. The merged run is
+// then moved to the start of dst.
+func mergeKV3Back(dst, a, b, c []kv) []kv {
+	// tail is the key of r[i-1], the largest not yet read, plus one, or 0
+	// with none left: below every key+1, which does not overflow (a key is
+	// two ids, and ids index dictionaries, which never hold 2³²−1 strings).
+	tail := func(r []kv, i int) uint64 {
+		if i > 0 {
+			return r[i-1].k + 1
 		}
-		return endKey
+		return 0
 	}
-	i, j, l := 0, 0, 0
-	ka, kb, kc := head(a, 0), head(b, 0), head(c, 0)
+	n := len(a) + len(b) + len(c)
+	dst = dst[:n]
+	w := n
+	i, j, l := len(a), len(b), len(c)
+	ka, kb, kc := tail(a, i), tail(b, j), tail(c, l)
 	for {
-		k := min(ka, kb, kc)
-		if k == endKey {
-			return dst
+		k := max(ka, kb, kc)
+		if k == 0 {
+			break
 		}
 		var v int64
 		if ka == k {
+			i--
 			v += a[i].v
-			i++
-			ka = head(a, i)
+			ka = tail(a, i)
 		}
 		if kb == k {
+			j--
 			v += b[j].v
-			j++
-			kb = head(b, j)
+			kb = tail(b, j)
 		}
 		if kc == k {
+			l--
 			v += c[l].v
-			l++
-			kc = head(c, l)
+			kc = tail(c, l)
 		}
 		if v != 0 {
-			dst = append(dst, kv{k, v})
+			w--
+			dst[w] = kv{k - 1, v}
 		}
 	}
+	return dst[:copy(dst, dst[w:])]
 }
 
 // mergeUserRuns is mergeKVRuns for (user, item) entries.
 func mergeUserRuns(acc []userRec, runs [][]userRec) []userRec {
-	return mergeRuns(acc, runs, mergeUserRecs, mergeUserRecs3)
+	return mergeRuns(acc, runs, mergeUserRecs, mergeUserRecs3Back)
 }
 
-// mergeUserRecs3 merges three key-sorted, reduced runs into dst.
-func mergeUserRecs3(dst, a, b, c []userRec) []userRec {
-	head := func(r []userRec, i int) uint64 {
-		if i < len(r) {
-			return r[i].k
+// mergeUserRecs3Back is mergeKV3Back for (user, item) entries.
+func mergeUserRecs3Back(dst, a, b, c []userRec) []userRec {
+	tail := func(r []userRec, i int) uint64 {
+		if i > 0 {
+			return r[i-1].k + 1
 		}
-		return endKey
+		return 0
 	}
-	i, j, l := 0, 0, 0
-	ka, kb, kc := head(a, 0), head(b, 0), head(c, 0)
+	n := len(a) + len(b) + len(c)
+	dst = dst[:n]
+	w := n
+	i, j, l := len(a), len(b), len(c)
+	ka, kb, kc := tail(a, i), tail(b, j), tail(c, l)
 	for {
-		k := min(ka, kb, kc)
-		if k == endKey {
-			return dst
+		k := max(ka, kb, kc)
+		if k == 0 {
+			break
 		}
 		var v userItem
 		first := true
 		if ka == k {
+			i--
 			v, first = a[i].v, false
-			i++
-			ka = head(a, i)
+			ka = tail(a, i)
 		}
 		if kb == k {
+			j--
 			if first {
 				v, first = b[j].v, false
 			} else {
 				v = v.merge(b[j].v)
 			}
-			j++
-			kb = head(b, j)
+			kb = tail(b, j)
 		}
 		if kc == k {
+			l--
 			if first {
 				v = c[l].v
 			} else {
 				v = v.merge(c[l].v)
 			}
-			l++
-			kc = head(c, l)
+			kc = tail(c, l)
 		}
-		dst = append(dst, userRec{k: k, v: v})
+		w--
+		dst[w] = userRec{k: k - 1, v: v}
 	}
+	return dst[:copy(dst, dst[w:])]
 }
 
 // Accumulator computes a Model over events added in parts — each part a
@@ -560,6 +585,7 @@ func (b *Builder) buildShard(lo, hi int, spans []Span) shardOut {
 	var (
 		keptHash        []uint64
 		keptItem        []uint32
+		keptRec         []int32 // the index of each one's user entry in users
 		keptTime, keptW []int64
 	)
 	pairs := newPairSorter(nItems)
@@ -615,7 +641,7 @@ func (b *Builder) buildShard(lo, hi int, spans []Span) shardOut {
 			if !slices.IsSortedFunc(scratch, compareRecord) {
 				slices.SortStableFunc(scratch, compareRecord)
 			}
-			keptHash, keptItem, keptTime, keptW = keptHash[:0], keptItem[:0], keptTime[:0], keptW[:0]
+			keptHash, keptItem, keptRec, keptTime, keptW = keptHash[:0], keptItem[:0], keptRec[:0], keptTime[:0], keptW[:0]
 			for j := range scratch {
 				e := &scratch[j]
 				if j > 0 && compareRecord(scratch[j-1], *e) == 0 {
@@ -636,20 +662,52 @@ func (b *Builder) buildShard(lo, hi int, spans []Span) shardOut {
 					continue
 				}
 				we := p.Weight(e.kind)
-				if we != 0 {
-					for k, qi := range keptItem {
-						if qi == e.item || !within(keptTime[k], e.time, win) {
-							continue
-						}
-						if w := p.pairWeight(we, keptW[k]); w != 0 {
-							pairs.add(e.item, qi, w)
-						}
+				// The pairs with the earlier events: the contributions of
+				// consecutive earlier events of one item (a view, its
+				// click, its cart) are summed before they are added, as
+				// the pair sorter would sum them. The user entry of an
+				// earlier event of the same item (and user) is found on
+				// the way.
+				rec := int32(-1)
+				var runItem uint32
+				var runW int64
+				for k, qi := range keptItem {
+					if qi == e.item {
+						rec = keptRec[k]
+						continue
 					}
+					if we == 0 || !within(keptTime[k], e.time, win) {
+						continue
+					}
+					w := p.pairWeight(we, keptW[k])
+					if w == 0 {
+						continue
+					}
+					if runW != 0 && qi == runItem {
+						runW += w
+						continue
+					}
+					if runW != 0 {
+						pairs.add(e.item, runItem, runW)
+					}
+					runItem, runW = qi, w
+				}
+				if runW != 0 {
+					pairs.add(e.item, runItem, runW)
 				}
 				out.pop[e.item] += we
 				out.touched[e.item] = true
-				users = append(users, userRec{k: uint64(e.user)<<32 | uint64(e.item), v: userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase}})
-				keptHash, keptItem = append(keptHash, e.hash), append(keptItem, e.item)
+				// The session's entries of one (user, item) merge here, as
+				// sortUserRecs would merge them: fewer entries to sort.
+				key := uint64(e.user)<<32 | uint64(e.item)
+				ui := userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase}
+				if rec >= 0 && users[rec].k == key {
+					users[rec].v = users[rec].v.merge(ui)
+				} else {
+					rec = int32(len(users))
+					users = append(users, userRec{k: key, v: ui})
+				}
+				keptHash, keptItem, keptRec = append(keptHash, e.hash), append(keptItem, e.item), append(keptRec, rec)
 				keptTime, keptW = append(keptTime, e.time), append(keptW, we)
 			}
 		}

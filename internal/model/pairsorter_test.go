@@ -83,16 +83,35 @@ func TestMergeRuns(t *testing.T) {
 			want = mergeKV(nil, want, runs[i], 1)
 			uwant = mergeUserRecs(nil, uwant, uruns[i])
 		}
-		got := mergeKVRuns(runs[0], runs[1:])
+		got := mergeKVRuns(slices.Clip(runs[0]), runs[1:]) // clipped: merged into a new array
 		if len(got) == 0 && len(want) == 0 {
 			got = want
 		}
 		if !slices.Equal(got, want) {
 			t.Fatalf("runs of %v: pairs differ at %d", sizes, firstDiff(got, want))
 		}
-		ugot := mergeUserRuns(uruns[0], uruns[1:])
+		ugot := mergeUserRuns(slices.Clip(uruns[0]), uruns[1:])
 		if len(ugot) != len(uwant) || (len(ugot) > 0 && !slices.Equal(ugot, uwant)) {
 			t.Fatalf("runs of %v: user entries differ (%d, want %d)", sizes, len(ugot), len(uwant))
+		}
+		// The totals merged in their own array, as a recompute in parts
+		// merges them: the first run given room for all of them.
+		total := 0
+		for _, r := range runs {
+			total += len(r)
+		}
+		acc := slices.Grow(slices.Clone(runs[0]), total)
+		got = mergeKVRuns(acc, runs[1:])
+		if len(got) > 0 && &got[0] != &acc[:1][0] {
+			t.Fatalf("runs of %v: the totals were not merged in their own array", sizes)
+		}
+		if len(got) != len(want) || (len(got) > 0 && !slices.Equal(got, want)) {
+			t.Fatalf("runs of %v: pairs merged in place differ at %d", sizes, firstDiff(got, want))
+		}
+		uacc := slices.Grow(slices.Clone(uruns[0]), total)
+		ugot = mergeUserRuns(uacc, uruns[1:])
+		if len(ugot) != len(uwant) || (len(ugot) > 0 && !slices.Equal(ugot, uwant)) {
+			t.Fatalf("runs of %v: user entries merged in place differ (%d, want %d)", sizes, len(ugot), len(uwant))
 		}
 	}
 }

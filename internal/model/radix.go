@@ -224,7 +224,7 @@ type pairSorter struct {
 	nItems   int
 	limit    int // flush when buf holds this many
 	buf, tmp []kv
-	acc, alt []kv
+	acc      []kv // the totals so far
 	scratch  reduceScratch
 	// count: sortReduceKV takes its counting sort (ids of one digit), and
 	// add counts the pairs of buf by first id into scratch.start[lo+1].
@@ -271,12 +271,14 @@ func (s *pairSorter) flush() {
 	if len(s.acc) == 0 {
 		s.acc = append(s.acc[:0], sorted...)
 	} else {
-		// Sized for the merge at once: append would regrow it by copies.
-		if need := len(s.acc) + len(sorted); cap(s.alt) < need {
-			s.alt = make([]kv, 0, need+need/4)
+		// Merged in acc's own array when it has room (from the largest
+		// key down), else in a new one sized for the merge at once with
+		// a quarter to spare: append would regrow it by copies.
+		dst := s.acc[:0]
+		if need := len(s.acc) + len(sorted); cap(dst) < need {
+			dst = make([]kv, 0, need+need/4)
 		}
-		s.alt = mergeKV(s.alt, s.acc, sorted, 1)
-		s.acc, s.alt = s.alt, s.acc
+		s.acc = mergeKV3Back(dst, s.acc, sorted, nil)
 	}
 	// Grow the chunk with the totals so the merges stay amortized.
 	s.limit = max(minChunk, len(s.acc)/2)
