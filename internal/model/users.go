@@ -187,36 +187,10 @@ func (u *Users) Recent(user string, n int) []string {
 	if !ok || n == 0 {
 		return []string{}
 	}
-	type ent struct {
-		item uint32
-		last int64
-	}
-	before := func(a, b ent) bool {
-		if a.last != b.last {
-			return a.last > b.last
-		}
-		return u.items.str(a.item) < u.items.str(b.item)
-	}
-	// best holds the n best so far, in order: rows are short and n small,
-	// so an insertion beats a heap.
-	best := make([]ent, 0, n)
-	for it, e := range u.row(uid) {
-		x := ent{it, e.last}
-		if len(best) == n && !before(x, best[n-1]) {
-			continue
-		}
-		if len(best) < n {
-			best = append(best, x)
-		} else {
-			best[n-1] = x
-		}
-		for j := len(best) - 1; j > 0 && before(best[j], best[j-1]); j-- {
-			best[j], best[j-1] = best[j-1], best[j]
-		}
-	}
-	out := make([]string, len(best))
-	for i, e := range best {
-		out[i] = u.items.str(e.item)
+	ids, _ := u.AppendRecentIDs(make([]uint32, 0, n), nil, uid, n)
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = u.items.str(id)
 	}
 	return out
 }

@@ -20,7 +20,7 @@ func (u *Users) ItemName(id uint32) string { return u.items.str(id) }
 func (u *Users) SharesItems(c *Covisit) bool { return u.items == c.items }
 
 // AppendRecentIDs appends to recent the ids of user id's n most recent
-// items, in Recent's order (most recent first, ties by item ascending), and
+// items (most recent first, ties by item ascending: Recent is this, named), and
 // to bought the ids of the user's purchased items, in row order. n must be
 // at least 1.
 func (u *Users) AppendRecentIDs(recent, bought []uint32, id uint32, n int) ([]uint32, []uint32) {
@@ -35,7 +35,7 @@ func (u *Users) AppendRecentIDs(recent, bought []uint32, id uint32, n int) ([]ui
 		}
 		return u.items.str(a.item) < u.items.str(b.item)
 	}
-	// As in Recent: the n best so far, in order, kept by insertion (rows
+	// The n best so far, in order, kept by insertion (rows
 	// are short and n small); their last times beside them in lasts.
 	var lasts [16]int64
 	var lastBuf []int64
