@@ -40,7 +40,7 @@ func steadyPolls(tb testing.TB, l *Layer, recs []benchRecord, per int, now time.
 }
 
 // TestLazySettleKeepsTheShares: settling the logged contributions only
-// once settleMin are logged leaves, between polls, entries unsettled (the
+// once lazySettleMin are logged leaves, between polls, entries unsettled (the
 // test would pass trivially otherwise), and every reader still sees all of
 // them: each partition's share and the deltas' users equal those of a
 // processor that settles every poll, and the views scored are the same.
@@ -71,7 +71,7 @@ func TestLazySettleKeepsTheShares(t *testing.T) {
 		return l, sums, unsettled
 	}
 	eager, es, eagerLeft := run(1)
-	lazy, ls, lazyLeft := run(settleMin)
+	lazy, ls, lazyLeft := run(lazySettleMin)
 	if eagerLeft {
 		t.Fatal("settling every poll left entries logged after a poll")
 	}
@@ -130,8 +130,8 @@ func newTestLayer(tb testing.TB) *Layer {
 // machine's load paces the polls — in polls of poll's records: 1ms is what a
 // layer that keeps up gets, 1s what a layer far behind gets (as
 // BenchmarkThroughput's). settle=poll adds the logged contributions on
-// goroutines after every poll (the way before settleMin), settle=lazy once
-// settleMin are logged; explain=off scores the views without explanations;
+// goroutines after every poll (the layer's way), settle=lazy once
+// lazySettleMin are logged; explain=off scores the views without explanations;
 // scoring=serial scores them on the processing goroutine alone.
 // Reported per event: process CPU and views scored. It splits the CPU per
 // event of a steady stream (BenchmarkLatency) from that of a backlog
@@ -150,11 +150,11 @@ func BenchmarkSteadyPolls(b *testing.B) {
 		serial    bool
 	}{
 		{"poll=1ms/settle=poll", time.Millisecond, 1, false, false},
-		{"poll=1ms/settle=lazy", time.Millisecond, settleMin, false, false},
-		{"poll=10ms/settle=lazy", 10 * time.Millisecond, settleMin, false, false},
-		{"poll=1s/settle=lazy", time.Second, settleMin, false, false},
-		{"poll=1ms/settle=lazy/explain=off", time.Millisecond, settleMin, true, false},
-		{"poll=1ms/settle=lazy/scoring=serial", time.Millisecond, settleMin, false, true},
+		{"poll=1ms/settle=lazy", time.Millisecond, lazySettleMin, false, false},
+		{"poll=10ms/settle=lazy", 10 * time.Millisecond, lazySettleMin, false, false},
+		{"poll=1s/settle=lazy", time.Second, lazySettleMin, false, false},
+		{"poll=1ms/settle=lazy/explain=off", time.Millisecond, lazySettleMin, true, false},
+		{"poll=1ms/settle=lazy/scoring=serial", time.Millisecond, lazySettleMin, false, true},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			per := int(rate * c.poll / time.Second)

@@ -241,7 +241,7 @@ type processor struct {
 	par       parScore       // scoreParallel's (scorepar.go)
 	ap        parApply       // the rows' upkeep of a large poll (applypar.go)
 	settling  bool           // startSettle's goroutines run (covlog.go)
-	settleMin int            // startSettle's threshold (settleMin; 1 settles every poll's logs)
+	settleMin int            // startSettle's threshold (1: every poll's logs; lazySettleMin in a benchmark)
 	settleWG  sync.WaitGroup // and end
 	// inflight and usersInflight are the log entries they add (covlog.go).
 	inflight      []inflightLog
@@ -297,7 +297,7 @@ func newProcessor(lim limits, p model.Params, log *slog.Logger) (*processor, err
 		nb: newMergedNeighbors(nil, d.Covisit(), p.Neighbors), scorer: sc,
 		parts: map[int32]*partition{}, vs: newViewScorer(), strs: stringTable{},
 		remote: map[int32]map[int64]map[sharedPair]sharedCount{}, remoteCov: model.NewCovisit(),
-		settleMin: settleMin,
+		settleMin: 1,
 	}
 	proc.nb.remote = proc.remoteCov
 	proc.emit = proc.addPair
