@@ -623,15 +623,9 @@ func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchVie
 	// Each item's strongest neighbours are extracted once: they are both the
 	// similar-items view and what user scoring reads (an exact top-K row
 	// scores the same as the full row).
-	k := max(r.cfg.TopK, r.cfg.Params.Neighbors)
-	top := make(topRows)
-	dense := newDenseRows(m.Covisit())
-	for item, row := range m.Covisit().Rows(k) {
-		row = slices.Clone(row)
-		top[item] = row
-		dense.add(item, row)
+	top, dense := r.neighbourRows(m, func(item string, row []model.ItemCount) {
 		v.Neighbors[item] = toScored(row[:min(len(row), r.cfg.TopK)])
-	}
+	})
 	for _, ic := range m.Popularity().Top(r.cfg.PopularK) {
 		v.Popular = append(v.Popular, store.Scored{Item: ic.Item, Score: float64(ic.Count)})
 	}
@@ -646,6 +640,24 @@ func (r *Runner) view(m *model.Model, run *Run, itemsDone func(v *store.BatchVie
 	users.fill(v)
 	run.Users = int64(len(v.UserRecs))
 	return v, users
+}
+
+// neighbourRows extracts each item's strongest neighbours once (max of TopK
+// and the model's Neighbors, cloned): the rows user scoring reads, by item
+// and dense; each, if not nil, is called with every item's row.
+func (r *Runner) neighbourRows(m *model.Model, each func(item string, row []model.ItemCount)) (topRows, *denseRows) {
+	k := max(r.cfg.TopK, r.cfg.Params.Neighbors)
+	top := make(topRows)
+	dense := newDenseRows(m.Covisit())
+	for item, row := range m.Covisit().Rows(k) {
+		row = slices.Clone(row)
+		top[item] = row
+		dense.add(item, row)
+		if each != nil {
+			each(item, row)
+		}
+	}
+	return top, dense
 }
 
 // topRows is a model.Neighbors source of precomputed top rows.

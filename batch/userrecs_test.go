@@ -93,14 +93,7 @@ func TestScoreUsersByIDEqualsByName(t *testing.T) {
 	acc.Add(b)
 	m := acc.Model()
 	run := &Runner{cfg: Config{Params: &p, TopK: 20, PopularK: 10}}
-	k := max(run.cfg.TopK, p.Neighbors)
-	top := make(topRows)
-	dense := newDenseRows(m.Covisit())
-	for item, row := range m.Covisit().Rows(k) {
-		row = slices.Clone(row)
-		top[item] = row
-		dense.add(item, row)
-	}
+	top, dense := run.neighbourRows(m, nil)
 	byID := run.scoreUsers(m, dense, top)
 	if byID.itemIDs == nil {
 		t.Fatal("the model's users were not scored by id")
