@@ -36,29 +36,11 @@ func benchRescoreDemand(b *testing.B, rate int) {
 		l.m.lagNow.Store(0)
 		l.proc = ownedProcessor(b, defaultLimits(), batch)
 		p := l.proc
-		now := time.Now()
-		run := func(recs []benchRecord) (views int) {
-			for i := 0; i < len(recs); i += per {
-				for _, r := range recs[i:min(i+per, len(recs))] {
-					if _, err := p.record(r.part, r.off, now, r.value); err != nil {
-						b.Fatal(err)
-					}
-				}
-				l.sinceRescore += min(per, len(recs)-i)
-				l.rescore(now)
-				p.applyBumps()
-				p.scoreDirty(now)
-				views += len(p.views)
-				clear(p.views)
-				p.views = p.views[:0]
-				now = now.Add(poll)
-			}
-			return views
-		}
-		run(recs[:half]) // sessions and rows as the layer has them
+		// The layer's steps of a poll (steadyPolls), settling included.
+		_, now := steadyPolls(b, l, recs[:half], per, time.Now(), poll) // sessions and rows as the layer has them
 		r0 := p.c.rescored
 		cpu0 := processCPU(b)
-		views := run(recs[half:])
+		views, _ := steadyPolls(b, l, recs[half:], per, now, poll)
 		cpu := processCPU(b) - cpu0
 		n := float64(len(recs) - half)
 		b.ReportMetric(float64(views)/n, "views/event")
