@@ -53,26 +53,9 @@ func TestEmbeddedBrokerWaitsForTheArchive(t *testing.T) {
 	commit(0) // the archive has archived nothing yet
 
 	// 3 MiB of records: more than twice the bound.
-	val := bytes.Repeat([]byte("x"), 1<<10)
-	for range 3 << 10 {
-		cl.Produce(ctx, &kgo.Record{Value: val}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				t.Errorf("produce: %v", err)
-			}
-		})
-	}
+	produceKiB(ctx, t, cl, 3<<10)
 	faults := brokerFaults(b)
-	var fs []serving.Fault
-	deadline := time.Now().Add(30 * time.Second)
-	for len(fs) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the partition did not become full")
-		}
-		time.Sleep(50 * time.Millisecond)
-		if fs, err = faults(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fs := awaitFaults(ctx, t, faults, true, "the partition did not become full")
 	f := fs[0]
 	if len(fs) != 1 || f.Layer != "broker" || f.Code != FaultCodeBrokerFull || f.State != serving.StateDegraded ||
 		!strings.Contains(f.Message, "2097152") || f.Details["protected_offset"] != int64(0) {
@@ -90,16 +73,7 @@ func TestEmbeddedBrokerWaitsForTheArchive(t *testing.T) {
 	if hw := b.Cluster().PartitionInfo(cfg.Kafka.Topic, 0).HighWatermark; hw != 3<<10 {
 		t.Fatalf("high watermark %d, want %d", hw, 3<<10)
 	}
-	deadline = time.Now().Add(30 * time.Second)
-	for len(fs) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the fault did not clear: %+v", fs)
-		}
-		time.Sleep(50 * time.Millisecond)
-		if fs, err = faults(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	awaitFaults(ctx, t, faults, false, "the fault did not clear")
 }
 
 // Dead letters the embedded broker's retention deletes (no group of
@@ -124,32 +98,49 @@ func TestEmbeddedBrokerReportsDeletedDeadLetters(t *testing.T) {
 	}
 	defer cl.Close()
 	// 2 MiB of letters: twice the bound.
+	produceKiB(ctx, t, cl, 2<<10)
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	faults := brokerFaults(b)
+	fs := awaitFaults(ctx, t, faults, true, "no fault for the deleted dead letters")
+	start := b.Cluster().PartitionInfo(cfg.Kafka.DLQTopic, 0).LogStartOffset
+	if f := fs[0]; len(fs) != 1 || f.Layer != "broker" || f.Code != FaultCodeDeletedUnconsumed || f.State != serving.StateDegraded ||
+		f.Details["topic"] != cfg.Kafka.DLQTopic || f.Details["records"].(int64) <= 0 || f.Details["records"].(int64) > start {
+		t.Fatalf("faults %+v; the dead-letter log starts at %d", fs, start)
+	}
+}
+
+// produceKiB produces n records of 1 KiB to cl's default topic, without
+// waiting for them.
+func produceKiB(ctx context.Context, t *testing.T, cl *kgo.Client, n int) {
 	val := bytes.Repeat([]byte("x"), 1<<10)
-	for range 2 << 10 {
+	for range n {
 		cl.Produce(ctx, &kgo.Record{Value: val}, func(_ *kgo.Record, err error) {
 			if err != nil {
 				t.Errorf("produce: %v", err)
 			}
 		})
 	}
-	if err := cl.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	faults := brokerFaults(b)
-	var fs []serving.Fault
+}
+
+// awaitFaults reads faults every 50 ms until it reports some (some) or none
+// (!some), for 30 s at most (then fails with msg and the last faults), and
+// returns the last faults read.
+func awaitFaults(ctx context.Context, t *testing.T, faults serving.FaultFunc, some bool, msg string) []serving.Fault {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for len(fs) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no fault for the deleted dead letters")
-		}
-		time.Sleep(50 * time.Millisecond)
-		if fs, err = faults(ctx); err != nil {
+	for {
+		fs, err := faults(ctx)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	start := b.Cluster().PartitionInfo(cfg.Kafka.DLQTopic, 0).LogStartOffset
-	if f := fs[0]; len(fs) != 1 || f.Layer != "broker" || f.Code != FaultCodeDeletedUnconsumed || f.State != serving.StateDegraded ||
-		f.Details["topic"] != cfg.Kafka.DLQTopic || f.Details["records"].(int64) <= 0 || f.Details["records"].(int64) > start {
-		t.Fatalf("faults %+v; the dead-letter log starts at %d", fs, start)
+		if (len(fs) > 0) == some {
+			return fs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: faults %+v", msg, fs)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
