@@ -29,6 +29,7 @@ type session struct {
 	maxTime   int64 // newest event time, unix µs
 	bytes     int   // accounted state size
 	live      bool  // live (has a view) or retained (expired, not yet covered)
+	gone      bool  // forgotten: no longer in its partition's sessions (partition.byFirst skips it)
 	dirty     bool  // its view must be written
 	// watch are the merged rows (mergedNeighbors ids) its view was last
 	// scored from: when one changes, the view is scored again.
@@ -108,6 +109,13 @@ type partition struct {
 	next     int64               // next offset to process; -1 until the first record
 	hw       int64               // high watermark seen in the last fetch; -1 unknown
 	streamTS int64               // newest record timestamp (ms): the clock of expiry
+	// byFirst holds the sessions in the order they were created, which is
+	// the order of their first offsets (records are applied in offset
+	// order), from byFirstAt on; forgotten ones (session.gone) are dropped
+	// lazily. The first one not gone holds the replay horizon (horizon),
+	// so a commit does not walk every session.
+	byFirst   []*session
+	byFirstAt int
 	// cov holds the co-visitation deltas of this partition's records (its
 	// share of processor.deltas), published for the other members; pub are
 	// its pairs changed since they were last published, by their ids in
@@ -625,6 +633,7 @@ func (p *processor) applyTo(ps *partition, s *session, offset int64, ts time.Tim
 		s = &session{part: ps, first: offset, maxTime: e.Time}
 		s.ms.Init(e.SessionID)
 		ps.sessions[e.SessionID] = s
+		ps.addByFirst(s)
 		s.live = true
 		ps.live.pushFront(s)
 		p.nLive++
@@ -867,6 +876,7 @@ func (p *processor) forget(s *session) {
 	}
 	if ps.sessions[s.ms.ID()] == s {
 		delete(ps.sessions, s.ms.ID())
+		s.gone = true
 		p.stateSize -= s.bytes
 		s.bytes = 0
 	}
@@ -926,10 +936,48 @@ func (p *processor) horizon(id int32) (int64, bool) {
 		return 0, false
 	}
 	h := ps.next
-	for _, s := range ps.sessions {
+	if s := ps.oldest(); s != nil {
 		h = min(h, s.first)
 	}
 	return h, true
+}
+
+// addByFirst appends s, just created, to ps.byFirst. When forgotten
+// sessions make up most of the queue, or the part before byFirstAt half of
+// the slice, the queue is compacted to the slice's front without them: it
+// holds at most about twice the sessions held, plus 64 (a long-lived
+// oldest session does not let it grow without end), at an amortized
+// constant cost per session.
+func (ps *partition) addByFirst(s *session) {
+	q := len(ps.byFirst) - ps.byFirstAt
+	if q >= 64 && q > 2*len(ps.sessions) || ps.byFirstAt >= 64 && 2*ps.byFirstAt >= len(ps.byFirst) {
+		kept := ps.byFirst[:0]
+		for _, o := range ps.byFirst[ps.byFirstAt:] {
+			if !o.gone {
+				kept = append(kept, o)
+			}
+		}
+		clear(ps.byFirst[len(kept):])
+		ps.byFirst, ps.byFirstAt = kept, 0
+	}
+	ps.byFirst = append(ps.byFirst, s)
+}
+
+// oldest returns the session held with the lowest first offset (nil when
+// none), dropping the forgotten ones before it from ps.byFirst.
+func (ps *partition) oldest() *session {
+	q := ps.byFirst
+	i := ps.byFirstAt
+	for i < len(q) && q[i].gone {
+		q[i] = nil
+		i++
+	}
+	if i == len(q) {
+		ps.byFirst, ps.byFirstAt = q[:0], 0
+		return nil
+	}
+	ps.byFirstAt = i
+	return q[i]
 }
 
 // streamTime returns the newest record timestamp (ms) of the owned

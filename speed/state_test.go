@@ -351,3 +351,58 @@ func TestViewsScoreAsRecommendSession(t *testing.T) {
 		t.Fatalf("only %d of %d views have recommendations, %d sessions with purchases", nonEmpty, n, bought)
 	}
 }
+
+// TestHorizonFollowsTheSessions: the replay horizon kept in creation order
+// (partition.byFirst) equals the lowest first offset of the sessions held
+// (or the position), a walk over every session as horizon computed it
+// before, after every record of a stream whose sessions are evicted,
+// dropped from retention, expired and forgotten by a handoff, in every
+// order, while one session stays active throughout (it holds the horizon
+// and every session created after it must still be dropped from the
+// queue), then while sessions come and go in the order they came; and the
+// queue stays within a bound of the sessions held.
+func TestHorizonFollowsTheSessions(t *testing.T) {
+	lim := defaultLimits()
+	lim.maxSessions = 40
+	lim.maxRetainedEvents = 60
+	f := newFeeder(t, lim, 0)
+	rng := rand.New(rand.NewPCG(11, 12))
+	ps := f.p.parts[0]
+	want := func() int64 {
+		h := ps.next
+		for _, s := range ps.sessions {
+			h = min(h, s.first)
+		}
+		return h
+	}
+	at := t0
+	for i := range 20_000 {
+		at = at.Add(time.Duration(rng.IntN(2000)) * time.Millisecond)
+		if rng.IntN(2000) == 0 {
+			at = at.Add(31 * time.Minute) // every other session expires
+		}
+		id := "keep"
+		if rng.IntN(8) != 0 {
+			id = fmt.Sprintf("s%d", rng.IntN(400))
+		}
+		if i >= 10_000 {
+			// Sessions come and go in creation order, none held long: the
+			// queue's forgotten part is all before the oldest held.
+			id = fmt.Sprintf("w%d", i/4+rng.IntN(3))
+		}
+		f.add(0, id, fmt.Sprintf("i%d", rng.IntN(50)), at)
+		if i%5000 == 4999 {
+			hi := f.next[0] - 1 - int64(rng.IntN(200))
+			f.p.handoff(&Batch{Meta: store.BatchMeta{BatchID: fmt.Sprint("b", i), Boundary: map[int32]int64{0: hi}}, Model: mustModel(t)})
+		}
+		if h, _ := f.p.horizon(0); h != want() {
+			t.Fatalf("record %d: horizon %d, want %d (the lowest first offset of %d sessions held)", i, h, want(), len(ps.sessions))
+		}
+		if n := len(ps.byFirst); n > 4*len(ps.sessions)+256 {
+			t.Fatalf("record %d: %d sessions queued by first offset for %d held", i, n, len(ps.sessions))
+		}
+	}
+	if f.p.c.evicted == 0 || f.p.c.retainDropped == 0 || f.p.c.expired == 0 {
+		t.Fatalf("the stream must evict (%d), drop retained (%d) and expire (%d) sessions", f.p.c.evicted, f.p.c.retainDropped, f.p.c.expired)
+	}
+}
