@@ -61,10 +61,15 @@ type sessionEvent struct {
 // offset order (at most Params.MaxSessionEvents). It is the speed layer's
 // per-session state and the unit of the pair ownership rule.
 type Session struct {
-	id      string
-	user    string
-	userAt  uint32 // index of user in strs (valid once an event was accepted)
+	id     string
+	user   string
+	userAt uint32 // index of user in strs (valid once an event was accepted)
+	// events are its accepted events; the first ones in events0, so that
+	// a short session costs no allocation for them and a longer one one
+	// allocation for its next twelve (appending from one event on cost an
+	// allocation at 1, 2, 3, 5 and 9 events).
 	events  []sessionEvent
+	events0 [4]sessionEvent
 	ignored []ignoredRec
 	// strs are the distinct item and user ids its events name, in the
 	// order they were first seen (sessionEvent.item, .user); the first
@@ -169,6 +174,12 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 	}
 	if len(s.events) == 0 || e.UserID != s.user {
 		s.userAt = s.strIndex(e.UserID)
+	}
+	switch {
+	case s.events == nil:
+		s.events = s.events0[:0]
+	case len(s.events) == len(s.events0) && cap(s.events) == len(s.events0):
+		s.events = append(make([]sessionEvent, 0, 4*len(s.events0)), s.events...)
 	}
 	s.events = append(s.events, sessionEvent{hash: h, item: item, iid: eid, user: s.userAt, kind: e.Kind, time: e.Time, partition: e.Partition, offset: e.Offset})
 	s.user = e.UserID
@@ -305,7 +316,10 @@ func (s *Session) Bought(item string) bool {
 
 // Sizeof estimates the session's memory in bytes, for state accounting.
 func (s *Session) Sizeof() int {
-	n := int(unsafe.Sizeof(*s)) + len(s.id) + len(s.user) + cap(s.events)*int(unsafe.Sizeof(sessionEvent{})) + cap(s.ignored)*16
+	n := int(unsafe.Sizeof(*s)) + len(s.id) + len(s.user) + cap(s.ignored)*16
+	if cap(s.events) > len(s.events0) {
+		n += cap(s.events) * int(unsafe.Sizeof(sessionEvent{}))
+	}
 	if cap(s.strs) > len(s.strs0) {
 		n += cap(s.strs) * 16
 	}

@@ -69,3 +69,54 @@ func TestSessionIDsPastTheInlineOnes(t *testing.T) {
 		t.Fatalf("%d distinct ids, want 10", len(s.strs))
 	}
 }
+
+// TestSessionEventsPastTheInlineOnes adds more events than the session
+// keeps inline (and more than its first allocation holds): the events stay
+// whole (a re-sent event id is a duplicate wherever its first copy sits,
+// the recent items and the pairs are those of every event), and a session
+// of up to four events costs no allocation for them, one of up to sixteen
+// one.
+func TestSessionEventsPastTheInlineOnes(t *testing.T) {
+	p := DefaultParams()
+	p.MaxSessionEvents = 100
+	ev := func(i int) Event {
+		return Event{EventID: "e" + itoa(int64(i)), SessionID: "s", UserID: "u", ItemID: "i" + itoa(int64(i%3)), Kind: schemas.KindProductClick,
+			Time: int64(i) * 1e6, Partition: 0, Offset: int64(i)}
+	}
+	s := NewSession("s")
+	pairs := 0
+	for i := range 40 {
+		if o := s.Add(&p, ev(i), func(a, b string, w int64) { pairs++ }); o != Accepted {
+			t.Fatalf("event %d: %v", i, o)
+		}
+	}
+	if s.Len() != 40 || pairs != 40*39/2-(14*13+13*12+13*12)/2 {
+		t.Fatalf("%d events, %d pairs", s.Len(), pairs)
+	}
+	for k, i := range []int{0, 3, 4, 15, 16, 39} {
+		e := ev(i)
+		e.Offset = int64(40 + k)
+		if o := s.Add(&p, e, nil); o != Duplicate {
+			t.Fatalf("event id of event %d sent again: %v, want duplicate", i, o)
+		}
+	}
+	if got, want := s.Recent(3), []string{"i0", "i2", "i1"}; !slices.Equal(got, want) {
+		t.Fatalf("recent %v, want %v", got, want)
+	}
+	evs := make([]Event, 17)
+	for i := range evs {
+		evs[i] = ev(i)
+	}
+	for _, c := range []struct{ events, allocs int }{{1, 0}, {4, 0}, {5, 1}, {16, 1}, {17, 2}} {
+		var s Session
+		got := testing.AllocsPerRun(20, func() {
+			s.Init("s")
+			for _, e := range evs[:c.events] {
+				s.Add(&p, e, nil)
+			}
+		})
+		if int(got) != c.allocs {
+			t.Fatalf("a session of %d events: %v allocations, want %d", c.events, got, c.allocs)
+		}
+	}
+}
