@@ -34,7 +34,8 @@ type session struct {
 	// watch are the merged rows (mergedNeighbors ids) its view was last
 	// scored from: when one changes, the view is scored again.
 	watch  []watchRow
-	queued bool // in processor.rescoreQ
+	watch0 [inlineWatch]watchRow // watch's first rows: no allocation for a view of the default recent items
+	queued bool                  // in processor.rescoreQ
 	// scoredAt is the scoring clock (mergedNeighbors.clock) of its view:
 	// a watched row whose stamp is not past it changed before the view
 	// was scored, so it needs no rescoring for that change.
@@ -44,6 +45,10 @@ type session struct {
 	prev, next *session
 	seq        uint64 // when retained: order of retention, for dropping oldest first
 }
+
+// inlineWatch is how many watched rows a session holds inline
+// (session.watch0): the model's default recent items.
+const inlineWatch = 10
 
 // watchRow is a merged row a session's view read: its mergedNeighbors id
 // and the session's index in processor.watchers[id].
@@ -420,7 +425,10 @@ func (p *processor) setWatch(s *session, ids []uint32) {
 		j++
 	}
 	if s.watch == nil {
-		s.watch = make([]watchRow, 0, max(len(ids), p.params.RecentItems))
+		s.watch = s.watch0[:0] // more rows (recent_items past inlineWatch) grow it once
+		if n := max(len(ids), p.params.RecentItems); n > len(s.watch0) {
+			s.watch = make([]watchRow, 0, n)
+		}
 	}
 	for _, id := range ids {
 		if watches(s.watch, id) {
@@ -756,7 +764,11 @@ func (p *processor) pending() bool { return len(p.dirty) > 0 || len(p.views) > 0
 
 // sessionBytes estimates a session's memory.
 func sessionBytes(s *session) int {
-	return s.ms.Sizeof() + 160 + len(s.purchased)*16
+	n := s.ms.Sizeof() + 160 + int(unsafe.Sizeof(s.watch0)) + len(s.purchased)*16
+	if cap(s.watch) > len(s.watch0) {
+		n += cap(s.watch) * int(unsafe.Sizeof(watchRow{}))
+	}
+	return n
 }
 
 // expire retires the partition's sessions idle for SessionTimeout of record

@@ -25,7 +25,7 @@ func TestWatchIndex(t *testing.T) {
 			p.unwatch(s)
 		} else {
 			var ids []uint32
-			for range rng.IntN(11) {
+			for range rng.IntN(inlineWatch + 5) { // past the inline rows too
 				if id := uint32(rng.IntN(40)); !slices.Contains(ids, id) {
 					ids = append(ids, id)
 				}
@@ -55,6 +55,41 @@ func TestWatchIndex(t *testing.T) {
 		}
 		if m != n {
 			t.Fatalf("step %d: %d listed watchers, %d watched rows", step, m, n)
+		}
+	}
+}
+
+// TestWatchInline: a session's watched rows up to the model's default recent
+// items are held in the session (no allocation for them), and a model with
+// more recent items sizes them once.
+func TestWatchInline(t *testing.T) {
+	if d := model.DefaultParams().RecentItems; inlineWatch != d {
+		t.Fatalf("inlineWatch %d, the default recent items %d", inlineWatch, d)
+	}
+	for _, c := range []struct{ recent, rows, allocs int }{{10, 10, 0}, {10, 3, 0}, {12, 12, 1}} {
+		p := &processor{params: model.DefaultParams()}
+		p.params.RecentItems = c.recent
+		ids := make([]uint32, c.rows)
+		for i := range ids {
+			ids[i] = uint32(i)
+		}
+		p.watchers = make([][]*session, len(ids))
+		for i := range p.watchers {
+			p.watchers[i] = make([]*session, 0, 1)
+		}
+		s := new(session)
+		got := testing.AllocsPerRun(10, func() {
+			*s = session{}
+			p.setWatch(s, ids)
+			if len(s.watch) != len(ids) {
+				t.Fatalf("%d rows watched of %d", len(s.watch), len(ids))
+			}
+			for _, w := range s.watch {
+				p.watchers[w.id] = p.watchers[w.id][:0]
+			}
+		})
+		if int(got) != c.allocs {
+			t.Fatalf("recent items %d, %d rows: %v allocations, want %d", c.recent, c.rows, got, c.allocs)
 		}
 	}
 }
