@@ -57,6 +57,12 @@ type sessionEvent struct {
 	kind      schemas.Kind
 }
 
+// firstEvents is the room for events a session makes at its first: a
+// session of up to four events costs one allocation for them, at 144 bytes
+// more than appending one by one for a session of one event, 96 for two
+// and none from three on.
+const firstEvents = 4
+
 // Session is what the model knows of one session: its accepted events in
 // offset order (at most Params.MaxSessionEvents). It is the speed layer's
 // per-session state and the unit of the pair ownership rule.
@@ -64,12 +70,10 @@ type Session struct {
 	id     string
 	user   string
 	userAt uint32 // index of user in strs (valid once an event was accepted)
-	// events are its accepted events; the first ones in events0, so that
-	// a short session costs no allocation for them and a longer one one
-	// allocation for its next twelve (appending from one event on cost an
-	// allocation at 1, 2, 3, 5 and 9 events).
+	// events are its accepted events, room for four made at the first
+	// (appending from one event on cost an allocation at 1, 2, 3, 5 and 9
+	// events; now at 1, 5 and 9).
 	events  []sessionEvent
-	events0 [4]sessionEvent
 	ignored []ignoredRec
 	// strs are the distinct item and user ids its events name, in the
 	// order they were first seen (sessionEvent.item, .user); the first
@@ -175,11 +179,8 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 	if len(s.events) == 0 || e.UserID != s.user {
 		s.userAt = s.strIndex(e.UserID)
 	}
-	switch {
-	case s.events == nil:
-		s.events = s.events0[:0]
-	case len(s.events) == len(s.events0) && cap(s.events) == len(s.events0):
-		s.events = append(make([]sessionEvent, 0, 4*len(s.events0)), s.events...)
+	if s.events == nil {
+		s.events = make([]sessionEvent, 0, firstEvents)
 	}
 	s.events = append(s.events, sessionEvent{hash: h, item: item, iid: eid, user: s.userAt, kind: e.Kind, time: e.Time, partition: e.Partition, offset: e.Offset})
 	s.user = e.UserID
@@ -316,10 +317,7 @@ func (s *Session) Bought(item string) bool {
 
 // Sizeof estimates the session's memory in bytes, for state accounting.
 func (s *Session) Sizeof() int {
-	n := int(unsafe.Sizeof(*s)) + len(s.id) + len(s.user) + cap(s.ignored)*16
-	if cap(s.events) > len(s.events0) {
-		n += cap(s.events) * int(unsafe.Sizeof(sessionEvent{}))
-	}
+	n := int(unsafe.Sizeof(*s)) + len(s.id) + len(s.user) + cap(s.events)*int(unsafe.Sizeof(sessionEvent{})) + cap(s.ignored)*16
 	if cap(s.strs) > len(s.strs0) {
 		n += cap(s.strs) * 16
 	}

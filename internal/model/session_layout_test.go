@@ -70,13 +70,13 @@ func TestSessionIDsPastTheInlineOnes(t *testing.T) {
 	}
 }
 
-// TestSessionEventsPastTheInlineOnes adds more events than the session
-// keeps inline (and more than its first allocation holds): the events stay
-// whole (a re-sent event id is a duplicate wherever its first copy sits,
-// the recent items and the pairs are those of every event), and a session
-// of up to four events costs no allocation for them, one of up to sixteen
-// one.
-func TestSessionEventsPastTheInlineOnes(t *testing.T) {
+// TestSessionEventsPastTheFirstRoom adds more events than the session
+// makes room for at its first (firstEvents) and at its next growths: the
+// events stay whole (a re-sent event id is a duplicate wherever its first
+// copy sits, the recent items and the pairs are those of every event), and
+// a session of up to four events costs one allocation for them, of up to
+// eight two, of up to sixteen three.
+func TestSessionEventsPastTheFirstRoom(t *testing.T) {
 	p := DefaultParams()
 	p.MaxSessionEvents = 100
 	ev := func(i int) Event {
@@ -107,7 +107,7 @@ func TestSessionEventsPastTheInlineOnes(t *testing.T) {
 	for i := range evs {
 		evs[i] = ev(i)
 	}
-	for _, c := range []struct{ events, allocs int }{{1, 0}, {4, 0}, {5, 1}, {16, 1}, {17, 2}} {
+	for _, c := range []struct{ events, allocs int }{{1, 1}, {4, 1}, {5, 2}, {8, 2}, {9, 3}, {16, 3}, {17, 4}} {
 		var s Session
 		got := testing.AllocsPerRun(20, func() {
 			s.Init("s")
