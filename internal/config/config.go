@@ -44,6 +44,9 @@ type Config struct {
 	Status Status `yaml:"status"`
 	// Dev configures `lambdarec dev` (dev.go).
 	Dev Dev `yaml:"dev"`
+
+	// set holds the dotted keys the file or the environment wrote (IsSet).
+	set map[string]bool
 }
 
 // Kafka says where the event log is.
@@ -303,6 +306,12 @@ func Parse(b []byte) (Config, error) {
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fmt.Errorf("parse config: %w", err)
 	}
+	// The keys written, for IsSet (a node keeps them; decoding into cfg
+	// does not say which it set).
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err == nil {
+		cfg.markYAMLKeys(&doc, "")
+	}
 	return cfg, nil
 }
 
@@ -464,6 +473,8 @@ const EnvConfigFile = "LAMBDAREC_CONFIG"
 func ApplyEnv(cfg *Config, environ []string) error {
 	keys := map[string]reflect.Value{}
 	collect(reflect.ValueOf(cfg).Elem(), "", keys)
+	dotted := map[string]string{}
+	dottedKeys(reflect.TypeOf(*cfg), "", "", dotted)
 	var errs []error
 	var unknown []string
 	for _, kv := range environ {
@@ -481,7 +492,9 @@ func ApplyEnv(cfg *Config, environ []string) error {
 		}
 		if err := setString(f, val); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
 		}
+		cfg.markSet(dotted[key])
 	}
 	// Checked once every key is set: a …_env key may name a LAMBDAREC_
 	// variable that holds a secret.
@@ -497,6 +510,9 @@ func ApplyEnv(cfg *Config, environ []string) error {
 func collect(v reflect.Value, prefix string, out map[string]reflect.Value) {
 	t := v.Type()
 	for i := range t.NumField() {
+		if !t.Field(i).IsExported() {
+			continue
+		}
 		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
 		key := tag
 		if prefix != "" {
