@@ -191,6 +191,7 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 	sched.SetMetrics(runMetrics)
 	sc := speed.FromConfig(&cfg)
 	sc.Params = &cfg.Model
+	sc.ClientOpts = append(sc.ClientOpts, kafka.FetchOpts(cfg.Kafka)...)
 	sp, err := speed.New(sc, speed.Deps{
 		Views:      st,
 		Batches:    withTopicID(batchSource(loader), lake, cfg.Kafka.Topic),

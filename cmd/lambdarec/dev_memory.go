@@ -40,7 +40,8 @@ const (
 // it.
 const devBoundWindow = time.Minute
 
-// devMemoryDefaults gives the speed layer and the batch runs dev's bounds
+// devMemoryDefaults gives the speed layer, the batch runs and the in-process
+// consumers' fetches (speed, archive) dev's bounds
 // where cfg leaves them at the defaults sized for a process of their own: a
 // key the configuration file or the environment wrote keeps its value, even
 // the production default's.
@@ -54,6 +55,12 @@ func devMemoryDefaults(cfg *config.Config) {
 	}
 	if devDefault(cfg, "batch.max_memory", cfg.Batch.MaxMemory == config.DefaultBatchMaxMemory) {
 		cfg.Batch.MaxMemory = config.DevBatchMaxMemory
+	}
+	if devDefault(cfg, "kafka.fetch_max_bytes", cfg.Kafka.FetchMaxBytes == 0) {
+		cfg.Kafka.FetchMaxBytes = config.DevFetchMaxBytes
+	}
+	if devDefault(cfg, "kafka.fetch_max_partition_bytes", cfg.Kafka.FetchMaxPartitionBytes == 0) {
+		cfg.Kafka.FetchMaxPartitionBytes = config.DevFetchMaxPartitionBytes
 	}
 }
 

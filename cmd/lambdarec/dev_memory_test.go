@@ -64,7 +64,7 @@ func TestDevKeepsWrittenDefaults(t *testing.T) {
 	}{
 		{"unset", "", nil, config.DevSpeedMaxStateBytes, config.DevSpeedMaxSessions, config.DevBatchMaxMemory, devMaxViewDelay},
 		{"file", path, nil, d.Speed.MaxStateBytes, config.DevSpeedMaxSessions, d.Batch.MaxMemory, d.Speed.MaxViewDelay},
-		{"env", "", []string{"LAMBDAREC_SPEED_MAX_SESSIONS=" + strconv.Itoa(d.Speed.MaxSessions)},
+		{"env", "", []string{"LAMBDAREC_SPEED_MAX_SESSIONS=" + strconv.Itoa(d.Speed.MaxSessions), "LAMBDAREC_KAFKA_FETCH_MAX_BYTES=0"},
 			config.DevSpeedMaxStateBytes, d.Speed.MaxSessions, config.DevBatchMaxMemory, devMaxViewDelay},
 	} {
 		in, err := config.Load(c.path, c.env)
@@ -74,6 +74,14 @@ func TestDevKeepsWrittenDefaults(t *testing.T) {
 		cfg, err := devConfig(in, devOptions{dataDir: t.TempDir()})
 		if err != nil {
 			t.Fatal(err)
+		}
+		// kafka.fetch_max_bytes written as 0 (franz-go's default) in "env".
+		wantFetch := int64(config.DevFetchMaxBytes)
+		if c.name == "env" {
+			wantFetch = 0
+		}
+		if cfg.Kafka.FetchMaxBytes != wantFetch || cfg.Kafka.FetchMaxPartitionBytes != config.DevFetchMaxPartitionBytes {
+			t.Errorf("%s: fetch bounds %d / %d, want %d / %d", c.name, cfg.Kafka.FetchMaxBytes, cfg.Kafka.FetchMaxPartitionBytes, wantFetch, config.DevFetchMaxPartitionBytes)
 		}
 		if cfg.Speed.MaxStateBytes != c.state || cfg.Speed.MaxSessions != c.session || cfg.Batch.MaxMemory != c.batch || cfg.Speed.MaxViewDelay != c.delay {
 			t.Errorf("%s: speed %d bytes, %d sessions, max_view_delay %s; batch %d; want %d, %d, %s; %d", c.name,

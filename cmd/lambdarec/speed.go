@@ -55,6 +55,7 @@ func init() {
 				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector())
 				sc := speed.FromConfig(&e.cfg)
 				sc.Params = &e.cfg.Model
+				sc.ClientOpts = append(sc.ClientOpts, kafka.FetchOpts(e.cfg.Kafka)...)
 				layer, err := speed.New(sc, speed.Deps{
 					Views:      st,
 					Batches:    withTopicID(batchSource(batch.NewLoader(lake, e.cfg.Model)), lake, e.cfg.Kafka.Topic),

@@ -61,6 +61,14 @@ type Kafka struct {
 	Partitions int `yaml:"partitions"`
 	// ProduceTimeout bounds how long a produce waits for Kafka's acknowledgement. Default: 10s.
 	ProduceTimeout time.Duration `yaml:"produce_timeout"`
+	// FetchMaxBytes and FetchMaxPartitionBytes bound one fetch response of
+	// the speed layer's and the archive's consumers (franz-go's
+	// FetchMaxBytes / FetchMaxPartitionBytes; each consumer buffers at
+	// most one fetch per broker beside the one it processes, decompressed).
+	// 0: franz-go's defaults, 50 MiB and 1 MiB. `lambdarec dev` uses
+	// DevFetchMaxBytes and DevFetchMaxPartitionBytes unless set.
+	FetchMaxBytes          int64 `yaml:"fetch_max_bytes"`
+	FetchMaxPartitionBytes int64 `yaml:"fetch_max_partition_bytes"`
 	// TLS and SASL secure the connections of every role (kafka_security.go).
 	TLS  KafkaTLS  `yaml:"tls"`
 	SASL KafkaSASL `yaml:"sasl"`
@@ -362,6 +370,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Kafka.Partitions < 1 || c.Kafka.Partitions > 10_000 {
 		bad("kafka.partitions", "must be between 1 and 10000, got %d", c.Kafka.Partitions)
+	}
+	for _, f := range []struct {
+		key string
+		v   int64
+	}{{"kafka.fetch_max_bytes", c.Kafka.FetchMaxBytes}, {"kafka.fetch_max_partition_bytes", c.Kafka.FetchMaxPartitionBytes}} {
+		if f.v != 0 && (f.v < 1<<10 || f.v > 1<<30) {
+			bad(f.key, "must be 0 (franz-go's default) or between 1024 and 1073741824 bytes, got %d", f.v)
+		}
 	}
 	if c.Kafka.ProduceTimeout <= 0 {
 		bad("kafka.produce_timeout", "must be positive")
