@@ -66,7 +66,35 @@ const (
 	// StatusSlowGrace: the layer is shown as it last reported (its lag
 	// judged as usual). Degraded; past the grace, unreachable and down.
 	FaultStatusSlow = "status_slow"
+	// FaultSpeedStateFull: the speed layer evicted live sessions (or
+	// dropped retained ones) within the last SpeedStateFullWindow to stay
+	// within speed.max_sessions / speed.max_state_bytes /
+	// speed.max_retained_events: a session that continues starts over,
+	// without its earlier events. Layer speed, degraded (SpeedStateFull).
+	FaultSpeedStateFull = "speed_state_full"
 )
+
+// SpeedStateFullWindow is how long after the speed layer last shed a
+// session /v1/status shows FaultSpeedStateFull.
+const SpeedStateFullWindow = time.Minute
+
+// SpeedStateFull is the FaultSpeedStateFull of a speed layer (who names it,
+// "" for "the speed layer") that has shed n sessions so far, the last at
+// last, judged at now; ok is false when it shed none within
+// SpeedStateFullWindow.
+func SpeedStateFull(who string, n uint64, last, now time.Time) (f Fault, ok bool) {
+	if last.IsZero() || now.Sub(last) >= SpeedStateFullWindow {
+		return Fault{}, false
+	}
+	if who == "" {
+		who = "the speed layer"
+	}
+	details := map[string]any{"evicted_or_dropped": n, "last": last}
+	return Fault{Layer: "speed", Code: FaultSpeedStateFull, State: StateDegraded,
+		Message: fmt.Sprintf("%s evicted or dropped %d sessions so far (the last %.0fs ago) to stay within speed.max_sessions / speed.max_state_bytes: a session that continues starts over, without its earlier events",
+			who, n, max(0, now.Sub(last).Seconds())),
+		Details: details}, true
+}
 
 // StatusSlowGrace is how long a layer whose status reads time out is shown
 // with its last report, degraded (FaultStatusSlow), before it is down

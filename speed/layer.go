@@ -655,6 +655,7 @@ func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
 		return nil
 	}
 	req := map[string]map[int32]kgo.EpochOffset{l.cfg.Topic: offsets}
+	shed := l.shedStamp(time.Now())
 	ctx = kgo.PreCommitFnContext(ctx, func(r *kmsg.OffsetCommitRequest) error {
 		for i := range r.Topics {
 			if r.Topics[i].Topic != l.cfg.Topic {
@@ -663,7 +664,7 @@ func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
 			for j := range r.Topics[i].Partitions {
 				rp := &r.Topics[i].Partitions[j]
 				if cp, ok := points[rp.Partition]; ok && cp.horizon == rp.Offset {
-					rp.Metadata = kmsg.StringPtr(viewsMeta(cp.views))
+					rp.Metadata = kmsg.StringPtr(viewsMeta(cp.views) + shed)
 				}
 			}
 		}

@@ -45,6 +45,7 @@ type metrics struct {
 	progressAt  atomic.Int64  // unix nanos of the last sync that saw records processed or none waiting
 	recordAt    atomic.Int64  // unix nanos of the last sync that saw records processed; 0 before
 	shed        atomic.Uint64 // evicted + retainDropped as last synced (SessionsShed)
+	shedAt      atomic.Int64  // unix nanos of the last sync that saw shed grow; 0 before (LastShed)
 	prevN       uint64
 	started     time.Time
 	prev        counters
@@ -109,11 +110,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}
 		return time.Since(m.started).Seconds()
 	})
+	shedLast := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "sessions_shed_last_timestamp_seconds",
+		Help: "Unix time the layer last evicted a live session or dropped a retained one for its bounds (max_sessions, max_state_bytes, max_retained_events), to within a poll; 0 before the first."}, func() float64 {
+		if t := m.shedAt.Load(); t != 0 {
+			return float64(t) / 1e9
+		}
+		return 0
+	})
 	if reg != nil {
 		reg.MustRegister(m.records, m.lag, m.live, m.retained, m.retainedEv, m.stateBytes,
 			m.expired, m.evicted, m.retainDropped, m.stateEvicted, m.handoffs, m.handoffDur, m.regress, m.viewWrites, m.viewErrors,
 			m.flushDur, m.invalid, m.commitErrors, m.fetchErrors, m.faults, since,
-			m.deltasPublished, m.deltaErrors, m.rescored, m.rescoreBacklog)
+			m.deltasPublished, m.deltaErrors, m.rescored, m.rescoreBacklog, shedLast)
 	}
 	return m
 }
@@ -144,7 +152,10 @@ func (m *metrics) sync(p *processor, now time.Time) {
 	add(m.evicted, c.evicted, m.prev.evicted)
 	add(m.retainDropped, c.retainDropped, m.prev.retainDropped)
 	add(m.stateEvicted, c.stateEvicted, m.prev.stateEvicted)
-	m.shed.Store(c.evicted + c.retainDropped)
+	if shed := c.evicted + c.retainDropped; shed != m.shed.Load() {
+		m.shed.Store(shed)
+		m.shedAt.Store(now.UnixNano())
+	}
 	add(m.handoffs, c.handoffs, m.prev.handoffs)
 	add(m.regress, c.boundaryRegress, m.prev.boundaryRegress)
 	m.prev = c

@@ -23,3 +23,14 @@ func (l *Layer) LastProcessed() time.Time {
 	}
 	return time.Time{}
 }
+
+// LastShed returns the sessions the layer evicted (live) or dropped
+// (retained) for its bounds so far, SessionsShed, and when that count last
+// grew (to within a poll; zero before the first).
+func (l *Layer) LastShed() (n uint64, at time.Time) {
+	n = l.m.shed.Load()
+	if ns := l.m.shedAt.Load(); ns != 0 {
+		at = time.Unix(0, ns).UTC()
+	}
+	return n, at
+}

@@ -3,6 +3,7 @@ package speed
 import (
 	"strconv"
 	"strings"
+	"time"
 )
 
 // A replay from the committed horizon re-applies records whose views the
@@ -32,11 +33,65 @@ func parseViewsMeta(meta string) int64 {
 	if !ok {
 		return -1
 	}
+	s, _, _ = strings.Cut(s, shedMetaPrefix)
 	pos, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || pos < 0 {
 		return -1
 	}
 	return pos
+}
+
+// A member whose bounds bite (max_sessions, max_state_bytes,
+// max_retained_events) says so in the same metadata, after the views'
+// position, for shedStampFor after it last shed a session: the sessions
+// shed so far and when (shedMeta). Processes that see the group's commits
+// but not the member — serve's /v1/status — read it with ShedFromCommit. A
+// member of a version before this stamp reads such metadata as unknown (no
+// views position: its replay of that partition writes views at once).
+
+// shedMetaPrefix separates the shed stamp from the views' position.
+const shedMetaPrefix = " shed="
+
+// shedStampFor is how long after the last session shed commits carry the
+// stamp.
+const shedStampFor = time.Minute
+
+// shedMeta is the stamp of n sessions shed so far, the last at at.
+func shedMeta(n uint64, at time.Time) string {
+	return shedMetaPrefix + strconv.FormatUint(n, 10) + "@" + strconv.FormatInt(at.UnixMilli(), 10)
+}
+
+// shedStamp is the stamp the layer's commits carry at now: shedMeta if it
+// shed a session within shedStampFor, else "".
+func (l *Layer) shedStamp(now time.Time) string {
+	n, at := l.LastShed()
+	if at.IsZero() || now.Sub(at) >= shedStampFor {
+		return ""
+	}
+	return shedMeta(n, at)
+}
+
+// ShedFromCommit returns the shed stamp of a speed member's offset commit
+// metadata: the sessions the member had shed for its bounds and when it last
+// shed one (to the millisecond); ok is false for metadata without a stamp.
+func ShedFromCommit(meta string) (n uint64, at time.Time, ok bool) {
+	_, stamp, found := strings.Cut(meta, shedMetaPrefix)
+	if !found || !strings.HasPrefix(meta, viewsMetaPrefix) {
+		return 0, time.Time{}, false
+	}
+	ns, ms, found := strings.Cut(stamp, "@")
+	if !found {
+		return 0, time.Time{}, false
+	}
+	n, err := strconv.ParseUint(ns, 10, 64)
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	msec, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil || msec <= 0 {
+		return 0, time.Time{}, false
+	}
+	return n, time.UnixMilli(msec).UTC(), true
 }
 
 // muted reports whether the partition is replaying records whose views its

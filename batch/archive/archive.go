@@ -389,14 +389,14 @@ func (a *Archiver) start(ctx context.Context) error {
 		releaseWorkers()
 		return err
 	}
-	a.cl, err = kafka.Connect(k.Brokers, kafka.SecurityOf(k),
+	a.cl, err = kafka.Connect(k.Brokers, kafka.SecurityOf(k), append([]kgo.Opt{
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{k.Topic: a.startOffsets(parts)}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ProduceRequestTimeout(k.ProduceTimeout),
 		// Out of range is an error to look into (the log lost records),
 		// never a reason to jump elsewhere in it.
 		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
-	)
+	}, kafka.FetchOpts(k)...)...)
 	if err != nil {
 		releaseWorkers()
 		return err

@@ -67,10 +67,17 @@ func init() {
 	})
 }
 
+// metricsRoute is one more handler of serveMetrics (pattern as for
+// http.ServeMux, e.g. "GET /v1/status").
+type metricsRoute struct {
+	pattern string
+	handler http.Handler
+}
+
 // serveMetrics serves /metrics, /healthz and, when ready is set, /readyz of a
-// role without an HTTP API on addr until stop. /readyz answers 200
+// role without an HTTP API on addr until stop, and routes. /readyz answers 200
 // {"status":"ready"}, or 503 with a JSON error naming what is not ready.
-func serveMetrics(addr string, reg *prometheus.Registry, ready readyCheck, log *slog.Logger) (stop func(), err error) {
+func serveMetrics(addr string, reg *prometheus.Registry, ready readyCheck, log *slog.Logger, routes ...metricsRoute) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -88,6 +95,9 @@ func serveMetrics(addr string, reg *prometheus.Registry, ready readyCheck, log *
 			}
 			serving.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 		})
+	}
+	for _, r := range routes {
+		mux.Handle(r.pattern, r.handler)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {

@@ -54,8 +54,8 @@ func init() {
 	})
 }
 
-// devMaxViewDelay is dev's speed.max_view_delay (unless set to another
-// value than the default). It changes nothing while the speed layer keeps up
+// devMaxViewDelay is dev's speed.max_view_delay unless the configuration
+// file or the environment sets it. It changes nothing while the speed layer keeps up
 // (views are then written within a millisecond of their records); while it
 // is 10,000 records or more behind, a session's records applied within this
 // window are scored once. The window is processing time, and a layer that
@@ -103,7 +103,7 @@ func devConfig(cfg config.Config, o devOptions) (config.Config, error) {
 	// Small micro-batches, so a batch soon has something to read.
 	cfg.Archive.MaxInterval = min(cfg.Archive.MaxInterval, 2*time.Second)
 	cfg.Speed.BatchPollInterval = min(cfg.Speed.BatchPollInterval, time.Second)
-	if cfg.Speed.MaxViewDelay == config.Default().Speed.MaxViewDelay {
+	if devDefault(&cfg, "speed.max_view_delay", cfg.Speed.MaxViewDelay == config.Default().Speed.MaxViewDelay) {
 		cfg.Speed.MaxViewDelay = devMaxViewDelay
 	}
 	devMaintenance(&cfg)
@@ -191,6 +191,7 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 	sched.SetMetrics(runMetrics)
 	sc := speed.FromConfig(&cfg)
 	sc.Params = &cfg.Model
+	sc.ClientOpts = append(sc.ClientOpts, kafka.FetchOpts(cfg.Kafka)...)
 	sp, err := speed.New(sc, speed.Deps{
 		Views:      st,
 		Batches:    withTopicID(batchSource(loader), lake, cfg.Kafka.Topic),
@@ -200,7 +201,7 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 	if err != nil {
 		return err
 	}
-	bounds, err := newDevBounds(st, sp.SessionsShed, reg, log.With("component", "dev"))
+	bounds, err := newDevBounds(st, sp.LastShed, reg, log.With("component", "dev"))
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,49 +31,58 @@ const (
 	// again. Layer serving_store, degraded.
 	FaultCodeViewStoreFull = "view_store_full"
 	// FaultCodeSpeedStateFull: the speed layer evicted live sessions (or
-	// dropped retained ones) to stay within speed.max_sessions /
-	// speed.max_state_bytes: a session that continues starts over. Layer
-	// speed, degraded.
-	FaultCodeSpeedStateFull = "speed_state_full"
+	// dropped retained ones) to stay within its bounds
+	// (serving.FaultSpeedStateFull; shown by every role, speed_status.go).
+	FaultCodeSpeedStateFull = serving.FaultSpeedStateFull
 )
 
 // devBoundWindow is how long after a bound last bit /v1/status still shows
 // it.
 const devBoundWindow = time.Minute
 
-// devMemoryDefaults gives the speed layer and the batch runs dev's bounds
-// where cfg leaves them at the defaults sized for a process of their own.
+// devMemoryDefaults gives the speed layer, the batch runs and the in-process
+// consumers' fetches (speed, archive) dev's bounds
+// where cfg leaves them at the defaults sized for a process of their own: a
+// key the configuration file or the environment wrote keeps its value, even
+// the production default's.
 func devMemoryDefaults(cfg *config.Config) {
 	d := config.Default().Speed
-	if cfg.Speed.MaxStateBytes == d.MaxStateBytes {
+	if devDefault(cfg, "speed.max_state_bytes", cfg.Speed.MaxStateBytes == d.MaxStateBytes) {
 		cfg.Speed.MaxStateBytes = config.DevSpeedMaxStateBytes
 	}
-	if cfg.Speed.MaxSessions == d.MaxSessions {
+	if devDefault(cfg, "speed.max_sessions", cfg.Speed.MaxSessions == d.MaxSessions) {
 		cfg.Speed.MaxSessions = config.DevSpeedMaxSessions
 	}
-	if cfg.Batch.MaxMemory == config.DefaultBatchMaxMemory {
+	if devDefault(cfg, "batch.max_memory", cfg.Batch.MaxMemory == config.DefaultBatchMaxMemory) {
 		cfg.Batch.MaxMemory = config.DevBatchMaxMemory
 	}
+	if devDefault(cfg, "kafka.fetch_max_bytes", cfg.Kafka.FetchMaxBytes == 0) {
+		cfg.Kafka.FetchMaxBytes = config.DevFetchMaxBytes
+	}
+	if devDefault(cfg, "kafka.fetch_max_partition_bytes", cfg.Kafka.FetchMaxPartitionBytes == 0) {
+		cfg.Kafka.FetchMaxPartitionBytes = config.DevFetchMaxPartitionBytes
+	}
+}
+
+// devDefault reports whether dev gives key its own value: the user did not
+// write it (config.Config.IsSet) and it holds the production default
+// (atDefault; a value set by code is kept too).
+func devDefault(cfg *config.Config, key string, atDefault bool) bool {
+	return atDefault && !cfg.IsSet(key)
 }
 
 // devBounds watches dev's bounds for /v1/status and the log. It reads no
 // metrics registry: /metrics evaluates /v1/status, which calls faults.
 type devBounds struct {
-	mem  *store.Memory // nil unless store.backend is memory
-	shed func() uint64 // the speed layer's sessions evicted or dropped so far
-	log  *slog.Logger
-
-	mu         sync.Mutex
-	speedSeen  uint64    // shed() last read
-	speedAt    time.Time // when it was last seen to grow
-	speedLogAt time.Time
+	mem   *store.Memory // nil unless store.backend is memory
+	speed *speedStateWatch
 }
 
 // newDevBounds registers the memory store's metrics on reg (st is the
-// serving store; shed reads the speed layer's sessions evicted or dropped)
-// and returns the watcher of dev's bounds.
-func newDevBounds(st store.Store, shed func() uint64, reg prometheus.Registerer, log *slog.Logger) (*devBounds, error) {
-	b := &devBounds{shed: shed, log: log}
+// serving store; shed is the speed layer's speed.Layer.LastShed) and returns
+// the watcher of dev's bounds.
+func newDevBounds(st store.Store, shed func() (uint64, time.Time), reg prometheus.Registerer, log *slog.Logger) (*devBounds, error) {
+	b := &devBounds{speed: &speedStateWatch{last: shed, log: log}}
 	m, ok := st.(*store.Memory)
 	if !ok {
 		return b, nil
@@ -111,37 +119,12 @@ func (b *devBounds) faults(context.Context) ([]serving.Fault, error) {
 				Details: map[string]any{"views": views, "bytes": bytes, "limit": limit, "evicted": ev.Sessions, "last": ev.Last}})
 		}
 	}
-	n := b.shed()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if n > b.speedSeen {
-		b.speedSeen, b.speedAt = n, now
-		if now.Sub(b.speedLogAt) >= time.Minute {
-			b.speedLogAt = now
-			b.log.Warn("speed layer evicting sessions: its state reached speed.max_sessions or speed.max_state_bytes; a session that continues starts over",
-				"evicted_or_dropped_total", n)
-		}
-	}
-	if !b.speedAt.IsZero() && now.Sub(b.speedAt) < devBoundWindow {
-		out = append(out, serving.Fault{Layer: "speed", Code: FaultCodeSpeedStateFull, State: serving.StateDegraded,
-			Message: fmt.Sprintf("the speed layer evicted or dropped %d sessions so far (the last seen %.0fs ago) to stay within speed.max_sessions / speed.max_state_bytes: a session that continues starts over, without its earlier events",
-				n, now.Sub(b.speedAt).Seconds()),
-			Details: map[string]any{"evicted_or_dropped": n, "last_seen": b.speedAt}})
+	if f, ok := b.speed.fault(now); ok {
+		out = append(out, f)
 	}
 	return out, nil
 }
 
 // run reads the speed layer's evictions every 10 s, so that they are
 // logged while nobody asks /v1/status.
-func (b *devBounds) run(ctx context.Context) {
-	t := time.NewTicker(10 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			_, _ = b.faults(ctx) // never fails
-		}
-	}
-}
+func (b *devBounds) run(ctx context.Context) { b.speed.run(ctx) }

@@ -5,9 +5,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -39,6 +42,54 @@ func TestDevMemoryDefaults(t *testing.T) {
 	}
 }
 
+// A bound the configuration file or the environment writes wins in dev even
+// when it is exactly the production default (dev replaced such a value by its
+// own bound before config.Config.IsSet); one left unwritten gets dev's bound.
+func TestDevKeepsWrittenDefaults(t *testing.T) {
+	d := config.Default()
+	path := t.TempDir() + "/c.yml"
+	body := fmt.Sprintf("speed:\n  max_state_bytes: %d\n  max_view_delay: %s\nbatch:\n  max_memory: %d\n",
+		d.Speed.MaxStateBytes, d.Speed.MaxViewDelay, d.Batch.MaxMemory)
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		path    string
+		env     []string
+		state   int64
+		session int
+		batch   int64
+		delay   time.Duration
+	}{
+		{"unset", "", nil, config.DevSpeedMaxStateBytes, config.DevSpeedMaxSessions, config.DevBatchMaxMemory, devMaxViewDelay},
+		{"file", path, nil, d.Speed.MaxStateBytes, config.DevSpeedMaxSessions, d.Batch.MaxMemory, d.Speed.MaxViewDelay},
+		{"env", "", []string{"LAMBDAREC_SPEED_MAX_SESSIONS=" + strconv.Itoa(d.Speed.MaxSessions), "LAMBDAREC_KAFKA_FETCH_MAX_BYTES=0"},
+			config.DevSpeedMaxStateBytes, d.Speed.MaxSessions, config.DevBatchMaxMemory, devMaxViewDelay},
+	} {
+		in, err := config.Load(c.path, c.env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := devConfig(in, devOptions{dataDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// kafka.fetch_max_bytes written as 0 (franz-go's default) in "env".
+		wantFetch := int64(config.DevFetchMaxBytes)
+		if c.name == "env" {
+			wantFetch = 0
+		}
+		if cfg.Kafka.FetchMaxBytes != wantFetch || cfg.Kafka.FetchMaxPartitionBytes != config.DevFetchMaxPartitionBytes {
+			t.Errorf("%s: fetch bounds %d / %d, want %d / %d", c.name, cfg.Kafka.FetchMaxBytes, cfg.Kafka.FetchMaxPartitionBytes, wantFetch, config.DevFetchMaxPartitionBytes)
+		}
+		if cfg.Speed.MaxStateBytes != c.state || cfg.Speed.MaxSessions != c.session || cfg.Batch.MaxMemory != c.batch || cfg.Speed.MaxViewDelay != c.delay {
+			t.Errorf("%s: speed %d bytes, %d sessions, max_view_delay %s; batch %d; want %d, %d, %s; %d", c.name,
+				cfg.Speed.MaxStateBytes, cfg.Speed.MaxSessions, cfg.Speed.MaxViewDelay, cfg.Batch.MaxMemory, c.state, c.session, c.delay, c.batch)
+		}
+	}
+}
+
 // When the memory store evicts views or the speed layer sheds sessions,
 // /v1/status shows it (degraded, with the reason code), the metrics count
 // it and a log line says so once.
@@ -46,9 +97,16 @@ func TestDevBoundsFaults(t *testing.T) {
 	ctx := context.Background()
 	mem := store.NewMemory(store.MemorySessionBytes(1 << 20))
 	var shed atomic.Uint64
+	var shedAt atomic.Int64
+	last := func() (uint64, time.Time) {
+		if ns := shedAt.Load(); ns != 0 {
+			return shed.Load(), time.Unix(0, ns)
+		}
+		return shed.Load(), time.Time{}
+	}
 	reg := prometheus.NewRegistry()
 	var logs bytes.Buffer
-	b, err := newDevBounds(mem, shed.Load, reg, slog.New(slog.NewTextHandler(&logs, nil)))
+	b, err := newDevBounds(mem, last, reg, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,6 +123,7 @@ func TestDevBoundsFaults(t *testing.T) {
 		}
 	}
 	shed.Store(7)
+	shedAt.Store(time.Now().UnixNano())
 	f, err := b.faults(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -55,6 +55,7 @@ func init() {
 				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector())
 				sc := speed.FromConfig(&e.cfg)
 				sc.Params = &e.cfg.Model
+				sc.ClientOpts = append(sc.ClientOpts, kafka.FetchOpts(e.cfg.Kafka)...)
 				layer, err := speed.New(sc, speed.Deps{
 					Views:      st,
 					Batches:    withTopicID(batchSource(batch.NewLoader(lake, e.cfg.Model)), lake, e.cfg.Kafka.Topic),
@@ -64,6 +65,10 @@ func init() {
 				if err != nil {
 					return err
 				}
+				watch := &speedStateWatch{last: layer.LastShed, log: log}
+				wctx, stopWatch := context.WithCancel(ctx)
+				defer stopWatch()
+				go watch.run(wctx)
 				if e.cfg.Speed.MetricsAddr != "" {
 					ready := allReady(func(context.Context) error {
 						if !layer.Ready() {
@@ -71,7 +76,8 @@ func init() {
 						}
 						return nil
 					}, storeReady(st))
-					stop, err := serveMetrics(e.cfg.Speed.MetricsAddr, reg, ready, log)
+					stop, err := serveMetrics(e.cfg.Speed.MetricsAddr, reg, ready, log,
+						metricsRoute{"GET /v1/status", speedStatusHandler(layer, watch)})
 					if err != nil {
 						return err
 					}
@@ -80,7 +86,7 @@ func init() {
 				return layer.Run(ctx)
 			}
 		},
-		description: "Consumes the topic events and keeps each session's real-time state and recommendations in the serving store, for events past the batch boundary. Serves /healthz, /readyz and /metrics on speed.addr.",
+		description: "Consumes the topic events and keeps each session's real-time state and recommendations in the serving store, for events past the batch boundary. Serves /healthz, /readyz, /metrics and its own /v1/status (degraded speed_state_full for a minute after it evicted sessions for its bounds) on speed.metrics_addr.",
 	})
 }
 

@@ -44,6 +44,9 @@ type Config struct {
 	Status Status `yaml:"status"`
 	// Dev configures `lambdarec dev` (dev.go).
 	Dev Dev `yaml:"dev"`
+
+	// set holds the dotted keys the file or the environment wrote (IsSet).
+	set map[string]bool
 }
 
 // Kafka says where the event log is.
@@ -58,6 +61,14 @@ type Kafka struct {
 	Partitions int `yaml:"partitions"`
 	// ProduceTimeout bounds how long a produce waits for Kafka's acknowledgement. Default: 10s.
 	ProduceTimeout time.Duration `yaml:"produce_timeout"`
+	// FetchMaxBytes and FetchMaxPartitionBytes bound one fetch response of
+	// the speed layer's and the archive's consumers (franz-go's
+	// FetchMaxBytes / FetchMaxPartitionBytes; each consumer buffers at
+	// most one fetch per broker beside the one it processes, decompressed).
+	// 0: franz-go's defaults, 50 MiB and 1 MiB. `lambdarec dev` uses
+	// DevFetchMaxBytes and DevFetchMaxPartitionBytes unless set.
+	FetchMaxBytes          int64 `yaml:"fetch_max_bytes"`
+	FetchMaxPartitionBytes int64 `yaml:"fetch_max_partition_bytes"`
 	// TLS and SASL secure the connections of every role (kafka_security.go).
 	TLS  KafkaTLS  `yaml:"tls"`
 	SASL KafkaSASL `yaml:"sasl"`
@@ -303,6 +314,12 @@ func Parse(b []byte) (Config, error) {
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fmt.Errorf("parse config: %w", err)
 	}
+	// The keys written, for IsSet (a node keeps them; decoding into cfg
+	// does not say which it set).
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err == nil {
+		cfg.markYAMLKeys(&doc, "")
+	}
 	return cfg, nil
 }
 
@@ -353,6 +370,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Kafka.Partitions < 1 || c.Kafka.Partitions > 10_000 {
 		bad("kafka.partitions", "must be between 1 and 10000, got %d", c.Kafka.Partitions)
+	}
+	for _, f := range []struct {
+		key string
+		v   int64
+	}{{"kafka.fetch_max_bytes", c.Kafka.FetchMaxBytes}, {"kafka.fetch_max_partition_bytes", c.Kafka.FetchMaxPartitionBytes}} {
+		if f.v != 0 && (f.v < 1<<10 || f.v > 1<<30) {
+			bad(f.key, "must be 0 (franz-go's default) or between 1024 and 1073741824 bytes, got %d", f.v)
+		}
 	}
 	if c.Kafka.ProduceTimeout <= 0 {
 		bad("kafka.produce_timeout", "must be positive")
@@ -464,6 +489,8 @@ const EnvConfigFile = "LAMBDAREC_CONFIG"
 func ApplyEnv(cfg *Config, environ []string) error {
 	keys := map[string]reflect.Value{}
 	collect(reflect.ValueOf(cfg).Elem(), "", keys)
+	dotted := map[string]string{}
+	dottedKeys(reflect.TypeOf(*cfg), "", "", dotted)
 	var errs []error
 	var unknown []string
 	for _, kv := range environ {
@@ -481,7 +508,9 @@ func ApplyEnv(cfg *Config, environ []string) error {
 		}
 		if err := setString(f, val); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
 		}
+		cfg.markSet(dotted[key])
 	}
 	// Checked once every key is set: a …_env key may name a LAMBDAREC_
 	// variable that holds a secret.
@@ -497,6 +526,9 @@ func ApplyEnv(cfg *Config, environ []string) error {
 func collect(v reflect.Value, prefix string, out map[string]reflect.Value) {
 	t := v.Type()
 	for i := range t.NumField() {
+		if !t.Field(i).IsExported() {
+			continue
+		}
 		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
 		key := tag
 		if prefix != "" {

@@ -1,8 +1,11 @@
 package config
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -94,5 +97,47 @@ func TestDefaultIsValid(t *testing.T) {
 	cfg := Default()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// IsSet names the keys the file or the environment wrote, whatever their
+// value: dev keeps those (its own bounds replace only unwritten defaults).
+func TestIsSet(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/c.yml"
+	d := Default()
+	body := fmt.Sprintf("speed:\n  max_sessions: %d\n  group: speed\nbatch:\n  max_memory:\n", d.Speed.MaxSessions)
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path, []string{"LAMBDAREC_SPEED_MAX_STATE_BYTES=" + strconv.FormatInt(d.Speed.MaxStateBytes, 10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]bool{
+		"speed.max_sessions":    true, // in the file, at the default
+		"speed.group":           true,
+		"speed":                 true,
+		"speed.max_state_bytes": true,  // by the environment, at the default
+		"batch.max_memory":      false, // "key:" without a value
+		"speed.max_view_delay":  false,
+		"kafka.brokers":         false,
+	} {
+		if got := cfg.IsSet(key); got != want {
+			t.Errorf("IsSet(%q) = %v, want %v", key, got, want)
+		}
+	}
+	if cfg.Speed.MaxSessions != d.Speed.MaxSessions || cfg.Speed.MaxStateBytes != d.Speed.MaxStateBytes || cfg.Batch.MaxMemory != d.Batch.MaxMemory {
+		t.Errorf("values changed: %+v", cfg.Speed)
+	}
+	if d.IsSet("speed.max_sessions") {
+		t.Error("Default() marks keys as set")
+	}
+	// A failed environment value marks nothing; an unknown key stays an error.
+	if _, err := Load("", []string{"LAMBDAREC_SPEED_MAX_SESSIONS=many"}); err == nil {
+		t.Error("a bad value was accepted")
+	}
+	if _, err := Parse([]byte("speed:\n  max_sesions: 5\n")); err == nil {
+		t.Error("an unknown key was accepted")
 	}
 }

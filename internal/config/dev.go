@@ -41,6 +41,16 @@ const (
 	DevSpeedMaxSessions   = 200_000
 )
 
+// The fetch bounds of dev's in-process consumers (kafka.fetch_max_bytes,
+// kafka.fetch_max_partition_bytes) unless set: a backlog of millions of
+// records is read 1 MiB (compressed) at a time instead of up to 1 MiB per
+// partition, so the speed layer's and the archive's buffered fetches hold a
+// few MiB decompressed rather than tens each.
+const (
+	DevFetchMaxBytes          = 1 << 20
+	DevFetchMaxPartitionBytes = 256 << 10
+)
+
 // DevBatchMaxMemory is batch.max_memory in `lambdarec dev` when left at its
 // default (DefaultBatchMaxMemory): a full recompute there shares the
 // process with every other role.

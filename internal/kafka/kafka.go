@@ -17,6 +17,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lambdarec/lambdarec/internal/config"
 )
 
 // Dead-letter headers. Every record in the DLQ carries HeaderReason; records
@@ -102,4 +104,18 @@ func RecordClock(ts time.Time) time.Time {
 		return time.Now()
 	}
 	return ts
+}
+
+// FetchOpts are the fetch bounds k sets (kafka.fetch_max_bytes,
+// kafka.fetch_max_partition_bytes), for a consumer's client; none for the
+// keys left 0 (franz-go's defaults).
+func FetchOpts(k config.Kafka) []kgo.Opt {
+	var opts []kgo.Opt
+	if k.FetchMaxBytes > 0 {
+		opts = append(opts, kgo.FetchMaxBytes(int32(k.FetchMaxBytes)))
+	}
+	if k.FetchMaxPartitionBytes > 0 {
+		opts = append(opts, kgo.FetchMaxPartitionBytes(int32(k.FetchMaxPartitionBytes)))
+	}
+	return opts
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/apache/iceberg-go/catalog"
@@ -53,20 +54,57 @@ func lagPast(end, next map[int32]int64) int64 {
 
 // groupNext returns the committed offsets of group on topic.
 func groupNext(ctx context.Context, adm *kadm.Client, group, topic string) (map[int32]int64, error) {
+	next, _, err := groupCommits(ctx, adm, group, topic)
+	return next, err
+}
+
+// groupCommits returns the committed offsets of group on topic and each
+// commit's metadata.
+func groupCommits(ctx context.Context, adm *kadm.Client, group, topic string) (next map[int32]int64, meta map[int32]string, err error) {
 	resp, err := adm.FetchOffsetsForTopics(ctx, group, topic)
 	if errors.Is(err, kerr.GroupIDNotFound) {
-		return map[int32]int64{}, nil // the group never committed: no position
+		return map[int32]int64{}, map[int32]string{}, nil // the group never committed: no position
 	}
 	if err != nil {
-		return nil, fmt.Errorf("offsets of group %s: %w", group, err)
+		return nil, nil, fmt.Errorf("offsets of group %s: %w", group, err)
 	}
-	out := map[int32]int64{}
+	next, meta = map[int32]int64{}, map[int32]string{}
 	resp.Each(func(o kadm.OffsetResponse) {
 		if o.Err == nil && o.At >= 0 {
-			out[o.Partition] = o.At
+			next[o.Partition] = o.At
+			meta[o.Partition] = o.Metadata
 		}
 	})
-	return out, nil
+	return next, meta, nil
+}
+
+// shedFault is the FaultSpeedStateFull of the speed members whose last
+// commits say they shed sessions within the window (speed.ShedFromCommit):
+// the newest stamp, with the partitions whose commits carry a stamp.
+func shedFault(meta map[int32]string, now time.Time) (serving.Fault, bool) {
+	var n uint64
+	var last time.Time
+	var parts []int32
+	for p, m := range meta {
+		c, at, ok := speed.ShedFromCommit(m)
+		if !ok || now.Sub(at) >= serving.SpeedStateFullWindow {
+			continue
+		}
+		parts = append(parts, p)
+		if at.After(last) {
+			n, last = c, at
+		}
+	}
+	if len(parts) == 0 {
+		return serving.Fault{}, false
+	}
+	slices.Sort(parts)
+	f, ok := serving.SpeedStateFull(fmt.Sprintf("the speed member that last committed partitions %v", parts), n, last, now)
+	if ok {
+		f.Layer = ""
+		f.Details["partitions"] = parts
+	}
+	return f, ok
 }
 
 // Archive reports the archiver: its last commit to the events table, and
@@ -199,9 +237,12 @@ func Batch(lake *lakehouse.Lakehouse, adm *kadm.Client, topic string) serving.St
 func Speed(adm *kadm.Client, group, topic string) serving.StatusSource {
 	return serving.StatusFunc(func(ctx context.Context) (serving.LayerStatus, error) {
 		st := serving.LayerStatus{Layer: "speed", LagRecords: -1, LagSeconds: -1, LagUpperBound: true}
-		next, err := groupNext(ctx, adm, group, topic)
+		next, meta, err := groupCommits(ctx, adm, group, topic)
 		if err != nil {
 			return st, err
+		}
+		if f, ok := shedFault(meta, time.Now()); ok {
+			st.Faults = append(st.Faults, f)
 		}
 		end, err := endOffsets(ctx, adm, topic)
 		if err != nil {

@@ -2,6 +2,7 @@ package layerstatus
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"testing"
@@ -59,5 +60,25 @@ func TestLayersBeforeAnyProgress(t *testing.T) {
 	b, err := Batch(lake, adm, "events").Status(ctx)
 	if err != nil || b.Layer != serving.BatchLayer || !b.LastUpdate.IsZero() {
 		t.Errorf("batch before any run: %+v %v", b, err)
+	}
+}
+
+// serve's speed entry reports the newest shed stamp of the group's commits
+// within the window, naming the partitions that carry one; a stale stamp or
+// a commit without one reports nothing.
+func TestShedFaultFromCommits(t *testing.T) {
+	now := time.Now()
+	stamp := func(n int, ago time.Duration) string {
+		return fmt.Sprintf("lambdarec-speed views-written=10 shed=%d@%d", n, now.Add(-ago).UnixMilli())
+	}
+	f, ok := shedFault(map[int32]string{0: stamp(7, 20*time.Second), 1: "lambdarec-speed views-written=3", 2: stamp(9, 5*time.Second), 3: stamp(99, 2*time.Minute)}, now)
+	if !ok || f.Code != serving.FaultSpeedStateFull || f.State != serving.StateDegraded || f.Details["evicted_or_dropped"] != uint64(9) {
+		t.Fatalf("fault %+v, %v", f, ok)
+	}
+	if ps, _ := f.Details["partitions"].([]int32); len(ps) != 2 || ps[0] != 0 || ps[1] != 2 {
+		t.Errorf("partitions %v, want [0 2]", f.Details["partitions"])
+	}
+	if f, ok := shedFault(map[int32]string{0: stamp(99, 2*time.Minute), 1: "lambdarec-speed views-written=3"}, now); ok {
+		t.Errorf("stale stamp reported: %+v", f)
 	}
 }
