@@ -77,7 +77,8 @@ type memShard struct {
 // place, its Items and Purchased copied into the arrays it holds when they
 // fit, so that rewriting a session's view, what the speed layer mostly
 // does, allocates nothing: readers copy what they read under the shard's
-// lock (memShard.mu).
+// lock (memShard.mu). Its explanation is copied as well, so a writer may
+// reuse the bytes it encoded it in (the speed layer does).
 type memEntry struct {
 	view       SessionView
 	size       int64 // SessionBytes(&view)
@@ -304,9 +305,9 @@ func (m *Memory) UpsertSessions(ctx context.Context, ss []SessionView) error {
 	return nil
 }
 
-// upsert stores s (its Explanation kept, not copied: UpsertSession's
-// contract) unless the stored view is not older: one look-up under the
-// shard's lock, and a rewrite of the stored entry in place.
+// upsert stores a copy of s unless the stored view is not older: one
+// look-up under the shard's lock, and a rewrite of the stored entry in
+// place.
 func (m *Memory) upsert(s *SessionView) {
 	size := SessionBytes(s)
 	sh := m.shard(s.SessionID)
@@ -340,13 +341,14 @@ func (m *Memory) upsert(s *SessionView) {
 	}
 }
 
-// set makes e hold a copy of s (its Explanation kept), reusing e's arrays;
-// under its shard's lock held for writing.
+// set makes e hold a copy of s, reusing e's arrays; under its shard's lock
+// held for writing.
 func (e *memEntry) set(s *SessionView, size int64) {
-	items, bought := e.view.Items, e.view.Purchased
+	items, bought, exp := e.view.Items, e.view.Purchased, e.view.Explanation
 	e.view = *s
 	e.view.Items = reuseAppend(items, s.Items)
 	e.view.Purchased = reuseAppend(bought, s.Purchased)
+	e.view.Explanation = reuseAppend(exp, s.Explanation)
 	e.size = size
 }
 

@@ -23,16 +23,29 @@ func BenchmarkMemory(b *testing.B) {
 // The memory store rewrites a session's stored view in place (its arrays
 // reused): a view read before a rewrite keeps what it read, the rewritten
 // view is exactly the newer one (fewer items, more items, none, purchases
-// nil or empty as written), what the writer changes after a write is not
-// stored, and the bound's accounting follows the rewrites.
+// nil or empty as written, explanations longer, shorter, none), what the
+// writer changes after a write (items, purchases, explanation: the speed
+// layer reuses them) is not stored, and the bound's accounting follows the
+// rewrites.
 func TestMemoryRewriteKeepsReadViews(t *testing.T) {
 	ctx := context.Background()
 	m := store.NewMemory()
 	view := func(off int64, n int, bought []string) store.SessionView {
 		v := store.SessionView{SessionID: "s1", UserID: "u1", Offset: off, EventTime: time.Unix(1_700_000_000+off, 0).UTC(),
-			UpdatedAt: time.Unix(1_700_000_000+off, 0).UTC(), Purchased: bought, Explanation: []byte(nil)}
+			UpdatedAt: time.Unix(1_700_000_000+off, 0).UTC(), Purchased: bought}
 		for i := range n {
 			v.Items = append(v.Items, store.Scored{Item: fmt.Sprintf("o%d-i%d", off, i), Score: float64(n - i)})
+		}
+		if off%3 != 2 { // some versions without an explanation
+			var w store.ExplanationWriter
+			w.Begin(1 + int(off)%4)
+			for r := range 1 + int(off)%4 {
+				w.Recent(fmt.Sprintf("o%d-r%d", off, r), 10+off)
+				for i := range min(n, 3) {
+					w.Contribution(i, int64(i+1), off)
+				}
+			}
+			v.Explanation = w.End()
 		}
 		return v
 	}
@@ -53,7 +66,10 @@ func TestMemoryRewriteKeepsReadViews(t *testing.T) {
 		for j := range in.Purchased {
 			in.Purchased[j] = "overwritten"
 		}
-		got, ok, err := m.Session(ctx, "s1")
+		for j := range in.Explanation {
+			in.Explanation[j] = 0xff
+		}
+		got, ok, err := m.ExplainedSession(ctx, "s1")
 		if err != nil || !ok {
 			t.Fatalf("write %d: read %v %v", i, ok, err)
 		}
@@ -71,7 +87,7 @@ func TestMemoryRewriteKeepsReadViews(t *testing.T) {
 			t.Fatalf("view read after write %d changed by later writes: %+v, want %+v", i, reads[i], wants[i])
 		}
 	}
-	if got, _, _ := m.Session(ctx, "s1"); !reflect.DeepEqual(got, wants[len(wants)-1]) {
+	if got, _, _ := m.ExplainedSession(ctx, "s1"); !reflect.DeepEqual(got, wants[len(wants)-1]) {
 		t.Fatalf("last read %+v, want %+v", got, wants[len(wants)-1])
 	}
 	// The bound's accounting follows the rewrites: one view, of the last
