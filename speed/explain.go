@@ -29,7 +29,8 @@ func (l *Layer) ExplainSession(id string, items []string) ([]string, [][]model.C
 // viewExplainer computes the explanation written with each session view
 // (an encoded store.SessionExplanation): for the view's items only, after
 // the top-k selection, from the rows the scorer just read. Its buffers are
-// reused; the explanation it returns is fresh. The processor's explains
+// reused; the explanation it returns is in the view scorer's arena
+// (itemArena, reused once the view is written). The processor's explains
 // the views it scores (scoreView); a parallel pass's workers each have
 // their own (explainBuf) and read the rows' batch counts without caching
 // them until the pass ends (fillBatchCounts).
