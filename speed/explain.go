@@ -29,7 +29,8 @@ func (l *Layer) ExplainSession(id string, items []string) ([]string, [][]model.C
 // viewExplainer computes the explanation written with each session view
 // (an encoded store.SessionExplanation): for the view's items only, after
 // the top-k selection, from the rows the scorer just read. Its buffers are
-// reused; the explanation it returns is fresh. The processor's explains
+// reused; the explanation it returns is in the view scorer's arena
+// (itemArena, reused once the view is written). The processor's explains
 // the views it scores (scoreView); a parallel pass's workers each have
 // their own (explainBuf) and read the rows' batch counts without caching
 // them until the pass ends (fillBatchCounts).
@@ -65,15 +66,15 @@ type batchFill struct {
 // each item's score bit for bit (the same formula in the same order). The
 // entries are those the scoring just read (model.Scorer.AppendRowPicks):
 // sc must be the scorer of the view, with no scoring since. It is for the
-// processing goroutine.
-func (p *processor) explainView(sc *model.Scorer, ids []uint32, out []store.Scored) []byte {
+// processing goroutine. The explanation is written in arena a.
+func (p *processor) explainView(sc *model.Scorer, ids []uint32, out []store.Scored, a *itemArena) []byte {
 	if p.lim.noExplain {
 		return nil
 	}
-	return p.explain(&p.vx.buf, false, sc, ids, out)
+	return p.explain(&p.vx.buf, false, sc, ids, out, a)
 }
 
-// explain is explainView with buffers b. shared (a parallel pass's
+// explain is explainView with buffers b and arena a. shared (a parallel pass's
 // workers): the layer's state is only read, and the batch counts the rows
 // lack are kept in b.fills for fillBatchCounts.
 //
@@ -81,7 +82,7 @@ func (p *processor) explainView(sc *model.Scorer, ids []uint32, out []store.Scor
 // count (itemRow.bat), where it stays while the entry moves in the row:
 // the views of a session read the same rows again, so it is mostly read,
 // not looked up.
-func (p *processor) explain(b *explainBuf, shared bool, sc *model.Scorer, ids []uint32, out []store.Scored) []byte {
+func (p *processor) explain(b *explainBuf, shared bool, sc *model.Scorer, ids []uint32, out []store.Scored, a *itemArena) []byte {
 	nb := p.nb
 	if len(ids) > p.params.RecentItems {
 		ids = ids[:p.params.RecentItems]
@@ -117,7 +118,7 @@ func (p *processor) explain(b *explainBuf, shared bool, sc *model.Scorer, ids []
 			b.w.Contribution(int(pk.I), row[j], bc)
 		}
 	}
-	return b.w.End()
+	return a.explanation(&b.w)
 }
 
 // rowBatchCount returns the batch view's part of count, the count of the

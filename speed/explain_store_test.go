@@ -18,7 +18,9 @@ import (
 )
 
 // TestStoredExplanationsServeStandalone is the production topology: a speed
-// layer (kfake over TCP) writes its views to Redis, or to ClickHouse, and a
+// layer (kfake over TCP) writes its views to Redis, or to ClickHouse (or
+// to the memory store, which must copy the explanations: the layer reuses
+// the bytes it encoded them in once they are written), and a
 // serving API in front of the same store, with no speed layer of its own
 // (no in-process explainer), explains every live session's items from what
 // the layer stored. Every item of every view must be explained; its
@@ -31,6 +33,7 @@ func TestStoredExplanationsServeStandalone(t *testing.T) {
 		name string
 		open func(t *testing.T) store.Store
 	}{
+		{"memory", func(t *testing.T) store.Store { return store.NewMemory() }}, // it copies the explanations the layer reuses (itemArena)
 		{"redis", func(t *testing.T) store.Store {
 			st, err := redis.New(ctx, redis.Config{Addr: redistest.Addr(t), Prefix: redistest.Prefix(t)}, nil)
 			if err != nil {

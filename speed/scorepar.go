@@ -122,7 +122,7 @@ func (p *processor) scoreParallel(now time.Time) bool {
 		j := ps.jobs[i]
 		out[i] = v.view(v.scorer, p.nb, j.s, ps.ids[j.lo:j.hi], p.lim.viewItems, now)
 		if explain { // from the rows just read, with the batch count cache read-only
-			out[i].Explanation = p.explain(&v.xb, true, v.scorer, ps.ids[j.lo:j.hi], out[i].Items)
+			out[i].Explanation = p.explain(&v.xb, true, v.scorer, ps.ids[j.lo:j.hi], out[i].Items, &v.items)
 		}
 	})
 	if explain {

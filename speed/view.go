@@ -40,7 +40,7 @@ func (p *processor) scoreView(s *session, now time.Time) {
 	v := p.vs
 	v.ids = p.appendViewIDs(v.ids[:0], s)
 	view := v.view(p.scorer, p.nb, s, v.ids, p.lim.viewItems, now)
-	view.Explanation = p.explainView(p.scorer, v.ids, view.Items) // from the rows just read (explain.go)
+	view.Explanation = p.explainView(p.scorer, v.ids, view.Items, &v.items) // from the rows just read (explain.go)
 	p.views = append(p.views, view)
 	if s.live {
 		p.setWatch(s, v.ids)
@@ -85,15 +85,39 @@ func (v *viewScorer) view(sc *model.Scorer, nb *mergedNeighbors, s *session, ids
 	}
 }
 
-// itemArena holds the Items of the views a flush scores, in chunks that are
-// used again once those views are written: a store copies what it keeps of
-// a view but its Explanation (store.Store.UpsertSession's contract), so
-// after a successful write the Items are free. At 50,000 events/s a layer
-// that keeps up scores about 60,000 views a second; without the arena each
-// was an allocation of its own (k × 24 bytes), 7% of the bytes the whole
-// latency benchmark allocated.
+// itemArena holds the Items and the encoded Explanations of the views a
+// flush scores, in chunks that are used again once those views are
+// written: a store copies what it keeps of a view
+// (store.Store.UpsertSession's contract), so after a successful write they
+// are free. At 50,000 events/s a layer that keeps up scores about 60,000
+// views a second; without the arena each view's items were an allocation
+// of their own (k × 24 bytes), 7% of the bytes the whole latency benchmark
+// allocated, and each explanation another (a few hundred bytes).
 type itemArena struct {
 	chunk []store.Scored // the items handed out since the last reuse, and room for more
+	exp   []byte         // the explanations handed out since the last reuse, and room for more
+}
+
+// expChunk is the size of a chunk of explanations, expRoom the room a
+// chunk must have left for the next one (an explanation of 10 recent
+// items with 20 contributions each is about 1 KB; a larger one is
+// allocated on its own if it does not fit).
+const expChunk, expRoom = 64 << 10, 4 << 10
+
+// explanation returns w's encoded explanation (store.ExplanationWriter.
+// AppendEnd) in the current chunk of explanations (a new one when it has
+// less than expRoom left). The slice's capacity is its length.
+func (a *itemArena) explanation(w *store.ExplanationWriter) []byte {
+	if cap(a.exp)-len(a.exp) < expRoom {
+		a.exp = make([]byte, 0, expChunk)
+	}
+	n, room := len(a.exp), cap(a.exp)-len(a.exp)
+	out := w.AppendEnd(a.exp[n:n:cap(a.exp)])
+	if len(out) > room {
+		return out // did not fit: appended to an array of its own
+	}
+	a.exp = a.exp[:n+len(out)]
+	return out[:len(out):len(out)]
 }
 
 // itemChunk is the number of items a chunk holds: a flush of ~85 views of
@@ -118,17 +142,19 @@ func (a *itemArena) scored(recs []model.Scored) []store.Scored {
 	return out
 }
 
-// reuse makes the current chunk's items free: every view holding them was
-// written. Earlier chunks (filled within the same flush) are left to the
-// garbage collector with the views.
+// reuse makes the current chunks' items and explanations free: every view
+// holding them was written. Earlier chunks (filled within the same flush)
+// are left to the garbage collector with the views.
 func (a *itemArena) reuse() {
 	clear(a.chunk)
 	a.chunk = a.chunk[:0]
+	a.exp = a.exp[:0]
 }
 
-// drop forgets the current chunk without reusing it: views holding its items
-// are kept (a failed write's, written again by the next flush).
-func (a *itemArena) drop() { a.chunk = nil }
+// drop forgets the current chunks without reusing them: views holding
+// their items and explanations are kept (a failed write's, written again
+// by the next flush).
+func (a *itemArena) drop() { a.chunk, a.exp = nil, nil }
 
 // itemArenas calls f with the arena of each view scorer: the processing
 // goroutine's and the parallel workers'.

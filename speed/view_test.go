@@ -1,11 +1,13 @@
 package speed
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,7 +19,7 @@ import (
 
 // failingViews fails its writes while fail is set and checks every view it
 // was given before: a view (by session, offset and scoring time) that comes
-// again must come with the items it came with first.
+// again must come with the items and the explanation it came with first.
 type failingViews struct {
 	*store.Memory
 	fail atomic.Bool
@@ -25,6 +27,7 @@ type failingViews struct {
 	mu       sync.Mutex
 	failures int
 	seen     map[string][]store.Scored // the items of each view failed, by viewKey
+	seenExp  map[string][]byte         // and its explanation
 	again    int                       // views that came again
 	okAgain  int                       // of which in a successful write
 	mismatch []string
@@ -47,8 +50,12 @@ func (w *failingViews) UpsertSessions(ctx context.Context, vs []store.SessionVie
 			if !slices.Equal(vs[i].Items, want) {
 				w.mismatch = append(w.mismatch, fmt.Sprintf("%s: items %v, first %v", k, vs[i].Items, want))
 			}
+			if !bytes.Equal(vs[i].Explanation, w.seenExp[k]) {
+				w.mismatch = append(w.mismatch, fmt.Sprintf("%s: explanation %x, first %x", k, vs[i].Explanation, w.seenExp[k]))
+			}
 		} else if fail {
 			w.seen[k] = slices.Clone(vs[i].Items)
+			w.seenExp[k] = slices.Clone(vs[i].Explanation)
 		}
 	}
 	if fail {
@@ -67,15 +74,16 @@ func (w *failingViews) state() (failures, okAgain int, mismatch []string) {
 	return w.failures, w.okAgain, slices.Clone(w.mismatch)
 }
 
-// TestFailedViewsKeepTheirItems: a view's Items live in an arena that the
-// layer reuses once its views are written (itemArena). The views of a failed
-// write are kept and written again with the next flush, while new records
-// are scored into the arena meanwhile: they must come again with the items
-// they were scored with, not with those of later views.
+// TestFailedViewsKeepTheirItems: a view's Items and Explanation live in an
+// arena that the layer reuses once its views are written (itemArena). The
+// views of a failed write are kept and written again with the next flush,
+// while new records are scored into the arena meanwhile: they must come
+// again with the items and explanations they were scored with, not with
+// those of later views.
 func TestFailedViewsKeepTheirItems(t *testing.T) {
 	tt := newTestTopic(t, 3)
 	g := newStreamGen(rand.New(rand.NewPCG(21, 22)), time.Now().Add(-time.Hour))
-	w := &failingViews{Memory: store.NewMemory(), seen: map[string][]store.Scored{}}
+	w := &failingViews{Memory: store.NewMemory(), seen: map[string][]store.Scored{}, seenExp: map[string][]byte{}}
 	w.fail.Store(true)
 	l := startLayer(t, tt, nil, w, nil)
 	for n := 1; n <= 3; n++ {
@@ -127,5 +135,55 @@ func TestItemArena(t *testing.T) {
 	a.reuse()
 	if u := a.scored(recs[1:]); &u[0] != &z[0] {
 		t.Fatal("reuse did not start the chunk over")
+	}
+}
+
+// The arena's explanations: back to back in a chunk, each capped at its
+// length and kept as written until reuse; one larger than the room left
+// starts a new chunk, one larger than a chunk's room is allocated on its
+// own; reuse starts the chunk over, drop leaves it to the views holding it.
+func TestItemArenaExplanations(t *testing.T) {
+	var a itemArena
+	enc := func(recent int, name string) (*store.ExplanationWriter, []byte) {
+		var w store.ExplanationWriter
+		w.Begin(recent)
+		for r := range recent {
+			w.Recent(fmt.Sprintf("%s-%d", name, r), int64(10+r))
+			w.Contribution(0, 3, 1)
+		}
+		return &w, w.End()
+	}
+	var got, want [][]byte
+	for i := range 400 { // several chunks
+		w, e := enc(1+i%40, fmt.Sprint("item", i))
+		x := a.explanation(w)
+		if cap(x) != len(x) {
+			t.Fatalf("explanation %d: cap %d, len %d", i, cap(x), len(x))
+		}
+		got, want = append(got, x), append(want, e)
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("explanation %d changed by later ones: %x, want %x", i, got[i], want[i])
+		}
+	}
+	w, e := enc(2000, strings.Repeat("x", 10)) // more than expRoom
+	if x := a.explanation(w); !bytes.Equal(x, e) || len(x) <= expRoom {
+		t.Fatalf("large explanation: %d bytes, want %d (> %d)", len(x), len(e), expRoom)
+	}
+	a.reuse()
+	w, e = enc(3, "a")
+	x := a.explanation(w)
+	a.reuse()
+	w2, _ := enc(1, "b")
+	if y := a.explanation(w2); &y[0] != &x[0] {
+		t.Fatal("reuse did not start the chunk over")
+	}
+	a.reuse()
+	y := a.explanation(w) // held by a view whose write failed
+	a.drop()
+	a.reuse() // after the next write: y's chunk is not reused
+	if z := a.explanation(w2); &z[0] == &y[0] || !bytes.Equal(y, e) {
+		t.Fatal("drop: the chunk of the views kept was reused")
 	}
 }

@@ -154,6 +154,12 @@ func (w *ExplanationWriter) End() []byte {
 	return out
 }
 
+// AppendEnd is End appending the encoded explanation to dst.
+func (w *ExplanationWriter) AppendEnd(dst []byte) []byte {
+	w.endRecent()
+	return append(dst, w.buf...)
+}
+
 // AppendExplanation appends e's encoding to dst (nothing for nil).
 func AppendExplanation(dst []byte, e *SessionExplanation) []byte {
 	if e == nil {

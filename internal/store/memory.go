@@ -1,7 +1,6 @@
 package store
 
 import (
-	"container/list"
 	"context"
 	"fmt"
 	"hash/maphash"
@@ -67,9 +66,23 @@ type memBatch struct {
 
 type memShard struct {
 	mu       sync.RWMutex
-	sessions map[string]*list.Element // of *SessionView, in order
-	order    list.List                // oldest-updated view first
-	bytes    int64                    // estimated bytes of the views held
+	sessions map[string]*memEntry
+	order    memEntry // the list's sentinel: order.next is the oldest-updated view, order.prev the newest
+	n        int      // views held
+	bytes    int64    // estimated bytes of the views held
+}
+
+// memEntry is a stored session view, in its shard's list of views by
+// update (oldest first). A newer version of the view is written over it in
+// place, its Items and Purchased copied into the arrays it holds when they
+// fit, so that rewriting a session's view, what the speed layer mostly
+// does, allocates nothing: readers copy what they read under the shard's
+// lock (memShard.mu). Its explanation is copied as well, so a writer may
+// reuse the bytes it encoded it in (the speed layer does).
+type memEntry struct {
+	view       SessionView
+	size       int64 // SessionBytes(&view)
+	prev, next *memEntry
 }
 
 // MemoryOpt configures NewMemory.
@@ -98,14 +111,22 @@ func NewMemory(opts ...MemoryOpt) *Memory {
 		o(m)
 	}
 	for i := range m.shards {
-		m.shards[i].sessions = map[string]*list.Element{}
+		m.shards[i].init()
 	}
 	return m
 }
 
+// init empties sh.
+func (sh *memShard) init() {
+	sh.sessions = map[string]*memEntry{}
+	sh.order.prev, sh.order.next = &sh.order, &sh.order
+	sh.n, sh.bytes = 0, 0
+}
+
 // sessionViewOverhead is what a stored view costs besides its strings and
-// slices' contents: the SessionView, its map entry and list element.
-const sessionViewOverhead = int64(unsafe.Sizeof(SessionView{})) + 64 + int64(unsafe.Sizeof(list.Element{}))
+// slices' contents: the SessionView, its map entry and its place in the
+// shard's list (memEntry's other fields).
+const sessionViewOverhead = int64(unsafe.Sizeof(memEntry{})) + 64
 
 // SessionBytes is the memory store's estimate of what it holds for view s:
 // the view's fixed part, its ids, items (each item id counted, though the
@@ -146,7 +167,7 @@ func (m *Memory) SessionUsage() (views int, bytes, limit int64) {
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.RLock()
-		views += len(sh.sessions)
+		views += sh.n
 		bytes += sh.bytes
 		sh.mu.RUnlock()
 	}
@@ -284,39 +305,76 @@ func (m *Memory) UpsertSessions(ctx context.Context, ss []SessionView) error {
 	return nil
 }
 
+// upsert stores a copy of s unless the stored view is not older: one
+// look-up under the shard's lock, and a rewrite of the stored entry in
+// place.
 func (m *Memory) upsert(s *SessionView) {
+	size := SessionBytes(s)
 	sh := m.shard(s.SessionID)
-	sh.mu.RLock()
-	old := sh.view(s.SessionID)
-	sh.mu.RUnlock()
-	if old != nil && !Newer(s, old) {
+	sh.mu.Lock()
+	e := sh.sessions[s.SessionID]
+	switch {
+	case e == nil:
+		e = &memEntry{}
+		e.set(s, size)
+		sh.sessions[s.SessionID] = e
+		sh.pushBack(e)
+		sh.n++
+		sh.bytes += size
+	case Newer(s, &e.view):
+		sh.bytes += size - e.size
+		e.set(s, size)
+		sh.unlink(e)
+		sh.pushBack(e)
+	default:
+		sh.mu.Unlock()
 		return
 	}
-	e := s.Explanation // kept, not copied (UpsertSession's contract)
-	s.Explanation = nil
-	c := CloneSession(*s)
-	s.Explanation, c.Explanation = e, e
-	size := SessionBytes(&c)
-	sh.mu.Lock()
-	el := sh.sessions[s.SessionID]
-	switch {
-	case el == nil:
-		sh.sessions[s.SessionID] = sh.order.PushBack(&c)
-		sh.bytes += size
-	case Newer(&c, el.Value.(*SessionView)):
-		sh.bytes += size - SessionBytes(el.Value.(*SessionView))
-		el.Value = &c
-		sh.order.MoveToBack(el)
-	}
 	var evicted int64
-	for sh.bytes > m.shardBytes && sh.order.Len() > 1 {
-		sh.remove(sh.order.Front())
+	for sh.bytes > m.shardBytes && sh.n > 1 {
+		sh.remove(sh.order.next)
 		evicted++
 	}
 	sh.mu.Unlock()
 	if evicted > 0 {
 		m.noteEvictions(evicted)
 	}
+}
+
+// set makes e hold a copy of s, reusing e's arrays; under its shard's lock
+// held for writing.
+func (e *memEntry) set(s *SessionView, size int64) {
+	items, bought, exp := e.view.Items, e.view.Purchased, e.view.Explanation
+	e.view = *s
+	e.view.Items = reuseAppend(items, s.Items)
+	e.view.Purchased = reuseAppend(bought, s.Purchased)
+	e.view.Explanation = reuseAppend(exp, s.Explanation)
+	e.size = size
+}
+
+// reuseAppend returns a copy of src in buf's array when it fits (else in a
+// new one): nil when src is nil, as slices.Clone.
+func reuseAppend[T any](buf, src []T) []T {
+	if src == nil {
+		return nil
+	}
+	if buf == nil || cap(buf) < len(src) {
+		return slices.Clone(src)
+	}
+	return append(buf[:0], src...)
+}
+
+// pushBack puts e last in sh's list (the newest-updated); unlink takes it
+// out.
+func (sh *memShard) pushBack(e *memEntry) {
+	last := sh.order.prev
+	e.prev, e.next = last, &sh.order
+	last.next, sh.order.prev = e, e
+}
+
+func (sh *memShard) unlink(e *memEntry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
 }
 
 // noteEvictions counts n views evicted now, and logs it at most once every
@@ -334,19 +392,12 @@ func (m *Memory) noteEvictions(n int64) {
 		"evicted_total", total, "views", views, "bytes", bytes, "limit_bytes", limit)
 }
 
-// view returns the stored view of id, or nil; under sh.mu.
-func (sh *memShard) view(id string) *SessionView {
-	if el := sh.sessions[id]; el != nil {
-		return el.Value.(*SessionView)
-	}
-	return nil
-}
-
-// remove drops the view of el; under sh.mu held for writing.
-func (sh *memShard) remove(el *list.Element) {
-	v := sh.order.Remove(el).(*SessionView)
-	delete(sh.sessions, v.SessionID)
-	sh.bytes -= SessionBytes(v)
+// remove drops the view of e; under sh.mu held for writing.
+func (sh *memShard) remove(e *memEntry) {
+	sh.unlink(e)
+	delete(sh.sessions, e.view.SessionID)
+	sh.n--
+	sh.bytes -= e.size
 }
 
 // Session returns the stored view of session id.
@@ -368,14 +419,14 @@ func (m *Memory) session(id string, explained bool) (SessionView, bool, error) {
 	}
 	sh := m.shard(id)
 	sh.mu.RLock()
-	s := sh.view(id)
-	sh.mu.RUnlock()
-	if s == nil {
+	defer sh.mu.RUnlock()
+	e := sh.sessions[id]
+	if e == nil {
 		return SessionView{}, false, nil
 	}
-	// Stored views are never modified in place, so copying outside the lock
-	// is safe.
-	v := *s
+	// The stored view is rewritten in place (memEntry): it is copied under
+	// the lock.
+	v := e.view
 	if !explained {
 		v.Explanation = nil
 	}
@@ -392,9 +443,9 @@ func (m *Memory) ExpireSessions(ctx context.Context, cutoff time.Time) (int64, e
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
-		for _, el := range sh.sessions {
-			if el.Value.(*SessionView).EventTime.Before(cutoff) {
-				sh.remove(el)
+		for _, e := range sh.sessions {
+			if e.view.EventTime.Before(cutoff) {
+				sh.remove(e)
 				n++
 			}
 		}
@@ -415,9 +466,7 @@ func (m *Memory) Close() error {
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
-		sh.sessions = map[string]*list.Element{}
-		sh.order.Init()
-		sh.bytes = 0
+		sh.init()
 		sh.mu.Unlock()
 	}
 	return nil

@@ -1,7 +1,12 @@
 package store_test
 
 import (
+	"context"
+	"fmt"
+	"reflect"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/lambdarec/lambdarec/internal/store"
 	"github.com/lambdarec/lambdarec/internal/store/storetest"
@@ -13,4 +18,138 @@ func TestMemory(t *testing.T) {
 
 func BenchmarkMemory(b *testing.B) {
 	storetest.Bench(b, func(b *testing.B) store.Store { return store.NewMemory() })
+}
+
+// The memory store rewrites a session's stored view in place (its arrays
+// reused): a view read before a rewrite keeps what it read, the rewritten
+// view is exactly the newer one (fewer items, more items, none, purchases
+// nil or empty as written, explanations longer, shorter, none), what the
+// writer changes after a write (items, purchases, explanation: the speed
+// layer reuses them) is not stored, and the bound's accounting follows the
+// rewrites.
+func TestMemoryRewriteKeepsReadViews(t *testing.T) {
+	ctx := context.Background()
+	m := store.NewMemory()
+	view := func(off int64, n int, bought []string) store.SessionView {
+		v := store.SessionView{SessionID: "s1", UserID: "u1", Offset: off, EventTime: time.Unix(1_700_000_000+off, 0).UTC(),
+			UpdatedAt: time.Unix(1_700_000_000+off, 0).UTC(), Purchased: bought}
+		for i := range n {
+			v.Items = append(v.Items, store.Scored{Item: fmt.Sprintf("o%d-i%d", off, i), Score: float64(n - i)})
+		}
+		if off%3 != 2 { // some versions without an explanation
+			var w store.ExplanationWriter
+			w.Begin(1 + int(off)%4)
+			for r := range 1 + int(off)%4 {
+				w.Recent(fmt.Sprintf("o%d-r%d", off, r), 10+off)
+				for i := range min(n, 3) {
+					w.Contribution(i, int64(i+1), off)
+				}
+			}
+			v.Explanation = w.End()
+		}
+		return v
+	}
+	var reads []store.SessionView
+	var wants []store.SessionView
+	for i, c := range []struct {
+		n      int
+		bought []string
+	}{{20, []string{"a"}}, {20, nil}, {5, []string{}}, {30, []string{"b", "c"}}, {0, nil}, {20, []string{"d"}}} {
+		w := view(int64(i+1), c.n, c.bought)
+		in := store.CloneSession(w)
+		if err := m.UpsertSessions(ctx, []store.SessionView{in}); err != nil {
+			t.Fatal(err)
+		}
+		for j := range in.Items { // the writer reuses its buffers
+			in.Items[j].Item = "overwritten"
+		}
+		for j := range in.Purchased {
+			in.Purchased[j] = "overwritten"
+		}
+		for j := range in.Explanation {
+			in.Explanation[j] = 0xff
+		}
+		got, ok, err := m.ExplainedSession(ctx, "s1")
+		if err != nil || !ok {
+			t.Fatalf("write %d: read %v %v", i, ok, err)
+		}
+		if !reflect.DeepEqual(got, w) {
+			t.Fatalf("write %d: read %+v, want %+v", i, got, w)
+		}
+		reads, wants = append(reads, got), append(wants, store.CloneSession(w))
+		// An older version does not replace it.
+		if err := m.UpsertSession(ctx, view(int64(i), 3, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range reads {
+		if !reflect.DeepEqual(reads[i], wants[i]) {
+			t.Fatalf("view read after write %d changed by later writes: %+v, want %+v", i, reads[i], wants[i])
+		}
+	}
+	if got, _, _ := m.ExplainedSession(ctx, "s1"); !reflect.DeepEqual(got, wants[len(wants)-1]) {
+		t.Fatalf("last read %+v, want %+v", got, wants[len(wants)-1])
+	}
+	// The bound's accounting follows the rewrites: one view, of the last
+	// version's estimated bytes.
+	if views, used, _ := m.SessionUsage(); views != 1 || used != store.SessionBytes(&wants[len(wants)-1]) {
+		t.Fatalf("%d views of %d bytes held, want 1 of %d", views, used, store.SessionBytes(&wants[len(wants)-1]))
+	}
+}
+
+// BenchmarkMemoryRewrite is the speed layer's write of session views: 64
+// views at a time, each a newer version of one of 20,000 sessions' (20
+// items and an explanation each), in turn. cpu-ns/op is the process CPU
+// per view written.
+func BenchmarkMemoryRewrite(b *testing.B) {
+	ctx := context.Background()
+	m := store.NewMemory()
+	const sessions, batch = 20_000, 64
+	ids := make([]string, sessions)
+	items := make([]string, 500)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("session-%06d", i)
+	}
+	for i := range items {
+		items[i] = fmt.Sprintf("i%05d", i)
+	}
+	var w store.ExplanationWriter
+	w.Begin(10)
+	for r := range 10 {
+		w.Recent(items[r], 40)
+		for i := range 2 {
+			w.Contribution(2*r+i, int64(30-i), 10)
+		}
+	}
+	exp := w.End()
+	views := make([]store.SessionView, batch)
+	write := func(n int) {
+		for j := range views {
+			v := &views[j]
+			k := n*batch + j
+			*v = store.SessionView{SessionID: ids[k%sessions], UserID: "u", Offset: int64(k), EventTime: time.Unix(int64(k), 0),
+				UpdatedAt: time.Unix(int64(k), 0), Items: v.Items[:0], Explanation: exp}
+			for i := range 20 {
+				v.Items = append(v.Items, store.Scored{Item: items[(k+i)%len(items)], Score: float64(20 - i)})
+			}
+		}
+		if err := m.UpsertSessions(ctx, views); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for n := range sessions / batch {
+		write(n)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var ru0, ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0) //nolint:errcheck
+	n := sessions / batch
+	for b.Loop() {
+		write(n)
+		n++
+	}
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1) //nolint:errcheck
+	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*batch), "cpu-ns/view")
 }

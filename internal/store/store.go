@@ -139,7 +139,8 @@ type Store interface {
 
 	// UpsertSession stores s unless the stored view of s.SessionID is not
 	// older by version (Newer): a replay or an older write is a no-op. The
-	// store may keep s.Explanation: callers must not modify it afterwards.
+	// store copies what it keeps of s (Explanation included): the caller
+	// may reuse s's slices once it returns.
 	UpsertSession(ctx context.Context, s SessionView) error
 	// UpsertSessions is UpsertSession for many views at once, the fast path
 	// for the speed layer. Within one call, views of the same session follow
