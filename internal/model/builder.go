@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/lambdarec/lambdarec/schemas"
 )
@@ -144,6 +145,28 @@ type sessionIndex struct {
 	seed  maphash.Seed
 	slots []uint64 // hash<<32 | id+1; 0 is empty
 	n     int
+	// arena holds the bytes of the sessions interned (intern): their
+	// strings point into chunks of it instead of one allocation each (a
+	// million small allocations per part of 1M events). A chunk is never
+	// written again below its length, so the strings stay immutable; a
+	// full chunk is left to the strings that point into it.
+	arena []byte
+}
+
+// sessionArenaChunk is the size of a sessionIndex's arena chunks.
+const sessionArenaChunk = 256 << 10
+
+// str returns a string of s's bytes, copied into the arena.
+func (ix *sessionIndex) str(s []byte) string {
+	if len(s) == 0 {
+		return ""
+	}
+	if len(s) > cap(ix.arena)-len(ix.arena) {
+		ix.arena = make([]byte, 0, max(sessionArenaChunk, len(s)))
+	}
+	n := len(ix.arena)
+	ix.arena = append(ix.arena, s...)
+	return unsafe.String(&ix.arena[n], len(s))
 }
 
 func newSessionIndex() *sessionIndex { return &sessionIndex{seed: maphash.MakeSeed()} }
@@ -174,7 +197,7 @@ func (ix *sessionIndex) intern(d *dict, s []byte) uint32 {
 		x := ix.slots[i]
 		if x == 0 {
 			id := uint32(len(d.strs))
-			d.strs = append(d.strs, string(s))
+			d.strs = append(d.strs, ix.str(s))
 			ix.slots[i] = tag<<32 | uint64(id) + 1
 			ix.n++
 			return id
