@@ -143,7 +143,11 @@ func viewFileProps(mem memory.Allocator, def *tableDef) []parquet.WriterProperty
 // LZ4 shrank them by 0 to 22% (uncompressed/compressed 1.00–1.22 at 1M
 // events, read from the files' metadata: the dictionary indices of item ids,
 // event times in microseconds, float scores), CPU spent for little; their
-// readers skip the decompression as well.
+// readers skip the decompression as well. At 10M events (the column chunks
+// of a `bench batch` warehouse compressed with LZ4_RAW) it is 1.01–1.16:
+// user_items.last_micros 35.6 → 35.4 MB, user_recommendations.score 16.0 →
+// 15.5 MB, covisitation's item ids 7.2 → 6.2 MB each; the columns it does
+// compress shrink 2.3–3.7× (user_items.weight 35.6 → 9.7 MB).
 var uncompressedCols = map[string][]string{
 	TableCovisitation: {"item_a", "item_b"},
 	TableUserItems:    {"item", "last_micros"},

@@ -112,7 +112,7 @@ func (u *Users) mergeBulk(o *Users) {
 			theirs = append(theirs, userRec{k: uint64(uid)<<32 | uint64(it), v: e})
 		}
 	}
-	theirs = sortUserRecs(theirs, u.users.len(), u.items.len())
+	theirs = sortUserRecs(theirs, nil, u.users.len(), u.items.len())
 	n := u.users.len()
 	each := func(fn func(user int, items []uint32, vals []userItem, d []userRec)) {
 		j := 0

@@ -300,9 +300,13 @@ func userOffsets(recs []userRec, n int) []int {
 
 // sortUserRecs sorts recs by key and merges equal keys: an LSD radix sort
 // of the (user, item) ids packed as one number of the bits nUsers and nItems
-// need (radixSortPacked, as sortKV).
-func sortUserRecs(recs []userRec, nUsers, nItems int) []userRec {
-	a := radixSortPacked(recs, make([]userRec, len(recs)), func(r *userRec) uint64 { return r.k },
+// need (radixSortPacked, as sortKV). tmp, at least as long as recs (or nil:
+// allocated), is the sort's buffer; the result is in recs' array or tmp's.
+func sortUserRecs(recs, tmp []userRec, nUsers, nItems int) []userRec {
+	if cap(tmp) < len(recs) {
+		tmp = make([]userRec, len(recs))
+	}
+	a := radixSortPacked(recs, tmp[:len(recs)], func(r *userRec) uint64 { return r.k },
 		uint(bitsFor(nUsers)), uint(bitsFor(nItems)))
 	out := a[:0]
 	for i := 0; i < len(a); {
