@@ -148,7 +148,16 @@ func (p *processor) fillBatchCounts(b *explainBuf) {
 		}
 	}
 	b.fills = b.fills[:0]
+	if cap(b.fills) > maxKeptFills {
+		b.fills = nil // a pass after a handoff reads millions: do not hold them
+	}
 }
+
+// maxKeptFills bounds the capacity of an explainer's fills kept from pass to
+// pass (1 MiB): the first passes after a batch handoff, when no row caches
+// its batch counts yet, can read millions of them (about 100 MB held for
+// good in a dev flood's heap profile, session 11).
+const maxKeptFills = 1 << 16
 
 // lookupBatchCount returns the batch view's part of count, the count of the
 // pair of merged-rows ids a and b in a's maintained row (batch ⊕ delta ⊕

@@ -79,3 +79,20 @@ func TestExplainSessionRecomputesScores(t *testing.T) {
 		t.Logf("%d items explained, %d contributions with speed counts", checked, withDelta)
 	})
 }
+
+// TestFillsCapacityBounded: an explainer keeps its fills' capacity from
+// pass to pass up to maxKeptFills, and drops a larger one (the passes after
+// a handoff read millions of batch counts).
+func TestFillsCapacityBounded(t *testing.T) {
+	p := &processor{}
+	small := &explainBuf{fills: make([]batchFill, 0, 1024)}
+	p.fillBatchCounts(small)
+	if cap(small.fills) != 1024 {
+		t.Fatalf("small fills: capacity %d, want 1024 kept", cap(small.fills))
+	}
+	large := &explainBuf{fills: make([]batchFill, 0, maxKeptFills+1)}
+	p.fillBatchCounts(large)
+	if cap(large.fills) != 0 {
+		t.Fatalf("large fills: capacity %d kept, want it dropped", cap(large.fills))
+	}
+}
