@@ -53,14 +53,7 @@ func TestSpeedCommand(t *testing.T) {
 	}
 	lintMetrics(t, "speed", body)
 	cancel()
-	select {
-	case code := <-exit:
-		if code != 0 {
-			t.Fatalf("exit code %d:\n%s", code, tail(stderr.String(), 3000))
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("lambdarec speed did not stop")
-	}
+	awaitSpeedExit(t, exit, &stderr)
 }
 
 // TestSpeedMemberReportsShedSessions runs a production `lambdarec speed`
@@ -151,14 +144,7 @@ func TestSpeedMemberReportsShedSessions(t *testing.T) {
 		t.Errorf("%d WARN lines about shed sessions, want 1 (at most one a minute):\n%s", n, tail(stderr.String(), 3000))
 	}
 	cancel()
-	select {
-	case code := <-exit:
-		if code != 0 {
-			t.Fatalf("exit code %d:\n%s", code, tail(stderr.String(), 3000))
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("lambdarec speed did not stop")
-	}
+	awaitSpeedExit(t, exit, &stderr)
 }
 
 // hasReason reports whether reasons hold one with code.
@@ -169,4 +155,17 @@ func hasReason(reasons []serving.Fault, code string) bool {
 		}
 	}
 	return false
+}
+
+// awaitSpeedExit waits for a cancelled `lambdarec speed` to exit 0.
+func awaitSpeedExit(t *testing.T, exit <-chan int, stderr *serveTestBuffer) {
+	t.Helper()
+	select {
+	case code := <-exit:
+		if code != 0 {
+			t.Fatalf("exit code %d:\n%s", code, tail(stderr.String(), 3000))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("lambdarec speed did not stop")
+	}
 }
