@@ -615,9 +615,14 @@ func (l *Layer) awaitWrite(block bool) error {
 }
 
 // commitPoint is what a commit records of a partition: the replay horizon
-// (the offset) and the position up to which views were written (its
-// metadata, viewsMeta).
-type commitPoint struct{ horizon, views int64 }
+// (the offset), the position up to which views were written and the shed
+// stamp (its metadata, viewsMeta and shedMeta: a partition whose horizon did
+// not move is committed again when the stamp changed, so that the group's
+// commits tell serve of sessions shed after the last record's commit).
+type commitPoint struct {
+	horizon, views int64
+	shed           string
+}
 
 // commit commits the replay horizon of the owned partitions (only those in
 // ids when not nil) that changed, each with the position up to which its
@@ -637,13 +642,14 @@ func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
 	}
 	offsets := map[int32]kgo.EpochOffset{}
 	points := map[int32]commitPoint{}
+	shed := l.shedStamp(time.Now())
 	l.cmu.Lock()
 	for _, id := range ids {
 		h, ok := l.proc.horizon(id)
 		if !ok {
 			continue
 		}
-		cp := commitPoint{horizon: h, views: l.proc.parts[id].viewsWritten()}
+		cp := commitPoint{horizon: h, views: l.proc.parts[id].viewsWritten(), shed: shed}
 		if c, ok := l.committed[id]; ok && c == cp {
 			continue
 		}
@@ -655,7 +661,6 @@ func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
 		return nil
 	}
 	req := map[string]map[int32]kgo.EpochOffset{l.cfg.Topic: offsets}
-	shed := l.shedStamp(time.Now())
 	ctx = kgo.PreCommitFnContext(ctx, func(r *kmsg.OffsetCommitRequest) error {
 		for i := range r.Topics {
 			if r.Topics[i].Topic != l.cfg.Topic {
@@ -664,7 +669,7 @@ func (l *Layer) commit(ctx context.Context, sync bool, ids []int32) error {
 			for j := range r.Topics[i].Partitions {
 				rp := &r.Topics[i].Partitions[j]
 				if cp, ok := points[rp.Partition]; ok && cp.horizon == rp.Offset {
-					rp.Metadata = kmsg.StringPtr(viewsMeta(cp.views) + shed)
+					rp.Metadata = kmsg.StringPtr(viewsMeta(cp.views) + cp.shed)
 				}
 			}
 		}
