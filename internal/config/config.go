@@ -488,9 +488,8 @@ const EnvConfigFile = "LAMBDAREC_CONFIG"
 // variables and the service links Kubernetes injects.
 func ApplyEnv(cfg *Config, environ []string) error {
 	keys := map[string]reflect.Value{}
-	collect(reflect.ValueOf(cfg).Elem(), "", keys)
 	dotted := map[string]string{}
-	dottedKeys(reflect.TypeOf(*cfg), "", "", dotted)
+	collect(reflect.ValueOf(cfg).Elem(), "", "", keys, dotted)
 	var errs []error
 	var unknown []string
 	for _, kv := range environ {
@@ -523,23 +522,27 @@ func ApplyEnv(cfg *Config, environ []string) error {
 	return errors.Join(errs...)
 }
 
-func collect(v reflect.Value, prefix string, out map[string]reflect.Value) {
+// collect maps every key of the Config struct v to its field, by the key's
+// environment form ("speed_max_sessions", under the prefix env), and in
+// dotted to its dotted form ("speed.max_sessions", as IsSet names it).
+func collect(v reflect.Value, env, dot string, out map[string]reflect.Value, dotted map[string]string) {
 	t := v.Type()
 	for i := range t.NumField() {
 		if !t.Field(i).IsExported() {
 			continue
 		}
 		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-		key := tag
-		if prefix != "" {
-			key = prefix + "_" + tag
+		key, dkey := tag, tag
+		if env != "" {
+			key, dkey = env+"_"+tag, dot+"."+tag
 		}
 		f := v.Field(i)
 		if f.Kind() == reflect.Struct {
-			collect(f, key, out)
+			collect(f, key, dkey, out, dotted)
 			continue
 		}
 		out[key] = f
+		dotted[key] = dkey
 	}
 }
 

@@ -101,7 +101,7 @@ func TestNamedByEnvKeys(t *testing.T) {
 	c.Kafka.SASL.PasswordEnv = "LAMBDAREC_KAFKA_PASSWORD"
 	c.Kafka.SASL.Username = "LAMBDAREC_NOT_A_POINTER"
 	keys := map[string]reflect.Value{}
-	collect(reflect.ValueOf(&c).Elem(), "", keys)
+	collect(reflect.ValueOf(&c).Elem(), "", "", keys, map[string]string{})
 	got := namedByEnvKeys(keys)
 	if !got["LAMBDAREC_KAFKA_PASSWORD"] || got["LAMBDAREC_NOT_A_POINTER"] || got[""] || len(got) != 1 {
 		t.Errorf("namedByEnvKeys = %v, want only LAMBDAREC_KAFKA_PASSWORD", got)

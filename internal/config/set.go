@@ -1,11 +1,6 @@
 package config
 
-import (
-	"reflect"
-	"strings"
-
-	"go.yaml.in/yaml/v3"
-)
+import "go.yaml.in/yaml/v3"
 
 // Which keys the user wrote. A role that sizes a default differently (dev's
 // bounds for one process) must keep a value the user wrote, even when it
@@ -51,27 +46,5 @@ func (c *Config) markYAMLKeys(n *yaml.Node, prefix string) {
 				c.markSet(key)
 			}
 		}
-	}
-}
-
-// dottedKeys maps the environment form of every key of t (a Config struct
-// type: "speed_max_sessions", as collect names them) to its dotted form
-// ("speed.max_sessions").
-func dottedKeys(t reflect.Type, envPrefix, dotPrefix string, out map[string]string) {
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		env, dot := tag, tag
-		if envPrefix != "" {
-			env, dot = envPrefix+"_"+tag, dotPrefix+"."+tag
-		}
-		if f.Type.Kind() == reflect.Struct {
-			dottedKeys(f.Type, env, dot, out)
-			continue
-		}
-		out[env] = dot
 	}
 }
