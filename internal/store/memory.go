@@ -68,7 +68,6 @@ type memShard struct {
 	mu       sync.RWMutex
 	sessions map[string]*memEntry
 	order    memEntry // the list's sentinel: order.next is the oldest-updated view, order.prev the newest
-	n        int      // views held
 	bytes    int64    // estimated bytes of the views held
 }
 
@@ -120,7 +119,7 @@ func NewMemory(opts ...MemoryOpt) *Memory {
 func (sh *memShard) init() {
 	sh.sessions = map[string]*memEntry{}
 	sh.order.prev, sh.order.next = &sh.order, &sh.order
-	sh.n, sh.bytes = 0, 0
+	sh.bytes = 0
 }
 
 // sessionViewOverhead is what a stored view costs besides its strings and
@@ -167,7 +166,7 @@ func (m *Memory) SessionUsage() (views int, bytes, limit int64) {
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.RLock()
-		views += sh.n
+		views += len(sh.sessions)
 		bytes += sh.bytes
 		sh.mu.RUnlock()
 	}
@@ -319,7 +318,6 @@ func (m *Memory) upsert(s *SessionView) {
 		e.set(s, size)
 		sh.sessions[s.SessionID] = e
 		sh.pushBack(e)
-		sh.n++
 		sh.bytes += size
 	case Newer(s, &e.view):
 		sh.bytes += size - e.size
@@ -331,7 +329,7 @@ func (m *Memory) upsert(s *SessionView) {
 		return
 	}
 	var evicted int64
-	for sh.bytes > m.shardBytes && sh.n > 1 {
+	for sh.bytes > m.shardBytes && len(sh.sessions) > 1 {
 		sh.remove(sh.order.next)
 		evicted++
 	}
@@ -396,7 +394,6 @@ func (m *Memory) noteEvictions(n int64) {
 func (sh *memShard) remove(e *memEntry) {
 	sh.unlink(e)
 	delete(sh.sessions, e.view.SessionID)
-	sh.n--
 	sh.bytes -= e.size
 }
 
