@@ -147,12 +147,7 @@ func (w *ExplanationWriter) endRecent() {
 }
 
 // End returns the encoded explanation, a new slice.
-func (w *ExplanationWriter) End() []byte {
-	w.endRecent()
-	out := make([]byte, len(w.buf))
-	copy(out, w.buf)
-	return out
-}
+func (w *ExplanationWriter) End() []byte { return w.AppendEnd([]byte{}) }
 
 // AppendEnd is End appending the encoded explanation to dst.
 func (w *ExplanationWriter) AppendEnd(dst []byte) []byte {
