@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -139,7 +138,7 @@ func newBatchRunner(ctx context.Context, cfg config.Config, log *slog.Logger, fo
 		}
 		closeFn = func() { st.Close(); lake.Close() }
 	}
-	debug.SetMemoryLimit(batch.RuntimeMemoryLimit(cfg.Batch.MaxMemory))
+	capMemoryLimit(batch.RuntimeMemoryLimit(cfg.Batch.MaxMemory), "batch.max_memory", log)
 	p := cfg.Model
 	r, err := batch.New(batch.Config{
 		Lake:   lake,

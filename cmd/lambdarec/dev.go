@@ -124,7 +124,7 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 	}
 	log := e.log
 	if cfg.Dev.MaxMemory > 0 {
-		defer debug.SetMemoryLimit(debug.SetMemoryLimit(cfg.Dev.MaxMemory))
+		defer debug.SetMemoryLimit(capMemoryLimit(cfg.Dev.MaxMemory, "dev.max_memory", log))
 	}
 	if o.pprof != "" {
 		stop, err := servePprof(o.pprof, log)
