@@ -318,10 +318,11 @@ func (m *Memory) upsert(s *SessionView) {
 		e.set(s, size)
 		sh.sessions[s.SessionID] = e
 		sh.pushBack(e)
-		sh.bytes += size
+		sh.bytes += e.size
 	case Newer(s, &e.view):
-		sh.bytes += size - e.size
+		was := e.size
 		e.set(s, size)
+		sh.bytes += e.size - was
 		sh.unlink(e)
 		sh.pushBack(e)
 	default:
@@ -340,14 +341,18 @@ func (m *Memory) upsert(s *SessionView) {
 }
 
 // set makes e hold a copy of s, reusing e's arrays; under its shard's lock
-// held for writing.
+// held for writing. size is SessionBytes(s); e.size adds the arrays'
+// capacity beyond s's lengths, which a reused array keeps from a larger
+// earlier view, so that the bound counts what the entry holds.
 func (e *memEntry) set(s *SessionView, size int64) {
 	items, bought, exp := e.view.Items, e.view.Purchased, e.view.Explanation
 	e.view = *s
 	e.view.Items = reuseAppend(items, s.Items)
 	e.view.Purchased = reuseAppend(bought, s.Purchased)
 	e.view.Explanation = reuseAppend(exp, s.Explanation)
-	e.size = size
+	v := &e.view
+	e.size = size + int64(cap(v.Items)-len(v.Items))*int64(unsafe.Sizeof(Scored{})) +
+		int64(cap(v.Purchased)-len(v.Purchased))*int64(unsafe.Sizeof("")) + int64(cap(v.Explanation)-len(v.Explanation))
 }
 
 // reuseAppend returns a copy of src in buf's array when it fits (else in a

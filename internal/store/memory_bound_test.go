@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // boundView is a session view of about 1.2 KB.
@@ -114,5 +115,40 @@ func TestMemorySessionBound(t *testing.T) {
 	}
 	if c := strings.Count(logs.String(), "memory store full"); c != 1 {
 		t.Fatalf("%d eviction log lines, want 1 (once a minute):\n%s", c, logs.String())
+	}
+}
+
+// A rewritten view reuses its entry's arrays, which keep the capacity of
+// the largest view written there: the bound counts that capacity, not only
+// the current view's lengths, and a new entry or a view as large as its
+// arrays counts exactly SessionBytes.
+func TestMemoryBoundCountsHeldCapacity(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemory()
+	big := boundView("s1", 1)
+	big.Purchased = []string{"a", "b", "c"}
+	if err := m.UpsertSession(ctx, big); err != nil {
+		t.Fatal(err)
+	}
+	if _, used, _ := m.SessionUsage(); used != SessionBytes(&big) {
+		t.Fatalf("new entry: %d bytes counted, want SessionBytes %d", used, SessionBytes(&big))
+	}
+	small := boundView("s1", 2)
+	small.Items = small.Items[:1]
+	small.Purchased = []string{"a"}
+	if err := m.UpsertSession(ctx, small); err != nil {
+		t.Fatal(err)
+	}
+	_, used, _ := m.SessionUsage()
+	held := SessionBytes(&small) + int64(len(big.Items)-1)*int64(unsafe.Sizeof(Scored{})) + 2*int64(unsafe.Sizeof(""))
+	if used != held {
+		t.Fatalf("rewritten smaller: %d bytes counted, want %d (SessionBytes %d + the capacity kept from the larger view)",
+			used, held, SessionBytes(&small))
+	}
+	if n, err := m.ExpireSessions(ctx, small.EventTime.Add(time.Second)); err != nil || n != 1 {
+		t.Fatalf("expire: %d, %v", n, err)
+	}
+	if _, used, _ := m.SessionUsage(); used != 0 {
+		t.Fatalf("after expiry: %d bytes counted", used)
 	}
 }
