@@ -388,7 +388,8 @@ func benchProfile(b *testing.B, i int) func() {
 // process's alone; gc_cycles and gc_cpu_µs/event (runtime/metrics'
 // /cpu/classes/gc/total, an estimate that includes the GC's share of
 // assists and idle marking) the measured process's GC; live_heap_MB its
-// live heap at the end (/gc/heap/live).
+// live heap at the end (/gc/heap/live); layer_process_allocs/event the
+// heap objects it allocated (/gc/heap/allocs).
 //
 // SPEED_BENCH_TRACE=FILE writes the run's timeline there (looptrace_test.go):
 // each poll of the layer's loop, the GC pauses and sampled latencies.
@@ -447,6 +448,7 @@ func benchLatency(b *testing.B, rate int) {
 		b.ReportMetric(float64(gc1.cycles-gc0.cycles), "gc_cycles")
 		b.ReportMetric((gc1.gcCPU-gc0.gcCPU)*1e6/float64(sent), "gc_cpu_µs/event")
 		b.ReportMetric(float64(gc1.live)/(1<<20), "live_heap_MB")
+		b.ReportMetric(float64(gc1.allocs-gc0.allocs)/float64(sent), "layer_process_allocs/event")
 		time.Sleep(50 * time.Millisecond)
 
 		// The layer's lock first, alone: the layer holds it while it waits
