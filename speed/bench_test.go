@@ -389,7 +389,10 @@ func benchProfile(b *testing.B, i int) func() {
 // /cpu/classes/gc/total, an estimate that includes the GC's share of
 // assists and idle marking) the measured process's GC; live_heap_MB its
 // live heap at the end (/gc/heap/live); layer_process_allocs/event the
-// heap objects it allocated (/gc/heap/allocs).
+// heap objects it allocated (/gc/heap/allocs); state_est_MB and
+// store_est_MB what the layer's sessions (speed.max_state_bytes' count,
+// without the deltas) and the in-process view store (its
+// store.memory.max_session_bytes count) estimate they hold at the end.
 //
 // SPEED_BENCH_TRACE=FILE writes the run's timeline there (looptrace_test.go):
 // each poll of the layer's loop, the GC pauses and sampled latencies.
@@ -455,9 +458,14 @@ func benchLatency(b *testing.B, rate int) {
 		// for a view write, which takes w.mu (taking l.mu under w.mu
 		// deadlocked the benchmark when a flush or commit came then).
 		l.mu.Lock()
-		rescored := l.proc.c.rescored
+		rescored, stateSize := l.proc.c.rescored, l.proc.stateSize
 		l.mu.Unlock()
 		b.ReportMetric(float64(rescored)/float64(sent), "rescored/event")
+		// What of the live heap the layer's sessions and the view store
+		// account for, by their own estimates (lengths, not capacities).
+		_, storeBytes, _ := w.SessionUsage()
+		b.ReportMetric(float64(stateSize)/(1<<20), "state_est_MB")
+		b.ReportMetric(float64(storeBytes)/(1<<20), "store_est_MB")
 		sends := src.sends()
 		if len(sends) != sent {
 			b.Fatalf("%d sends for %d records sent", len(sends), sent)
