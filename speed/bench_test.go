@@ -66,6 +66,8 @@ func genRecords(n int, start time.Time, rate float64) ([]benchRecord, error) {
 	return out, nil
 }
 
+const benchStreamLen = 400_000
+
 var (
 	benchOnce sync.Once
 	benchRecs []benchRecord
@@ -74,7 +76,7 @@ var (
 // benchStream is a shared stream of 400k records whose event times are an
 // hour old, with records timestamped now.
 func benchStream(tb testing.TB) []benchRecord {
-	benchOnce.Do(func() { benchRecs = genStream(tb, 400_000, time.Now().Add(-70*time.Minute), 100) })
+	benchOnce.Do(func() { benchRecs = genStream(tb, benchStreamLen, time.Now().Add(-70*time.Minute), 100) })
 	return benchRecs
 }
 
@@ -248,16 +250,47 @@ func countingConsumer(b *testing.B, addr, topic string, n int) float64 {
 // writing views to the in-process store, beside a plain franz-go client that
 // only counts the records of the same topic on the same broker, in the same
 // run. The batch covers the first half. Run with -benchtime=1x.
+// SPEED_BENCH_BROKER as for BenchmarkLatency: by default the broker runs in
+// a child process that generates and holds the topic (the measured process
+// keeps only the batch); inproc runs it in the measured process, with the
+// stream. process_cpu_µs/event counts the child's CPU over the window too;
+// layer_process_cpu_µs/event and process_allocs/event are the measured
+// process's.
 func BenchmarkThroughput(b *testing.B) {
 	defer pprof.SetGoroutineLabels(context.Background())
 	setComponent("generator")
-	recs := benchStream(b)
-	batch := benchBatch(b, recs)
-	setComponent("broker")
-	tt := fillTopic(b, recs)
+	var (
+		batch *Batch
+		tt    *testTopic
+		child *childSource
+		n     int
+	)
+	if benchLayout(b) == "inproc" {
+		recs := benchStream(b)
+		batch = benchBatch(b, recs)
+		setComponent("broker")
+		tt = fillTopic(b, recs)
+		n = len(recs)
+	} else {
+		// The child generates the same stream (same start) into its broker;
+		// this process keeps only the batch.
+		start := time.Unix(0, time.Now().Add(-70*time.Minute).UnixNano())
+		recs := genStream(b, benchStreamLen, start, 100)
+		batch = benchBatch(b, recs)
+		n = len(recs)
+		setComponent("broker")
+		child = newFillChild(b, n, start)
+		tt = child.topic()
+		defer child.close()
+	}
+	childCPU := func() time.Duration {
+		if child == nil {
+			return 0
+		}
+		return child.cpuTotal()
+	}
 	src := &fakeSource{}
 	src.publish(batch)
-	n := len(recs)
 	for i := range b.N {
 		setComponent("plain")
 		plain := countingConsumer(b, tt.addr(), tt.topic, n)
@@ -266,7 +299,7 @@ func BenchmarkThroughput(b *testing.B) {
 		runtime.GC()
 		var ms0, ms1 runtime.MemStats
 		runtime.ReadMemStats(&ms0)
-		cpu0 := processCPU(b)
+		cpu0, child0 := processCPU(b), childCPU()
 		views := &latencyWriter{Memory: store.NewMemory()}
 		l, stop := startStoppable(b, tt, src, views, func(c *Config) { c.Group = "bench-" + string(rune('a'+i)); benchExplain(c) })
 		var first time.Time
@@ -287,7 +320,8 @@ func BenchmarkThroughput(b *testing.B) {
 			time.Sleep(500 * time.Microsecond)
 		}
 		el := time.Since(first)
-		cpu := processCPU(b) - cpu0
+		layerCPU := processCPU(b) - cpu0
+		cpu := layerCPU + childCPU() - child0
 		stopProfile()
 		runtime.ReadMemStats(&ms1)
 		stop()
@@ -296,10 +330,11 @@ func BenchmarkThroughput(b *testing.B) {
 		b.ReportMetric(speed, "speed_events/s")
 		b.ReportMetric(speed/plain, "ratio")
 		b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(n), "process_allocs/event")
-		// CPU time of the whole process (layer, embedded broker, store) per
-		// event: unlike the rates, it hardly depends on what else the
-		// machine runs.
+		// CPU time of layer, broker and store per event (the child's too):
+		// unlike the rates, it hardly depends on what else the machine
+		// runs. And the measured process's alone.
 		b.ReportMetric(float64(cpu.Microseconds())/float64(n), "process_cpu_µs/event")
+		b.ReportMetric(float64(layerCPU.Microseconds())/float64(n), "layer_process_cpu_µs/event")
 		b.ReportMetric(float64(views.count())/float64(n), "views/event")
 		// Of which rescorings of sessions whose rows changed (the layer has
 		// stopped: its state is no longer written).

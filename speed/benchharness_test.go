@@ -3,6 +3,7 @@ package speed
 import (
 	"bytes"
 	"context"
+	"maps"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -235,4 +236,58 @@ func TestBenchGCStats(t *testing.T) {
 	if g1.cycles <= g0.cycles || g1.live == 0 || g1.gcCPU < g0.gcCPU || g2.allocs <= g0.allocs {
 		t.Fatalf("GC stats %+v then %+v, %+v", g0, g1, g2)
 	}
+}
+
+// TestBenchFillChild: BenchmarkThroughput's child holds exactly the stream
+// this process generates from the same start (the batch this process
+// computes is over the records the layer consumes), every record where it
+// was generated, with ends that say so, and reports its CPU.
+func TestBenchFillChild(t *testing.T) {
+	const n = 3000
+	start := time.Unix(0, time.Now().Add(-70*time.Minute).UnixNano())
+	want := genStream(t, n, start, 100)
+	src := newFillChild(t, n, start)
+	tt := src.topic()
+	if got := sendEnds(sendsOf(want)); !maps.Equal(tt.endOffsets(), got) {
+		t.Fatalf("child's ends %v, want %v", tt.endOffsets(), got)
+	}
+	c0 := src.cpuTotal()
+	byPos := map[[2]int64]*benchRecord{}
+	for i := range want {
+		byPos[[2]int64{int64(want[i].part), want[i].off}] = &want[i]
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(tt.addr()), kgo.ConsumeTopics(tt.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for got := 0; got < n; {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d records", got, n)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			got++
+			w := byPos[[2]int64{int64(r.Partition), r.Offset}]
+			if w == nil || !bytes.Equal(w.key, r.Key) || !bytes.Equal(w.value, r.Value) {
+				t.Errorf("record %d/%d differs from the one generated there", r.Partition, r.Offset)
+			}
+		})
+	}
+	if c1 := src.cpuTotal(); c0 <= 0 || c1 < c0 {
+		t.Fatalf("child CPU %v then %v", c0, c1)
+	}
+	cl.Close()
+	src.close()
+}
+
+// sendsOf places recs as benchSends (for sendEnds).
+func sendsOf(recs []benchRecord) []benchSend {
+	out := make([]benchSend, len(recs))
+	for i, r := range recs {
+		out[i] = benchSend{part: r.part, off: r.off}
+	}
+	return out
 }

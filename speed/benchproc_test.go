@@ -59,6 +59,7 @@ const (
 	benchChildRate  = "LAMBDAREC_SPEED_CHILD_BENCH_RATE"  // events per second
 	benchChildN     = "LAMBDAREC_SPEED_CHILD_BENCH_N"     // records to produce
 	benchChildSends = "LAMBDAREC_SPEED_CHILD_BENCH_SENDS" // the sends file
+	benchChildStart = "LAMBDAREC_SPEED_CHILD_BENCH_START" // "fill": the stream's start, Unix ns
 )
 
 // benchSend is a produced record: where it landed, when it was produced
@@ -393,9 +394,32 @@ type childSource struct {
 func newChildSource(b testing.TB, rate, n int) *childSource {
 	b.Helper()
 	path := filepath.Join(b.TempDir(), "sends")
+	s := startBenchChild(b, benchChildEnv+"=1", benchChildRate+"="+strconv.Itoa(rate), benchChildN+"="+strconv.Itoa(n), benchChildSends+"="+path)
+	s.sendsPath = path
+	f := s.expect("ready", 2)
+	s.tt = &testTopic{t: b, kb: &kafkatest.Broker{Name: "kfake-child", Brokers: []string{f[0]}}, topic: f[1], ends: map[int32]int64{}, nParts: benchParts}
+	return s
+}
+
+// newFillChild starts a child (BenchmarkThroughput's) whose broker holds
+// genRecords(n, start, 100) in a topic, produced before it answers.
+func newFillChild(b testing.TB, n int, start time.Time) *childSource {
+	b.Helper()
+	s := startBenchChild(b, benchChildEnv+"=fill", benchChildN+"="+strconv.Itoa(n), benchChildStart+"="+strconv.FormatInt(start.UnixNano(), 10))
+	f := s.expect("ready", 3)
+	ends, err := parseEnds(f[2])
+	if err != nil {
+		b.Fatalf("benchmark child: ready %q: %v", f, err)
+	}
+	s.tt = &testTopic{t: b, kb: &kafkatest.Broker{Name: "kfake-child", Brokers: []string{f[0]}}, topic: f[1], ends: ends, nParts: benchParts}
+	return s
+}
+
+// startBenchChild starts this test binary as a benchmark child with env added.
+func startBenchChild(b testing.TB, env ...string) *childSource {
+	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), benchChildEnv+"=1", benchChildRate+"="+strconv.Itoa(rate), benchChildN+"="+strconv.Itoa(n),
-		benchChildSends+"="+path)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -408,7 +432,7 @@ func newChildSource(b testing.TB, rate, n int) *childSource {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	s := &childSource{b: b, cmd: cmd, in: in, out: bufio.NewScanner(out), sendsPath: path}
+	s := &childSource{b: b, cmd: cmd, in: in, out: bufio.NewScanner(out)}
 	b.Cleanup(func() {
 		if !s.waited {
 			in.Close()
@@ -416,9 +440,31 @@ func newChildSource(b testing.TB, rate, n int) *childSource {
 			cmd.Wait()
 		}
 	})
-	f := s.expect("ready", 2)
-	s.tt = &testTopic{t: b, kb: &kafkatest.Broker{Name: "kfake-child", Brokers: []string{f[0]}}, topic: f[1], ends: map[int32]int64{}, nParts: benchParts}
 	return s
+}
+
+// parseEnds parses "P:END,P:END,…".
+func parseEnds(v string) (map[int32]int64, error) {
+	ends := map[int32]int64{}
+	for pe := range strings.SplitSeq(v, ",") {
+		p, e, ok := strings.Cut(pe, ":")
+		pi, errP := strconv.Atoi(p)
+		ei, errE := strconv.ParseInt(e, 10, 64)
+		if !ok || errP != nil || errE != nil {
+			return nil, fmt.Errorf("end %q", pe)
+		}
+		ends[int32(pi)] = ei
+	}
+	return ends, nil
+}
+
+// formatEnds is what parseEnds parses.
+func formatEnds(ends map[int32]int64) string {
+	var out []string
+	for p, e := range ends {
+		out = append(out, fmt.Sprintf("%d:%d", p, e))
+	}
+	return strings.Join(out, ",")
 }
 
 // expect reads the child's next line, which must be word and n fields.
@@ -449,22 +495,15 @@ func (s *childSource) produce() (map[int32]int64, int, time.Time, time.Duration)
 	n, err1 := strconv.Atoi(f[0])
 	startNs, err2 := strconv.ParseInt(f[1], 10, 64)
 	dur, err3 := strconv.ParseInt(f[2], 10, 64)
-	ends := map[int32]int64{}
-	var err4 error
-	for pe := range strings.SplitSeq(f[3], ",") {
-		p, e, ok := strings.Cut(pe, ":")
-		pi, errP := strconv.Atoi(p)
-		ei, errE := strconv.ParseInt(e, 10, 64)
-		if !ok || errP != nil || errE != nil {
-			err4 = fmt.Errorf("end %q", pe)
-		}
-		ends[int32(pi)] = ei
-	}
+	ends, err4 := parseEnds(f[3])
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		s.b.Fatalf("benchmark child: sent %q: %v", f, err)
 	}
 	return ends, n, time.Unix(0, startNs), time.Duration(dur)
 }
+
+// cpuTotal is a fill child's CPU since it started.
+func (s *childSource) cpuTotal() time.Duration { return s.cpu() }
 
 func (s *childSource) cpu() time.Duration {
 	s.say("cpu")
@@ -504,6 +543,12 @@ func runBenchChild() int {
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "benchmark child:", err)
 		return 1
+	}
+	if os.Getenv(benchChildEnv) == "fill" {
+		if err := runFillChild(); err != nil {
+			return fail(err)
+		}
+		return 0
 	}
 	rate, err1 := strconv.Atoi(os.Getenv(benchChildRate))
 	n, err2 := strconv.Atoi(os.Getenv(benchChildN))
@@ -545,11 +590,7 @@ func runBenchChild() int {
 	if err != nil {
 		return fail(err)
 	}
-	var ends []string
-	for p, e := range sendEnds(sends) {
-		ends = append(ends, fmt.Sprintf("%d:%d", p, e))
-	}
-	fmt.Printf("sent %d %d %d %s\n", len(sends), start.UnixNano(), dur.Nanoseconds(), strings.Join(ends, ","))
+	fmt.Printf("sent %d %d %d %s\n", len(sends), start.UnixNano(), dur.Nanoseconds(), formatEnds(sendEnds(sends)))
 	if err := next("cpu"); err != nil {
 		return fail(err)
 	}
@@ -567,6 +608,54 @@ func runBenchChild() int {
 		return fail(err)
 	}
 	return 0
+}
+
+// runFillChild is BenchmarkThroughput's child: a broker holding the
+// stream, produced before "ready ADDR TOPIC ENDS"; then each "cpu" is
+// answered with "cpu CPU_NS", its user+system CPU since it started, until
+// "exit".
+func runFillChild() error {
+	n, err1 := strconv.Atoi(os.Getenv(benchChildN))
+	startNs, err2 := strconv.ParseInt(os.Getenv(benchChildStart), 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return err
+	}
+	const topic = "events.bench"
+	bk, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Partitions: benchParts, Topics: []string{topic}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	defer bk.Close()
+	recs, err := genRecords(n, time.Unix(0, startNs), 100)
+	if err != nil {
+		return err
+	}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(bk.Addr()), kgo.ProducerLinger(0), kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		return err
+	}
+	// All at once: produceAt checks each record landed where generated.
+	sends, _, _, err := produceAt(prod, recs, 1<<30)
+	if err != nil {
+		return err
+	}
+	ends := sendEnds(sends)
+	prod.Close()
+	recs, sends = nil, nil
+	fmt.Printf("ready %s %s %s\n", bk.Addr(), topic, formatEnds(ends))
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		switch in.Text() {
+		case "cpu":
+			fmt.Printf("cpu %d\n", selfCPU().Nanoseconds())
+		case "exit":
+			return nil
+		default:
+			return fmt.Errorf("got %q, want cpu or exit", in.Text())
+		}
+	}
+	return errors.New("stdin closed waiting for exit")
 }
 
 // selfCPU is the process's user and system CPU time so far.
