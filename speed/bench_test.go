@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
-	"sort"
 	"strconv"
 	"sync"
 	"syscall"
@@ -40,9 +39,19 @@ type benchRecord struct {
 // event time starting at start and advancing rate events per second.
 func genStream(tb testing.TB, n int, start time.Time, rate float64) []benchRecord {
 	tb.Helper()
-	g, err := generate.New(generate.Config{Seed: 1, Start: start, ClockRate: rate})
+	recs, err := genRecords(n, start, rate)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	return recs
+}
+
+// genRecords is genStream without a testing.TB (the latency benchmark's
+// child generates its stream too).
+func genRecords(n int, start time.Time, rate float64) ([]benchRecord, error) {
+	g, err := generate.New(generate.Config{Seed: 1, Start: start, ClockRate: rate})
+	if err != nil {
+		return nil, err
 	}
 	next := make([]int64, benchParts)
 	out := make([]benchRecord, n)
@@ -54,8 +63,10 @@ func genStream(tb testing.TB, n int, start time.Time, rate float64) []benchRecor
 		out[i] = benchRecord{part: p, off: next[p], key: r.Key, value: r.Value}
 		next[p]++
 	}
-	return out
+	return out, nil
 }
+
+const benchStreamLen = 400_000
 
 var (
 	benchOnce sync.Once
@@ -65,7 +76,7 @@ var (
 // benchStream is a shared stream of 400k records whose event times are an
 // hour old, with records timestamped now.
 func benchStream(tb testing.TB) []benchRecord {
-	benchOnce.Do(func() { benchRecs = genStream(tb, 400_000, time.Now().Add(-70*time.Minute), 100) })
+	benchOnce.Do(func() { benchRecs = genStream(tb, benchStreamLen, time.Now().Add(-70*time.Minute), 100) })
 	return benchRecs
 }
 
@@ -239,16 +250,47 @@ func countingConsumer(b *testing.B, addr, topic string, n int) float64 {
 // writing views to the in-process store, beside a plain franz-go client that
 // only counts the records of the same topic on the same broker, in the same
 // run. The batch covers the first half. Run with -benchtime=1x.
+// SPEED_BENCH_BROKER as for BenchmarkLatency: by default the broker runs in
+// a child process that generates and holds the topic (the measured process
+// keeps only the batch); inproc runs it in the measured process, with the
+// stream. process_cpu_µs/event counts the child's CPU over the window too;
+// layer_process_cpu_µs/event and process_allocs/event are the measured
+// process's.
 func BenchmarkThroughput(b *testing.B) {
 	defer pprof.SetGoroutineLabels(context.Background())
 	setComponent("generator")
-	recs := benchStream(b)
-	batch := benchBatch(b, recs)
-	setComponent("broker")
-	tt := fillTopic(b, recs)
+	var (
+		batch *Batch
+		tt    *testTopic
+		child *childSource
+		n     int
+	)
+	if benchLayout(b) == "inproc" {
+		recs := benchStream(b)
+		batch = benchBatch(b, recs)
+		setComponent("broker")
+		tt = fillTopic(b, recs)
+		n = len(recs)
+	} else {
+		// The child generates the same stream (same start) into its broker;
+		// this process keeps only the batch.
+		start := time.Unix(0, time.Now().Add(-70*time.Minute).UnixNano())
+		recs := genStream(b, benchStreamLen, start, 100)
+		batch = benchBatch(b, recs)
+		n = len(recs)
+		setComponent("broker")
+		child = newFillChild(b, n, start)
+		tt = child.topic()
+		defer child.close()
+	}
+	childCPU := func() time.Duration {
+		if child == nil {
+			return 0
+		}
+		return child.cpuTotal()
+	}
 	src := &fakeSource{}
 	src.publish(batch)
-	n := len(recs)
 	for i := range b.N {
 		setComponent("plain")
 		plain := countingConsumer(b, tt.addr(), tt.topic, n)
@@ -257,7 +299,7 @@ func BenchmarkThroughput(b *testing.B) {
 		runtime.GC()
 		var ms0, ms1 runtime.MemStats
 		runtime.ReadMemStats(&ms0)
-		cpu0 := processCPU(b)
+		cpu0, child0 := processCPU(b), childCPU()
 		views := &latencyWriter{Memory: store.NewMemory()}
 		l, stop := startStoppable(b, tt, src, views, func(c *Config) { c.Group = "bench-" + string(rune('a'+i)); benchExplain(c) })
 		var first time.Time
@@ -278,7 +320,8 @@ func BenchmarkThroughput(b *testing.B) {
 			time.Sleep(500 * time.Microsecond)
 		}
 		el := time.Since(first)
-		cpu := processCPU(b) - cpu0
+		layerCPU := processCPU(b) - cpu0
+		cpu := layerCPU + childCPU() - child0
 		stopProfile()
 		runtime.ReadMemStats(&ms1)
 		stop()
@@ -287,13 +330,12 @@ func BenchmarkThroughput(b *testing.B) {
 		b.ReportMetric(speed, "speed_events/s")
 		b.ReportMetric(speed/plain, "ratio")
 		b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(n), "process_allocs/event")
-		// CPU time of the whole process (layer, embedded broker, store) per
-		// event: unlike the rates, it hardly depends on what else the
-		// machine runs.
+		// CPU time of layer, broker and store per event (the child's too):
+		// unlike the rates, it hardly depends on what else the machine
+		// runs. And the measured process's alone.
 		b.ReportMetric(float64(cpu.Microseconds())/float64(n), "process_cpu_µs/event")
-		views.mu.Lock()
-		b.ReportMetric(float64(len(views.writes))/float64(n), "views/event")
-		views.mu.Unlock()
+		b.ReportMetric(float64(layerCPU.Microseconds())/float64(n), "layer_process_cpu_µs/event")
+		b.ReportMetric(float64(views.count())/float64(n), "views/event")
 		// Of which rescorings of sessions whose rows changed (the layer has
 		// stopped: its state is no longer written).
 		b.ReportMetric(float64(l.proc.c.rescored)/float64(n), "rescored/event")
@@ -351,32 +393,6 @@ func benchProfile(b *testing.B, i int) func() {
 	}
 }
 
-// latencyWriter records when each session view became visible in the store.
-type latencyWriter struct {
-	*store.Memory
-	mu     sync.Mutex
-	writes []viewWrite
-}
-
-type viewWrite struct {
-	session string
-	offset  int64
-	at      time.Time
-}
-
-func (w *latencyWriter) UpsertSessions(ctx context.Context, vs []store.SessionView) error {
-	if err := w.Memory.UpsertSessions(ctx, vs); err != nil {
-		return err
-	}
-	now := time.Now()
-	w.mu.Lock()
-	for _, v := range vs {
-		w.writes = append(w.writes, viewWrite{v.SessionID, v.Offset, now})
-	}
-	w.mu.Unlock()
-	return nil
-}
-
 // BenchmarkLatency produces 50,000 and then 100,000 events/s (one
 // sub-benchmark each; SPEED_BENCH_RATE runs that rate only; paced every
 // millisecond, event time following the wall clock) for 4 seconds while the
@@ -387,6 +403,32 @@ func (w *latencyWriter) UpsertSessions(ctx context.Context, vs []store.SessionVi
 // SPEED_BENCH_SECONDS=N produces for N seconds instead of 4: in 3 measured
 // seconds one GC mark phase (24–95 ms on these two cores) can decide the
 // p99 on its own.
+//
+// Process layout (SPEED_BENCH_BROKER, benchproc_test.go): by default the
+// broker (kfake over TCP) and the producer run in a child process, this
+// test binary re-executed, as in production where they are other processes
+// on the same machine; only the layer, its in-process view store and the
+// harness's bookkeeping of view writes are in the measured process, so its
+// GC marks the layer's heap, not every record the broker keeps. The child
+// keeps its send times and hands them over as wall-clock times in a file
+// after the measured window. SPEED_BENCH_BROKER=inproc runs broker and
+// producer in the measured process (the layout up to session 11), to
+// compare side by side. Either way the harness keeps no string per record
+// (sessions are matched by a 64-bit hash) and holds view writes in a fixed
+// buffer spilled to a file.
+//
+// Metrics, over the measured window (first produce to caught up):
+// process_cpu_µs/event is all the CPU of producer, broker and layer (the
+// child's own getrusage included); layer_process_cpu_µs/event the measured
+// process's alone; gc_cycles and gc_cpu_µs/event (runtime/metrics'
+// /cpu/classes/gc/total, an estimate that includes the GC's share of
+// assists and idle marking) the measured process's GC; live_heap_MB its
+// live heap at the end (/gc/heap/live); layer_process_allocs/event the
+// heap objects it allocated (/gc/heap/allocs); state_est_MB and
+// store_est_MB what the layer's sessions (speed.max_state_bytes' count,
+// without the deltas) and the in-process view store (its
+// store.memory.max_session_bytes count) estimate they hold at the end.
+//
 // SPEED_BENCH_TRACE=FILE writes the run's timeline there (looptrace_test.go):
 // each poll of the layer's loop, the GC pauses and sampled latencies.
 func BenchmarkLatency(b *testing.B) {
@@ -406,13 +448,17 @@ func BenchmarkLatency(b *testing.B) {
 func benchLatency(b *testing.B, rate int) {
 	const warm = time.Second
 	dur := benchLatencyDur(b)
+	layout := benchLayout(b)
 	defer pprof.SetGoroutineLabels(context.Background())
 	for range b.N {
-		setComponent("generator")
-		recs := genStream(b, rate*int(dur/time.Second)+rate/10, time.Now(), float64(rate))
-		setComponent("broker")
-		tt := newTestTopic(b, benchParts)
-		w := &latencyWriter{Memory: store.NewMemory()}
+		n := rate*int(dur/time.Second) + rate/10
+		var src latencySource
+		if layout == "inproc" {
+			src = newInprocSource(b, rate, n)
+		} else {
+			src = newChildSource(b, rate, n)
+		}
+		w := newLatencyWriter(b, b.TempDir())
 		var steps []loopStep
 		var stepMu sync.Mutex
 		tracePath := os.Getenv("SPEED_BENCH_TRACE")
@@ -421,106 +467,83 @@ func benchLatency(b *testing.B, rate int) {
 			defer func() { loopTraceHook = nil }()
 		}
 		setComponent("layer")
-		l := startLayer(b, tt, nil, w, func(c *Config) { c.Group = "latency"; benchExplain(c) })
-		setComponent("producer")
+		l, stop := startStoppable(b, src.topic(), nil, w, func(c *Config) { c.Group = "latency"; benchExplain(c) })
 		waitFor(b, 10*time.Second, "assignment", func() bool { return len(l.Assigned()) == benchParts })
-		prod, err := kgo.NewClient(kgo.SeedBrokers(tt.addr()), kgo.ProducerLinger(0), kgo.DefaultProduceTopic(tt.topic),
-			kgo.RecordPartitioner(kgo.ManualPartitioner()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		type sent struct {
-			part int32
-			off  int64
-			key  string
-			at   time.Time
-		}
-		var mu sync.Mutex
-		var sends []sent
-		var wg sync.WaitGroup
+
+		runtime.GC() // the setup's garbage (generation, batch, start-up) is not the window's
+		gc0 := readGCStats()
 		cpu0 := processCPU(b)
-		start := time.Now()
-		tick := time.NewTicker(time.Millisecond)
-		i := 0
-		for i < len(recs) {
-			now := <-tick.C
-			due := min(int(float64(now.Sub(start))/float64(time.Second)*float64(rate)), len(recs))
-			for ; i < due; i++ {
-				r := &recs[i]
-				at := time.Now()
-				wg.Add(1)
-				prod.Produce(context.Background(), &kgo.Record{Partition: r.part, Key: r.key, Value: r.value}, func(rec *kgo.Record, err error) {
-					defer wg.Done()
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					mu.Lock()
-					sends = append(sends, sent{rec.Partition, rec.Offset, string(rec.Key), at})
-					mu.Unlock()
-				})
-			}
-		}
-		tick.Stop()
-		sendDur := time.Since(start)
-		wg.Wait()
-		prod.Close()
-		ends := map[int32]int64{}
-		for _, s := range sends {
-			ends[s.part] = max(ends[s.part], s.off+1)
-		}
+		ends, sent, start, sendDur := src.produce()
 		behind := time.Now()
 		waitFor(b, 120*time.Second, "the layer to catch up", func() bool { return caughtUp(l.Positions(), ends) })
 		b.ReportMetric(time.Since(behind).Seconds(), "catchup_s")
-		// Producer, broker and layer together.
-		b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(len(sends)), "process_cpu_µs/event")
+		layerCPU := processCPU(b) - cpu0
+		gc1 := readGCStats()
+		otherCPU := src.cpu()
+		// Producer, broker and layer together, and the measured process.
+		b.ReportMetric(float64((layerCPU+otherCPU).Microseconds())/float64(sent), "process_cpu_µs/event")
+		b.ReportMetric(float64(layerCPU.Microseconds())/float64(sent), "layer_process_cpu_µs/event")
+		b.ReportMetric(float64(gc1.cycles-gc0.cycles), "gc_cycles")
+		b.ReportMetric((gc1.gcCPU-gc0.gcCPU)*1e6/float64(sent), "gc_cpu_µs/event")
+		b.ReportMetric(float64(gc1.live)/(1<<20), "live_heap_MB")
+		b.ReportMetric(float64(gc1.allocs-gc0.allocs)/float64(sent), "layer_process_allocs/event")
 		time.Sleep(50 * time.Millisecond)
 
-		// For each record, the first view write of its session at or past
-		// its offset.
 		// The layer's lock first, alone: the layer holds it while it waits
 		// for a view write, which takes w.mu (taking l.mu under w.mu
 		// deadlocked the benchmark when a flush or commit came then).
 		l.mu.Lock()
-		rescored := l.proc.c.rescored
+		rescored, stateSize := l.proc.c.rescored, l.proc.stateSize
 		l.mu.Unlock()
-		b.ReportMetric(float64(rescored)/float64(len(sends)), "rescored/event")
-		w.mu.Lock()
-		b.ReportMetric(float64(len(w.writes))/float64(len(sends)), "views/event")
-		bySession := map[string][]viewWrite{}
-		for _, vw := range w.writes {
-			bySession[vw.session] = append(bySession[vw.session], vw)
+		b.ReportMetric(float64(rescored)/float64(sent), "rescored/event")
+		// What of the live heap the layer's sessions and the view store
+		// account for, by their own estimates (lengths, not capacities).
+		_, storeBytes, _ := w.SessionUsage()
+		b.ReportMetric(float64(stateSize)/(1<<20), "state_est_MB")
+		b.ReportMetric(float64(storeBytes)/(1<<20), "store_est_MB")
+		sends := src.sends()
+		if len(sends) != sent {
+			b.Fatalf("%d sends for %d records sent", len(sends), sent)
 		}
-		w.mu.Unlock()
-		var lat []float64
-		for _, s := range sends {
-			if s.at.Sub(start) < warm {
-				continue
-			}
-			ws := bySession[s.key] // keys are session ids
-			k := sort.Search(len(ws), func(j int) bool { return ws[j].offset >= s.off })
-			if k == len(ws) {
-				continue // a duplicate-only session never written; none in this stream
-			}
-			lat = append(lat, float64(ws[k].at.Sub(s.at))/float64(time.Millisecond))
+		stop()
+		src.close()
+		writes, err := w.all()
+		if err != nil {
+			b.Fatal(err)
 		}
+		b.ReportMetric(float64(len(writes))/float64(sent), "views/event")
+
+		// For each record, the first view write of its session at or past
+		// its offset.
+		written := firstWrites(sends, writes)
+		lat := benchLatencies(sends, written, start.Add(warm).UnixNano())
 		if len(lat) < len(sends)/2 {
 			b.Fatalf("only %d of %d records matched a view write", len(lat), len(sends))
 		}
 		if tracePath != "" {
-			ts := make([]traceSend, len(sends))
-			for i, s := range sends {
-				ts[i] = traceSend{s.part, s.off, s.key, s.at}
-			}
-			writeTrace(b, tracePath, start, steps, &stepMu, ts, bySession)
+			writeTrace(b, tracePath, start, steps, &stepMu, sends, written)
 		}
-		slices.Sort(lat)
 		q := func(f float64) float64 { return lat[int(f*float64(len(lat)-1))] }
-		b.ReportMetric(float64(len(sends))/sendDur.Seconds(), "produced_events/s")
+		b.ReportMetric(float64(sent)/sendDur.Seconds(), "produced_events/s")
 		b.ReportMetric(q(0.5), "p50_ms")
 		b.ReportMetric(q(0.99), "p99_ms")
 		b.ReportMetric(lat[len(lat)-1], "max_ms")
 	}
+}
+
+// benchLatencies returns, sorted, the latencies in ms of the sends at or
+// after from (Unix ns) whose view was written (written, as firstWrites
+// returns it).
+func benchLatencies(sends []benchSend, written []int64, from int64) []float64 {
+	var lat []float64
+	for i, s := range sends {
+		if s.at < from || written[i] == 0 {
+			continue // warm-up; or a duplicate-only session never written, none in this stream
+		}
+		lat = append(lat, float64(written[i]-s.at)/float64(time.Millisecond))
+	}
+	slices.Sort(lat)
+	return lat
 }
 
 // benchLatencyDur is how long BenchmarkLatency produces: 4 s, or

@@ -13,14 +13,6 @@ import (
 	"time"
 )
 
-// traceSend is a produced record, for writeTrace.
-type traceSend struct {
-	part int32
-	off  int64
-	key  string
-	at   time.Time
-}
-
 // writeTrace writes BenchmarkLatency's timeline to path, times in ms from
 // the first produce: "S" lines are the layer's loop iterations (loopStep:
 // poll start, polled, processed, done, records, their oldest and newest
@@ -28,7 +20,10 @@ type traceSend struct {
 // previous write, views marked for rescoring, lag, GC cycles so far,
 // whether it committed); "G" lines GC pauses (end, ms); "L" lines a record's
 // produce time and latency (every 5th record, and every one over 50 ms).
-func writeTrace(b *testing.B, path string, start time.Time, steps []loopStep, mu *sync.Mutex, sends []traceSend, bySession map[string][]viewWrite) {
+//
+// written is when each send's view was written (Unix ns, 0 if never:
+// firstWrites).
+func writeTrace(b *testing.B, path string, start time.Time, steps []loopStep, mu *sync.Mutex, sends []benchSend, written []int64) {
 	mu.Lock()
 	defer mu.Unlock()
 	f, err := os.Create(path)
@@ -56,19 +51,18 @@ func writeTrace(b *testing.B, path string, start time.Time, steps []loopStep, mu
 		}
 		fmt.Fprintf(f, "G %.2f %.3f\n", ms(gs.PauseEnd[i]), float64(gs.Pause[i])/1e6)
 	}
-	// one line per 10th record: sent time and latency
+	// one line per 5th record: sent time and latency
 	var waits []traceWait
 	for i, s := range sends {
-		ws := bySession[s.key]
-		k := sort.Search(len(ws), func(j int) bool { return ws[j].offset >= s.off })
-		if k == len(ws) {
+		if written[i] == 0 {
 			continue
 		}
-		if i%5 == 0 || ws[k].at.Sub(s.at) > 50*time.Millisecond {
-			fmt.Fprintf(f, "L %.2f %.2f %d %d\n", ms(s.at), float64(ws[k].at.Sub(s.at))/1e6, s.part, s.off)
+		sent, wrote := time.Unix(0, s.at), time.Unix(0, written[i])
+		if i%5 == 0 || wrote.Sub(sent) > 50*time.Millisecond {
+			fmt.Fprintf(f, "L %.2f %.2f %d %d\n", ms(sent), float64(wrote.Sub(sent))/1e6, s.part, s.off)
 		}
-		if s.at.Sub(start) >= time.Second { // past the benchmark's warm-up
-			waits = append(waits, traceWait{s.at, ws[k].at})
+		if sent.Sub(start) >= time.Second { // past the benchmark's warm-up
+			waits = append(waits, traceWait{sent, wrote})
 		}
 	}
 	for _, line := range tailSummary(steps, waits) {
