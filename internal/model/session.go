@@ -96,7 +96,7 @@ type Session struct {
 	userAt   uint32
 	uidOf    uint32
 	uid      uint32
-	strBytes int // the summed lengths of strs
+	strBytes uint32 // the summed lengths of strs
 	// last record position seen (accepted or not), to ignore replays.
 	lastOffset int64
 	lastPart   int32
@@ -219,7 +219,7 @@ func (s *Session) strIndex(v string) uint32 {
 		s.strs = append(make([]string, 0, 4*len(s.strs0)), s.strs...)
 	}
 	s.strs = append(s.strs, v)
-	s.strBytes += len(v)
+	s.strBytes += uint32(len(v))
 	return uint32(len(s.strs) - 1)
 }
 
@@ -335,7 +335,7 @@ func (s *Session) Sizeof() int {
 	if cap(s.strs) > len(s.strs0) {
 		n += cap(s.strs) * 16
 	}
-	return n + s.strBytes
+	return n + int(s.strBytes)
 }
 
 // Covered reports whether every record of the session is at or below b, so
