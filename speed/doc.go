@@ -218,4 +218,16 @@
 // consumption settles, every view (rescored) is the same in every run.
 // Sessions, deltas, and recommendations computed at any quiescent point are
 // deterministic.
+//
+// # State and the garbage collector
+//
+// Every collection cycle marks the sessions the layer holds, so what a
+// session costs the collector is a cost of every cycle: its pointers, its
+// objects and its size. A session's events hold no pointer (their ids are
+// indexes into the session's distinct strings), the rows' watcher lists
+// hold session slots (uint32) rather than pointers, and a session's fields
+// that hold pointers come before those that hold none. BenchmarkStateGC
+// reports, per session held after a 20 s run at 50,000 events/s, the
+// scannable bytes and objects of the state and the wall and CPU time of a
+// forced collection.
 package speed

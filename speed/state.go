@@ -18,32 +18,42 @@ import (
 // accepted events, duplicates and capped records, which drive pairs, dedup
 // and the delta rebuild) plus what the view needs.
 type session struct {
-	// ms is held in place (not behind a pointer): one allocation per
-	// session, and a record reads the two parts from one place.
-	ms        model.Session
+	// Its fields that hold pointers come first, then ms (whose own
+	// pointers come first), then those that hold none: the garbage
+	// collector scans an object only up to its last pointer
+	// (TestSessionPointersFirst keeps the order).
 	part      *partition
 	purchased []string
-	first     int64 // offset of its first record: the replay horizon it holds
-	lastTS    int64 // record timestamp (ms) of its newest record
-	touch     uint64
-	maxTime   int64 // newest event time, unix µs
-	bytes     int   // accounted state size
-	live      bool  // live (has a view) or retained (expired, not yet covered)
-	gone      bool  // forgotten: no longer in its partition's sessions (partition.byFirst skips it)
-	dirty     bool  // its view must be written
 	// watch are the merged rows (mergedNeighbors ids) its view was last
 	// scored from: when one changes, the view is scored again.
-	watch  []watchRow
-	watch0 [inlineWatch]watchRow // watch's first rows: no allocation for a view of the default recent items
-	queued bool                  // in processor.rescoreQ
+	watch []watchRow
+	// list links: the partition's live list (most recent first) or its
+	// retained list (oldest first).
+	prev, next *session
+	// ms is held in place (not behind a pointer): one allocation per
+	// session, and a record reads the two parts from one place.
+	ms model.Session
+
+	// No pointer from here on.
+
+	watch0  [inlineWatch]watchRow // watch's first rows: no allocation for a view of the default recent items
+	first   int64                 // offset of its first record: the replay horizon it holds
+	lastTS  int64                 // record timestamp (ms) of its newest record
+	touch   uint64
+	maxTime int64  // newest event time, unix µs
+	bytes   int    // accounted state size
+	seq     uint64 // when retained: order of retention, for dropping oldest first
 	// scoredAt is the scoring clock (mergedNeighbors.clock) of its view:
 	// a watched row whose stamp is not past it changed before the view
 	// was scored, so it needs no rescoring for that change.
 	scoredAt uint64
-	// list links: the partition's live list (most recent first) or its
-	// retained list (oldest first).
-	prev, next *session
-	seq        uint64 // when retained: order of retention, for dropping oldest first
+	// slot is its index in processor.slots plus one while it is in
+	// watchers (0: none).
+	slot   uint32
+	live   bool // live (has a view) or retained (expired, not yet covered)
+	gone   bool // forgotten: no longer in its partition's sessions (partition.byFirst skips it)
+	dirty  bool // its view must be written
+	queued bool // in processor.rescoreQ
 }
 
 // inlineWatch is how many watched rows a session holds inline
@@ -268,9 +278,16 @@ type processor struct {
 	// (session.watch), so a changed row rescores exactly the views it
 	// changes; lastRescore is when changed rows were last looked at.
 	// watchers is by mergedNeighbors id (a slice per row: no hashing, no
-	// map for the collector to scan); session.wpos locates a session in
-	// the slices of the rows it watches.
-	watchers    [][]*session
+	// map for the collector to scan); watchRow.pos locates a session in
+	// the slices of the rows it watches. A row's slice holds the sessions'
+	// slots (session.slot-1, their index in slots), not pointers: the
+	// collector skips the slices (a live session watches up to
+	// recent_items rows, so pointers there were most of the pointers the
+	// state held per session), and marks slots, one pointer per session;
+	// freeSlots are slots to reuse.
+	watchers    [][]uint32
+	slots       []*session
+	freeSlots   []uint32
 	lastRescore time.Time
 	rescoreQ    []*session // sessions whose rows changed, not yet marked (budget)
 
@@ -387,8 +404,8 @@ func (p *processor) rescoreChanged(now time.Time, every time.Duration, budget in
 			return
 		}
 		st := p.nb.rs[id].stamp
-		for _, s := range p.watchers[id] {
-			if !s.queued && st > s.scoredAt {
+		for _, slot := range p.watchers[id] {
+			if s := p.slots[slot]; !s.queued && st > s.scoredAt {
 				s.queued = true
 				p.rescoreQ = append(p.rescoreQ, s)
 			}
@@ -424,6 +441,16 @@ func (p *processor) setWatch(s *session, ids []uint32) {
 		}
 		j++
 	}
+	if s.slot == 0 {
+		if n := len(p.freeSlots); n > 0 {
+			s.slot = p.freeSlots[n-1] + 1
+			p.freeSlots = p.freeSlots[:n-1]
+			p.slots[s.slot-1] = s
+		} else {
+			p.slots = append(p.slots, s)
+			s.slot = uint32(len(p.slots))
+		}
+	}
 	if s.watch == nil {
 		s.watch = s.watch0[:0] // more rows (recent_items past inlineWatch) grow it once
 		if n := max(len(ids), p.params.RecentItems); n > len(s.watch0) {
@@ -435,10 +462,10 @@ func (p *processor) setWatch(s *session, ids []uint32) {
 			continue
 		}
 		if int(id) >= len(p.watchers) {
-			p.watchers = append(p.watchers, make([][]*session, max(int(id)+1, 2*len(p.watchers))-len(p.watchers))...)
+			p.watchers = append(p.watchers, make([][]uint32, max(int(id)+1, 2*len(p.watchers))-len(p.watchers))...)
 		}
 		s.watch = append(s.watch, watchRow{id: id, pos: int32(len(p.watchers[id]))})
-		p.watchers[id] = append(p.watchers[id], s)
+		p.watchers[id] = append(p.watchers[id], s.slot-1)
 	}
 }
 
@@ -450,19 +477,24 @@ func (p *processor) unwatchAt(s *session, j int) {
 	last := len(ws) - 1
 	if moved := ws[last]; int(i) != last {
 		ws[i] = moved
-		moved.watch[slices.IndexFunc(moved.watch, func(w watchRow) bool { return w.id == id })].pos = i
+		m := p.slots[moved]
+		m.watch[slices.IndexFunc(m.watch, func(w watchRow) bool { return w.id == id })].pos = i
 	}
-	ws[last] = nil
 	p.watchers[id] = ws[:last]
 	n := len(s.watch) - 1
 	s.watch[j] = s.watch[n]
 	s.watch = s.watch[:n]
 }
 
-// unwatch removes s from the index.
+// unwatch removes s from the index and frees its slot.
 func (p *processor) unwatch(s *session) {
 	for len(s.watch) > 0 {
 		p.unwatchAt(s, len(s.watch)-1)
+	}
+	if s.slot != 0 {
+		p.slots[s.slot-1] = nil
+		p.freeSlots = append(p.freeSlots, s.slot-1)
+		s.slot = 0
 	}
 }
 

@@ -38,7 +38,7 @@ func TestWatchIndex(t *testing.T) {
 		n := 0
 		for _, x := range ss {
 			for _, w := range x.watch {
-				if p.watchers[w.id][w.pos] != x {
+				if p.slots[p.watchers[w.id][w.pos]] != x {
 					t.Fatalf("step %d: row %d does not list its watcher at %d", step, w.id, w.pos)
 				}
 			}
@@ -46,8 +46,8 @@ func TestWatchIndex(t *testing.T) {
 		}
 		m := 0
 		for id, ws := range p.watchers {
-			for _, x := range ws {
-				if !watches(x.watch, uint32(id)) {
+			for _, slot := range ws {
+				if x := p.slots[slot]; !watches(x.watch, uint32(id)) {
 					t.Fatalf("step %d: row %d lists a session that does not watch it", step, id)
 				}
 			}
@@ -55,6 +55,18 @@ func TestWatchIndex(t *testing.T) {
 		}
 		if m != n {
 			t.Fatalf("step %d: %d listed watchers, %d watched rows", step, m, n)
+		}
+		held := 0
+		for _, x := range ss {
+			if x.slot != 0 {
+				held++
+				if p.slots[x.slot-1] != x {
+					t.Fatalf("step %d: slot %d does not hold its session", step, x.slot-1)
+				}
+			}
+		}
+		if free := len(p.slots) - len(p.freeSlots); free != held || held > len(ss) {
+			t.Fatalf("step %d: %d slots in use, %d sessions hold one (of %d)", step, free, held, len(ss))
 		}
 	}
 }
@@ -73,9 +85,9 @@ func TestWatchInline(t *testing.T) {
 		for i := range ids {
 			ids[i] = uint32(i)
 		}
-		p.watchers = make([][]*session, len(ids))
+		p.watchers = make([][]uint32, len(ids))
 		for i := range p.watchers {
-			p.watchers[i] = make([]*session, 0, 1)
+			p.watchers[i] = make([]uint32, 0, 1)
 		}
 		s := new(session)
 		got := testing.AllocsPerRun(10, func() {
@@ -84,9 +96,7 @@ func TestWatchInline(t *testing.T) {
 			if len(s.watch) != len(ids) {
 				t.Fatalf("%d rows watched of %d", len(s.watch), len(ids))
 			}
-			for _, w := range s.watch {
-				p.watchers[w.id] = p.watchers[w.id][:0]
-			}
+			p.unwatch(s) // frees its slot for the next run
 		})
 		if int(got) != c.allocs {
 			t.Fatalf("recent items %d, %d rows: %v allocations, want %d", c.recent, c.rows, got, c.allocs)

@@ -81,7 +81,7 @@ func (m *Model) Apply(s *Session, e Event) Outcome {
 		last := &s.events[len(s.events)-1]
 		w := m.params.Weight(e.Kind)
 		m.pop.addID(last.iid, w)
-		m.users.addID(s.internUser(m.users.users, e.UserID), last.iid, userItem{last: e.Time, weight: w, purchased: e.Kind == schemas.KindPurchase})
+		m.users.addID(s.internUser(m.users.users, last.user), last.iid, userItem{last: e.Time, weight: w, purchased: e.Kind == schemas.KindPurchase})
 	}
 	return o
 }
@@ -170,7 +170,7 @@ func (m *Model) ApplyPast(s *Session, b Boundary) {
 			}
 		}
 		m.pop.addID(e.iid, we)
-		m.users.addID(s.internUser(m.users.users, s.strs[e.user]), e.iid, userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase})
+		m.users.addID(s.internUser(m.users.users, e.user), e.iid, userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase})
 	}
 	for _, r := range s.ignored {
 		if !b.Covers(r.partition, r.offset) {

@@ -66,10 +66,13 @@ const firstEvents = 4
 // Session is what the model knows of one session: its accepted events in
 // offset order (at most Params.MaxSessionEvents). It is the speed layer's
 // per-session state and the unit of the pair ownership rule.
+//
+// Its fields that hold pointers come first, those that hold none after
+// them: the garbage collector scans an object only up to its last pointer,
+// and the speed layer holds one Session per session (in place, first of
+// its own pointer fields; TestSessionPointersFirst keeps the order).
 type Session struct {
-	id     string
-	user   string
-	userAt uint32 // index of user in strs (valid once an event was accepted)
+	id string
 	// events are its accepted events, room for four made at the first
 	// (appending from one event on cost an allocation at 1, 2, 3, 5 and 9
 	// events; now at 1, 5 and 9).
@@ -78,22 +81,29 @@ type Session struct {
 	// strs are the distinct item and user ids its events name, in the
 	// order they were first seen (sessionEvent.item, .user); the first
 	// ones in strs0, so that a short session costs no allocation for them.
-	strs     []string
-	strs0    [4]string
-	strBytes int // the summed lengths of strs
+	strs  []string
+	strs0 [4]string
 	// ids is the dictionary the events' iid refer to (nil: not valid); the
-	// user id of uidOf in uids is cached likewise.
-	ids   *dict
-	uids  *dict
-	uidOf string
-	uid   uint32
+	// id in uids of the user strs[uidOf-1] is cached likewise (uidOf 0:
+	// none).
+	ids  *dict
+	uids *dict
+
+	// No pointer from here on.
+
+	// userAt is the index in strs of the user of its latest accepted
+	// event (valid once an event was accepted; User).
+	userAt   uint32
+	uidOf    uint32
+	uid      uint32
+	strBytes uint32 // the summed lengths of strs
+	// last record position seen (accepted or not), to ignore replays.
+	lastOffset int64
+	lastPart   int32
+	seen       bool
 	// disordered is set once an event was added out of (time, partition,
 	// offset) order (see ordered).
 	disordered bool
-	// last record position seen (accepted or not), to ignore replays.
-	seen       bool
-	lastPart   int32
-	lastOffset int64
 }
 
 // NewSession returns an empty session.
@@ -107,7 +117,12 @@ func (s *Session) Init(id string) { *s = Session{id: id} }
 func (s *Session) ID() string { return s.id }
 
 // User returns the user of the session's latest accepted event.
-func (s *Session) User() string { return s.user }
+func (s *Session) User() string {
+	if len(s.events) == 0 {
+		return ""
+	}
+	return s.strs[s.userAt]
+}
 
 // Len returns the number of accepted events.
 func (s *Session) Len() int { return len(s.events) }
@@ -176,14 +191,13 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 			s.disordered = true
 		}
 	}
-	if len(s.events) == 0 || e.UserID != s.user {
+	if len(s.events) == 0 || e.UserID != s.strs[s.userAt] {
 		s.userAt = s.strIndex(e.UserID)
 	}
 	if s.events == nil {
 		s.events = make([]sessionEvent, 0, firstEvents)
 	}
 	s.events = append(s.events, sessionEvent{hash: h, item: item, iid: eid, user: s.userAt, kind: e.Kind, time: e.Time, partition: e.Partition, offset: e.Offset})
-	s.user = e.UserID
 	return Accepted
 }
 
@@ -205,7 +219,7 @@ func (s *Session) strIndex(v string) uint32 {
 		s.strs = append(make([]string, 0, 4*len(s.strs0)), s.strs...)
 	}
 	s.strs = append(s.strs, v)
-	s.strBytes += len(v)
+	s.strBytes += uint32(len(v))
 	return uint32(len(s.strs) - 1)
 }
 
@@ -221,10 +235,10 @@ func (s *Session) internItems(d *dict, item string) uint32 {
 	return d.intern(item)
 }
 
-// internUser returns user's id in d, cached per session.
-func (s *Session) internUser(d *dict, user string) uint32 {
-	if s.uids != d || s.uidOf != user {
-		s.uids, s.uidOf, s.uid = d, user, d.intern(user)
+// internUser returns the id in d of the user strs[at], cached per session.
+func (s *Session) internUser(d *dict, at uint32) uint32 {
+	if s.uids != d || s.uidOf != at+1 {
+		s.uids, s.uidOf, s.uid = d, at+1, d.intern(s.strs[at])
 	}
 	return s.uid
 }
@@ -317,11 +331,11 @@ func (s *Session) Bought(item string) bool {
 
 // Sizeof estimates the session's memory in bytes, for state accounting.
 func (s *Session) Sizeof() int {
-	n := int(unsafe.Sizeof(*s)) + len(s.id) + len(s.user) + cap(s.events)*int(unsafe.Sizeof(sessionEvent{})) + cap(s.ignored)*16
+	n := int(unsafe.Sizeof(*s)) + len(s.id) + cap(s.events)*int(unsafe.Sizeof(sessionEvent{})) + cap(s.ignored)*16
 	if cap(s.strs) > len(s.strs0) {
 		n += cap(s.strs) * 16
 	}
-	return n + s.strBytes
+	return n + int(s.strBytes)
 }
 
 // Covered reports whether every record of the session is at or below b, so
