@@ -25,6 +25,15 @@ type DenseRows interface {
 	DenseItem(id uint32) string
 }
 
+// DenseBound is what a DenseRows source may also implement: DenseLen is
+// one more than the largest id any of its rows holds, as of the call
+// (a row read later may hold larger ones: ScoreDense asks again after
+// each row). Without it, ScoreDense finds each row's largest id by
+// scanning the row, a second pass over every entry read.
+type DenseBound interface {
+	DenseLen() int
+}
+
 // denseAcc is ScoreDense's accumulator: a slot per item id, valid where
 // its stamp equals gen (so nothing is cleared between calls), holding the
 // item's score, and the candidates, the items touched in the order first
@@ -135,6 +144,7 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 	}
 	gen := a.gen
 	a.src = src
+	bound, _ := src.(DenseBound)
 	for _, id := range recent {
 		a.grow(id)
 		if sl := &a.slots[id]; sl.stamp != gen {
@@ -159,11 +169,17 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 		}
 		nids = nids[:len(row)]
 		a.nids = append(a.nids, nids)
-		var maxID uint32
-		for _, nid := range nids {
-			maxID = max(maxID, nid)
+		if bound != nil {
+			if n := bound.DenseLen(); n > 0 {
+				a.grow(uint32(n - 1))
+			}
+		} else {
+			var maxID uint32
+			for _, nid := range nids {
+				maxID = max(maxID, nid)
+			}
+			a.grow(maxID)
 		}
-		a.grow(maxID)
 		// Entries are numbered r·Neighbors + j: NewScorer checked
 		// RecentItems·Neighbors < viewBit.
 		cands = slices.Grow(cands, len(row)) // room for every entry
