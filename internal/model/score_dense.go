@@ -65,14 +65,14 @@ type denseSlot struct {
 	score float64
 }
 
-// denseCand is an item touched by ScoreDense: its id, and where it was
-// first read: at-1 is r·Params.Neighbors + j for entry j of the row of
-// recent item r (0: a recent item or one excluded, never recommended).
+// denseCand is an item touched by ScoreDense: its id, and whether it may
+// be recommended (rec 1; 0: a recent item or one excluded, never
+// recommended).
 // 8 bytes, no pointer: the item's string is only looked up (DenseItem) for
 // the candidates the selection compares by item.
 type denseCand struct {
-	id uint32
-	at uint32
+	id  uint32
+	rec uint32
 }
 
 // denseSel is a candidate of the selection, with its item.
@@ -180,10 +180,8 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 			}
 			a.grow(maxID)
 		}
-		// Entries are numbered r·Neighbors + j: NewScorer checked
-		// RecentItems·Neighbors < viewBit.
 		cands = slices.Grow(cands, len(row)) // room for every entry
-		n := accumulate(a.slots, cands[:cap(cands)], row, nids, uint32(len(cands)), gen, uint32(r*s.p.Neighbors)+1, RecencyWeight(r), float64(row[0]))
+		n := accumulate(a.slots, cands[:cap(cands)], row, nids, uint32(len(cands)), gen, RecencyWeight(r), float64(row[0]))
 		cands = cands[:n]
 	}
 	a.cands = cands
@@ -204,12 +202,11 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 }
 
 // accumulate adds the terms of row (its counts; its ids nids, all within
-// slots; its entries numbered from at) to the slots' scores, noting in buf[n:] the
-// items first touched (buf has room for one per entry), and returns the new
-// n. A row is in count order: the ties share one term, computed once (the
+// slots) to the slots' scores, noting in buf[n:] the items first touched
+// (buf has room for one per entry), and returns the new n. A row is in count order: the ties share one term, computed once (the
 // same operations on the same values, so the same bits; a first term is
 // stored as is, as 0 + term is term).
-func accumulate(slots []denseSlot, buf []denseCand, row []int64, nids []uint32, n, gen, at uint32, rw, top float64) uint32 {
+func accumulate(slots []denseSlot, buf []denseCand, row []int64, nids []uint32, n, gen uint32, rw, top float64) uint32 {
 	nids = nids[:len(row)]
 	var last int64
 	var term float64
@@ -217,10 +214,11 @@ func accumulate(slots []denseSlot, buf []denseCand, row []int64, nids []uint32, 
 		if c != last {
 			last, term = c, rw*float64(c)/top
 		}
-		sl := &slots[nids[j]]
+		id := nids[j]
+		sl := &slots[id]
 		if sl.stamp != gen {
 			*sl = denseSlot{stamp: gen, score: term}
-			buf[n] = denseCand{id: nids[j], at: at + uint32(j)}
+			buf[n] = denseCand{id: id, rec: gen} // gen > 0
 			n++
 			continue
 		}
@@ -271,14 +269,19 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
 	// positive, never NaN).
 	least := math.Inf(-1)
 	slots := a.slots
-	for i, c := range cands {
-		if c.at == 0 {
-			continue
-		}
-		if sc := slots[c.id].score; sc <= least {
-			if sc == least { // may tie at t, decided below
-				equal = append(equal, uint32(i))
+	for i := 0; i < len(cands); i++ {
+		// Skip what the heap rejects, in a loop of its own (no call in
+		// it, so its values stay in registers): most candidates.
+		for ; i < len(cands); i++ {
+			if c := cands[i]; c.rec != 0 && slots[c.id].score >= least {
+				break
 			}
+		}
+		if i == len(cands) {
+			break
+		}
+		if slots[cands[i].id].score == least { // may tie at t, decided below
+			equal = append(equal, uint32(i))
 			continue
 		}
 		least = a.offer(uint32(i), k, exclude)
@@ -340,7 +343,7 @@ func (a *denseAcc) offer(i uint32, k int, exclude func(string) bool) float64 {
 	c := &a.cands[i]
 	fh := a.fheap
 	if exclude != nil && exclude(a.item(*c)) {
-		c.at = 0 // never recommended
+		c.rec = 0 // never recommended
 	} else {
 		a.entered = append(a.entered, i)
 		sc := a.slots[c.id].score
