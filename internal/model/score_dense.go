@@ -242,8 +242,9 @@ func (s *Scorer) AppendRowPicks(dst []RowPick, r int) []RowPick {
 	if r < 0 || r >= len(a.nids) {
 		return dst
 	}
+	slots := a.slots // not reloaded after each append
 	for j, nid := range a.nids[r] {
-		if v := a.slots[nid].view; v != 0 {
+		if v := slots[nid].view; v != 0 {
 			dst = append(dst, RowPick{J: int32(j), I: int32(v &^ viewBit)})
 		}
 	}
