@@ -307,6 +307,9 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
 	}
 	// Insertion sort: at most k-1 entries, compared by score first.
 	for i := 1; i < len(sel); i++ {
+		if !betterSel(&sel[i], &sel[i-1]) {
+			continue // in place: mostly, as candidates come in descending score
+		}
 		c, j := sel[i], i
 		for ; j > 0 && betterSel(&c, &sel[j-1]); j-- {
 			sel[j] = sel[j-1]
@@ -349,8 +352,15 @@ func (a *denseAcc) offer(i uint32, k int, exclude func(string) bool) float64 {
 		a.entered = append(a.entered, i)
 		sc := a.slots[c.id].score
 		if len(fh) < k {
+			// Filled unordered, made a heap once full: most candidates
+			// come in descending score, each a new least that sifting up
+			// would carry to the root.
 			fh = append(fh, sc)
-			floatUp(fh, len(fh)-1)
+			if len(fh) == k {
+				for j := k/2 - 1; j >= 0; j-- {
+					floatDown(fh, j)
+				}
+			}
 			a.fheap = fh
 		} else {
 			fh[0] = sc
@@ -368,18 +378,7 @@ func betterSel(a, b *denseSel) bool {
 	return a.score > b.score || a.score == b.score && a.item < b.item
 }
 
-// floatUp and floatDown keep h a min-heap.
-func floatUp(h []float64, j int) {
-	for j > 0 {
-		p := (j - 1) / 2
-		if h[p] <= h[j] {
-			break
-		}
-		h[j], h[p] = h[p], h[j]
-		j = p
-	}
-}
-
+// floatDown keeps h a min-heap from j down.
 func floatDown(h []float64, j int) {
 	for {
 		l := 2*j + 1
