@@ -233,6 +233,10 @@ func (n *mergedNeighbors) DenseRow(id uint32) ([]uint32, []int64) {
 // DenseItem implements model.DenseRows: interned item id's string.
 func (n *mergedNeighbors) DenseItem(id uint32) string { return n.names[id] }
 
+// DenseLen implements model.DenseBound: every row holds interned ids,
+// below the number of items interned.
+func (n *mergedNeighbors) DenseLen() int { return len(n.names) }
+
 // TopNeighbors implements model.TopNeighbors.
 func (n *mergedNeighbors) TopNeighbors(item string, k int) []model.ItemCount {
 	row := n.Neighbors(item)

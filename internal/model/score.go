@@ -44,7 +44,7 @@ func NewScorer(p Params) (*Scorer, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	if uint64(p.RecentItems)*uint64(p.Neighbors) >= viewBit { // ScoreDense numbers the row entries it reads in 31 bits
+	if uint64(p.RecentItems)*uint64(p.Neighbors) >= viewBit { // the entries a ScoreDense reads fit in 31 bits (its candidates and RowPick positions; kept as it was)
 		return nil, fmt.Errorf("model params: recent_items %d × neighbors %d past %d", p.RecentItems, p.Neighbors, viewBit-1)
 	}
 	return &Scorer{p: p, acc: newAccumulator()}, nil

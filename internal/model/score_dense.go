@@ -25,6 +25,15 @@ type DenseRows interface {
 	DenseItem(id uint32) string
 }
 
+// DenseBound is what a DenseRows source may also implement: DenseLen is
+// one more than the largest id any of its rows holds, as of the call
+// (a row read later may hold larger ones: ScoreDense asks again after
+// each row). Without it, ScoreDense finds each row's largest id by
+// scanning the row, a second pass over every entry read.
+type DenseBound interface {
+	DenseLen() int
+}
+
 // denseAcc is ScoreDense's accumulator: a slot per item id, valid where
 // its stamp equals gen (so nothing is cleared between calls), holding the
 // item's score, and the candidates, the items touched in the order first
@@ -56,14 +65,14 @@ type denseSlot struct {
 	score float64
 }
 
-// denseCand is an item touched by ScoreDense: its id, and where it was
-// first read: at-1 is r·Params.Neighbors + j for entry j of the row of
-// recent item r (0: a recent item or one excluded, never recommended).
+// denseCand is an item touched by ScoreDense: its id, and whether it may
+// be recommended (rec 1; 0: a recent item or one excluded, never
+// recommended).
 // 8 bytes, no pointer: the item's string is only looked up (DenseItem) for
 // the candidates the selection compares by item.
 type denseCand struct {
-	id uint32
-	at uint32
+	id  uint32
+	rec uint32
 }
 
 // denseSel is a candidate of the selection, with its item.
@@ -135,6 +144,7 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 	}
 	gen := a.gen
 	a.src = src
+	bound, _ := src.(DenseBound)
 	for _, id := range recent {
 		a.grow(id)
 		if sl := &a.slots[id]; sl.stamp != gen {
@@ -159,15 +169,19 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 		}
 		nids = nids[:len(row)]
 		a.nids = append(a.nids, nids)
-		var maxID uint32
-		for _, nid := range nids {
-			maxID = max(maxID, nid)
+		if bound != nil {
+			if n := bound.DenseLen(); n > 0 {
+				a.grow(uint32(n - 1))
+			}
+		} else {
+			var maxID uint32
+			for _, nid := range nids {
+				maxID = max(maxID, nid)
+			}
+			a.grow(maxID)
 		}
-		a.grow(maxID)
-		// Entries are numbered r·Neighbors + j: NewScorer checked
-		// RecentItems·Neighbors < viewBit.
 		cands = slices.Grow(cands, len(row)) // room for every entry
-		n := accumulate(a.slots, cands[:cap(cands)], row, nids, uint32(len(cands)), gen, uint32(r*s.p.Neighbors)+1, RecencyWeight(r), float64(row[0]))
+		n := accumulate(a.slots, cands[:cap(cands)], row, nids, uint32(len(cands)), gen, RecencyWeight(r), float64(row[0]))
 		cands = cands[:n]
 	}
 	a.cands = cands
@@ -188,12 +202,11 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 }
 
 // accumulate adds the terms of row (its counts; its ids nids, all within
-// slots; its entries numbered from at) to the slots' scores, noting in buf[n:] the
-// items first touched (buf has room for one per entry), and returns the new
-// n. A row is in count order: the ties share one term, computed once (the
+// slots) to the slots' scores, noting in buf[n:] the items first touched
+// (buf has room for one per entry), and returns the new n. A row is in count order: the ties share one term, computed once (the
 // same operations on the same values, so the same bits; a first term is
 // stored as is, as 0 + term is term).
-func accumulate(slots []denseSlot, buf []denseCand, row []int64, nids []uint32, n, gen, at uint32, rw, top float64) uint32 {
+func accumulate(slots []denseSlot, buf []denseCand, row []int64, nids []uint32, n, gen uint32, rw, top float64) uint32 {
 	nids = nids[:len(row)]
 	var last int64
 	var term float64
@@ -201,10 +214,11 @@ func accumulate(slots []denseSlot, buf []denseCand, row []int64, nids []uint32, 
 		if c != last {
 			last, term = c, rw*float64(c)/top
 		}
-		sl := &slots[nids[j]]
+		id := nids[j]
+		sl := &slots[id]
 		if sl.stamp != gen {
 			*sl = denseSlot{stamp: gen, score: term}
-			buf[n] = denseCand{id: nids[j], at: at + uint32(j)}
+			buf[n] = denseCand{id: id, rec: gen} // gen > 0
 			n++
 			continue
 		}
@@ -228,8 +242,9 @@ func (s *Scorer) AppendRowPicks(dst []RowPick, r int) []RowPick {
 	if r < 0 || r >= len(a.nids) {
 		return dst
 	}
+	slots := a.slots // not reloaded after each append
 	for j, nid := range a.nids[r] {
-		if v := a.slots[nid].view; v != 0 {
+		if v := slots[nid].view; v != 0 {
 			dst = append(dst, RowPick{J: int32(j), I: int32(v &^ viewBit)})
 		}
 	}
@@ -255,14 +270,19 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
 	// positive, never NaN).
 	least := math.Inf(-1)
 	slots := a.slots
-	for i, c := range cands {
-		if c.at == 0 {
-			continue
-		}
-		if sc := slots[c.id].score; sc <= least {
-			if sc == least { // may tie at t, decided below
-				equal = append(equal, uint32(i))
+	for i := 0; i < len(cands); i++ {
+		// Skip what the heap rejects, in a loop of its own (no call in
+		// it, so its values stay in registers): most candidates.
+		for ; i < len(cands); i++ {
+			if c := cands[i]; c.rec != 0 && slots[c.id].score >= least {
+				break
 			}
+		}
+		if i == len(cands) {
+			break
+		}
+		if slots[cands[i].id].score == least { // may tie at t, decided below
+			equal = append(equal, uint32(i))
 			continue
 		}
 		least = a.offer(uint32(i), k, exclude)
@@ -287,6 +307,9 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
 	}
 	// Insertion sort: at most k-1 entries, compared by score first.
 	for i := 1; i < len(sel); i++ {
+		if !betterSel(&sel[i], &sel[i-1]) {
+			continue // in place: mostly, as candidates come in descending score
+		}
 		c, j := sel[i], i
 		for ; j > 0 && betterSel(&c, &sel[j-1]); j-- {
 			sel[j] = sel[j-1]
@@ -324,13 +347,20 @@ func (a *denseAcc) offer(i uint32, k int, exclude func(string) bool) float64 {
 	c := &a.cands[i]
 	fh := a.fheap
 	if exclude != nil && exclude(a.item(*c)) {
-		c.at = 0 // never recommended
+		c.rec = 0 // never recommended
 	} else {
 		a.entered = append(a.entered, i)
 		sc := a.slots[c.id].score
 		if len(fh) < k {
+			// Filled unordered, made a heap once full: most candidates
+			// come in descending score, each a new least that sifting up
+			// would carry to the root.
 			fh = append(fh, sc)
-			floatUp(fh, len(fh)-1)
+			if len(fh) == k {
+				for j := k/2 - 1; j >= 0; j-- {
+					floatDown(fh, j)
+				}
+			}
 			a.fheap = fh
 		} else {
 			fh[0] = sc
@@ -348,18 +378,7 @@ func betterSel(a, b *denseSel) bool {
 	return a.score > b.score || a.score == b.score && a.item < b.item
 }
 
-// floatUp and floatDown keep h a min-heap.
-func floatUp(h []float64, j int) {
-	for j > 0 {
-		p := (j - 1) / 2
-		if h[p] <= h[j] {
-			break
-		}
-		h[j], h[p] = h[p], h[j]
-		j = p
-	}
-}
-
+// floatDown keeps h a min-heap from j down.
 func floatDown(h []float64, j int) {
 	for {
 		l := 2*j + 1

@@ -36,6 +36,13 @@ func (d *denseTop) id(item string) uint32 {
 
 func (d *denseTop) DenseItem(id uint32) string { return d.names[id] }
 
+// boundTop is denseTop with its bound (DenseBound), as the speed layer's
+// rows have: ScoreDense then grows its accumulator by the bound, asked
+// again after each row (a row read may intern new ids).
+type boundTop struct{ *denseTop }
+
+func (b boundTop) DenseLen() int { return len(b.names) }
+
 func (d *denseTop) DenseRow(id uint32) ([]uint32, []int64) {
 	d.row(id)
 	return d.tops[id], d.cnts[id]
@@ -97,6 +104,9 @@ func TestScoreDenseEqualsScore(t *testing.T) {
 			got := sc.ScoreDense(dt, ids, exclude, k)
 			if !sameScored(got, w) {
 				t.Fatalf("neighbors %d round %d k %d: got %v, want %v", nb, round, k, got, w)
+			}
+			if got := sc.ScoreDense(boundTop{dt}, ids, exclude, k); !sameScored(got, w) {
+				t.Fatalf("neighbors %d round %d k %d: with its bound got %v, want %v", nb, round, k, got, w)
 			}
 			// The ids handed out name the items selected, in order.
 			pre := []uint32{7}
@@ -267,6 +277,9 @@ func (s *sliceRows) DenseRow(id uint32) ([]uint32, []int64) {
 
 func (s *sliceRows) DenseItem(id uint32) string { return s.names[id] }
 
+// DenseLen implements DenseBound, as the speed layer's rows do.
+func (s *sliceRows) DenseLen() int { return len(s.names) }
+
 // BenchmarkScoreDenseRows is one scoring of 10 recent items from rows of
 // 50 neighbours, read in place by id, without building a model (a short
 // setup, for profiles and instruction counts): neighbours and sessions'
@@ -350,4 +363,71 @@ func benchScoreDenseRows(b *testing.B, n int) {
 		out, ids = sc.AppendScoreDenseIDs(out[:0], ids[:0], src, sessions[s], exclude, 20)
 	}
 	perEvent(b, cpu0, 1, "op")
+}
+
+// growingRows is a DenseRows source whose rows name items interned when the
+// row is first read, 1,500 at a time (past the accumulator's first 1,024
+// slots): what the speed layer's rows do when a view reads a row for the
+// first time. With bound it implements DenseBound.
+type growingRows struct {
+	names []string
+	rows  map[uint32][]uint32
+	bound bool
+}
+
+func (g *growingRows) DenseRow(id uint32) ([]uint32, []int64) {
+	row, ok := g.rows[id]
+	if !ok {
+		base := uint32(len(g.names))
+		for i := range 1500 {
+			g.names = append(g.names, fmt.Sprintf("g-%06d", int(base)+i))
+		}
+		for j := range 50 {
+			row = append(row, base+uint32(j*30)) // spread over the new ids, the last near the top
+		}
+		g.rows[id] = row
+	}
+	cnt := make([]int64, len(row))
+	for j := range cnt {
+		cnt[j] = int64(100 - j)
+	}
+	return row, cnt
+}
+
+func (g *growingRows) DenseItem(id uint32) string { return g.names[id] }
+
+type boundRows struct{ *growingRows }
+
+func (b boundRows) DenseLen() int { return len(b.names) }
+
+// TestScoreDenseBoundFollowsRows holds ScoreDense with a DenseBound source to
+// the same source without one, where each row read interns ids past every
+// bound asked before it: the accumulator must grow after each row by the
+// bound as it is then (a bound asked once per call, or not followed, indexes
+// past the accumulator's slots).
+func TestScoreDenseBoundFollowsRows(t *testing.T) {
+	p := DefaultParams()
+	for _, withBound := range []bool{false, true} {
+		plain := &growingRows{names: []string{"r0", "r1", "r2"}, rows: map[uint32][]uint32{}}
+		bounded := &growingRows{names: []string{"r0", "r1", "r2"}, rows: map[uint32][]uint32{}}
+		want, _ := NewScorer(p)
+		sc, _ := NewScorer(p)
+		for round := range 4 {
+			recent := []uint32{0, 1, 2}
+			if round > 0 { // rows read before, and one new
+				plain.names = append(plain.names, fmt.Sprintf("r%d", 2+round))
+				bounded.names = append(bounded.names, fmt.Sprintf("r%d", 2+round))
+				recent = append(recent, uint32(len(plain.names)-1))
+			}
+			w := want.ScoreDense(plain, recent, nil, 20)
+			var src DenseRows = bounded
+			if withBound {
+				src = boundRows{bounded}
+			}
+			got := sc.ScoreDense(src, recent, nil, 20)
+			if len(w) != 20 || !sameScored(got, w) {
+				t.Fatalf("bound %v round %d: got %v, want %v", withBound, round, got, w)
+			}
+		}
+	}
 }
