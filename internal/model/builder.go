@@ -546,33 +546,33 @@ func mergeUserRecs3Back(dst, a, b, c []userRec) []userRec {
 		if k == 0 {
 			break
 		}
-		var v userItem
+		var v userRec
 		first := true
 		if ka == k {
 			i--
-			v, first = a[i].v, false
+			v, first = a[i], false
 			ka = tail(a, i)
 		}
 		if kb == k {
 			j--
 			if first {
-				v, first = b[j].v, false
+				v, first = b[j], false
 			} else {
-				v = v.merge(b[j].v)
+				v = v.mergeVal(b[j])
 			}
 			kb = tail(b, j)
 		}
 		if kc == k {
 			l--
 			if first {
-				v = c[l].v
+				v = c[l]
 			} else {
-				v = v.merge(c[l].v)
+				v = v.mergeVal(c[l])
 			}
 			kc = tail(c, l)
 		}
 		w--
-		dst[w] = userRec{k: k - 1, v: v}
+		dst[w] = v
 	}
 	return dst[:copy(dst, dst[w:])]
 }
@@ -672,7 +672,7 @@ func mergeUserRecs(dst, a, b []userRec) []userRec {
 			dst = append(dst, b[j])
 			j++
 		default:
-			dst = append(dst, userRec{k: a[i].k, v: a[i].v.merge(b[j].v)})
+			dst = append(dst, a[i].mergeVal(b[j]))
 			i++
 			j++
 		}
@@ -798,12 +798,15 @@ func (b *Builder) buildShard(lo, hi int, off, perm []int32, spans []Span, bufs *
 				// The session's entries of one (user, item) merge here, as
 				// sortUserRecs would merge them: fewer entries to sort.
 				key := uint64(e.user)<<32 | uint64(e.item)
-				ui := userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase}
+				ur := userRec{k: key, last: e.time, wp: we << 1}
+				if e.kind == schemas.KindPurchase {
+					ur.wp |= 1
+				}
 				if rec >= 0 && users[rec].k == key {
-					users[rec].v = users[rec].v.merge(ui)
+					users[rec] = users[rec].mergeVal(ur)
 				} else {
 					rec = int32(len(users))
-					users = append(users, userRec{k: key, v: ui})
+					users = append(users, ur)
 				}
 				keptHash, keptItem, keptRec = append(keptHash, e.hash), append(keptItem, e.item), append(keptRec, rec)
 				keptTime, keptW = append(keptTime, e.time), append(keptW, we)

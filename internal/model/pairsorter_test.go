@@ -67,7 +67,7 @@ func TestMergeRuns(t *testing.T) {
 	urun := func(n, keys int) []userRec {
 		var out []userRec
 		for _, p := range run(n, keys) {
-			out = append(out, userRec{k: p.k, v: userItem{last: p.v * 7, weight: p.v, purchased: p.v > 1}})
+			out = append(out, newUserRec(p.k, userItem{last: p.v * 7, weight: p.v, purchased: p.v > 1}))
 		}
 		return out
 	}

@@ -35,7 +35,7 @@ func (r *Restorer) Item(item string, w int64) { r.m.pop.Add(item, w) }
 // User merges e into user's entry of e.Item.
 func (r *Restorer) User(user string, e UserItem) {
 	k := uint64(r.m.users.users.intern(user))<<32 | uint64(r.m.items.intern(e.Item))
-	r.users = append(r.users, userRec{k: k, v: userItem{last: e.Last, weight: e.Weight, purchased: e.Purchased}})
+	r.users = append(r.users, newUserRec(k, userItem{last: e.Last, weight: e.Weight, purchased: e.Purchased}))
 }
 
 // Model returns the restored model with stats s. The Restorer must not be
