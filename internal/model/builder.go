@@ -64,6 +64,8 @@ type buildBufs struct {
 // may return a run as it is) is dropped, not reused (Accumulator.Add).
 type shardBufs struct {
 	pairBuf, pairTmp, pairAcc []kv
+	pairPacked, pairPackedTmp []uint64
+	pairOut                   []kv
 	users, usersTmp           []userRec
 }
 
@@ -706,8 +708,12 @@ func (b *Builder) buildShard(lo, hi int, off, perm []int32, spans []Span, bufs *
 	)
 	pairs := newPairSorter(nItems)
 	pairs.buf, pairs.tmp, pairs.acc = bufs.pairBuf[:0], bufs.pairTmp, bufs.pairAcc[:0]
-	if cap(pairs.buf) < pairs.limit {
-		pairs.buf = make([]kv, 0, pairs.limit) // its first chunk, without regrowing
+	pairs.pbuf, pairs.ptmp, pairs.out = bufs.pairPacked[:0], bufs.pairPackedTmp, bufs.pairOut
+	// The first chunk, without regrowing.
+	if pairs.count && cap(pairs.pbuf) < pairs.limit {
+		pairs.pbuf = make([]uint64, 0, pairs.limit)
+	} else if !pairs.count && cap(pairs.buf) < pairs.limit {
+		pairs.buf = make([]kv, 0, pairs.limit)
 	}
 	n := int(off[hi] - off[lo])
 	users := bufs.users[:0]
@@ -815,6 +821,7 @@ func (b *Builder) buildShard(lo, hi int, off, perm []int32, spans []Span, bufs *
 	}
 	pairs.flush()
 	bufs.pairBuf, bufs.pairTmp = pairs.buf, pairs.tmp
+	bufs.pairPacked, bufs.pairPackedTmp, bufs.pairOut = pairs.pbuf, pairs.ptmp, pairs.out
 	out.pairs = pairs.result()
 	tmp := bufs.usersTmp
 	if cap(tmp) < len(users) {
