@@ -11,7 +11,8 @@ import (
 	"github.com/lambdarec/lambdarec/schemas"
 )
 
-// bevent is an event as the Builder buffers it: 48 bytes, strings interned.
+// bevent is an event as the Builder buffers it: 40 bytes, strings interned.
+// Its session is beside it, in Builder.sids.
 type bevent struct {
 	hash      uint64
 	time      int64
@@ -19,31 +20,37 @@ type bevent struct {
 	item      uint32
 	user      uint32
 	partition int32
-	next      int32 // next event of the same session, -1 at the end
 	kind      schemas.Kind
 }
 
 // Builder computes a Model from scratch over a set of events given in any
 // order: the full recompute. The batch layer feeds it a snapshot's events; the
-// tests use it as the reference. It buffers events compactly (about 48 bytes
+// tests use it as the reference. It buffers events compactly (about 44 bytes
 // each plus interned strings) and groups them by session in Build.
 type Builder struct {
 	m        *Model
 	sessions *dict
-	head     []int32  // first event of each session
 	user     []uint32 // user of each session's latest event (an interning shortcut)
-	tail     []int32  // last event of each session
-	size     []int32  // events of each session (sizes a shard's buffers without walking the lists)
+	size     []int32  // events of each session
 	evs      []bevent
+	sids     []uint32 // the session of each event of evs
 	// The ids of the previous event's session and item: consecutive events
 	// often repeat them, and comparing with the interned string is cheaper
-	// than a map lookup. Valid when len(head) > 0.
+	// than a map lookup. Valid when len(size) > 0.
 	lastSession, lastItem uint32
 	// spanFn, when set (EachSpan), receives every session's span in build.
 	spanFn func(session string, sp Span)
-	// bufs, when set (a part of an Accumulator), are the shards' buffers
-	// kept from the previous part (shardBufs).
-	bufs *[]*shardBufs
+	// bufs, when set (a part of an Accumulator), are the build's buffers
+	// kept from the previous part.
+	bufs *buildBufs
+}
+
+// buildBufs are the buffers an Accumulator keeps from part to part: the
+// shards' (shardBufs) and the permutation that groups a part's events by
+// session (Builder.build).
+type buildBufs struct {
+	shards []*shardBufs
+	perm   []int32
 }
 
 // shardBufs are one build shard's largest buffers — the pair sorter's
@@ -57,6 +64,8 @@ type Builder struct {
 // may return a run as it is) is dropped, not reused (Accumulator.Add).
 type shardBufs struct {
 	pairBuf, pairTmp, pairAcc []kv
+	pairPacked, pairPackedTmp []uint64
+	pairOut                   []kv
 	users, usersTmp           []userRec
 }
 
@@ -81,6 +90,7 @@ func (b *Builder) Len() int { return len(b.evs) }
 func (b *Builder) Grow(n int) {
 	if n > 0 {
 		b.evs = slices.Grow(b.evs, n)
+		b.sids = slices.Grow(b.sids, n)
 	}
 }
 
@@ -88,20 +98,20 @@ func (b *Builder) Grow(n int) {
 // by (partition, offset).
 func (b *Builder) Add(e Event) {
 	var sid uint32
-	if len(b.head) > 0 && b.sessions.str(b.lastSession) == e.SessionID {
+	if len(b.size) > 0 && b.sessions.str(b.lastSession) == e.SessionID {
 		sid = b.lastSession
 	} else {
 		sid = b.sessions.intern(e.SessionID)
 		b.lastSession = sid
 	}
 	var item uint32
-	if len(b.head) > 0 && b.m.items.str(b.lastItem) == e.ItemID {
+	if len(b.size) > 0 && b.m.items.str(b.lastItem) == e.ItemID {
 		item = b.lastItem
 	} else {
 		item = b.m.items.intern(e.ItemID)
 		b.lastItem = item
 	}
-	newSession := int(sid) == len(b.head)
+	newSession := int(sid) == len(b.size)
 	var user uint32
 	if !newSession && b.m.users.users.str(b.user[sid]) == e.UserID {
 		user = b.user[sid]
@@ -115,7 +125,6 @@ func (b *Builder) Add(e Event) {
 		item:      item,
 		user:      user,
 		partition: e.Partition,
-		next:      -1,
 		kind:      e.Kind,
 	})
 }
@@ -125,7 +134,7 @@ func (b *Builder) Add(e Event) {
 // dictionary map: its sessions are looked up in ix only).
 func (b *Builder) add(ix *sessionIndex, session []byte, e bevent) {
 	var sid uint32
-	if len(b.head) > 0 && b.sessions.str(b.lastSession) == string(session) {
+	if len(b.size) > 0 && b.sessions.str(b.lastSession) == string(session) {
 		sid = b.lastSession
 	} else {
 		sid = ix.intern(b.sessions, session)
@@ -257,19 +266,16 @@ func (ix *sessionIndex) grow(d *dict) {
 }
 
 // push appends e to session sid's events (a new session when sid is the
-// next id).
+// next id). The events stay in the order they came: build groups them by
+// session.
 func (b *Builder) push(sid uint32, e bevent) {
-	i := int32(len(b.evs))
 	b.evs = append(b.evs, e)
-	if int(sid) == len(b.head) {
-		b.head = append(b.head, i)
-		b.tail = append(b.tail, i)
+	b.sids = append(b.sids, sid)
+	if int(sid) == len(b.size) {
 		b.size = append(b.size, 1)
 		b.user = append(b.user, e.user)
 		return
 	}
-	b.evs[b.tail[sid]].next = i
-	b.tail[sid] = i
 	b.size[sid]++
 	b.user[sid] = e.user
 }
@@ -329,34 +335,45 @@ func (b *Builder) build() ([][]kv, [][]userRec) {
 	if buildMaxShards > 0 {
 		procs = buildMaxShards
 	}
-	shards := max(1, min(procs, len(b.evs)/buildShardEvents, len(b.head)))
+	nSess := len(b.size)
+	shards := max(1, min(procs, len(b.evs)/buildShardEvents, nSess))
 	outs := make([]shardOut, shards)
 	var spans []Span
 	if b.spanFn != nil {
-		spans = make([]Span, len(b.head))
+		spans = make([]Span, nSess)
 	}
-	bufs := make([]*shardBufs, shards)
-	if b.bufs != nil {
-		for len(*b.bufs) < shards {
-			*b.bufs = append(*b.bufs, &shardBufs{})
-		}
-		copy(bufs, *b.bufs)
+	bb := b.bufs
+	if bb == nil {
+		bb = &buildBufs{}
 	}
+	for len(bb.shards) < shards {
+		bb.shards = append(bb.shards, &shardBufs{})
+	}
+	off, perm := groupBySession(b.size, b.sids, bb.perm)
+	bb.perm = perm
 	var wg sync.WaitGroup
+	lo := 0
 	for w := range shards {
-		lo, hi := w*len(b.head)/shards, (w+1)*len(b.head)/shards
+		// The shards take consecutive sessions, about as many events each.
+		hi := nSess
+		if w < shards-1 {
+			want := int32((w + 1) * len(b.evs) / shards)
+			hi, _ = slices.BinarySearch(off[lo+1:], want)
+			hi = min(max(hi+lo+1, lo+1), nSess-(shards-1-w))
+		}
 		wg.Add(1)
-		go func() {
+		go func(lo, hi int) {
 			defer wg.Done()
-			outs[w] = b.buildShard(lo, hi, spans, bufs[w])
-		}()
+			outs[w] = b.buildShard(lo, hi, off, perm, spans, bb.shards[w])
+		}(lo, hi)
+		lo = hi
 	}
 	wg.Wait()
 	for sid, sp := range spans {
 		b.spanFn(b.sessions.str(uint32(sid)), sp)
 	}
 	b.spanFn = nil
-	b.evs, b.head, b.tail, b.size, b.user, b.sessions, b.m, b.bufs = nil, nil, nil, nil, nil, nil, nil, nil
+	b.evs, b.sids, b.size, b.user, b.sessions, b.m, b.bufs = nil, nil, nil, nil, nil, nil, nil
 	nItems := m.items.len()
 	pairs, users := make([][]kv, shards), make([][]userRec, shards)
 	for w, o := range outs {
@@ -379,6 +396,37 @@ func (b *Builder) build() ([][]kv, [][]userRec) {
 		}
 	}
 	return pairs, users
+}
+
+// groupBySession returns the events of each session, as indexes into the
+// events added, by a counting sort of sids (the session of each event;
+// size holds each session's count): session s's events are
+// perm[off[s]:off[s+1]], in the order they were added. perm is buf's array
+// when it is large enough. One pass over sids, the writes scattered over
+// perm (4 bytes an event), instead of a linked list of each session's
+// events to follow from event to event through the whole buffer.
+func groupBySession(size []int32, sids []uint32, buf []int32) (off, perm []int32) {
+	off = make([]int32, len(size)+1)
+	// off[s+1] is where session s starts, then, advanced as its events are
+	// placed, where it ends: the start of s+1.
+	var sum int32
+	for s, c := range size {
+		off[s+1] = sum
+		sum += c
+	}
+	if int(sum) != len(sids) {
+		panic("model: the sessions' event counts are out of step with the events")
+	}
+	perm = buf
+	if cap(perm) < len(sids) {
+		perm = make([]int32, len(sids), len(sids)+len(sids)/32)
+	}
+	perm = perm[:len(sids)]
+	for i, sid := range sids {
+		perm[off[sid+1]] = int32(i)
+		off[sid+1]++
+	}
+	return off, perm
 }
 
 // mergeKVRuns merges acc and the sorted, reduced runs into one (summing
@@ -500,33 +548,33 @@ func mergeUserRecs3Back(dst, a, b, c []userRec) []userRec {
 		if k == 0 {
 			break
 		}
-		var v userItem
+		var v userRec
 		first := true
 		if ka == k {
 			i--
-			v, first = a[i].v, false
+			v, first = a[i], false
 			ka = tail(a, i)
 		}
 		if kb == k {
 			j--
 			if first {
-				v, first = b[j].v, false
+				v, first = b[j], false
 			} else {
-				v = v.merge(b[j].v)
+				v = v.mergeVal(b[j])
 			}
 			kb = tail(b, j)
 		}
 		if kc == k {
 			l--
 			if first {
-				v = c[l].v
+				v = c[l]
 			} else {
-				v = v.merge(c[l].v)
+				v = v.mergeVal(c[l])
 			}
 			kc = tail(c, l)
 		}
 		w--
-		dst[w] = userRec{k: k - 1, v: v}
+		dst[w] = v
 	}
 	return dst[:copy(dst, dst[w:])]
 }
@@ -541,7 +589,7 @@ type Accumulator struct {
 	m     *Model
 	pairs []kv
 	users []userRec
-	bufs  []*shardBufs // the build shards' buffers, reused by the next part
+	bufs  buildBufs // the build's buffers, reused by the next part
 }
 
 // NewAccumulator returns an empty accumulator for parameters p.
@@ -575,7 +623,7 @@ func (a *Accumulator) Add(b *Builder) {
 	wg.Wait()
 	// The runs are merged: their buffers serve the next part, but for an
 	// array the totals kept as their own.
-	for _, sb := range a.bufs {
+	for _, sb := range a.bufs.shards {
 		if sameArray(sb.pairAcc, a.pairs) {
 			sb.pairAcc = nil
 		}
@@ -598,7 +646,7 @@ func sameArray[T any](a, b []T) bool {
 // used afterwards.
 func (a *Accumulator) Model() *Model {
 	m := a.m
-	a.bufs = nil // garbage before the bases are allocated
+	a.bufs = buildBufs{} // garbage before the bases are allocated
 	setBases(m, a.pairs, a.users)
 	a.m, a.pairs, a.users = nil, nil, nil
 	return m
@@ -626,7 +674,7 @@ func mergeUserRecs(dst, a, b []userRec) []userRec {
 			dst = append(dst, b[j])
 			j++
 		default:
-			dst = append(dst, userRec{k: a[i].k, v: a[i].v.merge(b[j].v)})
+			dst = append(dst, a[i].mergeVal(b[j]))
 			i++
 			j++
 		}
@@ -635,22 +683,22 @@ func mergeUserRecs(dst, a, b []userRec) []userRec {
 	return append(dst, b[j:]...)
 }
 
-// gatherSessions is how many sessions' event lists buildShard walks side by
-// side.
-const gatherSessions = 8
+// gatherSessions is how many sessions' events buildShard copies out of
+// the event buffer at a time.
+const gatherSessions = 32
 
-// buildShard processes sessions [lo, hi); spans, when not nil, receives
-// their spans (spans[sid]). bufs, when not nil, lends its buffers and gets
-// them back (with the runs returned, which it must not reuse before they
-// are merged).
-func (b *Builder) buildShard(lo, hi int, spans []Span, bufs *shardBufs) shardOut {
+// buildShard processes sessions [lo, hi), whose events are perm[off[s]:
+// off[s+1]] (groupBySession); spans, when not nil, receives their spans
+// (spans[sid]). bufs lends its buffers and gets them back (with the runs
+// returned, which it must not reuse before they are merged).
+func (b *Builder) buildShard(lo, hi int, off, perm []int32, spans []Span, bufs *shardBufs) shardOut {
 	m := b.m
 	p := &m.params
 	win := p.windowMicros()
 	nItems := m.items.len()
 	out := shardOut{pop: make([]int64, nItems), touched: make([]bool, nItems)}
 	// The session's accepted events so far, as parallel arrays of what the
-	// loops over them read (8 bytes apart, not an event's 48), the weight
+	// loops over them read (8 bytes apart, not an event's 40), the weight
 	// of each one's kind looked up once.
 	var (
 		keptHash        []uint64
@@ -658,58 +706,35 @@ func (b *Builder) buildShard(lo, hi int, spans []Span, bufs *shardBufs) shardOut
 		keptRec         []int32 // the index of each one's user entry in users
 		keptTime, keptW []int64
 	)
-	if bufs == nil {
-		bufs = &shardBufs{}
-	}
 	pairs := newPairSorter(nItems)
 	pairs.buf, pairs.tmp, pairs.acc = bufs.pairBuf[:0], bufs.pairTmp, bufs.pairAcc[:0]
-	if cap(pairs.buf) < pairs.limit {
-		pairs.buf = make([]kv, 0, pairs.limit) // its first chunk, without regrowing
+	pairs.pbuf, pairs.ptmp, pairs.out = bufs.pairPacked[:0], bufs.pairPackedTmp, bufs.pairOut
+	// The first chunk, without regrowing.
+	if pairs.count && cap(pairs.pbuf) < pairs.limit {
+		pairs.pbuf = make([]uint64, 0, pairs.limit)
+	} else if !pairs.count && cap(pairs.buf) < pairs.limit {
+		pairs.buf = make([]kv, 0, pairs.limit)
 	}
-	n := 0
-	for _, c := range b.size[lo:hi] {
-		n += int(c)
-	}
+	n := int(off[hi] - off[lo])
 	users := bufs.users[:0]
 	if cap(users) < n {
 		users = make([]userRec, 0, n)
 	}
-	var (
-		group []bevent
-		cur   [gatherSessions]int32
-		start [gatherSessions + 1]int
-		pos   [gatherSessions]int
-	)
+	var group []bevent
 	for g := lo; g < hi; g += gatherSessions {
-		// Gather the next sessions' events: their lists are walked side by
-		// side, so the loads of one list's next event (each depends on the
-		// one before, scattered over the whole buffer) overlap with the
-		// others' instead of waiting on memory one by one.
+		// Copy the next sessions' events out of the buffer, in session
+		// order: the loads are independent (their indexes are at hand),
+		// so they overlap instead of waiting on memory one by one.
 		gn := min(gatherSessions, hi-g)
-		total := 0
-		for j := range gn {
-			start[j], pos[j], cur[j] = total, total, b.head[g+j]
-			total += int(b.size[g+j])
-		}
-		start[gn] = total
-		group = slices.Grow(group[:0], total)[:total]
-		for moved := true; moved; {
-			moved = false
-			for j := range gn {
-				if i := cur[j]; i >= 0 {
-					e := &b.evs[i]
-					group[pos[j]] = *e
-					pos[j]++
-					cur[j] = e.next
-					moved = true
-				}
-			}
+		base := off[g]
+		idx := perm[base:off[g+gn]]
+		group = slices.Grow(group[:0], len(idx))[:len(idx)]
+		for j, i := range idx {
+			group[j] = b.evs[i]
 		}
 		for s := range gn {
-			if pos[s] != start[s+1] {
-				panic("model: a session's event count is out of step with its list")
-			}
-			sid, scratch := g+s, group[start[s]:start[s+1]]
+			sid := g + s
+			scratch := group[off[sid]-base : off[sid+1]-base]
 			if spans != nil {
 				sp := Span{First: scratch[0].time, Last: scratch[0].time}
 				for j := 1; j < len(scratch); j++ {
@@ -779,12 +804,15 @@ func (b *Builder) buildShard(lo, hi int, spans []Span, bufs *shardBufs) shardOut
 				// The session's entries of one (user, item) merge here, as
 				// sortUserRecs would merge them: fewer entries to sort.
 				key := uint64(e.user)<<32 | uint64(e.item)
-				ui := userItem{last: e.time, weight: we, purchased: e.kind == schemas.KindPurchase}
+				ur := userRec{k: key, last: e.time, wp: we << 1}
+				if e.kind == schemas.KindPurchase {
+					ur.wp |= 1
+				}
 				if rec >= 0 && users[rec].k == key {
-					users[rec].v = users[rec].v.merge(ui)
+					users[rec] = users[rec].mergeVal(ur)
 				} else {
 					rec = int32(len(users))
-					users = append(users, userRec{k: key, v: ui})
+					users = append(users, ur)
 				}
 				keptHash, keptItem, keptRec = append(keptHash, e.hash), append(keptItem, e.item), append(keptRec, rec)
 				keptTime, keptW = append(keptTime, e.time), append(keptW, we)
@@ -793,6 +821,7 @@ func (b *Builder) buildShard(lo, hi int, spans []Span, bufs *shardBufs) shardOut
 	}
 	pairs.flush()
 	bufs.pairBuf, bufs.pairTmp = pairs.buf, pairs.tmp
+	bufs.pairPacked, bufs.pairPackedTmp, bufs.pairOut = pairs.pbuf, pairs.ptmp, pairs.out
 	out.pairs = pairs.result()
 	tmp := bufs.usersTmp
 	if cap(tmp) < len(users) {

@@ -62,3 +62,40 @@ func TestBuildShardsEqualSerial(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupBySession: groupBySession lists every event once, under its own
+// session, in the order the events were added, with each session's range
+// as long as its count; a buffer large enough is reused.
+func TestGroupBySession(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 9))
+	for _, n := range []int{0, 1, 7, 1000} {
+		sessions := 1 + r.IntN(n/3+1)
+		size := make([]int32, sessions)
+		sids := make([]uint32, n)
+		for i := range sids {
+			sids[i] = uint32(r.IntN(sessions))
+			size[sids[i]]++
+		}
+		buf := make([]int32, 0, n+5)
+		off, perm := groupBySession(size, sids, buf)
+		if len(off) != sessions+1 || off[0] != 0 || int(off[sessions]) != n || len(perm) != n {
+			t.Fatalf("n %d: off %v, %d indexes", n, off, len(perm))
+		}
+		if n > 0 && &perm[0] != &buf[:1][0] {
+			t.Errorf("n %d: the buffer was not reused", n)
+		}
+		seen := make([]bool, n)
+		for s := range sessions {
+			if off[s+1]-off[s] != size[s] {
+				t.Fatalf("n %d: session %d has %d events, want %d", n, s, off[s+1]-off[s], size[s])
+			}
+			prev := int32(-1)
+			for _, i := range perm[off[s]:off[s+1]] {
+				if sids[i] != uint32(s) || i <= prev || seen[i] {
+					t.Fatalf("n %d: session %d lists event %d (of session %d) after %d", n, s, i, sids[i], prev)
+				}
+				seen[i], prev = true, i
+			}
+		}
+	}
+}

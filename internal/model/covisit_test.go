@@ -149,7 +149,6 @@ func TestCovisitTiers(t *testing.T) {
 
 func TestSortKV(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
-	var scratch reduceScratch
 	for _, n := range []int{0, 1, 2, 100, 3000, 1 << 12, 8000, 200, 70000} {
 		nItems := 1 + r.IntN(n+2)
 		var a []kv
@@ -164,13 +163,23 @@ func TestSortKV(t *testing.T) {
 			a = append(a, kv{k, v})
 			ref[k] += v
 		}
-		// sortReduceKV (one digit's counting sort and a dense sum) equals
-		// the radix sort and reduce, also when its scratch is reused.
-		fast := sortReduceKV(slices.Clone(a), make([]kv, len(a)), nItems, &scratch)
-		got := reduceKV(sortKV(a, make([]kv, len(a)), nItems))
-		if !slices.Equal(fast, got) {
-			t.Fatalf("n=%d (%d items): sortReduceKV differs from reduceKV(sortKV)", n, nItems)
+		// A packed chunk's counting sort and dense sum (ids of one digit)
+		// equals the radix sort and reduce, twice in a row (its scratch
+		// reused).
+		if s := newPairSorter(nItems); s.count {
+			for range 2 {
+				for _, p := range a {
+					s.addPacked(uint32(p.k>>32), uint32(p.k), p.v)
+				}
+				fast := slices.Clone(s.sortReducePacked())
+				clear(s.scratch.start)
+				s.pbuf = s.pbuf[:0]
+				if want := reduceKV(sortKV(slices.Clone(a), make([]kv, len(a)), nItems)); !slices.Equal(fast, want) {
+					t.Fatalf("n=%d (%d items): sortReducePacked differs from reduceKV(sortKV)", n, nItems)
+				}
+			}
 		}
+		got := reduceKV(sortKV(a, make([]kv, len(a)), nItems))
 		if !slices.IsSortedFunc(got, func(x, y kv) int { return int(int64(x.k>>1) - int64(y.k>>1)) }) {
 			t.Fatalf("n=%d: not sorted", n)
 		}
@@ -194,7 +203,7 @@ func TestSortKV(t *testing.T) {
 // BenchmarkSortReduceKV sorts and sums a pair sorter's chunk (1M
 // contributions of 5,000 items, about five per distinct pair, as a batch
 // of the generator's clickstream has): the radix sort and reduce against
-// sortReduceKV.
+// the pair sorter's packed chunk (sortReducePacked).
 func BenchmarkSortReduceKV(b *testing.B) {
 	const n, nItems = 1 << 20, 5000
 	r := rand.New(rand.NewPCG(7, 8))
@@ -211,11 +220,17 @@ func BenchmarkSortReduceKV(b *testing.B) {
 			reduceKV(sortKV(a, tmp, nItems))
 		}
 	})
-	b.Run("sortReduceKV", func(b *testing.B) {
-		var sc reduceScratch
+	b.Run("packed", func(b *testing.B) {
+		s := newPairSorter(nItems)
+		s.limit = 2 * n // no flush while adding
+		for _, p := range src {
+			s.addPacked(uint32(p.k>>32), uint32(p.k), p.v)
+		}
+		psrc, counts := slices.Clone(s.pbuf), slices.Clone(s.scratch.start)
 		for b.Loop() {
-			copy(a, src)
-			sortReduceKV(a, tmp, nItems, &sc)
+			copy(s.pbuf, psrc)
+			copy(s.scratch.start, counts)
+			s.sortReducePacked()
 		}
 	})
 }

@@ -109,7 +109,7 @@ func (u *Users) mergeBulk(o *Users) {
 			if o.items != u.items {
 				it = u.items.intern(o.items.str(it))
 			}
-			theirs = append(theirs, userRec{k: uint64(uid)<<32 | uint64(it), v: e})
+			theirs = append(theirs, newUserRec(uint64(uid)<<32|uint64(it), e))
 		}
 	}
 	theirs = sortUserRecs(theirs, nil, u.users.len(), u.items.len())
@@ -158,10 +158,10 @@ func mergeUserRow(di []uint32, dv []userItem, items []uint32, vals []userItem, d
 			put(items[i], vals[i])
 			i++
 		case items[i] > it:
-			put(it, d[j].v)
+			put(it, d[j].val())
 			j++
 		default:
-			put(it, vals[i].merge(d[j].v))
+			put(it, vals[i].merge(d[j].val()))
 			i++
 			j++
 		}
@@ -170,7 +170,7 @@ func mergeUserRow(di []uint32, dv []userItem, items []uint32, vals []userItem, d
 		put(items[i], vals[i])
 	}
 	for ; j < len(d); j++ {
-		put(uint32(d[j].k), d[j].v)
+		put(uint32(d[j].k), d[j].val())
 	}
 	return w
 }
@@ -188,7 +188,7 @@ func (u *Users) setBaseFromRecs(recs []userRec) {
 	pos := slices.Clone(off[:n])
 	for _, r := range recs {
 		user := r.k >> 32
-		items[pos[user]], vals[pos[user]] = uint32(r.k), r.v
+		items[pos[user]], vals[pos[user]] = uint32(r.k), r.val()
 		pos[user]++
 	}
 	var row []userRec
@@ -198,7 +198,7 @@ func (u *Users) setBaseFromRecs(recs []userRec) {
 		lo, hi := off[user], off[user+1]
 		row = row[:0]
 		for i := lo; i < hi; i++ {
-			row = append(row, userRec{k: uint64(items[i]), v: vals[i]})
+			row = append(row, newUserRec(uint64(items[i]), vals[i]))
 		}
 		slices.SortFunc(row, func(a, b userRec) int { return cmp.Compare(a.k, b.k) })
 		off[user] = w
@@ -206,9 +206,9 @@ func (u *Users) setBaseFromRecs(recs []userRec) {
 			r := row[i]
 			j := i + 1
 			for ; j < len(row) && row[j].k == r.k; j++ {
-				r.v = r.v.merge(row[j].v)
+				r = r.mergeVal(row[j])
 			}
-			items[w], vals[w] = uint32(r.k), r.v
+			items[w], vals[w] = uint32(r.k), r.val()
 			w++
 			i = j
 		}

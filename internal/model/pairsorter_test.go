@@ -10,7 +10,8 @@ import (
 // TestPairSorterEqualsSorted checks the pair sorter's totals (several
 // chunks, counted as they are added) against a plain sort and reduce of
 // every contribution, with totals that cancel to zero, for ids of one
-// radix digit (counting sort) and wider.
+// radix digit (packed contributions, counting sort) and wider, and with
+// weights too wide to pack.
 func TestPairSorterEqualsSorted(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 9))
 	for _, nItems := range []int{2, 40, 300, 9000} {
@@ -26,7 +27,13 @@ func TestPairSorterEqualsSorted(t *testing.T) {
 					continue
 				}
 			}
-			all = append(all, kv{pairKey(a, b), int64(r.IntN(7) - 3)})
+			w := int64(r.IntN(7) - 3)
+			if nItems == 300 && r.IntN(50) == 0 {
+				// Weights too large for a packed contribution (38 bits
+				// and more: added in pieces), of either sign.
+				w *= 1<<46 + int64(r.IntN(1<<40))
+			}
+			all = append(all, kv{pairKey(a, b), w})
 		}
 		want := reduceKV(sortKV(slices.Clone(all), make([]kv, len(all)), nItems))
 		t.Run(fmt.Sprintf("items=%d", nItems), func(t *testing.T) {
@@ -67,7 +74,7 @@ func TestMergeRuns(t *testing.T) {
 	urun := func(n, keys int) []userRec {
 		var out []userRec
 		for _, p := range run(n, keys) {
-			out = append(out, userRec{k: p.k, v: userItem{last: p.v * 7, weight: p.v, purchased: p.v > 1}})
+			out = append(out, newUserRec(p.k, userItem{last: p.v * 7, weight: p.v, purchased: p.v > 1}))
 		}
 		return out
 	}

@@ -105,15 +105,12 @@ func reduceKV(a []kv) []kv {
 	return out
 }
 
-// reduceScratch holds sortReduceKV's buffers, reused between calls.
+// reduceScratch holds the pair sorter's counting sort's arrays, reused
+// from chunk to chunk.
 type reduceScratch struct {
 	start []int    // where each lo bucket starts, then its fill position
 	sum   []int64  // the current bucket's totals, by hi
 	seen  []uint64 // the current bucket's his, a bit each
-	// counted says start[lo+1] holds already how many of the pairs have
-	// first id lo (the pair sorter counts them as it adds them, sparing
-	// sortReduceKV a read of every pair); sortReduceKV resets it.
-	counted bool
 }
 
 // size makes the scratch ready for ids below nItems.
@@ -123,70 +120,6 @@ func (sc *reduceScratch) size(nItems int) {
 		sc.sum = make([]int64, nItems)
 		sc.seen = make([]uint64, (nItems+63)/64)
 	}
-}
-
-// sortReduceKV returns what reduceKV(sortKV(a, tmp, nItems)) returns (the
-// sorted totals, zeros dropped; a, tmp and the result share their arrays as
-// there), with one pass of a counting sort instead of the radix sort's two
-// when ids fit one digit: the pairs are bucketed by lo, and each bucket is
-// summed into an array indexed by hi (nItems long: in cache) whose touched
-// entries are then read in order from a bitmap. Wider ids take sortKV.
-func sortReduceKV(a, tmp []kv, nItems int, sc *reduceScratch) []kv {
-	if bitsFor(nItems) > maxRadixBits {
-		return reduceKV(sortKV(a, tmp, nItems))
-	}
-	tmp = tmp[:len(a)]
-	sc.size(nItems)
-	start := sc.start[:nItems+1]
-	if !sc.counted {
-		clear(start)
-		for i := range a {
-			start[a[i].k>>32+1]++
-		}
-	}
-	sc.counted = false
-	for i := 1; i <= nItems; i++ {
-		start[i] += start[i-1]
-	}
-	// Scatter by lo; start[lo] moves to the end of its bucket (the start of
-	// the next one), so bucket lo is then tmp[start[lo-1]:start[lo]].
-	for i := range a {
-		lo := a[i].k >> 32
-		tmp[start[lo]] = a[i]
-		start[lo]++
-	}
-	sum, seen := sc.sum, sc.seen
-	out := a[:0] // a is read already; out never passes what tmp was read up to
-	from := 0
-	for lo := range nItems {
-		to := start[lo]
-		if from == to {
-			continue
-		}
-		minW, maxW := len(seen), -1
-		for _, x := range tmp[from:to] {
-			h := uint32(x.k)
-			w := int(h >> 6)
-			seen[w] |= 1 << (h & 63)
-			sum[h] += x.v
-			minW, maxW = min(minW, w), max(maxW, w)
-		}
-		from = to
-		base := uint64(lo) << 32
-		for w := minW; w <= maxW; w++ {
-			word := seen[w]
-			seen[w] = 0
-			for word != 0 {
-				h := w<<6 + bits.TrailingZeros64(word)
-				word &= word - 1
-				if v := sum[h]; v != 0 {
-					out = append(out, kv{base | uint64(h), v})
-					sum[h] = 0
-				}
-			}
-		}
-	}
-	return out
 }
 
 // mergeKV merges sorted, reduced a and sign·b into dst (reused), summing
@@ -222,21 +155,33 @@ func mergeKV(dst, a, b []kv, sign int64) []kv {
 // contributions.
 type pairSorter struct {
 	nItems   int
-	limit    int // flush when buf holds this many
+	limit    int // flush when the chunk holds this many
 	buf, tmp []kv
 	acc      []kv // the totals so far
 	scratch  reduceScratch
-	// count: sortReduceKV takes its counting sort (ids of one digit), and
-	// add counts the pairs of buf by first id into scratch.start[lo+1].
-	count bool
+	// count: ids of one digit (bitsFor(nItems) ≤ maxRadixBits). The chunk
+	// is then packed: each contribution one word, lo<<(64-b) | hi<<(64-2b)
+	// | weight in the low 64-2b bits (two's complement; b = bitsFor(nItems),
+	// so at least 38 bits), in pbuf (ptmp its scatter's buffer, out its
+	// totals), half the bytes of a kv to append, scatter and read back — a
+	// 10M-event build adds 46M of them. add counts the contributions by
+	// first id into scratch.start[lo+1], and flush sorts them by a counting
+	// sort (sortReducePacked).
+	count      bool
+	pbuf, ptmp []uint64
+	out        []kv
+	idBits     uint  // b
+	wMax       int64 // the largest weight a packed contribution holds (-wMax-1 the least)
 }
 
 const minChunk = 1 << 20
 
 func newPairSorter(nItems int) *pairSorter {
 	s := &pairSorter{nItems: nItems, limit: minChunk}
-	if bitsFor(nItems) <= maxRadixBits {
+	if b := bitsFor(nItems); b <= maxRadixBits {
 		s.count = true
+		s.idBits = uint(b)
+		s.wMax = 1<<(63-2*b) - 1
 		s.scratch.size(nItems)
 		clear(s.scratch.start)
 	}
@@ -247,26 +192,116 @@ func (s *pairSorter) add(a, b uint32, w int64) {
 	if a > b {
 		a, b = b, a
 	}
-	s.buf = append(s.buf, kv{uint64(a)<<32 | uint64(b), w})
 	if s.count {
-		s.scratch.start[a+1]++
+		// A weight too large to pack goes in pieces that sum to it (none
+		// with kind weights of at most maxWeight, the pair rule's and
+		// summed over a session's capped events: far below 2³⁷).
+		for w > s.wMax || w < -s.wMax {
+			piece := s.wMax
+			if w < 0 {
+				piece = -s.wMax
+			}
+			s.addPacked(a, b, piece)
+			w -= piece
+		}
+		s.addPacked(a, b, w)
+		return
 	}
+	s.buf = append(s.buf, kv{uint64(a)<<32 | uint64(b), w})
 	if len(s.buf) >= s.limit {
 		s.flush()
 	}
 }
 
+// addPacked adds a contribution of lo a, hi b and weight w (|w| ≤ wMax) to
+// the packed chunk.
+func (s *pairSorter) addPacked(a, b uint32, w int64) {
+	ib := s.idBits
+	s.pbuf = append(s.pbuf, uint64(a)<<(64-ib)|uint64(b)<<(64-2*ib)|uint64(w)&(1<<(64-2*ib)-1))
+	s.scratch.start[a+1]++
+	if len(s.pbuf) >= s.limit {
+		s.flush()
+	}
+}
+
+// sortReducePacked returns the packed chunk's totals, sorted by key, zeros
+// dropped, as reduceKV(sortKV(...)) returns them, by one pass of a counting
+// sort instead of the radix sort's two: the contributions are scattered by
+// lo (counted by addPacked), then each lo's are summed into an array
+// indexed by hi (nItems long: in cache) whose touched entries are then
+// read in order from a bitmap. The totals are in s.out's array.
+func (s *pairSorter) sortReducePacked() []kv {
+	a := s.pbuf
+	if cap(s.ptmp) < len(a) {
+		s.ptmp = make([]uint64, len(a), cap(a))
+	}
+	tmp := s.ptmp[:len(a)]
+	nItems := s.nItems
+	start := s.scratch.start[:nItems+1]
+	for i := 1; i <= nItems; i++ {
+		start[i] += start[i-1]
+	}
+	ib := s.idBits
+	loShift, hiShift := 64-ib, 64-2*ib
+	for _, x := range a {
+		lo := x >> loShift
+		tmp[start[lo]] = x
+		start[lo]++
+	}
+	sum, seen := s.scratch.sum, s.scratch.seen
+	hiMask := uint64(1)<<ib - 1
+	out := s.out[:0]
+	from := 0
+	for lo := range nItems {
+		to := start[lo]
+		if from == to {
+			continue
+		}
+		minW, maxW := len(seen), -1
+		for _, x := range tmp[from:to] {
+			h := uint32(x>>hiShift) & uint32(hiMask)
+			w := int(h >> 6)
+			seen[w] |= 1 << (h & 63)
+			sum[h] += int64(x<<(2*ib)) >> (2 * ib)
+			minW, maxW = min(minW, w), max(maxW, w)
+		}
+		from = to
+		base := uint64(lo) << 32
+		for w := minW; w <= maxW; w++ {
+			word := seen[w]
+			seen[w] = 0
+			for word != 0 {
+				h := w<<6 + bits.TrailingZeros64(word)
+				word &= word - 1
+				if v := sum[h]; v != 0 {
+					out = append(out, kv{base | uint64(h), v})
+					sum[h] = 0
+				}
+			}
+		}
+	}
+	s.out = out
+	return out
+}
+
 func (s *pairSorter) flush() {
-	if len(s.buf) == 0 {
-		return
-	}
-	if cap(s.tmp) < len(s.buf) {
-		s.tmp = make([]kv, len(s.buf))
-	}
-	s.scratch.counted = s.count
-	sorted := sortReduceKV(s.buf, s.tmp, s.nItems, &s.scratch)
+	var sorted []kv
 	if s.count {
+		if len(s.pbuf) == 0 {
+			return
+		}
+		sorted = s.sortReducePacked()
 		clear(s.scratch.start[:s.nItems+1]) // the next chunk's counts
+		s.pbuf = s.pbuf[:0]
+	} else {
+		if len(s.buf) == 0 {
+			return
+		}
+		if cap(s.tmp) < len(s.buf) {
+			s.tmp = make([]kv, len(s.buf))
+		}
+		sorted = reduceKV(sortKV(s.buf, s.tmp, s.nItems))
+		s.buf = s.buf[:0]
 	}
 	if len(s.acc) == 0 {
 		s.acc = append(s.acc[:0], sorted...)
@@ -282,7 +317,6 @@ func (s *pairSorter) flush() {
 	}
 	// Grow the chunk with the totals so the merges stay amortized.
 	s.limit = max(minChunk, len(s.acc)/2)
-	s.buf = s.buf[:0]
 }
 
 // result returns the sorted totals and releases the buffers.

@@ -193,20 +193,24 @@ func (s *Spill) Build(each func(b *Builder)) error {
 	parts := make(chan part)
 	stop := make(chan struct{})
 	done := make(chan struct{})
-	// The event buffer of a part built is reused by the part after next
-	// (two parts are in memory at once): no new 48 bytes an event, zeroed,
+	// The event buffers of a part built are reused by the part after next
+	// (two parts are in memory at once): no new 44 bytes an event, zeroed,
 	// for every part.
-	recycle := make(chan []bevent, 1)
+	type buffers struct {
+		evs  []bevent
+		sids []uint32
+	}
+	recycle := make(chan buffers, 1)
 	go func() {
 		defer close(done)
 		defer close(parts)
 		for i := range s.files {
-			var evs []bevent
+			var bufs buffers
 			select {
-			case evs = <-recycle:
+			case bufs = <-recycle:
 			default:
 			}
-			b, err := s.readShard(i, evs)
+			b, err := s.readShard(i, bufs.evs, bufs.sids)
 			select {
 			case parts <- part{b, err}:
 			case <-stop:
@@ -230,10 +234,10 @@ func (s *Spill) Build(each func(b *Builder)) error {
 		if each != nil {
 			each(p.b)
 		}
-		evs := p.b.evs
+		bufs := buffers{p.b.evs[:0], p.b.sids[:0]}
 		s.a.Add(p.b)
 		select {
-		case recycle <- evs[:0]:
+		case recycle <- bufs:
 		default:
 		}
 	}
@@ -241,10 +245,11 @@ func (s *Spill) Build(each func(b *Builder)) error {
 }
 
 // readShard reads shard i back into a Builder of its sessions and removes
-// its file; evs, when large enough, is the Builder's event buffer. It
+// its file; evs and sids, when large enough, are the Builder's event
+// buffers. It
 // touches only the new Builder and the shard's file: the item and user ids
 // in the records are interned already.
-func (s *Spill) readShard(i int, evs []bevent) (*Builder, error) {
+func (s *Spill) readShard(i int, evs []bevent, sids []uint32) (*Builder, error) {
 	f := s.files[i]
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("read spilled events: %w", err)
@@ -261,13 +266,13 @@ func (s *Spill) readShard(i int, evs []bevent) (*Builder, error) {
 	if h > 0 {
 		// Sized as the previous shard's, the session lists and index do not
 		// grow while they fill.
-		b.head, b.tail, b.user = make([]int32, 0, h), make([]int32, 0, h), make([]uint32, 0, h)
+		b.size, b.user = make([]int32, 0, h), make([]uint32, 0, h)
 	}
-	if cap(evs) >= s.n[i] {
-		b.evs = evs[:0]
+	if cap(evs) >= s.n[i] && cap(sids) >= s.n[i] {
+		b.evs, b.sids = evs[:0], sids[:0]
 	} else {
-		// With room for a slightly larger part to reuse it.
-		b.evs = make([]bevent, 0, s.n[i]+s.n[i]/32)
+		// With room for a slightly larger part to reuse them.
+		b.evs, b.sids = make([]bevent, 0, s.n[i]+s.n[i]/32), make([]uint32, 0, s.n[i]+s.n[i]/32)
 	}
 	// The records are parsed where the reader buffers them (Peek), not
 	// copied out one by one.
@@ -285,7 +290,6 @@ func (s *Spill) readShard(i int, evs []bevent) (*Builder, error) {
 			partition: int32(binary.LittleEndian.Uint32(h[24:])),
 			item:      binary.LittleEndian.Uint32(h[28:]),
 			user:      binary.LittleEndian.Uint32(h[32:]),
-			next:      -1,
 			kind:      schemas.Kind(h[36]),
 		}
 		n, w := binary.Uvarint(h[spillRecord:])

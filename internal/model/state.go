@@ -35,7 +35,7 @@ func (r *Restorer) Item(item string, w int64) { r.m.pop.Add(item, w) }
 // User merges e into user's entry of e.Item.
 func (r *Restorer) User(user string, e UserItem) {
 	k := uint64(r.m.users.users.intern(user))<<32 | uint64(r.m.items.intern(e.Item))
-	r.users = append(r.users, userRec{k: k, v: userItem{last: e.Last, weight: e.Weight, purchased: e.Purchased}})
+	r.users = append(r.users, newUserRec(k, userItem{last: e.Last, weight: e.Weight, purchased: e.Purchased}))
 }
 
 // Model returns the restored model with stats s. The Restorer must not be
@@ -105,11 +105,13 @@ func (s Span) Widen(t int64, ok bool) Span {
 // records. Call it before Build.
 func (b *Builder) SessionSpans() iter.Seq2[string, Span] {
 	return func(yield func(string, Span) bool) {
-		for sid, head := range b.head {
-			sp := Span{First: b.evs[head].time, Last: b.evs[head].time}
-			for i := b.evs[head].next; i >= 0; i = b.evs[i].next {
-				sp = sp.Widen(b.evs[i].time, true)
-			}
+		spans := make([]Span, len(b.size))
+		seen := make([]bool, len(b.size))
+		for i, sid := range b.sids {
+			spans[sid] = spans[sid].Widen(b.evs[i].time, seen[sid])
+			seen[sid] = true
+		}
+		for sid, sp := range spans {
 			if !yield(b.sessions.str(uint32(sid)), sp) {
 				return
 			}

@@ -46,3 +46,25 @@ func TestRecentIsTheFirstOfItems(t *testing.T) {
 		}
 	}
 }
+
+// TestUserRecValue: a userRec holds its value exactly (the purchased flag
+// packed beside the weight, negative weights included) and merges as
+// userItem.merge does.
+func TestUserRecValue(t *testing.T) {
+	vals := []userItem{
+		{}, {last: 5, weight: 1}, {last: -3, weight: 8, purchased: true},
+		{last: 1 << 50, weight: 1 << 45, purchased: true}, {last: 7, weight: -12}, {last: 2, weight: -1, purchased: true},
+	}
+	for _, a := range vals {
+		ra := newUserRec(42, a)
+		if ra.k != 42 || ra.val() != a {
+			t.Fatalf("%+v held as %+v", a, ra.val())
+		}
+		for _, b := range vals {
+			got := ra.mergeVal(newUserRec(7, b))
+			if got.k != 42 || got.val() != a.merge(b) {
+				t.Fatalf("%+v merged with %+v: %+v, want %+v", a, b, got.val(), a.merge(b))
+			}
+		}
+	}
+}
