@@ -614,6 +614,11 @@ func (d *denseRows) DenseRow(id uint32) ([]uint32, []int64) {
 	return d.ids[id], d.counts[id]
 }
 
+// DenseLen implements model.DenseBound: every id a row holds was named
+// when the row was added, so it is below len(names); ScoreDense then skips
+// its pass over each row for the row's largest id.
+func (d *denseRows) DenseLen() int { return len(d.names) }
+
 // DenseItem implements model.DenseRows: the item of a row added named by
 // id (only those are read: the rows' neighbours).
 func (d *denseRows) DenseItem(id uint32) string {
