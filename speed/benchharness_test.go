@@ -184,27 +184,11 @@ func TestBenchChildSource(t *testing.T) {
 	if len(key) != n {
 		t.Fatalf("%d distinct (partition, offset) among %d sends", len(key), n)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(src.topic().addr()), kgo.ConsumeTopics(src.topic().topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for got := 0; got < n; {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("read %d of %d records", got, n)
+	readTopic(t, src.topic().addr(), src.topic().topic, n, func(r *kgo.Record) {
+		if k, ok := key[at{r.Partition, r.Offset}]; !ok || k != sessionHash(r.Key) {
+			t.Errorf("record %d/%d (key %q): send key %x found %v, want %x", r.Partition, r.Offset, r.Key, k, ok, sessionHash(r.Key))
 		}
-		fs.EachRecord(func(r *kgo.Record) {
-			got++
-			if k, ok := key[at{r.Partition, r.Offset}]; !ok || k != sessionHash(r.Key) {
-				t.Errorf("record %d/%d (key %q): send key %x found %v, want %x", r.Partition, r.Offset, r.Key, k, ok, sessionHash(r.Key))
-			}
-		})
-	}
-	cl.Close()
+	})
 	src.close()
 }
 
@@ -256,7 +240,23 @@ func TestBenchFillChild(t *testing.T) {
 	for i := range want {
 		byPos[[2]int64{int64(want[i].part), want[i].off}] = &want[i]
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(tt.addr()), kgo.ConsumeTopics(tt.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	readTopic(t, tt.addr(), tt.topic, n, func(r *kgo.Record) {
+		w := byPos[[2]int64{int64(r.Partition), r.Offset}]
+		if w == nil || !bytes.Equal(w.key, r.Key) || !bytes.Equal(w.value, r.Value) {
+			t.Errorf("record %d/%d differs from the one generated there", r.Partition, r.Offset)
+		}
+	})
+	if c1 := src.cpuTotal(); c0 <= 0 || c1 < c0 {
+		t.Fatalf("child CPU %v then %v", c0, c1)
+	}
+	src.close()
+}
+
+// readTopic reads the first n records of topic on the broker at addr from
+// the start, calling fn on each; it fails t unless all n come within 30 s.
+func readTopic(t *testing.T, addr, topic string, n int, fn func(*kgo.Record)) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,17 +270,9 @@ func TestBenchFillChild(t *testing.T) {
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			got++
-			w := byPos[[2]int64{int64(r.Partition), r.Offset}]
-			if w == nil || !bytes.Equal(w.key, r.Key) || !bytes.Equal(w.value, r.Value) {
-				t.Errorf("record %d/%d differs from the one generated there", r.Partition, r.Offset)
-			}
+			fn(r)
 		})
 	}
-	if c1 := src.cpuTotal(); c0 <= 0 || c1 < c0 {
-		t.Fatalf("child CPU %v then %v", c0, c1)
-	}
-	cl.Close()
-	src.close()
 }
 
 // sendsOf places recs as benchSends (for sendEnds).
