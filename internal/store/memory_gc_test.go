@@ -16,7 +16,8 @@ import (
 // as the speed layer writes them), one forced collection per op.
 // gc-cpu-ms/op is the collector's CPU time per collection (runtime/metrics
 // /cpu/classes/gc/total), scan-heap-MB the heap it scans (/gc/scan/heap),
-// heap-MB the live heap; the views' item ids come from a shared pool of
+// heap-MB the live heap, est-bytes/view the store's estimate of a view
+// (SessionBytes, what its bound counts); the views' item ids come from a shared pool of
 // 5,000, as the speed layer's do.
 func BenchmarkMemoryGC(b *testing.B) {
 	ctx := context.Background()
@@ -50,7 +51,8 @@ func BenchmarkMemoryGC(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	if held, _, _ := m.SessionUsage(); held != sessions {
+	held, est, _ := m.SessionUsage()
+	if held != sessions {
 		b.Fatalf("%d views held, want %d", held, sessions)
 	}
 	samples := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/gc/scan/heap:bytes"}, {Name: "/gc/heap/live:bytes"}}
@@ -66,5 +68,6 @@ func BenchmarkMemoryGC(b *testing.B) {
 	b.ReportMetric((samples[0].Value.Float64()-gc0)*1e3/float64(b.N), "gc-cpu-ms/op")
 	b.ReportMetric(float64(samples[1].Value.Uint64())/1e6, "scan-heap-MB")
 	b.ReportMetric(float64(samples[2].Value.Uint64())/1e6, "heap-MB")
+	b.ReportMetric(float64(est)/sessions, "est-bytes/view")
 	runtime.KeepAlive(m)
 }
