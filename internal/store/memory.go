@@ -2,10 +2,12 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -22,6 +24,12 @@ import (
 // MemorySessionBytes. A batch view costs about (items × neighbours + users
 // × recs) × (48 bytes + the item id's length), plus users × recent items ×
 // 16 bytes (UserItems); the view is bounded by the batch's top-K.
+//
+// Each session view is held encoded in one pointer-free byte block (its
+// ids, items' ids and scores, purchases and explanation), in a slot of its
+// shard's slab found by the session id's 64-bit hash, so that the garbage
+// collector marks a block without scanning it (BenchmarkMemoryGC); a read
+// decodes a fresh copy.
 //
 // Session views leave the store when ExpireSessions expires them (the speed
 // layer's session timeout) or, when their estimated bytes (SessionBytes)
@@ -47,14 +55,16 @@ type Memory struct {
 	lastEvict atomic.Int64 // unix nanoseconds of the last eviction; 0: none
 	loggedAt  atomic.Int64 // unix nanoseconds of the last eviction log line
 
+	testHash func(string) uint64 // replaces the session ids' hash in tests (collisions)
+
 	shards [memShards]memShard
 }
 
 const memShards = 64
 
 // DefaultMemorySessionBytes is the default bound of the memory store's
-// session views (MemorySessionBytes): 256 MiB, about 100,000 views of 20
-// items with their explanations.
+// session views (MemorySessionBytes): 256 MiB, about 300,000 views of 20
+// items with their explanations (BenchmarkMemoryGC: 792 bytes a view).
 const DefaultMemorySessionBytes = 256 << 20
 
 // evictLogEvery is how often the memory store logs that it evicts views.
@@ -64,24 +74,38 @@ type memBatch struct {
 	view *BatchView
 }
 
+// memShard holds a 64th of the session views, each in one pointer-free
+// byte block (memSlot): the GC marks a block without scanning it, and its
+// index (a map from the session id's 64-bit hash to a slot) holds no
+// pointers either, so the views cost the collector little beyond the slab.
 type memShard struct {
-	mu       sync.RWMutex
-	sessions map[string]*memEntry
-	order    memEntry // the list's sentinel: order.next is the oldest-updated view, order.prev the newest
-	bytes    int64    // estimated bytes of the views held
+	mu    sync.RWMutex
+	index map[uint64]int32 // the session id's hash → the first slot of that hash (memSlot.hnext chains the others)
+	slots []memSlot        // slot 0 is the list's sentinel: slots[0].next is the oldest-updated view, slots[0].prev the newest
+	free  int32            // first free slot (chained by next); 0: none
+	views int              // slots in use
+	bytes int64            // estimated bytes of the views held
 }
 
-// memEntry is a stored session view, in its shard's list of views by
-// update (oldest first). A newer version of the view is written over it in
-// place, its Items and Purchased copied into the arrays it holds when they
-// fit, so that rewriting a session's view, what the speed layer mostly
-// does, allocates nothing: readers copy what they read under the shard's
-// lock (memShard.mu). Its explanation is copied as well, so a writer may
-// reuse the bytes it encoded it in (the speed layer does).
-type memEntry struct {
-	view       SessionView
-	size       int64 // SessionBytes(&view)
-	prev, next *memEntry
+// memSlot is a stored session view, in its shard's list of views by update
+// (oldest first). The view's strings, scores, purchases and explanation are
+// encoded into block (encodeView), which a newer version is written over in
+// place when it fits, so that rewriting a session's view, what the speed
+// layer mostly does, allocates nothing; readers decode a fresh copy under
+// the shard's lock (memShard.mu). What the writer passed is copied, so it
+// may reuse its slices (the speed layer does).
+type memSlot struct {
+	block                []byte // the encoded view (encodeView); nil: the slot is free
+	eventTime, updatedAt time.Time
+	hash                 uint64
+	offset               int64
+	size                 int64 // the estimated bytes counted for the view: memSlotOverhead + cap(block)
+	partition            int32
+	idLen, userLen       int32
+	items, bought        int32 // numbers of items and purchases; -1: a nil slice
+	expLen               int32 // the explanation's length; -1: nil
+	prev, next           int32 // the list by update; next also chains free slots
+	hnext                int32 // the next slot of the same hash; 0: none
 }
 
 // MemoryOpt configures NewMemory.
@@ -117,29 +141,136 @@ func NewMemory(opts ...MemoryOpt) *Memory {
 
 // init empties sh.
 func (sh *memShard) init() {
-	sh.sessions = map[string]*memEntry{}
-	sh.order.prev, sh.order.next = &sh.order, &sh.order
-	sh.bytes = 0
+	sh.index = map[uint64]int32{}
+	sh.slots = make([]memSlot, 1, 8)
+	sh.free, sh.views, sh.bytes = 0, 0, 0
 }
 
-// sessionViewOverhead is what a stored view costs besides its strings and
-// slices' contents: the SessionView, its map entry and its place in the
-// shard's list (memEntry's other fields).
-const sessionViewOverhead = int64(unsafe.Sizeof(memEntry{})) + 64
+// memSlotOverhead is what a stored view costs besides its block: its slot
+// and its index entry.
+const memSlotOverhead = int64(unsafe.Sizeof(memSlot{})) + 16
 
 // SessionBytes is the memory store's estimate of what it holds for view s:
-// the view's fixed part, its ids, items (each item id counted, though the
-// speed layer's item ids are often shared), purchases and explanation.
+// its slot and index entry, and its encoded bytes (encodeView: its ids,
+// items' ids and scores, purchases and explanation). A rewritten view
+// counts the capacity its block keeps from a larger earlier version.
 func SessionBytes(s *SessionView) int64 {
-	n := sessionViewOverhead + 2*int64(len(s.SessionID)) + int64(len(s.UserID)) + int64(len(s.Explanation))
-	n += int64(len(s.Items)) * int64(unsafe.Sizeof(Scored{}))
+	return memSlotOverhead + int64(encodedLen(s))
+}
+
+// encodedLen is the length of s encoded by encodeView.
+func encodedLen(s *SessionView) int {
+	n := len(s.SessionID) + len(s.UserID) + len(s.Explanation) + 8*len(s.Items)
 	for i := range s.Items {
-		n += int64(len(s.Items[i].Item))
+		n += uvarintLen(len(s.Items[i].Item)) + len(s.Items[i].Item)
 	}
 	for _, p := range s.Purchased {
-		n += int64(unsafe.Sizeof(p)) + int64(len(p))
+		n += uvarintLen(len(p)) + len(p)
 	}
 	return n
+}
+
+func uvarintLen(n int) int {
+	l := 1
+	for n >= 0x80 {
+		n >>= 7
+		l++
+	}
+	return l
+}
+
+// encodeView appends s to b: the session id, the user id, each item's id
+// (its length as a uvarint, its bytes), each purchase's (the same), the
+// items' scores (8 bytes each, little-endian IEEE 754) and the
+// explanation. The strings come first and together, so that a read copies
+// them in one string.
+func encodeView(b []byte, s *SessionView) []byte {
+	b = append(b, s.SessionID...)
+	b = append(b, s.UserID...)
+	for i := range s.Items {
+		b = binary.AppendUvarint(b, uint64(len(s.Items[i].Item)))
+		b = append(b, s.Items[i].Item...)
+	}
+	for _, p := range s.Purchased {
+		b = binary.AppendUvarint(b, uint64(len(p)))
+		b = append(b, p...)
+	}
+	for i := range s.Items {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(s.Items[i].Score))
+	}
+	return append(b, s.Explanation...)
+}
+
+// count is n, or -1 for a nil slice.
+func count[T any](s []T) int32 {
+	if s == nil {
+		return -1
+	}
+	return int32(len(s))
+}
+
+// set makes e hold s, encoded into its block (reused when large enough);
+// under its shard's lock held for writing. It returns the change of the
+// bytes counted for e.
+func (e *memSlot) set(s *SessionView) int64 {
+	need := encodedLen(s)
+	b := e.block
+	if cap(b) < need {
+		b = slices.Grow([]byte(nil), need) // a size class: the rest is slack for larger versions
+	}
+	e.block = encodeView(b[:0], s)
+	e.eventTime, e.updatedAt = s.EventTime, s.UpdatedAt
+	e.offset, e.partition = s.Offset, s.Partition
+	e.idLen, e.userLen = int32(len(s.SessionID)), int32(len(s.UserID))
+	e.items, e.bought, e.expLen = count(s.Items), count(s.Purchased), count(s.Explanation)
+	was := e.size
+	e.size = memSlotOverhead + int64(cap(e.block))
+	return e.size - was
+}
+
+// view decodes e into a fresh view (the explanation only when explained):
+// one string holds its user, item and purchase ids, sharing nothing with
+// e; id is the session id, which e holds.
+func (e *memSlot) view(id string, explained bool) SessionView {
+	v := SessionView{SessionID: id, EventTime: e.eventTime, UpdatedAt: e.updatedAt, Offset: e.offset, Partition: e.partition}
+	b := e.block[e.idLen:]
+	exp := len(b)
+	if e.expLen > 0 {
+		exp -= int(e.expLen)
+	}
+	scores := exp - 8*max(int(e.items), 0)
+	str := string(b[:scores]) // user, item and purchase ids
+	v.UserID = str[:e.userLen]
+	at := int(e.userLen)
+	next := func() string {
+		n, w := binary.Uvarint(b[at:])
+		at += w
+		s := str[at : at+int(n)]
+		at += int(n)
+		return s
+	}
+	if e.items >= 0 {
+		v.Items = make([]Scored, e.items)
+		for i := range v.Items {
+			v.Items[i].Item = next()
+		}
+		for i := range v.Items {
+			v.Items[i].Score = math.Float64frombits(binary.LittleEndian.Uint64(b[scores+8*i:]))
+		}
+	}
+	if e.bought >= 0 {
+		v.Purchased = make([]string, e.bought)
+		for i := range v.Purchased {
+			v.Purchased[i] = next()
+		}
+	}
+	if explained && e.expLen >= 0 {
+		v.Explanation = slices.Clone(b[exp:])
+		if v.Explanation == nil {
+			v.Explanation = []byte{}
+		}
+	}
+	return v
 }
 
 // MemoryEvictions counts the session views the memory store evicted to
@@ -166,7 +297,7 @@ func (m *Memory) SessionUsage() (views int, bytes, limit int64) {
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.RLock()
-		views += len(sh.sessions)
+		views += sh.views
 		bytes += sh.bytes
 		sh.mu.RUnlock()
 	}
@@ -271,8 +402,30 @@ func (m *Memory) Popular(ctx context.Context, k int) ([]Scored, error) {
 	return Top(b.view.Popular, k), nil
 }
 
+// hashID is the 64-bit hash of a session id: its shard (modulo memShards)
+// and its key in the shard's index.
+func (m *Memory) hashID(id string) uint64 {
+	if m.testHash != nil {
+		return m.testHash(id)
+	}
+	return maphash.String(m.seed, id)
+}
+
 func (m *Memory) shard(id string) *memShard {
-	return &m.shards[maphash.String(m.seed, id)%memShards]
+	return &m.shards[m.hashID(id)%memShards]
+}
+
+// find returns the slot of session id, of hash h, or 0; under sh.mu.
+func (sh *memShard) find(h uint64, id string) int32 {
+	i := sh.index[h]
+	for i != 0 {
+		e := &sh.slots[i]
+		if string(e.block[:e.idLen]) == id {
+			return i
+		}
+		i = e.hnext
+	}
+	return 0
 }
 
 // UpsertSession stores s unless a view that is not older (Newer) is stored.
@@ -305,33 +458,33 @@ func (m *Memory) UpsertSessions(ctx context.Context, ss []SessionView) error {
 }
 
 // upsert stores a copy of s unless the stored view is not older: one
-// look-up under the shard's lock, and a rewrite of the stored entry in
+// look-up under the shard's lock, and a rewrite of the stored block in
 // place.
 func (m *Memory) upsert(s *SessionView) {
-	size := SessionBytes(s)
-	sh := m.shard(s.SessionID)
+	h := m.hashID(s.SessionID)
+	sh := &m.shards[h%memShards]
 	sh.mu.Lock()
-	e := sh.sessions[s.SessionID]
-	switch {
-	case e == nil:
-		e = &memEntry{}
-		e.set(s, size)
-		sh.sessions[s.SessionID] = e
-		sh.pushBack(e)
-		sh.bytes += e.size
-	case Newer(s, &e.view):
-		was := e.size
-		e.set(s, size)
-		sh.bytes += e.size - was
-		sh.unlink(e)
-		sh.pushBack(e)
-	default:
+	i := sh.find(h, s.SessionID)
+	if i == 0 {
+		i = sh.alloc()
+		e := &sh.slots[i]
+		e.hash = h
+		e.hnext = sh.index[h]
+		sh.index[h] = i
+		sh.bytes += e.set(s)
+		sh.views++
+		sh.pushBack(i)
+	} else if e := &sh.slots[i]; s.Offset > e.offset || s.Offset == e.offset && s.UpdatedAt.After(e.updatedAt) { // Newer
+		sh.bytes += e.set(s)
+		sh.unlink(i)
+		sh.pushBack(i)
+	} else {
 		sh.mu.Unlock()
 		return
 	}
 	var evicted int64
-	for sh.bytes > m.shardBytes && len(sh.sessions) > 1 {
-		sh.remove(sh.order.next)
+	for sh.bytes > m.shardBytes && sh.views > 1 {
+		sh.remove(sh.slots[0].next)
 		evicted++
 	}
 	sh.mu.Unlock()
@@ -340,44 +493,29 @@ func (m *Memory) upsert(s *SessionView) {
 	}
 }
 
-// set makes e hold a copy of s, reusing e's arrays; under its shard's lock
-// held for writing. size is SessionBytes(s); e.size adds the arrays'
-// capacity beyond s's lengths, which a reused array keeps from a larger
-// earlier view, so that the bound counts what the entry holds.
-func (e *memEntry) set(s *SessionView, size int64) {
-	items, bought, exp := e.view.Items, e.view.Purchased, e.view.Explanation
-	e.view = *s
-	e.view.Items = reuseAppend(items, s.Items)
-	e.view.Purchased = reuseAppend(bought, s.Purchased)
-	e.view.Explanation = reuseAppend(exp, s.Explanation)
-	v := &e.view
-	e.size = size + int64(cap(v.Items)-len(v.Items))*int64(unsafe.Sizeof(Scored{})) +
-		int64(cap(v.Purchased)-len(v.Purchased))*int64(unsafe.Sizeof("")) + int64(cap(v.Explanation)-len(v.Explanation))
-}
-
-// reuseAppend returns a copy of src in buf's array when it fits (else in a
-// new one): nil when src is nil, as slices.Clone.
-func reuseAppend[T any](buf, src []T) []T {
-	if src == nil {
-		return nil
+// alloc returns a free slot, the last freed one first.
+func (sh *memShard) alloc() int32 {
+	if i := sh.free; i != 0 {
+		sh.free = sh.slots[i].next
+		sh.slots[i].next = 0
+		return i
 	}
-	if buf == nil || cap(buf) < len(src) {
-		return slices.Clone(src)
-	}
-	return append(buf[:0], src...)
+	sh.slots = append(sh.slots, memSlot{})
+	return int32(len(sh.slots) - 1)
 }
 
-// pushBack puts e last in sh's list (the newest-updated); unlink takes it
-// out.
-func (sh *memShard) pushBack(e *memEntry) {
-	last := sh.order.prev
-	e.prev, e.next = last, &sh.order
-	last.next, sh.order.prev = e, e
+// pushBack puts slot i last in sh's list (the newest-updated); unlink
+// takes it out.
+func (sh *memShard) pushBack(i int32) {
+	last := sh.slots[0].prev
+	sh.slots[i].prev, sh.slots[i].next = last, 0
+	sh.slots[last].next, sh.slots[0].prev = i, i
 }
 
-func (sh *memShard) unlink(e *memEntry) {
-	e.prev.next, e.next.prev = e.next, e.prev
-	e.prev, e.next = nil, nil
+func (sh *memShard) unlink(i int32) {
+	e := &sh.slots[i]
+	sh.slots[e.prev].next, sh.slots[e.next].prev = e.next, e.prev
+	e.prev, e.next = 0, 0
 }
 
 // noteEvictions counts n views evicted now, and logs it at most once every
@@ -395,11 +533,28 @@ func (m *Memory) noteEvictions(n int64) {
 		"evicted_total", total, "views", views, "bytes", bytes, "limit_bytes", limit)
 }
 
-// remove drops the view of e; under sh.mu held for writing.
-func (sh *memShard) remove(e *memEntry) {
-	sh.unlink(e)
-	delete(sh.sessions, e.view.SessionID)
+// remove drops the view in slot i, frees its block and puts the slot on
+// the free list; under sh.mu held for writing.
+func (sh *memShard) remove(i int32) {
+	sh.unlink(i)
+	e := &sh.slots[i]
+	// Out of its hash's chain.
+	if p := sh.index[e.hash]; p == i {
+		if e.hnext == 0 {
+			delete(sh.index, e.hash)
+		} else {
+			sh.index[e.hash] = e.hnext
+		}
+	} else {
+		for sh.slots[p].hnext != i {
+			p = sh.slots[p].hnext
+		}
+		sh.slots[p].hnext = e.hnext
+	}
 	sh.bytes -= e.size
+	sh.views--
+	*e = memSlot{next: sh.free}
+	sh.free = i
 }
 
 // Session returns the stored view of session id.
@@ -419,20 +574,16 @@ func (m *Memory) session(id string, explained bool) (SessionView, bool, error) {
 	if err := m.check(); err != nil {
 		return SessionView{}, false, err
 	}
-	sh := m.shard(id)
+	h := m.hashID(id)
+	sh := &m.shards[h%memShards]
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
-	e := sh.sessions[id]
-	if e == nil {
+	i := sh.find(h, id)
+	if i == 0 {
 		return SessionView{}, false, nil
 	}
-	// The stored view is rewritten in place (memEntry): it is copied under
-	// the lock.
-	v := e.view
-	if !explained {
-		v.Explanation = nil
-	}
-	return CloneSession(v), true, nil
+	// The stored block is rewritten in place: it is decoded under the lock.
+	return sh.slots[i].view(id, explained), true, nil
 }
 
 // ExpireSessions removes sessions whose EventTime is before cutoff, exactly,
@@ -445,11 +596,13 @@ func (m *Memory) ExpireSessions(ctx context.Context, cutoff time.Time) (int64, e
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
-		for _, e := range sh.sessions {
-			if e.view.EventTime.Before(cutoff) {
-				sh.remove(e)
+		for i := sh.slots[0].next; i != 0; {
+			next := sh.slots[i].next
+			if sh.slots[i].eventTime.Before(cutoff) {
+				sh.remove(i)
 				n++
 			}
+			i = next
 		}
 		sh.mu.Unlock()
 		if err := ctx.Err(); err != nil {

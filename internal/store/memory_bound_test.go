@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unsafe"
 )
 
 // boundView is a session view of about 1.2 KB.
@@ -118,20 +117,32 @@ func TestMemorySessionBound(t *testing.T) {
 	}
 }
 
-// A rewritten view reuses its entry's arrays, which keep the capacity of
-// the largest view written there: the bound counts that capacity, not only
-// the current view's lengths, and a new entry or a view as large as its
-// arrays counts exactly SessionBytes.
+// A rewritten view reuses its entry's block, which keeps the capacity of
+// the largest view written there: the bound counts that capacity (the
+// block's real size), not only the current view's encoded bytes; a new
+// entry counts SessionBytes plus its block's rounding up to a size class.
 func TestMemoryBoundCountsHeldCapacity(t *testing.T) {
 	ctx := context.Background()
 	m := NewMemory()
+	held := func() (int64, int) {
+		t.Helper()
+		sh := m.shard("s1")
+		i := sh.find(m.hashID("s1"), "s1")
+		if i == 0 {
+			t.Fatal("s1 not held")
+		}
+		_, used, _ := m.SessionUsage()
+		return used, cap(sh.slots[i].block)
+	}
 	big := boundView("s1", 1)
 	big.Purchased = []string{"a", "b", "c"}
 	if err := m.UpsertSession(ctx, big); err != nil {
 		t.Fatal(err)
 	}
-	if _, used, _ := m.SessionUsage(); used != SessionBytes(&big) {
-		t.Fatalf("new entry: %d bytes counted, want SessionBytes %d", used, SessionBytes(&big))
+	used, capacity := held()
+	if used != memSlotOverhead+int64(capacity) || used < SessionBytes(&big) || used > SessionBytes(&big)+SessionBytes(&big)/8 {
+		t.Fatalf("new entry: %d bytes counted (block of %d), want SessionBytes %d rounded up to its block's size class",
+			used, capacity, SessionBytes(&big))
 	}
 	small := boundView("s1", 2)
 	small.Items = small.Items[:1]
@@ -139,13 +150,21 @@ func TestMemoryBoundCountsHeldCapacity(t *testing.T) {
 	if err := m.UpsertSession(ctx, small); err != nil {
 		t.Fatal(err)
 	}
-	_, used, _ := m.SessionUsage()
-	held := SessionBytes(&small) + int64(len(big.Items)-1)*int64(unsafe.Sizeof(Scored{})) + 2*int64(unsafe.Sizeof(""))
-	if used != held {
-		t.Fatalf("rewritten smaller: %d bytes counted, want %d (SessionBytes %d + the capacity kept from the larger view)",
-			used, held, SessionBytes(&small))
+	if u, c := held(); u != used || c != capacity || u <= SessionBytes(&small) {
+		t.Fatalf("rewritten smaller: %d bytes counted (block of %d), want the %d of the kept block (SessionBytes %d)",
+			u, c, used, SessionBytes(&small))
 	}
-	if n, err := m.ExpireSessions(ctx, small.EventTime.Add(time.Second)); err != nil || n != 1 {
+	larger := boundView("s1", 3)
+	for i := range 40 {
+		larger.Items = append(larger.Items, Scored{Item: fmt.Sprintf("more%05d", i)})
+	}
+	if err := m.UpsertSession(ctx, larger); err != nil {
+		t.Fatal(err)
+	}
+	if u, c := held(); u != memSlotOverhead+int64(c) || u < SessionBytes(&larger) {
+		t.Fatalf("rewritten larger: %d bytes counted (block of %d), want at least SessionBytes %d", u, c, SessionBytes(&larger))
+	}
+	if n, err := m.ExpireSessions(ctx, larger.EventTime.Add(time.Second)); err != nil || n != 1 {
 		t.Fatalf("expire: %d, %v", n, err)
 	}
 	if _, used, _ := m.SessionUsage(); used != 0 {
