@@ -65,14 +65,12 @@ type denseSlot struct {
 	score float64
 }
 
-// denseCand is an item touched by ScoreDense: its id, and whether it may
-// be recommended (rec 1; 0: a recent item or one excluded, never
-// recommended).
-// 8 bytes, no pointer: the item's string is only looked up (DenseItem) for
-// the candidates the selection compares by item.
+// denseCand is an item touched by ScoreDense: its id (a recent item's
+// slot scores NaN, so the selection passes it over). 4 bytes, no pointer:
+// the item's string is only looked up (DenseItem) for the candidates the
+// selection compares by item.
 type denseCand struct {
-	id  uint32
-	rec uint32
+	id uint32
 }
 
 // denseSel is a candidate of the selection, with its item.
@@ -145,10 +143,12 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 	gen := a.gen
 	a.src = src
 	bound, _ := src.(DenseBound)
+	// A recent item's score is NaN: what rows add to it stays NaN, and the
+	// selection's comparisons all reject it, so it needs no test of its own.
 	for _, id := range recent {
 		a.grow(id)
 		if sl := &a.slots[id]; sl.stamp != gen {
-			*sl = denseSlot{stamp: gen}
+			*sl = denseSlot{stamp: gen, score: math.NaN()}
 			a.cands = append(a.cands, denseCand{id: id})
 		}
 	}
@@ -218,7 +218,7 @@ func accumulate(slots []denseSlot, buf []denseCand, row []int64, nids []uint32, 
 		sl := &slots[id]
 		if sl.stamp != gen {
 			*sl = denseSlot{stamp: gen, score: term}
-			buf[n] = denseCand{id: id, rec: gen} // gen > 0
+			buf[n] = denseCand{id: id}
 			n++
 			continue
 		}
@@ -266,15 +266,17 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
 	equal := a.equal[:0]
 	cands := a.cands
 	// least is the heap's least score once it holds k, so the common
-	// case, a candidate it rejects, is one comparison (scores are
-	// positive, never NaN).
+	// case, a candidate it rejects, is one comparison (the scores of
+	// candidates that may be recommended are positive; those of recent
+	// items NaN, which every comparison rejects).
 	least := math.Inf(-1)
 	slots := a.slots
 	for i := 0; i < len(cands); i++ {
 		// Skip what the heap rejects, in a loop of its own (no call in
-		// it, so its values stay in registers): most candidates.
+		// it, so its values stay in registers): most candidates, and
+		// the recent items.
 		for ; i < len(cands); i++ {
-			if c := cands[i]; c.rec != 0 && slots[c.id].score >= least {
+			if slots[cands[i].id].score >= least {
 				break
 			}
 		}
@@ -346,9 +348,7 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
 func (a *denseAcc) offer(i uint32, k int, exclude func(string) bool) float64 {
 	c := &a.cands[i]
 	fh := a.fheap
-	if exclude != nil && exclude(a.item(*c)) {
-		c.rec = 0 // never recommended
-	} else {
+	if exclude == nil || !exclude(a.item(*c)) {
 		a.entered = append(a.entered, i)
 		sc := a.slots[c.id].score
 		if len(fh) < k {
