@@ -537,8 +537,7 @@ func (r *runAcc[T]) add(runs [][]T, merge2 func(dst, a, b []T) []T, back, fwd fu
 // dst's end down, never reach an entry of a not yet read. The merged run is
 // then moved to the start of dst.
 func mergeKV3Back(dst, a, b, c []kv) []kv {
-	n := len(a) + len(b) + len(c)
-	dst = dst[:n:n]
+	dst = dst[:cap(dst)]
 	return dst[:copy(dst, mergeKV3BackEnd(dst, a, b, c))]
 }
 
@@ -642,8 +641,7 @@ func mergeUserRuns(acc []userRec, runs [][]userRec) []userRec {
 
 // mergeUserRecs3Back is mergeKV3Back for (user, item) entries.
 func mergeUserRecs3Back(dst, a, b, c []userRec) []userRec {
-	n := len(a) + len(b) + len(c)
-	dst = dst[:n:n]
+	dst = dst[:cap(dst)]
 	return dst[:copy(dst, mergeUserRecs3BackEnd(dst, a, b, c))]
 }
 
