@@ -61,8 +61,8 @@ type buildBufs struct {
 // its buffers are free by then, and the next part does not allocate and
 // zero them again (BenchmarkSpillBuild at 10M events in parts of 1M:
 // 1.51 GB allocated instead of 2.80 GB). A buffer the merged totals took
-// as their own array (mergeRuns
-// may return a run as it is) is dropped, not reused (Accumulator.Add).
+// as their own array (runAcc.add
+// may take a run as it is) is dropped, not reused (Accumulator.Add).
 type shardBufs struct {
 	pairBuf, pairTmp, pairAcc []kv
 	pairPacked, pairPackedTmp []uint64
@@ -442,10 +442,9 @@ func mergeKVRuns(acc []kv, runs [][]kv) []kv {
 // (two runs into a new slice) while more than two are left, then acc and
 // the last two with merge3back (mergeKV3Back) into acc's array when its
 // capacity holds the three, else into a new one with an eighth to spare.
-// The accumulated totals of a recompute in parts (the largest arrays of the
-// build phase) are so merged part after part in the same array: no second
-// array of them to allocate and zero at every part, and not two of them in
-// memory during a merge. acc or a run may be returned as it is.
+// acc or a run may be returned as it is. (The totals of a recompute in
+// parts are merged by runAcc.add instead, which leaves them where the merge
+// lands.)
 func mergeRuns[T any](acc []T, runs [][]T, merge2 func(dst, a, b []T) []T, merge3back func(dst, a, b, c []T) []T) []T {
 	list := make([][]T, 0, len(runs))
 	for _, r := range runs {
@@ -483,7 +482,11 @@ func mergeRuns[T any](acc []T, runs [][]T, merge2 func(dst, a, b []T) []T, merge
 // run is at the start, from the start up when it is at the end. The merged
 // run stays where it lands: a merge in place from the end down moved it
 // back to the start of its array afterwards (mergeKV3Back's copy), a copy
-// of the whole totals so far at every part.
+// of the whole totals so far at every part. The totals (the largest arrays
+// of the build phase) are so merged part after part in one array while it
+// has room: no second array of them to allocate and zero at every part,
+// and not two of them in memory during a merge (BenchmarkAccumulatorTotals:
+// 10 parts of two 540k-pair runs, 15% less CPU than moved back).
 type runAcc[T any] struct {
 	arr, run []T
 }
