@@ -123,6 +123,79 @@ func TestMergeRuns(t *testing.T) {
 	}
 }
 
+// TestRunAccMergesBothWays checks an Accumulator's totals (runAcc) over
+// parts of zero to three runs each — pair totals that cancel to zero, user
+// entries whose values merge — against pairwise merges of every run, and
+// that while its array has room the totals are merged in it, alternately
+// from its end down and from its start up, with the result at the end and
+// at the start in turn.
+func TestRunAccMergesBothWays(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 11))
+	run := func(n, keys int) []kv {
+		m := map[uint64]int64{}
+		for range n {
+			m[uint64(r.IntN(keys))<<32|uint64(r.IntN(keys))] += int64(r.IntN(5) - 2)
+		}
+		var out []kv
+		for k, v := range m {
+			if v != 0 {
+				out = append(out, kv{k, v})
+			}
+		}
+		slices.SortFunc(out, func(a, b kv) int { return cmpU64(a.k, b.k) })
+		return out
+	}
+	merge2 := func(dst, a, b []kv) []kv { return mergeKV(dst, a, b, 1) }
+	inPlace, atEnd, atStart := 0, 0, 0
+	for trial := range 20 {
+		keys := []int{3, 12, 40}[trial%3]
+		var acc runAcc[kv]
+		var uacc runAcc[userRec]
+		var want []kv
+		var uwant []userRec
+		for part := range 12 {
+			var runs [][]kv
+			var uruns [][]userRec
+			for range r.IntN(4) {
+				x := run(r.IntN(60), keys)
+				runs = append(runs, x)
+				want = mergeKV(nil, want, x, 1)
+				var u []userRec
+				for _, p := range x {
+					u = append(u, newUserRec(p.k, userItem{last: p.v * 7, weight: p.v, purchased: p.v > 1}))
+				}
+				uruns = append(uruns, u)
+				uwant = mergeUserRecs(nil, uwant, u)
+			}
+			arr := acc.arr
+			acc.add(runs, merge2, mergeKV3BackEnd, mergeKV3Fwd)
+			uacc.add(uruns, mergeUserRecs, mergeUserRecs3BackEnd, mergeUserRecs3Fwd)
+			if !slices.Equal(acc.run, want) && (len(acc.run) > 0 || len(want) > 0) {
+				t.Fatalf("trial %d, part %d: totals differ at %d (%d, want %d)", trial, part, firstDiff(acc.run, want), len(acc.run), len(want))
+			}
+			if len(uacc.run) != len(uwant) || (len(uwant) > 0 && !slices.Equal(uacc.run, uwant)) {
+				t.Fatalf("trial %d, part %d: user entries differ (%d, want %d)", trial, part, len(uacc.run), len(uwant))
+			}
+			if len(acc.run) > 0 && (&acc.run[0] == &acc.arr[0]) == (&acc.run[len(acc.run)-1] == &acc.arr[len(acc.arr)-1]) && len(acc.run) != len(acc.arr) {
+				t.Fatalf("trial %d, part %d: the totals lie at neither end of their array", trial, part)
+			}
+			if len(arr) > 0 && len(acc.arr) > 0 && &arr[0] == &acc.arr[0] && len(runs) > 0 && len(acc.run) > 0 {
+				inPlace++
+				if &acc.run[len(acc.run)-1] == &acc.arr[len(acc.arr)-1] {
+					atEnd++
+				}
+				if &acc.run[0] == &acc.arr[0] {
+					atStart++
+				}
+			}
+		}
+	}
+	if atEnd == 0 || atStart == 0 {
+		t.Fatalf("%d merges in place: %d to the end, %d to the start; want both", inPlace, atEnd, atStart)
+	}
+	t.Logf("%d merges in place: %d to the end, %d to the start", inPlace, atEnd, atStart)
+}
+
 func cmpU64(a, b uint64) int {
 	switch {
 	case a < b:
@@ -140,4 +213,58 @@ func firstDiff(a, b []kv) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// BenchmarkAccumulatorTotals merges the pair totals of 10 parts of 2
+// shard runs each, as a 10M-event recompute in parts does (runs of 540k
+// pairs out of a skewed 4M-key space, totals of about 3.4M pairs): "moved"
+// merges each part into the totals' array from the largest key down and
+// moves the result back to the array's start (mergeKVRuns, the merge before
+// runAcc), "inplace" merges into the array alternately from either end and
+// leaves the result where it lands (runAcc). Reported per pair of the runs,
+// wall and CPU.
+func BenchmarkAccumulatorTotals(b *testing.B) {
+	r := rand.New(rand.NewPCG(7, 13))
+	const parts, shards, runLen, space = 10, 2, 540_000, 1 << 22
+	runs := make([][][]kv, parts)
+	total := 0
+	for p := range runs {
+		for range shards {
+			keys := make([]uint64, runLen)
+			for i := range keys {
+				x := r.Float64()
+				idx := uint64(x * x * space)
+				keys[i] = idx>>13<<32 | idx&(1<<13-1)
+			}
+			slices.Sort(keys)
+			keys = slices.Compact(keys)
+			run := make([]kv, len(keys))
+			for i, k := range keys {
+				run[i] = kv{k, int64(1 + i%3)}
+			}
+			runs[p] = append(runs[p], run)
+			total += len(run)
+		}
+	}
+	merge2 := func(dst, a, b []kv) []kv { return mergeKV(dst, a, b, 1) }
+	b.Run("moved", func(b *testing.B) {
+		c0 := cpuTime()
+		for b.Loop() {
+			var acc []kv
+			for _, part := range runs {
+				acc = mergeKVRuns(acc, part)
+			}
+		}
+		perEvent(b, c0, total, "pair")
+	})
+	b.Run("inplace", func(b *testing.B) {
+		c0 := cpuTime()
+		for b.Loop() {
+			var acc runAcc[kv]
+			for _, part := range runs {
+				acc.add(part, merge2, mergeKV3BackEnd, mergeKV3Fwd)
+			}
+		}
+		perEvent(b, c0, total, "pair")
+	})
 }
