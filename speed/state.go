@@ -303,9 +303,14 @@ type processor struct {
 
 	c    counters
 	ev   schemas.UserInteraction
-	dec  decoded                    // record's
-	strs stringTable                // interned user and item ids
-	emit func(a, b string, w int64) // addPair
+	dec  decoded     // record's
+	strs stringTable // interned user and item ids
+	// emit is applyDelta's model.IDEmitter: items by their merged-rows
+	// ids (nb.internPair), so a session keeps each event's id and an
+	// earlier item's is not looked up again for every pair it makes;
+	// emit.Gen changes with nb (emitNb).
+	emit   model.IDEmitter
+	emitNb *mergedNeighbors
 	// pairA caches the ids of the record's item, the a of every pair it
 	// emits (addPair); applyDelta clears it.
 	pairA pairItem
@@ -330,7 +335,7 @@ func newProcessor(lim limits, p model.Params, log *slog.Logger) (*processor, err
 		settleMin: 1,
 	}
 	proc.nb.remote = proc.remoteCov
-	proc.emit = proc.addPair
+	proc.emit = model.IDEmitter{ID: proc.internItem, Emit: proc.addPair}
 	return proc, nil
 }
 
@@ -729,7 +734,11 @@ func (p *processor) applyTo(ps *partition, s *session, offset int64, ts time.Tim
 // Model.Apply. (The central test holds the two to the same results.)
 func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 	p.pairA = pairItem{}
-	o := ms.Add(&p.params, e, p.emit)
+	if p.emitNb != p.nb {
+		p.emitNb = p.nb
+		p.emit.Gen++
+	}
+	o := ms.AddID(&p.params, e, &p.emit)
 	switch o {
 	case model.Accepted:
 		w := p.params.Weight(e.Kind)
@@ -745,25 +754,25 @@ func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 	return o
 }
 
-// pairItem is an item's ids for addPair: the item (its string's bytes),
-// its merged-rows id, its deltas' id and its id in the partition's cov.
+// pairItem is an item's ids for addPair: its merged-rows id, its deltas'
+// id and its id in the partition's cov (ok: set).
 type pairItem struct {
-	data       *byte
-	len        int
 	id, did, c uint32
+	ok         bool
 }
 
-// addPair is the emit of applyDelta.
-func (p *processor) addPair(a, b string, w int64) {
+// internItem is the ID of applyDelta's emit: item's merged-rows id.
+func (p *processor) internItem(item string) uint32 { return p.nb.internPair(item) }
+
+// addPair is the Emit of applyDelta's emit: a and b are merged-rows ids.
+func (p *processor) addPair(ia, ib uint32, w int64) {
 	nb, ps := p.nb, p.cur
 	pa := &p.pairA
-	if pa.data != unsafe.StringData(a) || pa.len != len(a) || pa.data == nil {
+	if !pa.ok || pa.id != ia {
 		// The first pair of the record: a is its item, the same for all.
-		id := nb.internPair(a)
-		*pa = pairItem{data: unsafe.StringData(a), len: len(a), id: id, did: nb.internDelta(id), c: ps.covID(nb, id)}
+		*pa = pairItem{id: ia, did: nb.internDelta(ia), c: ps.covID(nb, ia), ok: true}
 	}
-	ia, da, ca := pa.id, pa.did, pa.c
-	ib := nb.internPair(b)
+	da, ca := pa.did, pa.c
 	db, cb := nb.internDelta(ib), ps.covID(nb, ib)
 	p.logCov(ps, ca, cb, w)
 	if !p.sole {
