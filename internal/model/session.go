@@ -196,7 +196,6 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 	switch {
 	case m != nil:
 		eid = s.internItems(m.items, e.ItemID)
-		s.idGen = 0
 	case x != nil:
 		s.ids = nil
 		if s.idGen != x.Gen {
@@ -277,7 +276,7 @@ func (s *Session) internItems(d *dict, item string) uint32 {
 		for i := range s.events {
 			s.events[i].iid = d.intern(s.strs[s.events[i].item])
 		}
-		s.ids = d
+		s.ids, s.idGen = d, 0 // iid holds d's ids, no longer AddID's
 	}
 	return d.intern(item)
 }

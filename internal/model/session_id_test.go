@@ -28,8 +28,9 @@ type emitted struct {
 // TestAddIDEmitsAsAdd holds Session.AddID to Add on a generated stream:
 // the same outcomes and the same pair contributions in the same order, the
 // ids naming Add's strings, while the caller's dictionary changes every few
-// thousand events (a new Gen) and some events go through Model.Apply (which
-// keeps ids of its own in the same sessions). Each dictionary must also get
+// thousand events (a new Gen) and some events go through Model.Apply, some
+// sessions through Model.ApplyPast (which keep ids of their own in the same
+// sessions). Each dictionary must also get
 // its items in the order a caller interning Add's strings (the record's
 // item once accepted, then each pair's b) would give them.
 func TestAddIDEmitsAsAdd(t *testing.T) {
@@ -57,6 +58,12 @@ func TestAddIDEmitsAsAdd(t *testing.T) {
 		if sa == nil {
 			sa, sb = NewSession(e.SessionID), NewSession(e.SessionID)
 			byStr[e.SessionID], byID[e.SessionID] = sa, sb
+		}
+		if i%997 == 0 {
+			// The model's re-reading of a session (the speed layer's
+			// rebuild at a handoff), with its own ids in the session.
+			tmp, _ := New(p)
+			tmp.ApplyPast(sb, Boundary{})
 		}
 		if i%13 == 0 {
 			// The model's path, with its own ids in the same session.
