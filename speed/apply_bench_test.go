@@ -11,6 +11,9 @@ import (
 // (1 ms), each followed by what a poll does to the contributions (the
 // settle of the logs on goroutines, the rows' bumps), but no view scored.
 // Reported per event: process CPU (the settle's goroutines included).
+// members=1 is a member owning every partition (it tracks no changed pairs
+// to publish, holdPublish), members=2 one that publishes its deltas to
+// others (partition.pub).
 func BenchmarkApplyPolls(b *testing.B) {
 	recs := benchStream(b)
 	batch := benchBatch(b, recs)
@@ -31,17 +34,28 @@ func BenchmarkApplyPolls(b *testing.B) {
 		}
 		p.waitSettle()
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		b.StopTimer()
-		l := newTestLayer(b)
-		l.proc = ownedProcessor(b, defaultLimits(), batch)
-		now := time.Now()
-		apply(l.proc, recs[:half], now)
-		b.StartTimer()
-		cpu0 := processCPU(b)
-		apply(l.proc, recs[half:], now)
-		cpu := processCPU(b) - cpu0
-		b.ReportMetric(float64(cpu.Nanoseconds())/float64(len(recs)-half), "process_cpu_ns/event")
+	for _, sole := range []bool{true, false} {
+		name := "members=1"
+		if !sole {
+			name = "members=2"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				l := newTestLayer(b)
+				l.proc = ownedProcessor(b, defaultLimits(), batch)
+				if sole {
+					l.proc.holdPublish()
+				}
+				now := time.Now()
+				apply(l.proc, recs[:half], now)
+				b.StartTimer()
+				cpu0 := processCPU(b)
+				apply(l.proc, recs[half:], now)
+				cpu := processCPU(b) - cpu0
+				b.ReportMetric(float64(cpu.Nanoseconds())/float64(len(recs)-half), "process_cpu_ns/event")
+			}
+		})
 	}
 }

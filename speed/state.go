@@ -139,7 +139,7 @@ type partition struct {
 	// rebuild, a failed publish).
 	cov    *model.Covisit
 	covLog []covAdd // contributions to cov not yet added (covlog.go)
-	pub    map[uint64]struct{}
+	pub    pairSet
 	pubOld map[sharedPair]struct{}
 	pubAll bool
 	// cids caches items' ids in cov's dictionary by their mergedNeighbors
@@ -189,22 +189,22 @@ func (ps *partition) pubPair(k uint64) (a, b uint32, pr sharedPair) {
 // keepPub moves the changed pairs of pub to pubOld, by name: cov is about
 // to be replaced, and its ids with it.
 func (ps *partition) keepPub() {
-	if len(ps.pub) == 0 {
+	if ps.pub.len() == 0 {
 		return
 	}
 	if ps.pubOld == nil {
 		ps.pubOld = map[sharedPair]struct{}{}
 	}
-	for k := range ps.pub {
+	for k := range ps.pub.all() {
 		_, _, pr := ps.pubPair(k)
 		ps.pubOld[pr] = struct{}{}
 	}
-	clear(ps.pub)
+	ps.pub.clear()
 }
 
 // clearPub forgets the changed pairs.
 func (ps *partition) clearPub() {
-	clear(ps.pub)
+	ps.pub.clear()
 	clear(ps.pubOld)
 }
 
@@ -346,7 +346,7 @@ func (p *processor) assign(id int32) {
 		p.drop([]int32{id})
 	}
 	p.parts[id] = &partition{id: id, sessions: map[string]*session{}, next: -1, hw: -1, streamTS: -1 << 62, from: -1, target: -1, viewsFrom: -1,
-		cov: model.NewCovisit(), pub: map[uint64]struct{}{}, pubAll: p.sole}
+		cov: model.NewCovisit(), pubAll: p.sole}
 	// Its deltas are now counted here, from its replay, not from what its
 	// previous owner published.
 	p.rebuildRemote()
@@ -776,7 +776,7 @@ func (p *processor) addPair(ia, ib uint32, w int64) {
 	db, cb := nb.internDelta(ib), ps.covID(nb, ib)
 	p.logCov(ps, ca, cb, w)
 	if !p.sole {
-		ps.pub[pubKey(ca, cb)] = struct{}{}
+		ps.pub.add(pubKey(ca, cb))
 	}
 	if p.ap.on {
 		// Counted and the rows bumped before the rows are read (applypar.go).
