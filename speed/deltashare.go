@@ -155,7 +155,7 @@ func (p *processor) appendPublish(dst []*kgo.Record, topic string, nParts int32,
 				rec(pr.A, pr.B, pr.Count)
 			}
 		} else {
-			for k := range ps.pub {
+			for k := range ps.pub.all() {
 				a, b, pr := ps.pubPair(k)
 				delete(ps.pubOld, pr) // published here, with its count now
 				rec(pr.a, pr.b, ps.cov.GetID(a, b))

@@ -139,7 +139,7 @@ type partition struct {
 	// rebuild, a failed publish).
 	cov    *model.Covisit
 	covLog []covAdd // contributions to cov not yet added (covlog.go)
-	pub    map[uint64]struct{}
+	pub    pairSet
 	pubOld map[sharedPair]struct{}
 	pubAll bool
 	// cids caches items' ids in cov's dictionary by their mergedNeighbors
@@ -189,22 +189,22 @@ func (ps *partition) pubPair(k uint64) (a, b uint32, pr sharedPair) {
 // keepPub moves the changed pairs of pub to pubOld, by name: cov is about
 // to be replaced, and its ids with it.
 func (ps *partition) keepPub() {
-	if len(ps.pub) == 0 {
+	if ps.pub.len() == 0 {
 		return
 	}
 	if ps.pubOld == nil {
 		ps.pubOld = map[sharedPair]struct{}{}
 	}
-	for k := range ps.pub {
+	for k := range ps.pub.all() {
 		_, _, pr := ps.pubPair(k)
 		ps.pubOld[pr] = struct{}{}
 	}
-	clear(ps.pub)
+	ps.pub.clear()
 }
 
 // clearPub forgets the changed pairs.
 func (ps *partition) clearPub() {
-	clear(ps.pub)
+	ps.pub.clear()
 	clear(ps.pubOld)
 }
 
@@ -303,9 +303,14 @@ type processor struct {
 
 	c    counters
 	ev   schemas.UserInteraction
-	dec  decoded                    // record's
-	strs stringTable                // interned user and item ids
-	emit func(a, b string, w int64) // addPair
+	dec  decoded     // record's
+	strs stringTable // interned user and item ids
+	// emit is applyDelta's model.IDEmitter: items by their merged-rows
+	// ids (nb.internPair), so a session keeps each event's id and an
+	// earlier item's is not looked up again for every pair it makes;
+	// emit.Gen changes with nb (emitNb).
+	emit   model.IDEmitter
+	emitNb *mergedNeighbors
 	// pairA caches the ids of the record's item, the a of every pair it
 	// emits (addPair); applyDelta clears it.
 	pairA pairItem
@@ -330,7 +335,7 @@ func newProcessor(lim limits, p model.Params, log *slog.Logger) (*processor, err
 		settleMin: 1,
 	}
 	proc.nb.remote = proc.remoteCov
-	proc.emit = proc.addPair
+	proc.emit = model.IDEmitter{ID: proc.internItem, Emit: proc.addPair}
 	return proc, nil
 }
 
@@ -341,7 +346,7 @@ func (p *processor) assign(id int32) {
 		p.drop([]int32{id})
 	}
 	p.parts[id] = &partition{id: id, sessions: map[string]*session{}, next: -1, hw: -1, streamTS: -1 << 62, from: -1, target: -1, viewsFrom: -1,
-		cov: model.NewCovisit(), pub: map[uint64]struct{}{}, pubAll: p.sole}
+		cov: model.NewCovisit(), pubAll: p.sole}
 	// Its deltas are now counted here, from its replay, not from what its
 	// previous owner published.
 	p.rebuildRemote()
@@ -729,7 +734,11 @@ func (p *processor) applyTo(ps *partition, s *session, offset int64, ts time.Tim
 // Model.Apply. (The central test holds the two to the same results.)
 func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 	p.pairA = pairItem{}
-	o := ms.Add(&p.params, e, p.emit)
+	if p.emitNb != p.nb {
+		p.emitNb = p.nb
+		p.emit.Gen++
+	}
+	o := ms.AddID(&p.params, e, &p.emit)
 	switch o {
 	case model.Accepted:
 		w := p.params.Weight(e.Kind)
@@ -745,29 +754,29 @@ func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 	return o
 }
 
-// pairItem is an item's ids for addPair: the item (its string's bytes),
-// its merged-rows id, its deltas' id and its id in the partition's cov.
+// pairItem is an item's ids for addPair: its merged-rows id, its deltas'
+// id and its id in the partition's cov (ok: set).
 type pairItem struct {
-	data       *byte
-	len        int
 	id, did, c uint32
+	ok         bool
 }
 
-// addPair is the emit of applyDelta.
-func (p *processor) addPair(a, b string, w int64) {
+// internItem is the ID of applyDelta's emit: item's merged-rows id.
+func (p *processor) internItem(item string) uint32 { return p.nb.internPair(item) }
+
+// addPair is the Emit of applyDelta's emit: a and b are merged-rows ids.
+func (p *processor) addPair(ia, ib uint32, w int64) {
 	nb, ps := p.nb, p.cur
 	pa := &p.pairA
-	if pa.data != unsafe.StringData(a) || pa.len != len(a) || pa.data == nil {
+	if !pa.ok || pa.id != ia {
 		// The first pair of the record: a is its item, the same for all.
-		id := nb.internPair(a)
-		*pa = pairItem{data: unsafe.StringData(a), len: len(a), id: id, did: nb.internDelta(id), c: ps.covID(nb, id)}
+		*pa = pairItem{id: ia, did: nb.internDelta(ia), c: ps.covID(nb, ia), ok: true}
 	}
-	ia, da, ca := pa.id, pa.did, pa.c
-	ib := nb.internPair(b)
+	da, ca := pa.did, pa.c
 	db, cb := nb.internDelta(ib), ps.covID(nb, ib)
 	p.logCov(ps, ca, cb, w)
 	if !p.sole {
-		ps.pub[pubKey(ca, cb)] = struct{}{}
+		ps.pub.add(pubKey(ca, cb))
 	}
 	if p.ap.on {
 		// Counted and the rows bumped before the rows are read (applypar.go).

@@ -57,16 +57,18 @@
 //     events given in any order — the batch layer and the tests' reference.
 //     Pair contributions are radix-sorted and reduced in chunks into a CSR, so
 //     memory follows the distinct pairs, not the contributions.
-//   - Session (NewSession, Add, Recent, Bought, Covered): one session's known
-//     events; Add emits the pair contributions owned by the new event and
-//     ignores replays (Stale).
+//   - Session (NewSession, Add, AddID, Recent, Bought, Covered): one
+//     session's known events; Add emits the pair contributions owned by the
+//     new event and ignores replays (Stale); AddID emits them by the
+//     caller's item ids (IDEmitter), which the session keeps per event.
 //   - Model (New, Apply, ApplyPast, Merge, Sub, Equal, Diff, Stats): the
 //     aggregates together. The speed layer applies events past the boundary
 //     with Apply; on a batch handoff it rebuilds its deltas for the new
 //     Boundary with ApplyPast over the sessions it holds (or subtracts with
 //     Sub).
-//   - Covisit, Popularity, Users: the aggregates, each mergeable. Covisit has
-//     a bulk-built base and a hash overlay for incremental changes; Row,
+//   - Covisit, Popularity, Users: the aggregates, each mergeable. Covisit and
+//     Users have a bulk-built base and a hash overlay for incremental changes
+//     (open-addressing tables: pairTable, userTable); Row,
 //     TopK, Rows (what the batch publishes), Pairs, CacheTopK.
 //   - Neighbors (interface) and its optional capability TopNeighbors;
 //     ItemCount and the model's order: count desc, item asc.

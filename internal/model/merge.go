@@ -135,7 +135,7 @@ func (u *Users) mergeBulk(o *Users) {
 		mergeUserRow(bitem[off[user]:off[user+1]], bval[off[user]:off[user+1]], items, vals, d)
 	})
 	u.boff, u.bitem, u.bval = off, bitem, bval
-	u.entries, u.adj = make(map[uint64]userItem), nil
+	u.entries, u.adj = userTable{}, nil
 	u.n = off[n]
 }
 
@@ -215,6 +215,6 @@ func (u *Users) setBaseFromRecs(recs []userRec) {
 	}
 	off[n] = w
 	u.boff, u.bitem, u.bval = off, items[:w], vals[:w]
-	u.entries, u.adj = make(map[uint64]userItem), nil
+	u.entries, u.adj = userTable{}, nil
 	u.n = w
 }

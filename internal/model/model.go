@@ -75,7 +75,7 @@ func (m *Model) TopNeighbors(item string, k int) []ItemCount {
 // entry. The speed layer calls it for events past the batch boundary (and
 // Session.Add with a nil emit for the others); Build does the same for all.
 func (m *Model) Apply(s *Session, e Event) Outcome {
-	o := s.add(&m.params, e, m, nil)
+	o := s.add(&m.params, e, m, nil, nil)
 	m.Stats.add(o, 1)
 	if o == Accepted {
 		last := &s.events[len(s.events)-1]

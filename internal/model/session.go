@@ -97,6 +97,9 @@ type Session struct {
 	uidOf    uint32
 	uid      uint32
 	strBytes uint32 // the summed lengths of strs
+	// idGen is the IDEmitter.Gen the events' iid refer to (0: none; see
+	// AddID). iid holds ids of ids or of idGen's dictionary, never both.
+	idGen uint64
 	// last record position seen (accepted or not), to ignore replays.
 	lastOffset int64
 	lastPart   int32
@@ -141,10 +144,37 @@ func (s *Session) Last() (partition int32, offset int64, ok bool) {
 // non-zero pair weight. Popularity and user contributions are the caller's:
 // Model.Apply does all of it.
 func (s *Session) Add(p *Params, e Event, emit func(a, b string, w int64)) Outcome {
-	return s.add(p, e, nil, emit)
+	return s.add(p, e, nil, emit, nil)
 }
 
-func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int64)) Outcome {
+// IDEmitter is what AddID needs of a caller that names items by ids of a
+// dictionary of its own.
+type IDEmitter struct {
+	// Gen names the dictionary: non-zero, and a new value whenever ID's
+	// ids are no longer those of before (a new dictionary).
+	Gen uint64
+	// ID returns an item's id in the dictionary, interning it when new.
+	ID func(item string) uint32
+	// Emit receives a pair contribution, as Add's emit, by the items' ids.
+	Emit func(a, b uint32, w int64)
+}
+
+// noID marks an event's iid that is not (yet) an id of idGen's
+// dictionary (AddID).
+const noID = ^uint32(0)
+
+// AddID is Add for a caller that names items by ids: x.Emit receives each
+// pair contribution Add's emit would, in the same order, with the items'
+// ids instead of their strings. The session keeps each event's item id, so
+// an earlier item's id is not looked up again for every pair it makes;
+// x.ID is called for e's item once when e is Accepted, and for an earlier
+// item only when it first makes a pair after the dictionary changed (x.Gen),
+// in the order Add's emit would first name them.
+func (s *Session) AddID(p *Params, e Event, x *IDEmitter) Outcome {
+	return s.add(p, e, nil, nil, x)
+}
+
+func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int64), x *IDEmitter) Outcome {
 	if s.seen && !before(s.lastPart, s.lastOffset, e.Partition, e.Offset) {
 		return Stale
 	}
@@ -163,12 +193,22 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 	we := p.Weight(e.Kind)
 	item := s.strIndex(e.ItemID)
 	var eid uint32
-	if m != nil {
+	switch {
+	case m != nil:
 		eid = s.internItems(m.items, e.ItemID)
-	} else {
-		s.ids = nil // the cached ids no longer cover every event
+	case x != nil:
+		s.ids = nil
+		if s.idGen != x.Gen {
+			for i := range s.events {
+				s.events[i].iid = noID
+			}
+			s.idGen = x.Gen
+		}
+		eid = x.ID(e.ItemID)
+	default:
+		s.ids, s.idGen = nil, 0 // the cached ids no longer cover every event
 	}
-	if we != 0 && (m != nil || emit != nil) {
+	if we != 0 && (m != nil || emit != nil || x != nil) {
 		win := p.windowMicros()
 		for i := range s.events {
 			o := &s.events[i]
@@ -179,9 +219,15 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 			if w == 0 {
 				continue
 			}
-			if m != nil {
+			switch {
+			case m != nil:
 				m.covisit.addID(eid, o.iid, w)
-			} else {
+			case x != nil:
+				if o.iid == noID {
+					o.iid = x.ID(s.strs[o.item])
+				}
+				x.Emit(eid, o.iid, w)
+			default:
 				emit(e.ItemID, s.strs[o.item], w)
 			}
 		}
@@ -230,7 +276,7 @@ func (s *Session) internItems(d *dict, item string) uint32 {
 		for i := range s.events {
 			s.events[i].iid = d.intern(s.strs[s.events[i].item])
 		}
-		s.ids = d
+		s.ids, s.idGen = d, 0 // iid holds d's ids, no longer AddID's
 	}
 	return d.intern(item)
 }

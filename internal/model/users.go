@@ -38,7 +38,7 @@ type Users struct {
 	bitem []uint32
 	bval  []userItem
 	// overlay, keyed user<<32 | item; adj lists each user's overlay items.
-	entries map[uint64]userItem
+	entries userTable
 	adj     [][]uint32
 	n       int // distinct (user, item) entries
 }
@@ -47,7 +47,7 @@ type Users struct {
 func NewUsers() *Users { return newUsers(newDict()) }
 
 func newUsers(items *dict) *Users {
-	return &Users{items: items, users: newDict(), entries: make(map[uint64]userItem)}
+	return &Users{items: items, users: newDict()}
 }
 
 // Add records that user interacted with item at time t with weight w.
@@ -79,27 +79,25 @@ func (u *Users) baseGet(user, item uint32) (userItem, bool) {
 }
 
 func (u *Users) addID(user, item uint32, v userItem) {
-	k := uint64(user)<<32 | uint64(item)
-	e, ok := u.entries[k]
-	if !ok {
-		if _, inBase := u.baseGet(user, item); !inBase {
-			u.n++
-		}
-		if int(user) >= len(u.adj) {
-			u.adj = append(u.adj, make([][]uint32, max(int(user)+1, u.users.len())-len(u.adj))...)
-		}
-		u.adj[user] = append(u.adj[user], item)
-		e = v
-	} else {
-		e = e.merge(v)
+	e, added := u.entries.slot(uint64(user)<<32 | uint64(item))
+	if !added {
+		*e = e.merge(v)
+		return
 	}
-	u.entries[k] = e
+	*e = v
+	if _, inBase := u.baseGet(user, item); !inBase {
+		u.n++
+	}
+	if int(user) >= len(u.adj) {
+		u.adj = append(u.adj, make([][]uint32, max(int(user)+1, u.users.len())-len(u.adj))...)
+	}
+	u.adj[user] = append(u.adj[user], item)
 }
 
 // get returns the merged entry of (user, item).
 func (u *Users) get(user, item uint32) (userItem, bool) {
 	b, inBase := u.baseGet(user, item)
-	o, inOver := u.entries[uint64(user)<<32|uint64(item)]
+	o, inOver := u.entries.get(uint64(user)<<32 | uint64(item))
 	switch {
 	case inBase && inOver:
 		return b.merge(o), true
@@ -115,7 +113,7 @@ func (u *Users) row(user uint32) iter.Seq2[uint32, userItem] {
 		items, vals := u.baseRow(user)
 		for i, it := range items {
 			v := vals[i]
-			if o, ok := u.entries[uint64(user)<<32|uint64(it)]; ok {
+			if o, ok := u.entries.get(uint64(user)<<32 | uint64(it)); ok {
 				v = v.merge(o)
 			}
 			if !yield(it, v) {
@@ -129,7 +127,8 @@ func (u *Users) row(user uint32) iter.Seq2[uint32, userItem] {
 			if _, ok := slices.BinarySearch(items, it); ok {
 				continue
 			}
-			if !yield(it, u.entries[uint64(user)<<32|uint64(it)]) {
+			o, _ := u.entries.get(uint64(user)<<32 | uint64(it))
+			if !yield(it, o) {
 				return
 			}
 		}
@@ -229,7 +228,7 @@ func (u *Users) BoughtBy(user string) func(item string) bool {
 
 // Merge merges o into u.
 func (u *Users) Merge(o *Users) {
-	if o.n >= bulkMerge && len(u.entries) == 0 {
+	if o.n >= bulkMerge && u.entries.len() == 0 {
 		u.mergeBulk(o)
 		return
 	}
@@ -306,7 +305,7 @@ func (u *Users) setBase(recs []userRec) {
 		items[i], vals[i] = uint32(r.k), r.val()
 	}
 	u.boff, u.bitem, u.bval = off, items, vals
-	u.entries, u.adj = make(map[uint64]userItem), nil
+	u.entries, u.adj = userTable{}, nil
 	u.n = len(recs)
 }
 
