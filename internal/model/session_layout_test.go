@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/lambdarec/lambdarec/internal/gclayout"
 	"github.com/lambdarec/lambdarec/schemas"
 )
 
@@ -12,45 +13,17 @@ import (
 // layer holds the events of every live session, and the garbage collector
 // scans none of them only while they hold no pointer.
 func TestSessionEventHoldsNoPointer(t *testing.T) {
-	if holdsPointer(reflect.TypeFor[sessionEvent]()) {
+	if gclayout.HoldsPointer(reflect.TypeFor[sessionEvent]()) {
 		t.Fatal("sessionEvent holds a pointer")
 	}
-}
-
-// holdsPointer reports whether a value of ty holds a pointer the garbage
-// collector follows.
-func holdsPointer(ty reflect.Type) bool {
-	switch ty.Kind() {
-	case reflect.Pointer, reflect.String, reflect.Slice, reflect.Map, reflect.Chan, reflect.Func, reflect.Interface, reflect.UnsafePointer:
-		return true
-	case reflect.Struct:
-		for i := range ty.NumField() {
-			if holdsPointer(ty.Field(i).Type) {
-				return true
-			}
-		}
-	case reflect.Array:
-		return ty.Len() > 0 && holdsPointer(ty.Elem())
-	}
-	return false
 }
 
 // TestSessionPointersFirst keeps Session's fields that hold pointers before
 // those that hold none: the collector scans an object up to its last
 // pointer, and the speed layer holds a Session per session.
 func TestSessionPointersFirst(t *testing.T) {
-	ty := reflect.TypeFor[Session]()
-	free := ""
-	for i := range ty.NumField() {
-		f := ty.Field(i)
-		switch {
-		case !holdsPointer(f.Type):
-			if free == "" {
-				free = f.Name
-			}
-		case free != "":
-			t.Fatalf("Session.%s holds a pointer after Session.%s, which holds none", f.Name, free)
-		}
+	if f, after, ok := gclayout.PointerAfterScalar(reflect.TypeFor[Session]()); ok {
+		t.Fatalf("Session.%s holds a pointer after Session.%s, which holds none", f, after)
 	}
 }
 
