@@ -41,10 +41,7 @@ import (
 // columns it finds by Iceberg field id as flat columns of the expected
 // physical types. A snapshot with anything else is scanned by
 // lakehouse.ScanSnapshot (planPageScan says why), decided before any event
-// is read. Files are read in parallel, their events handed on in plan order;
-// each file's columns are split between two goroutines (readPageFile), as
-// the archive writes a file as one row group, which one reader decodes
-// more slowly than the sink adds its events.
+// is read. Files are read in parallel, their events handed on in plan order.
 
 // pageScanRows is the rows of each chunk of events handed on.
 const pageScanRows = 4096
@@ -356,13 +353,6 @@ func readPageFile(ctx context.Context, fs iceio.IO, pf *pageFile, hashed bool, o
 		return
 	}
 	defer r.Close() // closes f
-	// Each chunk's columns are read by two goroutines, this one and a
-	// helper (ownColumns, helperColumns): the file is read about twice as
-	// fast as by one, in the same order, with no more chunks ahead of the
-	// sink. The helper has returned once the last chunk is read.
-	halves, halvesDone := make(chan pageHalf), make(chan error)
-	go readHalves(halves, halvesDone, hashed)
-	defer close(halves)
 	for g := range r.NumRowGroups() {
 		rg := r.RowGroup(g)
 		var readers [len(pageColumns)]file.ColumnChunkReader
@@ -384,17 +374,12 @@ func readPageFile(ctx context.Context, fs iceio.IO, pf *pageFile, hashed bool, o
 			default:
 				c = new(pageChunk)
 			}
-			c.n = n
-			// The helper reads the other half of the columns meanwhile.
-			halves <- pageHalf{c, &readers}
-			err := readChunk(&readers, ownColumns, n, defs, vals, c)
-			if err == nil {
-				c.deriveOwn(pf.unit, hashed)
-			}
-			if err := errors.Join(err, <-halvesDone); err != nil {
+			err := readChunk(&readers, n, defs, vals, c)
+			if err != nil {
 				fail(fmt.Errorf("row group %d: %w", g, err))
 				return
 			}
+			c.derive(pf.unit, hashed)
 			if !send(c) {
 				return
 			}
@@ -403,40 +388,11 @@ func readPageFile(ctx context.Context, fs iceio.IO, pf *pageFile, hashed bool, o
 	}
 }
 
-// pageHalf is a chunk whose helperColumns a file's reader hands its
-// helper to read (see readPageFile).
-type pageHalf struct {
-	c       *pageChunk
-	readers *[len(pageColumns)]file.ColumnChunkReader
-}
-
-// ownColumns and helperColumns split a chunk's columns between a file's
-// reader and its helper goroutine, with what each derives from them
-// (deriveOwn, deriveHelper): the event id's hash on one side, the session
-// id's and the interaction kinds on the other.
-var (
-	ownColumns    = []int{pcEventID, pcTime, pcPartition, pcOffset}
-	helperColumns = []int{pcSession, pcUser, pcKind, pcItem}
-)
-
-// readHalves reads the helperColumns of the chunks from halves until it is
-// closed, sending each one's error (nil when read) to done.
-func readHalves(halves <-chan pageHalf, done chan<- error, hashed bool) {
-	defs := make([]int16, pageScanRows)
-	vals := make([]parquet.ByteArray, pageScanRows)
-	for h := range halves {
-		err := readChunk(h.readers, helperColumns, h.c.n, defs, vals, h.c)
-		if err == nil {
-			h.c.deriveHelper(hashed)
-		}
-		done <- err
-	}
-}
-
-// readChunk reads the next n rows of columns cols (pageColumns indices)
-// into c, reusing its columns' memory; defs and vals are the reader's
-// scratch, of at least n entries.
-func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, cols []int, n int, defs []int16, vals []parquet.ByteArray, c *pageChunk) error {
+// readChunk reads the next n rows of every column into c, reusing its
+// columns' memory; defs and vals are the reader's scratch, of at least n
+// entries.
+func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, n int, defs []int16, vals []parquet.ByteArray, c *pageChunk) error {
+	c.n = n
 	// A string column is read a page at a time (ReadBatchInPage: its
 	// values alias the page, which the reader reuses for the next one) and
 	// its values copied end to end into the chunk's own buffer, reused from
@@ -501,23 +457,21 @@ func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, cols []int, n 
 		return vals, err
 	}
 	var errs [len(pageColumns)]error
-	for _, i := range cols {
-		switch i {
-		case pcTime:
-			c.time, errs[i] = i64(i, c.time)
-		case pcOffset:
-			c.offset, errs[i] = i64(i, c.offset)
-		case pcPartition:
-			r := readers[i].(*file.Int32ColumnChunkReader)
-			c.partition = resize(c.partition, n)
-			rows, nv, err := r.ReadBatch(int64(n), c.partition, defs, nil)
-			if err == nil {
-				err = spread(pageColumns[i], r.Descriptor().MaxDefinitionLevel(), int(rows), nv, n, defs, c.partition)
-			}
-			errs[i] = err
-		default:
-			errs[i] = strs(i)
+	errs[pcEventID] = strs(pcEventID)
+	c.time, errs[pcTime] = i64(pcTime, c.time)
+	errs[pcUser] = strs(pcUser)
+	errs[pcSession] = strs(pcSession)
+	errs[pcKind] = strs(pcKind)
+	errs[pcItem] = strs(pcItem)
+	c.offset, errs[pcOffset] = i64(pcOffset, c.offset)
+	{
+		r := readers[pcPartition].(*file.Int32ColumnChunkReader)
+		c.partition = resize(c.partition, n)
+		rows, nv, err := r.ReadBatch(int64(n), c.partition, defs, nil)
+		if err == nil {
+			err = spread(pageColumns[pcPartition], r.Descriptor().MaxDefinitionLevel(), int(rows), nv, n, defs, c.partition)
 		}
+		errs[pcPartition] = err
 	}
 	return errors.Join(errs[:]...)
 }
@@ -562,27 +516,10 @@ func spread[T any](name string, maxDef int16, rows, nv, n int, defs []int16, val
 	return nil
 }
 
-// deriveOwn and deriveHelper fill c's per-row values derived from its
-// ownColumns and helperColumns (see pageChunk): times in microseconds (of
-// unit) and the event id's hashes; kinds and badKind and the session id's
-// hashes. The hashes are left empty unless hashed.
-func (c *pageChunk) deriveOwn(unit arrow.TimeUnit, hashed bool) {
-	if unit != arrow.Microsecond {
-		for i := range c.n {
-			c.time[i] = micros(arrow.Timestamp(c.time[i]), unit)
-		}
-	}
-	if !hashed {
-		c.idHash = c.idHash[:0]
-		return
-	}
-	c.idHash = resize(c.idHash, c.n)
-	for i := range c.n {
-		c.idHash[i] = model.EventIDHash(c.str(pcEventID, i))
-	}
-}
-
-func (c *pageChunk) deriveHelper(hashed bool) {
+// derive fills c's per-row values derived from its columns (see
+// pageChunk): kinds and badKind, times in microseconds (of unit), and, when
+// hashed, the id hashes.
+func (c *pageChunk) derive(unit arrow.TimeUnit, hashed bool) {
 	c.kinds = resize(c.kinds, c.n)
 	c.badKind = -1
 	for i := range c.n {
@@ -594,24 +531,30 @@ func (c *pageChunk) deriveHelper(hashed bool) {
 		}
 		c.kinds[i] = k
 	}
+	if unit != arrow.Microsecond {
+		for i := range c.n {
+			c.time[i] = micros(arrow.Timestamp(c.time[i]), unit)
+		}
+	}
 	if !hashed {
-		c.sessionHash = c.sessionHash[:0]
+		c.idHash, c.sessionHash = c.idHash[:0], c.sessionHash[:0]
 		return
 	}
-	c.sessionHash = resize(c.sessionHash, c.n)
+	c.idHash, c.sessionHash = resize(c.idHash, c.n), resize(c.sessionHash, c.n)
 	for i := range c.n {
+		c.idHash[i] = model.EventIDHash(c.str(pcEventID, i))
 		c.sessionHash[i] = model.EventIDHash(c.str(pcSession, i))
 	}
 }
 
-// add adds c's events (derived: see deriveOwn, deriveHelper) to sink, as addBatch adds an
+// add adds c's events (derived: see derive) to sink, as addBatch adds an
 // Arrow batch's, and returns their latest time. The strings given to sink
 // alias c's values, which the sink does not keep (see model.Builder.Add,
 // model.Spill.Add).
 func (c *pageChunk) add(sink interface{ Add(model.Event) }) (int64, error) {
 	var maxTime int64
 	hs, _ := sink.(hashedSink)
-	hashed := hs != nil && len(c.idHash) == c.n && len(c.sessionHash) == c.n
+	hashed := hs != nil && len(c.idHash) == c.n
 	n := len(c.kinds)
 	// Each string column's values end to end: a value starts where the
 	// row before it ended.

@@ -383,17 +383,3 @@ func pageScanReadersAhead(t *testing.T, codec string) {
 		}
 	}
 }
-
-// TestPageColumnHalves checks that a file's reader and its helper read
-// every events column between them, each once (readPageFile).
-func TestPageColumnHalves(t *testing.T) {
-	var seen [len(pageColumns)]int
-	for _, i := range slices.Concat(ownColumns, helperColumns) {
-		seen[i]++
-	}
-	for i, n := range seen {
-		if n != 1 {
-			t.Errorf("column %s read by %d of the reader and its helper, want 1", pageColumns[i], n)
-		}
-	}
-}
