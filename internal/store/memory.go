@@ -474,7 +474,7 @@ func (m *Memory) upsert(s *SessionView) {
 		sh.bytes += e.set(s)
 		sh.views++
 		sh.pushBack(i)
-	} else if e := &sh.slots[i]; s.Offset > e.offset || s.Offset == e.offset && s.UpdatedAt.After(e.updatedAt) { // Newer
+	} else if e := &sh.slots[i]; newerThan(s, e.offset, e.updatedAt) {
 		sh.bytes += e.set(s)
 		sh.unlink(i)
 		sh.pushBack(i)

@@ -249,6 +249,9 @@ func Top(list []Scored, k int) []Scored {
 
 // Newer reports whether view a is a newer version than b: a greater Offset,
 // or the same Offset scored later (UpdatedAt).
-func Newer(a, b *SessionView) bool {
-	return a.Offset > b.Offset || a.Offset == b.Offset && a.UpdatedAt.After(b.UpdatedAt)
+func Newer(a, b *SessionView) bool { return newerThan(a, b.Offset, b.UpdatedAt) }
+
+// newerThan is Newer against a view of version (offset, updatedAt).
+func newerThan(a *SessionView, offset int64, updatedAt time.Time) bool {
+	return a.Offset > offset || a.Offset == offset && a.UpdatedAt.After(updatedAt)
 }
