@@ -53,24 +53,28 @@ func TestPairSorterEqualsSorted(t *testing.T) {
 	}
 }
 
+// randomRun is a sorted, reduced run of n random contributions (weights
+// -2..2, zero totals dropped) over keys × keys pairs.
+func randomRun(r *rand.Rand, n, keys int) []kv {
+	m := map[uint64]int64{}
+	for range n {
+		m[uint64(r.IntN(keys))<<32|uint64(r.IntN(keys))] += int64(r.IntN(5) - 2)
+	}
+	var out []kv
+	for k, v := range m {
+		if v != 0 {
+			out = append(out, kv{k, v})
+		}
+	}
+	slices.SortFunc(out, func(a, b kv) int { return cmpU64(a.k, b.k) })
+	return out
+}
+
 // TestMergeRuns checks the three-way merges (and the runs' fold) against
 // pairwise merges.
 func TestMergeRuns(t *testing.T) {
 	r := rand.New(rand.NewPCG(4, 2))
-	run := func(n, keys int) []kv {
-		m := map[uint64]int64{}
-		for range n {
-			m[uint64(r.IntN(keys))<<32|uint64(r.IntN(keys))] += int64(r.IntN(5) - 2)
-		}
-		var out []kv
-		for k, v := range m {
-			if v != 0 {
-				out = append(out, kv{k, v})
-			}
-		}
-		slices.SortFunc(out, func(a, b kv) int { return cmpU64(a.k, b.k) })
-		return out
-	}
+	run := func(n, keys int) []kv { return randomRun(r, n, keys) }
 	urun := func(n, keys int) []userRec {
 		var out []userRec
 		for _, p := range run(n, keys) {
@@ -131,20 +135,7 @@ func TestMergeRuns(t *testing.T) {
 // at the start in turn.
 func TestRunAccMergesBothWays(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 11))
-	run := func(n, keys int) []kv {
-		m := map[uint64]int64{}
-		for range n {
-			m[uint64(r.IntN(keys))<<32|uint64(r.IntN(keys))] += int64(r.IntN(5) - 2)
-		}
-		var out []kv
-		for k, v := range m {
-			if v != 0 {
-				out = append(out, kv{k, v})
-			}
-		}
-		slices.SortFunc(out, func(a, b kv) int { return cmpU64(a.k, b.k) })
-		return out
-	}
+	run := func(n, keys int) []kv { return randomRun(r, n, keys) }
 	merge2 := func(dst, a, b []kv) []kv { return mergeKV(dst, a, b, 1) }
 	inPlace, atEnd, atStart := 0, 0, 0
 	for trial := range 20 {
