@@ -26,15 +26,7 @@ func BenchmarkMemoryGC(b *testing.B) {
 	for i := range items {
 		items[i] = fmt.Sprintf("item-%06d", i)
 	}
-	var w store.ExplanationWriter
-	w.Begin(10)
-	for r := range 10 {
-		w.Recent(items[r], 40)
-		for i := range 2 {
-			w.Contribution(2*r+i, int64(30-i), 10)
-		}
-	}
-	exp := w.End()
+	exp := benchExplanation(items)
 	const sessions = 100_032 // 1,563 batches of 64
 	views := make([]store.SessionView, 64)
 	for n := 0; n < sessions; n += len(views) {

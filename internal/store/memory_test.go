@@ -100,6 +100,20 @@ func TestMemoryRewriteKeepsReadViews(t *testing.T) {
 	}
 }
 
+// benchExplanation is the explanation the memory store's benchmarks store
+// with each view: 10 recent items (items[:10]) with 2 contributions each.
+func benchExplanation(items []string) []byte {
+	var w store.ExplanationWriter
+	w.Begin(10)
+	for r := range 10 {
+		w.Recent(items[r], 40)
+		for i := range 2 {
+			w.Contribution(2*r+i, int64(30-i), 10)
+		}
+	}
+	return w.End()
+}
+
 // BenchmarkMemoryRewrite is the speed layer's write of session views: 64
 // views at a time, each a newer version of one of 20,000 sessions' (20
 // items and an explanation each), in turn. cpu-ns/op is the process CPU
@@ -116,15 +130,7 @@ func BenchmarkMemoryRewrite(b *testing.B) {
 	for i := range items {
 		items[i] = fmt.Sprintf("i%05d", i)
 	}
-	var w store.ExplanationWriter
-	w.Begin(10)
-	for r := range 10 {
-		w.Recent(items[r], 40)
-		for i := range 2 {
-			w.Contribution(2*r+i, int64(30-i), 10)
-		}
-	}
-	exp := w.End()
+	exp := benchExplanation(items)
 	views := make([]store.SessionView, batch)
 	write := func(n int) {
 		for j := range views {
