@@ -153,6 +153,9 @@ func (p *processor) markQueued(n int) int {
 		p.rescoreQ[k] = nil
 		k++
 		s.queued = false
+		if s.slot != 0 {
+			p.marks[s.slot-1] &^= queuedBit
+		}
 		if s.live && !s.dirty && p.stale(s) {
 			p.c.rescored++
 			p.markDirty(s)
@@ -160,4 +163,49 @@ func (p *processor) markQueued(n int) int {
 	}
 	p.rescoreQ = append(p.rescoreQ[:0], p.rescoreQ[k:]...)
 	return k
+}
+
+// queuedBit is the bit of a slotMark set while the session is queued.
+const queuedBit = 1
+
+// slotMark is what processor.marks holds for session s while it has a
+// slot: its scoredAt, shifted, and whether it is queued (queuedBit).
+// Every write of either field updates it (setScored, queueWatchers,
+// markQueued, setWatch), so a collection reads only marks.
+func slotMark(s *session) uint64 {
+	m := s.scoredAt << 1
+	if s.queued {
+		m |= queuedBit
+	}
+	return m
+}
+
+// setScored notes that s's view was scored at clock c.
+func (p *processor) setScored(s *session, c uint64) {
+	s.scoredAt = c
+	if s.slot != 0 {
+		p.marks[s.slot-1] = slotMark(s)
+	}
+}
+
+// queueWatchers queues the sessions whose views read row id, changed, and
+// are neither queued nor scored since (rescoreChanged). It reads the
+// watchers' marks, a dense array, and visits only the sessions it queues:
+// a popular row is watched by thousands of sessions, most of them queued
+// already or scored since, and visiting each was the walk's whole cost
+// (a cache miss per session).
+func (p *processor) queueWatchers(id uint32) {
+	if int(id) >= len(p.watchers) {
+		return
+	}
+	st := p.nb.rs[id].stamp
+	marks := p.marks
+	for _, slot := range p.watchers[id] {
+		if m := marks[slot]; m&queuedBit == 0 && st > m>>1 {
+			marks[slot] = m | queuedBit
+			s := p.slots[slot]
+			s.queued = true
+			p.rescoreQ = append(p.rescoreQ, s)
+		}
+	}
 }

@@ -137,7 +137,7 @@ func (p *processor) scoreParallel(now time.Time) bool {
 		if j.s.live {
 			p.setWatch(j.s, ps.ids[j.lo:j.hi])
 		}
-		j.s.scoredAt = p.nb.clock
+		p.setScored(j.s, p.nb.clock)
 	}
 	clear(ps.jobs)
 	return true

@@ -290,6 +290,7 @@ type processor struct {
 	freeSlots   []uint32
 	lastRescore time.Time
 	rescoreQ    []*session // sessions whose rows changed, not yet marked (budget)
+	marks       []uint64   // by slot: its session's slotMark, what a collection reads (rescore.go)
 
 	// remote are the co-visitation deltas other members published (see
 	// deltashare.go), by source partition, boundary and pair; remoteCov sums
@@ -404,18 +405,7 @@ func (p *processor) rescoreChanged(now time.Time, every time.Duration, budget in
 		return false
 	}
 	p.lastRescore = now
-	p.nb.takeChanged(func(id uint32) {
-		if int(id) >= len(p.watchers) {
-			return
-		}
-		st := p.nb.rs[id].stamp
-		for _, slot := range p.watchers[id] {
-			if s := p.slots[slot]; !s.queued && st > s.scoredAt {
-				s.queued = true
-				p.rescoreQ = append(p.rescoreQ, s)
-			}
-		}
-	})
+	p.nb.takeChanged(p.queueWatchers)
 	p.markQueued(budget)
 	return true
 }
@@ -453,8 +443,10 @@ func (p *processor) setWatch(s *session, ids []uint32) {
 			p.slots[s.slot-1] = s
 		} else {
 			p.slots = append(p.slots, s)
+			p.marks = append(p.marks, 0)
 			s.slot = uint32(len(p.slots))
 		}
+		p.marks[s.slot-1] = slotMark(s)
 	}
 	if s.watch == nil {
 		s.watch = s.watch0[:0] // more rows (recent_items past inlineWatch) grow it once

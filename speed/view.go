@@ -46,7 +46,7 @@ func (p *processor) scoreView(s *session, now time.Time) {
 		p.setWatch(s, v.ids)
 	}
 	p.nb.clock++ // rows changed from now on are past this view
-	s.scoredAt = p.nb.clock
+	p.setScored(s, p.nb.clock)
 }
 
 // appendViewIDs appends the merged-rows ids of s's recent items — the rows

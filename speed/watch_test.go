@@ -103,3 +103,68 @@ func TestWatchInline(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchMarks drives the watch index, the scoring clock and the
+// rescoring queue at random over a few sessions and checks after each step
+// that every slot's mark is its session's (slotMark), and that a collection
+// of a changed row (queueWatchers, which reads only the marks) queues
+// exactly the watchers the rule names: not queued, scored before the
+// row's change.
+func TestWatchMarks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	const rows = 30
+	p := &processor{params: model.DefaultParams(), nb: &mergedNeighbors{rs: make([]itemRow, rows)}}
+	ps := &partition{}
+	ss := make([]*session, 16)
+	for i := range ss {
+		ss[i] = &session{part: ps, live: true}
+	}
+	for step := range 20000 {
+		s := ss[rng.IntN(len(ss))]
+		switch op := rng.IntN(10); {
+		case op == 0:
+			p.unwatch(s)
+		case op < 4:
+			var ids []uint32
+			for range rng.IntN(inlineWatch + 3) {
+				if id := uint32(rng.IntN(rows)); !slices.Contains(ids, id) {
+					ids = append(ids, id)
+				}
+			}
+			p.setWatch(s, ids)
+		case op < 6: // scored (a view read its rows as they are now)
+			p.nb.clock++
+			s.dirty = false
+			p.setScored(s, p.nb.clock)
+		case op < 8: // a row changes and is collected
+			id := uint32(rng.IntN(rows))
+			p.nb.rs[id].stamp = p.nb.clock + 1
+			st := p.nb.rs[id].stamp
+			var want []*session
+			if int(id) < len(p.watchers) {
+				for _, slot := range p.watchers[id] {
+					if x := p.slots[slot]; !x.queued && st > x.scoredAt {
+						want = append(want, x)
+					}
+				}
+			}
+			q := len(p.rescoreQ)
+			p.queueWatchers(id)
+			if got := p.rescoreQ[q:]; !slices.Equal(got, want) {
+				t.Fatalf("step %d: row %d queued %d sessions, want %d", step, id, len(got), len(want))
+			}
+		default: // marked from the queue
+			p.markQueued(rng.IntN(4))
+		}
+		for slot, x := range p.slots {
+			if x != nil && p.marks[slot] != slotMark(x) {
+				t.Fatalf("step %d: slot %d marked %#x, its session %#x", step, slot, p.marks[slot], slotMark(x))
+			}
+		}
+		for _, x := range ss {
+			if x.queued != slices.Contains(p.rescoreQ, x) {
+				t.Fatalf("step %d: a session queued=%v, in the queue %v", step, x.queued, !x.queued)
+			}
+		}
+	}
+}
