@@ -77,10 +77,6 @@ type itemRow struct {
 	top []uint32 // maintained top K: the neighbours' ids, nil when not (yet) asked for
 	cnt []int64  // their counts: cnt[j] is top[j]'s
 	ix  rowIndex // top's position index, nil when top is or when it cannot be indexed
-	// at holds, by position, the slot of ix holding the entry (at[j] is
-	// top[j]'s), so an entry moving in the row has its index entry
-	// rewritten without a probe; nil when ix is.
-	at []uint16
 	// bat caches, for the explanations (explain.go), the batch view's part
 	// of each count: bat[j] is top[j]'s, batUnknown until an explanation
 	// looks it up. It moves with its entry (a batch count does not change
@@ -217,15 +213,14 @@ func (n *mergedNeighbors) ensureRow(id uint32) {
 		top[i] = n.intern(row[i].Item) // may grow n.rs
 	}
 	r := &n.rs[id]
-	r.top, r.cnt = top, cnt
-	r.ix, r.at = newRowIndex(top, n.k)
+	r.top, r.cnt, r.ix = top, cnt, newRowIndex(top, n.k)
 	if n.batch != nil {
 		r.bat = make([]uint32, len(row), n.k)
 		for i := range r.bat {
 			r.bat[i] = batUnknown
 		}
 	}
-	n.cachedBytes += len(n.names[id]) + 48 + n.k*packedEntryBytes + 4*len(r.ix) + 2*cap(r.at)
+	n.cachedBytes += len(n.names[id]) + 48 + n.k*packedEntryBytes + 4*len(r.ix)
 }
 
 // DenseRow implements model.DenseRows: item id's maintained row, its
@@ -276,12 +271,12 @@ func (n *mergedNeighbors) bumpID(ia, ib uint32, w int64, c *int64, d int64) {
 // ids of the pair's items were looked up before.
 func (n *mergedNeighbors) bumpRow(ia, ib uint32, w int64, c *int64, d int64) bool {
 	r := &n.rs[ia]
-	top, cnt, ix, at, bat := r.top, r.cnt, r.ix, r.at, r.bat
+	top, cnt, ix, bat := r.top, r.cnt, r.ix, r.bat
 	if top == nil {
 		return false
 	}
 	if ix != nil && ib > maxIndexedID {
-		ix, r.ix, r.at = nil, nil, nil // the row is scanned from now on
+		ix, r.ix = nil, nil // the row is scanned from now on
 	}
 	if ix == nil {
 		return n.bumpScan(ia, ib, w, c, d)
@@ -302,8 +297,6 @@ func (n *mergedNeighbors) bumpRow(ia, ib uint32, w int64, c *int64, d int64) boo
 			r.bat = bat
 		}
 		ix[slot] = indexEntry(ib, i)
-		at = append(at, uint16(slot))
-		r.at = at
 	default:
 		if *c < 0 {
 			*c = n.countWith(ia, ib, d)
@@ -312,21 +305,19 @@ func (n *mergedNeighbors) bumpRow(ia, ib uint32, w int64, c *int64, d int64) boo
 		if !n.before(ib, *c, top[i], cnt[i]) {
 			return false
 		}
-		ix.remove(int(at[i]), at)
+		ix.remove(ix.slotOf(top[i]))
 		top[i], cnt[i] = ib, *c
 		if bat != nil {
 			bat[i] = n.enteringBatchCount(*c, d)
 		}
 		slot, _ = ix.find(ib) // past the removal, b's free slot may have moved
 		ix[slot] = indexEntry(ib, i)
-		at[i] = uint16(slot)
 	}
 	for ; i > 0 && n.before(top[i], cnt[i], top[i-1], cnt[i-1]); i-- {
-		ix[at[i-1]] = indexEntry(top[i-1], i)
+		ix[ix.slotOf(top[i-1])] = indexEntry(top[i-1], i)
 		ix[slot] = indexEntry(ib, i-1)
 		top[i], top[i-1] = top[i-1], top[i]
 		cnt[i], cnt[i-1] = cnt[i-1], cnt[i]
-		at[i], at[i-1] = at[i-1], at[i]
 		if bat != nil {
 			bat[i], bat[i-1] = bat[i-1], bat[i]
 		}
@@ -411,27 +402,24 @@ const (
 func indexEntry(id uint32, i int) uint32 { return id<<8 | uint32(i+1) }
 
 // newRowIndex returns the position index of top for rows of up to k
-// entries and the slot of each entry (itemRow.at), nil when they cannot be
-// indexed.
-func newRowIndex(top []uint32, k int) (rowIndex, []uint16) {
+// entries, nil when they cannot be indexed.
+func newRowIndex(top []uint32, k int) rowIndex {
 	if k > maxIndexedK {
-		return nil, nil
+		return nil
 	}
 	size := 8
 	for size < 2*k {
 		size *= 2
 	}
 	ix := make(rowIndex, size)
-	at := make([]uint16, len(top), k)
 	for i, id := range top {
 		if id > maxIndexedID {
-			return nil, nil
+			return nil
 		}
 		slot, _ := ix.find(id)
 		ix[slot] = indexEntry(id, i)
-		at[i] = uint16(slot)
 	}
-	return ix, at
+	return ix
 }
 
 // home is id's first slot (Fibonacci hashing).
@@ -454,10 +442,15 @@ func (ix rowIndex) find(id uint32) (slot, i int) {
 	}
 }
 
+// slotOf returns the slot of id, which the row holds.
+func (ix rowIndex) slotOf(id uint32) int {
+	slot, _ := ix.find(id)
+	return slot
+}
+
 // remove empties slot, shifting back the entries after it that probing
-// would no longer reach (so no tombstones are needed); at, the slots by
-// position (itemRow.at), follows the entries it moves.
-func (ix rowIndex) remove(slot int, at []uint16) {
+// would no longer reach (so no tombstones are needed).
+func (ix rowIndex) remove(slot int) {
 	mask := len(ix) - 1
 	for j := slot; ; {
 		ix[slot] = 0
@@ -471,7 +464,6 @@ func (ix rowIndex) remove(slot int, at []uint16) {
 			// between its home and j.
 			if h := ix.home(e >> 8); (j-h)&mask >= (j-slot)&mask {
 				ix[slot] = e
-				at[e&0xff-1] = uint16(slot)
 				slot = j
 				break
 			}
