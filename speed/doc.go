@@ -181,7 +181,10 @@
 // after the row's last change (each row change is stamped with the count of
 // views scored so far; a session's own record rescores it, and the changes
 // its pairs made to the rows it reads are then already in its view) — and a
-// handoff, an assignment or a revocation rescores every live session.
+// handoff, an assignment or a revocation rescores every live session. A
+// collection reads what it decides on (a watcher's view stamp, whether it
+// is queued) from one dense array by session slot and visits only the
+// sessions it queues: a popular row is watched by thousands of sessions.
 // Rescoring is
 // bounded by the work of the stream: each collection's share is at most one
 // session per four records processed since the last one (eight while the
