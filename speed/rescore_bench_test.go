@@ -83,8 +83,7 @@ func BenchmarkRescoreCollect(b *testing.B) {
 		walked += len(p.watchers[id])
 	}
 	now := time.Now()
-	b.ResetTimer()
-	for b.Loop() {
+	collect := func() {
 		for id := range uint32(changed) {
 			p.nb.rowChanged(id)
 		}
@@ -97,6 +96,10 @@ func BenchmarkRescoreCollect(b *testing.B) {
 		}
 		clear(p.dirty)
 		p.dirty = p.dirty[:0]
+	}
+	collect() // the first collection queues every watcher: not what an op measures
+	for b.Loop() {
+		collect()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(walked), "ns/watcher")
 	b.ReportMetric(float64(len(p.rescoreQ)), "queued")
