@@ -288,6 +288,18 @@ func compareRecord(a, b bevent) int {
 	return cmp.Compare(a.offset, b.offset)
 }
 
+// recordsSorted reports whether evs are in (partition, offset) order, as
+// slices.IsSortedFunc with compareRecord does, without a call per pair.
+func recordsSorted(evs []bevent) bool {
+	for i := 1; i < len(evs); i++ {
+		a, b := &evs[i-1], &evs[i]
+		if a.partition > b.partition || a.partition == b.partition && a.offset > b.offset {
+			return false
+		}
+	}
+	return true
+}
+
 // buildShardEvents is the fewest events per shard of a parallel Build, and
 // buildMaxShards, when positive, caps the shards below GOMAXPROCS (tests).
 var (
@@ -873,6 +885,20 @@ func (b *Builder) buildShard(lo, hi int, off, perm []int32, spans []Span, bufs *
 		keptTime, keptW []int64
 	)
 	pairs := newPairSorter(nItems)
+	// fastKept is the most earlier events an event's contributions may
+	// pair with on the fast path: while every contribution, a sum of at
+	// most that many pair weights (each at most wTop², weights being in
+	// [0, maxWeight]), fits a packed word. Past it (or with ids wider than
+	// a digit: not packed), contributions go through pairs.add.
+	fastKept := -1
+	var loShift, hiShift uint
+	var wMask uint64
+	if pairs.count {
+		wTop := max(p.Weights.PageView, p.Weights.ProductClick, p.Weights.AddToCart, p.Weights.Purchase, 1)
+		fastKept = int(min(pairs.wMax/(wTop*wTop), math.MaxInt32))
+		loShift, hiShift = 64-pairs.idBits, 64-2*pairs.idBits
+		wMask = 1<<hiShift - 1
+	}
 	pairs.buf, pairs.tmp, pairs.acc = bufs.pairBuf[:0], bufs.pairTmp, bufs.pairAcc[:0]
 	pairs.pbuf, pairs.ptmp, pairs.out = bufs.pairPacked[:0], bufs.pairPackedTmp, bufs.pairOut
 	// The first chunk, without regrowing.
@@ -908,13 +934,13 @@ func (b *Builder) buildShard(lo, hi int, off, perm []int32, spans []Span, bufs *
 				}
 				spans[sid] = sp
 			}
-			if !slices.IsSortedFunc(scratch, compareRecord) {
+			if !recordsSorted(scratch) {
 				slices.SortStableFunc(scratch, compareRecord)
 			}
 			keptHash, keptItem, keptRec, keptTime, keptW = keptHash[:0], keptItem[:0], keptRec[:0], keptTime[:0], keptW[:0]
 			for j := range scratch {
 				e := &scratch[j]
-				if j > 0 && compareRecord(scratch[j-1], *e) == 0 {
+				if j > 0 && scratch[j-1].offset == e.offset && scratch[j-1].partition == e.partition {
 					continue // the same record twice: Stale, as in Session.Add
 				}
 				o := Accepted
@@ -941,29 +967,68 @@ func (b *Builder) buildShard(lo, hi int, off, perm []int32, spans []Span, bufs *
 				rec := int32(-1)
 				var runItem uint32
 				var runW int64
-				for k, qi := range keptItem {
-					if qi == e.item {
-						rec = keptRec[k]
-						continue
+				if we != 0 && len(keptItem) <= fastKept {
+					// The fast path: every contribution fits a packed
+					// word, written straight into the sorter's chunk,
+					// which has room for them all (one check per event,
+					// not per pair), its ids ordered without a branch.
+					pairs.room(len(keptItem))
+					pb, cnt := pairs.pbuf, pairs.scratch.start
+					item, t := e.item, e.time
+					for k, qi := range keptItem {
+						if qi == item {
+							rec = keptRec[k]
+							continue
+						}
+						if !within(keptTime[k], t, win) {
+							continue
+						}
+						w := p.pairWeight(we, keptW[k])
+						if w == 0 {
+							continue
+						}
+						if runW != 0 && qi == runItem {
+							runW += w
+							continue
+						}
+						if runW != 0 {
+							lo, hi := min(item, runItem), max(item, runItem)
+							pb = append(pb, uint64(lo)<<loShift|uint64(hi)<<hiShift|uint64(runW)&wMask)
+							cnt[lo+1]++
+						}
+						runItem, runW = qi, w
 					}
-					if we == 0 || !within(keptTime[k], e.time, win) {
-						continue
+					if runW != 0 {
+						lo, hi := min(item, runItem), max(item, runItem)
+						pb = append(pb, uint64(lo)<<loShift|uint64(hi)<<hiShift|uint64(runW)&wMask)
+						cnt[lo+1]++
 					}
-					w := p.pairWeight(we, keptW[k])
-					if w == 0 {
-						continue
-					}
-					if runW != 0 && qi == runItem {
-						runW += w
-						continue
+					pairs.pbuf = pb
+				} else {
+					for k, qi := range keptItem {
+						if qi == e.item {
+							rec = keptRec[k]
+							continue
+						}
+						if we == 0 || !within(keptTime[k], e.time, win) {
+							continue
+						}
+						w := p.pairWeight(we, keptW[k])
+						if w == 0 {
+							continue
+						}
+						if runW != 0 && qi == runItem {
+							runW += w
+							continue
+						}
+						if runW != 0 {
+							pairs.add(e.item, runItem, runW)
+						}
+						runItem, runW = qi, w
 					}
 					if runW != 0 {
 						pairs.add(e.item, runItem, runW)
 					}
-					runItem, runW = qi, w
-				}
-				if runW != 0 {
-					pairs.add(e.item, runItem, runW)
 				}
 				out.pop[e.item] += we
 				out.touched[e.item] = true

@@ -1,8 +1,13 @@
 package model
 
 import (
+	"cmp"
+	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
+
+	"github.com/lambdarec/lambdarec/schemas"
 )
 
 // TestBuildShardsEqualSerial checks that a Build split over session shards
@@ -96,6 +101,118 @@ func TestGroupBySession(t *testing.T) {
 				}
 				seen[i], prev = true, i
 			}
+		}
+	}
+}
+
+// TestBuildPairsEqualBruteForce checks the build's pair totals against a
+// brute-force count straight from the contract (each session's records in
+// (partition, offset) order, replays and duplicate event ids dropped, the
+// cap, every accepted event paired with each earlier one of another item
+// within the window), under each pair rule and with item ids of one radix
+// digit (5,000 items: packed contributions) and wider (9,000). Weights
+// near maxWeight make buildShard leave its fast path (contributions
+// written straight into the packed chunk) once a session has kept a few
+// events, so both paths and the switch between them are checked, with
+// chunks small enough to flush mid-session.
+func TestBuildPairsEqualBruteForce(t *testing.T) {
+	defer func(c int) { minChunk = c }(minChunk)
+	minChunk = 1 << 10
+	type pk struct{ a, b string }
+	for i, tc := range []struct {
+		items int
+		rule  PairRule
+		wide  int // log2 of the largest weight; 0: the default weights
+	}{
+		{5000, PairProduct, 0}, {5000, PairProduct, 17}, {5000, PairProduct, 19}, {5000, PairMax, 17},
+		{5000, PairMin, 0}, {9000, PairProduct, 17}, {40, PairProduct, 0},
+	} {
+		r := rand.New(rand.NewPCG(uint64(i), 5))
+		p := DefaultParams()
+		p.Pair = tc.rule
+		p.MaxSessionEvents = 40
+		if w := tc.wide; w > 0 {
+			// With 13-bit ids (wMax = 2³⁷−1) the fast path takes at most
+			// 7 earlier events with w = 17 (wTop² = 2³⁴) and none with
+			// w = 19, whose single pair weights do not fit a packed word.
+			p.Weights = KindWeights{PageView: 1 << w, ProductClick: 3, AddToCart: 1<<w - 1, Purchase: 1 << (w - 1)}
+		}
+		st := genStream(r, 3, 80, tc.items, 6000)
+		// The items the stream draws are few: name the rest too, so that
+		// the dictionary (and so the ids' width) is tc.items long.
+		evs := slices.Clone(st.events)
+		for it := range tc.items {
+			evs = append(evs, Event{EventID: fmt.Sprintf("x%d", it), SessionID: fmt.Sprintf("solo%d", it),
+				UserID: "u", ItemID: fmt.Sprintf("i%02d", it), Kind: schemas.KindPageView, Partition: 9, Offset: int64(it)})
+		}
+		// Replays of records, a session in two partitions with one
+		// offset in each, and the events in no particular order, as a
+		// batch reads them.
+		for range 100 {
+			evs = append(evs, evs[r.IntN(len(st.events))])
+		}
+		evs = append(evs,
+			Event{EventID: "p1", SessionID: "cross", UserID: "u", ItemID: "i01", Kind: schemas.KindPageView, Partition: 0, Offset: 5},
+			Event{EventID: "p2", SessionID: "cross", UserID: "u", ItemID: "i02", Kind: schemas.KindPageView, Partition: 1, Offset: 5})
+		r.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
+		m, err := Recompute(p, evs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[pk]int64{}
+		var stats Stats
+		bySession := map[string][]Event{}
+		for _, e := range evs {
+			bySession[e.SessionID] = append(bySession[e.SessionID], e)
+		}
+		win := p.windowMicros()
+		for _, es := range bySession {
+			slices.SortStableFunc(es, func(a, b Event) int {
+				if c := cmp.Compare(a.Partition, b.Partition); c != 0 {
+					return c
+				}
+				return cmp.Compare(a.Offset, b.Offset)
+			})
+			var kept []Event
+			seen := map[string]bool{}
+			for j, e := range es {
+				switch {
+				case j > 0 && es[j-1].Partition == e.Partition && es[j-1].Offset == e.Offset:
+					continue // a replay: not counted
+				case seen[e.EventID]:
+					stats.Duplicates++
+					continue
+				case len(kept) >= p.MaxSessionEvents:
+					stats.Capped++
+					continue
+				}
+				stats.Accepted++
+				seen[e.EventID] = true
+				for _, q := range kept {
+					if q.ItemID == e.ItemID || !within(q.Time, e.Time, win) {
+						continue
+					}
+					a, b := min(q.ItemID, e.ItemID), max(q.ItemID, e.ItemID)
+					want[pk{a, b}] += p.pairWeight(p.Weight(q.Kind), p.Weight(e.Kind))
+				}
+				kept = append(kept, e)
+			}
+		}
+		if m.Stats != stats {
+			t.Fatalf("case %d: stats %+v, want %+v", i, m.Stats, stats)
+		}
+		n := 0
+		for k, v := range want {
+			if v == 0 {
+				continue
+			}
+			n++
+			if got := m.Covisit().Get(k.a, k.b); got != v {
+				t.Fatalf("case %d: C[%s][%s] = %d, want %d", i, k.a, k.b, got, v)
+			}
+		}
+		if n == 0 || m.Covisit().Len() != n {
+			t.Fatalf("case %d: %d pairs, want %d", i, m.Covisit().Len(), n)
 		}
 	}
 }

@@ -1,6 +1,9 @@
 package model
 
-import "math/bits"
+import (
+	"math/bits"
+	"slices"
+)
 
 // kv is one pair contribution or total: key = pairKey(lo, hi), value = count.
 type kv struct {
@@ -174,7 +177,8 @@ type pairSorter struct {
 	wMax       int64 // the largest weight a packed contribution holds (-wMax-1 the least)
 }
 
-const minChunk = 1 << 20
+// minChunk is the least chunk (a variable: tests make it small).
+var minChunk = 1 << 20
 
 func newPairSorter(nItems int) *pairSorter {
 	s := &pairSorter{nItems: nItems, limit: minChunk}
@@ -221,6 +225,19 @@ func (s *pairSorter) addPacked(a, b uint32, w int64) {
 	s.scratch.start[a+1]++
 	if len(s.pbuf) >= s.limit {
 		s.flush()
+	}
+}
+
+// room makes the packed chunk take n more contributions without a flush or
+// a regrowth (buildShard then appends them to pbuf itself, counting each
+// by its first id in scratch.start[lo+1], as addPacked does): it flushes
+// first when n more would pass the limit.
+func (s *pairSorter) room(n int) {
+	if len(s.pbuf)+n > s.limit {
+		s.flush()
+	}
+	if cap(s.pbuf)-len(s.pbuf) < n {
+		s.pbuf = slices.Grow(s.pbuf, n)
 	}
 }
 
