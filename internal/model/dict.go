@@ -3,15 +3,30 @@ package model
 import (
 	"slices"
 	"strings"
+	"sync/atomic"
 )
 
 // dict interns strings to dense uint32 ids.
 type dict struct {
 	ids  map[string]uint32
 	strs []string
+	// serial names the dictionary for a Session's cached ids (serialNo):
+	// a number, not a pointer, so the session holds none for it.
+	serial uint64
 }
 
-func newDict() *dict { return &dict{ids: make(map[string]uint32)} }
+// dictSerials numbers dictionaries (dict.serialNo).
+var dictSerials atomic.Uint64
+
+// serialNo returns d's serial, a number no other dictionary has (never 0).
+func (d *dict) serialNo() uint64 {
+	if d.serial == 0 {
+		d.serial = dictSerials.Add(1)
+	}
+	return d.serial
+}
+
+func newDict() *dict { return &dict{ids: make(map[string]uint32), serial: dictSerials.Add(1)} }
 
 // intern returns s's id, adding it (as a private copy) when new.
 func (d *dict) intern(s string) uint32 {

@@ -88,13 +88,15 @@ type Session struct {
 	// array, which is only ever appended to (a grown copy leaves the old
 	// one as it was), so it stays valid for as long as it is held.
 	strs []byte
-	// ids is the dictionary the events' iid refer to (nil: not valid); the
-	// id in uids of the user at place uidOf-1 of strs is cached likewise (uidOf 0:
-	// none).
-	ids  *dict
-	uids *dict
 
 	// No pointer from here on.
+
+	// ids is the serial (dict.serialNo) of the dictionary the events' iid
+	// refer to (0: not valid); the id in dictionary uids of the user at
+	// place uidOf-1 of strs is cached likewise (uidOf 0: none). Serials,
+	// not pointers: nothing here for the collector to scan.
+	ids  uint64
+	uids uint64
 
 	// userAt is the index in strs of the user of its latest accepted
 	// event (valid once an event was accepted; User).
@@ -201,7 +203,7 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 	case m != nil:
 		eid = s.internItems(m.items, e.ItemID)
 	case x != nil:
-		s.ids = nil
+		s.ids = 0
 		if s.idGen != x.Gen {
 			for i := range s.events {
 				s.events[i].iid = noID
@@ -210,7 +212,7 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 		}
 		eid = x.ID(e.ItemID)
 	default:
-		s.ids, s.idGen = nil, 0 // the cached ids no longer cover every event
+		s.ids, s.idGen = 0, 0 // the cached ids no longer cover every event
 	}
 	if we != 0 && (m != nil || emit != nil || x != nil) {
 		win := p.windowMicros()
@@ -306,19 +308,19 @@ func (s *Session) strIndex(v string) uint32 {
 // internItems makes the cached item ids of s's events refer to d (interning
 // them again when d is a different model's dictionary) and returns item's id.
 func (s *Session) internItems(d *dict, item string) uint32 {
-	if s.ids != d {
+	if s.ids != d.serialNo() {
 		for i := range s.events {
 			s.events[i].iid = d.intern(s.str(s.events[i].item))
 		}
-		s.ids, s.idGen = d, 0 // iid holds d's ids, no longer AddID's
+		s.ids, s.idGen = d.serialNo(), 0 // iid holds d's ids, no longer AddID's
 	}
 	return d.intern(item)
 }
 
 // internUser returns the id in d of the user strs[at], cached per session.
 func (s *Session) internUser(d *dict, at uint32) uint32 {
-	if s.uids != d || s.uidOf != at+1 {
-		s.uids, s.uidOf, s.uid = d, at+1, d.intern(s.str(at))
+	if s.uids != d.serialNo() || s.uidOf != at+1 {
+		s.uids, s.uidOf, s.uid = d.serialNo(), at+1, d.intern(s.str(at))
 	}
 	return s.uid
 }

@@ -178,3 +178,21 @@ func TestSessionEventsPastTheFirstRoom(t *testing.T) {
 		}
 	}
 }
+
+// TestDictSerialsDiffer: a Session knows the dictionaries its cached ids
+// refer to by their serials, so no two dictionaries may share one, made
+// by newDict or as a literal (named when first asked).
+func TestDictSerialsDiffer(t *testing.T) {
+	ds := []*dict{newDict(), newDict(), {}, {}, NewCovisit().items}
+	seen := map[uint64]bool{}
+	for i, d := range ds {
+		n := d.serialNo()
+		if n == 0 || seen[n] {
+			t.Fatalf("dictionary %d: serial %d, zero or taken", i, n)
+		}
+		if d.serialNo() != n {
+			t.Fatalf("dictionary %d: serial changed", i)
+		}
+		seen[n] = true
+	}
+}
