@@ -95,10 +95,10 @@ type Session struct {
 	// refer to (0: not valid); the id in dictionary uids of the user at
 	// place uidOf-1 of strs is cached likewise (uidOf 0: none). Serials,
 	// not pointers: nothing here for the collector to scan.
-	ids  uint64
-	uids uint64
+	ids  uint32
+	uids uint32
 
-	// userAt is the index in strs of the user of its latest accepted
+	// userAt is the place in strs of the user of its latest accepted
 	// event (valid once an event was accepted; User).
 	userAt uint32
 	uidOf  uint32

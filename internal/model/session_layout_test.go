@@ -184,7 +184,7 @@ func TestSessionEventsPastTheFirstRoom(t *testing.T) {
 // by newDict or as a literal (named when first asked).
 func TestDictSerialsDiffer(t *testing.T) {
 	ds := []*dict{newDict(), newDict(), {}, {}, NewCovisit().items}
-	seen := map[uint64]bool{}
+	seen := map[uint32]bool{}
 	for i, d := range ds {
 		n := d.serialNo()
 		if n == 0 || seen[n] {
