@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/lambdarec/lambdarec/internal/gclayout"
 )
@@ -16,6 +17,16 @@ import (
 func TestSessionPointersFirst(t *testing.T) {
 	if f, after, ok := gclayout.PointerAfterScalar(reflect.TypeFor[session]()); ok {
 		t.Fatalf("session.%s holds a pointer after session.%s, which holds none", f, after)
+	}
+}
+
+// TestSessionSizeClass keeps a session within the allocator's 352-byte
+// size class (it was 416 before its model.Session kept its ids in one
+// byte array and its dictionaries by 4-byte serials): the layer holds one
+// per session, and the collector marks every byte of the class's slot.
+func TestSessionSizeClass(t *testing.T) {
+	if n := unsafe.Sizeof(session{}); n > 352 {
+		t.Fatalf("session is %d bytes: past the 352-byte size class", n)
 	}
 }
 

@@ -3,15 +3,41 @@ package model
 import (
 	"slices"
 	"strings"
+	"sync/atomic"
 )
 
 // dict interns strings to dense uint32 ids.
 type dict struct {
 	ids  map[string]uint32
 	strs []string
+	// serial names the dictionary for a Session's cached ids (serialNo):
+	// a number, not a pointer, so the session holds none for it.
+	serial uint32
 }
 
-func newDict() *dict { return &dict{ids: make(map[string]uint32)} }
+// dictSerials numbers dictionaries (dict.serialNo).
+var dictSerials atomic.Uint32
+
+// nextSerial returns a new dictionary serial, never 0. (32 bits: a
+// process would make 4 billion dictionaries before one came back, and a
+// Session holds it in 4 bytes.)
+func nextSerial() uint32 {
+	for {
+		if n := dictSerials.Add(1); n != 0 {
+			return n
+		}
+	}
+}
+
+// serialNo returns d's serial, a number no other dictionary has (never 0).
+func (d *dict) serialNo() uint32 {
+	if d.serial == 0 {
+		d.serial = nextSerial()
+	}
+	return d.serial
+}
+
+func newDict() *dict { return &dict{ids: make(map[string]uint32), serial: nextSerial()} }
 
 // intern returns s's id, adding it (as a private copy) when new.
 func (d *dict) intern(s string) uint32 {

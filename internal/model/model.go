@@ -149,7 +149,7 @@ func (m *Model) ApplyPast(s *Session, b Boundary) {
 	p := &m.params
 	win := p.windowMicros()
 	if len(s.events) > 0 {
-		s.internItems(m.items, s.strs[s.events[0].item])
+		s.internItems(m.items, s.str(s.events[0].item))
 	}
 	for i := range s.events {
 		e := &s.events[i]

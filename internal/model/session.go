@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/binary"
 	"slices"
 	"unsafe"
 
@@ -42,7 +43,7 @@ type ignoredRec struct {
 }
 
 // sessionEvent is an accepted event of a session. It holds no pointer: its
-// item and user are indexes into the session's strs, so the garbage
+// item and user locate their ids in the session's strs, so the garbage
 // collector never scans a session's events (the speed layer holds the
 // events of every live session; with the ids as strings in each event,
 // they were the largest pointer-holding part of its heap).
@@ -52,8 +53,8 @@ type sessionEvent struct {
 	offset    int64
 	partition int32
 	iid       uint32 // item's id in ids (see Session.ids)
-	item      uint32 // index of the item id in Session.strs
-	user      uint32 // index of the user id in Session.strs
+	item      uint32 // the item id's place in Session.strs (Session.str)
+	user      uint32 // the user id's place in Session.strs
 	kind      schemas.Kind
 }
 
@@ -79,24 +80,29 @@ type Session struct {
 	events  []sessionEvent
 	ignored []ignoredRec
 	// strs are the distinct item and user ids its events name, in the
-	// order they were first seen (sessionEvent.item, .user); the first
-	// ones in strs0, so that a short session costs no allocation for them.
-	strs  []string
-	strs0 [4]string
-	// ids is the dictionary the events' iid refer to (nil: not valid); the
-	// id in uids of the user strs[uidOf-1] is cached likewise (uidOf 0:
-	// none).
-	ids  *dict
-	uids *dict
+	// order they were first seen (sessionEvent.item, .user, userAt), their
+	// bytes end to end in one pointer-free array, each followed by its
+	// length (strIndex): the collector marks the array and scans none of
+	// it, where a []string of them was an object of pointers to scan (and
+	// four more inline in Session). A string str returns points into the
+	// array, which is only ever appended to (a grown copy leaves the old
+	// one as it was), so it stays valid for as long as it is held.
+	strs []byte
 
 	// No pointer from here on.
 
-	// userAt is the index in strs of the user of its latest accepted
+	// ids is the serial (dict.serialNo) of the dictionary the events' iid
+	// refer to (0: not valid); the id in dictionary uids of the user at
+	// place uidOf-1 of strs is cached likewise (uidOf 0: none). Serials,
+	// not pointers: nothing here for the collector to scan.
+	ids  uint32
+	uids uint32
+
+	// userAt is the place in strs of the user of its latest accepted
 	// event (valid once an event was accepted; User).
-	userAt   uint32
-	uidOf    uint32
-	uid      uint32
-	strBytes uint32 // the summed lengths of strs
+	userAt uint32
+	uidOf  uint32
+	uid    uint32
 	// idGen is the IDEmitter.Gen the events' iid refer to (0: none; see
 	// AddID). iid holds ids of ids or of idGen's dictionary, never both.
 	idGen uint64
@@ -124,7 +130,7 @@ func (s *Session) User() string {
 	if len(s.events) == 0 {
 		return ""
 	}
-	return s.strs[s.userAt]
+	return s.str(s.userAt)
 }
 
 // Len returns the number of accepted events.
@@ -197,7 +203,7 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 	case m != nil:
 		eid = s.internItems(m.items, e.ItemID)
 	case x != nil:
-		s.ids = nil
+		s.ids = 0
 		if s.idGen != x.Gen {
 			for i := range s.events {
 				s.events[i].iid = noID
@@ -206,7 +212,7 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 		}
 		eid = x.ID(e.ItemID)
 	default:
-		s.ids, s.idGen = nil, 0 // the cached ids no longer cover every event
+		s.ids, s.idGen = 0, 0 // the cached ids no longer cover every event
 	}
 	if we != 0 && (m != nil || emit != nil || x != nil) {
 		win := p.windowMicros()
@@ -224,11 +230,11 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 				m.covisit.addID(eid, o.iid, w)
 			case x != nil:
 				if o.iid == noID {
-					o.iid = x.ID(s.strs[o.item])
+					o.iid = x.ID(s.str(o.item))
 				}
 				x.Emit(eid, o.iid, w)
 			default:
-				emit(e.ItemID, s.strs[o.item], w)
+				emit(e.ItemID, s.str(o.item), w)
 			}
 		}
 	}
@@ -237,7 +243,7 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 			s.disordered = true
 		}
 	}
-	if len(s.events) == 0 || e.UserID != s.strs[s.userAt] {
+	if len(s.events) == 0 || e.UserID != s.str(s.userAt) {
 		s.userAt = s.strIndex(e.UserID)
 	}
 	if s.events == nil {
@@ -247,44 +253,74 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 	return Accepted
 }
 
-// strIndex returns v's index in s.strs, adding it when new. The newest
+// A string in Session.strs is its bytes followed by its length: one byte
+// when below longStr, else its four bytes (little endian) and a longStr
+// byte. Its place is the index of its last byte, so the strings are walked
+// from the newest back.
+const (
+	longStr       = 0xFF
+	firstStrBytes = 48 // strs' first allocation: a user and three or four items of the generator's lengths
+)
+
+// strAt returns the bytes' start and end of the string whose last byte is
+// strs[at].
+func (s *Session) strAt(at uint32) (start, end uint32) {
+	end = at
+	n := uint32(s.strs[at])
+	if n == longStr {
+		end = at - 4
+		n = binary.LittleEndian.Uint32(s.strs[end:at])
+	}
+	return end - n, end
+}
+
+// str returns the string at place at of strs (strIndex).
+func (s *Session) str(at uint32) string {
+	start, end := s.strAt(at)
+	b := s.strs[start:end]
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// strIndex returns v's place in s.strs, adding it when new. The newest
 // strings are looked at first: a session's next event mostly names an item
-// or user it named lately. (The speed layer interns ids, so equal strings
-// mostly share their bytes and compare at once.)
+// or user it named lately.
 func (s *Session) strIndex(v string) uint32 {
-	for i := len(s.strs) - 1; i >= 0; i-- {
-		if s.strs[i] == v {
-			return uint32(i)
+	for at := len(s.strs) - 1; at >= 0; {
+		start, end := s.strAt(uint32(at))
+		if string(s.strs[start:end]) == v {
+			return uint32(at)
 		}
+		at = int(start) - 1
 	}
-	switch {
-	case s.strs == nil:
-		s.strs = s.strs0[:0]
-	case len(s.strs) == len(s.strs0) && cap(s.strs) == len(s.strs0):
-		// Past the inline ones: one allocation for the next twelve.
-		s.strs = append(make([]string, 0, 4*len(s.strs0)), s.strs...)
+	if s.strs == nil {
+		s.strs = make([]byte, 0, max(firstStrBytes, len(v)+1))
 	}
-	s.strs = append(s.strs, v)
-	s.strBytes += uint32(len(v))
+	s.strs = append(s.strs, v...)
+	if n := len(v); n < longStr {
+		s.strs = append(s.strs, byte(n))
+	} else {
+		s.strs = binary.LittleEndian.AppendUint32(s.strs, uint32(n))
+		s.strs = append(s.strs, longStr)
+	}
 	return uint32(len(s.strs) - 1)
 }
 
 // internItems makes the cached item ids of s's events refer to d (interning
 // them again when d is a different model's dictionary) and returns item's id.
 func (s *Session) internItems(d *dict, item string) uint32 {
-	if s.ids != d {
+	if s.ids != d.serialNo() {
 		for i := range s.events {
-			s.events[i].iid = d.intern(s.strs[s.events[i].item])
+			s.events[i].iid = d.intern(s.str(s.events[i].item))
 		}
-		s.ids, s.idGen = d, 0 // iid holds d's ids, no longer AddID's
+		s.ids, s.idGen = d.serialNo(), 0 // iid holds d's ids, no longer AddID's
 	}
 	return d.intern(item)
 }
 
 // internUser returns the id in d of the user strs[at], cached per session.
 func (s *Session) internUser(d *dict, at uint32) uint32 {
-	if s.uids != d || s.uidOf != at+1 {
-		s.uids, s.uidOf, s.uid = d, at+1, d.intern(s.strs[at])
+	if s.uids != d.serialNo() || s.uidOf != at+1 {
+		s.uids, s.uidOf, s.uid = d.serialNo(), at+1, d.intern(s.str(at))
 	}
 	return s.uid
 }
@@ -298,7 +334,7 @@ func (s *Session) AppendRecent(dst []string, n int) []string {
 		// The usual case, events added in that order: walk them backwards,
 		// without sorting.
 		for i := len(s.events) - 1; i >= 0 && len(dst)-start < n; i-- {
-			if item := s.strs[s.events[i].item]; !slices.Contains(dst[start:], item) {
+			if item := s.str(s.events[i].item); !slices.Contains(dst[start:], item) {
 				dst = append(dst, item)
 			}
 		}
@@ -328,7 +364,7 @@ func (s *Session) AppendRecent(dst []string, n int) []string {
 		if len(dst)-start >= n {
 			break
 		}
-		item := s.strs[s.events[i].item]
+		item := s.str(s.events[i].item)
 		if !slices.Contains(dst[start:], item) {
 			dst = append(dst, item)
 		}
@@ -355,7 +391,7 @@ func (s *Session) AppendRecentIDs(dst []uint32, n int, id func(item string) uint
 		return dst
 	}
 	for i := len(s.events) - 1; i >= 0 && len(dst)-start < n; i-- {
-		if d := id(s.strs[s.events[i].item]); !slices.Contains(dst[start:], d) {
+		if d := id(s.str(s.events[i].item)); !slices.Contains(dst[start:], d) {
 			dst = append(dst, d)
 		}
 	}
@@ -368,7 +404,7 @@ func (s *Session) Recent(n int) []string { return s.AppendRecent(nil, n) }
 // Bought reports whether the session purchased item.
 func (s *Session) Bought(item string) bool {
 	for i := range s.events {
-		if s.events[i].kind == schemas.KindPurchase && s.strs[s.events[i].item] == item {
+		if s.events[i].kind == schemas.KindPurchase && s.str(s.events[i].item) == item {
 			return true
 		}
 	}
@@ -377,11 +413,7 @@ func (s *Session) Bought(item string) bool {
 
 // Sizeof estimates the session's memory in bytes, for state accounting.
 func (s *Session) Sizeof() int {
-	n := int(unsafe.Sizeof(*s)) + len(s.id) + cap(s.events)*int(unsafe.Sizeof(sessionEvent{})) + cap(s.ignored)*16
-	if cap(s.strs) > len(s.strs0) {
-		n += cap(s.strs) * 16
-	}
-	return n + int(s.strBytes)
+	return int(unsafe.Sizeof(*s)) + len(s.id) + cap(s.events)*int(unsafe.Sizeof(sessionEvent{})) + cap(s.ignored)*16 + cap(s.strs)
 }
 
 // Covered reports whether every record of the session is at or below b, so

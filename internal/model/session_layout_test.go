@@ -1,8 +1,10 @@
 package model
 
 import (
+	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/lambdarec/lambdarec/internal/gclayout"
@@ -59,8 +61,69 @@ func TestSessionIDsPastTheInlineOnes(t *testing.T) {
 	if want := []string{"a", "a", "c", "d", "e", "f", "g"}; !slices.Equal(withB, want) {
 		t.Fatalf("pairs of b with %v, want %v", withB, want)
 	}
-	if len(s.strs) != 10 { // 8 items, 2 users
-		t.Fatalf("%d distinct ids, want 10", len(s.strs))
+	if n := strCount(s); n != 10 { // 8 items, 2 users
+		t.Fatalf("%d distinct ids, want 10", n)
+	}
+}
+
+// strCount returns how many strings s.strs holds, walking them from the
+// newest back as strIndex does.
+func strCount(s *Session) int {
+	n := 0
+	for at := len(s.strs) - 1; at >= 0; n++ {
+		start, _ := s.strAt(uint32(at))
+		at = int(start) - 1
+	}
+	return n
+}
+
+// TestSessionStrsRoundTrip adds ids of every length class to a session's
+// strs (empty, short, the longest short one, the first long one, longer),
+// each twice and in a shuffled order: strIndex gives an id the same place
+// each time and a new place for a new id, str gives each id back, and a
+// string str returned before the array grew keeps its value.
+func TestSessionStrsRoundTrip(t *testing.T) {
+	var ids []string
+	for _, n := range []int{0, 1, 2, 7, longStr - 1, longStr, longStr + 1, 300, 70_000} {
+		for k := range 3 {
+			ids = append(ids, string(rune('a'+k))+strings.Repeat("x", max(n-1, 0)))
+		}
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids) // "a", "b", "c" for n 0 and 1
+	ids = append(ids, "")
+	rng := rand.New(rand.NewPCG(1, 2))
+	s := NewSession("s")
+	places := map[string]uint32{}
+	held := map[string]string{} // a str result from the first add
+	for round := range 2 {
+		rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+		for _, id := range ids {
+			at := s.strIndex(id)
+			if p, ok := places[id]; ok && p != at {
+				t.Fatalf("round %d: id of length %d at %d, was at %d", round, len(id), at, p)
+			}
+			for other, p := range places {
+				if p == at && other != id {
+					t.Fatalf("ids of lengths %d and %d both at %d", len(id), len(other), at)
+				}
+			}
+			places[id] = at
+			if got := s.str(at); got != id {
+				t.Fatalf("str(%d) has length %d, want %d", at, len(got), len(id))
+			}
+			if _, ok := held[id]; !ok {
+				held[id] = s.str(at)
+			}
+		}
+	}
+	for id, at := range places {
+		if s.str(at) != id || held[id] != id {
+			t.Fatalf("id of length %d changed", len(id))
+		}
+	}
+	if n := strCount(s); n != len(ids) {
+		t.Fatalf("%d strings held, want %d", n, len(ids))
 	}
 }
 
@@ -69,7 +132,8 @@ func TestSessionIDsPastTheInlineOnes(t *testing.T) {
 // events stay whole (a re-sent event id is a duplicate wherever its first
 // copy sits, the recent items and the pairs are those of every event), and
 // a session of up to four events costs one allocation for them, of up to
-// eight two, of up to sixteen three.
+// eight two, of up to sixteen three (and one for its ids' strs, which
+// these fit).
 func TestSessionEventsPastTheFirstRoom(t *testing.T) {
 	p := DefaultParams()
 	p.MaxSessionEvents = 100
@@ -101,7 +165,7 @@ func TestSessionEventsPastTheFirstRoom(t *testing.T) {
 	for i := range evs {
 		evs[i] = ev(i)
 	}
-	for _, c := range []struct{ events, allocs int }{{1, 1}, {4, 1}, {5, 2}, {8, 2}, {9, 3}, {16, 3}, {17, 4}} {
+	for _, c := range []struct{ events, allocs int }{{1, 2}, {4, 2}, {5, 3}, {8, 3}, {9, 4}, {16, 4}, {17, 5}} {
 		var s Session
 		got := testing.AllocsPerRun(20, func() {
 			s.Init("s")
@@ -112,5 +176,23 @@ func TestSessionEventsPastTheFirstRoom(t *testing.T) {
 		if int(got) != c.allocs {
 			t.Fatalf("a session of %d events: %v allocations, want %d", c.events, got, c.allocs)
 		}
+	}
+}
+
+// TestDictSerialsDiffer: a Session knows the dictionaries its cached ids
+// refer to by their serials, so no two dictionaries may share one, made
+// by newDict or as a literal (named when first asked).
+func TestDictSerialsDiffer(t *testing.T) {
+	ds := []*dict{newDict(), newDict(), {}, {}, NewCovisit().items}
+	seen := map[uint32]bool{}
+	for i, d := range ds {
+		n := d.serialNo()
+		if n == 0 || seen[n] {
+			t.Fatalf("dictionary %d: serial %d, zero or taken", i, n)
+		}
+		if d.serialNo() != n {
+			t.Fatalf("dictionary %d: serial changed", i)
+		}
+		seen[n] = true
 	}
 }
