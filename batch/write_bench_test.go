@@ -43,6 +43,7 @@ func BenchmarkWriteRows(b *testing.B) {
 		// A file's worth of rows with ids in row groups of 256k and 1M
 		// rows: each row group writes the dictionaries again.
 		{"files-item-ids-2M-groups-256k", writeProps, true, viewFileCodec, true, 2 << 20, 256 << 10},
+		{"files-item-ids-2M-groups-512k", writeProps, true, viewFileCodec, true, 2 << 20, 512 << 10},
 		{"files-item-ids-2M-groups-1M", writeProps, true, viewFileCodec, true, 2 << 20, 1 << 20},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
