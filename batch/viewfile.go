@@ -93,12 +93,19 @@ func newPartitionFiles(ctx context.Context, mem memory.Allocator, t *table.Table
 // rowsPerRowGroup are the rows of a Parquet row group of a view table with
 // id columns (rowWriter.setNames): its record batches (rowsPerBatch rows)
 // are buffered into row groups of this many, each writing the columns'
-// dictionaries once (a row group per batch wrote them 4 times as often). A
-// row group's encoded pages stay in memory until it ends; an id column's
-// pages are small, but those of string columns are not: the files of the
+// dictionaries once (a row group per batch wrote them 16 times as often).
+// A row group's encoded pages stay in memory until it ends; an id column's
+// pages are small (a file of user_items rows holds ~15 bytes per row, ~15
+// MB per row group), but those of string columns are not: the files of the
 // other tables keep a row group per batch, written as it comes, and add
-// nothing to the run's peak memory.
-const rowsPerRowGroup = 256 << 10
+// nothing to the run's peak memory. 1M rows instead of 256k: every row
+// group hashed its dictionaries again and allocated its column writers'
+// buffers anew (BenchmarkWriteRows/files-item-ids-2M-groups-*, 3
+// alternated pairs at load 10-12: process CPU 1.62 -> 1.28 s per 22M rows,
+// 191 -> 144 MB and 181k -> 58k allocations per 2M rows; 3 alternated
+// triples at load 7-8: 256k/512k/1M 1.48/1.33/1.26 s). A variable for
+// BenchmarkWriteRows.
+var rowsPerRowGroup int64 = 1 << 20
 
 // viewFileCodec compresses the view tables' Parquet files: LZ4_RAW
 // encodes at about twice the speed of arrow-go's Snappy (klauspost's

@@ -6,8 +6,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
@@ -184,4 +186,112 @@ func columnEncodings(t *testing.T, tbl *table.Table, path string, col int) []par
 		t.Fatal(err)
 	}
 	return cc.Encodings()
+}
+
+// TestRowWriterFixedColumns writes two rows of every column type through a
+// rowWriter (batch_runs: strings, int64s, timestamps, a null) and one of
+// user_recommendations' columns of ids, int32 and float64, and reads the
+// record batches it sends: the fixed-width columns are handed over from
+// their slices with no nulls and the values set, in order; a fixed-width
+// column left unset in a row panics instead of writing a short column.
+func TestRowWriterFixedColumns(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.DefaultAllocator)
+	defer mem.AssertSize(t, 0)
+	ch := make(chan arrow.RecordBatch, 4)
+	w, err := newRowWriter(mem, &batchRunsDef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.out = []chan<- arrow.RecordBatch{ch}
+	at := time.Date(2026, 11, 30, 23, 0, 0, 123456000, time.UTC)
+	for r := range 2 {
+		for i, c := range batchRunsDef.cols {
+			switch c.typ {
+			case colString:
+				w.str(i, fmt.Sprintf("s%d-%d", r, i))
+			case colInt64:
+				w.i64(i, int64(100*r+i))
+			case colTimestamp:
+				w.ts(i, at.Add(time.Duration(r*i)*time.Microsecond))
+			}
+		}
+		w.end()
+	}
+	w.flushBatch()
+	rec := <-ch
+	for i, c := range batchRunsDef.cols {
+		col := rec.Column(i)
+		if col.NullN() != 0 || col.Len() != 2 {
+			t.Fatalf("column %s: %d values, %d null", c.name, col.Len(), col.NullN())
+		}
+		for r := range 2 {
+			var got, want any
+			switch c.typ {
+			case colString:
+				got, want = col.(*array.String).Value(r), fmt.Sprintf("s%d-%d", r, i)
+			case colInt64:
+				got, want = col.(*array.Int64).Value(r), int64(100*r+i)
+			case colTimestamp:
+				got, want = int64(col.(*array.Timestamp).Value(r)), at.Add(time.Duration(r*i)*time.Microsecond).UnixMicro()
+			}
+			if got != want {
+				t.Errorf("column %s row %d: %v, want %v", c.name, r, got, want)
+			}
+		}
+	}
+	rec.Release()
+	w.release()
+
+	w, err = newRowWriter(mem, &userRecsDef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.out = []chan<- arrow.RecordBatch{ch}
+	w.setNames(mem, idCols{1: {"u0", "u1"}, 3: {"a", "b", "c"}})
+	w.setPart(mem, "p")
+	for r := range 3 {
+		w.str(0, "p")
+		w.id(1, uint32(r%2))
+		w.i32(2, int32(r))
+		w.id(3, uint32(2-r))
+		w.f64(4, 0.5*float64(r))
+		if r == 0 {
+			w.str(5, "[]")
+		} else {
+			w.null(5)
+		}
+		w.end()
+	}
+	w.flushBatch()
+	rec = <-ch
+	for r := range 3 {
+		user := rec.Column(1).(*array.Dictionary)
+		item := rec.Column(3).(*array.Dictionary)
+		got := fmt.Sprint(user.Dictionary().(*array.String).Value(user.GetValueIndex(r)), rec.Column(2).(*array.Int32).Value(r),
+			item.Dictionary().(*array.String).Value(item.GetValueIndex(r)), rec.Column(4).(*array.Float64).Value(r), rec.Column(5).IsNull(r))
+		want := fmt.Sprint(fmt.Sprintf("u%d", r%2), r, string(rune('c'-r)), 0.5*float64(r), r > 0)
+		if got != want {
+			t.Errorf("row %d: %s, want %s", r, got, want)
+		}
+	}
+	if n := rec.Column(2).NullN() + rec.Column(4).NullN(); n != 0 {
+		t.Errorf("%d nulls in the fixed-width columns", n)
+	}
+	rec.Release()
+
+	w.str(0, "p")
+	w.id(1, 0)
+	w.id(3, 0)
+	w.f64(4, 1) // rank (int32) not set
+	w.null(5)
+	w.end()
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("a batch with an unset int32 column did not panic")
+			}
+		}()
+		w.flushBatch()
+	}()
+	w.release()
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/bitutil"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
@@ -167,20 +168,29 @@ type rowWriter struct {
 	err     error
 	// n is the rows of the current batch.
 	n int
-	// typed column builders, by column index (nil where of another type)
-	strs  []*array.StringBuilder
-	i32s  []*array.Int32Builder
-	i64s  []*array.Int64Builder
-	f64s  []*array.Float64Builder
-	tss   []*array.TimestampBuilder
-	bools []*array.BooleanBuilder
+	// strs are the string columns' builders, by column index (nil where
+	// of another type).
+	strs []*array.StringBuilder
+	// The fixed-width columns are not built value by value through Arrow
+	// builders (a capacity check and a validity bit per value) but
+	// appended to plain slices, by column index (nil where of another
+	// type), each handed over as a batch's array as is (fixedArray): no
+	// validity bitmap, the columns are never null. Timestamps are their
+	// microseconds in i64s; booleans are packed into a bitmap at the end of
+	// each batch.
+	i32s  [][]int32
+	i64s  [][]int64
+	f64s  [][]float64
+	bools [][]bool
+	// types are the columns' Arrow types.
+	types []arrow.DataType
 	// dataLen is each string column's bytes in the previous batch: the next
 	// batch reserves as much, so its builders do not grow by doubling.
 	dataLen []int
 	// ids, where not nil, makes string column i a column of ids into names
-	// (set with id, see setNames); fileSc is sc with those columns
-	// dictionary-typed, the schema of the files.
-	ids    []*array.Int32Builder
+	// (set with id, see setNames; ids[i] nil for the other columns); fileSc
+	// is sc with those columns dictionary-typed, the schema of the files.
+	ids    [][]int32
 	names  []*array.String
 	fileSc *arrow.Schema
 }
@@ -194,23 +204,22 @@ func newRowWriter(mem memory.Allocator, def *tableDef) (*rowWriter, error) {
 	}
 	w := &rowWriter{def: def, sc: sc, rb: array.NewRecordBuilder(mem, sc)}
 	n := len(def.cols)
-	w.strs, w.i32s, w.i64s = make([]*array.StringBuilder, n), make([]*array.Int32Builder, n), make([]*array.Int64Builder, n)
-	w.f64s, w.tss, w.bools = make([]*array.Float64Builder, n), make([]*array.TimestampBuilder, n), make([]*array.BooleanBuilder, n)
-	w.dataLen = make([]int, n)
+	w.strs, w.i32s, w.i64s = make([]*array.StringBuilder, n), make([][]int32, n), make([][]int64, n)
+	w.f64s, w.bools = make([][]float64, n), make([][]bool, n)
+	w.dataLen, w.types = make([]int, n), make([]arrow.DataType, n)
 	for i := range n {
+		w.types[i] = sc.Field(i).Type
 		switch b := w.rb.Field(i).(type) {
 		case *array.StringBuilder:
 			w.strs[i] = b
 		case *array.Int32Builder:
-			w.i32s[i] = b
-		case *array.Int64Builder:
-			w.i64s[i] = b
+			w.i32s[i] = []int32{}
+		case *array.Int64Builder, *array.TimestampBuilder:
+			w.i64s[i] = []int64{}
 		case *array.Float64Builder:
-			w.f64s[i] = b
-		case *array.TimestampBuilder:
-			w.tss[i] = b
+			w.f64s[i] = []float64{}
 		case *array.BooleanBuilder:
-			w.bools[i] = b
+			w.bools[i] = []bool{}
 		default:
 			w.rb.Release()
 			return nil, fmt.Errorf("%s column %d: unexpected builder %T", def.name, i, b)
@@ -231,7 +240,7 @@ var itemDictType = &arrow.DictionaryType{IndexType: arrow.PrimitiveTypes.Int32, 
 // without hashing or copying each row's string (readers read strings, as
 // from any other file). It must be called before the first row.
 func (w *rowWriter) setNames(mem memory.Allocator, ids idCols) {
-	w.ids = make([]*array.Int32Builder, len(w.def.cols))
+	w.ids = make([][]int32, len(w.def.cols))
 	w.names = make([]*array.String, len(w.def.cols))
 	fields := slices.Clone(w.sc.Fields())
 	for i, names := range ids {
@@ -242,8 +251,7 @@ func (w *rowWriter) setNames(mem memory.Allocator, ids idCols) {
 		}
 		w.names[i] = b.NewStringArray()
 		b.Release()
-		w.ids[i] = array.NewInt32Builder(mem)
-		w.ids[i].Reserve(rowsPerBatch)
+		w.ids[i] = make([]int32, 0, rowsPerBatch)
 		fields[i].Type = itemDictType
 	}
 	md := w.sc.Metadata()
@@ -251,7 +259,7 @@ func (w *rowWriter) setNames(mem memory.Allocator, ids idCols) {
 }
 
 // id sets column i of the current row to the name of id (see setNames).
-func (w *rowWriter) id(i int, id uint32) { w.ids[i].Append(int32(id)) }
+func (w *rowWriter) id(i int, id uint32) { w.ids[i] = append(w.ids[i], int32(id)) }
 
 // setPart makes every row's batch_id part (see rowWriter.part). It must be
 // called before the first row, after setNames.
@@ -279,11 +287,6 @@ func (w *rowWriter) release() {
 	if w.partCol != nil {
 		w.partCol.Release()
 	}
-	for _, b := range w.ids {
-		if b != nil {
-			b.Release()
-		}
-	}
 	for _, n := range w.names {
 		if n != nil {
 			n.Release()
@@ -291,13 +294,24 @@ func (w *rowWriter) release() {
 	}
 }
 
-// reserve makes room for a whole batch in every column builder.
+// reserve makes room for a whole batch in every column: new slices for
+// the fixed-width columns (the previous batch's are held by its arrays),
+// the builders' buffers for the strings.
 func (w *rowWriter) reserve() {
 	for i := range w.def.cols {
 		switch {
 		case w.ids != nil && w.ids[i] != nil:
-			w.ids[i].Reserve(rowsPerBatch)
-		case i > 0 || w.partCol == nil:
+			w.ids[i] = make([]int32, 0, rowsPerBatch)
+		case i == 0 && w.partCol != nil:
+		case w.i32s[i] != nil:
+			w.i32s[i] = make([]int32, 0, rowsPerBatch)
+		case w.i64s[i] != nil:
+			w.i64s[i] = make([]int64, 0, rowsPerBatch)
+		case w.f64s[i] != nil:
+			w.f64s[i] = make([]float64, 0, rowsPerBatch)
+		case w.bools[i] != nil:
+			w.bools[i] = make([]bool, 0, rowsPerBatch)
+		default:
 			w.rb.Field(i).Reserve(rowsPerBatch)
 			if b := w.strs[i]; b != nil {
 				b.ReserveData(w.dataLen[i])
@@ -317,17 +331,17 @@ func (w *rowWriter) str(i int, v string) {
 	}
 	w.strs[i].Append(v)
 }
-func (w *rowWriter) i32(i int, v int32)   { w.i32s[i].Append(v) }
-func (w *rowWriter) i64(i int, v int64)   { w.i64s[i].Append(v) }
-func (w *rowWriter) f64(i int, v float64) { w.f64s[i].Append(v) }
+func (w *rowWriter) i32(i int, v int32)   { w.i32s[i] = append(w.i32s[i], v) }
+func (w *rowWriter) i64(i int, v int64)   { w.i64s[i] = append(w.i64s[i], v) }
+func (w *rowWriter) f64(i int, v float64) { w.f64s[i] = append(w.f64s[i], v) }
 
 // bytes is str for a value held as bytes (copied).
 func (w *rowWriter) bytes(i int, v []byte) { w.strs[i].BinaryBuilder.Append(v) }
-func (w *rowWriter) boolean(i int, v bool) { w.bools[i].Append(v) }
-func (w *rowWriter) ts(i int, v time.Time) { w.tss[i].Append(arrow.Timestamp(v.UnixMicro())) }
+func (w *rowWriter) boolean(i int, v bool) { w.bools[i] = append(w.bools[i], v) }
+func (w *rowWriter) ts(i int, v time.Time) { w.i64s[i] = append(w.i64s[i], v.UnixMicro()) }
 
-// null sets optional column i of the current row to null.
-func (w *rowWriter) null(i int) { w.rb.Field(i).AppendNull() }
+// null sets optional string column i of the current row to null.
+func (w *rowWriter) null(i int) { w.strs[i].AppendNull() }
 
 // encodeInputs is the inputs column of a user's rank-0 row: the items the
 // recommendations were scored from as a JSON array ("" when none).
@@ -374,28 +388,84 @@ func (w *rowWriter) flushBatch() {
 			w.dataLen[i] = b.DataLen()
 		}
 	}
-	if w.partCol == nil {
-		w.send(w.rb.NewRecordBatch())
-	} else {
-		cols := make([]arrow.Array, len(w.def.cols))
-		cols[0] = array.NewSlice(w.partCol, 0, int64(w.n))
-		for i := 1; i < len(cols); i++ {
-			if w.ids != nil && w.ids[i] != nil {
-				idx := w.ids[i].NewArray()
-				cols[i] = array.NewDictionaryArray(itemDictType, idx, w.names[i])
-				idx.Release()
-			} else {
-				cols[i] = w.rb.Field(i).NewArray()
-			}
+	w.checkFixed()
+	cols := make([]arrow.Array, len(w.def.cols))
+	for i := range cols {
+		switch {
+		case i == 0 && w.partCol != nil:
+			cols[i] = array.NewSlice(w.partCol, 0, int64(w.n))
+		case w.ids != nil && w.ids[i] != nil:
+			idx := fixedArray(arrow.PrimitiveTypes.Int32, w.n, arrow.Int32Traits.CastToBytes(w.ids[i]))
+			cols[i] = array.NewDictionaryArray(itemDictType, idx, w.names[i])
+			idx.Release()
+		case w.strs[i] != nil:
+			cols[i] = w.strs[i].NewArray()
+		default:
+			cols[i] = w.fixedArray(i)
 		}
-		rec := array.NewRecordBatch(w.fileSc, cols, int64(w.n))
-		for _, c := range cols {
-			c.Release()
-		}
-		w.send(rec)
 	}
+	rec := array.NewRecordBatch(w.fileSc, cols, int64(w.n))
+	for _, c := range cols {
+		c.Release()
+	}
+	w.send(rec)
 	w.n = 0
 	w.reserve()
+}
+
+// checkFixed panics when a fixed-width column of the current batch does
+// not hold a value per row (a column not set in every row), as a record
+// batch of columns of unequal lengths does, before any array is made.
+func (w *rowWriter) checkFixed() {
+	for i := range w.def.cols {
+		n := w.n
+		switch {
+		case w.ids != nil && w.ids[i] != nil:
+			n = len(w.ids[i])
+		case i == 0 && w.partCol != nil:
+		case w.i32s[i] != nil:
+			n = len(w.i32s[i])
+		case w.i64s[i] != nil:
+			n = len(w.i64s[i])
+		case w.f64s[i] != nil:
+			n = len(w.f64s[i])
+		case w.bools[i] != nil:
+			n = len(w.bools[i])
+		}
+		if n != w.n {
+			panic(fmt.Sprintf("%s column %s: %d values in a batch of %d rows", w.def.name, w.def.cols[i].name, n, w.n))
+		}
+	}
+}
+
+// fixedArray returns fixed-width column i of the current batch as an
+// array over its slice (reserve gives the next batch a new one).
+func (w *rowWriter) fixedArray(i int) arrow.Array {
+	var b []byte
+	switch {
+	case w.i32s[i] != nil:
+		b = arrow.Int32Traits.CastToBytes(w.i32s[i])
+	case w.i64s[i] != nil:
+		b = arrow.Int64Traits.CastToBytes(w.i64s[i])
+	case w.f64s[i] != nil:
+		b = arrow.Float64Traits.CastToBytes(w.f64s[i])
+	case w.bools[i] != nil:
+		b = make([]byte, bitutil.BytesForBits(int64(w.n)))
+		for j, v := range w.bools[i] {
+			if v {
+				bitutil.SetBit(b, j)
+			}
+		}
+	}
+	return fixedArray(w.types[i], w.n, b)
+}
+
+// fixedArray is an array of n values of the fixed-width type dt held in b,
+// none null (no validity bitmap).
+func fixedArray(dt arrow.DataType, n int, b []byte) arrow.Array {
+	data := array.NewData(dt, n, []*memory.Buffer{nil, memory.NewBufferBytes(b)}, nil, 0, 0)
+	defer data.Release()
+	return array.MakeFromData(data)
 }
 
 // fileEncoders is how many files of a partitioned table with rows in any

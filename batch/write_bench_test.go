@@ -21,7 +21,7 @@ import (
 // co-visitation table is). Compare
 // CPU time (-cpuprofile) rather than wall time on a busy machine.
 func BenchmarkWriteRows(b *testing.B) {
-	const rows = 200_000
+	const defaultRows = 200_000
 	items := make([]string, 5000)
 	for i := range items {
 		items[i] = fmt.Sprintf("item-%06d", i)
@@ -32,16 +32,30 @@ func BenchmarkWriteRows(b *testing.B) {
 		files bool // written by partitionFiles, not iceberg-go's writer
 		codec compress.Compression
 		ids   bool // the items as ids into a dictionary (rowWriter.id)
+		rows  int  // 0: defaultRows
+		group int  // rowsPerRowGroup (0: as set)
 	}{
-		{"files", writeProps, true, viewFileCodec, false},
-		{"files-item-ids", writeProps, true, viewFileCodec, true},
-		{"files-snappy", writeProps, true, compress.Codecs.Snappy, false},
-		{"iceberg-go", writeProps, false, viewFileCodec, false},
-		{"iceberg-go-dictionary", iceberg.Properties{"write.parquet.compression-codec": "snappy"}, false, viewFileCodec, false},
+		{"files", writeProps, true, viewFileCodec, false, 0, 0},
+		{"files-item-ids", writeProps, true, viewFileCodec, true, 0, 0},
+		{"files-snappy", writeProps, true, compress.Codecs.Snappy, false, 0, 0},
+		{"iceberg-go", writeProps, false, viewFileCodec, false, 0, 0},
+		{"iceberg-go-dictionary", iceberg.Properties{"write.parquet.compression-codec": "snappy"}, false, viewFileCodec, false, 0, 0},
+		// A file's worth of rows with ids in row groups of 256k and 1M
+		// rows: each row group writes the dictionaries again.
+		{"files-item-ids-2M-groups-256k", writeProps, true, viewFileCodec, true, 2 << 20, 256 << 10},
+		{"files-item-ids-2M-groups-512k", writeProps, true, viewFileCodec, true, 2 << 20, 512 << 10},
+		{"files-item-ids-2M-groups-1M", writeProps, true, viewFileCodec, true, 2 << 20, 1 << 20},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			defer func(c compress.Compression) { viewFileCodec = c }(viewFileCodec)
+			defer func(c compress.Compression, g int64) { viewFileCodec, rowsPerRowGroup = c, g }(viewFileCodec, rowsPerRowGroup)
 			viewFileCodec = tc.codec
+			if tc.group > 0 {
+				rowsPerRowGroup = int64(tc.group)
+			}
+			rows := defaultRows
+			if tc.rows > 0 {
+				rows = tc.rows
+			}
 			lake := testLake(b)
 			def := covisitationDef
 			props := iceberg.Properties{}
@@ -73,7 +87,7 @@ func BenchmarkWriteRows(b *testing.B) {
 						w.end()
 					}
 				})
-				if err != nil || n != rows {
+				if err != nil || n != int64(rows) {
 					b.Fatalf("wrote %d rows: %v", n, err)
 				}
 			}
