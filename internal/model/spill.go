@@ -40,7 +40,7 @@ type Spill struct {
 	rowRec []int
 	// The item and user ids are looked up here before the dictionaries'
 	// maps (the maps cost twice as much per event); released by finish.
-	itemIndex, userIndex *sessionIndex
+	itemIndex, userIndex *stringIndex
 	nItems, nUsers       uint32 // the dictionaries' sizes once every event is added
 	out                  chan spillBlock
 	free                 chan []byte
@@ -81,7 +81,7 @@ func (a *Accumulator) Spill(dir string, shards int) (*Spill, error) {
 	}
 	s := &Spill{a: a, n: make([]int, shards), blocks: make([][]byte, shards),
 		out: make(chan spillBlock, 4), free: make(chan []byte, 8), done: make(chan struct{}),
-		itemIndex: newSessionIndex(), userIndex: newSessionIndex()}
+		itemIndex: newStringIndex(), userIndex: newStringIndex()}
 	for range shards {
 		f, err := os.CreateTemp(dir, "lambdarec-batch-shard-*")
 		if err != nil {
@@ -161,10 +161,10 @@ func (s *Spill) AddChunkRow(e Event, idHash, sessionHash uint64, row, sessionRow
 func (s *Spill) intern(e Event) {
 	m := s.a.m
 	if !s.started || m.items.str(s.lastItem) != e.ItemID {
-		s.lastItem = s.itemIndex.internString(m.items, e.ItemID)
+		s.lastItem = s.itemIndex.intern(m.items, e.ItemID)
 	}
 	if !s.started || m.users.users.str(s.lastUser) != e.UserID {
-		s.lastUser = s.userIndex.internString(m.users.users, e.UserID)
+		s.lastUser = s.userIndex.intern(m.users.users, e.UserID)
 	}
 	s.started = true
 }
