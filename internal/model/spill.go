@@ -30,11 +30,9 @@ type Spill struct {
 	files []*os.File
 	n     []int // records spilled to each shard
 	// While events are added: the block being filled for each shard, the
-	// previous event's item and user ids (consecutive events often repeat
-	// them).
+	// item and user ids of the event added last.
 	blocks             [][]byte
 	lastItem, lastUser uint32
-	started            bool
 	// AddChunkRow's rows of the current chunk: the index of their record
 	// in its shard.
 	rowRec []int
@@ -157,16 +155,13 @@ func (s *Spill) AddChunkRow(e Event, idHash, sessionHash uint64, row, sessionRow
 	s.AddHashed(e, idHash, sessionHash)
 }
 
-// intern sets lastItem and lastUser to e's item and user ids.
+// intern sets lastItem and lastUser to e's item and user ids. (A check of
+// the previous event's ids first would read their strings: as dear as a
+// look-up of a short id in its stringIndex, which reads one slot.)
 func (s *Spill) intern(e Event) {
 	m := s.a.m
-	if !s.started || m.items.str(s.lastItem) != e.ItemID {
-		s.lastItem = s.itemIndex.intern(m.items, e.ItemID)
-	}
-	if !s.started || m.users.users.str(s.lastUser) != e.UserID {
-		s.lastUser = s.userIndex.intern(m.users.users, e.UserID)
-	}
-	s.started = true
+	s.lastItem = s.itemIndex.intern(m.items, e.ItemID)
+	s.lastUser = s.userIndex.intern(m.users.users, e.UserID)
 }
 
 // put appends a record of e (item and user interned) to shard's block;
