@@ -221,7 +221,8 @@ func footerOf(fs iceio.IO, df iceberg.DataFile, ids [len(pageColumns)]int) (pf *
 // its single goroutine: the interaction kind (kinds; badKind is the first row
 // whose interaction is unknown, or -1), the time in microseconds (time, in
 // place) and, for a sink that takes them (hashedSink), the event id's and
-// session id's hashes. The readers run on every core; the sink is serial.
+// session id's hashes and the first row of the chunk with each row's
+// session id (firstRows). The readers run on every core; the sink is serial.
 type pageChunk struct {
 	n            int
 	time, offset []int64
@@ -230,6 +231,11 @@ type pageChunk struct {
 	badKind      int
 	idHash       []uint64
 	sessionHash  []uint64
+	// firstSession, with the hashes: the first row of the chunk with each
+	// row's session id (model.Spill.AddChunkRow), found with table
+	// (firstRows' scratch).
+	firstSession []int32
+	table        []uint32
 	// The string columns (see above), reused with the chunk; the entries
 	// of the other columns stay empty.
 	bytes [len(pageColumns)][]byte
@@ -248,9 +254,10 @@ func (c *pageChunk) str(i, r int) string {
 }
 
 // hashedSink is a sink that takes an event with its event id's and session
-// id's model.EventIDHash (model.Spill.AddHashed).
+// id's model.EventIDHash and the first row of its chunk with its session id
+// (model.Spill.AddChunkRow).
 type hashedSink interface {
-	AddHashed(e model.Event, idHash, sessionHash uint64)
+	AddChunkRow(e model.Event, idHash, sessionHash uint64, row, sessionRow int)
 }
 
 // scanPages reads files (planPageScan) of fs into sink, as addBatch adds
@@ -545,6 +552,42 @@ func (c *pageChunk) derive(unit arrow.TimeUnit, hashed bool) {
 		c.idHash[i] = model.EventIDHash(c.str(pcEventID, i))
 		c.sessionHash[i] = model.EventIDHash(c.str(pcSession, i))
 	}
+	c.firstSession = resize(c.firstSession, c.n)
+	c.firstRows(pcSession, c.sessionHash, c.firstSession)
+}
+
+// firstRows sets first[r], for each row r, to the first row of the chunk
+// whose value of string column i is row r's (r itself when no row before
+// it has it), given the values' hashes: an open-addressing table of row
+// numbers over the chunk's own bytes, which the reader has in its cache.
+func (c *pageChunk) firstRows(i int, hashes []uint64, first []int32) {
+	bits := 1
+	for 1<<bits < 2*c.n {
+		bits++
+	}
+	c.table = resize(c.table, 1<<bits)
+	clear(c.table)
+	table, mask, shift := c.table, uint64(len(c.table)-1), uint(64-bits)
+	b, ends := c.bytes[i], c.ends[i]
+	start := uint32(0)
+	for r := range c.n {
+		end := ends[r]
+		v := bytesString(b[start:end])
+		// Fibonacci hashing: FNV's low bits alone are poor.
+		for j := (hashes[r] * 0x9e3779b97f4a7c15) >> shift; ; j = (j + 1) & mask {
+			x := table[j]
+			if x == 0 {
+				table[j] = uint32(r) + 1
+				first[r] = int32(r)
+				break
+			}
+			if k := int(x - 1); c.str(i, k) == v {
+				first[r] = int32(k)
+				break
+			}
+		}
+		start = end
+	}
 }
 
 // add adds c's events (derived: see derive) to sink, as addBatch adds an
@@ -562,6 +605,10 @@ func (c *pageChunk) add(sink interface{ Add(model.Event) }) (int64, error) {
 	idEnds, sessionEnds := c.ends[pcEventID][:n], c.ends[pcSession][:n]
 	userEnds, itemEnds := c.ends[pcUser][:n], c.ends[pcItem][:n]
 	times, partitions, offsets := c.time[:n], c.partition[:n], c.offset[:n]
+	var firstSession []int32
+	if hashed {
+		firstSession = c.firstSession[:n]
+	}
 	var id, session, user, item uint32
 	for i, kind := range c.kinds {
 		t := times[i]
@@ -578,7 +625,7 @@ func (c *pageChunk) add(sink interface{ Add(model.Event) }) (int64, error) {
 		}
 		id, session, user, item = idEnds[i], sessionEnds[i], userEnds[i], itemEnds[i]
 		if hashed {
-			hs.AddHashed(e, c.idHash[i], c.sessionHash[i])
+			hs.AddChunkRow(e, c.idHash[i], c.sessionHash[i], i, int(firstSession[i]))
 		} else {
 			sink.Add(e)
 		}

@@ -3,6 +3,7 @@ package batch
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -26,6 +27,41 @@ type collected []model.Event
 func (c *collected) Add(e model.Event) {
 	e.EventID, e.SessionID, e.UserID, e.ItemID = strings.Clone(e.EventID), strings.Clone(e.SessionID), strings.Clone(e.UserID), strings.Clone(e.ItemID)
 	*c = append(*c, e)
+}
+
+// chunkRows is a sink like collected that takes the page scan's hashes and
+// chunk rows (hashedSink, as model.Spill does) and checks them: each
+// event's id hashes, and that sessionRow is the first row of the chunk with
+// the event's session id (a map of the chunk's rows, which start again at
+// row 0).
+type chunkRows struct {
+	collected
+	first map[string]int
+	rows  int
+	errs  []string
+}
+
+func (c *chunkRows) AddChunkRow(e model.Event, idHash, sessionHash uint64, row, sessionRow int) {
+	if row == 0 {
+		clear(c.first)
+		c.rows = 0
+	}
+	if row != c.rows {
+		c.errs = append(c.errs, fmt.Sprintf("row %d after %d rows of its chunk", row, c.rows))
+	}
+	c.rows++
+	if idHash != model.EventIDHash(e.EventID) || sessionHash != model.EventIDHash(e.SessionID) {
+		c.errs = append(c.errs, fmt.Sprintf("event %q: wrong hashes", e.EventID))
+	}
+	f, ok := c.first[e.SessionID]
+	if !ok {
+		f = row
+		c.first[e.SessionID] = row
+	}
+	if sessionRow != f {
+		c.errs = append(c.errs, fmt.Sprintf("event %q, row %d: session %q first at row %d, not %d", e.EventID, row, e.SessionID, f, sessionRow))
+	}
+	c.Add(e)
 }
 
 // plainScanEvents reads snap's events as the plain scan does.
@@ -247,6 +283,51 @@ func TestPageScanEqualsPlainScan(t *testing.T) {
 			t.Fatalf("%d events, plain scan %d", len(got), len(want))
 		}
 		t.Errorf("the same events as the plain scan, in another order")
+	}
+
+	// A sink that takes the hashes and chunk rows (the spill) gets the same
+	// events, each with the first row of its chunk with its session id.
+	files, _, _, err = planPageScan(context.Background(), tbl, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := tbl.FS(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := &chunkRows{first: map[string]int{}}
+	if _, _, err := scanPages(context.Background(), fs, files, rows, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows.errs) > 0 {
+		t.Fatalf("%d wrong rows, first: %s", len(rows.errs), rows.errs[0])
+	}
+	if !slices.Equal(rows.collected, got) {
+		t.Errorf("a sink of chunk rows got other events than the page scan's")
+	}
+}
+
+// TestFirstRowsCompareValues: a chunk's first rows of each value are found
+// by its bytes, not by its hash: with every hash the same, each row still
+// gets the first row with its own value.
+func TestFirstRowsCompareValues(t *testing.T) {
+	vals := []string{"a", "b", "a", "", "ab", "b", "", "a", "ba", "ab"}
+	want := []int32{0, 1, 0, 3, 4, 1, 3, 0, 8, 4}
+	c := &pageChunk{n: len(vals)}
+	for _, v := range vals {
+		c.bytes[pcSession] = append(c.bytes[pcSession], v...)
+		c.ends[pcSession] = append(c.ends[pcSession], uint32(len(c.bytes[pcSession])))
+	}
+	first := make([]int32, len(vals))
+	for _, h := range []uint64{0, 1 << 63} {
+		hashes := make([]uint64, len(vals))
+		for i := range hashes {
+			hashes[i] = h
+		}
+		c.firstRows(pcSession, hashes, first)
+		if !slices.Equal(first, want) {
+			t.Fatalf("hashes all %d: first rows %v, want %v", h, first, want)
+		}
 	}
 }
 

@@ -191,3 +191,122 @@ func TestSpillLongSessionID(t *testing.T) {
 		t.Fatalf("sessions read back: %d (long: %v, short: %v)", len(sessions), sessions[long], sessions["short"])
 	}
 }
+
+// chunkRows returns a func adding events to s as the batch's page scan
+// does (AddChunkRow): in chunks of size rows, each row with the first row
+// of its chunk with its session id, found by a map.
+func chunkRows(s *Spill, size int) func(Event) {
+	first := map[string]int{}
+	row := 0
+	return func(e Event) {
+		if row == size {
+			row = 0
+			clear(first)
+		}
+		f, ok := first[e.SessionID]
+		if !ok {
+			f = row
+			first[e.SessionID] = row
+		}
+		s.AddChunkRow(e, EventIDHash(e.EventID), EventIDHash(e.SessionID), row, f)
+		row++
+	}
+}
+
+// TestSpillChunkRowsEqualBuild: events spilled by AddChunkRow, a repeated
+// session spilled as a reference to an earlier record of its shard, build
+// the model of one Builder over every event, with every session's span,
+// for chunks of one row (no reference), a few rows and more rows than a
+// shard's block holds, into one or several shards, and with Add's records
+// between the chunks.
+func TestSpillChunkRowsEqualBuild(t *testing.T) {
+	p := DefaultParams()
+	p.MaxSessionEvents = 8
+	for seed := range uint64(3) {
+		st := genStream(rand.New(rand.NewPCG(seed, 11)), 3, 60, 40, 6000)
+		ref, err := NewBuilder(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range st.events {
+			ref.Add(e)
+		}
+		wantSpans := map[string]Span{}
+		for s, sp := range ref.SessionSpans() {
+			wantSpans[s] = sp
+		}
+		want := ref.Build()
+		for _, shards := range []int{1, 3} {
+			for _, size := range []int{1, 7, 500, 6000} {
+				a, err := NewAccumulator(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s, err := a.Spill(t.TempDir(), shards)
+				if err != nil {
+					t.Fatal(err)
+				}
+				add := chunkRows(s, size)
+				for i, e := range st.events {
+					if size == 7 && i%50 == 49 {
+						s.Add(e) // a record without a reference between references
+						continue
+					}
+					add(e)
+				}
+				spans := map[string]Span{}
+				if err := s.Build(func(b *Builder) {
+					b.EachSpan(func(id string, sp Span) { spans[id] = sp })
+				}); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if d := a.Model().Diff(want); d != "" {
+					t.Fatalf("seed %d, %d shards, chunks of %d: %s", seed, shards, size, d)
+				}
+				if len(spans) != len(wantSpans) {
+					t.Fatalf("seed %d, %d shards, chunks of %d: %d sessions, want %d", seed, shards, size, len(spans), len(wantSpans))
+				}
+				for id, sp := range wantSpans {
+					if spans[id] != sp {
+						t.Fatalf("seed %d, %d shards, chunks of %d: session %s spans %v, want %v", seed, shards, size, id, spans[id], sp)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestSpillBuildBadReference: a record referring to a session further back
+// than the records of its shard read so far fails Build.
+func TestSpillBuildBadReference(t *testing.T) {
+	a, err := NewAccumulator(DefaultParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s, err := a.Spill(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := chunkRows(s, 10)
+	for i := range 4 {
+		add(Event{EventID: "e" + strconv.Itoa(i), SessionID: "s", UserID: "u", ItemID: "i",
+			Kind: schemas.KindPageView, Time: 1_700_000_000_000_000, Offset: int64(i)})
+	}
+	if err := s.finish(); err != nil {
+		t.Fatal(err)
+	}
+	// The second record refers one back; make it two.
+	if _, err := s.files[0].WriteAt([]byte{2<<1 | 1}, int64(spillRecord+1+len("s")+spillRecord)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Build(nil); err == nil {
+		t.Error("Build of a record referring past its shard's start: no error")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
