@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -20,18 +21,7 @@ func TestSpillEqualsBuild(t *testing.T) {
 	for seed := range uint64(4) {
 		r := rand.New(rand.NewPCG(seed, 5))
 		st := genStream(r, 3, 60, 40, 3000)
-		ref, err := NewBuilder(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range st.events {
-			ref.Add(e)
-		}
-		wantSpans := map[string]Span{}
-		for s, sp := range ref.SessionSpans() {
-			wantSpans[s] = sp
-		}
-		want := ref.Build()
+		want, wantSpans := referenceBuild(t, p, st.events)
 		for _, shards := range []int{1, 2, 5} {
 			dir := t.TempDir()
 			a, err := NewAccumulator(p)
@@ -60,17 +50,7 @@ func TestSpillEqualsBuild(t *testing.T) {
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if d := a.Model().Diff(want); d != "" {
-				t.Fatalf("seed %d, %d shards: %s", seed, shards, d)
-			}
-			if len(spans) != len(wantSpans) {
-				t.Fatalf("seed %d, %d shards: %d sessions, want %d", seed, shards, len(spans), len(wantSpans))
-			}
-			for id, sp := range wantSpans {
-				if spans[id] != sp {
-					t.Fatalf("seed %d, %d shards: session %s spans %v, want %v", seed, shards, id, spans[id], sp)
-				}
-			}
+			checkSpillBuild(t, fmt.Sprintf("seed %d, %d shards", seed, shards), a.Model(), spans, want, wantSpans)
 			if left, err := os.ReadDir(dir); err != nil || len(left) != 0 {
 				t.Fatalf("seed %d, %d shards: %d spill files left (%v)", seed, shards, len(left), err)
 			}
@@ -224,18 +204,7 @@ func TestSpillChunkRowsEqualBuild(t *testing.T) {
 	p.MaxSessionEvents = 8
 	for seed := range uint64(3) {
 		st := genStream(rand.New(rand.NewPCG(seed, 11)), 3, 60, 40, 6000)
-		ref, err := NewBuilder(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range st.events {
-			ref.Add(e)
-		}
-		wantSpans := map[string]Span{}
-		for s, sp := range ref.SessionSpans() {
-			wantSpans[s] = sp
-		}
-		want := ref.Build()
+		want, wantSpans := referenceBuild(t, p, st.events)
 		for _, shards := range []int{1, 3} {
 			for _, size := range []int{1, 7, 500, 6000} {
 				a, err := NewAccumulator(p)
@@ -263,17 +232,7 @@ func TestSpillChunkRowsEqualBuild(t *testing.T) {
 				if err := s.Close(); err != nil {
 					t.Fatal(err)
 				}
-				if d := a.Model().Diff(want); d != "" {
-					t.Fatalf("seed %d, %d shards, chunks of %d: %s", seed, shards, size, d)
-				}
-				if len(spans) != len(wantSpans) {
-					t.Fatalf("seed %d, %d shards, chunks of %d: %d sessions, want %d", seed, shards, size, len(spans), len(wantSpans))
-				}
-				for id, sp := range wantSpans {
-					if spans[id] != sp {
-						t.Fatalf("seed %d, %d shards, chunks of %d: session %s spans %v, want %v", seed, shards, size, id, spans[id], sp)
-					}
-				}
+				checkSpillBuild(t, fmt.Sprintf("seed %d, %d shards, chunks of %d", seed, shards, size), a.Model(), spans, want, wantSpans)
 			}
 		}
 	}
@@ -308,5 +267,40 @@ func TestSpillBuildBadReference(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// referenceBuild is what a spill must equal: one Builder over every event,
+// its model and its session spans.
+func referenceBuild(t *testing.T, p Params, events []Event) (*Model, map[string]Span) {
+	t.Helper()
+	ref, err := NewBuilder(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		ref.Add(e)
+	}
+	spans := map[string]Span{}
+	for s, sp := range ref.SessionSpans() {
+		spans[s] = sp
+	}
+	return ref.Build(), spans
+}
+
+// checkSpillBuild fails the test unless a spill's model and session spans
+// equal the reference's (referenceBuild); what names the case.
+func checkSpillBuild(t *testing.T, what string, got *Model, spans map[string]Span, want *Model, wantSpans map[string]Span) {
+	t.Helper()
+	if d := got.Diff(want); d != "" {
+		t.Fatalf("%s: %s", what, d)
+	}
+	if len(spans) != len(wantSpans) {
+		t.Fatalf("%s: %d sessions, want %d", what, len(spans), len(wantSpans))
+	}
+	for id, sp := range wantSpans {
+		if spans[id] != sp {
+			t.Fatalf("%s: session %s spans %v, want %v", what, id, spans[id], sp)
+		}
 	}
 }
