@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 )
 
 // TestPairSorterEqualsSorted checks the pair sorter's totals (several
@@ -123,6 +124,32 @@ func TestMergeRuns(t *testing.T) {
 		ugot = mergeUserRuns(uacc, uruns[1:])
 		if len(ugot) != len(uwant) || (len(ugot) > 0 && !slices.Equal(ugot, uwant)) {
 			t.Fatalf("runs of %v: user entries merged in place differ (%d, want %d)", sizes, len(ugot), len(uwant))
+		}
+	}
+}
+
+// TestMergeKV2Back checks the pair sorter's merge of a chunk's totals
+// into the totals so far (mergeKV2Back) against mergeKV, in a new array and
+// in the totals' own array (room left after them), with totals that cancel
+// to zero and either run empty or longer.
+func TestMergeKV2Back(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 13))
+	for _, sizes := range [][2]int{{0, 0}, {0, 40}, {40, 0}, {1, 1}, {300, 20}, {20, 300}, {500, 500}, {2000, 50}} {
+		for _, keys := range []int{3, 20, 200} {
+			a, b := randomRun(r, sizes[0], keys), randomRun(r, sizes[1], keys)
+			want := mergeKV(nil, a, b, 1)
+			got := mergeKV2Back(make([]kv, 0, len(a)+len(b)+r.IntN(3)), a, b)
+			if !slices.Equal(got, want) {
+				t.Fatalf("runs of %v over %d keys: differ at %d", sizes, keys, firstDiff(got, want))
+			}
+			acc := slices.Grow(slices.Clone(a), len(b)+r.IntN(3))
+			got = mergeKV2Back(acc[:0], acc, b)
+			if !slices.Equal(got, want) {
+				t.Fatalf("runs of %v over %d keys, in place: differ at %d", sizes, keys, firstDiff(got, want))
+			}
+			if len(got) > 0 && &got[0] != &acc[:1][0] {
+				t.Fatalf("runs of %v over %d keys: not merged in the totals' array", sizes, keys)
+			}
 		}
 	}
 }
@@ -258,4 +285,56 @@ func BenchmarkAccumulatorTotals(b *testing.B) {
 		}
 		perEvent(b, c0, total, "pair")
 	})
+}
+
+// BenchmarkPairSorterFlushes is one shard's pair sorter over a 1M-event
+// part of the generated stream (BenchmarkBuildGenerated: 2.33M packed
+// contributions a shard, ~295k distinct pairs a 1M chunk, 530k at the end):
+// 2.4M contributions of 5,000 items, half of them over 100k hot pairs and
+// half over 400k others, added and reduced to sorted totals over three
+// chunks (each flush sorting a chunk and merging it into the totals so
+// far), at the default chunk (minChunk) and at a quarter and half of it. It
+// reports wall and CPU (process user+sys) ns per contribution.
+func BenchmarkPairSorterFlushes(b *testing.B) {
+	const n, nItems = 2_400_000, 5000
+	r := rand.New(rand.NewPCG(7, 8))
+	src := make([]kv, n)
+	for i := range src {
+		x := uint32(r.IntN(nItems))
+		span := 80
+		if i%2 == 0 {
+			span = 20
+		}
+		y := (x + 1 + uint32(r.IntN(span))) % nItems
+		src[i] = kv{pairKey(x, y), 1 + int64(r.IntN(3))}
+	}
+	def := minChunk
+	defer func() { minChunk = def }()
+	for _, chunk := range []int{def / 4, def / 2, def} {
+		b.Run(fmt.Sprintf("chunk=%d", chunk), func(b *testing.B) {
+			minChunk = chunk
+			// The sorter's arrays, kept from run to run as a shard's
+			// buffers are.
+			var pbuf, ptmp []uint64
+			var acc, out []kv
+			pairs := 0
+			var cpu time.Duration
+			for b.Loop() {
+				c0 := cpuTime()
+				s := newPairSorter(nItems)
+				s.pbuf, s.ptmp, s.acc, s.out = pbuf[:0], ptmp, acc[:0], out
+				for _, p := range src {
+					s.addPacked(uint32(p.k>>32), uint32(p.k), p.v)
+				}
+				s.flush()
+				pbuf, ptmp, out = s.pbuf, s.ptmp, s.out
+				acc = s.result()
+				cpu += cpuTime() - c0
+				pairs = len(acc)
+			}
+			b.ReportMetric(float64(pairs), "pairs")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/contribution")
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*n), "cpu-ns/contribution")
+		})
+	}
 }

@@ -330,7 +330,7 @@ func (s *pairSorter) flush() {
 		if need := len(s.acc) + len(sorted); cap(dst) < need {
 			dst = make([]kv, 0, need+need/4)
 		}
-		s.acc = mergeKV3Back(dst, s.acc, sorted, nil)
+		s.acc = mergeKV2Back(dst, s.acc, sorted)
 	}
 	// Grow the chunk with the totals so the merges stay amortized.
 	s.limit = max(minChunk, len(s.acc)/2)
@@ -342,4 +342,43 @@ func (s *pairSorter) result() []kv {
 	acc := s.acc
 	*s = pairSorter{}
 	return acc
+}
+
+// mergeKV2Back merges two sorted, reduced runs into dst (whose capacity
+// holds the two), summing equal keys and dropping zeros, from the largest
+// key down, as mergeKV3Back(dst, a, b, nil) does with a two-way loop: a
+// may be dst's own array (dst[:len(a)]). The merged run is then moved to
+// the start of dst.
+func mergeKV2Back(dst, a, b []kv) []kv {
+	dst = dst[:cap(dst)]
+	w := len(dst)
+	i, j := len(a)-1, len(b)-1
+	for i >= 0 && j >= 0 {
+		x, y := a[i], b[j]
+		switch {
+		case x.k > y.k:
+			w--
+			dst[w] = x
+			i--
+		case x.k < y.k:
+			w--
+			dst[w] = y
+			j--
+		default:
+			if v := x.v + y.v; v != 0 {
+				w--
+				dst[w] = kv{x.k, v}
+			}
+			i--
+			j--
+		}
+	}
+	// What is left of a is already in place when dst is a's array and
+	// nothing was dropped or added; it is copied down to the merged run
+	// either way (copy handles the overlap).
+	w -= i + 1
+	copy(dst[w:], a[:i+1])
+	w -= j + 1
+	copy(dst[w:], b[:j+1])
+	return dst[:copy(dst, dst[w:])]
 }
