@@ -128,29 +128,77 @@ func TestMergeRuns(t *testing.T) {
 	}
 }
 
-// TestMergeKV2Back checks the pair sorter's merge of a chunk's totals
-// into the totals so far (mergeKV2Back) against mergeKV, in a new array and
-// in the totals' own array (room left after them), with totals that cancel
-// to zero and either run empty or longer.
-func TestMergeKV2Back(t *testing.T) {
+// TestMergeKV2 checks the pair sorter's merges of a chunk's totals into
+// the totals so far (mergeKV2BackEnd, mergeKV2Fwd) against mergeKV, in a
+// new array and in the totals' own array (room left beside them: the
+// totals at its start merged from the end down, at its end merged from
+// the start up), with totals that cancel to zero and either run empty or
+// longer; and the pair sorter's totals, merged alternately from either
+// end, returned at the start of their array.
+func TestMergeKV2(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 13))
 	for _, sizes := range [][2]int{{0, 0}, {0, 40}, {40, 0}, {1, 1}, {300, 20}, {20, 300}, {500, 500}, {2000, 50}} {
 		for _, keys := range []int{3, 20, 200} {
 			a, b := randomRun(r, sizes[0], keys), randomRun(r, sizes[1], keys)
 			want := mergeKV(nil, a, b, 1)
-			got := mergeKV2Back(make([]kv, 0, len(a)+len(b)+r.IntN(3)), a, b)
-			if !slices.Equal(got, want) {
-				t.Fatalf("runs of %v over %d keys: differ at %d", sizes, keys, firstDiff(got, want))
+			room := len(a) + len(b) + r.IntN(3)
+			for _, m := range []struct {
+				name string
+				fn   func(dst, a, b []kv) []kv
+			}{{"back", mergeKV2BackEnd}, {"fwd", mergeKV2Fwd}} {
+				got := m.fn(make([]kv, 0, room), a, b)
+				if !slices.Equal(got, want) {
+					t.Fatalf("%s, runs of %v over %d keys: differ at %d", m.name, sizes, keys, firstDiff(got, want))
+				}
 			}
-			acc := slices.Grow(slices.Clone(a), len(b)+r.IntN(3))
-			got = mergeKV2Back(acc[:0], acc, b)
+			arr := make([]kv, room)
+			got := mergeKV2BackEnd(arr, arr[:copy(arr, a)], b)
 			if !slices.Equal(got, want) {
-				t.Fatalf("runs of %v over %d keys, in place: differ at %d", sizes, keys, firstDiff(got, want))
+				t.Fatalf("back, runs of %v over %d keys, in place: differ at %d", sizes, keys, firstDiff(got, want))
 			}
-			if len(got) > 0 && &got[0] != &acc[:1][0] {
-				t.Fatalf("runs of %v over %d keys: not merged in the totals' array", sizes, keys)
+			if len(got) > 0 && &got[len(got)-1] != &arr[len(arr)-1] {
+				t.Fatalf("back, runs of %v over %d keys: not at the array's end", sizes, keys)
+			}
+			clear(arr)
+			got = mergeKV2Fwd(arr, arr[room-copy(arr[room-len(a):], a):], b)
+			if !slices.Equal(got, want) {
+				t.Fatalf("fwd, runs of %v over %d keys, in place: differ at %d", sizes, keys, firstDiff(got, want))
+			}
+			if len(got) > 0 && &got[0] != &arr[0] {
+				t.Fatalf("fwd, runs of %v over %d keys: not at the array's start", sizes, keys)
 			}
 		}
+	}
+	// Four chunks of 40 items' pairs: the totals merged from either end
+	// in turn, in one array, then returned at its start.
+	defer func(c int) { minChunk = c }(minChunk)
+	minChunk = 1000
+	s := newPairSorter(40)
+	arr := make([]kv, 0, 4000)
+	s.accArr = arr[:cap(arr)]
+	var want []kv
+	for range 4 { // the last merge from the end down: moved by result
+		run := randomRun(r, 1000, 40)
+		var chunk []kv
+		for _, p := range run {
+			if p.k>>32 != p.k&(1<<32-1) {
+				s.addPacked(uint32(min(p.k>>32, p.k&(1<<32-1))), uint32(max(p.k>>32, p.k&(1<<32-1))), p.v)
+				chunk = append(chunk, kv{pairKey(uint32(p.k>>32), uint32(p.k)), p.v})
+			}
+		}
+		slices.SortFunc(chunk, func(x, y kv) int { return cmpU64(x.k, y.k) })
+		want = mergeKV(nil, want, reduceKV(chunk), 1)
+		s.flush()
+		if len(s.accArr) != cap(arr) || &s.accArr[0] != &arr[:1][0] {
+			t.Fatalf("the totals (%d, %d) left their array", len(s.acc), len(s.accArr))
+		}
+	}
+	got := s.result()
+	if !slices.Equal(got, want) {
+		t.Fatalf("pair sorter totals: %d, want %d (first difference at %d)", len(got), len(want), firstDiff(got, want))
+	}
+	if &got[0] != &arr[:1][0] {
+		t.Fatalf("the totals were not returned at their array's start")
 	}
 }
 
@@ -322,7 +370,7 @@ func BenchmarkPairSorterFlushes(b *testing.B) {
 			for b.Loop() {
 				c0 := cpuTime()
 				s := newPairSorter(nItems)
-				s.pbuf, s.ptmp, s.acc, s.out = pbuf[:0], ptmp, acc[:0], out
+				s.pbuf, s.ptmp, s.accArr, s.out = pbuf[:0], ptmp, acc[:cap(acc)], out
 				for _, p := range src {
 					s.addPacked(uint32(p.k>>32), uint32(p.k), p.v)
 				}
