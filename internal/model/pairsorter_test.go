@@ -386,3 +386,48 @@ func BenchmarkPairSorterFlushes(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMergeChunkTotals merges a chunk's totals (300k pairs) into the
+// totals so far (500k), as the pair sorter's second flush of a 1M-event
+// part's shard does: "3back" with mergeKV3Back and an empty third run (the
+// sorter's merge before mergeKV2*), "2back" and "2fwd" with the two-way
+// merges the sorter uses in turn. Keys are drawn as BenchmarkAccumulatorTotals
+// draws them. Reported in CPU ns per entry of the two runs.
+func BenchmarkMergeChunkTotals(b *testing.B) {
+	r := rand.New(rand.NewPCG(7, 13))
+	run := func(n int) []kv {
+		keys := make([]uint64, n)
+		for i := range keys {
+			x := r.Float64()
+			idx := uint64(x * x * (1 << 22))
+			keys[i] = idx>>13<<32 | idx&(1<<13-1)
+		}
+		slices.Sort(keys)
+		keys = slices.Compact(keys)
+		out := make([]kv, len(keys))
+		for i, k := range keys {
+			out[i] = kv{k, int64(1 + i%3)}
+		}
+		return out
+	}
+	acc, chunk := run(500_000), run(300_000)
+	dst := make([]kv, 0, len(acc)+len(chunk))
+	for _, m := range []struct {
+		name string
+		fn   func()
+	}{
+		{"3back", func() { mergeKV3Back(dst, acc, chunk, nil) }},
+		{"2back", func() { mergeKV2BackEnd(dst, acc, chunk) }},
+		{"2fwd", func() { mergeKV2Fwd(dst, acc, chunk) }},
+	} {
+		b.Run(m.name, func(b *testing.B) {
+			var cpu time.Duration
+			for b.Loop() {
+				c0 := cpuTime()
+				m.fn()
+				cpu += cpuTime() - c0
+			}
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*(len(acc)+len(chunk))), "cpu-ns/entry")
+		})
+	}
+}
