@@ -343,8 +343,10 @@ func (s *pairSorter) flush() {
 	s.limit = max(minChunk, len(s.acc)/2)
 }
 
-// result returns the sorted totals, at the start of their array, and
-// releases the buffers.
+// result returns the sorted totals, at the start of their array (a shard
+// keeps that array as its totals' buffer, and Accumulator.Add recognizes
+// it by its start when the merged totals take it: sameArray), and releases
+// the buffers.
 func (s *pairSorter) result() []kv {
 	s.flush()
 	acc := s.acc
