@@ -899,7 +899,7 @@ func (b *Builder) buildShard(lo, hi int, off, perm []int32, spans []Span, bufs *
 		loShift, hiShift = 64-pairs.idBits, 64-2*pairs.idBits
 		wMask = 1<<hiShift - 1
 	}
-	pairs.buf, pairs.tmp, pairs.acc = bufs.pairBuf[:0], bufs.pairTmp, bufs.pairAcc[:0]
+	pairs.buf, pairs.tmp, pairs.accArr = bufs.pairBuf[:0], bufs.pairTmp, bufs.pairAcc[:cap(bufs.pairAcc)]
 	pairs.pbuf, pairs.ptmp, pairs.out = bufs.pairPacked[:0], bufs.pairPackedTmp, bufs.pairOut
 	// The first chunk, without regrowing.
 	if pairs.count && cap(pairs.pbuf) < pairs.limit {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 )
 
 // TestPairSorterEqualsSorted checks the pair sorter's totals (several
@@ -124,6 +125,80 @@ func TestMergeRuns(t *testing.T) {
 		if len(ugot) != len(uwant) || (len(ugot) > 0 && !slices.Equal(ugot, uwant)) {
 			t.Fatalf("runs of %v: user entries merged in place differ (%d, want %d)", sizes, len(ugot), len(uwant))
 		}
+	}
+}
+
+// TestMergeKV2 checks the pair sorter's merges of a chunk's totals into
+// the totals so far (mergeKV2BackEnd, mergeKV2Fwd) against mergeKV, in a
+// new array and in the totals' own array (room left beside them: the
+// totals at its start merged from the end down, at its end merged from
+// the start up), with totals that cancel to zero and either run empty or
+// longer; and the pair sorter's totals, merged alternately from either
+// end, returned at the start of their array.
+func TestMergeKV2(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 13))
+	for _, sizes := range [][2]int{{0, 0}, {0, 40}, {40, 0}, {1, 1}, {300, 20}, {20, 300}, {500, 500}, {2000, 50}} {
+		for _, keys := range []int{3, 20, 200} {
+			a, b := randomRun(r, sizes[0], keys), randomRun(r, sizes[1], keys)
+			want := mergeKV(nil, a, b, 1)
+			room := len(a) + len(b) + r.IntN(3)
+			for _, m := range []struct {
+				name string
+				fn   func(dst, a, b []kv) []kv
+			}{{"back", mergeKV2BackEnd}, {"fwd", mergeKV2Fwd}} {
+				got := m.fn(make([]kv, 0, room), a, b)
+				if !slices.Equal(got, want) {
+					t.Fatalf("%s, runs of %v over %d keys: differ at %d", m.name, sizes, keys, firstDiff(got, want))
+				}
+			}
+			arr := make([]kv, room)
+			got := mergeKV2BackEnd(arr, arr[:copy(arr, a)], b)
+			if !slices.Equal(got, want) {
+				t.Fatalf("back, runs of %v over %d keys, in place: differ at %d", sizes, keys, firstDiff(got, want))
+			}
+			if len(got) > 0 && &got[len(got)-1] != &arr[len(arr)-1] {
+				t.Fatalf("back, runs of %v over %d keys: not at the array's end", sizes, keys)
+			}
+			clear(arr)
+			got = mergeKV2Fwd(arr, arr[room-copy(arr[room-len(a):], a):], b)
+			if !slices.Equal(got, want) {
+				t.Fatalf("fwd, runs of %v over %d keys, in place: differ at %d", sizes, keys, firstDiff(got, want))
+			}
+			if len(got) > 0 && &got[0] != &arr[0] {
+				t.Fatalf("fwd, runs of %v over %d keys: not at the array's start", sizes, keys)
+			}
+		}
+	}
+	// Four chunks of 40 items' pairs: the totals merged from either end
+	// in turn, in one array, then returned at its start.
+	defer func(c int) { minChunk = c }(minChunk)
+	minChunk = 1000
+	s := newPairSorter(40)
+	arr := make([]kv, 0, 4000)
+	s.accArr = arr[:cap(arr)]
+	var want []kv
+	for range 4 { // the last merge from the end down: moved by result
+		run := randomRun(r, 1000, 40)
+		var chunk []kv
+		for _, p := range run {
+			if p.k>>32 != p.k&(1<<32-1) {
+				s.addPacked(uint32(min(p.k>>32, p.k&(1<<32-1))), uint32(max(p.k>>32, p.k&(1<<32-1))), p.v)
+				chunk = append(chunk, kv{pairKey(uint32(p.k>>32), uint32(p.k)), p.v})
+			}
+		}
+		slices.SortFunc(chunk, func(x, y kv) int { return cmpU64(x.k, y.k) })
+		want = mergeKV(nil, want, reduceKV(chunk), 1)
+		s.flush()
+		if len(s.accArr) != cap(arr) || &s.accArr[0] != &arr[:1][0] {
+			t.Fatalf("the totals (%d, %d) left their array", len(s.acc), len(s.accArr))
+		}
+	}
+	got := s.result()
+	if !slices.Equal(got, want) {
+		t.Fatalf("pair sorter totals: %d, want %d (first difference at %d)", len(got), len(want), firstDiff(got, want))
+	}
+	if &got[0] != &arr[:1][0] {
+		t.Fatalf("the totals were not returned at their array's start")
 	}
 }
 
@@ -258,4 +333,101 @@ func BenchmarkAccumulatorTotals(b *testing.B) {
 		}
 		perEvent(b, c0, total, "pair")
 	})
+}
+
+// BenchmarkPairSorterFlushes is one shard's pair sorter over a 1M-event
+// part of the generated stream (BenchmarkBuildGenerated: 2.33M packed
+// contributions a shard, ~295k distinct pairs a 1M chunk, 530k at the end):
+// 2.4M contributions of 5,000 items, half of them over 100k hot pairs and
+// half over 400k others, added and reduced to sorted totals over three
+// chunks (each flush sorting a chunk and merging it into the totals so
+// far), at the default chunk (minChunk) and at a quarter and half of it. It
+// reports wall and CPU (process user+sys) ns per contribution.
+func BenchmarkPairSorterFlushes(b *testing.B) {
+	const n, nItems = 2_400_000, 5000
+	r := rand.New(rand.NewPCG(7, 8))
+	src := make([]kv, n)
+	for i := range src {
+		x := uint32(r.IntN(nItems))
+		span := 80
+		if i%2 == 0 {
+			span = 20
+		}
+		y := (x + 1 + uint32(r.IntN(span))) % nItems
+		src[i] = kv{pairKey(x, y), 1 + int64(r.IntN(3))}
+	}
+	def := minChunk
+	defer func() { minChunk = def }()
+	for _, chunk := range []int{def / 4, def / 2, def} {
+		b.Run(fmt.Sprintf("chunk=%d", chunk), func(b *testing.B) {
+			minChunk = chunk
+			// The sorter's arrays, kept from run to run as a shard's
+			// buffers are.
+			var pbuf, ptmp []uint64
+			var acc, out []kv
+			pairs := 0
+			var cpu time.Duration
+			for b.Loop() {
+				c0 := cpuTime()
+				s := newPairSorter(nItems)
+				s.pbuf, s.ptmp, s.accArr, s.out = pbuf[:0], ptmp, acc[:cap(acc)], out
+				for _, p := range src {
+					s.addPacked(uint32(p.k>>32), uint32(p.k), p.v)
+				}
+				s.flush()
+				pbuf, ptmp, out = s.pbuf, s.ptmp, s.out
+				acc = s.result()
+				cpu += cpuTime() - c0
+				pairs = len(acc)
+			}
+			b.ReportMetric(float64(pairs), "pairs")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/contribution")
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*n), "cpu-ns/contribution")
+		})
+	}
+}
+
+// BenchmarkMergeChunkTotals merges a chunk's totals (300k pairs) into the
+// totals so far (500k), as the pair sorter's second flush of a 1M-event
+// part's shard does: "3back" with mergeKV3Back and an empty third run (the
+// sorter's merge before mergeKV2*), "2back" and "2fwd" with the two-way
+// merges the sorter uses in turn. Keys are drawn as BenchmarkAccumulatorTotals
+// draws them. Reported in CPU ns per entry of the two runs.
+func BenchmarkMergeChunkTotals(b *testing.B) {
+	r := rand.New(rand.NewPCG(7, 13))
+	run := func(n int) []kv {
+		keys := make([]uint64, n)
+		for i := range keys {
+			x := r.Float64()
+			idx := uint64(x * x * (1 << 22))
+			keys[i] = idx>>13<<32 | idx&(1<<13-1)
+		}
+		slices.Sort(keys)
+		keys = slices.Compact(keys)
+		out := make([]kv, len(keys))
+		for i, k := range keys {
+			out[i] = kv{k, int64(1 + i%3)}
+		}
+		return out
+	}
+	acc, chunk := run(500_000), run(300_000)
+	dst := make([]kv, 0, len(acc)+len(chunk))
+	for _, m := range []struct {
+		name string
+		fn   func()
+	}{
+		{"3back", func() { mergeKV3Back(dst, acc, chunk, nil) }},
+		{"2back", func() { mergeKV2BackEnd(dst, acc, chunk) }},
+		{"2fwd", func() { mergeKV2Fwd(dst, acc, chunk) }},
+	} {
+		b.Run(m.name, func(b *testing.B) {
+			var cpu time.Duration
+			for b.Loop() {
+				c0 := cpuTime()
+				m.fn()
+				cpu += cpuTime() - c0
+			}
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*(len(acc)+len(chunk))), "cpu-ns/entry")
+		})
+	}
 }

@@ -160,7 +160,8 @@ type pairSorter struct {
 	nItems   int
 	limit    int // flush when the chunk holds this many
 	buf, tmp []kv
-	acc      []kv // the totals so far
+	acc      []kv // the totals so far, at the start or the end of accArr
+	accArr   []kv // acc's array, its whole capacity
 	scratch  reduceScratch
 	// count: ids of one digit (bitsFor(nItems) ≤ maxRadixBits). The chunk
 	// is then packed: each contribution one word, lo<<(64-b) | hi<<(64-2b)
@@ -320,26 +321,107 @@ func (s *pairSorter) flush() {
 		sorted = reduceKV(sortKV(s.buf, s.tmp, s.nItems))
 		s.buf = s.buf[:0]
 	}
-	if len(s.acc) == 0 {
-		s.acc = append(s.acc[:0], sorted...)
-	} else {
-		// Merged in acc's own array when it has room (from the largest
-		// key down), else in a new one sized for the merge at once with
-		// a quarter to spare: append would regrow it by copies.
-		dst := s.acc[:0]
-		if need := len(s.acc) + len(sorted); cap(dst) < need {
-			dst = make([]kv, 0, need+need/4)
-		}
-		s.acc = mergeKV3Back(dst, s.acc, sorted, nil)
+	// The totals are merged in their own array while it has room, from
+	// the largest key down when they are at its start (then at its end),
+	// from the smallest up when they are at its end (then at its start):
+	// no copy of them back to the start after each merge (result moves
+	// them there once). Else they are merged into a new array sized for
+	// the merge with a quarter to spare: append would regrow it by copies.
+	need := len(s.acc) + len(sorted)
+	switch {
+	case len(s.acc) == 0 && cap(s.accArr) >= need:
+		s.acc = append(s.accArr[:0], sorted...)
+	case cap(s.accArr) < need:
+		s.accArr = make([]kv, need+need/4)
+		s.acc = mergeKV2Fwd(s.accArr, s.acc, sorted)
+	case &s.acc[0] == &s.accArr[0]:
+		s.acc = mergeKV2BackEnd(s.accArr, s.acc, sorted)
+	default:
+		s.acc = mergeKV2Fwd(s.accArr, s.acc, sorted)
 	}
 	// Grow the chunk with the totals so the merges stay amortized.
 	s.limit = max(minChunk, len(s.acc)/2)
 }
 
-// result returns the sorted totals and releases the buffers.
+// result returns the sorted totals, at the start of their array (a shard
+// keeps that array as its totals' buffer, and Accumulator.Add recognizes
+// it by its start when the merged totals take it: sameArray), and releases
+// the buffers.
 func (s *pairSorter) result() []kv {
 	s.flush()
 	acc := s.acc
+	if len(acc) > 0 && &acc[0] != &s.accArr[0] {
+		acc = s.accArr[:copy(s.accArr, acc)]
+	}
 	*s = pairSorter{}
 	return acc
+}
+
+// mergeKV2BackEnd merges two sorted, reduced runs into dst (whose capacity
+// holds the two), summing equal keys and dropping zeros, from the largest
+// key down, as mergeKV3BackEnd(dst, a, b, nil) does with a two-way loop,
+// leaving the merged run at the end of dst's capacity, where it returns it:
+// a may be the start of dst's array.
+func mergeKV2BackEnd(dst, a, b []kv) []kv {
+	dst = dst[:cap(dst)]
+	w := len(dst)
+	i, j := len(a)-1, len(b)-1
+	for i >= 0 && j >= 0 {
+		x, y := a[i], b[j]
+		switch {
+		case x.k > y.k:
+			w--
+			dst[w] = x
+			i--
+		case x.k < y.k:
+			w--
+			dst[w] = y
+			j--
+		default:
+			if v := x.v + y.v; v != 0 {
+				w--
+				dst[w] = kv{x.k, v}
+			}
+			i--
+			j--
+		}
+	}
+	// One of them is left (copy handles a's overlap with dst).
+	w -= i + 1
+	copy(dst[w:], a[:i+1])
+	w -= j + 1
+	copy(dst[w:], b[:j+1])
+	return dst[w:]
+}
+
+// mergeKV2Fwd is mergeKV2BackEnd from the smallest key up, the merged run
+// at the start of dst: a may be the end of dst's array (dst[:cap(dst)]'s
+// last len(a) entries).
+func mergeKV2Fwd(dst, a, b []kv) []kv {
+	dst = dst[:cap(dst)]
+	w := 0
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		x, y := a[i], b[j]
+		switch {
+		case x.k < y.k:
+			dst[w] = x
+			w++
+			i++
+		case x.k > y.k:
+			dst[w] = y
+			w++
+			j++
+		default:
+			if v := x.v + y.v; v != 0 {
+				dst[w] = kv{x.k, v}
+				w++
+			}
+			i++
+			j++
+		}
+	}
+	w += copy(dst[w:], a[i:])
+	w += copy(dst[w:], b[j:])
+	return dst[:w]
 }
