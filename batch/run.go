@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,23 +66,7 @@ type Config struct {
 	// PhaseTime's name), on the run's goroutine: `bench batch` takes each
 	// phase's peak heap there.
 	PhaseDone func(name string)
-	// ScanGCPercent, when > 0, is the collector's GOGC
-	// (debug.SetGCPercent) while a full recompute in parts scans the
-	// snapshot, restored when the scan ends. That scan's live heap is small
-	// (the spill's buffers and string index: ~60 MB at 10M events) while it
-	// allocates ~0.7 GB of decoded pages, so at the default 100 the
-	// collector ran 17 times in a 10M-event scan; ScanGCPercent (the
-	// commands use DefaultScanGCPercent) runs it a few times. The Go memory
-	// limit still bounds the heap. The setting is process-wide: set it only
-	// in a process that runs nothing but batch runs (`lambdarec batch`,
-	// `bench batch`), never beside the speed layer (`dev` leaves it 0).
-	ScanGCPercent int
 }
-
-// DefaultScanGCPercent is the Config.ScanGCPercent of `lambdarec batch` and
-// `bench batch`: the collector's goal during a spilled scan at five times its
-// live heap (~300 MB at 10M events, below the build's ~720 MB peak).
-const DefaultScanGCPercent = 400
 
 func (c *Config) validate() error {
 	if c.Lake == nil {
@@ -135,9 +118,6 @@ type Runner struct {
 	// beforeCommit, when set (by tests), runs after the view tables are
 	// written and before the batch_runs row.
 	beforeCommit func()
-	// duringScan, when set (by tests), runs as a full recompute's scan has
-	// returned, before ScanGCPercent is undone.
-	duringScan func()
 	// chainLen, when positive (tests), replaces maxStateChain.
 	chainLen int
 }
@@ -469,16 +449,7 @@ func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.S
 		sink = b
 	}
 	start := time.Now()
-	restoreGC := func() {}
-	if spill != nil && r.cfg.ScanGCPercent > 0 {
-		before := debug.SetGCPercent(r.cfg.ScanGCPercent)
-		restoreGC = func() { debug.SetGCPercent(before) }
-	}
 	read, maxTime, err := r.scan(ctx, events, snap, sink, log)
-	if r.duringScan != nil {
-		r.duringScan()
-	}
-	restoreGC()
 	if err != nil {
 		return nil, err
 	}

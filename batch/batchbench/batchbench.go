@@ -207,7 +207,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		ph, err = measureWith(false, nil, peaks, func() (int64, error) {
 			// Run skips snapshots it already covers: force a new batch.
 			r, err := batch.New(batch.Config{Lake: lake, Force: true, Full: true, Progress: time.Hour, Retain: 1, MaxMemory: cfg.MaxMemory,
-				PhaseDone: peaks.done, ScanGCPercent: batch.DefaultScanGCPercent}, cfg.Log)
+				PhaseDone: peaks.done}, cfg.Log)
 			if err != nil {
 				return 0, err
 			}
@@ -247,7 +247,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var steps []batch.PhaseTime
 	peaks := new(phasePeaks)
 	res.Incremental, err = measureWith(cfg.IncrementalHeapProfile != nil, &peakLive, peaks, func() (int64, error) {
-		r, err := batch.New(batch.Config{Lake: lake, Progress: time.Hour, Retain: 1, MaxMemory: cfg.MaxMemory, PhaseDone: peaks.done, ScanGCPercent: batch.DefaultScanGCPercent}, cfg.Log)
+		r, err := batch.New(batch.Config{Lake: lake, Progress: time.Hour, Retain: 1, MaxMemory: cfg.MaxMemory, PhaseDone: peaks.done}, cfg.Log)
 		if err != nil {
 			return 0, err
 		}

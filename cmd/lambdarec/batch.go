@@ -151,9 +151,6 @@ func newBatchRunner(ctx context.Context, cfg config.Config, log *slog.Logger, fo
 		// batch.max_memory bounds the run's parts and, as the Go memory
 		// limit of a batch process, its heap.
 		MaxMemory: cfg.Batch.MaxMemory,
-		// A batch process runs nothing else: its spilled scans may run
-		// the collector less often.
-		ScanGCPercent: batch.DefaultScanGCPercent,
 	}, log.With("component", "batch"))
 	if err != nil {
 		closeFn()
