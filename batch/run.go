@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -169,25 +170,43 @@ type PhaseTime struct {
 	// PeakHeap is the largest heap seen during the phase, when the caller
 	// samples it (Config.PhaseDone; batch does not).
 	PeakHeap uint64 `json:"peak_heap_bytes,omitempty"`
+	// GCCycles are the collections the Go runtime completed during the
+	// phase (the whole process's: runtime/metrics /gc/cycles/total).
+	GCCycles uint64 `json:"gc_cycles"`
 }
 
 // phaseClock records PhaseTimes.
 type phaseClock struct {
-	last    time.Time
-	lastCPU time.Duration
-	phases  []PhaseTime
-	hook    func(name string) // Config.PhaseDone
+	last     time.Time
+	lastCPU  time.Duration
+	lastGC   uint64
+	phases   []PhaseTime
+	hook     func(name string) // Config.PhaseDone
+	gcSample []metrics.Sample
 }
 
 func newPhaseClock(hook func(name string)) *phaseClock {
-	return &phaseClock{last: time.Now(), lastCPU: processCPU(), hook: hook}
+	c := &phaseClock{last: time.Now(), lastCPU: processCPU(), hook: hook,
+		gcSample: []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}}
+	c.lastGC = c.gcCycles()
+	return c
+}
+
+// gcCycles returns the collections completed so far (0 where the runtime
+// does not report them).
+func (c *phaseClock) gcCycles() uint64 {
+	metrics.Read(c.gcSample)
+	if c.gcSample[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return c.gcSample[0].Value.Uint64()
 }
 
 // done ends the phase name (begun at the end of the previous one).
 func (c *phaseClock) done(name string) {
-	now, cpu := time.Now(), processCPU()
-	c.phases = append(c.phases, PhaseTime{Name: name, Wall: now.Sub(c.last), CPU: cpu - c.lastCPU})
-	c.last, c.lastCPU = now, cpu
+	now, cpu, gc := time.Now(), processCPU(), c.gcCycles()
+	c.phases = append(c.phases, PhaseTime{Name: name, Wall: now.Sub(c.last), CPU: cpu - c.lastCPU, GCCycles: gc - c.lastGC})
+	c.last, c.lastCPU, c.lastGC = now, cpu, gc
 	if c.hook != nil {
 		c.hook(name)
 	}

@@ -21,6 +21,7 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"sync"
@@ -61,6 +62,10 @@ type Config struct {
 	MaxMemory int64
 	// CPUProfile, when set, receives a CPU profile of the first full run.
 	CPUProfile io.Writer
+	// Trace, when set, receives an execution trace (runtime/trace) of the
+	// first full run: `go tool trace` shows which goroutines run, wait or
+	// are runnable in each phase, and the collector's work.
+	Trace io.Writer
 	// IncrementalCPUProfile, when set, receives a CPU profile of the
 	// incremental run.
 	IncrementalCPUProfile io.Writer
@@ -202,6 +207,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				return nil, err
 			}
 		}
+		if cfg.Trace != nil && round == 0 {
+			if err := trace.Start(cfg.Trace); err != nil {
+				return nil, err
+			}
+		}
 		var steps []batch.PhaseTime
 		peaks := new(phasePeaks)
 		ph, err = measureWith(false, nil, peaks, func() (int64, error) {
@@ -224,6 +234,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		peaks.set(&ph, steps)
 		if cfg.CPUProfile != nil && round == 0 {
 			pprof.StopCPUProfile()
+		}
+		if cfg.Trace != nil && round == 0 {
+			trace.Stop()
 		}
 		res.Batches = append(res.Batches, ph)
 		cfg.Log.Info("batch run", "round", round, "wall", ph.Wall.Round(time.Millisecond), "cpu", ph.CPU.Round(time.Millisecond), "peak_heap_mib", ph.PeakHeap>>20, "rows", ph.Rows)
@@ -485,8 +498,9 @@ func (a *archiver) archive(ctx context.Context, n int) error {
 	return nil
 }
 
-// FormatSteps returns steps as "name wall (cpu C, heap H MiB), …" (times
-// rounded to the millisecond; the CPU and peak heap where measured).
+// FormatSteps returns steps as "name wall (cpu C, heap H MiB, N GC), …"
+// (times rounded to the millisecond; the CPU, peak heap and collections
+// where measured).
 func FormatSteps(steps []batch.PhaseTime) string {
 	var b strings.Builder
 	for i, s := range steps {
@@ -494,13 +508,18 @@ func FormatSteps(steps []batch.PhaseTime) string {
 			b.WriteString(", ")
 		}
 		fmt.Fprintf(&b, "%s %s", s.Name, s.Wall.Round(time.Millisecond))
-		switch {
-		case s.CPU > 0 && s.PeakHeap > 0:
-			fmt.Fprintf(&b, " (cpu %s, heap %d MiB)", s.CPU.Round(time.Millisecond), s.PeakHeap>>20)
-		case s.CPU > 0:
-			fmt.Fprintf(&b, " (cpu %s)", s.CPU.Round(time.Millisecond))
-		case s.PeakHeap > 0:
-			fmt.Fprintf(&b, " (heap %d MiB)", s.PeakHeap>>20)
+		var parts []string
+		if s.CPU > 0 {
+			parts = append(parts, "cpu "+s.CPU.Round(time.Millisecond).String())
+		}
+		if s.PeakHeap > 0 {
+			parts = append(parts, fmt.Sprintf("heap %d MiB", s.PeakHeap>>20))
+		}
+		if s.GCCycles > 0 {
+			parts = append(parts, fmt.Sprintf("%d GC", s.GCCycles))
+		}
+		if len(parts) > 0 {
+			fmt.Fprintf(&b, " (%s)", strings.Join(parts, ", "))
 		}
 	}
 	return b.String()

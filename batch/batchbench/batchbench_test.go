@@ -1,6 +1,7 @@
 package batchbench
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -15,7 +16,9 @@ import (
 // run after 10% more events is incremental.
 func TestRunReportsEveryPhase(t *testing.T) {
 	const events = 10_000
+	var trace bytes.Buffer
 	res, err := Run(context.Background(), Config{
+		Trace:        &trace,
 		Dir:          t.TempDir(),
 		Events:       events,
 		CommitEvents: 2_500,
@@ -25,6 +28,9 @@ func TestRunReportsEveryPhase(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if trace.Len() == 0 {
+		t.Fatal("no execution trace of the first full run")
 	}
 	if len(res.Scans) != 2 || len(res.Batches) != 2 {
 		t.Fatalf("%d scans, %d batch runs, want 2 of each", len(res.Scans), len(res.Batches))
@@ -54,8 +60,9 @@ func TestRunReportsEveryPhase(t *testing.T) {
 	} {
 		var names []string
 		var sum, cpu time.Duration
-		var peak uint64
+		var peak, gcs uint64
 		for _, s := range tc.ph.Steps {
+			gcs += s.GCCycles
 			names = append(names, s.Name)
 			sum += s.Wall
 			cpu += s.CPU
@@ -66,6 +73,10 @@ func TestRunReportsEveryPhase(t *testing.T) {
 		}
 		if !slices.Equal(names, tc.want) || sum > tc.ph.Wall {
 			t.Fatalf("steps %s (%v in all, run %v), want %v", FormatSteps(tc.ph.Steps), sum, tc.ph.Wall, tc.want)
+		}
+		// Under a 1.5 MiB memory limit every run collects.
+		if gcs == 0 {
+			t.Fatalf("steps %s: no collection counted", FormatSteps(tc.ph.Steps))
 		}
 		if cpu <= 0 || cpu > tc.ph.CPU || peak > tc.ph.PeakHeap {
 			t.Fatalf("steps %s: %v CPU in all (run %v), peak heap %d (run %d)", FormatSteps(tc.ph.Steps), cpu, tc.ph.CPU, peak, tc.ph.PeakHeap)

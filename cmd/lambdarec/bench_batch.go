@@ -18,8 +18,9 @@ func init() {
 		setup: func(fs *flag.FlagSet, cfg *config.Config) func(context.Context, *env) error {
 			var bc batchbench.Config
 			var jsonOut bool
-			var cpuProfile, incProfile, incHeapProfile string
+			var cpuProfile, traceFile, incProfile, incHeapProfile string
 			fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the first batch run to this file")
+			fs.StringVar(&traceFile, "trace", "", "write an execution trace (go tool trace) of the first batch run to this file")
 			fs.StringVar(&incProfile, "cpuprofile-incremental", "", "write a CPU profile of the incremental run to this file")
 			fs.StringVar(&incHeapProfile, "memprofile-incremental", "", "write a heap profile of the incremental run at its largest live heap to this file")
 			fs.IntVar(&bc.Events, "events", 1_000_000, "events archived before measuring")
@@ -44,6 +45,14 @@ func init() {
 					}
 					defer f.Close()
 					bc.CPUProfile = f
+				}
+				if traceFile != "" {
+					f, err := os.Create(traceFile)
+					if err != nil {
+						return err
+					}
+					defer f.Close()
+					bc.Trace = f
 				}
 				if incProfile != "" {
 					f, err := os.Create(incProfile)
