@@ -188,38 +188,26 @@ func uvarintLen(n int) int {
 	return l
 }
 
-// encodeView writes s into b, of s's encodedLen: the session id, the user
-// id, each item's id (its length as a uvarint, its bytes), each
-// purchase's (the same), the items' scores (8 bytes each, little-endian
-// IEEE 754) and the explanation. The strings come first and together, so
-// that a read copies them in one string. Each part is copied to where it
-// goes (no append's capacity check per part); the scores go with their
-// items' ids, in one pass over the items.
-func encodeView(b []byte, s *SessionView) {
-	at := copy(b, s.SessionID)
-	at += copy(b[at:], s.UserID)
-	scores := len(b) - len(s.Explanation) - 8*len(s.Items)
+// encodeView appends s to b: the session id, the user id, each item's id
+// (its length as a uvarint, its bytes), each purchase's (the same), the
+// items' scores (8 bytes each, little-endian IEEE 754) and the
+// explanation. The strings come first and together, so that a read copies
+// them in one string.
+func encodeView(b []byte, s *SessionView) []byte {
+	b = append(b, s.SessionID...)
+	b = append(b, s.UserID...)
 	for i := range s.Items {
-		it := &s.Items[i]
-		at = putString(b, at, it.Item)
-		binary.LittleEndian.PutUint64(b[scores+8*i:], math.Float64bits(it.Score))
+		b = binary.AppendUvarint(b, uint64(len(s.Items[i].Item)))
+		b = append(b, s.Items[i].Item...)
 	}
 	for _, p := range s.Purchased {
-		at = putString(b, at, p)
+		b = binary.AppendUvarint(b, uint64(len(p)))
+		b = append(b, p...)
 	}
-	copy(b[len(b)-len(s.Explanation):], s.Explanation)
-}
-
-// putString writes str's length (a uvarint) and bytes into b at at, and
-// returns where they end.
-func putString(b []byte, at int, str string) int {
-	if n := len(str); n < 0x80 {
-		b[at] = byte(n)
-		at++
-	} else {
-		at += binary.PutUvarint(b[at:], uint64(n))
+	for i := range s.Items {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(s.Items[i].Score))
 	}
-	return at + copy(b[at:], str)
+	return append(b, s.Explanation...)
 }
 
 // count is n, or -1 for a nil slice.
@@ -239,8 +227,7 @@ func (e *memSlot) set(s *SessionView) int64 {
 	if cap(b) < need {
 		b = slices.Grow([]byte(nil), need) // a size class: the rest is slack for larger versions
 	}
-	e.block = b[:need]
-	encodeView(e.block, s)
+	e.block = encodeView(b[:0], s)
 	e.eventTime, e.updatedAt = s.EventTime, s.UpdatedAt
 	e.offset, e.partition = s.Offset, s.Partition
 	e.idLen, e.userLen = int32(len(s.SessionID)), int32(len(s.UserID))

@@ -194,15 +194,28 @@ func testMemoryHashCollisions(t *testing.T, hash func(string) uint64) {
 // bound of about 22 views a shard, writing 3,000 sessions keeps every
 // shard's slab within a few slots of the views it holds (a view written
 // past the bound may evict more than one), evicted blocks are released,
-// and the views held read back exactly, the oldest-updated evicted first.
+// and the views held read back exactly, the oldest-updated evicted first;
+// the same whether the views are written one by one or in calls of
+// UpsertSessions of 1 to 100 views.
 func TestMemoryEvictionReusesSlots(t *testing.T) {
+	t.Run("one-by-one", func(t *testing.T) { testMemoryEvictionReusesSlots(t, 1) })
+	t.Run("calls", func(t *testing.T) { testMemoryEvictionReusesSlots(t, 100) })
+}
+
+func testMemoryEvictionReusesSlots(t *testing.T, most int) {
 	ctx := context.Background()
 	m := NewMemory(MemorySessionBytes(1<<20), MemoryLog(discardLog()))
+	rng := rand.New(rand.NewPCG(5, 6))
 	var ids []string
-	for i := range 3000 {
-		id := fmt.Sprintf("s%05d", i)
-		ids = append(ids, id)
-		if err := m.UpsertSession(ctx, slabView(id, int64(i), 20)); err != nil {
+	for i := 0; i < 3000; {
+		var call []SessionView
+		for n := 1 + rng.IntN(most); n > 0 && i < 3000; n-- {
+			id := fmt.Sprintf("s%05d", i)
+			ids = append(ids, id)
+			call = append(call, slabView(id, int64(i), 20))
+			i++
+		}
+		if err := m.UpsertSessions(ctx, call); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -231,3 +244,55 @@ func TestMemoryEvictionReusesSlots(t *testing.T) {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// UpsertSessions writes a call's views shard by shard, and each shard's
+// list by update stays as if they were written one by one: calls of 1 to
+// 200 views, of 500 sessions (a session twice in a call too; some views
+// older than the stored one, which keep its place), leave every shard's
+// list ordered by the offsets written (each accepted write newer than every
+// one before it), with every view read back as the newest written.
+func TestMemoryBatchKeepsUpdateOrder(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemory(MemorySessionBytes(1 << 30))
+	rng := rand.New(rand.NewPCG(3, 4))
+	want := map[string]SessionView{}
+	off := int64(1000)
+	for range 300 {
+		batch := make([]SessionView, 1+rng.IntN(200))
+		for k := range batch {
+			id := fmt.Sprintf("s%d", rng.IntN(500))
+			off++
+			o := off
+			if old, ok := want[id]; ok && rng.IntN(8) == 0 {
+				o = old.Offset - 1 // older than the one stored (or written before in the call)
+			}
+			batch[k] = slabView(id, o, rng.IntN(12))
+			if old, ok := want[id]; !ok || Newer(&batch[k], &old) {
+				want[id] = batch[k]
+			}
+		}
+		if err := m.UpsertSessions(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkSlab(t, m)
+	for s := range m.shards {
+		sh := &m.shards[s]
+		last := int64(-1)
+		for i := sh.slots[0].next; i != 0; i = sh.slots[i].next {
+			if o := sh.slots[i].offset; o <= last {
+				t.Fatalf("shard %d: offset %d after %d in the list by update", s, o, last)
+			} else {
+				last = o
+			}
+		}
+	}
+	if views, _, _ := m.SessionUsage(); views != len(want) {
+		t.Fatalf("%d views held, want %d", views, len(want))
+	}
+	for id, w := range want {
+		if got, ok, _ := m.ExplainedSession(ctx, id); !ok || !reflect.DeepEqual(got, w) {
+			t.Fatalf("%s: read %v %+v, want %+v", id, ok, got, w)
+		}
+	}
+}
