@@ -64,7 +64,7 @@ const memShards = 64
 
 // DefaultMemorySessionBytes is the default bound of the memory store's
 // session views (MemorySessionBytes): 256 MiB, about 300,000 views of 20
-// items with their explanations (BenchmarkMemoryGC: 792 bytes a view).
+// items with their explanations (BenchmarkMemoryGC: 784 bytes a view).
 const DefaultMemorySessionBytes = 256 << 20
 
 // evictLogEvery is how often the memory store logs that it evicts views.
