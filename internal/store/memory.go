@@ -64,7 +64,7 @@ const memShards = 64
 
 // DefaultMemorySessionBytes is the default bound of the memory store's
 // session views (MemorySessionBytes): 256 MiB, about 300,000 views of 20
-// items with their explanations (BenchmarkMemoryGC: 792 bytes a view).
+// items with their explanations (BenchmarkMemoryGC: 784 bytes a view).
 const DefaultMemorySessionBytes = 256 << 20
 
 // evictLogEvery is how often the memory store logs that it evicts views.
@@ -76,15 +76,24 @@ type memBatch struct {
 
 // memShard holds a 64th of the session views, each in one pointer-free
 // byte block (memSlot): the GC marks a block without scanning it, and its
-// index (a map from the session id's 64-bit hash to a slot) holds no
-// pointers either, so the views cost the collector little beyond the slab.
+// index (an open-addressing table of the session id's hash and slot) holds
+// no pointers either, so the views cost the collector little beyond the
+// slab.
+//
+// The index, table, is probed linearly from the position of the hash's
+// high 32 bits; an entry holds those 32 bits (its tag) above its slot's
+// number, 0 when empty, so that a look-up reads the slot's block (to
+// compare the session id) only on a tag match, and a hash shared by
+// several ids is simply several entries. The table is a power of two
+// long and at most 3/4 full; a removal shifts the entries after it back
+// (no tombstones).
 type memShard struct {
 	mu    sync.RWMutex
-	index map[uint64]int32 // the session id's hash → the first slot of that hash (memSlot.hnext chains the others)
-	slots []memSlot        // slot 0 is the list's sentinel: slots[0].next is the oldest-updated view, slots[0].prev the newest
-	free  int32            // first free slot (chained by next); 0: none
-	views int              // slots in use
-	bytes int64            // estimated bytes of the views held
+	table []uint64  // the index: hash's high 32 bits << 32 | slot; 0: empty
+	slots []memSlot // slot 0 is the list's sentinel: slots[0].next is the oldest-updated view, slots[0].prev the newest
+	free  int32     // first free slot (chained by next); 0: none
+	views int       // slots in use
+	bytes int64     // estimated bytes of the views held
 }
 
 // memSlot is a stored session view, in its shard's list of views by update
@@ -105,7 +114,6 @@ type memSlot struct {
 	items, bought        int32 // numbers of items and purchases; -1: a nil slice
 	expLen               int32 // the explanation's length; -1: nil
 	prev, next           int32 // the list by update; next also chains free slots
-	hnext                int32 // the next slot of the same hash; 0: none
 }
 
 // MemoryOpt configures NewMemory.
@@ -141,13 +149,14 @@ func NewMemory(opts ...MemoryOpt) *Memory {
 
 // init empties sh.
 func (sh *memShard) init() {
-	sh.index = map[uint64]int32{}
+	sh.table = make([]uint64, 8)
 	sh.slots = make([]memSlot, 1, 8)
 	sh.free, sh.views, sh.bytes = 0, 0, 0
 }
 
 // memSlotOverhead is what a stored view costs besides its block: its slot
-// and its index entry.
+// and its index entry (8 bytes in a table 3/8 to 3/4 full: 11 to 21 bytes;
+// counted as 16).
 const memSlotOverhead = int64(unsafe.Sizeof(memSlot{})) + 16
 
 // SessionBytes is the memory store's estimate of what it holds for view s:
@@ -415,17 +424,70 @@ func (m *Memory) shard(id string) *memShard {
 	return &m.shards[m.hashID(id)%memShards]
 }
 
+// memTag masks a table entry's tag, the high 32 bits of its hash.
+const memTag = ^uint64(math.MaxUint32)
+
 // find returns the slot of session id, of hash h, or 0; under sh.mu.
 func (sh *memShard) find(h uint64, id string) int32 {
-	i := sh.index[h]
-	for i != 0 {
-		e := &sh.slots[i]
-		if string(e.block[:e.idLen]) == id {
-			return i
+	mask := uint64(len(sh.table) - 1)
+	tag := h & memTag
+	for p := h >> 32 & mask; ; p = (p + 1) & mask {
+		t := sh.table[p]
+		if t == 0 {
+			return 0
 		}
-		i = e.hnext
+		if t&memTag == tag {
+			i := int32(uint32(t))
+			if e := &sh.slots[i]; string(e.block[:e.idLen]) == id {
+				return i
+			}
+		}
 	}
-	return 0
+}
+
+// index enters slot i, of hash h, in the table (grown first when it would
+// be more than 3/4 full); under sh.mu held for writing.
+func (sh *memShard) index(h uint64, i int32) {
+	if 4*(sh.views+1) > 3*len(sh.table) {
+		old := sh.table
+		sh.table = make([]uint64, 2*len(old))
+		for _, t := range old {
+			if t != 0 {
+				sh.place(t)
+			}
+		}
+	}
+	sh.place(h&memTag | uint64(uint32(i)))
+}
+
+// place puts entry t in the first empty position from its hash's.
+func (sh *memShard) place(t uint64) {
+	mask := uint64(len(sh.table) - 1)
+	p := t >> 32 & mask
+	for sh.table[p] != 0 {
+		p = (p + 1) & mask
+	}
+	sh.table[p] = t
+}
+
+// unindex takes slot i, of hash h, out of the table: each entry after it
+// in its run that may stand in the freed position (its own position is
+// not between the freed one and it) is moved back into it, in turn.
+func (sh *memShard) unindex(h uint64, i int32) {
+	mask := uint64(len(sh.table) - 1)
+	want := h&memTag | uint64(uint32(i))
+	p := h >> 32 & mask
+	for sh.table[p] != want {
+		p = (p + 1) & mask
+	}
+	for q := (p + 1) & mask; sh.table[q] != 0; q = (q + 1) & mask {
+		t := sh.table[q]
+		if (q-t>>32)&mask >= (q-p)&mask { // t's own position is at or before p
+			sh.table[p] = t
+			p = q
+		}
+	}
+	sh.table[p] = 0
 }
 
 // UpsertSession stores s unless a view that is not older (Newer) is stored.
@@ -467,10 +529,9 @@ func (m *Memory) upsert(s *SessionView) {
 	i := sh.find(h, s.SessionID)
 	if i == 0 {
 		i = sh.alloc()
+		sh.index(h, i)
 		e := &sh.slots[i]
 		e.hash = h
-		e.hnext = sh.index[h]
-		sh.index[h] = i
 		sh.bytes += e.set(s)
 		sh.views++
 		sh.pushBack(i)
@@ -538,19 +599,7 @@ func (m *Memory) noteEvictions(n int64) {
 func (sh *memShard) remove(i int32) {
 	sh.unlink(i)
 	e := &sh.slots[i]
-	// Out of its hash's chain.
-	if p := sh.index[e.hash]; p == i {
-		if e.hnext == 0 {
-			delete(sh.index, e.hash)
-		} else {
-			sh.index[e.hash] = e.hnext
-		}
-	} else {
-		for sh.slots[p].hnext != i {
-			p = sh.slots[p].hnext
-		}
-		sh.slots[p].hnext = e.hnext
-	}
+	sh.unindex(e.hash, i)
 	sh.bytes -= e.size
 	sh.views--
 	*e = memSlot{next: sh.free}
