@@ -54,8 +54,8 @@ var pageScanRows = 4096
 // chunks (of the ~128 of an archived file) and waited, idle, while the sink
 // could not keep the second core busy, then was woken once per chunk taken.
 // With 16 (and 1 MiB spill blocks, model.Spill) a 10M-event full run's scan
-// kept 1.71 goroutines running instead of 1.49 and parked 887 times
-// instead of 1,904 (see docs/BATCH.md), for ~35 MB more chunks at most.
+// parks on a channel half as often and keeps ~1.64 goroutines running
+// instead of ~1.5 (docs/BATCH.md), for a few tens of MB more chunks.
 const pageScanAhead = 16
 
 // pageChunksMade counts the chunks the page scan has allocated (the others
