@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -43,8 +44,23 @@ import (
 // lakehouse.ScanSnapshot (planPageScan says why), decided before any event
 // is read. Files are read in parallel, their events handed on in plan order.
 
-// pageScanRows is the rows of each chunk of events handed on.
-const pageScanRows = 4096
+// pageScanRows is the rows of each chunk of events handed on (a variable
+// for tests only).
+var pageScanRows = 4096
+
+// pageScanAhead is how many chunks a file's reader may have ready ahead of
+// the sink. The sink drains the files in order, so the reader of a later
+// file works only while its channel has room: with 4, it parked after 4
+// chunks (of the ~128 of an archived file) and waited, idle, while the sink
+// could not keep the second core busy, then was woken once per chunk taken.
+// With 16 (and 1 MiB spill blocks, model.Spill) a 10M-event full run's scan
+// parks on a channel half as often and keeps ~1.64 goroutines running
+// instead of ~1.5 (docs/BATCH.md), for a few tens of MB more chunks.
+const pageScanAhead = 16
+
+// pageChunksMade counts the chunks the page scan has allocated (the others
+// are reused from its free list; TestPageScanReusesChunks).
+var pageChunksMade atomic.Int64
 
 // pageFile is a data file the page scan reads: its footer, read when the
 // scan is planned, and where its columns are. A file is open only while it
@@ -271,16 +287,22 @@ func scanPages(ctx context.Context, fs iceio.IO, files []*pageFile, sink interfa
 		cancel()
 		wg.Wait() // no reader is left
 	}()
-	// One reader per file, at most GOMAXPROCS at once, each a few chunks
-	// ahead; files are drained in order.
+	// One reader per file, each at most pageScanAhead chunks ahead; files
+	// are drained in order. A file holds its slot until the sink has
+	// drained it, not only until it is read: at most GOMAXPROCS files are
+	// in flight, so the chunks waiting are bounded however small the files
+	// (with the slot freed as its last chunk was read, readers of small
+	// files ran on to later files, each leaving a channel full of chunks).
 	outs := make([]chan *pageChunk, len(files))
 	for i := range outs {
-		outs[i] = make(chan *pageChunk, 4)
+		outs[i] = make(chan *pageChunk, pageScanAhead)
 	}
 	slots := make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
 	// Chunks added are handed back to the readers, sparing the allocation
-	// (and collection) of their columns.
-	free := make(chan *pageChunk, 4*cap(slots)+4)
+	// (and collection) of their columns: room for every chunk that can be
+	// in flight (each reader's channel full and one being read, one being
+	// added).
+	free := make(chan *pageChunk, (pageScanAhead+1)*cap(slots)+1)
 	_, hashed := sink.(hashedSink)
 	wg.Add(1)
 	go func() {
@@ -297,7 +319,6 @@ func scanPages(ctx context.Context, fs iceio.IO, files []*pageFile, sink interfa
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer func() { <-slots }()
 				defer close(outs[i])
 				readPageFile(ctx, fs, pf, hashed, outs[i], free)
 			}()
@@ -331,6 +352,7 @@ func scanPages(ctx context.Context, fs iceio.IO, files []*pageFile, sink interfa
 			return 0, 0, fmt.Errorf("data file %s: %d rows read, its manifest says %d", files[i].path, rows, files[i].rows)
 		}
 		read += rows
+		<-slots // file i is drained
 	}
 	return read, maxTime, nil
 }
@@ -374,12 +396,13 @@ func readPageFile(ctx context.Context, fs iceio.IO, pf *pageFile, hashed bool, o
 		defs := make([]int16, pageScanRows)
 		vals := make([]parquet.ByteArray, pageScanRows)
 		for left := rg.NumRows(); left > 0; {
-			n := int(min(left, pageScanRows))
+			n := int(min(left, int64(pageScanRows)))
 			var c *pageChunk
 			select {
 			case c = <-free:
 			default:
 				c = new(pageChunk)
+				pageChunksMade.Add(1)
 			}
 			err := readChunk(&readers, n, defs, vals, c)
 			if err != nil {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -462,5 +463,48 @@ func pageScanReadersAhead(t *testing.T, codec string) {
 		if got.collected[i] != want[i] {
 			t.Fatalf("event %d: %+v, plain scan %+v", i, got.collected[i], want[i])
 		}
+	}
+}
+
+// TestPageScanReusesChunks checks that every chunk the readers may have in
+// flight (each reader's channel full, one being read, one being added)
+// fits the free list: over files of many chunks each, with a sink slow
+// enough for the readers to run ahead, the scan allocates no more chunks
+// than can be in flight at once, and still reads every event.
+func TestPageScanReusesChunks(t *testing.T) {
+	defer func(rows int) { pageScanRows = rows }(pageScanRows)
+	pageScanRows = 64
+	lake := testLake(t)
+	next := map[int32]int64{}
+	offsets := lakehouse.Offsets{}
+	const files = 4 // at least: a commit may write a file per partition
+	for i := range files {
+		archive(t, lake, stream(t, int64(20+i), 3*pageScanAhead*pageScanRows+17, next), offsets)
+	}
+	tbl, err := lake.LoadTable(context.Background(), lakehouse.EventsTable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := tbl.CurrentSnapshot()
+	plan, ok, why, err := planPageScan(context.Background(), tbl, snap)
+	if err != nil || !ok || len(plan) < files {
+		t.Fatalf("plan: %d files, %q, %v", len(plan), why, err)
+	}
+	fs, err := tbl.FS(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	made := pageChunksMade.Load()
+	var got slowSink
+	n, _, err := scanPages(context.Background(), fs, plan, &got, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(files * (3*pageScanAhead*pageScanRows + 17)); n != want || len(got.collected) != int(want) {
+		t.Fatalf("%d events read, %d added, want %d", n, len(got.collected), want)
+	}
+	inFlight := int64((pageScanAhead+1)*max(1, runtime.GOMAXPROCS(0)) + 1)
+	if made := pageChunksMade.Load() - made; made > inFlight {
+		t.Fatalf("%d chunks allocated for %d chunks of events; at most %d can be in flight", made, n/int64(pageScanRows), inFlight)
 	}
 }

@@ -134,7 +134,7 @@ func TestSpillBuildCorruptRecord(t *testing.T) {
 // back whole.
 func TestSpillLongSessionID(t *testing.T) {
 	p := DefaultParams()
-	long := strings.Repeat("s", spillBlockSize+1000)
+	long := strings.Repeat("s", spillReadSize+1000)
 	var evs []Event
 	for i := range 50 {
 		sid := "short"
