@@ -10,8 +10,8 @@ import "math/bits"
 // Deletion shifts the following entries back, so there are no tombstones.
 //
 // The table grows incrementally: when it is 3/4 full it allocates one of
-// twice the size and each later slot moves growSteps of the old table's
-// slots over (and a key found in the old table moves when slot finds it),
+// twice the size and each later slot moves growSteps (64) of the old
+// table's slots over (and a key found in the old table moves when slot finds it),
 // so no single call reinserts the whole table. Rehashing 2M pairs at once
 // stalled the speed layer's loop for ~0.3 s (BenchmarkTableGrowth).
 type pairTable struct {
@@ -36,9 +36,10 @@ type pairEnt struct {
 // growSteps is how many of the old table's slots each slot call moves
 // while the table grows: at least 2 (the old table is 3/4 full when the new
 // one, twice its size, is allocated, and the new one must not fill to 3/4
-// before the old one is empty), so a growth ends after at most half as many
-// slot calls as the old table had slots.
-const growSteps = 8
+// before the old one is empty), and 64 so that a growth ends within
+// len(old)/64 slot calls (while it lasts, a key absent from the new table
+// costs a second probe, in the old one) for a few µs per call.
+const growSteps = 64
 
 // movedKey marks an old table's entry that slot moved into the new table:
 // it is not a pair key (its two ids would be equal) nor a userTable key,
