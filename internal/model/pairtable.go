@@ -8,10 +8,24 @@ import "math/bits"
 // contribution: one probe finds the entry to read and update (a map needs
 // a lookup and an assignment), and a key and its count share a cache line.
 // Deletion shifts the following entries back, so there are no tombstones.
+//
+// The table grows incrementally: when it is 3/4 full it allocates one of
+// twice the size and each later slot moves growSteps (64) of the old
+// table's slots over (and a key found in the old table moves when slot finds it),
+// so no single call reinserts the whole table. Rehashing 2M pairs at once
+// stalled the speed layer's loop for ~0.3 s (BenchmarkTableGrowth).
 type pairTable struct {
 	ents  []pairEnt // len is a power of two (or 0); key 0 is empty
-	n     int
-	shift uint // 64 - log2(len(ents))
+	n     int       // entries, in ents and old's unmoved ones
+	shift uint      // 64 - log2(len(ents))
+
+	// While the table grows: the previous ents, whose slots below moved
+	// have moved into ents (their copies there are stale) and whose
+	// entries at or past moved are live unless their key is movedKey
+	// (moved by slot). nil otherwise.
+	old      []pairEnt
+	oldShift uint
+	moved    int
 }
 
 type pairEnt struct {
@@ -19,12 +33,42 @@ type pairEnt struct {
 	val int64
 }
 
+// growSteps is how many of the old table's slots each slot call moves
+// while the table grows: at least 2 (the old table is 3/4 full when the new
+// one, twice its size, is allocated, and the new one must not fill to 3/4
+// before the old one is empty), and 64 so that a growth ends within
+// len(old)/64 slot calls (while it lasts, a key absent from the new table
+// costs a second probe, in the old one) for a few µs per call.
+const growSteps = 64
+
+// movedKey marks an old table's entry that slot moved into the new table:
+// it is not a pair key (its two ids would be equal) nor a userTable key,
+// and, not being 0, it keeps the old table's probe chains intact.
+const movedKey = ^uint64(0)
+
 // len returns the number of entries.
 func (t *pairTable) len() int { return t.n }
 
 // home returns key's preferred slot: Fibonacci hashing of the key.
 func (t *pairTable) home(key uint64) uint64 {
 	return (key * 0x9e3779b97f4a7c15) >> t.shift
+}
+
+// inOld returns the index of key's live entry in the old table (ok false
+// when it has none, or no table is growing).
+func (t *pairTable) inOld(key uint64) (j int, ok bool) {
+	if t.old == nil {
+		return 0, false
+	}
+	mask := uint64(len(t.old) - 1)
+	for i := (key * 0x9e3779b97f4a7c15) >> t.oldShift; ; i = (i + 1) & mask {
+		switch t.old[i].key {
+		case key:
+			return int(i), int(i) >= t.moved
+		case 0:
+			return 0, false
+		}
+	}
 }
 
 // get returns key's count, 0 when absent.
@@ -39,15 +83,22 @@ func (t *pairTable) get(key uint64) int64 {
 			return e.val
 		}
 		if e.key == 0 {
-			return 0
+			break
 		}
 	}
+	if j, ok := t.inOld(key); ok {
+		return t.old[j].val
+	}
+	return 0
 }
 
 // slot returns the index of key's entry in ents, adding it with count 0
 // when absent (added reports that). The index is valid until the next slot
 // or del.
 func (t *pairTable) slot(key uint64) (i uint64, added bool) {
+	if t.old != nil {
+		t.step()
+	}
 	if 4*(t.n+1) > 3*len(t.ents) {
 		t.grow()
 	}
@@ -58,6 +109,11 @@ func (t *pairTable) slot(key uint64) (i uint64, added bool) {
 			return i, false
 		}
 		if e.key == 0 {
+			if j, ok := t.inOld(key); ok {
+				*e = t.old[j]
+				t.old[j].key = movedKey
+				return i, false
+			}
 			e.key, e.val = key, 0
 			t.n++
 			return i, true
@@ -85,15 +141,27 @@ func (t *pairTable) del(i uint64) {
 	t.n--
 }
 
-// grow doubles the table (at least 64 entries) and reinserts the entries.
+// grow allocates a table of twice the size (at least 64 entries); slot
+// moves the entries over (step). A growth still under way ends first.
 func (t *pairTable) grow() {
+	for t.old != nil {
+		t.step()
+	}
 	old := t.ents
 	n := max(64, 2*len(old))
 	t.ents = make([]pairEnt, n)
 	t.shift = uint(64 - bits.TrailingZeros(uint(n)))
-	mask := uint64(n - 1)
-	for _, e := range old {
-		if e.key == 0 {
+	if t.n > 0 {
+		t.old, t.oldShift, t.moved = old, uint(64-bits.TrailingZeros(uint(len(old)))), 0
+	}
+}
+
+// step moves the next growSteps of the old table's slots into ents.
+func (t *pairTable) step() {
+	end := min(t.moved+growSteps, len(t.old))
+	mask := uint64(len(t.ents) - 1)
+	for _, e := range t.old[t.moved:end] {
+		if e.key == 0 || e.key == movedKey {
 			continue
 		}
 		i := t.home(e.key)
@@ -102,12 +170,24 @@ func (t *pairTable) grow() {
 		}
 		t.ents[i] = e
 	}
+	if t.moved = end; end == len(t.old) {
+		t.old = nil
+	}
 }
 
-// all calls yield with each entry, in table order, until it returns false.
+// all calls yield with each entry, in table order (the old table's last
+// while the table grows), until it returns false.
 func (t *pairTable) all(yield func(key uint64, val int64) bool) {
 	for _, e := range t.ents {
 		if e.key != 0 && !yield(e.key, e.val) {
+			return
+		}
+	}
+	if t.old == nil {
+		return
+	}
+	for _, e := range t.old[t.moved:] {
+		if e.key != 0 && e.key != movedKey && !yield(e.key, e.val) {
 			return
 		}
 	}

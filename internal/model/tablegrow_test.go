@@ -1,0 +1,174 @@
+package model
+
+import "testing"
+
+// TestTablesGrowIncrementally fills a pairTable and a userTable past 3/4 of
+// 1024 slots: the insert that grows them and the next must move at most
+// 2·growSteps (128) of the old entries, not rehash all 768, and every entry
+// must stay readable, by get and by slot, while the rest move over, with
+// new keys added in between, until the old table is gone.
+func TestTablesGrowIncrementally(t *testing.T) {
+	t.Run("pairTable", func(t *testing.T) {
+		var tb pairTable
+		key := func(i int) uint64 { return pairKey(uint32(i), uint32(i+1000)) }
+		for i := range 768 {
+			j, _ := tb.slot(key(i))
+			tb.ents[j].val = int64(i + 1)
+		}
+		tb.slot(key(768))  // grows
+		tb.slot(key(1000)) // moves at most growSteps (64) old slots
+		inNew := 0
+		for _, e := range tb.ents {
+			if e.key != 0 {
+				inNew++
+			}
+		}
+		if len(tb.ents) != 2048 || inNew > 130 {
+			t.Fatalf("after the growing insert and one more: %d slots, %d entries in them, want 2048 and at most 130",
+				len(tb.ents), inNew)
+		}
+		for n := 770; tb.old != nil; n++ {
+			if n > 770+1024 {
+				t.Fatal("the old table is still there after 1024 more inserts")
+			}
+			for i := range 768 {
+				if got := tb.get(key(i)); got != int64(i+1) {
+					t.Fatalf("with %d keys: get(key %d) = %d, want %d", n, i, got, i+1)
+				}
+			}
+			// Read one old key through slot (it moves over), and the rest
+			// must still be found where they are.
+			j, added := tb.slot(key(n % 768))
+			if added || tb.ents[j].val != int64(n%768+1) {
+				t.Fatalf("slot(key %d): added %v, count %d, want %d", n%768, added, tb.ents[j].val, n%768+1)
+			}
+			tb.slot(key(n))
+			if tb.len() != n+1 {
+				t.Fatalf("len %d, want %d", tb.len(), n+1)
+			}
+		}
+		countEnts(t, len(tb.ents), tb.len(), func(i int) bool { return tb.ents[i].key != 0 })
+		n := 0
+		for k, v := range tb.all {
+			if v != 0 && k != key(int(v)-1) {
+				t.Fatalf("all yields %x=%d", k, v)
+			}
+			n++
+		}
+		if n != tb.len() {
+			t.Fatalf("all yields %d entries, len %d", n, tb.len())
+		}
+	})
+	t.Run("userTable", func(t *testing.T) {
+		var tb userTable
+		key := func(i int) uint64 { return uint64(i)<<32 | uint64(i+7) }
+		for i := range 768 {
+			e, _ := tb.slot(key(i))
+			e.weight = int64(i + 1)
+		}
+		tb.slot(key(768))  // grows
+		tb.slot(key(1000)) // moves at most growSteps (64) old slots
+		inNew := 0
+		for _, e := range tb.ents {
+			if e.key != 0 {
+				inNew++
+			}
+		}
+		if len(tb.ents) != 2048 || inNew > 130 {
+			t.Fatalf("after the growing insert and one more: %d slots, %d entries in them, want 2048 and at most 130",
+				len(tb.ents), inNew)
+		}
+		for n := 770; tb.old != nil; n++ {
+			if n > 770+1024 {
+				t.Fatal("the old table is still there after 1024 more inserts")
+			}
+			for i := range 768 {
+				if got, ok := tb.get(key(i)); !ok || got.weight != int64(i+1) {
+					t.Fatalf("with %d keys: get(key %d) = %+v, %v, want weight %d", n, i, got, ok, i+1)
+				}
+			}
+			e, added := tb.slot(key(n % 768))
+			if added || e.weight != int64(n%768+1) {
+				t.Fatalf("slot(key %d): added %v, weight %d, want %d", n%768, added, e.weight, n%768+1)
+			}
+			tb.slot(key(n))
+			if tb.len() != n+1 {
+				t.Fatalf("len %d, want %d", tb.len(), n+1)
+			}
+		}
+		countEnts(t, len(tb.ents), tb.len(), func(i int) bool { return tb.ents[i].key != 0 })
+	})
+	t.Run("userTable reads", func(t *testing.T) {
+		// Keys read through slot right after the growth began move over
+		// at once; the growth must not move them again.
+		var tb userTable
+		key := func(i int) uint64 { return uint64(i)<<32 | uint64(i+7) }
+		for i := range 769 {
+			e, _ := tb.slot(key(i))
+			e.weight = int64(i + 1)
+		}
+		for i := range 769 {
+			if e, added := tb.slot(key(i)); added || e.weight != int64(i+1) {
+				t.Fatalf("slot(key %d): added %v, weight %d, want %d", i, added, e.weight, i+1)
+			}
+		}
+		for n := 769; tb.old != nil; n++ {
+			tb.slot(key(n))
+		}
+		countEnts(t, len(tb.ents), tb.len(), func(i int) bool { return tb.ents[i].key != 0 })
+	})
+	t.Run("pairTable deletes", func(t *testing.T) {
+		// A key that the growth moved, then deleted, is absent: its copy
+		// left in the old table is stale.
+		var tb pairTable
+		key := func(i int) uint64 { return pairKey(uint32(i), uint32(i+1000)) }
+		for i := range 769 {
+			j, _ := tb.slot(key(i))
+			tb.ents[j].val = int64(i + 1)
+		}
+		deleted := 0
+		for n := 769; tb.old != nil; n++ {
+			if tb.slot(key(n)); tb.old == nil {
+				break
+			}
+			for j, e := range tb.old[:tb.moved] {
+				if e.key == 0 || e.key == movedKey || tb.get(e.key) == 0 {
+					continue
+				}
+				i, added := tb.slot(e.key)
+				if added {
+					t.Fatalf("slot(%x), moved from old slot %d: added", e.key, j)
+				}
+				tb.del(i)
+				deleted++
+				if got := tb.get(e.key); got != 0 {
+					t.Fatalf("get(%x) after its deletion = %d", e.key, got)
+				}
+				if i, added := tb.slot(e.key); !added {
+					t.Fatalf("slot(%x) after its deletion: not added", e.key)
+				} else {
+					tb.del(i)
+				}
+				break
+			}
+		}
+		if deleted == 0 {
+			t.Fatal("no key deleted while the table grew")
+		}
+		countEnts(t, len(tb.ents), tb.len(), func(i int) bool { return tb.ents[i].key != 0 })
+	})
+}
+
+// countEnts fails t unless n of a table's size slots are full.
+func countEnts(t *testing.T, size, n int, full func(i int) bool) {
+	t.Helper()
+	c := 0
+	for i := range size {
+		if full(i) {
+			c++
+		}
+	}
+	if c != n {
+		t.Fatalf("%d full slots for %d entries", c, n)
+	}
+}
