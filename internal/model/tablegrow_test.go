@@ -17,16 +17,7 @@ func TestTablesGrowIncrementally(t *testing.T) {
 		}
 		tb.slot(key(768))  // grows
 		tb.slot(key(1000)) // moves at most growSteps (64) old slots
-		inNew := 0
-		for _, e := range tb.ents {
-			if e.key != 0 {
-				inNew++
-			}
-		}
-		if len(tb.ents) != 2048 || inNew > 130 {
-			t.Fatalf("after the growing insert and one more: %d slots, %d entries in them, want 2048 and at most 130",
-				len(tb.ents), inNew)
-		}
+		checkGrowStep(t, len(tb.ents), func(i int) bool { return tb.ents[i].key != 0 })
 		for n := 770; tb.old != nil; n++ {
 			if n > 770+1024 {
 				t.Fatal("the old table is still there after 1024 more inserts")
@@ -68,16 +59,7 @@ func TestTablesGrowIncrementally(t *testing.T) {
 		}
 		tb.slot(key(768))  // grows
 		tb.slot(key(1000)) // moves at most growSteps (64) old slots
-		inNew := 0
-		for _, e := range tb.ents {
-			if e.key != 0 {
-				inNew++
-			}
-		}
-		if len(tb.ents) != 2048 || inNew > 130 {
-			t.Fatalf("after the growing insert and one more: %d slots, %d entries in them, want 2048 and at most 130",
-				len(tb.ents), inNew)
-		}
+		checkGrowStep(t, len(tb.ents), func(i int) bool { return tb.ents[i].key != 0 })
 		for n := 770; tb.old != nil; n++ {
 			if n > 770+1024 {
 				t.Fatal("the old table is still there after 1024 more inserts")
@@ -160,6 +142,22 @@ func TestTablesGrowIncrementally(t *testing.T) {
 }
 
 // countEnts fails t unless n of a table's size slots are full.
+// checkGrowStep fails the test unless the table grew to 2048 slots and the
+// growing insert and the next moved at most 130 entries into them (two
+// steps of growSteps, and the two inserts).
+func checkGrowStep(t *testing.T, size int, full func(i int) bool) {
+	t.Helper()
+	inNew := 0
+	for i := range size {
+		if full(i) {
+			inNew++
+		}
+	}
+	if size != 2048 || inNew > 130 {
+		t.Fatalf("after the growing insert and one more: %d slots, %d entries in them, want 2048 and at most 130", size, inNew)
+	}
+}
+
 func countEnts(t *testing.T, size, n int, full func(i int) bool) {
 	t.Helper()
 	c := 0
