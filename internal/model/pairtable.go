@@ -1,7 +1,5 @@
 package model
 
-import "math/bits"
-
 // pairTable is Covisit's overlay: counts by pair key (pairKey, never 0: the
 // two ids of a pair differ) in an open-addressing table with linear probing.
 // It replaces a Go map because the speed layer adds to it for every pair
@@ -15,17 +13,7 @@ import "math/bits"
 // so no single call reinserts the whole table. Rehashing 2M pairs at once
 // stalled the speed layer's loop for ~0.3 s (BenchmarkTableGrowth).
 type pairTable struct {
-	ents  []pairEnt // len is a power of two (or 0); key 0 is empty
-	n     int       // entries, in ents and old's unmoved ones
-	shift uint      // 64 - log2(len(ents))
-
-	// While the table grows: the previous ents, whose slots below moved
-	// have moved into ents (their copies there are stale) and whose
-	// entries at or past moved are live unless their key is movedKey
-	// (moved by slot). nil otherwise.
-	old      []pairEnt
-	oldShift uint
-	moved    int
+	openTable[pairEnt]
 }
 
 type pairEnt struct {
@@ -45,31 +33,6 @@ const growSteps = 64
 // it is not a pair key (its two ids would be equal) nor a userTable key,
 // and, not being 0, it keeps the old table's probe chains intact.
 const movedKey = ^uint64(0)
-
-// len returns the number of entries.
-func (t *pairTable) len() int { return t.n }
-
-// home returns key's preferred slot: Fibonacci hashing of the key.
-func (t *pairTable) home(key uint64) uint64 {
-	return (key * 0x9e3779b97f4a7c15) >> t.shift
-}
-
-// inOld returns the index of key's live entry in the old table (ok false
-// when it has none, or no table is growing).
-func (t *pairTable) inOld(key uint64) (j int, ok bool) {
-	if t.old == nil {
-		return 0, false
-	}
-	mask := uint64(len(t.old) - 1)
-	for i := (key * 0x9e3779b97f4a7c15) >> t.oldShift; ; i = (i + 1) & mask {
-		switch t.old[i].key {
-		case key:
-			return int(i), int(i) >= t.moved
-		case 0:
-			return 0, false
-		}
-	}
-}
 
 // get returns key's count, 0 when absent.
 func (t *pairTable) get(key uint64) int64 {
@@ -139,40 +102,6 @@ func (t *pairTable) del(i uint64) {
 	}
 	t.ents[i] = pairEnt{}
 	t.n--
-}
-
-// grow allocates a table of twice the size (at least 64 entries); slot
-// moves the entries over (step). A growth still under way ends first.
-func (t *pairTable) grow() {
-	for t.old != nil {
-		t.step()
-	}
-	old := t.ents
-	n := max(64, 2*len(old))
-	t.ents = make([]pairEnt, n)
-	t.shift = uint(64 - bits.TrailingZeros(uint(n)))
-	if t.n > 0 {
-		t.old, t.oldShift, t.moved = old, uint(64-bits.TrailingZeros(uint(len(old)))), 0
-	}
-}
-
-// step moves the next growSteps of the old table's slots into ents.
-func (t *pairTable) step() {
-	end := min(t.moved+growSteps, len(t.old))
-	mask := uint64(len(t.ents) - 1)
-	for _, e := range t.old[t.moved:end] {
-		if e.key == 0 || e.key == movedKey {
-			continue
-		}
-		i := t.home(e.key)
-		for t.ents[i].key != 0 {
-			i = (i + 1) & mask
-		}
-		t.ents[i] = e
-	}
-	if t.moved = end; end == len(t.old) {
-		t.old = nil
-	}
 }
 
 // all calls yield with each entry, in table order (the old table's last

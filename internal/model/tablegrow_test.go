@@ -1,6 +1,9 @@
 package model
 
-import "testing"
+import (
+	"testing"
+	"unsafe"
+)
 
 // TestTablesGrowIncrementally fills a pairTable and a userTable past 3/4 of
 // 1024 slots: the insert that grows them and the next must move at most
@@ -168,5 +171,16 @@ func countEnts(t *testing.T, size, n int, full func(i int) bool) {
 	}
 	if c != n {
 		t.Fatalf("%d full slots for %d entries", c, n)
+	}
+}
+
+// TestTableEntsStartWithKey: openTable reads an entry's key as its first
+// 8 bytes (entKey), so every tableEnt must start with its uint64 key.
+func TestTableEntsStartWithKey(t *testing.T) {
+	p := pairEnt{key: 0x0123456789abcdef, val: 7}
+	u := userEnt{key: 0xfedcba9876543210, v: userItem{weight: 9}}
+	if unsafe.Offsetof(p.key) != 0 || unsafe.Offsetof(u.key) != 0 || entKey(&p) != p.key || entKey(&u) != u.key {
+		t.Fatalf("entKey reads %x and %x, want %x and %x (key offsets %d, %d)",
+			entKey(&p), entKey(&u), p.key, u.key, unsafe.Offsetof(p.key), unsafe.Offsetof(u.key))
 	}
 }
