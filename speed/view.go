@@ -15,7 +15,6 @@ import (
 // share of a flush's views at once, with scorers of their own.
 type viewScorer struct {
 	ids    []uint32
-	idOf   func(item string) uint32 // the item's mergedNeighbors id
 	out    []model.Scored
 	xb     explainBuf // a parallel worker's explanation buffers (explain.go)
 	bought []string
@@ -50,15 +49,17 @@ func (p *processor) scoreView(s *session, now time.Time) {
 }
 
 // appendViewIDs appends the merged-rows ids of s's recent items — the rows
-// its view reads — to dst. It interns: processing goroutine only.
+// its view reads — to dst. The session's events keep their items' ids
+// (applyDelta's emit, model.Session.AddID), so they are read as they are,
+// not looked up by string for every view; after a handoff (a new nb, a new
+// emit.Gen) they are looked up again once. It interns: processing
+// goroutine only.
 func (p *processor) appendViewIDs(dst []uint32, s *session) []uint32 {
-	v := p.vs
-	if v.idOf == nil {
-		// Events' items are the layer's interned strings: internPair finds
-		// them by address.
-		v.idOf = func(item string) uint32 { return p.nb.internPair(item) }
+	if p.emitNb != p.nb { // as applyDelta: ids of an earlier nb are not nb's
+		p.emitNb = p.nb
+		p.emit.Gen++
 	}
-	return s.ms.AppendRecentIDs(dst, p.params.RecentItems, v.idOf)
+	return s.ms.AppendRecentIDsOf(dst, p.params.RecentItems, &p.emit)
 }
 
 // view returns s's view as of now, scored by sc from the rows ids of nb,
