@@ -36,8 +36,12 @@ type DenseBound interface {
 
 // denseAcc is ScoreDense's accumulator: a slot per item id, valid where
 // its stamp equals gen (so nothing is cleared between calls), holding the
-// item's score, and the candidates, the items touched in the order first
-// touched (recent items first), which the selection scans.
+// item's place in the candidates, the items touched in the order first
+// touched (recent items first), each with its score, which the selection
+// scans in order. The scores are in the candidates, not in the slots: the
+// slots (8 bytes an item id, all the ids the rows name) are read at random,
+// once per row entry; the candidates (a few hundred a call) are read in
+// order by the selection, with no indirection.
 type denseAcc struct {
 	gen   uint32
 	slots []denseSlot
@@ -56,21 +60,25 @@ type denseAcc struct {
 	nids [][]uint32
 }
 
-// viewBit marks denseSlot.view as set: the item's place in the result.
+// viewBit marks denseSlot.cand, after the selection, as the item's place
+// in the result (viewBit | place) instead of its place in cands: what
+// AppendRowPicks reads, one load per row entry.
 const viewBit = 1 << 31
 
 type denseSlot struct {
 	stamp uint32 // == gen: this call's
-	view  uint32 // viewBit | the item's place in the result, after the selection; else 0
-	score float64
+	// cand is the item's place in cands (this call's); after the
+	// selection, viewBit | its place in the result for the items selected.
+	cand uint32
 }
 
-// denseCand is an item touched by ScoreDense: its id (a recent item's
-// slot scores NaN, so the selection passes it over). 4 bytes, no pointer:
-// the item's string is only looked up (DenseItem) for the candidates the
+// denseCand is an item touched by ScoreDense: its id and score (a recent
+// item scores NaN, so the selection passes it over). No pointer: the
+// item's string is only looked up (DenseItem) for the candidates the
 // selection compares by item.
 type denseCand struct {
-	id uint32
+	score float64
+	id    uint32
 }
 
 // denseSel is a candidate of the selection, with its item.
@@ -148,8 +156,8 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 	for _, id := range recent {
 		a.grow(id)
 		if sl := &a.slots[id]; sl.stamp != gen {
-			*sl = denseSlot{stamp: gen, score: math.NaN()}
-			a.cands = append(a.cands, denseCand{id: id})
+			*sl = denseSlot{stamp: gen, cand: uint32(len(a.cands))}
+			a.cands = append(a.cands, denseCand{id: id, score: math.NaN()})
 		}
 	}
 	cands := a.cands
@@ -188,7 +196,7 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 	sel := a.selectTop(k, exclude)
 	a.src = nil // the selected items' strings are in sel
 	for i, c := range sel {
-		a.slots[c.id].view = viewBit | uint32(i)
+		a.slots[c.id].cand = viewBit | uint32(i) // the selection no longer reads cand
 	}
 	for _, c := range sel {
 		dst = append(dst, Scored{Item: c.item, Score: c.score})
@@ -202,8 +210,9 @@ func (s *Scorer) appendScoreDense(dst []Scored, ids []uint32, withIDs bool, src 
 }
 
 // accumulate adds the terms of row (its counts; its ids nids, all within
-// slots) to the slots' scores, noting in buf[n:] the items first touched
-// (buf has room for one per entry), and returns the new n. A row is in count order: the ties share one term, computed once (the
+// slots) to the scores of the candidates buf[:n] (the slots name their
+// places), noting in buf[n:] the items first touched (buf has room for one
+// per entry), and returns the new n. A row is in count order: the ties share one term, computed once (the
 // same operations on the same values, so the same bits; a first term is
 // stored as is, as 0 + term is term).
 func accumulate(slots []denseSlot, buf []denseCand, row []int64, nids []uint32, n, gen uint32, rw, top float64) uint32 {
@@ -217,12 +226,12 @@ func accumulate(slots []denseSlot, buf []denseCand, row []int64, nids []uint32, 
 		id := nids[j]
 		sl := &slots[id]
 		if sl.stamp != gen {
-			*sl = denseSlot{stamp: gen, score: term}
-			buf[n] = denseCand{id: id}
+			*sl = denseSlot{stamp: gen, cand: n}
+			buf[n] = denseCand{id: id, score: term}
 			n++
 			continue
 		}
-		sl.score += term
+		buf[sl.cand].score += term
 	}
 	return n
 }
@@ -244,7 +253,7 @@ func (s *Scorer) AppendRowPicks(dst []RowPick, r int) []RowPick {
 	}
 	slots := a.slots // not reloaded after each append
 	for j, nid := range a.nids[r] {
-		if v := slots[nid].view; v != 0 {
+		if v := slots[nid].cand; v&viewBit != 0 {
 			dst = append(dst, RowPick{J: int32(j), I: int32(v &^ viewBit)})
 		}
 	}
@@ -270,20 +279,19 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
 	// candidates that may be recommended are positive; those of recent
 	// items NaN, which every comparison rejects).
 	least := math.Inf(-1)
-	slots := a.slots
 	for i := 0; i < len(cands); i++ {
 		// Skip what the heap rejects, in a loop of its own (no call in
 		// it, so its values stay in registers): most candidates, and
 		// the recent items.
 		for ; i < len(cands); i++ {
-			if slots[cands[i].id].score >= least {
+			if cands[i].score >= least {
 				break
 			}
 		}
 		if i == len(cands) {
 			break
 		}
-		if slots[cands[i].id].score == least { // may tie at t, decided below
+		if cands[i].score == least { // may tie at t, decided below
 			equal = append(equal, uint32(i))
 			continue
 		}
@@ -299,7 +307,7 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
 	sel, ties := a.sel[:0], a.ties[:0]
 	for _, i := range entered {
 		c := cands[i]
-		switch sc := slots[c.id].score; {
+		switch sc := c.score; {
 		case full && sc < t:
 		case full && sc == t:
 			ties = append(ties, denseSel{a.item(c), sc, c.id, false}) // allowed
@@ -320,7 +328,7 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
 	}
 	if need := k - len(sel); need > 0 && full {
 		for _, i := range equal {
-			if c := cands[i]; slots[c.id].score == t {
+			if c := cands[i]; c.score == t {
 				ties = append(ties, denseSel{a.item(c), t, c.id, exclude != nil}) // not asked yet
 			}
 		}
@@ -350,7 +358,7 @@ func (a *denseAcc) offer(i uint32, k int, exclude func(string) bool) float64 {
 	fh := a.fheap
 	if exclude == nil || !exclude(a.item(*c)) {
 		a.entered = append(a.entered, i)
-		sc := a.slots[c.id].score
+		sc := c.score
 		if len(fh) < k {
 			// Filled unordered, made a heap once full: most candidates
 			// come in descending score, each a new least that sifting up
