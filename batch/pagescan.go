@@ -32,7 +32,8 @@ import (
 // read each value back as a Go string and drop the array. The page scan
 // reads the Parquet column chunks of the events columns directly
 // (file.ColumnChunkReader.ReadBatch: the values of a page copied out in one
-// block) and hands the run's sink the events of a few thousand rows at a
+// block; a string column chunk of PLAIN pages, as the archive writes them,
+// straight from its pages' bytes: rawStrings, pagescan_raw.go) and hands the run's sink the events of a few thousand rows at a
 // time, reusing their memory: the same events, with about a fifth less CPU
 // for the scan into a spill and 40% of the allocation (BenchmarkScanIntern,
 // spill against spill-pages).
@@ -55,8 +56,14 @@ var pageScanRows = 4096
 // could not keep the second core busy, then was woken once per chunk taken.
 // With 16 (and 1 MiB spill blocks, model.Spill) a 10M-event full run's scan
 // parks on a channel half as often and keeps ~1.64 goroutines running
-// instead of ~1.5 (docs/BATCH.md), for a few tens of MB more chunks.
-const pageScanAhead = 16
+// instead of ~1.5 (docs/BATCH.md), for a few tens of MB more chunks. A
+// reader decodes a chunk in about twice the sink's time for it, so the
+// current file's reader sets the pace and the next file's reader, stopped
+// after 16 of its ~128 chunks, left the second core part idle: with 64 it
+// works through half its file meanwhile (~1.72 goroutines running in the
+// scan instead of ~1.6, docs/BATCH.md), for ~80 MB more chunks in flight
+// during the scan (the full run's peak is the build's, not the scan's).
+const pageScanAhead = 64
 
 // pageScanRaw: string column chunks of PLAIN data pages are read by
 // rawStrings (pagescan_raw.go) rather than ReadBatchInPage (a variable for
