@@ -141,9 +141,10 @@ func decodeLevels(defs []uint8, levels []byte, n int) ([]uint8, bool, error) {
 			return defs, false, fmt.Errorf("bad bit-packed definition levels at %d of %d", len(defs), n)
 		}
 		for _, b := range levels[:groups] {
-			nulls = nulls || b != 0xff
-			for j := 0; j < 8 && len(defs) < n; j++ {
-				defs = append(defs, b>>j&1)
+			for j := 0; j < 8 && len(defs) < n; j++ { // the last group's padding left out
+				v := b >> j & 1
+				nulls = nulls || v == 0
+				defs = append(defs, v)
 			}
 		}
 		levels = levels[groups:]

@@ -149,6 +149,10 @@ func TestDecodeLevels(t *testing.T) {
 	if defs, nulls, err := decodeLevels(defs, []byte{5 << 1, 1}, 5); err != nil || nulls || fmt.Sprint(defs) != "[1 1 1 1 1]" {
 		t.Fatalf("decodeLevels of one run = %v, %v, %v", defs, nulls, err)
 	}
+	// Three ones bit-packed: the group's five padding bits are no nulls.
+	if defs, nulls, err := decodeLevels(defs, []byte{1<<1 | 1, 0b00000111}, 3); err != nil || nulls || fmt.Sprint(defs) != "[1 1 1]" {
+		t.Fatalf("decodeLevels of a padded group = %v, %v, %v", defs, nulls, err)
+	}
 	for _, bad := range [][]byte{{}, {0}, {4 << 1, 1}, {3 << 1, 2}, {1<<1 | 1}, {3 << 1}} {
 		if _, _, err := decodeLevels(nil, bad, 3); err == nil {
 			t.Errorf("decodeLevels(%x, 3) read levels", bad)
