@@ -32,7 +32,8 @@ import (
 // read each value back as a Go string and drop the array. The page scan
 // reads the Parquet column chunks of the events columns directly
 // (file.ColumnChunkReader.ReadBatch: the values of a page copied out in one
-// block) and hands the run's sink the events of a few thousand rows at a
+// block; a string column chunk of PLAIN pages, as the archive writes them,
+// straight from its pages' bytes: rawStrings, pagescan_raw.go) and hands the run's sink the events of a few thousand rows at a
 // time, reusing their memory: the same events, with about a fifth less CPU
 // for the scan into a spill and 40% of the allocation (BenchmarkScanIntern,
 // spill against spill-pages).
@@ -55,8 +56,19 @@ var pageScanRows = 4096
 // could not keep the second core busy, then was woken once per chunk taken.
 // With 16 (and 1 MiB spill blocks, model.Spill) a 10M-event full run's scan
 // parks on a channel half as often and keeps ~1.64 goroutines running
-// instead of ~1.5 (docs/BATCH.md), for a few tens of MB more chunks.
-const pageScanAhead = 16
+// instead of ~1.5 (docs/BATCH.md), for a few tens of MB more chunks. A
+// reader decodes a chunk in about twice the sink's time for it, so the
+// current file's reader sets the pace and the next file's reader, stopped
+// after 16 of its ~128 chunks, left the second core part idle: with 64 it
+// works through half its file meanwhile (~1.72 goroutines running in the
+// scan instead of ~1.6, docs/BATCH.md), for ~80 MB more chunks in flight
+// during the scan (the full run's peak is the build's, not the scan's).
+const pageScanAhead = 64
+
+// pageScanRaw: string column chunks of PLAIN data pages are read by
+// rawStrings (pagescan_raw.go) rather than ReadBatchInPage (a variable for
+// tests and benchmarks only).
+var pageScanRaw = true
 
 // pageChunksMade counts the chunks the page scan has allocated (the others
 // are reused from its free list; TestPageScanReusesChunks).
@@ -385,7 +397,24 @@ func readPageFile(ctx context.Context, fs iceio.IO, pf *pageFile, hashed bool, o
 	for g := range r.NumRowGroups() {
 		rg := r.RowGroup(g)
 		var readers [len(pageColumns)]file.ColumnChunkReader
+		var raws [len(pageColumns)]*rawStrings
 		for i, leaf := range pf.cols {
+			if pageScanRaw && pf.md.Schema.Column(leaf).PhysicalType() == parquet.Types.ByteArray {
+				cc, err := rg.MetaData().ColumnChunk(leaf)
+				if err != nil {
+					fail(fmt.Errorf("row group %d column %s: %w", g, pageColumns[i], err))
+					return
+				}
+				if rawEligible(cc) {
+					pr, err := rg.GetColumnPageReader(leaf)
+					if err != nil {
+						fail(fmt.Errorf("row group %d column %s: %w", g, pageColumns[i], err))
+						return
+					}
+					raws[i] = &rawStrings{pr: pr, maxDef: pf.md.Schema.Column(leaf).MaxDefinitionLevel(), name: pageColumns[i]}
+					continue
+				}
+			}
 			cr, err := rg.Column(leaf)
 			if err != nil {
 				fail(fmt.Errorf("row group %d column %s: %w", g, pageColumns[i], err))
@@ -404,7 +433,7 @@ func readPageFile(ctx context.Context, fs iceio.IO, pf *pageFile, hashed bool, o
 				c = new(pageChunk)
 				pageChunksMade.Add(1)
 			}
-			err := readChunk(&readers, n, defs, vals, c)
+			err := readChunk(&readers, &raws, n, defs, vals, c)
 			if err != nil {
 				fail(fmt.Errorf("row group %d: %w", g, err))
 				return
@@ -421,7 +450,7 @@ func readPageFile(ctx context.Context, fs iceio.IO, pf *pageFile, hashed bool, o
 // readChunk reads the next n rows of every column into c, reusing its
 // columns' memory; defs and vals are the reader's scratch, of at least n
 // entries.
-func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, n int, defs []int16, vals []parquet.ByteArray, c *pageChunk) error {
+func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, raws *[len(pageColumns)]*rawStrings, n int, defs []int16, vals []parquet.ByteArray, c *pageChunk) error {
 	c.n = n
 	// A string column is read a page at a time (ReadBatchInPage: its
 	// values alias the page, which the reader reuses for the next one) and
@@ -429,6 +458,12 @@ func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, n int, defs []
 	// chunk to chunk (ReadBatch would copy them into a new allocation every
 	// time), a null row's value empty.
 	strs := func(i int) error {
+		if raw := raws[i]; raw != nil {
+			ends := resize(c.ends[i], n)
+			buf, err := raw.read(n, c.bytes[i][:0], ends)
+			c.bytes[i], c.ends[i] = buf, ends
+			return err
+		}
 		r := readers[i].(*file.ByteArrayColumnChunkReader)
 		maxDef := r.Descriptor().MaxDefinitionLevel()
 		ends := resize(c.ends[i], n)
