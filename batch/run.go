@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -475,14 +476,14 @@ func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.S
 	run.EventsRead = read
 	clock.done("scan")
 	// Each part's sessions are its own (parts are by session hash): their
-	// spans are gathered as a list, while the part builds.
-	var spans []sessionSpan
-	collect := func(b *model.Builder) {
-		b.EachSpan(func(s string, sp model.Span) { spans = append(spans, sessionSpan{s, sp}) })
-	}
+	// spans are final once the part's shards are built, and written to
+	// session_spans while the rest builds (spanWriter).
+	spans := r.startSpans(ctx, run, log)
+	collect := func(b *model.Builder) { b.EachSpan(spans.add) }
 	if spill != nil {
 		log.Info("batch scan done, building the parts", "events_read", read, "parts", parts, "elapsed", time.Since(start).Round(time.Millisecond))
 		if err := spill.Build(collect); err != nil {
+			spans.abort()
 			return nil, err
 		}
 	} else {
@@ -494,7 +495,7 @@ func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.S
 		run.MaxEventTime = time.UnixMicro(maxTime).UTC()
 	}
 	log.Info("batch scan done", "events_read", run.EventsRead, "parts", parts, "elapsed", time.Since(start).Round(time.Millisecond))
-	return &state{model: acc.Model(), spanList: spans}, nil
+	return &state{model: acc.Model(), spansWritten: spans.finish()}, nil
 }
 
 // scan reads snap's events into sink, by the page scan when it can read the
@@ -717,7 +718,16 @@ func (r *Runner) writeTableItems(ctx context.Context, def *tableDef, run *Run, l
 	if err != nil {
 		return err
 	}
-	files, rows, err := writeRowsItems(ctx, r.cfg.Mem, t, def, run.BatchID, ids, fill)
+	// The table's name labels the CPU profile's samples of its rows and
+	// file encoders (goroutines inherit the labels): `go tool pprof
+	// -tagfocus table=covisitation`.
+	var (
+		files []iceberg.DataFile
+		rows  int64
+	)
+	pprof.Do(ctx, pprof.Labels("table", def.name), func(ctx context.Context) {
+		files, rows, err = writeRowsItems(ctx, r.cfg.Mem, t, def, run.BatchID, ids, fill)
+	})
 	if err != nil {
 		return err
 	}
