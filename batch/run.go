@@ -154,9 +154,10 @@ type Result struct {
 
 // PhaseTime is the wall time of one step of a run: "prepare" (tables,
 // the previous batch, the pin), "scan" (reading events into the builder
-// or, in parts, the spill files), "build" (the aggregates from them),
-// "compute" (an incremental run's reading and folding, in one), "view"
-// (neighbours and scored users; the model's tables are written meanwhile),
+// or, in parts, the spill files), "build" (the aggregates from them; a
+// full run's session_spans table is written meanwhile), "compute" (an
+// incremental run's reading and folding, in one), "view" (neighbours and
+// scored users; the model's tables are written meanwhile),
 // "write" (the user recommendations, then waiting for the other tables),
 // "commit" (the batch_runs row), "cleanup" (old views, the pin). The
 // writes overlap the view: the phases are the critical path, not each
