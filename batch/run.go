@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -153,9 +154,10 @@ type Result struct {
 
 // PhaseTime is the wall time of one step of a run: "prepare" (tables,
 // the previous batch, the pin), "scan" (reading events into the builder
-// or, in parts, the spill files), "build" (the aggregates from them),
-// "compute" (an incremental run's reading and folding, in one), "view"
-// (neighbours and scored users; the model's tables are written meanwhile),
+// or, in parts, the spill files), "build" (the aggregates from them; a
+// full run's session_spans table is written meanwhile), "compute" (an
+// incremental run's reading and folding, in one), "view" (neighbours and
+// scored users; the model's tables are written meanwhile),
 // "write" (the user recommendations, then waiting for the other tables),
 // "commit" (the batch_runs row), "cleanup" (old views, the pin). The
 // writes overlap the view: the phases are the critical path, not each
@@ -475,14 +477,14 @@ func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.S
 	run.EventsRead = read
 	clock.done("scan")
 	// Each part's sessions are its own (parts are by session hash): their
-	// spans are gathered as a list, while the part builds.
-	var spans []sessionSpan
-	collect := func(b *model.Builder) {
-		b.EachSpan(func(s string, sp model.Span) { spans = append(spans, sessionSpan{s, sp}) })
-	}
+	// spans are final once the part's shards are built, and written to
+	// session_spans while the rest builds (spanWriter).
+	spans := r.startSpans(ctx, run, log)
+	collect := func(b *model.Builder) { b.EachSpan(spans.add) }
 	if spill != nil {
 		log.Info("batch scan done, building the parts", "events_read", read, "parts", parts, "elapsed", time.Since(start).Round(time.Millisecond))
 		if err := spill.Build(collect); err != nil {
+			spans.abort()
 			return nil, err
 		}
 	} else {
@@ -494,7 +496,7 @@ func (r *Runner) compute(ctx context.Context, events *table.Table, snap *table.S
 		run.MaxEventTime = time.UnixMicro(maxTime).UTC()
 	}
 	log.Info("batch scan done", "events_read", run.EventsRead, "parts", parts, "elapsed", time.Since(start).Round(time.Millisecond))
-	return &state{model: acc.Model(), spanList: spans}, nil
+	return &state{model: acc.Model(), spansWritten: spans.finish()}, nil
 }
 
 // scan reads snap's events into sink, by the page scan when it can read the
@@ -717,7 +719,16 @@ func (r *Runner) writeTableItems(ctx context.Context, def *tableDef, run *Run, l
 	if err != nil {
 		return err
 	}
-	files, rows, err := writeRowsItems(ctx, r.cfg.Mem, t, def, run.BatchID, ids, fill)
+	// The table's name labels the CPU profile's samples of its rows and
+	// file encoders (goroutines inherit the labels): `go tool pprof
+	// -tagfocus table=covisitation`.
+	var (
+		files []iceberg.DataFile
+		rows  int64
+	)
+	pprof.Do(ctx, pprof.Labels("table", def.name), func(ctx context.Context) {
+		files, rows, err = writeRowsItems(ctx, r.cfg.Mem, t, def, run.BatchID, ids, fill)
+	})
 	if err != nil {
 		return err
 	}

@@ -83,9 +83,10 @@ func evolve(ctx context.Context, lake *lakehouse.Lakehouse, def *tableDef) error
 type state struct {
 	model *model.Model
 	spans map[string]model.Span
-	// spanList, when not nil, holds the spans instead of spans: a full
-	// recompute's, each session once, only written.
-	spanList []sessionSpan
+	// spansWritten, when not nil, replaces spans: a full recompute's
+	// spans, each session once, are written while the model builds
+	// (spanWriter), and this reports the write's outcome.
+	spansWritten <-chan error
 	// delta, when not nil, is what this run added to its base (chain): the
 	// run persists delta and deltaSpans instead of model and spans.
 	delta      *model.Model
@@ -146,9 +147,9 @@ const (
 // state.persisted).
 func (r *Runner) writeState(ctx context.Context, g *errgroup.Group, st *state, run *Run, log *slog.Logger) {
 	id := run.BatchID
-	users, spans, spanList := st.model.Users(), st.spans, st.spanList
+	users, spans, written := st.model.Users(), st.spans, st.spansWritten
 	if st.delta != nil {
-		users, spans, spanList = st.delta.Users(), st.deltaSpans, nil
+		users, spans, written = st.delta.Users(), st.deltaSpans, nil
 	}
 	g.Go(func() error {
 		// Users and items are written as ids into the model's
@@ -168,23 +169,109 @@ func (r *Runner) writeState(ctx context.Context, g *errgroup.Group, st *state, r
 			}
 		})
 	})
+	if written != nil {
+		g.Go(func() error { return <-written })
+		return
+	}
 	g.Go(func() error {
 		return r.writeTable(ctx, &sessionSpansDef, run, log, func(w *rowWriter) {
-			row := func(s string, sp model.Span) {
-				w.str(0, id)
-				w.str(1, s)
-				w.i64(2, sp.First)
-				w.i64(3, sp.Last)
-				w.end()
-			}
 			for s, sp := range spans {
-				row(s, sp)
-			}
-			for _, s := range spanList {
-				row(s.session, s.span)
+				spanRow(w, id, s, sp)
 			}
 		})
 	})
+}
+
+// spanRow adds session s's span sp to w, a writer of batch id's
+// session_spans rows.
+func spanRow(w *rowWriter, id, s string, sp model.Span) {
+	w.str(0, id)
+	w.str(1, s)
+	w.i64(2, sp.First)
+	w.i64(3, sp.Last)
+	w.end()
+}
+
+// spanWriter writes a full recompute's session_spans rows while the model
+// builds: the spans of a part's sessions are final once its shards are
+// built (the parts are by session hash: a session lies in one), so they are
+// encoded beside the build of the next parts — on the core time the build
+// leaves idle — instead of beside the view, whose work is the run's
+// critical path.
+type spanWriter struct {
+	// chunk gathers spans (add) until it holds spanChunk, then goes to
+	// the writer through chunks.
+	chunk  []sessionSpan
+	chunks chan []sessionSpan
+	done   chan error
+	// ended is closed when the write returned: add no longer waits.
+	ended  chan struct{}
+	cancel context.CancelFunc
+}
+
+// spanChunk is how many spans go to the writer at a time, a record batch's
+// worth; spanChunksAhead chunks may wait for it (~70 MB of spans at 10M
+// events: the build waits for the writer only past that).
+const (
+	spanChunk       = rowsPerBatch
+	spanChunksAhead = 32
+)
+
+// startSpans starts writing run's session_spans table with the spans added
+// to the returned spanWriter.
+func (r *Runner) startSpans(ctx context.Context, run *Run, log *slog.Logger) *spanWriter {
+	ctx, cancel := context.WithCancel(ctx)
+	sw := &spanWriter{chunks: make(chan []sessionSpan, spanChunksAhead), done: make(chan error, 1),
+		ended: make(chan struct{}), cancel: cancel}
+	id := run.BatchID
+	go func() {
+		defer close(sw.ended)
+		sw.done <- r.writeTable(ctx, &sessionSpansDef, run, log, func(w *rowWriter) {
+			for chunk := range sw.chunks {
+				for _, s := range chunk {
+					spanRow(w, id, s.session, s.span)
+				}
+			}
+		})
+	}()
+	return sw
+}
+
+// add writes session s's span sp (the model's EachSpan callback).
+func (sw *spanWriter) add(s string, sp model.Span) {
+	if sw.chunk == nil {
+		sw.chunk = make([]sessionSpan, 0, spanChunk)
+	}
+	sw.chunk = append(sw.chunk, sessionSpan{s, sp})
+	if len(sw.chunk) == spanChunk {
+		sw.send()
+	}
+}
+
+// send hands the spans gathered to the writer.
+func (sw *spanWriter) send() {
+	if len(sw.chunk) > 0 {
+		select {
+		case sw.chunks <- sw.chunk:
+		case <-sw.ended: // the write failed: finish reports it
+		}
+	}
+	sw.chunk = nil
+}
+
+// finish ends the rows: the returned channel reports the write's outcome.
+func (sw *spanWriter) finish() <-chan error {
+	sw.send()
+	close(sw.chunks)
+	return sw.done
+}
+
+// abort stops the write after the run failed (its files are not committed)
+// and waits for it.
+func (sw *spanWriter) abort() {
+	sw.cancel()
+	close(sw.chunks)
+	<-sw.done
 }
 
 // readState calls fn once per record batch of def's rows matching filter,
