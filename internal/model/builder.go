@@ -369,9 +369,10 @@ func (b *Builder) build() ([][]kv, [][]userRec) {
 	// The shards claim blocks of consecutive sessions as they go (next is
 	// the first session not claimed), not a fixed range each: a session's
 	// cost grows with the square of its events, so ranges of equal events
-	// still end apart, and one core waited for the other at every part's
-	// end (bench batch 10M trace: one shard running alone for 5-10% of the
-	// build phase). A shard ends at most a block after the other.
+	// still end apart, and one core waited for the other at parts' ends
+	// (a trace of bench batch at 10M showed one shard running alone there;
+	// on a busy machine a shard descheduled for a while held its whole
+	// range). A shard ends at most a block after the other.
 	var next atomic.Int64
 	claim := sessionBlock(nSess, shards)
 	usersCap := len(b.evs)/shards + len(b.evs)/(8*shards)
