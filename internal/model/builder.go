@@ -6,7 +6,9 @@ import (
 	"math"
 	"runtime"
 	"slices"
+	"sort"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/lambdarec/lambdarec/schemas"
@@ -334,7 +336,7 @@ func (b *Builder) Build() *Model {
 	}()
 	pairs := mergeKVRuns(nil, pairRuns)
 	<-usersDone
-	setBases(m, pairs, users)
+	setBases(m, [][]kv{pairs}, [][]userRec{users})
 	return m
 }
 
@@ -364,22 +366,23 @@ func (b *Builder) build() ([][]kv, [][]userRec) {
 	}
 	off, perm := groupBySession(b.size, b.sids, bb.perm)
 	bb.perm = perm
+	// The shards claim blocks of consecutive sessions as they go (next is
+	// the first session not claimed), not a fixed range each: a session's
+	// cost grows with the square of its events, so ranges of equal events
+	// still end apart, and one core waited for the other at parts' ends
+	// (a trace of bench batch at 10M showed one shard running alone there;
+	// on a busy machine a shard descheduled for a while held its whole
+	// range). A shard ends at most a block after the other.
+	var next atomic.Int64
+	claim := sessionBlock(nSess, shards)
+	usersCap := len(b.evs)/shards + len(b.evs)/(8*shards)
 	var wg sync.WaitGroup
-	lo := 0
 	for w := range shards {
-		// The shards take consecutive sessions, about as many events each.
-		hi := nSess
-		if w < shards-1 {
-			want := int32((w + 1) * len(b.evs) / shards)
-			hi, _ = slices.BinarySearch(off[lo+1:], want)
-			hi = min(max(hi+lo+1, lo+1), nSess-(shards-1-w))
-		}
 		wg.Add(1)
-		go func(lo, hi int) {
+		go func() {
 			defer wg.Done()
-			outs[w] = b.buildShard(lo, hi, off, perm, spans, bb.shards[w])
-		}(lo, hi)
-		lo = hi
+			outs[w] = b.buildShard(&next, claim, off, perm, spans, bb.shards[w], usersCap)
+		}()
 	}
 	wg.Wait()
 	for sid, sp := range spans {
@@ -764,9 +767,84 @@ func mergeUserRecs3Fwd(dst, a, b, c []userRec) []userRec {
 // event.
 type Accumulator struct {
 	m     *Model
-	pairs runAcc[kv]
-	users runAcc[userRec]
+	pairs rangedAcc[kv]
+	users rangedAcc[userRec]
 	bufs  buildBufs // the build's buffers, reused by the next part
+}
+
+// accRanges is how many key ranges an Accumulator keeps each kind of
+// totals in (rangedAcc).
+const accRanges = 2
+
+// rangedAcc is an Accumulator's totals of one kind, kept as accRanges
+// runAccs of disjoint key ranges, in key order: range i holds the keys in
+// [cuts[i-1], cuts[i]) (the first from 0, the last to the largest). A
+// part's runs are split at the cuts and each range merged on its own, so
+// the merges of a part — two ranges of pairs and two of user entries — are
+// four tasks that two goroutines share about equally (Accumulator.Add),
+// where the pairs' merge and the user entries' merge, of unequal sizes,
+// left a core idle while the larger one finished. The cuts are taken from
+// the first part with entries (its largest run's quantiles): the parts
+// are session-hash shards of one snapshot, alike in their keys.
+type rangedAcc[T any] struct {
+	r    [accRanges]runAcc[T]
+	cuts [accRanges - 1]uint64
+	set  bool // the cuts are set
+}
+
+// split returns runs split at the cuts (each run cut into accRanges runs,
+// some empty; the pieces' capacities end at their lengths, so that a range
+// taking a piece as its own array cannot reach into the next one's),
+// setting the cuts first when they are not set and runs hold entries.
+func (ra *rangedAcc[T]) split(runs [][]T, key func(*T) uint64) [accRanges][][]T {
+	var out [accRanges][][]T
+	if !ra.set {
+		var big []T
+		for _, x := range runs {
+			if len(x) > len(big) {
+				big = x
+			}
+		}
+		if len(big) == 0 {
+			return out
+		}
+		for i := range ra.cuts {
+			ra.cuts[i] = key(&big[(i+1)*len(big)/accRanges])
+		}
+		ra.set = true
+	}
+	for _, x := range runs {
+		from := 0
+		for i := range accRanges {
+			to := len(x)
+			if i < len(ra.cuts) {
+				cut := ra.cuts[i]
+				to = from + sort.Search(len(x)-from, func(j int) bool { return key(&x[from+j]) >= cut })
+			}
+			out[i] = append(out[i], x[from:to:to])
+			from = to
+		}
+	}
+	return out
+}
+
+// runs returns the totals of every range, in key order.
+func (ra *rangedAcc[T]) runs() [][]T {
+	out := make([][]T, 0, accRanges)
+	for i := range ra.r {
+		out = append(out, ra.r[i].run)
+	}
+	return out
+}
+
+// holds reports whether a range's array shares memory with buf.
+func (ra *rangedAcc[T]) holds(buf []T) bool {
+	for i := range ra.r {
+		if overlap(ra.r[i].arr, buf) {
+			return true
+		}
+	}
+	return false
 }
 
 // NewAccumulator returns an empty accumulator for parameters p.
@@ -788,35 +866,84 @@ func (a *Accumulator) Add(b *Builder) {
 		panic("model: Accumulator.Add of a builder of another accumulator")
 	}
 	pairs, users := b.build()
-	// The pairs and the user entries are independent runs: they are merged
-	// concurrently, each shard's run straight into the totals.
+	// Each range of the pairs and of the user entries is merged on its
+	// own, each shard's run straight into the range's totals: tasks taken,
+	// largest first, by this goroutine and one more.
+	type task struct {
+		size int
+		run  func()
+	}
+	tasks := make([]task, 0, 2*accRanges)
+	pairRuns := a.pairs.split(pairs, func(e *kv) uint64 { return e.k })
+	userRuns := a.users.split(users, func(e *userRec) uint64 { return e.k })
+	for i := range accRanges {
+		if n := runsLen(pairRuns[i]); n > 0 {
+			acc, runs := &a.pairs.r[i], pairRuns[i]
+			tasks = append(tasks, task{(n + len(acc.run)) * int(unsafe.Sizeof(kv{})), func() {
+				acc.add(runs, func(dst, a, b []kv) []kv { return mergeKV(dst, a, b, 1) }, mergeKV3BackEnd, mergeKV3Fwd)
+			}})
+		}
+		if n := runsLen(userRuns[i]); n > 0 {
+			acc, runs := &a.users.r[i], userRuns[i]
+			tasks = append(tasks, task{(n + len(acc.run)) * int(unsafe.Sizeof(userRec{})), func() {
+				acc.add(runs, mergeUserRecs, mergeUserRecs3BackEnd, mergeUserRecs3Fwd)
+			}})
+		}
+	}
+	slices.SortStableFunc(tasks, func(x, y task) int { return cmp.Compare(y.size, x.size) })
+	var next atomic.Int32
+	work := func() {
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= len(tasks) {
+				return
+			}
+			tasks[i].run()
+		}
+	}
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		a.pairs.add(pairs, func(dst, a, b []kv) []kv { return mergeKV(dst, a, b, 1) }, mergeKV3BackEnd, mergeKV3Fwd)
-	}()
-	a.users.add(users, mergeUserRecs, mergeUserRecs3BackEnd, mergeUserRecs3Fwd)
+	if len(tasks) > 1 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work()
+		}()
+	}
+	work()
 	wg.Wait()
 	// The runs are merged: their buffers serve the next part, but for an
 	// array the totals kept as their own.
 	for _, sb := range a.bufs.shards {
-		if sameArray(sb.pairAcc, a.pairs.arr) {
+		if a.pairs.holds(sb.pairAcc) {
 			sb.pairAcc = nil
 		}
-		if sameArray(sb.users, a.users.arr) {
+		if a.users.holds(sb.users) {
 			sb.users = nil
 		}
-		if sameArray(sb.usersTmp, a.users.arr) {
+		if a.users.holds(sb.usersTmp) {
 			sb.usersTmp = nil
 		}
 	}
 }
 
-// sameArray reports whether a and b start at the same array element (both
-// non-empty in capacity).
-func sameArray[T any](a, b []T) bool {
-	return cap(a) > 0 && cap(b) > 0 && &a[:1][0] == &b[:1][0]
+// runsLen returns the entries of runs.
+func runsLen[T any](runs [][]T) int {
+	n := 0
+	for _, r := range runs {
+		n += len(r)
+	}
+	return n
+}
+
+// overlap reports whether the arrays of a and b (their whole capacities)
+// share memory.
+func overlap[T any](a, b []T) bool {
+	if cap(a) == 0 || cap(b) == 0 {
+		return false
+	}
+	size := unsafe.Sizeof(a[:1][0])
+	a0, b0 := uintptr(unsafe.Pointer(unsafe.SliceData(a))), uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return a0 < b0+uintptr(cap(b))*size && b0 < a0+uintptr(cap(a))*size
 }
 
 // Model returns the model of every part added. The accumulator must not be
@@ -824,20 +951,21 @@ func sameArray[T any](a, b []T) bool {
 func (a *Accumulator) Model() *Model {
 	m := a.m
 	a.bufs = buildBufs{} // garbage before the bases are allocated
-	pairs, users := a.pairs.run, a.users.run
-	a.m, a.pairs, a.users = nil, runAcc[kv]{}, runAcc[userRec]{}
+	pairs, users := a.pairs.runs(), a.users.runs()
+	a.m, a.pairs, a.users = nil, rangedAcc[kv]{}, rangedAcc[userRec]{}
 	setBases(m, pairs, users)
 	return m
 }
 
-// setBases makes pairs and users m's co-visitation and user bases, one
-// after the other: built concurrently, both bases (the largest arrays of a
-// build) are allocated at once, and a 10M-event run measured with that
-// peaked at 1,030 MiB, over batch.max_memory (one loaded run; not shown to
-// be the cause, kept out as a precaution).
-func setBases(m *Model, pairs []kv, users []userRec) {
-	m.covisit.setBase(pairs)
-	m.users.setBase(users)
+// setBases makes pairs and users (runs of consecutive key ranges) m's
+// co-visitation and user bases, one after the other: built concurrently,
+// both bases (the largest arrays of a build) are allocated at once, and a
+// 10M-event run measured with that peaked at 1,030 MiB, over
+// batch.max_memory (one loaded run; not shown to be the cause, kept out as
+// a precaution).
+func setBases(m *Model, pairs [][]kv, users [][]userRec) {
+	m.covisit.setBase(pairs...)
+	m.users.setBase(users...)
 }
 
 // mergeUserRecs merges two key-sorted, reduced runs into dst.
@@ -865,11 +993,31 @@ func mergeUserRecs(dst, a, b []userRec) []userRec {
 // the event buffer at a time.
 const gatherSessions = 32
 
-// buildShard processes sessions [lo, hi), whose events are perm[off[s]:
-// off[s+1]] (groupBySession); spans, when not nil, receives their spans
-// (spans[sid]). bufs lends its buffers and gets them back (with the runs
-// returned, which it must not reuse before they are merged).
-func (b *Builder) buildShard(lo, hi int, off, perm []int32, spans []Span, bufs *shardBufs) shardOut {
+// blockClaims is about how many blocks of sessions each shard of a build
+// claims (sessionBlock).
+const blockClaims = 64
+
+// sessionBlock returns how many consecutive sessions a build shard claims
+// at a time, of nSess sessions over shards shards: about blockClaims
+// blocks each (a 1M-event part: blocks of ~1,700 sessions, ~1.5 ms of
+// work), in whole gathers when there are enough sessions.
+func sessionBlock(nSess, shards int) int {
+	n := max(1, nSess/(shards*blockClaims))
+	if n > gatherSessions {
+		n -= n % gatherSessions
+	}
+	return n
+}
+
+// buildShard processes blocks of claim consecutive sessions, claimed from
+// next (the first session not claimed; every shard of the build shares it)
+// until every session is claimed; session s's events are perm[off[s]:
+// off[s+1]] (groupBySession), and there are len(off)-1 sessions. spans,
+// when not nil, receives their spans (spans[sid]). bufs lends its buffers
+// and gets them back (with the runs returned, which it must not reuse
+// before they are merged); usersCap is the room for (user, item) entries
+// that a shard's users buffer is given first when it has less.
+func (b *Builder) buildShard(next *atomic.Int64, claim int, off, perm []int32, spans []Span, bufs *shardBufs, usersCap int) shardOut {
 	m := b.m
 	p := &m.params
 	win := p.windowMicros()
@@ -907,146 +1055,153 @@ func (b *Builder) buildShard(lo, hi int, off, perm []int32, spans []Span, bufs *
 	} else if !pairs.count && cap(pairs.buf) < pairs.limit {
 		pairs.buf = make([]kv, 0, pairs.limit)
 	}
-	n := int(off[hi] - off[lo])
 	users := bufs.users[:0]
-	if cap(users) < n {
-		users = make([]userRec, 0, n)
+	if cap(users) < usersCap {
+		users = make([]userRec, 0, usersCap)
 	}
+	nSess := len(off) - 1
 	var group []bevent
-	for g := lo; g < hi; g += gatherSessions {
-		// Copy the next sessions' events out of the buffer, in session
-		// order: the loads are independent (their indexes are at hand),
-		// so they overlap instead of waiting on memory one by one.
-		gn := min(gatherSessions, hi-g)
-		base := off[g]
-		idx := perm[base:off[g+gn]]
-		group = slices.Grow(group[:0], len(idx))[:len(idx)]
-		for j, i := range idx {
-			group[j] = b.evs[i]
+	for {
+		lo := int(next.Add(int64(claim))) - claim
+		if lo >= nSess {
+			break
 		}
-		for s := range gn {
-			sid := g + s
-			scratch := group[off[sid]-base : off[sid+1]-base]
-			if spans != nil {
-				sp := Span{First: scratch[0].time, Last: scratch[0].time}
-				for j := 1; j < len(scratch); j++ {
-					sp = sp.Widen(scratch[j].time, true)
-				}
-				spans[sid] = sp
+		hi := min(lo+claim, nSess)
+		for g := lo; g < hi; g += gatherSessions {
+			// Copy the next sessions' events out of the buffer, in session
+			// order: the loads are independent (their indexes are at hand),
+			// so they overlap instead of waiting on memory one by one.
+			gn := min(gatherSessions, hi-g)
+			base := off[g]
+			idx := perm[base:off[g+gn]]
+			group = slices.Grow(group[:0], len(idx))[:len(idx)]
+			for j, i := range idx {
+				group[j] = b.evs[i]
 			}
-			if !recordsSorted(scratch) {
-				slices.SortStableFunc(scratch, compareRecord)
-			}
-			keptHash, keptItem, keptRec, keptTime, keptW = keptHash[:0], keptItem[:0], keptRec[:0], keptTime[:0], keptW[:0]
-			for j := range scratch {
-				e := &scratch[j]
-				if j > 0 && scratch[j-1].offset == e.offset && scratch[j-1].partition == e.partition {
-					continue // the same record twice: Stale, as in Session.Add
-				}
-				o := Accepted
-				for _, h := range keptHash {
-					if h == e.hash {
-						o = Duplicate
-						break
+			for s := range gn {
+				sid := g + s
+				scratch := group[off[sid]-base : off[sid+1]-base]
+				if spans != nil {
+					sp := Span{First: scratch[0].time, Last: scratch[0].time}
+					for j := 1; j < len(scratch); j++ {
+						sp = sp.Widen(scratch[j].time, true)
 					}
+					spans[sid] = sp
 				}
-				if o == Accepted && len(keptHash) >= p.MaxSessionEvents {
-					o = Capped
+				if !recordsSorted(scratch) {
+					slices.SortStableFunc(scratch, compareRecord)
 				}
-				out.stats.add(o, 1)
-				if o != Accepted {
-					continue
-				}
-				we := p.Weight(e.kind)
-				// The pairs with the earlier events: the contributions of
-				// consecutive earlier events of one item (a view, its
-				// click, its cart) are summed before they are added, as
-				// the pair sorter would sum them. The user entry of an
-				// earlier event of the same item (and user) is found on
-				// the way.
-				rec := int32(-1)
-				var runItem uint32
-				var runW int64
-				if we != 0 && len(keptItem) <= fastKept {
-					// The fast path: every contribution fits a packed
-					// word, written straight into the sorter's chunk,
-					// which has room for them all (one check per event,
-					// not per pair), its ids ordered without a branch.
-					pairs.room(len(keptItem))
-					pb, cnt := pairs.pbuf, pairs.scratch.start
-					item, t := e.item, e.time
-					for k, qi := range keptItem {
-						if qi == item {
-							rec = keptRec[k]
-							continue
+				keptHash, keptItem, keptRec, keptTime, keptW = keptHash[:0], keptItem[:0], keptRec[:0], keptTime[:0], keptW[:0]
+				for j := range scratch {
+					e := &scratch[j]
+					if j > 0 && scratch[j-1].offset == e.offset && scratch[j-1].partition == e.partition {
+						continue // the same record twice: Stale, as in Session.Add
+					}
+					o := Accepted
+					for _, h := range keptHash {
+						if h == e.hash {
+							o = Duplicate
+							break
 						}
-						if !within(keptTime[k], t, win) {
-							continue
-						}
-						w := p.pairWeight(we, keptW[k])
-						if w == 0 {
-							continue
-						}
-						if runW != 0 && qi == runItem {
-							runW += w
-							continue
+					}
+					if o == Accepted && len(keptHash) >= p.MaxSessionEvents {
+						o = Capped
+					}
+					out.stats.add(o, 1)
+					if o != Accepted {
+						continue
+					}
+					we := p.Weight(e.kind)
+					// The pairs with the earlier events: the contributions of
+					// consecutive earlier events of one item (a view, its
+					// click, its cart) are summed before they are added, as
+					// the pair sorter would sum them. The user entry of an
+					// earlier event of the same item (and user) is found on
+					// the way.
+					rec := int32(-1)
+					var runItem uint32
+					var runW int64
+					if we != 0 && len(keptItem) <= fastKept {
+						// The fast path: every contribution fits a packed
+						// word, written straight into the sorter's chunk,
+						// which has room for them all (one check per event,
+						// not per pair), its ids ordered without a branch.
+						pairs.room(len(keptItem))
+						pb, cnt := pairs.pbuf, pairs.scratch.start
+						item, t := e.item, e.time
+						for k, qi := range keptItem {
+							if qi == item {
+								rec = keptRec[k]
+								continue
+							}
+							if !within(keptTime[k], t, win) {
+								continue
+							}
+							w := p.pairWeight(we, keptW[k])
+							if w == 0 {
+								continue
+							}
+							if runW != 0 && qi == runItem {
+								runW += w
+								continue
+							}
+							if runW != 0 {
+								lo, hi := min(item, runItem), max(item, runItem)
+								pb = append(pb, uint64(lo)<<loShift|uint64(hi)<<hiShift|uint64(runW)&wMask)
+								cnt[lo+1]++
+							}
+							runItem, runW = qi, w
 						}
 						if runW != 0 {
 							lo, hi := min(item, runItem), max(item, runItem)
 							pb = append(pb, uint64(lo)<<loShift|uint64(hi)<<hiShift|uint64(runW)&wMask)
 							cnt[lo+1]++
 						}
-						runItem, runW = qi, w
-					}
-					if runW != 0 {
-						lo, hi := min(item, runItem), max(item, runItem)
-						pb = append(pb, uint64(lo)<<loShift|uint64(hi)<<hiShift|uint64(runW)&wMask)
-						cnt[lo+1]++
-					}
-					pairs.pbuf = pb
-				} else {
-					for k, qi := range keptItem {
-						if qi == e.item {
-							rec = keptRec[k]
-							continue
-						}
-						if we == 0 || !within(keptTime[k], e.time, win) {
-							continue
-						}
-						w := p.pairWeight(we, keptW[k])
-						if w == 0 {
-							continue
-						}
-						if runW != 0 && qi == runItem {
-							runW += w
-							continue
+						pairs.pbuf = pb
+					} else {
+						for k, qi := range keptItem {
+							if qi == e.item {
+								rec = keptRec[k]
+								continue
+							}
+							if we == 0 || !within(keptTime[k], e.time, win) {
+								continue
+							}
+							w := p.pairWeight(we, keptW[k])
+							if w == 0 {
+								continue
+							}
+							if runW != 0 && qi == runItem {
+								runW += w
+								continue
+							}
+							if runW != 0 {
+								pairs.add(e.item, runItem, runW)
+							}
+							runItem, runW = qi, w
 						}
 						if runW != 0 {
 							pairs.add(e.item, runItem, runW)
 						}
-						runItem, runW = qi, w
 					}
-					if runW != 0 {
-						pairs.add(e.item, runItem, runW)
+					out.pop[e.item] += we
+					out.touched[e.item] = true
+					// The session's entries of one (user, item) merge here, as
+					// sortUserRecs would merge them: fewer entries to sort.
+					key := uint64(e.user)<<32 | uint64(e.item)
+					ur := userRec{k: key, last: e.time, wp: we << 1}
+					if e.kind == schemas.KindPurchase {
+						ur.wp |= 1
 					}
+					if rec >= 0 && users[rec].k == key {
+						users[rec] = users[rec].mergeVal(ur)
+					} else {
+						rec = int32(len(users))
+						users = append(users, ur)
+					}
+					keptHash, keptItem, keptRec = append(keptHash, e.hash), append(keptItem, e.item), append(keptRec, rec)
+					keptTime, keptW = append(keptTime, e.time), append(keptW, we)
 				}
-				out.pop[e.item] += we
-				out.touched[e.item] = true
-				// The session's entries of one (user, item) merge here, as
-				// sortUserRecs would merge them: fewer entries to sort.
-				key := uint64(e.user)<<32 | uint64(e.item)
-				ur := userRec{k: key, last: e.time, wp: we << 1}
-				if e.kind == schemas.KindPurchase {
-					ur.wp |= 1
-				}
-				if rec >= 0 && users[rec].k == key {
-					users[rec] = users[rec].mergeVal(ur)
-				} else {
-					rec = int32(len(users))
-					users = append(users, ur)
-				}
-				keptHash, keptItem, keptRec = append(keptHash, e.hash), append(keptItem, e.item), append(keptRec, rec)
-				keptTime, keptW = append(keptTime, e.time), append(keptW, we)
 			}
 		}
 	}

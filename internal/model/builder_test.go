@@ -216,3 +216,94 @@ func TestBuildPairsEqualBruteForce(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionBlock: the blocks a build shard claims hold at least one
+// session, whole gathers when there are more sessions than a gather, and
+// come to about blockClaims per shard (at most twice as many: a remainder
+// of at most a gather is cut from each block).
+func TestSessionBlock(t *testing.T) {
+	for _, nSess := range []int{0, 1, 5, 100, 4_095, 4_096, 110_000, 1_000_000} {
+		for _, shards := range []int{1, 2, 3, 8} {
+			n := sessionBlock(nSess, shards)
+			if n < 1 {
+				t.Fatalf("%d sessions, %d shards: blocks of %d sessions", nSess, shards, n)
+			}
+			if n > gatherSessions && n%gatherSessions != 0 {
+				t.Errorf("%d sessions, %d shards: blocks of %d sessions, not whole gathers of %d", nSess, shards, n, gatherSessions)
+			}
+			if blocks := (nSess + n - 1) / n; nSess >= shards*blockClaims && (blocks < shards*blockClaims || blocks > 2*shards*blockClaims) {
+				t.Errorf("%d sessions, %d shards: %d blocks of %d, want %d to %d", nSess, shards, blocks, n, shards*blockClaims, 2*shards*blockClaims)
+			}
+		}
+	}
+}
+
+// TestRangedAccSplit: a part's runs split at the totals' cuts (set from the
+// first part with entries) give pieces that are the runs end to end, each
+// range's keys within its cuts, each piece's capacity its length (a range
+// taking a piece as its array must not reach the next piece).
+func TestRangedAccSplit(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 2))
+	var ra rangedAcc[kv]
+	key := func(e *kv) uint64 { return e.k }
+	if out := ra.split([][]kv{nil, {}}, key); ra.set || len(out[0]) != 0 {
+		t.Fatalf("cuts set from runs without entries")
+	}
+	for part := range 6 {
+		var runs [][]kv
+		for range 1 + r.IntN(3) {
+			runs = append(runs, randomRun(r, r.IntN(200), 1000))
+		}
+		out := ra.split(runs, key)
+		if !ra.set && runsLen(runs) > 0 {
+			t.Fatalf("part %d: cuts not set", part)
+		}
+		for i := 1; i < len(ra.cuts); i++ {
+			if ra.cuts[i] < ra.cuts[i-1] {
+				t.Fatalf("cuts %v out of order", ra.cuts)
+			}
+		}
+		for j, x := range runs {
+			var joined []kv
+			for i := range accRanges {
+				piece := out[i][j]
+				if cap(piece) != len(piece) {
+					t.Fatalf("part %d, run %d, range %d: capacity %d past its length %d", part, j, i, cap(piece), len(piece))
+				}
+				for _, e := range piece {
+					if i > 0 && e.k < ra.cuts[i-1] || i < len(ra.cuts) && e.k >= ra.cuts[i] {
+						t.Fatalf("part %d, run %d: key %d in range %d of cuts %v", part, j, e.k, i, ra.cuts)
+					}
+				}
+				joined = append(joined, piece...)
+			}
+			if !slices.Equal(joined, x) {
+				t.Fatalf("part %d, run %d: pieces are not the run", part, j)
+			}
+		}
+	}
+}
+
+// TestOverlap: overlap tells arrays that share memory (the totals' array
+// and a shard's buffer, Accumulator.Add) from those that do not.
+func TestOverlap(t *testing.T) {
+	arr := make([]kv, 10)
+	other := make([]kv, 10)
+	for i, c := range []struct {
+		a, b []kv
+		want bool
+	}{
+		{arr, arr, true},
+		{arr[:2], arr[5:], true}, // arr[:2]'s capacity reaches arr[5:]
+		{arr[:2:2], arr[5:], false},
+		{arr[4:5:5], arr[:5], true},
+		{arr[:5:5], arr[5:], false},
+		{arr, other, false},
+		{nil, arr, false},
+		{arr[10:], arr, false},
+	} {
+		if got := overlap(c.a, c.b); got != c.want || overlap(c.b, c.a) != c.want {
+			t.Errorf("case %d: overlap %v, want %v", i, got, c.want)
+		}
+	}
+}

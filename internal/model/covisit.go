@@ -498,32 +498,38 @@ func (c *Covisit) sortedKV(to *dict, sign int64) []kv {
 }
 
 // setBase replaces everything with the sorted, reduced totals in kvs.
-func (c *Covisit) setBase(kvs []kv) {
+func (c *Covisit) setBase(runs ...[]kv) {
 	n := c.items.len()
 	off := make([]int, n+1)
-	for _, p := range kvs {
-		off[p.k>>32+1]++
-		off[uint32(p.k)+1]++
+	total := 0
+	for _, kvs := range runs {
+		total += len(kvs)
+		for _, p := range kvs {
+			off[p.k>>32+1]++
+			off[uint32(p.k)+1]++
+		}
 	}
 	for i := 1; i <= n; i++ {
 		off[i] += off[i-1]
 	}
-	nbr := make([]uint32, 2*len(kvs))
-	cnt := make([]int64, 2*len(kvs))
+	nbr := make([]uint32, 2*total)
+	cnt := make([]int64, 2*total)
 	pos := slices.Clone(off[:n])
-	for _, p := range kvs {
-		a, b := uint32(p.k>>32), uint32(p.k)
-		nbr[pos[a]], cnt[pos[a]] = b, p.v
-		pos[a]++
-		nbr[pos[b]], cnt[pos[b]] = a, p.v
-		pos[b]++
+	for _, kvs := range runs {
+		for _, p := range kvs {
+			a, b := uint32(p.k>>32), uint32(p.k)
+			nbr[pos[a]], cnt[pos[a]] = b, p.v
+			pos[a]++
+			nbr[pos[b]], cnt[pos[b]] = a, p.v
+			pos[b]++
+		}
 	}
 	c.off, c.nbr, c.cnt = off, nbr, cnt
 	c.baseNeg = slices.ContainsFunc(cnt, func(v int64) bool { return v < 0 })
 	c.rank = c.items.ranks()
 	c.top, c.topK = nil, 0
 	c.over, c.adj = pairTable{}, nil
-	c.n = len(kvs)
+	c.n = total
 }
 
 // Compact folds the overlay into the base: reads get faster and memory

@@ -182,7 +182,7 @@ func mergeUserRow(di []uint32, dv []userItem, items []uint32, vals []userItem, d
 // radix sort's buffer of the same size and the base at once.
 func (u *Users) setBaseFromRecs(recs []userRec) {
 	n := u.users.len()
-	off := userOffsets(recs, n)
+	off := userOffsets(n, recs)
 	items := make([]uint32, len(recs))
 	vals := make([]userItem, len(recs))
 	pos := slices.Clone(off[:n])

@@ -345,7 +345,7 @@ func (s *pairSorter) flush() {
 
 // result returns the sorted totals, at the start of their array (a shard
 // keeps that array as its totals' buffer, and Accumulator.Add recognizes
-// it by its start when the merged totals take it: sameArray), and releases
+// it when the merged totals take it: rangedAcc.holds), and releases
 // the buffers.
 func (s *pairSorter) result() []kv {
 	s.flush()

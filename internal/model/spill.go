@@ -233,7 +233,8 @@ func (s *Spill) stop() {
 // with it (before Build: SessionSpans), then adds it to the accumulator.
 // The shards are read by a goroutine of their own, one shard ahead of the
 // build: the next shard is decoded while the current one is built and
-// merged, so at most two shards' events are in memory at once. The Spill
+// merged (the first two are decoded at once, before the first build), so
+// at most two shards' events are in memory at once. The Spill
 // must not be used afterwards but still be closed.
 func (s *Spill) Build(each func(b *Builder)) error {
 	if err := s.finish(); err != nil {
@@ -257,19 +258,48 @@ func (s *Spill) Build(each func(b *Builder)) error {
 	go func() {
 		defer close(done)
 		defer close(parts)
-		for i := range s.files {
-			var bufs buffers
+		// The first two shards are read at once, the second by a goroutine
+		// of its own with its own session index: nothing else runs while
+		// the first is read (one core idle for a part's read at the build's
+		// start), and the second would otherwise be read beside the first
+		// part's build. Still at most two parts' events are in memory: the
+		// third is read once the first is built.
+		var second chan part
+		if len(s.files) > 1 {
+			second = make(chan part, 1)
+			go func() {
+				var p part
+				p.b, _, p.err = s.readShard(1, nil, nil, newSessionIndex(), 0)
+				second <- p
+			}()
+		}
+		send := func(p part) bool {
 			select {
-			case bufs = <-recycle:
-			default:
-			}
-			b, err := s.readShard(i, bufs.evs, bufs.sids)
-			select {
-			case parts <- part{b, err}:
+			case parts <- p:
+				return p.err == nil
 			case <-stop:
-				return
+				return false
 			}
-			if err != nil {
+		}
+		for i := range s.files {
+			var p part
+			if i == 1 {
+				p = <-second
+			} else {
+				var bufs buffers
+				select {
+				case bufs = <-recycle:
+				default:
+				}
+				if s.index == nil {
+					s.index = newSessionIndex()
+				}
+				p.b, s.sessions, p.err = s.readShard(i, bufs.evs, bufs.sids, s.index, s.sessions)
+			}
+			if !send(p) {
+				if i == 0 && second != nil {
+					<-second // the second reader touches the files too
+				}
 				return
 			}
 		}
@@ -297,25 +327,24 @@ func (s *Spill) Build(each func(b *Builder)) error {
 	return nil
 }
 
-// readShard reads shard i back into a Builder of its sessions and removes
-// its file; evs and sids, when large enough, are the Builder's event
-// buffers. It
-// touches only the new Builder and the shard's file: the item and user ids
-// in the records are interned already.
-func (s *Spill) readShard(i int, evs []bevent, sids []uint32) (*Builder, error) {
+// readShard reads shard i back into a Builder of its sessions, numbered
+// by ix, and removes its file; it returns the Builder and its number of
+// sessions. evs and sids, when large enough, are the Builder's event
+// buffers; sessions (the previous shard's: the shards are alike) sizes
+// the session lists and index. It touches only the new Builder, ix and the
+// shard's file (shards may be read concurrently, each with its own ix): the
+// item and user ids in the records are interned already.
+func (s *Spill) readShard(i int, evs []bevent, sids []uint32, ix *sessionIndex, sessions int) (*Builder, int, error) {
 	f := s.files[i]
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("read spilled events: %w", err)
+		return nil, 0, fmt.Errorf("read spilled events: %w", err)
 	}
 	b := s.a.Builder()
-	// The part's sessions are numbered by s.index, not a dictionary map
+	// The part's sessions are numbered by ix, not a dictionary map
 	// (b.sessions.ids stays nil: the Builder is only built).
-	h := s.sessions + s.sessions/16
+	h := sessions + sessions/16
 	b.sessions = &dict{strs: make([]string, 0, h)}
-	if s.index == nil {
-		s.index = newSessionIndex()
-	}
-	s.index.reset(h)
+	ix.reset(h)
 	if h > 0 {
 		// Sized as the previous shard's, the session lists and index do not
 		// grow while they fill.
@@ -334,7 +363,7 @@ func (s *Spill) readShard(i int, evs []bevent, sids []uint32) (*Builder, error) 
 	for range s.n[i] {
 		h, _ := r.Peek(spillRecord + binary.MaxVarintLen64)
 		if len(h) < spillRecord+1 {
-			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), io.ErrUnexpectedEOF)
+			return nil, 0, fmt.Errorf("read spilled events of %s: %w", f.Name(), io.ErrUnexpectedEOF)
 		}
 		e := bevent{
 			hash:      binary.LittleEndian.Uint64(h[0:]),
@@ -351,47 +380,46 @@ func (s *Spill) readShard(i int, evs []bevent, sids []uint32) (*Builder, error) 
 			// part is that record's.
 			back := v >> 1
 			if back == 0 || back > uint64(len(b.sids)) {
-				return nil, fmt.Errorf("read spilled events of %s: a record refers to the session %d records back, of %d read",
+				return nil, 0, fmt.Errorf("read spilled events of %s: a record refers to the session %d records back, of %d read",
 					f.Name(), back, len(b.sids))
 			}
 			if _, err := r.Discard(spillRecord + w); err != nil {
-				return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
+				return nil, 0, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
 			}
 			b.push(b.sids[len(b.sids)-int(back)], e)
 			continue
 		}
 		n := v >> 1
 		if w <= 0 || n > maxSpillSession || e.item >= s.nItems || e.user >= s.nUsers {
-			return nil, fmt.Errorf("read spilled events of %s: a record is out of range (session id length %d, item %d of %d, user %d of %d)",
+			return nil, 0, fmt.Errorf("read spilled events of %s: a record is out of range (session id length %d, item %d of %d, user %d of %d)",
 				f.Name(), n, e.item, s.nItems, e.user, s.nUsers)
 		}
 		if _, err := r.Discard(spillRecord + w); err != nil {
-			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
+			return nil, 0, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
 		}
 		if sid, err := r.Peek(int(n)); err == nil {
-			b.add(s.index, sid, e)
+			b.add(ix, sid, e)
 		} else if errors.Is(err, bufio.ErrBufferFull) {
 			if cap(long) < int(n) {
 				long = make([]byte, n)
 			}
 			if _, err := io.ReadFull(r, long[:n]); err != nil {
-				return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
+				return nil, 0, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
 			}
-			b.add(s.index, long[:n], e)
+			b.add(ix, long[:n], e)
 			continue
 		} else {
-			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
+			return nil, 0, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
 		}
 		if _, err := r.Discard(int(n)); err != nil {
-			return nil, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
+			return nil, 0, fmt.Errorf("read spilled events of %s: %w", f.Name(), err)
 		}
 	}
-	s.sessions = b.sessions.len()
 	// The shard is in memory: its file is not needed any more.
 	if err := s.closeFile(i); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return b, nil
+	return b, b.sessions.len(), nil
 }
 
 func (s *Spill) closeFile(i int) error {

@@ -304,3 +304,48 @@ func checkSpillBuild(t *testing.T, what string, got *Model, spans map[string]Spa
 		}
 	}
 }
+
+// TestSpillBuildShardErrors: Build returns the error of a damaged shard
+// whichever reader read it — the first shard's, the second's (read by a
+// goroutine of its own, at once with the first) or a later one's — and
+// the files are closed and removed cleanly after.
+func TestSpillBuildShardErrors(t *testing.T) {
+	for _, bad := range []int{0, 1, 2} {
+		a, err := NewAccumulator(DefaultParams())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := a.Spill(t.TempDir(), 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3000 {
+			s.Add(Event{EventID: "e" + strconv.Itoa(i), SessionID: "s" + strconv.Itoa(i%97), UserID: "u" + strconv.Itoa(i%13),
+				ItemID: "i" + strconv.Itoa(i%31), Kind: schemas.KindPageView, Time: 1_700_000_000_000_000 + int64(i), Offset: int64(i)})
+		}
+		if err := s.finish(); err != nil {
+			t.Fatal(err)
+		}
+		if s.n[bad] < 2 {
+			t.Fatalf("shard %d holds %d records", bad, s.n[bad])
+		}
+		fi, err := s.files[bad].Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.files[bad].Truncate(fi.Size() / 2); err != nil {
+			t.Fatal(err)
+		}
+		parts := 0
+		err = s.Build(func(*Builder) { parts++ })
+		if err == nil || !strings.Contains(err.Error(), "read spilled events") {
+			t.Errorf("shard %d damaged: Build returned %v", bad, err)
+		}
+		if parts > bad {
+			t.Errorf("shard %d damaged: %d parts built", bad, parts)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

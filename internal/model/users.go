@@ -296,25 +296,33 @@ func (r userRec) mergeVal(o userRec) userRec {
 	return userRec{k: r.k, last: max(r.last, o.last), wp: (r.wp>>1+o.wp>>1)<<1 | (r.wp|o.wp)&1}
 }
 
-// setBase replaces everything with recs, sorted by key and reduced.
-func (u *Users) setBase(recs []userRec) {
-	off := userOffsets(recs, u.users.len())
-	items := make([]uint32, len(recs))
-	vals := make([]userItem, len(recs))
-	for i, r := range recs {
-		items[i], vals[i] = uint32(r.k), r.val()
+// setBase replaces everything with the entries of runs, sorted by key and
+// reduced, each run's keys below the next one's.
+func (u *Users) setBase(runs ...[]userRec) {
+	off := userOffsets(u.users.len(), runs...)
+	total := off[len(off)-1]
+	items := make([]uint32, total)
+	vals := make([]userItem, total)
+	i := 0
+	for _, recs := range runs {
+		for _, r := range recs {
+			items[i], vals[i] = uint32(r.k), r.val()
+			i++
+		}
 	}
 	u.boff, u.bitem, u.bval = off, items, vals
 	u.entries, u.adj = userTable{}, nil
-	u.n = len(recs)
+	u.n = total
 }
 
-// userOffsets returns where each of n users' entries of recs start in a
-// base ordered by user (off[n] is len(recs)).
-func userOffsets(recs []userRec, n int) []int {
+// userOffsets returns where each of n users' entries of runs start in a
+// base ordered by user (off[n] is their number).
+func userOffsets(n int, runs ...[]userRec) []int {
 	off := make([]int, n+1)
-	for _, r := range recs {
-		off[r.k>>32+1]++
+	for _, recs := range runs {
+		for _, r := range recs {
+			off[r.k>>32+1]++
+		}
 	}
 	for i := 1; i <= n; i++ {
 		off[i] += off[i-1]
