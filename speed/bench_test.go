@@ -339,6 +339,7 @@ func BenchmarkThroughput(b *testing.B) {
 		// Of which rescorings of sessions whose rows changed (the layer has
 		// stopped: its state is no longer written).
 		b.ReportMetric(float64(l.proc.c.rescored)/float64(n), "rescored/event")
+		reportMarked(b, l.proc.c.marked, n)
 	}
 }
 
@@ -493,9 +494,13 @@ func benchLatency(b *testing.B, rate int) {
 		// for a view write, which takes w.mu (taking l.mu under w.mu
 		// deadlocked the benchmark when a flush or commit came then).
 		l.mu.Lock()
-		rescored, stateSize := l.proc.c.rescored, l.proc.stateSize
+		rescored, stateSize, marked := l.proc.c.rescored, l.proc.stateSize, l.proc.c.marked
 		l.mu.Unlock()
 		b.ReportMetric(float64(rescored)/float64(sent), "rescored/event")
+		reportMarked(b, marked, sent)
+		// The views written in the window, up to the catch-up: views/event
+		// also counts the stop's final flush (every rescoring still queued).
+		b.ReportMetric(float64(w.count())/float64(sent), "window_views/event")
 		// What of the live heap the layer's sessions and the view store
 		// account for, by their own estimates (lengths, not capacities).
 		_, storeBytes, _ := w.SessionUsage()
@@ -512,6 +517,7 @@ func benchLatency(b *testing.B, rate int) {
 			b.Fatal(err)
 		}
 		b.ReportMetric(float64(len(writes))/float64(sent), "views/event")
+		b.ReportMetric(float64(l.proc.c.marked[markRescore]-marked[markRescore])/float64(sent), "stop_rescored/event")
 
 		// For each record, the first view write of its session at or past
 		// its offset.
@@ -586,5 +592,13 @@ func processCPU(tb testing.TB) time.Duration {
 func benchExplain(c *Config) {
 	if os.Getenv("SPEED_BENCH_EXPLAIN") == "off" {
 		c.NoExplanations = true
+	}
+}
+
+// reportMarked reports the sessions marked for scoring per event, by cause
+// (processor.markDirty): what the views written per event are made of.
+func reportMarked(b *testing.B, marked [nMarkCauses]uint64, n int) {
+	for c, name := range [nMarkCauses]string{"record", "rescore", "all", "unmute"} {
+		b.ReportMetric(float64(marked[c])/float64(n), "marked_"+name+"/event")
 	}
 }

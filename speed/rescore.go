@@ -158,7 +158,7 @@ func (p *processor) markQueued(n int) int {
 		}
 		if s.live && !s.dirty && p.stale(s) {
 			p.c.rescored++
-			p.markDirty(s)
+			p.markDirty(s, markRescore)
 		}
 	}
 	p.rescoreQ = append(p.rescoreQ[:0], p.rescoreQ[k:]...)
