@@ -429,6 +429,15 @@ func benchProfile(b *testing.B, i int) func() {
 // store_est_MB what the layer's sessions (speed.max_state_bytes' count,
 // without the deltas) and the in-process view store (its
 // store.memory.max_session_bytes count) estimate they hold at the end.
+// views/event counts every view written, the stop's final flush included;
+// window_views/event those written up to the catch-up, made of
+// marked_record/event (sessions scored for a record of their own; several
+// records of a session within one flush tick count once), marked_rescore
+// (rescorings of sessions whose rows changed: rescored/event), marked_all
+// (every live session at a handoff or an assignment) and marked_unmute (at
+// the end of a muted replay); stop_rescored/event is what the stop marks
+// at once: the rescoring queue left at the catch-up (rescore_queue
+// sessions, rescoring's backlog while the budget binds).
 //
 // SPEED_BENCH_TRACE=FILE writes the run's timeline there (looptrace_test.go):
 // each poll of the layer's loop, the GC pauses and sampled latencies.
@@ -495,7 +504,9 @@ func benchLatency(b *testing.B, rate int) {
 		// deadlocked the benchmark when a flush or commit came then).
 		l.mu.Lock()
 		rescored, stateSize, marked := l.proc.c.rescored, l.proc.stateSize, l.proc.c.marked
+		backlog := len(l.proc.rescoreQ) // queued, not yet marked: what the stop marks at once
 		l.mu.Unlock()
+		b.ReportMetric(float64(backlog), "rescore_queue")
 		b.ReportMetric(float64(rescored)/float64(sent), "rescored/event")
 		reportMarked(b, marked, sent)
 		// The views written in the window, up to the catch-up: views/event
