@@ -253,7 +253,11 @@ func countingConsumer(b *testing.B, addr, topic string, n int) float64 {
 // SPEED_BENCH_BROKER as for BenchmarkLatency: by default the broker runs in
 // a child process that generates and holds the topic (the measured process
 // keeps only the batch); inproc runs it in the measured process, with the
-// stream. process_cpu_µs/event counts the child's CPU over the window too;
+// stream. views/event and rescored/event count the stop's final flush too
+// (it marks the whole rescoring queue, rescore_queue sessions, at once:
+// stop_rescored/event); window_views/event and marked_*/event (see
+// BenchmarkLatency) are the window's alone, up to the catch-up.
+// process_cpu_µs/event counts the child's CPU over the window too;
 // layer_process_cpu_µs/event and process_allocs/event are the measured
 // process's.
 func BenchmarkThroughput(b *testing.B) {
@@ -324,6 +328,12 @@ func BenchmarkThroughput(b *testing.B) {
 		cpu := layerCPU + childCPU() - child0
 		stopProfile()
 		runtime.ReadMemStats(&ms1)
+		// What the window wrote and marked, before the stop's final flush
+		// (which marks the whole rescoring queue at once).
+		l.mu.Lock()
+		winMarked, winQueue := l.proc.c.marked, len(l.proc.rescoreQ)
+		l.mu.Unlock()
+		winViews := views.count()
 		stop()
 		speed := float64(n) / el.Seconds()
 		b.ReportMetric(plain, "plain_events/s")
@@ -339,7 +349,10 @@ func BenchmarkThroughput(b *testing.B) {
 		// Of which rescorings of sessions whose rows changed (the layer has
 		// stopped: its state is no longer written).
 		b.ReportMetric(float64(l.proc.c.rescored)/float64(n), "rescored/event")
-		reportMarked(b, l.proc.c.marked, n)
+		reportMarked(b, winMarked, n)
+		b.ReportMetric(float64(winViews)/float64(n), "window_views/event")
+		b.ReportMetric(float64(winQueue), "rescore_queue")
+		b.ReportMetric(float64(l.proc.c.marked[markRescore]-winMarked[markRescore])/float64(n), "stop_rescored/event")
 	}
 }
 
