@@ -5,8 +5,7 @@ import "testing"
 // markDirty counts a mark by its cause only when it marks: a session
 // already dirty or of a muted partition is not counted again, so the
 // counts add up to the sessions scored (the views written), as
-// BenchmarkLatency's marked_*/event report them. Rescorings count as
-// rescored too.
+// BenchmarkLatency's marked_*/event report them.
 func TestMarkedByCause(t *testing.T) {
 	p := &processor{}
 	ps := &partition{viewsFrom: -1}
