@@ -253,7 +253,11 @@ func countingConsumer(b *testing.B, addr, topic string, n int) float64 {
 // SPEED_BENCH_BROKER as for BenchmarkLatency: by default the broker runs in
 // a child process that generates and holds the topic (the measured process
 // keeps only the batch); inproc runs it in the measured process, with the
-// stream. process_cpu_µs/event counts the child's CPU over the window too;
+// stream. views/event and rescored/event count the stop's final flush too
+// (it marks the whole rescoring queue, rescore_queue sessions, at once:
+// stop_rescored/event); window_views/event and marked_*/event (see
+// BenchmarkLatency) are the window's alone, up to the catch-up.
+// process_cpu_µs/event counts the child's CPU over the window too;
 // layer_process_cpu_µs/event and process_allocs/event are the measured
 // process's.
 func BenchmarkThroughput(b *testing.B) {
@@ -324,6 +328,12 @@ func BenchmarkThroughput(b *testing.B) {
 		cpu := layerCPU + childCPU() - child0
 		stopProfile()
 		runtime.ReadMemStats(&ms1)
+		// What the window wrote and marked, before the stop's final flush
+		// (which marks the whole rescoring queue at once).
+		l.mu.Lock()
+		winMarked, winQueue := l.proc.c.marked, len(l.proc.rescoreQ)
+		l.mu.Unlock()
+		winViews := views.count()
 		stop()
 		speed := float64(n) / el.Seconds()
 		b.ReportMetric(plain, "plain_events/s")
@@ -339,6 +349,10 @@ func BenchmarkThroughput(b *testing.B) {
 		// Of which rescorings of sessions whose rows changed (the layer has
 		// stopped: its state is no longer written).
 		b.ReportMetric(float64(l.proc.c.rescored)/float64(n), "rescored/event")
+		reportMarked(b, winMarked, n)
+		b.ReportMetric(float64(winViews)/float64(n), "window_views/event")
+		b.ReportMetric(float64(winQueue), "rescore_queue")
+		b.ReportMetric(float64(l.proc.c.marked[markRescore]-winMarked[markRescore])/float64(n), "stop_rescored/event")
 	}
 }
 
@@ -428,6 +442,15 @@ func benchProfile(b *testing.B, i int) func() {
 // store_est_MB what the layer's sessions (speed.max_state_bytes' count,
 // without the deltas) and the in-process view store (its
 // store.memory.max_session_bytes count) estimate they hold at the end.
+// views/event counts every view written, the stop's final flush included;
+// window_views/event those written up to the catch-up, made of
+// marked_record/event (sessions scored for a record of their own; several
+// records of a session within one flush tick count once), marked_rescore
+// (rescorings of sessions whose rows changed: rescored/event), marked_all
+// (every live session at a handoff or an assignment) and marked_unmute (at
+// the end of a muted replay); stop_rescored/event is what the stop marks
+// at once: the rescoring queue left at the catch-up (rescore_queue
+// sessions, rescoring's backlog while the budget binds).
 //
 // SPEED_BENCH_TRACE=FILE writes the run's timeline there (looptrace_test.go):
 // each poll of the layer's loop, the GC pauses and sampled latencies.
@@ -493,9 +516,15 @@ func benchLatency(b *testing.B, rate int) {
 		// for a view write, which takes w.mu (taking l.mu under w.mu
 		// deadlocked the benchmark when a flush or commit came then).
 		l.mu.Lock()
-		rescored, stateSize := l.proc.c.rescored, l.proc.stateSize
+		rescored, stateSize, marked := l.proc.c.rescored, l.proc.stateSize, l.proc.c.marked
+		backlog := len(l.proc.rescoreQ) // queued, not yet marked: what the stop marks at once
 		l.mu.Unlock()
+		b.ReportMetric(float64(backlog), "rescore_queue")
 		b.ReportMetric(float64(rescored)/float64(sent), "rescored/event")
+		reportMarked(b, marked, sent)
+		// The views written in the window, up to the catch-up: views/event
+		// also counts the stop's final flush (every rescoring still queued).
+		b.ReportMetric(float64(w.count())/float64(sent), "window_views/event")
 		// What of the live heap the layer's sessions and the view store
 		// account for, by their own estimates (lengths, not capacities).
 		_, storeBytes, _ := w.SessionUsage()
@@ -512,6 +541,7 @@ func benchLatency(b *testing.B, rate int) {
 			b.Fatal(err)
 		}
 		b.ReportMetric(float64(len(writes))/float64(sent), "views/event")
+		b.ReportMetric(float64(l.proc.c.marked[markRescore]-marked[markRescore])/float64(sent), "stop_rescored/event")
 
 		// For each record, the first view write of its session at or past
 		// its offset.
@@ -586,5 +616,13 @@ func processCPU(tb testing.TB) time.Duration {
 func benchExplain(c *Config) {
 	if os.Getenv("SPEED_BENCH_EXPLAIN") == "off" {
 		c.NoExplanations = true
+	}
+}
+
+// reportMarked reports the sessions marked for scoring per event, by cause
+// (processor.markDirty): what the views written per event are made of.
+func reportMarked(b *testing.B, marked [nMarkCauses]uint64, n int) {
+	for c, name := range [nMarkCauses]string{"record", "rescore", "all", "unmute"} {
+		b.ReportMetric(float64(marked[c])/float64(n), "marked_"+name+"/event")
 	}
 }

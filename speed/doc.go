@@ -181,8 +181,10 @@
 // after the row's last change (each row change is stamped with the count of
 // views scored so far; a session's own record rescores it, and the changes
 // its pairs made to the rows it reads are then already in its view) — and a
-// handoff, an assignment or a revocation rescores every live session. A
-// collection reads what it decides on (a watcher's view stamp, whether it
+// handoff, an assignment or a revocation rescores every live session (a
+// revocation first scores the queued sessions of the partitions it hands
+// over, before its commit; the kept ones are left to the drop's rescoring,
+// so none is scored twice). A collection reads what it decides on (a watcher's view stamp, whether it
 // is queued) from one dense array by session slot and visits only the
 // sessions it queues: a popular row is watched by thousands of sessions.
 // Rescoring is

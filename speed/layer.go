@@ -791,7 +791,7 @@ func (l *Layer) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][
 		if err := l.cl.Flush(ctx); err != nil {
 			l.log.Warn("publish shared deltas before a revocation", "err", err)
 		}
-		l.proc.rescoreChanged(time.Now(), 0, -1)
+		l.proc.rescoreRevoked(ids) // the others are marked by the drop
 		if err := l.flushNow(ctx, time.Now()); err == nil {
 			l.commit(ctx, true, ids) //nolint:errcheck // logged; the next owner replays from the last commit
 		}

@@ -2,6 +2,7 @@ package speed
 
 import (
 	"math"
+	"slices"
 	"time"
 )
 
@@ -158,7 +159,7 @@ func (p *processor) markQueued(n int) int {
 		}
 		if s.live && !s.dirty && p.stale(s) {
 			p.c.rescored++
-			p.markDirty(s)
+			p.markDirty(s, markRescore)
 		}
 	}
 	p.rescoreQ = append(p.rescoreQ[:0], p.rescoreQ[k:]...)
@@ -208,4 +209,33 @@ func (p *processor) queueWatchers(id uint32) {
 			p.rescoreQ = append(p.rescoreQ, s)
 		}
 	}
+}
+
+// rescoreRevoked collects the rows changed since the last collection and
+// marks for scoring again the queued sessions of partitions ids, about to
+// be revoked: their views are written before the revocation's commit. The
+// other partitions' sessions stay queued: dropping ids rebuilds the deltas
+// and marks every live session kept (processor.drop, rescoreAll), so
+// scoring them here too would score each twice within one revocation.
+func (p *processor) rescoreRevoked(ids []int32) {
+	p.applyBumps()
+	p.nb.takeChanged(p.queueWatchers)
+	k := 0
+	for _, s := range p.rescoreQ {
+		if !slices.Contains(ids, s.part.id) {
+			p.rescoreQ[k] = s
+			k++
+			continue
+		}
+		s.queued = false
+		if s.slot != 0 {
+			p.marks[s.slot-1] &^= queuedBit
+		}
+		if s.live && !s.dirty && p.stale(s) {
+			p.c.rescored++
+			p.markDirty(s, markRescore)
+		}
+	}
+	clear(p.rescoreQ[k:])
+	p.rescoreQ = p.rescoreQ[:k]
 }

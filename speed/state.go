@@ -237,8 +237,22 @@ type counters struct {
 	retainedEvents  int
 	handoffs        uint64
 	boundaryRegress uint64
-	rescored        uint64 // views marked for scoring again by a changed row
+	rescored        uint64              // views marked for scoring again by a changed row
+	marked          [nMarkCauses]uint64 // sessions marked for scoring, by cause (markDirty)
 }
+
+// markCause is why markDirty marked a session: its own record, a change of
+// the rows its view read (rescoring), every live session at once (a new
+// batch or new deltas: rescoreAll), or the end of a muted replay (unmute).
+type markCause uint8
+
+const (
+	markRecord markCause = iota
+	markRescore
+	markAll
+	markUnmute
+	nMarkCauses
+)
 
 // processor is the speed layer's state machine: sessions by partition, the
 // deltas past the served batch's boundary, and the real-time views to write.
@@ -390,7 +404,7 @@ func (p *processor) drop(ids []int32) {
 func (p *processor) rescoreAll() {
 	for _, ps := range p.parts {
 		for s := ps.live.head; s != nil; s = s.next {
-			p.markDirty(s)
+			p.markDirty(s, markAll)
 		}
 	}
 }
@@ -703,7 +717,7 @@ func (p *processor) applyTo(ps *partition, s *session, offset int64, ts time.Tim
 		s.lastTS = tsMs
 		p.touch++
 		s.touch = p.touch
-		p.markDirty(s)
+		p.markDirty(s, markRecord)
 		nb := sessionBytes(s)
 		p.stateSize += nb - s.bytes
 		s.bytes = nb
@@ -781,10 +795,13 @@ func (p *processor) addPair(ia, ib uint32, w int64) {
 	nb.bumpID(ib, ia, w, &c, d)
 }
 
-func (p *processor) markDirty(s *session) {
+// markDirty marks s to be scored and its view written by the next flush
+// (once however often it is marked meanwhile), and counts the mark by cause.
+func (p *processor) markDirty(s *session, cause markCause) {
 	if s.dirty || s.part.muted() {
 		return
 	}
+	p.c.marked[cause]++
 	if len(p.dirty) == 0 && len(p.views) == 0 {
 		p.pendSince = time.Now()
 	}

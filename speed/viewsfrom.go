@@ -119,6 +119,6 @@ func (p *processor) muteUntil(id int32, pos int64) {
 func (p *processor) unmute(ps *partition) {
 	ps.viewsFrom = -1
 	for s := ps.live.head; s != nil; s = s.next {
-		p.markDirty(s)
+		p.markDirty(s, markUnmute)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +19,36 @@ func TestMemory(t *testing.T) {
 
 func BenchmarkMemory(b *testing.B) {
 	storetest.Bench(b, func(b *testing.B) store.Store { return store.NewMemory() })
+}
+
+// Item and purchase ids of every length class of their uvarint prefix (1,
+// 2 and 3 bytes: 0, 127, 128, 16383, 16384 bytes and more) are stored and
+// read back as written, with their scores and the explanation after them.
+func TestMemoryLongIDsRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	m := store.NewMemory()
+	long := func(n int, c byte) string { return strings.Repeat(string(c), n) }
+	v := store.SessionView{SessionID: "s-long", UserID: long(200, 'u'), Offset: 7, EventTime: time.Unix(1_700_000_000, 0).UTC(),
+		UpdatedAt: time.Unix(1_700_000_001, 0).UTC()}
+	for i, n := range []int{0, 1, 127, 128, 300, 16383, 16384, 20000} {
+		v.Items = append(v.Items, store.Scored{Item: long(n, byte('a'+i)), Score: float64(100 - i)})
+		v.Purchased = append(v.Purchased, long(n, byte('A'+i)))
+	}
+	var w store.ExplanationWriter
+	w.Begin(1)
+	w.Recent(long(130, 'r'), 9)
+	w.Contribution(7, 3, 1)
+	v.Explanation = w.End()
+	if err := m.UpsertSessions(ctx, []store.SessionView{store.CloneSession(v)}); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := m.ExplainedSession(ctx, v.SessionID)
+	if err != nil || !ok {
+		t.Fatalf("read: %v %v", ok, err)
+	}
+	if !reflect.DeepEqual(got, v) {
+		t.Fatalf("read back differs:\n got %.300v\nwant %.300v", got, v)
+	}
 }
 
 // The memory store rewrites a session's stored view in place (its arrays
