@@ -33,7 +33,8 @@ import (
 // reads the Parquet column chunks of the events columns directly
 // (file.ColumnChunkReader.ReadBatch: the values of a page copied out in one
 // block; a string column chunk of PLAIN pages, as the archive writes them,
-// straight from its pages' bytes: rawStrings, pagescan_raw.go) and hands the run's sink the events of a few thousand rows at a
+// straight from its pages' bytes, and so an INT64 or INT32 one: rawColumn,
+// pagescan_raw.go) and hands the run's sink the events of a few thousand rows at a
 // time, reusing their memory: the same events, with about a fifth less CPU
 // for the scan into a spill and 40% of the allocation (BenchmarkScanIntern,
 // spill against spill-pages).
@@ -65,9 +66,10 @@ var pageScanRows = 4096
 // during the scan (the full run's peak is the build's, not the scan's).
 const pageScanAhead = 64
 
-// pageScanRaw: string column chunks of PLAIN data pages are read by
-// rawStrings (pagescan_raw.go) rather than ReadBatchInPage (a variable for
-// tests and benchmarks only).
+// pageScanRaw: column chunks of PLAIN data pages are read by rawColumn
+// (pagescan_raw.go) rather than ReadBatchInPage (strings) or ReadBatch
+// (integers, on a little-endian machine) (a variable for tests and
+// benchmarks only).
 var pageScanRaw = true
 
 // pageChunksMade counts the chunks the page scan has allocated (the others
@@ -397,9 +399,9 @@ func readPageFile(ctx context.Context, fs iceio.IO, pf *pageFile, hashed bool, o
 	for g := range r.NumRowGroups() {
 		rg := r.RowGroup(g)
 		var readers [len(pageColumns)]file.ColumnChunkReader
-		var raws [len(pageColumns)]*rawStrings
+		var raws [len(pageColumns)]*rawColumn
 		for i, leaf := range pf.cols {
-			if pageScanRaw && pf.md.Schema.Column(leaf).PhysicalType() == parquet.Types.ByteArray {
+			if pageScanRaw && (littleEndian || pf.md.Schema.Column(leaf).PhysicalType() == parquet.Types.ByteArray) {
 				cc, err := rg.MetaData().ColumnChunk(leaf)
 				if err != nil {
 					fail(fmt.Errorf("row group %d column %s: %w", g, pageColumns[i], err))
@@ -411,7 +413,7 @@ func readPageFile(ctx context.Context, fs iceio.IO, pf *pageFile, hashed bool, o
 						fail(fmt.Errorf("row group %d column %s: %w", g, pageColumns[i], err))
 						return
 					}
-					raws[i] = &rawStrings{pr: pr, maxDef: pf.md.Schema.Column(leaf).MaxDefinitionLevel(), name: pageColumns[i]}
+					raws[i] = &rawColumn{pr: pr, maxDef: pf.md.Schema.Column(leaf).MaxDefinitionLevel(), name: pageColumns[i]}
 					continue
 				}
 			}
@@ -450,7 +452,7 @@ func readPageFile(ctx context.Context, fs iceio.IO, pf *pageFile, hashed bool, o
 // readChunk reads the next n rows of every column into c, reusing its
 // columns' memory; defs and vals are the reader's scratch, of at least n
 // entries.
-func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, raws *[len(pageColumns)]*rawStrings, n int, defs []int16, vals []parquet.ByteArray, c *pageChunk) error {
+func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, raws *[len(pageColumns)]*rawColumn, n int, defs []int16, vals []parquet.ByteArray, c *pageChunk) error {
 	c.n = n
 	// A string column is read a page at a time (ReadBatchInPage: its
 	// values alias the page, which the reader reuses for the next one) and
@@ -460,7 +462,7 @@ func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, raws *[len(pag
 	strs := func(i int) error {
 		if raw := raws[i]; raw != nil {
 			ends := resize(c.ends[i], n)
-			buf, err := raw.read(n, c.bytes[i][:0], ends)
+			buf, err := raw.readStrings(n, c.bytes[i][:0], ends)
 			c.bytes[i], c.ends[i] = buf, ends
 			return err
 		}
@@ -513,8 +515,11 @@ func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, raws *[len(pag
 		return nil
 	}
 	i64 := func(i int, vals []int64) ([]int64, error) {
-		r := readers[i].(*file.Int64ColumnChunkReader)
 		vals = resize(vals, n)
+		if raw := raws[i]; raw != nil {
+			return vals, readFixed(raw, n, vals)
+		}
+		r := readers[i].(*file.Int64ColumnChunkReader)
 		rows, nv, err := r.ReadBatch(int64(n), vals, defs, nil)
 		if err == nil {
 			err = spread(pageColumns[i], r.Descriptor().MaxDefinitionLevel(), int(rows), nv, n, defs, vals)
@@ -529,9 +534,10 @@ func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, raws *[len(pag
 	errs[pcKind] = strs(pcKind)
 	errs[pcItem] = strs(pcItem)
 	c.offset, errs[pcOffset] = i64(pcOffset, c.offset)
-	{
+	if c.partition = resize(c.partition, n); raws[pcPartition] != nil {
+		errs[pcPartition] = readFixed(raws[pcPartition], n, c.partition)
+	} else {
 		r := readers[pcPartition].(*file.Int32ColumnChunkReader)
-		c.partition = resize(c.partition, n)
 		rows, nv, err := r.ReadBatch(int64(n), c.partition, defs, nil)
 		if err == nil {
 			err = spread(pageColumns[pcPartition], r.Descriptor().MaxDefinitionLevel(), int(rows), nv, n, defs, c.partition)
