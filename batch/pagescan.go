@@ -33,8 +33,7 @@ import (
 // reads the Parquet column chunks of the events columns directly
 // (file.ColumnChunkReader.ReadBatch: the values of a page copied out in one
 // block; a string column chunk of PLAIN pages, as the archive writes them,
-// straight from its pages' bytes, and so an INT64 or INT32 one: rawColumn,
-// pagescan_raw.go) and hands the run's sink the events of a few thousand rows at a
+// straight from its pages' bytes: rawStrings, pagescan_raw.go) and hands the run's sink the events of a few thousand rows at a
 // time, reusing their memory: the same events, with about a fifth less CPU
 // for the scan into a spill and 40% of the allocation (BenchmarkScanIntern,
 // spill against spill-pages).
@@ -66,10 +65,9 @@ var pageScanRows = 4096
 // during the scan (the full run's peak is the build's, not the scan's).
 const pageScanAhead = 64
 
-// pageScanRaw: column chunks of PLAIN data pages are read by rawColumn
-// (pagescan_raw.go) rather than ReadBatchInPage (strings) or ReadBatch
-// (integers, on a little-endian machine) (a variable for tests and
-// benchmarks only).
+// pageScanRaw: string column chunks of PLAIN data pages are read by
+// rawStrings (pagescan_raw.go) rather than ReadBatchInPage (a variable for
+// tests and benchmarks only).
 var pageScanRaw = true
 
 // pageChunksMade counts the chunks the page scan has allocated (the others
@@ -399,9 +397,9 @@ func readPageFile(ctx context.Context, fs iceio.IO, pf *pageFile, hashed bool, o
 	for g := range r.NumRowGroups() {
 		rg := r.RowGroup(g)
 		var readers [len(pageColumns)]file.ColumnChunkReader
-		var raws [len(pageColumns)]*rawColumn
+		var raws [len(pageColumns)]*rawStrings
 		for i, leaf := range pf.cols {
-			if pageScanRaw && (littleEndian || pf.md.Schema.Column(leaf).PhysicalType() == parquet.Types.ByteArray) {
+			if pageScanRaw && pf.md.Schema.Column(leaf).PhysicalType() == parquet.Types.ByteArray {
 				cc, err := rg.MetaData().ColumnChunk(leaf)
 				if err != nil {
 					fail(fmt.Errorf("row group %d column %s: %w", g, pageColumns[i], err))
@@ -413,7 +411,7 @@ func readPageFile(ctx context.Context, fs iceio.IO, pf *pageFile, hashed bool, o
 						fail(fmt.Errorf("row group %d column %s: %w", g, pageColumns[i], err))
 						return
 					}
-					raws[i] = &rawColumn{pr: pr, maxDef: pf.md.Schema.Column(leaf).MaxDefinitionLevel(), name: pageColumns[i]}
+					raws[i] = &rawStrings{pr: pr, maxDef: pf.md.Schema.Column(leaf).MaxDefinitionLevel(), name: pageColumns[i]}
 					continue
 				}
 			}
@@ -452,7 +450,7 @@ func readPageFile(ctx context.Context, fs iceio.IO, pf *pageFile, hashed bool, o
 // readChunk reads the next n rows of every column into c, reusing its
 // columns' memory; defs and vals are the reader's scratch, of at least n
 // entries.
-func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, raws *[len(pageColumns)]*rawColumn, n int, defs []int16, vals []parquet.ByteArray, c *pageChunk) error {
+func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, raws *[len(pageColumns)]*rawStrings, n int, defs []int16, vals []parquet.ByteArray, c *pageChunk) error {
 	c.n = n
 	// A string column is read a page at a time (ReadBatchInPage: its
 	// values alias the page, which the reader reuses for the next one) and
@@ -462,7 +460,7 @@ func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, raws *[len(pag
 	strs := func(i int) error {
 		if raw := raws[i]; raw != nil {
 			ends := resize(c.ends[i], n)
-			buf, err := raw.readStrings(n, c.bytes[i][:0], ends)
+			buf, err := raw.read(n, c.bytes[i][:0], ends)
 			c.bytes[i], c.ends[i] = buf, ends
 			return err
 		}
@@ -515,11 +513,8 @@ func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, raws *[len(pag
 		return nil
 	}
 	i64 := func(i int, vals []int64) ([]int64, error) {
-		vals = resize(vals, n)
-		if raw := raws[i]; raw != nil {
-			return vals, readFixed(raw, n, vals)
-		}
 		r := readers[i].(*file.Int64ColumnChunkReader)
+		vals = resize(vals, n)
 		rows, nv, err := r.ReadBatch(int64(n), vals, defs, nil)
 		if err == nil {
 			err = spread(pageColumns[i], r.Descriptor().MaxDefinitionLevel(), int(rows), nv, n, defs, vals)
@@ -534,10 +529,9 @@ func readChunk(readers *[len(pageColumns)]file.ColumnChunkReader, raws *[len(pag
 	errs[pcKind] = strs(pcKind)
 	errs[pcItem] = strs(pcItem)
 	c.offset, errs[pcOffset] = i64(pcOffset, c.offset)
-	if c.partition = resize(c.partition, n); raws[pcPartition] != nil {
-		errs[pcPartition] = readFixed(raws[pcPartition], n, c.partition)
-	} else {
+	{
 		r := readers[pcPartition].(*file.Int32ColumnChunkReader)
+		c.partition = resize(c.partition, n)
 		rows, nv, err := r.ReadBatch(int64(n), c.partition, defs, nil)
 		if err == nil {
 			err = spread(pageColumns[pcPartition], r.Descriptor().MaxDefinitionLevel(), int(rows), nv, n, defs, c.partition)

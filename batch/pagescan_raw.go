@@ -5,26 +5,22 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"unsafe"
 
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
 )
 
-// rawColumn reads a flat, at most optional column chunk whose data pages
-// are all PLAIN-encoded (no dictionary page: rawEligible) straight from its
-// pages' bytes into a pageChunk's column: a BYTE_ARRAY column by
-// readStrings (each value's bytes appended to the chunk's buffer from the
-// page, with no parquet.ByteArray slice header made per value and read
-// back, as ReadBatchInPage does), an INT64 or INT32 column by readFixed
-// (a page's values copied into the chunk in one block, instead of
-// ReadBatch's decoder and its spread of the values over the rows). Both
+// rawStrings reads a flat, at most optional, BYTE_ARRAY column chunk whose
+// data pages are all PLAIN-encoded (no dictionary page: rawEligible) straight
+// from its pages' bytes into a pageChunk's string column: each value's bytes
+// appended to the chunk's buffer from the page, with no parquet.ByteArray
+// slice header made per value and read back, as ReadBatchInPage does. Both
 // page versions are read, their definition levels (RLE/bit-packed hybrid,
-// bit width 1) included: a null row's value is "" or 0, as in readChunk's
-// ReadBatchInPage and ReadBatch paths, which every other column chunk still
-// takes (TestRawStringsEqualReadBatch, TestRawFixedEqualReadBatch).
-type rawColumn struct {
+// bit width 1) included: a null row's value is "", as in readChunk's
+// ReadBatchInPage path, which every other column chunk still takes
+// (TestRawStringsEqualReadBatch).
+type rawStrings struct {
 	pr     file.PageReader
 	maxDef int16
 	name   string
@@ -38,14 +34,9 @@ type rawColumn struct {
 	vals  []byte
 }
 
-// littleEndian: the machine's integers are laid out as PLAIN's, so
-// readFixed copies a page's values as they are (on a big-endian machine
-// fixed-width columns keep ReadBatch: rawFixedEligible).
-var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
-
-// rawEligible reports whether column chunk cc (a flat column of at most
-// one definition level, as footerOf checks) can be read by rawColumn: no
-// dictionary page, and nothing but PLAIN values and RLE
+// rawEligible reports whether column chunk cc (a flat BYTE_ARRAY column of
+// at most one definition level, as footerOf checks) can be read by
+// rawStrings: no dictionary page, and nothing but PLAIN values and RLE
 // levels in its encodings.
 func rawEligible(cc *metadata.ColumnChunkMetaData) bool {
 	if cc.HasDictionaryPage() {
@@ -60,7 +51,7 @@ func rawEligible(cc *metadata.ColumnChunkMetaData) bool {
 }
 
 // next loads the next data page.
-func (s *rawColumn) next() error {
+func (s *rawStrings) next() error {
 	if len(s.vals) > 0 {
 		return fmt.Errorf("column %s: %d bytes of values past its page's rows", s.name, len(s.vals))
 	}
@@ -161,10 +152,9 @@ func decodeLevels(defs []uint8, levels []byte, n int) ([]uint8, bool, error) {
 	return defs, nulls, nil
 }
 
-// readStrings appends the next n rows' values of a BYTE_ARRAY column to
-// buf, their ends to ends (of at least n entries, counted from the start of
-// buf), and returns buf.
-func (s *rawColumn) readStrings(n int, buf []byte, ends []uint32) ([]byte, error) {
+// read appends the next n rows' values to buf, their ends to ends (of at
+// least n entries, counted from the start of buf), and returns buf.
+func (s *rawStrings) read(n int, buf []byte, ends []uint32) ([]byte, error) {
 	for r := 0; r < n; {
 		if s.row == s.rows {
 			if err := s.next(); err != nil {
@@ -211,52 +201,4 @@ func (s *rawColumn) readStrings(n int, buf []byte, ends []uint32) ([]byte, error
 		r += k
 	}
 	return buf, nil
-}
-
-// readFixed reads the next n rows' values of an INT64 or INT32 column (T
-// of the column's width) into vals, of at least n entries, a null row's 0.
-// A page's values are copied in one block, then, on a page with nulls,
-// moved to their rows from the last one back (as spread does).
-func readFixed[T int32 | int64](s *rawColumn, n int, vals []T) error {
-	size := int(unsafe.Sizeof(T(0)))
-	for r := 0; r < n; {
-		if s.row == s.rows {
-			if err := s.next(); err != nil {
-				return err
-			}
-			continue
-		}
-		k := min(n-r, s.rows-s.row)
-		out := vals[r : r+k]
-		nv := k
-		var defs []uint8
-		if s.nulls {
-			defs = s.defs[s.row : s.row+k]
-			nv = 0
-			for _, d := range defs {
-				nv += int(d)
-			}
-		}
-		if len(s.vals) < nv*size {
-			return fmt.Errorf("column %s: page values end early", s.name)
-		}
-		if nv > 0 {
-			copy(unsafe.Slice((*byte)(unsafe.Pointer(&out[0])), nv*size), s.vals[:nv*size])
-		}
-		s.vals = s.vals[nv*size:]
-		if s.nulls {
-			j := nv - 1
-			for i := k - 1; i >= 0; i-- {
-				if defs[i] != 0 {
-					out[i] = out[j]
-					j--
-				} else {
-					out[i] = 0
-				}
-			}
-		}
-		s.row += k
-		r += k
-	}
-	return nil
 }

@@ -19,7 +19,7 @@ import (
 	"github.com/lambdarec/lambdarec/schemas"
 )
 
-// TestRawStringsEqualReadBatch checks rawColumn.readStrings, the page scan's reader
+// TestRawStringsEqualReadBatch checks rawStrings, the page scan's reader
 // of PLAIN string column chunks, against the values written: an optional
 // column (runs of nulls, nulls among values, stretches without a null:
 // RLE and bit-packed definition levels, pages with and without nulls) and
@@ -105,12 +105,12 @@ func TestRawStringsEqualReadBatch(t *testing.T) {
 						if err != nil {
 							t.Fatal(err)
 						}
-						s := &rawColumn{pr: pr, maxDef: r.MetaData().Schema.Column(col).MaxDefinitionLevel(), name: sc.Field(col).Name}
+						s := &rawStrings{pr: pr, maxDef: r.MetaData().Schema.Column(col).MaxDefinitionLevel(), name: sc.Field(col).Name}
 						var b []byte
 						ends := make([]uint32, n)
 						for done := 0; done < n; {
 							k := min(n-done, 1+rng.IntN(700))
-							if b, err = s.readStrings(k, b[:0], ends); err != nil {
+							if b, err = s.read(k, b[:0], ends); err != nil {
 								t.Fatalf("%s: row group %d column %d, rows %d+%d: %v", name, g, col, done, k, err)
 							}
 							start := uint32(0)
@@ -159,137 +159,6 @@ func TestDecodeLevels(t *testing.T) {
 	for _, bad := range [][]byte{{}, {0}, {4 << 1, 1}, {3 << 1, 2}, {1<<1 | 1}, {3 << 1}} {
 		if _, _, err := decodeLevels(nil, bad, 3); err == nil {
 			t.Errorf("decodeLevels(%x, 3) read levels", bad)
-		}
-	}
-}
-
-// TestRawFixedEqualReadBatch checks readFixed, the page scan's reader of
-// PLAIN INT64 and INT32 column chunks, against the values written: optional
-// columns (a long run of nulls, nulls among values, nulls at a page's
-// start and end, stretches without a null) and a required one, in pages of
-// both versions, compressed or not, several pages to a row group and
-// several row groups, read in chunks of every size so that chunks straddle
-// pages. Dictionary-encoded chunks are not rawEligible.
-func TestRawFixedEqualReadBatch(t *testing.T) {
-	const rows = 5000
-	rng := rand.New(rand.NewPCG(3, 4))
-	want64 := [2][]int64{make([]int64, rows), make([]int64, rows)}
-	want32 := make([]int32, rows)
-	null := make([]bool, rows)
-	sc := arrow.NewSchema([]arrow.Field{
-		{Name: "opt64", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
-		{Name: "req64", Type: arrow.PrimitiveTypes.Int64},
-		{Name: "opt32", Type: arrow.PrimitiveTypes.Int32, Nullable: true},
-	}, nil)
-	bld := array.NewRecordBuilder(memory.DefaultAllocator, sc)
-	defer bld.Release()
-	o64, r64, o32 := bld.Field(0).(*array.Int64Builder), bld.Field(1).(*array.Int64Builder), bld.Field(2).(*array.Int32Builder)
-	for i := range rows {
-		switch {
-		case i >= 1000 && i < 1300:
-			null[i] = true
-		case i >= 2000 && i < 2600:
-			null[i] = rng.IntN(3) == 0
-		case i >= 4000:
-		default:
-			null[i] = rng.IntN(50) == 0
-		}
-		if null[i] {
-			o64.AppendNull()
-			o32.AppendNull()
-		} else {
-			want64[0][i] = int64(rng.Uint64())
-			want32[i] = int32(rng.Uint32())
-			o64.Append(want64[0][i])
-			o32.Append(want32[i])
-		}
-		want64[1][i] = int64(i)<<33 - int64(rng.IntN(1000))
-		r64.Append(want64[1][i])
-	}
-	rec := bld.NewRecordBatch()
-	defer rec.Release()
-	tbl := array.NewTableFromRecords(sc, []arrow.RecordBatch{rec})
-	defer tbl.Release()
-
-	for _, v := range []parquet.DataPageVersion{parquet.DataPageV1, parquet.DataPageV2} {
-		for _, codec := range []compress.Compression{compress.Codecs.Uncompressed, compress.Codecs.Zstd} {
-			for _, dict := range []bool{false, true} {
-				name := fmt.Sprintf("v%d/%s/dict=%v", v+1, codec, dict)
-				var buf bytes.Buffer
-				props := parquet.NewWriterProperties(parquet.WithDataPageVersion(v), parquet.WithCompression(codec),
-					parquet.WithDictionaryDefault(dict), parquet.WithDataPageSize(700), parquet.WithBatchSize(100),
-					parquet.WithMaxRowGroupLength(1900))
-				if err := pqarrow.WriteTable(tbl, &buf, 1000, props, pqarrow.DefaultWriterProps()); err != nil {
-					t.Fatal(err)
-				}
-				r, err := file.NewParquetReader(bytes.NewReader(buf.Bytes()))
-				if err != nil {
-					t.Fatal(err)
-				}
-				row, dictChunks, pages := 0, 0, 0
-				for g := range r.NumRowGroups() {
-					rg := r.RowGroup(g)
-					n := int(rg.NumRows())
-					for col := range 3 {
-						cc, err := rg.MetaData().ColumnChunk(col)
-						if err != nil {
-							t.Fatal(err)
-						}
-						if !rawEligible(cc) {
-							if !dict {
-								t.Fatalf("%s: column chunk %d/%d not rawEligible with encodings %v", name, g, col, cc.Encodings())
-							}
-							dictChunks++
-							continue
-						}
-						pr, err := rg.GetColumnPageReader(col)
-						if err != nil {
-							t.Fatal(err)
-						}
-						s := &rawColumn{pr: pr, maxDef: r.MetaData().Schema.Column(col).MaxDefinitionLevel(), name: sc.Field(col).Name}
-						v64, v32 := make([]int64, n), make([]int32, n)
-						for done := 0; done < n; {
-							k := min(n-done, 1+rng.IntN(700))
-							for j := range k { // stale values a null row must not keep
-								v64[j], v32[j] = -1, -1
-							}
-							if col == 2 {
-								err = readFixed(s, k, v32)
-							} else {
-								err = readFixed(s, k, v64)
-							}
-							if err != nil {
-								t.Fatalf("%s: row group %d column %d, rows %d+%d: %v", name, g, col, done, k, err)
-							}
-							for j := range k {
-								i := row + done + j
-								var got, w int64
-								if col == 2 {
-									got, w = int64(v32[j]), int64(want32[i])
-								} else {
-									got, w = v64[j], want64[col][i]
-								}
-								if got != w {
-									t.Fatalf("%s: column %d row %d (null %v): %d, want %d", name, col, i, null[i], got, w)
-								}
-							}
-							done += k
-						}
-						if err := s.next(); err == nil || s.row != s.rows {
-							t.Fatalf("%s: column %d: a page past the row group's %d rows (%v)", name, col, n, err)
-						}
-						pages++
-					}
-					row += n
-				}
-				if dict && dictChunks == 0 {
-					t.Fatalf("%s: every column chunk rawEligible", name)
-				}
-				if row != rows || !dict && pages == 0 {
-					t.Fatalf("%s: %d rows in the row groups, want %d (%d chunks read raw)", name, row, rows, pages)
-				}
-				r.Close()
-			}
 		}
 	}
 }
