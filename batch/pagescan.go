@@ -587,14 +587,17 @@ func spread[T any](name string, maxDef int16, rows, nv, n int, defs []int16, val
 func (c *pageChunk) derive(unit arrow.TimeUnit, hashed bool) {
 	c.kinds = resize(c.kinds, c.n)
 	c.badKind = -1
-	for i := range c.n {
-		k, ok := schemas.ParseKind(c.str(pcKind, i))
+	kinds, kindEnds := c.bytes[pcKind], c.ends[pcKind][:c.n]
+	start := uint32(0)
+	for i, end := range kindEnds {
+		k, ok := parseKind(bytesString(kinds[start:end]))
 		if !ok {
 			c.badKind = i
 			c.kinds = c.kinds[:i]
 			break
 		}
 		c.kinds[i] = k
+		start = end
 	}
 	if unit != arrow.Microsecond {
 		for i := range c.n {
@@ -606,12 +609,76 @@ func (c *pageChunk) derive(unit arrow.TimeUnit, hashed bool) {
 		return
 	}
 	c.idHash, c.sessionHash = resize(c.idHash, c.n), resize(c.sessionHash, c.n)
-	for i := range c.n {
-		c.idHash[i] = model.EventIDHash(c.str(pcEventID, i))
-		c.sessionHash[i] = model.EventIDHash(c.str(pcSession, i))
+	ids, sessions := c.bytes[pcEventID], c.bytes[pcSession]
+	idEnds, sessionEnds := c.ends[pcEventID][:c.n], c.ends[pcSession][:c.n]
+	idHash, sessionHash := c.idHash[:c.n], c.sessionHash[:c.n]
+	var id, session uint32
+	for i := range idEnds {
+		idHash[i], sessionHash[i] = eventIDHash2(ids[id:idEnds[i]], sessions[session:sessionEnds[i]])
+		id, session = idEnds[i], sessionEnds[i]
 	}
 	c.firstSession = resize(c.firstSession, c.n)
 	c.firstRows(pcSession, c.sessionHash, c.firstSession)
+}
+
+// kindsByLen: the kind whose name (schemas.Kind.String) is of each length,
+// when one is (no other kind's name of that length), else KindUnknown, with
+// its name.
+var kindsByLen = func() (t [16]struct {
+	kind schemas.Kind
+	name string
+}) {
+	var names [len(t)]int
+	for k := schemas.KindUnknown + 1; !strings.HasPrefix(k.String(), "kind("); k++ {
+		if n := len(k.String()); n < len(t) {
+			names[n]++
+			t[n].kind, t[n].name = k, k.String()
+		}
+	}
+	for n, c := range names {
+		if c > 1 {
+			t[n].kind, t[n].name = schemas.KindUnknown, ""
+		}
+	}
+	return t
+}()
+
+// parseKind is schemas.ParseKind, the name compared to the one kind's
+// name of its length only (kindsByLen): one comparison a row instead of
+// one for each kind before it (TestParseKindEqualsSchemas).
+func parseKind(v string) (schemas.Kind, bool) {
+	if len(v) < len(kindsByLen) {
+		if k := &kindsByLen[len(v)]; k.kind != schemas.KindUnknown && k.name == v {
+			return k.kind, true
+		}
+	}
+	return schemas.ParseKind(v)
+}
+
+// eventIDHash2 returns model.EventIDHash of a and of b (FNV-1a, 64 bits),
+// the two hashes' bytes taken in turn: each hash is a chain of dependent
+// multiplications, one a byte, so two chains side by side take about the
+// time of the longer one instead of both end to end
+// (TestEventIDHash2EqualsEventIDHash, BenchmarkPageChunkDerive).
+func eventIDHash2(a, b []byte) (uint64, uint64) {
+	const (
+		offset64 = 14695981039346656037
+		prime64  = 1099511628211
+	)
+	ha, hb := uint64(offset64), uint64(offset64)
+	n := min(len(a), len(b))
+	a0, b0 := a[:n], b[:n]
+	for i := range a0 {
+		ha = (ha ^ uint64(a0[i])) * prime64
+		hb = (hb ^ uint64(b0[i])) * prime64
+	}
+	for _, x := range a[n:] {
+		ha = (ha ^ uint64(x)) * prime64
+	}
+	for _, x := range b[n:] {
+		hb = (hb ^ uint64(x)) * prime64
+	}
+	return ha, hb
 }
 
 // firstRows sets first[r], for each row r, to the first row of the chunk

@@ -14,6 +14,9 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/lambdarec/lambdarec/internal/model"
+	"github.com/lambdarec/lambdarec/schemas"
 )
 
 // TestRawStringsEqualReadBatch checks rawStrings, the page scan's reader
@@ -156,6 +159,46 @@ func TestDecodeLevels(t *testing.T) {
 	for _, bad := range [][]byte{{}, {0}, {4 << 1, 1}, {3 << 1, 2}, {1<<1 | 1}, {3 << 1}} {
 		if _, _, err := decodeLevels(nil, bad, 3); err == nil {
 			t.Errorf("decodeLevels(%x, 3) read levels", bad)
+		}
+	}
+}
+
+// TestEventIDHash2EqualsEventIDHash checks derive's two interleaved
+// hashes against model.EventIDHash, for every pair of lengths up to 40
+// (either the longer), empty values included.
+func TestEventIDHash2EqualsEventIDHash(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	val := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
+	for la := range 41 {
+		for lb := range 41 {
+			a, b := val(la), val(lb)
+			ha, hb := eventIDHash2(a, b)
+			if wa, wb := model.EventIDHash(string(a)), model.EventIDHash(string(b)); ha != wa || hb != wb {
+				t.Fatalf("eventIDHash2(%x, %x) = %x, %x, want %x, %x", a, b, ha, hb, wa, wb)
+			}
+		}
+	}
+}
+
+// TestParseKindEqualsSchemas checks derive's parseKind against
+// schemas.ParseKind: every kind's name, names of the same lengths that are
+// no kind's, the unknown kind's name, and others.
+func TestParseKindEqualsSchemas(t *testing.T) {
+	vals := []string{"", "x", "unknown", "kind(9)", "Page_view", "page_View", "purchases", "purchas", "add_to_car_", strings.Repeat("p", 40)}
+	for k := schemas.KindUnknown; !strings.HasPrefix(k.String(), "kind("); k++ {
+		n := k.String()
+		vals = append(vals, n, n[:len(n)-1]+"_", "_"+n[1:], n+" ")
+	}
+	for _, v := range vals {
+		k, ok := parseKind(v)
+		if wk, wok := schemas.ParseKind(v); k != wk || ok != wok {
+			t.Errorf("parseKind(%q) = %v, %v, want %v, %v", v, k, ok, wk, wok)
 		}
 	}
 }
