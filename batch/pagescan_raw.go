@@ -152,6 +152,29 @@ func decodeLevels(defs []uint8, levels []byte, n int) ([]uint8, bool, error) {
 	return defs, nulls, nil
 }
 
+// plainValue splits the first PLAIN byte-array value (a 4-byte little-endian
+// length, then the bytes) off v: the value and the rest of the page's values;
+// false if v does not hold a whole value (valueErr says why). Small enough to
+// inline into read's loops.
+func plainValue(v []byte) (val, rest []byte, ok bool) {
+	if len(v) < 4 {
+		return nil, nil, false
+	}
+	l := binary.LittleEndian.Uint32(v)
+	if uint64(l) > uint64(len(v)-4) {
+		return nil, nil, false
+	}
+	return v[4 : 4+l], v[4+l:], true
+}
+
+// valueErr is the error of a page's values v that plainValue refused.
+func (s *rawStrings) valueErr(v []byte) error {
+	if len(v) < 4 {
+		return fmt.Errorf("column %s: page values end early", s.name)
+	}
+	return fmt.Errorf("column %s: a value of %d bytes past its page's end", s.name, binary.LittleEndian.Uint32(v))
+}
+
 // read appends the next n rows' values to buf, their ends to ends (of at
 // least n entries, counted from the start of buf), and returns buf.
 func (s *rawStrings) read(n int, buf []byte, ends []uint32) ([]byte, error) {
@@ -166,29 +189,21 @@ func (s *rawStrings) read(n int, buf []byte, ends []uint32) ([]byte, error) {
 		v := s.vals
 		if !s.nulls {
 			for i := range k {
-				if len(v) < 4 {
-					return buf, fmt.Errorf("column %s: page values end early", s.name)
+				val, rest, ok := plainValue(v)
+				if !ok {
+					return buf, s.valueErr(v)
 				}
-				l := binary.LittleEndian.Uint32(v)
-				if uint64(l) > uint64(len(v)-4) {
-					return buf, fmt.Errorf("column %s: a value of %d bytes past its page's end", s.name, l)
-				}
-				buf = append(buf, v[4:4+l]...)
-				v = v[4+l:]
+				buf, v = append(buf, val...), rest
 				ends[r+i] = uint32(len(buf))
 			}
 		} else {
 			for i, d := range s.defs[s.row : s.row+k] {
 				if d != 0 {
-					if len(v) < 4 {
-						return buf, fmt.Errorf("column %s: page values end early", s.name)
+					val, rest, ok := plainValue(v)
+					if !ok {
+						return buf, s.valueErr(v)
 					}
-					l := binary.LittleEndian.Uint32(v)
-					if uint64(l) > uint64(len(v)-4) {
-						return buf, fmt.Errorf("column %s: a value of %d bytes past its page's end", s.name, l)
-					}
-					buf = append(buf, v[4:4+l]...)
-					v = v[4+l:]
+					buf, v = append(buf, val...), rest
 				}
 				ends[r+i] = uint32(len(buf))
 			}

@@ -143,6 +143,19 @@ func (l *Layer) rescoreWait() time.Duration {
 	return max(l.cfg.RescoreInterval/(2*rescoreSteps), time.Millisecond)
 }
 
+// unqueue takes s off the rescoring queue's marks and marks it for scoring
+// if it is still live, not already dirty, and its view is stale.
+func (p *processor) unqueue(s *session) {
+	s.queued = false
+	if s.slot != 0 {
+		p.marks[s.slot-1] &^= queuedBit
+	}
+	if s.live && !s.dirty && p.stale(s) {
+		p.c.rescored++
+		p.markDirty(s, markRescore)
+	}
+}
+
 // markQueued marks up to n sessions of the rescoring queue, oldest first,
 // for scoring again (all when n < 0), and returns how many it took from
 // the queue. A session is marked only if still live, not already dirty,
@@ -153,14 +166,7 @@ func (p *processor) markQueued(n int) int {
 		s := p.rescoreQ[k]
 		p.rescoreQ[k] = nil
 		k++
-		s.queued = false
-		if s.slot != 0 {
-			p.marks[s.slot-1] &^= queuedBit
-		}
-		if s.live && !s.dirty && p.stale(s) {
-			p.c.rescored++
-			p.markDirty(s, markRescore)
-		}
+		p.unqueue(s)
 	}
 	p.rescoreQ = append(p.rescoreQ[:0], p.rescoreQ[k:]...)
 	return k
@@ -227,14 +233,7 @@ func (p *processor) rescoreRevoked(ids []int32) {
 			k++
 			continue
 		}
-		s.queued = false
-		if s.slot != 0 {
-			p.marks[s.slot-1] &^= queuedBit
-		}
-		if s.live && !s.dirty && p.stale(s) {
-			p.c.rescored++
-			p.markDirty(s, markRescore)
-		}
+		p.unqueue(s)
 	}
 	clear(p.rescoreQ[k:])
 	p.rescoreQ = p.rescoreQ[:k]
