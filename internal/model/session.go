@@ -204,12 +204,7 @@ func (s *Session) add(p *Params, e Event, m *Model, emit func(a, b string, w int
 		eid = s.internItems(m.items, e.ItemID)
 	case x != nil:
 		s.ids = 0
-		if s.idGen != x.Gen {
-			for i := range s.events {
-				s.events[i].iid = noID
-			}
-			s.idGen = x.Gen
-		}
+		s.emitGen(x.Gen)
 		eid = x.ID(e.ItemID)
 	default:
 		s.ids, s.idGen = 0, 0 // the cached ids no longer cover every event
@@ -398,6 +393,18 @@ func (s *Session) AppendRecentIDs(dst []uint32, n int, id func(item string) uint
 	return dst
 }
 
+// emitGen makes the events' iid ids of the IDEmitter generation gen: when
+// they hold another dictionary's (an earlier Gen, or a Model's), every one is
+// cleared to noID, to be looked up again, and the Model's cached ids go.
+func (s *Session) emitGen(gen uint64) {
+	if s.idGen != gen {
+		for i := range s.events {
+			s.events[i].iid = noID
+		}
+		s.ids, s.idGen = 0, gen
+	}
+}
+
 // AppendRecentIDsOf is AppendRecentIDs(dst, n, x.ID) for a caller whose
 // ids are those AddID keeps (x's dictionary, Gen non-zero): the events'
 // ids are read as they are, and x.ID is called only for an event whose
@@ -412,12 +419,7 @@ func (s *Session) AppendRecentIDsOf(dst []uint32, n int, x *IDEmitter) []uint32 
 	if x.Gen == 0 || !s.ordered() {
 		return s.AppendRecentIDs(dst, n, x.ID)
 	}
-	if s.idGen != x.Gen {
-		for i := range s.events {
-			s.events[i].iid = noID
-		}
-		s.ids, s.idGen = 0, x.Gen // iid holds x's ids, no longer a Model's
-	}
+	s.emitGen(x.Gen)
 	start := len(dst)
 	for i := len(s.events) - 1; i >= 0 && len(dst)-start < n; i-- {
 		o := &s.events[i]
