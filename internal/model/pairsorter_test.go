@@ -71,6 +71,26 @@ func randomRun(r *rand.Rand, n, keys int) []kv {
 	return out
 }
 
+// skewedRun returns a sorted run of the distinct keys among n drawn from
+// [0, space) with a quadratic skew toward small ids (as popular items
+// gather pairs), split into pair halves, with counts 1–3: the chunk totals
+// the benchmarks merge.
+func skewedRun(r *rand.Rand, n int, space float64) []kv {
+	keys := make([]uint64, n)
+	for i := range keys {
+		x := r.Float64()
+		idx := uint64(x * x * space)
+		keys[i] = idx>>13<<32 | idx&(1<<13-1)
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	out := make([]kv, len(keys))
+	for i, k := range keys {
+		out[i] = kv{k, int64(1 + i%3)}
+	}
+	return out
+}
+
 // TestMergeRuns checks the three-way merges (and the runs' fold) against
 // pairwise merges.
 func TestMergeRuns(t *testing.T) {
@@ -296,18 +316,7 @@ func BenchmarkAccumulatorTotals(b *testing.B) {
 	total := 0
 	for p := range runs {
 		for range shards {
-			keys := make([]uint64, runLen)
-			for i := range keys {
-				x := r.Float64()
-				idx := uint64(x * x * space)
-				keys[i] = idx>>13<<32 | idx&(1<<13-1)
-			}
-			slices.Sort(keys)
-			keys = slices.Compact(keys)
-			run := make([]kv, len(keys))
-			for i, k := range keys {
-				run[i] = kv{k, int64(1 + i%3)}
-			}
+			run := skewedRun(r, runLen, space)
 			runs[p] = append(runs[p], run)
 			total += len(run)
 		}
@@ -395,22 +404,7 @@ func BenchmarkPairSorterFlushes(b *testing.B) {
 // draws them. Reported in CPU ns per entry of the two runs.
 func BenchmarkMergeChunkTotals(b *testing.B) {
 	r := rand.New(rand.NewPCG(7, 13))
-	run := func(n int) []kv {
-		keys := make([]uint64, n)
-		for i := range keys {
-			x := r.Float64()
-			idx := uint64(x * x * (1 << 22))
-			keys[i] = idx>>13<<32 | idx&(1<<13-1)
-		}
-		slices.Sort(keys)
-		keys = slices.Compact(keys)
-		out := make([]kv, len(keys))
-		for i, k := range keys {
-			out[i] = kv{k, int64(1 + i%3)}
-		}
-		return out
-	}
-	acc, chunk := run(500_000), run(300_000)
+	acc, chunk := skewedRun(r, 500_000, 1<<22), skewedRun(r, 300_000, 1<<22)
 	dst := make([]kv, 0, len(acc)+len(chunk))
 	for _, m := range []struct {
 		name string
