@@ -49,6 +49,12 @@ func TestSpanWriter(t *testing.T) {
 	if err := <-sw.finish(); err != nil {
 		t.Fatal(err)
 	}
+	// The write's context ends with it: a long-lived run context (batch
+	// schedule's) must not keep one child per run.
+	<-sw.ended
+	if sw.ctx.Err() == nil {
+		t.Fatal("the span write's context is still live after the write returned")
+	}
 	got, rows, err := loadSpans(ctx, lake, Run{BatchID: "b1"}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -205,7 +205,9 @@ type spanWriter struct {
 	chunks chan []sessionSpan
 	done   chan error
 	// ended is closed when the write returned: add no longer waits.
-	ended  chan struct{}
+	ended chan struct{}
+	// ctx is the write's, cancelled when it returned or was aborted.
+	ctx    context.Context
 	cancel context.CancelFunc
 }
 
@@ -222,10 +224,14 @@ const (
 func (r *Runner) startSpans(ctx context.Context, run *Run, log *slog.Logger) *spanWriter {
 	ctx, cancel := context.WithCancel(ctx)
 	sw := &spanWriter{chunks: make(chan []sessionSpan, spanChunksAhead), done: make(chan error, 1),
-		ended: make(chan struct{}), cancel: cancel}
+		ended: make(chan struct{}), ctx: ctx, cancel: cancel}
 	id := run.BatchID
 	go func() {
 		defer close(sw.ended)
+		// The write's context ends with it, so the run's context (a
+		// `batch schedule` process's, for its whole life) keeps no child
+		// per run.
+		defer cancel()
 		sw.done <- r.writeTable(ctx, &sessionSpansDef, run, log, func(w *rowWriter) {
 			for chunk := range sw.chunks {
 				for _, s := range chunk {
