@@ -247,7 +247,16 @@ func TestScoreDenseEqualsReference(t *testing.T) {
 						sums[i] += RecencyWeight(rk) * float64(e.Count) / float64(row[0].Count)
 					}
 				}
-				picks = sc.AppendRowPicks(picks[:0], rk)
+				// Appended after what dst holds (odd rounds: one entry).
+				lead := picks[:0]
+				if round%2 == 1 {
+					lead = append(lead, RowPick{J: -1, I: -1})
+				}
+				picks = sc.AppendRowPicks(lead, rk)
+				if len(picks) < len(lead) || len(lead) == 1 && picks[0] != (RowPick{J: -1, I: -1}) {
+					t.Fatalf("neighbors %d round %d row %d: picks %v do not start with dst", nb, round, rk, picks)
+				}
+				picks = picks[len(lead):]
 				if !slices.Equal(picks, want) {
 					t.Fatalf("neighbors %d round %d row %d: picks %v, want %v", nb, round, rk, picks, want)
 				}
