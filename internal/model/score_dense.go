@@ -46,10 +46,12 @@ type denseAcc struct {
 	gen   uint32
 	slots []denseSlot
 	cands []denseCand
-	// The selection's buffers: the scores of the best candidates so far
-	// (a min-heap), the positions in cands of those that entered it and of
-	// those rejected scoring the heap's least, and the result.
+	// The selection's buffers: the best candidates so far (for k up to
+	// sortedTop, sorted, with their places in cands; past it, their
+	// scores in a min-heap), the positions in cands of those that entered
+	// it and of those rejected scoring the heap's least, and the result.
 	fheap   []float64
+	best    []denseBest // for k <= sortedTop, instead of fheap (see offer)
 	entered []uint32
 	equal   []uint32
 	sel     []denseSel
@@ -79,6 +81,13 @@ type denseSlot struct {
 type denseCand struct {
 	score float64
 	id    uint32
+}
+
+// denseBest is a candidate among the best so far: its score and its place
+// in the candidates.
+type denseBest struct {
+	score float64
+	i     uint32
 }
 
 // denseSel is a candidate of the selection, with its item.
@@ -279,14 +288,18 @@ func (s *Scorer) AppendRowPicks(dst []RowPick, r int) []RowPick {
 // excluded) in compareScored's order (score desc, item asc): what offering
 // each to offerTop's bounded heap selects, without comparing strings in
 // the hot loop. One pass over the candidates finds t, the k-th best score,
-// with a heap of scores only; exclude is asked about the candidates that
-// enter it, and those allowed are noted, as are those rejected scoring
-// exactly the heap's least (they may tie at t). Every candidate scoring
-// above t entered the heap; of those scoring t, entered or noted, the first
-// in item order that exclude allows are taken, as many as there are places
-// left. Only those ties and the final ≤ k are compared by item.
+// with a "heap" of the best so far (offer: a sorted list for k up to
+// sortedTop, whose candidates above t are then the selected, in score
+// order; past it a min-heap of scores); exclude is asked about the
+// candidates that enter it, and those allowed are noted, as are those
+// rejected scoring exactly the heap's least (they may tie at t). Every
+// candidate scoring above t entered the heap; of those scoring t, entered
+// or noted, the first in item order that exclude allows are taken, as many
+// as there are places left. Only those ties and the final ≤ k are compared
+// by item.
 func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
-	a.fheap, a.entered = a.fheap[:0], a.entered[:0]
+	a.fheap, a.best, a.entered = a.fheap[:0], a.best[:0], a.entered[:0]
+	sorted := k <= sortedTop
 	equal := a.equal[:0]
 	cands := a.cands
 	// least is the heap's least score once it holds k, so the common
@@ -312,12 +325,19 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
 		}
 		least = a.offer(uint32(i), k, exclude)
 	}
-	fh, entered := a.fheap, a.entered
+	entered := a.entered
 	a.equal = equal
-	full := len(fh) == k
+	n := len(a.fheap)
+	if sorted {
+		n = len(a.best)
+	}
+	full := n == k
 	var t float64
 	if full {
-		t = fh[0]
+		t = heapLeast(a.fheap, k)
+		if sorted {
+			t = a.best[k-1].score
+		}
 	}
 	sel, ties := a.sel[:0], a.ties[:0]
 	for _, i := range entered {
@@ -326,8 +346,19 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
 		case full && sc < t:
 		case full && sc == t:
 			ties = append(ties, denseSel{a.item(c), sc, c.id, false}) // allowed
-		default: // above t (or all, when fewer than k)
+		case !sorted: // above t (or all, when fewer than k)
 			sel = append(sel, denseSel{a.item(c), sc, c.id, false})
+		}
+	}
+	if sorted {
+		// Those above t (or all, when fewer than k), already in score
+		// order: the sort below only orders equal scores by item.
+		for _, b := range a.best {
+			if full && b.score == t {
+				break // the rest score t: ties, taken from entered above
+			}
+			c := cands[b.i]
+			sel = append(sel, denseSel{a.item(c), b.score, c.id, false})
 		}
 	}
 	// Insertion sort: at most k-1 entries, compared by score first.
@@ -368,13 +399,40 @@ func (a *denseAcc) selectTop(k int, exclude func(string) bool) []denseSel {
 // (or the heap holds fewer than k). Unless exclude rejects it, it enters
 // the heap and is noted. It returns the heap's least score once it holds
 // k, else -Inf.
+//
+// For k up to sortedTop the "heap" is a.best, the best candidates so far
+// sorted by score, best first: most candidates come in descending score,
+// each a new least that goes at the end with one comparison, and one that
+// replaces the least moves up past the few it beats. selectTop then reads
+// the selected in score order (its sort only orders equal scores by
+// item), and no heap is built once full or sifted with a branch per level
+// at random. Either way it holds the k best scores offered, so the least
+// is the same.
 func (a *denseAcc) offer(i uint32, k int, exclude func(string) bool) float64 {
 	c := &a.cands[i]
 	fh := a.fheap
 	if exclude == nil || !exclude(a.item(*c)) {
 		a.entered = append(a.entered, i)
 		sc := c.score
-		if len(fh) < k {
+		switch {
+		case k <= sortedTop:
+			b := a.best
+			j := len(b)
+			if j < k {
+				b = append(b, denseBest{})
+				a.best = b
+			} else {
+				j-- // replaces the least
+			}
+			for ; j > 0 && b[j-1].score < sc; j-- {
+				b[j] = b[j-1]
+			}
+			b[j] = denseBest{score: sc, i: i}
+			if len(b) < k {
+				return math.Inf(-1)
+			}
+			return b[k-1].score
+		case len(fh) < k:
 			// Filled unordered, made a heap once full: most candidates
 			// come in descending score, each a new least that sifting up
 			// would carry to the root.
@@ -385,15 +443,31 @@ func (a *denseAcc) offer(i uint32, k int, exclude func(string) bool) float64 {
 				}
 			}
 			a.fheap = fh
-		} else {
+		default:
 			fh[0] = sc
 			floatDown(fh, 0)
 		}
+	} else if k <= sortedTop {
+		if len(a.best) < k {
+			return math.Inf(-1)
+		}
+		return a.best[k-1].score
 	}
-	if len(fh) < k {
+	return heapLeast(fh, k)
+}
+
+// sortedTop is the largest k for which offer keeps the best candidates
+// sorted (a.best); past it, their scores in a min-heap (a.fheap), so that
+// a large k costs log k per candidate entering, not up to k.
+const sortedTop = 32
+
+// heapLeast is the least score of min-heap h holding the best scores for
+// k: -Inf while it holds fewer than k.
+func heapLeast(h []float64, k int) float64 {
+	if len(h) < k {
 		return math.Inf(-1)
 	}
-	return fh[0]
+	return h[0]
 }
 
 // betterSel is better for selected candidates.

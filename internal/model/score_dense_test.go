@@ -208,6 +208,9 @@ func TestScoreDenseEqualsReference(t *testing.T) {
 				ids[i] = dt.id(it)
 			}
 			k := 1 + r.IntN(30)
+			if round%4 == 3 { // both sides of sortedTop: a sorted list, a heap
+				k = 1 + r.IntN(2*sortedTop)
+			}
 			var exclude func(string) bool
 			if round%2 == 0 {
 				all := ref.Score(onlyTop{c}, recent, nil, 1_000)
