@@ -147,7 +147,8 @@ func benchExplanation(items []string) []byte {
 
 // BenchmarkMemoryRewrite is the speed layer's write of session views: 64
 // views at a time, each a newer version of one of 20,000 sessions' (20
-// items and an explanation each), every session once a round in a
+// items and an explanation each; a user of its own per three sessions),
+// every session once a round in a
 // scattered order (the k-th write is session k·7919 mod sessions, as the
 // speed layer's sessions come in no order of the store's). cpu-ns/op is the process CPU
 // per view written. sessions=120000 is the store the latency benchmark's
@@ -162,10 +163,11 @@ func benchMemoryRewrite(b *testing.B, sessions int) {
 	ctx := context.Background()
 	m := store.NewMemory(store.MemorySessionBytes(1 << 30))
 	const batch = 64
-	ids := make([]string, sessions)
+	ids, users := make([]string, sessions), make([]string, sessions)
 	items := make([]string, 500)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("session-%06d", i)
+		users[i] = fmt.Sprintf("user-%06d", i/3)
 	}
 	for i := range items {
 		items[i] = fmt.Sprintf("i%05d", i)
@@ -176,7 +178,7 @@ func benchMemoryRewrite(b *testing.B, sessions int) {
 		for j := range views {
 			v := &views[j]
 			k := n*batch + j
-			*v = store.SessionView{SessionID: ids[k*7919%sessions], UserID: "u", Offset: int64(k), EventTime: time.Unix(int64(k), 0),
+			*v = store.SessionView{SessionID: ids[k*7919%sessions], UserID: users[k*7919%sessions], Offset: int64(k), EventTime: time.Unix(int64(k), 0),
 				UpdatedAt: time.Unix(int64(k), 0), Items: v.Items[:0], Explanation: exp}
 			for i := range 20 {
 				v.Items = append(v.Items, store.Scored{Item: items[(k+i)%len(items)], Score: float64(20 - i)})
