@@ -155,11 +155,15 @@ func benchExplanation(items []string) []byte {
 // speed layer writes at 50k events/s (~118k live sessions, ~90 MB of
 // views: far larger than the cache), under a bound that holds them all.
 func BenchmarkMemoryRewrite(b *testing.B) {
-	b.Run("sessions=20000", func(b *testing.B) { benchMemoryRewrite(b, 20_000) })
-	b.Run("sessions=120000", func(b *testing.B) { benchMemoryRewrite(b, 120_000) })
+	b.Run("sessions=20000", func(b *testing.B) { benchMemoryRewrite(b, 20_000, false) })
+	b.Run("sessions=120000", func(b *testing.B) { benchMemoryRewrite(b, 120_000, false) })
+	b.Run("sessions=120000/growing", func(b *testing.B) { benchMemoryRewrite(b, 120_000, true) })
 }
 
-func benchMemoryRewrite(b *testing.B, sessions int) {
+// benchMemoryRewrite is BenchmarkMemoryRewrite of sessions; growing: each
+// round's views have one item more than the last round's (4 to 19, then
+// 4 again), as a live session's view grows with its events.
+func benchMemoryRewrite(b *testing.B, sessions int, growing bool) {
 	ctx := context.Background()
 	m := store.NewMemory(store.MemorySessionBytes(1 << 30))
 	const batch = 64
@@ -180,7 +184,11 @@ func benchMemoryRewrite(b *testing.B, sessions int) {
 			k := n*batch + j
 			*v = store.SessionView{SessionID: ids[k*7919%sessions], UserID: users[k*7919%sessions], Offset: int64(k), EventTime: time.Unix(int64(k), 0),
 				UpdatedAt: time.Unix(int64(k), 0), Items: v.Items[:0], Explanation: exp}
-			for i := range 20 {
+			n := 20
+			if growing {
+				n = 4 + k/sessions%16
+			}
+			for i := range n {
 				v.Items = append(v.Items, store.Scored{Item: items[(k+i)%len(items)], Score: float64(20 - i)})
 			}
 		}
