@@ -558,7 +558,8 @@ const upsertGroup = 8
 // locks of their shards, taken all at once in ascending shard order (the
 // only place that holds more than one). Before it writes, it reads what the
 // writes will touch (each view's index entry, then its slot, then its
-// block's cache lines and its neighbours in the list by update) a pass at
+// block's cache lines, its neighbours in the list by update and the first
+// byte of the user id it copies) a pass at
 // a time, so that the cache misses of the group's views overlap instead of
 // each view waiting for its own in turn: a view's write is mostly those
 // misses once the store is larger than the cache (the speed layer's
@@ -588,6 +589,10 @@ func (m *Memory) upsertGroup(ss []SessionView) (evicted int64, touched uint64) {
 		}
 	}
 	for k := range ss {
+		if u := ss[k].UserID; len(u) > 0 { // the item ids too: tried, slower
+
+			touched += uint64(u[0])
+		}
 		if i := cand[k]; i != 0 {
 			sh := &m.shards[hs[k]%memShards]
 			e := &sh.slots[i]
