@@ -590,7 +590,6 @@ func (m *Memory) upsertGroup(ss []SessionView) (evicted int64, touched uint64) {
 	}
 	for k := range ss {
 		if u := ss[k].UserID; len(u) > 0 { // the item ids too: tried, slower
-
 			touched += uint64(u[0])
 		}
 		if i := cand[k]; i != 0 {
