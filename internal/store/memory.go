@@ -550,21 +550,22 @@ func (m *Memory) UpsertSessions(ctx context.Context, ss []SessionView) error {
 	return nil
 }
 
-// upsertGroup is how many views UpsertSessions writes at a time
-// (upsertGroup).
+// upsertGroup is how many views UpsertSessions writes at a time (the
+// method upsertGroup). BenchmarkMemoryRewrite/sessions=120000, medians of
+// 3 at load 8-10: 4 views 413, 8 421, 16 441, 32 464 cpu-ns/view.
 const upsertGroup = 8
 
 // upsertGroup upserts ss (at most upsertGroup views) in order, under the
 // locks of their shards, taken all at once in ascending shard order (the
-// only place that holds more than one). Before it writes, it reads what the
-// writes will touch (each view's index entry, then its slot, then its
+// only place that holds more than one). Before it writes, it reads what
+// the writes will touch (each view's index entry, then its slot, then its
 // block's cache lines, its neighbours in the list by update and the first
-// byte of the user id it copies) a pass at
-// a time, so that the cache misses of the group's views overlap instead of
-// each view waiting for its own in turn: a view's write is mostly those
-// misses once the store is larger than the cache (the speed layer's
-// ~10^5 sessions). It returns the views evicted, and the sum of what it
-// read ahead (unused: it only keeps the reads from being compiled away).
+// byte of the user id it copies) a pass at a time, so that the cache
+// misses of the group's views overlap instead of each view waiting for
+// its own in turn: a view's write is mostly those misses once the store
+// is larger than the cache (the speed layer's ~10^5 sessions). It returns
+// the views evicted, and the sum of what it read ahead (unused: it only
+// keeps the reads from being compiled away).
 func (m *Memory) upsertGroup(ss []SessionView) (evicted int64, touched uint64) {
 	var hs [upsertGroup]uint64
 	var cand [upsertGroup]int32
