@@ -38,7 +38,6 @@ import (
 	"path/filepath"
 	rtmetrics "runtime/metrics"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -163,17 +162,20 @@ func sendEnds(sends []benchSend) map[int32]int64 {
 // firstWrites returns, for each send, when the first write of its
 // session's view at or past its offset became visible (Unix ns), 0 if none
 // did. A session's writes are in the order they were made, so their offsets
-// do not decrease. writes is sorted in place (stably, by session).
+// and times do not decrease: sorted by (session, offset, time), the first
+// write at or past (session, offset) is the answer, found by one binary
+// search per send. writes is sorted in place.
 func firstWrites(sends []benchSend, writes []viewWrite) []int64 {
-	slices.SortStableFunc(writes, func(a, b viewWrite) int { return cmp.Compare(a.key, b.key) })
+	slices.SortFunc(writes, func(a, b viewWrite) int {
+		return cmp.Or(cmp.Compare(a.key, b.key), cmp.Compare(a.offset, b.offset), cmp.Compare(a.at, b.at))
+	})
 	out := make([]int64, len(sends))
 	for i, s := range sends {
-		lo := sort.Search(len(writes), func(j int) bool { return writes[j].key >= s.key })
-		hi := lo + sort.Search(len(writes)-lo, func(j int) bool { return writes[lo+j].key > s.key })
-		ws := writes[lo:hi]
-		k := sort.Search(len(ws), func(j int) bool { return ws[j].offset >= s.off })
-		if k < len(ws) {
-			out[i] = ws[k].at
+		k, _ := slices.BinarySearchFunc(writes, s, func(w viewWrite, s benchSend) int {
+			return cmp.Or(cmp.Compare(w.key, s.key), cmp.Compare(w.offset, s.off))
+		})
+		if k < len(writes) && writes[k].key == s.key {
+			out[i] = writes[k].at
 		}
 	}
 	return out

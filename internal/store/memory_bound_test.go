@@ -171,3 +171,47 @@ func TestMemoryBoundCountsHeldCapacity(t *testing.T) {
 		t.Fatalf("after expiry: %d bytes counted", used)
 	}
 }
+
+// A view's first block has no room to spare beyond its size class; a view
+// that outgrows its block gets one with a memGrowSlack-th more than it
+// needs, into which a next version up to that size is written in place,
+// and the bound counts that block's capacity.
+func TestMemoryGrownBlockKeepsSlack(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemory()
+	view := func(off int64, need int) SessionView {
+		v := boundView("s1", off)
+		v.Items, v.Purchased = nil, nil
+		v.Explanation = make([]byte, need-len(v.SessionID)-len(v.UserID))
+		v.Explanation[0] = explanationFormat
+		if n := encodedLen(&v); n != need {
+			t.Fatalf("view of %d bytes encoded, want %d", n, need)
+		}
+		return v
+	}
+	block := func(v SessionView) []byte {
+		t.Helper()
+		if err := m.UpsertSession(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+		sh := m.shard("s1")
+		b := sh.slots[sh.find(m.hashID("s1"), "s1")].block
+		if _, used, _ := m.SessionUsage(); used != memSlotOverhead+int64(cap(b)) {
+			t.Fatalf("%d bytes counted for a block of %d", used, cap(b))
+		}
+		return b
+	}
+	if b := block(view(1, 500)); cap(b) >= 500+500/memGrowSlack {
+		t.Fatalf("first block of %d for 500 bytes: want no slack beyond the size class", cap(b))
+	}
+	grown := block(view(2, 1000))
+	if cap(grown) < 1000+1000/memGrowSlack {
+		t.Fatalf("grown block of %d for 1000 bytes, want at least %d", cap(grown), 1000+1000/memGrowSlack)
+	}
+	if b := block(view(3, 1000+1000/memGrowSlack)); &b[0] != &grown[0] {
+		t.Fatal("a next version within the grown block's slack got a new block")
+	}
+	if got, ok, _ := m.ExplainedSession(ctx, "s1"); !ok || got.Offset != 3 || len(got.Explanation) != 1250-len(got.SessionID)-len(got.UserID) {
+		t.Fatalf("read back %v: offset %d, explanation of %d bytes", ok, got.Offset, len(got.Explanation))
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -293,6 +294,38 @@ func TestMemoryBatchKeepsUpdateOrder(t *testing.T) {
 	for id, w := range want {
 		if got, ok, _ := m.ExplainedSession(ctx, id); !ok || !reflect.DeepEqual(got, w) {
 			t.Fatalf("%s: read %v %+v, want %+v", id, ok, got, w)
+		}
+	}
+}
+
+// shardsOf returns the distinct shards of a group's hashes in ascending
+// order (the order upsertGroup locks them in: two groups sharing shards
+// never wait for each other), for every group of 1 to upsertGroup hashes
+// of random shards, repeated ones among them.
+func TestShardsOfAscendingDistinct(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 2000 {
+		hs := make([]uint64, 1+rng.IntN(upsertGroup))
+		for k := range hs {
+			hs[k] = rng.Uint64()
+			if k > 0 && rng.IntN(3) == 0 { // the shard of an earlier hash again
+				hs[k] = hs[k]/memShards*memShards + hs[rng.IntN(k)]%memShards
+			}
+		}
+		want := map[uint8]bool{}
+		for _, h := range hs {
+			want[uint8(h%memShards)] = true
+		}
+		var locks [upsertGroup]uint8
+		n := shardsOf(hs, &locks)
+		got := locks[:n]
+		if len(got) != len(want) || !slices.IsSorted(got) || len(slices.Compact(slices.Clone(got))) != n {
+			t.Fatalf("shards of %v = %v, want the %d distinct ones ascending", hs, got, len(want))
+		}
+		for _, s := range got {
+			if !want[s] {
+				t.Fatalf("shards of %v = %v: %d is none of theirs", hs, got, s)
+			}
 		}
 	}
 }
