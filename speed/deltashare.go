@@ -150,6 +150,7 @@ func (p *processor) appendPublish(dst []*kgo.Record, topic string, nParts int32,
 		rec := func(a, b string, n int64) {
 			dst = append(dst, &kgo.Record{Topic: topic, Partition: id % nParts,
 				Key: encodeSharedKey(id, bnd, a, b), Value: encodeSharedValue(n, ps.next)})
+			ps.published = true
 		}
 		if ps.pubAll || all {
 			for pr := range ps.cov.Pairs() {

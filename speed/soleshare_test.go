@@ -2,6 +2,7 @@ package speed
 
 import (
 	"encoding/hex"
+	"fmt"
 	"testing"
 	"time"
 
@@ -46,6 +47,7 @@ func batchTo(tb testing.TB, id string, recs []benchRecord, frac float64) *Batch 
 func TestSoleSharesDerived(t *testing.T) {
 	recs := genStream(t, 24_000, time.Now().Add(-time.Hour), 100)
 	first := batchTo(t, "b1", recs, 0.25)
+	second := batchTo(t, "b2", recs, 0.5)
 	lim := limits{sessionTimeout: 30 * time.Minute, maxSessions: 1 << 20, maxRetainedEvents: 1 << 20, viewItems: 10}
 	ref := ownedProcessor(t, lim, first)  // counts the shares all along
 	sole := ownedProcessor(t, lim, first) // owns every partition: holdPublish
@@ -73,9 +75,11 @@ func TestSoleSharesDerived(t *testing.T) {
 		}
 		return out, tombs
 	}
+	var want map[string]string // the reference's last publication
 	same := func(step string, all bool, wantTombs bool) {
 		t.Helper()
-		want, wt := publish(ref, all)
+		var wt int
+		want, wt = publish(ref, all)
 		got, gt := publish(sole, all)
 		if len(want) == 0 || wantTombs && wt == 0 {
 			t.Fatalf("%s: the reference published %d records, %d tombstones: the test shows nothing", step, len(want), wt)
@@ -87,6 +91,18 @@ func TestSoleSharesDerived(t *testing.T) {
 			if g, ok := got[k]; !ok || g != v {
 				t.Fatalf("%s: key %s published as %q (present %v), want %q", step, k, g, ok, v)
 			}
+		}
+	}
+
+	// quiet owns every partition and never publishes until the end.
+	quiet := ownedProcessor(t, lim, first)
+	quiet.holdPublish()
+	for i, r := range recs {
+		if i == 21_000 { // where the others hand off
+			quiet.handoff(second)
+		}
+		if _, err := quiet.record(r.part, r.off, now, r.value); err != nil {
+			t.Fatal(err)
 		}
 	}
 
@@ -112,10 +128,79 @@ func TestSoleSharesDerived(t *testing.T) {
 
 	sole.holdPublish()
 	apply(recs[18_000:21_000])
-	second := batchTo(t, "b2", recs, 0.5)
 	ref.handoff(second)
 	sole.handoff(second)
 	apply(recs[21_000:])
 	sole.resumePublish()
 	same("a handoff while sole: tombstones and every pair under the new boundary", false, true)
+
+	// A member that published nothing under the old boundary holds no
+	// tombstones for it (nor derives its stale shares for them), and
+	// publishes the same pairs under the new one.
+	if len(quiet.tombs) != 0 {
+		t.Fatalf("a sole member that never published holds %d tombstones", len(quiet.tombs))
+	}
+	quiet.resumePublish()
+	got, _ := publish(quiet, false)
+	n := 0
+	for k, v := range want {
+		if v == "" {
+			continue // a tombstone
+		}
+		n++
+		if got[k] != v {
+			t.Fatalf("quiet member: key %s published as %q, want %q", k, got[k], v)
+		}
+	}
+	if len(got) != n {
+		t.Fatalf("quiet member published %d records, want %d", len(got), n)
+	}
+
+	// sole published under the second boundary: handing off while sole it
+	// tombstones those keys, and at the next handoff, having published
+	// nothing under the third, no more.
+	sole.holdPublish()
+	sole.handoff(batchTo(t, "b3", recs, 0.75))
+	n3 := len(sole.tombs)
+	sole.handoff(batchTo(t, "b4", recs, 0.9))
+	if n3 == 0 || len(sole.tombs) != n3 {
+		t.Fatalf("tombstones held by a sole member: %d after a handoff from a boundary it published under, %d after one from a boundary it did not", n3, len(sole.tombs))
+	}
+}
+
+// BenchmarkHandoff is a handoff to a batch covering half of the benchmark
+// stream after the first three quarters of it were applied over a batch
+// covering a quarter: the deltas are rebuilt under the new boundary and the
+// old boundary's keys tombstoned. sole=true is a member owning every
+// partition, whose shares went stale (deriveShare before the tombstones);
+// sole=false one that counted them. Reported per handoff: process CPU.
+func BenchmarkHandoff(b *testing.B) {
+	recs := benchStream(b)
+	first := batchTo(b, "b1", recs, 0.25)
+	second := batchTo(b, "b2", recs, 0.5)
+	upto := len(recs) * 3 / 4
+	for _, sole := range []bool{false, true} {
+		b.Run(fmt.Sprintf("sole=%v", sole), func(b *testing.B) {
+			var cpu time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				p := ownedProcessor(b, defaultLimits(), first)
+				if sole {
+					p.holdPublish()
+				}
+				now := time.Now()
+				for _, r := range recs[:upto] {
+					if _, err := p.record(r.part, r.off, now, r.value); err != nil {
+						b.Fatal(err)
+					}
+				}
+				p.settleCov()
+				b.StartTimer()
+				cpu0 := processCPU(b)
+				p.handoff(second)
+				cpu += processCPU(b) - cpu0
+			}
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N)/1000, "process_cpu_ms/handoff")
+		})
+	}
 }

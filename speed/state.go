@@ -146,10 +146,17 @@ type partition struct {
 	// deltas', instead of two.
 	cov      *model.Covisit
 	covStale bool
-	covLog   []covAdd // contributions to cov not yet added (covlog.go)
-	pub      pairSet
-	pubOld   map[sharedPair]struct{}
-	pubAll   bool
+	// published says appendPublish published pairs of the partition under
+	// the served boundary: a handoff tombstones the old boundary's keys
+	// then, or whenever the processor is not sole. A sole member that
+	// published nothing under it writes none (it would hold them until it
+	// publishes again, however many handoffs that takes) and derives no
+	// stale share for them.
+	published bool
+	covLog    []covAdd // contributions to cov not yet added (covlog.go)
+	pub       pairSet
+	pubOld    map[sharedPair]struct{}
+	pubAll    bool
 	// cids caches items' ids in cov's dictionary by their mergedNeighbors
 	// id (plus one; 0: not looked up), valid for cidsNb and cidsCov.
 	cids    []uint32
@@ -579,12 +586,17 @@ func (p *processor) handoff(b *Batch) time.Duration {
 		}
 	}
 	for id, ps := range p.parts {
-		if old, nw := p.boundOf(id), boundIn(bound, id); ps.next >= 0 && old != nw {
+		old, nw := p.boundOf(id), boundIn(bound, id)
+		if old == nw {
+			continue
+		}
+		if ps.next >= 0 && (!p.sole || ps.published) {
 			p.deriveShare(ps) // under the old boundary, still served
 			for pr := range ps.cov.Pairs() {
 				p.tombs = append(p.tombs, sharedTomb{part: id, bnd: old, pair: sharedPair{pr.A, pr.B}})
 			}
 		}
+		ps.published = false
 	}
 	params := b.Model.Params()
 	if params != p.params {
