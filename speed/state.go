@@ -144,19 +144,20 @@ type partition struct {
 	// the partition's sessions before it is read (a publication, a
 	// handoff's tombstones). A pair then costs one table update, the
 	// deltas', instead of two.
-	cov      *model.Covisit
-	covStale bool
-	// published says appendPublish published pairs of the partition under
-	// the served boundary: a handoff tombstones the old boundary's keys
-	// then, or whenever the processor is not sole. A sole member that
-	// published nothing under it writes none (it would hold them until it
-	// publishes again, however many handoffs that takes) and derives no
-	// stale share for them.
+	cov    *model.Covisit
+	covLog []covAdd // contributions to cov not yet added (covlog.go)
+	pub    pairSet
+	pubOld map[sharedPair]struct{}
+	pubAll bool
+	// covStale: see cov. published says appendPublish published pairs of
+	// the partition under the served boundary: a handoff tombstones the
+	// old boundary's keys then, or whenever the processor is not sole. A
+	// sole member that published nothing under it writes none (it would
+	// hold them until it publishes again, however many handoffs that
+	// takes) and derives no stale share for them. (Beside pubAll, in its
+	// word's padding.)
+	covStale  bool
 	published bool
-	covLog    []covAdd // contributions to cov not yet added (covlog.go)
-	pub       pairSet
-	pubOld    map[sharedPair]struct{}
-	pubAll    bool
 	// cids caches items' ids in cov's dictionary by their mergedNeighbors
 	// id (plus one; 0: not looked up), valid for cidsNb and cidsCov.
 	cids    []uint32
