@@ -135,6 +135,7 @@ func (p *processor) rebuildRemote() {
 // changed pairs to dst (all pairs where pubAll), and forgets the changes.
 func (p *processor) appendPublish(dst []*kgo.Record, topic string, nParts int32, all bool) []*kgo.Record {
 	p.settleCov()
+	p.deriveShares()
 	for _, tb := range p.tombs {
 		dst = append(dst, &kgo.Record{Topic: topic, Partition: tb.part % nParts,
 			Key: encodeSharedKey(tb.part, tb.bnd, tb.pair.a, tb.pair.b)})
@@ -149,6 +150,7 @@ func (p *processor) appendPublish(dst []*kgo.Record, topic string, nParts int32,
 		rec := func(a, b string, n int64) {
 			dst = append(dst, &kgo.Record{Topic: topic, Partition: id % nParts,
 				Key: encodeSharedKey(id, bnd, a, b), Value: encodeSharedValue(n, ps.next)})
+			ps.published = true
 		}
 		if ps.pubAll || all {
 			for pr := range ps.cov.Pairs() {
@@ -240,6 +242,18 @@ func (p *processor) holdPublish() {
 	}
 }
 
+// resumePublish ends holdPublish: changed pairs are tracked again, from
+// shares derived from the sessions where they went stale while sole
+// (deriveShare), so every record applied from now on counts in an
+// up-to-date share.
+func (p *processor) resumePublish() {
+	if !p.sole {
+		return
+	}
+	p.sole = false
+	p.deriveShares()
+}
+
 // ensureDeltasTopic creates the compacted deltas topic with as many
 // partitions as the events topic, if it does not exist, and returns its
 // partition count. It notes the events topic's partition count (eventParts).
@@ -308,7 +322,7 @@ func (l *Layer) publishDeltas(ctx context.Context, when int) {
 		l.proc.holdPublish()
 		return
 	}
-	l.proc.sole = false
+	l.proc.resumePublish()
 	now := time.Now()
 	if when == pubTick && now.Sub(l.lastPublish) < l.cfg.RescoreInterval {
 		return // coalesced: a pair changed many times is published once

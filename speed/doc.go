@@ -112,7 +112,14 @@
 // co-visitation rows. Publication is coalesced: at most once per
 // RescoreInterval (forced before a revocation and at stop). A member that
 // owns every partition publishes nothing (no one reads it) until a
-// revocation shows another member joined; it then publishes all it holds. Bound: another
+// revocation shows another member joined; it then publishes all it holds.
+// Meanwhile it does not count its partitions' shares either: it derives
+// each from the partition's sessions (their records past the boundary, as a
+// rebuild does) when it publishes again or a handoff needs the old
+// boundary's keys for its tombstones; at a handoff it tombstones only the
+// keys it published under the old boundary (none if it published nothing
+// there, where it used to queue its whole share as tombstones at every
+// handoff until another member joined). Bound: another
 // member's records reach this member's rows within RescoreInterval plus its
 // poll (about idleWait, 100 ms, when idle) plus the produce and fetch round
 // trip of the topic, and its views RescoreInterval later.

@@ -137,11 +137,27 @@ type partition struct {
 	// cov's dictionary (pubKey), and pubOld those changed before cov was
 	// last rebuilt, by name; pubAll says all are to be published (a
 	// rebuild, a failed publish).
+	//
+	// While the processor owns every partition (processor.sole) nobody
+	// reads the shares, so addPair does not count them: covStale says cov
+	// lacks records applied since, and deriveShare computes it again from
+	// the partition's sessions before it is read (a publication, a
+	// handoff's tombstones). A pair then costs one table update, the
+	// deltas', instead of two.
 	cov    *model.Covisit
 	covLog []covAdd // contributions to cov not yet added (covlog.go)
 	pub    pairSet
 	pubOld map[sharedPair]struct{}
 	pubAll bool
+	// covStale: see cov. published says appendPublish published pairs of
+	// the partition under the served boundary: a handoff tombstones the
+	// old boundary's keys then, or whenever the processor is not sole. A
+	// sole member that published nothing under it writes none (it would
+	// hold them until it publishes again, however many handoffs that
+	// takes) and derives no stale share for them. (Beside pubAll, in its
+	// word's padding.)
+	covStale  bool
+	published bool
 	// cids caches items' ids in cov's dictionary by their mergedNeighbors
 	// id (plus one; 0: not looked up), valid for cidsNb and cidsCov.
 	cids    []uint32
@@ -524,9 +540,35 @@ func (p *processor) rebuild(params model.Params, b model.Boundary) *model.Model 
 		// Pairs changed since the last publication stay to be published:
 		// their counts are read from the new share (0 if gone).
 		ps.keepPub()
-		ps.cov = dp.Covisit()
+		ps.cov, ps.covStale = dp.Covisit(), false
 	}
 	return d
+}
+
+// deriveShare computes ps's share of the deltas again from its sessions
+// (their records past the served boundary, as rebuild does), when it went
+// stale while the processor was sole: the share counted incrementally would
+// hold the same counts, except for sessions forgotten meanwhile, whose
+// records a rebuild drops from the deltas too (as their next owner's replay
+// does).
+func (p *processor) deriveShare(ps *partition) {
+	if !ps.covStale {
+		return
+	}
+	p.settleCov()                // ps's log is in the sessions too: added to the old share, dropped with it
+	dp, _ := model.New(p.params) // params were validated
+	for _, s := range ps.sessions {
+		dp.ApplyPast(&s.ms, p.bound)
+	}
+	ps.keepPub()
+	ps.cov, ps.covStale = dp.Covisit(), false
+}
+
+// deriveShares derives every stale share (deriveShare).
+func (p *processor) deriveShares() {
+	for _, ps := range p.parts {
+		p.deriveShare(ps)
+	}
 }
 
 // handoff switches to batch b: the deltas are rebuilt for its boundary,
@@ -545,11 +587,17 @@ func (p *processor) handoff(b *Batch) time.Duration {
 		}
 	}
 	for id, ps := range p.parts {
-		if old, nw := p.boundOf(id), boundIn(bound, id); ps.next >= 0 && old != nw {
+		old, nw := p.boundOf(id), boundIn(bound, id)
+		if old == nw {
+			continue
+		}
+		if ps.next >= 0 && (!p.sole || ps.published) {
+			p.deriveShare(ps) // under the old boundary, still served
 			for pr := range ps.cov.Pairs() {
 				p.tombs = append(p.tombs, sharedTomb{part: id, bnd: old, pair: sharedPair{pr.A, pr.B}})
 			}
 		}
+		ps.published = false
 	}
 	params := b.Model.Params()
 	if params != p.params {
@@ -761,7 +809,8 @@ func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 }
 
 // pairItem is an item's ids for addPair: its merged-rows id, its deltas'
-// id and its id in the partition's cov (ok: set).
+// id and its id in the partition's cov (ok: set; c only when the
+// processor is not sole).
 type pairItem struct {
 	id, did, c uint32
 	ok         bool
@@ -776,13 +825,18 @@ func (p *processor) addPair(ia, ib uint32, w int64) {
 	pa := &p.pairA
 	if !pa.ok || pa.id != ia {
 		// The first pair of the record: a is its item, the same for all.
-		*pa = pairItem{id: ia, did: nb.internDelta(ia), c: ps.covID(nb, ia), ok: true}
+		*pa = pairItem{id: ia, did: nb.internDelta(ia), ok: true}
+		if !p.sole {
+			pa.c = ps.covID(nb, ia)
+		}
 	}
-	da, ca := pa.did, pa.c
-	db, cb := nb.internDelta(ib), ps.covID(nb, ib)
-	p.logCov(ps, ca, cb, w)
-	if !p.sole {
-		ps.pub.add(pubKey(ca, cb))
+	da, db := pa.did, nb.internDelta(ib)
+	if p.sole {
+		ps.covStale = true // derived when read (deriveShare)
+	} else {
+		cb := ps.covID(nb, ib)
+		p.logCov(ps, pa.c, cb, w)
+		ps.pub.add(pubKey(pa.c, cb))
 	}
 	if p.ap.on {
 		// Counted and the rows bumped before the rows are read (applypar.go).
