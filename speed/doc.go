@@ -116,10 +116,11 @@
 // Meanwhile it does not count its partitions' shares either: it derives
 // each from the partition's sessions (their records past the boundary, as a
 // rebuild does) when it publishes again or a handoff needs the old
-// boundary's keys for its tombstones; at a handoff it tombstones only the
-// keys it published under the old boundary (none if it published nothing
-// there, where it used to queue its whole share as tombstones at every
-// handoff until another member joined). Bound: another
+// boundary's keys for its tombstones; at a handoff it tombstones the old
+// boundary's keys only if it published there or the topic holds keys of
+// the partition there (a previous owner's, read from the topic); otherwise
+// none, where it used to queue its whole share as tombstones at every
+// handoff until another member joined. Bound: another
 // member's records reach this member's rows within RescoreInterval plus its
 // poll (about idleWait, 100 ms, when idle) plus the produce and fetch round
 // trip of the topic, and its views RescoreInterval later.

@@ -156,6 +156,35 @@ func TestSoleSharesDerived(t *testing.T) {
 		t.Fatalf("quiet member published %d records, want %d", len(got), n)
 	}
 
+	// A member made sole by a rebalance, whose partition's previous owner
+	// published keys under the old boundary (read from the topic into
+	// remote), tombstones that partition's keys at the handoff: nobody
+	// else would delete them from the compacted topic.
+	heir := ownedProcessor(t, lim, first)
+	heir.holdPublish()
+	for _, r := range recs[:12_000] {
+		if _, err := heir.record(r.part, r.off, now, r.value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const part = 0
+	bnd := heir.boundOf(part)
+	for pr := range ref.parts[part].cov.Pairs() { // what the previous owner published
+		heir.applyRemote(part, bnd, sharedPair{pr.A, pr.B}, sharedCount{count: 1, pos: 1})
+		break
+	}
+	heir.handoff(second)
+	inherited := 0
+	for _, tb := range heir.tombs {
+		if tb.part != part || tb.bnd != bnd {
+			t.Fatalf("heir: tombstone of partition %d under %d, want only partition %d's under %d", tb.part, tb.bnd, part, bnd)
+		}
+		inherited++
+	}
+	if inherited == 0 {
+		t.Fatal("a member made sole holds no tombstones for the keys its partition's previous owner published under the old boundary")
+	}
+
 	// sole published under the second boundary: handing off while sole it
 	// tombstones those keys, and at the next handoff, having published
 	// nothing under the third, no more.

@@ -591,7 +591,11 @@ func (p *processor) handoff(b *Batch) time.Duration {
 		if old == nw {
 			continue
 		}
-		if ps.next >= 0 && (!p.sole || ps.published) {
+		// A sole member tombstones the old boundary's keys if it published
+		// there, or if the topic holds keys of the partition there (read
+		// into p.remote: its previous owner's, before a rebalance made
+		// this member sole), which nobody else would ever delete.
+		if ps.next >= 0 && (!p.sole || ps.published || len(p.remote[id][old]) > 0) {
 			p.deriveShare(ps) // under the old boundary, still served
 			for pr := range ps.cov.Pairs() {
 				p.tombs = append(p.tombs, sharedTomb{part: id, bnd: old, pair: sharedPair{pr.A, pr.B}})
