@@ -239,6 +239,17 @@ type counters struct {
 	boundaryRegress uint64
 	rescored        uint64              // views marked for scoring again by a changed row
 	marked          [nMarkCauses]uint64 // sessions marked for scoring, by cause (markDirty)
+	// rescoreSame counts rescorings whose view equalled the one written
+	// (unchangedView): scored, neither explained nor written again.
+	rescoreSame uint64
+	// waitMax is the longest queueWait seen after a collection, since the
+	// processor started or the benchmark reset it (Layer.rescore).
+	waitMax time.Duration
+	// queueMax and backlogMax are the most sessions the rescoring queue
+	// held after a collection, and the most of them past the budget (not
+	// due within the interval: the backlog of exact when read), since the
+	// processor started or the benchmark reset them (Layer.rescore).
+	queueMax, backlogMax int
 }
 
 // markCause is why markDirty marked a session: its own record, a change of
@@ -303,8 +314,15 @@ type processor struct {
 	slots       []*session
 	freeSlots   []uint32
 	lastRescore time.Time
-	rescoreQ    []*session // sessions whose rows changed, not yet marked (budget)
-	marks       []uint64   // by slot: its session's slotMark, what a collection reads (rescore.go)
+	queueFrom   int64 // when the collection before the running one ran (unix ns; queueWatchers)
+	// rescoreRuns are the rescoring queue's sessions by the collection that
+	// queued them, oldest first (queueWait).
+	rescoreRuns []queueRun
+	// digests are, by slot, the viewDigest of the session's view last
+	// scored (0: none yet) with rescoreOnlyBit (unchangedView).
+	digests  []uint64
+	rescoreQ []*session // sessions whose rows changed, not yet marked (budget)
+	marks    []uint64   // by slot: its session's slotMark, what a collection reads (rescore.go)
 
 	// remote are the co-visitation deltas other members published (see
 	// deltashare.go), by source partition, boundary and pair; remoteCov sums
@@ -418,6 +436,10 @@ func (p *processor) rescoreChanged(now time.Time, every time.Duration, budget in
 	if len(p.nb.changed) == 0 && len(p.rescoreQ) == 0 || now.Sub(p.lastRescore) < every {
 		return false
 	}
+	p.queueFrom = p.lastRescore.UnixNano()
+	if p.lastRescore.IsZero() {
+		p.queueFrom = now.UnixNano()
+	}
 	p.lastRescore = now
 	p.nb.takeChanged(p.queueWatchers)
 	p.markQueued(budget)
@@ -458,9 +480,11 @@ func (p *processor) setWatch(s *session, ids []uint32) {
 		} else {
 			p.slots = append(p.slots, s)
 			p.marks = append(p.marks, 0)
+			p.digests = append(p.digests, 0)
 			s.slot = uint32(len(p.slots))
 		}
 		p.marks[s.slot-1] = slotMark(s)
+		p.digests[s.slot-1] = 0 // no view of s's written yet as far as a rescoring knows
 	}
 	if s.watch == nil {
 		s.watch = s.watch0[:0] // more rows (recent_items past inlineWatch) grow it once
@@ -798,7 +822,17 @@ func (p *processor) addPair(ia, ib uint32, w int64) {
 // markDirty marks s to be scored and its view written by the next flush
 // (once however often it is marked meanwhile), and counts the mark by cause.
 func (p *processor) markDirty(s *session, cause markCause) {
-	if s.dirty || s.part.muted() {
+	if s.part.muted() {
+		return
+	}
+	if s.slot != 0 { // rescoreOnlyBit holds while every mark since the view was scored is a rescoring
+		if d := &p.digests[s.slot-1]; cause != markRescore {
+			*d &^= rescoreOnlyBit
+		} else if !s.dirty {
+			*d |= rescoreOnlyBit
+		}
+	}
+	if s.dirty {
 		return
 	}
 	p.c.marked[cause]++
