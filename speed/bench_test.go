@@ -457,9 +457,7 @@ func benchProfile(b *testing.B, i int) func() {
 // rescore_interval, the bound of exact when read), rescore_wait_max_s the
 // longest the oldest queued session had waited then (processor.queueWait:
 // the window's worst "as of" bound of exact when read, max_view_delay
-// aside); rescore_same/event the
-// rescorings up to the catch-up whose view equalled the one written
-// (neither explained nor written again, not in window_views/event).
+// aside).
 //
 // SPEED_BENCH_TRACE=FILE writes the run's timeline there (looptrace_test.go):
 // each poll of the layer's loop, the GC pauses and sampled latencies.
@@ -505,7 +503,6 @@ func benchLatency(b *testing.B, rate int) {
 		runtime.GC() // the setup's garbage (generation, batch, start-up) is not the window's
 		l.mu.Lock()  // the window's maxima of the rescoring queue
 		l.proc.c.queueMax, l.proc.c.backlogMax, l.proc.c.waitMax = 0, 0, 0
-		same0 := l.proc.c.rescoreSame
 		l.mu.Unlock()
 		gc0 := readGCStats()
 		cpu0 := processCPU(b)
@@ -531,14 +528,13 @@ func benchLatency(b *testing.B, rate int) {
 		l.mu.Lock()
 		rescored, stateSize, marked := l.proc.c.rescored, l.proc.stateSize, l.proc.c.marked
 		backlog := len(l.proc.rescoreQ) // queued, not yet marked: what the stop marks at once
-		queueMax, backlogMax, same := l.proc.c.queueMax, l.proc.c.backlogMax, l.proc.c.rescoreSame-same0
+		queueMax, backlogMax := l.proc.c.queueMax, l.proc.c.backlogMax
 		waitMax := l.proc.c.waitMax
 		l.mu.Unlock()
 		b.ReportMetric(float64(backlog), "rescore_queue")
 		b.ReportMetric(float64(queueMax), "rescore_queue_max")
 		b.ReportMetric(float64(backlogMax), "rescore_backlog_max")
 		b.ReportMetric(waitMax.Seconds(), "rescore_wait_max_s")
-		b.ReportMetric(float64(same)/float64(sent), "rescore_same/event")
 		b.ReportMetric(float64(rescored)/float64(sent), "rescored/event")
 		reportMarked(b, marked, sent)
 		// The views written in the window, up to the catch-up: views/event

@@ -198,11 +198,7 @@
 // have changed (processor.queueWait, lambdarec_speed_rescore_wait_seconds),
 // which then takes RescoreInterval's place in it. A rewrite keeps
 // the offset and carries a later UpdatedAt: the store's version is (offset,
-// updated at). A rescoring whose view comes out as the one written (items,
-// scores bit for bit, offset, partition, event time, purchases: a 64-bit
-// digest per session, unchangedView) is neither explained nor written
-// again; a session marked for anything but rescorings since its last view
-// is always written. So a served view equals what a full recompute over every
+// updated at). So a served view equals what a full recompute over every
 // record consumed gives the session, as of the records this member consumed
 // up to RescoreInterval + MaxViewDelay (plus the store write) before the
 // read (the flush tick is within MaxViewDelay: coalescing does not widen the

@@ -38,7 +38,6 @@ type metrics struct {
 	deltasPublished prometheus.Counter
 	deltaErrors     prometheus.Counter
 	rescored        prometheus.Counter
-	rescoreSame     prometheus.Counter
 	rescoreBacklog  prometheus.Gauge
 	rescoreWait     prometheus.Gauge
 
@@ -103,8 +102,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Failed publications to the shared deltas topic (every pair is published again)."})
 	m.rescored = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "views_rescored_total",
 		Help: "Views of live sessions scored again because a co-visitation row they read changed, without a record of theirs."})
-	m.rescoreSame = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "views_rescored_unchanged_total",
-		Help: "Views scored again because a row they read changed whose items, scores and version equalled the view written: neither explained nor written again."})
 	m.rescoreBacklog = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "rescore_backlog",
 		Help: "Live sessions whose rows changed, waiting to be scored again (rescoring is bounded by the records processed); views are exact when read within rescore_interval while it is 0."})
 	m.rescoreWait = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "rescore_wait_seconds",
@@ -127,7 +124,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.records, m.lag, m.live, m.retained, m.retainedEv, m.stateBytes,
 			m.expired, m.evicted, m.retainDropped, m.stateEvicted, m.handoffs, m.handoffDur, m.regress, m.viewWrites, m.viewErrors,
 			m.flushDur, m.invalid, m.commitErrors, m.fetchErrors, m.faults, since,
-			m.deltasPublished, m.deltaErrors, m.rescored, m.rescoreSame, m.rescoreBacklog, m.rescoreWait, shedLast)
+			m.deltasPublished, m.deltaErrors, m.rescored, m.rescoreBacklog, m.rescoreWait, shedLast)
 	}
 	return m
 }
@@ -154,7 +151,6 @@ func (m *metrics) sync(p *processor, now time.Time) {
 	add(m.records.WithLabelValues("invalid"), c.invalid, m.prev.invalid)
 	add(m.expired, c.expired, m.prev.expired)
 	add(m.rescored, c.rescored, m.prev.rescored)
-	add(m.rescoreSame, c.rescoreSame, m.prev.rescoreSame)
 	m.rescoreBacklog.Set(float64(len(p.rescoreQ)))
 	m.rescoreWait.Set(p.queueWait(now).Seconds())
 	add(m.evicted, c.evicted, m.prev.evicted)

@@ -4,9 +4,6 @@ import (
 	"math"
 	"slices"
 	"time"
-	"unsafe"
-
-	"github.com/lambdarec/lambdarec/internal/store"
 )
 
 // rescoreSteps is how many collections of changed rows run per
@@ -301,66 +298,4 @@ func (p *processor) rescoreRevoked(ids []int32) {
 	clear(p.rescoreQ[k:])
 	p.rescoreQ = p.rescoreQ[:k]
 	p.rescoreRuns = slices.DeleteFunc(p.rescoreRuns, func(r queueRun) bool { return r.n <= 0 })
-}
-
-// rescoreOnlyBit is set in a session's processor.digests entry while every
-// mark since its view was scored was a rescoring (markDirty).
-const rescoreOnlyBit = 1
-
-// unchangedView reports whether a view of s with digest d (viewDigest),
-// just scored, need not be written: s has a view written (scored with a
-// slot: a live session's), it was marked for rescorings only since, and d
-// is that view's — the same items with the same scores, bit for bit, the
-// same offset, partition, event time and purchases. Such a view is neither
-// explained nor written: the store keeps the one written, whose version
-// (offset, updated at) is older only by its updated at, which no reader
-// compares with anything but another view of the session (store.Newer;
-// serving.SpeedIsNewer reads the offset). Its explanation stays the one
-// written with those scores: its contributions still add up to them,
-// though a count behind them may have moved since (a row's counts scaled
-// together leave its scores as they were). A session marked for anything
-// else (its own record, every session at a handoff or a rebalance, the end
-// of a muted replay) is always written. It only reads: scorers running at
-// once may call it; the processing goroutine notes d after (noteDigest).
-func (p *processor) unchangedView(s *session, d uint64) bool {
-	return s.slot != 0 && p.digests[s.slot-1] == d|rescoreOnlyBit
-}
-
-// noteDigest notes d as the digest of s's view just scored (after setWatch:
-// s has a slot if live).
-func (p *processor) noteDigest(s *session, d uint64) {
-	if s.slot != 0 {
-		p.digests[s.slot-1] = d
-	}
-}
-
-// viewDigest is a 64-bit digest of what a reader is shown of session view
-// v, its updated at and explanation aside: its items in order with their
-// scores' bits, offset, partition, event time and purchases' count (they
-// change only with a record of the session's, which has its view written
-// anyway). An item counts by its name's address and length: the names are
-// the merged rows' (mergedNeighbors.DenseItem), interned once and held as
-// long as those rows, so an equal address and length is the same name, and
-// the same name at another address (not the rows' copy) only counts as a
-// change — a view written, never one wrongly left out. A new batch replaces
-// the names and marks every session (markAll: written whatever it shows).
-// It is never 0 (processor.digests' "none") and leaves rescoreOnlyBit clear.
-func viewDigest(v *store.SessionView) uint64 {
-	d := mixDigest(uint64(v.Offset), uint64(v.Partition)<<32|uint64(len(v.Items)))
-	d = mixDigest(d, uint64(v.EventTime.UnixNano())^uint64(len(v.Purchased))<<56)
-	for _, it := range v.Items {
-		d = mixDigest(d, uint64(uintptr(unsafe.Pointer(unsafe.StringData(it.Item))))^uint64(len(it.Item))<<48)
-		d = mixDigest(d, math.Float64bits(it.Score))
-	}
-	d *= 0xbf58476d1ce4e5b9 // splitmix64's finalizer
-	return (d^d>>32)&^rescoreOnlyBit | 2
-}
-
-// mixDigest folds x into digest d: one multiply by an odd constant (which
-// is invertible: two states that differ stay different) and a shift that
-// folds the product's high bits into the low ones, so that the order of the
-// values counts.
-func mixDigest(d, x uint64) uint64 {
-	d = (d ^ x) * 0x9e3779b97f4a7c15
-	return d ^ d>>29
 }

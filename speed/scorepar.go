@@ -24,8 +24,6 @@ type parScore struct {
 type scoreJob struct {
 	s      *session
 	lo, hi int
-	digest uint64 // its view's viewDigest
-	same   bool   // a rescoring whose view equals the one written (unchangedView): not written
 }
 
 // runPass runs job(w, i) for each i in [0, n) (views to score, blocks of
@@ -123,12 +121,6 @@ func (p *processor) scoreParallel(now time.Time) bool {
 	runPass(ps.workers[:workers], len(ps.jobs), func(v *viewScorer, i int) {
 		j := ps.jobs[i]
 		out[i] = v.view(v.scorer, p.nb, j.s, ps.ids[j.lo:j.hi], p.lim.viewItems, now)
-		d := viewDigest(&out[i])
-		ps.jobs[i].digest = d // each job is its worker's alone
-		if p.unchangedView(j.s, d) {
-			ps.jobs[i].same = true
-			return
-		}
 		if explain { // from the rows just read, with the batch count cache read-only
 			out[i].Explanation = p.explain(&v.xb, true, v.scorer, ps.ids[j.lo:j.hi], out[i].Items, &v.items)
 		}
@@ -141,22 +133,12 @@ func (p *processor) scoreParallel(now time.Time) bool {
 	// No row changed while the workers scored: the views all read the rows
 	// as they are at one tick of the scoring clock (see scoreView).
 	p.nb.clock++
-	k := base // the views to write, in order: those of unchanged rescorings left out
-	for i, j := range ps.jobs {
-		if j.same {
-			p.c.rescoreSame++
-		} else {
-			p.views[k] = p.views[base+i]
-			k++
-		}
+	for _, j := range ps.jobs {
 		if j.s.live {
 			p.setWatch(j.s, ps.ids[j.lo:j.hi])
 		}
-		p.noteDigest(j.s, j.digest)
 		p.setScored(j.s, p.nb.clock)
 	}
-	clear(p.views[k:])
-	p.views = p.views[:k]
 	clear(ps.jobs)
 	return true
 }

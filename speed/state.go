@@ -239,9 +239,6 @@ type counters struct {
 	boundaryRegress uint64
 	rescored        uint64              // views marked for scoring again by a changed row
 	marked          [nMarkCauses]uint64 // sessions marked for scoring, by cause (markDirty)
-	// rescoreSame counts rescorings whose view equalled the one written
-	// (unchangedView): scored, neither explained nor written again.
-	rescoreSame uint64
 	// waitMax is the longest queueWait seen after a collection, since the
 	// processor started or the benchmark reset it (Layer.rescore).
 	waitMax time.Duration
@@ -318,11 +315,8 @@ type processor struct {
 	// rescoreRuns are the rescoring queue's sessions by the collection that
 	// queued them, oldest first (queueWait).
 	rescoreRuns []queueRun
-	// digests are, by slot, the viewDigest of the session's view last
-	// scored (0: none yet) with rescoreOnlyBit (unchangedView).
-	digests  []uint64
-	rescoreQ []*session // sessions whose rows changed, not yet marked (budget)
-	marks    []uint64   // by slot: its session's slotMark, what a collection reads (rescore.go)
+	rescoreQ    []*session // sessions whose rows changed, not yet marked (budget)
+	marks       []uint64   // by slot: its session's slotMark, what a collection reads (rescore.go)
 
 	// remote are the co-visitation deltas other members published (see
 	// deltashare.go), by source partition, boundary and pair; remoteCov sums
@@ -480,11 +474,9 @@ func (p *processor) setWatch(s *session, ids []uint32) {
 		} else {
 			p.slots = append(p.slots, s)
 			p.marks = append(p.marks, 0)
-			p.digests = append(p.digests, 0)
 			s.slot = uint32(len(p.slots))
 		}
 		p.marks[s.slot-1] = slotMark(s)
-		p.digests[s.slot-1] = 0 // no view of s's written yet as far as a rescoring knows
 	}
 	if s.watch == nil {
 		s.watch = s.watch0[:0] // more rows (recent_items past inlineWatch) grow it once
@@ -822,17 +814,7 @@ func (p *processor) addPair(ia, ib uint32, w int64) {
 // markDirty marks s to be scored and its view written by the next flush
 // (once however often it is marked meanwhile), and counts the mark by cause.
 func (p *processor) markDirty(s *session, cause markCause) {
-	if s.part.muted() {
-		return
-	}
-	if s.slot != 0 { // rescoreOnlyBit holds while every mark since the view was scored is a rescoring
-		if d := &p.digests[s.slot-1]; cause != markRescore {
-			*d &^= rescoreOnlyBit
-		} else if !s.dirty {
-			*d |= rescoreOnlyBit
-		}
-	}
-	if s.dirty {
+	if s.dirty || s.part.muted() {
 		return
 	}
 	p.c.marked[cause]++

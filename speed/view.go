@@ -39,17 +39,11 @@ func (p *processor) scoreView(s *session, now time.Time) {
 	v := p.vs
 	v.ids = p.appendViewIDs(v.ids[:0], s)
 	view := v.view(p.scorer, p.nb, s, v.ids, p.lim.viewItems, now)
-	d := viewDigest(&view)
-	if p.unchangedView(s, d) { // a rescoring that changed nothing: not written again (rescore.go)
-		p.c.rescoreSame++
-	} else {
-		view.Explanation = p.explainView(p.scorer, v.ids, view.Items, &v.items) // from the rows just read (explain.go)
-		p.views = append(p.views, view)
-	}
+	view.Explanation = p.explainView(p.scorer, v.ids, view.Items, &v.items) // from the rows just read (explain.go)
+	p.views = append(p.views, view)
 	if s.live {
 		p.setWatch(s, v.ids)
 	}
-	p.noteDigest(s, d)
 	p.nb.clock++ // rows changed from now on are past this view
 	p.setScored(s, p.nb.clock)
 }
