@@ -451,6 +451,13 @@ func benchProfile(b *testing.B, i int) func() {
 // the end of a muted replay); stop_rescored/event is what the stop marks
 // at once: the rescoring queue left at the catch-up (rescore_queue
 // sessions, rescoring's backlog while the budget binds).
+// rescore_queue_max is the most sessions the queue held after a
+// collection in the window, rescore_backlog_max the most of them the
+// budget left unscheduled (0: every changed view was rescored within
+// rescore_interval, the bound of exact when read), rescore_wait_max_s the
+// longest the oldest queued session had waited then (processor.queueWait:
+// the window's worst "as of" bound of exact when read, max_view_delay
+// aside).
 //
 // SPEED_BENCH_TRACE=FILE writes the run's timeline there (looptrace_test.go):
 // each poll of the layer's loop, the GC pauses and sampled latencies.
@@ -494,6 +501,9 @@ func benchLatency(b *testing.B, rate int) {
 		waitFor(b, 10*time.Second, "assignment", func() bool { return len(l.Assigned()) == benchParts })
 
 		runtime.GC() // the setup's garbage (generation, batch, start-up) is not the window's
+		l.mu.Lock()  // the window's maxima of the rescoring queue
+		l.proc.c.queueMax, l.proc.c.backlogMax, l.proc.c.waitMax = 0, 0, 0
+		l.mu.Unlock()
 		gc0 := readGCStats()
 		cpu0 := processCPU(b)
 		ends, sent, start, sendDur := src.produce()
@@ -518,8 +528,13 @@ func benchLatency(b *testing.B, rate int) {
 		l.mu.Lock()
 		rescored, stateSize, marked := l.proc.c.rescored, l.proc.stateSize, l.proc.c.marked
 		backlog := len(l.proc.rescoreQ) // queued, not yet marked: what the stop marks at once
+		queueMax, backlogMax := l.proc.c.queueMax, l.proc.c.backlogMax
+		waitMax := l.proc.c.waitMax
 		l.mu.Unlock()
 		b.ReportMetric(float64(backlog), "rescore_queue")
+		b.ReportMetric(float64(queueMax), "rescore_queue_max")
+		b.ReportMetric(float64(backlogMax), "rescore_backlog_max")
+		b.ReportMetric(waitMax.Seconds(), "rescore_wait_max_s")
 		b.ReportMetric(float64(rescored)/float64(sent), "rescored/event")
 		reportMarked(b, marked, sent)
 		// The views written in the window, up to the catch-up: views/event

@@ -201,7 +201,10 @@
 // layer is 10,000 records or more behind), plus 62 (500 per
 // RescoreInterval), oldest changed first; the rest waits
 // (lambdarec_speed_rescore_backlog). The bound
-// below holds while that backlog is empty. A rewrite keeps
+// below holds while that backlog is empty; with a backlog, a view is stale
+// by at most the oldest queued session's wait since its rows could first
+// have changed (processor.queueWait, lambdarec_speed_rescore_wait_seconds),
+// which then takes RescoreInterval's place in it. A rewrite keeps
 // the offset and carries a later UpdatedAt: the store's version is (offset,
 // updated at). So a served view equals what a full recompute over every
 // record consumed gives the session, as of the records this member consumed

@@ -39,6 +39,7 @@ type metrics struct {
 	deltaErrors     prometheus.Counter
 	rescored        prometheus.Counter
 	rescoreBacklog  prometheus.Gauge
+	rescoreWait     prometheus.Gauge
 
 	lastHandoff atomic.Int64  // unix nanos; 0 before the first
 	lagNow      atomic.Int64  // the sum of lag_records as last synced; -1 before the first sync
@@ -103,6 +104,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Views of live sessions scored again because a co-visitation row they read changed, without a record of theirs."})
 	m.rescoreBacklog = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "rescore_backlog",
 		Help: "Live sessions whose rows changed, waiting to be scored again (rescoring is bounded by the records processed); views are exact when read within rescore_interval while it is 0."})
+	m.rescoreWait = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "rescore_wait_seconds",
+		Help: "How long the oldest queued rescoring has waited since its rows could first have changed (0: none queued): a view read reflects every record consumed up to max(rescore_interval, this) + max_view_delay before the read."})
 	since := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "seconds_since_batch_handoff",
 		Help: "Seconds since the layer switched to the batch it serves (since start when it has none)."}, func() float64 {
 		if t := m.lastHandoff.Load(); t != 0 {
@@ -121,7 +124,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.records, m.lag, m.live, m.retained, m.retainedEv, m.stateBytes,
 			m.expired, m.evicted, m.retainDropped, m.stateEvicted, m.handoffs, m.handoffDur, m.regress, m.viewWrites, m.viewErrors,
 			m.flushDur, m.invalid, m.commitErrors, m.fetchErrors, m.faults, since,
-			m.deltasPublished, m.deltaErrors, m.rescored, m.rescoreBacklog, shedLast)
+			m.deltasPublished, m.deltaErrors, m.rescored, m.rescoreBacklog, m.rescoreWait, shedLast)
 	}
 	return m
 }
@@ -149,6 +152,7 @@ func (m *metrics) sync(p *processor, now time.Time) {
 	add(m.expired, c.expired, m.prev.expired)
 	add(m.rescored, c.rescored, m.prev.rescored)
 	m.rescoreBacklog.Set(float64(len(p.rescoreQ)))
+	m.rescoreWait.Set(p.queueWait(now).Seconds())
 	add(m.evicted, c.evicted, m.prev.evicted)
 	add(m.retainDropped, c.retainDropped, m.prev.retainDropped)
 	add(m.stateEvicted, c.stateEvicted, m.prev.stateEvicted)

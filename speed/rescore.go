@@ -62,6 +62,10 @@ func (l *Layer) rescore(now time.Time) {
 		pending += g.target - g.done
 	}
 	target := max(0, min(len(l.proc.rescoreQ)-pending, l.rescoreBudget()))
+	c := &l.proc.c
+	c.queueMax = max(c.queueMax, len(l.proc.rescoreQ))
+	c.backlogMax = max(c.backlogMax, len(l.proc.rescoreQ)-pending-target)
+	c.waitMax = max(c.waitMax, l.proc.queueWait(now))
 	l.sinceRescore = 0
 	// Due by from + RescoreInterval, marked over the step before (over
 	// nothing when that is past: the first collection, a long poll).
@@ -169,7 +173,44 @@ func (p *processor) markQueued(n int) int {
 		p.unqueue(s)
 	}
 	p.rescoreQ = append(p.rescoreQ[:0], p.rescoreQ[k:]...)
+	p.takeRuns(k)
 	return k
+}
+
+// queueRun is a run of the rescoring queue: n sessions queued by one
+// collection, whose rows changed after from (unix ns), when the collection
+// before it ran.
+type queueRun struct {
+	from int64
+	n    int
+}
+
+// takeRuns takes the first k sessions of the queue off its runs.
+func (p *processor) takeRuns(k int) {
+	i := 0
+	for ; i < len(p.rescoreRuns) && k > 0; i++ {
+		r := &p.rescoreRuns[i]
+		if r.n > k {
+			r.n -= k
+			break
+		}
+		k -= r.n
+	}
+	p.rescoreRuns = append(p.rescoreRuns[:0], p.rescoreRuns[i:]...)
+}
+
+// queueWait is how long the oldest session of the rescoring queue has
+// waited since the rows it waits for could first have changed (0: none
+// queued). The queue is in collection order (rescoreRevoked keeps it), so
+// every stale live view is stale by at most this, or by less than
+// RescoreInterval when it exceeds that no more (rescore): a view read now
+// reflects every record consumed up to max(RescoreInterval, queueWait) +
+// MaxViewDelay before, lambdarec_speed_rescore_wait_seconds.
+func (p *processor) queueWait(now time.Time) time.Duration {
+	if len(p.rescoreQ) == 0 || len(p.rescoreRuns) == 0 {
+		return 0
+	}
+	return max(0, time.Duration(now.UnixNano()-p.rescoreRuns[0].from))
 }
 
 // queuedBit is the bit of a slotMark set while the session is queued.
@@ -213,6 +254,10 @@ func (p *processor) queueWatchers(id uint32) {
 			s := p.slots[slot]
 			s.queued = true
 			p.rescoreQ = append(p.rescoreQ, s)
+			if n := len(p.rescoreRuns); n == 0 || p.rescoreRuns[n-1].from != p.queueFrom {
+				p.rescoreRuns = append(p.rescoreRuns, queueRun{from: p.queueFrom})
+			}
+			p.rescoreRuns[len(p.rescoreRuns)-1].n++
 		}
 	}
 }
@@ -225,16 +270,32 @@ func (p *processor) queueWatchers(id uint32) {
 // scoring them here too would score each twice within one revocation.
 func (p *processor) rescoreRevoked(ids []int32) {
 	p.applyBumps()
+	p.queueFrom = p.lastRescore.UnixNano() // as the next collection: its rows changed after the last one
+	if p.lastRescore.IsZero() {
+		p.queueFrom = time.Now().UnixNano()
+	}
 	p.nb.takeChanged(p.queueWatchers)
-	k := 0
+	k, r, left := 0, 0, 0 // left: the sessions of run r not looked at yet
+	if len(p.rescoreRuns) > 0 {
+		left = p.rescoreRuns[0].n
+	}
 	for _, s := range p.rescoreQ {
+		for left == 0 && r+1 < len(p.rescoreRuns) {
+			r++
+			left = p.rescoreRuns[r].n
+		}
+		left--
 		if !slices.Contains(ids, s.part.id) {
 			p.rescoreQ[k] = s
 			k++
 			continue
 		}
+		if r < len(p.rescoreRuns) {
+			p.rescoreRuns[r].n--
+		}
 		p.unqueue(s)
 	}
 	clear(p.rescoreQ[k:])
 	p.rescoreQ = p.rescoreQ[:k]
+	p.rescoreRuns = slices.DeleteFunc(p.rescoreRuns, func(r queueRun) bool { return r.n <= 0 })
 }

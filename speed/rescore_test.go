@@ -18,8 +18,19 @@ import (
 // interval (a rescoring is marked at its deadline, so it covers the
 // changes of about an interval; marked as soon as collected, a session
 // whose rows kept changing was rescored about every half interval, down
-// to a poll apart).
+// to a poll apart). With the budget cut (a layer behind by coalesceLag
+// records: no floor, one rescoring per 2·rescorePer records) the queue
+// keeps a backlog, and a stale view is scored again within
+// max(RescoreInterval + a poll, queueWait): the bound
+// lambdarec_speed_rescore_wait_seconds states, which a wait counted from
+// the collection that queued the session (not from the one before it),
+// or from the newest queued session, understates.
 func TestRescoreDeadlines(t *testing.T) {
+	t.Run("keeps pace", func(t *testing.T) { rescoreDeadlines(t, 0) })
+	t.Run("backlog", func(t *testing.T) { rescoreDeadlines(t, coalesceLag) })
+}
+
+func rescoreDeadlines(t *testing.T, lag int64) {
 	const interval, poll, per = 200 * time.Millisecond, 10 * time.Millisecond, 100
 	recs := genStream(t, 30_000, time.Now().Add(-time.Hour), 100)
 	l, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Topic: "t", Group: "g", RescoreInterval: interval},
@@ -27,13 +38,14 @@ func TestRescoreDeadlines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.m.lagNow.Store(0)
+	l.m.lagNow.Store(lag)
 	l.proc = ownedProcessor(t, defaultLimits(), nil)
 	p := l.proc
 	now := time.Now()
 	staleSince := map[*session]time.Time{}
 	lastRescore := map[*session]time.Time{}
 	checked, rescored, again, worst := 0, 0, 0, time.Duration(0)
+	checkedBacklog, longestWait := 0, time.Duration(0)
 	minGap := time.Hour
 	own := map[*session]bool{}
 	for i := 0; i < len(recs); i += per {
@@ -70,6 +82,9 @@ func TestRescoreDeadlines(t *testing.T) {
 			pending += g.target - g.done
 		}
 		backlog := len(p.rescoreQ) > pending
+		checkRuns(t, p)
+		wait := p.queueWait(now)
+		longestWait = max(longestWait, wait)
 		for _, ps := range p.parts {
 			for s := ps.live.head; s != nil; s = s.next {
 				if !p.stale(s) {
@@ -82,6 +97,10 @@ func TestRescoreDeadlines(t *testing.T) {
 					continue
 				}
 				if backlog {
+					checkedBacklog++
+					if now.Sub(since) > max(interval+poll, wait) {
+						t.Fatalf("at %v: session %s stale since %v, beyond the queue's wait %v", now.Sub(since), s.ms.ID(), since, wait)
+					}
 					continue
 				}
 				checked++
@@ -93,12 +112,34 @@ func TestRescoreDeadlines(t *testing.T) {
 		}
 		now = now.Add(poll)
 	}
-	t.Logf("rescorings %d (%d of sessions rescored before), shortest gap %v; stale views checked %d times, stalest %v",
-		rescored, again, minGap, checked, worst)
+	t.Logf("rescorings %d (%d of sessions rescored before), shortest gap %v; stale views checked %d times, stalest %v; under a backlog %d times, longest wait %v",
+		rescored, again, minGap, checked, worst, checkedBacklog, longestWait)
+	if lag > 0 {
+		if checkedBacklog < 1000 || longestWait <= interval+poll {
+			t.Fatalf("test too weak: %d stale views checked under a backlog, longest wait %v", checkedBacklog, longestWait)
+		}
+		return
+	}
 	if rescored < 500 || again < 100 || checked < 1000 {
 		t.Fatalf("test too weak: %d rescorings, %d repeated, %d stale views checked", rescored, again, checked)
 	}
 	if minGap < interval/2 {
 		t.Fatalf("a session rescored %v after its last rescoring, within half an interval (%v)", minGap, interval/2)
+	}
+}
+
+// checkRuns checks that the rescoring queue's runs account for its
+// sessions, each run's from no later than the next's.
+func checkRuns(t *testing.T, p *processor) {
+	t.Helper()
+	n := 0
+	for i, r := range p.rescoreRuns {
+		if r.n <= 0 || i > 0 && r.from < p.rescoreRuns[i-1].from {
+			t.Fatalf("rescoring queue run %d of %d: %+v after %+v", i, len(p.rescoreRuns), r, p.rescoreRuns[max(i-1, 0)])
+		}
+		n += r.n
+	}
+	if n != len(p.rescoreQ) {
+		t.Fatalf("the rescoring queue's runs hold %d sessions, the queue %d", n, len(p.rescoreQ))
 	}
 }

@@ -43,7 +43,9 @@ func TestRevocationScoresKeptSessionsOnce(t *testing.T) {
 		t.Fatalf("%d revoked and %d kept sessions queued: nothing to check", len(due), keptQueued)
 	}
 
+	checkRuns(t, p)
 	p.rescoreRevoked(ids)
+	checkRuns(t, p)
 	before := p.appendViews(nil, ts) // written before the commit
 	p.drop(ids)
 	after := p.appendViews(nil, ts)

@@ -255,6 +255,14 @@ type counters struct {
 	boundaryRegress uint64
 	rescored        uint64              // views marked for scoring again by a changed row
 	marked          [nMarkCauses]uint64 // sessions marked for scoring, by cause (markDirty)
+	// waitMax is the longest queueWait seen after a collection, since the
+	// processor started or the benchmark reset it (Layer.rescore).
+	waitMax time.Duration
+	// queueMax and backlogMax are the most sessions the rescoring queue
+	// held after a collection, and the most of them past the budget (not
+	// due within the interval: the backlog of exact when read), since the
+	// processor started or the benchmark reset them (Layer.rescore).
+	queueMax, backlogMax int
 }
 
 // markCause is why markDirty marked a session: its own record, a change of
@@ -319,6 +327,10 @@ type processor struct {
 	slots       []*session
 	freeSlots   []uint32
 	lastRescore time.Time
+	queueFrom   int64 // when the collection before the running one ran (unix ns; queueWatchers)
+	// rescoreRuns are the rescoring queue's sessions by the collection that
+	// queued them, oldest first (queueWait).
+	rescoreRuns []queueRun
 	rescoreQ    []*session // sessions whose rows changed, not yet marked (budget)
 	marks       []uint64   // by slot: its session's slotMark, what a collection reads (rescore.go)
 
@@ -433,6 +445,10 @@ func (p *processor) rescoreChanged(now time.Time, every time.Duration, budget in
 	p.applyBumps()
 	if len(p.nb.changed) == 0 && len(p.rescoreQ) == 0 || now.Sub(p.lastRescore) < every {
 		return false
+	}
+	p.queueFrom = p.lastRescore.UnixNano()
+	if p.lastRescore.IsZero() {
+		p.queueFrom = now.UnixNano()
 	}
 	p.lastRescore = now
 	p.nb.takeChanged(p.queueWatchers)
