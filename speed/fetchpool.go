@@ -27,6 +27,9 @@ import (
 type fetchPool struct {
 	bytes [poolClasses]sync.Pool // of *[]byte
 	recs  [poolClasses]sync.Pool // of *[]kgo.Record
+	// byteBoxes and recBoxes hold the emptied boxes of slices taken out,
+	// so that a put allocates no box of its own.
+	byteBoxes, recBoxes sync.Pool
 	// gets and reused count the gets and those a pooled slice served
 	// (tests, and what a reader of a heap profile may want to know).
 	gets, reused atomic.Int64
@@ -65,9 +68,12 @@ func (p *fetchPool) GetDecompressBytes(src []byte, codec kgo.CompressionCodecTyp
 	c := ceilClass(max(n, 1))
 	p.gets.Add(1)
 	if c < poolClasses {
-		if b, ok := p.bytes[c].Get().(*[]byte); ok {
+		if box, ok := p.bytes[c].Get().(*[]byte); ok {
 			p.reused.Add(1)
-			return (*b)[:0]
+			b := (*box)[:0]
+			*box = nil
+			p.byteBoxes.Put(box)
+			return b
 		}
 	}
 	return make([]byte, 0, 1<<min(c, poolClasses-1))
@@ -76,8 +82,12 @@ func (p *fetchPool) GetDecompressBytes(src []byte, codec kgo.CompressionCodecTyp
 // PutDecompressBytes keeps b for a later get of its class (kgo zeroed it).
 func (p *fetchPool) PutDecompressBytes(b []byte) {
 	if c := floorClass(cap(b)); c >= 0 && c < poolClasses {
-		b = b[:0]
-		p.bytes[c].Put(&b)
+		box, ok := p.byteBoxes.Get().(*[]byte)
+		if !ok {
+			box = new([]byte)
+		}
+		*box = b[:0]
+		p.bytes[c].Put(box)
 	}
 }
 
@@ -86,9 +96,12 @@ func (p *fetchPool) GetRecords(n int) []kgo.Record {
 	c := ceilClass(n)
 	p.gets.Add(1)
 	if c < poolClasses {
-		if rs, ok := p.recs[c].Get().(*[]kgo.Record); ok {
+		if box, ok := p.recs[c].Get().(*[]kgo.Record); ok {
 			p.reused.Add(1)
-			return (*rs)[:0]
+			rs := (*box)[:0]
+			*box = nil
+			p.recBoxes.Put(box)
+			return rs
 		}
 	}
 	return make([]kgo.Record, 0, 1<<min(c, poolClasses-1))
@@ -97,7 +110,11 @@ func (p *fetchPool) GetRecords(n int) []kgo.Record {
 // PutRecords keeps rs (every record recycled, so zeroed) for a later get.
 func (p *fetchPool) PutRecords(rs []kgo.Record) {
 	if c := floorClass(cap(rs)); c >= 0 && c < poolClasses {
-		rs = rs[:0]
-		p.recs[c].Put(&rs)
+		box, ok := p.recBoxes.Get().(*[]kgo.Record)
+		if !ok {
+			box = new([]kgo.Record)
+		}
+		*box = rs[:0]
+		p.recs[c].Put(box)
 	}
 }

@@ -36,6 +36,13 @@ func TestFetchPoolClasses(t *testing.T) {
 	if p.reused.Load() != reused+1 {
 		t.Fatalf("reused %d, want %d", p.reused.Load(), reused+1)
 	}
+	// In steady state a get and a put allocate nothing (not even a box).
+	if allocs := testing.AllocsPerRun(100, func() {
+		p.PutRecords(p.GetRecords(100))
+		p.PutDecompressBytes(p.GetDecompressBytes(src, kgo.CodecSnappy))
+	}); allocs > 0 {
+		t.Fatalf("get and put: %v allocations, want 0", allocs)
+	}
 	// A class's slice never serves a larger request.
 	small := p.GetRecords(10)
 	p.PutRecords(small[:cap(small)])
