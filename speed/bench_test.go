@@ -454,7 +454,11 @@ func benchProfile(b *testing.B, i int) func() {
 // sessions, rescoring's backlog while the budget binds).
 //
 // SPEED_BENCH_TRACE=FILE writes the run's timeline there (looptrace_test.go):
-// each poll of the layer's loop, the GC pauses and sampled latencies.
+// each poll of the layer's loop, the GC pauses and sampled latencies; with
+// GODEBUG=gctrace=1 the measured process's GC lines on stderr (the child
+// runs without GODEBUG) place each mark phase on that timeline: the trace's
+// "A" line is when the forced collection before the window (the last
+// "(forced)" line) returned.
 // SPEED_BENCH_HEAPPROFILE=FILE writes the heap profile at the window's end
 // (what the layer's live heap is made of after N seconds of sessions).
 func BenchmarkLatency(b *testing.B) {
@@ -496,7 +500,8 @@ func benchLatency(b *testing.B, rate int) {
 		l, stop := startStoppable(b, src.topic(), nil, w, func(c *Config) { c.Group = "latency"; benchExplain(c) })
 		waitFor(b, 10*time.Second, "assignment", func() bool { return len(l.Assigned()) == benchParts })
 
-		runtime.GC() // the setup's garbage (generation, batch, start-up) is not the window's
+		runtime.GC()           // the setup's garbage (generation, batch, start-up) is not the window's
+		forcedGC := time.Now() // the trace's anchor for GODEBUG=gctrace=1's times
 		gc0 := readGCStats()
 		cpu0 := processCPU(b)
 		ends, sent, start, sendDur := src.produce()
@@ -558,7 +563,7 @@ func benchLatency(b *testing.B, rate int) {
 			b.Fatalf("only %d of %d records matched a view write", len(lat), len(sends))
 		}
 		if tracePath != "" {
-			writeTrace(b, tracePath, start, steps, &stepMu, sends, written)
+			writeTrace(b, tracePath, start, forcedGC, steps, &stepMu, sends, written)
 		}
 		q := func(f float64) float64 { return lat[int(f*float64(len(lat)-1))] }
 		b.ReportMetric(float64(sent)/sendDur.Seconds(), "produced_events/s")

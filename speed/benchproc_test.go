@@ -419,7 +419,9 @@ func newFillChild(b testing.TB, n int, start time.Time) *childSource {
 func startBenchChild(b testing.TB, env ...string) *childSource {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), env...)
+	// Without GODEBUG: the child's gctrace lines would mix with the
+	// measured process's on the same stderr.
+	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GODEBUG=") }), env...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
