@@ -457,8 +457,8 @@ func benchProfile(b *testing.B, i int) func() {
 // each poll of the layer's loop, the GC pauses and sampled latencies; with
 // GODEBUG=gctrace=1 the measured process's GC lines on stderr (the child
 // runs without GODEBUG) place each mark phase on that timeline: the trace's
-// "A" line is when the forced collection before the window (the last
-// "(forced)" line) returned.
+// "A" line is when the collection before the window returned and its
+// number (gctrace's "gc N").
 // SPEED_BENCH_HEAPPROFILE=FILE writes the heap profile at the window's end
 // (what the layer's live heap is made of after N seconds of sessions).
 func BenchmarkLatency(b *testing.B) {
@@ -500,9 +500,9 @@ func benchLatency(b *testing.B, rate int) {
 		l, stop := startStoppable(b, src.topic(), nil, w, func(c *Config) { c.Group = "latency"; benchExplain(c) })
 		waitFor(b, 10*time.Second, "assignment", func() bool { return len(l.Assigned()) == benchParts })
 
-		runtime.GC()           // the setup's garbage (generation, batch, start-up) is not the window's
-		forcedGC := time.Now() // the trace's anchor for GODEBUG=gctrace=1's times
+		runtime.GC() // the setup's garbage (generation, batch, start-up) is not the window's
 		gc0 := readGCStats()
+		forcedGC := gcAnchor{time.Now(), gc0.cycles} // the trace's anchor for GODEBUG=gctrace=1's times
 		cpu0 := processCPU(b)
 		ends, sent, start, sendDur := src.produce()
 		behind := time.Now()
