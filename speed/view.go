@@ -97,22 +97,25 @@ func (v *viewScorer) view(sc *model.Scorer, nb *mergedNeighbors, s *session, ids
 //
 // A flush of many views (thousands while the layer catches up) fills many
 // chunks: those filled since the last reuse are kept (full, fullExp) and
-// reuse makes them all free for the next flushes (up to maxFreeChunks of
+// reuse makes them free for the next flushes (up to maxFreeChunks of
 // each kind), instead of leaving all but the last to the garbage
 // collector — they were a quarter of the bytes the layer allocated at
 // 50,000 events/s (BenchmarkLatency, 20 s: 460 of 2,035 bytes per event).
 type itemArena struct {
 	chunk []store.Scored // the items handed out since the last reuse, and room for more
 	exp   []byte         // the explanations handed out since the last reuse, and room for more
-	// full and fullExp are the chunks filled since the last reuse, free
-	// and freeExp chunks to fill again (each of its kind's full size).
+	// full and fullExp are the chunks filled since the last reuse (the
+	// first maxFreeChunks: what reuse can keep), free and freeExp chunks
+	// to fill again (each of its kind's full size).
 	full, free       [][]store.Scored
 	fullExp, freeExp [][]byte
 }
 
-// maxFreeChunks bounds the free chunks an arena keeps of each kind (3 MiB
-// of items, 4 MiB of explanations): what the largest flushes need.
-const maxFreeChunks = 64
+// maxFreeChunks bounds the chunks an arena keeps of each kind (1.5 MiB of
+// items, 2 MiB of explanations; a flush of 1,600 views of 20 items fills
+// 16 item chunks), also while no write reuses them (a processor scoring
+// views nobody writes, as tests do).
+const maxFreeChunks = 32
 
 // expChunk is the size of a chunk of explanations, expRoom the room a
 // chunk must have left for the next one (an explanation of 10 recent
@@ -125,7 +128,7 @@ const expChunk, expRoom = 64 << 10, 4 << 10
 // less than expRoom left). The slice's capacity is its length.
 func (a *itemArena) explanation(w *store.ExplanationWriter) []byte {
 	if cap(a.exp)-len(a.exp) < expRoom {
-		if cap(a.exp) == expChunk {
+		if cap(a.exp) == expChunk && len(a.fullExp) < maxFreeChunks {
 			a.fullExp = append(a.fullExp, a.exp)
 		}
 		if n := len(a.freeExp); n > 0 {
@@ -154,7 +157,7 @@ func (a *itemArena) scored(recs []model.Scored) []store.Scored {
 		return nil
 	}
 	if cap(a.chunk)-len(a.chunk) < len(recs) {
-		if cap(a.chunk) == itemChunk {
+		if cap(a.chunk) == itemChunk && len(a.full) < maxFreeChunks {
 			a.full = append(a.full, a.chunk)
 		}
 		if n := len(a.free); n > 0 && len(recs) <= itemChunk {
