@@ -438,7 +438,8 @@ func benchProfile(b *testing.B, i int) func() {
 // /cpu/classes/gc/total, an estimate that includes the GC's share of
 // assists and idle marking) the measured process's GC; live_heap_MB its
 // live heap at the end (/gc/heap/live); layer_process_allocs/event the
-// heap objects it allocated (/gc/heap/allocs); state_est_MB and
+// heap objects it allocated (/gc/heap/allocs), layer_process_alloc_B/event
+// their bytes (what sets how often the GC runs); state_est_MB and
 // store_est_MB what the layer's sessions (speed.max_state_bytes' count,
 // without the deltas) and the in-process view store (its
 // store.memory.max_session_bytes count) estimate they hold at the end.
@@ -460,7 +461,13 @@ func benchProfile(b *testing.B, i int) func() {
 // aside).
 //
 // SPEED_BENCH_TRACE=FILE writes the run's timeline there (looptrace_test.go):
-// each poll of the layer's loop, the GC pauses and sampled latencies.
+// each poll of the layer's loop, the GC pauses and sampled latencies; with
+// GODEBUG=gctrace=1 the measured process's GC lines on stderr (the child
+// runs without GODEBUG) place each mark phase on that timeline: the trace's
+// "A" line is when the collection before the window returned and its
+// number (gctrace's "gc N").
+// SPEED_BENCH_HEAPPROFILE=FILE writes the heap profile at the window's end
+// (what the layer's live heap is made of after N seconds of sessions).
 func BenchmarkLatency(b *testing.B) {
 	rates := []int{50_000, 100_000}
 	if v := os.Getenv("SPEED_BENCH_RATE"); v != "" {
@@ -505,6 +512,7 @@ func benchLatency(b *testing.B, rate int) {
 		l.proc.c.queueMax, l.proc.c.backlogMax, l.proc.c.waitMax = 0, 0, 0
 		l.mu.Unlock()
 		gc0 := readGCStats()
+		forcedGC := gcAnchor{time.Now(), gc0.cycles} // the trace's anchor for GODEBUG=gctrace=1's times
 		cpu0 := processCPU(b)
 		ends, sent, start, sendDur := src.produce()
 		behind := time.Now()
@@ -520,6 +528,10 @@ func benchLatency(b *testing.B, rate int) {
 		b.ReportMetric((gc1.gcCPU-gc0.gcCPU)*1e6/float64(sent), "gc_cpu_µs/event")
 		b.ReportMetric(float64(gc1.live)/(1<<20), "live_heap_MB")
 		b.ReportMetric(float64(gc1.allocs-gc0.allocs)/float64(sent), "layer_process_allocs/event")
+		b.ReportMetric(float64(gc1.allocBytes-gc0.allocBytes)/float64(sent), "layer_process_alloc_B/event")
+		if path := os.Getenv("SPEED_BENCH_HEAPPROFILE"); path != "" {
+			writeHeapProfile(b, path) // the layer's live state at the window's end
+		}
 		time.Sleep(50 * time.Millisecond)
 
 		// The layer's lock first, alone: the layer holds it while it waits
@@ -566,13 +578,27 @@ func benchLatency(b *testing.B, rate int) {
 			b.Fatalf("only %d of %d records matched a view write", len(lat), len(sends))
 		}
 		if tracePath != "" {
-			writeTrace(b, tracePath, start, steps, &stepMu, sends, written)
+			writeTrace(b, tracePath, start, forcedGC, steps, &stepMu, sends, written)
 		}
 		q := func(f float64) float64 { return lat[int(f*float64(len(lat)-1))] }
 		b.ReportMetric(float64(sent)/sendDur.Seconds(), "produced_events/s")
 		b.ReportMetric(q(0.5), "p50_ms")
 		b.ReportMetric(q(0.99), "p99_ms")
 		b.ReportMetric(lat[len(lat)-1], "max_ms")
+	}
+}
+
+// writeHeapProfile writes the process's heap profile (as of its last GC)
+// to path: SPEED_BENCH_HEAPPROFILE=FILE in BenchmarkLatency, at the end of
+// the measured window while the layer still holds its sessions (read it
+// with pprof -sample_index=inuse_space).
+func writeHeapProfile(b *testing.B, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := errors.Join(pprof.Lookup("heap").WriteTo(f, 0), f.Close()); err != nil {
+		b.Fatal(err)
 	}
 }
 

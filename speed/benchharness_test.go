@@ -209,15 +209,19 @@ func TestBenchSendsRoundTrip(t *testing.T) {
 	}
 }
 
+// benchSink keeps TestBenchGCStats's allocation on the heap.
+var benchSink []byte
+
 // TestBenchGCStats: the runtime/metrics names exist (a wrong name reads as
-// KindBad and panics) and a forced cycle counts.
+// KindBad and panics), a forced cycle counts and a 1 MiB allocation counts
+// as an object and 1 MiB.
 func TestBenchGCStats(t *testing.T) {
 	g0 := readGCStats()
 	runtime.GC()
 	g1 := readGCStats()
-	_ = make([]byte, 1<<10+len(t.Name())) // one object at least
+	benchSink = make([]byte, 1<<20+len(t.Name())) // one object of 1 MiB at least
 	g2 := readGCStats()
-	if g1.cycles <= g0.cycles || g1.live == 0 || g1.gcCPU < g0.gcCPU || g2.allocs <= g0.allocs {
+	if g1.cycles <= g0.cycles || g1.live == 0 || g1.gcCPU < g0.gcCPU || g2.allocs <= g0.allocs || g2.allocBytes < g0.allocBytes+1<<20 {
 		t.Fatalf("GC stats %+v then %+v, %+v", g0, g1, g2)
 	}
 }

@@ -421,7 +421,9 @@ func newFillChild(b testing.TB, n int, start time.Time) *childSource {
 func startBenchChild(b testing.TB, env ...string) *childSource {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), env...)
+	// Without GODEBUG: the child's gctrace lines would mix with the
+	// measured process's on the same stderr.
+	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GODEBUG=") }), env...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -672,17 +674,18 @@ func selfCPU() time.Duration {
 // gcStats are the measured process's GC figures at one moment
 // (runtime/metrics, read without stopping the world): cycles completed,
 // the GC's estimated CPU time, the live heap (the marked heap of the last
-// cycle) and the heap objects allocated so far.
+// cycle) and the heap objects and bytes allocated so far.
 type gcStats struct {
-	cycles uint64
-	gcCPU  float64 // seconds
-	live   uint64  // bytes
-	allocs uint64  // objects
+	cycles     uint64
+	gcCPU      float64 // seconds
+	live       uint64  // bytes
+	allocs     uint64  // objects
+	allocBytes uint64
 }
 
 func readGCStats() gcStats {
 	s := []rtmetrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/gc/heap/live:bytes"},
-		{Name: "/gc/heap/allocs:objects"}}
+		{Name: "/gc/heap/allocs:objects"}, {Name: "/gc/heap/allocs:bytes"}}
 	rtmetrics.Read(s)
-	return gcStats{s[0].Value.Uint64(), s[1].Value.Float64(), s[2].Value.Uint64(), s[3].Value.Uint64()}
+	return gcStats{s[0].Value.Uint64(), s[1].Value.Float64(), s[2].Value.Uint64(), s[3].Value.Uint64(), s[4].Value.Uint64()}
 }

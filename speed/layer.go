@@ -68,6 +68,7 @@ type Layer struct {
 	writing    []store.SessionView // the views being written (flush), nil when none
 	writeDone  chan writeResult    // the result of writing them
 	recs       []*kgo.Record       // the poll being processed
+	fetchPool  fetchPool           // the consuming client's decompression buffers and record slices
 	smallPoll  bool                // the last poll had fewer than smallPoll records
 	dec        []decoded           // its records decoded
 	evs        []*schemas.UserInteraction
@@ -169,6 +170,7 @@ func (l *Layer) Run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(l.revoked),
 		kgo.OnPartitionsLost(l.lost),
 		kafka.LogGroupErrors(l.log, l.cfg.Security, 10*time.Second),
+		kgo.WithPools(&l.fetchPool), // recycled once processed (recycle)
 	}
 	if l.cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(l.cfg.InstanceID))
@@ -234,6 +236,7 @@ func (l *Layer) Run(ctx context.Context) error {
 		}
 		l.mu.Lock()
 		failed := l.process(ctx, fs)
+		recycle(fs)
 		if l.trace != nil {
 			tr.Processed = time.Now()
 		}
@@ -328,6 +331,13 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) (failed bool) {
 	clear(l.dec)
 	l.proc.startSettle() // once enough is logged; overlaps the scoring and writing of the views
 	return failed
+}
+
+// recycle hands the buffers of a processed poll's records back to the
+// client's pool (fetchPool): nothing reads a record's bytes once process
+// returned.
+func recycle(fs kgo.Fetches) {
+	fs.EachRecord((*kgo.Record).Recycle)
 }
 
 // The rescoring budget of one RescoreInterval: one view per rescorePer

@@ -14,8 +14,10 @@ import (
 )
 
 // writeTrace writes BenchmarkLatency's timeline to path, times in ms from
-// the first produce: "S" lines are the layer's loop iterations (loopStep:
-// poll start, polled, processed, done, records, their oldest and newest
+// the first produce: "A" is when the collection forced before the window
+// returned (negative: before the first produce) and its number, gctrace's
+// "gc N" (the anchor of GODEBUG=gctrace=1's times), "S" lines are the layer's loop iterations (loopStep: poll
+// start, polled, processed, done, records, their oldest and newest
 // produce timestamps, flushes, views, scoring ms, ms waiting for the
 // previous write, views marked for rescoring, lag, GC cycles so far,
 // whether it committed); "G" lines GC pauses (end, ms); "L" lines a record's
@@ -23,7 +25,7 @@ import (
 //
 // written is when each send's view was written (Unix ns, 0 if never:
 // firstWrites).
-func writeTrace(b *testing.B, path string, start time.Time, steps []loopStep, mu *sync.Mutex, sends []benchSend, written []int64) {
+func writeTrace(b *testing.B, path string, start time.Time, forcedGC gcAnchor, steps []loopStep, mu *sync.Mutex, sends []benchSend, written []int64) {
 	mu.Lock()
 	defer mu.Unlock()
 	f, err := os.Create(path)
@@ -38,6 +40,7 @@ func writeTrace(b *testing.B, path string, start time.Time, steps []loopStep, mu
 		return float64(t.Sub(start)) / 1e6
 	}
 	fmt.Fprintln(f, "# step pollStart polled processed done recs oldestTS newestTS flushes views scoreMs awaitMs rescored lag gc commit")
+	fmt.Fprintf(f, "A %.2f %d\n", ms(forcedGC.at), forcedGC.cycle)
 	for i, s := range steps {
 		fmt.Fprintf(f, "S %d %.2f %.2f %.2f %.2f %d %.2f %.2f %d %d %.2f %.2f %d %d %d %v\n", i, ms(s.PollStart), ms(s.Polled), ms(s.Processed), ms(s.Done),
 			s.Recs, ms(s.OldestTS), ms(s.NewestTS), s.Flushes, s.Views, float64(s.ScoreDur)/1e6, float64(s.AwaitDur)/1e6, s.Rescored, s.Lag, s.GCCycles, s.Commit)
@@ -69,6 +72,13 @@ func writeTrace(b *testing.B, path string, start time.Time, steps []loopStep, mu
 		fmt.Fprintf(f, "# %s\n", line)
 		b.Log(line)
 	}
+}
+
+// gcAnchor is when the collection forced before BenchmarkLatency's window
+// returned, and the number of cycles completed then.
+type gcAnchor struct {
+	at    time.Time
+	cycle uint64
 }
 
 // traceWait is a record's wait: from its produce call to its view's write.

@@ -53,8 +53,10 @@ func TestMaxStateBytesBoundsLiveAndRetained(t *testing.T) {
 		f := newFeeder(t, lim, 0, 1, 2)
 		feedSessions(f, 30_000, 6, func(int) {
 			// As the layer does after each poll: views written, so the
-			// dirty list holds no forgotten session.
+			// dirty list holds no forgotten session, and their items'
+			// arena reused.
 			f.p.appendViews(nil, t0)
+			f.p.itemArenas((*itemArena).reuse)
 			if maxState > 0 && f.p.stateSize > maxState {
 				t.Fatalf("state %d bytes past the bound %d", f.p.stateSize, maxState)
 			}

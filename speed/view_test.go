@@ -187,3 +187,52 @@ func TestItemArenaExplanations(t *testing.T) {
 		t.Fatal("drop: the chunk of the views kept was reused")
 	}
 }
+
+// A flush that fills many chunks: after reuse the next flush of the same
+// size fills the same chunks again without allocating; after drop (a
+// failed write's views hold them) none of them is handed out again, and
+// the items those views hold stay as they were.
+func TestItemArenaReusesEveryChunk(t *testing.T) {
+	var a itemArena
+	recs := make([]model.Scored, 20)
+	for i := range recs {
+		recs[i] = model.Scored{Item: fmt.Sprint("item", i), Score: float64(i)}
+	}
+	var w store.ExplanationWriter
+	w.Begin(10)
+	for r := range 10 {
+		w.Recent(fmt.Sprintf("recent-%d", r), int64(r))
+		w.Contribution(0, 3, 1)
+	}
+	exp := w.End()
+	const views = 3000 // ~30 item chunks, several explanation chunks
+	items, exps := make([][]store.Scored, views), make([][]byte, views)
+	flush := func() {
+		for v := range views {
+			items[v], exps[v] = a.scored(recs), a.explanation(&w)
+		}
+	}
+	flush()
+	a.reuse()
+	if allocs := testing.AllocsPerRun(3, func() { flush(); a.reuse() }); allocs > 0 {
+		t.Fatalf("a flush after reuse allocated %v times, want 0", allocs)
+	}
+	flush() // the views of a write that fails: they keep these chunks
+	a.drop()
+	held, heldExp := slices.Clone(items), slices.Clone(exps)
+	chunks := map[*store.Scored]bool{}
+	for _, x := range held {
+		chunks[&x[:1][0]] = true
+	}
+	flush() // scored after the drop
+	for _, x := range items {
+		if chunks[&x[:1][0]] {
+			t.Fatal("a chunk held by a failed write's views was handed out again after drop")
+		}
+	}
+	for v := range held {
+		if !slices.Equal(held[v], items[v]) || !bytes.Equal(heldExp[v], exp) {
+			t.Fatalf("view %d: the failed views' items or explanation changed", v)
+		}
+	}
+}
