@@ -21,7 +21,6 @@ import (
 	"github.com/lambdarec/lambdarec/internal/generate"
 	"github.com/lambdarec/lambdarec/internal/model"
 	"github.com/lambdarec/lambdarec/internal/store"
-	"github.com/lambdarec/lambdarec/schemas"
 )
 
 const benchParts = 6
@@ -84,26 +83,7 @@ func benchStream(tb testing.TB) []benchRecord {
 // partition, as the batch layer would.
 func benchBatch(tb testing.TB, recs []benchRecord) *Batch {
 	tb.Helper()
-	ends := map[int32]int64{}
-	for _, r := range recs {
-		ends[r.part] = r.off + 1
-	}
-	bound := model.Boundary{}
-	for p, e := range ends {
-		bound[p] = e/2 - 1
-	}
-	bld, err := model.NewBuilder(model.DefaultParams())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var ev schemas.UserInteraction
-	now := time.Now()
-	for _, r := range recs {
-		if bound.Covers(r.part, r.off) && schemas.Decode(r.value, &ev, now) == nil {
-			bld.Add(model.EventFromProto(&ev, r.part, r.off))
-		}
-	}
-	return &Batch{Meta: store.BatchMeta{BatchID: "bench", Boundary: bound}, Model: bld.Build()}
+	return batchTo(tb, "bench", recs, 0.5)
 }
 
 // ownedProcessor is a processor with lim that owns every partition of the

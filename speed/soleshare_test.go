@@ -11,7 +11,8 @@ import (
 	"github.com/lambdarec/lambdarec/schemas"
 )
 
-// batchTo is benchBatch with the boundary at frac of each partition.
+// batchTo computes a batch over the records before frac of each
+// partition (benchBatch: half), as the batch layer would.
 func batchTo(tb testing.TB, id string, recs []benchRecord, frac float64) *Batch {
 	tb.Helper()
 	ends := map[int32]int64{}
