@@ -291,7 +291,13 @@ type processor struct {
 	nb     *mergedNeighbors
 	scorer *model.Scorer
 
-	parts     map[int32]*partition
+	parts map[int32]*partition
+	// partList holds parts' partitions (assign, drop), for the walks of
+	// every partition a record may make — evictOldest, shed,
+	// dropOldestRetained pick their victim by a unique stamp (touch, seq),
+	// so the order does not matter — where ranging over the map cost more
+	// than the victim's retirement.
+	partList  []*partition
 	nLive     int
 	stateSize int // sessions' accounted bytes
 	touch     uint64
@@ -388,8 +394,10 @@ func (p *processor) assign(id int32) {
 	if _, ok := p.parts[id]; ok {
 		p.drop([]int32{id})
 	}
-	p.parts[id] = &partition{id: id, sessions: map[string]*session{}, next: -1, hw: -1, streamTS: -1 << 62, from: -1, target: -1, viewsFrom: -1,
+	ps := &partition{id: id, sessions: map[string]*session{}, next: -1, hw: -1, streamTS: -1 << 62, from: -1, target: -1, viewsFrom: -1,
 		cov: model.NewCovisit(), pubAll: p.sole}
+	p.parts[id] = ps
+	p.partList = append(p.partList, ps)
 	// Its deltas are now counted here, from its replay, not from what its
 	// previous owner published.
 	p.rebuildRemote()
@@ -412,6 +420,7 @@ func (p *processor) drop(ids []int32) {
 			p.forget(s)
 		}
 		delete(p.parts, id)
+		p.partList = slices.DeleteFunc(p.partList, func(o *partition) bool { return o == ps })
 		gone[ps] = true
 		changed = true
 	}
@@ -818,7 +827,7 @@ func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 		w := p.params.Weight(e.Kind)
 		item := p.nb.internDelta(p.nb.internPair(e.ItemID))
 		p.deltas.Popularity().AddItemID(item, w)
-		p.logUser(e.UserID, item, e.Time, w, e.Kind == schemas.KindPurchase)
+		p.logUser(p.deltas.Users().SessionUser(ms), item, e.Time, w, e.Kind == schemas.KindPurchase)
 		p.deltas.Stats.Accepted++
 	case model.Duplicate:
 		p.deltas.Stats.Duplicates++
@@ -913,7 +922,7 @@ func (p *processor) expire(ps *partition) {
 // is nothing else to take.
 func (p *processor) shed(keep *session) bool {
 	var victim *session
-	for _, ps := range p.parts {
+	for _, ps := range p.partList {
 		if h := ps.retained.head; h != nil && h != keep && (victim == nil || h.seq < victim.seq) {
 			victim = h
 		}
@@ -924,7 +933,7 @@ func (p *processor) shed(keep *session) bool {
 		p.forget(victim)
 		return true
 	}
-	for _, ps := range p.parts {
+	for _, ps := range p.partList {
 		if t := ps.live.tail; t != nil && t != keep && (victim == nil || t.touch < victim.touch) {
 			victim = t
 		}
@@ -942,7 +951,7 @@ func (p *processor) shed(keep *session) bool {
 // partitions (memory pressure).
 func (p *processor) evictOldest() {
 	var victim *session
-	for _, ps := range p.parts {
+	for _, ps := range p.partList {
 		if t := ps.live.tail; t != nil && (victim == nil || t.touch < victim.touch) {
 			victim = t
 		}
@@ -984,7 +993,7 @@ func (p *processor) retire(s *session) {
 // missing after the next rebuild (until a batch covers them).
 func (p *processor) dropOldestRetained() {
 	var victim *session
-	for _, ps := range p.parts {
+	for _, ps := range p.partList {
 		if h := ps.retained.head; h != nil && (victim == nil || h.seq < victim.seq) {
 			victim = h
 		}
