@@ -172,6 +172,23 @@ type partition struct {
 	viewsFrom int64
 }
 
+// newShare returns an empty partition.cov: counts by pair only (read only
+// by pair: publication, tombstones), so a new pair costs its table entry
+// alone, without the two neighbour-list appends rows would need.
+func newShare() *model.Covisit {
+	c := model.NewCovisit()
+	c.PairCountsOnly()
+	return c
+}
+
+// shareOf returns the co-visitation counts of dp, a model of a partition's
+// sessions made for it and not used after, as a partition.cov (newShare).
+func shareOf(dp *model.Model) *model.Covisit {
+	c := dp.Covisit()
+	c.PairCountsOnly()
+	return c
+}
+
 // covID returns merged-rows item id's id in cov's dictionary, adding the
 // item there when new.
 func (ps *partition) covID(nb *mergedNeighbors, id uint32) uint32 {
@@ -395,7 +412,7 @@ func (p *processor) assign(id int32) {
 		p.drop([]int32{id})
 	}
 	ps := &partition{id: id, sessions: map[string]*session{}, next: -1, hw: -1, streamTS: -1 << 62, from: -1, target: -1, viewsFrom: -1,
-		cov: model.NewCovisit(), pubAll: p.sole}
+		cov: newShare(), pubAll: p.sole}
 	p.parts[id] = ps
 	p.partList = append(p.partList, ps)
 	// Its deltas are now counted here, from its replay, not from what its
@@ -565,7 +582,7 @@ func (p *processor) rebuild(params model.Params, b model.Boundary) *model.Model 
 		// Pairs changed since the last publication stay to be published:
 		// their counts are read from the new share (0 if gone).
 		ps.keepPub()
-		ps.cov, ps.covStale = dp.Covisit(), false
+		ps.cov, ps.covStale = shareOf(dp), false
 	}
 	return d
 }
@@ -586,7 +603,7 @@ func (p *processor) deriveShare(ps *partition) {
 		dp.ApplyPast(&s.ms, p.bound)
 	}
 	ps.keepPub()
-	ps.cov, ps.covStale = dp.Covisit(), false
+	ps.cov, ps.covStale = shareOf(dp), false
 }
 
 // deriveShares derives every stale share (deriveShare).
