@@ -47,9 +47,11 @@ func (p *processor) logCov(ps *partition, a, b uint32, w int64) {
 	}
 }
 
-// userAdd is one user contribution to the deltas (Users.AddItemID).
+// userAdd is one user contribution to the deltas (Users.AddIDs): the
+// user's id in the deltas' user dictionary (Users.SessionUser) and the
+// item's in their item dictionary.
 type userAdd struct {
-	user      string
+	user      uint32
 	item      uint32
 	t, w      int64
 	purchased bool
@@ -61,7 +63,7 @@ type userAdd struct {
 // scored. The item is interned on the processing goroutine; adding to
 // Users touches only its own user dictionary and entries, so it can run
 // beside the scoring, which reads the item dictionary.
-func (p *processor) logUser(user string, item uint32, t, w int64, purchased bool) {
+func (p *processor) logUser(user, item uint32, t, w int64, purchased bool) {
 	p.userLog = append(p.userLog, userAdd{user, item, t, w, purchased})
 	if len(p.userLog) >= maxCovLog {
 		p.waitSettle()
@@ -78,7 +80,7 @@ func (p *processor) settleUsers() {
 // addUsers adds logged user contributions to u, in order.
 func addUsers(u *model.Users, log []userAdd) {
 	for _, a := range log {
-		u.AddItemID(a.user, a.item, a.t, a.w, a.purchased)
+		u.AddIDs(a.user, a.item, a.t, a.w, a.purchased)
 	}
 }
 

@@ -172,6 +172,23 @@ type partition struct {
 	viewsFrom int64
 }
 
+// newShare returns an empty partition.cov: counts by pair only (read only
+// by pair: publication, tombstones), so a new pair costs its table entry
+// alone, without the two neighbour-list appends rows would need.
+func newShare() *model.Covisit {
+	c := model.NewCovisit()
+	c.PairCountsOnly()
+	return c
+}
+
+// shareOf returns the co-visitation counts of dp, a model of a partition's
+// sessions made for it and not used after, as a partition.cov (newShare).
+func shareOf(dp *model.Model) *model.Covisit {
+	c := dp.Covisit()
+	c.PairCountsOnly()
+	return c
+}
+
 // covID returns merged-rows item id's id in cov's dictionary, adding the
 // item there when new.
 func (ps *partition) covID(nb *mergedNeighbors, id uint32) uint32 {
@@ -291,7 +308,13 @@ type processor struct {
 	nb     *mergedNeighbors
 	scorer *model.Scorer
 
-	parts     map[int32]*partition
+	parts map[int32]*partition
+	// partList holds parts' partitions (assign, drop), for the walks of
+	// every partition a record may make — evictOldest, shed,
+	// dropOldestRetained pick their victim by a unique stamp (touch, seq),
+	// so the order does not matter — where ranging over the map cost more
+	// than the victim's retirement.
+	partList  []*partition
 	nLive     int
 	stateSize int // sessions' accounted bytes
 	touch     uint64
@@ -388,8 +411,10 @@ func (p *processor) assign(id int32) {
 	if _, ok := p.parts[id]; ok {
 		p.drop([]int32{id})
 	}
-	p.parts[id] = &partition{id: id, sessions: map[string]*session{}, next: -1, hw: -1, streamTS: -1 << 62, from: -1, target: -1, viewsFrom: -1,
-		cov: model.NewCovisit(), pubAll: p.sole}
+	ps := &partition{id: id, sessions: map[string]*session{}, next: -1, hw: -1, streamTS: -1 << 62, from: -1, target: -1, viewsFrom: -1,
+		cov: newShare(), pubAll: p.sole}
+	p.parts[id] = ps
+	p.partList = append(p.partList, ps)
 	// Its deltas are now counted here, from its replay, not from what its
 	// previous owner published.
 	p.rebuildRemote()
@@ -412,6 +437,7 @@ func (p *processor) drop(ids []int32) {
 			p.forget(s)
 		}
 		delete(p.parts, id)
+		p.partList = slices.DeleteFunc(p.partList, func(o *partition) bool { return o == ps })
 		gone[ps] = true
 		changed = true
 	}
@@ -556,7 +582,7 @@ func (p *processor) rebuild(params model.Params, b model.Boundary) *model.Model 
 		// Pairs changed since the last publication stay to be published:
 		// their counts are read from the new share (0 if gone).
 		ps.keepPub()
-		ps.cov, ps.covStale = dp.Covisit(), false
+		ps.cov, ps.covStale = shareOf(dp), false
 	}
 	return d
 }
@@ -577,7 +603,7 @@ func (p *processor) deriveShare(ps *partition) {
 		dp.ApplyPast(&s.ms, p.bound)
 	}
 	ps.keepPub()
-	ps.cov, ps.covStale = dp.Covisit(), false
+	ps.cov, ps.covStale = shareOf(dp), false
 }
 
 // deriveShares derives every stale share (deriveShare).
@@ -818,7 +844,7 @@ func (p *processor) applyDelta(ms *model.Session, e model.Event) model.Outcome {
 		w := p.params.Weight(e.Kind)
 		item := p.nb.internDelta(p.nb.internPair(e.ItemID))
 		p.deltas.Popularity().AddItemID(item, w)
-		p.logUser(e.UserID, item, e.Time, w, e.Kind == schemas.KindPurchase)
+		p.logUser(p.deltas.Users().SessionUser(ms), item, e.Time, w, e.Kind == schemas.KindPurchase)
 		p.deltas.Stats.Accepted++
 	case model.Duplicate:
 		p.deltas.Stats.Duplicates++
@@ -913,7 +939,7 @@ func (p *processor) expire(ps *partition) {
 // is nothing else to take.
 func (p *processor) shed(keep *session) bool {
 	var victim *session
-	for _, ps := range p.parts {
+	for _, ps := range p.partList {
 		if h := ps.retained.head; h != nil && h != keep && (victim == nil || h.seq < victim.seq) {
 			victim = h
 		}
@@ -924,7 +950,7 @@ func (p *processor) shed(keep *session) bool {
 		p.forget(victim)
 		return true
 	}
-	for _, ps := range p.parts {
+	for _, ps := range p.partList {
 		if t := ps.live.tail; t != nil && t != keep && (victim == nil || t.touch < victim.touch) {
 			victim = t
 		}
@@ -942,7 +968,7 @@ func (p *processor) shed(keep *session) bool {
 // partitions (memory pressure).
 func (p *processor) evictOldest() {
 	var victim *session
-	for _, ps := range p.parts {
+	for _, ps := range p.partList {
 		if t := ps.live.tail; t != nil && (victim == nil || t.touch < victim.touch) {
 			victim = t
 		}
@@ -984,7 +1010,7 @@ func (p *processor) retire(s *session) {
 // missing after the next rebuild (until a batch covers them).
 func (p *processor) dropOldestRetained() {
 	var victim *session
-	for _, ps := range p.parts {
+	for _, ps := range p.partList {
 		if h := ps.retained.head; h != nil && (victim == nil || h.seq < victim.seq) {
 			victim = h
 		}

@@ -257,6 +257,15 @@ func TestViewsAndStateBytes(t *testing.T) {
 	if f.p.stateSize != 0 || f.p.nLive != 0 {
 		t.Fatalf("after drop: %d bytes, %d live", f.p.stateSize, f.p.nLive)
 	}
+	// The walks of every partition (evictOldest, shed) see the owned ones.
+	if len(f.p.partList) != len(f.p.parts) {
+		t.Fatalf("after drop: %d partitions listed, %d owned", len(f.p.partList), len(f.p.parts))
+	}
+	for _, ps := range f.p.partList {
+		if f.p.parts[ps.id] != ps {
+			t.Fatalf("after drop: partition %d listed, not owned", ps.id)
+		}
+	}
 }
 
 // TestMergedNeighborsIsTopKOfTheSum compares the merged rows with the top K

@@ -78,6 +78,20 @@ type Covisit struct {
 	over pairTable
 	adj  [][]uint32
 	n    int // unordered pairs with a non-zero total
+	// noRows: counts by pair only, no adjacency kept (PairCountsOnly).
+	noRows bool
+}
+
+// PairCountsOnly makes c keep counts by pair only, from now on: the
+// overlay's adjacency (each item's overlay neighbours) is dropped and no
+// longer kept, so adding a new pair costs its table entry alone, not two
+// appends to the items' neighbour lists. What reads a row — Row,
+// AppendRow, TopK, AppendTopK, Neighbors, TopNeighbors, Rows, Degree —
+// then panics, unless the overlay is empty; pairs (Get, GetID, Pairs,
+// Len, Merge into another) read as before. The speed layer's partition
+// shares are read only by pair (publication, tombstones).
+func (c *Covisit) PairCountsOnly() {
+	c.noRows, c.adj = true, nil
 }
 
 // NewCovisit returns empty counts.
@@ -155,11 +169,11 @@ func (c *Covisit) add(a, b uint32, w int64, count bool) int64 {
 	switch e.val = old + w; {
 	case e.val == 0:
 		c.over.del(i)
-		if !added {
+		if !added && !c.noRows {
 			c.unlink(a, b)
 			c.unlink(b, a)
 		}
-	case added:
+	case added && !c.noRows:
 		c.link(a, b)
 		c.link(b, a)
 	}
@@ -192,6 +206,9 @@ func (c *Covisit) unlink(a, b uint32) {
 }
 
 func (c *Covisit) overRow(a uint32) []uint32 {
+	if c.noRows && c.over.len() > 0 {
+		panic("model: a row of a Covisit that keeps pair counts only")
+	}
 	if int(a) >= len(c.adj) {
 		return nil
 	}

@@ -261,3 +261,81 @@ func TestPairIDsEqualPairs(t *testing.T) {
 		t.Fatalf("PairIDs = %v, want %v", got, want)
 	}
 }
+
+// TestPairCountsOnly: a Covisit keeping pair counts only holds the counts a
+// full one holds through random additions and subtractions (pairs created,
+// dropped at 0 and created again), made so while empty and while holding
+// counts; it keeps no adjacency, and a row read panics instead of answering
+// from part of the counts.
+func TestPairCountsOnly(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	items := make([]string, 40)
+	for i := range items {
+		items[i] = fmt.Sprint("item-", i)
+	}
+	for _, from := range []int{0, 300} {
+		full, pairs := NewCovisit(), NewCovisit()
+		for i := range 3000 {
+			if i == from {
+				pairs.PairCountsOnly()
+			}
+			a, b := items[r.IntN(len(items))], items[r.IntN(len(items))]
+			w := int64(r.IntN(5) - 2)
+			full.Add(a, b, w)
+			pairs.Add(a, b, w)
+		}
+		if d := pairs.diff(full); d != "" || full.Len() == 0 {
+			t.Fatalf("from add %d: %s (%d pairs)", from, d, full.Len())
+		}
+		if d := full.diff(pairs); d != "" {
+			t.Fatalf("from add %d: %s", from, d)
+		}
+		if pairs.adj != nil {
+			t.Fatalf("from add %d: adjacency kept for %d items", from, len(pairs.adj))
+		}
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Fatalf("from add %d: a row read did not panic", from)
+				}
+			}()
+			pairs.Row(items[0])
+		}()
+	}
+}
+
+// BenchmarkCovisitAddID is the speed layer's pair contributions to a
+// partition's share (Covisit.AddID of interned ids; 2M contributions over
+// 50,000 items, most pairs new), with the rows' adjacency kept (rows=kept,
+// what a share was) and without (rows=none, PairCountsOnly). Reported per
+// contribution: process CPU ns and bytes allocated.
+func BenchmarkCovisitAddID(b *testing.B) {
+	const n, items = 2_000_000, 50_000
+	rng := rand.New(rand.NewPCG(9, 10))
+	ids := make([][2]uint32, n)
+	for i := range ids {
+		ids[i] = [2]uint32{rng.Uint32N(items), rng.Uint32N(items)}
+	}
+	for _, rows := range []bool{true, false} {
+		name := "rows=kept"
+		if !rows {
+			name = "rows=none"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				c := NewCovisit()
+				for i := range items {
+					c.Intern(fmt.Sprint("i", i))
+				}
+				if !rows {
+					c.PairCountsOnly()
+				}
+				for _, p := range ids {
+					c.AddID(p[0], p[1], 1)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/add")
+		})
+	}
+}

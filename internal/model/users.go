@@ -62,6 +62,20 @@ func (u *Users) AddItemID(user string, item uint32, t, w int64, purchased bool) 
 	u.addID(u.users.intern(user), item, userItem{last: t, weight: w, purchased: purchased})
 }
 
+// SessionUser returns the id in u's user dictionary of the user of s's
+// latest accepted event (s must have one), interning it when new. The id is
+// cached in s (as Model.Apply caches it, by the dictionary's serial), so a
+// session's records past its first cost no look-up by string while its user
+// stays the same.
+func (u *Users) SessionUser(s *Session) uint32 { return s.internUser(u.users, s.userAt) }
+
+// AddIDs is AddItemID for a user named by its id (SessionUser). It touches
+// only u's entries, never a dictionary: ids may be interned on one goroutine
+// while another adds contributions of ids already interned.
+func (u *Users) AddIDs(user, item uint32, t, w int64, purchased bool) {
+	u.addID(user, item, userItem{last: t, weight: w, purchased: purchased})
+}
+
 func (u *Users) baseRow(user uint32) ([]uint32, []userItem) {
 	if int(user)+1 >= len(u.boff) {
 		return nil, nil
@@ -89,7 +103,9 @@ func (u *Users) addID(user, item uint32, v userItem) {
 		u.n++
 	}
 	if int(user) >= len(u.adj) {
-		u.adj = append(u.adj, make([][]uint32, max(int(user)+1, u.users.len())-len(u.adj))...)
+		// Grown by doubling, not to the dictionary's length: AddIDs does
+		// not read the dictionary (see there).
+		u.adj = append(u.adj, make([][]uint32, max(int(user)+1, 2*len(u.adj))-len(u.adj))...)
 	}
 	u.adj[user] = append(u.adj[user], item)
 }

@@ -1,9 +1,12 @@
 package model
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/lambdarec/lambdarec/schemas"
 )
 
 // TestRecentIsTheFirstOfItems: Recent selects exactly the first n of Items
@@ -65,6 +68,49 @@ func TestUserRecValue(t *testing.T) {
 			if got.k != 42 || got.val() != a.merge(b) {
 				t.Fatalf("%+v merged with %+v: %+v, want %+v", a, b, got.val(), a.merge(b))
 			}
+		}
+	}
+}
+
+// TestSessionUserAddIDs: contributions added by the ids SessionUser returns
+// (cached in the session) give the Users that adding them by the users'
+// strings gives — through a session whose user changes and comes back, two
+// sessions of one user, and a second Users (another dictionary) fed the same
+// sessions, which must not take the first one's cached ids.
+func TestSessionUserAddIDs(t *testing.T) {
+	p := DefaultParams()
+	r := rand.New(rand.NewPCG(5, 6))
+	users := []string{"u-a", "u-b", "u-c"}
+	ss := []*Session{NewSession("s1"), NewSession("s2"), NewSession("s3")}
+	byID := []*Users{NewUsers(), NewUsers()}
+	byStr := []*Users{NewUsers(), NewUsers()}
+	byID[1].users.intern("u-zero") // so the two dictionaries' ids differ
+	for i := range 400 {
+		s := ss[r.IntN(len(ss))]
+		user := users[r.IntN(len(users))]
+		if s == ss[2] {
+			user = "u-long-" + users[i%2] // switches every record
+		}
+		e := Event{EventID: fmt.Sprint("e", i), SessionID: s.ID(), UserID: user, ItemID: fmt.Sprint("i", r.IntN(9)),
+			Kind: schemas.KindPageView, Time: int64(i), Offset: int64(i)}
+		if s.Add(&p, e, nil) != Accepted {
+			t.Fatalf("event %d not accepted", i)
+		}
+		for j, u := range byID {
+			if j == 1 && i%3 != 0 {
+				continue // the second pair sees fewer records: its ids differ
+			}
+			item := u.items.intern(e.ItemID)
+			u.AddIDs(u.SessionUser(s), item, e.Time, 1, false)
+			byStr[j].AddItemID(user, byStr[j].items.intern(e.ItemID), e.Time, 1, false)
+		}
+	}
+	for j := range byID {
+		if d := byID[j].diff(byStr[j]); d != "" {
+			t.Fatalf("users %d by session ids differ from by strings: %s", j, d)
+		}
+		if byID[j].Len() == 0 {
+			t.Fatalf("users %d: nothing added", j)
 		}
 	}
 }
