@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lambdarec/lambdarec/internal/store"
 )
@@ -147,6 +148,46 @@ func TestFlushTickCoalescesWhenBehind(t *testing.T) {
 	if !l.flushDue(l.proc.pendSince.Add(40 * time.Millisecond)) {
 		t.Fatal("behind: an update MaxViewDelay old is not due")
 	}
+}
+
+// A layer is behind after a poll of behindPoll records or more even when
+// the lag read after it is 0 (the poll took what was there: a layer 200 ms
+// behind read a lag of 0 after nearly every poll): the flush tick is then
+// MaxViewDelay and the rescoring budget one per 2·rescorePer records; a
+// smaller poll with no lag is keeping up.
+func TestBehindAfterLargePoll(t *testing.T) {
+	l, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Topic: "t", Group: "g", MaxViewDelay: 40 * time.Millisecond, MaxPollRecords: 50_000},
+		Deps{Views: store.NewMemory()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.m.lagNow.Store(0)
+	poll := func(n int) {
+		t.Helper()
+		recs := make([]*kgo.Record, n) // undecodable, of a partition not owned: counted invalid
+		for i := range recs {
+			recs[i] = &kgo.Record{Topic: "t", Partition: 0, Offset: int64(i)}
+		}
+		fs := kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: "t", Partitions: []kgo.FetchPartition{{Partition: 0, Records: recs}}}}}}
+		if l.process(context.Background(), fs) {
+			t.Fatal("poll reported a fetch error")
+		}
+	}
+	check := func(n int, tick time.Duration, budget int) {
+		t.Helper()
+		poll(n)
+		if got := l.flushTick(); got != tick {
+			t.Fatalf("after a poll of %d records, lag 0: flush tick %v, want %v", n, got, tick)
+		}
+		l.sinceRescore = 8000
+		if got := l.rescoreBudget(); got != budget {
+			t.Fatalf("after a poll of %d records, lag 0: rescoring budget %d, want %d", n, got, budget)
+		}
+	}
+	check(behindPoll-1, time.Millisecond, 2000+minRescore/rescoreSteps)
+	check(behindPoll, 40*time.Millisecond, 1000+minRescore/rescoreSteps)
+	check(5*behindPoll, 40*time.Millisecond, 1000+minRescore/rescoreSteps)
+	check(0, time.Millisecond, 2000+minRescore/rescoreSteps) // an empty poll: caught up
 }
 
 // The rescoring budget: a quarter of the records processed since the last

@@ -121,17 +121,17 @@ func (l *Layer) markDue(now time.Time) {
 // waits in the backlog, oldest first. While the layer is more than a poll
 // behind, the floor is dropped: the views it would rewrite are stale by the
 // backlog anyway, and a fixed floor made a slower layer write more views
-// per record (a feedback loop under load). While it is coalesceLag records
-// behind (the flush tick is then MaxViewDelay, see flushTick), one per
-// 2·rescorePer: the fresh views of the backlog come first, the rescorings
-// wait in the backlog.
+// per record (a feedback loop under load). While it is behind (Layer.behind:
+// a poll of behindPoll records or more, or coalesceLag records of lag; the
+// flush tick is then MaxViewDelay, see flushTick), one per 2·rescorePer: the
+// fresh views of the backlog come first, the rescorings wait in the backlog.
 func (l *Layer) rescoreBudget() int {
 	floor, per := minRescore/rescoreSteps, rescorePer
 	lag := l.m.lagNow.Load()
 	if lag > int64(l.cfg.MaxPollRecords) {
 		floor = 0
 	}
-	if lag >= coalesceLag {
+	if l.behind() {
 		per = 2 * rescorePer
 	}
 	return l.sinceRescore/per + floor
