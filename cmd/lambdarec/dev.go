@@ -57,7 +57,7 @@ func init() {
 // devMaxViewDelay is dev's speed.max_view_delay unless the configuration
 // file or the environment sets it. It changes nothing while the speed layer keeps up
 // (views are then written within a millisecond of their records); while it
-// is behind (a poll of 1,000 records or more, or 10,000 records of lag), a session's records applied within this
+// is 10,000 records or more behind, a session's records applied within this
 // window are scored once. The window is processing time, and a layer that
 // is behind in dev processes far fewer than 50,000 records a second, so
 // what coalesces is fewer records than the flood brings in that time: in
