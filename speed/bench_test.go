@@ -446,6 +446,11 @@ func benchProfile(b *testing.B, i int) func() {
 // runs without GODEBUG) place each mark phase on that timeline: the trace's
 // "A" line is when the collection before the window returned and its
 // number (gctrace's "gc N").
+// SPEED_BENCH_STALL=DUR stalls the layer's loop for DUR every
+// SPEED_BENCH_STALL_EVERY (default 2s) from the end of the warm-up and
+// reports how each stall's backlog drained (stall_bench_test.go): medians of
+// stall_drain_ms, stall_drain_cpu_ms, stall_drain_cpu_µs/rec,
+// stall_drain_views/rec and stall_drain_rescored/rec.
 // SPEED_BENCH_HEAPPROFILE=FILE writes the heap profile at the window's end
 // (what the layer's live heap is made of after N seconds of sessions).
 func BenchmarkLatency(b *testing.B) {
@@ -479,8 +484,18 @@ func benchLatency(b *testing.B, rate int) {
 		var steps []loopStep
 		var stepMu sync.Mutex
 		tracePath := os.Getenv("SPEED_BENCH_TRACE")
-		if tracePath != "" {
-			loopTraceHook = func(s loopStep) { stepMu.Lock(); steps = append(steps, s); stepMu.Unlock() }
+		stall := benchStall(b)
+		if tracePath != "" || stall != nil {
+			loopTraceHook = func(s loopStep) {
+				if tracePath != "" {
+					stepMu.Lock()
+					steps = append(steps, s)
+					stepMu.Unlock()
+				}
+				if stall != nil {
+					stall.step(b, s)
+				}
+			}
 			defer func() { loopTraceHook = nil }()
 		}
 		setComponent("layer")
@@ -494,7 +509,13 @@ func benchLatency(b *testing.B, rate int) {
 		gc0 := readGCStats()
 		forcedGC := gcAnchor{time.Now(), gc0.cycles} // the trace's anchor for GODEBUG=gctrace=1's times
 		cpu0 := processCPU(b)
+		if stall != nil {
+			stall.begin(time.Now().Add(warm))
+		}
 		ends, sent, start, sendDur := src.produce()
+		if stall != nil {
+			stall.halt()
+		}
 		behind := time.Now()
 		waitFor(b, 120*time.Second, "the layer to catch up", func() bool { return caughtUp(l.Positions(), ends) })
 		b.ReportMetric(time.Since(behind).Seconds(), "catchup_s")
@@ -561,6 +582,9 @@ func benchLatency(b *testing.B, rate int) {
 			writeTrace(b, tracePath, start, forcedGC, steps, &stepMu, sends, written)
 		}
 		q := func(f float64) float64 { return lat[int(f*float64(len(lat)-1))] }
+		if stall != nil {
+			stall.report(b)
+		}
 		b.ReportMetric(float64(sent)/sendDur.Seconds(), "produced_events/s")
 		b.ReportMetric(q(0.5), "p50_ms")
 		b.ReportMetric(q(0.99), "p99_ms")

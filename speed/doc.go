@@ -198,9 +198,13 @@
 // Rescoring is
 // bounded by the work of the stream: each collection's share is at most one
 // session per four records processed since the last one (eight while the
-// layer is 10,000 records or more behind), plus 62 (500 per
+// layer is behind: Layer.behind), plus 62 (500 per
 // RescoreInterval), oldest changed first; the rest waits
-// (lambdarec_speed_rescore_backlog). The bound
+// (lambdarec_speed_rescore_backlog). After a poll that shows the layer
+// behind (Layer.pollBehind) the shares due mark at most one session per
+// eight of its records and the rest is spread again (Layer.markLimit):
+// a stall of the loop no longer brings every share due meanwhile at once.
+// The bound
 // below holds while that backlog is empty; with a backlog, a view is stale
 // by at most the oldest queued session's wait since its rows could first
 // have changed (processor.queueWait, lambdarec_speed_rescore_wait_seconds),

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lambdarec/lambdarec/internal/store"
 )
@@ -146,6 +147,100 @@ func TestFlushTickCoalescesWhenBehind(t *testing.T) {
 	}
 	if !l.flushDue(l.proc.pendSince.Add(40 * time.Millisecond)) {
 		t.Fatal("behind: an update MaxViewDelay old is not due")
+	}
+}
+
+// A layer is behind after a poll of behindPoll records or more, or of
+// smallPoll records or more read behindBusy after the poll before, even
+// when the lag read after it is 0 (the poll took what was there: a layer
+// 200 ms behind read a lag of 0 after nearly every poll): the rescoring
+// budget is then one per 2·rescorePer records, and the collections' shares
+// due may mark one session per 2·rescorePer records of the poll
+// (markLimit). The flush tick stays 1 ms: only a lag of coalesceLag
+// records switches it.
+func TestBehindAfterLargePoll(t *testing.T) {
+	l, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Topic: "t", Group: "g", MaxViewDelay: 40 * time.Millisecond, MaxPollRecords: 50_000},
+		Deps{Views: store.NewMemory()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.m.lagNow.Store(0)
+	poll := func(n int) {
+		t.Helper()
+		recs := make([]*kgo.Record, n) // undecodable, of a partition not owned: counted invalid
+		for i := range recs {
+			recs[i] = &kgo.Record{Topic: "t", Partition: 0, Offset: int64(i)}
+		}
+		fs := kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: "t", Partitions: []kgo.FetchPartition{{Partition: 0, Records: recs}}}}}}
+		if l.process(context.Background(), fs) {
+			t.Fatal("poll reported a fetch error")
+		}
+	}
+	check := func(n int, busy time.Duration, budget, limit int) {
+		t.Helper()
+		l.busy = busy
+		poll(n)
+		if got := l.flushTick(); got != time.Millisecond {
+			t.Fatalf("after a poll of %d records %v after the last, lag 0: flush tick %v, want 1ms", n, busy, got)
+		}
+		l.sinceRescore = 8000
+		if got := l.rescoreBudget(); got != budget {
+			t.Fatalf("after a poll of %d records %v after the last, lag 0: rescoring budget %d, want %d", n, busy, got, budget)
+		}
+		if got := l.markLimit(); got != limit {
+			t.Fatalf("after a poll of %d records %v after the last, lag 0: mark limit %d, want %d", n, busy, got, limit)
+		}
+	}
+	keep, cut := 2000+minRescore/rescoreSteps, 1000+minRescore/rescoreSteps
+	check(behindPoll-1, time.Millisecond, keep, -1)
+	check(behindPoll, time.Millisecond, cut, behindPoll/(2*rescorePer))
+	check(5*behindPoll, 0, cut, 5*behindPoll/(2*rescorePer))
+	check(smallPoll, behindBusy-time.Millisecond, keep, -1)
+	check(smallPoll, behindBusy, cut, smallPoll/(2*rescorePer))
+	check(smallPoll-1, time.Second, keep, -1)
+	check(0, 0, keep, -1) // an empty poll: caught up
+}
+
+// After a stall of the loop every collection's share that fell due during
+// it is due at once; after a poll that shows the layer behind, no more
+// than markLimit of them are marked, and the rest is spread again over a
+// step from then.
+func TestMarkLimitAfterStall(t *testing.T) {
+	const interval = 200 * time.Millisecond
+	l, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Topic: "t", Group: "g", RescoreInterval: interval},
+		Deps{Views: store.NewMemory()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.m.lagNow.Store(0)
+	l.proc = ownedProcessor(t, defaultLimits(), nil)
+	p := l.proc
+	for range 2000 {
+		s := &session{queued: true, live: true}
+		p.rescoreQ = append(p.rescoreQ, s)
+	}
+	p.rescoreRuns = append(p.rescoreRuns, queueRun{n: 2000})
+	t0 := time.Now()
+	l.pace.last = t0
+	l.pace.segs = []rescoreSeg{{start: t0, end: t0.Add(interval), target: 2000}}
+	// 300 ms later (a stall): the whole share is due; the poll read 1,600.
+	l.lastPoll, l.busy = 1600, 300*time.Millisecond
+	l.markDue(t0.Add(300*time.Millisecond), new(l.markLimit()))
+	if got, want := 2000-len(p.rescoreQ), 1600/(2*rescorePer); got != want {
+		t.Fatalf("behind: %d marked, want %d", got, want)
+	}
+	// Keeping up again: the rest is spread over the step from the stall's
+	// end (not marked all at once: that burst put the layer behind again),
+	// all of it marked by the step's end.
+	step := interval / rescoreSteps
+	l.lastPoll, l.busy = 50, time.Millisecond
+	l.markDue(t0.Add(300*time.Millisecond+step/2), new(l.markLimit()))
+	if got, want := 2000-200-len(p.rescoreQ), 1800/2; got != want {
+		t.Fatalf("keeping up, half a step later: %d more marked, want %d", got, want)
+	}
+	l.markDue(t0.Add(300*time.Millisecond+step), new(l.markLimit()))
+	if len(p.rescoreQ) != 0 {
+		t.Fatalf("keeping up, a step later: %d still queued", len(p.rescoreQ))
 	}
 }
 

@@ -70,6 +70,8 @@ type Layer struct {
 	recs       []*kgo.Record       // the poll being processed
 	fetchPool  fetchPool           // the consuming client's decompression buffers and record slices
 	smallPoll  bool                // the last poll had fewer than smallPoll records
+	lastPoll   int                 // the last poll's records (behind)
+	busy       time.Duration       // the loop's time between the last poll and the one before (behind)
 	dec        []decoded           // its records decoded
 	evs        []*schemas.UserInteraction
 	failed     []store.SessionView // views whose write failed, retried first
@@ -220,14 +222,21 @@ func (l *Layer) Run(ctx context.Context) error {
 	pollers.Go(func() { l.watchEnds(pctx) })
 	l.log.Info("speed layer consuming", "topic", l.cfg.Topic, "group", l.cfg.Group, "brokers", l.cfg.Brokers)
 	l.trace = loopTraceHook
+	var polled time.Time // when the last poll returned
 	for ctx.Err() == nil {
 		var tr loopStep // the poll's times, for loopTraceHook
+		pollStart := time.Now()
 		if l.trace != nil {
-			tr.PollStart = time.Now()
+			tr.PollStart = pollStart
 		}
-		wctx, cancel := context.WithTimeout(ctx, l.pollWait(time.Now()))
+		busy := time.Duration(0)
+		if !polled.IsZero() {
+			busy = pollStart.Sub(polled)
+		}
+		wctx, cancel := context.WithTimeout(ctx, l.pollWait(pollStart))
 		fs := cl.PollRecords(wctx, l.cfg.MaxPollRecords)
 		cancel()
+		polled = time.Now()
 		if fs.IsClientClosed() {
 			break
 		}
@@ -235,6 +244,7 @@ func (l *Layer) Run(ctx context.Context) error {
 			tr.polled(fs)
 		}
 		l.mu.Lock()
+		l.busy = busy
 		failed := l.process(ctx, fs)
 		recycle(fs)
 		if l.trace != nil {
@@ -314,6 +324,7 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) (failed bool) {
 	l.decodeAll()
 	l.proc.waitSettle() // a settle's goroutines add to the shares whose dictionaries the records intern into
 	l.smallPoll = len(l.recs) < smallPoll
+	l.lastPoll = len(l.recs)
 	l.sinceRescore += len(l.recs)
 	l.proc.beginApply(len(l.recs)) // a large poll's rows are kept up on both cores (applypar.go)
 	for i, r := range l.recs {
@@ -358,19 +369,58 @@ const (
 // saving is for sessions with bursts of records, and fewer, larger store
 // writes when polls are small.)
 //
-// While the layer is behind (coalesceLag records or more as of the last
-// poll) the tick is MaxViewDelay itself: the records waiting are already
+// While the layer is coalesceLag records or more behind (the lag as of
+// the last poll) the tick is MaxViewDelay itself: the records waiting are already
 // older than that, and a session's records within one tick are then more
 // often scored once (in BenchmarkLatency's stream 0.90 distinct sessions per
 // record in 2,500 consecutive records, 0.78 in 5,000, against 0.99 in 512),
 // so the layer catches up sooner. A view still follows its newest record
-// within MaxViewDelay.
+// within MaxViewDelay. Only a lag that large switches the tick, not a poll
+// that shows the layer behind (pollBehind): switched by those too (a poll
+// of behindPoll records, or of smallPoll after behindBusy), the tick
+// cost more latency than its views saved — BenchmarkLatency at 50k/s with
+// a 100 ms stall every 2 s (load 6–10): views per drained record 1.12–1.17
+// → 0.99 but p50 4–6 → 67–335 ms, as each 50 ms window's flush kept the
+// loop 20 ms or more between polls, behind again.
 func (l *Layer) flushTick() time.Duration {
 	if l.m.lagNow.Load() >= coalesceLag {
 		return l.cfg.MaxViewDelay
 	}
 	return min(l.cfg.MaxViewDelay, maxFlushTick)
 }
+
+// behind reports whether the layer is behind, for the rescoring budget
+// (rescoreBudget): its last poll shows it (pollBehind), or the lag as of
+// the last poll is coalesceLag records or more. The lag alone misses most
+// backlogs: it is counted after the poll, from the high watermarks its
+// fetches carried, and the client fetches what is there, so a layer
+// 100–300 ms behind its stream read a lag of 0 after nearly every poll
+// (BenchmarkLatency's trace at 50k/s after a 100 ms stall of the loop).
+func (l *Layer) behind() bool {
+	return l.pollBehind() || l.m.lagNow.Load() >= coalesceLag
+}
+
+// pollBehind reports whether the last poll's records show the layer
+// behind: behindPoll records or more, or smallPoll or more read after the
+// loop spent behindBusy or longer since the poll before (processing,
+// flushing, stalled): its records waited that long. The first poll after
+// a 100 ms stall at 50k/s often read only a few hundred records (the rest
+// came with the next polls) while they were 120 ms old.
+func (l *Layer) pollBehind() bool {
+	return l.lastPoll >= behindPoll || l.lastPoll >= smallPoll && l.busy >= behindBusy
+}
+
+// behindBusy is the loop's time between two polls from which the layer
+// counts as behind (pollBehind): what behindPoll records take to arrive
+// at 50,000 events/s.
+const behindBusy = 20 * time.Millisecond
+
+// behindPoll is the poll size from which the layer counts as behind: 20 ms
+// of a 50,000 events/s stream. At 50k/s (BenchmarkLatency, 6 s with a
+// 100 ms stall every 2 s, load 7) the median poll read 50 records and 90%
+// of them 150 or fewer; polls of 1,000 or more came after the stalls and
+// the loop's other slow iterations (GC mark phases, the other core busy).
+const behindPoll = 1000
 
 // maxFlushTick bounds flushTick while the layer keeps up.
 const maxFlushTick = time.Millisecond

@@ -45,7 +45,8 @@ type rescoreSeg struct {
 // t + RescoreInterval, scored in the flush that follows, while the backlog
 // (what the budget left queued) is empty.
 func (l *Layer) rescore(now time.Time) {
-	l.markDue(now)
+	left := l.markLimit()
+	l.markDue(now, &left)
 	p := &l.pace
 	if now.Sub(p.last) < l.cfg.RescoreInterval/rescoreSteps {
 		return
@@ -80,12 +81,32 @@ func (l *Layer) rescore(now time.Time) {
 	if target > 0 {
 		p.segs = append(p.segs, rescoreSeg{start: start, end: end, target: target})
 	}
-	l.markDue(now)
+	l.markDue(now, &left)
+}
+
+// markLimit is how many sessions the collections' shares may mark after
+// this poll: no limit (-1), but after a poll that shows the layer behind
+// (pollBehind: smallPoll records or more), one per 2·rescorePer records of
+// the poll (8 or more: never none). The shares are due by the
+// clock, so after a stall of the loop (a GC mark phase, the core taken)
+// every share that fell due during it came due at once: 1,380 rescorings
+// flushed with the first 650 records after a 100 ms stall at 50k/s
+// (BenchmarkLatency, SPEED_BENCH_STALL), on top of the backlog's own
+// views. Behind, they follow the records' pace instead; what is left is
+// spread again over the next step (markDue), so it is not marked all at
+// once when the layer keeps up again (the rescoring wait gauge counts the
+// delay).
+func (l *Layer) markLimit() int {
+	if !l.pollBehind() {
+		return -1
+	}
+	return l.lastPoll / (2 * rescorePer)
 }
 
 // markDue marks the shares of the collections due by now: each its target
-// in proportion to the time into its span, all of it from its end on.
-func (l *Layer) markDue(now time.Time) {
+// in proportion to the time into its span, all of it from its end on; at
+// most *left of them when *left ≥ 0 (markLimit), counted down.
+func (l *Layer) markDue(now time.Time, left *int) {
 	p := &l.pace
 	k := 0
 	for i := range p.segs {
@@ -97,14 +118,31 @@ func (l *Layer) markDue(now time.Time) {
 				due = int((int64(g.target)*int64(now.Sub(g.start)) + int64(sp) - 1) / int64(sp))
 			}
 		}
-		if due > g.done {
+		if due > g.done && *left != 0 {
 			want := due - g.done
+			if *left > 0 {
+				want = min(want, *left)
+			}
 			got := l.proc.markQueued(want)
 			g.done += got
+			if *left > 0 {
+				*left -= got
+			}
 			if got < want { // the queue ran out (marked all at once before a revocation or stop)
 				clear(p.segs)
 				p.segs = p.segs[:0]
 				return
+			}
+		}
+		if *left >= 0 && due > g.done {
+			// Limited: what was due and is left unmarked is spread again,
+			// from now over at least a step, so that catching up does not
+			// mark it all at once (a burst that put the layer behind again).
+			g.target -= g.done
+			g.done = 0
+			g.start = now
+			if e := now.Add(l.cfg.RescoreInterval / rescoreSteps); g.end.Before(e) {
+				g.end = e
 			}
 		}
 		if g.done >= g.target && k == i {
@@ -121,17 +159,17 @@ func (l *Layer) markDue(now time.Time) {
 // waits in the backlog, oldest first. While the layer is more than a poll
 // behind, the floor is dropped: the views it would rewrite are stale by the
 // backlog anyway, and a fixed floor made a slower layer write more views
-// per record (a feedback loop under load). While it is coalesceLag records
-// behind (the flush tick is then MaxViewDelay, see flushTick), one per
-// 2·rescorePer: the fresh views of the backlog come first, the rescorings
-// wait in the backlog.
+// per record (a feedback loop under load). While it is behind (Layer.behind:
+// a poll of behindPoll records or more, or coalesceLag records of lag; the
+// flush tick is then MaxViewDelay, see flushTick), one per 2·rescorePer: the
+// fresh views of the backlog come first, the rescorings wait in the backlog.
 func (l *Layer) rescoreBudget() int {
 	floor, per := minRescore/rescoreSteps, rescorePer
 	lag := l.m.lagNow.Load()
 	if lag > int64(l.cfg.MaxPollRecords) {
 		floor = 0
 	}
-	if lag >= coalesceLag {
+	if l.behind() {
 		per = 2 * rescorePer
 	}
 	return l.sinceRescore/per + floor
