@@ -160,8 +160,8 @@ func (l *Layer) markDue(now time.Time, left *int) {
 // behind, the floor is dropped: the views it would rewrite are stale by the
 // backlog anyway, and a fixed floor made a slower layer write more views
 // per record (a feedback loop under load). While it is behind (Layer.behind:
-// a poll of behindPoll records or more, or coalesceLag records of lag; the
-// flush tick is then MaxViewDelay, see flushTick), one per 2·rescorePer: the
+// a poll of behindPoll records or more, or coalesceLag records of lag, when
+// the flush tick is also MaxViewDelay, see flushTick), one per 2·rescorePer: the
 // fresh views of the backlog come first, the rescorings wait in the backlog.
 func (l *Layer) rescoreBudget() int {
 	floor, per := minRescore/rescoreSteps, rescorePer
