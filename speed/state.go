@@ -574,10 +574,7 @@ func (p *processor) rebuild(params model.Params, b model.Boundary) *model.Model 
 	p.settleCov()
 	d, _ := model.New(params) // params were validated
 	for _, ps := range p.parts {
-		dp, _ := model.New(params)
-		for _, s := range ps.sessions {
-			dp.ApplyPast(&s.ms, b)
-		}
+		dp := sessionsPast(ps, params, b)
 		d.Merge(dp) //nolint:errcheck // same params
 		// Pairs changed since the last publication stay to be published:
 		// their counts are read from the new share (0 if gone).
@@ -597,13 +594,20 @@ func (p *processor) deriveShare(ps *partition) {
 	if !ps.covStale {
 		return
 	}
-	p.settleCov()                // ps's log is in the sessions too: added to the old share, dropped with it
-	dp, _ := model.New(p.params) // params were validated
-	for _, s := range ps.sessions {
-		dp.ApplyPast(&s.ms, p.bound)
-	}
+	p.settleCov() // ps's log is in the sessions too: added to the old share, dropped with it
 	ps.keepPub()
-	ps.cov, ps.covStale = shareOf(dp), false
+	ps.cov, ps.covStale = shareOf(sessionsPast(ps, p.params, p.bound)), false
+}
+
+// sessionsPast returns a model of the contributions of ps's sessions'
+// records past boundary b (their share of the deltas; params must be
+// valid): what rebuild and deriveShare compute a partition's share from.
+func sessionsPast(ps *partition, params model.Params, b model.Boundary) *model.Model {
+	dp, _ := model.New(params) // params were validated
+	for _, s := range ps.sessions {
+		dp.ApplyPast(&s.ms, b)
+	}
+	return dp
 }
 
 // deriveShares derives every stale share (deriveShare).
