@@ -157,10 +157,17 @@ func entry(b []byte) Entry {
 }
 
 // consumeTag is protowire.ConsumeTag, inlined for one-byte tags (every
-// field of the contract below 16).
+// field of the contract below 16) and two-byte ones (device 20, location 21,
+// metadata 30: half of a generated record's top-level fields). A two-byte
+// varint that is not minimal (second byte 0) reads as protowire reads it;
+// field number 0 is protowire's error, left to it.
 func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
 	if len(b) > 0 && b[0] >= 1<<3 && b[0] < 0x80 {
 		return protowire.Number(b[0] >> 3), protowire.Type(b[0] & 7), 1
+	}
+	if len(b) > 1 && b[0] >= 0x80+1<<3 && b[1] < 0x80 {
+		v := uint32(b[0]&0x7f) | uint32(b[1])<<7
+		return protowire.Number(v >> 3), protowire.Type(v & 7), 2
 	}
 	return consumeTagSlow(b)
 }
@@ -325,7 +332,11 @@ func optional(v []byte, max int) bool {
 // strings was a tenth of Decode. The words may overlap (the last one ends
 // at the string's end); only a string with a byte past ASCII goes to
 // utf8.Valid.
-func validUTF8(v []byte) bool {
+func validUTF8(v []byte) bool { return ascii(v) || utf8.Valid(v) }
+
+// ascii reports whether every byte of v is below 0x80, eight (or four)
+// bytes at a time as validUTF8 reads them.
+func ascii(v []byte) bool {
 	n := len(v)
 	var acc uint64
 	switch {
@@ -341,7 +352,7 @@ func validUTF8(v []byte) bool {
 			acc |= uint64(c)
 		}
 	}
-	return acc&0x8080808080808080 == 0 || utf8.Valid(v)
+	return acc&0x8080808080808080 == 0
 }
 
 // timestamp reads a google.protobuf.Timestamp (seconds 1, nanos 2, each at
@@ -448,6 +459,17 @@ func interaction(v []byte, e *Event) bool {
 // mapEntry checks one device or location map entry (key 1, value 2) and
 // returns its key and value.
 func mapEntry(v []byte) (key, val []byte, ok bool) {
+	// The producers' shape: key then value, each with a one-byte length,
+	// and every byte ASCII — then the tags and lengths are too, and one
+	// pass over the entry checks both strings' UTF-8 (a tenth of Decode
+	// went to the two strings' passes and the general loop below).
+	if len(v) >= 4 && v[0] == 1<<3|2 {
+		kl := int(v[1]) // < 0x80 when ASCII
+		if kl >= 1 && kl <= schemas.MaxMapKeyLen && 2+kl+2 <= len(v) && v[2+kl] == 2<<3|2 &&
+			4+kl+int(v[3+kl]) == len(v) && ascii(v) {
+			return v[2 : 2+kl], v[4+kl:], true
+		}
+	}
 	var seen uint8
 	for len(v) > 0 {
 		num, typ, n := consumeTag(v)

@@ -3,6 +3,7 @@ package wire
 import (
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -222,6 +224,7 @@ func shapes(t testing.TB) []shape {
 		f(ev)
 		return enc(ev)
 	}
+	loc := func(key, val string) []byte { return locEntry(enc(base), key, val) }
 	return []shape{
 		{"full purchase", enc(base), true},
 		{"page view without maps or metadata", with(func(ev *schemas.UserInteraction) {
@@ -262,7 +265,44 @@ func shapes(t testing.TB) []shape {
 		{"location entry without value", append(enc(base), 0xaa, 0x01, 0x04, 0x0a, 0x02, 'z', 'z'), true},
 		{"location entry without key", append(enc(base), 0xaa, 0x01, 0x04, 0x12, 0x02, 'z', 'z'), false},
 		{"empty value", nil, false},
+		// mapEntry's fast path (key then value, one-byte lengths, ASCII)
+		// and what it leaves to its general loop.
+		{"location key of the longest length", loc(strings.Repeat("k", schemas.MaxMapKeyLen), "v"), true},
+		{"location key too long", loc(strings.Repeat("k", schemas.MaxMapKeyLen+1), "v"), false},
+		{"location key empty", loc("", "v"), false},
+		{"location value of 127 bytes", loc("k", strings.Repeat("v", 127)), true},
+		{"location value of 256 bytes", loc("k", strings.Repeat("v", schemas.MaxMapValueLen)), true},
+		{"location value too long", loc("k", strings.Repeat("v", schemas.MaxMapValueLen+1)), false},
+		{"location value empty", loc("k", ""), true},
+		{"location key not ASCII", loc("é", "v"), true},
+		{"location key not UTF-8", loc("k\xff", "v"), false},
+		{"location value not ASCII", loc("k", "€uro"), true},
+		{"location value not UTF-8 past 8 bytes", loc("k", "abcdefgh\xc3"), false},
+		{"location entry with a third field", append(enc(base), 0xaa, 0x01, 0x08, 0x0a, 0x01, 'k', 0x12, 0x01, 'v', 0x18, 0x01), false},
+		{"location entry value overruns", append(enc(base), 0xaa, 0x01, 0x06, 0x0a, 0x01, 'k', 0x12, 0x02, 'v'), false},
+		{"location entry key overruns", append(enc(base), 0xaa, 0x01, 0x03, 0x0a, 0x05, 'k'), false},
+		{"location entry key repeated", append(enc(base), 0xaa, 0x01, 0x06, 0x0a, 0x01, 'k', 0x0a, 0x01, 'j'), false},
+		// Two-byte tags (consumeTag): a field number 0, a non-minimal tag
+		// of a one-byte field, fields past the contract.
+		{"two-byte tag of field 0", append(enc(base), 0x82, 0x00, 0x00), false},
+		{"two-byte tag of field 0 with a high bit", append(enc(base), 0x80, 0x00, 0x00), false},
+		{"event id after a non-minimal two-byte tag", append(with(func(ev *schemas.UserInteraction) { ev.EventId = "" }), 0x8a, 0x00, 0x02, 'e', '9'), true},
+		{"device entry after a non-minimal three-byte tag", append(with(func(ev *schemas.UserInteraction) { ev.Device = nil }), 0xa2, 0x81, 0x00, 0x06, 0x0a, 0x01, 'k', 0x12, 0x01, 'v'), true},
+		{"unknown field 16", append(enc(base), 0x80, 0x01, 0x01), false},
+		{"unknown field 22", append(enc(base), 0xb2, 0x01, 0x00), false},
+		{"metadata as a varint", append(with(func(ev *schemas.UserInteraction) { ev.Metadata = nil }), 0xf0, 0x01, 0x01), false},
 	}
+}
+
+// locEntry is base's encoding with a location entry (key 1, value 2) appended:
+// a second occurrence of the map field, as the producers' shape has.
+func locEntry(base []byte, key, val string) []byte {
+	e := protowire.AppendTag(nil, 1, protowire.BytesType)
+	e = protowire.AppendString(e, key)
+	e = protowire.AppendTag(e, 2, protowire.BytesType)
+	e = protowire.AppendString(e, val)
+	b := protowire.AppendTag(append([]byte(nil), base...), fLocation, protowire.BytesType)
+	return protowire.AppendBytes(b, e)
 }
 
 // TestDecodeShapes checks the shapes Decode leaves to schemas.Decode and the
