@@ -657,10 +657,19 @@ func processCPU(tb testing.TB) time.Duration {
 }
 
 // benchExplain turns the views' explanations off when SPEED_BENCH_EXPLAIN=off
-// (speed.explanations: false), to measure what they cost side by side.
+// (speed.explanations: false), and sets the rescoring interval from
+// SPEED_BENCH_RESCORE_INTERVAL (a duration; 0: rescoring off, as
+// speed.rescore_interval: 0), to measure what they cost side by side.
 func benchExplain(c *Config) {
 	if os.Getenv("SPEED_BENCH_EXPLAIN") == "off" {
 		c.NoExplanations = true
+	}
+	if v := os.Getenv("SPEED_BENCH_RESCORE_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			panic(fmt.Sprintf("SPEED_BENCH_RESCORE_INTERVAL=%q: want a duration ≥ 0", v))
+		}
+		c.RescoreInterval, c.NoRescore = d, d == 0
 	}
 }
 

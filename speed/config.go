@@ -50,8 +50,18 @@ type Config struct {
 	// co-visitation rows changed (by other sessions' records, or other
 	// members' deltas) are scored again and rewritten, so a served view is
 	// exact when read, not only right after its own newest record.
-	// Default: 250ms.
+	// Default: 250ms. It also paces the publication of this member's
+	// deltas to the other members (deltashare.go), rescoring or not.
 	RescoreInterval time.Duration
+	// NoRescore turns rescoring off (speed.rescore_interval: 0): a view is
+	// scored at its session's own records (and when every row changes at
+	// once: a handoff, an assignment), never because another session's
+	// record or another member's deltas changed a row it read, and no
+	// index of the rows the views read is kept. For members whose every
+	// read is scored at read time (readscore: serve.speed_scorers, dev),
+	// where a stored view is only the fallback answer. Default: rescoring
+	// on.
+	NoRescore bool
 	// ViewItems is the number of recommendations per view. Default: 20.
 	ViewItems int
 	// NoExplanations turns off the explanation written with each view
@@ -95,7 +105,8 @@ func FromConfig(c *config.Config) Config {
 		MaxRetainedEvents: c.Speed.MaxRetainedEvents,
 		MaxStateBytes:     c.Speed.MaxStateBytes,
 		MaxViewDelay:      c.Speed.MaxViewDelay,
-		RescoreInterval:   c.Speed.RescoreInterval,
+		RescoreInterval:   c.Speed.RescoreInterval, // 0: off (NoRescore), publishing at the default
+		NoRescore:         c.Speed.RescoreInterval == 0,
 		ViewItems:         c.Speed.ViewItems,
 		NoExplanations:    !c.Speed.Explanations,
 		BatchPollInterval: c.Speed.BatchPollInterval,

@@ -218,6 +218,14 @@
 // above). TestServedExactWhenRead and TestServedExactWithThreeMembers hold
 // the layer to it.
 //
+// Rescoring can be turned off (Config.NoRescore, speed.rescore_interval: 0):
+// no view is indexed under its rows, none is rescored, and the changed rows
+// are forgotten after each poll; a stored view is then exact as of its
+// session's last record only. That is for members whose every read is
+// scored at read time (internal/readscore: the serving layer scores a live
+// session from its stored view's recent items and the member's merged
+// rows), where a stored view is only the fallback answer (TestRescoreOff).
+//
 // Decoding reads only the fields the layer needs, straight from the
 // protobuf encoding (decode.go): no message, no device or location maps are
 // built, and ids become strings only when new (session ids come from the

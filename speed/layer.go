@@ -131,6 +131,7 @@ func New(cfg Config, deps Deps) (*Layer, error) {
 		maxStateBytes:     int(min(cfg.MaxStateBytes, int64(math.MaxInt))),
 		viewItems:         cfg.ViewItems,
 		noExplain:         cfg.NoExplanations,
+		noRescore:         cfg.NoRescore,
 	}, *cfg.Params, log)
 	if err != nil {
 		return nil, fmt.Errorf("speed: %w", err)
@@ -141,6 +142,7 @@ func New(cfg Config, deps Deps) (*Layer, error) {
 		committed: map[int32]commitPoint{}, commitBo: kafka.NewBackoff(), fetchBo: kafka.NewBackoff(), seen: map[int32]int64{},
 	}
 	l.faults = kafka.NewFaults("speed", faultLog, l.m.faults)
+	l.noteRescore()
 	none := ""
 	l.served.Store(&none)
 	return l, nil

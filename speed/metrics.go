@@ -40,6 +40,7 @@ type metrics struct {
 	rescored        prometheus.Counter
 	rescoreBacklog  prometheus.Gauge
 	rescoreWait     prometheus.Gauge
+	rescoreEvery    prometheus.Gauge // rescore_interval_seconds: 0 when rescoring is off (noteRescore)
 
 	lastHandoff atomic.Int64  // unix nanos; 0 before the first
 	lagNow      atomic.Int64  // the sum of lag_records as last synced; -1 before the first sync
@@ -103,9 +104,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.rescored = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "views_rescored_total",
 		Help: "Views of live sessions scored again because a co-visitation row they read changed, without a record of theirs."})
 	m.rescoreBacklog = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "rescore_backlog",
-		Help: "Live sessions whose rows changed, waiting to be scored again (rescoring is bounded by the records processed); views are exact when read within rescore_interval while it is 0."})
+		Help: "Live sessions whose rows changed, waiting to be scored again (rescoring is bounded by the records processed); views are exact when read within rescore_interval while it is 0. Always 0 while rescoring is off (rescore_interval_seconds 0)."})
 	m.rescoreWait = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "rescore_wait_seconds",
-		Help: "How long the oldest queued rescoring has waited since its rows could first have changed (0: none queued): a view read reflects every record consumed up to max(rescore_interval, this) + max_view_delay before the read."})
+		Help: "How long the oldest queued rescoring has waited since its rows could first have changed (0: none queued): a view read reflects every record consumed up to max(rescore_interval, this) + max_view_delay before the read. Always 0 while rescoring is off."})
+	m.rescoreEvery = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "rescore_interval_seconds",
+		Help: "speed.rescore_interval: how often views whose rows changed are scored again; 0: rescoring is off (views are scored at their own records only; reads are exact when scored at read time, serve.speed_scorers)."})
 	since := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "seconds_since_batch_handoff",
 		Help: "Seconds since the layer switched to the batch it serves (since start when it has none)."}, func() float64 {
 		if t := m.lastHandoff.Load(); t != 0 {
@@ -124,7 +127,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.records, m.lag, m.live, m.retained, m.retainedEv, m.stateBytes,
 			m.expired, m.evicted, m.retainDropped, m.stateEvicted, m.handoffs, m.handoffDur, m.regress, m.viewWrites, m.viewErrors,
 			m.flushDur, m.invalid, m.commitErrors, m.fetchErrors, m.faults, since,
-			m.deltasPublished, m.deltaErrors, m.rescored, m.rescoreBacklog, m.rescoreWait, shedLast)
+			m.deltasPublished, m.deltaErrors, m.rescored, m.rescoreBacklog, m.rescoreWait, m.rescoreEvery, shedLast)
 	}
 	return m
 }

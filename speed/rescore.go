@@ -44,7 +44,14 @@ type rescoreSeg struct {
 // queued by t + RescoreInterval/rescoreSteps and its views are marked by
 // t + RescoreInterval, scored in the flush that follows, while the backlog
 // (what the budget left queued) is empty.
+//
+// With rescoring off (Config.NoRescore) it only forgets the changed rows:
+// no view watches them (setWatch), so none is queued or marked.
 func (l *Layer) rescore(now time.Time) {
+	if l.cfg.NoRescore {
+		l.proc.nb.takeChanged(func(uint32) {})
+		return
+	}
 	left := l.markLimit()
 	l.markDue(now, &left)
 	p := &l.pace
@@ -82,6 +89,17 @@ func (l *Layer) rescore(now time.Time) {
 		p.segs = append(p.segs, rescoreSeg{start: start, end: end, target: target})
 	}
 	l.markDue(now, &left)
+}
+
+// noteRescore exports whether rescoring is on (rescore_interval_seconds,
+// 0: off) and says so in the log when it is off.
+func (l *Layer) noteRescore() {
+	if l.cfg.NoRescore {
+		l.m.rescoreEvery.Set(0)
+		l.log.Info("rescoring off (speed.rescore_interval: 0): a stored view is scored at its session's own records only; reads are exact when serve scores them at read time (serve.speed_scorers)")
+		return
+	}
+	l.m.rescoreEvery.Set(l.cfg.RescoreInterval.Seconds())
 }
 
 // markLimit is how many sessions the collections' shares may mark after
@@ -179,7 +197,7 @@ func (l *Layer) rescoreBudget() int {
 // collected or collected sessions to be marked, so an idle layer marks
 // them on time.
 func (l *Layer) rescoreWait() time.Duration {
-	if len(l.pace.segs) == 0 && (l.proc.nb == nil || len(l.proc.nb.changed) == 0) {
+	if l.cfg.NoRescore || len(l.pace.segs) == 0 && (l.proc.nb == nil || len(l.proc.nb.changed) == 0) {
 		return idleWait
 	}
 	return max(l.cfg.RescoreInterval/(2*rescoreSteps), time.Millisecond)

@@ -3,6 +3,7 @@ package speed
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -18,26 +19,31 @@ import (
 // and the dirty sessions scored — no broker, no store, no wall clock, so
 // how many views are rescored does not depend on the machine's load.
 // Reported per event: the views scored, of which rescorings, and the
-// process CPU.
+// process CPU; and the live heap at the end (after a collection: the
+// sessions, the rows and the watch index). The ",rescore=off" cases turn
+// rescoring off (Config.NoRescore: no rescorings, no watch index).
 func BenchmarkRescoreDemand(b *testing.B) {
 	for _, rate := range []int{20_000, 50_000} {
-		b.Run(fmt.Sprintf("rate=%d", rate), func(b *testing.B) { benchRescoreDemand(b, rate) })
+		b.Run(fmt.Sprintf("rate=%d", rate), func(b *testing.B) { benchRescoreDemand(b, rate, false) })
+		b.Run(fmt.Sprintf("rate=%d,rescore=off", rate), func(b *testing.B) { benchRescoreDemand(b, rate, true) })
 	}
 }
 
-func benchRescoreDemand(b *testing.B, rate int) {
+func benchRescoreDemand(b *testing.B, rate int, off bool) {
 	recs := benchStream(b)
 	batch := benchBatch(b, recs)
 	const poll = 10 * time.Millisecond
 	per := rate / int(time.Second/poll)
 	half := len(recs) / 2
 	for b.Loop() {
-		l, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Topic: "t", Group: "g"}, Deps{Views: store.NewMemory()})
+		l, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Topic: "t", Group: "g", NoRescore: off}, Deps{Views: store.NewMemory()})
 		if err != nil {
 			b.Fatal(err)
 		}
 		l.m.lagNow.Store(0)
-		l.proc = ownedProcessor(b, defaultLimits(), batch)
+		lim := defaultLimits()
+		lim.noRescore = off
+		l.proc = ownedProcessor(b, lim, batch)
 		p := l.proc
 		// The layer's steps of a poll (steadyPolls), settling included.
 		_, now := steadyPolls(b, l, recs[:half], per, time.Now(), poll) // sessions and rows as the layer has them
@@ -49,6 +55,11 @@ func benchRescoreDemand(b *testing.B, rate int) {
 		b.ReportMetric(float64(views)/n, "views/event")
 		b.ReportMetric(float64(p.c.rescored-r0)/n, "rescored/event")
 		b.ReportMetric(float64(cpu.Microseconds())/n, "process_cpu_µs/event")
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "live_heap_MB")
+		runtime.KeepAlive(p)
 	}
 }
 

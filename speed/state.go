@@ -257,6 +257,9 @@ type limits struct {
 	maxStateBytes int
 	viewItems     int
 	noExplain     bool // views are written without their explanation
+	// noRescore: no view is rescored, so none is indexed under the rows it
+	// read (setWatch does nothing; Config.NoRescore).
+	noRescore bool
 }
 
 // counters are cumulative counts the layer exports as metrics.
@@ -497,7 +500,12 @@ func (p *processor) stale(s *session) bool {
 // setWatch indexes live session s under the merged rows ids its view reads.
 // Only the rows that changed are touched: a session's recent items mostly
 // shift by one from one view to the next.
+// With rescoring off (limits.noRescore) there is no index: s gets no
+// slot and no rows.
 func (p *processor) setWatch(s *session, ids []uint32) {
+	if p.lim.noRescore {
+		return
+	}
 	if len(s.watch) == len(ids) && !slices.ContainsFunc(ids, func(id uint32) bool { return !watches(s.watch, id) }) {
 		return // the same rows (both are sets; s.watch in no particular order)
 	}

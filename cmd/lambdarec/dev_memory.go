@@ -40,7 +40,8 @@ const (
 // it.
 const devBoundWindow = time.Minute
 
-// devMemoryDefaults gives the speed layer, the batch runs and the in-process
+// devMemoryDefaults gives the speed layer (and its rescoring:
+// DevRescoreInterval), the batch runs and the in-process
 // consumers' fetches (speed, archive) dev's bounds
 // where cfg leaves them at the defaults sized for a process of their own: a
 // key the configuration file or the environment wrote keeps its value, even
@@ -52,6 +53,9 @@ func devMemoryDefaults(cfg *config.Config) {
 	}
 	if devDefault(cfg, "speed.max_sessions", cfg.Speed.MaxSessions == d.MaxSessions) {
 		cfg.Speed.MaxSessions = config.DevSpeedMaxSessions
+	}
+	if devDefault(cfg, "speed.rescore_interval", cfg.Speed.RescoreInterval == config.DefaultRescoreInterval) {
+		cfg.Speed.RescoreInterval = config.DevRescoreInterval
 	}
 	if devDefault(cfg, "batch.max_memory", cfg.Batch.MaxMemory == config.DefaultBatchMaxMemory) {
 		cfg.Batch.MaxMemory = config.DevBatchMaxMemory

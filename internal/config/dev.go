@@ -41,6 +41,14 @@ const (
 	DevSpeedMaxSessions   = 200_000
 )
 
+// DevRescoreInterval is speed.rescore_interval in `lambdarec dev` when left
+// at its default (DefaultRescoreInterval): rescoring off. Dev's serving
+// layer scores every read of a live session at read time through its
+// in-process speed layer (internal/readscore), so rescoring would only
+// refresh the stored views it falls back to, at about a fifth of the views
+// scored at 50,000 events/s and an index of the rows every view read.
+const DevRescoreInterval = 0
+
 // The fetch bounds of dev's in-process consumers (kafka.fetch_max_bytes,
 // kafka.fetch_max_partition_bytes) unless set: a backlog of millions of
 // records is read 1 MiB (compressed) at a time instead of up to 1 MiB per

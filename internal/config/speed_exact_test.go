@@ -25,6 +25,11 @@ func TestSpeedExactKeys(t *testing.T) {
 	if cfg.Speed.RescoreInterval != 40*time.Millisecond || cfg.Speed.DeltasTopic != "shared" {
 		t.Errorf("env not applied: %+v", cfg.Speed)
 	}
+	// 0 turns rescoring off: accepted, kept as 0.
+	cfg, err = Load("", []string{"LAMBDAREC_SPEED_RESCORE_INTERVAL=0s"})
+	if err != nil || cfg.Speed.RescoreInterval != 0 || !cfg.IsSet("speed.rescore_interval") {
+		t.Errorf("rescore_interval 0 (off): err %v, %+v", err, cfg)
+	}
 	for env, want := range map[string]string{
 		"LAMBDAREC_SPEED_RESCORE_INTERVAL=-1s":    "speed.rescore_interval",
 		"LAMBDAREC_SPEED_DELTAS_TOPIC=events.dlq": "speed.deltas_topic",
