@@ -213,6 +213,49 @@ func DecodeExplanation(b []byte) (*SessionExplanation, error) {
 	return e, nil
 }
 
+// DecodeRecent decodes only the recent items of an encoded explanation,
+// most recent (rank 0) first: DecodeExplanation's Recent[i].Item, what a
+// session is scored from at read time. The ids share one string, so it
+// allocates twice whatever their number. Empty input is no explanation
+// (nil, nil).
+func DecodeRecent(b []byte) ([]string, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	if b[0] != explanationFormat {
+		return nil, fmt.Errorf("%w: format %d", errExplanation, b[0])
+	}
+	d := decoder{b: b[1:]}
+	n := d.count(3)
+	if d.err != nil {
+		return nil, d.err
+	}
+	s := string(b)
+	out := make([]string, 0, n)
+	for range n {
+		l := d.count(1)
+		if d.err != nil {
+			break
+		}
+		at := len(b) - len(d.b)
+		out = append(out, s[at:at+l])
+		d.b = d.b[l:]
+		d.varint()
+		for range d.count(3) {
+			d.index()
+			d.varint()
+			d.varint()
+		}
+	}
+	if d.err == nil && len(d.b) > 0 {
+		d.err = fmt.Errorf("%w: %d trailing bytes", errExplanation, len(d.b))
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return out, nil
+}
+
 // CheckExplanation checks an encoded explanation's format byte, the cheap
 // check of an upsert (DecodeExplanation checks the rest when it is read).
 func CheckExplanation(b []byte) error {
