@@ -240,12 +240,8 @@ func DecodeRecent(b []byte) ([]string, error) {
 		at := len(b) - len(d.b)
 		out = append(out, s[at:at+l])
 		d.b = d.b[l:]
-		d.varint()
-		for range d.count(3) {
-			d.index()
-			d.varint()
-			d.varint()
-		}
+		d.skip(1)
+		d.skip(3 * d.count(3))
 	}
 	if d.err == nil && len(d.b) > 0 {
 		d.err = fmt.Errorf("%w: %d trailing bytes", errExplanation, len(d.b))
@@ -308,6 +304,36 @@ func (d *decoder) count(size int) int {
 		return 0
 	}
 	return int(v)
+}
+
+// skip passes n varints — n/3 contributions (index, count, batch count)
+// when n is a multiple of 3, which it is but for a top count — with the
+// errors that reading them would give (truncated, overflowing, an index
+// past 1<<31), without decoding the one- to four-byte ones.
+func (d *decoder) skip(n int) {
+	b := d.b
+	for k := 0; k < n && d.err == nil; k++ {
+		i := 0
+		for i < len(b) && b[i] >= 0x80 && i < binary.MaxVarintLen64 {
+			i++
+		}
+		if i >= 4 || i == len(b) {
+			// Long (or bad) varints are read as uvarint and index do:
+			// only they can overflow or be an index past 1<<31.
+			d.b = b
+			if n%3 == 0 && k%3 == 0 {
+				d.index()
+			} else {
+				d.uvarint()
+			}
+			b = d.b
+			continue
+		}
+		b = b[i+1:]
+	}
+	if d.err == nil {
+		d.b = b
+	}
 }
 
 // index reads an item index.

@@ -217,3 +217,38 @@ func processCPUTime() time.Duration {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru) //nolint:errcheck
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// benchExplanationBytes is a view's explanation: 10 recent items, each
+// contributing to 10 of 20 items.
+func benchExplanationBytes() []byte {
+	var w ExplanationWriter
+	w.Begin(10)
+	for r := range 10 {
+		w.Recent(fmt.Sprintf("item-%d", 4711*31+r), 50)
+		for it := r % 2; it < 20; it += 2 {
+			w.Contribution(it, int64(10+r), int64(r))
+		}
+	}
+	return w.End()
+}
+
+// DecodeRecent (what read-time scoring needs) against DecodeExplanation.
+func BenchmarkDecodeRecent(b *testing.B) {
+	x := benchExplanationBytes()
+	b.Run("recent", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if r, err := DecodeRecent(x); err != nil || len(r) != 10 {
+				b.Fatal(r, err)
+			}
+		}
+	})
+	b.Run("full", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if e, err := DecodeExplanation(x); err != nil || len(e.Recent) != 10 {
+				b.Fatal(e, err)
+			}
+		}
+	})
+}
