@@ -75,6 +75,14 @@ func TestDecodeRecent(t *testing.T) {
 			t.Errorf("%x decoded", bad)
 		}
 	}
+	// An index past 1<<31, in a contribution it skips: refused too.
+	var w ExplanationWriter
+	w.Begin(1)
+	w.Recent("r", 1)
+	w.Contribution(1<<32, 1, 0)
+	if _, err := DecodeRecent(w.End()); err == nil {
+		t.Error("an index past 1<<31 decoded")
+	}
 	if n := testing.AllocsPerRun(100, func() { _, _ = DecodeRecent(b) }); n > 2 {
 		t.Errorf("DecodeRecent: %v allocations, want 2", n)
 	}
