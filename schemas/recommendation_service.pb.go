@@ -764,8 +764,14 @@ type SpeedAsOf struct {
 	Partition        int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
 	Offset           int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
 	StalenessSeconds float64                `protobuf:"fixed64,4,opt,name=staleness_seconds,json=stalenessSeconds,proto3" json:"staleness_seconds,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// scored is "read" when the speed layer scored the session at read time
+	// (from its records up to offset and the rows held at scored_at), "view"
+	// when the stored view was answered (scored at scored_at).
+	Scored string `protobuf:"bytes,5,opt,name=scored,proto3" json:"scored,omitempty"`
+	// scored_at is when the items were scored.
+	ScoredAt      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=scored_at,json=scoredAt,proto3" json:"scored_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SpeedAsOf) Reset() {
@@ -824,6 +830,20 @@ func (x *SpeedAsOf) GetStalenessSeconds() float64 {
 		return x.StalenessSeconds
 	}
 	return 0
+}
+
+func (x *SpeedAsOf) GetScored() string {
+	if x != nil {
+		return x.Scored
+	}
+	return ""
+}
+
+func (x *SpeedAsOf) GetScoredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ScoredAt
+	}
+	return nil
 }
 
 type GetStatusRequest struct {
@@ -1289,13 +1309,15 @@ const file_recommendation_service_proto_rawDesc = "" +
 	"\x11staleness_seconds\x18\x05 \x01(\x01R\x10stalenessSeconds\x1a;\n" +
 	"\rBoundaryEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xa9\x01\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xfa\x01\n" +
 	"\tSpeedAsOf\x129\n" +
 	"\n" +
 	"event_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\teventTime\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12+\n" +
-	"\x11staleness_seconds\x18\x04 \x01(\x01R\x10stalenessSeconds\"\x12\n" +
+	"\x11staleness_seconds\x18\x04 \x01(\x01R\x10stalenessSeconds\x12\x16\n" +
+	"\x06scored\x18\x05 \x01(\tR\x06scored\x127\n" +
+	"\tscored_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bscoredAt\"\x12\n" +
 	"\x10GetStatusRequest\"\xd3\x01\n" +
 	"\x11GetStatusResponse\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12\x18\n" +
@@ -1384,27 +1406,28 @@ var file_recommendation_service_proto_depIdxs = []int32{
 	18, // 9: lambdarec.v1.BatchAsOf.created_at:type_name -> google.protobuf.Timestamp
 	18, // 10: lambdarec.v1.BatchAsOf.source_max_event_time:type_name -> google.protobuf.Timestamp
 	18, // 11: lambdarec.v1.SpeedAsOf.event_time:type_name -> google.protobuf.Timestamp
-	18, // 12: lambdarec.v1.GetStatusResponse.now:type_name -> google.protobuf.Timestamp
-	9,  // 13: lambdarec.v1.GetStatusResponse.batch:type_name -> lambdarec.v1.BatchAsOf
-	13, // 14: lambdarec.v1.GetStatusResponse.layers:type_name -> lambdarec.v1.LayerReport
-	18, // 15: lambdarec.v1.LayerReport.last_update:type_name -> google.protobuf.Timestamp
-	14, // 16: lambdarec.v1.LayerReport.reasons:type_name -> lambdarec.v1.Fault
-	19, // 17: lambdarec.v1.LayerReport.details:type_name -> google.protobuf.Struct
-	19, // 18: lambdarec.v1.Fault.details:type_name -> google.protobuf.Struct
-	20, // 19: lambdarec.v1.IngestEventsRequest.events:type_name -> lambdarec.v1.UserInteraction
-	0,  // 20: lambdarec.v1.RecommendationService.GetRecommendations:input_type -> lambdarec.v1.GetRecommendationsRequest
-	5,  // 21: lambdarec.v1.RecommendationService.GetSimilarItems:input_type -> lambdarec.v1.GetSimilarItemsRequest
-	11, // 22: lambdarec.v1.RecommendationService.GetStatus:input_type -> lambdarec.v1.GetStatusRequest
-	15, // 23: lambdarec.v1.RecommendationService.IngestEvents:input_type -> lambdarec.v1.IngestEventsRequest
-	1,  // 24: lambdarec.v1.RecommendationService.GetRecommendations:output_type -> lambdarec.v1.GetRecommendationsResponse
-	6,  // 25: lambdarec.v1.RecommendationService.GetSimilarItems:output_type -> lambdarec.v1.GetSimilarItemsResponse
-	12, // 26: lambdarec.v1.RecommendationService.GetStatus:output_type -> lambdarec.v1.GetStatusResponse
-	16, // 27: lambdarec.v1.RecommendationService.IngestEvents:output_type -> lambdarec.v1.IngestEventsResponse
-	24, // [24:28] is the sub-list for method output_type
-	20, // [20:24] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	18, // 12: lambdarec.v1.SpeedAsOf.scored_at:type_name -> google.protobuf.Timestamp
+	18, // 13: lambdarec.v1.GetStatusResponse.now:type_name -> google.protobuf.Timestamp
+	9,  // 14: lambdarec.v1.GetStatusResponse.batch:type_name -> lambdarec.v1.BatchAsOf
+	13, // 15: lambdarec.v1.GetStatusResponse.layers:type_name -> lambdarec.v1.LayerReport
+	18, // 16: lambdarec.v1.LayerReport.last_update:type_name -> google.protobuf.Timestamp
+	14, // 17: lambdarec.v1.LayerReport.reasons:type_name -> lambdarec.v1.Fault
+	19, // 18: lambdarec.v1.LayerReport.details:type_name -> google.protobuf.Struct
+	19, // 19: lambdarec.v1.Fault.details:type_name -> google.protobuf.Struct
+	20, // 20: lambdarec.v1.IngestEventsRequest.events:type_name -> lambdarec.v1.UserInteraction
+	0,  // 21: lambdarec.v1.RecommendationService.GetRecommendations:input_type -> lambdarec.v1.GetRecommendationsRequest
+	5,  // 22: lambdarec.v1.RecommendationService.GetSimilarItems:input_type -> lambdarec.v1.GetSimilarItemsRequest
+	11, // 23: lambdarec.v1.RecommendationService.GetStatus:input_type -> lambdarec.v1.GetStatusRequest
+	15, // 24: lambdarec.v1.RecommendationService.IngestEvents:input_type -> lambdarec.v1.IngestEventsRequest
+	1,  // 25: lambdarec.v1.RecommendationService.GetRecommendations:output_type -> lambdarec.v1.GetRecommendationsResponse
+	6,  // 26: lambdarec.v1.RecommendationService.GetSimilarItems:output_type -> lambdarec.v1.GetSimilarItemsResponse
+	12, // 27: lambdarec.v1.RecommendationService.GetStatus:output_type -> lambdarec.v1.GetStatusResponse
+	16, // 28: lambdarec.v1.RecommendationService.IngestEvents:output_type -> lambdarec.v1.IngestEventsResponse
+	25, // [25:29] is the sub-list for method output_type
+	21, // [21:25] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_recommendation_service_proto_init() }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lambdarec/lambdarec/internal/model"
+	"github.com/lambdarec/lambdarec/internal/readscore"
 	"github.com/lambdarec/lambdarec/internal/store"
 )
 
@@ -49,6 +50,9 @@ type APIConfig struct {
 	// explained with: the batch scored a user from the top Neighbors of
 	// each recent item's row. Zero: model.DefaultParams().
 	Model model.Params
+	// ReadScoreTimeout bounds the read-time scoring of one answer (with
+	// APIDeps.Scorer); past it the stored view is answered. Default: 50ms.
+	ReadScoreTimeout time.Duration
 }
 
 // StatusThresholds are the limits past which /v1/status reports a layer
@@ -81,6 +85,9 @@ func (c *APIConfig) validate() error {
 	if c.StatusTimeout == 0 {
 		c.StatusTimeout = 2 * time.Second
 	}
+	if c.ReadScoreTimeout == 0 {
+		c.ReadScoreTimeout = defaultReadScoreTimeout
+	}
 	if c.Model == (model.Params{}) {
 		c.Model = model.DefaultParams()
 	}
@@ -94,6 +101,8 @@ func (c *APIConfig) validate() error {
 		return fmt.Errorf("api: default k must be between 1 and max k %d, got %d", c.MaxK, c.DefaultK)
 	case c.StoreTimeout < 0:
 		return fmt.Errorf("api: store timeout must be positive, got %s", c.StoreTimeout)
+	case c.ReadScoreTimeout < 0:
+		return fmt.Errorf("api: read score timeout must be positive, got %s", c.ReadScoreTimeout)
 	case c.StatusTimeout < 0:
 		return fmt.Errorf("api: status timeout must be positive, got %s", c.StatusTimeout)
 	case c.Thresholds.MaxLagRecords < 0 || c.Thresholds.MaxLagTime < 0 || c.Thresholds.BatchInterval < 0:
@@ -118,6 +127,10 @@ type APIDeps struct {
 	// in-process speed layer). Nil: their explanation says the inputs are
 	// not available here.
 	Explainer SessionExplainer
+	// Scorer scores a session's real-time recommendations when they are
+	// read (readscore; in dev the in-process speed layer, in serve the
+	// speed members over HTTP). Nil: the stored views are answered.
+	Scorer readscore.Scorer
 }
 
 // API serves the read endpoints of the serving layer. It is safe for
@@ -143,6 +156,8 @@ type API struct {
 	health storeHealth
 
 	explainer SessionExplainer
+	scorer    readscore.Scorer
+	readWin   readWindow
 }
 
 // NewAPI returns the read API over deps.Store.
@@ -162,6 +177,7 @@ func NewAPI(cfg APIConfig, deps APIDeps) (*API, error) {
 		sources: append([]StatusSource(nil), deps.StatusSources...),
 
 		explainer: deps.Explainer,
+		scorer:    deps.Scorer,
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)

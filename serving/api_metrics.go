@@ -19,6 +19,12 @@ type apiMetrics struct {
 	// answerSize is the number of items per answer.
 	answerSize prometheus.Histogram
 
+	// readScores counts read-time scorings by result (readResults);
+	// readScoreSeconds is how long the scorer took.
+	readScores       map[string]prometheus.Counter
+	readScoresV      *prometheus.CounterVec
+	readScoreSeconds prometheus.Histogram
+
 	badRequests prometheus.Counter
 	storeErrors *prometheus.CounterVec
 }
@@ -48,14 +54,27 @@ func newAPIMetrics() *apiMetrics {
 			Name: "lambdarec_api_store_errors_total",
 			Help: "Serving store reads of the read API that failed (answered 503), by operation.",
 		}, []string{"op"}),
-		items:   map[string]prometheus.Counter{},
-		answers: map[string]prometheus.Counter{},
+		readScoresV: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lambdarec_serve_read_scores_total",
+			Help: "Sessions' real-time recommendations scored at read time (result read) or answered from the stored view instead (fallback_not_ready, fallback_error, fallback_timeout; no_inputs: a view stored without its explanation).",
+		}, []string{"result"}),
+		readScoreSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "lambdarec_serve_read_score_seconds",
+			Help:    "Time the speed layer took to score a session at read time, failures included.",
+			Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25},
+		}),
+		readScores: map[string]prometheus.Counter{},
+		items:      map[string]prometheus.Counter{},
+		answers:    map[string]prometheus.Counter{},
 	}
 	for _, s := range answerSources {
 		m.items[s] = m.itemsV.WithLabelValues(s)
 		m.answers[s] = m.answerV.WithLabelValues(s)
 	}
 	m.answers["none"] = m.answerV.WithLabelValues("none")
+	for _, r := range readResults {
+		m.readScores[r] = m.readScoresV.WithLabelValues(r)
+	}
 	for _, op := range []string{"current_batch", "session", "user_recs", "user_items", "popular", "similar"} {
 		m.storeErrors.WithLabelValues(op)
 	}
@@ -63,7 +82,7 @@ func newAPIMetrics() *apiMetrics {
 }
 
 func (m *apiMetrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.itemsV, m.answerV, m.answerSize, m.badRequests, m.storeErrors} {
+	for _, c := range []prometheus.Collector{m.itemsV, m.answerV, m.answerSize, m.badRequests, m.storeErrors, m.readScoresV, m.readScoreSeconds} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("register api metrics: %w", err)
 		}

@@ -156,6 +156,10 @@ func appendAsOf(b []byte, a *AsOf) []byte {
 		b = strconv.AppendInt(b, sp.Offset, 10)
 		b = append(b, `,"staleness_seconds":`...)
 		b = appendFloat(b, sp.StalenessSeconds)
+		b = append(b, `,"scored":`...)
+		b = appendString(b, sp.Scored)
+		b = append(b, `,"scored_at":`...)
+		b = appendTime(b, sp.ScoredAt)
 		b = append(b, '}')
 	}
 	return append(b, '}')

@@ -24,21 +24,22 @@ type SessionExplainer interface {
 
 // Why an explanation has no inputs.
 const (
-	unavailableNoExplainer = "the session's view was written without its explanation (by a speed layer older than explanations); it has one from its next update"
-	unavailableNotLive     = "the session's view has no stored explanation and is no longer live in the speed layer"
-	unavailableMalformed   = "the session's stored explanation is malformed: "
-	unavailableSpeedSum    = "the stored explanation does not add up to this score (the view's scores were not computed by this model version); ask again after the session's next update"
-	unavailableNoUserItems = "the batch view holds no inputs for this user (a batch published before explanations existed)"
-	unavailableBatchMoved  = "a new batch was published while the explanation was read; ask again"
-	unavailableMismatch    = "the batch view's rows do not reproduce this score (model.neighbors or model.recent_items differ from the batch's, or batch top_k is below model.neighbors)"
+	unavailableNoExplainer       = "the session's view was written without its explanation (by a speed layer older than explanations); it has one from its next update"
+	unavailableNotLive           = "the session's view has no stored explanation and is no longer live in the speed layer"
+	unavailableMalformed         = "the session's stored explanation is malformed: "
+	unavailableSpeedSum          = "the stored explanation does not add up to this score (the view's scores were not computed by this model version); ask again after the session's next update"
+	unavailableReadNoExplanation = "the session was scored at read time by a speed member that writes no explanations (speed.explanations: false)"
+	unavailableNoUserItems       = "the batch view holds no inputs for this user (a batch published before explanations existed)"
+	unavailableBatchMoved        = "a new batch was published while the explanation was read; ask again"
+	unavailableMismatch          = "the batch view's rows do not reproduce this score (model.neighbors or model.recent_items differ from the batch's, or batch top_k is below model.neighbors)"
 )
 
 // explain fills each item's Explanation: popular items carry their count,
 // speed items the contributions of the session's recent items (from the
 // explanation the speed layer stored with sess, the view the items came
-// from: explainSpeed), batch items the contributions of the user's recent
+// from, or the read-time scoring's when readScored: explainSpeed), batch items the contributions of the user's recent
 // items (explainBatch). On a store error it returns the failed operation.
-func (a *API) explain(ctx context.Context, out *Recommendations, sess *store.SessionView) (string, error) {
+func (a *API) explain(ctx context.Context, out *Recommendations, sess *store.SessionView, readScored bool) (string, error) {
 	var speedItems, batchItems []string
 	for i := range out.Items {
 		it := &out.Items[i]
@@ -60,8 +61,18 @@ func (a *API) explain(ctx context.Context, out *Recommendations, sess *store.Ses
 	if len(speedItems) == 0 {
 		return "", nil
 	}
-	if sess.Explanation != nil {
+	if len(sess.Explanation) > 0 {
 		explainSpeed(out, sess)
+		return "", nil
+	}
+	if readScored {
+		// Scored at read by a member that writes no explanations: the
+		// speed layer here would explain other scores than these.
+		for i := range out.Items {
+			if it := &out.Items[i]; it.Source == SourceSpeed {
+				it.Explanation = &Explanation{Unavailable: unavailableReadNoExplanation}
+			}
+		}
 		return "", nil
 	}
 	// A view written without its explanation: the speed layer in this

@@ -130,6 +130,12 @@ type SpeedAsOf struct {
 	Offset    int64 `json:"offset"`
 	// StalenessSeconds is the age of EventTime.
 	StalenessSeconds float64 `json:"staleness_seconds"`
+	// Scored says when the items were scored: ScoredRead, when read (from
+	// the session's records up to Offset and the rows the speed layer
+	// holds at ScoredAt), or ScoredView, the stored view (scored at
+	// ScoredAt, at the session's last record or rescored since).
+	Scored   string    `json:"scored"`
+	ScoredAt time.Time `json:"scored_at"`
 }
 
 func batchAsOf(m store.BatchMeta, now time.Time) *BatchAsOf {
@@ -297,7 +303,7 @@ func (a *API) recommendInto(ctx context.Context, q recsQuery, ans *answer) (*Rec
 		hasSess bool
 	)
 	if q.SessionID != "" {
-		if q.Explain {
+		if q.Explain || a.scorer != nil {
 			// The view with its explanation, of one version.
 			sess, hasSess, err = a.store.ExplainedSession(ctx, q.SessionID)
 		} else {
@@ -320,7 +326,10 @@ func (a *API) recommendInto(ctx context.Context, q recsQuery, ans *answer) (*Rec
 			out.UserID = sess.UserID
 		}
 	}
-	var m merger
+	var (
+		m          merger
+		readScored bool
+	)
 	m.init(q.K, purchased, ans.items)
 	if hasSess && SpeedIsNewer(sess, meta, hasBatch) {
 		ans.speed = SpeedAsOf{
@@ -328,6 +337,16 @@ func (a *API) recommendInto(ctx context.Context, q recsQuery, ans *answer) (*Rec
 			Partition:        sess.Partition,
 			Offset:           sess.Offset,
 			StalenessSeconds: staleness(now, sess.EventTime),
+			Scored:           ScoredView,
+			ScoredAt:         sess.UpdatedAt,
+		}
+		if a.scorer != nil {
+			if res, ok := a.readScore(ctx, &sess); ok {
+				// The answer and its explanation are the read's.
+				ans.speed.Scored, ans.speed.ScoredAt = ScoredRead, res.ScoredAt
+				sess.Items, sess.Explanation = res.Items, res.Explanation
+				readScored = true
+			}
 		}
 		out.AsOf.Speed = &ans.speed
 		m.add(sess.Items, SourceSpeed, ScaleCovisitation)
@@ -349,7 +368,7 @@ func (a *API) recommendInto(ctx context.Context, q recsQuery, ans *answer) (*Rec
 	out.Items = m.items
 	ans.items = m.items
 	if q.Explain {
-		if op, err := a.explain(ctx, out, &sess); err != nil {
+		if op, err := a.explain(ctx, out, &sess, readScored); err != nil {
 			return nil, op, err
 		}
 	}

@@ -264,6 +264,9 @@ type Status struct {
 	// Layers are the serving store (layer "serving_store") followed by the
 	// registered StatusSources, in registration order.
 	Layers []LayerReport `json:"layers"`
+	// ReadScoring is read-time scoring's state and recent fallbacks (not
+	// judged: a fallback answers the stored view).
+	ReadScoring *ReadScoringStatus `json:"read_scoring"`
 }
 
 // StoreLayer is the layer name of the serving store in /v1/status.
@@ -307,7 +310,7 @@ func (a *API) status(ctx context.Context) Status {
 	}
 
 	now := a.now()
-	st := Status{Now: now}
+	st := Status{Now: now, ReadScoring: a.readScoringStatus()}
 	storeLayer := LayerReport{LayerStatus: LayerStatus{Layer: StoreLayer, LagRecords: -1, LagSeconds: -1}}
 	if err := a.storeHealth(ctx); err != nil {
 		storeLayer.Error = err.Error()

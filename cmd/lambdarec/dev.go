@@ -222,11 +222,13 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 
 	sup := newSupervisor(log)
 	srv, closeServe, err := newServeRole(cfg, log, st, lake, serveRoleOptions{
-		batchInterval: o.batchEvery,
-		speed:         layerstatus.SpeedLayer(sp, cfg.Speed.Group),
-		registry:      reg,
-		faults:        []serving.FaultFunc{sup.faults, archiveFaults(arch), brokerFaults(b), bounds.faults},
-		explainer:     sp,
+		batchInterval:  o.batchEvery,
+		speed:          layerstatus.SpeedLayer(sp, cfg.Speed.Group),
+		registry:       reg,
+		faults:         []serving.FaultFunc{sup.faults, archiveFaults(arch), brokerFaults(b), bounds.faults},
+		explainer:      sp,
+		scorer:         layerScorer(sp), // nil (off) until *speed.Layer has ScoreRecent
+		speedInProcess: true,
 	})
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"github.com/lambdarec/lambdarec/internal/config"
 	"github.com/lambdarec/lambdarec/internal/kafka"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
+	"github.com/lambdarec/lambdarec/internal/readscore"
 	"github.com/lambdarec/lambdarec/internal/store"
 	"github.com/lambdarec/lambdarec/internal/store/backend"
 	"github.com/lambdarec/lambdarec/serving"
@@ -88,6 +89,12 @@ type serveRoleOptions struct {
 	// explainer explains speed items (dev: its speed layer). Default:
 	// none, explanations say the speed layer is elsewhere.
 	explainer serving.SessionExplainer
+	// scorer scores live sessions at read time (dev: its speed layer).
+	// Default: the speed members of serve.speed_scorers, or none.
+	scorer readscore.Scorer
+	// speedInProcess: the speed layer runs in this process (dev), whose
+	// scorer is scorer; serve.speed_scorers is not used.
+	speedInProcess bool
 }
 
 // cronInterval is the interval between the next two runs of spec (0 when
@@ -158,8 +165,14 @@ func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lak
 	if o.speed == nil {
 		o.speed = layerstatus.Speed(adm, cfg.Speed.Group, cfg.Kafka.Topic)
 	}
+	scorer, err := speedScorer(cfg.Serve, o.scorer, o.speedInProcess)
+	if err != nil {
+		closeFn()
+		return nil, nil, err
+	}
 	api, err := serving.NewAPI(serving.APIConfig{
-		Model: cfg.Model,
+		Model:            cfg.Model,
+		ReadScoreTimeout: cfg.Serve.SpeedScoreTimeout,
 		Thresholds: serving.StatusThresholds{
 			MaxLagRecords: cfg.Status.MaxLag.Records,
 			MaxLagTime:    cfg.Status.MaxLag.Time,
@@ -169,6 +182,7 @@ func newServeRole(cfg config.Config, log *slog.Logger, st store.Store, lake *lak
 		Store:     st,
 		Log:       log.With("component", "api"),
 		Explainer: o.explainer,
+		Scorer:    scorer,
 		StatusSources: []serving.StatusSource{
 			layerstatus.Archive(lake, adm, cfg.Kafka.Topic),
 			o.speed,

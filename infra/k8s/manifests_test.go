@@ -152,6 +152,7 @@ func TestOverlays(t *testing.T) {
 			checkRoles(t, r)
 			checkConfig(t, r)
 			checkMonitoring(t, r)
+			checkSpeedScorers(t, r)
 			switch overlay {
 			case "dev":
 				if _, ok := r.deployments["lambdarec-broker"]; !ok {
@@ -439,4 +440,55 @@ func checkMonitoring(t *testing.T, r *rendered) {
 func selects(t *testing.T, selector map[string]string, set labels.Set) bool {
 	t.Helper()
 	return len(selector) > 0 && labels.SelectorFromSet(selector).Matches(set)
+}
+
+// checkSpeedScorers asserts serve.speed_scorers: each URL's host is a
+// load-balanced (not headless) Service selecting the speed StatefulSet's
+// pods, on a port that targets their metrics port (speed.metrics_addr,
+// where the scoring endpoint is), and not scraped by the ServiceMonitor (the
+// headless lambdarec-speed is).
+func checkSpeedScorers(t *testing.T, r *rendered) {
+	_, cfg := r.config(t)
+	o := r.overlay
+	urls, _ := key(cfg, "serve.speed_scorers").([]any)
+	if len(urls) == 0 {
+		t.Errorf("%s: serve.speed_scorers is empty: serve does not score at read", o)
+	}
+	speed := r.statefulsets["lambdarec-speed"]
+	scraped := map[string]bool{}
+	for _, e := range r.monitors["lambdarec"].Spec.Endpoints {
+		scraped[e.Port] = true
+	}
+	for _, u := range urls {
+		s, _ := u.(string)
+		host, port, ok := strings.Cut(strings.TrimPrefix(s, "http://"), ":")
+		if !ok || !strings.HasPrefix(s, "http://") {
+			t.Errorf("%s: serve.speed_scorers %q is not http://service:port", o, s)
+			continue
+		}
+		svc := r.services[host]
+		if svc == nil {
+			t.Errorf("%s: serve.speed_scorers %q: no Service %s", o, s, host)
+			continue
+		}
+		if svc.Spec.ClusterIP == corev1.ClusterIPNone {
+			t.Errorf("%s: Service %s is headless: the scorings would not be balanced", o, host)
+		}
+		if !selects(t, svc.Spec.Selector, speed.Spec.Template.Labels) {
+			t.Errorf("%s: Service %s does not select the speed members", o, host)
+		}
+		found := false
+		for _, p := range svc.Spec.Ports {
+			if fmt.Sprint(p.Port) != port {
+				continue
+			}
+			found = p.TargetPort.String() == "metrics"
+			if scraped[p.Name] {
+				t.Errorf("%s: Service %s port %s is scraped: the members would be scraped twice", o, host, p.Name)
+			}
+		}
+		if !found {
+			t.Errorf("%s: Service %s has no port %s targeting the speed members' metrics port", o, host, port)
+		}
+	}
 }

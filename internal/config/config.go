@@ -114,6 +114,19 @@ type Serve struct {
 	Auth ServeAuth `yaml:"auth"`
 	// TLS serves HTTPS (see auth.go). Default: plain HTTP.
 	TLS ServeTLS `yaml:"tls"`
+	// SpeedScorers are the base URLs (http or https) of the speed members
+	// that score a live session at read time (POST /internal/v1/score on
+	// their speed.metrics_addr; internal/readscore). Default: none — the
+	// stored views are answered. `dev` scores with its own speed layer.
+	SpeedScorers []string `yaml:"speed_scorers"`
+	// SpeedScoreTimeout bounds one read-time scoring; past it the stored
+	// view is answered. Default: 50ms.
+	SpeedScoreTimeout time.Duration `yaml:"speed_score_timeout"`
+	// SpeedScoreTokenFile / SpeedScoreTokenEnv hold the bearer token sent
+	// to the speed members (a secret: in a file or the named environment
+	// variable, never in the configuration). Default: none.
+	SpeedScoreTokenFile string `yaml:"speed_score_token_file"`
+	SpeedScoreTokenEnv  string `yaml:"speed_score_token_env"`
 }
 
 // Iceberg says where the master dataset and the batch view live.
@@ -269,7 +282,7 @@ func Default() Config {
 		Serve: Serve{Addr: "127.0.0.1:8080", MaxBodyBytes: 1 << 20, MaxBatchEvents: 1000, ShutdownTimeout: 15 * time.Second,
 			MaxInflightBytes: DefaultMaxInflightBytes, MaxInflightRequests: DefaultMaxInflightRequests,
 			MaxConnections: DefaultMaxConnections, ReadTimeout: DefaultReadTimeout, WriteTimeout: DefaultWriteTimeout,
-			Auth: defaultServeAuth()},
+			Auth: defaultServeAuth(), SpeedScoreTimeout: DefaultSpeedScoreTimeout},
 		Iceberg: Iceberg{
 			Catalog:    "sql",
 			CatalogURI: "file:lambdarec-data/catalog.db",
@@ -393,6 +406,7 @@ func (c *Config) Validate() error {
 		bad("serve.shutdown_timeout", "must be positive")
 	}
 	errs = append(errs, validateServeSecurity(c.Serve)...)
+	errs = append(errs, validateSpeedScorers(c.Serve)...)
 	errs = append(errs, validateConnections(c)...)
 	errs = append(errs, validateBatchMetrics(c.Batch)...)
 	switch c.Iceberg.Catalog {

@@ -213,6 +213,45 @@ func DecodeExplanation(b []byte) (*SessionExplanation, error) {
 	return e, nil
 }
 
+// DecodeRecent decodes only the recent items of an encoded explanation,
+// most recent (rank 0) first: DecodeExplanation's Recent[i].Item, what a
+// session is scored from at read time. The ids share one string, so it
+// allocates twice whatever their number. Empty input is no explanation
+// (nil, nil).
+func DecodeRecent(b []byte) ([]string, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	if b[0] != explanationFormat {
+		return nil, fmt.Errorf("%w: format %d", errExplanation, b[0])
+	}
+	d := decoder{b: b[1:]}
+	n := d.count(3)
+	if d.err != nil {
+		return nil, d.err
+	}
+	s := string(b)
+	out := make([]string, 0, n)
+	for range n {
+		l := d.count(1)
+		if d.err != nil {
+			break
+		}
+		at := len(b) - len(d.b)
+		out = append(out, s[at:at+l])
+		d.b = d.b[l:]
+		d.skip(1)
+		d.skip(3 * d.count(3))
+	}
+	if d.err == nil && len(d.b) > 0 {
+		d.err = fmt.Errorf("%w: %d trailing bytes", errExplanation, len(d.b))
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return out, nil
+}
+
 // CheckExplanation checks an encoded explanation's format byte, the cheap
 // check of an upsert (DecodeExplanation checks the rest when it is read).
 func CheckExplanation(b []byte) error {
@@ -265,6 +304,36 @@ func (d *decoder) count(size int) int {
 		return 0
 	}
 	return int(v)
+}
+
+// skip passes n varints — n/3 contributions (index, count, batch count)
+// when n is a multiple of 3, which it is but for a top count — with the
+// errors that reading them would give (truncated, overflowing, an index
+// past 1<<31), without decoding the one- to four-byte ones.
+func (d *decoder) skip(n int) {
+	b := d.b
+	for k := 0; k < n && d.err == nil; k++ {
+		i := 0
+		for i < len(b) && b[i] >= 0x80 && i < binary.MaxVarintLen64 {
+			i++
+		}
+		if i >= 4 || i == len(b) {
+			// Long (or bad) varints are read as uvarint and index do:
+			// only they can overflow or be an index past 1<<31.
+			d.b = b
+			if n%3 == 0 && k%3 == 0 {
+				d.index()
+			} else {
+				d.uvarint()
+			}
+			b = d.b
+			continue
+		}
+		b = b[i+1:]
+	}
+	if d.err == nil {
+		d.b = b
+	}
 }
 
 // index reads an item index.

@@ -20,6 +20,21 @@ func FuzzDecodeExplanation(f *testing.F) {
 	f.Add([]byte{1, 200, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := DecodeExplanation(b)
+		// DecodeRecent accepts what DecodeExplanation accepts, with its
+		// recent items.
+		recent, rerr := DecodeRecent(b)
+		if (err == nil) != (rerr == nil) {
+			t.Fatalf("DecodeExplanation: %v, DecodeRecent: %v", err, rerr)
+		}
+		if err == nil && e != nil {
+			want := make([]string, len(e.Recent))
+			for i, r := range e.Recent {
+				want[i] = r.Item
+			}
+			if !slices.Equal(recent, want) {
+				t.Fatalf("DecodeRecent %q, want %q", recent, want)
+			}
+		}
 		if err != nil || e == nil {
 			return
 		}
@@ -37,6 +52,40 @@ func FuzzDecodeExplanation(f *testing.F) {
 			t.Fatal("encoding not stable")
 		}
 	})
+}
+
+// DecodeRecent reads the recent items alone, in rank order, in two
+// allocations, and refuses what DecodeExplanation refuses.
+func TestDecodeRecent(t *testing.T) {
+	e := &SessionExplanation{
+		Recent: []RecentItem{{Item: "i1", TopCount: 1 << 50}, {Item: "ünï", TopCount: 0}, {Item: "z", TopCount: 3}},
+		From: []ViewContribution{{Item: 0, Rank: 0, Count: 1 << 50, BatchCount: 1<<50 - 3}, {Item: 19, Rank: 1, Count: 1},
+			{Item: 2, Rank: 2, Count: 3}, {Item: 4, Rank: 2, Count: 1}},
+	}
+	b := AppendExplanation(nil, e)
+	got, err := DecodeRecent(b)
+	if err != nil || !slices.Equal(got, []string{"i1", "ünï", "z"}) {
+		t.Fatalf("DecodeRecent: %q, %v", got, err)
+	}
+	if got, err := DecodeRecent(nil); got != nil || err != nil {
+		t.Fatalf("empty: %q, %v", got, err)
+	}
+	for _, bad := range [][]byte{{2}, b[:len(b)-1], append(slices.Clone(b), 0), {1, 0xff, 0xff, 0xff, 0xff, 0x0f}} {
+		if _, err := DecodeRecent(bad); err == nil {
+			t.Errorf("%x decoded", bad)
+		}
+	}
+	// An index past 1<<31, in a contribution it skips: refused too.
+	var w ExplanationWriter
+	w.Begin(1)
+	w.Recent("r", 1)
+	w.Contribution(1<<32, 1, 0)
+	if _, err := DecodeRecent(w.End()); err == nil {
+		t.Error("an index past 1<<31 decoded")
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = DecodeRecent(b) }); n > 2 {
+		t.Errorf("DecodeRecent: %v allocations, want 2", n)
+	}
 }
 
 func TestExplanationRoundTrip(t *testing.T) {
@@ -175,4 +224,39 @@ func processCPUTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru) //nolint:errcheck
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchExplanationBytes is a view's explanation: 10 recent items, each
+// contributing to 10 of 20 items.
+func benchExplanationBytes() []byte {
+	var w ExplanationWriter
+	w.Begin(10)
+	for r := range 10 {
+		w.Recent(fmt.Sprintf("item-%d", 4711*31+r), 50)
+		for it := r % 2; it < 20; it += 2 {
+			w.Contribution(it, int64(10+r), int64(r))
+		}
+	}
+	return w.End()
+}
+
+// DecodeRecent (what read-time scoring needs) against DecodeExplanation.
+func BenchmarkDecodeRecent(b *testing.B) {
+	x := benchExplanationBytes()
+	b.Run("recent", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if r, err := DecodeRecent(x); err != nil || len(r) != 10 {
+				b.Fatal(r, err)
+			}
+		}
+	})
+	b.Run("full", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if e, err := DecodeExplanation(x); err != nil || len(e.Recent) != 10 {
+				b.Fatal(e, err)
+			}
+		}
+	})
 }

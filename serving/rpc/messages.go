@@ -90,6 +90,8 @@ func asOfMessage(a serving.AsOf) *schemas.AsOf {
 			Partition:        s.Partition,
 			Offset:           s.Offset,
 			StalenessSeconds: s.StalenessSeconds,
+			Scored:           s.Scored,
+			ScoredAt:         timestamp(s.ScoredAt),
 		}
 	}
 	return out

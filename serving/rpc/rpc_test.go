@@ -146,7 +146,7 @@ func newTestEnvWith(t testing.TB, kb *kafkatest.Broker, opt func(c *collector.Co
 		t.Fatal(err)
 	}
 	if err := st.UpsertSession(ctx, store.SessionView{SessionID: "s1", UserID: "u1", Partition: 0, Offset: 101,
-		Items: []store.Scored{{Item: "i9", Score: 0.5}}, Purchased: []string{"i2"}, EventTime: testNow.Add(-time.Second)}); err != nil {
+		Items: []store.Scored{{Item: "i9", Score: 0.5}}, Purchased: []string{"i2"}, EventTime: testNow.Add(-time.Second), UpdatedAt: testNow.Add(-time.Second / 2)}); err != nil {
 		t.Fatal(err)
 	}
 	keys := filepath.Join(t.TempDir(), "keys")
@@ -254,6 +254,10 @@ func TestReads(t *testing.T) {
 	if recs.GetUserId() != "u1" || recs.GetK() != 4 || recs.GetAsOf().GetBatch().GetBatchId() != "b1" ||
 		recs.GetAsOf().GetSpeed().GetOffset() != 101 || recs.GetAsOf().GetBatch().GetBoundary()[0] != 100 {
 		t.Errorf("answer %v", &recs)
+	}
+	// The stored view, scored when the speed layer wrote it (no scorer here).
+	if sp := recs.GetAsOf().GetSpeed(); sp.GetScored() != serving.ScoredView || !sp.GetScoredAt().AsTime().Equal(testNow.Add(-time.Second/2)) {
+		t.Errorf("as_of.speed scored %q at %v, want view at %v", sp.GetScored(), sp.GetScoredAt().AsTime(), testNow.Add(-time.Second/2))
 	}
 
 	// k 0 takes the default.

@@ -341,6 +341,9 @@ func TestUIInChromium(t *testing.T) {
 			t.Errorf("item %d: %v, want %s", i, it, want[i])
 		}
 	}
+	if asof := evaluate[string](ctx, t, `document.querySelector('#asof').textContent`); !strings.Contains(asof, "stored view") {
+		t.Errorf("as of %q: the speed part does not say it is the stored view", asof)
+	}
 	if why := items[0]["why"]; !strings.Contains(why, "r0") || !strings.Contains(why, "0.75") || !strings.Contains(why, "sum 1") {
 		t.Errorf("speed item's explanation %q", why)
 	}

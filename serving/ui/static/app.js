@@ -165,7 +165,8 @@ $("#explorer").addEventListener("submit", async (ev) => {
     const r = await getJSON("/v1/recommendations?" + q);
     const b = r.as_of.batch, s = r.as_of.speed;
     $("#asof").textContent = "batch " + (b ? b.batch_id + " (" + fmtSecs(b.staleness_seconds) + " old)" : "none") +
-      "; speed " + (s ? "partition " + s.partition + " offset " + s.offset + " (" + fmtSecs(s.staleness_seconds) + " old)" : "not merged") +
+      "; speed " + (s ? "partition " + s.partition + " offset " + s.offset + " (" + fmtSecs(s.staleness_seconds) + " old, " +
+        (s.scored === "read" ? "scored at read" : "stored view") + ")" : "not merged") +
       (r.user_id ? "; user " + r.user_id : "");
     r.items.forEach((it, i) => body.append(el("tr", { class: "rec-item", "data-source": it.source }, el("td", {}, i + 1), el("td", {}, it.item),
       el("td", {}, it.source), el("td", { class: "num" }, fmtNum(it.score, 4) + " " + it.scale), el("td", {}, explanation(it)))));
