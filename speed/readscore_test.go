@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"slices"
 	"sync"
@@ -328,5 +330,39 @@ func scoreRecentExactWhenRead(t *testing.T, tt *testTopic) {
 	}
 	if quiet < 20 || stale < 10 || nonEmpty < 50 || crossed < 50 {
 		t.Fatalf("test too weak: %d quiet live sessions, %d stale stored views, %d non-empty, %d crossed", quiet, stale, nonEmpty, crossed)
+	}
+
+	// Over HTTP (the members' handlers, as `lambdarec speed` routes it, and
+	// serve's client): the same answers.
+	mux := http.NewServeMux()
+	mux.Handle("POST "+readscore.Path, readscore.Handler(a, "tok"))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	cl := readscore.NewClient([]string{srv.URL}, "tok", 10*time.Second, srv.Client())
+	n := 0
+	for id, w := range want {
+		if n++; n > 30 {
+			break
+		}
+		v, _, err := views.ExplainedSession(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _ := store.DecodeExplanation(v.Explanation)
+		req := readscore.Request{Purchased: v.Purchased}
+		for _, rc := range e.Recent {
+			req.Recent = append(req.Recent, rc.Item)
+		}
+		got, err := cl.ScoreRecent(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		direct, err := a.ScoreRecent(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got.Items, w) || !bytes.Equal(got.Explanation, direct.Explanation) || got.BatchID != "b1" || !got.ScoredAt.After(direct.ScoredAt.Add(-time.Minute)) {
+			t.Fatalf("session %s over HTTP: %+v, direct %+v, full recompute %v", id, got, direct, w)
+		}
 	}
 }
