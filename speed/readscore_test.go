@@ -172,6 +172,31 @@ func TestScoreRecentEqualsViewScoring(t *testing.T) {
 	}
 }
 
+// waitReadable waits until each member scores a read (not ErrNotReady),
+// failing with what keeps one not ready.
+func waitReadable(t *testing.T, ls ...*Layer) {
+	t.Helper()
+	deadline := time.Now().Add(2 * servedWait)
+	for i, l := range ls {
+		for {
+			_, err := l.ScoreRecent(context.Background(), readscore.Request{Recent: []string{"item-001"}})
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, readscore.ErrNotReady) || time.Now().After(deadline) {
+				l.mu.Lock()
+				state := fmt.Sprintf("joined %v, faults %d, deltas read %v", l.joined, l.faults.Len(), l.deltasReady.Load())
+				for id, ps := range l.proc.parts {
+					state += fmt.Sprintf(", partition %d from %d target %d next %d", id, ps.from, ps.target, ps.next)
+				}
+				l.mu.Unlock()
+				t.Fatalf("member %d cannot score after %s: %v (%s)", i, 2*servedWait, err, state)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
 // TestScoreRecentExactWhenRead is the "exact when read" at read
 // time: rescoring is left unable to keep up (an hour's interval), sessions
 // go quiet while others keep changing the rows their answers read, and
@@ -203,7 +228,7 @@ func scoreRecentExactWhenRead(t *testing.T, tt *testTopic) {
 	tt.produce(g.batch(1000))
 	b := startLayer(t, tt, src, views, slow)
 	waitOwned(t, tt, "b1", a, b)
-	waitFor(t, servedWait, "both members ready", func() bool { return a.Ready() && b.Ready() })
+	waitReadable(t, a, b)
 
 	// Reads while records flow: they must not race with the consumption
 	// (-race) and, once served, be well formed.
