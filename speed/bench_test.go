@@ -512,10 +512,12 @@ func benchLatency(b *testing.B, rate int) {
 		if stall != nil {
 			stall.begin(time.Now().Add(warm))
 		}
+		reads := startBenchReads(b, l)
 		ends, sent, start, sendDur := src.produce()
 		if stall != nil {
 			stall.halt()
 		}
+		reads.stop(b)
 		behind := time.Now()
 		waitFor(b, 120*time.Second, "the layer to catch up", func() bool { return caughtUp(l.Positions(), ends) })
 		b.ReportMetric(time.Since(behind).Seconds(), "catchup_s")

@@ -3,7 +3,10 @@
 // records past the boundary of the batch currently served (the deltas), and
 // after each event writes the session's recommendations — scored from the
 // batch model plus the deltas by the shared model code — to the serving store
-// as the real-time view.
+// as the real-time view. It also scores a session on request, at read time
+// (Layer.ScoreRecent, the internal/readscore contract; readscore.go): from
+// the recent items and purchases its stored view lists, over the member's
+// merged rows as they are when the read is served.
 //
 // # Exactness
 //

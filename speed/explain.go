@@ -45,6 +45,9 @@ type explainBuf struct {
 	// fills are the batch counts read in a parallel pass (when the rows
 	// are read-only), cached in the rows after it (fillBatchCounts).
 	fills []batchFill
+	// unknown names the ids past the interned items: a read's items no
+	// row knows (readRows, readscore.go), each with an empty row.
+	unknown []string
 }
 
 // batUnknown marks a batch count not yet cached in a row (itemRow.bat);
@@ -89,6 +92,10 @@ func (p *processor) explain(b *explainBuf, shared bool, sc *model.Scorer, ids []
 	}
 	b.w.Begin(len(ids))
 	for r, id := range ids {
+		if int(id) >= len(nb.names) { // a read's unknown item (readRows)
+			b.w.Recent(b.unknown[int(id)-len(nb.names)], 0)
+			continue
+		}
 		nids, row := nb.DenseRow(id)
 		if len(row) > p.params.Neighbors {
 			row, nids = row[:p.params.Neighbors], nids[:p.params.Neighbors]

@@ -78,7 +78,8 @@ type Layer struct {
 	lastCommit time.Time
 	lastExpire time.Time
 	closing    bool
-	joined     bool // a group assignment was received
+	joined     bool        // a group assignment was received
+	rs         *readScorer // ScoreRecent's scorer and buffers (readscore.go)
 
 	cmu        sync.Mutex            // guards committed and commitHold (commit callbacks)
 	committed  map[int32]commitPoint // last committed per partition

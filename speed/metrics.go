@@ -41,6 +41,9 @@ type metrics struct {
 	rescoreBacklog  prometheus.Gauge
 	rescoreWait     prometheus.Gauge
 	rescoreEvery    prometheus.Gauge // rescore_interval_seconds: 0 when rescoring is off (noteRescore)
+	// sessions scored at read time (ScoreRecent, readscore.go)
+	readScores   *prometheus.CounterVec
+	readScoreDur prometheus.Histogram
 
 	lastHandoff atomic.Int64  // unix nanos; 0 before the first
 	lagNow      atomic.Int64  // the sum of lag_records as last synced; -1 before the first sync
@@ -123,8 +126,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}
 		return 0
 	})
+	m.readScores = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "read_scores_total",
+		Help: "Sessions scored at read time (POST /internal/v1/score), by result: scored, not_ready (answered from the stored view), canceled."}, []string{"result"})
+	for _, r := range []string{readScored, readNotReady, readCanceled} {
+		m.readScores.WithLabelValues(r)
+	}
+	m.readScoreDur = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "read_score_duration_seconds",
+		Help: "Time to score a session at read time, the wait for the consuming loop's safe point included.", Buckets: prometheus.ExponentialBuckets(0.00001, 3, 12)})
 	if reg != nil {
-		reg.MustRegister(m.records, m.lag, m.live, m.retained, m.retainedEv, m.stateBytes,
+		reg.MustRegister(m.readScores, m.readScoreDur, m.records, m.lag, m.live, m.retained, m.retainedEv, m.stateBytes,
 			m.expired, m.evicted, m.retainDropped, m.stateEvicted, m.handoffs, m.handoffDur, m.regress, m.viewWrites, m.viewErrors,
 			m.flushDur, m.invalid, m.commitErrors, m.fetchErrors, m.faults, since,
 			m.deltasPublished, m.deltaErrors, m.rescored, m.rescoreBacklog, m.rescoreWait, m.rescoreEvery, shedLast)

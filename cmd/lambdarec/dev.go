@@ -227,7 +227,7 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		registry:       reg,
 		faults:         []serving.FaultFunc{sup.faults, archiveFaults(arch), brokerFaults(b), bounds.faults},
 		explainer:      sp,
-		scorer:         layerScorer(sp), // nil (off) until *speed.Layer has ScoreRecent
+		scorer:         sp, // its serving layer scores live sessions at read time through it
 		speedInProcess: true,
 	})
 	if err != nil {

@@ -10,28 +10,14 @@ import (
 )
 
 // Read-time scoring's wiring: serve scores a live session through a
-// readscore.Scorer — in dev its in-process speed layer (layerScorer), in a
+// readscore.Scorer — in dev its in-process speed layer, in a
 // standalone serve the speed members of serve.speed_scorers over HTTP
 // (newSpeedScoreClient).
 
-// layerScorer is dev's speed layer as a readscore.Scorer, or nil (read-time
-// scoring off) while the layer does not implement it.
-func layerScorer(layer any) readscore.Scorer {
-	if s, ok := layer.(readscore.Scorer); ok {
-		return s
-	}
-	return nil
-}
-
-// errNoScoreClient is newSpeedScoreClient's answer while this build has no
-// HTTP client of the speed members' scoring endpoint.
-var errNoScoreClient = errors.New("serve.speed_scorers: this build has no read-time scoring client (internal/readscore.NewClient); leave the key empty")
-
-// newSpeedScoreClient builds the scorer of serve.speed_scorers:
-// readscore.NewClient(urls, token, timeout, hc) once internal/readscore has
-// it (a variable so that tests can build a scorer of their own).
+// newSpeedScoreClient builds the scorer of serve.speed_scorers (a variable
+// so that tests can build a scorer of their own).
 var newSpeedScoreClient = func(urls []string, token string, timeout time.Duration, hc *http.Client) (readscore.Scorer, error) {
-	return nil, errNoScoreClient
+	return readscore.NewClient(urls, token, timeout, hc), nil
 }
 
 // speedScorer returns serve's scorer: with the speed layer in this process

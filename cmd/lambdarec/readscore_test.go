@@ -27,16 +27,9 @@ func (testScorer) ScoreRecent(context.Context, readscore.Request) (readscore.Res
 	return readscore.Result{}, readscore.ErrNotReady
 }
 
-// dev's speed layer is its scorer when it implements readscore.Scorer, and
-// read-time scoring is off otherwise; with the speed layer in the process,
-// serve.speed_scorers is not used.
+// dev's speed layer is its scorer (serve.speed_scorers is not used with the
+// speed layer in the process); a standalone serve uses the key's client.
 func TestLayerScorer(t *testing.T) {
-	if s := layerScorer(testScorer{}); s != (testScorer{}) {
-		t.Fatalf("a scorer: %v", s)
-	}
-	if s := layerScorer(struct{}{}); s != nil {
-		t.Fatalf("not a scorer: %v, want nil", s)
-	}
 	cfg := config.Default().Serve
 	cfg.SpeedScorers = []string{"http://speed:9464"}
 	if s, err := speedScorer(cfg, nil, true); s != nil || err != nil {
@@ -48,10 +41,10 @@ func TestLayerScorer(t *testing.T) {
 	if s, err := speedScorer(config.Default().Serve, nil, false); s != nil || err != nil {
 		t.Fatalf("no speed_scorers: %v, %v", s, err)
 	}
-	// Without a client in this build, a configured key is refused, not
-	// ignored.
-	if _, err := speedScorer(cfg, nil, false); err == nil {
-		t.Fatal("serve.speed_scorers accepted without a client")
+	// A standalone serve with the key scores through the members' HTTP
+	// client, not through a scorer given.
+	if s, err := speedScorer(cfg, testScorer{}, false); err != nil || s == nil || s == (testScorer{}) {
+		t.Fatalf("serve.speed_scorers: %v, %v, want the members' client", s, err)
 	}
 }
 
@@ -136,7 +129,7 @@ func (f *fixedScorer) ScoreRecent(_ context.Context, req readscore.Request) (rea
 }
 
 // dev's serving role (the speed layer in the process, its scorer given;
-// layerScorer(sp) once *speed.Layer implements readscore.Scorer) answers a
+// *speed.Layer in dev) answers a
 // live session scored at read, over HTTP, and its /metrics, read scores
 // included, passes promlint.
 func TestDevServeRoleScoresAtRead(t *testing.T) {

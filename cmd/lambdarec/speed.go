@@ -17,6 +17,7 @@ import (
 	"github.com/lambdarec/lambdarec/internal/config"
 	"github.com/lambdarec/lambdarec/internal/kafka"
 	"github.com/lambdarec/lambdarec/internal/lakehouse"
+	"github.com/lambdarec/lambdarec/internal/readscore"
 	"github.com/lambdarec/lambdarec/internal/store/backend"
 	"github.com/lambdarec/lambdarec/speed"
 )
@@ -51,6 +52,10 @@ func init() {
 					return err
 				}
 				defer lake.Close()
+				token, err := e.cfg.SpeedScoreToken() // never logged
+				if err != nil {
+					return fmt.Errorf("speed.score_token: %w", err)
+				}
 				reg := prometheus.NewRegistry()
 				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector())
 				sc := speed.FromConfig(&e.cfg)
@@ -77,7 +82,8 @@ func init() {
 						return nil
 					}, storeReady(st))
 					stop, err := serveMetrics(e.cfg.Speed.MetricsAddr, reg, ready, log,
-						metricsRoute{"GET /v1/status", speedStatusHandler(layer, watch)})
+						metricsRoute{"GET /v1/status", speedStatusHandler(layer, watch)},
+						metricsRoute{"POST " + readscore.Path, readscore.Handler(layer, token)})
 					if err != nil {
 						return err
 					}
@@ -86,7 +92,7 @@ func init() {
 				return layer.Run(ctx)
 			}
 		},
-		description: "Consumes the topic events and keeps each session's real-time state and recommendations in the serving store, for events past the batch boundary. Serves /healthz, /readyz, /metrics and its own /v1/status (degraded speed_state_full for a minute after it evicted sessions for its bounds) on speed.metrics_addr.",
+		description: "Consumes the topic events and keeps each session's real-time state and recommendations in the serving store, for events past the batch boundary. Serves /healthz, /readyz, /metrics, its own /v1/status (degraded speed_state_full for a minute after it evicted sessions for its bounds) and POST /internal/v1/score (a session scored now from its recent items, for serve's read-time scoring; bearer token from speed.score_token_file/_env) on speed.metrics_addr.",
 	})
 }
 

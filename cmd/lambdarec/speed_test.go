@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/lambdarec/lambdarec/internal/kafka"
+	"github.com/lambdarec/lambdarec/internal/readscore"
 	"github.com/lambdarec/lambdarec/schemas"
 	"github.com/lambdarec/lambdarec/serving"
 )
@@ -26,6 +27,11 @@ func TestSpeedCommand(t *testing.T) {
 	br := startBroker(t, 3, "events", "events.dlq")
 	isolateIceberg(t)
 	metrics := freeAddr(t)
+	tokenFile := filepath.Join(t.TempDir(), "score-token")
+	if err := os.WriteFile(tokenFile, []byte(speedScoreToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("LAMBDAREC_SPEED_SCORE_TOKEN_FILE", tokenFile)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -52,9 +58,39 @@ func TestSpeedCommand(t *testing.T) {
 		t.Fatalf("no speed metrics at /metrics:\n%s", tail(string(body), 2000))
 	}
 	lintMetrics(t, "speed", body)
+
+	// Read-time scoring on the metrics listener, behind the token.
+	score := func(auth string) (int, string) {
+		req, err := http.NewRequest(http.MethodPost, "http://"+metrics+readscore.Path, strings.NewReader(`{"recent":["i00001","i00002"]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
+	}
+	if code, b := score("Bearer wrong"); code != http.StatusUnauthorized {
+		t.Fatalf("wrong token: %d %s", code, b)
+	}
+	if code, b := score("Bearer " + speedScoreToken); code != http.StatusOK || !strings.Contains(b, `"items":[]`) {
+		t.Fatalf("token: %d %s", code, b) // no batch, no record: ready, nothing to recommend
+	}
 	cancel()
 	awaitSpeedExit(t, exit, &stderr)
+	if strings.Contains(stderr.String(), speedScoreToken) || strings.Contains(stdout.String(), speedScoreToken) {
+		t.Fatal("the scoring token was logged")
+	}
 }
+
+// speedScoreToken is TestSpeedCommand's speed.score_token.
+const speedScoreToken = "sc0re-t0ken-of-the-test"
 
 // TestSpeedMemberReportsShedSessions runs a production `lambdarec speed`
 // member whose speed.max_sessions is smaller than the sessions produced

@@ -222,6 +222,9 @@ type Speed struct {
 	// RescoreInterval and DeltasTopic: see speed_exact.go.
 	RescoreInterval time.Duration `yaml:"rescore_interval"`
 	DeltasTopic     string        `yaml:"deltas_topic"`
+	// ScoreTokenFile and ScoreTokenEnv: see speed_score.go.
+	ScoreTokenFile string `yaml:"score_token_file"`
+	ScoreTokenEnv  string `yaml:"score_token_env"`
 }
 
 // Store selects the serving store, where the batch and real-time views live.
@@ -408,6 +411,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, validateServeSecurity(c.Serve)...)
 	errs = append(errs, validateSpeedScorers(c.Serve)...)
 	errs = append(errs, validateConnections(c)...)
+	errs = append(errs, validateSecretRef("speed.score_token", c.Speed.ScoreTokenFile, c.Speed.ScoreTokenEnv)...)
 	errs = append(errs, validateBatchMetrics(c.Batch)...)
 	switch c.Iceberg.Catalog {
 	case "sql":
