@@ -62,6 +62,16 @@ type Config struct {
 	// where a stored view is only the fallback answer. Default: rescoring
 	// on.
 	NoRescore bool
+	// NoViewScores turns the views' scoring off (speed.score_views: false):
+	// a flush writes each changed session's view with the inputs it is
+	// scored from only — its recent items (an explanation without
+	// contributions: store.SessionExplanation with every TopCount 0 and no
+	// From, what store.DecodeRecent reads), its purchases, user, event time
+	// and position — and no Items; nothing is scored or explained per view,
+	// and rescoring is off (NoRescore). For members whose every read is
+	// scored at read time (ScoreRecent: serve.speed_scorers, dev), where a
+	// view's items are never served. Default: views scored.
+	NoViewScores bool
 	// ViewItems is the number of recommendations per view. Default: 20.
 	ViewItems int
 	// NoExplanations turns off the explanation written with each view
@@ -109,6 +119,7 @@ func FromConfig(c *config.Config) Config {
 		NoRescore:         c.Speed.RescoreInterval == 0,
 		ViewItems:         c.Speed.ViewItems,
 		NoExplanations:    !c.Speed.Explanations,
+		NoViewScores:      !c.Speed.ScoreViews,
 		BatchPollInterval: c.Speed.BatchPollInterval,
 		CommitInterval:    c.Speed.CommitInterval,
 		Params:            &c.Model,
@@ -134,6 +145,9 @@ func (c *Config) validate() error {
 	def(&c.SessionTimeout, 30*time.Minute)
 	def(&c.MaxViewDelay, 50*time.Millisecond)
 	def(&c.RescoreInterval, 250*time.Millisecond)
+	if c.NoViewScores {
+		c.NoRescore = true // a view without items has nothing to rescore
+	}
 	def(&c.BatchPollInterval, 10*time.Second)
 	def(&c.CommitInterval, 5*time.Second)
 	if c.MaxSessions == 0 {

@@ -133,6 +133,7 @@ func New(cfg Config, deps Deps) (*Layer, error) {
 		viewItems:         cfg.ViewItems,
 		noExplain:         cfg.NoExplanations,
 		noRescore:         cfg.NoRescore,
+		noScore:           cfg.NoViewScores,
 	}, *cfg.Params, log)
 	if err != nil {
 		return nil, fmt.Errorf("speed: %w", err)

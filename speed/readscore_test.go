@@ -207,16 +207,25 @@ func waitReadable(t *testing.T, ls ...*Layer) {
 // same once the deltas are published and fetched. Reads run all along,
 // concurrently with the consumption (run it with -race).
 func TestScoreRecentExactWhenRead(t *testing.T) {
-	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) { scoreRecentExactWhenRead(t, newTestTopicOn(t, kb, 4)) })
+	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) { scoreRecentExactWhenRead(t, newTestTopicOn(t, kb, 4), false) })
 }
 
-func scoreRecentExactWhenRead(t *testing.T, tt *testTopic) {
+// TestScoreRecentExactWhenReadUnscored is TestScoreRecentExactWhenRead
+// with the views' scoring off (Config.NoViewScores, speed.score_views:
+// false): every stored view holds no items, only its inputs, and a read
+// of those stored inputs, on the owner or the other member, is the full
+// recompute of every live session.
+func TestScoreRecentExactWhenReadUnscored(t *testing.T) {
+	kafkatest.Run(t, func(t *testing.T, kb *kafkatest.Broker) { scoreRecentExactWhenRead(t, newTestTopicOn(t, kb, 4), true) })
+}
+
+func scoreRecentExactWhenRead(t *testing.T, tt *testTopic, unscored bool) {
 	r := rand.New(rand.NewPCG(23, 7))
 	src := &fakeSource{}
 	views := store.NewMemory()
 	c := newChecker(t, tt)
 	g := newStreamGen(r, time.Now().Add(-time.Hour))
-	slow := func(cfg *Config) { cfg.RescoreInterval = time.Hour }
+	slow := func(cfg *Config) { cfg.RescoreInterval, cfg.NoViewScores = time.Hour, unscored }
 	ctx := context.Background()
 
 	a := startLayer(t, tt, src, views, slow)
@@ -326,6 +335,9 @@ func scoreRecentExactWhenRead(t *testing.T, tt *testTopic) {
 			}
 			if !reflect.DeepEqual(v.Items, w) {
 				stale++
+			}
+			if unscored && (v.Items != nil || len(e.From) != 0 || slices.ContainsFunc(e.Recent, func(r store.RecentItem) bool { return r.TopCount != 0 })) {
+				t.Fatalf("session %s: scoring off, stored view %+v, explanation %+v", id, v, e)
 			}
 			if len(w) > 0 {
 				nonEmpty++

@@ -260,6 +260,9 @@ type limits struct {
 	// noRescore: no view is rescored, so none is indexed under the rows it
 	// read (setWatch does nothing; Config.NoRescore).
 	noRescore bool
+	// noScore: views are written with their inputs only, unscored
+	// (inputsView; Config.NoViewScores).
+	noScore bool
 }
 
 // counters are cumulative counts the layer exports as metrics.
@@ -1080,7 +1083,7 @@ func (p *processor) appendViews(dst []store.SessionView, now time.Time) []store.
 
 // scoreDirty scores every session still dirty.
 func (p *processor) scoreDirty(now time.Time) {
-	if p.scoreParallel(now) {
+	if !p.lim.noScore && p.scoreParallel(now) {
 		return
 	}
 	for _, s := range p.dirty {

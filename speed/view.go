@@ -35,9 +35,16 @@ func newViewScorer() *viewScorer {
 // score appends s's view as of now — its recommendations from the merged
 // rows as they are, what Scorer.RecommendSession gives (excluding what it
 // bought) — to p.views, and indexes a live session under the rows it read.
+//
+// With the views' scoring off (limits.noScore) it appends s's inputs view
+// instead (inputsView): nothing is scored, no row is read.
 func (p *processor) scoreView(s *session, now time.Time) {
 	v := p.vs
 	v.ids = p.appendViewIDs(v.ids[:0], s)
+	if p.lim.noScore {
+		p.views = append(p.views, p.inputsView(s, v.ids, now))
+		return
+	}
 	view := v.view(p.scorer, p.nb, s, v.ids, p.lim.viewItems, now)
 	view.Explanation = p.explainView(p.scorer, v.ids, view.Items, &v.items) // from the rows just read (explain.go)
 	p.views = append(p.views, view)
@@ -46,6 +53,34 @@ func (p *processor) scoreView(s *session, now time.Time) {
 	}
 	p.nb.clock++ // rows changed from now on are past this view
 	p.setScored(s, p.nb.clock)
+}
+
+// inputsView returns s's view as of now without items: what a read scores
+// the session from (ScoreRecent) — its recent items, ids (the merged-rows
+// ids appendViewIDs gave, most recent first: the explanation's Recent of a
+// scored view, rows empty or not), as an explanation without contributions
+// (every TopCount 0), its purchases — and its user, newest event time and
+// position. No row is read or materialized, nothing scored or explained;
+// the explanation is written in the processor's arena (reused once the
+// view is written), whatever speed.explanations says: it is the view's
+// input, not an explanation of items.
+func (p *processor) inputsView(s *session, ids []uint32, now time.Time) store.SessionView {
+	w := &p.vx.buf.w
+	w.Begin(len(ids))
+	for _, id := range ids {
+		w.Recent(p.nb.names[id], 0)
+	}
+	part, off, _ := s.ms.Last()
+	return store.SessionView{
+		SessionID:   s.ms.ID(),
+		UserID:      s.ms.User(),
+		Purchased:   slices.Clone(s.purchased),
+		EventTime:   time.UnixMicro(s.maxTime).UTC(),
+		Partition:   part,
+		Offset:      off,
+		UpdatedAt:   now,
+		Explanation: p.vs.items.explanation(w),
+	}
 }
 
 // appendViewIDs appends the merged-rows ids of s's recent items — the rows

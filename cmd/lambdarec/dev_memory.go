@@ -41,7 +41,7 @@ const (
 const devBoundWindow = time.Minute
 
 // devMemoryDefaults gives the speed layer (and its rescoring:
-// DevRescoreInterval), the batch runs and the in-process
+// DevRescoreInterval; its views' scoring: DevScoreViews), the batch runs and the in-process
 // consumers' fetches (speed, archive) dev's bounds
 // where cfg leaves them at the defaults sized for a process of their own: a
 // key the configuration file or the environment wrote keeps its value, even
@@ -56,6 +56,9 @@ func devMemoryDefaults(cfg *config.Config) {
 	}
 	if devDefault(cfg, "speed.rescore_interval", cfg.Speed.RescoreInterval == config.DefaultRescoreInterval) {
 		cfg.Speed.RescoreInterval = config.DevRescoreInterval
+	}
+	if devDefault(cfg, "speed.score_views", cfg.Speed.ScoreViews) {
+		cfg.Speed.ScoreViews = config.DevScoreViews // serve scores every read at read time
 	}
 	if devDefault(cfg, "batch.max_memory", cfg.Batch.MaxMemory == config.DefaultBatchMaxMemory) {
 		cfg.Batch.MaxMemory = config.DevBatchMaxMemory

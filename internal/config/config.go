@@ -204,6 +204,8 @@ type Speed struct {
 	ViewItems int `yaml:"view_items"`
 	// Explanations: see speed_explain.go.
 	Explanations bool `yaml:"explanations"`
+	// ScoreViews: see speed_views.go.
+	ScoreViews bool `yaml:"score_views"`
 	// BatchPollInterval is how often the layer checks for a newly published
 	// batch. Default: 10s.
 	BatchPollInterval time.Duration `yaml:"batch_poll_interval"`
@@ -305,6 +307,7 @@ func Default() Config {
 			MaxViewDelay:      50 * time.Millisecond,
 			ViewItems:         20,
 			Explanations:      true,
+			ScoreViews:        true,
 			BatchPollInterval: 10 * time.Second,
 			CommitInterval:    5 * time.Second,
 			MetricsAddr:       "127.0.0.1:9464",

@@ -74,3 +74,10 @@ func (c *Config) validateDev(bad func(key, format string, args ...any)) {
 		bad("dev.max_memory", "must be 0 (no limit) or at least 256 MiB (268435456), got %d", n)
 	}
 }
+
+// DevScoreViews is speed.score_views in `lambdarec dev` when not set by the
+// configuration file or the environment: views are not scored. Dev's
+// serving layer scores every read of a live session at read time through
+// its in-process speed layer, so the items a flush would score are never
+// served; the views keep the inputs a read is scored from.
+const DevScoreViews = false
