@@ -56,7 +56,7 @@ func newAPIMetrics() *apiMetrics {
 		}, []string{"op"}),
 		readScoresV: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lambdarec_serve_read_scores_total",
-			Help: "Sessions' real-time recommendations scored at read time (result read) or answered from the stored view instead (fallback_not_ready, fallback_error, fallback_timeout; no_inputs: a view stored without its explanation).",
+			Help: "Sessions' real-time recommendations scored at read time (result read) or answered from the stored view instead (fallback_not_ready, fallback_error, fallback_timeout; no_inputs: a view stored without its explanation; fallback_no_items: a failed scoring of a view stored without items, answered without speed items).",
 		}, []string{"result"}),
 		readScoreSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "lambdarec_serve_read_score_seconds",

@@ -35,17 +35,25 @@ const (
 	readResultError    = "fallback_error"
 	readResultTimeout  = "fallback_timeout"
 	readResultNoInputs = "no_inputs"
+	// readResultNoItems: the scoring failed (any reason above) for a view
+	// stored without items (speed.score_views: false writes only a
+	// session's inputs): the answer has no speed items, the batch and
+	// popular layers fill it.
+	readResultNoItems = "fallback_no_items"
 )
 
 // defaultReadScoreTimeout is APIConfig.ReadScoreTimeout's default.
 const defaultReadScoreTimeout = 50 * time.Millisecond
 
-var readResults = []string{readResultRead, readResultNotReady, readResultError, readResultTimeout, readResultNoInputs}
+var readResults = []string{readResultRead, readResultNotReady, readResultError, readResultTimeout, readResultNoInputs, readResultNoItems}
 
 // readScore scores sess at read time. It returns false, having counted why,
 // when the stored view must be answered instead: the view has no stored
 // explanation (no recent items to score from), or the scorer failed, was
-// not ready or did not answer within the read score timeout.
+// not ready or did not answer within the read score timeout. A failed
+// scoring of a view stored without items (its inputs only:
+// speed.score_views false) is counted as readResultNoItems whatever the
+// failure: that answer has no speed items.
 func (a *API) readScore(ctx context.Context, sess *store.SessionView) (readscore.Result, bool) {
 	recent, err := store.DecodeRecent(sess.Explanation)
 	if err != nil || len(recent) == 0 {
@@ -58,24 +66,29 @@ func (a *API) readScore(ctx context.Context, sess *store.SessionView) (readscore
 	a.m.readScoreSeconds.Observe(time.Since(start).Seconds())
 	timedOut := rctx.Err() == context.DeadlineExceeded && ctx.Err() == nil
 	cancel()
+	var result string
 	switch {
 	case err == nil:
 		a.countRead(readResultRead)
 		return res, true
 	case errors.Is(err, readscore.ErrNotReady):
-		a.countRead(readResultNotReady)
+		result = readResultNotReady
 	case timedOut:
-		a.countRead(readResultTimeout)
+		result = readResultTimeout
 	default:
-		a.countRead(readResultError)
+		result = readResultError
 		a.log.Debug("read-time scoring failed; answering the stored view", "session", sess.SessionID, "err", err)
 	}
+	if len(sess.Items) == 0 {
+		result = readResultNoItems
+	}
+	a.countRead(result)
 	return readscore.Result{}, false
 }
 
 func (a *API) countRead(result string) {
 	a.m.readScores[result].Inc()
-	a.readWin.add(a.now(), result == readResultRead)
+	a.readWin.add(a.now(), result)
 }
 
 // readWindowLen is the length of each of the two windows of
@@ -87,40 +100,48 @@ const readWindowLen = time.Minute
 type readWindow struct {
 	mu    sync.Mutex
 	start time.Time // of the current window
-	cur   [2]int64  // read, fallback
-	prev  [2]int64
+	cur   [3]int64  // read, fallback, fallback without items (of fallback)
+	prev  [3]int64
 }
 
 func (w *readWindow) roll(now time.Time) {
 	switch {
 	case w.start.IsZero() || now.Sub(w.start) >= 2*readWindowLen:
-		w.start, w.cur, w.prev = now, [2]int64{}, [2]int64{}
+		w.start, w.cur, w.prev = now, [3]int64{}, [3]int64{}
 	case now.Sub(w.start) >= readWindowLen:
-		w.start, w.prev, w.cur = w.start.Add(readWindowLen), w.cur, [2]int64{}
+		w.start, w.prev, w.cur = w.start.Add(readWindowLen), w.cur, [3]int64{}
 	}
 }
 
-func (w *readWindow) add(now time.Time, read bool) {
+// add counts a read-time scoring of the given result (readResults).
+func (w *readWindow) add(now time.Time, result string) {
 	w.mu.Lock()
 	w.roll(now)
-	if read {
+	switch result {
+	case readResultRead:
 		w.cur[0]++
-	} else {
+	case readResultNoItems:
+		w.cur[1]++
+		w.cur[2]++
+	default:
 		w.cur[1]++
 	}
 	w.mu.Unlock()
 }
 
-func (w *readWindow) counts(now time.Time) (read, fallback int64) {
+// counts returns the scorings read and the fallbacks of the window, and
+// of those fallbacks the ones answering no speed items.
+func (w *readWindow) counts(now time.Time) (read, fallback, noItems int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.roll(now)
-	return w.cur[0] + w.prev[0], w.cur[1] + w.prev[1]
+	return w.cur[0] + w.prev[0], w.cur[1] + w.prev[1], w.cur[2] + w.prev[2]
 }
 
 // ReadScoringStatus is read-time scoring's part of /v1/status. A fallback
-// answers the session's stored view, exact as of the session's last record:
-// it is not judged degraded.
+// answers the session's stored view, exact as of the session's last record
+// (no speed items when the view holds only its inputs: NoItems): it is not
+// judged degraded.
 type ReadScoringStatus struct {
 	// Enabled: a scorer is configured (serve.speed_scorers, or dev).
 	Enabled bool `json:"enabled"`
@@ -132,6 +153,9 @@ type ReadScoringStatus struct {
 	Scored        int64   `json:"scored"`
 	Fallbacks     int64   `json:"fallbacks"`
 	FallbackRatio float64 `json:"fallback_ratio"`
+	// NoItems counts the Fallbacks of a view stored without items (its
+	// inputs only, speed.score_views false): answers without speed items.
+	NoItems int64 `json:"no_items"`
 }
 
 func (a *API) readScoringStatus() *ReadScoringStatus {
@@ -140,7 +164,7 @@ func (a *API) readScoringStatus() *ReadScoringStatus {
 		return s
 	}
 	s.TimeoutSeconds = a.cfg.ReadScoreTimeout.Seconds()
-	s.Scored, s.Fallbacks = a.readWin.counts(a.now())
+	s.Scored, s.Fallbacks, s.NoItems = a.readWin.counts(a.now())
 	if n := s.Scored + s.Fallbacks; n > 0 {
 		s.FallbackRatio = float64(s.Fallbacks) / float64(n)
 	}

@@ -250,20 +250,109 @@ func TestReadScoreOnlyLiveSessions(t *testing.T) {
 	}
 }
 
-// The window of /v1/status counts the current and the previous minute.
+// The window of /v1/status counts the current and the previous minute,
+// and of the fallbacks those answering no speed items.
 func TestReadWindow(t *testing.T) {
 	var w readWindow
 	t0 := testNow
-	w.add(t0, true)
-	w.add(t0.Add(30*time.Second), false)
-	w.add(t0.Add(70*time.Second), true)
-	if r, f := w.counts(t0.Add(90 * time.Second)); r != 2 || f != 1 {
-		t.Fatalf("at 90s: %d read, %d fallbacks, want 2, 1", r, f)
+	w.add(t0, readResultRead)
+	w.add(t0.Add(30*time.Second), readResultTimeout)
+	w.add(t0.Add(40*time.Second), readResultNoItems)
+	w.add(t0.Add(70*time.Second), readResultRead)
+	if r, f, n := w.counts(t0.Add(90 * time.Second)); r != 2 || f != 2 || n != 1 {
+		t.Fatalf("at 90s: %d read, %d fallbacks, %d without items, want 2, 2, 1", r, f, n)
 	}
-	if r, f := w.counts(t0.Add(150 * time.Second)); r != 1 || f != 0 {
-		t.Fatalf("at 150s: %d read, %d fallbacks, want 1, 0", r, f)
+	if r, f, n := w.counts(t0.Add(150 * time.Second)); r != 1 || f != 0 || n != 0 {
+		t.Fatalf("at 150s: %d read, %d fallbacks, %d without items, want 1, 0, 0", r, f, n)
 	}
-	if r, f := w.counts(t0.Add(time.Hour)); r != 0 || f != 0 {
-		t.Fatalf("an hour later: %d read, %d fallbacks", r, f)
+	if r, f, n := w.counts(t0.Add(time.Hour)); r != 0 || f != 0 || n != 0 {
+		t.Fatalf("an hour later: %d read, %d fallbacks, %d without items", r, f, n)
+	}
+}
+
+// A view stored without items (speed.score_views: false: the session's
+// inputs only, its recent items with no contributions) is answered with a
+// read-time scoring as any other, explain=true from the read's
+// explanation; when the scoring fails for any reason the answer has no
+// speed items — the batch and popular layers fill it, as for a session
+// without a view — never an error, counted as fallback_no_items and shown
+// in /v1/status read_scoring (no_items, of fallbacks).
+func TestReadScoreNoItems(t *testing.T) {
+	ctx := context.Background()
+	inputsOnly := func(t *testing.T) (*store.Memory, store.SessionView) {
+		st, sv := readFixture(t)
+		sv.Offset++
+		sv.Items = nil
+		sv.Explanation = store.AppendExplanation(nil, &store.SessionExplanation{
+			Recent: []store.RecentItem{{Item: "r0"}, {Item: "r1"}, {Item: "r2"}},
+		})
+		if err := st.UpsertSession(ctx, sv); err != nil {
+			t.Fatal(err)
+		}
+		return st, sv
+	}
+
+	st, sv := inputsOnly(t)
+	sc := &fakeScorer{res: readResult()}
+	a := newReadAPI(t, st, sc, APIConfig{})
+	r, err := a.Recommendations(ctx, RecommendationsRequest{SessionID: "s-x", K: 4, Explain: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pairs(r.Items); len(got) < 2 || !slices.Equal(got[:2], []string{"a/speed", "b/speed"}) {
+		t.Fatalf("scored at read: items %v", got)
+	}
+	if reqs := sc.requests(); len(reqs) != 1 || !slices.Equal(reqs[0].Recent, []string{"r0", "r1", "r2"}) || !slices.Equal(reqs[0].Purchased, sv.Purchased) {
+		t.Fatalf("scorer asked %+v", reqs)
+	}
+	if e := r.Items[0].Explanation; e == nil || e.Score == nil || *e.Score != 1 || len(e.From) != 1 || e.From[0].Item != "r0" {
+		t.Fatalf("a explained %+v, want from the read's explanation", e)
+	}
+	if s := r.AsOf.Speed; s == nil || s.Scored != ScoredRead {
+		t.Fatalf("as_of.speed %+v", s)
+	}
+
+	for _, c := range []struct {
+		name string
+		sc   *fakeScorer
+	}{
+		{"not ready", &fakeScorer{err: fmt.Errorf("member: %w", readscore.ErrNotReady)}},
+		{"error", &fakeScorer{err: errors.New("connection refused")}},
+		{"timeout", &fakeScorer{block: true}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st, sv := inputsOnly(t)
+			a := newReadAPI(t, st, c.sc, APIConfig{ReadScoreTimeout: 20 * time.Millisecond})
+			plain := newReadAPI(t, st, nil, APIConfig{})
+			for _, explain := range []bool{false, true} {
+				r, err := a.Recommendations(ctx, RecommendationsRequest{SessionID: "s-x", K: 4, Explain: explain})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := plain.Recommendations(ctx, RecommendationsRequest{SessionID: "s-x", K: 4, Explain: explain})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := pairs(r.Items)
+				if len(got) != 4 || !slices.Equal(got, pairs(want.Items)) || slices.ContainsFunc(r.Items, func(it Item) bool { return it.Source == SourceSpeed }) {
+					t.Fatalf("items %v, want the batch and popular layers' %v", got, pairs(want.Items))
+				}
+				if s := r.AsOf.Speed; s == nil || s.Scored != ScoredView || !s.ScoredAt.Equal(sv.UpdatedAt) {
+					t.Fatalf("as_of.speed %+v", s)
+				}
+			}
+			for _, res := range readResults {
+				want := 0.0
+				if res == readResultNoItems {
+					want = 2
+				}
+				if n := testutil.ToFloat64(a.m.readScores[res]); n != want {
+					t.Errorf("result %s counted %v, want %v", res, n, want)
+				}
+			}
+			if rs := a.readScoringStatus(); rs.Scored != 0 || rs.Fallbacks != 2 || rs.NoItems != 2 || rs.FallbackRatio != 1 {
+				t.Errorf("status read_scoring %+v, want two fallbacks without items", rs)
+			}
+		})
 	}
 }

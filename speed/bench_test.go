@@ -661,10 +661,19 @@ func processCPU(tb testing.TB) time.Duration {
 // benchExplain turns the views' explanations off when SPEED_BENCH_EXPLAIN=off
 // (speed.explanations: false), and sets the rescoring interval from
 // SPEED_BENCH_RESCORE_INTERVAL (a duration; 0: rescoring off, as
-// speed.rescore_interval: 0), to measure what they cost side by side.
+// speed.rescore_interval: 0), and turns the views' scoring off when
+// SPEED_BENCH_SCORE_VIEWS=off (speed.score_views: false: views hold their
+// inputs only, rescoring off), to measure what they cost side by side.
 func benchExplain(c *Config) {
 	if os.Getenv("SPEED_BENCH_EXPLAIN") == "off" {
 		c.NoExplanations = true
+	}
+	switch v := os.Getenv("SPEED_BENCH_SCORE_VIEWS"); v {
+	case "", "on":
+	case "off":
+		c.NoViewScores = true
+	default:
+		panic(fmt.Sprintf("SPEED_BENCH_SCORE_VIEWS=%q: want on or off", v))
 	}
 	if v := os.Getenv("SPEED_BENCH_RESCORE_INTERVAL"); v != "" {
 		d, err := time.ParseDuration(v)
