@@ -77,15 +77,17 @@ func TestDevWalkThrough(t *testing.T) {
 		return sources(r)[serving.SourceSpeed] > 0
 	})
 	t.Logf("speed items %s after the POST", time.Since(posted).Round(time.Millisecond))
-	if r.AsOf.Speed == nil {
-		t.Fatalf("speed items without as_of.speed: %+v", r)
+	// dev's speed layer stores only the session's inputs
+	// (speed.score_views: false): its speed items are scored at read.
+	if r.AsOf.Speed == nil || r.AsOf.Speed.Scored != serving.ScoredRead {
+		t.Fatalf("speed items not scored at read: as_of %+v", r.AsOf)
 	}
 
 	// Each speed item's explanation names the clicked item and its
 	// contributions add up to explanation.score, which is the served score
-	// bit for bit: the explanation was stored with the view the items came
-	// from (speed's TestStoredExplanationsServeStandalone checks it against
-	// the scorer in a standalone serve).
+	// bit for bit: the explanation is the read-time scoring's, of the items
+	// it scored (in a standalone serve whose members store scored views, it
+	// is stored with the view: speed's TestStoredExplanationsServeStandalone).
 	agreed, speedItems := 0, 0
 	for _, it := range r.Items {
 		if it.Source != serving.SourceSpeed {
