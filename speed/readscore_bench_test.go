@@ -23,13 +23,21 @@ import (
 // the first half of the bench stream and the deltas of the second: ns,
 // allocs per read of a live session's recent items and purchases. The
 // metrics are registered; no Kafka (the layer is ready as Run would make
-// it).
+// it). views=unscored: the layer's views were not scored
+// (Config.NoViewScores), so no flush materialized the rows a read reads:
+// the reads materialize them (the first read of a row), as on a member
+// with speed.score_views false.
 func BenchmarkScoreRecent(b *testing.B) {
-	for _, explain := range []bool{true, false} {
-		b.Run(fmt.Sprintf("explain=%v", explain), func(b *testing.B) {
+	for _, c := range []struct{ explain, unscored bool }{{true, false}, {false, false}, {true, true}} {
+		name := fmt.Sprintf("explain=%v", c.explain)
+		if c.unscored {
+			name += ",views=unscored"
+		}
+		explain := c.explain
+		b.Run(name, func(b *testing.B) {
 			recs := benchStream(b)[:100_000]
 			batch := batchTo(b, "bench", recs, 0.5)
-			l, err := New(Config{Brokers: []string{"unused:9092"}, Topic: "t", Group: "g", NoExplanations: !explain}, Deps{Views: store.NewMemory()})
+			l, err := New(Config{Brokers: []string{"unused:9092"}, Topic: "t", Group: "g", NoExplanations: !explain, NoViewScores: c.unscored}, Deps{Views: store.NewMemory()})
 			if err != nil {
 				b.Fatal(err)
 			}
