@@ -229,6 +229,14 @@
 // session from its stored view's recent items and the member's merged
 // rows), where a stored view is only the fallback answer (TestRescoreOff).
 //
+// The views' scoring can be turned off too (Config.NoViewScores,
+// speed.score_views: false, dev's default): a flush then writes each
+// changed session's view with the inputs a read scores it from only — its
+// recent items (an explanation without contributions), purchases, user,
+// event time and position — and no items; nothing is scored, explained or
+// materialized per view, and rescoring is off (TestViewScoresOff,
+// TestScoreRecentExactWhenReadUnscored).
+//
 // Decoding reads only the fields the layer needs, straight from the
 // protobuf encoding (decode.go): no message, no device or location maps are
 // built, and ids become strings only when new (session ids come from the
