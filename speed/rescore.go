@@ -92,8 +92,14 @@ func (l *Layer) rescore(now time.Time) {
 }
 
 // noteRescore exports whether rescoring is on (rescore_interval_seconds,
-// 0: off) and says so in the log when it is off.
+// 0: off) and says so in the log when it is off (and why: the views
+// unscored, or speed.rescore_interval 0).
 func (l *Layer) noteRescore() {
+	if l.cfg.NoViewScores {
+		l.m.rescoreEvery.Set(0)
+		l.log.Info("views unscored (speed.score_views: false): a stored view holds its session's inputs only, no items, and rescoring is off; every read must be scored at read time (serve.speed_scorers)")
+		return
+	}
 	if l.cfg.NoRescore {
 		l.m.rescoreEvery.Set(0)
 		l.log.Info("rescoring off (speed.rescore_interval: 0): a stored view is scored at its session's own records only; reads are exact when serve scores them at read time (serve.speed_scorers)")
