@@ -23,6 +23,10 @@ type flakyViews struct {
 	failures atomic.Int64
 	mu       sync.Mutex
 	newest   map[string]int64
+	// inputsOnly: every view written must hold its inputs only (no items,
+	// recent items that decode); bad counts those that do not.
+	inputsOnly bool
+	bad        atomic.Int64
 }
 
 func (w *flakyViews) UpsertSessions(_ context.Context, vs []store.SessionView) error {
@@ -33,6 +37,12 @@ func (w *flakyViews) UpsertSessions(_ context.Context, vs []store.SessionView) e
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, v := range vs {
+		if w.inputsOnly {
+			x, err := store.DecodeExplanation(v.Explanation)
+			if v.Items != nil || err != nil || x == nil || len(x.Recent) == 0 || len(x.From) != 0 {
+				w.bad.Add(1)
+			}
+		}
 		if o, ok := w.newest[v.SessionID]; !ok || v.Offset > o {
 			w.newest[v.SessionID] = v.Offset
 		}
@@ -52,8 +62,20 @@ func (w *flakyViews) snapshot() map[string]int64 {
 // horizon is committed (a restart would otherwise skip records whose views
 // were never written); once it is back, the failed views are written again
 // and the commit follows, its metadata at the ends. Every session ends with
-// the view of its newest record, as with a store that never failed.
+// the view of its newest record, as with a store that never failed. With
+// the views unscored (Config.NoViewScores) the same holds, and every view
+// written, retried ones included, holds its inputs only, well formed.
 func TestViewWritesFailedAreRetriedBeforeCommit(t *testing.T) {
+	for _, unscored := range []bool{false, true} {
+		name := "scored"
+		if unscored {
+			name = "unscored"
+		}
+		t.Run(name, func(t *testing.T) { viewWritesFailedAreRetriedBeforeCommit(t, unscored) })
+	}
+}
+
+func viewWritesFailedAreRetriedBeforeCommit(t *testing.T, unscored bool) {
 	tt := newTestTopic(t, 3)
 	g := newStreamGen(rand.New(rand.NewPCG(11, 12)), time.Now().Add(-time.Hour))
 	tt.produce(g.batch(600))
@@ -61,9 +83,9 @@ func TestViewWritesFailedAreRetriedBeforeCommit(t *testing.T) {
 
 	ref := &flakyViews{newest: map[string]int64{}}
 	r := startLayer(t, tt, nil, ref, func(c *Config) { c.Group = "ref" })
-	flaky := &flakyViews{newest: map[string]int64{}}
+	flaky := &flakyViews{newest: map[string]int64{}, inputsOnly: unscored}
 	flaky.fail.Store(true)
-	l := startLayer(t, tt, nil, flaky, nil)
+	l := startLayer(t, tt, nil, flaky, func(c *Config) { c.NoViewScores = unscored })
 	waitFor(t, 30*time.Second, "both layers to process every record", func() bool {
 		return caughtUp(l.Positions(), ends) && caughtUp(r.Positions(), ends)
 	})
@@ -107,6 +129,9 @@ func TestViewWritesFailedAreRetriedBeforeCommit(t *testing.T) {
 		t.Fatal("no view written by the reference layer")
 	}
 	waitFor(t, 10*time.Second, "every session's newest view", func() bool { return maps.Equal(flaky.snapshot(), want) })
+	if n := flaky.bad.Load(); n != 0 {
+		t.Fatalf("%d views written unscored are not their inputs only", n)
+	}
 }
 
 // The flush tick: 1 ms while the layer keeps up, MaxViewDelay while it is
