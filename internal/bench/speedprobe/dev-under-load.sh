@@ -3,7 +3,11 @@
 # --rate RATE` and, while the flood runs, measures the POST -> speed answer
 # latency of single events with speedprobe for DURATION, and reports the
 # rate each component reached meanwhile (archive, speed layer, generator),
-# dev's CPU and the /v1/status lag of the archive and the speed layer.
+# dev's CPU and the /v1/status lag of the archive and the speed layer, and
+# how the speed answers were scored: speedprobe's count of as_of.speed.scored
+# ("read": scored by the speed layer when read; "view": the stored view) and
+# dev's lambdarec_serve_read_scores_total during the probes (every read of a
+# live session: scored at read, or a fallback to the stored view by reason).
 #   internal/bench/speedprobe/dev-under-load.sh [RATE=50000] [DURATION=60s]
 # SPEEDPROBE_LAMBDAREC=<binary> uses that lambdarec instead of building one;
 # SPEEDPROBE_LOGS=<dir> keeps dev's and the generator's logs (and the loop trace) there;
@@ -45,14 +49,21 @@ LAMBDAREC_KAFKA_BROKERS=$kafka /usr/bin/time -f "generator CPU: %U s user, %S s 
 gen=$!
 sleep 5
 # What each component reached during the probes: records/s of the archive
-# and of the speed layer, views written/s, dev's CPU (cores), from /metrics.
+# and of the speed layer, views written/s, dev's CPU (cores), and the reads
+# scored at read, fallen back to the stored view (not ready, error, timeout)
+# and without inputs (no stored explanation), from /metrics.
 snap() {
 	curl -fsS --max-time 30 "http://$http/metrics" 2>/dev/null | awk -v t="$(date +%s.%N)" '
 		/^lambdarec_archive_records_total/ {a += $2}
 		/^lambdarec_speed_records_total/ {s += $2}
 		/^lambdarec_speed_view_writes_total/ {v += $2}
 		/^process_cpu_seconds_total/ {c += $2}
-		END {printf "%s %d %d %d %f\n", t, a, s, v, c}'
+		/^lambdarec_serve_read_scores_total\{result="read"\}/ {r += $2}
+		/^lambdarec_serve_read_scores_total\{result="fallback_not_ready"\}/ {fn += $2}
+		/^lambdarec_serve_read_scores_total\{result="fallback_error"\}/ {fe += $2}
+		/^lambdarec_serve_read_scores_total\{result="fallback_timeout"\}/ {ft += $2}
+		/^lambdarec_serve_read_scores_total\{result="no_inputs"\}/ {ni += $2}
+		END {printf "%s %d %d %d %f %d %d %d %d %d\n", t, a, s, v, c, r, fn, fe, ft, ni}'
 }
 m0=$(snap) || true
 if [[ -n ${SPEEDPROBE_CPUPROFILE:-} ]]; then
@@ -73,7 +84,8 @@ if [[ -n ${SPEEDPROBE_LOOPTRACE:-} ]]; then
 	sleep 1 # the trace is buffered: lines of the window may still be in dev
 	"$dir/speedprobe" --loop-trace "$dir/loop.trace" --from "$t0" --to "$t1" || echo "loop trace summary failed"
 fi
-[[ -n $m0 && -n $m1 ]] && echo "$m0 $m1" | awk '{dt = $6 - $1; printf "during the probes (%.0fs): archive %.0f records/s, speed %.0f records/s, %.0f views/s, dev process CPU %.2f cores\n", dt, ($7-$2)/dt, ($8-$3)/dt, ($9-$4)/dt, ($10-$5)/dt}'
+[[ -n $m0 && -n $m1 ]] && echo "$m0 $m1" | awk '{dt = $11 - $1; printf "during the probes (%.0fs): archive %.0f records/s, speed %.0f records/s, %.0f views/s, dev process CPU %.2f cores\n", dt, ($12-$2)/dt, ($13-$3)/dt, ($14-$4)/dt, ($15-$5)/dt
+	printf "reads of live sessions (lambdarec_serve_read_scores_total): scored at read %d; stored view answered: not ready %d, error %d, timeout %d; no stored explanation %d\n", $16-$6, $17-$7, $18-$8, $19-$9, $20-$10}'
 status=$(curl -fsS --max-time 30 "http://$http/v1/status" 2>/dev/null | tr -d '\n ') || true
 echo "$status" | grep -o '"layer":"\(speed\|archive\)","last_update":"[^"]*","lag_records":[0-9-]*,"lag_seconds":[0-9.e+-]*' | sed 's/"last_update":"[^"]*",//' || true
 echo "$status" | grep -o '"state":"[a-z]*"' | head -1 | sed 's/^/status: /' || true

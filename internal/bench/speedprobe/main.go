@@ -3,7 +3,10 @@
 // posts one product_click of a new session to POST /v1/events, then reads
 // GET /v1/recommendations for that session until an item comes from the speed
 // layer, and reports the POST → speed answer latency (median, p90, p99,
-// worst) and how many probes got no speed answer within the timeout.
+// worst) and how many probes got no speed answer within the timeout, and how
+// each speed answer was scored (as_of.speed.scored: "read" when a speed
+// member scored it at read time, "view" for the stored view, answered when
+// none did within serve.speed_score_timeout).
 //
 // With --loop-trace it instead summarizes a trace of the speed layer's
 // consuming loop (lambdarec dev --speed-trace): the share of the loop's time
@@ -72,7 +75,9 @@ type answer struct {
 		Batch *struct {
 			BatchID string `json:"batch_id"`
 		} `json:"batch"`
-		Speed *struct{} `json:"speed"`
+		Speed *struct {
+			Scored string `json:"scored"`
+		} `json:"speed"`
 	} `json:"as_of"`
 }
 
@@ -104,6 +109,9 @@ type probeState struct {
 	sawSpeedView  bool
 	lastBatch     string
 	gotSpeedItems bool
+	// scored is as_of.speed.scored of the first answer with a speed item
+	// ("read", "view"; "" from a lambdarec that does not say).
+	scored string
 }
 
 // see records an answer; it reports whether it holds an item from the speed layer.
@@ -112,8 +120,11 @@ func (p *probeState) see(a *answer) bool {
 		p.sawSpeedView = true
 	}
 	p.lastBatch = a.batchID()
-	if slices.ContainsFunc(a.Items, func(it item) bool { return it.Source == "speed" }) {
+	if !p.gotSpeedItems && slices.ContainsFunc(a.Items, func(it item) bool { return it.Source == "speed" }) {
 		p.gotSpeedItems = true
+		if a.AsOf.Speed != nil {
+			p.scored = a.AsOf.Speed.Scored
+		}
 	}
 	return p.gotSpeedItems
 }
@@ -172,6 +183,7 @@ func run(ctx context.Context, base string, dur, every, timeout, poll time.Durati
 	run := time.Now().UnixNano()
 	var lat []time.Duration
 	var misses [nMiss]int
+	scored := map[string]int{} // speed answers by as_of.speed.scored
 	missed := 0
 	end := time.Now().Add(dur)
 	for i := 0; time.Now().Before(end); i++ {
@@ -214,6 +226,7 @@ func run(ctx context.Context, base string, dur, every, timeout, poll time.Durati
 		}
 		if got {
 			lat = append(lat, time.Since(start))
+			scored[p.scored]++
 		} else {
 			missed++
 			misses[p.miss()]++
@@ -232,7 +245,22 @@ func run(ctx context.Context, base string, dur, every, timeout, poll time.Durati
 	fmt.Printf("probes %d, speed answers %d, none within %s: %d %s\n", len(lat)+missed, len(lat), timeout, missed, why)
 	fmt.Printf("POST -> speed answer: median %s, p90 %s, p99 %s, worst %s\n",
 		q(0.5).Round(10*time.Microsecond), q(0.9).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond))
+	fmt.Println(scoredLine(scored))
 	return nil
+}
+
+// scoredLine says how the speed answers were scored (as_of.speed.scored).
+func scoredLine(scored map[string]int) string {
+	line := fmt.Sprintf("speed answers scored at read %d, from the stored view %d", scored["read"], scored["view"])
+	if n := scored[""]; n > 0 {
+		line += fmt.Sprintf(", not saying %d", n)
+	}
+	for k, n := range scored {
+		if k != "read" && k != "view" && k != "" {
+			line += fmt.Sprintf(", %q %d", k, n)
+		}
+	}
+	return line
 }
 
 func recommend(ctx context.Context, cl *http.Client, base string, q url.Values) (answer, error) {

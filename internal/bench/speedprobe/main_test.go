@@ -50,6 +50,38 @@ func TestProbeStateClassifiesMisses(t *testing.T) {
 	}
 }
 
+// A speed answer records how it was scored (as_of.speed.scored), that of the
+// first answer with a speed item, and the summary line counts them.
+func TestProbeStateScored(t *testing.T) {
+	const (
+		emptyView = `{"items":[{"item":"a","source":"popular"}],"as_of":{"batch":{"batch_id":"b1"},"speed":{"partition":5,"offset":43,"scored":"read"}}}`
+		view      = `{"items":[{"item":"c","source":"speed"}],"as_of":{"batch":{"batch_id":"b1"},"speed":{"partition":5,"offset":43,"scored":"view"}}}`
+		read      = `{"items":[{"item":"c","source":"speed"}],"as_of":{"batch":{"batch_id":"b1"},"speed":{"partition":5,"offset":43,"scored":"read"}}}`
+		old       = `{"items":[{"item":"c","source":"speed"}],"as_of":{"batch":{"batch_id":"b1"},"speed":{"partition":5,"offset":43}}}`
+	)
+	for _, c := range []struct {
+		answers []string
+		want    string
+	}{
+		{[]string{read}, "read"},
+		{[]string{emptyView, view, read}, "view"},
+		{[]string{old}, ""},
+	} {
+		p := probeState{batchAtPost: "b1"}
+		got := false
+		for _, s := range c.answers {
+			got = p.see(decode(t, s))
+		}
+		if !got || p.scored != c.want {
+			t.Errorf("answers %v: speed answer %v, scored %q, want %q", c.answers, got, p.scored, c.want)
+		}
+	}
+	line := scoredLine(map[string]int{"read": 7, "view": 2, "": 1})
+	if line != "speed answers scored at read 7, from the stored view 2, not saying 1" {
+		t.Fatalf("summary %q", line)
+	}
+}
+
 func TestSummarizeLoopTrace(t *testing.T) {
 	trace := `# S pollStart polled processed done recs flushes views scoreMs awaitMs rescored lag gc commit
 S 1000 1010 1030 1040 100 1 50 5 1 10 2000 3 false
