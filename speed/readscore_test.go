@@ -198,7 +198,7 @@ func waitReadable(t *testing.T, ls ...*Layer) {
 }
 
 // TestScoreRecentExactWhenRead is the "exact when read" at read
-// time: rescoring is left unable to keep up (an hour's interval), sessions
+// time: rescoring is off (speed.rescore_interval: 0), sessions
 // go quiet while others keep changing the rows their answers read, and
 // once the layer has consumed every record, scoring each live session from
 // its stored view's recent items and purchases gives the full recompute's
@@ -225,7 +225,10 @@ func scoreRecentExactWhenRead(t *testing.T, tt *testTopic, unscored bool) {
 	views := store.NewMemory()
 	c := newChecker(t, tt)
 	g := newStreamGen(r, time.Now().Add(-time.Hour))
-	slow := func(cfg *Config) { cfg.RescoreInterval, cfg.NoViewScores = time.Hour, unscored }
+	// Rescoring off: stored views go stale (an interval of an hour did too,
+	// but it also stretched an idle poll to RescoreInterval/16 — 225 s —, so a
+	// member that had caught up could wait minutes before it said so).
+	slow := func(cfg *Config) { cfg.NoRescore, cfg.NoViewScores = true, unscored }
 	ctx := context.Background()
 
 	a := startLayer(t, tt, src, views, slow)
@@ -288,8 +291,8 @@ func scoreRecentExactWhenRead(t *testing.T, tt *testTopic, unscored bool) {
 		t.Fatalf("test too weak: %d reads while records flowed", reads)
 	}
 	c.check("after", bound, a, b)
-	// Rescoring's hour is also the deltas' publication interval: publish
-	// now, as a tick would (the other member then fetches them).
+	// Publish the deltas now rather than at the next tick (the other
+	// member then fetches them).
 	for _, l := range []*Layer{a, b} {
 		l.mu.Lock()
 		l.publishDeltas(ctx, pubFinal)
