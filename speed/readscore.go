@@ -31,8 +31,9 @@ var _ readscore.Scorer = (*Layer)(nil)
 // members' deltas folded in, a batch handoff, a rebalance. Reads share
 // it: they run at once with each other, never with a change of the rows.
 // A read arriving while a poll is processed waits for the next safe point
-// the loop offers while it holds the layer's lock (yieldToReads): every
-// readYieldEvery records of a poll's apply (and after its decoding), with
+// the loop offers while it holds the layer's lock (yieldToReads): after
+// readYieldEvery records of a poll's apply, at most once every
+// readYieldGap (and after its decoding), with
 // the contributions queued so far applied to the rows first (applypar.go),
 // and for as long as the loop waits for a view write (awaitWrite). A
 // mid-poll read is exact as of every record the member processed when it
@@ -145,6 +146,9 @@ type layerMu struct {
 	rows sync.RWMutex
 	// readers counts the reads waiting for rows.
 	readers atomic.Int32
+	// yielded is when the consuming loop last let reads in (yieldToReads;
+	// guarded by w).
+	yielded time.Time
 }
 
 func (m *layerMu) Lock() {
@@ -162,13 +166,25 @@ func (m *layerMu) Unlock() {
 // 0.1–1 ms of applying.
 const readYieldEvery = 64
 
+// readYieldGap is the least time between two of the consuming loop's
+// yields to reads within a poll: each applies the contributions queued so
+// far, and a large poll's are applied on both cores only in queues of
+// minParallelBumps or more (applypar.go).
+const readYieldGap = 2 * time.Millisecond
+
 // yieldToReads lets the reads waiting in, when any, at a point where every
 // record so far is applied: the contributions queued are applied to the
-// rows first. Called with the layer's lock held.
+// rows first. Not within readYieldGap of the last time. Called with the
+// layer's lock held.
 func (l *Layer) yieldToReads() {
 	if l.mu.readers.Load() == 0 {
 		return
 	}
+	now := time.Now()
+	if now.Sub(l.mu.yielded) < readYieldGap {
+		return
+	}
+	l.mu.yielded = now
 	l.readsDuring(func() {})
 }
 
