@@ -504,6 +504,7 @@ func (l *Layer) afterPoll(ctx context.Context, now time.Time) {
 	r0 := l.proc.c.rescored
 	l.rescore(now)
 	l.step.Rescored += int(l.proc.c.rescored - r0)
+	l.yieldToReads()
 	l.cmu.Lock()
 	hold := l.commitHold
 	l.cmu.Unlock()
@@ -515,6 +516,7 @@ func (l *Layer) afterPoll(ctx context.Context, now time.Time) {
 	if l.flushDue(now) || commitDue && l.proc.pending() {
 		l.flush(ctx, now) //nolint:errcheck // logged and retried
 	}
+	l.yieldToReads()
 	l.publishDeltas(ctx, pubTick)
 	if commitDue {
 		l.step.Commit = true

@@ -33,7 +33,7 @@ var _ readscore.Scorer = (*Layer)(nil)
 // A read arriving while a poll is processed waits for the next safe point
 // the loop offers while it holds the layer's lock (yieldToReads): after
 // readYieldEvery records of a poll's apply, at most once every
-// readYieldGap (and after its decoding), with
+// readYieldGap (and after its decoding, its rescoring pass, its flush), with
 // the contributions queued so far applied to the rows first (applypar.go),
 // and for as long as the loop waits for a view write (awaitWrite). A
 // mid-poll read is exact as of every record the member processed when it
