@@ -6,7 +6,9 @@
 // as the real-time view. It also scores a session on request, at read time
 // (Layer.ScoreRecent, the internal/readscore contract; readscore.go): from
 // the recent items and purchases its stored view lists, over the member's
-// merged rows as they are when the read is served.
+// merged rows as they are when the read is served. Reads share the rows
+// with each other and are let in at safe points within a poll's processing
+// (layerMu, yieldToReads).
 //
 // # Exactness
 //

@@ -61,7 +61,7 @@ type Layer struct {
 	positions atomic.Pointer[positions]
 	ends      atomic.Pointer[map[int32]int64] // end offsets of the events topic, listed by watchEnds
 
-	mu         sync.Mutex // guards everything below, between polls and rebalance callbacks
+	mu         layerMu // guards everything below, between polls and rebalance callbacks; reads share its rows lock (readscore.go)
 	proc       *processor
 	cl         *kgo.Client
 	buf        []store.SessionView
@@ -78,8 +78,8 @@ type Layer struct {
 	lastCommit time.Time
 	lastExpire time.Time
 	closing    bool
-	joined     bool        // a group assignment was received
-	rs         *readScorer // ScoreRecent's scorer and buffers (readscore.go)
+	joined     bool      // a group assignment was received
+	rs         sync.Pool // ScoreRecent's scorers and buffers, *readScorer (readscore.go)
 
 	cmu        sync.Mutex            // guards committed and commitHold (commit callbacks)
 	committed  map[int32]commitPoint // last committed per partition
@@ -326,6 +326,7 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) (failed bool) {
 		}
 	}
 	l.decodeAll()
+	l.yieldToReads()
 	l.proc.waitSettle() // a settle's goroutines add to the shares whose dictionaries the records intern into
 	l.smallPoll = len(l.recs) < smallPoll
 	l.lastPoll = len(l.recs)
@@ -339,6 +340,9 @@ func (l *Layer) process(ctx context.Context, fs kgo.Fetches) (failed bool) {
 		}
 		if i%512 == 511 && l.flushDueInPoll() {
 			l.flush(ctx, time.Now()) //nolint:errcheck // logged and retried
+		}
+		if i%readYieldEvery == readYieldEvery-1 {
+			l.yieldToReads() // a safe point: every record so far applied
 		}
 	}
 	l.proc.endApply()
@@ -501,6 +505,7 @@ func (l *Layer) afterPoll(ctx context.Context, now time.Time) {
 	r0 := l.proc.c.rescored
 	l.rescore(now)
 	l.step.Rescored += int(l.proc.c.rescored - r0)
+	l.yieldToReads()
 	l.cmu.Lock()
 	hold := l.commitHold
 	l.cmu.Unlock()
@@ -512,6 +517,7 @@ func (l *Layer) afterPoll(ctx context.Context, now time.Time) {
 	if l.flushDue(now) || commitDue && l.proc.pending() {
 		l.flush(ctx, now) //nolint:errcheck // logged and retried
 	}
+	l.yieldToReads()
 	l.publishDeltas(ctx, pubTick)
 	if commitDue {
 		l.step.Commit = true
@@ -647,7 +653,11 @@ func (l *Layer) awaitWrite(block bool) error {
 	}
 	var res writeResult
 	if block {
-		res = <-l.writeDone
+		select {
+		case res = <-l.writeDone:
+		default: // reads are served while the store answers
+			l.readsDuring(func() { res = <-l.writeDone })
+		}
 	} else {
 		select {
 		case res = <-l.writeDone:

@@ -39,14 +39,28 @@ func TestScoreRecentEqualsViewScoring(t *testing.T) {
 	lim := defaultLimits()
 	lim.viewItems = 20
 	p := ownedProcessor(t, lim, batch)
-	rs := newReadScorer()
+	rs, shared := newReadScorer(), newReadScorer()
 	ts := time.Now()
-	compared, withBought, withExp := 0, 0, 0
+	compared, withBought, withExp, sharedOK := 0, 0, 0, 0
 	check := func(s *session, req readscore.Request) {
 		t.Helper()
+		sItems, sExp, ok, err := shared.scoreShared(p, req)
+		if err != nil {
+			t.Fatal(err)
+		}
 		items, exp, err := rs.score(p, req)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if !ok { // now that score materialized its rows
+			if sItems, sExp, ok, err = shared.scoreShared(p, req); err != nil || !ok {
+				t.Fatalf("session %s: a shared read after the rows are materialized: ok %v, %v", s.ms.ID(), ok, err)
+			}
+		} else {
+			sharedOK++
+		}
+		if !slices.Equal(sItems, items) || !bytes.Equal(sExp, exp) {
+			t.Fatalf("session %s: shared read %v, exclusive %v", s.ms.ID(), sItems, items)
 		}
 		n := len(p.views)
 		p.scoreView(s, ts)
@@ -83,8 +97,43 @@ func TestScoreRecentEqualsViewScoring(t *testing.T) {
 		p.views = p.views[:0]
 		p.itemArenas((*itemArena).reuse)
 	}
-	if compared < 500 || withBought < 10 || withExp < 100 {
-		t.Fatalf("test too weak: %d reads compared, %d with purchases, %d explained", compared, withBought, withExp)
+	if compared < 500 || withBought < 10 || withExp < 100 || sharedOK < 100 {
+		t.Fatalf("test too weak: %d reads compared, %d with purchases, %d explained, %d shared before an exclusive one", compared, withBought, withExp, sharedOK)
+	}
+
+	// A shared read needing a row not materialized, or an item known to
+	// the rows' sources but not interned, scores nothing and changes
+	// nothing: the exclusive read does that.
+	// On a processor that serves the batch and has applied no record yet
+	// (nothing interned, no row materialized).
+	fresh := ownedProcessor(t, lim, batch)
+	notInterned := ""
+	for i := range 100_000 {
+		it := fmt.Sprintf("i%05d", i)
+		if _, ok := fresh.nb.ids[it]; !ok && fresh.nb.knows(it) {
+			notInterned = it
+			break
+		}
+	}
+	if notInterned == "" {
+		t.Fatal("test too weak: no item the batch knows")
+	}
+	nreq := readscore.Request{Recent: []string{notInterned, "never-seen"}}
+	interned := len(fresh.nb.names)
+	if _, _, ok, err := shared.scoreShared(fresh, nreq); ok || err != nil || len(fresh.nb.names) != interned {
+		t.Fatalf("shared read of %v, an item not interned: ok %v, %v, %d items interned; want it left to an exclusive read", nreq.Recent, ok, err, len(fresh.nb.names)-interned)
+	}
+	id := fresh.nb.intern(notInterned) // as a record of it would, its row not yet asked for
+	if _, _, ok, err := shared.scoreShared(fresh, nreq); ok || err != nil || fresh.nb.rs[id].top != nil {
+		t.Fatalf("shared read of %v, a row not materialized: ok %v, %v, row materialized %v; want it left to an exclusive read", nreq.Recent, ok, err, fresh.nb.rs[id].top != nil)
+	}
+	// The exclusive read materializes it, then a shared one gives its answer.
+	xItems, xExp, err := rs.score(fresh, nreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sItems, sExp, ok, err := shared.scoreShared(fresh, nreq); !ok || err != nil || !slices.Equal(sItems, xItems) || !bytes.Equal(sExp, xExp) {
+		t.Fatalf("shared read of %v after an exclusive one: ok %v, %v, %v; exclusive %v", nreq.Recent, ok, err, sItems, xItems)
 	}
 
 	// Purchases are excluded: a session that bought the best items of its
