@@ -51,7 +51,8 @@ sleep 5
 # What each component reached during the probes: records/s of the archive
 # and of the speed layer, views written/s, dev's CPU (cores), and the reads
 # scored at read, fallen back to the stored view (not ready, error, timeout)
-# and without inputs (no stored explanation), from /metrics.
+# and without inputs (no stored explanation), and the failed scorings of views
+# stored without items (answered without speed items), from /metrics.
 snap() {
 	curl -fsS --max-time 30 "http://$http/metrics" 2>/dev/null | awk -v t="$(date +%s.%N)" '
 		/^lambdarec_archive_records_total/ {a += $2}
@@ -63,7 +64,8 @@ snap() {
 		/^lambdarec_serve_read_scores_total\{result="fallback_error"\}/ {fe += $2}
 		/^lambdarec_serve_read_scores_total\{result="fallback_timeout"\}/ {ft += $2}
 		/^lambdarec_serve_read_scores_total\{result="no_inputs"\}/ {ni += $2}
-		END {printf "%s %d %d %d %f %d %d %d %d %d\n", t, a, s, v, c, r, fn, fe, ft, ni}'
+		/^lambdarec_serve_read_scores_total\{result="fallback_no_items"\}/ {nn += $2}
+		END {printf "%s %d %d %d %f %d %d %d %d %d %d\n", t, a, s, v, c, r, fn, fe, ft, ni, nn}'
 }
 m0=$(snap) || true
 if [[ -n ${SPEEDPROBE_CPUPROFILE:-} ]]; then
@@ -84,8 +86,8 @@ if [[ -n ${SPEEDPROBE_LOOPTRACE:-} ]]; then
 	sleep 1 # the trace is buffered: lines of the window may still be in dev
 	"$dir/speedprobe" --loop-trace "$dir/loop.trace" --from "$t0" --to "$t1" || echo "loop trace summary failed"
 fi
-[[ -n $m0 && -n $m1 ]] && echo "$m0 $m1" | awk '{dt = $11 - $1; printf "during the probes (%.0fs): archive %.0f records/s, speed %.0f records/s, %.0f views/s, dev process CPU %.2f cores\n", dt, ($12-$2)/dt, ($13-$3)/dt, ($14-$4)/dt, ($15-$5)/dt
-	printf "reads of live sessions (lambdarec_serve_read_scores_total): scored at read %d; stored view answered: not ready %d, error %d, timeout %d; no stored explanation %d\n", $16-$6, $17-$7, $18-$8, $19-$9, $20-$10}'
+[[ -n $m0 && -n $m1 ]] && echo "$m0 $m1" | awk '{dt = $12 - $1; printf "during the probes (%.0fs): archive %.0f records/s, speed %.0f records/s, %.0f views/s, dev process CPU %.2f cores\n", dt, ($13-$2)/dt, ($14-$3)/dt, ($15-$4)/dt, ($16-$5)/dt
+	printf "reads of live sessions (lambdarec_serve_read_scores_total): scored at read %d; stored view answered: not ready %d, error %d, timeout %d; no stored explanation %d; a view stored without items (speed.score_views: false) whose scoring failed, answered without speed items: %d\n", $17-$6, $18-$7, $19-$8, $20-$9, $21-$10, $22-$11}'
 status=$(curl -fsS --max-time 30 "http://$http/v1/status" 2>/dev/null | tr -d '\n ') || true
 echo "$status" | grep -o '"layer":"\(speed\|archive\)","last_update":"[^"]*","lag_records":[0-9-]*,"lag_seconds":[0-9.e+-]*' | sed 's/"last_update":"[^"]*",//' || true
 echo "$status" | grep -o '"state":"[a-z]*"' | head -1 | sed 's/^/status: /' || true
