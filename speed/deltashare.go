@@ -277,22 +277,28 @@ func (l *Layer) ensureDeltasTopic(ctx context.Context) (int32, error) {
 	}
 	compact := "compact"
 	resp, err := adm.CreateTopic(ctx, n, -1, map[string]*string{"cleanup.policy": &compact}, l.cfg.DeltasTopic)
-	if err != nil {
+	if err == nil {
+		err = resp.Err
+	}
+	// kadm returns the topic's error as err too: a topic that exists (the
+	// metadata above did not list it yet, or another member created it
+	// meanwhile) is no error — such a member used to stay not ready for
+	// good, without the shared deltas.
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 		return 0, fmt.Errorf("create topic %s: %w", l.cfg.DeltasTopic, err)
 	}
-	if resp.Err == nil {
-		return n, nil
-	}
-	if !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
-		return 0, fmt.Errorf("create topic %s: %w", l.cfg.DeltasTopic, resp.Err)
-	}
-	// Another member created it at the same time.
+	// Created (by this member or another at the same time): wait until the
+	// metadata lists it with a leader for every partition, so that the
+	// shared deltas' consumer, started next, sees every partition in its
+	// first metadata — a partition it missed there came only with a later
+	// metadata refresh (seconds, up to minutes), and the member stayed not
+	// ready until it had read that partition up to its end.
 	for {
 		td, err = adm.ListTopics(ctx, l.cfg.DeltasTopic)
 		if err != nil {
 			return 0, fmt.Errorf("list topic %s: %w", l.cfg.DeltasTopic, err)
 		}
-		if d, ok := td[l.cfg.DeltasTopic]; ok && d.Err == nil && len(d.Partitions) > 0 {
+		if d, ok := td[l.cfg.DeltasTopic]; ok && d.Err == nil && len(d.Partitions) > 0 && allLed(d) {
 			return int32(len(d.Partitions)), nil
 		}
 		if !kafka.Sleep(ctx, 100*time.Millisecond) {
@@ -346,6 +352,16 @@ func (l *Layer) published(_ *kgo.Record, err error) {
 	}
 }
 
+// allLed reports whether every partition of d has a leader.
+func allLed(d kadm.TopicDetail) bool {
+	for _, p := range d.Partitions {
+		if p.Err != nil || p.Leader < 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // consumeDeltas reads the whole deltas topic until ctx ends and applies
 // what the members published. It marks itself caught up (deltasReady) once
 // it reached the end offsets the topic had when it started.
@@ -383,14 +399,28 @@ func (l *Layer) consumeDeltas(ctx context.Context) {
 	}
 	l.deltasReady.Store(caught())
 	bo := kafka.NewBackoff()
+	var refreshed time.Time
 	for ctx.Err() == nil {
-		fs := cl.PollFetches(ctx)
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if !l.deltasReady.Load() {
+			// Until caught up, poll a second at a time and refresh the
+			// metadata meanwhile: a partition the client has not
+			// discovered yet is otherwise fetched only after its next
+			// periodic refresh, and the member is not ready until then.
+			if time.Since(refreshed) >= time.Second {
+				cl.ForceMetadataRefresh()
+				refreshed = time.Now()
+			}
+			pctx, cancel = context.WithTimeout(ctx, time.Second)
+		}
+		fs := cl.PollFetches(pctx)
+		cancel()
 		if fs.IsClientClosed() {
 			return
 		}
 		failed := false
 		fs.EachError(func(_ string, p int32, err error) {
-			if errors.Is(err, context.Canceled) {
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 				return
 			}
 			failed = true
