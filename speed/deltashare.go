@@ -284,21 +284,19 @@ func (l *Layer) ensureDeltasTopic(ctx context.Context) (int32, error) {
 	// metadata above did not list it yet, or another member created it
 	// meanwhile) is no error — such a member used to stay not ready for
 	// good, without the shared deltas.
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+	switch {
+	case err == nil:
+		return n, nil
+	case !errors.Is(err, kerr.TopicAlreadyExists):
 		return 0, fmt.Errorf("create topic %s: %w", l.cfg.DeltasTopic, err)
 	}
-	// Created (by this member or another at the same time): wait until the
-	// metadata lists it with a leader for every partition, so that the
-	// shared deltas' consumer, started next, sees every partition in its
-	// first metadata — a partition it missed there came only with a later
-	// metadata refresh (seconds, up to minutes), and the member stayed not
-	// ready until it had read that partition up to its end.
+	// It exists: wait until the metadata lists it.
 	for {
 		td, err = adm.ListTopics(ctx, l.cfg.DeltasTopic)
 		if err != nil {
 			return 0, fmt.Errorf("list topic %s: %w", l.cfg.DeltasTopic, err)
 		}
-		if d, ok := td[l.cfg.DeltasTopic]; ok && d.Err == nil && len(d.Partitions) > 0 && allLed(d) {
+		if d, ok := td[l.cfg.DeltasTopic]; ok && d.Err == nil && len(d.Partitions) > 0 {
 			return int32(len(d.Partitions)), nil
 		}
 		if !kafka.Sleep(ctx, 100*time.Millisecond) {
@@ -350,16 +348,6 @@ func (l *Layer) published(_ *kgo.Record, err error) {
 		l.m.deltaErrors.Inc()
 		l.log.Warn("publish shared deltas", "topic", l.cfg.DeltasTopic, "err", err)
 	}
-}
-
-// allLed reports whether every partition of d has a leader.
-func allLed(d kadm.TopicDetail) bool {
-	for _, p := range d.Partitions {
-		if p.Err != nil || p.Leader < 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // consumeDeltas reads the whole deltas topic until ctx ends and applies
